@@ -1,0 +1,53 @@
+# Ativo — the two commands: `make run` (set up and run the local platform) and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.ativo-installed
+UV := $(shell command -v uv 2>/dev/null)
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help setup data run stop status test test-integration lint typecheck bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt pyproject.toml
+	@if [ -z "$(UV)" ]; then echo "==> installing uv (fast pip)"; $(PYTHON) -m pip install --quiet --user uv; fi
+	@echo "==> creating $(VENV) and installing the pinned dependencies (about 1 minute)"
+	@UV=$$(command -v uv || echo $$HOME/.local/bin/uv); \
+	  $$UV venv --quiet --seed --allow-existing -p $(PYTHON) $(VENV) && \
+	  $$UV pip install --quiet -p $(PY) -r requirements.txt && \
+	  $$UV pip install --quiet -p $(PY) --no-deps -e .
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv with the pinned dependencies
+
+data: setup  ## fetch the UCI Adult reference data (sha256 checked)
+	@$(PY) -m ativo.cli fetch-data
+
+run: data  ## start Airflow, MLflow and run the lifecycle on the embedded default
+	@$(PY) -m ativo.cli up
+
+stop:  ## stop every process `make run` started
+	@if [ -x $(PY) ]; then $(PY) -m ativo.cli down; else echo "nothing to stop"; fi
+
+status: setup  ## what is running and where
+	@$(PY) -m ativo.cli status
+
+test: data  ## unit, DAG, end-to-end tiers
+	@$(PY) -m pytest -m "not integration" -p no:cacheprovider $(PYTEST_ARGS)
+
+test-integration: data  ## integration tier: PostgreSQL, S3 endpoint (ATIVO_REQUIRE_SERVICES=1 makes a missing service fail)
+	@$(PY) -m pytest -m integration -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: setup  ## ruff and mypy
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/mypy
+
+bench: data  ## benchmarks (each prints a summary and one JSON line)
+	@$(PY) bench/etl.py
+
+clean: stop  ## remove runtime state (var/) — keeps .venv
+	rm -rf var

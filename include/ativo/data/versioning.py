@@ -1,0 +1,286 @@
+"""Dataset versions with DVC over a git data registry.
+
+The registry is a git repository (under ``var/`` in the embedded default) whose working copy mirrors each
+spec's lake; ``dvc add`` snapshots it, the objects are pushed to the DVC remote (a local directory or S3), and
+the ``.dvc`` file is committed and tagged ``<spec>-v<NNNN>``. A snapshot identical to the last one creates no
+new version. Every operation holds an exclusive file lock, so concurrent ETL runs (a backfill with several
+active runs) serialise here instead of corrupting the repository.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from sqlalchemy import Engine, insert, select
+
+from ativo.data.features import lake_prefix
+from ativo.errors import DatasetVersionError
+from ativo.store.db import dataset_versions, utcnow
+from ativo.store.objects import ObjectStore
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+_GIT_IDENTITY = ["-c", "user.name=Ativo", "-c", "user.email=ativo@localhost", "-c", "commit.gpgsign=false"]
+_PARTITION = re.compile(r"ds=(\d{4}-\d{2}-\d{2})/part-0\.parquet$")
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    """One tagged snapshot of a spec's lake."""
+
+    spec: str
+    version: int
+    tag: str
+    git_rev: str
+    manifest_hash: str
+    rows: int
+    partitions: list[str]
+    created: bool = False
+
+    def event_extra(self) -> dict[str, Any]:
+        """What the features Asset event carries (JSON-serialisable)."""
+        extra = asdict(self)
+        extra["dataset"] = extra.pop("spec")
+        extra["partition_count"] = len(self.partitions)
+        extra.pop("partitions")
+        return extra
+
+
+class DatasetRegistry:
+    """The git + DVC data registry.
+
+    Args:
+        path: working copy of the registry (created on first use).
+        remote: DVC remote: a directory path or ``s3://bucket/prefix``.
+        s3_endpoint_url: endpoint for an S3-compatible remote.
+    """
+
+    def __init__(self, path: Path, remote: str, s3_endpoint_url: str | None = None) -> None:
+        self.path = Path(path)
+        self.remote = remote
+        self.s3_endpoint_url = s3_endpoint_url
+        self.lock_path = self.path.parent / f".{self.path.name}.lock"
+
+    # -- plumbing -------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def locked(self, shared: bool = False) -> Iterator[None]:
+        """Hold the registry lock (exclusive for writers, shared for readers)."""
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _git(self, *args: str, check: bool = True) -> str:
+        proc = subprocess.run(
+            ["git", *_GIT_IDENTITY, "-C", str(self.path), *args], capture_output=True, text=True, check=False
+        )
+        if check and proc.returncode != 0:
+            raise DatasetVersionError(f"git {' '.join(args)} failed in {self.path}: {proc.stderr.strip()}")
+        return proc.stdout.strip()
+
+    def _repo(self) -> Any:
+        from dvc.repo import Repo
+
+        logging.getLogger("dvc").setLevel(logging.WARNING)  # DVC's "run git add" hints are for humans at a shell
+
+        return Repo(str(self.path))
+
+    def _configure_remote(self) -> None:
+        repo = self._repo()
+        try:
+            with repo.config.edit("local") as conf:
+                remote: dict[str, Any] = {"url": self.remote}
+                if self.remote.startswith("s3://") and self.s3_endpoint_url:
+                    remote["endpointurl"] = self.s3_endpoint_url
+                conf["remote"]["storage"] = remote
+                conf["core"]["remote"] = "storage"
+        finally:
+            repo.close()
+
+    def _ensure(self) -> None:
+        if not (self.path / ".dvc").exists():
+            from dvc.repo import Repo
+
+            self.path.mkdir(parents=True, exist_ok=True)
+            if not (self.path / ".git").exists():
+                self._git("init", "--quiet", "--initial-branch=main")
+            repo = Repo.init(str(self.path))
+            try:
+                with repo.config.edit("repo") as conf:
+                    conf["core"]["analytics"] = False
+                    conf["core"]["autostage"] = False
+            finally:
+                repo.close()
+            (self.path / "datasets").mkdir(exist_ok=True)
+            (self.path / "README.md").write_text(
+                "# Ativo data registry\n\nOne DVC-tracked directory per model spec under `datasets/`; "
+                "each dataset version is a git tag `<spec>-vNNNN`.\n"
+            )
+            self._git("add", "-A")
+            self._git("commit", "--quiet", "-m", "registry initialised")
+        self._configure_remote()
+
+    def ensure(self) -> None:
+        """Create the registry (git init, dvc init, remote) if it does not exist yet."""
+        with self.locked():
+            self._ensure()
+
+    # -- versions -------------------------------------------------------------------------------------------
+    def _tags(self, spec: str) -> list[tuple[int, str]]:
+        out = self._git("tag", "--list", f"{spec}-v*")
+        tags = []
+        for tag in out.splitlines():
+            m = re.fullmatch(rf"{re.escape(spec)}-v(\d+)", tag.strip())
+            if m:
+                tags.append((int(m.group(1)), tag.strip()))
+        return sorted(tags)
+
+    def _sync_workspace(self, spec: str, store: ObjectStore) -> dict[str, int]:
+        import pyarrow.parquet as pq
+
+        workspace = self.path / "datasets" / spec
+        workspace.mkdir(parents=True, exist_ok=True)
+        wanted: dict[str, int] = {}
+        seen_files = set()
+        for key in store.list(lake_prefix(spec)):
+            m = _PARTITION.search(key)
+            if not m:
+                continue
+            rel = f"ds={m.group(1)}/part-0.parquet"
+            data = store.get_bytes(key)
+            target = workspace / rel
+            if not target.exists() or target.read_bytes() != data:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(target.name + ".tmp")
+                tmp.write_bytes(data)
+                os.replace(tmp, target)
+            wanted[m.group(1)] = pq.read_metadata(target).num_rows
+            seen_files.add(target)
+        for f in workspace.rglob("*.parquet"):
+            if f not in seen_files:
+                f.unlink()
+        for d in sorted(workspace.glob("ds=*"), reverse=True):
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        return dict(sorted(wanted.items()))
+
+    def _manifest_hash(self, spec: str, rev: str | None = None) -> str:
+        dvc_file = f"datasets/{spec}.dvc"
+        text = self._git("show", f"{rev}:{dvc_file}") if rev else (self.path / dvc_file).read_text()
+        meta = yaml.safe_load(text)
+        return str(meta["outs"][0]["md5"])
+
+    def commit(self, spec: str, store: ObjectStore, engine: Engine) -> DatasetVersion:
+        """Snapshot the spec's lake as a new dataset version, or return the current one if nothing changed.
+
+        Raises:
+            DatasetVersionError: the lake is empty, or git/DVC failed (the registry is left as it was).
+        """
+        with self.locked():
+            self._ensure()
+            partitions = self._sync_workspace(spec, store)
+            if not partitions:
+                raise DatasetVersionError(f"the lake of {spec!r} has no partitions to version")
+            repo = self._repo()
+            try:
+                # DVC resolves targets against the process's cwd: always pass absolute paths.
+                repo.add([str(self.path / "datasets" / spec)])
+                repo.push(targets=[str(self.path / "datasets" / f"{spec}.dvc")])
+            except Exception as err:
+                self._git("checkout", "--", ".", check=False)
+                raise DatasetVersionError(f"dvc add/push of datasets/{spec} failed: {err}") from err
+            finally:
+                repo.close()
+            changed = self._git("status", "--porcelain", "--", f"datasets/{spec}.dvc", "datasets/.gitignore")
+            tags = self._tags(spec)
+            if not changed and tags:
+                number, tag = tags[-1]
+                return self._record(engine, spec, number, tag, partitions, created=False)
+            number = (tags[-1][0] + 1) if tags else 1
+            tag = f"{spec}-v{number:04d}"
+            rows = sum(partitions.values())
+            self._git("add", "--", f"datasets/{spec}.dvc", "datasets/.gitignore")
+            self._git(
+                "commit", "--quiet", "-m",
+                f"{spec}: dataset v{number:04d} ({len(partitions)} partitions, {rows} rows)",
+            )  # fmt: skip
+            self._git("tag", tag)
+            log.info("dataset %s created: %d partitions, %d rows", tag, len(partitions), rows)
+            return self._record(engine, spec, number, tag, partitions, created=True)
+
+    def _record(
+        self, engine: Engine, spec: str, number: int, tag: str, partitions: dict[str, int], created: bool
+    ) -> DatasetVersion:
+        rev = self._git("rev-list", "-n", "1", tag)
+        version = DatasetVersion(
+            spec=spec, version=number, tag=tag, git_rev=rev, manifest_hash=self._manifest_hash(spec, rev),
+            rows=sum(partitions.values()), partitions=list(partitions), created=created,
+        )  # fmt: skip
+        with engine.begin() as conn:
+            exists = conn.execute(select(dataset_versions.c.tag).where(dataset_versions.c.tag == tag)).first()
+            if not exists:
+                conn.execute(
+                    insert(dataset_versions).values(
+                        spec=spec, version=number, tag=tag, git_rev=rev, manifest_hash=version.manifest_hash,
+                        rows=version.rows, partitions=version.partitions, created_at=utcnow(),
+                    )  # fmt: skip
+                )
+        return version
+
+    def resolve(self, engine: Engine, spec: str, tag: str | None = None) -> DatasetVersion:
+        """A recorded dataset version: ``tag``, or the latest when None.
+
+        Raises:
+            DatasetVersionError: no such version.
+        """
+        with engine.connect() as conn:
+            q = select(dataset_versions).where(dataset_versions.c.spec == spec)
+            q = q.where(dataset_versions.c.tag == tag) if tag else q.order_by(dataset_versions.c.version.desc())
+            row = conn.execute(q.limit(1)).mappings().first()
+        if row is None:
+            what = f"version {tag!r}" if tag else "any version"
+            raise DatasetVersionError(f"dataset {spec!r} has no {what}; run the ETL DAG first")
+        return DatasetVersion(
+            spec=spec, version=row["version"], tag=row["tag"], git_rev=row["git_rev"],
+            manifest_hash=row["manifest_hash"], rows=row["rows"], partitions=list(row["partitions"]),
+        )  # fmt: skip
+
+    def read(self, version: DatasetVersion) -> pd.DataFrame:
+        """The rows of a dataset version, read through DVC at its git revision (cache, else remote)."""
+        import io
+
+        import pandas as pd
+        import pyarrow.parquet as pq
+        from dvc.api import DVCFileSystem
+
+        with self.locked(shared=True):
+            fs = DVCFileSystem(str(self.path), rev=version.git_rev)
+            files = sorted(p for p in fs.find(f"datasets/{version.spec}") if p.endswith(".parquet"))
+            frames = [pq.read_table(io.BytesIO(fs.cat_file(p))).to_pandas() for p in files]
+        if not frames:
+            raise DatasetVersionError(f"dataset {version.tag} has no partitions")
+        df = pd.concat(frames, ignore_index=True)
+        if len(df) != version.rows:
+            raise DatasetVersionError(f"dataset {version.tag}: read {len(df)} rows, the version records {version.rows}")
+        return df
+
+
+def open_registry(settings: Any) -> DatasetRegistry:
+    """The data registry named by ``settings``."""
+    return DatasetRegistry(settings.registry_path, settings.dvc_remote, settings.s3_endpoint_url)

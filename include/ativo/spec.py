@@ -1,0 +1,331 @@
+"""The model spec: one YAML file per model declares data, features, training, gates, deployment and monitoring.
+
+Everything else (DAGs, validation suites, registry names) is generated from it. Unknown keys are errors, so a
+typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ativo.errors import SpecError
+
+log = logging.getLogger(__name__)
+
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+Column = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Feature(_Strict):
+    """One model input column with its type and the values it may take."""
+
+    name: Column
+    type: Literal["int", "float", "category"]
+    min: float | None = None
+    max: float | None = None
+    categories: tuple[str, ...] | None = None
+    nullable: bool = False
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _check_domain(self) -> Feature:
+        if self.type == "category":
+            if not self.categories:
+                raise ValueError(f"feature {self.name!r} is a category and needs a non-empty 'categories' list")
+            if self.min is not None or self.max is not None:
+                raise ValueError(f"feature {self.name!r} is a category: 'min'/'max' do not apply")
+            if len(set(self.categories)) != len(self.categories):
+                raise ValueError(f"feature {self.name!r}: 'categories' has duplicates")
+        else:
+            if self.categories is not None:
+                raise ValueError(f"feature {self.name!r} is numeric: 'categories' does not apply")
+            if self.min is not None and self.max is not None and self.min > self.max:
+                raise ValueError(f"feature {self.name!r}: min {self.min} is greater than max {self.max}")
+        return self
+
+
+class Target(_Strict):
+    """The label column and which raw value is the positive class."""
+
+    column: Column
+    positive: str
+    negative: str
+
+
+class DataSchema(_Strict):
+    """Columns of a landing batch."""
+
+    record_id: Column
+    subject: Column
+    event_time: Column
+    target: Target
+    features: tuple[Feature, ...] = Field(min_length=1)
+    pii: tuple[Column, ...] = ()
+
+    @property
+    def identifiers(self) -> tuple[str, ...]:
+        """Columns that identify a record or a person; never model inputs."""
+        return (self.record_id, self.subject, *self.pii)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Names of the model's input features, in spec order."""
+        return [f.name for f in self.features]
+
+    @property
+    def columns(self) -> list[str]:
+        """Every column a landing batch must have, in order."""
+        return [self.record_id, self.subject, self.event_time, *self.feature_names, self.target.column]
+
+    def feature(self, name: str) -> Feature:
+        """The feature called ``name``."""
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    @model_validator(mode="after")
+    def _check_columns(self) -> DataSchema:
+        names = self.feature_names
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"features listed twice: {', '.join(dupes)}")
+        leaked = sorted(set(names) & set(self.identifiers))
+        if leaked:
+            raise ValueError(f"identifier/PII columns may not be features: {', '.join(leaked)}")
+        if self.target.column in names or self.target.column in self.identifiers:
+            raise ValueError(f"target column {self.target.column!r} is also a feature or identifier")
+        return self
+
+
+class Source(_Strict):
+    """Where landing batches come from."""
+
+    kind: Literal["uci_adult", "csv"] = "csv"
+    start_date: dt.date
+    rows_per_batch_min: int = Field(1, ge=1)
+    rows_per_batch_max: int = Field(1_000_000, ge=1)
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> Source:
+        if self.rows_per_batch_min > self.rows_per_batch_max:
+            raise ValueError("rows_per_batch_min is greater than rows_per_batch_max")
+        return self
+
+
+class Schedule(_Strict):
+    """How the ETL DAG is scheduled."""
+
+    etl_cron: str = "0 0 * * *"
+    catchup: bool = False
+    max_active_runs: int = Field(4, ge=1, le=64)
+
+
+class Split(_Strict):
+    """A seeded train / validation / test split."""
+
+    test_fraction: float = Field(0.2, gt=0, lt=0.5)
+    validation_fraction: float = Field(0.1, gt=0, lt=0.5)
+    seed: int = 42
+    stratify: bool = True
+
+
+class ModelSection(_Strict):
+    """The estimator and its parameters."""
+
+    framework: Literal["xgboost"] = "xgboost"
+    objective: Literal["binary:logistic"] = "binary:logistic"
+    params: dict[str, float | int | str] = Field(default_factory=dict)
+    num_boost_round: int = Field(200, ge=1, le=100_000)
+    early_stopping_rounds: int | None = Field(20, ge=1)
+    search: dict[str, Any] = Field(default_factory=dict)
+
+
+class Compute(_Strict):
+    """Where and how training runs."""
+
+    pool: str = "cpu_train"
+    pool_slots: int = Field(1, ge=1)
+    device: Literal["cpu", "cuda"] = "cpu"
+    gpu_fallback: Literal["cpu", "fail"] = "cpu"
+    priority: Literal["low", "normal", "high", "erasure"] = "normal"
+    execution_timeout_minutes: int = Field(60, ge=1)
+    team: str = "default"
+
+
+class PerformanceGate(_Strict):
+    """Held-out performance thresholds."""
+
+    min_auc: float = Field(0.5, ge=0, le=1)
+    max_logloss: float | None = Field(None, gt=0)
+    max_ece: float | None = Field(None, gt=0, le=1)
+
+
+class Gates(_Strict):
+    """Gate thresholds (gates themselves run in the training DAG)."""
+
+    performance: PerformanceGate = PerformanceGate()
+    champion_tolerance: float = Field(0.005, ge=0)
+    fairness: dict[str, float] = Field(default_factory=dict)
+    robustness: dict[str, float] = Field(default_factory=dict)
+    privacy: dict[str, float] = Field(default_factory=dict)
+    infra: dict[str, float] = Field(default_factory=dict)
+
+
+class Deploy(_Strict):
+    """Progressive delivery settings."""
+
+    canary_percent: float = Field(10, ge=0, le=100)
+    canary_window_minutes: int = Field(30, ge=1)
+    shadow: bool = False
+    latency_budget_ms: float = Field(50, gt=0)
+
+
+class Monitor(_Strict):
+    """Drift and decay monitoring."""
+
+    cron: str = "0 6 * * *"
+    psi_threshold: float = Field(0.2, gt=0)
+    auc_drop_threshold: float = Field(0.03, gt=0)
+    cooldown_hours: int = Field(24, ge=0)
+
+
+class ModelSpec(_Strict):
+    """A whole model declaration, as read from ``include/specs/<name>.yaml``."""
+
+    name: Name
+    description: str = ""
+    owner: str
+    team: str = "default"
+    tags: tuple[str, ...] = ()
+    oncall_connection: str = "ativo_oncall"
+    source: Source
+    data_schema: DataSchema = Field(alias="schema")
+    protected_attributes: tuple[Column, ...] = ()
+    schedule: Schedule = Schedule()
+    split: Split = Split()
+    model: ModelSection = ModelSection()
+    compute: Compute = Compute()
+    gates: Gates = Gates()
+    deploy: Deploy = Deploy()
+    monitor: Monitor = Monitor()
+
+    @field_validator("owner")
+    @classmethod
+    def _owner_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("owner may not be blank: on-call needs someone to page")
+        return v
+
+    @model_validator(mode="after")
+    def _check_protected(self) -> ModelSpec:
+        ids = set(self.data_schema.identifiers)
+        both = sorted(set(self.protected_attributes) & ids)
+        if both:
+            raise ValueError(f"{', '.join(both)}: a column cannot be both a protected attribute and an identifier")
+        unknown = sorted(set(self.protected_attributes) - set(self.data_schema.feature_names))
+        if unknown:
+            raise ValueError(f"protected attributes must be features of the schema: {', '.join(unknown)} are not")
+        return self
+
+    @property
+    def registered_model_name(self) -> str:
+        """Name of the model in the MLflow registry."""
+        return self.name
+
+    def content_hash(self) -> str:
+        """Stable sha256 of the spec's content (what the training actually used)."""
+        blob = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _format_validation_error(path: Path, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see include/specs/adult_income.yaml)"
+        lines.append(f"field '{loc}': {msg}")
+    return f"invalid model spec {path}: " + "; ".join(lines)
+
+
+def parse_spec(data: Any, path: Path | str = "<memory>") -> ModelSpec:
+    """Validate an already-loaded spec document.
+
+    Raises:
+        SpecError: naming the file and every offending field.
+    """
+    path = Path(path)
+    if not isinstance(data, dict):
+        raise SpecError(f"invalid model spec {path}: the document must be a mapping, got {type(data).__name__}")
+    try:
+        spec = ModelSpec.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(_format_validation_error(path, err)) from None
+    if path.suffix in (".yaml", ".yml") and path.stem != spec.name:
+        raise SpecError(f"invalid model spec {path}: field 'name': {spec.name!r} must match the file name {path.stem!r}")
+    return spec
+
+
+def load_spec(path: Path | str) -> ModelSpec:
+    """Read and validate one spec file.
+
+    Raises:
+        SpecError: the file is unreadable, not YAML, or invalid; the message names the file and field.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise SpecError(f"cannot read model spec {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise SpecError(f"invalid model spec {path}: not valid YAML: {err}") from None
+    return parse_spec(data, path)
+
+
+def spec_paths(specs_dir: Path) -> list[Path]:
+    """Every spec file in ``specs_dir``, sorted by name."""
+    return sorted([*specs_dir.glob("*.yaml"), *specs_dir.glob("*.yml")])
+
+
+def load_specs(specs_dir: Path) -> tuple[list[ModelSpec], list[SpecError]]:
+    """Load every spec; invalid ones are returned as errors so the valid ones still work.
+
+    Returns:
+        (valid specs, errors), each sorted by file name.
+    """
+    specs: list[ModelSpec] = []
+    errors: list[SpecError] = []
+    for path in spec_paths(specs_dir):
+        try:
+            specs.append(load_spec(path))
+        except SpecError as err:
+            log.error("%s", err)
+            errors.append(err)
+    return specs, errors
+
+
+def get_spec(name: str, specs_dir: Path) -> ModelSpec:
+    """The valid spec called ``name``.
+
+    Raises:
+        SpecError: no such spec file, or it is invalid.
+    """
+    for suffix in (".yaml", ".yml"):
+        path = specs_dir / f"{name}{suffix}"
+        if path.exists():
+            return load_spec(path)
+    raise SpecError(f"no model spec named {name!r} in {specs_dir}")

@@ -1,0 +1,105 @@
+"""The platform database: subject index, dataset versions, quarantine log (SQLite with WAL, or PostgreSQL).
+
+Only SQLAlchemy Core, so the same statements run on both engines. ``init_schema`` is idempotent and is called
+by whoever opens the database first; importing this module touches nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+
+metadata = MetaData()
+
+subject_index = Table(
+    "subject_index",
+    metadata,
+    Column("spec", String(64), primary_key=True),
+    Column("subject_id", String(128), primary_key=True),
+    Column("partition", String(32), primary_key=True),
+    Column("rows", Integer, nullable=False),
+)
+
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("spec", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("tag", String(128), nullable=False, unique=True),
+    Column("git_rev", String(64), nullable=False),
+    Column("manifest_hash", String(128), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("partitions", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+quarantined_batches = Table(
+    "quarantined_batches",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("spec", String(64), nullable=False),
+    Column("partition", String(32), nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("batch_uri", Text, nullable=False),
+    Column("report_uri", Text, nullable=False),
+    Column("batch_sha256", String(64), nullable=False),
+    Column("quarantined_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("spec", "partition", "batch_sha256", name="uq_quarantine_batch"),
+)
+
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=60000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def get_engine(url: str) -> Engine:
+    """An engine for ``url`` with its schema created (cached per URL and process)."""
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            if url.startswith("sqlite"):
+                path = url.split("///", 1)[-1]
+                if path and path != ":memory:":
+                    import os
+
+                    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+                engine = create_engine(url, connect_args={"timeout": 60})
+                event.listen(engine, "connect", _sqlite_pragmas)
+            else:
+                engine = create_engine(url, pool_pre_ping=True)
+            init_schema(engine)
+            _engines[url] = engine
+        return engine
+
+
+def init_schema(engine: Engine) -> None:
+    """Create the platform tables if they do not exist."""
+    metadata.create_all(engine, checkfirst=True)
+
+
+def utcnow() -> dt.datetime:
+    """Timezone-aware now, for timestamps stored in the platform DB."""
+    return dt.datetime.now(dt.UTC)
