@@ -73,7 +73,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         store_uri=env.get("ATIVO_STORE_URI", (home / "store").as_uri()),
         db_url=env.get("ATIVO_DB_URL", f"sqlite:///{home / 'ativo.db'}"),
         mlflow_tracking_uri=env.get(
-            "ATIVO_MLFLOW_TRACKING_URI", env.get("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
+            "ATIVO_MLFLOW_TRACKING_URI",
+            env.get("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"),
         ),
         registry_path=Path(env.get("ATIVO_REGISTRY_PATH", home / "data-registry")),
         dvc_remote=env.get("ATIVO_DVC_REMOTE", str(home / "dvc-remote")),

@@ -276,7 +276,9 @@ def parse_spec(data: Any, path: Path | str = "<memory>") -> ModelSpec:
     except ValidationError as err:
         raise SpecError(_format_validation_error(path, err)) from None
     if path.suffix in (".yaml", ".yml") and path.stem != spec.name:
-        raise SpecError(f"invalid model spec {path}: field 'name': {spec.name!r} must match the file name {path.stem!r}")
+        raise SpecError(
+            f"invalid model spec {path}: field 'name': {spec.name!r} must match the file name {path.stem!r}"
+        )
     return spec
 
 

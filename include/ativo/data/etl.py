@@ -78,8 +78,13 @@ def quarantine(
         if not dup:
             conn.execute(
                 insert(quarantined_batches).values(
-                    spec=spec.name, partition=partition, reasons=reasons, batch_uri=batch_uri,
-                    report_uri=report_uri, batch_sha256=sha, quarantined_at=utcnow(),
+                    spec=spec.name,
+                    partition=partition,
+                    reasons=reasons,
+                    batch_uri=batch_uri,
+                    report_uri=report_uri,
+                    batch_sha256=sha,
+                    quarantined_at=utcnow(),
                 )  # fmt: skip
             )
     store.delete(landing_key(spec.name, partition_date(partition)))

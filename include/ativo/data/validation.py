@@ -90,9 +90,7 @@ def build_suite(spec: ModelSpec) -> Any:
     for col in (schema.record_id, schema.subject, schema.event_time, schema.target.column):
         suite.add_expectation(e.ExpectColumnValuesToNotBeNull(column=col))
     suite.add_expectation(e.ExpectColumnValuesToBeUnique(column=schema.record_id))
-    suite.add_expectation(
-        e.ExpectColumnValuesToMatchRegex(column=schema.event_time, regex=r"^\d{4}-\d{2}-\d{2}$")
-    )
+    suite.add_expectation(e.ExpectColumnValuesToMatchRegex(column=schema.event_time, regex=r"^\d{4}-\d{2}-\d{2}$"))
     suite.add_expectation(
         e.ExpectColumnValuesToBeInSet(
             column=schema.target.column, value_set=[schema.target.positive, schema.target.negative]

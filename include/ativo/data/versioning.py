@@ -237,8 +237,14 @@ class DatasetRegistry:
             if not exists:
                 conn.execute(
                     insert(dataset_versions).values(
-                        spec=spec, version=number, tag=tag, git_rev=rev, manifest_hash=version.manifest_hash,
-                        rows=version.rows, partitions=version.partitions, created_at=utcnow(),
+                        spec=spec,
+                        version=number,
+                        tag=tag,
+                        git_rev=rev,
+                        manifest_hash=version.manifest_hash,
+                        rows=version.rows,
+                        partitions=version.partitions,
+                        created_at=utcnow(),
                     )  # fmt: skip
                 )
         return version

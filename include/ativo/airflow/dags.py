@@ -1,0 +1,217 @@
+"""DAG builders: one function per DAG family, called by the thin files in ``dags/`` for every valid spec.
+
+Task bodies import the heavy libraries they need; this module imports only Airflow's SDK and Ativo's spec,
+so parsing stays cheap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from ativo.airflow.notifier import WebhookFailureNotifier
+from ativo.config import load_settings
+from ativo.errors import SpecError
+from ativo.spec import ModelSpec, load_specs
+
+PRIORITY_WEIGHT = {"low": 1, "normal": 10, "high": 50, "erasure": 100}
+
+
+def etl_dag_id(spec: ModelSpec) -> str:
+    """DAG id of a spec's ETL."""
+    return f"{spec.name}__etl"
+
+
+def train_dag_id(spec: ModelSpec) -> str:
+    """DAG id of a spec's training."""
+    return f"{spec.name}__train"
+
+
+def features_asset(spec: ModelSpec) -> Asset:
+    """The Asset a spec's ETL updates with every new dataset version."""
+    return Asset(name=f"{spec.name}.features", uri=f"x-ativo://features/{spec.name}", group="ativo")
+
+
+def default_args(spec: ModelSpec) -> dict[str, Any]:
+    """Owner, retries and the on-call notifier, shared by every task of every Ativo DAG."""
+    return {
+        "owner": spec.owner,
+        "retries": 2,
+        "retry_delay": dt.timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": dt.timedelta(minutes=10),
+        "execution_timeout": dt.timedelta(minutes=30),
+        "on_failure_callback": [WebhookFailureNotifier(spec.oncall_connection)],
+    }
+
+
+def _start(spec: ModelSpec) -> dt.datetime:
+    return dt.datetime.combine(spec.source.start_date, dt.time(), tzinfo=dt.UTC)
+
+
+def _partition(context: Any) -> str:
+    return str(context["data_interval_start"].date().isoformat())
+
+
+def build_etl_dag(spec: ModelSpec) -> DAG:
+    """Daily ETL of one spec: validate → write features → version dataset (Asset event)."""
+    asset = features_asset(spec)
+
+    @dag(
+        dag_id=etl_dag_id(spec),
+        description=f"Landing → validated features → dataset version, for {spec.name}",
+        schedule=CronDataIntervalTimetable(spec.schedule.etl_cron, timezone="UTC"),
+        start_date=_start(spec),
+        catchup=spec.schedule.catchup,
+        max_active_runs=spec.schedule.max_active_runs,
+        default_args=default_args(spec),
+        tags=["ativo", "etl", spec.name, *spec.tags],
+        doc_md=_ETL_DOC.format(spec=spec.name),
+    )
+    def etl() -> None:
+        @task(retries=3)
+        def validate() -> dict[str, Any]:
+            """Validate the interval's landing batch; a rejected batch goes to quarantine and fails the run."""
+            from ativo.data.etl import validate_landing
+            from ativo.errors import BatchRejected
+
+            try:
+                return validate_landing(spec, load_settings(), _partition(get_current_context()))
+            except BatchRejected as err:  # retrying cannot help: fail now, page on-call
+                raise AirflowFailException(str(err)) from err
+
+        @task
+        def write_features(accepted: dict[str, Any]) -> dict[str, Any]:
+            """Write the interval's Parquet partition (same bytes on a re-run) and index its subjects."""
+            from ativo.data.etl import write_features as write
+
+            return write(spec, load_settings(), _partition(get_current_context()), accepted["sha256"])
+
+        @task(outlets=[asset])
+        def version_dataset(written: dict[str, Any]) -> dict[str, Any]:
+            """Snapshot the lake as a DVC dataset version and announce it on the features Asset."""
+            from ativo.data.etl import version_dataset as snapshot
+
+            version = snapshot(spec, load_settings())
+            if not version.created:
+                raise AirflowSkipException(
+                    f"no new dataset version: the lake is unchanged since {version.tag} "
+                    f"(partition {_partition(get_current_context())} is already in it)"
+                )
+            extra = version.event_extra()
+            get_current_context()["outlet_events"][asset].extra = extra
+            return extra
+
+        version_dataset(write_features(validate()))
+
+    return etl()
+
+
+def build_train_dag(spec: ModelSpec) -> DAG:
+    """Training of one spec, triggered by its features Asset (or by hand with a pinned dataset version)."""
+    asset = features_asset(spec)
+
+    @dag(
+        dag_id=train_dag_id(spec),
+        description=f"Pinned dataset version → XGBoost → MLflow run → registered model, for {spec.name}",
+        schedule=[asset],
+        start_date=_start(spec),
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args(spec),
+        tags=["ativo", "train", spec.name, *spec.tags],
+        params={
+            "dataset_version": Param(
+                None,
+                type=["null", "string"],
+                description="Dataset version tag to train on (e.g. adult_income-v0003); empty = from the "
+                "triggering Asset event, else the latest.",
+            )  # fmt: skip
+        },
+        doc_md=_TRAIN_DOC.format(spec=spec.name),
+    )
+    def train() -> None:
+        @task
+        def pin_dataset() -> dict[str, Any]:
+            """Choose the dataset version: run conf, else the newest triggering event, else the latest."""
+            from ativo.data.versioning import open_registry
+            from ativo.store.db import get_engine
+
+            context = get_current_context()
+            tag = context["params"].get("dataset_version")
+            if not tag:
+                events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
+                tagged = [e.extra for e in events if (e.extra or {}).get("tag")]
+                if tagged:
+                    tag = max(tagged, key=lambda x: int(x.get("version", 0)))["tag"]
+            settings = load_settings()
+            version = open_registry(settings).resolve(get_engine(settings.db_url), spec.name, tag or None)
+            return version.event_extra()
+
+        @task(
+            pool=spec.compute.pool,
+            pool_slots=spec.compute.pool_slots,
+            priority_weight=PRIORITY_WEIGHT[spec.compute.priority],
+            execution_timeout=dt.timedelta(minutes=spec.compute.execution_timeout_minutes),
+        )
+        def train_and_register(pinned: dict[str, Any]) -> dict[str, Any]:
+            """Train on the pinned version, log the MLflow run and register the model with lineage tags."""
+            from ativo.train.tracking import train_and_register as run
+
+            context = get_current_context()
+            ti = context["ti"]
+            meta = {
+                "dag_id": ti.dag_id,
+                "dag_run_id": ti.run_id,
+                "task_id": ti.task_id,
+                "try_number": ti.try_number,
+            }
+            result = run(spec, load_settings(), pinned["tag"], meta)
+            result.pop("tags", None)
+            return result
+
+        train_and_register(pin_dataset())
+
+    return train()
+
+
+def valid_specs() -> list[ModelSpec]:
+    """The specs that parse; invalid ones are reported by ``dags/spec_check.py``."""
+    specs, _errors = load_specs(load_settings().specs_dir)
+    return specs
+
+
+def raise_for_invalid_specs() -> None:
+    """Fail parsing of the calling DAG file with one message listing every invalid spec (file and field).
+
+    Raises:
+        SpecError: at least one spec is invalid.
+    """
+    _specs, errors = load_specs(load_settings().specs_dir)
+    if errors:
+        raise SpecError(
+            f"{len(errors)} invalid model spec(s); their DAGs are not loaded, the others are:\n"
+            + "\n".join(f"- {e}" for e in errors)
+        )
+
+
+_ETL_DOC = """
+### ETL of `{spec}`
+One run per day (data interval). **validate** reads `landing/{spec}/<date>.csv` and runs the Great Expectations
+suite generated from the spec; a failing batch moves to `quarantine/` with its report, on-call is paged and the
+lake is untouched. **write_features** writes `lake/{spec}/ds=<date>/part-0.parquet` (a re-run writes identical
+bytes) and indexes its subjects. **version_dataset** snapshots the lake with DVC (tag `{spec}-vNNNN`) and emits
+the `{spec}.features` Asset event; it is *skipped* when nothing changed.
+
+Backfill: Trigger → Backfill in the UI, or `airflow backfill create --dag-id {spec}__etl --from-date … --to-date …`.
+"""
+
+_TRAIN_DOC = """
+### Training of `{spec}`
+Triggered by each new `{spec}.features` dataset version (or by hand, with `dataset_version` in the run conf).
+Trains XGBoost on the pinned version with the spec's parameters, logs the MLflow run (params, metrics, dataset
+input, lineage tags, native model) and registers a model version tagged with its dataset version and commit.
+"""

@@ -1,0 +1,56 @@
+"""The on-call failure notifier: every Ativo DAG has it in ``default_args``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow.sdk import BaseNotifier, Connection
+
+from ativo.alerts import failure_payload, post_webhook, webhook_url_from
+
+log = logging.getLogger(__name__)
+
+RUNBOOK = "https://github.com/ativo/ativo/blob/main/README.md#when-a-task-fails"
+
+
+class WebhookFailureNotifier(BaseNotifier):
+    """Posts a Slack-compatible message to the webhook of an Airflow connection.
+
+    Configure the connection with ``extra.webhook_url`` (or a full URL as its host), for example
+    ``AIRFLOW_CONN_ATIVO_ONCALL='{"conn_type": "http", "extra": {"webhook_url": "https://hooks.slack.com/…"}}'``.
+    A missing connection or an unreachable webhook is logged, never raised: the alert must not hide the
+    original failure.
+    """
+
+    template_fields = ("conn_id",)
+
+    def __init__(self, conn_id: str = "ativo_oncall", *, timeout: float = 5.0) -> None:
+        super().__init__()
+        self.conn_id = conn_id
+        self.timeout = timeout
+
+    def _url(self) -> str | None:
+        try:
+            conn = Connection.get(self.conn_id)
+        except Exception as err:  # AirflowNotFoundException and friends
+            log.warning("on-call connection %r is not configured (%s): alert not sent", self.conn_id, err)
+            return None
+        return webhook_url_from(conn.extra_dejson or {}, conn.host, conn.schema, conn.port)
+
+    def notify(self, context: Any) -> None:
+        """Send the alert for the failed task in ``context``."""
+        ti = context["ti"]
+        dag = context.get("dag")
+        err = context.get("exception")
+        payload = failure_payload(
+            dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, try_number=getattr(ti, "try_number", None),
+            log_url=getattr(ti, "log_url", None), error=f"{type(err).__name__}: {err}" if err else None,
+            owner=getattr(dag, "owner", None) if dag else None, runbook=RUNBOOK,
+        )  # fmt: skip
+        url = self._url()
+        if url is None:
+            log.error("ALERT (undelivered): %s", payload["text"])
+            return
+        if not post_webhook(url, payload, timeout=self.timeout):
+            log.error("ALERT (webhook unreachable): %s", payload["text"])

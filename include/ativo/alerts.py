@@ -1,0 +1,72 @@
+"""On-call alerts: Slack-compatible webhook payloads, posted with a short timeout and a few retries."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def failure_payload(
+    *, dag_id: str, task_id: str, run_id: str, try_number: int | None, log_url: str | None, error: str | None,
+    owner: str | None = None, runbook: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """A Slack-compatible message about a failed task (``text`` plus attachment fields)."""
+    fields = [
+        {"title": "DAG", "value": dag_id, "short": True},
+        {"title": "Task", "value": task_id, "short": True},
+        {"title": "Run", "value": run_id, "short": False},
+        {"title": "Try", "value": str(try_number), "short": True},
+        {"title": "Owner", "value": owner or "unknown", "short": True},
+    ]
+    if error:
+        fields.append({"title": "Error", "value": error[:1500], "short": False})
+    if log_url:
+        fields.append({"title": "Log", "value": log_url, "short": False})
+    if runbook:
+        fields.append({"title": "Runbook", "value": runbook, "short": False})
+    return {
+        "text": f":red_circle: Ativo task failed: {dag_id}.{task_id} (run {run_id}, try {try_number})",
+        "attachments": [{"color": "danger", "fallback": f"{dag_id}.{task_id} failed", "fields": fields}],
+        "ativo": {
+            "dag_id": dag_id,
+            "task_id": task_id,
+            "run_id": run_id,
+            "try_number": try_number,
+            "log_url": log_url,
+            "error": error,
+        },  # fmt: skip
+    }
+
+
+def post_webhook(url: str, payload: dict[str, Any], *, timeout: float = 5.0, attempts: int = 3) -> bool:
+    """POST ``payload`` as JSON; retries transient failures. Returns whether the webhook accepted it."""
+    body = json.dumps(payload).encode()
+    for attempt in range(1, attempts + 1):
+        req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - URL comes from a Connection
+                if 200 <= resp.status < 300:
+                    return True
+                log.warning("webhook answered HTTP %s (attempt %d/%d)", resp.status, attempt, attempts)
+        except (urllib.error.URLError, OSError) as err:
+            log.warning("webhook post failed (attempt %d/%d): %s", attempt, attempts, err)
+        if attempt < attempts:
+            time.sleep(0.5 * attempt)
+    return False
+
+
+def webhook_url_from(extra: dict[str, Any], host: str | None, schema: str | None, port: int | None) -> str | None:
+    """The webhook URL of a connection: ``extra.webhook_url``, a full URL in ``host``, or schema://host:port."""
+    if extra.get("webhook_url"):
+        return str(extra["webhook_url"])
+    if not host:
+        return None
+    if host.startswith(("http://", "https://")):
+        return host
+    return f"{schema or 'https'}://{host}{f':{port}' if port else ''}"

@@ -1,0 +1,104 @@
+"""Training: a pinned dataset version, a seeded split, XGBoost with the spec's parameters.
+
+Pure functions over data frames; MLflow logging and registration live in :mod:`ativo.train.tracking`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ativo.data.features import LABEL
+from ativo.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import xgboost as xgb
+
+
+@dataclass
+class Split:
+    """Seeded, stratified train / validation / test frames."""
+
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+
+
+@dataclass
+class TrainedModel:
+    """A fitted booster and what it scored."""
+
+    booster: xgb.Booster
+    params: dict[str, Any]
+    best_iteration: int
+    metrics: dict[str, float]
+
+
+def split_frame(df: pd.DataFrame, spec: ModelSpec) -> Split:
+    """Split by the spec's seed; rows are ordered by record id first so the split depends on data, not order."""
+    from sklearn.model_selection import train_test_split
+
+    cfg = spec.split
+    df = df.sort_values(spec.data_schema.record_id, kind="stable").reset_index(drop=True)
+    strat = df[LABEL] if cfg.stratify else None
+    rest, test = train_test_split(df, test_size=cfg.test_fraction, random_state=cfg.seed, stratify=strat)
+    valid_share = cfg.validation_fraction / (1 - cfg.test_fraction)
+    strat = rest[LABEL] if cfg.stratify else None
+    train, valid = train_test_split(rest, test_size=valid_share, random_state=cfg.seed, stratify=strat)
+    return Split(train=train, valid=valid, test=test)
+
+
+def design_matrix(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
+    """Model inputs only (no ids, no label), categories with the spec's fixed category list."""
+    import pandas as pd
+
+    cols = {}
+    for f in spec.data_schema.features:
+        if f.type == "category":
+            cols[f.name] = pd.Categorical(df[f.name], categories=list(f.categories or ()))
+        else:
+            cols[f.name] = df[f.name].astype("float64")
+    return pd.DataFrame(cols, index=df.index)
+
+
+def score(booster: xgb.Booster, df: pd.DataFrame, spec: ModelSpec) -> Any:
+    """Positive-class probabilities for the rows of ``df``."""
+    import xgboost as xgb
+
+    return booster.predict(xgb.DMatrix(design_matrix(df, spec), enable_categorical=True))
+
+
+def metrics_for(y_true: Any, proba: Any, prefix: str) -> dict[str, float]:
+    """AUC, log-loss and accuracy at 0.5."""
+    from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+
+    return {
+        f"{prefix}_auc": float(roc_auc_score(y_true, proba)),
+        f"{prefix}_logloss": float(log_loss(y_true, proba, labels=[0, 1])),
+        f"{prefix}_accuracy": float(accuracy_score(y_true, proba >= 0.5)),
+    }
+
+
+def fit(spec: ModelSpec, split: Split, device: str = "cpu") -> TrainedModel:
+    """Train XGBoost with the spec's parameters, early-stopping on the validation set."""
+    import xgboost as xgb
+
+    params: dict[str, Any] = {
+        "objective": spec.model.objective,
+        "eval_metric": ["logloss", "auc"],
+        "nthread": 0,
+    }
+    params.update(spec.model.params)
+    params["device"] = device
+    dtrain = xgb.DMatrix(design_matrix(split.train, spec), label=split.train[LABEL], enable_categorical=True)
+    dvalid = xgb.DMatrix(design_matrix(split.valid, spec), label=split.valid[LABEL], enable_categorical=True)
+    booster = xgb.train(
+        params, dtrain, num_boost_round=spec.model.num_boost_round, evals=[(dvalid, "valid")],
+        early_stopping_rounds=spec.model.early_stopping_rounds, verbose_eval=False,
+    )  # fmt: skip
+    best = int(getattr(booster, "best_iteration", spec.model.num_boost_round - 1))
+    metrics: dict[str, float] = {"best_iteration": float(best)}
+    for name, frame in (("valid", split.valid), ("test", split.test)):
+        metrics.update(metrics_for(frame[LABEL].to_numpy(), score(booster, frame, spec), name))
+    return TrainedModel(booster=booster, params=params, best_iteration=best, metrics=metrics)
