@@ -234,10 +234,12 @@ class ModelSpec(_Strict):
         ids = set(self.data_schema.identifiers)
         both = sorted(set(self.protected_attributes) & ids)
         if both:
-            raise ValueError(f"{', '.join(both)}: a column cannot be both a protected attribute and an identifier")
+            raise ValueError(
+                f"protected_attributes: {', '.join(both)} cannot be both a protected attribute and an identifier"
+            )
         unknown = sorted(set(self.protected_attributes) - set(self.data_schema.feature_names))
         if unknown:
-            raise ValueError(f"protected attributes must be features of the schema: {', '.join(unknown)} are not")
+            raise ValueError(f"protected_attributes: {', '.join(unknown)} must be features of the schema")
         return self
 
     @property

@@ -1,0 +1,367 @@
+"""The embedded platform behind `make run` / `make stop`: Airflow standalone, an MLflow server, an alert sink.
+
+Processes are started in their own session with a PID file under ``var/run``; `down` ends exactly those.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from ativo.config import PROJECT_ROOT, Settings
+
+AIRFLOW_PORT = int(os.environ.get("ATIVO_AIRFLOW_PORT", "8080"))
+MLFLOW_PORT = int(os.environ.get("ATIVO_MLFLOW_PORT", "5000"))
+ALERT_PORT = int(os.environ.get("ATIVO_ALERT_PORT", "8099"))
+AIRFLOW_URL = f"http://127.0.0.1:{AIRFLOW_PORT}"
+MLFLOW_URL = f"http://127.0.0.1:{MLFLOW_PORT}"
+SERVICES = ("alert-sink", "mlflow", "airflow")
+
+
+def say(msg: str) -> None:
+    """Progress line, flushed at once."""
+    print(f"==> {msg}", flush=True)
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def run_dir(settings: Settings) -> Path:
+    """Where PID files live."""
+    return settings.home / "run"
+
+
+def platform_env(settings: Settings) -> dict[str, str]:
+    """Environment shared by every process of the embedded platform (Airflow reads the ATIVO_* settings too)."""
+    home = settings.airflow_home
+    env = dict(os.environ)
+    env.update(
+        {
+            "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "6",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+            "AIRFLOW__API__PORT": str(AIRFLOW_PORT),
+            "AIRFLOW__API__BASE_URL": AIRFLOW_URL,
+            "AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME": "7200",  # long training tasks (airflow#67939)
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "AIRFLOW_CONN_ATIVO_ONCALL": json.dumps(
+                {"conn_type": "http", "extra": {"webhook_url": f"http://127.0.0.1:{ALERT_PORT}/"}}
+            ),
+            "ATIVO_HOME": str(settings.home),
+            "ATIVO_STORE_URI": settings.store_uri,
+            "ATIVO_DB_URL": settings.db_url,
+            "ATIVO_MLFLOW_TRACKING_URI": MLFLOW_URL,
+            "ATIVO_REGISTRY_PATH": str(settings.registry_path),
+            "ATIVO_DVC_REMOTE": settings.dvc_remote,
+            "ATIVO_SPECS_DIR": str(settings.specs_dir),
+            "ATIVO_REFERENCE_DIR": str(settings.reference_dir),
+            "GX_ANALYTICS_ENABLED": "False",
+            "MLFLOW_TRACKING_URI": MLFLOW_URL,
+        }
+    )
+    return env
+
+
+def _pid(settings: Settings, name: str) -> int | None:
+    path = run_dir(settings) / f"{name}.pid"
+    if not path.exists():
+        return None
+    try:
+        pid = int(path.read_text().strip())
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError, PermissionError):
+        path.unlink(missing_ok=True)
+        return None
+    return pid
+
+
+def _start(settings: Settings, name: str, cmd: list[str], env: dict[str, str]) -> int:
+    existing = _pid(settings, name)
+    if existing:
+        say(f"{name} already running (pid {existing})")
+        return existing
+    logs = settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    run_dir(settings).mkdir(parents=True, exist_ok=True)
+    with open(logs / f"{name}.log", "ab") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    (run_dir(settings) / f"{name}.pid").write_text(str(proc.pid))
+    say(f"{name} started (pid {proc.pid}, log {logs / f'{name}.log'})")
+    return proc.pid
+
+
+def _wait_http(url: str, what: str, timeout: float, pid_check: tuple[Settings, str] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as resp:
+                if resp.status < 500:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if pid_check and _pid(*pid_check) is None:
+            raise RuntimeError(
+                f"{what} exited during start-up; see {pid_check[0].home / 'logs' / (pid_check[1] + '.log')}"
+            )
+        time.sleep(2)
+    raise RuntimeError(f"{what} did not answer on {url} within {timeout:.0f}s")
+
+
+def admin_password(settings: Settings) -> str:
+    """The Airflow admin password (generated once, kept in var/airflow/passwords.json)."""
+    path = settings.airflow_home / "passwords.json"
+    if path.exists():
+        return str(json.loads(path.read_text())["admin"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(12)
+    path.write_text(json.dumps({"admin": password}))
+    path.chmod(0o600)
+    return password
+
+
+class AirflowAPI:
+    """The few REST v2 calls `make run` needs, with a bearer token from the simple auth manager."""
+
+    def __init__(self, base: str, password: str) -> None:
+        self.base = base
+        self.password = password
+        self.token: str | None = None
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None, auth: bool = True) -> Any:
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            if self.token is None:
+                self.token = self._call("POST", "/auth/token", {"username": "admin", "password": self.password}, False)[
+                    "access_token"
+                ]
+            headers["Authorization"] = f"Bearer {self.token}"
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            raw = resp.read()
+        return json.loads(raw) if raw else None
+
+    def get(self, path: str) -> Any:
+        """GET an API path."""
+        return self._call("GET", path)
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        """POST to an API path."""
+        return self._call("POST", path, body)
+
+    def patch(self, path: str, body: dict[str, Any]) -> Any:
+        """PATCH an API path."""
+        return self._call("PATCH", path, body)
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        """Every run of a DAG."""
+        return list(self.get(f"/api/v2/dags/{dag_id}/dagRuns?limit=200&order_by=logical_date")["dag_runs"])
+
+
+def airflow_cli(settings: Settings, *args: str) -> str:
+    """Run an `airflow` CLI command against the embedded platform; raises with its output on failure."""
+    proc = subprocess.run([_bin("airflow"), *args], env=platform_env(settings), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"airflow {' '.join(args)} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
+    return proc.stdout
+
+
+def start_services(settings: Settings, before_airflow: Any = None) -> AirflowAPI:
+    """Migrate Airflow's DB, create pools, start the alert sink, MLflow and Airflow standalone; wait until healthy.
+
+    Args:
+        settings: where things are.
+        before_airflow: called after the migration and before Airflow's processes start, when nothing else
+            writes to its SQLite DB (Airflow refuses backfill creation under concurrent access, airflow#66726).
+    """
+    env = platform_env(settings)
+    settings.airflow_home.mkdir(parents=True, exist_ok=True)
+    password = admin_password(settings)
+    _start(
+        settings,
+        "alert-sink",
+        [sys.executable, "-m", "ativo.alert_sink", str(ALERT_PORT), str(settings.home / "logs" / "alerts.jsonl")],
+        env,
+    )
+    mlflow_dir = settings.home / "mlflow"
+    mlflow_dir.mkdir(parents=True, exist_ok=True)
+    _start(
+        settings, "mlflow",
+        [_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(MLFLOW_PORT), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+         "--default-artifact-root", f"{settings.store_uri}/mlflow/default"],
+        env,
+    )  # fmt: skip
+    if _pid(settings, "airflow") is None:
+        say("migrating the Airflow metadata DB (SQLite) and creating pools")
+        airflow_cli(settings, "db", "migrate")
+        airflow_cli(settings, "pools", "import", str(PROJECT_ROOT / "deploy" / "airflow" / "pools.json"))
+        if before_airflow is not None:
+            before_airflow()
+    _start(settings, "airflow", [_bin("airflow"), "standalone"], env)
+    say("waiting for MLflow and Airflow to answer (about a minute on 2 cores)")
+    _wait_http(f"{MLFLOW_URL}/health", "MLflow", 180, (settings, "mlflow"))
+    _wait_http(f"{AIRFLOW_URL}/api/v2/monitor/health", "Airflow api-server", 300, (settings, "airflow"))
+    return AirflowAPI(AIRFLOW_URL, password)
+
+
+def stop_services(settings: Settings) -> list[str]:
+    """Stop every process this launcher started (by PID file, whole process group); returns their names."""
+    stopped = []
+    for name in reversed(SERVICES):
+        pid = _pid(settings, name)
+        if pid is None:
+            continue
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.5)
+        else:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        (run_dir(settings) / f"{name}.pid").unlink(missing_ok=True)
+        stopped.append(name)
+    return stopped
+
+
+def status(settings: Settings) -> dict[str, int | None]:
+    """PID of each service, None when it is not running."""
+    return {name: _pid(settings, name) for name in SERVICES}
+
+
+def _wait_for(pred: Any, what: str, timeout: float, every: float = 3.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = pred()
+        except (urllib.error.URLError, OSError, KeyError):
+            value = None
+        if value:
+            return value
+        time.sleep(every)
+    raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def lifecycle_window(days: int) -> tuple[dt.date, dt.date]:
+    """First and last landed day: ``days`` days ending yesterday (UTC)."""
+    today = dt.datetime.now(dt.UTC).date()
+    return today - dt.timedelta(days=days), today - dt.timedelta(days=1)
+
+
+def prepare_lifecycle(settings: Settings, spec_name: str, days: int, quarantine_day: int) -> None:
+    """Land the batches and queue the ETL backfill, while Airflow's processes are not running yet.
+
+    The scheduler makes the newest interval's run itself when the DAG is unpaused (catchup is off); the
+    backfill covers every day before it.
+    """
+    from ativo.data.landing import simulate
+    from ativo.spec import get_spec
+    from ativo.store.objects import open_store
+
+    spec = get_spec(spec_name, settings.specs_dir)
+    start, end = lifecycle_window(days)
+    bad_day = start + dt.timedelta(days=quarantine_day)
+    say(f"landing {days} daily batches {start} … {end} (the batch of {bad_day} is malformed)")
+    simulate(spec, open_store(settings), settings.reference_dir, start, days, malformed={bad_day: "out_of_range"})
+    say("parsing the DAGs and queueing the backfill (airflow dags reserialize / backfill create)")
+    airflow_cli(settings, "dags", "reserialize")
+    etl, train = f"{spec.name}__etl", f"{spec.name}__train"
+    airflow_cli(settings, "dags", "unpause", train)
+    airflow_cli(settings, "dags", "unpause", etl)
+    airflow_cli(
+        settings, "backfill", "create", "--dag-id", etl, "--from-date", str(start),
+        "--to-date", str(end - dt.timedelta(days=1)), "--max-active-runs", str(spec.schedule.max_active_runs),
+        "--reprocess-behavior", "none",
+    )  # fmt: skip
+
+
+def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: int) -> None:
+    """Report ETL progress until every landed day has a finished run, then wait for training to register."""
+    etl, train = f"{spec_name}__etl", f"{spec_name}__train"
+    say(f"running the ETL over {days} days; progress every 15s (watch it at {AIRFLOW_URL}/dags/{etl})")
+    last = ""
+    deadline = time.monotonic() + 1200
+    while time.monotonic() < deadline:
+        if _pid(settings, "airflow") is None:
+            raise RuntimeError(f"Airflow exited; see {settings.home / 'logs' / 'airflow.log'}")
+        try:
+            states = [r["state"] for r in api.runs(etl)]
+        except (urllib.error.URLError, OSError) as err:
+            say(f"Airflow API not answering ({err}); retrying")
+            time.sleep(10)
+            continue
+        done = sum(s in ("success", "failed") for s in states)
+        line = f"ETL runs: {done}/{days} finished ({states.count('success')} ok, {states.count('failed')} failed)"
+        if line != last:
+            say(line)
+            last = line
+        if done >= days:
+            break
+        time.sleep(15)
+    else:
+        raise RuntimeError(f"the ETL did not finish within 20 minutes; see {AIRFLOW_URL}")
+    say("waiting for the training run(s) the features Asset triggered")
+
+    def trained() -> bool:
+        runs = api.runs(train)
+        finished = all(r["state"] in ("success", "failed") for r in runs)
+        return bool(runs) and finished and any(r["state"] == "success" for r in runs)
+
+    _wait_for(trained, "training to finish", 900, every=5)
+
+
+def banner(settings: Settings, summary_text: str) -> str:
+    """Where to look, printed at the end of `make run`."""
+    pw = admin_password(settings)
+    return f"""
+================================================================================
+ Ativo is running
+   Airflow UI     {AIRFLOW_URL}      login: admin / {pw}
+   MLflow UI      {MLFLOW_URL}      (experiments ativo/<spec>, registered models)
+   On-call pages  {settings.home / "logs" / "alerts.jsonl"}
+   Object store   {settings.store_uri}
+   Data registry  {settings.registry_path}   (git tags <spec>-vNNNN, DVC remote {settings.dvc_remote})
+   Logs           {settings.home / "logs"}
+ Results
+{summary_text}
+ Stop everything with `make stop`.
+================================================================================"""
+
+
+def clear_state(settings: Settings) -> None:
+    """Remove runtime state (used by `ativo up --fresh`)."""
+    for name in ("store", "data-registry", "dvc-remote", "mlflow", "airflow", "ativo.db", ".data-registry.lock"):
+        path = settings.home / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()

@@ -1,0 +1,106 @@
+"""What the platform holds now: landed days, partitions, quarantine, dataset versions, registered models."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import select
+
+from ativo.config import Settings
+from ativo.data.features import lake_prefix
+from ativo.spec import ModelSpec
+from ativo.store.db import dataset_versions, get_engine, quarantined_batches
+from ativo.store.objects import open_store
+
+_DAY = re.compile(r"(\d{4}-\d{2}-\d{2})")
+
+
+def collect(spec: ModelSpec, settings: Settings, *, with_models: bool = True) -> dict[str, Any]:
+    """A JSON-serialisable summary of one spec's data and models."""
+    store, engine = open_store(settings), get_engine(settings.db_url)
+    landing_days = {m.group(1) for k in store.list(f"landing/{spec.name}") if (m := _DAY.search(k))}
+    partitions = sorted({m.group(1) for k in store.list(lake_prefix(spec.name)) if (m := _DAY.search(k))})
+    with engine.connect() as conn:
+        quarantined: dict[str, dict[str, Any]] = {}
+        for row in conn.execute(
+            select(quarantined_batches)
+            .where(quarantined_batches.c.spec == spec.name)
+            .order_by(quarantined_batches.c.id)
+        ).mappings():
+            quarantined[row["partition"]] = {"reasons": row["reasons"], "report_uri": row["report_uri"]}
+        versions = [
+            {
+                "tag": r["tag"],
+                "rows": r["rows"],
+                "partitions": len(r["partitions"]),
+                "manifest_hash": r["manifest_hash"],
+            }
+            for r in conn.execute(
+                select(dataset_versions)
+                .where(dataset_versions.c.spec == spec.name)
+                .order_by(dataset_versions.c.version)
+            ).mappings()
+        ]
+    out: dict[str, Any] = {
+        "spec": spec.name,
+        "landed_days": len(landing_days | set(quarantined)),
+        "partitions": len(partitions),
+        "partition_range": [partitions[0], partitions[-1]] if partitions else [],
+        "quarantined": quarantined,
+        "dataset_versions": versions,
+    }
+    if with_models:
+        out["models"] = registered_models(spec, settings)
+    return out
+
+
+def registered_models(spec: ModelSpec, settings: Settings) -> list[dict[str, Any]]:
+    """Registered versions of the spec's model with their lineage tags, newest first."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+    try:
+        versions = client.search_model_versions(f"name='{spec.registered_model_name}'")
+    except Exception:  # registry empty or unreachable: report, do not crash the summary
+        return []
+    out = []
+    for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        run = client.get_run(mv.run_id) if mv.run_id else None
+        out.append(
+            {
+                "name": mv.name,
+                "version": mv.version,
+                "run_id": mv.run_id,
+                "dataset_version": mv.tags.get("ativo.dataset_version"),
+                "git_commit": mv.tags.get("ativo.git_commit"),
+                "test_auc": run.data.metrics.get("test_auc") if run else None,
+            }
+        )
+    return out
+
+
+def render(summary: dict[str, Any]) -> str:
+    """The summary as lines for a terminal."""
+    lines = [
+        f"  landed days:        {summary['landed_days']}",
+        f"  lake partitions:    {summary['partitions']}"
+        + (f"  ({summary['partition_range'][0]} … {summary['partition_range'][1]})" if summary["partitions"] else ""),
+        f"  quarantined days:   {len(summary['quarantined'])}",
+    ]
+    for day, q in summary["quarantined"].items():
+        lines.append(f"    {day}: {'; '.join(q['reasons'])}")
+        lines.append(f"      report: {q['report_uri']}")
+    versions = summary["dataset_versions"]
+    lines.append(
+        f"  dataset versions:   {len(versions)}"
+        + (f" (latest {versions[-1]['tag']}, {versions[-1]['rows']} rows)" if versions else "")
+    )
+    for m in summary.get("models", [])[:3]:
+        auc = f", test AUC {m['test_auc']:.4f}" if m.get("test_auc") is not None else ""
+        lines.append(
+            f"  model {m['name']} v{m['version']}: dataset {m['dataset_version']}, commit {str(m['git_commit'])[:12]}{auc}"
+        )
+    if not summary.get("models"):
+        lines.append("  registered models:  none yet")
+    return "\n".join(lines)

@@ -1,0 +1,94 @@
+"""Every DAG imports, is owned, retried, tagged and pages on-call; invalid specs fail loudly without hiding others."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = ["pandas", "numpy", "pyarrow", "xgboost", "sklearn", "mlflow", "great_expectations", "dvc", "sqlalchemy"]
+
+
+@pytest.fixture(scope="module")
+def dagbag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(ROOT / "dags"))
+
+
+def test_no_import_errors_and_every_spec_has_its_dags(dagbag):
+    assert dagbag.import_errors == {}
+    assert {"adult_income__etl", "adult_income__train"} <= set(dagbag.dag_ids)
+
+
+def test_every_dag_has_owner_retries_tags_docs_and_an_oncall_notifier(dagbag):
+    from ativo.airflow.notifier import WebhookFailureNotifier
+
+    for dag_id, dag in dagbag.dags.items():
+        assert dag.tags and "ativo" in dag.tags, dag_id
+        assert dag.doc_md and len(dag.doc_md) > 100, dag_id
+        for t in dag.tasks:
+            assert t.owner not in ("", "airflow"), f"{dag_id}.{t.task_id} has no real owner"
+            assert t.retries >= 1, f"{dag_id}.{t.task_id} has no retries"
+            callbacks = t.on_failure_callback if isinstance(t.on_failure_callback, list) else [t.on_failure_callback]
+            assert any(isinstance(c, WebhookFailureNotifier) for c in callbacks), f"{dag_id}.{t.task_id}"
+
+
+def test_etl_shape_partitions_by_day_and_announces_the_features_asset(dagbag):
+    dag = dagbag.dags["adult_income__etl"]
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
+    assert dag.task_dict["validate"].downstream_task_ids == {"write_features"}
+    assert dag.task_dict["write_features"].downstream_task_ids == {"version_dataset"}
+    outlets = dag.task_dict["version_dataset"].outlets
+    assert [o.uri for o in outlets] == ["x-ativo://features/adult_income"]
+
+
+def test_training_is_scheduled_on_the_features_asset_and_uses_the_spec_pool(dagbag):
+    dag = dagbag.dags["adult_income__train"]
+    assert "x-ativo://features/adult_income" in json.dumps(dag.timetable.serialize(), default=str)
+    task = dag.task_dict["train_and_register"]
+    assert task.pool == "cpu_train"
+    assert "dataset_version" in dag.params
+
+
+def test_pools_named_by_specs_are_created_by_setup(dagbag):
+    pools = json.loads((ROOT / "deploy" / "airflow" / "pools.json").read_text())
+    used = {t.pool for d in dagbag.dags.values() for t in d.tasks} - {"default_pool"}
+    assert used <= set(pools), f"pools used but never created: {used - set(pools)}"
+
+
+def test_invalid_spec_fails_parsing_with_file_and_field_and_others_still_load(airflow_db, tmp_path, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    doc = yaml.safe_load((ROOT / "include" / "specs" / "adult_income.yaml").read_text())
+    (tmp_path / "adult_income.yaml").write_text(yaml.safe_dump(doc))
+    doc.update(name="broken_model")
+    doc["schema"].pop("target")
+    (tmp_path / "broken_model.yaml").write_text(yaml.safe_dump(doc))
+    monkeypatch.setenv("ATIVO_SPECS_DIR", str(tmp_path))
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert list(bag.import_errors) == [str(ROOT / "dags" / "spec_check.py")]
+    [message] = bag.import_errors.values()
+    assert "broken_model.yaml" in message and "field 'schema.target': Field required" in message
+    assert {"adult_income__etl", "adult_income__train"} <= set(bag.dag_ids)
+    assert not any(d.startswith("broken_model") for d in bag.dag_ids)
+
+
+def test_parsing_the_dags_imports_no_heavy_library(airflow_db):
+    code = (
+        "import sys, json\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"before = set(sys.modules)\n"
+        f"DagBag(dag_folder={str(ROOT / 'dags')!r})\n"
+        f"heavy = {HEAVY!r}\n"
+        "print(json.dumps(sorted(h for h in heavy if h in set(sys.modules) - before)))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []

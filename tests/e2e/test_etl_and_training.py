@@ -1,0 +1,149 @@
+"""The ETL over several days and the training DAG, with dag.test() on real Adult rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+START = dt.date(2026, 3, 1)
+DAYS = [START + dt.timedelta(days=i) for i in range(4)]
+BAD_DAY = DAYS[2]
+
+
+@pytest.fixture
+def oncall(monkeypatch):
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ATIVO_ONCALL",
+        json.dumps({"conn_type": "http", "extra": {"webhook_url": f"http://127.0.0.1:{server.server_port}/"}}),
+    )
+    yield received
+    server.shutdown()
+
+
+def run_etl(dag, day: dt.date):
+    # A manual run's data interval ends at its logical date: the interval [day, day+1) is logical date day+1.
+    return dag.test(logical_date=dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC))
+
+
+def states(dagrun) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in dagrun.get_task_instances()}
+
+
+@pytest.mark.slow
+def test_etl_then_training_end_to_end(airflow_db, settings, spec, reference_dir, oncall):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from ativo.data.landing import simulate
+    from ativo.store.objects import open_store
+    from ativo.summary import collect
+
+    store = open_store(settings)
+    simulate(spec, store, reference_dir, START, len(DAYS), malformed={BAD_DAY: "unknown_category"})
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    etl, train = bag.dags["adult_income__etl"], bag.dags["adult_income__train"]
+
+    results = {day: run_etl(etl, day) for day in DAYS}
+    for day, run in results.items():
+        if day == BAD_DAY:
+            assert str(run.state) == "failed"
+            assert states(run) == {"validate": "failed", "write_features": "upstream_failed",
+                                   "version_dataset": "upstream_failed"}  # fmt: skip
+        else:
+            assert str(run.state) == "success", states(run)
+
+    summary = collect(spec, settings, with_models=False)
+    # partitions: every good day, and nothing of the bad one reached the lake
+    assert summary["partitions"] == 3
+    assert not store.exists(f"lake/adult_income/ds={BAD_DAY}/part-0.parquet")
+    # quarantine: the batch and a readable report, the landing copy gone
+    q = summary["quarantined"][BAD_DAY.isoformat()]
+    assert any("column 'workclass'" in r and "'Astronaut'" in r for r in q["reasons"])
+    report = json.loads(store.get_bytes(q["report_uri"].split(store.root_uri + "/", 1)[1]))
+    assert report["partition"] == BAD_DAY.isoformat() and report["gx"]["success"] is False
+    assert not store.exists(f"landing/adult_income/{BAD_DAY}.csv")
+    # on-call was paged about exactly that task
+    assert any("adult_income__etl.validate" in m["text"] for m in oncall)
+    # dataset versions: one per good day, tagged in the registry, announced on the Asset
+    tags = [v["tag"] for v in summary["dataset_versions"]]
+    assert tags == ["adult_income-v0001", "adult_income-v0002", "adult_income-v0003"]
+    git_tags = subprocess.run(
+        ["git", "-C", str(settings.registry_path), "tag", "--list"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert git_tags == tags
+    events = asset_events("x-ativo://features/adult_income")
+    assert [e["tag"] for e in events] == tags
+    assert events[-1]["rows"] == summary["dataset_versions"][-1]["rows"] > 3000
+    assert events[-1]["manifest_hash"].endswith(".dir")
+
+    # idempotence: re-running a day rewrites identical bytes and creates no version (the task is skipped)
+    key = f"lake/adult_income/ds={DAYS[1]}/part-0.parquet"
+    before = hashlib.sha256(store.get_bytes(key)).hexdigest()
+    rerun = run_etl(etl, DAYS[1])
+    assert states(rerun)["version_dataset"] == "skipped"
+    assert hashlib.sha256(store.get_bytes(key)).hexdigest() == before
+    assert [v["tag"] for v in collect(spec, settings, with_models=False)["dataset_versions"]] == tags
+
+    # training on the pinned version: an MLflow run and a registered version with lineage
+    run = train.test(run_conf={"dataset_version": "adult_income-v0002"})
+    assert str(run.state) == "success", states(run)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    [mv] = client.search_model_versions("name='adult_income'")
+    assert mv.tags["ativo.dataset_version"] == "adult_income-v0002"
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:
+        assert mv.tags["ativo.git_commit"] == head.stdout.strip()
+    assert len(mv.tags["ativo.model_sha256"]) == 64
+    mlrun = client.get_run(mv.run_id)
+    assert mlrun.data.tags["ativo.dataset_version"] == "adult_income-v0002"
+    assert mlrun.data.tags["ativo.airflow.dag_id"] == "adult_income__train"
+    assert mlrun.data.metrics["test_auc"] > 0.85
+    [ds_input] = mlrun.inputs.dataset_inputs
+    assert ds_input.dataset.name == "adult_income@adult_income-v0002" and ds_input.dataset.digest
+    artifacts = [a.path for a in client.list_artifacts(mv.run_id)] + [
+        f.path for f in mlflow_model_files(client, mv)
+    ]
+    assert any(p.endswith("model.ubj") for p in artifacts), artifacts
+
+
+def mlflow_model_files(client, mv):
+    import mlflow
+
+    local = mlflow.artifacts.download_artifacts(artifact_uri=mv.source)
+    return [type("F", (), {"path": str(p)}) for p in Path(local).rglob("*")]
+
+
+def asset_events(uri: str) -> list[dict]:
+    from sqlalchemy import select
+
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.execute(
+            select(AssetEvent.extra).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.uri == uri).order_by(AssetEvent.timestamp)
+        ).scalars().all()  # fmt: skip
+    return list(rows)
