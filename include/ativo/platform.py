@@ -57,6 +57,9 @@ def platform_env(settings: Settings) -> dict[str, str]:
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "6",
+            # Tasks fork from a forkserver that has already imported the heavy libraries (ativo.preload).
+            "AIRFLOW__CORE__MP_START_METHOD": "forkserver",
+            "AIRFLOW__CORE__MP_FORKSERVER_PRELOAD": "ativo.preload",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
@@ -295,8 +298,7 @@ def prepare_lifecycle(settings: Settings, spec_name: str, days: int, quarantine_
     say("parsing the DAGs and queueing the backfill (airflow dags reserialize / backfill create)")
     airflow_cli(settings, "dags", "reserialize")
     etl, train = f"{spec.name}__etl", f"{spec.name}__train"
-    airflow_cli(settings, "dags", "unpause", train)
-    airflow_cli(settings, "dags", "unpause", etl)
+    airflow_cli(settings, "dags", "unpause", "--treat-dag-id-as-regex", "-y", f"^{spec.name}__(etl|train)$")
     airflow_cli(
         settings, "backfill", "create", "--dag-id", etl, "--from-date", str(start),
         "--to-date", str(end - dt.timedelta(days=1)), "--max-active-runs", str(spec.schedule.max_active_runs),

@@ -122,9 +122,7 @@ def test_etl_then_training_end_to_end(airflow_db, settings, spec, reference_dir,
     assert mlrun.data.metrics["test_auc"] > 0.85
     [ds_input] = mlrun.inputs.dataset_inputs
     assert ds_input.dataset.name == "adult_income@adult_income-v0002" and ds_input.dataset.digest
-    artifacts = [a.path for a in client.list_artifacts(mv.run_id)] + [
-        f.path for f in mlflow_model_files(client, mv)
-    ]
+    artifacts = [a.path for a in client.list_artifacts(mv.run_id)] + [f.path for f in mlflow_model_files(client, mv)]
     assert any(p.endswith("model.ubj") for p in artifacts), artifacts
 
 

@@ -31,8 +31,13 @@ def webhook():
 def test_failure_alert_reaches_the_webhook_with_the_run_details(webhook):
     url, received = webhook
     payload = failure_payload(
-        dag_id="adult_income__etl", task_id="validate", run_id="backfill__2026-10-02", try_number=1,
-        log_url="http://localhost:8080/log", error="BatchRejected: column 'age' …", owner="ml-platform",
+        dag_id="adult_income__etl",
+        task_id="validate",
+        run_id="backfill__2026-10-02",
+        try_number=1,
+        log_url="http://localhost:8080/log",
+        error="BatchRejected: column 'age' …",
+        owner="ml-platform",
     )
     assert post_webhook(url, payload)
     [msg] = received

@@ -42,12 +42,16 @@ def test_reference_spec_loads_with_its_contract():
             id="protected-and-identifier",
         ),
         pytest.param(
-            lambda d: d["schema"]["features"][0].update(min=100, max=1), "schema.features.0", "greater than max",
+            lambda d: d["schema"]["features"][0].update(min=100, max=1),
+            "schema.features.0",
+            "greater than max",
             id="min-above-max",
         ),
         pytest.param(
-            lambda d: d["schema"]["features"].append({"name": "customer_id", "type": "int"}), "schema",
-            "identifier/PII columns may not be features", id="identifier-as-feature",
+            lambda d: d["schema"]["features"].append({"name": "customer_id", "type": "int"}),
+            "schema",
+            "identifier/PII columns may not be features",
+            id="identifier-as-feature",
         ),
     ],
 )

@@ -1,0 +1,30 @@
+# Ativo image: Airflow 3.3.2 + the ativo package, used by every Airflow and MLflow service in docker-compose.yaml.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    AIRFLOW_HOME=/opt/airflow \
+    AIRFLOW__CORE__DAGS_FOLDER=/opt/ativo/dags \
+    AIRFLOW__CORE__PLUGINS_FOLDER=/opt/ativo/plugins \
+    AIRFLOW__CORE__LOAD_EXAMPLES=False \
+    ATIVO_SPECS_DIR=/opt/ativo/include/specs \
+    GX_ANALYTICS_ENABLED=False
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends git libgomp1 curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --create-home --uid 50000 airflow
+
+WORKDIR /opt/ativo
+COPY requirements.txt .
+RUN pip install --no-cache-dir uv \
+ && uv pip install --system --no-cache -r requirements.txt
+
+COPY pyproject.toml README.md ./
+COPY include include
+COPY dags dags
+COPY plugins plugins
+COPY deploy deploy
+RUN uv pip install --system --no-cache --no-deps -e . \
+ && mkdir -p /opt/airflow && chown -R airflow /opt/airflow /opt/ativo
+
+USER airflow
