@@ -29,7 +29,7 @@ def _malformed(value: str) -> tuple[dt.date, str]:
     return _date(day), kind
 
 
-def cmd_fetch_data(args: argparse.Namespace) -> int:
+def _cmd_fetch_data(args: argparse.Namespace) -> int:
     from ativo.data.reference import fetch_adult
 
     settings = load_settings()
@@ -38,7 +38,7 @@ def cmd_fetch_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
+def _cmd_simulate(args: argparse.Namespace) -> int:
     from ativo.data.landing import simulate
     from ativo.spec import get_spec
     from ativo.store.objects import open_store
@@ -56,7 +56,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_summary(args: argparse.Namespace) -> int:
+def _cmd_summary(args: argparse.Namespace) -> int:
     from ativo.spec import get_spec
     from ativo.summary import collect, render
 
@@ -66,7 +66,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_up(args: argparse.Namespace) -> int:
+def _cmd_up(args: argparse.Namespace) -> int:
     from ativo import platform
     from ativo.spec import get_spec
     from ativo.summary import collect, render
@@ -90,7 +90,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_down(args: argparse.Namespace) -> int:
+def _cmd_down(args: argparse.Namespace) -> int:
     from ativo import platform
 
     stopped = platform.stop_services(load_settings())
@@ -98,7 +98,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def _cmd_status(args: argparse.Namespace) -> int:
     from ativo import platform
 
     for name, pid in platform.status(load_settings()).items():
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("fetch-data", help="fetch the UCI Adult reference data (sha256 checked)")
-    s.set_defaults(func=cmd_fetch_data)
+    s.set_defaults(func=_cmd_fetch_data)
 
     s = sub.add_parser("simulate", help="land daily batches from the reference data")
     s.add_argument("--spec", default="adult_income")
@@ -125,12 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="break that day's batch: missing_column, wrong_type, out_of_range, unknown_category, duplicate_ids, "
         "empty_file, non_utf8, header_only (repeatable)",
     )  # fmt: skip
-    s.set_defaults(func=cmd_simulate)
+    s.set_defaults(func=_cmd_simulate)
 
     s = sub.add_parser("summary", help="landed days, partitions, quarantine, dataset versions, models")
     s.add_argument("--spec", default="adult_income")
     s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_summary)
+    s.set_defaults(func=_cmd_summary)
 
     s = sub.add_parser("up", help="start the embedded platform and run the lifecycle (make run)")
     s.add_argument("--spec", default="adult_income")
@@ -138,13 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quarantine-day", type=int, default=11, help="index of the day whose batch is malformed")
     s.add_argument("--no-lifecycle", action="store_true", help="only start the services")
     s.add_argument("--fresh", action="store_true", help="stop and wipe var/ state first")
-    s.set_defaults(func=cmd_up)
+    s.set_defaults(func=_cmd_up)
 
     s = sub.add_parser("down", help="stop everything `ativo up` started (make stop)")
-    s.set_defaults(func=cmd_down)
+    s.set_defaults(func=_cmd_down)
 
     s = sub.add_parser("status", help="which services are running")
-    s.set_defaults(func=cmd_status)
+    s.set_defaults(func=_cmd_status)
     return p
 
 

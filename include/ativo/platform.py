@@ -297,7 +297,7 @@ def prepare_lifecycle(settings: Settings, spec_name: str, days: int, quarantine_
     simulate(spec, open_store(settings), settings.reference_dir, start, days, malformed={bad_day: "out_of_range"})
     say("parsing the DAGs and queueing the backfill (airflow dags reserialize / backfill create)")
     airflow_cli(settings, "dags", "reserialize")
-    etl, train = f"{spec.name}__etl", f"{spec.name}__train"
+    etl = f"{spec.name}__etl"
     airflow_cli(settings, "dags", "unpause", "--treat-dag-id-as-regex", "-y", f"^{spec.name}__(etl|train)$")
     airflow_cli(
         settings, "backfill", "create", "--dag-id", etl, "--from-date", str(start),

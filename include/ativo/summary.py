@@ -98,9 +98,8 @@ def render(summary: dict[str, Any]) -> str:
     )
     for m in summary.get("models", [])[:3]:
         auc = f", test AUC {m['test_auc']:.4f}" if m.get("test_auc") is not None else ""
-        lines.append(
-            f"  model {m['name']} v{m['version']}: dataset {m['dataset_version']}, commit {str(m['git_commit'])[:12]}{auc}"
-        )
+        commit = str(m["git_commit"])[:12]
+        lines.append(f"  model {m['name']} v{m['version']}: dataset {m['dataset_version']}, commit {commit}{auc}")
     if not summary.get("models"):
         lines.append("  registered models:  none yet")
     return "\n".join(lines)

@@ -53,7 +53,6 @@ def states(dagrun) -> dict[str, str]:
 @pytest.mark.slow
 def test_etl_then_training_end_to_end(airflow_db, settings, spec, reference_dir, oncall):
     from airflow.dag_processing.dagbag import DagBag
-
     from ativo.data.landing import simulate
     from ativo.store.objects import open_store
     from ativo.summary import collect
@@ -134,10 +133,9 @@ def mlflow_model_files(client, mv):
 
 
 def asset_events(uri: str) -> list[dict]:
-    from sqlalchemy import select
-
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         rows = session.execute(

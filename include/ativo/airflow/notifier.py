@@ -11,7 +11,7 @@ from ativo.alerts import failure_payload, post_webhook, webhook_url_from
 
 log = logging.getLogger(__name__)
 
-RUNBOOK = "https://github.com/ativo/ativo/blob/main/README.md#when-a-task-fails"
+RUNBOOK = "README.md, section 'When a task fails'"
 
 
 class WebhookFailureNotifier(BaseNotifier):
@@ -43,9 +43,13 @@ class WebhookFailureNotifier(BaseNotifier):
         ti = context["ti"]
         dag = context.get("dag")
         err = context.get("exception")
+        try_number = getattr(ti, "try_number", None)
+        log_url = getattr(ti, "log_url", None)
+        if log_url and log_url.endswith("try_number=") and try_number is not None:
+            log_url += str(try_number)  # the SDK leaves the try out of the link
         payload = failure_payload(
-            dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, try_number=getattr(ti, "try_number", None),
-            log_url=getattr(ti, "log_url", None), error=f"{type(err).__name__}: {err}" if err else None,
+            dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, try_number=try_number,
+            log_url=log_url, error=f"{type(err).__name__}: {err}" if err else None,
             owner=getattr(dag, "owner", None) if dag else None, runbook=RUNBOOK,
         )  # fmt: skip
         url = self._url()
