@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import Engine, delete, insert, select
 
-from ativo.store.db import subject_index
+from ativo.store.db import lock, subject_index
 
 
 def index_partition(engine: Engine, spec: str, partition: str, subjects: Iterable[str]) -> int:
@@ -19,6 +19,7 @@ def index_partition(engine: Engine, spec: str, partition: str, subjects: Iterabl
     counts = Counter(subjects)
     rows = [{"spec": spec, "subject_id": s, "partition": partition, "rows": n} for s, n in sorted(counts.items())]
     with engine.begin() as conn:
+        lock(conn, f"subject_index/{spec}/{partition}")  # concurrent re-runs of one partition take turns
         conn.execute(delete(subject_index).where(subject_index.c.spec == spec, subject_index.c.partition == partition))
         if rows:
             conn.execute(insert(subject_index), rows)

@@ -7,12 +7,15 @@ by whoever opens the database first; importing this module touches nothing.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import threading
+import time
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Column,
+    Connection,
     DateTime,
     Engine,
     Integer,
@@ -23,7 +26,9 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    text,
 )
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 metadata = MetaData()
 
@@ -95,9 +100,31 @@ def get_engine(url: str) -> Engine:
         return engine
 
 
+def lock(conn: Connection, name: str) -> None:
+    """Serialise transactions that touch ``name`` (held until the transaction ends).
+
+    PostgreSQL takes a transaction-scoped advisory lock; SQLite already admits one writer at a time.
+    """
+    if conn.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
 def init_schema(engine: Engine) -> None:
-    """Create the platform tables if they do not exist."""
-    metadata.create_all(engine, checkfirst=True)
+    """Create the platform tables if they do not exist (safe when many processes start at once)."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            lock(conn, "ativo.schema")
+            metadata.create_all(conn, checkfirst=True)
+        return
+    for attempt in range(10):
+        try:
+            metadata.create_all(engine, checkfirst=True)
+            return
+        except (OperationalError, ProgrammingError) as err:  # another process created it between check and create
+            if "already exists" not in str(err) and "locked" not in str(err) or attempt == 9:
+                raise
+            time.sleep(0.1 * (attempt + 1))
 
 
 def utcnow() -> dt.datetime:
