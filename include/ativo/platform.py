@@ -308,7 +308,7 @@ def prepare_lifecycle(settings: Settings, spec_name: str, days: int, quarantine_
 
 def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: int) -> None:
     """Report ETL progress until every landed day has a finished run, then wait for training to register."""
-    etl, train = f"{spec_name}__etl", f"{spec_name}__train"
+    etl = f"{spec_name}__etl"
     say(f"running the ETL over {days} days; progress every 15s (watch it at {AIRFLOW_URL}/dags/{etl})")
     last = ""
     deadline = time.monotonic() + 1200
@@ -331,14 +331,21 @@ def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: i
         time.sleep(15)
     else:
         raise RuntimeError(f"the ETL did not finish within 20 minutes; see {AIRFLOW_URL}")
-    say("waiting for the training run(s) the features Asset triggered")
+    from ativo.config import load_settings
+    from ativo.data.versioning import open_registry
+    from ativo.spec import get_spec
+    from ativo.store.db import get_engine
+    from ativo.summary import registered_models
 
-    def trained() -> bool:
-        runs = api.runs(train)
-        finished = all(r["state"] in ("success", "failed") for r in runs)
-        return bool(runs) and finished and any(r["state"] == "success" for r in runs)
+    live = load_settings(platform_env(settings))
+    latest = open_registry(live).resolve(get_engine(live.db_url), spec_name).tag
+    say(f"waiting for training on the latest dataset version {latest} (the features Asset triggers it)")
+    spec = get_spec(spec_name, live.specs_dir)
 
-    _wait_for(trained, "training to finish", 900, every=5)
+    def trained_on_latest() -> bool:
+        return any(m["dataset_version"] == latest for m in registered_models(spec, live))
+
+    _wait_for(trained_on_latest, f"a model version trained on {latest}", 900, every=5)
 
 
 def banner(settings: Settings, summary_text: str) -> str:

@@ -53,6 +53,7 @@ def states(dagrun) -> dict[str, str]:
 @pytest.mark.slow
 def test_etl_then_training_end_to_end(airflow_db, settings, spec, reference_dir, oncall):
     from airflow.dag_processing.dagbag import DagBag
+
     from ativo.data.landing import simulate
     from ativo.store.objects import open_store
     from ativo.summary import collect

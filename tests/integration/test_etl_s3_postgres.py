@@ -28,6 +28,7 @@ def s3_settings(ativo_home, s3_endpoint, s3_bucket, postgres_url, monkeypatch):
 
 def test_etl_dag_on_s3_and_postgres(airflow_db, s3_settings, s3_bucket, spec, reference_dir):
     from airflow.dag_processing.dagbag import DagBag
+
     from ativo.data.landing import simulate
     from ativo.store.db import dataset_versions, quarantined_batches, subject_index
     from ativo.store.objects import open_store

@@ -5,6 +5,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
 from ativo.alerts import failure_payload, post_webhook, webhook_url_from
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pandas as pd
+
 from ativo.data.features import LABEL, read_parquet_bytes, to_features, to_parquet_bytes
 from ativo.data.landing import reference_records
 

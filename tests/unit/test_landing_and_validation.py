@@ -5,6 +5,7 @@ import io
 
 import pandas as pd
 import pytest
+
 from ativo.data.landing import MALFORMED_KINDS, corrupt, reference_records, simulate, stable_ids, to_csv_bytes
 from ativo.data.validation import validate_bytes
 from ativo.store.objects import ObjectStore

@@ -3,6 +3,7 @@ from __future__ import annotations
 import zipfile
 
 import pytest
+
 from ativo.data.reference import SHA256, fetch_adult, load_adult, verify
 from ativo.errors import ReferenceDataError
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from ativo.errors import SpecError
 from ativo.spec import load_spec, load_specs, parse_spec
 

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
+
 from ativo.data.subjects import index_partition, partitions_of
 from ativo.store.db import get_engine, subject_index
 from ativo.store.objects import ObjectStore
-from sqlalchemy import select
 
 
 def test_object_store_roundtrip_list_move_delete(tmp_path):
