@@ -105,7 +105,7 @@ def build_etl_dag(spec: ModelSpec) -> DAG:
             get_current_context()["outlet_events"][asset].extra = extra
             return extra
 
-        version_dataset(write_features(validate()))
+        version_dataset(write_features(validate()))  # type: ignore[arg-type]  # XComArg at parse time
 
     return etl()
 
@@ -173,7 +173,7 @@ def build_train_dag(spec: ModelSpec) -> DAG:
             result.pop("tags", None)
             return result
 
-        train_and_register(pin_dataset())
+        train_and_register(pin_dataset())  # type: ignore[arg-type]  # XComArg at parse time
 
     return train()
 

@@ -159,11 +159,11 @@ def simulate(
         drifted = drift_from is not None and day >= drift_from
         if drifted:
             batch = apply_drift(batch, spec)
-        kind = malformed.get(day)
-        data = corrupt(batch, spec, kind) if kind else to_csv_bytes(batch)
+        broken = malformed.get(day)
+        data = corrupt(batch, spec, broken) if broken else to_csv_bytes(batch)
         key = landing_key(spec.name, day)
         store.put_bytes(key, data)
-        landed.append(LandedBatch(day=day, key=key, rows=len(batch), malformed=kind, drifted=drifted))
+        landed.append(LandedBatch(day=day, key=key, rows=len(batch), malformed=broken, drifted=drifted))
     return landed
 
 

@@ -89,9 +89,9 @@ def log_and_register(
         ``{"run_id", "model_name", "model_version", "model_uri", "metrics", "tags"}``.
     """
     import mlflow
-    import mlflow.data
     import mlflow.xgboost
     from mlflow import MlflowClient
+    from mlflow.data.pandas_dataset import from_pandas
     from mlflow.models import infer_signature
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
@@ -108,7 +108,7 @@ def log_and_register(
         mlflow.log_params({"num_boost_round": spec.model.num_boost_round, "split_seed": spec.split.seed,
                            "test_fraction": spec.split.test_fraction, "train_rows": len(split.train)})  # fmt: skip
         mlflow.log_metrics(model.metrics)
-        dataset = mlflow.data.from_pandas(
+        dataset = from_pandas(
             split.train, source=f"{settings.store_uri}/lake/{spec.name}", targets=LABEL,
             name=f"{spec.name}@{version.tag}", digest=version.manifest_hash.removesuffix(".dir")[:32],
         )  # fmt: skip
