@@ -291,6 +291,12 @@ def prepare_lifecycle(settings: Settings, spec_name: str, days: int, quarantine_
     from ativo.store.objects import open_store
 
     spec = get_spec(spec_name, settings.specs_dir)
+    marker = run_dir(settings) / f"lifecycle-{spec.name}.json"
+    if marker.exists():
+        done = json.loads(marker.read_text())
+        say(f"the lifecycle already ran on this state ({done['start']} … {done['end']}); keeping it "
+            "(`.venv/bin/ativo up --fresh` starts over)")  # fmt: skip
+        return
     start, end = lifecycle_window(days)
     bad_day = start + dt.timedelta(days=quarantine_day)
     say(f"landing {days} daily batches {start} … {end} (the batch of {bad_day} is malformed)")
@@ -304,10 +310,15 @@ def prepare_lifecycle(settings: Settings, spec_name: str, days: int, quarantine_
         "--to-date", str(end - dt.timedelta(days=1)), "--max-active-runs", str(spec.schedule.max_active_runs),
         "--reprocess-behavior", "none",
     )  # fmt: skip
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"start": str(start), "end": str(end), "days": days}))
 
 
 def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: int) -> None:
     """Report ETL progress until every landed day has a finished run, then wait for training to register."""
+    marker = run_dir(settings) / f"lifecycle-{spec_name}.json"
+    if marker.exists():
+        days = int(json.loads(marker.read_text())["days"])
     etl = f"{spec_name}__etl"
     say(f"running the ETL over {days} days; progress every 15s (watch it at {AIRFLOW_URL}/dags/{etl})")
     last = ""
@@ -368,7 +379,7 @@ def banner(settings: Settings, summary_text: str) -> str:
 
 def clear_state(settings: Settings) -> None:
     """Remove runtime state (used by `ativo up --fresh`)."""
-    for name in ("store", "data-registry", "dvc-remote", "mlflow", "airflow", "ativo.db", ".data-registry.lock"):
+    for name in ("store", "data-registry", "dvc-remote", "mlflow", "airflow", "run", "ativo.db", ".data-registry.lock"):
         path = settings.home / name
         if path.is_dir():
             shutil.rmtree(path)

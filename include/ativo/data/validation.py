@@ -69,6 +69,7 @@ def read_batch(data: bytes, spec: ModelSpec) -> tuple[pd.DataFrame | None, list[
     try:
         df = pd.read_csv(
             io.StringIO(text), dtype=dict.fromkeys(text_cols, "str"), keep_default_na=False, na_values=[""],
+            low_memory=False,
         )  # fmt: skip
     except (pd.errors.ParserError, ValueError) as err:
         return None, [f"file is not parseable as CSV: {str(err).strip()[:300]}"]
