@@ -6,8 +6,6 @@ import datetime as dt
 import hashlib
 import json
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,26 +17,11 @@ BAD_DAY = DAYS[2]
 
 
 @pytest.fixture
-def oncall(monkeypatch):
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *a):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_ATIVO_ONCALL",
-        json.dumps({"conn_type": "http", "extra": {"webhook_url": f"http://127.0.0.1:{server.server_port}/"}}),
-    )
-    yield received
-    server.shutdown()
+def oncall(webhook, monkeypatch):
+    """Point the spec's on-call connection at a real webhook; yields what it received."""
+    url, received = webhook
+    monkeypatch.setenv("AIRFLOW_CONN_ATIVO_ONCALL", json.dumps({"conn_type": "http", "extra": {"webhook_url": url}}))
+    return received
 
 
 def run_etl(dag, day: dt.date):
