@@ -85,3 +85,11 @@ def test_subject_index_concurrent_writers_on_postgres(postgres_url):
     with mp.get_context("spawn").Pool(4) as pool:
         assert set(pool.starmap(_acquire_index, [(postgres_url, p) for p in parts])) == {200}
     assert partitions_of(get_engine(postgres_url), "spec", "s7") == sorted(set(parts))
+
+
+def test_gpu_leases_never_shared_on_postgres(postgres_url):
+    from tests.unit.test_leases import assert_never_shared, run_contention
+
+    intervals = run_contention(postgres_url)
+    assert len(intervals) == 16
+    assert_never_shared(intervals)

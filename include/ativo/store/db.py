@@ -68,6 +68,16 @@ quarantined_batches = Table(
     UniqueConstraint("spec", "partition", "batch_sha256", name="uq_quarantine_batch"),
 )
 
+gpu_leases = Table(
+    "gpu_leases",
+    metadata,
+    Column("host", String(255), primary_key=True),
+    Column("device", Integer, primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("acquired_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
