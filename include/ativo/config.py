@@ -6,6 +6,7 @@ settings at PostgreSQL, S3 and a remote MLflow. Switching is configuration only.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ("local", "compose", "k8s")
+DEFAULT_PRICES = {"cpu": 0.10, "gpu": 2.50}  # USD per slot-hour, overridden by ATIVO_PRICES
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class Settings:
         s3_endpoint_url: S3 endpoint for MinIO or a local S3 server; None means AWS.
         specs_dir: where model specs (YAML) live.
         reference_dir: where the reference data is fetched to.
+        prices: USD per resource-hour for each resource kind (``cpu``, ``gpu``), from ``ATIVO_PRICES`` (JSON).
     """
 
     profile: str
@@ -42,7 +45,7 @@ class Settings:
     s3_endpoint_url: str | None
     specs_dir: Path
     reference_dir: Path
-    extra: Mapping[str, str] = field(default_factory=dict)
+    prices: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_PRICES))
 
     @property
     def airflow_home(self) -> Path:
@@ -67,6 +70,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if profile not in PROFILES:
         raise ValueError(f"ATIVO_PROFILE={profile!r} is not one of {', '.join(PROFILES)}")
     home = Path(env.get("ATIVO_HOME", PROJECT_ROOT / "var")).resolve()
+    prices = dict(DEFAULT_PRICES)
+    if env.get("ATIVO_PRICES"):
+        try:
+            prices.update({str(k): float(v) for k, v in json.loads(env["ATIVO_PRICES"]).items()})
+        except (ValueError, AttributeError, TypeError):
+            raise ValueError(
+                f"ATIVO_PRICES must be a JSON object of resource → USD per hour, got {env['ATIVO_PRICES']!r}"
+            ) from None
     return Settings(
         profile=profile,
         home=home,
@@ -81,4 +92,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         s3_endpoint_url=env.get("ATIVO_S3_ENDPOINT_URL") or None,
         specs_dir=Path(env.get("ATIVO_SPECS_DIR", PROJECT_ROOT / "include" / "specs")),
         reference_dir=Path(env.get("ATIVO_REFERENCE_DIR", PROJECT_ROOT / "var" / "reference")),
+        prices=prices,
     )

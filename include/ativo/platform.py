@@ -281,10 +281,11 @@ def lifecycle_window(days: int) -> tuple[dt.date, dt.date]:
 
 
 def prepare_lifecycle(settings: Settings, spec_name: str, days: int, quarantine_day: int) -> None:
-    """Land the batches and queue the ETL backfill, while Airflow's processes are not running yet.
+    """Land the batches and queue the ETL backfill over all of them, while Airflow's processes are not running.
 
-    The scheduler makes the newest interval's run itself when the DAG is unpaused (catchup is off); the
-    backfill covers every day before it.
+    When the DAG is unpaused the scheduler also makes a run for the newest complete interval (catchup is off):
+    that is the window's last day (a harmless, idempotent second run) or, past midnight UTC, a day that has not
+    landed yet. Neither is needed for the window to complete.
     """
     from ativo.data.landing import simulate
     from ativo.spec import get_spec
@@ -307,7 +308,7 @@ def prepare_lifecycle(settings: Settings, spec_name: str, days: int, quarantine_
     airflow_cli(settings, "dags", "unpause", "--treat-dag-id-as-regex", "-y", f"^{spec.name}__(etl|train)$")
     airflow_cli(
         settings, "backfill", "create", "--dag-id", etl, "--from-date", str(start),
-        "--to-date", str(end - dt.timedelta(days=1)), "--max-active-runs", str(spec.schedule.max_active_runs),
+        "--to-date", str(end), "--max-active-runs", str(spec.schedule.max_active_runs),
         "--reprocess-behavior", "none",
     )  # fmt: skip
     marker.parent.mkdir(parents=True, exist_ok=True)
@@ -317,8 +318,9 @@ def prepare_lifecycle(settings: Settings, spec_name: str, days: int, quarantine_
 def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: int) -> None:
     """Report ETL progress until every landed day has a finished run, then wait for training to register."""
     marker = run_dir(settings) / f"lifecycle-{spec_name}.json"
-    if marker.exists():
-        days = int(json.loads(marker.read_text())["days"])
+    window = json.loads(marker.read_text()) if marker.exists() else None
+    if window:
+        days = int(window["days"])
     etl = f"{spec_name}__etl"
     say(f"running the ETL over {days} days; progress every 15s (watch it at {AIRFLOW_URL}/dags/{etl})")
     last = ""
@@ -327,13 +329,19 @@ def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: i
         if _pid(settings, "airflow") is None:
             raise RuntimeError(f"Airflow exited; see {settings.home / 'logs' / 'airflow.log'}")
         try:
-            states = [r["state"] for r in api.runs(etl)]
+            runs = api.runs(etl)
         except (urllib.error.URLError, OSError) as err:
             say(f"Airflow API not answering ({err}); retrying")
             time.sleep(10)
             continue
-        done = sum(s in ("success", "failed") for s in states)
-        line = f"ETL runs: {done}/{days} finished ({states.count('success')} ok, {states.count('failed')} failed)"
+        finished: dict[str, str] = {}  # day → its best finished state (a day may have a second, idempotent run)
+        for r in runs:
+            day = r["data_interval_start"][:10]
+            in_window = window is None or window["start"] <= day <= window["end"]
+            if in_window and r["state"] in ("success", "failed") and finished.get(day) != "success":
+                finished[day] = r["state"]
+        done, ok = len(finished), sum(v == "success" for v in finished.values())
+        line = f"ETL days: {done}/{days} finished ({ok} ok, {done - ok} failed)"
         if line != last:
             say(line)
             last = line

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Engine,
+    Float,
     Integer,
     MetaData,
     String,
@@ -76,6 +77,45 @@ gpu_leases = Table(
     Column("holder", String(255), nullable=False),
     Column("acquired_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("team", String(128), primary_key=True),
+    Column("limit_usd", Float, nullable=False),
+    Column("erasure_reserve_usd", Float, nullable=False),
+    Column("policy", String(16), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+spend_ledger = Table(
+    "spend_ledger",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("team", String(128), nullable=False, index=True),
+    Column("spec", String(64), nullable=False),
+    Column("task_key", String(255), nullable=False, index=True),
+    Column("resource", String(16), nullable=False),
+    Column("slots", Integer, nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("period", String(7), nullable=False, index=True),
+    Column("state", String(16), nullable=False),
+    Column("estimate_usd", Float, nullable=False),
+    Column("actual_usd", Float),
+    Column("seconds", Float),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("settled_at", DateTime(timezone=True)),
+)
+
+budget_alerts = Table(
+    "budget_alerts",
+    metadata,
+    Column("team", String(128), primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("threshold", Integer, primary_key=True),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
 )
 
 _engines: dict[str, Engine] = {}

@@ -1,0 +1,240 @@
+"""Budgets and the spend ledger: reserve before running, settle after, release on failure.
+
+A team has a monthly limit in USD and a protected reserve that only erasure work may spend, so a spent budget
+never blocks a legal obligation. A task reserves its estimated cost first (from the history of the same task,
+capped by its execution timeout); if that would pass the limit it is refused with a message naming the budget,
+what is spent, the limit, the estimate and when the period resets. A reservation whose holder dies expires at its
+timeout; a settled entry records the actual cost (seconds × price × slots). Crossing 50/80/100 % of the limit is
+reported once per period.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ativo.errors import AtivoError
+from ativo.store.db import budget_alerts, budgets, lock, spend_ledger, utcnow
+
+THRESHOLDS = (50, 80, 100)
+POLICIES = ("fail", "defer")
+
+
+class BudgetExceeded(AtivoError):
+    """A reservation would take a team past its limit."""
+
+    def __init__(self, team: str, period: str, spent: float, reserved: float, limit: float, estimate: float,
+                 resets_on: dt.date, policy: str) -> None:  # fmt: skip
+        self.team, self.period, self.spent, self.reserved = team, period, spent, reserved
+        self.limit, self.estimate, self.resets_on, self.policy = limit, estimate, resets_on, policy
+        running = f", {reserved:.2f} reserved by running tasks" if reserved else ""
+        super().__init__(
+            f"budget '{team}' is spent: {spent:.2f} of {limit:.2f} USD this month ({period}){running}; "
+            f"this task needs about {estimate:.2f} USD; raise the limit (ativo budget set {team} --limit-usd …) "
+            f"or wait for {resets_on.isoformat()}"
+        )
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A ledger entry held while a task runs."""
+
+    id: int
+    team: str
+    estimate_usd: float
+    period: str
+
+
+def period_of(now: dt.datetime) -> tuple[str, dt.date]:
+    """The budget period (calendar month, UTC) of ``now`` and the day it resets."""
+    first = now.date().replace(day=1)
+    resets = (first + dt.timedelta(days=32)).replace(day=1)
+    return first.strftime("%Y-%m"), resets
+
+
+class Ledger:
+    """Budgets, reservations and settlements in the platform DB.
+
+    Args:
+        engine: the platform DB.
+        prices: USD per slot-hour for each resource kind.
+    """
+
+    def __init__(self, engine: Engine, prices: Mapping[str, float]) -> None:
+        self.engine = engine
+        self.prices = dict(prices)
+
+    def price(self, resource: str) -> float:
+        """USD per slot-hour of ``resource``."""
+        if resource not in self.prices:
+            raise ValueError(
+                f"no price for resource {resource!r}; set it in ATIVO_PRICES (known: {sorted(self.prices)})"
+            )
+        return self.prices[resource]
+
+    def set_budget(self, team: str, limit_usd: float, erasure_reserve_usd: float = 0.0, policy: str = "fail") -> None:
+        """Create or change a team's monthly budget.
+
+        Raises:
+            ValueError: a negative amount, a reserve above the limit, or an unknown policy.
+        """
+        if limit_usd < 0 or erasure_reserve_usd < 0:
+            raise ValueError("limit_usd and erasure_reserve_usd must not be negative")
+        if erasure_reserve_usd > limit_usd:
+            raise ValueError(f"erasure_reserve_usd {erasure_reserve_usd} is above limit_usd {limit_usd}")
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
+        row = {"limit_usd": limit_usd, "erasure_reserve_usd": erasure_reserve_usd, "policy": policy,
+               "updated_at": utcnow()}  # fmt: skip
+        with self.engine.begin() as conn:
+            lock(conn, f"budget/{team}")
+            if conn.execute(update(budgets).where(budgets.c.team == team).values(**row)).rowcount == 0:
+                conn.execute(insert(budgets).values(team=team, **row))
+
+    def _budget(self, conn: Any, team: str) -> dict[str, Any] | None:
+        row = conn.execute(select(budgets).where(budgets.c.team == team)).mappings().first()
+        return dict(row) if row else None
+
+    def _totals(self, conn: Any, team: str, period: str, now: dt.datetime) -> tuple[float, float]:
+        settled = conn.execute(
+            select(func.coalesce(func.sum(spend_ledger.c.actual_usd), 0.0)).where(
+                spend_ledger.c.team == team, spend_ledger.c.period == period, spend_ledger.c.state == "settled"
+            )
+        ).scalar_one()
+        reserved = conn.execute(
+            select(func.coalesce(func.sum(spend_ledger.c.estimate_usd), 0.0)).where(
+                spend_ledger.c.team == team,
+                spend_ledger.c.period == period,
+                spend_ledger.c.state == "reserved",
+                spend_ledger.c.expires_at > now,
+            )  # fmt: skip
+        ).scalar_one()
+        return float(settled), float(reserved)
+
+    def status(self, team: str, now: dt.datetime | None = None) -> dict[str, Any]:
+        """Limit, settled spend, live reservations and what is left this period."""
+        now = now or utcnow()
+        period, resets = period_of(now)
+        with self.engine.connect() as conn:
+            budget = self._budget(conn, team)
+            settled, reserved = self._totals(conn, team, period, now)
+        out: dict[str, Any] = {"team": team, "period": period, "resets_on": resets.isoformat(),
+                               "settled_usd": round(settled, 6), "reserved_usd": round(reserved, 6)}  # fmt: skip
+        if budget is None:
+            out.update(limit_usd=None, available_usd=None, used_pct=None, policy="unlimited")
+        else:
+            limit = budget["limit_usd"]
+            out.update(
+                limit_usd=limit, erasure_reserve_usd=budget["erasure_reserve_usd"], policy=budget["policy"],
+                available_usd=round(limit - settled - reserved, 6),
+                used_pct=round(100 * settled / limit, 2) if limit else 100.0,
+            )  # fmt: skip
+        return out
+
+    def estimate(self, task_key: str, resource: str, slots: int, timeout: dt.timedelta, history: int = 5) -> float:
+        """Expected cost of a task: the mean of its last settled runs, capped by its execution timeout."""
+        cap = timeout.total_seconds() / 3600 * self.price(resource) * slots
+        with self.engine.connect() as conn:
+            recent = conn.execute(
+                select(spend_ledger.c.actual_usd)
+                .where(spend_ledger.c.task_key == task_key, spend_ledger.c.state == "settled")
+                .order_by(spend_ledger.c.id.desc())
+                .limit(history)
+            ).scalars().all()  # fmt: skip
+        return min(sum(recent) / len(recent), cap) if recent else cap
+
+    def reserve(
+        self, *, team: str, spec: str, task_key: str, estimate_usd: float, resource: str, slots: int = 1,
+        priority: str = "normal", timeout: dt.timedelta, now: dt.datetime | None = None,
+    ) -> Reservation:  # fmt: skip
+        """Hold ``estimate_usd`` of the team's budget for a task that is about to run.
+
+        The reservation is inserted first and the totals checked inside the same transaction, so concurrent
+        reservations serialise (SQLite's single writer, a PostgreSQL advisory lock) and never overshoot.
+
+        Raises:
+            BudgetExceeded: the reservation would pass the limit (erasure work may also spend the reserve).
+        """
+        now = now or utcnow()
+        period, resets = period_of(now)
+        self.price(resource)
+        with self.engine.begin() as conn:
+            lock(conn, f"budget/{team}")
+            inserted = conn.execute(
+                insert(spend_ledger).values(
+                    team=team,
+                    spec=spec,
+                    task_key=task_key,
+                    resource=resource,
+                    slots=slots,
+                    priority=priority,
+                    period=period,
+                    state="reserved",
+                    estimate_usd=estimate_usd,
+                    created_at=now,
+                    expires_at=now + timeout,
+                )  # fmt: skip
+            )
+            assert inserted.inserted_primary_key is not None
+            rid = inserted.inserted_primary_key[0]
+            budget = self._budget(conn, team)
+            if budget is not None:
+                settled, reserved = self._totals(conn, team, period, now)
+                usable = budget["limit_usd"] - (0.0 if priority == "erasure" else budget["erasure_reserve_usd"])
+                if settled + reserved > usable + 1e-9:
+                    conn.execute(delete(spend_ledger).where(spend_ledger.c.id == rid))
+                    raise BudgetExceeded(
+                        team, period, settled, reserved - estimate_usd, budget["limit_usd"], estimate_usd, resets,
+                        budget["policy"],
+                    )  # fmt: skip
+        return Reservation(id=int(rid), team=team, estimate_usd=estimate_usd, period=period)
+
+    def settle(self, reservation: Reservation, seconds: float) -> tuple[float, list[int]]:
+        """Record the actual cost of a finished task.
+
+        Returns:
+            (actual USD, thresholds in % newly crossed this period — each is returned once per period).
+        """
+        now = utcnow()
+        with self.engine.begin() as conn:
+            lock(conn, f"budget/{reservation.team}")
+            row = conn.execute(select(spend_ledger).where(spend_ledger.c.id == reservation.id)).mappings().one()
+            actual = seconds / 3600 * self.price(row["resource"]) * row["slots"]
+            conn.execute(
+                update(spend_ledger)
+                .where(spend_ledger.c.id == reservation.id)
+                .values(state="settled", actual_usd=actual, seconds=seconds, settled_at=now)
+            )
+            budget = self._budget(conn, reservation.team)
+            settled, _ = self._totals(conn, reservation.team, row["period"], now)
+        crossed: list[int] = []
+        if budget and budget["limit_usd"] > 0:
+            used = 100 * settled / budget["limit_usd"]
+            for threshold in THRESHOLDS:
+                if used + 1e-9 >= threshold and self._mark_alert(reservation.team, row["period"], threshold):
+                    crossed.append(threshold)
+        return actual, crossed
+
+    def _mark_alert(self, team: str, period: str, threshold: int) -> bool:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(budget_alerts).values(team=team, period=period, threshold=threshold, sent_at=utcnow())
+                )
+        except IntegrityError:
+            return False  # already reported this period
+        return True
+
+    def release(self, reservation: Reservation) -> None:
+        """Free a reservation whose task failed or was cancelled (nothing is charged)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(spend_ledger)
+                .where(spend_ledger.c.id == reservation.id, spend_ledger.c.state == "reserved")
+                .values(state="released", settled_at=utcnow())
+            )

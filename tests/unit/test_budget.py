@@ -1,0 +1,129 @@
+"""Budgets: exactly what fits runs, the rest is refused clearly; settled cost = duration × price; alerts once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing as mp
+
+import pytest
+
+from ativo.compute.budget import BudgetExceeded, Ledger, period_of
+from ativo.store.db import get_engine
+
+PRICES = {"cpu": 0.36, "gpu": 3.6}  # 0.0001 USD per cpu-second
+HOUR = dt.timedelta(hours=1)
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    return Ledger(get_engine(f"sqlite:///{tmp_path / 'p.db'}"), PRICES)
+
+
+def reserve(ledger: Ledger, estimate: float, **kw) -> object:
+    args = {"team": "risk", "spec": "adult_income", "task_key": "adult_income__train.trial", "resource": "cpu",
+            "timeout": HOUR} | kw  # fmt: skip
+    return ledger.reserve(estimate_usd=estimate, **args)
+
+
+@pytest.mark.parametrize("k", [0, 5, 16])
+def test_budget_covering_k_trials_runs_exactly_k_of_16(ledger, k):
+    estimate = 0.30
+    ledger.set_budget("risk", limit_usd=round(k * estimate, 6))
+    ran, refused = 0, []
+    for _ in range(16):
+        try:
+            r = reserve(ledger, estimate)
+        except BudgetExceeded as err:
+            refused.append(str(err))
+            continue
+        ledger.settle(r, seconds=3000)  # 3000 s × 0.0001 USD/s = 0.30 USD, exactly the estimate
+        ran += 1
+    assert ran == k and len(refused) == 16 - k
+    if refused:
+        _, resets = period_of(dt.datetime.now(dt.UTC))
+        msg = refused[0]
+        assert f"budget 'risk' is spent: {k * estimate:.2f} of {k * estimate:.2f} USD" in msg
+        assert "this task needs about 0.30 USD" in msg and f"wait for {resets.isoformat()}" in msg
+
+
+def test_settled_total_is_duration_times_price(ledger):
+    ledger.set_budget("risk", limit_usd=100)
+    durations = [12.5, 340.0, 61.2, 3600.0, 0.8]
+    for seconds in durations:
+        ledger.settle(reserve(ledger, 0.5), seconds=seconds)
+    expected = sum(durations) / 3600 * PRICES["cpu"]
+    assert ledger.status("risk")["settled_usd"] == pytest.approx(expected, rel=0.01)
+    gpu = reserve(ledger, 1.0, resource="gpu", slots=2)
+    actual, _ = ledger.settle(gpu, seconds=1800)
+    assert actual == pytest.approx(0.5 * 3.6 * 2)
+
+
+def test_failed_task_releases_and_killed_task_expires(ledger):
+    ledger.set_budget("risk", limit_usd=1.0)
+    failed = reserve(ledger, 0.6)
+    with pytest.raises(BudgetExceeded):
+        reserve(ledger, 0.6)  # the first reservation still holds 0.6
+    ledger.release(failed)
+    reserve(ledger, 0.6, timeout=dt.timedelta(seconds=1))  # its holder is "killed": nobody settles it
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
+    reserve(ledger, 0.6, now=later)  # after its timeout the dead reservation no longer counts
+    assert ledger.status("risk", now=later)["reserved_usd"] == pytest.approx(0.6)
+
+
+def test_thresholds_alert_once_per_period(ledger):
+    ledger.set_budget("risk", limit_usd=1.0)
+    crossed = [ledger.settle(reserve(ledger, 0.01), seconds=s)[1] for s in (4000, 3000, 1000, 500, 1500)]
+    # cumulative: 40 %, 70 %, 80 %, 85 % (still past 80: no second alert), 100 %
+    assert crossed == [[], [50], [80], [], [100]]
+    with pytest.raises(BudgetExceeded):
+        reserve(ledger, 0.01)
+
+
+def test_erasure_work_may_spend_the_protected_reserve(ledger):
+    ledger.set_budget("risk", limit_usd=1.0, erasure_reserve_usd=0.4)
+    reserve(ledger, 0.6)
+    with pytest.raises(BudgetExceeded):
+        reserve(ledger, 0.1)  # ordinary work stops at limit − reserve
+    reserve(ledger, 0.4, priority="erasure", task_key="adult_income__erasure.retrain")
+
+
+def test_estimate_comes_from_history_capped_by_timeout(ledger):
+    key = "adult_income__train.trial"
+    assert ledger.estimate(key, "cpu", 1, HOUR) == pytest.approx(0.36)  # no history: the timeout's worth
+    for seconds in (100, 200, 300):
+        ledger.settle(reserve(ledger, 0.1), seconds=seconds)
+    assert ledger.estimate(key, "cpu", 1, HOUR) == pytest.approx(200 * 0.0001)
+    assert ledger.estimate(key, "cpu", 1, dt.timedelta(seconds=50)) == pytest.approx(50 * 0.0001)
+
+
+def test_bad_budget_input_is_refused_and_nothing_changes(ledger):
+    ledger.set_budget("risk", limit_usd=5)
+    bad = [
+        ({"limit_usd": -1}, "must not be negative"),
+        ({"limit_usd": 1, "erasure_reserve_usd": 2}, "above limit_usd"),
+        ({"limit_usd": 1, "policy": "maybe"}, "policy must be one of"),
+    ]
+    for kwargs, match in bad:
+        with pytest.raises(ValueError, match=match):
+            ledger.set_budget("risk", **kwargs)
+    assert ledger.status("risk")["limit_usd"] == 5
+    with pytest.raises(ValueError, match="no price for resource 'tpu'"):
+        reserve(ledger, 0.1, resource="tpu")
+
+
+def _try_reserve(url: str) -> bool:
+    try:
+        Ledger(get_engine(url), PRICES).reserve(
+            team="risk", spec="s", task_key="t", estimate_usd=0.1, resource="cpu", timeout=HOUR
+        )
+    except BudgetExceeded:
+        return False
+    return True
+
+
+def test_concurrent_reservations_never_overshoot(tmp_path):
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    Ledger(get_engine(url), PRICES).set_budget("risk", limit_usd=0.5)
+    with mp.get_context("spawn").Pool(4) as pool:
+        results = pool.map(_try_reserve, [url] * 12)
+    assert sum(results) == 5
