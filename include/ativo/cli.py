@@ -8,9 +8,14 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ativo.config import load_settings
 from ativo.errors import AtivoError
+
+if TYPE_CHECKING:
+    from ativo.compute.budget import Ledger
+    from ativo.config import Settings
 
 
 def _date(value: str) -> dt.date:
@@ -106,6 +111,68 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ledger() -> tuple[Ledger, Settings]:
+    from ativo.compute.budget import Ledger
+    from ativo.store.db import get_engine
+
+    settings = load_settings()
+    return Ledger(get_engine(settings.db_url), settings.prices), settings
+
+
+def _cmd_budget_set(args: argparse.Namespace) -> int:
+    ledger, _ = _ledger()
+    try:
+        ledger.set_budget(args.team, args.limit_usd, erasure_reserve_usd=args.erasure_reserve_usd, policy=args.policy)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return _cmd_budget_status(argparse.Namespace(team=[args.team], json=False))
+
+
+def _cmd_budget_status(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from ativo.store.db import budgets, get_engine, spend_ledger
+
+    ledger, settings = _ledger()
+    teams = args.team
+    if not teams:
+        with get_engine(settings.db_url).connect() as conn:
+            known = set(conn.execute(select(budgets.c.team)).scalars())
+            teams = sorted(known | set(conn.execute(select(spend_ledger.c.team)).scalars()))
+    rows = [ledger.status(t) for t in teams]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no budgets set and nothing spent yet (ativo budget set TEAM --limit-usd N)")
+    for r in rows:
+        if r["limit_usd"] is None:
+            print(f"{r['team']:16s} {r['period']}  spent {r['settled_usd']:.2f} USD  (no budget set: unlimited)")
+            continue
+        print(
+            f"{r['team']:16s} {r['period']}  spent {r['settled_usd']:.2f} of {r['limit_usd']:.2f} USD "
+            f"({r['used_pct']:.1f} %), reserved {r['reserved_usd']:.2f}, available {r['available_usd']:.2f}, "
+            f"erasure reserve {r['erasure_reserve_usd']:.2f}, policy {r['policy']}, resets {r['resets_on']}"
+        )
+    return 0
+
+
+def _cmd_leases(args: argparse.Namespace) -> int:
+    from ativo.compute.leases import LeaseManager
+    from ativo.store.db import get_engine
+
+    mgr = LeaseManager(get_engine(load_settings().db_url))
+    rows = mgr.list(all_hosts=True)
+    print(f"this host: {mgr.host}, {mgr.devices} GPU(s)")
+    if not rows:
+        print("no GPU leases held")
+    for r in rows:
+        state = "EXPIRED (holder stopped renewing)" if r["expired"] else f"until {r['expires_at']:%H:%M:%S}"
+        print(f"{r['host']:20s} gpu {r['device']}  {r['holder']:40s} {state}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `ativo`."""
     p = argparse.ArgumentParser(prog="ativo", description="Ativo: models as assets of the product, on Airflow.")
@@ -142,6 +209,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("down", help="stop everything `ativo up` started (make stop)")
     s.set_defaults(func=_cmd_down)
+
+    budget = sub.add_parser("budget", help="team budgets and spend").add_subparsers(dest="budget_cmd", required=True)
+    s = budget.add_parser("status", help="spend against each team's budget this period")
+    s.add_argument("team", nargs="*")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_budget_status)
+    s = budget.add_parser("set", help="create or change a team's monthly budget")
+    s.add_argument("team")
+    s.add_argument("--limit-usd", type=float, required=True)
+    s.add_argument("--erasure-reserve-usd", type=float, default=0.0, help="only erasure retraining may spend this")
+    s.add_argument("--policy", choices=["fail", "defer"], default="fail", help="when a task would pass the limit")
+    s.set_defaults(func=_cmd_budget_set)
+
+    s = sub.add_parser("leases", help="GPU device leases")
+    s.set_defaults(func=_cmd_leases)
 
     s = sub.add_parser("status", help="which services are running")
     s.set_defaults(func=_cmd_status)

@@ -361,10 +361,25 @@ def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: i
     say(f"waiting for training on the latest dataset version {latest} (the features Asset triggers it)")
     spec = get_spec(spec_name, live.specs_dir)
 
-    def trained_on_latest() -> bool:
-        return any(m["dataset_version"] == latest for m in registered_models(spec, live))
+    train = f"{spec_name}__train"
+    triggered = False
+    idle_since: float | None = None
 
-    _wait_for(trained_on_latest, f"a model version trained on {latest}", 900, every=5)
+    def trained_on_latest() -> bool:
+        nonlocal triggered, idle_since
+        if any(m["dataset_version"] == latest for m in registered_models(spec, live)):
+            return True
+        busy = any(r["state"] in ("queued", "running") for r in api.runs(train))
+        idle_since = None if busy else (idle_since or time.monotonic())
+        if idle_since is not None and time.monotonic() - idle_since > 45 and not triggered:
+            # Airflow can drop an asset event that arrives while the consumer's previous run is still queued;
+            # make sure the newest version is trained on, pinned explicitly.
+            say(f"no training run is pending for {latest}; triggering {train} with dataset_version={latest}")
+            api.post(f"/api/v2/dags/{train}/dagRuns", {"logical_date": None, "conf": {"dataset_version": latest}})
+            triggered = True
+        return False
+
+    _wait_for(trained_on_latest, f"a model version trained on {latest}", 900, every=10)
 
 
 def banner(settings: Settings, summary_text: str) -> str:

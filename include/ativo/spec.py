@@ -142,6 +142,38 @@ class Split(_Strict):
     stratify: bool = True
 
 
+class SearchParam(_Strict):
+    """One hyperparameter's range: ``float``/``int`` between low and high (optionally log-scaled) or a choice."""
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple[float | int | str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _check_range(self) -> SearchParam:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical search parameter needs 'choices'")
+        elif self.low is None or self.high is None or self.low >= self.high:
+            raise ValueError("a numeric search parameter needs 'low' < 'high'")
+        elif self.log and self.low <= 0:
+            raise ValueError("a log-scaled search parameter needs 'low' > 0")
+        return self
+
+
+class Search(_Strict):
+    """The hyperparameter search: trials, sampler and the space over ``model.params``."""
+
+    n_trials: int = Field(16, ge=1, le=1024)
+    metric: Literal["valid_auc"] = "valid_auc"
+    sampler: Literal["tpe", "random"] = "tpe"
+    seed: int = 42
+    pruning: bool = True
+    space: dict[str, SearchParam] = Field(default_factory=dict)
+
+
 class ModelSection(_Strict):
     """The estimator and its parameters."""
 
@@ -150,7 +182,7 @@ class ModelSection(_Strict):
     params: dict[str, float | int | str] = Field(default_factory=dict)
     num_boost_round: int = Field(200, ge=1, le=100_000)
     early_stopping_rounds: int | None = Field(20, ge=1)
-    search: dict[str, Any] = Field(default_factory=dict)
+    search: Search = Search()
 
 
 class Compute(_Strict):

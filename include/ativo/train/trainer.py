@@ -80,8 +80,14 @@ def metrics_for(y_true: Any, proba: Any, prefix: str) -> dict[str, float]:
     }
 
 
-def fit(spec: ModelSpec, split: Split, device: str = "cpu") -> TrainedModel:
-    """Train XGBoost with the spec's parameters, early-stopping on the validation set."""
+def fit(
+    spec: ModelSpec,
+    split: Split,
+    device: str = "cpu",
+    overrides: dict[str, Any] | None = None,
+    callbacks: list[Any] | None = None,
+) -> TrainedModel:
+    """Train XGBoost with the spec's parameters (``overrides`` win), early-stopping on the validation set."""
     import xgboost as xgb
 
     params: dict[str, Any] = {
@@ -90,12 +96,13 @@ def fit(spec: ModelSpec, split: Split, device: str = "cpu") -> TrainedModel:
         "nthread": 0,
     }
     params.update(spec.model.params)
+    params.update(overrides or {})
     params["device"] = device
     dtrain = xgb.DMatrix(design_matrix(split.train, spec), label=split.train[LABEL], enable_categorical=True)
     dvalid = xgb.DMatrix(design_matrix(split.valid, spec), label=split.valid[LABEL], enable_categorical=True)
     booster = xgb.train(
         params, dtrain, num_boost_round=spec.model.num_boost_round, evals=[(dvalid, "valid")],
-        early_stopping_rounds=spec.model.early_stopping_rounds, verbose_eval=False,
+        early_stopping_rounds=spec.model.early_stopping_rounds, verbose_eval=False, callbacks=callbacks,
     )  # fmt: skip
     best = int(getattr(booster, "best_iteration", spec.model.num_boost_round - 1))
     metrics: dict[str, float] = {"best_iteration": float(best)}

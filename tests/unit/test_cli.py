@@ -1,0 +1,45 @@
+"""The `ativo` command line, run as a user would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def ativo(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ativo.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_budget_set_then_status(ativo_home):
+    out = ativo("budget", "set", "risk", "--limit-usd", "40", "--erasure-reserve-usd", "5")
+    assert out.returncode == 0, out.stderr
+    assert "risk" in out.stdout and "spent 0.00 of 40.00 USD" in out.stdout and "erasure reserve 5.00" in out.stdout
+    [row] = json.loads(ativo("budget", "status", "--json").stdout)
+    assert row["team"] == "risk" and row["limit_usd"] == 40 and row["available_usd"] == 40
+
+
+def test_bad_budget_is_refused_with_the_reason(ativo_home):
+    out = ativo("budget", "set", "risk", "--limit-usd", "1", "--erasure-reserve-usd", "2")
+    assert out.returncode == 2 and "above limit_usd" in out.stderr
+    assert json.loads(ativo("budget", "status", "--json").stdout) == []  # nothing was stored
+
+
+def test_leases_lists_holders(ativo_home, monkeypatch):
+    import datetime as dt
+
+    from ativo.compute.leases import LeaseManager
+    from ativo.config import load_settings
+    from ativo.store.db import get_engine
+
+    LeaseManager(get_engine(load_settings().db_url), devices=2, host="gpu-node-1", ttl=dt.timedelta(minutes=5)).acquire(
+        "adult_income__train.trial[3]"
+    )
+    out = ativo("leases")
+    assert out.returncode == 0, out.stderr
+    assert "gpu-node-1" in out.stdout and "gpu 0" in out.stdout and "adult_income__train.trial[3]" in out.stdout
+
+
+def test_simulate_rejects_unknown_malformed_kind(ativo_home):
+    out = ativo("simulate", "--start", "2026-01-01", "--days", "2", "--malformed", "2026-01-01:gibberish")
+    assert out.returncode == 2 and "kind must be one of" in out.stderr

@@ -1,0 +1,62 @@
+"""The search: trials in parallel processes share one study in the platform DB and find a good model."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from pathlib import Path
+
+import pytest
+
+from ativo.data.features import to_features
+from ativo.data.landing import reference_records
+from ativo.train.search import best_trial, create_study, run_trial
+from ativo.train.trainer import split_frame
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _small_split(n: int = 6000):
+    from ativo.data.reference import fetch_adult
+    from ativo.spec import load_spec
+
+    spec = load_spec(ROOT / "include" / "specs" / "adult_income.yaml")
+    raw = reference_records(spec, fetch_adult(Path(__import__("os").environ["ATIVO_REFERENCE_DIR"]))).head(n).copy()
+    raw["event_date"] = "2026-01-01"
+    return spec, split_frame(to_features(raw, spec), spec)
+
+
+def _one_trial(url: str, name: str) -> dict:
+    spec, split = _small_split()
+    result, _ = run_trial(spec, url, name, split)
+    return result
+
+
+@pytest.mark.slow
+def test_parallel_trials_share_one_study_in_the_platform_db(tmp_path):
+    spec, _ = _small_split()
+    url = f"sqlite:///{tmp_path / 'platform.db'}"
+    create_study(spec, url, "adult_income/test")
+    with mp.get_context("spawn").Pool(2) as pool:
+        results = pool.starmap(_one_trial, [(url, "adult_income/test")] * 6)
+    assert sorted(r["number"] for r in results) == list(range(6))  # every trial got its own number
+    assert len({tuple(sorted(r["params"].items())) for r in results}) == 6  # and its own parameters
+    done = [r for r in results if r["state"] == "complete"]
+    assert done, "at least the start-up trials complete"
+    best = best_trial(url, "adult_income/test")
+    assert best["value"] == max(r["value"] for r in done) > 0.85
+    assert set(best["params"]) == set(spec.model.search.space)
+
+
+def test_search_space_in_spec_is_validated():
+    import copy
+
+    import yaml
+
+    from ativo.errors import SpecError
+    from ativo.spec import parse_spec
+
+    doc = yaml.safe_load((ROOT / "include" / "specs" / "adult_income.yaml").read_text())
+    bad = copy.deepcopy(doc)
+    bad["model"]["search"]["space"]["eta"] = {"type": "float", "low": 0.3, "high": 0.1}
+    with pytest.raises(SpecError, match=r"model.search.space.eta.*'low' < 'high'"):
+        parse_spec(bad, "adult_income.yaml")
