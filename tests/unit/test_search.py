@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ def _small_split(n: int = 6000):
     from ativo.spec import load_spec
 
     spec = load_spec(ROOT / "include" / "specs" / "adult_income.yaml")
-    raw = reference_records(spec, fetch_adult(Path(__import__("os").environ["ATIVO_REFERENCE_DIR"]))).head(n).copy()
+    raw = reference_records(spec, fetch_adult(Path(os.environ["ATIVO_REFERENCE_DIR"]))).head(n).copy()
     raw["event_date"] = "2026-01-01"
     return spec, split_frame(to_features(raw, spec), spec)
 
