@@ -173,6 +173,15 @@ def _cmd_leases(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_metrics(args: argparse.Namespace) -> int:
+    from ativo.compute.metrics import render
+    from ativo.store.db import get_engine
+
+    settings = load_settings()
+    sys.stdout.write(render(get_engine(settings.db_url), settings.prices).decode())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `ativo`."""
     p = argparse.ArgumentParser(prog="ativo", description="Ativo: models as assets of the product, on Airflow.")
@@ -224,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("leases", help="GPU device leases")
     s.set_defaults(func=_cmd_leases)
+
+    s = sub.add_parser("metrics", help="budgets, spend and GPU leases in Prometheus text format")
+    s.set_defaults(func=_cmd_metrics)
 
     s = sub.add_parser("status", help="which services are running")
     s.set_defaults(func=_cmd_status)

@@ -43,3 +43,27 @@ def test_leases_lists_holders(ativo_home, monkeypatch):
 def test_simulate_rejects_unknown_malformed_kind(ativo_home):
     out = ativo("simulate", "--start", "2026-01-01", "--days", "2", "--malformed", "2026-01-01:gibberish")
     assert out.returncode == 2 and "kind must be one of" in out.stderr
+
+
+def test_metrics_show_the_same_figures_as_budget_status(ativo_home):
+    import datetime as dt
+
+    from ativo.compute.budget import Ledger
+    from ativo.compute.leases import LeaseManager
+    from ativo.config import load_settings
+    from ativo.store.db import get_engine
+
+    settings = load_settings()
+    engine = get_engine(settings.db_url)
+    ledger = Ledger(engine, {"cpu": 3.6})
+    ledger.set_budget("risk", limit_usd=40)
+    ledger.settle(ledger.reserve(team="risk", spec="s", task_key="t", estimate_usd=1, resource="cpu",
+                                 timeout=dt.timedelta(hours=1)), seconds=1000)  # 1.00 USD  # fmt: skip
+    LeaseManager(engine, devices=1, host="gpu-node-1").acquire("trial-1")
+    out = ativo("metrics")
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert 'ativo_budget_limit_usd{team="risk"} 40.0' in text
+    assert 'ativo_budget_spent_usd{period="' in text and '",team="risk"} 1.0' in text
+    assert 'ativo_budget_used_ratio{period="' in text and '",team="risk"} 0.025' in text
+    assert 'ativo_gpu_leases{host="gpu-node-1",state="active"} 1.0' in text
