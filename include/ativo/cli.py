@@ -130,17 +130,8 @@ def _cmd_budget_set(args: argparse.Namespace) -> int:
 
 
 def _cmd_budget_status(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-
-    from ativo.store.db import budgets, get_engine, spend_ledger
-
-    ledger, settings = _ledger()
-    teams = args.team
-    if not teams:
-        with get_engine(settings.db_url).connect() as conn:
-            known = set(conn.execute(select(budgets.c.team)).scalars())
-            teams = sorted(known | set(conn.execute(select(spend_ledger.c.team)).scalars()))
-    rows = [ledger.status(t) for t in teams]
+    ledger, _ = _ledger()
+    rows = [ledger.status(t) for t in (args.team or ledger.teams())]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

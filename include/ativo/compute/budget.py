@@ -116,6 +116,13 @@ class Ledger:
         ).scalar_one()
         return float(settled), float(reserved)
 
+    def teams(self) -> list[str]:
+        """Every team with a budget or any spend, sorted."""
+        with self.engine.connect() as conn:
+            with_budget = set(conn.execute(select(budgets.c.team)).scalars())
+            with_spend = set(conn.execute(select(spend_ledger.c.team).distinct()).scalars())
+        return sorted(with_budget | with_spend)
+
     def status(self, team: str, now: dt.datetime | None = None) -> dict[str, Any]:
         """Limit, settled spend, live reservations and what is left this period."""
         now = now or utcnow()

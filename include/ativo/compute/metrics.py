@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from ativo.compute.budget import Ledger
 from ativo.compute.leases import LeaseManager
-from ativo.store.db import budgets, spend_ledger
 
 
 def render(engine: Engine, prices: Mapping[str, float], lease_manager: LeaseManager | None = None) -> bytes:
@@ -31,17 +30,13 @@ def render(engine: Engine, prices: Mapping[str, float], lease_manager: LeaseMana
     devices = Gauge("ativo_gpu_devices", "GPUs on this host", ["host"], registry=registry)
 
     ledger = Ledger(engine, prices)
-    with engine.connect() as conn:
-        teams = set(conn.execute(select(budgets.c.team)).scalars()) | set(
-            conn.execute(select(spend_ledger.c.team)).scalars()
-        )
-    for team in sorted(teams):
+    for team in ledger.teams():
         s = ledger.status(team)
         spent.labels(team, s["period"]).set(s["settled_usd"])
         reserved.labels(team, s["period"]).set(s["reserved_usd"])
         if s["limit_usd"] is not None:
             limit.labels(team).set(s["limit_usd"])
-            used.labels(team, s["period"]).set(s["settled_usd"] / s["limit_usd"] if s["limit_usd"] else 1.0)
+            used.labels(team, s["period"]).set(s["used_pct"] / 100)
 
     mgr = lease_manager or LeaseManager(engine)
     devices.labels(mgr.host).set(mgr.devices)

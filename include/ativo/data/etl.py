@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -91,10 +92,8 @@ def quarantine(
     return report_uri
 
 
-def partition_date(partition: str) -> Any:
+def partition_date(partition: str) -> dt.date:
     """The date of a partition name (YYYY-MM-DD)."""
-    import datetime as dt
-
     return dt.date.fromisoformat(partition)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import threading
 import time
 from typing import Any
@@ -138,8 +139,6 @@ def get_engine(url: str) -> Engine:
             if url.startswith("sqlite"):
                 path = url.split("///", 1)[-1]
                 if path and path != ":memory:":
-                    import os
-
                     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
                 engine = create_engine(url, connect_args={"timeout": 60})
                 event.listen(engine, "connect", _sqlite_pragmas)
