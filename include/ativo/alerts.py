@@ -44,6 +44,29 @@ def failure_payload(
     }
 
 
+def budget_payload(team: str, thresholds: list[int], status: dict[str, Any]) -> dict[str, Any]:
+    """A Slack-compatible message: a team's budget crossed ``thresholds`` (in %) this period."""
+    top = max(thresholds)
+    limit, settled = status.get("limit_usd"), status.get("settled_usd", 0.0)
+    text = (
+        f":{'red_circle' if top >= 100 else 'warning'}: Ativo budget '{team}' passed {top}% for {status.get('period')}:"
+        f" {settled:.2f} of {limit:.2f} USD spent; resets {status.get('resets_on')}"
+    )
+    fields = [
+        {"title": "Team", "value": team, "short": True},
+        {"title": "Thresholds crossed", "value": ", ".join(f"{t}%" for t in sorted(thresholds)), "short": True},
+        {"title": "Spent", "value": f"{settled:.4f} USD", "short": True},
+        {"title": "Limit", "value": f"{limit:.4f} USD", "short": True},
+        {"title": "Policy", "value": str(status.get("policy")), "short": True},
+        {"title": "Resets", "value": str(status.get("resets_on")), "short": True},
+    ]
+    return {
+        "text": text,
+        "attachments": [{"color": "danger" if top >= 100 else "warning", "fallback": text, "fields": fields}],
+        "ativo": {"kind": "budget", "team": team, "thresholds": sorted(thresholds), "status": status},
+    }
+
+
 def post_webhook(url: str, payload: dict[str, Any], *, timeout: float = 5.0, attempts: int = 3) -> bool:
     """POST ``payload`` as JSON; retries transient failures. Returns whether the webhook accepted it."""
     body = json.dumps(payload).encode()

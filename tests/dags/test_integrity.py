@@ -49,12 +49,19 @@ def test_etl_shape_partitions_by_day_and_announces_the_features_asset(dagbag):
     assert [o.uri for o in outlets] == ["x-ativo://features/adult_income"]
 
 
-def test_training_is_scheduled_on_the_features_asset_and_uses_the_spec_pool(dagbag):
+def test_training_is_a_mapped_search_on_the_spec_pool_and_priority(dagbag):
     dag = dagbag.dags["adult_income__train"]
     assert [a.uri for a in dag.timetable.asset_condition.objects] == ["x-ativo://features/adult_income"]
-    task = dag.task_dict["train_and_register"]
-    assert task.pool == "cpu_train"
-    assert "dataset_version" in dag.params
+    assert dag.task_dict["pin_dataset"].downstream_task_ids == {"plan_search"}
+    assert dag.task_dict["plan_search"].downstream_task_ids == {"trial", "register_best"}
+    trial = dag.task_dict["trial"]
+    assert type(trial).__name__ == "MappedOperator"  # one task instance per trial
+    assert trial.pool == "cpu_train" and trial.pool_slots == 1
+    assert trial.priority_weight == 10 and str(trial.weight_rule).endswith("absolute")  # priority class "normal"
+    assert "trial_label" in trial.map_index_template  # named by its parameters in the UI
+    assert trial.downstream_task_ids == {"register_best"}
+    assert dag.task_dict["register_best"].trigger_rule == "all_done"  # registers the best of whatever completed
+    assert {"dataset_version", "n_trials"} <= set(dag.params)
 
 
 def test_pools_named_by_specs_are_created_by_setup(dagbag):

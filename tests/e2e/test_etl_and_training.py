@@ -87,9 +87,13 @@ def test_etl_then_training_end_to_end(airflow_db, settings, spec, reference_dir,
     assert hashlib.sha256(store.get_bytes(key)).hexdigest() == before
     assert [v["tag"] for v in collect(spec, settings, with_models=False)["dataset_versions"]] == tags
 
-    # training on the pinned version: an MLflow run and a registered version with lineage
-    run = train.test(run_conf={"dataset_version": "adult_income-v0002"})
+    # training on the pinned version: a 4-trial search, its best trial registered with lineage
+    run = train.test(run_conf={"dataset_version": "adult_income-v0002", "n_trials": 4})
     assert str(run.state) == "success", states(run)
+    trials = [ti for ti in run.get_task_instances() if ti.task_id == "trial"]
+    assert sorted(ti.map_index for ti in trials) == [0, 1, 2, 3]
+    assert all(str(ti.state) == "success" for ti in trials)
+    assert all(ti.rendered_map_index.startswith("#") and "eta=" in ti.rendered_map_index for ti in trials)
     from mlflow import MlflowClient
 
     client = MlflowClient(settings.mlflow_tracking_uri)
@@ -99,17 +103,34 @@ def test_etl_then_training_end_to_end(airflow_db, settings, spec, reference_dir,
     if head.returncode == 0:
         assert mv.tags["ativo.git_commit"] == head.stdout.strip()
     assert len(mv.tags["ativo.model_sha256"]) == 64
-    mlrun = client.get_run(mv.run_id)
-    assert mlrun.data.tags["ativo.dataset_version"] == "adult_income-v0002"
-    assert mlrun.data.tags["ativo.airflow.dag_id"] == "adult_income__train"
-    assert mlrun.data.metrics["test_auc"] > 0.85
-    [ds_input] = mlrun.inputs.dataset_inputs
+    assert mv.tags["ativo.study"] == f"adult_income/{run.run_id}"
+    best = client.get_run(mv.run_id)  # the best trial's child run
+    assert best.data.tags["ativo.trial_number"] == mv.tags["ativo.trial_number"]
+    assert best.data.tags["ativo.dataset_version"] == "adult_income-v0002"
+    assert best.data.metrics["test_auc"] > 0.85
+    parent = client.get_run(mv.tags["ativo.parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["ativo.airflow.dag_id"] == "adult_income__train"
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )  # fmt: skip
+    assert len(children) == 4
+    # the registered model is the best completed trial of the study
+    done = [c for c in children if c.data.tags.get("ativo.trial_state") == "complete"]
+    assert max(c.data.metrics["valid_auc"] for c in done) == best.data.metrics["valid_auc"]
+    [ds_input] = parent.inputs.dataset_inputs
     assert ds_input.dataset.name == "adult_income@adult_income-v0002" and ds_input.dataset.digest
     import mlflow
 
     model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=mv.source))
     [native] = list(model_dir.rglob("model.ubj"))
     assert hashlib.sha256(native.read_bytes()).hexdigest() == mv.tags["ativo.model_sha256"]
+    # every trial was charged to the spec's team, nothing is left reserved
+    from ativo.compute.budget import Ledger
+    from ativo.store.db import get_engine
+
+    status = Ledger(get_engine(settings.db_url), settings.prices).status("risk")
+    assert status["settled_usd"] > 0 and status["reserved_usd"] == 0
 
 
 def asset_events(uri: str) -> list[dict]:

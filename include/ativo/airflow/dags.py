@@ -12,12 +12,11 @@ from typing import Any
 from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from ativo.airflow.compute import TRIAL_LABEL, TrialOperator, compute_kwargs
 from ativo.airflow.notifier import WebhookFailureNotifier
 from ativo.config import load_settings
 from ativo.errors import SpecError
 from ativo.spec import ModelSpec, load_specs
-
-PRIORITY_WEIGHT = {"low": 1, "normal": 10, "high": 50, "erasure": 100}
 
 
 def etl_dag_id(spec: ModelSpec) -> str:
@@ -111,12 +110,16 @@ def build_etl_dag(spec: ModelSpec) -> DAG:
 
 
 def build_train_dag(spec: ModelSpec) -> DAG:
-    """Training of one spec, triggered by its features Asset (or by hand with a pinned dataset version)."""
+    """Training of one spec as a parallel search, triggered by its features Asset (or by hand).
+
+    pin_dataset → plan_search → trial × n (mapped, on the spec's pool, each under a GPU lease / budget) →
+    register_best (runs when every trial is done, registers the best one that completed).
+    """
     asset = features_asset(spec)
 
     @dag(
         dag_id=train_dag_id(spec),
-        description=f"Pinned dataset version → XGBoost → MLflow run → registered model, for {spec.name}",
+        description=f"Pinned dataset version → parallel XGBoost search → best model registered, for {spec.name}",
         schedule=[asset],
         start_date=_start(spec),
         catchup=False,
@@ -129,9 +132,16 @@ def build_train_dag(spec: ModelSpec) -> DAG:
                 type=["null", "string"],
                 description="Dataset version tag to train on (e.g. adult_income-v0003); empty = from the "
                 "triggering Asset event, else the latest.",
-            )  # fmt: skip
-        },
-        doc_md=_TRAIN_DOC.format(spec=spec.name),
+            ),
+            "n_trials": Param(
+                None,
+                type=["null", "integer"],
+                minimum=1,
+                maximum=1024,
+                description=f"Trials in the search; empty = the spec's ({spec.model.search.n_trials}).",
+            ),
+        },  # fmt: skip
+        doc_md=_TRAIN_DOC.format(spec=spec.name, pool=spec.compute.pool, team=spec.compute.team),
     )
     def train() -> None:
         @task
@@ -151,31 +161,41 @@ def build_train_dag(spec: ModelSpec) -> DAG:
             version = open_registry(settings).resolve(get_engine(settings.db_url), spec.name, tag or None)
             return version.event_extra()
 
-        @task(
-            pool=spec.compute.pool,
-            pool_slots=spec.compute.pool_slots,
-            priority_weight=PRIORITY_WEIGHT[spec.compute.priority],
-            execution_timeout=dt.timedelta(minutes=spec.compute.execution_timeout_minutes),
-        )
-        def train_and_register(pinned: dict[str, Any]) -> dict[str, Any]:
-            """Train on the pinned version, log the MLflow run and register the model with lineage tags."""
-            from ativo.train.tracking import train_and_register as run
+        @task
+        def plan_search(pinned: dict[str, Any]) -> list[dict[str, Any]]:
+            """Create the Optuna study (platform DB) and the parent MLflow run; one entry per trial to map over."""
+            from ativo.train.search import plan_search as plan
 
             context = get_current_context()
-            ti = context["ti"]
-            meta = {
-                "dag_id": ti.dag_id,
-                "dag_run_id": ti.run_id,
-                "task_id": ti.task_id,
-                "try_number": ti.try_number,
-            }
-            result = run(spec, load_settings(), pinned["tag"], meta)
-            result.pop("tags", None)
-            return result
+            n = context["params"].get("n_trials")
+            result = plan(spec, load_settings(), pinned["tag"], _run_meta(context), n_trials=int(n) if n else None)
+            return [{"plan": result.to_dict(), "slot": slot} for slot in range(result.n_trials)]
 
-        train_and_register(pin_dataset())  # type: ignore[arg-type]  # XComArg at parse time
+        @task(trigger_rule="all_done")
+        def register_best(planned: list[dict[str, Any]]) -> dict[str, Any]:
+            """Register the best completed trial's model (study and trial in its lineage) and close the search."""
+            from ativo.train.search import SearchFailed, SearchPlan, finish_search
+
+            try:
+                return finish_search(spec, load_settings(), SearchPlan.from_dict(planned[0]["plan"]),
+                                     _run_meta(get_current_context()))  # fmt: skip
+            except SearchFailed as err:
+                raise AirflowFailException(str(err)) from err
+
+        planned = plan_search(pin_dataset())  # type: ignore[arg-type]  # XComArg at parse time
+        trials = TrialOperator.partial(
+            task_id="trial", spec=spec.name, task_key=f"{spec.name}.trial", map_index_template=TRIAL_LABEL,
+            doc_md="One trial of the search: asks the study, trains with pruning, logs a child run, tells the study.",
+            **compute_kwargs(spec),
+        ).expand_kwargs(planned)  # fmt: skip
+        trials >> register_best(planned)  # type: ignore[arg-type]  # XComArg at parse time
 
     return train()
+
+
+def _run_meta(context: Any) -> dict[str, Any]:
+    ti = context["ti"]
+    return {"dag_id": ti.dag_id, "dag_run_id": ti.run_id, "task_id": ti.task_id, "try_number": ti.try_number}
 
 
 def valid_specs() -> list[ModelSpec]:
@@ -211,7 +231,10 @@ Backfill: Trigger → Backfill in the UI, or `airflow backfill create --dag-id {
 
 _TRAIN_DOC = """
 ### Training of `{spec}`
-Triggered by each new `{spec}.features` dataset version (or by hand, with `dataset_version` in the run conf).
-Trains XGBoost on the pinned version with the spec's parameters, logs the MLflow run (params, metrics, dataset
-input, lineage tags, native model) and registers a model version tagged with its dataset version and commit.
+Triggered by each new `{spec}.features` dataset version (or by hand, with `dataset_version` and `n_trials` in the
+run conf). **plan_search** pins the dataset version, creates the Optuna study in the platform DB and the parent
+MLflow run. Each **trial** (named by its parameters) runs on pool `{pool}` under a GPU lease or on CPU, within the
+budget of team `{team}`: it asks the study, trains XGBoost with pruning, logs a child run and tells the study. A
+trial the budget cannot cover fails at once with the budget's figures (or waits, if the team's policy is `defer`).
+**register_best** registers the best completed trial's model with its lineage (dataset, commit, study, trial).
 """

@@ -14,6 +14,16 @@ log = logging.getLogger(__name__)
 RUNBOOK = "README.md, section 'When a task fails'"
 
 
+def oncall_webhook_url(conn_id: str) -> str | None:
+    """The webhook URL of the on-call connection, or None (logged) when it is not configured."""
+    try:
+        conn = Connection.get(conn_id)
+    except Exception as err:  # AirflowNotFoundException and friends
+        log.warning("on-call connection %r is not configured (%s): alert not sent", conn_id, err)
+        return None
+    return webhook_url_from(conn.extra_dejson or {}, conn.host, conn.schema, conn.port)
+
+
 class WebhookFailureNotifier(BaseNotifier):
     """Posts a Slack-compatible message to the webhook of an Airflow connection.
 
@@ -31,12 +41,7 @@ class WebhookFailureNotifier(BaseNotifier):
         self.timeout = timeout
 
     def _url(self) -> str | None:
-        try:
-            conn = Connection.get(self.conn_id)
-        except Exception as err:  # AirflowNotFoundException and friends
-            log.warning("on-call connection %r is not configured (%s): alert not sent", self.conn_id, err)
-            return None
-        return webhook_url_from(conn.extra_dejson or {}, conn.host, conn.schema, conn.port)
+        return oncall_webhook_url(self.conn_id)
 
     def notify(self, context: Any) -> None:
         """Send the alert for the failed task in ``context``."""

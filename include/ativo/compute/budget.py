@@ -170,6 +170,7 @@ class Ledger:
         now = now or utcnow()
         period, resets = period_of(now)
         self.price(resource)
+        self.expire_stale(now)
         with self.engine.begin() as conn:
             lock(conn, f"budget/{team}")
             inserted = conn.execute(
@@ -236,6 +237,41 @@ class Ledger:
         except IntegrityError:
             return False  # already reported this period
         return True
+
+    def renew(self, reservation: Reservation, ttl: dt.timedelta) -> bool:
+        """Keep a live reservation from expiring for another ``ttl``; False if it already expired or ended."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            n = conn.execute(
+                update(spend_ledger)
+                .where(
+                    spend_ledger.c.id == reservation.id,
+                    spend_ledger.c.state == "reserved",
+                    spend_ledger.c.expires_at > now,
+                )  # fmt: skip
+                .values(expires_at=now + ttl)
+            ).rowcount
+        return bool(n)
+
+    def expire_stale(self, now: dt.datetime | None = None) -> int:
+        """Mark reservations whose holder stopped renewing them (crashed, SIGKILLed) as expired; returns how many.
+
+        Expired reservations already count for nothing; this makes the ledger say so.
+        """
+        now = now or utcnow()
+        with self.engine.begin() as conn:
+            return int(
+                conn.execute(
+                    update(spend_ledger)
+                    .where(spend_ledger.c.state == "reserved", spend_ledger.c.expires_at <= now)
+                    .values(state="expired", settled_at=now)
+                ).rowcount
+            )
+
+    def entry(self, reservation_id: int) -> dict[str, Any]:
+        """One ledger row, as a dict."""
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(spend_ledger).where(spend_ledger.c.id == reservation_id)).mappings().one())
 
     def release(self, reservation: Reservation) -> None:
         """Free a reservation whose task failed or was cancelled (nothing is charged)."""

@@ -1,41 +1,82 @@
-"""Hyperparameter search: an Optuna study stored in the platform DB, one trial per call.
+"""Hyperparameter search: an Optuna study in the platform DB, one parent MLflow run, one child run per trial.
 
-Each trial asks the shared study for parameters, trains XGBoost with a pruning callback that reports the
-validation AUC per boosting round, and tells the study the result. Because the study lives in the platform DB
-(SQLite or PostgreSQL), trials can run in parallel processes or on other hosts.
+The search has three steps, each a plain function so that Airflow tasks and a plain Python process run the very
+same code:
+
+- :func:`plan_search` pins the dataset version, creates the study (``<spec>/<run id>``) in the platform DB and the
+  parent MLflow run (lineage tags, dataset input);
+- :func:`search_trial` asks the study for parameters, trains XGBoost with a pruning callback that reports the
+  validation AUC per boosting round, logs a child run (params, metrics, native model) and tells the study;
+- :func:`finish_search` registers the best trial's model with the study name and trial number in its lineage tags
+  and closes the parent run.
+
+Because the study lives in the platform DB (SQLite or PostgreSQL), trials can run in parallel processes or hosts.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import logging
+import tempfile
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from ativo.config import Settings
+from ativo.errors import AtivoError
 from ativo.spec import ModelSpec, SearchParam
 from ativo.train.trainer import Split, TrainedModel, fit
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ativo.data.versioning import DatasetVersion
+
+log = logging.getLogger(__name__)
+
+
+class SearchFailed(AtivoError):
+    """No trial of a search completed, so there is no model to register."""
+
 
 def _optuna() -> Any:
-    import logging
-
     import optuna
 
     optuna.logging.set_verbosity(logging.WARNING)
     return optuna
 
 
-def create_study(spec: ModelSpec, storage_url: str, name: str) -> Any:
-    """Create (or reopen) the study ``name`` for the spec's search, maximising the validation AUC."""
+def _sampler_and_pruner(spec: ModelSpec, slot: int = 0) -> tuple[Any, Any]:
+    """The spec's sampler seeded for trial slot ``slot`` (distinct draws per slot, reproducible), and its pruner."""
     optuna = _optuna()
     search = spec.model.search
+    seed = search.seed + slot
     sampler = (
-        optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=max(4, search.n_trials // 4))
+        optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(4, search.n_trials // 4))
         if search.sampler == "tpe"
-        else optuna.samplers.RandomSampler(seed=search.seed)
+        else optuna.samplers.RandomSampler(seed=seed)
     )
     pruner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=20) if search.pruning else None
-    return optuna.create_study(
+    return sampler, pruner
+
+
+def create_study(spec: ModelSpec, storage_url: str, name: str) -> Any:
+    """Create (or reopen) the study ``name`` for the spec's search, maximising the validation AUC."""
+    sampler, pruner = _sampler_and_pruner(spec)
+    return _optuna().create_study(
         study_name=name, storage=storage_url, direction="maximize", sampler=sampler, pruner=pruner,
         load_if_exists=True,
     )  # fmt: skip
+
+
+def open_study(spec: ModelSpec, storage_url: str, name: str, slot: int = 0) -> Any:
+    """Load a study with the spec's sampler (seeded for ``slot``) and pruner."""
+    sampler, pruner = _sampler_and_pruner(spec, slot)
+    kwargs: dict[str, Any] = {"sampler": sampler}
+    if pruner is not None:
+        kwargs["pruner"] = pruner
+    return _optuna().load_study(study_name=name, storage=storage_url, **kwargs)
 
 
 def suggest(trial: Any, space: dict[str, SearchParam]) -> dict[str, Any]:
@@ -49,6 +90,12 @@ def suggest(trial: Any, space: dict[str, SearchParam]) -> dict[str, Any]:
         else:
             params[name] = trial.suggest_float(name, float(p.low or 0), float(p.high or 0), log=p.log)
     return params
+
+
+def trial_label(number: int, params: dict[str, Any]) -> str:
+    """How a trial is named in the Airflow UI: its number and parameters."""
+    shown = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items()))
+    return f"#{number} {shown}".strip()
 
 
 def _pruning_callback(trial: Any) -> Any:
@@ -67,23 +114,40 @@ def _pruning_callback(trial: Any) -> Any:
 
 
 def run_trial(
-    spec: ModelSpec, storage_url: str, study_name: str, split: Split, device: str = "cpu"
-) -> tuple[dict[str, Any], TrainedModel | None]:
+    spec: ModelSpec, storage_url: str, study_name: str, split: Split, device: str = "cpu", *, slot: int = 0,
+    threads: int | None = None, on_ask: Any = None,
+) -> tuple[dict[str, Any], TrainedModel | None]:  # fmt: skip
     """Ask the study for parameters, train, tell the study.
+
+    Args:
+        spec: the model spec (search space, pruning, metric).
+        storage_url: the platform DB holding the study.
+        study_name: the study to ask.
+        split: train / validation / test frames.
+        device: ``cpu`` or ``cuda``.
+        slot: the trial's index in the search (seeds its sampler).
+        threads: CPU threads for XGBoost (all cores when None).
+        on_ask: called with (trial, params) right after the ask, before training (to name and log the trial).
 
     Returns:
         (``{"number", "state", "params", "value", "metrics"}``, the trained model or None when pruned).
     """
     optuna = _optuna()
-    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    study = open_study(spec, storage_url, study_name, slot)
     trial = study.ask()
     params = suggest(trial, spec.model.search.space)
+    if on_ask is not None:
+        on_ask(trial, params)
     callbacks = [_pruning_callback(trial)] if spec.model.search.pruning else None
     try:
-        model = fit(spec, split, device=device, overrides=params, callbacks=callbacks)
-    except optuna.TrialPruned:
+        model = fit(spec, split, device=device, overrides=params, callbacks=callbacks, threads=threads)
+    except optuna.TrialPruned as pruned:
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        return {"number": trial.number, "state": "pruned", "params": params, "value": None, "metrics": {}}, None
+        return {"number": trial.number, "state": "pruned", "params": params, "value": None, "metrics": {},
+                "reason": str(pruned)}, None  # fmt: skip
+    except BaseException:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        raise
     value = model.metrics[spec.model.search.metric]
     study.tell(trial, value)
     return {
@@ -96,7 +160,267 @@ def run_trial(
 
 
 def best_trial(storage_url: str, study_name: str) -> dict[str, Any]:
-    """The best completed trial of a study: number, value and parameters."""
+    """The best completed trial of a study: number, value, parameters and its MLflow run (if logged)."""
+    best = _optuna().load_study(study_name=study_name, storage=storage_url).best_trial
+    return {"number": best.number, "value": best.value, "params": best.params,
+            "mlflow_run_id": best.user_attrs.get("mlflow_run_id")}  # fmt: skip
+
+
+# --- the search as three steps ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """What every trial of one search needs to know (passed between tasks as XCom)."""
+
+    spec: str
+    study_name: str
+    dataset_tag: str
+    experiment_id: str
+    parent_run_id: str
+    n_trials: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchPlan:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+
+def load_dataset(spec: ModelSpec, settings: Settings, tag: str | None) -> tuple[DatasetVersion, pd.DataFrame]:
+    """A dataset version and its rows; cached on this host by manifest hash, so parallel trials read it once."""
+    import pandas as pd
+
+    from ativo.data.versioning import open_registry
+    from ativo.store.db import get_engine
+
+    registry = open_registry(settings)
+    version = registry.resolve(get_engine(settings.db_url), spec.name, tag)
+    cache = settings.home / "cache" / "datasets" / spec.name / f"{version.manifest_hash.removesuffix('.dir')}.parquet"
+    if cache.exists():
+        return version, pd.read_parquet(cache)
+    df = registry.read(version)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=cache.parent, suffix=".tmp", delete=False) as tmp:
+        df.to_parquet(tmp.name, index=False)
+    Path(tmp.name).replace(cache)  # atomic: a reader never sees a half-written cache file
+    return version, df
+
+
+def _mlflow(settings: Settings) -> tuple[Any, Any]:
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    return mlflow, MlflowClient(settings.mlflow_tracking_uri)
+
+
+def _airflow_tags(run_meta: dict[str, Any]) -> dict[str, str]:
+    return {f"ativo.airflow.{k}": str(run_meta[k]) for k in ("dag_id", "dag_run_id", "task_id", "try_number",
+                                                              "map_index") if run_meta.get(k) is not None}  # fmt: skip
+
+
+def plan_search(
+    spec: ModelSpec, settings: Settings, dataset_tag: str | None, run_meta: dict[str, Any], *,
+    n_trials: int | None = None, study_name: str | None = None,
+) -> SearchPlan:  # fmt: skip
+    """Pin the dataset, create the study and the parent MLflow run (see the module doc)."""
+    from mlflow.data.pandas_dataset import from_pandas
+    from mlflow.entities import DatasetInput, InputTag
+
+    from ativo.data.features import LABEL
+    from ativo.train.tracking import code_version, ensure_experiment
+    from ativo.train.trainer import split_frame
+
+    version, df = load_dataset(spec, settings, dataset_tag)
+    split = split_frame(df, spec)
+    n = n_trials or (spec.model.search.n_trials if spec.model.search.space else 1)
+    name = study_name or f"{spec.name}/{run_meta.get('dag_run_id') or version.tag}"
+    create_study(spec, settings.db_url, name)
+    _, client = _mlflow(settings)
+    experiment_id = ensure_experiment(client, spec, settings)
+    code = code_version()
+    tags = {
+        "ativo.spec": spec.name, "ativo.spec_hash": spec.content_hash(), "ativo.role": "search",
+        "ativo.study": name, "ativo.dataset_version": version.tag, "ativo.dataset_rev": version.git_rev,
+        "ativo.dataset_manifest": version.manifest_hash, "ativo.git_commit": code["commit"],
+        **_airflow_tags(run_meta),
+    }  # fmt: skip
+    # Created through the client so that it stays RUNNING while the trials run elsewhere; finish_search ends it.
+    parent = client.create_run(experiment_id, run_name=f"{spec.name}@{version.tag} search", tags=tags).info.run_id
+    params = {
+        "n_trials": n,
+        "sampler": spec.model.search.sampler,
+        "seed": spec.model.search.seed,
+        "pruning": spec.model.search.pruning,
+        "split_seed": spec.split.seed,
+        "train_rows": len(split.train),
+    }
+    client.log_batch(parent, params=[_param(k, v) for k, v in params.items()])
+    dataset = from_pandas(
+        split.train, source=f"{settings.store_uri}/lake/{spec.name}", targets=LABEL,
+        name=f"{spec.name}@{version.tag}", digest=version.manifest_hash.removesuffix(".dir")[:32],
+    )  # fmt: skip
+    client.log_inputs(parent, [DatasetInput(dataset._to_mlflow_entity(),
+                                            [InputTag("mlflow.data.context", "training"),
+                                             InputTag("ativo.dataset_version", version.tag)])])  # fmt: skip
+    log.info("search %s: %d trial(s) on %s, parent run %s", name, n, version.tag, parent)
+    return SearchPlan(spec=spec.name, study_name=name, dataset_tag=version.tag, experiment_id=experiment_id,
+                      parent_run_id=parent, n_trials=n)  # fmt: skip
+
+
+def _log_model(mlflow: Any, model: TrainedModel, split: Split, spec: ModelSpec) -> tuple[str, str]:
+    """Log the native UBJ model with its signature to the active run; returns (model URI, sha256 of model.ubj)."""
+    import mlflow.xgboost
+    import xgboost as xgb
+    from mlflow.models import infer_signature
+
+    from ativo.train.trainer import design_matrix
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.ubj"
+        model.booster.save_model(path)
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    sample = design_matrix(split.valid.head(200), spec)
+    signature = infer_signature(sample, model.booster.predict(xgb.DMatrix(sample, enable_categorical=True)))
+    info = mlflow.xgboost.log_model(model.booster, name="model", signature=signature, model_format="ubj")
+    return str(info.model_uri), sha
+
+
+def search_trial(
+    spec: ModelSpec, settings: Settings, plan: SearchPlan, run_meta: dict[str, Any], *, slot: int = 0,
+    device: str = "cpu", threads: int | None = None, on_label: Any = None,
+) -> dict[str, Any]:  # fmt: skip
+    """One trial: ask, train with pruning, log the child run (and model), tell. Returns the trial's summary.
+
+    Args:
+        spec: the model spec.
+        settings: where things are.
+        plan: the search (study, parent run, dataset version).
+        run_meta: Airflow context for the child run's tags.
+        slot: the trial's index in the search (seeds its sampler, so trials differ and runs are reproducible).
+        device: ``cpu`` or ``cuda``, as placed by the compute session.
+        threads: CPU threads for XGBoost.
+        on_label: called with the trial's label (number and parameters) as soon as it is known.
+    """
+    from ativo.train.trainer import split_frame
+
+    version, df = load_dataset(spec, settings, plan.dataset_tag)
+    split = split_frame(df, spec)
+    mlflow, client = _mlflow(settings)
+    child: dict[str, str] = {}
+
+    def started(trial: Any, params: dict[str, Any]) -> None:
+        label = trial_label(trial.number, params)
+        if on_label is not None:
+            on_label(label)
+        run = client.create_run(
+            plan.experiment_id, run_name=f"trial {trial.number}",
+            tags={"mlflow.parentRunId": plan.parent_run_id, "ativo.spec": spec.name, "ativo.role": "trial",
+                  "ativo.study": plan.study_name, "ativo.trial_number": str(trial.number),
+                  "ativo.dataset_version": version.tag, "ativo.device": device, **_airflow_tags(run_meta)},
+        )  # fmt: skip
+        child["run_id"] = run.info.run_id
+        trial.set_user_attr("mlflow_run_id", run.info.run_id)
+        client.log_batch(run.info.run_id, params=[_param(k, v) for k, v in params.items()])
+
+    try:
+        result, model = run_trial(spec, settings.db_url, plan.study_name, split, device, slot=slot, threads=threads,
+                                  on_ask=started)  # fmt: skip
+    except BaseException:
+        if "run_id" in child:
+            client.set_terminated(child["run_id"], "FAILED")
+        raise
+    run_id = child["run_id"]
+    result.update(run_id=run_id, label=trial_label(result["number"], result["params"]), device=device)
+    client.set_tag(run_id, "ativo.trial_state", result["state"])
+    if model is None:
+        client.set_terminated(run_id, "KILLED")  # pruned: stopped early on purpose
+        return result
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics(model.metrics)
+        model_uri, sha = _log_model(mlflow, model, split, spec)
+        mlflow.set_tags({"ativo.model_uri": model_uri, "ativo.model_sha256": sha, "ativo.model_format": "xgboost-ubj"})
+    result.update(model_uri=model_uri, model_sha256=sha)
+    return result
+
+
+def _param(key: str, value: Any) -> Any:
+    from mlflow.entities import Param as MlflowParam
+
+    return MlflowParam(key, str(value))
+
+
+def finish_search(spec: ModelSpec, settings: Settings, plan: SearchPlan, run_meta: dict[str, Any]) -> dict[str, Any]:
+    """Register the best trial's model (lineage tags + study and trial) and close the parent run.
+
+    Raises:
+        SearchFailed: no trial completed (all failed, pruned or refused by the budget).
+    """
+    from ativo.data.versioning import open_registry
+    from ativo.store.db import get_engine
+    from ativo.train.tracking import lineage_tags
+
     optuna = _optuna()
-    best = optuna.load_study(study_name=study_name, storage=storage_url).best_trial
-    return {"number": best.number, "value": best.value, "params": best.params}
+    study = open_study(spec, settings.db_url, plan.study_name)
+    trials = study.get_trials(deepcopy=False)
+    counts = Counter(t.state.name.lower() for t in trials)
+    mlflow, client = _mlflow(settings)
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trials"
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and "mlflow_run_id" in t.user_attrs]
+    if not done:
+        client.set_tag(plan.parent_run_id, "ativo.search_outcome", f"failed: {summary}")
+        client.set_terminated(plan.parent_run_id, "FAILED")
+        raise SearchFailed(
+            f"search {plan.study_name}: no trial completed ({summary} of {plan.n_trials} planned); "
+            "nothing to register — see the failed trial tasks for why"
+        )
+    best = max(done, key=lambda t: float(t.value))
+    child_id = str(best.user_attrs["mlflow_run_id"])
+    child = client.get_run(child_id)
+    version = open_registry(settings).resolve(get_engine(settings.db_url), spec.name, plan.dataset_tag)
+    tags = lineage_tags(spec, version, run_meta, child.data.tags["ativo.model_sha256"])
+    tags.update({"ativo.study": plan.study_name, "ativo.trial_number": str(best.number),
+                 "ativo.parent_run_id": plan.parent_run_id, "ativo.mlflow_run_id": child_id})  # fmt: skip
+    for key, value in tags.items():
+        if not key.startswith("ativo.airflow."):
+            client.set_tag(child_id, key, value)
+    parent = plan.parent_run_id
+    client.log_batch(parent, metrics=[_metric(f"best_{k}", v) for k, v in child.data.metrics.items()],
+                     params=[_param(f"best.{k}", v) for k, v in best.params.items()])  # fmt: skip
+    client.log_batch(parent, metrics=[_metric(f"trials_{s}", n) for s, n in counts.items()])
+    client.set_tag(parent, "ativo.search_outcome", f"best trial {best.number} ({summary})")
+    client.set_tag(parent, "ativo.best_run_id", child_id)
+    mv = mlflow.register_model(child.data.tags["ativo.model_uri"], spec.registered_model_name, tags=tags)
+    client.update_model_version(
+        spec.registered_model_name, mv.version,
+        description=(f"Best of {len(trials)} trial(s) of study {plan.study_name} (trial {best.number}, valid AUC "
+                     f"{float(best.value):.4f}) on {version.tag} ({version.rows} rows) at commit "
+                     f"{tags['ativo.git_commit'][:12]}"),
+    )  # fmt: skip
+    client.set_terminated(parent, "FINISHED")
+    log.info("registered %s version %s from trial %d of %s", spec.registered_model_name, mv.version, best.number,
+             plan.study_name)  # fmt: skip
+    return {
+        "model_name": spec.registered_model_name,
+        "model_version": str(mv.version),
+        "model_uri": f"models:/{spec.registered_model_name}/{mv.version}",
+        "run_id": child_id,
+        "parent_run_id": parent,
+        "study": plan.study_name,
+        "trial_number": best.number,
+        "dataset_version": version.tag,
+        "metrics": dict(child.data.metrics),
+        "trials": dict(counts),
+    }
+
+
+def _metric(key: str, value: float) -> Any:
+    import time
+
+    from mlflow.entities import Metric
+
+    return Metric(key, float(value), int(time.time() * 1000), 0)

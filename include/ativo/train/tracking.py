@@ -1,20 +1,20 @@
-"""MLflow: the training run (params, metrics, dataset input, lineage tags, native model) and its registration."""
+"""MLflow helpers shared by training: the code version, lineage tags and the spec's experiment.
+
+The runs themselves (a parent search run, a child run per trial, the registered best model) are logged by
+:mod:`ativo.train.search`.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ativo.config import PROJECT_ROOT, Settings
-from ativo.data.features import LABEL
 from ativo.data.versioning import DatasetVersion
 from ativo.spec import ModelSpec
-from ativo.train.trainer import Split, TrainedModel, design_matrix
 
 log = logging.getLogger(__name__)
 
@@ -73,89 +73,3 @@ def ensure_experiment(client: Any, spec: ModelSpec, settings: Settings) -> str:
         if exp is None:
             raise
         return str(exp.experiment_id)
-
-
-def log_and_register(
-    spec: ModelSpec,
-    settings: Settings,
-    version: DatasetVersion,
-    split: Split,
-    model: TrainedModel,
-    run_meta: dict[str, Any],
-) -> dict[str, Any]:
-    """Log the run to MLflow and register the model version with its lineage tags.
-
-    Returns:
-        ``{"run_id", "model_name", "model_version", "model_uri", "metrics", "tags"}``.
-    """
-    import mlflow
-    import mlflow.xgboost
-    from mlflow import MlflowClient
-    from mlflow.data.pandas_dataset import from_pandas
-    from mlflow.models import infer_signature
-
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    client = MlflowClient(settings.mlflow_tracking_uri)
-    experiment_id = ensure_experiment(client, spec, settings)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.ubj"
-        model.booster.save_model(path)
-        model_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-    tags = lineage_tags(spec, version, run_meta, model_sha256)
-    run_name = f"{spec.name}@{version.tag}"
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
-        mlflow.log_params({k: v for k, v in model.params.items() if k != "eval_metric"})
-        mlflow.log_params({"num_boost_round": spec.model.num_boost_round, "split_seed": spec.split.seed,
-                           "test_fraction": spec.split.test_fraction, "train_rows": len(split.train)})  # fmt: skip
-        mlflow.log_metrics(model.metrics)
-        dataset = from_pandas(
-            split.train, source=f"{settings.store_uri}/lake/{spec.name}", targets=LABEL,
-            name=f"{spec.name}@{version.tag}", digest=version.manifest_hash.removesuffix(".dir")[:32],
-        )  # fmt: skip
-        mlflow.log_input(dataset, context="training", tags={"ativo.dataset_version": version.tag})
-        sample = design_matrix(split.valid.head(200), spec)
-        import xgboost as xgb
-
-        signature = infer_signature(sample, model.booster.predict(xgb.DMatrix(sample, enable_categorical=True)))
-        info = mlflow.xgboost.log_model(model.booster, name="model", signature=signature, model_format="ubj")
-        run_id = run.info.run_id
-    mv = mlflow.register_model(info.model_uri, spec.registered_model_name, tags=tags)
-    client.update_model_version(
-        spec.registered_model_name, mv.version,
-        description=f"Trained on {version.tag} ({version.rows} rows) at commit {tags['ativo.git_commit'][:12]}",
-    )  # fmt: skip
-    client.set_model_version_tag(spec.registered_model_name, mv.version, "ativo.mlflow_run_id", run_id)
-    log.info("registered %s version %s from run %s", spec.registered_model_name, mv.version, run_id)
-    return {
-        "run_id": run_id,
-        "model_name": spec.registered_model_name,
-        "model_version": str(mv.version),
-        "model_uri": f"models:/{spec.registered_model_name}/{mv.version}",
-        "metrics": model.metrics,
-        "tags": tags,
-    }
-
-
-def train_and_register(
-    spec: ModelSpec, settings: Settings, dataset_tag: str | None, run_meta: dict[str, Any]
-) -> dict[str, Any]:
-    """The training step: pin the dataset version, split, fit, log, register.
-
-    Args:
-        spec: the model spec.
-        settings: where things are.
-        dataset_tag: the dataset version to train on; None means the latest.
-        run_meta: Airflow context for lineage (dag_id, dag_run_id, task_id, try_number).
-    """
-    from ativo.data.versioning import open_registry
-    from ativo.store.db import get_engine
-    from ativo.train.trainer import fit, split_frame
-
-    registry = open_registry(settings)
-    version = registry.resolve(get_engine(settings.db_url), spec.name, dataset_tag)
-    df = registry.read(version)
-    split = split_frame(df, spec)
-    model = fit(spec, split, device=spec.compute.device if spec.compute.device == "cpu" else "cuda")
-    result = log_and_register(spec, settings, version, split, model, run_meta)
-    result["dataset_version"] = version.tag
-    return result

@@ -86,14 +86,24 @@ def fit(
     device: str = "cpu",
     overrides: dict[str, Any] | None = None,
     callbacks: list[Any] | None = None,
+    threads: int | None = None,
 ) -> TrainedModel:
-    """Train XGBoost with the spec's parameters (``overrides`` win), early-stopping on the validation set."""
+    """Train XGBoost with the spec's parameters (``overrides`` win), early-stopping on the validation set.
+
+    Args:
+        spec: the model spec (parameters, rounds, early stopping).
+        split: train / validation / test frames.
+        device: ``cpu`` or ``cuda`` (the device XGBoost sees; a GPU lease makes it the leased one).
+        overrides: parameters that win over the spec's (a trial's suggestion).
+        callbacks: XGBoost training callbacks (the pruning callback).
+        threads: CPU threads (the task's pool slots); all cores when None.
+    """
     import xgboost as xgb
 
     params: dict[str, Any] = {
         "objective": spec.model.objective,
         "eval_metric": ["logloss", "auc"],
-        "nthread": 0,
+        "nthread": threads or 0,
     }
     params.update(spec.model.params)
     params.update(overrides or {})

@@ -1,0 +1,205 @@
+"""Compute operators: any compute-bound task runs under its spec's pool, priority, GPU lease and budget.
+
+:class:`ComputeOperator` takes its Airflow placement from the spec's ``compute`` section (pool, pool slots,
+``priority_weight`` from the priority class, execution timeout) and runs its work inside a
+:class:`ativo.compute.session.ComputeSession`: a GPU lease exported as ``CUDA_VISIBLE_DEVICES`` (or the CPU, per the
+spec's fallback), a budget reservation that is settled after the run and released on failure. When the budget
+cannot cover the task, the team's policy decides: ``fail`` fails the task at once (no retry, on-call is paged with
+the budget, spent, limit, estimate and reset date), ``defer`` hands the task to :class:`BudgetTrigger` until the
+limit is raised or the period resets. Crossing 50/80/100 % of a budget posts one alert per period to on-call.
+
+Use it by subclassing (override :meth:`ComputeOperator.run`) or with a callable::
+
+    ComputeOperator(task_id="fit", spec=spec, python_callable=fit_model, op_kwargs={"rounds": 100})
+
+where ``fit_model(context, placement, rounds)`` gets the :class:`ativo.compute.session.Placement`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from ativo.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+PRIORITY_WEIGHT = {"low": 1, "normal": 10, "high": 50, "erasure": 100}
+"""Priority classes of the spec's ``compute.priority`` → Airflow ``priority_weight`` (absolute rule)."""
+
+
+def compute_kwargs(spec: ModelSpec) -> dict[str, Any]:
+    """Airflow task arguments for a compute-bound task of ``spec``: pool, slots, priority and timeout."""
+    compute = spec.compute
+    return {
+        "pool": compute.pool,
+        "pool_slots": compute.pool_slots,
+        "priority_weight": PRIORITY_WEIGHT[compute.priority],
+        "weight_rule": "absolute",  # a priority class means the same in every DAG, whatever its shape
+        "execution_timeout": dt.timedelta(minutes=compute.execution_timeout_minutes),
+    }
+
+
+def budget_alert(team: str, thresholds: list[int], status: dict[str, Any], conn_id: str) -> None:
+    """Tell on-call that a budget crossed ``thresholds`` (once per period; the ledger guarantees it)."""
+    from ativo.airflow.notifier import oncall_webhook_url
+    from ativo.alerts import budget_payload, post_webhook
+
+    payload = budget_payload(team, thresholds, status)
+    url = oncall_webhook_url(conn_id)
+    if url is None or not post_webhook(url, payload):
+        log.error("ALERT (undelivered): %s", payload["text"])
+
+
+def _spec(name: str) -> ModelSpec:
+    from ativo.config import load_settings
+    from ativo.spec import get_spec
+
+    return get_spec(name, load_settings().specs_dir)
+
+
+class ComputeOperator(BaseOperator):
+    """Run work under the spec's compute policy (see the module doc).
+
+    Args:
+        spec: the model spec whose ``compute`` section applies, or its name (what a mapped task's ``partial``
+            needs, since partial arguments are serialized; pass ``**compute_kwargs(spec)`` there too).
+        task_key: the cost-history key (defaults to ``<spec>.<task_id>``): tasks with the same key share estimates.
+        python_callable: ``f(context, placement, **op_kwargs)``, when not subclassing.
+        op_kwargs: keyword arguments for ``python_callable``.
+        heartbeat_s: how often the lease and the reservation are renewed (they expire after three missed beats).
+        budget_poll_s: how often a task deferred on its budget checks it again.
+    """
+
+    ui_color = "#c9e4de"
+
+    def __init__(
+        self, *, spec: ModelSpec | str, task_key: str | None = None,
+        python_callable: Callable[..., Any] | None = None, op_kwargs: dict[str, Any] | None = None,
+        heartbeat_s: float = 20.0, budget_poll_s: float = 30.0, **kwargs: Any,
+    ) -> None:  # fmt: skip
+        model_spec = spec if isinstance(spec, ModelSpec) else _spec(spec)
+        for key, value in compute_kwargs(model_spec).items():
+            kwargs.setdefault(key, value)
+        super().__init__(**kwargs)
+        self.spec = model_spec
+        self.task_key = task_key or f"{model_spec.name}.{self.task_id}"
+        self.python_callable = python_callable
+        self.op_kwargs = op_kwargs or {}
+        self.heartbeat_s = heartbeat_s
+        self.budget_poll_s = budget_poll_s
+
+    def run(self, context: Any, placement: Any) -> Any:
+        """The work; runs with the device placed and the budget reserved. Override, or pass ``python_callable``."""
+        if self.python_callable is None:
+            raise NotImplementedError(f"{type(self).__name__} needs a python_callable or a run() override")
+        return self.python_callable(context, placement, **self.op_kwargs)
+
+    def execute(self, context: Any) -> Any:
+        """Place, reserve, run, settle — or fail / defer on the budget (the team's policy)."""
+        return self._execute(context, started_at=context["ti"].start_date)
+
+    def execute_after_budget(self, context: Any, event: dict[str, Any] | None = None) -> Any:
+        """Resume after :class:`BudgetTrigger` saw room in the budget (billing starts now, not at the deferral)."""
+        from ativo.store.db import utcnow
+
+        log.info("budget has room again (%s); reserving", (event or {}).get("reason", "trigger fired"))
+        return self._execute(context, started_at=utcnow())
+
+    def _execute(self, context: Any, started_at: dt.datetime | None) -> Any:
+        from ativo.compute.budget import BudgetExceeded
+        from ativo.compute.leases import NoDeviceAvailable
+        from ativo.compute.session import ComputeSession
+        from ativo.config import load_settings
+
+        ti = context["ti"]
+        holder = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}/try{ti.try_number}"
+        conn_id = self.spec.oncall_connection
+        session = ComputeSession(
+            self.spec, load_settings(), task_key=self.task_key, holder=holder, started_at=started_at,
+            heartbeat=dt.timedelta(seconds=self.heartbeat_s),
+            on_alert=lambda team, crossed, status: budget_alert(team, crossed, status, conn_id),
+        )  # fmt: skip
+        try:
+            session.__enter__()
+        except BudgetExceeded as err:
+            if err.policy == "defer":
+                self._defer_on_budget(err)
+            raise AirflowFailException(str(err)) from err  # retrying cannot help; on-call gets this message
+        except NoDeviceAvailable as err:
+            raise AirflowFailException(str(err)) from err
+        try:
+            result = self.run(context, session.placement)
+        except BaseException as err:
+            session.__exit__(type(err), err, err.__traceback__)
+            raise
+        session.__exit__(None, None, None)
+        if session.outcome is not None:
+            context["ti"].xcom_push(key="compute", value={
+                "seconds": round(session.outcome.seconds, 3), "cost_usd": session.outcome.cost_usd,
+                "device": session.placement.device if session.placement else None,
+            })  # fmt: skip
+        return result
+
+    def _defer_on_budget(self, err: Any) -> None:
+        from ativo.airflow.triggers import BudgetTrigger
+
+        resets = dt.datetime.combine(err.resets_on, dt.time(), tzinfo=dt.UTC)
+        log.warning("%s — deferring until the budget has room (policy: defer)", err)
+        self.defer(
+            trigger=BudgetTrigger(
+                team=err.team,
+                estimate_usd=err.estimate,
+                priority=self.spec.compute.priority,
+                period=err.period,
+                poll_s=self.budget_poll_s,
+            ),  # fmt: skip
+            method_name="execute_after_budget",
+            timeout=resets - dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
+        )
+
+
+TRIAL_LABEL = "{{ trial_label | default('slot %d' % task.slot) }}"
+"""``map_index_template`` of a trial: its number and parameters once the study answered (pass it to ``partial``)."""
+
+
+class TrialOperator(ComputeOperator):
+    """One trial of a hyperparameter search (mapped over ``slot``), named in the UI by its parameters.
+
+    Args:
+        plan: the :class:`ativo.train.search.SearchPlan` as a dict (an XCom of the planning task).
+        slot: the trial's index in the search.
+    """
+
+    template_fields = ("plan",)
+
+    def __init__(self, *, plan: Any, slot: int, **kwargs: Any) -> None:
+        kwargs.setdefault("map_index_template", TRIAL_LABEL)
+        super().__init__(**kwargs)
+        self.plan = plan
+        self.slot = slot
+
+    def run(self, context: Any, placement: Any) -> Any:
+        """Ask the study, train on the placed device, log the child run, tell the study."""
+        from ativo.config import load_settings
+        from ativo.train.search import SearchPlan, search_trial
+
+        ti = context["ti"]
+        meta = {"dag_id": ti.dag_id, "dag_run_id": ti.run_id, "task_id": ti.task_id, "try_number": ti.try_number,
+                "map_index": ti.map_index}  # fmt: skip
+
+        def label(text: str) -> None:
+            context["trial_label"] = text
+            log.info("trial %s", text)
+
+        result = search_trial(
+            self.spec, load_settings(), SearchPlan.from_dict(self.plan), meta, slot=int(self.slot),
+            device=placement.device, threads=placement.threads, on_label=label,
+        )  # fmt: skip
+        result.pop("metrics", None)
+        return result
