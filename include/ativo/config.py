@@ -33,6 +33,7 @@ class Settings:
         specs_dir: where model specs (YAML) live.
         reference_dir: where the reference data is fetched to.
         prices: USD per resource-hour for each resource kind (``cpu``, ``gpu``), from ``ATIVO_PRICES`` (JSON).
+        budget_poll_s: how often a task deferred on its budget checks it again (``ATIVO_BUDGET_POLL_S``).
     """
 
     profile: str
@@ -46,6 +47,7 @@ class Settings:
     specs_dir: Path
     reference_dir: Path
     prices: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_PRICES))
+    budget_poll_s: float = 30.0
 
     @property
     def airflow_home(self) -> Path:
@@ -78,6 +80,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             raise ValueError(
                 f"ATIVO_PRICES must be a JSON object of resource → USD per hour, got {env['ATIVO_PRICES']!r}"
             ) from None
+    try:
+        budget_poll_s = float(env.get("ATIVO_BUDGET_POLL_S", "30"))
+        if budget_poll_s <= 0:
+            raise ValueError
+    except ValueError:
+        raise ValueError(
+            f"ATIVO_BUDGET_POLL_S must be a positive number of seconds, got {env['ATIVO_BUDGET_POLL_S']!r}"
+        ) from None
     return Settings(
         profile=profile,
         home=home,
@@ -93,4 +103,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         specs_dir=Path(env.get("ATIVO_SPECS_DIR", PROJECT_ROOT / "include" / "specs")),
         reference_dir=Path(env.get("ATIVO_REFERENCE_DIR", PROJECT_ROOT / "var" / "reference")),
         prices=prices,
+        budget_poll_s=budget_poll_s,
     )

@@ -73,7 +73,7 @@ class ComputeOperator(BaseOperator):
         python_callable: ``f(context, placement, **op_kwargs)``, when not subclassing.
         op_kwargs: keyword arguments for ``python_callable``.
         heartbeat_s: how often the lease and the reservation are renewed (they expire after three missed beats).
-        budget_poll_s: how often a task deferred on its budget checks it again.
+        budget_poll_s: how often a task deferred on its budget checks it again (settings' ``budget_poll_s``).
     """
 
     ui_color = "#c9e4de"
@@ -81,7 +81,7 @@ class ComputeOperator(BaseOperator):
     def __init__(
         self, *, spec: ModelSpec | str, task_key: str | None = None,
         python_callable: Callable[..., Any] | None = None, op_kwargs: dict[str, Any] | None = None,
-        heartbeat_s: float = 20.0, budget_poll_s: float = 30.0, **kwargs: Any,
+        heartbeat_s: float = 20.0, budget_poll_s: float | None = None, **kwargs: Any,
     ) -> None:  # fmt: skip
         model_spec = spec if isinstance(spec, ModelSpec) else _spec(spec)
         for key, value in compute_kwargs(model_spec).items():
@@ -148,6 +148,7 @@ class ComputeOperator(BaseOperator):
 
     def _defer_on_budget(self, err: Any) -> None:
         from ativo.airflow.triggers import BudgetTrigger
+        from ativo.config import load_settings
 
         resets = dt.datetime.combine(err.resets_on, dt.time(), tzinfo=dt.UTC)
         log.warning("%s — deferring until the budget has room (policy: defer)", err)
@@ -157,7 +158,7 @@ class ComputeOperator(BaseOperator):
                 estimate_usd=err.estimate,
                 priority=self.spec.compute.priority,
                 period=err.period,
-                poll_s=self.budget_poll_s,
+                poll_s=self.budget_poll_s or load_settings().budget_poll_s,
             ),  # fmt: skip
             method_name="execute_after_budget",
             timeout=resets - dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),

@@ -11,6 +11,7 @@ reported once per period.
 from __future__ import annotations
 
 import datetime as dt
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -144,7 +145,10 @@ class Ledger:
         return out
 
     def estimate(self, task_key: str, resource: str, slots: int, timeout: dt.timedelta, history: int = 5) -> float:
-        """Expected cost of a task: the mean of its last settled runs, capped by its execution timeout."""
+        """Expected cost of a task: the median of its last settled runs, capped by its execution timeout.
+
+        The median, not the mean: a cold first run or a trial pruned early says little about the next one.
+        """
         cap = timeout.total_seconds() / 3600 * self.price(resource) * slots
         with self.engine.connect() as conn:
             recent = conn.execute(
@@ -153,7 +157,7 @@ class Ledger:
                 .order_by(spend_ledger.c.id.desc())
                 .limit(history)
             ).scalars().all()  # fmt: skip
-        return min(sum(recent) / len(recent), cap) if recent else cap
+        return min(statistics.median(recent), cap) if recent else cap
 
     def reserve(
         self, *, team: str, spec: str, task_key: str, estimate_usd: float, resource: str, slots: int = 1,

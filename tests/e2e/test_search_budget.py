@@ -1,0 +1,128 @@
+"""The search within a budget, through Airflow's task runner (dag.test): exactly what the budget covers runs.
+
+dag.test() runs the mapped trials one after another and ignores pools; the pool limit is shown by the real
+scheduler in tests/e2e/test_pool_limit.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+TEAM = "search-team"
+PRICE_PER_S = 0.01  # cpu at 36 USD/hour, so the figures read well
+
+
+@pytest.fixture
+def oncall(webhook, monkeypatch):
+    url, received = webhook
+    monkeypatch.setenv("AIRFLOW_CONN_ATIVO_ONCALL", json.dumps({"conn_type": "http", "extra": {"webhook_url": url}}))
+    return received
+
+
+@pytest.fixture
+def search(airflow_db, settings, reference_dir, tmp_path, monkeypatch):
+    """A spec whose trials all cost about the same (no pruning, no early stopping), with two days of data."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from ativo.compute.budget import Ledger
+    from ativo.data.etl import run_interval
+    from ativo.data.landing import simulate
+    from ativo.spec import load_spec
+    from ativo.store.db import get_engine
+    from ativo.store.objects import open_store
+
+    doc = yaml.safe_load((ROOT / "include" / "specs" / "adult_income.yaml").read_text())
+    doc["model"].update(num_boost_round=150, early_stopping_rounds=None)
+    doc["model"]["search"].update(pruning=False, space={"eta": {"type": "float", "low": 0.1, "high": 0.12}})
+    doc["compute"].update(team=TEAM, execution_timeout_minutes=10)
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "adult_income.yaml").write_text(yaml.safe_dump(doc))
+    monkeypatch.setenv("ATIVO_SPECS_DIR", str(specs))
+    monkeypatch.setenv("ATIVO_PRICES", json.dumps({"cpu": PRICE_PER_S * 3600}))
+    monkeypatch.setenv("ATIVO_BUDGET_POLL_S", "1")
+    spec = load_spec(specs / "adult_income.yaml")
+    start = dt.date(2026, 3, 1)
+    simulate(spec, open_store(settings), reference_dir, start, 30)
+    for day in (start, start + dt.timedelta(days=1)):
+        run_interval(spec, settings, day.isoformat())
+    dag = DagBag(dag_folder=str(ROOT / "dags")).dags["adult_income__train"]
+    from ativo.config import load_settings
+
+    current = load_settings()
+    return dag, Ledger(get_engine(current.db_url), current.prices)
+
+
+def trial_tis(run) -> list:
+    return sorted((ti for ti in run.get_task_instances() if ti.task_id == "trial"), key=lambda ti: ti.map_index)
+
+
+@pytest.mark.slow
+def test_budget_covering_k_trials_runs_k_of_16_and_refuses_the_rest_clearly(search, oncall):
+    from ativo.store.db import spend_ledger
+
+    dag, ledger = search
+    warm = dag.test(run_conf={"n_trials": 3})  # gives the trial a cost history
+    assert str(warm.state) == "success"
+    estimate = ledger.estimate("adult_income.trial", "cpu", 1, dt.timedelta(minutes=10))
+    spent = ledger.status(TEAM)["settled_usd"]
+    k = 4
+    ledger.set_budget(TEAM, limit_usd=round(spent + (k + 0.5) * estimate, 6))  # room for k trials, not k + 1
+    with ledger.engine.connect() as conn:
+        first_id = conn.execute(spend_ledger.select().order_by(spend_ledger.c.id.desc())).first().id + 1
+
+    run = dag.test(run_conf={"n_trials": 16})
+
+    tis = trial_tis(run)
+    ok = [ti for ti in tis if str(ti.state) == "success"]
+    refused = [ti for ti in tis if str(ti.state) == "failed"]
+    assert (len(ok), len(refused)) == (k, 16 - k), [str(ti.state) for ti in tis]
+    assert all(ti.try_number == 1 for ti in refused)  # a refusal is not retried
+    assert str(run.state) == "success"  # the best of the k trials was registered
+    # each refusal paged on-call with the budget, spent, limit, estimate and reset date
+    pages = [m["ativo"]["error"] for m in oncall if m["ativo"].get("task_id") == "trial"]
+    assert len(pages) == 16 - k
+    for page in pages:
+        assert f"budget '{TEAM}' is spent:" in page and "USD this month" in page
+        assert "this task needs about" in page and "or wait for" in page and f"ativo budget set {TEAM}" in page
+    # the ledger charged exactly the trials that ran: duration × price, within 1 %
+    with ledger.engine.connect() as conn:
+        rows = conn.execute(spend_ledger.select().where(spend_ledger.c.id >= first_id)).mappings().all()
+    assert {r["state"] for r in rows} == {"settled"} and len(rows) == k
+    settled = sum(r["actual_usd"] for r in rows)
+    durations = sum((ti.end_date - ti.start_date).total_seconds() for ti in ok)
+    assert settled == pytest.approx(durations * PRICE_PER_S, rel=0.01)
+    status = ledger.status(TEAM)
+    assert status["reserved_usd"] == 0 and status["settled_usd"] <= status["limit_usd"]
+    # crossing 50 / 80 % of the limit was reported to on-call, once each
+    budget_pages = [m["ativo"]["thresholds"] for m in oncall if m["ativo"].get("kind") == "budget"]
+    assert sorted(t for ts in budget_pages for t in ts) == [50, 80]
+
+
+@pytest.mark.slow
+def test_defer_policy_waits_for_room_then_runs(search):
+    dag, ledger = search
+    ledger.set_budget(TEAM, limit_usd=0.0, policy="defer")  # no room at all
+
+    def raise_limit() -> None:
+        time.sleep(3)
+        ledger.set_budget(TEAM, limit_usd=100.0, policy="defer")
+
+    helper = threading.Thread(target=raise_limit)
+    helper.start()
+    started = time.monotonic()
+    run = dag.test(run_conf={"n_trials": 1})
+    helper.join()
+    [ti] = trial_tis(run)
+    assert str(ti.state) == "success" and str(run.state) == "success"
+    assert time.monotonic() - started > 3  # it waited for the raise
+    status = ledger.status(TEAM)
+    assert status["settled_usd"] > 0 and status["reserved_usd"] == 0

@@ -1,0 +1,152 @@
+"""The compute session: placement (GPU lease or CPU fallback), reservation, settlement, release, expiry."""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing as mp
+import os
+import signal
+import time
+
+import pytest
+
+from ativo.compute.budget import BudgetExceeded, Ledger
+from ativo.compute.leases import LeaseManager, NoDeviceAvailable
+from ativo.compute.session import ComputeSession
+from ativo.config import load_settings
+from ativo.store.db import get_engine
+
+PRICES = '{"cpu": 36.0, "gpu": 360.0}'  # 0.01 USD per cpu-second, 0.1 USD per gpu-second
+
+
+@pytest.fixture
+def env(ativo_home, monkeypatch):
+    monkeypatch.setenv("ATIVO_PRICES", PRICES)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    settings = load_settings()
+    return settings, Ledger(get_engine(settings.db_url), settings.prices)
+
+
+def with_compute(spec, **changes):
+    return spec.model_copy(update={"compute": spec.compute.model_copy(update=changes)})
+
+
+def test_cpu_work_is_settled_at_duration_times_price_times_slots(env, spec):
+    settings, ledger = env
+    spec2 = with_compute(spec, pool_slots=2, team="t1")
+    with ComputeSession(spec2, settings, task_key="k", holder="h1") as cs:
+        assert cs.placement.device == "cpu" and cs.placement.threads == 2
+        assert ledger.status("t1")["reserved_usd"] > 0  # held while it runs
+        time.sleep(0.3)
+    assert cs.outcome.seconds >= 0.3
+    assert cs.outcome.cost_usd == pytest.approx(cs.outcome.seconds * 0.01 * 2, rel=1e-9)
+    status = ledger.status("t1")
+    assert status["settled_usd"] == pytest.approx(cs.outcome.cost_usd, abs=1e-6) and status["reserved_usd"] == 0
+
+
+def test_failed_work_releases_its_reservation_and_charges_nothing(env, spec):
+    settings, ledger = env
+    spec2 = with_compute(spec, team="t2")
+    with pytest.raises(RuntimeError, match="boom"):
+        with ComputeSession(spec2, settings, task_key="k", holder="h1") as cs:
+            raise RuntimeError("boom")
+    assert ledger.entry(cs.reservation.id)["state"] == "released"
+    assert ledger.status("t2")["settled_usd"] == 0 and ledger.status("t2")["reserved_usd"] == 0
+
+
+def test_refused_reservation_names_the_budget_and_leaves_no_lease(env, spec):
+    settings, ledger = env
+    spec2 = with_compute(spec, device="cuda", team="t3", execution_timeout_minutes=1)
+    ledger.set_budget("t3", limit_usd=0.5)  # below the first estimate: 1 min × 0.1 USD/s = 6 USD
+    with pytest.raises(BudgetExceeded) as err:
+        ComputeSession(spec2, settings, task_key="k", holder="h1", devices=1).__enter__()
+    msg = str(err.value)
+    assert "budget 't3'" in msg and "0.00 of 0.50 USD" in msg and "needs about 6.00 USD" in msg
+    assert "ativo budget set t3" in msg and err.value.resets_on.day == 1
+    assert LeaseManager(get_engine(settings.db_url), devices=1).list() == []  # the GPU went back at once
+
+
+def test_gpu_spec_leases_a_device_and_exports_it(env, spec):
+    settings, ledger = env
+    spec2 = with_compute(spec, device="cuda", team="t4")
+    engine = get_engine(settings.db_url)
+    with ComputeSession(spec2, settings, task_key="k", holder="a", devices=2) as a:
+        with ComputeSession(spec2, settings, task_key="k", holder="b", devices=2) as b:
+            assert {a.placement.lease.device, b.placement.lease.device} == {0, 1}
+            assert a.placement.device == b.placement.device == "cuda" and a.placement.resource == "gpu"
+            assert os.environ["CUDA_VISIBLE_DEVICES"] == str(b.placement.lease.device)
+            assert len(LeaseManager(engine, devices=2).list()) == 2
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    assert LeaseManager(engine, devices=2).list() == []
+    assert ledger.status("t4")["settled_usd"] == pytest.approx(a.outcome.cost_usd + b.outcome.cost_usd, abs=1e-6)
+    assert a.outcome.cost_usd == pytest.approx(a.outcome.seconds * 0.1, rel=1e-9)  # billed as one GPU
+
+
+def test_no_gpu_on_the_host_follows_the_spec_fallback(env, spec):
+    settings, _ = env
+    cpu_ok = with_compute(spec, device="cuda", gpu_fallback="cpu", team="t5")
+    with ComputeSession(cpu_ok, settings, task_key="k", holder="h", devices=0) as cs:
+        assert cs.placement.device == "cpu" and cs.placement.resource == "cpu"
+        assert "has no GPU" in cs.placement.note and "gpu_fallback: cpu" in cs.placement.note
+    strict = with_compute(spec, device="cuda", gpu_fallback="fail", team="t5")
+    with pytest.raises(NoDeviceAvailable, match=r"spec 'adult_income' needs a GPU \(compute.gpu_fallback: fail\)"):
+        ComputeSession(strict, settings, task_key="k", holder="h", devices=0).__enter__()
+
+
+def test_thresholds_alert_once_per_period(env, spec):
+    settings, ledger = env
+    spec2 = with_compute(spec, team="t6", execution_timeout_minutes=1)  # estimate: 60 s × 0.01 USD/s = 0.60 USD
+    ledger.set_budget("t6", limit_usd=2.0)
+    alerts: list[list[int]] = []
+
+    def run(seconds: float) -> None:
+        cs = ComputeSession(spec2, settings, task_key="k", holder="h", on_alert=lambda t, c, s: alerts.append(c))
+        cs.__enter__()
+        cs.started_at -= dt.timedelta(seconds=seconds)  # as if it had run that long
+        cs.__exit__(None, None, None)
+
+    run(60)  # 0.60 USD, 30 %
+    run(60)  # 1.20 USD, 60 %: crosses 50
+    run(90)  # 2.10 USD, 105 %: crosses 80 and 100
+    with pytest.raises(BudgetExceeded):
+        run(60)
+    ledger.set_budget("t6", limit_usd=3.0)
+    run(6)  # 2.16 of 3.00 USD (72 %): nothing new this period
+    assert alerts == [[50], [80, 100]]
+
+
+def _hold_and_sleep(home: str, prices: str, ready) -> None:  # runs in a spawned process
+    os.environ.update(ATIVO_HOME=home, ATIVO_PRICES=prices)
+    from ativo.spec import load_spec
+
+    spec = load_spec(os.path.join(os.environ["ATIVO_SPECS_DIR"], "adult_income.yaml"))
+    spec = with_compute(spec, device="cuda", team="t7")
+    cs = ComputeSession(spec, load_settings(), task_key="k", holder="doomed", devices=1,
+                        heartbeat=dt.timedelta(seconds=0.5))  # fmt: skip
+    cs.__enter__()
+    ready.set()
+    time.sleep(600)
+
+
+def test_sigkilled_holder_loses_its_lease_and_its_reservation_at_expiry(env, spec, ativo_home):
+    settings, ledger = env
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    proc = ctx.Process(target=_hold_and_sleep, args=(str(ativo_home), PRICES, ready))
+    proc.start()
+    try:
+        assert ready.wait(60), "the holder never started"
+        time.sleep(2)  # several heartbeats: the lease and the reservation are renewed past their 1.5 s ttl
+        engine = get_engine(settings.db_url)
+        [lease] = LeaseManager(engine, devices=1).list()
+        assert lease["holder"] == "doomed" and not lease["expired"]
+        assert ledger.status("t7")["reserved_usd"] > 0
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join()
+    time.sleep(1.8)  # past the ttl (three missed beats)
+    assert ledger.status("t7")["reserved_usd"] == 0  # no longer holds budget
+    assert ledger.expire_stale() == 1  # and the ledger says so
+    spec2 = with_compute(spec, device="cuda", team="t7", gpu_fallback="fail")
+    with ComputeSession(spec2, settings, task_key="k", holder="next", devices=1) as cs:
+        assert cs.placement.lease.device == 0  # the device is free again
