@@ -21,12 +21,18 @@ from typing import Any
 
 from ativo.config import PROJECT_ROOT, Settings
 
-AIRFLOW_PORT = int(os.environ.get("ATIVO_AIRFLOW_PORT", "8080"))
-MLFLOW_PORT = int(os.environ.get("ATIVO_MLFLOW_PORT", "5000"))
-ALERT_PORT = int(os.environ.get("ATIVO_ALERT_PORT", "8099"))
-AIRFLOW_URL = f"http://127.0.0.1:{AIRFLOW_PORT}"
-MLFLOW_URL = f"http://127.0.0.1:{MLFLOW_PORT}"
 SERVICES = ("alert-sink", "mlflow", "airflow")
+
+
+def port(service: str) -> int:
+    """Loopback port of an embedded service (``ATIVO_AIRFLOW_PORT``, ``ATIVO_MLFLOW_PORT``, ``ATIVO_ALERT_PORT``)."""
+    defaults = {"airflow": "8080", "mlflow": "5000", "alert": "8099"}
+    return int(os.environ.get(f"ATIVO_{service.upper()}_PORT", defaults[service]))
+
+
+def url(service: str) -> str:
+    """Loopback URL of an embedded service."""
+    return f"http://127.0.0.1:{port(service)}"
 
 
 def say(msg: str) -> None:
@@ -63,23 +69,23 @@ def platform_env(settings: Settings) -> dict[str, str]:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
-            "AIRFLOW__API__PORT": str(AIRFLOW_PORT),
-            "AIRFLOW__API__BASE_URL": AIRFLOW_URL,
+            "AIRFLOW__API__PORT": str(port("airflow")),
+            "AIRFLOW__API__BASE_URL": url("airflow"),
             "AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME": "7200",  # long training tasks (airflow#67939)
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "AIRFLOW_CONN_ATIVO_ONCALL": json.dumps(
-                {"conn_type": "http", "extra": {"webhook_url": f"http://127.0.0.1:{ALERT_PORT}/"}}
+                {"conn_type": "http", "extra": {"webhook_url": f"{url('alert')}/"}}
             ),
             "ATIVO_HOME": str(settings.home),
             "ATIVO_STORE_URI": settings.store_uri,
             "ATIVO_DB_URL": settings.db_url,
-            "ATIVO_MLFLOW_TRACKING_URI": MLFLOW_URL,
+            "ATIVO_MLFLOW_TRACKING_URI": url("mlflow"),
             "ATIVO_REGISTRY_PATH": str(settings.registry_path),
             "ATIVO_DVC_REMOTE": settings.dvc_remote,
             "ATIVO_SPECS_DIR": str(settings.specs_dir),
             "ATIVO_REFERENCE_DIR": str(settings.reference_dir),
             "GX_ANALYTICS_ENABLED": "False",
-            "MLFLOW_TRACKING_URI": MLFLOW_URL,
+            "MLFLOW_TRACKING_URI": url("mlflow"),
         }
     )
     return env
@@ -189,6 +195,22 @@ def airflow_cli(settings: Settings, *args: str) -> str:
     return proc.stdout
 
 
+def start_mlflow(settings: Settings, wait: bool = True) -> str:
+    """Start the MLflow tracking server (SQLite backend, artifacts in the object store); returns its URL."""
+    mlflow_dir = settings.home / "mlflow"
+    mlflow_dir.mkdir(parents=True, exist_ok=True)
+    _start(
+        settings, "mlflow",
+        [_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port("mlflow")), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+         "--default-artifact-root", f"{settings.store_uri}/mlflow/default"],
+        platform_env(settings),
+    )  # fmt: skip
+    if wait:
+        _wait_http(f"{url('mlflow')}/health", "MLflow", 180, (settings, "mlflow"))
+    return url("mlflow")
+
+
 def start_services(settings: Settings, before_airflow: Any = None) -> AirflowAPI:
     """Migrate Airflow's DB, create pools, start the alert sink, MLflow and Airflow standalone; wait until healthy.
 
@@ -203,18 +225,10 @@ def start_services(settings: Settings, before_airflow: Any = None) -> AirflowAPI
     _start(
         settings,
         "alert-sink",
-        [sys.executable, "-m", "ativo.alert_sink", str(ALERT_PORT), str(settings.home / "logs" / "alerts.jsonl")],
+        [sys.executable, "-m", "ativo.alert_sink", str(port("alert")), str(settings.home / "logs" / "alerts.jsonl")],
         env,
     )
-    mlflow_dir = settings.home / "mlflow"
-    mlflow_dir.mkdir(parents=True, exist_ok=True)
-    _start(
-        settings, "mlflow",
-        [_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(MLFLOW_PORT), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}",
-         "--default-artifact-root", f"{settings.store_uri}/mlflow/default"],
-        env,
-    )  # fmt: skip
+    start_mlflow(settings, wait=False)
     if _pid(settings, "airflow") is None:
         say("migrating the Airflow metadata DB (SQLite) and creating pools")
         airflow_cli(settings, "db", "migrate")
@@ -223,9 +237,9 @@ def start_services(settings: Settings, before_airflow: Any = None) -> AirflowAPI
             before_airflow()
     _start(settings, "airflow", [_bin("airflow"), "standalone"], env)
     say("waiting for MLflow and Airflow to answer (about a minute on 2 cores)")
-    _wait_http(f"{MLFLOW_URL}/health", "MLflow", 180, (settings, "mlflow"))
-    _wait_http(f"{AIRFLOW_URL}/api/v2/monitor/health", "Airflow api-server", 300, (settings, "airflow"))
-    return AirflowAPI(AIRFLOW_URL, password)
+    _wait_http(f"{url('mlflow')}/health", "MLflow", 180, (settings, "mlflow"))
+    _wait_http(f"{url('airflow')}/api/v2/monitor/health", "Airflow api-server", 300, (settings, "airflow"))
+    return AirflowAPI(url("airflow"), password)
 
 
 def stop_services(settings: Settings) -> list[str]:
@@ -322,7 +336,7 @@ def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: i
     if window:
         days = int(window["days"])
     etl = f"{spec_name}__etl"
-    say(f"running the ETL over {days} days; progress every 15s (watch it at {AIRFLOW_URL}/dags/{etl})")
+    say(f"running the ETL over {days} days; progress every 15s (watch it at {url('airflow')}/dags/{etl})")
     last = ""
     deadline = time.monotonic() + 1200
     while time.monotonic() < deadline:
@@ -349,7 +363,7 @@ def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: i
             break
         time.sleep(15)
     else:
-        raise RuntimeError(f"the ETL did not finish within 20 minutes; see {AIRFLOW_URL}")
+        raise RuntimeError(f"the ETL did not finish within 20 minutes; see {url('airflow')}")
     from ativo.config import load_settings
     from ativo.data.versioning import open_registry
     from ativo.spec import get_spec
@@ -388,8 +402,8 @@ def banner(settings: Settings, summary_text: str) -> str:
     return f"""
 ================================================================================
  Ativo is running
-   Airflow UI     {AIRFLOW_URL}      login: admin / {pw}
-   MLflow UI      {MLFLOW_URL}      (experiments ativo/<spec>, registered models)
+   Airflow UI     {url("airflow")}      login: admin / {pw}
+   MLflow UI      {url("mlflow")}      (experiments ativo/<spec>, registered models)
    On-call pages  {settings.home / "logs" / "alerts.jsonl"}
    Object store   {settings.store_uri}
    Data registry  {settings.registry_path}   (git tags <spec>-vNNNN, DVC remote {settings.dvc_remote})

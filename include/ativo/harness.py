@@ -1,0 +1,148 @@
+"""A throw-away but real platform for benchmarks and tests.
+
+Airflow standalone (scheduler, LocalExecutor, pools, api-server) and an MLflow server on free loopback ports under
+a home of their own, a search run on it, and the task instances read back through the REST API.
+
+``dag.test()`` ignores pools and runs tasks one by one; this is what shows pool limits and real orchestration cost.
+Used by ``bench/hpo.py`` and ``tests/e2e/test_pool_limit.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ativo.config import Settings, load_settings
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def isolated_platform(home: Path) -> Iterator[Settings]:
+    """Point Ativo at ``home`` on free ports; yields its settings and stops whatever was started there on exit."""
+    from ativo import platform
+
+    keys = ("ATIVO_HOME", "ATIVO_AIRFLOW_PORT", "ATIVO_MLFLOW_PORT", "ATIVO_ALERT_PORT", "ATIVO_MLFLOW_TRACKING_URI",
+            "ATIVO_DB_URL", "ATIVO_STORE_URI", "ATIVO_REGISTRY_PATH", "ATIVO_DVC_REMOTE")  # fmt: skip
+    saved = {k: os.environ.get(k) for k in keys}
+    for k in keys[4:]:
+        os.environ.pop(k, None)  # derived from ATIVO_HOME
+    os.environ.update(ATIVO_HOME=str(home), ATIVO_AIRFLOW_PORT=str(free_port()), ATIVO_MLFLOW_PORT=str(free_port()),
+                      ATIVO_ALERT_PORT=str(free_port()))  # fmt: skip
+    settings = load_settings()
+    try:
+        yield settings
+    finally:
+        platform.stop_services(settings)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def land_dataset(settings: Settings, spec_name: str, days: int = 1, etl_days: int | None = None) -> str:
+    """Land the reference data over ``days`` days and run the ETL steps (outside Airflow) on the first ones.
+
+    Returns:
+        the tag of the dataset version made from the first ``etl_days`` days (all of them when None).
+    """
+    from ativo.data.etl import run_interval
+    from ativo.data.landing import simulate
+    from ativo.spec import get_spec
+    from ativo.store.objects import open_store
+
+    spec = get_spec(spec_name, settings.specs_dir)
+    start = dt.date(2026, 1, 1)
+    simulate(spec, open_store(settings), settings.reference_dir, start, days)
+    tag = ""
+    for i in range(etl_days or days):
+        tag = run_interval(spec, settings, (start + dt.timedelta(days=i)).isoformat())["version"]["tag"]
+    return tag
+
+
+def _ts(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+@dataclass
+class AirflowSearch:
+    """A finished training run on a real scheduler."""
+
+    state: str
+    wall_s: float  # the DAG run's start → end, as the scheduler recorded it
+    task_instances: list[dict[str, Any]]
+    registered: dict[str, Any] | None
+
+    def trials(self) -> list[dict[str, Any]]:
+        """The mapped trial task instances, by map index."""
+        return sorted((t for t in self.task_instances if t["task_id"] == "trial"), key=lambda t: t["map_index"])
+
+    def max_concurrent(self, task_id: str = "trial") -> int:
+        """The most task instances of ``task_id`` that were running at the same moment (from start/end times)."""
+        events: list[tuple[dt.datetime, int]] = []
+        for t in self.task_instances:
+            start, end = _ts(t.get("start_date")), _ts(t.get("end_date"))
+            if t["task_id"] == task_id and start and end:
+                events += [(start, 1), (end, -1)]
+        running = peak = 0
+        for _, step in sorted(events, key=lambda e: (e[0], e[1])):  # an end before a start at the same instant
+            running += step
+            peak = max(peak, running)
+        return peak
+
+
+def run_search_on_airflow(
+    settings: Settings, spec_name: str, dataset_tag: str, n_trials: int, *, pool_slots: int | None = None,
+    timeout_s: float = 1200,
+) -> AirflowSearch:  # fmt: skip
+    """Run ``<spec>__train`` once on a freshly started platform, with the dataset version and trial count pinned.
+
+    Start it inside :func:`isolated_platform`, which stops it again. Returns the run and its task instances.
+    """
+    from ativo import platform
+
+    dag_id = f"{spec_name}__train"
+    conf = json.dumps({"dataset_version": dataset_tag, "n_trials": n_trials})
+
+    def before_airflow() -> None:
+        if pool_slots is not None:
+            platform.airflow_cli(settings, "pools", "set", "cpu_train", str(pool_slots), "CPU training slots")
+        platform.airflow_cli(settings, "dags", "reserialize")
+        platform.airflow_cli(settings, "dags", "unpause", dag_id)
+        platform.airflow_cli(settings, "dags", "trigger", dag_id, "--conf", conf, "--run-id", "search")
+
+    api = platform.start_services(settings, before_airflow)
+    deadline = time.monotonic() + timeout_s
+    run: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        run = api.get(f"/api/v2/dags/{dag_id}/dagRuns/search")
+        if run["state"] in ("success", "failed"):
+            break
+        time.sleep(3)
+    else:
+        raise RuntimeError(f"{dag_id} run 'search' did not finish within {timeout_s:.0f}s (state {run.get('state')})")
+    tis = api.get(f"/api/v2/dags/{dag_id}/dagRuns/search/taskInstances?limit=1000")["task_instances"]
+    start, end = _ts(run["start_date"]), _ts(run["end_date"])
+    assert start is not None and end is not None
+    registered = None
+    try:
+        registered = api.get(f"/api/v2/dags/{dag_id}/dagRuns/search/taskInstances/register_best/xcomEntries/"
+                             "return_value?deserialize=true")["value"]  # fmt: skip
+    except OSError:
+        pass  # no registration (the run failed); the task instances say why
+    return AirflowSearch(state=run["state"], wall_s=(end - start).total_seconds(), task_instances=tis,
+                         registered=registered)  # fmt: skip

@@ -1,0 +1,29 @@
+"""A real scheduler (Airflow standalone, LocalExecutor) never runs more trials at once than the pool has slots.
+
+dag.test() ignores pools, so this runs the training DAG on a throw-away platform and reads the task instances'
+start and end times back from the REST API.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.mark.slow
+def test_real_scheduler_never_runs_more_trials_than_the_pool_has_slots(tmp_path, reference_dir):
+    from ativo.harness import isolated_platform, land_dataset, run_search_on_airflow
+
+    with isolated_platform(tmp_path / "home") as settings:
+        tag = land_dataset(settings, "adult_income", days=30, etl_days=2)  # about 3,000 rows: quick trials
+        run = run_search_on_airflow(settings, "adult_income", tag, n_trials=6, pool_slots=2)
+        log = (settings.home / "logs" / "airflow.log").read_text(errors="replace")[-3000:]
+
+    assert run.state == "success", log
+    trials = run.trials()
+    assert [t["map_index"] for t in trials] == list(range(6))
+    assert all(t["state"] == "success" for t in trials), [t["state"] for t in trials]
+    assert all(t["pool"] == "cpu_train" and t["pool_slots"] == 1 for t in trials)
+    assert all(t["rendered_map_index"].startswith("#") for t in trials)  # named by their parameters in the UI
+    # the pool was the limit: full (two at once) but never over
+    assert run.max_concurrent("trial") == 2
+    assert run.registered is not None and run.registered["dataset_version"] == tag
