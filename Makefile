@@ -48,6 +48,7 @@ lint: setup  ## ruff and mypy
 
 bench: data  ## benchmarks (each prints a summary and one JSON line)
 	@$(PY) bench/etl.py
+	@$(PY) bench/hpo.py
 
 clean: stop  ## remove runtime state (var/) — keeps .venv
 	rm -rf var

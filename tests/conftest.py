@@ -24,6 +24,7 @@ os.environ.update(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "GX_ANALYTICS_ENABLED": "False",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
         "ATIVO_HOME": str(_SESSION_HOME / "ativo"),
         "ATIVO_SPECS_DIR": str(ROOT / "include" / "specs"),
         "ATIVO_REFERENCE_DIR": os.environ.get("ATIVO_REFERENCE_DIR", str(ROOT / "var" / "reference")),

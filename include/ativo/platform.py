@@ -85,6 +85,7 @@ def platform_env(settings: Settings) -> dict[str, str]:
             "ATIVO_SPECS_DIR": str(settings.specs_dir),
             "ATIVO_REFERENCE_DIR": str(settings.reference_dir),
             "GX_ANALYTICS_ENABLED": "False",
+            "MLFLOW_DISABLE_TELEMETRY": "true",  # nothing calls home
             "MLFLOW_TRACKING_URI": url("mlflow"),
         }
     )
@@ -242,6 +243,14 @@ def start_services(settings: Settings, before_airflow: Any = None) -> AirflowAPI
     return AirflowAPI(url("airflow"), password)
 
 
+def _reap(pid: int) -> None:
+    """Collect the exit status of ``pid`` if this process started it (a zombie still counts as a live group)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # not our child (started by an earlier `ativo up`): init reaps it
+
+
 def stop_services(settings: Settings) -> list[str]:
     """Stop every process this launcher started (by PID file, whole process group); returns their names."""
     stopped = []
@@ -255,6 +264,7 @@ def stop_services(settings: Settings) -> list[str]:
             pass
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
+            _reap(pid)
             try:
                 os.killpg(pid, 0)
             except ProcessLookupError:
@@ -265,6 +275,7 @@ def stop_services(settings: Settings) -> list[str]:
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            _reap(pid)
         (run_dir(settings) / f"{name}.pid").unlink(missing_ok=True)
         stopped.append(name)
     return stopped

@@ -15,6 +15,9 @@ logging.getLogger("great_expectations._docs_decorators").setLevel(logging.WARNIN
 import dvc.api  # noqa: E402,F401
 import dvc.repo  # noqa: E402,F401
 import great_expectations  # noqa: E402,F401
+import mlflow  # noqa: E402,F401
+import mlflow.xgboost  # noqa: E402,F401
+import optuna  # noqa: E402,F401
 import pandas  # noqa: E402,F401
 import pyarrow.parquet  # noqa: E402,F401
 import sklearn.metrics  # noqa: E402,F401
@@ -24,3 +27,4 @@ import xgboost  # noqa: E402,F401
 
 import ativo.data.etl  # noqa: E402,F401
 import ativo.data.validation  # noqa: E402,F401
+import ativo.train.search  # noqa: E402,F401

@@ -286,7 +286,11 @@ def _log_model(mlflow: Any, model: TrainedModel, split: Split, spec: ModelSpec) 
         sha = hashlib.sha256(path.read_bytes()).hexdigest()
     sample = design_matrix(split.valid.head(200), spec)
     signature = infer_signature(sample, model.booster.predict(xgb.DMatrix(sample, enable_categorical=True)))
-    info = mlflow.xgboost.log_model(model.booster, name="model", signature=signature, model_format="ubj")
+    # Requirements pinned here: inferring them imports the model in a subprocess, seconds per trial.
+    info = mlflow.xgboost.log_model(
+        model.booster, name="model", signature=signature, model_format="ubj",
+        pip_requirements=[f"xgboost=={xgb.__version__}"],
+    )  # fmt: skip
     return str(info.model_uri), sha
 
 

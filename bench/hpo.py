@@ -1,0 +1,116 @@
+"""Benchmark: the same seeded search run (a) by the Airflow training DAG and (b) in one Python process.
+
+Both run on this machine's cores with the same concurrency: the Airflow DAG on a real platform (Airflow standalone
+with the LocalExecutor, pool ``cpu_train`` with ``--pool-slots`` slots, an MLflow server), the in-process search
+with as many threads. Each trial uses one XGBoost thread per pool slot it holds, asks the same study type (seeded per
+trial slot), trains with pruning, logs an MLflow child run and tells the study; both register the best trial's
+model. Only the orchestration differs.
+
+``airflow_s`` runs from the trigger request (REST API, on a platform that is up) to the DAG run's end, so it
+includes scheduling, task start-up, pinning the dataset and registration; ``inprocess_s`` covers plan, trials and
+registration.
+
+Usage: ``.venv/bin/python bench/hpo.py [--trials 16] [--pool-slots 2] [--days 3]``. The last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("ATIVO_REFERENCE_DIR", str(ROOT / "var" / "reference"))
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+SPEC = "adult_income"
+
+
+def in_process(settings, spec, tag: str, n_trials: int, workers: int) -> dict:
+    """Plan, run the trials on ``workers`` threads (each under the compute session), register the best."""
+    from ativo.compute.session import ComputeSession
+    from ativo.train.search import finish_search, plan_search, search_trial
+
+    started = time.monotonic()
+    meta = {"dag_id": "bench-inprocess", "dag_run_id": "inprocess"}
+    plan = plan_search(spec, settings, tag, meta, n_trials=n_trials, study_name=f"{spec.name}/bench-inprocess")
+
+    def one(slot: int) -> dict:
+        with ComputeSession(spec, settings, task_key=f"{spec.name}.bench-trial", holder=f"inprocess/{slot}") as cs:
+            return search_trial(spec, settings, plan, meta, slot=slot, device=cs.placement.device,
+                                threads=cs.placement.threads)  # fmt: skip
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        trials = list(pool.map(one, range(n_trials)))
+    registered = finish_search(spec, settings, plan, meta)
+    return {"seconds": time.monotonic() - started, "trials": trials, "registered": registered}
+
+
+def main() -> None:
+    """Run both, print a summary and one JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--pool-slots", type=int, default=2, help="cpu_train slots = in-process threads")
+    parser.add_argument("--days", type=int, default=3, help="days the reference data is landed over (all in ETL)")
+    parser.add_argument("--home", type=Path, default=None, help="keep the platform's state here")
+    args = parser.parse_args()
+
+    from ativo import platform
+    from ativo.config import load_settings
+    from ativo.harness import isolated_platform, land_dataset, run_search_on_airflow
+    from ativo.spec import get_spec
+
+    home = args.home or Path(tempfile.mkdtemp(prefix="ativo-bench-hpo-"))
+    wall = time.monotonic()
+    with isolated_platform(home) as settings:
+        spec = get_spec(SPEC, settings.specs_dir)
+        tag = land_dataset(settings, SPEC, days=args.days)
+        print(f"dataset {tag} ready; {args.trials} trials, {args.pool_slots} at a time, {os.cpu_count()} cores")
+        platform.start_mlflow(settings)
+        live = load_settings(platform.platform_env(settings))  # tracking on the MLflow server, like the tasks
+        inproc = in_process(live, spec, tag, args.trials, args.pool_slots)
+        print(f"in-process: {inproc['seconds']:.1f} s, best trial {inproc['registered']['trial_number']}")
+        shutil.rmtree(settings.home / "cache", ignore_errors=True)  # the DAG reads the dataset cold, too
+        run = run_search_on_airflow(settings, SPEC, tag, args.trials, pool_slots=args.pool_slots)
+        if run.state != "success" or run.registered is None:
+            raise SystemExit(f"the Airflow run ended {run.state}; see {settings.home / 'logs'}")
+        airflow_s = run.wall_s
+        trial_s = sum(float(t["duration"] or 0) for t in run.trials())
+    auc_a = float(run.registered["metrics"]["valid_auc"])
+    auc_i = float(inproc["registered"]["metrics"]["valid_auc"])
+    states_a = run.registered["trials"]
+    states_i = inproc["registered"]["trials"]
+    result = {
+        "trials": args.trials,
+        "pool_slots": args.pool_slots,
+        "cores": os.cpu_count(),
+        "dataset_version": tag,
+        "airflow_s": round(airflow_s, 2),
+        "inprocess_s": round(inproc["seconds"], 2),
+        "ratio": round(airflow_s / inproc["seconds"], 3),
+        "auc_airflow": round(auc_a, 5),
+        "auc_inprocess": round(auc_i, 5),
+        "auc_diff": round(abs(auc_a - auc_i), 5),
+        "test_auc_airflow": round(float(run.registered["metrics"]["test_auc"]), 5),
+        "test_auc_inprocess": round(float(inproc["registered"]["metrics"]["test_auc"]), 5),
+        "trial_states_airflow": states_a,
+        "trial_states_inprocess": states_i,
+        "airflow_trial_task_s_sum": round(trial_s, 2),
+        "max_concurrent_trials_airflow": run.max_concurrent("trial"),
+        "bench_wall_s": round(time.monotonic() - wall, 1),
+    }
+    print(f"Airflow DAG:  {airflow_s:7.1f} s  best valid AUC {auc_a:.4f}  trials {states_a}")
+    print(f"in-process:   {inproc['seconds']:7.1f} s  best valid AUC {auc_i:.4f}  trials {states_i}")
+    print(f"ratio {result['ratio']:.3f} (target <= 1.3), AUC difference {result['auc_diff']:.4f} (target <= 0.002)")
+    if args.home is None:
+        shutil.rmtree(home, ignore_errors=True)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
