@@ -86,6 +86,8 @@ def platform_env(settings: Settings) -> dict[str, str]:
             "ATIVO_REFERENCE_DIR": str(settings.reference_dir),
             "GX_ANALYTICS_ENABLED": "False",
             "MLFLOW_DISABLE_TELEMETRY": "true",  # nothing calls home
+            # The server's job runner (eight huey consumers, ~2 GB) serves GenAI features Ativo does not use.
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             "MLFLOW_TRACKING_URI": url("mlflow"),
         }
     )

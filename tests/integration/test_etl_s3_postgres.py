@@ -93,3 +93,11 @@ def test_gpu_leases_never_shared_on_postgres(postgres_url):
     intervals = run_contention(postgres_url)
     assert len(intervals) == 16
     assert_never_shared(intervals)
+
+
+def test_sigkilled_holder_loses_lease_and_reservation_on_postgres(postgres_url, ativo_home, spec, monkeypatch):
+    from tests.unit.test_compute_session import PRICES, check_sigkilled_holder_expires
+
+    monkeypatch.setenv("ATIVO_PRICES", PRICES)
+    monkeypatch.setenv("ATIVO_DB_URL", postgres_url)
+    check_sigkilled_holder_expires(spec, str(ativo_home), postgres_url)

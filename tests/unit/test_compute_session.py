@@ -115,8 +115,8 @@ def test_thresholds_alert_once_per_period(env, spec):
     assert alerts == [[50], [80, 100]]
 
 
-def _hold_and_sleep(home: str, prices: str, ready) -> None:  # runs in a spawned process
-    os.environ.update(ATIVO_HOME=home, ATIVO_PRICES=prices)
+def _hold_and_sleep(home: str, prices: str, db_url: str, ready) -> None:  # runs in a spawned process
+    os.environ.update(ATIVO_HOME=home, ATIVO_PRICES=prices, ATIVO_DB_URL=db_url)
     from ativo.spec import load_spec
 
     spec = load_spec(os.path.join(os.environ["ATIVO_SPECS_DIR"], "adult_income.yaml"))
@@ -128,17 +128,21 @@ def _hold_and_sleep(home: str, prices: str, ready) -> None:  # runs in a spawned
     time.sleep(600)
 
 
-def test_sigkilled_holder_loses_its_lease_and_its_reservation_at_expiry(env, spec, ativo_home):
-    settings, ledger = env
+def check_sigkilled_holder_expires(spec, home: str, db_url: str) -> None:
+    """A holder SIGKILLed mid-task: its lease and its reservation stop counting at expiry, the device is free.
+
+    The caller points ``ATIVO_DB_URL`` at ``db_url``.
+    """
+    settings = load_settings()
+    ledger = Ledger(get_engine(db_url), settings.prices)
     ctx = mp.get_context("spawn")
     ready = ctx.Event()
-    proc = ctx.Process(target=_hold_and_sleep, args=(str(ativo_home), PRICES, ready))
+    proc = ctx.Process(target=_hold_and_sleep, args=(home, PRICES, db_url, ready))
     proc.start()
     try:
         assert ready.wait(60), "the holder never started"
         time.sleep(2)  # several heartbeats: the lease and the reservation are renewed past their 1.5 s ttl
-        engine = get_engine(settings.db_url)
-        [lease] = LeaseManager(engine, devices=1).list()
+        [lease] = LeaseManager(get_engine(db_url), devices=1).list()
         assert lease["holder"] == "doomed" and not lease["expired"]
         assert ledger.status("t7")["reserved_usd"] > 0
     finally:
@@ -150,3 +154,9 @@ def test_sigkilled_holder_loses_its_lease_and_its_reservation_at_expiry(env, spe
     spec2 = with_compute(spec, device="cuda", team="t7", gpu_fallback="fail")
     with ComputeSession(spec2, settings, task_key="k", holder="next", devices=1) as cs:
         assert cs.placement.lease.device == 0  # the device is free again
+
+
+def test_sigkilled_holder_loses_its_lease_and_its_reservation_at_expiry(env, spec, ativo_home, monkeypatch):
+    settings, _ = env
+    monkeypatch.setenv("ATIVO_DB_URL", settings.db_url)
+    check_sigkilled_holder_expires(spec, str(ativo_home), settings.db_url)
