@@ -85,6 +85,7 @@ class AirflowSearch:
     wall_s: float  # from the trigger request to the DAG run's end: what its user waits
     task_instances: list[dict[str, Any]]
     registered: dict[str, Any] | None
+    warm_up_s: float | None = None  # the one-trial warm-up run on the cold platform, when there was one
 
     def trials(self) -> list[dict[str, Any]]:
         """The mapped trial task instances, by map index."""
@@ -104,18 +105,34 @@ class AirflowSearch:
         return peak
 
 
+def _trigger_and_wait(api: Any, dag_id: str, run_id: str, conf: dict[str, Any], timeout_s: float) -> tuple[dict, float]:
+    triggered = dt.datetime.now(dt.UTC)
+    api.post(f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf})
+    deadline = time.monotonic() + timeout_s
+    run: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        run = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        if run["state"] in ("success", "failed"):
+            end = _ts(run["end_date"])
+            assert end is not None
+            return run, (end - triggered).total_seconds()
+        time.sleep(1)
+    raise RuntimeError(f"{dag_id} run {run_id!r} did not finish within {timeout_s:.0f}s (state {run.get('state')})")
+
+
 def run_search_on_airflow(
     settings: Settings, spec_name: str, dataset_tag: str, n_trials: int, *, pool_slots: int | None = None,
-    timeout_s: float = 1200,
+    warm_up: bool = False, timeout_s: float = 1200,
 ) -> AirflowSearch:  # fmt: skip
     """Run ``<spec>__train`` once on a freshly started platform, with the dataset version and trial count pinned.
 
-    Start it inside :func:`isolated_platform`, which stops it again. Returns the run and its task instances.
+    Start it inside :func:`isolated_platform`, which stops it again. With ``warm_up``, a one-trial run goes first,
+    so the timed run finds the executor's workers started and the libraries imported, as on a platform that has
+    been up a while. Returns the run and its task instances.
     """
     from ativo import platform
 
     dag_id = f"{spec_name}__train"
-    conf = {"dataset_version": dataset_tag, "n_trials": n_trials}
 
     def before_airflow() -> None:
         if pool_slots is not None:
@@ -124,32 +141,23 @@ def run_search_on_airflow(
         platform.airflow_cli(settings, "dags", "unpause", dag_id)
 
     api = platform.start_services(settings, before_airflow)
-    # Trigger once the scheduler is up and heartbeating, as a user of a running platform would.
     deadline = time.monotonic() + 300
     while api.get("/api/v2/monitor/health")["scheduler"]["status"] != "healthy":
         if time.monotonic() > deadline:
             raise RuntimeError("the scheduler never became healthy")
         time.sleep(2)
-    time.sleep(10)  # let the executor's workers start, as they have on a platform that has been up a while
-    triggered = dt.datetime.now(dt.UTC)
-    api.post(f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": "search", "logical_date": None, "conf": conf})
-    deadline = time.monotonic() + timeout_s
-    run: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        run = api.get(f"/api/v2/dags/{dag_id}/dagRuns/search")
-        if run["state"] in ("success", "failed"):
-            break
-        time.sleep(3)
-    else:
-        raise RuntimeError(f"{dag_id} run 'search' did not finish within {timeout_s:.0f}s (state {run.get('state')})")
+    cold_s = None
+    if warm_up:
+        _, cold_s = _trigger_and_wait(api, dag_id, "warm-up", {"dataset_version": dataset_tag, "n_trials": 1},
+                                      timeout_s)  # fmt: skip
+    run, wall = _trigger_and_wait(api, dag_id, "search", {"dataset_version": dataset_tag, "n_trials": n_trials},
+                                  timeout_s)  # fmt: skip
     tis = api.get(f"/api/v2/dags/{dag_id}/dagRuns/search/taskInstances?limit=1000")["task_instances"]
-    end = _ts(run["end_date"])
-    assert end is not None
     registered = None
     try:
         registered = api.get(f"/api/v2/dags/{dag_id}/dagRuns/search/taskInstances/register_best/xcomEntries/"
                              "return_value?deserialize=true")["value"]  # fmt: skip
     except OSError:
         pass  # no registration (the run failed); the task instances say why
-    return AirflowSearch(state=run["state"], wall_s=(end - triggered).total_seconds(), task_instances=tis,
-                         registered=registered)  # fmt: skip
+    return AirflowSearch(state=run["state"], wall_s=wall, task_instances=tis, registered=registered,
+                         warm_up_s=cold_s)  # fmt: skip

@@ -50,6 +50,9 @@ def collect(spec: ModelSpec, settings: Settings, *, with_models: bool = True) ->
         "quarantined": quarantined,
         "dataset_versions": versions,
     }
+    from ativo.compute.budget import Ledger
+
+    out["budget"] = Ledger(engine, settings.prices).status(spec.compute.team)
     if with_models:
         out["models"] = registered_models(spec, settings)
     return out
@@ -75,6 +78,8 @@ def registered_models(spec: ModelSpec, settings: Settings) -> list[dict[str, Any
                 "dataset_version": mv.tags.get("ativo.dataset_version"),
                 "git_commit": mv.tags.get("ativo.git_commit"),
                 "test_auc": run.data.metrics.get("test_auc") if run else None,
+                "study": mv.tags.get("ativo.study"),
+                "trial_number": mv.tags.get("ativo.trial_number"),
             }
         )
     return out
@@ -99,7 +104,16 @@ def render(summary: dict[str, Any]) -> str:
     for m in summary.get("models", [])[:3]:
         auc = f", test AUC {m['test_auc']:.4f}" if m.get("test_auc") is not None else ""
         commit = str(m["git_commit"])[:12]
-        lines.append(f"  model {m['name']} v{m['version']}: dataset {m['dataset_version']}, commit {commit}{auc}")
+        trial = f", trial {m['trial_number']} of study {m['study']}" if m.get("study") else ""
+        lines.append(
+            f"  model {m['name']} v{m['version']}: dataset {m['dataset_version']}, commit {commit}{auc}{trial}"
+        )
     if not summary.get("models"):
         lines.append("  registered models:  none yet")
+    if budget := summary.get("budget"):
+        limit = f"of {budget['limit_usd']:.2f} USD" if budget["limit_usd"] is not None else "USD (no limit set)"
+        lines.append(
+            f"  compute spend:      {budget['settled_usd']:.4f} {limit} this month, team '{budget['team']}' "
+            "(ativo budget status)"
+        )
     return "\n".join(lines)

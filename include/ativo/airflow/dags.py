@@ -112,8 +112,8 @@ def build_etl_dag(spec: ModelSpec) -> DAG:
 def build_train_dag(spec: ModelSpec) -> DAG:
     """Training of one spec as a parallel search, triggered by its features Asset (or by hand).
 
-    pin_dataset → plan_search → trial × n (mapped, on the spec's pool, each under a GPU lease / budget) →
-    register_best (runs when every trial is done, registers the best one that completed).
+    plan_search (pins the dataset version) → trial × n (mapped, on the spec's pool, each under a GPU lease and
+    the budget) → register_best (runs when every trial is done, registers the best one that completed).
     """
     asset = features_asset(spec)
 
@@ -145,10 +145,13 @@ def build_train_dag(spec: ModelSpec) -> DAG:
     )
     def train() -> None:
         @task
-        def pin_dataset() -> dict[str, Any]:
-            """Choose the dataset version: run conf, else the newest triggering event, else the latest."""
-            from ativo.data.versioning import open_registry
-            from ativo.store.db import get_engine
+        def plan_search() -> list[dict[str, Any]]:
+            """Pin the dataset version, create the Optuna study (platform DB) and the parent MLflow run.
+
+            The version is the run conf's ``dataset_version``, else the newest triggering Asset event's, else the
+            latest. Returns one entry per trial to map over.
+            """
+            from ativo.train.search import plan_search as plan
 
             context = get_current_context()
             tag = context["params"].get("dataset_version")
@@ -157,18 +160,8 @@ def build_train_dag(spec: ModelSpec) -> DAG:
                 tagged = [e.extra for e in events if (e.extra or {}).get("tag")]
                 if tagged:
                     tag = max(tagged, key=lambda x: int(x.get("version", 0)))["tag"]
-            settings = load_settings()
-            version = open_registry(settings).resolve(get_engine(settings.db_url), spec.name, tag or None)
-            return version.event_extra()
-
-        @task
-        def plan_search(pinned: dict[str, Any]) -> list[dict[str, Any]]:
-            """Create the Optuna study (platform DB) and the parent MLflow run; one entry per trial to map over."""
-            from ativo.train.search import plan_search as plan
-
-            context = get_current_context()
             n = context["params"].get("n_trials")
-            result = plan(spec, load_settings(), pinned["tag"], _run_meta(context), n_trials=int(n) if n else None)
+            result = plan(spec, load_settings(), tag or None, _run_meta(context), n_trials=int(n) if n else None)
             return [{"plan": result.to_dict(), "slot": slot} for slot in range(result.n_trials)]
 
         @task(trigger_rule="all_done")
@@ -182,7 +175,7 @@ def build_train_dag(spec: ModelSpec) -> DAG:
             except SearchFailed as err:
                 raise AirflowFailException(str(err)) from err
 
-        planned = plan_search(pin_dataset())  # type: ignore[arg-type]  # XComArg at parse time
+        planned = plan_search()
         trials = TrialOperator.partial(
             task_id="trial", spec=spec.name, task_key=f"{spec.name}.trial", map_index_template=TRIAL_LABEL,
             doc_md="One trial of the search: asks the study, trains with pruning, logs a child run, tells the study.",
@@ -232,9 +225,10 @@ Backfill: Trigger → Backfill in the UI, or `airflow backfill create --dag-id {
 _TRAIN_DOC = """
 ### Training of `{spec}`
 Triggered by each new `{spec}.features` dataset version (or by hand, with `dataset_version` and `n_trials` in the
-run conf). **plan_search** pins the dataset version, creates the Optuna study in the platform DB and the parent
-MLflow run. Each **trial** (named by its parameters) runs on pool `{pool}` under a GPU lease or on CPU, within the
-budget of team `{team}`: it asks the study, trains XGBoost with pruning, logs a child run and tells the study. A
-trial the budget cannot cover fails at once with the budget's figures (or waits, if the team's policy is `defer`).
-**register_best** registers the best completed trial's model with its lineage (dataset, commit, study, trial).
+run conf). **plan_search** pins the dataset version (run conf, else the newest event, else the latest), creates
+the Optuna study in the platform DB and the parent MLflow run. Each **trial** (named by its parameters) runs on
+pool `{pool}` under a GPU lease or on CPU, within the budget of team `{team}`: it asks the study, trains XGBoost
+with pruning, logs a child run and tells the study. A trial the budget cannot cover fails at once with the
+budget's figures (or waits, if the team's policy is `defer`). **register_best** registers the best completed
+trial's model with its lineage (dataset, commit, study, trial).
 """

@@ -57,7 +57,11 @@ def _sampler_and_pruner(spec: ModelSpec, slot: int = 0) -> tuple[Any, Any]:
         if search.sampler == "tpe"
         else optuna.samplers.RandomSampler(seed=seed)
     )
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=20) if search.pruning else None
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=20, interval_steps=REPORT_EVERY)
+        if search.pruning
+        else None
+    )
     return sampler, pruner
 
 
@@ -98,6 +102,11 @@ def trial_label(number: int, params: dict[str, Any]) -> str:
     return f"#{number} {shown}".strip()
 
 
+REPORT_EVERY = 10
+"""Boosting rounds between two reports to the study (each report and pruning check is a platform-DB round trip;
+every round made the DB, not XGBoost, the bottleneck of a trial)."""
+
+
 def _pruning_callback(trial: Any) -> Any:
     import xgboost as xgb
 
@@ -105,6 +114,8 @@ def _pruning_callback(trial: Any) -> Any:
 
     class ReportAndPrune(xgb.callback.TrainingCallback):
         def after_iteration(self, model: Any, epoch: int, evals_log: dict[str, Any]) -> bool:
+            if epoch % REPORT_EVERY:
+                return False
             trial.report(float(evals_log["valid"]["auc"][-1]), epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at round {epoch}")
