@@ -52,66 +52,83 @@ def in_process(settings, spec, tag: str, n_trials: int, workers: int) -> dict:
     return {"seconds": time.monotonic() - started, "trials": trials, "registered": registered}
 
 
-def main() -> None:
-    """Run both, print a summary and one JSON line."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trials", type=int, default=16)
-    parser.add_argument("--pool-slots", type=int, default=2, help="cpu_train slots = in-process threads")
-    parser.add_argument("--days", type=int, default=3, help="days the reference data is landed over (all in ETL)")
-    parser.add_argument("--home", type=Path, default=None, help="keep the platform's state here")
-    args = parser.parse_args()
+def _rows(settings, tag: str) -> int:
+    from ativo.data.versioning import open_registry
+    from ativo.store.db import get_engine
 
+    return int(open_registry(settings).resolve(get_engine(settings.db_url), SPEC, tag).rows)
+
+
+def scenario(name: str, trials: int, pool_slots: int, days: int, rows: int | None, keep: Path | None) -> dict:
+    """Both ways on one dataset, each on a platform of its own; returns the figures."""
     from ativo import platform
     from ativo.config import load_settings
     from ativo.harness import isolated_platform, land_dataset, run_search_on_airflow
     from ativo.spec import get_spec
 
-    home = args.home or Path(tempfile.mkdtemp(prefix="ativo-bench-hpo-"))
-    wall = time.monotonic()
+    home = keep / name if keep else Path(tempfile.mkdtemp(prefix=f"ativo-bench-hpo-{name}-"))
     with isolated_platform(home) as settings:
         spec = get_spec(SPEC, settings.specs_dir)
-        tag = land_dataset(settings, SPEC, days=args.days)
-        print(f"dataset {tag} ready; {args.trials} trials, {args.pool_slots} at a time, {os.cpu_count()} cores")
+        tag = land_dataset(settings, SPEC, days=days, rows=rows)
+        rows_of = _rows(settings, tag)
+        print(f"[{name}] dataset {tag} ready; {trials} trials, {pool_slots} at a time, {os.cpu_count()} cores")
         platform.start_mlflow(settings)
         live = load_settings(platform.platform_env(settings))  # tracking on the MLflow server, like the tasks
         import ativo.preload  # noqa: F401  # the libraries the DAG's workers have preloaded
-        inproc = in_process(live, spec, tag, args.trials, args.pool_slots)
-        print(f"in-process: {inproc['seconds']:.1f} s, best trial {inproc['registered']['trial_number']}")
+
+        inproc = in_process(live, spec, tag, trials, pool_slots)
+        print(f"[{name}] in-process: {inproc['seconds']:.1f} s, best trial {inproc['registered']['trial_number']}")
+        platform.stop_services(settings)  # the in-process half ran alone; the DAG gets a fresh platform
         shutil.rmtree(settings.home / "cache", ignore_errors=True)  # the DAG reads the dataset cold, too
-        run = run_search_on_airflow(settings, SPEC, tag, args.trials, pool_slots=args.pool_slots, warm_up=True)
+        run = run_search_on_airflow(settings, SPEC, tag, trials, pool_slots=pool_slots, warm_up=True)
         if run.state != "success" or run.registered is None:
             raise SystemExit(f"the Airflow run ended {run.state}; see {settings.home / 'logs'}")
-        airflow_s = run.wall_s
-        trial_s = sum(float(t["duration"] or 0) for t in run.trials())
+    if keep is None:
+        shutil.rmtree(home, ignore_errors=True)
     auc_a = float(run.registered["metrics"]["valid_auc"])
     auc_i = float(inproc["registered"]["metrics"]["valid_auc"])
-    states_a = run.registered["trials"]
-    states_i = inproc["registered"]["trials"]
-    result = {
-        "trials": args.trials,
-        "pool_slots": args.pool_slots,
-        "cores": os.cpu_count(),
+    out = {
         "dataset_version": tag,
-        "airflow_s": round(airflow_s, 2),
+        "rows": rows_of,
+        "airflow_s": round(run.wall_s, 2),
         "inprocess_s": round(inproc["seconds"], 2),
-        "airflow_warm_up_s": round(run.warm_up_s or 0, 2),
-        "ratio": round(airflow_s / inproc["seconds"], 3),
+        "ratio": round(run.wall_s / inproc["seconds"], 3),
         "auc_airflow": round(auc_a, 5),
         "auc_inprocess": round(auc_i, 5),
         "auc_diff": round(abs(auc_a - auc_i), 5),
         "test_auc_airflow": round(float(run.registered["metrics"]["test_auc"]), 5),
         "test_auc_inprocess": round(float(inproc["registered"]["metrics"]["test_auc"]), 5),
-        "trial_states_airflow": states_a,
-        "trial_states_inprocess": states_i,
-        "airflow_trial_task_s_sum": round(trial_s, 2),
+        "trial_states_airflow": run.registered["trials"],
+        "trial_states_inprocess": inproc["registered"]["trials"],
+        "airflow_trial_task_s_sum": round(sum(float(t["duration"] or 0) for t in run.trials()), 2),
+        "airflow_warm_up_s": round(run.warm_up_s or 0, 2),
         "max_concurrent_trials_airflow": run.max_concurrent("trial"),
-        "bench_wall_s": round(time.monotonic() - wall, 1),
     }
-    print(f"Airflow DAG:  {airflow_s:7.1f} s  best valid AUC {auc_a:.4f}  trials {states_a}")
-    print(f"in-process:   {inproc['seconds']:7.1f} s  best valid AUC {auc_i:.4f}  trials {states_i}")
-    print(f"ratio {result['ratio']:.3f} (target <= 1.3), AUC difference {result['auc_diff']:.4f} (target <= 0.002)")
-    if args.home is None:
-        shutil.rmtree(home, ignore_errors=True)
+    for how, key in (("Airflow DAG", "airflow"), ("in-process ", "inprocess")):
+        print(f"[{name}] {how}: {out[f'{key}_s']:6.1f} s  best valid AUC {out[f'auc_{key}']:.4f}  "
+              f"trials {out[f'trial_states_{key}']}")  # fmt: skip
+    print(f"[{name}] ratio {out['ratio']:.3f} (target <= 1.3), AUC difference {out['auc_diff']:.4f} (target <= 0.002)")
+    return out
+
+
+def main() -> None:
+    """Run both scenarios, print a summary and one JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--pool-slots", type=int, default=2, help="cpu_train slots = in-process threads")
+    parser.add_argument("--days", type=int, default=3, help="days the reference data is landed over")
+    parser.add_argument("--scaled-rows", type=int, default=320_000,
+                        help="rows of the scaled scenario (resampled reference rows); 0 skips it")  # fmt: skip
+    parser.add_argument("--keep", type=Path, default=None, help="keep each platform's state under this directory")
+    args = parser.parse_args()
+
+    wall = time.monotonic()
+    result: dict = {"trials": args.trials, "pool_slots": args.pool_slots, "cores": os.cpu_count()}
+    reference = scenario("reference", args.trials, args.pool_slots, args.days, None, args.keep)
+    result.update(reference)  # the headline figures: the spec's search on the reference data
+    if args.scaled_rows:
+        result["scaled"] = scenario("scaled", args.trials, args.pool_slots, args.days, args.scaled_rows, args.keep)
+    result["bench_wall_s"] = round(time.monotonic() - wall, 1)
     print(json.dumps(result))
 
 

@@ -53,20 +53,36 @@ def isolated_platform(home: Path) -> Iterator[Settings]:
                 os.environ[k] = v
 
 
-def land_dataset(settings: Settings, spec_name: str, days: int = 1, etl_days: int | None = None) -> str:
-    """Land the reference data over ``days`` days and run the ETL steps (outside Airflow) on the first ones.
+def land_dataset(
+    settings: Settings, spec_name: str, days: int = 1, etl_days: int | None = None, rows: int | None = None
+) -> str:
+    """Land data and run the ETL steps on it (outside Airflow); returns the dataset version's tag.
 
-    Returns:
-        the tag of the dataset version made from the first ``etl_days`` days (all of them when None).
+    Args:
+        settings: where things are.
+        spec_name: the spec.
+        days: the reference data is landed over this many days.
+        etl_days: only the first ones go through the ETL (all when None).
+        rows: instead of the reference data, this many rows resampled from it (fresh ids), 16,000 a day.
     """
     from ativo.data.etl import run_interval
-    from ativo.data.landing import simulate
+    from ativo.data.landing import landing_key, simulate, synthesize, to_csv_bytes
     from ativo.spec import get_spec
     from ativo.store.objects import open_store
 
     spec = get_spec(spec_name, settings.specs_dir)
     start = dt.date(2026, 1, 1)
-    simulate(spec, open_store(settings), settings.reference_dir, start, days)
+    store = open_store(settings)
+    if rows:
+        df = synthesize(spec, settings.reference_dir, rows)
+        days = -(-rows // 16_000)
+        for i in range(days):
+            batch = df.iloc[i * 16_000 : (i + 1) * 16_000].copy()
+            day = start + dt.timedelta(days=i)
+            batch[spec.data_schema.event_time] = day.isoformat()
+            store.put_bytes(landing_key(spec.name, day), to_csv_bytes(batch))
+    else:
+        simulate(spec, store, settings.reference_dir, start, days)
     tag = ""
     for i in range(etl_days or days):
         tag = run_interval(spec, settings, (start + dt.timedelta(days=i)).isoformat())["version"]["tag"]

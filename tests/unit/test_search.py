@@ -26,9 +26,9 @@ def _small_split(n: int = 6000):
     return spec, split_frame(to_features(raw, spec), spec)
 
 
-def _one_trial(url: str, name: str) -> dict:
+def _one_trial(url: str, name: str, slot: int) -> dict:
     spec, split = _small_split()
-    result, _ = run_trial(spec, url, name, split)
+    result, _ = run_trial(spec, url, name, split, slot=slot, threads=1)
     return result
 
 
@@ -38,9 +38,9 @@ def test_parallel_trials_share_one_study_in_the_platform_db(tmp_path):
     url = f"sqlite:///{tmp_path / 'platform.db'}"
     create_study(spec, url, "adult_income/test")
     with mp.get_context("spawn").Pool(2) as pool:
-        results = pool.starmap(_one_trial, [(url, "adult_income/test")] * 6)
+        results = pool.starmap(_one_trial, [(url, "adult_income/test", slot) for slot in range(6)])
     assert sorted(r["number"] for r in results) == list(range(6))  # every trial got its own number
-    assert len({tuple(sorted(r["params"].items())) for r in results}) == 6  # and its own parameters
+    assert len({tuple(sorted(r["params"].items())) for r in results}) == 6  # and its own parameters (seed per slot)
     done = [r for r in results if r["state"] == "complete"]
     assert done, "at least the start-up trials complete"
     best = best_trial(url, "adult_income/test")
@@ -61,3 +61,14 @@ def test_search_space_in_spec_is_validated():
     bad["model"]["search"]["space"]["eta"] = {"type": "float", "low": 0.3, "high": 0.1}
     with pytest.raises(SpecError, match=r"model.search.space.eta.*'low' < 'high'"):
         parse_spec(bad, "adult_income.yaml")
+
+
+def test_same_slot_and_history_give_the_same_parameters(tmp_path):
+    """Seeded per slot: a search is reproducible, trial for trial."""
+    spec, split = _small_split(3000)
+    params = []
+    for run in ("a", "b"):
+        url = f"sqlite:///{tmp_path / f'{run}.db'}"
+        create_study(spec, url, "s")
+        params.append([run_trial(spec, url, "s", split, slot=slot, threads=1)[0]["params"] for slot in range(3)])
+    assert params[0] == params[1]
