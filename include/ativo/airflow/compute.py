@@ -138,12 +138,7 @@ class ComputeOperator(BaseOperator):
         except BaseException as err:
             session.__exit__(type(err), err, err.__traceback__)
             raise
-        session.__exit__(None, None, None)
-        if session.outcome is not None:
-            context["ti"].xcom_push(key="compute", value={
-                "seconds": round(session.outcome.seconds, 3), "cost_usd": session.outcome.cost_usd,
-                "device": session.placement.device if session.placement else None,
-            })  # fmt: skip
+        session.__exit__(None, None, None)  # settles (and logs) the cost: from here on nothing is billed
         return result
 
     def _defer_on_budget(self, err: Any) -> None:
