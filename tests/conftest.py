@@ -16,15 +16,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="ativo-tests-"))
 
+from ativo.platform import airflow_base_env  # noqa: E402  # imports no Airflow
+
 os.environ.update(
     {
-        "AIRFLOW_HOME": str(_SESSION_HOME / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        **airflow_base_env(_SESSION_HOME / "airflow"),
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "GX_ANALYTICS_ENABLED": "False",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
         "ATIVO_HOME": str(_SESSION_HOME / "ativo"),
         "ATIVO_SPECS_DIR": str(ROOT / "include" / "specs"),
         "ATIVO_REFERENCE_DIR": os.environ.get("ATIVO_REFERENCE_DIR", str(ROOT / "var" / "reference")),

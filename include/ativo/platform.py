@@ -49,6 +49,21 @@ def run_dir(settings: Settings) -> Path:
     return settings.home / "run"
 
 
+def airflow_base_env(airflow_home: Path) -> dict[str, str]:
+    """What every Airflow process of Ativo needs, the embedded platform's and the tests' alike.
+
+    Its home, this repository's DAGs and plugins, no examples, and no library calling home.
+    """
+    return {
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "GX_ANALYTICS_ENABLED": "False",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+
+
 def platform_env(settings: Settings) -> dict[str, str]:
     """Environment shared by every process of the embedded platform (Airflow reads the ATIVO_* settings too)."""
     home = settings.airflow_home
@@ -56,10 +71,7 @@ def platform_env(settings: Settings) -> dict[str, str]:
     env.update(
         {
             "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            **airflow_base_env(home),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "6",
@@ -84,8 +96,6 @@ def platform_env(settings: Settings) -> dict[str, str]:
             "ATIVO_DVC_REMOTE": settings.dvc_remote,
             "ATIVO_SPECS_DIR": str(settings.specs_dir),
             "ATIVO_REFERENCE_DIR": str(settings.reference_dir),
-            "GX_ANALYTICS_ENABLED": "False",
-            "MLFLOW_DISABLE_TELEMETRY": "true",  # nothing calls home
             # The server's job runner (eight huey consumers, ~2 GB) serves GenAI features Ativo does not use.
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             "MLFLOW_TRACKING_URI": url("mlflow"),

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from ativo.compute.budget import Ledger
 from ativo.config import Settings
 from ativo.data.features import lake_prefix
 from ativo.spec import ModelSpec
@@ -50,8 +51,6 @@ def collect(spec: ModelSpec, settings: Settings, *, with_models: bool = True) ->
         "quarantined": quarantined,
         "dataset_versions": versions,
     }
-    from ativo.compute.budget import Ledger
-
     out["budget"] = Ledger(engine, settings.prices).status(spec.compute.team)
     if with_models:
         out["models"] = registered_models(spec, settings)

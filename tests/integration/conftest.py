@@ -25,16 +25,12 @@ def unavailable(what: str) -> None:
     pytest.skip(what)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint(tmp_path_factory):
     """A moto S3 server on 127.0.0.1 (a real HTTP endpoint, spoken to with boto3/s3fs as in production)."""
-    port = _free_port()
+    from ativo.harness import free_port
+
+    port = free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     moto = Path(sys.executable).parent / "moto_server"
     if not moto.exists():

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -45,15 +46,21 @@ def compute_kwargs(spec: ModelSpec) -> dict[str, Any]:
     }
 
 
+def run_meta(context: Any) -> dict[str, Any]:
+    """The task instance's identity, for lineage tags (map index only for a mapped task)."""
+    ti = context["ti"]
+    meta = {"dag_id": ti.dag_id, "dag_run_id": ti.run_id, "task_id": ti.task_id, "try_number": ti.try_number}
+    if ti.map_index is not None and ti.map_index >= 0:
+        meta["map_index"] = ti.map_index
+    return meta
+
+
 def budget_alert(team: str, thresholds: list[int], status: dict[str, Any], conn_id: str) -> None:
     """Tell on-call that a budget crossed ``thresholds`` (once per period; the ledger guarantees it)."""
-    from ativo.airflow.notifier import oncall_webhook_url
-    from ativo.alerts import budget_payload, post_webhook
+    from ativo.airflow.notifier import send_to_oncall
+    from ativo.alerts import budget_payload
 
-    payload = budget_payload(team, thresholds, status)
-    url = oncall_webhook_url(conn_id)
-    if url is None or not post_webhook(url, payload):
-        log.error("ALERT (undelivered): %s", payload["text"])
+    send_to_oncall(conn_id, budget_payload(team, thresholds, status))
 
 
 def _spec(name: str) -> ModelSpec:
@@ -125,21 +132,16 @@ class ComputeOperator(BaseOperator):
             heartbeat=dt.timedelta(seconds=self.heartbeat_s),
             on_alert=lambda team, crossed, status: budget_alert(team, crossed, status, conn_id),
         )  # fmt: skip
-        try:
-            session.__enter__()
-        except BudgetExceeded as err:
-            if err.policy == "defer":
-                self._defer_on_budget(err)
-            raise AirflowFailException(str(err)) from err  # retrying cannot help; on-call gets this message
-        except NoDeviceAvailable as err:
-            raise AirflowFailException(str(err)) from err
-        try:
-            result = self.run(context, session.placement)
-        except BaseException as err:
-            session.__exit__(type(err), err, err.__traceback__)
-            raise
-        session.__exit__(None, None, None)  # settles (and logs) the cost: from here on nothing is billed
-        return result
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(session)
+            except BudgetExceeded as err:
+                if err.policy == "defer":
+                    self._defer_on_budget(err)
+                raise AirflowFailException(str(err)) from err  # retrying cannot help; on-call gets this message
+            except NoDeviceAvailable as err:
+                raise AirflowFailException(str(err)) from err
+            return self.run(context, session.placement)  # leaving the stack settles (or releases) the cost
 
     def _defer_on_budget(self, err: Any) -> None:
         from ativo.airflow.triggers import BudgetTrigger
@@ -185,16 +187,12 @@ class TrialOperator(ComputeOperator):
         from ativo.config import load_settings
         from ativo.train.search import SearchPlan, search_trial
 
-        ti = context["ti"]
-        meta = {"dag_id": ti.dag_id, "dag_run_id": ti.run_id, "task_id": ti.task_id, "try_number": ti.try_number,
-                "map_index": ti.map_index}  # fmt: skip
-
         def label(text: str) -> None:
             context["trial_label"] = text
             log.info("trial %s", text)
 
         result = search_trial(
-            self.spec, load_settings(), SearchPlan.from_dict(self.plan), meta, slot=int(self.slot),
+            self.spec, load_settings(), SearchPlan.from_dict(self.plan), run_meta(context), slot=int(self.slot),
             device=placement.device, threads=placement.threads, on_label=label,
         )  # fmt: skip
         result.pop("metrics", None)

@@ -12,7 +12,7 @@ from typing import Any
 from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from ativo.airflow.compute import TRIAL_LABEL, TrialOperator, compute_kwargs
+from ativo.airflow.compute import TRIAL_LABEL, TrialOperator, compute_kwargs, run_meta
 from ativo.airflow.notifier import WebhookFailureNotifier
 from ativo.config import load_settings
 from ativo.errors import SpecError
@@ -161,7 +161,7 @@ def build_train_dag(spec: ModelSpec) -> DAG:
                 if tagged:
                     tag = max(tagged, key=lambda x: int(x.get("version", 0)))["tag"]
             n = context["params"].get("n_trials")
-            result = plan(spec, load_settings(), tag or None, _run_meta(context), n_trials=int(n) if n else None)
+            result = plan(spec, load_settings(), tag or None, run_meta(context), n_trials=int(n) if n else None)
             return [{"plan": result.to_dict(), "slot": slot} for slot in range(result.n_trials)]
 
         @task(trigger_rule="all_done")
@@ -171,7 +171,7 @@ def build_train_dag(spec: ModelSpec) -> DAG:
 
             try:
                 return finish_search(spec, load_settings(), SearchPlan.from_dict(planned[0]["plan"]),
-                                     _run_meta(get_current_context()))  # fmt: skip
+                                     run_meta(get_current_context()))  # fmt: skip
             except SearchFailed as err:
                 raise AirflowFailException(str(err)) from err
 
@@ -184,11 +184,6 @@ def build_train_dag(spec: ModelSpec) -> DAG:
         trials >> register_best(planned)  # type: ignore[arg-type]  # XComArg at parse time
 
     return train()
-
-
-def _run_meta(context: Any) -> dict[str, Any]:
-    ti = context["ti"]
-    return {"dag_id": ti.dag_id, "dag_run_id": ti.run_id, "task_id": ti.task_id, "try_number": ti.try_number}
 
 
 def valid_specs() -> list[ModelSpec]:

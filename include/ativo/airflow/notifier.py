@@ -24,6 +24,18 @@ def oncall_webhook_url(conn_id: str) -> str | None:
     return webhook_url_from(conn.extra_dejson or {}, conn.host, conn.schema, conn.port)
 
 
+def send_to_oncall(conn_id: str, payload: dict[str, Any], *, timeout: float = 5.0) -> bool:
+    """Post ``payload`` to the on-call webhook; an unconfigured or unreachable one is logged, never raised."""
+    url = oncall_webhook_url(conn_id)
+    if url is None:
+        log.error("ALERT (undelivered): %s", payload["text"])
+        return False
+    if not post_webhook(url, payload, timeout=timeout):
+        log.error("ALERT (webhook unreachable): %s", payload["text"])
+        return False
+    return True
+
+
 class WebhookFailureNotifier(BaseNotifier):
     """Posts a Slack-compatible message to the webhook of an Airflow connection.
 
@@ -40,9 +52,6 @@ class WebhookFailureNotifier(BaseNotifier):
         self.conn_id = conn_id
         self.timeout = timeout
 
-    def _url(self) -> str | None:
-        return oncall_webhook_url(self.conn_id)
-
     def notify(self, context: Any) -> None:
         """Send the alert for the failed task in ``context``."""
         ti = context["ti"]
@@ -57,9 +66,4 @@ class WebhookFailureNotifier(BaseNotifier):
             log_url=log_url, error=f"{type(err).__name__}: {err}" if err else None,
             owner=getattr(dag, "owner", None) if dag else None, runbook=RUNBOOK,
         )  # fmt: skip
-        url = self._url()
-        if url is None:
-            log.error("ALERT (undelivered): %s", payload["text"])
-            return
-        if not post_webhook(url, payload, timeout=self.timeout):
-            log.error("ALERT (webhook unreachable): %s", payload["text"])
+        send_to_oncall(self.conn_id, payload, timeout=self.timeout)

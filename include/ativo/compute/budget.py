@@ -3,9 +3,9 @@
 A team has a monthly limit in USD and a protected reserve that only erasure work may spend, so a spent budget
 never blocks a legal obligation. A task reserves its estimated cost first (from the history of the same task,
 capped by its execution timeout); if that would pass the limit it is refused with a message naming the budget,
-what is spent, the limit, the estimate and when the period resets. A reservation whose holder dies expires at its
-timeout; a settled entry records the actual cost (seconds × price × slots). Crossing 50/80/100 % of the limit is
-reported once per period.
+what is spent, the limit, the estimate and when the period resets. A reservation lives as long as its holder renews
+it (a dead holder's expires); a settled entry records the actual cost (seconds × price × slots). Crossing
+50/80/100 % of the limit is reported once per period.
 """
 
 from __future__ import annotations

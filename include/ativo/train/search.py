@@ -6,7 +6,7 @@ same code:
 - :func:`plan_search` pins the dataset version, creates the study (``<spec>/<run id>``) in the platform DB and the
   parent MLflow run (lineage tags, dataset input);
 - :func:`search_trial` asks the study for parameters, trains XGBoost with a pruning callback that reports the
-  validation AUC per boosting round, logs a child run (params, metrics, native model) and tells the study;
+  validation AUC every ``REPORT_EVERY`` rounds, logs a child run (params, metrics, native model) and tells the study;
 - :func:`finish_search` registers the best trial's model with the study name and trial number in its lineage tags
   and closes the parent run.
 
