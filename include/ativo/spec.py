@@ -198,22 +198,91 @@ class Compute(_Strict):
 
 
 class PerformanceGate(_Strict):
-    """Held-out performance thresholds."""
+    """Held-out performance thresholds (on the pinned test set)."""
 
     min_auc: float = Field(0.5, ge=0, le=1)
     max_logloss: float | None = Field(None, gt=0)
     max_ece: float | None = Field(None, gt=0, le=1)
 
 
+class ChampionGate(_Strict):
+    """The challenger may not be worse than the serving champion by more than ``tolerance`` (test AUC)."""
+
+    tolerance: float = Field(0.005, ge=0, le=1)
+
+
+class FairnessGate(_Strict):
+    """Group fairness of the decisions, per protected attribute and their intersection (fairlearn).
+
+    A threshold left empty is measured and reported but does not gate. Groups with fewer than ``min_group_size``
+    rows, or rates resting on fewer than ``min_group_labels`` positives (TPR) / negatives (FPR), are reported but
+    not judged: their rates are noise.
+    """
+
+    attributes: tuple[Column, ...] | None = None
+    intersections: bool = True
+    min_group_size: int = Field(100, ge=1)
+    min_group_labels: int = Field(30, ge=1)
+    max_demographic_parity_difference: float | None = Field(None, ge=0, le=1)
+    max_equalized_odds_difference: float | None = Field(None, ge=0, le=1)
+    min_disparate_impact_ratio: float | None = Field(None, ge=0, le=1)
+    mitigation: Literal["none", "threshold_optimizer"] = "none"
+    mitigation_constraint: Literal["demographic_parity", "equalized_odds", "true_positive_rate_parity"] = (
+        "equalized_odds"
+    )
+
+
+class RobustnessGate(_Strict):
+    """Decisions must survive small realistic changes of the numeric features.
+
+    ``perturbation`` is relative noise on each mutable numeric feature (integers move by at least one unit with
+    that probability); the evasion attack may move each mutable numeric feature by at most ``attack_epsilon``
+    standard deviations, within the schema's bounds. Protected attributes and ``immutable`` features never move,
+    except in the counterfactual test, which changes only a protected attribute.
+    """
+
+    perturbation: float = Field(0.05, gt=0, le=1)
+    samples: int = Field(2000, ge=10)
+    max_flip_rate: float | None = Field(0.05, ge=0, le=1)
+    attack_epsilon: float = Field(0.1, gt=0)
+    attack_samples: int = Field(100, ge=1, le=5000)
+    max_attack_success: float | None = Field(None, ge=0, le=1)
+    max_counterfactual_flip_rate: float | None = Field(None, ge=0, le=1)
+    immutable: tuple[Column, ...] = ()
+
+
+class PrivacyGate(_Strict):
+    """Membership inference (loss-threshold attack) and what the run lets out of the training data."""
+
+    max_membership_advantage: float | None = Field(0.1, ge=0, le=1)
+    samples: int = Field(5000, ge=100)
+
+
+class ExplainabilityGate(_Strict):
+    """Per-prediction SHAP contributions must add up to the model's margin."""
+
+    samples: int = Field(1000, ge=10)
+    max_additivity_error: float = Field(1e-3, gt=0)
+
+
+class InfraGate(_Strict):
+    """The artifact loads through the serving path and answers a single row within the latency budget."""
+
+    calls: int = Field(300, ge=10)
+    max_p99_ms: float | None = Field(None, gt=0)  # empty: the spec's deploy.latency_budget_ms
+
+
 class Gates(_Strict):
-    """Gate thresholds (gates themselves run in the training DAG)."""
+    """What a model must pass before it becomes the registry's ``challenger`` (each gate is a task)."""
 
     performance: PerformanceGate = PerformanceGate()
-    champion_tolerance: float = Field(0.005, ge=0)
-    fairness: dict[str, float] = Field(default_factory=dict)
-    robustness: dict[str, float] = Field(default_factory=dict)
-    privacy: dict[str, float] = Field(default_factory=dict)
-    infra: dict[str, float] = Field(default_factory=dict)
+    champion: ChampionGate = ChampionGate()
+    fairness: FairnessGate = FairnessGate()
+    robustness: RobustnessGate = RobustnessGate()
+    privacy: PrivacyGate = PrivacyGate()
+    explainability: ExplainabilityGate = ExplainabilityGate()
+    infra: InfraGate = InfraGate()
+    decision_threshold: float = Field(0.5, gt=0, lt=1)
 
 
 class Deploy(_Strict):
@@ -272,7 +341,18 @@ class ModelSpec(_Strict):
         unknown = sorted(set(self.protected_attributes) - set(self.data_schema.feature_names))
         if unknown:
             raise ValueError(f"protected_attributes: {', '.join(unknown)} must be features of the schema")
+        names = set(self.data_schema.feature_names)
+        for field, cols in (("gates.fairness.attributes", self.gates.fairness.attributes or ()),
+                            ("gates.robustness.immutable", self.gates.robustness.immutable)):  # fmt: skip
+            unknown = sorted(set(cols) - names)
+            if unknown:
+                raise ValueError(f"{field}: {', '.join(unknown)} must be features of the schema")
         return self
+
+    @property
+    def fairness_attributes(self) -> tuple[str, ...]:
+        """The attributes the fairness gate judges (its own list, else the protected attributes)."""
+        return self.gates.fairness.attributes or self.protected_attributes
 
     @property
     def registered_model_name(self) -> str:

@@ -1,0 +1,190 @@
+"""Group fairness of a model's decisions (fairlearn), per protected attribute and their intersection.
+
+For each view (every attribute alone, and all of them together when intersections are on) fairlearn's
+``MetricFrame`` gives each group's selection rate, true- and false-positive rate and support. Differences are taken
+over the groups with enough support to be more than noise; smaller groups are reported and marked. The optional
+mitigation (fairlearn's ``ThresholdOptimizer``, fitted on the validation set, judged on the test set) turns into a
+JSON decision policy of per-group thresholds that serving applies, and its effect is reported before/after.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ativo.data.features import LABEL
+from ativo.evaluate.results import Check, GateResult
+from ativo.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from ativo.serve.model import ServedModel
+    from ativo.train.trainer import Split
+
+SEP = " & "
+
+
+def _views(spec: ModelSpec) -> list[tuple[str, ...]]:
+    attrs = spec.fairness_attributes
+    views = [(a,) for a in attrs]
+    if spec.gates.fairness.intersections and len(attrs) > 1:
+        views.append(tuple(attrs))
+    return views
+
+
+def _group_key(index: Any) -> str:
+    return SEP.join(str(v) for v in index) if isinstance(index, tuple) else str(index)
+
+
+def group_metrics(spec: ModelSpec, frame: pd.DataFrame, y_pred: np.ndarray) -> dict[str, Any]:
+    """Per view: each group's rates and support, and the differences over the groups with enough support."""
+    import numpy as np
+    from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate, true_positive_rate
+
+    cfg = spec.gates.fairness
+    y = frame[LABEL].to_numpy()
+    out: dict[str, Any] = {}
+    for view in _views(spec):
+        sf = frame[list(view)].astype(str)
+        mf = MetricFrame(
+            metrics={"selection_rate": selection_rate, "tpr": true_positive_rate, "fpr": false_positive_rate,
+                     "rows": lambda t, p: len(t), "positives": lambda t, p: int(np.sum(t)),
+                     "negatives": lambda t, p: int(len(t) - np.sum(t))},
+            y_true=y, y_pred=y_pred, sensitive_features=sf if len(view) > 1 else sf[view[0]],
+        )  # fmt: skip
+        groups = {}
+        for idx, row in mf.by_group.iterrows():
+            rows, pos, neg = int(row["rows"]), int(row["positives"]), int(row["negatives"])
+            groups[_group_key(idx)] = {
+                "rows": rows, "positives": pos, "negatives": neg,
+                "selection_rate": float(row["selection_rate"]), "tpr": float(row["tpr"]), "fpr": float(row["fpr"]),
+                "judged": rows >= cfg.min_group_size,
+            }  # fmt: skip
+        big = [g for g in groups.values() if g["judged"]]
+        sel = [g["selection_rate"] for g in big]
+        tpr = [g["tpr"] for g in big if g["positives"] >= cfg.min_group_labels]
+        fpr = [g["fpr"] for g in big if g["negatives"] >= cfg.min_group_labels]
+        out[SEP.join(view)] = {
+            "groups": groups,
+            "demographic_parity_difference": (max(sel) - min(sel)) if len(sel) > 1 else 0.0,
+            "disparate_impact_ratio": (min(sel) / max(sel)) if len(sel) > 1 and max(sel) > 0 else 1.0,
+            "equalized_odds_difference": max((max(r) - min(r)) if len(r) > 1 else 0.0 for r in (tpr, fpr)),
+            "groups_judged": len(big),
+            "groups_too_small": sorted(k for k, g in groups.items() if not g["judged"]),
+        }
+    return out
+
+
+def _worst(views: dict[str, Any], key: str, pick: Any) -> tuple[float, str]:
+    view = pick(views, key=lambda v: views[v][key])
+    return float(views[view][key]), view
+
+
+def _checks(spec: ModelSpec, views: dict[str, Any]) -> list[Check]:
+    cfg = spec.gates.fairness
+    dpd, dpd_at = _worst(views, "demographic_parity_difference", max)
+    eod, eod_at = _worst(views, "equalized_odds_difference", max)
+    dir_, dir_at = _worst(views, "disparate_impact_ratio", min)
+    return [
+        Check("demographic_parity_difference", dpd, cfg.max_demographic_parity_difference, "max",
+              f"selection rates differ most across {dpd_at}"),
+        Check("equalized_odds_difference", eod, cfg.max_equalized_odds_difference, "max",
+              f"true/false-positive rates differ most across {eod_at}"),
+        Check("disparate_impact_ratio", dir_, cfg.min_disparate_impact_ratio, "min",
+              f"lowest over highest selection rate across {dir_at}"),
+    ]  # fmt: skip
+
+
+def _prefit(model: ServedModel) -> Any:
+    """The booster as the fitted scikit-learn classifier fairlearn's ThresholdOptimizer expects."""
+    import numpy as np
+    from sklearn.base import BaseEstimator, ClassifierMixin
+
+    class Prefit(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.classes_ = np.array([0, 1])
+            self.fitted_ = True
+
+        def fit(self, X: Any, y: Any) -> Prefit:  # noqa: N803  # scikit-learn's names
+            return self
+
+        def predict_proba(self, X: Any) -> Any:  # noqa: N803
+            p = model.predict_frame(X).astype("float64")  # fairlearn writes float64 into this dtype
+            return np.column_stack([1 - p, p])
+
+        def predict(self, X: Any) -> Any:  # noqa: N803
+            return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+    return Prefit()
+
+
+def mitigate(spec: ModelSpec, model: ServedModel, split: Split) -> tuple[np.ndarray, dict[str, Any]]:
+    """Fit fairlearn's ThresholdOptimizer on the validation set; returns (test decisions, the decision policy).
+
+    The policy maps each group (the fairness attributes joined by `` & ``) to two thresholds and the probability of
+    using the first: serving draws that choice from a stable hash of the request, so it is reproducible.
+    """
+    import numpy as np
+    from fairlearn.postprocessing import ThresholdOptimizer
+
+    attrs = list(spec.fairness_attributes)
+    features = spec.data_schema.feature_names
+    opt = ThresholdOptimizer(estimator=_prefit(model), constraints=spec.gates.fairness.mitigation_constraint,
+                             objective="balanced_accuracy_score" if spec.gates.fairness.mitigation_constraint ==
+                             "equalized_odds" else "accuracy_score",
+                             predict_method="predict_proba", prefit=True)  # fmt: skip
+    opt.fit(split.valid[features], split.valid[LABEL].to_numpy(), sensitive_features=split.valid[attrs].astype(str))
+    decided = opt.predict(split.test[features], sensitive_features=split.test[attrs].astype(str), random_state=0)
+    policy: dict[str, Any] = {"kind": "threshold_optimizer", "constraint": spec.gates.fairness.mitigation_constraint,
+                              "attributes": attrs, "groups": {}}  # fmt: skip
+    for group, rule in opt.interpolated_thresholder_.interpolation_dict.items():
+        policy["groups"][str(group).replace(",", SEP)] = {
+            "p0": float(rule["p0"]), "operation0": _op(rule["operation0"]),
+            "p1": float(rule["p1"]), "operation1": _op(rule["operation1"]),
+        }  # fmt: skip
+    return np.asarray(decided, dtype="int8"), policy
+
+
+def _op(operation: Any) -> dict[str, Any]:
+    # Scores are probabilities, so an infinite threshold ("always" / "never") is the same as one just outside
+    # [0, 1]; JSON has no infinity.
+    return {"operator": str(operation.operator), "threshold": min(2.0, max(-1.0, float(operation.threshold)))}
+
+
+def fairness_gate(spec: ModelSpec, model: ServedModel, split: Split) -> GateResult:
+    """Judge the test-set decisions per group; with mitigation on, judge the mitigated ones and report both."""
+    from ativo.evaluate.performance import decisions
+
+    cfg = spec.gates.fairness
+    if not spec.fairness_attributes:
+        return GateResult(gate="fairness", passed=True, reason="the spec names no protected attribute: nothing to "
+                          "judge")  # fmt: skip
+    before = group_metrics(spec, split.test, decisions(spec, model.predict_frame(split.test)))
+    checks = _checks(spec, before)
+    details: dict[str, Any] = {"views": before, "min_group_size": cfg.min_group_size,
+                               "min_group_labels": cfg.min_group_labels}  # fmt: skip
+    if cfg.mitigation == "none":
+        return GateResult.judge("fairness", checks, ok=_ok(checks), details=details)
+    mitigated, policy = mitigate(spec, model, split)
+    after = group_metrics(spec, split.test, mitigated)
+    after_checks = _checks(spec, after)
+    y = split.test[LABEL].to_numpy()
+    base = decisions(spec, model.predict_frame(split.test))
+    details.update(
+        mitigation={
+            "kind": cfg.mitigation, "constraint": cfg.mitigation_constraint, "policy": policy,
+            "before": {c.name: c.value for c in checks}, "after": {c.name: c.value for c in after_checks},
+            "accuracy_before": float((base == y).mean()), "accuracy_after": float((mitigated == y).mean()),
+            "views_after": after,
+        }
+    )  # fmt: skip
+    result = GateResult.judge("fairness", after_checks, ok=_ok(after_checks) + " after mitigation", details=details)
+    result.reason += " (with the threshold-optimizer decision policy; before: " + (
+        "; ".join(c.failure() for c in checks if not c.passed) or "also within the thresholds") + ")"
+    result.metrics.update({f"{c.name}_before_mitigation": c.value for c in checks})
+    return result
+
+
+def _ok(checks: list[Check]) -> str:
+    return ", ".join(f"{c.name} {c.value:.3f}" for c in checks if c.value is not None)

@@ -1,0 +1,111 @@
+"""Performance on the pinned test set, and the comparison with the serving champion on the same rows."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ativo.data.features import LABEL
+from ativo.evaluate.results import Check, GateResult
+from ativo.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from ativo.serve.model import ServedModel
+    from ativo.train.trainer import Split
+
+
+def expected_calibration_error(y_true: Any, proba: Any, bins: int = 10) -> tuple[float, list[dict[str, float]]]:
+    """ECE over ``bins`` equal-width probability bins (weighted by rows), and the reliability table."""
+    import numpy as np
+
+    y = np.asarray(y_true, dtype=float)
+    p = np.asarray(proba, dtype=float)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    table = []
+    for b in range(bins):
+        mask = idx == b
+        n = int(mask.sum())
+        if not n:
+            continue
+        mean_p, rate = float(p[mask].mean()), float(y[mask].mean())
+        ece += n / len(p) * abs(mean_p - rate)
+        table.append({"bin_low": float(edges[b]), "bin_high": float(edges[b + 1]), "rows": n,
+                      "mean_predicted": mean_p, "observed_rate": rate})  # fmt: skip
+    return float(ece), table
+
+
+def performance_gate(spec: ModelSpec, model: ServedModel, split: Split) -> GateResult:
+    """AUC, log-loss and calibration error on the held-out test set against the spec's thresholds."""
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    cfg = spec.gates.performance
+    y = split.test[LABEL].to_numpy()
+    p = model.predict_frame(split.test)
+    auc = float(roc_auc_score(y, p))
+    ll = float(log_loss(y, p, labels=[0, 1]))
+    ece, table = expected_calibration_error(y, p)
+    acc = float(((p >= spec.gates.decision_threshold) == y).mean())
+    checks = [
+        Check("auc", auc, cfg.min_auc, "min", "ranking quality on the held-out test set"),
+        Check("logloss", ll, cfg.max_logloss, "max", "probabilistic accuracy"),
+        Check("ece", ece, cfg.max_ece, "max", "predicted probabilities do not match observed rates"),
+    ]
+    return GateResult.judge(
+        "performance", checks, ok=f"test AUC {auc:.4f}, log-loss {ll:.4f}, ECE {ece:.4f} on {len(y)} rows",
+        metrics={"accuracy": acc, "test_rows": len(y)}, details={"calibration": table},
+    )  # fmt: skip
+
+
+def comparison_rows(test: pd.DataFrame, champion_seen_ids: set[str] | None, record_id: str) -> pd.DataFrame:
+    """The challenger's test rows the champion never trained or early-stopped on (its own data is no test)."""
+    if not champion_seen_ids:
+        return test
+    return test[~test[record_id].astype(str).isin(champion_seen_ids)]
+
+
+def champion_gate(
+    spec: ModelSpec, model: ServedModel, split: Split, champion: ServedModel | None,
+    champion_seen_ids: set[str] | None = None,
+) -> GateResult:  # fmt: skip
+    """The challenger's test AUC may be at most ``tolerance`` below the champion's, on the same rows.
+
+    Args:
+        spec: thresholds (``gates.champion.tolerance``).
+        model: the challenger.
+        split: the challenger's split; its test set is the comparison set.
+        champion: the version serving as ``champion`` now, or None (the first model passes this gate).
+        champion_seen_ids: record ids of the rows the champion trained or early-stopped on; they are left out.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    tolerance = spec.gates.champion.tolerance
+    if champion is None:
+        return GateResult(gate="champion", passed=True, reason="no champion is serving yet: nothing to compare with",
+                          thresholds={"tolerance": tolerance})  # fmt: skip
+    rows = comparison_rows(split.test, champion_seen_ids, spec.data_schema.record_id)
+    y = rows[LABEL].to_numpy()
+    if len(rows) < 100 or len(set(y)) < 2:
+        return GateResult(gate="champion", passed=False, thresholds={"tolerance": tolerance},
+                          reason=f"only {len(rows)} test rows are unseen by champion version {champion.version}: "
+                                 "too few to compare; retrain on a dataset version with new data")  # fmt: skip
+    ours = float(roc_auc_score(y, model.predict_frame(rows)))
+    theirs = float(roc_auc_score(y, champion.predict_frame(rows)))
+    delta = ours - theirs
+    checks = [Check("auc_deficit", max(0.0, -delta), tolerance, "max",
+                    f"challenger AUC {ours:.4f} vs champion version {champion.version} {theirs:.4f} on the same "
+                    f"{len(rows)} rows")]  # fmt: skip
+    return GateResult.judge(
+        "champion", checks, ok=f"AUC {ours:.4f} vs champion version {champion.version} {theirs:.4f} "
+                              f"({delta:+.4f}) on {len(rows)} rows neither trained on",
+        metrics={"challenger_auc": ours, "champion_auc": theirs, "auc_delta": delta, "rows": len(rows),
+                 "champion_version": champion.version},
+    )  # fmt: skip
+
+
+def decisions(spec: ModelSpec, proba: np.ndarray) -> np.ndarray:
+    """0/1 decisions at the spec's threshold."""
+    return (proba >= spec.gates.decision_threshold).astype("int8")

@@ -1,0 +1,220 @@
+"""Robustness of a model's decisions: small realistic perturbations, a bounded black-box evasion attack, and
+counterfactuals that change only a protected attribute.
+
+Everything runs on the encoded matrix serving scores (categories as codes), so what is measured is what serving
+would decide. Mutable features are the numeric ones that are neither protected nor listed as immutable.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ativo.evaluate.results import Check, GateResult
+from ativo.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from ativo.serve.model import ServedModel
+    from ativo.train.trainer import Split
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FeatureSpace:
+    """Column layout of the encoded matrix: which columns may move, their bounds and scales."""
+
+    names: list[str]
+    mutable: list[int]  # column indices an attacker or noise may change
+    integer: np.ndarray  # bool per column
+    low: np.ndarray
+    high: np.ndarray
+    std: np.ndarray  # per column, from the training rows (1 for categories)
+
+
+def feature_space(spec: ModelSpec, train: pd.DataFrame) -> FeatureSpace:
+    """Bounds from the schema (else the training data), scales from the training rows."""
+    import numpy as np
+
+    fixed = set(spec.protected_attributes) | set(spec.gates.robustness.immutable)
+    features = spec.data_schema.features
+    low, high, std = [], [], []
+    for f in features:
+        if f.type == "category":
+            low.append(0.0)
+            high.append(float(len(f.categories or ()) - 1))
+            std.append(1.0)
+            continue
+        col = train[f.name].astype("float64")
+        low.append(float(f.min) if f.min is not None else float(col.min()))
+        high.append(float(f.max) if f.max is not None else float(col.max()))
+        std.append(float(col.std()) or 1.0)
+    return FeatureSpace(
+        names=[f.name for f in features],
+        mutable=[i for i, f in enumerate(features) if f.type != "category" and f.name not in fixed],
+        integer=np.array([f.type == "int" for f in features]),
+        low=np.array(low), high=np.array(high), std=np.array(std),
+    )  # fmt: skip
+
+
+def encode_frame(spec: ModelSpec, df: pd.DataFrame) -> np.ndarray:
+    """A feature frame as serving's encoded matrix (float32, categories as their codes, missing as NaN)."""
+    import numpy as np
+
+    from ativo.train.trainer import design_matrix
+
+    dm = design_matrix(df, spec)
+    cols = []
+    for f in spec.data_schema.features:
+        if f.type == "category":
+            codes = dm[f.name].cat.codes.to_numpy().astype("float32")
+            codes[codes < 0] = np.nan
+            cols.append(codes)
+        else:
+            cols.append(dm[f.name].to_numpy(dtype="float32"))
+    return np.column_stack(cols)
+
+
+def perturbation_flip_rate(spec: ModelSpec, model: ServedModel, x: np.ndarray, space: FeatureSpace,
+                           draws: int = 3, seed: int = 0) -> float:  # fmt: skip
+    """Share of (row, draw) pairs whose decision changes under relative noise on the mutable features.
+
+    Each mutable feature moves by ``x * u`` with ``u ~ U(-r, r)``; an integer moves by at least one unit in that
+    direction (a person's age or weekly hours change in whole units), and everything stays within its bounds.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    r = spec.gates.robustness.perturbation
+    thr = spec.gates.decision_threshold
+    base = model.predict_matrix(x) >= thr
+    flips = 0
+    for _ in range(draws):
+        xp = x.astype("float64").copy()
+        for j in space.mutable:
+            u = rng.uniform(-r, r, size=len(xp))
+            delta = np.nan_to_num(xp[:, j]) * u
+            if space.integer[j]:
+                delta = np.sign(u) * np.maximum(1.0, np.round(np.abs(delta)))
+            xp[:, j] = np.clip(xp[:, j] + delta, space.low[j], space.high[j])
+        flips += int(((model.predict_matrix(xp.astype("float32")) >= thr) != base).sum())
+    return flips / (draws * len(x))
+
+
+def evasion_attack(spec: ModelSpec, model: ServedModel, x: np.ndarray, space: FeatureSpace,
+                   seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """ART's HopSkipJump (decision-only, L-infinity) on the mutable features, in standard-deviation units.
+
+    An attack succeeds on a row when, after rounding integers and clipping to the schema's bounds, the decision
+    flips while no feature moved more than ``attack_epsilon`` standard deviations.
+    """
+    import numpy as np
+    from art.attacks.evasion import HopSkipJump
+    from art.estimators.classification import BlackBoxClassifier
+
+    cfg = spec.gates.robustness
+    thr = spec.gates.decision_threshold
+    if not space.mutable:
+        return {"success_rate": 0.0, "attacked": 0, "note": "no mutable numeric feature to attack"}
+    xf = np.nan_to_num(x.astype("float64"), nan=0.0)  # the attack needs finite inputs; NaN codes stay masked
+    missing = np.isnan(x)
+    mean = xf.mean(axis=0)
+    mean[[j for j in range(x.shape[1]) if j not in space.mutable]] = 0.0
+    std = np.ones(x.shape[1])
+    std[space.mutable] = space.std[space.mutable]
+    z = (xf - mean) / std
+    zlow, zhigh = (space.low - mean) / std, (space.high - mean) / std
+
+    def decode(zz: np.ndarray) -> np.ndarray:
+        out = zz * std + mean
+        out[:, space.integer] = np.round(out[:, space.integer])
+        out = np.clip(out, space.low, space.high).astype("float32")
+        rows = missing if len(zz) == len(missing) else np.zeros_like(out, dtype=bool)
+        out[rows] = np.nan
+        return out
+
+    def predict(zz: np.ndarray) -> np.ndarray:
+        p = model.predict_matrix(decode(zz)).astype("float64")
+        hard = (p >= thr).astype("float64")
+        return np.column_stack([1 - hard, hard])  # decision only: a black box that says yes or no
+
+    classifier = BlackBoxClassifier(predict, input_shape=(x.shape[1],), nb_classes=2,
+                                    clip_values=(zlow.astype("float64"), zhigh.astype("float64")))  # fmt: skip
+    mask = np.zeros(x.shape[1])
+    mask[space.mutable] = 1.0
+    np.random.seed(seed)  # HopSkipJump draws from numpy's global generator
+    attack = HopSkipJump(classifier, norm=np.inf, max_iter=8, max_eval=400, init_eval=40, init_size=50,
+                         batch_size=512, verbose=False)  # fmt: skip
+    adv = attack.generate(z, mask=np.tile(mask, (len(z), 1)))
+    before = model.predict_matrix(x) >= thr
+    x_adv = decode(adv)
+    after = model.predict_matrix(x_adv) >= thr
+    moved = np.abs(np.nan_to_num(x_adv.astype("float64")) - xf)[:, space.mutable] / space.std[space.mutable]
+    distance = moved.max(axis=1)
+    success = (after != before) & (distance <= cfg.attack_epsilon + 1e-9)
+    return {
+        "success_rate": float(success.mean()),
+        "attacked": len(x),
+        "flipped_at_any_distance": float((after != before).mean()),
+        "median_distance_std": float(np.median(distance[after != before])) if (after != before).any() else None,
+        "epsilon_std": cfg.attack_epsilon,
+        "mutable_features": [space.names[j] for j in space.mutable],
+    }
+
+
+def counterfactual_flip_rates(spec: ModelSpec, model: ServedModel, x: np.ndarray) -> dict[str, float]:
+    """Per protected attribute: share of rows whose decision changes when only that attribute takes another value."""
+    import numpy as np
+
+    thr = spec.gates.decision_threshold
+    base = model.predict_matrix(x) >= thr
+    names = spec.data_schema.feature_names
+    out = {}
+    for attr in spec.protected_attributes:
+        j = names.index(attr)
+        feature = spec.data_schema.feature(attr)
+        changed = np.zeros(len(x), dtype=bool)
+        if feature.type == "category":
+            for code in range(len(feature.categories or ())):
+                xc = x.copy()
+                xc[:, j] = code
+                changed |= ((model.predict_matrix(xc) >= thr) != base) & (x[:, j] != code)
+        else:
+            for value in (feature.min, feature.max):
+                if value is not None:
+                    xc = x.copy()
+                    xc[:, j] = value
+                    changed |= (model.predict_matrix(xc) >= thr) != base
+        out[attr] = float(changed.mean())
+    return out
+
+
+def robustness_gate(spec: ModelSpec, model: ServedModel, split: Split) -> GateResult:
+    """Perturbation flip rate, evasion success within bounds, counterfactual flip rate, on test rows."""
+    cfg = spec.gates.robustness
+    space = feature_space(spec, split.train)
+    rows = split.test.sample(min(cfg.samples, len(split.test)), random_state=0)
+    x = encode_frame(spec, rows)
+    flip = perturbation_flip_rate(spec, model, x, space)
+    attack = evasion_attack(spec, model, x[: cfg.attack_samples], space)
+    cf = counterfactual_flip_rates(spec, model, x)
+    worst_attr = max(cf, key=lambda a: cf[a]) if cf else None
+    checks = [
+        Check("perturbation_flip_rate", flip, cfg.max_flip_rate, "max",
+              f"decisions that change under ±{cfg.perturbation:.0%} noise on {', '.join(attack.get('mutable_features', []))}"),
+        Check("attack_success_rate", attack["success_rate"], cfg.max_attack_success, "max",
+              f"rows an evasion attack flips moving no feature more than {cfg.attack_epsilon} standard deviations"),
+        Check("counterfactual_flip_rate", cf[worst_attr] if worst_attr else 0.0, cfg.max_counterfactual_flip_rate,
+              "max", f"decisions that change when only {worst_attr} changes"),
+    ]  # fmt: skip
+    return GateResult.judge(
+        "robustness", checks,
+        ok=f"{flip:.1%} of decisions flip under noise, the attack succeeds on {attack['success_rate']:.0%} of "
+           f"{attack['attacked']} rows within its budget, {max(cf.values(), default=0):.1%} flip on a protected "
+           "attribute",
+        details={"attack": attack, "counterfactual": cf, "rows": len(rows)},
+    )  # fmt: skip
