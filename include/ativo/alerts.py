@@ -93,3 +93,21 @@ def webhook_url_from(extra: dict[str, Any], host: str | None, schema: str | None
     if host.startswith(("http://", "https://")):
         return host
     return f"{schema or 'https'}://{host}{f':{port}' if port else ''}"
+
+
+def rejection_payload(report: dict[str, Any]) -> dict[str, Any]:
+    """A Slack-compatible message: a model version failed its gates (which, and why; where the card is)."""
+    failed = [g for g in report["gates"].values() if not g["passed"]]
+    text = (
+        f":no_entry: Ativo model {report['model']} version {report['version']} rejected by "
+        f"{len(failed)} gate(s): {', '.join(g['gate'] for g in failed)}"
+    )
+    fields = [{"title": g["gate"], "value": g["reason"][:700], "short": False} for g in failed]
+    fields.append({"title": "Model card", "value": str(report.get("model_card_uri")), "short": False})
+    fields.append({"title": "Dataset version", "value": str(report.get("dataset_version")), "short": True})
+    return {
+        "text": text,
+        "attachments": [{"color": "warning", "fallback": text, "fields": fields}],
+        "ativo": {"kind": "model_rejected", "model": report["model"], "version": report["version"],
+                  "failed_gates": [g["gate"] for g in failed]},  # fmt: skip
+    }

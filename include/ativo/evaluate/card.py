@@ -1,0 +1,178 @@
+"""The model card: one self-contained HTML page per model version, from its gate report.
+
+It shows the verdict and every gate's values, thresholds and reason; charts of the per-group rates, calibration,
+global importance and the attack results; the mitigation's before/after when the spec turned it on; and the
+lineage (dataset version, commit, study, trial). Only aggregates appear: no row of data is ever written into it.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from typing import Any
+
+from ativo.spec import ModelSpec
+
+
+def _svg(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.find("<svg") :]
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def group_chart(view: str, data: dict[str, Any]) -> str:
+    """Selection rate, TPR and FPR per group of one view (groups too small to judge are hatched)."""
+    import numpy as np
+
+    plt = _plt()
+    groups = list(data["groups"])
+    x = np.arange(len(groups))
+    fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(groups) + 2), 3))
+    for i, (key, label) in enumerate((("selection_rate", "selection rate"), ("tpr", "TPR"), ("fpr", "FPR"))):
+        values = [data["groups"][g][key] for g in groups]
+        bars = ax.bar(x + (i - 1) * 0.27, values, 0.27, label=label)
+        for bar, g in zip(bars, groups, strict=True):
+            if not data["groups"][g]["judged"]:
+                bar.set_hatch("//")
+                bar.set_alpha(0.5)
+    ax.set_xticks(x, groups, rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{view}: rates per group (hatched: too few rows to judge)", fontsize=9)
+    ax.legend(fontsize=7)
+    return _svg(fig)
+
+
+def calibration_chart(table: list[dict[str, float]]) -> str:
+    """Reliability diagram: observed positive rate against mean predicted probability per bin."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(3.6, 3.4))
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect")
+    ax.plot([b["mean_predicted"] for b in table], [b["observed_rate"] for b in table], marker="o", label="model")
+    ax.set_xlabel("mean predicted probability")
+    ax.set_ylabel("observed positive rate")
+    ax.set_title("Calibration (test set)", fontsize=9)
+    ax.legend(fontsize=7)
+    return _svg(fig)
+
+
+def importance_chart(importance: dict[str, float]) -> str:
+    """Mean |SHAP contribution| per feature."""
+    plt = _plt()
+    names = list(importance)[::-1]
+    fig, ax = plt.subplots(figsize=(5, 0.28 * len(names) + 1))
+    ax.barh(names, [importance[n] for n in names])
+    ax.set_xlabel("mean |SHAP contribution| (log-odds)")
+    ax.set_title("Global importance", fontsize=9)
+    return _svg(fig)
+
+
+def attack_chart(rows: list[tuple[str, float, float | None]]) -> str:
+    """Measured attack and stress figures against their limits."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 0.45 * len(rows) + 1))
+    names = [r[0] for r in rows][::-1]
+    values = [r[1] for r in rows][::-1]
+    limits = [r[2] for r in rows][::-1]
+    colors = ["#c0392b" if lim is not None and v > lim else "#2e86c1" for v, lim in zip(values, limits, strict=True)]
+    ax.barh(names, values, color=colors)
+    for i, lim in enumerate(limits):
+        if lim is not None:
+            ax.plot([lim, lim], [i - 0.4, i + 0.4], color="black", lw=2)
+    ax.set_xlim(0, max([*values, *(lim or 0 for lim in limits), 0.1]) * 1.15)
+    ax.set_title("Attacks and stress tests (black mark: limit)", fontsize=9)
+    return _svg(fig)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {_fmt(x)}" for k, x in v.items())
+    return html.escape(str(v))
+
+
+def _gate_table(report: dict[str, Any]) -> str:
+    rows = []
+    for name, g in report["gates"].items():
+        measured = "<br>".join(f"{html.escape(k)}: {_fmt(v)}" for k, v in g["metrics"].items()
+                               if not isinstance(v, dict | list))  # fmt: skip
+        limits = "<br>".join(f"{html.escape(k)}: {_fmt(v)}" for k, v in g["thresholds"].items())
+        verdict = '<b class="pass">PASS</b>' if g["passed"] else '<b class="fail">FAIL</b>'
+        rows.append(f"<tr><td>{name}</td><td>{verdict}</td><td>{measured}</td><td>{limits}</td>"
+                    f"<td>{html.escape(g['reason'])}</td><td>{g.get('seconds', 0):.1f} s</td></tr>")  # fmt: skip
+    return ("<table><tr><th>gate</th><th>verdict</th><th>measured</th><th>limits</th><th>reason</th><th>time</th></tr>"
+            + "".join(rows) + "</table>")  # fmt: skip
+
+
+def _mitigation(m: dict[str, Any]) -> str:
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(m['before'][k])}</td><td>{_fmt(m['after'].get(k))}</td></tr>"
+                   for k in m["before"])  # fmt: skip
+    rows += (f"<tr><td>accuracy</td><td>{_fmt(m['accuracy_before'])}</td><td>{_fmt(m['accuracy_after'])}</td></tr>")
+    return (f"<h2>Fairness mitigation: {html.escape(m['kind'])} ({html.escape(m['constraint'])})</h2>"
+            "<p>Per-group thresholds fitted on the validation set, judged on the test set; serving applies the "
+            "decision policy logged beside this card.</p>"
+            f"<table><tr><th>metric</th><th>before</th><th>after</th></tr>{rows}</table>")  # fmt: skip
+
+
+def render_card(spec: ModelSpec, report: dict[str, Any]) -> str:
+    """The model card as one self-contained HTML page (charts inline as SVG)."""
+    g = report["gates"]
+    parts = [f"<h1>Model card: {html.escape(report['model'])} version {html.escape(str(report['version']))}</h1>"]
+    verdict = ("passed every gate: registry alias <b>challenger</b>" if report["passed"]
+               else f"<b class='fail'>rejected</b> by {', '.join(report['failed_gates'])}")  # fmt: skip
+    parts.append(f"<p class='verdict'>Verdict: {verdict} (decided {html.escape(report['decided_at'])}).</p>")
+    parts.append(f"<p>{html.escape(spec.description)}</p>")
+    lineage = {k: report.get(k) for k in ("dataset_version", "git_commit", "study", "trial_number", "run_id",
+                                          "model_sha256", "spec_hash")}  # fmt: skip
+    parts.append("<h2>Lineage</h2><table>" + "".join(f"<tr><th>{k}</th><td><code>{html.escape(str(v))}</code></td>"
+                                                     f"</tr>" for k, v in lineage.items()) + "</table>")  # fmt: skip
+    parts.append("<h2>Gates</h2>" + _gate_table(report))
+    charts = []
+    calibration = g["performance"].get("details", {}).get("calibration")
+    if calibration:
+        charts.append(calibration_chart(calibration))
+    importance = g["explainability"].get("details", {}).get("importance")
+    if importance:
+        charts.append(importance_chart(importance))
+    stress = []
+    rob = g["robustness"]
+    for key in ("perturbation_flip_rate", "attack_success_rate", "counterfactual_flip_rate"):
+        if rob["metrics"].get(key) is not None:
+            stress.append((key.replace("_", " "), float(rob["metrics"][key]), rob["thresholds"].get(key, {}).get("max")))
+    adv = g["privacy"]["metrics"].get("membership_advantage")
+    if adv is not None:
+        stress.append(("membership advantage", float(adv),
+                       g["privacy"]["thresholds"].get("membership_advantage", {}).get("max")))  # fmt: skip
+    if stress:
+        charts.append(attack_chart(stress))
+    parts.append("<h2>Performance, explanations, attacks</h2><div class='charts'>" + "".join(charts) + "</div>")
+    views = g["fairness"].get("details", {}).get("views") or {}
+    if views:
+        parts.append("<h2>Fairness per group (test set)</h2><div class='charts'>"
+                     + "".join(group_chart(v, d) for v, d in views.items()) + "</div>")  # fmt: skip
+    mitigation = g["fairness"].get("details", {}).get("mitigation")
+    if mitigation:
+        parts.append(_mitigation(mitigation))
+        after = mitigation.get("views_after") or {}
+        parts.append("<div class='charts'>" + "".join(group_chart(f"{v} (after mitigation)", d)
+                                                      for v, d in after.items()) + "</div>")  # fmt: skip
+    style = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
+             "margin:.5em 0}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;font-size:13px;"
+             "text-align:left}.pass{color:#1e8449}.fail{color:#c0392b}.charts{display:flex;flex-wrap:wrap;gap:1em}"
+             ".charts svg{max-width:100%;height:auto}")  # fmt: skip
+    title = f"{report['model']} v{report['version']} model card"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")  # fmt: skip

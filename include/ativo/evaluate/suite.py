@@ -1,0 +1,247 @@
+"""The gate suite: run one gate (an Airflow task) or all of them (a notebook, a benchmark) on a registered version,
+then publish the decision.
+
+:func:`run_gate` loads the version through serving's loader and its pinned dataset version's seeded split, and
+calls the gate's plain function. :func:`publish` writes the gate report (JSON) and the model card (HTML) to the
+model's MLflow run, links them from the model version, and either sets the registry alias ``challenger`` (every
+gate passed) or tags the version rejected with its reasons.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ativo.config import Settings
+from ativo.evaluate.results import GateResult
+from ativo.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from ativo.serve.model import ServedModel
+    from ativo.train.trainer import Split
+
+log = logging.getLogger(__name__)
+
+GATES = ("performance", "champion", "fairness", "robustness", "privacy", "explainability", "infra")
+CHALLENGER, CHAMPION = "challenger", "champion"
+
+
+@dataclass
+class Candidate:
+    """A registered version and the data it is judged on."""
+
+    spec: ModelSpec
+    settings: Settings
+    model: ServedModel
+    split: Split
+
+
+def load_candidate(spec: ModelSpec, settings: Settings, version: str | int) -> Candidate:
+    """The version as serving loads it, and the seeded split of the dataset version it was trained on."""
+    from ativo.serve.model import load_version
+    from ativo.train.search import load_dataset
+    from ativo.train.trainer import split_frame
+
+    model = load_version(spec, settings.mlflow_tracking_uri, version)
+    _, df = load_dataset(spec, settings, model.dataset_version)
+    return Candidate(spec=spec, settings=settings, model=model, split=split_frame(df, spec))
+
+
+def _champion(c: Candidate) -> tuple[ServedModel | None, set[str] | None]:
+    """The serving champion (unless it is this very version) and the record ids it trained or early-stopped on."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from ativo.serve.model import load_version
+    from ativo.train.search import load_dataset
+    from ativo.train.trainer import split_frame
+
+    client = MlflowClient(c.settings.mlflow_tracking_uri)
+    try:
+        mv = client.get_model_version_by_alias(c.spec.registered_model_name, CHAMPION)
+    except MlflowException:
+        return None, None
+    if str(mv.version) == c.model.version:
+        return None, None
+    champion = load_version(c.spec, c.settings.mlflow_tracking_uri, mv.version)
+    if champion.dataset_version == c.model.dataset_version:
+        return champion, set()
+    _, df = load_dataset(c.spec, c.settings, champion.dataset_version)
+    seen = split_frame(df, c.spec)
+    rid = c.spec.data_schema.record_id
+    return champion, set(seen.train[rid].astype(str)) | set(seen.valid[rid].astype(str))
+
+
+def _run_artifacts(c: Candidate, dest: Path) -> Path:
+    """Every artifact of the version's training run and of its logged model, downloaded under ``dest``."""
+    from mlflow import MlflowClient
+    from mlflow.artifacts import download_artifacts
+
+    client = MlflowClient(c.settings.mlflow_tracking_uri)
+    mv = client.get_model_version(c.spec.registered_model_name, c.model.version)
+    download_artifacts(artifact_uri=mv.source, dst_path=str(dest / "model"), tracking_uri=client.tracking_uri)
+    if mv.run_id:
+        download_artifacts(run_id=mv.run_id, artifact_path="", dst_path=str(dest / "run"),
+                           tracking_uri=client.tracking_uri)  # fmt: skip
+    return dest
+
+
+def request_rows(spec: ModelSpec, frame: Any, n: int = 200) -> list[dict[str, Any]]:
+    """Test rows shaped like API requests (feature name → plain Python value, missing as None)."""
+    import pandas as pd
+
+    rows = frame[spec.data_schema.feature_names].head(n)
+    return [{k: (None if pd.isna(v) else (v.item() if hasattr(v, "item") else v)) for k, v in r.items()}
+            for r in rows.to_dict(orient="records")]  # fmt: skip
+
+
+def _gate(name: str) -> Callable[[Candidate], GateResult]:
+    from ativo.evaluate.explain import explainability_gate
+    from ativo.evaluate.fairness import fairness_gate
+    from ativo.evaluate.infra import infra_gate
+    from ativo.evaluate.performance import champion_gate, performance_gate
+    from ativo.evaluate.privacy import privacy_gate
+    from ativo.evaluate.robustness import robustness_gate
+
+    def champion(c: Candidate) -> GateResult:
+        current, seen = _champion(c)
+        return champion_gate(c.spec, c.model, c.split, current, seen)
+
+    def privacy(c: Candidate) -> GateResult:
+        with tempfile.TemporaryDirectory() as tmp:
+            return privacy_gate(c.spec, c.model, c.split, _run_artifacts(c, Path(tmp)))
+
+    def infra(c: Candidate) -> GateResult:
+        return infra_gate(c.spec, c.settings.mlflow_tracking_uri, c.model.version,
+                          request_rows(c.spec, c.split.test))  # fmt: skip
+
+    table: dict[str, Callable[[Candidate], GateResult]] = {
+        "performance": lambda c: performance_gate(c.spec, c.model, c.split),
+        "champion": champion,
+        "fairness": lambda c: fairness_gate(c.spec, c.model, c.split),
+        "robustness": lambda c: robustness_gate(c.spec, c.model, c.split),
+        "privacy": privacy,
+        "explainability": lambda c: explainability_gate(c.spec, c.model, c.split),
+        "infra": infra,
+    }
+    if name not in table:
+        raise ValueError(f"gate {name!r}: unknown; the gates are {', '.join(GATES)}")
+    return table[name]
+
+
+def run_gate(name: str, candidate: Candidate) -> GateResult:
+    """Run one gate on a loaded candidate, timed."""
+    started = time.perf_counter()
+    result = _gate(name)(candidate)
+    result.seconds = round(time.perf_counter() - started, 3)
+    log.info("gate %s: %s — %s (%.1f s)", name, "PASS" if result.passed else "FAIL", result.reason, result.seconds)
+    return result
+
+
+def run_suite(spec: ModelSpec, settings: Settings, version: str | int,
+              gates: tuple[str, ...] = GATES) -> list[GateResult]:  # fmt: skip
+    """Every gate on one version in this process; a gate that raises fails with the error as its reason."""
+    candidate = load_candidate(spec, settings, version)
+    results = []
+    for name in gates:
+        try:
+            results.append(run_gate(name, candidate))
+        except Exception as err:  # a gate that cannot measure must not pass
+            log.exception("gate %s could not run", name)
+            results.append(GateResult.error(name, err))
+    return results
+
+
+def build_report(spec: ModelSpec, model: ServedModel, results: list[GateResult],
+                 expected: tuple[str, ...] = GATES) -> dict[str, Any]:  # fmt: skip
+    """The gate report: every expected gate's result (a missing one fails: it did not run), and the verdict."""
+    by_name = {r.gate: r for r in results}
+    for name in expected:
+        if name not in by_name:
+            by_name[name] = GateResult(gate=name, passed=False, reason="the gate did not run (its task failed); "
+                                       "see the training DAG run")  # fmt: skip
+    passed = all(r.passed for r in by_name.values())
+    return {
+        "model": model.name,
+        "version": model.version,
+        "run_id": model.run_id,
+        "dataset_version": model.dataset_version,
+        "model_sha256": model.sha256,
+        "spec": spec.name,
+        "spec_hash": spec.content_hash(),
+        "git_commit": model.tags.get("ativo.git_commit"),
+        "study": model.tags.get("ativo.study"),
+        "trial_number": model.tags.get("ativo.trial_number"),
+        "decided_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "passed": passed,
+        "verdict": CHALLENGER if passed else "rejected",
+        "failed_gates": [n for n in expected if not by_name[n].passed],
+        "gates": {n: by_name[n].to_dict() for n in expected},
+    }
+
+
+def publish(spec: ModelSpec, settings: Settings, version: str | int, results: list[GateResult],
+            expected: tuple[str, ...] = GATES) -> dict[str, Any]:  # fmt: skip
+    """Log the gate report and model card, link them from the version, and set ``challenger`` or reject.
+
+    Returns:
+        The report, with ``gate_report_uri`` and ``model_card_uri``.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    from ativo.evaluate.card import render_card
+    from ativo.serve.model import load_version
+
+    model = load_version(spec, settings.mlflow_tracking_uri, version)
+    report = build_report(spec, model, results, expected)
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    run_id = model.run_id
+    base = f"runs:/{run_id}/gates" if run_id else None
+    report["gate_report_uri"] = f"{base}/gate_report.json" if base else None
+    report["model_card_uri"] = f"{base}/model_card.html" if base else None
+    policy = report["gates"]["fairness"].get("details", {}).get("mitigation", {}).get("policy")
+    report["decision_policy_uri"] = f"{base}/decision_policy.json" if base and policy else None
+    if run_id:
+        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "gates"
+            out.mkdir()
+            (out / "gate_report.json").write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
+            (out / "model_card.html").write_text(render_card(spec, report), encoding="utf-8")
+            if policy:
+                (out / "decision_policy.json").write_text(json.dumps(policy, indent=2, sort_keys=True))
+            client.log_artifacts(run_id, str(out), artifact_path="gates")
+        for r in report["gates"].values():
+            client.set_tag(run_id, f"ativo.gate.{r['gate']}", "pass" if r["passed"] else "fail")
+    name, v = spec.registered_model_name, str(model.version)
+    tags = {"ativo.gates": "passed" if report["passed"] else "rejected",
+            "ativo.gate_report_uri": str(report["gate_report_uri"]),
+            "ativo.model_card_uri": str(report["model_card_uri"])}  # fmt: skip
+    if policy:
+        tags["ativo.decision_policy_uri"] = str(report["decision_policy_uri"])
+    if not report["passed"]:
+        tags["ativo.rejected"] = "true"
+        tags["ativo.rejected_gates"] = ",".join(report["failed_gates"])
+        tags["ativo.rejected_reasons"] = " | ".join(
+            f"{g}: {report['gates'][g]['reason']}" for g in report["failed_gates"])[:4900]  # fmt: skip
+    for key, value in tags.items():
+        client.set_model_version_tag(name, v, key, value)
+    current = client.get_model_version(name, v).description or ""
+    verdict = ("Passed every gate: alias challenger." if report["passed"]
+               else f"Rejected by {', '.join(report['failed_gates'])}.")  # fmt: skip
+    client.update_model_version(name, v, description=f"{current.split(' Gates:')[0]} Gates: {verdict} Model card: "
+                                                     f"{report['model_card_uri']}")  # fmt: skip
+    if report["passed"]:
+        client.set_registered_model_alias(name, CHALLENGER, v)
+        log.info("%s version %s passed every gate: alias %s", name, v, CHALLENGER)
+    else:
+        log.warning("%s version %s rejected: %s", name, v, tags["ativo.rejected_reasons"])
+    return report
