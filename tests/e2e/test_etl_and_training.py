@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from ativo.evaluate.suite import GATES
+
 ROOT = Path(__file__).resolve().parents[2]
 START = dt.date(2026, 3, 1)
 DAYS = [START + dt.timedelta(days=i) for i in range(4)]
@@ -131,6 +133,36 @@ def test_etl_then_training_end_to_end(airflow_db, settings, spec, reference_dir,
 
     status = Ledger(get_engine(settings.db_url), settings.prices).status("risk")
     assert status["settled_usd"] > 0 and status["reserved_usd"] == 0
+
+    # gates: each ran as its own task on the registered version; the report and card are on its run
+    ti_states = states(run)
+    assert all(ti_states[f"gate_{g}"] == "success" for g in GATES), ti_states
+    assert ti_states["decide"] == "success"
+    mv = client.get_model_version("adult_income", mv.version)
+    report = json.loads(Path(mlflow.artifacts.download_artifacts(mv.tags["ativo.gate_report_uri"])).read_text())
+    assert list(report["gates"]) == list(GATES) and report["version"] == str(mv.version)
+    assert report["dataset_version"] == "adult_income-v0002"
+    perf = report["gates"]["performance"]["metrics"]
+    assert perf["auc"] == pytest.approx(best.data.metrics["test_auc"], abs=1e-6)  # the same pinned test set
+    assert report["gates"]["champion"]["reason"].startswith("no champion")
+    assert set(report["gates"]["fairness"]["details"]["views"]) == {"sex", "race", "sex & race"}
+    assert 0 <= report["gates"]["robustness"]["metrics"]["attack_success_rate"] <= 1
+    assert report["gates"]["privacy"]["details"]["artifacts_scanned"] is True
+    assert report["gates"]["explainability"]["metrics"]["additivity_error"] < 1e-3
+    assert report["gates"]["infra"]["details"]["sha256"] == mv.tags["ativo.model_sha256"]
+    card = Path(mlflow.artifacts.download_artifacts(mv.tags["ativo.model_card_uri"])).read_text()
+    assert f"version {mv.version}" in card and card.count("<svg") >= 5
+    aliases = client.get_registered_model("adult_income").aliases
+    if report["passed"]:
+        assert mv.tags["ativo.gates"] == "passed" and str(aliases.get("challenger")) == str(mv.version)
+        assert ti_states["announce_challenger"] == "success"
+        assert asset_events("x-ativo://models/adult_income/challenger")[-1]["version"] == str(mv.version)
+    else:  # rejected: tagged with its reasons, no alias, on-call told which gates
+        assert mv.tags["ativo.gates"] == "rejected" and "challenger" not in aliases
+        assert set(mv.tags["ativo.rejected_gates"].split(",")) == set(report["failed_gates"])
+        assert ti_states["announce_challenger"] == "skipped"
+        assert any(m.get("ativo", {}).get("kind") == "model_rejected" for m in oncall)
+    print("gate verdict on v0002:", report["verdict"], report["failed_gates"])
 
 
 def asset_events(uri: str) -> list[dict]:

@@ -34,6 +34,16 @@ def features_asset(spec: ModelSpec) -> Asset:
     return Asset(name=f"{spec.name}.features", uri=f"x-ativo://features/{spec.name}", group="ativo")
 
 
+def challenger_asset(spec: ModelSpec) -> Asset:
+    """The Asset the training DAG updates when a model version passes every gate (alias ``challenger``)."""
+    return Asset(name=f"{spec.name}.challenger", uri=f"x-ativo://models/{spec.name}/challenger", group="ativo")
+
+
+GATES = ("performance", "champion", "fairness", "robustness", "privacy", "explainability", "infra")
+"""The gate tasks of the training DAG (the same names as :data:`ativo.evaluate.suite.GATES`, which a test checks;
+repeated here so that parsing a DAG never imports the evaluation stack)."""
+
+
 def default_args(spec: ModelSpec) -> dict[str, Any]:
     """Owner, retries and the on-call notifier, shared by every task of every Ativo DAG."""
     return {
@@ -113,9 +123,11 @@ def build_train_dag(spec: ModelSpec) -> DAG:
     """Training of one spec as a parallel search, triggered by its features Asset (or by hand).
 
     plan_search (pins the dataset version) → trial × n (mapped, on the spec's pool, each under a GPU lease and
-    the budget) → register_best (runs when every trial is done, registers the best one that completed).
+    the budget) → register_best (runs when every trial is done, registers the best one that completed) → one task
+    per gate, in parallel → decide (report, model card, alias ``challenger`` or rejection) → announce_challenger.
     """
     asset = features_asset(spec)
+    challenger = challenger_asset(spec)
 
     @dag(
         dag_id=train_dag_id(spec),
@@ -175,13 +187,58 @@ def build_train_dag(spec: ModelSpec) -> DAG:
             except SearchFailed as err:
                 raise AirflowFailException(str(err)) from err
 
+        @task(retries=1)
+        def gate(registered: dict[str, Any], name: str) -> dict[str, Any]:
+            """Run one gate on the registered version (its pinned test set, serving's loader)."""
+            from ativo.evaluate.suite import load_candidate, run_gate
+
+            candidate = load_candidate(spec, load_settings(), registered["model_version"])
+            return run_gate(name, candidate).to_dict()
+
+        @task(trigger_rule="all_done")
+        def decide() -> dict[str, Any]:
+            """Gate report + model card on the run; alias challenger on a full pass, else rejected and on-call told."""
+            from ativo.airflow.notifier import send_to_oncall
+            from ativo.alerts import rejection_payload
+            from ativo.evaluate.results import GateResult
+            from ativo.evaluate.suite import publish
+
+            ti = get_current_context()["ti"]
+            registered = ti.xcom_pull(task_ids="register_best")
+            if not registered:
+                raise AirflowSkipException("no model version was registered (see register_best): nothing to gate")
+            results = []
+            for name in GATES:
+                pulled = ti.xcom_pull(task_ids=f"gate_{name}")
+                if pulled:
+                    results.append(GateResult.from_dict(pulled))
+            report = publish(spec, load_settings(), registered["model_version"], results, GATES)
+            if not report["passed"]:
+                send_to_oncall(spec.oncall_connection, rejection_payload(report))
+            return {k: report[k] for k in ("model", "version", "verdict", "failed_gates", "model_card_uri",
+                                           "gate_report_uri", "dataset_version")}  # fmt: skip
+
+        @task(outlets=[challenger])
+        def announce_challenger(decision: dict[str, Any]) -> dict[str, Any]:
+            """Announce a version that passed every gate on the challenger Asset (skipped for a rejected one)."""
+            if decision["verdict"] != "challenger":
+                raise AirflowSkipException(f"version {decision['version']} was rejected by "
+                                           f"{', '.join(decision['failed_gates'])}: no challenger to announce")  # fmt: skip
+            get_current_context()["outlet_events"][challenger].extra = decision
+            return decision
+
         planned = plan_search()
         trials = TrialOperator.partial(
             task_id="trial", spec=spec.name, task_key=f"{spec.name}.trial", map_index_template=TRIAL_LABEL,
             doc_md="One trial of the search: asks the study, trains with pruning, logs a child run, tells the study.",
             **compute_kwargs(spec),
         ).expand_kwargs(planned)  # fmt: skip
-        trials >> register_best(planned)  # type: ignore[arg-type]  # XComArg at parse time
+        registered = register_best(planned)  # type: ignore[arg-type]  # XComArg at parse time
+        trials >> registered
+        gates = [gate.override(task_id=f"gate_{name}")(registered, name) for name in GATES]  # type: ignore[arg-type]
+        decision = decide()
+        registered >> gates >> decision  # type: ignore[operator]
+        announce_challenger(decision)  # type: ignore[arg-type]
 
     return train()
 
@@ -225,5 +282,9 @@ the Optuna study in the platform DB and the parent MLflow run. Each **trial** (n
 pool `{pool}` under a GPU lease or on CPU, within the budget of team `{team}`: it asks the study, trains XGBoost
 with pruning, logs a child run and tells the study. A trial the budget cannot cover fails at once with the
 budget's figures (or waits, if the team's policy is `defer`). **register_best** registers the best completed
-trial's model with its lineage (dataset, commit, study, trial).
+trial's model with its lineage (dataset, commit, study, trial). The **gate_*** tasks judge that version in parallel
+(performance, champion comparison, fairness, robustness, privacy, explainability, infra); **decide** logs the gate
+report and model card to its MLflow run and sets the registry alias `challenger` only if every gate passed
+(otherwise the version is tagged rejected with its reasons and on-call is told); **announce_challenger** then
+updates the `{spec}.challenger` Asset (it is skipped for a rejected version).
 """

@@ -214,7 +214,7 @@ def publish(spec: ModelSpec, settings: Settings, version: str | int, results: li
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "gates"
             out.mkdir()
-            (out / "gate_report.json").write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
+            (out / "gate_report.json").write_text(json.dumps(report, indent=2, default=str))
             (out / "model_card.html").write_text(render_card(spec, report), encoding="utf-8")
             if policy:
                 (out / "decision_policy.json").write_text(json.dumps(policy, indent=2, sort_keys=True))
