@@ -222,8 +222,8 @@ def build_train_dag(spec: ModelSpec) -> DAG:
         def announce_challenger(decision: dict[str, Any]) -> dict[str, Any]:
             """Announce a version that passed every gate on the challenger Asset (skipped for a rejected one)."""
             if decision["verdict"] != "challenger":
-                raise AirflowSkipException(f"version {decision['version']} was rejected by "
-                                           f"{', '.join(decision['failed_gates'])}: no challenger to announce")  # fmt: skip
+                failed = ", ".join(decision["failed_gates"])
+                raise AirflowSkipException(f"version {decision['version']} was rejected by {failed}: no challenger")
             get_current_context()["outlet_events"][challenger].extra = decision
             return decision
 
@@ -237,7 +237,7 @@ def build_train_dag(spec: ModelSpec) -> DAG:
         trials >> registered
         gates = [gate.override(task_id=f"gate_{name}")(registered, name) for name in GATES]  # type: ignore[arg-type]
         decision = decide()
-        registered >> gates >> decision  # type: ignore[operator]
+        registered >> gates >> decision
         announce_challenger(decision)  # type: ignore[arg-type]
 
     return train()

@@ -118,8 +118,10 @@ def _gate_table(report: dict[str, Any]) -> str:
 
 
 def _mitigation(m: dict[str, Any]) -> str:
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(m['before'][k])}</td><td>{_fmt(m['after'].get(k))}</td></tr>"
-                   for k in m["before"])  # fmt: skip
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{_fmt(m['before'][k])}</td><td>{_fmt(m['after'].get(k))}</td></tr>"
+        for k in m["before"]
+    )
     rows += (f"<tr><td>accuracy</td><td>{_fmt(m['accuracy_before'])}</td><td>{_fmt(m['accuracy_after'])}</td></tr>")
     return (f"<h2>Fairness mitigation: {html.escape(m['kind'])} ({html.escape(m['constraint'])})</h2>"
             "<p>Per-group thresholds fitted on the validation set, judged on the test set; serving applies the "
@@ -151,7 +153,8 @@ def render_card(spec: ModelSpec, report: dict[str, Any]) -> str:
     rob = g["robustness"]
     for key in ("perturbation_flip_rate", "attack_success_rate", "counterfactual_flip_rate"):
         if rob["metrics"].get(key) is not None:
-            stress.append((key.replace("_", " "), float(rob["metrics"][key]), rob["thresholds"].get(key, {}).get("max")))
+            limit = rob["thresholds"].get(key, {}).get("max")
+            stress.append((key.replace("_", " "), float(rob["metrics"][key]), limit))
     adv = g["privacy"]["metrics"].get("membership_advantage")
     if adv is not None:
         stress.append(("membership advantage", float(adv),

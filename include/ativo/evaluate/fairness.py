@@ -27,7 +27,7 @@ SEP = " & "
 
 def _views(spec: ModelSpec) -> list[tuple[str, ...]]:
     attrs = spec.fairness_attributes
-    views = [(a,) for a in attrs]
+    views: list[tuple[str, ...]] = [(a,) for a in attrs]
     if spec.gates.fairness.intersections and len(attrs) > 1:
         views.append(tuple(attrs))
     return views
@@ -101,7 +101,7 @@ def _prefit(model: ServedModel) -> Any:
     import numpy as np
     from sklearn.base import BaseEstimator, ClassifierMixin
 
-    class Prefit(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    class Prefit(ClassifierMixin, BaseEstimator):
         def __init__(self) -> None:
             self.classes_ = np.array([0, 1])
             self.fitted_ = True

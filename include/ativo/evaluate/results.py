@@ -72,8 +72,10 @@ class GateResult:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     @classmethod
-    def judge(cls, gate: str, checks: list[Check], *, ok: str, details: dict[str, Any] | None = None,
-              extra_failures: list[str] | None = None, metrics: dict[str, Any] | None = None) -> GateResult:  # fmt: skip
+    def judge(
+        cls, gate: str, checks: list[Check], *, ok: str, details: dict[str, Any] | None = None,
+        extra_failures: list[str] | None = None, metrics: dict[str, Any] | None = None,
+    ) -> GateResult:  # fmt: skip
         """Build a result from checks: it passes when every judged check does and there is no extra failure."""
         failures = [c.failure() for c in checks if not c.passed] + list(extra_failures or [])
         measured = {c.name: c.value for c in checks}

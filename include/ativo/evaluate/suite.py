@@ -1,5 +1,6 @@
-"""The gate suite: run one gate (an Airflow task) or all of them (a notebook, a benchmark) on a registered version,
-then publish the decision.
+"""The gate suite: run one gate or all of them on a registered version, then publish the decision.
+
+One gate is one Airflow task; all of them in one process serve a notebook or a benchmark.
 
 :func:`run_gate` loads the version through serving's loader and its pinned dataset version's seeded split, and
 calls the gate's plain function. :func:`publish` writes the gate report (JSON) and the model card (HTML) to the

@@ -133,8 +133,10 @@ def load_booster(directory: Path, expected_sha256: str | None, where: str) -> tu
         raise ModelIntegrityError(f"{where}: the registry recorded no sha256 (tag ativo.model_sha256); refusing to "
                                   "serve an artifact nobody can verify")  # fmt: skip
     if sha != expected_sha256:
-        raise ModelIntegrityError(f"{where}: {MODEL_FILE} has sha256 {sha[:16]}…, the registry recorded "
-                                  f"{expected_sha256[:16]}…: the artifact was changed or corrupted after training")  # fmt: skip
+        raise ModelIntegrityError(
+            f"{where}: {MODEL_FILE} has sha256 {sha[:16]}…, the registry recorded {expected_sha256[:16]}…: "
+            "the artifact was changed or corrupted after training"
+        )
     booster = xgb.Booster()
     try:
         booster.load_model(bytearray(data))
