@@ -49,6 +49,7 @@ lint: setup  ## ruff and mypy
 bench: data  ## benchmarks (each prints a summary and one JSON line)
 	@$(PY) bench/etl.py
 	@$(PY) bench/hpo.py
+	@$(PY) bench/gates.py
 
 clean: stop  ## remove runtime state (var/) — keeps .venv
 	rm -rf var

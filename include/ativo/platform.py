@@ -405,8 +405,8 @@ def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: i
 
     def trained_on_latest() -> bool:
         nonlocal triggered, idle_since
-        if any(m["dataset_version"] == latest for m in registered_models(spec, live)):
-            return True
+        if any(m["dataset_version"] == latest and m["gates"] for m in registered_models(spec, live)):
+            return True  # trained on the latest version and judged by its gates
         busy = any(r["state"] in ("queued", "running") for r in api.runs(train))
         idle_since = None if busy else (idle_since or time.monotonic())
         if idle_since is not None and time.monotonic() - idle_since > 45 and not triggered:
@@ -417,7 +417,7 @@ def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: i
             triggered = True
         return False
 
-    _wait_for(trained_on_latest, f"a model version trained on {latest}", 900, every=10)
+    _wait_for(trained_on_latest, f"a model version trained on {latest} and judged by its gates", 1200, every=10)
 
 
 def banner(settings: Settings, summary_text: str) -> str:

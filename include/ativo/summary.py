@@ -66,6 +66,10 @@ def registered_models(spec: ModelSpec, settings: Settings) -> list[dict[str, Any
         versions = client.search_model_versions(f"name='{spec.registered_model_name}'")
     except Exception:  # registry empty or unreachable: report, do not crash the summary
         return []
+    try:
+        aliases = {str(v): a for a, v in client.get_registered_model(spec.registered_model_name).aliases.items()}
+    except Exception:
+        aliases = {}
     out = []
     for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
         run = client.get_run(mv.run_id) if mv.run_id else None
@@ -79,6 +83,10 @@ def registered_models(spec: ModelSpec, settings: Settings) -> list[dict[str, Any
                 "test_auc": run.data.metrics.get("test_auc") if run else None,
                 "study": mv.tags.get("ativo.study"),
                 "trial_number": mv.tags.get("ativo.trial_number"),
+                "gates": mv.tags.get("ativo.gates"),  # passed | rejected | None (not judged yet)
+                "rejected_gates": mv.tags.get("ativo.rejected_gates"),
+                "model_card_uri": mv.tags.get("ativo.model_card_uri"),
+                "alias": aliases.get(str(mv.version)),
             }
         )
     return out
@@ -107,6 +115,11 @@ def render(summary: dict[str, Any]) -> str:
         lines.append(
             f"  model {m['name']} v{m['version']}: dataset {m['dataset_version']}, commit {commit}{auc}{trial}"
         )
+        if m.get("gates") == "passed":
+            lines.append(f"    gates: all passed{' — alias ' + m['alias'] if m.get('alias') else ''}; "
+                         f"model card {m['model_card_uri']}")  # fmt: skip
+        elif m.get("gates") == "rejected":
+            lines.append(f"    gates: rejected by {m['rejected_gates']}; model card {m['model_card_uri']}")
     if not summary.get("models"):
         lines.append("  registered models:  none yet")
     if budget := summary.get("budget"):

@@ -1,0 +1,84 @@
+"""Benchmark: the whole gate suite on the reference model, in one process, gate after gate.
+
+A throw-away Ativo home gets the UCI Adult reference data (48,842 rows) through the ETL steps; two one-trial
+searches register two versions in MLflow (SQLite, local artifacts), the first becomes ``champion``, and every gate of
+the spec runs on the second through the same code the training DAG's gate tasks call (serving's loader, the pinned
+split). In the DAG the gates run as parallel tasks, so this sequential figure is an upper bound of their own work.
+
+Usage: ``.venv/bin/python bench/gates.py``. The last line is JSON with ``suite_s`` and ``gates`` (name → pass/fail).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HOME = Path(tempfile.mkdtemp(prefix="ativo-bench-gates-"))
+os.environ.update(ATIVO_HOME=str(HOME), ATIVO_MLFLOW_TRACKING_URI=f"sqlite:///{HOME / 'mlflow.db'}",
+                  MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false", MLFLOW_DISABLE_TELEMETRY="true")  # fmt: skip
+os.environ.setdefault("ATIVO_REFERENCE_DIR", str(ROOT / "var" / "reference"))
+
+SPEC = "adult_income"
+
+
+def main() -> None:
+    """Land, train and register one model, run the suite, print a summary and one JSON line."""
+    from mlflow import MlflowClient
+
+    from ativo.config import load_settings
+    from ativo.evaluate.suite import GATES, load_candidate, publish, run_gate
+    from ativo.harness import land_dataset
+    from ativo.spec import get_spec
+    from ativo.train.search import finish_search, plan_search, search_trial
+
+    settings = load_settings()
+    spec = get_spec(SPEC, settings.specs_dir)
+    try:
+        tag = land_dataset(settings, SPEC, days=3)
+        meta = {"dag_id": "bench-gates", "dag_run_id": "bench"}
+        for slot in (0, 1):  # the first becomes the champion, the second is judged against it
+            plan = plan_search(spec, settings, tag, {**meta, "dag_run_id": f"bench-{slot}"}, n_trials=1)
+            search_trial(spec, settings, plan, meta, slot=slot, threads=os.cpu_count())
+            registered = finish_search(spec, settings, plan, meta)
+            if slot == 0:
+                MlflowClient(settings.mlflow_tracking_uri).set_registered_model_alias(
+                    spec.registered_model_name, "champion", registered["model_version"])  # fmt: skip
+        version = registered["model_version"]
+        print(f"model {spec.name} v{version} on {tag} ({registered['metrics']['test_auc']:.4f} test AUC), "
+              "judged against v1 as champion")  # fmt: skip
+
+        started = time.perf_counter()
+        candidate = load_candidate(spec, settings, version)
+        load_s = time.perf_counter() - started
+        results = [run_gate(name, candidate) for name in GATES]
+        suite_s = time.perf_counter() - started
+        t = time.perf_counter()
+        report = publish(spec, settings, version, results)
+        publish_s = time.perf_counter() - t
+    finally:
+        shutil.rmtree(HOME, ignore_errors=True)
+    print(f"loading the candidate (serving loader + pinned split): {load_s:6.2f} s")
+    for r in results:
+        print(f"  {r.gate:15s} {'PASS' if r.passed else 'FAIL'}  {r.seconds:6.2f} s  {r.reason[:110]}")
+    print(f"suite {suite_s:.1f} s (target < 60 s on 2 cores); report + card published in {publish_s:.1f} s; "
+          f"verdict: {report['verdict']}")  # fmt: skip
+    print(json.dumps({
+        "suite_s": round(suite_s, 2),
+        "load_s": round(load_s, 2),
+        "publish_s": round(publish_s, 2),
+        "gates": {r.gate: "pass" if r.passed else "fail" for r in results},
+        "gate_s": {r.gate: r.seconds for r in results},
+        "verdict": report["verdict"],
+        "dataset_version": tag,
+        "test_rows": len(candidate.split.test),
+        "cores": os.cpu_count(),
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
