@@ -216,13 +216,16 @@ class FairnessGate(_Strict):
 
     A threshold left empty is measured and reported but does not gate. Groups with fewer than ``min_group_size``
     rows, or rates resting on fewer than ``min_group_labels`` positives (TPR) / negatives (FPR), are reported but
-    not judged: their rates are noise.
+    not judged: their rates are noise. With ``confidence`` set, a difference fails only when its one-sided
+    confidence bound (the smallest gap the data supports at that confidence) is beyond the threshold: a small
+    group's noise alone never rejects a model, a real disparity still does. The point estimate is reported as well.
     """
 
     attributes: tuple[Column, ...] | None = None
     intersections: bool = True
     min_group_size: int = Field(100, ge=1)
     min_group_labels: int = Field(30, ge=1)
+    confidence: float | None = Field(0.95, gt=0.5, lt=1)
     max_demographic_parity_difference: float | None = Field(None, ge=0, le=1)
     max_equalized_odds_difference: float | None = Field(None, ge=0, le=1)
     min_disparate_impact_ratio: float | None = Field(None, ge=0, le=1)

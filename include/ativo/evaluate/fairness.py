@@ -62,18 +62,51 @@ def group_metrics(spec: ModelSpec, frame: pd.DataFrame, y_pred: np.ndarray) -> d
                 "judged": rows >= cfg.min_group_size,
             }  # fmt: skip
         big = [g for g in groups.values() if g["judged"]]
-        sel = [g["selection_rate"] for g in big]
-        tpr = [g["tpr"] for g in big if g["positives"] >= cfg.min_group_labels]
-        fpr = [g["fpr"] for g in big if g["negatives"] >= cfg.min_group_labels]
+        sel = [(g["selection_rate"], g["rows"]) for g in big]
+        tpr = [(g["tpr"], g["positives"]) for g in big if g["positives"] >= cfg.min_group_labels]
+        fpr = [(g["fpr"], g["negatives"]) for g in big if g["negatives"] >= cfg.min_group_labels]
+        rates = [r for r, _ in sel]
         out[SEP.join(view)] = {
             "groups": groups,
-            "demographic_parity_difference": (max(sel) - min(sel)) if len(sel) > 1 else 0.0,
-            "disparate_impact_ratio": (min(sel) / max(sel)) if len(sel) > 1 and max(sel) > 0 else 1.0,
-            "equalized_odds_difference": max((max(r) - min(r)) if len(r) > 1 else 0.0 for r in (tpr, fpr)),
+            "demographic_parity_difference": _spread(sel),
+            "demographic_parity_difference_bound": _spread_bound(sel, cfg.confidence),
+            "disparate_impact_ratio": (min(rates) / max(rates)) if len(rates) > 1 and max(rates) > 0 else 1.0,
+            "equalized_odds_difference": max(_spread(tpr), _spread(fpr)),
+            "equalized_odds_difference_bound": max(_spread_bound(tpr, cfg.confidence),
+                                                   _spread_bound(fpr, cfg.confidence)),  # fmt: skip
             "groups_judged": len(big),
             "groups_too_small": sorted(k for k, g in groups.items() if not g["judged"]),
         }
     return out
+
+
+def _spread(rates: list[tuple[float, int]]) -> float:
+    """Largest gap between two groups' rates."""
+    values = [r for r, _ in rates]
+    return (max(values) - min(values)) if len(values) > 1 else 0.0
+
+
+def _spread_bound(rates: list[tuple[float, int]], confidence: float | None) -> float:
+    """The smallest largest-gap the data supports at ``confidence`` (one-sided), over every pair of groups.
+
+    Each rate's variance is binomial, with the Agresti–Caffo adjustment so that a rate of 0 or 1 in a small group
+    is not taken as certain. Without a confidence level, the point estimate.
+    """
+    import itertools
+    import math
+    from statistics import NormalDist
+
+    if confidence is None:
+        return _spread(rates)
+    z = NormalDist().inv_cdf(confidence)
+
+    def var(rate: float, n: int) -> float:
+        adj = (rate * n + 1) / (n + 2)
+        return adj * (1 - adj) / (n + 2)
+
+    bounds = [abs(a - b) - z * math.sqrt(var(a, na) + var(b, nb)) for (a, na), (b, nb) in
+              itertools.combinations(rates, 2)]  # fmt: skip
+    return max(0.0, *bounds) if bounds else 0.0
 
 
 def _worst(views: dict[str, Any], key: str, pick: Any) -> tuple[float, str]:
@@ -86,11 +119,16 @@ def _checks(spec: ModelSpec, views: dict[str, Any]) -> list[Check]:
     dpd, dpd_at = _worst(views, "demographic_parity_difference", max)
     eod, eod_at = _worst(views, "equalized_odds_difference", max)
     dir_, dir_at = _worst(views, "disparate_impact_ratio", min)
+    dpd_bound, dpd_bound_at = _worst(views, "demographic_parity_difference_bound", max)
+    eod_bound, eod_bound_at = _worst(views, "equalized_odds_difference_bound", max)
+    bounded = cfg.confidence is not None
     return [
         Check("demographic_parity_difference", dpd, cfg.max_demographic_parity_difference, "max",
-              f"selection rates differ most across {dpd_at}"),
+              f"selection rates differ most across {dpd_bound_at if bounded else dpd_at}",
+              bound=dpd_bound if bounded else None, confidence=cfg.confidence),
         Check("equalized_odds_difference", eod, cfg.max_equalized_odds_difference, "max",
-              f"true/false-positive rates differ most across {eod_at}"),
+              f"true/false-positive rates differ most across {eod_bound_at if bounded else eod_at}",
+              bound=eod_bound if bounded else None, confidence=cfg.confidence),
         Check("disparate_impact_ratio", dir_, cfg.min_disparate_impact_ratio, "min",
               f"lowest over highest selection rate across {dir_at}"),
     ]  # fmt: skip
@@ -187,4 +225,4 @@ def fairness_gate(spec: ModelSpec, model: ServedModel, split: Split) -> GateResu
 
 
 def _ok(checks: list[Check]) -> str:
-    return ", ".join(f"{c.name} {c.value:.3f}" for c in checks if c.value is not None)
+    return ", ".join(f"{c.name} {c.shown()}" for c in checks if c.value is not None)

@@ -21,6 +21,8 @@ class Check:
     limit: float | None
     kind: str  # "max" (value must be <= limit) or "min" (value must be >= limit)
     explain: str = ""
+    bound: float | None = None  # when set, judged instead of ``value``: the conservative end of its confidence interval
+    confidence: float | None = None
 
     @property
     def judged(self) -> bool:
@@ -32,15 +34,23 @@ class Check:
         """True when not judged, or within its limit."""
         if not self.judged:
             return True
-        assert self.value is not None and self.limit is not None
-        if math.isnan(self.value):
+        judged = self.bound if self.bound is not None else self.value
+        assert judged is not None and self.limit is not None
+        if math.isnan(judged):
             return False
-        return self.value <= self.limit if self.kind == "max" else self.value >= self.limit
+        return judged <= self.limit if self.kind == "max" else judged >= self.limit
+
+    def shown(self) -> str:
+        """The value, with its confidence bound when it is judged on one."""
+        if self.bound is None or self.confidence is None:
+            return _fmt(self.value)
+        side = "at least" if self.kind == "max" else "at most"
+        return f"{_fmt(self.value)} ({side} {_fmt(self.bound)} with {self.confidence:.0%} confidence)"
 
     def failure(self) -> str:
         """Why it failed, in words."""
         rel = "above the maximum" if self.kind == "max" else "below the minimum"
-        text = f"{self.name} is {_fmt(self.value)}, {rel} of {_fmt(self.limit)}"
+        text = f"{self.name} is {self.shown()}, {rel} of {_fmt(self.limit)}"
         return f"{text} ({self.explain})" if self.explain else text
 
 
@@ -78,7 +88,8 @@ class GateResult:
     ) -> GateResult:  # fmt: skip
         """Build a result from checks: it passes when every judged check does and there is no extra failure."""
         failures = [c.failure() for c in checks if not c.passed] + list(extra_failures or [])
-        measured = {c.name: c.value for c in checks}
+        measured: dict[str, Any] = {c.name: c.value for c in checks}
+        measured.update({f"{c.name}_bound": c.bound for c in checks if c.bound is not None})
         measured.update(metrics or {})
         return cls(
             gate=gate,
