@@ -80,13 +80,13 @@ def group_metrics(spec: ModelSpec, frame: pd.DataFrame, y_pred: np.ndarray) -> d
     return out
 
 
-def _spread(rates: list[tuple[float, int]]) -> float:
+def _spread(rates: list[tuple[float, float]]) -> float:
     """Largest gap between two groups' rates."""
     values = [r for r, _ in rates]
     return (max(values) - min(values)) if len(values) > 1 else 0.0
 
 
-def _spread_bound(rates: list[tuple[float, int]], confidence: float | None) -> float:
+def _spread_bound(rates: list[tuple[float, float]], confidence: float | None) -> float:
     """The smallest largest-gap the data supports at ``confidence`` (one-sided), over every pair of groups.
 
     Each rate's variance is binomial, with the Agresti–Caffo adjustment so that a rate of 0 or 1 in a small group
@@ -100,7 +100,7 @@ def _spread_bound(rates: list[tuple[float, int]], confidence: float | None) -> f
         return _spread(rates)
     z = NormalDist().inv_cdf(confidence)
 
-    def var(rate: float, n: int) -> float:
+    def var(rate: float, n: float) -> float:
         adj = (rate * n + 1) / (n + 2)
         return adj * (1 - adj) / (n + 2)
 
