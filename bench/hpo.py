@@ -6,8 +6,9 @@ with as many threads. Each trial uses one XGBoost thread per pool slot it holds,
 trial slot), trains with pruning, logs an MLflow child run and tells the study; both register the best trial's
 model. Only the orchestration differs.
 
-``airflow_s`` runs from the trigger request (REST API) to the DAG run's end, so it includes scheduling, task
-start-up, pinning the dataset and registration; a one-trial run goes first so that the platform is warm, as one
+``airflow_s`` runs from the trigger request (REST API) to the end of ``register_best``, so it includes scheduling,
+task start-up, pinning the dataset and registration (the gates that follow in the same DAG run are not part of the
+search; the whole run is ``airflow_run_with_gates_s``); a one-trial run goes first so that the platform is warm, as one
 that has been up a while is (its time is ``airflow_warm_up_s``). ``inprocess_s`` covers plan, trials and
 registration, in a process that has imported its libraries, like the DAG's workers.
 
@@ -85,14 +86,17 @@ def scenario(name: str, trials: int, pool_slots: int, days: int, rows: int | Non
             raise SystemExit(f"the Airflow run ended {run.state}; see {settings.home / 'logs'}")
     if keep is None:
         shutil.rmtree(home, ignore_errors=True)
+    search_s = run.seconds_until("register_best")
+    assert search_s is not None, "register_best did not finish"
     auc_a = float(run.registered["metrics"]["valid_auc"])
     auc_i = float(inproc["registered"]["metrics"]["valid_auc"])
     out = {
         "dataset_version": tag,
         "rows": rows_of,
-        "airflow_s": round(run.wall_s, 2),
+        "airflow_s": round(search_s, 2),
         "inprocess_s": round(inproc["seconds"], 2),
-        "ratio": round(run.wall_s / inproc["seconds"], 3),
+        "ratio": round(search_s / inproc["seconds"], 3),
+        "airflow_run_with_gates_s": round(run.wall_s, 2),
         "auc_airflow": round(auc_a, 5),
         "auc_inprocess": round(auc_i, 5),
         "auc_diff": round(abs(auc_a - auc_i), 5),

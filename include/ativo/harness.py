@@ -99,9 +99,16 @@ class AirflowSearch:
 
     state: str
     wall_s: float  # from the trigger request to the DAG run's end: what its user waits
+    triggered_at: dt.datetime
     task_instances: list[dict[str, Any]]
     registered: dict[str, Any] | None
     warm_up_s: float | None = None  # the one-trial warm-up run on the cold platform, when there was one
+
+    def seconds_until(self, task_id: str) -> float | None:
+        """From the trigger request to the end of ``task_id`` (``register_best``: the search without its gates)."""
+        ends = [_ts(t.get("end_date")) for t in self.task_instances if t["task_id"] == task_id]
+        end = max((e for e in ends if e is not None), default=None)
+        return (end - self.triggered_at).total_seconds() if end else None
 
     def trials(self) -> list[dict[str, Any]]:
         """The mapped trial task instances, by map index."""
@@ -121,7 +128,9 @@ class AirflowSearch:
         return peak
 
 
-def _trigger_and_wait(api: Any, dag_id: str, run_id: str, conf: dict[str, Any], timeout_s: float) -> tuple[dict, float]:
+def _trigger_and_wait(
+    api: Any, dag_id: str, run_id: str, conf: dict[str, Any], timeout_s: float
+) -> tuple[dict, float, dt.datetime]:
     triggered = dt.datetime.now(dt.UTC)
     api.post(f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf})
     deadline = time.monotonic() + timeout_s
@@ -131,7 +140,7 @@ def _trigger_and_wait(api: Any, dag_id: str, run_id: str, conf: dict[str, Any], 
         if run["state"] in ("success", "failed"):
             end = _ts(run["end_date"])
             assert end is not None
-            return run, (end - triggered).total_seconds()
+            return run, (end - triggered).total_seconds(), triggered
         time.sleep(1)
     raise RuntimeError(f"{dag_id} run {run_id!r} did not finish within {timeout_s:.0f}s (state {run.get('state')})")
 
@@ -164,9 +173,9 @@ def run_search_on_airflow(
         time.sleep(2)
     cold_s = None
     if warm_up:
-        _, cold_s = _trigger_and_wait(api, dag_id, "warm-up", {"dataset_version": dataset_tag, "n_trials": 1},
+        _, cold_s, _ = _trigger_and_wait(api, dag_id, "warm-up", {"dataset_version": dataset_tag, "n_trials": 1},
                                       timeout_s)  # fmt: skip
-    run, wall = _trigger_and_wait(api, dag_id, "search", {"dataset_version": dataset_tag, "n_trials": n_trials},
+    run, wall, triggered = _trigger_and_wait(api, dag_id, "search", {"dataset_version": dataset_tag, "n_trials": n_trials},
                                   timeout_s)  # fmt: skip
     tis = api.get(f"/api/v2/dags/{dag_id}/dagRuns/search/taskInstances?limit=1000")["task_instances"]
     registered = None
@@ -175,5 +184,5 @@ def run_search_on_airflow(
                              "return_value?deserialize=true")["value"]  # fmt: skip
     except OSError:
         pass  # no registration (the run failed); the task instances say why
-    return AirflowSearch(state=run["state"], wall_s=wall, task_instances=tis, registered=registered,
-                         warm_up_s=cold_s)  # fmt: skip
+    return AirflowSearch(state=run["state"], wall_s=wall, triggered_at=triggered, task_instances=tis,
+                         registered=registered, warm_up_s=cold_s)  # fmt: skip
