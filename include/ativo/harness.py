@@ -175,8 +175,8 @@ def run_search_on_airflow(
     if warm_up:
         _, cold_s, _ = _trigger_and_wait(api, dag_id, "warm-up", {"dataset_version": dataset_tag, "n_trials": 1},
                                       timeout_s)  # fmt: skip
-    run, wall, triggered = _trigger_and_wait(api, dag_id, "search", {"dataset_version": dataset_tag, "n_trials": n_trials},
-                                  timeout_s)  # fmt: skip
+    conf = {"dataset_version": dataset_tag, "n_trials": n_trials}
+    run, wall, triggered = _trigger_and_wait(api, dag_id, "search", conf, timeout_s)
     tis = api.get(f"/api/v2/dags/{dag_id}/dagRuns/search/taskInstances?limit=1000")["task_instances"]
     registered = None
     try:

@@ -78,7 +78,7 @@ def platform_env(settings: Settings) -> dict[str, str]:
             "AIRFLOW__CORE__PARALLELISM": "6",
             # Tasks fork from a forkserver that has already imported the heavy libraries (ativo.preload).
             "AIRFLOW__CORE__MP_START_METHOD": "forkserver",
-            "AIRFLOW__CORE__MP_FORKSERVER_PRELOAD": "ativo.preload",
+            "AIRFLOW__CORE__MP_FORKSERVER_PRELOAD": "ativo.airflow.preload",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
+import threading
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -66,12 +67,33 @@ def _sampler_and_pruner(spec: ModelSpec, slot: int = 0) -> tuple[Any, Any]:
 
 
 def create_study(spec: ModelSpec, storage_url: str, name: str) -> Any:
-    """Create (or reopen) the study ``name`` for the spec's search, maximising the validation AUC."""
+    """Create (or reopen) the study ``name`` for the spec's search, maximising the validation AUC.
+
+    This is where Optuna creates its tables and checks their schema version; trials then skip both.
+    """
     sampler, pruner = _sampler_and_pruner(spec)
     return _optuna().create_study(
         study_name=name, storage=storage_url, direction="maximize", sampler=sampler, pruner=pruner,
         load_if_exists=True,
     )  # fmt: skip
+
+
+_STORAGES: dict[str, Any] = {}
+_STORAGES_LOCK = threading.Lock()
+
+
+def study_storage(storage_url: str) -> Any:
+    """Optuna's storage on the platform DB, one per process (thread-safe), without its schema checks.
+
+    Creating an ``RDBStorage`` creates the tables and compares the schema version through alembic: half a second
+    per trial task. :func:`create_study` has done both for the search before any trial runs.
+    """
+    with _STORAGES_LOCK:
+        if storage_url not in _STORAGES:
+            _STORAGES[storage_url] = _optuna().storages.RDBStorage(
+                storage_url, skip_compatibility_check=True, skip_table_creation=True
+            )
+        return _STORAGES[storage_url]
 
 
 def open_study(spec: ModelSpec, storage_url: str, name: str, slot: int = 0) -> Any:
@@ -80,7 +102,7 @@ def open_study(spec: ModelSpec, storage_url: str, name: str, slot: int = 0) -> A
     kwargs: dict[str, Any] = {"sampler": sampler}
     if pruner is not None:
         kwargs["pruner"] = pruner
-    return _optuna().load_study(study_name=name, storage=storage_url, **kwargs)
+    return _optuna().load_study(study_name=name, storage=study_storage(storage_url), **kwargs)
 
 
 def suggest(trial: Any, space: dict[str, SearchParam]) -> dict[str, Any]:
