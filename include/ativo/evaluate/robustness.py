@@ -147,12 +147,13 @@ def evasion_attack(spec: ModelSpec, model: ServedModel, x: np.ndarray, space: Fe
     z = (xf - mean) / std
     zlow, zhigh = (space.low - mean) / std, (space.high - mean) / std
 
-    def decode(zz: np.ndarray) -> np.ndarray:
+    row_missing = np.zeros(x.shape[1], dtype=bool)  # the attacked row's missing values, restored in every query
+
+    def decode(zz: np.ndarray, holes: np.ndarray | None = None) -> np.ndarray:
         out = zz * std + mean
         out[:, space.integer] = np.round(out[:, space.integer])
         out = np.clip(out, space.low, space.high).astype("float32")
-        rows = missing if len(zz) == len(missing) else np.zeros_like(out, dtype=bool)
-        out[rows] = np.nan
+        out[np.broadcast_to(row_missing if holes is None else holes, out.shape)] = np.nan
         return out
 
     def predict(zz: np.ndarray) -> np.ndarray:
@@ -162,14 +163,17 @@ def evasion_attack(spec: ModelSpec, model: ServedModel, x: np.ndarray, space: Fe
 
     classifier = BlackBoxClassifier(predict, input_shape=(x.shape[1],), nb_classes=2,
                                     clip_values=(zlow.astype("float64"), zhigh.astype("float64")))  # fmt: skip
-    mask = np.zeros(x.shape[1])
-    mask[space.mutable] = 1.0
+    mask = np.zeros((1, x.shape[1]))
+    mask[0, space.mutable] = 1.0
     np.random.seed(seed)  # HopSkipJump draws from numpy's global generator
     attack = HopSkipJump(classifier, norm=np.inf, max_iter=8, max_eval=400, init_eval=40, init_size=50,
                          batch_size=512, verbose=False)  # fmt: skip
-    adv = attack.generate(z, mask=np.tile(mask, (len(z), 1)))
+    adv = np.empty_like(z)
+    for i in range(len(z)):  # one row at a time, so that every query of the black box is that row's
+        row_missing[:] = missing[i]
+        adv[i] = attack.generate(z[i : i + 1], mask=mask)[0]
     before = model.predict_matrix(x) >= thr
-    x_adv = decode(adv)
+    x_adv = decode(adv, missing)
     after = model.predict_matrix(x_adv) >= thr
     moved = np.abs(np.nan_to_num(x_adv.astype("float64")) - xf)[:, space.mutable] / space.std[space.mutable]
     distance = moved.max(axis=1)
