@@ -82,6 +82,8 @@ def platform_env(settings: Settings) -> dict[str, str]:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+            # An idle scheduler loop sleeps this long; a freed pool slot waits for it (1 s by default).
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
             "AIRFLOW__API__PORT": str(port("airflow")),
             "AIRFLOW__API__BASE_URL": url("airflow"),
             "AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME": "7200",  # long training tasks (airflow#67939)
