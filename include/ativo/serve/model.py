@@ -142,6 +142,9 @@ def load_booster(directory: Path, expected_sha256: str | None, where: str) -> tu
         booster.load_model(bytearray(data))
     except xgb.core.XGBoostError as err:
         raise ModelIntegrityError(f"{where}: {MODEL_FILE} does not load as an XGBoost model: {err}") from err
+    # A serving worker scores one request on one thread: spreading a row over OpenMP threads only adds wake-ups,
+    # and on a busy host it turns into tens of milliseconds of tail latency (measured: p99 65 ms vs 33 ms).
+    booster.set_param({"nthread": 1})
     return booster, sha, files
 
 
