@@ -256,6 +256,27 @@ def test_a_corrupted_artifact_fails_infra(spec, split, registered):
     assert "model.ubj has sha256" in result.reason and "changed or corrupted after training" in result.reason
 
 
+def test_a_corrupted_artifact_is_rejected_with_its_reason_not_a_crash(spec, registered, settings):
+    """What the DAG's gate tasks and decide do: every gate fails saying why, and the version is tagged rejected."""
+    from mlflow import MlflowClient
+
+    from ativo.evaluate.suite import GATES, gate_version, publish, run_suite
+
+    uri, version, artifacts = registered
+    assert settings.mlflow_tracking_uri == uri
+    [native] = list(Path(artifacts).rglob("model.ubj"))
+    native.write_bytes(native.read_bytes()[:-64])
+    result = gate_version("fairness", spec, settings, version)
+    assert not result.passed and "changed or corrupted after training" in result.reason
+    results = run_suite(spec, settings, version)
+    assert [r.gate for r in results] == list(GATES) and not any(r.passed for r in results)
+    report = publish(spec, settings, version, results)
+    assert report["verdict"] == "rejected" and report["failed_gates"] == list(GATES)
+    mv = MlflowClient(uri).get_model_version(spec.registered_model_name, version)
+    assert mv.tags["ativo.gates"] == "rejected" and "corrupted after training" in mv.tags["ativo.rejected_reasons"]
+    assert "challenger" not in MlflowClient(uri).get_registered_model(spec.registered_model_name).aliases
+
+
 def test_an_artifact_carrying_a_pickle_fails_infra(spec, split, registered):
     from ativo.evaluate.infra import infra_gate
 

@@ -190,10 +190,9 @@ def build_train_dag(spec: ModelSpec) -> DAG:
         @task(retries=1)
         def gate(registered: dict[str, Any], name: str) -> dict[str, Any]:
             """Run one gate on the registered version (its pinned test set, serving's loader)."""
-            from ativo.evaluate.suite import load_candidate, run_gate
+            from ativo.evaluate.suite import gate_version
 
-            candidate = load_candidate(spec, load_settings(), registered["model_version"])
-            return run_gate(name, candidate).to_dict()
+            return gate_version(name, spec, load_settings(), registered["model_version"]).to_dict()
 
         @task(trigger_rule="all_done")
         def decide() -> dict[str, Any]:

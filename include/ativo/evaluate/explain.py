@@ -21,10 +21,7 @@ if TYPE_CHECKING:
 
 def contributions(model: ServedModel, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(SHAP contributions per feature plus a last bias column, margins) for an encoded matrix."""
-    import xgboost as xgb
-
-    dm = xgb.DMatrix(x, feature_names=model.spec.data_schema.feature_names,
-                     feature_types=model.booster.feature_types, enable_categorical=True)  # fmt: skip
+    dm = model.dmatrix(x)
     return model.booster.predict(dm, pred_contribs=True), model.booster.predict(dm, output_margin=True)
 
 
@@ -48,11 +45,9 @@ def explainability_gate(spec: ModelSpec, model: ServedModel, split: Split) -> Ga
     """Contributions must sum to the margin on a sample of test rows; reports global importance."""
     import numpy as np
 
-    from ativo.evaluate.robustness import encode_frame
-
     cfg = spec.gates.explainability
     rows: pd.DataFrame = split.test.sample(min(cfg.samples, len(split.test)), random_state=0)
-    contribs, margin = contributions(model, encode_frame(spec, rows))
+    contribs, margin = contributions(model, model.encode_frame(rows))
     error = float(np.abs(contribs.sum(axis=1) - margin).max())
     names = spec.data_schema.feature_names
     importance = global_importance(names, contribs)

@@ -198,7 +198,8 @@ def fairness_gate(spec: ModelSpec, model: ServedModel, split: Split) -> GateResu
     if not spec.fairness_attributes:
         return GateResult(gate="fairness", passed=True, reason="the spec names no protected attribute: nothing to "
                           "judge")  # fmt: skip
-    before = group_metrics(spec, split.test, decisions(spec, model.predict_frame(split.test)))
+    base = decisions(spec, model.predict_frame(split.test))
+    before = group_metrics(spec, split.test, base)
     checks = _checks(spec, before)
     details: dict[str, Any] = {"views": before, "min_group_size": cfg.min_group_size,
                                "min_group_labels": cfg.min_group_labels}  # fmt: skip
@@ -208,7 +209,6 @@ def fairness_gate(spec: ModelSpec, model: ServedModel, split: Split) -> GateResu
     after = group_metrics(spec, split.test, mitigated)
     after_checks = _checks(spec, after)
     y = split.test[LABEL].to_numpy()
-    base = decisions(spec, model.predict_frame(split.test))
     details.update(
         mitigation={
             "kind": cfg.mitigation, "constraint": cfg.mitigation_constraint, "policy": policy,

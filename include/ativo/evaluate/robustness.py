@@ -62,24 +62,6 @@ def feature_space(spec: ModelSpec, train: pd.DataFrame) -> FeatureSpace:
     )  # fmt: skip
 
 
-def encode_frame(spec: ModelSpec, df: pd.DataFrame) -> np.ndarray:
-    """A feature frame as serving's encoded matrix (float32, categories as their codes, missing as NaN)."""
-    import numpy as np
-
-    from ativo.train.trainer import design_matrix
-
-    dm = design_matrix(df, spec)
-    cols = []
-    for f in spec.data_schema.features:
-        if f.type == "category":
-            codes = dm[f.name].cat.codes.to_numpy().astype("float32")
-            codes[codes < 0] = np.nan
-            cols.append(codes)
-        else:
-            cols.append(dm[f.name].to_numpy(dtype="float32"))
-    return np.column_stack(cols)
-
-
 def _perturb(x: np.ndarray, space: FeatureSpace, columns: list[int], r: float, rng: Any) -> np.ndarray:
     import numpy as np
 
@@ -220,7 +202,7 @@ def robustness_gate(spec: ModelSpec, model: ServedModel, split: Split) -> GateRe
     cfg = spec.gates.robustness
     space = feature_space(spec, split.train)
     rows = split.test.sample(min(cfg.samples, len(split.test)), random_state=0)
-    x = encode_frame(spec, rows)
+    x = model.encode_frame(rows)
     flip, per_feature = perturbation_flip_rates(spec, model, x, space)
     brittle = max(per_feature, key=lambda f: per_feature[f]) if per_feature else "none"
     attack = evasion_attack(spec, model, x[: cfg.attack_samples], space)

@@ -25,7 +25,7 @@ from ativo.evaluate.results import GateResult
 from ativo.spec import ModelSpec
 
 if TYPE_CHECKING:
-    from ativo.serve.model import ServedModel
+    from ativo.serve.model import RegisteredVersion, ServedModel
     from ativo.train.trainer import Split
 
 log = logging.getLogger(__name__)
@@ -57,27 +57,19 @@ def load_candidate(spec: ModelSpec, settings: Settings, version: str | int) -> C
 
 def _champion(c: Candidate) -> tuple[ServedModel | None, set[str] | None]:
     """The serving champion (unless it is this very version) and the record ids it trained or early-stopped on."""
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from ativo.serve.model import load_version
-    from ativo.train.search import load_dataset
-    from ativo.train.trainer import split_frame
+    from ativo.serve.model import registered_version
 
-    client = MlflowClient(c.settings.mlflow_tracking_uri)
     try:
-        mv = client.get_model_version_by_alias(c.spec.registered_model_name, CHAMPION)
+        current = registered_version(c.spec, c.settings.mlflow_tracking_uri, alias=CHAMPION)
     except MlflowException:
         return None, None
-    if str(mv.version) == c.model.version:
+    if current.version == c.model.version:
         return None, None
-    champion = load_version(c.spec, c.settings.mlflow_tracking_uri, mv.version)
-    if champion.dataset_version == c.model.dataset_version:
-        return champion, set()
-    _, df = load_dataset(c.spec, c.settings, champion.dataset_version)
-    seen = split_frame(df, c.spec)
+    champion = load_candidate(c.spec, c.settings, current.version)
     rid = c.spec.data_schema.record_id
-    return champion, set(seen.train[rid].astype(str)) | set(seen.valid[rid].astype(str))
+    return champion.model, set(champion.split.train[rid].astype(str)) | set(champion.split.valid[rid].astype(str))
 
 
 def _run_artifacts(c: Candidate, dest: Path) -> Path:
@@ -146,10 +138,35 @@ def run_gate(name: str, candidate: Candidate) -> GateResult:
     return result
 
 
+def _unloadable(name: str, err: Exception) -> GateResult:
+    return GateResult(gate=name, passed=False, reason=f"the registered artifact does not load as serving loads it: "
+                                                      f"{err}")  # fmt: skip
+
+
+def gate_version(name: str, spec: ModelSpec, settings: Settings, version: str | int) -> GateResult:
+    """One gate on a registered version (what each gate task of the training DAG runs).
+
+    An artifact that serving would refuse (checksum mismatch, a pickle, no native file) fails the gate with that
+    reason instead of raising: the verdict must say why, and retrying cannot mend an artifact.
+    """
+    from ativo.serve.model import ModelIntegrityError
+
+    try:
+        candidate = load_candidate(spec, settings, version)
+    except ModelIntegrityError as err:
+        return _unloadable(name, err)
+    return run_gate(name, candidate)
+
+
 def run_suite(spec: ModelSpec, settings: Settings, version: str | int,
               gates: tuple[str, ...] = GATES) -> list[GateResult]:  # fmt: skip
     """Every gate on one version in this process; a gate that raises fails with the error as its reason."""
-    candidate = load_candidate(spec, settings, version)
+    from ativo.serve.model import ModelIntegrityError
+
+    try:
+        candidate = load_candidate(spec, settings, version)
+    except ModelIntegrityError as err:
+        return [_unloadable(name, err) for name in gates]
     results = []
     for name in gates:
         try:
@@ -160,7 +177,7 @@ def run_suite(spec: ModelSpec, settings: Settings, version: str | int,
     return results
 
 
-def build_report(spec: ModelSpec, model: ServedModel, results: list[GateResult],
+def build_report(spec: ModelSpec, model: ServedModel | RegisteredVersion, results: list[GateResult],
                  expected: tuple[str, ...] = GATES) -> dict[str, Any]:  # fmt: skip
     """The gate report: every expected gate's result (a missing one fails: it did not run), and the verdict."""
     by_name = {r.gate: r for r in results}
@@ -199,9 +216,9 @@ def publish(spec: ModelSpec, settings: Settings, version: str | int, results: li
     from mlflow import MlflowClient
 
     from ativo.evaluate.card import render_card
-    from ativo.serve.model import load_version
+    from ativo.serve.model import registered_version
 
-    model = load_version(spec, settings.mlflow_tracking_uri, version)
+    model = registered_version(spec, settings.mlflow_tracking_uri, version)  # the record: the artifact may be bad
     report = build_report(spec, model, results, expected)
     client = MlflowClient(settings.mlflow_tracking_uri)
     run_id = model.run_id

@@ -70,13 +70,33 @@ class ServedModel:
                 out[i, j] = codes[f.name].get(value, np.nan) if f.type == "category" else float(value)
         return out
 
-    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
-        """Positive-class probabilities for an encoded matrix."""
+    def encode_frame(self, df: pd.DataFrame) -> np.ndarray:
+        """A feature frame as the same encoded matrix as :meth:`encode` (categories as codes, missing as NaN)."""
+        import numpy as np
+
+        from ativo.train.trainer import design_matrix
+
+        dm = design_matrix(df, self.spec)
+        cols = []
+        for f in self.spec.data_schema.features:
+            if f.type == "category":
+                codes = dm[f.name].cat.codes.to_numpy().astype("float32")
+                codes[codes < 0] = np.nan
+                cols.append(codes)
+            else:
+                cols.append(dm[f.name].to_numpy(dtype="float32"))
+        return np.column_stack(cols)
+
+    def dmatrix(self, matrix: np.ndarray) -> xgb.DMatrix:
+        """An encoded matrix as the booster's input (its feature names and categorical types)."""
         import xgboost as xgb
 
-        dm = xgb.DMatrix(matrix, feature_names=self.spec.data_schema.feature_names,
-                         feature_types=self.booster.feature_types, enable_categorical=True)  # fmt: skip
-        return self.booster.predict(dm)
+        return xgb.DMatrix(matrix, feature_names=self.spec.data_schema.feature_names,
+                           feature_types=self.booster.feature_types, enable_categorical=True)  # fmt: skip
+
+    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """Positive-class probabilities for an encoded matrix."""
+        return self.booster.predict(self.dmatrix(matrix))
 
     def predict_records(self, records: list[dict[str, Any]]) -> np.ndarray:
         """Positive-class probabilities for rows given as dicts (the API's payload)."""
@@ -148,6 +168,42 @@ def load_booster(directory: Path, expected_sha256: str | None, where: str) -> tu
     return booster, sha, files
 
 
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """What the registry records of a model version, without its artifact."""
+
+    name: str
+    version: str
+    source: str
+    tags: dict[str, str]
+
+    @property
+    def run_id(self) -> str | None:
+        """The MLflow run that trained it."""
+        return self.tags.get("ativo.mlflow_run_id")
+
+    @property
+    def dataset_version(self) -> str | None:
+        """The dataset version it was trained on."""
+        return self.tags.get("ativo.dataset_version")
+
+    @property
+    def sha256(self) -> str | None:
+        """The sha256 of its ``model.ubj``, as recorded at training."""
+        return self.tags.get("ativo.model_sha256")
+
+
+def registered_version(spec: ModelSpec, tracking_uri: str, version: str | int | None = None, *,
+                       alias: str | None = None) -> RegisteredVersion:  # fmt: skip
+    """The registry's record of a version of the spec's model (by number or alias)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    name = spec.registered_model_name
+    mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, str(version))
+    return RegisteredVersion(name=name, version=str(mv.version), source=str(mv.source), tags=dict(mv.tags))
+
+
 def load_version(spec: ModelSpec, tracking_uri: str, version: str | int | None = None, *,
                  alias: str | None = None) -> ServedModel:  # fmt: skip
     """Load a registered version of the spec's model (by number or alias) the way serving does.
@@ -155,18 +211,12 @@ def load_version(spec: ModelSpec, tracking_uri: str, version: str | int | None =
     Raises:
         ModelIntegrityError: see :func:`load_booster`.
     """
-    from mlflow import MlflowClient
     from mlflow.artifacts import download_artifacts
 
-    client = MlflowClient(tracking_uri)
-    name = spec.registered_model_name
-    if alias is not None:
-        mv = client.get_model_version_by_alias(name, alias)
-    else:
-        mv = client.get_model_version(name, str(version))
-    where = f"model {name} version {mv.version}"
+    rv = registered_version(spec, tracking_uri, version, alias=alias)
+    where = f"model {rv.name} version {rv.version}"
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(download_artifacts(artifact_uri=mv.source, dst_path=tmp, tracking_uri=tracking_uri))
-        booster, sha, files = load_booster(local, mv.tags.get("ativo.model_sha256"), where)
-    return ServedModel(spec=spec, name=name, version=str(mv.version), booster=booster, sha256=sha,
-                       tags=dict(mv.tags), files=files)  # fmt: skip
+        local = Path(download_artifacts(artifact_uri=rv.source, dst_path=tmp, tracking_uri=tracking_uri))
+        booster, sha, files = load_booster(local, rv.sha256, where)
+    return ServedModel(spec=spec, name=rv.name, version=rv.version, booster=booster, sha256=sha, tags=rv.tags,
+                       files=files)  # fmt: skip
