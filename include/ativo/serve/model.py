@@ -29,17 +29,10 @@ class ModelIntegrityError(AtivoError):
     """The artifact is not the one the registry recorded, or not in a format serving accepts."""
 
 
-@dataclass
-class ServedModel:
-    """A loaded model version and how to score rows with it."""
+class _Lineage:
+    """What a version's registry tags say about where it came from."""
 
-    spec: ModelSpec
-    name: str
-    version: str
-    booster: xgb.Booster
-    sha256: str
-    tags: dict[str, str] = field(default_factory=dict)
-    files: tuple[str, ...] = ()
+    tags: dict[str, str]
 
     @property
     def run_id(self) -> str | None:
@@ -50,6 +43,19 @@ class ServedModel:
     def dataset_version(self) -> str | None:
         """The dataset version it was trained on."""
         return self.tags.get("ativo.dataset_version")
+
+
+@dataclass
+class ServedModel(_Lineage):
+    """A loaded model version and how to score rows with it."""
+
+    spec: ModelSpec
+    name: str
+    version: str
+    booster: xgb.Booster
+    sha256: str
+    tags: dict[str, str] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
 
     def encode(self, records: list[dict[str, Any]]) -> np.ndarray:
         """Rows (feature name → value) as the float matrix the booster reads (categories as their codes).
@@ -169,23 +175,13 @@ def load_booster(directory: Path, expected_sha256: str | None, where: str) -> tu
 
 
 @dataclass(frozen=True)
-class RegisteredVersion:
+class RegisteredVersion(_Lineage):
     """What the registry records of a model version, without its artifact."""
 
     name: str
     version: str
     source: str
     tags: dict[str, str]
-
-    @property
-    def run_id(self) -> str | None:
-        """The MLflow run that trained it."""
-        return self.tags.get("ativo.mlflow_run_id")
-
-    @property
-    def dataset_version(self) -> str | None:
-        """The dataset version it was trained on."""
-        return self.tags.get("ativo.dataset_version")
 
     @property
     def sha256(self) -> str | None:
