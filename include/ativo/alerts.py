@@ -108,6 +108,30 @@ def rejection_payload(report: dict[str, Any]) -> dict[str, Any]:
     return {
         "text": text,
         "attachments": [{"color": "warning", "fallback": text, "fields": fields}],
-        "ativo": {"kind": "model_rejected", "model": report["model"], "version": report["version"],
-                  "failed_gates": [g["gate"] for g in failed]},  # fmt: skip
+        "ativo": {
+            "kind": "model_rejected",
+            "model": report["model"],
+            "version": report["version"],
+            "failed_gates": [g["gate"] for g in failed],
+        },  # fmt: skip
+    }
+
+
+def deploy_payload(spec_name: str, rec: dict[str, Any]) -> dict[str, Any]:
+    """A Slack-compatible message: a candidate was rolled back (which version, why, the figures, the record)."""
+    text = f":rewind: Ativo rolled back {rec.get('model', spec_name)} version {rec.get('version')}: {rec.get('reason')}"
+    fields = [{"title": "Aliases now", "value": json.dumps(rec.get("aliases_after", {})), "short": True},
+              {"title": "Record", "value": str(rec.get("uri")), "short": False}]  # fmt: skip
+    figures = rec.get("figures") or {}
+    if figures:
+        fields.append({"title": "Figures", "value": json.dumps(figures, default=str)[:700], "short": False})
+    return {
+        "text": text,
+        "attachments": [{"color": "danger", "fallback": text, "fields": fields}],
+        "ativo": {
+            "kind": "model_rolled_back",
+            "spec": spec_name,
+            "version": rec.get("version"),
+            "reason": rec.get("reason"),
+        },  # fmt: skip
     }

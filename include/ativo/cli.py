@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ativo.config import load_settings
@@ -173,6 +174,121 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    from ativo.serve.keys import read_keys
+    from ativo.spec import get_spec
+
+    settings = load_settings()
+    get_spec(args.spec, settings.specs_dir)  # fail now, clearly, on a bad spec
+    keys = Path(args.keys) if args.keys else settings.home / "serve" / "api_keys.json"
+    if not read_keys(keys):
+        print(f"warning: no API keys in {keys}: every /predict call will get 401 "
+              "(create one with `ativo api-key create NAME`)", file=sys.stderr)  # fmt: skip
+    os.environ["ATIVO_SERVE_SPEC"] = args.spec
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ["ATIVO_SERVE_KEYS"] = str(keys)
+    os.environ["ATIVO_SERVE_CONFIG"] = json.dumps({"refresh_s": args.refresh_s, "flush_s": args.flush_s,
+                                                   "contributions": args.contributions})  # fmt: skip
+    logging.getLogger().setLevel(logging.INFO)
+    uvicorn.run("ativo.serve.app:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
+                loop="uvloop", http="httptools", access_log=False, log_level="info",
+                timeout_graceful_shutdown=30)  # fmt: skip
+    return 0
+
+
+def _keys_path(args: argparse.Namespace) -> Path:
+    return Path(args.keys) if args.keys else load_settings().home / "serve" / "api_keys.json"
+
+
+def _cmd_key_create(args: argparse.Namespace) -> int:
+    from ativo.serve.keys import create_key
+
+    raw = create_key(_keys_path(args), args.name, tuple(args.role or ["predict"]))
+    print(raw)
+    print(f"(shown once; stored as a sha256 hash in {_keys_path(args)})", file=sys.stderr)
+    return 0
+
+
+def _cmd_key_revoke(args: argparse.Namespace) -> int:
+    from ativo.serve.keys import revoke_key
+
+    if not revoke_key(_keys_path(args), args.name):
+        print(f"error: no API key named {args.name!r}", file=sys.stderr)
+        return 2
+    print(f"revoked {args.name} (servers read keys at start: restart them)")
+    return 0
+
+
+def _cmd_key_list(args: argparse.Namespace) -> int:
+    from ativo.serve.keys import read_keys
+
+    for k in read_keys(_keys_path(args)):
+        print(f"{k['name']:20s} roles {','.join(k['roles']):18s} created {k.get('created', '?')}")
+    return 0
+
+
+def _print_record(rec: dict) -> None:
+    print(f"{rec['action']} version {rec.get('version')}: {rec['reason']}")
+    print(f"aliases now {rec.get('aliases_after')}  (record {rec.get('uri')})")
+
+
+def _cmd_promote(args: argparse.Namespace) -> int:
+    from ativo.registry.promotion import promote
+    from ativo.spec import get_spec
+
+    settings = load_settings()
+    spec = get_spec(args.spec, settings.specs_dir)
+    _print_record(promote(spec, settings, args.version, reason=args.reason or "promoted by hand", actor=_actor()))
+    return 0
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from ativo.registry.promotion import rollback
+    from ativo.spec import get_spec
+
+    settings = load_settings()
+    spec = get_spec(args.spec, settings.specs_dir)
+    _print_record(rollback(spec, settings, reason=args.reason or "rolled back by hand", actor=_actor()))
+    return 0
+
+
+def _cmd_deployments(args: argparse.Namespace) -> int:
+    from ativo.registry.promotion import aliases, history
+    from ativo.spec import get_spec
+
+    settings = load_settings()
+    spec = get_spec(args.spec, settings.specs_dir)
+    records = history(spec, settings)
+    if args.json:
+        print(json.dumps({"aliases": aliases(spec, settings), "history": records}, indent=2, default=str))
+        return 0
+    print(f"aliases of {spec.registered_model_name}: {aliases(spec, settings) or 'none'}")
+    for r in records:
+        print(f"{r['at']}  {r['action']:14s} v{r.get('version')}  by {r['actor']}: {r['reason']}")
+    return 0
+
+
+def _cmd_lineage(args: argparse.Namespace) -> int:
+    from ativo.registry.lineage import render, trace
+
+    chain = trace(load_settings(), args.prediction_id, args.spec)
+    print(json.dumps(chain, indent=2, default=str) if args.json else render(chain))
+    return 0
+
+
+def _actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `ativo`."""
     p = argparse.ArgumentParser(prog="ativo", description="Ativo: models as assets of the product, on Airflow.")
@@ -227,6 +343,58 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("metrics", help="budgets, spend and GPU leases in Prometheus text format")
     s.set_defaults(func=_cmd_metrics)
+
+    s = sub.add_parser("serve", help="the inference API (uvicorn): /predict /explain /feedback /health /metrics")
+    s.add_argument("--spec", default="adult_income")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--keys", help="API key file (default var/serve/api_keys.json)")
+    s.add_argument("--refresh-s", type=float, default=2.0, help="how often the registry aliases are read")
+    s.add_argument("--flush-s", type=float, default=2.0, help="how often the prediction log is written")
+    s.add_argument(
+        "--contributions",
+        choices=["approx", "exact", "none"],
+        default="approx",
+        help="top contributions in the prediction log: Saabas (approx), TreeSHAP (exact) or none",
+    )
+    s.set_defaults(func=_cmd_serve)
+
+    keys = sub.add_parser("api-key", help="API keys of the inference API").add_subparsers(dest="key_cmd", required=True)
+    s = keys.add_parser("create", help="create a key (printed once)")
+    s.add_argument("name")
+    s.add_argument("--role", action="append", choices=["predict", "feedback"], help="repeatable; default predict")
+    s.add_argument("--keys", help="key file (default var/serve/api_keys.json)")
+    s.set_defaults(func=_cmd_key_create)
+    s = keys.add_parser("revoke", help="remove a key")
+    s.add_argument("name")
+    s.add_argument("--keys")
+    s.set_defaults(func=_cmd_key_revoke)
+    s = keys.add_parser("list", help="names and roles of the keys")
+    s.add_argument("--keys")
+    s.set_defaults(func=_cmd_key_list)
+
+    s = sub.add_parser("promote", help="make a version the champion now (the old one stays loaded as previous)")
+    s.add_argument("version")
+    s.add_argument("--spec", default="adult_income")
+    s.add_argument("--reason")
+    s.set_defaults(func=_cmd_promote)
+
+    s = sub.add_parser("rollback", help="end a canary/shadow, else give champion back to the previous version")
+    s.add_argument("--spec", default="adult_income")
+    s.add_argument("--reason")
+    s.set_defaults(func=_cmd_rollback)
+
+    s = sub.add_parser("deployments", help="live aliases and every deployment record")
+    s.add_argument("--spec", default="adult_income")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_deployments)
+
+    s = sub.add_parser("lineage", help="prediction → model version → run → dataset version → commit → gates")
+    s.add_argument("prediction_id")
+    s.add_argument("--spec", help="only look in this spec's prediction log")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_lineage)
 
     s = sub.add_parser("status", help="which services are running")
     s.set_defaults(func=_cmd_status)

@@ -34,6 +34,8 @@ class Settings:
         reference_dir: where the reference data is fetched to.
         prices: USD per resource-hour for each resource kind (``cpu``, ``gpu``), from ``ATIVO_PRICES`` (JSON).
         budget_poll_s: how often a task deferred on its budget checks it again (``ATIVO_BUDGET_POLL_S``).
+        serve_urls: base URLs of the inference API's servers, which the deploy watch reads
+            (``ATIVO_SERVE_URLS``, comma-separated).
     """
 
     profile: str
@@ -48,6 +50,7 @@ class Settings:
     reference_dir: Path
     prices: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     budget_poll_s: float = 30.0
+    serve_urls: tuple[str, ...] = ("http://127.0.0.1:8000",)
 
     @property
     def airflow_home(self) -> Path:
@@ -104,4 +107,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         reference_dir=Path(env.get("ATIVO_REFERENCE_DIR", PROJECT_ROOT / "var" / "reference")),
         prices=prices,
         budget_poll_s=budget_poll_s,
+        serve_urls=tuple(
+            u.strip().rstrip("/") for u in env.get("ATIVO_SERVE_URLS", "http://127.0.0.1:8000").split(",") if u.strip()
+        ),
     )

@@ -186,3 +186,97 @@ def run_search_on_airflow(
         pass  # no registration (the run failed); the task instances say why
     return AirflowSearch(state=run["state"], wall_s=wall, triggered_at=triggered, task_instances=tis,
                          registered=registered, warm_up_s=cold_s)  # fmt: skip
+
+
+def register_booster(tracking_uri: str, spec_name: str, booster: Any, *, experiment: str = "ativo-serve",
+                     artifact_root: Path | None = None, tags: dict[str, str] | None = None) -> str:  # fmt: skip
+    """Log a booster the way training does (native UBJ, sha256 tag) and register it; returns its version."""
+    import mlflow
+    import mlflow.xgboost
+    from mlflow import MlflowClient
+
+    from ativo.serve.model import sha256_bytes
+
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    exp_id = exp.experiment_id if exp else client.create_experiment(
+        experiment, artifact_location=artifact_root.as_uri() if artifact_root else None)  # fmt: skip
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(experiment_id=exp_id) as run:
+        info = mlflow.xgboost.log_model(booster, name="model", model_format="ubj", pip_requirements=["xgboost"])
+    sha = sha256_bytes(bytes(booster.save_raw("ubj")))
+    mv = mlflow.register_model(info.model_uri, spec_name, tags={"ativo.model_sha256": sha,
+                                                                "ativo.mlflow_run_id": run.info.run_id,
+                                                                **(tags or {})})  # fmt: skip
+    return str(mv.version)
+
+
+@dataclass
+class Server:
+    """An `ativo serve` process on loopback."""
+
+    proc: Any
+    url: str
+    key: str
+    log: Path
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM (a clean shutdown: in-flight requests finish, the log is flushed) and wait."""
+        import signal
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return int(self.proc.returncode)
+
+
+def start_server(settings: Settings, spec_name: str = "adult_income", *, port: int | None = None,
+                 key: str | None = None, args: tuple[str, ...] = (), wait_for: str | None = "champion",
+                 timeout: float = 90) -> Server:  # fmt: skip
+    """Start ``ativo serve`` for the platform of ``settings`` and wait until it serves (``wait_for`` alias).
+
+    A key with every role is created in ``<home>/serve/api_keys.json`` unless ``key`` is given.
+    """
+    import json
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    from ativo.serve.keys import create_key, read_keys
+
+    keys = settings.home / "serve" / "api_keys.json"
+    if key is None:
+        name = f"harness-{len(read_keys(keys))}"
+        key = create_key(keys, name, ("predict", "feedback"))
+    port = port or free_port()
+    env = dict(os.environ, ATIVO_HOME=str(settings.home), ATIVO_MLFLOW_TRACKING_URI=settings.mlflow_tracking_uri,
+               ATIVO_STORE_URI=settings.store_uri)  # fmt: skip
+    logs = settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"serve-{port}.log"
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "ativo.cli", "serve", "--spec", spec_name, "--port", str(port),
+                                 *args], env=env, stdout=fh, stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ativo serve exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as resp:
+                versions = json.loads(resp.read())["versions"]
+        except urllib.error.HTTPError as err:
+            versions = json.loads(err.read()).get("versions", {})
+        except OSError:
+            versions = None
+        if versions is not None and (wait_for is None or wait_for in versions):
+            return Server(proc, url, key, log)
+        time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"ativo serve did not serve {wait_for!r} within {timeout:.0f}s: {log.read_text()[-2000:]}")

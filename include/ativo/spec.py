@@ -289,12 +289,24 @@ class Gates(_Strict):
 
 
 class Deploy(_Strict):
-    """Progressive delivery settings."""
+    """Progressive delivery: how a challenger is tried on live traffic before it becomes the champion.
 
-    canary_percent: float = Field(10, ge=0, le=100)
-    canary_window_minutes: int = Field(30, ge=1)
+    With ``shadow: true`` the challenger scores a copy of every request off the response path (no caller sees its
+    answers) instead of taking ``canary_percent`` of the traffic. The watch judges it on the same live figures
+    either way and rolls it back at the first limit it passes.
+    """
+
+    canary_percent: float = Field(10, gt=0, le=100)
+    canary_window_minutes: float = Field(30, gt=0)
     shadow: bool = False
     latency_budget_ms: float = Field(50, gt=0)
+    watch_interval_seconds: float = Field(30, gt=0)
+    min_canary_requests: int = Field(200, ge=1)
+    max_error_rate: float = Field(0.01, ge=0, le=1)
+    max_score_psi: float = Field(0.2, gt=0)
+    min_labels: int = Field(200, ge=10)
+    max_auc_drop: float = Field(0.02, ge=0, le=1)
+    max_batch_rows: int = Field(1000, ge=1, le=100_000)
 
 
 class Monitor(_Strict):

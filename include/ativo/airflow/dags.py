@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, PokeReturnValue, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ativo.airflow.compute import TRIAL_LABEL, TrialOperator, compute_kwargs, run_meta
@@ -27,6 +27,11 @@ def etl_dag_id(spec: ModelSpec) -> str:
 def train_dag_id(spec: ModelSpec) -> str:
     """DAG id of a spec's training."""
     return f"{spec.name}__train"
+
+
+def deploy_dag_id(spec: ModelSpec) -> str:
+    """DAG id of a spec's deployment."""
+    return f"{spec.name}__deploy"
 
 
 def features_asset(spec: ModelSpec) -> Asset:
@@ -242,6 +247,113 @@ def build_train_dag(spec: ModelSpec) -> DAG:
     return train()
 
 
+def build_deploy_dag(spec: ModelSpec) -> DAG:
+    """Deployment of one spec's challengers, triggered by its challenger Asset (or by hand with a version).
+
+    infra_check (the serving loader, an answer, the latency budget) → start (canary at the spec's percent, or
+    shadow; the first version becomes champion directly) → watch (a rescheduling sensor: live figures every
+    ``watch_interval_seconds`` for ``canary_window_minutes``) → conclude (promote, or roll back with the reason
+    and page on-call).
+    """
+    challenger = challenger_asset(spec)
+    window_s = spec.deploy.canary_window_minutes * 60
+
+    @dag(
+        dag_id=deploy_dag_id(spec),
+        description=f"Challenger → canary/shadow on live traffic → champion or rollback, for {spec.name}",
+        schedule=[challenger],
+        start_date=_start(spec),
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args(spec),
+        tags=["ativo", "deploy", spec.name, *spec.tags],
+        params={
+            "version": Param(
+                None,
+                type=["null", "string"],
+                description="Model version to deploy; empty = the triggering challenger event's, else "
+                "the version holding the alias 'challenger'.",
+            ),
+        },  # fmt: skip
+        doc_md=_DEPLOY_DOC.format(
+            spec=spec.name, percent=spec.deploy.canary_percent, window=spec.deploy.canary_window_minutes
+        ),  # fmt: skip
+    )
+    def deploy() -> None:
+        @task(retries=1)
+        def infra_check() -> dict[str, Any]:
+            """Load the version through the serving code path; it must answer within the latency budget."""
+            from ativo.evaluate.suite import gate_version
+            from ativo.serve.model import registered_version
+
+            context = get_current_context()
+            version = context["params"].get("version")
+            if not version:
+                events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
+                versions = [str(e.extra["version"]) for e in events if (e.extra or {}).get("version")]
+                version = max(versions, key=int) if versions else None
+            settings = load_settings()
+            if not version:
+                version = registered_version(spec, settings.mlflow_tracking_uri, alias="challenger").version
+            result = gate_version("infra", spec, settings, str(version))
+            if not result.passed:
+                raise AirflowFailException(f"version {version} failed the infra check: {result.reason}")
+            return {"version": str(version), "infra": result.metrics}
+
+        @task(retries=0)
+        def start(checked: dict[str, Any]) -> dict[str, Any]:
+            """Put the version on trial (canary or shadow), or make it champion when there is none."""
+            from ativo.registry.deploy import begin
+            from ativo.registry.promotion import DeployError
+
+            try:
+                return begin(spec, load_settings(), checked["version"])
+            except DeployError as err:
+                raise AirflowFailException(str(err)) from err
+
+        @task.sensor(poke_interval=spec.deploy.watch_interval_seconds, timeout=window_s + 3600, mode="reschedule",
+                     retries=2)  # fmt: skip
+        def watch(state: dict[str, Any]) -> PokeReturnValue:
+            """Judge the trial on live figures; done at the first breach or when the window ends."""
+            from ativo.registry.deploy import check
+
+            verdict = check(spec, load_settings(), state)
+            return PokeReturnValue(is_done=verdict.decided, xcom_value=verdict.to_dict())
+
+        @task(trigger_rule="all_done", retries=2)
+        def conclude() -> dict[str, Any]:
+            """Promote on a passing verdict; otherwise roll back, record why and page on-call."""
+            from ativo.airflow.notifier import send_to_oncall
+            from ativo.alerts import deploy_payload
+            from ativo.registry.deploy import conclude as finish
+            from ativo.registry.promotion import aliases, end_trial
+            from ativo.serve.watch import Verdict
+
+            ti = get_current_context()["ti"]
+            state = ti.xcom_pull(task_ids="start")
+            settings = load_settings()
+            if not state:
+                checked = ti.xcom_pull(task_ids="infra_check") or {}
+                version = checked.get("version")
+                if version and version in aliases(spec, settings).values() and \
+                        aliases(spec, settings).get("champion") != version:  # fmt: skip
+                    rec = end_trial(spec, settings, version, reason="the deployment failed before the watch began")
+                    send_to_oncall(spec.oncall_connection, deploy_payload(spec.name, rec))
+                raise AirflowSkipException("nothing was put on trial (see infra_check / start)")
+            verdict_doc = ti.xcom_pull(task_ids="watch")
+            failed = Verdict(True, False, "the watch failed before it could judge (see the watch task's log)")
+            verdict = Verdict(**verdict_doc) if verdict_doc else failed
+            rec = finish(spec, settings, state, verdict)
+            if rec.get("action") == "rollback":
+                send_to_oncall(spec.oncall_connection, deploy_payload(spec.name, rec))
+            return {k: rec.get(k) for k in ("action", "version", "reason", "aliases_after", "uri")}
+
+        state = start(infra_check())  # type: ignore[arg-type]  # XComArg at parse time
+        watch(state) >> conclude()  # type: ignore[arg-type]
+
+    return deploy()
+
+
 def valid_specs() -> list[ModelSpec]:
     """The specs that parse; invalid ones are reported by ``dags/spec_check.py``."""
     specs, _errors = load_specs(load_settings().specs_dir)
@@ -286,4 +398,17 @@ trial's model with its lineage (dataset, commit, study, trial). The **gate_*** t
 report and model card to its MLflow run and sets the registry alias `challenger` only if every gate passed
 (otherwise the version is tagged rejected with its reasons and on-call is told); **announce_challenger** then
 updates the `{spec}.challenger` Asset (it is skipped for a rejected version).
+"""
+
+_DEPLOY_DOC = """
+### Deployment of `{spec}`
+Triggered by each new `{spec}.challenger` Asset event (a version that passed every gate), or by hand with
+`version` in the run conf. **infra_check** loads it through the serving code path (native file, sha256 checked)
+and times single-row answers against the latency budget. **start** makes it the champion directly if there is none
+yet; otherwise it sets the registry alias `canary` ({percent:g} % of callers, by a stable hash of the request key),
+or `shadow` when the spec says so, and waits until every server has loaded it. **watch** reschedules itself and
+judges the candidate on the servers' live figures for {window:g} minutes: error rate, p99 latency, score
+distribution against the champion (PSI) and, once labels arrive through `/feedback`, AUC. **conclude** promotes
+it (`champion` moves, the old one becomes `previous`, still loaded: `ativo rollback` is instant) or rolls it back,
+records why in `deployments/{spec}/` and on the version's tags, and pages on-call.
 """

@@ -122,7 +122,7 @@ def _mitigation(m: dict[str, Any]) -> str:
         f"<tr><td>{html.escape(k)}</td><td>{_fmt(m['before'][k])}</td><td>{_fmt(m['after'].get(k))}</td></tr>"
         for k in m["before"]
     )
-    rows += (f"<tr><td>accuracy</td><td>{_fmt(m['accuracy_before'])}</td><td>{_fmt(m['accuracy_after'])}</td></tr>")
+    rows += f"<tr><td>accuracy</td><td>{_fmt(m['accuracy_before'])}</td><td>{_fmt(m['accuracy_after'])}</td></tr>"
     return (f"<h2>Fairness mitigation: {html.escape(m['kind'])} ({html.escape(m['constraint'])})</h2>"
             "<p>Per-group thresholds fitted on the validation set, judged on the test set; serving applies the "
             "decision policy logged beside this card.</p>"

@@ -72,8 +72,9 @@ def group_metrics(spec: ModelSpec, frame: pd.DataFrame, y_pred: np.ndarray) -> d
             "demographic_parity_difference_bound": _spread_bound(sel, cfg.confidence),
             "disparate_impact_ratio": (min(rates) / max(rates)) if len(rates) > 1 and max(rates) > 0 else 1.0,
             "equalized_odds_difference": max(_spread(tpr), _spread(fpr)),
-            "equalized_odds_difference_bound": max(_spread_bound(tpr, cfg.confidence),
-                                                   _spread_bound(fpr, cfg.confidence)),  # fmt: skip
+            "equalized_odds_difference_bound": max(
+                _spread_bound(tpr, cfg.confidence), _spread_bound(fpr, cfg.confidence)
+            ),  # fmt: skip
             "groups_judged": len(big),
             "groups_too_small": sorted(k for k, g in groups.items() if not g["judged"]),
         }
@@ -218,8 +219,11 @@ def fairness_gate(spec: ModelSpec, model: ServedModel, split: Split) -> GateResu
         }
     )  # fmt: skip
     result = GateResult.judge("fairness", after_checks, ok=_ok(after_checks) + " after mitigation", details=details)
-    result.reason += " (with the threshold-optimizer decision policy; before: " + (
-        "; ".join(c.failure() for c in checks if not c.passed) or "also within the thresholds") + ")"
+    result.reason += (
+        " (with the threshold-optimizer decision policy; before: "
+        + ("; ".join(c.failure() for c in checks if not c.passed) or "also within the thresholds")
+        + ")"
+    )
     result.metrics.update({f"{c.name}_before_mitigation": c.value for c in checks})
     return result
 

@@ -1,0 +1,124 @@
+"""The steps of a deployment, as plain functions the deploy DAG wires (and a test or a notebook can call).
+
+:func:`begin` puts a challenger on live traffic (or makes it champion straight away when there is none yet),
+:func:`check` judges it on the servers' live figures, :func:`conclude` promotes it or rolls it back, recording why.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from ativo.registry.promotion import DeployError, aliases, end_trial, promote, start_trial
+from ativo.serve.watch import Verdict, judge, label_figures, scrape, since
+from ativo.spec import ModelSpec
+
+
+def server_versions(urls: tuple[str, ...] | list[str], timeout: float = 5.0) -> list[dict[str, str] | None]:
+    """Alias → version each server reports on /health (None for a server that does not answer)."""
+    out: list[dict[str, str] | None] = []
+    for base in urls:
+        try:
+            with urllib.request.urlopen(base.rstrip("/") + "/health", timeout=timeout) as resp:
+                out.append(dict(json.loads(resp.read())["versions"]))
+        except urllib.error.HTTPError as err:  # 503 "no champion" still carries the versions
+            try:
+                out.append(dict(json.loads(err.read())["versions"]))
+            except (ValueError, KeyError):
+                out.append(None)
+        except (OSError, ValueError, KeyError):
+            out.append(None)
+    return out
+
+
+def wait_for_servers(urls: tuple[str, ...] | list[str], alias: str, version: str | None,
+                     timeout: float = 120.0) -> None:  # fmt: skip
+    """Block until every server serves ``version`` under ``alias`` (``None``: no longer has the alias).
+
+    Raises:
+        DeployError: a server did not follow within ``timeout`` (it cannot load the version, or is down).
+    """
+    deadline = time.monotonic() + timeout
+    seen: list[dict[str, str] | None] = []
+    while time.monotonic() < deadline:
+        seen = server_versions(urls)
+        if all(s is not None and s.get(alias) == version for s in seen):
+            return
+        time.sleep(0.5)
+    raise DeployError(f"the servers did not follow alias {alias!r} → {version} within {timeout:.0f}s "
+                      f"(they report {dict(zip(urls, seen, strict=False))})")  # fmt: skip
+
+
+def begin(spec: ModelSpec, settings: Any, version: str, *, actor: str = "deploy",
+          wait_s: float = 120.0) -> dict[str, Any]:  # fmt: skip
+    """Put ``version`` on trial (canary, or shadow when ``deploy.shadow``); with no champion yet, promote it.
+
+    Returns:
+        The trial's state: mode (``direct`` / ``canary`` / ``shadow``), versions, start time and the figures
+        snapshot the watch subtracts.
+    """
+    version = str(version)
+    current = aliases(spec, settings)
+    champion = current.get("champion")
+    if champion is None:
+        rec = promote(spec, settings, version, actor=actor,
+                      reason="first version to pass every gate: no champion to compare it with")  # fmt: skip
+        _follow(settings, "champion", version, wait_s)
+        return {"mode": "direct", "version": version, "champion": None, "record": rec}
+    if champion == version:
+        raise DeployError(f"version {version} is the champion already: nothing to deploy")
+    route = "shadow" if spec.deploy.shadow else "canary"
+    # The snapshot is taken before the candidate gets traffic, so every row it serves counts.
+    baseline = scrape(list(settings.serve_urls))
+    rec = start_trial(spec, settings, version, shadow=spec.deploy.shadow, actor=actor)
+    try:
+        _follow(settings, route, version, wait_s)
+    except DeployError as err:
+        end_trial(spec, settings, version, reason=f"the servers could not put it on trial: {err}", actor=actor)
+        raise
+    return {"mode": route, "route": route, "version": version, "champion": champion, "started": time.time(),
+            "baseline": baseline, "record": rec}  # fmt: skip
+
+
+def _follow(settings: Any, alias: str, version: str | None, wait_s: float) -> None:
+    if settings.serve_urls and wait_s > 0:
+        wait_for_servers(settings.serve_urls, alias, version, wait_s)
+
+
+def check(spec: ModelSpec, settings: Any, state: dict[str, Any]) -> Verdict:
+    """Judge the trial now (see :mod:`ativo.serve.watch`)."""
+    from ativo.store.objects import open_store
+
+    if state["mode"] == "direct":
+        return Verdict(True, True, "promoted directly (no champion to compare with)")
+    current = aliases(spec, settings)
+    if current.get(state["route"]) != state["version"]:
+        return Verdict(True, False, f"the {state['route']} alias no longer points at version {state['version']} "
+                       f"(now {current}): the trial was ended by hand")  # fmt: skip
+    figures = since(scrape(list(settings.serve_urls)), state["baseline"])
+    labels = label_figures(open_store(settings), spec, state["started"], state["version"], state["route"],
+                           state["champion"])  # fmt: skip
+    return judge(spec, figures, candidate=state["version"], champion=state["champion"], route=state["route"],
+                 elapsed_s=time.time() - state["started"], labels=labels)  # fmt: skip
+
+
+def conclude(spec: ModelSpec, settings: Any, state: dict[str, Any], verdict: Verdict, *, actor: str = "deploy",
+             wait_s: float = 120.0) -> dict[str, Any]:  # fmt: skip
+    """Promote on a passing verdict, roll back otherwise; returns the deployment record."""
+    if state["mode"] == "direct":
+        return dict(state["record"])
+    version = state["version"]
+    if verdict.promote:
+        rec = promote(spec, settings, version, reason=verdict.reason, actor=actor, figures=verdict.figures)
+        _follow(settings, "champion", version, wait_s)
+        return rec
+    current = aliases(spec, settings)
+    if current.get(state["route"]) != version:
+        rec = {"action": "none", "version": version, "reason": verdict.reason, "aliases_after": current}
+        return rec
+    rec = end_trial(spec, settings, version, reason=verdict.reason, actor=actor, figures=verdict.figures)
+    _follow(settings, state["route"], None, wait_s)
+    return rec

@@ -1,0 +1,184 @@
+"""From one prediction back to everything that produced it.
+
+prediction (the log row) → model version (registry) → MLflow run (parameters, metrics) → dataset version (DVC tag,
+its data-registry commit, rows, manifest) → code commit → gate report (verdict, every gate) → deployments of that
+version (who promoted it, when, why).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ativo.errors import AtivoError
+from ativo.spec import load_specs
+
+
+class LineageError(AtivoError):
+    """The prediction cannot be traced (unknown id, or a link of the chain is missing)."""
+
+
+def find_prediction(settings: Any, prediction_id: str, spec_name: str | None = None) -> dict[str, Any]:
+    """The prediction log row of ``prediction_id``.
+
+    Raises:
+        LineageError: malformed id, or no such row (it may still be in a server's buffer for ``flush_s``).
+    """
+    import io
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from ativo.serve.predlog import partition_of
+    from ativo.store.objects import open_store
+
+    try:
+        day = partition_of(prediction_id)
+    except ValueError as err:
+        raise LineageError(str(err)) from None
+    store = open_store(settings)
+    specs = [spec_name] if spec_name else [s.name for s in load_specs(settings.specs_dir)[0]]
+    for name in specs:
+        for key in store.list(f"predictions/{name}/date={day}"):
+            if not key.endswith(".parquet"):
+                continue
+            table = pq.read_table(io.BytesIO(store.get_bytes(key)))
+            hit = table.filter(pc.equal(table["prediction_id"], prediction_id))
+            if hit.num_rows:
+                row = hit.slice(0, 1).to_pylist()[0]
+                row["ts"] = row["ts"].isoformat()
+                row["spec"] = name
+                row["log_object"] = store.uri(key)
+                return row
+    raise LineageError(f"prediction {prediction_id} is not in the prediction log of {', '.join(specs)} for {day} "
+                       "(a server writes its buffer every few seconds and at shutdown)")  # fmt: skip
+
+
+def trace(settings: Any, prediction_id: str, spec_name: str | None = None) -> dict[str, Any]:
+    """The whole chain for one prediction, as a JSON-able dict.
+
+    Raises:
+        LineageError: see :func:`find_prediction`, or the model version is gone from the registry.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from ativo.data.versioning import DatasetVersionError, open_registry
+    from ativo.registry.promotion import history
+    from ativo.spec import get_spec
+    from ativo.store.db import get_engine
+
+    row = find_prediction(settings, prediction_id, spec_name)
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    try:
+        mv = client.get_model_version(row["model"], row["version"])
+    except MlflowException as err:
+        raise LineageError(f"prediction {prediction_id}: model {row['model']} version {row['version']} is not in "
+                           f"the registry: {err}") from None  # fmt: skip
+    tags = dict(mv.tags)
+    features = {k[2:]: v for k, v in row.items() if k.startswith("f_")}
+    out: dict[str, Any] = {
+        "prediction": {
+            k: row[k]
+            for k in (
+                "prediction_id",
+                "ts",
+                "route",
+                "score",
+                "decision",
+                "threshold",
+                "subject",
+                "request_id",
+                "fallback",
+                "latency_ms",
+                "log_object",
+            )
+        },
+        "features": features,
+        "top_contributions": json.loads(row["top_contributions"]) if row.get("top_contributions") else [],
+        "model": {
+            "name": row["model"],
+            "version": row["version"],
+            "source": mv.source,
+            "sha256": tags.get("ativo.model_sha256"),
+            "state": tags.get("ativo.deploy_state"),
+            "description": mv.description,
+        },  # fmt: skip
+    }
+    run_id = tags.get("ativo.mlflow_run_id") or mv.run_id
+    try:
+        run = client.get_run(run_id)
+        out["run"] = {"run_id": run_id, "experiment_id": run.info.experiment_id, "status": run.info.status,
+                      "params": dict(run.data.params), "metrics": dict(run.data.metrics),
+                      "study": tags.get("ativo.study"), "trial": tags.get("ativo.trial_number"),
+                      "airflow": {k.removeprefix("ativo.airflow."): v for k, v in tags.items()
+                                  if k.startswith("ativo.airflow.")}}  # fmt: skip
+    except MlflowException as err:
+        out["run"] = {"run_id": run_id, "error": str(err)}
+    dataset = {
+        "tag": tags.get("ativo.dataset_version"),
+        "data_registry_commit": tags.get("ativo.dataset_rev"),
+        "manifest_sha256": tags.get("ativo.dataset_manifest"),
+        "rows": tags.get("ativo.dataset_rows"),
+    }
+    try:
+        dv = open_registry(settings).resolve(get_engine(settings.db_url), row["spec"], dataset["tag"])
+        dataset["partitions"] = len(dv.partitions)
+        dataset["resolves"] = True
+    except (DatasetVersionError, Exception) as err:  # the registry may be elsewhere: report, do not fail
+        dataset["resolves"] = False
+        dataset["error"] = str(err)
+    out["dataset"] = dataset
+    out["code"] = {"commit": tags.get("ativo.git_commit"), "dirty": tags.get("ativo.git_dirty"),
+                   "spec_hash": tags.get("ativo.spec_hash")}  # fmt: skip
+    gates: dict[str, Any] = {"verdict": tags.get("ativo.gates"), "report_uri": tags.get("ativo.gate_report_uri"),
+                             "model_card_uri": tags.get("ativo.model_card_uri")}  # fmt: skip
+    if gates["report_uri"]:
+        try:
+            report = _read_artifact_json(settings, gates["report_uri"])
+            gates["gates"] = {name: ("pass" if g["passed"] else "fail") for name, g in report["gates"].items()}
+        except Exception as err:
+            gates["error"] = f"cannot read the gate report: {err}"
+    out["gates"] = gates
+    spec = get_spec(row["spec"], settings.specs_dir)
+    out["deployments"] = [{k: r.get(k) for k in ("at", "action", "reason", "actor", "uri")}
+                          for r in history(spec, settings) if r.get("version") == row["version"]]  # fmt: skip
+    return out
+
+
+def _read_artifact_json(settings: Any, uri: str) -> dict[str, Any]:
+    import tempfile
+    from pathlib import Path
+
+    from mlflow.artifacts import download_artifacts
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=settings.mlflow_tracking_uri)
+        return dict(json.loads(Path(path).read_text()))
+
+
+def render(chain: dict[str, Any]) -> str:
+    """The chain as readable text."""
+    p, m, r, d, c, g = (chain[k] for k in ("prediction", "model", "run", "dataset", "code", "gates"))
+    lines = [
+        f"prediction  {p['prediction_id']}  at {p['ts']}  route {p['route']}  score {p['score']:.4f}  "
+        f"decision {p['decision']} (threshold {p['threshold']})",
+        f"            subject (pseudonymised) {p['subject'] or '-'}  request {p['request_id']}",
+        f"            logged in {p['log_object']}",
+        "            top contributions: "
+        + ", ".join(f"{t['feature']} {t['contribution']:+.3f}" for t in chain["top_contributions"]),  # fmt: skip
+        f"  └─ model  {m['name']} version {m['version']}  ({m['state'] or 'no deploy state'})  sha256 "
+        f"{(m['sha256'] or '?')[:16]}…",
+        f"     └─ MLflow run  {r['run_id']}  (experiment {r.get('experiment_id', '?')}, study {r.get('study')}, "
+        f"trial {r.get('trial')})",
+        f"        └─ dataset  {d['tag']}  ({d['rows']} rows, data-registry commit "
+        f"{(d['data_registry_commit'] or '?')[:12]}"
+        f"{'' if d['resolves'] else ', NOT resolvable here'})",
+        f"           └─ code  commit {c['commit']}{' (dirty tree)' if c['dirty'] == 'true' else ''}",
+        f"              └─ gates  {g['verdict']}  " + ", ".join(f"{k} {v}" for k, v in (g.get("gates") or {}).items()),
+        f"                 report {g['report_uri']}",
+        f"                 card   {g['model_card_uri']}",
+    ]
+    for dep in chain["deployments"]:
+        lines.append(f"  deployment  {dep['at']}  {dep['action']}  by {dep['actor']}: {dep['reason']}")
+    return "\n".join(lines)

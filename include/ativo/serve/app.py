@@ -1,0 +1,385 @@
+"""The inference API (ASGI): ``/predict``, ``/explain``, ``/feedback``, ``/health``, ``/metrics``.
+
+Run it with ``ativo serve --spec adult_income`` (uvicorn). Versions are loaded by registry alias and kept live
+(:mod:`ativo.serve.live`); ``canary`` answers the share of callers whose key hashes under the canary percent, and
+when it fails to score a row the champion answers instead and the failure counts against the canary; ``shadow``
+scores copies of the rows off the response path (in the log's flusher). Every answered row is written to the
+prediction log (:mod:`ativo.serve.predlog`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ativo.serve.keys import ApiKeys
+from ativo.serve.live import LiveModels, Routing, routes_to_canary
+from ativo.serve.metrics import ServeMetrics
+from ativo.serve.model import ServedModel
+from ativo.serve.predlog import Entry, LabelLog, PredictionLog, load_pepper, partition_of, prediction_id
+from ativo.serve.validation import RequestInvalid, RequestParser
+from ativo.spec import ModelSpec
+from ativo.store.objects import ObjectStore
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
+                    media_type="application/json", headers=headers)  # fmt: skip
+
+
+def _error(status: int, detail: str, errors: list[dict[str, str]] | None = None) -> Response:
+    doc: dict[str, Any] = {"detail": detail}
+    if errors is not None:
+        doc["errors"] = errors
+    return _json(doc, status)
+
+
+@dataclass
+class ServeConfig:
+    """How a server runs (the CLI's flags)."""
+
+    refresh_s: float = 2.0
+    flush_s: float = 2.0
+    flush_rows: int = 5000
+    contributions: str = "approx"
+    max_batch_rows: int | None = None
+
+
+class InferenceService:
+    """The state behind the ASGI app: live models, keys, parser, logs, metrics."""
+
+    def __init__(self, spec: ModelSpec, live: LiveModels, keys: ApiKeys, store: ObjectStore, pepper: bytes,
+                 config: ServeConfig | None = None) -> None:  # fmt: skip
+        self.spec = spec
+        self.config = config or ServeConfig()
+        self.live = live
+        self.keys = keys
+        self.parser = RequestParser(spec, self.config.max_batch_rows)
+        self.metrics = ServeMetrics(spec.registered_model_name)
+        self.threshold = spec.gates.decision_threshold
+        self.labels = (spec.data_schema.target.negative, spec.data_schema.target.positive)
+        self.salt = spec.name
+        self.predictions = PredictionLog(store, spec, pepper, flush_s=self.config.flush_s,
+                                         flush_rows=self.config.flush_rows, contributions=self.config.contributions,
+                                         on_shadow=self._shadow_scored)  # fmt: skip
+        self.feedback_log = LabelLog(store, spec, flush_s=self.config.flush_s, flush_rows=self.config.flush_rows)
+        live.on_change = lambda routing: self.metrics.set_live(routing.versions())
+        self.started = time.time()
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load the live versions and start the background threads."""
+        self.live.start()
+        self.metrics.set_live(self.live.routing.versions())
+        self.predictions.start()
+        self.feedback_log.start()
+
+    def stop(self) -> None:
+        """Stop refreshing and flush both logs (called after the last request finished)."""
+        self.live.stop()
+        self.predictions.close()
+        self.feedback_log.close()
+
+    def _shadow_scored(self, model: ServedModel, scores: np.ndarray, failed: int, seconds: float) -> None:
+        if failed:
+            self.metrics.failed(model.version, "shadow", failed)
+        else:
+            self.metrics.scored(model.version, "shadow", scores, seconds)
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+    def authorise(self, request: Request, role: str) -> Response | None:
+        """None when the caller's key holds ``role``; else the 401 / 403 to send."""
+        raw = request.headers.get("x-api-key")
+        if raw is None:
+            auth = request.headers.get("authorization", "")
+            raw = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+        if not raw:
+            return _error(401, "missing API key: send it as 'Authorization: Bearer <key>' or 'X-API-Key'")
+        caller = self.keys.check(raw)
+        if caller is None:
+            return _error(401, "unknown API key")
+        if role not in caller.roles:
+            return _error(403, f"API key {caller.name!r} lacks the role {role!r} this endpoint needs")
+        return None
+
+    async def body(self, request: Request) -> bytes:
+        """The request body, refused past MAX_BODY_BYTES without reading the rest."""
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise RequestInvalid([{"field": "(body)", "reason": f"{int(declared)} bytes is more than the "
+                                   f"{MAX_BODY_BYTES} a request may carry"}])  # fmt: skip
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise RequestInvalid([{"field": "(body)", "reason": f"more than the {MAX_BODY_BYTES} bytes a "
+                                       "request may carry"}])  # fmt: skip
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def score(self, routing: Routing, matrix: np.ndarray, keys: list[str]) -> tuple[np.ndarray, list[ServedModel],
+                                                                                   list[str], list[bool]]:  # fmt: skip
+        """Score rows on the versions their keys route to; a failing canary row falls back to the champion."""
+        champion = routing.champion
+        assert champion is not None
+        n = len(matrix)
+        canary = routing.canary
+        if canary is not None and routing.canary_percent > 0:
+            to_canary = np.fromiter((routes_to_canary(k, routing.canary_percent, self.salt) for k in keys),
+                                    dtype=bool, count=n)  # fmt: skip
+        else:
+            to_canary = np.zeros(n, dtype=bool)
+        scores = np.empty(n, dtype=np.float64)
+        models: list[ServedModel] = [champion] * n
+        routes = ["champion"] * n
+        fallback = [False] * n
+        if to_canary.any():
+            assert canary is not None
+            idx = np.flatnonzero(to_canary)
+            t0 = time.perf_counter()
+            try:
+                s = canary.score(matrix[idx])
+                if len(s) != len(idx) or not np.all(np.isfinite(s)):
+                    raise ValueError(f"returned {len(s)} scores for {len(idx)} rows, or non-finite ones")
+            except Exception as err:
+                log.warning("canary version %s failed on %d row(s), the champion answers: %s", canary.version,
+                            len(idx), err)  # fmt: skip
+                self.metrics.failed(canary.version, "canary", len(idx))
+                for i in idx:
+                    fallback[i] = True
+                to_canary[:] = False
+            else:
+                self.metrics.scored(canary.version, "canary", s, time.perf_counter() - t0)
+                scores[idx] = s
+                for i in idx:
+                    models[i] = canary
+                    routes[i] = "canary"
+        rest = np.flatnonzero(~to_canary)
+        if len(rest):
+            t0 = time.perf_counter()
+            rows = matrix if len(rest) == n else matrix[rest]
+            try:
+                s = champion.score(rows)
+            except Exception:
+                self.metrics.failed(champion.version, "champion", len(rest))
+                raise
+            self.metrics.scored(champion.version, "champion", s, time.perf_counter() - t0)
+            scores[rest] = s
+        return scores, models, routes, fallback
+
+    def _row(self, pid: str, model: ServedModel, route: str, score: float, decision: int,
+             fallback: bool) -> dict[str, Any]:  # fmt: skip
+        out = {"prediction_id": pid, "model": model.name, "version": model.version, "route": route,
+               "score": round(score, 6), "decision": decision, "label": self.labels[decision],
+               "threshold": self.threshold}  # fmt: skip
+        if fallback:
+            out["fallback"] = True
+        return out
+
+    # -- endpoints -------------------------------------------------------------------------------------------
+    async def predict(self, request: Request) -> Response:
+        """Decisions for one row or a batch."""
+        return await self._answer(request, explain=False)
+
+    async def explain(self, request: Request) -> Response:
+        """Decisions with each row's TreeSHAP contributions (exact, log-odds)."""
+        return await self._answer(request, explain=True)
+
+    async def _answer(self, request: Request, explain: bool) -> Response:
+        endpoint = "explain" if explain else "predict"
+        t0 = time.perf_counter()
+        denied = self.authorise(request, "predict")
+        if denied is not None:
+            self.metrics.requests.labels(endpoint, str(denied.status_code)).inc()
+            return denied
+        try:
+            parsed = self.parser.parse(await self.body(request))
+        except RequestInvalid as err:
+            self.metrics.requests.labels(endpoint, "422").inc()
+            return _error(422, "invalid request", err.errors)
+        routing = self.live.routing  # this request keeps this view to the end, whatever changes meanwhile
+        if routing.champion is None:
+            self.metrics.requests.labels(endpoint, "503").inc()
+            return _error(503, f"no version of {self.spec.name} is serving yet (no 'champion' alias loaded)")
+        now = time.time()
+        n = len(parsed.matrix)
+        ids = [prediction_id(now) for _ in range(n)]
+        keys = [k or ids[i] for i, k in enumerate(parsed.keys)]
+        try:
+            scores, models, routes, fallback = self.score(routing, parsed.matrix, keys)
+        except Exception as err:
+            log.exception("the champion failed to score a valid request")
+            self.metrics.requests.labels(endpoint, "503").inc()
+            return _error(503, f"version {routing.champion.version} could not score the request: {err}")
+        decisions = (scores >= self.threshold).astype(np.int8)
+        rows = [self._row(ids[i], models[i], routes[i], float(scores[i]), int(decisions[i]), fallback[i])
+                for i in range(n)]  # fmt: skip
+        if explain:
+            self._add_explanations(parsed.matrix, models, rows)
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        latency_ms = (time.perf_counter() - t0) * 1000
+        self.predictions.append(Entry(ts=now, request_id=request_id, ids=ids, matrix=parsed.matrix,
+                                      subjects=parsed.subjects, models=models, routes=routes, fallback=fallback,
+                                      scores=scores, decisions=decisions, latency_ms=latency_ms,
+                                      shadow=routing.shadow))  # fmt: skip
+        self.metrics.requests.labels(endpoint, "200").inc()
+        self.metrics.request_latency.labels(endpoint).observe(time.perf_counter() - t0)
+        doc: Any = rows[0] if parsed.single else {"request_id": request_id, "predictions": rows}
+        return _json(doc, headers={"x-request-id": request_id})
+
+    def _add_explanations(self, matrix: np.ndarray, models: list[ServedModel], rows: list[dict[str, Any]]) -> None:
+        names = self.spec.data_schema.feature_names
+        for i, model in enumerate(models):
+            contribs = model.booster.predict(model.dmatrix(matrix[i : i + 1]), pred_contribs=True)[0]
+            order = np.argsort(-np.abs(contribs[:-1]))
+            rows[i]["explanation"] = {
+                "method": "TreeSHAP (XGBoost pred_contribs), log-odds",
+                "base_value": round(float(contribs[-1]), 6),
+                "margin": round(float(contribs.sum()), 6),
+                "contributions": [
+                    {"feature": names[j], "contribution": round(float(contribs[j]), 6)} for j in order
+                ],  # fmt: skip
+            }
+
+    async def feedback(self, request: Request) -> Response:
+        """Delayed labels: ``{"prediction_id": "...", "label": 1}`` or ``{"labels": [...]}``."""
+        denied = self.authorise(request, "feedback")
+        if denied is not None:
+            self.metrics.requests.labels("feedback", str(denied.status_code)).inc()
+            return denied
+        try:
+            ids, labels = self._parse_feedback(await self.body(request))
+        except RequestInvalid as err:
+            self.metrics.requests.labels("feedback", "422").inc()
+            return _error(422, "invalid feedback", err.errors)
+        self.feedback_log.append(time.time(), ids, labels)
+        self.metrics.requests.labels("feedback", "200").inc()
+        return _json({"accepted": len(ids)})
+
+    def _parse_feedback(self, body: bytes) -> tuple[list[str], list[int]]:
+        try:
+            doc = orjson.loads(body or b"null")
+        except orjson.JSONDecodeError as err:
+            raise RequestInvalid([{"field": "(body)", "reason": f"not valid JSON: {err}"}]) from None
+        items = doc.get("labels") if isinstance(doc, dict) and "labels" in doc else [doc]
+        if not isinstance(items, list) or not items or len(items) > self.parser.max_batch_rows:
+            raise RequestInvalid([{"field": "labels", "reason": f"expected 1-{self.parser.max_batch_rows} "
+                                   "objects with 'prediction_id' and 'label'"}])  # fmt: skip
+        ids, labels, errors = [], [], []
+        negative, positive = self.labels
+        for i, item in enumerate(items):
+            where = f"labels[{i}]." if len(items) > 1 or "labels" in (doc or {}) else ""
+            if not isinstance(item, dict):
+                errors.append({"field": where.rstrip(".") or "(body)", "reason": "expected an object"})
+                continue
+            pid = item.get("prediction_id")
+            try:
+                partition_of(pid if isinstance(pid, str) else "")
+            except ValueError:
+                errors.append({"field": f"{where}prediction_id", "reason": f"not a prediction id: {pid!r}"})
+            label = item.get("label")
+            mapped = {0: 0, 1: 1, negative: 0, positive: 1}.get(label) if not isinstance(label, bool | float) else None
+            if mapped is None:
+                errors.append({"field": f"{where}label", "reason": f"expected 0, 1, {negative!r} or {positive!r}, "
+                               f"got {label!r}"})  # fmt: skip
+            ids.append(str(pid))
+            labels.append(mapped if mapped is not None else -1)
+        if errors:
+            raise RequestInvalid(errors)
+        return ids, labels
+
+    async def health(self, request: Request) -> Response:
+        """Live versions, registry and log state; 503 while no champion is loaded."""
+        status = self.live.status()
+        ok = "champion" in status["versions"]
+        return _json({"status": "ok" if ok else "no champion", "model": self.spec.registered_model_name,
+                      **status, "prediction_log": {"unwritten_rows": self.predictions.unwritten_rows,
+                                                   "written_rows": self.predictions.written_rows,
+                                                   "last_error": self.predictions.last_error},
+                      "uptime_s": round(time.time() - self.started, 1)}, 200 if ok else 503)  # fmt: skip
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        """Prometheus text exposition."""
+        self.metrics.log_rows.set(self.predictions.unwritten_rows)
+        self.metrics.log_failures.set(self.predictions.failed_flushes)
+        return Response(self.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+def build_app(service: InferenceService) -> Starlette:
+    """The ASGI app around a service; its lifespan loads the models and flushes the logs on shutdown."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        service.start()
+        try:
+            yield
+        finally:
+            service.stop()
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return _error(404, f"no such endpoint: {request.method} {request.url.path}")
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return _error(405, f"{request.method} is not allowed on {request.url.path}")
+
+    async def crashed(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s", request.url.path)
+        return _error(500, f"internal error: {type(exc).__name__}")
+
+    app = Starlette(
+        routes=[
+            Route("/predict", service.predict, methods=["POST"]),
+            Route("/explain", service.explain, methods=["POST"]),
+            Route("/feedback", service.feedback, methods=["POST"]),
+            Route("/health", service.health, methods=["GET"]),
+            Route("/metrics", service.metrics_endpoint, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+        exception_handlers={404: not_found, 405: not_allowed, 500: crashed},
+    )
+    app.state.service = service
+    return app
+
+
+def create_service(spec: ModelSpec, settings: Any, config: ServeConfig | None = None,
+                   keys_path: Path | None = None) -> InferenceService:  # fmt: skip
+    """The service for a spec with the platform's registry, object store and key file."""
+    from ativo.store.objects import open_store
+
+    config = config or ServeConfig()
+    live = LiveModels(spec, settings.mlflow_tracking_uri, refresh_s=config.refresh_s)
+    keys = ApiKeys(keys_path or settings.home / "serve" / "api_keys.json")
+    pepper = load_pepper(settings.home / "serve" / "subject_pepper")
+    return InferenceService(spec, live, keys, open_store(settings), pepper, config)
+
+
+def app_from_env() -> Starlette:
+    """The app as ``ativo serve`` starts it in each uvicorn worker (spec and options from ``ATIVO_SERVE_*``)."""
+    import json
+    import os
+
+    from ativo.config import load_settings
+    from ativo.spec import get_spec
+
+    settings = load_settings()
+    spec = get_spec(os.environ.get("ATIVO_SERVE_SPEC", "adult_income"), settings.specs_dir)
+    config = ServeConfig(**json.loads(os.environ.get("ATIVO_SERVE_CONFIG", "{}")))
+    keys = os.environ.get("ATIVO_SERVE_KEYS")
+    return build_app(create_service(spec, settings, config, Path(keys) if keys else None))

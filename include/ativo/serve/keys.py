@@ -1,0 +1,126 @@
+"""API keys of the inference API: stored as sha256 hashes with roles, never in clear.
+
+The key file (``<home>/serve/api_keys.json``, mode 0600) holds ``{"keys": [{"name", "sha256", "roles",
+"created"}]}``. A key is shown once, when it is created (``ativo api-key create NAME --role predict``). Roles:
+``predict`` (``/predict``, ``/explain``) and ``feedback`` (``/feedback``, delayed labels).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from ativo.errors import AtivoError
+
+ROLES = ("predict", "feedback")
+
+
+class KeyFileError(AtivoError):
+    """The key file cannot be read or a key request is invalid."""
+
+
+def _hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a valid key belongs to."""
+
+    name: str
+    roles: frozenset[str]
+
+
+class ApiKeys:
+    """The keys a server accepts (read once at start; restart or SIGHUP-free reload via :meth:`reload`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._by_hash: dict[str, Caller] = {}
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the key file again."""
+        by_hash = {}
+        for entry in read_keys(self.path):
+            by_hash[entry["sha256"]] = Caller(entry["name"], frozenset(entry["roles"]))
+        self._by_hash = by_hash
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def check(self, raw: str | None) -> Caller | None:
+        """The caller a presented key belongs to, or None (lookup by hash: timing reveals nothing of the key)."""
+        if not raw:
+            return None
+        return self._by_hash.get(_hash(raw))
+
+
+def read_keys(path: Path) -> list[dict]:
+    """The entries of a key file ([] when it does not exist).
+
+    Raises:
+        KeyFileError: unreadable or malformed, naming the field.
+    """
+    if not path.exists():
+        return []
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise KeyFileError(f"API key file {path}: cannot read it as JSON: {err}") from None
+    keys = doc.get("keys") if isinstance(doc, dict) else None
+    if not isinstance(keys, list):
+        raise KeyFileError(f"API key file {path}: field 'keys' must be a list")
+    for i, entry in enumerate(keys):
+        for field in ("name", "sha256", "roles"):
+            if field not in entry:
+                raise KeyFileError(f"API key file {path}: field 'keys[{i}].{field}' is missing")
+        unknown = set(entry["roles"]) - set(ROLES)
+        if unknown:
+            raise KeyFileError(f"API key file {path}: field 'keys[{i}].roles': unknown role(s) {sorted(unknown)}")
+    return keys
+
+
+def create_key(path: Path, name: str, roles: tuple[str, ...] = ("predict",)) -> str:
+    """Add a key for ``name`` with ``roles``; returns the key (the only time it is shown).
+
+    Raises:
+        KeyFileError: empty name, unknown role, or a key of that name exists already.
+    """
+    if not name.strip():
+        raise KeyFileError("api key: field 'name' may not be empty")
+    unknown = sorted(set(roles) - set(ROLES))
+    if unknown or not roles:
+        raise KeyFileError(f"api key: field 'roles': {unknown or 'none given'} (known roles: {', '.join(ROLES)})")
+    keys = read_keys(path)
+    if any(k["name"] == name for k in keys):
+        raise KeyFileError(f"api key: field 'name': a key named {name!r} exists already (revoke it first)")
+    raw = "ak_" + secrets.token_urlsafe(24)
+    keys.append({"name": name, "sha256": _hash(raw), "roles": sorted(set(roles)),
+                 "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})  # fmt: skip
+    _write(path, keys)
+    return raw
+
+
+def revoke_key(path: Path, name: str) -> bool:
+    """Remove the key called ``name``; returns whether one was there."""
+    keys = read_keys(path)
+    kept = [k for k in keys if k["name"] != name]
+    if len(kept) == len(keys):
+        return False
+    _write(path, kept)
+    return True
+
+
+def _write(path: Path, keys: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"keys": keys}, fh, indent=2)
+    os.replace(tmp, path)
