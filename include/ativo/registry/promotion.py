@@ -52,7 +52,7 @@ def record(spec: ModelSpec, settings: Any, action: str, version: str | None, rea
     rec = {"spec": spec.name, "model": spec.registered_model_name, "action": action, "version": version,
            "reason": reason, "actor": actor, "at": _now(), "aliases_before": before, "aliases_after": after,
            "figures": figures or {}}  # fmt: skip
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%f")  # keys sort in the order the moves happened
     key = f"deployments/{spec.name}/{stamp}-{action}-{uuid.uuid4().hex[:8]}.json"
     rec["uri"] = open_store(settings).put_bytes(key, json.dumps(rec, indent=2, default=str).encode())
     return rec

@@ -1,0 +1,273 @@
+"""The inference API in process: routing, validation, keys, explanations, the prediction log, promotion records.
+
+The app runs with its lifespan (Starlette's TestClient) against a real MLflow registry (SQLite, file artifacts)
+holding real XGBoost boosters trained on the UCI Adult reference data.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_canary_share_is_within_two_points_over_10000_keys_and_stable_per_key():
+    from ativo.serve.live import routes_to_canary
+
+    keys = [f"customer-{i}" for i in range(10_000)]
+    for percent in (1, 10, 25, 50):
+        share = 100 * sum(routes_to_canary(k, percent, "adult_income") for k in keys) / len(keys)
+        assert abs(share - percent) <= 2, (percent, share)
+    first = [routes_to_canary(k, 10, "adult_income") for k in keys]
+    assert first == [routes_to_canary(k, 10, "adult_income") for k in keys]  # stable per key
+    # Raising the percent only adds callers: nobody on the canary at 10 % leaves it at 25 %.
+    assert all(routes_to_canary(k, 25, "adult_income") for k, c in zip(keys, first, strict=True) if c)
+    assert not any(routes_to_canary(k, 0, "adult_income") for k in keys)
+
+
+@pytest.fixture(scope="module")
+def split(spec, reference_dir):
+    from ativo.data.features import to_features
+    from ativo.data.landing import reference_records
+    from ativo.train.trainer import split_frame
+
+    raw = reference_records(spec, reference_dir)
+    raw[spec.data_schema.event_time] = "2026-01-01"
+    return split_frame(to_features(raw, spec), spec)
+
+
+@pytest.fixture(scope="module")
+def boosters(spec, split):
+    from ativo.train.trainer import fit
+
+    quick = spec.model_copy(update={"model": spec.model.model_copy(update={"num_boost_round": 60})})
+    return [fit(quick, split, overrides={"seed": s}, threads=2).booster for s in (1, 2)]
+
+
+@pytest.fixture
+def platform(settings, spec, boosters, tmp_path):
+    """A registry with two versions, the first one champion, and an API key for each role."""
+    from ativo.harness import register_booster
+    from ativo.registry.promotion import promote
+    from ativo.serve.keys import create_key
+
+    versions = [register_booster(settings.mlflow_tracking_uri, spec.name, b, artifact_root=tmp_path / "art")
+                for b in boosters]  # fmt: skip
+    promote(spec, settings, versions[0], reason="test")
+    keys = settings.home / "serve" / "api_keys.json"
+    return {
+        "versions": versions,
+        "predict": create_key(keys, "app", ("predict",)),
+        "feedback": create_key(keys, "labeller", ("feedback",)),
+    }
+
+
+@pytest.fixture
+def client(settings, spec, platform):
+    from starlette.testclient import TestClient
+
+    from ativo.serve.app import ServeConfig, build_app, create_service
+
+    service = create_service(spec, settings, ServeConfig(refresh_s=0.2, flush_s=60))
+    with TestClient(build_app(service)) as c:
+        c.headers["Authorization"] = f"Bearer {platform['predict']}"
+        c.service = service
+        yield c
+
+
+def rows(spec, split, n=20):
+    from ativo.evaluate.suite import request_rows
+
+    return request_rows(spec, split.test, n)
+
+
+def test_predict_answers_one_row_and_a_batch_with_the_champion_and_scores_like_training(client, spec, split,
+                                                                                        boosters, platform):  # fmt: skip
+    import xgboost as xgb
+
+    from ativo.train.trainer import design_matrix
+
+    batch = rows(spec, split)
+    one = client.post("/predict", json={"features": batch[0], "subject_id": "c-1"})
+    assert one.status_code == 200, one.text
+    body = one.json()
+    assert body["version"] == platform["versions"][0] and body["route"] == "champion"
+    assert body["decision"] == int(body["score"] >= 0.5) and body["label"] in ("<=50K", ">50K")
+    many = client.post("/predict", json={"rows": [{"features": r} for r in batch]}).json()["predictions"]
+    assert len(many) == len(batch) and len({p["prediction_id"] for p in many}) == len(batch)
+    expected = boosters[0].predict(xgb.DMatrix(design_matrix(split.test.head(len(batch)), spec),
+                                               enable_categorical=True))  # fmt: skip
+    np.testing.assert_allclose([p["score"] for p in many], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "words"),
+    [
+        ({"features": {"age": 30}}, "features.education", "required"),
+        (lambda r: {"features": {**r, "age": "thirty"}}, "features.age", "expected a number, got string"),
+        (lambda r: {"features": {**r, "age": 39.5}}, "features.age", "expected an integer"),
+        (lambda r: {"features": {**r, "age": 250}}, "features.age", "above the maximum 90"),
+        (lambda r: {"features": {**r, "capital_loss": -1}}, "features.capital_loss", "below the minimum 0"),
+        (lambda r: {"features": {**r, "sex": "Robot"}}, "features.sex", "unknown category 'Robot'"),
+        (lambda r: {"features": {**r, "sex": None}}, "features.sex", "may not be null"),
+        (lambda r: {"features": {**r, "salary": 1}}, "features.salary", "not a feature of adult_income"),
+        (lambda r: {"features": r, "colour": "red"}, "colour", "unknown field"),
+        (lambda r: {"rows": [{"features": r}] * 1001}, "rows", "more than the 1000 a batch may hold"),
+        (lambda r: {"rows": [{"features": r}, {"features": {**r, "age": 5}}]}, "rows[1].features.age", "below"),
+        ({"rows": []}, "rows", "the batch is empty"),
+        ([1, 2], "(body)", "expected a JSON object"),
+    ],
+)
+def test_bad_payloads_get_422_naming_the_field_and_the_reason(client, spec, split, payload, field, words):
+    body = payload(rows(spec, split, 1)[0]) if callable(payload) else payload
+    resp = client.post("/predict", json=body)
+    assert resp.status_code == 422, resp.text
+    errors = resp.json()["errors"]
+    assert any(e["field"] == field and words in e["reason"] for e in errors), errors
+
+
+def test_malformed_json_and_an_empty_body_get_422(client):
+    for raw in (b'{"features": {"age": 3', b"", b"\xff\xfe"):
+        resp = client.post("/predict", content=raw, headers={"Content-Type": "application/json"})
+        assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == "(body)", resp.text
+
+
+def test_every_problem_of_a_row_is_reported_at_once(client, spec, split):
+    bad = {**rows(spec, split, 1)[0], "age": 5, "sex": "X", "hours_per_week": "many"}
+    bad.pop("race")
+    fields = {e["field"] for e in client.post("/predict", json={"features": bad}).json()["errors"]}
+    assert fields == {"features.age", "features.sex", "features.hours_per_week", "features.race"}
+
+
+def test_keys_401_without_or_with_an_unknown_key_and_403_without_the_role(client, spec, split, platform):
+    row = {"features": rows(spec, split, 1)[0]}
+    assert client.post("/predict", json=row, headers={"Authorization": ""}).status_code == 401
+    assert client.post("/predict", json=row, headers={"Authorization": "Bearer ak_wrong"}).status_code == 401
+    resp = client.post("/predict", json=row, headers={"Authorization": f"Bearer {platform['feedback']}"})
+    assert resp.status_code == 403 and "lacks the role 'predict'" in resp.json()["detail"]
+    assert client.post("/predict", json=row, headers={"Authorization": "", "X-API-Key": platform["predict"]}).is_success
+    assert client.get("/health").status_code == 200  # health and metrics need no key
+
+
+def test_explain_returns_contributions_that_sum_to_the_margin(client, spec, split):
+    body = client.post("/explain", json={"features": rows(spec, split, 1)[0]}).json()
+    ex = body["explanation"]
+    total = ex["base_value"] + sum(c["contribution"] for c in ex["contributions"])
+    assert abs(total - ex["margin"]) < 1e-4
+    assert abs(1 / (1 + np.exp(-ex["margin"])) - body["score"]) < 1e-5
+    assert len(ex["contributions"]) == len(spec.data_schema.features)
+
+
+def test_canary_takes_its_share_of_callers_and_a_failing_canary_falls_back_to_the_champion(
+    client, settings, spec, split, platform, tmp_path
+):
+    import time
+
+    import xgboost as xgb
+
+    from ativo.harness import register_booster
+    from ativo.registry.promotion import start_trial
+
+    v1, v2 = platform["versions"]
+    start_trial(spec, settings, v2, percent=30)
+    deadline = time.monotonic() + 10
+    while client.service.live.routing.versions().get("canary") != v2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    sample = rows(spec, split, 1)[0]
+    got = client.post("/predict", json={"rows": [{"features": sample, "key": f"k{i}"} for i in range(1000)]})
+    routes = [p["route"] for p in got.json()["predictions"]]
+    assert 250 <= routes.count("canary") <= 350, routes.count("canary")
+    assert {p["version"] for p in got.json()["predictions"] if p["route"] == "canary"} == {v2}
+    # A canary that cannot score (trained on another schema): callers still get the champion's answer.
+    broken = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(np.random.rand(50, 3), label=[0, 1] * 25), 3)
+    v3 = register_booster(settings.mlflow_tracking_uri, spec.name, broken, artifact_root=tmp_path / "art")
+    start_trial(spec, settings, v3, percent=30)
+    while client.service.live.routing.versions().get("canary") != v3 and time.monotonic() < deadline + 10:
+        time.sleep(0.1)
+    got = client.post("/predict", json={"rows": [{"features": sample, "key": f"k{i}"} for i in range(200)]})
+    assert got.status_code == 200
+    answers = got.json()["predictions"]
+    assert {p["version"] for p in answers} == {v1} and sum(p.get("fallback", False) for p in answers) > 30
+    metrics = client.get("/metrics").text
+    assert f'ativo_prediction_errors_total{{model="adult_income",route="canary",version="{v3}"}}' in metrics
+
+
+def test_prediction_log_holds_each_decision_with_a_pseudonymised_subject(client, settings, spec, split):
+    from ativo.serve.predlog import read_log
+    from ativo.store.objects import open_store
+
+    batch = rows(spec, split, 5)
+    answers = client.post("/predict", json={"rows": [{"features": r, "subject_id": f"cust-{i}"}
+                                                     for i, r in enumerate(batch)]}).json()["predictions"]  # fmt: skip
+    client.service.predictions.flush()
+    log = read_log(open_store(settings), "predictions", spec.name)
+    assert sorted(log["prediction_id"]) == sorted(a["prediction_id"] for a in answers)
+    row = log.set_index("prediction_id").loc[answers[0]["prediction_id"]]
+    assert row["f_age"] == batch[0]["age"] and row["f_workclass"] == batch[0]["workclass"]
+    assert row["score"] == pytest.approx(answers[0]["score"], abs=1e-6) and row["version"] == answers[0]["version"]
+    assert "cust-0" not in row["subject"] and len(row["subject"]) == 32  # keyed hash, never the id
+    top = json.loads(row["top_contributions"])
+    assert len(top) == 3 and {t["feature"] for t in top} <= set(spec.data_schema.feature_names)
+    blob = b"".join(open_store(settings).get_bytes(k) for k in open_store(settings).list("predictions"))
+    assert b"cust-0" not in blob
+
+
+def test_a_store_outage_keeps_the_log_rows_and_writes_them_when_it_is_back(client, settings, spec, split):
+    from ativo.serve.predlog import read_log
+    from ativo.store.objects import open_store
+
+    log = client.service.predictions
+    real = log.store.put_bytes
+    calls = {"n": 0}
+
+    def down(key, data):
+        calls["n"] += 1
+        raise OSError("store unreachable")
+
+    log.store.put_bytes = down
+    try:
+        client.post("/predict", json={"features": rows(spec, split, 1)[0]})
+        assert log.flush() == 0 and calls["n"] == 1 and log.unwritten_rows == 1
+    finally:
+        log.store.put_bytes = real
+    assert log.flush() == 1
+    assert len(read_log(open_store(settings), "predictions", spec.name)) == 1
+
+
+def test_feedback_takes_labels_and_refuses_bad_ones(client, settings, spec, split, platform):
+    from ativo.serve.predlog import read_log
+    from ativo.store.objects import open_store
+
+    pid = client.post("/predict", json={"features": rows(spec, split, 1)[0]}).json()["prediction_id"]
+    hdr = {"Authorization": f"Bearer {platform['feedback']}"}
+    assert client.post("/feedback", json={"prediction_id": pid, "label": ">50K"}, headers=hdr).status_code == 200
+    bad = client.post("/feedback", json={"labels": [{"prediction_id": "x", "label": 7}]}, headers=hdr)
+    assert bad.status_code == 422 and {e["field"] for e in bad.json()["errors"]} == {"labels[0].prediction_id",
+                                                                                     "labels[0].label"}  # fmt: skip
+    assert client.post("/feedback", json={"prediction_id": pid, "label": 1}).status_code == 403
+    client.service.feedback_log.flush()
+    labels = read_log(open_store(settings), "labels", spec.name)
+    assert labels["prediction_id"].tolist() == [pid] and labels["label"].tolist() == [1]
+
+
+def test_promote_and_rollback_move_aliases_and_record_why(settings, spec, platform):
+    from ativo.registry.promotion import DeployError, aliases, history, promote, rollback, start_trial
+
+    v1, v2 = platform["versions"]
+    start_trial(spec, settings, v2)
+    rollback(spec, settings, reason="looked wrong")
+    assert aliases(spec, settings) == {"champion": v1}
+    promote(spec, settings, v2, reason="blue/green switch")
+    assert aliases(spec, settings) == {"champion": v2, "previous": v1}
+    rollback(spec, settings, reason="instant rollback")
+    assert aliases(spec, settings) == {"champion": v1}
+    with pytest.raises(DeployError, match="nothing to roll back"):
+        rollback(spec, settings, reason="again")
+    actions = [(r["action"], r["version"], r["reason"]) for r in history(spec, settings)]
+    assert actions[-4:] == [("start_canary", v2, "canary on 10 % of callers"), ("rollback", v2, "looked wrong"),
+                            ("promote", v2, "blue/green switch"), ("rollback", v2, "instant rollback")]  # fmt: skip
+    with pytest.raises(DeployError, match="has no version '99'"):
+        promote(spec, settings, "99", reason="typo")
