@@ -84,8 +84,9 @@ def rows(spec, split, n=20):
     return request_rows(spec, split.test, n)
 
 
-def test_predict_answers_one_row_and_a_batch_with_the_champion_and_scores_like_training(client, spec, split,
-                                                                                        boosters, platform):  # fmt: skip
+def test_predict_answers_one_row_and_a_batch_with_the_champion_and_scores_like_training(
+    client, spec, split, boosters, platform
+):
     import xgboost as xgb
 
     from ativo.train.trainer import design_matrix
