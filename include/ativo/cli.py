@@ -87,12 +87,15 @@ def _cmd_up(args: argparse.Namespace) -> int:
         def prepare() -> None:
             platform.prepare_lifecycle(settings, args.spec, args.days, args.quarantine_day)
 
-    api = platform.start_services(settings, before_airflow=prepare)
+    api = platform.start_services(settings, before_airflow=prepare, spec_name=args.spec)
+    sample = None
     if prepare is not None:
         platform.watch_lifecycle(settings, api, args.spec, args.days)
+    if not args.no_lifecycle:
+        sample = platform.serve_sample(settings, args.spec)
     lifecycle_settings = load_settings({**platform.platform_env(settings)})
     text = render(collect(get_spec(args.spec, settings.specs_dir), lifecycle_settings))
-    print(platform.banner(settings, text), flush=True)
+    print(platform.banner(settings, text, sample), flush=True)
     return 0
 
 

@@ -34,13 +34,14 @@ def isolated_platform(home: Path) -> Iterator[Settings]:
     """Point Ativo at ``home`` on free ports; yields its settings and stops whatever was started there on exit."""
     from ativo import platform
 
-    keys = ("ATIVO_HOME", "ATIVO_AIRFLOW_PORT", "ATIVO_MLFLOW_PORT", "ATIVO_ALERT_PORT", "ATIVO_MLFLOW_TRACKING_URI",
-            "ATIVO_DB_URL", "ATIVO_STORE_URI", "ATIVO_REGISTRY_PATH", "ATIVO_DVC_REMOTE")  # fmt: skip
+    keys = ("ATIVO_HOME", "ATIVO_AIRFLOW_PORT", "ATIVO_MLFLOW_PORT", "ATIVO_ALERT_PORT", "ATIVO_SERVE_PORT",
+            "ATIVO_MLFLOW_TRACKING_URI", "ATIVO_DB_URL", "ATIVO_STORE_URI", "ATIVO_REGISTRY_PATH", "ATIVO_DVC_REMOTE",
+            "ATIVO_SERVE_URLS")  # fmt: skip
     saved = {k: os.environ.get(k) for k in keys}
-    for k in keys[4:]:
-        os.environ.pop(k, None)  # derived from ATIVO_HOME
+    for k in keys[5:]:
+        os.environ.pop(k, None)  # derived from ATIVO_HOME and the ports
     os.environ.update(ATIVO_HOME=str(home), ATIVO_AIRFLOW_PORT=str(free_port()), ATIVO_MLFLOW_PORT=str(free_port()),
-                      ATIVO_ALERT_PORT=str(free_port()))  # fmt: skip
+                      ATIVO_ALERT_PORT=str(free_port()), ATIVO_SERVE_PORT=str(free_port()))  # fmt: skip
     settings = load_settings()
     try:
         yield settings

@@ -1,4 +1,4 @@
-"""The embedded platform behind `make run` / `make stop`: Airflow standalone, an MLflow server, an alert sink.
+"""The embedded platform behind `make run` / `make stop`: Airflow, MLflow, the inference API, an alert sink.
 
 Processes are started in their own session with a PID file under ``var/run``; `down` ends exactly those.
 """
@@ -21,12 +21,12 @@ from typing import Any
 
 from ativo.config import PROJECT_ROOT, Settings
 
-SERVICES = ("alert-sink", "mlflow", "airflow")
+SERVICES = ("alert-sink", "mlflow", "serve", "airflow")
 
 
 def port(service: str) -> int:
-    """Loopback port of an embedded service (``ATIVO_AIRFLOW_PORT``, ``ATIVO_MLFLOW_PORT``, ``ATIVO_ALERT_PORT``)."""
-    defaults = {"airflow": "8080", "mlflow": "5000", "alert": "8099"}
+    """Loopback port of an embedded service (``ATIVO_<SERVICE>_PORT``: airflow, mlflow, serve, alert)."""
+    defaults = {"airflow": "8080", "mlflow": "5000", "serve": "8000", "alert": "8099"}
     return int(os.environ.get(f"ATIVO_{service.upper()}_PORT", defaults[service]))
 
 
@@ -99,6 +99,7 @@ def platform_env(settings: Settings) -> dict[str, str]:
             "ATIVO_DVC_REMOTE": settings.dvc_remote,
             "ATIVO_SPECS_DIR": str(settings.specs_dir),
             "ATIVO_REFERENCE_DIR": str(settings.reference_dir),
+            "ATIVO_SERVE_URLS": url("serve"),
             # The server's job runner (eight huey consumers, ~2 GB) serves GenAI features Ativo does not use.
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             "MLFLOW_TRACKING_URI": url("mlflow"),
@@ -227,13 +228,35 @@ def start_mlflow(settings: Settings, wait: bool = True) -> str:
     return url("mlflow")
 
 
-def start_services(settings: Settings, before_airflow: Any = None) -> AirflowAPI:
-    """Migrate Airflow's DB, create pools, start the alert sink, MLflow and Airflow standalone; wait until healthy.
+def demo_key(settings: Settings) -> str:
+    """The API key `make run` prints (role predict and feedback), created once and kept in var/serve/demo_key."""
+    from ativo.serve.keys import create_key
+
+    path = settings.home / "serve" / "demo_key"
+    if path.exists():
+        return path.read_text().strip()
+    key = create_key(settings.home / "serve" / "api_keys.json", f"demo-{secrets.token_hex(3)}", ("predict", "feedback"))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
+
+
+def start_serve(settings: Settings, spec_name: str) -> None:
+    """Start the inference API for a spec on its loopback port (it follows the registry aliases by itself)."""
+    demo_key(settings)
+    _start(settings, "serve", [_bin("ativo"), "serve", "--spec", spec_name, "--port", str(port("serve"))],
+           platform_env(settings))  # fmt: skip
+
+
+def start_services(settings: Settings, before_airflow: Any = None, spec_name: str = "adult_income") -> AirflowAPI:
+    """Migrate Airflow's DB, create pools, start the alert sink, MLflow, the inference API and Airflow; wait for them.
 
     Args:
         settings: where things are.
         before_airflow: called after the migration and before Airflow's processes start, when nothing else
             writes to its SQLite DB (Airflow refuses backfill creation under concurrent access, airflow#66726).
+        spec_name: the model the inference API serves.
     """
     env = platform_env(settings)
     settings.airflow_home.mkdir(parents=True, exist_ok=True)
@@ -245,6 +268,7 @@ def start_services(settings: Settings, before_airflow: Any = None) -> AirflowAPI
         env,
     )
     start_mlflow(settings, wait=False)
+    start_serve(settings, spec_name)
     if _pid(settings, "airflow") is None:
         say("migrating the Airflow metadata DB (SQLite) and creating pools")
         airflow_cli(settings, "db", "migrate")
@@ -255,6 +279,7 @@ def start_services(settings: Settings, before_airflow: Any = None) -> AirflowAPI
     say("waiting for MLflow and Airflow to answer (about a minute on 2 cores)")
     _wait_http(f"{url('mlflow')}/health", "MLflow", 180, (settings, "mlflow"))
     _wait_http(f"{url('airflow')}/api/v2/monitor/health", "Airflow api-server", 300, (settings, "airflow"))
+    _wait_http(f"{url('serve')}/metrics", "the inference API", 120, (settings, "serve"))
     return AirflowAPI(url("airflow"), password)
 
 
@@ -345,7 +370,7 @@ def prepare_lifecycle(settings: Settings, spec_name: str, days: int, quarantine_
     say("parsing the DAGs and queueing the backfill (airflow dags reserialize / backfill create)")
     airflow_cli(settings, "dags", "reserialize")
     etl = f"{spec.name}__etl"
-    airflow_cli(settings, "dags", "unpause", "--treat-dag-id-as-regex", "-y", f"^{spec.name}__(etl|train)$")
+    airflow_cli(settings, "dags", "unpause", "--treat-dag-id-as-regex", "-y", f"^{spec.name}__(etl|train|deploy)$")
     airflow_cli(
         settings, "backfill", "create", "--dag-id", etl, "--from-date", str(start),
         "--to-date", str(end), "--max-active-runs", str(spec.schedule.max_active_runs),
@@ -422,20 +447,98 @@ def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: i
     _wait_for(trained_on_latest, f"a model version trained on {latest} and judged by its gates", 1200, every=10)
 
 
-def banner(settings: Settings, summary_text: str) -> str:
+def sample_row(settings: Settings, spec_name: str) -> dict[str, Any]:
+    """One real row of the reference data as a /predict body (a person the model has not necessarily seen)."""
+    import math
+
+    from ativo.data.landing import reference_records
+    from ativo.spec import get_spec
+
+    spec = get_spec(spec_name, settings.specs_dir)
+    raw = reference_records(spec, settings.reference_dir).iloc[-7]
+    features = {}
+    for f in spec.data_schema.features:
+        v = raw[f.name]
+        v = v.item() if hasattr(v, "item") else v
+        features[f.name] = None if v is None or (isinstance(v, float) and math.isnan(v)) else (
+            int(v) if f.type == "int" else v)  # fmt: skip
+    return {"features": features, "subject_id": str(raw[spec.data_schema.subject])}
+
+
+def serve_sample(settings: Settings, spec_name: str, wait_s: float = 600) -> dict[str, Any] | None:
+    """Wait for a champion on the inference API, then ask it for a decision with its explanation and trace it back.
+
+    Returns None (saying why) when no version passed its gates, so nothing can be deployed.
+    """
+    from ativo.config import load_settings
+    from ativo.registry.deploy import server_versions
+    from ativo.registry.lineage import render, trace
+    from ativo.spec import get_spec
+    from ativo.summary import registered_models
+
+    live = load_settings(platform_env(settings))
+    spec = get_spec(spec_name, live.specs_dir)
+    if not any(m["gates"] == "passed" for m in registered_models(spec, live)):
+        say("no model version passed its gates, so the deploy DAG has nothing to serve (see the model cards)")
+        return None
+    deploy = f"{url('airflow')}/dags/{spec_name}__deploy"
+    say(f"waiting for the deploy DAG to put a champion on the inference API ({deploy})")
+    _wait_for(lambda: (server_versions([url("serve")])[0] or {}).get("champion"), "a champion on the inference API",
+              wait_s, every=5)  # fmt: skip
+    body = sample_row(live, spec_name)
+    req = urllib.request.Request(f"{url('serve')}/explain", data=json.dumps(body).encode(), method="POST",
+                                 headers={"Authorization": f"Bearer {demo_key(settings)}",
+                                          "Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        answer = json.loads(resp.read())
+    chain = None
+    deadline = time.monotonic() + 30
+    while chain is None and time.monotonic() < deadline:  # the API writes its log every 2 s
+        try:
+            chain = render(trace(live, answer["prediction_id"], spec_name))
+        except Exception:
+            time.sleep(1)
+    return {"request": body, "answer": answer, "lineage": chain}
+
+
+def _sample_text(sample: dict[str, Any] | None, key: str) -> str:
+    if sample is None:
+        return "   (no champion serving: no model version passed its gates)"
+    a = sample["answer"]
+    top = ", ".join(f"{c['feature']} {c['contribution']:+.2f}" for c in a["explanation"]["contributions"][:4])
+    lines = [
+        f"   POST {url('serve')}/explain  (subject {sample['request']['subject_id']}):",
+        f"     {a['label']} (score {a['score']:.3f}, threshold {a['threshold']}) from version {a['version']} "
+        f"({a['route']}), prediction {a['prediction_id']}",
+        f"     why (log-odds): {top}, …",
+        f"   try it: curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\",
+        f"             -d '{json.dumps({'features': sample['request']['features']})[:60]}…' {url('serve')}/predict",
+    ]
+    if sample.get("lineage"):
+        lines.append(f"   .venv/bin/ativo lineage {a['prediction_id']}:")
+        lines += ["     " + line for line in sample["lineage"].splitlines()]
+    return "\n".join(lines)
+
+
+def banner(settings: Settings, summary_text: str, sample: dict[str, Any] | None = None) -> str:
     """Where to look, printed at the end of `make run`."""
     pw = admin_password(settings)
+    key = demo_key(settings)
     return f"""
 ================================================================================
  Ativo is running
    Airflow UI     {url("airflow")}      login: admin / {pw}
    MLflow UI      {url("mlflow")}      (experiments ativo/<spec>, registered models)
+   Inference API  {url("serve")}      API key: {key}
+                  (/predict /explain /feedback need it; /health /metrics do not)
    On-call pages  {settings.home / "logs" / "alerts.jsonl"}
    Object store   {settings.store_uri}
    Data registry  {settings.registry_path}   (git tags <spec>-vNNNN, DVC remote {settings.dvc_remote})
    Logs           {settings.home / "logs"}
  Results
 {summary_text}
+ Serving
+{_sample_text(sample, key)}
  Stop everything with `make stop`.
 ================================================================================"""
 

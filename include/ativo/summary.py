@@ -67,7 +67,9 @@ def registered_models(spec: ModelSpec, settings: Settings) -> list[dict[str, Any
     except Exception:  # registry empty or unreachable: report, do not crash the summary
         return []
     try:
-        aliases = {str(v): a for a, v in client.get_registered_model(spec.registered_model_name).aliases.items()}
+        aliases: dict[str, list[str]] = {}
+        for a, v in sorted(client.get_registered_model(spec.registered_model_name).aliases.items()):
+            aliases.setdefault(str(v), []).append(a)
     except Exception:
         aliases = {}
     out = []
@@ -86,7 +88,7 @@ def registered_models(spec: ModelSpec, settings: Settings) -> list[dict[str, Any
                 "gates": mv.tags.get("ativo.gates"),  # passed | rejected | None (not judged yet)
                 "rejected_gates": mv.tags.get("ativo.rejected_gates"),
                 "model_card_uri": mv.tags.get("ativo.model_card_uri"),
-                "alias": aliases.get(str(mv.version)),
+                "alias": ", ".join(aliases.get(str(mv.version), [])) or None,
             }
         )
     return out
@@ -116,7 +118,7 @@ def render(summary: dict[str, Any]) -> str:
             f"  model {m['name']} v{m['version']}: dataset {m['dataset_version']}, commit {commit}{auc}{trial}"
         )
         if m.get("gates") == "passed":
-            lines.append(f"    gates: all passed{' — alias ' + m['alias'] if m.get('alias') else ''}; "
+            lines.append(f"    gates: all passed{' — aliases ' + m['alias'] if m.get('alias') else ''}; "
                          f"model card {m['model_card_uri']}")  # fmt: skip
         elif m.get("gates") == "rejected":
             lines.append(f"    gates: rejected by {m['rejected_gates']}; model card {m['model_card_uri']}")

@@ -24,7 +24,7 @@ def dagbag(airflow_db):
 
 def test_no_import_errors_and_every_spec_has_its_dags(dagbag):
     assert dagbag.import_errors == {}
-    assert {"adult_income__etl", "adult_income__train"} <= set(dagbag.dag_ids)
+    assert {"adult_income__etl", "adult_income__train", "adult_income__deploy"} <= set(dagbag.dag_ids)
 
 
 def test_every_dag_has_owner_retries_tags_docs_and_an_oncall_notifier(dagbag):
@@ -62,6 +62,22 @@ def test_training_is_a_mapped_search_on_the_spec_pool_and_priority(dagbag):
     assert trial.downstream_task_ids == {"register_best"}
     assert dag.task_dict["register_best"].trigger_rule == "all_done"  # registers the best of whatever completed
     assert {"dataset_version", "n_trials"} <= set(dag.params)
+
+
+def test_deploy_runs_on_the_challenger_asset_and_watches_without_holding_a_slot(dagbag):
+    dag = dagbag.dags["adult_income__deploy"]
+    assert [a.uri for a in dag.timetable.asset_condition.objects] == ["x-ativo://models/adult_income/challenger"]
+    train = dagbag.dags["adult_income__train"]
+    assert [o.uri for o in train.task_dict["announce_challenger"].outlets] == [
+        "x-ativo://models/adult_income/challenger"
+    ]
+    assert dag.task_dict["infra_check"].downstream_task_ids == {"start"}
+    assert dag.task_dict["start"].downstream_task_ids == {"watch"}
+    watch = dag.task_dict["watch"]
+    assert watch.mode == "reschedule" and watch.poke_interval == 30  # the spec's watch_interval_seconds
+    assert watch.timeout >= 30 * 60  # the canary window, and more
+    assert dag.task_dict["conclude"].trigger_rule == "all_done"  # rolls back whatever happened upstream
+    assert dag.max_active_runs == 1 and "version" in dag.params
 
 
 def test_pools_named_by_specs_are_created_by_setup(dagbag):

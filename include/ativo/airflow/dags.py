@@ -300,7 +300,7 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
                 raise AirflowFailException(f"version {version} failed the infra check: {result.reason}")
             return {"version": str(version), "infra": result.metrics}
 
-        @task(retries=0)
+        @task(retries=1)
         def start(checked: dict[str, Any]) -> dict[str, Any]:
             """Put the version on trial (canary or shadow), or make it champion when there is none."""
             from ativo.registry.deploy import begin

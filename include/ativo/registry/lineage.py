@@ -105,7 +105,7 @@ def trace(settings: Any, prediction_id: str, spec_name: str | None = None) -> di
             "description": mv.description,
         },  # fmt: skip
     }
-    run_id = tags.get("ativo.mlflow_run_id") or mv.run_id
+    run_id = str(tags.get("ativo.mlflow_run_id") or mv.run_id)
     try:
         run = client.get_run(run_id)
         out["run"] = {"run_id": run_id, "experiment_id": run.info.experiment_id, "status": run.info.status,
@@ -115,7 +115,7 @@ def trace(settings: Any, prediction_id: str, spec_name: str | None = None) -> di
                                   if k.startswith("ativo.airflow.")}}  # fmt: skip
     except MlflowException as err:
         out["run"] = {"run_id": run_id, "error": str(err)}
-    dataset = {
+    dataset: dict[str, Any] = {
         "tag": tags.get("ativo.dataset_version"),
         "data_registry_commit": tags.get("ativo.dataset_rev"),
         "manifest_sha256": tags.get("ativo.dataset_manifest"),

@@ -359,8 +359,9 @@ def read_log(store: ObjectStore, kind: str, spec_name: str, days: list[str] | No
     import pandas as pd
     import pyarrow.parquet as pq
 
-    keys = []
-    for day in days or [None]:
+    keys: list[str] = []
+    wanted: list[str | None] = list(days) if days else [None]
+    for day in wanted:
         prefix = f"{kind}/{spec_name}" + (f"/date={day}" if day else "")
         keys.extend(k for k in store.list(prefix) if k.endswith(".parquet"))
     if not keys:
