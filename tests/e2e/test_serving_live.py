@@ -176,7 +176,7 @@ def test_every_answered_request_has_exactly_one_log_row_across_a_restart_under_l
 
 
 def _trial(settings, spec, split, server, version, **deploy):
-    """Run begin → (traffic + check until decided) → conclude, as the deploy DAG does; returns (verdict, record, load)."""
+    """begin → traffic and check until decided → conclude, as the deploy DAG does: (verdict, record, load)."""
     from ativo.registry.deploy import begin, check, conclude
 
     spec = spec.model_copy(update={"deploy": spec.deploy.model_copy(update={
