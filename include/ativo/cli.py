@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -178,8 +179,6 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    import os
-
     import uvicorn
 
     from ativo.serve.keys import read_keys
@@ -192,7 +191,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"warning: no API keys in {keys}: every /predict call will get 401 "
               "(create one with `ativo api-key create NAME`)", file=sys.stderr)  # fmt: skip
     os.environ["ATIVO_SERVE_SPEC"] = args.spec
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ["ATIVO_SERVE_KEYS"] = str(keys)
     os.environ["ATIVO_SERVE_CONFIG"] = json.dumps({"refresh_s": args.refresh_s, "flush_s": args.flush_s,
                                                    "contributions": args.contributions})  # fmt: skip
@@ -272,6 +270,22 @@ def _cmd_deployments(args: argparse.Namespace) -> int:
     print(f"aliases of {spec.registered_model_name}: {aliases(spec, settings) or 'none'}")
     for r in records:
         print(f"{r['at']}  {r['action']:14s} v{r.get('version')}  by {r['actor']}: {r['reason']}")
+    return 0
+
+
+def _cmd_traffic(args: argparse.Namespace) -> int:
+    from ativo.serve.traffic import replay
+    from ativo.spec import get_spec
+
+    settings = load_settings()
+    spec = get_spec(args.spec, settings.specs_dir)
+    key = args.key or os.environ.get("ATIVO_API_KEY")
+    if not key:
+        print("error: give an API key with roles predict and feedback (--key or ATIVO_API_KEY)", file=sys.stderr)
+        return 2
+    url = (args.url or settings.serve_urls[0]).rstrip("/")
+    out = replay(url, key, spec, settings.reference_dir, args.rows, labels=not args.no_labels, seed=args.seed)
+    print(f"{out['rows']} rows answered by {out['routes']}; {out['labels']} labels sent to /feedback")
     return 0
 
 
@@ -393,6 +407,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_deployments)
 
+    s = sub.add_parser("traffic", help="send reference rows to the inference API, and their labels to /feedback")
+    s.add_argument("--spec", default="adult_income")
+    s.add_argument("--rows", type=int, default=3000)
+    s.add_argument("--url", help="the API (default: the first of ATIVO_SERVE_URLS)")
+    s.add_argument("--key", help="API key with roles predict and feedback (default: $ATIVO_API_KEY)")
+    s.add_argument("--no-labels", action="store_true")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_cmd_traffic)
+
     s = sub.add_parser("lineage", help="prediction → model version → run → dataset version → commit → gates")
     s.add_argument("prediction_id")
     s.add_argument("--spec", help="only look in this spec's prediction log")
@@ -407,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ativo` command."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -491,6 +491,11 @@ def serve_sample(settings: Settings, spec_name: str, wait_s: float = 600) -> dic
                                           "Content-Type": "application/json"})  # fmt: skip
     with urllib.request.urlopen(req, timeout=30) as resp:
         answer = json.loads(resp.read())
+    from ativo.registry.promotion import aliases
+    from ativo.serve.traffic import replay
+
+    traffic = replay(url("serve"), demo_key(settings), spec, live.reference_dir, 3000)
+    say(f"replayed {traffic['rows']} reference rows through the API with their labels: {traffic['routes']}")
     chain = None
     deadline = time.monotonic() + 30
     while chain is None and time.monotonic() < deadline:  # the API writes its log every 2 s
@@ -498,7 +503,8 @@ def serve_sample(settings: Settings, spec_name: str, wait_s: float = 600) -> dic
             chain = render(trace(live, answer["prediction_id"], spec_name))
         except Exception:
             time.sleep(1)
-    return {"request": body, "answer": answer, "lineage": chain}
+    return {"request": body, "answer": answer, "lineage": chain, "traffic": traffic, "aliases": aliases(spec, live),
+            "window_minutes": spec.deploy.canary_window_minutes}  # fmt: skip
 
 
 def _sample_text(sample: dict[str, Any] | None, key: str) -> str:
@@ -514,6 +520,13 @@ def _sample_text(sample: dict[str, Any] | None, key: str) -> str:
         f"   try it: curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\",
         f"             -d '{json.dumps({'features': sample['request']['features']})[:60]}…' {url('serve')}/predict",
     ]
+    al = sample.get("aliases") or {}
+    live = ", ".join(f"{k} v{v}" for k, v in sorted(al.items()) if k != "challenger")
+    lines.append(f"   live versions: {live}; traffic replayed with labels: {sample['traffic']['routes']}")
+    if "canary" in al or "shadow" in al:
+        lines.append(f"   the deploy DAG watches v{al.get('canary') or al.get('shadow')} for "
+                     f"{sample['window_minutes']:g} min on live figures, then promotes it or rolls it back "
+                     "(.venv/bin/ativo deployments)")  # fmt: skip
     if sample.get("lineage"):
         lines.append(f"   .venv/bin/ativo lineage {a['prediction_id']}:")
         lines += ["     " + line for line in sample["lineage"].splitlines()]

@@ -42,4 +42,9 @@ def test_compose_services_run_only_commands_and_files_that_exist():
         assert (ROOT / path).exists(), path
     for src in re.findall(r"\./(deploy/[\w/.-]+):", text):
         assert (ROOT / src).exists(), src
+    serve = services["ativo-serve"]["command"].split()
+    assert serve[:2] == ["ativo", "serve"]
+    from ativo.cli import build_parser
+
+    build_parser().parse_args(serve[1:])  # flags the CLI really has
     assert "CeleryExecutor" in text and "apache-airflow-providers-celery" in (ROOT / "requirements.txt").read_text()

@@ -7,6 +7,7 @@ so parsing stays cheap.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, PokeReturnValue, dag, get_current_context, task
@@ -318,6 +319,7 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
             from ativo.registry.deploy import check
 
             verdict = check(spec, load_settings(), state)
+            logging.getLogger("ativo.deploy").info("%s — %s", verdict.reason, verdict.figures)
             return PokeReturnValue(is_done=verdict.decided, xcom_value=verdict.to_dict())
 
         @task(trigger_rule="all_done", retries=2)
