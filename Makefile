@@ -37,7 +37,7 @@ status: setup  ## what is running and where
 	@$(PY) -m ativo.cli status
 
 test: data  ## unit, DAG, end-to-end tiers
-	@$(PY) -m pytest -m "not integration" -p no:cacheprovider $(PYTEST_ARGS)
+	@$(PY) -m pytest -m "not integration" -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
 
 test-integration: data  ## integration tier: PostgreSQL, S3 endpoint (ATIVO_REQUIRE_SERVICES=1 makes a missing service fail)
 	@$(PY) -m pytest -m integration -p no:cacheprovider $(PYTEST_ARGS)

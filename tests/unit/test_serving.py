@@ -160,6 +160,8 @@ def test_explain_returns_contributions_that_sum_to_the_margin(client, spec, spli
     assert abs(total - ex["margin"]) < 1e-4
     assert abs(1 / (1 + np.exp(-ex["margin"])) - body["score"]) < 1e-5
     assert len(ex["contributions"]) == len(spec.data_schema.features)
+    too_many = client.post("/explain", json={"rows": [{"features": rows(spec, split, 1)[0]}] * 101})
+    assert too_many.status_code == 422 and "101 rows is more than the 100" in too_many.json()["errors"][0]["reason"]
 
 
 def test_canary_takes_its_share_of_callers_and_a_failing_canary_falls_back_to_the_champion(

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import orjson
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -37,6 +38,7 @@ from ativo.store.objects import ObjectStore
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_EXPLAIN_ROWS = 100  # exact TreeSHAP costs ~1.7 ms per row: a bigger batch belongs in a notebook, not the API
 
 
 def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -214,6 +216,10 @@ class InferenceService:
         except RequestInvalid as err:
             self.metrics.requests.labels(endpoint, "422").inc()
             return _error(422, "invalid request", err.errors)
+        if explain and len(parsed.matrix) > MAX_EXPLAIN_ROWS:
+            self.metrics.requests.labels(endpoint, "422").inc()
+            reason = f"{len(parsed.matrix)} rows is more than the {MAX_EXPLAIN_ROWS} /explain takes at once"
+            return _error(422, "invalid request", [{"field": "rows", "reason": reason}])
         routing = self.live.routing  # this request keeps this view to the end, whatever changes meanwhile
         if routing.champion is None:
             self.metrics.requests.labels(endpoint, "503").inc()
@@ -231,8 +237,8 @@ class InferenceService:
         decisions = (scores >= self.threshold).astype(np.int8)
         rows = [self._row(ids[i], models[i], routes[i], float(scores[i]), int(decisions[i]), fallback[i])
                 for i in range(n)]  # fmt: skip
-        if explain:
-            self._add_explanations(parsed.matrix, models, rows)
+        if explain:  # milliseconds per row: off the event loop, so other requests are not held up
+            await run_in_threadpool(self._add_explanations, parsed.matrix, models, rows)
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         latency_ms = (time.perf_counter() - t0) * 1000
         self.predictions.append(Entry(ts=now, request_id=request_id, ids=ids, matrix=parsed.matrix,
