@@ -284,7 +284,7 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
         @task(retries=1)
         def infra_check() -> dict[str, Any]:
             """Load the version through the serving code path; it must answer within the latency budget."""
-            from ativo.evaluate.suite import gate_version
+            from ativo.registry.deploy import infra_check as check_infra
             from ativo.serve.model import registered_version
 
             context = get_current_context()
@@ -296,7 +296,7 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
             settings = load_settings()
             if not version:
                 version = registered_version(spec, settings.mlflow_tracking_uri, alias="challenger").version
-            result = gate_version("infra", spec, settings, str(version))
+            result = check_infra(spec, settings, str(version))
             if not result.passed:
                 raise AirflowFailException(f"version {version} failed the infra check: {result.reason}")
             return {"version": str(version), "infra": result.metrics}
@@ -341,7 +341,9 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
                         aliases(spec, settings).get("champion") != version:  # fmt: skip
                     rec = end_trial(spec, settings, version, reason="the deployment failed before the watch began")
                     send_to_oncall(spec.oncall_connection, deploy_payload(spec.name, rec))
-                raise AirflowSkipException("nothing was put on trial (see infra_check / start)")
+                # Fail the run (not skip): a deployment that never happened must not look like a successful one.
+                raise AirflowFailException(f"version {version or '?'} was not deployed: infra_check or start failed "
+                                           "(see their logs)")  # fmt: skip
             verdict_doc = ti.xcom_pull(task_ids="watch")
             failed = Verdict(True, False, "the watch failed before it could judge (see the watch task's log)")
             verdict = Verdict(**verdict_doc) if verdict_doc else failed

@@ -52,6 +52,23 @@ def wait_for_servers(urls: tuple[str, ...] | list[str], alias: str, version: str
                       f"(they report {dict(zip(urls, seen, strict=False))})")  # fmt: skip
 
 
+def infra_check(spec: ModelSpec, settings: Any, version: str) -> Any:
+    """The infra gate on ``version``: loaded through serving's loader, answering, within the latency budget.
+
+    Its requests are rows of the version's pinned test set, or, for a version registered without a dataset
+    version, rows of the reference data.
+    """
+    from ativo.evaluate.infra import infra_gate
+    from ativo.evaluate.suite import gate_version
+    from ativo.serve.model import registered_version
+    from ativo.serve.traffic import reference_rows
+
+    if registered_version(spec, settings.mlflow_tracking_uri, version).dataset_version:
+        return gate_version("infra", spec, settings, str(version))
+    sample = [row["features"] for row, _ in reference_rows(spec, settings.reference_dir, 200)]
+    return infra_gate(spec, settings.mlflow_tracking_uri, str(version), sample)
+
+
 def begin(spec: ModelSpec, settings: Any, version: str, *, actor: str = "deploy",
           wait_s: float = 120.0) -> dict[str, Any]:  # fmt: skip
     """Put ``version`` on trial (canary, or shadow when ``deploy.shadow``); with no champion yet, promote it.

@@ -7,7 +7,8 @@ snapshot at the start of the trial, so the champion is compared over the same mi
   breach is acted on as soon as its 95 % Wilson lower bound passes the limit, so one early error does not decide;
 - latency: p99 of the candidate's scoring calls against ``latency_budget_ms``;
 - score distribution: PSI of the candidate's scores against the champion's, on deciles, against
-  ``max_score_psi``;
+  ``max_score_psi`` — beyond what sampling noise alone reaches at that many rows (99.9 %), so an early look at a
+  small canary does not roll back a sound model;
 - accuracy, once labels arrived (``/feedback``): AUC on labelled rows of each version, against ``max_auc_drop``.
 
 Any breach rolls back at once. At the end of the window the candidate is promoted if it served at least
@@ -95,6 +96,19 @@ def psi(expected: list[float], actual: list[float], eps: float = 1e-4) -> float:
         pe, pa = max(e / te, eps), max(a / ta, eps)
         total += (pa - pe) * math.log(pa / pe)
     return total
+
+
+def psi_noise(n_candidate: float, n_champion: float, bins: int = 10, confidence: float = 0.999) -> float:
+    """How large a PSI two samples of one distribution reach by chance (``confidence`` quantile).
+
+    Under no shift, PSI ≈ (1/n₁ + 1/n₂) · χ²(bins − 1); a few dozen rows alone can reach 0.5. The watch acts on a
+    PSI only beyond this, so an early look at a small canary does not roll back a sound model.
+    """
+    from scipy.stats import chi2
+
+    if n_candidate <= 0 or n_champion <= 0:
+        return math.inf
+    return float(chi2.ppf(confidence, bins - 1)) * (1 / n_candidate + 1 / n_champion)
 
 
 def p99_ms(cumulative: dict[str, float]) -> float | None:
@@ -207,10 +221,13 @@ def judge(spec: ModelSpec, figures: Figures, *, candidate: str, champion: str | 
                        out)  # fmt: skip
     if enough and champ["rows"] >= d.min_canary_requests:
         value = psi(_bins(champ["scores"], DECILES), _bins(cand["scores"], DECILES))
+        noise = psi_noise(rows, champ["rows"])
         out["score_psi"] = round(value, 4)
-        if value > d.max_score_psi:
+        out["score_psi_noise"] = round(noise, 4)
+        if value - noise > d.max_score_psi:
             return Verdict(True, False, f"score distribution moved from the champion's: PSI {value:.3f} is above "
-                           f"{d.max_score_psi:g} over {rows:.0f} vs {champ['rows']:.0f} rows", out)  # fmt: skip
+                           f"{d.max_score_psi:g} beyond its sampling noise ({noise:.3f} at {rows:.0f} vs "
+                           f"{champ['rows']:.0f} rows)", out)  # fmt: skip
     for side, v in (labels or {}).items():
         out[f"{side}_labels"] = v["labels"]
         out[f"{side}_auc"] = None if math.isnan(v["auc"]) else round(v["auc"], 4)

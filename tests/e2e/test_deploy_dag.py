@@ -1,0 +1,98 @@
+"""The deploy DAG with dag.test(): first version straight to champion, a sound canary promoted, a shifted one rolled
+back with a page, a broken one stopped by the infra check — against a real `ativo serve` process under live traffic
+and a real MLflow registry."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from tests.e2e.test_etl_and_training import states
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def quick_spec(spec):
+    """The reference spec with a 6-second canary window watched every second."""
+    deploy = spec.deploy.model_copy(update={"canary_percent": 25, "canary_window_minutes": 0.1,
+                                            "watch_interval_seconds": 1, "min_canary_requests": 50})  # fmt: skip
+    return spec.model_copy(update={"deploy": deploy})
+
+
+def test_deploy_dag_promotes_a_sound_canary_and_rolls_back_a_bad_one(airflow_db, settings, quick_spec, spec,
+                                                                        reference_dir, webhook, monkeypatch,
+                                                                        tmp_path):  # fmt: skip
+    import json
+
+    import xgboost as xgb
+
+    from ativo.airflow.dags import build_deploy_dag
+    from ativo.data.features import to_features
+    from ativo.data.landing import reference_records
+    from ativo.evaluate.suite import request_rows
+    from ativo.harness import register_booster, start_server
+    from ativo.loadgen import run_load
+    from ativo.registry.promotion import aliases, history
+    from ativo.train.trainer import Split, fit, split_frame
+
+    url, pages = webhook
+    monkeypatch.setenv("AIRFLOW_CONN_ATIVO_ONCALL", json.dumps({"conn_type": "http", "extra": {"webhook_url": url}}))
+    raw = reference_records(spec, reference_dir)
+    raw[spec.data_schema.event_time] = "2026-01-01"
+    split = split_frame(to_features(raw, spec), spec)
+    quick = spec.model_copy(update={"model": spec.model.model_copy(update={"num_boost_round": 40})})
+    uri = settings.mlflow_tracking_uri
+    v1, v2 = (register_booster(uri, spec.name, fit(quick, split, overrides={"seed": s}, threads=2).booster,
+                               artifact_root=tmp_path / "art") for s in (1, 2))  # fmt: skip
+    relabel = {part: getattr(split, part).assign(label=(getattr(split, part)["age"] > 35).astype("int8"))
+               for part in ("train", "valid")}  # fmt: skip
+    skewed = fit(quick, Split(**relabel, test=split.test), threads=2).booster
+    v3 = register_booster(uri, spec.name, skewed, artifact_root=tmp_path / "art")
+    broken = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(np.random.rand(40, 3), label=[0, 1] * 20), 2)
+    v4 = register_booster(uri, spec.name, broken, artifact_root=tmp_path / "art")
+
+    server = start_server(settings, args=("--refresh-s", "0.2"), wait_for=None)  # nothing to serve yet
+    monkeypatch.setenv("ATIVO_SERVE_URLS", server.url)
+    dag = build_deploy_dag(quick_spec)
+    first = dag.test(run_conf={"version": v1})
+    assert str(first.state) == "success", states(first)
+    assert aliases(spec, settings) == {"champion": v1}  # no champion yet: straight in, once the server serves it
+    payloads = [json.dumps({"features": r, "subject_id": f"c-{i}"}).encode()
+                for i, r in enumerate(request_rows(spec, split.test, 2000))]  # fmt: skip
+    stop = threading.Event()
+    failed = []
+
+    def traffic() -> None:
+        while not stop.is_set():
+            r = run_load(server.url + "/predict", payloads, headers={"Authorization": f"Bearer {server.key}"},
+                         duration_s=2, warmup_s=0, concurrency=2)  # fmt: skip
+            failed.append(r.failed)
+
+    t = threading.Thread(target=traffic, daemon=True)
+    t.start()
+    try:
+        second = dag.test(run_conf={"version": v2})
+        assert str(second.state) == "success", states(second)
+        assert aliases(spec, settings) == {"champion": v2, "previous": v1}
+        third = dag.test(run_conf={"version": v3})
+        assert str(third.state) == "success", states(third)  # the rollback worked: the run did its job
+        assert aliases(spec, settings) == {"champion": v2, "previous": v1}
+        fourth = dag.test(run_conf={"version": v4})  # cannot score the schema: never reaches a caller
+        assert str(fourth.state) == "failed"
+        assert states(fourth)["infra_check"] == "failed" and states(fourth)["start"] == "upstream_failed"
+        assert aliases(spec, settings) == {"champion": v2, "previous": v1}
+    finally:
+        stop.set()
+        t.join()
+        server.stop()
+    records = {(r["action"], r["version"]): r for r in history(spec, settings)}
+    assert "canary held" in records[("promote", v2)]["reason"]
+    assert "score distribution" in records[("rollback", v3)]["reason"]
+    rolled = [p for p in pages if p.get("ativo", {}).get("kind") == "model_rolled_back"]
+    assert [p["ativo"]["version"] for p in rolled] == [v3]
+    infra_pages = [p for p in pages if "infra_check" in p.get("text", "")]
+    assert infra_pages and f"version {v4} failed the infra check" in json.dumps(infra_pages)
+    assert sum(failed) == 0
