@@ -274,3 +274,47 @@ def test_promote_and_rollback_move_aliases_and_record_why(settings, spec, platfo
                             ("promote", v2, "blue/green switch"), ("rollback", v2, "instant rollback")]  # fmt: skip
     with pytest.raises(DeployError, match="has no version '99'"):
         promote(spec, settings, "99", reason="typo")
+
+
+def test_a_version_with_a_mitigation_policy_decides_by_its_per_group_thresholds(settings, spec, split, boosters,
+                                                                                  tmp_path):  # fmt: skip
+    from mlflow import MlflowClient
+    from starlette.testclient import TestClient
+
+    from ativo.evaluate.fairness import mitigate
+    from ativo.harness import register_booster
+    from ativo.registry.promotion import promote
+    from ativo.serve.app import ServeConfig, build_app, create_service
+    from ativo.serve.keys import create_key
+    from ativo.serve.model import ServedModel
+    from ativo.serve.policy import DecisionPolicy
+
+    booster = boosters[0]
+    _, policy = mitigate(spec, ServedModel(spec=spec, name=spec.name, version="0", booster=booster, sha256=""), split)
+    version = register_booster(settings.mlflow_tracking_uri, spec.name, booster, artifact_root=tmp_path / "art")
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    run_id = client.get_model_version(spec.name, version).tags["ativo.mlflow_run_id"]
+    (tmp_path / "gates").mkdir()
+    (tmp_path / "gates" / "decision_policy.json").write_text(json.dumps(policy))
+    client.log_artifacts(run_id, str(tmp_path / "gates"), artifact_path="gates")
+    client.set_model_version_tag(spec.name, version, "ativo.decision_policy_uri",
+                                 f"runs:/{run_id}/gates/decision_policy.json")  # fmt: skip
+    promote(spec, settings, version, reason="mitigated")
+    key = create_key(settings.home / "serve" / "api_keys.json", "app", ("predict",))
+    batch = rows(spec, split, 400)
+    service = create_service(spec, settings, ServeConfig(flush_s=60))
+    with TestClient(build_app(service)) as c:
+        got = c.post("/predict", json={"rows": [{"features": r, "key": f"k{i}"} for i, r in enumerate(batch)]},
+                     headers={"Authorization": f"Bearer {key}"}).json()["predictions"]  # fmt: skip
+    rule_of = DecisionPolicy(spec, policy)
+    groups = policy["groups"]
+    differs = 0
+    for r, p in zip(batch, got, strict=True):
+        assert p["policy"] == "threshold_optimizer"
+        group = " & ".join(str(r[a]) for a in policy["attributes"])
+        assert group in groups, group
+        allowed = {float(groups[group][op]["threshold"]) for op in ("operation0", "operation1")}
+        assert p["threshold"] in allowed  # the threshold of one of its group's two rules
+        differs += p["decision"] != int(p["score"] >= 0.5)
+    assert differs > 0  # the policy really moved decisions away from the global threshold
+    assert rule_of.attributes == list(spec.fairness_attributes)

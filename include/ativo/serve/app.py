@@ -187,10 +187,12 @@ class InferenceService:
         return scores, models, routes, fallback
 
     def _row(self, pid: str, model: ServedModel, route: str, score: float, decision: int,
-             fallback: bool) -> dict[str, Any]:  # fmt: skip
+             fallback: bool, threshold: float) -> dict[str, Any]:  # fmt: skip
         out = {"prediction_id": pid, "model": model.name, "version": model.version, "route": route,
                "score": round(score, 6), "decision": decision, "label": self.labels[decision],
-               "threshold": self.threshold}  # fmt: skip
+               "threshold": threshold}  # fmt: skip
+        if model.policy is not None:
+            out["policy"] = model.policy.kind
         if fallback:
             out["fallback"] = True
         return out
@@ -234,9 +236,9 @@ class InferenceService:
             log.exception("the champion failed to score a valid request")
             self.metrics.requests.labels(endpoint, "503").inc()
             return _error(503, f"version {routing.champion.version} could not score the request: {err}")
-        decisions = (scores >= self.threshold).astype(np.int8)
-        rows = [self._row(ids[i], models[i], routes[i], float(scores[i]), int(decisions[i]), fallback[i])
-                for i in range(n)]  # fmt: skip
+        decisions, thresholds = self.decide(parsed.matrix, scores, models, keys)
+        rows = [self._row(ids[i], models[i], routes[i], float(scores[i]), int(decisions[i]), fallback[i],
+                          float(thresholds[i])) for i in range(n)]  # fmt: skip
         if explain:  # milliseconds per row: off the event loop, so other requests are not held up
             await run_in_threadpool(self._add_explanations, parsed.matrix, models, rows)
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
@@ -244,11 +246,23 @@ class InferenceService:
         self.predictions.append(Entry(ts=now, request_id=request_id, ids=ids, matrix=parsed.matrix,
                                       subjects=parsed.subjects, models=models, routes=routes, fallback=fallback,
                                       scores=scores, decisions=decisions, latency_ms=latency_ms,
-                                      shadow=routing.shadow))  # fmt: skip
+                                      shadow=routing.shadow, thresholds=thresholds))  # fmt: skip
         self.metrics.requests.labels(endpoint, "200").inc()
         self.metrics.request_latency.labels(endpoint).observe(time.perf_counter() - t0)
         doc: Any = rows[0] if parsed.single else {"request_id": request_id, "predictions": rows}
         return _json(doc, headers={"x-request-id": request_id})
+
+    def decide(self, matrix: np.ndarray, scores: np.ndarray, models: list[ServedModel],
+               keys: list[str]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """Decisions and thresholds: the spec's threshold, or the version's per-group policy where it has one."""
+        decisions = (scores >= self.threshold).astype(np.int8)
+        thresholds = np.full(len(scores), self.threshold)
+        for model in {id(m): m for m in models if m.policy is not None}.values():
+            idx = np.array([i for i, m in enumerate(models) if m is model])
+            d, used = model.policy.decide(matrix[idx], scores[idx], [keys[i] for i in idx])
+            decisions[idx] = d
+            thresholds[idx] = used
+        return decisions, thresholds
 
     def _add_explanations(self, matrix: np.ndarray, models: list[ServedModel], rows: list[dict[str, Any]]) -> None:
         names = self.spec.data_schema.feature_names

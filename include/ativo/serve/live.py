@@ -27,6 +27,28 @@ CANARY_PERCENT_TAG = "ativo.canary_percent"
 RETRY_LOAD_S = 30.0
 
 
+def load_with_policy(spec: ModelSpec, tracking_uri: str, version: str) -> ServedModel:
+    """:func:`load_version`, plus the version's per-group decision policy when its gates logged one.
+
+    A version whose policy cannot be read does not load: the gate approved its mitigated decisions, not raw ones.
+    """
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from mlflow.artifacts import download_artifacts
+
+    from ativo.serve.policy import DecisionPolicy
+
+    model = load_version(spec, tracking_uri, version)
+    uri = model.tags.get("ativo.decision_policy_uri")
+    if uri and uri != "None":
+        with tempfile.TemporaryDirectory() as tmp:
+            path = download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=tracking_uri)
+            model.policy = DecisionPolicy(spec, json.loads(Path(path).read_text()))
+    return model
+
+
 def bucket(key: str, salt: str = "") -> float:
     """Where ``key`` falls in [0, 100): a stable hash, the same on every server and every restart."""
     digest = hashlib.blake2b(f"{salt}\x00{key}".encode(), digest_size=8).digest()
@@ -74,7 +96,7 @@ class LiveModels:
         self._failed_at: dict[str, float] = {}  # version → when; retried after RETRY_LOAD_S (a transient S3 error)
         self.last_refresh: float | None = None
         self.last_error: str | None = None
-        self._loader = loader or load_version
+        self._loader = loader or load_with_policy
         self._cache: dict[str, ServedModel] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

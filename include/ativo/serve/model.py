@@ -56,6 +56,7 @@ class ServedModel(_Lineage):
     sha256: str
     tags: dict[str, str] = field(default_factory=dict)
     files: tuple[str, ...] = ()
+    policy: Any = None  # a DecisionPolicy when the fairness gate's mitigation approved per-group thresholds
 
     def encode(self, records: list[dict[str, Any]]) -> np.ndarray:
         """Rows (feature name → value) as the float matrix the booster reads (categories as their codes).

@@ -89,6 +89,7 @@ class Entry:
     decisions: np.ndarray
     latency_ms: float
     shadow: ServedModel | None
+    thresholds: np.ndarray | None = None  # per row, when a decision policy set them
 
 
 class _Writer:
@@ -305,7 +306,9 @@ class PredictionLog(_Writer):
             "subject": [pseudonymise(s, self.pepper) if s else None for e in items for s in e.subjects],
             "score": np.concatenate([e.scores for e in items]).astype(np.float64),
             "decision": np.concatenate([e.decisions for e in items]).astype(np.int8),
-            "threshold": np.full(n, self.threshold),
+            "threshold": np.concatenate(
+                [e.thresholds if e.thresholds is not None else np.full(len(e.ids), self.threshold) for e in items]
+            ),  # fmt: skip
             "top_contributions": top,
             "contributions_method": [self.contributions] * n,
             "latency_ms": np.concatenate([np.full(len(e.ids), e.latency_ms) for e in items]),
