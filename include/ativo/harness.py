@@ -166,7 +166,7 @@ def run_search_on_airflow(
         platform.airflow_cli(settings, "dags", "reserialize")
         platform.airflow_cli(settings, "dags", "unpause", dag_id)
 
-    api = platform.start_services(settings, before_airflow)
+    api = platform.start_services(settings, before_airflow, serve=False)  # training only: no API
     deadline = time.monotonic() + 300
     while api.get("/api/v2/monitor/health")["scheduler"]["status"] != "healthy":
         if time.monotonic() > deadline:

@@ -249,7 +249,8 @@ def start_serve(settings: Settings, spec_name: str) -> None:
            platform_env(settings))  # fmt: skip
 
 
-def start_services(settings: Settings, before_airflow: Any = None, spec_name: str = "adult_income") -> AirflowAPI:
+def start_services(settings: Settings, before_airflow: Any = None, spec_name: str = "adult_income",
+                   serve: bool = True) -> AirflowAPI:  # fmt: skip
     """Migrate Airflow's DB, create pools, start the alert sink, MLflow, the inference API and Airflow; wait for them.
 
     Args:
@@ -257,6 +258,7 @@ def start_services(settings: Settings, before_airflow: Any = None, spec_name: st
         before_airflow: called after the migration and before Airflow's processes start, when nothing else
             writes to its SQLite DB (Airflow refuses backfill creation under concurrent access, airflow#66726).
         spec_name: the model the inference API serves.
+        serve: start the inference API (benchmarks and tests of training leave it out: 2 cores are few).
     """
     env = platform_env(settings)
     settings.airflow_home.mkdir(parents=True, exist_ok=True)
@@ -268,7 +270,8 @@ def start_services(settings: Settings, before_airflow: Any = None, spec_name: st
         env,
     )
     start_mlflow(settings, wait=False)
-    start_serve(settings, spec_name)
+    if serve:
+        start_serve(settings, spec_name)
     if _pid(settings, "airflow") is None:
         say("migrating the Airflow metadata DB (SQLite) and creating pools")
         airflow_cli(settings, "db", "migrate")
@@ -279,7 +282,8 @@ def start_services(settings: Settings, before_airflow: Any = None, spec_name: st
     say("waiting for MLflow and Airflow to answer (about a minute on 2 cores)")
     _wait_http(f"{url('mlflow')}/health", "MLflow", 180, (settings, "mlflow"))
     _wait_http(f"{url('airflow')}/api/v2/monitor/health", "Airflow api-server", 300, (settings, "airflow"))
-    _wait_http(f"{url('serve')}/metrics", "the inference API", 120, (settings, "serve"))
+    if serve:
+        _wait_http(f"{url('serve')}/metrics", "the inference API", 120, (settings, "serve"))
     return AirflowAPI(url("airflow"), password)
 
 
