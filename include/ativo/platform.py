@@ -453,20 +453,11 @@ def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: i
 
 def sample_row(settings: Settings, spec_name: str) -> dict[str, Any]:
     """One real row of the reference data as a /predict body (a person the model has not necessarily seen)."""
-    import math
-
-    from ativo.data.landing import reference_records
+    from ativo.serve.traffic import reference_rows
     from ativo.spec import get_spec
 
     spec = get_spec(spec_name, settings.specs_dir)
-    raw = reference_records(spec, settings.reference_dir).iloc[-7]
-    features = {}
-    for f in spec.data_schema.features:
-        v = raw[f.name]
-        v = v.item() if hasattr(v, "item") else v
-        features[f.name] = None if v is None or (isinstance(v, float) and math.isnan(v)) else (
-            int(v) if f.type == "int" else v)  # fmt: skip
-    return {"features": features, "subject_id": str(raw[spec.data_schema.subject])}
+    return reference_rows(spec, settings.reference_dir, 1, seed=7)[0][0]
 
 
 def serve_sample(settings: Settings, spec_name: str, wait_s: float = 600) -> dict[str, Any] | None:

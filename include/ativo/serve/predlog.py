@@ -317,12 +317,7 @@ class PredictionLog(_Writer):
         }
         for name, col in decode(self.spec, matrix).items():
             cols[f"f_{name}"] = col
-        table = pa.table(cols)
-        days = np.array([dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d") for t in ts])
-        out = {}
-        for day in sorted(set(days.tolist())):
-            out[day] = table.filter(pa.array(days == day))
-        return out
+        return _by_day(pa.table(cols), ts)
 
 
 class LabelLog(_Writer):
@@ -347,8 +342,15 @@ class LabelLog(_Writer):
             "label": pa.array([lab for i in items for lab in i[2]], type=pa.int8()),
             "ts": pa.array((ts * 1e6).astype("int64"), type=pa.timestamp("us", tz="UTC")),
         })  # fmt: skip
-        days = np.array([dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d") for t in ts])
-        return {d: table.filter(pa.array(days == d)) for d in sorted(set(days.tolist()))}
+        return _by_day(table, ts)
+
+
+def _by_day(table: Any, ts: np.ndarray) -> dict[str, Any]:
+    """The rows of ``table`` by the UTC date of their time stamps (``ts``, epoch seconds): one object per day."""
+    import pyarrow as pa
+
+    days = np.array([dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d") for t in ts])
+    return {d: table.filter(pa.array(days == d)) for d in sorted(set(days.tolist()))}
 
 
 def read_log(store: ObjectStore, kind: str, spec_name: str, days: list[str] | None = None) -> Any:
