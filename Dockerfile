@@ -23,6 +23,7 @@ COPY pyproject.toml README.md ./
 COPY include include
 COPY dags dags
 COPY plugins plugins
+COPY devtools devtools
 COPY deploy deploy
 RUN uv pip install --system --no-cache --no-deps -e . \
  && mkdir -p /opt/airflow && chown -R airflow /opt/airflow /opt/ativo

@@ -28,13 +28,13 @@ data: setup  ## fetch the UCI Adult reference data (sha256 checked)
 	@$(PY) -m ativo.cli fetch-data
 
 run: data  ## start Airflow, MLflow and run the lifecycle on the embedded default
-	@$(PY) -m ativo.cli up
+	@$(PY) -m devtools up $(if $(FRESH),--fresh)
 
 stop:  ## stop every process `make run` started
-	@if [ -x $(PY) ]; then $(PY) -m ativo.cli down; else echo "nothing to stop"; fi
+	@if [ -x $(PY) ]; then $(PY) -m devtools down; else echo "nothing to stop"; fi
 
 status: setup  ## what is running and where
-	@$(PY) -m ativo.cli status
+	@$(PY) -m devtools status
 
 test: data  ## unit, DAG, end-to-end tiers
 	@$(PY) -m pytest -m "not integration" -p no:cacheprovider --durations=15 $(PYTEST_ARGS)

@@ -78,24 +78,24 @@ def backfill_30d() -> dict:
     os.environ.update(
         {"ATIVO_HOME": str(home), "ATIVO_AIRFLOW_PORT": "8180", "ATIVO_MLFLOW_PORT": "5100", "ATIVO_ALERT_PORT": "8199"}
     )
-    from ativo import platform
     from ativo.config import load_settings
+    from devtools import lifecycle, supervisor
 
     settings = load_settings()
     t0 = time.perf_counter()
     try:
-        api = platform.start_services(
-            settings, before_airflow=lambda: platform.prepare_lifecycle(settings, "adult_income", 30, 11)
+        api = supervisor.start_services(
+            settings, before_airflow=lambda: lifecycle.prepare_lifecycle(settings, "adult_income", 30, 11)
         )
         started = time.perf_counter()
-        platform.watch_lifecycle(settings, api, "adult_income", 30)
+        lifecycle.watch_lifecycle(settings, api, "adult_income", 30)
         wall = time.perf_counter() - t0
         tis = api.get("/api/v2/dags/adult_income__etl/dagRuns/~/taskInstances?limit=500")["task_instances"]
         starts = [dt.datetime.fromisoformat(t["start_date"]) for t in tis if t["start_date"]]
         ends = [dt.datetime.fromisoformat(t["end_date"]) for t in tis if t["end_date"]]
         runs = api.runs("adult_income__etl")
     finally:
-        platform.stop_services(settings)
+        supervisor.stop_services(settings)
     return {
         "backfill_30d_s": round((max(ends) - min(starts)).total_seconds(), 1),
         "backfill_30d_wall_s": round(wall, 1),

@@ -62,10 +62,10 @@ def _rows(settings, tag: str) -> int:
 
 def scenario(name: str, trials: int, pool_slots: int, days: int, rows: int | None, keep: Path | None) -> dict:
     """Both ways on one dataset, each on a platform of its own; returns the figures."""
-    from ativo import platform
     from ativo.config import load_settings
-    from ativo.harness import isolated_platform, land_dataset, run_search_on_airflow
     from ativo.spec import get_spec
+    from devtools import supervisor
+    from devtools.harness import isolated_platform, land_dataset, run_search_on_airflow
 
     home = keep / name if keep else Path(tempfile.mkdtemp(prefix=f"ativo-bench-hpo-{name}-"))
     with isolated_platform(home) as settings:
@@ -73,13 +73,13 @@ def scenario(name: str, trials: int, pool_slots: int, days: int, rows: int | Non
         tag = land_dataset(settings, SPEC, days=days, rows=rows)
         rows_of = _rows(settings, tag)
         print(f"[{name}] dataset {tag} ready; {trials} trials, {pool_slots} at a time, {os.cpu_count()} cores")
-        platform.start_mlflow(settings)
-        live = load_settings(platform.platform_env(settings))  # tracking on the MLflow server, like the tasks
+        supervisor.start_mlflow(settings)
+        live = load_settings(supervisor.platform_env(settings))  # tracking on the MLflow server, like the tasks
         import ativo.preload  # noqa: F401  # the libraries the DAG's workers have preloaded
 
         inproc = in_process(live, spec, tag, trials, pool_slots)
         print(f"[{name}] in-process: {inproc['seconds']:.1f} s, best trial {inproc['registered']['trial_number']}")
-        platform.stop_services(settings)  # the in-process half ran alone; the DAG gets a fresh platform
+        supervisor.stop_services(settings)  # the in-process half ran alone; the DAG gets a fresh platform
         shutil.rmtree(settings.home / "cache", ignore_errors=True)  # the DAG reads the dataset cold, too
         run = run_search_on_airflow(settings, SPEC, tag, trials, pool_slots=pool_slots, warm_up=True)
         if run.state != "success" or run.registered is None:

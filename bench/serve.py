@@ -7,7 +7,7 @@ score this model from its raw rows: it builds a DMatrix without ``enable_categor
 refused (checked below and reported); it is therefore sent the rows already encoded as category codes
 (``dataframe_split``), while Ativo gets the raw rows and validates every field against the spec. Both servers run
 uvicorn with one worker, one after the other, and are driven by the same closed-loop generator
-(:mod:`ativo.loadgen`, keep-alive connections) with single rows and with 100-row batches. Ativo also writes its
+(:mod:`devtools.loadgen`, keep-alive connections) with single rows and with 100-row batches. Ativo also writes its
 prediction log (Parquet, with the top contributions of every row) while it is measured; MLflow logs nothing.
 
 Usage: ``.venv/bin/python bench/serve.py [--duration 15] [--concurrency 4]``. The last line is one JSON object
@@ -87,13 +87,13 @@ def main() -> None:
     from ativo.config import load_settings
     from ativo.data.features import to_features
     from ativo.data.landing import reference_records
+    from ativo.deploy.promotion import promote
     from ativo.evaluate.suite import request_rows
-    from ativo.harness import free_port, register_booster, start_server
-    from ativo.loadgen import run_load
-    from ativo.registry.promotion import promote
-    from ativo.serve.model import ServedModel
+    from ativo.model.served import ServedModel
     from ativo.spec import get_spec
     from ativo.train.trainer import fit, split_frame
+    from devtools.harness import free_port, register_booster, start_server
+    from devtools.loadgen import run_load
 
     p = argparse.ArgumentParser()
     p.add_argument("--duration", type=float, default=15.0)
@@ -201,7 +201,7 @@ def _mlflow_on_raw_rows(spec, split, booster, rows) -> str:  # noqa: ANN001
     import xgboost as xgb
     from mlflow.models import infer_signature
 
-    from ativo.train.trainer import design_matrix
+    from ativo.model.encoding import design_matrix
 
     sample = design_matrix(split.valid.head(200), spec)
     signature = infer_signature(sample, booster.predict(xgb.DMatrix(sample, enable_categorical=True)))

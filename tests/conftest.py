@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="ativo-tests-"))
 
-from ativo.platform import airflow_base_env  # noqa: E402  # imports no Airflow
+from devtools.supervisor import airflow_base_env  # noqa: E402  # imports no Airflow
 
 os.environ.update(
     {

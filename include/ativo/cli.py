@@ -73,49 +73,6 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_up(args: argparse.Namespace) -> int:
-    from ativo import platform
-    from ativo.spec import get_spec
-    from ativo.summary import collect, render
-
-    settings = load_settings()
-    if args.fresh:
-        platform.stop_services(settings)
-        platform.clear_state(settings)
-    prepare = None
-    if not args.no_lifecycle and platform.status(settings)["airflow"] is None:
-
-        def prepare() -> None:
-            platform.prepare_lifecycle(settings, args.spec, args.days, args.quarantine_day)
-
-    api = platform.start_services(settings, before_airflow=prepare, spec_name=args.spec)
-    sample = None
-    if prepare is not None:
-        platform.watch_lifecycle(settings, api, args.spec, args.days)
-    if not args.no_lifecycle:
-        sample = platform.serve_sample(settings, args.spec)
-    lifecycle_settings = load_settings({**platform.platform_env(settings)})
-    text = render(collect(get_spec(args.spec, settings.specs_dir), lifecycle_settings))
-    print(platform.banner(settings, text, sample), flush=True)
-    return 0
-
-
-def _cmd_down(args: argparse.Namespace) -> int:
-    from ativo import platform
-
-    stopped = platform.stop_services(load_settings())
-    print("stopped: " + ", ".join(stopped) if stopped else "nothing was running")
-    return 0
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    from ativo import platform
-
-    for name, pid in platform.status(load_settings()).items():
-        print(f"{name:12s} {'running, pid ' + str(pid) if pid else 'stopped'}")
-    return 0
-
-
 def _ledger() -> tuple[Ledger, Settings]:
     from ativo.compute.budget import Ledger
     from ativo.store.db import get_engine
@@ -238,7 +195,7 @@ def _print_record(rec: dict) -> None:
 
 
 def _cmd_promote(args: argparse.Namespace) -> int:
-    from ativo.registry.promotion import promote
+    from ativo.deploy.promotion import promote
     from ativo.spec import get_spec
 
     settings = load_settings()
@@ -248,7 +205,7 @@ def _cmd_promote(args: argparse.Namespace) -> int:
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
-    from ativo.registry.promotion import rollback
+    from ativo.deploy.promotion import rollback
     from ativo.spec import get_spec
 
     settings = load_settings()
@@ -258,7 +215,7 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def _cmd_deployments(args: argparse.Namespace) -> int:
-    from ativo.registry.promotion import aliases, history
+    from ativo.deploy.promotion import aliases, history
     from ativo.spec import get_spec
 
     settings = load_settings()
@@ -290,7 +247,7 @@ def _cmd_traffic(args: argparse.Namespace) -> int:
 
 
 def _cmd_lineage(args: argparse.Namespace) -> int:
-    from ativo.registry.lineage import render, trace
+    from ativo.lineage import render, trace
 
     chain = trace(load_settings(), args.prediction_id, args.spec)
     print(json.dumps(chain, indent=2, default=str) if args.json else render(chain))
@@ -331,17 +288,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--spec", default="adult_income")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_summary)
-
-    s = sub.add_parser("up", help="start the embedded platform and run the lifecycle (make run)")
-    s.add_argument("--spec", default="adult_income")
-    s.add_argument("--days", type=int, default=30)
-    s.add_argument("--quarantine-day", type=int, default=11, help="index of the day whose batch is malformed")
-    s.add_argument("--no-lifecycle", action="store_true", help="only start the services")
-    s.add_argument("--fresh", action="store_true", help="stop and wipe var/ state first")
-    s.set_defaults(func=_cmd_up)
-
-    s = sub.add_parser("down", help="stop everything `ativo up` started (make stop)")
-    s.set_defaults(func=_cmd_down)
 
     budget = sub.add_parser("budget", help="team budgets and spend").add_subparsers(dest="budget_cmd", required=True)
     s = budget.add_parser("status", help="spend against each team's budget this period")
@@ -422,8 +368,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_lineage)
 
-    s = sub.add_parser("status", help="which services are running")
-    s.set_defaults(func=_cmd_status)
     return p
 
 

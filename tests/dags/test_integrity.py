@@ -71,8 +71,10 @@ def test_deploy_runs_on_the_challenger_asset_and_watches_without_holding_a_slot(
     assert [o.uri for o in train.task_dict["announce_challenger"].outlets] == [
         "x-ativo://models/adult_income/challenger"
     ]
-    assert dag.task_dict["infra_check"].downstream_task_ids == {"start"}
-    assert dag.task_dict["start"].downstream_task_ids == {"watch"}
+    # conclude is handed what each step returned (None for a step that failed), never a task id by name
+    assert dag.task_dict["infra_check"].downstream_task_ids == {"start", "conclude"}
+    assert dag.task_dict["start"].downstream_task_ids == {"watch", "conclude"}
+    assert dag.task_dict["watch"].downstream_task_ids == {"conclude"}
     watch = dag.task_dict["watch"]
     assert watch.mode == "reschedule" and watch.poke_interval == 30  # the spec's watch_interval_seconds
     assert watch.timeout >= 30 * 60  # the canary window, and more

@@ -32,11 +32,11 @@ def test_deploy_dag_promotes_a_sound_canary_and_rolls_back_a_bad_one(airflow_db,
     from ativo.airflow.dags import build_deploy_dag
     from ativo.data.features import to_features
     from ativo.data.landing import reference_records
+    from ativo.deploy.promotion import aliases, history
     from ativo.evaluate.suite import request_rows
-    from ativo.harness import register_booster, start_server
-    from ativo.loadgen import run_load
-    from ativo.registry.promotion import aliases, history
     from ativo.train.trainer import Split, fit, split_frame
+    from devtools.harness import register_booster, start_server
+    from devtools.loadgen import run_load
 
     url, pages = webhook
     monkeypatch.setenv("AIRFLOW_CONN_ATIVO_ONCALL", json.dumps({"conn_type": "http", "extra": {"webhook_url": url}}))

@@ -1,7 +1,7 @@
 """`ativo serve` as a real process under load: blue/green, shadow, restarts, and canaries judged on live figures.
 
 Servers are started with ``ativo serve`` on loopback against a real MLflow registry (SQLite, file artifacts);
-traffic comes from :mod:`ativo.loadgen` (keep-alive connections, 127.0.0.1 only). The deploy steps are the ones the
+traffic comes from :mod:`devtools.loadgen` (keep-alive connections, 127.0.0.1 only). The deploy steps are the ones the
 deploy DAG's tasks call.
 """
 
@@ -53,8 +53,8 @@ def models(spec, split):
 @pytest.fixture
 def registry(settings, spec, models, tmp_path):
     """Every model registered (version numbers by name); the first good one is champion."""
-    from ativo.harness import register_booster
-    from ativo.registry.promotion import promote
+    from ativo.deploy.promotion import promote
+    from devtools.harness import register_booster
 
     versions = {name: register_booster(settings.mlflow_tracking_uri, spec.name, b, artifact_root=tmp_path / "art")
                 for name, b in models.items()}  # fmt: skip
@@ -64,7 +64,7 @@ def registry(settings, spec, models, tmp_path):
 
 @pytest.fixture
 def server(settings, registry):
-    from ativo.harness import start_server
+    from devtools.harness import start_server
 
     srv = start_server(settings, args=("--refresh-s", "0.2", "--flush-s", "0.5"))
     yield srv
@@ -79,20 +79,20 @@ def bodies(spec, split, n=200):
 
 
 def load(srv, payloads, seconds, warmup_s=0.3, **kw):
-    from ativo.loadgen import run_load
+    from devtools.loadgen import run_load
 
     return run_load(srv.url + "/predict", payloads, headers={"Authorization": f"Bearer {srv.key}"},
                     duration_s=seconds, warmup_s=warmup_s, **kw)  # fmt: skip
 
 
 def wait_alias(srv, alias, version, timeout=20):
-    from ativo.registry.deploy import wait_for_servers
+    from ativo.deploy.steps import wait_for_servers
 
     wait_for_servers([srv.url], alias, version, timeout)
 
 
 def test_blue_green_switches_under_load_fail_no_request(settings, spec, split, registry, server):
-    from ativo.registry.promotion import promote, rollback
+    from ativo.deploy.promotion import promote, rollback
 
     blue, green = registry["good"], registry["good2"]
     result = {}
@@ -118,7 +118,7 @@ def test_blue_green_switches_under_load_fail_no_request(settings, spec, split, r
 
 
 def test_shadow_scoring_adds_no_response_latency_and_its_scores_are_logged(settings, spec, split, registry, server):
-    from ativo.registry.promotion import end_trial, start_trial
+    from ativo.deploy.promotion import end_trial, start_trial
     from ativo.serve.predlog import read_log
     from ativo.store.objects import open_store
 
@@ -146,9 +146,9 @@ def test_shadow_scoring_adds_no_response_latency_and_its_scores_are_logged(setti
 
 def test_every_answered_request_has_exactly_one_log_row_across_a_restart_under_load(settings, spec, split,
                                                                                     registry, server):  # fmt: skip
-    from ativo.harness import start_server
     from ativo.serve.predlog import read_log
     from ativo.store.objects import open_store
+    from devtools.harness import start_server
 
     payloads = bodies(spec, split)
     batch = json.dumps({"rows": [json.loads(p) for p in payloads[:10]]}).encode()
@@ -177,7 +177,7 @@ def test_every_answered_request_has_exactly_one_log_row_across_a_restart_under_l
 
 def _trial(settings, spec, split, server, version, **deploy):
     """begin → traffic and check until decided → conclude, as the deploy DAG does: (verdict, record, load)."""
-    from ativo.registry.deploy import begin, check, conclude
+    from ativo.deploy.steps import begin, check, conclude
 
     spec = spec.model_copy(update={"deploy": spec.deploy.model_copy(update={
         "canary_percent": 20, "canary_window_minutes": 0.1, "min_canary_requests": 100, **deploy})})  # fmt: skip
@@ -198,7 +198,7 @@ def _trial(settings, spec, split, server, version, **deploy):
 
 def test_a_canary_that_fails_to_score_is_rolled_back_and_callers_never_see_it(settings, spec, split, registry,
                                                                              server):  # fmt: skip
-    from ativo.registry.promotion import aliases
+    from ativo.deploy.promotion import aliases
 
     verdict, rec, traffic = _trial(settings, spec, split, server, registry["broken"])
     assert not verdict.promote and "error rate" in verdict.reason
@@ -208,7 +208,7 @@ def test_a_canary_that_fails_to_score_is_rolled_back_and_callers_never_see_it(se
 
 
 def test_a_canary_with_a_shifted_score_distribution_is_rolled_back(settings, spec, split, registry, server):
-    from ativo.registry.promotion import aliases, history
+    from ativo.deploy.promotion import aliases, history
 
     verdict, rec, traffic = _trial(settings, spec, split, server, registry["shifted"])
     assert not verdict.promote and "score distribution" in verdict.reason, verdict
@@ -220,8 +220,8 @@ def test_a_canary_with_a_shifted_score_distribution_is_rolled_back(settings, spe
 
 def test_a_sound_canary_is_promoted_after_its_window_and_the_old_champion_stays_loaded(settings, spec, split,
                                                                                        registry, server):  # fmt: skip
-    from ativo.registry.deploy import server_versions
-    from ativo.registry.promotion import aliases
+    from ativo.deploy.promotion import aliases
+    from ativo.deploy.steps import server_versions
 
     verdict, rec, traffic = _trial(settings, spec, split, server, registry["good2"])
     assert verdict.promote, verdict

@@ -29,7 +29,7 @@ def split(spec, reference_dir):
 
 
 def served(spec, booster, version="1"):
-    from ativo.serve.model import ServedModel
+    from ativo.model.served import ServedModel
 
     return ServedModel(spec=spec, name=spec.name, version=version, booster=booster, sha256="")
 
@@ -192,20 +192,13 @@ def test_comparison_leaves_out_rows_the_champion_trained_on(spec, split, good):
 
 @pytest.fixture
 def registered(spec, split, good, tmp_path):
-    """The good model logged and registered in a real MLflow registry (SQLite, file artifacts)."""
-    import mlflow
-    import mlflow.xgboost
-
-    from ativo.serve.model import sha256_bytes
+    """The good model logged and registered in a real MLflow registry (SQLite, file artifacts), as training does."""
+    from devtools.harness import register_booster
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    exp = mlflow.create_experiment("gates", artifact_location=(tmp_path / "artifacts").as_uri())
-    sha = sha256_bytes(bytes(good.booster.save_raw("ubj")))
-    with mlflow.start_run(experiment_id=exp):
-        info = mlflow.xgboost.log_model(good.booster, name="model", model_format="ubj", pip_requirements=["xgboost"])
-    mv = mlflow.register_model(info.model_uri, spec.registered_model_name, tags={"ativo.model_sha256": sha})
-    return uri, str(mv.version), tmp_path / "artifacts"
+    version = register_booster(uri, spec.registered_model_name, good.booster, experiment="gates",
+                               artifact_root=tmp_path / "artifacts")  # fmt: skip
+    return uri, version, tmp_path / "artifacts"
 
 
 def rows(spec, split, n=50):

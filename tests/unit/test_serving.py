@@ -50,9 +50,9 @@ def boosters(spec, split):
 @pytest.fixture
 def platform(settings, spec, boosters, tmp_path):
     """A registry with two versions, the first one champion, and an API key for each role."""
-    from ativo.harness import register_booster
-    from ativo.registry.promotion import promote
+    from ativo.deploy.promotion import promote
     from ativo.serve.keys import create_key
+    from devtools.harness import register_booster
 
     versions = [register_booster(settings.mlflow_tracking_uri, spec.name, b, artifact_root=tmp_path / "art")
                 for b in boosters]  # fmt: skip
@@ -89,7 +89,7 @@ def test_predict_answers_one_row_and_a_batch_with_the_champion_and_scores_like_t
 ):
     import xgboost as xgb
 
-    from ativo.train.trainer import design_matrix
+    from ativo.model.encoding import design_matrix
 
     batch = rows(spec, split)
     one = client.post("/predict", json={"features": batch[0], "subject_id": "c-1"})
@@ -171,8 +171,8 @@ def test_canary_takes_its_share_of_callers_and_a_failing_canary_falls_back_to_th
 
     import xgboost as xgb
 
-    from ativo.harness import register_booster
-    from ativo.registry.promotion import start_trial
+    from ativo.deploy.promotion import start_trial
+    from devtools.harness import register_booster
 
     v1, v2 = platform["versions"]
     start_trial(spec, settings, v2, percent=30)
@@ -257,7 +257,7 @@ def test_feedback_takes_labels_and_refuses_bad_ones(client, settings, spec, spli
 
 
 def test_promote_and_rollback_move_aliases_and_record_why(settings, spec, platform):
-    from ativo.registry.promotion import DeployError, aliases, history, promote, rollback, start_trial
+    from ativo.deploy.promotion import DeployError, aliases, history, promote, rollback, start_trial
 
     v1, v2 = platform["versions"]
     start_trial(spec, settings, v2)
@@ -281,13 +281,13 @@ def test_a_version_with_a_mitigation_policy_decides_by_its_per_group_thresholds(
     from mlflow import MlflowClient
     from starlette.testclient import TestClient
 
+    from ativo.deploy.promotion import promote
     from ativo.evaluate.fairness import mitigate
-    from ativo.harness import register_booster
-    from ativo.registry.promotion import promote
+    from ativo.model.policy import DecisionPolicy
+    from ativo.model.served import ServedModel
     from ativo.serve.app import ServeConfig, build_app, create_service
     from ativo.serve.keys import create_key
-    from ativo.serve.model import ServedModel
-    from ativo.serve.policy import DecisionPolicy
+    from devtools.harness import register_booster
 
     booster = boosters[0]
     _, policy = mitigate(spec, ServedModel(spec=spec, name=spec.name, version="0", booster=booster, sha256=""), split)

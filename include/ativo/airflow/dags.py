@@ -201,22 +201,19 @@ def build_train_dag(spec: ModelSpec) -> DAG:
             return gate_version(name, spec, load_settings(), registered["model_version"]).to_dict()
 
         @task(trigger_rule="all_done")
-        def decide() -> dict[str, Any]:
-            """Gate report + model card on the run; alias challenger on a full pass, else rejected and on-call told."""
+        def decide(registered: dict[str, Any] | None, judged: list[dict[str, Any] | None]) -> dict[str, Any]:
+            """Gate report + model card on the run; alias challenger on a full pass, else rejected and on-call told.
+
+            ``judged`` holds each gate task's result, None for a gate task that failed (its gate counts as failed).
+            """
             from ativo.airflow.notifier import send_to_oncall
             from ativo.alerts import rejection_payload
             from ativo.evaluate.results import GateResult
             from ativo.evaluate.suite import publish
 
-            ti = get_current_context()["ti"]
-            registered = ti.xcom_pull(task_ids="register_best")
             if not registered:
                 raise AirflowSkipException("no model version was registered (see register_best): nothing to gate")
-            results = []
-            for name in GATES:
-                pulled = ti.xcom_pull(task_ids=f"gate_{name}")
-                if pulled:
-                    results.append(GateResult.from_dict(pulled))
+            results = [GateResult.from_dict(doc) for doc in judged if doc]
             report = publish(spec, load_settings(), registered["model_version"], results, GATES)
             if not report["passed"]:
                 send_to_oncall(spec.oncall_connection, rejection_payload(report))
@@ -241,8 +238,7 @@ def build_train_dag(spec: ModelSpec) -> DAG:
         registered = register_best(planned)  # type: ignore[arg-type]  # XComArg at parse time
         trials >> registered
         gates = [gate.override(task_id=f"gate_{name}")(registered, name) for name in GATES]  # type: ignore[arg-type]
-        decision = decide()
-        registered >> gates >> decision
+        decision = decide(registered, gates)  # type: ignore[arg-type]
         announce_challenger(decision)  # type: ignore[arg-type]
 
     return train()
@@ -284,28 +280,24 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
         @task(retries=1)
         def infra_check() -> dict[str, Any]:
             """Load the version through the serving code path; it must answer within the latency budget."""
-            from ativo.registry.deploy import infra_check as check_infra
-            from ativo.serve.model import registered_version
+            from ativo.deploy.steps import infra_check as check_infra
+            from ativo.deploy.steps import version_to_deploy
 
             context = get_current_context()
-            version = context["params"].get("version")
-            if not version:
-                events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
-                versions = [str(e.extra["version"]) for e in events if (e.extra or {}).get("version")]
-                version = max(versions, key=int) if versions else None
+            events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
             settings = load_settings()
-            if not version:
-                version = registered_version(spec, settings.mlflow_tracking_uri, alias="challenger").version
-            result = check_infra(spec, settings, str(version))
+            version = version_to_deploy(spec, settings, context["params"].get("version"),
+                                        [e.extra or {} for e in events])  # fmt: skip
+            result = check_infra(spec, settings, version)
             if not result.passed:
                 raise AirflowFailException(f"version {version} failed the infra check: {result.reason}")
-            return {"version": str(version), "infra": result.metrics}
+            return {"version": version, "infra": result.metrics}
 
         @task(retries=1)
         def start(checked: dict[str, Any]) -> dict[str, Any]:
             """Put the version on trial (canary or shadow), or make it champion when there is none."""
-            from ativo.registry.deploy import begin
-            from ativo.registry.promotion import DeployError
+            from ativo.deploy.promotion import DeployError
+            from ativo.deploy.steps import begin
 
             try:
                 return begin(spec, load_settings(), checked["version"])
@@ -316,44 +308,35 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
                      retries=2)  # fmt: skip
         def watch(state: dict[str, Any]) -> PokeReturnValue:
             """Judge the trial on live figures; done at the first breach or when the window ends."""
-            from ativo.registry.deploy import check
+            from ativo.deploy.steps import check
 
             verdict = check(spec, load_settings(), state)
             logging.getLogger("ativo.deploy").info("%s — %s", verdict.reason, verdict.figures)
             return PokeReturnValue(is_done=verdict.decided, xcom_value=verdict.to_dict())
 
         @task(trigger_rule="all_done", retries=2)
-        def conclude() -> dict[str, Any]:
+        def conclude(checked: dict[str, Any] | None, state: dict[str, Any] | None,
+                     verdict: dict[str, Any] | None) -> dict[str, Any]:  # fmt: skip
             """Promote on a passing verdict; otherwise roll back, record why and page on-call."""
             from ativo.airflow.notifier import send_to_oncall
             from ativo.alerts import deploy_payload
-            from ativo.registry.deploy import conclude as finish
-            from ativo.registry.promotion import aliases, end_trial
-            from ativo.serve.watch import Verdict
+            from ativo.deploy.steps import DeploymentAbandoned, finish
 
-            ti = get_current_context()["ti"]
-            state = ti.xcom_pull(task_ids="start")
-            settings = load_settings()
-            if not state:
-                checked = ti.xcom_pull(task_ids="infra_check") or {}
-                version = checked.get("version")
-                if version and version in aliases(spec, settings).values() and \
-                        aliases(spec, settings).get("champion") != version:  # fmt: skip
-                    rec = end_trial(spec, settings, version, reason="the deployment failed before the watch began")
-                    send_to_oncall(spec.oncall_connection, deploy_payload(spec.name, rec))
+            try:
+                rec, page = finish(spec, load_settings(), checked, state, verdict)
+            except DeploymentAbandoned as err:
+                if err.record is not None:
+                    send_to_oncall(spec.oncall_connection, deploy_payload(spec.name, err.record))
                 # Fail the run (not skip): a deployment that never happened must not look like a successful one.
-                raise AirflowFailException(f"version {version or '?'} was not deployed: infra_check or start failed "
-                                           "(see their logs)")  # fmt: skip
-            verdict_doc = ti.xcom_pull(task_ids="watch")
-            failed = Verdict(True, False, "the watch failed before it could judge (see the watch task's log)")
-            verdict = Verdict(**verdict_doc) if verdict_doc else failed
-            rec = finish(spec, settings, state, verdict)
-            if rec.get("action") == "rollback":
+                raise AirflowFailException(str(err)) from err
+            if page:
                 send_to_oncall(spec.oncall_connection, deploy_payload(spec.name, rec))
             return {k: rec.get(k) for k in ("action", "version", "reason", "aliases_after", "uri")}
 
-        state = start(infra_check())  # type: ignore[arg-type]  # XComArg at parse time
-        watch(state) >> conclude()  # type: ignore[arg-type]
+        checked = infra_check()
+        state = start(checked)  # type: ignore[arg-type]  # XComArg at parse time
+        verdict = watch(state)  # type: ignore[arg-type]
+        conclude(checked, state, verdict)  # type: ignore[arg-type]
 
     return deploy()
 

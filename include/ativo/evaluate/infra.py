@@ -6,7 +6,8 @@ import time
 from typing import Any
 
 from ativo.evaluate.results import Check, GateResult
-from ativo.serve.model import ModelIntegrityError, ServedModel, load_version
+from ativo.model.artifact import ModelIntegrityError, load_version
+from ativo.model.served import ServedModel
 from ativo.spec import ModelSpec
 
 
@@ -39,7 +40,7 @@ def latency_ms(model: ServedModel, records: list[dict[str, Any]], calls: int, ro
 
 
 def infra_gate(spec: ModelSpec, tracking_uri: str, version: str, sample: list[dict[str, Any]]) -> GateResult:
-    """Load version ``version`` through :func:`ativo.serve.model.load_version`, score ``sample``, time single rows.
+    """Load version ``version`` through :func:`ativo.model.artifact.load_version`, score ``sample``, time single rows.
 
     Args:
         spec: the budget (``gates.infra.max_p99_ms``, else ``deploy.latency_budget_ms``).

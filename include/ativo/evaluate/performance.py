@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from ativo.serve.model import ServedModel
+    from ativo.model.served import ServedModel
     from ativo.train.trainer import Split
 
 

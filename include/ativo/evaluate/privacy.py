@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from ativo.serve.model import ServedModel
+    from ativo.model.served import ServedModel
     from ativo.train.trainer import Split
 
 TEXT_SUFFIXES = (".json", ".yaml", ".yml", ".txt", ".csv", ".html", ".md", ".log", ".tsv", "MLmodel")

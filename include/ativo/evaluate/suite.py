@@ -25,7 +25,8 @@ from ativo.evaluate.results import GateResult
 from ativo.spec import ModelSpec
 
 if TYPE_CHECKING:
-    from ativo.serve.model import RegisteredVersion, ServedModel
+    from ativo.model.artifact import RegisteredVersion
+    from ativo.model.served import ServedModel
     from ativo.train.trainer import Split
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class Candidate:
 
 def load_candidate(spec: ModelSpec, settings: Settings, version: str | int) -> Candidate:
     """The version as serving loads it, and the seeded split of the dataset version it was trained on."""
-    from ativo.serve.model import load_version
+    from ativo.model.artifact import load_version
     from ativo.train.search import load_dataset
     from ativo.train.trainer import split_frame
 
@@ -59,7 +60,7 @@ def _champion(c: Candidate) -> tuple[ServedModel | None, set[str] | None]:
     """The serving champion (unless it is this very version) and the record ids it trained or early-stopped on."""
     from mlflow.exceptions import MlflowException
 
-    from ativo.serve.model import registered_version
+    from ativo.model.artifact import registered_version
 
     try:
         current = registered_version(c.spec, c.settings.mlflow_tracking_uri, alias=CHAMPION)
@@ -149,7 +150,7 @@ def gate_version(name: str, spec: ModelSpec, settings: Settings, version: str | 
     An artifact that serving would refuse (checksum mismatch, a pickle, no native file) fails the gate with that
     reason instead of raising: the verdict must say why, and retrying cannot mend an artifact.
     """
-    from ativo.serve.model import ModelIntegrityError
+    from ativo.model.artifact import ModelIntegrityError
 
     try:
         candidate = load_candidate(spec, settings, version)
@@ -161,7 +162,7 @@ def gate_version(name: str, spec: ModelSpec, settings: Settings, version: str | 
 def run_suite(spec: ModelSpec, settings: Settings, version: str | int,
               gates: tuple[str, ...] = GATES) -> list[GateResult]:  # fmt: skip
     """Every gate on one version in this process; a gate that raises fails with the error as its reason."""
-    from ativo.serve.model import ModelIntegrityError
+    from ativo.model.artifact import ModelIntegrityError
 
     try:
         candidate = load_candidate(spec, settings, version)
@@ -216,7 +217,7 @@ def publish(spec: ModelSpec, settings: Settings, version: str | int, results: li
     from mlflow import MlflowClient
 
     from ativo.evaluate.card import render_card
-    from ativo.serve.model import registered_version
+    from ativo.model.artifact import registered_version
 
     model = registered_version(spec, settings.mlflow_tracking_uri, version)  # the record: the artifact may be bad
     report = build_report(spec, model, results, expected)

@@ -26,10 +26,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ativo.model.served import ServedModel
 from ativo.serve.keys import ApiKeys
 from ativo.serve.live import LiveModels, Routing, routes_to_canary
 from ativo.serve.metrics import ServeMetrics
-from ativo.serve.model import ServedModel
 from ativo.serve.predlog import Entry, LabelLog, PredictionLog, load_pepper, partition_of, prediction_id
 from ativo.serve.validation import RequestInvalid, RequestParser
 from ativo.spec import ModelSpec
@@ -258,6 +258,7 @@ class InferenceService:
         decisions = (scores >= self.threshold).astype(np.int8)
         thresholds = np.full(len(scores), self.threshold)
         for model in {id(m): m for m in models if m.policy is not None}.values():
+            assert model.policy is not None
             idx = np.array([i for i, m in enumerate(models) if m is model])
             d, used = model.policy.decide(matrix[idx], scores[idx], [keys[i] for i in idx])
             decisions[idx] = d

@@ -1,7 +1,7 @@
 """The versions a server keeps live, by registry alias, and how a request is routed among them.
 
 A background thread reads the registered model's aliases (``champion``, ``canary``, ``shadow``, ``previous``)
-every ``refresh_s`` seconds, loads any version it does not hold yet through :func:`ativo.serve.model.load_version`
+every ``refresh_s`` seconds, loads any version it does not hold yet through :func:`ativo.model.artifact.load_version`
 (native file, sha256 checked, never unpickled), and only then swaps in a new immutable :class:`Routing`. A request
 reads the routing once and keeps that object to the end, so moving an alias never drops or fails a request in
 flight, and a version that fails to load never replaces one that serves.
@@ -9,7 +9,6 @@ flight, and a version that fails to load never replaces one that serves.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -17,7 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ativo.serve.model import ServedModel, load_version
+from ativo.hashing import bucket
+from ativo.model.artifact import load_with_policy
+from ativo.model.served import ServedModel
 from ativo.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -25,34 +26,6 @@ log = logging.getLogger(__name__)
 ALIASES = ("champion", "canary", "shadow", "previous")
 CANARY_PERCENT_TAG = "ativo.canary_percent"
 RETRY_LOAD_S = 30.0
-
-
-def load_with_policy(spec: ModelSpec, tracking_uri: str, version: str) -> ServedModel:
-    """:func:`load_version`, plus the version's per-group decision policy when its gates logged one.
-
-    A version whose policy cannot be read does not load: the gate approved its mitigated decisions, not raw ones.
-    """
-    import json
-    import tempfile
-    from pathlib import Path
-
-    from mlflow.artifacts import download_artifacts
-
-    from ativo.serve.policy import DecisionPolicy
-
-    model = load_version(spec, tracking_uri, version)
-    uri = model.tags.get("ativo.decision_policy_uri")
-    if uri and uri != "None":
-        with tempfile.TemporaryDirectory() as tmp:
-            path = download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=tracking_uri)
-            model.policy = DecisionPolicy(spec, json.loads(Path(path).read_text()))
-    return model
-
-
-def bucket(key: str, salt: str = "") -> float:
-    """Where ``key`` falls in [0, 100): a stable hash, the same on every server and every restart."""
-    digest = hashlib.blake2b(f"{salt}\x00{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64 * 100.0
 
 
 def routes_to_canary(key: str, percent: float, salt: str = "") -> bool:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ativo.serve.model import ServedModel
+from ativo.model.served import ServedModel
 from ativo.serve.validation import decode
 from ativo.spec import ModelSpec
 from ativo.store.objects import ObjectStore

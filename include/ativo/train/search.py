@@ -15,7 +15,6 @@ Because the study lives in the platform DB (SQLite or PostgreSQL), trials can ru
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import tempfile
 import threading
@@ -305,28 +304,6 @@ def plan_search(
                       parent_run_id=parent, n_trials=n)  # fmt: skip
 
 
-def _log_model(mlflow: Any, model: TrainedModel, split: Split, spec: ModelSpec) -> tuple[str, str]:
-    """Log the native UBJ model with its signature to the active run; returns (model URI, sha256 of model.ubj)."""
-    import mlflow.xgboost
-    import xgboost as xgb
-    from mlflow.models import infer_signature
-
-    from ativo.train.trainer import design_matrix
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.ubj"
-        model.booster.save_model(path)
-        sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    sample = design_matrix(split.valid.head(200), spec)
-    signature = infer_signature(sample, model.booster.predict(xgb.DMatrix(sample, enable_categorical=True)))
-    # Requirements pinned here: inferring them imports the model in a subprocess, seconds per trial.
-    info = mlflow.xgboost.log_model(
-        model.booster, name="model", signature=signature, model_format="ubj",
-        pip_requirements=[f"xgboost=={xgb.__version__}"],
-    )  # fmt: skip
-    return str(info.model_uri), sha
-
-
 def search_trial(
     spec: ModelSpec, settings: Settings, plan: SearchPlan, run_meta: dict[str, Any], *, slot: int = 0,
     device: str = "cpu", threads: int | None = None, on_label: Any = None,
@@ -343,6 +320,8 @@ def search_trial(
         threads: CPU threads for XGBoost.
         on_label: called with the trial's label (number and parameters) as soon as it is known.
     """
+    from ativo.model.artifact import SHA256_TAG, log_booster
+    from ativo.model.encoding import design_matrix
     from ativo.train.trainer import split_frame
 
     version, df = load_dataset(spec, settings, plan.dataset_tag)
@@ -379,9 +358,9 @@ def search_trial(
         return result
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics(model.metrics)
-        model_uri, sha = _log_model(mlflow, model, split, spec)
-        mlflow.set_tags({"ativo.model_uri": model_uri, "ativo.model_sha256": sha, "ativo.model_format": "xgboost-ubj"})
-    result.update(model_uri=model_uri, model_sha256=sha)
+        logged = log_booster(model.booster, signature_sample=design_matrix(split.valid.head(200), spec))
+        mlflow.set_tags({"ativo.model_uri": logged.uri, SHA256_TAG: logged.sha256, "ativo.model_format": "xgboost-ubj"})
+    result.update(model_uri=logged.uri, model_sha256=logged.sha256)
     return result
 
 
@@ -398,6 +377,7 @@ def finish_search(spec: ModelSpec, settings: Settings, plan: SearchPlan, run_met
         SearchFailed: no trial completed (all failed, pruned or refused by the budget).
     """
     from ativo.data.versioning import open_registry
+    from ativo.model.artifact import SHA256_TAG, LoggedModel, register_version
     from ativo.store.db import get_engine
     from ativo.train.tracking import lineage_tags
 
@@ -419,7 +399,7 @@ def finish_search(spec: ModelSpec, settings: Settings, plan: SearchPlan, run_met
     child_id = str(best.user_attrs["mlflow_run_id"])
     child = client.get_run(child_id)
     version = open_registry(settings).resolve(get_engine(settings.db_url), spec.name, plan.dataset_tag)
-    tags = lineage_tags(spec, version, run_meta, child.data.tags["ativo.model_sha256"])
+    tags = lineage_tags(spec, version, run_meta, child.data.tags[SHA256_TAG])
     tags.update({"ativo.study": plan.study_name, "ativo.trial_number": str(best.number),
                  "ativo.parent_run_id": plan.parent_run_id, "ativo.mlflow_run_id": child_id})  # fmt: skip
     for key, value in tags.items():
@@ -431,20 +411,21 @@ def finish_search(spec: ModelSpec, settings: Settings, plan: SearchPlan, run_met
     client.log_batch(parent, metrics=[_metric(f"trials_{s}", n) for s, n in counts.items()])
     client.set_tag(parent, "ativo.search_outcome", f"best trial {best.number} ({summary})")
     client.set_tag(parent, "ativo.best_run_id", child_id)
-    mv = mlflow.register_model(child.data.tags["ativo.model_uri"], spec.registered_model_name, tags=tags)
+    logged = LoggedModel(uri=child.data.tags["ativo.model_uri"], sha256=child.data.tags[SHA256_TAG])
+    registered = register_version(logged, spec.registered_model_name, tags)
     client.update_model_version(
-        spec.registered_model_name, mv.version,
+        spec.registered_model_name, registered,
         description=(f"Best of {len(trials)} trial(s) of study {plan.study_name} (trial {best.number}, valid AUC "
                      f"{float(best.value):.4f}) on {version.tag} ({version.rows} rows) at commit "
                      f"{tags['ativo.git_commit'][:12]}"),
     )  # fmt: skip
     client.set_terminated(parent, "FINISHED")
-    log.info("registered %s version %s from trial %d of %s", spec.registered_model_name, mv.version, best.number,
+    log.info("registered %s version %s from trial %d of %s", spec.registered_model_name, registered, best.number,
              plan.study_name)  # fmt: skip
     return {
         "model_name": spec.registered_model_name,
-        "model_version": str(mv.version),
-        "model_uri": f"models:/{spec.registered_model_name}/{mv.version}",
+        "model_version": registered,
+        "model_uri": f"models:/{spec.registered_model_name}/{registered}",
         "run_id": child_id,
         "parent_run_id": parent,
         "study": plan.study_name,

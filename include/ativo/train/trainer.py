@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ativo.data.features import LABEL
+from ativo.model.encoding import frame_dmatrix, score_frame
 from ativo.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -47,26 +48,6 @@ def split_frame(df: pd.DataFrame, spec: ModelSpec) -> Split:
     strat = rest[LABEL] if cfg.stratify else None
     train, valid = train_test_split(rest, test_size=valid_share, random_state=cfg.seed, stratify=strat)
     return Split(train=train, valid=valid, test=test)
-
-
-def design_matrix(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
-    """Model inputs only (no ids, no label), categories with the spec's fixed category list."""
-    import pandas as pd
-
-    cols = {}
-    for f in spec.data_schema.features:
-        if f.type == "category":
-            cols[f.name] = pd.Categorical(df[f.name], categories=list(f.categories or ()))
-        else:
-            cols[f.name] = df[f.name].astype("float64")
-    return pd.DataFrame(cols, index=df.index)
-
-
-def score(booster: xgb.Booster, df: pd.DataFrame, spec: ModelSpec) -> Any:
-    """Positive-class probabilities for the rows of ``df``."""
-    import xgboost as xgb
-
-    return booster.predict(xgb.DMatrix(design_matrix(df, spec), enable_categorical=True))
 
 
 def metrics_for(y_true: Any, proba: Any, prefix: str) -> dict[str, float]:
@@ -108,8 +89,8 @@ def fit(
     params.update(spec.model.params)
     params.update(overrides or {})
     params["device"] = device
-    dtrain = xgb.DMatrix(design_matrix(split.train, spec), label=split.train[LABEL], enable_categorical=True)
-    dvalid = xgb.DMatrix(design_matrix(split.valid, spec), label=split.valid[LABEL], enable_categorical=True)
+    dtrain = frame_dmatrix(split.train, spec, label=split.train[LABEL])
+    dvalid = frame_dmatrix(split.valid, spec, label=split.valid[LABEL])
     booster = xgb.train(
         params, dtrain, num_boost_round=spec.model.num_boost_round, evals=[(dvalid, "valid")],
         early_stopping_rounds=spec.model.early_stopping_rounds, verbose_eval=False, callbacks=callbacks,
@@ -117,5 +98,5 @@ def fit(
     best = int(getattr(booster, "best_iteration", spec.model.num_boost_round - 1))
     metrics: dict[str, float] = {"best_iteration": float(best)}
     for name, frame in (("valid", split.valid), ("test", split.test)):
-        metrics.update(metrics_for(frame[LABEL].to_numpy(), score(booster, frame, spec), name))
+        metrics.update(metrics_for(frame[LABEL].to_numpy(), score_frame(booster, frame, spec), name))
     return TrainedModel(booster=booster, params=params, best_iteration=best, metrics=metrics)

@@ -64,7 +64,8 @@ def trace(settings: Any, prediction_id: str, spec_name: str | None = None) -> di
     from mlflow.exceptions import MlflowException
 
     from ativo.data.versioning import DatasetVersionError, open_registry
-    from ativo.registry.promotion import history
+    from ativo.deploy.promotion import history
+    from ativo.model.artifact import read_artifact_json
     from ativo.spec import get_spec
     from ativo.store.db import get_engine
 
@@ -135,7 +136,7 @@ def trace(settings: Any, prediction_id: str, spec_name: str | None = None) -> di
                              "model_card_uri": tags.get("ativo.model_card_uri")}  # fmt: skip
     if gates["report_uri"]:
         try:
-            report = _read_artifact_json(settings, gates["report_uri"])
+            report = read_artifact_json(settings.mlflow_tracking_uri, gates["report_uri"])
             gates["gates"] = {name: ("pass" if g["passed"] else "fail") for name, g in report["gates"].items()}
         except Exception as err:
             gates["error"] = f"cannot read the gate report: {err}"
@@ -144,17 +145,6 @@ def trace(settings: Any, prediction_id: str, spec_name: str | None = None) -> di
     out["deployments"] = [{k: r.get(k) for k in ("at", "action", "reason", "actor", "uri")}
                           for r in history(spec, settings) if r.get("version") == row["version"]]  # fmt: skip
     return out
-
-
-def _read_artifact_json(settings: Any, uri: str) -> dict[str, Any]:
-    import tempfile
-    from pathlib import Path
-
-    from mlflow.artifacts import download_artifacts
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=settings.mlflow_tracking_uri)
-        return dict(json.loads(Path(path).read_text()))
 
 
 def render(chain: dict[str, Any]) -> str:

@@ -75,9 +75,14 @@ def since(now: Figures, base: Figures) -> Figures:
     return out
 
 
+def _sorted_buckets(cumulative: dict[str, float]) -> list[tuple[float, float]]:
+    """Cumulative Prometheus buckets (le → count) as (upper edge, count), ascending."""
+    return sorted((math.inf if le == "+Inf" else float(le), v) for le, v in cumulative.items())
+
+
 def _bins(cumulative: dict[str, float], edges: tuple[float, ...]) -> list[float]:
     """Counts per bin between ``edges`` from cumulative Prometheus buckets (le → count)."""
-    by_le = sorted((math.inf if le == "+Inf" else float(le), v) for le, v in cumulative.items())
+    by_le = _sorted_buckets(cumulative)
     counts, prev = [], 0.0
     for edge in edges:
         c = max((v for le, v in by_le if le <= edge + 1e-9), default=0.0)
@@ -113,7 +118,7 @@ def psi_noise(n_candidate: float, n_champion: float, bins: int = 10, confidence:
 
 def p99_ms(cumulative: dict[str, float]) -> float | None:
     """The upper edge of the latency bucket holding the 99th percentile, in ms (None without data)."""
-    by_le = sorted((math.inf if le == "+Inf" else float(le), v) for le, v in cumulative.items())
+    by_le = _sorted_buckets(cumulative)
     if not by_le or by_le[-1][1] <= 0:
         return None
     target = 0.99 * by_le[-1][1]

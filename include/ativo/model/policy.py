@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ativo.serve.live import bucket
+from ativo.hashing import bucket
 from ativo.spec import ModelSpec
 
 SEP = " & "

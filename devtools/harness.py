@@ -4,7 +4,7 @@ Airflow standalone (scheduler, LocalExecutor, pools, api-server) and an MLflow s
 a home of their own, a search run on it, and the task instances read back through the REST API.
 
 ``dag.test()`` ignores pools and runs tasks one by one; this is what shows pool limits and real orchestration cost.
-Used by ``bench/hpo.py`` and ``tests/e2e/test_pool_limit.py``.
+Used by ``bench/`` and the tests that need real servers.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ativo.config import Settings, load_settings
+from devtools import supervisor
 
 
 def free_port() -> int:
@@ -32,8 +33,6 @@ def free_port() -> int:
 @contextmanager
 def isolated_platform(home: Path) -> Iterator[Settings]:
     """Point Ativo at ``home`` on free ports; yields its settings and stops whatever was started there on exit."""
-    from ativo import platform
-
     keys = ("ATIVO_HOME", "ATIVO_AIRFLOW_PORT", "ATIVO_MLFLOW_PORT", "ATIVO_ALERT_PORT", "ATIVO_SERVE_PORT",
             "ATIVO_MLFLOW_TRACKING_URI", "ATIVO_DB_URL", "ATIVO_STORE_URI", "ATIVO_REGISTRY_PATH", "ATIVO_DVC_REMOTE",
             "ATIVO_SERVE_URLS")  # fmt: skip
@@ -46,7 +45,7 @@ def isolated_platform(home: Path) -> Iterator[Settings]:
     try:
         yield settings
     finally:
-        platform.stop_services(settings)
+        supervisor.stop_services(settings)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -156,17 +155,15 @@ def run_search_on_airflow(
     so the timed run finds the executor's workers started and the libraries imported, as on a platform that has
     been up a while. Returns the run and its task instances.
     """
-    from ativo import platform
-
     dag_id = f"{spec_name}__train"
 
     def before_airflow() -> None:
         if pool_slots is not None:
-            platform.airflow_cli(settings, "pools", "set", "cpu_train", str(pool_slots), "CPU training slots")
-        platform.airflow_cli(settings, "dags", "reserialize")
-        platform.airflow_cli(settings, "dags", "unpause", dag_id)
+            supervisor.airflow_cli(settings, "pools", "set", "cpu_train", str(pool_slots), "CPU training slots")
+        supervisor.airflow_cli(settings, "dags", "reserialize")
+        supervisor.airflow_cli(settings, "dags", "unpause", dag_id)
 
-    api = platform.start_services(settings, before_airflow, serve=False)  # training only: no API
+    api = supervisor.start_services(settings, before_airflow, serve=False)  # training only: no API
     deadline = time.monotonic() + 300
     while api.get("/api/v2/monitor/health")["scheduler"]["status"] != "healthy":
         if time.monotonic() > deadline:
@@ -191,12 +188,14 @@ def run_search_on_airflow(
 
 def register_booster(tracking_uri: str, spec_name: str, booster: Any, *, experiment: str = "ativo-serve",
                      artifact_root: Path | None = None, tags: dict[str, str] | None = None) -> str:  # fmt: skip
-    """Log a booster the way training does (native UBJ, sha256 tag) and register it; returns its version."""
+    """Log a booster the way training does and register it; returns its version number.
+
+    Both steps are the artifact contract's own (:func:`ativo.model.artifact.log_booster`, ``register_version``).
+    """
     import mlflow
-    import mlflow.xgboost
     from mlflow import MlflowClient
 
-    from ativo.serve.model import sha256_bytes
+    from ativo.model.artifact import log_booster, register_version
 
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
@@ -204,12 +203,8 @@ def register_booster(tracking_uri: str, spec_name: str, booster: Any, *, experim
         experiment, artifact_location=artifact_root.as_uri() if artifact_root else None)  # fmt: skip
     mlflow.set_tracking_uri(tracking_uri)
     with mlflow.start_run(experiment_id=exp_id) as run:
-        info = mlflow.xgboost.log_model(booster, name="model", model_format="ubj", pip_requirements=["xgboost"])
-    sha = sha256_bytes(bytes(booster.save_raw("ubj")))
-    mv = mlflow.register_model(info.model_uri, spec_name, tags={"ativo.model_sha256": sha,
-                                                                "ativo.mlflow_run_id": run.info.run_id,
-                                                                **(tags or {})})  # fmt: skip
-    return str(mv.version)
+        logged = log_booster(booster)
+    return register_version(logged, spec_name, {"ativo.mlflow_run_id": run.info.run_id, **(tags or {})})
 
 
 @dataclass
@@ -243,12 +238,10 @@ def start_server(settings: Settings, spec_name: str = "adult_income", *, port: i
 
     A key with every role is created in ``<home>/serve/api_keys.json`` unless ``key`` is given.
     """
-    import json
     import subprocess
     import sys
-    import urllib.error
-    import urllib.request
 
+    from ativo.deploy.steps import server_versions
     from ativo.serve.keys import create_key, read_keys
 
     keys = settings.home / "serve" / "api_keys.json"
@@ -269,13 +262,7 @@ def start_server(settings: Settings, spec_name: str = "adult_income", *, port: i
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"ativo serve exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as resp:
-                versions = json.loads(resp.read())["versions"]
-        except urllib.error.HTTPError as err:
-            versions = json.loads(err.read()).get("versions", {})
-        except OSError:
-            versions = None
+        versions = server_versions([url], timeout=2)[0]
         if versions is not None and (wait_for is None or wait_for in versions):
             return Server(proc, url, key, log)
         time.sleep(0.3)

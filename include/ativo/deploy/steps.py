@@ -12,8 +12,9 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from ativo.registry.promotion import DeployError, aliases, end_trial, promote, start_trial
-from ativo.serve.watch import Verdict, judge, label_figures, scrape, since
+from ativo.config import Settings
+from ativo.deploy.promotion import DeployError, aliases, end_trial, promote, start_trial
+from ativo.deploy.watch import Verdict, judge, label_figures, scrape, since
 from ativo.spec import ModelSpec
 
 
@@ -52,7 +53,29 @@ def wait_for_servers(urls: tuple[str, ...] | list[str], alias: str, version: str
                       f"(they report {dict(zip(urls, seen, strict=False))})")  # fmt: skip
 
 
-def infra_check(spec: ModelSpec, settings: Any, version: str) -> Any:
+def version_to_deploy(spec: ModelSpec, settings: Settings, requested: str | None,
+                      events: list[dict[str, Any]]) -> str:  # fmt: skip
+    """The version a deployment run is about.
+
+    The one asked for, else the newest triggering event's, else the one holding the alias ``challenger``.
+
+    Args:
+        spec: the model spec.
+        settings: where the registry is.
+        requested: the run's ``version`` parameter (empty when none was given).
+        events: the extras of the challenger Asset events that triggered the run.
+    """
+    if requested:
+        return str(requested)
+    versions = [str(e["version"]) for e in events if e.get("version")]
+    if versions:
+        return max(versions, key=int)
+    from ativo.model.artifact import registered_version
+
+    return registered_version(spec, settings.mlflow_tracking_uri, alias="challenger").version
+
+
+def infra_check(spec: ModelSpec, settings: Settings, version: str) -> Any:
     """The infra gate on ``version``: loaded through serving's loader, answering, within the latency budget.
 
     Its requests are rows of the version's pinned test set, or, for a version registered without a dataset
@@ -60,7 +83,7 @@ def infra_check(spec: ModelSpec, settings: Any, version: str) -> Any:
     """
     from ativo.evaluate.infra import infra_gate
     from ativo.evaluate.suite import gate_version
-    from ativo.serve.model import registered_version
+    from ativo.model.artifact import registered_version
     from ativo.serve.traffic import reference_rows
 
     if registered_version(spec, settings.mlflow_tracking_uri, version).dataset_version:
@@ -69,7 +92,7 @@ def infra_check(spec: ModelSpec, settings: Any, version: str) -> Any:
     return infra_gate(spec, settings.mlflow_tracking_uri, str(version), sample)
 
 
-def begin(spec: ModelSpec, settings: Any, version: str, *, actor: str = "deploy",
+def begin(spec: ModelSpec, settings: Settings, version: str, *, actor: str = "deploy",
           wait_s: float = 120.0) -> dict[str, Any]:  # fmt: skip
     """Put ``version`` on trial (canary, or shadow when ``deploy.shadow``); with no champion yet, promote it.
 
@@ -100,13 +123,13 @@ def begin(spec: ModelSpec, settings: Any, version: str, *, actor: str = "deploy"
             "baseline": baseline, "record": rec}  # fmt: skip
 
 
-def _follow(settings: Any, alias: str, version: str | None, wait_s: float) -> None:
+def _follow(settings: Settings, alias: str, version: str | None, wait_s: float) -> None:
     if settings.serve_urls and wait_s > 0:
         wait_for_servers(settings.serve_urls, alias, version, wait_s)
 
 
-def check(spec: ModelSpec, settings: Any, state: dict[str, Any]) -> Verdict:
-    """Judge the trial now (see :mod:`ativo.serve.watch`)."""
+def check(spec: ModelSpec, settings: Settings, state: dict[str, Any]) -> Verdict:
+    """Judge the trial now (see :mod:`ativo.deploy.watch`)."""
     from ativo.store.objects import open_store
 
     if state["mode"] == "direct":
@@ -122,7 +145,7 @@ def check(spec: ModelSpec, settings: Any, state: dict[str, Any]) -> Verdict:
                  elapsed_s=time.time() - state["started"], labels=labels)  # fmt: skip
 
 
-def conclude(spec: ModelSpec, settings: Any, state: dict[str, Any], verdict: Verdict, *, actor: str = "deploy",
+def conclude(spec: ModelSpec, settings: Settings, state: dict[str, Any], verdict: Verdict, *, actor: str = "deploy",
              wait_s: float = 120.0) -> dict[str, Any]:  # fmt: skip
     """Promote on a passing verdict, roll back otherwise; returns the deployment record."""
     if state["mode"] == "direct":
@@ -139,3 +162,43 @@ def conclude(spec: ModelSpec, settings: Any, state: dict[str, Any], verdict: Ver
     rec = end_trial(spec, settings, version, reason=verdict.reason, actor=actor, figures=verdict.figures)
     _follow(settings, state["route"], None, wait_s)
     return rec
+
+
+class DeploymentAbandoned(DeployError):
+    """The deployment never reached its watch (the infra check or the start failed).
+
+    ``record`` is the trial that was ended because of it, if one had begun.
+    """
+
+    def __init__(self, message: str, record: dict[str, Any] | None) -> None:
+        super().__init__(message)
+        self.record = record
+
+
+def finish(spec: ModelSpec, settings: Settings, checked: dict[str, Any] | None, state: dict[str, Any] | None,
+           verdict: dict[str, Any] | None) -> tuple[dict[str, Any], bool]:  # fmt: skip
+    """The end of a deployment run, whatever happened before it: returns (the record, whether to page on-call).
+
+    Args:
+        spec: the model spec.
+        settings: where things are.
+        checked: what the infra check returned (None when it failed).
+        state: what :func:`begin` returned (None when it, or the infra check, failed).
+        verdict: the watch's last verdict (None when the watch failed before judging).
+
+    Raises:
+        DeploymentAbandoned: there was no trial to conclude; a version left on trial by a half-done start is taken
+            off it first.
+    """
+    if not state:
+        version = (checked or {}).get("version")
+        rec = None
+        current = aliases(spec, settings)
+        if version and version in current.values() and current.get("champion") != version:
+            rec = end_trial(spec, settings, version, reason="the deployment failed before the watch began")
+        raise DeploymentAbandoned(f"version {version or '?'} was not deployed: infra_check or start failed "
+                                  "(see their logs)", rec)  # fmt: skip
+    failed = Verdict(True, False, "the watch failed before it could judge (see the watch task's log)")
+    rec = conclude(spec, settings, state, Verdict(**verdict) if verdict else failed)
+    return rec, rec.get("action") == "rollback"
+

@@ -1,0 +1,58 @@
+"""The summary banner printed at the end of `make run`: where to look, the results and a served decision."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ativo.config import Settings
+from devtools.airflow_api import admin_password
+from devtools.supervisor import demo_key, url
+
+
+def _sample_text(sample: dict[str, Any] | None, key: str) -> str:
+    if sample is None:
+        return "   (no champion serving: no model version passed its gates)"
+    a = sample["answer"]
+    top = ", ".join(f"{c['feature']} {c['contribution']:+.2f}" for c in a["explanation"]["contributions"][:4])
+    lines = [
+        f"   POST {url('serve')}/explain  (subject {sample['request']['subject_id']}):",
+        f"     {a['label']} (score {a['score']:.3f}, threshold {a['threshold']}) from version {a['version']} "
+        f"({a['route']}), prediction {a['prediction_id']}",
+        f"     why (log-odds): {top}, …",
+        f"   try it: curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\",
+        f"             -d '{json.dumps({'features': sample['request']['features']})[:60]}…' {url('serve')}/predict",
+    ]
+    al = sample.get("aliases") or {}
+    live = ", ".join(f"{k} v{v}" for k, v in sorted(al.items()) if k != "challenger")
+    lines.append(f"   live versions: {live}; traffic replayed with labels: {sample['traffic']['routes']}")
+    if "canary" in al or "shadow" in al:
+        lines.append(f"   the deploy DAG watches v{al.get('canary') or al.get('shadow')} for "
+                     f"{sample['window_minutes']:g} min on live figures, then promotes it or rolls it back "
+                     "(.venv/bin/ativo deployments)")  # fmt: skip
+    if sample.get("lineage"):
+        lines.append(f"   .venv/bin/ativo lineage {a['prediction_id']}:")
+        lines += ["     " + line for line in sample["lineage"].splitlines()]
+    return "\n".join(lines)
+
+def banner(settings: Settings, summary_text: str, sample: dict[str, Any] | None = None) -> str:
+    """Where to look, printed at the end of `make run`."""
+    pw = admin_password(settings)
+    key = demo_key(settings)
+    return f"""
+================================================================================
+ Ativo is running
+   Airflow UI     {url("airflow")}      login: admin / {pw}
+   MLflow UI      {url("mlflow")}      (experiments ativo/<spec>, registered models)
+   Inference API  {url("serve")}      API key: {key}
+                  (/predict /explain /feedback need it; /health /metrics do not)
+   On-call pages  {settings.home / "logs" / "alerts.jsonl"}
+   Object store   {settings.store_uri}
+   Data registry  {settings.registry_path}   (git tags <spec>-vNNNN, DVC remote {settings.dvc_remote})
+   Logs           {settings.home / "logs"}
+ Results
+{summary_text}
+ Serving
+{_sample_text(sample, key)}
+ Stop everything with `make stop`.
+================================================================================"""

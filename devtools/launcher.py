@@ -1,0 +1,80 @@
+"""`make run` / `make stop` / `make status`: start the embedded platform, run the demo lifecycle, print the banner."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Sequence
+
+from ativo.config import load_settings
+from ativo.errors import AtivoError
+from devtools import banner, lifecycle, supervisor
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from ativo.spec import get_spec
+    from ativo.summary import collect, render
+
+    settings = load_settings()
+    if args.fresh:
+        supervisor.stop_services(settings)
+        supervisor.clear_state(settings)
+    prepare = None
+    if not args.no_lifecycle and supervisor.status(settings)["airflow"] is None:
+
+        def prepare() -> None:
+            lifecycle.prepare_lifecycle(settings, args.spec, args.days, args.quarantine_day)
+
+    api = supervisor.start_services(settings, before_airflow=prepare, spec_name=args.spec)
+    sample = None
+    if prepare is not None:
+        lifecycle.watch_lifecycle(settings, api, args.spec, args.days)
+    if not args.no_lifecycle:
+        sample = lifecycle.serve_sample(settings, args.spec)
+    lifecycle_settings = load_settings({**supervisor.platform_env(settings)})
+    text = render(collect(get_spec(args.spec, settings.specs_dir), lifecycle_settings))
+    print(banner.banner(settings, text, sample), flush=True)
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    stopped = supervisor.stop_services(load_settings())
+    print("stopped: " + ", ".join(stopped) if stopped else "nothing was running")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    for name, pid in supervisor.status(load_settings()).items():
+        print(f"{name:12s} {'running, pid ' + str(pid) if pid else 'stopped'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m devtools``."""
+    p = argparse.ArgumentParser(prog="python -m devtools", description="The embedded platform behind `make run`.")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("up", help="start the embedded platform and run the lifecycle (make run)")
+    s.add_argument("--spec", default="adult_income")
+    s.add_argument("--days", type=int, default=30)
+    s.add_argument("--quarantine-day", type=int, default=11, help="index of the day whose batch is malformed")
+    s.add_argument("--no-lifecycle", action="store_true", help="only start the services")
+    s.add_argument("--fresh", action="store_true", help="stop and wipe var/ state first")
+    s.set_defaults(func=_cmd_up)
+    s = sub.add_parser("down", help="stop everything `up` started (make stop)")
+    s.set_defaults(func=_cmd_down)
+    s = sub.add_parser("status", help="which services are running (make status)")
+    s.set_defaults(func=_cmd_status)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m devtools``."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except AtivoError as err:
+        print(f"error: {err}", flush=True)
+        return 2

@@ -1,0 +1,174 @@
+"""The demo lifecycle `make run` drives.
+
+It lands a month of batches, backfills the ETL, waits for training and deployment, then asks the inference API for
+a decision and traces it back to its data and code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import urllib.request
+from typing import Any
+
+from ativo.config import Settings
+from ativo.waiting import wait_until
+from devtools.airflow_api import AirflowAPI
+from devtools.supervisor import airflow_cli, demo_key, pid_of, platform_env, run_dir, say, url
+
+
+def lifecycle_window(days: int) -> tuple[dt.date, dt.date]:
+    """First and last landed day: ``days`` days ending yesterday (UTC)."""
+    today = dt.datetime.now(dt.UTC).date()
+    return today - dt.timedelta(days=days), today - dt.timedelta(days=1)
+
+def prepare_lifecycle(settings: Settings, spec_name: str, days: int, quarantine_day: int) -> None:
+    """Land the batches and queue the ETL backfill over all of them, while Airflow's processes are not running.
+
+    When the DAG is unpaused the scheduler also makes a run for the newest complete interval (catchup is off):
+    that is the window's last day (a harmless, idempotent second run) or, past midnight UTC, a day that has not
+    landed yet. Neither is needed for the window to complete.
+    """
+    from ativo.data.landing import simulate
+    from ativo.spec import get_spec
+    from ativo.store.objects import open_store
+
+    spec = get_spec(spec_name, settings.specs_dir)
+    marker = run_dir(settings) / f"lifecycle-{spec.name}.json"
+    if marker.exists():
+        done = json.loads(marker.read_text())
+        say(f"the lifecycle already ran on this state ({done['start']} … {done['end']}); keeping it "
+            "(`make run FRESH=1` starts over)")  # fmt: skip
+        return
+    start, end = lifecycle_window(days)
+    bad_day = start + dt.timedelta(days=quarantine_day)
+    say(f"landing {days} daily batches {start} … {end} (the batch of {bad_day} is malformed)")
+    simulate(spec, open_store(settings), settings.reference_dir, start, days, malformed={bad_day: "out_of_range"})
+    say("parsing the DAGs and queueing the backfill (airflow dags reserialize / backfill create)")
+    airflow_cli(settings, "dags", "reserialize")
+    etl = f"{spec.name}__etl"
+    airflow_cli(settings, "dags", "unpause", "--treat-dag-id-as-regex", "-y", f"^{spec.name}__(etl|train|deploy)$")
+    airflow_cli(
+        settings, "backfill", "create", "--dag-id", etl, "--from-date", str(start),
+        "--to-date", str(end), "--max-active-runs", str(spec.schedule.max_active_runs),
+        "--reprocess-behavior", "none",
+    )  # fmt: skip
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"start": str(start), "end": str(end), "days": days}))
+
+def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: int) -> None:
+    """Report ETL progress until every landed day has a finished run, then wait for training to register."""
+    marker = run_dir(settings) / f"lifecycle-{spec_name}.json"
+    window = json.loads(marker.read_text()) if marker.exists() else None
+    if window:
+        days = int(window["days"])
+    etl = f"{spec_name}__etl"
+    say(f"running the ETL over {days} days; progress every 15s (watch it at {url('airflow')}/dags/{etl})")
+    last = ""
+    deadline = time.monotonic() + 1200
+    while time.monotonic() < deadline:
+        if pid_of(settings, "airflow") is None:
+            raise RuntimeError(f"Airflow exited; see {settings.home / 'logs' / 'airflow.log'}")
+        try:
+            runs = api.runs(etl)
+        except (urllib.error.URLError, OSError) as err:
+            say(f"Airflow API not answering ({err}); retrying")
+            time.sleep(10)
+            continue
+        finished: dict[str, str] = {}  # day → its best finished state (a day may have a second, idempotent run)
+        for r in runs:
+            day = r["data_interval_start"][:10]
+            in_window = window is None or window["start"] <= day <= window["end"]
+            if in_window and r["state"] in ("success", "failed") and finished.get(day) != "success":
+                finished[day] = r["state"]
+        done, ok = len(finished), sum(v == "success" for v in finished.values())
+        line = f"ETL days: {done}/{days} finished ({ok} ok, {done - ok} failed)"
+        if line != last:
+            say(line)
+            last = line
+        if done >= days:
+            break
+        time.sleep(15)
+    else:
+        raise RuntimeError(f"the ETL did not finish within 20 minutes; see {url('airflow')}")
+    from ativo.config import load_settings
+    from ativo.data.versioning import open_registry
+    from ativo.spec import get_spec
+    from ativo.store.db import get_engine
+    from ativo.summary import registered_models
+
+    live = load_settings(platform_env(settings))
+    latest = open_registry(live).resolve(get_engine(live.db_url), spec_name).tag
+    say(f"waiting for training on the latest dataset version {latest} (the features Asset triggers it)")
+    spec = get_spec(spec_name, live.specs_dir)
+
+    train = f"{spec_name}__train"
+    triggered = False
+    idle_since: float | None = None
+
+    def trained_on_latest() -> bool:
+        nonlocal triggered, idle_since
+        if any(m["dataset_version"] == latest and m["gates"] for m in registered_models(spec, live)):
+            return True  # trained on the latest version and judged by its gates
+        busy = any(r["state"] in ("queued", "running") for r in api.runs(train))
+        idle_since = None if busy else (idle_since or time.monotonic())
+        if idle_since is not None and time.monotonic() - idle_since > 45 and not triggered:
+            # Airflow can drop an asset event that arrives while the consumer's previous run is still queued;
+            # make sure the newest version is trained on, pinned explicitly.
+            say(f"no training run is pending for {latest}; triggering {train} with dataset_version={latest}")
+            api.post(f"/api/v2/dags/{train}/dagRuns", {"logical_date": None, "conf": {"dataset_version": latest}})
+            triggered = True
+        return False
+
+    wait_until(trained_on_latest, 1200, 10, f"a model version trained on {latest} and judged by its gates",
+               retry_on=(OSError, KeyError))  # fmt: skip
+
+def sample_row(settings: Settings, spec_name: str) -> dict[str, Any]:
+    """One real row of the reference data as a /predict body (a person the model has not necessarily seen)."""
+    from ativo.serve.traffic import reference_rows
+    from ativo.spec import get_spec
+
+    spec = get_spec(spec_name, settings.specs_dir)
+    return reference_rows(spec, settings.reference_dir, 1, seed=7)[0][0]
+
+def serve_sample(settings: Settings, spec_name: str, wait_s: float = 600) -> dict[str, Any] | None:
+    """Wait for a champion on the inference API, then ask it for a decision with its explanation and trace it back.
+
+    Returns None (saying why) when no version passed its gates, so nothing can be deployed.
+    """
+    from ativo.config import load_settings
+    from ativo.deploy.steps import server_versions
+    from ativo.lineage import render, trace
+    from ativo.spec import get_spec
+    from ativo.summary import registered_models
+
+    live = load_settings(platform_env(settings))
+    spec = get_spec(spec_name, live.specs_dir)
+    if not any(m["gates"] == "passed" for m in registered_models(spec, live)):
+        say("no model version passed its gates, so the deploy DAG has nothing to serve (see the model cards)")
+        return None
+    deploy = f"{url('airflow')}/dags/{spec_name}__deploy"
+    say(f"waiting for the deploy DAG to put a champion on the inference API ({deploy})")
+    wait_until(lambda: (server_versions([url("serve")])[0] or {}).get("champion"), wait_s, 5,
+               "a champion on the inference API", retry_on=(OSError, KeyError))  # fmt: skip
+    body = sample_row(live, spec_name)
+    req = urllib.request.Request(f"{url('serve')}/explain", data=json.dumps(body).encode(), method="POST",
+                                 headers={"Authorization": f"Bearer {demo_key(settings)}",
+                                          "Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        answer = json.loads(resp.read())
+    from ativo.deploy.promotion import aliases
+    from ativo.serve.traffic import replay
+
+    traffic = replay(url("serve"), demo_key(settings), spec, live.reference_dir, 3000)
+    say(f"replayed {traffic['rows']} reference rows through the API with their labels: {traffic['routes']}")
+    chain = None
+    deadline = time.monotonic() + 30
+    while chain is None and time.monotonic() < deadline:  # the API writes its log every 2 s
+        try:
+            chain = render(trace(live, answer["prediction_id"], spec_name))
+        except Exception:
+            time.sleep(1)
+    return {"request": body, "answer": answer, "lineage": chain, "traffic": traffic, "aliases": aliases(spec, live),
+            "window_minutes": spec.deploy.canary_window_minutes}  # fmt: skip

@@ -1,0 +1,273 @@
+"""Process supervision of the embedded platform behind `make run` / `make stop`.
+
+Airflow, MLflow, the inference API and an alert sink, on loopback ports.
+
+Processes are started in their own session with a PID file under ``var/run``; `down` ends exactly those.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from ativo.config import PROJECT_ROOT, Settings
+from devtools.airflow_api import AirflowAPI, admin_password
+
+SERVICES = ("alert-sink", "mlflow", "serve", "airflow")
+
+def port(service: str) -> int:
+    """Loopback port of an embedded service (``ATIVO_<SERVICE>_PORT``: airflow, mlflow, serve, alert)."""
+    defaults = {"airflow": "8080", "mlflow": "5000", "serve": "8000", "alert": "8099"}
+    return int(os.environ.get(f"ATIVO_{service.upper()}_PORT", defaults[service]))
+
+def url(service: str) -> str:
+    """Loopback URL of an embedded service."""
+    return f"http://127.0.0.1:{port(service)}"
+
+def say(msg: str) -> None:
+    """Progress line, flushed at once."""
+    print(f"==> {msg}", flush=True)
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+def run_dir(settings: Settings) -> Path:
+    """Where PID files live."""
+    return settings.home / "run"
+
+def airflow_base_env(airflow_home: Path) -> dict[str, str]:
+    """What every Airflow process of Ativo needs, the embedded platform's and the tests' alike.
+
+    Its home, this repository's DAGs and plugins, no examples, and no library calling home.
+    """
+    return {
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "GX_ANALYTICS_ENABLED": "False",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    }
+
+def platform_env(settings: Settings) -> dict[str, str]:
+    """Environment shared by every process of the embedded platform (Airflow reads the ATIVO_* settings too)."""
+    home = settings.airflow_home
+    env = dict(os.environ)
+    env.update(
+        {
+            "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+            **airflow_base_env(home),
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "6",
+            # Tasks fork from a forkserver that has already imported the heavy libraries (ativo.preload).
+            "AIRFLOW__CORE__MP_START_METHOD": "forkserver",
+            "AIRFLOW__CORE__MP_FORKSERVER_PRELOAD": "ativo.airflow.preload",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+            # An idle scheduler loop sleeps this long; a freed pool slot waits for it (1 s by default).
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
+            "AIRFLOW__API__PORT": str(port("airflow")),
+            "AIRFLOW__API__BASE_URL": url("airflow"),
+            "AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME": "7200",  # long training tasks (airflow#67939)
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "AIRFLOW_CONN_ATIVO_ONCALL": json.dumps(
+                {"conn_type": "http", "extra": {"webhook_url": f"{url('alert')}/"}}
+            ),
+            "ATIVO_HOME": str(settings.home),
+            "ATIVO_STORE_URI": settings.store_uri,
+            "ATIVO_DB_URL": settings.db_url,
+            "ATIVO_MLFLOW_TRACKING_URI": url("mlflow"),
+            "ATIVO_REGISTRY_PATH": str(settings.registry_path),
+            "ATIVO_DVC_REMOTE": settings.dvc_remote,
+            "ATIVO_SPECS_DIR": str(settings.specs_dir),
+            "ATIVO_REFERENCE_DIR": str(settings.reference_dir),
+            "ATIVO_SERVE_URLS": url("serve"),
+            # The server's job runner (eight huey consumers, ~2 GB) serves GenAI features Ativo does not use.
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            "MLFLOW_TRACKING_URI": url("mlflow"),
+        }
+    )
+    return env
+
+def pid_of(settings: Settings, name: str) -> int | None:
+    """The PID of a running service of the platform (None when it is not running; a stale PID file is removed)."""
+    path = run_dir(settings) / f"{name}.pid"
+    if not path.exists():
+        return None
+    try:
+        pid = int(path.read_text().strip())
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError, PermissionError):
+        path.unlink(missing_ok=True)
+        return None
+    return pid
+
+def _start(settings: Settings, name: str, cmd: list[str], env: dict[str, str]) -> int:
+    existing = pid_of(settings, name)
+    if existing:
+        say(f"{name} already running (pid {existing})")
+        return existing
+    logs = settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    run_dir(settings).mkdir(parents=True, exist_ok=True)
+    with open(logs / f"{name}.log", "ab") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    (run_dir(settings) / f"{name}.pid").write_text(str(proc.pid))
+    say(f"{name} started (pid {proc.pid}, log {logs / f'{name}.log'})")
+    return proc.pid
+
+def _wait_http(url: str, what: str, timeout: float, pid_check: tuple[Settings, str] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as resp:
+                if resp.status < 500:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if pid_check and pid_of(*pid_check) is None:
+            raise RuntimeError(
+                f"{what} exited during start-up; see {pid_check[0].home / 'logs' / (pid_check[1] + '.log')}"
+            )
+        time.sleep(2)
+    raise RuntimeError(f"{what} did not answer on {url} within {timeout:.0f}s")
+
+def airflow_cli(settings: Settings, *args: str) -> str:
+    """Run an `airflow` CLI command against the embedded platform; raises with its output on failure."""
+    proc = subprocess.run([_bin("airflow"), *args], env=platform_env(settings), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"airflow {' '.join(args)} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
+    return proc.stdout
+
+def start_mlflow(settings: Settings, wait: bool = True) -> str:
+    """Start the MLflow tracking server (SQLite backend, artifacts in the object store); returns its URL."""
+    mlflow_dir = settings.home / "mlflow"
+    mlflow_dir.mkdir(parents=True, exist_ok=True)
+    _start(
+        settings, "mlflow",
+        [_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port("mlflow")), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+         "--default-artifact-root", f"{settings.store_uri}/mlflow/default"],
+        platform_env(settings),
+    )  # fmt: skip
+    if wait:
+        _wait_http(f"{url('mlflow')}/health", "MLflow", 180, (settings, "mlflow"))
+    return url("mlflow")
+
+def demo_key(settings: Settings) -> str:
+    """The API key `make run` prints (role predict and feedback), created once and kept in var/serve/demo_key."""
+    from ativo.serve.keys import create_key
+
+    path = settings.home / "serve" / "demo_key"
+    if path.exists():
+        return path.read_text().strip()
+    key = create_key(settings.home / "serve" / "api_keys.json", f"demo-{secrets.token_hex(3)}", ("predict", "feedback"))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
+
+def start_serve(settings: Settings, spec_name: str) -> None:
+    """Start the inference API for a spec on its loopback port (it follows the registry aliases by itself)."""
+    demo_key(settings)
+    _start(settings, "serve", [_bin("ativo"), "serve", "--spec", spec_name, "--port", str(port("serve"))],
+           platform_env(settings))  # fmt: skip
+
+def start_services(settings: Settings, before_airflow: Any = None, spec_name: str = "adult_income",
+                   serve: bool = True) -> AirflowAPI:  # fmt: skip
+    """Migrate Airflow's DB, create pools, start the alert sink, MLflow, the inference API and Airflow; wait for them.
+
+    Args:
+        settings: where things are.
+        before_airflow: called after the migration and before Airflow's processes start, when nothing else
+            writes to its SQLite DB (Airflow refuses backfill creation under concurrent access, airflow#66726).
+        spec_name: the model the inference API serves.
+        serve: start the inference API (benchmarks and tests of training leave it out: 2 cores are few).
+    """
+    env = platform_env(settings)
+    settings.airflow_home.mkdir(parents=True, exist_ok=True)
+    password = admin_password(settings)
+    _start(
+        settings,
+        "alert-sink",
+        [sys.executable, "-m", "devtools.alert_sink", str(port("alert")), str(settings.home / "logs" / "alerts.jsonl")],
+        env,
+    )
+    start_mlflow(settings, wait=False)
+    if serve:
+        start_serve(settings, spec_name)
+    if pid_of(settings, "airflow") is None:
+        say("migrating the Airflow metadata DB (SQLite) and creating pools")
+        airflow_cli(settings, "db", "migrate")
+        airflow_cli(settings, "pools", "import", str(PROJECT_ROOT / "deploy" / "airflow" / "pools.json"))
+        if before_airflow is not None:
+            before_airflow()
+    _start(settings, "airflow", [_bin("airflow"), "standalone"], env)
+    say("waiting for MLflow and Airflow to answer (about a minute on 2 cores)")
+    _wait_http(f"{url('mlflow')}/health", "MLflow", 180, (settings, "mlflow"))
+    _wait_http(f"{url('airflow')}/api/v2/monitor/health", "Airflow api-server", 300, (settings, "airflow"))
+    if serve:
+        _wait_http(f"{url('serve')}/metrics", "the inference API", 120, (settings, "serve"))
+    return AirflowAPI(url("airflow"), password)
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of ``pid`` if this process started it (a zombie still counts as a live group)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # not our child (started by an earlier `make run`): init reaps it
+
+def stop_services(settings: Settings) -> list[str]:
+    """Stop every process this launcher started (by PID file, whole process group); returns their names."""
+    stopped = []
+    for name in reversed(SERVICES):
+        pid = pid_of(settings, name)
+        if pid is None:
+            continue
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            _reap(pid)
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.5)
+        else:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            _reap(pid)
+        (run_dir(settings) / f"{name}.pid").unlink(missing_ok=True)
+        stopped.append(name)
+    return stopped
+
+def status(settings: Settings) -> dict[str, int | None]:
+    """PID of each service, None when it is not running."""
+    return {name: pid_of(settings, name) for name in SERVICES}
+
+def clear_state(settings: Settings) -> None:
+    """Remove runtime state (used by `python -m devtools up --fresh`)."""
+    for name in ("store", "data-registry", "dvc-remote", "mlflow", "airflow", "run", "ativo.db", ".data-registry.lock"):
+        path = settings.home / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()

@@ -1,0 +1,191 @@
+"""A version's native file: written once by training, read back (sha256 checked, never unpickled) by everyone.
+
+Writing: :func:`log_booster` logs the booster's native ``model.ubj`` to the active MLflow run and returns its
+sha256, which :func:`register_version` records as the version's tag ``ativo.model_sha256``. Reading:
+:func:`load_version` downloads the artifact, refuses pickles, checks the sha256 against the tag and loads the
+booster; the infra gate loads through this very path, so a model that passes it is one serving can load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ativo.errors import AtivoError
+from ativo.model.served import Lineage, ServedModel
+from ativo.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import xgboost as xgb
+
+MODEL_FILE = "model.ubj"
+SHA256_TAG = "ativo.model_sha256"
+POLICY_TAG = "ativo.decision_policy_uri"
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".cloudpickle", ".dill")
+
+
+class ModelIntegrityError(AtivoError):
+    """The artifact is not the one the registry recorded, or not in a format serving accepts."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def native_bytes(booster: xgb.Booster) -> bytes:
+    """The booster in XGBoost's native UBJ format: the bytes of ``model.ubj``."""
+    return bytes(booster.save_raw("ubj"))
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    """A model logged to an MLflow run: where it is and the sha256 of its ``model.ubj``."""
+
+    uri: str
+    sha256: str
+
+
+def log_booster(booster: xgb.Booster, *, signature_sample: pd.DataFrame | None = None) -> LoggedModel:
+    """Log the booster's native ``model.ubj`` to the active MLflow run (with a signature from a sample frame).
+
+    Args:
+        booster: the trained booster.
+        signature_sample: a design-matrix frame (:func:`ativo.model.encoding.design_matrix`) whose columns and
+            scores become the model's MLflow signature; none without it.
+    """
+    import mlflow.xgboost
+    import xgboost as xgb
+    from mlflow.models import infer_signature
+
+    signature = None
+    if signature_sample is not None:
+        scores = booster.predict(xgb.DMatrix(signature_sample, enable_categorical=True))
+        signature = infer_signature(signature_sample, scores)
+    # Requirements pinned here: inferring them imports the model in a subprocess, seconds per trial.
+    info = mlflow.xgboost.log_model(
+        booster, name="model", signature=signature, model_format="ubj",
+        pip_requirements=[f"xgboost=={xgb.__version__}"],
+    )  # fmt: skip
+    return LoggedModel(uri=str(info.model_uri), sha256=sha256_bytes(native_bytes(booster)))
+
+
+def register_version(logged: LoggedModel, name: str, tags: dict[str, str] | None = None) -> str:
+    """Register a logged model as a new version of ``name`` (on the active tracking URI) with its sha256 tag."""
+    import mlflow
+
+    mv = mlflow.register_model(logged.uri, name, tags={SHA256_TAG: logged.sha256, **(tags or {})})
+    return str(mv.version)
+
+
+def load_booster(directory: Path, expected_sha256: str | None, where: str) -> tuple[Any, str, tuple[str, ...]]:
+    """Read ``model.ubj`` from a downloaded artifact directory, refusing pickles and checking the sha256.
+
+    Returns:
+        (booster, sha256, the artifact's file names).
+
+    Raises:
+        ModelIntegrityError: no native model file, a pickle among the files, or a checksum mismatch.
+    """
+    import xgboost as xgb
+
+    files = tuple(sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file()))
+    pickles = [f for f in files if f.lower().endswith(PICKLE_SUFFIXES)]
+    if pickles:
+        raise ModelIntegrityError(f"{where}: the artifact carries pickled files ({', '.join(pickles)}); serving "
+                                  "loads only the native XGBoost format and never unpickles")  # fmt: skip
+    found = sorted(directory.rglob(MODEL_FILE))
+    if not found:
+        raise ModelIntegrityError(f"{where}: no {MODEL_FILE} in the artifact (files: {', '.join(files) or 'none'})")
+    data = found[0].read_bytes()
+    sha = sha256_bytes(data)
+    if not expected_sha256:
+        raise ModelIntegrityError(f"{where}: the registry recorded no sha256 (tag {SHA256_TAG}); refusing to "
+                                  "serve an artifact nobody can verify")  # fmt: skip
+    if sha != expected_sha256:
+        raise ModelIntegrityError(
+            f"{where}: {MODEL_FILE} has sha256 {sha[:16]}…, the registry recorded {expected_sha256[:16]}…: "
+            "the artifact was changed or corrupted after training"
+        )
+    booster = xgb.Booster()
+    try:
+        booster.load_model(bytearray(data))
+    except xgb.core.XGBoostError as err:
+        raise ModelIntegrityError(f"{where}: {MODEL_FILE} does not load as an XGBoost model: {err}") from err
+    # A serving worker scores one request on one thread: spreading a row over OpenMP threads only adds wake-ups,
+    # and on a busy host it turns into tens of milliseconds of tail latency (measured: p99 65 ms vs 33 ms).
+    booster.set_param({"nthread": 1})
+    return booster, sha, files
+
+
+@dataclass(frozen=True)
+class RegisteredVersion(Lineage):
+    """What the registry records of a model version, without its artifact."""
+
+    name: str
+    version: str
+    source: str
+    tags: dict[str, str]
+
+    @property
+    def sha256(self) -> str | None:
+        """The sha256 of its ``model.ubj``, as recorded at training."""
+        return self.tags.get(SHA256_TAG)
+
+
+def registered_version(spec: ModelSpec, tracking_uri: str, version: str | int | None = None, *,
+                       alias: str | None = None) -> RegisteredVersion:  # fmt: skip
+    """The registry's record of a version of the spec's model (by number or alias)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    name = spec.registered_model_name
+    mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, str(version))
+    return RegisteredVersion(name=name, version=str(mv.version), source=str(mv.source), tags=dict(mv.tags))
+
+
+def read_artifact_json(tracking_uri: str, uri: str) -> Any:
+    """A JSON artifact (``runs:/…/x.json``) of the MLflow server or store at ``tracking_uri``, parsed."""
+    import json
+
+    from mlflow.artifacts import download_artifacts
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=tracking_uri)
+        return json.loads(Path(path).read_text())
+
+
+def load_version(spec: ModelSpec, tracking_uri: str, version: str | int | None = None, *,
+                 alias: str | None = None) -> ServedModel:  # fmt: skip
+    """Load a registered version of the spec's model (by number or alias) the way serving does.
+
+    Raises:
+        ModelIntegrityError: see :func:`load_booster`.
+    """
+    from mlflow.artifacts import download_artifacts
+
+    rv = registered_version(spec, tracking_uri, version, alias=alias)
+    where = f"model {rv.name} version {rv.version}"
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(download_artifacts(artifact_uri=rv.source, dst_path=tmp, tracking_uri=tracking_uri))
+        booster, sha, files = load_booster(local, rv.sha256, where)
+    return ServedModel(spec=spec, name=rv.name, version=rv.version, booster=booster, sha256=sha, tags=rv.tags,
+                       files=files)  # fmt: skip
+
+
+def load_with_policy(spec: ModelSpec, tracking_uri: str, version: str) -> ServedModel:
+    """:func:`load_version`, plus the version's per-group decision policy when its gates logged one.
+
+    A version whose policy cannot be read does not load: the gate approved its mitigated decisions, not raw ones.
+    """
+    from ativo.model.policy import DecisionPolicy
+
+    model = load_version(spec, tracking_uri, version)
+    uri = model.tags.get(POLICY_TAG)
+    if uri and uri != "None":
+        model.policy = DecisionPolicy(spec, read_artifact_json(tracking_uri, uri))
+    return model
