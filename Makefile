@@ -8,7 +8,7 @@ STAMP := $(VENV)/.ativo-installed
 UV := $(shell command -v uv 2>/dev/null)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup data run stop status test test-integration lint typecheck bench clean
+.PHONY: help setup data run stop status test test-fast test-unit test-dags test-model test-component test-e2e test-integration lint typecheck bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -36,11 +36,21 @@ stop:  ## stop every process `make run` started
 status: setup  ## what is running and where
 	@$(PY) -m devtools status
 
-test: data  ## unit, DAG, end-to-end tiers
-	@$(PY) -m pytest -m "not integration" -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
+# Tiers come from the test's directory (tests/<tier>/): unit, dags, model, component, e2e, integration, browser.
+PYTEST := $(PY) -m pytest -p no:cacheprovider
+XDIST ?= -n 2 --dist loadfile
+
+test: data  ## every tier but integration, the set CI and a newcomer run (about 6 minutes on 2 cores)
+	@$(PYTEST) -m "not integration" $(XDIST) --durations=15 $(PYTEST_ARGS)
+
+test-fast: data  ## unit and DAG tiers, while you work (under 90 s)
+	@$(PYTEST) -m "unit or dags" $(PYTEST_ARGS)
+
+test-unit test-dags test-model test-component test-e2e: test-%: data  ## one tier
+	@$(PYTEST) -m $* --durations=10 $(PYTEST_ARGS)
 
 test-integration: data  ## integration tier: PostgreSQL, S3 endpoint (ATIVO_REQUIRE_SERVICES=1 makes a missing service fail)
-	@$(PY) -m pytest -m integration -p no:cacheprovider $(PYTEST_ARGS)
+	@$(PYTEST) -m integration $(PYTEST_ARGS)
 
 lint: setup  ## ruff and mypy
 	@$(VENV)/bin/ruff check .

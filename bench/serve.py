@@ -26,8 +26,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+from typing import Any
+
+from ativo import http
+from ativo.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 HOME = Path(tempfile.mkdtemp(prefix="ativo-bench-serve-"))
@@ -46,16 +49,15 @@ def _mlflow_server(model_uri: str, port: int, tracking_uri: str) -> subprocess.P
     proc = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", model_uri,
                              "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "--workers", "1"],
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"mlflow models serve exited: {(HOME / 'mlflow-serve.log').read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
-                return proc
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError("mlflow models serve did not answer /ping within 120 s")
+        http.get_text(f"http://127.0.0.1:{port}/ping", timeout=2, attempts=1)
+        return True
+
+    wait_until(answers, 120, 0.5, "mlflow models serve to answer /ping", retry_on=(http.HttpError,))
+    return proc
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -67,13 +69,9 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **headers})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
+def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+    """(status, parsed body) of one POST of a JSON body, whatever its status."""
+    return http.parse_response(http.request("POST", url, doc=json.loads(body), headers=headers, timeout=30))
 
 
 def main() -> None:
@@ -142,7 +140,7 @@ def main() -> None:
     proc = _mlflow_server(mlflow_uri, port, uri)
     try:
         status, body = _post(f"http://127.0.0.1:{port}/invocations", ml_single[0], {})
-        ml_score = json.loads(body)["predictions"][0]
+        ml_score = body["predictions"][0]
         for name, bodies in (("single", ml_single), ("batch100", ml_batch)):
             r = run_load(f"http://127.0.0.1:{port}/invocations", bodies, concurrency=args.concurrency,
                          duration_s=args.duration, warmup_s=2)  # fmt: skip
@@ -155,14 +153,13 @@ def main() -> None:
     try:
         headers = {"Authorization": f"Bearer {server.key}"}
         status, body = _post(server.url + "/predict", ativo_single[0], headers)
-        ativo_score = json.loads(body)["score"]
+        ativo_score = body["score"]
         for name, bodies in (("single", ativo_single), ("batch100", ativo_batch)):
             r = run_load(server.url + "/predict", bodies, headers=headers, concurrency=args.concurrency,
                          duration_s=args.duration, warmup_s=2)  # fmt: skip
             results[f"ativo_{name}"] = r.summary()
             print(f"ativo  {name:9s} {r.summary()}", flush=True)
-        with urllib.request.urlopen(server.url + "/health") as resp:
-            health = json.loads(resp.read())
+        health = http.get_json(server.url + "/health", timeout=30)
     finally:
         server.stop()
 

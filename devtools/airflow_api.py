@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import secrets
-import urllib.request
 from typing import Any
 
 from ativo.config import Settings
+from ativo.http import send_json
 
 
 def admin_password(settings: Settings) -> str:
@@ -30,6 +30,11 @@ class AirflowAPI:
         self.token: str | None = None
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None, auth: bool = True) -> Any:
+        """One call (a GET retried on connection failures and 502/503/504); its JSON answer, None when empty.
+
+        Raises:
+            ativo.http.HttpError: unreachable or refused (an OSError, with the status and the parsed body).
+        """
         headers = {"Content-Type": "application/json"}
         if auth:
             if self.token is None:
@@ -37,11 +42,7 @@ class AirflowAPI:
                     "access_token"
                 ]
             headers["Authorization"] = f"Bearer {self.token}"
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            raw = resp.read()
-        return json.loads(raw) if raw else None
+        return send_json(method, self.base + path, body, timeout=30, headers=headers)
 
     def get(self, path: str) -> Any:
         """GET an API path."""

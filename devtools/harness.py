@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ativo.config import Settings, load_settings
+from ativo.waiting import WaitTimeout, wait_until
 from devtools import supervisor
 
 
@@ -133,16 +133,20 @@ def _trigger_and_wait(
 ) -> tuple[dict, float, dt.datetime]:
     triggered = dt.datetime.now(dt.UTC)
     api.post(f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf})
-    deadline = time.monotonic() + timeout_s
     run: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+
+    def finished() -> bool:
+        nonlocal run
         run = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
-        if run["state"] in ("success", "failed"):
-            end = _ts(run["end_date"])
-            assert end is not None
-            return run, (end - triggered).total_seconds(), triggered
-        time.sleep(1)
-    raise RuntimeError(f"{dag_id} run {run_id!r} did not finish within {timeout_s:.0f}s (state {run.get('state')})")
+        return run["state"] in ("success", "failed")
+
+    try:
+        wait_until(finished, timeout_s, 1, f"{dag_id} run {run_id!r} to finish")
+    except WaitTimeout as err:
+        raise WaitTimeout(f"{err} (state {run.get('state')})") from None
+    end = _ts(run["end_date"])
+    assert end is not None
+    return run, (end - triggered).total_seconds(), triggered
 
 
 def run_search_on_airflow(
@@ -164,11 +168,8 @@ def run_search_on_airflow(
         supervisor.airflow_cli(settings, "dags", "unpause", dag_id)
 
     api = supervisor.start_services(settings, before_airflow, serve=False)  # training only: no API
-    deadline = time.monotonic() + 300
-    while api.get("/api/v2/monitor/health")["scheduler"]["status"] != "healthy":
-        if time.monotonic() > deadline:
-            raise RuntimeError("the scheduler never became healthy")
-        time.sleep(2)
+    wait_until(lambda: api.get("/api/v2/monitor/health")["scheduler"]["status"] == "healthy", 300, 2,
+               "the Airflow scheduler to report healthy")  # fmt: skip
     cold_s = None
     if warm_up:
         _, cold_s, _ = _trigger_and_wait(api, dag_id, "warm-up", {"dataset_version": dataset_tag, "n_trials": 1},
@@ -258,13 +259,16 @@ def start_server(settings: Settings, spec_name: str = "adult_income", *, port: i
         proc = subprocess.Popen([sys.executable, "-m", "ativo.cli", "serve", "--spec", spec_name, "--port", str(port),
                                  *args], env=env, stdout=fh, stderr=subprocess.STDOUT)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def serving() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"ativo serve exited with {proc.returncode}: {log.read_text()[-2000:]}")
         versions = server_versions([url], timeout=2)[0]
-        if versions is not None and (wait_for is None or wait_for in versions):
-            return Server(proc, url, key, log)
-        time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError(f"ativo serve did not serve {wait_for!r} within {timeout:.0f}s: {log.read_text()[-2000:]}")
+        return versions is not None and (wait_for is None or wait_for in versions)
+
+    try:
+        wait_until(serving, timeout, 0.3, f"ativo serve on {url} to serve {wait_for!r}")
+    except WaitTimeout as err:
+        proc.kill()
+        raise WaitTimeout(f"{err}: {log.read_text()[-2000:]}") from None
+    return Server(proc, url, key, log)

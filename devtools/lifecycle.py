@@ -9,11 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-import urllib.request
 from typing import Any
 
 from ativo.config import Settings
-from ativo.waiting import wait_until
+from ativo.http import HttpError, post_json
+from ativo.waiting import WaitTimeout, wait_until
 from devtools.airflow_api import AirflowAPI
 from devtools.supervisor import airflow_cli, demo_key, pid_of, platform_env, run_dir, say, url
 
@@ -66,16 +66,16 @@ def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: i
     etl = f"{spec_name}__etl"
     say(f"running the ETL over {days} days; progress every 15s (watch it at {url('airflow')}/dags/{etl})")
     last = ""
-    deadline = time.monotonic() + 1200
-    while time.monotonic() < deadline:
+
+    def etl_finished() -> bool:
+        nonlocal last
         if pid_of(settings, "airflow") is None:
             raise RuntimeError(f"Airflow exited; see {settings.home / 'logs' / 'airflow.log'}")
         try:
             runs = api.runs(etl)
-        except (urllib.error.URLError, OSError) as err:
+        except HttpError as err:  # the API restarting, or too busy to answer
             say(f"Airflow API not answering ({err}); retrying")
-            time.sleep(10)
-            continue
+            raise
         finished: dict[str, str] = {}  # day → its best finished state (a day may have a second, idempotent run)
         for r in runs:
             day = r["data_interval_start"][:10]
@@ -87,11 +87,10 @@ def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: i
         if line != last:
             say(line)
             last = line
-        if done >= days:
-            break
-        time.sleep(15)
-    else:
-        raise RuntimeError(f"the ETL did not finish within 20 minutes; see {url('airflow')}")
+        return done >= days
+
+    wait_until(etl_finished, 1200, 15, f"the ETL runs of all {days} days to finish (see {url('airflow')})",
+               retry_on=(HttpError,))  # fmt: skip
     from ativo.config import load_settings
     from ativo.data.versioning import open_registry
     from ativo.spec import get_spec
@@ -153,22 +152,19 @@ def serve_sample(settings: Settings, spec_name: str, wait_s: float = 600) -> dic
     wait_until(lambda: (server_versions([url("serve")])[0] or {}).get("champion"), wait_s, 5,
                "a champion on the inference API", retry_on=(OSError, KeyError))  # fmt: skip
     body = sample_row(live, spec_name)
-    req = urllib.request.Request(f"{url('serve')}/explain", data=json.dumps(body).encode(), method="POST",
-                                 headers={"Authorization": f"Bearer {demo_key(settings)}",
-                                          "Content-Type": "application/json"})  # fmt: skip
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        answer = json.loads(resp.read())
+    answer = post_json(f"{url('serve')}/explain", body, timeout=30,
+                       headers={"Authorization": f"Bearer {demo_key(settings)}"})  # fmt: skip
     from ativo.deploy.promotion import aliases
     from ativo.serve.traffic import replay
 
     traffic = replay(url("serve"), demo_key(settings), spec, live.reference_dir, 3000)
     say(f"replayed {traffic['rows']} reference rows through the API with their labels: {traffic['routes']}")
     chain = None
-    deadline = time.monotonic() + 30
-    while chain is None and time.monotonic() < deadline:  # the API writes its log every 2 s
-        try:
-            chain = render(trace(live, answer["prediction_id"], spec_name))
-        except Exception:
-            time.sleep(1)
+    try:  # the API writes its log every 2 s
+        chain = wait_until(lambda: render(trace(live, answer["prediction_id"], spec_name)), 30, 1,
+                           f"prediction {answer['prediction_id']} in the prediction log, to trace its lineage",
+                           retry_on=(Exception,))  # fmt: skip
+    except WaitTimeout as err:
+        say(f"no lineage to show: {err}")
     return {"request": body, "answer": answer, "lineage": chain, "traffic": traffic, "aliases": aliases(spec, live),
             "window_minutes": spec.deploy.canary_window_minutes}  # fmt: skip

@@ -7,6 +7,7 @@ Processes are started in their own session with a PID file under ``var/run``; `d
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -14,25 +15,29 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ativo.config import PROJECT_ROOT, Settings
+from ativo import http
+from ativo.config import PROJECT_ROOT, Settings, load_settings
+from ativo.waiting import WaitTimeout, wait_until
 from devtools.airflow_api import AirflowAPI, admin_password
 
 SERVICES = ("alert-sink", "mlflow", "serve", "airflow")
 
-def port(service: str) -> int:
-    """Loopback port of an embedded service (``ATIVO_<SERVICE>_PORT``: airflow, mlflow, serve, alert)."""
-    defaults = {"airflow": "8080", "mlflow": "5000", "serve": "8000", "alert": "8099"}
-    return int(os.environ.get(f"ATIVO_{service.upper()}_PORT", defaults[service]))
+def port(service: str, settings: Settings | None = None) -> int:
+    """Loopback port of an embedded service: airflow, mlflow, serve or alert.
 
-def url(service: str) -> str:
+    From ``settings.ports`` (``ATIVO_<SERVICE>_PORT``); the current environment's settings when none are given.
+    """
+    ports = (settings or load_settings()).ports.model_dump()
+    if service not in ports:
+        raise KeyError(f"no embedded service {service!r} (one of {', '.join(ports)})")
+    return int(ports[service])
+
+def url(service: str, settings: Settings | None = None) -> str:
     """Loopback URL of an embedded service."""
-    return f"http://127.0.0.1:{port(service)}"
+    return f"http://127.0.0.1:{port(service, settings)}"
 
 def say(msg: str) -> None:
     """Progress line, flushed at once."""
@@ -79,25 +84,26 @@ def platform_env(settings: Settings) -> dict[str, str]:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             # An idle scheduler loop sleeps this long; a freed pool slot waits for it (1 s by default).
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
-            "AIRFLOW__API__PORT": str(port("airflow")),
-            "AIRFLOW__API__BASE_URL": url("airflow"),
+            "AIRFLOW__API__PORT": str(port("airflow", settings)),
+            "AIRFLOW__API__BASE_URL": url("airflow", settings),
             "AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME": "7200",  # long training tasks (airflow#67939)
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "AIRFLOW_CONN_ATIVO_ONCALL": json.dumps(
-                {"conn_type": "http", "extra": {"webhook_url": f"{url('alert')}/"}}
+                {"conn_type": "http", "extra": {"webhook_url": f"{url('alert', settings)}/"}}
             ),
             "ATIVO_HOME": str(settings.home),
             "ATIVO_STORE_URI": settings.store_uri,
             "ATIVO_DB_URL": settings.db_url,
-            "ATIVO_MLFLOW_TRACKING_URI": url("mlflow"),
+            "ATIVO_MLFLOW_TRACKING_URI": url("mlflow", settings),
             "ATIVO_REGISTRY_PATH": str(settings.registry_path),
             "ATIVO_DVC_REMOTE": settings.dvc_remote,
             "ATIVO_SPECS_DIR": str(settings.specs_dir),
             "ATIVO_REFERENCE_DIR": str(settings.reference_dir),
-            "ATIVO_SERVE_URLS": url("serve"),
+            "ATIVO_SERVE_URLS": url("serve", settings),
+            **{f"ATIVO_{name.upper()}_PORT": str(p) for name, p in settings.ports.model_dump().items()},
             # The server's job runner (eight huey consumers, ~2 GB) serves GenAI features Ativo does not use.
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-            "MLFLOW_TRACKING_URI": url("mlflow"),
+            "MLFLOW_TRACKING_URI": url("mlflow", settings),
         }
     )
     return env
@@ -130,20 +136,30 @@ def _start(settings: Settings, name: str, cmd: list[str], env: dict[str, str]) -
     return proc.pid
 
 def _wait_http(url: str, what: str, timeout: float, pid_check: tuple[Settings, str] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=3) as resp:
-                if resp.status < 500:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
+    """Wait until ``url`` answers below HTTP 500; raises RuntimeError at once if the process behind it exits.
+
+    Raises:
+        WaitTimeout: it did not answer within ``timeout`` (the message names the last failure).
+    """
+
+    def still_running() -> None:
         if pid_check and pid_of(*pid_check) is None:
             raise RuntimeError(
                 f"{what} exited during start-up; see {pid_check[0].home / 'logs' / (pid_check[1] + '.log')}"
             )
-        time.sleep(2)
-    raise RuntimeError(f"{what} did not answer on {url} within {timeout:.0f}s")
+
+    def answered() -> bool:
+        try:
+            status = http.request("GET", url, timeout=3).status_code  # tried once: this loop is the retry
+        except http.HttpError:
+            still_running()
+            raise
+        if status < 500:
+            return True
+        still_running()
+        return False
+
+    wait_until(answered, timeout, 2, f"{what} to answer on {url}", retry_on=(http.HttpError,))
 
 def airflow_cli(settings: Settings, *args: str) -> str:
     """Run an `airflow` CLI command against the embedded platform; raises with its output on failure."""
@@ -158,14 +174,14 @@ def start_mlflow(settings: Settings, wait: bool = True) -> str:
     mlflow_dir.mkdir(parents=True, exist_ok=True)
     _start(
         settings, "mlflow",
-        [_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port("mlflow")), "--workers", "1",
+        [_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port("mlflow", settings)), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}",
          "--default-artifact-root", f"{settings.store_uri}/mlflow/default"],
         platform_env(settings),
     )  # fmt: skip
     if wait:
-        _wait_http(f"{url('mlflow')}/health", "MLflow", 180, (settings, "mlflow"))
-    return url("mlflow")
+        _wait_http(f"{url('mlflow', settings)}/health", "MLflow", 180, (settings, "mlflow"))
+    return url("mlflow", settings)
 
 def demo_key(settings: Settings) -> str:
     """The API key `make run` prints (role predict and feedback), created once and kept in var/serve/demo_key."""
@@ -183,7 +199,7 @@ def demo_key(settings: Settings) -> str:
 def start_serve(settings: Settings, spec_name: str) -> None:
     """Start the inference API for a spec on its loopback port (it follows the registry aliases by itself)."""
     demo_key(settings)
-    _start(settings, "serve", [_bin("ativo"), "serve", "--spec", spec_name, "--port", str(port("serve"))],
+    _start(settings, "serve", [_bin("ativo"), "serve", "--spec", spec_name, "--port", str(port("serve", settings))],
            platform_env(settings))  # fmt: skip
 
 def start_services(settings: Settings, before_airflow: Any = None, spec_name: str = "adult_income",
@@ -203,7 +219,8 @@ def start_services(settings: Settings, before_airflow: Any = None, spec_name: st
     _start(
         settings,
         "alert-sink",
-        [sys.executable, "-m", "devtools.alert_sink", str(port("alert")), str(settings.home / "logs" / "alerts.jsonl")],
+        [sys.executable, "-m", "devtools.alert_sink", str(port("alert", settings)),
+         str(settings.home / "logs" / "alerts.jsonl")],
         env,
     )
     start_mlflow(settings, wait=False)
@@ -217,11 +234,11 @@ def start_services(settings: Settings, before_airflow: Any = None, spec_name: st
             before_airflow()
     _start(settings, "airflow", [_bin("airflow"), "standalone"], env)
     say("waiting for MLflow and Airflow to answer (about a minute on 2 cores)")
-    _wait_http(f"{url('mlflow')}/health", "MLflow", 180, (settings, "mlflow"))
-    _wait_http(f"{url('airflow')}/api/v2/monitor/health", "Airflow api-server", 300, (settings, "airflow"))
+    _wait_http(f"{url('mlflow', settings)}/health", "MLflow", 180, (settings, "mlflow"))
+    _wait_http(f"{url('airflow', settings)}/api/v2/monitor/health", "Airflow api-server", 300, (settings, "airflow"))
     if serve:
-        _wait_http(f"{url('serve')}/metrics", "the inference API", 120, (settings, "serve"))
-    return AirflowAPI(url("airflow"), password)
+        _wait_http(f"{url('serve', settings)}/metrics", "the inference API", 120, (settings, "serve"))
+    return AirflowAPI(url("airflow", settings), password)
 
 def _reap(pid: int) -> None:
     """Collect the exit status of ``pid`` if this process started it (a zombie still counts as a live group)."""
@@ -229,6 +246,15 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass  # not our child (started by an earlier `make run`): init reaps it
+
+def _group_gone(pid: int) -> bool:
+    """Whether the process group of ``pid`` has ended (reaping its leader first, if it is our child)."""
+    _reap(pid)
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 def stop_services(settings: Settings) -> list[str]:
     """Stop every process this launcher started (by PID file, whole process group); returns their names."""
@@ -241,15 +267,9 @@ def stop_services(settings: Settings) -> list[str]:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            _reap(pid)
-            try:
-                os.killpg(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.5)
-        else:
+        try:
+            wait_until(functools.partial(_group_gone, pid), 30, 0.5, f"{name} (process group {pid}) to exit")
+        except WaitTimeout:
             try:
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -64,6 +64,43 @@ def spec():
 
 
 @pytest.fixture(scope="session")
+def adult_split(spec, reference_dir):
+    """The reference data as features, split by the spec's seed: built once per test session."""
+    from ativo.data.features import to_features
+    from ativo.data.landing import reference_records
+    from ativo.train.trainer import split_frame
+
+    raw = reference_records(spec, reference_dir)
+    raw[spec.data_schema.event_time] = "2026-01-01"
+    return split_frame(to_features(raw, spec), spec)
+
+
+@pytest.fixture(scope="session")
+def small_boosters(spec, adult_split):
+    """Small real boosters trained once per session (60 rounds each).
+
+    ``good`` and ``good2`` are sound models (seeds 1 and 2), ``shifted`` learned labels that depend on age alone (its
+    scores are shifted against the champion's), ``broken`` cannot score the schema at all.
+    """
+    import numpy as np
+    import xgboost as xgb
+
+    from ativo.data.features import LABEL
+    from ativo.train.trainer import Split, fit
+
+    split = adult_split
+    quick = spec.model_copy(update={"model": spec.model.model_copy(update={"num_boost_round": 60})})
+    good = [fit(quick, split, overrides={"seed": s}, threads=2).booster for s in (1, 2)]
+    shifted_split = Split(train=split.train.assign(**{LABEL: (split.train["age"] > 35).astype("int8")}),
+                          valid=split.valid.assign(**{LABEL: (split.valid["age"] > 35).astype("int8")}),
+                          test=split.test)  # fmt: skip
+    shifted = fit(quick, shifted_split, threads=2).booster
+    rng = np.random.default_rng(0)
+    broken = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(rng.random((60, 3)), label=[0, 1] * 30), 3)
+    return {"good": good[0], "good2": good[1], "shifted": shifted, "broken": broken}
+
+
+@pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """A migrated Airflow metadata DB (SQLite) for DagBag and dag.test()."""
     home = Path(os.environ["AIRFLOW_HOME"])
@@ -73,6 +110,18 @@ def airflow_db() -> Path:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return home
+
+
+TIERS = ("unit", "dags", "model", "component", "e2e", "integration", "browser")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each test's tier marker comes from its directory (``tests/<tier>/…``); a test outside a tier is an error."""
+    for item in items:
+        tier = Path(str(item.fspath)).resolve().relative_to(ROOT / "tests").parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in one of tests/{{{','.join(TIERS)}}}/")
+        item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-import urllib.error
-import urllib.request
 from typing import Any
+
+from ativo.http import HttpError, request
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +66,25 @@ def budget_payload(team: str, thresholds: list[int], status: dict[str, Any]) -> 
     }
 
 
+WEBHOOK_RETRY_STATUSES = frozenset({408, 425, 429, *range(500, 600)})
+"""Answers of a webhook worth trying again (a 4xx other than these will be refused again)."""
+
+
 def post_webhook(url: str, payload: dict[str, Any], *, timeout: float = 5.0, attempts: int = 3) -> bool:
-    """POST ``payload`` as JSON; retries transient failures. Returns whether the webhook accepted it."""
-    body = json.dumps(payload).encode()
-    for attempt in range(1, attempts + 1):
-        req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - URL comes from a Connection
-                if 200 <= resp.status < 300:
-                    return True
-                log.warning("webhook answered HTTP %s (attempt %d/%d)", resp.status, attempt, attempts)
-        except (urllib.error.URLError, OSError) as err:
-            log.warning("webhook post failed (attempt %d/%d): %s", attempt, attempts, err)
-        if attempt < attempts:
-            time.sleep(0.5 * attempt)
+    """POST ``payload`` as JSON; retries transient failures. Returns whether the webhook accepted it.
+
+    Posting an alert twice is harmless (a duplicate message), so unlike other POSTs it is tried ``attempts`` times:
+    on a failed connection, a timeout, or a transient status (:data:`WEBHOOK_RETRY_STATUSES`), pausing 0.5 s × n.
+    """
+    try:
+        resp = request("POST", url, timeout=timeout, doc=payload, attempts=attempts,
+                       retry_statuses=WEBHOOK_RETRY_STATUSES, backoff=0.5)  # fmt: skip
+    except HttpError as err:
+        log.warning("webhook post failed: %s", err)
+        return False
+    if 200 <= resp.status_code < 300:
+        return True
+    log.warning("webhook answered HTTP %s: %s", resp.status_code, resp.text[:300])
     return False
 
 

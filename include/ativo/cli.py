@@ -236,7 +236,7 @@ def _cmd_traffic(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     spec = get_spec(args.spec, settings.specs_dir)
-    key = args.key or os.environ.get("ATIVO_API_KEY")
+    key = args.key or (settings.api_key.get_secret_value() if settings.api_key else None)
     if not key:
         print("error: give an API key with roles predict and feedback (--key or ATIVO_API_KEY)", file=sys.stderr)
         return 2

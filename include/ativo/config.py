@@ -1,113 +1,288 @@
-"""Settings: one place, read from the environment, with no side effects on import.
+"""Settings: one object that owns every ``ATIVO_*`` variable, read from the environment, with no side effects on import.
 
 The embedded default keeps everything under ``var/`` of the project; the production shape points the same
 settings at PostgreSQL, S3 and a remote MLflow. Switching is configuration only.
+
+:func:`load_settings` is the one entry point: it reads the process environment (or a mapping it is given) once,
+and validates it into an immutable :class:`Settings`. A bad value fails there, with the variable's name and why.
+An empty variable counts as unset.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from ativo.errors import SettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-PROFILES = ("local", "compose", "k8s")
 DEFAULT_PRICES = {"cpu": 0.10, "gpu": 2.50}  # USD per slot-hour, overridden by ATIVO_PRICES
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Where Ativo keeps its state.
+def _var(model: type[BaseModel], info: ValidationInfo) -> str:
+    """The environment variable of the field being validated."""
+    alias = model.model_fields[str(info.field_name)].validation_alias
+    if isinstance(alias, AliasChoices):
+        alias = alias.choices[0]
+    return str(alias or info.field_name)
+
+
+class Ports(BaseModel):
+    """Loopback ports of the embedded platform's services (``ATIVO_<SERVICE>_PORT``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True)
+
+    airflow: int = Field(8080, validation_alias="ATIVO_AIRFLOW_PORT")
+    mlflow: int = Field(5000, validation_alias="ATIVO_MLFLOW_PORT")
+    serve: int = Field(8000, validation_alias="ATIVO_SERVE_PORT")
+    alert: int = Field(8099, validation_alias="ATIVO_ALERT_PORT")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _port(cls, value: Any, info: ValidationInfo) -> int:
+        try:
+            if isinstance(value, bool) or not str(value).strip().isdigit():
+                raise ValueError
+            port = int(str(value).strip())
+            if not 1 <= port <= 65535:
+                raise ValueError
+        except ValueError:
+            raise ValueError(
+                f"{_var(cls, info)} must be a TCP port (an integer from 1 to 65535), got {value!r}"
+            ) from None
+        return port
+
+
+class ServeOptions(BaseModel):
+    """What ``ativo serve`` hands its uvicorn workers (it exports these variables; each worker reads them back)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True)
+
+    spec: str = Field("adult_income", validation_alias="ATIVO_SERVE_SPEC")
+    keys: Path | None = Field(None, validation_alias="ATIVO_SERVE_KEYS")
+    config: dict[str, Any] = Field(default_factory=dict, validation_alias="ATIVO_SERVE_CONFIG")
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _config(cls, value: Any, info: ValidationInfo) -> Any:
+        try:
+            parsed = json.loads(value) if isinstance(value, str) else value
+            if not isinstance(parsed, dict):
+                raise ValueError
+        except ValueError:
+            raise ValueError(
+                f"{_var(cls, info)} must be a JSON object of the server's options (ServeConfig), got {value!r}"
+            ) from None
+        return parsed
+
+
+class Settings(BaseSettings):
+    """Where Ativo keeps its state, and every other ``ATIVO_*`` setting; immutable, built by :func:`load_settings`.
 
     Attributes:
-        profile: ``local`` (embedded default), ``compose`` or ``k8s``.
-        home: runtime state directory (``var/``).
-        store_uri: object store root, ``file:///…`` or ``s3://bucket/prefix``.
-        db_url: SQLAlchemy URL of the platform database (SQLite or PostgreSQL).
-        mlflow_tracking_uri: MLflow tracking server or store.
-        registry_path: the git + DVC data registry working copy.
-        dvc_remote: DVC remote for dataset versions: a local directory or ``s3://…``.
-        s3_endpoint_url: S3 endpoint for MinIO or a local S3 server; None means AWS.
-        specs_dir: where model specs (YAML) live.
-        reference_dir: where the reference data is fetched to.
-        prices: USD per resource-hour for each resource kind (``cpu``, ``gpu``), from ``ATIVO_PRICES`` (JSON).
+        home: runtime state directory (``ATIVO_HOME``, default ``var/``).
+        store_uri: object store root, ``file:///…`` or ``s3://bucket/prefix`` (``ATIVO_STORE_URI``, default
+            ``<home>/store``).
+        db_url: SQLAlchemy URL of the platform database, SQLite or PostgreSQL (``ATIVO_DB_URL``, default
+            ``<home>/ativo.db``).
+        mlflow_tracking_uri: MLflow tracking server or store (``ATIVO_MLFLOW_TRACKING_URI``, else
+            ``MLFLOW_TRACKING_URI``, default ``<home>/mlflow/mlflow.db``).
+        registry_path: the git + DVC data registry working copy (``ATIVO_REGISTRY_PATH``, default
+            ``<home>/data-registry``).
+        dvc_remote: DVC remote for dataset versions: a local directory or ``s3://…`` (``ATIVO_DVC_REMOTE``, default
+            ``<home>/dvc-remote``).
+        s3_endpoint_url: S3 endpoint for MinIO or a local S3 server; None means AWS (``ATIVO_S3_ENDPOINT_URL``).
+        specs_dir: where model specs (YAML) live (``ATIVO_SPECS_DIR``, default ``include/specs``).
+        reference_dir: where the reference data is fetched to (``ATIVO_REFERENCE_DIR``, default ``var/reference``).
+        prices: USD per resource-hour for each resource kind (``cpu``, ``gpu``), from ``ATIVO_PRICES`` (a JSON
+            object, merged over the defaults).
         budget_poll_s: how often a task deferred on its budget checks it again (``ATIVO_BUDGET_POLL_S``).
         serve_urls: base URLs of the inference API's servers, which the deploy watch reads
             (``ATIVO_SERVE_URLS``, comma-separated).
+        ports: loopback ports of the embedded platform (``ATIVO_{AIRFLOW,MLFLOW,SERVE,ALERT}_PORT``).
+        serve: the options ``ativo serve`` passes to its workers (``ATIVO_SERVE_{SPEC,KEYS,CONFIG}``).
+        subject_pepper: the secret that pseudonymises subjects in the prediction log (``ATIVO_SUBJECT_PEPPER``;
+            None: the key file under ``<home>/serve``).
+        api_key: the inference API key ``ativo traffic`` sends (``ATIVO_API_KEY``).
+        git_commit: the code version training records, instead of asking git (``ATIVO_GIT_COMMIT``).
+        gpu_count: GPUs on this host, instead of asking ``nvidia-smi`` (``ATIVO_GPU_COUNT``).
     """
 
-    profile: str
-    home: Path
-    store_uri: str
-    db_url: str
-    mlflow_tracking_uri: str
-    registry_path: Path
-    dvc_remote: str
-    s3_endpoint_url: str | None
-    specs_dir: Path
-    reference_dir: Path
-    prices: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_PRICES))
-    budget_poll_s: float = 30.0
-    serve_urls: tuple[str, ...] = ("http://127.0.0.1:8000",)
+    model_config = SettingsConfigDict(
+        frozen=True, extra="forbid", case_sensitive=True, validate_by_name=True, validate_by_alias=True
+    )
+
+    home: Path = Field(PROJECT_ROOT / "var", validation_alias="ATIVO_HOME")
+    store_uri: str = Field(validation_alias="ATIVO_STORE_URI")
+    db_url: str = Field(validation_alias="ATIVO_DB_URL")
+    mlflow_tracking_uri: str = Field(validation_alias=AliasChoices("ATIVO_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"))
+    registry_path: Path = Field(validation_alias="ATIVO_REGISTRY_PATH")
+    dvc_remote: str = Field(validation_alias="ATIVO_DVC_REMOTE")
+    s3_endpoint_url: str | None = Field(None, validation_alias="ATIVO_S3_ENDPOINT_URL")
+    specs_dir: Path = Field(PROJECT_ROOT / "include" / "specs", validation_alias="ATIVO_SPECS_DIR")
+    reference_dir: Path = Field(PROJECT_ROOT / "var" / "reference", validation_alias="ATIVO_REFERENCE_DIR")
+    prices: Mapping[str, float] = Field(default_factory=lambda: dict(DEFAULT_PRICES), validation_alias="ATIVO_PRICES")
+    budget_poll_s: float = Field(30.0, validation_alias="ATIVO_BUDGET_POLL_S")
+    serve_urls: tuple[str, ...] = Field(("http://127.0.0.1:8000",), validation_alias="ATIVO_SERVE_URLS")
+    ports: Ports = Ports()
+    serve: ServeOptions = ServeOptions()
+    subject_pepper: SecretStr | None = Field(None, validation_alias="ATIVO_SUBJECT_PEPPER")
+    api_key: SecretStr | None = Field(None, validation_alias="ATIVO_API_KEY")
+    git_commit: str | None = Field(None, validation_alias="ATIVO_GIT_COMMIT")
+    gpu_count: int | None = Field(None, validation_alias="ATIVO_GPU_COUNT")
 
     @property
     def airflow_home(self) -> Path:
         """AIRFLOW_HOME of the embedded platform."""
         return self.home / "airflow"
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only what :func:`load_settings` passes: it reads the environment, so a given mapping is not mixed with it."""
+        return (init_settings,)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_from_home(cls, data: Any) -> Any:
+        """Drop empty values, and derive the unset locations under ``home`` (as the embedded default does)."""
+        if not isinstance(data, dict):
+            return data
+        data = {k: v for k, v in data.items() if v is not None and v != ""}
+        home = Path(data.get("ATIVO_HOME", data.get("home", PROJECT_ROOT / "var"))).resolve()
+        data.pop("ATIVO_HOME", None)
+        data["home"] = home
+        derived: dict[str, Any] = {
+            "store_uri": (home / "store").as_uri(),
+            "db_url": f"sqlite:///{home / 'ativo.db'}",
+            "mlflow_tracking_uri": f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
+            "registry_path": home / "data-registry",
+            "dvc_remote": str(home / "dvc-remote"),
+        }
+        for name, value in derived.items():
+            if not any(key in data for key in _input_names(cls, name)):
+                data[name] = value
+        return data
+
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _prices(cls, value: Any) -> dict[str, float]:
+        try:
+            parsed = json.loads(value) if isinstance(value, str) else value
+            if not isinstance(parsed, Mapping):
+                raise ValueError
+            prices = dict(DEFAULT_PRICES)
+            for resource, price in parsed.items():
+                if isinstance(price, bool) or not math.isfinite(float(price)) or float(price) < 0:
+                    raise ValueError
+                prices[str(resource)] = float(price)
+        except (ValueError, TypeError):
+            raise ValueError(
+                "ATIVO_PRICES must be a JSON object of resource → USD per hour (non-negative numbers), "
+                f"e.g. '{json.dumps(DEFAULT_PRICES)}', got {value!r}"
+            ) from None
+        return prices
+
+    @field_validator("budget_poll_s", mode="before")
+    @classmethod
+    def _budget_poll_s(cls, value: Any) -> float:
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            seconds = float(value)
+            if not math.isfinite(seconds) or seconds <= 0:
+                raise ValueError
+        except (ValueError, TypeError):
+            raise ValueError(f"ATIVO_BUDGET_POLL_S must be a positive number of seconds, got {value!r}") from None
+        return seconds
+
+    @field_validator("serve_urls", mode="before")
+    @classmethod
+    def _serve_urls(cls, value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else value
+        try:
+            urls = tuple(str(u).strip().rstrip("/") for u in items if str(u).strip())
+        except TypeError:
+            urls = ()
+        if not urls or not all(u.startswith(("http://", "https://")) for u in urls):
+            raise ValueError(
+                f"ATIVO_SERVE_URLS must be one or more comma-separated http(s):// base URLs, got {value!r}"
+            )
+        return urls
+
+    @field_validator("gpu_count", mode="before")
+    @classmethod
+    def _gpu_count(cls, value: Any) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not str(value).strip().isdigit():
+            raise ValueError(f"ATIVO_GPU_COUNT must be a non-negative integer (GPUs on this host), got {value!r}")
+        return int(str(value).strip())
+
+
+def _input_names(model: type[BaseModel], name: str) -> tuple[str, ...]:
+    """The keys a field may be given by: its name and its environment variable(s)."""
+    alias = model.model_fields[name].validation_alias
+    if isinstance(alias, AliasChoices):
+        return (name, *(str(choice) for choice in alias.choices))
+    return (name, str(alias)) if alias else (name,)
+
+
+def _variables(model: type[BaseModel]) -> dict[str, str]:
+    """Environment variable → field name, for a model's fields that have one."""
+    return {var: name for name in model.model_fields for var in _input_names(model, name)[1:]}
+
+
+def _message(exc: ValidationError) -> str:
+    """One line per bad variable, each naming it (a message of ours already does)."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        var = next((str(p) for p in reversed(err["loc"]) if str(p).isupper()), ".".join(map(str, err["loc"])))
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        lines.append(msg if var in msg else f"{var}: {msg}")
+    return "; ".join(lines)
+
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from ``ATIVO_*`` environment variables, falling back to the embedded default.
 
     Args:
-        env: the environment to read; ``os.environ`` when omitted.
+        env: the environment to read; ``os.environ`` when omitted. Only this mapping is read.
 
     Returns:
         The settings. Nothing is created on disk.
 
     Raises:
-        ValueError: if ``ATIVO_PROFILE`` names an unknown profile.
+        SettingsError: (a ``ValueError``) if a variable has a bad value; the message names it and says why.
     """
     env = os.environ if env is None else env
-    profile = env.get("ATIVO_PROFILE", "local")
-    if profile not in PROFILES:
-        raise ValueError(f"ATIVO_PROFILE={profile!r} is not one of {', '.join(PROFILES)}")
-    home = Path(env.get("ATIVO_HOME", PROJECT_ROOT / "var")).resolve()
-    prices = dict(DEFAULT_PRICES)
-    if env.get("ATIVO_PRICES"):
-        try:
-            prices.update({str(k): float(v) for k, v in json.loads(env["ATIVO_PRICES"]).items()})
-        except (ValueError, AttributeError, TypeError):
-            raise ValueError(
-                f"ATIVO_PRICES must be a JSON object of resource → USD per hour, got {env['ATIVO_PRICES']!r}"
-            ) from None
+    values: dict[str, Any] = {var: env[var] for var in _variables(Settings) if var in env}
+    for group, model in (("ports", Ports), ("serve", ServeOptions)):
+        values[group] = {var: env[var] for var in _variables(model) if env.get(var)}
     try:
-        budget_poll_s = float(env.get("ATIVO_BUDGET_POLL_S", "30"))
-        if budget_poll_s <= 0:
-            raise ValueError
-    except ValueError:
-        raise ValueError(
-            f"ATIVO_BUDGET_POLL_S must be a positive number of seconds, got {env['ATIVO_BUDGET_POLL_S']!r}"
-        ) from None
-    return Settings(
-        profile=profile,
-        home=home,
-        store_uri=env.get("ATIVO_STORE_URI", (home / "store").as_uri()),
-        db_url=env.get("ATIVO_DB_URL", f"sqlite:///{home / 'ativo.db'}"),
-        mlflow_tracking_uri=env.get(
-            "ATIVO_MLFLOW_TRACKING_URI",
-            env.get("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"),
-        ),
-        registry_path=Path(env.get("ATIVO_REGISTRY_PATH", home / "data-registry")),
-        dvc_remote=env.get("ATIVO_DVC_REMOTE", str(home / "dvc-remote")),
-        s3_endpoint_url=env.get("ATIVO_S3_ENDPOINT_URL") or None,
-        specs_dir=Path(env.get("ATIVO_SPECS_DIR", PROJECT_ROOT / "include" / "specs")),
-        reference_dir=Path(env.get("ATIVO_REFERENCE_DIR", PROJECT_ROOT / "var" / "reference")),
-        prices=prices,
-        budget_poll_s=budget_poll_s,
-        serve_urls=tuple(
-            u.strip().rstrip("/") for u in env.get("ATIVO_SERVE_URLS", "http://127.0.0.1:8000").split(",") if u.strip()
-        ),
-    )
+        return Settings(**values)
+    except ValidationError as exc:
+        raise SettingsError(_message(exc)) from None

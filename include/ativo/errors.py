@@ -7,6 +7,10 @@ class AtivoError(Exception):
     """Base class for every error Ativo raises on purpose."""
 
 
+class SettingsError(AtivoError, ValueError):
+    """An ``ATIVO_*`` environment variable has a bad value; the message names the variable and the reason."""
+
+
 class SpecError(AtivoError):
     """A model spec is invalid; the message names the file and the field."""
 

@@ -8,17 +8,20 @@ version (who promoted it, when, why).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ativo.errors import AtivoError
 from ativo.spec import load_specs
+
+if TYPE_CHECKING:
+    from ativo.config import Settings
 
 
 class LineageError(AtivoError):
     """The prediction cannot be traced (unknown id, or a link of the chain is missing)."""
 
 
-def find_prediction(settings: Any, prediction_id: str, spec_name: str | None = None) -> dict[str, Any]:
+def find_prediction(settings: Settings, prediction_id: str, spec_name: str | None = None) -> dict[str, Any]:
     """The prediction log row of ``prediction_id``.
 
     Raises:
@@ -54,7 +57,7 @@ def find_prediction(settings: Any, prediction_id: str, spec_name: str | None = N
                        "(a server writes its buffer every few seconds and at shutdown)")  # fmt: skip
 
 
-def trace(settings: Any, prediction_id: str, spec_name: str | None = None) -> dict[str, Any]:
+def trace(settings: Settings, prediction_id: str, spec_name: str | None = None) -> dict[str, Any]:
     """The whole chain for one prediction, as a JSON-able dict.
 
     Raises:

@@ -324,7 +324,6 @@ class ModelSpec(_Strict):
     name: Name
     description: str = ""
     owner: str
-    team: str = "default"
     tags: tuple[str, ...] = ()
     oncall_connection: str = "ativo_oncall"
     source: Source

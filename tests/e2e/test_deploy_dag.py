@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import threading
 
-import numpy as np
 import pytest
 
 from tests.e2e.test_etl_and_training import states
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -23,36 +20,22 @@ def quick_spec(spec):
 
 
 def test_deploy_dag_promotes_a_sound_canary_and_rolls_back_a_bad_one(airflow_db, settings, quick_spec, spec,
-                                                                        reference_dir, webhook, monkeypatch,
-                                                                        tmp_path):  # fmt: skip
+                                                                        adult_split, small_boosters, webhook,
+                                                                        monkeypatch, tmp_path):  # fmt: skip
     import json
 
-    import xgboost as xgb
-
     from ativo.airflow.dags import build_deploy_dag
-    from ativo.data.features import to_features
-    from ativo.data.landing import reference_records
     from ativo.deploy.promotion import aliases, history
     from ativo.evaluate.suite import request_rows
-    from ativo.train.trainer import Split, fit, split_frame
     from devtools.harness import register_booster, start_server
     from devtools.loadgen import run_load
 
     url, pages = webhook
     monkeypatch.setenv("AIRFLOW_CONN_ATIVO_ONCALL", json.dumps({"conn_type": "http", "extra": {"webhook_url": url}}))
-    raw = reference_records(spec, reference_dir)
-    raw[spec.data_schema.event_time] = "2026-01-01"
-    split = split_frame(to_features(raw, spec), spec)
-    quick = spec.model_copy(update={"model": spec.model.model_copy(update={"num_boost_round": 40})})
+    split = adult_split
     uri = settings.mlflow_tracking_uri
-    v1, v2 = (register_booster(uri, spec.name, fit(quick, split, overrides={"seed": s}, threads=2).booster,
-                               artifact_root=tmp_path / "art") for s in (1, 2))  # fmt: skip
-    relabel = {part: getattr(split, part).assign(label=(getattr(split, part)["age"] > 35).astype("int8"))
-               for part in ("train", "valid")}  # fmt: skip
-    skewed = fit(quick, Split(**relabel, test=split.test), threads=2).booster
-    v3 = register_booster(uri, spec.name, skewed, artifact_root=tmp_path / "art")
-    broken = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(np.random.rand(40, 3), label=[0, 1] * 20), 2)
-    v4 = register_booster(uri, spec.name, broken, artifact_root=tmp_path / "art")
+    v1, v2, v3, v4 = (register_booster(uri, spec.name, small_boosters[name], artifact_root=tmp_path / "art")
+                      for name in ("good", "good2", "shifted", "broken"))  # fmt: skip
 
     server = start_server(settings, args=("--refresh-s", "0.2"), wait_for=None)  # nothing to serve yet
     monkeypatch.setenv("ATIVO_SERVE_URLS", server.url)

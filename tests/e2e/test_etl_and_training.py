@@ -35,7 +35,6 @@ def states(dagrun) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in dagrun.get_task_instances()}
 
 
-@pytest.mark.slow
 def test_etl_then_training_end_to_end(airflow_db, settings, spec, reference_dir, oncall):
     from airflow.dag_processing.dagbag import DagBag
 

@@ -6,10 +6,7 @@ start and end times back from the REST API.
 
 from __future__ import annotations
 
-import pytest
 
-
-@pytest.mark.slow
 def test_real_scheduler_never_runs_more_trials_than_the_pool_has_slots(tmp_path, reference_dir):
     from devtools.harness import isolated_platform, land_dataset, run_search_on_airflow
 

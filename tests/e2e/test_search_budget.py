@@ -66,7 +66,6 @@ def trial_tis(run) -> list:
     return sorted((ti for ti in run.get_task_instances() if ti.task_id == "trial"), key=lambda ti: ti.map_index)
 
 
-@pytest.mark.slow
 def test_budget_covering_k_trials_runs_k_of_16_and_refuses_the_rest_clearly(search, oncall):
     from ativo.store.db import spend_ledger
 
@@ -111,7 +110,6 @@ def test_budget_covering_k_trials_runs_k_of_16_and_refuses_the_rest_clearly(sear
     assert sorted(t for ts in budget_pages for t in ts) == crossed and {50, 80} <= set(crossed)
 
 
-@pytest.mark.slow
 def test_defer_policy_waits_for_room_then_runs(search):
     dag, ledger = search
     ledger.set_budget(TEAM, limit_usd=0.0, policy="defer")  # no room at all

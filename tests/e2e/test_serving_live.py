@@ -7,47 +7,22 @@ deploy DAG's tasks call.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
 import time
 
-import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slow
+
+@pytest.fixture(scope="module")
+def split(adult_split):
+    return adult_split
 
 
 @pytest.fixture(scope="module")
-def split(spec, reference_dir):
-    from ativo.data.features import LABEL, to_features
-    from ativo.data.landing import reference_records
-    from ativo.train.trainer import split_frame
-
-    raw = reference_records(spec, reference_dir)
-    raw[spec.data_schema.event_time] = "2026-01-01"
-    s = split_frame(to_features(raw, spec), spec)
-    assert LABEL in s.train.columns
-    return s
-
-
-@pytest.fixture(scope="module")
-def models(spec, split):
+def models(small_boosters):
     """Two sound models (different seeds), one whose scores are shifted, one that cannot score the schema."""
-    import xgboost as xgb
-
-    from ativo.data.features import LABEL
-    from ativo.train.trainer import Split, fit
-
-    quick = spec.model_copy(update={"model": spec.model.model_copy(update={"num_boost_round": 60})})
-    good = [fit(quick, split, overrides={"seed": s}, threads=2).booster for s in (1, 2)]
-    shifted_split = Split(train=split.train.assign(**{LABEL: (split.train["age"] > 35).astype("int8")}),
-                          valid=split.valid.assign(**{LABEL: (split.valid["age"] > 35).astype("int8")}),
-                          test=split.test)  # fmt: skip
-    shifted = fit(quick, shifted_split, threads=2).booster
-    rng = np.random.default_rng(0)
-    broken = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(rng.random((60, 3)), label=[0, 1] * 30), 3)
-    return {"good": good[0], "good2": good[1], "shifted": shifted, "broken": broken}
+    return small_boosters
 
 
 @pytest.fixture
@@ -181,7 +156,7 @@ def _trial(settings, spec, split, server, version, **deploy):
 
     spec = spec.model_copy(update={"deploy": spec.deploy.model_copy(update={
         "canary_percent": 20, "canary_window_minutes": 0.1, "min_canary_requests": 100, **deploy})})  # fmt: skip
-    live = dataclasses.replace(settings, serve_urls=(server.url,))
+    live = settings.model_copy(update={"serve_urls": (server.url,)})
     state = begin(spec, live, version)
     result = {}
     t = threading.Thread(target=lambda: result.update(r=load(server, bodies(spec, split, 3000), 8, concurrency=3)))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing as mp
 
 import pytest
 
@@ -109,21 +108,3 @@ def test_bad_budget_input_is_refused_and_nothing_changes(ledger):
     assert ledger.status("risk")["limit_usd"] == 5
     with pytest.raises(ValueError, match="no price for resource 'tpu'"):
         reserve(ledger, 0.1, resource="tpu")
-
-
-def _try_reserve(url: str) -> bool:
-    try:
-        Ledger(get_engine(url), PRICES).reserve(
-            team="risk", spec="s", task_key="t", estimate_usd=0.1, resource="cpu", timeout=HOUR
-        )
-    except BudgetExceeded:
-        return False
-    return True
-
-
-def test_concurrent_reservations_never_overshoot(tmp_path):
-    url = f"sqlite:///{tmp_path / 'p.db'}"
-    Ledger(get_engine(url), PRICES).set_budget("risk", limit_usd=0.5)
-    with mp.get_context("spawn").Pool(4) as pool:
-        results = pool.map(_try_reserve, [url] * 12)
-    assert sum(results) == 5

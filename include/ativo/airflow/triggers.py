@@ -15,7 +15,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 def budget_room(team: str, estimate_usd: float, priority: str, period: str) -> dict[str, Any] | None:
     """Why the task may try again now (room in the budget, or a new period), or None to keep waiting."""
-    from ativo.compute.budget import Ledger
+    from ativo.compute.budget import Ledger, headroom, room_for
     from ativo.config import load_settings
     from ativo.store.db import get_engine
 
@@ -25,10 +25,13 @@ def budget_room(team: str, estimate_usd: float, priority: str, period: str) -> d
         return {"reason": f"budget period {period} ended; {status['period']} started", "status": status}
     if status["limit_usd"] is None:
         return {"reason": f"budget '{team}' has no limit any more", "status": status}
-    reserve = 0.0 if priority == "erasure" else float(status.get("erasure_reserve_usd") or 0.0)
-    if status["available_usd"] - reserve >= estimate_usd - 1e-9:
-        return {"reason": f"{status['available_usd'] - reserve:.4f} USD available, {estimate_usd:.4f} needed",
-                "status": status}  # fmt: skip
+    limit, spent, reserved = float(status["limit_usd"]), float(status["settled_usd"]), float(status["reserved_usd"])
+    erasure_reserve = float(status.get("erasure_reserve_usd") or 0.0)
+    if room_for(limit=limit, spent=spent, reserved=reserved, erasure_reserve=erasure_reserve, estimate=estimate_usd,
+                priority=priority):  # fmt: skip
+        room = headroom(limit=limit, spent=spent, reserved=reserved, erasure_reserve=erasure_reserve,
+                        priority=priority)  # fmt: skip
+        return {"reason": f"{room:.4f} USD available, {estimate_usd:.4f} needed", "status": status}
     return None
 
 

@@ -51,6 +51,34 @@ class Reservation:
     period: str
 
 
+def headroom(*, limit: float, spent: float, reserved: float, erasure_reserve: float, priority: str) -> float:
+    """USD a task of ``priority`` may still reserve this period.
+
+    The limit less settled spend and live reservations, and less the protected erasure reserve unless the task is
+    erasure work (the reserve is for it alone).
+
+    Args:
+        limit: the period's limit.
+        spent: settled spend this period.
+        reserved: live reservations this period (not counting the task asking).
+        erasure_reserve: the part of the limit only ``priority="erasure"`` may use.
+        priority: the asking task's priority class.
+    """
+    usable = limit - (0.0 if priority == "erasure" else erasure_reserve)
+    return usable - spent - reserved
+
+
+def room_for(*, limit: float, spent: float, reserved: float, erasure_reserve: float, estimate: float,
+             priority: str) -> bool:  # fmt: skip
+    """The admission rule: whether a reservation of ``estimate`` fits the budget (see :func:`headroom`).
+
+    The one rule :meth:`Ledger.reserve` applies and the budget trigger waits on; exactly reaching the limit fits
+    (within 1e-9 USD of rounding).
+    """
+    room = headroom(limit=limit, spent=spent, reserved=reserved, erasure_reserve=erasure_reserve, priority=priority)
+    return estimate <= room + 1e-9
+
+
 def period_of(now: dt.datetime) -> tuple[str, dt.date]:
     """The budget period (calendar month, UTC) of ``now`` and the day it resets."""
     first = now.date().replace(day=1)
@@ -196,9 +224,10 @@ class Ledger:
             rid = inserted.inserted_primary_key[0]
             budget = self._budget(conn, team)
             if budget is not None:
-                settled, reserved = self._totals(conn, team, period, now)
-                usable = budget["limit_usd"] - (0.0 if priority == "erasure" else budget["erasure_reserve_usd"])
-                if settled + reserved > usable + 1e-9:
+                settled, reserved = self._totals(conn, team, period, now)  # reserved: this estimate included
+                if not room_for(limit=budget["limit_usd"], spent=settled, reserved=reserved - estimate_usd,
+                                erasure_reserve=budget["erasure_reserve_usd"], estimate=estimate_usd,
+                                priority=priority):  # fmt: skip
                     conn.execute(delete(spend_ledger).where(spend_ledger.c.id == rid))
                     raise BudgetExceeded(
                         team, period, settled, reserved - estimate_usd, budget["limit_usd"], estimate_usd, resets,

@@ -8,11 +8,9 @@ same device. A lease expires unless its holder renews it, so a crashed or SIGKIL
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,8 +18,10 @@ from typing import Any
 from sqlalchemy import Engine, and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ativo.config import load_settings
 from ativo.errors import AtivoError
 from ativo.store.db import gpu_leases, utcnow
+from ativo.waiting import WaitTimeout, wait_until
 
 
 class NoDeviceAvailable(AtivoError):
@@ -43,10 +43,14 @@ class Lease:
 
 
 def detect_gpus(env: Mapping[str, str] | None = None) -> int:
-    """How many GPUs this host has: ``ATIVO_GPU_COUNT`` if set, else ``nvidia-smi -L``, else 0."""
-    env = os.environ if env is None else env
-    if env.get("ATIVO_GPU_COUNT"):
-        return int(env["ATIVO_GPU_COUNT"])
+    """How many GPUs this host has: ``settings.gpu_count`` if set, else ``nvidia-smi -L``, else 0.
+
+    Args:
+        env: the environment whose settings to read (``ATIVO_GPU_COUNT``); ``os.environ`` when omitted.
+    """
+    gpu_count = load_settings(env).gpu_count
+    if gpu_count is not None:
+        return gpu_count
     if not shutil.which("nvidia-smi"):
         return 0
     try:
@@ -106,15 +110,12 @@ class LeaseManager:
         """
         if self.devices == 0:
             raise NoDeviceAvailable(f"host {self.host} has no GPU (nvidia-smi finds none; ATIVO_GPU_COUNT unset)")
-        deadline = time.monotonic() + wait.total_seconds()
-        while True:
-            lease = self.try_acquire(holder)
-            if lease is not None:
-                return lease
-            if time.monotonic() >= deadline:
-                held = ", ".join(f"{r['device']}: {r['holder']}" for r in self.list())
-                raise NoDeviceAvailable(f"all {self.devices} GPU(s) on {self.host} are leased ({held})")
-            time.sleep(poll_s)
+        try:
+            return wait_until(lambda: self.try_acquire(holder), wait.total_seconds(), poll_s,
+                              f"a free GPU on {self.host} for {holder}")  # fmt: skip
+        except WaitTimeout:
+            held = ", ".join(f"{r['device']}: {r['holder']}" for r in self.list())
+            raise NoDeviceAvailable(f"all {self.devices} GPU(s) on {self.host} are leased ({held})") from None
 
     def renew(self, lease: Lease) -> Lease | None:
         """Extend a lease; None if it was lost (expired and taken by another holder)."""

@@ -31,6 +31,8 @@ from ativo.store.objects import ObjectStore
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ativo.config import Settings
+
 log = logging.getLogger(__name__)
 
 _GIT_IDENTITY = ["-c", "user.name=Ativo", "-c", "user.email=ativo@localhost", "-c", "commit.gpgsign=false"]
@@ -287,6 +289,6 @@ class DatasetRegistry:
         return df
 
 
-def open_registry(settings: Any) -> DatasetRegistry:
+def open_registry(settings: Settings) -> DatasetRegistry:
     """The data registry named by ``settings``."""
     return DatasetRegistry(settings.registry_path, settings.dvc_remote, settings.s3_endpoint_url)

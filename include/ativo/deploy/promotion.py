@@ -11,24 +11,27 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ativo.errors import AtivoError
 from ativo.serve.live import CANARY_PERCENT_TAG
 from ativo.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from ativo.config import Settings
 
 
 class DeployError(AtivoError):
     """A deployment move that cannot be made (nothing to roll back, no such version, …)."""
 
 
-def _client(settings: Any) -> Any:
+def _client(settings: Settings) -> Any:
     from mlflow import MlflowClient
 
     return MlflowClient(settings.mlflow_tracking_uri)
 
 
-def aliases(spec: ModelSpec, settings: Any) -> dict[str, str]:
+def aliases(spec: ModelSpec, settings: Settings) -> dict[str, str]:
     """Alias → version of the spec's registered model ({} when nothing is registered)."""
     from mlflow.exceptions import MlflowException
 
@@ -43,7 +46,7 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def record(spec: ModelSpec, settings: Any, action: str, version: str | None, reason: str, actor: str,
+def record(spec: ModelSpec, settings: Settings, action: str, version: str | None, reason: str, actor: str,
            before: dict[str, str], after: dict[str, str],
            figures: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """Write one deployment record (``deployments/<spec>/<time>-<action>-<id>.json``) and return it."""
@@ -58,7 +61,7 @@ def record(spec: ModelSpec, settings: Any, action: str, version: str | None, rea
     return rec
 
 
-def history(spec: ModelSpec, settings: Any) -> list[dict[str, Any]]:
+def history(spec: ModelSpec, settings: Settings) -> list[dict[str, Any]]:
     """Every deployment record of the spec, oldest first."""
     from ativo.store.objects import open_store
 
@@ -75,8 +78,8 @@ def _check_version(client: Any, spec: ModelSpec, version: str) -> None:
         raise DeployError(f"model {spec.registered_model_name} has no version {version!r}") from None
 
 
-def start_trial(spec: ModelSpec, settings: Any, version: str, *, shadow: bool = False, percent: float | None = None,
-                reason: str = "", actor: str = "deploy") -> dict[str, Any]:  # fmt: skip
+def start_trial(spec: ModelSpec, settings: Settings, version: str, *, shadow: bool = False,
+                percent: float | None = None, reason: str = "", actor: str = "deploy") -> dict[str, Any]:  # fmt: skip
     """Put ``version`` on live traffic as the canary (``percent`` % of callers) or as the shadow."""
     client = _client(settings)
     name = spec.registered_model_name
@@ -115,7 +118,7 @@ def _delete_alias(client: Any, name: str, alias: str) -> None:
         pass
 
 
-def promote(spec: ModelSpec, settings: Any, version: str, *, reason: str, actor: str = "deploy",
+def promote(spec: ModelSpec, settings: Settings, version: str, *, reason: str, actor: str = "deploy",
             figures: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """Make ``version`` the champion; the old champion becomes ``previous`` (blue/green: both stay loaded)."""
     client = _client(settings)
@@ -139,7 +142,7 @@ def promote(spec: ModelSpec, settings: Any, version: str, *, reason: str, actor:
     return record(spec, settings, "promote", version, reason, actor, before, aliases(spec, settings), figures)
 
 
-def end_trial(spec: ModelSpec, settings: Any, version: str, *, reason: str, actor: str = "deploy",
+def end_trial(spec: ModelSpec, settings: Settings, version: str, *, reason: str, actor: str = "deploy",
               figures: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """Take ``version`` off live traffic (its ``canary`` / ``shadow`` alias), recording why it was rolled back."""
     client = _client(settings)
@@ -153,7 +156,7 @@ def end_trial(spec: ModelSpec, settings: Any, version: str, *, reason: str, acto
     return record(spec, settings, "rollback", str(version), reason, actor, before, aliases(spec, settings), figures)
 
 
-def rollback(spec: ModelSpec, settings: Any, *, reason: str, actor: str = "cli") -> dict[str, Any]:
+def rollback(spec: ModelSpec, settings: Settings, *, reason: str, actor: str = "cli") -> dict[str, Any]:
     """Undo the last move: end a canary or shadow if one is live, else give ``champion`` back to ``previous``.
 
     Raises:

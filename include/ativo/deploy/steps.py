@@ -6,16 +6,15 @@
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 from ativo.config import Settings
 from ativo.deploy.promotion import DeployError, aliases, end_trial, promote, start_trial
 from ativo.deploy.watch import Verdict, judge, label_figures, scrape, since
+from ativo.http import HttpError, get_json
 from ativo.spec import ModelSpec
+from ativo.waiting import WaitTimeout, wait_until
 
 
 def server_versions(urls: tuple[str, ...] | list[str], timeout: float = 5.0) -> list[dict[str, str] | None]:
@@ -23,14 +22,13 @@ def server_versions(urls: tuple[str, ...] | list[str], timeout: float = 5.0) -> 
     out: list[dict[str, str] | None] = []
     for base in urls:
         try:
-            with urllib.request.urlopen(base.rstrip("/") + "/health", timeout=timeout) as resp:
-                out.append(dict(json.loads(resp.read())["versions"]))
-        except urllib.error.HTTPError as err:  # 503 "no champion" still carries the versions
-            try:
-                out.append(dict(json.loads(err.read())["versions"]))
-            except (ValueError, KeyError):
-                out.append(None)
-        except (OSError, ValueError, KeyError):
+            # Tried once (its callers poll), and 503 is an answer here: "no champion" still carries the versions.
+            doc = get_json(base.rstrip("/") + "/health", timeout=timeout, attempts=1, retry_statuses=())
+        except HttpError as err:
+            doc = err.body
+        try:
+            out.append(dict(doc["versions"]))
+        except (TypeError, ValueError, KeyError):
             out.append(None)
     return out
 
@@ -42,15 +40,18 @@ def wait_for_servers(urls: tuple[str, ...] | list[str], alias: str, version: str
     Raises:
         DeployError: a server did not follow within ``timeout`` (it cannot load the version, or is down).
     """
-    deadline = time.monotonic() + timeout
     seen: list[dict[str, str] | None] = []
-    while time.monotonic() < deadline:
+
+    def followed() -> bool:
+        nonlocal seen
         seen = server_versions(urls)
-        if all(s is not None and s.get(alias) == version for s in seen):
-            return
-        time.sleep(0.5)
-    raise DeployError(f"the servers did not follow alias {alias!r} → {version} within {timeout:.0f}s "
-                      f"(they report {dict(zip(urls, seen, strict=False))})")  # fmt: skip
+        return all(s is not None and s.get(alias) == version for s in seen)
+
+    try:
+        wait_until(followed, timeout, 0.5, f"the servers to follow alias {alias!r} → {version}")
+    except WaitTimeout as err:
+        raise DeployError(f"the servers did not follow alias {alias!r} → {version} within {timeout:.0f}s "
+                          f"(they report {dict(zip(urls, seen, strict=False))})") from err  # fmt: skip
 
 
 def version_to_deploy(spec: ModelSpec, settings: Settings, requested: str | None,

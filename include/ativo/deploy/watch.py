@@ -18,10 +18,10 @@ Any breach rolls back at once. At the end of the window the candidate is promote
 from __future__ import annotations
 
 import math
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ativo.http import get_text
 from ativo.spec import ModelSpec
 
 Figures = dict[str, dict[str, Any]]  # "<version>/<route>" → rows, errors, score and latency buckets
@@ -31,14 +31,13 @@ def scrape(urls: list[str], timeout: float = 10.0) -> Figures:
     """Per version and route, the counters and histograms of every server's /metrics, summed.
 
     Raises:
-        OSError: a server does not answer (a watch cannot judge what it cannot see).
+        ativo.http.HttpError: a server does not answer (a watch cannot judge what it cannot see); an OSError.
     """
     from prometheus_client.parser import text_string_to_metric_families
 
     out: Figures = {}
     for base in urls:
-        with urllib.request.urlopen(base.rstrip("/") + "/metrics", timeout=timeout) as resp:
-            text = resp.read().decode()
+        text = get_text(base.rstrip("/") + "/metrics", timeout=timeout)
         for family in text_string_to_metric_families(text):
             for s in family.samples:
                 labels = s.labels

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -34,6 +34,9 @@ from ativo.serve.predlog import Entry, LabelLog, PredictionLog, load_pepper, par
 from ativo.serve.validation import RequestInvalid, RequestParser
 from ativo.spec import ModelSpec
 from ativo.store.objects import ObjectStore
+
+if TYPE_CHECKING:
+    from ativo.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -379,7 +382,7 @@ def build_app(service: InferenceService) -> Starlette:
     return app
 
 
-def create_service(spec: ModelSpec, settings: Any, config: ServeConfig | None = None,
+def create_service(spec: ModelSpec, settings: Settings, config: ServeConfig | None = None,
                    keys_path: Path | None = None) -> InferenceService:  # fmt: skip
     """The service for a spec with the platform's registry, object store and key file."""
     from ativo.store.objects import open_store
@@ -387,20 +390,16 @@ def create_service(spec: ModelSpec, settings: Any, config: ServeConfig | None = 
     config = config or ServeConfig()
     live = LiveModels(spec, settings.mlflow_tracking_uri, refresh_s=config.refresh_s)
     keys = ApiKeys(keys_path or settings.home / "serve" / "api_keys.json")
-    pepper = load_pepper(settings.home / "serve" / "subject_pepper")
+    pepper = load_pepper(settings.home / "serve" / "subject_pepper", settings.subject_pepper)
     return InferenceService(spec, live, keys, open_store(settings), pepper, config)
 
 
 def app_from_env() -> Starlette:
-    """The app as ``ativo serve`` starts it in each uvicorn worker (spec and options from ``ATIVO_SERVE_*``)."""
-    import json
-    import os
-
+    """The app as ``ativo serve`` starts it in each uvicorn worker (spec and options: ``settings.serve``)."""
     from ativo.config import load_settings
     from ativo.spec import get_spec
 
     settings = load_settings()
-    spec = get_spec(os.environ.get("ATIVO_SERVE_SPEC", "adult_income"), settings.specs_dir)
-    config = ServeConfig(**json.loads(os.environ.get("ATIVO_SERVE_CONFIG", "{}")))
-    keys = os.environ.get("ATIVO_SERVE_KEYS")
-    return build_app(create_service(spec, settings, config, Path(keys) if keys else None))
+    spec = get_spec(settings.serve.spec, settings.specs_dir)
+    config = ServeConfig(**settings.serve.config)
+    return build_app(create_service(spec, settings, config, settings.serve.keys))

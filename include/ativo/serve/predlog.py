@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -34,6 +34,9 @@ from ativo.model.served import ServedModel
 from ativo.serve.validation import decode
 from ativo.spec import ModelSpec
 from ativo.store.objects import ObjectStore
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +57,23 @@ def partition_of(pred_id: str) -> str:
     return f"{day[:4]}-{day[4:6]}-{day[6:]}"
 
 
-def load_pepper(path: Path) -> bytes:
-    """The secret that pseudonymises subjects (created once, mode 0600; ``ATIVO_SUBJECT_PEPPER`` wins)."""
-    if os.environ.get("ATIVO_SUBJECT_PEPPER"):
-        return os.environ["ATIVO_SUBJECT_PEPPER"].encode()
+def load_pepper(path: Path, pepper: SecretStr | None = None) -> bytes:
+    """The secret that pseudonymises subjects: ``pepper`` when set, else the key file (created once, mode 0600).
+
+    Args:
+        path: the key file.
+        pepper: ``settings.subject_pepper`` (``ATIVO_SUBJECT_PEPPER``), which wins over the file.
+    """
+    if pepper is not None and pepper.get_secret_value():
+        return pepper.get_secret_value().encode()
     if path.exists():
         return path.read_bytes().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    pepper = secrets.token_hex(32).encode()
+    created = secrets.token_hex(32).encode()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
-        fh.write(pepper)
-    return pepper
+        fh.write(created)
+    return created
 
 
 def pseudonymise(subject: str, pepper: bytes) -> str:

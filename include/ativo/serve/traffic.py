@@ -7,13 +7,14 @@ labels to ``/feedback``, as an application that learns the outcome later would.
 
 from __future__ import annotations
 
-import json
 import math
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from ativo.http import new_client, post_json
 from ativo.spec import ModelSpec
 
 
@@ -37,11 +38,9 @@ def reference_rows(spec: ModelSpec, reference_dir: Path, n: int, seed: int = 0) 
     return out
 
 
-def _post(url: str, key: str, doc: dict[str, Any]) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    req = urllib.request.Request(url, data=json.dumps(doc).encode(), method="POST", headers=headers)
-    with urllib.request.urlopen(req, timeout=60) as resp:
-        return dict(json.loads(resp.read()))
+def _post(url: str, key: str, doc: dict[str, Any], client: httpx.Client | None = None) -> dict[str, Any]:
+    # Tried once: a /predict or /feedback the API may have taken already is not sent twice.
+    return dict(post_json(url, doc, timeout=60, headers={"Authorization": f"Bearer {key}"}, client=client))
 
 
 def replay(base_url: str, key: str, spec: ModelSpec, reference_dir: Path, rows: int = 3000, *, labels: bool = True,
@@ -49,17 +48,19 @@ def replay(base_url: str, key: str, spec: ModelSpec, reference_dir: Path, rows: 
     """Send ``rows`` reference rows to ``/predict`` (and their labels to ``/feedback``); returns what answered them.
 
     Raises:
-        urllib.error.URLError: the API is not reachable; HTTPError with its status for a refused call.
+        ativo.http.HttpError: the API is not reachable (``status`` None), or refused a call (with its status).
     """
     sample = reference_rows(spec, reference_dir, rows, seed)
     routes: Counter[str] = Counter()
     answered = 0
-    for i in range(0, len(sample), batch):
-        chunk = sample[i : i + batch]
-        preds = _post(f"{base_url}/predict", key, {"rows": [r for r, _ in chunk]})["predictions"]
-        answered += len(preds)
-        routes.update(f"{p['route']} v{p['version']}" for p in preds)
-        if labels:
-            fed = [{"prediction_id": p["prediction_id"], "label": y} for p, (_, y) in zip(preds, chunk, strict=True)]
-            _post(f"{base_url}/feedback", key, {"labels": fed})
+    with new_client() as client:  # one keep-alive connection for every batch
+        for i in range(0, len(sample), batch):
+            chunk = sample[i : i + batch]
+            preds = _post(f"{base_url}/predict", key, {"rows": [r for r, _ in chunk]}, client)["predictions"]
+            answered += len(preds)
+            routes.update(f"{p['route']} v{p['version']}" for p in preds)
+            if labels:
+                fed = [{"prediction_id": p["prediction_id"], "label": y}
+                       for p, (_, y) in zip(preds, chunk, strict=True)]  # fmt: skip
+                _post(f"{base_url}/feedback", key, {"labels": fed}, client)
     return {"rows": answered, "routes": dict(routes), "labels": answered if labels else 0}

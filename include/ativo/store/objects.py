@@ -9,10 +9,13 @@ from __future__ import annotations
 import os
 import posixpath
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import fsspec
+
+if TYPE_CHECKING:
+    from ativo.config import Settings
 
 
 class ObjectStore:
@@ -96,6 +99,6 @@ class ObjectStore:
         return self.uri(dst)
 
 
-def open_store(settings: Any) -> ObjectStore:
-    """The object store named by ``settings`` (an :class:`ativo.config.Settings`)."""
+def open_store(settings: Settings) -> ObjectStore:
+    """The object store named by ``settings``."""
     return ObjectStore(settings.store_uri, settings.s3_endpoint_url)

@@ -274,7 +274,7 @@ def plan_search(
     create_study(spec, settings.db_url, name)
     _, client = _mlflow(settings)
     experiment_id = ensure_experiment(client, spec, settings)
-    code = code_version()
+    code = code_version(settings=settings)
     tags = {
         "ativo.spec": spec.name, "ativo.spec_hash": spec.content_hash(), "ativo.role": "search",
         "ativo.study": name, "ativo.dataset_version": version.tag, "ativo.dataset_rev": version.git_rev,
@@ -399,7 +399,7 @@ def finish_search(spec: ModelSpec, settings: Settings, plan: SearchPlan, run_met
     child_id = str(best.user_attrs["mlflow_run_id"])
     child = client.get_run(child_id)
     version = open_registry(settings).resolve(get_engine(settings.db_url), spec.name, plan.dataset_tag)
-    tags = lineage_tags(spec, version, run_meta, child.data.tags[SHA256_TAG])
+    tags = lineage_tags(spec, version, run_meta, child.data.tags[SHA256_TAG], settings)
     tags.update({"ativo.study": plan.study_name, "ativo.trial_number": str(best.number),
                  "ativo.parent_run_id": plan.parent_run_id, "ativo.mlflow_run_id": child_id})  # fmt: skip
     for key, value in tags.items():

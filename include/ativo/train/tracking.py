@@ -7,22 +7,26 @@ The runs themselves (a parent search run, a child run per trial, the registered 
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from ativo.config import PROJECT_ROOT, Settings
+from ativo.config import PROJECT_ROOT, Settings, load_settings
 from ativo.data.versioning import DatasetVersion
 from ativo.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
 
-def code_version(root: Path = PROJECT_ROOT) -> dict[str, str]:
-    """The commit of the code that trains (``ATIVO_GIT_COMMIT`` wins), and whether the tree was dirty."""
-    if os.environ.get("ATIVO_GIT_COMMIT"):
-        return {"commit": os.environ["ATIVO_GIT_COMMIT"], "dirty": "unknown"}
+def code_version(root: Path = PROJECT_ROOT, *, settings: Settings | None = None) -> dict[str, str]:
+    """The commit of the code that trains, and whether the tree was dirty.
+
+    ``settings.git_commit`` (``ATIVO_GIT_COMMIT``; the current environment's settings when none are given) wins
+    over asking git, for images built without a ``.git``.
+    """
+    commit_override = (settings or load_settings()).git_commit
+    if commit_override:
+        return {"commit": commit_override, "dirty": "unknown"}
     try:
         commit = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
@@ -37,10 +41,11 @@ def code_version(root: Path = PROJECT_ROOT) -> dict[str, str]:
 
 
 def lineage_tags(
-    spec: ModelSpec, version: DatasetVersion, run_meta: dict[str, Any], model_sha256: str
-) -> dict[str, str]:
+    spec: ModelSpec, version: DatasetVersion, run_meta: dict[str, Any], model_sha256: str,
+    settings: Settings | None = None,
+) -> dict[str, str]:  # fmt: skip
     """Tags that let anyone walk back from a model to its data, code, spec and Airflow run."""
-    code = code_version()
+    code = code_version(settings=settings)
     tags = {
         "ativo.spec": spec.name,
         "ativo.spec_hash": spec.content_hash(),

@@ -14,18 +14,10 @@ import pytest
 
 from ativo.data.features import LABEL
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
-def split(spec, reference_dir):
-    from ativo.data.features import to_features
-    from ativo.data.landing import reference_records
-    from ativo.train.trainer import split_frame
-
-    raw = reference_records(spec, reference_dir)
-    raw[spec.data_schema.event_time] = "2026-01-01"
-    return split_frame(to_features(raw, spec), spec)
+def split(adult_split):
+    return adult_split
 
 
 def served(spec, booster, version="1"):

@@ -11,8 +11,6 @@ import json
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slow
-
 
 def test_canary_share_is_within_two_points_over_10000_keys_and_stable_per_key():
     from ativo.serve.live import routes_to_canary
@@ -29,22 +27,13 @@ def test_canary_share_is_within_two_points_over_10000_keys_and_stable_per_key():
 
 
 @pytest.fixture(scope="module")
-def split(spec, reference_dir):
-    from ativo.data.features import to_features
-    from ativo.data.landing import reference_records
-    from ativo.train.trainer import split_frame
-
-    raw = reference_records(spec, reference_dir)
-    raw[spec.data_schema.event_time] = "2026-01-01"
-    return split_frame(to_features(raw, spec), spec)
+def split(adult_split):
+    return adult_split
 
 
 @pytest.fixture(scope="module")
-def boosters(spec, split):
-    from ativo.train.trainer import fit
-
-    quick = spec.model_copy(update={"model": spec.model.model_copy(update={"num_boost_round": 60})})
-    return [fit(quick, split, overrides={"seed": s}, threads=2).booster for s in (1, 2)]
+def boosters(small_boosters):
+    return [small_boosters["good"], small_boosters["good2"]]
 
 
 @pytest.fixture

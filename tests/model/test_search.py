@@ -32,7 +32,6 @@ def _one_trial(url: str, name: str, slot: int) -> dict:
     return result
 
 
-@pytest.mark.slow
 def test_parallel_trials_share_one_study_in_the_platform_db(tmp_path):
     spec, _ = _small_split()
     url = f"sqlite:///{tmp_path / 'platform.db'}"
