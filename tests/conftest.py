@@ -113,6 +113,8 @@ def airflow_db() -> Path:
 
 
 TIERS = ("unit", "dags", "model", "component", "e2e", "integration", "browser")
+# pytest-timeout bounds every test; a tier's bound is generous for its slowest test on 2 busy cores.
+TIMEOUT_S = {"unit": 60, "dags": 240, "model": 300, "component": 300, "e2e": 900, "integration": 600, "browser": 300}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -122,6 +124,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if tier not in TIERS:
             raise pytest.UsageError(f"{item.nodeid}: tests live in one of tests/{{{','.join(TIERS)}}}/")
         item.add_marker(getattr(pytest.mark, tier))
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(TIMEOUT_S[tier]))
 
 
 @pytest.fixture

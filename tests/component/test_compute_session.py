@@ -1,4 +1,8 @@
-"""The compute session: placement (GPU lease or CPU fallback), reservation, settlement, release, expiry."""
+"""The compute session: placement (GPU lease or CPU fallback), reservation, settlement, release, expiry.
+
+Durations, heartbeats and expiry run on a fake clock that the tests advance; only the SIGKILL test has a real holder
+process (with a real heartbeat), and the surviving side jumps its own clock past the holder's ttl.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +18,13 @@ from ativo.compute.budget import BudgetExceeded, Ledger
 from ativo.compute.leases import LeaseManager, NoDeviceAvailable
 from ativo.compute.session import ComputeSession
 from ativo.config import load_settings
-from ativo.store.db import get_engine
+from ativo.store.db import get_engine, utcnow
+from ativo.waiting import wait_until
+from tests.clock import FakeClock
 
 PRICES = '{"cpu": 36.0, "gpu": 360.0}'  # 0.01 USD per cpu-second, 0.1 USD per gpu-second
+HOLDER_BEAT = dt.timedelta(seconds=0.5)  # the real heartbeat of the holder that is SIGKILLed
+HOLDER_TTL = 3 * HOLDER_BEAT  # ComputeSession's ttl: three missed beats
 
 
 @pytest.fixture
@@ -34,12 +42,14 @@ def with_compute(spec, **changes):
 def test_cpu_work_is_settled_at_duration_times_price_times_slots(env, spec):
     settings, ledger = env
     spec2 = with_compute(spec, pool_slots=2, team="t1")
-    with ComputeSession(spec2, settings, task_key="k", holder="h1") as cs:
+    clock = FakeClock()
+    with ComputeSession(spec2, settings, task_key="k", holder="h1", clock=clock) as cs:
         assert cs.placement.device == "cpu" and cs.placement.threads == 2
         assert ledger.status("t1")["reserved_usd"] > 0  # held while it runs
-        time.sleep(0.3)
-    assert cs.outcome.seconds >= 0.3
-    assert cs.outcome.cost_usd == pytest.approx(cs.outcome.seconds * 0.01 * 2, rel=1e-9)
+        clock.advance(30)
+    assert cs.outcome.seconds == 30
+    assert cs.outcome.cost_usd == pytest.approx(30 / 3600 * 36.0 * 2, rel=1e-9)  # 30 s × 0.01 USD/s × 2 slots
+    assert ledger.entry(cs.reservation.id)["seconds"] == 30
     status = ledger.status("t1")
     assert status["settled_usd"] == pytest.approx(cs.outcome.cost_usd, abs=1e-6) and status["reserved_usd"] == 0
 
@@ -70,8 +80,11 @@ def test_gpu_spec_leases_a_device_and_exports_it(env, spec):
     settings, ledger = env
     spec2 = with_compute(spec, device="cuda", team="t4")
     engine = get_engine(settings.db_url)
-    with ComputeSession(spec2, settings, task_key="k", holder="a", devices=2) as a:
-        with ComputeSession(spec2, settings, task_key="k", holder="b", devices=2) as b:
+    clock = FakeClock()
+    with ComputeSession(spec2, settings, task_key="k", holder="a", devices=2, clock=clock) as a:
+        clock.advance(5)
+        with ComputeSession(spec2, settings, task_key="k", holder="b", devices=2, clock=clock) as b:
+            clock.advance(10)
             assert {a.placement.lease.device, b.placement.lease.device} == {0, 1}
             assert a.placement.device == b.placement.device == "cuda" and a.placement.resource == "gpu"
             assert os.environ["CUDA_VISIBLE_DEVICES"] == str(b.placement.lease.device)
@@ -79,7 +92,31 @@ def test_gpu_spec_leases_a_device_and_exports_it(env, spec):
     assert "CUDA_VISIBLE_DEVICES" not in os.environ
     assert LeaseManager(engine, devices=2).list() == []
     assert ledger.status("t4")["settled_usd"] == pytest.approx(a.outcome.cost_usd + b.outcome.cost_usd, abs=1e-6)
-    assert a.outcome.cost_usd == pytest.approx(a.outcome.seconds * 0.1, rel=1e-9)  # billed as one GPU
+    assert (a.outcome.seconds, b.outcome.seconds) == (15, 10)
+    assert a.outcome.cost_usd == pytest.approx(15 * 0.1, rel=1e-9)  # billed as one GPU: 0.1 USD/s
+    assert b.outcome.cost_usd == pytest.approx(10 * 0.1, rel=1e-9)
+
+
+def test_heartbeat_renews_the_lease_and_reservation_past_their_ttl(env, spec):
+    settings, _ = env
+    spec2 = with_compute(spec, device="cuda", team="t8")
+    clock = FakeClock()
+    engine = get_engine(settings.db_url)
+    leases = LeaseManager(engine, devices=1, clock=clock)
+    ledger = Ledger(engine, settings.prices, clock=clock)
+    beat = dt.timedelta(seconds=20)  # ttl 60 s; the real heartbeat thread never fires within this test
+    with ComputeSession(spec2, settings, task_key="k", holder="a", devices=1, heartbeat=beat, clock=clock) as cs:
+        assert cs.ttl == 3 * beat
+        clock.advance(50)
+        assert cs.beat() is True
+        clock.advance(50)  # 100 s since the start: past the first ttl, inside the renewed one
+        assert [(r["holder"], r["expired"]) for r in leases.list()] == [("a", False)]
+        assert ledger.status("t8")["reserved_usd"] > 0
+        assert leases.try_acquire("b") is None
+        clock.advance(61)  # three beats missed: both lapse
+        assert leases.list()[0]["expired"] and ledger.status("t8")["reserved_usd"] == 0
+        assert cs.beat() is False  # the reservation cannot be revived
+    assert cs.outcome.seconds == 161 and leases.list() == []
 
 
 def test_no_gpu_on_the_host_follows_the_spec_fallback(env, spec):
@@ -122,7 +159,7 @@ def _hold_and_sleep(home: str, prices: str, db_url: str, ready) -> None:  # runs
     spec = load_spec(os.path.join(os.environ["ATIVO_SPECS_DIR"], "adult_income.yaml"))
     spec = with_compute(spec, device="cuda", team="t7")
     cs = ComputeSession(spec, load_settings(), task_key="k", holder="doomed", devices=1,
-                        heartbeat=dt.timedelta(seconds=0.5))  # fmt: skip
+                        heartbeat=HOLDER_BEAT)  # fmt: skip
     cs.__enter__()
     ready.set()
     time.sleep(600)
@@ -134,25 +171,33 @@ def check_sigkilled_holder_expires(spec, home: str, db_url: str) -> None:
     The caller points ``ATIVO_DB_URL`` at ``db_url``.
     """
     settings = load_settings()
-    ledger = Ledger(get_engine(db_url), settings.prices)
     ctx = mp.get_context("spawn")
     ready = ctx.Event()
     proc = ctx.Process(target=_hold_and_sleep, args=(home, PRICES, db_url, ready))
     proc.start()
     try:
         assert ready.wait(60), "the holder never started"
-        time.sleep(2)  # several heartbeats: the lease and the reservation are renewed past their 1.5 s ttl
-        [lease] = LeaseManager(get_engine(db_url), devices=1).list()
-        assert lease["holder"] == "doomed" and not lease["expired"]
-        assert ledger.status("t7")["reserved_usd"] > 0
+        # This side reads time off its own clock, set one ttl ahead of now: the lease and the reservation were
+        # taken before now, so by then they have lapsed unless the holder's heartbeat renewed them since.
+        clock = FakeClock(utcnow() + HOLDER_TTL)
+        leases = LeaseManager(get_engine(db_url), devices=1, clock=clock)
+        ledger = Ledger(get_engine(db_url), settings.prices, clock=clock)
+
+        def renewed() -> bool:
+            live = [(r["holder"], r["expired"]) for r in leases.list()] == [("doomed", False)]
+            return live and ledger.status("t7")["reserved_usd"] > 0
+
+        wait_until(renewed, 30, 0.05, "the holder's heartbeat to renew its lease and reservation past their ttl")
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.join()
-    time.sleep(1.8)  # past the ttl (three missed beats)
+    assert ledger.status("t7")["reserved_usd"] > 0  # dead, but not yet past its last renewal's ttl: still counted
+    assert leases.try_acquire("next") is None
+    clock.jump_to(utcnow() + HOLDER_TTL + dt.timedelta(seconds=1))  # every renewal was before now: all lapsed
     assert ledger.status("t7")["reserved_usd"] == 0  # no longer holds budget
     assert ledger.expire_stale() == 1  # and the ledger says so
     spec2 = with_compute(spec, device="cuda", team="t7", gpu_fallback="fail")
-    with ComputeSession(spec2, settings, task_key="k", holder="next", devices=1) as cs:
+    with ComputeSession(spec2, settings, task_key="k", holder="next", devices=1, clock=clock) as cs:
         assert cs.placement.lease.device == 0  # the device is free again
 
 

@@ -156,18 +156,16 @@ def test_explain_returns_contributions_that_sum_to_the_margin(client, spec, spli
 def test_canary_takes_its_share_of_callers_and_a_failing_canary_falls_back_to_the_champion(
     client, settings, spec, split, platform, tmp_path
 ):
-    import time
 
     import xgboost as xgb
 
     from ativo.deploy.promotion import start_trial
+    from ativo.waiting import wait_until
     from devtools.harness import register_booster
 
     v1, v2 = platform["versions"]
     start_trial(spec, settings, v2, percent=30)
-    deadline = time.monotonic() + 10
-    while client.service.live.routing.versions().get("canary") != v2 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: client.service.live.routing.versions().get("canary") == v2, 10, 0.1, f"canary v{v2} loaded")
     sample = rows(spec, split, 1)[0]
     got = client.post("/predict", json={"rows": [{"features": sample, "key": f"k{i}"} for i in range(1000)]})
     routes = [p["route"] for p in got.json()["predictions"]]
@@ -177,14 +175,22 @@ def test_canary_takes_its_share_of_callers_and_a_failing_canary_falls_back_to_th
     broken = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(np.random.rand(50, 3), label=[0, 1] * 25), 3)
     v3 = register_booster(settings.mlflow_tracking_uri, spec.name, broken, artifact_root=tmp_path / "art")
     start_trial(spec, settings, v3, percent=30)
-    while client.service.live.routing.versions().get("canary") != v3 and time.monotonic() < deadline + 10:
-        time.sleep(0.1)
+    wait_until(lambda: client.service.live.routing.versions().get("canary") == v3, 20, 0.1, f"canary v{v3} loaded")
     got = client.post("/predict", json={"rows": [{"features": sample, "key": f"k{i}"} for i in range(200)]})
     assert got.status_code == 200
     answers = got.json()["predictions"]
     assert {p["version"] for p in answers} == {v1} and sum(p.get("fallback", False) for p in answers) > 30
-    metrics = client.get("/metrics").text
-    assert f'ativo_prediction_errors_total{{model="adult_income",route="canary",version="{v3}"}}' in metrics
+    from prometheus_client.parser import text_string_to_metric_families
+
+    counted = {(s.name, s.labels["version"], s.labels["route"]): s.value
+               for f in text_string_to_metric_families(client.get("/metrics").text) for s in f.samples
+               if s.name in ("ativo_predictions_total", "ativo_prediction_errors_total")}  # fmt: skip
+    fell_back = sum(p.get("fallback", False) for p in answers)
+    assert counted == {  # every row counted once, on the version and route that answered or failed it
+        ("ativo_predictions_total", v2, "canary"): routes.count("canary"),
+        ("ativo_predictions_total", v1, "champion"): 1000 - routes.count("canary") + 200,
+        ("ativo_prediction_errors_total", v3, "canary"): fell_back,
+    }
 
 
 def test_prediction_log_holds_each_decision_with_a_pseudonymised_subject(client, settings, spec, split):

@@ -153,6 +153,7 @@ def test_every_answered_request_has_exactly_one_log_row_across_a_restart_under_l
 def _trial(settings, spec, split, server, version, **deploy):
     """begin → traffic and check until decided → conclude, as the deploy DAG does: (verdict, record, load)."""
     from ativo.deploy.steps import begin, check, conclude
+    from ativo.waiting import wait_until
 
     spec = spec.model_copy(update={"deploy": spec.deploy.model_copy(update={
         "canary_percent": 20, "canary_window_minutes": 0.1, "min_canary_requests": 100, **deploy})})  # fmt: skip
@@ -161,10 +162,8 @@ def _trial(settings, spec, split, server, version, **deploy):
     result = {}
     t = threading.Thread(target=lambda: result.update(r=load(server, bodies(spec, split, 3000), 8, concurrency=3)))
     t.start()
-    verdict = check(spec, live, state)
-    while not verdict.decided:
-        time.sleep(0.5)
-        verdict = check(spec, live, state)
+    verdict = wait_until(lambda: (v := check(spec, live, state)).decided and v, 120, 0.5,
+                         f"the watch's verdict on version {version}")  # fmt: skip
     rec = conclude(spec, live, state, verdict)
     t.join()
     print(f"verdict on version {version}: {verdict.reason} {verdict.figures}")

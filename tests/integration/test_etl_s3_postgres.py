@@ -88,7 +88,7 @@ def test_subject_index_concurrent_writers_on_postgres(postgres_url):
 
 
 def test_gpu_leases_never_shared_on_postgres(postgres_url):
-    from tests.unit.test_leases import assert_never_shared, run_contention
+    from tests.component.test_leases import assert_never_shared, run_contention
 
     intervals = run_contention(postgres_url)
     assert len(intervals) == 16
@@ -96,7 +96,7 @@ def test_gpu_leases_never_shared_on_postgres(postgres_url):
 
 
 def test_sigkilled_holder_loses_lease_and_reservation_on_postgres(postgres_url, ativo_home, spec, monkeypatch):
-    from tests.unit.test_compute_session import PRICES, check_sigkilled_holder_expires
+    from tests.component.test_compute_session import PRICES, check_sigkilled_holder_expires
 
     monkeypatch.setenv("ATIVO_PRICES", PRICES)
     monkeypatch.setenv("ATIVO_DB_URL", postgres_url)

@@ -8,14 +8,20 @@ import pytest
 
 from ativo.compute.budget import BudgetExceeded, Ledger, period_of
 from ativo.store.db import get_engine
+from tests.clock import FakeClock
 
 PRICES = {"cpu": 0.36, "gpu": 3.6}  # 0.0001 USD per cpu-second
 HOUR = dt.timedelta(hours=1)
 
 
 @pytest.fixture
-def ledger(tmp_path):
-    return Ledger(get_engine(f"sqlite:///{tmp_path / 'p.db'}"), PRICES)
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def ledger(tmp_path, clock):
+    return Ledger(get_engine(f"sqlite:///{tmp_path / 'p.db'}"), PRICES, clock=clock)
 
 
 def reserve(ledger: Ledger, estimate: float, **kw) -> object:
@@ -25,7 +31,7 @@ def reserve(ledger: Ledger, estimate: float, **kw) -> object:
 
 
 @pytest.mark.parametrize("k", [0, 5, 16])
-def test_budget_covering_k_trials_runs_exactly_k_of_16(ledger, k):
+def test_budget_covering_k_trials_runs_exactly_k_of_16(ledger, clock, k):
     estimate = 0.30
     ledger.set_budget("risk", limit_usd=round(k * estimate, 6))
     ran, refused = 0, []
@@ -39,7 +45,7 @@ def test_budget_covering_k_trials_runs_exactly_k_of_16(ledger, k):
         ran += 1
     assert ran == k and len(refused) == 16 - k
     if refused:
-        _, resets = period_of(dt.datetime.now(dt.UTC))
+        _, resets = period_of(clock.now())
         msg = refused[0]
         assert f"budget 'risk' is spent: {k * estimate:.2f} of {k * estimate:.2f} USD" in msg
         assert "this task needs about 0.30 USD" in msg and f"wait for {resets.isoformat()}" in msg
@@ -57,16 +63,23 @@ def test_settled_total_is_duration_times_price(ledger):
     assert actual == pytest.approx(0.5 * 3.6 * 2)
 
 
-def test_failed_task_releases_and_killed_task_expires(ledger):
+def test_failed_task_releases_and_killed_task_expires(ledger, clock):
     ledger.set_budget("risk", limit_usd=1.0)
     failed = reserve(ledger, 0.6)
     with pytest.raises(BudgetExceeded):
         reserve(ledger, 0.6)  # the first reservation still holds 0.6
     ledger.release(failed)
-    reserve(ledger, 0.6, timeout=dt.timedelta(seconds=1))  # its holder is "killed": nobody settles it
-    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
-    reserve(ledger, 0.6, now=later)  # after its timeout the dead reservation no longer counts
-    assert ledger.status("risk", now=later)["reserved_usd"] == pytest.approx(0.6)
+    dead = reserve(ledger, 0.6, timeout=dt.timedelta(seconds=1))  # its holder is "killed": nobody settles it
+    clock.advance(0.5)
+    assert ledger.status("risk")["reserved_usd"] == pytest.approx(0.6)  # within its timeout it still counts
+    with pytest.raises(BudgetExceeded):
+        reserve(ledger, 0.6)
+    clock.advance(4.5)
+    reserve(ledger, 0.6)  # after its timeout the dead reservation no longer counts
+    assert ledger.status("risk")["reserved_usd"] == pytest.approx(0.6)
+    assert ledger.entry(dead.id)["state"] == "expired" and ledger.renew(dead, dt.timedelta(hours=1)) is False
+    later = clock.now() + dt.timedelta(hours=2)  # an explicit `now` still overrides the clock
+    assert ledger.status("risk", now=later)["reserved_usd"] == 0
 
 
 def test_thresholds_alert_once_per_period(ledger):

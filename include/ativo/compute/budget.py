@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,11 +92,16 @@ class Ledger:
     Args:
         engine: the platform DB.
         prices: USD per slot-hour for each resource kind.
+        clock: the current time (aware UTC) that periods, reservation expiry and every recorded timestamp go by;
+            a test passes a fake one.
     """
 
-    def __init__(self, engine: Engine, prices: Mapping[str, float]) -> None:
+    def __init__(
+        self, engine: Engine, prices: Mapping[str, float], *, clock: Callable[[], dt.datetime] = utcnow
+    ) -> None:
         self.engine = engine
         self.prices = dict(prices)
+        self.clock = clock
 
     def price(self, resource: str) -> float:
         """USD per slot-hour of ``resource``."""
@@ -119,7 +124,7 @@ class Ledger:
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
         row = {"limit_usd": limit_usd, "erasure_reserve_usd": erasure_reserve_usd, "policy": policy,
-               "updated_at": utcnow()}  # fmt: skip
+               "updated_at": self.clock()}  # fmt: skip
         with self.engine.begin() as conn:
             lock(conn, f"budget/{team}")
             if conn.execute(update(budgets).where(budgets.c.team == team).values(**row)).rowcount == 0:
@@ -154,7 +159,7 @@ class Ledger:
 
     def status(self, team: str, now: dt.datetime | None = None) -> dict[str, Any]:
         """Limit, settled spend, live reservations and what is left this period."""
-        now = now or utcnow()
+        now = now or self.clock()
         period, resets = period_of(now)
         with self.engine.connect() as conn:
             budget = self._budget(conn, team)
@@ -199,7 +204,7 @@ class Ledger:
         Raises:
             BudgetExceeded: the reservation would pass the limit (erasure work may also spend the reserve).
         """
-        now = now or utcnow()
+        now = now or self.clock()
         period, resets = period_of(now)
         self.price(resource)
         self.expire_stale(now)
@@ -241,7 +246,7 @@ class Ledger:
         Returns:
             (actual USD, thresholds in % newly crossed this period — each is returned once per period).
         """
-        now = utcnow()
+        now = self.clock()
         with self.engine.begin() as conn:
             lock(conn, f"budget/{reservation.team}")
             row = conn.execute(select(spend_ledger).where(spend_ledger.c.id == reservation.id)).mappings().one()
@@ -265,7 +270,7 @@ class Ledger:
         try:
             with self.engine.begin() as conn:
                 conn.execute(
-                    insert(budget_alerts).values(team=team, period=period, threshold=threshold, sent_at=utcnow())
+                    insert(budget_alerts).values(team=team, period=period, threshold=threshold, sent_at=self.clock())
                 )
         except IntegrityError:
             return False  # already reported this period
@@ -273,7 +278,7 @@ class Ledger:
 
     def renew(self, reservation: Reservation, ttl: dt.timedelta) -> bool:
         """Keep a live reservation from expiring for another ``ttl``; False if it already expired or ended."""
-        now = utcnow()
+        now = self.clock()
         with self.engine.begin() as conn:
             n = conn.execute(
                 update(spend_ledger)
@@ -291,7 +296,7 @@ class Ledger:
 
         Expired reservations already count for nothing; this makes the ledger say so.
         """
-        now = now or utcnow()
+        now = now or self.clock()
         with self.engine.begin() as conn:
             return int(
                 conn.execute(
@@ -312,5 +317,5 @@ class Ledger:
             conn.execute(
                 update(spend_ledger)
                 .where(spend_ledger.c.id == reservation.id, spend_ledger.c.state == "reserved")
-                .values(state="released", settled_at=utcnow())
+                .values(state="released", settled_at=self.clock())
             )

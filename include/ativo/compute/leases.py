@@ -11,7 +11,7 @@ import datetime as dt
 import shutil
 import socket
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,20 +68,23 @@ class LeaseManager:
         devices: device count on this host (``detect_gpus()`` when None).
         host: host name (this machine's when None).
         ttl: how long a lease lives without renewal.
+        clock: the current time (aware UTC) that acquisition, renewal and expiry go by; a test passes a fake one.
     """
 
     def __init__(
-        self, engine: Engine, devices: int | None = None, host: str | None = None, ttl: dt.timedelta | None = None
-    ) -> None:
+        self, engine: Engine, devices: int | None = None, host: str | None = None, ttl: dt.timedelta | None = None,
+        *, clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:  # fmt: skip
         self.engine = engine
         self.devices = detect_gpus() if devices is None else devices
         self.host = host or socket.gethostname()
         self.ttl = ttl or dt.timedelta(minutes=2)
+        self.clock = clock
 
     def try_acquire(self, holder: str) -> Lease | None:
         """Lease a free device now, or return None if every device is held."""
         for device in range(self.devices):
-            now = utcnow()
+            now = self.clock()
             with self.engine.begin() as conn:  # an expired lease is fair game: its holder stopped renewing
                 conn.execute(
                     delete(gpu_leases).where(
@@ -119,7 +122,7 @@ class LeaseManager:
 
     def renew(self, lease: Lease) -> Lease | None:
         """Extend a lease; None if it was lost (expired and taken by another holder)."""
-        expires = utcnow() + self.ttl
+        expires = self.clock() + self.ttl
         with self.engine.begin() as conn:
             n = conn.execute(
                 update(gpu_leases)
@@ -148,7 +151,7 @@ class LeaseManager:
         q = select(gpu_leases).order_by(gpu_leases.c.host, gpu_leases.c.device)
         if not all_hosts:
             q = q.where(gpu_leases.c.host == self.host)
-        now = utcnow()
+        now = self.clock()
         with self.engine.connect() as conn:
             rows = [dict(r) for r in conn.execute(q).mappings()]
         for r in rows:

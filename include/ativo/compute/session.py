@@ -60,9 +60,11 @@ class Outcome:
 
 def place(
     spec: ModelSpec, engine: Engine, holder: str, *, devices: int | None = None, ttl: dt.timedelta,
-    wait: dt.timedelta = dt.timedelta(minutes=5),
+    wait: dt.timedelta = dt.timedelta(minutes=5), clock: Callable[[], dt.datetime] = utcnow,
 ) -> Placement:  # fmt: skip
     """Choose the device for one task of ``spec``: a leased GPU, or the CPU (by spec or by fallback).
+
+    ``clock`` is the time the lease goes by (see :class:`LeaseManager`).
 
     Raises:
         NoDeviceAvailable: the spec wants a GPU, none can be leased, and its ``gpu_fallback`` is ``fail``.
@@ -71,7 +73,7 @@ def place(
     cpu = Placement(device="cpu", resource="cpu", slots=compute.pool_slots, threads=compute.pool_slots)
     if compute.device == "cpu":
         return cpu
-    manager = LeaseManager(engine, devices=devices, ttl=ttl)
+    manager = LeaseManager(engine, devices=devices, ttl=ttl, clock=clock)
     try:
         lease = manager.acquire(holder, wait=wait if manager.devices else dt.timedelta(0))
     except NoDeviceAvailable as err:
@@ -94,15 +96,18 @@ class ComputeSession:
         task_key: what the cost history is keyed by (same key → same estimate), e.g. ``adult_income.trial``.
         holder: a unique name of this run of the task (lease holder).
         started_at: when billing starts (the task instance's start); now when None.
-        heartbeat: how often the lease and reservation are renewed; they expire after three missed beats.
+        heartbeat: how often the lease and reservation are renewed (real time: the heartbeat thread's interval);
+            they expire after three missed beats.
         devices: GPUs on this host (detected when None).
         on_alert: called when a settlement crosses 50/80/100 % of the team's budget for the first time this period.
+        clock: the current time (aware UTC) that the lease, the reservation and the billed duration
+            (exit − ``started_at``) go by; a test passes a fake one and advances it instead of sleeping.
     """
 
     def __init__(
         self, spec: ModelSpec, settings: Settings, *, task_key: str, holder: str, started_at: dt.datetime | None = None,
         heartbeat: dt.timedelta = dt.timedelta(seconds=20), devices: int | None = None, engine: Engine | None = None,
-        on_alert: AlertHook | None = None,
+        on_alert: AlertHook | None = None, clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:  # fmt: skip
         self.spec, self.settings = spec, settings
         self.task_key, self.holder = task_key, holder
@@ -110,8 +115,9 @@ class ComputeSession:
         self.heartbeat = heartbeat
         self.ttl = heartbeat * 3
         self.devices = devices
+        self.clock = clock
         self.engine = engine or get_engine(settings.db_url)
-        self.ledger = Ledger(self.engine, settings.prices)
+        self.ledger = Ledger(self.engine, settings.prices, clock=clock)
         self.on_alert = on_alert
         self.placement: Placement | None = None
         self.reservation: Reservation | None = None
@@ -131,7 +137,8 @@ class ComputeSession:
 
     def __enter__(self) -> ComputeSession:
         compute = self.spec.compute
-        self.placement = place(self.spec, self.engine, self.holder, devices=self.devices, ttl=self.ttl)
+        self.placement = place(self.spec, self.engine, self.holder, devices=self.devices, ttl=self.ttl,
+                               clock=self.clock)  # fmt: skip
         try:
             self.reservation = self.ledger.reserve(
                 team=compute.team, spec=self.spec.name, task_key=self.task_key,
@@ -145,7 +152,7 @@ class ComputeSession:
         if self.placement.lease is not None:
             self._cuda_before = os.environ.get("CUDA_VISIBLE_DEVICES")
             os.environ.update(self.placement.lease.env())
-        self.started_at = self.started_at or utcnow()
+        self.started_at = self.started_at or self.clock()
         self._beat = threading.Thread(target=self._heartbeat, name=f"ativo-heartbeat-{self.holder}", daemon=True)
         self._beat.start()
         log.info(
@@ -155,21 +162,35 @@ class ComputeSession:
         )  # fmt: skip
         return self
 
+    def _leases(self) -> LeaseManager:
+        return LeaseManager(self.engine, devices=0, ttl=self.ttl, clock=self.clock)
+
+    def beat(self) -> bool:
+        """One heartbeat: renew the reservation and the lease for another ttl (the heartbeat thread calls this).
+
+        Returns:
+            False if the reservation had already expired or the lease was lost (each is logged), else True.
+        """
+        kept = True
+        if self.reservation is not None and not self.ledger.renew(self.reservation, self.ttl):
+            log.error("reservation %d expired while its task was running", self.reservation.id)
+            kept = False
+        if self.placement is not None and self.placement.lease is not None:
+            if self._leases().renew(self.placement.lease) is None:
+                log.error("lease on GPU %d was lost while its task was running", self.placement.lease.device)
+                kept = False
+        return kept
+
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.heartbeat.total_seconds()):
             try:
-                if self.reservation is not None and not self.ledger.renew(self.reservation, self.ttl):
-                    log.error("reservation %d expired while its task was running", self.reservation.id)
-                if self.placement is not None and self.placement.lease is not None:
-                    renewed = LeaseManager(self.engine, devices=0, ttl=self.ttl).renew(self.placement.lease)
-                    if renewed is None:
-                        log.error("lease on GPU %d was lost while its task was running", self.placement.lease.device)
+                self.beat()
             except Exception:  # a DB hiccup must not kill the work; the next beat tries again
                 log.exception("compute heartbeat failed")
 
     def _release_lease(self) -> None:
         if self.placement is not None and self.placement.lease is not None:
-            LeaseManager(self.engine, devices=0, ttl=self.ttl).release(self.placement.lease)
+            self._leases().release(self.placement.lease)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self._stop.set()
@@ -177,7 +198,7 @@ class ComputeSession:
             self._beat.join(timeout=10)
         try:
             assert self.reservation is not None and self.started_at is not None
-            seconds = max(0.0, (utcnow() - self.started_at).total_seconds())
+            seconds = max(0.0, (self.clock() - self.started_at).total_seconds())
             if exc_type is None:
                 cost, crossed = self.ledger.settle(self.reservation, seconds)
                 self.outcome = Outcome(seconds=seconds, cost_usd=cost, crossed=crossed)
