@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+
+import pytest
 
 
 def ativo(*args: str) -> subprocess.CompletedProcess:
@@ -45,7 +48,7 @@ def test_simulate_rejects_unknown_malformed_kind(ativo_home):
     assert out.returncode == 2 and "kind must be one of" in out.stderr
 
 
-def test_metrics_show_the_same_figures_as_budget_status(ativo_home):
+def test_metrics_show_the_same_figures_as_budget_status(ativo_home, monkeypatch):
     import datetime as dt
 
     from ativo.compute.budget import Ledger
@@ -60,10 +63,28 @@ def test_metrics_show_the_same_figures_as_budget_status(ativo_home):
     ledger.settle(ledger.reserve(team="risk", spec="s", task_key="t", estimate_usd=1, resource="cpu",
                                  timeout=dt.timedelta(hours=1)), seconds=1000)  # 1.00 USD  # fmt: skip
     LeaseManager(engine, devices=1, host="gpu-node-1").acquire("trial-1")
+    monkeypatch.setenv("ATIVO_GPU_COUNT", "3")  # this host's GPUs, as the command reads them
     out = ativo("metrics")
     assert out.returncode == 0, out.stderr
-    text = out.stdout
-    assert 'ativo_budget_limit_usd{team="risk"} 40.0' in text
-    assert 'ativo_budget_spent_usd{period="' in text and '",team="risk"} 1.0' in text
-    assert 'ativo_budget_used_ratio{period="' in text and '",team="risk"} 0.025' in text
-    assert 'ativo_gpu_leases{host="gpu-node-1",state="active"} 1.0' in text
+    team = {"team": "risk", "period": ledger.status("risk")["period"]}
+    assert samples(out.stdout) == pytest.approx({
+        ("ativo_budget_limit_usd", frozenset({"team": "risk"}.items())): 40.0,
+        ("ativo_budget_spent_usd", frozenset(team.items())): 1.0,
+        ("ativo_budget_reserved_usd", frozenset(team.items())): 0.0,
+        ("ativo_budget_used_ratio", frozenset(team.items())): 0.025,
+        ("ativo_gpu_devices", frozenset({"host": socket.gethostname()}.items())): 3.0,
+        ("ativo_gpu_leases", frozenset({"host": "gpu-node-1", "state": "active"}.items())): 1.0,
+    }, rel=1e-9, abs=1e-12)  # fmt: skip
+
+
+def samples(text: str) -> dict[tuple[str, frozenset], float]:
+    """Prometheus text as {(sample name, labels): value}, each sample exactly once."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[tuple[str, frozenset], float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            key = (s.name, frozenset(s.labels.items()))
+            assert key not in out, f"{key} twice"
+            out[key] = s.value
+    return out

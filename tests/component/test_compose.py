@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -22,12 +23,86 @@ def test_compose_file_matches_the_compose_spec():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def setting_paths() -> dict[str, tuple[str, ...]]:
+    """Every environment variable Settings reads → the attribute path it lands on (``ports.serve``)."""
+    from pydantic import AliasChoices, BaseModel
+
+    from ativo.config import Settings
+
+    out: dict[str, tuple[str, ...]] = {}
+
+    def walk(model: type[BaseModel], path: tuple[str, ...]) -> None:
+        for name, field in model.model_fields.items():
+            kind = field.annotation
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                walk(kind, (*path, name))
+                continue
+            alias = field.validation_alias
+            for var in alias.choices if isinstance(alias, AliasChoices) else [alias] if alias else []:
+                out[str(var)] = (*path, name)
+
+    walk(Settings, ())
+    return out
+
+
+def interpolate(value: object) -> str:
+    """A compose value as the container sees it, when no variable is set: ``${VAR:-default}`` → ``default``."""
+    pattern = r"\$\$|\$\{\w+(?::?-([^}]*))?\}"  # "$$" is a literal "$"
+    return re.sub(pattern, lambda m: "$" if m.group(0) == "$$" else m.group(1) or "", str(value))
+
+
+def service_environments() -> dict[str, dict[str, str]]:
+    """Each service's environment, YAML anchors and merge keys resolved, list or mapping form."""
+    out = {}
+    for name, service in yaml.safe_load(COMPOSE.read_text())["services"].items():
+        env = service.get("environment") or {}
+        if isinstance(env, list):
+            env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+        out[name] = {str(k): interpolate(v) for k, v in env.items()}
+    return out
+
+
+def same(attr: object, raw: str) -> bool:
+    """Whether a setting's value is the variable's value, in the setting's own type."""
+    from pydantic import SecretStr
+
+    if isinstance(attr, SecretStr):
+        return attr.get_secret_value() == raw
+    if isinstance(attr, Path):
+        return attr in (Path(raw), Path(raw).resolve())
+    if isinstance(attr, tuple):
+        return attr == tuple(u.strip().rstrip("/") for u in raw.split(",") if u.strip())
+    if isinstance(attr, bool | int | float):
+        return attr == type(attr)(raw)
+    if isinstance(attr, dict):
+        return json.loads(raw).items() <= attr.items()
+    return attr == raw
+
+
 def test_every_ativo_setting_in_compose_is_one_the_code_reads():
-    config_src = (ROOT / "include" / "ativo" / "config.py").read_text()
-    keys = set(re.findall(r"\b(ATIVO_[A-Z_]+)\b", COMPOSE.read_text()))
-    assert keys, "compose configures Ativo through ATIVO_* settings"
-    unknown = sorted(k for k in keys if f'"{k}"' not in config_src)
-    assert unknown == [], f"compose sets settings the code never reads: {unknown}"
+    from ativo.config import load_settings
+
+    paths = setting_paths()
+    assert {"ATIVO_HOME", "ATIVO_DB_URL", "ATIVO_SERVE_PORT", "MLFLOW_TRACKING_URI"} <= set(paths)
+    configured = {}
+    for name, env in service_environments().items():
+        given = {k: v for k, v in env.items() if k.startswith("ATIVO_") or k == "MLFLOW_TRACKING_URI"}
+        if not given:
+            continue
+        configured[name] = given
+        unknown = sorted(set(given) - set(paths))
+        assert unknown == [], f"{name}: compose sets settings the code never reads: {unknown}"
+        settings = load_settings(given)  # raises SettingsError naming any bad value
+        for var, raw in given.items():
+            attr = settings
+            for part in paths[var]:
+                attr = getattr(attr, part)
+            if var == "MLFLOW_TRACKING_URI" and "ATIVO_MLFLOW_TRACKING_URI" in given:
+                continue  # the ATIVO_ variable wins
+            assert same(attr, raw), f"{name}: {var}={raw!r} became {'.'.join(paths[var])}={attr!r}"
+    # compose configures Ativo through ATIVO_* settings, on every service that runs Ativo's code
+    assert {"mlflow", "ativo-serve", "airflow-apiserver", "airflow-scheduler", "airflow-worker"} <= set(configured)
+    assert all("ATIVO_DB_URL" in env and "ATIVO_STORE_URI" in env for env in configured.values())
 
 
 def test_compose_services_run_only_commands_and_files_that_exist():

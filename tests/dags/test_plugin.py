@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+import socket
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -16,7 +19,7 @@ def load_plugin():
     return module
 
 
-def test_metrics_endpoint_serves_budgets_and_leases_from_the_platform_db(ativo_home):
+def test_metrics_endpoint_serves_budgets_and_leases_from_the_platform_db(ativo_home, monkeypatch):
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
@@ -31,6 +34,7 @@ def test_metrics_endpoint_serves_budgets_and_leases_from_the_platform_db(ativo_h
     api = FastAPI()
     api.mount(entry["url_prefix"], entry["app"])  # what Airflow's api-server does with it
 
+    monkeypatch.setenv("ATIVO_GPU_COUNT", "3")  # this host's GPUs, as the endpoint reads them
     engine = get_engine(load_settings().db_url)
     ledger = Ledger(engine, {"cpu": 3.6})
     ledger.set_budget("risk", limit_usd=10)
@@ -42,7 +46,34 @@ def test_metrics_endpoint_serves_budgets_and_leases_from_the_platform_db(ativo_h
         ledger.settle(reservation, seconds=2000)  # 2.00 USD: read again at the next scrape
         second = client.get("/ativo/metrics")
     assert first.status_code == 200 and first.headers["content-type"].startswith("text/plain")
-    assert 'ativo_budget_limit_usd{team="risk"} 10.0' in first.text
-    assert '",team="risk"} 0.5' in first.text  # reserved while the task runs
-    assert 'ativo_gpu_leases{host="gpu-node-7",state="active"} 1.0' in first.text
-    assert '",team="risk"} 0.2' in second.text  # used ratio 2 / 10
+    team = frozenset({"team": "risk", "period": ledger.status("risk")["period"]}.items())
+    fixed = {
+        ("ativo_budget_limit_usd", frozenset({"team": "risk"}.items())): 10.0,
+        ("ativo_gpu_devices", frozenset({"host": socket.gethostname()}.items())): 3.0,
+        ("ativo_gpu_leases", frozenset({"host": "gpu-node-7", "state": "active"}.items())): 1.0,
+    }
+    assert samples(first.text) == pytest.approx({  # reserved while the task runs, nothing settled yet
+        **fixed,
+        ("ativo_budget_spent_usd", team): 0.0,
+        ("ativo_budget_reserved_usd", team): 0.5,
+        ("ativo_budget_used_ratio", team): 0.0,
+    }, rel=1e-9, abs=1e-12)  # fmt: skip
+    assert samples(second.text) == pytest.approx({  # read again at the next scrape: 2.00 USD settled of 10
+        **fixed,
+        ("ativo_budget_spent_usd", team): 2.0,
+        ("ativo_budget_reserved_usd", team): 0.0,
+        ("ativo_budget_used_ratio", team): 0.2,
+    }, rel=1e-9, abs=1e-12)  # fmt: skip
+
+
+def samples(text: str) -> dict[tuple[str, frozenset], float]:
+    """Prometheus text as {(sample name, labels): value}, each sample exactly once."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[tuple[str, frozenset], float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            key = (s.name, frozenset(s.labels.items()))
+            assert key not in out, f"{key} twice"
+            out[key] = s.value
+    return out
