@@ -128,36 +128,54 @@ class AirflowSearch:
         return peak
 
 
+FINISHED = ("success", "failed", "upstream_failed", "skipped")
+
+
 def _trigger_and_wait(
-    api: Any, dag_id: str, run_id: str, conf: dict[str, Any], timeout_s: float
+    api: Any, dag_id: str, run_id: str, conf: dict[str, Any], timeout_s: float, until: str | None = None
 ) -> tuple[dict, float, dt.datetime]:
+    """Trigger a run and wait for it to finish, or only for its task ``until`` to finish.
+
+    Returns:
+        (the run as the API reports it, seconds from the trigger to the end waited for, the trigger's time).
+    """
     triggered = dt.datetime.now(dt.UTC)
     api.post(f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf})
     run: dict[str, Any] = {}
+    task: dict[str, Any] = {}
 
     def finished() -> bool:
-        nonlocal run
+        nonlocal run, task
         run = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        if until is not None and run["state"] not in ("success", "failed"):
+            try:
+                task = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{until}")
+            except OSError:
+                return False  # not created yet
+            return task.get("state") in FINISHED
         return run["state"] in ("success", "failed")
 
+    what = f"{dag_id} run {run_id!r} to finish" if until is None else f"task {until} of {dag_id} run {run_id!r}"
     try:
-        wait_until(finished, timeout_s, 1, f"{dag_id} run {run_id!r} to finish")
+        wait_until(finished, timeout_s, 1, what)
     except WaitTimeout as err:
         raise WaitTimeout(f"{err} (state {run.get('state')})") from None
-    end = _ts(run["end_date"])
+    end = _ts(task["end_date"] if task.get("state") in FINISHED else run["end_date"])
     assert end is not None
     return run, (end - triggered).total_seconds(), triggered
 
 
 def run_search_on_airflow(
     settings: Settings, spec_name: str, dataset_tag: str, n_trials: int, *, pool_slots: int | None = None,
-    warm_up: bool = False, timeout_s: float = 1200,
+    warm_up: bool = False, timeout_s: float = 1200, until: str | None = None,
 ) -> AirflowSearch:  # fmt: skip
     """Run ``<spec>__train`` once on a freshly started platform, with the dataset version and trial count pinned.
 
     Start it inside :func:`isolated_platform`, which stops it again. With ``warm_up``, a one-trial run goes first,
     so the timed run finds the executor's workers started and the libraries imported, as on a platform that has
-    been up a while. Returns the run and its task instances.
+    been up a while. With ``until`` (a task id, e.g. ``register_best``) it returns as soon as that task has
+    finished, leaving the rest of the run (the gates) to be stopped with the platform. Returns the run and its task
+    instances.
     """
     dag_id = f"{spec_name}__train"
 
@@ -175,7 +193,7 @@ def run_search_on_airflow(
         _, cold_s, _ = _trigger_and_wait(api, dag_id, "warm-up", {"dataset_version": dataset_tag, "n_trials": 1},
                                       timeout_s)  # fmt: skip
     conf = {"dataset_version": dataset_tag, "n_trials": n_trials}
-    run, wall, triggered = _trigger_and_wait(api, dag_id, "search", conf, timeout_s)
+    run, wall, triggered = _trigger_and_wait(api, dag_id, "search", conf, timeout_s, until)
     tis = api.get(f"/api/v2/dags/{dag_id}/dagRuns/search/taskInstances?limit=1000")["task_instances"]
     registered = None
     try:

@@ -55,7 +55,9 @@ def search(airflow_db, settings, reference_dir, tmp_path, monkeypatch):
     simulate(spec, open_store(settings), reference_dir, start, 30)
     for day in (start, start + dt.timedelta(days=1)):
         run_interval(spec, settings, day.isoformat())
-    dag = DagBag(dag_folder=str(ROOT / "dags")).dags["adult_income__train"]
+    # The search and its registration only: the gates that follow are the same tasks tests/e2e/test_etl_and_training.py
+    # runs, and budgets do not govern them.
+    dag = DagBag(dag_folder=str(ROOT / "dags")).dags["adult_income__train"].partial_subset(["register_best"])
     from ativo.config import load_settings
 
     current = load_settings()
@@ -74,8 +76,8 @@ def test_budget_covering_k_trials_runs_k_of_16_and_refuses_the_rest_clearly(sear
     assert str(warm.state) == "success"
     estimate = ledger.estimate("adult_income.trial", "cpu", 1, dt.timedelta(minutes=10))
     spent = ledger.status(TEAM)["settled_usd"]
-    k = 2  # with (k + ½) estimates of room, trial costs may vary by -25 % … +50 % and exactly k still fit
-    ledger.set_budget(TEAM, limit_usd=round(spent + (k + 0.5) * estimate, 6))  # room for k trials, not k + 1
+    limit = round(spent + 2.5 * estimate, 6)  # room for about two trials of the warm-up's cost, never sixteen
+    ledger.set_budget(TEAM, limit_usd=limit)
     with ledger.engine.connect() as conn:
         first_id = conn.execute(spend_ledger.select().order_by(spend_ledger.c.id.desc())).first().id + 1
 
@@ -84,7 +86,21 @@ def test_budget_covering_k_trials_runs_k_of_16_and_refuses_the_rest_clearly(sear
     tis = trial_tis(run)
     ok = [ti for ti in tis if str(ti.state) == "success"]
     refused = [ti for ti in tis if str(ti.state) == "failed"]
-    assert (len(ok), len(refused)) == (k, 16 - k), [str(ti.state) for ti in tis]
+    k = len(ok)
+    # How many fit depends on what the admitted trials really cost (real seconds on a shared host), so the test
+    # checks the admission rule itself, trial by trial, on the ledger's own figures.
+    assert 1 <= k < 16 and len(refused) == 16 - k, [str(ti.state) for ti in tis]
+    assert [str(ti.state) for ti in tis] == ["success"] * k + ["failed"] * (16 - k)  # spend never shrinks
+    with ledger.engine.connect() as conn:
+        rows = conn.execute(spend_ledger.select().where(spend_ledger.c.id >= first_id)
+                            .order_by(spend_ledger.c.id)).mappings().all()  # fmt: skip
+    assert {r["state"] for r in rows} == {"settled"} and len(rows) == k  # refused trials left nothing behind
+    before = spent
+    for r in rows:  # each admitted trial's estimate fitted in what was left when it asked
+        assert before + r["estimate_usd"] <= limit + 1e-9, (before, r["estimate_usd"], limit)
+        before += r["actual_usd"]
+    # and the estimate every later trial asked with no longer fitted
+    assert before + ledger.estimate("adult_income.trial", "cpu", 1, dt.timedelta(minutes=10)) > limit
     assert all(ti.try_number == 1 for ti in refused)  # a refusal is not retried
     assert str(run.state) == "success"  # the best of the k trials was registered
     # each refusal paged on-call with the budget, spent, limit, estimate and reset date
@@ -94,9 +110,6 @@ def test_budget_covering_k_trials_runs_k_of_16_and_refuses_the_rest_clearly(sear
         assert f"budget '{TEAM}' is spent:" in page and "USD this month" in page
         assert "this task needs about" in page and "or wait for" in page and f"ativo budget set {TEAM}" in page
     # the ledger charged exactly the trials that ran: duration × price, within 1 %
-    with ledger.engine.connect() as conn:
-        rows = conn.execute(spend_ledger.select().where(spend_ledger.c.id >= first_id)).mappings().all()
-    assert {r["state"] for r in rows} == {"settled"} and len(rows) == k
     settled = sum(r["actual_usd"] for r in rows)
     durations = sum((ti.end_date - ti.start_date).total_seconds() for ti in ok)
     assert settled == pytest.approx(durations * PRICE_PER_S, rel=0.01)
