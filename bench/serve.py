@@ -115,7 +115,8 @@ def main() -> None:
     served = ServedModel(spec=spec, name=spec.name, version=version, booster=booster, sha256="")
     codes = served.encode(rows).astype(np.float64)
     names = spec.data_schema.feature_names
-    # MLflow's copy: same booster, numeric signature (category codes), logged by MLflow's own flavour.
+    # MLflow's copy: same booster, numeric signature (category codes), logged by MLflow's own flavour (the baseline,
+    # not Ativo's artifact contract).
     mlflow.set_tracking_uri(uri)
     frame = pd.DataFrame(codes, columns=names)
     with mlflow.start_run():
@@ -193,24 +194,19 @@ def main() -> None:
 def _mlflow_on_raw_rows(spec, split, booster, rows) -> str:  # noqa: ANN001
     """What MLflow's own pyfunc does with raw rows for the model as training logs it (string categories)."""
     import mlflow
-    import mlflow.xgboost
     import pandas as pd
-    import xgboost as xgb
-    from mlflow.models import infer_signature
 
+    from ativo.model.artifact import log_booster
     from ativo.model.encoding import design_matrix
 
-    sample = design_matrix(split.valid.head(200), spec)
-    signature = infer_signature(sample, booster.predict(xgb.DMatrix(sample, enable_categorical=True)))
     with mlflow.start_run():
-        info = mlflow.xgboost.log_model(booster, name="model", signature=signature, model_format="ubj",
-                                        pip_requirements=["xgboost"])  # fmt: skip
+        logged = log_booster(booster, signature_sample=design_matrix(split.valid.head(200), spec))
     frame = pd.DataFrame(rows)
     for col in frame.columns:
         if pd.api.types.is_numeric_dtype(frame[col]):
             frame[col] = frame[col].astype("float64")
     try:
-        mlflow.pyfunc.load_model(info.model_uri).predict(frame)
+        mlflow.pyfunc.load_model(logged.uri).predict(frame)
     except Exception as err:
         return f"refused: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
     return "accepted"

@@ -10,6 +10,7 @@ Used by ``bench/`` and the tests that need real servers.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import socket
 from collections.abc import Iterator
@@ -179,15 +180,19 @@ def run_search_on_airflow(
     """
     dag_id = f"{spec_name}__train"
 
-    def before_airflow() -> None:
-        if pool_slots is not None:
-            supervisor.airflow_cli(settings, "pools", "set", "cpu_train", str(pool_slots), "CPU training slots")
-        supervisor.airflow_cli(settings, "dags", "reserialize")
-        supervisor.airflow_cli(settings, "dags", "unpause", dag_id)
-
-    api = supervisor.start_services(settings, before_airflow, serve=False)  # training only: no API
+    pools = supervisor.PROJECT_ROOT / "deploy" / "airflow" / "pools.json"
+    if pool_slots is not None:  # the shipped pools with cpu_train resized: one `airflow` CLI start fewer
+        doc = json.loads(pools.read_text())
+        doc["cpu_train"]["slots"] = pool_slots
+        pools = settings.home / "pools.json"
+        pools.parent.mkdir(parents=True, exist_ok=True)
+        pools.write_text(json.dumps(doc))
+    # New DAGs start unpaused here, and the DAG processor parses them at start: no `dags reserialize/unpause`.
+    api = supervisor.start_services(settings, serve=False, pools=pools, unpaused=True)  # training only: no API
     wait_until(lambda: api.get("/api/v2/monitor/health")["scheduler"]["status"] == "healthy", 300, 2,
                "the Airflow scheduler to report healthy")  # fmt: skip
+    wait_until(lambda: api.get(f"/api/v2/dags/{dag_id}")["is_paused"] is False, 300, 1,
+               f"the DAG processor to parse {dag_id}", retry_on=(OSError,))  # fmt: skip
     cold_s = None
     if warm_up:
         _, cold_s, _ = _trigger_and_wait(api, dag_id, "warm-up", {"dataset_version": dataset_tag, "n_trials": 1},

@@ -203,7 +203,7 @@ def start_serve(settings: Settings, spec_name: str) -> None:
            platform_env(settings))  # fmt: skip
 
 def start_services(settings: Settings, before_airflow: Any = None, spec_name: str = "adult_income",
-                   serve: bool = True) -> AirflowAPI:  # fmt: skip
+                   serve: bool = True, pools: Path | None = None, unpaused: bool = False) -> AirflowAPI:  # fmt: skip
     """Migrate Airflow's DB, create pools, start the alert sink, MLflow, the inference API and Airflow; wait for them.
 
     Args:
@@ -212,8 +212,12 @@ def start_services(settings: Settings, before_airflow: Any = None, spec_name: st
             writes to its SQLite DB (Airflow refuses backfill creation under concurrent access, airflow#66726).
         spec_name: the model the inference API serves.
         serve: start the inference API (benchmarks and tests of training leave it out: 2 cores are few).
+        pools: the pools file to import (``deploy/airflow/pools.json`` by default).
+        unpaused: new DAGs start unpaused (a throw-away platform; the embedded default pauses them).
     """
     env = platform_env(settings)
+    if unpaused:
+        env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
     settings.airflow_home.mkdir(parents=True, exist_ok=True)
     password = admin_password(settings)
     _start(
@@ -229,7 +233,7 @@ def start_services(settings: Settings, before_airflow: Any = None, spec_name: st
     if pid_of(settings, "airflow") is None:
         say("migrating the Airflow metadata DB (SQLite) and creating pools")
         airflow_cli(settings, "db", "migrate")
-        airflow_cli(settings, "pools", "import", str(PROJECT_ROOT / "deploy" / "airflow" / "pools.json"))
+        airflow_cli(settings, "pools", "import", str(pools or PROJECT_ROOT / "deploy" / "airflow" / "pools.json"))
         if before_airflow is not None:
             before_airflow()
     _start(settings, "airflow", [_bin("airflow"), "standalone"], env)

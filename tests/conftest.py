@@ -117,8 +117,25 @@ TIERS = ("unit", "dags", "model", "component", "e2e", "integration", "browser")
 TIMEOUT_S = {"unit": 60, "dags": 240, "model": 300, "component": 300, "e2e": 900, "integration": 600, "browser": 300}
 
 
+# Longest first, so that parallel workers (pytest-xdist, by file) finish together: heavy files by name, then tiers.
+FIRST = ("test_pool_limit.py", "test_serving_live.py", "test_search_budget.py", "test_etl_and_training.py",
+         "test_deploy_dag.py", "test_gates.py", "test_serving.py")  # fmt: skip
+TIER_ORDER = ("e2e", "model", "component", "integration", "browser", "dags", "unit")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Each test's tier marker comes from its directory (``tests/<tier>/…``); a test outside a tier is an error."""
+    """Each test's tier marker comes from its directory (``tests/<tier>/…``); a test outside a tier is an error.
+
+    Items are also put in the order that keeps parallel workers busiest (a stable sort: within a file, the file's
+    own order).
+    """
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        path = Path(str(item.fspath))
+        tier = path.resolve().relative_to(ROOT / "tests").parts[0]
+        first = FIRST.index(path.name) if path.name in FIRST else len(FIRST)
+        return first, TIER_ORDER.index(tier) if tier in TIER_ORDER else len(TIER_ORDER)
+
     for item in items:
         tier = Path(str(item.fspath)).resolve().relative_to(ROOT / "tests").parts[0]
         if tier not in TIERS:
@@ -126,6 +143,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(getattr(pytest.mark, tier))
         if item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(TIMEOUT_S[tier]))
+    items.sort(key=rank)
 
 
 @pytest.fixture

@@ -36,14 +36,13 @@ def boosters(small_boosters):
     return [small_boosters["good"], small_boosters["good2"]]
 
 
-@pytest.fixture
-def platform(settings, spec, boosters, tmp_path):
+def _platform(settings, spec, boosters, root):
     """A registry with two versions, the first one champion, and an API key for each role."""
     from ativo.deploy.promotion import promote
     from ativo.serve.keys import create_key
     from devtools.harness import register_booster
 
-    versions = [register_booster(settings.mlflow_tracking_uri, spec.name, b, artifact_root=tmp_path / "art")
+    versions = [register_booster(settings.mlflow_tracking_uri, spec.name, b, artifact_root=root / "art")
                 for b in boosters]  # fmt: skip
     promote(spec, settings, versions[0], reason="test")
     keys = settings.home / "serve" / "api_keys.json"
@@ -54,8 +53,7 @@ def platform(settings, spec, boosters, tmp_path):
     }
 
 
-@pytest.fixture
-def client(settings, spec, platform):
+def _client(settings, spec, platform):
     from starlette.testclient import TestClient
 
     from ativo.serve.app import ServeConfig, build_app, create_service
@@ -67,6 +65,42 @@ def client(settings, spec, platform):
         yield c
 
 
+@pytest.fixture
+def platform(settings, spec, boosters, tmp_path):
+    """A platform of the test's own: for tests that move aliases or read the prediction log."""
+    return _platform(settings, spec, boosters, tmp_path)
+
+
+@pytest.fixture
+def client(settings, spec, platform):
+    yield from _client(settings, spec, platform)
+
+
+@pytest.fixture(scope="module")
+def shared(spec, boosters, tmp_path_factory):
+    """One platform for the tests that only ask (validation, keys, answers): (settings, platform)."""
+    import os
+
+    from ativo.config import load_settings
+
+    home = tmp_path_factory.mktemp("serving")
+    settings = load_settings({"ATIVO_HOME": str(home / "ativo"), "ATIVO_SPECS_DIR": os.environ["ATIVO_SPECS_DIR"],
+                              "ATIVO_REFERENCE_DIR": os.environ["ATIVO_REFERENCE_DIR"],
+                              "ATIVO_MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}"})  # fmt: skip
+    return settings, _platform(settings, spec, boosters, home)
+
+
+@pytest.fixture(scope="module")
+def reader(spec, shared):
+    """A client of the shared platform; the tests using it change nothing it serves."""
+    yield from _client(*shared[:1], spec, shared[1])
+
+
+@pytest.fixture(scope="module")
+def shared_platform(shared):
+    return shared[1]
+
+
 def rows(spec, split, n=20):
     from ativo.evaluate.suite import request_rows
 
@@ -74,8 +108,9 @@ def rows(spec, split, n=20):
 
 
 def test_predict_answers_one_row_and_a_batch_with_the_champion_and_scores_like_training(
-    client, spec, split, boosters, platform
+    reader, spec, split, boosters, shared_platform
 ):
+    client, platform = reader, shared_platform
     import xgboost as xgb
 
     from ativo.model.encoding import design_matrix
@@ -111,7 +146,8 @@ def test_predict_answers_one_row_and_a_batch_with_the_champion_and_scores_like_t
         ([1, 2], "(body)", "expected a JSON object"),
     ],
 )
-def test_bad_payloads_get_422_naming_the_field_and_the_reason(client, spec, split, payload, field, words):
+def test_bad_payloads_get_422_naming_the_field_and_the_reason(reader, spec, split, payload, field, words):
+    client = reader
     body = payload(rows(spec, split, 1)[0]) if callable(payload) else payload
     resp = client.post("/predict", json=body)
     assert resp.status_code == 422, resp.text
@@ -119,20 +155,23 @@ def test_bad_payloads_get_422_naming_the_field_and_the_reason(client, spec, spli
     assert any(e["field"] == field and words in e["reason"] for e in errors), errors
 
 
-def test_malformed_json_and_an_empty_body_get_422(client):
+def test_malformed_json_and_an_empty_body_get_422(reader):
+    client = reader
     for raw in (b'{"features": {"age": 3', b"", b"\xff\xfe"):
         resp = client.post("/predict", content=raw, headers={"Content-Type": "application/json"})
         assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == "(body)", resp.text
 
 
-def test_every_problem_of_a_row_is_reported_at_once(client, spec, split):
+def test_every_problem_of_a_row_is_reported_at_once(reader, spec, split):
+    client = reader
     bad = {**rows(spec, split, 1)[0], "age": 5, "sex": "X", "hours_per_week": "many"}
     bad.pop("race")
     fields = {e["field"] for e in client.post("/predict", json={"features": bad}).json()["errors"]}
     assert fields == {"features.age", "features.sex", "features.hours_per_week", "features.race"}
 
 
-def test_keys_401_without_or_with_an_unknown_key_and_403_without_the_role(client, spec, split, platform):
+def test_keys_401_without_or_with_an_unknown_key_and_403_without_the_role(reader, spec, split, shared_platform):
+    client, platform = reader, shared_platform
     row = {"features": rows(spec, split, 1)[0]}
     assert client.post("/predict", json=row, headers={"Authorization": ""}).status_code == 401
     assert client.post("/predict", json=row, headers={"Authorization": "Bearer ak_wrong"}).status_code == 401
@@ -142,7 +181,8 @@ def test_keys_401_without_or_with_an_unknown_key_and_403_without_the_role(client
     assert client.get("/health").status_code == 200  # health and metrics need no key
 
 
-def test_explain_returns_contributions_that_sum_to_the_margin(client, spec, split):
+def test_explain_returns_contributions_that_sum_to_the_margin(reader, spec, split):
+    client = reader
     body = client.post("/explain", json={"features": rows(spec, split, 1)[0]}).json()
     ex = body["explanation"]
     total = ex["base_value"] + sum(c["contribution"] for c in ex["contributions"])

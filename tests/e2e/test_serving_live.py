@@ -25,14 +25,29 @@ def models(small_boosters):
     return small_boosters
 
 
+class _Registry(dict):
+    """Model name → registered version, registering a model the first time a test asks for it."""
+
+    def __init__(self, settings, spec, models, root):
+        super().__init__()
+        self.settings, self.spec, self.models, self.root = settings, spec, models, root
+
+    def __missing__(self, name: str) -> str:
+        from devtools.harness import register_booster
+
+        version = register_booster(self.settings.mlflow_tracking_uri, self.spec.name, self.models[name],
+                                   artifact_root=self.root)  # fmt: skip
+        self[name] = version
+        return version
+
+
 @pytest.fixture
 def registry(settings, spec, models, tmp_path):
-    """Every model registered (version numbers by name); the first good one is champion."""
+    """Each model registered when a test first asks for it (version numbers by name); the first good one is
+    champion."""
     from ativo.deploy.promotion import promote
-    from devtools.harness import register_booster
 
-    versions = {name: register_booster(settings.mlflow_tracking_uri, spec.name, b, artifact_root=tmp_path / "art")
-                for name, b in models.items()}  # fmt: skip
+    versions = _Registry(settings, spec, models, tmp_path / "art")
     promote(spec, settings, versions["good"], reason="test champion")
     return versions
 
