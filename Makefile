@@ -38,7 +38,7 @@ status: setup  ## what is running and where
 
 # Tiers come from the test's directory (tests/<tier>/): unit, dags, model, component, e2e, integration, browser.
 PYTEST := $(PY) -m pytest -p no:cacheprovider
-XDIST ?= -n 2 --dist loadfile
+XDIST ?= -n 2 --dist loadfile --no-loadscope-reorder
 
 test: data  ## every tier but integration, the set CI and a newcomer run (about 6 minutes on 2 cores)
 	@$(PYTEST) -m "not integration" $(XDIST) --durations=15 $(PYTEST_ARGS)

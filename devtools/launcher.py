@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 from collections.abc import Sequence
 
+from ativo.cli import run_command
 from ativo.config import load_settings
-from ativo.errors import AtivoError
 from devtools import banner, lifecycle, supervisor
 
 
@@ -70,11 +68,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m devtools``."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except AtivoError as err:
-        print(f"error: {err}", flush=True)
-        return 2
+    return run_command(build_parser(), argv)

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from tests.metrics_text import samples
+
 
 def ativo(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ativo.cli", *args], capture_output=True, text=True, timeout=120)
@@ -76,15 +78,3 @@ def test_metrics_show_the_same_figures_as_budget_status(ativo_home, monkeypatch)
         ("ativo_gpu_leases", frozenset({"host": "gpu-node-1", "state": "active"}.items())): 1.0,
     }, rel=1e-9, abs=1e-12)  # fmt: skip
 
-
-def samples(text: str) -> dict[tuple[str, frozenset], float]:
-    """Prometheus text as {(sample name, labels): value}, each sample exactly once."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    out: dict[tuple[str, frozenset], float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            key = (s.name, frozenset(s.labels.items()))
-            assert key not in out, f"{key} twice"
-            out[key] = s.value
-    return out

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.metrics_text import samples
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -65,15 +67,3 @@ def test_metrics_endpoint_serves_budgets_and_leases_from_the_platform_db(ativo_h
         ("ativo_budget_used_ratio", team): 0.2,
     }, rel=1e-9, abs=1e-12)  # fmt: skip
 
-
-def samples(text: str) -> dict[tuple[str, frozenset], float]:
-    """Prometheus text as {(sample name, labels): value}, each sample exactly once."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    out: dict[tuple[str, frozenset], float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            key = (s.name, frozenset(s.labels.items()))
-            assert key not in out, f"{key} twice"
-            out[key] = s.value
-    return out
