@@ -188,7 +188,7 @@ def run_search_on_airflow(
         pools.parent.mkdir(parents=True, exist_ok=True)
         pools.write_text(json.dumps(doc))
     # New DAGs start unpaused here, and the DAG processor parses them at start: no `dags reserialize/unpause`.
-    api = supervisor.start_services(settings, serve=False, pools=pools, unpaused=True)  # training only: no API
+    api = supervisor.start_services(settings, serve=False, pools=pools, throwaway=True)  # training only: no API
     wait_until(lambda: api.get("/api/v2/monitor/health")["scheduler"]["status"] == "healthy", 300, 2,
                "the Airflow scheduler to report healthy")  # fmt: skip
     wait_until(lambda: api.get(f"/api/v2/dags/{dag_id}")["is_paused"] is False, 300, 1,

@@ -203,7 +203,7 @@ def start_serve(settings: Settings, spec_name: str) -> None:
            platform_env(settings))  # fmt: skip
 
 def start_services(settings: Settings, before_airflow: Any = None, spec_name: str = "adult_income",
-                   serve: bool = True, pools: Path | None = None, unpaused: bool = False) -> AirflowAPI:  # fmt: skip
+                   serve: bool = True, pools: Path | None = None, throwaway: bool = False) -> AirflowAPI:  # fmt: skip
     """Migrate Airflow's DB, create pools, start the alert sink, MLflow, the inference API and Airflow; wait for them.
 
     Args:
@@ -213,11 +213,16 @@ def start_services(settings: Settings, before_airflow: Any = None, spec_name: st
         spec_name: the model the inference API serves.
         serve: start the inference API (benchmarks and tests of training leave it out: 2 cores are few).
         pools: the pools file to import (``deploy/airflow/pools.json`` by default).
-        unpaused: new DAGs start unpaused (a throw-away platform; the embedded default pauses them).
+        throwaway: a platform for one test or benchmark: new DAGs start unpaused (the embedded default pauses
+            them), and its DAG files, which do not change while it runs, are parsed by one process and not again
+            for ten minutes (2 cores are few).
     """
     env = platform_env(settings)
-    if unpaused:
-        env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
+    if throwaway:
+        env.update({"AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                    "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+                    "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+                    "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "600"})  # fmt: skip
     settings.airflow_home.mkdir(parents=True, exist_ok=True)
     password = admin_password(settings)
     _start(

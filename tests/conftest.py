@@ -75,40 +75,78 @@ def adult_split(spec, reference_dir):
     return split_frame(to_features(raw, spec), spec)
 
 
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build) -> Path:
+    """A directory ``build(path)`` fills once per test run, shared by every pytest-xdist worker of the run."""
+    import shutil
+
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the run's, not an earlier run's
+    target = root / f"built-{name}"
+    with FileLock(str(target) + ".lock"):
+        if not target.exists():
+            partial = root / f"built-{name}.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir()
+            build(partial)
+            partial.rename(target)
+    return target
+
+
 @pytest.fixture(scope="session")
-def small_boosters(spec, adult_split):
-    """Small real boosters trained once per session (60 rounds each).
+def small_boosters(spec, adult_split, tmp_path_factory):
+    """Small real boosters trained once per test run (60 rounds each), in XGBoost's native format.
 
     ``good`` and ``good2`` are sound models (seeds 1 and 2), ``shifted`` learned labels that depend on age alone (its
     scores are shifted against the champion's), ``broken`` cannot score the schema at all.
     """
-    import numpy as np
     import xgboost as xgb
 
-    from ativo.data.features import LABEL
-    from ativo.train.trainer import Split, fit
+    names = ("good", "good2", "shifted", "broken")
 
-    split = adult_split
-    quick = spec.model_copy(update={"model": spec.model.model_copy(update={"num_boost_round": 60})})
-    good = [fit(quick, split, overrides={"seed": s}, threads=2).booster for s in (1, 2)]
-    shifted_split = Split(train=split.train.assign(**{LABEL: (split.train["age"] > 35).astype("int8")}),
-                          valid=split.valid.assign(**{LABEL: (split.valid["age"] > 35).astype("int8")}),
-                          test=split.test)  # fmt: skip
-    shifted = fit(quick, shifted_split, threads=2).booster
-    rng = np.random.default_rng(0)
-    broken = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(rng.random((60, 3)), label=[0, 1] * 30), 3)
-    return {"good": good[0], "good2": good[1], "shifted": shifted, "broken": broken}
+    def train(out: Path) -> None:
+        import numpy as np
+
+        from ativo.data.features import LABEL
+        from ativo.train.trainer import Split, fit
+
+        split = adult_split
+        quick = spec.model_copy(update={"model": spec.model.model_copy(update={"num_boost_round": 60})})
+        good = [fit(quick, split, overrides={"seed": s}, threads=2).booster for s in (1, 2)]
+        shifted_split = Split(train=split.train.assign(**{LABEL: (split.train["age"] > 35).astype("int8")}),
+                              valid=split.valid.assign(**{LABEL: (split.valid["age"] > 35).astype("int8")}),
+                              test=split.test)  # fmt: skip
+        shifted = fit(quick, shifted_split, threads=2).booster
+        rng = np.random.default_rng(0)
+        broken = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(rng.random((60, 3)), label=[0, 1] * 30), 3)
+        for name, booster in zip(names, (*good, shifted, broken), strict=True):
+            booster.save_model(out / f"{name}.ubj")
+
+    built = built_once(tmp_path_factory, "small-boosters", train)
+    out = {}
+    for name in names:
+        booster = xgb.Booster()
+        booster.load_model(built / f"{name}.ubj")
+        out[name] = booster
+    return out
 
 
 @pytest.fixture(scope="session")
-def airflow_db() -> Path:
-    """A migrated Airflow metadata DB (SQLite) for DagBag and dag.test()."""
+def airflow_db(tmp_path_factory) -> Path:
+    """A migrated Airflow metadata DB (SQLite) for DagBag and dag.test(): migrated once per run, copied per worker."""
+    import shutil
+
+    def migrate(out: Path) -> None:
+        env = {**os.environ, "AIRFLOW_HOME": str(out)}
+        proc = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True,
+                              env=env)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+
+    migrated = built_once(tmp_path_factory, "airflow-db", migrate)
     home = Path(os.environ["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, env=dict(os.environ)
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    shutil.copyfile(migrated / "airflow.db", home / "airflow.db")
     return home
 
 
