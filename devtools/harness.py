@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ativo.config import Settings, load_settings
+from ativo.http import HttpError
 from ativo.waiting import WaitTimeout, wait_until
 from devtools import supervisor
 
@@ -141,7 +142,22 @@ def _trigger_and_wait(
         (the run as the API reports it, seconds from the trigger to the end waited for, the trigger's time).
     """
     triggered = dt.datetime.now(dt.UTC)
-    api.post(f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf})
+    body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+
+    def triggered_run() -> bool:
+        # The run id is ours, so a retry is safe: 409 means an earlier attempt created it. A 500 is Airflow's
+        # SQLite being written by the DAG processor or the scheduler at that moment ("Database error").
+        try:
+            api.post(f"/api/v2/dags/{dag_id}/dagRuns", body)
+        except HttpError as err:
+            if err.status == 409:
+                return True
+            if err.status is not None and err.status < 500:
+                raise
+            return False
+        return True
+
+    wait_until(triggered_run, 60, 2, f"Airflow to accept run {run_id!r} of {dag_id}")
     run: dict[str, Any] = {}
     task: dict[str, Any] = {}
 

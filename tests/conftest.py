@@ -18,6 +18,10 @@ _SESSION_HOME = Path(tempfile.mkdtemp(prefix="ativo-tests-"))
 
 from devtools.supervisor import airflow_base_env  # noqa: E402  # imports no Airflow
 
+# Tests run two at a time on few cores (pytest-xdist): an idle OpenMP thread (XGBoost, scikit-learn) must sleep,
+# not spin, or each worker's waiting threads burn the core the other worker needs (measured: the reference gate test
+# took 162 s next to another worker, 21 s alone). Set before anything loads the OpenMP runtime.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.update(
     {
         **airflow_base_env(_SESSION_HOME / "airflow"),
