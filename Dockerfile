@@ -26,6 +26,6 @@ COPY plugins plugins
 COPY devtools devtools
 COPY deploy deploy
 RUN uv pip install --system --no-cache --no-deps -e . \
- && mkdir -p /opt/airflow && chown -R airflow /opt/airflow /opt/ativo
+ && mkdir -p /opt/airflow/ativo /opt/airflow/logs && chown -R airflow /opt/airflow /opt/ativo
 
 USER airflow

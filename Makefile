@@ -8,10 +8,11 @@ STAMP := $(VENV)/.ativo-installed
 UV := $(shell command -v uv 2>/dev/null)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup data run stop status test test-fast test-unit test-dags test-model test-component test-e2e test-integration lint typecheck bench clean
+.PHONY: help setup data run stop status test test-fast test-unit test-dags test-model test-component test-e2e test-integration lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@echo "  make test-<tier>        one tier: test-unit, test-dags, test-model, test-component, test-e2e"
 
 $(STAMP): requirements.txt pyproject.toml
 	@if [ -z "$(UV)" ]; then echo "==> installing uv (fast pip)"; $(PYTHON) -m pip install --quiet --user uv; fi
@@ -28,7 +29,7 @@ data: setup  ## fetch the UCI Adult reference data (sha256 checked)
 	@$(PY) -m ativo.cli fetch-data
 
 run: data  ## start Airflow, MLflow and run the lifecycle on the embedded default
-	@$(PY) -m devtools up $(if $(FRESH),--fresh)
+	@$(PY) -m devtools up $(if $(filter 1 yes true,$(FRESH)),--fresh)
 
 stop:  ## stop every process `make run` started
 	@if [ -x $(PY) ]; then $(PY) -m devtools down; else echo "nothing to stop"; fi
@@ -46,7 +47,7 @@ test: data  ## every tier but integration, the set CI and a newcomer run (about 
 test-fast: data  ## unit and DAG tiers, while you work (under 90 s)
 	@$(PYTEST) -m "unit or dags" $(PYTEST_ARGS)
 
-test-unit test-dags test-model test-component test-e2e: test-%: data  ## one tier
+test-unit test-dags test-model test-component test-e2e: test-%: data
 	@$(PYTEST) -m $* --durations=10 $(PYTEST_ARGS)
 
 test-integration: data  ## integration tier: PostgreSQL, S3 endpoint (ATIVO_REQUIRE_SERVICES=1 makes a missing service fail)

@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 
-def serve(port: int, path: Path) -> None:
-    """Serve POST / on 127.0.0.1:``port``; each JSON body becomes one line of ``path``."""
+def serve(port: int, path: Path, host: str = "127.0.0.1") -> None:
+    """Serve POST / on ``host``:``port`` (loopback by default); each JSON body becomes one line of ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
 
     class Handler(BaseHTTPRequestHandler):
@@ -38,8 +38,8 @@ def serve(port: int, path: Path) -> None:
         def log_message(self, *args: object) -> None:
             pass
 
-    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    ThreadingHTTPServer((host, port), Handler).serve_forever()
 
 
-if __name__ == "__main__":
-    serve(int(sys.argv[1]), Path(sys.argv[2]))
+if __name__ == "__main__":  # python -m devtools.alert_sink PORT FILE [HOST]
+    serve(int(sys.argv[1]), Path(sys.argv[2]), *sys.argv[3:4])

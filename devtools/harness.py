@@ -37,7 +37,7 @@ def isolated_platform(home: Path) -> Iterator[Settings]:
     """Point Ativo at ``home`` on free ports; yields its settings and stops whatever was started there on exit."""
     keys = ("ATIVO_HOME", "ATIVO_AIRFLOW_PORT", "ATIVO_MLFLOW_PORT", "ATIVO_ALERT_PORT", "ATIVO_SERVE_PORT",
             "ATIVO_MLFLOW_TRACKING_URI", "ATIVO_DB_URL", "ATIVO_STORE_URI", "ATIVO_REGISTRY_PATH", "ATIVO_DVC_REMOTE",
-            "ATIVO_SERVE_URLS")  # fmt: skip
+            "ATIVO_SERVE_URLS", "MLFLOW_TRACKING_URI")  # fmt: skip
     saved = {k: os.environ.get(k) for k in keys}
     for k in keys[5:]:
         os.environ.pop(k, None)  # derived from ATIVO_HOME and the ports

@@ -154,7 +154,7 @@ def _wait_http(url: str, what: str, timeout: float, pid_check: tuple[Settings, s
         except http.HttpError:
             still_running()
             raise
-        if status < 500:
+        if status < 400:  # another program answering 404 on the port is not the service
             return True
         still_running()
         return False

@@ -78,7 +78,7 @@ def post_webhook(url: str, payload: dict[str, Any], *, timeout: float = 5.0, att
     """
     try:
         resp = request("POST", url, timeout=timeout, doc=payload, attempts=attempts,
-                       retry_statuses=WEBHOOK_RETRY_STATUSES, backoff=0.5)  # fmt: skip
+                       retry_statuses=WEBHOOK_RETRY_STATUSES, backoff=0.5, redact=True)  # fmt: skip
     except HttpError as err:
         log.warning("webhook post failed: %s", err)
         return False

@@ -96,8 +96,17 @@ def raise_for_status(resp: httpx.Response) -> Any:
 
 @functools.cache
 def _ssl_context() -> ssl.SSLContext:
-    # httpx's own default (certifi, or SSL_CERT_FILE/SSL_CERT_DIR), built once: it costs ~60 ms per client.
-    return httpx.create_ssl_context()
+    # The system's trust store (as urllib used; honours SSL_CERT_FILE/SSL_CERT_DIR), built once: ~60 ms per client.
+    return ssl.create_default_context()
+
+
+def _origin(url: str) -> str:
+    """``scheme://host:port`` of a URL, without the path and query that may carry a secret."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return "(an invalid URL)"
+    return f"{parsed.scheme}://{parsed.host}" + (f":{parsed.port}" if parsed.port else "")
 
 
 def new_client() -> httpx.Client:
@@ -107,7 +116,7 @@ def new_client() -> httpx.Client:
 
 def request(method: str, url: str, *, timeout: float, doc: Any = None, headers: Mapping[str, str] | None = None,
             attempts: int = 1, retry_statuses: Collection[int] = (), backoff: float = BACKOFF_S,
-            client: httpx.Client | None = None) -> httpx.Response:  # fmt: skip
+            client: httpx.Client | None = None, redact: bool = False) -> httpx.Response:  # fmt: skip
     """Send one request (``doc`` as its JSON body), trying again on failures that are safe to repeat.
 
     A response of any status is returned (after ``retry_statuses`` ran out of attempts, the last one).
@@ -122,6 +131,7 @@ def request(method: str, url: str, *, timeout: float, doc: Any = None, headers: 
         retry_statuses: statuses to try again on (only for idempotent requests).
         backoff: the pause before the n-th retry is ``backoff × n`` seconds.
         client: a client to send it with (keep-alive across calls, or a test's ``MockTransport``).
+        redact: the URL is a secret (a Slack-style webhook): logs and errors name only its scheme, host and port.
 
     Raises:
         HttpError: no answer after ``attempts`` tries (``status`` None; it names the last failure).
@@ -130,21 +140,23 @@ def request(method: str, url: str, *, timeout: float, doc: Any = None, headers: 
         raise ValueError(f"attempts must be at least 1, not {attempts}")
     own = client is None
     http = new_client() if client is None else client
+    shown = _origin(url) if redact else url
     try:
         for attempt in range(1, attempts + 1):
             try:
                 resp = http.request(method, url, json=doc, headers=dict(headers or {}), timeout=timeout)
-            except httpx.TransportError as err:  # refused, reset, timed out, …: no (whole) answer
-                if attempt == attempts or isinstance(err, httpx.UnsupportedProtocol):  # a bad URL stays bad
+            except httpx.RequestError as err:  # refused, reset, timed out, a redirect loop, a bad encoding, …
+                transient = isinstance(err, httpx.TransportError) and not isinstance(err, httpx.UnsupportedProtocol)
+                why = type(err).__name__ if redact else f"{type(err).__name__}: {err}"
+                if attempt == attempts or not transient:  # a bad URL or a redirect loop stays bad
                     tries = f" after {attempt} attempts" if attempt > 1 else ""
-                    raise HttpError(f"{method} {url} failed{tries}: {type(err).__name__}: {err}", method=method,
-                                    url=url) from err  # fmt: skip
-                log.warning("%s %s failed (attempt %d/%d): %s", method, url, attempt, attempts, err)
+                    raise HttpError(f"{method} {shown} failed{tries}: {why}", method=method, url=shown) from err
+                log.warning("%s %s failed (attempt %d/%d): %s", method, shown, attempt, attempts, why)
             else:
                 if resp.status_code not in retry_statuses or attempt == attempts:
                     resp.read()
                     return resp
-                log.warning("%s %s answered HTTP %d (attempt %d/%d)", method, url, resp.status_code, attempt,
+                log.warning("%s %s answered HTTP %d (attempt %d/%d)", method, shown, resp.status_code, attempt,
                             attempts)  # fmt: skip
                 resp.close()
             time.sleep(backoff * attempt)

@@ -152,3 +152,28 @@ def test_the_timeout_is_applied_to_every_phase():
 def test_attempts_must_be_positive():
     with pytest.raises(ValueError, match="attempts"):
         http.request("GET", URL, timeout=1, attempts=0)
+
+
+def test_a_redacted_url_never_reaches_the_error_or_the_log(caplog):
+    from ativo import http
+
+    def refuse(request):
+        raise httpx.ConnectError("refused", request=request)
+
+    client = httpx.Client(transport=httpx.MockTransport(refuse))
+    secret = "https://hooks.example:8443/services/T000/B000/sekret-token"
+    with pytest.raises(http.HttpError) as info:
+        http.request("POST", secret, timeout=1, doc={}, attempts=2, backoff=0, client=client, redact=True)
+    assert "sekret-token" not in str(info.value) and "hooks.example:8443" in str(info.value)
+    assert "sekret-token" not in caplog.text and "attempt 1/2" in caplog.text
+
+
+def test_a_redirect_loop_is_an_http_error_not_a_crash():
+    from ativo import http
+
+    def loop(request):
+        return httpx.Response(302, headers={"Location": str(request.url)})
+
+    client = httpx.Client(transport=httpx.MockTransport(loop), follow_redirects=True)
+    with pytest.raises(http.HttpError, match="TooManyRedirects"):
+        http.request("GET", "http://127.0.0.1:9/loop", timeout=1, attempts=3, backoff=0, client=client)

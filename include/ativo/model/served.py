@@ -6,13 +6,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ativo.model import encoding
-from ativo.model.policy import DecisionPolicy
 from ativo.spec import ModelSpec
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
     import xgboost as xgb
+
+    from ativo.model.policy import DecisionPolicy
 
 
 class Lineage:
