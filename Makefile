@@ -5,7 +5,10 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ativo-installed
-UV := $(shell command -v uv 2>/dev/null)
+# The host's PATH, before .venv/bin goes first: uv and the base Python are the host's, never the venv's (a venv's
+# pip refuses `--user`, which broke `make run` after a pull that changed requirements.txt).
+HOST_PATH := $(PATH)
+UV := $(shell command -v uv 2>/dev/null || { test -x "$$HOME/.local/bin/uv" && echo "$$HOME/.local/bin/uv"; })
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help setup data run stop status test test-fast test-unit test-dags test-model test-component test-e2e test-integration lint bench clean
@@ -15,10 +18,13 @@ help:  ## list the targets
 	@echo "  make test-<tier>        one tier: test-unit, test-dags, test-model, test-component, test-e2e"
 
 $(STAMP): requirements.txt pyproject.toml
-	@if [ -z "$(UV)" ]; then echo "==> installing uv (fast pip)"; $(PYTHON) -m pip install --quiet --user uv; fi
-	@echo "==> creating $(VENV) and installing the pinned dependencies (about 1 minute)"
-	@UV=$$(command -v uv || echo $$HOME/.local/bin/uv); \
-	  $$UV venv --quiet --seed --allow-existing -p $(PYTHON) $(VENV) && \
+	@UV="$(UV)"; \
+	  if [ -z "$$UV" ]; then \
+	    echo "==> installing uv (fast pip)"; PATH="$(HOST_PATH)" $(PYTHON) -m pip install --quiet --user uv; \
+	    UV="$$HOME/.local/bin/uv"; \
+	  fi; \
+	  echo "==> creating $(VENV) and installing the pinned dependencies (about 1 minute)"; \
+	  PATH="$(HOST_PATH)" $$UV venv --quiet --seed --allow-existing -p $(PYTHON) $(VENV) && \
 	  $$UV pip install --quiet -p $(PY) -r requirements.txt && \
 	  $$UV pip install --quiet -p $(PY) --no-deps -e .
 	@touch $(STAMP)
