@@ -47,7 +47,7 @@ status: setup  ## what is running and where
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 XDIST ?= -n 2 --dist loadfile --no-loadscope-reorder
 
-test: data  ## every tier but integration, the set CI and a newcomer run (about 6 minutes on 2 cores)
+test: data  ## every tier but integration, the set CI and a newcomer run (about 7½ minutes on 2 cores)
 	@$(PYTEST) -m "not integration" $(XDIST) --durations=15 $(PYTEST_ARGS)
 
 test-fast: data  ## unit and DAG tiers, while you work (under 90 s)
