@@ -10,18 +10,19 @@ from devtools.airflow_api import admin_password
 from devtools.supervisor import demo_key, url
 
 
-def _sample_text(sample: dict[str, Any] | None, key: str) -> str:
+def _sample_text(settings: Settings, sample: dict[str, Any] | None, key: str) -> str:
     if sample is None:
         return "   (no champion serving: no model version passed its gates)"
     a = sample["answer"]
+    serve = url("serve", settings)
     top = ", ".join(f"{c['feature']} {c['contribution']:+.2f}" for c in a["explanation"]["contributions"][:4])
     lines = [
-        f"   POST {url('serve')}/explain  (subject {sample['request']['subject_id']}):",
+        f"   POST {serve}/explain  (subject {sample['request']['subject_id']}):",
         f"     {a['label']} (score {a['score']:.3f}, threshold {a['threshold']}) from version {a['version']} "
         f"({a['route']}), prediction {a['prediction_id']}",
         f"     why (log-odds): {top}, …",
         f"   try it: curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\",
-        f"             -d '{json.dumps({'features': sample['request']['features']})[:60]}…' {url('serve')}/predict",
+        f"             -d '{json.dumps({'features': sample['request']['features']})[:60]}…' {serve}/predict",
     ]
     al = sample.get("aliases") or {}
     live = ", ".join(f"{k} v{v}" for k, v in sorted(al.items()) if k != "challenger")
@@ -42,9 +43,9 @@ def banner(settings: Settings, summary_text: str, sample: dict[str, Any] | None 
     return f"""
 ================================================================================
  Ativo is running
-   Airflow UI     {url("airflow")}      login: admin / {pw}
-   MLflow UI      {url("mlflow")}      (experiments ativo/<spec>, registered models)
-   Inference API  {url("serve")}      API key: {key}
+   Airflow UI     {url("airflow", settings)}      login: admin / {pw}
+   MLflow UI      {url("mlflow", settings)}      (experiments ativo/<spec>, registered models)
+   Inference API  {url("serve", settings)}      API key: {key}
                   (/predict /explain /feedback need it; /health /metrics do not)
    On-call pages  {settings.home / "logs" / "alerts.jsonl"}
    Object store   {settings.store_uri}
@@ -53,6 +54,6 @@ def banner(settings: Settings, summary_text: str, sample: dict[str, Any] | None 
  Results
 {summary_text}
  Serving
-{_sample_text(sample, key)}
+{_sample_text(settings, sample, key)}
  Stop everything with `make stop`.
 ================================================================================"""

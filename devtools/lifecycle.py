@@ -64,7 +64,7 @@ def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: i
     if window:
         days = int(window["days"])
     etl = f"{spec_name}__etl"
-    say(f"running the ETL over {days} days; progress every 15s (watch it at {url('airflow')}/dags/{etl})")
+    say(f"running the ETL over {days} days; progress every 15s (watch it at {url('airflow', settings)}/dags/{etl})")
     last = ""
 
     def etl_finished() -> bool:
@@ -89,7 +89,7 @@ def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: i
             last = line
         return done >= days
 
-    wait_until(etl_finished, 1200, 15, f"the ETL runs of all {days} days to finish (see {url('airflow')})",
+    wait_until(etl_finished, 1200, 15, f"the ETL runs of all {days} days to finish (see {url('airflow', settings)})",
                retry_on=(HttpError,))  # fmt: skip
     from ativo.config import load_settings
     from ativo.data.versioning import open_registry
@@ -147,17 +147,17 @@ def serve_sample(settings: Settings, spec_name: str, wait_s: float = 600) -> dic
     if not any(m["gates"] == "passed" for m in registered_models(spec, live)):
         say("no model version passed its gates, so the deploy DAG has nothing to serve (see the model cards)")
         return None
-    deploy = f"{url('airflow')}/dags/{spec_name}__deploy"
+    deploy = f"{url('airflow', settings)}/dags/{spec_name}__deploy"
     say(f"waiting for the deploy DAG to put a champion on the inference API ({deploy})")
-    wait_until(lambda: (server_versions([url("serve")])[0] or {}).get("champion"), wait_s, 5,
+    wait_until(lambda: (server_versions([url("serve", settings)])[0] or {}).get("champion"), wait_s, 5,
                "a champion on the inference API", retry_on=(OSError, KeyError))  # fmt: skip
     body = sample_row(live, spec_name)
-    answer = post_json(f"{url('serve')}/explain", body, timeout=30,
+    answer = post_json(f"{url('serve', settings)}/explain", body, timeout=30,
                        headers={"Authorization": f"Bearer {demo_key(settings)}"})  # fmt: skip
     from ativo.deploy.promotion import aliases
     from ativo.serve.traffic import replay
 
-    traffic = replay(url("serve"), demo_key(settings), spec, live.reference_dir, 3000)
+    traffic = replay(url("serve", settings), demo_key(settings), spec, live.reference_dir, 3000)
     say(f"replayed {traffic['rows']} reference rows through the API with their labels: {traffic['routes']}")
     chain = None
     try:  # the API writes its log every 2 s

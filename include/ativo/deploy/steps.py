@@ -1,7 +1,8 @@
 """The steps of a deployment, as plain functions the deploy DAG wires (and a test or a notebook can call).
 
-:func:`begin` puts a challenger on live traffic (or makes it champion straight away when there is none yet),
-:func:`check` judges it on the servers' live figures, :func:`conclude` promotes it or rolls it back, recording why.
+:func:`version_to_deploy` picks the version, :func:`begin` puts it on live traffic (or makes it champion when there is
+none yet), :func:`check` judges it on the servers' live figures, :func:`conclude` promotes it or rolls it back,
+recording why, and :func:`finish` ends a run whatever happened before it (a trial left half-begun is taken off).
 """
 
 from __future__ import annotations
