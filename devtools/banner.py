@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from ativo.config import Settings
-from devtools.airflow_api import admin_password
+from ativo.orchestrator import admin_password
 from devtools.supervisor import demo_key, url
 
 

@@ -255,6 +255,7 @@ class Server:
     url: str
     key: str
     log: Path
+    spec: str = "adult_income"  # the (first) spec it serves
 
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM (a clean shutdown: in-flight requests finish, the log is flushed) and wait."""
@@ -271,12 +272,13 @@ class Server:
         return int(self.proc.returncode)
 
 
-def start_server(settings: Settings, spec_name: str = "adult_income", *, port: int | None = None,
+def start_server(settings: Settings, spec_name: str | tuple[str, ...] = "adult_income", *, port: int | None = None,
                  key: str | None = None, args: tuple[str, ...] = (), wait_for: str | None = "champion",
                  timeout: float = 90) -> Server:  # fmt: skip
     """Start ``ativo serve`` for the platform of ``settings`` and wait until it serves (``wait_for`` alias).
 
-    A key with every role is created in ``<home>/serve/api_keys.json`` unless ``key`` is given.
+    A key with every role is created in ``<home>/serve/api_keys.json`` unless ``key`` is given. Several spec names
+    start one server for all of them (it is ready when each serves ``wait_for``).
     """
     import subprocess
     import sys
@@ -295,19 +297,21 @@ def start_server(settings: Settings, spec_name: str = "adult_income", *, port: i
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"serve-{port}.log"
     with open(log, "ab") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "ativo.cli", "serve", "--spec", spec_name, "--port", str(port),
-                                 *args], env=env, stdout=fh, stderr=subprocess.STDOUT)  # fmt: skip
+        names = (spec_name,) if isinstance(spec_name, str) else tuple(spec_name)
+        spec_args = [a for n in names for a in ("--spec", n)]
+        proc = subprocess.Popen([sys.executable, "-m", "ativo.cli", "serve", *spec_args, "--port", str(port), *args],
+                                env=env, stdout=fh, stderr=subprocess.STDOUT)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
 
     def serving() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"ativo serve exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        versions = server_versions([url], timeout=2)[0]
-        return versions is not None and (wait_for is None or wait_for in versions)
+        seen = [server_versions([url], n, timeout=2)[0] for n in names]
+        return all(v is not None and (wait_for is None or wait_for in v) for v in seen)
 
     try:
         wait_until(serving, timeout, 0.3, f"ativo serve on {url} to serve {wait_for!r}")
     except WaitTimeout as err:
         proc.kill()
         raise WaitTimeout(f"{err}: {log.read_text()[-2000:]}") from None
-    return Server(proc, url, key, log)
+    return Server(proc, url, key, log, names[0])

@@ -13,8 +13,8 @@ from typing import Any
 
 from ativo.config import Settings
 from ativo.http import HttpError, post_json
+from ativo.orchestrator import AirflowAPI
 from ativo.waiting import WaitTimeout, wait_until
-from devtools.airflow_api import AirflowAPI
 from devtools.supervisor import airflow_cli, demo_key, pid_of, platform_env, run_dir, say, url
 
 
@@ -149,7 +149,7 @@ def serve_sample(settings: Settings, spec_name: str, wait_s: float = 600) -> dic
         return None
     deploy = f"{url('airflow', settings)}/dags/{spec_name}__deploy"
     say(f"waiting for the deploy DAG to put a champion on the inference API ({deploy})")
-    wait_until(lambda: (server_versions([url("serve", settings)])[0] or {}).get("champion"), wait_s, 5,
+    wait_until(lambda: (server_versions([url("serve", settings)], spec_name)[0] or {}).get("champion"), wait_s, 5,
                "a champion on the inference API", retry_on=(OSError, KeyError))  # fmt: skip
     body = sample_row(live, spec_name)
     answer = post_json(f"{url('serve', settings)}/explain", body, timeout=30,

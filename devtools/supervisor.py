@@ -20,8 +20,8 @@ from typing import Any
 
 from ativo import http
 from ativo.config import PROJECT_ROOT, Settings, load_settings
+from ativo.orchestrator import AirflowAPI, admin_password
 from ativo.waiting import WaitTimeout, wait_until
-from devtools.airflow_api import AirflowAPI, admin_password
 
 SERVICES = ("alert-sink", "mlflow", "serve", "airflow")
 

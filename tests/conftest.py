@@ -38,10 +38,13 @@ for _key in ("ATIVO_STORE_URI", "ATIVO_DB_URL", "ATIVO_REGISTRY_PATH", "ATIVO_DV
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    """The UCI Adult reference data (fetched by `make data`; fetched here if missing)."""
-    from ativo.data.reference import fetch_adult
+    """Every shipped spec's reference data (fetched by `make data`; fetched here if missing)."""
+    from ativo.data.reference import fetch_for_specs
+    from ativo.spec import load_specs
 
-    return fetch_adult(Path(os.environ["ATIVO_REFERENCE_DIR"]))
+    dest = Path(os.environ["ATIVO_REFERENCE_DIR"])
+    fetch_for_specs(load_specs(ROOT / "include" / "specs")[0], dest)
+    return dest
 
 
 @pytest.fixture

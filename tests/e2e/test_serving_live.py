@@ -78,7 +78,7 @@ def load(srv, payloads, seconds, warmup_s=0.3, **kw):
 def wait_alias(srv, alias, version, timeout=20):
     from ativo.deploy.steps import wait_for_servers
 
-    wait_for_servers([srv.url], alias, version, timeout)
+    wait_for_servers([srv.url], srv.spec, alias, version, timeout)
 
 
 def test_blue_green_switches_under_load_fail_no_request(settings, spec, split, registry, server):
@@ -216,5 +216,5 @@ def test_a_sound_canary_is_promoted_after_its_window_and_the_old_champion_stays_
     assert verdict.promote, verdict
     assert verdict.figures["candidate_rows"] >= 100 and verdict.figures["score_psi"] < 0.2
     assert aliases(spec, settings) == {"champion": registry["good2"], "previous": registry["good"]}
-    assert server_versions([server.url])[0] == {"champion": registry["good2"], "previous": registry["good"]}
+    assert server_versions([server.url], spec.name)[0] == {"champion": registry["good2"], "previous": registry["good"]}
     assert traffic.failed == 0

@@ -17,11 +17,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _small_split(n: int = 6000):
-    from ativo.data.reference import fetch_adult
+    from ativo.data.reference import fetch_for_specs
     from ativo.spec import load_spec
 
     spec = load_spec(ROOT / "include" / "specs" / "adult_income.yaml")
-    raw = reference_records(spec, fetch_adult(Path(os.environ["ATIVO_REFERENCE_DIR"]))).head(n).copy()
+    ref = Path(os.environ["ATIVO_REFERENCE_DIR"])
+    fetch_for_specs([spec], ref)
+    raw = reference_records(spec, ref).head(n).copy()
     raw["event_date"] = "2026-01-01"
     return spec, split_frame(to_features(raw, spec), spec)
 

@@ -6,7 +6,7 @@ import io
 import pandas as pd
 import pytest
 
-from ativo.data.landing import MALFORMED_KINDS, corrupt, reference_records, simulate, stable_ids, to_csv_bytes
+from ativo.data.landing import MALFORMED_KINDS, corrupt, reference_records, simulate, to_csv_bytes
 from ativo.data.validation import validate_bytes
 from ativo.store.objects import ObjectStore
 
@@ -25,10 +25,11 @@ def batch(records, spec):
     return b
 
 
-def test_ids_are_stable_and_unique(records):
-    assert stable_ids("adult.data", 1) == stable_ids("adult.data", 1)
-    assert stable_ids("adult.data", 1) != stable_ids("adult.test", 1)
+def test_ids_are_stable_and_unique(records, spec, reference_dir):
     assert records["record_id"].is_unique and records["customer_id"].is_unique
+    assert records["record_id"].iloc[0] == "adult-d-00001"  # file tag and line: the same record, the same id
+    again = reference_records(spec, reference_dir)
+    assert (again["customer_id"] == records["customer_id"]).all()
 
 
 def test_simulator_lands_every_record_once_with_event_dates(spec, reference_dir, tmp_path):

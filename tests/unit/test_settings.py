@@ -28,7 +28,7 @@ def test_defaults_are_derived_from_home(tmp_path):
     assert dict(s.prices) == DEFAULT_PRICES and s.budget_poll_s == 30.0
     assert s.serve_urls == ("http://127.0.0.1:8000",)
     assert s.ports == Ports(airflow=8080, mlflow=5000, serve=8000, alert=8099)
-    assert (s.serve.spec, s.serve.keys, s.serve.config) == ("adult_income", None, {})
+    assert (s.serve.specs, s.serve.keys, s.serve.config) == ([], None, {})
     assert s.subject_pepper is None and s.api_key is None and s.git_commit is None and s.gpu_count is None
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, PokeReturnValue, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from ativo import naming
 from ativo.airflow.compute import TRIAL_LABEL, TrialOperator, compute_kwargs, run_meta
 from ativo.airflow.notifier import WebhookFailureNotifier
 from ativo.config import load_settings
@@ -22,17 +23,17 @@ from ativo.spec import ModelSpec, load_specs
 
 def etl_dag_id(spec: ModelSpec) -> str:
     """DAG id of a spec's ETL."""
-    return f"{spec.name}__etl"
+    return naming.etl_dag_id(spec.name)
 
 
 def train_dag_id(spec: ModelSpec) -> str:
     """DAG id of a spec's training."""
-    return f"{spec.name}__train"
+    return naming.train_dag_id(spec.name)
 
 
 def deploy_dag_id(spec: ModelSpec) -> str:
     """DAG id of a spec's deployment."""
-    return f"{spec.name}__deploy"
+    return naming.deploy_dag_id(spec.name)
 
 
 def features_asset(spec: ModelSpec) -> Asset:

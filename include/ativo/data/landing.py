@@ -1,8 +1,9 @@
-"""The landing simulator: turns the reference data into daily batches, as an upstream system would deliver them.
+"""The landing area: deliveries shaped to a spec's layout, and the simulator that replays reference data as batches.
 
-Every record gets a stable ``record_id`` and ``customer_id`` (derived from its place in the published files,
-so they never change between runs) and the event date of the day it lands. Options inject drift from a given
-day and malformed batches of the kinds real feeds produce.
+A delivery (an upstream system's CSV, ``ativo land``, or the reference records) is renamed, recoded and given the ids
+the spec derives (:func:`shape_delivery`); the same record always gets the same ids. The simulator lands the
+reference data as daily batches with the event date of the day they land; options inject the spec's drift from a
+given day and malformed batches of the kinds real feeds produce.
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ativo.spec import ModelSpec
+from ativo.data.reference import SOURCE_FILE, SOURCE_LINE
+from ativo.errors import DeliveryError
+from ativo.spec import IdRule, ModelSpec
 from ativo.store.objects import ObjectStore
 
 if TYPE_CHECKING:
@@ -37,41 +41,173 @@ class LandedBatch:
     drifted: bool
 
 
+@dataclass(frozen=True)
+class Landed:
+    """A delivery written to the landing area by :func:`land_file`."""
+
+    uri: str
+    rows: int
+    notes: list[str]
+
+
 def landing_key(spec_name: str, day: dt.date) -> str:
     """Object key of a day's landing batch."""
     return f"landing/{spec_name}/{day.isoformat()}.csv"
 
 
-def stable_ids(source_file: str, source_line: int) -> tuple[str, str]:
-    """(record_id, customer_id) for a reference record; the same record always gets the same ids."""
-    tag = "d" if source_file == "adult.data" else "t"
-    record_id = f"adult-{tag}-{source_line:05d}"
-    customer_id = "cust-" + hashlib.sha256(f"ativo/adult/{record_id}".encode()).hexdigest()[:16]
-    return record_id, customer_id
+def _hash_id(prefix: str, values: list[Any]) -> str:
+    blob = "\x1f".join([prefix, *("" if _missing(v) else str(v).strip() for v in values)])
+    return prefix + hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or str(value) in ("<NA>", "nan")
+
+
+def derive_id(rule: IdRule, df: pd.DataFrame) -> list[str | None]:
+    """The ids ``rule`` gives the rows of ``df`` (a row whose source column is missing gets no id).
+
+    Raises:
+        DeliveryError: the rule reads a column the delivery does not have.
+    """
+    if rule.line:
+        if SOURCE_LINE not in df.columns:
+            raise DeliveryError("ids derived from 'line' exist only for reference records: this delivery must carry "
+                                "the id column itself")  # fmt: skip
+        return [f"{rule.prefix}{f}-{int(n):05d}" for f, n in zip(df[SOURCE_FILE], df[SOURCE_LINE], strict=True)]
+    absent = [c for c in rule.inputs if c not in df.columns]
+    if absent:
+        raise DeliveryError(f"cannot derive ids: the delivery has no column {', '.join(absent)}")
+    if rule.column:
+        return [None if _missing(v) else f"{rule.prefix}{str(v).strip()}" for v in df[rule.column]]
+    cols = [df[c].tolist() for c in rule.inputs]
+    return [_hash_id(rule.prefix, list(vals)) for vals in zip(*cols, strict=True)]
+
+
+def shape_delivery(raw: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, list[str]]:
+    """A raw delivery in the spec's landing layout: renamed, recoded, ids derived, the schema's columns in order.
+
+    Columns the delivery carries already (an id, the event time) are kept; the ones the spec derives are added;
+    columns the schema does not name are dropped and reported. A schema column that is still missing stays missing,
+    so validation names it.
+
+    Returns:
+        (the landing frame, notes: one line per thing done that a person may want to know).
+    """
+    src, schema = spec.source, spec.data_schema
+    df = raw.rename(columns=src.rename)
+    notes: list[str] = []
+    for col, mapping in src.recode.items():
+        if col in df.columns:
+            df[col] = df[col].map(lambda v, m=mapping: m.get(v, v) if isinstance(v, str) else v)
+    for target, rule in ((schema.record_id, src.ids.record_id), (schema.subject, src.ids.subject)):
+        if rule is not None and target not in df.columns:
+            df[target] = derive_id(rule, df)
+            notes.append(f"derived {target} ({_describe(rule)})")
+    extra = [c for c in df.columns if c not in schema.columns and c not in (SOURCE_FILE, SOURCE_LINE)]
+    if extra:
+        notes.append(f"dropped {len(extra)} column(s) the spec does not declare: {', '.join(map(str, extra[:20]))}"
+                     + (" …" if len(extra) > 20 else ""))  # fmt: skip
+    present = [c for c in schema.columns if c in df.columns]
+    return df[present].copy(), notes
+
+
+def _describe(rule: IdRule) -> str:
+    if rule.line:
+        return "reference file and line"
+    if rule.column:
+        return f"from column {rule.column}"
+    return f"sha256 of {', '.join(rule.hash or ())}"
 
 
 def reference_records(spec: ModelSpec, reference_dir: Path) -> pd.DataFrame:
-    """The reference data in the spec's landing layout (ids added, event date still empty)."""
-    from ativo.data.reference import load_adult
+    """The spec's reference data in its landing layout: ids derived, numbers typed, event time still empty.
 
-    if spec.source.kind != "uci_adult":
-        raise ValueError(f"spec {spec.name!r}: the simulator needs source.kind 'uci_adult', not {spec.source.kind!r}")
-    df = load_adult(reference_dir)
-    ids = [stable_ids(f, int(n)) for f, n in zip(df["source_file"], df["source_line"], strict=True)]
+    Raises:
+        DeliveryError: the spec declares no reference data (``source.kind`` is not ``wheel_csv``).
+    """
+    import pandas as pd
+
+    from ativo.data.reference import read_reference
+
+    ref = spec.source.reference
+    if ref is None:
+        raise DeliveryError(f"spec {spec.name!r} declares no reference data (source.kind {spec.source.kind!r}, "
+                            "not wheel_csv): there is nothing to simulate or replay")  # fmt: skip
     schema = spec.data_schema
-    df[schema.record_id] = [i[0] for i in ids]
-    df[schema.subject] = [i[1] for i in ids]
+    df, _ = shape_delivery(read_reference(ref, reference_dir), spec)
     df[schema.event_time] = ""
-    return df[schema.columns]
+    for f in schema.features:
+        if f.type != "category" and f.name in df.columns:
+            num = pd.to_numeric(df[f.name].astype("object"), errors="raise")
+            df[f.name] = num.astype("int64" if f.type == "int" and not num.isna().any() else
+                                    ("Int64" if f.type == "int" else "float64"))  # fmt: skip
+    text = [c for c in df.columns if df[c].dtype == "string"]
+    for c in text:
+        df[c] = df[c].astype("object").where(df[c].notna(), None)
+    return df[[c for c in schema.columns if c in df.columns]]
+
+
+def land_file(spec: ModelSpec, store: ObjectStore, path: Path, day: dt.date, *, replace: bool = False) -> Landed:
+    """Land a CSV delivery as ``day``'s batch: shaped to the spec's layout, written atomically.
+
+    A file already in the landing layout is landed byte for byte (validation then judges exactly what was
+    delivered); any other is renamed, recoded and given its derived ids and, when it has none, the day as its event
+    time (:func:`shape_delivery`). Validation happens in the ETL run, which quarantines a bad batch.
+
+    Raises:
+        DeliveryError: the file is unreadable, larger than ``source.max_batch_bytes``, not CSV, lacks a column an
+            id rule reads, or a different batch is already landed for the day (``replace`` lands it anyway).
+    """
+    import pandas as pd
+
+    try:
+        size = path.stat().st_size
+        if size > spec.source.max_batch_bytes:
+            raise DeliveryError(f"{path}: {size} bytes is more than source.max_batch_bytes "
+                                f"({spec.source.max_batch_bytes}) of spec {spec.name!r}")  # fmt: skip
+        data = path.read_bytes()
+    except OSError as err:
+        raise DeliveryError(f"cannot read {path}: {err.strerror}") from None
+    schema = spec.data_schema
+    notes: list[str] = []
+    header = data.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", errors="replace").split(",")
+    if sorted(h.strip() for h in header) == sorted(schema.columns):
+        rows = max(data.count(b"\n") - 1 + (0 if data.endswith(b"\n") else 1), 0)
+        notes.append("already in the landing layout: landed byte for byte")
+    else:
+        try:
+            raw = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8")
+        except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
+            raise DeliveryError(f"{path} is not a UTF-8 CSV file with a header line: {str(err)[:300]}") from None
+        shaped, notes = shape_delivery(raw, spec)
+        if schema.event_time not in shaped.columns:
+            shaped[schema.event_time] = day.isoformat()
+            notes.append(f"set {schema.event_time} to {day} (the delivery has none)")
+        missing = [c for c in schema.columns if c not in shaped.columns]
+        if missing:
+            notes.append(f"still missing: {', '.join(missing)} (validation will quarantine the batch)")
+        data = to_csv_bytes(shaped[[c for c in schema.columns if c in shaped.columns]])
+        rows = len(shaped)
+    key = landing_key(spec.name, day)
+    if store.exists(key):
+        if store.get_bytes(key) == data:
+            notes.append("the same batch was already landed for that day: nothing changed")
+            return Landed(store.uri(key), rows, notes)
+        if not replace:
+            raise DeliveryError(f"a different batch is already landed for {day} at {store.uri(key)}: land it with "
+                                "--replace to redeliver the day")  # fmt: skip
+        notes.append("replaced the batch landed before for that day")
+    return Landed(store.put_bytes(key, data), rows, notes)
 
 
 def apply_drift(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
-    """A realistic covariate shift: the population gets older and works longer hours."""
+    """The covariate shift the spec declares (``source.drift``: column → added value), clipped to its bounds."""
     out = df.copy()
-    for name, shift in (("age", 12), ("hours_per_week", 8)):
-        if name in spec.data_schema.feature_names:
-            f = spec.data_schema.feature(name)
-            out[name] = (out[name] + shift).clip(lower=f.min, upper=f.max).astype("int64")
+    for name, shift in spec.source.drift.items():
+        f = spec.data_schema.feature(name)
+        moved = (out[name] + shift).clip(lower=f.min, upper=f.max)
+        out[name] = moved.round().astype(out[name].dtype) if f.type == "int" else moved
     return out
 
 
@@ -179,6 +315,6 @@ def synthesize(spec: ModelSpec, reference_dir: Path, rows: int, *, seed: int = 1
     out = base.iloc[rng.integers(0, len(base), size=rows)].reset_index(drop=True)
     schema = spec.data_schema
     out[schema.record_id] = [f"syn-{seed}-{i:09d}" for i in range(rows)]
-    out[schema.subject] = [f"cust-syn-{seed}-{i:09d}" for i in range(rows)]
+    out[schema.subject] = [f"subj-syn-{seed}-{i:09d}" for i in range(rows)]
     out[schema.event_time] = spec.source.start_date.isoformat()
     return out

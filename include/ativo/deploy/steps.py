@@ -18,25 +18,30 @@ from ativo.spec import ModelSpec
 from ativo.waiting import WaitTimeout, wait_until
 
 
-def server_versions(urls: tuple[str, ...] | list[str], timeout: float = 5.0) -> list[dict[str, str] | None]:
-    """Alias → version each server reports on /health (None for a server that does not answer)."""
+def server_versions(urls: tuple[str, ...] | list[str], model: str,
+                    timeout: float = 5.0) -> list[dict[str, str] | None]:  # fmt: skip
+    """Alias → version of ``model`` each server reports on ``/models/<model>/health``.
+
+    None for a server that does not answer, or does not serve that model: a version is always (model, version).
+    """
     out: list[dict[str, str] | None] = []
     for base in urls:
         try:
             # Tried once (its callers poll), and 503 is an answer here: "no champion" still carries the versions.
-            doc = get_json(base.rstrip("/") + "/health", timeout=timeout, attempts=1, retry_statuses=())
+            doc = get_json(f"{base.rstrip('/')}/models/{model}/health", timeout=timeout, attempts=1,
+                           retry_statuses=())  # fmt: skip
         except HttpError as err:
             doc = err.body
         try:
-            out.append(dict(doc["versions"]))
+            out.append(dict(doc["versions"]) if doc["model"] == model else None)
         except (TypeError, ValueError, KeyError):
             out.append(None)
     return out
 
 
-def wait_for_servers(urls: tuple[str, ...] | list[str], alias: str, version: str | None,
+def wait_for_servers(urls: tuple[str, ...] | list[str], model: str, alias: str, version: str | None,
                      timeout: float = 120.0) -> None:  # fmt: skip
-    """Block until every server serves ``version`` under ``alias`` (``None``: no longer has the alias).
+    """Block until every server serves ``model``'s ``version`` under ``alias`` (``None``: no longer has the alias).
 
     Raises:
         DeployError: a server did not follow within ``timeout`` (it cannot load the version, or is down).
@@ -45,13 +50,13 @@ def wait_for_servers(urls: tuple[str, ...] | list[str], alias: str, version: str
 
     def followed() -> bool:
         nonlocal seen
-        seen = server_versions(urls)
+        seen = server_versions(urls, model)
         return all(s is not None and s.get(alias) == version for s in seen)
 
     try:
-        wait_until(followed, timeout, 0.5, f"the servers to follow alias {alias!r} → {version}")
+        wait_until(followed, timeout, 0.5, f"the servers of {model} to follow alias {alias!r} → {version}")
     except WaitTimeout as err:
-        raise DeployError(f"the servers did not follow alias {alias!r} → {version} within {timeout:.0f}s "
+        raise DeployError(f"the servers of {model} did not follow alias {alias!r} → {version} within {timeout:.0f}s "
                           f"(they report {dict(zip(urls, seen, strict=False))})") from err  # fmt: skip
 
 
@@ -108,16 +113,16 @@ def begin(spec: ModelSpec, settings: Settings, version: str, *, actor: str = "de
     if champion is None:
         rec = promote(spec, settings, version, actor=actor,
                       reason="first version to pass every gate: no champion to compare it with")  # fmt: skip
-        _follow(settings, "champion", version, wait_s)
+        _follow(spec, settings, "champion", version, wait_s)
         return {"mode": "direct", "version": version, "champion": None, "record": rec}
     if champion == version:
         raise DeployError(f"version {version} is the champion already: nothing to deploy")
     route = "shadow" if spec.deploy.shadow else "canary"
     # The snapshot is taken before the candidate gets traffic, so every row it serves counts.
-    baseline = scrape(list(settings.serve_urls))
+    baseline = scrape(list(settings.servers_of(spec.name)), spec.registered_model_name)
     rec = start_trial(spec, settings, version, shadow=spec.deploy.shadow, actor=actor)
     try:
-        _follow(settings, route, version, wait_s)
+        _follow(spec, settings, route, version, wait_s)
     except DeployError as err:
         end_trial(spec, settings, version, reason=f"the servers could not put it on trial: {err}", actor=actor)
         raise
@@ -125,9 +130,10 @@ def begin(spec: ModelSpec, settings: Settings, version: str, *, actor: str = "de
             "baseline": baseline, "record": rec}  # fmt: skip
 
 
-def _follow(settings: Settings, alias: str, version: str | None, wait_s: float) -> None:
-    if settings.serve_urls and wait_s > 0:
-        wait_for_servers(settings.serve_urls, alias, version, wait_s)
+def _follow(spec: ModelSpec, settings: Settings, alias: str, version: str | None, wait_s: float) -> None:
+    urls = settings.servers_of(spec.name)
+    if urls and wait_s > 0:
+        wait_for_servers(urls, spec.registered_model_name, alias, version, wait_s)
 
 
 def check(spec: ModelSpec, settings: Settings, state: dict[str, Any]) -> Verdict:
@@ -140,7 +146,7 @@ def check(spec: ModelSpec, settings: Settings, state: dict[str, Any]) -> Verdict
     if current.get(state["route"]) != state["version"]:
         return Verdict(True, False, f"the {state['route']} alias no longer points at version {state['version']} "
                        f"(now {current}): the trial was ended by hand")  # fmt: skip
-    figures = since(scrape(list(settings.serve_urls)), state["baseline"])
+    figures = since(scrape(list(settings.servers_of(spec.name)), spec.registered_model_name), state["baseline"])
     labels = label_figures(open_store(settings), spec, state["started"], state["version"], state["route"],
                            state["champion"])  # fmt: skip
     return judge(spec, figures, candidate=state["version"], champion=state["champion"], route=state["route"],
@@ -155,14 +161,14 @@ def conclude(spec: ModelSpec, settings: Settings, state: dict[str, Any], verdict
     version = state["version"]
     if verdict.promote:
         rec = promote(spec, settings, version, reason=verdict.reason, actor=actor, figures=verdict.figures)
-        _follow(settings, "champion", version, wait_s)
+        _follow(spec, settings, "champion", version, wait_s)
         return rec
     current = aliases(spec, settings)
     if current.get(state["route"]) != version:
         rec = {"action": "none", "version": version, "reason": verdict.reason, "aliases_after": current}
         return rec
     rec = end_trial(spec, settings, version, reason=verdict.reason, actor=actor, figures=verdict.figures)
-    _follow(settings, state["route"], None, wait_s)
+    _follow(spec, settings, state["route"], None, wait_s)
     return rec
 
 

@@ -27,8 +27,10 @@ from ativo.spec import ModelSpec
 Figures = dict[str, dict[str, Any]]  # "<version>/<route>" → rows, errors, score and latency buckets
 
 
-def scrape(urls: list[str], timeout: float = 10.0) -> Figures:
-    """Per version and route, the counters and histograms of every server's /metrics, summed.
+def scrape(urls: list[str], model: str, timeout: float = 10.0) -> Figures:
+    """Per version and route of ``model``, the counters and histograms of every server's /metrics, summed.
+
+    Only series labelled with ``model`` count: a server may serve several models, and their version numbers overlap.
 
     Raises:
         ativo.http.HttpError: a server does not answer (a watch cannot judge what it cannot see); an OSError.
@@ -41,7 +43,7 @@ def scrape(urls: list[str], timeout: float = 10.0) -> Figures:
         for family in text_string_to_metric_families(text):
             for s in family.samples:
                 labels = s.labels
-                if "version" not in labels or "route" not in labels:
+                if "version" not in labels or "route" not in labels or labels.get("model") != model:
                     continue
                 fig = out.setdefault(f"{labels['version']}/{labels['route']}",
                                      {"rows": 0.0, "errors": 0.0, "scores": {}, "latency": {}})  # fmt: skip

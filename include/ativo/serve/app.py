@@ -1,6 +1,7 @@
 """The inference API (ASGI): ``/predict``, ``/explain``, ``/feedback``, ``/health``, ``/metrics``.
 
-Run it with ``ativo serve --spec adult_income`` (uvicorn). Versions are loaded by registry alias and kept live
+Run it with ``ativo serve --spec adult_income`` (uvicorn), or one process for several specs (``--spec`` repeated,
+or ``--all-specs``): each answers under ``/models/<spec>/``. Versions are loaded by registry alias and kept live
 (:mod:`ativo.serve.live`); ``canary`` answers the share of callers whose key hashes under the canary percent, and
 when it fails to score a row the champion answers instead and the failure counts against the canary; ``shadow``
 scores copies of the rows off the response path (in the log's flusher). Every answered row is written to the
@@ -20,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from ativo.model.served import ServedModel
 from ativo.serve.keys import ApiKeys
@@ -71,13 +73,13 @@ class InferenceService:
     """The state behind the ASGI app: live models, keys, parser, logs, metrics."""
 
     def __init__(self, spec: ModelSpec, live: LiveModels, keys: ApiKeys, store: ObjectStore, pepper: bytes,
-                 config: ServeConfig | None = None) -> None:  # fmt: skip
+                 config: ServeConfig | None = None, registry: CollectorRegistry | None = None) -> None:  # fmt: skip
         self.spec = spec
         self.config = config or ServeConfig()
         self.live = live
         self.keys = keys
         self.parser = RequestParser(spec, self.config.max_batch_rows)
-        self.metrics = ServeMetrics(spec.registered_model_name)
+        self.metrics = ServeMetrics(spec.registered_model_name, registry)
         self.threshold = spec.gates.decision_threshold
         self.labels = (spec.data_schema.target.negative, spec.data_schema.target.positive)
         self.salt = spec.name
@@ -214,20 +216,20 @@ class InferenceService:
         t0 = time.perf_counter()
         denied = self.authorise(request, "predict")
         if denied is not None:
-            self.metrics.requests.labels(endpoint, str(denied.status_code)).inc()
+            self.metrics.request(endpoint, str(denied.status_code))
             return denied
         try:
             parsed = self.parser.parse(await self.body(request))
         except RequestInvalid as err:
-            self.metrics.requests.labels(endpoint, "422").inc()
+            self.metrics.request(endpoint, "422")
             return _error(422, "invalid request", err.errors)
         if explain and len(parsed.matrix) > MAX_EXPLAIN_ROWS:
-            self.metrics.requests.labels(endpoint, "422").inc()
+            self.metrics.request(endpoint, "422")
             reason = f"{len(parsed.matrix)} rows is more than the {MAX_EXPLAIN_ROWS} /explain takes at once"
             return _error(422, "invalid request", [{"field": "rows", "reason": reason}])
         routing = self.live.routing  # this request keeps this view to the end, whatever changes meanwhile
         if routing.champion is None:
-            self.metrics.requests.labels(endpoint, "503").inc()
+            self.metrics.request(endpoint, "503")
             return _error(503, f"no version of {self.spec.name} is serving yet (no 'champion' alias loaded)")
         now = time.time()
         n = len(parsed.matrix)
@@ -237,7 +239,7 @@ class InferenceService:
             scores, models, routes, fallback = self.score(routing, parsed.matrix, keys)
         except Exception as err:
             log.exception("the champion failed to score a valid request")
-            self.metrics.requests.labels(endpoint, "503").inc()
+            self.metrics.request(endpoint, "503")
             return _error(503, f"version {routing.champion.version} could not score the request: {err}")
         decisions, thresholds = self.decide(parsed.matrix, scores, models, keys)
         rows = [self._row(ids[i], models[i], routes[i], float(scores[i]), int(decisions[i]), fallback[i],
@@ -250,8 +252,7 @@ class InferenceService:
                                       subjects=parsed.subjects, models=models, routes=routes, fallback=fallback,
                                       scores=scores, decisions=decisions, latency_ms=latency_ms,
                                       shadow=routing.shadow, thresholds=thresholds))  # fmt: skip
-        self.metrics.requests.labels(endpoint, "200").inc()
-        self.metrics.request_latency.labels(endpoint).observe(time.perf_counter() - t0)
+        self.metrics.request(endpoint, "200", time.perf_counter() - t0)
         doc: Any = rows[0] if parsed.single else {"request_id": request_id, "predictions": rows}
         return _json(doc, headers={"x-request-id": request_id})
 
@@ -286,15 +287,15 @@ class InferenceService:
         """Delayed labels: ``{"prediction_id": "...", "label": 1}`` or ``{"labels": [...]}``."""
         denied = self.authorise(request, "feedback")
         if denied is not None:
-            self.metrics.requests.labels("feedback", str(denied.status_code)).inc()
+            self.metrics.request("feedback", str(denied.status_code))
             return denied
         try:
             ids, labels = self._parse_feedback(await self.body(request))
         except RequestInvalid as err:
-            self.metrics.requests.labels("feedback", "422").inc()
+            self.metrics.request("feedback", "422")
             return _error(422, "invalid feedback", err.errors)
         self.feedback_log.append(time.time(), ids, labels)
-        self.metrics.requests.labels("feedback", "200").inc()
+        self.metrics.request("feedback", "200")
         return _json({"accepted": len(ids)})
 
     def _parse_feedback(self, body: bytes) -> tuple[list[str], list[int]]:
@@ -340,25 +341,55 @@ class InferenceService:
                       "uptime_s": round(time.time() - self.started, 1)}, 200 if ok else 503)  # fmt: skip
 
     async def metrics_endpoint(self, request: Request) -> Response:
-        """Prometheus text exposition."""
-        self.metrics.log_rows.set(self.predictions.unwritten_rows)
-        self.metrics.log_failures.set(self.predictions.failed_flushes)
+        """Prometheus text exposition (of every model the process serves: they share one registry)."""
+        self.update_gauges()
         return Response(self.metrics.render(), media_type="text/plain; version=0.0.4")
 
+    def update_gauges(self) -> None:
+        """Bring the prediction log's gauges up to date (read at scrape time)."""
+        self.metrics.log_rows.set(self.predictions.unwritten_rows)
+        self.metrics.log_failures.set(self.predictions.failed_flushes)
 
-def build_app(service: InferenceService) -> Starlette:
-    """The ASGI app around a service; its lifespan loads the models and flushes the logs on shutdown."""
+    def routes(self) -> list[Route]:
+        """The service's endpoints, relative to where it is mounted."""
+        return [
+            Route("/predict", self.predict, methods=["POST"]),
+            Route("/explain", self.explain, methods=["POST"]),
+            Route("/feedback", self.feedback, methods=["POST"]),
+            Route("/health", self.health, methods=["GET"]),
+            Route("/metrics", self.metrics_endpoint, methods=["GET"]),
+        ]
+
+
+def build_app(service: InferenceService | list[InferenceService]) -> Starlette:
+    """The ASGI app around one or several services; its lifespan loads the models and flushes the logs on shutdown.
+
+    Each spec answers under ``/models/<spec>/`` (predict, explain, feedback, health, metrics). A server of a single
+    spec answers at the root as well (``/predict`` …); a server of several answers ``/health`` with every model's
+    state and ``/metrics`` with every model's series.
+    """
+    services = service if isinstance(service, list) else [service]
+    if not services:
+        raise ValueError("a server needs at least one spec to serve")
+    names = [s.spec.name for s in services]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a spec is listed twice: {', '.join(names)}")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        service.start()
+        started: list[InferenceService] = []
         try:
+            for svc in services:
+                svc.start()
+                started.append(svc)
             yield
         finally:
-            service.stop()
+            for svc in started:
+                svc.stop()
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        return _error(404, f"no such endpoint: {request.method} {request.url.path}")
+        hint = f" (this server serves {', '.join(f'/models/{n}/' for n in names)})" if len(names) > 1 else ""
+        return _error(404, f"no such endpoint: {request.method} {request.url.path}{hint}")
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
         return _error(405, f"{request.method} is not allowed on {request.url.path}")
@@ -367,39 +398,59 @@ def build_app(service: InferenceService) -> Starlette:
         log.exception("unhandled error on %s", request.url.path)
         return _error(500, f"internal error: {type(exc).__name__}")
 
-    app = Starlette(
-        routes=[
-            Route("/predict", service.predict, methods=["POST"]),
-            Route("/explain", service.explain, methods=["POST"]),
-            Route("/feedback", service.feedback, methods=["POST"]),
-            Route("/health", service.health, methods=["GET"]),
-            Route("/metrics", service.metrics_endpoint, methods=["GET"]),
-        ],
-        lifespan=lifespan,
-        exception_handlers={404: not_found, 405: not_allowed, 500: crashed},
-    )
-    app.state.service = service
+    async def health_all(request: Request) -> Response:
+        docs = {}
+        for svc in services:
+            answer = await svc.health(request)
+            docs[svc.spec.name] = orjson.loads(bytes(answer.body))
+        ok = [n for n, d in docs.items() if d["status"] == "ok"]
+        status = "ok" if len(ok) == len(docs) else ("degraded" if ok else "no champion")
+        return _json({"status": status, "models": docs}, 200 if ok else 503)
+
+    async def metrics_all(request: Request) -> Response:
+        for svc in services:
+            svc.update_gauges()
+        return Response(services[0].metrics.render(), media_type="text/plain; version=0.0.4")
+
+    routes: list[Route | Mount] = [Mount(f"/models/{svc.spec.name}", routes=svc.routes()) for svc in services]
+    if len(services) == 1:
+        routes += services[0].routes()
+    else:
+        routes += [Route("/health", health_all, methods=["GET"]), Route("/metrics", metrics_all, methods=["GET"])]
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={404: not_found, 405: not_allowed, 500: crashed})  # fmt: skip
+    app.state.service = services[0]
+    app.state.services = {svc.spec.name: svc for svc in services}
     return app
 
 
 def create_service(spec: ModelSpec, settings: Settings, config: ServeConfig | None = None,
-                   keys_path: Path | None = None) -> InferenceService:  # fmt: skip
+                   keys_path: Path | None = None, *, keys: ApiKeys | None = None,
+                   registry: CollectorRegistry | None = None) -> InferenceService:  # fmt: skip
     """The service for a spec with the platform's registry, object store and key file."""
     from ativo.store.objects import open_store
 
     config = config or ServeConfig()
     live = LiveModels(spec, settings.mlflow_tracking_uri, refresh_s=config.refresh_s)
-    keys = ApiKeys(keys_path or settings.home / "serve" / "api_keys.json")
+    keys = keys or ApiKeys(keys_path or settings.home / "serve" / "api_keys.json")
     pepper = load_pepper(settings.home / "serve" / "subject_pepper", settings.subject_pepper)
-    return InferenceService(spec, live, keys, open_store(settings), pepper, config)
+    return InferenceService(spec, live, keys, open_store(settings), pepper, config, registry)
+
+
+def create_services(specs: list[ModelSpec], settings: Settings, config: ServeConfig | None = None,
+                    keys_path: Path | None = None) -> list[InferenceService]:  # fmt: skip
+    """One service per spec, sharing the key file and one metrics registry (one ``/metrics`` for the process)."""
+    keys = ApiKeys(keys_path or settings.home / "serve" / "api_keys.json")
+    registry = CollectorRegistry()
+    return [create_service(s, settings, config, keys=keys, registry=registry) for s in specs]
 
 
 def app_from_env() -> Starlette:
-    """The app as ``ativo serve`` starts it in each uvicorn worker (spec and options: ``settings.serve``)."""
+    """The app as ``ativo serve`` starts it in each uvicorn worker (specs and options: ``settings.serve``)."""
     from ativo.config import load_settings
     from ativo.spec import get_spec
 
     settings = load_settings()
-    spec = get_spec(settings.serve.spec, settings.specs_dir)
+    specs = [get_spec(name, settings.specs_dir) for name in settings.serve.specs]
     config = ServeConfig(**settings.serve.config)
-    return build_app(create_service(spec, settings, config, settings.serve.keys))
+    return build_app(create_services(specs, settings, config, settings.serve.keys))

@@ -9,16 +9,14 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 SCORE_BUCKETS = tuple(round(i / 20, 2) for i in range(1, 21))
 
 
-class ServeMetrics:
-    """The API's counters and histograms in a registry of its own."""
+class _Families:
+    """The metric families of one registry (created once: every model served by a process shares them)."""
 
-    def __init__(self, model: str) -> None:
-        self.model = model
-        r = self.registry = CollectorRegistry()
-        self.requests = Counter("ativo_requests", "HTTP requests by endpoint and status", ["endpoint", "status"],
-                                registry=r)  # fmt: skip
+    def __init__(self, r: CollectorRegistry) -> None:
+        self.requests = Counter("ativo_requests", "HTTP requests by model, endpoint and status",
+                                ["model", "endpoint", "status"], registry=r)  # fmt: skip
         self.request_latency = Histogram("ativo_request_duration_seconds", "Request latency inside the server",
-                                         ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+                                         ["model", "endpoint"], buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
         self.rows = Counter("ativo_predictions", "Rows scored, by model version and route",
                             ["model", "version", "route"], registry=r)  # fmt: skip
         self.errors = Counter("ativo_prediction_errors", "Rows a version failed to score (the champion answered)",
@@ -30,9 +28,38 @@ class ServeMetrics:
         self.live = Gauge("ativo_model_live", "1 for each alias and the version it serves",
                           ["model", "alias", "version"], registry=r)  # fmt: skip
         self.log_rows = Gauge("ativo_prediction_log_unwritten_rows", "Log rows buffered or waiting for the store",
-                              registry=r)  # fmt: skip
+                              ["model"], registry=r)  # fmt: skip
         self.log_failures = Gauge("ativo_prediction_log_failed_flushes", "Log writes that failed and are retried",
-                                  registry=r)  # fmt: skip
+                                  ["model"], registry=r)  # fmt: skip
+
+
+class ServeMetrics:
+    """One model's counters and histograms; every series carries its ``model`` label.
+
+    Models served by one process share a registry (pass it), so ``/metrics`` is one exposition; every version is
+    named by (model, version), never by the version alone.
+    """
+
+    def __init__(self, model: str, registry: CollectorRegistry | None = None) -> None:
+        self.model = model
+        r = self.registry = registry or CollectorRegistry()
+        f = getattr(r, "_ativo_families", None)
+        if f is None:
+            f = _Families(r)
+            r._ativo_families = f  # type: ignore[attr-defined]  # the families live as long as their registry
+        self.families = f
+        self.requests = f.requests
+        self.request_latency = f.request_latency
+        self.rows, self.errors, self.model_latency, self.scores = f.rows, f.errors, f.model_latency, f.scores
+        self.live = f.live
+        self.log_rows = f.log_rows.labels(model)
+        self.log_failures = f.log_failures.labels(model)
+
+    def request(self, endpoint: str, status: int | str, seconds: float | None = None) -> None:
+        """Count one request (and its latency, when it was answered)."""
+        self.requests.labels(self.model, endpoint, str(status)).inc()
+        if seconds is not None:
+            self.request_latency.labels(self.model, endpoint).observe(seconds)
 
     def scored(self, version: str, route: str, scores: np.ndarray, seconds: float) -> None:
         """Count one scoring call of a version: its rows, its time, its score distribution."""
@@ -48,9 +75,13 @@ class ServeMetrics:
 
     def set_live(self, versions: dict[str, str]) -> None:
         """Which version each alias serves now."""
-        self.live.clear()
+        for labels in [k for k in self._live_keys() if k[0] == self.model]:
+            self.live.remove(*labels)
         for alias, version in versions.items():
             self.live.labels(self.model, alias, version).set(1)
+
+    def _live_keys(self) -> list[tuple[str, ...]]:
+        return list(self.live._metrics.keys())  # prometheus_client keeps no public list of a family's children
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""

@@ -1,4 +1,8 @@
-"""The few Airflow REST v2 calls the launcher and the test platform need, and the admin's credentials."""
+"""Airflow's REST API (v2), as the CLI, the launcher and the test platform call it: no Airflow import, no DB access.
+
+The embedded default's admin password is generated once into ``var/airflow/passwords.json``; a deployed Airflow is
+reached with ``ATIVO_AIRFLOW_URL``, ``ATIVO_AIRFLOW_USERNAME`` and ``ATIVO_AIRFLOW_PASSWORD``.
+"""
 
 from __future__ import annotations
 
@@ -22,12 +26,19 @@ def admin_password(settings: Settings) -> str:
     return password
 
 class AirflowAPI:
-    """The few REST v2 calls `make run` needs, with a bearer token from the simple auth manager."""
+    """REST v2 calls with a bearer token from the auth manager's ``/auth/token``."""
 
-    def __init__(self, base: str, password: str) -> None:
-        self.base = base
+    def __init__(self, base: str, password: str, username: str = "admin") -> None:
+        self.base = base.rstrip("/")
         self.password = password
+        self.username = username
         self.token: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AirflowAPI:
+        """The API the settings name (``ATIVO_AIRFLOW_URL``), with their credentials or the embedded admin's."""
+        password = settings.airflow_password.get_secret_value() if settings.airflow_password else None
+        return cls(settings.airflow_url, password or admin_password(settings), settings.airflow_username)
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None, auth: bool = True) -> Any:
         """One call (a GET retried on connection failures and 502/503/504); its JSON answer, None when empty.
@@ -38,9 +49,8 @@ class AirflowAPI:
         headers = {"Content-Type": "application/json"}
         if auth:
             if self.token is None:
-                self.token = self._call("POST", "/auth/token", {"username": "admin", "password": self.password}, False)[
-                    "access_token"
-                ]
+                login = {"username": self.username, "password": self.password}
+                self.token = self._call("POST", "/auth/token", login, False)["access_token"]
             headers["Authorization"] = f"Bearer {self.token}"
         return send_json(method, self.base + path, body, timeout=30, headers=headers)
 
@@ -59,3 +69,14 @@ class AirflowAPI:
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         """Every run of a DAG."""
         return list(self.get(f"/api/v2/dags/{dag_id}/dagRuns?limit=200&order_by=logical_date")["dag_runs"])
+
+    def create_backfill(self, dag_id: str, start: str, end: str, *, max_active_runs: int,
+                        reprocess: str = "failed", run_backwards: bool = False) -> dict[str, Any]:  # fmt: skip
+        """Create a backfill of ``dag_id`` over the logical dates ``start``…``end`` (inclusive, ISO timestamps)."""
+        body = {"dag_id": dag_id, "from_date": start, "to_date": end, "max_active_runs": max_active_runs,
+                "reprocess_behavior": reprocess, "run_backwards": run_backwards, "dag_run_conf": {}}  # fmt: skip
+        return dict(self.post("/api/v2/backfills", body))
+
+    def unpause(self, dag_id: str) -> None:
+        """Unpause a DAG (DAGs start paused)."""
+        self.patch(f"/api/v2/dags/{dag_id}", {"is_paused": False})

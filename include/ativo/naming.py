@@ -1,0 +1,28 @@
+"""The names Ativo gives each spec's DAGs, in one place (the DAG builders, the CLI and the tools all use them)."""
+
+from __future__ import annotations
+
+
+def etl_dag_id(spec: str) -> str:
+    """DAG id of a spec's ETL."""
+    return f"{spec}__etl"
+
+
+def train_dag_id(spec: str) -> str:
+    """DAG id of a spec's training."""
+    return f"{spec}__train"
+
+
+def deploy_dag_id(spec: str) -> str:
+    """DAG id of a spec's deployment."""
+    return f"{spec}__deploy"
+
+
+def reconcile_dag_id(spec: str) -> str:
+    """DAG id of a spec's training reconciler."""
+    return f"{spec}__reconcile"
+
+
+def dag_ids(spec: str) -> list[str]:
+    """Every DAG a spec gets."""
+    return [etl_dag_id(spec), train_dag_id(spec), deploy_dag_id(spec), reconcile_dag_id(spec)]
