@@ -5,7 +5,8 @@ searches register two versions in MLflow (SQLite, local artifacts), the first be
 the spec runs on the second through the same code the training DAG's gate tasks call (serving's loader, the pinned
 split). In the DAG the gates run as parallel tasks, so this sequential figure is an upper bound of their own work.
 
-Usage: ``.venv/bin/python bench/gates.py``. The last line is JSON with ``suite_s`` and ``gates`` (name → pass/fail).
+Usage: ``.venv/bin/python bench/gates.py [SPEC] [--trials N]`` (default ``adult_income``, 2 trials: the first
+becomes the champion). The last line is JSON with ``suite_s`` and ``gates`` (name → pass/fail).
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ os.environ.update(ATIVO_HOME=str(HOME), ATIVO_MLFLOW_TRACKING_URI=f"sqlite:///{H
                   MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false", MLFLOW_DISABLE_TELEMETRY="true")  # fmt: skip
 os.environ.setdefault("ATIVO_REFERENCE_DIR", str(ROOT / "var" / "reference"))
 
-SPEC = "adult_income"
+import sys
+
+SPEC = next((a for a in sys.argv[1:] if not a.startswith("-") and not a.isdigit()), "adult_income")
+TRIALS = int(sys.argv[sys.argv.index("--trials") + 1]) if "--trials" in sys.argv else 2
 
 
 def main() -> None:
@@ -41,10 +45,11 @@ def main() -> None:
     try:
         tag = land_dataset(settings, SPEC, days=3)
         meta = {"dag_id": "bench-gates", "dag_run_id": "bench"}
-        for slot in (0, 1):  # the first becomes the champion, the second is judged against it
+        for slot in range(TRIALS):  # the first becomes the champion, the last is judged against it
             plan = plan_search(spec, settings, tag, {**meta, "dag_run_id": f"bench-{slot}"}, n_trials=1)
             search_trial(spec, settings, plan, meta, slot=slot, threads=os.cpu_count())
             registered = finish_search(spec, settings, plan, meta)
+            print(f"  v{registered['model_version']}: test AUC {registered['metrics']['test_auc']:.4f}")
             if slot == 0:
                 MlflowClient(settings.mlflow_tracking_uri).set_registered_model_alias(
                     spec.registered_model_name, "champion", registered["model_version"])  # fmt: skip

@@ -341,6 +341,7 @@ class FairnessGate(_Strict):
     mitigation_constraint: Literal["demographic_parity", "equalized_odds", "true_positive_rate_parity"] = (
         "equalized_odds"
     )
+    mitigation_attributes: tuple[Column, ...] | None = None  # the groups thresholds are fitted for (default: all)
 
 
 class RobustnessGate(_Strict):
@@ -478,6 +479,7 @@ class ModelSpec(_Strict):
         if unknown:
             out.append(f"field 'protected_attributes': {', '.join(unknown)} must be features of the schema")
         for field, cols in (("gates.fairness.attributes", self.gates.fairness.attributes or ()),
+                            ("gates.fairness.mitigation_attributes", self.gates.fairness.mitigation_attributes or ()),
                             ("gates.robustness.immutable", self.gates.robustness.immutable)):  # fmt: skip
             unknown = sorted(set(cols) - names)
             if unknown:

@@ -55,6 +55,8 @@ def group_metrics(spec: ModelSpec, frame: pd.DataFrame, y_pred: np.ndarray) -> d
         )  # fmt: skip
         groups = {}
         for idx, row in mf.by_group.iterrows():
+            if not row["rows"] > 0:  # an intersection no test row falls into (fairlearn lists it as NaN)
+                continue
             rows, pos, neg = int(row["rows"]), int(row["positives"]), int(row["negatives"])
             groups[_group_key(idx)] = {
                 "rows": rows, "positives": pos, "negatives": neg,
@@ -76,8 +78,28 @@ def group_metrics(spec: ModelSpec, frame: pd.DataFrame, y_pred: np.ndarray) -> d
                 _spread_bound(tpr, cfg.confidence), _spread_bound(fpr, cfg.confidence)
             ),  # fmt: skip
             "groups_judged": len(big),
+            "groups_with_tpr": len(tpr),
+            "groups_with_fpr": len(fpr),
             "groups_too_small": sorted(k for k, g in groups.items() if not g["judged"]),
         }
+    return out
+
+
+def insufficient(spec: ModelSpec, views: dict[str, Any]) -> list[str]:
+    """Why the views cannot support a verdict: a view with fewer than two judged groups compares nothing.
+
+    Equalized odds needs two groups with enough positives (TPR) or negatives (FPR) as well, when it is judged.
+    """
+    cfg = spec.gates.fairness
+    out = []
+    for name, v in views.items():
+        sizes = ", ".join(f"{k} {g['rows']}" for k, g in sorted(v["groups"].items(), key=lambda kv: -kv[1]["rows"]))
+        if v["groups_judged"] < 2:
+            out.append(f"view '{name}' has {v['groups_judged']} group(s) with at least gates.fairness.min_group_size "
+                       f"= {cfg.min_group_size} test rows (groups: {sizes or 'none'}); a difference needs two")
+        elif cfg.max_equalized_odds_difference is not None and max(v["groups_with_tpr"], v["groups_with_fpr"]) < 2:
+            out.append(f"view '{name}': fewer than two groups have gates.fairness.min_group_labels = "
+                       f"{cfg.min_group_labels} positives or negatives, so equalized odds cannot be measured")
     return out
 
 
@@ -167,16 +189,32 @@ def mitigate(spec: ModelSpec, model: ServedModel, split: Split) -> tuple[np.ndar
     import numpy as np
     from fairlearn.postprocessing import ThresholdOptimizer
 
-    attrs = list(spec.fairness_attributes)
+    cfg = spec.gates.fairness
+    attrs = list(cfg.mitigation_attributes or spec.fairness_attributes)
     features = spec.data_schema.feature_names
-    opt = ThresholdOptimizer(estimator=_prefit(model), constraints=spec.gates.fairness.mitigation_constraint,
-                             objective="balanced_accuracy_score" if spec.gates.fairness.mitigation_constraint ==
+    valid, test = split.valid, split.test
+    # A group with too few positives or negatives in the validation set cannot have thresholds fitted for it (its
+    # ROC curve is degenerate): it keeps the global threshold, as serving does for a group the policy lacks.
+    key_valid = valid[attrs].astype(str).agg(",".join, axis=1)
+    y_valid = valid[LABEL].to_numpy()
+    fit = [g for g in key_valid.unique()
+           if min(int(y_valid[(key_valid == g).to_numpy()].sum()),
+                  int((1 - y_valid[(key_valid == g).to_numpy()]).sum())) >= cfg.min_group_labels // 3]  # fmt: skip
+    in_fit = key_valid.isin(fit).to_numpy()
+    opt = ThresholdOptimizer(estimator=_prefit(model), constraints=cfg.mitigation_constraint,
+                             objective="balanced_accuracy_score" if cfg.mitigation_constraint ==
                              "equalized_odds" else "accuracy_score",
                              predict_method="predict_proba", prefit=True)  # fmt: skip
-    opt.fit(split.valid[features], split.valid[LABEL].to_numpy(), sensitive_features=split.valid[attrs].astype(str))
-    decided = opt.predict(split.test[features], sensitive_features=split.test[attrs].astype(str), random_state=0)
-    policy: dict[str, Any] = {"kind": "threshold_optimizer", "constraint": spec.gates.fairness.mitigation_constraint,
-                              "attributes": attrs, "groups": {}}  # fmt: skip
+    opt.fit(valid.loc[in_fit, features], y_valid[in_fit], sensitive_features=valid.loc[in_fit, attrs].astype(str))
+    key_test = test[attrs].astype(str).agg(",".join, axis=1)
+    known = key_test.isin(fit).to_numpy()
+    decided = (model.predict_frame(test) >= spec.gates.decision_threshold).astype("int8")
+    if known.any():
+        decided[known] = opt.predict(test.loc[known, features], sensitive_features=test.loc[known, attrs].astype(str),
+                                     random_state=0)  # fmt: skip
+    policy: dict[str, Any] = {"kind": "threshold_optimizer", "constraint": cfg.mitigation_constraint,
+                              "attributes": attrs, "groups": {},
+                              "global_threshold_for": sorted(set(key_valid) - set(fit))}  # fmt: skip
     for group, rule in opt.interpolated_thresholder_.interpolation_dict.items():
         policy["groups"][str(group).replace(",", SEP)] = {
             "p0": float(rule["p0"]), "operation0": _op(rule["operation0"]),
@@ -204,6 +242,14 @@ def fairness_gate(spec: ModelSpec, model: ServedModel, split: Split) -> GateResu
     checks = _checks(spec, before)
     details: dict[str, Any] = {"views": before, "min_group_size": cfg.min_group_size,
                                "min_group_labels": cfg.min_group_labels}  # fmt: skip
+    short = insufficient(spec, before)
+    if short:
+        from ativo.evaluate.performance import INSUFFICIENT
+
+        result = GateResult.judge("fairness", checks, ok=_ok(checks), details=details)
+        result.passed = False
+        result.reason = INSUFFICIENT + "; ".join(short)
+        return result
     if cfg.mitigation == "none":
         return GateResult.judge("fairness", checks, ok=_ok(checks), details=details)
     mitigated, policy = mitigate(spec, model, split)

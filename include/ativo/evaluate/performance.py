@@ -60,6 +60,9 @@ def performance_gate(spec: ModelSpec, model: ServedModel, split: Split) -> GateR
     )  # fmt: skip
 
 
+INSUFFICIENT = "insufficient evidence: "
+
+
 def comparison_rows(test: pd.DataFrame, champion_seen_ids: set[str] | None, record_id: str) -> pd.DataFrame:
     """The challenger's test rows the champion never trained or early-stopped on (its own data is no test)."""
     if not champion_seen_ids:
@@ -88,10 +91,14 @@ def champion_gate(
                           thresholds={"tolerance": tolerance})  # fmt: skip
     rows = comparison_rows(split.test, champion_seen_ids, spec.data_schema.record_id)
     y = rows[LABEL].to_numpy()
-    if len(rows) < 100 or len(set(y)) < 2:
-        return GateResult(gate="champion", passed=False, thresholds={"tolerance": tolerance},
-                          reason=f"only {len(rows)} test rows are unseen by champion version {champion.version}: "
-                                 "too few to compare; retrain on a dataset version with new data")  # fmt: skip
+    need = spec.gates.champion.min_rows
+    if len(rows) < need or len(set(y)) < 2:
+        return GateResult(gate="champion", passed=False, thresholds={"tolerance": tolerance, "min_rows": need},
+                          metrics={"rows": len(rows), "champion_version": champion.version},
+                          reason=f"{INSUFFICIENT}only {len(rows)} test rows are unseen by champion version "
+                                 f"{champion.version}" + (f" (gates.champion.min_rows is {need})" if len(rows) < need
+                                 else " and they hold a single class") + "; retrain on a dataset version with "
+                                 "new data")  # fmt: skip
     ours = float(roc_auc_score(y, model.predict_frame(rows)))
     theirs = float(roc_auc_score(y, champion.predict_frame(rows)))
     delta = ours - theirs

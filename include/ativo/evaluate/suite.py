@@ -131,9 +131,28 @@ def _gate(name: str) -> Callable[[Candidate], GateResult]:
 
 
 def run_gate(name: str, candidate: Candidate) -> GateResult:
-    """Run one gate on a loaded candidate, timed."""
+    """Run one gate on a loaded candidate, timed.
+
+    A test set under ``gates.min_test_rows`` fails every gate that reads it (insufficient evidence); a gate listed in
+    ``gates.report_only`` is measured and reported, and its failure does not block (the result says so).
+    """
+    from ativo.evaluate.performance import INSUFFICIENT
+
     started = time.perf_counter()
-    result = _gate(name)(candidate)
+    need, have = candidate.spec.gates.min_test_rows, len(candidate.split.test)
+    if have < need and name != "infra":
+        result = GateResult(gate=name, passed=False, metrics={"test_rows": have},
+                            thresholds={"min_test_rows": need},
+                            reason=f"{INSUFFICIENT}the pinned test set of dataset version "
+                                   f"{candidate.model.dataset_version} has {have} rows; gates.min_test_rows is "
+                                   f"{need}")  # fmt: skip
+    else:
+        result = _gate(name)(candidate)
+    if name in candidate.spec.gates.report_only:
+        result.details["report_only"] = True
+        if not result.passed:
+            result.passed = True
+            result.reason = f"report-only (gates.report_only), would fail: {result.reason}"
     result.seconds = round(time.perf_counter() - started, 3)
     log.info("gate %s: %s — %s (%.1f s)", name, "PASS" if result.passed else "FAIL", result.reason, result.seconds)
     return result
