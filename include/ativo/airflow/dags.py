@@ -186,6 +186,7 @@ def build_train_dag(spec: ModelSpec) -> DAG:
         @task(trigger_rule="all_done")
         def register_best(planned: list[dict[str, Any]]) -> dict[str, Any]:
             """Register the best completed trial's model (study and trial in its lineage) and close the search."""
+            from ativo.model.artifact import DuplicateVersion
             from ativo.train.search import SearchFailed, SearchPlan, finish_search
 
             try:
@@ -193,6 +194,8 @@ def build_train_dag(spec: ModelSpec) -> DAG:
                                      run_meta(get_current_context()))  # fmt: skip
             except SearchFailed as err:
                 raise AirflowFailException(str(err)) from err
+            except DuplicateVersion as dup:  # nothing new to gate or deploy: the gates and the deploy skip
+                raise AirflowSkipException(f"best model: {dup}") from dup
 
         @task(retries=1)
         def gate(registered: dict[str, Any], name: str) -> dict[str, Any]:

@@ -74,10 +74,40 @@ def log_booster(booster: xgb.Booster, *, signature_sample: pd.DataFrame | None =
     return LoggedModel(uri=str(info.model_uri), sha256=sha256_bytes(native_bytes(booster)))
 
 
+class DuplicateVersion(AtivoError):
+    """The model file is byte-identical to a registered version's (the same sha256): it is not registered again."""
+
+    def __init__(self, name: str, version: str, sha256: str) -> None:
+        super().__init__(f"the model is byte-identical to version {version} of {name} (sha256 {sha256[:12]}…): "
+                         "not registered again")  # fmt: skip
+        self.name, self.version, self.sha256 = name, version, sha256
+
+
+def version_with_sha256(name: str, sha256: str, tracking_uri: str | None = None) -> str | None:
+    """The registered version of ``name`` whose model file has this sha256, if any."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri)
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    same = [mv.version for mv in versions if (mv.tags or {}).get(SHA256_TAG) == sha256]
+    return str(min(same, key=int)) if same else None
+
+
 def register_version(logged: LoggedModel, name: str, tags: dict[str, str] | None = None) -> str:
-    """Register a logged model as a new version of ``name`` (on the active tracking URI) with its sha256 tag."""
+    """Register a logged model as a new version of ``name`` (on the active tracking URI) with its sha256 tag.
+
+    Raises:
+        DuplicateVersion: a version with a byte-identical model file exists already.
+    """
     import mlflow
 
+    existing = version_with_sha256(name, logged.sha256, mlflow.get_tracking_uri())
+    if existing is not None:
+        raise DuplicateVersion(name, existing, logged.sha256)
     mv = mlflow.register_model(logged.uri, name, tags={SHA256_TAG: logged.sha256, **(tags or {})})
     return str(mv.version)
 

@@ -377,7 +377,7 @@ def finish_search(spec: ModelSpec, settings: Settings, plan: SearchPlan, run_met
         SearchFailed: no trial completed (all failed, pruned or refused by the budget).
     """
     from ativo.data.versioning import open_registry
-    from ativo.model.artifact import SHA256_TAG, LoggedModel, register_version
+    from ativo.model.artifact import SHA256_TAG, DuplicateVersion, LoggedModel, register_version
     from ativo.store.db import get_engine
     from ativo.train.tracking import lineage_tags
 
@@ -412,7 +412,14 @@ def finish_search(spec: ModelSpec, settings: Settings, plan: SearchPlan, run_met
     client.set_tag(parent, "ativo.search_outcome", f"best trial {best.number} ({summary})")
     client.set_tag(parent, "ativo.best_run_id", child_id)
     logged = LoggedModel(uri=child.data.tags["ativo.model_uri"], sha256=child.data.tags[SHA256_TAG])
-    registered = register_version(logged, spec.registered_model_name, tags)
+    try:
+        registered = register_version(logged, spec.registered_model_name, tags)
+    except DuplicateVersion as dup:
+        client.set_tag(parent, "ativo.search_outcome", f"duplicate of version {dup.version}: {dup}")
+        client.set_tag(parent, "ativo.duplicate_of", dup.version)
+        client.set_terminated(parent, "FINISHED")
+        log.warning("best trial %d of %s: %s", best.number, plan.study_name, dup)
+        raise
     client.update_model_version(
         spec.registered_model_name, registered,
         description=(f"Best of {len(trials)} trial(s) of study {plan.study_name} (trial {best.number}, valid AUC "

@@ -1,0 +1,91 @@
+"""No gate passes on no evidence, and no model is registered twice (issue 12, items 6 and 7).
+
+Real boosters on real UCI Adult rows; the small or one-sided test sets are slices of the real test set.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+
+@pytest.fixture(scope="module")
+def good(spec, small_boosters):
+    from ativo.model.served import ServedModel
+
+    return ServedModel(spec=spec, name=spec.name, version="7", booster=small_boosters["good"], sha256="")
+
+
+def _with_test(split, test):
+    from ativo.train.trainer import Split
+
+    return Split(train=split.train, valid=split.valid, test=test.reset_index(drop=True))
+
+
+def test_a_fairness_view_with_one_judged_group_fails_for_insufficient_evidence(spec, adult_split, good):
+    from ativo.evaluate.fairness import fairness_gate
+
+    # 300 rows of men and 20 of women: each view has one group large enough to judge, so there is no difference
+    test = adult_split.test
+    men, women = test[test["sex"] == "Male"].head(300), test[test["sex"] == "Female"].head(20)
+    few = _with_test(adult_split, pd.concat([men, women]))
+    result = fairness_gate(spec, good, few)
+    assert not result.passed
+    assert result.reason.startswith("insufficient evidence: ")
+    assert "view 'sex' has 1 group(s)" in result.reason and "Female 20" in result.reason
+    assert "difference 0" not in result.reason
+
+
+def test_a_test_set_under_min_test_rows_fails_every_gate_reading_it(spec, adult_split, good, settings):
+    from ativo.evaluate.suite import GATES, Candidate, run_gate
+
+    small = spec.model_copy(update={"gates": spec.gates.model_copy(update={"min_test_rows": 50000})})
+    candidate = Candidate(spec=small, settings=settings, model=good, split=adult_split)
+    results = {g: run_gate(g, candidate) for g in GATES if g != "infra"}
+    assert len(adult_split.test) < 50000
+    for gate, r in results.items():
+        assert not r.passed, gate
+        assert r.reason.startswith("insufficient evidence: the pinned test set")
+        assert "min_test_rows is 50000" in r.reason
+
+
+def test_a_champion_comparison_on_too_few_rows_fails_and_report_only_is_explicit(spec, adult_split, good, settings):
+    from ativo.evaluate.performance import champion_gate
+    from ativo.evaluate.suite import Candidate, run_gate
+
+    seen = set(adult_split.test[spec.data_schema.record_id].iloc[: len(adult_split.test) - 300])
+    result = champion_gate(spec, good, adult_split, good, seen)
+    assert not result.passed and result.metrics["rows"] == 300
+    assert result.reason.startswith("insufficient evidence: only 300 test rows are unseen by champion version 7")
+
+    # A spec may opt a gate into report-only, explicitly; the result says what it would have decided.
+    lenient = spec.model_copy(update={"gates": spec.gates.model_copy(update={"report_only": ("fairness",)})})
+    test = adult_split.test
+    one_sex = _with_test(adult_split, test[test["sex"] == "Male"].head(600))
+    r = run_gate("fairness", Candidate(spec=lenient, settings=settings, model=good, split=one_sex))
+    assert r.passed and r.details["report_only"]
+    assert r.reason.startswith("report-only (gates.report_only), would fail: insufficient evidence")
+    assert not run_gate("fairness", Candidate(spec=spec, settings=settings, model=good, split=one_sex)).passed
+
+
+def test_the_same_model_file_is_not_registered_twice(spec, small_boosters, tmp_path):
+    import mlflow
+
+    from ativo.model.artifact import DuplicateVersion, log_booster, register_version
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = mlflow.create_experiment("dup", artifact_location=(tmp_path / "art").as_uri())
+    booster, other = small_boosters["good"], small_boosters["good2"]
+    versions = []
+    for b in (booster, other):
+        with mlflow.start_run(experiment_id=exp):
+            versions.append(register_version(log_booster(b), spec.name))
+    assert versions == ["1", "2"]
+    with mlflow.start_run(experiment_id=exp):
+        again = log_booster(booster)  # a new run, the same bytes
+    with pytest.raises(DuplicateVersion, match=r"byte-identical to version 1 of adult_income"):
+        register_version(again, spec.name)
+    from mlflow import MlflowClient
+
+    assert len(MlflowClient().search_model_versions(f"name = '{spec.name}'")) == 2  # nothing half-registered
+
