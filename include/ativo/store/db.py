@@ -119,6 +119,20 @@ budget_alerts = Table(
     Column("sent_at", DateTime(timezone=True), nullable=False),
 )
 
+# Which training run took on which dataset version: a version is trained at most once automatically, and the
+# reconciler triggers a run for the latest one when no run has claimed it (Airflow may merge or drop asset events).
+training_claims = Table(
+    "training_claims",
+    metadata,
+    Column("spec", String(128), primary_key=True),
+    Column("dataset_version", String(160), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("dag_run_id", String(250), nullable=False),
+    Column("trigger", String(32), nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+)
+
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
