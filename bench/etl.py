@@ -85,7 +85,8 @@ def backfill_30d() -> dict:
     t0 = time.perf_counter()
     try:
         api = supervisor.start_services(
-            settings, before_airflow=lambda: lifecycle.prepare_lifecycle(settings, "adult_income", 30, 11)
+            settings, spec_names=["adult_income"],
+            before_airflow=lambda: lifecycle.prepare_lifecycle(settings, ["adult_income"], 30, 11),
         )
         started = time.perf_counter()
         lifecycle.watch_lifecycle(settings, api, "adult_income", 30)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,8 +24,6 @@ HOME = Path(tempfile.mkdtemp(prefix="ativo-bench-gates-"))
 os.environ.update(ATIVO_HOME=str(HOME), ATIVO_MLFLOW_TRACKING_URI=f"sqlite:///{HOME / 'mlflow.db'}",
                   MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false", MLFLOW_DISABLE_TELEMETRY="true")  # fmt: skip
 os.environ.setdefault("ATIVO_REFERENCE_DIR", str(ROOT / "var" / "reference"))
-
-import sys
 
 SPEC = next((a for a in sys.argv[1:] if not a.startswith("-") and not a.isdigit()), "adult_income")
 TRIALS = int(sys.argv[sys.argv.index("--trials") + 1]) if "--trials" in sys.argv else 2

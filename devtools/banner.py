@@ -10,14 +10,14 @@ from ativo.orchestrator import admin_password
 from devtools.supervisor import demo_key, url
 
 
-def _sample_text(settings: Settings, sample: dict[str, Any] | None, key: str) -> str:
+def _sample_text(settings: Settings, spec_name: str, sample: dict[str, Any] | None, key: str) -> str:
     if sample is None:
-        return "   (no champion serving: no model version passed its gates)"
+        return f"   {spec_name}: no champion serving (no model version passed its gates; see its model cards)"
     a = sample["answer"]
-    serve = url("serve", settings)
+    serve = sample["base"]
     top = ", ".join(f"{c['feature']} {c['contribution']:+.2f}" for c in a["explanation"]["contributions"][:4])
     lines = [
-        f"   POST {serve}/explain  (subject {sample['request']['subject_id']}):",
+        f"   {spec_name}: POST {serve}/explain  (subject {sample['request']['subject_id']}):",
         f"     {a['label']} (score {a['score']:.3f}, threshold {a['threshold']}) from version {a['version']} "
         f"({a['route']}), prediction {a['prediction_id']}",
         f"     why (log-odds): {top}, …",
@@ -32,28 +32,31 @@ def _sample_text(settings: Settings, sample: dict[str, Any] | None, key: str) ->
                      f"{sample['window_minutes']:g} min on live figures, then promotes it or rolls it back "
                      "(.venv/bin/ativo deployments)")  # fmt: skip
     if sample.get("lineage"):
-        lines.append(f"   .venv/bin/ativo lineage {a['prediction_id']}:")
+        lines.append(f"   .venv/bin/ativo lineage {a['prediction_id']} --spec {spec_name}:")
         lines += ["     " + line for line in sample["lineage"].splitlines()]
     return "\n".join(lines)
 
-def banner(settings: Settings, summary_text: str, sample: dict[str, Any] | None = None) -> str:
-    """Where to look, printed at the end of `make run`."""
+def banner(settings: Settings, summaries: dict[str, str], samples: dict[str, dict[str, Any] | None]) -> str:
+    """Where to look, printed at the end of `make run`: every spec's results and a decision of its champion."""
     pw = admin_password(settings)
     key = demo_key(settings)
+    results = "\n".join(f"  {name}\n{text}" for name, text in summaries.items())
+    serving = "\n".join(_sample_text(settings, name, samples.get(name), key) for name in summaries)
+    models = ", ".join(f"/models/{name}/" for name in summaries)
     return f"""
 ================================================================================
  Ativo is running
    Airflow UI     {url("airflow", settings)}      login: admin / {pw}
    MLflow UI      {url("mlflow", settings)}      (experiments ativo/<spec>, registered models)
    Inference API  {url("serve", settings)}      API key: {key}
-                  (/predict /explain /feedback need it; /health /metrics do not)
+                  {models} (predict explain feedback need the key; health metrics do not)
    On-call pages  {settings.home / "logs" / "alerts.jsonl"}
    Object store   {settings.store_uri}
    Data registry  {settings.registry_path}   (git tags <spec>-vNNNN, DVC remote {settings.dvc_remote})
    Logs           {settings.home / "logs"}
  Results
-{summary_text}
+{results}
  Serving
-{_sample_text(settings, sample, key)}
+{serving}
  Stop everything with `make stop`.
 ================================================================================"""

@@ -11,10 +11,19 @@ from devtools import banner, lifecycle, supervisor
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    from ativo.spec import get_spec
+    from ativo.errors import SpecError
+    from ativo.spec import get_spec, load_specs
     from ativo.summary import collect, render
 
     settings = load_settings()
+    valid, invalid = load_specs(settings.specs_dir)
+    for err in invalid:
+        supervisor.say(f"skipping an invalid spec (ativo spec check says why): {err}")
+    names = list(dict.fromkeys(args.spec)) if args.spec else [s.name for s in valid]
+    if not names:
+        raise SpecError(f"no valid model spec in {settings.specs_dir}")
+    for name in names:
+        get_spec(name, settings.specs_dir)
     if args.fresh:
         supervisor.stop_services(settings)
         supervisor.clear_state(settings)
@@ -22,17 +31,19 @@ def _cmd_up(args: argparse.Namespace) -> int:
     if not args.no_lifecycle and supervisor.status(settings)["airflow"] is None:
 
         def prepare() -> None:
-            lifecycle.prepare_lifecycle(settings, args.spec, args.days, args.quarantine_day)
+            lifecycle.prepare_lifecycle(settings, names, args.days, args.quarantine_day)
 
-    api = supervisor.start_services(settings, before_airflow=prepare, spec_name=args.spec)
-    sample = None
+    api = supervisor.start_services(settings, before_airflow=prepare, spec_names=names)
+    samples: dict[str, dict | None] = {}
     if prepare is not None:
-        lifecycle.watch_lifecycle(settings, api, args.spec, args.days)
+        for name in names:
+            lifecycle.watch_lifecycle(settings, api, name, args.days)
     if not args.no_lifecycle:
-        sample = lifecycle.serve_sample(settings, args.spec)
+        for name in names:
+            samples[name] = lifecycle.serve_sample(settings, name)
     lifecycle_settings = load_settings({**supervisor.platform_env(settings)})
-    text = render(collect(get_spec(args.spec, settings.specs_dir), lifecycle_settings))
-    print(banner.banner(settings, text, sample), flush=True)
+    texts = {name: render(collect(get_spec(name, settings.specs_dir), lifecycle_settings)) for name in names}
+    print(banner.banner(settings, texts, samples), flush=True)
     return 0
 
 
@@ -53,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m devtools", description="The embedded platform behind `make run`.")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("up", help="start the embedded platform and run the lifecycle (make run)")
-    s.add_argument("--spec", default="adult_income")
+    s.add_argument("--spec", action="append", help="a spec to run (repeatable; default: every valid spec)")
     s.add_argument("--days", type=int, default=30)
     s.add_argument("--quarantine-day", type=int, default=11, help="index of the day whose batch is malformed")
     s.add_argument("--no-lifecycle", action="store_true", help="only start the services")

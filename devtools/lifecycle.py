@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from typing import Any
 
 from ativo.config import Settings
@@ -23,39 +22,44 @@ def lifecycle_window(days: int) -> tuple[dt.date, dt.date]:
     today = dt.datetime.now(dt.UTC).date()
     return today - dt.timedelta(days=days), today - dt.timedelta(days=1)
 
-def prepare_lifecycle(settings: Settings, spec_name: str, days: int, quarantine_day: int) -> None:
-    """Land the batches and queue the ETL backfill over all of them, while Airflow's processes are not running.
+def prepare_lifecycle(settings: Settings, spec_names: list[str], days: int, quarantine_day: int) -> None:
+    """Land every spec's batches and queue their ETL backfills, while Airflow's processes are not running.
 
-    When the DAG is unpaused the scheduler also makes a run for the newest complete interval (catchup is off):
-    that is the window's last day (a harmless, idempotent second run) or, past midnight UTC, a day that has not
-    landed yet. Neither is needed for the window to complete.
+    Each spec's four DAGs are unpaused (DAGs start paused). When a DAG is unpaused the scheduler also makes a run for
+    the newest complete interval (catchup is off): that is the window's last day (a harmless, idempotent second run)
+    or, past midnight UTC, a day that has not landed yet. Neither is needed for the window to complete.
     """
     from ativo.data.landing import simulate
+    from ativo.naming import dag_ids, etl_dag_id
     from ativo.spec import get_spec
     from ativo.store.objects import open_store
 
-    spec = get_spec(spec_name, settings.specs_dir)
-    marker = run_dir(settings) / f"lifecycle-{spec.name}.json"
-    if marker.exists():
-        done = json.loads(marker.read_text())
-        say(f"the lifecycle already ran on this state ({done['start']} … {done['end']}); keeping it "
-            "(`make run FRESH=1` starts over)")  # fmt: skip
-        return
-    start, end = lifecycle_window(days)
-    bad_day = start + dt.timedelta(days=quarantine_day)
-    say(f"landing {days} daily batches {start} … {end} (the batch of {bad_day} is malformed)")
-    simulate(spec, open_store(settings), settings.reference_dir, start, days, malformed={bad_day: "out_of_range"})
-    say("parsing the DAGs and queueing the backfill (airflow dags reserialize / backfill create)")
+    say("parsing the DAGs (airflow dags reserialize)")
     airflow_cli(settings, "dags", "reserialize")
-    etl = f"{spec.name}__etl"
-    airflow_cli(settings, "dags", "unpause", "--treat-dag-id-as-regex", "-y", f"^{spec.name}__(etl|train|deploy)$")
-    airflow_cli(
-        settings, "backfill", "create", "--dag-id", etl, "--from-date", str(start),
-        "--to-date", str(end), "--max-active-runs", str(spec.schedule.max_active_runs),
-        "--reprocess-behavior", "none",
-    )  # fmt: skip
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"start": str(start), "end": str(end), "days": days}))
+    for spec_name in spec_names:
+        spec = get_spec(spec_name, settings.specs_dir)
+        marker = run_dir(settings) / f"lifecycle-{spec.name}.json"
+        if marker.exists():
+            done = json.loads(marker.read_text())
+            say(f"{spec.name}: the lifecycle already ran on this state ({done['start']} … {done['end']}); keeping "
+                "it (`make run FRESH=1` starts over)")  # fmt: skip
+            continue
+        start, end = lifecycle_window(days)
+        bad_day = start + dt.timedelta(days=quarantine_day)
+        say(f"{spec.name}: landing {days} daily batches {start} … {end} (the batch of {bad_day} is malformed)")
+        simulate(spec, open_store(settings), settings.reference_dir, start, days,
+                 malformed={bad_day: "out_of_range"})  # fmt: skip
+        say(f"{spec.name}: unpausing its DAGs and queueing the ETL backfill")
+        ids = "|".join(d.removeprefix(f"{spec.name}__") for d in dag_ids(spec.name))
+        airflow_cli(settings, "dags", "unpause", "--treat-dag-id-as-regex", "-y", f"^{spec.name}__({ids})$")
+        airflow_cli(
+            settings, "backfill", "create", "--dag-id", etl_dag_id(spec.name), "--from-date", str(start),
+            "--to-date", str(end), "--max-active-runs", str(spec.schedule.max_active_runs),
+            "--reprocess-behavior", "none",
+        )  # fmt: skip
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"start": str(start), "end": str(end), "days": days}))
+
 
 def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: int) -> None:
     """Report ETL progress until every landed day has a finished run, then wait for training to register."""
@@ -64,7 +68,8 @@ def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: i
     if window:
         days = int(window["days"])
     etl = f"{spec_name}__etl"
-    say(f"running the ETL over {days} days; progress every 15s (watch it at {url('airflow', settings)}/dags/{etl})")
+    say(f"{spec_name}: running the ETL over {days} days; progress every 15s "
+        f"(watch it at {url('airflow', settings)}/dags/{etl})")
     last = ""
 
     def etl_finished() -> bool:
@@ -83,7 +88,7 @@ def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: i
             if in_window and r["state"] in ("success", "failed") and finished.get(day) != "success":
                 finished[day] = r["state"]
         done, ok = len(finished), sum(v == "success" for v in finished.values())
-        line = f"ETL days: {done}/{days} finished ({ok} ok, {done - ok} failed)"
+        line = f"{spec_name}: ETL days: {done}/{days} finished ({ok} ok, {done - ok} failed)"
         if line != last:
             say(line)
             last = line
@@ -93,35 +98,33 @@ def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: i
                retry_on=(HttpError,))  # fmt: skip
     from ativo.config import load_settings
     from ativo.data.versioning import open_registry
+    from ativo.naming import reconcile_dag_id
     from ativo.spec import get_spec
     from ativo.store.db import get_engine
     from ativo.summary import registered_models
 
     live = load_settings(platform_env(settings))
     latest = open_registry(live).resolve(get_engine(live.db_url), spec_name).tag
-    say(f"waiting for training on the latest dataset version {latest} (the features Asset triggers it)")
+    say(f"{spec_name}: waiting for training on the latest dataset version {latest} (the features Asset triggers it; "
+        f"the reconciler {reconcile_dag_id(spec_name)} makes sure)")
     spec = get_spec(spec_name, live.specs_dir)
 
-    train = f"{spec_name}__train"
-    triggered = False
-    idle_since: float | None = None
+    reconcile = reconcile_dag_id(spec_name)
+    reconciled = False
 
     def trained_on_latest() -> bool:
-        nonlocal triggered, idle_since
+        nonlocal reconciled
         if any(m["dataset_version"] == latest and m["gates"] for m in registered_models(spec, live)):
             return True  # trained on the latest version and judged by its gates
-        busy = any(r["state"] in ("queued", "running") for r in api.runs(train))
-        idle_since = None if busy else (idle_since or time.monotonic())
-        if idle_since is not None and time.monotonic() - idle_since > 45 and not triggered:
-            # Airflow can drop an asset event that arrives while the consumer's previous run is still queued;
-            # make sure the newest version is trained on, pinned explicitly.
-            say(f"no training run is pending for {latest}; triggering {train} with dataset_version={latest}")
-            api.post(f"/api/v2/dags/{train}/dagRuns", {"logical_date": None, "conf": {"dataset_version": latest}})
-            triggered = True
+        if not reconciled:
+            # The reconciler runs every few minutes on its own; run it now rather than wait for its schedule.
+            api.post(f"/api/v2/dags/{reconcile}/dagRuns", {"logical_date": None})
+            reconciled = True
         return False
 
-    wait_until(trained_on_latest, 1200, 10, f"a model version trained on {latest} and judged by its gates",
-               retry_on=(OSError, KeyError))  # fmt: skip
+    wait_until(trained_on_latest, 1200, 10, f"a model version of {spec_name} trained on {latest} and judged by its "
+               "gates", retry_on=(OSError, KeyError))  # fmt: skip
+
 
 def sample_row(settings: Settings, spec_name: str) -> dict[str, Any]:
     """One real row of the reference data as a /predict body (a person the model has not necessarily seen)."""
@@ -148,17 +151,19 @@ def serve_sample(settings: Settings, spec_name: str, wait_s: float = 600) -> dic
         say("no model version passed its gates, so the deploy DAG has nothing to serve (see the model cards)")
         return None
     deploy = f"{url('airflow', settings)}/dags/{spec_name}__deploy"
-    say(f"waiting for the deploy DAG to put a champion on the inference API ({deploy})")
+    say(f"{spec_name}: waiting for the deploy DAG to put a champion on the inference API ({deploy})")
     wait_until(lambda: (server_versions([url("serve", settings)], spec_name)[0] or {}).get("champion"), wait_s, 5,
-               "a champion on the inference API", retry_on=(OSError, KeyError))  # fmt: skip
+               f"a champion of {spec_name} on the inference API", retry_on=(OSError, KeyError))  # fmt: skip
     body = sample_row(live, spec_name)
-    answer = post_json(f"{url('serve', settings)}/explain", body, timeout=30,
+    base = f"{url('serve', settings)}/models/{spec_name}"
+    answer = post_json(f"{base}/explain", body, timeout=30,
                        headers={"Authorization": f"Bearer {demo_key(settings)}"})  # fmt: skip
     from ativo.deploy.promotion import aliases
     from ativo.serve.traffic import replay
 
-    traffic = replay(url("serve", settings), demo_key(settings), spec, live.reference_dir, 3000)
-    say(f"replayed {traffic['rows']} reference rows through the API with their labels: {traffic['routes']}")
+    traffic = replay(base, demo_key(settings), spec, live.reference_dir, 3000)
+    say(f"{spec_name}: replayed {traffic['rows']} reference rows through the API with their labels: "
+        f"{traffic['routes']}")
     chain = None
     try:  # the API writes its log every 2 s
         chain = wait_until(lambda: render(trace(live, answer["prediction_id"], spec_name)), 30, 1,
@@ -166,5 +171,6 @@ def serve_sample(settings: Settings, spec_name: str, wait_s: float = 600) -> dic
                            retry_on=(Exception,))  # fmt: skip
     except WaitTimeout as err:
         say(f"no lineage to show: {err}")
-    return {"request": body, "answer": answer, "lineage": chain, "traffic": traffic, "aliases": aliases(spec, live),
+    return {"spec": spec_name, "base": base, "request": body, "answer": answer, "lineage": chain, "traffic": traffic,
+            "aliases": aliases(spec, live),
             "window_minutes": spec.deploy.canary_window_minutes}  # fmt: skip

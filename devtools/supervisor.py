@@ -196,13 +196,14 @@ def demo_key(settings: Settings) -> str:
         fh.write(key)
     return key
 
-def start_serve(settings: Settings, spec_name: str) -> None:
-    """Start the inference API for a spec on its loopback port (it follows the registry aliases by itself)."""
+def start_serve(settings: Settings, spec_names: list[str]) -> None:
+    """Start one inference API process for the specs on its loopback port (it follows the registry aliases)."""
     demo_key(settings)
-    _start(settings, "serve", [_bin("ativo"), "serve", "--spec", spec_name, "--port", str(port("serve", settings))],
+    specs = [a for n in spec_names for a in ("--spec", n)]
+    _start(settings, "serve", [_bin("ativo"), "serve", *specs, "--port", str(port("serve", settings))],
            platform_env(settings))  # fmt: skip
 
-def start_services(settings: Settings, before_airflow: Any = None, spec_name: str = "adult_income",
+def start_services(settings: Settings, before_airflow: Any = None, spec_names: list[str] | None = None,
                    serve: bool = True, pools: Path | None = None, throwaway: bool = False) -> AirflowAPI:  # fmt: skip
     """Migrate Airflow's DB, create pools, start the alert sink, MLflow, the inference API and Airflow; wait for them.
 
@@ -210,7 +211,7 @@ def start_services(settings: Settings, before_airflow: Any = None, spec_name: st
         settings: where things are.
         before_airflow: called after the migration and before Airflow's processes start, when nothing else
             writes to its SQLite DB (Airflow refuses backfill creation under concurrent access, airflow#66726).
-        spec_name: the model the inference API serves.
+        spec_names: the models the inference API serves (default: adult_income).
         serve: start the inference API (benchmarks and tests of training leave it out: 2 cores are few).
         pools: the pools file to import (``deploy/airflow/pools.json`` by default).
         throwaway: a platform for one test or benchmark: new DAGs start unpaused (the embedded default pauses
@@ -234,7 +235,7 @@ def start_services(settings: Settings, before_airflow: Any = None, spec_name: st
     )
     start_mlflow(settings, wait=False)
     if serve:
-        start_serve(settings, spec_name)
+        start_serve(settings, spec_names or ["adult_income"])
     if pid_of(settings, "airflow") is None:
         say("migrating the Airflow metadata DB (SQLite) and creating pools")
         airflow_cli(settings, "db", "migrate")

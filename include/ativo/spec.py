@@ -238,6 +238,7 @@ class Schedule(_Strict):
     etl_cron: str = "0 0 * * *"
     catchup: bool = False
     max_active_runs: int = Field(4, ge=1, le=64)
+    reconcile_cron: str = "*/5 * * * *"  # how often the reconciler checks that the latest dataset version is trained
 
 
 class Split(_Strict):
@@ -514,15 +515,16 @@ class ModelSpec(_Strict):
                            "with a feature's value is not stable")  # fmt: skip
         ref = src.reference
         if ref is not None and ref.names is not None:
-            raw = set(ref.names)
-            known = {src.rename.get(n, n) for n in raw}
-            derived = {schema.record_id if src.ids.record_id else None, schema.subject if src.ids.subject else None}
+            raw_cols = set(ref.names)
+            known = {src.rename.get(n, n) for n in raw_cols}
+            rules = ((schema.record_id, src.ids.record_id), (schema.subject, src.ids.subject))
+            derived = {c for c, rule in rules if rule}
             missing = sorted(landing - known - derived - {schema.event_time})
             if missing:
                 out.append(f"field 'source.reference.names': no column gives {', '.join(missing)} (rename one, or "
                            "derive it in source.ids)")  # fmt: skip
             for which, rule in (("record_id", src.ids.record_id), ("subject", src.ids.subject)):
-                absent = sorted(set(rule.inputs if rule else ()) - raw - known - {schema.record_id})
+                absent = sorted(set(rule.inputs if rule else ()) - raw_cols - known - {schema.record_id})
                 if absent:
                     out.append(f"field 'source.ids.{which}': reads {', '.join(absent)}, which the reference files "
                                "do not have")  # fmt: skip

@@ -33,7 +33,7 @@ def reference_rows(spec: ModelSpec, reference_dir: Path, n: int, seed: int = 0) 
             v = v.item() if hasattr(v, "item") else v
             missing = v is None or (isinstance(v, float) and math.isnan(v))
             features[f.name] = None if missing else (int(v) if f.type == "int" else v)
-        label = 1 if str(rec[target.column]).strip().rstrip(".") == target.positive else 0
+        label = 1 if str(rec[target.column]).strip() == target.positive else 0
         out.append(({"features": features, "subject_id": str(rec[spec.data_schema.subject])}, label))
     return out
 

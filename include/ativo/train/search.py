@@ -257,7 +257,7 @@ def _airflow_tags(run_meta: dict[str, Any]) -> dict[str, str]:
 
 def plan_search(
     spec: ModelSpec, settings: Settings, dataset_tag: str | None, run_meta: dict[str, Any], *,
-    n_trials: int | None = None, study_name: str | None = None,
+    n_trials: int | None = None, study_name: str | None = None, extra_tags: dict[str, str] | None = None,
 ) -> SearchPlan:  # fmt: skip
     """Pin the dataset, create the study and the parent MLflow run (see the module doc)."""
     from mlflow.data.pandas_dataset import from_pandas
@@ -279,7 +279,7 @@ def plan_search(
         "ativo.spec": spec.name, "ativo.spec_hash": spec.content_hash(), "ativo.role": "search",
         "ativo.study": name, "ativo.dataset_version": version.tag, "ativo.dataset_rev": version.git_rev,
         "ativo.dataset_manifest": version.manifest_hash, "ativo.git_commit": code["commit"],
-        **_airflow_tags(run_meta),
+        **_airflow_tags(run_meta), **(extra_tags or {}),
     }  # fmt: skip
     # Created through the client so that it stays RUNNING while the trials run elsewhere; finish_search ends it.
     parent = client.create_run(experiment_id, run_name=f"{spec.name}@{version.tag} search", tags=tags).info.run_id

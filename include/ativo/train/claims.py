@@ -1,0 +1,138 @@
+"""Which dataset version a training run trains, so that every version is covered and none is trained twice.
+
+Airflow 3.3 merges or drops asset events that arrive while the consuming DAG is busy (apache/airflow#56050), so the
+features Asset alone does not guarantee a training run per dataset version. Here the guarantee is the platform DB's:
+
+- An automatic run (an asset event, or the reconciler) trains the **latest** dataset version at the moment it plans
+  (coalescing: training on v0018 covers v0003…v0017) and first **claims** it; a version another run has claimed is
+  not trained again, and the run says which run claimed it.
+- The reconciler DAG (``<spec>__reconcile``, on ``schedule.reconcile_cron``) triggers a training run, named
+  ``reconcile__<tag>`` and noted with why, whenever the latest version has no claim.
+- A run asked for by hand trains what it names (or the latest), even when it was trained before: a person asked.
+
+So every version that is the latest at some moment is trained, or superseded by a newer one that is; never twice
+automatically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, desc, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from ativo.store.db import dataset_versions, training_claims, utcnow
+
+AUTOMATIC = ("asset", "reconciler")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a training run does: train ``tag``, or skip (``skip`` says why)."""
+
+    tag: str | None
+    trigger: str
+    reason: str
+    skip: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {"tag": self.tag, "trigger": self.trigger, "reason": self.reason, "skip": self.skip}
+
+
+def latest_version(engine: Engine, spec: str) -> tuple[str, int] | None:
+    """(tag, number) of the spec's newest dataset version, None before the first."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(dataset_versions.c.tag, dataset_versions.c.version)
+            .where(dataset_versions.c.spec == spec)
+            .order_by(desc(dataset_versions.c.version))
+            .limit(1)
+        ).first()
+    return (str(row[0]), int(row[1])) if row else None
+
+
+def claim_of(engine: Engine, spec: str, tag: str) -> dict[str, Any] | None:
+    """The claim on a dataset version, if a run made one."""
+    with engine.connect() as conn:
+        row = (
+            conn.execute(
+                select(training_claims).where(training_claims.c.spec == spec, training_claims.c.dataset_version == tag)
+            )
+            .mappings()
+            .first()
+        )
+    return dict(row) if row else None
+
+
+def _version_number(engine: Engine, spec: str, tag: str) -> int:
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(dataset_versions.c.version).where(dataset_versions.c.spec == spec, dataset_versions.c.tag == tag)
+        ).first()
+    return int(row[0]) if row else 0
+
+
+def _claim(engine: Engine, spec: str, tag: str, dag_run_id: str, trigger: str, reason: str) -> dict[str, Any]:
+    """Claim ``tag`` for the run; returns the claim that holds (this run's, or the one made first)."""
+    values = {"spec": spec, "dataset_version": tag, "version": _version_number(engine, spec, tag),
+              "dag_run_id": dag_run_id, "trigger": trigger, "reason": reason[:500], "claimed_at": utcnow()}  # fmt: skip
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(training_claims).values(**values))
+        return values
+    except IntegrityError:
+        held = claim_of(engine, spec, tag)
+        assert held is not None
+        return held
+
+
+def plan_training(engine: Engine, spec: str, dag_run_id: str, *, requested: str | None, trigger: str,
+                  event_tags: list[str] | None = None, reason: str | None = None) -> Plan:  # fmt: skip
+    """Decide what a training run trains (see the module doc).
+
+    Args:
+        engine: the platform DB.
+        spec: the spec's name.
+        dag_run_id: the run deciding.
+        requested: the dataset version a person asked for (manual runs only).
+        trigger: ``asset`` (features Asset events), ``reconciler`` or ``manual``.
+        event_tags: the dataset versions of the triggering asset events (they are covered by the latest).
+        reason: why the run was triggered, as its trigger said.
+    """
+    latest = latest_version(engine, spec)
+    if trigger not in AUTOMATIC:
+        tag = requested or (latest[0] if latest else None)
+        if tag is None:
+            return Plan(None, trigger, "asked by hand", skip=f"{spec} has no dataset version yet")
+        why = reason or (f"asked by hand for {tag}" if requested else f"asked by hand: the latest, {tag}")
+        if claim_of(engine, spec, tag) is None:
+            _claim(engine, spec, tag, dag_run_id, trigger, why)
+        return Plan(tag, trigger, why)
+    if latest is None:
+        return Plan(None, trigger, reason or trigger, skip=f"{spec} has no dataset version yet")
+    tag = latest[0]
+    covered = sorted({t for t in (event_tags or []) if t != tag})
+    why = reason or (f"asset event(s) for {', '.join(event_tags or [])}" if event_tags else trigger)
+    if covered:
+        why += f"; trains the latest, {tag}, which covers {', '.join(covered)}"
+    held = _claim(engine, spec, tag, dag_run_id, trigger, why)
+    if held["dag_run_id"] != dag_run_id:
+        return Plan(None, trigger, why, skip=(
+            f"the latest dataset version, {tag}, was claimed by run {held['dag_run_id']} at {held['claimed_at']} "
+            f"({held['reason']}): it is not trained twice"))  # fmt: skip
+    return Plan(tag, trigger, why)
+
+
+def reconcile(engine: Engine, spec: str) -> dict[str, Any] | None:
+    """What the reconciler should trigger: the latest version when no run has claimed it, else None."""
+    latest = latest_version(engine, spec)
+    if latest is None:
+        return None
+    tag, number = latest
+    if claim_of(engine, spec, tag) is not None:
+        return None
+    return {"tag": tag, "version": number,
+            "reason": f"reconciler: the latest dataset version, {tag}, has no training run (its asset event was "
+                      "merged or dropped while training was busy)"}  # fmt: skip
