@@ -159,36 +159,50 @@ def build_train_dag(spec: ModelSpec) -> DAG:
                 maximum=1024,
                 description=f"Trials in the search; empty = the spec's ({spec.model.search.n_trials}).",
             ),
+            "trigger": Param(None, type=["null", "string"], description="Set by the reconciler; leave empty."),
+            "reason": Param(None, type=["null", "string"], description="Why the run was triggered (shown in "
+                            "its log and on its MLflow run)."),
         },  # fmt: skip
         doc_md=_TRAIN_DOC.format(spec=spec.name, pool=spec.compute.pool, team=spec.compute.team),
     )
     def train() -> None:
         @task
         def plan_search() -> list[dict[str, Any]]:
-            """Pin the dataset version, create the Optuna study (platform DB) and the parent MLflow run.
+            """Decide the dataset version (claimed, so never trained twice), create the study and the parent run.
 
-            The version is the run conf's ``dataset_version``, else the newest triggering Asset event's, else the
-            latest. Returns one entry per trial to map over.
+            An asset-triggered or reconciler run trains the latest version (it covers the events' older ones) unless
+            another run claimed it; a run triggered by hand trains its ``dataset_version``, else the latest.
+            Returns one entry per trial to map over.
             """
+            from ativo.store.db import get_engine
+            from ativo.train.claims import plan_training
             from ativo.train.search import plan_search as plan
 
             context = get_current_context()
-            tag = context["params"].get("dataset_version")
-            if not tag:
-                events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
-                tagged = [e.extra for e in events if (e.extra or {}).get("tag")]
-                if tagged:
-                    tag = max(tagged, key=lambda x: int(x.get("version", 0)))["tag"]
-            n = context["params"].get("n_trials")
-            result = plan(spec, load_settings(), tag or None, run_meta(context), n_trials=int(n) if n else None)
+            params = context["params"]
+            events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
+            event_tags = [str(e.extra["tag"]) for e in events if (e.extra or {}).get("tag")]
+            trigger = "reconciler" if params.get("trigger") == "reconciler" else ("asset" if events else "manual")
+            settings = load_settings()
+            decided = plan_training(get_engine(settings.db_url), spec.name, context["run_id"],
+                                    requested=params.get("dataset_version") if trigger == "manual" else None,
+                                    trigger=trigger, event_tags=event_tags, reason=params.get("reason"))  # fmt: skip
+            logging.getLogger("ativo.train").info("%s run: %s", trigger, decided.reason)
+            if decided.skip:
+                raise AirflowSkipException(decided.skip)
+            n = params.get("n_trials")
+            result = plan(spec, settings, decided.tag, run_meta(context), n_trials=int(n) if n else None,
+                          extra_tags={"ativo.trigger": trigger, "ativo.trigger_reason": decided.reason[:4000]})
             return [{"plan": result.to_dict(), "slot": slot} for slot in range(result.n_trials)]
 
         @task(trigger_rule="all_done")
-        def register_best(planned: list[dict[str, Any]]) -> dict[str, Any]:
+        def register_best(planned: list[dict[str, Any]] | None) -> dict[str, Any]:
             """Register the best completed trial's model (study and trial in its lineage) and close the search."""
             from ativo.model.artifact import DuplicateVersion
             from ativo.train.search import SearchFailed, SearchPlan, finish_search
 
+            if not planned:
+                raise AirflowSkipException("no search was planned (see plan_search): nothing to register")
             try:
                 return finish_search(spec, load_settings(), SearchPlan.from_dict(planned[0]["plan"]),
                                      run_meta(get_current_context()))  # fmt: skip
@@ -345,6 +359,58 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
     return deploy()
 
 
+def build_reconcile_dag(spec: ModelSpec) -> DAG:
+    """The training reconciler of one spec: when the latest dataset version has no training run, trigger one.
+
+    check (the platform DB: latest version, its claim) → trigger (``<spec>__train`` with run id
+    ``reconcile__<tag>`` and a note saying why; a run of that id already there is left alone).
+    """
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+
+    class TriggerTraining(TriggerDagRunOperator):
+        template_fields = (*TriggerDagRunOperator.template_fields, "note")  # the note says why, in the run's UI
+
+    @dag(
+        dag_id=naming.reconcile_dag_id(spec.name),
+        description=f"Every dataset version of {spec.name} that is the latest gets trained (asset events get lost)",
+        schedule=CronDataIntervalTimetable(spec.schedule.reconcile_cron, timezone="UTC"),
+        start_date=_start(spec),
+        catchup=False,
+        max_active_runs=1,
+        default_args={**default_args(spec), "retries": 1},
+        tags=["ativo", "reconcile", spec.name, *spec.tags],
+        doc_md=_RECONCILE_DOC.format(spec=spec.name, cron=spec.schedule.reconcile_cron),
+    )
+    def reconcile() -> None:
+        @task
+        def check() -> dict[str, Any]:
+            """The latest dataset version, if no training run has claimed it (else skip: nothing is missing)."""
+            from ativo.store.db import get_engine
+            from ativo.train.claims import latest_version
+            from ativo.train.claims import reconcile as missing
+
+            engine = get_engine(load_settings().db_url)
+            todo = missing(engine, spec.name)
+            if todo is None:
+                latest = latest_version(engine, spec.name)
+                raise AirflowSkipException(f"nothing to reconcile: {latest[0]} has a training run" if latest else
+                                           f"nothing to reconcile: {spec.name} has no dataset version yet")
+            return todo
+
+        checked = check()
+        checked >> TriggerTraining(
+            task_id="trigger_training",
+            trigger_dag_id=train_dag_id(spec),
+            trigger_run_id="reconcile__{{ ti.xcom_pull(task_ids='check')['tag'] }}",
+            conf={"trigger": "reconciler", "reason": "{{ ti.xcom_pull(task_ids='check')['reason'] }}"},
+            note="{{ ti.xcom_pull(task_ids='check')['reason'] }}",
+            skip_when_already_exists=True,
+            wait_for_completion=False,
+        )
+
+    return reconcile()
+
+
 def valid_specs() -> list[ModelSpec]:
     """The specs that parse; invalid ones are reported by ``dags/spec_check.py``."""
     specs, _errors = load_specs(load_settings().specs_dir)
@@ -389,6 +455,15 @@ trial's model with its lineage (dataset, commit, study, trial). The **gate_*** t
 report and model card to its MLflow run and sets the registry alias `challenger` only if every gate passed
 (otherwise the version is tagged rejected with its reasons and on-call is told); **announce_challenger** then
 updates the `{spec}.challenger` Asset (it is skipped for a rejected version).
+"""
+
+_RECONCILE_DOC = """
+### Training reconciler of `{spec}`
+Airflow merges or drops `{spec}.features` asset events that arrive while training is busy, so a dataset version
+could go untrained. On `{cron}`, **check** reads the platform DB: when the latest dataset version has no training
+run (every run claims the version it trains), **trigger_training** starts `{spec}__train` as run
+`reconcile__<tag>`, noted with why. A training run always trains the latest version when it starts (which covers
+the older ones) and skips, saying which run did, when another run claimed it: a version is never trained twice.
 """
 
 _DEPLOY_DOC = """
