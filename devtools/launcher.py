@@ -28,7 +28,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         supervisor.stop_services(settings)
         supervisor.clear_state(settings)
     prepare = None
-    if not args.no_lifecycle and supervisor.status(settings)["airflow"] is None:
+    if not args.no_lifecycle and not supervisor.airflow_running(settings):
 
         def prepare() -> None:
             lifecycle.prepare_lifecycle(settings, names, args.days, args.quarantine_day)
@@ -54,8 +54,30 @@ def _cmd_down(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    for name, pid in supervisor.status(load_settings()).items():
-        print(f"{name:12s} {'running, pid ' + str(pid) if pid else 'stopped'}")
+    import datetime as dt
+
+    from devtools.watchdog import restarts
+
+    settings = load_settings()
+    for name, pid in supervisor.status(settings).items():
+        print(f"{name:22s} {'running, pid ' + str(pid) if pid else 'stopped'}")
+    health = supervisor.airflow_health(settings)
+    if health:
+        print("airflow health         " + ", ".join(f"{k} {v}" for k, v in health.items()))
+    for r in restarts(settings):
+        at = dt.datetime.fromtimestamp(r["at"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        print(f"restarted {r['component']} at {at}: {r['reason']} (pid {r['old_pid']} → {r['new_pid']}, "
+              f"paged: {r.get('paged')})")
+    return 0
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    import logging
+
+    from devtools.watchdog import Watchdog
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    Watchdog(load_settings(), stale_s=args.stale_s).run(every=args.every)
     return 0
 
 
@@ -74,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_down)
     s = sub.add_parser("status", help="which services are running (make status)")
     s.set_defaults(func=_cmd_status)
+    s = sub.add_parser("watch", help="restart dead components and page on-call (make run starts it)")
+    s.add_argument("--every", type=float, default=5.0, help="seconds between checks")
+    s.add_argument("--stale-s", type=float, default=90.0, help="unhealthy this long while alive: hung, restarted")
+    s.set_defaults(func=_cmd_watch)
     return p
 
 

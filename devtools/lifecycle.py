@@ -74,8 +74,8 @@ def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: i
 
     def etl_finished() -> bool:
         nonlocal last
-        if pid_of(settings, "airflow") is None:
-            raise RuntimeError(f"Airflow exited; see {settings.home / 'logs' / 'airflow.log'}")
+        if pid_of(settings, "airflow-scheduler") is None and pid_of(settings, "watchdog") is None:
+            raise RuntimeError(f"Airflow's scheduler exited; see {settings.home / 'logs' / 'airflow-scheduler.log'}")
         try:
             runs = api.runs(etl)
         except HttpError as err:  # the API restarting, or too busy to answer

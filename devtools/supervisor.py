@@ -1,8 +1,11 @@
 """Process supervision of the embedded platform behind `make run` / `make stop`.
 
-Airflow, MLflow, the inference API and an alert sink, on loopback ports.
+PostgreSQL (embedded, from a wheel), Airflow's four components (API server, scheduler, dag processor, triggerer, each
+its own process), MLflow, the inference API and an alert sink, on loopback ports; and a watchdog that restarts any
+of them that dies and pages on-call (:mod:`devtools.watchdog`).
 
-Processes are started in their own session with a PID file under ``var/run``; `down` ends exactly those.
+Processes are started in their own session with a PID file and their command under ``var/run``; `down` ends exactly
+those, the watchdog first.
 """
 
 from __future__ import annotations
@@ -23,7 +26,26 @@ from ativo.config import PROJECT_ROOT, Settings, load_settings
 from ativo.orchestrator import AirflowAPI, admin_password
 from ativo.waiting import WaitTimeout, wait_until
 
-SERVICES = ("alert-sink", "mlflow", "serve", "airflow")
+AIRFLOW = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
+SERVICES = ("postgres", "alert-sink", "mlflow", "serve", *AIRFLOW, "watchdog")
+# A signal that ends a service cleanly and soon: PostgreSQL's "fast" shutdown (SIGTERM waits for every client).
+STOP_SIGNAL = {"postgres": signal.SIGINT}
+
+
+def embedded_db() -> str:
+    """Where the embedded platform keeps Airflow's, MLflow's and the platform's DBs (``ATIVO_EMBEDDED_DB``).
+
+    ``postgres`` (the default) or ``sqlite``: SQLite takes one writer at a time, so it is for a single-user test
+    platform.
+    """
+    value = os.environ.get("ATIVO_EMBEDDED_DB", "postgres").strip().lower() or "postgres"
+    if value not in ("postgres", "sqlite"):
+        raise ValueError(f"ATIVO_EMBEDDED_DB must be 'postgres' or 'sqlite', got {value!r}")
+    return value
+
+
+def _default_db_url(settings: Settings) -> bool:
+    return settings.db_url == f"sqlite:///{settings.home / 'ativo.db'}"
 
 def port(service: str, settings: Settings | None = None) -> int:
     """Loopback port of an embedded service: airflow, mlflow, serve or alert.
@@ -67,8 +89,14 @@ def airflow_base_env(airflow_home: Path) -> dict[str, str]:
 
 def platform_env(settings: Settings) -> dict[str, str]:
     """Environment shared by every process of the embedded platform (Airflow reads the ATIVO_* settings too)."""
+    from devtools import pg
+
     home = settings.airflow_home
     env = dict(os.environ)
+    on_pg = embedded_db() == "postgres"
+    if on_pg and "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in os.environ:
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = pg.url(settings, "airflow")
+    db_url = pg.url(settings, "ativo") if on_pg and _default_db_url(settings) else settings.db_url
     env.update(
         {
             "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
@@ -93,7 +121,7 @@ def platform_env(settings: Settings) -> dict[str, str]:
             ),
             "ATIVO_HOME": str(settings.home),
             "ATIVO_STORE_URI": settings.store_uri,
-            "ATIVO_DB_URL": settings.db_url,
+            "ATIVO_DB_URL": db_url,
             "ATIVO_MLFLOW_TRACKING_URI": url("mlflow", settings),
             "ATIVO_REGISTRY_PATH": str(settings.registry_path),
             "ATIVO_DVC_REMOTE": settings.dvc_remote,
@@ -121,19 +149,69 @@ def pid_of(settings: Settings, name: str) -> int | None:
         return None
     return pid
 
-def _start(settings: Settings, name: str, cmd: list[str], env: dict[str, str]) -> int:
+def _start(settings: Settings, name: str, cmd: list[str], env: dict[str, str], *, user: str | None = None,
+           extra_env: dict[str, str] | None = None, quiet: bool = False) -> int:  # fmt: skip
+    """Start a service in its own session; its PID and how to start it again (for the watchdog) go to var/run."""
     existing = pid_of(settings, name)
     if existing:
-        say(f"{name} already running (pid {existing})")
+        if not quiet:
+            say(f"{name} already running (pid {existing})")
         return existing
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     run_dir(settings).mkdir(parents=True, exist_ok=True)
     with open(logs / f"{name}.log", "ab") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, env={**env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, user=user)  # fmt: skip
     (run_dir(settings) / f"{name}.pid").write_text(str(proc.pid))
-    say(f"{name} started (pid {proc.pid}, log {logs / f'{name}.log'})")
+    (run_dir(settings) / f"{name}.cmd.json").write_text(json.dumps({"cmd": cmd, "user": user,
+                                                                    "extra_env": extra_env or {}}))  # fmt: skip
+    if not quiet:
+        say(f"{name} started (pid {proc.pid}, log {logs / f'{name}.log'})")
     return proc.pid
+
+
+def restart(settings: Settings, name: str) -> int | None:
+    """Start a service again the way it was last started (None: it never was, or `make stop` ended it)."""
+    path = run_dir(settings) / f"{name}.cmd.json"
+    if not path.exists():
+        return None
+    how = json.loads(path.read_text())
+    return _start(settings, name, how["cmd"], platform_env(settings), user=how.get("user"),
+                  extra_env=how.get("extra_env"), quiet=True)  # fmt: skip
+
+
+def airflow_running(settings: Settings) -> bool:
+    """Whether any of Airflow's components runs (then its DB is in use: no migration, no CLI backfill)."""
+    return any(pid_of(settings, name) for name in AIRFLOW)
+
+
+def start_postgres(settings: Settings) -> None:
+    """Create the embedded cluster on first use, start it and create the platform's databases."""
+    from devtools import pg
+
+    if pg.initdb(settings):
+        say(f"created the embedded PostgreSQL cluster in {pg.data_dir(settings)}")
+    pid = _start(settings, "postgres", pg.server_command(settings), platform_env(settings), user=pg.run_as())
+
+    def up() -> bool:
+        if _group_gone(pid):
+            raise RuntimeError(f"PostgreSQL exited during start-up: {_log_tail(settings, 'postgres')}")
+        return pg.ready(settings)
+
+    wait_until(up, 60, 0.2, f"PostgreSQL to accept connections on 127.0.0.1:{settings.ports.pg}")
+    made = pg.create_databases(settings)
+    if made:
+        say(f"created databases {', '.join(made)} (postgresql://{pg.SUPERUSER}@127.0.0.1:{settings.ports.pg})")
+
+
+def _log_tail(settings: Settings, name: str, lines: int = 6) -> str:
+    path = settings.home / "logs" / f"{name}.log"
+    try:
+        tail = path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        tail = []
+    return f"see {path}" + (":\n" + "\n".join(tail) if tail else "")
 
 def _wait_http(url: str, what: str, timeout: float, pid_check: tuple[Settings, str] | None = None) -> None:
     """Wait until ``url`` answers below HTTP 500; raises RuntimeError at once if the process behind it exits.
@@ -169,13 +247,17 @@ def airflow_cli(settings: Settings, *args: str) -> str:
     return proc.stdout
 
 def start_mlflow(settings: Settings, wait: bool = True) -> str:
-    """Start the MLflow tracking server (SQLite backend, artifacts in the object store); returns its URL."""
+    """Start the MLflow tracking server (embedded PostgreSQL, artifacts in the object store); returns its URL."""
+    from devtools import pg
+
     mlflow_dir = settings.home / "mlflow"
     mlflow_dir.mkdir(parents=True, exist_ok=True)
+    backend = (pg.url(settings, "mlflow") if embedded_db() == "postgres" else
+               f"sqlite:///{mlflow_dir / 'mlflow.db'}")  # fmt: skip
     _start(
         settings, "mlflow",
         [_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port("mlflow", settings)), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+         "--backend-store-uri", backend,
          "--default-artifact-root", f"{settings.store_uri}/mlflow/default"],
         platform_env(settings),
     )  # fmt: skip
@@ -204,26 +286,32 @@ def start_serve(settings: Settings, spec_names: list[str]) -> None:
            platform_env(settings))  # fmt: skip
 
 def start_services(settings: Settings, before_airflow: Any = None, spec_names: list[str] | None = None,
-                   serve: bool = True, pools: Path | None = None, throwaway: bool = False) -> AirflowAPI:  # fmt: skip
-    """Migrate Airflow's DB, create pools, start the alert sink, MLflow, the inference API and Airflow; wait for them.
+                   serve: bool = True, pools: Path | None = None, throwaway: bool = False,
+                   watchdog: bool = True) -> AirflowAPI:  # fmt: skip
+    """Start the platform's processes and wait for them.
+
+    PostgreSQL first; then Airflow's DB is migrated and the pools created, and the alert sink, MLflow, the inference
+    API, Airflow's four components and the watchdog start.
 
     Args:
         settings: where things are.
-        before_airflow: called after the migration and before Airflow's processes start, when nothing else
-            writes to its SQLite DB (Airflow refuses backfill creation under concurrent access, airflow#66726).
+        before_airflow: called after the migration and before Airflow's processes start (the lifecycle lands its
+            batches and queues its backfills then).
         spec_names: the models the inference API serves (default: adult_income).
         serve: start the inference API (benchmarks and tests of training leave it out: 2 cores are few).
         pools: the pools file to import (``deploy/airflow/pools.json`` by default).
         throwaway: a platform for one test or benchmark: new DAGs start unpaused (the embedded default pauses
             them), and its DAG files, which do not change while it runs, are parsed by one process and not again
             for ten minutes (2 cores are few).
+        watchdog: start the watchdog, which restarts a dead component and pages on-call.
     """
+    extra = {"AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "600"} if throwaway else {}  # fmt: skip
+    if embedded_db() == "postgres":
+        start_postgres(settings)
     env = platform_env(settings)
-    if throwaway:
-        env.update({"AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-                    "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-                    "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
-                    "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "600"})  # fmt: skip
     settings.airflow_home.mkdir(parents=True, exist_ok=True)
     password = admin_password(settings)
     _start(
@@ -236,19 +324,25 @@ def start_services(settings: Settings, before_airflow: Any = None, spec_names: l
     start_mlflow(settings, wait=False)
     if serve:
         start_serve(settings, spec_names or ["adult_income"])
-    if pid_of(settings, "airflow") is None:
-        say("migrating the Airflow metadata DB (SQLite) and creating pools")
+    if not airflow_running(settings):
+        say(f"migrating the Airflow metadata DB ({'PostgreSQL' if embedded_db() == 'postgres' else 'SQLite'}) "
+            "and creating pools")  # fmt: skip
         airflow_cli(settings, "db", "migrate")
         airflow_cli(settings, "pools", "import", str(pools or PROJECT_ROOT / "deploy" / "airflow" / "pools.json"))
         if before_airflow is not None:
             before_airflow()
-    _start(settings, "airflow", [_bin("airflow"), "standalone"], env)
+    for name in AIRFLOW:
+        _start(settings, name, [_bin("airflow"), name.removeprefix("airflow-")], env, extra_env=extra)
+    if watchdog:
+        _start(settings, "watchdog", [sys.executable, "-m", "devtools", "watch"], env)
     say("waiting for MLflow and Airflow to answer (about a minute on 2 cores)")
     _wait_http(f"{url('mlflow', settings)}/health", "MLflow", 180, (settings, "mlflow"))
-    _wait_http(f"{url('airflow', settings)}/api/v2/monitor/health", "Airflow api-server", 300, (settings, "airflow"))
+    _wait_http(f"{url('airflow', settings)}/api/v2/monitor/health", "Airflow api-server", 300,
+               (settings, "airflow-api-server"))  # fmt: skip
     if serve:
         _wait_http(f"{url('serve', settings)}/metrics", "the inference API", 120, (settings, "serve"))
     return AirflowAPI(url("airflow", settings), password)
+
 
 def _reap(pid: int) -> None:
     """Collect the exit status of ``pid`` if this process started it (a zombie still counts as a live group)."""
@@ -267,14 +361,19 @@ def _group_gone(pid: int) -> bool:
     return False
 
 def stop_services(settings: Settings) -> list[str]:
-    """Stop every process this launcher started (by PID file, whole process group); returns their names."""
+    """Stop every process this launcher started (by PID file, whole process group); returns their names.
+
+    The watchdog goes first (it would restart the others), PostgreSQL last (the others write to it until they end).
+    """
     stopped = []
     for name in reversed(SERVICES):
+        if name != "watchdog":
+            (run_dir(settings) / f"{name}.cmd.json").unlink(missing_ok=True)  # not restarted while it stops
         pid = pid_of(settings, name)
         if pid is None:
             continue
         try:
-            os.killpg(pid, signal.SIGTERM)
+            os.killpg(pid, STOP_SIGNAL.get(name, signal.SIGTERM))
         except ProcessLookupError:
             pass
         try:
@@ -286,6 +385,7 @@ def stop_services(settings: Settings) -> list[str]:
                 pass
             _reap(pid)
         (run_dir(settings) / f"{name}.pid").unlink(missing_ok=True)
+        (run_dir(settings) / f"{name}.cmd.json").unlink(missing_ok=True)
         stopped.append(name)
     return stopped
 
@@ -293,9 +393,20 @@ def status(settings: Settings) -> dict[str, int | None]:
     """PID of each service, None when it is not running."""
     return {name: pid_of(settings, name) for name in SERVICES}
 
+
+def airflow_health(settings: Settings) -> dict[str, str]:
+    """Airflow's own view of its components (``/api/v2/monitor/health``); empty when its API does not answer."""
+    try:
+        doc = http.get_json(f"{url('airflow', settings)}/api/v2/monitor/health", timeout=3, attempts=1,
+                            retry_statuses=())  # fmt: skip
+    except (http.HttpError, ValueError):
+        return {}
+    return {k: str((v or {}).get("status")) for k, v in doc.items() if isinstance(v, dict)}
+
 def clear_state(settings: Settings) -> None:
     """Remove runtime state (used by `python -m devtools up --fresh`)."""
-    for name in ("store", "data-registry", "dvc-remote", "mlflow", "airflow", "run", "ativo.db", ".data-registry.lock"):
+    for name in ("store", "data-registry", "dvc-remote", "mlflow", "airflow", "run", "ativo.db", ".data-registry.lock",
+                 "pg"):
         path = settings.home / name
         if path.is_dir():
             shutil.rmtree(path)

