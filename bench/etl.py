@@ -46,6 +46,7 @@ def partition_throughput(rows: int) -> dict:
 
     big_doc = spec.model_dump(mode="json", by_alias=True)
     big_doc["source"]["rows_per_batch_max"] = rows * 2
+    big_doc["source"]["max_batch_bytes"] = rows * 400  # ~110 bytes a row: the bound stays, with room
     big = parse_spec(big_doc)
     big_day = dt.date(2026, 3, 1)
     frame = synthesize(big, settings.reference_dir, rows)

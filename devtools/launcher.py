@@ -34,6 +34,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
             lifecycle.prepare_lifecycle(settings, names, args.days, args.quarantine_day)
 
     api = supervisor.start_services(settings, before_airflow=prepare, spec_names=names)
+    lifecycle.unpause_all(api, names)
     samples: dict[str, dict | None] = {}
     if prepare is not None:
         for name in names:

@@ -61,6 +61,24 @@ def prepare_lifecycle(settings: Settings, spec_names: list[str], days: int, quar
         marker.write_text(json.dumps({"start": str(start), "end": str(end), "days": days}))
 
 
+def unpause_all(api: AirflowAPI, spec_names: list[str], wait_s: float = 180) -> None:
+    """Unpause every DAG of the specs (DAGs start paused), waiting for the DAG processor to have parsed each."""
+    from ativo.naming import dag_ids
+
+    for dag_id in [d for name in spec_names for d in dag_ids(name)]:
+
+        def unpaused(d: str = dag_id) -> bool:
+            try:
+                api.unpause(d)
+            except HttpError as err:
+                if err.status == 404:  # not parsed yet
+                    return False
+                raise
+            return True
+
+        wait_until(unpaused, wait_s, 3, f"the DAG processor to parse {dag_id}", retry_on=(HttpError,))
+
+
 def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: int) -> None:
     """Report ETL progress until every landed day has a finished run, then wait for training to register."""
     marker = run_dir(settings) / f"lifecycle-{spec_name}.json"

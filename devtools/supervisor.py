@@ -138,6 +138,7 @@ def pid_of(settings: Settings, name: str) -> int | None:
         return None
     try:
         pid = int(path.read_text().strip())
+        _reap(pid)  # a dead child of ours (the watchdog restarted it) is a zombie until reaped, and os.kill finds it
         os.kill(pid, 0)
     except (ValueError, ProcessLookupError, PermissionError):
         path.unlink(missing_ok=True)

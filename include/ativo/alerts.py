@@ -1,4 +1,8 @@
-"""On-call alerts: Slack-compatible webhook payloads, posted with a short timeout and a few retries."""
+"""On-call alerts: Slack-compatible webhook payloads, posted with a short timeout and a few retries.
+
+Every string a payload carries is bounded (:data:`ALERT_CHARS`): an error that quotes a huge value still makes a
+message of a readable size.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,27 @@ from typing import Any
 from ativo.http import HttpError, request
 
 log = logging.getLogger(__name__)
+
+ALERT_CHARS = 1500
+"""At most this many characters of any one string go into an alert (a longer one is cut and ends in ``…`` and its
+full length)."""
+
+
+def bounded(payload: Any, limit: int = ALERT_CHARS) -> Any:
+    """``payload`` (JSON-like) with every string in it cut to ``limit`` characters, saying how long it was.
+
+    A cut string, ``…`` and length included, is at most ``limit`` long: bounding twice changes nothing.
+    """
+    if isinstance(payload, str):
+        if len(payload) <= limit:
+            return payload
+        suffix = f"… ({len(payload)} chars)"
+        return payload[: max(limit - len(suffix), 0)] + suffix
+    if isinstance(payload, dict):
+        return {k: bounded(v, limit) for k, v in payload.items()}
+    if isinstance(payload, list | tuple):
+        return [bounded(v, limit) for v in payload]
+    return payload
 
 
 def failure_payload(
@@ -24,12 +49,12 @@ def failure_payload(
         {"title": "Owner", "value": owner or "unknown", "short": True},
     ]
     if error:
-        fields.append({"title": "Error", "value": error[:1500], "short": False})
+        fields.append({"title": "Error", "value": error, "short": False})
     if log_url:
         fields.append({"title": "Log", "value": log_url, "short": False})
     if runbook:
         fields.append({"title": "Runbook", "value": runbook, "short": False})
-    return {
+    payload = {
         "text": f":red_circle: Ativo task failed: {dag_id}.{task_id} (run {run_id}, try {try_number})",
         "attachments": [{"color": "danger", "fallback": f"{dag_id}.{task_id} failed", "fields": fields}],
         "ativo": {
@@ -41,6 +66,7 @@ def failure_payload(
             "error": error,
         },  # fmt: skip
     }
+    return bounded(payload)
 
 
 def budget_payload(team: str, thresholds: list[int], status: dict[str, Any]) -> dict[str, Any]:
@@ -59,11 +85,12 @@ def budget_payload(team: str, thresholds: list[int], status: dict[str, Any]) -> 
         {"title": "Policy", "value": str(status.get("policy")), "short": True},
         {"title": "Resets", "value": str(status.get("resets_on")), "short": True},
     ]
-    return {
+    payload = {
         "text": text,
         "attachments": [{"color": "danger" if top >= 100 else "warning", "fallback": text, "fields": fields}],
         "ativo": {"kind": "budget", "team": team, "thresholds": sorted(thresholds), "status": status},
     }
+    return bounded(payload)
 
 
 WEBHOOK_RETRY_STATUSES = frozenset({408, 425, 429, *range(500, 600)})
@@ -71,13 +98,13 @@ WEBHOOK_RETRY_STATUSES = frozenset({408, 425, 429, *range(500, 600)})
 
 
 def post_webhook(url: str, payload: dict[str, Any], *, timeout: float = 5.0, attempts: int = 3) -> bool:
-    """POST ``payload`` as JSON; retries transient failures. Returns whether the webhook accepted it.
+    """POST ``payload`` as JSON (its strings bounded); retries transient failures. Returns whether it was accepted.
 
     Posting an alert twice is harmless (a duplicate message), so unlike other POSTs it is tried ``attempts`` times:
     on a failed connection, a timeout, or a transient status (:data:`WEBHOOK_RETRY_STATUSES`), pausing 0.5 s × n.
     """
     try:
-        resp = request("POST", url, timeout=timeout, doc=payload, attempts=attempts,
+        resp = request("POST", url, timeout=timeout, doc=bounded(payload), attempts=attempts,
                        retry_statuses=WEBHOOK_RETRY_STATUSES, backoff=0.5, redact=True)  # fmt: skip
     except HttpError as err:
         log.warning("webhook post failed: %s", err)
@@ -109,7 +136,7 @@ def rejection_payload(report: dict[str, Any]) -> dict[str, Any]:
     fields = [{"title": g["gate"], "value": g["reason"][:700], "short": False} for g in failed]
     fields.append({"title": "Model card", "value": str(report.get("model_card_uri")), "short": False})
     fields.append({"title": "Dataset version", "value": str(report.get("dataset_version")), "short": True})
-    return {
+    payload = {
         "text": text,
         "attachments": [{"color": "warning", "fallback": text, "fields": fields}],
         "ativo": {
@@ -119,6 +146,7 @@ def rejection_payload(report: dict[str, Any]) -> dict[str, Any]:
             "failed_gates": [g["gate"] for g in failed],
         },  # fmt: skip
     }
+    return bounded(payload)
 
 
 def deploy_payload(spec_name: str, rec: dict[str, Any]) -> dict[str, Any]:
@@ -129,7 +157,7 @@ def deploy_payload(spec_name: str, rec: dict[str, Any]) -> dict[str, Any]:
     figures = rec.get("figures") or {}
     if figures:
         fields.append({"title": "Figures", "value": json.dumps(figures, default=str)[:700], "short": False})
-    return {
+    payload = {
         "text": text,
         "attachments": [{"color": "danger", "fallback": text, "fields": fields}],
         "ativo": {
@@ -139,3 +167,4 @@ def deploy_payload(spec_name: str, rec: dict[str, Any]) -> dict[str, Any]:
             "reason": rec.get("reason"),
         },  # fmt: skip
     }
+    return bounded(payload)

@@ -107,6 +107,20 @@ def _cmd_spec_check(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _cmd_unpause(args: argparse.Namespace) -> int:
+    from ativo.naming import dag_ids
+    from ativo.orchestrator import AirflowAPI
+
+    settings = load_settings()
+    specs = _specs(settings) if args.all_specs else [_spec(args, settings)]
+    api = AirflowAPI.from_settings(settings)
+    for spec in specs:
+        for dag_id in dag_ids(spec.name):
+            api.unpause(dag_id)
+            print(f"unpaused {dag_id}")
+    return 0
+
+
 def _cmd_backfill(args: argparse.Namespace) -> int:
     from ativo.naming import etl_dag_id
     from ativo.orchestrator import AirflowAPI
@@ -375,6 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = spec_cmd.add_parser("check", help="every problem of every spec, at once (exit 1 if any)")
     s.add_argument("files", nargs="*", help="spec files (default: every spec in ATIVO_SPECS_DIR)")
     s.set_defaults(func=_cmd_spec_check)
+
+    s = sub.add_parser("unpause", help="unpause a spec's DAGs in Airflow (new DAGs start paused)")
+    s.add_argument("--spec", help=_SPEC_HELP)
+    s.add_argument("--all-specs", action="store_true", help="every valid spec's DAGs")
+    s.set_defaults(func=_cmd_unpause)
 
     s = sub.add_parser("backfill", help="run a spec's ETL over past days (an Airflow backfill, through its API)")
     s.add_argument("--spec", help=_SPEC_HELP)

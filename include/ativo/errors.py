@@ -53,3 +53,7 @@ class DatasetVersionError(AtivoError):
 
 class DeliveryError(AtivoError, ValueError):
     """A delivery cannot be shaped to its spec's landing layout (a column an id rule reads is missing, …)."""
+
+
+class IntervalNotOver(AtivoError):
+    """A data interval that has not ended yet was asked to run; a backfill can run it once it has ended."""

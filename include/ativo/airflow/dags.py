@@ -90,13 +90,23 @@ def build_etl_dag(spec: ModelSpec) -> DAG:
     def etl() -> None:
         @task(retries=3)
         def validate() -> dict[str, Any]:
-            """Validate the interval's landing batch; a rejected batch goes to quarantine and fails the run."""
-            from ativo.data.etl import validate_landing
-            from ativo.errors import BatchRejected
+            """Validate the interval's landing batch; a rejected batch goes to quarantine and fails the run.
 
+            An interval that has not ended yet is refused (its batch may still be arriving), not left running.
+            """
+            from ativo.data.etl import validate_landing
+            from ativo.errors import BatchRejected, IntervalNotOver
+
+            context = get_current_context()
+            end = context.get("data_interval_end")
+            if end is not None and end > dt.datetime.now(dt.UTC):
+                raise AirflowFailException(
+                    f"the data interval {_partition(context)} ends at {end.isoformat()}, which is later than now: "
+                    "it is not validated before it has ended; a backfill can run it once it has ended"
+                )
             try:
-                return validate_landing(spec, load_settings(), _partition(get_current_context()))
-            except BatchRejected as err:  # retrying cannot help: fail now, page on-call
+                return validate_landing(spec, load_settings(), _partition(context), interval_end=end)
+            except (BatchRejected, IntervalNotOver) as err:  # retrying cannot help: fail now, page on-call
                 raise AirflowFailException(str(err)) from err
 
         @task

@@ -1,9 +1,11 @@
 """The ETL of one data interval, as three plain steps the DAG wires together.
 
-1. :func:`validate_landing` — parse and validate the interval's landing batch; a failing batch moves to
-   quarantine with its report and :class:`BatchRejected` is raised (the lake is never touched).
+1. :func:`validate_landing` — parse and validate the interval's landing batch (an interval that has not ended is
+   refused); a failing batch moves to quarantine with its report and :class:`BatchRejected` is raised (the lake is
+   never touched).
 2. :func:`write_features` — type the batch, write the interval's Parquet partition (identical bytes on a
-   re-run) and replace that partition's entries in the subject index.
+   re-run) and replace that partition's entries in the subject and record indexes; under ``source.redelivery:
+   supersede`` the earlier partitions holding a redelivered record are rewritten without it.
 3. :func:`version_dataset` — snapshot the lake as a DVC dataset version (none when nothing changed).
 """
 
@@ -11,24 +13,31 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 import logging
+import re
+from collections import Counter
 from typing import Any
 
 from sqlalchemy import Engine, insert, select
 
 from ativo.config import Settings
-from ativo.data.features import partition_key, read_parquet_bytes, to_features, to_parquet_bytes
+from ativo.data.features import lake_prefix, partition_key, read_parquet_bytes, to_features, to_parquet_bytes
 from ativo.data.landing import landing_key
-from ativo.data.subjects import index_partition
-from ativo.data.validation import read_batch, validate_bytes
+from ativo.data.subjects import has_record_index, index_partitions, record_partitions
+from ativo.data.validation import bounded, clip, read_batch, validate_bytes
 from ativo.data.versioning import DatasetVersion, open_registry
-from ativo.errors import BatchRejected, LandingMissing
+from ativo.errors import BatchRejected, IntervalNotOver, LandingMissing
 from ativo.spec import ModelSpec
 from ativo.store.db import get_engine, quarantined_batches, utcnow
 from ativo.store.objects import ObjectStore, open_store
 
 log = logging.getLogger(__name__)
+
+_LAKE_PARTITION = re.compile(r"/ds=(\d{4}-\d{2}-\d{2})/part-0\.parquet$")
+REASON_CHARS = 1000
+"""At most this many characters of a reason are stored (reasons are built shorter; this bounds any that is not)."""
 
 
 def _quarantine_prefix(spec: str, partition: str, sha: str) -> str:
@@ -62,10 +71,11 @@ def quarantine(
     """
     sha = hashlib.sha256(data).hexdigest()
     prefix = _quarantine_prefix(spec.name, partition, sha)
-    full_report = {
+    reasons = [clip(r, REASON_CHARS) for r in reasons]
+    full_report = bounded({
         "spec": spec.name, "spec_hash": spec.content_hash(), "partition": partition, "batch_sha256": sha,
         "reasons": reasons, "quarantined_at": utcnow().isoformat(), **report,
-    }  # fmt: skip
+    }, REASON_CHARS)  # fmt: skip
     batch_uri = store.put_bytes(f"{prefix}/batch.csv", data)
     report_uri = store.put_bytes(f"{prefix}/report.json", json.dumps(full_report, indent=2, default=str).encode())
     with engine.begin() as conn:
@@ -108,28 +118,142 @@ def _landing_bytes(store: ObjectStore, engine: Engine, spec: ModelSpec, partitio
         raise LandingMissing(f"no landing batch for {partition} at {store.uri(key)} (not delivered yet?)") from None
 
 
-def validate_landing(spec: ModelSpec, settings: Settings, partition: str) -> dict[str, Any]:
-    """Validate the interval's landing batch.
+def _interval_end(partition: str, interval_end: dt.datetime | dt.date | None) -> dt.datetime:
+    """The end of a partition's data interval as an aware UTC datetime (default: the next day, 00:00 UTC)."""
+    start = partition_date(partition)
+    if interval_end is None:
+        interval_end = start + dt.timedelta(days=1)
+    if not isinstance(interval_end, dt.datetime):
+        return dt.datetime.combine(interval_end, dt.time(), tzinfo=dt.UTC)
+    end = interval_end if interval_end.tzinfo else interval_end.replace(tzinfo=dt.UTC)
+    return end.astimezone(dt.UTC)
 
-    Returns:
-        ``{"landing_uri", "sha256", "rows"}`` of the accepted batch.
+
+def interval_dates(partition: str, interval_end: dt.datetime | dt.date | None = None) -> tuple[dt.date, dt.date]:
+    """The event dates a partition's batch may hold, as ``[start, end)``.
+
+    From the partition's date to the day the interval ends; that day is included when the interval ends after its
+    midnight (a daily interval holds exactly its own date).
 
     Raises:
+        ValueError: the interval ends before the partition's date.
+    """
+    start = partition_date(partition)
+    end_at = _interval_end(partition, interval_end)
+    end = end_at.date() + (dt.timedelta(days=1) if end_at.time() != dt.time() else dt.timedelta())
+    if end <= start:
+        raise ValueError(f"the data interval of {partition} cannot end at {end_at.isoformat()}, before it starts")
+    return start, end
+
+
+def refuse_unfinished(partition: str, interval_end: dt.datetime | dt.date | None = None) -> None:
+    """Refuse an interval that has not ended yet (its batch may still be arriving).
+
+    Raises:
+        IntervalNotOver: the interval ends later than now.
+    """
+    end, now = _interval_end(partition, interval_end), utcnow()
+    if end > now:
+        raise IntervalNotOver(
+            f"the data interval of {partition} ends at {end:%Y-%m-%d %H:%M} UTC, later than now "
+            f"({now:%Y-%m-%d %H:%M} UTC): its batch may still be incomplete, so it is not validated; "
+            "a backfill can run it once it has ended"
+        )
+
+
+def _lake_partitions(store: ObjectStore, spec: ModelSpec) -> list[str]:
+    return sorted(m.group(1) for k in store.list(lake_prefix(spec.name)) if (m := _LAKE_PARTITION.search(k)))
+
+
+def _ensure_record_index(store: ObjectStore, engine: Engine, spec: ModelSpec) -> None:
+    """Index the record ids of a lake written before the record index existed (once: then writes keep it)."""
+    if has_record_index(engine, spec.name):
+        return
+    partitions = _lake_partitions(store, spec)
+    if not partitions:
+        return
+    import pyarrow.parquet as pq
+
+    rid = spec.data_schema.record_id
+    records = {
+        p: [str(r) for r in pq.read_table(io.BytesIO(store.get_bytes(partition_key(spec.name, p))), columns=[rid])
+            .column(rid).to_pylist()]
+        for p in partitions
+    }  # fmt: skip
+    index_partitions(engine, spec.name, {}, records)
+    log.info("record index of %s built from its lake: %d partitions", spec.name, len(partitions))
+
+
+def _held_elsewhere(
+    store: ObjectStore, engine: Engine, spec: ModelSpec, partition: str, record_ids: list[str]
+) -> dict[str, str]:
+    """Record id → the other partition of the lake holding it (a partition holds its own ids: a re-run is none)."""
+    _ensure_record_index(store, engine, spec)
+    found = {r: p for r, p in record_partitions(engine, spec.name, record_ids).items() if p != partition}
+    live = {p for p in set(found.values()) if store.exists(partition_key(spec.name, p))}
+    return {r: p for r, p in found.items() if p in live}
+
+
+def validate_landing(
+    spec: ModelSpec, settings: Settings, partition: str, interval_end: dt.datetime | dt.date | None = None
+) -> dict[str, Any]:
+    """Validate the interval's landing batch.
+
+    Besides the spec's suite: event times must fall in the data interval (``source.late_events``), and under
+    ``source.redelivery: reject`` no record id may already be in another partition of the lake.
+
+    Args:
+        spec: the model spec.
+        settings: where things are.
+        partition: the interval's date, YYYY-MM-DD (the start of the data interval).
+        interval_end: the end of the data interval (default: the next day, 00:00 UTC).
+
+    Returns:
+        ``{"landing_uri", "sha256", "rows", "reported"}`` of the accepted batch; ``reported`` lists findings that
+        did not fail it (event times outside the interval under ``source.late_events: report``).
+
+    Raises:
+        IntervalNotOver: the interval has not ended yet (nothing is read or moved).
         LandingMissing: nothing landed for the interval yet (retry later).
         BatchRejected: the batch failed validation and is now in quarantine (retrying will not help).
     """
+    refuse_unfinished(partition, interval_end)
+    interval = interval_dates(partition, interval_end)
     store, engine = open_store(settings), get_engine(settings.db_url)
     data = _landing_bytes(store, engine, spec, partition)
-    outcome, _ = validate_bytes(data, spec)
+
+    def held_elsewhere(record_ids: list[str]) -> dict[str, str]:
+        return _held_elsewhere(store, engine, spec, partition, record_ids)
+
+    known_ids = held_elsewhere if spec.source.redelivery == "reject" else None
+    outcome, _ = validate_bytes(data, spec, interval=interval, known_ids=known_ids)
     if not outcome.success:
-        report_uri = quarantine(store, engine, spec, partition, data, outcome.reasons, outcome.report)
-        log.error("batch %s rejected: %s", partition, "; ".join(outcome.reasons))
-        raise BatchRejected(partition, outcome.reasons, report_uri)
+        reasons = [clip(r, REASON_CHARS) for r in outcome.reasons]
+        report_uri = quarantine(store, engine, spec, partition, data, reasons, outcome.report)
+        log.error("batch %s rejected: %s", partition, "; ".join(reasons))
+        raise BatchRejected(partition, reasons, report_uri)
+    for note in outcome.reported:
+        log.warning("batch %s accepted with a finding: %s", partition, note)
     return {
         "landing_uri": store.uri(landing_key(spec.name, partition_date(partition))),
         "sha256": hashlib.sha256(data).hexdigest(),
         "rows": outcome.rows,
+        "reported": outcome.reported,
     }
+
+
+def _without_records(store: ObjectStore, spec: ModelSpec, partition: str, record_ids: set[str]) -> tuple[Any, int]:
+    """Rewrite a lake partition without ``record_ids`` (removed when no row is left); returns (rows left, removed)."""
+    key = partition_key(spec.name, partition)
+    frame = read_parquet_bytes(store.get_bytes(key))
+    gone = frame[spec.data_schema.record_id].astype(str).isin(record_ids)
+    rest = frame[~gone].reset_index(drop=True)
+    if gone.any():
+        if len(rest):
+            store.put_bytes(key, to_parquet_bytes(rest))  # rows stay sorted by record id: deterministic bytes
+        else:
+            store.delete(key)
+    return rest, int(gone.sum())
 
 
 def write_features(spec: ModelSpec, settings: Settings, partition: str, expected_sha256: str) -> dict[str, Any]:
@@ -142,8 +266,16 @@ def write_features(spec: ModelSpec, settings: Settings, partition: str, expected
         expected_sha256: the sha256 the validation step accepted; a batch that changed since is refused.
 
     Returns:
-        ``{"partition_uri", "rows", "subjects", "sha256", "rewritten"}``; ``rewritten`` is False when the
-        partition already held identical bytes.
+        ``{"partition_uri", "rows", "subjects", "sha256", "rewritten", "superseded", "superseded_rows",
+        "held_by_later"}``; ``rewritten`` is False when the partition already held identical bytes. Under
+        ``source.redelivery: supersede``, ``superseded`` lists the earlier partitions rewritten without the records
+        this batch delivers again (``{"partition", "rows", "partition_uri"}``), and ``held_by_later`` counts this
+        batch's rows left out because a later partition delivered them again (partition → rows): each record
+        ends in the latest partition that delivered it, whatever order the intervals run in.
+
+    Raises:
+        LandingMissing: the batch changed (or its record ids went into another partition) since it was validated;
+            validating again decides.
     """
     store, engine = open_store(settings), get_engine(settings.db_url)
     data = _landing_bytes(store, engine, spec, partition)
@@ -157,18 +289,49 @@ def write_features(spec: ModelSpec, settings: Settings, partition: str, expected
     if df is None:  # validated a moment ago; only a concurrent rewrite gets here
         raise LandingMissing(f"landing batch {partition} no longer parses: {'; '.join(problems)}")
     features = to_features(df, spec)
+    rid, sid = spec.data_schema.record_id, spec.data_schema.subject
+    elsewhere = _held_elsewhere(store, engine, spec, partition, features[rid].tolist())
+    if elsewhere and spec.source.redelivery != "supersede":
+        held = ", ".join(sorted(set(elsewhere.values()))[:5])
+        raise LandingMissing(f"{len(elsewhere)} record id(s) of batch {partition} are now in partition(s) {held}, "
+                             "written after it was validated; the run must validate it again")  # fmt: skip
+    later = {r for r, p in elsewhere.items() if p > partition}
+    held_by_later = dict(sorted(Counter(elsewhere[r] for r in later).items()))
+    if later:
+        features = features[~features[rid].isin(later)].reset_index(drop=True)
     blob = to_parquet_bytes(features)
     key = partition_key(spec.name, partition)
-    rewritten = not (store.exists(key) and store.get_bytes(key) == blob)
-    if rewritten:
-        store.put_bytes(key, blob)
-    subjects = index_partition(engine, spec.name, partition, features[spec.data_schema.subject])
+    if len(features):
+        rewritten = not (store.exists(key) and store.get_bytes(key) == blob)
+        if rewritten:
+            store.put_bytes(key, blob)
+    else:  # every record was delivered again later: the partition holds nothing
+        rewritten = store.exists(key)
+        if rewritten:
+            store.delete(key)
+    subjects = {partition: features[sid].tolist()}
+    records = {partition: features[rid].tolist()}
+    superseded = []
+    earlier: dict[str, set[str]] = {}
+    for r, p in elsewhere.items():
+        if p < partition:
+            earlier.setdefault(p, set()).add(r)
+    for p, ids in sorted(earlier.items()):
+        rest, moved = _without_records(store, spec, p, ids)
+        subjects[p], records[p] = rest[sid].astype(str).tolist(), rest[rid].astype(str).tolist()
+        if moved:  # none when an interrupted run already rewrote it: only its index entries are still to replace
+            superseded.append({"partition": p, "rows": moved, "partition_uri": store.uri(partition_key(spec.name, p))})
+            log.info("partition %s: %d row(s) superseded by partition %s", p, moved, partition)
+    counts = index_partitions(engine, spec.name, subjects, records)
     return {
         "partition_uri": store.uri(key),
         "rows": len(features),
-        "subjects": subjects,
+        "subjects": counts[partition],
         "sha256": hashlib.sha256(blob).hexdigest(),
         "rewritten": rewritten,
+        "superseded": superseded,
+        "superseded_rows": sum(s["rows"] for s in superseded),
+        "held_by_later": held_by_later,
     }
 
 
@@ -182,9 +345,11 @@ def read_partition(spec: ModelSpec, settings: Settings, partition: str) -> Any:
     return read_parquet_bytes(open_store(settings).get_bytes(partition_key(spec.name, partition)))
 
 
-def run_interval(spec: ModelSpec, settings: Settings, partition: str) -> dict[str, Any]:
+def run_interval(
+    spec: ModelSpec, settings: Settings, partition: str, interval_end: dt.datetime | dt.date | None = None
+) -> dict[str, Any]:
     """All three steps for one interval, outside Airflow (notebooks, benchmarks)."""
-    accepted = validate_landing(spec, settings, partition)
+    accepted = validate_landing(spec, settings, partition, interval_end)
     written = write_features(spec, settings, partition, accepted["sha256"])
     version = version_dataset(spec, settings)
     return {"validated": accepted, "written": written, "version": version.event_extra()}

@@ -20,6 +20,7 @@ from sqlalchemy import (
     DateTime,
     Engine,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -41,6 +42,16 @@ subject_index = Table(
     Column("subject_id", String(128), primary_key=True),
     Column("partition", String(32), primary_key=True),
     Column("rows", Integer, nullable=False),
+)
+
+# Which partition holds each record id: a record lives in one partition of its spec (redelivery checks it).
+record_index = Table(
+    "record_index",
+    metadata,
+    Column("spec", String(64), primary_key=True),
+    Column("record_id", String(128), primary_key=True),
+    Column("partition", String(32), nullable=False),
+    Index("ix_record_index_partition", "spec", "partition"),
 )
 
 dataset_versions = Table(
