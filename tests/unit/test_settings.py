@@ -100,7 +100,8 @@ def test_serve_urls_are_comma_separated(raw, urls):
 
 def test_ports_and_serve_options():
     s = load_settings({"ATIVO_AIRFLOW_PORT": "8180", "ATIVO_MLFLOW_PORT": "5100", "ATIVO_SERVE_PORT": " 8100 ",
-                       "ATIVO_ALERT_PORT": "8199", "ATIVO_PG_PORT": "55999", "ATIVO_SERVE_SPEC": "other", "ATIVO_SERVE_KEYS": "/k/keys.json",
+                       "ATIVO_ALERT_PORT": "8199", "ATIVO_PG_PORT": "55999", "ATIVO_SERVE_SPEC": "other",
+                       "ATIVO_SERVE_KEYS": "/k/keys.json",
                        "ATIVO_SERVE_CONFIG": '{"refresh_s": 0.5, "contributions": "exact"}'})  # fmt: skip
     assert s.ports == Ports(airflow=8180, mlflow=5100, serve=8100, alert=8199, pg=55999)
     assert s.serve.spec == "other" and s.serve.keys == Path("/k/keys.json")
