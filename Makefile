@@ -11,7 +11,7 @@ HOST_PATH := $(PATH)
 UV := $(shell command -v uv 2>/dev/null || { test -x "$$HOME/.local/bin/uv" && echo "$$HOME/.local/bin/uv"; })
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup data run stop status test test-fast test-unit test-dags test-model test-component test-e2e test-integration lint bench clean
+.PHONY: help setup data run stop status airflow-env test test-fast test-unit test-dags test-model test-component test-e2e test-integration lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ stop:  ## stop every process `make run` started
 
 status: setup  ## what is running and where
 	@$(PY) -m devtools status
+
+airflow-env: setup  ## the embedded platform's environment for `airflow` commands: eval "$$(make -s airflow-env)"
+	@$(PY) -m devtools env
 
 # Tiers come from the test's directory (tests/<tier>/): unit, dags, model, component, e2e, integration, browser.
 PYTEST := $(PY) -m pytest -p no:cacheprovider

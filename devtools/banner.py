@@ -18,7 +18,7 @@ def _sample_text(settings: Settings, spec_name: str, sample: dict[str, Any] | No
     top = ", ".join(f"{c['feature']} {c['contribution']:+.2f}" for c in a["explanation"]["contributions"][:4])
     lines = [
         f"   {spec_name}: POST {serve}/explain  (subject {sample['request']['subject_id']}):",
-        f"     {a['label']} (score {a['score']:.3f}, threshold {a['threshold']}) from version {a['version']} "
+        f"     {a['label']} (score {a['score']:.3f}, threshold {a['threshold']:.3g}) from version {a['version']} "
         f"({a['route']}), prediction {a['prediction_id']}",
         f"     why (log-odds): {top}, …",
         f"   try it: curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\",

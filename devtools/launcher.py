@@ -72,6 +72,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_env(args: argparse.Namespace) -> int:
+    import shlex
+
+    for key, value in sorted(supervisor.platform_env(load_settings()).items()):
+        if key.startswith(("AIRFLOW", "ATIVO", "MLFLOW")):
+            print(f"export {key}={shlex.quote(value)}")
+    return 0
+
+
 def _cmd_watch(args: argparse.Namespace) -> int:
     import logging
 
@@ -97,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_down)
     s = sub.add_parser("status", help="which services are running (make status)")
     s.set_defaults(func=_cmd_status)
+    s = sub.add_parser("env", help="the platform's AIRFLOW_*, ATIVO_*, MLFLOW_* variables as shell exports")
+    s.set_defaults(func=_cmd_env)
     s = sub.add_parser("watch", help="restart dead components and page on-call (make run starts it)")
     s.add_argument("--every", type=float, default=5.0, help="seconds between checks")
     s.add_argument("--stale-s", type=float, default=90.0, help="unhealthy this long while alive: hung, restarted")
