@@ -487,9 +487,11 @@ class ModelSpec(_Strict):
                 out.append(f"field '{field}': {', '.join(unknown)} must be features of the schema")
         landing = set(schema.columns)
         src = self.source
+        rule_inputs = {c for r in (src.ids.record_id, src.ids.subject) if r for c in r.inputs}
         for raw, col in src.rename.items():
-            if col not in landing:
-                out.append(f"field 'source.rename.{raw}': {col!r} is not a column of the schema")
+            if col not in landing and col not in rule_inputs:
+                out.append(f"field 'source.rename.{raw}': {col!r} is neither a column of the schema nor read by "
+                           "source.ids")  # fmt: skip
         for col in src.recode:
             if col not in landing:
                 out.append(f"field 'source.recode.{col}': not a column of the schema")

@@ -142,10 +142,10 @@ def lifecycle(spec_name: str, files: list[Path], settings) -> dict:
         import os
 
         os.environ["ATIVO_SERVE_URLS"] = server.url
-        deploy = dags["deploy"].test(run_conf={"version": mv.version})
+        deploy = dags["deploy"].test(run_conf={"version": str(mv.version)})
         assert str(deploy.state) == "success", states(deploy)
-        assert server_versions([server.url], spec_name)[0]["champion"] == mv.version
-        return {"report": report, "server": server, "version": mv.version}
+        assert server_versions([server.url], spec_name)[0]["champion"] == str(mv.version)
+        return {"report": report, "server": server, "version": str(mv.version)}
     except BaseException:
         server.stop()
         raise
