@@ -140,10 +140,20 @@ def pid_of(settings: Settings, name: str) -> int | None:
         pid = int(path.read_text().strip())
         _reap(pid)  # a dead child of ours (the watchdog restarted it) is a zombie until reaped, and os.kill finds it
         os.kill(pid, 0)
+        if _zombie(pid):  # dead, a child of another process (the launcher) that has not reaped it yet
+            raise ProcessLookupError(pid)
     except (ValueError, ProcessLookupError, PermissionError):
         path.unlink(missing_ok=True)
         return None
     return pid
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
 
 def _start(settings: Settings, name: str, cmd: list[str], env: dict[str, str], *, user: str | None = None,
            extra_env: dict[str, str] | None = None, quiet: bool = False) -> int:  # fmt: skip

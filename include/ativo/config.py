@@ -169,8 +169,16 @@ class Settings(BaseSettings):
         return (self.airflow_api or f"http://127.0.0.1:{self.ports.airflow}").rstrip("/")
 
     def servers_of(self, spec: str) -> tuple[str, ...]:
-        """Base URLs of the servers that serve ``spec`` (its own entry of ``ATIVO_SERVE_URLS``, else the shared one)."""
-        return tuple(self.serve_by_spec.get(spec, self.serve_urls))
+        """Base URLs of the servers that serve ``spec`` (its own entry of ``ATIVO_SERVE_URLS``, else the shared one).
+
+        Raises:
+            SettingsError: ``ATIVO_SERVE_URLS`` is a JSON object that names neither ``spec`` nor ``"*"``.
+        """
+        urls = tuple(self.serve_by_spec.get(spec, self.serve_by_spec.get("*", self.serve_urls)))
+        if not urls:
+            raise SettingsError(f"ATIVO_SERVE_URLS names no server for spec {spec!r} (and no \"*\" entry): add "
+                                f'"{spec}": ["http://…"] to it')  # fmt: skip
+        return urls
 
     @property
     def airflow_home(self) -> Path:
@@ -263,6 +271,8 @@ class Settings(BaseSettings):
         shared = by_spec.pop("*", None)
         if shared:
             data["serve_urls"] = shared
+        else:
+            by_spec["*"] = ()  # no shared servers: a spec the object does not name has none (servers_of says so)
         data["serve_by_spec"] = by_spec
         return data
 

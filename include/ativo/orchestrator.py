@@ -7,6 +7,7 @@ reached with ``ATIVO_AIRFLOW_URL``, ``ATIVO_AIRFLOW_USERNAME`` and ``ATIVO_AIRFL
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from typing import Any
 
@@ -15,15 +16,24 @@ from ativo.http import send_json
 
 
 def admin_password(settings: Settings) -> str:
-    """The Airflow admin password (generated once, kept in var/airflow/passwords.json)."""
+    """The Airflow admin password (generated once, kept in var/airflow/passwords.json, readable by its owner only)."""
     path = settings.airflow_home / "passwords.json"
-    if path.exists():
-        return str(json.loads(path.read_text())["admin"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    password = secrets.token_urlsafe(12)
-    path.write_text(json.dumps({"admin": password}))
-    path.chmod(0o600)
-    return password
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written 0600 to a file of its own, then linked into place: never readable by others, never half-written,
+        # and two processes starting together agree on the first one's password.
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps({"admin": secrets.token_urlsafe(12)}))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return str(json.loads(path.read_text())["admin"])
+
 
 class AirflowAPI:
     """REST v2 calls with a bearer token from the auth manager's ``/auth/token``."""

@@ -165,8 +165,9 @@ class IdRule(_Strict):
     """How an id column is derived when a delivery does not carry it.
 
     Exactly one of: ``column`` (copy that raw column), ``hash`` (sha256 of the named columns' values, 16 hex digits:
-    the same values always give the same id, and the values cannot be read back from it) or ``line`` (the record's
-    file tag and line number in the pinned reference files). ``prefix`` goes in front.
+    the same values always give the same id; over PII columns it is an HMAC keyed with the platform's secret, so a
+    dictionary of names and birth dates cannot reverse it) or ``line`` (the record's file tag and line number in the
+    pinned reference files). ``prefix`` goes in front. A ``column`` rule may not copy a PII column.
     """
 
     column: Column | None = None
@@ -511,6 +512,9 @@ class ModelSpec(_Strict):
                 out.append("field 'source.ids.record_id': may not read the subject id, which is derived after it")
             if rule.line and src.reference is None:
                 out.append(f"field 'source.ids.{which}': 'line' ids need reference files (source.kind wheel_csv)")
+            if rule.column and rule.column in schema.pii:
+                out.append(f"field 'source.ids.{which}': copies PII column {rule.column!r} into an id, which is "
+                           "quoted and stored everywhere; hash it instead")  # fmt: skip
             feats = sorted(set(rule.inputs) & names)
             if feats and rule.hash:
                 out.append(f"field 'source.ids.{which}': hashes feature(s) {', '.join(feats)}; an id that changes "

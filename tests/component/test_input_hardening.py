@@ -254,3 +254,22 @@ def test_the_etl_dag_refuses_a_run_whose_interval_has_not_ended(monkeypatch, spe
 )
 def test_the_data_interval_holds_the_event_dates_from_its_start_to_its_end(end, dates):
     assert etl.interval_dates(str(NEXT), end) == dates
+
+
+def test_two_batches_validated_together_cannot_both_claim_a_record_id(settings, spec, records, lake):
+    """Two runs of a backfill validate before either writes: the second to write is quarantined, not half-indexed."""
+    third = NEXT + dt.timedelta(days=1)
+    a = _rows(records, spec, 300, 600, NEXT)
+    b = _rows(records, spec, 590, 800, third)  # ten of its ids are also in a
+    _land(settings, spec, NEXT, a)
+    _land(settings, spec, third, b)
+    ok_a = etl.validate_landing(spec, settings, str(NEXT))
+    ok_b = etl.validate_landing(spec, settings, str(third))  # a is not written yet: b passes too
+    etl.write_features(spec, settings, str(NEXT), ok_a["sha256"])
+    with pytest.raises(BatchRejected, match=r"10 id\(s\) already in partition\(s\) 2026-05-05.*concurrent run"):
+        etl.write_features(spec, settings, str(third), ok_b["sha256"])
+    store = open_store(settings)
+    assert not store.exists(partition_key(spec.name, str(third)))  # nothing of b reached the lake
+    assert set(record_partitions(get_engine(settings.db_url), spec.name, b[spec.data_schema.record_id].tolist())
+               .values()) <= {str(NEXT)}  # fmt: skip
+    assert etl.last_quarantine(get_engine(settings.db_url), spec.name, str(third)) is not None

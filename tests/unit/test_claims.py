@@ -42,7 +42,7 @@ def test_the_reconciler_finds_a_latest_version_nobody_trains(engine):
     plan_training(engine, "s", "run-a", requested=None, trigger="asset")
     add_version(engine, 2)  # its asset event was dropped
     todo = reconcile(engine, "s")
-    assert todo["tag"] == "s-v0002" and "has no training run" in todo["reason"]
+    assert todo["tag"] == "s-v0002" and todo["run_id"] == "reconcile__s-v0002" and "has no training run" in todo["reason"]
     triggered = plan_training(engine, "s", "reconcile__s-v0002", requested=None, trigger="reconciler",
                               reason=todo["reason"])  # fmt: skip
     assert triggered.tag == "s-v0002"
@@ -64,3 +64,31 @@ def test_no_dataset_version_yet_skips_saying_so(engine):
     plan = plan_training(engine, "s", "r", requested=None, trigger="asset")
     assert plan.tag is None and plan.skip == "s has no dataset version yet"
     assert reconcile(engine, "s") is None
+
+
+def test_a_failed_run_does_not_cover_its_version(engine):
+    from ativo.train.claims import settle
+
+    add_version(engine, 1)
+    assert plan_training(engine, "s", "run-a", requested=None, trigger="asset").tag == "s-v0001"
+    assert reconcile(engine, "s") is None  # run-a is training it
+    settle(engine, "s", "run-a", "failed: no model version was registered (see register_best)")
+    todo = reconcile(engine, "s")
+    assert todo["run_id"] == "reconcile__s-v0001__2" and "attempt 2" in todo["reason"]
+    retry = plan_training(engine, "s", todo["run_id"], requested=None, trigger="reconciler", reason=todo["reason"])
+    assert retry.tag == "s-v0001" and retry.skip is None
+    held = claim_of(engine, "s", "s-v0001")
+    assert held["dag_run_id"] == "reconcile__s-v0001__2" and held["attempt"] == 2 and held["outcome"] is None
+    settle(engine, "s", todo["run_id"], "registered version 4: challenger")
+    settle(engine, "s", todo["run_id"], "failed: later words do not overwrite the first")
+    assert claim_of(engine, "s", "s-v0001")["outcome"] == "registered version 4: challenger"
+    assert reconcile(engine, "s") is None
+
+
+def test_a_person_asking_for_a_version_that_does_not_exist_is_told(engine):
+    from ativo.errors import DatasetVersionError
+
+    add_version(engine, 1)
+    with pytest.raises(DatasetVersionError, match="s has no dataset version 's-v0009' \\(the latest is s-v0001\\)"):
+        plan_training(engine, "s", "manual__1", requested="s-v0009", trigger="manual")
+    assert claim_of(engine, "s", "s-v0009") is None

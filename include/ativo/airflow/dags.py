@@ -113,8 +113,12 @@ def build_etl_dag(spec: ModelSpec) -> DAG:
         def write_features(accepted: dict[str, Any]) -> dict[str, Any]:
             """Write the interval's Parquet partition (same bytes on a re-run) and index its subjects."""
             from ativo.data.etl import write_features as write
+            from ativo.errors import BatchRejected
 
-            return write(spec, load_settings(), _partition(get_current_context()), accepted["sha256"])
+            try:
+                return write(spec, load_settings(), _partition(get_current_context()), accepted["sha256"])
+            except BatchRejected as err:  # a concurrent run took its record ids: quarantined, retrying cannot help
+                raise AirflowFailException(str(err)) from err
 
         @task(outlets=[asset])
         def version_dataset(written: dict[str, Any]) -> dict[str, Any]:
@@ -238,11 +242,18 @@ def build_train_dag(spec: ModelSpec) -> DAG:
             from ativo.alerts import rejection_payload
             from ativo.evaluate.results import GateResult
             from ativo.evaluate.suite import publish
+            from ativo.store.db import get_engine
+            from ativo.train.claims import settle
 
+            settings = load_settings()
+            engine, run_id = get_engine(settings.db_url), get_current_context()["run_id"]
             if not registered:
+                # the claim on its dataset version, if it made one, is released: another run may train it
+                settle(engine, spec.name, run_id, "failed: no model version was registered (see register_best)")
                 raise AirflowSkipException("no model version was registered (see register_best): nothing to gate")
             results = [GateResult.from_dict(doc) for doc in judged if doc]
-            report = publish(spec, load_settings(), registered["model_version"], results, GATES)
+            report = publish(spec, settings, registered["model_version"], results, GATES)
+            settle(engine, spec.name, run_id, f"registered version {report['version']}: {report['verdict']}")
             if not report["passed"]:
                 send_to_oncall(spec.oncall_connection, rejection_payload(report))
             return {k: report[k] for k in ("model", "version", "verdict", "failed_gates", "model_card_uri",
@@ -411,7 +422,7 @@ def build_reconcile_dag(spec: ModelSpec) -> DAG:
         checked >> TriggerTraining(
             task_id="trigger_training",
             trigger_dag_id=train_dag_id(spec),
-            trigger_run_id="reconcile__{{ ti.xcom_pull(task_ids='check')['tag'] }}",
+            trigger_run_id="{{ ti.xcom_pull(task_ids='check')['run_id'] }}",
             conf={"trigger": "reconciler", "reason": "{{ ti.xcom_pull(task_ids='check')['reason'] }}"},
             note="{{ ti.xcom_pull(task_ids='check')['reason'] }}",
             skip_when_already_exists=True,

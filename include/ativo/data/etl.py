@@ -11,22 +11,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import io
 import json
 import logging
 import re
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, select, text
 
 from ativo.config import Settings
 from ativo.data.features import lake_prefix, partition_key, read_parquet_bytes, to_features, to_parquet_bytes
 from ativo.data.landing import landing_key
 from ativo.data.subjects import has_record_index, index_partitions, record_partitions
-from ativo.data.validation import bounded, clip, read_batch, validate_bytes
+from ativo.data.validation import bounded, clip, quote, read_batch, validate_bytes
 from ativo.data.versioning import DatasetVersion, open_registry
 from ativo.errors import BatchRejected, IntervalNotOver, LandingMissing
 from ativo.spec import ModelSpec
@@ -274,8 +277,9 @@ def write_features(spec: ModelSpec, settings: Settings, partition: str, expected
         ends in the latest partition that delivered it, whatever order the intervals run in.
 
     Raises:
-        LandingMissing: the batch changed (or its record ids went into another partition) since it was validated;
-            validating again decides.
+        LandingMissing: the batch changed since it was validated; validating again decides.
+        BatchRejected: under ``redelivery: reject``, a concurrent run wrote some of its record ids into another
+            partition after it was validated: it is quarantined now.
     """
     store, engine = open_store(settings), get_engine(settings.db_url)
     data = _landing_bytes(store, engine, spec, partition)
@@ -289,12 +293,50 @@ def write_features(spec: ModelSpec, settings: Settings, partition: str, expected
     if df is None:  # validated a moment ago; only a concurrent rewrite gets here
         raise LandingMissing(f"landing batch {partition} no longer parses: {'; '.join(problems)}")
     features = to_features(df, spec)
+    with lake_lock(settings, engine, spec.name):
+        return _write_locked(spec, store, engine, partition, data, features)
+
+
+@contextlib.contextmanager
+def lake_lock(settings: Settings, engine: Engine, spec: str) -> Iterator[None]:
+    """Exclusive access to a spec's lake and record index while a partition is checked, written and indexed.
+
+    Concurrent ETL runs (a backfill's active runs) take turns here, so two batches can never both claim a record id,
+    and a supersede's read-modify-write of an earlier partition is never undone by another. A file lock serialises
+    the processes of one host; on PostgreSQL a session advisory lock serialises every host.
+    """
+    path = settings.home / "locks" / f"lake-{spec}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            if engine.dialect.name == "postgresql":
+                key = int.from_bytes(hashlib.sha256(f"lake/{spec}".encode()).digest()[:8], "big", signed=True)
+                with engine.connect() as conn:
+                    conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                    try:
+                        yield
+                    finally:
+                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            else:
+                yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _write_locked(spec: ModelSpec, store: ObjectStore, engine: Engine, partition: str, data: bytes,
+                  features: Any) -> dict[str, Any]:  # fmt: skip
     rid, sid = spec.data_schema.record_id, spec.data_schema.subject
     elsewhere = _held_elsewhere(store, engine, spec, partition, features[rid].tolist())
     if elsewhere and spec.source.redelivery != "supersede":
-        held = ", ".join(sorted(set(elsewhere.values()))[:5])
-        raise LandingMissing(f"{len(elsewhere)} record id(s) of batch {partition} are now in partition(s) {held}, "
-                             "written after it was validated; the run must validate it again")  # fmt: skip
+        # Another run wrote these ids after this batch was validated: the batch is rejected now, as validation
+        # would reject it (retrying cannot help).
+        held = sorted(set(elsewhere.values()))
+        example = next(iter(elsewhere))
+        reasons = [f"column '{rid}': {len(elsewhere)} id(s) already in partition(s) {', '.join(held[:5])}, e.g. "
+                   f"{quote(example)} (written by a concurrent run after this batch was validated)"]  # fmt: skip
+        report_uri = quarantine(store, engine, spec, partition, data, reasons, {"stage": "write_features"})
+        raise BatchRejected(partition, reasons, report_uri)
     later = {r for r, p in elsewhere.items() if p > partition}
     held_by_later = dict(sorted(Counter(elsewhere[r] for r in later).items()))
     if later:

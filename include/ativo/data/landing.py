@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import io
 import math
 from dataclasses import dataclass
@@ -55,17 +56,21 @@ def landing_key(spec_name: str, day: dt.date) -> str:
     return f"landing/{spec_name}/{day.isoformat()}.csv"
 
 
-def _hash_id(prefix: str, values: list[Any]) -> str:
-    blob = "\x1f".join([prefix, *("" if _missing(v) else str(v).strip() for v in values)])
-    return prefix + hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+def _hash_id(prefix: str, values: list[Any], key: bytes | None) -> str:
+    blob = "\x1f".join([prefix, *("" if _missing(v) else str(v).strip() for v in values)]).encode("utf-8")
+    digest = hmac.new(key, blob, hashlib.sha256) if key is not None else hashlib.sha256(blob)
+    return prefix + digest.hexdigest()[:16]
 
 
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or str(value) in ("<NA>", "nan")
 
 
-def derive_id(rule: IdRule, df: pd.DataFrame) -> list[str | None]:
-    """The ids ``rule`` gives the rows of ``df`` (a row whose source column is missing gets no id).
+def derive_id(rule: IdRule, df: pd.DataFrame, key: bytes | None = None) -> list[str | None]:
+    """The ids ``rule`` gives the rows of ``df`` (a row whose source columns are all missing gets no id).
+
+    A hash over PII columns is keyed (HMAC-SHA256 with ``key``, the platform's :func:`ativo.hashing.id_key`): a
+    name and a birth date are too few values for a plain hash to hide them.
 
     Raises:
         DeliveryError: the rule reads a column the delivery does not have.
@@ -81,10 +86,28 @@ def derive_id(rule: IdRule, df: pd.DataFrame) -> list[str | None]:
     if rule.column:
         return [None if _missing(v) else f"{rule.prefix}{str(v).strip()}" for v in df[rule.column]]
     cols = [df[c].tolist() for c in rule.inputs]
-    return [_hash_id(rule.prefix, list(vals)) for vals in zip(*cols, strict=True)]
+    # A row with none of the inputs gets no id (validation names it), never the one id every such row would share.
+    return [None if all(_missing(v) for v in vals) else _hash_id(rule.prefix, list(vals), key)
+            for vals in zip(*cols, strict=True)]  # fmt: skip
 
 
-def shape_delivery(raw: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, list[str]]:
+def needs_key(spec: ModelSpec) -> bool:
+    """Whether the spec derives an id by hashing PII columns (then the platform's id key is needed)."""
+    pii = set(spec.data_schema.pii)
+    return any(r is not None and r.hash and pii & set(r.hash) for r in (spec.source.ids.record_id,
+                                                                        spec.source.ids.subject))  # fmt: skip
+
+
+def _key_for(spec: ModelSpec, key: bytes | None) -> bytes | None:
+    if key is not None or not needs_key(spec):
+        return key
+    from ativo.config import load_settings
+    from ativo.hashing import id_key
+
+    return id_key(load_settings())
+
+
+def shape_delivery(raw: pd.DataFrame, spec: ModelSpec, key: bytes | None = None) -> tuple[pd.DataFrame, list[str]]:
     """A raw delivery in the spec's landing layout: renamed, recoded, ids derived, the schema's columns in order.
 
     Columns the delivery carries already (an id, the event time) are kept; the ones the spec derives are added;
@@ -102,7 +125,7 @@ def shape_delivery(raw: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, li
             df[col] = df[col].map(lambda v, m=mapping: m.get(v, v) if isinstance(v, str) else v)
     for target, rule in ((schema.record_id, src.ids.record_id), (schema.subject, src.ids.subject)):
         if rule is not None and target not in df.columns:
-            df[target] = derive_id(rule, df)
+            df[target] = derive_id(rule, df, _key_for(spec, key) if rule.hash else None)
             notes.append(f"derived {target} ({_describe(rule)})")
     extra = [c for c in df.columns if c not in schema.columns and c not in (SOURCE_FILE, SOURCE_LINE)]
     if extra:
@@ -117,7 +140,7 @@ def _describe(rule: IdRule) -> str:
         return "reference file and line"
     if rule.column:
         return f"from column {rule.column}"
-    return f"sha256 of {', '.join(rule.hash or ())}"
+    return f"a hash of {', '.join(rule.hash or ())}"
 
 
 def reference_records(spec: ModelSpec, reference_dir: Path) -> pd.DataFrame:

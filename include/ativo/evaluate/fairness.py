@@ -97,9 +97,10 @@ def insufficient(spec: ModelSpec, views: dict[str, Any]) -> list[str]:
         if v["groups_judged"] < 2:
             out.append(f"view '{name}' has {v['groups_judged']} group(s) with at least gates.fairness.min_group_size "
                        f"= {cfg.min_group_size} test rows (groups: {sizes or 'none'}); a difference needs two")
-        elif cfg.max_equalized_odds_difference is not None and max(v["groups_with_tpr"], v["groups_with_fpr"]) < 2:
+        elif cfg.max_equalized_odds_difference is not None and min(v["groups_with_tpr"], v["groups_with_fpr"]) < 2:
             out.append(f"view '{name}': fewer than two groups have gates.fairness.min_group_labels = "
-                       f"{cfg.min_group_labels} positives or negatives, so equalized odds cannot be measured")
+                       f"{cfg.min_group_labels} positives ({v['groups_with_tpr']} do) and negatives "
+                       f"({v['groups_with_fpr']} do), so equalized odds cannot be measured")
     return out
 
 
@@ -197,9 +198,13 @@ def mitigate(spec: ModelSpec, model: ServedModel, split: Split) -> tuple[np.ndar
     # ROC curve is degenerate): it keeps the global threshold, as serving does for a group the policy lacks.
     key_valid = valid[attrs].astype(str).agg(",".join, axis=1)
     y_valid = valid[LABEL].to_numpy()
+    need = max(2, cfg.min_group_labels // 3)
     fit = [g for g in key_valid.unique()
            if min(int(y_valid[(key_valid == g).to_numpy()].sum()),
-                  int((1 - y_valid[(key_valid == g).to_numpy()]).sum())) >= cfg.min_group_labels // 3]  # fmt: skip
+                  int((1 - y_valid[(key_valid == g).to_numpy()]).sum())) >= need]  # fmt: skip
+    if not fit:
+        raise ValueError(f"no group of {', '.join(attrs)} has positives and negatives enough in the validation set "
+                         f"({need} each) to fit thresholds for: mitigation cannot run")
     in_fit = key_valid.isin(fit).to_numpy()
     opt = ThresholdOptimizer(estimator=_prefit(model), constraints=cfg.mitigation_constraint,
                              objective="balanced_accuracy_score" if cfg.mitigation_constraint ==

@@ -32,7 +32,7 @@ from ativo.model.served import ServedModel
 from ativo.serve.keys import ApiKeys
 from ativo.serve.live import LiveModels, Routing, routes_to_canary
 from ativo.serve.metrics import ServeMetrics
-from ativo.serve.predlog import Entry, LabelLog, PredictionLog, load_pepper, partition_of, prediction_id
+from ativo.serve.predlog import Entry, LabelLog, PredictionLog, partition_of, prediction_id
 from ativo.serve.validation import RequestInvalid, RequestParser
 from ativo.spec import ModelSpec
 from ativo.store.objects import ObjectStore
@@ -433,7 +433,9 @@ def create_service(spec: ModelSpec, settings: Settings, config: ServeConfig | No
     config = config or ServeConfig()
     live = LiveModels(spec, settings.mlflow_tracking_uri, refresh_s=config.refresh_s)
     keys = keys or ApiKeys(keys_path or settings.home / "serve" / "api_keys.json")
-    pepper = load_pepper(settings.home / "serve" / "subject_pepper", settings.subject_pepper)
+    from ativo.hashing import platform_pepper
+
+    pepper = platform_pepper(settings)
     return InferenceService(spec, live, keys, open_store(settings), pepper, config, registry)
 
 

@@ -17,14 +17,12 @@ import hashlib
 import hmac
 import logging
 import os
-import secrets
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,7 +34,7 @@ from ativo.spec import ModelSpec
 from ativo.store.objects import ObjectStore
 
 if TYPE_CHECKING:
-    from pydantic import SecretStr
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -55,25 +53,6 @@ def partition_of(pred_id: str) -> str:
     if len(day) != 8 or not day.isdigit():
         raise ValueError(f"{pred_id!r} is not a prediction id (expected YYYYMMDD-<hex>)")
     return f"{day[:4]}-{day[4:6]}-{day[6:]}"
-
-
-def load_pepper(path: Path, pepper: SecretStr | None = None) -> bytes:
-    """The secret that pseudonymises subjects: ``pepper`` when set, else the key file (created once, mode 0600).
-
-    Args:
-        path: the key file.
-        pepper: ``settings.subject_pepper`` (``ATIVO_SUBJECT_PEPPER``), which wins over the file.
-    """
-    if pepper is not None and pepper.get_secret_value():
-        return pepper.get_secret_value().encode()
-    if path.exists():
-        return path.read_bytes().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    created = secrets.token_hex(32).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(created)
-    return created
 
 
 def pseudonymise(subject: str, pepper: bytes) -> str:

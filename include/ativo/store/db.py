@@ -142,6 +142,9 @@ training_claims = Table(
     Column("trigger", String(32), nullable=False),
     Column("reason", String(500), nullable=False),
     Column("claimed_at", DateTime(timezone=True), nullable=False),
+    Column("attempt", Integer, nullable=False, default=1),
+    # None while the run trains; "registered version N …", "duplicate of version N", or "failed: …" when it ended.
+    Column("outcome", String(500)),
 )
 
 _engines: dict[str, Engine] = {}

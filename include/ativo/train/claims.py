@@ -19,9 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, desc, insert, select
+from sqlalchemy import Engine, desc, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ativo.errors import DatasetVersionError
 from ativo.store.db import dataset_versions, training_claims, utcnow
 
 AUTOMATIC = ("asset", "reconciler")
@@ -75,17 +76,54 @@ def _version_number(engine: Engine, spec: str, tag: str) -> int:
 
 
 def _claim(engine: Engine, spec: str, tag: str, dag_run_id: str, trigger: str, reason: str) -> dict[str, Any]:
-    """Claim ``tag`` for the run; returns the claim that holds (this run's, or the one made first)."""
+    """Claim ``tag`` for the run; returns the claim that holds (this run's, or the one made first).
+
+    A claim whose run failed is taken over (its attempt count goes up): a failed run does not cover its version.
+    """
     values = {"spec": spec, "dataset_version": tag, "version": _version_number(engine, spec, tag),
-              "dag_run_id": dag_run_id, "trigger": trigger, "reason": reason[:500], "claimed_at": utcnow()}  # fmt: skip
+              "dag_run_id": dag_run_id, "trigger": trigger, "reason": reason[:500], "claimed_at": utcnow(),
+              "attempt": 1, "outcome": None}  # fmt: skip
     try:
         with engine.begin() as conn:
             conn.execute(insert(training_claims).values(**values))
         return values
     except IntegrityError:
-        held = claim_of(engine, spec, tag)
-        assert held is not None
-        return held
+        pass
+    held = claim_of(engine, spec, tag)
+    assert held is not None
+    if held["dag_run_id"] != dag_run_id and failed(held):
+        with engine.begin() as conn:
+            taken = conn.execute(
+                update(training_claims)
+                .where(training_claims.c.spec == spec, training_claims.c.dataset_version == tag,
+                       training_claims.c.dag_run_id == held["dag_run_id"], training_claims.c.outcome.like("failed%"))
+                .values(dag_run_id=dag_run_id, trigger=trigger, reason=reason[:500], claimed_at=utcnow(),
+                        attempt=training_claims.c.attempt + 1, outcome=None)
+            ).rowcount  # fmt: skip
+        held = claim_of(engine, spec, tag) or held
+        if taken:
+            return held
+    return held
+
+
+def failed(claim: dict[str, Any]) -> bool:
+    """Whether the claim's run ended without a model for its version."""
+    return str(claim.get("outcome") or "").startswith("failed")
+
+
+def settle(engine: Engine, spec: str, dag_run_id: str, outcome: str) -> int:
+    """Record how a run's claim ended (``failed: …`` lets another run take its version); returns the claims settled.
+
+    Only a claim still open is settled, so the first word stands (a duplicate noted by the search is not overwritten
+    by the failure its skipped gates look like).
+    """
+    with engine.begin() as conn:
+        return int(conn.execute(
+            update(training_claims)
+            .where(training_claims.c.spec == spec, training_claims.c.dag_run_id == dag_run_id,
+                   training_claims.c.outcome.is_(None))
+            .values(outcome=outcome[:500])
+        ).rowcount)  # fmt: skip
 
 
 def plan_training(engine: Engine, spec: str, dag_run_id: str, *, requested: str | None, trigger: str,
@@ -103,6 +141,9 @@ def plan_training(engine: Engine, spec: str, dag_run_id: str, *, requested: str 
     """
     latest = latest_version(engine, spec)
     if trigger not in AUTOMATIC:
+        if requested and not _version_number(engine, spec, requested):
+            raise DatasetVersionError(f"{spec} has no dataset version {requested!r} (the latest is "
+                                      f"{latest[0] if latest else 'none yet'})")  # fmt: skip
         tag = requested or (latest[0] if latest else None)
         if tag is None:
             return Plan(None, trigger, "asked by hand", skip=f"{spec} has no dataset version yet")
@@ -126,13 +167,24 @@ def plan_training(engine: Engine, spec: str, dag_run_id: str, *, requested: str 
 
 
 def reconcile(engine: Engine, spec: str) -> dict[str, Any] | None:
-    """What the reconciler should trigger: the latest version when no run has claimed it, else None."""
+    """What the reconciler should trigger: the latest version when no run has claimed it, or its run failed.
+
+    Returns:
+        None, or ``{"tag", "version", "run_id", "reason"}``: ``run_id`` is the same on every tick until a run of it
+        has claimed the version (so a tick while it is queued triggers nothing new), and new after a failed attempt.
+    """
     latest = latest_version(engine, spec)
     if latest is None:
         return None
     tag, number = latest
-    if claim_of(engine, spec, tag) is not None:
-        return None
-    return {"tag": tag, "version": number,
-            "reason": f"reconciler: the latest dataset version, {tag}, has no training run (its asset event was "
-                      "merged or dropped while training was busy)"}  # fmt: skip
+    held = claim_of(engine, spec, tag)
+    if held is None:
+        return {"tag": tag, "version": number, "run_id": f"reconcile__{tag}",
+                "reason": f"reconciler: the latest dataset version, {tag}, has no training run (its asset event "
+                          "was merged or dropped while training was busy)"}  # fmt: skip
+    if failed(held):
+        attempt = int(held.get("attempt") or 1) + 1
+        return {"tag": tag, "version": number, "run_id": f"reconcile__{tag}__{attempt}",
+                "reason": f"reconciler: the training of the latest dataset version, {tag}, by run "
+                          f"{held['dag_run_id']} {held['outcome']}; attempt {attempt}"}  # fmt: skip
+    return None

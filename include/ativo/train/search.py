@@ -415,11 +415,19 @@ def finish_search(spec: ModelSpec, settings: Settings, plan: SearchPlan, run_met
     try:
         registered = register_version(logged, spec.registered_model_name, tags)
     except DuplicateVersion as dup:
-        client.set_tag(parent, "ativo.search_outcome", f"duplicate of version {dup.version}: {dup}")
-        client.set_tag(parent, "ativo.duplicate_of", dup.version)
-        client.set_terminated(parent, "FINISHED")
-        log.warning("best trial %d of %s: %s", best.number, plan.study_name, dup)
-        raise
+        mine = client.get_model_version(spec.registered_model_name, dup.version).tags.get("ativo.parent_run_id")
+        if mine != parent:  # another search's version: this one adds nothing
+            from ativo.train.claims import settle
+
+            if run_meta.get("dag_run_id"):
+                settle(get_engine(settings.db_url), spec.name, str(run_meta["dag_run_id"]),
+                       f"duplicate of version {dup.version}")  # fmt: skip
+            client.set_tag(parent, "ativo.search_outcome", f"duplicate of version {dup.version}: {dup}")
+            client.set_tag(parent, "ativo.duplicate_of", dup.version)
+            client.set_terminated(parent, "FINISHED")
+            log.warning("best trial %d of %s: %s", best.number, plan.study_name, dup)
+            raise
+        registered = dup.version  # this search registered it on an earlier try: finish what that try began
     client.update_model_version(
         spec.registered_model_name, registered,
         description=(f"Best of {len(trials)} trial(s) of study {plan.study_name} (trial {best.number}, valid AUC "
