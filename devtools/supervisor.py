@@ -208,7 +208,8 @@ def start_postgres(settings: Settings) -> None:
     wait_until(up, 60, 0.2, f"PostgreSQL to accept connections on 127.0.0.1:{settings.ports.pg}")
     made = pg.create_databases(settings)
     if made:
-        say(f"created databases {', '.join(made)} (postgresql://{pg.SUPERUSER}@127.0.0.1:{settings.ports.pg})")
+        say(f"created databases {', '.join(made)} (postgresql://{pg.SUPERUSER}@127.0.0.1:{settings.ports.pg}, "
+            f"password in {settings.home / 'pg' / 'password'})")
 
 
 def _log_tail(settings: Settings, name: str, lines: int = 6) -> str:

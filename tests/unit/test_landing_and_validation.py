@@ -204,3 +204,17 @@ def test_pii_values_are_never_quoted(reference_dir):
     assert "jane" not in said and "99999" not in said
     assert not any(name in said for name in b["name"])
     assert quote("jane doe", pii=True) == "(a PII value)"
+
+
+def test_a_delivery_carrying_its_ids_need_not_carry_the_pii(reference_dir):
+    from ativo.spec import load_spec
+    from tests.conftest import ROOT
+
+    compas = load_spec(ROOT / "include" / "specs" / "compas_recidivism.yaml")
+    rows = reference_records(compas, reference_dir).head(200).copy()
+    rows[compas.data_schema.event_time] = DAY.isoformat()
+    without = rows.drop(columns=list(compas.data_schema.pii))  # person_id is there; the names are not
+    outcome, _ = validate_bytes(to_csv_bytes(without), compas)
+    assert outcome.success, outcome.reasons
+    outcome, _ = validate_bytes(to_csv_bytes(without.drop(columns=["person_id"])), compas)
+    assert not outcome.success and "missing column(s): person_id" in outcome.reasons

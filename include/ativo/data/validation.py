@@ -127,6 +127,9 @@ def read_batch(data: bytes, spec: ModelSpec) -> tuple[pd.DataFrame | None, list[
         )  # fmt: skip
     except (pd.errors.ParserError, ValueError) as err:
         return None, [f"file is not parseable as CSV: {clip(str(err).strip())}"]
+    for col in schema.pii:  # PII may be left out of a delivery that carries its ids: never required
+        if col not in df.columns:
+            df[col] = None
     return df, []
 
 
