@@ -3,7 +3,7 @@
 1. rows_per_s: the three ETL steps (validate with GX → write the Parquet partition + subject index → DVC dataset
    version) on one partition, outside Airflow, after a warm-up: a real-size daily batch of UCI Adult and a large
    synthetic batch of the same schema.
-2. backfill_30d_s: a real Airflow (standalone: scheduler + LocalExecutor on SQLite, isolated home and ports)
+2. backfill_30d_s: a real Airflow (its four components, LocalExecutor, on the embedded PostgreSQL; isolated home and ports)
    backfilling 30 landed days, measured from the first task's start to the last task's end.
 
 Prints a readable summary, then one JSON line.  Usage: .venv/bin/python bench/etl.py [--rows N] [--skip-backfill]
@@ -77,7 +77,8 @@ def partition_throughput(rows: int) -> dict:
 def backfill_30d() -> dict:
     home = Path(tempfile.mkdtemp(prefix="ativo-bench-backfill-"))
     os.environ.update(
-        {"ATIVO_HOME": str(home), "ATIVO_AIRFLOW_PORT": "8180", "ATIVO_MLFLOW_PORT": "5100", "ATIVO_ALERT_PORT": "8199"}
+        {"ATIVO_HOME": str(home), "ATIVO_AIRFLOW_PORT": "8180", "ATIVO_MLFLOW_PORT": "5100", "ATIVO_ALERT_PORT": "8199",
+         "ATIVO_PG_PORT": "15433"}
     )
     from ativo.config import load_settings
     from devtools import lifecycle, supervisor
@@ -126,7 +127,7 @@ def main() -> int:
     if not args.skip_backfill:
         result.update(backfill_30d())
         print(
-            f"30-day backfill on Airflow standalone (LocalExecutor, SQLite): {result['backfill_30d_s']} s from first "
+            f"30-day backfill on Airflow (LocalExecutor, embedded PostgreSQL): {result['backfill_30d_s']} s from first "
             f"task start to last task end ({result['etl_runs_ok']} ok, {result['etl_runs_failed']} quarantined; "
             f"{result['backfill_30d_wall_s']} s wall including {result['airflow_startup_s']} s start-up)"
         )

@@ -194,11 +194,11 @@ def mitigate(spec: ModelSpec, model: ServedModel, split: Split) -> tuple[np.ndar
     attrs = list(cfg.mitigation_attributes or spec.fairness_attributes)
     features = spec.data_schema.feature_names
     valid, test = split.valid, split.test
-    # A group with too few positives or negatives in the validation set cannot have thresholds fitted for it (its
-    # ROC curve is degenerate): it keeps the global threshold, as serving does for a group the policy lacks.
+    # A group with no positive or no negative in the validation set cannot have thresholds fitted for it (its ROC
+    # curve is degenerate): it keeps the global threshold, as serving does for a group the policy lacks.
     key_valid = valid[attrs].astype(str).agg(",".join, axis=1)
     y_valid = valid[LABEL].to_numpy()
-    need = max(2, cfg.min_group_labels // 3)
+    need = 1
     fit = [g for g in key_valid.unique()
            if min(int(y_valid[(key_valid == g).to_numpy()].sum()),
                   int((1 - y_valid[(key_valid == g).to_numpy()]).sum())) >= need]  # fmt: skip
