@@ -3,7 +3,8 @@
 1. rows_per_s: the three ETL steps (validate with GX → write the Parquet partition + subject index → DVC dataset
    version) on one partition, outside Airflow, after a warm-up: a real-size daily batch of UCI Adult and a large
    synthetic batch of the same schema.
-2. backfill_30d_s: a real Airflow (its four components, LocalExecutor, on the embedded PostgreSQL; isolated home and ports)
+2. backfill_30d_s: a real Airflow (its four components, LocalExecutor, on the embedded PostgreSQL; isolated home
+   and ports)
    backfilling 30 landed days, measured from the first task's start to the last task's end.
 
 Prints a readable summary, then one JSON line.  Usage: .venv/bin/python bench/etl.py [--rows N] [--skip-backfill]

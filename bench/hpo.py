@@ -1,8 +1,8 @@
 """Benchmark: the same seeded search run (a) by the Airflow training DAG and (b) in one Python process.
 
 Both run on this machine's cores with the same concurrency: the Airflow DAG on a real platform (Airflow's four
-components with the LocalExecutor, pool ``cpu_train`` with ``--pool-slots`` slots, an MLflow server), the in-process search
-with as many threads. Each trial uses one XGBoost thread per pool slot it holds, asks the same study type (seeded per
+components with the LocalExecutor, pool ``cpu_train`` with ``--pool-slots`` slots, an MLflow server), the
+in-process search with as many threads. Each trial uses one XGBoost thread per pool slot it holds, asks the same study type (seeded per
 trial slot), trains with pruning, logs an MLflow child run and tells the study; both register the best trial's
 model. Only the orchestration differs.
 

@@ -1,6 +1,7 @@
 """A throw-away but real platform for benchmarks and tests.
 
-Airflow (scheduler, dag processor, triggerer and API server; LocalExecutor, pools) and an MLflow server on free loopback ports under
+Airflow (scheduler, dag processor, triggerer and API server; LocalExecutor, pools) and an MLflow server on free
+loopback ports under
 a home of their own, a search run on it, and the task instances read back through the REST API.
 
 ``dag.test()`` ignores pools and runs tasks one by one; this is what shows pool limits and real orchestration cost.
