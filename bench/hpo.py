@@ -2,9 +2,9 @@
 
 Both run on this machine's cores with the same concurrency: the Airflow DAG on a real platform (Airflow's four
 components with the LocalExecutor, pool ``cpu_train`` with ``--pool-slots`` slots, an MLflow server), the
-in-process search with as many threads. Each trial uses one XGBoost thread per pool slot it holds, asks the same study type (seeded per
-trial slot), trains with pruning, logs an MLflow child run and tells the study; both register the best trial's
-model. Only the orchestration differs.
+in-process search with as many threads. Each trial uses one XGBoost thread per pool slot it holds, asks the same
+study type (seeded per trial slot), trains with pruning, logs an MLflow child run and tells the study; both register
+the best trial's model. Only the orchestration differs.
 
 ``airflow_s`` runs from the trigger request (REST API) to the end of ``register_best``, so it includes scheduling,
 task start-up, pinning the dataset and registration (the gates that follow in the same DAG run are not part of the
