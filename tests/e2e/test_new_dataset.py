@@ -137,6 +137,11 @@ def lifecycle(spec_name: str, files: list[Path], settings) -> dict:
         mv.tags["ativo.gate_report_uri"])).read_text())  # fmt: skip
     assert report["verdict"] == "challenger", {g: r["reason"] for g, r in report["gates"].items() if not r["passed"]}
     assert report["dataset_version"] == f"{spec_name}-v0002"
+    # the version's reference profile, logged at registration for monitoring: bins and counts, no rows
+    profile = json.loads(Path(__import__("mlflow").artifacts.download_artifacts(
+        mv.tags["ativo.profile_uri"])).read_text())  # fmt: skip
+    assert profile["version"] == str(mv.version) and profile["dataset_version"] == report["dataset_version"]
+    assert report["gates"]["privacy"]["passed"]  # its artifact scan read the profile too
     server = start_server(settings, spec_name, wait_for=None, args=("--refresh-s", "0.2"))
     try:
         import os

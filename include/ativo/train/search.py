@@ -428,6 +428,7 @@ def finish_search(spec: ModelSpec, settings: Settings, plan: SearchPlan, run_met
             log.warning("best trial %d of %s: %s", best.number, plan.study_name, dup)
             raise
         registered = dup.version  # this search registered it on an earlier try: finish what that try began
+    _log_profile(spec, settings, client, child_id, registered, version.tag)
     client.update_model_version(
         spec.registered_model_name, registered,
         description=(f"Best of {len(trials)} trial(s) of study {plan.study_name} (trial {best.number}, valid AUC "
@@ -449,6 +450,35 @@ def finish_search(spec: ModelSpec, settings: Settings, plan: SearchPlan, run_met
         "metrics": dict(child.data.metrics),
         "trials": dict(counts),
     }
+
+
+PROFILE_ARTIFACT = "monitor/profile.json"
+PROFILE_TAG = "ativo.profile_uri"
+
+
+def _log_profile(spec: ModelSpec, settings: Settings, client: Any, run_id: str, version: str, tag: str) -> None:
+    """Log the version's reference profile (:mod:`ativo.monitor.profile`) on its run and link it from the version.
+
+    It is logged before any gate runs, so the privacy gate's artifact scan reads it too (``ativo.profile_uri``).
+    """
+    import json
+
+    from ativo.data.features import LABEL
+    from ativo.model.artifact import load_version
+    from ativo.monitor.profile import build_profile
+    from ativo.train.trainer import split_frame
+
+    model = load_version(spec, settings.mlflow_tracking_uri, version)
+    _, df = load_dataset(spec, settings, tag)
+    split = split_frame(df, spec)
+    scores = model.predict_frame(split.test)
+    profile = build_profile(spec, version, tag, split.train, split.test, scores, split.test[LABEL].to_numpy())
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(PROFILE_ARTIFACT).name
+        path.write_text(json.dumps(profile.to_dict(), allow_nan=False, indent=1))
+        client.log_artifact(run_id, str(path), artifact_path=str(Path(PROFILE_ARTIFACT).parent))
+    client.set_model_version_tag(spec.registered_model_name, version, PROFILE_TAG,
+                                 f"runs:/{run_id}/{PROFILE_ARTIFACT}")  # fmt: skip
 
 
 def _metric(key: str, value: float) -> Any:
