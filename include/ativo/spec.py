@@ -429,9 +429,13 @@ class Monitor(_Strict):
     """Drift and decay monitoring."""
 
     cron: str = "0 6 * * *"
-    psi_threshold: float = Field(0.2, gt=0)
+    psi_threshold: float = Field(0.2, gt=0)  # an effect size: how much drift matters (evidence is judged apart)
     auc_drop_threshold: float = Field(0.03, gt=0)
     cooldown_hours: int = Field(24, ge=0)
+    min_rows: int = Field(500, ge=1)  # a smaller window is reported, not judged
+    min_labels: int = Field(200, ge=1)  # labelled rows before the realised AUC is judged
+    alpha: float = Field(0.01, gt=0, lt=0.5)  # family-wise false-alarm rate of one run on stationary data
+    sustain: int = Field(2, ge=1)  # consecutive drifted windows before retraining
 
 
 class ModelSpec(_Strict):

@@ -18,7 +18,7 @@ that the reference never saw but the window holds is drift by itself, whatever t
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from ativo.monitor.profile import Binned
@@ -125,7 +125,7 @@ def new_categories(reference: Binned, current: Sequence[int]) -> dict[str, int]:
             if r == 0 and c > 0}  # fmt: skip
 
 
-def judge(references: dict[str, Binned], windows: dict[str, Sequence[int]], *, threshold: float,
+def judge(references: Mapping[str, Binned], windows: Mapping[str, Sequence[int]], *, threshold: float,
           alpha: float = 0.01) -> list[Drift]:  # fmt: skip
     """Every feature's drift, judged as the module doc says (Holm across all of ``windows`` at ``alpha``)."""
     from scipy.stats import fisher_exact

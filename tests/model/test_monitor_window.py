@@ -1,0 +1,88 @@
+"""A monitoring window read from a real prediction log and label log, judged against the version's profile."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from ativo.data.features import LABEL
+
+DAY = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def model(spec, small_boosters):
+    from ativo.model.served import ServedModel
+
+    return ServedModel(spec=spec, name=spec.name, version="3", booster=small_boosters["good"], sha256="")
+
+
+@pytest.fixture(scope="module")
+def profile(spec, adult_split, model):
+    from ativo.monitor.profile import build_profile
+
+    test = adult_split.test
+    return build_profile(spec, "3", "adult_income-v0001", adult_split.train, test, model.predict_frame(test),
+                         test[LABEL].to_numpy())  # fmt: skip
+
+
+def log_window(store, spec, model, frame, day: dt.datetime, labels=None):
+    """The frame's rows answered by ``model`` on ``day`` through the real prediction log (and labels, if given)."""
+    from ativo.model.encoding import encode_frame
+    from ativo.serve.predlog import Entry, LabelLog, PredictionLog, prediction_id
+
+    log, feedback = PredictionLog(store, spec, b"pepper", contributions="none"), LabelLog(store, spec)
+    ts = day.timestamp() + 3600
+    matrix = encode_frame(spec, frame)
+    scores = model.score(matrix)
+    ids = [prediction_id(ts) for _ in range(len(frame))]
+    n = len(frame)
+    log.append(Entry(ts=ts, request_id="r", ids=ids, matrix=matrix, subjects=[None] * n, models=[model] * n,
+                     routes=["champion"] * n, fallback=[False] * n, scores=scores,
+                     decisions=(scores >= 0.5).astype(np.int8), latency_ms=1.0, shadow=None))  # fmt: skip
+    log.close()
+    if labels is not None:
+        feedback.append(ts + 60, ids, [int(v) for v in labels])
+        feedback.close()
+
+
+def test_a_window_is_read_from_the_logs_and_judged(spec, adult_split, model, profile, tmp_path):
+    from ativo.monitor.window import assess, read_window
+    from ativo.store.objects import ObjectStore
+
+    store = ObjectStore(tmp_path.as_uri())
+    rng = np.random.default_rng(0)
+    test = adult_split.test
+    calm = test.iloc[rng.choice(len(test), 3000, replace=False)]
+    log_window(store, spec, model, calm, DAY, labels=calm[LABEL])
+    moved = test.iloc[rng.choice(len(test), 3000, replace=False)].copy()
+    moved["age"] = (moved["age"] + 12).clip(upper=90)
+    log_window(store, spec, model, moved, DAY + dt.timedelta(days=1))
+
+    window = read_window(store, spec, DAY, DAY + dt.timedelta(days=1), version="3")
+    assert len(window) == 3000 and window["label"].notna().all()
+    report = assess(spec, profile, window)
+    assert report.judged and not report.drifted, report.reasons
+    assert abs(report.performance["auc"] - profile.metrics["auc"]) < 0.03
+    assert abs(report.performance["estimated_auc"] - report.performance["auc"]) < 0.03
+
+    drifted = assess(spec, profile, read_window(store, spec, DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2)))
+    assert drifted.drifted and any(r.startswith("age: PSI") for r in drifted.reasons)
+    assert drifted.performance["labelled_rows"] == 0  # no labels yet: the estimate speaks for now
+
+    # labels that no longer follow the features: the realised AUC decays, beyond its noise
+    log_window(store, spec, model, calm, DAY + dt.timedelta(days=2), labels=rng.permutation(calm[LABEL].to_numpy()))
+    decayed = assess(spec, profile, read_window(store, spec, DAY + dt.timedelta(days=2), DAY + dt.timedelta(days=3)))
+    assert decayed.drifted and any("labelled rows" in r and "under the reference" in r for r in decayed.reasons)
+
+
+def test_a_small_window_is_not_judged(spec, adult_split, model, profile):
+    from ativo.monitor.window import assess
+
+    window = adult_split.test.head(100).rename(columns={f: f"f_{f}" for f in spec.data_schema.feature_names})
+    window["score"] = model.predict_frame(adult_split.test.head(100))
+    report = assess(spec, profile, window)
+    assert not report.judged and not report.drifted
+    assert report.reasons == ["100 rows in the window, under monitor.min_rows = 500: not judged"]
