@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ativo.http import get_text
+from ativo.monitor.stats import psi  # the one PSI: the canary watch and monitoring share it
 from ativo.spec import ModelSpec
 
 Figures = dict[str, dict[str, Any]]  # "<version>/<route>" → rows, errors, score and latency buckets
@@ -90,18 +91,6 @@ def _bins(cumulative: dict[str, float], edges: tuple[float, ...]) -> list[float]
         counts.append(max(c - prev, 0.0))
         prev = c
     return counts
-
-
-def psi(expected: list[float], actual: list[float], eps: float = 1e-4) -> float:
-    """Population stability index of two binned distributions (counts)."""
-    te, ta = sum(expected), sum(actual)
-    if te <= 0 or ta <= 0:
-        return 0.0
-    total = 0.0
-    for e, a in zip(expected, actual, strict=True):
-        pe, pa = max(e / te, eps), max(a / ta, eps)
-        total += (pa - pe) * math.log(pa / pe)
-    return total
 
 
 def psi_noise(n_candidate: float, n_champion: float, bins: int = 10, confidence: float = 0.999) -> float:

@@ -27,7 +27,7 @@ EPS = 1e-4
 MIN_EXPECTED = 5.0
 
 
-def psi(reference: Sequence[int], current: Sequence[int], eps: float = EPS) -> float:
+def psi(reference: Sequence[float], current: Sequence[float], eps: float = EPS) -> float:
     """Population stability index of ``current`` against ``reference`` (bin counts, the same bins)."""
     rt, ct = float(sum(reference)), float(sum(current))
     if rt == 0 or ct == 0:
