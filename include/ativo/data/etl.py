@@ -18,27 +18,32 @@ import hashlib
 import io
 import json
 import logging
-import re
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Engine, insert, select
 
 from ativo.config import Settings
-from ativo.data.features import lake_prefix, partition_key, read_parquet_bytes, to_features, to_parquet_bytes
+from ativo.data.features import (
+    PARTITION_KEY,
+    lake_prefix,
+    partition_key,
+    read_parquet_bytes,
+    to_features,
+    to_parquet_bytes,
+)
 from ativo.data.landing import landing_key
 from ativo.data.subjects import has_record_index, index_partitions, record_partitions
 from ativo.data.validation import bounded, clip, quote, read_batch, validate_bytes
 from ativo.data.versioning import DatasetVersion, open_registry
 from ativo.errors import BatchRejected, IntervalNotOver, LandingMissing
 from ativo.spec import ModelSpec
-from ativo.store.db import get_engine, quarantined_batches, utcnow
+from ativo.store.db import get_engine, quarantined_batches, session_lock, utcnow
 from ativo.store.objects import ObjectStore, open_store
 
 log = logging.getLogger(__name__)
 
-_LAKE_PARTITION = re.compile(r"/ds=(\d{4}-\d{2}-\d{2})/part-0\.parquet$")
 REASON_CHARS = 1000
 """At most this many characters of a reason are stored (reasons are built shorter; this bounds any that is not)."""
 
@@ -165,7 +170,7 @@ def refuse_unfinished(partition: str, interval_end: dt.datetime | dt.date | None
 
 
 def _lake_partitions(store: ObjectStore, spec: ModelSpec) -> list[str]:
-    return sorted(m.group(1) for k in store.list(lake_prefix(spec.name)) if (m := _LAKE_PARTITION.search(k)))
+    return sorted(m.group(1) for k in store.list(lake_prefix(spec.name)) if (m := PARTITION_KEY.search(k)))
 
 
 def _ensure_record_index(store: ObjectStore, engine: Engine, spec: ModelSpec) -> None:
@@ -310,15 +315,7 @@ def lake_lock(settings: Settings, engine: Engine, spec: str) -> Iterator[None]:
     with open(path, "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
-            if engine.dialect.name == "postgresql":
-                key = int.from_bytes(hashlib.sha256(f"lake/{spec}".encode()).digest()[:8], "big", signed=True)
-                with engine.connect() as conn:
-                    conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
-                    try:
-                        yield
-                    finally:
-                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-            else:
+            with session_lock(engine, f"lake/{spec}"):
                 yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)

@@ -7,6 +7,7 @@ an interval rewrites an identical partition and creates no new dataset version.
 from __future__ import annotations
 
 import io
+import re
 from typing import TYPE_CHECKING
 
 from ativo.spec import ModelSpec
@@ -20,6 +21,10 @@ LABEL = "label"
 def partition_key(spec_name: str, partition: str) -> str:
     """Object key of a lake partition (``partition`` is the interval's date, YYYY-MM-DD)."""
     return f"lake/{spec_name}/ds={partition}/part-0.parquet"
+
+
+PARTITION_KEY = re.compile(r"ds=(\d{4}-\d{2}-\d{2})/part-0\.parquet$")
+"""A lake partition's object key; group 1 is its date."""
 
 
 def lake_prefix(spec_name: str) -> str:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from sqlalchemy import Engine, insert, select
 
-from ativo.data.features import lake_prefix
+from ativo.data.features import PARTITION_KEY, lake_prefix
 from ativo.errors import DatasetVersionError
 from ativo.store.db import dataset_versions, utcnow
 from ativo.store.objects import ObjectStore
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _GIT_IDENTITY = ["-c", "user.name=Ativo", "-c", "user.email=ativo@localhost", "-c", "commit.gpgsign=false"]
-_PARTITION = re.compile(r"ds=(\d{4}-\d{2}-\d{2})/part-0\.parquet$")
 
 
 @dataclass(frozen=True)
@@ -161,7 +160,7 @@ class DatasetRegistry:
         wanted: dict[str, int] = {}
         seen_files = set()
         for key in store.list(lake_prefix(spec)):
-            m = _PARTITION.search(key)
+            m = PARTITION_KEY.search(key)
             if not m:
                 continue
             rel = f"ds={m.group(1)}/part-0.parquet"

@@ -330,15 +330,20 @@ class InferenceService:
             raise RequestInvalid(errors)
         return ids, labels
 
-    async def health(self, request: Request) -> Response:
-        """Live versions, registry and log state; 503 while no champion is loaded."""
+    def health_doc(self) -> dict[str, Any]:
+        """Live versions, registry and log state (``status`` is ``ok`` once a champion is loaded)."""
         status = self.live.status()
         ok = "champion" in status["versions"]
-        return _json({"status": "ok" if ok else "no champion", "model": self.spec.registered_model_name,
-                      **status, "prediction_log": {"unwritten_rows": self.predictions.unwritten_rows,
-                                                   "written_rows": self.predictions.written_rows,
-                                                   "last_error": self.predictions.last_error},
-                      "uptime_s": round(time.time() - self.started, 1)}, 200 if ok else 503)  # fmt: skip
+        return {"status": "ok" if ok else "no champion", "model": self.spec.registered_model_name, **status,
+                "prediction_log": {"unwritten_rows": self.predictions.unwritten_rows,
+                                   "written_rows": self.predictions.written_rows,
+                                   "last_error": self.predictions.last_error},
+                "uptime_s": round(time.time() - self.started, 1)}  # fmt: skip
+
+    async def health(self, request: Request) -> Response:
+        """:meth:`health_doc`; 503 while no champion is loaded."""
+        doc = self.health_doc()
+        return _json(doc, 200 if doc["status"] == "ok" else 503)
 
     async def metrics_endpoint(self, request: Request) -> Response:
         """Prometheus text exposition (of every model the process serves: they share one registry)."""
@@ -399,10 +404,7 @@ def build_app(service: InferenceService | list[InferenceService]) -> Starlette:
         return _error(500, f"internal error: {type(exc).__name__}")
 
     async def health_all(request: Request) -> Response:
-        docs = {}
-        for svc in services:
-            answer = await svc.health(request)
-            docs[svc.spec.name] = orjson.loads(bytes(answer.body))
+        docs = {svc.spec.name: svc.health_doc() for svc in services}
         ok = [n for n, d in docs.items() if d["status"] == "ok"]
         status = "ok" if len(ok) == len(docs) else ("degraded" if ok else "no champion")
         return _json({"status": status, "models": docs}, 200 if ok else 503)

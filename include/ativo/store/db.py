@@ -6,11 +6,13 @@ by whoever opens the database first; importing this module touches nothing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import (
@@ -183,8 +185,28 @@ def lock(conn: Connection, name: str) -> None:
     PostgreSQL takes a transaction-scoped advisory lock; SQLite already admits one writer at a time.
     """
     if conn.dialect.name == "postgresql":
-        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(name)})
+
+
+def _lock_key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def session_lock(engine: Engine, name: str) -> Iterator[None]:
+    """Hold ``name`` across several transactions (and file writes between them), for every host on PostgreSQL.
+
+    The session-scoped twin of :func:`lock`; on SQLite it holds nothing (callers add a file lock for one host).
+    """
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _lock_key(name)})
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _lock_key(name)})
 
 
 def init_schema(engine: Engine) -> None:
