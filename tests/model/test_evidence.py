@@ -89,3 +89,22 @@ def test_the_same_model_file_is_not_registered_twice(spec, small_boosters, tmp_p
 
     assert len(MlflowClient().search_model_versions(f"name = '{spec.name}'")) == 2  # nothing half-registered
 
+
+
+def test_a_version_loads_from_the_registry_it_is_asked_for_not_mlflows_default(spec, small_boosters, tmp_path):
+    """`ativo serve` started from a shell has no MLFLOW_TRACKING_URI: the models:/m-… source must still resolve."""
+    import mlflow
+
+    from ativo.model.artifact import load_version, log_booster, register_version
+
+    right = f"sqlite:///{tmp_path / 'platform.db'}"
+    mlflow.set_tracking_uri(right)
+    exp = mlflow.create_experiment("load", artifact_location=(tmp_path / "art").as_uri())
+    with mlflow.start_run(experiment_id=exp):
+        version = register_version(log_booster(small_boosters["good"]), spec.name)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'elsewhere.db'}")  # the process default is another store
+    try:
+        model = load_version(spec, right, version)
+    finally:
+        mlflow.set_tracking_uri(right)
+    assert model.version == version and len(model.sha256) == 64

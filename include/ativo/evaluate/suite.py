@@ -80,7 +80,10 @@ def _run_artifacts(c: Candidate, dest: Path) -> Path:
 
     client = MlflowClient(c.settings.mlflow_tracking_uri)
     mv = client.get_model_version(c.spec.registered_model_name, c.model.version)
-    download_artifacts(artifact_uri=mv.source, dst_path=str(dest / "model"), tracking_uri=client.tracking_uri)
+    from ativo.model.artifact import artifact_location
+
+    source = artifact_location(client.tracking_uri, str(mv.source))
+    download_artifacts(artifact_uri=source, dst_path=str(dest / "model"), tracking_uri=client.tracking_uri)
     if mv.run_id:
         download_artifacts(run_id=mv.run_id, artifact_path="", dst_path=str(dest / "run"),
                            tracking_uri=client.tracking_uri)  # fmt: skip

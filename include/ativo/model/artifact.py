@@ -189,6 +189,19 @@ def read_artifact_json(tracking_uri: str, uri: str) -> Any:
         return json.loads(Path(path).read_text())
 
 
+def artifact_location(tracking_uri: str, source: str) -> str:
+    """Where a version's files are: a ``models:/m-…`` source resolved through ``tracking_uri`` itself.
+
+    MLflow resolves such a source through its process-wide default store, which is not the platform's in a process
+    started without ``MLFLOW_TRACKING_URI`` (``ativo serve`` from a shell): the version would not be found.
+    """
+    if not source.startswith("models:/m-"):
+        return source
+    from mlflow import MlflowClient
+
+    return str(MlflowClient(tracking_uri).get_logged_model(source.removeprefix("models:/")).artifact_location)
+
+
 def load_version(spec: ModelSpec, tracking_uri: str, version: str | int | None = None, *,
                  alias: str | None = None) -> ServedModel:  # fmt: skip
     """Load a registered version of the spec's model (by number or alias) the way serving does.
@@ -201,7 +214,8 @@ def load_version(spec: ModelSpec, tracking_uri: str, version: str | int | None =
     rv = registered_version(spec, tracking_uri, version, alias=alias)
     where = f"model {rv.name} version {rv.version}"
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(download_artifacts(artifact_uri=rv.source, dst_path=tmp, tracking_uri=tracking_uri))
+        local = Path(download_artifacts(artifact_uri=artifact_location(tracking_uri, rv.source), dst_path=tmp,
+                                        tracking_uri=tracking_uri))  # fmt: skip
         booster, sha, files = load_booster(local, rv.sha256, where)
     return ServedModel(spec=spec, name=rv.name, version=rv.version, booster=booster, sha256=sha, tags=rv.tags,
                        files=files)  # fmt: skip
