@@ -73,7 +73,7 @@ def test_deploy_dag_promotes_a_sound_canary_and_rolls_back_a_bad_one(airflow_db,
         server.stop()
     records = {(r["action"], r["version"]): r for r in history(spec, settings)}
     assert "canary held" in records[("promote", v2)]["reason"]
-    assert "score distribution" in records[("rollback", v3)]["reason"]
+    assert "score distribution" in records[("rollback", v3)]["reason"]  # named even when a loaded host is slow too
     rolled = [p for p in pages if p.get("ativo", {}).get("kind") == "model_rolled_back"]
     assert [p["ativo"]["version"] for p in rolled] == [v3]
     infra_pages = [p for p in pages if "infra_check" in p.get("text", "")]

@@ -264,6 +264,9 @@ AUC = {"candidate": {"labels": 200.0, "auc": 0.85}, "champion": {"labels": 200.0
                      "score distribution moved from the champion's: PSI 0.416", id="psi-beyond-noise-rolls-back"),
         pytest.param({}, figures(200, 200, deciles=SHIFTED), 60, None, False, False, "watching",
                      id="same-psi-within-noise-at-small-n-waits"),
+        pytest.param({}, figures(2_000, 20_000, deciles=SHIFTED, latency=SLOW_TAIL), 60, None, True, False,
+                     "p99 scoring latency 100 ms is above the budget 50 ms; score distribution moved",
+                     id="every-broken-limit-is-named"),
         pytest.param({}, figures(2_000, 100, deciles=SHIFTED), 60, None, False, False, "watching",
                      id="psi-not-judged-on-a-quiet-champion"),
         # accuracy: AUC drop beyond max_auc_drop (0.02) once min_labels (200) per side arrived

@@ -204,33 +204,35 @@ def judge(spec: ModelSpec, figures: Figures, *, candidate: str, champion: str | 
                            "champion_rows": champ["rows"]}  # fmt: skip
     error_rate = errors / attempts if attempts else 0.0
     out["error_rate"] = round(error_rate, 4)
+    broken: list[str] = []  # every limit the candidate broke, so a rollback names them all
     if attempts and wilson_lower(errors, attempts) > d.max_error_rate:
         bound = wilson_lower(errors, attempts)
-        return Verdict(True, False, f"error rate {error_rate:.1%} of {attempts:.0f} rows is above the limit "
-                       f"{d.max_error_rate:.1%} (95 % lower bound {bound:.1%})", out)  # fmt: skip
+        broken.append(f"error rate {error_rate:.1%} of {attempts:.0f} rows is above the limit "
+                      f"{d.max_error_rate:.1%} (95 % lower bound {bound:.1%})")  # fmt: skip
     p99 = p99_ms(cand["latency"])
     out["p99_ms"] = p99
     enough = rows >= d.min_canary_requests
     if enough and p99 is not None and p99 > d.latency_budget_ms:
-        return Verdict(True, False, f"p99 scoring latency {p99:g} ms is above the budget {d.latency_budget_ms:g} ms",
-                       out)  # fmt: skip
+        broken.append(f"p99 scoring latency {p99:g} ms is above the budget {d.latency_budget_ms:g} ms")
     if enough and champ["rows"] >= d.min_canary_requests:
         value = psi(_bins(champ["scores"], DECILES), _bins(cand["scores"], DECILES))
         noise = psi_noise(rows, champ["rows"])
         out["score_psi"] = round(value, 4)
         out["score_psi_noise"] = round(noise, 4)
         if value - noise > d.max_score_psi:
-            return Verdict(True, False, f"score distribution moved from the champion's: PSI {value:.3f} is above "
-                           f"{d.max_score_psi:g} beyond its sampling noise ({noise:.3f} at {rows:.0f} vs "
-                           f"{champ['rows']:.0f} rows)", out)  # fmt: skip
+            broken.append(f"score distribution moved from the champion's: PSI {value:.3f} is above "
+                          f"{d.max_score_psi:g} beyond its sampling noise ({noise:.3f} at {rows:.0f} vs "
+                          f"{champ['rows']:.0f} rows)")  # fmt: skip
     for side, v in (labels or {}).items():
         out[f"{side}_labels"] = v["labels"]
         out[f"{side}_auc"] = None if math.isnan(v["auc"]) else round(v["auc"], 4)
     if labels and all(labels.get(s, {}).get("labels", 0) >= d.min_labels for s in ("candidate", "champion")):
         ca, ch = labels["candidate"]["auc"], labels["champion"]["auc"]
         if not math.isnan(ca) and not math.isnan(ch) and ca < ch - d.max_auc_drop:
-            return Verdict(True, False, f"AUC on labelled rows {ca:.4f} is more than {d.max_auc_drop:g} below the "
-                           f"champion's {ch:.4f}", out)  # fmt: skip
+            broken.append(f"AUC on labelled rows {ca:.4f} is more than {d.max_auc_drop:g} below the "
+                          f"champion's {ch:.4f}")  # fmt: skip
+    if broken:
+        return Verdict(True, False, "; ".join(broken), out)
     window = d.canary_window_minutes * 60
     if elapsed_s < window:
         return Verdict(False, False, f"watching: {rows:.0f} rows in {elapsed_s:.0f} of {window:.0f} s", out)
