@@ -56,10 +56,9 @@ class Binned:
             counts = np.bincount(idx, minlength=len(self.edges) + 1).tolist() + [int(missing.sum())]
             return tuple(int(c) for c in counts)
         assert self.categories is not None
-        s = pd.Series(values, dtype="object")
-        known = {c: i for i, c in enumerate(self.categories[:-1])}
-        codes = s.map(lambda v: known.get(v, len(known)) if isinstance(v, str) else len(known))
-        return tuple(int(c) for c in np.bincount(codes.to_numpy(dtype="int64"), minlength=len(self.categories)))
+        seen = pd.Series(values).value_counts(dropna=True)  # hashing each value once: fast on any dtype
+        counts = [int(seen.get(c, 0)) for c in self.categories[:-1]]
+        return (*counts, len(values) - sum(counts))  # missing, and anything outside the list
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
