@@ -168,3 +168,31 @@ def deploy_payload(spec_name: str, rec: dict[str, Any]) -> dict[str, Any]:
         },  # fmt: skip
     }
     return bounded(payload)
+
+
+def drift_payload(doc: dict[str, Any]) -> dict[str, Any]:
+    """A Slack-compatible message from a monitoring run: drift announced for retraining, or held back (and why).
+
+    ``doc`` is :func:`ativo.monitor.run.monitor_window`'s result.
+    """
+    d, a = doc["decision"], doc["assessment"]
+    held = d["action"].startswith("held")
+    window = f"{doc['window']['start']} → {doc['window']['end']}"
+    if held:
+        text = (f":warning: Ativo {doc['spec']} version {doc['version']}: drift held back, no retraining: "
+                f"{d['reason']}")  # fmt: skip
+    else:
+        text = (f":chart_with_downwards_trend: Ativo {doc['spec']} version {doc['version']}: drift sustained, "
+                f"retraining (episode {d['episode']})")  # fmt: skip
+    fields = [{"title": "Why", "value": "\n".join(a["reasons"])[:1500], "short": False},
+              {"title": "Window", "value": f"{window} ({a['rows']} decisions)", "short": False},
+              {"title": "Report", "value": str(doc.get("report_html_uri")), "short": False}]  # fmt: skip
+    if held:
+        fields.append({"title": "Next step", "value": "look at the report; retrain by hand (trigger "
+                       f"{doc['spec']}__train) or raise the budget if the model must follow the data", "short": False})
+    payload = {"text": text, "attachments": [{"color": "danger" if held else "warning", "fallback": text,
+                                              "fields": fields}],
+               "ativo": {"kind": "drift_held" if held else "drift_retraining", "model": doc["spec"],
+                         "version": doc["version"], "decision": d["action"], "episode": d.get("episode"),
+                         "reasons": a["reasons"], "report": doc.get("report_html_uri"), "window": doc["window"]}}
+    return bounded(payload)

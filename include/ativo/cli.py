@@ -336,15 +336,20 @@ def _cmd_deployments(args: argparse.Namespace) -> int:
 
 
 def _cmd_traffic(args: argparse.Namespace) -> int:
-    from ativo.serve.traffic import replay
+    from ativo.serve.traffic import parse_shift, replay
+
     settings = load_settings()
     spec = _spec(args, settings)
+    shifts = [parse_shift(spec, text) for text in args.drift]  # every shift checked before a row is sent
     key = args.key or (settings.api_key.get_secret_value() if settings.api_key else None)
     if not key:
         print("error: give an API key with roles predict and feedback (--key or ATIVO_API_KEY)", file=sys.stderr)
         return 2
     url = (args.url or settings.servers_of(spec.name)[0]).rstrip("/") + f"/models/{spec.name}"
-    out = replay(url, key, spec, settings.reference_dir, args.rows, labels=not args.no_labels, seed=args.seed)
+    if shifts:
+        print(f"drift applied to the rows sent: {', '.join(str(s) for s in shifts)}")
+    out = replay(url, key, spec, settings.reference_dir, args.rows, labels=not args.no_labels, seed=args.seed,
+                 drift=shifts)  # fmt: skip
     print(f"{out['rows']} rows answered by {out['routes']}; {out['labels']} labels sent to /feedback")
     return 0
 
@@ -494,6 +499,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--key", help="API key with roles predict and feedback (default: $ATIVO_API_KEY)")
     s.add_argument("--no-labels", action="store_true")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--drift", action="append", default=[], metavar="SHIFT",
+                   help="shift the rows sent, to watch drift detection (repeat for several): FEATURE=+X, FEATURE=-X, "
+                   "FEATURE=*X, FEATURE=CATEGORY:SHARE (0..1), or label=flip:P (labels flipped with probability "
+                   "P)")  # fmt: skip
     s.set_defaults(func=_cmd_traffic)
 
     s = sub.add_parser("lineage", help="prediction → model version → run → dataset version → commit → gates")

@@ -23,6 +23,11 @@ def reconcile_dag_id(spec: str) -> str:
     return f"{spec}__reconcile"
 
 
+def monitor_dag_id(spec: str) -> str:
+    """DAG id of a spec's monitoring."""
+    return f"{spec}__monitor"
+
+
 def dag_ids(spec: str) -> list[str]:
     """Every DAG a spec gets."""
-    return [etl_dag_id(spec), train_dag_id(spec), deploy_dag_id(spec), reconcile_dag_id(spec)]
+    return [etl_dag_id(spec), train_dag_id(spec), deploy_dag_id(spec), reconcile_dag_id(spec), monitor_dag_id(spec)]

@@ -41,6 +41,11 @@ def features_asset(spec: ModelSpec) -> Asset:
     return Asset(name=f"{spec.name}.features", uri=f"x-ativo://features/{spec.name}", group="ativo")
 
 
+def drift_asset(spec: ModelSpec) -> Asset:
+    """The Asset the monitor updates when drift that matters is sustained, outside the cooldown, within budget."""
+    return Asset(name=f"{spec.name}.drift", uri=f"x-ativo://drift/{spec.name}", group="ativo")
+
+
 def challenger_asset(spec: ModelSpec) -> Asset:
     """The Asset the training DAG updates when a model version passes every gate (alias ``challenger``)."""
     return Asset(name=f"{spec.name}.challenger", uri=f"x-ativo://models/{spec.name}/challenger", group="ativo")
@@ -141,19 +146,20 @@ def build_etl_dag(spec: ModelSpec) -> DAG:
 
 
 def build_train_dag(spec: ModelSpec) -> DAG:
-    """Training of one spec as a parallel search, triggered by its features Asset (or by hand).
+    """Training of one spec as a parallel search, triggered by its features or drift Asset (or by hand).
 
     plan_search (pins the dataset version) → trial × n (mapped, on the spec's pool, each under a GPU lease and
     the budget) → register_best (runs when every trial is done, registers the best one that completed) → one task
     per gate, in parallel → decide (report, model card, alias ``challenger`` or rejection) → announce_challenger.
     """
     asset = features_asset(spec)
+    drift = drift_asset(spec)
     challenger = challenger_asset(spec)
 
     @dag(
         dag_id=train_dag_id(spec),
         description=f"Pinned dataset version → parallel XGBoost search → best model registered, for {spec.name}",
-        schedule=[asset],
+        schedule=asset | drift,
         start_date=_start(spec),
         catchup=False,
         max_active_runs=1,
@@ -173,7 +179,10 @@ def build_train_dag(spec: ModelSpec) -> DAG:
                 maximum=1024,
                 description=f"Trials in the search; empty = the spec's ({spec.model.search.n_trials}).",
             ),
-            "trigger": Param(None, type=["null", "string"], description="Set by the reconciler; leave empty."),
+            "trigger": Param(None, type=["null", "string"], description="Set by the reconciler (reconciler, "
+                             "or drift with an episode); leave empty."),
+            "episode": Param(None, type=["null", "integer"], description="The drift episode a reconciler run "
+                             "retrains; leave empty."),
             "reason": Param(None, type=["null", "string"], description="Why the run was triggered (shown in "
                             "its log and on its MLflow run)."),
         },  # fmt: skip
@@ -188,6 +197,7 @@ def build_train_dag(spec: ModelSpec) -> DAG:
             another run claimed it; a run triggered by hand trains its ``dataset_version``, else the latest.
             Returns one entry per trial to map over.
             """
+            from ativo.monitor.decide import claim_episodes, hand_over, settle_episodes
             from ativo.store.db import get_engine
             from ativo.train.claims import plan_training
             from ativo.train.search import plan_search as plan
@@ -195,18 +205,47 @@ def build_train_dag(spec: ModelSpec) -> DAG:
             context = get_current_context()
             params = context["params"]
             events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
+            drift_events = [e for e in events if (e.extra or {}).get("episode") is not None]
             event_tags = [str(e.extra["tag"]) for e in events if (e.extra or {}).get("tag")]
-            trigger = "reconciler" if params.get("trigger") == "reconciler" else ("asset" if events else "manual")
             settings = load_settings()
-            decided = plan_training(get_engine(settings.db_url), spec.name, context["run_id"],
+            engine, run_id = get_engine(settings.db_url), context["run_id"]
+            reason = params.get("reason")
+            episodes: list[dict[str, Any]] = []
+            wanted = [int(e.extra["episode"]) for e in drift_events]
+            if params.get("episode") is not None:
+                wanted.append(int(params["episode"]))
+            if wanted or params.get("trigger") == "drift":
+                # every open episode (these and any whose event was lost), claimed: one retraining covers them all,
+                # and a merged, repeated or reconciled event retrains nothing twice
+                episodes = claim_episodes(engine, spec.name, run_id)
+                if episodes:
+                    reason = "drift episode(s) " + ", ".join(
+                        f"{ep['id']} (version {ep['version']}: {'; '.join(ep['reasons'])[:300]}; report "
+                        f"{ep['report_uri']})" for ep in episodes)  # fmt: skip
+            if episodes:
+                trigger = "drift"
+            elif params.get("trigger") == "drift" or (drift_events and not event_tags):
+                raise AirflowSkipException(f"drift episode(s) {', '.join(map(str, wanted))} already taken by "
+                                           "another training run: not retrained twice")  # fmt: skip
+            else:
+                trigger = "reconciler" if params.get("trigger") == "reconciler" else ("asset" if events else "manual")
+            decided = plan_training(engine, spec.name, run_id,
                                     requested=params.get("dataset_version") if trigger == "manual" else None,
-                                    trigger=trigger, event_tags=event_tags, reason=params.get("reason"))  # fmt: skip
+                                    trigger=trigger, event_tags=event_tags, reason=reason)  # fmt: skip
             logging.getLogger("ativo.train").info("%s run: %s", trigger, decided.reason)
+            if decided.covered_by:  # the run training the latest data now takes the episodes over
+                hand_over(engine, spec.name, run_id, decided.covered_by)
             if decided.skip:
                 raise AirflowSkipException(decided.skip)
             n = params.get("n_trials")
-            result = plan(spec, settings, decided.tag, run_meta(context), n_trials=int(n) if n else None,
-                          extra_tags={"ativo.trigger": trigger, "ativo.trigger_reason": decided.reason[:4000]})
+            offset = 1000 * max(ep["id"] for ep in episodes) if decided.again else 0  # new trials on the same data
+            try:
+                result = plan(spec, settings, decided.tag, run_meta(context), n_trials=int(n) if n else None,
+                              extra_tags={"ativo.trigger": trigger, "ativo.trigger_reason": decided.reason[:4000]},
+                              seed_offset=offset)  # fmt: skip
+            except Exception as err:
+                settle_episodes(engine, spec.name, run_id, f"failed: {err}"[:500])
+                raise
             return [{"plan": result.to_dict(), "slot": slot} for slot in range(result.n_trials)]
 
         @task(trigger_rule="all_done")
@@ -242,6 +281,7 @@ def build_train_dag(spec: ModelSpec) -> DAG:
             from ativo.alerts import rejection_payload
             from ativo.evaluate.results import GateResult
             from ativo.evaluate.suite import publish
+            from ativo.monitor.decide import settle_episodes
             from ativo.store.db import get_engine
             from ativo.train.claims import settle
 
@@ -250,10 +290,12 @@ def build_train_dag(spec: ModelSpec) -> DAG:
             if not registered:
                 # the claim on its dataset version, if it made one, is released: another run may train it
                 settle(engine, spec.name, run_id, "failed: no model version was registered (see register_best)")
+                settle_episodes(engine, spec.name, run_id, "failed: no model version was registered")
                 raise AirflowSkipException("no model version was registered (see register_best): nothing to gate")
             results = [GateResult.from_dict(doc) for doc in judged if doc]
             report = publish(spec, settings, registered["model_version"], results, GATES)
             settle(engine, spec.name, run_id, f"registered version {report['version']}: {report['verdict']}")
+            settle_episodes(engine, spec.name, run_id, f"retrained: version {report['version']}, {report['verdict']}")
             if not report["passed"]:
                 send_to_oncall(spec.oncall_connection, rejection_payload(report))
             return {k: report[k] for k in ("model", "version", "verdict", "failed_gates", "model_card_uri",
@@ -400,36 +442,124 @@ def build_reconcile_dag(spec: ModelSpec) -> DAG:
         max_active_runs=1,
         default_args={**default_args(spec), "retries": 1},
         tags=["ativo", "reconcile", spec.name, *spec.tags],
+        render_template_as_native_obj=True,
         doc_md=_RECONCILE_DOC.format(spec=spec.name, cron=spec.schedule.reconcile_cron),
     )
     def reconcile() -> None:
         @task
         def check() -> dict[str, Any]:
-            """The latest dataset version, if no training run has claimed it (else skip: nothing is missing)."""
+            """A drift episode no training run took, else the latest dataset version if no run claimed it (else
+            skip: nothing is missing)."""
+            from ativo.monitor.decide import open_episodes
             from ativo.store.db import get_engine
             from ativo.train.claims import latest_version
             from ativo.train.claims import reconcile as missing
 
             engine = get_engine(load_settings().db_url)
+            episodes = open_episodes(engine, spec.name)
+            if episodes:
+                ep = episodes[-1]
+                attempt = int(ep.get("attempt") or 0) + 1
+                reason = (f"reconciler: drift episode {ep['id']} (version {ep['version']}) has no training run (its "
+                          "asset event was merged or dropped, or its run failed)"
+                          + (f"; attempt {attempt}" if attempt > 1 else ""))  # fmt: skip
+                return {"run_id": f"reconcile__drift-{ep['id']}" + (f"__{attempt}" if attempt > 1 else ""),
+                        "reason": reason, "conf": {"trigger": "drift", "episode": ep["id"], "reason": reason}}
             todo = missing(engine, spec.name)
             if todo is None:
                 latest = latest_version(engine, spec.name)
                 raise AirflowSkipException(f"nothing to reconcile: {latest[0]} has a training run" if latest else
                                            f"nothing to reconcile: {spec.name} has no dataset version yet")
-            return todo
+            return {**todo, "conf": {"trigger": "reconciler", "reason": todo["reason"]}}
 
         checked = check()
         checked >> TriggerTraining(
             task_id="trigger_training",
             trigger_dag_id=train_dag_id(spec),
             trigger_run_id="{{ ti.xcom_pull(task_ids='check')['run_id'] }}",
-            conf={"trigger": "reconciler", "reason": "{{ ti.xcom_pull(task_ids='check')['reason'] }}"},
+            conf="{{ ti.xcom_pull(task_ids='check')['conf'] }}",  # type: ignore[arg-type]  # a dict once rendered
             note="{{ ti.xcom_pull(task_ids='check')['reason'] }}",
             skip_when_already_exists=True,
             wait_for_completion=False,
         )
 
     return reconcile()
+
+
+def build_monitor_dag(spec: ModelSpec) -> DAG:
+    """Monitoring of one spec's champion on ``monitor.cron``: the window's drift and decay, and whether to retrain.
+
+    judge_window (prediction and label logs → statistics → report beside the model card → decision recorded, with
+    the gauges ``/ativo/metrics`` serves; on-call paged for a drift held back) → announce_drift (the
+    ``<spec>.drift`` Asset, only for a sustained drift outside the cooldown and within budget).
+    """
+    drift = drift_asset(spec)
+
+    @dag(
+        dag_id=naming.monitor_dag_id(spec.name),
+        description=f"Champion's live window → drift, decay and fairness → retrain on sustained drift, for {spec.name}",
+        schedule=CronDataIntervalTimetable(spec.monitor.cron, timezone="UTC"),
+        start_date=_start(spec),
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args(spec),
+        tags=["ativo", "monitor", spec.name, *spec.tags],
+        params={
+            "start": Param(None, type=["null", "string"], format="date-time",
+                           description="Window start (ISO 8601); empty = the run's data interval."),
+            "end": Param(None, type=["null", "string"], format="date-time",
+                         description="Window end (ISO 8601, exclusive); empty = the run's data interval."),
+        },  # fmt: skip
+        doc_md=_MONITOR_DOC.format(spec=spec.name, cron=spec.monitor.cron, sustain=spec.monitor.sustain,
+                                   cooldown=spec.monitor.cooldown_hours, team=spec.compute.team),  # fmt: skip
+    )
+    def monitor() -> None:
+        @task
+        def judge_window() -> dict[str, Any]:
+            """Read the window, judge it against the champion's reference profile, report, decide, record."""
+            from ativo.airflow.notifier import send_to_oncall
+            from ativo.alerts import drift_payload
+            from ativo.monitor.run import monitor_window
+
+            context = get_current_context()
+            params = context["params"]
+            start = dt.datetime.fromisoformat(params["start"]) if params.get("start") else None
+            end = dt.datetime.fromisoformat(params["end"]) if params.get("end") else None
+            start = start or context["data_interval_start"]
+            end = end or context["data_interval_end"]
+            if start is None or end is None or start >= end:
+                raise AirflowFailException(f"no window to monitor: start {start}, end {end} (give both, start first)")
+            doc = monitor_window(spec, load_settings(), start.astimezone(dt.UTC), end.astimezone(dt.UTC),
+                                 dag_run_id=context["run_id"])  # fmt: skip
+            decision = doc["decision"]
+            log = logging.getLogger("ativo.monitor")
+            log.info("window %s → %s: %d rows; %s", doc["window"]["start"], doc["window"]["end"],
+                     doc["assessment"]["rows"], "; ".join(doc["assessment"]["reasons"]) or "no drift")  # fmt: skip
+            log.info("decision: %s: %s (report %s)", decision["action"], decision["reason"], doc["report_html_uri"])
+            if decision["page"]:
+                send_to_oncall(spec.oncall_connection, drift_payload(doc))
+            return {k: doc[k] for k in ("spec", "version", "window", "decision", "report_uri", "report_html_uri")} | {
+                "reasons": doc["assessment"]["reasons"], "rows": doc["assessment"]["rows"]}  # fmt: skip
+
+        @task(outlets=[drift])
+        def announce_drift(judged: dict[str, Any]) -> dict[str, Any]:
+            """Emit the drift Asset for a new episode (skipped otherwise, saying why) and tell on-call."""
+            from ativo.airflow.notifier import send_to_oncall
+            from ativo.alerts import drift_payload
+
+            decision = judged["decision"]
+            if not decision["emit"]:
+                raise AirflowSkipException(f"no retraining: {decision['action']}: {decision['reason']}")
+            extra = {"episode": decision["episode"], "version": judged["version"], "window": judged["window"],
+                     "reasons": judged["reasons"][:20], "report": judged["report_html_uri"]}  # fmt: skip
+            get_current_context()["outlet_events"][drift].extra = extra
+            send_to_oncall(spec.oncall_connection, drift_payload({**judged, "assessment": {
+                "reasons": judged["reasons"], "rows": judged["rows"]}}))  # fmt: skip
+            return extra
+
+        announce_drift(judge_window())  # type: ignore[arg-type]  # XComArg at parse time
+
+    return monitor()
 
 
 def valid_specs() -> list[ModelSpec]:
@@ -485,6 +615,19 @@ could go untrained. On `{cron}`, **check** reads the platform DB: when the lates
 run (every run claims the version it trains), **trigger_training** starts `{spec}__train` as run
 `reconcile__<tag>`, noted with why. A training run always trains the latest version when it starts (which covers
 the older ones) and skips, saying which run did, when another run claimed it: a version is never trained twice.
+"""
+
+_MONITOR_DOC = """
+### Monitoring of `{spec}`
+On `{cron}` (or by hand, with `start`/`end` in the run conf), **judge_window** reads the champion's decisions of
+the data interval from the prediction log (and the labels sent to `/feedback`) and judges them against the
+version's reference profile: drift per feature and of the score (PSI as the effect size, a chi² test as the
+evidence), a new category, AUC decay on labelled rows, AUC estimated without labels, and fairness differences, all
+in one Holm family (on stationary data a run alarms with probability at most `monitor.alpha`). It writes the report
+(JSON and HTML) beside the model card, records the decision (the gauges on `/ativo/metrics`), and pages on-call
+for a drift held back. **announce_drift** emits the `{spec}.drift` Asset, which retrains, only when drift lasted
+{sustain} window(s), no episode was announced in the last {cooldown} hours, and team `{team}`'s budget covers the
+search; otherwise it is skipped with the reason.
 """
 
 _DEPLOY_DOC = """

@@ -1,4 +1,4 @@
-"""Budgets, spend and GPU leases as Prometheus metrics (text exposition format).
+"""Budgets, spend, GPU leases and the monitor's gauges as Prometheus metrics (text exposition format).
 
 The figures are the ones `ativo budget status` and `ativo leases` print, read from the platform DB at scrape
 time, so any process (a CLI call, a sidecar, an Airflow plugin endpoint) can serve them.
@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from ativo.compute.budget import Ledger
 from ativo.compute.leases import LeaseManager
+from ativo.monitor.metrics import add_gauges
 
 
 def render(engine: Engine, prices: Mapping[str, float], lease_manager: LeaseManager | None = None) -> bytes:
@@ -46,4 +47,5 @@ def render(engine: Engine, prices: Mapping[str, float], lease_manager: LeaseMana
         counts[key] = counts.get(key, 0) + 1
     for (host, state), n in counts.items():
         leases.labels(host, state).set(n)
+    add_gauges(registry, engine)  # the monitor's, from the same DB
     return bytes(generate_latest(registry))

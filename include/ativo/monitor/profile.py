@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+PROFILE_ARTIFACT = "monitor/profile.json"
+PROFILE_TAG = "ativo.profile_uri"  # the model version tag that links its profile
 MISSING = "(missing)"
 NUMERIC_BINS = 10
 SCORE_BINS = 10

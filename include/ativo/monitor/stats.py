@@ -128,12 +128,23 @@ def new_categories(reference: Binned, current: Sequence[int]) -> dict[str, int]:
 def judge(references: Mapping[str, Binned], windows: Mapping[str, Sequence[int]], *, threshold: float,
           alpha: float = 0.01) -> list[Drift]:  # fmt: skip
     """Every feature's drift, judged as the module doc says (Holm across all of ``windows`` at ``alpha``)."""
+    return judge_family(references, windows, threshold=threshold, alpha=alpha)[0]
+
+
+def judge_family(references: Mapping[str, Binned], windows: Mapping[str, Sequence[int]], *, threshold: float,
+                 alpha: float = 0.01, extra: Mapping[str, float] | None = None) -> tuple[list[Drift], set[str]]:
+    """:func:`judge`, with ``extra`` p-values (other alarms of the same run) in the same Holm family.
+
+    Returns:
+        The features' drift, and the names of ``extra`` that the family rejects.
+    """
     from scipy.stats import fisher_exact
 
     values = {n: psi(references[n].counts, windows[n]) for n in windows}
     pvalues = {n: homogeneity_pvalue(references[n].counts, windows[n]) for n in windows}
     fresh_of = {n: new_categories(references[n], windows[n]) for n in windows}
     family = dict(pvalues)
+    family.update({f"#{k}": v for k, v in (extra or {}).items()})
     for n, fresh in fresh_of.items():
         if fresh:
             k, rows, ref_rows = sum(fresh.values()), sum(windows[n]), references[n].rows
@@ -159,4 +170,4 @@ def judge(references: Mapping[str, Binned], windows: Mapping[str, Sequence[int]]
             drifted = False
         out.append(Drift(name=name, psi=values[name], p_value=pvalues[name], significant=is_sig, drifted=drifted,
                          reason=reason, new_categories=fresh or None))  # fmt: skip
-    return out
+    return out, {k for k in (extra or {}) if f"#{k}" in significant}

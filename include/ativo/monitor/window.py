@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ativo.monitor.profile import Profile
-from ativo.monitor.stats import Drift, judge
+from ativo.monitor.stats import Drift, judge_family
 from ativo.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ class Assessment:
     reasons: list[str]
     drift: list[Drift] = field(default_factory=list)
     performance: dict[str, Any] = field(default_factory=dict)
+    fairness: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -84,8 +85,76 @@ def _auc_se(auc: float, positives: int, negatives: int) -> float:
     return math.sqrt(max(var, 0.0))
 
 
+def _spread_pvalue(rates: dict[str, tuple[float, int]], limit: float) -> tuple[float, float, str, str]:
+    """The largest difference of a rate between two groups, and the p-value that it is no larger than ``limit``.
+
+    ``rates`` maps a group to (rate, rows the rate rests on). One-sided z-test of the difference between the highest
+    and the lowest group (binomial standard errors); p = 1 when the difference is within the limit.
+    """
+    from scipy.stats import norm
+
+    hi = max(rates, key=lambda g: rates[g][0])
+    lo = min(rates, key=lambda g: rates[g][0])
+    (ph, nh), (pl, nl) = rates[hi], rates[lo]
+    spread = ph - pl
+    se = math.sqrt(ph * (1 - ph) / nh + pl * (1 - pl) / nl)
+    if spread <= limit:
+        return spread, 1.0, hi, lo
+    return spread, float(norm.sf((spread - limit) / se)) if se > 0 else 0.0, hi, lo
+
+
+def _fairness(spec: ModelSpec, profile: Profile, window: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per protected attribute: the window's selection-rate (and, with labels, TPR/FPR) differences between groups.
+
+    Each entry holds the gate's limit it is judged against (``None``: reported only), the window's difference, the
+    reference's (the version's test split) and the p-value that the window's difference is within the limit.
+    """
+    import numpy as np
+
+    gate = spec.gates.fairness
+    if "decision" in window:
+        decided = window["decision"].to_numpy(dtype="float64")
+    else:
+        decided = (window[SCORE].to_numpy(dtype="float64") >= spec.gates.decision_threshold).astype("float64")
+    labels = window["label"].to_numpy(dtype="float64") if "label" in window else np.full(len(window), np.nan)
+    out = []
+    for attr in spec.fairness_attributes:
+        if f"f_{attr}" not in window:
+            continue
+        groups = window[f"f_{attr}"].astype(str).to_numpy()
+        reference = profile.groups.get(attr, {})
+        measures: dict[str, dict[str, tuple[float, int]]] = {"selection_rate": {}, "tpr": {}, "fpr": {}}
+        for g in np.unique(groups):
+            rows = groups == g
+            if rows.sum() >= gate.min_group_size:
+                measures["selection_rate"][str(g)] = (float(decided[rows].mean()), int(rows.sum()))
+            for metric, truth in (("tpr", 1.0), ("fpr", 0.0)):
+                known = rows & (labels == truth)
+                if known.sum() >= gate.min_group_labels:
+                    measures[metric][str(g)] = (float(decided[known].mean()), int(known.sum()))
+        limits = {"selection_rate": gate.max_demographic_parity_difference,
+                  "tpr": gate.max_equalized_odds_difference, "fpr": gate.max_equalized_odds_difference}  # fmt: skip
+        for metric, rates in measures.items():
+            if len(rates) < 2:
+                continue
+            limit = limits[metric]
+            spread, p, hi, lo = _spread_pvalue(rates, limit if limit is not None else 1.0)
+            ref = [float(v[metric]) for v in reference.values()  # type: ignore[arg-type]
+                   if v.get(metric) is not None and (v.get("rows") or 0) >= gate.min_group_size]  # fmt: skip
+            out.append({"attribute": attr, "metric": metric, "difference": spread, "limit": limit,
+                        "reference_difference": (max(ref) - min(ref)) if len(ref) > 1 else None,
+                        "p_value": p if limit is not None else None, "highest": hi, "lowest": lo,
+                        "rates": {g: {"rate": r, "rows": n} for g, (r, n) in sorted(rates.items())}})  # fmt: skip
+    return out
+
+
 def assess(spec: ModelSpec, profile: Profile, window: pd.DataFrame, *, alpha: float | None = None) -> Assessment:
-    """Judge a window against the version's reference profile (see the module doc)."""
+    """Judge a window against the version's reference profile (see the module doc).
+
+    Every alarm of the run (each feature and the score, a new category, realised and estimated AUC decay, each
+    fairness difference) is one hypothesis of one Holm family at ``monitor.alpha``, and raises only when its effect
+    is also at least the spec's threshold: on stationary data the run alarms at all with probability ≤ alpha.
+    """
     import numpy as np
     from scipy.stats import norm
     from sklearn.metrics import log_loss, roc_auc_score
@@ -102,18 +171,19 @@ def assess(spec: ModelSpec, profile: Profile, window: pd.DataFrame, *, alpha: fl
     counts = {name: references[name].count(window[f"f_{name}"]) for name in references if f"f_{name}" in window}
     references[SCORE] = profile.scores
     counts[SCORE] = profile.scores.count(window[SCORE])
-    drift = judge(references, counts, threshold=cfg.psi_threshold, alpha=alpha)
-    reasons = [d.reason for d in drift if d.drifted]
-    z = float(norm.ppf(1 - alpha))
+    extra: dict[str, float] = {}  # the other alarms' p-values, judged in the features' Holm family
+    alarms: dict[str, str] = {}  # their reasons, for those whose effect is large enough to matter
     ref_auc = profile.metrics.get("auc")
     scores = window[SCORE].to_numpy(dtype="float64")
     est = estimated_auc(scores, draws=50)
-    performance: dict[str, Any] = {"reference_auc": ref_auc, "estimated_auc": est.value, "estimated_auc_std": est.std}
-    if ref_auc is not None and not math.isnan(est.std):
+    performance: dict[str, Any] = {"reference_auc": ref_auc, "estimated_auc": est.value, "estimated_auc_std": est.std,
+                                   "reference_logloss": profile.metrics.get("logloss")}  # fmt: skip
+    if ref_auc is not None and not math.isnan(est.std) and est.std > 0:
         drop = ref_auc - est.value
-        if drop >= cfg.auc_drop_threshold and drop > z * est.std:
-            reasons.append(f"estimated AUC without labels {est.value:.3f} (±{est.std:.3f}) is {drop:.3f} under the "
-                           f"reference {ref_auc:.3f}")  # fmt: skip
+        extra["estimated_auc"] = performance["estimated_auc_p"] = float(norm.sf(drop / est.std))
+        if drop >= cfg.auc_drop_threshold:
+            alarms["estimated_auc"] = (f"estimated AUC without labels {est.value:.3f} (±{est.std:.3f}) is "
+                                       f"{drop:.3f} under the reference {ref_auc:.3f}")  # fmt: skip
     labelled = window[window["label"].notna()] if "label" in window else window.iloc[:0]
     performance["labelled_rows"] = len(labelled)
     y = labelled["label"].to_numpy(dtype="int64") if len(labelled) else np.array([], dtype="int64")
@@ -123,10 +193,26 @@ def assess(spec: ModelSpec, profile: Profile, window: pd.DataFrame, *, alpha: fl
         performance.update(auc=auc, auc_se=se, logloss=float(log_loss(y, np.clip(labelled[SCORE], 1e-7, 1 - 1e-7),
                                                                       labels=[0, 1])))  # fmt: skip
         drop = ref_auc - auc
-        if drop >= cfg.auc_drop_threshold and drop > z * se:
-            reasons.append(f"AUC on {len(labelled)} labelled rows is {auc:.3f} (±{se:.3f}), {drop:.3f} under the "
-                           f"reference {ref_auc:.3f}")  # fmt: skip
+        extra["auc"] = performance["auc_p"] = float(norm.sf(drop / se)) if se > 0 else float(drop <= 0)
+        if drop >= cfg.auc_drop_threshold:
+            alarms["auc"] = (f"AUC on {len(labelled)} labelled rows is {auc:.3f} (±{se:.3f}), {drop:.3f} under the "
+                             f"reference {ref_auc:.3f}")  # fmt: skip
     elif len(labelled):
         performance["note"] = f"{len(labelled)} labelled rows, under monitor.min_labels = {cfg.min_labels}"
+    fairness = _fairness(spec, profile, window)
+    for f in fairness:
+        if f["p_value"] is None:
+            continue
+        key = f"fairness:{f['attribute']}:{f['metric']}"
+        extra[key] = f["p_value"]
+        ref = f["reference_difference"]
+        alarms[key] = (f"fairness: {f['attribute']} {f['metric']} differs by {f['difference']:.3f} between "
+                       f"{f['highest']!r} and {f['lowest']!r}, beyond the gate's limit {f['limit']:g}"
+                       + (f" (the reference's was {ref:.3f})" if ref is not None else ""))  # fmt: skip
+    drift, significant = judge_family(references, counts, threshold=cfg.psi_threshold, alpha=alpha, extra=extra)
+    reasons = [d.reason for d in drift if d.drifted]
+    reasons += [alarms[k] for k in extra if k in significant and k in alarms]
+    for f in fairness:
+        f["significant"] = f"fairness:{f['attribute']}:{f['metric']}" in significant
     return Assessment(spec.name, profile.version, rows, judged=True, drifted=bool(reasons), reasons=reasons,
-                      drift=drift, performance=performance)  # fmt: skip
+                      drift=drift, performance=performance, fairness=fairness)  # fmt: skip

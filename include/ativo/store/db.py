@@ -149,6 +149,48 @@ training_claims = Table(
     Column("outcome", String(500)),
 )
 
+monitor_runs = Table(
+    "monitor_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("spec", String(128), nullable=False),
+    Column("version", String(32)),  # the champion the window was judged for (None: nothing served)
+    Column("window_start", DateTime(timezone=True), nullable=False),
+    Column("window_end", DateTime(timezone=True), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("judged", Integer, nullable=False),
+    Column("drifted", Integer, nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("report_uri", String(1000)),
+    Column("figures", JSON, nullable=False),  # PSI and p per feature, AUCs, fairness differences: the gauges
+    # not_judged | no_drift | waiting (not sustained yet) | held_cooldown | held_budget | emitted
+    Column("decision", String(32), nullable=False),
+    Column("decision_reason", Text, nullable=False),
+    Column("episode_id", Integer),
+    Column("dag_run_id", String(250)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("spec", "window_start", "window_end", name="uq_monitor_window"),
+)
+
+drift_episodes = Table(
+    "drift_episodes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("spec", String(128), nullable=False),
+    Column("version", String(32)),
+    Column("window_start", DateTime(timezone=True), nullable=False),
+    Column("window_end", DateTime(timezone=True), nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("report_uri", String(1000)),
+    Column("emitted_at", DateTime(timezone=True), nullable=False),
+    # the training run that took the episode (None until one plans it), its attempt, and how it ended
+    Column("dag_run_id", String(250)),
+    Column("claimed_at", DateTime(timezone=True)),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("outcome", String(500)),
+)
+Index("ix_drift_episodes_spec", drift_episodes.c.spec, drift_episodes.c.emitted_at)
+
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 

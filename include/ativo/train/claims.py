@@ -12,6 +12,11 @@ features Asset alone does not guarantee a training run per dataset version. Here
 
 So every version that is the latest at some moment is trained, or superseded by a newer one that is; never twice
 automatically.
+
+A **drift** run (a drift episode, :mod:`ativo.monitor.decide`) trains the latest version too. When no run has
+trained it yet, it claims it like any automatic run; when a run is training it right now, that run covers the
+episode (the drift run skips); when it was trained already, the drift run retrains it with new trials (``again``):
+the world moved, and the latest data is all there is.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from ativo.errors import DatasetVersionError
 from ativo.store.db import dataset_versions, training_claims, utcnow
 
-AUTOMATIC = ("asset", "reconciler")
+AUTOMATIC = ("asset", "reconciler", "drift")
 
 
 @dataclass(frozen=True)
@@ -36,10 +41,13 @@ class Plan:
     trigger: str
     reason: str
     skip: str | None = None
+    again: bool = False  # a drift run retraining a version already trained: the search draws new trials
+    covered_by: str | None = None  # a drift run skipped because this run is training the latest version now
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
-        return {"tag": self.tag, "trigger": self.trigger, "reason": self.reason, "skip": self.skip}
+        return {"tag": self.tag, "trigger": self.trigger, "reason": self.reason, "skip": self.skip,
+                "again": self.again, "covered_by": self.covered_by}  # fmt: skip
 
 
 def latest_version(engine: Engine, spec: str) -> tuple[str, int] | None:
@@ -135,7 +143,7 @@ def plan_training(engine: Engine, spec: str, dag_run_id: str, *, requested: str 
         spec: the spec's name.
         dag_run_id: the run deciding.
         requested: the dataset version a person asked for (manual runs only).
-        trigger: ``asset`` (features Asset events), ``reconciler`` or ``manual``.
+        trigger: ``asset`` (features Asset events), ``reconciler``, ``drift`` or ``manual``.
         event_tags: the dataset versions of the triggering asset events (they are covered by the latest).
         reason: why the run was triggered, as its trigger said.
     """
@@ -154,6 +162,17 @@ def plan_training(engine: Engine, spec: str, dag_run_id: str, *, requested: str 
     if latest is None:
         return Plan(None, trigger, reason or trigger, skip=f"{spec} has no dataset version yet")
     tag = latest[0]
+    if trigger == "drift":
+        why = reason or "drift"
+        held = _claim(engine, spec, tag, dag_run_id, trigger, why)
+        if held["dag_run_id"] == dag_run_id:
+            return Plan(tag, trigger, f"{why}; trains the latest dataset version, {tag}")
+        if held["outcome"] is None:
+            return Plan(None, trigger, why, covered_by=str(held["dag_run_id"]), skip=(
+                f"run {held['dag_run_id']} is training the latest dataset version, {tag}, now: it covers the "
+                "drift"))  # fmt: skip
+        return Plan(tag, trigger, f"{why}; retrains the latest dataset version, {tag} (trained before by run "
+                    f"{held['dag_run_id']}: {held['outcome']}) with new trials", again=True)  # fmt: skip
     covered = sorted({t for t in (event_tags or []) if t != tag})
     why = reason or (f"asset event(s) for {', '.join(event_tags or [])}" if event_tags else trigger)
     if covered:

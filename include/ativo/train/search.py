@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ativo.config import Settings
 from ativo.errors import AtivoError
+from ativo.monitor.profile import PROFILE_ARTIFACT, PROFILE_TAG
 from ativo.spec import ModelSpec, SearchParam
 from ativo.train.trainer import Split, TrainedModel, fit
 
@@ -211,6 +212,7 @@ class SearchPlan:
     experiment_id: str
     parent_run_id: str
     n_trials: int
+    seed_offset: int = 0  # added to every slot's sampler seed: a retraining on the same data draws new trials
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -219,7 +221,7 @@ class SearchPlan:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchPlan:
         """Inverse of :meth:`to_dict`."""
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
 def load_dataset(spec: ModelSpec, settings: Settings, tag: str | None) -> tuple[DatasetVersion, pd.DataFrame]:
@@ -258,8 +260,13 @@ def _airflow_tags(run_meta: dict[str, Any]) -> dict[str, str]:
 def plan_search(
     spec: ModelSpec, settings: Settings, dataset_tag: str | None, run_meta: dict[str, Any], *,
     n_trials: int | None = None, study_name: str | None = None, extra_tags: dict[str, str] | None = None,
+    seed_offset: int = 0,
 ) -> SearchPlan:  # fmt: skip
-    """Pin the dataset, create the study and the parent MLflow run (see the module doc)."""
+    """Pin the dataset, create the study and the parent MLflow run (see the module doc).
+
+    ``seed_offset`` moves every trial's sampler seed: a retraining of data already trained on (on drift) draws new
+    trials instead of repeating the model it would duplicate.
+    """
     from mlflow.data.pandas_dataset import from_pandas
     from mlflow.entities import DatasetInput, InputTag
 
@@ -286,7 +293,7 @@ def plan_search(
     params = {
         "n_trials": n,
         "sampler": spec.model.search.sampler,
-        "seed": spec.model.search.seed,
+        "seed": spec.model.search.seed + seed_offset,
         "pruning": spec.model.search.pruning,
         "split_seed": spec.split.seed,
         "train_rows": len(split.train),
@@ -301,7 +308,7 @@ def plan_search(
                                              InputTag("ativo.dataset_version", version.tag)])])  # fmt: skip
     log.info("search %s: %d trial(s) on %s, parent run %s", name, n, version.tag, parent)
     return SearchPlan(spec=spec.name, study_name=name, dataset_tag=version.tag, experiment_id=experiment_id,
-                      parent_run_id=parent, n_trials=n)  # fmt: skip
+                      parent_run_id=parent, n_trials=n, seed_offset=seed_offset)  # fmt: skip
 
 
 def search_trial(
@@ -344,8 +351,8 @@ def search_trial(
         client.log_batch(run.info.run_id, params=[_param(k, v) for k, v in params.items()])
 
     try:
-        result, model = run_trial(spec, settings.db_url, plan.study_name, split, device, slot=slot, threads=threads,
-                                  on_ask=started)  # fmt: skip
+        result, model = run_trial(spec, settings.db_url, plan.study_name, split, device, slot=plan.seed_offset + slot,
+                                  threads=threads, on_ask=started)  # fmt: skip
     except BaseException:
         if "run_id" in child:
             client.set_terminated(child["run_id"], "FAILED")
@@ -452,8 +459,6 @@ def finish_search(spec: ModelSpec, settings: Settings, plan: SearchPlan, run_met
     }
 
 
-PROFILE_ARTIFACT = "monitor/profile.json"
-PROFILE_TAG = "ativo.profile_uri"
 
 
 def _log_profile(spec: ModelSpec, settings: Settings, client: Any, run_id: str, version: str, tag: str) -> None:

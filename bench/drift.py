@@ -1,0 +1,601 @@
+"""Benchmark: Ativo's drift statistics on a 500,000-row window, against Evidently and a plain numpy/scipy baseline.
+
+Data. A seeded generator draws rows in the ``adult_income`` spec's schema (14 features), roughly with UCI Adult's
+marginals, the features independent of each other (the statistics are per feature, so only marginals matter). A
+numeric feature is ``clip(floor(X), min, max)`` of a fixed mixture: point masses and continuous scipy distributions
+(``age``: 17 + gamma; ``fnlwgt``: log-normal; ``education_num``: a pmf over 1..16; ``capital_gain``/``capital_loss``:
+mostly 0, else log-normal/normal; ``hours_per_week``: a spike at 40 plus a normal); a categorical feature has fixed
+shares over the spec's categories, and the spec's nullable ones (``workclass``, ``occupation``, ``native_country``)
+have about 2-6 % missing values. Categoricals are pandas ``category`` columns with the spec's categories, numerics
+int64. Both frames go through Parquet (written here, read back by each side), so Ativo and Evidently get the same
+frames.
+
+1. Speed, on a reference of ``--rows`` (500,000) rows and a current window of as many rows, drawn with two shifts
+   (``age`` by +0.2 σ and 5 points of ``workclass`` moved from ``Private`` to ``Self-emp-not-inc``, the shifts of 3):
+
+   - ``profile_s``: the reference profile (``numeric_bins``/``category_bins``, 10 quantile bins) — done once per
+     model version in the product, so not part of a run.
+   - ``ativo_s``: what a monitoring run pays: ``Binned.count`` of the window's 14 columns in the reference's bins, and
+     ``judge`` (PSI, χ² homogeneity on pooled bins, Holm across the 14 at α = 0.01, the spec's ``psi_threshold``);
+     the first run after imports (``ativo_import_s`` apart), and the best of 3 as ``ativo_best_s``.
+   - ``evidently_s``: ``Report([DataDriftPreset()]).run(current, reference)`` of Evidently (pinned below) in a
+     throw-away venv ``var/bench/evidently-venv`` (Evidently 0.7 needs ``pandas<3``; created with uv on the first run,
+     ``evidently_venv_s``), timed inside its subprocess around building its two ``Dataset`` objects (an explicit
+     ``DataDefinition``: the spec's numeric and categorical columns) and the run; its import time
+     (``evidently_import_s``) and its own peak RSS (``evidently_peak_rss_mb``) are apart. Evidently has no stored
+     reference: it reads both frames on every run, which is what it costs. ``speedup_vs_evidently`` = evidently_s /
+     ativo_s; ``speedup_incl_profile`` also charges Ativo the profile.
+   - ``baseline_s``: a plain numpy/scipy implementation written here on the same window and the same bins
+     (``np.searchsorted``/``np.bincount``, category codes; PSI with the same floor ``EPS``; the same pooling rule in
+     numpy and ``scipy.stats.chi2_contingency`` without Yates' correction; Holm). ``max_psi_abs_diff`` and
+     ``max_p_abs_diff`` are the largest differences from Ativo over the features; ``counts_equal`` and
+     ``significant_equal`` say whether the bin counts and the Holm verdicts are the same.
+   - ``peak_rss_mb``: the bench process's peak RSS (``resource.getrusage`` ``ru_maxrss``) at the end of the Ativo part:
+     interpreter, pandas/scipy, both frames as read back, the profile, the count and the judgement (the Evidently
+     subprocess and the simulations come after and are not in it). ``ativo_traced_peak_mb``: the peak of what the
+     count + judge themselves allocate (``tracemalloc``, in a separate untimed run).
+
+2. False alarms: ``--windows`` stationary windows (default 1,000; the issue asks for ≥ 200, but the rate's standard
+   error at 1 % over 200 windows is 0.7 %, as large as the target) at n = 1k, 10k, 100k and 500k against the 500k
+   reference. A window alarms when any of the 14 features is ``significant`` after Holm (the evidence part of
+   ``Drift``; ``drifted`` also needs PSI ≥ the threshold, which only removes alarms: its rate is reported apart as
+   ``drift_alarm_rate``). Generating 1,000 × 500k × 14 rows is too slow on 2 cores, so a window's bin counts are drawn
+   as one multinomial sample from the generator's TRUE bin probabilities at the reference's edges (exact: for
+   ``V = clip(floor(X))``, P(V < t) for an integer t is the mixture's CDF at t, and bin j holds the integers in
+   [ceil(e_{j-1}), ceil(e_j)); categoricals: their shares), which is the same distribution as binning generated rows.
+   The reference's own counts come from its sample and its own quantile edges. Cross-checks: the reference's counts
+   against those probabilities (χ² goodness of fit, ``bin_probs_min_p``), and at n = 1k and 10k ``--windows`` / 2
+   windows of real generated rows counted with ``Binned.count``: their alarm rate, and a two-sample KS test of the
+   windows' smallest p-value (which decides a Holm alarm) against the multinomial windows'.
+   ``false_alarm_rate`` is the worst n; with α = 0.01 the design level is ≈ 1 % itself (Holm over 14 true nulls
+   rejects with probability just under α), so each n also gets a one-sided binomial p-value against 1 %.
+
+3. Power at n = 50,000 (``--windows`` windows each, multinomial as above, plus ``--windows`` / 4 real-row windows):
+   ``age`` shifted by +0.2 σ (``power_shift``) and 5 percentage points of ``workclass`` moved from ``Private`` to
+   ``Self-emp-not-inc`` (``power_category``); detection = that feature ``significant`` after Holm. The PSI these
+   shifts have (``psi_shift``, ``psi_category``: mean over the windows) and how often they would alarm at the spec's
+   ``psi_threshold`` (``drift_rate_shift``, ``drift_rate_category``: ``drifted``; expected low: the threshold is an
+   effect size saying such shifts do not matter).
+
+Usage: ``.venv/bin/python bench/drift.py [--rows 500000] [--windows 1000] [--seed 7] [--skip-evidently]``. Prints a
+readable summary, then one JSON line (``ativo_s``, ``evidently_s``, ``speedup_vs_evidently``, ``baseline_s``,
+``max_psi_abs_diff``, ``false_alarm_rate``, ``power_shift``, ``power_category``, ``peak_rss_mb``, …).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from ativo.monitor.profile import MISSING, Binned, category_bins, numeric_bins
+from ativo.monitor.stats import EPS, MIN_EXPECTED, judge
+from ativo.spec import ModelSpec, load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "include" / "specs" / "adult_income.yaml"
+VENV = ROOT / "var" / "bench" / "evidently-venv"
+EVIDENTLY_REQUIREMENTS = ("evidently==0.7.23", "pandas==2.3.3", "pyarrow==26.0.1")  # Evidently 0.7 needs pandas<3
+ALPHA = 0.01
+SIZES = (1_000, 10_000, 100_000, 500_000)
+POWER_N = 50_000
+SHIFT_FEATURE, SHIFT_SIGMAS = "age", 0.2
+CATEGORY_FEATURE, CATEGORY_FROM, CATEGORY_TO, CATEGORY_POINTS = "workclass", "Private", "Self-emp-not-inc", 0.05
+
+# fmt: off
+# numeric features: mixtures of (weight, point mass or continuous scipy distribution); V = clip(floor(X), min, max)
+NUMERIC: dict[str, list[tuple[float, Any]]] = {
+    "age": [(1.0, sps.gamma(2.49, loc=17, scale=8.69))],
+    "fnlwgt": [(1.0, sps.lognorm(0.52, scale=178_000))],
+    "education_num": list(zip([0.002, 0.005, 0.010, 0.020, 0.016, 0.028, 0.037, 0.013, 0.323, 0.223, 0.042, 0.033,
+                               0.164, 0.054, 0.017, 0.012], range(1, 17), strict=True)),
+    "capital_gain": [(0.917, 0), (0.005, 99_999), (0.078, sps.lognorm(0.9, scale=7_300))],
+    "capital_loss": [(0.953, 0), (0.047, sps.norm(1_870, 360))],
+    "hours_per_week": [(0.47, 40), (0.53, sps.norm(40, 13))],
+}
+# categorical features: shares (normalised) over the spec's categories; MISSING for the nullable ones
+SHARES: dict[str, dict[str, float]] = {
+    "workclass": {"Private": 0.694, "Self-emp-not-inc": 0.079, "Local-gov": 0.064, "State-gov": 0.041,
+                  "Self-emp-inc": 0.035, "Federal-gov": 0.029, "Without-pay": 0.0004, "Never-worked": 0.0002,
+                  MISSING: 0.057},
+    "education": {"HS-grad": 0.323, "Some-college": 0.223, "Bachelors": 0.164, "Masters": 0.054, "Assoc-voc": 0.042,
+                  "11th": 0.037, "Assoc-acdm": 0.033, "10th": 0.028, "7th-8th": 0.020, "Prof-school": 0.017,
+                  "9th": 0.016, "12th": 0.013, "Doctorate": 0.012, "5th-6th": 0.010, "1st-4th": 0.005,
+                  "Preschool": 0.002},
+    "marital_status": {"Married-civ-spouse": 0.458, "Never-married": 0.330, "Divorced": 0.136, "Separated": 0.031,
+                       "Widowed": 0.031, "Married-spouse-absent": 0.013, "Married-AF-spouse": 0.001},
+    "occupation": {"Prof-specialty": 0.126, "Craft-repair": 0.125, "Exec-managerial": 0.125, "Adm-clerical": 0.115,
+                   "Sales": 0.113, "Other-service": 0.101, "Machine-op-inspct": 0.062, "Transport-moving": 0.048,
+                   "Handlers-cleaners": 0.042, "Farming-fishing": 0.031, "Tech-support": 0.030,
+                   "Protective-serv": 0.020, "Priv-house-serv": 0.005, "Armed-Forces": 0.0003, MISSING: 0.0577},
+    "relationship": {"Husband": 0.404, "Not-in-family": 0.258, "Own-child": 0.155, "Unmarried": 0.105, "Wife": 0.048,
+                     "Other-relative": 0.031},
+    "race": {"White": 0.855, "Black": 0.096, "Asian-Pac-Islander": 0.031, "Amer-Indian-Eskimo": 0.010, "Other": 0.008},
+    "sex": {"Male": 0.668, "Female": 0.332},
+    "native_country": {"United-States": 0.897, "Mexico": 0.019, MISSING: 0.0175, "Philippines": 0.006,
+                       "Germany": 0.0042, "Puerto-Rico": 0.0038, "Canada": 0.0037, "El-Salvador": 0.0032,
+                       "India": 0.0031, "Cuba": 0.0028, "England": 0.0026, "China": 0.0025, "South": 0.0024,
+                       "Jamaica": 0.0022, "Italy": 0.0022, "Dominican-Republic": 0.0021, "Japan": 0.0019,
+                       "Guatemala": 0.0018, "Poland": 0.0018, "Vietnam": 0.0018, "Columbia": 0.0017, "Haiti": 0.0015,
+                       "Portugal": 0.0014, "Taiwan": 0.0013, "Iran": 0.0012, "Greece": 0.001, "Nicaragua": 0.001,
+                       "Peru": 0.001, "Ecuador": 0.0009, "France": 0.0008, "Ireland": 0.0007, "Hong": 0.0006,
+                       "Thailand": 0.0006, "Cambodia": 0.0006, "Trinadad&Tobago": 0.0006, "Laos": 0.0005,
+                       "Outlying-US(Guam-USVI-etc)": 0.0005, "Yugoslavia": 0.0005, "Scotland": 0.0004,
+                       "Honduras": 0.0004, "Hungary": 0.0004, "Holand-Netherlands": 0.0001},
+}
+# fmt: on
+
+
+@dataclass(frozen=True)
+class Shift:
+    """Drift applied by the generator: X + ``numeric`` for numeric features, share moves for categoricals."""
+
+    numeric: dict[str, float] | None = None
+    category: dict[str, tuple[str, str, float]] | None = None
+
+
+class Synth:
+    """Rows in the spec's schema from the fixed marginals above, and their exact bin probabilities."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.features = list(spec.data_schema.features)
+        self.numeric = [f.name for f in self.features if f.type != "category"]
+        self.categorical = [f.name for f in self.features if f.type == "category"]
+        self.bounds = {f.name: (int(f.min), int(f.max)) for f in self.features if f.type != "category"}
+        self.categories = {f.name: tuple(f.categories or ()) for f in self.features if f.type == "category"}
+        assert set(self.numeric) == set(NUMERIC) and set(self.categorical) == set(SHARES)
+        for name, cats in self.categories.items():
+            extra = set(SHARES[name]) - set(cats) - {MISSING}
+            assert not extra, f"{name}: shares for categories outside the spec: {extra}"
+
+    def shares(self, name: str, shift: Shift | None = None) -> np.ndarray:
+        """A categorical's probabilities in its ``Binned`` order (the spec's categories, then missing)."""
+        p = np.array([SHARES[name].get(c, 0.0) for c in (*self.categories[name], MISSING)])
+        p = p / p.sum()
+        if shift and shift.category and name in shift.category:
+            src, dst, points = shift.category[name]
+            order = [*self.categories[name], MISSING]
+            p[order.index(src)] -= points
+            p[order.index(dst)] += points
+        return p
+
+    def below(self, name: str, t: np.ndarray, delta: float = 0.0) -> np.ndarray:
+        """P(V < t) for integer thresholds ``t``, V = clip(floor(X + delta), min, max)."""
+        lo, hi = self.bounds[name]
+        out = np.zeros(len(t))
+        for w, comp in NUMERIC[name]:
+            if isinstance(comp, int | float):
+                out += w * (min(max(math.floor(comp + delta), lo), hi) < t)
+            else:
+                out += w * comp.cdf(t - delta)
+        return np.where(t <= lo, 0.0, np.where(t > hi, 1.0, out))
+
+    def bin_probs(self, name: str, ref: Binned, shift: Shift | None = None) -> np.ndarray:
+        """The exact probability of each of ``ref``'s bins (missing last) under the generator."""
+        if ref.categories is not None:
+            return self.shares(name, shift)
+        delta = (shift.numeric or {}).get(name, 0.0) if shift else 0.0
+        cdf = self.below(name, np.ceil(np.asarray(ref.edges, dtype="float64")), delta)
+        return np.append(np.clip(np.diff(np.concatenate([[0.0], cdf, [1.0]])), 0, None), 0.0)  # no missing
+
+    def sd(self, name: str) -> float:
+        """The standard deviation of V (exact, over its integer support)."""
+        lo, hi = self.bounds[name]
+        support = np.arange(lo, hi + 1, dtype="float64")
+        pmf = np.diff(self.below(name, np.arange(lo, hi + 2, dtype="float64")))
+        mean = float((support * pmf).sum())
+        return float(np.sqrt(((support - mean) ** 2 * pmf).sum()))
+
+    def frame(self, n: int, rng: np.random.Generator, shift: Shift | None = None) -> pd.DataFrame:
+        """``n`` rows, in the spec's column order."""
+        cols: dict[str, Any] = {}
+        for f in self.features:
+            if f.type == "category":
+                p = self.shares(f.name, shift)
+                codes = np.minimum(np.searchsorted(np.cumsum(p), rng.random(n), side="right"), len(p) - 1)
+                codes[codes == len(p) - 1] = -1  # the last "category" is missing
+                cols[f.name] = pd.Categorical.from_codes(codes, categories=list(self.categories[f.name]))
+                continue
+            lo, hi = self.bounds[f.name]
+            delta = (shift.numeric or {}).get(f.name, 0.0) if shift else 0.0
+            weights = np.array([w for w, _ in NUMERIC[f.name]])
+            which = np.minimum(np.searchsorted(np.cumsum(weights / weights.sum()), rng.random(n), side="right"),
+                               len(weights) - 1)  # fmt: skip
+            x = np.empty(n)
+            for k, (_, comp) in enumerate(NUMERIC[f.name]):
+                mask = which == k
+                x[mask] = comp if isinstance(comp, int | float) else comp.rvs(size=int(mask.sum()), random_state=rng)
+            cols[f.name] = np.clip(np.floor(x + delta), lo, hi).astype("int64")
+        return pd.DataFrame(cols)
+
+
+def profile(synth: Synth, frame: pd.DataFrame) -> dict[str, Binned]:
+    """The reference's bins, as ``build_profile`` makes them."""
+    return {f.name: (category_bins(frame[f.name], synth.categories[f.name]) if f.type == "category"
+                     else numeric_bins(frame[f.name])) for f in synth.features}  # fmt: skip
+
+
+def ativo_run(refs: dict[str, Binned], window: pd.DataFrame, threshold: float) -> tuple[dict[str, tuple], list]:
+    """One monitoring run's drift part: count the window in the reference's bins, judge."""
+    counts = {name: ref.count(window[name]) for name, ref in refs.items()}
+    return counts, judge(refs, counts, threshold=threshold, alpha=ALPHA)
+
+
+# --- the plain numpy/scipy baseline -----------------------------------------------------------------------------
+
+
+def baseline_counts(ref: Binned, values: pd.Series) -> np.ndarray:
+    if ref.edges is not None:
+        x = values.to_numpy(dtype="float64")
+        missing = np.isnan(x)
+        idx = np.searchsorted(np.asarray(ref.edges), x[~missing], side="right")
+        return np.append(np.bincount(idx, minlength=len(ref.edges) + 1), missing.sum())
+    assert ref.categories is not None
+    codes = pd.Categorical(values, categories=list(ref.categories[:-1])).codes  # -1: missing or outside the list
+    counts = np.bincount(codes.astype("int64") + 1, minlength=len(ref.categories))
+    return np.append(counts[1:], counts[0])
+
+
+def baseline_psi(r: np.ndarray, c: np.ndarray) -> float:
+    if r.sum() == 0 or c.sum() == 0:
+        return 0.0
+    rp, cp = np.maximum(r / r.sum(), EPS), np.maximum(c / c.sum(), EPS)
+    return float(np.sum((cp - rp) * np.log(cp / rp)))
+
+
+def baseline_pvalue(r: np.ndarray, c: np.ndarray) -> float:
+    rt, ct = r.sum(), c.sum()
+    if rt == 0 or ct == 0:
+        return 1.0
+    live = (r + c) > 0
+    r, c = r[live], c[live]
+    share = (r + c) / (rt + ct)
+    sparse = np.minimum(share * rt, share * ct) < MIN_EXPECTED
+    kr, kc, pr, pc = r[~sparse], c[~sparse], r[sparse].sum(), c[sparse].sum()
+    if pr + pc:
+        share = (pr + pc) / (rt + ct)
+        if len(kr) and min(share * rt, share * ct) < MIN_EXPECTED:
+            i = int(np.argmin(kr + kc))
+            kr, kc = kr.copy(), kc.copy()
+            kr[i] += pr
+            kc[i] += pc
+        else:
+            kr, kc = np.append(kr, pr), np.append(kc, pc)
+    if len(kr) < 2:
+        return 1.0
+    return float(sps.chi2_contingency(np.vstack([kr, kc]), correction=False).pvalue)
+
+
+def baseline_run(refs: dict[str, Binned], window: pd.DataFrame) -> dict[str, tuple[np.ndarray, float, float]]:
+    out = {}
+    for name, ref in refs.items():
+        r, c = np.asarray(ref.counts), baseline_counts(ref, window[name])
+        out[name] = (c, baseline_psi(r, c), baseline_pvalue(r, c))
+    return out
+
+
+def baseline_holm(pvalues: dict[str, float], alpha: float) -> set[str]:
+    names = sorted(pvalues, key=pvalues.get)  # type: ignore[arg-type]
+    p = np.array([pvalues[n] for n in names])
+    ok = p <= alpha / (len(p) - np.arange(len(p)))
+    k = len(p) if ok.all() else int(np.argmin(ok))
+    return set(names[:k])
+
+
+# --- Evidently, in its own venv -----------------------------------------------------------------------------------
+
+EVIDENTLY_SCRIPT = r"""
+import json, resource, sys, time
+t = time.perf_counter()
+import pandas as pd
+from evidently import DataDefinition, Dataset, Report, __version__
+from evidently.presets import DataDriftPreset
+import_s = time.perf_counter() - t
+ref_path, cur_path, numeric, categorical = sys.argv[1], sys.argv[2], sys.argv[3].split(","), sys.argv[4].split(",")
+reference, current = pd.read_parquet(ref_path), pd.read_parquet(cur_path)
+definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+t = time.perf_counter()
+ref_ds = Dataset.from_pandas(reference, data_definition=definition)
+cur_ds = Dataset.from_pandas(current, data_definition=definition)
+t1 = time.perf_counter()
+snapshot = Report([DataDriftPreset()]).run(cur_ds, ref_ds)
+t2 = time.perf_counter()
+columns = {}
+for m in snapshot.dict()["metrics"]:
+    cfg = m.get("config", {})
+    if cfg.get("type", "").endswith("ValueDrift"):
+        columns[cfg["column"]] = {"method": cfg.get("method"), "value": m["value"], "threshold": cfg.get("threshold"),
+                                  "drifted": bool(m["value"] >= cfg.get("threshold"))}
+print(json.dumps({"version": __version__, "pandas": pd.__version__, "import_s": import_s, "dataset_s": t1 - t,
+                  "run_s": t2 - t1, "total_s": t2 - t, "columns": columns,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def evidently_venv() -> tuple[Path | None, float, str]:
+    """The venv's python (created if absent or not matching the pins), seconds spent creating it, and a note."""
+    python = VENV / "bin" / "python"
+    want = EVIDENTLY_REQUIREMENTS[0].split("==")[1]
+    check = [str(python), "-c", "from importlib.metadata import version; print(version('evidently'))"]
+    if python.exists() and subprocess.run(check, capture_output=True, text=True).stdout.strip() == want:
+        return python, 0.0, "reused"
+    uv = shutil.which("uv") or str(Path.home() / ".local" / "bin" / "uv")
+    if not Path(uv).exists():
+        return None, 0.0, "uv not found: cannot create the Evidently venv"
+    t = time.perf_counter()
+    try:
+        subprocess.run([uv, "venv", "--quiet", "--allow-existing", "-p", "3.11", str(VENV)], check=True,
+                       capture_output=True, text=True)  # fmt: skip
+        subprocess.run([uv, "pip", "install", "--quiet", "-p", str(python), *EVIDENTLY_REQUIREMENTS], check=True,
+                       capture_output=True, text=True)  # fmt: skip
+    except subprocess.CalledProcessError as e:
+        return None, time.perf_counter() - t, f"creating the Evidently venv failed: {(e.stderr or '').strip()[-400:]}"
+    return python, time.perf_counter() - t, "created"
+
+
+def run_evidently(python: Path, ref_path: Path, cur_path: Path, synth: Synth) -> dict[str, Any]:
+    env = {**os.environ, "ITERATIVE_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1"}
+    proc = subprocess.run([str(python), "-c", EVIDENTLY_SCRIPT, str(ref_path), str(cur_path), ",".join(synth.numeric),
+                           ",".join(synth.categorical)], capture_output=True, text=True, env=env)  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"Evidently run failed: {proc.stderr.strip()[-800:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --- simulations ----------------------------------------------------------------------------------------------------
+
+
+def judge_windows(refs: dict[str, Binned], windows: list[dict[str, tuple]], threshold: float,
+                  watch: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """Alarm rates over ``windows`` (bin counts per feature), and the watched feature's detection and PSI."""
+    alarms = drift_alarms = hits = drifted = 0
+    min_p, psis = [], []
+    for counts in windows:
+        verdicts = {d.name: d for d in judge(refs, counts, threshold=threshold, alpha=ALPHA)}
+        alarms += any(d.significant for d in verdicts.values())
+        drift_alarms += any(d.drifted for d in verdicts.values())
+        min_p.append(min(d.p_value for d in verdicts.values()))
+        if watch:
+            hits += verdicts[watch].significant
+            drifted += verdicts[watch].drifted
+            psis.append(verdicts[watch].psi)
+    n = len(windows)
+    out = {"windows": n, "alarm_rate": alarms / n, "alarms": alarms, "drift_alarm_rate": drift_alarms / n,
+           "min_p": min_p}  # fmt: skip
+    if watch:
+        out.update(detection=hits / n, drift_rate=drifted / n, psi=float(np.mean(psis)))
+    return out
+
+
+def multinomial_windows(synth: Synth, refs: dict[str, Binned], n: int, count: int, rng: np.random.Generator,
+                        shift: Shift | None = None) -> list[dict[str, tuple]]:  # fmt: skip
+    draws = {}
+    for name, ref in refs.items():
+        p = synth.bin_probs(name, ref, shift)
+        draws[name] = rng.multinomial(n, p / p.sum(), size=count)
+    return [{name: tuple(int(v) for v in draws[name][i]) for name in refs} for i in range(count)]
+
+
+def row_windows(synth: Synth, refs: dict[str, Binned], n: int, count: int, rng: np.random.Generator,
+                shift: Shift | None = None) -> list[dict[str, tuple]]:  # fmt: skip
+    out = []
+    for _ in range(count):
+        frame = synth.frame(n, rng, shift)
+        out.append({name: ref.count(frame[name]) for name, ref in refs.items()})
+    return out
+
+
+def goodness_of_fit(synth: Synth, name: str, ref: Binned) -> float:
+    """p-value of the reference's counts under the generator's bin probabilities (checks :meth:`Synth.bin_probs`)."""
+    p = synth.bin_probs(name, ref)
+    live = p > 0
+    if live.sum() < 2:
+        return 1.0
+    return float(sps.chisquare(np.asarray(ref.counts)[live], p[live] / p[live].sum() * ref.rows).pvalue)
+
+
+def binomial_p_above(k: int, n: int, rate: float = ALPHA) -> float:
+    """One-sided p-value of k alarms in n windows if the true rate were ``rate`` (small: evidence it is above)."""
+    return float(sps.binomtest(k, n, rate, alternative="greater").pvalue)
+
+
+def clopper_pearson_upper(k: int, n: int, level: float = 0.95) -> float:
+    return 1.0 if k == n else float(sps.beta.ppf(1 - (1 - level) / 2, k + 1, n - k))
+
+
+# --- the bench ------------------------------------------------------------------------------------------------------
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=500_000, help="rows of the reference and of the current window")
+    parser.add_argument("--windows", type=int, default=1_000, help="simulated windows per sample size (≥ 200)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--skip-evidently", action="store_true")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    spec = load_spec(SPEC)
+    threshold = spec.monitor.psi_threshold
+    synth = Synth(spec)
+    rng = np.random.default_rng(args.seed)
+    delta = SHIFT_SIGMAS * synth.sd(SHIFT_FEATURE)
+    shift = Shift(numeric={SHIFT_FEATURE: delta}, category={CATEGORY_FEATURE: (CATEGORY_FROM, CATEGORY_TO,
+                                                                               CATEGORY_POINTS)})  # fmt: skip
+    result: dict[str, Any] = {"bench": "drift", "cores": os.cpu_count(), "rows": args.rows,
+                              "features": len(synth.features), "seed": args.seed, "alpha": ALPHA,
+                              "psi_threshold": threshold}  # fmt: skip
+
+    # 1. speed, on the same frames for every side (written to Parquet, read back)
+    tmp = Path(tempfile.mkdtemp(prefix="ativo-bench-drift-"))
+    try:
+        t = time.perf_counter()
+        ref_path, cur_path = tmp / "reference.parquet", tmp / "current.parquet"
+        synth.frame(args.rows, rng).to_parquet(ref_path, index=False)
+        synth.frame(args.rows, rng, shift).to_parquet(cur_path, index=False)
+        reference, current = pd.read_parquet(ref_path), pd.read_parquet(cur_path)
+        result["generate_s"] = round(time.perf_counter() - t, 2)
+        assert isinstance(current["workclass"].dtype, pd.CategoricalDtype)
+
+        t = time.perf_counter()
+        refs = profile(synth, reference)
+        result["profile_s"] = round(time.perf_counter() - t, 4)
+        t = time.perf_counter()
+        ativo_run(refs, current.head(1_000), threshold)  # imports (scipy.stats) and first-call costs
+        result["ativo_import_s"] = round(time.perf_counter() - t, 4)
+        runs = []
+        for _ in range(3):
+            t = time.perf_counter()
+            counts, verdicts = ativo_run(refs, current, threshold)
+            runs.append(time.perf_counter() - t)
+        result["ativo_s"], result["ativo_best_s"] = round(runs[0], 4), round(min(runs), 4)
+        result["peak_rss_mb"] = round(rss_mb(), 1)
+        tracemalloc.start()
+        ativo_run(refs, current, threshold)
+        result["ativo_traced_peak_mb"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
+        tracemalloc.stop()
+
+        runs = []
+        for _ in range(3):
+            t = time.perf_counter()
+            base = baseline_run(refs, current)
+            baseline_holm({n: v[2] for n, v in base.items()}, ALPHA)
+            runs.append(time.perf_counter() - t)
+        result["baseline_s"], result["baseline_best_s"] = round(runs[0], 4), round(min(runs), 4)
+        by_name = {d.name: d for d in verdicts}
+        result["max_psi_abs_diff"] = max(abs(by_name[n].psi - base[n][1]) for n in refs)
+        result["max_p_abs_diff"] = max(abs(by_name[n].p_value - base[n][2]) for n in refs)
+        result["counts_equal"] = all(tuple(int(v) for v in base[n][0]) == counts[n] for n in refs)
+        result["significant_equal"] = ({d.name for d in verdicts if d.significant} ==
+                                       baseline_holm({n: v[2] for n, v in base.items()}, ALPHA))  # fmt: skip
+        result["ativo_window"] = {d.name: {"psi": round(d.psi, 5), "p": float(f"{d.p_value:.3g}"), "significant":
+                                           d.significant, "drifted": d.drifted} for d in verdicts}  # fmt: skip
+        print(f"reference and window: {args.rows:,} × {len(synth.features)} each (window: {SHIFT_FEATURE} "
+              f"+{SHIFT_SIGMAS} σ, {CATEGORY_FEATURE} {CATEGORY_POINTS:.0%} {CATEGORY_FROM} → {CATEGORY_TO}); "
+              f"generated + Parquet round trip in {result['generate_s']} s")  # fmt: skip
+        print(f"ativo: profile {result['profile_s']:.3f} s once; a run (count + judge) {result['ativo_s']:.3f} s "
+              f"(best of 3 {result['ativo_best_s']:.3f} s); peak RSS {result['peak_rss_mb']:.0f} MB, count + judge "
+              f"allocate {result['ativo_traced_peak_mb']:.0f} MB")  # fmt: skip
+        flagged = [f"{d.name} (PSI {d.psi:.3f}, p {d.p_value:.2g})" for d in verdicts if d.significant]
+        print(f"  significant after Holm: {', '.join(flagged) or 'none'}; drifted (PSI ≥ {threshold:g}): "
+              f"{', '.join(d.name for d in verdicts if d.drifted) or 'none'}")  # fmt: skip
+        print(f"baseline (numpy/scipy): {result['baseline_s']:.3f} s; |ΔPSI| ≤ {result['max_psi_abs_diff']:.2e}, "
+              f"|Δp| ≤ {result['max_p_abs_diff']:.2e}, counts equal: {result['counts_equal']}, Holm verdicts equal: "
+              f"{result['significant_equal']}")  # fmt: skip
+        del reference, current
+
+        result.update(evidently_s=None, speedup_vs_evidently=None, speedup_incl_profile=None)
+        if args.skip_evidently:
+            result["evidently_note"] = "skipped (--skip-evidently)"
+            print("evidently: skipped")
+        else:
+            python, venv_s, note = evidently_venv()
+            result["evidently_venv_s"], result["evidently_note"] = round(venv_s, 1), note
+            if python is None:
+                print(f"evidently: NOT MEASURED — {note}")
+            else:
+                ev = run_evidently(python, ref_path, cur_path, synth)
+                result.update(evidently_version=ev["version"], evidently_pandas=ev["pandas"],
+                              evidently_s=round(ev["total_s"], 3), evidently_run_s=round(ev["run_s"], 3),
+                              evidently_dataset_s=round(ev["dataset_s"], 3),
+                              evidently_import_s=round(ev["import_s"], 2),
+                              evidently_peak_rss_mb=round(ev["peak_rss_mb"], 1),
+                              speedup_vs_evidently=round(ev["total_s"] / result["ativo_s"], 1),
+                              speedup_incl_profile=round(ev["total_s"] / (result["ativo_s"] + result["profile_s"]), 1),
+                              evidently_drifted=sorted(c for c, v in ev["columns"].items() if v["drifted"]),
+                              evidently_window={c: {"method": v["method"], "value": round(v["value"], 5),
+                                                    "drifted": v["drifted"]}
+                                                for c, v in ev["columns"].items()})  # fmt: skip
+                print(f"evidently {ev['version']} (pandas {ev['pandas']}, venv {note} in {venv_s:.0f} s): "
+                      f"{ev['total_s']:.2f} s (Dataset {ev['dataset_s']:.2f} s + run {ev['run_s']:.2f} s; import "
+                      f"{ev['import_s']:.1f} s apart; peak RSS {ev['peak_rss_mb']:.0f} MB) → Ativo is "
+                      f"{result['speedup_vs_evidently']:.0f}× faster ({result['speedup_incl_profile']:.0f}× counting "
+                      f"the profile too)")  # fmt: skip
+                print(f"  Evidently's drifted columns: {', '.join(result['evidently_drifted']) or 'none'}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    # 2. false alarms on stationary windows; cross-checked with real generated rows
+    result["bin_probs_min_p"] = float(f"{min(goodness_of_fit(synth, n, ref) for n, ref in refs.items()):.3g}")
+    stationary: dict[str, Any] = {}
+    t = time.perf_counter()
+    for n in SIZES:
+        sim = judge_windows(refs, multinomial_windows(synth, refs, n, args.windows, rng), threshold)
+        entry = {"windows": sim["windows"], "alarms": sim["alarms"], "alarm_rate": sim["alarm_rate"],
+                 "ci95_upper": round(clopper_pearson_upper(sim["alarms"], sim["windows"]), 4),
+                 "p_above_1pct": round(binomial_p_above(sim["alarms"], sim["windows"]), 3),
+                 "drift_alarm_rate": sim["drift_alarm_rate"]}  # fmt: skip
+        if n <= 10_000:
+            real = judge_windows(refs, row_windows(synth, refs, n, max(args.windows // 2, 20), rng), threshold)
+            entry.update(rows_windows=real["windows"], rows_alarm_rate=real["alarm_rate"],
+                         rows_ks_p=round(float(sps.ks_2samp(sim["min_p"], real["min_p"]).pvalue), 3))  # fmt: skip
+        stationary[str(n)] = entry
+    result["false_alarm_s"] = round(time.perf_counter() - t, 1)
+    result["false_alarm_rate"] = max(e["alarm_rate"] for e in stationary.values())
+    result["false_alarm_rate_by_n"] = {n: e["alarm_rate"] for n, e in stationary.items()}
+    result["false_alarm"] = stationary
+    print(f"false alarms (any feature significant after Holm, α = {ALPHA:g}; {args.windows} multinomial windows per "
+          f"n; reference counts vs the bin probabilities: min GOF p {result['bin_probs_min_p']}):")  # fmt: skip
+    for n, e in stationary.items():
+        rows = (f"; real rows: {e['rows_alarm_rate']:.1%} of {e['rows_windows']}, KS p {e['rows_ks_p']}"
+                if "rows_windows" in e else "")  # fmt: skip
+        print(f"  n = {int(n):>7,}: {e['alarm_rate']:.2%} ({e['alarms']}/{e['windows']}, 95 % upper "
+              f"{e['ci95_upper']:.2%}, p(rate > 1 %) {e['p_above_1pct']}); drifted {e['drift_alarm_rate']:.2%}"
+              f"{rows}")  # fmt: skip
+
+    # 3. power at n = 50k
+    t = time.perf_counter()
+    for key, feature, one in (("shift", SHIFT_FEATURE, Shift(numeric={SHIFT_FEATURE: delta})),
+                              ("category", CATEGORY_FEATURE, Shift(category=shift.category))):  # fmt: skip
+        sim = judge_windows(refs, multinomial_windows(synth, refs, POWER_N, args.windows, rng, one), threshold,
+                            watch=feature)  # fmt: skip
+        real = judge_windows(refs, row_windows(synth, refs, POWER_N, max(args.windows // 4, 10), rng, one), threshold,
+                             watch=feature)  # fmt: skip
+        result[f"power_{key}"] = sim["detection"]
+        result[f"psi_{key}"] = round(sim["psi"], 4)
+        result[f"drift_rate_{key}"] = sim["drift_rate"]
+        result[f"power_{key}_rows"] = real["detection"]
+    result["power_s"] = round(time.perf_counter() - t, 1)
+    result["shift_delta"] = round(delta, 3)
+    print(f"power at n = {POWER_N:,} ({args.windows} windows each; detection = the feature significant after Holm):")
+    print(f"  {SHIFT_FEATURE} +{SHIFT_SIGMAS} σ (+{delta:.2f}): {result['power_shift']:.1%} (real rows "
+          f"{result['power_shift_rows']:.0%}); PSI {result['psi_shift']:.3f}, drifted at {threshold:g}: "
+          f"{result['drift_rate_shift']:.1%}")  # fmt: skip
+    print(f"  {CATEGORY_FEATURE} {CATEGORY_FROM} −{CATEGORY_POINTS:.0%} → {CATEGORY_TO}: "
+          f"{result['power_category']:.1%} (real rows {result['power_category_rows']:.0%}); "
+          f"PSI {result['psi_category']:.3f}, drifted at {threshold:g}: "
+          f"{result['drift_rate_category']:.1%}")  # fmt: skip
+
+    result["total_s"] = round(time.perf_counter() - started, 1)
+    targets = {"speedup ≥ 50×": result["speedup_vs_evidently"] is not None and result["speedup_vs_evidently"] >= 50,
+               "PSI within 1e-9": result["max_psi_abs_diff"] <= 1e-9,
+               "false alarms ≤ 1 % at every n": result["false_alarm_rate"] <= 0.01,
+               "detection ≥ 90 % (both)": min(result["power_shift"], result["power_category"]) >= 0.9,
+               "peak RSS ≤ 1 GB": result["peak_rss_mb"] <= 1024}  # fmt: skip
+    result["targets"] = targets
+    print("targets: " + "; ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in targets.items())
+          + f"  (total {result['total_s']} s)")  # fmt: skip
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

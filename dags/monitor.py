@@ -1,0 +1,7 @@
+"""Monitoring DAGs (Airflow): one per valid model spec, on the spec's monitor.cron."""
+
+from ativo.airflow.dags import build_monitor_dag, valid_specs
+from ativo.naming import monitor_dag_id
+
+for _spec in valid_specs():
+    globals()[monitor_dag_id(_spec.name)] = build_monitor_dag(_spec)

@@ -1,0 +1,257 @@
+"""Whether a judged window retrains the model: sustained, outside the cooldown, within budget.
+
+Every monitoring run is recorded (``monitor_runs``: the window, what it showed, what was decided and why). A drifted
+window becomes a **drift episode** (``drift_episodes``, announced on the ``<spec>.drift`` Asset) only when:
+
+- it is **sustained**: this window and the ``monitor.sustain − 1`` judged windows before it, of the same served
+  version, all drifted (a window too small to judge neither confirms nor breaks the streak);
+- it is **outside the cooldown**: no episode of the spec was emitted in the last ``monitor.cooldown_hours``;
+- it is **within budget**: the spec's team can pay for the search a retraining runs.
+
+Otherwise the run says why not ("in cooldown until …", "budget 'risk' is spent: …"). A held-back drift pages on-call
+when nothing else will act on it: a spent budget always (no retraining is coming), a cooldown only when the model
+itself degrades (its accuracy, estimated or realised, or its fairness): the last retraining did not fix it.
+
+Episodes are claimed by the training run that takes them (:func:`claim_episodes`), so one episode retrains once,
+also when its Asset event is merged with others or lost (the reconciler triggers a run for an unclaimed one).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine, delete, desc, insert, or_, select, update
+
+from ativo.spec import ModelSpec
+from ativo.store.db import drift_episodes, monitor_runs, session_lock, utcnow
+
+if TYPE_CHECKING:
+    from ativo.config import Settings
+    from ativo.monitor.window import Assessment
+
+DEGRADATION = ("AUC on ", "estimated AUC", "fairness:")
+"""Reasons that say the model itself got worse (not only its inputs)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a monitoring run decided about its window."""
+
+    action: str  # not_judged | no_drift | waiting | held_cooldown | held_budget | emitted
+    reason: str
+    streak: int = 0
+    episode: int | None = None
+    page: bool = False
+
+    @property
+    def emit(self) -> bool:
+        """Whether the run announces a drift episode."""
+        return self.action == "emitted"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {**asdict(self), "emit": self.emit}
+
+
+def degraded(reasons: list[str]) -> bool:
+    """Whether any reason says the model's accuracy or fairness got worse."""
+    return any(r.startswith(DEGRADATION) for r in reasons)
+
+
+def _as_utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _streak(conn: Any, spec: str, version: str, before: dt.datetime) -> int:
+    """Judged drifted windows of ``version`` in a row, ending before ``before`` (unjudged ones skipped)."""
+    rows = conn.execute(
+        select(monitor_runs.c.version, monitor_runs.c.judged, monitor_runs.c.drifted)
+        .where(monitor_runs.c.spec == spec, monitor_runs.c.window_end <= before)
+        .order_by(desc(monitor_runs.c.window_end))
+        .limit(500)
+    ).all()
+    n = 0
+    for v, judged, drifted in rows:
+        if not judged:
+            continue
+        if v != version or not drifted:
+            break
+        n += 1
+    return n
+
+
+def figures_of(assessment: Assessment) -> dict[str, Any]:
+    """The window's figures that its gauges show (JSON-able, NaN as None)."""
+    import math
+
+    def num(v: Any) -> float | None:
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+    perf = assessment.performance
+    return {"rows": assessment.rows,
+            "psi": {d.name: num(d.psi) for d in assessment.drift},
+            "p_value": {d.name: num(d.p_value) for d in assessment.drift},
+            "drifted": [d.name for d in assessment.drift if d.drifted],
+            **{k: num(perf.get(k)) for k in ("estimated_auc", "estimated_auc_std", "auc", "reference_auc")},
+            "labelled_rows": perf.get("labelled_rows", 0),
+            "fairness": {f"{f['attribute']}:{f['metric']}": num(f["difference"]) for f in assessment.fairness}}
+
+
+def last_episode(engine: Engine, spec: str) -> dict[str, Any] | None:
+    """The spec's most recent drift episode."""
+    with engine.connect() as conn:
+        row = (conn.execute(select(drift_episodes).where(drift_episodes.c.spec == spec)
+                            .order_by(desc(drift_episodes.c.emitted_at)).limit(1)).mappings().first())  # fmt: skip
+    return dict(row) if row else None
+
+
+def decide(engine: Engine, spec: ModelSpec, assessment: Assessment, *, window_start: dt.datetime,
+           window_end: dt.datetime, report_uri: str | None, budget_problem: str | None = None,
+           dag_run_id: str | None = None, now: dt.datetime | None = None) -> Decision:  # fmt: skip
+    """Decide on a judged window and record the run (see the module doc); a re-run of a window replaces its record.
+
+    Args:
+        engine: the platform DB.
+        spec: the spec (its ``monitor`` section).
+        assessment: :func:`ativo.monitor.window.assess` of the window.
+        window_start: the window's start (inclusive).
+        window_end: the window's end (exclusive).
+        report_uri: where its report is.
+        budget_problem: why the spec's team cannot pay for a retraining (None: it can); see
+            :func:`retraining_budget`.
+        dag_run_id: the monitoring run.
+        now: the current time (cooldowns are measured from it).
+    """
+    now = now or utcnow()
+    cfg = spec.monitor
+    with session_lock(engine, f"ativo.monitor.{spec.name}"), engine.begin() as conn:
+        streak = 0
+        episode = None
+        if not assessment.judged:
+            decision = Decision("not_judged", assessment.reasons[0] if assessment.reasons else "not judged")
+        elif not assessment.drifted:
+            decision = Decision("no_drift", "no drift that matters beyond noise in this window")
+        else:
+            streak = 1 + _streak(conn, spec.name, assessment.version, window_start)
+            last = conn.execute(select(drift_episodes).where(drift_episodes.c.spec == spec.name)
+                                .order_by(desc(drift_episodes.c.emitted_at)).limit(1)).mappings().first()  # fmt: skip
+            until = _as_utc(last["emitted_at"]) + dt.timedelta(hours=cfg.cooldown_hours) if last else None
+            if streak < cfg.sustain:
+                decision = Decision("waiting", f"drift in {streak} of the {cfg.sustain} consecutive windows "
+                                    "monitor.sustain asks for: not retrained yet", streak)  # fmt: skip
+            elif last is not None and until is not None and now < until:
+                worse = degraded(assessment.reasons)
+                decision = Decision("held_cooldown", f"in cooldown until {until.isoformat(timespec='minutes')} "
+                                    f"(episode {last['id']} retrained by {last['dag_run_id'] or 'a queued run'}; "
+                                    f"monitor.cooldown_hours = {cfg.cooldown_hours})"
+                                    + (": the model still degrades" if worse else ""), streak, page=worse)  # fmt: skip
+            elif budget_problem:
+                decision = Decision("held_budget", budget_problem, streak, page=True)
+            else:
+                key = conn.execute(insert(drift_episodes).values(
+                    spec=spec.name, version=assessment.version, window_start=window_start, window_end=window_end,
+                    reasons=assessment.reasons, report_uri=report_uri, emitted_at=now, attempt=0,
+                )).inserted_primary_key  # fmt: skip
+                assert key is not None
+                episode = int(key[0])
+                decision = Decision("emitted", f"drift sustained over {streak} window(s): episode {episode} "
+                                    "announced for retraining", streak, episode)  # fmt: skip
+        conn.execute(delete(monitor_runs).where(monitor_runs.c.spec == spec.name,
+                                                monitor_runs.c.window_start == window_start,
+                                                monitor_runs.c.window_end == window_end))  # fmt: skip
+        conn.execute(insert(monitor_runs).values(
+            spec=spec.name, version=assessment.version or None, window_start=window_start, window_end=window_end,
+            rows=assessment.rows, judged=int(assessment.judged), drifted=int(assessment.drifted),
+            reasons=assessment.reasons, report_uri=report_uri, figures=figures_of(assessment),
+            decision=decision.action, decision_reason=decision.reason, episode_id=episode, dag_run_id=dag_run_id, created_at=now,
+        ))  # fmt: skip
+    return decision
+
+
+def retraining_budget(spec: ModelSpec, settings: Settings) -> str | None:
+    """Why the spec's team cannot pay for the search a retraining runs now (None: it can).
+
+    The estimate is the spec's ``n_trials`` times a trial's (the median of its recent settled cost, capped by the
+    execution timeout), against the team's headroom (:func:`ativo.compute.budget.room_for`).
+    """
+    from ativo.compute.budget import BudgetExceeded, Ledger, period_of, room_for
+    from ativo.store.db import get_engine
+
+    ledger = Ledger(get_engine(settings.db_url), settings.prices)
+    team = spec.compute.team
+    status = ledger.status(team)
+    if status["limit_usd"] is None:
+        return None
+    resource = "gpu" if spec.compute.device == "cuda" else "cpu"
+    trial = ledger.estimate(f"{spec.name}.trial", resource, spec.compute.pool_slots,
+                            dt.timedelta(minutes=spec.compute.execution_timeout_minutes))  # fmt: skip
+    need = trial * spec.model.search.n_trials
+    if room_for(limit=status["limit_usd"], spent=status["settled_usd"], reserved=status["reserved_usd"],
+                erasure_reserve=status.get("erasure_reserve_usd") or 0.0, estimate=need,
+                priority=spec.compute.priority):  # fmt: skip
+        return None
+    period, resets = period_of(utcnow())
+    return str(BudgetExceeded(team, period, status["settled_usd"], status["reserved_usd"], status["limit_usd"], need,
+                              resets, status["policy"])).replace("this task needs", "a retraining needs")  # fmt: skip
+
+
+def open_episodes(engine: Engine, spec: str) -> list[dict[str, Any]]:
+    """Episodes no training run has taken, or whose run failed (oldest first)."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(drift_episodes).where(
+            drift_episodes.c.spec == spec,
+            or_(drift_episodes.c.dag_run_id.is_(None), drift_episodes.c.outcome.like("failed%")),
+        ).order_by(drift_episodes.c.id)).mappings().all()  # fmt: skip
+    return [dict(r) for r in rows]
+
+
+def claim_episodes(engine: Engine, spec: str, dag_run_id: str, ids: list[int] | None = None) -> list[dict[str, Any]]:
+    """Take the open episodes (all, or ``ids``) for a training run; returns those this run now holds.
+
+    A run already holding an episode (a retry) keeps it; an episode held by another live run is not taken.
+    """
+    taken = []
+    with session_lock(engine, f"ativo.monitor.{spec}"):
+        for ep in open_episodes(engine, spec):
+            if ids is not None and ep["id"] not in ids:
+                continue
+            with engine.begin() as conn:
+                n = conn.execute(update(drift_episodes).where(
+                    drift_episodes.c.id == ep["id"],
+                    or_(drift_episodes.c.dag_run_id.is_(None), drift_episodes.c.outcome.like("failed%")),
+                ).values(dag_run_id=dag_run_id, claimed_at=utcnow(), attempt=drift_episodes.c.attempt + 1,
+                         outcome=None)).rowcount  # fmt: skip
+            if n:
+                taken.append(ep)
+        with engine.connect() as conn:
+            held = conn.execute(select(drift_episodes).where(drift_episodes.c.spec == spec,
+                                                             drift_episodes.c.dag_run_id == dag_run_id,
+                                                             drift_episodes.c.outcome.is_(None))
+                                .order_by(drift_episodes.c.id)).mappings().all()  # fmt: skip
+    return [dict(r) for r in held]
+
+
+def hand_over(engine: Engine, spec: str, from_run: str, to_run: str) -> int:
+    """Give the episodes ``from_run`` holds to ``to_run`` (the run already training the latest data covers them)."""
+    with engine.begin() as conn:
+        return int(conn.execute(update(drift_episodes).where(
+            drift_episodes.c.spec == spec, drift_episodes.c.dag_run_id == from_run,
+            drift_episodes.c.outcome.is_(None)).values(dag_run_id=to_run)).rowcount)  # fmt: skip
+
+
+def settle_episodes(engine: Engine, spec: str, dag_run_id: str, outcome: str) -> int:
+    """Record how the run's episodes ended (``failed: …`` lets another run take them); returns how many."""
+    with engine.begin() as conn:
+        return int(conn.execute(update(drift_episodes).where(
+            drift_episodes.c.spec == spec, drift_episodes.c.dag_run_id == dag_run_id,
+            drift_episodes.c.outcome.is_(None)).values(outcome=outcome[:500])).rowcount)  # fmt: skip
+
+
+def history(engine: Engine, spec: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The spec's latest monitoring runs, newest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(monitor_runs).where(monitor_runs.c.spec == spec)
+                            .order_by(desc(monitor_runs.c.window_end)).limit(limit)).mappings().all()  # fmt: skip
+    return [dict(r) for r in rows]

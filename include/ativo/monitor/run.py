@@ -1,0 +1,114 @@
+"""One monitoring run of a spec: the champion's window → statistics → report → decision.
+
+The MONITOR DAG calls :func:`monitor_window` for its data interval; so can a test or a notebook. The decision
+(:mod:`ativo.monitor.decide`) is recorded in the platform DB, where ``/ativo/metrics`` reads the gauges from.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ativo.monitor.profile import PROFILE_TAG, Profile
+from ativo.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from ativo.config import Settings
+
+log = logging.getLogger(__name__)
+
+REPORT_TAG = "ativo.monitor_report_uri"
+
+
+def load_profile(spec: ModelSpec, settings: Settings, version: str) -> tuple[Profile, str | None]:
+    """The reference profile of a registered version, and the version's MLflow run.
+
+    Raises:
+        LookupError: the version has no profile (registered before profiles existed).
+    """
+    from mlflow.artifacts import download_artifacts
+
+    from ativo.model.artifact import registered_version
+
+    mv = registered_version(spec, settings.mlflow_tracking_uri, version)
+    uri = mv.tags.get(PROFILE_TAG)
+    if not uri:
+        raise LookupError(f"{spec.registered_model_name} version {version} has no reference profile (tag "
+                          f"{PROFILE_TAG}): it was registered before profiles existed; retrain it to monitor it")
+    path = download_artifacts(artifact_uri=uri, tracking_uri=settings.mlflow_tracking_uri)
+    return Profile.from_dict(json.loads(Path(path).read_text())), mv.run_id
+
+
+def _window_tag(start: dt.datetime, end: dt.datetime) -> str:
+    return f"{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}"
+
+
+def monitor_window(spec: ModelSpec, settings: Settings, start: dt.datetime, end: dt.datetime, *,
+                   dag_run_id: str | None = None, version: str | None = None,
+                   now: dt.datetime | None = None) -> dict[str, Any]:  # fmt: skip
+    """Judge the champion's (or ``version``'s) decisions in ``[start, end)``, report, and decide.
+
+    Returns:
+        ``{"spec", "version", "window", "assessment", "decision", "report_uri", "report_html_uri", "seconds"}``.
+    """
+    from ativo.deploy.promotion import aliases
+    from ativo.monitor.decide import decide, retraining_budget
+    from ativo.monitor.window import SCORE, Assessment, assess, read_window
+    from ativo.store.db import get_engine
+    from ativo.store.objects import open_store
+
+    t0 = time.perf_counter()
+    engine = get_engine(settings.db_url)
+    version = version or aliases(spec, settings).get("champion")
+    window = {"start": start.isoformat(), "end": end.isoformat()}
+    if version is None:
+        assessment = Assessment(spec.name, "", 0, judged=False, drifted=False,
+                                reasons=[f"{spec.registered_model_name} has no champion yet: nothing to monitor"])
+        decision = decide(engine, spec, assessment, window_start=start, window_end=end, report_uri=None,
+                          dag_run_id=dag_run_id, now=now)  # fmt: skip
+        return {"spec": spec.name, "version": None, "window": window, "assessment": assessment.to_dict(),
+                "decision": decision.to_dict(), "report_uri": None, "report_html_uri": None,
+                "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip
+    profile, run_id = load_profile(spec, settings, version)
+    frame = read_window(open_store(settings), spec, start, end, version=version)
+    assessment = assess(spec, profile, frame)
+    budget = retraining_budget(spec, settings) if assessment.drifted else None
+    tag = _window_tag(start, end)
+    base = f"runs:/{run_id}/monitor/{tag}" if run_id else None
+    report_uri = f"{base}/report.json" if base else None
+    html_uri = f"{base}/report.html" if base else None
+    decision = decide(engine, spec, assessment, window_start=start, window_end=end,
+                      report_uri=html_uri if assessment.judged else None, budget_problem=budget, dag_run_id=dag_run_id, now=now)  # fmt: skip
+    doc = {"spec": spec.name, "version": version, "window": window, "assessment": assessment.to_dict(),
+           "decision": decision.to_dict(), "alpha": spec.monitor.alpha, "psi_threshold": spec.monitor.psi_threshold,
+           "report_uri": report_uri, "report_html_uri": html_uri}  # fmt: skip
+    if run_id and assessment.judged:
+        _log_report(spec, settings, run_id, version, tag, doc, profile, frame, SCORE)
+    doc["seconds"] = round(time.perf_counter() - t0, 3)
+    log.info("%s v%s window %s → %s: %d rows, %s; %s: %s", spec.name, version, start, end, assessment.rows,
+             "; ".join(assessment.reasons) or "no drift", decision.action, decision.reason)  # fmt: skip
+    return doc
+
+
+def _log_report(spec: ModelSpec, settings: Settings, run_id: str, version: str, tag: str, doc: dict[str, Any],
+                profile: Profile, frame: Any, score: str) -> None:  # fmt: skip
+    """Write the JSON and HTML report beside the model card and link the latest from the version."""
+    from mlflow import MlflowClient
+
+    from ativo.monitor.report import render_html
+
+    counts = {name: list(ref.count(frame[f"f_{name}"])) for name, ref in profile.features.items()
+              if f"f_{name}" in frame}  # fmt: skip
+    counts[score] = list(profile.scores.count(frame[score]))
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        (out / "report.json").write_text(json.dumps(doc, indent=2, default=str, allow_nan=True))
+        (out / "report.html").write_text(render_html(doc, profile, counts), encoding="utf-8")
+        client.log_artifacts(run_id, str(out), artifact_path=f"monitor/{tag}")
+    client.set_model_version_tag(spec.registered_model_name, version, REPORT_TAG, str(doc["report_html_uri"]))
