@@ -86,3 +86,73 @@ def test_a_small_window_is_not_judged(spec, adult_split, model, profile):
     report = assess(spec, profile, window)
     assert not report.judged and not report.drifted
     assert report.reasons == ["100 rows in the window, under monitor.min_rows = 500: not judged"]
+
+
+def frame_window(spec, model, rows):
+    """A window as read_window returns it, from rows answered by ``model`` (no labels unless given)."""
+    window = rows.rename(columns={f: f"f_{f}" for f in spec.data_schema.feature_names}).reset_index(drop=True)
+    window["score"] = model.predict_frame(rows)
+    window["decision"] = (window["score"] >= spec.gates.decision_threshold).astype("int8")
+    window["label"] = float("nan")
+    return window
+
+
+@pytest.fixture(scope="module")
+def calm(adult_split):
+    test = adult_split.test
+    return test.iloc[np.random.default_rng(7).choice(len(test), 4000, replace=False)]
+
+
+def test_a_shifted_score_distribution_alarms_as_prediction_drift(spec, model, profile, calm):
+    from ativo.monitor.window import assess
+
+    window = frame_window(spec, model, calm)
+    window["score"] = np.clip(window["score"] + 0.25, 0, 1)  # the model's outputs moved, not its inputs
+    report = assess(spec, profile, window)
+    assert report.drifted and any(r.startswith("score: PSI") for r in report.reasons), report.reasons
+    assert not any(r.startswith(("age:", "workclass:", "sex:")) for r in report.reasons)
+
+
+def test_less_confident_scores_show_decay_before_labels_arrive(spec, model, profile, calm):
+    from ativo.monitor.window import assess
+
+    window = frame_window(spec, model, calm)
+    window["score"] = 0.5 + (window["score"] - 0.5) * 0.3  # scores squeezed towards 0.5: a worse-ordered world
+    report = assess(spec, profile, window)
+    assert report.performance["labelled_rows"] == 0
+    assert any(r.startswith("estimated AUC without labels") for r in report.reasons), report.reasons
+    assert report.performance["estimated_auc"] < profile.metrics["auc"] - 0.05
+
+
+def test_a_category_the_reference_never_saw_alarms_by_itself(spec, model, profile, calm):
+    import dataclasses
+
+    from ativo.monitor.window import assess
+
+    ref = profile.features["workclass"]
+    never = ref.categories.index("Never-worked")
+    counts = list(ref.counts)
+    counts[-1] += counts[never]  # a reference in which nobody had never worked
+    counts[never] = 0
+    seen = dataclasses.replace(profile, features={**profile.features, "workclass": dataclasses.replace(
+        ref, counts=tuple(counts))})  # fmt: skip
+    rows = calm[calm["workclass"] != "Never-worked"].copy()
+    rows.iloc[:30, rows.columns.get_loc("workclass")] = "Never-worked"  # 30 rows: a PSI of ~0.06
+    report = assess(spec, seen, frame_window(spec, model, rows))
+    [reason] = [r for r in report.reasons if r.startswith("workclass")]
+    assert f"a category the reference never saw: 'Never-worked' (30 of {len(rows)} rows)" in reason
+
+
+def test_a_fairness_drift_alarms_against_the_gates_limit(spec, model, profile, calm):
+    from ativo.monitor.window import assess
+
+    window = frame_window(spec, model, calm)
+    calm_report = assess(spec, profile, window)
+    assert not calm_report.drifted, calm_report.reasons
+    dp = {(f["attribute"], f["metric"]): f for f in calm_report.fairness}[("sex", "selection_rate")]
+    assert dp["difference"] < spec.gates.fairness.max_demographic_parity_difference and not dp["significant"]
+    window["decision"] = (window["f_sex"] == "Male").astype("int8")  # the served decisions: every man, no woman
+    report = assess(spec, profile, window)
+    [reason] = [r for r in report.reasons if r.startswith("fairness: sex selection_rate")]
+    assert "between 'Male' and 'Female', beyond the gate's limit 0.3" in reason
+    assert not any(r.startswith("fairness: race") for r in report.reasons)

@@ -143,10 +143,11 @@ def decide(engine: Engine, spec: ModelSpec, assessment: Assessment, *, window_st
                                     "monitor.sustain asks for: not retrained yet", streak)  # fmt: skip
             elif last is not None and until is not None and now < until:
                 worse = degraded(assessment.reasons)
+                taken = f"retrained by {last['dag_run_id']}" if last["dag_run_id"] else "no training run took it yet"
                 decision = Decision("held_cooldown", f"in cooldown until {until.isoformat(timespec='minutes')} "
-                                    f"(episode {last['id']} retrained by {last['dag_run_id'] or 'a queued run'}; "
-                                    f"monitor.cooldown_hours = {cfg.cooldown_hours})"
-                                    + (": the model still degrades" if worse else ""), streak, page=worse)  # fmt: skip
+                                    f"(episode {last['id']}, {taken}; monitor.cooldown_hours = "
+                                    f"{cfg.cooldown_hours})" + (": the model still degrades" if worse else ""),
+                                    streak, page=worse)  # fmt: skip
             elif budget_problem:
                 decision = Decision("held_budget", budget_problem, streak, page=True)
             else:

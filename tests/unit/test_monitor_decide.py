@@ -1,0 +1,133 @@
+"""Whether a drifted window retrains: sustained, outside the cooldown, within budget; one episode retrains once."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from ativo.monitor.decide import (
+    claim_episodes,
+    decide,
+    hand_over,
+    history,
+    open_episodes,
+    settle_episodes,
+)
+from ativo.monitor.window import Assessment
+from ativo.store.db import get_engine
+from ativo.train.claims import plan_training, settle
+from tests.unit.test_claims import add_version
+
+T0 = dt.datetime(2026, 6, 1, 6, tzinfo=dt.UTC)
+DRIFT = ["age: PSI 0.412 ≥ 0.2, beyond noise (Holm-adjusted p < 0.01)"]
+DECAY = ["estimated AUC without labels 0.812 (±0.006) is 0.091 under the reference 0.903"]
+
+
+@pytest.fixture
+def engine(tmp_path):
+    return get_engine(f"sqlite:///{tmp_path / 'ativo.db'}")
+
+
+def window(spec, engine, day: int, *, reasons=DRIFT, judged=True, version="3", budget=None, hours=24):
+    """Decide on the window of day ``day`` (daily windows, decided at their end)."""
+    start = T0 + dt.timedelta(hours=hours * day)
+    end = start + dt.timedelta(hours=hours)
+    a = Assessment(spec.name, version, 5000 if judged else 40, judged=judged, drifted=judged and bool(reasons),
+                   reasons=reasons if judged else ["40 rows in the window, under monitor.min_rows = 500: not judged"])
+    return decide(engine, spec, a, window_start=start, window_end=end, report_uri=f"runs:/r/monitor/{day}",
+                  budget_problem=budget, dag_run_id=f"monitor__{day}", now=end)  # fmt: skip
+
+
+def with_monitor(spec, **kw):
+    return spec.model_copy(update={"monitor": spec.monitor.model_copy(update=kw)})
+
+
+def test_a_stationary_window_and_a_small_one_decide_nothing(spec, engine):
+    assert window(spec, engine, 0, reasons=[]).action == "no_drift"
+    small = window(spec, engine, 1, judged=False)
+    assert small.action == "not_judged" and "under monitor.min_rows" in small.reason and not small.emit
+    assert [r["decision"] for r in history(engine, spec.name)] == ["not_judged", "no_drift"]
+    assert open_episodes(engine, spec.name) == []
+
+
+def test_drift_retrains_only_once_sustained(spec, engine):
+    spec = with_monitor(spec, sustain=2)
+    first = window(spec, engine, 0)
+    assert first.action == "waiting" and "drift in 1 of the 2 consecutive windows" in first.reason
+    window(spec, engine, 1, judged=False)  # too small to judge: neither confirms nor breaks the streak
+    second = window(spec, engine, 2)
+    assert second.emit and second.streak == 2 and second.episode is not None
+    [ep] = open_episodes(engine, spec.name)
+    assert ep["id"] == second.episode and ep["reasons"] == DRIFT and ep["report_uri"] == "runs:/r/monitor/2"
+
+
+def test_a_calm_window_or_a_new_champion_breaks_the_streak(spec, engine):
+    spec = with_monitor(spec, sustain=2, cooldown_hours=0)
+    window(spec, engine, 0)
+    window(spec, engine, 1, reasons=[])
+    assert window(spec, engine, 2).action == "waiting"
+    assert window(spec, engine, 3, version="4").action == "waiting"  # drift of another version starts anew
+    assert window(spec, engine, 4, version="4").emit
+
+
+def test_two_drifting_windows_inside_the_cooldown_give_one_retraining(spec, engine):
+    spec = with_monitor(spec, sustain=1, cooldown_hours=48)
+    assert window(spec, engine, 0).emit
+    held = window(spec, engine, 1)
+    assert held.action == "held_cooldown" and not held.emit
+    assert "in cooldown until 2026-06-04T06:00" in held.reason and "monitor.cooldown_hours = 48" in held.reason
+    assert not held.page  # data drift alone, right after a retraining: nothing for a person to do yet
+    worse = window(spec, engine, 1, reasons=DRIFT + DECAY)  # the same window judged again (a retry) replaces it
+    assert worse.action == "held_cooldown" and worse.page  # the model itself degrades though it was retrained
+    assert len(history(engine, spec.name)) == 2
+    assert len(open_episodes(engine, spec.name)) == 1
+    assert window(spec, engine, 2).emit  # 48 hours after the first episode: the next one
+
+
+def test_a_spent_budget_holds_the_retraining_back_and_pages(spec, engine):
+    spec = with_monitor(spec, sustain=1)
+    problem = "budget 'risk' is spent: 99.00 of 100.00 USD this month (2026-06); a retraining needs about 4.00 USD"
+    held = window(spec, engine, 0, budget=problem)
+    assert held.action == "held_budget" and held.reason == problem and held.page and not held.emit
+    assert open_episodes(engine, spec.name) == []
+
+
+def test_one_episode_is_retrained_by_one_run(engine, spec):
+    spec = with_monitor(spec, sustain=1, cooldown_hours=0)
+    add_version(engine, 1, spec.name)
+    trained = plan_training(engine, spec.name, "asset__1", requested=None, trigger="asset")
+    settle(engine, spec.name, "asset__1", "registered version 3: challenger")
+    a, b = window(spec, engine, 0), window(spec, engine, 1)  # two episodes before any run took them
+    taken = claim_episodes(engine, spec.name, "drift__1")
+    assert [e["id"] for e in taken] == [a.episode, b.episode]  # one run retrains both
+    assert claim_episodes(engine, spec.name, "reconcile__drift-2") == []  # a late event or the reconciler: nothing
+    assert claim_episodes(engine, spec.name, "drift__1")  # a retry of the same run keeps them
+    plan = plan_training(engine, spec.name, "drift__1", requested=None, trigger="drift", reason="drift episode 1")
+    assert plan.tag == trained.tag and plan.again  # the latest data was trained on: new trials on it
+    assert "retrains the latest dataset version" in plan.reason
+    settle_episodes(engine, spec.name, "drift__1", "failed: trial budget")
+    assert [e["id"] for e in open_episodes(engine, spec.name)] == [a.episode, b.episode]  # a failed run releases
+    again = claim_episodes(engine, spec.name, "reconcile__drift-2__2")
+    assert [e["attempt"] for e in again] == [2, 2]
+
+
+def test_a_run_training_the_latest_data_covers_the_drift(engine, spec):
+    spec = with_monitor(spec, sustain=1)
+    add_version(engine, 1, spec.name)
+    plan_training(engine, spec.name, "asset__1", requested=None, trigger="asset")  # still training
+    ep = window(spec, engine, 0).episode
+    claim_episodes(engine, spec.name, "drift__1")
+    plan = plan_training(engine, spec.name, "drift__1", requested=None, trigger="drift")
+    assert plan.skip and plan.covered_by == "asset__1" and "it covers the drift" in plan.skip
+    assert hand_over(engine, spec.name, "drift__1", "asset__1") == 1
+    settle_episodes(engine, spec.name, "asset__1", "retrained: version 4, challenger")
+    assert open_episodes(engine, spec.name) == [] and ep is not None
+
+
+def test_a_drift_run_claims_untrained_latest_data_for_itself(engine, spec):
+    add_version(engine, 1, spec.name)
+    plan = plan_training(engine, spec.name, "drift__1", requested=None, trigger="drift", reason="drift episode 1")
+    assert plan.tag == f"{spec.name}-v0001" and not plan.again
+    queued = plan_training(engine, spec.name, "asset__1", requested=None, trigger="asset")
+    assert queued.skip and "claimed by run drift__1" in queued.skip  # the features run does not train it twice
