@@ -11,7 +11,7 @@ HOST_PATH := $(PATH)
 UV := $(shell command -v uv 2>/dev/null || { test -x "$$HOME/.local/bin/uv" && echo "$$HOME/.local/bin/uv"; })
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup data run stop status airflow-env test test-fast test-unit test-dags test-model test-component test-e2e test-integration lint bench clean
+.PHONY: help setup data run demo-drift stop status airflow-env test test-fast test-unit test-dags test-model test-component test-e2e test-integration lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ data: setup  ## fetch the UCI Adult reference data (sha256 checked)
 
 run: data  ## start Airflow, MLflow and run the lifecycle on the embedded default
 	@$(PY) -m devtools up $(if $(filter 1 yes true,$(FRESH)),--fresh)
+
+demo-drift: setup  ## on the running platform: drifted traffic → MONITOR → retraining → canary (after make run)
+	@$(PY) -m devtools demo-drift $(if $(SPEC),--spec $(SPEC))
 
 stop:  ## stop every process `make run` started
 	@if [ -x $(PY) ]; then $(PY) -m devtools down; else echo "nothing to stop"; fi
@@ -70,6 +73,7 @@ bench: data  ## benchmarks (each prints a summary and one JSON line)
 	@$(PY) bench/etl.py
 	@$(PY) bench/hpo.py
 	@$(PY) bench/gates.py
+	@$(PY) bench/drift.py
 
 clean: stop  ## remove runtime state (var/) — keeps .venv
 	rm -rf var

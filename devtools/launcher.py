@@ -91,6 +91,12 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo_drift(args: argparse.Namespace) -> int:
+    from devtools.demo_drift import SHIFTS, demo
+
+    return demo(load_settings(), args.spec, tuple(args.drift or SHIFTS), rows=args.rows)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m devtools``."""
     p = argparse.ArgumentParser(prog="python -m devtools", description="The embedded platform behind `make run`.")
@@ -112,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--every", type=float, default=5.0, help="seconds between checks")
     s.add_argument("--stale-s", type=float, default=90.0, help="unhealthy this long while alive: hung, restarted")
     s.set_defaults(func=_cmd_watch)
+    s = sub.add_parser("demo-drift", help="drifted traffic → monitor → retraining → canary, on the running platform")
+    s.add_argument("--spec", default="adult_income")
+    s.add_argument("--drift", action="append", help="a shift as `ativo traffic --drift` takes it (repeatable)")
+    s.add_argument("--rows", type=int, default=1500, help="rows per window")
+    s.set_defaults(func=_cmd_demo_drift)
     return p
 
 

@@ -354,6 +354,51 @@ def _cmd_traffic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from ativo.monitor.decide import history, open_episodes
+    from ativo.store.db import get_engine
+
+    settings = load_settings()
+    spec = _spec(args, settings)
+    engine = get_engine(settings.db_url)
+    if args.action == "run":
+        from ativo.monitor.run import monitor_window
+
+        end = dt.datetime.fromisoformat(args.end) if args.end else dt.datetime.now(dt.UTC)
+        start = dt.datetime.fromisoformat(args.start) if args.start else end - dt.timedelta(hours=args.hours)
+        if start.tzinfo is None or end.tzinfo is None or start >= end:
+            print("error: --start/--end: give times with a UTC offset (…+00:00), start before end", file=sys.stderr)
+            return 2
+        doc = monitor_window(spec, settings, start, end, dag_run_id="cli")
+        if args.json:
+            print(json.dumps(doc, indent=2, default=str))
+            return 0
+        a, d = doc["assessment"], doc["decision"]
+        print(f"{spec.name} v{doc['version']} {start.isoformat()} → {end.isoformat()}: {a['rows']} decisions")
+        for reason in a["reasons"] or ["no drift that matters beyond noise"]:
+            print(f"  {reason}")
+        print(f"decision: {d['action']}: {d['reason']}")
+        if d["action"] == "emitted":
+            print(f"  the reconciler ({spec.name}__reconcile) retrains it within {spec.schedule.reconcile_cron!r}")
+        print(f"report: {doc['report_html_uri']}")
+        return 0
+    runs, episodes = history(engine, spec.name, args.limit), open_episodes(engine, spec.name)
+    if args.json:
+        print(json.dumps({"runs": runs, "open_episodes": episodes}, indent=2, default=str))
+        return 0
+    if not runs:
+        print(f"{spec.name}: no monitoring run yet (the MONITOR DAG runs on {spec.monitor.cron!r})")
+    for r in runs:
+        print(f"{r['window_end']:%Y-%m-%d %H:%M}  v{r['version'] or '-'}  {r['rows']:>7} rows  "
+              f"{r['decision']:14s} {r['decision_reason']}")
+    for ep in episodes:
+        print(f"open drift episode {ep['id']} (version {ep['version']}, {ep['emitted_at']:%Y-%m-%d %H:%M}): no "
+              "training run has taken it yet")
+    return 0
+
+
 def _cmd_lineage(args: argparse.Namespace) -> int:
     from ativo.lineage import render, trace
 
@@ -486,6 +531,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--spec", help=_SPEC_HELP)
     s.add_argument("--reason")
     s.set_defaults(func=_cmd_rollback)
+
+    s = sub.add_parser("monitor", help="the monitor's decisions (status), or judge a window now (run)")
+    s.add_argument("action", choices=("status", "run"))
+    s.add_argument("--spec", help=_SPEC_HELP)
+    s.add_argument("--start", help="run: window start, ISO 8601 with offset (default: --hours before --end)")
+    s.add_argument("--end", help="run: window end (default: now)")
+    s.add_argument("--hours", type=float, default=24.0, help="run: window length when --start is not given")
+    s.add_argument("--limit", type=int, default=20, help="status: runs to show")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_monitor)
 
     s = sub.add_parser("deployments", help="live aliases and every deployment record")
     s.add_argument("--spec", help=_SPEC_HELP)

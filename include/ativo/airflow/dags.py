@@ -448,8 +448,7 @@ def build_reconcile_dag(spec: ModelSpec) -> DAG:
     def reconcile() -> None:
         @task
         def check() -> dict[str, Any]:
-            """A drift episode no training run took, else the latest dataset version if no run claimed it (else
-            skip: nothing is missing)."""
+            """What no training run covers: a drift episode, else the latest dataset version (else skip)."""
             from ativo.monitor.decide import open_episodes
             from ativo.store.db import get_engine
             from ativo.train.claims import latest_version

@@ -166,7 +166,8 @@ def decide(engine: Engine, spec: ModelSpec, assessment: Assessment, *, window_st
             spec=spec.name, version=assessment.version or None, window_start=window_start, window_end=window_end,
             rows=assessment.rows, judged=int(assessment.judged), drifted=int(assessment.drifted),
             reasons=assessment.reasons, report_uri=report_uri, figures=figures_of(assessment),
-            decision=decision.action, decision_reason=decision.reason, episode_id=episode, dag_run_id=dag_run_id, created_at=now,
+            decision=decision.action, decision_reason=decision.reason, episode_id=episode, dag_run_id=dag_run_id,
+            created_at=now,
         ))  # fmt: skip
     return decision
 

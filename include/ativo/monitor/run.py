@@ -83,7 +83,8 @@ def monitor_window(spec: ModelSpec, settings: Settings, start: dt.datetime, end:
     report_uri = f"{base}/report.json" if base else None
     html_uri = f"{base}/report.html" if base else None
     decision = decide(engine, spec, assessment, window_start=start, window_end=end,
-                      report_uri=html_uri if assessment.judged else None, budget_problem=budget, dag_run_id=dag_run_id, now=now)  # fmt: skip
+                      report_uri=html_uri if assessment.judged else None, budget_problem=budget,
+                      dag_run_id=dag_run_id, now=now)  # fmt: skip
     doc = {"spec": spec.name, "version": version, "window": window, "assessment": assessment.to_dict(),
            "decision": decision.to_dict(), "alpha": spec.monitor.alpha, "psi_threshold": spec.monitor.psi_threshold,
            "report_uri": report_uri, "report_html_uri": html_uri}  # fmt: skip
