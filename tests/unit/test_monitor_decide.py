@@ -131,3 +131,31 @@ def test_a_drift_run_claims_untrained_latest_data_for_itself(engine, spec):
     assert plan.tag == f"{spec.name}-v0001" and not plan.again
     queued = plan_training(engine, spec.name, "asset__1", requested=None, trigger="asset")
     assert queued.skip and "claimed by run drift__1" in queued.skip  # the features run does not train it twice
+
+
+def test_the_latest_run_of_each_spec_is_on_the_metrics_endpoint(spec, engine):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from ativo.compute.metrics import render
+    from ativo.monitor.stats import Drift
+
+    spec = with_monitor(spec, sustain=1)
+    window(spec, engine, 0, reasons=[])
+    start, end = T0 + dt.timedelta(days=1), T0 + dt.timedelta(days=2)
+    drift = [Drift("age", 0.41, 1e-30, True, True, DRIFT[0]), Drift("score", 0.02, 0.4, False, False, "score: …")]
+    a = Assessment(spec.name, "3", 5000, judged=True, drifted=True, reasons=DRIFT, drift=drift,
+                   performance={"estimated_auc": 0.83, "estimated_auc_std": 0.006, "reference_auc": 0.92},
+                   fairness=[{"attribute": "sex", "metric": "selection_rate", "difference": 0.21}])  # fmt: skip
+    decide(engine, spec, a, window_start=start, window_end=end, report_uri="runs:/r/x", now=end)
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for fam in text_string_to_metric_families(render(engine, {"cpu": 1.0}).decode()) for s in fam.samples}
+    model = ("model", spec.name)
+    assert samples[("ativo_drift_detected", (model, ("version", "3")))] == 1.0  # the latest window, not the calm one
+    assert samples[("ativo_drift_psi", (("feature", "age"), model))] == 0.41
+    assert samples[("ativo_drift_p_value", (("feature", "score"), model))] == 0.4
+    assert samples[("ativo_estimated_auc", (model, ("version", "3")))] == 0.83
+    assert samples[("ativo_fairness_difference", (("attribute", "sex"), ("metric", "selection_rate"), model))] == 0.21
+    assert samples[("ativo_monitor_window_rows", (model,))] == 5000
+    assert samples[("ativo_monitor_last_run_timestamp_seconds", (model,))] == end.timestamp()
+    assert samples[("ativo_drift_episodes", (model,))] == 1.0
+    assert samples[("ativo_drift_held", (model, ("why", "budget")))] == 0.0
