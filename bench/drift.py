@@ -64,7 +64,7 @@ the baseline and Evidently get the same frames.
    ``psi_threshold`` (low by design: the threshold is an effect size saying such shifts do not matter).
 
 Usage: ``.venv/bin/python bench/drift.py [--rows 500000] [--windows 10000] [--row-windows 500] [--seed 7]
-[--skip-evidently]`` (about 4 minutes on 2 cores). Prints a readable summary, then one JSON line with ``ativo_s``,
+[--skip-evidently]`` (about 3 minutes on 2 cores). Prints a readable summary, then one JSON line with ``ativo_s``,
 ``evidently_s``, ``speedup_vs_evidently``, ``baseline_s``, ``max_psi_abs_diff``, ``false_alarm_rate`` (worst n),
 ``power_shift``, ``power_category``, ``peak_rss_mb`` and the figures above.
 """

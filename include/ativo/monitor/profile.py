@@ -75,7 +75,11 @@ class Binned:
 
 
 def numeric_bins(values: Any, bins: int = NUMERIC_BINS) -> Binned:
-    """Quantile bins of ``values`` (ties merge bins: an integer feature with few values gets fewer)."""
+    """Quantile bins of ``values``.
+
+    Ties merge bins (an integer feature with few values gets fewer); when they do, the minimum gets a bin of its own
+    and the values above it their own quantiles, so a feature that is mostly one value is still tested on the rest.
+    """
     import numpy as np
     import pandas as pd
 
@@ -84,9 +88,18 @@ def numeric_bins(values: Any, bins: int = NUMERIC_BINS) -> Binned:
     if len(present) == 0:
         edges: tuple[float, ...] = ()
     else:
-        qs = np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1], method="linear")
+        inner = np.linspace(0, 1, bins + 1)[1:-1]
+        low = float(present.min())
+        qs = np.quantile(present, inner, method="linear")
         # an edge equal to the minimum would leave its bin empty forever: drop it, and duplicates
-        edges = tuple(float(e) for e in np.unique(qs) if e > present.min())
+        found = {float(e) for e in np.unique(qs) if e > low}
+        rest = present[present > low]
+        if len(found) < len(inner) and len(rest):
+            # ties merged bins: a spike (capital_gain is 0 for 92 % of rows) would leave the rest in one bin, never
+            # tested; the spike gets a bin of its own and the rest its own quantiles
+            found.add(float(np.nextafter(low, np.inf)))
+            found.update(float(e) for e in np.unique(np.quantile(rest, inner, method="linear")) if e > low)
+        edges = tuple(sorted(found))
     empty = Binned(counts=(), edges=edges)
     return Binned(counts=empty.count(x), edges=edges)
 
