@@ -23,16 +23,26 @@ SHIFTS = ("age=+15", "hours_per_week=*1.3")
 FLUSH_S = 4.0  # the API writes its prediction log every 2 s
 
 
+def _get(api: AirflowAPI, path: str) -> Any:
+    """GET, None while the API is unreachable or restarting (a refusal, 4xx, is raised: waiting cannot fix it)."""
+    try:
+        return api.get(path)
+    except HttpError as err:
+        if err.status is None or err.status >= 500:
+            return None
+        raise
+
+
 def _run(api: AirflowAPI, dag_id: str, conf: dict[str, Any], note: str, wait_s: float = 900) -> dict[str, Any]:
     """Trigger ``dag_id`` with ``conf`` and wait until the run ends."""
     run = api.post(f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf, "note": note})
     run_id = run["dag_run_id"]
 
     def ended() -> dict[str, Any] | None:
-        got = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
-        return got if got["state"] in ("success", "failed") else None
+        got = _get(api, f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        return got if got and got["state"] in ("success", "failed") else None
 
-    return dict(wait_until(ended, wait_s, 2, f"run {run_id} of {dag_id} to end", retry_on=(HttpError,)))
+    return dict(wait_until(ended, wait_s, 2, f"run {run_id} of {dag_id} to end"))
 
 
 def _decision(api: AirflowAPI, dag_id: str, run_id: str) -> dict[str, Any]:
@@ -76,21 +86,23 @@ def demo(settings: Settings, spec_name: str, shifts: tuple[str, ...] = SHIFTS, r
         if d["action"] == "emitted":
             break
         if d["action"].startswith("held"):
-            say("the retraining is held back (see the reason); on-call was paged where nothing else will act")
+            say("the retraining is held back (see the reason); " + (
+                "on-call was paged" if d["page"] else "no page: a retraining just ran and the model does not degrade"
+            ) + f"; a run after the cooldown (monitor.cooldown_hours = {spec.monitor.cooldown_hours}) retrains")
             return 0
     else:
         say("no drift episode was announced (see the decisions above)")
         return 0
     train = train_dag_id(spec_name)
     say(f"the {spec_name}.drift Asset triggers {train}: waiting for its run ({airflow}/dags/{train})")
-    since = windows[0][0].isoformat()
+    since = windows[0][0].strftime("%Y-%m-%dT%H:%M:%SZ")  # a "+" would need quoting in the query
 
     def retrained() -> dict[str, Any] | None:
-        runs = api.get(f"/api/v2/dags/{train}/dagRuns?run_after_gte={since}&limit=20")["dag_runs"]
-        done = [r for r in runs if r["state"] in ("success", "failed")]
+        got = _get(api, f"/api/v2/dags/{train}/dagRuns?run_after_gte={since}&limit=20")
+        done = [r for r in (got or {}).get("dag_runs", []) if r["state"] in ("success", "failed")]
         return done[-1] if done else None
 
-    run = wait_until(retrained, 1800, 10, f"a run of {train} triggered by the drift", retry_on=(HttpError,))
+    run = wait_until(retrained, 1800, 10, f"a run of {train} triggered by the drift")
     say(f"training run {run['dag_run_id']}: {run['state']}")
     after = aliases(spec, live)
     if after.get("challenger") and after.get("challenger") != before.get("challenger"):

@@ -23,7 +23,12 @@ def _labels(ref: Binned) -> list[str]:
     edges = list(ref.edges or ())
     if not edges:
         return ["all", "missing"]
-    out = [f"<{edges[0]:.3g}"] + [f"{a:.3g}–{b:.3g}" for a, b in zip(edges, edges[1:], strict=False)]
+    import numpy as np
+
+    below = float(np.nextafter(edges[0], -np.inf))
+    spike = float(f"{below:.6g}") == below  # the bin of a value most rows share (see numeric_bins)
+    out = [f"={below:.6g}" if spike else f"<{edges[0]:.3g}"]
+    out += [f"{a:.3g}–{b:.3g}" for a, b in zip(edges, edges[1:], strict=False)]
     return [*out, f"≥{edges[-1]:.3g}", "missing"]
 
 

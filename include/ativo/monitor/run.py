@@ -45,7 +45,7 @@ def load_profile(spec: ModelSpec, settings: Settings, version: str) -> tuple[Pro
 
 
 def _window_tag(start: dt.datetime, end: dt.datetime) -> str:
-    return f"{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}"
+    return f"{start:%Y%m%dT%H%M%S}-{end:%Y%m%dT%H%M%S}"
 
 
 def monitor_window(spec: ModelSpec, settings: Settings, start: dt.datetime, end: dt.datetime, *,

@@ -6,9 +6,9 @@ For each feature (and the score), the window's rows are counted in the reference
   is floored at ``EPS``). The spec's threshold (``monitor.psi_threshold``) is this: how much drift matters.
 - **evidence**: a chi² test of homogeneity between the reference's counts and the window's (both are samples), on
   bins pooled so that every expected count is at least 20 (at 5, the textbook rule, a feature with many rare
-  categories got up to twice its share of false alarms at the Holm-adjusted levels: ``bench/drift.py``). Its p-values are
-  adjusted across all the features of a run with Holm's method, so that on stationary data a run alarms at all with
-  probability at most ``alpha`` (1 %), whatever the window's size.
+  categories got up to twice its share of false alarms at the Holm-adjusted levels: ``bench/drift.py``). Its
+  p-values are adjusted across all the features of a run with Holm's method, so that on stationary data a run alarms
+  at all with probability at most ``alpha`` (1 %), whatever the window's size.
 
 A feature drifts when its drift is both significant after Holm and at least the threshold: at 500,000 rows a
 negligible shift is significant but too small to matter, at 1,000 rows a large-looking PSI may be noise. A category
