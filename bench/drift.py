@@ -52,8 +52,11 @@ the baseline and Evidently get the same frames.
    the reference's counts against the bin probabilities (χ² goodness of fit, ``bin_probs_min_p``), and at n = 1k and
    10k, ``--row-windows`` (500) windows of real generated rows counted with ``Binned.count``: their alarm rate and a
    two-sample KS test of the windows' smallest p-value (which decides a Holm alarm) against the multinomial windows'.
-   ``false_alarm_rate`` is the worst n. Holm over 14 true nulls at α = 0.01 alarms with probability just under 1 %
-   by design, so the target sits at the design level: each n also gets its exact 95 % interval and a one-sided
+   ``false_alarm_rate`` is the worst n of the test's level (the reference redrawn: the chance, over both samples, that
+   a run alarms, which is what α bounds); ``false_alarm_rate_given_reference`` is the worst n given this one reference
+   (every window compared with the same finite sample, so its rate scatters around the level, by about ±25 % of it
+   across reference seeds at these sizes). Holm over 14 true nulls at α = 0.01 alarms with probability just under
+   1 % by design, so the target sits at the design level: each n also gets its exact 95 % interval and a one-sided
    binomial p-value against 1 %.
 
 3. Power at n = 50,000 (``--windows`` multinomial windows each, and ``--row-windows`` / 2 real-row windows):
@@ -604,11 +607,13 @@ def main() -> int:
             real = judge_windows(row_windows(synth, refs, n, args.row_windows, rng), threshold)
             entry.update(rows_windows=real["windows"], rows_alarm_rate=real["alarm_rate"],
                          rows_ks_p=round(float(sps.ks_2samp(sim["min_p"], real["min_p"]).pvalue), 3))  # fmt: skip
+        entry["fresh_reference_p_above_1pct"] = round(binomial_p_above(fresh["alarms"], fresh["windows"]), 3)
         stationary[str(n)] = entry
     result["false_alarm_s"] = round(time.perf_counter() - t, 1)
-    result["false_alarm_rate"] = max(e["alarm_rate"] for e in stationary.values())
-    result["false_alarm_rate_by_n"] = {n: e["alarm_rate"] for n, e in stationary.items()}
-    result["false_alarm_rate_fresh_reference"] = max(e["fresh_reference_alarm_rate"] for e in stationary.values())
+    result["false_alarm_rate"] = max(e["fresh_reference_alarm_rate"] for e in stationary.values())
+    result["false_alarm_rate_by_n"] = {n: e["fresh_reference_alarm_rate"] for n, e in stationary.items()}
+    result["false_alarm_rate_given_reference"] = max(e["alarm_rate"] for e in stationary.values())
+    result["false_alarm_rate_given_reference_by_n"] = {n: e["alarm_rate"] for n, e in stationary.items()}
     result["false_alarm"] = stationary
     print(f"false alarms (a window alarms when any feature is significant after Holm, α = {ALPHA:g}; {args.windows:,} "
           f"multinomial windows per n against this reference, and as many with the reference redrawn too; the "
@@ -648,7 +653,9 @@ def main() -> int:
                ("psi_1e-9", "PSI within 1e-9", result["max_psi_abs_diff"] <= 1e-9),
                ("false_alarms_1pct", "false alarms ≤ 1 % at every n", result["false_alarm_rate"] <= 0.01),
                ("false_alarms_consistent", "false alarms consistent with ≤ 1 % (binomial p ≥ 0.05 at every n)",
-                min(e["p_above_1pct"] for e in stationary.values()) >= 0.05),
+                min(e["fresh_reference_p_above_1pct"] for e in stationary.values()) >= 0.05),
+               ("false_alarms_given_reference_1pct", "given this one reference, ≤ 1 % at every n (informative)",
+                result["false_alarm_rate_given_reference"] <= 0.01),
                ("power_90pct", "detection ≥ 90 % (both)", min(result["power_shift"], result["power_category"]) >= 0.9),
                ("memory_1gb", "peak RSS ≤ 1 GB", result["peak_rss_mb"] <= 1024)]  # fmt: skip
     result["targets"] = {key: ok for key, _, ok in targets}
