@@ -187,12 +187,30 @@ def drift_payload(doc: dict[str, Any]) -> dict[str, Any]:
     fields = [{"title": "Why", "value": "\n".join(a["reasons"])[:1500], "short": False},
               {"title": "Window", "value": f"{window} ({a['rows']} decisions)", "short": False},
               {"title": "Report", "value": str(doc.get("report_html_uri")), "short": False}]  # fmt: skip
-    if held:
-        fields.append({"title": "Next step", "value": "look at the report; retrain by hand (trigger "
-                       f"{doc['spec']}__train) or raise the budget if the model must follow the data", "short": False})
+    if d["action"] == "held_budget":
+        fields.append({"title": "Next step", "value": "look at the report; raise the budget (ativo budget set …) "
+                       f"or retrain by hand (trigger {doc['spec']}__train) if the model must follow the data",
+                       "short": False})  # fmt: skip
+    elif held:
+        fields.append({"title": "Next step", "value": "the last retraining did not fix it: look at the report and "
+                       f"that run's model card; promote a better version or retrain by hand ({doc['spec']}__train)",
+                       "short": False})  # fmt: skip
     payload = {"text": text, "attachments": [{"color": "danger" if held else "warning", "fallback": text,
                                               "fields": fields}],
                "ativo": {"kind": "drift_held" if held else "drift_retraining", "model": doc["spec"],
                          "version": doc["version"], "decision": d["action"], "episode": d.get("episode"),
                          "reasons": a["reasons"], "report": doc.get("report_html_uri"), "window": doc["window"]}}
     return bounded(payload)
+
+
+def episode_given_up_payload(spec_name: str, episode: dict[str, Any]) -> dict[str, Any]:
+    """A Slack-compatible message: a drift episode's retraining failed its last allowed attempt."""
+    text = (f":warning: Ativo {spec_name}: drift episode {episode['id']} (version {episode['version']}) was not "
+            f"retrained after {episode['attempt']} attempts: {episode['outcome']}")  # fmt: skip
+    fields = [{"title": "Why it drifted", "value": "\n".join(episode.get("reasons") or [])[:1500], "short": False},
+              {"title": "Report", "value": str(episode.get("report_uri")), "short": False},
+              {"title": "Next step", "value": f"fix what failed, then trigger {spec_name}__train by hand",
+               "short": False}]  # fmt: skip
+    return bounded({"text": text, "attachments": [{"color": "danger", "fallback": text, "fields": fields}],
+                    "ativo": {"kind": "drift_given_up", "model": spec_name, "episode": episode["id"],
+                              "version": episode["version"], "outcome": episode["outcome"]}})

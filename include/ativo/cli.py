@@ -371,9 +371,12 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
         if start.tzinfo is None or end.tzinfo is None or start >= end:
             print("error: --start/--end: give times with a UTC offset (…+00:00), start before end", file=sys.stderr)
             return 2
+        start, end = start.astimezone(dt.UTC), end.astimezone(dt.UTC)  # stored and compared as UTC (SQLite: naive)
         doc = monitor_window(spec, settings, start, end, dag_run_id="cli")
         if args.json:
-            print(json.dumps(doc, indent=2, default=str))
+            from ativo.monitor.run import finite
+
+            print(json.dumps(finite(doc), indent=2, default=str))
             return 0
         a, d = doc["assessment"], doc["decision"]
         print(f"{spec.name} v{doc['version']} {start.isoformat()} → {end.isoformat()}: {a['rows']} decisions")
@@ -394,8 +397,8 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
         print(f"{r['window_end']:%Y-%m-%d %H:%M}  v{r['version'] or '-'}  {r['rows']:>7} rows  "
               f"{r['decision']:14s} {r['decision_reason']}")
     for ep in episodes:
-        print(f"open drift episode {ep['id']} (version {ep['version']}, {ep['emitted_at']:%Y-%m-%d %H:%M}): no "
-              "training run has taken it yet")
+        state = (f"attempt {ep['attempt']} {ep['outcome']}" if ep["outcome"] else "no training run has taken it yet")
+        print(f"open drift episode {ep['id']} (version {ep['version']}, {ep['emitted_at']:%Y-%m-%d %H:%M}): {state}")
     return 0
 
 

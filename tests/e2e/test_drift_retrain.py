@@ -11,6 +11,16 @@ from tests.e2e.test_etl_and_training import asset_events, run_etl, states
 START = dt.date(2026, 3, 1)
 
 
+def dag_runs(dag_id: str, run_id: str) -> list[dict]:
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        runs = session.execute(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).scalars()
+        return [{"conf": r.conf, "note": r.note, "state": str(r.state)} for r in runs]
+
+
 def quick(spec):
     """The reference spec, judging a single drifted window, with cheaper gates that a one-trial search passes (the
     gates' own bounds are tested elsewhere: here the question is whether the loop closes)."""
@@ -27,7 +37,7 @@ def test_drifted_traffic_is_detected_and_retrains_a_new_challenger(airflow_db, s
                                                                    webhook, monkeypatch):  # fmt: skip
     from mlflow import MlflowClient
 
-    from ativo.airflow.dags import build_etl_dag, build_monitor_dag, build_train_dag
+    from ativo.airflow.dags import build_etl_dag, build_monitor_dag, build_reconcile_dag, build_train_dag
     from ativo.data.landing import simulate
     from ativo.monitor.decide import history, open_episodes
     from ativo.serve.traffic import parse_shift, replay
@@ -74,6 +84,13 @@ def test_drifted_traffic_is_detected_and_retrains_a_new_challenger(airflow_db, s
     assert "age (drift)" in open(report, encoding="utf-8").read() and mv.tags["ativo.monitor_report_uri"] == \
         run["report_uri"]  # fmt: skip
 
+    # were the event lost, the reconciler would start the retraining, with the episode in a real dict conf
+    reconcile = build_reconcile_dag(spec).test()
+    assert states(reconcile) == {"check": "success", "trigger_training": "success"}, states(reconcile)
+    [queued] = dag_runs(train.dag_id, f"reconcile__drift-{run['episode_id']}")
+    assert queued["conf"]["trigger"] == "drift" and queued["conf"]["episode"] == run["episode_id"]
+    assert queued["note"].startswith(f"reconciler: drift episode {run['episode_id']}")
+
     retrained = train.test(run_conf={"trigger": "drift", "n_trials": 1})  # as the drift event (or reconciler) runs it
     assert str(retrained.state) == "success", states(retrained)
     new = client.get_model_version(name, "2")
@@ -90,3 +107,21 @@ def test_drifted_traffic_is_detected_and_retrains_a_new_challenger(airflow_db, s
     again = train.test(run_conf={"trigger": "drift", "n_trials": 1})  # the same episode again: no second model
     assert states(again)["plan_search"] == "skipped"
     assert sorted(int(mv.version) for mv in client.search_model_versions(f"name='{name}'")) == [1, 2]
+
+    # the drift goes on, past the cooldown, but the team's budget is spent: no retraining, and one page that says so
+    from ativo.compute.budget import Ledger
+
+    Ledger(engine, settings.prices).set_budget(spec.compute.team, limit_usd=0.000001)
+    no_cooldown = spec.monitor.model_copy(update={"cooldown_hours": 0})
+    broke = build_monitor_dag(spec.model_copy(update={"monitor": no_cooldown}))
+    before = len(pages)
+    later = {"start": window["start"], "end": (dt.datetime.fromisoformat(window["end"])
+                                               + dt.timedelta(seconds=1)).isoformat()}  # the same rows, a new window
+    held = broke.test(run_conf=later)
+    assert states(held) == {"judge_window": "success", "announce_drift": "skipped"}
+    run = history(engine, spec.name)[0]
+    assert run["decision"] == "held_budget" and f"budget '{spec.compute.team}' is spent" in run["decision_reason"]
+    assert "a retraining needs about" in run["decision_reason"]
+    [page] = [p["ativo"] for p in pages[before:]]
+    assert page["kind"] == "drift_held" and page["decision"] == "held_budget" and page["report"] == run["report_uri"]
+    assert open_episodes(engine, spec.name) == [] and len(asset_events(f"x-ativo://drift/{spec.name}")) == 1

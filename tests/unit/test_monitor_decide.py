@@ -78,11 +78,16 @@ def test_two_drifting_windows_inside_the_cooldown_give_one_retraining(spec, engi
     assert held.action == "held_cooldown" and not held.emit
     assert "in cooldown until 2026-06-04T06:00" in held.reason and "monitor.cooldown_hours = 48" in held.reason
     assert not held.page  # data drift alone, right after a retraining: nothing for a person to do yet
-    worse = window(spec, engine, 1, reasons=DRIFT + DECAY)  # the same window judged again (a retry) replaces it
-    assert worse.action == "held_cooldown" and worse.page  # the model itself degrades though it was retrained
+    claim_episodes(engine, spec.name, "drift__1")
+    busy = window(spec, engine, 1, reasons=DRIFT + DECAY)  # the same window judged again (a retry) replaces it
+    assert busy.action == "held_cooldown" and not busy.page and "run drift__1 is retraining" in busy.reason
+    settle_episodes(engine, spec.name, "drift__1", "retrained: version 4, rejected")
+    worse = window(spec, engine, 1, reasons=DRIFT + DECAY)
+    assert worse.action == "held_cooldown" and worse.page  # the retraining ended, and version 3 still degrades
+    assert "its retraining drift__1 ended: retrained: version 4, rejected" in worse.reason
     assert len(history(engine, spec.name)) == 2
-    assert len(open_episodes(engine, spec.name)) == 1
-    assert window(spec, engine, 2).emit  # 48 hours after the first episode: the next one
+    assert open_episodes(engine, spec.name) == []  # one episode in all, retrained once
+    assert window(spec, engine, 2).emit  # 48 hours (data time) after the first episode's window: the next one
 
 
 def test_a_spent_budget_holds_the_retraining_back_and_pages(spec, engine):
@@ -91,6 +96,29 @@ def test_a_spent_budget_holds_the_retraining_back_and_pages(spec, engine):
     held = window(spec, engine, 0, budget=problem)
     assert held.action == "held_budget" and held.reason == problem and held.page and not held.emit
     assert open_episodes(engine, spec.name) == []
+    again = window(spec, engine, 1, budget=problem)  # still spent: recorded, but on-call was told already
+    assert again.action == "held_budget" and not again.page
+
+
+def test_a_retried_monitoring_run_announces_its_own_episode_again(spec, engine):
+    spec = with_monitor(spec, sustain=1)
+    first = window(spec, engine, 0)
+    retry = window(spec, engine, 0)  # the task failed after deciding (its report upload), and ran again
+    assert retry.emit and retry.episode == first.episode and len(open_episodes(engine, spec.name)) == 1
+
+
+def test_an_episode_that_keeps_failing_is_given_up(spec, engine):
+    from ativo.monitor.decide import MAX_ATTEMPTS, given_up
+
+    spec = with_monitor(spec, sustain=1)
+    ep = window(spec, engine, 0).episode
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        [taken] = claim_episodes(engine, spec.name, f"reconcile__drift-{ep}__{attempt}")
+        assert taken["attempt"] == attempt
+        settle_episodes(engine, spec.name, f"reconcile__drift-{ep}__{attempt}", "failed: the budget refused every trial")
+    assert open_episodes(engine, spec.name) == [] and claim_episodes(engine, spec.name, "late") == []
+    [out] = given_up(engine, spec.name, f"reconcile__drift-{ep}__{MAX_ATTEMPTS}")
+    assert out["id"] == ep
 
 
 def test_one_episode_is_retrained_by_one_run(engine, spec):
@@ -103,8 +131,12 @@ def test_one_episode_is_retrained_by_one_run(engine, spec):
     assert [e["id"] for e in taken] == [a.episode, b.episode]  # one run retrains both
     assert claim_episodes(engine, spec.name, "reconcile__drift-2") == []  # a late event or the reconciler: nothing
     assert claim_episodes(engine, spec.name, "drift__1")  # a retry of the same run keeps them
-    plan = plan_training(engine, spec.name, "drift__1", requested=None, trigger="drift", reason="drift episode 1")
-    assert plan.tag == trained.tag and plan.again  # the latest data was trained on: new trials on it
+    other = plan_training(engine, spec.name, "drift__1", requested=None, trigger="drift", drifting={"2"})
+    assert other.skip and other.covered_version == "3"  # version 3, trained on the latest data, answers v2's drift
+    assert "version 3 is the answer to this drift; no retraining on the same data" in other.skip
+    plan = plan_training(engine, spec.name, "drift__1", requested=None, trigger="drift", reason="drift episode 1",
+                         drifting={"3"})  # fmt: skip
+    assert plan.tag == trained.tag and plan.again  # the drifting version was trained on it: new trials on it
     assert "retrains the latest dataset version" in plan.reason
     settle_episodes(engine, spec.name, "drift__1", "failed: trial budget")
     assert [e["id"] for e in open_episodes(engine, spec.name)] == [a.episode, b.episode]  # a failed run releases
@@ -123,6 +155,18 @@ def test_a_run_training_the_latest_data_covers_the_drift(engine, spec):
     assert hand_over(engine, spec.name, "drift__1", "asset__1") == 1
     settle_episodes(engine, spec.name, "asset__1", "retrained: version 4, challenger")
     assert open_episodes(engine, spec.name) == [] and ep is not None
+
+
+def test_a_claim_left_by_a_dead_run_is_taken_over(engine, spec):
+    from ativo.train.claims import claim_of, take_over
+
+    add_version(engine, 1, spec.name)
+    plan_training(engine, spec.name, "asset__1", requested=None, trigger="asset")  # then its worker died
+    tag = f"{spec.name}-v0001"
+    assert take_over(engine, spec.name, tag, "asset__1", "drift__1", "took over from asset__1, which ended")
+    assert not take_over(engine, spec.name, tag, "asset__1", "drift__2", "late")  # only once
+    plan = plan_training(engine, spec.name, "drift__1", requested=None, trigger="drift")
+    assert plan.tag == tag and not plan.again and claim_of(engine, spec.name, tag)["attempt"] == 2
 
 
 def test_a_drift_run_claims_untrained_latest_data_for_itself(engine, spec):

@@ -163,6 +163,7 @@ def build_train_dag(spec: ModelSpec) -> DAG:
         start_date=_start(spec),
         catchup=False,
         max_active_runs=1,
+        on_failure_callback=_release_failed_run(spec),
         default_args=default_args(spec),
         tags=["ativo", "train", spec.name, *spec.tags],
         params={
@@ -199,7 +200,7 @@ def build_train_dag(spec: ModelSpec) -> DAG:
             """
             from ativo.monitor.decide import claim_episodes, hand_over, settle_episodes
             from ativo.store.db import get_engine
-            from ativo.train.claims import plan_training
+            from ativo.train.claims import latest_version, plan_training, settle, take_over
             from ativo.train.search import plan_search as plan
 
             context = get_current_context()
@@ -231,20 +232,39 @@ def build_train_dag(spec: ModelSpec) -> DAG:
                 trigger = "reconciler" if params.get("trigger") == "reconciler" else ("asset" if events else "manual")
             decided = plan_training(engine, spec.name, run_id,
                                     requested=params.get("dataset_version") if trigger == "manual" else None,
-                                    trigger=trigger, event_tags=event_tags, reason=reason)  # fmt: skip
-            logging.getLogger("ativo.train").info("%s run: %s", trigger, decided.reason)
-            if decided.covered_by:  # the run training the latest data now takes the episodes over
-                hand_over(engine, spec.name, run_id, decided.covered_by)
+                                    trigger=trigger, event_tags=event_tags, reason=reason,
+                                    drifting={str(ep["version"]) for ep in episodes})  # fmt: skip
+            log = logging.getLogger("ativo.train")
+            log.info("%s run: %s", trigger, decided.reason)
+            if decided.covered_by:
+                holder = decided.covered_by
+                if _run_state(train_dag_id(spec), holder) in ("queued", "running"):
+                    hand_over(engine, spec.name, run_id, holder)  # that run settles the episodes when it ends
+                    raise AirflowSkipException(decided.skip)
+                # the claim's run ended without settling it (it died): this run takes the latest version over
+                took = f"{decided.reason}; took the claim on the latest version over from run {holder}, which ended"
+                latest = latest_version(engine, spec.name)
+                if latest is None or not take_over(engine, spec.name, latest[0], holder, run_id, took):
+                    raise AirflowSkipException(decided.skip)
+                decided = plan_training(engine, spec.name, run_id, requested=None, trigger=trigger, reason=took,
+                                        drifting={str(ep["version"]) for ep in episodes})  # fmt: skip
+            if decided.covered_version:
+                settle_episodes(engine, spec.name, run_id, f"covered by version {decided.covered_version}, "
+                                "trained on the latest data")  # fmt: skip
             if decided.skip:
                 raise AirflowSkipException(decided.skip)
             n = params.get("n_trials")
-            offset = 1000 * max(ep["id"] for ep in episodes) if decided.again else 0  # new trials on the same data
+            # new trials on data trained before: a different sampler seed for every episode and attempt
+            offset = (1000 * max(ep["id"] for ep in episodes) + 100 * max(ep["attempt"] for ep in episodes)
+                      if decided.again else 0)  # fmt: skip
             try:
                 result = plan(spec, settings, decided.tag, run_meta(context), n_trials=int(n) if n else None,
                               extra_tags={"ativo.trigger": trigger, "ativo.trigger_reason": decided.reason[:4000]},
                               seed_offset=offset)  # fmt: skip
             except Exception as err:
-                settle_episodes(engine, spec.name, run_id, f"failed: {err}"[:500])
+                if context["ti"].try_number > context["ti"].max_tries:  # the last try: release what it holds
+                    settle(engine, spec.name, run_id, f"failed: {err}")
+                    _settle_drift(spec, engine, run_id, f"failed: {err}")
                 raise
             return [{"plan": result.to_dict(), "slot": slot} for slot in range(result.n_trials)]
 
@@ -262,6 +282,11 @@ def build_train_dag(spec: ModelSpec) -> DAG:
             except SearchFailed as err:
                 raise AirflowFailException(str(err)) from err
             except DuplicateVersion as dup:  # nothing new to gate or deploy: the gates and the deploy skip
+                from ativo.monitor.decide import settle_episodes
+                from ativo.store.db import get_engine
+
+                settle_episodes(get_engine(load_settings().db_url), spec.name, get_current_context()["run_id"],
+                                f"retrained: the best model duplicates version {dup.version}")  # fmt: skip
                 raise AirflowSkipException(f"best model: {dup}") from dup
 
         @task(retries=1)
@@ -281,7 +306,6 @@ def build_train_dag(spec: ModelSpec) -> DAG:
             from ativo.alerts import rejection_payload
             from ativo.evaluate.results import GateResult
             from ativo.evaluate.suite import publish
-            from ativo.monitor.decide import settle_episodes
             from ativo.store.db import get_engine
             from ativo.train.claims import settle
 
@@ -290,12 +314,12 @@ def build_train_dag(spec: ModelSpec) -> DAG:
             if not registered:
                 # the claim on its dataset version, if it made one, is released: another run may train it
                 settle(engine, spec.name, run_id, "failed: no model version was registered (see register_best)")
-                settle_episodes(engine, spec.name, run_id, "failed: no model version was registered")
+                _settle_drift(spec, engine, run_id, "failed: no model version was registered")
                 raise AirflowSkipException("no model version was registered (see register_best): nothing to gate")
             results = [GateResult.from_dict(doc) for doc in judged if doc]
             report = publish(spec, settings, registered["model_version"], results, GATES)
             settle(engine, spec.name, run_id, f"registered version {report['version']}: {report['verdict']}")
-            settle_episodes(engine, spec.name, run_id, f"retrained: version {report['version']}, {report['verdict']}")
+            _settle_drift(spec, engine, run_id, f"retrained: version {report['version']}, {report['verdict']}")
             if not report["passed"]:
                 send_to_oncall(spec.oncall_connection, rejection_payload(report))
             return {k: report[k] for k in ("model", "version", "verdict", "failed_gates", "model_card_uri",
@@ -323,6 +347,42 @@ def build_train_dag(spec: ModelSpec) -> DAG:
         announce_challenger(decision)  # type: ignore[arg-type]
 
     return train()
+
+
+def _run_state(dag_id: str, run_id: str) -> str | None:
+    """A DAG run's state, asked through the task's supervisor (tasks have no DB access); None when unknown."""
+    try:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        return str(RuntimeTaskInstance.get_dagrun_state(dag_id, run_id))
+    except Exception:  # no such run, or no supervisor to ask
+        return None
+
+
+def _settle_drift(spec: ModelSpec, engine: Any, run_id: str, outcome: str) -> None:
+    """Record how the run's drift episodes ended; page on-call for one that failed its last allowed attempt."""
+    from ativo.airflow.notifier import send_to_oncall
+    from ativo.alerts import episode_given_up_payload
+    from ativo.monitor.decide import given_up, settle_episodes
+
+    if settle_episodes(engine, spec.name, run_id, outcome) and outcome.startswith("failed"):
+        for ep in given_up(engine, spec.name, run_id):
+            send_to_oncall(spec.oncall_connection, episode_given_up_payload(spec.name, ep))
+
+
+def _release_failed_run(spec: ModelSpec) -> Any:
+    """A DAG failure callback: a training run that failed releases its dataset claim and drift episodes."""
+
+    def release(context: Any) -> None:
+        from ativo.store.db import get_engine
+        from ativo.train.claims import settle
+
+        engine = get_engine(load_settings().db_url)
+        run_id = context["dag_run"].run_id
+        settle(engine, spec.name, run_id, "failed: the training run failed")
+        _settle_drift(spec, engine, run_id, "failed: the training run failed")
+
+    return release
 
 
 def build_deploy_dag(spec: ModelSpec) -> DAG:

@@ -5,12 +5,18 @@ window becomes a **drift episode** (``drift_episodes``, announced on the ``<spec
 
 - it is **sustained**: this window and the ``monitor.sustain − 1`` judged windows before it, of the same served
   version, all drifted (a window too small to judge neither confirms nor breaks the streak);
-- it is **outside the cooldown**: no episode of the spec was emitted in the last ``monitor.cooldown_hours``;
+- it is **outside the cooldown**: this window ends at least ``monitor.cooldown_hours`` after the window of the spec's
+  last episode ended (data time, so scheduling delays do not move it);
 - it is **within budget**: the spec's team can pay for the search a retraining runs.
 
 Otherwise the run says why not ("in cooldown until …", "budget 'risk' is spent: …"). A held-back drift pages on-call
-when nothing else will act on it: a spent budget always (no retraining is coming), a cooldown only when the model
-itself degrades (its accuracy, estimated or realised, or its fairness): the last retraining did not fix it.
+when nothing else will act on it: a spent budget when it starts holding retraining back (no retraining is coming;
+the windows after it are recorded without paging again), a cooldown only when the model itself degrades (its
+accuracy, estimated or realised, or its fairness) and the last retraining has ended with the same version still
+served: it did not fix it.
+
+An episode whose retraining failed is taken again (by the reconciler) up to :data:`MAX_ATTEMPTS` times; then it is
+given up, on-call is paged, and ``ativo monitor status`` shows why.
 
 Episodes are claimed by the training run that takes them (:func:`claim_episodes`), so one episode retrains once,
 also when its Asset event is merged with others or lost (the reconciler triggers a run for an unclaimed one).
@@ -30,6 +36,9 @@ from ativo.store.db import drift_episodes, monitor_runs, session_lock, utcnow
 if TYPE_CHECKING:
     from ativo.config import Settings
     from ativo.monitor.window import Assessment
+
+MAX_ATTEMPTS = 3
+"""Retrainings of one episode before it is given up (a budget refusing trials, a search that cannot pass)."""
 
 DEGRADATION = ("AUC on ", "estimated AUC", "fairness:")
 """Reasons that say the model itself got worse (not only its inputs)."""
@@ -122,34 +131,56 @@ def decide(engine: Engine, spec: ModelSpec, assessment: Assessment, *, window_st
         budget_problem: why the spec's team cannot pay for a retraining (None: it can); see
             :func:`retraining_budget`.
         dag_run_id: the monitoring run.
-        now: the current time (cooldowns are measured from it).
+        now: when the decision is made (recorded; the cooldown is measured in data time, from window ends).
     """
     now = now or utcnow()
     cfg = spec.monitor
     with session_lock(engine, f"ativo.monitor.{spec.name}"), engine.begin() as conn:
         streak = 0
         episode = None
+        same = conn.execute(select(monitor_runs.c.episode_id).where(
+            monitor_runs.c.spec == spec.name, monitor_runs.c.window_start == window_start,
+            monitor_runs.c.window_end == window_end)).scalar()  # fmt: skip
+        previous = conn.execute(select(monitor_runs.c.decision).where(
+            monitor_runs.c.spec == spec.name, monitor_runs.c.window_end < window_end)
+            .order_by(desc(monitor_runs.c.window_end)).limit(1)).scalar()  # fmt: skip
         if not assessment.judged:
             decision = Decision("not_judged", assessment.reasons[0] if assessment.reasons else "not judged")
         elif not assessment.drifted:
             decision = Decision("no_drift", "no drift that matters beyond noise in this window")
+        elif same is not None and assessment.drifted:
+            # a retry of a run that announced this window's episode: the same episode, announced again (the train
+            # DAG claims episodes, so a second event retrains nothing twice)
+            streak, episode = 1 + _streak(conn, spec.name, assessment.version, window_start), int(same)
+            decision = Decision("emitted", f"drift sustained: episode {episode} announced for retraining (this "
+                                "window's, judged again)", streak, episode)  # fmt: skip
         else:
             streak = 1 + _streak(conn, spec.name, assessment.version, window_start)
             last = conn.execute(select(drift_episodes).where(drift_episodes.c.spec == spec.name)
-                                .order_by(desc(drift_episodes.c.emitted_at)).limit(1)).mappings().first()  # fmt: skip
-            until = _as_utc(last["emitted_at"]) + dt.timedelta(hours=cfg.cooldown_hours) if last else None
+                                .order_by(desc(drift_episodes.c.window_end)).limit(1)).mappings().first()  # fmt: skip
+            # the cooldown runs in data time: from the end of the last episode's window to this one's end, so a
+            # daily window and a 24-hour cooldown do not depend on seconds of scheduling delay
+            until = _as_utc(last["window_end"]) + dt.timedelta(hours=cfg.cooldown_hours) if last else None
             if streak < cfg.sustain:
                 decision = Decision("waiting", f"drift in {streak} of the {cfg.sustain} consecutive windows "
                                     "monitor.sustain asks for: not retrained yet", streak)  # fmt: skip
-            elif last is not None and until is not None and now < until:
+            elif last is not None and until is not None and window_end < until:
                 worse = degraded(assessment.reasons)
-                taken = f"retrained by {last['dag_run_id']}" if last["dag_run_id"] else "no training run took it yet"
+                if last["outcome"] is not None:
+                    taken = f"its retraining {last['dag_run_id']} ended: {last['outcome']}"
+                elif last["dag_run_id"]:
+                    taken = f"run {last['dag_run_id']} is retraining"
+                else:
+                    taken = "no training run took it yet"
+                # a person is needed only when the retraining ended and the same version still degrades
+                page = worse and last["outcome"] is not None and last["version"] == assessment.version
                 decision = Decision("held_cooldown", f"in cooldown until {until.isoformat(timespec='minutes')} "
-                                    f"(episode {last['id']}, {taken}; monitor.cooldown_hours = "
+                                    f"(episode {last['id']}: {taken}; monitor.cooldown_hours = "
                                     f"{cfg.cooldown_hours})" + (": the model still degrades" if worse else ""),
-                                    streak, page=worse)  # fmt: skip
+                                    streak, page=page)  # fmt: skip
             elif budget_problem:
-                decision = Decision("held_budget", budget_problem, streak, page=True)
+                # paged when it starts; the next windows held for the same reason record it without paging again
+                decision = Decision("held_budget", budget_problem, streak, page=previous != "held_budget")
             else:
                 key = conn.execute(insert(drift_episodes).values(
                     spec=spec.name, version=assessment.version, window_start=window_start, window_end=window_end,
@@ -200,12 +231,22 @@ def retraining_budget(spec: ModelSpec, settings: Settings) -> str | None:
 
 
 def open_episodes(engine: Engine, spec: str) -> list[dict[str, Any]]:
-    """Episodes no training run has taken, or whose run failed (oldest first)."""
+    """Episodes no training run has taken, or whose run failed fewer than :data:`MAX_ATTEMPTS` times (oldest first)."""
     with engine.connect() as conn:
         rows = conn.execute(select(drift_episodes).where(
             drift_episodes.c.spec == spec,
-            or_(drift_episodes.c.dag_run_id.is_(None), drift_episodes.c.outcome.like("failed%")),
+            or_(drift_episodes.c.dag_run_id.is_(None),
+                drift_episodes.c.outcome.like("failed%") & (drift_episodes.c.attempt < MAX_ATTEMPTS)),
         ).order_by(drift_episodes.c.id)).mappings().all()  # fmt: skip
+    return [dict(r) for r in rows]
+
+
+def given_up(engine: Engine, spec: str, dag_run_id: str) -> list[dict[str, Any]]:
+    """The run's episodes that failed their last allowed attempt."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(drift_episodes).where(
+            drift_episodes.c.spec == spec, drift_episodes.c.dag_run_id == dag_run_id,
+            drift_episodes.c.outcome.like("failed%"), drift_episodes.c.attempt >= MAX_ATTEMPTS)).mappings().all()
     return [dict(r) for r in rows]
 
 
@@ -222,7 +263,8 @@ def claim_episodes(engine: Engine, spec: str, dag_run_id: str, ids: list[int] | 
             with engine.begin() as conn:
                 n = conn.execute(update(drift_episodes).where(
                     drift_episodes.c.id == ep["id"],
-                    or_(drift_episodes.c.dag_run_id.is_(None), drift_episodes.c.outcome.like("failed%")),
+                    or_(drift_episodes.c.dag_run_id.is_(None),
+                        drift_episodes.c.outcome.like("failed%") & (drift_episodes.c.attempt < MAX_ATTEMPTS)),
                 ).values(dag_run_id=dag_run_id, claimed_at=utcnow(), attempt=drift_episodes.c.attempt + 1,
                          outcome=None)).rowcount  # fmt: skip
             if n:

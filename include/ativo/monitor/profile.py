@@ -165,7 +165,11 @@ def build_profile(spec: ModelSpec, version: str, dataset_version: str | None, tr
                                 "tpr": float(dd[yy == 1].mean()) if pos else None,
                                 "fpr": float(dd[yy == 0].mean()) if neg else None}  # fmt: skip
         groups[attr] = view
+    from ativo.monitor.performance import expected_auc
+
     metrics = {"auc": float(roc_auc_score(y, test_scores)) if len(set(y)) > 1 else None,
+               # what the label-free estimate gives on the test split itself: the like-for-like reference for it
+               "expected_auc": float(expected_auc(test_scores)),
                "logloss": float(log_loss(y, np.clip(test_scores, 1e-7, 1 - 1e-7), labels=[0, 1])),
                "test_rows": float(len(y))}  # fmt: skip
     return Profile(spec=spec.name, version=str(version), dataset_version=dataset_version, train_rows=len(train),

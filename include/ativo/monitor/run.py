@@ -44,6 +44,19 @@ def load_profile(spec: ModelSpec, settings: Settings, version: str) -> tuple[Pro
     return Profile.from_dict(json.loads(Path(path).read_text())), mv.run_id
 
 
+def finite(doc: Any) -> Any:
+    """``doc`` with NaN and infinities as None, so that it is strict JSON."""
+    import math
+
+    if isinstance(doc, float):
+        return doc if math.isfinite(doc) else None
+    if isinstance(doc, dict):
+        return {k: finite(v) for k, v in doc.items()}
+    if isinstance(doc, list | tuple):
+        return [finite(v) for v in doc]
+    return doc
+
+
 def _window_tag(start: dt.datetime, end: dt.datetime) -> str:
     return f"{start:%Y%m%dT%H%M%S}-{end:%Y%m%dT%H%M%S}"
 
@@ -74,7 +87,15 @@ def monitor_window(spec: ModelSpec, settings: Settings, start: dt.datetime, end:
         return {"spec": spec.name, "version": None, "window": window, "assessment": assessment.to_dict(),
                 "decision": decision.to_dict(), "report_uri": None, "report_html_uri": None,
                 "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip
-    profile, run_id = load_profile(spec, settings, version)
+    try:
+        profile, run_id = load_profile(spec, settings, version)
+    except LookupError as err:  # recorded as not judged (with how to fix it) rather than failing every day
+        assessment = Assessment(spec.name, version, 0, judged=False, drifted=False, reasons=[str(err)])
+        decision = decide(engine, spec, assessment, window_start=start, window_end=end, report_uri=None,
+                          dag_run_id=dag_run_id, now=now)  # fmt: skip
+        return {"spec": spec.name, "version": version, "window": window, "assessment": assessment.to_dict(),
+                "decision": decision.to_dict(), "report_uri": None, "report_html_uri": None,
+                "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip
     frame = read_window(open_store(settings), spec, start, end, version=version)
     assessment = assess(spec, profile, frame)
     budget = retraining_budget(spec, settings) if assessment.drifted else None
@@ -109,7 +130,7 @@ def _log_report(spec: ModelSpec, settings: Settings, run_id: str, version: str, 
     client = MlflowClient(settings.mlflow_tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        (out / "report.json").write_text(json.dumps(doc, indent=2, default=str, allow_nan=True))
+        (out / "report.json").write_text(json.dumps(finite(doc), indent=2, default=str, allow_nan=False))
         (out / "report.html").write_text(render_html(doc, profile, counts), encoding="utf-8")
         client.log_artifacts(run_id, str(out), artifact_path=f"monitor/{tag}")
     client.set_model_version_tag(spec.registered_model_name, version, REPORT_TAG, str(doc["report_html_uri"]))

@@ -16,7 +16,8 @@ automatically.
 A **drift** run (a drift episode, :mod:`ativo.monitor.decide`) trains the latest version too. When no run has
 trained it yet, it claims it like any automatic run; when a run is training it right now, that run covers the
 episode (the drift run skips); when it was trained already, the drift run retrains it with new trials (``again``):
-the world moved, and the latest data is all there is.
+the world moved, and the latest data is all there is. When the latest data was trained by a run that registered
+another version than the drifting one, that version answers the drift (a challenger on its way): no retraining.
 """
 
 from __future__ import annotations
@@ -43,11 +44,13 @@ class Plan:
     skip: str | None = None
     again: bool = False  # a drift run retraining a version already trained: the search draws new trials
     covered_by: str | None = None  # a drift run skipped because this run is training the latest version now
+    covered_version: str | None = None  # a drift run skipped because this model version was trained on the latest
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
         return {"tag": self.tag, "trigger": self.trigger, "reason": self.reason, "skip": self.skip,
-                "again": self.again, "covered_by": self.covered_by}  # fmt: skip
+                "again": self.again, "covered_by": self.covered_by,
+                "covered_version": self.covered_version}  # fmt: skip
 
 
 def latest_version(engine: Engine, spec: str) -> tuple[str, int] | None:
@@ -114,6 +117,26 @@ def _claim(engine: Engine, spec: str, tag: str, dag_run_id: str, trigger: str, r
     return held
 
 
+def claimed_version(claim: dict[str, Any]) -> str | None:
+    """The model version a settled claim's run registered (or found its model duplicated), if it says."""
+    import re
+
+    found = re.search(r"version (\d+)", str(claim.get("outcome") or ""))
+    return found.group(1) if found and not failed(claim) else None
+
+
+def take_over(engine: Engine, spec: str, tag: str, stale_run: str, dag_run_id: str, reason: str) -> bool:
+    """Take the claim on ``tag`` from a run that ended without settling it; whether this run now holds it."""
+    with engine.begin() as conn:
+        return bool(conn.execute(
+            update(training_claims)
+            .where(training_claims.c.spec == spec, training_claims.c.dataset_version == tag,
+                   training_claims.c.dag_run_id == stale_run, training_claims.c.outcome.is_(None))
+            .values(dag_run_id=dag_run_id, trigger="drift", reason=reason[:500], claimed_at=utcnow(),
+                    attempt=training_claims.c.attempt + 1)
+        ).rowcount)  # fmt: skip
+
+
 def failed(claim: dict[str, Any]) -> bool:
     """Whether the claim's run ended without a model for its version."""
     return str(claim.get("outcome") or "").startswith("failed")
@@ -135,7 +158,8 @@ def settle(engine: Engine, spec: str, dag_run_id: str, outcome: str) -> int:
 
 
 def plan_training(engine: Engine, spec: str, dag_run_id: str, *, requested: str | None, trigger: str,
-                  event_tags: list[str] | None = None, reason: str | None = None) -> Plan:  # fmt: skip
+                  event_tags: list[str] | None = None, reason: str | None = None,
+                  drifting: set[str] | None = None) -> Plan:  # fmt: skip
     """Decide what a training run trains (see the module doc).
 
     Args:
@@ -146,6 +170,8 @@ def plan_training(engine: Engine, spec: str, dag_run_id: str, *, requested: str 
         trigger: ``asset`` (features Asset events), ``reconciler``, ``drift`` or ``manual``.
         event_tags: the dataset versions of the triggering asset events (they are covered by the latest).
         reason: why the run was triggered, as its trigger said.
+        drifting: the model versions whose drift a ``drift`` run answers (a version trained on the latest data
+            that is not among them answers it already).
     """
     latest = latest_version(engine, spec)
     if trigger not in AUTOMATIC:
@@ -171,6 +197,11 @@ def plan_training(engine: Engine, spec: str, dag_run_id: str, *, requested: str 
             return Plan(None, trigger, why, covered_by=str(held["dag_run_id"]), skip=(
                 f"run {held['dag_run_id']} is training the latest dataset version, {tag}, now: it covers the "
                 "drift"))  # fmt: skip
+        trained = claimed_version(held)
+        if trained is not None and trained not in (drifting or set()):
+            return Plan(None, trigger, why, covered_version=trained, skip=(
+                f"the latest dataset version, {tag}, was trained by run {held['dag_run_id']} ({held['outcome']}): "
+                f"version {trained} is the answer to this drift; no retraining on the same data"))  # fmt: skip
         return Plan(tag, trigger, f"{why}; retrains the latest dataset version, {tag} (trained before by run "
                     f"{held['dag_run_id']}: {held['outcome']}) with new trials", again=True)  # fmt: skip
     covered = sorted({t for t in (event_tags or []) if t != tag})
