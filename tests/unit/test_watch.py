@@ -339,3 +339,21 @@ def test_a_promotion_carries_every_figure_it_was_judged_on(spec):
     assert f["score_psi"] == pytest.approx(0.0, abs=1e-9)
     assert f["score_psi_noise"] == round(psi_noise(1_000, 9_000), 4)
     assert f["candidate_labels"] == 300 and f["candidate_auc"] == 0.9012 and f["champion_auc"] is None
+
+
+def test_a_few_canary_rows_leaving_sparse_bins_empty_do_not_roll_a_sound_model_back(spec):
+    """Adult-like scores: most rows low, a few in each upper bin. 73 canary rows from that same distribution leave
+    the upper bins empty, which the PSI floor turns into PSI ~0.4–0.7, beyond its formula's noise; the χ² test on
+    pooled bins sees no shift, and the watch waits (a real shift at that size still rolls back)."""
+    spec = with_limits(spec, min_canary_requests=50)  # the deploy e2e's quick window
+    skew = [0.5, 0.15, 0.08, 0.05, 0.04, 0.05, 0.04, 0.04, 0.025, 0.025]
+    sparse = [0.6849, 0.137, 0.0685, 0.0411, 0.0, 0.0411, 0.0137, 0.0137, 0.0, 0.0]  # 50, 10, 5, 3, 0, 3, 1, 1, 0, 0
+    figs = {f"{CANDIDATE}/canary": figure(73, deciles=sparse), f"{CHAMPION}/champion": figure(907, deciles=skew)}
+    verdict = judge(spec, figs, candidate=CANDIDATE, champion=CHAMPION, route="canary", elapsed_s=60)
+    f = verdict.figures
+    assert f["score_psi"] - f["score_psi_noise"] > spec.deploy.max_score_psi  # PSI alone would have rolled back
+    assert not verdict.decided and f["score_p_value"] > 0.001, verdict.reason
+    moved = {f"{CANDIDATE}/canary": figure(73, deciles=list(reversed(skew))), f"{CHAMPION}/champion": figure(907,
+                                                                                                      deciles=skew)}
+    shifted = judge(spec, moved, candidate=CANDIDATE, champion=CHAMPION, route="canary", elapsed_s=60)
+    assert shifted.decided and not shifted.promote and "score distribution moved" in shifted.reason

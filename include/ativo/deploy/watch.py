@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ativo.http import get_text
-from ativo.monitor.stats import psi  # the one PSI: the canary watch and monitoring share it
+from ativo.monitor.stats import homogeneity_pvalue, psi  # the one PSI and χ² test: the watch and monitoring share them
 from ativo.spec import ModelSpec
 
 Figures = dict[str, dict[str, Any]]  # "<version>/<route>" → rows, errors, score and latency buckets
@@ -93,7 +93,10 @@ def _bins(cumulative: dict[str, float], edges: tuple[float, ...]) -> list[float]
     return counts
 
 
-def psi_noise(n_candidate: float, n_champion: float, bins: int = 10, confidence: float = 0.999) -> float:
+PSI_CONFIDENCE = 0.999
+
+
+def psi_noise(n_candidate: float, n_champion: float, bins: int = 10, confidence: float = PSI_CONFIDENCE) -> float:
     """How large a PSI two samples of one distribution reach by chance (``confidence`` quantile).
 
     Under no shift, PSI ≈ (1/n₁ + 1/n₂) · χ²(bins − 1); a few dozen rows alone can reach 0.5. The watch acts on a
@@ -215,11 +218,16 @@ def judge(spec: ModelSpec, figures: Figures, *, candidate: str, champion: str | 
     if enough and p99 is not None and p99 > d.latency_budget_ms:
         broken.append(f"p99 scoring latency {p99:g} ms is above the budget {d.latency_budget_ms:g} ms")
     if enough and champ["rows"] >= d.min_canary_requests:
-        value = psi(_bins(champ["scores"], DECILES), _bins(cand["scores"], DECILES))
+        champ_bins, cand_bins = _bins(champ["scores"], DECILES), _bins(cand["scores"], DECILES)
+        value = psi(champ_bins, cand_bins)
         noise = psi_noise(rows, champ["rows"])
+        # PSI's noise formula does not hold when a few rows leave bins empty (each costs ~0.7 through the floor): the
+        # shift must also show in the χ² test on pooled bins, at the same confidence
+        p = homogeneity_pvalue([round(c) for c in champ_bins], [round(c) for c in cand_bins])
         out["score_psi"] = round(value, 4)
         out["score_psi_noise"] = round(noise, 4)
-        if value - noise > d.max_score_psi:
+        out["score_p_value"] = float(f"{p:.3g}")
+        if value - noise > d.max_score_psi and p < 1 - PSI_CONFIDENCE:
             broken.append(f"score distribution moved from the champion's: PSI {value:.3f} is above "
                           f"{d.max_score_psi:g} beyond its sampling noise ({noise:.3f} at {rows:.0f} vs "
                           f"{champ['rows']:.0f} rows)")  # fmt: skip
