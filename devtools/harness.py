@@ -201,6 +201,13 @@ def run_search_on_airflow(
     instances.
     """
     dag_id = f"{spec_name}__train"
+    # only this spec's DAGs: the others' (monitor, reconciler, ETL) would be parsed and scheduled beside the search
+    only = settings.home / "specs-under-test"
+    only.mkdir(parents=True, exist_ok=True)
+    for path in settings.specs_dir.glob("*.yaml"):
+        if path.stem == spec_name:
+            (only / path.name).write_bytes(path.read_bytes())
+    settings = settings.model_copy(update={"specs_dir": only})
 
     pools = supervisor.PROJECT_ROOT / "deploy" / "airflow" / "pools.json"
     if pool_slots is not None:  # the shipped pools with cpu_train resized: one `airflow` CLI start fewer

@@ -115,7 +115,7 @@ def test_an_episode_that_keeps_failing_is_given_up(spec, engine):
     for attempt in range(1, MAX_ATTEMPTS + 1):
         [taken] = claim_episodes(engine, spec.name, f"reconcile__drift-{ep}__{attempt}")
         assert taken["attempt"] == attempt
-        settle_episodes(engine, spec.name, f"reconcile__drift-{ep}__{attempt}", "failed: the budget refused every trial")
+        settle_episodes(engine, spec.name, f"reconcile__drift-{ep}__{attempt}", "failed: the budget refused trials")
     assert open_episodes(engine, spec.name) == [] and claim_episodes(engine, spec.name, "late") == []
     [out] = given_up(engine, spec.name, f"reconcile__drift-{ep}__{MAX_ATTEMPTS}")
     assert out["id"] == ep
