@@ -110,8 +110,7 @@ def timed_parts(spec, settings) -> dict[str, float]:
     a = assess(spec, profile, frame)
     out["assess_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    counts = {n: list(r.count(frame[f"f_{n}"])) for n, r in profile.features.items()}
-    counts["score"] = list(profile.scores.count(frame["score"]))
+    counts = a.counts
     doc = {"assessment": a.to_dict(), "decision": {"action": "-", "reason": "-"}, "alpha": 0.01,
            "psi_threshold": 0.2, "window": {"start": "s", "end": "e"}}  # fmt: skip
     render_html(doc, profile, counts)

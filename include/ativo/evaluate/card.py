@@ -14,7 +14,8 @@ from typing import Any
 from ativo.spec import ModelSpec
 
 
-def _svg(fig: Any) -> str:
+def svg(fig: Any) -> str:
+    """A matplotlib figure as inline SVG markup (the figure is closed)."""
     import matplotlib.pyplot as plt
 
     buf = io.StringIO()
@@ -24,7 +25,8 @@ def _svg(fig: Any) -> str:
     return text[text.find("<svg") :]
 
 
-def _plt() -> Any:
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the headless Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -37,7 +39,7 @@ def group_chart(view: str, data: dict[str, Any]) -> str:
     """Selection rate, TPR and FPR per group of one view (groups too small to judge are hatched)."""
     import numpy as np
 
-    plt = _plt()
+    plt = pyplot()
     groups = list(data["groups"])
     x = np.arange(len(groups))
     fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(groups) + 2), 3))
@@ -52,12 +54,12 @@ def group_chart(view: str, data: dict[str, Any]) -> str:
     ax.set_ylim(0, 1)
     ax.set_title(f"{view}: rates per group (hatched: too few rows to judge)", fontsize=9)
     ax.legend(fontsize=7)
-    return _svg(fig)
+    return svg(fig)
 
 
 def calibration_chart(table: list[dict[str, float]]) -> str:
     """Reliability diagram: observed positive rate against mean predicted probability per bin."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(3.6, 3.4))
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect")
     ax.plot([b["mean_predicted"] for b in table], [b["observed_rate"] for b in table], marker="o", label="model")
@@ -65,23 +67,23 @@ def calibration_chart(table: list[dict[str, float]]) -> str:
     ax.set_ylabel("observed positive rate")
     ax.set_title("Calibration (test set)", fontsize=9)
     ax.legend(fontsize=7)
-    return _svg(fig)
+    return svg(fig)
 
 
 def importance_chart(importance: dict[str, float]) -> str:
     """Mean |SHAP contribution| per feature."""
-    plt = _plt()
+    plt = pyplot()
     names = list(importance)[::-1]
     fig, ax = plt.subplots(figsize=(5, 0.28 * len(names) + 1))
     ax.barh(names, [importance[n] for n in names])
     ax.set_xlabel("mean |SHAP contribution| (log-odds)")
     ax.set_title("Global importance", fontsize=9)
-    return _svg(fig)
+    return svg(fig)
 
 
 def attack_chart(rows: list[tuple[str, float, float | None]]) -> str:
     """Measured attack and stress figures against their limits."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 0.45 * len(rows) + 1))
     names = [r[0] for r in rows][::-1]
     values = [r[1] for r in rows][::-1]
@@ -93,7 +95,7 @@ def attack_chart(rows: list[tuple[str, float, float | None]]) -> str:
             ax.plot([lim, lim], [i - 0.4, i + 0.4], color="black", lw=2)
     ax.set_xlim(0, max([*values, *(lim or 0 for lim in limits), 0.1]) * 1.15)
     ax.set_title("Attacks and stress tests (black mark: limit)", fontsize=9)
-    return _svg(fig)
+    return svg(fig)
 
 
 def _fmt(v: Any) -> str:

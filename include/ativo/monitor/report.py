@@ -7,9 +7,10 @@ version (tag ``ativo.monitor_report_uri``). Only aggregates appear: bin shares, 
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ativo.evaluate.card import _plt, _svg
+from ativo.evaluate.card import pyplot, svg  # the card's chart helpers: one look for both pages
 from ativo.monitor.profile import Binned, Profile
 
 STYLE = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
@@ -32,13 +33,13 @@ def _labels(ref: Binned) -> list[str]:
     return [*out, f"≥{edges[-1]:.3g}", "missing"]
 
 
-def shares_chart(profile: Profile, counts: dict[str, list[int]], drifted: set[str]) -> str:
+def shares_chart(profile: Profile, counts: Mapping[str, Sequence[int]], drifted: set[str]) -> str:
     """Reference share against window share per bin, one panel per feature (and the score); drifted ones in red."""
     import math
 
     import numpy as np
 
-    plt = _plt()
+    plt = pyplot()
     names = list(counts)
     cols = 4
     rows = math.ceil(len(names) / cols)
@@ -61,10 +62,10 @@ def shares_chart(profile: Profile, counts: dict[str, list[int]], drifted: set[st
         ax.axis("off")
     axes.flat[0].legend(fontsize=6)
     fig.tight_layout()
-    return _svg(fig)
+    return svg(fig)
 
 
-def render_html(doc: dict[str, Any], profile: Profile, counts: dict[str, list[int]]) -> str:
+def render_html(doc: dict[str, Any], profile: Profile, counts: Mapping[str, Sequence[int]]) -> str:
     """The report page of :func:`ativo.monitor.run.monitor_window`'s document."""
     a = doc["assessment"]
     d = doc["decision"]

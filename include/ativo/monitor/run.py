@@ -71,7 +71,7 @@ def monitor_window(spec: ModelSpec, settings: Settings, start: dt.datetime, end:
     """
     from ativo.deploy.promotion import aliases
     from ativo.monitor.decide import decide, retraining_budget
-    from ativo.monitor.window import SCORE, Assessment, assess, read_window
+    from ativo.monitor.window import Assessment, assess, read_window
     from ativo.store.db import get_engine
     from ativo.store.objects import open_store
 
@@ -79,23 +79,21 @@ def monitor_window(spec: ModelSpec, settings: Settings, start: dt.datetime, end:
     engine = get_engine(settings.db_url)
     version = version or aliases(spec, settings).get("champion")
     window = {"start": start.isoformat(), "end": end.isoformat()}
-    if version is None:
-        assessment = Assessment(spec.name, "", 0, judged=False, drifted=False,
-                                reasons=[f"{spec.registered_model_name} has no champion yet: nothing to monitor"])
-        decision = decide(engine, spec, assessment, window_start=start, window_end=end, report_uri=None,
-                          dag_run_id=dag_run_id, now=now)  # fmt: skip
-        return {"spec": spec.name, "version": None, "window": window, "assessment": assessment.to_dict(),
-                "decision": decision.to_dict(), "report_uri": None, "report_html_uri": None,
-                "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip
-    try:
-        profile, run_id = load_profile(spec, settings, version)
-    except LookupError as err:  # recorded as not judged (with how to fix it) rather than failing every day
-        assessment = Assessment(spec.name, version, 0, judged=False, drifted=False, reasons=[str(err)])
+
+    def not_judged(why: str) -> dict[str, Any]:  # recorded with the reason, rather than failing every day
+        assessment = Assessment(spec.name, version or "", 0, judged=False, drifted=False, reasons=[why])
         decision = decide(engine, spec, assessment, window_start=start, window_end=end, report_uri=None,
                           dag_run_id=dag_run_id, now=now)  # fmt: skip
         return {"spec": spec.name, "version": version, "window": window, "assessment": assessment.to_dict(),
                 "decision": decision.to_dict(), "report_uri": None, "report_html_uri": None,
                 "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip
+
+    if version is None:
+        return not_judged(f"{spec.registered_model_name} has no champion yet: nothing to monitor")
+    try:
+        profile, run_id = load_profile(spec, settings, version)
+    except LookupError as err:  # a version registered before profiles existed: it says how to fix it
+        return not_judged(str(err))
     frame = read_window(open_store(settings), spec, start, end, version=version)
     assessment = assess(spec, profile, frame)
     budget = retraining_budget(spec, settings) if assessment.drifted else None
@@ -110,7 +108,7 @@ def monitor_window(spec: ModelSpec, settings: Settings, start: dt.datetime, end:
            "decision": decision.to_dict(), "alpha": spec.monitor.alpha, "psi_threshold": spec.monitor.psi_threshold,
            "report_uri": report_uri, "report_html_uri": html_uri}  # fmt: skip
     if run_id and assessment.judged:
-        _log_report(spec, settings, run_id, version, tag, doc, profile, frame, SCORE)
+        _log_report(spec, settings, run_id, version, tag, doc, profile, assessment.counts)
     doc["seconds"] = round(time.perf_counter() - t0, 3)
     log.info("%s v%s window %s → %s: %d rows, %s; %s: %s", spec.name, version, start, end, assessment.rows,
              "; ".join(assessment.reasons) or "no drift", decision.action, decision.reason)  # fmt: skip
@@ -118,15 +116,12 @@ def monitor_window(spec: ModelSpec, settings: Settings, start: dt.datetime, end:
 
 
 def _log_report(spec: ModelSpec, settings: Settings, run_id: str, version: str, tag: str, doc: dict[str, Any],
-                profile: Profile, frame: Any, score: str) -> None:  # fmt: skip
+                profile: Profile, counts: dict[str, tuple[int, ...]]) -> None:  # fmt: skip
     """Write the JSON and HTML report beside the model card and link the latest from the version."""
     from mlflow import MlflowClient
 
     from ativo.monitor.report import render_html
 
-    counts = {name: list(ref.count(frame[f"f_{name}"])) for name, ref in profile.features.items()
-              if f"f_{name}" in frame}  # fmt: skip
-    counts[score] = list(profile.scores.count(frame[score]))
     client = MlflowClient(settings.mlflow_tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)

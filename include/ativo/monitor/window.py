@@ -69,11 +69,13 @@ class Assessment:
     drift: list[Drift] = field(default_factory=list)
     performance: dict[str, Any] = field(default_factory=dict)
     fairness: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, tuple[int, ...]] = field(default_factory=dict)  # the window in the profile's bins (the charts)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
+        """JSON-able form (without the bin counts: the report's charts show them)."""
         doc = asdict(self)
         doc["drift"] = [d.to_dict() for d in self.drift]
+        doc.pop("counts")
         return doc
 
 
@@ -220,4 +222,4 @@ def assess(spec: ModelSpec, profile: Profile, window: pd.DataFrame, *, alpha: fl
     for f in fairness:
         f["significant"] = f"fairness:{f['attribute']}:{f['metric']}" in significant
     return Assessment(spec.name, profile.version, rows, judged=True, drifted=bool(reasons), reasons=reasons,
-                      drift=drift, performance=performance, fairness=fairness)  # fmt: skip
+                      drift=drift, performance=performance, fairness=fairness, counts=counts)  # fmt: skip
