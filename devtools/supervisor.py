@@ -102,7 +102,8 @@ def platform_env(settings: Settings) -> dict[str, str]:
             # Tasks fork from a forkserver that has already imported the heavy libraries (ativo.preload).
             "AIRFLOW__CORE__MP_START_METHOD": "forkserver",
             "AIRFLOW__CORE__MP_FORKSERVER_PRELOAD": "ativo.airflow.preload",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,operator:op,analyst:user",
+            "AIRFLOW__CORE__AUTH_MANAGER": "ativo.airflow.auth.AtivoAuthManager",  # erasure needs the op role
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             # An idle scheduler loop sleeps this long; a freed pool slot waits for it (1 s by default).

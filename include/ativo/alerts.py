@@ -214,3 +214,23 @@ def episode_given_up_payload(spec_name: str, episode: dict[str, Any]) -> dict[st
     return bounded({"text": text, "attachments": [{"color": "danger", "fallback": text, "fields": fields}],
                     "ativo": {"kind": "drift_given_up", "model": spec_name, "episode": episode["id"],
                               "version": episode["version"], "outcome": episode["outcome"]}})
+
+
+def erasure_payload(spec_name: str, kind: str, batch: int | None, requests: list[str], reason: str) -> dict[str, Any]:
+    """A Slack-compatible message about erasure: a batch kept open, or requests past their SLA.
+
+    ``kind`` is ``erasure_open`` or ``erasure_sla``. The message names requests, never subjects.
+    """
+    if kind == "erasure_sla":
+        text = f":rotating_light: Ativo {spec_name}: {len(requests)} erasure request(s) past their SLA"
+        step = f"see `ativo erasure status REQUEST`; run the {spec_name}__erasure DAG (conf {{\"force\": true}})"
+    else:
+        text = f":rotating_light: Ativo {spec_name}: erasure batch {batch} is still open"
+        step = ("the data purge is complete; fix what the reason names (a retrained model that fails its gates "
+                f"needs a decision), then trigger {spec_name}__erasure again: the batch resumes where it stopped")
+    fields = [{"title": "Requests", "value": ", ".join(requests)[:1500], "short": False},
+              {"title": "Why", "value": reason[:1500], "short": False},
+              {"title": "Next step", "value": step, "short": False}]  # fmt: skip
+    return bounded({"text": text, "attachments": [{"color": "danger", "fallback": text, "fields": fields}],
+                    "ativo": {"kind": kind, "model": spec_name, "batch": batch, "requests": requests[:200],
+                              "reason": reason}})

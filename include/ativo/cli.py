@@ -410,6 +410,104 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _op_caller(args: argparse.Namespace, settings: Settings, spec: str) -> str:
+    """The name of the ``op`` key presented (``--key`` or ``ATIVO_OP_KEY``); a refusal is audited and raised."""
+    from ativo.erasure.requests import refuse
+    from ativo.serve.keys import ApiKeys
+    from ativo.store.db import get_engine
+
+    raw = args.key or (settings.op_key.get_secret_value() if settings.op_key else None)
+    caller = ApiKeys(_keys_path(args)).check(raw)
+    if caller is None or "op" not in caller.roles:
+        why = ("no key given (--key or ATIVO_OP_KEY)" if not raw else "unknown key" if caller is None
+               else f"key {caller.name!r} lacks the role 'op'")  # fmt: skip
+        raise refuse(get_engine(settings.db_url), spec=spec, actor=caller.name if caller else _actor(),
+                     channel="cli", why=why)  # fmt: skip
+    return f"key:{caller.name}"
+
+
+def _cmd_erase(args: argparse.Namespace) -> int:
+    from ativo.erasure.requests import file_request
+    from ativo.hashing import platform_pepper
+    from ativo.store.db import get_engine
+
+    settings = load_settings()
+    spec = _spec(args, settings)
+    actor = _op_caller(args, settings, spec.name)
+    subjects = list(args.subject or [])
+    if args.subjects_file:
+        subjects += [ln.strip() for ln in Path(args.subjects_file).read_text().splitlines() if ln.strip()]
+    ack = file_request(get_engine(settings.db_url), spec=spec.name, subjects=subjects,
+                       pepper=platform_pepper(settings), actor=actor, channel="cli",
+                       request_id=args.request_id)  # fmt: skip
+    print(json.dumps(ack.to_dict()))
+    if args.process:
+        from ativo.erasure.process import process
+
+        done = process(spec, settings, run_id=f"cli:{ack.request_id}")
+        print(json.dumps({"batch": done.get("batch"), "closed": done.get("closed"), "phases": done.get("phases")},
+                         default=str))  # fmt: skip
+    elif args.now:
+        from ativo.naming import erasure_dag_id
+        from ativo.orchestrator import AirflowAPI
+
+        try:
+            run = AirflowAPI.from_settings(settings).post(f"/api/v2/dags/{erasure_dag_id(spec.name)}/dagRuns", {
+                "logical_date": None, "conf": {"force": True}, "note": f"ativo erase --now ({ack.request_id})"})
+            print(f"processing now: {settings.airflow_url}/dags/{erasure_dag_id(spec.name)}/runs/{run['dag_run_id']}",
+                  file=sys.stderr)  # fmt: skip
+        except Exception as err:  # the request is recorded: the next scheduled run processes it
+            print(f"recorded; Airflow could not be told now ({err}): the next {erasure_dag_id(spec.name)} run "
+                  "processes it", file=sys.stderr)  # fmt: skip
+    else:
+        print(f"recorded; processed with the other requests of its {spec.erasure.window_minutes:g}-minute window "
+              f"(`ativo erasure status {ack.request_id}`)", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _cmd_erasure(args: argparse.Namespace) -> int:
+    from ativo.erasure import requests as rq
+    from ativo.erasure.process import verify_receipt
+    from ativo.store.db import get_engine
+
+    settings = load_settings()
+    engine = get_engine(settings.db_url)
+    if args.erasure_cmd == "run":
+        from ativo.erasure.process import process
+
+        spec = _spec(args, settings)
+        _op_caller(args, settings, spec.name)
+        print(json.dumps(process(spec, settings, run_id="cli", force=not args.wait), indent=2, default=str))
+        return 0
+    row = rq.get(engine, args.request_id)
+    if row is None:
+        print(f"error: no erasure request {args.request_id!r}", file=sys.stderr)
+        return 2
+    if args.erasure_cmd == "status":
+        shown = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()
+                 if k not in ("subjects", "pseudonyms")}  # fmt: skip
+        shown["subjects"] = len(row["subjects"]) or len(row["pseudonyms"])
+        if row["batch_id"] is not None:
+            b = rq.batch(engine, row["batch_id"])
+            shown["batch"] = {"id": b["id"], "status": b["status"], "requests": len(b["requests"]),
+                              "steps_done": sorted(k for k in b["steps"] if k not in ("targets", "open_reason"))}
+        print(json.dumps(shown, indent=2, default=str))
+        return 0
+    from ativo.erasure import audit
+
+    receipts = audit.entries(engine, kind="erasure_receipt", ref=args.request_id)
+    if not receipts:
+        print(f"error: request {args.request_id} has no receipt yet (status {row['status']}"
+              + (f": {row['reason']}" if row["reason"] else "") + ")", file=sys.stderr)  # fmt: skip
+        return 2
+    print(json.dumps(receipts[-1]["payload"]["receipt"], indent=2, sort_keys=True))
+    checked = verify_receipt(settings, args.request_id)
+    print(("receipt verified: sha256 matches its content and the audit chain "
+           f"({checked['chain_rows']} rows) is intact") if checked["ok"]
+          else "RECEIPT DOES NOT VERIFY: " + "; ".join(checked["problems"]), file=sys.stderr)  # fmt: skip
+    return 0 if checked["ok"] else 1
+
+
 def _actor() -> str:
     import getpass
 
@@ -562,6 +660,31 @@ def build_parser() -> argparse.ArgumentParser:
                    "FEATURE=*X, FEATURE=CATEGORY:SHARE (0..1), or label=flip:P (labels flipped with probability "
                    "P)")  # fmt: skip
     s.set_defaults(func=_cmd_traffic)
+
+    s = sub.add_parser("erase", help="file an erasure request (needs an Ativo key with the op role)")
+    s.add_argument("--spec", help=_SPEC_HELP)
+    s.add_argument("--subject", action="append", help="a subject id to erase (repeat for several)")
+    s.add_argument("--subjects-file", help="a file of subject ids, one per line")
+    s.add_argument("--request-id", help="your id for the request (filing it again is idempotent)")
+    s.add_argument("--key", help="an Ativo key with the op role (default ATIVO_OP_KEY)")
+    s.add_argument("--keys", help="key file (default var/serve/api_keys.json)")
+    when = s.add_mutually_exclusive_group()
+    when.add_argument("--now", action="store_true", help="ask Airflow to process pending requests now")
+    when.add_argument("--process", action="store_true", help="process pending requests in this process now")
+    s.set_defaults(func=_cmd_erase)
+
+    erasure = sub.add_parser("erasure", help="erasure requests: status, receipt, run").add_subparsers(
+        dest="erasure_cmd", required=True)  # fmt: skip
+    for name, text in (("status", "where a request stands"), ("receipt", "a closed request's receipt, verified")):
+        s = erasure.add_parser(name, help=text)
+        s.add_argument("request_id")
+        s.set_defaults(func=_cmd_erasure)
+    s = erasure.add_parser("run", help="process the next batch in this process (needs the op role)")
+    s.add_argument("--spec", help=_SPEC_HELP)
+    s.add_argument("--key", help="an Ativo key with the op role (default ATIVO_OP_KEY)")
+    s.add_argument("--keys", help="key file (default var/serve/api_keys.json)")
+    s.add_argument("--wait", action="store_true", help="respect the coalescing window")
+    s.set_defaults(func=_cmd_erasure)
 
     s = sub.add_parser("lineage", help="prediction → model version → run → dataset version → commit → gates")
     s.add_argument("prediction_id")

@@ -129,6 +129,7 @@ class Settings(BaseSettings):
         subject_pepper: the secret that pseudonymises subjects in the prediction log (``ATIVO_SUBJECT_PEPPER``;
             None: the key file under ``<home>/serve``).
         api_key: the inference API key ``ativo traffic`` sends (``ATIVO_API_KEY``).
+        op_key: an Ativo key with the ``op`` role, which ``ativo erase`` presents (``ATIVO_OP_KEY``).
         git_commit: the code version training records, instead of asking git (``ATIVO_GIT_COMMIT``).
         airflow_api: Airflow's API server, which ``ativo backfill`` calls (``ATIVO_AIRFLOW_URL``, default the
             embedded one on ``ports.airflow``); ``airflow_username`` / ``airflow_password``
@@ -157,6 +158,7 @@ class Settings(BaseSettings):
     serve: ServeOptions = ServeOptions()
     subject_pepper: SecretStr | None = Field(None, validation_alias="ATIVO_SUBJECT_PEPPER")
     api_key: SecretStr | None = Field(None, validation_alias="ATIVO_API_KEY")
+    op_key: SecretStr | None = Field(None, validation_alias="ATIVO_OP_KEY")
     git_commit: str | None = Field(None, validation_alias="ATIVO_GIT_COMMIT")
     airflow_api: str | None = Field(None, validation_alias="ATIVO_AIRFLOW_URL")
     airflow_username: str = Field("admin", validation_alias="ATIVO_AIRFLOW_USERNAME")

@@ -28,6 +28,12 @@ def monitor_dag_id(spec: str) -> str:
     return f"{spec}__monitor"
 
 
+def erasure_dag_id(spec: str) -> str:
+    """DAG id of a spec's erasure."""
+    return f"{spec}__erasure"
+
+
 def dag_ids(spec: str) -> list[str]:
     """Every DAG a spec gets."""
-    return [etl_dag_id(spec), train_dag_id(spec), deploy_dag_id(spec), reconcile_dag_id(spec), monitor_dag_id(spec)]
+    return [etl_dag_id(spec), train_dag_id(spec), deploy_dag_id(spec), reconcile_dag_id(spec), monitor_dag_id(spec),
+            erasure_dag_id(spec)]

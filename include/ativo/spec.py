@@ -438,6 +438,18 @@ class Monitor(_Strict):
     sustain: int = Field(2, ge=1)  # consecutive drifted windows before retraining
 
 
+class Erasure(_Strict):
+    """The right to be forgotten: how requests are coalesced and how fast they must be closed.
+
+    Requests filed within ``window_minutes`` of the oldest pending one are handled together (one purge pass and
+    one retraining per affected model); a request still open after ``sla_hours`` pages on-call.
+    """
+
+    window_minutes: float = Field(15, ge=0)
+    sla_hours: float = Field(72, gt=0)
+    cron: str = "*/15 * * * *"  # how often the ERASURE DAG looks for requests whose window has ended
+
+
 class ModelSpec(_Strict):
     """A whole model declaration, as read from ``include/specs/<name>.yaml``."""
 
@@ -456,6 +468,7 @@ class ModelSpec(_Strict):
     gates: Gates = Gates()
     deploy: Deploy = Deploy()
     monitor: Monitor = Monitor()
+    erasure: Erasure = Erasure()
 
     @field_validator("owner")
     @classmethod

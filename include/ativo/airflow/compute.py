@@ -81,6 +81,7 @@ class ComputeOperator(BaseOperator):
         op_kwargs: keyword arguments for ``python_callable``.
         heartbeat_s: how often the lease and the reservation are renewed (they expire after three missed beats).
         budget_poll_s: how often a task deferred on its budget checks it again (settings' ``budget_poll_s``).
+        priority: a priority class instead of the spec's (``erasure`` for erasure retraining).
     """
 
     ui_color = "#c9e4de"
@@ -88,9 +89,12 @@ class ComputeOperator(BaseOperator):
     def __init__(
         self, *, spec: ModelSpec | str, task_key: str | None = None,
         python_callable: Callable[..., Any] | None = None, op_kwargs: dict[str, Any] | None = None,
-        heartbeat_s: float = 20.0, budget_poll_s: float | None = None, **kwargs: Any,
+        heartbeat_s: float = 20.0, budget_poll_s: float | None = None, priority: str | None = None, **kwargs: Any,
     ) -> None:  # fmt: skip
         model_spec = spec if isinstance(spec, ModelSpec) else _spec(spec)
+        if priority is not None:  # erasure work runs at its own class and may spend the protected reserve
+            model_spec = model_spec.model_copy(update={"compute": model_spec.compute.model_copy(
+                update={"priority": priority})})  # fmt: skip
         for key, value in compute_kwargs(model_spec).items():
             kwargs.setdefault(key, value)
         super().__init__(**kwargs)

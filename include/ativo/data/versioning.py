@@ -69,10 +69,12 @@ class DatasetRegistry:
         s3_endpoint_url: endpoint for an S3-compatible remote.
     """
 
-    def __init__(self, path: Path, remote: str, s3_endpoint_url: str | None = None) -> None:
+    def __init__(self, path: Path, remote: str, s3_endpoint_url: str | None = None,
+                 engine: Engine | None = None) -> None:  # fmt: skip
         self.path = Path(path)
         self.remote = remote
         self.s3_endpoint_url = s3_endpoint_url
+        self.engine = engine  # where the redaction map is (erasure); None reads objects as DVC stored them
         self.lock_path = self.path.parent / f".{self.path.name}.lock"
 
     # -- plumbing -------------------------------------------------------------------------------------------
@@ -268,26 +270,148 @@ class DatasetRegistry:
             manifest_hash=row["manifest_hash"], rows=row["rows"], partitions=list(row["partitions"]),
         )  # fmt: skip
 
+    # -- objects: what DVC stored, and the redaction map over it ---------------------------------------------
+    def _cache_path(self, md5: str) -> Path:
+        return self.path / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+
+    def _remote_fs(self) -> tuple[Any, str]:
+        import fsspec
+
+        if self.remote.startswith("s3://"):
+            opts: dict[str, Any] = {"skip_instance_cache": True,
+                                    "config_kwargs": {"retries": {"max_attempts": 5, "mode": "standard"}}}
+            if self.s3_endpoint_url:
+                opts["client_kwargs"] = {"endpoint_url": self.s3_endpoint_url}
+            return fsspec.filesystem("s3", **opts), self.remote.removeprefix("s3://").rstrip("/")
+        return fsspec.filesystem("file"), str(Path(self.remote).resolve())
+
+    def _remote_path(self, md5: str) -> str:
+        _, root = self._remote_fs()
+        return f"{root}/files/md5/{md5[:2]}/{md5[2:]}"
+
+    def object_locations(self, md5: str) -> list[str]:
+        """Where DVC keeps the object ``md5``: its cache file and its remote object (those that exist)."""
+        fs, _ = self._remote_fs()
+        out = [str(p) for p in [self._cache_path(md5)] if p.exists()]
+        remote = self._remote_path(md5)
+        if fs.exists(remote):
+            out.append(("s3://" if self.remote.startswith("s3://") else "") + remote)
+        return out
+
+    def get_object(self, md5: str) -> bytes:
+        """An object's bytes: the cache, else the remote.
+
+        Raises:
+            DatasetVersionError: neither has it.
+        """
+        path = self._cache_path(md5)
+        if path.exists():
+            return path.read_bytes()
+        fs, _ = self._remote_fs()
+        try:
+            data: bytes = fs.cat_file(self._remote_path(md5))
+        except FileNotFoundError:
+            raise DatasetVersionError(f"DVC object {md5} is in neither the cache nor the remote "
+                                      f"{self.remote}") from None
+        return data
+
+    def put_object(self, data: bytes) -> str:
+        """Store bytes as a DVC object in the cache and the remote (each written whole, then renamed); its md5."""
+        import hashlib
+
+        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        path = self._cache_path(md5)
+        if not path.exists() or path.read_bytes() != data:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        fs, _ = self._remote_fs()
+        remote = self._remote_path(md5)
+        if not fs.exists(remote):
+            if self.remote.startswith("s3://"):
+                fs.pipe_file(remote, data)  # an S3 PUT is atomic
+            else:
+                Path(remote).parent.mkdir(parents=True, exist_ok=True)
+                tmp = Path(f"{remote}.tmp-{os.getpid()}")
+                tmp.write_bytes(data)
+                os.replace(tmp, remote)
+        return md5
+
+    def delete_object(self, md5: str) -> list[str]:
+        """Remove an object from the cache and the remote; returns where it was removed from."""
+        gone = self.object_locations(md5)
+        path = self._cache_path(md5)
+        if path.exists():
+            path.unlink()
+        fs, _ = self._remote_fs()
+        remote = self._remote_path(md5)
+        if fs.exists(remote):
+            fs.rm_file(remote)
+        return gone
+
+    def manifest(self, version: DatasetVersion) -> list[tuple[str, str]]:
+        """(path below the dataset directory, DVC object md5) of each file of a version, as DVC recorded it."""
+        import json
+
+        dir_md5 = self._manifest_hash(version.spec, version.git_rev)
+        entries = json.loads(self.get_object(dir_md5))
+        return sorted((str(e["relpath"]), str(e["md5"])) for e in entries)
+
+    def redactions(self) -> dict[str, tuple[str, int]]:
+        """The redaction map of this spec's objects: old md5 → (redacted md5, rows removed)."""
+        if self.engine is None:
+            return {}
+        from ativo.store.db import dataset_redactions
+
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(dataset_redactions.c.old_md5, dataset_redactions.c.new_md5,
+                                       dataset_redactions.c.rows_removed))  # fmt: skip
+            return {r[0]: (r[1], int(r[2])) for r in rows}
+
+    def resolved(self, version: DatasetVersion) -> list[tuple[str, str, int]]:
+        """(path, md5 to read, rows erased from it) per file of a version, through the redaction map.
+
+        An object redacted twice (two erasures) resolves through both.
+        """
+        mapping = self.redactions()
+        out = []
+        for rel, md5 in self.manifest(version):
+            removed, seen = 0, set()
+            while md5 in mapping and md5 not in seen:
+                seen.add(md5)
+                md5, n = mapping[md5]
+                removed += n
+            out.append((rel, md5, removed))
+        return out
+
     def read(self, version: DatasetVersion) -> pd.DataFrame:
-        """The rows of a dataset version, read through DVC at its git revision (cache, else remote)."""
+        """The rows of a dataset version at its git revision (DVC cache, else remote), through the redaction map.
+
+        A version an erasure touched reads back with every other subject's rows and none of the erased ones'.
+        """
         import io
 
         import pandas as pd
         import pyarrow.parquet as pq
-        from dvc.api import DVCFileSystem
 
         with self.locked(shared=True):
-            fs = DVCFileSystem(str(self.path), rev=version.git_rev)
-            files = sorted(p for p in fs.find(f"datasets/{version.spec}") if p.endswith(".parquet"))
-            frames = [pq.read_table(io.BytesIO(fs.cat_file(p))).to_pandas() for p in files]
+            files = [f for f in self.resolved(version) if f[0].endswith(".parquet")]
+            frames = [pq.read_table(io.BytesIO(self.get_object(md5))).to_pandas() for _, md5, _ in files]
         if not frames:
             raise DatasetVersionError(f"dataset {version.tag} has no partitions")
         df = pd.concat(frames, ignore_index=True)
-        if len(df) != version.rows:
-            raise DatasetVersionError(f"dataset {version.tag}: read {len(df)} rows, the version records {version.rows}")
+        expected = version.rows - sum(n for _, _, n in files)
+        if len(df) != expected:
+            raise DatasetVersionError(f"dataset {version.tag}: read {len(df)} rows, the version records {expected}"
+                                      + (f" ({version.rows} less {version.rows - expected} erased)"
+                                         if expected != version.rows else ""))  # fmt: skip
         return df
 
 
 def open_registry(settings: Settings) -> DatasetRegistry:
-    """The data registry named by ``settings``."""
-    return DatasetRegistry(settings.registry_path, settings.dvc_remote, settings.s3_endpoint_url)
+    """The data registry named by ``settings`` (reading through its redaction map)."""
+    from ativo.store.db import get_engine
+
+    return DatasetRegistry(settings.registry_path, settings.dvc_remote, settings.s3_endpoint_url,
+                           get_engine(settings.db_url))  # fmt: skip

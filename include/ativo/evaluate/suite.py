@@ -229,8 +229,10 @@ def build_report(spec: ModelSpec, model: ServedModel | RegisteredVersion, result
 
 
 def publish(spec: ModelSpec, settings: Settings, version: str | int, results: list[GateResult],
-            expected: tuple[str, ...] = GATES) -> dict[str, Any]:  # fmt: skip
-    """Log the gate report and model card, link them from the version, and set ``challenger`` or reject.
+            expected: tuple[str, ...] = GATES, alias: str | None = CHALLENGER) -> dict[str, Any]:  # fmt: skip
+    """Log the gate report and model card, link them from the version, and set ``alias`` (challenger) or reject.
+
+    An erasure retraining passes ``alias=None``: it replaces live versions directly, it is not a challenger.
 
     Returns:
         The report, with ``gate_report_uri`` and ``model_card_uri``.
@@ -280,9 +282,11 @@ def publish(spec: ModelSpec, settings: Settings, version: str | int, results: li
                else f"Rejected by {', '.join(report['failed_gates'])}.")  # fmt: skip
     client.update_model_version(name, v, description=f"{current.split(' Gates:')[0]} Gates: {verdict} Model card: "
                                                      f"{report['model_card_uri']}")  # fmt: skip
-    if report["passed"]:
-        client.set_registered_model_alias(name, CHALLENGER, v)
-        log.info("%s version %s passed every gate: alias %s", name, v, CHALLENGER)
+    if report["passed"] and alias:
+        client.set_registered_model_alias(name, alias, v)
+        log.info("%s version %s passed every gate: alias %s", name, v, alias)
+    elif report["passed"]:
+        log.info("%s version %s passed every gate", name, v)
     else:
         log.warning("%s version %s rejected: %s", name, v, tags["ativo.rejected_reasons"])
     return report

@@ -2,7 +2,8 @@
 
 The key file (``<home>/serve/api_keys.json``, mode 0600) holds ``{"keys": [{"name", "sha256", "roles",
 "created"}]}``. A key is shown once, when it is created (``ativo api-key create NAME --role predict``). Roles:
-``predict`` (``/predict``, ``/explain``) and ``feedback`` (``/feedback``, delayed labels).
+``predict`` (``/predict``, ``/explain``), ``feedback`` (``/feedback``, delayed labels) and ``op`` (filing
+erasure requests from the CLI or the queue).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from ativo.errors import AtivoError
 
-ROLES = ("predict", "feedback")
+ROLES = ("predict", "feedback", "op")
 
 
 class KeyFileError(AtivoError):

@@ -138,7 +138,7 @@ class _Writer:
                 day, table = self._unwritten[0]
                 key = f"{self.prefix}/date={day}/part-{self.writer}-{self._seq + 1:06d}.parquet"
                 try:
-                    self.store.put_bytes(key, _parquet_bytes(table))
+                    self.store.put_bytes(key, parquet_bytes(table))
                 except Exception as err:  # the store is down: keep the table, try again at the next flush
                     self.failed_flushes += 1
                     self.last_error = f"{type(err).__name__}: {err}"
@@ -177,7 +177,8 @@ class _Writer:
         raise NotImplementedError
 
 
-def _parquet_bytes(table: Any) -> bytes:
+def parquet_bytes(table: Any) -> bytes:
+    """The log's Parquet encoding of an Arrow table (zstd)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -1,4 +1,4 @@
-"""The platform database: subject index, dataset versions, quarantine log (SQLite with WAL, or PostgreSQL).
+"""The platform database: subject index, dataset versions, quarantine log, erasure (SQLite with WAL, or PostgreSQL).
 
 Only SQLAlchemy Core, so the same statements run on both engines. ``init_schema`` is idempotent and is called
 by whoever opens the database first; importing this module touches nothing.
@@ -190,6 +190,68 @@ drift_episodes = Table(
     Column("outcome", String(500)),
 )
 Index("ix_drift_episodes_spec", drift_episodes.c.spec, drift_episodes.c.emitted_at)
+
+# Erasure: a request is recorded (and acknowledged) before anything is processed; the DB is the record.
+erasure_requests = Table(
+    "erasure_requests",
+    metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("spec", String(128), nullable=False),
+    # the subject ids while the request is open (the purge needs them); emptied when it closes
+    Column("subjects", JSON, nullable=False),
+    Column("pseudonyms", JSON, nullable=False),  # keyed HMAC of each subject: what the receipt and the logs name
+    Column("actor", String(255), nullable=False),
+    Column("channel", String(32), nullable=False),  # cli | rest | queue
+    # received → processing → closed, or open (a step failed: ``reason`` says which, the request is retried)
+    Column("status", String(32), nullable=False),
+    Column("reason", Text),
+    Column("batch_id", Integer),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("receipt_sha256", String(64)),
+    Column("sla_paged_at", DateTime(timezone=True)),
+)
+Index("ix_erasure_requests_spec", erasure_requests.c.spec, erasure_requests.c.status)
+
+# One pass over the requests of a coalescing window; ``steps`` checkpoints each finished step's result.
+erasure_batches = Table(
+    "erasure_batches",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("spec", String(128), nullable=False),
+    Column("requests", JSON, nullable=False),
+    Column("status", String(32), nullable=False),  # running | purged | closed | open
+    Column("steps", JSON, nullable=False),
+    Column("dag_run_id", String(250)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+)
+
+# Old DVC object → the same object without the erased rows: every historical dataset version still reads.
+dataset_redactions = Table(
+    "dataset_redactions",
+    metadata,
+    Column("spec", String(128), primary_key=True),
+    Column("old_md5", String(64), primary_key=True),
+    Column("new_md5", String(64), nullable=False),
+    Column("rows_removed", Integer, nullable=False),
+    Column("batch_id", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Append-only and hash-chained: each row's sha256 covers the previous row's, so an edit or a deletion shows.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("ref", String(255), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("prev_sha256", String(64), nullable=False),
+    Column("sha256", String(64), nullable=False, unique=True),
+)
 
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()

@@ -1,0 +1,216 @@
+"""The ERASURE DAG of one spec: requests → one batch per window → purge → retrain → switch → verify → receipts.
+
+The steps are :mod:`ativo.erasure.process`.
+
+It runs on the spec's ``erasure.cron`` (the DB is the record: every pending request is found there), on the REST
+API with conf ``{"subjects": [...], "request_id": ...}`` (filed by the first task; only the ``op`` role may trigger
+it, see :mod:`ativo.airflow.auth`), and with ``{"force": true}`` to process what is pending without waiting for the
+window to end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from ativo import naming
+from ativo.airflow.compute import PRIORITY_WEIGHT, ComputeOperator, run_meta
+from ativo.airflow.dags import _start, default_args
+from ativo.config import load_settings
+from ativo.spec import ModelSpec
+
+ERASURE: dict[str, Any] = {"priority_weight": PRIORITY_WEIGHT["erasure"], "weight_rule": "absolute"}
+
+
+def _batch(value: Any) -> int:
+    if not value or value.get("batch") is None:
+        raise AirflowSkipException("no erasure batch in this run (see collect)")
+    return int(value["batch"])
+
+
+class RetrainOperator(ComputeOperator):
+    """Retrain one live version on redacted data, under the pool, a GPU lease and the budget's erasure reserve."""
+
+    template_fields = ("batch", "version")
+
+    def __init__(self, *, batch: Any, version: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.batch, self.version = batch, version
+
+    def run(self, context: Any, placement: Any) -> Any:
+        """Train with the version's recorded parameters (checkpointed: a retry after a kill resumes)."""
+        from ativo.erasure.process import retrain
+
+        result = retrain(self.spec, load_settings(), int(self.batch), str(self.version), run_meta(context),
+                         threads=placement.threads)  # fmt: skip
+        if not result.get("ok"):
+            raise AirflowFailException(result["reason"])
+        return {"batch": int(self.batch), "from": result["from"], "version": result["version"]}
+
+
+def build_erasure_dag(spec: ModelSpec) -> DAG:
+    """Erasure of one spec (see the module doc)."""
+
+    @dag(
+        dag_id=naming.erasure_dag_id(spec.name),
+        description=f"Erasure requests → purge everywhere → retrain and redeploy affected models → receipt, for "
+                    f"{spec.name}",
+        schedule=CronDataIntervalTimetable(spec.erasure.cron, timezone="UTC"),
+        start_date=_start(spec),
+        catchup=False,
+        max_active_runs=1,
+        default_args={**default_args(spec), **ERASURE},
+        tags=["ativo", "erasure", spec.name, *spec.tags],
+        params={
+            "subjects": Param(None, type=["null", "array"], items={"type": "string"},
+                              description="Subject ids to erase (a REST or UI request); empty: process what is "
+                              "pending."),
+            "request_id": Param(None, type=["null", "string"], description="Your id for the request (idempotent); "
+                                "empty: one is made."),
+            "force": Param(False, type="boolean", description="Process pending requests now, without waiting for "
+                           f"the {spec.erasure.window_minutes:g}-minute coalescing window."),
+        },  # fmt: skip
+        doc_md=_DOC.format(spec=spec.name, window=spec.erasure.window_minutes, sla=spec.erasure.sla_hours),
+    )
+    def erasure() -> None:
+        @task
+        def receive() -> dict[str, Any]:
+            """File the run's own request (REST or UI trigger with conf) before anything else; acknowledge it."""
+            from ativo.erasure.requests import InvalidRequest, file_request
+            from ativo.hashing import platform_pepper
+            from ativo.store.db import get_engine
+
+            context = get_current_context()
+            params = context["params"]
+            if not params.get("subjects"):
+                raise AirflowSkipException("no subjects in the run's conf: pending requests are processed")
+            settings = load_settings()
+            actor = getattr(context["dag_run"], "triggering_user_name", None) or "airflow"
+            try:
+                ack = file_request(get_engine(settings.db_url), spec=spec.name, subjects=params["subjects"],
+                                   pepper=platform_pepper(settings), actor=actor, channel="rest",
+                                   request_id=params.get("request_id") or context["run_id"])  # fmt: skip
+            except InvalidRequest as err:
+                raise AirflowFailException(str(err)) from err
+            return ack.to_dict()
+
+        @task(trigger_rule="none_failed")
+        def collect() -> dict[str, Any]:
+            """Claim the batch: an unfinished one, else every pending request once the window has ended.
+
+            Requests past the SLA page on-call (once).
+            """
+            from ativo.airflow.notifier import send_to_oncall
+            from ativo.alerts import erasure_payload
+            from ativo.erasure import requests as rq
+            from ativo.store.db import get_engine
+
+            context = get_current_context()
+            engine = get_engine(load_settings().db_url)
+            late = rq.overdue(engine, spec.name, spec.erasure.sla_hours)
+            if late:
+                ids = [r["request_id"] for r in late]
+                send_to_oncall(spec.oncall_connection, erasure_payload(
+                    spec.name, "erasure_sla", None, ids, f"older than the {spec.erasure.sla_hours:g} h SLA"))
+                rq.mark_paged(engine, ids)
+            force = bool(context["params"].get("force"))
+            claimed = rq.claim_batch(engine, spec.name, 0 if force else spec.erasure.window_minutes,
+                                     context["run_id"])  # fmt: skip
+            if claimed.batch_id is None:
+                raise AirflowSkipException(claimed.reason)
+            return {"batch": claimed.batch_id, "requests": len(claimed.requests), "resumed": claimed.resumed}
+
+        @task(**ERASURE)
+        def purge(claimed: dict[str, Any]) -> dict[str, Any]:
+            """Find and purge every place the subjects are; make the new dataset version (idempotent)."""
+            from ativo.erasure.process import purge as run
+
+            done = run(spec, load_settings(), _batch(claimed))
+            return {"batch": _batch(claimed), "lake_rows": done["lake_rows"], "after": done["dataset_after"],
+                    "redacted_versions": done["redacted_versions"]}  # fmt: skip
+
+        @task(**ERASURE)
+        def find_models(purged: dict[str, Any]) -> list[dict[str, Any]]:
+            """The live versions trained on an affected dataset version: one retraining each."""
+            from ativo.erasure.process import plan_models
+
+            planned = plan_models(spec, load_settings(), _batch(purged))
+            return [{"batch": _batch(purged), "version": v["version"]} for v in planned["live"]]
+
+        @task(**ERASURE)
+        def gates(trained: dict[str, Any]) -> dict[str, Any]:
+            """Every gate on one retrained version (the same gates as any candidate)."""
+            from ativo.erasure.process import gates as run
+
+            report = run(spec, load_settings(), int(trained["batch"]), str(trained["version"]))
+            return {k: report[k] for k in ("version", "passed", "failed_gates")}
+
+        @task(trigger_rule="all_done", **ERASURE)
+        def switch(purged: dict[str, Any] | None) -> dict[str, Any]:
+            """Blue/green: every live alias moves to its retrained version at once; the other versions are retired."""
+            from ativo.erasure.process import switch as run
+
+            done = run(spec, load_settings(), _batch(purged))
+            return {"batch": _batch(purged), "replaced": done["replaced"], "failures": done["failures"]}
+
+        @task(trigger_rule="all_done", **ERASURE)
+        def verify(switched: dict[str, Any] | None) -> dict[str, Any]:
+            """Scan every store for the subjects, their record ids and their pseudonyms; then receipts, or open."""
+            from ativo.airflow.notifier import send_to_oncall
+            from ativo.alerts import erasure_payload
+            from ativo.erasure import requests as rq
+            from ativo.erasure.process import close
+            from ativo.erasure.process import verify as scan
+            from ativo.store.db import get_engine
+
+            settings = load_settings()
+            b = _batch(switched)
+            engine = get_engine(settings.db_url)
+            before = rq.batch(engine, b)
+            result = scan(spec, settings, b)
+            closed = close(spec, settings, b)
+            if not closed["closed"]:
+                if before["status"] != "open" or (before["steps"].get("open_reason") != closed["reason"]):
+                    send_to_oncall(spec.oncall_connection, erasure_payload(
+                        spec.name, "erasure_open", b, before["requests"], closed["reason"]))
+                    rq.record_step(engine, b, "open_reason", closed["reason"])
+                raise AirflowFailException(f"erasure batch {b} stays open: {closed['reason']}")
+            return {"batch": b, "clean": result["clean"], "receipts": len(closed["receipts"])}
+
+        claimed = collect()
+        receive() >> claimed
+        purged = purge(claimed)
+        live = find_models(purged)
+        trained = RetrainOperator.partial(
+            task_id="retrain", spec=spec.name, priority="erasure", task_key=f"{spec.name}.erasure_retrain",
+            map_index_template="{{ task.version }}",
+            doc_md="Retrain one live version with its recorded parameters on its redacted dataset version.",
+        ).expand_kwargs(live)  # fmt: skip
+        judged = gates.expand(trained=trained.output)
+        switched = switch(purged)
+        judged >> switched
+        verify(switched)  # type: ignore[arg-type]
+
+    return erasure()
+
+
+_DOC = """
+### Erasure of `{spec}`
+
+File a request, then let this DAG do the rest:
+
+- `ativo erase --spec {spec} --subject ID … --key $OP_KEY` (an Ativo key with the `op` role), or
+- trigger this DAG with conf `{{"subjects": ["ID", …], "request_id": "R-1"}}` (Airflow's `op` role), or
+- a message on the erasure queue (when configured).
+
+A request is recorded before anything runs. Requests within {window:g} minutes are handled in one batch: one purge
+pass and one retraining per affected live model. Conf `{{"force": true}}` handles pending requests now.
+A request still open after {sla:g} h pages on-call.
+
+`collect` → `purge` (lake, new dataset version, every historical version redacted, DVC cache and remote, landing,
+quarantine, prediction and label logs, caches, task logs) → `find_models` → `retrain` × live version → `gates` →
+`switch` (blue/green, no canary window) → `verify` (scan; receipts). `ativo erasure status R`, `ativo erasure
+receipt R` show the outcome.
+"""

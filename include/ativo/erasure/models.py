@@ -1,0 +1,252 @@
+"""The models an erasure touches: found through lineage, live ones retrained and switched, the others retired.
+
+A live version (champion, canary, challenger, shadow, previous) trained on an affected dataset version is trained
+again with its recorded parameters (no new search) on the redacted counterpart of its own dataset version, goes
+through the same gates, and replaces the old one by a direct blue/green switch: the old model may not stay live, so
+there is no canary window. Every affected version that is no longer live loses its model artifacts and is tagged
+with the requests; its lineage metadata (tags, parameters, metrics) stays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ativo.errors import AtivoError
+
+if TYPE_CHECKING:
+    from ativo.config import Settings
+    from ativo.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+LIVE = ("champion", "canary", "challenger", "shadow", "previous")
+REDACTED_TAG = "ativo.dataset_redacted"
+REQUESTS_TAG = "ativo.erasure_requests"
+RETRAINED_FROM_TAG = "ativo.erasure_retrained_from"
+RETIRED_TAG = "ativo.erasure_retired"
+
+
+class RetrainFailed(AtivoError):
+    """An erasure retraining that did not give a version fit to serve (the request stays open with the reason)."""
+
+
+def _client(settings: Settings) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(settings.mlflow_tracking_uri)
+
+
+def affected_versions(spec: ModelSpec, settings: Settings, dataset_tags: list[str]) -> list[dict[str, Any]]:
+    """Every registered version trained on one of ``dataset_tags``: version, dataset tag, aliases (live roles)."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(settings)
+    name = spec.registered_model_name
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+        rm = client.get_registered_model(name)
+    except MlflowException:
+        return []
+    by_version: dict[str, list[str]] = {}
+    for alias, v in (rm.aliases or {}).items():
+        by_version.setdefault(str(v), []).append(str(alias))
+    wanted = set(dataset_tags)
+    out = []
+    for mv in versions:
+        tag = (mv.tags or {}).get("ativo.dataset_version")
+        if tag in wanted:
+            out.append({"version": str(mv.version), "dataset_version": tag, "run_id": mv.run_id,
+                        "aliases": sorted(by_version.get(str(mv.version), [])),
+                        "retired": RETIRED_TAG in (mv.tags or {})})  # fmt: skip
+    return sorted(out, key=lambda r: int(r["version"]))
+
+
+def redacted_name(tag: str, digest: str) -> str:
+    """The name of a dataset version's redacted counterpart: ``<tag>~r<digest of its objects>``."""
+    return f"{tag}~r{digest[:12]}"
+
+
+def redacted_digest(settings: Settings, spec: ModelSpec, tag: str) -> str:
+    """A digest of what a dataset version reads as now (its objects through the redaction map)."""
+    from ativo.data.versioning import open_registry
+    from ativo.store.db import get_engine
+
+    registry = open_registry(settings)
+    version = registry.resolve(get_engine(settings.db_url), spec.name, tag)
+    listing = [(rel, md5) for rel, md5, _ in registry.resolved(version)]
+    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+
+
+def recorded_params(spec: ModelSpec, settings: Settings, version: str) -> dict[str, Any]:
+    """The hyperparameters a version was trained with (its trial's), typed by the spec's search space."""
+    client = _client(settings)
+    mv = client.get_model_version(spec.registered_model_name, version)
+    run = client.get_run(mv.run_id)
+    params = dict(run.data.params)
+    out: dict[str, Any] = {}
+    for key, space in spec.model.search.space.items():
+        if key not in params:
+            continue
+        raw = params[key]
+        if space.type == "int":
+            out[key] = int(float(raw))
+        elif space.type == "float":
+            out[key] = float(raw)
+        else:
+            out[key] = next((c for c in space.choices or () if str(c) == raw), raw)
+    return out
+
+
+def retrain(spec: ModelSpec, settings: Settings, version: str, *, batch_id: int, requests: list[str],
+            run_meta: dict[str, Any], threads: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """Train ``version`` again with its recorded parameters on its dataset version as it reads now (redacted).
+
+    Returns:
+        ``{"from", "version", "dataset_version", "redacted", "params", "metrics"}`` of the new registered version.
+
+    Raises:
+        RetrainFailed: the redacted data cannot train a model (too few rows).
+    """
+    import mlflow
+
+    from ativo.model.artifact import SHA256_TAG, DuplicateVersion, log_booster, register_version
+    from ativo.model.encoding import design_matrix
+    from ativo.train.search import _log_profile, load_dataset
+    from ativo.train.tracking import ensure_experiment, lineage_tags
+    from ativo.train.trainer import fit, split_frame
+
+    client = _client(settings)
+    name = spec.registered_model_name
+    old = client.get_model_version(name, version)
+    tag = (old.tags or {}).get("ativo.dataset_version")
+    if not tag:
+        raise RetrainFailed(f"version {version} names no dataset version: it cannot be retrained")
+    params = recorded_params(spec, settings, version)
+    dataset, df = load_dataset(spec, settings, tag)
+    try:
+        split = split_frame(df, spec)
+        model = fit(spec, split, overrides=params, threads=threads)
+    except ValueError as err:
+        raise RetrainFailed(f"version {version} cannot be retrained on redacted {tag} ({len(df)} rows): {err}") from err
+    digest = redacted_digest(settings, spec, tag)
+    redacted = redacted_name(tag, digest)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    experiment = ensure_experiment(client, spec, settings)
+    extra = {"ativo.role": "erasure-retrain", REDACTED_TAG: redacted, REQUESTS_TAG: ",".join(requests)[:4900],
+             "ativo.erasure_batch": str(batch_id), RETRAINED_FROM_TAG: version,
+             "ativo.trigger": "erasure"}  # fmt: skip
+    with mlflow.start_run(experiment_id=experiment, run_name=f"{spec.name}@{redacted} erasure retrain of v{version}"):
+        mlflow.log_params({**{k: str(v) for k, v in params.items()}, "retrained_from": version})
+        mlflow.log_metrics(model.metrics)
+        logged = log_booster(model.booster, signature_sample=design_matrix(split.valid.head(200), spec))
+        tags = lineage_tags(spec, dataset, run_meta, logged.sha256, settings)
+        tags.update(extra)
+        tags["ativo.dataset_rows"] = str(len(df))
+        run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]
+        mlflow.set_tags({**{k: v for k, v in tags.items() if not k.startswith("ativo.airflow.")},
+                         "ativo.model_uri": logged.uri, SHA256_TAG: logged.sha256, "ativo.mlflow_run_id": run_id})
+    tags["ativo.mlflow_run_id"] = run_id
+    try:
+        new = register_version(logged, name, tags)
+    except DuplicateVersion as dup:  # an earlier try of this step registered it: finish what it began
+        mine = client.get_model_version(name, dup.version).tags.get("ativo.erasure_batch")
+        if mine != str(batch_id):
+            raise RetrainFailed(f"retraining version {version} gave the same model as version {dup.version}, "
+                                "which is not from this erasure") from dup  # fmt: skip
+        new = dup.version
+    _log_profile(spec, settings, client, run_id, new, tag)
+    client.update_model_version(name, new, description=(
+        f"Erasure retraining of version {version} with its recorded parameters on {redacted} ({len(df)} rows), "
+        f"for request(s) {', '.join(requests)[:300]}"))  # fmt: skip
+    log.info("erasure batch %s: version %s retrained as version %s on %s", batch_id, version, new, redacted)
+    return {"from": version, "version": new, "dataset_version": tag, "redacted": redacted, "params": params,
+            "metrics": {k: round(float(v), 6) for k, v in model.metrics.items()}}  # fmt: skip
+
+
+def switch(spec: ModelSpec, settings: Settings, replaced: dict[str, str], *, batch_id: int,
+           requests: list[str]) -> dict[str, Any]:  # fmt: skip
+    """Move every live alias from an old version to its retrained one at once (blue/green, no canary window).
+
+    An alias whose old version has no passing replacement is removed (``previous``) or, for a serving alias, left
+    for the caller to decide (the request stays open). Returns the deployment record.
+    """
+    from ativo.deploy.promotion import aliases, record
+
+    client = _client(settings)
+    name = spec.registered_model_name
+    before = aliases(spec, settings)
+    for alias, old in before.items():
+        if alias in LIVE and old in replaced:
+            client.set_registered_model_alias(name, alias, replaced[old])
+            client.set_model_version_tag(name, replaced[old], "ativo.deploy_state",
+                                         f"{alias} since {_now()} (erasure batch {batch_id})")  # fmt: skip
+    after = aliases(spec, settings)
+    reason = (f"erasure batch {batch_id} ({', '.join(requests)[:200]}): "
+              + ", ".join(f"{a} {before[a]} → {after.get(a)}" for a in sorted(before) if before[a] in replaced))
+    return record(spec, settings, "erasure_switch", after.get("champion"), reason, "erasure", before, after,
+                  {"replaced": replaced, "batch": batch_id})  # fmt: skip
+
+
+def _now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def retire(spec: ModelSpec, settings: Settings, versions: list[str], *, requests: list[str],
+           dataset_tags: list[str]) -> dict[str, Any]:  # fmt: skip
+    """Delete the model artifacts of every run trained on an affected dataset version, except live versions'.
+
+    That is each affected registered version's model and every trial of the searches on that data (each trial
+    logged a model); tags, parameters and metrics stay, and each version is tagged with the requests.
+
+    Returns:
+        ``{"versions": [...], "runs": {run_id: [artifact paths deleted]}}``.
+    """
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    from ativo.deploy.promotion import aliases
+    from ativo.train.tracking import ensure_experiment
+
+    client = _client(settings)
+    name = spec.registered_model_name
+    live = {v for alias, v in aliases(spec, settings).items() if alias in LIVE}
+    keep_runs = {client.get_model_version(name, v).run_id for v in live}
+    experiment = ensure_experiment(client, spec, settings)
+    runs: dict[str, list[str]] = {}
+    for t in dataset_tags:
+        for run in client.search_runs([experiment], f"tags.`ativo.dataset_version` = '{t}'", max_results=5000):
+            if run.info.run_id in keep_runs or run.data.tags.get("ativo.role") == "erasure-retrain" and \
+                    run.data.tags.get(REDACTED_TAG):  # fmt: skip
+                continue
+            repo = get_artifact_repository(run.info.artifact_uri)
+            deleted = []
+            for entry in client.list_artifacts(run.info.run_id):
+                if entry.path in ("model", "monitor"):  # the model, and reports of windows it served
+                    repo.delete_artifacts(entry.path)
+                    deleted.append(entry.path)
+            if deleted:
+                runs[run.info.run_id] = deleted
+                client.set_tag(run.info.run_id, RETIRED_TAG, ",".join(requests)[:4900])
+    retired = []
+    for v in versions:
+        if v in live:
+            continue
+        client.set_model_version_tag(name, v, RETIRED_TAG, ",".join(requests)[:4900])
+        client.set_model_version_tag(name, v, "ativo.deploy_state", f"retired by erasure {_now()}")
+        retired.append(v)
+    return {"versions": retired, "runs": runs}
+
+
+def run_gates(spec: ModelSpec, settings: Settings, version: str) -> dict[str, Any]:
+    """Every gate on a retrained version, in this process; the published report (``challenger`` is not set)."""
+    from ativo.evaluate.suite import GATES, publish, run_suite
+
+    results = run_suite(spec, settings, version, GATES)
+    report = publish(spec, settings, version, results, GATES, alias=None)
+    return {k: report[k] for k in ("version", "passed", "verdict", "failed_gates", "model_card_uri",
+                                   "gate_report_uri")} | {"reasons": {g: report["gates"][g]["reason"]
+                                                                      for g in report["failed_gates"]}}

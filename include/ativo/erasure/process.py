@@ -1,0 +1,389 @@
+"""One erasure batch, as the steps the ERASURE DAG wires together (or :func:`process` runs in one process).
+
+collect → purge (lake, new dataset version, redaction of every historical version, landing, quarantine, logs,
+caches, text; then the old DVC objects are deleted) → models (lineage) → retrain × live version → gates × retrained
+version → switch (blue/green) and retire → verify (scan) → receipts and close.
+
+Every step checkpoints its result on the batch, so a run that was killed resumes at the step that did not finish;
+each step is idempotent on its own as well. Step results hold counts and places, never subject or record ids (the
+batch's working ``targets`` are dropped when it closes).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from ativo.erasure import audit
+from ativo.erasure import requests as rq
+from ativo.erasure.purge import Targets
+from ativo.store.db import get_engine, utcnow
+
+if TYPE_CHECKING:
+    from ativo.config import Settings
+    from ativo.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> str:
+    return utcnow().isoformat(timespec="milliseconds")
+
+
+def _timed(engine: Any, batch_id: int, step: str, fn: Any) -> Any:
+    done = rq.step_result(engine, batch_id, step)
+    if done is not None:
+        log.info("erasure batch %s: step %s already done (resumed run)", batch_id, step)
+        return done
+    t0 = time.perf_counter()
+    result = fn()
+    result = {**result, "at": _now(), "seconds": round(time.perf_counter() - t0, 3)}
+    rq.record_step(engine, batch_id, step, result)
+    return result
+
+
+def targets_of(settings: Settings, batch_id: int) -> Targets:
+    """The batch's working targets (subjects, pseudonyms, and the record and prediction ids found so far)."""
+    from ativo.hashing import platform_pepper
+    from ativo.serve.predlog import pseudonymise
+
+    engine = get_engine(settings.db_url)
+    saved = rq.step_result(engine, batch_id, "targets")
+    if saved:
+        return Targets.from_dict(saved)
+    subjects = rq.subjects_of(engine, batch_id)
+    pepper = platform_pepper(settings)
+    return Targets(subjects, [pseudonymise(s, pepper) for s in subjects])
+
+
+def purge(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]:
+    """Purge every store of the batch's subjects and make the new dataset version (checkpointed)."""
+    from ativo.data.versioning import open_registry
+    from ativo.erasure import purge as p
+    from ativo.errors import DatasetVersionError
+    from ativo.store.objects import open_store
+
+    engine = get_engine(settings.db_url)
+
+    found = _timed(engine, batch_id, "find", lambda: _find(spec, settings, batch_id))
+
+    def run() -> dict[str, Any]:
+        targets = targets_of(settings, batch_id)  # as the find step saved them: complete even on a resumed run
+        registry = open_registry(settings)
+        store = open_store(settings)
+        versions = p.versions_of(engine, spec.name)
+        before = versions[-1].tag if versions else None
+        lake = p.purge_lake(spec, settings, targets)
+        after = None
+        if versions:
+            try:
+                after = registry.commit(spec.name, store, engine).tag
+            except DatasetVersionError as err:  # every row was erased: no version can hold nothing
+                after = f"none: {err}"
+        redacted = p.redact_versions(spec, registry, engine, targets, batch_id)
+        caches = p.drop_dataset_caches(settings, spec, [v for v in versions if v.tag in redacted["versions"]])
+        logs = p.purge_logs(spec, store, targets)
+        rx = p.pattern(targets.needles())
+        files = p.purge_landing_and_quarantine(spec, store, engine, rx) if rx else {}
+        text = p.purge_text_files(settings, rx) if rx else {}
+        deleted = p.delete_redacted(spec, registry, engine, batch_id)
+        rq.record_step(engine, batch_id, "targets", targets.to_dict())
+        return {"found": {k: v for k, v in found.items() if k not in ("at",)},
+            "lake_partitions": lake, "lake_rows": sum(lake.values()),
+            "dataset_before": before, "dataset_after": after,
+            "redacted_versions": redacted["versions"],
+            "redacted_objects": {old: {k: o[k] for k in ("new", "rows_removed", "relpath")}
+                                 for old, o in redacted["objects"].items()},  # fmt: skip
+            "dvc_objects_deleted": deleted,
+            "landing_quarantine": files, "prediction_log": logs, "dataset_caches": caches, "text_files": text,
+            "subjects_found": len(targets.found), "subjects": len(targets.subjects),
+        }
+
+    return _timed(engine, batch_id, "purge", run)
+
+
+def _find(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]:
+    from ativo.erasure.purge import find
+
+    targets = targets_of(settings, batch_id)
+    counts = find(spec, settings, targets)
+    rq.record_step(get_engine(settings.db_url), batch_id, "targets", targets.to_dict())
+    return counts
+
+
+def plan_models(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]:
+    """Which registered versions the purge touched, and which of them are live (to retrain)."""
+    from ativo.erasure.models import LIVE, affected_versions
+
+    engine = get_engine(settings.db_url)
+
+    def run() -> dict[str, Any]:
+        tags = rq.step_result(engine, batch_id, "purge")["redacted_versions"]
+        found = affected_versions(spec, settings, tags)
+        live = [v for v in found if set(v["aliases"]) & set(LIVE)]
+        return {"affected": [v["version"] for v in found], "live": [{"version": v["version"], "aliases": v["aliases"],
+                "dataset_version": v["dataset_version"]} for v in live]}  # fmt: skip
+
+    return _timed(engine, batch_id, "models", run)
+
+
+def retrain(spec: ModelSpec, settings: Settings, batch_id: int, version: str, run_meta: dict[str, Any],
+            threads: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """Retrain one live version (checkpointed per version); a failure is recorded as the step's result."""
+    from ativo.erasure.models import RetrainFailed
+    from ativo.erasure.models import retrain as train
+
+    engine = get_engine(settings.db_url)
+    requests = rq.batch(engine, batch_id)["requests"]
+
+    def run() -> dict[str, Any]:
+        try:
+            return {"ok": True, **train(spec, settings, version, batch_id=batch_id, requests=requests,
+                                        run_meta=run_meta, threads=threads)}  # fmt: skip
+        except RetrainFailed as err:
+            return {"ok": False, "from": version, "reason": str(err)}
+
+    return _timed(engine, batch_id, f"retrain/{version}", run)
+
+
+def gates(spec: ModelSpec, settings: Settings, batch_id: int, version: str) -> dict[str, Any]:
+    """Every gate on one retrained version (checkpointed per version)."""
+    from ativo.erasure.models import run_gates
+
+    engine = get_engine(settings.db_url)
+    return _timed(engine, batch_id, f"gates/{version}", lambda: run_gates(spec, settings, version))
+
+
+def switch(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]:
+    """Switch every live alias whose version was retrained and passed to the new version; retire the rest.
+
+    A live version whose retraining failed or was rejected stays where it is, and the batch stays open with the
+    reason (on-call is paged by the caller); the data purge is complete either way.
+    """
+    from ativo.erasure.models import retire
+    from ativo.erasure.models import switch as move
+
+    engine = get_engine(settings.db_url)
+
+    def run() -> dict[str, Any]:
+        b = rq.batch(engine, batch_id)
+        steps, requests = b["steps"], b["requests"]
+        replaced: dict[str, str] = {}
+        failures: list[str] = []
+        for live in steps["models"]["live"]:
+            old = live["version"]
+            trained = steps.get(f"retrain/{old}")
+            if not trained or not trained.get("ok"):
+                failures.append(f"version {old} ({', '.join(live['aliases'])}): retraining failed: "
+                                f"{(trained or {}).get('reason', 'it did not run')}")  # fmt: skip
+                continue
+            judged = steps.get(f"gates/{trained['version']}")
+            if not judged or not judged.get("passed"):
+                why = "; ".join(f"{g}: {r}" for g, r in ((judged or {}).get("reasons") or {}).items())
+                failures.append(f"version {old} ({', '.join(live['aliases'])}): retrained version "
+                                f"{trained['version']} failed its gates ({why or 'they did not run'})")  # fmt: skip
+                continue
+            replaced[old] = trained["version"]
+        record = move(spec, settings, replaced, batch_id=batch_id, requests=requests) if replaced else None
+        retired = retire(spec, settings, steps["models"]["affected"], requests=requests,
+                         dataset_tags=steps["purge"]["redacted_versions"])  # fmt: skip
+        return {"replaced": replaced, "failures": failures, "deployment": (record or {}).get("uri"),
+                "aliases_after": (record or {}).get("aliases_after"), "retired": retired}
+
+    return _timed(engine, batch_id, "switch", run)
+
+
+def receipt_ref(subject: str, pepper: bytes) -> str:
+    """How a receipt names a subject: a keyed hash of its own (not the log's pseudonym, which must be gone)."""
+    return hmac.new(pepper, b"ativo/receipt\x00" + subject.encode(), hashlib.sha256).hexdigest()[:20]
+
+
+def verify(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]:
+    """Scan every store; a hit in the logs (a server flushed late) is purged once more and scanned again."""
+    from ativo.erasure import purge as p
+    from ativo.erasure.scan import scan
+    from ativo.store.objects import open_store
+
+    engine = get_engine(settings.db_url)
+    targets = targets_of(settings, batch_id)
+    requests = rq.batch(engine, batch_id)["requests"]
+    result = scan(settings, targets, exempt_requests=requests, exempt_batch=batch_id)
+    if not result["clean"]:
+        p.purge_logs(spec, open_store(settings), targets)
+        rx = p.pattern(targets.needles())
+        if rx:
+            p.purge_landing_and_quarantine(spec, open_store(settings), engine, rx)
+            p.purge_text_files(settings, rx)
+        result = {**scan(settings, targets, exempt_requests=requests, exempt_batch=batch_id), "second_pass": True}
+    result["at"] = _now()
+    rq.record_step(engine, batch_id, "verify", result)
+    return result
+
+
+def close(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]:
+    """Write a receipt per request (content-hashed, chained in the audit log) and close the batch, or keep it open.
+
+    It stays open, with the reason, when the scan found something or a live model could not be replaced.
+
+    Returns:
+        ``{"closed": bool, "reason", "receipts": {request_id: sha256}}``.
+    """
+    from ativo.hashing import platform_pepper
+    from ativo.store.objects import open_store
+
+    engine = get_engine(settings.db_url)
+    b = rq.batch(engine, batch_id)
+    steps = b["steps"]
+    problems = list(steps.get("switch", {}).get("failures", []))
+    scan = steps.get("verify") or {}
+    if not scan.get("clean"):
+        problems.append("the verification scan found the subjects in: " + "; ".join(
+            f"{h['store']} {h['where']} ({', '.join(h['found'])})" for h in scan.get("hits", [])[:20]))  # fmt: skip
+    if problems:
+        reason = " | ".join(problems)[:4000]
+        rq.mark(engine, batch_id, "open", reason)
+        return {"closed": False, "reason": reason, "receipts": {}}
+    pepper = platform_pepper(settings)
+    targets = targets_of(settings, batch_id)
+    store = open_store(settings)
+    out: dict[str, str] = {}
+    previous = audit.entries(engine, kind="erasure_receipt")
+    prev_sha = previous[-1]["payload"]["receipt_sha256"] if previous else audit.GENESIS
+    purged = steps["purge"]
+    for req in rq.batch_requests(engine, batch_id):
+        doc = {
+            "request_id": req["request_id"], "spec": spec.name, "channel": req["channel"], "actor": req["actor"],
+            "batch": batch_id, "requests_in_batch": len(b["requests"]),
+            "subjects": [{"ref": receipt_ref(s, pepper), "found": s in targets.found} for s in req["subjects"]],
+            "purged": {
+                "lake_partitions": purged["lake_partitions"], "lake_rows": purged["lake_rows"],
+                "dvc_objects_redacted": len(purged["redacted_objects"]),
+                "dvc_objects_deleted": purged["dvc_objects_deleted"],
+                "landing_quarantine": purged["landing_quarantine"], "prediction_log": purged["prediction_log"],
+                "dataset_caches": purged["dataset_caches"], "text_files": purged["text_files"],
+            },
+            "dataset_versions": {"before": purged["dataset_before"], "after": purged["dataset_after"],
+                                 "redacted": purged["redacted_versions"]},
+            "models": {
+                "affected": steps["models"]["affected"],
+                "retrained": {k.split("/", 1)[1]: {"to": v.get("version"), "redacted_dataset": v.get("redacted")}
+                              for k, v in steps.items() if k.startswith("retrain/")},
+                "deployed": steps["switch"]["replaced"], "aliases_after": steps["switch"]["aliases_after"],
+                "retired": steps["switch"]["retired"]["versions"],
+                "artifacts_deleted_runs": len(steps["switch"]["retired"]["runs"]),
+            },
+            "timestamps": {"received": _iso(req["received_at"]), "batch_created": _iso(b["created_at"]),
+                           **{k: v["at"] for k, v in steps.items() if isinstance(v, dict) and "at" in v},
+                           "closed": _now()},  # fmt: skip
+            "scan": {"clean": scan["clean"], "scanned": scan["scanned"], "hits": scan["hits"]},
+            "previous_receipt_sha256": prev_sha,
+        }
+        sha = audit.content_hash(doc)
+        doc["sha256"] = sha
+        store.put_bytes(f"erasure/receipts/{spec.name}/{req['request_id']}.json",
+                        json.dumps(doc, indent=2, sort_keys=True).encode())  # fmt: skip
+        audit.append(engine, "erasure_receipt", "erasure", req["request_id"], {"receipt_sha256": sha, "receipt": doc})
+        out[req["request_id"]] = sha
+        prev_sha = sha
+    _finish(engine, batch_id, out, pepper)
+    return {"closed": True, "reason": None, "receipts": out}
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, dt.datetime):
+        return (value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value).isoformat(timespec="milliseconds")
+    return str(value)
+
+
+def _finish(engine: Any, batch_id: int, receipts: dict[str, str], pepper: bytes) -> None:
+    """Close the batch and its requests: the subject ids and the working targets go, the receipt hashes stay."""
+    from sqlalchemy import update
+
+    from ativo.store.db import erasure_batches, erasure_requests
+
+    with engine.begin() as conn:
+        for rid, sha in receipts.items():
+            row = rq.get(engine, rid)
+            refs = [receipt_ref(s, pepper) for s in (row or {}).get("subjects", [])]
+            conn.execute(update(erasure_requests).where(erasure_requests.c.request_id == rid).values(
+                status="closed", closed_at=utcnow(), receipt_sha256=sha, subjects=[], pseudonyms=refs,
+                reason=None))  # fmt: skip
+        steps = dict(conn.execute(select_steps(batch_id)).scalar_one())
+        steps.pop("targets", None)
+        conn.execute(update(erasure_batches).where(erasure_batches.c.id == batch_id).values(
+            status="closed", finished_at=utcnow(), steps=steps))  # fmt: skip
+
+
+def select_steps(batch_id: int) -> Any:
+    """The query of a batch's steps."""
+    from sqlalchemy import select
+
+    from ativo.store.db import erasure_batches
+
+    return select(erasure_batches.c.steps).where(erasure_batches.c.id == batch_id)
+
+
+def verify_receipt(settings: Settings, request_id: str) -> dict[str, Any]:
+    """Check a request's receipt: its content hash, its audit row, and the whole audit chain."""
+    engine = get_engine(settings.db_url)
+    rows = audit.entries(engine, kind="erasure_receipt", ref=request_id)
+    if not rows:
+        return {"ok": False, "problems": [f"request {request_id} has no receipt (it is not closed)"]}
+    doc = dict(rows[-1]["payload"]["receipt"])
+    sha = doc.pop("sha256")
+    problems = []
+    if audit.content_hash(doc) != sha or rows[-1]["payload"]["receipt_sha256"] != sha:
+        problems.append("the receipt's content does not match its sha256")
+    chain = audit.verify_chain(engine)
+    problems.extend(chain["problems"])
+    req = rq.get(engine, request_id)
+    if req and req["receipt_sha256"] != sha:
+        problems.append("the request names another receipt")
+    return {"ok": not problems, "problems": problems, "sha256": sha, "chain_rows": chain["rows"]}
+
+
+def process(spec: ModelSpec, settings: Settings, *, run_id: str = "manual", force: bool = True,
+            run_meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every step of the next batch in this process (the CLI's ``ativo erasure run``, benchmarks, notebooks).
+
+    Args:
+        spec: the spec.
+        settings: where things are.
+        run_id: recorded on the batch.
+        force: do not wait for the coalescing window to end.
+        run_meta: Airflow context for the retrained versions' tags.
+    """
+    engine = get_engine(settings.db_url)
+    claimed = rq.claim_batch(engine, spec.name, 0 if force else spec.erasure.window_minutes, run_id)
+    if claimed.batch_id is None:
+        return {"batch": None, "reason": claimed.reason}
+    b = claimed.batch_id
+    phases: dict[str, float] = {}
+    t = time.perf_counter()
+    purged = purge(spec, settings, b)
+    phases["purge"] = time.perf_counter() - t
+    t = time.perf_counter()
+    planned = plan_models(spec, settings, b)
+    for live in planned["live"]:
+        retrain(spec, settings, b, live["version"], run_meta or {})
+    phases["retrain"] = time.perf_counter() - t
+    t = time.perf_counter()
+    for key, value in rq.batch(engine, b)["steps"].items():
+        if key.startswith("retrain/") and value.get("ok"):
+            gates(spec, settings, b, value["version"])
+    phases["gates"] = time.perf_counter() - t
+    t = time.perf_counter()
+    switched = switch(spec, settings, b)
+    phases["switch"] = time.perf_counter() - t
+    t = time.perf_counter()
+    scanned = verify(spec, settings, b)
+    phases["scan"] = time.perf_counter() - t
+    closed = close(spec, settings, b)
+    return {"batch": b, "requests": claimed.requests, "purged": purged, "models": planned, "switch": switched,
+            "scan": {"clean": scanned["clean"], "hits": scanned["hits"]}, "closed": closed,
+            "phases": {k: round(v, 3) for k, v in phases.items()}}

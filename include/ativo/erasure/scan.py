@@ -1,0 +1,168 @@
+"""The verification scan: every store, searched for the erased subjects, their record ids and their pseudonyms.
+
+Parquet (the lake, DVC objects, the prediction and label logs, caches) is decoded and its string columns searched;
+every other object is searched as bytes (CSV, JSON, HTML, logs, alerts). The platform DB is searched through SQL,
+column by column. A hit names the store, the place and the kind of value found, never the value itself (the scan
+result goes into receipts and logs).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import JSON, Engine, String, Text, select
+
+from ativo.erasure.purge import Targets, pattern
+from ativo.store import db
+
+if TYPE_CHECKING:
+    from ativo.config import Settings
+
+PARQUET_MAGIC = b"PAR1"
+SKIP_DIRS = {".git", ".venv", "pg", "postgres", "__pycache__"}
+SKIP_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal", ".sqlite", ".lock", ".pid", ".sock")
+# working columns of open requests: what the purge itself needs (emptied when the request closes)
+EXEMPT = {("erasure_requests", "subjects"), ("erasure_requests", "pseudonyms")}
+
+
+def _kinds(targets: Targets) -> dict[bytes, str]:
+    kinds = {r.encode(): "record id" for r in targets.record_ids}
+    kinds.update({p.encode(): "pseudonym" for p in targets.pseudonyms})
+    kinds.update({s.encode(): "subject id" for s in targets.subjects})
+    return kinds
+
+
+def _parquet_hits(data: bytes, needles: set[str], rx: re.Pattern[bytes]) -> list[str]:
+    """Columns of a Parquet object holding a needle (string columns, and JSON strings inside them)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(io.BytesIO(data))
+    values = pa.array(sorted(needles), "string")
+    out = []
+    for name in table.column_names:
+        col = table[name]
+        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
+                or pa.types.is_dictionary(col.type)):  # fmt: skip
+            continue
+        col = col.cast("string")
+        if pc.any(pc.fill_null(pc.is_in(col, value_set=values), False)).as_py():
+            out.append(name)
+            continue
+        text = "\x1f".join(v for v in col.to_pylist() if v)  # a needle inside a longer string (JSON, a sentence)
+        if text and rx.search(text.encode()):
+            out.append(name)
+    return out
+
+
+def _hits_in(data: bytes, needles: set[str], rx: re.Pattern[bytes], kinds: dict[bytes, str]) -> list[str]:
+    if data[:4] == PARQUET_MAGIC and data[-4:] == PARQUET_MAGIC:
+        try:
+            cols = _parquet_hits(data, needles, rx)
+        except Exception:  # not Parquet after all: searched as bytes below
+            cols = None
+        if cols is not None:
+            return [f"column {c}" for c in cols]
+    return sorted({kinds.get(m.group(0), "value") for m in rx.finditer(data)})
+
+
+def _local_files(root: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS]
+        for name in filenames:
+            if not name.endswith(SKIP_SUFFIXES):
+                yield Path(dirpath) / name
+
+
+def scan(settings: Settings, targets: Targets, *, exempt_requests: list[str] | None = None,
+         exempt_batch: int | None = None) -> dict[str, Any]:
+    """Search every store; ``{"clean", "hits": [{"store", "where", "found"}], "scanned": {store: count}}``.
+
+    Args:
+        settings: where the stores are.
+        targets: subject ids, pseudonyms and record ids.
+        exempt_requests: requests whose working columns (their own subject ids) are not counted.
+        exempt_batch: the batch whose working state (its record ids) is not counted.
+    """
+    from ativo.store.objects import open_store
+
+    needles = set(targets.needles())
+    rx = pattern(needles)
+    if rx is None:
+        return {"clean": True, "hits": [], "scanned": {}}
+    kinds = _kinds(targets)
+    hits: list[dict[str, Any]] = []
+    scanned: dict[str, int] = {}
+
+    def check(store: str, where: str, data: bytes) -> None:
+        scanned[store] = scanned.get(store, 0) + 1
+        if not rx.search(data) and data[:4] != PARQUET_MAGIC:
+            return
+        found = _hits_in(data, needles, rx, kinds)
+        if found:
+            hits.append({"store": store, "where": where, "found": found})
+
+    # 1. every local file of the platform: store (file://), data registry, DVC cache and remote, MLflow artifacts,
+    #    dataset caches, task logs, the alert sink
+    local_roots = [settings.home]
+    for extra in (settings.registry_path, Path(settings.dvc_remote)):
+        if not str(extra).startswith("s3://") and extra.exists() and not extra.resolve().is_relative_to(
+                settings.home.resolve()):  # fmt: skip
+            local_roots.append(extra)
+    for root in local_roots:
+        for path in _local_files(root):
+            try:
+                check("files", str(path), path.read_bytes())
+            except OSError:
+                continue
+    # 2. the object store and the DVC remote when they are on S3
+    store = open_store(settings)
+    if store.scheme == "s3":
+        root_len = len(store.root.rstrip("/")) + 1
+        for full in store.fs.find(store.root):
+            check("object store", full[root_len:], store.fs.cat_file(full))
+    if settings.dvc_remote.startswith("s3://"):
+        from ativo.data.versioning import open_registry
+
+        fs, remote_root = open_registry(settings)._remote_fs()
+        for full in fs.find(remote_root):
+            check("dvc remote", full, fs.cat_file(full))
+    # 3. the platform DB, column by column
+    engine = db.get_engine(settings.db_url)
+    hits.extend(_scan_db(engine, rx, kinds, set(exempt_requests or ()), exempt_batch, scanned))
+    return {"clean": not hits, "hits": hits, "scanned": scanned}
+
+
+def _scan_db(engine: Engine, rx: re.Pattern[bytes], kinds: dict[bytes, str], exempt: set[str],
+             exempt_batch: int | None, scanned: dict[str, int]) -> list[dict[str, Any]]:  # fmt: skip
+    import json
+
+    out: list[dict[str, Any]] = []
+    with engine.connect() as conn:
+        for table in db.metadata.sorted_tables:
+            cols = [c for c in table.columns if isinstance(c.type, String | Text | JSON)]
+            if not cols:
+                continue
+            found: set[str] = set()
+            for row in conn.execute(select(*table.columns)).mappings():
+                scanned["platform db"] = scanned.get("platform db", 0) + 1
+                for c in cols:
+                    value = row[c.name]
+                    if value is None:
+                        continue
+                    if (table.name, c.name) in EXEMPT and row.get("request_id") in exempt:
+                        continue
+                    if table.name == "erasure_batches" and c.name == "steps" and row.get("id") == exempt_batch:
+                        continue
+                    text = value if isinstance(value, str) else json.dumps(value, default=str)
+                    for m in rx.finditer(text.encode()):
+                        found.add(f"{c.name}: {kinds.get(m.group(0), 'value')}")
+            if found:
+                out.append({"store": "platform db", "where": table.name, "found": sorted(found)})
+    return out
