@@ -135,8 +135,9 @@ def retrain(spec: ModelSpec, settings: Settings, version: str, *, batch_id: int,
     redacted = redacted_name(tag, digest)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     experiment = ensure_experiment(client, spec, settings)
-    extra = {"ativo.role": "erasure-retrain", REDACTED_TAG: redacted, REQUESTS_TAG: ",".join(requests)[:4900],
-             "ativo.erasure_batch": str(batch_id), RETRAINED_FROM_TAG: version,
+    extra = {"ativo.role": "erasure-retrain", REDACTED_TAG: redacted, REQUESTS_TAG: requests_note(batch_id, requests),
+             "ativo.erasure_batch": str(batch_id), "ativo.erasure_request_count": str(len(requests)),
+             RETRAINED_FROM_TAG: version,
              "ativo.trigger": "erasure"}  # fmt: skip
     with mlflow.start_run(experiment_id=experiment, run_name=f"{spec.name}@{redacted} erasure retrain of v{version}"):
         mlflow.log_params({**{k: str(v) for k, v in params.items()}, "retrained_from": version})
@@ -196,8 +197,14 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+def requests_note(batch_id: int, requests: list[str]) -> str:
+    """How a tag names the requests of a batch (the batch lists them all: ``ativo erasure status``)."""
+    shown = ", ".join(requests[:20]) + (f", … ({len(requests) - 20} more)" if len(requests) > 20 else "")
+    return f"erasure batch {batch_id}: {len(requests)} request(s): {shown}"
+
+
 def retire(spec: ModelSpec, settings: Settings, versions: list[str], *, requests: list[str],
-           dataset_tags: list[str]) -> dict[str, Any]:  # fmt: skip
+           dataset_tags: list[str], batch_id: int) -> dict[str, Any]:  # fmt: skip
     """Delete the model artifacts of every run trained on an affected dataset version, except live versions'.
 
     That is each affected registered version's model and every trial of the searches on that data (each trial
@@ -230,22 +237,28 @@ def retire(spec: ModelSpec, settings: Settings, versions: list[str], *, requests
                     deleted.append(entry.path)
             if deleted:
                 runs[run.info.run_id] = deleted
-                client.set_tag(run.info.run_id, RETIRED_TAG, ",".join(requests)[:4900])
+                client.set_tag(run.info.run_id, RETIRED_TAG, requests_note(batch_id, requests))
     retired = []
     for v in versions:
         if v in live:
             continue
-        client.set_model_version_tag(name, v, RETIRED_TAG, ",".join(requests)[:4900])
+        client.set_model_version_tag(name, v, RETIRED_TAG, requests_note(batch_id, requests))
+        client.set_model_version_tag(name, v, "ativo.erasure_batch", str(batch_id))
         client.set_model_version_tag(name, v, "ativo.deploy_state", f"retired by erasure {_now()}")
         retired.append(v)
     return {"versions": retired, "runs": runs}
 
 
 def run_gates(spec: ModelSpec, settings: Settings, version: str) -> dict[str, Any]:
-    """Every gate on a retrained version, in this process; the published report (``challenger`` is not set)."""
+    """Every gate on a retrained version, in this process; the published report (``challenger`` is not set).
+
+    The champion gate compares it with the version it replaces (a retrained ``previous`` must be as good as the old
+    ``previous``, not as the champion).
+    """
     from ativo.evaluate.suite import GATES, publish, run_suite
 
-    results = run_suite(spec, settings, version, GATES)
+    replaces = _client(settings).get_model_version(spec.registered_model_name, version).tags.get(RETRAINED_FROM_TAG)
+    results = run_suite(spec, settings, version, GATES, baseline=replaces)
     report = publish(spec, settings, version, results, GATES, alias=None)
     return {k: report[k] for k in ("version", "passed", "verdict", "failed_gates", "model_card_uri",
                                    "gate_report_uri")} | {"reasons": {g: report["gates"][g]["reason"]

@@ -191,7 +191,7 @@ def switch(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]
             replaced[old] = trained["version"]
         record = move(spec, settings, replaced, batch_id=batch_id, requests=requests) if replaced else None
         retired = retire(spec, settings, steps["models"]["affected"], requests=requests,
-                         dataset_tags=steps["purge"]["redacted_versions"])  # fmt: skip
+                         dataset_tags=steps["purge"]["redacted_versions"], batch_id=batch_id)  # fmt: skip
         return {"replaced": replaced, "failures": failures, "deployment": (record or {}).get("uri"),
                 "aliases_after": (record or {}).get("aliases_after"), "retired": retired}
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import io
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, Engine, String, Text, select
 
-from ativo.erasure.purge import Targets, pattern
+from ativo.erasure.purge import Needles, Targets, pattern
 from ativo.store import db
 
 if TYPE_CHECKING:
@@ -37,7 +36,7 @@ def _kinds(targets: Targets) -> dict[bytes, str]:
     return kinds
 
 
-def _parquet_hits(data: bytes, needles: set[str], rx: re.Pattern[bytes]) -> list[str]:
+def _parquet_hits(data: bytes, needles: set[str], rx: Needles) -> list[str]:
     """Columns of a Parquet object holding a needle (string columns, and JSON strings inside them)."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -61,7 +60,7 @@ def _parquet_hits(data: bytes, needles: set[str], rx: re.Pattern[bytes]) -> list
     return out
 
 
-def _hits_in(data: bytes, needles: set[str], rx: re.Pattern[bytes], kinds: dict[bytes, str]) -> list[str]:
+def _hits_in(data: bytes, needles: set[str], rx: Needles, kinds: dict[bytes, str]) -> list[str]:
     if data[:4] == PARQUET_MAGIC and data[-4:] == PARQUET_MAGIC:
         try:
             cols = _parquet_hits(data, needles, rx)
@@ -69,7 +68,7 @@ def _hits_in(data: bytes, needles: set[str], rx: re.Pattern[bytes], kinds: dict[
             cols = None
         if cols is not None:
             return [f"column {c}" for c in cols]
-    return sorted({kinds.get(m.group(0), "value") for m in rx.finditer(data)})
+    return sorted({kinds.get(m, "value") for m in rx.found(data)})
 
 
 def _local_files(root: Path) -> Iterator[Path]:
@@ -139,7 +138,7 @@ def scan(settings: Settings, targets: Targets, *, exempt_requests: list[str] | N
     return {"clean": not hits, "hits": hits, "scanned": scanned}
 
 
-def _scan_db(engine: Engine, rx: re.Pattern[bytes], kinds: dict[bytes, str], exempt: set[str],
+def _scan_db(engine: Engine, rx: Needles, kinds: dict[bytes, str], exempt: set[str],
              exempt_batch: int | None, scanned: dict[str, int]) -> list[dict[str, Any]]:  # fmt: skip
     import json
 
@@ -161,8 +160,8 @@ def _scan_db(engine: Engine, rx: re.Pattern[bytes], kinds: dict[bytes, str], exe
                     if table.name == "erasure_batches" and c.name == "steps" and row.get("id") == exempt_batch:
                         continue
                     text = value if isinstance(value, str) else json.dumps(value, default=str)
-                    for m in rx.finditer(text.encode()):
-                        found.add(f"{c.name}: {kinds.get(m.group(0), 'value')}")
+                    for m in rx.found(text.encode()):
+                        found.add(f"{c.name}: {kinds.get(m, 'value')}")
             if found:
                 out.append({"store": "platform db", "where": table.name, "found": sorted(found)})
     return out

@@ -113,6 +113,30 @@ def champion_gate(
     )  # fmt: skip
 
 
+def replacement_gate(spec: ModelSpec, model: ServedModel, split: Split, replaced: str,
+                     replaced_test_auc: float) -> GateResult:  # fmt: skip
+    """An erasure retraining's champion gate: at most ``tolerance`` below the test AUC of the version it replaces.
+
+    Each AUC is measured on the held-out test split of the same dataset version. The rows the replaced version
+    trained on cannot be told apart any more (its split included the erased rows), so the two are not scored on
+    shared rows: each is judged on rows it never saw, drawn the same way.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    tolerance = spec.gates.champion.tolerance
+    ours = float(roc_auc_score(split.test[LABEL].to_numpy(), model.predict_frame(split.test)))
+    delta = ours - replaced_test_auc
+    checks = [Check("auc_deficit", max(0.0, -delta), tolerance, "max",
+                    f"retrained AUC {ours:.4f} vs {replaced_test_auc:.4f} recorded for version {replaced}, each on "
+                    "its own held-out test split")]  # fmt: skip
+    return GateResult.judge(
+        "champion", checks, ok=f"retrained AUC {ours:.4f} vs {replaced_test_auc:.4f} recorded for version {replaced} "
+                              f"({delta:+.4f}), each on its held-out test split",
+        metrics={"challenger_auc": ours, "champion_auc": replaced_test_auc, "auc_delta": delta,
+                 "rows": len(split.test), "champion_version": replaced, "replaces": replaced},
+    )  # fmt: skip
+
+
 def decisions(spec: ModelSpec, proba: np.ndarray) -> np.ndarray:
     """0/1 decisions at the spec's threshold."""
     return (proba >= spec.gates.decision_threshold).astype("int8")

@@ -43,6 +43,7 @@ class Candidate:
     settings: Settings
     model: ServedModel
     split: Split
+    baseline: str | None = None  # the version the champion gate compares with (None: the serving champion)
 
 
 def load_candidate(spec: ModelSpec, settings: Settings, version: str | int) -> Candidate:
@@ -57,13 +58,18 @@ def load_candidate(spec: ModelSpec, settings: Settings, version: str | int) -> C
 
 
 def _champion(c: Candidate) -> tuple[ServedModel | None, set[str] | None]:
-    """The serving champion (unless it is this very version) and the record ids it trained or early-stopped on."""
+    """The serving champion (unless it is this very version) and the record ids it trained or early-stopped on.
+
+    A candidate with a ``baseline`` (an erasure retraining, compared with the version it replaces) is compared with
+    that version instead.
+    """
     from mlflow.exceptions import MlflowException
 
     from ativo.model.artifact import registered_version
 
     try:
-        current = registered_version(c.spec, c.settings.mlflow_tracking_uri, alias=CHAMPION)
+        current = (registered_version(c.spec, c.settings.mlflow_tracking_uri, c.baseline) if c.baseline
+                   else registered_version(c.spec, c.settings.mlflow_tracking_uri, alias=CHAMPION))  # fmt: skip
     except MlflowException:
         return None, None
     if current.version == c.model.version:
@@ -103,11 +109,19 @@ def _gate(name: str) -> Callable[[Candidate], GateResult]:
     from ativo.evaluate.explain import explainability_gate
     from ativo.evaluate.fairness import fairness_gate
     from ativo.evaluate.infra import infra_gate
-    from ativo.evaluate.performance import champion_gate, performance_gate
+    from ativo.evaluate.performance import champion_gate, performance_gate, replacement_gate
     from ativo.evaluate.privacy import privacy_gate
     from ativo.evaluate.robustness import robustness_gate
 
     def champion(c: Candidate) -> GateResult:
+        if c.baseline:  # an erasure retraining: judged against the version it replaces
+            from mlflow import MlflowClient
+
+            client = MlflowClient(c.settings.mlflow_tracking_uri)
+            run_id = client.get_model_version(c.spec.registered_model_name, c.baseline).run_id
+            recorded = client.get_run(run_id).data.metrics.get("test_auc") if run_id else None
+            if recorded is not None:
+                return replacement_gate(c.spec, c.model, c.split, c.baseline, float(recorded))
         current, seen = _champion(c)
         return champion_gate(c.spec, c.model, c.split, current, seen)
 
@@ -181,13 +195,18 @@ def gate_version(name: str, spec: ModelSpec, settings: Settings, version: str | 
     return run_gate(name, candidate)
 
 
-def run_suite(spec: ModelSpec, settings: Settings, version: str | int,
-              gates: tuple[str, ...] = GATES) -> list[GateResult]:  # fmt: skip
-    """Every gate on one version in this process; a gate that raises fails with the error as its reason."""
+def run_suite(spec: ModelSpec, settings: Settings, version: str | int, gates: tuple[str, ...] = GATES,
+              baseline: str | None = None) -> list[GateResult]:  # fmt: skip
+    """Every gate on one version in this process; a gate that raises fails with the error as its reason.
+
+    ``baseline`` is the version the champion gate compares with (default: the serving champion).
+    """
+    from dataclasses import replace
+
     from ativo.model.artifact import ModelIntegrityError
 
     try:
-        candidate = load_candidate(spec, settings, version)
+        candidate = replace(load_candidate(spec, settings, version), baseline=baseline)
     except ModelIntegrityError as err:
         return [_unloadable(name, err) for name in gates]
     results = []
