@@ -1,0 +1,136 @@
+"""Erasure requests: recorded before anything runs, idempotent, coalesced per window; the audit chain shows edits;
+needles are found as whole ids; only the op role may file one (the REST path's auth manager)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from sqlalchemy import update
+
+from ativo.erasure import audit
+from ativo.erasure import requests as rq
+from ativo.erasure.purge import csv_without, pattern, redact_text
+from ativo.store.db import audit_log, get_engine
+
+PEPPER = b"test-pepper"
+T0 = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def engine(tmp_path):
+    return get_engine(f"sqlite:///{tmp_path / 'ativo.db'}")
+
+
+def file(engine, rid, subjects=("cust-1",), spec="adult_income"):
+    return rq.file_request(engine, spec=spec, subjects=list(subjects), pepper=PEPPER, actor="t", channel="cli",
+                           request_id=rid)  # fmt: skip
+
+
+def test_a_request_is_acknowledged_and_filing_it_again_is_idempotent(engine):
+    ack = file(engine, "R-1", ["cust-2", "cust-1", "cust-1"])
+    assert ack.status == "received" and ack.subjects == 2 and not ack.duplicate
+    again = file(engine, "R-1", ["cust-1", "cust-2"])
+    assert again.duplicate and again.request_id == "R-1"
+    row = rq.get(engine, "R-1")
+    assert row["subjects"] == ["cust-1", "cust-2"] and len(row["pseudonyms"]) == 2
+    assert "cust-1" not in row["pseudonyms"][0]  # the log's keyed pseudonym, never the id
+
+
+@pytest.mark.parametrize(("subjects", "rid", "field"), [
+    ([], "R-2", "field 'subjects'"), ([""], "R-2", "field 'subjects[0]'"), ([7], "R-2", "field 'subjects[0]'"),
+    (["x" * 129], "R-2", "field 'subjects[0]'"), (["cust-1"], "bad id!", "field 'request_id'"),
+])  # fmt: skip
+def test_bad_requests_name_the_field_and_store_nothing(engine, subjects, rid, field):
+    with pytest.raises(rq.InvalidRequest, match=re.escape(field)):
+        file(engine, rid, subjects)
+    assert rq.pending(engine, "adult_income") == []
+
+
+def test_an_id_reused_for_other_subjects_is_refused(engine):
+    file(engine, "R-1", ["cust-1"])
+    with pytest.raises(rq.InvalidRequest, match="already filed for other subjects"):
+        file(engine, "R-1", ["cust-9"])
+    assert rq.get(engine, "R-1")["subjects"] == ["cust-1"]
+
+
+def test_requests_within_the_window_form_one_batch(engine):
+    for i in range(1000):
+        file(engine, f"R-{i}", [f"cust-{i}"])
+    oldest = rq.pending(engine, "adult_income")[0]["received_at"].replace(tzinfo=dt.UTC)
+    early = rq.claim_batch(engine, "adult_income", 15, "run-1", now=oldest + dt.timedelta(minutes=5))
+    assert early.batch_id is None and 590 < early.wait_s <= 600 and "1000 request(s) wait" in early.reason
+    claimed = rq.claim_batch(engine, "adult_income", 15, "run-2", now=oldest + dt.timedelta(minutes=16))
+    assert claimed.batch_id is not None and len(claimed.requests) == 1000
+    assert len(rq.subjects_of(engine, claimed.batch_id)) == 1000
+    # an unfinished batch is resumed before anything new is claimed
+    file(engine, "late", ["cust-late"])
+    again = rq.claim_batch(engine, "adult_income", 0, "run-3")
+    assert again.resumed and again.batch_id == claimed.batch_id and "late" not in again.requests
+    rq.mark(engine, claimed.batch_id, "closed")
+    nxt = rq.claim_batch(engine, "adult_income", 0, "run-4")
+    assert nxt.requests == ["late"]
+
+
+def test_a_kept_open_batch_keeps_its_requests_pending_with_the_reason(engine):
+    file(engine, "R-1")
+    b = rq.claim_batch(engine, "adult_income", 0, "run-1").batch_id
+    rq.mark(engine, b, "open", "version 3 (champion): retrained version 5 failed its gates")
+    row = rq.get(engine, "R-1")
+    assert row["status"] == "open" and "failed its gates" in row["reason"]
+    assert rq.claim_batch(engine, "adult_income", 0, "run-2").resumed
+
+
+def test_overdue_requests_are_paged_once(engine):
+    file(engine, "R-1")
+    late = T0 + dt.timedelta(days=400)
+    assert [r["request_id"] for r in rq.overdue(engine, "adult_income", 72, now=late)] == ["R-1"]
+    rq.mark_paged(engine, ["R-1"])
+    assert rq.overdue(engine, "adult_income", 72, now=late) == []
+
+
+def test_the_audit_chain_verifies_and_shows_an_edit(engine):
+    for i in range(3):
+        audit.append(engine, "erasure_receipt", "erasure", f"R-{i}", {"receipt_sha256": f"{i}" * 64})
+    assert audit.verify_chain(engine) == {"ok": True, "rows": 3, "problems": []}
+    with engine.begin() as conn:
+        conn.execute(update(audit_log).where(audit_log.c.seq == 2).values(payload={"receipt_sha256": "forged"}))
+    checked = audit.verify_chain(engine)
+    assert not checked["ok"] and checked["problems"] == ["row 2 (erasure_receipt R-1): content does not match its hash"]
+
+
+def test_a_refusal_is_audited(engine):
+    err = rq.refuse(engine, spec="adult_income", actor="analyst", channel="rest", why="POST by role 'user'")
+    assert "need the 'op' role" in str(err)
+    [row] = audit.entries(engine, kind="erasure_refused")
+    assert row["actor"] == "analyst" and row["payload"]["channel"] == "rest"
+
+
+def test_needles_match_whole_ids_only():
+    rx = pattern(["compas-1", "cust-ab12", "a.b@c"])
+    assert rx.found(b"compas-10 compas-1, cust-ab12x") == {b"compas-1"}
+    text, n = redact_text(b'{"reason": "e.g. \'compas-1\' and compas-11 and a.b@c"}', rx)
+    assert n == 2 and text == b'{"reason": "e.g. \'[erased]\' and compas-11 and [erased]"}'
+    data, removed = csv_without(b"record_id,x\ncompas-1,3\ncompas-10,4\n", rx)
+    assert removed == 1 and data == b"record_id,x\ncompas-10,4\n"
+
+
+@pytest.mark.parametrize(("role", "allowed"), [("op", True), ("admin", True), ("user", False), ("viewer", False)])
+def test_only_op_may_trigger_an_erasure_dag(tmp_path, monkeypatch, role, allowed):
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    from ativo.airflow.auth import AtivoAuthManager
+
+    monkeypatch.setenv("ATIVO_HOME", str(tmp_path))
+    manager = AtivoAuthManager()
+    user = SimpleAuthManagerUser(username=f"u-{role}", role=role)
+    assert manager.is_authorized_dag(method="POST", user=user, access_entity=DagAccessEntity.RUN,
+                                     details=DagDetails(id="adult_income__erasure")) is allowed  # fmt: skip
+    assert manager.is_authorized_dag(method="GET", user=user, details=DagDetails(id="adult_income__erasure"))
+    if role == "user":  # other DAGs are as before
+        assert manager.is_authorized_dag(method="POST", user=user, access_entity=DagAccessEntity.RUN,
+                                         details=DagDetails(id="adult_income__train"))  # fmt: skip
+    refused = audit.entries(get_engine(f"sqlite:///{tmp_path / 'ativo.db'}"), kind="erasure_refused")
+    assert [r["actor"] for r in refused] == ([] if allowed else [f"u-{role}"])
