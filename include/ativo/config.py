@@ -115,6 +115,8 @@ class Settings(BaseSettings):
         dvc_remote: DVC remote for dataset versions: a local directory or ``s3://…`` (``ATIVO_DVC_REMOTE``, default
             ``<home>/dvc-remote``).
         s3_endpoint_url: S3 endpoint for MinIO or a local S3 server; None means AWS (``ATIVO_S3_ENDPOINT_URL``).
+        erasure_queue_url: an SQS queue of erasure requests that the ERASURE DAGs watch (``ATIVO_ERASURE_QUEUE_URL``;
+            Airflow connection ``ativo_erasure_queue`` for its credentials and endpoint); None: no queue.
         specs_dir: where model specs (YAML) live (``ATIVO_SPECS_DIR``, default ``include/specs``).
         reference_dir: where the reference data is fetched to (``ATIVO_REFERENCE_DIR``, default ``var/reference``).
         prices: USD per resource-hour for each resource kind (``cpu``, ``gpu``), from ``ATIVO_PRICES`` (a JSON
@@ -148,6 +150,7 @@ class Settings(BaseSettings):
     registry_path: Path = Field(validation_alias="ATIVO_REGISTRY_PATH")
     dvc_remote: str = Field(validation_alias="ATIVO_DVC_REMOTE")
     s3_endpoint_url: str | None = Field(None, validation_alias="ATIVO_S3_ENDPOINT_URL")
+    erasure_queue_url: str | None = Field(None, validation_alias="ATIVO_ERASURE_QUEUE_URL")
     specs_dir: Path = Field(PROJECT_ROOT / "include" / "specs", validation_alias="ATIVO_SPECS_DIR")
     reference_dir: Path = Field(PROJECT_ROOT / "var" / "reference", validation_alias="ATIVO_REFERENCE_DIR")
     prices: Mapping[str, float] = Field(default_factory=lambda: dict(DEFAULT_PRICES), validation_alias="ATIVO_PRICES")

@@ -12,7 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.sdk import (
+    DAG,
+    Asset,
+    AssetOrTimeSchedule,
+    CronDataIntervalTimetable,
+    Param,
+    dag,
+    get_current_context,
+    task,
+)
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ativo import naming
@@ -22,6 +31,35 @@ from ativo.config import load_settings
 from ativo.spec import ModelSpec
 
 ERASURE: dict[str, Any] = {"priority_weight": PRIORITY_WEIGHT["erasure"], "weight_rule": "absolute"}
+QUEUE_CONN = "ativo_erasure_queue"
+QUEUE_REDELIVERY_S = 300  # a message the DAG has not filed and deleted comes back after this
+
+
+def queue_asset(spec: ModelSpec, queue_url: str) -> Asset:
+    """The spec's erasure-request queue as an Asset watched by a ``MessageQueueTrigger`` on SQS.
+
+    The trigger leaves messages in the queue (hidden for :data:`QUEUE_REDELIVERY_S`): the DAG deletes each one once it
+    is filed, so a message the platform has not recorded is never lost. Only messages whose ``spec`` is this spec
+    fire it.
+    """
+    from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
+    from airflow.sdk import AssetWatcher
+
+    trigger = MessageQueueTrigger(
+        scheme="sqs", sqs_queue=queue_url, aws_conn_id=QUEUE_CONN, max_messages=10, waiter_delay=5,
+        wait_time_seconds=5, delete_message_on_reception=False, visibility_timeout=QUEUE_REDELIVERY_S,
+        message_filtering="jsonpath", message_filtering_config="spec", message_filtering_match_values=[spec.name],
+    )  # fmt: skip
+    return Asset(name=f"{spec.name}.erasure_requests", uri=f"x-ativo://erasure-requests/{spec.name}",
+                 watchers=[AssetWatcher(name=f"{spec.name}_erasure_queue", trigger=trigger)])  # fmt: skip
+
+
+def _schedule(spec: ModelSpec) -> Any:
+    cron = CronDataIntervalTimetable(spec.erasure.cron, timezone="UTC")
+    queue_url = load_settings().erasure_queue_url
+    if not queue_url:
+        return cron
+    return AssetOrTimeSchedule(timetable=cron, assets=queue_asset(spec, queue_url))
 
 
 def _batch(value: Any) -> int:
@@ -50,6 +88,25 @@ class RetrainOperator(ComputeOperator):
         return {"batch": int(self.batch), "from": result["from"], "version": result["version"]}
 
 
+def _file_queue_messages(spec: ModelSpec, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """File queue messages, then delete them from the queue (a message not deleted comes back and is filed again)."""
+    from airflow.providers.amazon.aws.hooks.sqs import SqsHook
+
+    from ativo.erasure.queue import file_messages
+    from ativo.hashing import platform_pepper
+    from ativo.serve.keys import ApiKeys
+    from ativo.store.db import get_engine
+
+    settings = load_settings()
+    filed = file_messages(get_engine(settings.db_url), spec.name, messages,
+                          ApiKeys(settings.home / "serve" / "api_keys.json"), platform_pepper(settings))  # fmt: skip
+    if filed.delete:
+        client = SqsHook(aws_conn_id=QUEUE_CONN).get_conn()
+        for i in range(0, len(filed.delete), 10):
+            client.delete_message_batch(QueueUrl=settings.erasure_queue_url, Entries=filed.delete[i:i + 10])
+    return {"filed": [a["request_id"] for a in filed.acks], "refused": filed.refused}
+
+
 def build_erasure_dag(spec: ModelSpec) -> DAG:
     """Erasure of one spec (see the module doc)."""
 
@@ -57,7 +114,7 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
         dag_id=naming.erasure_dag_id(spec.name),
         description=f"Erasure requests → purge everywhere → retrain and redeploy affected models → receipt, for "
                     f"{spec.name}",
-        schedule=CronDataIntervalTimetable(spec.erasure.cron, timezone="UTC"),
+        schedule=_schedule(spec),
         start_date=_start(spec),
         catchup=False,
         max_active_runs=1,
@@ -77,13 +134,17 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
     def erasure() -> None:
         @task
         def receive() -> dict[str, Any]:
-            """File the run's own request (REST or UI trigger with conf) before anything else; acknowledge it."""
+            """File the run's own requests before anything else: its conf (REST or UI), or its queue messages."""
             from ativo.erasure.requests import InvalidRequest, file_request
             from ativo.hashing import platform_pepper
             from ativo.store.db import get_engine
 
             context = get_current_context()
             params = context["params"]
+            messages = [m for evs in (context.get("triggering_asset_events") or {}).values() for e in evs
+                        for m in ((e.extra or {}).get("payload") or {}).get("message_batch") or []]  # fmt: skip
+            if messages:
+                return _file_queue_messages(spec, messages)
             if not params.get("subjects"):
                 raise AirflowSkipException("no subjects in the run's conf: pending requests are processed")
             settings = load_settings()
