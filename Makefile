@@ -74,6 +74,7 @@ bench: data  ## benchmarks (each prints a summary and one JSON line)
 	@$(PY) bench/hpo.py
 	@$(PY) bench/gates.py
 	@$(PY) bench/drift.py
+	@$(PY) bench/erasure.py
 	@$(PY) bench/monitor.py
 
 clean: stop  ## remove runtime state (var/) — keeps .venv

@@ -35,14 +35,20 @@ Checks: ``residual_hits`` (the verify step's scan hits; also an independent scan
 test does, for the subjects, their record ids, pseudonyms and prediction ids), ``other_rows_lost`` (for every
 historical dataset version, read before and after with ``open_registry(settings).read``: rows of other subjects
 missing afterwards; also erased rows still there), ``other_predictions_lost`` (the prediction log's rows of other
-subjects), ``retrains_per_model`` (retrain steps / live versions).
+subjects), ``retrains_per_model`` (retrain steps / live versions), ``retired_models_loadable`` (retired versions
+whose model still loads with ``load_version`` afterwards: the retirement should have deleted their artifacts) and
+``model_files_not_live`` per run (``model.ubj`` files under the home that belong to no live version: trials' and
+retired versions' models, trained on the erased rows).
 
 Membership (run B): the per-row log-loss of a model on (a) the erased rows, (b) rows it trained on, (c) its held-out
 test rows; ``membership_advantage_erased`` = |AUC(erased vs unseen, by loss) − 0.5| for the new champion (0 means
 the erased rows look unseen), ``membership_advantage_erased_old`` the same for the old champion before the erasure
-(it trained on them); ``*_train`` the same for training rows (what a member looks like to that model).
+(it trained on them); ``*_train`` the same for training rows (what a member looks like to that model). A loss-rank
+attack is weak on a gradient-boosted model that early-stopped (its training rows' AUC is near 0.5 too), so the mean
+loss gap is reported as well: ``membership_loss_gap_erased`` = mean loss of unseen rows − mean loss of erased rows
+(≈ 0: they look unseen; the old model's gap is about its train/test gap), with Welch's t-test p-value.
 
-Usage: ``.venv/bin/python bench/erasure.py [--present 800] [--unknown 200]`` (about 5 minutes on 2 cores). Prints a
+Usage: ``.venv/bin/python bench/erasure.py [--present 800] [--unknown 200]`` (about 3 minutes on 2 cores). Prints a
 readable summary, then one JSON line.
 """
 
@@ -276,7 +282,7 @@ def erase(spec: Any, settings: Any, subject_lists: list[list[str]]) -> dict[str,
         retrains[live["version"]] = time.perf_counter() - t
     gates: dict[str, float] = {}
     verdicts: dict[str, Any] = {}
-    for old, r in retrained.items():
+    for r in retrained.values():
         if r.get("ok"):
             t = time.perf_counter()
             verdicts[r["version"]] = pr.gates(spec, settings, b, r["version"])
@@ -311,6 +317,8 @@ def erase(spec: Any, settings: Any, subject_lists: list[list[str]]) -> dict[str,
     out["affected_models"], out["live"] = planned["affected"], [(v["version"], v["aliases"]) for v in planned["live"]]
     out["retrained"] = {k: (r.get("version") if r.get("ok") else f"FAILED: {r.get('reason')}")
                         for k, r in retrained.items()}  # fmt: skip
+    out["retrained_test_auc"] = {r["version"]: round(float(r["metrics"].get("test_auc", float("nan"))), 4)
+                                 for r in retrained.values() if r.get("ok")}  # fmt: skip
     out["gates_passed"] = {v: bool(g["passed"]) for v, g in verdicts.items()}
     out["gate_failures"] = {v: g["reasons"] for v, g in verdicts.items() if not g["passed"]}
     out["replaced"], out["switch_failures"] = switched["replaced"], switched["failures"]
@@ -382,6 +390,29 @@ def independent_scan(settings: Any, gone: list[str], record_ids: set[str], predi
             "seconds": round(time.perf_counter() - t, 2)}  # fmt: skip
 
 
+def leftover_models(spec: Any, settings: Any) -> dict[str, Any]:
+    """After the erasure: retired versions whose model still loads, and model files of no live version on disk."""
+    from mlflow import MlflowClient
+
+    from ativo.erasure.models import LIVE, RETIRED_TAG
+    from ativo.model.artifact import load_version
+
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    name = spec.registered_model_name
+    live = {str(v) for a, v in client.get_registered_model(name).aliases.items() if a in LIVE}
+    live_ids = {client.get_model_version(name, v).source.removeprefix("models:/") for v in live}
+    loadable = []
+    for mv in client.search_model_versions(f"name = '{name}'"):
+        if RETIRED_TAG in (mv.tags or {}):
+            try:
+                load_version(spec, settings.mlflow_tracking_uri, mv.version)
+                loadable.append(str(mv.version))
+            except Exception:  # deleted, as it should be
+                pass
+    files = [p for p in settings.home.rglob("model.ubj") if not live_ids & set(p.parts)]
+    return {"retired_loadable": sorted(loadable, key=int), "model_files_not_live": len(files)}
+
+
 def prediction_rows(settings: Any, spec: Any) -> Any:
     from ativo.serve.predlog import read_log
     from ativo.store.objects import open_store
@@ -398,6 +429,14 @@ def losses(model: Any, frame: Any) -> Any:
     p = np.clip(model.predict_frame(frame), 1e-7, 1 - 1e-7)
     y = frame[LABEL].to_numpy().astype(float)
     return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
+def loss_gap(members: Any, unseen: Any) -> tuple[float, float]:
+    """(mean loss of ``unseen`` − mean loss of ``members``, Welch's t-test p-value of that difference)."""
+    from scipy import stats
+
+    p = stats.ttest_ind(unseen, members, equal_var=False).pvalue
+    return round(float(unseen.mean() - members.mean()), 4), float(f"{p:.3g}")
 
 
 def advantage(members: Any, unseen: Any) -> tuple[float, float]:
@@ -427,6 +466,7 @@ def run_a(spec: Any, root: Path) -> dict[str, Any]:
     log_predictions(spec, settings, others, others[sid].astype(str).tolist())
     preds_before = prediction_rows(settings, spec)
     out = erase(spec, settings, [[subject]])
+    out["leftover_models"] = leftover_models(spec, settings)
     after = snapshot(spec, settings)
     out.update(rows_lost(spec, before, after, {subject}))
     out["subject_rows"], out["subject_partitions"] = len(rows), int(rows[spec.data_schema.event_time].nunique())
@@ -475,6 +515,7 @@ def run_b(spec: Any, root: Path, present: int, unknown: int, seed: int) -> dict[
     order = rng.permutation(len(subjects) + len(nobody))
     everyone = subjects + nobody
     out = erase(spec, settings, [[everyone[i]] for i in order])
+    out["leftover_models"] = leftover_models(spec, settings)
     after = snapshot(spec, settings)
     out.update(rows_lost(spec, before, after, gone))
     out["subjects_present"], out["subjects_unknown"], out["erased_rows"] = len(subjects), len(nobody), len(erased_rows)
@@ -487,7 +528,8 @@ def run_b(spec: Any, root: Path, present: int, unknown: int, seed: int) -> dict[
     new = load_version(spec, settings.mlflow_tracking_uri, alias="champion")
     _, redacted = load_dataset(spec, settings, latest_tag)
     new_split = split_frame(redacted, spec)
-    new_erased, new_train, new_test = losses(new, erased_rows), losses(new, new_split.train), losses(new, new_split.test)
+    new_erased, new_train = losses(new, erased_rows), losses(new, new_split.train)
+    new_test = losses(new, new_split.test)
     auc_new, adv_new = advantage(new_erased, new_test)
     auc_old, adv_old = advantage(old_erased, old_test)
     out["membership"] = {
@@ -496,6 +538,11 @@ def run_b(spec: Any, root: Path, present: int, unknown: int, seed: int) -> dict[
         "erased_in_new_train": int(new_split.train[sid].astype(str).isin(gone).sum()),
         "auc_erased_vs_unseen_new": auc_new, "advantage_erased_new": adv_new,
         "auc_erased_vs_unseen_old": auc_old, "advantage_erased_old": adv_old,
+        "loss_gap_erased_new": loss_gap(new_erased, new_test)[0], "loss_gap_erased_new_p": loss_gap(new_erased,
+                                                                                                   new_test)[1],
+        "loss_gap_erased_old": loss_gap(old_erased, old_test)[0], "loss_gap_erased_old_p": loss_gap(old_erased,
+                                                                                                   old_test)[1],
+        "loss_gap_train_new": loss_gap(new_train, new_test)[0], "loss_gap_train_old": loss_gap(old_train, old_test)[0],
         "advantage_train_new": advantage(new_train, new_test)[1], "advantage_train_old": advantage(old_train,
                                                                                                   old_test)[1],
         "mean_loss": {"new_erased": round(float(new_erased.mean()), 4), "new_train": round(float(new_train.mean()), 4),
@@ -517,9 +564,10 @@ def show(name: str, r: dict[str, Any]) -> None:
           f"{r['batch_requests']}; found {r['found']['subjects_found']} subject(s): {r['found']['records']} record(s), "
           f"{r['found']['lake_partitions']} lake partition(s), {r['found']['dvc_objects']} DVC object(s) in "
           f"{len(r['found']['dataset_versions'])} version(s), {r['found']['predictions']} logged prediction(s)")
+    parts = r["purge_parts"]
     print(f"[{name}] find {r['find_s']:.2f} s | purge {r['purge_s']:.2f} s | re-version {r['re_version_s']:.2f} s "
-          f"(new version {r['purge_parts'].get('new_version_s', 0):.2f}, history {r['purge_parts'].get('redact_history_s', 0):.2f}, "
-          f"delete {r['purge_parts'].get('delete_old_objects_s', 0):.2f}) | models {r['plan_models_s']:.2f} s | "
+          f"(new version {parts.get('new_version_s', 0):.2f}, history {parts.get('redact_history_s', 0):.2f}, "
+          f"delete {parts.get('delete_old_objects_s', 0):.2f}) | models {r['plan_models_s']:.2f} s | "
           f"retrain {r['retrain_s']:.1f} s {r['retrain_each_s']} | gates {r['gates_s']:.1f} s {r['gates_each_s']} | "
           f"switch {r['switch_s']:.2f} s | scan {r['scan_s']:.2f} s | close {r['close_s']:.2f} s")  # fmt: skip
     print(f"[{name}] request → redeployed champion {r['total_s']:.1f} s (target {r['target_s']:.1f} s = retrain + "
@@ -535,6 +583,10 @@ def show(name: str, r: dict[str, Any]) -> None:
           f"{r['other_rows_lost']}, erased rows left {r['erased_rows_left']}, versions differing "
           f"{r['versions_differing']}; other predictions lost {r['other_predictions_lost']}; retrains/model "
           f"{r['retrains_per_model']:g} ({r['retrain_steps']} / {r['live_versions']}); receipts {r['receipts']}")
+    lm = r["leftover_models"]
+    print(f"[{name}] retrained test AUC {r['retrained_test_auc']} (before: {s['test_auc']}); retired versions whose "
+          f"model still loads: {lm['retired_loadable'] or 'none'}; model files of no live version left on disk: "
+          f"{lm['model_files_not_live']}{'  <-- SHOULD BE NONE' if lm['retired_loadable'] else ''}")  # fmt: skip
 
 
 def main() -> int:
@@ -571,6 +623,10 @@ def main() -> int:
           f"{m['auc_erased_vs_unseen_old']:.3f} → advantage {m['advantage_erased_old']:.3f} (train rows: "
           f"{m['advantage_train_old']:.3f}); {m['erased_rows']} erased rows, {m['new_test_rows']} unseen; mean loss "
           f"{m['mean_loss']}")  # fmt: skip
+    print(f"[B] mean-loss gap (unseen − erased): new {m['loss_gap_erased_new']:+.4f} (Welch p "
+          f"{m['loss_gap_erased_new_p']:.3g}), old {m['loss_gap_erased_old']:+.4f} "
+          f"(p {m['loss_gap_erased_old_p']:.3g}); "
+          f"training rows: new {m['loss_gap_train_new']:+.4f}, old {m['loss_gap_train_old']:+.4f}")  # fmt: skip
     print(f"gates: {GATES_NOTE}")
 
     def phases(r: dict[str, Any]) -> dict[str, Any]:
@@ -582,7 +638,9 @@ def main() -> int:
                 "retrains_per_model": r["retrains_per_model"], "residual_hits": r["residual_hits"],
                 "independent_scan_hits": r["independent_scan"]["hits"], "other_rows_lost": r["other_rows_lost"],
                 "erased_rows_left": r["erased_rows_left"], "other_predictions_lost": r["other_predictions_lost"],
-                "closed": r["closed"], "gates_passed": r["gates_passed"], "setup": r["setup"]}  # fmt: skip
+                "closed": r["closed"], "gates_passed": r["gates_passed"], "retrained_test_auc": r["retrained_test_auc"],
+                "retired_versions": r["retired_versions"], "retired_loadable": r["leftover_models"]["retired_loadable"],
+                "model_files_not_live": r["leftover_models"]["model_files_not_live"], "setup": r["setup"]}  # fmt: skip
 
     result = {
         "bench": "erasure", "spec": spec.name, "cores": os.cpu_count(),
@@ -595,7 +653,11 @@ def main() -> int:
         "retrains_per_model": b["retrains_per_model"],
         "membership_advantage_erased": m["advantage_erased_new"],
         "membership_advantage_erased_old": m["advantage_erased_old"],
+        "membership_loss_gap_erased": m["loss_gap_erased_new"],
+        "membership_loss_gap_erased_old": m["loss_gap_erased_old"],
         "membership": m,
+        "retired_models_loadable": len(a["leftover_models"]["retired_loadable"]) + len(
+            b["leftover_models"]["retired_loadable"]),
         "closed": bool(a["closed"] and b["closed"]),
         "run_a": phases(a), "run_b": phases(b),
         "gates_note": GATES_NOTE, "bench_wall_s": round(time.perf_counter() - started, 1),

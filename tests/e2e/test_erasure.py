@@ -10,6 +10,7 @@ import datetime as dt
 import io
 
 import pandas as pd
+import pytest
 
 from tests.e2e.test_drift_retrain import quick
 from tests.e2e.test_etl_and_training import run_etl, states
@@ -136,10 +137,16 @@ def test_erasure_purges_everywhere_and_redeploys_retrained_models(airflow_db, se
     assert champion.tags["ativo.erasure_batch"] == str(batch) and champion.tags["ativo.erasure_request_count"] == "1000"
     assert "R-1" in rq.batch(engine, batch)["requests"]  # the batch names every request it answered
     assert client.get_model_version(name, aliases["previous"]).tags["ativo.erasure_retrained_from"] == "1"
+    from ativo.model.artifact import load_version
+
     for old in ("1", "2"):
         mv = client.get_model_version(name, old)
         assert mv.tags["ativo.erasure_retired"].startswith(f"erasure batch {batch}: 1000 request(s)")
-        assert [a.path for a in client.list_artifacts(mv.run_id) if a.path == "model"] == []  # artifacts gone
+        model_id = client.get_run(mv.run_id).data.tags["ativo.model_uri"].removeprefix("models:/")
+        assert client.list_logged_model_artifacts(model_id) == []  # the model files are gone
+        with pytest.raises(Exception):  # noqa: B017  (whatever the loader raises: nothing is left to load)
+            load_version(spec, settings.mlflow_tracking_uri, old)
+    assert load_version(spec, settings.mlflow_tracking_uri, aliases["champion"]).version == aliases["champion"]
 
     # the receipt: closed, content-hashed, chained
     req = rq.get(engine, "R-1")
@@ -154,3 +161,17 @@ def test_erasure_purges_everywhere_and_redeploys_retrained_models(airflow_db, se
     nobody = audit.entries(engine, kind="erasure_receipt", ref="bulk-998")[0]["payload"]["receipt"]
     assert nobody["subjects"][0]["found"] is False  # acknowledged, reported not found
     assert not [p for p in pages if p.get("ativo", {}).get("kind", "").startswith("erasure")]
+
+    # a retraining that fails its gates: on-call is paged, the request stays open with the reason, the purge is done
+    strict = spec.model_copy(update={"gates": spec.gates.model_copy(update={
+        "performance": spec.gates.performance.model_copy(update={"min_auc": 0.999})})})  # fmt: skip
+    second = latest.loc[~latest[sid].isin(gone), sid].iloc[0]
+    failed = build_erasure_dag(strict).test(run_conf={"subjects": [second], "request_id": "R-2", "force": True})
+    assert str(failed.state) == "failed" and states(failed)["verify"] == "failed", states(failed)
+    req = rq.get(engine, "R-2")
+    assert req["status"] == "open" and "failed its gates" in req["reason"] and "performance" in req["reason"]
+    [page] = [p["ativo"] for p in pages if p.get("ativo", {}).get("kind") == "erasure_open"]
+    assert page["requests"] == ["R-2"] and "failed its gates" in page["reason"]
+    lake = registry.read(versions_of(engine, spec.name)[-1])
+    assert second not in set(lake[sid])  # the data purge completed
+    assert {a: str(v) for a, v in client.get_registered_model(name).aliases.items()} == aliases  # nothing switched

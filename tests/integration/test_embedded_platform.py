@@ -171,6 +171,38 @@ def test_concurrent_backfills_and_training_survive_a_killed_scheduler(tmp_path, 
             print(f"{name}: {len(train_runs)} training run(s) for {latest[1]} dataset versions; the latest "
                   f"({latest[0]}) trained once, by {claim['dag_run_id']} ({claim['trigger']})")
 
+        # Erasure through the REST API: a 'user' gets 403 (audited); an 'op' files a request that the DAG closes.
+        _erasure_over_rest(settings, api)
+
         # No component stayed dead.
         alive = supervisor.status(settings)
         assert all(alive[n] for n in (*supervisor.AIRFLOW, "postgres", "mlflow", "watchdog")), alive
+
+
+def _erasure_over_rest(settings, api) -> None:
+    import json
+
+    from ativo.erasure import audit
+    from ativo.erasure import requests as rq
+    from ativo.http import HttpError
+    from ativo.orchestrator import AirflowAPI
+    from ativo.store.db import get_engine
+    from ativo.waiting import wait_until
+
+    passwords = json.loads((settings.airflow_home / "passwords.json").read_text())
+    path = "/api/v2/dags/compas_recidivism__erasure/dagRuns"
+    body = {"logical_date": None, "conf": {"subjects": ["person-nobody"], "request_id": "REST-1", "force": True}}
+    with pytest.raises(HttpError) as refused:
+        AirflowAPI(api.base, passwords["analyst"], "analyst").post(path, body)
+    assert refused.value.status == 403
+    engine = get_engine(settings.db_url)
+    [refusal] = audit.entries(engine, kind="erasure_refused")
+    assert refusal["actor"] == "analyst" and refusal["ref"] == "compas_recidivism"
+    run = AirflowAPI(api.base, passwords["operator"], "operator").post(path, body)
+    wait_until(lambda: api.get(f"{path}/{run['dag_run_id']}")["state"] in ("success", "failed"), 600, 3,
+               "the erasure run to finish")  # fmt: skip
+    assert api.get(f"{path}/{run['dag_run_id']}")["state"] == "success"
+    req = rq.get(engine, "REST-1")
+    assert req["status"] == "closed" and req["channel"] == "rest" and req["actor"] == "operator"
+    [receipt] = audit.entries(engine, kind="erasure_receipt", ref="REST-1")
+    assert receipt["payload"]["receipt"]["subjects"][0]["found"] is False  # acknowledged, reported not found

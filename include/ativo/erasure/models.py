@@ -171,8 +171,8 @@ def switch(spec: ModelSpec, settings: Settings, replaced: dict[str, str], *, bat
            requests: list[str]) -> dict[str, Any]:  # fmt: skip
     """Move every live alias from an old version to its retrained one at once (blue/green, no canary window).
 
-    An alias whose old version has no passing replacement is removed (``previous``) or, for a serving alias, left
-    for the caller to decide (the request stays open). Returns the deployment record.
+    An alias whose old version has no passing replacement stays where it is (the caller keeps the request open
+    with the reason). Returns the deployment record.
     """
     from ativo.deploy.promotion import aliases, record
 
@@ -203,15 +203,30 @@ def requests_note(batch_id: int, requests: list[str]) -> str:
     return f"erasure batch {batch_id}: {len(requests)} request(s): {shown}"
 
 
+def _logged_models(client: Any, experiment: str) -> dict[str, list[Any]]:
+    """Source run id → the MLflow logged models (MLflow 3 keeps each under ``models/m-…``, not in the run)."""
+    out: dict[str, list[Any]] = {}
+    token = None
+    while True:
+        page = client.search_logged_models([experiment], max_results=1000, page_token=token)
+        for m in page:
+            out.setdefault(str(m.source_run_id), []).append(m)
+        token = page.token
+        if not token:
+            return out
+
+
 def retire(spec: ModelSpec, settings: Settings, versions: list[str], *, requests: list[str],
            dataset_tags: list[str], batch_id: int) -> dict[str, Any]:  # fmt: skip
     """Delete the model artifacts of every run trained on an affected dataset version, except live versions'.
 
     That is each affected registered version's model and every trial of the searches on that data (each trial
-    logged a model); tags, parameters and metrics stay, and each version is tagged with the requests.
+    logged a model), and the monitor reports of the windows they served; tags, parameters and metrics stay, and
+    each run, logged model and version is tagged with the requests. Versions this batch retrained are kept (their
+    data is redacted); a version an earlier erasure retrained is retired like any other.
 
     Returns:
-        ``{"versions": [...], "runs": {run_id: [artifact paths deleted]}}``.
+        ``{"versions": [...], "runs": {run_id: [what was deleted]}}``.
     """
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
@@ -223,26 +238,35 @@ def retire(spec: ModelSpec, settings: Settings, versions: list[str], *, requests
     live = {v for alias, v in aliases(spec, settings).items() if alias in LIVE}
     keep_runs = {client.get_model_version(name, v).run_id for v in live}
     experiment = ensure_experiment(client, spec, settings)
+    models = _logged_models(client, experiment)
+    note = requests_note(batch_id, requests)
     runs: dict[str, list[str]] = {}
     for t in dataset_tags:
         for run in client.search_runs([experiment], f"tags.`ativo.dataset_version` = '{t}'", max_results=5000):
-            if run.info.run_id in keep_runs or run.data.tags.get("ativo.role") == "erasure-retrain" and \
-                    run.data.tags.get(REDACTED_TAG):  # fmt: skip
+            tags = run.data.tags
+            if run.info.run_id in keep_runs or (tags.get("ativo.role") == "erasure-retrain"
+                                                and tags.get("ativo.erasure_batch") == str(batch_id)):  # fmt: skip
                 continue
-            repo = get_artifact_repository(run.info.artifact_uri)
             deleted = []
+            for m in models.get(run.info.run_id, []):
+                repo = get_artifact_repository(m.artifact_location)
+                if client.list_logged_model_artifacts(m.model_id):
+                    repo.delete_artifacts()
+                    deleted.append(f"logged model {m.model_id}")
+                client.set_logged_model_tags(m.model_id, {RETIRED_TAG: note})
+            repo = get_artifact_repository(run.info.artifact_uri)
             for entry in client.list_artifacts(run.info.run_id):
-                if entry.path in ("model", "monitor"):  # the model, and reports of windows it served
+                if entry.path in ("model", "monitor"):  # a model logged inside the run; reports of windows it served
                     repo.delete_artifacts(entry.path)
                     deleted.append(entry.path)
             if deleted:
                 runs[run.info.run_id] = deleted
-                client.set_tag(run.info.run_id, RETIRED_TAG, requests_note(batch_id, requests))
+                client.set_tag(run.info.run_id, RETIRED_TAG, note)
     retired = []
     for v in versions:
         if v in live:
             continue
-        client.set_model_version_tag(name, v, RETIRED_TAG, requests_note(batch_id, requests))
+        client.set_model_version_tag(name, v, RETIRED_TAG, note)
         client.set_model_version_tag(name, v, "ativo.erasure_batch", str(batch_id))
         client.set_model_version_tag(name, v, "ativo.deploy_state", f"retired by erasure {_now()}")
         retired.append(v)
