@@ -11,7 +11,7 @@ HOST_PATH := $(PATH)
 UV := $(shell command -v uv 2>/dev/null || { test -x "$$HOME/.local/bin/uv" && echo "$$HOME/.local/bin/uv"; })
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup data run demo-drift stop status airflow-env test test-fast test-unit test-dags test-model test-component test-e2e test-integration lint bench clean
+.PHONY: help setup data run demo-drift demo-erasure stop status airflow-env test test-fast test-unit test-dags test-model test-component test-e2e test-integration lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ run: data  ## start Airflow, MLflow and run the lifecycle on the embedded defaul
 
 demo-drift: setup  ## on the running platform: drifted traffic → MONITOR → retraining → canary (after make run)
 	@$(PY) -m devtools demo-drift $(if $(SPEC),--spec $(SPEC))
+
+demo-erasure: setup  ## on the running platform: erase one customer everywhere, retrain, redeploy, receipt (after make run)
+	@$(PY) -m devtools demo-erasure $(if $(SPEC),--spec $(SPEC))
 
 stop:  ## stop every process `make run` started
 	@if [ -x $(PY) ]; then $(PY) -m devtools down; else echo "nothing to stop"; fi

@@ -47,6 +47,8 @@ def banner(settings: Settings, summaries: dict[str, str], samples: dict[str, dic
 ================================================================================
  Ativo is running
    Airflow UI     {url("airflow", settings)}      login: admin / {pw}
+                  (also operator: role op, may file erasures; analyst: role user; passwords in
+                  {settings.airflow_home / "passwords.json"})
    MLflow UI      {url("mlflow", settings)}      (experiments ativo/<spec>, registered models)
    Inference API  {url("serve", settings)}      API key: {key}
                   {models} (predict explain feedback need the key; health metrics do not)
@@ -58,5 +60,6 @@ def banner(settings: Settings, summaries: dict[str, str], samples: dict[str, dic
 {results}
  Serving
 {serving}
+ Try       make demo-drift (drift → retraining → canary), make demo-erasure (erase a customer → receipt)
  Stop everything with `make stop`.
 ================================================================================"""

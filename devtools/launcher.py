@@ -97,6 +97,12 @@ def _cmd_demo_drift(args: argparse.Namespace) -> int:
     return demo(load_settings(), args.spec, tuple(args.drift or SHIFTS), rows=args.rows)
 
 
+def _cmd_demo_erasure(args: argparse.Namespace) -> int:
+    from devtools.demo_erasure import demo
+
+    return demo(load_settings(), args.spec)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m devtools``."""
     p = argparse.ArgumentParser(prog="python -m devtools", description="The embedded platform behind `make run`.")
@@ -123,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--drift", action="append", help="a shift as `ativo traffic --drift` takes it (repeatable)")
     s.add_argument("--rows", type=int, default=1500, help="rows per window")
     s.set_defaults(func=_cmd_demo_drift)
+    s = sub.add_parser("demo-erasure", help="erase one customer on the running platform and print the receipt")
+    s.add_argument("--spec", default="adult_income")
+    s.set_defaults(func=_cmd_demo_erasure)
     return p
 
 

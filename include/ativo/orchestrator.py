@@ -76,6 +76,10 @@ class AirflowAPI:
         """PATCH an API path."""
         return self._call("PATCH", path, body)
 
+    def delete(self, path: str) -> Any:
+        """DELETE an API path."""
+        return self._call("DELETE", path)
+
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         """Every run of a DAG."""
         return list(self.get(f"/api/v2/dags/{dag_id}/dagRuns?limit=200&order_by=logical_date")["dag_runs"])

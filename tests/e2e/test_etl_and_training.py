@@ -42,6 +42,7 @@ def test_etl_then_training_end_to_end(airflow_db, settings, spec, reference_dir,
     from ativo.store.objects import open_store
     from ativo.summary import collect
 
+    began = dt.datetime.now(dt.UTC)
     store = open_store(settings)
     simulate(spec, store, reference_dir, START, len(DAYS), malformed={BAD_DAY: "unknown_category"})
     bag = DagBag(dag_folder=str(ROOT / "dags"))
@@ -179,14 +180,17 @@ def test_etl_then_training_end_to_end(airflow_db, settings, spec, reference_dir,
     print("gate verdict on v0002:", report["verdict"], report["failed_gates"])
 
 
-def asset_events(uri: str) -> list[dict]:
+def asset_events(uri: str, since: dt.datetime | None = None) -> list[dict]:
+    """The extras of an Asset's events, oldest first (only those at or after ``since``: the Airflow DB is shared by
+    the tests of one worker)."""
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
+    q = (select(AssetEvent.extra).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+         .where(AssetModel.uri == uri).order_by(AssetEvent.timestamp))  # fmt: skip
+    if since is not None:
+        q = q.where(AssetEvent.timestamp >= since)
     with create_session() as session:
-        rows = session.execute(
-            select(AssetEvent.extra).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.uri == uri).order_by(AssetEvent.timestamp)
-        ).scalars().all()  # fmt: skip
+        rows = session.execute(q).scalars().all()
     return list(rows)

@@ -196,8 +196,8 @@ def _erasure_over_rest(settings, api) -> None:
         AirflowAPI(api.base, passwords["analyst"], "analyst").post(path, body)
     assert refused.value.status == 403
     engine = get_engine(settings.db_url)
-    [refusal] = audit.entries(engine, kind="erasure_refused")
-    assert refusal["actor"] == "analyst" and refusal["ref"] == "compas_recidivism"
+    refusals = audit.entries(engine, kind="erasure_refused")
+    assert refusals and all(r["actor"] == "analyst" and r["ref"] == "compas_recidivism" for r in refusals)
     run = AirflowAPI(api.base, passwords["operator"], "operator").post(path, body)
     wait_until(lambda: api.get(f"{path}/{run['dag_run_id']}")["state"] in ("success", "failed"), 600, 3,
                "the erasure run to finish")  # fmt: skip
@@ -206,3 +206,12 @@ def _erasure_over_rest(settings, api) -> None:
     assert req["status"] == "closed" and req["channel"] == "rest" and req["actor"] == "operator"
     [receipt] = audit.entries(engine, kind="erasure_receipt", ref="REST-1")
     assert receipt["payload"]["receipt"]["subjects"][0]["found"] is False  # acknowledged, reported not found
+    # the next run deletes the finished run whose conf named the subject from Airflow's metadata DB
+    nxt = api.post(path, {"logical_date": None, "conf": {"force": True}})
+    wait_until(lambda: api.get(f"{path}/{nxt['dag_run_id']}")["state"] in ("success", "failed"), 300, 3,
+               "the next erasure run to finish")  # fmt: skip
+    with pytest.raises(HttpError) as gone:
+        api.get(f"{path}/{run['dag_run_id']}")
+    assert gone.value.status == 404
+    assert [r["payload"]["dag_run_id"] for r in audit.entries(engine, kind="erasure_airflow_run_deleted")] == [
+        run["dag_run_id"]]

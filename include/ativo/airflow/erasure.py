@@ -88,6 +88,54 @@ class RetrainOperator(ComputeOperator):
         return {"batch": int(self.batch), "from": result["from"], "version": result["version"]}
 
 
+def forget_intake_runs(spec: ModelSpec, current_run_id: str) -> list[str]:
+    """Delete the finished runs of this DAG whose conf named subjects of requests now closed.
+
+    A REST or UI request's conf stays in Airflow's metadata DB with the run (tasks cannot reach that DB), so the next
+    run deletes it through the REST API (cascading to its task instances and XComs), and audits it. Without an API to
+    reach (``dag.test()``, no platform started in this home) nothing is deleted and the runs are named in the log.
+    """
+    import logging
+
+    from ativo.erasure import audit
+    from ativo.erasure import requests as rq
+    from ativo.orchestrator import AirflowAPI
+    from ativo.store.db import get_engine
+
+    log = logging.getLogger("ativo.erasure")
+    settings = load_settings()
+    if not settings.airflow_api and not (settings.airflow_home / "passwords.json").exists():
+        return []
+    engine = get_engine(settings.db_url)
+    dag_id = naming.erasure_dag_id(spec.name)
+    try:
+        api = AirflowAPI.from_settings(settings)
+        runs = api.runs(dag_id)
+    except Exception as err:  # the next run tries again
+        log.warning("could not list %s runs to delete closed requests' conf: %s", dag_id, err)
+        return []
+    deleted = []
+    for run in runs:
+        conf = run.get("conf") or {}
+        if not conf.get("subjects") or run["dag_run_id"] == current_run_id or run["state"] not in ("success", "failed"):
+            continue
+        request_id = conf.get("request_id") or run["dag_run_id"]
+        req = rq.get(engine, request_id)
+        if req is None or req["status"] != "closed":
+            continue
+        try:
+            api.delete(f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}")
+        except Exception as err:
+            log.warning("could not delete run %s (its conf names the subjects of %s): %s", run["dag_run_id"],
+                        request_id, err)  # fmt: skip
+            continue
+        audit.append(engine, "erasure_airflow_run_deleted", "erasure", request_id, {"dag_run_id": run["dag_run_id"]})
+        deleted.append(run["dag_run_id"])
+    if deleted:
+        log.info("deleted %d finished run(s) whose conf named erased subjects: %s", len(deleted), ", ".join(deleted))
+    return deleted
+
+
 def _file_queue_messages(spec: ModelSpec, messages: list[dict[str, Any]]) -> dict[str, Any]:
     """File queue messages, then delete them from the queue (a message not deleted comes back and is filed again)."""
     from airflow.providers.amazon.aws.hooks.sqs import SqsHook
@@ -170,6 +218,7 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
 
             context = get_current_context()
             engine = get_engine(load_settings().db_url)
+            forget_intake_runs(spec, context["run_id"])
             late = rq.overdue(engine, spec.name, spec.erasure.sla_hours)
             if late:
                 ids = [r["request_id"] for r in late]
