@@ -76,7 +76,7 @@ def test_etl_then_training_end_to_end(airflow_db, settings, spec, reference_dir,
         ["git", "-C", str(settings.registry_path), "tag", "--list"], capture_output=True, text=True, check=True
     ).stdout.split()
     assert git_tags == tags
-    events = asset_events("x-ativo://features/adult_income")
+    events = asset_events("x-ativo://features/adult_income", since=began)
     assert [e["tag"] for e in events] == tags
     assert events[-1]["rows"] == summary["dataset_versions"][-1]["rows"] > 3000
     assert events[-1]["manifest_hash"].endswith(".dir")
