@@ -112,8 +112,19 @@ def test_needles_match_whole_ids_only():
     assert rx.found(b"compas-10 compas-1, cust-ab12x") == {b"compas-1"}
     text, n = redact_text(b'{"reason": "e.g. \'compas-1\' and compas-11 and a.b@c"}', rx)
     assert n == 2 and text == b'{"reason": "e.g. \'[erased]\' and compas-11 and [erased]"}'
-    data, removed = csv_without(b"record_id,x\ncompas-1,3\ncompas-10,4\n", rx)
+    data, removed = csv_without(b"record_id,x\ncompas-1,3\ncompas-10,4\n", rx, ("record_id",))
     assert removed == 1 and data == b"record_id,x\ncompas-10,4\n"
+
+
+def test_a_value_named_by_mistake_removes_no_other_row():
+    rx = pattern(["Male", "40", "cust-0989f90e753b3d80"])
+    data = b"record_id,customer_id,sex,age\nadult-1,cust-0989f90e753b3d80,Male,40\nadult-2,cust-77,Male,40\n"
+    kept, removed = csv_without(data, rx, ("record_id", "customer_id"))
+    assert removed == 1 and kept == b"record_id,customer_id,sex,age\nadult-2,cust-77,Male,40\n"
+    from ativo.erasure.purge import text_needles
+
+    text, n = redact_text(b"sex Male age 40 for cust-0989f90e753b3d80", text_needles(rx))
+    assert n == 1 and text == b"sex Male age 40 for [erased]"
 
 
 @pytest.mark.parametrize(("role", "allowed"), [("op", True), ("admin", True), ("user", False), ("viewer", False)])

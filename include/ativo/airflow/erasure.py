@@ -10,6 +10,7 @@ window to end.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from airflow.sdk import (
@@ -83,9 +84,11 @@ class RetrainOperator(ComputeOperator):
 
         result = retrain(self.spec, load_settings(), int(self.batch), str(self.version), run_meta(context),
                          threads=placement.threads)  # fmt: skip
-        if not result.get("ok"):
-            raise AirflowFailException(result["reason"])
-        return {"batch": int(self.batch), "from": result["from"], "version": result["version"]}
+        if not result.get("ok"):  # recorded on the batch: verify keeps it open and pages; the others go on
+            logging.getLogger("ativo.erasure").error("version %s was not retrained: %s", self.version,
+                                                     result["reason"])  # fmt: skip
+            return {"batch": int(self.batch), "from": result["from"], "version": None, "ok": False}
+        return {"batch": int(self.batch), "from": result["from"], "version": result["version"], "ok": True}
 
 
 def forget_intake_runs(spec: ModelSpec, current_run_id: str) -> list[str]:
@@ -254,6 +257,8 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
             """Every gate on one retrained version (the same gates as any candidate)."""
             from ativo.erasure.process import gates as run
 
+            if not trained.get("ok"):
+                raise AirflowSkipException(f"version {trained['from']} was not retrained: nothing to gate")
             report = run(spec, load_settings(), int(trained["batch"]), str(trained["version"]))
             return {k: report[k] for k in ("version", "passed", "failed_gates")}
 
@@ -266,7 +271,7 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
             return {"batch": _batch(purged), "replaced": done["replaced"], "failures": done["failures"]}
 
         @task(trigger_rule="all_done", **ERASURE)
-        def verify(switched: dict[str, Any] | None) -> dict[str, Any]:
+        def verify(switched: dict[str, Any] | None, claimed: dict[str, Any] | None) -> dict[str, Any]:
             """Scan every store for the subjects, their record ids and their pseudonyms; then receipts, or open."""
             from ativo.airflow.notifier import send_to_oncall
             from ativo.alerts import erasure_payload
@@ -276,6 +281,16 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
             from ativo.store.db import get_engine
 
             settings = load_settings()
+            if not switched and claimed and claimed.get("batch") is not None:  # a step before failed: say so
+                b = int(claimed["batch"])
+                engine = get_engine(settings.db_url)
+                steps = rq.batch(engine, b)["steps"]
+                failed = [s for s in ("purge", "models", "switch") if s not in steps]
+                reason = f"step(s) {', '.join(failed)} did not finish (see the run's failed task); it is retried"
+                rq.mark(engine, b, "open", reason)
+                send_to_oncall(spec.oncall_connection, erasure_payload(
+                    spec.name, "erasure_open", b, rq.batch(engine, b)["requests"], reason))
+                raise AirflowFailException(f"erasure batch {b} stays open: {reason}")
             b = _batch(switched)
             engine = get_engine(settings.db_url)
             before = rq.batch(engine, b)
@@ -301,7 +316,7 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
         judged = gates.expand(trained=trained.output)
         switched = switch(purged)
         judged >> switched
-        verify(switched)  # type: ignore[arg-type]
+        verify(switched, claimed)  # type: ignore[arg-type]
 
     return erasure()
 

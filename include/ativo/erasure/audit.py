@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select
 
-from ativo.store.db import audit_log, lock, utcnow
+from ativo.store.db import audit_log, utcnow, write_lock
 
 GENESIS = "0" * 64
 
@@ -34,7 +34,7 @@ def _row_hash(prev: str, at: str, kind: str, actor: str, ref: str, payload: Any)
 def append(engine: Engine, kind: str, actor: str, ref: str, payload: dict[str, Any]) -> dict[str, Any]:
     """Add one row at the end of the chain (writers take turns) and return it."""
     with engine.begin() as conn:
-        lock(conn, "ativo.audit_log")
+        write_lock(conn, "ativo.audit_log")
         last = conn.execute(select(audit_log.c.sha256).order_by(audit_log.c.seq.desc()).limit(1)).first()
         prev = last[0] if last else GENESIS
         at = utcnow()

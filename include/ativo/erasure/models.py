@@ -46,10 +46,12 @@ def affected_versions(spec: ModelSpec, settings: Settings, dataset_tags: list[st
     client = _client(settings)
     name = spec.registered_model_name
     try:
-        versions = client.search_model_versions(f"name = '{name}'")
         rm = client.get_registered_model(name)
-    except MlflowException:
-        return []
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":  # no model registered yet: none to follow up
+            return []
+        raise  # the registry is down or refuses: the step fails and is retried, it never reads as "no model"
+    versions = client.search_model_versions(f"name = '{name}'")
     by_version: dict[str, list[str]] = {}
     for alias, v in (rm.aliases or {}).items():
         by_version.setdefault(str(v), []).append(str(alias))

@@ -83,10 +83,15 @@ def purge(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]:
         if versions:
             try:
                 after = registry.commit(spec.name, store, engine).tag
-            except DatasetVersionError as err:  # every row was erased: no version can hold nothing
-                after = f"none: {err}"
+            except DatasetVersionError as err:
+                if "has no partitions to version" not in str(err):
+                    raise  # git or DVC failed: the step fails and is retried
+                after = f"none: {err}"  # every row was erased: no version can hold nothing
         redacted = p.redact_versions(spec, registry, engine, targets, batch_id)
-        caches = p.drop_dataset_caches(settings, spec, [v for v in versions if v.tag in redacted["versions"]])
+        # the versions the find step saw holding the subjects (a resumed run no longer sees those it redacted)
+        affected = sorted(set(found.get("dataset_versions", [])) | set(redacted["versions"]))
+        redacted["versions"] = affected
+        caches = p.drop_dataset_caches(settings, spec, [v for v in versions if v.tag in affected])
         logs = p.purge_logs(spec, store, targets)
         rx = p.pattern(targets.needles())
         files = p.purge_landing_and_quarantine(spec, store, engine, rx) if rx else {}
@@ -173,6 +178,10 @@ def switch(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]
     def run() -> dict[str, Any]:
         b = rq.batch(engine, batch_id)
         steps, requests = b["steps"], b["requests"]
+        missing = [s for s in ("purge", "models") if s not in steps]
+        if missing:
+            raise RuntimeError(f"erasure batch {batch_id}: step(s) {', '.join(missing)} did not finish; nothing is "
+                               "switched (run the batch again)")  # fmt: skip
         replaced: dict[str, str] = {}
         failures: list[str] = []
         for live in steps["models"]["live"]:
@@ -211,7 +220,8 @@ def verify(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]
 
     engine = get_engine(settings.db_url)
     targets = targets_of(settings, batch_id)
-    requests = rq.batch(engine, batch_id)["requests"]
+    # the working columns of every request not closed (this batch's, and any filed since for the same subjects)
+    requests = rq.open_request_ids(engine)
     result = scan(settings, targets, exempt_requests=requests, exempt_batch=batch_id)
     if not result["clean"]:
         p.purge_logs(spec, open_store(settings), targets)
@@ -256,6 +266,11 @@ def close(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]:
     prev_sha = previous[-1]["payload"]["receipt_sha256"] if previous else audit.GENESIS
     purged = steps["purge"]
     for req in rq.batch_requests(engine, batch_id):
+        done = [e for e in audit.entries(engine, kind="erasure_receipt", ref=req["request_id"])
+                if e["payload"]["receipt"].get("batch") == batch_id]  # fmt: skip
+        if done:  # an earlier try wrote it, then died before closing: the same receipt stands
+            out[req["request_id"]] = prev_sha = done[-1]["payload"]["receipt_sha256"]
+            continue
         doc = {
             "request_id": req["request_id"], "spec": spec.name, "channel": req["channel"], "actor": req["actor"],
             "batch": batch_id, "requests_in_batch": len(b["requests"]),

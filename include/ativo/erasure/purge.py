@@ -317,19 +317,58 @@ def drop_dataset_caches(settings: Settings, spec: ModelSpec, versions: list[Data
     out = []
     root = settings.home / "cache" / "datasets" / spec.name
     for v in versions:
-        path = root / f"{v.manifest_hash.removesuffix('.dir')}.parquet"
-        if path.exists():
-            path.unlink()
+        for path in sorted(root.glob(f"{v.manifest_hash.removesuffix('.dir')}*.parquet")):  # any generation
+            path.unlink(missing_ok=True)
             out.append(str(path))
     return out
 
 
-def csv_without(data: bytes, needles: Needles) -> tuple[bytes, int]:
-    """A CSV's bytes without the lines that name a needle (the header is kept); (bytes, lines removed)."""
+MIN_TEXT_NEEDLE = 8
+"""Free text (logs, reports, a CSV without id columns) is redacted only for needles this long: an id such as
+``cust-…`` or a record id, never a short value such as ``40`` or ``Male`` that a request may name by mistake."""
+
+
+def text_needles(needles: Needles) -> Needles:
+    """The needles long enough to be searched in free text (see :data:`MIN_TEXT_NEEDLE`)."""
+    found = Needles([])
+    found.tokens = {t for t in needles.tokens if len(t) >= MIN_TEXT_NEEDLE}
+    found.others = [o for o in needles.others if len(o) >= MIN_TEXT_NEEDLE]
+    return found
+
+
+def csv_without(data: bytes, needles: Needles, id_columns: tuple[str, ...] = ()) -> tuple[bytes, int]:
+    """A CSV's bytes without the rows whose id columns hold a needle (the header is kept); (bytes, rows removed).
+
+    Only the named id columns are compared, exactly; a CSV without them (a malformed batch) loses the lines that
+    name a long needle anywhere (:func:`text_needles`).
+    """
+    import csv
+
     lines = data.splitlines(keepends=True)
     if not lines:
         return data, 0
-    kept = [lines[0]] + [ln for ln in lines[1:] if not needles.search(ln)]
+    try:
+        header = next(csv.reader([lines[0].decode("utf-8-sig")]))
+    except (UnicodeDecodeError, csv.Error, StopIteration):
+        header = []
+    cols = [header.index(c) for c in id_columns if c in header]
+    if cols:
+        words = {w.decode() for w in needles.tokens} | {o.decode() for o in needles.others}
+
+        def keep(line: bytes) -> bool:
+            try:
+                row = next(csv.reader([line.decode("utf-8")]))
+            except (UnicodeDecodeError, csv.Error, StopIteration):
+                return not text_needles(needles).search(line)
+            return not any(i < len(row) and row[i].strip() in words for i in cols)
+
+    else:
+        long = text_needles(needles)
+
+        def keep(line: bytes) -> bool:
+            return not long.search(line)
+
+    kept = [lines[0]] + [ln for ln in lines[1:] if keep(ln)]
     return b"".join(kept), len(lines) - len(kept)
 
 
@@ -346,12 +385,14 @@ def purge_landing_and_quarantine(spec: ModelSpec, store: ObjectStore, engine: En
         object key → lines removed or values redacted.
     """
     out: dict[str, int] = {}
+    ids = (spec.data_schema.record_id, spec.data_schema.subject)
+    text = text_needles(needles)
     for prefix in (f"landing/{spec.name}", f"quarantine/{spec.name}"):
         for key in store.list(prefix):
             data = store.get_bytes(key)
             if not needles.search(data):
                 continue
-            new, n = csv_without(data, needles) if key.endswith(".csv") else redact_text(data, needles)
+            new, n = csv_without(data, needles, ids) if key.endswith(".csv") else redact_text(data, text)
             if n:
                 store.put_bytes(key, new)
                 out[key] = n
@@ -359,7 +400,7 @@ def purge_landing_and_quarantine(spec: ModelSpec, store: ObjectStore, engine: En
         rows = conn.execute(select(quarantined_batches.c.id, quarantined_batches.c.reasons)
                             .where(quarantined_batches.c.spec == spec.name)).all()  # fmt: skip
         for qid, reasons in rows:
-            new_reasons = [needles.sub(ERASED.encode(), r.encode()).decode() for r in reasons]
+            new_reasons = [text.sub(ERASED.encode(), r.encode()).decode() for r in reasons]
             if new_reasons != list(reasons):
                 conn.execute(update(quarantined_batches).where(quarantined_batches.c.id == qid)
                              .values(reasons=new_reasons))  # fmt: skip
@@ -421,6 +462,7 @@ def purge_text_files(settings: Settings, needles: Needles) -> dict[str, int]:
     import os
 
     out: dict[str, int] = {}
+    needles = text_needles(needles)
     for root in text_roots(settings):
         for path in root.rglob("*"):
             if not path.is_file() or not path.name.endswith(TEXT_SUFFIXES):

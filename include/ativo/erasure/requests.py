@@ -21,7 +21,7 @@ from sqlalchemy import Engine, insert, select, update
 
 from ativo.erasure import audit
 from ativo.errors import AtivoError
-from ativo.store.db import erasure_batches, erasure_requests, lock, utcnow
+from ativo.store.db import erasure_batches, erasure_requests, utcnow, write_lock
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 MAX_SUBJECTS = 100_000
@@ -100,9 +100,13 @@ def file_request(engine: Engine, *, spec: str, subjects: Iterable[Any], pepper: 
         raise InvalidRequest(f"field 'request_id': {rid[:40]!r} must be 1-128 letters, digits or . _ : -")
     pseudonyms = [pseudonymise(s, pepper) for s in ids]
     with engine.begin() as conn:
-        lock(conn, f"erasure/{spec}")
+        write_lock(conn, f"erasure/{spec}")
         row = conn.execute(select(erasure_requests).where(erasure_requests.c.request_id == rid)).mappings().first()
         if row is not None:
+            if row["status"] == "closed":  # its pseudonyms became receipt references when it closed
+                from ativo.erasure.process import receipt_ref
+
+                pseudonyms = [receipt_ref(s, pepper) for s in ids]
             if row["spec"] != spec or sorted(row["pseudonyms"]) != sorted(pseudonyms):
                 raise InvalidRequest(f"field 'request_id': {rid!r} was already filed for other subjects or another "
                                      "spec; use a new id")  # fmt: skip
@@ -112,6 +116,13 @@ def file_request(engine: Engine, *, spec: str, subjects: Iterable[Any], pepper: 
             request_id=rid, spec=spec, subjects=ids, pseudonyms=pseudonyms, actor=actor, channel=channel,
             status="received", received_at=now))  # fmt: skip
     return Ack(rid, spec, len(ids), "received", now.isoformat())
+
+
+def open_request_ids(engine: Engine) -> list[str]:
+    """Every request not closed yet (whose working columns still name its subjects)."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(erasure_requests.c.request_id).where(erasure_requests.c.status != "closed"))
+        return [r[0] for r in rows]
 
 
 def get(engine: Engine, request_id: str) -> dict[str, Any] | None:
@@ -150,13 +161,19 @@ def claim_batch(engine: Engine, spec: str, window_minutes: float, run_id: str, *
     """
     now = now or utcnow()
     with engine.begin() as conn:
-        lock(conn, f"erasure/{spec}")
+        write_lock(conn, f"erasure/{spec}")
         open_batch = conn.execute(select(erasure_batches).where(erasure_batches.c.spec == spec,
                                                                 erasure_batches.c.status.in_(("running", "open")))
                                   .order_by(erasure_batches.c.id).limit(1)).mappings().first()  # fmt: skip
         if open_batch is not None:
+            steps = dict(open_batch["steps"])
+            if open_batch["status"] == "open":  # kept open by a failure: what failed is tried again
+                steps = {k: v for k, v in steps.items() if not (
+                    (k.startswith("retrain/") and not (v or {}).get("ok"))
+                    or (k.startswith("gates/") and not (v or {}).get("passed"))
+                    or k in ("switch", "verify"))}  # fmt: skip
             conn.execute(update(erasure_batches).where(erasure_batches.c.id == open_batch["id"])
-                         .values(dag_run_id=run_id, status="running"))  # fmt: skip
+                         .values(dag_run_id=run_id, status="running", steps=steps))  # fmt: skip
             return Claimed(open_batch["id"], list(open_batch["requests"]), resumed=True,
                            reason=f"resumed batch {open_batch['id']} (it did not finish)")  # fmt: skip
         rows = conn.execute(select(erasure_requests.c.request_id, erasure_requests.c.received_at)
@@ -210,7 +227,7 @@ def step_result(engine: Engine, batch_id: int, step: str) -> Any:
 def record_step(engine: Engine, batch_id: int, step: str, result: Any) -> None:
     """Checkpoint a finished step (a resumed run skips it)."""
     with engine.begin() as conn:
-        lock(conn, f"erasure/batch/{batch_id}")
+        write_lock(conn, f"erasure/batch/{batch_id}")
         row = conn.execute(select(erasure_batches.c.steps).where(erasure_batches.c.id == batch_id)).first()
         steps = dict(row[0]) if row else {}
         steps[step] = result

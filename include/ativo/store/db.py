@@ -292,6 +292,19 @@ def lock(conn: Connection, name: str) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(name)})
 
 
+def write_lock(conn: Connection, name: str) -> None:
+    """:func:`lock`, and on SQLite the database's write lock taken now (``BEGIN IMMEDIATE``).
+
+    For a read-then-write transaction: SQLite would otherwise read outside any lock, and two writers would both act
+    on what they read (a lost checkpoint, a forked hash chain). Call it first in the transaction.
+    """
+    lock(conn, name)
+    if conn.dialect.name == "sqlite":
+        raw = conn.connection.dbapi_connection
+        if raw is not None and not raw.in_transaction:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def _lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 

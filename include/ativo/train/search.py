@@ -15,6 +15,7 @@ Because the study lives in the platform DB (SQLite or PostgreSQL), trials can ru
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
 import threading
@@ -233,7 +234,12 @@ def load_dataset(spec: ModelSpec, settings: Settings, tag: str | None) -> tuple[
 
     registry = open_registry(settings)
     version = registry.resolve(get_engine(settings.db_url), spec.name, tag)
-    cache = settings.home / "cache" / "datasets" / spec.name / f"{version.manifest_hash.removesuffix('.dir')}.parquet"
+    # keyed by what the version reads as now: after an erasure its redacted rows, never a cache of the old ones
+    resolved = registry.resolved(version)
+    redacted = any(n for _, _, n in resolved)
+    suffix = "-r" + hashlib.sha256(repr(resolved).encode()).hexdigest()[:16] if redacted else ""
+    cache = (settings.home / "cache" / "datasets" / spec.name
+             / f"{version.manifest_hash.removesuffix('.dir')}{suffix}.parquet")  # fmt: skip
     if cache.exists():
         return version, pd.read_parquet(cache)
     df = registry.read(version)
