@@ -12,8 +12,6 @@ batch's working ``targets`` are dropped when it closes).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import json
 import logging
 import time
@@ -22,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ativo.erasure import audit
 from ativo.erasure import requests as rq
 from ativo.erasure.purge import Targets
+from ativo.erasure.requests import receipt_ref
 from ativo.store.db import get_engine, utcnow
 
 if TYPE_CHECKING:
@@ -205,11 +204,6 @@ def switch(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]
                 "aliases_after": (record or {}).get("aliases_after"), "retired": retired}
 
     return _timed(engine, batch_id, "switch", run)
-
-
-def receipt_ref(subject: str, pepper: bytes) -> str:
-    """How a receipt names a subject: a keyed hash of its own (not the log's pseudonym, which must be gone)."""
-    return hmac.new(pepper, b"ativo/receipt\x00" + subject.encode(), hashlib.sha256).hexdigest()[:20]
 
 
 def verify(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]:

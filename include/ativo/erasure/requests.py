@@ -11,6 +11,8 @@ Requests filed within the spec's ``erasure.window_minutes`` of the oldest pendin
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import re
 import secrets
 from collections.abc import Iterable
@@ -54,6 +56,11 @@ class Ack:
 
 def _aware(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+def receipt_ref(subject: str, pepper: bytes) -> str:
+    """How a receipt names a subject: a keyed hash of its own (not the log's pseudonym, which must be gone)."""
+    return hmac.new(pepper, b"ativo/receipt\x00" + subject.encode(), hashlib.sha256).hexdigest()[:20]
 
 
 def new_request_id() -> str:
@@ -104,8 +111,6 @@ def file_request(engine: Engine, *, spec: str, subjects: Iterable[Any], pepper: 
         row = conn.execute(select(erasure_requests).where(erasure_requests.c.request_id == rid)).mappings().first()
         if row is not None:
             if row["status"] == "closed":  # its pseudonyms became receipt references when it closed
-                from ativo.erasure.process import receipt_ref
-
                 pseudonyms = [receipt_ref(s, pepper) for s in ids]
             if row["spec"] != spec or sorted(row["pseudonyms"]) != sorted(pseudonyms):
                 raise InvalidRequest(f"field 'request_id': {rid!r} was already filed for other subjects or another "
