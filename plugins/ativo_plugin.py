@@ -1,7 +1,9 @@
-"""Ativo's Airflow plugin: template macros, and the Prometheus endpoint for budgets, spend and GPU leases.
+"""Ativo's Airflow plugin: template macros, and the Ativo page in Airflow's UI.
 
-The endpoint is mounted on Airflow's api-server at ``/ativo/metrics`` (scrape it like any exporter). The app is
-built on its first request, so the other Airflow processes that load plugins never import its web stack.
+The page's app is mounted on Airflow's api-server at ``/ativo`` (the page behind Airflow's login, runbooks, stored
+reports over HTTP, and the platform's Prometheus metrics at ``/ativo/metrics``), and shown in the UI's navigation
+as "Ativo". The app is built on its first request, so the other Airflow processes that load plugins never import
+its web stack.
 """
 
 from __future__ import annotations
@@ -21,23 +23,11 @@ def ativo_partition_uri(spec: str, ds: str) -> str:
     return f"{settings.store_uri.rstrip('/')}/{partition_key(spec, ds)}"
 
 
-def metrics_app() -> Any:
-    """A FastAPI app with ``GET /metrics``: the platform DB's budget, spend and lease figures, read per scrape."""
-    from fastapi import FastAPI, Response
-    from prometheus_client import CONTENT_TYPE_LATEST
+def page_app() -> Any:
+    """The Ativo page, its actions, runbooks, stored reports over HTTP and ``/metrics`` (see ativo.airflow.page)."""
+    from ativo.airflow.page import page_app as build
 
-    app = FastAPI(title="Ativo metrics", docs_url=None, redoc_url=None, openapi_url=None)
-
-    @app.get("/metrics")
-    def metrics() -> Response:
-        from ativo.compute.metrics import render
-        from ativo.config import load_settings
-        from ativo.store.db import get_engine
-
-        settings = load_settings()
-        return Response(render(get_engine(settings.db_url), settings.prices), media_type=CONTENT_TYPE_LATEST)
-
-    return app
+    return build()
 
 
 class LazyASGI:
@@ -55,8 +45,10 @@ class LazyASGI:
 
 
 class AtivoPlugin(AirflowPlugin):
-    """Macros (``{{ macros.ativo_plugin.ativo_partition_uri('adult_income', ds) }}``) and ``/ativo/metrics``."""
+    """Macros (``{{ macros.ativo_plugin.ativo_partition_uri('adult_income', ds) }}``) and the Ativo page."""
 
     name = "ativo_plugin"
     macros = [ativo_partition_uri]
-    fastapi_apps = [{"app": LazyASGI(metrics_app), "url_prefix": "/ativo", "name": "Ativo metrics"}]
+    fastapi_apps = [{"app": LazyASGI(page_app), "url_prefix": "/ativo", "name": "Ativo"}]
+    external_views = [{"name": "Ativo", "href": "/ativo/", "destination": "nav", "url_route": "ativo",
+                       "category": None}]  # fmt: skip

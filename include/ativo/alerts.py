@@ -58,12 +58,14 @@ def failure_payload(
         "text": f":red_circle: Ativo task failed: {dag_id}.{task_id} (run {run_id}, try {try_number})",
         "attachments": [{"color": "danger", "fallback": f"{dag_id}.{task_id} failed", "fields": fields}],
         "ativo": {
+            "kind": "task_failed",
             "dag_id": dag_id,
             "task_id": task_id,
             "run_id": run_id,
             "try_number": try_number,
             "log_url": log_url,
             "error": error,
+            "runbook_url": runbook,
         },  # fmt: skip
     }
     return bounded(payload)
@@ -91,6 +93,35 @@ def budget_payload(team: str, thresholds: list[int], status: dict[str, Any]) -> 
         "ativo": {"kind": "budget", "team": team, "thresholds": sorted(thresholds), "status": status},
     }
     return bounded(payload)
+
+
+def with_runbook(payload: dict[str, Any], airflow_url: str) -> dict[str, Any]:
+    """``payload`` with the URL of its runbook (by kind) as a field, in ``text`` and in ``ativo.runbook_url``.
+
+    A payload that already names its runbook, or whose kind has none, is returned unchanged.
+    """
+    from ativo import runbooks
+
+    doc = payload.setdefault("ativo", {})
+    slug = runbooks.slug_for(payload)
+    if slug is None or doc.get("runbook_url"):
+        return payload
+    link = runbooks.url(slug, airflow_url)
+    doc["runbook_url"] = link
+    payload["text"] = f"{payload.get('text', '')} · runbook: {link}"
+    for attachment in payload.get("attachments") or []:
+        fields = [f for f in attachment.setdefault("fields", []) if f.get("title") != "Runbook"]
+        attachment["fields"] = [*fields, {"title": "Runbook", "value": link, "short": False}]
+    return payload
+
+
+def stored_link(uri: str | None, airflow_url: str) -> str | None:
+    """An HTTP link to a stored report, card or record, opened through the Ativo page (``/ativo/files``)."""
+    from urllib.parse import quote
+
+    if not uri:
+        return None
+    return f"{airflow_url.rstrip('/')}/ativo/files?uri={quote(uri, safe='')}"
 
 
 WEBHOOK_RETRY_STATUSES = frozenset({408, 425, 429, *range(500, 600)})
@@ -126,15 +157,19 @@ def webhook_url_from(extra: dict[str, Any], host: str | None, schema: str | None
     return f"{schema or 'https'}://{host}{f':{port}' if port else ''}"
 
 
-def rejection_payload(report: dict[str, Any]) -> dict[str, Any]:
-    """A Slack-compatible message: a model version failed its gates (which, and why; where the card is)."""
+def rejection_payload(report: dict[str, Any], *, airflow_url: str | None = None,
+                      log_url: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """A Slack-compatible message: a model version failed its gates (which, and why; the card and log as links)."""
     failed = [g for g in report["gates"].values() if not g["passed"]]
     text = (
         f":no_entry: Ativo model {report['model']} version {report['version']} rejected by "
         f"{len(failed)} gate(s): {', '.join(g['gate'] for g in failed)}"
     )
     fields = [{"title": g["gate"], "value": g["reason"][:700], "short": False} for g in failed]
-    fields.append({"title": "Model card", "value": str(report.get("model_card_uri")), "short": False})
+    card = stored_link(report.get("model_card_uri"), airflow_url) if airflow_url else report.get("model_card_uri")
+    fields.append({"title": "Model card", "value": str(card), "short": False})
+    if log_url:
+        fields.append({"title": "Log", "value": log_url, "short": False})
     fields.append({"title": "Dataset version", "value": str(report.get("dataset_version")), "short": True})
     payload = {
         "text": text,
@@ -144,6 +179,8 @@ def rejection_payload(report: dict[str, Any]) -> dict[str, Any]:
             "model": report["model"],
             "version": report["version"],
             "failed_gates": [g["gate"] for g in failed],
+            "model_card_url": card,
+            "log_url": log_url,
         },  # fmt: skip
     }
     return bounded(payload)

@@ -228,10 +228,12 @@ def _cmd_leases(args: argparse.Namespace) -> int:
 
 def _cmd_metrics(args: argparse.Namespace) -> int:
     from ativo.compute.metrics import render
+    from ativo.spec import load_specs
     from ativo.store.db import get_engine
 
     settings = load_settings()
-    sys.stdout.write(render(get_engine(settings.db_url), settings.prices).decode())
+    specs = load_specs(settings.specs_dir)[0]
+    sys.stdout.write(render(get_engine(settings.db_url), settings.prices, specs=specs).decode())
     return 0
 
 
@@ -588,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("leases", help="GPU device leases")
     s.set_defaults(func=_cmd_leases)
 
-    s = sub.add_parser("metrics", help="budgets, spend and GPU leases in Prometheus text format")
+    s = sub.add_parser("metrics", help="platform figures: budgets, spend, leases, monitor, erasure (Prometheus text)")
     s.set_defaults(func=_cmd_metrics)
 
     s = sub.add_parser("serve", help="the inference API (uvicorn): /models/<spec>/predict, explain, feedback, health")

@@ -109,10 +109,17 @@ def build_etl_dag(spec: ModelSpec) -> DAG:
                     f"the data interval {_partition(context)} ends at {end.isoformat()}, which is later than now: "
                     "it is not validated before it has ended; a backfill can run it once it has ended"
                 )
+            settings = load_settings()
             try:
-                return validate_landing(spec, load_settings(), _partition(context), interval_end=end)
-            except (BatchRejected, IntervalNotOver) as err:  # retrying cannot help: fail now, page on-call
-                raise AirflowFailException(str(err)) from err
+                return validate_landing(spec, settings, _partition(context), interval_end=end)
+            except BatchRejected as err:  # retrying cannot help: one line (why, the report, what next), page on-call
+                from ativo.airflow.notifier import rejected_batch_line
+
+                line = rejected_batch_line(spec.name, err, settings.airflow_url)
+                logging.getLogger("ativo.etl").error(line)
+                raise AirflowFailException(line) from None  # the validation internals are in the report
+            except IntervalNotOver as err:
+                raise AirflowFailException(str(err)) from None
 
         @task
         def write_features(accepted: dict[str, Any]) -> dict[str, Any]:
@@ -120,10 +127,13 @@ def build_etl_dag(spec: ModelSpec) -> DAG:
             from ativo.data.etl import write_features as write
             from ativo.errors import BatchRejected
 
+            settings = load_settings()
             try:
-                return write(spec, load_settings(), _partition(get_current_context()), accepted["sha256"])
+                return write(spec, settings, _partition(get_current_context()), accepted["sha256"])
             except BatchRejected as err:  # a concurrent run took its record ids: quarantined, retrying cannot help
-                raise AirflowFailException(str(err)) from err
+                from ativo.airflow.notifier import rejected_batch_line
+
+                raise AirflowFailException(rejected_batch_line(spec.name, err, settings.airflow_url)) from None
 
         @task(outlets=[asset])
         def version_dataset(written: dict[str, Any]) -> dict[str, Any]:
@@ -302,8 +312,8 @@ def build_train_dag(spec: ModelSpec) -> DAG:
 
             ``judged`` holds each gate task's result, None for a gate task that failed (its gate counts as failed).
             """
-            from ativo.airflow.notifier import send_to_oncall
-            from ativo.alerts import rejection_payload
+            from ativo.airflow.notifier import note_run, send_to_oncall
+            from ativo.alerts import rejection_payload, stored_link
             from ativo.evaluate.results import GateResult
             from ativo.evaluate.suite import publish
             from ativo.store.db import get_engine
@@ -320,8 +330,20 @@ def build_train_dag(spec: ModelSpec) -> DAG:
             report = publish(spec, settings, registered["model_version"], results, GATES)
             settle(engine, spec.name, run_id, f"registered version {report['version']}: {report['verdict']}")
             _settle_drift(spec, engine, run_id, f"retrained: version {report['version']}, {report['verdict']}")
+            context = get_current_context()
+            card = stored_link(report.get("model_card_uri"), settings.airflow_url)
             if not report["passed"]:
-                send_to_oncall(spec.oncall_connection, rejection_payload(report))
+                reasons = "; ".join(f"{g['gate']}: {g['reason']}" for g in report["gates"].values()
+                                    if not g["passed"])  # fmt: skip
+                verdict = (f"REJECTED: version {report['version']} failed {', '.join(report['failed_gates'])}"
+                           f" — {reasons} | model card: {card}")  # fmt: skip
+                logging.getLogger("ativo.gates").error(verdict)
+                send_to_oncall(spec.oncall_connection, rejection_payload(
+                    report, airflow_url=settings.airflow_url, log_url=getattr(context["ti"], "log_url", None)))
+            else:
+                verdict = f"challenger: version {report['version']} passed every gate | model card: {card}"
+                logging.getLogger("ativo.gates").info(verdict)
+            note_run(context["dag"].dag_id, run_id, verdict)
             return {k: report[k] for k in ("model", "version", "verdict", "failed_gates", "model_card_uri",
                                            "gate_report_uri", "dataset_version")}  # fmt: skip
 

@@ -1,0 +1,186 @@
+"""The Ativo page on Airflow's api-server (``/ativo/``), behind Airflow's own login.
+
+Routes (mounted at ``/ativo`` by the plugin):
+
+- ``GET /`` — spend against budget, GPU leases, live versions and deployments, lineage lookup, monitor status,
+  quarantine, erasure requests. Needs a signed-in Airflow user (the UI's session cookie or a bearer token); a
+  browser without one is sent to Airflow's login page.
+- ``POST /actions/{promote,rollback,budget}`` — need a role that may change pools (``op`` or ``admin`` with the
+  simple auth manager; the same permission under any auth manager), come from the page itself (same origin), and
+  are audited in the platform's audit log with the user's name.
+- ``GET /files?uri=`` — a stored report, model card or deployment record over HTTP (the object store's own URIs
+  and MLflow ``runs:/`` artifacts only).
+- ``GET /erasure/receipts/{spec}/{request_id}`` — a closed request's receipt, verified against the audit chain.
+- ``GET /runbooks/``, ``GET /runbooks/{slug}`` — the on-call runbooks (public: alerts link them).
+- ``GET /metrics`` — the platform's Prometheus metrics (public, like any exporter).
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+from airflow.api_fastapi.app import get_auth_manager
+from airflow.api_fastapi.core_api.security import get_user
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+
+log = logging.getLogger(__name__)
+
+# This module is imported on the api-server's first request to /ativo (the plugin builds the app lazily), so its
+# web imports are module-level: FastAPI resolves the endpoints' annotations from these globals.
+CurrentUser = Annotated[Any, Depends(get_user)]
+
+
+def may_operate(user: Any) -> bool:
+    """Whether ``user`` may act on the page: the permission to change pools, which ``op`` has and ``user`` has not."""
+    try:
+        return bool(get_auth_manager().is_authorized_pool(method="PUT", user=user))
+    except Exception:
+        log.exception("could not ask the auth manager about %r", user)
+        return False
+
+
+def _name(user: Any) -> str:
+    getter = getattr(user, "get_name", None)
+    return str(getter() if callable(getter) else getattr(user, "username", "unknown"))
+
+
+def read_file(settings: Any, uri: str) -> tuple[bytes, str]:
+    """The bytes and media type of a stored object or an MLflow run artifact.
+
+    Raises:
+        KeyError: the URI is neither under the object store nor an MLflow ``runs:/`` artifact, or it is missing.
+    """
+    if uri.startswith("runs:/"):
+        import mlflow.artifacts
+
+        with tempfile.TemporaryDirectory(prefix="ativo-page-") as tmp:
+            try:
+                path = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp,
+                                                                 tracking_uri=settings.mlflow_tracking_uri))
+            except Exception as err:
+                raise KeyError(f"{uri}: {err}") from None
+            if not path.is_file():
+                raise KeyError(f"{uri} is a folder, not a file")
+            data = path.read_bytes()
+    else:
+        from ativo.store.objects import open_store
+
+        root = settings.store_uri.rstrip("/") + "/"
+        if not uri.startswith(root) or ".." in uri.split("/"):
+            raise KeyError(f"{uri} is not in the object store ({root})")
+        try:
+            data = open_store(settings).get_bytes(uri[len(root):])
+        except (FileNotFoundError, KeyError) as err:
+            raise KeyError(f"{uri} does not exist: {err}") from None
+    kind = mimetypes.guess_type(uri.split("?")[0])[0] or "text/plain"
+    return data, ("text/plain" if kind.startswith("application/octet") else kind)
+
+
+def page_app() -> Any:
+    """The FastAPI app of the Ativo page (built on the api-server's first request to ``/ativo``)."""
+    from ativo import runbooks
+    from ativo.config import load_settings
+    from ativo.ui import html, views
+
+    app = FastAPI(title="Ativo", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(HTTPException)
+    async def to_login(request: Request, exc: HTTPException) -> Response:
+        """A browser that is not signed in goes to Airflow's login and comes back; an API client gets the status."""
+        wants_html = "text/html" in request.headers.get("accept", "")
+        if exc.status_code in (401, 403) and wants_html and request.method == "GET":
+            try:
+                return RedirectResponse(get_auth_manager().get_url_login(next_url=str(request.url)), status_code=303)
+            except Exception:
+                log.exception("no login URL from the auth manager")
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    @app.get("/", response_class=HTMLResponse)
+    def index(user: CurrentUser, prediction_id: str = "", notice: str = "", ok: int = 1) -> HTMLResponse:
+        settings = load_settings()
+        lineage = views.lineage(settings, prediction_id) if prediction_id else None
+        return HTMLResponse(html.page(views.overview(settings), user=_name(user), role=getattr(user, "role", None),
+                                      can_operate=may_operate(user), notice=notice or None, notice_ok=bool(ok),
+                                      lineage=lineage, prediction_id=prediction_id))  # fmt: skip
+
+    @app.get("/api/overview")
+    def overview(user: CurrentUser) -> JSONResponse:
+        return JSONResponse(views.overview(load_settings()))
+
+    @app.post("/actions/{action}")
+    async def act(action: str, request: Request, user: CurrentUser) -> Response:
+        origin = request.headers.get("origin") or request.headers.get("referer")
+        if origin and urlsplit(origin).netloc != request.url.netloc:
+            raise HTTPException(403, f"cross-site request from {origin} refused")
+        if not may_operate(user):
+            from ativo.erasure import audit
+            from ativo.store.db import get_engine
+
+            audit.append(get_engine(load_settings().db_url), "page_refused", _name(user), action,
+                         {"role": getattr(user, "role", None)})  # fmt: skip
+            raise HTTPException(403, f"{action} needs the op role; {_name(user)} has {getattr(user, 'role', None)!r}")
+        form = {k: v[-1] for k, v in parse_qs((await request.body()).decode(), keep_blank_values=True).items()}
+        try:
+            result = views.act(load_settings(), action, form, _name(user))
+            notice, ok = f"{action} done: {result}", 1
+        except views.ActionRefused as err:
+            notice, ok = f"{action} refused: {err}", 0
+        if "application/json" in request.headers.get("accept", ""):
+            return JSONResponse({"ok": bool(ok), "notice": notice}, status_code=200 if ok else 422)
+        return RedirectResponse(f"../?notice={quote(notice)}&ok={ok}", status_code=303)
+
+    @app.get("/files")
+    def files(uri: str, user: CurrentUser) -> Response:
+        try:
+            data, kind = read_file(load_settings(), uri)
+        except KeyError as err:
+            raise HTTPException(404, str(err).strip("'\"")) from None
+        # a stored HTML document may not run script on the api-server's origin
+        return Response(data, media_type=kind, headers={"Content-Security-Policy": "sandbox"})
+
+    @app.get("/erasure/receipts/{spec}/{request_id}")
+    def receipt(spec: str, request_id: str, user: CurrentUser) -> JSONResponse:
+        from ativo.erasure import audit
+        from ativo.erasure.process import verify_receipt
+        from ativo.store.db import get_engine
+
+        settings = load_settings()
+        rows = audit.entries(get_engine(settings.db_url), kind="erasure_receipt", ref=request_id)
+        if not rows or rows[-1]["payload"]["receipt"].get("spec", spec) != spec:
+            raise HTTPException(404, f"request {request_id} of {spec} has no receipt (it is not closed)")
+        return JSONResponse({"receipt": rows[-1]["payload"]["receipt"],
+                             "verified": verify_receipt(settings, request_id)})  # fmt: skip
+
+    @app.get("/runbooks/", response_class=HTMLResponse)
+    def runbook_index() -> HTMLResponse:
+        return runbook("index")
+
+    @app.get("/runbooks/{slug}", response_class=HTMLResponse)
+    def runbook(slug: str) -> HTMLResponse:
+        try:
+            text = runbooks.page(slug)
+        except KeyError as err:
+            raise HTTPException(404, str(err).strip("'\"")) from None
+        title = text.splitlines()[0].lstrip("# ").strip() if text else slug
+        body = f'<p><a href="./">all runbooks</a> · <a href="../">Ativo</a></p>{runbooks.to_html(text)}'
+        return HTMLResponse(html.document(f"Runbook: {title}", body))
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        from ativo.compute.metrics import render
+        from ativo.spec import load_specs
+        from ativo.store.db import get_engine
+
+        settings = load_settings()
+        body = render(get_engine(settings.db_url), settings.prices, specs=load_specs(settings.specs_dir)[0])
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,221 @@
+"""HTML of the Ativo page: server-rendered, every value escaped, no script (it loads inside Airflow's UI frame)."""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from typing import Any
+from urllib.parse import quote
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;padding:16px 24px;color:#1d2433;
+background:#fff;font-size:14px}h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;
+border-bottom:1px solid #dfe3ea;padding-bottom:4px}h3{font-size:14px;margin:14px 0 6px}
+table{border-collapse:collapse;margin:4px 0 10px;min-width:50%}th,td{border:1px solid #dfe3ea;padding:4px 8px;
+text-align:left;vertical-align:top}th{background:#f4f6f9;font-weight:600}.muted{color:#6b7385}
+.ok{color:#137333;font-weight:600}.bad{color:#b3261e;font-weight:600}.warn{color:#a05a00;font-weight:600}
+.bar{display:inline-block;height:9px;background:#e6e9ef;width:120px;vertical-align:middle;border-radius:3px}
+.bar span{display:block;height:9px;border-radius:3px}form.inline{display:inline-flex;gap:6px;align-items:center;
+margin:4px 0}input,button{font:inherit;padding:3px 6px}.note{padding:8px 12px;border-radius:4px;margin:8px 0}
+.note.ok{background:#e6f4ea}.note.bad{background:#fce8e6}nav a{margin-right:14px}pre{background:#f4f6f9;
+padding:8px;overflow:auto}code{background:#f4f6f9;padding:0 3px}
+"""
+
+
+def e(value: Any) -> str:
+    """``value`` as escaped text (None as an em dash)."""
+    return "—" if value is None else escape(str(value))
+
+
+def file_link(uri: str | None, label: str | None = None) -> str:
+    """A link that opens a stored report, card or receipt over HTTP through the page's ``files`` route."""
+    if not uri:
+        return "—"
+    return f'<a href="files?uri={quote(uri, safe="")}">{e(label or uri.rsplit("/", 1)[-1])}</a>'
+
+
+def _table(headers: list[str], rows: list[list[str]], empty: str) -> str:
+    if not rows:
+        return f'<p class="muted">{e(empty)}</p>'
+    head = "".join(f"<th>{e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _error(section: Any) -> str | None:
+    if isinstance(section, dict) and "error" in section:
+        return f'<p class="bad">could not read this section: {e(section["error"])}</p>'
+    return None
+
+
+def _bar(ratio: float | None) -> str:
+    if ratio is None:
+        return '<span class="muted">no limit</span>'
+    pct = max(0.0, min(ratio, 1.0)) * 100
+    color = "#b3261e" if ratio >= 1 else "#e37400" if ratio >= 0.8 else "#137333"
+    return f'<span class="bar"><span style="width:{pct:.0f}%;background:{color}"></span></span> {ratio * 100:.1f}%'
+
+
+def _form(action: str, fields: list[tuple[str, str, str]], button: str, can_operate: bool) -> str:
+    """A POST form for an action; without the op role it is shown disabled, saying why."""
+    disabled = "" if can_operate else " disabled"
+    inputs = "".join(
+        f'<input type="hidden" name="{e(n)}" value="{e(v)}">' if v
+        else f'<input name="{e(n)}" placeholder="{e(p)}" aria-label="{e(p)}"{disabled}>' for n, p, v in fields
+    )  # a field with a value is fixed (the spec of its section), the others are typed in
+    why = "" if can_operate else ' <span class="muted">(needs the op role)</span>'
+    return (f'<form class="inline" method="post" action="actions/{e(action)}">{inputs}'
+            f'<button type="submit"{disabled}>{e(button)}</button>{why}</form>')  # fmt: skip
+
+
+def spend_section(spend: Any, can_operate: bool) -> str:
+    """Spend against budget per team this month, spend by spec, the alerts sent, and the raise-budget action."""
+    if err := _error(spend):
+        return err
+    rows = []
+    for t in spend:
+        limit = t.get("limit_usd")
+        ratio = (t["settled_usd"] / limit) if limit else None
+        alerts = ", ".join(f"{a['threshold']}% ({a['sent_at']})" for a in t["alerts"] if a["period"] == t["period"])
+        rows.append([e(t["team"]), e(t["period"]), f"{t['settled_usd']:.4f}", f"{t['reserved_usd']:.4f}",
+                     "—" if limit is None else f"{limit:.2f}", _bar(ratio), e(t.get("policy")), e(t["resets_on"]),
+                     e(alerts or "none")])  # fmt: skip
+    out = _table(["team", "month", "spent USD", "reserved USD", "limit USD", "used", "policy", "resets",
+                  "alerts sent"], rows, "No team has spent or been given a budget yet.")  # fmt: skip
+    detail = [[e(t["team"]), e(s["spec"]), e(s["period"]), f"{s['usd']:.4f}", f"{s['seconds']:.0f}", e(s["tasks"])]
+              for t in spend for s in t["by_spec"]]  # fmt: skip
+    if detail:
+        out += "<h3>By spec</h3>" + _table(["team", "spec", "month", "USD", "seconds", "tasks"], detail, "")
+    out += "<h3>Raise a budget</h3>" + _form("budget", [("team", "team", ""), ("limit_usd", "new limit USD", ""),
+                                                        ("reason", "reason", "")], "Set limit", can_operate)
+    return out
+
+
+def leases_section(leases: Any) -> str:
+    """The GPU leases held on every host."""
+    if err := _error(leases):
+        return err
+    rows = [[e(r["host"]), e(r["device"]), e(r["holder"]), e(r["acquired_at"]), e(r["expires_at"]),
+             '<span class="bad">expired</span>' if r["expired"] else '<span class="ok">active</span>']
+            for r in leases]  # fmt: skip
+    return _table(["host", "GPU", "holder", "acquired", "expires", "state"], rows, "No GPU is leased right now.")
+
+
+def deployments_section(deployments: Any, datasets: Any, can_operate: bool) -> str:
+    """Per spec: live versions by alias, the latest dataset version, the deployment history, promote/rollback."""
+    if err := _error(deployments):
+        return err
+    out = []
+    for d in deployments:
+        spec = d["spec"]
+        ds = datasets.get(spec) if isinstance(datasets, dict) and "error" not in datasets else None
+        out.append(f'<h3 id="spec-{e(spec)}">{e(spec)}</h3>')
+        if d.get("error"):
+            out.append(f'<p class="bad">{e(d["error"])}</p>')
+            continue
+        order = ["champion", "canary", "shadow", "challenger", "previous"]
+        live = sorted(d["aliases"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99)
+        out.append(_table(["alias", "version"], [[f"<b>{e(a)}</b>", e(v)] for a, v in live],
+                          "No version is registered yet."))  # fmt: skip
+        if ds:
+            out.append(f'<p class="muted">latest dataset version: {e(ds["tag"])} ({e(ds["rows"])} rows, '
+                       f"{e(ds['at'])})</p>")  # fmt: skip
+        out.append(_table(["at", "action", "version", "actor", "reason"],
+                          [[e(r["at"]), e(r["action"]), e(r["version"]), e(r["actor"]), e(r["reason"])]
+                           for r in d["history"]], "No deployment yet."))  # fmt: skip
+        out.append(_form("promote", [("spec", "spec", spec), ("version", "version", ""), ("reason", "reason", "")],
+                         "Promote to champion", can_operate))  # fmt: skip
+        out.append(_form("rollback", [("spec", "spec", spec), ("reason", "reason", "")], "Roll back", can_operate))
+    return "".join(out)
+
+
+def monitor_section(monitor: Any) -> str:
+    """The latest monitored window of each spec and its decision."""
+    if err := _error(monitor):
+        return err
+    rows = []
+    for m in monitor:
+        r = m["latest"]
+        if r is None:
+            rows.append([e(m["spec"]), '<span class="muted">never monitored</span>', "", "", "", "", ""])
+            continue
+        state = ('<span class="bad">drift</span>' if r["drifted"] else '<span class="ok">no drift</span>'
+                 if r["judged"] else '<span class="muted">too few rows</span>')  # fmt: skip
+        rows.append([e(m["spec"]), e(r["version"]), e(r["window"]), e(r["rows"]), state,
+                     f"{e(r['decision'])}: {e(r['reason'])}", file_link(r["report_uri"], "report")])  # fmt: skip
+    return _table(["spec", "version", "window", "rows", "state", "decision", "report"], rows, "No spec.")
+
+
+def quarantine_section(quarantine: Any) -> str:
+    """Quarantined batches with their reasons and reports."""
+    if err := _error(quarantine):
+        return err
+    rows = [[e(q["spec"]), e(q["partition"]), "<br>".join(e(r) for r in q["reasons"][:6]) +
+             (f' <span class="muted">(+{len(q["reasons"]) - 6} more)</span>' if len(q["reasons"]) > 6 else ""),
+             file_link(q["report_uri"], "validation report"), e(q["at"])] for q in quarantine]  # fmt: skip
+    return _table(["spec", "day", "reasons", "report", "quarantined"], rows, "Nothing is in quarantine.")
+
+
+def erasure_section(erasure: Any) -> str:
+    """Erasure requests (never their subjects) and their receipts."""
+    if err := _error(erasure):
+        return err
+    rows = []
+    for r in erasure:
+        status = {"closed": "ok", "open": "bad"}.get(r["status"], "warn")
+        receipt = (f'<a href="erasure/receipts/{quote(r["spec"])}/{quote(r["request_id"], safe="")}">receipt</a>'
+                   if r["status"] == "closed" else "—")  # fmt: skip
+        rows.append([e(r["request_id"]), e(r["spec"]), f'<span class="{status}">{e(r["status"])}</span>',
+                     e(r["channel"]), e(r["actor"]), e(r["subjects"]), e(r["batch"]), e(r["received_at"]),
+                     e(r["closed_at"]), e(r["reason"]), receipt])  # fmt: skip
+    return _table(["request", "spec", "status", "channel", "actor", "subjects", "batch", "received", "closed",
+                   "reason", "receipt"], rows, "No erasure request has been filed.")  # fmt: skip
+
+
+def lineage_section(result: dict[str, Any] | None, prediction_id: str) -> str:
+    """The lookup form and, after a lookup, the chain of the decision."""
+    form = (f'<form class="inline" method="get" action="./#lineage"><input name="prediction_id" size="48" '
+            f'placeholder="prediction id from /predict" aria-label="prediction id" value="{e(prediction_id)}">'
+            f'<button type="submit">Trace</button></form>')  # fmt: skip
+    if result is None:
+        return form
+    if "error" in result:
+        return form + f'<p class="bad">{e(result["error"])}</p>'
+    chain = result["chain"]
+    links = ""
+    gates = chain.get("gates") or {}
+    for key in ("model_card_uri", "report_uri"):
+        uri = gates.get(key) if isinstance(gates, dict) else None
+        if uri:
+            links += " " + file_link(uri, "model card" if key == "model_card_uri" else "gate report")
+    return form + (f"<p>{links}</p>" if links else "") + f"<pre>{e(json.dumps(chain, indent=2, default=str))}</pre>"
+
+
+def page(sections: dict[str, Any], *, user: str, role: str | None, can_operate: bool, notice: str | None = None,
+         notice_ok: bool = True, lineage: dict[str, Any] | None = None, prediction_id: str = "") -> str:  # fmt: skip
+    """The whole Ativo page."""
+    note = f'<div class="note {"ok" if notice_ok else "bad"}" role="status">{e(notice)}</div>' if notice else ""
+    problems = "".join(f'<p class="bad">spec error: {e(p)}</p>' for p in sections.get("spec_errors", []))
+    nav = "".join(f'<a href="#{k}">{t}</a>' for k, t in (
+        ("spend", "Spend"), ("leases", "GPU leases"), ("live", "Live versions"), ("lineage", "Lineage"),
+        ("monitor", "Monitor"), ("quarantine", "Quarantine"), ("erasure", "Erasure")))  # fmt: skip
+    body = (
+        f'<h1>Ativo</h1><p class="muted">signed in as {e(user)} (role {e(role)}); specs: '
+        f'{e(", ".join(sections.get("specs", [])) or "none")} · <a href="runbooks/">runbooks</a> · '
+        f'<a href="metrics">metrics</a></p><nav>{nav}</nav>{note}{problems}'
+        f'<h2 id="spend">Spend against budget</h2>{spend_section(sections.get("spend", []), can_operate)}'
+        f'<h2 id="leases">GPU leases</h2>{leases_section(sections.get("leases", []))}'
+        f'<h2 id="live">Live versions</h2>'
+        f'{deployments_section(sections.get("deployments", []), sections.get("datasets", {}), can_operate)}'
+        f'<h2 id="lineage">Lineage of a decision</h2>{lineage_section(lineage, prediction_id)}'
+        f'<h2 id="monitor">Monitor</h2>{monitor_section(sections.get("monitor", []))}'
+        f'<h2 id="quarantine">Quarantined batches</h2>{quarantine_section(sections.get("quarantine", []))}'
+        f'<h2 id="erasure">Erasure requests</h2>{erasure_section(sections.get("erasure", []))}'
+    )
+    return document("Ativo", body)
+
+
+def document(title: str, body: str) -> str:
+    """A complete HTML document with the page's style."""
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>'
+            f"<style>{STYLE}</style></head><body>{body}</body></html>")  # fmt: skip

@@ -1,0 +1,236 @@
+"""What the Ativo page shows, read from the platform DB, the registry and the object store (no Airflow imports).
+
+Each function returns plain JSON-like data; :mod:`ativo.ui.html` renders it and :mod:`ativo.airflow.page` serves
+it behind Airflow's login. The actions (promote, rollback, budget) are here too, each audited with its actor.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from ativo.config import Settings
+from ativo.errors import AtivoError
+from ativo.spec import ModelSpec, load_specs
+from ativo.store.db import (
+    budget_alerts,
+    dataset_versions,
+    erasure_requests,
+    monitor_runs,
+    quarantined_batches,
+    spend_ledger,
+)
+
+log = logging.getLogger(__name__)
+
+DEPLOYMENTS_SHOWN = 12
+ROWS_SHOWN = 50
+
+
+class ActionRefused(AtivoError):
+    """An action on the Ativo page was refused (no such spec or version, a bad field, or not allowed)."""
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).isoformat(timespec="seconds")
+    return str(value)
+
+
+def spend(engine: Engine, settings: Settings) -> list[dict[str, Any]]:
+    """Per team: this period's budget status, spend by spec, and the threshold alerts sent."""
+    from ativo.compute.budget import Ledger
+
+    ledger = Ledger(engine, settings.prices)
+    out = []
+    with engine.connect() as conn:
+        by_spec = conn.execute(select(spend_ledger.c.team, spend_ledger.c.spec, spend_ledger.c.period,
+                                      func.sum(spend_ledger.c.actual_usd), func.sum(spend_ledger.c.seconds),
+                                      func.count())
+                               .where(spend_ledger.c.state == "settled")
+                               .group_by(spend_ledger.c.team, spend_ledger.c.spec, spend_ledger.c.period)).all()
+        alerts = [dict(r) for r in conn.execute(select(budget_alerts).order_by(budget_alerts.c.sent_at)).mappings()]
+    for team in ledger.teams():
+        status = ledger.status(team)
+        out.append(status | {
+            "by_spec": [{"spec": s, "period": p, "usd": round(usd or 0.0, 6), "seconds": round(sec or 0.0, 1),
+                         "tasks": n} for t, s, p, usd, sec, n in by_spec if t == team],
+            "alerts": [{"period": a["period"], "threshold": a["threshold"], "sent_at": _iso(a["sent_at"])}
+                       for a in alerts if a["team"] == team],
+        })  # fmt: skip
+    return out
+
+
+def leases(engine: Engine) -> list[dict[str, Any]]:
+    """Every GPU lease on every host, expired ones flagged."""
+    from ativo.compute.leases import LeaseManager
+
+    mgr = LeaseManager(engine)
+    return [{**r, "acquired_at": _iso(r["acquired_at"]), "expires_at": _iso(r["expires_at"])}
+            for r in mgr.list(all_hosts=True)]  # fmt: skip
+
+
+def deployments(specs: list[ModelSpec], settings: Settings) -> list[dict[str, Any]]:
+    """Per spec: the live aliases and the latest deployment records (newest first)."""
+    from ativo.deploy.promotion import aliases, history
+
+    out = []
+    for spec in specs:
+        try:
+            live, records = aliases(spec, settings), history(spec, settings)
+        except Exception as err:  # one spec's registry or store being down must not blank the page
+            log.warning("deployments of %s: %s", spec.name, err)
+            out.append({"spec": spec.name, "error": str(err), "aliases": {}, "history": []})
+            continue
+        out.append({"spec": spec.name, "model": spec.registered_model_name, "aliases": live,
+                    "history": [{k: r.get(k) for k in ("at", "action", "version", "actor", "reason")}
+                                for r in reversed(records[-DEPLOYMENTS_SHOWN:])]})  # fmt: skip
+    return out
+
+
+def monitor(engine: Engine, specs: list[ModelSpec]) -> list[dict[str, Any]]:
+    """Per spec: the latest monitored window and its decision (None when it was never monitored)."""
+    out = []
+    with engine.connect() as conn:
+        for spec in specs:
+            row = conn.execute(select(monitor_runs).where(monitor_runs.c.spec == spec.name)
+                               .order_by(monitor_runs.c.window_end.desc()).limit(1)).mappings().first()
+            out.append({"spec": spec.name, "latest": None if row is None else {
+                "version": row["version"], "window": f"{_iso(row['window_start'])} → {_iso(row['window_end'])}",
+                "rows": row["rows"], "judged": bool(row["judged"]), "drifted": bool(row["drifted"]),
+                "decision": row["decision"], "reason": row["decision_reason"], "report_uri": row["report_uri"],
+                "reasons": row["reasons"]}})  # fmt: skip
+    return out
+
+
+def quarantine(engine: Engine) -> list[dict[str, Any]]:
+    """The latest quarantined batches with their reasons and reports."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(quarantined_batches).order_by(quarantined_batches.c.id.desc())
+                            .limit(ROWS_SHOWN)).mappings().all()  # fmt: skip
+    return [{"spec": r["spec"], "partition": r["partition"], "reasons": r["reasons"], "report_uri": r["report_uri"],
+             "batch_uri": r["batch_uri"], "at": _iso(r["quarantined_at"])} for r in rows]  # fmt: skip
+
+
+def erasure(engine: Engine) -> list[dict[str, Any]]:
+    """The latest erasure requests (never their subjects) with status, batch and receipt hash."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(erasure_requests).order_by(erasure_requests.c.received_at.desc())
+                            .limit(ROWS_SHOWN)).mappings().all()  # fmt: skip
+    return [{"request_id": r["request_id"], "spec": r["spec"], "status": r["status"], "channel": r["channel"],
+             "actor": r["actor"], "batch": r["batch_id"], "received_at": _iso(r["received_at"]),
+             "closed_at": _iso(r["closed_at"]), "reason": r["reason"], "receipt_sha256": r["receipt_sha256"],
+             "subjects": len(r["pseudonyms"] or [])} for r in rows]  # fmt: skip
+
+
+def datasets(engine: Engine) -> dict[str, dict[str, Any]]:
+    """Per spec: the latest dataset version."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(dataset_versions).order_by(dataset_versions.c.version)).mappings().all()
+    return {r["spec"]: {"tag": r["tag"], "rows": r["rows"], "at": _iso(r["created_at"])} for r in rows}
+
+
+def overview(settings: Settings) -> dict[str, Any]:
+    """Everything the page shows, section by section; a section that cannot be read says why instead."""
+    from ativo.store.db import get_engine
+
+    engine = get_engine(settings.db_url)
+    specs, problems = load_specs(settings.specs_dir)
+    sections: dict[str, Any] = {"specs": [s.name for s in specs],
+                                "spec_errors": [str(p) for p in problems]}  # fmt: skip
+    readers: dict[str, Any] = {
+        "spend": lambda: spend(engine, settings), "leases": lambda: leases(engine),
+        "deployments": lambda: deployments(specs, settings), "monitor": lambda: monitor(engine, specs),
+        "quarantine": lambda: quarantine(engine), "erasure": lambda: erasure(engine),
+        "datasets": lambda: datasets(engine),
+    }  # fmt: skip
+    for name, read in readers.items():
+        try:
+            sections[name] = read()
+        except Exception as err:
+            log.exception("the Ativo page could not read %s", name)
+            sections[name] = {"error": f"{type(err).__name__}: {err}"}
+    return sections
+
+
+def lineage(settings: Settings, prediction_id: str) -> dict[str, Any]:
+    """The chain of one decision (prediction → version → run → dataset → commit → gates), or the reason why not."""
+    from ativo.lineage import LineageError, trace
+
+    prediction_id = prediction_id.strip()
+    if not prediction_id:
+        return {"error": "prediction_id: give the id a /predict answer returned"}
+    try:
+        return {"chain": trace(settings, prediction_id)}
+    except LineageError as err:
+        return {"error": str(err)}
+
+
+def _spec(settings: Settings, name: str) -> ModelSpec:
+    specs = {s.name: s for s in load_specs(settings.specs_dir)[0]}
+    if name not in specs:
+        raise ActionRefused(f"spec: unknown spec {name!r}; the specs are {', '.join(sorted(specs)) or 'none'}")
+    return specs[name]
+
+
+def act(settings: Settings, action: str, form: dict[str, str], actor: str) -> dict[str, Any]:
+    """Run one page action (``promote``, ``rollback``, ``budget``) as ``actor`` and audit it.
+
+    Raises:
+        ActionRefused: a missing or bad field (named), an unknown spec, or the registry refusing the move.
+    """
+    from ativo.erasure import audit
+    from ativo.store.db import get_engine
+
+    engine = get_engine(settings.db_url)
+    reason = (form.get("reason") or "").strip() or f"by {actor} on the Ativo page"
+    if action == "promote":
+        from ativo.deploy.promotion import DeployError, promote
+
+        spec, version = _spec(settings, form.get("spec", "")), (form.get("version") or "").strip()
+        if not version.isdigit():
+            raise ActionRefused(f"version: give a registered version number of {spec.name}, not {version!r}")
+        try:
+            rec = promote(spec, settings, version, reason=reason, actor=actor)
+        except DeployError as err:
+            raise ActionRefused(str(err)) from None
+        result = {"spec": spec.name, "version": version, "aliases": rec.get("aliases_after")}
+    elif action == "rollback":
+        from ativo.deploy.promotion import DeployError, rollback
+
+        spec = _spec(settings, form.get("spec", ""))
+        try:
+            rec = rollback(spec, settings, reason=reason, actor=actor)
+        except DeployError as err:
+            raise ActionRefused(str(err)) from None
+        result = {"spec": spec.name, "version": rec.get("version"), "aliases": rec.get("aliases_after")}
+    elif action == "budget":
+        from ativo.compute.budget import Ledger
+
+        team = (form.get("team") or "").strip()
+        if not team:
+            raise ActionRefused("team: name the team whose budget changes")
+        try:
+            limit = float(form.get("limit_usd") or "")
+        except ValueError:
+            raise ActionRefused(f"limit_usd: a number of USD, not {form.get('limit_usd')!r}") from None
+        if not limit > 0:
+            raise ActionRefused(f"limit_usd: must be above 0, not {limit}")
+        ledger = Ledger(engine, settings.prices)
+        before = ledger.status(team)
+        reserve = float(before.get("erasure_reserve_usd") or 0.0)
+        if reserve >= limit:
+            raise ActionRefused(f"limit_usd: {limit} is not above the erasure reserve of {reserve} USD")
+        policy = before["policy"] if before["policy"] in ("fail", "defer") else "fail"
+        ledger.set_budget(team, limit, erasure_reserve_usd=reserve, policy=policy)
+        result = {"team": team, "limit_usd_before": before.get("limit_usd"), "limit_usd": limit}
+    else:
+        raise ActionRefused(f"action: unknown action {action!r} (promote, rollback, budget)")
+    audit.append(engine, f"page_{action}", actor, result.get("spec") or result.get("team") or "",
+                 {"reason": reason, **result})  # fmt: skip
+    return result
