@@ -54,16 +54,27 @@ def test_metrics_endpoint_serves_budgets_and_leases_from_the_platform_db(ativo_h
         ("ativo_gpu_devices", frozenset({"host": socket.gethostname()}.items())): 3.0,
         ("ativo_gpu_leases", frozenset({"host": "gpu-node-7", "state": "active"}.items())): 1.0,
     }
-    assert samples(first.text) == pytest.approx({  # reserved while the task runs, nothing settled yet
+    def budget_and_leases(text: str) -> dict:
+        return {k: v for k, v in samples(text).items() if k[0].startswith(("ativo_budget_", "ativo_gpu_"))
+                and k[0] != "ativo_budget_alerts_sent"}  # fmt: skip
+
+    assert budget_and_leases(first.text) == pytest.approx({  # reserved while the task runs, nothing settled yet
         **fixed,
         ("ativo_budget_spent_usd", team): 0.0,
         ("ativo_budget_reserved_usd", team): 0.5,
         ("ativo_budget_used_ratio", team): 0.0,
     }, rel=1e-9, abs=1e-12)  # fmt: skip
-    assert samples(second.text) == pytest.approx({  # read again at the next scrape: 2.00 USD settled of 10
+    assert budget_and_leases(second.text) == pytest.approx({  # read again at the next scrape: 2.00 USD settled of 10
         **fixed,
         ("ativo_budget_spent_usd", team): 2.0,
         ("ativo_budget_reserved_usd", team): 0.0,
         ("ativo_budget_used_ratio", team): 0.2,
     }, rel=1e-9, abs=1e-12)  # fmt: skip
-
+    period = ledger.status("risk")["period"]
+    spend = frozenset({"team": "risk", "spec": "s", "resource": "cpu", "period": period}.items())
+    assert ("ativo_spend_usd", spend) not in samples(first.text)
+    assert samples(second.text)[("ativo_spend_usd", spend)] == pytest.approx(2.0)
+    for spec in ("adult_income", "compas_recidivism"):  # every shipped spec's erasure series, before any request
+        model = frozenset({"model": spec}.items())
+        assert samples(second.text)[("ativo_erasure_overdue_requests", model)] == 0
+        assert samples(second.text)[("ativo_erasure_sla_seconds", model)] == 72 * 3600

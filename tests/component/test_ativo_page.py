@@ -1,0 +1,133 @@
+"""The Ativo page on Airflow's real api-server app (create_app, the plugin mounted as Airflow mounts it).
+
+Behind Airflow's login; actions need the op role and are audited; reports open over HTTP from the object store only;
+runbooks render for every alert.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.metrics_text import samples
+
+
+@pytest.fixture
+def airflow_app(airflow_db, ativo_home, monkeypatch, tmp_path):
+    """Airflow's api-server app with Ativo's auth manager and users, and a token per user."""
+    from devtools.supervisor import PROJECT_ROOT
+
+    passwords = {"admin": "a-pass", "operator": "o-pass", "analyst": "u-pass"}
+    (tmp_path / "passwords.json").write_text(json.dumps(passwords))
+    monkeypatch.setenv("AIRFLOW__CORE__AUTH_MANAGER", "ativo.airflow.auth.AtivoAuthManager")
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin,operator:op,analyst:user")
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(tmp_path / "passwords.json"))
+    monkeypatch.setenv("AIRFLOW__CORE__PLUGINS_FOLDER", str(PROJECT_ROOT / "plugins"))
+    from airflow.api_fastapi.app import create_app, purge_cached_app
+    from fastapi.testclient import TestClient
+
+    purge_cached_app()
+    client = TestClient(create_app())
+
+    def token(user: str) -> dict[str, str]:
+        resp = client.post("/auth/token", json={"username": user, "password": passwords[user]})
+        assert resp.status_code == 201, resp.text
+        return {"Authorization": f"Bearer {resp.json()['access_token']}"}
+
+    yield client, token
+    purge_cached_app()
+
+
+def test_the_page_needs_a_login_and_shows_every_section(airflow_app, settings):
+    from ativo.compute.budget import Ledger
+    from ativo.store.db import get_engine
+
+    client, token = airflow_app
+    Ledger(get_engine(settings.db_url), settings.prices).set_budget("risk-team", 40.0)
+    anonymous = client.get("/ativo/", headers={"accept": "text/html"}, follow_redirects=False)
+    assert anonymous.status_code == 303 and "login" in anonymous.headers["location"]
+    assert client.get("/ativo/api/overview").status_code == 401
+
+    page = client.get("/ativo/", headers=token("analyst"))
+    assert page.status_code == 200
+    for heading in ("Spend against budget", "GPU leases", "Live versions", "Lineage of a decision", "Monitor",
+                    "Quarantined batches", "Erasure requests"):  # fmt: skip
+        assert f">{heading}</h2>" in page.text
+    assert "risk-team" in page.text and "40.00" in page.text
+    assert "needs the op role" in page.text  # an analyst sees the actions disabled, saying why
+    assert "could not read" not in page.text
+
+
+def test_actions_need_the_op_role_name_bad_fields_and_are_audited(airflow_app, settings):
+    from ativo.compute.budget import Ledger
+    from ativo.erasure import audit
+    from ativo.store.db import get_engine
+
+    client, token = airflow_app
+    engine = get_engine(settings.db_url)
+    ledger = Ledger(engine, settings.prices)
+    ledger.set_budget("risk-team", 40.0, erasure_reserve_usd=5.0, policy="defer")
+    body = {"content": "team=risk-team&limit_usd=60&reason=quarter+end",
+            "headers": {"content-type": "application/x-www-form-urlencoded", "accept": "application/json"}}  # fmt: skip
+
+    refused = client.post("/ativo/actions/budget", content=body["content"],
+                          headers={**body["headers"], **token("analyst")})  # fmt: skip
+    assert refused.status_code == 403 and "op role" in refused.json()["detail"]
+    assert ledger.status("risk-team")["limit_usd"] == 40.0
+    assert [r["actor"] for r in audit.entries(engine, kind="page_refused")] == ["analyst"]
+
+    bad = client.post("/ativo/actions/budget", content="team=risk-team&limit_usd=lots",
+                      headers={**body["headers"], **token("operator")})  # fmt: skip
+    assert bad.status_code == 422 and "limit_usd" in bad.json()["notice"]
+    assert ledger.status("risk-team")["limit_usd"] == 40.0  # nothing changed
+
+    cross_site = client.post("/ativo/actions/budget", content=body["content"],
+                             headers={**body["headers"], **token("operator"), "origin": "http://evil.example"})
+    assert cross_site.status_code == 403
+
+    done = client.post("/ativo/actions/budget", content=body["content"], headers={**body["headers"],
+                                                                                  **token("operator")})  # fmt: skip
+    assert done.status_code == 200, done.text
+    after = ledger.status("risk-team")
+    assert (after["limit_usd"], after["erasure_reserve_usd"], after["policy"]) == (60.0, 5.0, "defer")
+    [row] = audit.entries(engine, kind="page_budget")
+    assert row["actor"] == "operator" and row["payload"]["limit_usd_before"] == 40.0
+    assert row["payload"]["reason"] == "quarter end"
+    assert audit.verify_chain(engine)["ok"]
+
+    unknown = client.post("/ativo/actions/promote", content="spec=nope&version=3",
+                          headers={**body["headers"], **token("operator")})  # fmt: skip
+    assert unknown.status_code == 422 and "spec: unknown spec 'nope'" in unknown.json()["notice"]
+
+
+def test_reports_open_over_http_from_the_store_only(airflow_app, settings):
+    from ativo.store.objects import open_store
+
+    client, token = airflow_app
+    uri = open_store(settings).put_bytes("quarantine/adult_income/2026-11-30/abc/report.json", b'{"ok": false}')
+    opened = client.get("/ativo/files", params={"uri": uri}, headers=token("analyst"))
+    assert opened.status_code == 200 and opened.json() == {"ok": False}
+    assert opened.headers["content-security-policy"] == "sandbox"
+    for outside in ("file:///etc/passwd", uri.rsplit("/quarantine", 1)[0] + "/../../etc/passwd"):
+        assert client.get("/ativo/files", params={"uri": outside}, headers=token("analyst")).status_code == 404
+    assert client.get("/ativo/files", params={"uri": uri}).status_code == 401
+
+
+def test_every_runbook_renders_and_the_metrics_need_no_login(airflow_app):
+    from ativo import runbooks
+
+    client, _ = airflow_app
+    assert len(runbooks.slugs()) >= 17
+    for slug in runbooks.slugs():
+        page = client.get(f"/ativo/runbooks/{slug}")
+        assert page.status_code == 200, slug
+        for section in ("What it means", "How to look", "How to fix", "How to re-run"):
+            assert f">{section}</h2>" in page.text, (slug, section)
+    index = client.get("/ativo/runbooks/")
+    assert index.status_code == 200 and 'href="task-failed"' in index.text
+    assert client.get("/ativo/runbooks/..%2F..%2Fpyproject").status_code == 404
+    metrics = client.get("/ativo/metrics")
+    assert metrics.status_code == 200
+    assert ("ativo_erasure_overdue_requests", frozenset({"model": "adult_income"}.items())) in samples(metrics.text)
+
