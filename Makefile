@@ -11,7 +11,7 @@ HOST_PATH := $(PATH)
 UV := $(shell command -v uv 2>/dev/null || { test -x "$$HOME/.local/bin/uv" && echo "$$HOME/.local/bin/uv"; })
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup data run demo-drift demo-erasure stop status airflow-env test test-fast test-unit test-dags test-model test-component test-e2e test-integration lint bench clean
+.PHONY: help setup data run demo-drift demo-erasure stop status airflow-env system-packages test test-fast test-unit test-dags test-model test-component test-e2e test-integration test-browser lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -56,14 +56,20 @@ airflow-env: setup  ## the embedded platform's environment for `airflow` command
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 XDIST ?= -n 2 --dist loadfile --no-loadscope-reorder
 
-test: data  ## every tier but integration, the set CI and a newcomer run (about 7½ minutes on 2 cores)
-	@$(PYTEST) -m "not integration" $(XDIST) --durations=15 $(PYTEST_ARGS)
+system-packages:  ## Debian's prometheus (promtool) and chromium, for the alert-rule tests and the browser tier
+	@bash devtools/system-packages.sh
+
+test: data system-packages  ## every tier but integration and browser, the set CI and a newcomer run
+	@$(PYTEST) -m "not integration and not browser" $(XDIST) --durations=15 $(PYTEST_ARGS)
 
 test-fast: data  ## unit and DAG tiers, while you work (under 90 s)
 	@$(PYTEST) -m "unit or dags" $(PYTEST_ARGS)
 
 test-unit test-dags test-model test-component test-e2e: test-%: data
 	@$(PYTEST) -m $* --durations=10 $(PYTEST_ARGS)
+
+test-browser: data system-packages  ## browser tier: a live platform, Prometheus on it, Debian's chromium (screenshots in var/screenshots/)
+	@$(PYTEST) -m browser --durations=10 $(PYTEST_ARGS)
 
 test-integration: data  ## integration tier: PostgreSQL, S3 endpoint (ATIVO_REQUIRE_SERVICES=1 makes a missing service fail)
 	@$(PYTEST) -m integration $(PYTEST_ARGS)

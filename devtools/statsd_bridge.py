@@ -42,10 +42,12 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from socketserver import ThreadingMixIn
 from typing import Any, Literal
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import yaml
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.metrics_core import Metric
 
 log = logging.getLogger("ativo.statsd_bridge")
@@ -530,6 +532,15 @@ class StatsdCollector:
             yield m
 
 
+class _HTTPServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 def _address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit():
@@ -551,7 +562,7 @@ class StatsdBridge:
         self.registry.register(self.collector)
         self._udp_bind, self._http_bind = udp, http
         self._sock: socket.socket | None = None
-        self._http: Any = None
+        self._http: WSGIServer | None = None
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._seen = threading.Condition()
@@ -588,9 +599,13 @@ class StatsdBridge:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         sock.bind(self._udp_bind)
-        sock.settimeout(0.2)
+        sock.settimeout(0.05)
         self._sock = sock
-        self._http, http_thread = start_http_server(self._http_bind[1], self._http_bind[0], registry=self.registry)
+        self._http = make_server(self._http_bind[0], self._http_bind[1], make_wsgi_app(self.registry),
+                                 server_class=_HTTPServer, handler_class=_QuietHandler)  # fmt: skip
+        http_thread = threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.05},
+                                       name="statsd-bridge-http", daemon=True)  # fmt: skip
+        http_thread.start()
         udp_thread = threading.Thread(target=self._receive, name="statsd-bridge-udp", daemon=True)
         udp_thread.start()
         self._threads = [udp_thread, http_thread]
@@ -633,6 +648,12 @@ class StatsdBridge:
             with self._seen:
                 self._lines += 1
                 self._seen.notify_all()
+
+    @property
+    def lines_applied(self) -> int:
+        """Lines applied since the start (blank ones not counted)."""
+        with self._seen:
+            return self._lines
 
     def wait_for_lines(self, n: int, timeout: float = 5.0) -> bool:
         """Wait until ``n`` lines in all have been applied.

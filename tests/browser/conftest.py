@@ -53,10 +53,18 @@ class LivePlatform:
 
     def prom(self, query: str) -> dict[str, Any]:
         """One instant query against the platform's Prometheus."""
+        from urllib.parse import quote
+
         from ativo.http import request
 
-        resp = request("GET", f"{self.prometheus}/api/v1/query", params={"query": query}, timeout=30)
+        resp = request("GET", f"{self.prometheus}/api/v1/query?query={quote(query)}", timeout=30)
         return dict(resp.json())
+
+    def prom_api(self, path: str) -> dict[str, Any]:
+        """A GET of Prometheus's HTTP API (``/api/v1/rules``, ``/api/v1/alerts``)."""
+        from ativo.http import request
+
+        return dict(request("GET", f"{self.prometheus}{path}", timeout=30).json())
 
 
 def _quick_spec(dest: Path) -> None:

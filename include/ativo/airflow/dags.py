@@ -57,7 +57,14 @@ repeated here so that parsing a DAG never imports the evaluation stack)."""
 
 
 def default_args(spec: ModelSpec) -> dict[str, Any]:
-    """Owner, retries and the on-call notifier, shared by every task of every Ativo DAG."""
+    """Owner, retries and the on-call notifier, shared by every task of every Ativo DAG.
+
+    Building them also turns third-party progress chatter down (:mod:`ativo.logs`): a task process parses its DAG
+    file, and so builds these, before it runs.
+    """
+    from ativo.logs import quiet_third_party
+
+    quiet_third_party()
     return {
         "owner": spec.owner,
         "retries": 2,
@@ -325,6 +332,9 @@ def build_train_dag(spec: ModelSpec) -> DAG:
                 # the claim on its dataset version, if it made one, is released: another run may train it
                 settle(engine, spec.name, run_id, "failed: no model version was registered (see register_best)")
                 _settle_drift(spec, engine, run_id, "failed: no model version was registered")
+                note_run(get_current_context()["dag"].dag_id, run_id,
+                         "no new model version: the best trial was not registered (register_best says why: "
+                         "a byte-identical model already registered, or no trial finished)")  # fmt: skip
                 raise AirflowSkipException("no model version was registered (see register_best): nothing to gate")
             results = [GateResult.from_dict(doc) for doc in judged if doc]
             report = publish(spec, settings, registered["model_version"], results, GATES)

@@ -1,0 +1,19 @@
+"""Task logs that say what happened: third-party progress chatter is turned down to warnings.
+
+Great Expectations announces a temporary docs site per validation, ART's HopSkipJump logs its success rate per
+sample batch (hundreds of lines beside a gate that reports one figure), Optuna logs every trial it is told about.
+Ativo logs each of those results itself, once, with its bound and limit.
+"""
+
+from __future__ import annotations
+
+import logging
+
+NOISY = ("great_expectations", "art", "optuna", "alembic", "numexpr", "urllib3", "botocore", "s3fs", "dvc",
+         "mlflow.tracking._tracking_service", "mlflow.store.db.utils", "shap", "fairlearn")  # fmt: skip
+
+
+def quiet_third_party(level: int = logging.WARNING) -> None:
+    """Raise the level of the chatty third-party loggers (idempotent; their warnings and errors still show)."""
+    for name in NOISY:
+        logging.getLogger(name).setLevel(level)
