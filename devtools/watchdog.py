@@ -92,8 +92,9 @@ class Watchdog:
         self.unhealthy_since: dict[str, float] = {}
 
     def _post(self, payload: dict[str, Any]) -> bool:
-        from ativo.alerts import post_webhook
+        from ativo.alerts import post_webhook, with_runbook
 
+        payload = with_runbook(payload, self.settings.link_url)  # component-restarted
         url = oncall_url(supervisor.platform_env(self.settings))
         if url is None:
             log.error("PAGE (no on-call webhook configured): %s", payload["text"])

@@ -163,7 +163,8 @@ TIMEOUT_S = {"unit": 60, "dags": 240, "model": 300, "component": 300, "e2e": 900
 
 
 # Longest first, so that parallel workers (pytest-xdist, by file) finish together: heavy files by name, then tiers.
-FIRST = ("test_pool_limit.py", "test_erasure.py", "test_serving_live.py", "test_search_budget.py",
+FIRST = ("test_pool_limit.py", "test_erasure.py", "test_incident.py", "test_serving_live.py",
+         "test_search_budget.py",
          "test_etl_and_training.py", "test_deploy_dag.py", "test_gates.py", "test_serving.py")  # fmt: skip
 TIER_ORDER = ("e2e", "model", "component", "integration", "browser", "dags", "unit")
 

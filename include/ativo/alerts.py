@@ -271,3 +271,39 @@ def erasure_payload(spec_name: str, kind: str, batch: int | None, requests: list
     return bounded({"text": text, "attachments": [{"color": "danger", "fallback": text, "fields": fields}],
                     "ativo": {"kind": kind, "model": spec_name, "batch": batch, "requests": requests[:200],
                               "reason": reason}})
+
+
+def incident_payload(case: dict[str, Any], lineage: dict[str, Any], airflow_url: str) -> dict[str, Any]:
+    """A Slack-compatible page: a production decision was recorded as an incident (its lineage, what changes now)."""
+    model, run, dataset = lineage.get("model", {}), lineage.get("run", {}), lineage.get("dataset", {})
+    gates = lineage.get("gates", {})
+    text = (f":mag: Ativo {case['spec']}: prediction {case['prediction_id']} recorded as incident {case['id']} — "
+            f"decided {case['decision']} (score {case['score']:.3f}), expected {case['expected']}")  # fmt: skip
+    fields = [
+        {"title": "Note", "value": case["note"], "short": False},
+        {"title": "Model", "value": f"{model.get('name')} version {model.get('version')}", "short": True},
+        {"title": "Run", "value": str(run.get("run_id")), "short": True},
+        {"title": "Dataset version", "value": str(dataset.get("tag")), "short": True},
+        {"title": "Code", "value": str((lineage.get("code") or {}).get("commit")), "short": True},
+        {"title": "Model card", "value": str(stored_link(gates.get("model_card_uri"), airflow_url)), "short": False},
+        {"title": "What changes", "value": "every later candidate must decide this case correctly (regression gate;"
+                                           " gates.regression.max_wrong_fraction is the tolerance)", "short": False},
+    ]  # fmt: skip
+    return bounded({"text": text, "attachments": [{"color": "warning", "fallback": text, "fields": fields}],
+                    "ativo": {"kind": "incident_recorded", "model": case["spec"], "case": case["id"],
+                              "prediction_id": case["prediction_id"], "model_version": case["model_version"],
+                              "dataset_version": case["dataset_version"], "run_id": run.get("run_id")}})
+
+
+def oncall_url_from_env(env: dict[str, str], conn_id: str = "ativo_oncall") -> str | None:
+    """The on-call webhook of an Airflow connection given as ``AIRFLOW_CONN_<ID>`` (JSON or a URL), or None."""
+    raw = env.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+    if not raw:
+        return None
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return raw if raw.startswith(("http://", "https://")) else None
+    if not isinstance(doc, dict):
+        return None
+    return webhook_url_from(doc.get("extra") or {}, doc.get("host"), doc.get("schema"), doc.get("port"))

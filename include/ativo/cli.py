@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ativo.config import load_settings
 from ativo.errors import AtivoError, SpecError
@@ -412,6 +412,33 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_incident(args: argparse.Namespace) -> int:
+    from ativo.evaluate.regression import page_oncall, record_incident
+
+    settings = load_settings()
+    recorded = record_incident(settings, args.prediction_id, args.expected, args.note, _actor(), args.spec)
+    case = recorded["case"]
+    if not recorded["created"]:
+        print(f"prediction {case['prediction_id']} is already incident {case['id']} of {case['spec']} "
+              f"(expected {case['expected']}); nothing changed")  # fmt: skip
+        return 0
+    paged = page_oncall(settings, recorded)
+    chain = recorded["lineage"]
+    print(f"incident {case['id']} recorded for {case['spec']}: prediction {case['prediction_id']} decided "
+          f"{case['decision']} (score {case['score']:.4f}) by version {case['model_version']}, expected "
+          f"{case['expected']}; dataset {case['dataset_version']}, run {chain.get('run', {}).get('run_id')}")
+    tolerance = _spec_of(settings, case["spec"]).gates.regression.max_wrong_fraction
+    print(f"from now on the regression gate makes every candidate decide it correctly (tolerance {tolerance:.0%})")
+    print("on-call paged" if paged else "on-call NOT paged (no webhook configured or it refused; see the log)")
+    return 0
+
+
+def _spec_of(settings: Settings, name: str) -> Any:
+    from ativo.spec import get_spec
+
+    return get_spec(name, settings.specs_dir)
+
+
 def _op_caller(args: argparse.Namespace, settings: Settings, spec: str) -> str:
     """The name of the ``op`` key presented (``--key`` or ``ATIVO_OP_KEY``); a refusal is audited and raised."""
     from ativo.erasure.requests import refuse
@@ -688,6 +715,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--wait", action="store_true", help="respect the coalescing window")
     s.set_defaults(func=_cmd_erasure)
 
+    s = sub.add_parser("incident", help="record a wrong production decision as a regression case (and page on-call)")
+    s.add_argument("prediction_id", help="the id a /predict answer returned")
+    s.add_argument("--expected", required=True, help="the right label: 0/1 or the spec's class name")
+    s.add_argument("--note", required=True, help="what was wrong (kept with the case)")
+    s.add_argument("--spec", help="only look in this spec's prediction log")
+    s.set_defaults(func=_cmd_incident)
     s = sub.add_parser("lineage", help="prediction → model version → run → dataset version → commit → gates")
     s.add_argument("prediction_id")
     s.add_argument("--spec", help="only look in this spec's prediction log")

@@ -136,6 +136,9 @@ class Settings(BaseSettings):
         airflow_api: Airflow's API server, which ``ativo backfill`` calls (``ATIVO_AIRFLOW_URL``, default the
             embedded one on ``ports.airflow``); ``airflow_username`` / ``airflow_password``
             (``ATIVO_AIRFLOW_USERNAME`` / ``ATIVO_AIRFLOW_PASSWORD``, default the embedded admin) sign in to it.
+        public_airflow_url: the Airflow address people open, where alerts, run notes and log lines link runbooks,
+            reports and model cards (``ATIVO_PUBLIC_AIRFLOW_URL``, default ``airflow_url``; set it when tasks reach
+            the API server by an internal name).
         gpu_count: GPUs on this host, instead of asking ``nvidia-smi`` (``ATIVO_GPU_COUNT``).
     """
 
@@ -164,6 +167,7 @@ class Settings(BaseSettings):
     op_key: SecretStr | None = Field(None, validation_alias="ATIVO_OP_KEY")
     git_commit: str | None = Field(None, validation_alias="ATIVO_GIT_COMMIT")
     airflow_api: str | None = Field(None, validation_alias="ATIVO_AIRFLOW_URL")
+    public_airflow_url: str | None = Field(None, validation_alias="ATIVO_PUBLIC_AIRFLOW_URL")
     airflow_username: str = Field("admin", validation_alias="ATIVO_AIRFLOW_USERNAME")
     airflow_password: SecretStr | None = Field(None, validation_alias="ATIVO_AIRFLOW_PASSWORD")
     gpu_count: int | None = Field(None, validation_alias="ATIVO_GPU_COUNT")
@@ -172,6 +176,11 @@ class Settings(BaseSettings):
     def airflow_url(self) -> str:
         """Airflow's API server: ``ATIVO_AIRFLOW_URL``, else the embedded one."""
         return (self.airflow_api or f"http://127.0.0.1:{self.ports.airflow}").rstrip("/")
+
+    @property
+    def link_url(self) -> str:
+        """The Airflow address that links in alerts and logs point at: ``ATIVO_PUBLIC_AIRFLOW_URL``, else the API's."""
+        return (self.public_airflow_url or self.airflow_url).rstrip("/")
 
     def servers_of(self, spec: str) -> tuple[str, ...]:
         """Base URLs of the servers that serve ``spec`` (its own entry of ``ATIVO_SERVE_URLS``, else the shared one).

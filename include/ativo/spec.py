@@ -386,6 +386,16 @@ class InfraGate(_Strict):
     max_p99_ms: float | None = Field(None, gt=0)  # empty: the spec's deploy.latency_budget_ms
 
 
+class RegressionGate(_Strict):
+    """Recorded production incidents (``ativo incident``) that every candidate must decide correctly.
+
+    ``max_wrong_fraction`` is the tolerance: the share of recorded cases a candidate may still decide wrongly
+    (0: none). With no case recorded yet the gate passes, saying so.
+    """
+
+    max_wrong_fraction: float = Field(0.0, ge=0, lt=1)
+
+
 class Gates(_Strict):
     """What a model must pass before it becomes the registry's ``challenger`` (each gate is a task)."""
 
@@ -396,12 +406,13 @@ class Gates(_Strict):
     privacy: PrivacyGate = PrivacyGate()
     explainability: ExplainabilityGate = ExplainabilityGate()
     infra: InfraGate = InfraGate()
+    regression: RegressionGate = RegressionGate()
     decision_threshold: float = Field(0.5, gt=0, lt=1)
     # A pinned test set smaller than this is insufficient evidence: every gate that reads it fails on it.
     min_test_rows: int = Field(500, ge=1)
     # Gates that are measured and reported but never block (each one listed on purpose; the report says so).
     report_only: tuple[Literal["performance", "champion", "fairness", "robustness", "privacy", "explainability",
-                               "infra"], ...] = ()  # fmt: skip
+                               "infra", "regression"], ...] = ()  # fmt: skip
 
 
 class Deploy(_Strict):

@@ -145,7 +145,16 @@ class ComputeOperator(BaseOperator):
                 raise AirflowFailException(str(err)) from err  # retrying cannot help; on-call gets this message
             except NoDeviceAvailable as err:
                 raise AirflowFailException(str(err)) from err
-            return self.run(context, session.placement)  # leaving the stack settles (or releases) the cost
+            result = self.run(context, session.placement)
+        # leaving the stack settled (or released) the cost
+        outcome = session.outcome
+        self.log_result(result, None if outcome is None else (outcome.seconds, outcome.cost_usd))
+        return result
+
+    def log_result(self, result: Any, cost: tuple[float, float] | None) -> None:
+        """The task's last line: what it produced and what it cost (subclasses say more about their result)."""
+        if cost is not None:
+            log.info("result: ran %.1f s, cost %.6f USD", *cost)
 
     def _defer_on_budget(self, err: Any) -> None:
         from ativo.airflow.triggers import BudgetTrigger
@@ -199,5 +208,18 @@ class TrialOperator(ComputeOperator):
             self.spec, load_settings(), SearchPlan.from_dict(self.plan), run_meta(context), slot=int(self.slot),
             device=placement.device, threads=placement.threads, on_label=label,
         )  # fmt: skip
-        result.pop("metrics", None)
+        metrics = result.pop("metrics", None) or {}
+        result["best_iteration"] = metrics.get("best_iteration")
         return result
+
+    def log_result(self, result: Any, cost: tuple[float, float] | None) -> None:
+        """The trial's last line: its number and state, its metric, its rounds (or where it was pruned), its cost."""
+        spent = f"; ran {cost[0]:.1f} s, cost {cost[1]:.6f} USD" if cost else ""
+        if result.get("state") == "pruned":
+            log.info("trial #%s result: pruned (%s)%s", result.get("number"), result.get("reason"), spent)
+            return
+        rounds = result.get("best_iteration")
+        log.info("trial #%s result: %s, %s %.4f on the validation split, %s boosting rounds%s",
+                 result.get("number"), result.get("state"), self.spec.model.search.metric,
+                 result.get("value") or float("nan"),
+                 "?" if rounds is None else int(rounds) + 1, spent)  # fmt: skip

@@ -51,7 +51,7 @@ def challenger_asset(spec: ModelSpec) -> Asset:
     return Asset(name=f"{spec.name}.challenger", uri=f"x-ativo://models/{spec.name}/challenger", group="ativo")
 
 
-GATES = ("performance", "champion", "fairness", "robustness", "privacy", "explainability", "infra")
+GATES = ("performance", "champion", "fairness", "robustness", "privacy", "explainability", "infra", "regression")
 """The gate tasks of the training DAG (the same names as :data:`ativo.evaluate.suite.GATES`, which a test checks;
 repeated here so that parsing a DAG never imports the evaluation stack)."""
 
@@ -122,7 +122,7 @@ def build_etl_dag(spec: ModelSpec) -> DAG:
             except BatchRejected as err:  # retrying cannot help: one line (why, the report, what next), page on-call
                 from ativo.airflow.notifier import rejected_batch_line
 
-                line = rejected_batch_line(spec.name, err, settings.airflow_url)
+                line = rejected_batch_line(spec.name, err, settings.link_url)
                 logging.getLogger("ativo.etl").error(line)
                 raise AirflowFailException(line) from None  # the validation internals are in the report
             except IntervalNotOver as err:
@@ -140,7 +140,7 @@ def build_etl_dag(spec: ModelSpec) -> DAG:
             except BatchRejected as err:  # a concurrent run took its record ids: quarantined, retrying cannot help
                 from ativo.airflow.notifier import rejected_batch_line
 
-                raise AirflowFailException(rejected_batch_line(spec.name, err, settings.airflow_url)) from None
+                raise AirflowFailException(rejected_batch_line(spec.name, err, settings.link_url)) from None
 
         @task(outlets=[asset])
         def version_dataset(written: dict[str, Any]) -> dict[str, Any]:
@@ -341,7 +341,7 @@ def build_train_dag(spec: ModelSpec) -> DAG:
             settle(engine, spec.name, run_id, f"registered version {report['version']}: {report['verdict']}")
             _settle_drift(spec, engine, run_id, f"retrained: version {report['version']}, {report['verdict']}")
             context = get_current_context()
-            card = stored_link(report.get("model_card_uri"), settings.airflow_url)
+            card = stored_link(report.get("model_card_uri"), settings.link_url)
             if not report["passed"]:
                 reasons = "; ".join(f"{g['gate']}: {g['reason']}" for g in report["gates"].values()
                                     if not g["passed"])  # fmt: skip
@@ -349,7 +349,7 @@ def build_train_dag(spec: ModelSpec) -> DAG:
                            f" — {reasons} | model card: {card}")  # fmt: skip
                 logging.getLogger("ativo.gates").error(verdict)
                 send_to_oncall(spec.oncall_connection, rejection_payload(
-                    report, airflow_url=settings.airflow_url, log_url=getattr(context["ti"], "log_url", None)))
+                    report, airflow_url=settings.link_url, log_url=getattr(context["ti"], "log_url", None)))
             else:
                 verdict = f"challenger: version {report['version']} passed every gate | model card: {card}"
                 logging.getLogger("ativo.gates").info(verdict)

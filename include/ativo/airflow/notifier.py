@@ -13,10 +13,10 @@ log = logging.getLogger(__name__)
 
 
 def airflow_url() -> str:
-    """The Airflow UI's address, as the platform's settings name it (where runbooks and reports are served)."""
+    """The Airflow UI's address people open (where runbooks and reports are served): ``Settings.link_url``."""
     from ativo.config import load_settings
 
-    return load_settings().airflow_url
+    return load_settings().link_url
 
 
 def oncall_webhook_url(conn_id: str) -> str | None:

@@ -92,6 +92,9 @@ def purge(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]:
         redacted["versions"] = affected
         caches = p.drop_dataset_caches(settings, spec, [v for v in versions if v.tag in affected])
         logs = p.purge_logs(spec, store, targets)
+        from ativo.evaluate.regression import forget_subjects
+
+        logs["regression_cases"] = forget_subjects(engine, spec.name, targets.pseudonyms)  # their incident cases
         rx = p.pattern(targets.needles())
         files = p.purge_landing_and_quarantine(spec, store, engine, rx) if rx else {}
         text = p.purge_text_files(settings, rx) if rx else {}
@@ -218,7 +221,10 @@ def verify(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]
     requests = rq.open_request_ids(engine)
     result = scan(settings, targets, exempt_requests=requests, exempt_batch=batch_id)
     if not result["clean"]:
+        from ativo.evaluate.regression import forget_subjects
+
         p.purge_logs(spec, open_store(settings), targets)
+        forget_subjects(engine, spec.name, targets.pseudonyms)
         rx = p.pattern(targets.needles())
         if rx:
             p.purge_landing_and_quarantine(spec, open_store(settings), engine, rx)

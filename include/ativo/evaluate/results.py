@@ -100,6 +100,24 @@ class GateResult:
             details=details or {},
         )
 
+    def check_lines(self) -> list[str]:
+        """One line per judged threshold: the value, the bound it was judged on, the limit, and the verdict."""
+        lines = []
+        for name, rule in self.thresholds.items():
+            if not isinstance(rule, dict) or len(rule) != 1:
+                lines.append(f"{name}: limit {rule}")
+                continue
+            (kind, limit), value = next(iter(rule.items())), self.metrics.get(name)
+            bound = self.metrics.get(f"{name}_bound")
+            check = Check(name=name, value=value if isinstance(value, int | float) else None,
+                          limit=limit if isinstance(limit, int | float) else None, kind=kind,
+                          bound=bound if isinstance(bound, int | float) else None)  # fmt: skip
+            judged = f", judged on its bound {_fmt(check.bound)}" if check.bound is not None else ""
+            sign = "<=" if kind == "max" else ">="
+            verdict = "ok" if check.passed else "FAIL"
+            lines.append(f"{name} = {_fmt(check.value)}{judged}; limit {sign} {_fmt(check.limit)}: {verdict}")
+        return lines
+
     @classmethod
     def error(cls, gate: str, err: BaseException) -> GateResult:
         """A gate that could not measure fails, saying why (never a silent pass)."""

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-GATES = ("performance", "champion", "fairness", "robustness", "privacy", "explainability", "infra")
+GATES = ("performance", "champion", "fairness", "robustness", "privacy", "explainability", "infra", "regression")
 CHALLENGER, CHAMPION = "challenger", "champion"
 
 
@@ -129,6 +129,12 @@ def _gate(name: str) -> Callable[[Candidate], GateResult]:
         with tempfile.TemporaryDirectory() as tmp:
             return privacy_gate(c.spec, c.model, c.split, _run_artifacts(c, Path(tmp)))
 
+    def regression(c: Candidate) -> GateResult:
+        from ativo.evaluate.regression import cases, regression_gate
+        from ativo.store.db import get_engine
+
+        return regression_gate(c.spec, c.model, cases(get_engine(c.settings.db_url), c.spec.name))
+
     def infra(c: Candidate) -> GateResult:
         return infra_gate(c.spec, c.settings.mlflow_tracking_uri, c.model.version,
                           request_rows(c.spec, c.split.test))  # fmt: skip
@@ -141,6 +147,7 @@ def _gate(name: str) -> Callable[[Candidate], GateResult]:
         "privacy": privacy,
         "explainability": lambda c: explainability_gate(c.spec, c.model, c.split),
         "infra": infra,
+        "regression": regression,
     }
     if name not in table:
         raise ValueError(f"gate {name!r}: unknown; the gates are {', '.join(GATES)}")
@@ -157,7 +164,7 @@ def run_gate(name: str, candidate: Candidate) -> GateResult:
 
     started = time.perf_counter()
     need, have = candidate.spec.gates.min_test_rows, len(candidate.split.test)
-    if have < need and name != "infra":
+    if have < need and name not in ("infra", "regression"):  # these two read no test rows
         result = GateResult(gate=name, passed=False, metrics={"test_rows": have},
                             thresholds={"min_test_rows": need},
                             reason=f"{INSUFFICIENT}the pinned test set of dataset version "
@@ -171,6 +178,8 @@ def run_gate(name: str, candidate: Candidate) -> GateResult:
             result.passed = True
             result.reason = f"report-only (gates.report_only), would fail: {result.reason}"
     result.seconds = round(time.perf_counter() - started, 3)
+    for line in result.check_lines():
+        log.info("gate %s: %s", name, line)
     log.info("gate %s: %s — %s (%.1f s)", name, "PASS" if result.passed else "FAIL", result.reason, result.seconds)
     return result
 

@@ -253,6 +253,27 @@ audit_log = Table(
     Column("sha256", String(64), nullable=False, unique=True),
 )
 
+# The spec's regression set: production decisions an operator marked wrong (``ativo incident``); the regression gate
+# makes every later candidate decide each of them correctly. Erasure deletes a subject's cases.
+regression_cases = Table(
+    "regression_cases",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("spec", String(128), nullable=False),
+    Column("prediction_id", String(64), nullable=False),
+    Column("features", JSON, nullable=False),  # the request's feature values, as the API received them
+    Column("expected", Integer, nullable=False),
+    Column("decision", Integer, nullable=False),  # what production decided
+    Column("score", Float, nullable=False),
+    Column("model_version", String(32), nullable=False),
+    Column("dataset_version", String(128)),
+    Column("subject", String(128)),  # the keyed pseudonym the prediction log carries (never the id)
+    Column("note", Text, nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("spec", "prediction_id", name="uq_regression_case"),
+)
+
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 

@@ -172,6 +172,20 @@ def erasure_section(erasure: Any) -> str:
                    "reason", "receipt"], rows, "No erasure request has been filed.")  # fmt: skip
 
 
+def incidents_section(incidents: Any, can_operate: bool) -> str:
+    """Recorded incidents (the regression sets) and the form that records one."""
+    if err := _error(incidents):
+        return err
+    rows = [[e(i["id"]), e(i["spec"]), f'<a href="?prediction_id={quote(i["prediction_id"])}#lineage">'
+             f'{e(i["prediction_id"])}</a>', e(i["decision"]), e(i["expected"]), f"{i['score']:.3f}",
+             e(i["model_version"]), e(i["note"]), e(i["actor"]), e(i["at"])] for i in incidents]  # fmt: skip
+    table = _table(["case", "spec", "prediction", "decided", "expected", "score", "version", "note", "by", "at"],
+                   rows, "No incident is recorded: every candidate passes the regression gate.")  # fmt: skip
+    form = _form("incident", [("prediction_id", "prediction id", ""), ("expected", "expected label (0/1)", ""),
+                              ("note", "what was wrong", "")], "Record incident", can_operate)  # fmt: skip
+    return table + "<h3>Record an incident</h3>" + form
+
+
 def lineage_section(result: dict[str, Any] | None, prediction_id: str) -> str:
     """The lookup form and, after a lookup, the chain of the decision."""
     form = (f'<form class="inline" method="get" action="./#lineage"><input name="prediction_id" size="48" '
@@ -198,7 +212,8 @@ def page(sections: dict[str, Any], *, user: str, role: str | None, can_operate: 
     problems = "".join(f'<p class="bad">spec error: {e(p)}</p>' for p in sections.get("spec_errors", []))
     nav = "".join(f'<a href="#{k}">{t}</a>' for k, t in (
         ("spend", "Spend"), ("leases", "GPU leases"), ("live", "Live versions"), ("lineage", "Lineage"),
-        ("monitor", "Monitor"), ("quarantine", "Quarantine"), ("erasure", "Erasure")))  # fmt: skip
+        ("incidents", "Incidents"), ("monitor", "Monitor"), ("quarantine", "Quarantine"),
+        ("erasure", "Erasure")))  # fmt: skip
     body = (
         f'<h1>Ativo</h1><p class="muted">signed in as {e(user)} (role {e(role)}); specs: '
         f'{e(", ".join(sections.get("specs", [])) or "none")} · <a href="runbooks/">runbooks</a> · '
@@ -208,6 +223,8 @@ def page(sections: dict[str, Any], *, user: str, role: str | None, can_operate: 
         f'<h2 id="live">Live versions</h2>'
         f'{deployments_section(sections.get("deployments", []), sections.get("datasets", {}), can_operate)}'
         f'<h2 id="lineage">Lineage of a decision</h2>{lineage_section(lineage, prediction_id)}'
+        f'<h2 id="incidents">Incidents (regression set)</h2>'
+        f'{incidents_section(sections.get("incidents", []), can_operate)}'
         f'<h2 id="monitor">Monitor</h2>{monitor_section(sections.get("monitor", []))}'
         f'<h2 id="quarantine">Quarantined batches</h2>{quarantine_section(sections.get("quarantine", []))}'
         f'<h2 id="erasure">Erasure requests</h2>{erasure_section(sections.get("erasure", []))}'

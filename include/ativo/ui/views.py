@@ -128,6 +128,18 @@ def erasure(engine: Engine) -> list[dict[str, Any]]:
              "subjects": len(r["pseudonyms"] or [])} for r in rows]  # fmt: skip
 
 
+def incidents(engine: Engine) -> list[dict[str, Any]]:
+    """The latest recorded incidents (every spec's regression set), newest first."""
+    from ativo.store.db import regression_cases
+
+    with engine.connect() as conn:
+        rows = conn.execute(select(regression_cases).order_by(regression_cases.c.id.desc())
+                            .limit(ROWS_SHOWN)).mappings().all()  # fmt: skip
+    return [{k: r[k] for k in ("id", "spec", "prediction_id", "expected", "decision", "score", "model_version",
+                               "dataset_version", "note", "actor")} | {"at": _iso(r["created_at"])}
+            for r in rows]  # fmt: skip
+
+
 def datasets(engine: Engine) -> dict[str, dict[str, Any]]:
     """Per spec: the latest dataset version."""
     with engine.connect() as conn:
@@ -147,7 +159,7 @@ def overview(settings: Settings) -> dict[str, Any]:
         "spend": lambda: spend(engine, settings), "leases": lambda: leases(engine),
         "deployments": lambda: deployments(specs, settings), "monitor": lambda: monitor(engine, specs),
         "quarantine": lambda: quarantine(engine), "erasure": lambda: erasure(engine),
-        "datasets": lambda: datasets(engine),
+        "datasets": lambda: datasets(engine), "incidents": lambda: incidents(engine),
     }  # fmt: skip
     for name, read in readers.items():
         try:
@@ -229,8 +241,20 @@ def act(settings: Settings, action: str, form: dict[str, str], actor: str) -> di
         policy = before["policy"] if before["policy"] in ("fail", "defer") else "fail"
         ledger.set_budget(team, limit, erasure_reserve_usd=reserve, policy=policy)
         result = {"team": team, "limit_usd_before": before.get("limit_usd"), "limit_usd": limit}
+    elif action == "incident":
+        from ativo.evaluate.regression import IncidentError, page_oncall, record_incident
+
+        try:
+            recorded = record_incident(settings, form.get("prediction_id") or "", form.get("expected") or "",
+                                       form.get("note") or "", actor)  # fmt: skip
+        except IncidentError as err:
+            raise ActionRefused(str(err)) from None
+        case = recorded["case"]
+        paged = page_oncall(settings, recorded) if recorded["created"] else False
+        result = {"spec": case["spec"], "case": case["id"], "prediction_id": case["prediction_id"],
+                  "expected": case["expected"], "created": recorded["created"], "paged": paged}  # fmt: skip
     else:
-        raise ActionRefused(f"action: unknown action {action!r} (promote, rollback, budget)")
+        raise ActionRefused(f"action: unknown action {action!r} (promote, rollback, budget, incident)")
     audit.append(engine, f"page_{action}", actor, result.get("spec") or result.get("team") or "",
                  {"reason": reason, **result})  # fmt: skip
     return result
