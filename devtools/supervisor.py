@@ -254,15 +254,15 @@ def airflow_cli(settings: Settings, *args: str) -> str:
         raise RuntimeError(f"airflow {' '.join(args)} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
     return proc.stdout
 
-def start_mlflow(settings: Settings, wait: bool = True) -> str:
+def start_mlflow(settings: Settings, wait: bool = True, backend: str | None = None) -> str:
     """Start the MLflow tracking server (SQLite backend, artifacts in the object store); returns its URL.
 
     Its backend stays the SQLite file the CLI reads by default (``ativo deployments`` works without the server): the
-    server is its one writer.
+    server is its one writer. ``backend`` puts it elsewhere (the production shape's PostgreSQL).
     """
     mlflow_dir = settings.home / "mlflow"
     mlflow_dir.mkdir(parents=True, exist_ok=True)
-    backend = f"sqlite:///{mlflow_dir / 'mlflow.db'}"
+    backend = backend or f"sqlite:///{mlflow_dir / 'mlflow.db'}"
     _start(
         settings, "mlflow",
         [_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port("mlflow", settings)), "--workers", "1",
@@ -296,7 +296,8 @@ def start_serve(settings: Settings, spec_names: list[str]) -> None:
 
 def start_services(settings: Settings, before_airflow: Any = None, spec_names: list[str] | None = None,
                    serve: bool = True, pools: Path | None = None, throwaway: bool = False,
-                   watchdog: bool = True) -> AirflowAPI:  # fmt: skip
+                   watchdog: bool = True, airflow_env: dict[str, str] | None = None,
+                   mlflow_backend: str | None = None) -> AirflowAPI:  # fmt: skip
     """Start the platform's processes and wait for them.
 
     PostgreSQL first; then Airflow's DB is migrated and the pools created, and the alert sink, MLflow, the inference
@@ -313,11 +314,15 @@ def start_services(settings: Settings, before_airflow: Any = None, spec_names: l
             them), and its DAG files, which do not change while it runs, are parsed by one process and not again
             for ten minutes (2 cores are few).
         watchdog: start the watchdog, which restarts a dead component and pages on-call.
+        airflow_env: settings for Airflow's components on top of the embedded ones (the production shape's
+            CeleryExecutor; its workers are started by the caller).
+        mlflow_backend: MLflow's backend store instead of its SQLite file.
     """
     extra = {"AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
              "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
              "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
              "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "600"} if throwaway else {}  # fmt: skip
+    extra.update(airflow_env or {})
     if embedded_db() == "postgres":
         start_postgres(settings)
     env = platform_env(settings)
@@ -330,7 +335,7 @@ def start_services(settings: Settings, before_airflow: Any = None, spec_names: l
          str(settings.home / "logs" / "alerts.jsonl")],
         env,
     )
-    start_mlflow(settings, wait=False)
+    start_mlflow(settings, wait=False, backend=mlflow_backend)
     if serve:
         start_serve(settings, spec_names or ["adult_income"])
     if not airflow_running(settings):

@@ -140,10 +140,13 @@ def live_platform(reference_dir) -> Any:
                 lifecycle.prepare_lifecycle(settings, [SPEC], DAYS, QUARANTINE_DAY)
 
             api = supervisor.start_services(settings, before_airflow=prepare, spec_names=[SPEC])
+            live_env = supervisor.platform_env(settings)
+            # the spec's team gets a budget, as a team lead would set it (the page and dashboards show it used)
+            subprocess.run([sys.executable, "-m", "ativo.cli", "budget", "set", "risk", "--limit-usd", "25"],
+                           env=live_env, check=True, capture_output=True, timeout=120)  # fmt: skip
             lifecycle.unpause_all(api, [SPEC])
             lifecycle.watch_lifecycle(settings, api, SPEC, DAYS)
             sample = lifecycle.serve_sample(settings, SPEC)
-            live_env = supervisor.platform_env(settings)
             # one judged monitoring window, so the monitor's gauges and the page's monitor section have a value
             subprocess.run([sys.executable, "-m", "ativo.cli", "monitor", "run", "--spec", SPEC, "--hours", "2"],
                            env=live_env, capture_output=True, text=True, timeout=300)  # fmt: skip
