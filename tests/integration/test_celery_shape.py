@@ -110,7 +110,7 @@ def test_celery_shape_survives_a_killed_worker_a_database_restart_and_an_s3_outa
         celery = {
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
-            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + pg.url(settings, "airflow", driver="postgresql"),
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + pg.url(settings, "airflow"),  # psycopg2, as compose
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{airflow}/execution/",
             # a worker that dies is noticed within seconds, not the default 5 minutes
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
@@ -197,6 +197,10 @@ def _run_with_faults(settings, api, proxy, workers) -> None:  # noqa: C901  # on
     killed: dict[str, object] = {}
 
     def kill_a_trial() -> bool:
+        for n, w in enumerate(workers, start=1):
+            if w.poll() is not None:  # a worker that died on its own is a broken shape, not a fault we caused
+                tail = (settings.home / "logs" / f"celery-worker-{n}.log").read_text()[-3000:]
+                raise AssertionError(f"celery worker {n} exited with {w.returncode}:\n{tail}")
         for run in api.runs(train_dag_id(SPEC)):
             tis = api.get(f"/api/v2/dags/{train_dag_id(SPEC)}/dagRuns/{run['dag_run_id']}/taskInstances"
                           "?task_id=trial")["task_instances"]  # fmt: skip

@@ -98,10 +98,10 @@ def _platform_gauges(registry: CollectorRegistry, engine: Engine, specs: Sequenc
                                       spend_ledger.c.period))  # fmt: skip
         for team, spec, resource, period, usd in rows:
             spend.labels(team, spec, resource, period).set(usd or 0.0)
-        counts = dict(conn.execute(select(quarantined_batches.c.spec, func.count())
+        counts: dict[str, int] = dict(conn.execute(select(quarantined_batches.c.spec, func.count())
                                    .group_by(quarantined_batches.c.spec)).all())  # fmt: skip
-        versions = dict(conn.execute(select(dataset_versions.c.spec, func.max(dataset_versions.c.version))
-                                     .group_by(dataset_versions.c.spec)).all())  # fmt: skip
+        latest = select(dataset_versions.c.spec, func.max(dataset_versions.c.version)).group_by(dataset_versions.c.spec)
+        versions: dict[str, int] = dict(conn.execute(latest).all())
         by_status: dict[tuple[str, str], int] = {}
         pending: dict[str, list[dt.datetime]] = {}
         for spec, status, received in conn.execute(select(erasure_requests.c.spec, erasure_requests.c.status,

@@ -92,7 +92,9 @@ def record_incident(settings: Settings, prediction_id: str, expected: Any, note:
                 raise IncidentError(f"expected: prediction {case['prediction_id']} is already recorded as "
                                     f"incident {old['id']} expecting {old['expected']}, not {label}")  # fmt: skip
             return {"case": dict(old), "lineage": chain, "created": False}
-        case_id = conn.execute(insert(regression_cases).values(**case, created_at=utcnow())).inserted_primary_key[0]
+        inserted = conn.execute(insert(regression_cases).values(**case, created_at=utcnow())).inserted_primary_key
+        assert inserted is not None
+        case_id = inserted[0]
     case["id"] = case_id
     audit.append(engine, "incident_recorded", actor, spec.name,
                  {"case": case_id, "prediction_id": case["prediction_id"], "expected": label,

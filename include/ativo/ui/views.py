@@ -79,7 +79,7 @@ def deployments(specs: list[ModelSpec], settings: Settings) -> list[dict[str, An
     """Per spec: the live aliases and the latest deployment records (newest first)."""
     from ativo.deploy.promotion import aliases, history
 
-    out = []
+    out: list[dict[str, Any]] = []
     for spec in specs:
         try:
             live, records = aliases(spec, settings), history(spec, settings)
