@@ -58,12 +58,20 @@ def test_training_is_a_mapped_search_on_the_spec_pool_and_priority(dagbag):
     assert dag.task_dict["plan_search"].downstream_task_ids == {"trial", "register_best"}
     trial = dag.task_dict["trial"]
     assert type(trial).__name__ == "MappedOperator"  # one task instance per trial
-    assert trial.pool == "cpu_train" and trial.pool_slots == 1
+    assert trial.pool == "cpu_train" and trial.pool_slots == 1 and trial.queue == "default"
     assert trial.priority_weight == 10 and str(trial.weight_rule).endswith("absolute")  # priority class "normal"
     assert "trial_label" in trial.map_index_template  # named by its parameters in the UI
     assert trial.downstream_task_ids == {"register_best"}
     assert dag.task_dict["register_best"].trigger_rule == "all_done"  # registers the best of whatever completed
     assert {"dataset_version", "n_trials"} <= set(dag.params)
+
+
+def test_a_cuda_spec_sends_its_trials_to_the_gpu_queue(spec):
+    from ativo.airflow.dags import build_train_dag
+
+    gpu = spec.model_copy(update={"compute": spec.compute.model_copy(update={"device": "cuda", "pool": "gpu"})})
+    trial = build_train_dag(gpu).task_dict["trial"]
+    assert (trial.queue, trial.pool) == ("gpu", "gpu")  # the Celery workers on GPU hosts listen to `gpu`
 
 
 def test_deploy_runs_on_the_challenger_asset_and_watches_without_holding_a_slot(dagbag):

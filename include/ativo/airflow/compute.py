@@ -34,11 +34,19 @@ PRIORITY_WEIGHT = {"low": 1, "normal": 10, "high": 50, "erasure": 100}
 """Priority classes of the spec's ``compute.priority`` → Airflow ``priority_weight`` (absolute rule)."""
 
 
+GPU_QUEUE, DEFAULT_QUEUE = "gpu", "default"
+
+
 def compute_kwargs(spec: ModelSpec) -> dict[str, Any]:
-    """Airflow task arguments for a compute-bound task of ``spec``: pool, slots, priority and timeout."""
+    """Airflow task arguments for a compute-bound task of ``spec``: pool, slots, queue, priority and timeout.
+
+    A ``cuda`` spec's tasks go to the Celery queue ``gpu`` (the workers on GPU hosts listen to it; other executors
+    ignore queues), the others to ``default``.
+    """
     compute = spec.compute
     return {
         "pool": compute.pool,
+        "queue": GPU_QUEUE if compute.device == "cuda" else DEFAULT_QUEUE,
         "pool_slots": compute.pool_slots,
         "priority_weight": PRIORITY_WEIGHT[compute.priority],
         "weight_rule": "absolute",  # a priority class means the same in every DAG, whatever its shape
