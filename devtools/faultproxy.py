@@ -1,14 +1,16 @@
 """A TCP proxy on loopback that can take its upstream "down": the fault tests' S3 outage.
 
-Clients connect to the proxy's port as if it were the endpoint. :meth:`FaultProxy.outage` refuses new connections
-and cuts the open ones for a while, then serves again, while the upstream (a moto S3 server, whose objects live in
-its memory) keeps its state: exactly what a client sees when a real endpoint is unreachable for 30 s.
+Clients connect to the proxy's port as if it were the endpoint. :meth:`FaultProxy.outage` cuts the open connections
+and resets every new one for a while (counting them in :attr:`FaultProxy.refused`, so a test knows the outage was
+felt), then serves again, while the upstream (a moto S3 server, whose objects live in its memory) keeps its state:
+what a client sees when a real endpoint is unreachable for 30 s.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import threading
 import time
 
@@ -26,6 +28,7 @@ class FaultProxy:
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
+        self.refused = 0  # connections reset during outages
         self._thread = threading.Thread(target=self._serve, daemon=True, name="faultproxy")
 
     @property
@@ -49,12 +52,17 @@ class FaultProxy:
 
     def _serve(self) -> None:
         while not self._stop.is_set():
-            if self._down.is_set() or self._listener is None:
+            if self._listener is None:
                 time.sleep(0.05)
                 continue
             try:
                 client, _ = self._listener.accept()
             except (TimeoutError, OSError):
+                continue
+            if self._down.is_set():  # reset at once, as a dead endpoint's host would
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                client.close()
+                self.refused += 1
                 continue
             try:
                 upstream = socket.create_connection(self.upstream, timeout=5)
@@ -84,18 +92,14 @@ class FaultProxy:
                     self._conns.discard(s)
 
     def outage(self, seconds: float) -> None:
-        """Refuse every connection and cut the open ones for ``seconds`` (blocks), then serve again."""
+        """Reset every new connection and cut the open ones for ``seconds`` (blocks), then serve again."""
         self._down.set()
-        if self._listener is not None:
-            self._listener.close()  # new connections are refused, as by a host with nothing listening
-            self._listener = None
         with self._lock:
             conns = list(self._conns)
         for s in conns:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
         time.sleep(seconds)
-        self._listen()
         self._down.clear()
 
     def stop(self) -> None:

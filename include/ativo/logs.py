@@ -14,6 +14,13 @@ NOISY = ("great_expectations", "art", "optuna", "alembic", "numexpr", "urllib3",
 
 
 def quiet_third_party(level: int = logging.WARNING) -> None:
-    """Raise the level of the chatty third-party loggers (idempotent; their warnings and errors still show)."""
+    """Raise the level of the chatty third-party loggers (idempotent; their warnings and errors still show).
+
+    Call it again after importing such a library: some set their own module loggers' levels on import (Great
+    Expectations sets one to INFO), and a child logger's own level wins over its parent's.
+    """
     for name in NOISY:
         logging.getLogger(name).setLevel(level)
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(tuple(f"{n}." for n in NOISY)):
+            logging.getLogger(name).setLevel(level)

@@ -41,7 +41,7 @@ def test_an_incident_rejects_the_next_candidate_that_decides_it_wrongly(airflow_
     first = dag.test(run_conf={"n_trials": 1})
     assert str(first.state) == "success", states(first)
     client = MlflowClient(settings.mlflow_tracking_uri)
-    v1 = client.get_model_version_by_alias(spec.registered_model_name, "challenger").version
+    v1 = str(client.get_model_version_by_alias(spec.registered_model_name, "challenger").version)
     promote(spec, settings, v1, reason="the first version", actor="test")
 
     # The champion's most confident "no" among real requests: the operator says it was a "yes".
@@ -73,7 +73,7 @@ def test_an_incident_rejects_the_next_candidate_that_decides_it_wrongly(airflow_
     assert page["ativo"]["runbook_url"].endswith("/ativo/runbooks/incident-recorded")
     again = subprocess.run(cli, capture_output=True, text=True, env=env)
     assert again.returncode == 0 and "nothing changed" in again.stdout  # idempotent
-    other = subprocess.run([*cli[:5], "0", *cli[6:]], capture_output=True, text=True, env=env)
+    other = subprocess.run([*cli[:6], "0", *cli[7:]], capture_output=True, text=True, env=env)
     assert other.returncode != 0 and "already recorded" in other.stderr  # a conflicting record is refused
 
     # A newer dataset version, a new candidate: it still says "no" to that customer, and only regression objects.
@@ -81,7 +81,7 @@ def test_an_incident_rejects_the_next_candidate_that_decides_it_wrongly(airflow_
     second = dag.test(run_conf={"n_trials": 1})
     assert states(second)["decide"] == "success", states(second)
     newest = max(client.search_model_versions(f"name='{spec.registered_model_name}'"), key=lambda m: int(m.version))
-    assert newest.version != v1
+    assert str(newest.version) != v1
     import mlflow
 
     report = json.loads(Path(mlflow.artifacts.download_artifacts(newest.tags["ativo.gate_report_uri"])).read_text())
@@ -89,7 +89,7 @@ def test_an_incident_rejects_the_next_candidate_that_decides_it_wrongly(airflow_
     assert failed == ["regression"], {g: report["gates"][g]["reason"] for g in failed}
     assert report["gates"]["regression"]["metrics"] == {"wrong_fraction": 1.0, "cases": 1, "wrong": 1}
     assert "a customer who was wrongly refused" in report["gates"]["regression"]["reason"]
-    assert client.get_model_version_by_alias(spec.registered_model_name, "champion").version == v1
+    assert str(client.get_model_version_by_alias(spec.registered_model_name, "champion").version) == v1
     rejected = [p for p in pages if p.get("ativo", {}).get("kind") == "model_rejected"]
     assert rejected and rejected[-1]["ativo"]["failed_gates"] == ["regression"]
     assert "ativo/files?uri=runs" in rejected[-1]["ativo"]["model_card_url"]

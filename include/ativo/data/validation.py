@@ -90,10 +90,12 @@ def bounded(obj: Any, limit: int = REPORT_CHARS) -> Any:
 
 
 def _quiet_gx() -> Any:
-    for name in ("great_expectations._docs_decorators", "great_expectations"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    from ativo.logs import quiet_third_party
+
+    quiet_third_party()
     import great_expectations as gx
 
+    quiet_third_party()  # again: importing it set some of its own loggers back to INFO
     return gx
 
 

@@ -115,7 +115,9 @@ def evasion_attack(spec: ModelSpec, model: ServedModel, x: np.ndarray, space: Fe
         warnings.simplefilter("ignore", UserWarning)
         from art.attacks.evasion import HopSkipJump
         from art.estimators.classification import BlackBoxClassifier
+    from ativo.logs import quiet_third_party
 
+    quiet_third_party()  # ART logs its success rate for every batch of samples: the gate reports one figure
     cfg = spec.gates.robustness
     thr = spec.gates.decision_threshold
     if not space.mutable:
