@@ -59,7 +59,8 @@ XDIST ?= -n 2 --dist loadfile --no-loadscope-reorder
 system-packages:  ## Debian's prometheus (promtool) and chromium, for the alert-rule tests and the browser tier
 	@bash devtools/system-packages.sh
 
-test: data system-packages  ## every tier but integration and browser, the set CI and a newcomer run
+test: data  ## every tier but integration and browser, the set CI and a newcomer run
+	@bash devtools/system-packages.sh prometheus
 	@$(PYTEST) -m "not integration and not browser" $(XDIST) --durations=15 $(PYTEST_ARGS)
 
 test-fast: data  ## unit and DAG tiers, while you work (under 90 s)
@@ -68,7 +69,8 @@ test-fast: data  ## unit and DAG tiers, while you work (under 90 s)
 test-unit test-dags test-model test-component test-e2e: test-%: data
 	@$(PYTEST) -m $* --durations=10 $(PYTEST_ARGS)
 
-test-browser: data system-packages  ## browser tier: a live platform, Prometheus on it, Debian's chromium (screenshots in var/screenshots/)
+test-browser: data  ## browser tier: a live platform, Prometheus on it, Debian's chromium (screenshots in var/screenshots/)
+	@bash devtools/system-packages.sh prometheus chromium
 	@$(PYTEST) -m browser --durations=10 $(PYTEST_ARGS)
 
 test-integration: data  ## integration tier: PostgreSQL, S3 endpoint (ATIVO_REQUIRE_SERVICES=1 makes a missing service fail)

@@ -1,23 +1,39 @@
 #!/usr/bin/env bash
-# Debian packages the observability and browser tiers need, installed by the project (never by hand):
-#   prometheus (prometheus + promtool: alert-rule unit tests, the dashboard test), chromium (the browser tier).
-# Idempotent and quiet when everything is there; needs root (CI and this machine run as root) or sudo.
+# Debian packages some tests need, installed by the project (never by hand):
+#   prometheus  prometheus + promtool: the alert-rule unit tests (make test) and the dashboard test (make test-browser)
+#   chromium    the browser tier (make test-browser)
+# Usage: devtools/system-packages.sh [prometheus] [chromium]   (both when none is named)
+# Idempotent and quiet when everything is there. Needs apt-get and root (or sudo). Where it cannot install, it says
+# so and exits 0, and the tests that need the tool skip, saying why; with ATIVO_REQUIRE_TOOLS=1 (CI) it fails.
 set -euo pipefail
-want=()
-command -v promtool >/dev/null 2>&1 || want+=(prometheus)
-command -v prometheus >/dev/null 2>&1 || want+=(prometheus)
-command -v chromium >/dev/null 2>&1 || want+=(chromium)
-[ ${#want[@]} -eq 0 ] && exit 0
-mapfile -t want < <(printf '%s\n' "${want[@]}" | sort -u)
+wanted=("$@")
+[ ${#wanted[@]} -eq 0 ] && wanted=(prometheus chromium)
+missing=()
+for pkg in "${wanted[@]}"; do
+  case "$pkg" in
+    prometheus) { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing+=(prometheus) ;;
+    chromium) command -v chromium >/dev/null 2>&1 || missing+=(chromium) ;;
+    *) echo "system-packages: unknown package '$pkg' (prometheus, chromium)" >&2; exit 2 ;;
+  esac
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+cannot() {
+  if [ "${ATIVO_REQUIRE_TOOLS:-}" = "1" ]; then
+    echo "system-packages: $1 (ATIVO_REQUIRE_TOOLS=1, so this fails)" >&2
+    exit 1
+  fi
+  echo "system-packages: $1; the tests that need ${missing[*]} will skip" >&2
+  exit 0
+}
+command -v apt-get >/dev/null 2>&1 || cannot "no apt-get here: install ${missing[*]} with your package manager"
 sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "system-packages: no apt-get here; install ${want[*]} with your package manager" >&2
-  exit 1
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null || cannot "not root and no password-less sudo"
+  sudo="sudo -n"
 fi
-echo "==> installing Debian packages: ${want[*]}"
+echo "==> installing Debian packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq >/dev/null
-$sudo apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
-# Debian's prometheus package starts a daemon on :9090 when an init system runs it; the tests start their own on
-# free loopback ports, so nothing here depends on it.
+$sudo apt-get update -qq >/dev/null || cannot "apt-get update failed"
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || cannot "apt-get install failed"
+# Debian's prometheus package may start a daemon on :9090 where an init system runs; the tests start their own on
+# free loopback ports, so nothing depends on it.

@@ -7,6 +7,7 @@ runbooks render for every alert.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -109,9 +110,33 @@ def test_reports_open_over_http_from_the_store_only(airflow_app, settings):
     opened = client.get("/ativo/files", params={"uri": uri}, headers=token("analyst"))
     assert opened.status_code == 200 and opened.json() == {"ok": False}
     assert opened.headers["content-security-policy"] == "sandbox"
-    for outside in ("file:///etc/passwd", uri.rsplit("/quarantine", 1)[0] + "/../../etc/passwd"):
-        assert client.get("/ativo/files", params={"uri": outside}, headers=token("analyst")).status_code == 404
+    store = open_store(settings)
+    batch = store.put_bytes("quarantine/adult_income/2026-11-30/abc/batch.csv", b"customer_id,age\nc-1,140\n")
+    landing = store.put_bytes("landing/adult_income/2026-11-30.csv", b"customer_id,age\nc-1,40\n")
+    root = uri.rsplit("/quarantine", 1)[0]
+    for outside in ("file:///etc/passwd", root + "/../../etc/passwd", batch, landing, root + "/",
+                    "runs:/0123abcd/../../../../etc/passwd", "runs:/0123abcd/gates/../../../etc/passwd",
+                    "runs:/0123abcd/model/model.ubj"):  # raw rows, other files, or paths out of a run: never
+        assert client.get("/ativo/files", params={"uri": outside}, headers=token("analyst")).status_code == 404, \
+            outside
     assert client.get("/ativo/files", params={"uri": uri}).status_code == 401
+
+
+def test_run_artifacts_open_only_under_gates_and_monitor(airflow_app, settings):
+    import mlflow
+
+    client, token = airflow_app
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    with mlflow.start_run() as run:
+        mlflow.log_text("<h1>Model card</h1>", "gates/model_card.html")
+        artifacts = Path(mlflow.get_artifact_uri().removeprefix("file://"))
+    (artifacts.parent / "secret.txt").write_text("the subject pepper")  # beside the run's artifacts, not in them
+    rid = run.info.run_id
+    card = client.get("/ativo/files", params={"uri": f"runs:/{rid}/gates/model_card.html"}, headers=token("analyst"))
+    assert card.status_code == 200 and "Model card" in card.text
+    for sneaky in (f"runs:/{rid}/gates/../../secret.txt", f"runs:/{rid}/../secret.txt", f"runs:/{rid}/secret.txt"):
+        answer = client.get("/ativo/files", params={"uri": sneaky}, headers=token("analyst"))
+        assert answer.status_code == 404 and "pepper" not in answer.text, sneaky
 
 
 def test_every_runbook_renders_and_the_metrics_need_no_login(airflow_app):
@@ -126,7 +151,9 @@ def test_every_runbook_renders_and_the_metrics_need_no_login(airflow_app):
             assert f">{section}</h2>" in page.text, (slug, section)
     index = client.get("/ativo/runbooks/")
     assert index.status_code == 200 and 'href="task-failed"' in index.text
-    assert client.get("/ativo/runbooks/..%2F..%2Fpyproject").status_code == 404
+    assert client.get("/ativo/runbooks/no-such-page").status_code == 404
+    with pytest.raises(KeyError):  # a name that would leave the folder is refused, though that file exists
+        runbooks.page("../../README")
     metrics = client.get("/ativo/metrics")
     assert metrics.status_code == 200
     assert ("ativo_erasure_overdue_requests", frozenset({"model": "adult_income"}.items())) in samples(metrics.text)

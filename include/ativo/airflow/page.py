@@ -28,6 +28,7 @@ from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.core_api.security import get_user
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
 
 log = logging.getLogger(__name__)
 
@@ -50,33 +51,52 @@ def _name(user: Any) -> str:
     return str(getter() if callable(getter) else getattr(user, "username", "unknown"))
 
 
+RUN_ARTIFACTS = ("gates/", "monitor/")
+"""The MLflow run artifacts the page opens: gate reports, model cards, decision policies, monitor reports."""
+
+STORE_FILES = (("quarantine/", ("/report.json", "/report.html")), ("deployments/", (".json",)),
+               ("erasure/receipts/", (".json",)))  # fmt: skip
+"""The object-store files the page opens, by prefix and ending: validation reports (never the quarantined batch
+itself, which holds raw rows), deployment records and erasure receipts. Landing batches, the lake and the
+prediction log are never served."""
+
+
 def read_file(settings: Any, uri: str) -> tuple[bytes, str]:
-    """The bytes and media type of a stored object or an MLflow run artifact.
+    """The bytes and media type of a report, card or record, by its store or MLflow ``runs:/`` URI.
 
     Raises:
-        KeyError: the URI is neither under the object store nor an MLflow ``runs:/`` artifact, or it is missing.
+        KeyError: the URI is not one of the files the page opens (:data:`RUN_ARTIFACTS`, :data:`STORE_FILES`), has a
+            ``..`` or an empty segment, or does not exist.
     """
+    parts = uri.split("://", 1)[-1].split("/") if "://" in uri else uri.split(":/", 1)[-1].split("/")
+    if ".." in parts or "." in parts:
+        raise KeyError(f"{uri}: a path with '..' or '.' is not opened")
     if uri.startswith("runs:/"):
         import mlflow.artifacts
 
+        run_id, _, path = uri.removeprefix("runs:/").partition("/")
+        if not run_id.isalnum() or not path.startswith(RUN_ARTIFACTS) or "//" in path:
+            raise KeyError(f"{uri} is not a report or card of a run (only {', '.join(RUN_ARTIFACTS)} are opened)")
         with tempfile.TemporaryDirectory(prefix="ativo-page-") as tmp:
             try:
-                path = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp,
-                                                                 tracking_uri=settings.mlflow_tracking_uri))
+                got = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp,
+                                                                tracking_uri=settings.mlflow_tracking_uri))
             except Exception as err:
                 raise KeyError(f"{uri}: {err}") from None
-            if not path.is_file():
-                raise KeyError(f"{uri} is a folder, not a file")
-            data = path.read_bytes()
+            if not got.is_file() or not got.resolve().is_relative_to(Path(tmp).resolve()):
+                raise KeyError(f"{uri} is not a file of that run")
+            data = got.read_bytes()
     else:
         from ativo.store.objects import open_store
 
         root = settings.store_uri.rstrip("/") + "/"
-        if not uri.startswith(root) or ".." in uri.split("/"):
-            raise KeyError(f"{uri} is not in the object store ({root})")
+        key = uri[len(root):] if uri.startswith(root) else ""
+        if not key or "//" in key or not any(key.startswith(prefix) and key.endswith(ends)
+                                             for prefix, ends in STORE_FILES):  # fmt: skip
+            raise KeyError(f"{uri} is not a report, record or receipt in the object store ({root})")
         try:
-            data = open_store(settings).get_bytes(uri[len(root):])
-        except (FileNotFoundError, KeyError) as err:
+            data = open_store(settings).get_bytes(key)
+        except (FileNotFoundError, IsADirectoryError, KeyError, ValueError) as err:
             raise KeyError(f"{uri} does not exist: {err}") from None
     kind = mimetypes.guess_type(uri.split("?")[0])[0] or "text/plain"
     return data, ("text/plain" if kind.startswith("application/octet") else kind)
@@ -126,8 +146,8 @@ def page_app() -> Any:
                          {"role": getattr(user, "role", None)})  # fmt: skip
             raise HTTPException(403, f"{action} needs the op role; {_name(user)} has {getattr(user, 'role', None)!r}")
         form = {k: v[-1] for k, v in parse_qs((await request.body()).decode(), keep_blank_values=True).items()}
-        try:
-            result = views.act(load_settings(), action, form, _name(user))
+        try:  # the registry, the store and the webhook block: off the api-server's event loop
+            result = await run_in_threadpool(views.act, load_settings(), action, form, _name(user))
             notice, ok = f"{action} done: {result}", 1
         except views.ActionRefused as err:
             notice, ok = f"{action} refused: {err}", 0

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, insert, select
 
 from ativo.config import Settings
-from ativo.errors import AtivoError
+from ativo.errors import AtivoError, SpecError
 from ativo.evaluate.results import Check, GateResult
 from ativo.model.served import ServedModel
 from ativo.spec import ModelSpec
@@ -76,7 +76,10 @@ def record_incident(settings: Settings, prediction_id: str, expected: Any, note:
     except LineageError as err:
         raise IncidentError(f"prediction_id: {err}") from None
     row, model = chain["prediction"], chain["model"]
-    spec = get_spec(spec_name or _spec_of(settings, chain), settings.specs_dir)
+    try:
+        spec = get_spec(spec_name or _spec_of(settings, chain), settings.specs_dir)
+    except SpecError as err:
+        raise IncidentError(f"prediction_id: its model {model['name']!r} belongs to no valid spec: {err}") from None
     label = parse_label(spec, expected)
     engine = get_engine(settings.db_url)
     case = {"spec": spec.name, "prediction_id": row["prediction_id"], "features": chain["features"],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -231,8 +232,8 @@ def act(settings: Settings, action: str, form: dict[str, str], actor: str) -> di
             limit = float(form.get("limit_usd") or "")
         except ValueError:
             raise ActionRefused(f"limit_usd: a number of USD, not {form.get('limit_usd')!r}") from None
-        if not limit > 0:
-            raise ActionRefused(f"limit_usd: must be above 0, not {limit}")
+        if not (math.isfinite(limit) and limit > 0):
+            raise ActionRefused(f"limit_usd: must be a finite amount above 0, not {limit}")
         ledger = Ledger(engine, settings.prices)
         before = ledger.status(team)
         reserve = float(before.get("erasure_reserve_usd") or 0.0)
