@@ -185,10 +185,16 @@ def _run_with_faults(settings, api, proxy, workers) -> None:  # noqa: C901  # on
     lifecycle.unpause_all(api, [SPEC])
 
     # Fault 1: the S3 endpoint is down for 30 s while the ETL runs.
-    def etl_running() -> bool:
-        return any(r["state"] == "running" for r in api.runs(etl_dag_id(SPEC)))
+    def etl_task_running() -> bool:  # a task that reads or writes S3 right now, not a run waiting for a worker
+        for r in api.runs(etl_dag_id(SPEC)):
+            if r["state"] != "running":
+                continue
+            tis = api.get(f"/api/v2/dags/{etl_dag_id(SPEC)}/dagRuns/{r['dag_run_id']}/taskInstances")
+            if any(t["state"] == "running" for t in tis["task_instances"]):
+                return True
+        return False
 
-    wait_until(etl_running, 300, 1, "an ETL run to start")
+    wait_until(etl_task_running, 300, 0.5, "an ETL task to run")
     outage = threading.Thread(target=proxy.outage, args=(30,), daemon=True)
     outage_at = time.monotonic()
     outage.start()
