@@ -46,6 +46,10 @@ def _spec(dest: Path) -> None:
     gates = doc.setdefault("gates", {})
     gates.setdefault("robustness", {}).update(attack_samples=20, max_counterfactual_flip_rate=0.2)
     gates.setdefault("privacy", {}).update(samples=1000)
+    # The platform is under test here, not the model: the statistical gates are measured and reported (2,500 rounds
+    # without early stopping, so that a trial lasts long enough to be killed, calibrate poorly), and the
+    # first dataset version (which may hold one day, the ETL's days finishing in any order) need not pass them.
+    gates["report_only"] = ["performance", "fairness", "robustness", "privacy"]
     doc.setdefault("deploy", {}).update(canary_window_minutes=1)
     (dest / f"{SPEC}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
 
@@ -114,6 +118,8 @@ def test_celery_shape_survives_a_killed_worker_a_database_restart_and_an_s3_outa
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{airflow}/execution/",
             # a worker that dies is noticed within seconds, not the default 5 minutes
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+            # a task left queued when the scheduler died with the database is sent again after 2 minutes, not 10
+            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "120",
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
         }  # fmt: skip
 
@@ -295,6 +301,14 @@ def _run_with_faults(settings, api, proxy, workers) -> None:  # noqa: C901  # on
     versions = [mv for mv in client.search_model_versions(f"name='{SPEC}'")
                 if mv.tags.get("ativo.airflow.dag_run_id") == run_id]  # fmt: skip
     assert len(versions) == 1, [(mv.version, mv.tags.get("ativo.airflow.dag_run_id")) for mv in versions]
+    if versions[0].tags.get("ativo.gates") != "passed":
+        import mlflow
+
+        report = json.loads(Path(mlflow.artifacts.download_artifacts(versions[0].tags["ativo.gate_report_uri"],
+                                                                     tracking_uri=live.mlflow_tracking_uri))
+                            .read_text())  # fmt: skip
+        pytest.fail(f"version {versions[0].version} was rejected: " + "; ".join(
+            f"{g}: {r['reason']}" for g, r in report["gates"].items() if not r["passed"]))
     sample = lifecycle.serve_sample(settings, SPEC)
     assert sample is not None and sample["aliases"].get("champion")
 
