@@ -76,9 +76,10 @@ def _platform_gauges(registry: CollectorRegistry, engine: Engine, specs: Sequenc
     """Budget alerts sent, spend by spec, quarantined batches, dataset versions and erasure requests."""
     sent = Gauge("ativo_budget_alerts_sent", "1 for each budget threshold alerted, by period",
                  ["team", "period", "threshold"], registry=registry)  # fmt: skip
-    spend = Gauge("ativo_spend_usd", "Settled spend by spec, resource and period", ["team", "spec", "resource", "period"],
-                  registry=registry)  # fmt: skip
-    quarantined = Gauge("ativo_quarantined_batches", "Batches ever quarantined (a corrected batch landed later does not remove its record)", ["model"], registry=registry)
+    spend = Gauge("ativo_spend_usd", "Settled spend by spec, resource and period",
+                  ["team", "spec", "resource", "period"], registry=registry)  # fmt: skip
+    quarantined = Gauge("ativo_quarantined_batches", "Batches ever quarantined (a corrected batch does not remove one)",
+                        ["model"], registry=registry)  # fmt: skip
     version = Gauge("ativo_dataset_version", "Latest dataset version number", ["model"], registry=registry)
     requests = Gauge("ativo_erasure_requests", "Erasure requests by status", ["model", "status"], registry=registry)
     overdue = Gauge("ativo_erasure_overdue_requests", "Erasure requests not closed within their SLA", ["model"],
