@@ -36,15 +36,22 @@ PRIORITY_WEIGHT = {"low": 1, "normal": 10, "high": 50, "erasure": 100}
 
 GPU_QUEUE, DEFAULT_QUEUE = "gpu", "default"
 
+GPU_POD_TEMPLATE = "/opt/ativo/deploy/helm/pod-templates/gpu.yaml"
+"""The KubernetesExecutor's pod template for GPU tasks, where the image (``Dockerfile``) has it."""
+
 
 def compute_kwargs(spec: ModelSpec) -> dict[str, Any]:
-    """Airflow task arguments for a compute-bound task of ``spec``: pool, slots, queue, priority and timeout.
+    """Airflow task arguments for a compute-bound task of ``spec``: pool, slots, queue, priority, timeout, pod.
 
-    A ``cuda`` spec's tasks go to the Celery queue ``gpu`` (the workers on GPU hosts listen to it; other executors
-    ignore queues), the others to ``default``.
+    A ``cuda`` spec's tasks go to the Celery queue ``gpu`` (the CeleryExecutor's workers on GPU hosts listen to it)
+    and carry ``executor_config={"pod_template_file": GPU_POD_TEMPLATE}``: the KubernetesExecutor of the Kubernetes
+    shape (``deploy/helm/``) starts them from that template, whose pod asks for one ``nvidia.com/gpu`` on a GPU
+    node. Each executor reads only its own part (the LocalExecutor and the KubernetesExecutor ignore queues, the
+    Local and Celery executors ignore ``executor_config``), so one DAG runs on every shape. Other specs' tasks go
+    to ``default`` and the executor's default pod.
     """
     compute = spec.compute
-    return {
+    kwargs: dict[str, Any] = {
         "pool": compute.pool,
         "queue": GPU_QUEUE if compute.device == "cuda" else DEFAULT_QUEUE,
         "pool_slots": compute.pool_slots,
@@ -52,6 +59,10 @@ def compute_kwargs(spec: ModelSpec) -> dict[str, Any]:
         "weight_rule": "absolute",  # a priority class means the same in every DAG, whatever its shape
         "execution_timeout": dt.timedelta(minutes=compute.execution_timeout_minutes),
     }
+    if compute.device == "cuda":
+        # a plain dict of strings: it serializes with the DAG, and needs no kubernetes import to parse
+        kwargs["executor_config"] = {"pod_template_file": GPU_POD_TEMPLATE}
+    return kwargs
 
 
 def run_meta(context: Any) -> dict[str, Any]:
