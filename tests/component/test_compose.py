@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +125,62 @@ def test_compose_services_run_only_commands_and_files_that_exist():
 
     build_parser().parse_args(serve[1:])  # flags the CLI really has
     assert "CeleryExecutor" in text and "apache-airflow-providers-celery" in (ROOT / "requirements.txt").read_text()
+
+
+def mounts(service: dict) -> dict[str, str]:
+    """A service's volume mounts, short or long syntax: container path → source (a named volume or a host path)."""
+    out = {}
+    for mount in service.get("volumes") or []:
+        if isinstance(mount, dict):
+            out[str(mount["target"])] = str(mount.get("source", ""))
+        else:
+            source, _, rest = str(mount).partition(":")
+            out[rest.split(":")[0] if rest else source] = source if rest else ""
+    return out
+
+
+def test_every_reader_of_the_passwords_file_shares_the_one_airflow_init_writes(tmp_path):
+    """The API server checks logins against the file and Ativo's tasks read the admin password from it: one file."""
+    from ativo.config import load_settings
+
+    var = "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"
+    doc, envs = yaml.safe_load(COMPOSE.read_text()), service_environments()
+    readers = {}  # service → the path it reads: Airflow's setting, or ATIVO_HOME/airflow/passwords.json for Ativo's
+    for name, env in envs.items():
+        if var in env:
+            readers[name] = env[var]
+        if env.get("ATIVO_AIRFLOW_URL") and not env.get("ATIVO_AIRFLOW_PASSWORD"):
+            home = {k: v for k, v in env.items() if k == "ATIVO_HOME"}
+            ativo = str(load_settings(home).airflow_home / "passwords.json")
+            assert readers.setdefault(name, ativo) == ativo, f"{name}: Airflow's {var} is not where Ativo reads it"
+    assert {"airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-worker", "airflow-worker-gpu"} <= set(
+        readers
+    )
+    assert len(set(readers.values())) == 1, readers
+    path = Path(next(iter(readers.values())))
+    volumes = set()
+    for name in readers:
+        holding = [m for m in mounts(doc["services"][name]).items() if path.is_relative_to(m[0])]
+        assert holding, f"{name} reads {path} but mounts no volume holding it: its container has a file of its own"
+        volumes.add(max(holding, key=lambda m: len(m[0])))  # the innermost mount is the one that holds the file
+    assert len(volumes) == 1, f"the services read {path} from different volumes: {volumes}"
+    [(_, volume)] = volumes
+    assert volume in (doc.get("volumes") or {}), f"{volume} is not a named volume the services share"
+
+    # airflow-init writes the file there, for every user, before the services that read it start
+    for name in set(readers) - {"airflow-init"}:
+        assert doc["services"][name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+    script = shlex.split(shlex.split(doc["services"]["airflow-init"]["command"])[2])
+    code = script[script.index("python") + 2]
+    assert var in code or str(path) in code, f"airflow-init does not write {path}"
+    local = tmp_path / path.relative_to(path.anchor)
+    code = code.replace(str(path), str(local))  # a literal path, where the container has it, lands in tmp_path
+    users = {user.split(":")[0] for user in envs["airflow-init"]["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(",")}
+    for kept in ({}, {"admin": "changed-by-hand"}):  # the first `docker compose up`, and every one after
+        if kept:
+            local.write_text(json.dumps(kept))
+        subprocess.run([sys.executable, "-c", code], env={var: str(local)}, check=True)
+        assert local.is_file(), f"airflow-init writes no file at {path}"
+        written = json.loads(local.read_text())
+        assert users <= set(written), f"airflow-init writes no password for {users - set(written)}"
+        assert kept.items() <= written.items(), "airflow-init overwrote a password the file already had"

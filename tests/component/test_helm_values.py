@@ -348,9 +348,9 @@ CHART_SETS = {
     "AIRFLOW__METRICS__STATSD_PREFIX": ("statsd", "enabled"),
 }
 CELERY_ONLY = {"AIRFLOW__CELERY__RESULT_BACKEND", "AIRFLOW__CELERY__BROKER_URL"}
-# Set on both shapes, to a different value by design: Kubernetes Service names, the shared volume's path.
-DIFFERENT = {"AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
-             "ATIVO_AIRFLOW_URL"}  # fmt: skip
+# Set on both shapes, to a different value by design: Kubernetes Service names. (The passwords file is at one path on
+# both, ATIVO_HOME/airflow/passwords.json on the shared volume, where Ativo's tasks read the admin password.)
+DIFFERENT = {"AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "ATIVO_AIRFLOW_URL"}
 
 
 def test_the_values_set_every_ativo_setting_docker_compose_sets():
