@@ -92,11 +92,19 @@ def main() -> None:
     from ativo.train.trainer import fit, split_frame
     from devtools.harness import free_port, register_booster, start_server
     from devtools.loadgen import run_load
+    from devtools.wrk import available as wrk_available
+    from devtools.wrk import run_wrk
 
     p = argparse.ArgumentParser()
     p.add_argument("--duration", type=float, default=15.0)
-    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--concurrency", type=int, default=4, help="connections of our own generator")
+    p.add_argument("--wrk-connections", type=int, default=8, help="wrk -c (with -t2)")
+    p.add_argument("--servers", default="ativo,mlflow", help="which servers to drive (comma-separated)")
+    p.add_argument("--clients", default="loadgen,wrk", help="which load generators (comma-separated)")
     args = p.parse_args()
+    servers, clients = args.servers.split(","), args.clients.split(",")
+    if "wrk" in clients and not wrk_available():
+        sys.exit("wrk is not installed: run devtools/system-packages.sh wrk (or pass --clients loadgen)")
 
     settings = load_settings()
     spec = get_spec(SPEC, settings.specs_dir)
@@ -137,58 +145,86 @@ def main() -> None:
     print(f"MLflow's pyfunc on raw rows (the model logged as training logs it): {raw_refused}", flush=True)
 
     results: dict[str, dict] = {}
-    port = free_port()
-    proc = _mlflow_server(mlflow_uri, port, uri)
-    try:
-        status, body = _post(f"http://127.0.0.1:{port}/invocations", ml_single[0], {})
-        ml_score = body["predictions"][0]
-        for name, bodies in (("single", ml_single), ("batch100", ml_batch)):
-            r = run_load(f"http://127.0.0.1:{port}/invocations", bodies, concurrency=args.concurrency,
-                         duration_s=args.duration, warmup_s=2)  # fmt: skip
-            results[f"mlflow_{name}"] = r.summary()
-            print(f"mlflow {name:9s} {r.summary()}", flush=True)
-    finally:
-        _stop(proc)
 
-    server = start_server(settings, SPEC)
-    try:
-        headers = {"Authorization": f"Bearer {server.key}"}
-        status, body = _post(server.url + "/predict", ativo_single[0], headers)
-        ativo_score = body["score"]
-        for name, bodies in (("single", ativo_single), ("batch100", ativo_batch)):
-            r = run_load(server.url + "/predict", bodies, headers=headers, concurrency=args.concurrency,
-                         duration_s=args.duration, warmup_s=2)  # fmt: skip
-            results[f"ativo_{name}"] = r.summary()
-            print(f"ativo  {name:9s} {r.summary()}", flush=True)
-        health = http.get_json(server.url + "/health", timeout=30)
-    finally:
-        server.stop()
+    def drive(server: str, url: str, single: list[bytes], batch: list[bytes], headers: dict[str, str]) -> None:
+        for name, bodies in (("single", single), ("batch100", batch)):
+            if "loadgen" in clients:
+                r = run_load(url, bodies, headers=headers, concurrency=args.concurrency, duration_s=args.duration,
+                             warmup_s=2).summary()  # fmt: skip
+                results[f"{server}_{name}"] = r
+                print(f"{server:6s} {name:9s} loadgen -c{args.concurrency} {r}", flush=True)
+            if "wrk" in clients:
+                run_wrk(url, bodies, headers=headers, connections=args.wrk_connections, duration_s=2)  # warm-up
+                w = run_wrk(url, bodies, headers=headers, connections=args.wrk_connections, duration_s=args.duration)
+                results[f"{server}_{name}_wrk"] = w
+                print(f"{server:6s} {name:9s} {w['client']} {w}", flush=True)
 
-    a, m = results["ativo_single"], results["mlflow_single"]
-    ab, mb = results["ativo_batch100"], results["mlflow_batch100"]
-    out = {
-        "ativo_rps": a["rps"], "mlflow_rps": m["rps"], "rps_ratio": round(a["rps"] / m["rps"], 2),
-        "ativo_p50_ms": a["p50_ms"], "mlflow_p50_ms": m["p50_ms"],
-        "ativo_p99_ms": a["p99_ms"], "mlflow_p99_ms": m["p99_ms"],
-        "p99_ratio": round(m["p99_ms"] / a["p99_ms"], 2),
-        "ativo_batch_rps": ab["rps"], "mlflow_batch_rps": mb["rps"], "batch_rps_ratio": round(ab["rps"] / mb["rps"], 2),
-        "ativo_batch_rows_per_s": round(ab["rps"] * 100), "mlflow_batch_rows_per_s": round(mb["rps"] * 100),
-        "ativo_batch_p99_ms": ab["p99_ms"], "mlflow_batch_p99_ms": mb["p99_ms"],
+    ml_score = ativo_score = float("nan")
+    health: dict[str, Any] = {"prediction_log": {"written_rows": None}}
+    if "mlflow" in servers:
+        port = free_port()
+        proc = _mlflow_server(mlflow_uri, port, uri)
+        try:
+            status, body = _post(f"http://127.0.0.1:{port}/invocations", ml_single[0], {})
+            ml_score = body["predictions"][0]
+            drive("mlflow", f"http://127.0.0.1:{port}/invocations", ml_single, ml_batch, {})
+        finally:
+            _stop(proc)
+
+    if "ativo" in servers:
+        server = start_server(settings, SPEC)
+        try:
+            headers = {"Authorization": f"Bearer {server.key}"}
+            status, body = _post(server.url + "/predict", ativo_single[0], headers)
+            ativo_score = body["score"]
+            drive("ativo", server.url + "/predict", ativo_single, ativo_batch, headers)
+            health = http.get_json(server.url + "/health", timeout=30)
+        finally:
+            server.stop()
+    print(json.dumps(_summary(results, args, ativo_score, ml_score, raw_refused, health)))
+    shutil.rmtree(HOME, ignore_errors=True)
+
+
+def _summary(results: dict[str, dict], args: argparse.Namespace, ativo_score: float, ml_score: float,
+             raw_refused: str, health: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """The JSON line: wrk's figures where wrk ran (the acceptance client), else the generator's."""
+    out: dict[str, Any] = {}
+    for server in ("ativo", "mlflow"):
+        for name, tag in (("single", ""), ("batch100", "batch_")):
+            w, g = results.get(f"{server}_{name}_wrk"), results.get(f"{server}_{name}")
+            r = w or g
+            if r is None:
+                continue
+            out[f"{server}_{tag}rps"] = r["rps"]
+            out[f"{server}_{tag}p50_ms"] = r["p50_ms"]
+            out[f"{server}_{tag}p99_ms"] = r["p99_ms"]
+            if w is not None:
+                out[f"{server}_{tag}p999_ms"] = w["p999_ms"]
+            if name == "batch100":
+                out[f"{server}_batch_rows_per_s"] = round(r["rps"] * 100)
+            if g is not None and w is not None:
+                out[f"{server}_{tag}loadgen"] = {k: g[k] for k in ("rps", "p50_ms", "p99_ms")}
+    if "ativo_rps" in out and "mlflow_rps" in out:
+        out["rps_ratio"] = round(out["ativo_rps"] / out["mlflow_rps"], 2)
+        out["p99_ratio"] = round(out["mlflow_p99_ms"] / out["ativo_p99_ms"], 2)
+        out["batch_rps_ratio"] = round(out["ativo_batch_rps"] / out["mlflow_batch_rps"], 2)
+    out.update({
         "failed": {k: v["failed"] for k, v in results.items()},
         "same_score": abs(ativo_score - ml_score) < 1e-6,
         "mlflow_raw_rows": raw_refused,
         "ativo_log_rows_written": health["prediction_log"]["written_rows"],
-        "concurrency": args.concurrency, "duration_s": args.duration, "workers": 1,
-    }  # fmt: skip
+        "client": f"wrk -t2 -c{args.wrk_connections}" if any(k.endswith("_wrk") for k in results)
+        else f"loadgen -c{args.concurrency}",
+        "duration_s": args.duration, "workers": 1,
+    })  # fmt: skip
     print()
-    print(f"{'':22s}{'ativo serve':>14s}{'mlflow serve':>14s}{'ratio':>8s}")
-    print(f"{'single row req/s':22s}{a['rps']:14.0f}{m['rps']:14.0f}{out['rps_ratio']:8.2f}")
-    print(f"{'single row p50 ms':22s}{a['p50_ms']:14.2f}{m['p50_ms']:14.2f}")
-    print(f"{'single row p99 ms':22s}{a['p99_ms']:14.2f}{m['p99_ms']:14.2f}{out['p99_ratio']:8.2f}")
-    print(f"{'100-row batch req/s':22s}{ab['rps']:14.0f}{mb['rps']:14.0f}{out['batch_rps_ratio']:8.2f}")
-    print(f"{'100-row batch p99 ms':22s}{ab['p99_ms']:14.2f}{mb['p99_ms']:14.2f}")
-    print(json.dumps(out))
-    shutil.rmtree(HOME, ignore_errors=True)
+    print(f"{'':26s}{'ativo serve':>14s}{'mlflow serve':>14s}")
+    for key, label in (("rps", "single row req/s"), ("p50_ms", "single row p50 ms"), ("p99_ms", "single row p99 ms"),
+                       ("p999_ms", "single row p99.9 ms"), ("batch_rows_per_s", "100-row batch rows/s"),
+                       ("batch_p99_ms", "100-row batch p99 ms")):  # fmt: skip
+        a, m = out.get(f"ativo_{key}"), out.get(f"mlflow_{key}")
+        print(f"{label:26s}{'' if a is None else f'{a:14.2f}':>14s}{'' if m is None else f'{m:14.2f}':>14s}")
+    return out
 
 
 def _mlflow_on_raw_rows(spec, split, booster, rows) -> str:  # noqa: ANN001

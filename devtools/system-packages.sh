@@ -2,7 +2,8 @@
 # Debian packages some tests need, installed by the project (never by hand):
 #   prometheus  prometheus + promtool: the alert-rule unit tests (make test) and the dashboard test (make test-browser)
 #   chromium    the browser tier (make test-browser)
-# Usage: devtools/system-packages.sh [prometheus] [chromium]   (both when none is named)
+#   wrk         the HTTP load generator bench/serve.py drives both inference servers with (make bench-serve)
+# Usage: devtools/system-packages.sh [prometheus] [chromium] [wrk]   (prometheus and chromium when none is named)
 # Idempotent and quiet when everything is there. Needs apt-get and root (or sudo). Where it cannot install, it says
 # so and exits 0, and the tests that need the tool skip, saying why; with ATIVO_REQUIRE_TOOLS=1 (CI) it fails.
 set -euo pipefail
@@ -13,7 +14,8 @@ for pkg in "${wanted[@]}"; do
   case "$pkg" in
     prometheus) { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing+=(prometheus) ;;
     chromium) command -v chromium >/dev/null 2>&1 || missing+=(chromium) ;;
-    *) echo "system-packages: unknown package '$pkg' (prometheus, chromium)" >&2; exit 2 ;;
+    wrk) command -v wrk >/dev/null 2>&1 || missing+=(wrk) ;;
+    *) echo "system-packages: unknown package '$pkg' (prometheus, chromium, wrk)" >&2; exit 2 ;;
   esac
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

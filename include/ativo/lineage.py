@@ -8,6 +8,7 @@ version (who promoted it, when, why).
 from __future__ import annotations
 
 import json
+import logging
 from typing import TYPE_CHECKING, Any
 
 from ativo.errors import AtivoError
@@ -15,6 +16,8 @@ from ativo.spec import load_specs
 
 if TYPE_CHECKING:
     from ativo.config import Settings
+
+log = logging.getLogger(__name__)
 
 
 class LineageError(AtivoError):
@@ -99,7 +102,8 @@ def trace(settings: Settings, prediction_id: str, spec_name: str | None = None) 
             )
         },
         "features": features,
-        "top_contributions": json.loads(row["top_contributions"]) if row.get("top_contributions") else [],
+        "top_contributions": [],
+        "contributions_method": None,
         "model": {
             "name": row["model"],
             "version": row["version"],
@@ -145,9 +149,34 @@ def trace(settings: Settings, prediction_id: str, spec_name: str | None = None) 
             gates["error"] = f"cannot read the gate report: {err}"
     out["gates"] = gates
     spec = get_spec(row["spec"], settings.specs_dir)
+    out["top_contributions"], out["contributions_method"] = _top_contributions(settings, spec, row, features)
     out["deployments"] = [{k: r.get(k) for k in ("at", "action", "reason", "actor", "uri")}
                           for r in history(spec, settings) if r.get("version") == row["version"]]  # fmt: skip
     return out
+
+
+def _top_contributions(settings: Settings, spec: Any, row: dict[str, Any],
+                       features: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:  # fmt: skip
+    """The three features that moved this decision most, and how they were computed.
+
+    As the log wrote them when the server was asked to (``ativo serve --contributions approx|exact``); else
+    exact TreeSHAP, computed now from the logged features and the version that answered (the server's default
+    spends no time on them: they are a function of those two, and only a lookup like this one reads them).
+    """
+    if row.get("top_contributions"):
+        return json.loads(row["top_contributions"]), str(row.get("contributions_method") or "approx")
+    from ativo.evaluate.explain import top_contributions
+    from ativo.model.artifact import load_version
+
+    try:
+        model = load_version(spec, settings.mlflow_tracking_uri, row["version"])
+    except Exception as err:  # the version cannot be loaded here: the rest of the chain still stands
+        log.warning("lineage: cannot load %s version %s to explain the decision: %s", row["model"], row["version"],
+                    err)  # fmt: skip
+        return [], None
+    values = {k: (None if isinstance(v, float) and v != v else v) for k, v in features.items()}
+    contribs = model.booster.predict(model.dmatrix(model.encode([values])), pred_contribs=True)[0]
+    return top_contributions(spec.data_schema.feature_names, contribs), "exact TreeSHAP, computed at lookup"
 
 
 def render(chain: dict[str, Any]) -> str:
@@ -159,7 +188,8 @@ def render(chain: dict[str, Any]) -> str:
         f"            subject (pseudonymised) {p['subject'] or '-'}  request {p['request_id']}",
         f"            logged in {p['log_object']}",
         "            top contributions: "
-        + ", ".join(f"{t['feature']} {t['contribution']:+.3f}" for t in chain["top_contributions"]),  # fmt: skip
+        + (", ".join(f"{t['feature']} {t['contribution']:+.3f}" for t in chain["top_contributions"]) or "-")
+        + (f"  ({chain['contributions_method']})" if chain.get("contributions_method") else ""),  # fmt: skip
         f"  └─ model  {m['name']} version {m['version']}  ({m['state'] or 'no deploy state'})  sha256 "
         f"{(m['sha256'] or '?')[:16]}…",
         f"     └─ MLflow run  {r['run_id']}  (experiment {r.get('experiment_id', '?')}, study {r.get('study')}, "

@@ -247,10 +247,49 @@ def test_prediction_log_holds_each_decision_with_a_pseudonymised_subject(client,
     assert row["f_age"] == batch[0]["age"] and row["f_workclass"] == batch[0]["workclass"]
     assert row["score"] == pytest.approx(answers[0]["score"], abs=1e-6) and row["version"] == answers[0]["version"]
     assert "cust-0" not in row["subject"] and len(row["subject"]) == 32  # keyed hash, never the id
-    top = json.loads(row["top_contributions"])
-    assert len(top) == 3 and {t["feature"] for t in top} <= set(spec.data_schema.feature_names)
+    assert row["top_contributions"] == "" and row["contributions_method"] == "none"  # the default: computed on lookup
     blob = b"".join(open_store(settings).get_bytes(k) for k in open_store(settings).list("predictions"))
     assert b"cust-0" not in blob
+
+
+def test_lineage_explains_a_logged_decision_exactly_from_its_features_and_version(client, settings, spec, split):
+    from ativo.lineage import trace
+    from ativo.model.artifact import load_version
+
+    batch = rows(spec, split, 40)
+    answers = client.post("/predict", json={"rows": [{"features": r} for r in batch]}).json()["predictions"]
+    client.service.predictions.flush()
+    i = next(i for i, r in enumerate(batch) if any(v is None for v in r.values()))  # a row with a missing value
+    chain = trace(settings, answers[i]["prediction_id"], spec.name)
+    model = load_version(spec, settings.mlflow_tracking_uri, answers[i]["version"])
+    shap = model.booster.predict(model.dmatrix(model.encode([batch[i]])), pred_contribs=True)[0]
+    names = spec.data_schema.feature_names
+    expected = sorted(range(len(names)), key=lambda j: -abs(shap[j]))[:3]
+    assert [t["feature"] for t in chain["top_contributions"]] == [names[j] for j in expected]
+    assert [t["contribution"] for t in chain["top_contributions"]] == pytest.approx([shap[j] for j in expected])
+    assert chain["contributions_method"].startswith("exact TreeSHAP")
+
+
+def test_a_server_asked_for_contributions_writes_them_with_each_row(settings, spec, split, platform):
+    from starlette.testclient import TestClient
+
+    from ativo.lineage import trace
+    from ativo.serve.app import ServeConfig, build_app, create_service
+    from ativo.serve.predlog import read_log
+    from ativo.store.objects import open_store
+
+    service = create_service(spec, settings, ServeConfig(flush_s=60, contributions="approx"))
+    with TestClient(build_app(service)) as c:
+        c.headers["Authorization"] = f"Bearer {platform['predict']}"
+        answers = c.post("/predict", json={"rows": [{"features": r} for r in rows(spec, split, 5)]}).json()
+        service.predictions.flush()
+    log = read_log(open_store(settings), "predictions", spec.name).set_index("prediction_id")
+    pid = answers["predictions"][0]["prediction_id"]
+    top = json.loads(log.loc[pid, "top_contributions"])
+    assert len(top) == 3 and {t["feature"] for t in top} <= set(spec.data_schema.feature_names)
+    assert abs(top[0]["contribution"]) >= abs(top[1]["contribution"]) >= abs(top[2]["contribution"])
+    chain = trace(settings, pid, spec.name)
+    assert chain["top_contributions"] == top and chain["contributions_method"] == "approx"
 
 
 def test_a_store_outage_keeps_the_log_rows_and_writes_them_when_it_is_back(client, settings, spec, split):

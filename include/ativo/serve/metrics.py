@@ -9,6 +9,26 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 SCORE_BUCKETS = tuple(round(i / 20, 2) for i in range(1, 21))
 
 
+def observe_many(hist: Histogram, values: np.ndarray) -> None:
+    """``hist.observe(v)`` for every value, counted a bucket at a time (a batch's scores: one call, not one per row).
+
+    prometheus_client observes one value per call; a 100-row batch made that 100 calls on the request path. Its
+    buckets are counted here with numpy and added to the child's counters (its private ``_buckets``/``_sum``,
+    the same ones ``observe`` adds to); where a release lays them out otherwise, each value is observed.
+    """
+    buckets, total = getattr(hist, "_buckets", None), getattr(hist, "_sum", None)
+    bounds = getattr(hist, "_upper_bounds", None)
+    values = np.asarray(values, dtype=np.float64)
+    if buckets is None or total is None or bounds is None or len(bounds) != len(buckets):
+        for v in values.tolist():
+            hist.observe(v)
+        return
+    counts = np.bincount(np.searchsorted(np.asarray(bounds), values, side="left"), minlength=len(bounds))
+    for i in np.flatnonzero(counts).tolist():
+        buckets[i].inc(int(counts[i]))
+    total.inc(float(values.sum()))
+
+
 class _Families:
     """The metric families of one registry (created once: every model served by a process shares them)."""
 
@@ -65,9 +85,7 @@ class ServeMetrics:
         """Count one scoring call of a version: its rows, its time, its score distribution."""
         self.rows.labels(self.model, version, route).inc(len(scores))
         self.model_latency.labels(self.model, version, route).observe(seconds)
-        hist = self.scores.labels(self.model, version, route)
-        for s in scores.tolist():
-            hist.observe(s)
+        observe_many(self.scores.labels(self.model, version, route), scores)
 
     def failed(self, version: str, route: str, rows: int) -> None:
         """Count rows a version could not score."""
