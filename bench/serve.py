@@ -101,6 +101,7 @@ def main() -> None:
     p.add_argument("--wrk-connections", type=int, default=8, help="wrk -c (with -t2)")
     p.add_argument("--servers", default="ativo,mlflow", help="which servers to drive (comma-separated)")
     p.add_argument("--clients", default="loadgen,wrk", help="which load generators (comma-separated)")
+    p.add_argument("--serve-args", default="", help="extra `ativo serve` flags, e.g. '--refresh-s 60'")
     args = p.parse_args()
     servers, clients = args.servers.split(","), args.clients.split(",")
     if "wrk" in clients and not wrk_available():
@@ -172,7 +173,7 @@ def main() -> None:
             _stop(proc)
 
     if "ativo" in servers:
-        server = start_server(settings, SPEC)
+        server = start_server(settings, SPEC, args=tuple(args.serve_args.split()))
         try:
             headers = {"Authorization": f"Bearer {server.key}"}
             status, body = _post(server.url + "/predict", ativo_single[0], headers)
