@@ -140,6 +140,9 @@ class Settings(BaseSettings):
             reports and model cards (``ATIVO_PUBLIC_AIRFLOW_URL``, default ``airflow_url``; set it when tasks reach
             the API server by an internal name).
         gpu_count: GPUs on this host, instead of asking ``nvidia-smi`` (``ATIVO_GPU_COUNT``).
+        dask_scheduler: the ``dask.distributed`` scheduler that ``compute.engine: dask`` specs train on, e.g.
+            ``tcp://dask-scheduler:8786`` (``ATIVO_DASK_SCHEDULER``); unset, each training step starts a
+            ``LocalCluster`` of the spec's ``compute.dask`` shape.
     """
 
     model_config = SettingsConfigDict(
@@ -171,6 +174,7 @@ class Settings(BaseSettings):
     airflow_username: str = Field("admin", validation_alias="ATIVO_AIRFLOW_USERNAME")
     airflow_password: SecretStr | None = Field(None, validation_alias="ATIVO_AIRFLOW_PASSWORD")
     gpu_count: int | None = Field(None, validation_alias="ATIVO_GPU_COUNT")
+    dask_scheduler: str | None = Field(None, validation_alias="ATIVO_DASK_SCHEDULER")
 
     @property
     def airflow_url(self) -> str:

@@ -294,9 +294,31 @@ class ModelSection(_Strict):
     search: Search = Search()
 
 
-class Compute(_Strict):
-    """Where and how training runs."""
+class DaskCompute(_Strict):
+    """The cluster of ``compute.engine: dask``.
 
+    A ``LocalCluster`` of this shape, unless ``ATIVO_DASK_SCHEDULER`` names a running scheduler (then its workers
+    are used as they are).
+
+    ``sample_rows`` bounds what any step holds in one process: the gates, the reference profile and the model card
+    judge a seeded sample of at most that many rows of each split (the gate report says how many of how many).
+    """
+
+    workers: int = Field(2, ge=1, le=64)
+    threads_per_worker: int = Field(1, ge=1, le=64)
+    memory_limit: str = Field("4GiB", pattern=r"^[0-9]+(\.[0-9]+)?\s*(B|[KMGT]i?B)$")
+    sample_rows: int = Field(50_000, ge=1_000)
+
+
+class Compute(_Strict):
+    """Where and how training runs.
+
+    ``engine: local`` trains in the trial's own process on the whole split in memory; ``engine: dask`` trains with
+    ``xgboost.dask`` on a ``dask.distributed`` cluster that reads the dataset version's Parquet partitions lazily.
+    """
+
+    engine: Literal["local", "dask"] = "local"
+    dask: DaskCompute = DaskCompute()
     pool: str = "cpu_train"
     pool_slots: int = Field(1, ge=1)
     device: Literal["cpu", "cuda"] = "cpu"

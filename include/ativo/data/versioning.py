@@ -298,6 +298,20 @@ class DatasetRegistry:
             out.append(("s3://" if self.remote.startswith("s3://") else "") + remote)
         return out
 
+    def object_source(self, md5: str) -> tuple[str, dict[str, Any]]:
+        """Where another process, on this host or another, reads the object ``md5``: (fsspec URL, storage options).
+
+        An S3 remote is readable from every host of a cluster, so it is named whenever the remote is S3; else the
+        cache file (or the local remote's file) is.
+        """
+        if self.remote.startswith("s3://"):
+            opts: dict[str, Any] = {"config_kwargs": {"retries": {"max_attempts": 5, "mode": "standard"}}}
+            if self.s3_endpoint_url:
+                opts["client_kwargs"] = {"endpoint_url": self.s3_endpoint_url}
+            return "s3://" + self._remote_path(md5), opts
+        path = self._cache_path(md5)
+        return (str(path) if path.exists() else self._remote_path(md5)), {}
+
     def get_object(self, md5: str) -> bytes:
         """An object's bytes: the cache, else the remote.
 

@@ -127,12 +127,28 @@ def retrain(spec: ModelSpec, settings: Settings, version: str, *, batch_id: int,
     if not tag:
         raise RetrainFailed(f"version {version} names no dataset version: it cannot be retrained")
     params = recorded_params(spec, settings, version)
-    dataset, df = load_dataset(spec, settings, tag)
-    try:
-        split = split_frame(df, spec)
-        model = fit(spec, split, overrides=params, threads=threads)
-    except ValueError as err:
-        raise RetrainFailed(f"version {version} cannot be retrained on redacted {tag} ({len(df)} rows): {err}") from err
+    if spec.compute.engine == "dask":  # on the cluster, the redacted partitions read lazily as in the search
+        from ativo.train.distributed import dask_split, fit_dask
+        from ativo.train.search import _head
+
+        dataset, lazy = dask_split(spec, settings, tag)
+        rows = lazy.rows
+        try:
+            model = fit_dask(spec, settings, lazy, overrides=params)
+        except ValueError as err:
+            raise RetrainFailed(f"version {version} cannot be retrained on redacted {tag} ({rows} rows): "
+                                f"{err}") from err  # fmt: skip
+        signature_rows = _head(lazy.valid, 200)
+    else:
+        dataset, df = load_dataset(spec, settings, tag)
+        rows = len(df)
+        try:
+            split = split_frame(df, spec)
+            model = fit(spec, split, overrides=params, threads=threads)
+        except ValueError as err:
+            raise RetrainFailed(f"version {version} cannot be retrained on redacted {tag} ({rows} rows): "
+                                f"{err}") from err  # fmt: skip
+        signature_rows = split.valid.head(200)
     digest = redacted_digest(settings, spec, tag)
     redacted = redacted_name(tag, digest)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
@@ -144,10 +160,10 @@ def retrain(spec: ModelSpec, settings: Settings, version: str, *, batch_id: int,
     with mlflow.start_run(experiment_id=experiment, run_name=f"{spec.name}@{redacted} erasure retrain of v{version}"):
         mlflow.log_params({**{k: str(v) for k, v in params.items()}, "retrained_from": version})
         mlflow.log_metrics(model.metrics)
-        logged = log_booster(model.booster, signature_sample=design_matrix(split.valid.head(200), spec))
+        logged = log_booster(model.booster, signature_sample=design_matrix(signature_rows, spec))
         tags = lineage_tags(spec, dataset, run_meta, logged.sha256, settings)
         tags.update(extra)
-        tags["ativo.dataset_rows"] = str(len(df))
+        tags["ativo.dataset_rows"] = str(rows)
         run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]
         mlflow.set_tags({**{k: v for k, v in tags.items() if not k.startswith("ativo.airflow.")},
                          "ativo.model_uri": logged.uri, SHA256_TAG: logged.sha256, "ativo.mlflow_run_id": run_id})
@@ -162,7 +178,7 @@ def retrain(spec: ModelSpec, settings: Settings, version: str, *, batch_id: int,
         new = dup.version
     _log_profile(spec, settings, client, run_id, new, tag)
     client.update_model_version(name, new, description=(
-        f"Erasure retraining of version {version} with its recorded parameters on {redacted} ({len(df)} rows), "
+        f"Erasure retraining of version {version} with its recorded parameters on {redacted} ({rows} rows), "
         f"for request(s) {', '.join(requests)[:300]}"))  # fmt: skip
     log.info("erasure batch %s: version %s retrained as version %s on %s", batch_id, version, new, redacted)
     return {"from": version, "version": new, "dataset_version": tag, "redacted": redacted, "params": params,

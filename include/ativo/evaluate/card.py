@@ -143,6 +143,11 @@ def render_card(spec: ModelSpec, report: dict[str, Any]) -> str:
                                           "model_sha256", "spec_hash")}  # fmt: skip
     parts.append("<h2>Lineage</h2><table>" + "".join(f"<tr><th>{k}</th><td><code>{html.escape(str(v))}</code></td>"
                                                      f"</tr>" for k, v in lineage.items()) + "</table>")  # fmt: skip
+    held = report.get("evaluated_on") or {}
+    if held.get("sample"):
+        counts = ", ".join(f"{p} {held['rows'][p]:,} of {held['of'][p]:,}" for p in ("train", "valid", "test"))
+        parts.append(f"<p class='sample'>Trained on every row with <code>compute.engine: {html.escape(held['engine'])}"
+                     f"</code>; judged on a seeded sample (seed {held['seed']}): {html.escape(counts)} rows.</p>")
     parts.append("<h2>Gates</h2>" + _gate_table(report))
     charts = []
     calibration = g["performance"].get("details", {}).get("calibration")

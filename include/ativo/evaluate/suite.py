@@ -49,12 +49,11 @@ class Candidate:
 def load_candidate(spec: ModelSpec, settings: Settings, version: str | int) -> Candidate:
     """The version as serving loads it, and the seeded split of the dataset version it was trained on."""
     from ativo.model.artifact import load_version
-    from ativo.train.search import load_dataset
-    from ativo.train.trainer import split_frame
+    from ativo.train.search import load_split
 
     model = load_version(spec, settings.mlflow_tracking_uri, version)
-    _, df = load_dataset(spec, settings, model.dataset_version)
-    return Candidate(spec=spec, settings=settings, model=model, split=split_frame(df, spec))
+    _, split, _ = load_split(spec, settings, model.dataset_version)
+    return Candidate(spec=spec, settings=settings, model=model, split=split)
 
 
 def _champion(c: Candidate) -> tuple[ServedModel | None, set[str] | None]:
@@ -273,6 +272,10 @@ def publish(spec: ModelSpec, settings: Settings, version: str | int, results: li
 
     model = registered_version(spec, settings.mlflow_tracking_uri, version)  # the record: the artifact may be bad
     report = build_report(spec, model, results, expected)
+    if model.dataset_version:
+        from ativo.train.distributed import evaluated_on
+
+        report["evaluated_on"] = evaluated_on(spec, settings, model.dataset_version)
     client = MlflowClient(settings.mlflow_tracking_uri)
     run_id = model.run_id
     base = f"runs:/{run_id}/gates" if run_id else None

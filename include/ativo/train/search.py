@@ -148,8 +148,8 @@ def _pruning_callback(trial: Any) -> Any:
 
 
 def run_trial(
-    spec: ModelSpec, storage_url: str, study_name: str, split: Split, device: str = "cpu", *, slot: int = 0,
-    threads: int | None = None, on_ask: Any = None,
+    spec: ModelSpec, storage_url: str, study_name: str, split: Split | None, device: str = "cpu", *, slot: int = 0,
+    threads: int | None = None, on_ask: Any = None, fitter: Any = None,
 ) -> tuple[dict[str, Any], TrainedModel | None]:  # fmt: skip
     """Ask the study for parameters, train, tell the study.
 
@@ -162,6 +162,8 @@ def run_trial(
         slot: the trial's index in the search (seeds its sampler).
         threads: CPU threads for XGBoost (all cores when None).
         on_ask: called with (trial, params) right after the ask, before training (to name and log the trial).
+        fitter: trains instead of :func:`~ativo.train.trainer.fit` on ``split``, called with the trial's parameters
+            (``compute.engine: dask``); its learning curve is reported to the study after training, not pruned live.
 
     Returns:
         (``{"number", "state", "params", "value", "metrics"}``, the trained model or None when pruned).
@@ -172,9 +174,15 @@ def run_trial(
     params = suggest(trial, spec.model.search.space)
     if on_ask is not None:
         on_ask(trial, params)
-    callbacks = [_pruning_callback(trial)] if spec.model.search.pruning else None
+    callbacks = [_pruning_callback(trial)] if spec.model.search.pruning and fitter is None else None
     try:
-        model = fit(spec, split, device=device, overrides=params, callbacks=callbacks, threads=threads)
+        if fitter is not None:
+            model = fitter(params)
+            for epoch in range(0, len(model.curve or ()), REPORT_EVERY):
+                trial.report(float(model.curve[epoch]), epoch)
+        else:
+            assert split is not None
+            model = fit(spec, split, device=device, overrides=params, callbacks=callbacks, threads=threads)
     except optuna.TrialPruned as pruned:
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         return {"number": trial.number, "state": "pruned", "params": params, "value": None, "metrics": {},
@@ -250,6 +258,27 @@ def load_dataset(spec: ModelSpec, settings: Settings, tag: str | None) -> tuple[
     return version, df
 
 
+def load_split(spec: ModelSpec, settings: Settings, tag: str | None) -> tuple[DatasetVersion, Split, dict[str, Any]]:
+    """The seeded split of a dataset version in memory, for what judges a model (gates, profile, card).
+
+    ``compute.engine: local``: every row (:func:`~ativo.train.trainer.split_frame`); ``dask``: a seeded sample of
+    each split of at most ``compute.dask.sample_rows`` rows (:func:`ativo.train.distributed.sample_split`). The
+    third value says which: ``{"engine", "sample", ...}``, with the sample's and the splits' row counts.
+    """
+    from ativo.train.trainer import split_frame
+
+    if spec.compute.engine == "dask":
+        from ativo.train.distributed import sample_split
+
+        version, split, info = sample_split(spec, settings, tag)
+        return version, split, {**info, "sample": True}
+    version, df = load_dataset(spec, settings, tag)
+    split = split_frame(df, spec)
+    rows = {"train": len(split.train), "valid": len(split.valid), "test": len(split.test)}
+    return version, split, {"engine": "local", "sample": False, "rows": rows, "of": rows,
+                            "dataset_version": version.tag}  # fmt: skip
+
+
 def _mlflow(settings: Settings) -> tuple[Any, Any]:
     import mlflow
     from mlflow import MlflowClient
@@ -278,10 +307,8 @@ def plan_search(
 
     from ativo.data.features import LABEL
     from ativo.train.tracking import code_version, ensure_experiment
-    from ativo.train.trainer import split_frame
 
-    version, df = load_dataset(spec, settings, dataset_tag)
-    split = split_frame(df, spec)
+    version, split, held = load_split(spec, settings, dataset_tag)
     n = n_trials or (spec.model.search.n_trials if spec.model.search.space else 1)
     name = study_name or f"{spec.name}/{run_meta.get('dag_run_id') or version.tag}"
     create_study(spec, settings.db_url, name)
@@ -302,8 +329,11 @@ def plan_search(
         "seed": spec.model.search.seed + seed_offset,
         "pruning": spec.model.search.pruning,
         "split_seed": spec.split.seed,
-        "train_rows": len(split.train),
+        "train_rows": held["of"]["train"],
+        "engine": spec.compute.engine,
     }
+    if held["sample"]:
+        params["dataset_input_sample_rows"] = len(split.train)  # the MLflow dataset input is the seeded sample
     client.log_batch(parent, params=[_param(k, v) for k, v in params.items()])
     dataset = from_pandas(
         split.train, source=f"{settings.store_uri}/lake/{spec.name}", targets=LABEL,
@@ -337,8 +367,26 @@ def search_trial(
     from ativo.model.encoding import design_matrix
     from ativo.train.trainer import split_frame
 
-    version, df = load_dataset(spec, settings, plan.dataset_tag)
-    split = split_frame(df, spec)
+    split: Split | None = None
+    fitter = None
+    if spec.compute.engine == "dask":
+        from ativo.train.distributed import dask_split, fit_dask
+
+        version, lazy = dask_split(spec, settings, plan.dataset_tag)
+
+        def fitter(params: dict[str, Any]) -> TrainedModel:
+            return fit_dask(spec, settings, lazy, device=device, overrides=params)
+
+        def signature_rows() -> pd.DataFrame:
+            return _head(lazy.valid, 200)
+    else:
+        version, df = load_dataset(spec, settings, plan.dataset_tag)
+        split = split_frame(df, spec)
+
+        def signature_rows() -> pd.DataFrame:
+            assert split is not None
+            return split.valid.head(200)
+
     mlflow, client = _mlflow(settings)
     child: dict[str, str] = {}
 
@@ -350,7 +398,8 @@ def search_trial(
             plan.experiment_id, run_name=f"trial {trial.number}",
             tags={"mlflow.parentRunId": plan.parent_run_id, "ativo.spec": spec.name, "ativo.role": "trial",
                   "ativo.study": plan.study_name, "ativo.trial_number": str(trial.number),
-                  "ativo.dataset_version": version.tag, "ativo.device": device, **_airflow_tags(run_meta)},
+                  "ativo.dataset_version": version.tag, "ativo.device": device,
+                  "ativo.engine": spec.compute.engine, **_airflow_tags(run_meta)},
         )  # fmt: skip
         child["run_id"] = run.info.run_id
         trial.set_user_attr("mlflow_run_id", run.info.run_id)
@@ -358,7 +407,7 @@ def search_trial(
 
     try:
         result, model = run_trial(spec, settings.db_url, plan.study_name, split, device, slot=plan.seed_offset + slot,
-                                  threads=threads, on_ask=started)  # fmt: skip
+                                  threads=threads, on_ask=started, fitter=fitter)  # fmt: skip
     except BaseException:
         if "run_id" in child:
             client.set_terminated(child["run_id"], "FAILED")
@@ -371,10 +420,23 @@ def search_trial(
         return result
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics(model.metrics)
-        logged = log_booster(model.booster, signature_sample=design_matrix(split.valid.head(200), spec))
+        logged = log_booster(model.booster, signature_sample=design_matrix(signature_rows(), spec))
         mlflow.set_tags({"ativo.model_uri": logged.uri, SHA256_TAG: logged.sha256, "ativo.model_format": "xgboost-ubj"})
     result.update(model_uri=logged.uri, model_sha256=logged.sha256)
     return result
+
+
+def _head(frame: Any, n: int) -> pd.DataFrame:
+    """The first ``n`` rows of a lazy frame, reading partitions until it has them."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "insufficient elements": read on, below
+        for k in (1, 4, -1):
+            rows = frame.head(n, npartitions=k if k > 0 else -1)
+            if len(rows) >= n or k == -1 or k >= frame.npartitions:
+                return rows
+    return rows
 
 
 def _param(key: str, value: Any) -> Any:
@@ -477,11 +539,9 @@ def _log_profile(spec: ModelSpec, settings: Settings, client: Any, run_id: str, 
     from ativo.data.features import LABEL
     from ativo.model.artifact import load_version
     from ativo.monitor.profile import build_profile
-    from ativo.train.trainer import split_frame
 
     model = load_version(spec, settings.mlflow_tracking_uri, version)
-    _, df = load_dataset(spec, settings, tag)
-    split = split_frame(df, spec)
+    _, split, _ = load_split(spec, settings, tag)
     scores = model.predict_frame(split.test)
     profile = build_profile(spec, version, tag, split.train, split.test, scores, split.test[LABEL].to_numpy())
     with tempfile.TemporaryDirectory() as tmp:

@@ -34,6 +34,7 @@ class TrainedModel:
     params: dict[str, Any]
     best_iteration: int
     metrics: dict[str, float]
+    curve: list[float] | None = None  # the validation AUC per round, where training could not report it live (dask)
 
 
 def split_frame(df: pd.DataFrame, spec: ModelSpec) -> Split:

@@ -1,0 +1,77 @@
+"""``compute.engine: dask``: a spec trains with ``xgboost.dask`` on a ``LocalCluster`` through the real train DAG
+(dag.test()), is judged on a bounded seeded sample, deployed and served like any other model.
+
+The spec is the loan book of :mod:`tests.e2e.test_new_dataset` with ``compute: {engine: dask}`` and a small
+``sample_rows``, so the gates provably judge a sample and not every row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.e2e.test_new_dataset import LOANS_SPEC, lifecycle, loan_book
+
+DASK_SPEC = LOANS_SPEC.replace(
+    "compute: {team: credit}",
+    "compute: {team: credit, engine: dask, dask: {workers: 2, threads_per_worker: 1, memory_limit: 1GiB,"
+    " sample_rows: 1000}}",
+)
+
+
+@pytest.fixture
+def specs_dir(tmp_path, monkeypatch):
+    path = tmp_path / "specs"
+    path.mkdir()
+    monkeypatch.setenv("ATIVO_SPECS_DIR", str(path))
+    monkeypatch.delenv("ATIVO_SERVE_URLS", raising=False)
+    monkeypatch.delenv("ATIVO_DASK_SCHEDULER", raising=False)
+    yield path
+    from ativo.train.distributed import close_clients
+
+    close_clients()
+
+
+def test_a_dask_spec_trains_on_a_local_cluster_through_the_train_dag_and_is_served(airflow_db, settings, specs_dir,
+                                                                                  tmp_path):  # fmt: skip
+    assert "engine: dask" in DASK_SPEC
+    (specs_dir / "loan_default.yaml").write_text(DASK_SPEC)
+    book = loan_book()
+    files = []
+    for i, part in enumerate(np.array_split(np.arange(len(book)), 2)):
+        files.append(tmp_path / f"loans-{i}.csv")
+        book.iloc[part].to_csv(files[-1], index=False)
+    done = lifecycle("loan_default", files, settings)
+    server = done["server"]
+    try:
+        from mlflow import MlflowClient
+
+        from ativo.http import post_json
+        from ativo.train import distributed
+
+        # the trials trained on the cluster: their runs say so, and this process started the LocalCluster
+        client = MlflowClient(settings.mlflow_tracking_uri)
+        mv = client.get_model_version("loan_default", done["version"])
+        best = client.get_run(mv.run_id)
+        assert best.data.tags["ativo.engine"] == "dask"
+        assert best.data.metrics["test_auc"] > 0.7
+        parent = client.get_run(mv.tags["ativo.parent_run_id"])
+        assert parent.data.params["engine"] == "dask"
+        assert int(parent.data.params["train_rows"]) > 2500  # every training row, not the sample
+        assert parent.data.params["dataset_input_sample_rows"] == "1000"
+        [cluster] = distributed._CLUSTERS.values()
+        assert len(cluster.workers) == 2
+        # the gates judged a seeded sample, at most sample_rows of each split, and the report says of how many
+        held = done["report"]["evaluated_on"]
+        assert held["sample"] is True and held["engine"] == "dask" and held["sample_rows"] == 1000
+        assert held["rows"]["train"] == 1000 < held["of"]["train"]
+        assert held["rows"]["test"] == held["of"]["test"] > 500  # a split smaller than the bound is kept whole
+        assert sum(held["of"].values()) == len(book)
+        # the registered booster serves as any other
+        row = {"features": {"gender": "F", "age": 35, "income": 42000.0, "amount": 30000.0, "term_months": 12,
+                            "purpose": "car"}, "subject_id": "applicant-x"}  # fmt: skip
+        answer = post_json(f"{server.url}/models/loan_default/predict", row, timeout=10,
+                           headers={"Authorization": f"Bearer {server.key}"})  # fmt: skip
+        assert answer["version"] == done["version"] and answer["label"] == "yes"
+    finally:
+        server.stop()
