@@ -35,7 +35,7 @@ data: setup  ## fetch the UCI Adult reference data (sha256 checked)
 	@$(PY) -m ativo.cli fetch-data
 
 run: data  ## start Airflow, MLflow and run the lifecycle on the embedded default
-	@$(PY) -m devtools up $(if $(filter 1 yes true,$(FRESH)),--fresh)
+	@$(PY) -m devtools up $(if $(filter 1 yes true,$(FRESH)),--fresh) $(if $(filter 1 yes true,$(DASK)),--dask)
 
 demo-drift: setup  ## on the running platform: drifted traffic → MONITOR → retraining → canary (after make run)
 	@$(PY) -m devtools demo-drift $(if $(SPEC),--spec $(SPEC))

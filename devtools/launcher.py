@@ -33,7 +33,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         def prepare() -> None:
             lifecycle.prepare_lifecycle(settings, names, args.days, args.quarantine_day)
 
-    api = supervisor.start_services(settings, before_airflow=prepare, spec_names=names)
+    api = supervisor.start_services(settings, before_airflow=prepare, spec_names=names, dask=args.dask)
     lifecycle.unpause_all(api, names)
     samples: dict[str, dict | None] = {}
     if prepare is not None:
@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quarantine-day", type=int, default=11, help="index of the day whose batch is malformed")
     s.add_argument("--no-lifecycle", action="store_true", help="only start the services")
     s.add_argument("--fresh", action="store_true", help="stop and wipe var/ state first")
+    s.add_argument("--dask", action="store_true", help="also start a Dask scheduler and workers on loopback "
+                   "(compute.engine: dask specs train there)")  # fmt: skip
     s.set_defaults(func=_cmd_up)
     s = sub.add_parser("down", help="stop everything `up` started (make stop)")
     s.set_defaults(func=_cmd_down)

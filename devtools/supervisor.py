@@ -27,7 +27,8 @@ from ativo.orchestrator import AirflowAPI, admin_password
 from ativo.waiting import WaitTimeout, wait_until
 
 AIRFLOW = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
-SERVICES = ("postgres", "alert-sink", "mlflow", "serve", *AIRFLOW, "watchdog")
+DASK = ("dask-scheduler", "dask-workers")  # `make run DASK=1`
+SERVICES = ("postgres", "alert-sink", "mlflow", *DASK, "serve", *AIRFLOW, "watchdog")
 # A signal that ends a service cleanly and soon: PostgreSQL's "fast" shutdown (SIGTERM waits for every client).
 STOP_SIGNAL = {"postgres": signal.SIGINT}
 
@@ -297,7 +298,7 @@ def start_serve(settings: Settings, spec_names: list[str]) -> None:
 def start_services(settings: Settings, before_airflow: Any = None, spec_names: list[str] | None = None,
                    serve: bool = True, pools: Path | None = None, throwaway: bool = False,
                    watchdog: bool = True, airflow_env: dict[str, str] | None = None,
-                   mlflow_backend: str | None = None) -> AirflowAPI:  # fmt: skip
+                   mlflow_backend: str | None = None, dask: bool = False) -> AirflowAPI:  # fmt: skip
     """Start the platform's processes and wait for them.
 
     PostgreSQL first; then Airflow's DB is migrated and the pools created, and the alert sink, MLflow, the inference
@@ -317,6 +318,8 @@ def start_services(settings: Settings, before_airflow: Any = None, spec_names: l
         airflow_env: settings for Airflow's components on top of the embedded ones (the production shape's
             CeleryExecutor; its workers are started by the caller).
         mlflow_backend: MLflow's backend store instead of its SQLite file.
+        dask: start a Dask scheduler and two workers on loopback and point Airflow's tasks at it
+            (``ATIVO_DASK_SCHEDULER``): specs with ``compute.engine: dask`` train there.
     """
     extra = {"AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
              "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
@@ -336,6 +339,8 @@ def start_services(settings: Settings, before_airflow: Any = None, spec_names: l
         env,
     )
     start_mlflow(settings, wait=False, backend=mlflow_backend)
+    if dask:
+        extra["ATIVO_DASK_SCHEDULER"] = start_dask(settings, env)
     if serve:
         start_serve(settings, spec_names or ["adult_income"])
     if not airflow_running(settings):
@@ -356,6 +361,18 @@ def start_services(settings: Settings, before_airflow: Any = None, spec_names: l
     if serve:
         _wait_http(f"{url('serve', settings)}/metrics", "the inference API", 120, (settings, "serve"))
     return AirflowAPI(url("airflow", settings), password)
+
+
+def start_dask(settings: Settings, env: dict[str, str], workers: int = 2, memory_limit: str = "4GiB") -> str:
+    """A Dask scheduler on loopback and ``workers`` single-threaded workers under one nanny process; its address."""
+    address = f"tcp://127.0.0.1:{port('dask', settings)}"
+    _start(settings, "dask-scheduler", [_bin("dask"), "scheduler", "--host", "127.0.0.1", "--port",
+                                        str(port("dask", settings)), "--no-dashboard"], env)  # fmt: skip
+    _start(settings, "dask-workers", [_bin("dask"), "worker", address, "--nworkers", str(workers), "--nthreads", "1",
+                                      "--memory-limit", memory_limit, "--no-dashboard",
+                                      "--local-directory", str(settings.home / "dask")], env)  # fmt: skip
+    say(f"Dask scheduler at {address}: specs with compute.engine dask train on its {workers} workers")
+    return address
 
 
 def _reap(pid: int) -> None:

@@ -54,6 +54,7 @@ class Ports(BaseModel):
     serve: int = Field(8000, validation_alias="ATIVO_SERVE_PORT")
     alert: int = Field(8099, validation_alias="ATIVO_ALERT_PORT")
     pg: int = Field(55432, validation_alias="ATIVO_PG_PORT")  # the embedded PostgreSQL (5432 is left to a system one)
+    dask: int = Field(8786, validation_alias="ATIVO_DASK_PORT")  # `make run DASK=1`: the Dask scheduler
 
     @field_validator("*", mode="before")
     @classmethod

@@ -143,8 +143,6 @@ def dataset_frame(spec: ModelSpec, settings: Settings, tag: str | None) -> tuple
     Raises:
         DatasetVersionError: no partitions, or a row count that differs from the version's record.
     """
-    import dask.dataframe as dd
-
     from ativo.data.versioning import DatasetVersionError, open_registry
     from ativo.store.db import get_engine
 
@@ -155,15 +153,11 @@ def dataset_frame(spec: ModelSpec, settings: Settings, tag: str | None) -> tuple
         sources = [registry.object_source(md5) for _, md5, _ in files]
     if not sources:
         raise DatasetVersionError(f"dataset {version.tag} has no partitions")
-    footers = [_parquet_footer(s) for s in sources]
-    rows = sum(n for n, _ in footers)
+    frame, rows = parquet_frame(sources, label=f"ativo-{spec.name}-{version.tag}")
     expected = version.rows - sum(n for _, _, n in files)
     if rows != expected:
         raise DatasetVersionError(f"dataset {version.tag}: its partitions hold {rows} rows, the version records "
                                   f"{expected}")  # fmt: skip
-    meta = footers[0][1].empty_table().to_pandas()
-    frame = dd.from_map(_read_partition, sources, meta=meta, label=f"ativo-{spec.name}-{version.tag}",
-                        enforce_metadata=False)  # fmt: skip
     return version, frame, rows
 
 
@@ -203,8 +197,23 @@ class DaskSplit:
 def dask_split(spec: ModelSpec, settings: Settings, tag: str | None) -> tuple[DatasetVersion, DaskSplit]:
     """The dataset version's seeded hash split, lazily."""
     version, frame, rows = dataset_frame(spec, settings, tag)
+    return version, lazy_split(frame, spec, rows)
+
+
+def lazy_split(frame: Any, spec: ModelSpec, rows: int) -> DaskSplit:
+    """A lazy feature frame's seeded hash split (:func:`part_of`), each split a filter of every partition."""
     parts = [frame.map_partitions(_select, spec, i, meta=frame._meta) for i in range(3)]
-    return version, DaskSplit(train=parts[0], valid=parts[1], test=parts[2], rows=rows)
+    return DaskSplit(train=parts[0], valid=parts[1], test=parts[2], rows=rows)
+
+
+def parquet_frame(sources: list[tuple[str, dict[str, Any]]], label: str = "ativo-parquet") -> tuple[Any, int]:
+    """Parquet files as a lazy Dask frame, one partition per file, and their rows (from the footers alone)."""
+    import dask.dataframe as dd
+
+    footers = [_parquet_footer(s) for s in sources]
+    meta = footers[0][1].empty_table().to_pandas()
+    frame = dd.from_map(_read_partition, sources, meta=meta, label=label, enforce_metadata=False)
+    return frame, sum(n for n, _ in footers)
 
 
 def _sample_partition(df: pd.DataFrame, spec: ModelSpec, fractions: tuple[float, float, float]) -> pd.DataFrame:
