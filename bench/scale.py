@@ -202,7 +202,7 @@ def measure(engine: str, data: Path, args: argparse.Namespace) -> dict[str, Any]
     for hwm, role in peaks.values():
         by_role[role] = max(by_role.get(role, 0.0), round(hwm / GIB, 2))
     peak = max((h for h, _ in peaks.values()), default=0) / GIB
-    line = next((l for l in out.splitlines() if l.startswith("RESULT ")), None)
+    line = next((row for row in out.splitlines() if row.startswith("RESULT ")), None)
     if over or line is None:
         reason = over[0] if over else (err.strip().splitlines() or ["no result"])[-1][:300]
         return {"finished": False, "why": reason, "wall_s": round(wall, 1), "peak_rss_gb": round(peak, 2),
