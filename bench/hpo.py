@@ -43,14 +43,25 @@ def in_process(settings, spec, tag: str, n_trials: int, workers: int) -> dict:
     plan = plan_search(spec, settings, tag, meta, n_trials=n_trials, study_name=f"{spec.name}/bench-inprocess")
 
     def one(slot: int) -> dict:
+        t0 = time.monotonic()
         with ComputeSession(spec, settings, task_key=f"{spec.name}.bench-trial", holder=f"inprocess/{slot}") as cs:
-            return search_trial(spec, settings, plan, meta, slot=slot, device=cs.placement.device,
-                                threads=cs.placement.threads)  # fmt: skip
+            out = search_trial(spec, settings, plan, meta, slot=slot, device=cs.placement.device,
+                               threads=cs.placement.threads)  # fmt: skip
+        out["seconds"] = time.monotonic() - t0
+        return out
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         trials = list(pool.map(one, range(n_trials)))
     registered = finish_search(spec, settings, plan, meta)
-    return {"seconds": time.monotonic() - started, "trials": trials, "registered": registered}
+    searched = time.monotonic() - started
+    # the gates and the decision on the registered version, as the DAG's gate tasks and `decide` do them
+    from ativo.evaluate.suite import GATES, publish, run_suite
+
+    t0 = time.monotonic()
+    results = run_suite(spec, settings, registered["model_version"])
+    report = publish(spec, settings, registered["model_version"], results, GATES)
+    return {"seconds": searched, "gates_s": time.monotonic() - t0, "trials": trials, "registered": registered,
+            "verdict": report["verdict"], "gate_s": {r.gate: r.seconds for r in results}}
 
 
 def _rows(settings, tag: str) -> int:
@@ -88,6 +99,7 @@ def scenario(name: str, trials: int, pool_slots: int, days: int, rows: int | Non
         shutil.rmtree(home, ignore_errors=True)
     search_s = run.seconds_until("register_best")
     assert search_s is not None, "register_best did not finish"
+    decided_s = run.seconds_until("decide")
     auc_a = float(run.registered["metrics"]["valid_auc"])
     auc_i = float(inproc["registered"]["metrics"]["valid_auc"])
     out = {
@@ -97,6 +109,14 @@ def scenario(name: str, trials: int, pool_slots: int, days: int, rows: int | Non
         "inprocess_s": round(inproc["seconds"], 2),
         "ratio": round(search_s / inproc["seconds"], 3),
         "airflow_run_with_gates_s": round(run.wall_s, 2),
+        "airflow_until_decision_s": round(decided_s or float("nan"), 2),
+        "inprocess_gates_s": round(inproc["gates_s"], 2),
+        "inprocess_until_decision_s": round(inproc["seconds"] + inproc["gates_s"], 2),
+        "ratio_with_gates": round((decided_s or float("nan")) / (inproc["seconds"] + inproc["gates_s"]), 3),
+        "verdict_inprocess": inproc["verdict"],
+        "inprocess_gate_s": inproc["gate_s"],
+        "inprocess_trial_s_sum": round(sum(t["seconds"] for t in inproc["trials"]), 2),
+        "timeline": timeline(run),
         "auc_airflow": round(auc_a, 5),
         "auc_inprocess": round(auc_i, 5),
         "auc_diff": round(abs(auc_a - auc_i), 5),
@@ -112,6 +132,51 @@ def scenario(name: str, trials: int, pool_slots: int, days: int, rows: int | Non
         print(f"[{name}] {how}: {out[f'{key}_s']:6.1f} s  best valid AUC {out[f'auc_{key}']:.4f}  "
               f"trials {out[f'trial_states_{key}']}")  # fmt: skip
     print(f"[{name}] ratio {out['ratio']:.3f} (target <= 1.3), AUC difference {out['auc_diff']:.4f} (target <= 0.002)")
+    print(f"[{name}] trigger -> decision: Airflow {out['airflow_until_decision_s']:.1f} s vs in-process "
+          f"{out['inprocess_until_decision_s']:.1f} s (search + gates {out['inprocess_gates_s']:.1f} s): ratio "
+          f"{out['ratio_with_gates']:.3f} (target <= 1.5)")  # fmt: skip
+    for line in explain(out["timeline"], out["inprocess_trial_s_sum"]):
+        print(f"[{name}]   {line}")
+    return out
+
+
+def timeline(run) -> list[dict]:
+    """Every task instance of the run: when it was queued, started and ended, seconds after the trigger."""
+    from devtools.harness import _ts
+
+    def after(value):  # noqa: ANN001, ANN202
+        t = _ts(value)
+        return None if t is None else round((t - run.triggered_at).total_seconds(), 3)
+
+    rows = [{"task": t["task_id"], "map_index": t["map_index"], "state": t["state"],
+             "queued": after(t.get("queued_when")), "start": after(t.get("start_date")),
+             "end": after(t.get("end_date"))} for t in run.task_instances]  # fmt: skip
+    return sorted(rows, key=lambda r: (r["start"] is None, r["start"] or 0))
+
+
+def explain(rows: list[dict], inprocess_trial_s: float) -> list[str]:
+    """Where the Airflow run's time went: each phase's span, and the gaps between tasks."""
+    def span(prefix: str) -> tuple[float, float, float]:
+        mine = [r for r in rows if r["task"].startswith(prefix) and r["start"] is not None and r["end"] is not None]
+        if not mine:
+            return float("nan"), float("nan"), 0.0
+        return min(r["start"] for r in mine), max(r["end"] for r in mine), sum(r["end"] - r["start"] for r in mine)
+
+    out = []
+    for prefix in ("plan_search", "trial", "register_best", "gate_", "decide", "announce_challenger"):
+        start, end, busy = span(prefix)
+        n = sum(1 for r in rows if r["task"].startswith(prefix))
+        out.append(f"{prefix:20} x{n:<3} {start:7.2f} -> {end:7.2f} s  (task seconds {busy:6.2f})")
+    trials = [r for r in rows if r["task"] == "trial" and r["start"] is not None]
+    if trials:
+        busy = sum(r["end"] - r["start"] for r in trials)
+        out.append(f"trial task seconds {busy:.1f} vs the same trials in one process {inprocess_trial_s:.1f}: "
+                   f"{(busy - inprocess_trial_s) / len(trials):.2f} s more per trial task")  # fmt: skip
+        starts = sorted(r["start"] for r in trials)
+        ends = sorted(r["end"] for r in trials)
+        gaps = [s - e for s, e in zip(starts[2:], ends, strict=False)]
+        if gaps:
+            out.append(f"a freed slot waits for its next trial to start: median {sorted(gaps)[len(gaps) // 2]:.2f} s")
     return out
 
 
