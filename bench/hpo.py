@@ -90,6 +90,10 @@ def scenario(name: str, trials: int, pool_slots: int, days: int, rows: int | Non
 
         inproc = in_process(live, spec, tag, trials, pool_slots)
         print(f"[{name}] in-process: {inproc['seconds']:.1f} s, best trial {inproc['registered']['trial_number']}")
+        # the DAG's search finds the same best model: unregistered here, it is not refused as a duplicate there
+        from mlflow import MlflowClient
+
+        MlflowClient(live.mlflow_tracking_uri).delete_registered_model(spec.registered_model_name)
         supervisor.stop_services(settings)  # the in-process half ran alone; the DAG gets a fresh platform
         shutil.rmtree(settings.home / "cache", ignore_errors=True)  # the DAG reads the dataset cold, too
         run = run_search_on_airflow(settings, SPEC, tag, trials, pool_slots=pool_slots, warm_up=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -92,10 +93,19 @@ def test_etl_then_training_end_to_end(airflow_db, settings, spec, reference_dir,
     # training on the pinned version: a 4-trial search, its best trial registered with lineage
     run = train.test(run_conf={"dataset_version": "adult_income-v0002", "n_trials": 4})
     assert str(run.state) == "success", states(run)
-    trials = [ti for ti in run.get_task_instances() if ti.task_id == "trial"]
-    assert sorted(ti.map_index for ti in trials) == [0, 1, 2, 3]
-    assert all(str(ti.state) == "success" for ti in trials)
-    assert all(ti.rendered_map_index.startswith("#") and "eta=" in ti.rendered_map_index for ti in trials)
+    # as many trial workers as the pool runs at once (cpu_train: 2), which took the four trial slots between them
+    workers = [ti for ti in run.get_task_instances() if ti.task_id == "trials"]
+    assert sorted(ti.map_index for ti in workers) == [0, 1]
+    assert all(str(ti.state) == "success" for ti in workers)
+    labels = " | ".join(ti.rendered_map_index for ti in workers)  # each named by the trials it ran
+    assert all(ti.rendered_map_index.startswith(f"worker {ti.map_index + 1} of 2: ") for ti in workers)
+    assert sorted(int(n) for n in re.findall(r"#(\d+) ", labels)) == [0, 1, 2, 3] and labels.count("eta=") == 4
+    from ativo.store.db import get_engine as _engine
+    from ativo.train.slots import table
+
+    slots = table(_engine(settings.db_url), f"adult_income/{run.run_id}")  # the trial table of the Ativo page
+    assert [r["slot"] for r in slots] == [0, 1, 2, 3]
+    assert {r["state"] for r in slots} <= {"complete", "pruned"} and all(r["run_id"] and r["label"] for r in slots)
     from mlflow import MlflowClient
 
     client = MlflowClient(settings.mlflow_tracking_uri)

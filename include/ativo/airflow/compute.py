@@ -24,7 +24,7 @@ from contextlib import ExitStack
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
 from ativo.spec import ModelSpec
 
@@ -141,14 +141,14 @@ class ComputeOperator(BaseOperator):
         log.info("budget has room again (%s); reserving", (event or {}).get("reason", "trigger fired"))
         return self._execute(context, started_at=utcnow())
 
-    def _execute(self, context: Any, started_at: dt.datetime | None) -> Any:
+    def _execute(self, context: Any, started_at: dt.datetime | None, holder_suffix: str = "") -> Any:
         from ativo.compute.budget import BudgetExceeded
         from ativo.compute.leases import NoDeviceAvailable
         from ativo.compute.session import ComputeSession
         from ativo.config import load_settings
 
         ti = context["ti"]
-        holder = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}/try{ti.try_number}"
+        holder = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}/try{ti.try_number}{holder_suffix}"
         conn_id = self.spec.oncall_connection
         session = ComputeSession(
             self.spec, load_settings(), task_key=self.task_key, holder=holder, started_at=started_at,
@@ -194,45 +194,134 @@ class ComputeOperator(BaseOperator):
         )
 
 
-TRIAL_LABEL = "{{ trial_label | default('slot %d' % task.slot) }}"
-"""``map_index_template`` of a trial: its number and parameters once the study answered (pass it to ``partial``)."""
+TRIALS_LABEL = "{{ trials_label | default('worker %d of %d' % (task.worker + 1, task.workers)) }}"
+"""``map_index_template`` of a trial worker: the trials it ran, each by its number and parameters."""
 
 
-class TrialOperator(ComputeOperator):
-    """One trial of a hyperparameter search (mapped over ``slot``), named in the UI by its parameters.
+class TrialWorkerOperator(ComputeOperator):
+    """A worker of a hyperparameter search (mapped over ``worker``): runs trials until the search has none left.
+
+    A search has as many workers as its pool runs at once; each claims the next free trial slot
+    (:mod:`ativo.train.slots`), runs that trial under a compute session of its own (GPU lease, budget reservation
+    settled after the trial) and claims again. So the search pays a task start per worker, not per trial, while
+    every trial keeps its MLflow child run, its line in the log and its row in the trial table (the Ativo page).
+
+    A trial the budget refuses (policy ``fail``) or that finds no device ends the worker (failed, on-call paged, its
+    slot marked refused); with policy ``defer`` the worker waits in the triggerer holding no slot and resumes with
+    that trial. A worker that dies (killed, timed out) is retried by Airflow and first runs again the trial it died
+    in (the study's half-done trial is closed as failed).
 
     Args:
         plan: the :class:`ativo.train.search.SearchPlan` as a dict (an XCom of the planning task).
-        slot: the trial's index in the search.
+        worker: this worker's index in the search.
+        workers: how many workers the search has.
     """
 
     template_fields = ("plan",)
 
-    def __init__(self, *, plan: Any, slot: int, **kwargs: Any) -> None:
-        kwargs.setdefault("map_index_template", TRIAL_LABEL)
+    def __init__(self, *, plan: Any, worker: int, workers: int, **kwargs: Any) -> None:
+        kwargs.setdefault("map_index_template", TRIALS_LABEL)
         super().__init__(**kwargs)
         self.plan = plan
-        self.slot = slot
+        self.worker = worker
+        self.workers = workers
+        self._slot = 0
+        self._named: Callable[[int, str, str], None] | None = None
+
+    def execute(self, context: Any) -> Any:
+        """Run trials until every slot of the search is claimed."""
+        return self._work(context, started_at=context["ti"].start_date)
+
+    def execute_after_budget(self, context: Any, event: dict[str, Any] | None = None) -> Any:
+        """Resume after the budget had room again: the trial that waited first."""
+        from ativo.store.db import utcnow
+
+        log.info("budget has room again (%s); resuming the search", (event or {}).get("reason", "trigger fired"))
+        return self._work(context, started_at=utcnow())
+
+    def _work(self, context: Any, started_at: dt.datetime | None) -> list[dict[str, Any]]:
+        import time
+
+        from ativo.config import load_settings
+        from ativo.store.db import get_engine
+        from ativo.train import slots
+        from ativo.train.search import SearchPlan
+
+        settings = load_settings()
+        engine = get_engine(settings.db_url)
+        plan = SearchPlan.from_dict(self.plan)
+        ti = context["ti"]
+        me = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}"
+        head = f"worker {self.worker + 1} of {self.workers}"
+        labels = [r["label"] for r in slots.table(engine, plan.study_name) if r["worker"] == me and r["label"]]
+        while (claimed := slots.claim(engine, self.spec.name, plan.study_name, plan.n_trials, me)) is not None:
+            self._slot = slot = claimed["slot"]
+            if claimed["trial_number"] is not None and self._closed_earlier(settings, plan, slot, claimed):
+                continue
+            log.info("%s: trial slot %d of %d (attempt %d)", head, slot + 1, plan.n_trials, claimed["attempt"])
+            began = time.monotonic()
+
+            def named(number: int, label: str, run_id: str, slot: int = slot) -> None:
+                slots.started(engine, plan.study_name, slot, number, label, run_id)
+                labels.append(label)
+                context["trials_label"] = f"{head}: {' | '.join(labels)}"
+
+            self._named = named
+            try:
+                result = self._execute(context, started_at=started_at, holder_suffix=f"/slot{slot}")
+            except AirflowFailException as err:  # refused: the budget cannot cover it, or no device
+                slots.finish(engine, plan.study_name, slot, "refused", reason=str(err))
+                raise
+            except TaskDeferred:
+                raise  # waiting for the budget: the slot stays this worker's, resumed after
+            except Exception as err:
+                if ti.try_number > ti.max_tries:  # the last try: the slot ends failed; else a retry runs it again
+                    slots.finish(engine, plan.study_name, slot, "failed", reason=f"{type(err).__name__}: {err}",
+                                 seconds=time.monotonic() - began)  # fmt: skip
+                raise
+            slots.finish(engine, plan.study_name, slot, result["state"], value=result.get("value"),
+                         seconds=time.monotonic() - began, reason=result.get("reason"))  # fmt: skip
+            started_at = None  # the next trial's session bills from its own start
+        context["trials_label"] = f"{head}: {' | '.join(labels)}" if labels else f"{head}: no trial left to run"
+        return [{k: r[k] for k in ("slot", "trial_number", "label", "state", "value", "run_id", "seconds")}
+                for r in slots.table(engine, plan.study_name) if r["worker"] == me]  # fmt: skip
+
+    def _closed_earlier(self, settings: Any, plan: Any, slot: int, claimed: dict[str, Any]) -> bool:
+        """A retried slot: close the trial the dead try left; True when that trial had in fact finished."""
+        from ativo.store.db import get_engine
+        from ativo.train import slots
+        from ativo.train.search import _optuna, open_study
+
+        optuna = _optuna()
+        study = open_study(self.spec, settings.db_url, plan.study_name)
+        trial = study.get_trials(deepcopy=False)[int(claimed["trial_number"])]
+        if trial.state == optuna.trial.TrialState.RUNNING:
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            log.warning("trial #%d (slot %d) was left running by an earlier try: failed, and run again",
+                        trial.number, slot)  # fmt: skip
+            return False
+        if trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
+            slots.finish(get_engine(settings.db_url), plan.study_name, slot, trial.state.name.lower(),
+                         value=trial.value)  # fmt: skip
+            return True
+        return False
 
     def run(self, context: Any, placement: Any) -> Any:
-        """Ask the study, train on the placed device, log the child run, tell the study."""
+        """One trial on the placed device: ask the study, train, log the child run, tell the study."""
         from ativo.config import load_settings
         from ativo.train.search import SearchPlan, search_trial
 
-        def label(text: str) -> None:
-            context["trial_label"] = text
-            log.info("trial %s", text)
-
         result = search_trial(
-            self.spec, load_settings(), SearchPlan.from_dict(self.plan), run_meta(context), slot=int(self.slot),
-            device=placement.device, threads=placement.threads, on_label=label,
+            self.spec, load_settings(), SearchPlan.from_dict(self.plan), run_meta(context), slot=self._slot,
+            device=placement.device, threads=placement.threads, on_label=lambda text: log.info("trial %s", text),
+            on_started=self._named,
         )  # fmt: skip
         metrics = result.pop("metrics", None) or {}
         result["best_iteration"] = metrics.get("best_iteration")
         return result
 
     def log_result(self, result: Any, cost: tuple[float, float] | None) -> None:
-        """The trial's last line: its number and state, its metric, its rounds (or where it was pruned), its cost."""
+        """A trial's last line: its number and state, its metric, its rounds (or where it was pruned), its cost."""
         spent = f"; ran {cost[0]:.1f} s, cost {cost[1]:.6f} USD" if cost else ""
         if result.get("state") == "pruned":
             log.info("trial #%s result: pruned (%s)%s", result.get("number"), result.get("reason"), spent)

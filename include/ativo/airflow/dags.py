@@ -14,7 +14,7 @@ from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, PokeReturn
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ativo import naming
-from ativo.airflow.compute import TRIAL_LABEL, TrialOperator, compute_kwargs, run_meta
+from ativo.airflow.compute import TRIALS_LABEL, TrialWorkerOperator, compute_kwargs, run_meta
 from ativo.airflow.notifier import WebhookFailureNotifier
 from ativo.config import load_settings
 from ativo.errors import SpecError
@@ -165,8 +165,9 @@ def build_etl_dag(spec: ModelSpec) -> DAG:
 def build_train_dag(spec: ModelSpec) -> DAG:
     """Training of one spec as a parallel search, triggered by its features or drift Asset (or by hand).
 
-    plan_search (pins the dataset version) → trial × n (mapped, on the spec's pool, each under a GPU lease and
-    the budget) → register_best (runs when every trial is done, registers the best one that completed) → one task
+    plan_search (pins the dataset version) → trials × w (mapped workers, as many as the spec's pool runs at once,
+    each running trial after trial from the search's slots, each trial under a GPU lease and the budget) →
+    register_best (runs when every worker is done, registers the best trial that completed) → one task
     per gate, in parallel → decide (report, model card, alias ``challenger`` or rejection) → announce_challenger.
     """
     asset = features_asset(spec)
@@ -213,7 +214,7 @@ def build_train_dag(spec: ModelSpec) -> DAG:
 
             An asset-triggered or reconciler run trains the latest version (it covers the events' older ones) unless
             another run claimed it; a run triggered by hand trains its ``dataset_version``, else the latest.
-            Returns one entry per trial to map over.
+            Returns one entry per trial worker to map over (as many as the pool runs trials at once).
             """
             from ativo.monitor.decide import claim_episodes, hand_over, settle_episodes
             from ativo.store.db import get_engine
@@ -283,7 +284,10 @@ def build_train_dag(spec: ModelSpec) -> DAG:
                     settle(engine, spec.name, run_id, f"failed: {err}")
                     _settle_drift(spec, engine, run_id, f"failed: {err}")
                 raise
-            return [{"plan": result.to_dict(), "slot": slot} for slot in range(result.n_trials)]
+            workers = min(result.n_trials, parallel_trials(spec))
+            log.info("%d trial(s) on %d worker task(s): as many as pool %s runs at once", result.n_trials, workers,
+                     spec.compute.pool)  # fmt: skip
+            return [{"plan": result.to_dict(), "worker": i, "workers": workers} for i in range(workers)]
 
         @task(trigger_rule="all_done")
         def register_best(planned: list[dict[str, Any]] | None) -> dict[str, Any]:
@@ -367,9 +371,10 @@ def build_train_dag(spec: ModelSpec) -> DAG:
             return decision
 
         planned = plan_search()
-        trials = TrialOperator.partial(
-            task_id="trial", spec=spec.name, task_key=f"{spec.name}.trial", map_index_template=TRIAL_LABEL,
-            doc_md="One trial of the search: asks the study, trains with pruning, logs a child run, tells the study.",
+        trials = TrialWorkerOperator.partial(
+            task_id="trials", spec=spec.name, task_key=f"{spec.name}.trial", map_index_template=TRIALS_LABEL,
+            doc_md="A worker of the search: claims the next trial slot, asks the study, trains with pruning, logs a "
+                   "child run, tells the study, and claims again until no slot is left (one per pool slot).",
             **compute_kwargs(spec),
         ).expand_kwargs(planned)  # fmt: skip
         registered = register_best(planned)  # type: ignore[arg-type]  # XComArg at parse time
@@ -379,6 +384,33 @@ def build_train_dag(spec: ModelSpec) -> DAG:
         announce_challenger(decision)  # type: ignore[arg-type]
 
     return train()
+
+
+def parallel_trials(spec: ModelSpec) -> int:
+    """How many of the spec's trials its pool runs at once: the pool's slots over the slots a trial holds.
+
+    The pool's size comes from the REST API (as an operator set it), else from the pools file setup imports
+    (``deploy/airflow/pools.json``; ``dag.test()`` has no API server), else 1.
+    """
+    import json
+    from urllib.parse import quote
+
+    from ativo.config import PROJECT_ROOT
+    from ativo.orchestrator import AirflowAPI
+
+    pool, slots = spec.compute.pool, None
+    try:
+        slots = int(AirflowAPI.from_settings(load_settings()).get(f"/api/v2/pools/{quote(pool, safe='')}")["slots"])
+    except Exception as err:  # no API server (dag.test()), or no such pool: the shipped pools file says
+        logging.getLogger("ativo.train").info("pool %s: size from the pools file (%s)", pool, str(err)[:200])
+        try:
+            doc = json.loads((PROJECT_ROOT / "deploy" / "airflow" / "pools.json").read_text())
+            slots = int(doc[pool]["slots"])
+        except (OSError, KeyError, ValueError):
+            slots = 1
+    if slots < 0:  # an unlimited pool
+        return 1024
+    return max(1, slots // spec.compute.pool_slots)
 
 
 def _run_state(dag_id: str, run_id: str) -> str | None:
@@ -688,12 +720,14 @@ _TRAIN_DOC = """
 ### Training of `{spec}`
 Triggered by each new `{spec}.features` dataset version (or by hand, with `dataset_version` and `n_trials` in the
 run conf). **plan_search** pins the dataset version (run conf, else the newest event, else the latest), creates
-the Optuna study in the platform DB and the parent MLflow run. Each **trial** (named by its parameters) runs on
-pool `{pool}` under a GPU lease or on CPU, within the budget of team `{team}`: it asks the study, trains XGBoost
-with pruning, logs a child run and tells the study. A trial the budget cannot cover fails at once with the
-budget's figures (or waits, if the team's policy is `defer`). **register_best** registers the best completed
-trial's model with its lineage (dataset, commit, study, trial). The **gate_*** tasks judge that version in parallel
-(performance, champion comparison, fairness, robustness, privacy, explainability, infra); **decide** logs the gate
+the Optuna study in the platform DB and the parent MLflow run. The **trials** workers (one per slot of pool
+`{pool}`, each named by the trials it ran) take the search's trial slots one after another: each trial runs under
+a GPU lease or on CPU, within the budget of team `{team}`; it asks the study, trains XGBoost with pruning, logs a
+child run and tells the study. A trial the budget cannot cover ends its worker at once with the budget's figures
+(or waits, if the team's policy is `defer`). The trial table is on the Ativo page. **register_best** registers
+the best completed trial's model with its lineage (dataset, commit, study, trial). The **gate_*** tasks judge that
+version in parallel (performance, champion comparison, fairness, robustness, privacy, explainability, infra,
+regression); **decide** logs the gate
 report and model card to its MLflow run and sets the registry alias `challenger` only if every gate passed
 (otherwise the version is tagged rejected with its reasons and on-call is told); **announce_challenger** then
 updates the `{spec}.challenger` Asset (it is skipped for a rejected version).

@@ -149,6 +149,27 @@ training_claims = Table(
     Column("outcome", String(500)),
 )
 
+search_slots = Table(
+    "search_slots",
+    metadata,
+    # One row per trial slot of a search, claimed by the worker task that runs it (ativo.train.slots): the trial
+    # table of the Ativo page. state is None while the trial runs; complete, pruned, failed or refused after.
+    Column("study", String(300), primary_key=True),
+    Column("slot", Integer, primary_key=True),
+    Column("spec", String(128), nullable=False),
+    Column("worker", String(300), nullable=False),
+    Column("attempt", Integer, nullable=False, default=1),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+    Column("trial_number", Integer),
+    Column("label", String(500)),
+    Column("state", String(32)),
+    Column("value", Float),
+    Column("run_id", String(64)),
+    Column("seconds", Float),
+    Column("reason", String(1000)),
+    Column("finished_at", DateTime(timezone=True)),
+)
+
 monitor_runs = Table(
     "monitor_runs",
     metadata,

@@ -349,7 +349,7 @@ def plan_search(
 
 def search_trial(
     spec: ModelSpec, settings: Settings, plan: SearchPlan, run_meta: dict[str, Any], *, slot: int = 0,
-    device: str = "cpu", threads: int | None = None, on_label: Any = None,
+    device: str = "cpu", threads: int | None = None, on_label: Any = None, on_started: Any = None,
 ) -> dict[str, Any]:  # fmt: skip
     """One trial: ask, train with pruning, log the child run (and model), tell. Returns the trial's summary.
 
@@ -362,6 +362,7 @@ def search_trial(
         device: ``cpu`` or ``cuda``, as placed by the compute session.
         threads: CPU threads for XGBoost.
         on_label: called with the trial's label (number and parameters) as soon as it is known.
+        on_started: called with (trial number, label, child run id) once its child run exists.
     """
     from ativo.model.artifact import SHA256_TAG, log_booster
     from ativo.model.encoding import design_matrix
@@ -404,6 +405,8 @@ def search_trial(
         child["run_id"] = run.info.run_id
         trial.set_user_attr("mlflow_run_id", run.info.run_id)
         client.log_batch(run.info.run_id, params=[_param(k, v) for k, v in params.items()])
+        if on_started is not None:
+            on_started(trial.number, label, run.info.run_id)
 
     try:
         result, model = run_trial(spec, settings.db_url, plan.study_name, split, device, slot=plan.seed_offset + slot,
@@ -462,13 +465,18 @@ def finish_search(spec: ModelSpec, settings: Settings, plan: SearchPlan, run_met
     counts = Counter(t.state.name.lower() for t in trials)
     mlflow, client = _mlflow(settings)
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trials"
+    from ativo.train import slots
+
+    engine = get_engine(settings.db_url)
+    if slots.table(engine, plan.study_name):  # run by trial workers: what became of each slot
+        summary += f"; of {plan.n_trials} slots: {slots.summary(engine, plan.study_name, plan.n_trials)}"
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and "mlflow_run_id" in t.user_attrs]
     if not done:
         client.set_tag(plan.parent_run_id, "ativo.search_outcome", f"failed: {summary}")
         client.set_terminated(plan.parent_run_id, "FAILED")
         raise SearchFailed(
             f"search {plan.study_name}: no trial completed ({summary} of {plan.n_trials} planned); "
-            "nothing to register — see the failed trial tasks for why"
+            "nothing to register — see the failed trial workers (task trials) for why"
         )
     best = max(done, key=lambda t: float(t.value))
     child_id = str(best.user_attrs["mlflow_run_id"])
