@@ -119,10 +119,10 @@ class AirflowSearch:
         return (end - self.triggered_at).total_seconds() if end else None
 
     def trials(self) -> list[dict[str, Any]]:
-        """The mapped trial task instances, by map index."""
-        return sorted((t for t in self.task_instances if t["task_id"] == "trial"), key=lambda t: t["map_index"])
+        """The mapped trial workers' task instances, by map index."""
+        return sorted((t for t in self.task_instances if t["task_id"] == "trials"), key=lambda t: t["map_index"])
 
-    def max_concurrent(self, task_id: str = "trial") -> int:
+    def max_concurrent(self, task_id: str = "trials") -> int:
         """The most task instances of ``task_id`` that were running at the same moment (from start/end times)."""
         events: list[tuple[dt.datetime, int]] = []
         for t in self.task_instances:

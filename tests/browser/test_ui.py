@@ -54,12 +54,14 @@ def test_trigger_train_with_a_json_conf_and_see_the_trials_named_by_their_parame
     assert run["conf"] == conf and run["run_type"] == "manual"
     run = wait_until(lambda: (r := live_platform.api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"))["state"]
                      in ("success", "failed") and r, 900, 5, f"run {run_id} to finish")  # fmt: skip
-    tis = live_platform.api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?task_id=trial")
+    tis = live_platform.api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?task_id=trials")
     labels = sorted(t["rendered_map_index"] for t in tis["task_instances"])
-    assert len(labels) == 2 and all(re.match(r"#\d+ .*eta=[\d.]+ .*max_depth=\d+", lb) for lb in labels), labels
+    # two trial workers (the pool's two slots), each named by the trials it ran: number and parameters
+    trials = re.findall(r"#\d+ [^|]*eta=[\d.]+ [^|]*max_depth=\d+", " | ".join(labels))
+    assert len(labels) == 2 and len(trials) == 2, labels
 
-    page.goto(f"{live_platform.airflow}/dags/{dag_id}/runs/{run_id}/tasks/trial/mapped")
-    for label in labels:  # the UI names each mapped trial by its parameters, not by a bare index
+    page.goto(f"{live_platform.airflow}/dags/{dag_id}/runs/{run_id}/tasks/trials/mapped")
+    for label in labels:  # the UI names each mapped worker by its trials, not by a bare index
         page.get_by_text(label).first.wait_for()
     shot(page, "airflow-mapped-trials")
     run = live_platform.api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")

@@ -35,8 +35,8 @@ def cluster(tmp_path, monkeypatch):
         assert set(stopped) == {"dask-scheduler", "dask-workers"}
 
 
-def test_training_uses_the_scheduler_named_in_settings_and_its_workers_read_the_partitions(cluster, spec,
-                                                                                          adult_split, tmp_path):  # fmt: skip
+def test_training_uses_the_scheduler_in_settings_and_its_workers_read_the_partitions(cluster, spec, adult_split,
+                                                                                    tmp_path):  # fmt: skip
     import pandas as pd
 
     from ativo.train import distributed

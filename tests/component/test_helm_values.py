@@ -116,7 +116,7 @@ def worker_pod(executor_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch)
     base = get_base_pod_from_template(executor_config.get("pod_template_file"), kube_config)
     assert base is not None and base.spec is not None, "the pod template did not deserialize into a pod"
     return PodGenerator.construct_pod(
-        dag_id="adult_income__train", task_id="trial", pod_id="adult-income-train-trial", try_number=1,
+        dag_id="adult_income__train", task_id="trials", pod_id="adult-income-train-trials", try_number=1,
         kube_image=kube_config.kube_image, date=None, args=TASK_ARGS,
         pod_override_object=PodGenerator.from_obj(executor_config), base_worker_pod=base,
         namespace=kube_config.kube_namespace, scheduler_job_id="1", run_id="manual__1", map_index=0,
@@ -262,10 +262,10 @@ def test_a_cuda_spec_trials_carry_the_gpu_pool_and_template_through_dag_serializ
 
     dag = build_train_dag(cuda(spec))
     stored = DagSerialization.from_dict(json.loads(json.dumps(DagSerialization.to_dict(dag))))
-    for trial in (dag.task_dict["trial"], stored.task_dict["trial"]):
+    for trial in (dag.task_dict["trials"], stored.task_dict["trials"]):
         assert trial.pool == "gpu"
         assert trial.executor_config == {"pod_template_file": GPU_POD_TEMPLATE}
-    assert build_train_dag(spec).task_dict["trial"].executor_config == {}  # CPU trials: the default template
+    assert build_train_dag(spec).task_dict["trials"].executor_config == {}  # CPU trials: the default template
     in_repo(GPU_POD_TEMPLATE)
 
 

@@ -55,12 +55,12 @@ def test_training_is_a_mapped_search_on_the_spec_pool_and_priority(dagbag):
     assert [a.uri for a in dag.timetable.asset_condition.objects] == ["x-ativo://features/adult_income",
                                                                       "x-ativo://drift/adult_income"]
     assert not dag.task_dict["plan_search"].upstream_task_ids  # it pins the dataset version itself
-    assert dag.task_dict["plan_search"].downstream_task_ids == {"trial", "register_best"}
-    trial = dag.task_dict["trial"]
-    assert type(trial).__name__ == "MappedOperator"  # one task instance per trial
+    assert dag.task_dict["plan_search"].downstream_task_ids == {"trials", "register_best"}
+    trial = dag.task_dict["trials"]
+    assert type(trial).__name__ == "MappedOperator"  # one task instance per trial worker (per pool slot)
     assert trial.pool == "cpu_train" and trial.pool_slots == 1 and trial.queue == "default"
     assert trial.priority_weight == 10 and str(trial.weight_rule).endswith("absolute")  # priority class "normal"
-    assert "trial_label" in trial.map_index_template  # named by its parameters in the UI
+    assert "trials_label" in trial.map_index_template  # named by the trials it ran in the UI
     assert trial.downstream_task_ids == {"register_best"}
     assert dag.task_dict["register_best"].trigger_rule == "all_done"  # registers the best of whatever completed
     assert {"dataset_version", "n_trials"} <= set(dag.params)
@@ -70,7 +70,7 @@ def test_a_cuda_spec_sends_its_trials_to_the_gpu_queue(spec):
     from ativo.airflow.dags import build_train_dag
 
     gpu = spec.model_copy(update={"compute": spec.compute.model_copy(update={"device": "cuda", "pool": "gpu"})})
-    trial = build_train_dag(gpu).task_dict["trial"]
+    trial = build_train_dag(gpu).task_dict["trials"]
     assert (trial.queue, trial.pool) == ("gpu", "gpu")  # the Celery workers on GPU hosts listen to `gpu`
 
 

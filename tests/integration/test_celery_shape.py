@@ -7,8 +7,9 @@ real `ativo serve`) while three faults hit it:
 
 - the S3 endpoint is unreachable for 30 s during the ETL: tasks retry, every partition is whole, nothing is
   half-written;
-- a worker is SIGKILLed in the middle of a trial: the trial is retried on the other worker, the dead try's budget
-  reservation is released (by expiry) and no lease stays held, and the search registers one model version;
+- a worker is SIGKILLed in the middle of a trial: the trial worker task is retried on the other worker and runs the
+  trial it died in again, the dead try's budget reservation is released (by expiry) and no lease stays held, and
+  the search registers one model version;
 - PostgreSQL (Airflow's metadata DB, MLflow's and the platform's) is killed during the gates: the watchdog restarts
   it, on-call is paged, tasks retry and the run finishes.
 """
@@ -215,7 +216,7 @@ def _run_with_faults(settings, api, proxy, workers) -> None:  # noqa: C901  # on
                 raise AssertionError(f"celery worker {n} exited with {w.returncode}:\n{tail}")
         for run in api.runs(train_dag_id(SPEC)):
             tis = api.get(f"/api/v2/dags/{train_dag_id(SPEC)}/dagRuns/{run['dag_run_id']}/taskInstances"
-                          "?task_id=trial")["task_instances"]  # fmt: skip
+                          "?task_id=trials")["task_instances"]  # fmt: skip
             for ti in tis:
                 worker = _worker_of(ti.get("pid"), workers)
                 started = ti.get("start_date")
@@ -276,9 +277,15 @@ def _run_with_faults(settings, api, proxy, workers) -> None:  # noqa: C901  # on
     version, frame = load_dataset(spec_obj, live, latest.tag)  # every object reads back, checksums and all
     assert len(frame) == latest.rows
 
-    # The killed trial ran again on the other worker and succeeded; the dead try's reservation did not stay.
-    ti = api.get(f"/api/v2/dags/{train_dag_id(SPEC)}/dagRuns/{run_id}/taskInstances/trial/{killed['map_index']}")
+    # The killed trial worker ran again on the other worker and succeeded, every trial slot ended (the one it died
+    # in was run again), and the dead try's reservation did not stay.
+    ti = api.get(f"/api/v2/dags/{train_dag_id(SPEC)}/dagRuns/{run_id}/taskInstances/trials/{killed['map_index']}")
     assert ti["state"] == "success" and ti["try_number"] > int(killed["try_number"]), ti
+    from ativo.train.slots import table
+
+    slots = table(get_engine(live.db_url), f"{SPEC}/{run_id}")
+    assert len(slots) == 4 and {r["state"] for r in slots} <= {"complete", "pruned"}, slots
+    assert any(r["attempt"] > 1 for r in slots)  # the trial the worker died in
     dead = workers[int(killed["worker"]) - 1]
     assert dead.poll() is not None  # still dead: the retry can only have run on the other worker
     survivor = workers[2 - int(killed["worker"])]

@@ -101,6 +101,31 @@ def leases_section(leases: Any) -> str:
     return _table(["host", "GPU", "holder", "acquired", "expires", "state"], rows, "No GPU is leased right now.")
 
 
+def searches_section(searches: Any) -> str:
+    """The newest searches' trial tables (one row per trial slot)."""
+    if err := _error(searches):
+        return err
+    if not searches:
+        return "<p class='muted'>No search has run yet.</p>"
+    parts = []
+    for search in searches:
+        rows = []
+        for t in search["trials"]:
+            state = t["state"]
+            cls = "ok" if state == "complete" else "bad" if state in ("failed", "refused") else "muted"
+            run = e(t["run_id"] or "")
+            rows.append([e(t["slot"]), e("" if t["trial"] is None else f"#{t['trial']}"), e(t["label"] or ""),
+                         f'<span class="{cls}">{e(state)}</span>' + (f" — {e(t['reason'])}" if t["reason"] and
+                                                                      state in ("failed", "refused") else ""),
+                         e("" if t["value"] is None else f"{t['value']:.4f}"),
+                         e("" if t["seconds"] is None else f"{t['seconds']:.1f} s"),
+                         e(f"{t['worker']} (attempt {t['attempt']})"), f"<code>{run}</code>"])  # fmt: skip
+        parts.append(f"<h3>{e(search['study'])}</h3>" + _table(
+            ["slot", "trial", "parameters", "state", "valid AUC", "time", "worker", "MLflow run"], rows,
+            "No trial has started."))  # fmt: skip
+    return "".join(parts)
+
+
 def deployments_section(deployments: Any, datasets: Any, can_operate: bool) -> str:
     """Per spec: live versions by alias, the latest dataset version, the deployment history, promote/rollback."""
     if err := _error(deployments):
@@ -211,7 +236,8 @@ def page(sections: dict[str, Any], *, user: str, role: str | None, can_operate: 
     note = f'<div class="note {"ok" if notice_ok else "bad"}" role="status">{e(notice)}</div>' if notice else ""
     problems = "".join(f'<p class="bad">spec error: {e(p)}</p>' for p in sections.get("spec_errors", []))
     nav = "".join(f'<a href="#{k}">{t}</a>' for k, t in (
-        ("spend", "Spend"), ("leases", "GPU leases"), ("live", "Live versions"), ("lineage", "Lineage"),
+        ("spend", "Spend"), ("leases", "GPU leases"), ("searches", "Searches"), ("live", "Live versions"),
+        ("lineage", "Lineage"),
         ("incidents", "Incidents"), ("monitor", "Monitor"), ("quarantine", "Quarantine"),
         ("erasure", "Erasure")))  # fmt: skip
     body = (
@@ -220,6 +246,7 @@ def page(sections: dict[str, Any], *, user: str, role: str | None, can_operate: 
         f'<a href="metrics">metrics</a></p><nav>{nav}</nav>{note}{problems}'
         f'<h2 id="spend">Spend against budget</h2>{spend_section(sections.get("spend", []), can_operate)}'
         f'<h2 id="leases">GPU leases</h2>{leases_section(sections.get("leases", []))}'
+        f'<h2 id="searches">Searches (trial tables)</h2>{searches_section(sections.get("searches", []))}'
         f'<h2 id="live">Live versions</h2>'
         f'{deployments_section(sections.get("deployments", []), sections.get("datasets", {}), can_operate)}'
         f'<h2 id="lineage">Lineage of a decision</h2>{lineage_section(lineage, prediction_id)}'

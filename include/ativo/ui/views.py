@@ -141,6 +141,24 @@ def incidents(engine: Engine) -> list[dict[str, Any]]:
             for r in rows]  # fmt: skip
 
 
+SEARCHES_SHOWN = 3
+
+
+def searches(engine: Engine) -> list[dict[str, Any]]:
+    """The newest searches' trial tables: per trial slot its trial, parameters, state, value, time and run."""
+    from ativo.train import slots
+
+    out = []
+    for study in slots.recent_studies(engine, limit=SEARCHES_SHOWN):
+        rows = slots.table(engine, study)
+        out.append({"study": study, "spec": rows[0]["spec"] if rows else None, "trials": [
+            {"slot": r["slot"], "trial": r["trial_number"], "label": r["label"], "state": r["state"] or "running",
+             "value": r["value"], "seconds": None if r["seconds"] is None else round(float(r["seconds"]), 1),
+             "attempt": r["attempt"], "worker": r["worker"].rsplit("/", 1)[-1], "run_id": r["run_id"],
+             "reason": r["reason"], "finished_at": _iso(r["finished_at"])} for r in rows]})  # fmt: skip
+    return out
+
+
 def datasets(engine: Engine) -> dict[str, dict[str, Any]]:
     """Per spec: the latest dataset version."""
     with engine.connect() as conn:
@@ -161,6 +179,7 @@ def overview(settings: Settings) -> dict[str, Any]:
         "deployments": lambda: deployments(specs, settings), "monitor": lambda: monitor(engine, specs),
         "quarantine": lambda: quarantine(engine), "erasure": lambda: erasure(engine),
         "datasets": lambda: datasets(engine), "incidents": lambda: incidents(engine),
+        "searches": lambda: searches(engine),
     }  # fmt: skip
     for name, read in readers.items():
         try:
