@@ -52,8 +52,16 @@ def challenger_asset(spec: ModelSpec) -> Asset:
 
 
 GATES = ("performance", "champion", "fairness", "robustness", "privacy", "explainability", "infra", "regression")
-"""The gate tasks of the training DAG (the same names as :data:`ativo.evaluate.suite.GATES`, which a test checks;
+"""The gates the training DAG judges (the same names as :data:`ativo.evaluate.suite.GATES`, which a test checks;
 repeated here so that parsing a DAG never imports the evaluation stack)."""
+
+GATE_TASKS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("gate_robustness", ("robustness",)),
+    ("gates", tuple(g for g in GATES if g != "robustness")),
+)
+"""The training DAG's gate tasks: the slowest gate (the attack and the perturbations) alone, the others together,
+so that two tasks run side by side and each loads the candidate once. One task per gate (eight) spent more time
+starting, loading the model and the split and contending for two cores than judging (bench/hpo.py)."""
 
 
 def default_args(spec: ModelSpec) -> dict[str, Any]:
@@ -311,17 +319,17 @@ def build_train_dag(spec: ModelSpec) -> DAG:
                 raise AirflowSkipException(f"best model: {dup}") from dup
 
         @task(retries=1)
-        def gate(registered: dict[str, Any], name: str) -> dict[str, Any]:
-            """Run one gate on the registered version (its pinned test set, serving's loader)."""
-            from ativo.evaluate.suite import gate_version
+        def gate(registered: dict[str, Any], names: list[str]) -> list[dict[str, Any]]:
+            """Run gates on the registered version (its pinned test set, serving's loader), loaded once."""
+            from ativo.evaluate.suite import gate_versions
 
-            return gate_version(name, spec, load_settings(), registered["model_version"]).to_dict()
+            return [r.to_dict() for r in gate_versions(names, spec, load_settings(), registered["model_version"])]
 
         @task(trigger_rule="all_done")
-        def decide(registered: dict[str, Any] | None, judged: list[dict[str, Any] | None]) -> dict[str, Any]:
+        def decide(registered: dict[str, Any] | None, judged: list[list[dict[str, Any]] | None]) -> dict[str, Any]:
             """Gate report + model card on the run; alias challenger on a full pass, else rejected and on-call told.
 
-            ``judged`` holds each gate task's result, None for a gate task that failed (its gate counts as failed).
+            ``judged`` holds each gate task's results, None for a gate task that failed (its gates count as failed).
             """
             from ativo.airflow.notifier import note_run, send_to_oncall
             from ativo.alerts import rejection_payload, stored_link
@@ -340,7 +348,7 @@ def build_train_dag(spec: ModelSpec) -> DAG:
                          "no new model version: the best trial was not registered (register_best says why: "
                          "a byte-identical model already registered, or no trial finished)")  # fmt: skip
                 raise AirflowSkipException("no model version was registered (see register_best): nothing to gate")
-            results = [GateResult.from_dict(doc) for doc in judged if doc]
+            results = [GateResult.from_dict(doc) for batch in judged if batch for doc in batch]
             report = publish(spec, settings, registered["model_version"], results, GATES)
             settle(engine, spec.name, run_id, f"registered version {report['version']}: {report['verdict']}")
             _settle_drift(spec, engine, run_id, f"retrained: version {report['version']}, {report['verdict']}")
@@ -379,7 +387,8 @@ def build_train_dag(spec: ModelSpec) -> DAG:
         ).expand_kwargs(planned)  # fmt: skip
         registered = register_best(planned)  # type: ignore[arg-type]  # XComArg at parse time
         trials >> registered
-        gates = [gate.override(task_id=f"gate_{name}")(registered, name) for name in GATES]  # type: ignore[arg-type]
+        gates = [gate.override(task_id=task_id)(registered, list(names))  # type: ignore[arg-type]
+                 for task_id, names in GATE_TASKS]  # fmt: skip
         decision = decide(registered, gates)  # type: ignore[arg-type]
         announce_challenger(decision)  # type: ignore[arg-type]
 
@@ -725,9 +734,9 @@ the Optuna study in the platform DB and the parent MLflow run. The **trials** wo
 a GPU lease or on CPU, within the budget of team `{team}`; it asks the study, trains XGBoost with pruning, logs a
 child run and tells the study. A trial the budget cannot cover ends its worker at once with the budget's figures
 (or waits, if the team's policy is `defer`). The trial table is on the Ativo page. **register_best** registers
-the best completed trial's model with its lineage (dataset, commit, study, trial). The **gate_*** tasks judge that
-version in parallel (performance, champion comparison, fairness, robustness, privacy, explainability, infra,
-regression); **decide** logs the gate
+the best completed trial's model with its lineage (dataset, commit, study, trial). Two gate tasks judge that
+version side by side: **gate_robustness** (the attack and the perturbations, the slowest) and **gates** (performance,
+champion comparison, fairness, privacy, explainability, infra, regression); **decide** logs the gate
 report and model card to its MLflow run and sets the registry alias `challenger` only if every gate passed
 (otherwise the version is tagged rejected with its reasons and on-call is told); **announce_challenger** then
 updates the `{spec}.challenger` Asset (it is skipped for a rejected version).

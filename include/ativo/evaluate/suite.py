@@ -203,6 +203,34 @@ def gate_version(name: str, spec: ModelSpec, settings: Settings, version: str | 
     return run_gate(name, candidate)
 
 
+def gate_versions(names: tuple[str, ...] | list[str], spec: ModelSpec, settings: Settings,
+                  version: str | int) -> list[GateResult]:  # fmt: skip
+    """Several gates on one registered version in this process (a gate task of the training DAG), loaded once.
+
+    A gate that raises is run once more (as its own task would have been retried), then fails with the error as its
+    reason: a gate that cannot measure must not pass, and the others still judge.
+    """
+    from ativo.model.artifact import ModelIntegrityError
+
+    try:
+        candidate = load_candidate(spec, settings, version)
+    except ModelIntegrityError as err:
+        return [_unloadable(name, err) for name in names]
+    results = []
+    for name in names:
+        for attempt in (1, 2):
+            try:
+                results.append(run_gate(name, candidate))
+                break
+            except Exception as err:
+                if attempt == 2:
+                    log.exception("gate %s could not run", name)
+                    results.append(GateResult.error(name, err))
+                else:
+                    log.warning("gate %s raised %s: %s — running it once more", name, type(err).__name__, err)
+    return results
+
+
 def run_suite(spec: ModelSpec, settings: Settings, version: str | int, gates: tuple[str, ...] = GATES,
               baseline: str | None = None) -> list[GateResult]:  # fmt: skip
     """Every gate on one version in this process; a gate that raises fails with the error as its reason.
