@@ -172,7 +172,7 @@ def explain(rows: list[dict], inprocess_trial_s: float) -> list[str]:
         return min(r["start"] for r in mine), max(r["end"] for r in mine), sum(r["end"] - r["start"] for r in mine)
 
     out = []
-    for prefix in ("plan_search", "trials", "register_best", "gate_", "decide", "announce_challenger"):
+    for prefix in ("plan_search", "trials", "register_best", "gate", "decide", "announce_challenger"):
         start, end, busy = span(prefix)
         n = sum(1 for r in rows if r["task"].startswith(prefix))
         out.append(f"{prefix:20} x{n:<3} {start:7.2f} -> {end:7.2f} s  (task seconds {busy:6.2f})")

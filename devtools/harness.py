@@ -222,6 +222,11 @@ def run_search_on_airflow(
                "the Airflow scheduler to report healthy")  # fmt: skip
     wait_until(lambda: api.get(f"/api/v2/dags/{dag_id}")["is_paused"] is False, 300, 1,
                f"the DAG processor to parse {dag_id}", retry_on=(OSError,))  # fmt: skip
+    # the training DAG alone: the spec's other DAGs (a deploy on the warm-up's challenger, the monitor, the
+    # reconciler) would run beside the timed search on the same cores
+    for other in api.get("/api/v2/dags?limit=100")["dags"]:
+        if other["dag_id"] != dag_id and not other["is_paused"]:
+            api.patch(f"/api/v2/dags/{other['dag_id']}", {"is_paused": True})
     cold_s = None
     if warm_up:
         _, cold_s, _ = _trigger_and_wait(api, dag_id, "warm-up", {"dataset_version": dataset_tag, "n_trials": 1},

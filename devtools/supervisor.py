@@ -126,6 +126,9 @@ def platform_env(settings: Settings) -> dict[str, str]:
             "ATIVO_REFERENCE_DIR": str(settings.reference_dir),
             "ATIVO_SERVE_URLS": url("serve", settings),
             **{f"ATIVO_{name.upper()}_PORT": str(p) for name, p in settings.ports.model_dump().items()},
+            # Tasks share the cores (two trial workers, two gate tasks): an idle OpenMP thread of XGBoost must sleep,
+            # not spin, or it burns the core the other task needs. Read once, when the forkserver preloads XGBoost.
+            "OMP_WAIT_POLICY": "PASSIVE",
             # The server's job runner (eight huey consumers, ~2 GB) serves GenAI features Ativo does not use.
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             "MLFLOW_TRACKING_URI": url("mlflow", settings),

@@ -107,6 +107,10 @@ def test_the_ativo_page_shows_the_live_champion_and_the_spend(browser, live_plat
     assert re.search(r"risk\s+\d{4}-\d{2}\s+0\.\d{4}", spend), spend  # the team's month and its settled spend
     assert frame.get_by_text("needs the op role").first.is_visible()  # an analyst cannot act
     frame.get_by_text("no drift").or_(frame.get_by_text("drift", exact=True)).first.wait_for()
+    # the newest searches' trial tables: one row per trial slot, its parameters, state and MLflow run
+    frame.get_by_role("heading", name="Searches (trial tables)").wait_for()
+    trials = frame.locator("table", has=frame.get_by_text("valid AUC", exact=True)).first.inner_text()
+    assert re.search(r"#\d+\s+#\d+ .*eta=[\d.]+.*\s+(complete|pruned)", trials), trials
     shot(page, "ativo-page")
 
     sample = live_platform.sample
