@@ -11,6 +11,7 @@ Used by ``bench/`` and the tests that need real servers.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import socket
@@ -224,9 +225,18 @@ def run_search_on_airflow(
                f"the DAG processor to parse {dag_id}", retry_on=(OSError,))  # fmt: skip
     # the training DAG alone: the spec's other DAGs (a deploy on the warm-up's challenger, the monitor, the
     # reconciler) would run beside the timed search on the same cores
+    def pause(other: str) -> bool:
+        try:
+            api.patch(f"/api/v2/dags/{other}", {"is_paused": True})
+        except HttpError as err:  # a 500 is Airflow's SQLite being written by another component at that moment
+            if err.status is not None and err.status < 500:
+                raise
+            return False
+        return True
+
     for other in api.get("/api/v2/dags?limit=100")["dags"]:
         if other["dag_id"] != dag_id and not other["is_paused"]:
-            api.patch(f"/api/v2/dags/{other['dag_id']}", {"is_paused": True})
+            wait_until(functools.partial(pause, other["dag_id"]), 60, 1, f"Airflow to pause {other['dag_id']}")
     cold_s = None
     if warm_up:
         _, cold_s, _ = _trigger_and_wait(api, dag_id, "warm-up", {"dataset_version": dataset_tag, "n_trials": 1},
