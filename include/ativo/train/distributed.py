@@ -50,6 +50,9 @@ class DaskTrainingError(AtivoError):
 
 # --- the cluster -------------------------------------------------------------------------------------------------
 
+WORKER_WAIT_S = 120.0
+"""How long training waits for a standing scheduler's first worker before it fails saying so."""
+
 _CLIENTS: dict[str, Any] = {}
 _CLUSTERS: dict[str, Any] = {}  # the LocalCluster each local client runs on
 _LOCK = threading.Lock()
@@ -75,6 +78,13 @@ def client_for(spec: ModelSpec, settings: Settings) -> Any:
             except OSError as err:
                 raise DaskTrainingError(f"compute.engine dask: the scheduler ATIVO_DASK_SCHEDULER="
                                         f"{settings.dask_scheduler} does not answer: {err}") from None  # fmt: skip
+            try:
+                client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+            except TimeoutError:
+                client.close()
+                raise DaskTrainingError(f"compute.engine dask: the scheduler {settings.dask_scheduler} has had no "
+                                        f"worker for {WORKER_WAIT_S:.0f} s; start `dask worker "
+                                        f"{settings.dask_scheduler}` on a host that reads the DVC remote") from None
         else:
             local_dir = settings.home / "dask"
             local_dir.mkdir(parents=True, exist_ok=True)
