@@ -110,7 +110,7 @@ def test_the_ativo_page_shows_the_live_champion_and_the_spend(browser, live_plat
     # the newest searches' trial tables: one row per trial slot, its parameters, state and MLflow run
     frame.get_by_role("heading", name="Searches (trial tables)").wait_for()
     trials = frame.locator("table", has=frame.get_by_text("valid AUC", exact=True)).first.inner_text()
-    assert re.search(r"#\d+\s+#\d+ .*eta=[\d.]+.*\s+(complete|pruned)", trials), trials
+    assert re.search(r"\d+\s+#\d+\s+[^\n]*eta=[\d.]+[^\n]*\s+(complete|pruned)", trials), trials
     shot(page, "ativo-page")
 
     sample = live_platform.sample

@@ -114,7 +114,8 @@ def searches_section(searches: Any) -> str:
             state = t["state"]
             cls = "ok" if state == "complete" else "bad" if state in ("failed", "refused") else "muted"
             run = e(t["run_id"] or "")
-            rows.append([e(t["slot"]), e("" if t["trial"] is None else f"#{t['trial']}"), e(t["label"] or ""),
+            params = (t["label"] or "").split(" ", 1)[1] if " " in (t["label"] or "") else ""  # "#N a=1 b=2"
+            rows.append([e(t["slot"]), e("" if t["trial"] is None else f"#{t['trial']}"), e(params),
                          f'<span class="{cls}">{e(state)}</span>' + (f" — {e(t['reason'])}" if t["reason"] and
                                                                       state in ("failed", "refused") else ""),
                          e("" if t["value"] is None else f"{t['value']:.4f}"),
