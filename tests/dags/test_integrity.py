@@ -127,3 +127,15 @@ def test_parsing_the_dags_imports_no_heavy_library(airflow_db):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+def test_a_trial_workers_name_fits_airflows_map_index_column():
+    from ativo.airflow.compute import MAP_INDEX_MAX, workers_label
+
+    label = "colsample_bytree=0.799 eta=0.263 max_depth=5 min_child_weight=0.798 subsample=0.893"
+    two = workers_label("worker 1 of 2", [f"#{i} {label}" for i in range(2)])
+    assert two == f"worker 1 of 2: #0 {label} | #1 {label}"  # the trials with their parameters, while they fit
+    many = workers_label("worker 1 of 2", [f"#{i} {label}" for i in range(8)])
+    assert many == "worker 1 of 2: 8 trials #0 #1 #2 #3 #4 #5 #6 #7"  # then their numbers
+    assert len(workers_label("worker 1 of 2", [f"#{i} {label}" for i in range(400)])) == MAP_INDEX_MAX
+    assert workers_label("worker 2 of 2", []) == "worker 2 of 2: no trial left to run"

@@ -198,6 +198,21 @@ TRIALS_LABEL = "{{ trials_label | default('worker %d of %d' % (task.worker + 1, 
 """``map_index_template`` of a trial worker: the trials it ran, each by its number and parameters."""
 
 
+MAP_INDEX_MAX = 250
+"""Airflow keeps a rendered map index in 250 characters (a longer one fails the task's last update on PostgreSQL)."""
+
+
+def workers_label(head: str, labels: list[str]) -> str:
+    """A worker's name in the grid: its trials with their parameters, or only their numbers when that is too long."""
+    if not labels:
+        return f"{head}: no trial left to run"
+    full = f"{head}: {' | '.join(labels)}"
+    if len(full) <= MAP_INDEX_MAX:
+        return full
+    short = f"{head}: {len(labels)} trials " + " ".join(label.split(" ", 1)[0] for label in labels)
+    return short if len(short) <= MAP_INDEX_MAX else short[: MAP_INDEX_MAX - 1] + "…"
+
+
 class TrialWorkerOperator(ComputeOperator):
     """A worker of a hyperparameter search (mapped over ``worker``): runs trials until the search has none left.
 
@@ -264,7 +279,7 @@ class TrialWorkerOperator(ComputeOperator):
             def named(number: int, label: str, run_id: str, slot: int = slot) -> None:
                 slots.started(engine, plan.study_name, slot, number, label, run_id)
                 labels.append(label)
-                context["trials_label"] = f"{head}: {' | '.join(labels)}"
+                context["trials_label"] = workers_label(head, labels)
 
             self._named = named
             try:
@@ -282,7 +297,7 @@ class TrialWorkerOperator(ComputeOperator):
             slots.finish(engine, plan.study_name, slot, result["state"], value=result.get("value"),
                          seconds=time.monotonic() - began, reason=result.get("reason"))  # fmt: skip
             started_at = None  # the next trial's session bills from its own start
-        context["trials_label"] = f"{head}: {' | '.join(labels)}" if labels else f"{head}: no trial left to run"
+        context["trials_label"] = workers_label(head, labels)
         return [{k: r[k] for k in ("slot", "trial_number", "label", "state", "value", "run_id", "seconds")}
                 for r in slots.table(engine, plan.study_name) if r["worker"] == me]  # fmt: skip
 
