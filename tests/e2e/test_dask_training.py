@@ -7,10 +7,9 @@ The spec is the loan book of :mod:`tests.e2e.test_new_dataset` with ``compute: {
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from tests.e2e.test_new_dataset import LOANS_SPEC, lifecycle, loan_book
+from tests.e2e.test_new_dataset import LOANS_SPEC, day_files, lifecycle, loan_book
 
 DASK_SPEC = LOANS_SPEC.replace(
     "compute: {team: credit}",
@@ -37,11 +36,7 @@ def test_a_dask_spec_trains_on_a_local_cluster_through_the_train_dag_and_is_serv
     assert "engine: dask" in DASK_SPEC
     (specs_dir / "loan_default.yaml").write_text(DASK_SPEC)
     book = loan_book()
-    files = []
-    for i, part in enumerate(np.array_split(np.arange(len(book)), 2)):
-        files.append(tmp_path / f"loans-{i}.csv")
-        book.iloc[part].to_csv(files[-1], index=False)
-    done = lifecycle("loan_default", files, settings)
+    done = lifecycle("loan_default", day_files(book, tmp_path, "loans"), settings)
     server = done["server"]
     try:
         from mlflow import MlflowClient

@@ -97,6 +97,15 @@ def loan_book(rows: int = 4000, seed: int = 5) -> pd.DataFrame:
     })  # fmt: skip
 
 
+def day_files(frame: pd.DataFrame, dest: Path, prefix: str) -> list[Path]:
+    """The frame as two CSV files, one per day of :data:`DAYS`."""
+    files = []
+    for i, part in enumerate(np.array_split(np.arange(len(frame)), len(DAYS))):
+        files.append(dest / f"{prefix}-{i}.csv")
+        frame.iloc[part].to_csv(files[-1], index=False)
+    return files
+
+
 def ativo(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ativo.cli", *args], capture_output=True, text=True)
 
@@ -170,12 +179,7 @@ def test_a_dataset_the_code_has_never_seen_goes_from_a_csv_to_a_served_champion(
     (specs_dir / "loan_default.yaml").write_text(LOANS_SPEC)
     check = ativo("spec", "check")
     assert check.returncode == 0 and "ok       loan_default" in check.stdout, check.stdout + check.stderr
-    book = loan_book()
-    files = []
-    for i, part in enumerate(np.array_split(np.arange(len(book)), 2)):
-        files.append(tmp_path / f"loans-{i}.csv")
-        book.iloc[part].to_csv(files[-1], index=False)
-    done = lifecycle("loan_default", files, settings)
+    done = lifecycle("loan_default", day_files(loan_book(), tmp_path, "loans"), settings)
     server = done["server"]
     try:
         from ativo.http import post_json
@@ -206,11 +210,7 @@ def test_compas_lands_raw_and_is_served_the_same_way(airflow_db, settings, refer
 
     shutil.copy(ROOT / "include" / "specs" / "compas_recidivism.yaml", specs_dir)
     raw = pd.read_csv(reference_dir / "compas-scores-two-years.csv")  # as ProPublica published it: 53 columns
-    files = []
-    for i, part in enumerate(np.array_split(np.arange(len(raw)), 2)):
-        files.append(tmp_path / f"compas-{i}.csv")
-        raw.iloc[part].to_csv(files[-1], index=False)
-    done = lifecycle("compas_recidivism", files, settings)
+    done = lifecycle("compas_recidivism", day_files(raw, tmp_path, "compas"), settings)
     done["server"].stop()
     fairness = done["report"]["gates"]["fairness"]
     assert fairness["passed"] and fairness["details"]["mitigation"]["kind"] == "threshold_optimizer"
