@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.test_new_dataset import LOANS_SPEC, day_files, lifecycle, loan_book
+from tests.e2e.test_new_dataset import LOANS_SPEC, day_files, lifecycle, loan_book, specs_dir  # noqa: F401
 
 DASK_SPEC = LOANS_SPEC.replace(
     "compute: {team: credit}",
@@ -19,22 +19,19 @@ DASK_SPEC = LOANS_SPEC.replace(
 
 
 @pytest.fixture
-def specs_dir(tmp_path, monkeypatch):
-    path = tmp_path / "specs"
-    path.mkdir()
-    monkeypatch.setenv("ATIVO_SPECS_DIR", str(path))
-    monkeypatch.delenv("ATIVO_SERVE_URLS", raising=False)
+def dask_specs(specs_dir, monkeypatch):  # noqa: F811  # the imported fixture
+    """The new-dataset test's specs directory, with no standing scheduler named: the task starts a LocalCluster."""
     monkeypatch.delenv("ATIVO_DASK_SCHEDULER", raising=False)
-    yield path
+    yield specs_dir
     from ativo.train.distributed import close_clients
 
     close_clients()
 
 
-def test_a_dask_spec_trains_on_a_local_cluster_through_the_train_dag_and_is_served(airflow_db, settings, specs_dir,
+def test_a_dask_spec_trains_on_a_local_cluster_through_the_train_dag_and_is_served(airflow_db, settings, dask_specs,
                                                                                   tmp_path):  # fmt: skip
     assert "engine: dask" in DASK_SPEC
-    (specs_dir / "loan_default.yaml").write_text(DASK_SPEC)
+    (dask_specs / "loan_default.yaml").write_text(DASK_SPEC)
     book = loan_book()
     done = lifecycle("loan_default", day_files(book, tmp_path, "loans"), settings)
     server = done["server"]

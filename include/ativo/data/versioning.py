@@ -399,6 +399,15 @@ class DatasetRegistry:
             out.append((rel, md5, removed))
         return out
 
+    def read_key(self, version: DatasetVersion) -> str:
+        """A key for what a version reads as now (after an erasure, its redacted objects): for caches of its rows."""
+        import hashlib
+
+        resolved = self.resolved(version)
+        redacted = any(n for _, _, n in resolved)
+        suffix = "-r" + hashlib.sha256(repr(resolved).encode()).hexdigest()[:16] if redacted else ""
+        return f"{version.manifest_hash.removesuffix('.dir')}{suffix}"
+
     def read(self, version: DatasetVersion) -> pd.DataFrame:
         """The rows of a dataset version at its git revision (DVC cache, else remote), through the redaction map.
 

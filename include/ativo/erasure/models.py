@@ -116,9 +116,8 @@ def retrain(spec: ModelSpec, settings: Settings, version: str, *, batch_id: int,
 
     from ativo.model.artifact import SHA256_TAG, DuplicateVersion, log_booster, register_version
     from ativo.model.encoding import design_matrix
-    from ativo.train.search import _log_profile, load_dataset
+    from ativo.train.search import _log_profile, training_data
     from ativo.train.tracking import ensure_experiment, lineage_tags
-    from ativo.train.trainer import fit, split_frame
 
     client = _client(settings)
     name = spec.registered_model_name
@@ -127,28 +126,13 @@ def retrain(spec: ModelSpec, settings: Settings, version: str, *, batch_id: int,
     if not tag:
         raise RetrainFailed(f"version {version} names no dataset version: it cannot be retrained")
     params = recorded_params(spec, settings, version)
-    if spec.compute.engine == "dask":  # on the cluster, the redacted partitions read lazily as in the search
-        from ativo.train.distributed import dask_split, fit_dask
-        from ativo.train.search import _head
-
-        dataset, lazy = dask_split(spec, settings, tag)
-        rows = lazy.rows
-        try:
-            model = fit_dask(spec, settings, lazy, overrides=params)
-        except ValueError as err:
-            raise RetrainFailed(f"version {version} cannot be retrained on redacted {tag} ({rows} rows): "
-                                f"{err}") from err  # fmt: skip
-        signature_rows = _head(lazy.valid, 200)
-    else:
-        dataset, df = load_dataset(spec, settings, tag)
-        rows = len(df)
-        try:
-            split = split_frame(df, spec)
-            model = fit(spec, split, overrides=params, threads=threads)
-        except ValueError as err:
-            raise RetrainFailed(f"version {version} cannot be retrained on redacted {tag} ({rows} rows): "
-                                f"{err}") from err  # fmt: skip
-        signature_rows = split.valid.head(200)
+    try:  # too few rows left to split or to fit: a ValueError from either, which names the rows
+        data = training_data(spec, settings, tag)  # on a dask spec's cluster, the redacted partitions read lazily
+        model = data.fit(spec, settings, params, threads=threads)
+    except ValueError as err:
+        raise RetrainFailed(f"version {version} cannot be retrained on redacted {tag}: {err}") from err
+    dataset, rows = data.version, data.rows
+    signature_rows = data.signature_rows()
     digest = redacted_digest(settings, spec, tag)
     redacted = redacted_name(tag, digest)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)

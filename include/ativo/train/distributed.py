@@ -137,14 +137,6 @@ def _parquet_footer(source: tuple[str, dict[str, Any]]) -> tuple[int, Any]:
         return int(meta.num_rows), meta.schema.to_arrow_schema()
 
 
-def _dataset_key(registry: Any, version: DatasetVersion) -> str:
-    """The version as it reads now (after an erasure its redacted objects): a cache key."""
-    resolved = registry.resolved(version)
-    redacted = any(n for _, _, n in resolved)
-    suffix = "-r" + hashlib.sha256(repr(resolved).encode()).hexdigest()[:16] if redacted else ""
-    return f"{version.manifest_hash.removesuffix('.dir')}{suffix}"
-
-
 def dataset_frame(spec: ModelSpec, settings: Settings, tag: str | None) -> tuple[DatasetVersion, Any, int]:
     """The dataset version as a lazy Dask frame (one partition per Parquet object), and the rows it reads as now.
 
@@ -244,12 +236,14 @@ def _count_partition(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
     return pd.DataFrame([counts], columns=list(PARTS))
 
 
-def sample_split(spec: ModelSpec, settings: Settings, tag: str | None) -> tuple[DatasetVersion, Split, dict[str, Any]]:
+def sample_split(spec: ModelSpec, settings: Settings, tag: str | None,
+                 read_rows: bool = True) -> tuple[DatasetVersion, Split | None, dict[str, Any]]:  # fmt: skip
     """A seeded sample of each split (at most about ``compute.dask.sample_rows`` rows each), in memory.
 
     Drawn with the rows of each split counted in one pass over the data on the cluster, then cached on this host by
     the version as it reads now (a redacted version is a new key). Returns the version, the sample as a
-    :class:`~ativo.train.trainer.Split` and what it is a sample of (:func:`evaluated_on`).
+    :class:`~ativo.train.trainer.Split` (None with ``read_rows=False``: a cached sample is then not read back) and what
+    it is a sample of (:func:`evaluated_on`).
     """
     import pandas as pd
 
@@ -259,12 +253,14 @@ def sample_split(spec: ModelSpec, settings: Settings, tag: str | None) -> tuple[
     n = spec.compute.dask.sample_rows
     registry = open_registry(settings)
     version = registry.resolve(get_engine(settings.db_url), spec.name, tag)
-    key = f"{_dataset_key(registry, version)}-sample{n}-seed{spec.split.seed}"
+    key = f"{registry.read_key(version)}-sample{n}-seed{spec.split.seed}"
     cache = settings.home / "cache" / "datasets" / spec.name / f"{key}.parquet"
     info_path = cache.with_suffix(".json")
     if cache.exists() and info_path.exists():
-        frame = pd.read_parquet(cache)
         info = json.loads(info_path.read_text())
+        if not read_rows:
+            return version, None, info
+        frame = pd.read_parquet(cache)
     else:
         version, data, rows = dataset_frame(spec, settings, tag)
         shares = (1 - spec.split.test_fraction - spec.split.validation_fraction, spec.split.validation_fraction,
@@ -297,7 +293,7 @@ def evaluated_on(spec: ModelSpec, settings: Settings, tag: str) -> dict[str, Any
     """What the gates of a version trained on ``tag`` judged: every row, or (dask) the seeded sample's counts."""
     if spec.compute.engine != "dask":
         return {"engine": spec.compute.engine, "sample": False, "dataset_version": tag}
-    _, _, info = sample_split(spec, settings, tag)
+    _, _, info = sample_split(spec, settings, tag, read_rows=False)
     return {**info, "sample": True}
 
 

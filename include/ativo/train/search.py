@@ -15,7 +15,6 @@ Because the study lives in the platform DB (SQLite or PostgreSQL), trials can ru
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import tempfile
 import threading
@@ -243,11 +242,7 @@ def load_dataset(spec: ModelSpec, settings: Settings, tag: str | None) -> tuple[
     registry = open_registry(settings)
     version = registry.resolve(get_engine(settings.db_url), spec.name, tag)
     # keyed by what the version reads as now: after an erasure its redacted rows, never a cache of the old ones
-    resolved = registry.resolved(version)
-    redacted = any(n for _, _, n in resolved)
-    suffix = "-r" + hashlib.sha256(repr(resolved).encode()).hexdigest()[:16] if redacted else ""
-    cache = (settings.home / "cache" / "datasets" / spec.name
-             / f"{version.manifest_hash.removesuffix('.dir')}{suffix}.parquet")  # fmt: skip
+    cache = settings.home / "cache" / "datasets" / spec.name / f"{registry.read_key(version)}.parquet"
     if cache.exists():
         return version, pd.read_parquet(cache)
     df = registry.read(version)
@@ -256,6 +251,47 @@ def load_dataset(spec: ModelSpec, settings: Settings, tag: str | None) -> tuple[
         df.to_parquet(tmp.name, index=False)
     Path(tmp.name).replace(cache)  # atomic: a reader never sees a half-written cache file
     return version, df
+
+
+@dataclass
+class TrainingData:
+    """A dataset version ready to train on: its split in memory (``compute.engine: local``) or lazy on the cluster."""
+
+    version: DatasetVersion
+    rows: int
+    split: Split | None = None
+    lazy: Any = None  # an ativo.train.distributed.DaskSplit
+
+    def fit(self, spec: ModelSpec, settings: Settings, params: dict[str, Any], *, device: str = "cpu",
+            threads: int | None = None) -> TrainedModel:  # fmt: skip
+        """Train with ``params`` over the spec's, early-stopping on the validation split, on this data's engine."""
+        if self.lazy is not None:
+            from ativo.train.distributed import fit_dask
+
+            return fit_dask(spec, settings, self.lazy, device=device, overrides=params)
+        assert self.split is not None
+        return fit(spec, self.split, device=device, overrides=params, threads=threads)
+
+    def signature_rows(self, n: int = 200) -> pd.DataFrame:
+        """The first ``n`` validation rows (a model's signature sample)."""
+        return self.split.valid.head(n) if self.split is not None else _head(self.lazy.valid, n)
+
+
+def training_data(spec: ModelSpec, settings: Settings, tag: str | None) -> TrainingData:
+    """The dataset version to train on, as the spec's engine reads it (every row in memory, or lazily on Dask)."""
+    from ativo.train.trainer import split_frame
+
+    if spec.compute.engine == "dask":
+        from ativo.train.distributed import dask_split
+
+        version, lazy = dask_split(spec, settings, tag)
+        return TrainingData(version=version, rows=lazy.rows, lazy=lazy)
+    version, df = load_dataset(spec, settings, tag)
+    try:
+        split = split_frame(df, spec)
+    except ValueError as err:  # too few rows to split (e.g. what an erasure left)
+        raise ValueError(f"{len(df)} rows: {err}") from err
+    return TrainingData(version=version, rows=len(df), split=split)
 
 
 def load_split(spec: ModelSpec, settings: Settings, tag: str | None) -> tuple[DatasetVersion, Split, dict[str, Any]]:
@@ -270,8 +306,9 @@ def load_split(spec: ModelSpec, settings: Settings, tag: str | None) -> tuple[Da
     if spec.compute.engine == "dask":
         from ativo.train.distributed import sample_split
 
-        version, split, info = sample_split(spec, settings, tag)
-        return version, split, {**info, "sample": True}
+        version, sample, info = sample_split(spec, settings, tag)
+        assert sample is not None
+        return version, sample, {**info, "sample": True}
     version, df = load_dataset(spec, settings, tag)
     split = split_frame(df, spec)
     rows = {"train": len(split.train), "valid": len(split.valid), "test": len(split.test)}
@@ -366,27 +403,12 @@ def search_trial(
     """
     from ativo.model.artifact import SHA256_TAG, log_booster
     from ativo.model.encoding import design_matrix
-    from ativo.train.trainer import split_frame
 
-    split: Split | None = None
-    fitter = None
-    if spec.compute.engine == "dask":
-        from ativo.train.distributed import dask_split, fit_dask
+    data = training_data(spec, settings, plan.dataset_tag)
+    version = data.version
 
-        version, lazy = dask_split(spec, settings, plan.dataset_tag)
-
-        def fitter(params: dict[str, Any]) -> TrainedModel:
-            return fit_dask(spec, settings, lazy, device=device, overrides=params)
-
-        def signature_rows() -> pd.DataFrame:
-            return _head(lazy.valid, 200)
-    else:
-        version, df = load_dataset(spec, settings, plan.dataset_tag)
-        split = split_frame(df, spec)
-
-        def signature_rows() -> pd.DataFrame:
-            assert split is not None
-            return split.valid.head(200)
+    def fitter(params: dict[str, Any]) -> TrainedModel:  # on the cluster; a split in memory trains with pruning
+        return data.fit(spec, settings, params, device=device)
 
     mlflow, client = _mlflow(settings)
     child: dict[str, str] = {}
@@ -409,8 +431,9 @@ def search_trial(
             on_started(trial.number, label, run.info.run_id)
 
     try:
-        result, model = run_trial(spec, settings.db_url, plan.study_name, split, device, slot=plan.seed_offset + slot,
-                                  threads=threads, on_ask=started, fitter=fitter)  # fmt: skip
+        result, model = run_trial(spec, settings.db_url, plan.study_name, data.split, device,
+                                  slot=plan.seed_offset + slot, threads=threads, on_ask=started,
+                                  fitter=fitter if data.lazy is not None else None)  # fmt: skip
     except BaseException:
         if "run_id" in child:
             client.set_terminated(child["run_id"], "FAILED")
@@ -423,7 +446,7 @@ def search_trial(
         return result
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics(model.metrics)
-        logged = log_booster(model.booster, signature_sample=design_matrix(signature_rows(), spec))
+        logged = log_booster(model.booster, signature_sample=design_matrix(data.signature_rows(), spec))
         mlflow.set_tags({"ativo.model_uri": logged.uri, SHA256_TAG: logged.sha256, "ativo.model_format": "xgboost-ubj"})
     result.update(model_uri=logged.uri, model_sha256=logged.sha256)
     return result
