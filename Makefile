@@ -11,11 +11,11 @@ HOST_PATH := $(PATH)
 UV := $(shell command -v uv 2>/dev/null || { test -x "$$HOME/.local/bin/uv" && echo "$$HOME/.local/bin/uv"; })
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup data run demo-drift demo-erasure stop status airflow-env system-packages test test-fast test-unit test-dags test-model test-component test-e2e test-integration test-browser lint bench clean
+.PHONY: help setup data run demo-drift demo-erasure stop status airflow-env system-packages test test-fast test-unit test-security test-dags test-model test-component test-e2e test-integration test-browser lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
-	@echo "  make test-<tier>        one tier: test-unit, test-dags, test-model, test-component, test-e2e"
+	@echo "  make test-<tier>        one tier: test-unit, test-security, test-dags, test-model, test-component, test-e2e"
 
 $(STAMP): requirements.txt pyproject.toml
 	@UV="$(UV)"; \
@@ -66,7 +66,7 @@ test: data  ## every tier but integration and browser, the set CI and a newcomer
 test-fast: data  ## unit and DAG tiers, while you work (under 90 s)
 	@$(PYTEST) -m "unit or dags" $(PYTEST_ARGS)
 
-test-unit test-dags test-model test-component test-e2e: test-%: data
+test-unit test-security test-dags test-model test-component test-e2e: test-%: data
 	@$(PYTEST) -m $* --durations=10 $(PYTEST_ARGS)
 
 test-browser: data  ## browser tier: a live platform, Prometheus on it, Debian's chromium (screenshots in var/screenshots/)

@@ -157,16 +157,16 @@ def airflow_db(tmp_path_factory) -> Path:
     return home
 
 
-TIERS = ("unit", "dags", "model", "component", "e2e", "integration", "browser")
+TIERS = ("unit", "security", "dags", "model", "component", "e2e", "integration", "browser")
 # pytest-timeout bounds every test; a tier's bound is generous for its slowest test on 2 busy cores.
-TIMEOUT_S = {"unit": 60, "dags": 240, "model": 300, "component": 300, "e2e": 900, "integration": 600, "browser": 300}
+TIMEOUT_S = {"unit": 60, "security": 600, "dags": 240, "model": 300, "component": 300, "e2e": 900, "integration": 600, "browser": 300}
 
 
 # Longest first, so that parallel workers (pytest-xdist, by file) finish together: heavy files by name, then tiers.
 FIRST = ("test_pool_limit.py", "test_erasure.py", "test_incident.py", "test_serving_live.py",
          "test_search_budget.py",
          "test_etl_and_training.py", "test_deploy_dag.py", "test_gates.py", "test_serving.py")  # fmt: skip
-TIER_ORDER = ("e2e", "model", "component", "integration", "browser", "dags", "unit")
+TIER_ORDER = ("e2e", "model", "security", "component", "integration", "browser", "dags", "unit")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
