@@ -19,12 +19,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ativo.config import Settings, load_settings
 from ativo.http import HttpError
 from ativo.waiting import WaitTimeout, wait_until
 from devtools import supervisor
+
+if TYPE_CHECKING:
+    from ativo.spec import ModelSpec
 
 
 def free_port() -> int:
@@ -254,25 +257,56 @@ def run_search_on_airflow(
                          registered=registered, warm_up_s=cold_s)  # fmt: skip
 
 
-def register_booster(tracking_uri: str, spec_name: str, booster: Any, *, experiment: str = "ativo-serve",
-                     artifact_root: Path | None = None, tags: dict[str, str] | None = None) -> str:  # fmt: skip
-    """Log a booster the way training does and register it; returns its version number.
+def register_booster(settings: Settings, spec: ModelSpec, booster: Any, *, experiment: str = "ativo-serve",
+                     artifact_root: Path | None = None, tags: dict[str, str] | None = None,
+                     gated: bool | None = True, policy: dict[str, Any] | None = None) -> str:  # fmt: skip
+    """Log a booster the way training does and register it through the registry's one writer; returns its version.
 
-    Both steps are the artifact contract's own (:func:`ativo.model.artifact.log_booster`, ``register_version``).
+    Args:
+        settings: the platform (registry, platform DB, key).
+        spec: the spec whose model it is.
+        booster: the trained booster.
+        experiment: the MLflow experiment of its run.
+        artifact_root: where that experiment keeps artifacts (a new experiment only).
+        tags: extra version tags.
+        gated: ``True`` records a *passing* gate verdict for exactly this file, without running the gates (a test
+            of serving or deployment, not of the gates; the record says so); ``False`` a rejection by
+            ``performance``; ``None`` none (an ungated version).
+        policy: a per-group decision policy the verdict approves (logged on the run, like the fairness gate's).
     """
+    import tempfile
+
     import mlflow
     from mlflow import MlflowClient
 
-    from ativo.model.artifact import log_booster, register_version
+    from ativo.model.artifact import log_booster
+    from ativo.model.registry import record_gates, register
 
-    client = MlflowClient(tracking_uri)
+    client = MlflowClient(settings.mlflow_tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp else client.create_experiment(
         experiment, artifact_location=artifact_root.as_uri() if artifact_root else None)  # fmt: skip
-    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     with mlflow.start_run(experiment_id=exp_id) as run:
         logged = log_booster(booster)
-    return register_version(logged, spec_name, {"ativo.mlflow_run_id": run.info.run_id, **(tags or {})})
+    run_id = run.info.run_id
+    version = register(spec, settings, logged, {"ativo.mlflow_run_id": run_id, **(tags or {})}, run_id=run_id,
+                       description="registered by the test harness", profile=False)  # fmt: skip
+    if gated is None:
+        return version
+    report: dict[str, Any] = {"model_sha256": logged.sha256, "spec_hash": spec.content_hash(), "passed": gated,
+                              "failed_gates": [] if gated else ["performance"],
+                              "gates": {} if gated else {"performance": {"reason": "rejected by the test harness"}},
+                              "note": "test harness: a verdict recorded without running the gates"}  # fmt: skip
+    if policy:
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "decision_policy.json").write_text(json.dumps(policy, indent=2, sort_keys=True))
+            client.log_artifacts(run_id, tmp, artifact_path="gates")
+        report["decision_policy_uri"] = f"runs:/{run_id}/gates/decision_policy.json"
+        client.set_model_version_tag(spec.registered_model_name, version, "ativo.decision_policy_uri",
+                                     report["decision_policy_uri"])  # fmt: skip
+    record_gates(spec, settings, version, report, policy)
+    return version
 
 
 @dataclass

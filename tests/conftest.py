@@ -159,7 +159,8 @@ def airflow_db(tmp_path_factory) -> Path:
 
 TIERS = ("unit", "security", "dags", "model", "component", "e2e", "integration", "browser")
 # pytest-timeout bounds every test; a tier's bound is generous for its slowest test on 2 busy cores.
-TIMEOUT_S = {"unit": 60, "security": 600, "dags": 240, "model": 300, "component": 300, "e2e": 900, "integration": 600, "browser": 300}
+TIMEOUT_S = {"unit": 60, "security": 600, "dags": 240, "model": 300, "component": 300, "e2e": 900, "integration": 600,
+             "browser": 300}
 
 
 # Longest first, so that parallel workers (pytest-xdist, by file) finish together: heavy files by name, then tiers.

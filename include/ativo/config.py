@@ -131,6 +131,10 @@ class Settings(BaseSettings):
         serve: the options ``ativo serve`` passes to its workers (``ATIVO_SERVE_{SPEC,KEYS,CONFIG}``).
         subject_pepper: the secret that pseudonymises subjects in the prediction log (``ATIVO_SUBJECT_PEPPER``;
             None: the key file under ``<home>/serve``).
+        promotion_key: the platform key that signs gate and promotion records (``ATIVO_PROMOTION_KEY``; None: the
+            key file ``<home>/keys/promotion.key``, created 0600). MLflow never holds it.
+        promotion_keys_previous: retired promotion keys, comma-separated, whose records still verify while a key
+            is rotated (``ATIVO_PROMOTION_KEYS_PREVIOUS``).
         api_key: the inference API key ``ativo traffic`` sends (``ATIVO_API_KEY``).
         op_key: an Ativo key with the ``op`` role, which ``ativo erase`` presents (``ATIVO_OP_KEY``).
         git_commit: the code version training records, instead of asking git (``ATIVO_GIT_COMMIT``).
@@ -167,6 +171,8 @@ class Settings(BaseSettings):
     ports: Ports = Ports()
     serve: ServeOptions = ServeOptions()
     subject_pepper: SecretStr | None = Field(None, validation_alias="ATIVO_SUBJECT_PEPPER")
+    promotion_key: SecretStr | None = Field(None, validation_alias="ATIVO_PROMOTION_KEY")
+    promotion_keys_previous: SecretStr | None = Field(None, validation_alias="ATIVO_PROMOTION_KEYS_PREVIOUS")
     api_key: SecretStr | None = Field(None, validation_alias="ATIVO_API_KEY")
     op_key: SecretStr | None = Field(None, validation_alias="ATIVO_OP_KEY")
     git_commit: str | None = Field(None, validation_alias="ATIVO_GIT_COMMIT")

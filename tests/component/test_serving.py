@@ -42,7 +42,7 @@ def _platform(settings, spec, boosters, root):
     from ativo.serve.keys import create_key
     from devtools.harness import register_booster
 
-    versions = [register_booster(settings.mlflow_tracking_uri, spec.name, b, artifact_root=root / "art")
+    versions = [register_booster(settings, spec, b, artifact_root=root / "art")
                 for b in boosters]  # fmt: skip
     promote(spec, settings, versions[0], reason="test")
     keys = settings.home / "serve" / "api_keys.json"
@@ -213,7 +213,7 @@ def test_canary_takes_its_share_of_callers_and_a_failing_canary_falls_back_to_th
     assert {p["version"] for p in got.json()["predictions"] if p["route"] == "canary"} == {v2}
     # A canary that cannot score (trained on another schema): callers still get the champion's answer.
     broken = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(np.random.rand(50, 3), label=[0, 1] * 25), 3)
-    v3 = register_booster(settings.mlflow_tracking_uri, spec.name, broken, artifact_root=tmp_path / "art")
+    v3 = register_booster(settings, spec, broken, artifact_root=tmp_path / "art")
     start_trial(spec, settings, v3, percent=30)
     wait_until(lambda: client.service.live.routing.versions().get("canary") == v3, 20, 0.1, f"canary v{v3} loaded")
     got = client.post("/predict", json={"rows": [{"features": sample, "key": f"k{i}"} for i in range(200)]})
@@ -352,7 +352,6 @@ def test_promote_and_rollback_move_aliases_and_record_why(settings, spec, platfo
 
 def test_a_version_with_a_mitigation_policy_decides_by_its_per_group_thresholds(settings, spec, split, boosters,
                                                                                   tmp_path):  # fmt: skip
-    from mlflow import MlflowClient
     from starlette.testclient import TestClient
 
     from ativo.deploy.promotion import promote
@@ -365,14 +364,7 @@ def test_a_version_with_a_mitigation_policy_decides_by_its_per_group_thresholds(
 
     booster = boosters[0]
     _, policy = mitigate(spec, ServedModel(spec=spec, name=spec.name, version="0", booster=booster, sha256=""), split)
-    version = register_booster(settings.mlflow_tracking_uri, spec.name, booster, artifact_root=tmp_path / "art")
-    client = MlflowClient(settings.mlflow_tracking_uri)
-    run_id = client.get_model_version(spec.name, version).tags["ativo.mlflow_run_id"]
-    (tmp_path / "gates").mkdir()
-    (tmp_path / "gates" / "decision_policy.json").write_text(json.dumps(policy))
-    client.log_artifacts(run_id, str(tmp_path / "gates"), artifact_path="gates")
-    client.set_model_version_tag(spec.name, version, "ativo.decision_policy_uri",
-                                 f"runs:/{run_id}/gates/decision_policy.json")  # fmt: skip
+    version = register_booster(settings, spec, booster, artifact_root=tmp_path / "art", policy=policy)
     promote(spec, settings, version, reason="mitigated")
     key = create_key(settings.home / "serve" / "api_keys.json", "app", ("predict",))
     batch = rows(spec, split, 400)

@@ -33,8 +33,7 @@ def test_deploy_dag_promotes_a_sound_canary_and_rolls_back_a_bad_one(airflow_db,
     url, pages = webhook
     monkeypatch.setenv("AIRFLOW_CONN_ATIVO_ONCALL", json.dumps({"conn_type": "http", "extra": {"webhook_url": url}}))
     split = adult_split
-    uri = settings.mlflow_tracking_uri
-    v1, v2, v3, v4 = (register_booster(uri, spec.name, small_boosters[name], artifact_root=tmp_path / "art")
+    v1, v2, v3, v4 = (register_booster(settings, spec, small_boosters[name], artifact_root=tmp_path / "art")
                       for name in ("good", "good2", "shifted", "broken"))  # fmt: skip
 
     server = start_server(settings, args=("--refresh-s", "0.2"), wait_for=None)  # nothing to serve yet

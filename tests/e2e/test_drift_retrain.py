@@ -39,6 +39,7 @@ def test_drifted_traffic_is_detected_and_retrains_a_new_challenger(airflow_db, s
 
     from ativo.airflow.dags import build_etl_dag, build_monitor_dag, build_reconcile_dag, build_train_dag
     from ativo.data.landing import simulate
+    from ativo.deploy.promotion import promote
     from ativo.monitor.decide import history, open_episodes
     from ativo.serve.traffic import parse_shift, replay
     from ativo.store.db import drift_episodes, get_engine
@@ -55,7 +56,7 @@ def test_drifted_traffic_is_detected_and_retrains_a_new_challenger(airflow_db, s
     assert str(first.state) == "success", states(first)
     client = MlflowClient(settings.mlflow_tracking_uri)
     name = spec.registered_model_name
-    client.set_registered_model_alias(name, "champion", "1")
+    promote(spec, settings, "1", reason="the first version", actor="test")
     assert str(run_etl(etl, START + dt.timedelta(days=1)).state) == "success"  # new data lands: v0002, untrained
 
     server = start_server(settings, args=("--refresh-s", "0.2"))

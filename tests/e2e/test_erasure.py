@@ -44,6 +44,7 @@ def test_erasure_purges_everywhere_and_redeploys_retrained_models(airflow_db, se
     from ativo.airflow.erasure import build_erasure_dag
     from ativo.data.landing import simulate
     from ativo.data.versioning import open_registry
+    from ativo.deploy.promotion import promote
     from ativo.erasure import audit
     from ativo.erasure import requests as rq
     from ativo.erasure.process import verify_receipt
@@ -69,8 +70,8 @@ def test_erasure_purges_everywhere_and_redeploys_retrained_models(airflow_db, se
     assert str(train.test(run_conf={"n_trials": 1}).state) == "success"  # version 2 on v0003
     client = MlflowClient(settings.mlflow_tracking_uri)
     name = spec.registered_model_name
-    client.set_registered_model_alias(name, "champion", "2")
-    client.set_registered_model_alias(name, "previous", "1")
+    promote(spec, settings, "1", reason="the first version", actor="test")
+    promote(spec, settings, "2", reason="the second version", actor="test")  # version 1 becomes previous
 
     sid, rid = spec.data_schema.subject, spec.data_schema.record_id
     registry = open_registry(settings)

@@ -35,7 +35,7 @@ class _Registry(dict):
     def __missing__(self, name: str) -> str:
         from devtools.harness import register_booster
 
-        version = register_booster(self.settings.mlflow_tracking_uri, self.spec.name, self.models[name],
+        version = register_booster(self.settings, self.spec, self.models[name],
                                    artifact_root=self.root)  # fmt: skip
         self[name] = version
         return version

@@ -183,12 +183,12 @@ def test_comparison_leaves_out_rows_the_champion_trained_on(spec, split, good):
 
 
 @pytest.fixture
-def registered(spec, split, good, tmp_path):
+def registered(spec, split, good, tmp_path, settings):
     """The good model logged and registered in a real MLflow registry (SQLite, file artifacts), as training does."""
     from devtools.harness import register_booster
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    version = register_booster(uri, spec.registered_model_name, good.booster, experiment="gates",
+    uri = settings.mlflow_tracking_uri
+    version = register_booster(settings, spec, good.booster, experiment="gates", gated=None,
                                artifact_root=tmp_path / "artifacts")  # fmt: skip
     return uri, version, tmp_path / "artifacts"
 

@@ -1,9 +1,11 @@
-"""Deployment state is registry aliases: ``champion``, ``canary``, ``shadow``, ``previous``.
+"""Deployment moves: ``champion``, ``canary``, ``shadow``, ``previous``, each through the registry's signed records.
 
-Servers follow the aliases (:mod:`ativo.serve.live`), so every move here is a deployment: a canary starts when
-``canary`` is set, a promotion moves ``champion`` and keeps the old one as ``previous`` (still loaded, so a
-rollback is instant), a rollback moves them back. Each move is recorded with who, why and the figures it rested
-on, as a JSON object in ``deployments/<spec>/`` of the object store and as tags on the versions concerned.
+Servers route what the newest signed promotion record says (:mod:`ativo.model.registry`, :mod:`ativo.serve.live`),
+so every move here is a deployment: a canary starts when ``canary`` is set, a promotion moves ``champion`` and keeps
+the old one as ``previous`` (still loaded, so a rollback is instant), a rollback moves them back. Only a version
+with a passing gate record for its file under the current spec may take an alias (:class:`DeployRefused`
+otherwise). Each move is also written for people, with who, why and the figures it rested on, as a JSON object in
+``deployments/<spec>/`` of the object store and as tags on the versions concerned.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from ativo.errors import AtivoError
-from ativo.serve.live import CANARY_PERCENT_TAG
 from ativo.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -32,14 +33,13 @@ def _client(settings: Settings) -> Any:
 
 
 def aliases(spec: ModelSpec, settings: Settings) -> dict[str, str]:
-    """Alias → version of the spec's registered model ({} when nothing is registered)."""
-    from mlflow.exceptions import MlflowException
+    """Alias → version of what serves, as the platform's signed promotion records say (never MLflow's aliases).
 
-    try:
-        rm = _client(settings).get_registered_model(spec.registered_model_name)
-    except MlflowException:
-        return {}
-    return {str(k): str(v) for k, v in (rm.aliases or {}).items()}
+    ``challenger`` (a pointer that serves nothing) is read from MLflow.
+    """
+    from ativo.model.registry import aliases as authorized
+
+    return authorized(spec, settings)
 
 
 def _now() -> str:
@@ -78,82 +78,86 @@ def _check_version(client: Any, spec: ModelSpec, version: str) -> None:
         raise DeployError(f"model {spec.registered_model_name} has no version {version!r}") from None
 
 
-def start_trial(spec: ModelSpec, settings: Settings, version: str, *, shadow: bool = False,
-                percent: float | None = None, reason: str = "", actor: str = "deploy") -> dict[str, Any]:  # fmt: skip
-    """Put ``version`` on live traffic as the canary (``percent`` % of callers) or as the shadow."""
-    client = _client(settings)
-    name = spec.registered_model_name
-    _check_version(client, spec, version)
+def move_aliases(spec: ModelSpec, settings: Settings, action: str, version: str | None, changes: dict[str, str | None],
+          *, reason: str, actor: str, figures: dict[str, Any] | None = None, canary_percent: float | None = None,
+          approval: dict[str, Any] | None = None, states: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """One move through the registry's signed records (:func:`ativo.model.registry.move`), then its copy for people.
+
+    Raises:
+        DeployRefused: the promotion authority refused a version (its failed gates named).
+    """
+    from ativo.model.registry import PromotionRefused, move
+
     before = aliases(spec, settings)
-    if before.get("champion") == version:
+    try:
+        move(spec, settings, action, changes, actor=actor, reason=reason, canary_percent=canary_percent,
+             approval=approval, figures=figures, state_tags=states)  # fmt: skip
+    except PromotionRefused as err:
+        raise DeployRefused(str(err), err.version, err.failed_gates) from err
+    return record(spec, settings, action, version, reason, actor, before, aliases(spec, settings),
+                  {**(figures or {}), **({"approval": approval} if approval else {})})  # fmt: skip
+
+
+class DeployRefused(DeployError):
+    """The promotion authority refused: the version has no passing gate record for its file under this spec."""
+
+    def __init__(self, message: str, version: str, failed_gates: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.version, self.failed_gates = version, failed_gates
+
+
+def start_trial(spec: ModelSpec, settings: Settings, version: str, *, shadow: bool = False,
+                percent: float | None = None, reason: str = "", actor: str = "deploy",
+                approval: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Put ``version`` on live traffic as the canary (``percent`` % of callers) or as the shadow."""
+    _check_version(_client(settings), spec, version)
+    version = str(version)
+    if aliases(spec, settings).get("champion") == version:
         raise DeployError(f"version {version} is the champion already")
     alias = "shadow" if shadow else "canary"
-    if percent is not None:
-        client.set_registered_model_tag(name, CANARY_PERCENT_TAG, str(float(percent)))
-    else:
-        _delete_tag(client, name, CANARY_PERCENT_TAG)
-    client.set_registered_model_alias(name, alias, str(version))
-    client.set_model_version_tag(name, str(version), "ativo.deploy_state", f"{alias} since {_now()}")
-    share = f"{percent if percent is not None else spec.deploy.canary_percent:g} % of callers"
-    return record(spec, settings, f"start_{alias}", str(version),
-                  reason or (f"canary on {share}" if not shadow else "shadow: scores copies, answers no one"),
-                  actor, before, aliases(spec, settings))  # fmt: skip
-
-
-def _delete_tag(client: Any, name: str, key: str) -> None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.delete_registered_model_tag(name, key)
-    except MlflowException:
-        pass
-
-
-def _delete_alias(client: Any, name: str, alias: str) -> None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.delete_registered_model_alias(name, alias)
-    except MlflowException:
-        pass
+    share = percent if percent is not None else spec.deploy.canary_percent
+    return move_aliases(spec, settings, f"start_{alias}", version, {alias: version},
+                 reason=reason or (f"canary on {share:g} % of callers" if not shadow
+                                   else "shadow: scores copies, answers no one"),
+                 actor=actor, canary_percent=None if shadow else float(share), approval=approval,
+                 states={version: f"{alias} since {_now()}"})  # fmt: skip
 
 
 def promote(spec: ModelSpec, settings: Settings, version: str, *, reason: str, actor: str = "deploy",
-            figures: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+            figures: dict[str, Any] | None = None,
+            approval: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """Make ``version`` the champion; the old champion becomes ``previous`` (blue/green: both stay loaded)."""
-    client = _client(settings)
-    name = spec.registered_model_name
+    _check_version(_client(settings), spec, version)
     version = str(version)
-    _check_version(client, spec, version)
     before = aliases(spec, settings)
     old = before.get("champion")
     if old == version:
         raise DeployError(f"version {version} is the champion already")
+    changes: dict[str, str | None] = {"champion": version}
+    states = {version: f"champion since {_now()}"}
     if old:
-        client.set_registered_model_alias(name, "previous", old)
-        client.set_model_version_tag(name, old, "ativo.deploy_state", f"previous since {_now()}")
-    client.set_registered_model_alias(name, "champion", version)
+        changes["previous"] = old
+        states[old] = f"previous since {_now()}"
     for alias in ("canary", "shadow"):
         if before.get(alias) == version:
-            _delete_alias(client, name, alias)
-    client.set_model_version_tag(name, version, "ativo.deploy_state", f"champion since {_now()}")
-    client.set_model_version_tag(name, version, "ativo.promoted", json.dumps({"at": _now(), "reason": reason,
-                                                                              "actor": actor})[:5000])  # fmt: skip
-    return record(spec, settings, "promote", version, reason, actor, before, aliases(spec, settings), figures)
+            changes[alias] = None
+    rec = move_aliases(spec, settings, "promote", version, changes, reason=reason, actor=actor, figures=figures,
+                approval=approval, states=states)  # fmt: skip
+    _client(settings).set_model_version_tag(spec.registered_model_name, version, "ativo.promoted", json.dumps(
+        {"at": _now(), "reason": reason, "actor": actor, "approval": approval})[:5000])  # fmt: skip
+    return rec
 
 
 def end_trial(spec: ModelSpec, settings: Settings, version: str, *, reason: str, actor: str = "deploy",
               figures: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """Take ``version`` off live traffic (its ``canary`` / ``shadow`` alias), recording why it was rolled back."""
-    client = _client(settings)
-    name = spec.registered_model_name
     before = aliases(spec, settings)
-    removed = [a for a in ("canary", "shadow") if before.get(a) == str(version)]
-    for alias in removed:
-        _delete_alias(client, name, alias)
-    client.set_model_version_tag(name, str(version), "ativo.deploy_state", f"rolled back {_now()}")
-    client.set_model_version_tag(name, str(version), "ativo.rolled_back", reason[:5000])
-    return record(spec, settings, "rollback", str(version), reason, actor, before, aliases(spec, settings), figures)
+    removed: dict[str, str | None] = {a: None for a in ("canary", "shadow") if before.get(a) == str(version)}
+    rec = move_aliases(spec, settings, "rollback", str(version), removed, reason=reason, actor=actor, figures=figures,
+                states={str(version): f"rolled back {_now()}"})  # fmt: skip
+    _client(settings).set_model_version_tag(spec.registered_model_name, str(version), "ativo.rolled_back",
+                                            reason[:5000])  # fmt: skip
+    return rec
 
 
 def rollback(spec: ModelSpec, settings: Settings, *, reason: str, actor: str = "cli") -> dict[str, Any]:
@@ -162,7 +166,6 @@ def rollback(spec: ModelSpec, settings: Settings, *, reason: str, actor: str = "
     Raises:
         DeployError: nothing to roll back (no canary, no shadow, no previous version).
     """
-    client = _client(settings)
     name = spec.registered_model_name
     before = aliases(spec, settings)
     for alias in ("canary", "shadow"):
@@ -172,10 +175,11 @@ def rollback(spec: ModelSpec, settings: Settings, *, reason: str, actor: str = "
         raise DeployError(f"nothing to roll back for {name}: no canary, shadow or previous version "
                           f"(aliases: {before or 'none'})")  # fmt: skip
     bad, good = before.get("champion"), before["previous"]
-    client.set_registered_model_alias(name, "champion", good)
-    _delete_alias(client, name, "previous")
-    client.set_model_version_tag(name, good, "ativo.deploy_state", f"champion since {_now()} (rollback)")
+    states = {good: f"champion since {_now()} (rollback)"}
     if bad:
-        client.set_model_version_tag(name, bad, "ativo.deploy_state", f"rolled back {_now()}")
-        client.set_model_version_tag(name, bad, "ativo.rolled_back", reason[:5000])
-    return record(spec, settings, "rollback", bad, reason, actor, before, aliases(spec, settings))
+        states[bad] = f"rolled back {_now()}"
+    rec = move_aliases(spec, settings, "rollback", bad, {"champion": good, "previous": None}, reason=reason,
+                       actor=actor, states=states)  # fmt: skip
+    if bad:
+        _client(settings).set_model_version_tag(name, bad, "ativo.rolled_back", reason[:5000])
+    return rec

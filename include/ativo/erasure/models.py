@@ -51,18 +51,24 @@ def affected_versions(spec: ModelSpec, settings: Settings, dataset_tags: list[st
         if err.error_code == "RESOURCE_DOES_NOT_EXIST":  # no model registered yet: none to follow up
             return []
         raise  # the registry is down or refuses: the step fails and is retried, it never reads as "no model"
+    from ativo.deploy.promotion import aliases
+    from ativo.model.registry import recorded_dataset_versions
+
     versions = client.search_model_versions(f"name = '{name}'")
     by_version: dict[str, list[str]] = {}
-    for alias, v in (rm.aliases or {}).items():
+    for alias, v in {**{str(k): str(v) for k, v in (rm.aliases or {}).items()}, **aliases(spec, settings)}.items():
         by_version.setdefault(str(v), []).append(str(alias))
+    signed = recorded_dataset_versions(settings, spec)  # what the platform signed; MLflow's tag can be rewritten
     wanted = set(dataset_tags)
     out = []
     for mv in versions:
-        tag = (mv.tags or {}).get("ativo.dataset_version")
+        tags = mv.tags or {}
+        tag = signed.get(str(mv.version))
+        tag = tag if tag in wanted else tags.get("ativo.dataset_version")  # either naming it makes it affected
         if tag in wanted:
             out.append({"version": str(mv.version), "dataset_version": tag, "run_id": mv.run_id,
-                        "aliases": sorted(by_version.get(str(mv.version), [])),
-                        "retired": RETIRED_TAG in (mv.tags or {})})  # fmt: skip
+                        "aliases": sorted(set(by_version.get(str(mv.version), []))),
+                        "retired": RETIRED_TAG in tags})  # fmt: skip
     return sorted(out, key=lambda r: int(r["version"]))
 
 
@@ -114,9 +120,10 @@ def retrain(spec: ModelSpec, settings: Settings, version: str, *, batch_id: int,
     """
     import mlflow
 
-    from ativo.model.artifact import SHA256_TAG, DuplicateVersion, log_booster, register_version
+    from ativo.model.artifact import SHA256_TAG, DuplicateVersion, log_booster
     from ativo.model.encoding import design_matrix
-    from ativo.train.search import _log_profile, training_data
+    from ativo.model.registry import adopt, register
+    from ativo.train.search import log_profile, training_data
     from ativo.train.tracking import ensure_experiment, lineage_tags
 
     client = _client(settings)
@@ -152,18 +159,18 @@ def retrain(spec: ModelSpec, settings: Settings, version: str, *, batch_id: int,
         mlflow.set_tags({**{k: v for k, v in tags.items() if not k.startswith("ativo.airflow.")},
                          "ativo.model_uri": logged.uri, SHA256_TAG: logged.sha256, "ativo.mlflow_run_id": run_id})
     tags["ativo.mlflow_run_id"] = run_id
+    description = (f"Erasure retraining of version {version} with its recorded parameters on {redacted} ({rows} "
+                   f"rows), for erasure batch {batch_id} ({len(requests)} request(s))")  # fmt: skip
     try:
-        new = register_version(logged, name, tags)
+        new = register(spec, settings, logged, tags, run_id=run_id, description=description, dataset_tag=tag)
     except DuplicateVersion as dup:  # an earlier try of this step registered it: finish what it began
         mine = client.get_model_version(name, dup.version).tags.get("ativo.erasure_batch")
         if mine != str(batch_id):
             raise RetrainFailed(f"retraining version {version} gave the same model as version {dup.version}, "
                                 "which is not from this erasure") from dup  # fmt: skip
         new = dup.version
-    _log_profile(spec, settings, client, run_id, new, tag)
-    client.update_model_version(name, new, description=(
-        f"Erasure retraining of version {version} with its recorded parameters on {redacted} ({rows} rows), "
-        f"for request(s) {', '.join(requests)[:300]}"))  # fmt: skip
+        adopt(spec, settings, new)
+        log_profile(spec, settings, client, run_id, new, tag)
     log.info("erasure batch %s: version %s retrained as version %s on %s", batch_id, version, new, redacted)
     return {"from": version, "version": new, "dataset_version": tag, "redacted": redacted, "params": params,
             "metrics": {k: round(float(v), 6) for k, v in model.metrics.items()}}  # fmt: skip
@@ -176,21 +183,21 @@ def switch(spec: ModelSpec, settings: Settings, replaced: dict[str, str], *, bat
     An alias whose old version has no passing replacement stays where it is (the caller keeps the request open
     with the reason). Returns the deployment record.
     """
-    from ativo.deploy.promotion import aliases, record
+    from ativo.deploy.promotion import aliases, move_aliases
+    from ativo.model.registry import set_challenger
 
-    client = _client(settings)
-    name = spec.registered_model_name
     before = aliases(spec, settings)
-    for alias, old in before.items():
-        if alias in LIVE and old in replaced:
-            client.set_registered_model_alias(name, alias, replaced[old])
-            client.set_model_version_tag(name, replaced[old], "ativo.deploy_state",
-                                         f"{alias} since {_now()} (erasure batch {batch_id})")  # fmt: skip
-    after = aliases(spec, settings)
-    reason = (f"erasure batch {batch_id} ({', '.join(requests)[:200]}): "
-              + ", ".join(f"{a} {before[a]} → {after.get(a)}" for a in sorted(before) if before[a] in replaced))
-    return record(spec, settings, "erasure_switch", after.get("champion"), reason, "erasure", before, after,
-                  {"replaced": replaced, "batch": batch_id})  # fmt: skip
+    changes: dict[str, str | None] = {a: replaced[v] for a, v in before.items()
+                                      if a in LIVE and a != "challenger" and v in replaced}  # fmt: skip
+    reason = (f"erasure batch {batch_id} ({len(requests)} request(s)): "
+              + ", ".join(f"{a} {before[a]} → {changes[a]}" for a in sorted(changes)))
+    rec = move_aliases(spec, settings, "erasure_switch", changes.get("champion") or before.get("champion"), changes,
+                reason=reason, actor="erasure", figures={"replaced": replaced, "batch": batch_id},
+                states={v: f"{a} since {_now()} (erasure batch {batch_id})"
+                        for a, v in changes.items() if v})  # fmt: skip
+    if before.get("challenger") in replaced:
+        set_challenger(spec, settings, replaced[before["challenger"]])
+    return rec
 
 
 def _now() -> str:

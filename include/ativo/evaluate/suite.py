@@ -341,8 +341,11 @@ def publish(spec: ModelSpec, settings: Settings, version: str | int, results: li
                else f"Rejected by {', '.join(report['failed_gates'])}.")  # fmt: skip
     client.update_model_version(name, v, description=f"{current.split(' Gates:')[0]} Gates: {verdict} Model card: "
                                                      f"{report['model_card_uri']}")  # fmt: skip
+    from ativo.model.registry import record_gates, set_challenger
+
+    record_gates(spec, settings, v, report, policy)  # the signed verdict: what a promotion checks
     if report["passed"] and alias:
-        client.set_registered_model_alias(name, alias, v)
+        set_challenger(spec, settings, v)
         log.info("%s version %s passed every gate: alias %s", name, v, alias)
     elif report["passed"]:
         log.info("%s version %s passed every gate", name, v)

@@ -203,8 +203,11 @@ def artifact_location(tracking_uri: str, source: str) -> str:
 
 
 def load_version(spec: ModelSpec, tracking_uri: str, version: str | int | None = None, *,
-                 alias: str | None = None) -> ServedModel:  # fmt: skip
+                 alias: str | None = None, expected_sha256: str | None = None) -> ServedModel:  # fmt: skip
     """Load a registered version of the spec's model (by number or alias) the way serving does.
+
+    ``expected_sha256`` is the sha256 the platform signed (serving passes its promotion record's); without it, the
+    registry's tag is the reference (enough to catch corruption, not tampering).
 
     Raises:
         ModelIntegrityError: see :func:`load_booster`.
@@ -216,20 +219,34 @@ def load_version(spec: ModelSpec, tracking_uri: str, version: str | int | None =
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(download_artifacts(artifact_uri=artifact_location(tracking_uri, rv.source), dst_path=tmp,
                                         tracking_uri=tracking_uri))  # fmt: skip
-        booster, sha, files = load_booster(local, rv.sha256, where)
+        booster, sha, files = load_booster(local, expected_sha256 or rv.sha256, where)
     return ServedModel(spec=spec, name=rv.name, version=rv.version, booster=booster, sha256=sha, tags=rv.tags,
                        files=files)  # fmt: skip
 
 
-def load_with_policy(spec: ModelSpec, tracking_uri: str, version: str) -> ServedModel:
+def load_with_policy(spec: ModelSpec, tracking_uri: str, version: str, *, expected_sha256: str | None = None,
+                     policy_uri: str | None = None, policy_sha256: str | None = None) -> ServedModel:  # fmt: skip
     """:func:`load_version`, plus the version's per-group decision policy when its gates logged one.
 
-    A version whose policy cannot be read does not load: the gate approved its mitigated decisions, not raw ones.
+    With ``expected_sha256`` (a signed record's), the policy is the record's too (``policy_uri``, whose canonical
+    JSON must have ``policy_sha256``), never the registry's tag. A version whose policy cannot be read or does not
+    match does not load: the gate approved its mitigated decisions, not raw ones.
     """
+    import hashlib
+    import json
+
     from ativo.model.policy import DecisionPolicy
 
-    model = load_version(spec, tracking_uri, version)
-    uri = model.tags.get(POLICY_TAG)
+    model = load_version(spec, tracking_uri, version, expected_sha256=expected_sha256)
+    uri = policy_uri if expected_sha256 else model.tags.get(POLICY_TAG)
     if uri and uri != "None":
-        model.policy = DecisionPolicy(spec, read_artifact_json(tracking_uri, uri))
+        doc = read_artifact_json(tracking_uri, uri)
+        if expected_sha256:
+            canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+            sha = hashlib.sha256(canonical.encode()).hexdigest()
+            if sha != policy_sha256:
+                raise ModelIntegrityError(f"model {model.name} version {model.version}: its decision policy at {uri} "
+                                          f"has sha256 {sha[:16]}…, the gates approved {str(policy_sha256)[:16]}…: "
+                                          "the policy was changed after the gates")  # fmt: skip
+        model.policy = DecisionPolicy(spec, doc)
     return model

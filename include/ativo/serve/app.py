@@ -448,7 +448,7 @@ def create_service(spec: ModelSpec, settings: Settings, config: ServeConfig | No
     from ativo.store.objects import open_store
 
     config = config or ServeConfig()
-    live = LiveModels(spec, settings.mlflow_tracking_uri, refresh_s=config.refresh_s)
+    live = LiveModels(spec, settings, refresh_s=config.refresh_s)
     keys = keys or ApiKeys(keys_path or settings.home / "serve" / "api_keys.json")
     from ativo.hashing import platform_pepper
 

@@ -1,10 +1,15 @@
-"""The versions a server keeps live, by registry alias, and how a request is routed among them.
+"""The versions a server keeps live, as the platform's signed promotion records say, and how a request is routed.
 
-A background thread reads the registered model's aliases (``champion``, ``canary``, ``shadow``, ``previous``)
-every ``refresh_s`` seconds, loads any version it does not hold yet through :func:`ativo.model.artifact.load_version`
-(native file, sha256 checked, never unpickled), and only then swaps in a new immutable :class:`Routing`. A request
-reads the routing once and keeps that object to the end, so moving an alias never drops or fails a request in
-flight, and a version that fails to load never replaces one that serves.
+A background thread reads the newest valid promotion record of the spec's model (:func:`ativo.model.registry.current`:
+``champion``, ``canary``, ``shadow``, ``previous``, each with its model file's sha256 and decision policy's sha256,
+and the canary share) every ``refresh_s`` seconds, loads any version it does not hold yet (native file, checked
+against the *record's* sha256, never unpickled), and only then swaps in a new immutable :class:`Routing`. A request
+reads the routing once and keeps that object to the end, so a move never drops or fails a request in flight, and a
+version that fails to load never replaces one that serves.
+
+MLflow's aliases and tags are not read to route: a change made there directly (an alias moved or deleted, the
+canary tag, a policy or dataset tag rewritten) is ignored, the server keeps the authorized routing, and on-call is
+paged once per distinct difference ("registry tampering: …"; ``/health`` shows it too).
 """
 
 from __future__ import annotations
@@ -14,17 +19,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ativo.hashing import bucket
 from ativo.model.artifact import load_with_policy
+from ativo.model.registry import CANARY_PERCENT_TAG, LIVE, Authorized, Routed
 from ativo.model.served import ServedModel
 from ativo.spec import ModelSpec
 
+if TYPE_CHECKING:
+    from ativo.config import Settings
+
 log = logging.getLogger(__name__)
 
-ALIASES = ("champion", "canary", "shadow", "previous")
-CANARY_PERCENT_TAG = "ativo.canary_percent"
+ALIASES = LIVE
+__all__ = ["ALIASES", "CANARY_PERCENT_TAG", "LiveModels", "Routing", "routes_to_canary"]
 RETRY_LOAD_S = 30.0
 
 
@@ -50,87 +59,118 @@ class Routing:
 
 
 class LiveModels:
-    """Keeps the aliased versions of one spec's model loaded and current.
+    """Keeps the versions the signed promotion records route for one spec loaded and current.
 
     Args:
         spec: the model spec.
-        tracking_uri: the MLflow registry.
-        refresh_s: how often the aliases are read again.
-        loader: loads a version (``load_version`` by default; a test may count calls).
+        settings: where the platform DB (the records), its key and the MLflow registry (the files) are.
+        refresh_s: how often the records are read again.
+        loader: loads a version given what the record says of it (a test may count calls).
+        page: called with a message when MLflow differs from the signed routing (default: the on-call webhook).
     """
 
-    def __init__(self, spec: ModelSpec, tracking_uri: str, refresh_s: float = 2.0,
-                 loader: Callable[..., ServedModel] | None = None) -> None:  # fmt: skip
+    def __init__(self, spec: ModelSpec, settings: Settings, refresh_s: float = 2.0,
+                 loader: Callable[..., ServedModel] | None = None,
+                 page: Callable[[str], None] | None = None) -> None:  # fmt: skip
         self.spec = spec
-        self.tracking_uri = tracking_uri
+        self.settings = settings
+        self.tracking_uri = settings.mlflow_tracking_uri
         self.refresh_s = refresh_s
         self.routing = Routing()
         self.errors: dict[str, str] = {}  # version → why it could not be loaded
         self._failed_at: dict[str, float] = {}  # version → when; retried after RETRY_LOAD_S (a transient S3 error)
         self.last_refresh: float | None = None
         self.last_error: str | None = None
-        self._loader = loader or load_with_policy
-        self._cache: dict[str, ServedModel] = {}
+        self.tampering: list[str] = []  # how MLflow differs from the signed routing now
+        self._paged: tuple[str, ...] = ()
+        self._loader = loader or self._load
+        self._page = page or self._page_oncall
+        self._cache: dict[tuple[str, str], ServedModel] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.on_change: Callable[[Routing], None] | None = None
 
-    def read_aliases(self) -> tuple[dict[str, str], dict[str, str]]:
-        """The registered model's aliases (alias → version) and tags, straight from the registry."""
-        from mlflow import MlflowClient
-        from mlflow.exceptions import MlflowException
+    def _load(self, spec: ModelSpec, tracking_uri: str, routed: Routed) -> ServedModel:
+        return load_with_policy(spec, tracking_uri, routed.version, expected_sha256=routed.model_sha256,
+                                policy_uri=routed.decision_policy_uri,
+                                policy_sha256=routed.decision_policy_sha256)  # fmt: skip
 
-        try:
-            rm = MlflowClient(self.tracking_uri).get_registered_model(self.spec.registered_model_name)
-        except MlflowException as err:
-            if "RESOURCE_DOES_NOT_EXIST" in str(getattr(err, "error_code", "")) or "not found" in str(err).lower():
-                return {}, {}
-            raise
-        return {str(k): str(v) for k, v in (rm.aliases or {}).items()}, dict(rm.tags or {})
+    def authorized(self) -> Authorized:
+        """The routing the newest valid signed promotion record authorizes."""
+        from ativo.model.registry import current
+
+        return current(self.spec, self.settings)
 
     def refresh(self) -> bool:
-        """Read the aliases, load what is new, swap the routing; returns whether anything changed."""
+        """Read the signed routing, load what is new, swap the routing; returns whether anything changed."""
         with self._lock:
-            aliases, tags = self.read_aliases()
-            wanted = {a: aliases[a] for a in ALIASES if a in aliases}
+            authorized = self.authorized()
             models: dict[str, ServedModel | None] = {}
-            for alias, version in wanted.items():
-                model = self._cache.get(version)
-                if model is None and time.time() - self._failed_at.get(version, 0.0) > RETRY_LOAD_S:
+            for alias, routed in authorized.routes.items():
+                key = (routed.version, routed.model_sha256)
+                model = self._cache.get(key)
+                if model is None and time.time() - self._failed_at.get(routed.version, 0.0) > RETRY_LOAD_S:
                     try:
-                        model = self._loader(self.spec, self.tracking_uri, version)
+                        model = self._loader(self.spec, self.tracking_uri, routed)
                     except Exception as err:  # a bad version must never take down the ones that serve
-                        self.errors[version] = f"{type(err).__name__}: {err}"
-                        self._failed_at[version] = time.time()
-                        log.error("cannot load %s version %s (%s): %s", self.spec.name, version, alias, err)
+                        self.errors[routed.version] = f"{type(err).__name__}: {err}"
+                        self._failed_at[routed.version] = time.time()
+                        log.error("cannot load %s version %s (%s): %s", self.spec.name, routed.version, alias, err)
                     else:
-                        self._cache[version] = model
-                        self.errors.pop(version, None)
-                        log.info("loaded %s version %s as %s", self.spec.name, version, alias)
+                        self._cache[key] = model
+                        self.errors.pop(routed.version, None)
+                        log.info("loaded %s version %s as %s", self.spec.name, routed.version, alias)
                 models[alias] = model
             current = self.routing
-            if models.get("champion") is None and current.champion is not None and "champion" in wanted:
+            if models.get("champion") is None and current.champion is not None and "champion" in authorized.routes:
                 models["champion"] = current.champion  # the new champion failed to load: keep serving the old one
-            percent = self.spec.deploy.canary_percent
-            if tags.get(CANARY_PERCENT_TAG):
-                try:
-                    percent = min(100.0, max(0.0, float(tags[CANARY_PERCENT_TAG])))
-                except ValueError:
-                    log.error("registry tag %s=%r is not a number; using the spec's %s %%", CANARY_PERCENT_TAG,
-                              tags[CANARY_PERCENT_TAG], percent)  # fmt: skip
+            percent = authorized.canary_percent
+            percent = self.spec.deploy.canary_percent if percent is None else min(100.0, max(0.0, float(percent)))
             new = Routing(**{a: models.get(a) for a in ALIASES}, canary_percent=percent)  # type: ignore[arg-type]
             changed = new.versions() != current.versions() or new.canary_percent != current.canary_percent
             if changed:
                 self.routing = new  # one reference assignment: a request sees the old routing or the new one
-                live = set(new.versions().values())
-                self._cache = {v: m for v, m in self._cache.items() if v in live}
+                live = {(m.version, m.sha256) for m in (getattr(new, a) for a in ALIASES) if m is not None}
+                self._cache = {k: m for k, m in self._cache.items() if k in live}
                 log.info("routing now %s (canary %.1f %%)", new.versions(), new.canary_percent)
                 if self.on_change is not None:
                     self.on_change(new)
             self.last_refresh = time.time()
             self.last_error = None
-            return changed
+        self._watch_registry(authorized)
+        return changed
+
+    def _watch_registry(self, authorized: Authorized) -> None:
+        """Compare MLflow with the signed routing; page once for each new set of differences."""
+        from ativo.model.registry import drift
+
+        try:
+            found = [*authorized.invalid, *drift(self.spec, self.settings, authorized)]
+        except Exception as err:  # MLflow down: serving goes on from the records; nothing to compare
+            log.warning("cannot compare the registry with the signed routing: %s", err)
+            return
+        self.tampering = found
+        if found and tuple(found) != self._paged:
+            message = (f"registry tampering: {self.spec.registered_model_name} in MLflow differs from what the "
+                       f"platform authorized; still serving {authorized.aliases() or 'nothing'} — "
+                       + "; ".join(found))  # fmt: skip
+            log.error("%s", message)
+            try:
+                self._page(message)
+            except Exception:  # the page is best effort; the log line and /health stand
+                log.exception("could not page on-call about registry tampering")
+        self._paged = tuple(found)
+
+    def _page_oncall(self, message: str) -> None:
+        import os
+
+        from ativo.alerts import bounded, oncall_url_from_env, post_webhook
+
+        url = oncall_url_from_env(dict(os.environ))
+        if url:
+            kind = {"kind": "registry_tampering", "model": self.spec.registered_model_name}
+            post_webhook(url, bounded({"text": message, "ativo": kind}))
 
     def start(self) -> None:
         """Load now (errors are reported, not raised) and keep refreshing in a daemon thread."""
@@ -163,5 +203,6 @@ class LiveModels:
             "canary_percent": r.canary_percent if r.canary is not None else 0.0,
             "last_refresh": self.last_refresh,
             "registry_error": self.last_error,
+            "registry_tampering": list(self.tampering),
             "load_errors": dict(self.errors),
         }

@@ -248,6 +248,24 @@ erasure_batches = Table(
     Column("finished_at", DateTime(timezone=True)),
 )
 
+# Who processes a spec's erasure batch now (``ativo.erasure.requests`` is its one writer): one owner at a time, an
+# ERASURE DAG run or an ``ativo erasure run`` process. Taken when the batch is claimed, renewed at every checkpoint,
+# released when the batch closes or stays open; a holder that died (its process is gone, or no checkpoint for the
+# lease's length) is taken over.
+erasure_leases = Table(
+    "erasure_leases",
+    metadata,
+    Column("spec", String(128), primary_key=True),
+    Column("batch_id", Integer, nullable=False),
+    Column("holder", String(250), nullable=False),  # the DAG run id, or "<run id>@<host>:<pid>" of a process
+    Column("kind", String(16), nullable=False),  # dag | process
+    Column("host", String(255)),
+    Column("pid", Integer),
+    Column("acquired_at", DateTime(timezone=True), nullable=False),
+    Column("renewed_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
 # Old DVC object → the same object without the erased rows: every historical dataset version still reads.
 dataset_redactions = Table(
     "dataset_redactions",
@@ -295,6 +313,42 @@ regression_cases = Table(
     UniqueConstraint("spec", "prediction_id", name="uq_regression_case"),
 )
 
+# What the platform itself recorded of each model version, signed with the platform key (``ativo.model.registry``
+# is its one writer): ``registered`` (the model file's sha256, its dataset version, spec hash) and ``gated`` (the
+# gates' verdict on exactly that file). A promotion checks the newest ``gated`` row; erasure and lineage read the
+# dataset version here. MLflow's tags say the same for people, but anyone who reaches MLflow can edit them.
+version_records = Table(
+    "version_records",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("spec", String(128), nullable=False),
+    Column("model", String(255), nullable=False),
+    Column("version", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("doc", JSON, nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("signature", String(128), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_version_records_version", "model", "version", "kind"),
+)
+
+# Every move of what serves, signed and chained (``ativo.model.registry``): each row holds the whole routing of a
+# model after the move (alias → version, sha256, policy sha256, dataset version; canary share), who asked and why.
+# Servers route what the newest valid row says, whatever MLflow's aliases and tags say.
+promotion_records = Table(
+    "promotion_records",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("spec", String(128), nullable=False),
+    Column("model", String(255), nullable=False),
+    Column("doc", JSON, nullable=False),
+    Column("prev_signature", String(128), nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("signature", String(128), nullable=False, unique=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_promotion_records_model", "model", "seq"),
+)
+
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
@@ -304,6 +358,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=60000")
     cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA secure_delete=ON")  # a deleted or overwritten value is zeroed, not left in a free page
     cur.close()
 
 
@@ -323,6 +378,32 @@ def get_engine(url: str) -> Engine:
             init_schema(engine)
             _engines[url] = engine
         return engine
+
+
+def compact(engine: Engine, tables: list[str] | None = None) -> dict[str, Any]:
+    """Leave no old page image of deleted values in the database's files (after an erasure's purge).
+
+    SQLite (WAL): every connection already zeroes what it deletes (``secure_delete``); this checkpoints the WAL into
+    the file and truncates it, rebuilds the file (``VACUUM``: no free page keeps an old row), and checkpoints again
+    (in WAL mode the rebuilt pages pass through the WAL). A reader in another process can hold the checkpoint back:
+    ``busy`` says so, and the caller's byte scan of the files then finds what is left. PostgreSQL: ``VACUUM`` of
+    ``tables`` (default: every platform table), so dead row versions are reclaimed.
+
+    Returns:
+        ``{"dialect", "vacuumed": [...], "busy": bool}``.
+    """
+    names = tables or [t.name for t in metadata.sorted_tables]
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if conn.dialect.name == "sqlite":
+            first = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
+            conn.exec_driver_sql("VACUUM")
+            last = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
+            return {"dialect": "sqlite", "vacuumed": ["*"], "busy": bool((first and first[0]) or (last and last[0]))}
+        if conn.dialect.name == "postgresql":
+            for name in names:
+                conn.exec_driver_sql(f'VACUUM "{name}"')
+            return {"dialect": "postgresql", "vacuumed": names, "busy": False}
+    return {"dialect": engine.dialect.name, "vacuumed": [], "busy": False}
 
 
 def lock(conn: Connection, name: str) -> None:

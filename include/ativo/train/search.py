@@ -478,7 +478,8 @@ def finish_search(spec: ModelSpec, settings: Settings, plan: SearchPlan, run_met
         SearchFailed: no trial completed (all failed, pruned or refused by the budget).
     """
     from ativo.data.versioning import open_registry
-    from ativo.model.artifact import SHA256_TAG, DuplicateVersion, LoggedModel, register_version
+    from ativo.model.artifact import SHA256_TAG, DuplicateVersion, LoggedModel
+    from ativo.model.registry import adopt, register
     from ativo.store.db import get_engine
     from ativo.train.tracking import lineage_tags
 
@@ -518,8 +519,12 @@ def finish_search(spec: ModelSpec, settings: Settings, plan: SearchPlan, run_met
     client.set_tag(parent, "ativo.search_outcome", f"best trial {best.number} ({summary})")
     client.set_tag(parent, "ativo.best_run_id", child_id)
     logged = LoggedModel(uri=child.data.tags["ativo.model_uri"], sha256=child.data.tags[SHA256_TAG])
+    description = (f"Best of {len(trials)} trial(s) of study {plan.study_name} (trial {best.number}, valid AUC "
+                   f"{float(best.value):.4f}) on {version.tag} ({version.rows} rows) at commit "
+                   f"{tags['ativo.git_commit'][:12]}")  # fmt: skip
     try:
-        registered = register_version(logged, spec.registered_model_name, tags)
+        registered = register(spec, settings, logged, tags, run_id=child_id, description=description,
+                              dataset_tag=version.tag)  # fmt: skip
     except DuplicateVersion as dup:
         mine = client.get_model_version(spec.registered_model_name, dup.version).tags.get("ativo.parent_run_id")
         if mine != parent:  # another search's version: this one adds nothing
@@ -534,13 +539,8 @@ def finish_search(spec: ModelSpec, settings: Settings, plan: SearchPlan, run_met
             log.warning("best trial %d of %s: %s", best.number, plan.study_name, dup)
             raise
         registered = dup.version  # this search registered it on an earlier try: finish what that try began
-    _log_profile(spec, settings, client, child_id, registered, version.tag)
-    client.update_model_version(
-        spec.registered_model_name, registered,
-        description=(f"Best of {len(trials)} trial(s) of study {plan.study_name} (trial {best.number}, valid AUC "
-                     f"{float(best.value):.4f}) on {version.tag} ({version.rows} rows) at commit "
-                     f"{tags['ativo.git_commit'][:12]}"),
-    )  # fmt: skip
+        adopt(spec, settings, registered)
+        log_profile(spec, settings, client, child_id, registered, version.tag)
     client.set_terminated(parent, "FINISHED")
     log.info("registered %s version %s from trial %d of %s", spec.registered_model_name, registered, best.number,
              plan.study_name)  # fmt: skip
@@ -560,7 +560,7 @@ def finish_search(spec: ModelSpec, settings: Settings, plan: SearchPlan, run_met
 
 
 
-def _log_profile(spec: ModelSpec, settings: Settings, client: Any, run_id: str, version: str, tag: str) -> None:
+def log_profile(spec: ModelSpec, settings: Settings, client: Any, run_id: str, version: str, tag: str) -> None:
     """Log the version's reference profile (:mod:`ativo.monitor.profile`) on its run and link it from the version.
 
     It is logged before any gate runs, so the privacy gate's artifact scan reads it too (``ativo.profile_uri``).

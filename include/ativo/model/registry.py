@@ -1,0 +1,566 @@
+"""The one writer of what serves: registers versions, records their gate verdicts, moves aliases, reads what serves.
+
+MLflow is where people look, not the authority. Anyone who reaches MLflow can move an alias, edit a tag or delete
+one, so nothing that decides what serves is read from there:
+
+- :func:`register` makes a new version (lineage tags, sha256, reference profile, description) and writes a
+  ``registered`` version record: its model file's sha256 and dataset version, signed with the platform key.
+- :func:`record_gates` writes the gates' verdict on exactly that file (sha256, spec hash, decision-policy sha256) as
+  a signed ``gated`` record.
+- :func:`move` is the only way an alias changes. It checks the promotion authority (a passing ``gated`` record for
+  the version's file under the spec as it is now), writes a **signed, chained promotion record** holding the model's
+  whole routing after the move (alias → version, sha256, policy sha256, dataset version; the canary share), who
+  asked, why and any approval, and only then mirrors the aliases and tags into MLflow for people to read.
+- :func:`current` reads the newest promotion record whose signature verifies: what servers route, what lineage and
+  erasure read. :func:`drift` compares it with MLflow and names every difference (registry tampering).
+
+The platform key (``ATIVO_PROMOTION_KEY``, else ``<home>/keys/promotion.key``, created 0600) is held by the
+platform's processes and never by MLflow. Rotation: set the new key as ``ATIVO_PROMOTION_KEY`` and the old one in
+``ATIVO_PROMOTION_KEYS_PREVIOUS``; records signed with either verify, new ones are signed with the new key; once
+a promotion has been recorded under the new key, the old one can be dropped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ativo.errors import AtivoError
+from ativo.model.artifact import POLICY_TAG, SHA256_TAG, DuplicateVersion, LoggedModel, version_with_sha256
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from ativo.config import Settings
+    from ativo.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+LIVE = ("champion", "canary", "shadow", "previous")
+CHALLENGER = "challenger"
+CANARY_PERCENT_TAG = "ativo.canary_percent"
+DATASET_TAG = "ativo.dataset_version"
+GENESIS = "0" * 64
+
+
+class PromotionRefused(AtivoError):
+    """A move the promotion authority refuses: the version has no passing gate record for its file and spec."""
+
+    def __init__(self, message: str, version: str, failed_gates: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.version, self.failed_gates = version, failed_gates
+
+
+# ---------------------------------------------------------------------------------------------------------- keys
+
+
+def _key_id(key: bytes) -> str:
+    return hashlib.sha256(b"ativo.promotion-key-id\x00" + key).hexdigest()[:16]
+
+
+def key_file(settings: Settings) -> Path:
+    """Where the embedded default keeps the platform key (``ATIVO_PROMOTION_KEY`` wins over it)."""
+    return settings.home / "keys" / "promotion.key"
+
+
+def signing_key(settings: Settings) -> tuple[str, bytes]:
+    """(key id, key) that signs new records: ``ATIVO_PROMOTION_KEY``, else the key file (created once, 0600)."""
+    if settings.promotion_key is not None and settings.promotion_key.get_secret_value():
+        key = settings.promotion_key.get_secret_value().encode()
+        return _key_id(key), key
+    path = key_file(settings)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it a moment ago
+            pass
+        else:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(secrets.token_hex(32).encode())
+    key = path.read_bytes().strip()
+    return _key_id(key), key
+
+
+def verification_keys(settings: Settings) -> dict[str, bytes]:
+    """Key id → key of every key whose records verify: the signing key and the retired ones being rotated out."""
+    kid, key = signing_key(settings)
+    keys = {kid: key}
+    if settings.promotion_keys_previous is not None:
+        for old in settings.promotion_keys_previous.get_secret_value().split(","):
+            if old.strip():
+                keys[_key_id(old.strip().encode())] = old.strip().encode()
+    return keys
+
+
+def _canonical(doc: Any) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def _sign(key: bytes, doc: Any, prev: str = "") -> str:
+    return hmac.new(key, _canonical({"doc": doc, "prev": prev}), hashlib.sha256).hexdigest()
+
+
+def _valid(keys: dict[str, bytes], key_id: str, doc: Any, prev: str, signature: str) -> bool:
+    key = keys.get(key_id)
+    return key is not None and hmac.compare_digest(_sign(key, doc, prev), signature)
+
+
+def policy_sha256(policy: Any) -> str | None:
+    """The sha256 a decision policy is recorded under (of its canonical JSON), or None for no policy."""
+    return hashlib.sha256(_canonical(policy)).hexdigest() if policy else None
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _engine(settings: Settings) -> Engine:
+    from ativo.store.db import get_engine
+
+    return get_engine(settings.db_url)
+
+
+def _client(settings: Settings) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(settings.mlflow_tracking_uri)
+
+
+# ------------------------------------------------------------------------------------------------------ versions
+
+
+def _write_version_record(settings: Settings, spec: ModelSpec, version: str, kind: str, doc: dict[str, Any]) -> None:
+    from sqlalchemy import insert
+
+    from ativo.store.db import version_records
+
+    kid, key = signing_key(settings)
+    row = {"spec": spec.name, "model": spec.registered_model_name, "version": str(version), "kind": kind,
+           "doc": doc, "key_id": kid, "at": _now()}  # fmt: skip
+    row["signature"] = _sign(key, {k: row[k] for k in ("spec", "model", "version", "kind", "doc")})
+    with _engine(settings).begin() as conn:
+        conn.execute(insert(version_records).values(**row))
+
+
+def version_record(settings: Settings, spec: ModelSpec, version: str | int, kind: str) -> dict[str, Any] | None:
+    """The newest ``kind`` record (``registered`` / ``gated``) of a version whose signature verifies, or None."""
+    from sqlalchemy import select
+
+    from ativo.store.db import version_records as t
+
+    keys = verification_keys(settings)
+    q = (select(t).where(t.c.model == spec.registered_model_name, t.c.version == str(version), t.c.kind == kind)
+         .order_by(t.c.id.desc()))  # fmt: skip
+    with _engine(settings).connect() as conn:
+        for row in conn.execute(q).mappings():
+            signed = {k: row[k] for k in ("spec", "model", "version", "kind", "doc")}
+            if _valid(keys, row["key_id"], signed, "", row["signature"]):
+                return dict(row["doc"])
+            log.error("%s version %s: a %s record (id %s) fails its signature; ignored", spec.registered_model_name,
+                      version, kind, row["id"])  # fmt: skip
+    return None
+
+
+def recorded_dataset_versions(settings: Settings, spec: ModelSpec) -> dict[str, str]:
+    """Version → the dataset version it was trained on, as the platform signed it at registration."""
+    from sqlalchemy import select
+
+    from ativo.store.db import version_records as t
+
+    keys = verification_keys(settings)
+    out: dict[str, str] = {}
+    q = select(t).where(t.c.model == spec.registered_model_name, t.c.kind == "registered").order_by(t.c.id)
+    with _engine(settings).connect() as conn:
+        for row in conn.execute(q).mappings():
+            signed = {k: row[k] for k in ("spec", "model", "version", "kind", "doc")}
+            if _valid(keys, row["key_id"], signed, "", row["signature"]) and row["doc"].get("dataset_version"):
+                out[str(row["version"])] = str(row["doc"]["dataset_version"])
+    return out
+
+
+def register(spec: ModelSpec, settings: Settings, logged: LoggedModel, tags: dict[str, str], *, run_id: str | None,
+             description: str, dataset_tag: str | None = None, profile: bool = True) -> str:  # fmt: skip
+    """Register a logged model as a new version of the spec's model; returns its number.
+
+    Args:
+        spec: the model spec.
+        settings: where the registry and the platform DB are.
+        logged: the logged ``model.ubj`` (its URI and sha256).
+        tags: lineage tags (:func:`ativo.train.tracking.lineage_tags` and the caller's own).
+        run_id: the MLflow run that logged it.
+        description: what the version is, for people reading MLflow.
+        dataset_tag: the dataset version it was trained on; with ``profile``, its reference profile is logged
+            (:mod:`ativo.monitor.profile`) before any gate runs.
+        profile: whether to log the reference profile.
+
+    Raises:
+        DuplicateVersion: a version with a byte-identical model file exists already (``.version`` names it).
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = _client(settings)
+    name = spec.registered_model_name
+    existing = version_with_sha256(name, logged.sha256, settings.mlflow_tracking_uri)
+    if existing is not None:
+        raise DuplicateVersion(name, existing, logged.sha256)
+    try:
+        client.create_registered_model(name)
+    except MlflowException as err:
+        if err.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+    model_id = logged.uri.removeprefix("models:/") if logged.uri.startswith("models:/m-") else None
+    all_tags = {k: str(v) for k, v in {**tags, SHA256_TAG: logged.sha256}.items()}
+    mv = client.create_model_version(name, logged.uri, run_id=run_id, description=description, model_id=model_id,
+                                     tags=all_tags)  # fmt: skip
+    version = str(mv.version)
+    _write_version_record(settings, spec, version, "registered",
+                          {"model_sha256": logged.sha256, "dataset_version": dataset_tag or tags.get(DATASET_TAG),
+                           "spec_hash": spec.content_hash(), "run_id": run_id})  # fmt: skip
+    if profile and (dataset_tag or tags.get(DATASET_TAG)) and run_id:
+        from ativo.train.search import log_profile
+
+        log_profile(spec, settings, client, run_id, version, str(dataset_tag or tags.get(DATASET_TAG)))
+    return version
+
+
+def adopt(spec: ModelSpec, settings: Settings, version: str) -> None:
+    """Write the ``registered`` record a version finished elsewhere lacks (a retried step that registered it).
+
+    Its sha256 and dataset version come from the registry's tags at this moment, which the platform wrote a
+    moment ago in the same step; a version that has a record keeps it.
+    """
+    if version_record(settings, spec, version, "registered") is not None:
+        return
+    mv = _client(settings).get_model_version(spec.registered_model_name, version)
+    _write_version_record(settings, spec, version, "registered",
+                          {"model_sha256": (mv.tags or {}).get(SHA256_TAG),
+                           "dataset_version": (mv.tags or {}).get(DATASET_TAG), "spec_hash": spec.content_hash(),
+                           "run_id": mv.run_id})  # fmt: skip
+
+
+def record_gates(spec: ModelSpec, settings: Settings, version: str, report: dict[str, Any],
+                 policy: Any = None) -> dict[str, Any]:  # fmt: skip
+    """Sign the gates' verdict on a version's file (the promotion authority); returns the record's document.
+
+    Args:
+        spec: the model spec.
+        settings: where the platform DB and key are.
+        version: the version gated.
+        report: the gate report (:func:`ativo.evaluate.suite.build_report`): ``model_sha256``, ``spec_hash``,
+            ``passed``, ``failed_gates``, the gates' reasons, ``gate_report_uri`` and ``model_card_uri``.
+        policy: the per-group decision policy the fairness gate approved (its sha256 is recorded).
+    """
+    registered = version_record(settings, spec, version, "registered") or {}
+    doc = {"model_sha256": report.get("model_sha256"), "spec_hash": report.get("spec_hash"),
+           "passed": bool(report.get("passed")), "failed_gates": list(report.get("failed_gates") or []),
+           "reasons": {g: str((report.get("gates") or {}).get(g, {}).get("reason", ""))[:500]
+                       for g in report.get("failed_gates") or []},
+           "decision_policy_uri": report.get("decision_policy_uri") if policy else None,
+           "decision_policy_sha256": policy_sha256(policy),
+           "dataset_version": registered.get("dataset_version", report.get("dataset_version")),
+           "gate_report_uri": report.get("gate_report_uri"), "model_card_uri": report.get("model_card_uri"),
+           "decided_at": report.get("decided_at")}  # fmt: skip
+    if registered and registered.get("model_sha256") != doc["model_sha256"]:
+        doc["passed"] = False
+        doc["failed_gates"] = [*doc["failed_gates"], "integrity"]
+        doc["reasons"]["integrity"] = (f"the gated file has sha256 {str(doc['model_sha256'])[:12]}…, the platform "
+                                       f"registered {str(registered.get('model_sha256'))[:12]}…")  # fmt: skip
+    _write_version_record(settings, spec, str(version), "gated", doc)
+    return doc
+
+
+def authorize(spec: ModelSpec, settings: Settings, version: str) -> dict[str, Any]:
+    """The passing gate record that lets ``version`` take a live alias, under the spec as it is now.
+
+    Raises:
+        PromotionRefused: no gate record (ungated), a rejection (its failed gates named), or a record for another
+            spec (re-run the gates under the current spec).
+    """
+    name = spec.registered_model_name
+    gated = version_record(settings, spec, version, "gated")
+    if gated is None:
+        raise PromotionRefused(f"version {version} of {name} has no gate record signed by the platform: it never "
+                               "passed the gates, and only a gated version may serve (train it through the train "
+                               "DAG, or re-gate it)", str(version))  # fmt: skip
+    if not gated["passed"]:
+        failed = tuple(gated.get("failed_gates") or ())
+        why = "; ".join(f"{g}: {gated.get('reasons', {}).get(g, '')}".rstrip(": ") for g in failed)
+        raise PromotionRefused(f"version {version} of {name} was rejected by its gates ({', '.join(failed)}): "
+                               f"{why}. A rejected version never serves", str(version), failed)  # fmt: skip
+    if gated.get("spec_hash") != spec.content_hash():
+        raise PromotionRefused(f"version {version} of {name} passed its gates under another version of spec "
+                               f"{spec.name} (hash {str(gated.get('spec_hash'))[:12]}…, now "
+                               f"{spec.content_hash()[:12]}…): its gates must run again under the spec as it is "
+                               "now", str(version))  # fmt: skip
+    return gated
+
+
+# ------------------------------------------------------------------------------------------------------ routing
+
+
+@dataclass(frozen=True)
+class Routed:
+    """One live version as the signed record names it."""
+
+    version: str
+    model_sha256: str
+    decision_policy_uri: str | None = None
+    decision_policy_sha256: str | None = None
+    dataset_version: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record's JSON form."""
+        return {"version": self.version, "model_sha256": self.model_sha256,
+                "decision_policy_uri": self.decision_policy_uri,
+                "decision_policy_sha256": self.decision_policy_sha256, "dataset_version": self.dataset_version}
+
+
+@dataclass(frozen=True)
+class Authorized:
+    """The routing the newest valid promotion record authorizes (empty when nothing was ever promoted)."""
+
+    routes: dict[str, Routed] = field(default_factory=dict)
+    canary_percent: float | None = None
+    seq: int | None = None
+    signature: str = GENESIS
+    record: dict[str, Any] = field(default_factory=dict)
+    invalid: tuple[str, ...] = ()  # records that failed their signature or chain (tampering with the platform DB)
+
+    def aliases(self) -> dict[str, str]:
+        """Alias → version."""
+        return {a: r.version for a, r in self.routes.items()}
+
+
+def _routes(doc: dict[str, Any]) -> dict[str, Routed]:
+    return {a: Routed(**r) for a, r in (doc.get("routing") or {}).items()}
+
+
+def current(spec: ModelSpec, settings: Settings) -> Authorized:
+    """What serves: the newest promotion record of the spec's model whose signature and chain verify."""
+    from sqlalchemy import select
+
+    from ativo.store.db import promotion_records as t
+
+    keys = verification_keys(settings)
+    q = select(t).where(t.c.model == spec.registered_model_name).order_by(t.c.seq)
+    best: Authorized = Authorized()
+    invalid: list[str] = []
+    prev = GENESIS
+    with _engine(settings).connect() as conn:
+        rows = list(conn.execute(q).mappings())
+    for row in rows:
+        doc = dict(row["doc"])
+        if row["prev_signature"] != prev or not _valid(keys, row["key_id"], doc, row["prev_signature"],
+                                                         row["signature"]):  # fmt: skip
+            invalid.append(f"promotion record {row['seq']} ({doc.get('action')}) fails its signature or chain")
+            continue
+        prev = row["signature"]
+        best = Authorized(routes=_routes(doc), canary_percent=doc.get("canary_percent"), seq=row["seq"],
+                          signature=row["signature"], record=doc)  # fmt: skip
+    if invalid:
+        log.error("%s: %s", spec.registered_model_name, "; ".join(invalid))
+    return Authorized(best.routes, best.canary_percent, best.seq, best.signature, best.record, tuple(invalid))
+
+
+def aliases(spec: ModelSpec, settings: Settings) -> dict[str, str]:
+    """Alias → version of what serves (the signed record), plus ``challenger`` as MLflow shows it."""
+    out = current(spec, settings).aliases()
+    challenger = _mlflow_aliases(spec, settings).get(CHALLENGER)
+    if challenger:
+        out[CHALLENGER] = challenger
+    return out
+
+
+def history(spec: ModelSpec, settings: Settings) -> list[dict[str, Any]]:
+    """Every promotion record of the spec's model, oldest first, each with ``valid`` (signature and chain)."""
+    from sqlalchemy import select
+
+    from ativo.store.db import promotion_records as t
+
+    keys = verification_keys(settings)
+    out = []
+    prev = GENESIS
+    with _engine(settings).connect() as conn:
+        rows = list(conn.execute(select(t).where(t.c.model == spec.registered_model_name).order_by(t.c.seq))
+                    .mappings())  # fmt: skip
+    for row in rows:
+        ok = row["prev_signature"] == prev and _valid(keys, row["key_id"], dict(row["doc"]), row["prev_signature"],
+                                                      row["signature"])  # fmt: skip
+        if ok:
+            prev = row["signature"]
+        out.append({**dict(row["doc"]), "seq": row["seq"], "valid": ok, "signature": row["signature"]})
+    return out
+
+
+def _mlflow_aliases(spec: ModelSpec, settings: Settings) -> dict[str, str]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        rm = _client(settings).get_registered_model(spec.registered_model_name)
+    except MlflowException:
+        return {}
+    return {str(k): str(v) for k, v in (rm.aliases or {}).items()}
+
+
+def set_challenger(spec: ModelSpec, settings: Settings, version: str) -> None:
+    """Point ``challenger`` at a version that just passed its gates (a pointer for people: it serves nothing)."""
+    authorize(spec, settings, version)
+    _client(settings).set_registered_model_alias(spec.registered_model_name, CHALLENGER, str(version))
+
+
+def _routed(spec: ModelSpec, settings: Settings, version: str, kept: Routed | None) -> Routed:
+    if kept is not None and kept.version == version:
+        return kept  # authorized by an earlier record: it stays what it was (a rollback target keeps its record)
+    gated = authorize(spec, settings, version)
+    registered = version_record(settings, spec, version, "registered") or {}
+    return Routed(version=str(version), model_sha256=str(gated["model_sha256"]),
+                  decision_policy_uri=gated.get("decision_policy_uri"),
+                  decision_policy_sha256=gated.get("decision_policy_sha256"),
+                  dataset_version=registered.get("dataset_version") or gated.get("dataset_version"))  # fmt: skip
+
+
+def move(spec: ModelSpec, settings: Settings, action: str, changes: dict[str, str | None], *, actor: str,
+         reason: str, canary_percent: float | None = None, approval: dict[str, Any] | None = None,
+         figures: dict[str, Any] | None = None,
+         state_tags: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Change what serves: check the authority, sign the record, then mirror it into MLflow.
+
+    Args:
+        spec: the model spec.
+        settings: where the platform DB, key and registry are.
+        action: what the move is (``promote``, ``start_canary``, ``rollback``, ``erasure_switch``, …).
+        changes: alias → the version it takes, or None to take the alias away.
+        actor: the authenticated identity that asked (an Airflow user, an op key's name, ``erasure``).
+        reason: why, in words.
+        canary_percent: the canary's share of callers (None: the spec's).
+        approval: the four-eyes approval, when the spec requires one.
+        figures: the evidence the decision rested on.
+        state_tags: version → its ``ativo.deploy_state`` tag in MLflow (for people).
+
+    Returns:
+        The signed record (with ``seq``, ``aliases_before`` and ``aliases_after``).
+
+    Raises:
+        PromotionRefused: a version taking an alias has no passing gate record for its file under this spec.
+    """
+    from sqlalchemy import insert
+
+    from ativo.store.db import promotion_records as t
+    from ativo.store.db import write_lock
+
+    bad = [a for a in changes if a not in LIVE]
+    if bad:
+        raise ValueError(f"move: {bad} are not live aliases ({', '.join(LIVE)})")
+    kid, key = signing_key(settings)
+    name = spec.registered_model_name
+    with _engine(settings).begin() as conn:
+        write_lock(conn, f"ativo.promotion.{name}")
+        before = current(spec, settings)
+        routes = dict(before.routes)
+        by_version = {r.version: r for r in before.routes.values()}
+        for alias, version in changes.items():
+            if version is None:
+                routes.pop(alias, None)
+            else:
+                routes[alias] = _routed(spec, settings, str(version), by_version.get(str(version)))
+        percent = canary_percent if canary_percent is not None else (
+            before.canary_percent if "canary" not in changes else None)  # fmt: skip
+        if "canary" not in routes:
+            percent = None
+        prev = before.signature  # chained to the newest valid record; invalid rows stay as evidence, outside the chain
+        doc = {"spec": spec.name, "model": name, "action": action, "at": _now().isoformat(timespec="seconds"),
+               "actor": actor, "reason": reason, "routing": {a: r.to_dict() for a, r in sorted(routes.items())},
+               "canary_percent": percent, "approval": approval, "figures": figures or {},
+               "aliases_before": before.aliases()}  # fmt: skip
+        signature = _sign(key, doc, prev)
+        seq = conn.execute(insert(t).values(spec=spec.name, model=name, doc=doc, prev_signature=prev, key_id=kid,
+                                            signature=signature, at=_now())).inserted_primary_key[0]  # fmt: skip
+    _mirror(spec, settings, routes, percent, state_tags or {})
+    log.info("%s: %s by %s — %s (record %s)", name, action, actor, {a: r.version for a, r in routes.items()}, seq)
+    return {**doc, "seq": seq, "version": next((v for v in changes.values() if v), None),
+            "aliases_after": {a: r.version for a, r in routes.items()}}
+
+
+def _mirror(spec: ModelSpec, settings: Settings, routes: dict[str, Routed], percent: float | None,
+            state_tags: dict[str, str]) -> None:  # fmt: skip
+    """Make MLflow show what the record says (aliases, the canary tag, each version's state) — for people only."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(settings)
+    name = spec.registered_model_name
+    shown = _mlflow_aliases(spec, settings)
+    for alias in LIVE:
+        want = routes.get(alias)
+        if want is None and alias in shown:
+            try:
+                client.delete_registered_model_alias(name, alias)
+            except MlflowException:
+                pass
+        elif want is not None and shown.get(alias) != want.version:
+            client.set_registered_model_alias(name, alias, want.version)
+    try:
+        if percent is None:
+            client.delete_registered_model_tag(name, CANARY_PERCENT_TAG)
+        else:
+            client.set_registered_model_tag(name, CANARY_PERCENT_TAG, str(float(percent)))
+    except MlflowException:
+        pass
+    for version, value in state_tags.items():
+        client.set_model_version_tag(name, str(version), "ativo.deploy_state", value[:5000])
+
+
+def drift(spec: ModelSpec, settings: Settings, authorized: Authorized) -> list[str]:
+    """Every way MLflow differs from the signed routing: aliases, the canary share, a live version's tags.
+
+    An empty list when they agree. Each entry says what MLflow shows and what the record authorizes.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = _client(settings)
+    name = spec.registered_model_name
+    try:
+        rm = client.get_registered_model(name)
+    except MlflowException as err:
+        if authorized.routes:
+            return [f"the registered model {name} cannot be read ({err.error_code})"]
+        return []
+    shown = {str(k): str(v) for k, v in (rm.aliases or {}).items()}
+    out = []
+    for alias in LIVE:
+        want = authorized.routes.get(alias)
+        if shown.get(alias) != (want.version if want else None):
+            out.append(f"alias {alias} is {shown.get(alias) or 'absent'} in MLflow, the signed record says "
+                       f"{want.version if want else 'absent'}")  # fmt: skip
+    tag = (rm.tags or {}).get(CANARY_PERCENT_TAG)
+    if "canary" in authorized.routes and authorized.canary_percent is not None:
+        try:
+            same = tag is not None and abs(float(tag) - authorized.canary_percent) < 1e-9
+        except ValueError:
+            same = False
+        if not same:
+            out.append(f"{CANARY_PERCENT_TAG} is {tag!r} in MLflow, the signed record says "
+                       f"{authorized.canary_percent:g}")  # fmt: skip
+    elif tag is not None and "canary" not in authorized.routes:
+        out.append(f"{CANARY_PERCENT_TAG} is {tag!r} in MLflow with no canary authorized")
+    for alias, r in sorted(authorized.routes.items()):
+        try:
+            tags = dict(client.get_model_version(name, r.version).tags or {})
+        except MlflowException as err:
+            out.append(f"version {r.version} ({alias}) cannot be read ({err.error_code})")
+            continue
+        for key, want in ((SHA256_TAG, r.model_sha256), (POLICY_TAG, r.decision_policy_uri),
+                          (DATASET_TAG, r.dataset_version)):  # fmt: skip
+            have = tags.get(key)
+            if (have or None) != (want or None) and not (key == POLICY_TAG and have == "None" and not want):
+                out.append(f"version {r.version} ({alias}): tag {key} is {have!r} in MLflow, the signed record says "
+                           f"{want!r}")  # fmt: skip
+    return out
