@@ -529,7 +529,9 @@ def _authorize(args: argparse.Namespace, settings: Settings, rule: _OpOnly) -> s
     if rule.command.startswith("eras"):  # erasure refusals have their own audit kind and wording
         from ativo.erasure.requests import refuse
 
-        raise refuse(engine, spec=getattr(args, "spec", None) or "", actor=refused.actor, channel="cli", why=why)
+        refusal = refuse(engine, spec=getattr(args, "spec", None) or "", actor=refused.actor, channel="cli", why=why)
+        raise NotAuthorized(f"{refusal}; give an op key with --key or ATIVO_OP_KEY (the platform's owner creates one "
+                            "with `ativo api-key create NAME --role op`); nothing changed")  # fmt: skip
     audit.append(engine, "cli_refused", refused.actor, rule.command, {"why": why, "os_user": _os_user()})
     raise NotAuthorized(f"`ativo {rule.command}` {rule.changes}: it needs an Ativo key with the op role (--key or "
                         f"ATIVO_OP_KEY): {why}. Create one with `ativo api-key create NAME --role op` (with an op "
@@ -564,8 +566,9 @@ def _cmd_erase(args: argparse.Namespace) -> int:
     spec = _spec(args, settings)
     actor = _op_caller(args, settings, spec.name)
     subjects = list(args.subject or [])
-    if args.subjects_file:
-        subjects += [ln.strip() for ln in Path(args.subjects_file).read_text().splitlines() if ln.strip()]
+    if args.subjects_file:  # "-": standard input, which keeps the ids out of the process list and shell history
+        text = sys.stdin.read() if args.subjects_file == "-" else Path(args.subjects_file).read_text()
+        subjects += [ln.strip() for ln in text.splitlines() if ln.strip()]
     ack = file_request(get_engine(settings.db_url), spec=spec.name, subjects=subjects,
                        pepper=platform_pepper(settings), actor=actor, channel="cli",
                        request_id=args.request_id)  # fmt: skip
@@ -582,7 +585,8 @@ def _cmd_erase(args: argparse.Namespace) -> int:
 
         try:
             run = AirflowAPI.from_settings(settings).post(f"/api/v2/dags/{erasure_dag_id(spec.name)}/dagRuns", {
-                "logical_date": None, "conf": {"force": True}, "note": f"ativo erase --now ({ack.request_id})"})
+                "logical_date": None, "conf": {"request_id": ack.request_id, "force": True},  # the id alone
+                "note": f"ativo erase --now ({ack.request_id})"})  # fmt: skip
             print(f"processing now: {settings.airflow_url}/dags/{erasure_dag_id(spec.name)}/runs/{run['dag_run_id']}",
                   file=sys.stderr)  # fmt: skip
         except Exception as err:  # the request is recorded: the next scheduled run processes it
@@ -801,7 +805,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("erase", help="file an erasure request (needs an Ativo key with the op role)")
     s.add_argument("--spec", help=_SPEC_HELP)
     s.add_argument("--subject", action="append", help="a subject id to erase (repeat for several)")
-    s.add_argument("--subjects-file", help="a file of subject ids, one per line")
+    s.add_argument("--subjects-file", help="a file of subject ids, one per line ('-': standard input, which keeps them "
+                   "out of the process list; the ids stay in the platform DB, Airflow gets the request id only)")
     s.add_argument("--request-id", help="your id for the request (filing it again is idempotent)")
     _op_only(s, "erase", "files an erasure request")
     when = s.add_mutually_exclusive_group()
