@@ -16,7 +16,17 @@ def ativo(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ativo.cli", *args], capture_output=True, text=True, timeout=120)
 
 
-def test_budget_set_then_status(ativo_home):
+@pytest.fixture
+def op_key(ativo_home, monkeypatch) -> str:
+    """An op key in the platform's key file, in ATIVO_OP_KEY as an operator's shell has it."""
+    from ativo.serve.keys import create_key
+
+    key = create_key(ativo_home / "serve" / "api_keys.json", "ops", ("op",))
+    monkeypatch.setenv("ATIVO_OP_KEY", key)
+    return key
+
+
+def test_budget_set_then_status(ativo_home, op_key):
     out = ativo("budget", "set", "risk", "--limit-usd", "40", "--erasure-reserve-usd", "5")
     assert out.returncode == 0, out.stderr
     assert "risk" in out.stdout and "spent 0.00 of 40.00 USD" in out.stdout and "erasure reserve 5.00" in out.stdout
@@ -24,7 +34,7 @@ def test_budget_set_then_status(ativo_home):
     assert row["team"] == "risk" and row["limit_usd"] == 40 and row["available_usd"] == 40
 
 
-def test_bad_budget_is_refused_with_the_reason(ativo_home):
+def test_bad_budget_is_refused_with_the_reason(ativo_home, op_key):
     out = ativo("budget", "set", "risk", "--limit-usd", "1", "--erasure-reserve-usd", "2")
     assert out.returncode == 2 and "above limit_usd" in out.stderr
     assert json.loads(ativo("budget", "status", "--json").stdout) == []  # nothing was stored
