@@ -52,6 +52,9 @@ def banner(settings: Settings, summaries: dict[str, str], samples: dict[str, dic
    MLflow UI      {url("mlflow", settings)}      (experiments ativo/<spec>, registered models)
    Inference API  {url("serve", settings)}      API key: {key}
                   {models} (predict explain feedback need the key; health metrics do not)
+   Ativo CLI      commands that change state (promote, rollback, budget set, erase, …) need an op key:
+                  .venv/bin/ativo api-key create $USER --role op   (the first one, as the owner of {settings.home})
+                  then export ATIVO_OP_KEY=<the key it printed>
    On-call pages  {settings.home / "logs" / "alerts.jsonl"}
    Object store   {settings.store_uri}
    Data registry  {settings.registry_path}   (git tags <spec>-vNNNN, DVC remote {settings.dvc_remote})

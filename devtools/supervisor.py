@@ -292,6 +292,24 @@ def demo_key(settings: Settings) -> str:
         fh.write(key)
     return key
 
+def operator_key(settings: Settings) -> str:
+    """The op key the platform's own tooling presents to state-changing `ativo` commands (tests, demos, scripts).
+
+    Created once, as the owner of the platform home, in the platform's key file (name ``devtools``), and kept in
+    ``var/serve/operator_key`` (0600); pass it as ``ATIVO_OP_KEY`` to the one command that needs it, never in
+    :func:`platform_env` (every process would hold it).
+    """
+    from ativo.serve.keys import create_key, platform_key_file
+
+    path = settings.home / "serve" / "operator_key"
+    if path.exists():
+        return path.read_text().strip()
+    key = create_key(platform_key_file(settings.home), "devtools", ("op",))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
+
 def start_serve(settings: Settings, spec_names: list[str]) -> None:
     """Start one inference API process for the specs on its loopback port (it follows the registry aliases)."""
     demo_key(settings)

@@ -141,15 +141,16 @@ def live_platform(reference_dir) -> Any:
 
             api = supervisor.start_services(settings, before_airflow=prepare, spec_names=[SPEC])
             live_env = supervisor.platform_env(settings)
+            operator_env = {**live_env, "ATIVO_OP_KEY": supervisor.operator_key(settings)}  # for the CLI's changes
             # the spec's team gets a budget, as a team lead would set it (the page and dashboards show it used)
             subprocess.run([sys.executable, "-m", "ativo.cli", "budget", "set", "risk", "--limit-usd", "25"],
-                           env=live_env, check=True, capture_output=True, timeout=120)  # fmt: skip
+                           env=operator_env, check=True, capture_output=True, timeout=120)  # fmt: skip
             lifecycle.unpause_all(api, [SPEC])
             lifecycle.watch_lifecycle(settings, api, SPEC, DAYS)
             sample = lifecycle.serve_sample(settings, SPEC)
             # one judged monitoring window, so the monitor's gauges and the page's monitor section have a value
             subprocess.run([sys.executable, "-m", "ativo.cli", "monitor", "run", "--spec", SPEC, "--hours", "2"],
-                           env=live_env, capture_output=True, text=True, timeout=300)  # fmt: skip
+                           env=operator_env, capture_output=True, text=True, timeout=300)  # fmt: skip
             wait_until(lambda: not any(r["state"] in ("queued", "running") for r in api.runs(train_dag_id(SPEC))),
                        600, 5, "the training runs to finish")  # fmt: skip
             from ativo.config import load_settings

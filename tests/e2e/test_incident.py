@@ -32,6 +32,7 @@ def test_an_incident_rejects_the_next_candidate_that_decides_it_wrongly(airflow_
     from ativo.train.trainer import split_frame
     from ativo.waiting import wait_until
     from devtools.harness import land_dataset, start_server
+    from devtools.supervisor import operator_key
 
     url, pages = webhook
     monkeypatch.setenv("AIRFLOW_CONN_ATIVO_ONCALL", json.dumps({"conn_type": "http", "extra": {"webhook_url": url}}))
@@ -57,7 +58,7 @@ def test_an_incident_rejects_the_next_candidate_that_decides_it_wrongly(airflow_
     wrong = min(answers, key=lambda a: a["score"])
     assert wrong["decision"] == 0 and wrong["score"] < 0.1
 
-    env = {**os.environ}
+    env = {**os.environ, "ATIVO_OP_KEY": operator_key(settings)}  # recording an incident changes state: an op key
     cli = [sys.executable, "-m", "ativo.cli", "incident", wrong["prediction_id"], "--expected", "1",
            "--note", "a customer who was wrongly refused (ticket 4711)"]  # fmt: skip
     out = wait_until(lambda: (p := subprocess.run(cli, capture_output=True, text=True, env=env)).returncode == 0
@@ -67,6 +68,7 @@ def test_an_incident_rejects_the_next_candidate_that_decides_it_wrongly(airflow_
     [case] = cases(get_engine(settings.db_url), spec.name)
     assert (case["expected"], case["decision"], case["model_version"]) == (1, 0, v1)
     assert case["features"] == rows[answers.index(wrong)]
+    assert case["actor"] == "key:devtools"  # the op key that recorded it, not the shell's user
     [page] = [p for p in pages if p.get("ativo", {}).get("kind") == "incident_recorded"]
     assert page["ativo"]["prediction_id"] == wrong["prediction_id"] and page["ativo"]["model_version"] == v1
     assert page["ativo"]["dataset_version"] == case["dataset_version"] and page["ativo"]["run_id"]

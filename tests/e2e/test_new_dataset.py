@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -106,8 +107,8 @@ def day_files(frame: pd.DataFrame, dest: Path, prefix: str) -> list[Path]:
     return files
 
 
-def ativo(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ativo.cli", *args], capture_output=True, text=True)
+def ativo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ativo.cli", *args], capture_output=True, text=True, env=env)
 
 
 def run_etl(dag, day: dt.date):
@@ -124,9 +125,11 @@ def lifecycle(spec_name: str, files: list[Path], settings) -> dict:
 
     from ativo.deploy.steps import server_versions
     from devtools.harness import start_server
+    from devtools.supervisor import operator_key
 
+    operator = {**os.environ, "ATIVO_OP_KEY": operator_key(settings)}  # landing data changes state: an op key
     for day, path in zip(DAYS, files, strict=True):
-        out = ativo("land", "--spec", spec_name, "--date", str(day), str(path))
+        out = ativo("land", "--spec", spec_name, "--date", str(day), str(path), env=operator)
         assert out.returncode == 0, out.stderr
         assert f"landed {pd.read_csv(path).shape[0]} rows for {day}" in out.stdout
     bag = DagBag(dag_folder=str(ROOT / "dags"))
@@ -153,8 +156,6 @@ def lifecycle(spec_name: str, files: list[Path], settings) -> dict:
     assert report["gates"]["privacy"]["passed"]  # its artifact scan read the profile too
     server = start_server(settings, spec_name, wait_for=None, args=("--refresh-s", "0.2"))
     try:
-        import os
-
         os.environ["ATIVO_SERVE_URLS"] = server.url
         deploy = dags["deploy"].test(run_conf={"version": str(mv.version)})
         assert str(deploy.state) == "success", states(deploy)

@@ -70,12 +70,14 @@ def test_concurrent_backfills_and_training_survive_a_killed_scheduler(tmp_path, 
             wait_until(lambda n=name: api.get(f"/api/v2/dags/{etl_dag_id(n)}")["is_paused"] is False, 300, 2,
                        f"{etl_dag_id(name)} to be parsed", retry_on=(OSError,))  # fmt: skip
 
-        # Both backfills at once, from two processes, through the CLI a user runs.
+        # Both backfills at once, from two processes, through the CLI an operator runs (with an op key).
         outs: dict[str, subprocess.CompletedProcess] = {}
+        operator_env = {**os.environ, "ATIVO_OP_KEY": supervisor.operator_key(settings)}
 
         def backfill(name: str) -> None:
             outs[name] = subprocess.run([sys.executable, "-m", "ativo.cli", "backfill", "--spec", name, "--from",
-                                         str(start), "--to", str(end)], capture_output=True, text=True)  # fmt: skip
+                                         str(start), "--to", str(end)], capture_output=True, text=True,
+                                        env=operator_env)  # fmt: skip
 
         threads = [threading.Thread(target=backfill, args=(n,)) for n in SPECS]
         for t in threads:
