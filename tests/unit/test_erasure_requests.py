@@ -140,8 +140,8 @@ def test_only_op_may_trigger_an_erasure_dag(tmp_path, monkeypatch, role, allowed
     assert manager.is_authorized_dag(method="POST", user=user, access_entity=DagAccessEntity.RUN,
                                      details=DagDetails(id="adult_income__erasure")) is allowed  # fmt: skip
     assert manager.is_authorized_dag(method="GET", user=user, details=DagDetails(id="adult_income__erasure"))
-    if role == "user":  # other DAGs are as before
+    if role == "user":  # DAGs that change nothing that serves are as before
         assert manager.is_authorized_dag(method="POST", user=user, access_entity=DagAccessEntity.RUN,
-                                         details=DagDetails(id="adult_income__train"))  # fmt: skip
+                                         details=DagDetails(id="adult_income__etl"))  # fmt: skip
     refused = audit.entries(get_engine(f"sqlite:///{tmp_path / 'ativo.db'}"), kind="erasure_refused")
     assert [r["actor"] for r in refused] == ([] if allowed else [f"u-{role}"])

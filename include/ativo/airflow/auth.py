@@ -1,7 +1,9 @@
-"""Airflow's simple auth manager, with one rule added: only ``op`` (or ``admin``) may write to an ERASURE DAG.
+"""Airflow's simple auth manager, with one rule added: only ``op`` may write to what changes serving or erasure.
 
-Only the ``op`` role may start, change or delete runs of an erasure DAG. Anyone else gets 403 from the REST API and
-the UI, and the attempt is audited in the platform's audit log (who, which DAG, when).
+Only the ``op`` role may start, change, pause or delete runs of a spec's DEPLOY, TRAIN (a run's conf may override
+the dataset version, the trials or the parameters) and ERASURE DAGs. Anyone else gets 403 from the REST API and the
+UI, and the attempt is audited in the platform's audit log (who, which DAG, when). The deploy DAG checks the gate
+record of the version itself too, whoever triggers it (:func:`ativo.deploy.steps.authorized_or_refuse`).
 
 Configured with ``AIRFLOW__CORE__AUTH_MANAGER=ativo.airflow.auth.AtivoAuthManager`` (the embedded platform and
 ``docker-compose.yaml`` do).
@@ -17,6 +19,7 @@ from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleA
 log = logging.getLogger(__name__)
 
 ERASURE_SUFFIX = "__erasure"
+OP_ONLY_SUFFIXES = ("__deploy", "__train", ERASURE_SUFFIX)
 
 
 def may_erase(role: str | None) -> bool:
@@ -30,28 +33,58 @@ def may_erase(role: str | None) -> bool:
 
 
 class AtivoAuthManager(SimpleAuthManager):
-    """:class:`SimpleAuthManager` where writing to an erasure DAG needs the ``op`` role."""
+    """:class:`SimpleAuthManager` where writing to a deploy, train or erasure DAG needs the ``op`` role."""
 
     def is_authorized_dag(self, *, method: Any, user: Any, access_entity: Any = None, details: Any = None) -> bool:
-        """The simple manager's answer, except that a write on an erasure DAG needs ``op``."""
+        """The simple manager's answer, except that a write on a deploy, train or erasure DAG needs ``op``."""
         allowed = super().is_authorized_dag(method=method, user=user, access_entity=access_entity, details=details)
         dag_id = getattr(details, "id", None)
-        if method == "GET" or not dag_id or not str(dag_id).endswith(ERASURE_SUFFIX):
+        if method == "GET" or not dag_id or not str(dag_id).endswith(OP_ONLY_SUFFIXES):
             return allowed
         if allowed and may_erase(getattr(user, "role", None)):
             return True
-        _audit_refusal(str(dag_id), user, str(method))
+        if str(dag_id).endswith(ERASURE_SUFFIX):
+            _audit_refusal(str(dag_id), user, str(method))
+        else:
+            _audit_operation_refusal(str(dag_id), user, str(method))
         return False
 
 
+def _audit_operation_refusal(dag_id: str, user: Any, method: str) -> None:
+    """Audit a refused write on a deploy or train DAG (the user's name and role; never a request body)."""
+    try:
+        from ativo.config import load_settings
+        from ativo.erasure.audit import append
+        from ativo.store.db import get_engine
+
+        append(get_engine(load_settings().db_url), "operation_refused", str(getattr(user, "username", "anonymous")),
+               dag_id, {"method": method, "role": getattr(user, "role", None), "channel": "rest",
+                        "why": "writing to this DAG changes what serves: it needs the op role"})  # fmt: skip
+    except Exception:  # the refusal stands even when the audit log cannot be written
+        log.exception("could not audit a refused write on %s", dag_id)
+
+
 def _audit_refusal(dag_id: str, user: Any, method: str) -> None:
+    """Audit a refused write on an erasure DAG id: the spec when it is one, else the id's keyed pseudonym only.
+
+    The DAG id is the caller's (a path of the REST API): ``<subject id>__erasure`` must not put the subject id in
+    the audit log, whose rows cannot be edited (the subject's erasure would stay open forever).
+    """
     try:
         from ativo.config import load_settings
         from ativo.erasure.requests import refuse
+        from ativo.hashing import platform_pepper
+        from ativo.naming import erasure_dag_id
+        from ativo.spec import load_specs
         from ativo.store.db import get_engine
 
-        refuse(get_engine(load_settings().db_url), spec=dag_id.removesuffix(ERASURE_SUFFIX),
+        settings = load_settings()
+        spec = next((s.name for s in load_specs(settings.specs_dir)[0] if erasure_dag_id(s.name) == dag_id), None)
+        role = getattr(user, "role", None)
+        refuse(get_engine(settings.db_url), spec=spec or "(no such spec)",
                actor=str(getattr(user, "username", "anonymous")), channel="rest",
-               why=f"{method} on {dag_id} by role {getattr(user, 'role', None)!r}")  # fmt: skip
+               why=f"{method} on {dag_id if spec else 'an erasure DAG id of no spec'} by role {role!r}",
+               pepper=platform_pepper(settings), hostile=None if spec else {"dag_id": dag_id})  # fmt: skip
     except Exception:  # the refusal stands even when the audit log cannot be written
-        log.exception("could not audit a refused erasure attempt on %s", dag_id)
+        log.exception("could not audit a refused erasure attempt (%s by %s)", method,
+                      getattr(user, "username", "anonymous"))  # fmt: skip

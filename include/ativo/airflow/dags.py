@@ -458,6 +458,12 @@ def _release_failed_run(spec: ModelSpec) -> Any:
     return release
 
 
+def deploy_actor(context: Any) -> str:
+    """Who a deploy run acts for: the Airflow user who triggered it, else the challenger event that did."""
+    user = getattr(context.get("dag_run"), "triggering_user_name", None)
+    return f"airflow:{user}" if user else "deploy (challenger event)"
+
+
 def build_deploy_dag(spec: ModelSpec) -> DAG:
     """Deployment of one spec's challengers, triggered by its challenger Asset (or by hand with a version).
 
@@ -494,18 +500,24 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
         @task(retries=1)
         def infra_check() -> dict[str, Any]:
             """Load the version through the serving code path; it must answer within the latency budget."""
+            from ativo.deploy.promotion import DeployError
+            from ativo.deploy.steps import authorized_or_refuse, version_to_deploy
             from ativo.deploy.steps import infra_check as check_infra
-            from ativo.deploy.steps import version_to_deploy
 
             context = get_current_context()
             events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
             settings = load_settings()
-            version = version_to_deploy(spec, settings, context["params"].get("version"),
-                                        [e.extra or {} for e in events])  # fmt: skip
+            requested = context["params"].get("version")
+            version = version_to_deploy(spec, settings, requested, [e.extra or {} for e in events])  # fmt: skip
+            actor = deploy_actor(context)
+            try:  # before anything else: a rejected or ungated version never reaches even the infra check
+                authorized_or_refuse(spec, settings, version, actor=actor, requested=bool(requested))
+            except DeployError as err:
+                raise AirflowFailException(str(err)) from err
             result = check_infra(spec, settings, version)
             if not result.passed:
                 raise AirflowFailException(f"version {version} failed the infra check: {result.reason}")
-            return {"version": version, "infra": result.metrics}
+            return {"version": version, "infra": result.metrics, "actor": actor}
 
         @task(retries=1)
         def start(checked: dict[str, Any]) -> dict[str, Any]:
@@ -514,7 +526,7 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
             from ativo.deploy.steps import begin
 
             try:
-                return begin(spec, load_settings(), checked["version"])
+                return begin(spec, load_settings(), checked["version"], actor=checked.get("actor") or "deploy")
             except DeployError as err:
                 raise AirflowFailException(str(err)) from err
 

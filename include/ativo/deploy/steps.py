@@ -82,6 +82,28 @@ def version_to_deploy(spec: ModelSpec, settings: Settings, requested: str | None
     return registered_version(spec, settings.mlflow_tracking_uri, alias="challenger").version
 
 
+def authorized_or_refuse(spec: ModelSpec, settings: Settings, version: str, *, actor: str,
+                         requested: bool = False) -> dict[str, Any]:  # fmt: skip
+    """The version's passing gate record; a refusal is audited (who asked for what, and why not) and raised.
+
+    Raises:
+        DeployRefused: the version is rejected, ungated, or gated under another spec (its failed gates named).
+    """
+    from ativo.deploy.promotion import DeployRefused
+    from ativo.model.registry import PromotionRefused, authorize
+
+    try:
+        return authorize(spec, settings, str(version))
+    except PromotionRefused as err:
+        from ativo.erasure.audit import append
+        from ativo.store.db import get_engine
+
+        append(get_engine(settings.db_url), "deploy_refused", actor, spec.name,
+               {"version": str(version), "requested": requested, "failed_gates": list(err.failed_gates),
+                "reason": str(err)[:1000]})  # fmt: skip
+        raise DeployRefused(f"deploy refused: {err}", err.version, err.failed_gates) from err
+
+
 def infra_check(spec: ModelSpec, settings: Settings, version: str) -> Any:
     """The infra gate on ``version``: loaded through serving's loader, answering, within the latency budget.
 
@@ -127,7 +149,7 @@ def begin(spec: ModelSpec, settings: Settings, version: str, *, actor: str = "de
         end_trial(spec, settings, version, reason=f"the servers could not put it on trial: {err}", actor=actor)
         raise
     return {"mode": route, "route": route, "version": version, "champion": champion, "started": time.time(),
-            "baseline": baseline, "record": rec}  # fmt: skip
+            "baseline": baseline, "record": rec, "actor": actor}  # fmt: skip
 
 
 def _follow(spec: ModelSpec, settings: Settings, alias: str, version: str | None, wait_s: float) -> None:
@@ -153,9 +175,13 @@ def check(spec: ModelSpec, settings: Settings, state: dict[str, Any]) -> Verdict
                  elapsed_s=time.time() - state["started"], labels=labels)  # fmt: skip
 
 
-def conclude(spec: ModelSpec, settings: Settings, state: dict[str, Any], verdict: Verdict, *, actor: str = "deploy",
-             wait_s: float = 120.0) -> dict[str, Any]:  # fmt: skip
-    """Promote on a passing verdict, roll back otherwise; returns the deployment record."""
+def conclude(spec: ModelSpec, settings: Settings, state: dict[str, Any], verdict: Verdict, *,
+             actor: str | None = None, wait_s: float = 120.0) -> dict[str, Any]:  # fmt: skip
+    """Promote on a passing verdict, roll back otherwise; returns the deployment record.
+
+    The actor is the one who began the trial (``state["actor"]``) unless given.
+    """
+    actor = actor or state.get("actor") or "deploy"
     if state["mode"] == "direct":
         return dict(state["record"])
     version = state["version"]

@@ -417,10 +417,10 @@ def set_challenger(spec: ModelSpec, settings: Settings, version: str) -> None:
     _client(settings).set_registered_model_alias(spec.registered_model_name, CHALLENGER, str(version))
 
 
-def _routed(spec: ModelSpec, settings: Settings, version: str, kept: Routed | None) -> Routed:
-    if kept is not None and kept.version == version:
-        return kept  # authorized by an earlier record: it stays what it was (a rollback target keeps its record)
-    gated = authorize(spec, settings, version)
+def _routed(spec: ModelSpec, settings: Settings, alias: str, version: str, kept: Routed | None) -> Routed:
+    if kept is not None and kept.version == version and alias == "previous":
+        return kept  # an old champion stepping back (kept loaded for a rollback) keeps the record it served under
+    gated = authorize(spec, settings, version)  # taking champion, canary or shadow: its gates, under this spec
     registered = version_record(settings, spec, version, "registered") or {}
     return Routed(version=str(version), model_sha256=str(gated["model_sha256"]),
                   decision_policy_uri=gated.get("decision_policy_uri"),
@@ -471,7 +471,7 @@ def move(spec: ModelSpec, settings: Settings, action: str, changes: dict[str, st
             if version is None:
                 routes.pop(alias, None)
             else:
-                routes[alias] = _routed(spec, settings, str(version), by_version.get(str(version)))
+                routes[alias] = _routed(spec, settings, alias, str(version), by_version.get(str(version)))
         percent = canary_percent if canary_percent is not None else (
             before.canary_percent if "canary" not in changes else None)  # fmt: skip
         if "canary" not in routes:
