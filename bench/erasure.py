@@ -171,8 +171,6 @@ def log_predictions(spec: Any, settings: Any, frame: Any, subjects: list[str]) -
 
 def build(spec: Any, settings: Any, *, previous: bool, spread: bool) -> dict[str, Any]:
     """Land three days, ETL them, train (previous on v0001 when asked; champion on v0003), gate the champion."""
-    from mlflow import MlflowClient
-
     from ativo.data.etl import run_interval
     from ativo.data.landing import simulate
     from ativo.store.objects import open_store
@@ -199,9 +197,12 @@ def build(spec: Any, settings: Any, *, previous: bool, spread: bool) -> dict[str
     report = gate(spec, settings, versions["champion"])
     out["gate_s"] = time.perf_counter() - t
     out["gate_passed"], out["gate_failed"] = report["passed"], report["failed_gates"]
-    client = MlflowClient(settings.mlflow_tracking_uri)
-    for alias, v in versions.items():
-        client.set_registered_model_alias(spec.registered_model_name, alias, v)
+    from ativo.deploy.promotion import promote
+
+    if "previous" in versions:  # only a gated version may serve, as previous too: the old champion is gated first
+        gate(spec, settings, versions["previous"])
+        promote(spec, settings, versions["previous"], reason="benchmark: the old champion", actor="bench")
+    promote(spec, settings, versions["champion"], reason="benchmark: the champion", actor="bench")
     out.update(tags=tags, versions=versions, test_auc=round(float(registered["metrics"]["test_auc"]), 4))
     return out
 

@@ -31,7 +31,6 @@ TRIALS = int(sys.argv[sys.argv.index("--trials") + 1]) if "--trials" in sys.argv
 
 def main() -> None:
     """Land, train and register one model, run the suite, print a summary and one JSON line."""
-    from mlflow import MlflowClient
 
     from ativo.config import load_settings
     from ativo.evaluate.suite import GATES, load_candidate, publish, run_gate
@@ -49,9 +48,13 @@ def main() -> None:
             search_trial(spec, settings, plan, meta, slot=slot, threads=os.cpu_count())
             registered = finish_search(spec, settings, plan, meta)
             print(f"  v{registered['model_version']}: test AUC {registered['metrics']['test_auc']:.4f}")
-            if slot == 0:
-                MlflowClient(settings.mlflow_tracking_uri).set_registered_model_alias(
-                    spec.registered_model_name, "champion", registered["model_version"])  # fmt: skip
+            if slot == 0:  # the champion serves through the registry's one writer: its gates first
+                from ativo.deploy.promotion import promote
+                from ativo.evaluate.suite import publish, run_suite
+
+                first = registered["model_version"]
+                publish(spec, settings, first, run_suite(spec, settings, first))
+                promote(spec, settings, first, reason="benchmark: the champion", actor="bench")
         version = registered["model_version"]
         print(f"model {spec.name} v{version} on {tag} ({registered['metrics']['test_auc']:.4f} test AUC), "
               "judged against v1 as champion")  # fmt: skip

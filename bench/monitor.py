@@ -34,6 +34,7 @@ def setup(rows: int, home: Path) -> tuple:
     from ativo.config import load_settings
     from ativo.data.features import LABEL, to_features
     from ativo.data.landing import reference_records
+    from ativo.deploy.promotion import promote
     from ativo.model.encoding import encode_frame
     from ativo.model.served import ServedModel
     from ativo.monitor.profile import PROFILE_ARTIFACT, PROFILE_TAG, build_profile
@@ -52,9 +53,9 @@ def setup(rows: int, home: Path) -> tuple:
     split = split_frame(to_features(raw, spec), spec)
     quick = spec.model_copy(update={"model": spec.model.model_copy(update={"num_boost_round": 120})})
     booster = fit(quick, split, threads=2).booster
-    version = register_booster(settings.mlflow_tracking_uri, spec.name, booster, artifact_root=home / "art")
+    version = register_booster(settings, spec, booster, artifact_root=home / "art")
+    promote(spec, settings, version, reason="benchmark: the champion", actor="bench")
     client = MlflowClient(settings.mlflow_tracking_uri)
-    client.set_registered_model_alias(spec.registered_model_name, "champion", version)
     model = ServedModel(spec=spec, name=spec.name, version=version, booster=booster, sha256="")
     profile = build_profile(spec, version, "adult_income-v0001", split.train, split.test,
                             model.predict_frame(split.test), split.test[LABEL].to_numpy())  # fmt: skip

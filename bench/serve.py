@@ -117,7 +117,7 @@ def main() -> None:
     print(f"trained on {len(split.train)} rows in {time.perf_counter() - t0:.1f}s "
           f"({booster.num_boosted_rounds()} trees)", flush=True)  # fmt: skip
     uri = settings.mlflow_tracking_uri
-    version = register_booster(uri, spec.registered_model_name, booster, artifact_root=HOME / "artifacts")
+    version = register_booster(settings, spec, booster, artifact_root=HOME / "artifacts")
     promote(spec, settings, version, reason="benchmark")
 
     rows = request_rows(spec, split.test, 500)
