@@ -46,10 +46,22 @@ def setting_paths() -> dict[str, tuple[str, ...]]:
     return out
 
 
+def generated(name: str) -> str:
+    """The stand-in for a variable compose requires (``${NAME:?…}``), shaped as deploy/compose/secrets.sh makes them."""
+    return f"generated-{name.lower().replace('_', '-')}"
+
+
 def interpolate(value: object) -> str:
-    """A compose value as the container sees it, when no variable is set: ``${VAR:-default}`` → ``default``."""
-    pattern = r"\$\$|\$\{\w+(?::?-([^}]*))?\}"  # "$$" is a literal "$"
-    return re.sub(pattern, lambda m: "$" if m.group(0) == "$$" else m.group(1) or "", str(value))
+    """A compose value as the container sees it: ``${VAR:-default}`` → ``default`` when no variable is set, and a
+    required ``${VAR:?message}`` → :func:`generated` (the secrets ``.env`` holds)."""
+    pattern = r"\$\$|\$\{(\w+)(?::?([-?])([^}]*))?\}"  # "$$" is a literal "$"
+
+    def value_of(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        return generated(m.group(1)) if m.group(2) == "?" else m.group(3) or ""
+
+    return re.sub(pattern, value_of, str(value))
 
 
 def service_environments() -> dict[str, dict[str, str]]:
@@ -179,8 +191,14 @@ def test_every_reader_of_the_passwords_file_shares_the_one_airflow_init_writes(t
     for kept in ({}, {"admin": "changed-by-hand"}):  # the first `docker compose up`, and every one after
         if kept:
             local.write_text(json.dumps(kept))
-        subprocess.run([sys.executable, "-c", code], env={var: str(local)}, check=True)
+        users_var = "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"
+        subprocess.run([sys.executable, "-c", code], env={var: str(local), users_var: envs["airflow-init"][users_var]},
+                       check=True)  # fmt: skip
         assert local.is_file(), f"airflow-init writes no file at {path}"
         written = json.loads(local.read_text())
         assert users <= set(written), f"airflow-init writes no password for {users - set(written)}"
         assert kept.items() <= written.items(), "airflow-init overwrote a password the file already had"
+        assert oct(local.stat().st_mode & 0o777) == oct(0o600), "the passwords file is readable by others"
+        fresh = {u: p for u, p in written.items() if u not in kept}
+        assert all(len(p) >= 16 and p != u for u, p in fresh.items()), f"guessable passwords: {fresh}"
+    assert json.loads(local.read_text())["operator"] == written["operator"]  # a rerun keeps what it generated

@@ -342,6 +342,8 @@ CHART_SETS = {
     "AIRFLOW__CORE__EXECUTOR": ("executor",),
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": ("data", "metadataSecretName"),
     "AIRFLOW__API_AUTH__JWT_SECRET": ("jwtSecretName",),
+    "AIRFLOW__CORE__FERNET_KEY": ("fernetKeySecretName",),
+    "AIRFLOW__API__SECRET_KEY": ("apiSecretKeySecretName",),
     "AIRFLOW__METRICS__STATSD_ON": ("statsd", "enabled"),
     "AIRFLOW__METRICS__STATSD_HOST": ("statsd", "enabled"),
     "AIRFLOW__METRICS__STATSD_PORT": ("statsd", "enabled"),
