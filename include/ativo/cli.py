@@ -462,7 +462,7 @@ class _OpOnly:
 
     command: str
     changes: str
-    audit: tuple[str, ...] | None = ()
+    audit: tuple[str, ...] = ()
     when: Callable[[argparse.Namespace], bool] | None = None
     bootstrap: bool = False
 
@@ -471,7 +471,7 @@ _KEY_HELP = ("an Ativo key with the op role (default: $ATIVO_OP_KEY, which keeps
              "keys in the platform's key file, <ATIVO_HOME>/serve/api_keys.json, count")  # fmt: skip
 
 
-def _op_only(parser: argparse.ArgumentParser, command: str, changes: str, *, audit: tuple[str, ...] | None = (),
+def _op_only(parser: argparse.ArgumentParser, command: str, changes: str, *, audit: tuple[str, ...] = (),
              when: Callable[[argparse.Namespace], bool] | None = None, bootstrap: bool = False) -> None:
     """Mark ``parser``'s command as state-changing: it runs only for an op key, whose identity it records."""
     parser.add_argument("--key", help=_KEY_HELP)
@@ -483,11 +483,12 @@ def _op_only(parser: argparse.ArgumentParser, command: str, changes: str, *, aud
 
 
 def _os_user() -> str:
-    import getpass
+    """The account this process runs as (from its uid: ``$USER`` is whatever the caller set)."""
+    import pwd
 
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
         return f"uid:{os.geteuid()}"
 
 
@@ -533,10 +534,11 @@ def _authorize(args: argparse.Namespace, settings: Settings, rule: _OpOnly) -> s
         raise NotAuthorized(f"{refusal}; give an op key with --key or ATIVO_OP_KEY (the platform's owner creates one "
                             "with `ativo api-key create NAME --role op`); nothing changed")  # fmt: skip
     audit.append(engine, "cli_refused", refused.actor, rule.command, {"why": why, "os_user": _os_user()})
-    raise NotAuthorized(f"`ativo {rule.command}` {rule.changes}: it needs an Ativo key with the op role (--key or "
-                        f"ATIVO_OP_KEY): {why}. Create one with `ativo api-key create NAME --role op` (with an op "
-                        "key, or as the owner of the platform home while it has none); the attempt is recorded in the "
-                        "audit log; nothing changed")  # fmt: skip
+    how = "" if "ATIVO_OP_KEY" in why else " (give one with --key or ATIVO_OP_KEY)"
+    raise NotAuthorized(f"`ativo {rule.command}` {rule.changes}: it needs an Ativo key with the op role: {why}{how}. "
+                        "Create one with `ativo api-key create NAME --role op` (with an op key, or as the owner of the "
+                        "platform home while it has none); the attempt is recorded in the audit log; nothing "
+                        "changed")  # fmt: skip
 
 
 def _audit_done(args: argparse.Namespace, rule: _OpOnly) -> None:
@@ -544,7 +546,7 @@ def _audit_done(args: argparse.Namespace, rule: _OpOnly) -> None:
     from ativo.erasure import audit
     from ativo.store.db import get_engine
 
-    fields = {f: getattr(args, f, None) for f in rule.audit or ()}
+    fields = {f: getattr(args, f, None) for f in rule.audit}
     payload = {k: (v if v is None or isinstance(v, (bool, int, float, str)) else str(v) if not isinstance(v, list)
                    else [str(x) for x in v]) for k, v in fields.items()}  # fmt: skip
     ref = str(fields.get("spec") or fields.get("team") or fields.get("name") or "")
@@ -553,7 +555,7 @@ def _audit_done(args: argparse.Namespace, rule: _OpOnly) -> None:
 
 
 def _op_caller(args: argparse.Namespace, settings: Settings, spec: str) -> str:
-    """The identity of the op key :func:`run_command` checked before the command ran (``key:<name>``)."""
+    """The identity of the op key :func:`run_command` checked before the erasure command ran (``key:<name>``)."""
     return str(args.identity)
 
 
