@@ -80,11 +80,18 @@ def run_as() -> str | None:
     return os.environ.get("ATIVO_PG_USER") or "nobody"
 
 
+def state_mode() -> int:
+    """The mode of ``var/pg``: private (0700), or one the server's user may pass through (0711) when it is another."""
+    return 0o700 if run_as() is None else 0o711
+
+
 def password(settings: Settings) -> str:
     """The superuser's password (generated once, kept in ``var/pg/password``, readable by its owner only)."""
     path = settings.home / "pg" / "password"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.exists():
+            path.parent.mkdir(parents=True)
+            path.parent.chmod(state_mode())
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_urlsafe(24))

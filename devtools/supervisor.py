@@ -6,10 +6,16 @@ of them that dies and pages on-call (:mod:`devtools.watchdog`).
 
 Processes are started in their own session with a PID file and their command under ``var/run``; `down` ends exactly
 those, the watchdog first.
+
+Every server listens on 127.0.0.1 only, and the platform's state stays its owner's: the services create files 0600
+and directories 0700 (:data:`PRIVATE_UMASK`), and :func:`protect_state` makes what an earlier version left readable
+private (passwords, keys, the JWT secret and Fernet key in ``var/airflow/airflow.cfg``, the platform DB, landed
+batches and the prediction log).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -19,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +39,16 @@ DASK = ("dask-scheduler", "dask-workers")  # `make run DASK=1`
 SERVICES = ("postgres", "alert-sink", "mlflow", *DASK, "serve", *AIRFLOW, "watchdog")
 # A signal that ends a service cleanly and soon: PostgreSQL's "fast" shutdown (SIGTERM waits for every client).
 STOP_SIGNAL = {"postgres": signal.SIGINT}
+LOOPBACK = "127.0.0.1"  # where every server of the embedded platform listens
+# The services' umask: what they create under var/ (keys, passwords, the platform DB, landed batches, the prediction
+# log, logs that may quote them) is readable by the platform's owner only, files 0600 and directories 0700.
+PRIVATE_UMASK = 0o077
+# Under ATIVO_HOME, the directories that hold secrets or personal data (0700) and the files that do (0600).
+PRIVATE_DIRS = ("airflow", "serve", "keys", "logs", "run", "store", "mlflow", "data-registry", "dvc-remote", "cache",
+                "dask", "locks", "alerts")  # fmt: skip
+PRIVATE_FILES = ("ativo.db", "ativo.db-wal", "ativo.db-shm", "airflow/airflow.cfg", "airflow/airflow.db",
+                 "airflow/passwords.json", "serve/api_keys.json", "serve/demo_key", "serve/operator_key",
+                 "serve/subject_pepper", "keys/promotion.key", "mlflow/mlflow.db", "pg/password")  # fmt: skip
 
 
 def embedded_db() -> str:
@@ -110,6 +127,7 @@ def platform_env(settings: Settings) -> dict[str, str]:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             # An idle scheduler loop sleeps this long; a freed pool slot waits for it (1 s by default).
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
+            "AIRFLOW__API__HOST": LOOPBACK,  # Airflow's API server listens on every interface by default
             "AIRFLOW__API__PORT": str(port("airflow", settings)),
             "AIRFLOW__API__BASE_URL": url("airflow", settings),
             "AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME": "7200",  # long training tasks (airflow#67939)
@@ -174,7 +192,7 @@ def _start(settings: Settings, name: str, cmd: list[str], env: dict[str, str], *
     run_dir(settings).mkdir(parents=True, exist_ok=True)
     with open(logs / f"{name}.log", "ab") as log:
         proc = subprocess.Popen(cmd, env={**env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, user=user)  # fmt: skip
+                                start_new_session=True, user=user, umask=PRIVATE_UMASK)  # fmt: skip
     (run_dir(settings) / f"{name}.pid").write_text(str(proc.pid))
     (run_dir(settings) / f"{name}.cmd.json").write_text(json.dumps({"cmd": cmd, "user": user,
                                                                     "extra_env": extra_env or {}}))  # fmt: skip
@@ -254,7 +272,8 @@ def _wait_http(url: str, what: str, timeout: float, pid_check: tuple[Settings, s
 
 def airflow_cli(settings: Settings, *args: str) -> str:
     """Run an `airflow` CLI command against the embedded platform; raises with its output on failure."""
-    proc = subprocess.run([_bin("airflow"), *args], env=platform_env(settings), capture_output=True, text=True)
+    proc = subprocess.run([_bin("airflow"), *args], env=platform_env(settings), capture_output=True, text=True,
+                          umask=PRIVATE_UMASK)  # fmt: skip
     if proc.returncode != 0:
         raise RuntimeError(f"airflow {' '.join(args)} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
     return proc.stdout
@@ -270,7 +289,7 @@ def start_mlflow(settings: Settings, wait: bool = True, backend: str | None = No
     backend = backend or f"sqlite:///{mlflow_dir / 'mlflow.db'}"
     _start(
         settings, "mlflow",
-        [_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port("mlflow", settings)), "--workers", "1",
+        [_bin("mlflow"), "server", "--host", LOOPBACK, "--port", str(port("mlflow", settings)), "--workers", "1",
          "--backend-store-uri", backend,
          "--default-artifact-root", f"{settings.store_uri}/mlflow/default"],
         platform_env(settings),
@@ -314,8 +333,8 @@ def start_serve(settings: Settings, spec_names: list[str]) -> None:
     """Start one inference API process for the specs on its loopback port (it follows the registry aliases)."""
     demo_key(settings)
     specs = [a for n in spec_names for a in ("--spec", n)]
-    _start(settings, "serve", [_bin("ativo"), "serve", *specs, "--port", str(port("serve", settings))],
-           platform_env(settings))  # fmt: skip
+    _start(settings, "serve", [_bin("ativo"), "serve", *specs, "--host", LOOPBACK, "--port",
+                               str(port("serve", settings))], platform_env(settings))  # fmt: skip
 
 def start_services(settings: Settings, before_airflow: Any = None, spec_names: list[str] | None = None,
                    serve: bool = True, pools: Path | None = None, throwaway: bool = False,
@@ -348,16 +367,16 @@ def start_services(settings: Settings, before_airflow: Any = None, spec_names: l
              "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
              "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "600"} if throwaway else {}  # fmt: skip
     extra.update(airflow_env or {})
+    protect_state(settings)
     if embedded_db() == "postgres":
         start_postgres(settings)
     env = platform_env(settings)
-    settings.airflow_home.mkdir(parents=True, exist_ok=True)
     password = admin_password(settings)
     _start(
         settings,
         "alert-sink",
         [sys.executable, "-m", "devtools.alert_sink", str(port("alert", settings)),
-         str(settings.home / "logs" / "alerts.jsonl")],
+         str(settings.home / "logs" / "alerts.jsonl"), LOOPBACK],
         env,
     )
     start_mlflow(settings, wait=False, backend=mlflow_backend)
@@ -371,9 +390,10 @@ def start_services(settings: Settings, before_airflow: Any = None, spec_names: l
         airflow_cli(settings, "db", "migrate")
         airflow_cli(settings, "pools", "import", str(pools or PROJECT_ROOT / "deploy" / "airflow" / "pools.json"))
         if before_airflow is not None:
-            before_airflow()
+            with private_files():  # it lands batches and writes the platform DB in this process
+                before_airflow()
     for name in AIRFLOW:
-        _start(settings, name, [_bin("airflow"), name.removeprefix("airflow-")], env, extra_env=extra)
+        _start(settings, name, airflow_command(name), env, extra_env=extra)
     if watchdog:
         _start(settings, "watchdog", [sys.executable, "-m", "devtools", "watch"], env)
     say("waiting for MLflow and Airflow to answer (about a minute on 2 cores)")
@@ -385,13 +405,58 @@ def start_services(settings: Settings, before_airflow: Any = None, spec_names: l
     return AirflowAPI(url("airflow", settings), password)
 
 
+def airflow_command(name: str) -> list[str]:
+    """How one of Airflow's components starts (``airflow-scheduler`` → ``airflow scheduler``).
+
+    The scheduler and the triggerer serve no logs: Airflow binds their log servers to every interface, with no
+    setting to change it, and the API server reads the task logs from ``var/airflow/logs`` itself (a running task's
+    log view notes that no log server answered).
+    """
+    cmd = [_bin("airflow"), name.removeprefix("airflow-")]
+    if name in ("airflow-scheduler", "airflow-triggerer"):
+        cmd.append("--skip-serve-logs")
+    return cmd
+
+
+@contextlib.contextmanager
+def private_files() -> Iterator[None]:
+    """Within it, this process creates files 0600 and directories 0700 (:data:`PRIVATE_UMASK`)."""
+    previous = os.umask(PRIVATE_UMASK)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def protect_state(settings: Settings) -> None:
+    """Keep the platform's state its owner's, whatever an earlier version left readable by others.
+
+    :data:`PRIVATE_DIRS` become 0700 (``airflow``, ``serve`` and ``logs`` are made now), :data:`PRIVATE_FILES` 0600,
+    and ``pg`` one the server's user may only pass through (:func:`devtools.pg.state_mode`). The services create
+    their files private (:data:`PRIVATE_UMASK`). Links, and what another user owns, are left alone.
+    """
+    from devtools import pg
+
+    home = settings.home
+    for name in ("airflow", "serve", "logs"):
+        (home / name).mkdir(parents=True, exist_ok=True)
+    modes = {**dict.fromkeys(PRIVATE_DIRS, 0o700), **dict.fromkeys(PRIVATE_FILES, 0o600), "pg": pg.state_mode()}
+    for name, mode in modes.items():
+        path = home / name
+        if path.exists() and not path.is_symlink() and path.stat().st_uid == os.geteuid():
+            path.chmod(mode)
+
+
 def start_dask(settings: Settings, env: dict[str, str], workers: int = 2, memory_limit: str = "4GiB") -> str:
     """A Dask scheduler on loopback and ``workers`` single-threaded workers under one nanny process; its address."""
-    address = f"tcp://127.0.0.1:{port('dask', settings)}"
-    _start(settings, "dask-scheduler", [_bin("dask"), "scheduler", "--host", "127.0.0.1", "--port",
-                                        str(port("dask", settings)), "--no-dashboard"], env)  # fmt: skip
-    _start(settings, "dask-workers", [_bin("dask"), "worker", address, "--nworkers", str(workers), "--nthreads", "1",
-                                      "--memory-limit", memory_limit, "--no-dashboard",
+    address = f"tcp://{LOOPBACK}:{port('dask', settings)}"
+    # --no-dashboard keeps Dask's HTTP server (health, metrics), on every interface unless given an address
+    http = ["--no-dashboard", "--dashboard-address", f"{LOOPBACK}:0"]
+    _start(settings, "dask-scheduler", [_bin("dask"), "scheduler", "--host", LOOPBACK, "--port",
+                                        str(port("dask", settings)), *http], env)  # fmt: skip
+    _start(settings, "dask-workers", [_bin("dask"), "worker", address, "--host", LOOPBACK, "--nworkers", str(workers),
+                                      "--nthreads", "1",
+                                      "--memory-limit", memory_limit, *http,
                                       "--local-directory", str(settings.home / "dask")], env)  # fmt: skip
     def answers() -> bool:
         try:
