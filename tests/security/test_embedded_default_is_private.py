@@ -28,7 +28,7 @@ class Recorder:
     calls: list[dict] = []
 
     def __init__(self, cmd, env=None, umask=-1, **kwargs):
-        self.pid = 4_000_000 + len(Recorder.calls)  # above any PID Linux hands out: never a live process
+        self.pid = 2**22 + len(Recorder.calls)  # above pid_max (at most 2**22 on Linux): never a live process
         Recorder.calls.append({"cmd": [str(a) for a in cmd], "env": env or {}, "umask": umask})
 
 
@@ -44,7 +44,7 @@ def started(settings, monkeypatch):
     monkeypatch.setattr(supervisor, "_wait_http", lambda *a, **k: None)
     monkeypatch.setattr(supervisor, "wait_until", lambda *a, **k: None)
     supervisor.start_services(settings, spec_names=["adult_income"], dask=True)
-    by_pid = {4_000_000 + i: call for i, call in enumerate(Recorder.calls)}
+    by_pid = {2**22 + i: call for i, call in enumerate(Recorder.calls)}
     return {f.stem: by_pid[int(f.read_text())] for f in supervisor.run_dir(settings).glob("*.pid")}
 
 
