@@ -136,7 +136,8 @@ class Settings(BaseSettings):
         promotion_keys_previous: retired promotion keys, comma-separated, whose records still verify while a key
             is rotated (``ATIVO_PROMOTION_KEYS_PREVIOUS``).
         api_key: the inference API key ``ativo traffic`` sends (``ATIVO_API_KEY``).
-        op_key: an Ativo key with the ``op`` role, which ``ativo erase`` presents (``ATIVO_OP_KEY``).
+        op_key: an Ativo key with the ``op`` role, which every state-changing ``ativo`` command presents
+            (``ATIVO_OP_KEY``; only keys in the platform's own key file count).
         git_commit: the code version training records, instead of asking git (``ATIVO_GIT_COMMIT``).
         airflow_api: Airflow's API server, which ``ativo backfill`` calls (``ATIVO_AIRFLOW_URL``, default the
             embedded one on ``ports.airflow``); ``airflow_username`` / ``airflow_password``
