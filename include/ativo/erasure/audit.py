@@ -2,12 +2,18 @@
 
 A row's ``sha256`` is the hash of the previous row's hash and its own canonical content, so changing or removing
 any row breaks every hash after it (:func:`verify_chain` says where).
+
+No row holds a raw subject id, record id or key: a value a caller gave that cannot be trusted (a refused attempt's
+DAG id or action, an invalid request's subjects, a queue message's key) is kept as its keyed pseudonym under the
+payload's :data:`PSEUDONYMS` key (:func:`pseudonyms`). The chain cannot be edited, so a raw id in it would keep every
+erasure of that subject open forever (the verification scan searches this table like any other).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Engine, insert, select
@@ -15,6 +21,28 @@ from sqlalchemy import Engine, insert, select
 from ativo.store.db import audit_log, utcnow, write_lock
 
 GENESIS = "0" * 64
+PSEUDONYMS = "pseudonyms"
+"""The payload key of the keyed pseudonyms of values a caller gave (label → pseudonym)."""
+_DOMAIN = "ativo/audit\x00"
+
+
+def pseudonyms(values: Mapping[str, Any], pepper: bytes) -> dict[str, str]:
+    """Each value a caller gave, as the keyed pseudonym an audit row holds instead (label → pseudonym).
+
+    The platform's one keyed hash (:func:`ativo.serve.predlog.pseudonymise`) of the value in the audit log's own
+    domain: a string as it is, anything else as its canonical JSON. Whoever holds the pepper can tell whether a
+    refused attempt named a given subject or key (call this with it); nobody else can, and the value itself is never
+    written. It is never the prediction log's pseudonym of the same id: that one must be gone once the subject is
+    erased (the verification scan looks for it, and the chain cannot be edited).
+
+    Args:
+        values: label (a field name the platform chose, e.g. ``"subjects"``, ``"dag_id"``) → the untrusted value.
+        pepper: the platform's pepper (:func:`ativo.hashing.platform_pepper`).
+    """
+    from ativo.serve.predlog import pseudonymise
+
+    return {label: pseudonymise(_DOMAIN + (v if isinstance(v, str) else canonical(v).decode()), pepper)
+            for label, v in values.items()}  # fmt: skip
 
 
 def canonical(doc: Any) -> bytes:

@@ -6,6 +6,13 @@ subject is in the data is never said at filing time: an unknown subject is ackno
 reported "not found" in the receipt. Only the ``op`` role may file one; a refused attempt is audited.
 
 Requests filed within the spec's ``erasure.window_minutes`` of the oldest pending one are handled as one batch.
+
+Everything a request carries is checked before anything is stored (:func:`validate`): a string where the list of
+subjects belongs, an id shorter than the spec's ``erasure.min_subject_id_length``, a value that is not a string. The
+refusal names the field and the reason, never the value; the audit log keeps the value's keyed pseudonym only.
+
+One batch has one owner at a time: claiming it takes the spec's lease in the platform DB (``erasure_leases``), which
+every checkpoint renews and closing (or keeping it open) releases; a second claimant is told who holds it.
 """
 
 from __future__ import annotations
@@ -13,21 +20,28 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import os
 import re
 import secrets
-from collections.abc import Iterable
+import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from ativo.erasure import audit
 from ativo.errors import AtivoError
-from ativo.store.db import erasure_batches, erasure_requests, utcnow, write_lock
+from ativo.store.db import erasure_batches, erasure_leases, erasure_requests, utcnow, write_lock
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 MAX_SUBJECTS = 100_000
+MAX_SUBJECT_ID_LENGTH = 128
+DEFAULT_MIN_SUBJECT_ID_LENGTH = 4  # the spec's erasure.min_subject_id_length when a caller has no spec at hand
 PENDING = ("received", "open")
+LEASE_S = 2 * 3600.0
+"""How long a batch's owner may go without a checkpoint before another may take the batch over."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ErasureRefused(AtivoError):
@@ -35,7 +49,26 @@ class ErasureRefused(AtivoError):
 
 
 class InvalidRequest(AtivoError):
-    """A request that names no subject, a malformed id, or an id already used for other subjects."""
+    """A request that names no subject, a malformed id, or an id already used for other subjects.
+
+    ``field`` and ``reason`` say what is wrong; ``hostile`` holds the offending values (label → value) for the audit
+    log to pseudonymise. They are never part of the message.
+    """
+
+    def __init__(self, message: str, *, field: str = "", reason: str = "",
+                 hostile: Mapping[str, Any] | None = None) -> None:  # fmt: skip
+        """See the class."""
+        super().__init__(message)
+        self.field, self.reason, self.hostile = field, reason, dict(hostile or {})
+
+
+class ErasureBusy(AtivoError):
+    """Another owner (a DAG run, an ``ativo erasure run``) is processing the spec's erasure batch now."""
+
+
+def _bad(field: str, reason: str, value: Any = None, *, hostile: bool = True) -> InvalidRequest:
+    return InvalidRequest(f"field '{field}': {reason}", field=field, reason=reason,
+                          hostile={field: value} if hostile else None)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -68,59 +101,175 @@ def new_request_id() -> str:
     return f"er-{utcnow():%Y%m%d}-{secrets.token_hex(6)}"
 
 
-def _clean_subjects(subjects: Iterable[Any]) -> list[str]:
+def request_id_for(source: str) -> str:
+    """The request id of a request that came without one, derived from where it came from (a run or message id).
+
+    Filing it again (a retried task, a redelivered message) files the same request. ``er-<16 hex digits>``: it
+    passes :data:`REQUEST_ID` whatever ``source`` holds (a DAG run id has ``+`` and ``:``).
+    """
+    digest = hashlib.sha256(b"ativo/request-id\x00" + source.encode()).hexdigest()
+    return f"er-{digest[:16]}"
+
+
+def validate(subjects: Any, request_id: Any = None, *,
+             min_length: int = DEFAULT_MIN_SUBJECT_ID_LENGTH) -> tuple[list[str], str | None]:  # fmt: skip
+    """The subject ids (sorted, without repeats) and the request id of a request, checked before anything is stored.
+
+    Args:
+        subjects: what the caller sent as ``subjects``: a list of subject id strings.
+        request_id: what the caller sent as ``request_id`` (None or empty: one is made when it is filed).
+        min_length: the spec's ``erasure.min_subject_id_length``.
+
+    Raises:
+        InvalidRequest: the first problem, naming the field and the reason and saying what to send instead (never
+            quoting the value, which may be a subject id or a key).
+    """
+    if subjects is None:
+        raise _bad("subjects", 'is missing; send a JSON list of subject ids, e.g. ["<id>"]', hostile=False)
+    if isinstance(subjects, str | bytes):
+        raise _bad("subjects", "is a string where a list belongs (it would be read as one subject id per "
+                   "character); send a JSON list of subject ids, e.g. [\"<id>\"]", subjects)  # fmt: skip
+    if not isinstance(subjects, list | tuple | set | frozenset):
+        raise _bad("subjects", f"must be a list of subject id strings, not {_kind(subjects)}", subjects)
+    if len(subjects) > MAX_SUBJECTS:
+        raise _bad("subjects", f"{len(subjects)} subjects, at most {MAX_SUBJECTS} per request; split the request",
+                   hostile=False)  # fmt: skip
     out: list[str] = []
     for i, s in enumerate(subjects):
-        if not isinstance(s, str) or not s.strip():
-            raise InvalidRequest(f"field 'subjects[{i}]': must be a non-empty string (got {type(s).__name__})")
-        if len(s) > 128:
-            raise InvalidRequest(f"field 'subjects[{i}]': longer than 128 characters")
-        out.append(s.strip())
+        where = f"subjects[{i}]"
+        if not isinstance(s, str):
+            raise _bad(where, f"must be a string, not {_kind(s)}; send every subject id as a JSON string", s)
+        s = s.strip()
+        if not s:
+            raise _bad(where, "is empty; give the subject's id", hostile=False)
+        if _CONTROL.search(s):
+            raise _bad(where, "holds a control character; give the subject's id as it is in the data", s)
+        if len(s) < min_length:
+            raise _bad(where, f"is {len(s)} character(s) long, shorter than the spec's "
+                       f"erasure.min_subject_id_length ({min_length}): a short id is found everywhere; give the "
+                       "subject's whole id", s)  # fmt: skip
+        if len(s) > MAX_SUBJECT_ID_LENGTH:
+            raise _bad(where, f"is longer than {MAX_SUBJECT_ID_LENGTH} characters; give the subject's id", s)
+        out.append(s)
     if not out:
-        raise InvalidRequest("field 'subjects': names no subject (give at least one subject id)")
-    if len(out) > MAX_SUBJECTS:
-        raise InvalidRequest(f"field 'subjects': {len(out)} subjects, at most {MAX_SUBJECTS} per request")
-    return sorted(set(out))
+        raise _bad("subjects", "names no subject; give at least one subject id", hostile=False)
+    ids = sorted(set(out))
+    if request_id is None or request_id == "":
+        return ids, None
+    if not isinstance(request_id, str):
+        raise _bad("request_id", f"must be a string, not {_kind(request_id)}; leave it out and one is made",
+                   request_id)  # fmt: skip
+    if not REQUEST_ID.fullmatch(request_id):
+        raise _bad("request_id", "must be 1-128 letters, digits or . _ : - (the first a letter or digit); leave it "
+                   "out and one is made", request_id)  # fmt: skip
+    from ativo.erasure.purge import pattern
+
+    named = pattern(ids)
+    if named is not None and (request_id in ids or named.search(request_id.encode())):
+        raise _bad("request_id", "holds one of the request's subject ids: a request id outlives the erasure (the "
+                   "receipt, the audit log), so it may not name a subject; leave it out and one is made",
+                   request_id)  # fmt: skip
+    return ids, request_id
 
 
-def refuse(engine: Engine, *, spec: str, actor: str, channel: str, why: str) -> ErasureRefused:
-    """Audit a refused attempt and return the error to raise (callers answer 403)."""
-    audit.append(engine, "erasure_refused", actor or "anonymous", spec, {"channel": channel, "why": why})
+def _kind(value: Any) -> str:
+    """A value's JSON type, for a refusal (never the value)."""
+    return {bool: "a boolean", int: "a number", float: "a number", dict: "an object", list: "a list",
+            type(None): "null"}.get(type(value), type(value).__name__)  # fmt: skip
+
+
+def refuse(engine: Engine, *, spec: str, actor: str, channel: str, why: str, pepper: bytes | None = None,
+           hostile: Mapping[str, Any] | None = None) -> ErasureRefused:  # fmt: skip
+    """Audit a refused attempt and return the error to raise (callers answer 403).
+
+    Args:
+        engine: the platform DB.
+        spec: the spec the attempt was about, as the platform knows it (a value the caller gave unchecked goes in
+            ``hostile`` instead).
+        actor: the authenticated identity (or the key's name).
+        channel: cli | rest | page | queue.
+        why: the reason, made only of values the platform trusts (roles, methods, key names).
+        pepper: the platform's pepper; needed with ``hostile``.
+        hostile: values the caller gave (a DAG id, an action, a key): the audit row keeps their keyed pseudonyms,
+            never the values.
+    """
+    payload: dict[str, Any] = {"channel": channel, "why": why}
+    if hostile:
+        if pepper is None:
+            raise ValueError("refuse: hostile values need the platform's pepper to be pseudonymised")
+        payload[audit.PSEUDONYMS] = audit.pseudonyms(hostile, pepper)
+    audit.append(engine, "erasure_refused", actor or "anonymous", spec, payload)
     return ErasureRefused(f"erasure requests need the 'op' role: {why} (the attempt is recorded in the audit log)")
 
 
-def file_request(engine: Engine, *, spec: str, subjects: Iterable[Any], pepper: bytes, actor: str, channel: str,
-                 request_id: str | None = None) -> Ack:  # fmt: skip
+def invalid(engine: Engine, err: InvalidRequest, *, spec: str, actor: str, channel: str, pepper: bytes,
+            context: Mapping[str, str] | None = None) -> InvalidRequest:  # fmt: skip
+    """Audit an invalid request (the field, the reason, the offending values' pseudonyms) and return ``err``.
+
+    Args:
+        engine: the platform DB.
+        err: what :func:`validate` (or filing) found.
+        spec: the spec it was filed for.
+        actor: who filed it.
+        channel: cli | rest | page | queue.
+        pepper: the platform's pepper.
+        context: values the platform trusts that say which attempt it was (a queue message id).
+    """
+    payload: dict[str, Any] = {"channel": channel, "field": err.field, "why": err.reason or str(err),
+                               **(context or {})}  # fmt: skip
+    if err.hostile:
+        payload[audit.PSEUDONYMS] = audit.pseudonyms(err.hostile, pepper)
+    audit.append(engine, "erasure_invalid", actor or "anonymous", spec, payload)
+    return err
+
+
+def file_request(engine: Engine, *, spec: str, subjects: Any, pepper: bytes, actor: str, channel: str,
+                 request_id: Any = None, min_subject_length: int = DEFAULT_MIN_SUBJECT_ID_LENGTH,
+                 context: Mapping[str, str] | None = None) -> Ack:  # fmt: skip
     """Record a request (one transaction) and acknowledge it.
 
     The same id filed again with the same subjects is acknowledged again (a retried call, a redelivered message);
-    with other subjects it is refused.
+    with other subjects it is refused. Nothing is stored for a request that does not pass :func:`validate`; the
+    attempt is audited (:func:`invalid`).
+
+    Args:
+        engine: the platform DB.
+        spec: the spec's name.
+        subjects: the subject ids (a list of strings).
+        pepper: the platform's pepper.
+        actor: who files it.
+        channel: cli | rest | page | queue.
+        request_id: the caller's id for the request; None or empty: one is made.
+        min_subject_length: the spec's ``erasure.min_subject_id_length``.
+        context: values the platform trusts that an audited refusal names (a queue message id).
 
     Raises:
         InvalidRequest: no subjects, a malformed subject or request id, or an id reused for other subjects.
     """
     from ativo.serve.predlog import pseudonymise
 
-    ids = _clean_subjects(subjects)
-    rid = request_id or new_request_id()
-    if not REQUEST_ID.fullmatch(rid):
-        raise InvalidRequest(f"field 'request_id': {rid[:40]!r} must be 1-128 letters, digits or . _ : -")
+    try:
+        ids, given = validate(subjects, request_id, min_length=min_subject_length)
+    except InvalidRequest as err:
+        raise invalid(engine, err, spec=spec, actor=actor, channel=channel, pepper=pepper, context=context) from None
+    rid = given or new_request_id()
     pseudonyms = [pseudonymise(s, pepper) for s in ids]
     with engine.begin() as conn:
         write_lock(conn, f"erasure/{spec}")
         row = conn.execute(select(erasure_requests).where(erasure_requests.c.request_id == rid)).mappings().first()
-        if row is not None:
-            if row["status"] == "closed":  # its pseudonyms became receipt references when it closed
-                pseudonyms = [receipt_ref(s, pepper) for s in ids]
-            if row["spec"] != spec or sorted(row["pseudonyms"]) != sorted(pseudonyms):
-                raise InvalidRequest(f"field 'request_id': {rid!r} was already filed for other subjects or another "
-                                     "spec; use a new id")  # fmt: skip
+        if row is None:
+            now = utcnow()
+            conn.execute(insert(erasure_requests).values(
+                request_id=rid, spec=spec, subjects=ids, pseudonyms=pseudonyms, actor=actor, channel=channel,
+                status="received", received_at=now))  # fmt: skip
+            return Ack(rid, spec, len(ids), "received", now.isoformat())
+        if row["status"] == "closed":  # its pseudonyms became receipt references when it closed
+            pseudonyms = [receipt_ref(s, pepper) for s in ids]
+        if row["spec"] == spec and sorted(row["pseudonyms"]) == sorted(pseudonyms):
             return Ack(rid, spec, len(ids), row["status"], _aware(row["received_at"]).isoformat(), duplicate=True)
-        now = utcnow()
-        conn.execute(insert(erasure_requests).values(
-            request_id=rid, spec=spec, subjects=ids, pseudonyms=pseudonyms, actor=actor, channel=channel,
-            status="received", received_at=now))  # fmt: skip
-    return Ack(rid, spec, len(ids), "received", now.isoformat())
+    # audited once the filing transaction is over (the audit log takes its own write lock)
+    reused = _bad("request_id", "was already filed for other subjects or another spec; use a new id", hostile=False)
+    raise invalid(engine, reused, spec=spec, actor=actor, channel=channel, pepper=pepper, context=context)
 
 
 def open_request_ids(engine: Engine) -> list[str]:
@@ -156,21 +305,109 @@ class Claimed:
     wait_s: float = 0.0
     resumed: bool = False
     reason: str = ""
+    busy: bool = False  # another owner holds the batch's lease (``reason`` says who, and until when)
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who claims a batch: an ERASURE DAG run (``kind="dag"``, its run id), or a process (``ativo erasure run``).
+
+    A DAG run takes over another DAG run's lease (the DAG has ``max_active_runs=1``: a new run's claim means the
+    last one has ended); a process's lease is taken over once its process is gone from this host; any lease once it
+    went :data:`LEASE_S` without a checkpoint.
+    """
+
+    name: str
+    kind: str = "dag"
+    host: str | None = None
+    pid: int | None = None
+
+    @classmethod
+    def this_process(cls, run_id: str) -> Holder:
+        """The calling process, as the holder named ``<run id>@<host>:<pid>``."""
+        host, pid = socket.gethostname(), os.getpid()
+        return cls(f"{run_id}@{host}:{pid}"[:250], "process", host, pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def _held_elsewhere(lease: Mapping[str, Any] | None, holder: Holder, batch_id: int, spec: str,
+                    now: dt.datetime) -> str | None:  # fmt: skip
+    """Why ``holder`` may not take ``batch_id`` now (None: it may)."""
+    if lease is None or lease["batch_id"] != batch_id or lease["holder"] == holder.name:
+        return None
+    expires = _aware(lease["expires_at"])
+    if expires <= now:
+        return None  # no checkpoint for LEASE_S: its owner is stuck or gone
+    if lease["kind"] == "process" and lease["host"] == socket.gethostname() and lease["pid"] and not _alive(
+            int(lease["pid"])):  # fmt: skip
+        return None  # killed: its steps are checkpointed, the batch resumes
+    if lease["kind"] == "dag" and holder.kind == "dag":
+        return None  # max_active_runs=1: the run that held it has ended
+    who = (f"the ERASURE DAG run {lease['holder']!r}" if lease["kind"] == "dag"
+           else f"`ativo erasure run` (process {lease['pid']} on {lease['host']})")  # fmt: skip
+    return (f"erasure batch {batch_id} of {spec} is being processed by {who} since "
+            f"{_aware(lease['acquired_at']).isoformat(timespec='seconds')} (last checkpoint "
+            f"{_aware(lease['renewed_at']).isoformat(timespec='seconds')}): one batch has one owner at a time. Wait "
+            "for it to finish (`ativo erasure status <request id>`, or the DAG run), then run again; an owner that "
+            f"makes no progress is taken over after {expires.isoformat(timespec='seconds')}")  # fmt: skip
+
+
+def _take(conn: Connection, spec: str, batch_id: int, holder: Holder, now: dt.datetime,
+          lease: Mapping[str, Any] | None) -> None:  # fmt: skip
+    values = {"batch_id": batch_id, "holder": holder.name, "kind": holder.kind, "host": holder.host,
+              "pid": holder.pid, "renewed_at": now, "expires_at": now + dt.timedelta(seconds=LEASE_S)}  # fmt: skip
+    if lease is None:
+        conn.execute(insert(erasure_leases).values(spec=spec, acquired_at=now, **values))
+    else:
+        same = lease["holder"] == holder.name and lease["batch_id"] == batch_id
+        conn.execute(update(erasure_leases).where(erasure_leases.c.spec == spec)
+                     .values(acquired_at=lease["acquired_at"] if same else now, **values))  # fmt: skip
+
+
+def lease(engine: Engine, spec: str) -> dict[str, Any] | None:
+    """The spec's erasure lease: who processes its batch now (None when nobody does)."""
+    with engine.connect() as conn:
+        row = conn.execute(select(erasure_leases).where(erasure_leases.c.spec == spec)).mappings().first()
+    return dict(row) if row else None
+
+
+def release(engine: Engine, spec: str, holder: Holder) -> None:
+    """Give the spec's lease back, if ``holder`` still holds it (a process's ``finally``)."""
+    with engine.begin() as conn:
+        conn.execute(delete(erasure_leases).where(erasure_leases.c.spec == spec,
+                                                  erasure_leases.c.holder == holder.name))  # fmt: skip
 
 
 def claim_batch(engine: Engine, spec: str, window_minutes: float, run_id: str, *,
-                now: dt.datetime | None = None) -> Claimed:  # fmt: skip
+                now: dt.datetime | None = None, holder: Holder | None = None) -> Claimed:  # fmt: skip
     """The batch this run processes: an unfinished one (resumed), else every pending request, else none.
 
     Pending requests form a batch once the oldest has waited ``window_minutes``; before, the answer says how long.
+    Claiming a batch takes the spec's lease for ``holder`` (default: the DAG run ``run_id``); while another owner
+    holds it, nothing is claimed and the answer is ``busy`` with who holds it and until when.
     """
     now = now or utcnow()
+    holder = holder or Holder(run_id)
     with engine.begin() as conn:
         write_lock(conn, f"erasure/{spec}")
+        held = conn.execute(select(erasure_leases).where(erasure_leases.c.spec == spec)).mappings().first()
         open_batch = conn.execute(select(erasure_batches).where(erasure_batches.c.spec == spec,
                                                                 erasure_batches.c.status.in_(("running", "open")))
                                   .order_by(erasure_batches.c.id).limit(1)).mappings().first()  # fmt: skip
         if open_batch is not None:
+            busy = _held_elsewhere(held, holder, open_batch["id"], spec, now)
+            if busy:
+                return Claimed(None, [], reason=busy, busy=True)
+            _take(conn, spec, open_batch["id"], holder, now, held)
             steps = dict(open_batch["steps"])
             if open_batch["status"] == "open":  # kept open by a failure: what failed is tried again
                 steps = {k: v for k, v in steps.items() if not (
@@ -196,6 +433,7 @@ def claim_batch(engine: Engine, spec: str, window_minutes: float, run_id: str, *
         batch_id = conn.execute(insert(erasure_batches).values(
             spec=spec, requests=ids, status="running", steps={}, dag_run_id=run_id, created_at=now,
         )).inserted_primary_key[0]  # type: ignore[index]  # fmt: skip
+        _take(conn, spec, int(batch_id), holder, now, held)  # a lease left on a finished batch is stale
         conn.execute(update(erasure_requests).where(erasure_requests.c.request_id.in_(ids))
                      .values(status="processing", batch_id=batch_id, reason=None))  # fmt: skip
     return Claimed(int(batch_id), ids, reason=f"batch {batch_id}: {len(ids)} request(s)")
@@ -237,6 +475,9 @@ def record_step(engine: Engine, batch_id: int, step: str, result: Any) -> None:
         steps = dict(row[0]) if row else {}
         steps[step] = result
         conn.execute(update(erasure_batches).where(erasure_batches.c.id == batch_id).values(steps=steps))
+        now = utcnow()  # progress: the owner's lease runs on
+        conn.execute(update(erasure_leases).where(erasure_leases.c.batch_id == batch_id)
+                     .values(renewed_at=now, expires_at=now + dt.timedelta(seconds=LEASE_S)))  # fmt: skip
 
 
 def mark(engine: Engine, batch_id: int, status: str, reason: str | None = None) -> None:
@@ -247,6 +488,8 @@ def mark(engine: Engine, batch_id: int, status: str, reason: str | None = None) 
             values["finished_at"] = utcnow()
         conn.execute(update(erasure_batches).where(erasure_batches.c.id == batch_id).values(**values))
         ids = conn.execute(select(erasure_batches.c.requests).where(erasure_batches.c.id == batch_id)).scalar_one()
+        if status in ("closed", "open"):  # the batch has no owner until it is claimed again
+            conn.execute(delete(erasure_leases).where(erasure_leases.c.batch_id == batch_id))
         if status == "open":
             conn.execute(update(erasure_requests).where(erasure_requests.c.request_id.in_(ids))
                          .values(status="open", reason=reason))  # fmt: skip

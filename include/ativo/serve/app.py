@@ -13,9 +13,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import re
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +34,7 @@ from ativo.model.served import ServedModel
 from ativo.serve.keys import ApiKeys
 from ativo.serve.live import LiveModels, Routing, routes_to_canary
 from ativo.serve.metrics import ServeMetrics
-from ativo.serve.predlog import Entry, LabelLog, PredictionLog, partition_of, prediction_ids
+from ativo.serve.predlog import Entry, LabelLog, PredictionLog, prediction_id, prediction_ids
 from ativo.serve.validation import RequestInvalid, RequestParser
 from ativo.spec import ModelSpec
 from ativo.store.objects import ObjectStore
@@ -47,6 +47,23 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 8 * 1024 * 1024
 SWITCH_INTERVAL_S = 0.0005
 MAX_EXPLAIN_ROWS = 100  # exact TreeSHAP costs ~1.7 ms per row: a bigger batch belongs in a notebook, not the API
+PREDICTION_ID = re.compile(r"\d{8}-[0-9a-f]{20}")
+"""A prediction id as :func:`ativo.serve.predlog.prediction_ids` makes them (the only kind /feedback takes)."""
+REQUEST_ID = re.compile(r"req-\d{8}-[0-9a-f]{20}")
+"""A request id as this server makes them (:func:`request_id_of`)."""
+
+
+def request_id_of(given: str | None, now: float | None = None) -> str:
+    """The id a request's decisions are logged under: the caller's ``X-Request-Id`` if this server made it, else new.
+
+    A caller's own id is never written to the prediction log: whatever an API key holder sends there would be kept
+    and found by an erasure's verification scan (a subject id sent as a request id would keep that subject's erasure
+    open forever). A client that retries may quote the id it was given (``req-<UTC date>-<20 hex digits>``, which no
+    subject or record id looks like); anything else is replaced, and the answer's ``X-Request-Id`` says by what.
+    """
+    if given and REQUEST_ID.fullmatch(given):
+        return given
+    return f"req-{prediction_id(now)}"
 
 
 def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -253,7 +270,7 @@ class InferenceService:
                           float(thresholds[i])) for i in range(n)]  # fmt: skip
         if explain:  # milliseconds per row: off the event loop, so other requests are not held up
             await run_in_threadpool(self._add_explanations, parsed.matrix, models, rows)
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = request_id_of(request.headers.get("x-request-id"), now)
         latency_ms = (time.perf_counter() - t0) * 1000
         self.predictions.append(Entry(ts=now, request_id=request_id, ids=ids, matrix=parsed.matrix,
                                       subjects=parsed.subjects, models=models, routes=routes, fallback=fallback,
@@ -322,10 +339,9 @@ class InferenceService:
                 errors.append({"field": where.rstrip(".") or "(body)", "reason": "expected an object"})
                 continue
             pid = item.get("prediction_id")
-            try:
-                partition_of(pid if isinstance(pid, str) else "")
-            except ValueError:
-                errors.append({"field": f"{where}prediction_id", "reason": f"not a prediction id: {pid!r}"})
+            if not isinstance(pid, str) or not PREDICTION_ID.fullmatch(pid):  # only ids this API made reach the log
+                errors.append({"field": f"{where}prediction_id", "reason": "not a prediction id: send the "
+                               "'prediction_id' /predict answered (YYYYMMDD-<20 hex digits>)"})  # fmt: skip
             label = item.get("label")
             mapped = {0: 0, 1: 1, negative: 0, positive: 1}.get(label) if not isinstance(label, bool | float) else None
             if mapped is None:
