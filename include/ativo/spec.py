@@ -475,12 +475,16 @@ class Erasure(_Strict):
     """The right to be forgotten: how requests are coalesced and how fast they must be closed.
 
     Requests filed within ``window_minutes`` of the oldest pending one are handled together (one purge pass and
-    one retraining per affected model); a request still open after ``sla_hours`` pages on-call.
+    one retraining per affected model); a request still open after ``sla_hours`` pages on-call. A request naming a
+    subject id shorter than ``min_subject_id_length`` is refused (the verification scan searches for whole ids, and a
+    short one is found everywhere).
     """
 
     window_minutes: float = Field(15, ge=0)
     sla_hours: float = Field(72, gt=0)
     cron: str = "*/15 * * * *"  # how often the ERASURE DAG looks for requests whose window has ended
+    # a subject id shorter than this is refused when a request is filed: a short id ("1") matches everywhere
+    min_subject_id_length: int = Field(4, ge=1, le=128)
 
 
 class ModelSpec(_Strict):

@@ -51,6 +51,9 @@ def _name(user: Any) -> str:
     return str(getter() if callable(getter) else getattr(user, "username", "unknown"))
 
 
+PAGE_ACTIONS = ("promote", "rollback", "budget")
+"""The page's actions (:func:`ativo.ui.views.act`)."""
+
 RUN_ARTIFACTS = ("gates/", "monitor/")
 """The MLflow run artifacts the page opens: gate reports, model cards, decision policies, monitor reports."""
 
@@ -140,11 +143,18 @@ def page_app() -> Any:
             raise HTTPException(403, f"cross-site request from {origin} refused")
         if not may_operate(user):
             from ativo.erasure import audit
+            from ativo.hashing import platform_pepper
             from ativo.store.db import get_engine
 
-            audit.append(get_engine(load_settings().db_url), "page_refused", _name(user), action,
-                         {"role": getattr(user, "role", None)})  # fmt: skip
-            raise HTTPException(403, f"{action} needs the op role; {_name(user)} has {getattr(user, 'role', None)!r}")
+            # the action is the caller's path: one the page does not have is audited as its keyed pseudonym only
+            settings, known = load_settings(), action in PAGE_ACTIONS
+            payload: dict[str, Any] = {"role": getattr(user, "role", None)}
+            if not known:
+                payload[audit.PSEUDONYMS] = audit.pseudonyms({"action": action}, platform_pepper(settings))
+            audit.append(get_engine(settings.db_url), "page_refused", _name(user),
+                         action if known else "(no such action)", payload)  # fmt: skip
+            raise HTTPException(403, f"{action if known else 'this action'} needs the op role; {_name(user)} has "
+                                     f"{getattr(user, 'role', None)!r}")  # fmt: skip
         form = {k: v[-1] for k, v in parse_qs((await request.body()).decode(), keep_blank_values=True).items()}
         try:  # the registry, the store and the webhook block: off the api-server's event loop
             result = await run_in_threadpool(views.act, load_settings(), action, form, _name(user))

@@ -6,7 +6,9 @@ version → switch (blue/green) and retire → verify (scan) → receipts and cl
 
 Every step checkpoints its result on the batch, so a run that was killed resumes at the step that did not finish;
 each step is idempotent on its own as well. Step results hold counts and places, never subject or record ids (the
-batch's working ``targets`` are dropped when it closes).
+batch's working ``targets`` are dropped when it closes). One batch has one owner at a time (the spec's lease, taken
+when the batch is claimed: :func:`ativo.erasure.requests.claim_batch`): :func:`process` beside a DAG run waits for it
+or refuses.
 """
 
 from __future__ import annotations
@@ -319,7 +321,7 @@ def _finish(engine: Any, batch_id: int, receipts: dict[str, str], pepper: bytes)
     """Close the batch and its requests: the subject ids and the working targets go, the receipt hashes stay."""
     from sqlalchemy import update
 
-    from ativo.store.db import erasure_batches, erasure_requests
+    from ativo.store.db import erasure_batches, erasure_leases, erasure_requests
 
     with engine.begin() as conn:
         for rid, sha in receipts.items():
@@ -332,6 +334,7 @@ def _finish(engine: Any, batch_id: int, receipts: dict[str, str], pepper: bytes)
         steps.pop("targets", None)
         conn.execute(update(erasure_batches).where(erasure_batches.c.id == batch_id).values(
             status="closed", finished_at=utcnow(), steps=steps))  # fmt: skip
+        conn.execute(erasure_leases.delete().where(erasure_leases.c.batch_id == batch_id))  # nobody owns it now
 
 
 def select_steps(batch_id: int) -> Any:
@@ -363,8 +366,11 @@ def verify_receipt(settings: Settings, request_id: str) -> dict[str, Any]:
 
 
 def process(spec: ModelSpec, settings: Settings, *, run_id: str = "manual", force: bool = True,
-            run_meta: dict[str, Any] | None = None) -> dict[str, Any]:
+            run_meta: dict[str, Any] | None = None, wait_s: float = 0.0) -> dict[str, Any]:  # fmt: skip
     """Every step of the next batch in this process (the CLI's ``ativo erasure run``, benchmarks, notebooks).
+
+    The batch is this process's alone while it runs (the spec's lease); another owner's batch (a DAG run) is waited
+    for up to ``wait_s``, then refused.
 
     Args:
         spec: the spec.
@@ -372,11 +378,34 @@ def process(spec: ModelSpec, settings: Settings, *, run_id: str = "manual", forc
         run_id: recorded on the batch.
         force: do not wait for the coalescing window to end.
         run_meta: Airflow context for the retrained versions' tags.
+        wait_s: how long to wait for another owner to finish.
+
+    Raises:
+        ErasureBusy: another owner still held the batch after ``wait_s`` (the message says who, and until when).
     """
     engine = get_engine(settings.db_url)
-    claimed = rq.claim_batch(engine, spec.name, 0 if force else spec.erasure.window_minutes, run_id)
+    holder = rq.Holder.this_process(run_id)
+    deadline = time.monotonic() + wait_s
+    while True:
+        claimed = rq.claim_batch(engine, spec.name, 0 if force else spec.erasure.window_minutes, run_id,
+                                 holder=holder)  # fmt: skip
+        if not claimed.busy or time.monotonic() >= deadline:
+            break
+        time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+    if claimed.busy:
+        raise rq.ErasureBusy(claimed.reason)
     if claimed.batch_id is None:
         return {"batch": None, "reason": claimed.reason}
+    try:
+        return _process(spec, settings, claimed, run_meta)
+    finally:  # closed or kept open, the lease is gone already; an error leaves the batch to be resumed
+        rq.release(engine, spec.name, holder)
+
+
+def _process(spec: ModelSpec, settings: Settings, claimed: rq.Claimed,
+             run_meta: dict[str, Any] | None) -> dict[str, Any]:  # fmt: skip
+    engine = get_engine(settings.db_url)
+    assert claimed.batch_id is not None
     b = claimed.batch_id
     phases: dict[str, float] = {}
     t = time.perf_counter()
