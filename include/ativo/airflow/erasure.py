@@ -150,7 +150,8 @@ def _file_queue_messages(spec: ModelSpec, messages: list[dict[str, Any]]) -> dic
 
     settings = load_settings()
     filed = file_messages(get_engine(settings.db_url), spec.name, messages,
-                          ApiKeys(settings.home / "serve" / "api_keys.json"), platform_pepper(settings))  # fmt: skip
+                          ApiKeys(settings.home / "serve" / "api_keys.json"), platform_pepper(settings),
+                          min_subject_length=spec.erasure.min_subject_id_length)  # fmt: skip
     if filed.delete:
         client = SqsHook(aws_conn_id=QUEUE_CONN).get_conn()
         for i in range(0, len(filed.delete), 10):
@@ -186,7 +187,7 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
         @task
         def receive() -> dict[str, Any]:
             """File the run's own requests before anything else: its conf (REST or UI), or its queue messages."""
-            from ativo.erasure.requests import InvalidRequest, file_request
+            from ativo.erasure.requests import InvalidRequest, file_request, request_id_for
             from ativo.hashing import platform_pepper
             from ativo.store.db import get_engine
 
@@ -203,7 +204,8 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
             try:
                 ack = file_request(get_engine(settings.db_url), spec=spec.name, subjects=params["subjects"],
                                    pepper=platform_pepper(settings), actor=actor, channel="rest",
-                                   request_id=params.get("request_id") or context["run_id"])  # fmt: skip
+                                   request_id=params.get("request_id") or request_id_for(context["run_id"]),
+                                   min_subject_length=spec.erasure.min_subject_id_length)  # fmt: skip
             except InvalidRequest as err:
                 raise AirflowFailException(str(err)) from err
             return ack.to_dict()
