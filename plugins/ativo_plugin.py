@@ -13,6 +13,8 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
+from ativo.airflow.redaction import redactor
+
 
 def ativo_partition_uri(spec: str, ds: str) -> str:
     """Object-store URI of a spec's lake partition for the date ``ds`` (YYYY-MM-DD)."""
@@ -50,5 +52,7 @@ class AtivoPlugin(AirflowPlugin):
     name = "ativo_plugin"
     macros = [ativo_partition_uri]
     fastapi_apps = [{"app": LazyASGI(page_app), "url_prefix": "/ativo", "name": "Ativo"}]
+    # the scheduler (and dag.test()) redacts erasure subject ids out of Airflow's metadata DB: ativo.airflow.redaction
+    listeners = [redactor]
     external_views = [{"name": "Ativo", "href": "/ativo/", "destination": "nav", "url_route": "ativo",
                        "category": None}]  # fmt: skip

@@ -2,15 +2,19 @@
 
 The steps are :mod:`ativo.erasure.process`.
 
-It runs on the spec's ``erasure.cron`` (the DB is the record: every pending request is found there), on the REST
-API with conf ``{"subjects": [...], "request_id": ...}`` (filed by the first task; only the ``op`` role may trigger
-it, see :mod:`ativo.airflow.auth`), and with ``{"force": true}`` to process what is pending without waiting for the
-window to end.
+It runs on the spec's ``erasure.cron`` (the DB is the record: every pending request is found there), on a trigger
+with conf ``{"request_id": ..., "force": true}`` from the op-only routes that file the request into the platform DB
+first (``ativo erase --now``, the page's ``POST /ativo/erasure/requests``), and on the queue. Subject ids never need
+to pass through Airflow: an old client's conf ``{"subjects": [...], "request_id": ...}`` still works (only the ``op``
+role may trigger it, see :mod:`ativo.airflow.auth`): it is filed into the platform DB, then redacted in Airflow's
+metadata DB and handled by its request id (:mod:`ativo.airflow.redaction` says where and when that runs, under the
+scheduler and under ``dag.test()``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from airflow.sdk import (
@@ -91,12 +95,23 @@ class RetrainOperator(ComputeOperator):
         return {"batch": int(self.batch), "from": result["from"], "version": result["version"], "ok": True}
 
 
-def forget_intake_runs(spec: ModelSpec, current_run_id: str) -> list[str]:
-    """Delete the finished runs of this DAG whose conf named subjects of requests now closed.
+def _all_runs(api: Any, dag_id: str) -> Iterator[dict[str, Any]]:
+    """Every run of ``dag_id`` through the REST API, page by page (not only the newest page)."""
+    offset = 0
+    while True:
+        page = api.get(f"/api/v2/dags/{dag_id}/dagRuns?limit=100&offset={offset}&order_by=id")["dag_runs"]
+        yield from page
+        if len(page) < 100:
+            return
+        offset += len(page)
 
-    A REST or UI request's conf stays in Airflow's metadata DB with the run (tasks cannot reach that DB), so the next
-    run deletes it through the REST API (cascading to its task instances and XComs), and audits it. Without an API to
-    reach (``dag.test()``, no platform started in this home) nothing is deleted and the runs are named in the log.
+
+def forget_intake_runs(spec: ModelSpec, current_run_id: str) -> list[str]:
+    """Delete the finished runs of this DAG that an old client triggered with subjects, once their request closed.
+
+    Their conf is redacted already (:mod:`ativo.airflow.redaction`: by the scheduler when the run started); the run
+    itself, its task instances and XComs go too, through the REST API (every page of runs), and it is audited.
+    Without an API to reach (``dag.test()``, no platform started in this home) nothing is deleted.
     """
     import logging
 
@@ -113,14 +128,15 @@ def forget_intake_runs(spec: ModelSpec, current_run_id: str) -> list[str]:
     dag_id = naming.erasure_dag_id(spec.name)
     try:
         api = AirflowAPI.from_settings(settings)
-        runs = api.runs(dag_id)
+        runs = list(_all_runs(api, dag_id))
     except Exception as err:  # the next run tries again
         log.warning("could not list %s runs to delete closed requests' conf: %s", dag_id, err)
         return []
     deleted = []
     for run in runs:
         conf = run.get("conf") or {}
-        if not conf.get("subjects") or run["dag_run_id"] == current_run_id or run["state"] not in ("success", "failed"):
+        named = conf.get("subjects") or conf.get("subjects_redacted")
+        if not named or run["dag_run_id"] == current_run_id or run["state"] not in ("success", "failed"):
             continue
         request_id = conf.get("request_id") or run["dag_run_id"]
         req = rq.get(engine, request_id)
@@ -198,7 +214,12 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
             if messages:
                 return _file_queue_messages(spec, messages)
             if not params.get("subjects"):
-                raise AirflowSkipException("no subjects in the run's conf: pending requests are processed")
+                raise AirflowSkipException("no subjects in the run's conf (the request is in the platform DB): "
+                                           "pending requests are processed")  # fmt: skip
+            # An old client's conf that the scheduler's redactor has not seen (dag.test(), or a deployment without
+            # Ativo's plugin): filed first, then redacted where this process may reach Airflow's DB.
+            from ativo.airflow.redaction import redact_in_process
+
             settings = load_settings()
             actor = getattr(context["dag_run"], "triggering_user_name", None) or "airflow"
             try:
@@ -208,6 +229,11 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
                                    min_subject_length=spec.erasure.min_subject_id_length)  # fmt: skip
             except InvalidRequest as err:
                 raise AirflowFailException(str(err)) from err
+            if redact_in_process() is None:
+                logging.getLogger("ativo.erasure").warning(
+                    "this run's conf names subjects and this task may not change Airflow's metadata DB: the "
+                    "scheduler's redactor (Ativo's plugin listener) removes them when the run ends; until then the "
+                    "verification scan finds them and keeps the batch open")  # fmt: skip
             return ack.to_dict()
 
         @task(trigger_rule="none_failed")
@@ -296,6 +322,11 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
             b = _batch(switched)
             engine = get_engine(settings.db_url)
             before = rq.batch(engine, b)
+            # dag.test() writes its own stale copy of the run back after each task: sweep again before the scan
+            # (a worker's task may not, and returns at once: the scheduler's listener redacted before the first task)
+            from ativo.airflow.redaction import redact_in_process
+
+            redact_in_process()
             result = scan(spec, settings, b)
             closed = close(spec, settings, b)
             if not closed["closed"]:
@@ -328,9 +359,13 @@ _DOC = """
 
 File a request, then let this DAG do the rest:
 
-- `ativo erase --spec {spec} --subject ID … --key $OP_KEY` (an Ativo key with the `op` role), or
-- trigger this DAG with conf `{{"subjects": ["ID", …], "request_id": "R-1"}}` (Airflow's `op` role), or
+- `ativo erase --spec {spec} --subject ID … --key $OP_KEY --now` (an Ativo key with the `op` role), or
+- the Ativo page's erasure form (`POST /ativo/erasure/requests`, Airflow's `op` role), or
 - a message on the erasure queue (when configured).
+
+These keep the subject ids in the platform DB and trigger this DAG with the request id alone. A conf
+`{{"subjects": ["ID", …], "request_id": "R-1"}}` (older clients) still works: it is filed, then redacted in Airflow's
+metadata DB (the run's conf and the event log) before the work starts.
 
 A request is recorded before anything runs. Requests within {window:g} minutes are handled in one batch: one purge
 pass and one retraining per affected live model. Conf `{{"force": true}}` handles pending requests now.

@@ -11,6 +11,9 @@ Routes (mounted at ``/ativo`` by the plugin):
 - ``GET /files?uri=`` — a stored report, model card or deployment record over HTTP (the object store's own URIs
   and MLflow ``runs:/`` artifacts only).
 - ``GET /erasure/receipts/{spec}/{request_id}`` — a closed request's receipt, verified against the audit chain.
+- ``POST /erasure/requests`` — file an erasure request (``op`` only, same origin, refusals audited): the subject ids
+  go to the platform DB only, in the request body (never a URL, which access logs keep); with ``now`` the ERASURE DAG
+  is triggered with the request id alone (:func:`file_erasure`).
 - ``GET /runbooks/``, ``GET /runbooks/{slug}`` — the on-call runbooks (public: alerts link them).
 - ``GET /metrics`` — the platform's Prometheus metrics (public, like any exporter).
 """
@@ -105,6 +108,64 @@ def read_file(settings: Any, uri: str) -> tuple[bytes, str]:
     return data, ("text/plain" if kind.startswith("application/octet") else kind)
 
 
+def file_erasure(settings: Any, user: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """File an erasure request for an ``op`` user of the page; trigger the ERASURE DAG with its id when ``now``.
+
+    The ids go to the platform DB only (the answer and the run's conf name the request, never a subject). Both the
+    permission to operate the page and the auth manager's permission to trigger the spec's ERASURE DAG are needed
+    (:class:`ativo.airflow.auth.AtivoAuthManager` gives the latter to ``op`` only).
+
+    Raises:
+        PermissionError: the user may not (audited as an ``erasure_refused`` entry).
+        ValueError: no such spec, or not a valid request (nothing filed).
+    """
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
+
+    from ativo.erasure.requests import InvalidRequest, file_request, refuse
+    from ativo.hashing import platform_pepper
+    from ativo.naming import erasure_dag_id
+    from ativo.spec import load_specs
+    from ativo.store.db import get_engine
+
+    engine = get_engine(settings.db_url)
+    spec = str(body.get("spec") or "")
+    specs = {s.name for s in load_specs(settings.specs_dir)[0]}
+    if spec not in specs:
+        raise ValueError(f"field 'spec': {spec[:60]!r} is not a spec of this platform ({', '.join(sorted(specs))})")
+    dag_id = erasure_dag_id(spec)
+    try:
+        may = may_operate(user) and bool(get_auth_manager().is_authorized_dag(
+            method="POST", user=user, details=DagDetails(id=dag_id)))  # fmt: skip
+    except Exception:
+        log.exception("could not ask the auth manager about %r", user)
+        may = False
+    if not may:
+        raise PermissionError(str(refuse(engine, spec=spec, actor=_name(user), channel="page",
+                                         why=f"role {getattr(user, 'role', None)!r} on the page")))  # fmt: skip
+    subjects = body.get("subjects")
+    try:
+        ack = file_request(engine, spec=spec, subjects=subjects if isinstance(subjects, list) else [],
+                           pepper=platform_pepper(settings), actor=_name(user), channel="page",
+                           request_id=body.get("request_id") or None)  # fmt: skip
+    except InvalidRequest as err:
+        raise ValueError(str(err)) from None
+    out = {**ack.to_dict(), "processing": f"with the other requests of its window (`ativo erasure status "
+                                          f"{ack.request_id}`)"}  # fmt: skip
+    if body.get("now"):
+        try:
+            from airflow.api.common.trigger_dag import trigger_dag
+            from airflow.utils.types import DagRunTriggeredByType
+
+            run = trigger_dag(dag_id, triggered_by=DagRunTriggeredByType.UI, triggering_user_name=_name(user),
+                              conf={"request_id": ack.request_id, "force": True},
+                              note=f"erasure request {ack.request_id} (Ativo page)")  # fmt: skip
+            out["processing"] = f"run {run.run_id if run else '?'} of {dag_id} processes it now"
+        except Exception as err:  # the request is recorded: the next scheduled run processes it
+            log.warning("could not trigger %s for %s: %s", dag_id, ack.request_id, err)
+            out["processing"] = f"recorded; {dag_id} could not be triggered now ({type(err).__name__}): its next run"
+    return out
+
+
 def page_app() -> Any:
     """The FastAPI app of the Ativo page (built on the api-server's first request to ``/ativo``)."""
     from ativo import runbooks
@@ -186,6 +247,37 @@ def page_app() -> Any:
             raise HTTPException(404, f"request {request_id} of {spec} has no receipt (it is not closed)")
         return JSONResponse({"receipt": rows[-1]["payload"]["receipt"],
                              "verified": verify_receipt(settings, request_id)})  # fmt: skip
+
+    @app.post("/erasure/requests")
+    async def erase(request: Request, user: CurrentUser) -> Response:
+        origin = request.headers.get("origin") or request.headers.get("referer")
+        if origin and urlsplit(origin).netloc != request.url.netloc:
+            raise HTTPException(403, f"cross-site request from {origin} refused")
+        if "subjects" in request.query_params or "subject" in request.query_params:
+            raise HTTPException(400, "field 'subjects': send subject ids in the request body, never in the URL "
+                                     "(access logs keep URLs); nothing was filed")  # fmt: skip
+        if "application/json" in request.headers.get("content-type", ""):
+            try:
+                body = await request.json()
+            except ValueError:
+                raise HTTPException(400, "the body is not JSON; nothing was filed") from None
+            if not isinstance(body, dict):
+                raise HTTPException(400, "the body must be a JSON object; nothing was filed")
+        else:
+            form = {k: v[-1] for k, v in parse_qs((await request.body()).decode(), keep_blank_values=True).items()}
+            body = {**form, "subjects": [ln.strip() for ln in form.get("subjects", "").replace(",", "\n")
+                                         .splitlines() if ln.strip()], "now": form.get("now") not in (None, "", "0")}
+        try:
+            ack = await run_in_threadpool(file_erasure, load_settings(), user, body)
+        except PermissionError as err:
+            raise HTTPException(403, str(err)) from None
+        except ValueError as err:
+            raise HTTPException(422, str(err)) from None
+        if "application/json" in request.headers.get("accept", "") or "json" in request.headers.get(
+                "content-type", ""):  # fmt: skip
+            return JSONResponse(ack, status_code=201)
+        notice = f"erasure request {ack['request_id']} recorded ({ack['subjects']} subject(s)); {ack['processing']}"
+        return RedirectResponse(f"../../?notice={quote(notice)}&ok=1", status_code=303)
 
     @app.get("/runbooks/", response_class=HTMLResponse)
     def runbook_index() -> HTMLResponse:

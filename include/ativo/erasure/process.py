@@ -218,6 +218,9 @@ def verify(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]
     from ativo.store.objects import open_store
 
     engine = get_engine(settings.db_url)
+    sealed = rq.step_result(engine, batch_id, "verify") if rq.step_result(engine, batch_id, "sealed") else None
+    if sealed:  # an earlier try emptied the working columns, then stopped: its scan stands (no id is left to scan for)
+        return dict(sealed)
     targets = targets_of(settings, batch_id)
     # the working columns of every request not closed (this batch's, and any filed since for the same subjects)
     requests = rq.open_request_ids(engine)
@@ -263,6 +266,13 @@ def close(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]:
     pepper = platform_pepper(settings)
     targets = targets_of(settings, batch_id)
     store = open_store(settings)
+    files = seal_and_scan_files(settings, batch_id, targets, pepper)
+    if not files["clean"]:
+        reason = "the byte scan of the platform DB's files found the subjects in: " + "; ".join(
+            f"{h['where']} ({', '.join(h['found'])})" for h in files["hits"])  # fmt: skip
+        rq.mark(engine, batch_id, "open", reason)
+        return {"closed": False, "reason": reason, "receipts": {}}
+    sealed = rq.step_result(engine, batch_id, "sealed")
     out: dict[str, str] = {}
     previous = audit.entries(engine, kind="erasure_receipt")
     prev_sha = previous[-1]["payload"]["receipt_sha256"] if previous else audit.GENESIS
@@ -276,7 +286,7 @@ def close(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]:
         doc = {
             "request_id": req["request_id"], "spec": spec.name, "channel": req["channel"], "actor": req["actor"],
             "batch": batch_id, "requests_in_batch": len(b["requests"]),
-            "subjects": [{"ref": receipt_ref(s, pepper), "found": s in targets.found} for s in req["subjects"]],
+            "subjects": sealed[req["request_id"]],
             "purged": {
                 "lake_partitions": purged["lake_partitions"], "lake_rows": purged["lake_rows"],
                 "dvc_objects_redacted": len(purged["redacted_objects"]),
@@ -297,7 +307,9 @@ def close(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]:
             "timestamps": {"received": _iso(req["received_at"]), "batch_created": _iso(b["created_at"]),
                            **{k: v["at"] for k, v in steps.items() if isinstance(v, dict) and "at" in v},
                            "closed": _now()},  # fmt: skip
-            "scan": {"clean": scan["clean"], "scanned": scan["scanned"], "hits": scan["hits"]},
+            "scan": {"clean": scan["clean"] and files["clean"], "scanned": {**scan["scanned"], **files["scanned"]},
+                     "hits": scan["hits"] + files["hits"],
+                     "not_scanned": {**scan.get("not_scanned", {}), **files["not_scanned"]}},  # fmt: skip
             "previous_receipt_sha256": prev_sha,
         }
         sha = audit.content_hash(doc)
@@ -309,6 +321,60 @@ def close(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]:
         prev_sha = sha
     _finish(engine, batch_id, out, pepper)
     return {"closed": True, "reason": None, "receipts": out}
+
+
+def seal_and_scan_files(settings: Settings, batch_id: int, targets: Targets, pepper: bytes) -> dict[str, Any]:
+    """Empty the batch's working columns, compact the platform DB, and byte-scan its files for the subjects.
+
+    The request rows keep receipt references only (``sealed``: per request, each subject's reference and whether it
+    was found, which is all a receipt says of it); the batch's targets go. Then :func:`ativo.store.db.compact` and
+    :func:`ativo.erasure.scan.scan_db_files`, exempting what other open requests still hold on purpose. A hit puts
+    the working columns back (the batch stays open and is tried again). A try that stopped after sealing has no id
+    left to scan for: the files are listed as not scanned in its receipt.
+    """
+    from sqlalchemy import select, update
+
+    from ativo.erasure.scan import scan_db_files
+    from ativo.store.db import compact, erasure_batches, erasure_requests, write_lock
+
+    engine = get_engine(settings.db_url)
+    if rq.step_result(engine, batch_id, "sealed") is not None:
+        compact(engine)
+        return {"clean": True, "hits": [], "scanned": {}, "not_scanned": {
+            "platform db files": "an earlier try emptied the working columns, then stopped: no id left to scan for "
+                                 "(the files were compacted again)"}}  # fmt: skip
+    requests = rq.batch_requests(engine, batch_id)
+    sealed = {r["request_id"]: [{"ref": receipt_ref(s, pepper), "found": s in targets.found} for s in r["subjects"]]
+              for r in requests}  # fmt: skip
+    with engine.begin() as conn:
+        write_lock(conn, f"erasure/batch/{batch_id}")
+        for r in requests:
+            conn.execute(update(erasure_requests).where(erasure_requests.c.request_id == r["request_id"]).values(
+                subjects=[], pseudonyms=[s["ref"] for s in sealed[r["request_id"]]]))  # fmt: skip
+        steps = dict(conn.execute(select(erasure_batches.c.steps).where(erasure_batches.c.id == batch_id)).scalar_one())
+        saved = steps.pop("targets", None)
+        steps["sealed"] = sealed
+        conn.execute(update(erasure_batches).where(erasure_batches.c.id == batch_id).values(steps=steps))
+    compacted = compact(engine)
+    held = set()  # other open requests' working columns (filed since, for the same subjects)
+    for rid in rq.open_request_ids(engine):
+        row = rq.get(engine, rid) or {}
+        if row.get("batch_id") != batch_id:
+            held.update(row.get("subjects") or [])
+            held.update(row.get("pseudonyms") or [])
+    files = scan_db_files(settings, targets, exempt=held)
+    files["compacted"] = compacted
+    if not files["clean"]:
+        with engine.begin() as conn:
+            write_lock(conn, f"erasure/batch/{batch_id}")
+            for r in requests:
+                conn.execute(update(erasure_requests).where(erasure_requests.c.request_id == r["request_id"])
+                             .values(subjects=r["subjects"], pseudonyms=r["pseudonyms"]))  # fmt: skip
+            steps.pop("sealed", None)
+            if saved is not None:
+                steps["targets"] = saved
+            conn.execute(update(erasure_batches).where(erasure_batches.c.id == batch_id).values(steps=steps))
+    return files
 
 
 def _iso(value: Any) -> str:
@@ -326,12 +392,13 @@ def _finish(engine: Any, batch_id: int, receipts: dict[str, str], pepper: bytes)
     with engine.begin() as conn:
         for rid, sha in receipts.items():
             row = rq.get(engine, rid)
-            refs = [receipt_ref(s, pepper) for s in (row or {}).get("subjects", [])]
+            refs = [receipt_ref(s, pepper) for s in (row or {}).get("subjects", [])] or (row or {}).get("pseudonyms")
             conn.execute(update(erasure_requests).where(erasure_requests.c.request_id == rid).values(
                 status="closed", closed_at=utcnow(), receipt_sha256=sha, subjects=[], pseudonyms=refs,
                 reason=None))  # fmt: skip
         steps = dict(conn.execute(select_steps(batch_id)).scalar_one())
         steps.pop("targets", None)
+        steps.pop("sealed", None)
         conn.execute(update(erasure_batches).where(erasure_batches.c.id == batch_id).values(
             status="closed", finished_at=utcnow(), steps=steps))  # fmt: skip
         conn.execute(erasure_leases.delete().where(erasure_leases.c.batch_id == batch_id))  # nobody owns it now

@@ -451,10 +451,27 @@ def purge_logs(spec: ModelSpec, store: ObjectStore, targets: Targets) -> dict[st
 TEXT_SUFFIXES = (".log", ".jsonl", ".json", ".txt", ".html", ".csv", ".md")
 
 
+def airflow_log_folder(settings: Settings) -> Path:
+    """Where Airflow writes task logs in this deployment: ``[logging] base_log_folder``, else ``$AIRFLOW_HOME/logs``.
+
+    Embedded: ``var/airflow/logs`` (its AIRFLOW_HOME); docker-compose and Helm: ``/opt/airflow/logs`` (the image's
+    AIRFLOW_HOME, the shared ``airflow-logs`` volume / ``ativo-logs`` PVC that every task and the API server mount),
+    which is not under ``ATIVO_HOME``. Read from the environment that Airflow itself reads.
+    """
+    import os
+
+    folder = os.environ.get("AIRFLOW__LOGGING__BASE_LOG_FOLDER")
+    if folder:
+        return Path(folder)
+    home = os.environ.get("AIRFLOW_HOME")
+    return Path(home) / "logs" if home else settings.airflow_home / "logs"
+
+
 def text_roots(settings: Settings) -> list[Path]:
     """Local directories whose text files may quote values: task logs, the alert sink, the platform's own logs."""
-    return [p for p in (settings.airflow_home / "logs", settings.home / "logs", settings.home / "alerts")
-            if p.exists()]  # fmt: skip
+    roots = [airflow_log_folder(settings), settings.airflow_home / "logs", settings.home / "logs",
+             settings.home / "alerts"]  # fmt: skip
+    return [p for i, p in enumerate(roots) if p.exists() and p not in roots[:i]]
 
 
 def purge_text_files(settings: Settings, needles: Needles) -> dict[str, int]:

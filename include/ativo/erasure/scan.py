@@ -94,7 +94,7 @@ def scan(settings: Settings, targets: Targets, *, exempt_requests: list[str] | N
     needles = set(targets.needles())
     rx = pattern(needles)
     if rx is None:
-        return {"clean": True, "hits": [], "scanned": {}}
+        return {"clean": True, "hits": [], "scanned": {}, "not_scanned": {}}
     kinds = _kinds(targets)
     hits: list[dict[str, Any]] = []
     scanned: dict[str, int] = {}
@@ -135,7 +135,11 @@ def scan(settings: Settings, targets: Targets, *, exempt_requests: list[str] | N
     # 3. the platform DB, column by column
     engine = db.get_engine(settings.db_url)
     hits.extend(_scan_db(engine, rx, kinds, set(exempt_requests or ()), exempt_batch, scanned))
-    return {"clean": not hits, "hits": hits, "scanned": scanned}
+    # 4. Airflow's metadata DB and task logs (where this process can reach them; the rest is listed as not scanned);
+    #    the platform DB's own files are byte-scanned once the request's working columns are gone (scan_db_files)
+    not_scanned: dict[str, str] = {}
+    scan_airflow(settings, rx, kinds, check, hits, scanned, not_scanned)
+    return {"clean": not hits, "hits": hits, "scanned": scanned, "not_scanned": not_scanned}
 
 
 def _scan_db(engine: Engine, rx: Needles, kinds: dict[bytes, str], exempt: set[str],
@@ -165,3 +169,123 @@ def _scan_db(engine: Engine, rx: Needles, kinds: dict[bytes, str], exempt: set[s
             if found:
                 out.append({"store": "platform db", "where": table.name, "found": sorted(found)})
     return out
+
+
+# --- Airflow's metadata DB and task logs; the platform DB's own files --------------------------------------------
+
+AIRFLOW_COLUMNS = (("dag_run", "conf"), ("log", "extra"), ("asset_event", "extra"), ("xcom", "value"),
+                   ("rendered_task_instance_fields", "rendered_fields"), ("dag_run_note", "content"),
+                   ("task_instance_note", "content"))  # fmt: skip
+"""Where Airflow keeps what users and tasks wrote: run confs, the event log (request bodies), asset events (queue
+messages), XComs, rendered template fields and notes. Named for a hit; on SQLite the whole file is byte-scanned."""
+
+
+def airflow_metadata_url(settings: Settings) -> str | None:
+    """The metadata DB this deployment's Airflow uses; None when this process cannot know it.
+
+    As Airflow reads it: ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``, else its default SQLite file under ``AIRFLOW_HOME``.
+    """
+    url = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+    if url:
+        return url
+    home = Path(os.environ.get("AIRFLOW_HOME") or settings.airflow_home)
+    return f"sqlite:///{home / 'airflow.db'}" if (home / "airflow.db").exists() else None
+
+
+def _sqlite_files(url: str) -> list[Path]:
+    path = Path(url.split("///", 1)[-1].split("?", 1)[0])
+    return [p for p in (path, Path(f"{path}-wal"), Path(f"{path}-journal")) if p.exists()]
+
+
+def scan_airflow(settings: Settings, rx: Needles, kinds: dict[bytes, str], check: Any, hits: list[dict[str, Any]],
+                 scanned: dict[str, int], not_scanned: dict[str, str]) -> None:  # fmt: skip
+    """Airflow's metadata DB and its task-log folder, where this deployment has them.
+
+    SQLite (the embedded default): the bytes of the file and of its WAL or journal (a redacted value must not survive
+    in a free page either), and the rows of :data:`AIRFLOW_COLUMNS` to name where a hit is. A DB URL (PostgreSQL in
+    compose and Helm): those rows through SQL. Task logs: :func:`ativo.erasure.purge.airflow_log_folder`. What
+    cannot be reached from this process (no DB URL in its environment, remote logging) goes to ``not_scanned``.
+    """
+    from ativo.erasure.purge import airflow_log_folder
+
+    url = airflow_metadata_url(settings)
+    if url is None:
+        not_scanned["airflow metadata db"] = ("no AIRFLOW__DATABASE__SQL_ALCHEMY_CONN in this process and no "
+                                              "airflow.db under AIRFLOW_HOME")  # fmt: skip
+    else:
+        if url.startswith("sqlite"):
+            for path in _sqlite_files(url):
+                check("airflow metadata db", path.name, path.read_bytes())
+        try:
+            rows = _airflow_rows(url, rx, kinds, scanned)
+        except Exception as err:  # a driver missing, a DB not reachable from this worker
+            if not url.startswith("sqlite"):
+                not_scanned["airflow metadata db"] = f"could not query it: {type(err).__name__}: {str(err)[:200]}"
+            rows = []
+        if url.startswith("sqlite"):  # the byte scan has the hits; the rows only say where
+            for hit in hits:
+                if hit["store"] == "airflow metadata db" and rows:
+                    hit["where"] = f"{hit['where']} ({', '.join(r['where'] for r in rows)})"
+        else:
+            hits.extend(rows)
+    if os.environ.get("AIRFLOW__LOGGING__REMOTE_LOGGING", "").lower() in ("true", "1"):
+        not_scanned["airflow remote task logs"] = "remote logging is on: the remote copy is not read by the scan"
+    folder = airflow_log_folder(settings)
+    if not folder.exists():
+        not_scanned["airflow task logs"] = f"{folder} does not exist on this host"
+        return
+    for path in _local_files(folder):
+        try:
+            check("airflow task logs", str(path), path.read_bytes())
+        except OSError:
+            continue
+
+
+def _airflow_rows(url: str, rx: Needles, kinds: dict[bytes, str], scanned: dict[str, int]) -> list[dict[str, Any]]:
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(url)
+    out: list[dict[str, Any]] = []
+    try:
+        tables = set(inspect(engine).get_table_names())
+        with engine.connect() as conn:
+            for table, column in AIRFLOW_COLUMNS:
+                if table not in tables:
+                    continue
+                found: set[str] = set()
+                result = conn.execution_options(stream_results=True).execute(
+                    text(f'SELECT CAST("{column}" AS TEXT) FROM "{table}"'))  # fmt: skip
+                for (value,) in result:
+                    scanned["airflow metadata db"] = scanned.get("airflow metadata db", 0) + 1
+                    if value:
+                        found.update(kinds.get(m, "value") for m in rx.found(str(value).encode()))
+                if found:
+                    out.append({"store": "airflow metadata db", "where": f"{table}.{column}", "found": sorted(found)})
+    finally:
+        engine.dispose()
+    return out
+
+
+def scan_db_files(settings: Settings, targets: Targets, exempt: set[str] | None = None) -> dict[str, Any]:
+    """A byte scan of the platform DB's files (SQLite: the file, its WAL and journal), not a query.
+
+    Run after :func:`ativo.store.db.compact`: an old page image of a purged row (in the WAL, or a free page) is found
+    here although no query sees it. ``exempt``: needles still held on purpose (another open request's working
+    columns). PostgreSQL's files are not readable by the platform: it is listed as not scanned.
+
+    Returns:
+        ``{"clean", "hits", "scanned": {store: files}, "not_scanned": {store: why}}``.
+    """
+    url = settings.db_url
+    if not url.startswith("sqlite"):
+        return {"clean": True, "hits": [], "scanned": {}, "not_scanned": {
+            "platform db files": f"{url.split(':', 1)[0]}: its files are not readable here (VACUUM ran)"}}  # fmt: skip
+    rx = pattern(set(targets.needles()) - set(exempt or ()))
+    kinds = _kinds(targets)
+    hits: list[dict[str, Any]] = []
+    files = _sqlite_files(url)
+    for path in files:
+        found = sorted({kinds.get(m, "value") for m in rx.found(path.read_bytes())}) if rx else []
+        if found:
+            hits.append({"store": "platform db files", "where": path.name, "found": found})
+    return {"clean": not hits, "hits": hits, "scanned": {"platform db files": len(files)}, "not_scanned": {}}

@@ -1,0 +1,114 @@
+"""Nothing of an erased subject is left where the receipt does not look.
+
+Three requests reach the platform the three ways a user has: an old client triggers the ERASURE DAG with the subject
+ids in its conf (which also leaves the REST API's event-log row quoting the body), a queue message (its body, with
+the ids and the op key, kept by Airflow in ``asset_event.extra``) consumed by an earlier run, and ``ativo erase``
+with the ids on standard input. After the run that closes them, no store holds any of the ids (nor the op key): not
+Airflow's metadata DB (a byte scan of the SQLite file and its WAL/journal, so a redacted value left in a free page
+counts), not the task-log folder, and not the raw bytes of the platform DB's file and WAL. The receipt says "clean"
+and names the stores it scanned.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+S_REST, S_QUEUE, S_CLI = "cust-rest-q7Zx41", "cust-queue-k2Wv88", "cust-cli-m5Tn03"
+
+
+def _files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+def _holding(paths: list[Path], needles: list[str]) -> dict[str, list[str]]:
+    out = {}
+    for path in paths:
+        data = path.read_bytes()
+        found = [n for n in needles if n.encode() in data]
+        if found:
+            out[str(path)] = found
+    return out
+
+
+def _old_client_and_queue_history(spec, settings, dag, op_key: str) -> None:
+    """What Airflow's metadata DB holds before: a queue message consumed by an earlier run, and the REST API's event-log
+    row for the old client's trigger call (the body as ``action_logging`` records it)."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.models.dagrun import DagRun
+    from airflow.models.log import Log
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from ativo.erasure.queue import file_messages
+    from ativo.hashing import platform_pepper
+    from ativo.serve.keys import ApiKeys
+    from ativo.store.db import get_engine
+
+    earlier = dag.test(run_conf={})  # nothing pending yet: it consumed the message and filed it
+    assert str(earlier.state) == "success"
+    message = {"MessageId": "m-1", "ReceiptHandle": "h-1",
+               "Body": json.dumps({"spec": spec.name, "subjects": [S_QUEUE], "request_id": "Q-1", "key": op_key})}
+    filed = file_messages(get_engine(settings.db_url), spec.name, [message],
+                          ApiKeys(settings.home / "serve" / "api_keys.json"), platform_pepper(settings))  # fmt: skip
+    assert [a["request_id"] for a in filed.acks] == ["Q-1"]
+    with create_session() as session:
+        asset = AssetModel(name=f"{spec.name}.erasure_requests", uri=f"x-ativo://erasure-requests/{spec.name}")
+        session.add(asset)
+        session.flush()
+        event = AssetEvent(asset_id=asset.id, extra={"payload": {"message_batch": [message]}})
+        event.created_dagruns.append(session.scalars(select(DagRun).where(DagRun.run_id == earlier.run_id)).one())
+        session.add(event)
+        body = {"logical_date": None, "conf": {"subjects": [S_REST], "request_id": "R-1", "force": True}}
+        session.add(Log(event="trigger_dag_run", owner="operator", owner_display_name="operator",
+                        extra=json.dumps({**body, "method": "POST"}), dag_id=dag.dag_id))  # fmt: skip
+
+
+def test_a_closed_request_leaves_its_subject_in_no_store(airflow_db, settings, spec, monkeypatch):
+    from ativo import cli
+    from ativo.airflow.erasure import build_erasure_dag
+    from ativo.erasure import audit
+    from ativo.erasure import requests as rq
+    from ativo.erasure.purge import airflow_log_folder
+    from ativo.serve.keys import create_key
+    from ativo.store.db import get_engine
+    from tests.e2e.test_etl_and_training import states
+
+    op_key = create_key(settings.home / "serve" / "api_keys.json", "dpo", ("op",))
+    engine = get_engine(settings.db_url)
+    dag = build_erasure_dag(spec)
+    _old_client_and_queue_history(spec, settings, dag, op_key)
+
+    # a task log that quoted a value, where Airflow writes task logs (AIRFLOW_HOME/logs; /opt/airflow/logs in compose)
+    task_log = airflow_log_folder(settings) / f"dag_id={spec.name}__etl" / "run_id=r" / "task_id=t" / "attempt=1.log"
+    task_log.parent.mkdir(parents=True, exist_ok=True)
+    task_log.write_text(f"row rejected: subject {S_CLI} has no age\n")
+
+    # the op-only CLI route: ids on standard input, into the platform DB only
+    monkeypatch.setattr("sys.stdin", io.StringIO(S_CLI + "\n"))
+    assert cli.main(["erase", "--spec", spec.name, "--subjects-file", "-", "--request-id", "C-1", "--key", op_key]) == 0
+
+    # the old client's run: filed, then handled by request id with the others
+    run = dag.test(run_conf={"subjects": [S_REST], "request_id": "R-1", "force": True})
+    assert str(run.state) == "success", states(run)
+    for rid in ("R-1", "Q-1", "C-1"):
+        req = rq.get(engine, rid)
+        assert req["status"] == "closed" and req["subjects"] == [], req
+    receipt = audit.entries(engine, kind="erasure_receipt", ref="R-1")[-1]["payload"]["receipt"]
+    scan = receipt["scan"]
+    assert scan["clean"] is True and scan["hits"] == []
+    assert {"airflow metadata db", "airflow task logs", "platform db files", "platform db"} <= set(scan["scanned"])
+    assert "airflow metadata db" not in scan["not_scanned"]
+
+    needles = [S_REST, S_QUEUE, S_CLI, op_key]
+    airflow_home = Path(os.environ["AIRFLOW_HOME"])
+    metadata_files = [p for p in airflow_home.glob("airflow.db*") if p.is_file()]
+    assert metadata_files and _holding(metadata_files, needles) == {}
+    assert _holding(_files(airflow_log_folder(settings)), needles) == {}
+    assert "has no age" in task_log.read_text()  # the rest of the log stays
+    db_path = Path(settings.db_url.split("///", 1)[1])
+    platform_files = [p for p in (db_path, Path(f"{db_path}-wal")) if p.exists()]
+    assert _holding(platform_files, needles[:3]) == {}
+    assert _holding(_files(settings.home), needles[:3]) == {}  # every other file of the platform, too
