@@ -291,7 +291,7 @@ def register_booster(settings: Settings, spec: ModelSpec, booster: Any, *, exper
         logged = log_booster(booster)
     run_id = run.info.run_id
     version = register(spec, settings, logged, {"ativo.mlflow_run_id": run_id, **(tags or {})}, run_id=run_id,
-                       description="registered by the test harness", profile=False)  # fmt: skip
+                       description="registered by the test harness")  # fmt: skip
     if gated is None:
         return version
     report: dict[str, Any] = {"model_sha256": logged.sha256, "spec_hash": spec.content_hash(), "passed": gated,

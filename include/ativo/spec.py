@@ -443,9 +443,15 @@ class Deploy(_Strict):
     With ``shadow: true`` the challenger scores a copy of every request off the response path (no caller sees its
     answers) instead of taking ``canary_percent`` of the traffic. The watch judges it on the same live figures
     either way and rolls it back at the first limit it passes.
+
+    With ``approval: required`` (four eyes), a person other than the one who triggered the run must approve the
+    version after its gates and infra check (Airflow's human-in-the-loop approval, no worker held while waiting);
+    no answer within ``approval_timeout_hours`` holds the version: it is never promoted by default.
     """
 
     canary_percent: float = Field(10, gt=0, le=100)
+    approval: Literal["none", "required"] = "none"
+    approval_timeout_hours: float = Field(72, gt=0)
     canary_window_minutes: float = Field(30, gt=0)
     shadow: bool = False
     latency_budget_ms: float = Field(50, gt=0)

@@ -497,7 +497,7 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
         ),  # fmt: skip
     )
     def deploy() -> None:
-        @task(retries=1)
+        @task(retries=1, multiple_outputs=spec.deploy.approval == "required")
         def infra_check() -> dict[str, Any]:
             """Load the version through the serving code path; it must answer within the latency budget."""
             from ativo.deploy.promotion import DeployError
@@ -511,22 +511,37 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
             version = version_to_deploy(spec, settings, requested, [e.extra or {} for e in events])  # fmt: skip
             actor = deploy_actor(context)
             try:  # before anything else: a rejected or ungated version never reaches even the infra check
-                authorized_or_refuse(spec, settings, version, actor=actor, requested=bool(requested))
+                gated = authorized_or_refuse(spec, settings, version, actor=actor, requested=bool(requested))
             except DeployError as err:
                 raise AirflowFailException(str(err)) from err
             result = check_infra(spec, settings, version)
             if not result.passed:
                 raise AirflowFailException(f"version {version} failed the infra check: {result.reason}")
-            return {"version": version, "infra": result.metrics, "actor": actor}
+            out = {"version": version, "infra": result.metrics, "actor": actor}
+            if spec.deploy.approval == "required":
+                from ativo.deploy.approvals import body
+
+                out["approval_body"] = body(spec, version, gated, actor, settings.link_url)
+            return out
 
         @task(retries=1)
-        def start(checked: dict[str, Any]) -> dict[str, Any]:
-            """Put the version on trial (canary or shadow), or make it champion when there is none."""
+        def start(checked: dict[str, Any], answer: dict[str, Any] | None = None) -> dict[str, Any]:
+            """Put the version on trial (canary or shadow), or make it champion when there is none.
+
+            With four eyes (``deploy.approval: required``), only once someone other than the requester approved.
+            """
             from ativo.deploy.promotion import DeployError
             from ativo.deploy.steps import begin
 
+            settings = load_settings()
+            requester = checked.get("actor") or "deploy"
+            approval = None
             try:
-                return begin(spec, load_settings(), checked["version"], actor=checked.get("actor") or "deploy")
+                if spec.deploy.approval == "required":
+                    from ativo.deploy.approvals import accept
+
+                    approval = accept(settings, spec, checked["version"], answer, requester)
+                return begin(spec, settings, checked["version"], actor=requester, approval=approval)
             except DeployError as err:
                 raise AirflowFailException(str(err)) from err
 
@@ -560,7 +575,20 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
             return {k: rec.get(k) for k in ("action", "version", "reason", "aliases_after", "uri")}
 
         checked = infra_check()
-        state = start(checked)  # type: ignore[arg-type]  # XComArg at parse time
+        if spec.deploy.approval == "required":  # four eyes: waits without a worker; a timeout answers "Reject"
+            from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+            approve = ApprovalOperator(
+                task_id="approve",
+                subject=f"Put {spec.registered_model_name} on live traffic? (four eyes: not the requester)",
+                body=checked["approval_body"],  # type: ignore[index]
+                defaults="Reject",
+                response_timeout=dt.timedelta(hours=spec.deploy.approval_timeout_hours),
+                retries=0,
+            )
+            state = start(checked, approve.output)  # type: ignore[arg-type]
+        else:
+            state = start(checked)  # type: ignore[arg-type]  # XComArg at parse time
         verdict = watch(state)  # type: ignore[arg-type]
         conclude(checked, state, verdict)  # type: ignore[arg-type]
 

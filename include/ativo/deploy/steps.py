@@ -121,8 +121,8 @@ def infra_check(spec: ModelSpec, settings: Settings, version: str) -> Any:
     return infra_gate(spec, settings.mlflow_tracking_uri, str(version), sample)
 
 
-def begin(spec: ModelSpec, settings: Settings, version: str, *, actor: str = "deploy",
-          wait_s: float = 120.0) -> dict[str, Any]:  # fmt: skip
+def begin(spec: ModelSpec, settings: Settings, version: str, *, actor: str = "deploy", wait_s: float = 120.0,
+          approval: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """Put ``version`` on trial (canary, or shadow when ``deploy.shadow``); with no champion yet, promote it.
 
     Returns:
@@ -130,10 +130,15 @@ def begin(spec: ModelSpec, settings: Settings, version: str, *, actor: str = "de
         snapshot the watch subtracts.
     """
     version = str(version)
+    if approval is not None:
+        from ativo.deploy.approvals import note_on_card
+        from ativo.model.registry import authorize
+
+        note_on_card(spec, settings, version, approval, authorize(spec, settings, version))
     current = aliases(spec, settings)
     champion = current.get("champion")
     if champion is None:
-        rec = promote(spec, settings, version, actor=actor,
+        rec = promote(spec, settings, version, actor=actor, approval=approval,
                       reason="first version to pass every gate: no champion to compare it with")  # fmt: skip
         _follow(spec, settings, "champion", version, wait_s)
         return {"mode": "direct", "version": version, "champion": None, "record": rec}
@@ -142,14 +147,14 @@ def begin(spec: ModelSpec, settings: Settings, version: str, *, actor: str = "de
     route = "shadow" if spec.deploy.shadow else "canary"
     # The snapshot is taken before the candidate gets traffic, so every row it serves counts.
     baseline = scrape(list(settings.servers_of(spec.name)), spec.registered_model_name)
-    rec = start_trial(spec, settings, version, shadow=spec.deploy.shadow, actor=actor)
+    rec = start_trial(spec, settings, version, shadow=spec.deploy.shadow, actor=actor, approval=approval)
     try:
         _follow(spec, settings, route, version, wait_s)
     except DeployError as err:
         end_trial(spec, settings, version, reason=f"the servers could not put it on trial: {err}", actor=actor)
         raise
     return {"mode": route, "route": route, "version": version, "champion": champion, "started": time.time(),
-            "baseline": baseline, "record": rec, "actor": actor}  # fmt: skip
+            "baseline": baseline, "record": rec, "actor": actor, "approval": approval}  # fmt: skip
 
 
 def _follow(spec: ModelSpec, settings: Settings, alias: str, version: str | None, wait_s: float) -> None:
@@ -186,7 +191,8 @@ def conclude(spec: ModelSpec, settings: Settings, state: dict[str, Any], verdict
         return dict(state["record"])
     version = state["version"]
     if verdict.promote:
-        rec = promote(spec, settings, version, reason=verdict.reason, actor=actor, figures=verdict.figures)
+        rec = promote(spec, settings, version, reason=verdict.reason, actor=actor, figures=verdict.figures,
+                      approval=state.get("approval"))  # fmt: skip
         _follow(spec, settings, "champion", version, wait_s)
         return rec
     current = aliases(spec, settings)
@@ -230,7 +236,9 @@ def finish(spec: ModelSpec, settings: Settings, checked: dict[str, Any] | None, 
         current = aliases(spec, settings)
         if version and version in current.values() and current.get("champion") != version:
             rec = end_trial(spec, settings, version, reason="the deployment failed before the watch began")
-        raise DeploymentAbandoned(f"version {version or '?'} was not deployed: infra_check or start failed "
+        held = " (or, with four eyes, it was not approved by another person: it is held)" * (
+            spec.deploy.approval == "required")  # fmt: skip
+        raise DeploymentAbandoned(f"version {version or '?'} was not deployed: infra_check or start failed{held} "
                                   "(see their logs)", rec)  # fmt: skip
     failed = Verdict(True, False, "the watch failed before it could judge (see the watch task's log)")
     rec = conclude(spec, settings, state, Verdict(**verdict) if verdict else failed)

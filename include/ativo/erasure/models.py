@@ -162,7 +162,8 @@ def retrain(spec: ModelSpec, settings: Settings, version: str, *, batch_id: int,
     description = (f"Erasure retraining of version {version} with its recorded parameters on {redacted} ({rows} "
                    f"rows), for erasure batch {batch_id} ({len(requests)} request(s))")  # fmt: skip
     try:
-        new = register(spec, settings, logged, tags, run_id=run_id, description=description, dataset_tag=tag)
+        new = register(spec, settings, logged, tags, run_id=run_id, description=description, dataset_tag=tag,
+                       profile=lambda v: log_profile(spec, settings, client, run_id, v, tag))  # fmt: skip
     except DuplicateVersion as dup:  # an earlier try of this step registered it: finish what it began
         mine = client.get_model_version(name, dup.version).tags.get("ativo.erasure_batch")
         if mine != str(batch_id):

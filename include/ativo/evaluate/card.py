@@ -139,6 +139,11 @@ def render_card(spec: ModelSpec, report: dict[str, Any]) -> str:
                else f"<b class='fail'>rejected</b> by {', '.join(report['failed_gates'])}")  # fmt: skip
     parts.append(f"<p class='verdict'>Verdict: {verdict} (decided {html.escape(report['decided_at'])}).</p>")
     parts.append(f"<p>{html.escape(spec.description)}</p>")
+    approval = report.get("approval")
+    if approval:  # four eyes (deploy.approval: required): who asked, who approved, when
+        parts.append(f"<p class='approval'>Approved for live traffic by <b>{html.escape(str(approval['approved_by']))}"
+                     f"</b> at {html.escape(str(approval['at']))}, requested by "
+                     f"{html.escape(str(approval['requested_by']))}.</p>")  # fmt: skip
     lineage = {k: report.get(k) for k in ("dataset_version", "git_commit", "study", "trial_number", "run_id",
                                           "model_sha256", "spec_hash")}  # fmt: skip
     parts.append("<h2>Lineage</h2><table>" + "".join(f"<tr><th>{k}</th><td><code>{html.escape(str(v))}</code></td>"

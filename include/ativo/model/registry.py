@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -188,7 +189,8 @@ def recorded_dataset_versions(settings: Settings, spec: ModelSpec) -> dict[str, 
 
 
 def register(spec: ModelSpec, settings: Settings, logged: LoggedModel, tags: dict[str, str], *, run_id: str | None,
-             description: str, dataset_tag: str | None = None, profile: bool = True) -> str:  # fmt: skip
+             description: str, dataset_tag: str | None = None,
+             profile: Callable[[str], None] | None = None) -> str:  # fmt: skip
     """Register a logged model as a new version of the spec's model; returns its number.
 
     Args:
@@ -198,9 +200,9 @@ def register(spec: ModelSpec, settings: Settings, logged: LoggedModel, tags: dic
         tags: lineage tags (:func:`ativo.train.tracking.lineage_tags` and the caller's own).
         run_id: the MLflow run that logged it.
         description: what the version is, for people reading MLflow.
-        dataset_tag: the dataset version it was trained on; with ``profile``, its reference profile is logged
-            (:mod:`ativo.monitor.profile`) before any gate runs.
-        profile: whether to log the reference profile.
+        dataset_tag: the dataset version it was trained on.
+        profile: logs the new version's reference profile (:mod:`ativo.monitor.profile`), called with its number
+            before any gate runs (training passes :func:`ativo.train.search.log_profile`).
 
     Raises:
         DuplicateVersion: a version with a byte-identical model file exists already (``.version`` names it).
@@ -225,10 +227,8 @@ def register(spec: ModelSpec, settings: Settings, logged: LoggedModel, tags: dic
     _write_version_record(settings, spec, version, "registered",
                           {"model_sha256": logged.sha256, "dataset_version": dataset_tag or tags.get(DATASET_TAG),
                            "spec_hash": spec.content_hash(), "run_id": run_id})  # fmt: skip
-    if profile and (dataset_tag or tags.get(DATASET_TAG)) and run_id:
-        from ativo.train.search import log_profile
-
-        log_profile(spec, settings, client, run_id, version, str(dataset_tag or tags.get(DATASET_TAG)))
+    if profile is not None:
+        profile(version)
     return version
 
 

@@ -522,9 +522,12 @@ def finish_search(spec: ModelSpec, settings: Settings, plan: SearchPlan, run_met
     description = (f"Best of {len(trials)} trial(s) of study {plan.study_name} (trial {best.number}, valid AUC "
                    f"{float(best.value):.4f}) on {version.tag} ({version.rows} rows) at commit "
                    f"{tags['ativo.git_commit'][:12]}")  # fmt: skip
+    def profile(registered: str) -> None:
+        log_profile(spec, settings, client, child_id, registered, version.tag)
+
     try:
         registered = register(spec, settings, logged, tags, run_id=child_id, description=description,
-                              dataset_tag=version.tag)  # fmt: skip
+                              dataset_tag=version.tag, profile=profile)  # fmt: skip
     except DuplicateVersion as dup:
         mine = client.get_model_version(spec.registered_model_name, dup.version).tags.get("ativo.parent_run_id")
         if mine != parent:  # another search's version: this one adds nothing
