@@ -12,7 +12,7 @@ from sqlalchemy import update
 from ativo.erasure import audit
 from ativo.erasure import requests as rq
 from ativo.erasure.purge import csv_without, pattern, redact_text
-from ativo.store.db import audit_log, get_engine
+from ativo.store.db import audit_log, erasure_leases, get_engine
 
 PEPPER = b"test-pepper"
 T0 = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)
@@ -145,3 +145,49 @@ def test_only_op_may_trigger_an_erasure_dag(tmp_path, monkeypatch, role, allowed
                                          details=DagDetails(id="adult_income__etl"))  # fmt: skip
     refused = audit.entries(get_engine(f"sqlite:///{tmp_path / 'ativo.db'}"), kind="erasure_refused")
     assert [r["actor"] for r in refused] == ([] if allowed else [f"u-{role}"])
+
+
+@pytest.mark.parametrize(("subjects", "rid", "field", "words"), [
+    ("cust-zqxw", None, "subjects", "a string where a list belongs"),
+    ({"id": "cust-zqxw"}, None, "subjects", "must be a list"),
+    (["cust-zqxw", "12"], None, "subjects[1]", "erasure.min_subject_id_length (4)"),
+    (["cust-zqxw", 42], None, "subjects[1]", "must be a string, not a number"),
+    (["cust\nzqxw"], None, "subjects[0]", "control character"),
+    (["cust-zqxw"], 42, "request_id", "must be a string"),
+    (["cust-zqxw"], "R.cust-zqxw", "request_id", "may not name a subject"),
+], ids=["string", "object", "short", "number", "control", "rid-number", "rid-names-subject"])  # fmt: skip
+def test_hostile_values_are_refused_by_field_audited_as_pseudonyms_and_store_nothing(engine, subjects, rid, field,
+                                                                                     words):  # fmt: skip
+    with pytest.raises(rq.InvalidRequest) as err:
+        rq.file_request(engine, spec="adult_income", subjects=subjects, pepper=PEPPER, actor="t", channel="rest",
+                        request_id=rid)  # fmt: skip
+    assert str(err.value).startswith(f"field '{field}': ") and words in str(err.value)
+    assert "zqxw" not in str(err.value)  # never the value
+    [row] = audit.entries(engine, kind="erasure_invalid")
+    assert row["payload"]["field"] == field and "zqxw" not in str(row)
+    assert rq.pending(engine, "adult_income") == []
+
+
+def test_a_request_without_an_id_gets_one_that_passes_its_own_check(engine):
+    ack = rq.file_request(engine, spec="adult_income", subjects=["cust-1"], pepper=PEPPER, actor="t",
+                          channel="rest")  # fmt: skip
+    assert rq.REQUEST_ID.fullmatch(ack.request_id)
+    derived = rq.request_id_for("manual__2026-12-07T09:33:00.123456+00:00")  # a DAG run id has '+'
+    assert rq.REQUEST_ID.fullmatch(derived) and derived == rq.request_id_for("manual__2026-12-07T09:33:00.123456+00:00")
+
+
+def test_a_batch_has_one_owner_until_it_stops_making_progress_or_its_process_is_gone(engine):
+    file(engine, "R-1")
+    held = rq.claim_batch(engine, "adult_income", 0, "scheduled__1")
+    cli = rq.Holder.this_process("cli")
+    busy = rq.claim_batch(engine, "adult_income", 0, "cli", holder=cli)
+    assert busy.busy and busy.batch_id is None and "ERASURE DAG run 'scheduled__1'" in busy.reason
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=rq.LEASE_S + 60)  # no checkpoint for the lease's length
+    taken = rq.claim_batch(engine, "adult_income", 0, "cli", holder=cli, now=later)
+    assert taken.batch_id == held.batch_id and rq.lease(engine, "adult_income")["holder"] == cli.name
+    gone = rq.Holder("cli@elsewhere", "process", cli.host, 2**22 + 7)  # a pid no process has on this host
+    with engine.begin() as conn:
+        conn.execute(update(erasure_leases).values(holder=gone.name, pid=gone.pid))
+    assert rq.claim_batch(engine, "adult_income", 0, "scheduled__2").batch_id == held.batch_id  # a killed runner
+    rq.mark(engine, held.batch_id, "closed")
+    assert rq.lease(engine, "adult_income") is None
