@@ -399,7 +399,8 @@ def claim_batch(engine: Engine, spec: str, window_minutes: float, run_id: str, *
     holder = holder or Holder(run_id)
     with engine.begin() as conn:
         write_lock(conn, f"erasure/{spec}")
-        held = conn.execute(select(erasure_leases).where(erasure_leases.c.spec == spec)).mappings().first()
+        row = conn.execute(select(erasure_leases).where(erasure_leases.c.spec == spec)).mappings().first()
+        held = dict(row) if row else None
         open_batch = conn.execute(select(erasure_batches).where(erasure_batches.c.spec == spec,
                                                                 erasure_batches.c.status.in_(("running", "open")))
                                   .order_by(erasure_batches.c.id).limit(1)).mappings().first()  # fmt: skip
