@@ -3,7 +3,7 @@
 Three requests reach the platform the three ways a user has: an old client triggers the ERASURE DAG with the subject
 ids in its conf (which also leaves the REST API's event-log row quoting the body), a queue message (its body, with
 the ids and the op key, kept by Airflow in ``asset_event.extra``) consumed by an earlier run, and ``ativo erase``
-with the ids on standard input. After the run that closes them, no store holds any of the ids (nor the op key): not
+with the ids in a file. After the run that closes them, no store holds any of the ids (nor the op key): not
 Airflow's metadata DB (a byte scan of the SQLite file and its WAL/journal, so a redacted value left in a free page
 counts), not the task-log folder, and not the raw bytes of the platform DB's file and WAL. The receipt says "clean"
 and names the stores it scanned.
@@ -11,7 +11,6 @@ and names the stores it scanned.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
@@ -66,12 +65,11 @@ def _old_client_and_queue_history(spec, settings, dag, op_key: str) -> None:
                         extra=json.dumps({**body, "method": "POST"}), dag_id=dag.dag_id))  # fmt: skip
 
 
-def test_a_closed_request_leaves_its_subject_in_no_store(airflow_db, settings, spec, monkeypatch):
+def test_a_closed_request_leaves_its_subject_in_no_store(airflow_db, settings, spec, tmp_path):
     from ativo import cli
     from ativo.airflow.erasure import build_erasure_dag
     from ativo.erasure import audit
     from ativo.erasure import requests as rq
-    from ativo.erasure.purge import airflow_log_folder
     from ativo.serve.keys import create_key
     from ativo.store.db import get_engine
     from tests.e2e.test_etl_and_training import states
@@ -82,13 +80,15 @@ def test_a_closed_request_leaves_its_subject_in_no_store(airflow_db, settings, s
     _old_client_and_queue_history(spec, settings, dag, op_key)
 
     # a task log that quoted a value, where Airflow writes task logs (AIRFLOW_HOME/logs; /opt/airflow/logs in compose)
-    task_log = airflow_log_folder(settings) / f"dag_id={spec.name}__etl" / "run_id=r" / "task_id=t" / "attempt=1.log"
+    airflow_home = Path(os.environ["AIRFLOW_HOME"])
+    task_log = airflow_home / "logs" / f"dag_id={spec.name}__etl" / "run_id=r" / "task_id=t" / "attempt=1.log"
     task_log.parent.mkdir(parents=True, exist_ok=True)
     task_log.write_text(f"row rejected: subject {S_CLI} has no age\n")
 
-    # the op-only CLI route: ids on standard input, into the platform DB only
-    monkeypatch.setattr("sys.stdin", io.StringIO(S_CLI + "\n"))
-    assert cli.main(["erase", "--spec", spec.name, "--subjects-file", "-", "--request-id", "C-1", "--key", op_key]) == 0
+    # the op-only CLI route: ids in a file, into the platform DB only
+    (tmp_path / "ids.txt").write_text(S_CLI + "\n")
+    assert cli.main(["erase", "--spec", spec.name, "--subjects-file", str(tmp_path / "ids.txt"), "--request-id", "C-1",
+                     "--key", op_key]) == 0  # fmt: skip
 
     # the old client's run: filed, then handled by request id with the others
     run = dag.test(run_conf={"subjects": [S_REST], "request_id": "R-1", "force": True})
@@ -103,10 +103,9 @@ def test_a_closed_request_leaves_its_subject_in_no_store(airflow_db, settings, s
     assert "airflow metadata db" not in scan["not_scanned"]
 
     needles = [S_REST, S_QUEUE, S_CLI, op_key]
-    airflow_home = Path(os.environ["AIRFLOW_HOME"])
     metadata_files = [p for p in airflow_home.glob("airflow.db*") if p.is_file()]
     assert metadata_files and _holding(metadata_files, needles) == {}
-    assert _holding(_files(airflow_log_folder(settings)), needles) == {}
+    assert _holding(_files(airflow_home / "logs"), needles) == {}
     assert "has no age" in task_log.read_text()  # the rest of the log stays
     db_path = Path(settings.db_url.split("///", 1)[1])
     platform_files = [p for p in (db_path, Path(f"{db_path}-wal")) if p.exists()]

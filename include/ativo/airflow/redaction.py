@@ -136,18 +136,29 @@ def checkpoint(bind: Any) -> bool:
         return False
 
 
-def redact_run(session: Any, run: Any) -> bool:
-    """File and redact one run's conf (an ORM ``DagRun`` of ``session``); whether it changed."""
-    conf = run.conf or {}
-    if not isinstance(conf, dict) or not conf.get("subjects") or not is_erasure_dag(run.dag_id):
-        return False
-    if not file_conf(run.dag_id, run.run_id, conf, getattr(run, "triggering_user_name", None)):
-        return False
-    _secure_delete(session)
-    new, _ = scrub(conf)
+def redacted_conf(run: Any) -> dict[str, Any] | None:
+    """The conf ``run`` keeps once its subjects are filed into the platform DB.
+
+    None when it names none, or they could not be filed (then it is kept, and the next sweep tries again).
+    """
     from ativo.erasure.requests import request_id_for
 
-    run.conf = {**new, "request_id": conf.get("request_id") or request_id_for(run.run_id)}
+    conf = run.conf or {}
+    if not isinstance(conf, dict) or not conf.get("subjects") or not is_erasure_dag(run.dag_id):
+        return None
+    if not file_conf(run.dag_id, run.run_id, conf, getattr(run, "triggering_user_name", None)):
+        return None
+    new, _ = scrub(conf)
+    return {**new, "request_id": conf.get("request_id") or request_id_for(run.run_id)}
+
+
+def redact_run(session: Any, run: Any) -> bool:
+    """File and redact one run's conf (an ORM ``DagRun`` of ``session``); whether it changed."""
+    new = redacted_conf(run)
+    if new is None:
+        return False
+    _secure_delete(session)
+    run.conf = new
     return True
 
 
@@ -294,10 +305,13 @@ class ErasureRedactor:
 
         session = object_session(dag_run)
         try:
-            if session is None:  # a detached run (not the scheduler's): a session of our own
+            if session is None:  # dag.test()'s run object is detached: a session of our own
                 from airflow.utils.session import create_session
 
-                with create_session() as own:
+                new = redacted_conf(dag_run)
+                if new is not None:  # update_state merges this object back into its session after the listeners
+                    dag_run.conf = new
+                with create_session(scoped=False) as own:
                     sweep(own)
                 return
             redact_run(session, dag_run)
