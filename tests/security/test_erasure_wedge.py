@@ -76,25 +76,30 @@ def _erased(plat, spec, subjects: list[str], request_id: str) -> dict:
     return done
 
 
-def test_a_user_naming_a_subject_in_a_refused_page_action_or_rest_trigger_does_not_wedge_its_erasure(
+def test_a_user_naming_a_subject_in_a_refused_page_action_rest_trigger_or_cli_command_does_not_wedge_its_erasure(
         airflow_app, plat, spec, monkeypatch):  # noqa: F811  # fmt: skip
+    from ativo.cli import main
     from ativo.erasure import audit
 
     for k, v in plat.env.items():  # the api-server's requests audit into this platform
         monkeypatch.setenv(k, v)
+    monkeypatch.delenv("ATIVO_OP_KEY", raising=False)
     client, token = airflow_app
-    by_page, by_rest = next(plat.subjects), next(plat.subjects)
+    by_page, by_rest, by_cli = next(plat.subjects), next(plat.subjects), next(plat.subjects)
     refused = client.post(f"/ativo/actions/{by_page}", content="spec=adult_income",
                           headers={"content-type": "application/x-www-form-urlencoded",
                                    "accept": "application/json", **token("analyst")})  # fmt: skip
     trigger = client.post(f"/api/v2/dags/{by_rest}__erasure/dagRuns", json={"logical_date": None, "conf": {}},
                           headers=token("analyst"))  # fmt: skip
     assert refused.status_code == trigger.status_code == 403
+    assert main(["erase", "--spec", by_cli, "--subject", "cust-anyone"]) == 2  # a local user without an op key
 
-    _erased(plat, spec, [by_page, by_rest], "R-page-rest")
-    page, rest = audit.entries(plat.engine, kind="page_refused")[-1], audit.entries(plat.engine, "erasure_refused")[-1]
-    assert page["actor"] == rest["actor"] == "analyst"  # both audited, by who and how; the values pseudonymised
+    _erased(plat, spec, [by_page, by_rest, by_cli], "R-page-rest-cli")
+    page = audit.entries(plat.engine, kind="page_refused")[-1]
+    rest, cli = audit.entries(plat.engine, "erasure_refused")[-2:]
+    assert page["actor"] == rest["actor"] == "analyst"  # audited, by who and how; the values pseudonymised
     assert set(page["payload"][audit.PSEUDONYMS]) == {"action"} and set(rest["payload"][audit.PSEUDONYMS]) == {"dag_id"}
+    assert cli["payload"]["channel"] == "cli" and set(cli["payload"][audit.PSEUDONYMS]) == {"spec"}
     assert by_page not in refused.text  # nor does the answer quote it
 
 

@@ -191,3 +191,10 @@ def test_a_batch_has_one_owner_until_it_stops_making_progress_or_its_process_is_
     assert rq.claim_batch(engine, "adult_income", 0, "scheduled__2").batch_id == held.batch_id  # a killed runner
     rq.mark(engine, held.batch_id, "closed")
     assert rq.lease(engine, "adult_income") is None
+
+
+def test_a_refusal_for_a_spec_name_that_is_no_spec_keeps_its_pseudonym_only(engine):
+    rq.refuse(engine, spec="x.cust-zqxw", actor="analyst", channel="cli", why="no key given", pepper=PEPPER)
+    [row] = audit.entries(engine, kind="erasure_refused")
+    assert row["ref"] == "(no such spec)" and set(row["payload"][audit.PSEUDONYMS]) == {"spec"}
+    assert "zqxw" not in str(row)

@@ -72,7 +72,7 @@ def _audit_refusal(dag_id: str, user: Any, method: str) -> None:
     """
     try:
         from ativo.config import load_settings
-        from ativo.erasure.requests import refuse
+        from ativo.erasure.requests import NO_SPEC, refuse
         from ativo.hashing import platform_pepper
         from ativo.naming import erasure_dag_id
         from ativo.spec import load_specs
@@ -81,7 +81,7 @@ def _audit_refusal(dag_id: str, user: Any, method: str) -> None:
         settings = load_settings()
         spec = next((s.name for s in load_specs(settings.specs_dir)[0] if erasure_dag_id(s.name) == dag_id), None)
         role = getattr(user, "role", None)
-        refuse(get_engine(settings.db_url), spec=spec or "(no such spec)",
+        refuse(get_engine(settings.db_url), spec=spec or NO_SPEC,
                actor=str(getattr(user, "username", "anonymous")), channel="rest",
                why=f"{method} on {dag_id if spec else 'an erasure DAG id of no spec'} by role {role!r}",
                pepper=platform_pepper(settings), hostile=None if spec else {"dag_id": dag_id})  # fmt: skip

@@ -39,6 +39,8 @@ MAX_SUBJECTS = 100_000
 MAX_SUBJECT_ID_LENGTH = 128
 DEFAULT_MIN_SUBJECT_ID_LENGTH = 4  # the spec's erasure.min_subject_id_length when a caller has no spec at hand
 PENDING = ("received", "open")
+NO_SPEC = "(no such spec)"
+"""The ``ref`` of a refusal that named no spec of the platform (the name it gave is kept as a pseudonym)."""
 LEASE_S = 2 * 3600.0
 """How long a batch's owner may go without a checkpoint before another may take the batch over."""
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -184,22 +186,39 @@ def refuse(engine: Engine, *, spec: str, actor: str, channel: str, why: str, pep
 
     Args:
         engine: the platform DB.
-        spec: the spec the attempt was about, as the platform knows it (a value the caller gave unchecked goes in
-            ``hostile`` instead).
+        spec: the spec the attempt was about; a name that is no spec of the platform (a caller's ``--spec`` or
+            path, unchecked) is kept as its keyed pseudonym only.
         actor: the authenticated identity (or the key's name).
         channel: cli | rest | page | queue.
         why: the reason, made only of values the platform trusts (roles, methods, key names).
-        pepper: the platform's pepper; needed with ``hostile``.
+        pepper: the platform's pepper (read from the settings when a value must be pseudonymised without it).
         hostile: values the caller gave (a DAG id, an action, a key): the audit row keeps their keyed pseudonyms,
             never the values.
     """
+    hostile = dict(hostile or {})
+    if spec and spec != NO_SPEC and spec not in _spec_names():  # a caller's --spec or path: its pseudonym only
+        hostile["spec"], spec = spec, NO_SPEC
     payload: dict[str, Any] = {"channel": channel, "why": why}
     if hostile:
         if pepper is None:
-            raise ValueError("refuse: hostile values need the platform's pepper to be pseudonymised")
+            from ativo.config import load_settings
+            from ativo.hashing import platform_pepper
+
+            pepper = platform_pepper(load_settings())
         payload[audit.PSEUDONYMS] = audit.pseudonyms(hostile, pepper)
     audit.append(engine, "erasure_refused", actor or "anonymous", spec, payload)
     return ErasureRefused(f"erasure requests need the 'op' role: {why} (the attempt is recorded in the audit log)")
+
+
+def _spec_names() -> set[str]:
+    """The names of the platform's specs (none when they cannot be read: every name is then treated as a caller's)."""
+    try:
+        from ativo.config import load_settings
+        from ativo.spec import load_specs
+
+        return {s.name for s in load_specs(load_settings().specs_dir)[0]}
+    except Exception:
+        return set()
 
 
 def invalid(engine: Engine, err: InvalidRequest, *, spec: str, actor: str, channel: str, pepper: bytes,
