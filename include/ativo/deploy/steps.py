@@ -234,7 +234,7 @@ def finish(spec: ModelSpec, settings: Settings, checked: dict[str, Any] | None, 
         version = (checked or {}).get("version")
         rec = None
         current = aliases(spec, settings)
-        if version and version in current.values() and current.get("champion") != version:
+        if version and version in (current.get("canary"), current.get("shadow")):  # a half-begun trial
             rec = end_trial(spec, settings, version, reason="the deployment failed before the watch began")
         held = " (or, with four eyes, it was not approved by another person: it is held)" * (
             spec.deploy.approval == "required")  # fmt: skip
