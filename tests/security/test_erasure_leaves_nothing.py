@@ -15,6 +15,8 @@ import json
 import os
 from pathlib import Path
 
+from tests.component.test_ativo_page import airflow_app  # noqa: F401, F811  (the api-server app with its users)
+
 S_REST, S_QUEUE, S_CLI = "cust-rest-q7Zx41", "cust-queue-k2Wv88", "cust-cli-m5Tn03"
 
 
@@ -111,3 +113,40 @@ def test_a_closed_request_leaves_its_subject_in_no_store(airflow_db, settings, s
     platform_files = [p for p in (db_path, Path(f"{db_path}-wal")) if p.exists()]
     assert _holding(platform_files, needles[:3]) == {}
     assert _holding(_files(settings.home), needles[:3]) == {}  # every other file of the platform, too
+
+
+def test_the_page_files_a_request_for_op_only_and_triggers_with_its_id_alone(airflow_app, settings, spec):  # noqa: F811
+    """The page's erasure route: a ``user`` is refused and audited; an ``op`` files the ids into the platform DB and
+    the ERASURE DAG is triggered with the request id alone (nothing in the URL, the run's conf or the event log)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.log import Log
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from ativo.airflow.erasure import build_erasure_dag
+    from ativo.erasure import audit
+    from ativo.erasure import requests as rq
+    from ativo.store.db import get_engine
+
+    client, token = airflow_app
+    dag = build_erasure_dag(spec)
+    assert str(dag.test(run_conf={}).state) == "success"  # the DAG is in Airflow's DB (a trigger needs it)
+    engine = get_engine(settings.db_url)
+    body = {"spec": spec.name, "subjects": [S_REST], "request_id": "P-1", "now": True}
+
+    refused = client.post("/ativo/erasure/requests", json=body, headers=token("analyst"))
+    assert refused.status_code == 403 and rq.get(engine, "P-1") is None
+    assert [e["actor"] for e in audit.entries(engine, kind="erasure_refused")] == ["analyst"]
+    in_url = client.post(f"/ativo/erasure/requests?subjects={S_REST}", json=body, headers=token("operator"))
+    assert in_url.status_code == 400 and rq.get(engine, "P-1") is None
+
+    filed = client.post("/ativo/erasure/requests", json=body, headers=token("operator"))
+    assert filed.status_code == 201, filed.text
+    assert S_REST not in filed.text and filed.json()["request_id"] == "P-1"
+    req = rq.get(engine, "P-1")
+    assert req["channel"] == "page" and req["actor"] == "operator" and req["subjects"] == [S_REST]
+    with create_session() as session:
+        confs = [r.conf for r in session.scalars(select(DagRun).where(DagRun.dag_id == dag.dag_id))]
+        logs = [row.extra or "" for row in session.scalars(select(Log))]
+    assert {"request_id": "P-1", "force": True} in confs, confs
+    assert not [c for c in confs if S_REST in json.dumps(c)] and not [x for x in logs if S_REST in x]

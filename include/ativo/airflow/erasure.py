@@ -212,7 +212,11 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
             messages = [m for evs in (context.get("triggering_asset_events") or {}).values() for e in evs
                         for m in ((e.extra or {}).get("payload") or {}).get("message_batch") or []]  # fmt: skip
             if messages:
-                return _file_queue_messages(spec, messages)
+                filed = _file_queue_messages(spec, messages)
+                from ativo.airflow.redaction import redact_in_process
+
+                redact_in_process()  # dag.test() only; under a scheduler the run's end does it
+                return filed
             if not params.get("subjects"):
                 raise AirflowSkipException("no subjects in the run's conf (the request is in the platform DB): "
                                            "pending requests are processed")  # fmt: skip

@@ -16,15 +16,27 @@ that DB runs:
   (the scheduler's ``DagRun.update_state``) sweep every erasure run (paged, not only the newest), every event-log row
   of an erasure DAG and every queue asset event whose consuming runs have all finished.
 - **``dag.test()`` / ``airflow dags test``** (tests, a developer): the scheduler does not start the run, so
-  ``on_dag_run_running`` never fires; the run's ``receive`` task runs in the process that holds the DB session and
-  calls :func:`redact_in_process` itself (a task under a real worker's supervisor gets ``None``: the ORM is
-  blocked there, and the scheduler has already done it). ``update_state`` does fire the end-of-run sweep there too.
+  ``on_dag_run_running`` never fires; tasks run in the process that holds the DB, so ``receive`` (after filing)
+  and ``verify`` (before its scan) call :func:`redact_in_process` (a task under a real worker's supervisor gets
+  ``None`` at once: the ORM is blocked there, and the scheduler has already done it). ``dag.test()`` keeps a
+  detached copy of its run and merges it back at each ``update_state``, which writes the old conf back after every
+  task: hence the second sweep before the scan, and the listener also redacts that copy at the run's end
+  (``update_state`` fires the end-of-run hooks under ``dag.test()`` too).
 
 A conf is redacted only once its request is in the platform DB (a request the platform cannot record stays where it
-is, and the next sweep tries again); an invalid one is audited, then redacted (it can never be processed). A queue
-message is redacted only after the run that consumed it finished (its ``receive`` task filed it and deleted it from
-the queue, or the queue redelivers it as a new event). On SQLite every redaction runs with ``secure_delete`` on, so
-the overwritten value is zeroed in the file (Airflow's SQLite uses a rollback journal, which is deleted at commit).
+is, and the next sweep tries again); an invalid one is audited by ``file_request``, then redacted (it can never be
+processed). A queue message is redacted once it is filed, or once the run that consumed it finished (its ``receive``
+task filed or refused it and deleted it from the queue, or the queue redelivers it as a new event). Under the
+scheduler no component that may touch the DB runs between ``receive`` and ``verify`` (task listeners run on the
+worker): a queue message consumed by the very run that processes its batch is still in its asset event when that
+run's ``verify`` scans, so the batch stays open, the run's end redacts it, and the next run closes the batch. The
+coalescing window normally makes a later run process it.
+
+On SQLite (Airflow runs it in WAL mode) every redaction runs with ``secure_delete`` on, and once it is committed the
+WAL is checkpointed into the file and truncated, so no page image from before stays in either; a reader of an older
+snapshot can hold the checkpoint back (the verification scan then keeps the batch open, and the next sweep finishes
+it). On PostgreSQL the old row versions are dead tuples that only autovacuum reclaims: not readable through SQL,
+which is how the scan reads that DB.
 """
 
 from __future__ import annotations
@@ -222,8 +234,30 @@ def _redact_message(msg: Any) -> Any:
                                                                                "removed"})}  # fmt: skip
 
 
+def _all_filed(messages: list[Any]) -> bool:
+    """Whether every message's request is in the platform DB already (filed by the run that consumed it)."""
+    from ativo.config import load_settings
+    from ativo.erasure import requests as rq
+    from ativo.store.db import get_engine
+
+    engine = get_engine(load_settings().db_url)
+    for msg in messages:
+        try:
+            body = json.loads(msg.get("Body") or "")
+            rid = body.get("request_id") or rq.request_id_for(f"sqs:{msg.get('MessageId')}")
+        except (AttributeError, TypeError, ValueError):
+            return False
+        if not isinstance(rid, str) or rq.get(engine, rid) is None:
+            return False
+    return True
+
+
 def redact_queue_events(session: Any) -> int:
-    """Every queue asset event whose consuming runs have all finished: message bodies (ids, op key) removed."""
+    """Every queue asset event whose message bodies (subject ids, op key) may go: removed.
+
+    They may once every message is filed in the platform DB, or once the runs that consumed the event have finished
+    (what they did not file, they refused, or the queue redelivers as a new event).
+    """
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.models.dagrun import DagRun
     from sqlalchemy import Text, cast, select
@@ -233,12 +267,13 @@ def redact_queue_events(session: Any) -> int:
     n = 0
     for rows in _pages(session, query, AssetEvent.id):
         for event in rows:
-            runs: list[DagRun] = list(event.created_dagruns)
-            if not runs or any(str(r.state) not in TERMINAL for r in runs):
-                continue  # not yet filed: the run that files it has not finished
             payload = (event.extra or {}).get("payload")
             if not isinstance(payload, dict) or not isinstance(payload.get("message_batch"), list):
                 continue
+            runs: list[DagRun] = list(event.created_dagruns)
+            finished = bool(runs) and all(str(r.state) in TERMINAL for r in runs)
+            if not finished and not _all_filed(payload["message_batch"]):
+                continue  # not yet filed: the run that files it has not got there
             batch = [_redact_message(m) for m in payload["message_batch"]]
             if batch == payload["message_batch"]:
                 continue  # redacted before

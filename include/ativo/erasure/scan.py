@@ -2,8 +2,12 @@
 
 Parquet (the lake, DVC objects, the prediction and label logs, caches) is decoded and its string columns searched;
 every other object is searched as bytes (CSV, JSON, HTML, logs, alerts). The platform DB is searched through SQL,
-column by column. A hit names the store, the place and the kind of value found, never the value itself (the scan
-result goes into receipts and logs).
+column by column, and, once the request's working columns are emptied and the DB compacted, its files as raw bytes
+(:func:`scan_db_files`: a WAL frame or a free page holding an old row counts). Airflow's metadata DB (run confs, the
+event log, asset events, XComs: the SQLite file and its WAL as bytes, or the DB URL through SQL) and its task-log
+folder are searched where this process can reach them (:func:`scan_airflow`); a store it cannot reach is listed under
+``not_scanned``, so a receipt says "clean" only of the stores it names as scanned. A hit names the store, the place
+and the kind of value found, never the value itself (the scan result goes into receipts and logs).
 """
 
 from __future__ import annotations
