@@ -114,8 +114,12 @@ def test_every_ativo_setting_in_compose_is_one_the_code_reads():
                 continue  # the ATIVO_ variable wins
             assert same(attr, raw), f"{name}: {var}={raw!r} became {'.'.join(paths[var])}={attr!r}"
     # compose configures Ativo through ATIVO_* settings, on every service that runs Ativo's code
-    assert {"mlflow", "ativo-serve", "airflow-apiserver", "airflow-scheduler", "airflow-worker"} <= set(configured)
+    assert {"ativo-serve", "airflow-apiserver", "airflow-scheduler", "airflow-worker"} <= set(configured)
     assert all("ATIVO_DB_URL" in env and "ATIVO_STORE_URI" in env for env in configured.values())
+    # the promotion key signs what serves: the platform's processes hold it, MLflow (the registry) never does
+    assert all("ATIVO_PROMOTION_KEY" in env for env in configured.values())
+    mlflow = service_environments()["mlflow"]
+    assert "ATIVO_PROMOTION_KEY" not in mlflow and "ATIVO_DB_URL" not in mlflow
 
 
 def test_compose_services_run_only_commands_and_files_that_exist():

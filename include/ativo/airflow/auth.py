@@ -51,17 +51,30 @@ class AtivoAuthManager(SimpleAuthManager):
 
 
 def _audit_operation_refusal(dag_id: str, user: Any, method: str) -> None:
-    """Audit a refused write on a deploy or train DAG (the user's name and role; never a request body)."""
+    """Audit a refused write on a deploy or train DAG: its id when it is a spec's, else the id's keyed pseudonym.
+
+    The DAG id is the caller's (a path of the REST API): ``<subject id>__train`` must not put a subject id into the
+    audit log, whose rows cannot be edited (that subject's erasure would never verify).
+    """
     try:
         from ativo.config import load_settings
-        from ativo.erasure.audit import append
+        from ativo.erasure.audit import PSEUDONYMS, append, pseudonyms
+        from ativo.hashing import platform_pepper
+        from ativo.naming import dag_ids
+        from ativo.spec import load_specs
         from ativo.store.db import get_engine
 
-        append(get_engine(load_settings().db_url), "operation_refused", str(getattr(user, "username", "anonymous")),
-               dag_id, {"method": method, "role": getattr(user, "role", None), "channel": "rest",
-                        "why": "writing to this DAG changes what serves: it needs the op role"})  # fmt: skip
+        settings = load_settings()
+        known = {d for s in load_specs(settings.specs_dir)[0] for d in dag_ids(s.name)}
+        ref = dag_id if dag_id in known else "(no such DAG)"
+        payload: dict[str, Any] = {"method": method, "role": getattr(user, "role", None), "channel": "rest",
+                                   "why": "writing to this DAG changes what serves: it needs the op role"}  # fmt: skip
+        if dag_id not in known:
+            payload[PSEUDONYMS] = pseudonyms({"dag_id": dag_id}, platform_pepper(settings))
+        append(get_engine(settings.db_url), "operation_refused", str(getattr(user, "username", "anonymous")), ref,
+               payload)  # fmt: skip
     except Exception:  # the refusal stands even when the audit log cannot be written
-        log.exception("could not audit a refused write on %s", dag_id)
+        log.exception("could not audit a refused write (%s by %s)", method, getattr(user, "username", "anonymous"))
 
 
 def _audit_refusal(dag_id: str, user: Any, method: str) -> None:
