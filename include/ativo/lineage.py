@@ -123,8 +123,18 @@ def trace(settings: Settings, prediction_id: str, spec_name: str | None = None) 
                                   if k.startswith("ativo.airflow.")}}  # fmt: skip
     except MlflowException as err:
         out["run"] = {"run_id": run_id, "error": str(err)}
+    spec = get_spec(row["spec"], settings.specs_dir)
+    from ativo.model.registry import version_record
+
+    # What the platform signed wins over MLflow's tags (anyone who reaches MLflow can rewrite those).
+    registered = version_record(settings, spec, row["version"], "registered") or {}
+    gated = version_record(settings, spec, row["version"], "gated") or {}
+    if registered.get("model_sha256"):
+        out["model"]["sha256"] = registered["model_sha256"]
+    out["model"]["signed"] = {"registered": bool(registered), "gated": bool(gated),
+                              "gates_passed": gated.get("passed") if gated else None}  # fmt: skip
     dataset: dict[str, Any] = {
-        "tag": tags.get("ativo.dataset_version"),
+        "tag": registered.get("dataset_version") or tags.get("ativo.dataset_version"),
         "data_registry_commit": tags.get("ativo.dataset_rev"),
         "manifest_sha256": tags.get("ativo.dataset_manifest"),
         "rows": tags.get("ativo.dataset_rows"),
@@ -139,8 +149,10 @@ def trace(settings: Settings, prediction_id: str, spec_name: str | None = None) 
     out["dataset"] = dataset
     out["code"] = {"commit": tags.get("ativo.git_commit"), "dirty": tags.get("ativo.git_dirty"),
                    "spec_hash": tags.get("ativo.spec_hash")}  # fmt: skip
-    gates: dict[str, Any] = {"verdict": tags.get("ativo.gates"), "report_uri": tags.get("ativo.gate_report_uri"),
-                             "model_card_uri": tags.get("ativo.model_card_uri")}  # fmt: skip
+    gates: dict[str, Any] = {
+        "verdict": ("passed" if gated["passed"] else "rejected") if gated else tags.get("ativo.gates"),
+        "report_uri": gated.get("gate_report_uri") or tags.get("ativo.gate_report_uri"),
+        "model_card_uri": gated.get("model_card_uri") or tags.get("ativo.model_card_uri")}  # fmt: skip
     if gates["report_uri"]:
         try:
             report = read_artifact_json(settings.mlflow_tracking_uri, gates["report_uri"])
@@ -148,7 +160,6 @@ def trace(settings: Settings, prediction_id: str, spec_name: str | None = None) 
         except Exception as err:
             gates["error"] = f"cannot read the gate report: {err}"
     out["gates"] = gates
-    spec = get_spec(row["spec"], settings.specs_dir)
     out["top_contributions"], out["contributions_method"] = _top_contributions(settings, spec, row, features)
     out["deployments"] = [{k: r.get(k) for k in ("at", "action", "reason", "actor", "uri")}
                           for r in history(spec, settings) if r.get("version") == row["version"]]  # fmt: skip

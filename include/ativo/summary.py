@@ -66,9 +66,11 @@ def registered_models(spec: ModelSpec, settings: Settings) -> list[dict[str, Any
         versions = client.search_model_versions(f"name='{spec.registered_model_name}'")
     except Exception:  # registry empty or unreachable: report, do not crash the summary
         return []
-    try:
+    from ativo.model.registry import aliases as authorized
+
+    try:  # what serves as the platform signed it (MLflow's aliases only mirror it), plus the challenger pointer
         aliases: dict[str, list[str]] = {}
-        for a, v in sorted(client.get_registered_model(spec.registered_model_name).aliases.items()):
+        for a, v in sorted(authorized(spec, settings).items()):
             aliases.setdefault(str(v), []).append(a)
     except Exception:
         aliases = {}

@@ -65,10 +65,15 @@ def _champion(c: Candidate) -> tuple[ServedModel | None, set[str] | None]:
     from mlflow.exceptions import MlflowException
 
     from ativo.model.artifact import registered_version
+    from ativo.model.registry import current as authorized
 
+    # The serving champion is what the signed promotion record says, never MLflow's alias (which anyone who reaches
+    # MLflow could point at a weak version, or delete, to let a worse challenger through).
+    baseline = c.baseline or (r.version if (r := authorized(c.spec, c.settings).routes.get(CHAMPION)) else None)
+    if baseline is None:
+        return None, None
     try:
-        current = (registered_version(c.spec, c.settings.mlflow_tracking_uri, c.baseline) if c.baseline
-                   else registered_version(c.spec, c.settings.mlflow_tracking_uri, alias=CHAMPION))  # fmt: skip
+        current = registered_version(c.spec, c.settings.mlflow_tracking_uri, baseline)
     except MlflowException:
         return None, None
     if current.version == c.model.version:
