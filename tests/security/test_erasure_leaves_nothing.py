@@ -150,3 +150,63 @@ def test_the_page_files_a_request_for_op_only_and_triggers_with_its_id_alone(air
         logs = [row.extra or "" for row in session.scalars(select(Log))]
     assert {"request_id": "P-1", "force": True} in confs, confs
     assert not [c for c in confs if S_REST in json.dumps(c)] and not [x for x in logs if S_REST in x]
+
+
+def test_the_scheduler_listener_redacts_before_any_task_and_sweeps_every_run(airflow_db, settings, spec,
+                                                                             monkeypatch):  # fmt: skip
+    """What the scheduler does (not dag.test()): Ativo's plugin listener gets the run the scheduler starts, files its
+    conf's subjects and leaves the request id, in the scheduler's own session; at a run's end it sweeps every erasure
+    run, page by page, and the REST API's event-log rows."""
+    import datetime as dt
+
+    from airflow.listeners.listener import get_listener_manager
+    from airflow.models.dagrun import DagRun
+    from airflow.models.log import Log
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunTriggeredByType, DagRunType
+    from sqlalchemy import select
+
+    from ativo.airflow import redaction
+    from ativo.airflow.erasure import build_erasure_dag
+    from ativo.erasure import requests as rq
+    from ativo.store.db import get_engine
+
+    monkeypatch.setattr(redaction, "PAGE", 7)  # many pages of runs
+    dag_id = build_erasure_dag(spec).dag_id
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+    def run(i: int, conf: dict, state: DagRunState) -> DagRun:
+        return DagRun(dag_id=dag_id, run_id=f"rest__{i}", conf=conf, state=state, run_type=DagRunType.MANUAL,
+                      run_after=t0 + dt.timedelta(minutes=i), triggered_by=DagRunTriggeredByType.REST_API,
+                      triggering_user_name="operator")  # fmt: skip
+
+    with create_session() as session:  # history: 40 finished runs of old clients, each quoted by the event log
+        for i in range(40):
+            conf = {"subjects": [f"cust-old-{i:04d}"], "request_id": f"OLD-{i}"}
+            session.add(run(i, conf, DagRunState.SUCCESS))
+            session.add(Log(event="trigger_dag_run", owner="operator", dag_id=dag_id,
+                            extra=json.dumps({"conf": conf, "method": "POST"})))  # fmt: skip
+    manager = get_listener_manager()
+    assert any(isinstance(p, redaction.ErasureRedactor) for p in manager.pm.get_plugins())  # the plugin's listener
+    with create_session() as session:  # the scheduler starts a new run
+        started = run(99, {"subjects": [S_REST], "request_id": "R-9", "force": True}, DagRunState.RUNNING)
+        session.add(started)
+        session.flush()
+        manager.hook.on_dag_run_running(dag_run=started, msg="started")
+    engine = get_engine(settings.db_url)
+    assert rq.get(engine, "R-9")["subjects"] == [S_REST] and rq.get(engine, "R-9")["actor"] == "operator"
+    with create_session() as session:
+        assert session.scalars(select(DagRun).where(DagRun.run_id == "rest__99")).one().conf == {
+            "subjects_redacted": 1, "request_id": "R-9", "force": True}
+        ended = session.scalars(select(DagRun).where(DagRun.run_id == "rest__99")).one()
+        ended.state = DagRunState.SUCCESS
+        manager.hook.on_dag_run_success(dag_run=ended, msg="success")
+    with create_session() as session:
+        confs = [r.conf for r in session.scalars(select(DagRun).where(DagRun.dag_id == dag_id))]
+        logs = [row.extra for row in session.scalars(select(Log).where(Log.dag_id == dag_id))]
+    assert len(confs) == 41 and not [c for c in confs if "subjects" in c], confs
+    assert len(logs) == 40 and not [x for x in logs if "cust-old" in x]
+    assert all(rq.get(engine, f"OLD-{i}") is not None for i in range(40))  # each was filed before its redaction
+    db = Path(os.environ["AIRFLOW_HOME"]) / "airflow.db"
+    assert _holding([p for p in db.parent.glob("airflow.db*") if p.is_file()], [S_REST, "cust-old-0007"]) == {}
