@@ -190,8 +190,9 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
         tags=["ativo", "erasure", spec.name, *spec.tags],
         params={
             "subjects": Param(None, type=["null", "array"], items={"type": "string"},
-                              description="Subject ids to erase (a REST or UI request); empty: process what is "
-                              "pending."),
+                              description="Leave empty: file requests on the Ativo page or with `ativo erase`, which "
+                              "keep the ids out of Airflow. Ids given here (older clients) are filed, then redacted "
+                              "from this run's conf and the event log."),
             "request_id": Param(None, type=["null", "string"], description="Your id for the request (idempotent); "
                                 "empty: one is made."),
             "force": Param(False, type="boolean", description="Process pending requests now, without waiting for "
