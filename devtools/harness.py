@@ -294,7 +294,8 @@ def register_booster(settings: Settings, spec: ModelSpec, booster: Any, *, exper
                        description="registered by the test harness")  # fmt: skip
     if gated is None:
         return version
-    report: dict[str, Any] = {"model_sha256": logged.sha256, "spec_hash": spec.content_hash(), "passed": gated,
+    report: dict[str, Any] = {"model_sha256": logged.sha256, "spec_hash": spec.content_hash(),
+                              "gate_hash": spec.gate_hash(), "passed": gated,
                               "failed_gates": [] if gated else ["performance"],
                               "gates": {} if gated else {"performance": {"reason": "rejected by the test harness"}},
                               "note": "test harness: a verdict recorded without running the gates"}  # fmt: skip

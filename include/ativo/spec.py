@@ -611,6 +611,19 @@ class ModelSpec(_Strict):
         blob = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
+    def gate_hash(self) -> str:
+        """Stable sha256 of what the gates' verdict rests on (data, model, split, gates, the infra latency budget).
+
+        A gate record counts for promotion only under the same gate hash; a change elsewhere (the canary share, four
+        eyes, the monitor's thresholds, schedules, tags) does not call for the gates to run again.
+        """
+        doc = self.model_dump(mode="json", by_alias=True,
+                              include={"name", "source", "data_schema", "protected_attributes", "split", "model",
+                                       "gates"})  # fmt: skip
+        doc["latency_budget_ms"] = self.deploy.latency_budget_ms
+        blob = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
 
 _PROBLEMS = "cross-field problems:\n"
 

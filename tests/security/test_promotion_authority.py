@@ -156,10 +156,10 @@ def test_the_gate_record_is_for_the_file_and_the_spec(settings, spec, platform):
     """A version gated under another spec hash must be gated again before it serves."""
     from ativo.deploy.promotion import DeployRefused, rollback
 
-    changed = spec.model_copy(update={"tags": [*spec.tags, "changed"]})
+    changed = spec.model_copy(update={"split": spec.split.model_copy(update={"seed": spec.split.seed + 1})})
     from ativo.deploy.promotion import promote
 
-    with pytest.raises(DeployRefused, match="under another version of spec"):
+    with pytest.raises(DeployRefused, match="under another version of spec"):  # its split moved: new test rows
         promote(changed, settings, platform["v2"], reason="spec changed since the gates", actor="test")
     rollback(spec, settings, reason="end the canary", actor="test")  # taking an alias away needs no gate record
 

@@ -277,6 +277,7 @@ def build_report(spec: ModelSpec, model: ServedModel | RegisteredVersion, result
         "model_sha256": model.sha256,
         "spec": spec.name,
         "spec_hash": spec.content_hash(),
+        "gate_hash": spec.gate_hash(),
         "git_commit": model.tags.get("ativo.git_commit"),
         "study": model.tags.get("ativo.study"),
         "trial_number": model.tags.get("ativo.trial_number"),

@@ -261,6 +261,7 @@ def record_gates(spec: ModelSpec, settings: Settings, version: str, report: dict
     """
     registered = version_record(settings, spec, version, "registered") or {}
     doc = {"model_sha256": report.get("model_sha256"), "spec_hash": report.get("spec_hash"),
+           "gate_hash": report.get("gate_hash"),
            "passed": bool(report.get("passed")), "failed_gates": list(report.get("failed_gates") or []),
            "reasons": {g: str((report.get("gates") or {}).get(g, {}).get("reason", ""))[:500]
                        for g in report.get("failed_gates") or []},
@@ -282,8 +283,8 @@ def authorize(spec: ModelSpec, settings: Settings, version: str) -> dict[str, An
     """The passing gate record that lets ``version`` take a live alias, under the spec as it is now.
 
     Raises:
-        PromotionRefused: no gate record (ungated), a rejection (its failed gates named), or a record for another
-            spec (re-run the gates under the current spec).
+        PromotionRefused: no gate record (ungated), a rejection (its failed gates named), or a record under
+            another :meth:`~ativo.spec.ModelSpec.gate_hash` (re-run the gates under the current spec).
     """
     name = spec.registered_model_name
     gated = version_record(settings, spec, version, "gated")
@@ -296,10 +297,10 @@ def authorize(spec: ModelSpec, settings: Settings, version: str) -> dict[str, An
         why = "; ".join(f"{g}: {gated.get('reasons', {}).get(g, '')}".rstrip(": ") for g in failed)
         raise PromotionRefused(f"version {version} of {name} was rejected by its gates ({', '.join(failed)}): "
                                f"{why}. A rejected version never serves", str(version), failed)  # fmt: skip
-    if gated.get("spec_hash") != spec.content_hash():
+    if gated.get("gate_hash") != spec.gate_hash():
         raise PromotionRefused(f"version {version} of {name} passed its gates under another version of spec "
-                               f"{spec.name} (hash {str(gated.get('spec_hash'))[:12]}…, now "
-                               f"{spec.content_hash()[:12]}…): its gates must run again under the spec as it is "
+                               f"{spec.name}'s data, model or gates (gate hash {str(gated.get('gate_hash'))[:12]}…, "
+                               f"now {spec.gate_hash()[:12]}…): its gates must run again under the spec as it is "
                                "now", str(version))  # fmt: skip
     return gated
 
