@@ -356,7 +356,7 @@ def seal_and_scan_files(settings: Settings, batch_id: int, targets: Targets, pep
         steps["sealed"] = sealed
         conn.execute(update(erasure_batches).where(erasure_batches.c.id == batch_id).values(steps=steps))
     compacted = compact(engine)
-    held = set()  # other open requests' working columns (filed since, for the same subjects)
+    held: set[str] = set()  # other open requests' working columns (filed since, for the same subjects)
     for rid in rq.open_request_ids(engine):
         row = rq.get(engine, rid) or {}
         if row.get("batch_id") != batch_id:

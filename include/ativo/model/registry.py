@@ -260,7 +260,7 @@ def record_gates(spec: ModelSpec, settings: Settings, version: str, report: dict
         policy: the per-group decision policy the fairness gate approved (its sha256 is recorded).
     """
     registered = version_record(settings, spec, version, "registered") or {}
-    doc = {"model_sha256": report.get("model_sha256"), "spec_hash": report.get("spec_hash"),
+    doc: dict[str, Any] = {"model_sha256": report.get("model_sha256"), "spec_hash": report.get("spec_hash"),
            "gate_hash": report.get("gate_hash"),
            "passed": bool(report.get("passed")), "failed_gates": list(report.get("failed_gates") or []),
            "reasons": {g: str((report.get("gates") or {}).get(g, {}).get("reason", ""))[:500]
@@ -272,8 +272,9 @@ def record_gates(spec: ModelSpec, settings: Settings, version: str, report: dict
            "decided_at": report.get("decided_at")}  # fmt: skip
     if registered and registered.get("model_sha256") != doc["model_sha256"]:
         doc["passed"] = False
-        doc["failed_gates"] = [*doc["failed_gates"], "integrity"]
-        doc["reasons"]["integrity"] = (f"the gated file has sha256 {str(doc['model_sha256'])[:12]}…, the platform "
+        doc["failed_gates"] = [*list(doc["failed_gates"]), "integrity"]
+        reasons: dict[str, str] = doc["reasons"]
+        reasons["integrity"] = (f"the gated file has sha256 {str(doc['model_sha256'])[:12]}…, the platform "
                                        f"registered {str(registered.get('model_sha256'))[:12]}…")  # fmt: skip
     _write_version_record(settings, spec, str(version), "gated", doc)
     return doc
@@ -483,8 +484,9 @@ def move(spec: ModelSpec, settings: Settings, action: str, changes: dict[str, st
                "canary_percent": percent, "approval": approval, "figures": figures or {},
                "aliases_before": before.aliases()}  # fmt: skip
         signature = _sign(key, doc, prev)
-        seq = conn.execute(insert(t).values(spec=spec.name, model=name, doc=doc, prev_signature=prev, key_id=kid,
-                                            signature=signature, at=_now())).inserted_primary_key[0]  # fmt: skip
+        inserted = conn.execute(insert(t).values(spec=spec.name, model=name, doc=doc, prev_signature=prev,
+                                                 key_id=kid, signature=signature, at=_now()))  # fmt: skip
+        seq = inserted.inserted_primary_key[0]  # type: ignore[index]
     _mirror(spec, settings, routes, percent, state_tags or {})
     log.info("%s: %s by %s — %s (record %s)", name, action, actor, {a: r.version for a, r in routes.items()}, seq)
     return {**doc, "seq": seq, "version": next((v for v in changes.values() if v), None),
@@ -558,10 +560,11 @@ def drift(spec: ModelSpec, settings: Settings, authorized: Authorized) -> list[s
         except MlflowException as err:
             out.append(f"version {r.version} ({alias}) cannot be read ({err.error_code})")
             continue
-        for key, want in ((SHA256_TAG, r.model_sha256), (POLICY_TAG, r.decision_policy_uri),
-                          (DATASET_TAG, r.dataset_version)):  # fmt: skip
+        expected: tuple[tuple[str, str | None], ...] = (
+            (SHA256_TAG, r.model_sha256), (POLICY_TAG, r.decision_policy_uri), (DATASET_TAG, r.dataset_version))
+        for key, signed in expected:
             have = tags.get(key)
-            if (have or None) != (want or None) and not (key == POLICY_TAG and have == "None" and not want):
+            if (have or None) != (signed or None) and not (key == POLICY_TAG and have == "None" and not signed):
                 out.append(f"version {r.version} ({alias}): tag {key} is {have!r} in MLflow, the signed record says "
-                           f"{want!r}")  # fmt: skip
+                           f"{signed!r}")  # fmt: skip
     return out
