@@ -572,8 +572,8 @@ def _cmd_erase(args: argparse.Namespace) -> int:
         text = sys.stdin.read() if args.subjects_file == "-" else Path(args.subjects_file).read_text()
         subjects += [ln.strip() for ln in text.splitlines() if ln.strip()]
     ack = file_request(get_engine(settings.db_url), spec=spec.name, subjects=subjects,
-                       pepper=platform_pepper(settings), actor=actor, channel="cli",
-                       request_id=args.request_id)  # fmt: skip
+                       pepper=platform_pepper(settings), actor=actor, channel="cli", request_id=args.request_id,
+                       min_subject_length=spec.erasure.min_subject_id_length)  # fmt: skip
     print(json.dumps(ack.to_dict()))
     if args.process:
         from ativo.erasure.process import process

@@ -129,7 +129,7 @@ def file_erasure(settings: Any, user: Any, body: dict[str, Any]) -> dict[str, An
 
     engine = get_engine(settings.db_url)
     spec = str(body.get("spec") or "")
-    specs = {s.name for s in load_specs(settings.specs_dir)[0]}
+    specs = {s.name: s for s in load_specs(settings.specs_dir)[0]}
     if spec not in specs:
         raise ValueError(f"field 'spec': {spec[:60]!r} is not a spec of this platform ({', '.join(sorted(specs))})")
     dag_id = erasure_dag_id(spec)
@@ -144,9 +144,9 @@ def file_erasure(settings: Any, user: Any, body: dict[str, Any]) -> dict[str, An
                                          why=f"role {getattr(user, 'role', None)!r} on the page")))  # fmt: skip
     subjects = body.get("subjects")
     try:
-        ack = file_request(engine, spec=spec, subjects=subjects if isinstance(subjects, list) else [],
-                           pepper=platform_pepper(settings), actor=_name(user), channel="page",
-                           request_id=body.get("request_id") or None)  # fmt: skip
+        ack = file_request(engine, spec=spec, subjects=subjects, pepper=platform_pepper(settings),
+                           actor=_name(user), channel="page", request_id=body.get("request_id") or None,
+                           min_subject_length=specs[spec].erasure.min_subject_id_length)  # fmt: skip
     except InvalidRequest as err:
         raise ValueError(str(err)) from None
     out = {**ack.to_dict(), "processing": f"with the other requests of its window (`ativo erasure status "

@@ -411,7 +411,10 @@ def purge_landing_and_quarantine(spec: ModelSpec, store: ObjectStore, engine: En
 def purge_logs(spec: ModelSpec, store: ObjectStore, targets: Targets) -> dict[str, int]:
     """Remove the subjects' rows from the prediction log and their predictions' rows from the label log.
 
-    Objects are rewritten whole under the same key (a server only ever adds new objects).
+    Objects are rewritten whole under the same key (a server only ever adds new objects). A client-chosen id that
+    quotes a subject or record id — a request id another caller sent, or a feedback's prediction id, logged by a server
+    older than the id checks (:mod:`ativo.serve.app`) — is redacted too: that row is someone else's and stays, its
+    id becomes ``[erased]``, so nobody can wedge an erasure by quoting a subject.
 
     Returns:
         object key → rows removed.
@@ -424,6 +427,7 @@ def purge_logs(spec: ModelSpec, store: ObjectStore, targets: Targets) -> dict[st
 
     out: dict[str, int] = {}
     pseud = pa.array(sorted(targets.pseudonyms), "string")
+    quotes = sorted({*targets.subjects, *targets.record_ids})
     for key in store.list(f"predictions/{spec.name}"):
         if not key.endswith(".parquet"):
             continue
@@ -432,20 +436,43 @@ def purge_logs(spec: ModelSpec, store: ObjectStore, targets: Targets) -> dict[st
         n = int(pc.sum(hit).as_py() or 0)
         if n:
             targets.prediction_ids |= set(table.filter(hit)["prediction_id"].to_pylist())
-            store.put_bytes(key, parquet_bytes(table.filter(pc.invert(hit))))
-            out[key] = n
-    if targets.prediction_ids:
-        ids = pa.array(sorted(targets.prediction_ids), "string")
-        for key in store.list(f"labels/{spec.name}"):
-            if not key.endswith(".parquet"):
-                continue
-            table = pq.read_table(io.BytesIO(store.get_bytes(key)))
-            hit = pc.fill_null(pc.is_in(table["prediction_id"], value_set=ids), False)
-            n = int(pc.sum(hit).as_py() or 0)
-            if n:
-                store.put_bytes(key, parquet_bytes(table.filter(pc.invert(hit))))
-                out[key] = n
+            table = table.filter(pc.invert(hit))
+        table, quoted = _redact_quotes(table, "request_id", quotes)
+        if n or quoted:
+            store.put_bytes(key, parquet_bytes(table))
+            out[key] = n + quoted
+    ids = pa.array(sorted(targets.prediction_ids), "string")
+    for key in store.list(f"labels/{spec.name}"):
+        if not key.endswith(".parquet"):
+            continue
+        table = pq.read_table(io.BytesIO(store.get_bytes(key)))
+        hit = pc.fill_null(pc.is_in(table["prediction_id"], value_set=ids), False)
+        n = int(pc.sum(hit).as_py() or 0)
+        if n:
+            table = table.filter(pc.invert(hit))
+        table, quoted = _redact_quotes(table, "prediction_id", quotes)
+        if n or quoted:
+            store.put_bytes(key, parquet_bytes(table))
+            out[key] = n + quoted
     return out
+
+
+def _redact_quotes(table: Any, column: str, quotes: list[str]) -> tuple[Any, int]:
+    """``table`` with every value of ``column`` that contains one of ``quotes`` replaced by ``[erased]``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if column not in table.column_names or not quotes or table.num_rows == 0:
+        return table, 0
+    col = table[column].cast(pa.string())
+    hit = pa.array([False] * table.num_rows)
+    for q in quotes:
+        hit = pc.or_(hit, pc.fill_null(pc.match_substring(col, q), False))
+    n = int(pc.sum(hit).as_py() or 0)
+    if not n:
+        return table, 0
+    redacted = pc.if_else(hit, pa.scalar("[erased]"), col)
+    return table.set_column(table.column_names.index(column), column, redacted.cast(table.schema.field(column).type)), n
 
 
 TEXT_SUFFIXES = (".log", ".jsonl", ".json", ".txt", ".html", ".csv", ".md")
