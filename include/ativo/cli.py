@@ -327,6 +327,17 @@ def _cmd_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_adopt_routing(args: argparse.Namespace) -> int:
+    from ativo.model.registry import adopt_routing
+    settings = load_settings()
+    spec = _spec(args, settings)
+    rec = adopt_routing(spec, settings, actor=args.identity,
+                        reason=args.reason or "adopted MLflow's routing at the upgrade to signed promotion records")
+    print(f"adopted: {rec['aliases_after'] or 'nothing serves'} is now the first signed promotion record of "
+          f"{spec.registered_model_name}")  # fmt: skip
+    return 0
+
+
 def _cmd_rollback(args: argparse.Namespace) -> int:
     from ativo.deploy.promotion import rollback
     settings = load_settings()
@@ -767,6 +778,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reason", help="why (kept in the deployment record, next to the key's identity)")
     s.set_defaults(func=_cmd_promote)
     _op_only(s, "promote", "changes what serves", audit=("spec", "version", "reason"))
+
+    s = sub.add_parser("adopt-routing", help="once, after upgrading a platform from before signed promotion records: "
+                       "sign what MLflow's aliases serve now as the first record (each file's sha256 checked)")
+    s.add_argument("--spec", help=_SPEC_HELP)
+    s.add_argument("--reason", help="why (kept in the record, next to the key's identity)")
+    s.set_defaults(func=_cmd_adopt_routing)
+    _op_only(s, "adopt-routing", "decides what serves", audit=("spec", "reason"))
 
     s = sub.add_parser("rollback", help="end a canary/shadow, else give champion back to the previous version")
     s.add_argument("--spec", help=_SPEC_HELP)

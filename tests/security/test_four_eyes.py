@@ -87,7 +87,7 @@ def test_the_requester_approving_their_own_deployment_is_refused_and_holds(airfl
 
     run, states = _deploy_with_answer(four_eyes, "dag_test", "Approve")  # dag.test() triggers as "dag_test"
     assert str(run.state) == "failed", states
-    assert states["approve"] == "success" and states["start"] == "failed", states
+    assert states["approve"] == "failed" and states["start"] == "upstream_failed", states
     assert aliases(four_eyes, settings).get("champion") is None  # held: nothing serves it
     [refusal] = audit.entries(get_engine(settings.db_url), kind="approval_refused")
     assert refusal["actor"] == "airflow:dag_test" and "four eyes" in refusal["payload"]["why"]
@@ -117,6 +117,21 @@ def test_another_persons_approval_promotes_and_is_signed_and_on_the_card(airflow
     assert rec["approval"]["requested_by"] == "airflow:dag_test"
     mv = MlflowClient(settings.mlflow_tracking_uri).get_model_version(four_eyes.registered_model_name, candidate)
     assert "risk-officer" in mv.tags["ativo.approval"] and "Approved by airflow:risk-officer" in mv.description
+
+
+def test_no_other_path_skips_the_approval(settings, four_eyes, candidate):
+    """Neither ``ativo promote`` / the page (an op) nor a forged approve XCom puts a version live without it."""
+    from ativo.deploy.approvals import ApprovalRefused, approved
+    from ativo.deploy.promotion import DeployRefused, aliases, promote, start_trial
+
+    with pytest.raises(DeployRefused, match="four eyes"):
+        promote(four_eyes, settings, candidate, reason="I am an op", actor="key:mallory")
+    with pytest.raises(DeployRefused, match="four eyes"):
+        start_trial(four_eyes, settings, candidate, percent=100, actor="key:mallory")
+    assert aliases(four_eyes, settings).get("champion") is None
+    # start reads the approval the platform signed when Airflow handed the answer over, not the approve task's XCom
+    with pytest.raises(ApprovalRefused, match="no approval signed"):
+        approved(settings, four_eyes, candidate, "manual__forged")
 
 
 def test_silence_holds_the_version_and_an_analyst_cannot_answer(four_eyes, tmp_path, monkeypatch):

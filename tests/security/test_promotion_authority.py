@@ -152,6 +152,19 @@ def test_no_path_puts_a_rejected_or_ungated_version_on_live_traffic(who, setting
     assert all(r["actor"] != "mallory" for r in history(spec, settings))
 
 
+def test_a_move_prepared_on_a_stale_view_is_refused_not_applied(settings, spec, platform):
+    """Two movers at once: the one that read what serves before the other moved changes nothing."""
+    from ativo.deploy.promotion import DeployRefused, aliases, move_aliases, rollback
+
+    stale = aliases(spec, settings)  # champion v1, canary v2
+    rollback(spec, settings, reason="the canary ends meanwhile", actor="test")
+    with pytest.raises(DeployRefused, match="changed while this move was prepared"):
+        move_aliases(spec, settings, "promote", platform["v2"], {"champion": platform["v2"], "previous": "1",
+                                                                 "canary": None},
+                     reason="stale", actor="test", expected=stale)  # fmt: skip
+    assert aliases(spec, settings) == {"champion": platform["v1"]}
+
+
 def test_the_gate_record_is_for_the_file_and_the_spec(settings, spec, platform):
     """A version gated under another spec hash must be gated again before it serves."""
     from ativo.deploy.promotion import DeployRefused, rollback
@@ -213,3 +226,23 @@ def split_rows(spec, adult_split):
     from ativo.evaluate.suite import request_rows
 
     return request_rows(spec, adult_split.test, 50)
+
+
+def test_an_upgraded_platform_adopts_mlflows_routing_once_by_an_op(settings, spec, boosters, tmp_path):
+    """Before signed records, MLflow's aliases were the routing: an op signs them once; never again after."""
+    from mlflow import MlflowClient
+
+    from ativo.model.registry import PromotionRefused, adopt_routing, current, history
+    from devtools.harness import register_booster
+
+    v1 = register_booster(settings, spec, boosters["good"], artifact_root=tmp_path / "art", gated=None)
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    client.set_registered_model_alias(spec.registered_model_name, "champion", v1)  # how the old platform routed
+    assert current(spec, settings).routes == {}  # nothing signed: a server routes nothing (and pages the difference)
+    adopt_routing(spec, settings, actor="key:ops", reason="upgrade")
+    routed = current(spec, settings).routes
+    assert routed["champion"].version == v1 and routed["champion"].model_sha256 == client.get_model_version(
+        spec.registered_model_name, v1).tags["ativo.model_sha256"]  # fmt: skip
+    assert [r["actor"] for r in history(spec, settings)] == ["key:ops"]
+    with pytest.raises(PromotionRefused, match="signed promotion records already"):
+        adopt_routing(spec, settings, actor="key:mallory", reason="again")

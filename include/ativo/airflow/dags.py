@@ -458,6 +458,27 @@ def _release_failed_run(spec: ModelSpec) -> Any:
     return release
 
 
+def _deploy_approval(spec: ModelSpec) -> type:
+    """Airflow's ApprovalOperator, judging the answer (four eyes) and signing it where Airflow hands it over."""
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    class DeployApproval(ApprovalOperator):
+        def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+            ret = super().execute_complete(context=context, event=event)  # a "Reject" skips start: held
+            if list(ret.get("chosen_options") or []) == [self.APPROVE]:
+                from ativo.deploy.approvals import ApprovalRefused, record
+
+                checked = context["ti"].xcom_pull(task_ids="infra_check")  # the version the body showed
+                try:
+                    record(load_settings(), spec, str(checked["version"]), dict(ret), deploy_actor(context),
+                           str(context["run_id"]))  # fmt: skip
+                except ApprovalRefused as err:
+                    raise AirflowFailException(str(err)) from err
+            return ret
+
+    return DeployApproval
+
+
 def deploy_actor(context: Any) -> str:
     """Who a deploy run acts for: the Airflow user who triggered it, else the challenger event that did."""
     user = getattr(context.get("dag_run"), "triggering_user_name", None)
@@ -537,10 +558,10 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
             requester = checked.get("actor") or "deploy"
             approval = None
             try:
-                if spec.deploy.approval == "required":
-                    from ativo.deploy.approvals import accept
+                if spec.deploy.approval == "required":  # the signed approval, never the approve task's XCom
+                    from ativo.deploy.approvals import approved
 
-                    approval = accept(settings, spec, checked["version"], answer, requester)
+                    approval = approved(settings, spec, checked["version"], get_current_context()["run_id"])
                 return begin(spec, settings, checked["version"], actor=requester, approval=approval)
             except DeployError as err:
                 raise AirflowFailException(str(err)) from err
@@ -576,9 +597,7 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
 
         checked = infra_check()
         if spec.deploy.approval == "required":  # four eyes: waits without a worker; a timeout answers "Reject"
-            from airflow.providers.standard.operators.hitl import ApprovalOperator
-
-            approve = ApprovalOperator(
+            approve = _deploy_approval(spec)(
                 task_id="approve",
                 subject=f"Put {spec.registered_model_name} on live traffic? (four eyes: not the requester)",
                 body=checked["approval_body"],  # type: ignore[index]

@@ -79,6 +79,35 @@ def accept(settings: Settings, spec: ModelSpec, version: str, answer: dict[str, 
             "version": str(version)}  # fmt: skip
 
 
+def record(settings: Settings, spec: ModelSpec, version: str, answer: dict[str, Any] | None, requester: str,
+           dag_run_id: str) -> dict[str, Any]:  # fmt: skip
+    """Judge an answer (:func:`accept`) and sign the approval for this deploy run; returns it.
+
+    Called where Airflow hands the answer over (the approval task's resumption), from Airflow's own record of who
+    answered, never from an XCom (which a task or an op could rewrite).
+    """
+    from ativo.model.registry import record_approval
+
+    approval = {**accept(settings, spec, version, answer, requester), "dag_run_id": dag_run_id}
+    record_approval(settings, spec, version, approval)
+    return approval
+
+
+def approved(settings: Settings, spec: ModelSpec, version: str, dag_run_id: str) -> dict[str, Any]:
+    """The signed approval of ``version`` for this deploy run.
+
+    Raises:
+        ApprovalRefused: there is none (no answer, a rejection, a refused self-approval, or a forged XCom).
+    """
+    from ativo.model.registry import version_record
+
+    found = version_record(settings, spec, version, "approved", where={"dag_run_id": dag_run_id})
+    if found is None:
+        raise ApprovalRefused(f"version {version} has no approval signed for deploy run {dag_run_id}: it is held "
+                              "(four eyes: another person must approve it in the run's approve task)")  # fmt: skip
+    return found
+
+
 def note_on_card(spec: ModelSpec, settings: Settings, version: str, approval: dict[str, Any],
                  gated: dict[str, Any]) -> None:  # fmt: skip
     """Put the approval on the version: its model card (rendered again with it), a tag and its description."""

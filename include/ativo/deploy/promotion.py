@@ -80,7 +80,8 @@ def _check_version(client: Any, spec: ModelSpec, version: str) -> None:
 
 def move_aliases(spec: ModelSpec, settings: Settings, action: str, version: str | None, changes: dict[str, str | None],
           *, reason: str, actor: str, figures: dict[str, Any] | None = None, canary_percent: float | None = None,
-          approval: dict[str, Any] | None = None, states: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+          approval: dict[str, Any] | None = None, states: dict[str, str] | None = None,
+          expected: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
     """One move through the registry's signed records (:func:`ativo.model.registry.move`), then its copy for people.
 
     Raises:
@@ -88,10 +89,10 @@ def move_aliases(spec: ModelSpec, settings: Settings, action: str, version: str 
     """
     from ativo.model.registry import PromotionRefused, move
 
-    before = aliases(spec, settings)
+    before = aliases(spec, settings) if expected is None else expected
     try:
         move(spec, settings, action, changes, actor=actor, reason=reason, canary_percent=canary_percent,
-             approval=approval, figures=figures, state_tags=states)  # fmt: skip
+             approval=approval, figures=figures, state_tags=states, expected=before)  # fmt: skip
     except PromotionRefused as err:
         raise DeployRefused(str(err), err.version, err.failed_gates) from err
     return record(spec, settings, action, version, reason, actor, before, aliases(spec, settings),
@@ -142,7 +143,7 @@ def promote(spec: ModelSpec, settings: Settings, version: str, *, reason: str, a
         if before.get(alias) == version:
             changes[alias] = None
     rec = move_aliases(spec, settings, "promote", version, changes, reason=reason, actor=actor, figures=figures,
-                approval=approval, states=states)  # fmt: skip
+                       approval=approval, states=states, expected=before)  # fmt: skip
     _client(settings).set_model_version_tag(spec.registered_model_name, version, "ativo.promoted", json.dumps(
         {"at": _now(), "reason": reason, "actor": actor, "approval": approval})[:5000])  # fmt: skip
     return rec
@@ -154,7 +155,7 @@ def end_trial(spec: ModelSpec, settings: Settings, version: str, *, reason: str,
     before = aliases(spec, settings)
     removed: dict[str, str | None] = {a: None for a in ("canary", "shadow") if before.get(a) == str(version)}
     rec = move_aliases(spec, settings, "rollback", str(version), removed, reason=reason, actor=actor, figures=figures,
-                states={str(version): f"rolled back {_now()}"})  # fmt: skip
+                       states={str(version): f"rolled back {_now()}"}, expected=before)  # fmt: skip
     _client(settings).set_model_version_tag(spec.registered_model_name, str(version), "ativo.rolled_back",
                                             reason[:5000])  # fmt: skip
     return rec
@@ -179,7 +180,7 @@ def rollback(spec: ModelSpec, settings: Settings, *, reason: str, actor: str = "
     if bad:
         states[bad] = f"rolled back {_now()}"
     rec = move_aliases(spec, settings, "rollback", bad, {"champion": good, "previous": None}, reason=reason,
-                       actor=actor, states=states)  # fmt: skip
+                       actor=actor, states=states, expected=before)  # fmt: skip
     if bad:
         _client(settings).set_model_version_tag(name, bad, "ativo.rolled_back", reason[:5000])
     return rec

@@ -40,23 +40,29 @@ def _client(settings: Settings) -> Any:
 
 
 def affected_versions(spec: ModelSpec, settings: Settings, dataset_tags: list[str]) -> list[dict[str, Any]]:
-    """Every registered version trained on one of ``dataset_tags``: version, dataset tag, aliases (live roles)."""
+    """Every registered version trained on one of ``dataset_tags``: version, dataset tag, aliases (live roles).
+
+    The live roles and dataset versions are the platform's signed records (MLflow's aliases and tags only where the
+    platform recorded nothing); a version that serves but is gone from MLflow is still affected (its retraining then
+    fails and the request stays open, saying so), never silently skipped.
+    """
     from mlflow.exceptions import MlflowException
+
+    from ativo.deploy.promotion import aliases
+    from ativo.model.registry import current, recorded_dataset_versions
 
     client = _client(settings)
     name = spec.registered_model_name
+    routed = current(spec, settings).routes
     try:
-        rm = client.get_registered_model(name)
+        client.get_registered_model(name)
+        versions = client.search_model_versions(f"name = '{name}'")
     except MlflowException as err:
-        if err.error_code == "RESOURCE_DOES_NOT_EXIST":  # no model registered yet: none to follow up
-            return []
-        raise  # the registry is down or refuses: the step fails and is retried, it never reads as "no model"
-    from ativo.deploy.promotion import aliases
-    from ativo.model.registry import recorded_dataset_versions
-
-    versions = client.search_model_versions(f"name = '{name}'")
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise  # the registry is down or refuses: the step fails and is retried, it never reads as "no model"
+        versions = []  # nothing in MLflow: only what the records route (a deleted model may still be live)
     by_version: dict[str, list[str]] = {}
-    for alias, v in {**{str(k): str(v) for k, v in (rm.aliases or {}).items()}, **aliases(spec, settings)}.items():
+    for alias, v in aliases(spec, settings).items():
         by_version.setdefault(str(v), []).append(str(alias))
     signed = recorded_dataset_versions(settings, spec)  # what the platform signed; MLflow's tag can be rewritten
     wanted = set(dataset_tags)
@@ -69,6 +75,11 @@ def affected_versions(spec: ModelSpec, settings: Settings, dataset_tags: list[st
             out.append({"version": str(mv.version), "dataset_version": tag, "run_id": mv.run_id,
                         "aliases": sorted(set(by_version.get(str(mv.version), []))),
                         "retired": RETIRED_TAG in tags})  # fmt: skip
+    seen = {r["version"] for r in out}
+    for r in {r.version: r for r in routed.values()}.values():
+        if r.version not in seen and r.dataset_version in wanted:  # live, but its version is gone from MLflow
+            out.append({"version": r.version, "dataset_version": r.dataset_version, "run_id": None,
+                        "aliases": sorted(set(by_version.get(r.version, []))), "retired": False})  # fmt: skip
     return sorted(out, key=lambda r: int(r["version"]))
 
 
@@ -170,7 +181,7 @@ def retrain(spec: ModelSpec, settings: Settings, version: str, *, batch_id: int,
             raise RetrainFailed(f"retraining version {version} gave the same model as version {dup.version}, "
                                 "which is not from this erasure") from dup  # fmt: skip
         new = dup.version
-        adopt(spec, settings, new)
+        adopt(spec, settings, new, logged, tag)
         log_profile(spec, settings, client, run_id, new, tag)
     log.info("erasure batch %s: version %s retrained as version %s on %s", batch_id, version, new, redacted)
     return {"from": version, "version": new, "dataset_version": tag, "redacted": redacted, "params": params,
@@ -193,7 +204,7 @@ def switch(spec: ModelSpec, settings: Settings, replaced: dict[str, str], *, bat
     reason = (f"erasure batch {batch_id} ({len(requests)} request(s)): "
               + ", ".join(f"{a} {before[a]} → {changes[a]}" for a in sorted(changes)))
     rec = move_aliases(spec, settings, "erasure_switch", changes.get("champion") or before.get("champion"), changes,
-                reason=reason, actor="erasure", figures={"replaced": replaced, "batch": batch_id},
+                reason=reason, actor="erasure", figures={"replaced": replaced, "batch": batch_id}, expected=before,
                 states={v: f"{a} since {_now()} (erasure batch {batch_id})"
                         for a, v in changes.items() if v})  # fmt: skip
     if before.get("challenger") in replaced:

@@ -238,6 +238,10 @@ def load_with_policy(spec: ModelSpec, tracking_uri: str, version: str, *, expect
     from ativo.model.policy import DecisionPolicy
 
     model = load_version(spec, tracking_uri, version, expected_sha256=expected_sha256)
+    if expected_sha256 and policy_sha256 and not policy_uri:
+        raise ModelIntegrityError(f"model {model.name} version {model.version}: its gates approved a decision policy "
+                                  "(sha256 recorded) but the record names no file for it: it does not serve raw "
+                                  "decisions instead")  # fmt: skip
     uri = policy_uri if expected_sha256 else model.tags.get(POLICY_TAG)
     if uri and uri != "None":
         doc = read_artifact_json(tracking_uri, uri)

@@ -80,14 +80,20 @@ def signing_key(settings: Settings) -> tuple[str, bytes]:
     path = key_file(settings)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process created it a moment ago
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_hex(32).encode())
+        try:  # whole or not at all: a process reading at this moment never sees an empty key
+            os.link(tmp, path)
+        except FileExistsError:  # another process created it a moment ago: theirs is the key
             pass
-        else:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(secrets.token_hex(32).encode())
+        finally:
+            tmp.unlink()
     key = path.read_bytes().strip()
+    if len(key) < 32:
+        raise AtivoError(f"the platform key {path} is empty or too short ({len(key)} bytes): restore it from backup "
+                         "(records signed with it verify only with it) or set ATIVO_PROMOTION_KEY")  # fmt: skip
     return _key_id(key), key
 
 
@@ -100,6 +106,25 @@ def verification_keys(settings: Settings) -> dict[str, bytes]:
             if old.strip():
                 keys[_key_id(old.strip().encode())] = old.strip().encode()
     return keys
+
+
+def _normalised(doc: Any) -> Any:
+    """``doc`` as it reads back from a JSON column, so that what is signed is exactly what is stored.
+
+    String keys, lists, and no NaN or infinity (PostgreSQL's JSON refuses them; they become strings).
+    """
+    import math
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return str(v)
+        if isinstance(v, dict):
+            return {str(k): walk(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [walk(x) for x in v]
+        return v
+
+    return json.loads(json.dumps(walk(doc), default=str))
 
 
 def _canonical(doc: Any) -> bytes:
@@ -146,14 +171,18 @@ def _write_version_record(settings: Settings, spec: ModelSpec, version: str, kin
 
     kid, key = signing_key(settings)
     row = {"spec": spec.name, "model": spec.registered_model_name, "version": str(version), "kind": kind,
-           "doc": doc, "key_id": kid, "at": _now()}  # fmt: skip
+           "doc": _normalised(doc), "key_id": kid, "at": _now()}  # fmt: skip
     row["signature"] = _sign(key, {k: row[k] for k in ("spec", "model", "version", "kind", "doc")})
     with _engine(settings).begin() as conn:
         conn.execute(insert(version_records).values(**row))
 
 
-def version_record(settings: Settings, spec: ModelSpec, version: str | int, kind: str) -> dict[str, Any] | None:
-    """The newest ``kind`` record (``registered`` / ``gated``) of a version whose signature verifies, or None."""
+def version_record(settings: Settings, spec: ModelSpec, version: str | int, kind: str,
+                   where: dict[str, Any] | None = None) -> dict[str, Any] | None:  # fmt: skip
+    """The newest ``kind`` record (``registered`` / ``gated`` / ``approved``) of a version that verifies, or None.
+
+    ``where``: fields the record's document must have (an approval's ``dag_run_id``).
+    """
     from sqlalchemy import select
 
     from ativo.store.db import version_records as t
@@ -165,7 +194,9 @@ def version_record(settings: Settings, spec: ModelSpec, version: str | int, kind
         for row in conn.execute(q).mappings():
             signed = {k: row[k] for k in ("spec", "model", "version", "kind", "doc")}
             if _valid(keys, row["key_id"], signed, "", row["signature"]):
-                return dict(row["doc"])
+                if all(row["doc"].get(k) == v for k, v in (where or {}).items()):
+                    return dict(row["doc"])
+                continue
             log.error("%s version %s: a %s record (id %s) fails its signature; ignored", spec.registered_model_name,
                       version, kind, row["id"])  # fmt: skip
     return None
@@ -232,19 +263,24 @@ def register(spec: ModelSpec, settings: Settings, logged: LoggedModel, tags: dic
     return version
 
 
-def adopt(spec: ModelSpec, settings: Settings, version: str) -> None:
-    """Write the ``registered`` record a version finished elsewhere lacks (a retried step that registered it).
+def adopt(spec: ModelSpec, settings: Settings, version: str, logged: LoggedModel, dataset_tag: str | None) -> None:
+    """Write the ``registered`` record a version an earlier try of this step registered lacks.
 
-    Its sha256 and dataset version come from the registry's tags at this moment, which the platform wrote a
-    moment ago in the same step; a version that has a record keeps it.
+    The sha256 and dataset version are the caller's (what it logged and trained on), never MLflow's tags: a version
+    someone made in MLflow to look like this step's gets the truth signed, and serving loads its file only if the
+    bytes have that sha256.
     """
     if version_record(settings, spec, version, "registered") is not None:
         return
     mv = _client(settings).get_model_version(spec.registered_model_name, version)
     _write_version_record(settings, spec, version, "registered",
-                          {"model_sha256": (mv.tags or {}).get(SHA256_TAG),
-                           "dataset_version": (mv.tags or {}).get(DATASET_TAG), "spec_hash": spec.content_hash(),
-                           "run_id": mv.run_id})  # fmt: skip
+                          {"model_sha256": logged.sha256, "dataset_version": dataset_tag,
+                           "spec_hash": spec.content_hash(), "run_id": mv.run_id})  # fmt: skip
+
+
+def record_approval(settings: Settings, spec: ModelSpec, version: str, approval: dict[str, Any]) -> None:
+    """Sign a four-eyes approval of a version for one deploy run (``approval["dag_run_id"]``)."""
+    _write_version_record(settings, spec, str(version), "approved", approval)
 
 
 def record_gates(spec: ModelSpec, settings: Settings, version: str, report: dict[str, Any],
@@ -361,8 +397,8 @@ def current(spec: ModelSpec, settings: Settings) -> Authorized:
         rows = list(conn.execute(q).mappings())
     for row in rows:
         doc = dict(row["doc"])
-        if row["prev_signature"] != prev or not _valid(keys, row["key_id"], doc, row["prev_signature"],
-                                                         row["signature"]):  # fmt: skip
+        ok = doc.get("model") == row["model"] and row["prev_signature"] == prev
+        if not ok or not _valid(keys, row["key_id"], doc, row["prev_signature"], row["signature"]):
             invalid.append(f"promotion record {row['seq']} ({doc.get('action')}) fails its signature or chain")
             continue
         prev = row["signature"]
@@ -419,9 +455,12 @@ def set_challenger(spec: ModelSpec, settings: Settings, version: str) -> None:
     _client(settings).set_registered_model_alias(spec.registered_model_name, CHALLENGER, str(version))
 
 
-def _routed(spec: ModelSpec, settings: Settings, alias: str, version: str, kept: Routed | None) -> Routed:
-    if kept is not None and kept.version == version and alias == "previous":
-        return kept  # an old champion stepping back (kept loaded for a rollback) keeps the record it served under
+def _routed(spec: ModelSpec, settings: Settings, action: str, alias: str, version: str,
+            kept: Routed | None) -> Routed:  # fmt: skip
+    if kept is not None and kept.version == version and (alias == "previous" or action == "rollback"):
+        # An old champion stepping back (kept loaded for a rollback), or coming back by a rollback, keeps the record
+        # it served under: an emergency rollback never waits for gates to run again.
+        return kept
     gated = authorize(spec, settings, version)  # taking champion, canary or shadow: its gates, under this spec
     registered = version_record(settings, spec, version, "registered") or {}
     return Routed(version=str(version), model_sha256=str(gated["model_sha256"]),
@@ -432,8 +471,8 @@ def _routed(spec: ModelSpec, settings: Settings, alias: str, version: str, kept:
 
 def move(spec: ModelSpec, settings: Settings, action: str, changes: dict[str, str | None], *, actor: str,
          reason: str, canary_percent: float | None = None, approval: dict[str, Any] | None = None,
-         figures: dict[str, Any] | None = None,
-         state_tags: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+         figures: dict[str, Any] | None = None, state_tags: dict[str, str] | None = None,
+         expected: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
     """Change what serves: check the authority, sign the record, then mirror it into MLflow.
 
     Args:
@@ -447,12 +486,15 @@ def move(spec: ModelSpec, settings: Settings, action: str, changes: dict[str, st
         approval: the four-eyes approval, when the spec requires one.
         figures: the evidence the decision rested on.
         state_tags: version → its ``ativo.deploy_state`` tag in MLflow (for people).
+        expected: the routing (alias → version) the caller based ``changes`` on; when what serves changed meanwhile
+            (another move won the lock), the move is refused instead of undoing the other one.
 
     Returns:
         The signed record (with ``seq``, ``aliases_before`` and ``aliases_after``).
 
     Raises:
-        PromotionRefused: a version taking an alias has no passing gate record for its file under this spec.
+        PromotionRefused: a version taking an alias has no passing gate record for its file under this spec, a new
+            version would go live without the approval four eyes require, or what serves changed meanwhile.
     """
     from sqlalchemy import insert
 
@@ -467,13 +509,23 @@ def move(spec: ModelSpec, settings: Settings, action: str, changes: dict[str, st
     with _engine(settings).begin() as conn:
         write_lock(conn, f"ativo.promotion.{name}")
         before = current(spec, settings)
+        if expected is not None and {a: v for a, v in expected.items() if a in LIVE} != before.aliases():
+            raise PromotionRefused(f"what serves {name} changed while this move was prepared (it read "
+                                   f"{ {a: v for a, v in expected.items() if a in LIVE} }, now {before.aliases()}): "
+                                   "nothing was changed; try again", str(next(iter(changes.values()), "")))  # fmt: skip
         routes = dict(before.routes)
         by_version = {r.version: r for r in before.routes.values()}
+        newcomers = {v for a, v in changes.items() if v is not None and a != "previous" and v not in by_version}
+        if (newcomers and spec.deploy.approval == "required" and approval is None
+                and action not in ("erasure_switch", "rollback")):  # fmt: skip
+            raise PromotionRefused(f"{name} needs four eyes (deploy.approval: required): version(s) "
+                                   f"{', '.join(sorted(newcomers))} may go live only through the deploy DAG, approved "
+                                   "by another person than the one who asked", ",".join(sorted(newcomers)))  # fmt: skip
         for alias, version in changes.items():
             if version is None:
                 routes.pop(alias, None)
             else:
-                routes[alias] = _routed(spec, settings, alias, str(version), by_version.get(str(version)))
+                routes[alias] = _routed(spec, settings, action, alias, str(version), by_version.get(str(version)))
         percent = canary_percent if canary_percent is not None else (
             before.canary_percent if "canary" not in changes else None)  # fmt: skip
         if "canary" not in routes:
@@ -483,6 +535,7 @@ def move(spec: ModelSpec, settings: Settings, action: str, changes: dict[str, st
                "actor": actor, "reason": reason, "routing": {a: r.to_dict() for a, r in sorted(routes.items())},
                "canary_percent": percent, "approval": approval, "figures": figures or {},
                "aliases_before": before.aliases()}  # fmt: skip
+        doc = _normalised(doc)
         signature = _sign(key, doc, prev)
         inserted = conn.execute(insert(t).values(spec=spec.name, model=name, doc=doc, prev_signature=prev,
                                                  key_id=kid, signature=signature, at=_now()))  # fmt: skip
@@ -491,6 +544,65 @@ def move(spec: ModelSpec, settings: Settings, action: str, changes: dict[str, st
     log.info("%s: %s by %s — %s (record %s)", name, action, actor, {a: r.version for a, r in routes.items()}, seq)
     return {**doc, "seq": seq, "version": next((v for v in changes.values() if v), None),
             "aliases_after": {a: r.version for a, r in routes.items()}}
+
+
+def adopt_routing(spec: ModelSpec, settings: Settings, *, actor: str, reason: str) -> dict[str, Any]:
+    """Sign what serves now in MLflow as the first promotion record of a platform upgraded from before the records.
+
+    Only while the model has no promotion record at all (afterwards, every move goes through :func:`move`). Each
+    live version's file is read and must have the sha256 its version recorded; its policy, when it has one, is
+    signed with its own sha256. The operator who runs it vouches for that routing (the record names them and why).
+
+    Raises:
+        PromotionRefused: the model has promotion records already, or a live file does not match its sha256.
+    """
+    from sqlalchemy import insert, select
+
+    from ativo.model.artifact import load_with_policy, read_artifact_json
+    from ativo.store.db import promotion_records as t
+    from ativo.store.db import write_lock
+
+    name = spec.registered_model_name
+    shown = _mlflow_aliases(spec, settings)
+    routes: dict[str, Routed] = {}
+    for alias in LIVE:
+        if alias not in shown:
+            continue
+        try:
+            model = load_with_policy(spec, settings.mlflow_tracking_uri, shown[alias])  # sha256 checked
+        except Exception as err:
+            raise PromotionRefused(f"{name} version {shown[alias]} ({alias}) cannot be adopted: {err}",
+                                   shown[alias]) from err  # fmt: skip
+        uri = model.tags.get(POLICY_TAG)
+        policy = read_artifact_json(settings.mlflow_tracking_uri, uri) if uri and uri != "None" else None
+        routes[alias] = Routed(version=model.version, model_sha256=model.sha256,
+                               decision_policy_uri=uri if policy else None,
+                               decision_policy_sha256=policy_sha256(policy),
+                               dataset_version=model.tags.get(DATASET_TAG))  # fmt: skip
+    percent = None
+    if "canary" in routes:
+        try:
+            percent = float(_client(settings).get_registered_model(name).tags.get(CANARY_PERCENT_TAG) or "nan")
+        except ValueError:
+            percent = None
+        percent = None if percent != percent else percent  # NaN: the spec's share
+    kid, key = signing_key(settings)
+    with _engine(settings).begin() as conn:
+        write_lock(conn, f"ativo.promotion.{name}")
+        if conn.execute(select(t.c.seq).where(t.c.model == name).limit(1)).first() is not None:
+            raise PromotionRefused(f"{name} has signed promotion records already: what serves changes only through "
+                                   "them (ativo promote / rollback, the deploy DAG)", "")  # fmt: skip
+        doc = _normalised({"spec": spec.name, "model": name, "action": "adopt",
+                           "at": _now().isoformat(timespec="seconds"), "actor": actor, "reason": reason,
+                           "routing": {a: r.to_dict() for a, r in sorted(routes.items())},
+                           "canary_percent": percent, "approval": None, "figures": {},
+                           "aliases_before": {}})  # fmt: skip
+        signature = _sign(key, doc, GENESIS)
+        conn.execute(insert(t).values(spec=spec.name, model=name, doc=doc, prev_signature=GENESIS, key_id=kid,
+                                      signature=signature, at=_now()))  # fmt: skip
+    log.warning("%s: %s adopted MLflow's routing %s as the first signed promotion record", name, actor,
+                {a: r.version for a, r in routes.items()})  # fmt: skip
+    return {**doc, "aliases_after": {a: r.version for a, r in routes.items()}, "version": None}
 
 
 def _mirror(spec: ModelSpec, settings: Settings, routes: dict[str, Routed], percent: float | None,

@@ -85,7 +85,7 @@ class LiveModels:
         self._paged: tuple[str, ...] = ()
         self._loader = loader or self._load
         self._page = page or self._page_oncall
-        self._cache: dict[tuple[str, str], ServedModel] = {}
+        self._cache: dict[tuple[str, str, str | None], ServedModel] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -108,7 +108,7 @@ class LiveModels:
             authorized = self.authorized()
             models: dict[str, ServedModel | None] = {}
             for alias, routed in authorized.routes.items():
-                key = (routed.version, routed.model_sha256)
+                key = (routed.version, routed.model_sha256, routed.decision_policy_sha256)
                 model = self._cache.get(key)
                 if model is None and time.time() - self._failed_at.get(routed.version, 0.0) > RETRY_LOAD_S:
                     try:
@@ -123,16 +123,20 @@ class LiveModels:
                         log.info("loaded %s version %s as %s", self.spec.name, routed.version, alias)
                 models[alias] = model
             current = self.routing
-            if models.get("champion") is None and current.champion is not None and "champion" in authorized.routes:
-                models["champion"] = current.champion  # the new champion failed to load: keep serving the old one
+            still_routed = {r.version for r in authorized.routes.values()}
+            if (models.get("champion") is None and current.champion is not None and "champion" in authorized.routes
+                    and current.champion.version in still_routed):  # fmt: skip
+                # The new champion failed to load: keep serving the old one while the record still routes it (as
+                # previous); one an erasure switch replaced is never served again (503 rather than erased data).
+                models["champion"] = current.champion
             percent = authorized.canary_percent
             percent = self.spec.deploy.canary_percent if percent is None else min(100.0, max(0.0, float(percent)))
             new = Routing(**{a: models.get(a) for a in ALIASES}, canary_percent=percent)  # type: ignore[arg-type]
             changed = new.versions() != current.versions() or new.canary_percent != current.canary_percent
             if changed:
                 self.routing = new  # one reference assignment: a request sees the old routing or the new one
-                live = {(m.version, m.sha256) for m in (getattr(new, a) for a in ALIASES) if m is not None}
-                self._cache = {k: m for k, m in self._cache.items() if k in live}
+                live = {m.version for m in (getattr(new, a) for a in ALIASES) if m is not None}
+                self._cache = {k: m for k, m in self._cache.items() if k[0] in live}
                 log.info("routing now %s (canary %.1f %%)", new.versions(), new.canary_percent)
                 if self.on_change is not None:
                     self.on_change(new)

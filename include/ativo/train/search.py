@@ -542,7 +542,7 @@ def finish_search(spec: ModelSpec, settings: Settings, plan: SearchPlan, run_met
             log.warning("best trial %d of %s: %s", best.number, plan.study_name, dup)
             raise
         registered = dup.version  # this search registered it on an earlier try: finish what that try began
-        adopt(spec, settings, registered)
+        adopt(spec, settings, registered, logged, version.tag)
         log_profile(spec, settings, client, child_id, registered, version.tag)
     client.set_terminated(parent, "FINISHED")
     log.info("registered %s version %s from trial %d of %s", spec.registered_model_name, registered, best.number,
