@@ -33,6 +33,7 @@ STATE_CHANGING = {
     "api-key revoke": ["api-key", "revoke", "spare"],
     "promote": ["promote", "1", "--spec", SPEC, "--reason", "by hand"],
     "rollback": ["rollback", "--spec", SPEC, "--reason", "by hand"],
+    "adopt-routing": ["adopt-routing", "--spec", SPEC, "--reason", "upgrade"],
     "monitor run": ["monitor", "run", "--spec", SPEC, "--hours", "1"],
     "erase": ["erase", "--spec", SPEC, "--subject", "cust-1", "--request-id", "R-1"],
     "erasure run": ["erasure", "run", "--spec", SPEC],
