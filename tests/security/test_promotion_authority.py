@@ -46,7 +46,7 @@ def client(settings, spec, platform):
     from ativo.serve.app import ServeConfig, build_app, create_service
     from ativo.waiting import wait_until
 
-    service = create_service(spec, settings, ServeConfig(refresh_s=0.1, flush_s=60))
+    service = create_service(spec, settings, ServeConfig(refresh_s=0.1, watch_s=0.1, flush_s=60))
     with TestClient(build_app(service)) as c:
         c.headers["Authorization"] = f"Bearer {platform['key']}"
         c.service = service

@@ -82,7 +82,8 @@ def _error(status: int, detail: str, errors: list[dict[str, str]] | None = None)
 class ServeConfig:
     """How a server runs (the CLI's flags)."""
 
-    refresh_s: float = 2.0
+    refresh_s: float = 2.0  # the signed routing (a read of the platform DB)
+    watch_s: float = 10.0  # MLflow compared with it (registry tampering): a call per live version, so less often
     flush_s: float = 2.0
     flush_rows: int = 5000
     contributions: str = "none"  # lineage computes them exactly when a decision is looked up
@@ -464,7 +465,7 @@ def create_service(spec: ModelSpec, settings: Settings, config: ServeConfig | No
     from ativo.store.objects import open_store
 
     config = config or ServeConfig()
-    live = LiveModels(spec, settings, refresh_s=config.refresh_s)
+    live = LiveModels(spec, settings, refresh_s=config.refresh_s, watch_s=config.watch_s)
     keys = keys or ApiKeys(keys_path or settings.home / "serve" / "api_keys.json")
     from ativo.hashing import platform_pepper
 

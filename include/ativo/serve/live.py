@@ -65,13 +65,14 @@ class LiveModels:
         spec: the model spec.
         settings: where the platform DB (the records), its key and the MLflow registry (the files) are.
         refresh_s: how often the records are read again.
+        watch_s: how often MLflow is compared with them (at least every ``refresh_s``).
         loader: loads a version given what the record says of it (a test may count calls).
         page: called with a message when MLflow differs from the signed routing (default: the on-call webhook).
     """
 
     def __init__(self, spec: ModelSpec, settings: Settings, refresh_s: float = 2.0,
                  loader: Callable[..., ServedModel] | None = None,
-                 page: Callable[[str], None] | None = None) -> None:  # fmt: skip
+                 page: Callable[[str], None] | None = None, watch_s: float = 10.0) -> None:  # fmt: skip
         self.spec = spec
         self.settings = settings
         self.tracking_uri = settings.mlflow_tracking_uri
@@ -83,6 +84,9 @@ class LiveModels:
         self.last_error: str | None = None
         self.tampering: list[str] = []  # how MLflow differs from the signed routing now
         self._paged: tuple[str, ...] = ()
+        self._seen: tuple[str, ...] = ()
+        self.watch_s = max(watch_s, refresh_s)
+        self._watched_at = 0.0
         self._loader = loader or self._load
         self._page = page or self._page_oncall
         self._cache: dict[tuple[str, str, str | None], ServedModel] = {}
@@ -142,20 +146,30 @@ class LiveModels:
                     self.on_change(new)
             self.last_refresh = time.time()
             self.last_error = None
-        self._watch_registry(authorized)
+        if changed or time.time() - self._watched_at >= self.watch_s:
+            self._watched_at = time.time()
+            self._watch_registry(authorized)
         return changed
 
     def _watch_registry(self, authorized: Authorized) -> None:
-        """Compare MLflow with the signed routing; page once for each new set of differences."""
+        """Compare MLflow with the signed routing; page once for each new set of differences.
+
+        A difference counts when two checks in a row find it: a move signs its record first and mirrors MLflow a
+        moment later, and a server that looks in between must not page.
+        """
         from ativo.model.registry import drift
 
         try:
-            found = [*authorized.invalid, *drift(self.spec, self.settings, authorized)]
+            found = tuple([*authorized.invalid, *drift(self.spec, self.settings, authorized)])
         except Exception as err:  # MLflow down: serving goes on from the records; nothing to compare
             log.warning("cannot compare the registry with the signed routing: %s", err)
             return
-        self.tampering = found
-        if found and tuple(found) != self._paged:
+        seen, self._seen = self._seen, found
+        if found and found != seen:
+            self._watched_at = 0.0  # look again at the next refresh, not a whole watch interval later
+            return
+        self.tampering = list(found)
+        if found and found != self._paged:
             message = (f"registry tampering: {self.spec.registered_model_name} in MLflow differs from what the "
                        f"platform authorized; still serving {authorized.aliases() or 'nothing'} — "
                        + "; ".join(found))  # fmt: skip
@@ -164,7 +178,7 @@ class LiveModels:
                 self._page(message)
             except Exception:  # the page is best effort; the log line and /health stand
                 log.exception("could not page on-call about registry tampering")
-        self._paged = tuple(found)
+        self._paged = found
 
     def _page_oncall(self, message: str) -> None:
         import os
