@@ -745,7 +745,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--workers", type=int, default=1)
     s.add_argument("--keys", help="API key file (default var/serve/api_keys.json)")
-    s.add_argument("--refresh-s", type=float, default=2.0, help="how often the registry aliases are read")
+    s.add_argument("--refresh-s", type=float, default=2.0, help="how often the signed promotion record is read")
     s.add_argument("--flush-s", type=float, default=2.0, help="how often the prediction log is written")
     s.add_argument(
         "--contributions",

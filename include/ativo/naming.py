@@ -28,9 +28,12 @@ def monitor_dag_id(spec: str) -> str:
     return f"{spec}__monitor"
 
 
+ERASURE_SUFFIX = "__erasure"
+
+
 def erasure_dag_id(spec: str) -> str:
     """DAG id of a spec's erasure."""
-    return f"{spec}__erasure"
+    return f"{spec}{ERASURE_SUFFIX}"
 
 
 def dag_ids(spec: str) -> list[str]:

@@ -20,6 +20,7 @@ PAGE_KINDS: dict[str, str] = {
     "component_restarted": "component-restarted",
     "model_rejected": "model-rejected",
     "model_rolled_back": "model-rolled-back",
+    "registry_tampering": "registry-tampering",
     "drift_held": "drift-held",
     "drift_retraining": "drift-retraining",
     "drift_given_up": "drift-given-up",

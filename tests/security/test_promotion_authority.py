@@ -117,6 +117,7 @@ def test_registry_tampering_leaves_serving_on_its_signed_routing_and_pages_once(
     pages = [p for p in platform["pages"] if p.get("ativo", {}).get("kind") == "registry_tampering"]
     assert len(pages) == 1, pages
     assert pages[0]["text"].startswith("registry tampering:")
+    assert pages[0]["ativo"]["runbook_url"].endswith("/registry-tampering")  # on-call is told what to do
     health = client.get(f"/models/{spec.name}/health").json()
     assert health["versions"] == {"champion": platform["v1"], "canary": platform["v2"]}
 
@@ -246,3 +247,27 @@ def test_an_upgraded_platform_adopts_mlflows_routing_once_by_an_op(settings, spe
     assert [r["actor"] for r in history(spec, settings)] == ["key:ops"]
     with pytest.raises(PromotionRefused, match="signed promotion records already"):
         adopt_routing(spec, settings, actor="key:mallory", reason="again")
+
+
+def test_a_version_that_is_not_a_number_is_refused_before_anything_records_it(settings, spec):
+    """A deploy run's ``version`` is free text to Airflow: a subject id in it must reach neither the run nor the audit
+    log (it would wedge that subject's erasure)."""
+    import copy
+
+    from ativo.airflow.dags import build_deploy_dag
+    from ativo.deploy.promotion import DeployRefused
+    from ativo.deploy.steps import authorized_or_refuse
+    from ativo.erasure import audit
+    from ativo.store.db import get_engine
+
+    hostile = "cust-0989f90e753b3d80"
+    params = copy.deepcopy(build_deploy_dag(spec).params)
+    params["version"] = "3"
+    params.validate()  # a version number is taken
+    with pytest.raises(Exception, match="does not match"):  # Airflow refuses the trigger's conf
+        params["version"] = hostile
+        params.validate()
+    with pytest.raises(DeployRefused, match="digits only") as err:
+        authorized_or_refuse(spec, settings, hostile, actor="airflow:operator", requested=True)
+    assert hostile not in str(err.value)
+    assert hostile not in json.dumps(audit.entries(get_engine(settings.db_url)), default=str)

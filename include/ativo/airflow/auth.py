@@ -16,9 +16,10 @@ from typing import Any
 
 from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager, SimpleAuthManagerRole
 
+from ativo.naming import ERASURE_SUFFIX
+
 log = logging.getLogger(__name__)
 
-ERASURE_SUFFIX = "__erasure"
 OP_ONLY_SUFFIXES = ("__deploy", "__train", ERASURE_SUFFIX)
 
 

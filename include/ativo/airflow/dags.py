@@ -509,6 +509,7 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
             "version": Param(
                 None,
                 type=["null", "string"],
+                pattern="^[0-9]+$",
                 description="Model version to deploy; empty = the triggering challenger event's, else "
                 "the version holding the alias 'challenger'.",
             ),

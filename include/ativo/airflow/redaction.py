@@ -48,9 +48,10 @@ from typing import Any
 
 from airflow.listeners import hookimpl
 
+from ativo.naming import ERASURE_SUFFIX
+
 log = logging.getLogger("ativo.erasure")
 
-ERASURE_SUFFIX = "__erasure"
 QUEUE_ASSET_URI = "x-ativo://erasure-requests/"
 PAGE = 500
 TERMINAL = ("success", "failed")

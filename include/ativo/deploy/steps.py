@@ -92,6 +92,9 @@ def authorized_or_refuse(spec: ModelSpec, settings: Settings, version: str, *, a
     from ativo.deploy.promotion import DeployRefused
     from ativo.model.registry import PromotionRefused, authorize
 
+    if not str(version).isdigit():  # free text here would reach the audit log (an id in it would wedge its erasure)
+        raise DeployRefused("deploy refused: field 'version': give a registered version number (digits only); the "
+                            "value given was not one and is not recorded", "")  # fmt: skip
     try:
         return authorize(spec, settings, str(version))
     except PromotionRefused as err:

@@ -425,35 +425,34 @@ def purge_logs(spec: ModelSpec, store: ObjectStore, targets: Targets) -> dict[st
 
     from ativo.serve.predlog import parquet_bytes
 
-    out: dict[str, int] = {}
-    pseud = pa.array(sorted(targets.pseudonyms), "string")
     quotes = sorted({*targets.subjects, *targets.record_ids})
-    for key in store.list(f"predictions/{spec.name}"):
-        if not key.endswith(".parquet"):
-            continue
-        table = pq.read_table(io.BytesIO(store.get_bytes(key)))
-        hit = pc.fill_null(pc.is_in(table["subject"], value_set=pseud), False)
-        n = int(pc.sum(hit).as_py() or 0)
-        if n:
-            targets.prediction_ids |= set(table.filter(hit)["prediction_id"].to_pylist())
-            table = table.filter(pc.invert(hit))
-        table, quoted = _redact_quotes(table, "request_id", quotes)
-        if n or quoted:
-            store.put_bytes(key, parquet_bytes(table))
-            out[key] = n + quoted
-    ids = pa.array(sorted(targets.prediction_ids), "string")
-    for key in store.list(f"labels/{spec.name}"):
-        if not key.endswith(".parquet"):
-            continue
-        table = pq.read_table(io.BytesIO(store.get_bytes(key)))
-        hit = pc.fill_null(pc.is_in(table["prediction_id"], value_set=ids), False)
-        n = int(pc.sum(hit).as_py() or 0)
-        if n:
-            table = table.filter(pc.invert(hit))
-        table, quoted = _redact_quotes(table, "prediction_id", quotes)
-        if n or quoted:
-            store.put_bytes(key, parquet_bytes(table))
-            out[key] = n + quoted
+
+    def rewrite(prefix: str, match: str, values: list[str], quoted_in: str,
+                drop: Any = None) -> dict[str, int]:  # fmt: skip
+        """Drop the rows whose ``match`` is one of ``values``; redact ids quoted in ``quoted_in``; per object."""
+        found: dict[str, int] = {}
+        value_set = pa.array(values, "string")
+        for key in store.list(prefix):
+            if not key.endswith(".parquet"):
+                continue
+            table = pq.read_table(io.BytesIO(store.get_bytes(key)))
+            hit = pc.fill_null(pc.is_in(table[match], value_set=value_set), False)
+            n = int(pc.sum(hit).as_py() or 0)
+            if n:
+                if drop is not None:
+                    drop(table.filter(hit))
+                table = table.filter(pc.invert(hit))
+            table, quoted = _redact_quotes(table, quoted_in, quotes)
+            if n or quoted:
+                store.put_bytes(key, parquet_bytes(table))
+                found[key] = n + quoted
+        return found
+
+    def note_predictions(rows: Any) -> None:
+        targets.prediction_ids |= set(rows["prediction_id"].to_pylist())
+
+    out = rewrite(f"predictions/{spec.name}", "subject", sorted(targets.pseudonyms), "request_id", note_predictions)
+    out.update(rewrite(f"labels/{spec.name}", "prediction_id", sorted(targets.prediction_ids), "prediction_id"))
     return out
 
 

@@ -37,6 +37,16 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def policy_sha256_of(policy: Any) -> str | None:
+    """The sha256 a decision policy is recorded and checked under (of its canonical JSON); None for no policy."""
+    import json
+
+    if not policy:
+        return None
+    canonical = json.dumps(policy, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def native_bytes(booster: xgb.Booster) -> bytes:
     """The booster in XGBoost's native UBJ format: the bytes of ``model.ubj``."""
     return bytes(booster.save_raw("ubj"))
@@ -232,9 +242,6 @@ def load_with_policy(spec: ModelSpec, tracking_uri: str, version: str, *, expect
     JSON must have ``policy_sha256``), never the registry's tag. A version whose policy cannot be read or does not
     match does not load: the gate approved its mitigated decisions, not raw ones.
     """
-    import hashlib
-    import json
-
     from ativo.model.policy import DecisionPolicy
 
     model = load_version(spec, tracking_uri, version, expected_sha256=expected_sha256)
@@ -246,8 +253,7 @@ def load_with_policy(spec: ModelSpec, tracking_uri: str, version: str, *, expect
     if uri and uri != "None":
         doc = read_artifact_json(tracking_uri, uri)
         if expected_sha256:
-            canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-            sha = hashlib.sha256(canonical.encode()).hexdigest()
+            sha = str(policy_sha256_of(doc))
             if sha != policy_sha256:
                 raise ModelIntegrityError(f"model {model.name} version {model.version}: its decision policy at {uri} "
                                           f"has sha256 {sha[:16]}…, the gates approved {str(policy_sha256)[:16]}…: "

@@ -29,13 +29,20 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ativo.errors import AtivoError
-from ativo.model.artifact import POLICY_TAG, SHA256_TAG, DuplicateVersion, LoggedModel, version_with_sha256
+from ativo.model.artifact import (
+    POLICY_TAG,
+    SHA256_TAG,
+    DuplicateVersion,
+    LoggedModel,
+    policy_sha256_of,
+    version_with_sha256,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -140,11 +147,6 @@ def _valid(keys: dict[str, bytes], key_id: str, doc: Any, prev: str, signature: 
     return key is not None and hmac.compare_digest(_sign(key, doc, prev), signature)
 
 
-def policy_sha256(policy: Any) -> str | None:
-    """The sha256 a decision policy is recorded under (of its canonical JSON), or None for no policy."""
-    return hashlib.sha256(_canonical(policy)).hexdigest() if policy else None
-
-
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -177,46 +179,43 @@ def _write_version_record(settings: Settings, spec: ModelSpec, version: str, kin
         conn.execute(insert(version_records).values(**row))
 
 
+def _version_docs(settings: Settings, spec: ModelSpec, kind: str, version: str | None = None,
+                  newest_first: bool = False) -> Iterator[tuple[str, dict[str, Any]]]:  # fmt: skip
+    """(version, document) of every ``kind`` record of the spec's model whose signature verifies (others logged)."""
+    from sqlalchemy import select
+
+    from ativo.store.db import version_records as t
+
+    keys = verification_keys(settings)
+    q = select(t).where(t.c.model == spec.registered_model_name, t.c.kind == kind)
+    if version is not None:
+        q = q.where(t.c.version == str(version))
+    q = q.order_by(t.c.id.desc() if newest_first else t.c.id)
+    with _engine(settings).connect() as conn:
+        rows = list(conn.execute(q).mappings())
+    for row in rows:
+        signed = {k: row[k] for k in ("spec", "model", "version", "kind", "doc")}
+        if _valid(keys, row["key_id"], signed, "", row["signature"]):
+            yield str(row["version"]), dict(row["doc"])
+        else:
+            log.error("%s version %s: a %s record (id %s) fails its signature; ignored", spec.registered_model_name,
+                      row["version"], kind, row["id"])  # fmt: skip
+
+
 def version_record(settings: Settings, spec: ModelSpec, version: str | int, kind: str,
                    where: dict[str, Any] | None = None) -> dict[str, Any] | None:  # fmt: skip
     """The newest ``kind`` record (``registered`` / ``gated`` / ``approved``) of a version that verifies, or None.
 
     ``where``: fields the record's document must have (an approval's ``dag_run_id``).
     """
-    from sqlalchemy import select
-
-    from ativo.store.db import version_records as t
-
-    keys = verification_keys(settings)
-    q = (select(t).where(t.c.model == spec.registered_model_name, t.c.version == str(version), t.c.kind == kind)
-         .order_by(t.c.id.desc()))  # fmt: skip
-    with _engine(settings).connect() as conn:
-        for row in conn.execute(q).mappings():
-            signed = {k: row[k] for k in ("spec", "model", "version", "kind", "doc")}
-            if _valid(keys, row["key_id"], signed, "", row["signature"]):
-                if all(row["doc"].get(k) == v for k, v in (where or {}).items()):
-                    return dict(row["doc"])
-                continue
-            log.error("%s version %s: a %s record (id %s) fails its signature; ignored", spec.registered_model_name,
-                      version, kind, row["id"])  # fmt: skip
-    return None
+    docs = _version_docs(settings, spec, kind, str(version), newest_first=True)
+    return next((doc for _, doc in docs if all(doc.get(k) == v for k, v in (where or {}).items())), None)
 
 
 def recorded_dataset_versions(settings: Settings, spec: ModelSpec) -> dict[str, str]:
     """Version → the dataset version it was trained on, as the platform signed it at registration."""
-    from sqlalchemy import select
-
-    from ativo.store.db import version_records as t
-
-    keys = verification_keys(settings)
-    out: dict[str, str] = {}
-    q = select(t).where(t.c.model == spec.registered_model_name, t.c.kind == "registered").order_by(t.c.id)
-    with _engine(settings).connect() as conn:
-        for row in conn.execute(q).mappings():
-            signed = {k: row[k] for k in ("spec", "model", "version", "kind", "doc")}
-            if _valid(keys, row["key_id"], signed, "", row["signature"]) and row["doc"].get("dataset_version"):
-                out[str(row["version"])] = str(row["doc"]["dataset_version"])
-    return out
+    return {v: str(doc["dataset_version"]) for v, doc in _version_docs(settings, spec, "registered")
+            if doc.get("dataset_version")}  # fmt: skip
 
 
 def register(spec: ModelSpec, settings: Settings, logged: LoggedModel, tags: dict[str, str], *, run_id: str | None,
@@ -302,7 +301,7 @@ def record_gates(spec: ModelSpec, settings: Settings, version: str, report: dict
            "reasons": {g: str((report.get("gates") or {}).get(g, {}).get("reason", ""))[:500]
                        for g in report.get("failed_gates") or []},
            "decision_policy_uri": report.get("decision_policy_uri") if policy else None,
-           "decision_policy_sha256": policy_sha256(policy),
+           "decision_policy_sha256": policy_sha256_of(policy),
            "dataset_version": registered.get("dataset_version", report.get("dataset_version")),
            "gate_report_uri": report.get("gate_report_uri"), "model_card_uri": report.get("model_card_uri"),
            "decided_at": report.get("decided_at")}  # fmt: skip
@@ -384,29 +383,17 @@ def _routes(doc: dict[str, Any]) -> dict[str, Routed]:
 
 def current(spec: ModelSpec, settings: Settings) -> Authorized:
     """What serves: the newest promotion record of the spec's model whose signature and chain verify."""
-    from sqlalchemy import select
-
-    from ativo.store.db import promotion_records as t
-
-    keys = verification_keys(settings)
-    q = select(t).where(t.c.model == spec.registered_model_name).order_by(t.c.seq)
-    best: Authorized = Authorized()
-    invalid: list[str] = []
-    prev = GENESIS
-    with _engine(settings).connect() as conn:
-        rows = list(conn.execute(q).mappings())
-    for row in rows:
-        doc = dict(row["doc"])
-        ok = doc.get("model") == row["model"] and row["prev_signature"] == prev
-        if not ok or not _valid(keys, row["key_id"], doc, row["prev_signature"], row["signature"]):
-            invalid.append(f"promotion record {row['seq']} ({doc.get('action')}) fails its signature or chain")
-            continue
-        prev = row["signature"]
-        best = Authorized(routes=_routes(doc), canary_percent=doc.get("canary_percent"), seq=row["seq"],
-                          signature=row["signature"], record=doc)  # fmt: skip
+    records = history(spec, settings)
+    invalid = tuple(f"promotion record {r['seq']} ({r.get('action')}) fails its signature or chain"
+                    for r in records if not r["valid"])  # fmt: skip
     if invalid:
         log.error("%s: %s", spec.registered_model_name, "; ".join(invalid))
-    return Authorized(best.routes, best.canary_percent, best.seq, best.signature, best.record, tuple(invalid))
+    valid = [r for r in records if r["valid"]]
+    if not valid:
+        return Authorized(invalid=invalid)
+    doc = {k: v for k, v in valid[-1].items() if k not in ("seq", "valid", "signature")}
+    return Authorized(routes=_routes(doc), canary_percent=doc.get("canary_percent"), seq=valid[-1]["seq"],
+                      signature=valid[-1]["signature"], record=doc, invalid=invalid)  # fmt: skip
 
 
 def aliases(spec: ModelSpec, settings: Settings) -> dict[str, str]:
@@ -419,7 +406,11 @@ def aliases(spec: ModelSpec, settings: Settings) -> dict[str, str]:
 
 
 def history(spec: ModelSpec, settings: Settings) -> list[dict[str, Any]]:
-    """Every promotion record of the spec's model, oldest first, each with ``valid`` (signature and chain)."""
+    """Every promotion record of the spec's model, oldest first, each with ``valid`` (signature and chain).
+
+    A record is valid when its signature verifies and it chains to the valid record before it; a forged or edited
+    row is kept as evidence, outside the chain.
+    """
     from sqlalchemy import select
 
     from ativo.store.db import promotion_records as t
@@ -431,11 +422,12 @@ def history(spec: ModelSpec, settings: Settings) -> list[dict[str, Any]]:
         rows = list(conn.execute(select(t).where(t.c.model == spec.registered_model_name).order_by(t.c.seq))
                     .mappings())  # fmt: skip
     for row in rows:
-        ok = row["prev_signature"] == prev and _valid(keys, row["key_id"], dict(row["doc"]), row["prev_signature"],
-                                                      row["signature"])  # fmt: skip
+        doc = dict(row["doc"])
+        ok = (doc.get("model") == row["model"] and row["prev_signature"] == prev
+              and _valid(keys, row["key_id"], doc, row["prev_signature"], row["signature"]))  # fmt: skip
         if ok:
             prev = row["signature"]
-        out.append({**dict(row["doc"]), "seq": row["seq"], "valid": ok, "signature": row["signature"]})
+        out.append({**doc, "seq": row["seq"], "valid": ok, "signature": row["signature"]})
     return out
 
 
@@ -577,15 +569,15 @@ def adopt_routing(spec: ModelSpec, settings: Settings, *, actor: str, reason: st
         policy = read_artifact_json(settings.mlflow_tracking_uri, uri) if uri and uri != "None" else None
         routes[alias] = Routed(version=model.version, model_sha256=model.sha256,
                                decision_policy_uri=uri if policy else None,
-                               decision_policy_sha256=policy_sha256(policy),
+                               decision_policy_sha256=policy_sha256_of(policy),
                                dataset_version=model.tags.get(DATASET_TAG))  # fmt: skip
-    percent = None
-    if "canary" in routes:
+    percent: float | None = None
+    if "canary" in routes:  # the share MLflow's tag set, when it is a number; else the spec's
+        tag = _client(settings).get_registered_model(name).tags.get(CANARY_PERCENT_TAG)
         try:
-            percent = float(_client(settings).get_registered_model(name).tags.get(CANARY_PERCENT_TAG) or "nan")
+            percent = min(100.0, max(0.0, float(tag))) if tag else None
         except ValueError:
             percent = None
-        percent = None if percent != percent else percent  # NaN: the spec's share
     kid, key = signing_key(settings)
     with _engine(settings).begin() as conn:
         write_lock(conn, f"ativo.promotion.{name}")

@@ -1,11 +1,11 @@
 """The inference API (ASGI): ``/predict``, ``/explain``, ``/feedback``, ``/health``, ``/metrics``.
 
 Run it with ``ativo serve --spec adult_income`` (uvicorn), or one process for several specs (``--spec`` repeated,
-or ``--all-specs``): each answers under ``/models/<spec>/``. Versions are loaded by registry alias and kept live
-(:mod:`ativo.serve.live`); ``canary`` answers the share of callers whose key hashes under the canary percent, and
-when it fails to score a row the champion answers instead and the failure counts against the canary; ``shadow``
-scores copies of the rows off the response path (in the log's flusher). Every answered row is written to the
-prediction log (:mod:`ativo.serve.predlog`).
+or ``--all-specs``): each answers under ``/models/<spec>/``. Versions are loaded as the signed promotion record
+routes them and kept live (:mod:`ativo.serve.live`); ``canary`` answers the share of callers whose key hashes
+under the canary percent, and when it fails to score a row the champion answers instead and the failure counts
+against the canary; ``shadow`` scores copies of the rows off the response path (in the log's flusher). Every
+answered row is written to the prediction log (:mod:`ativo.serve.predlog`).
 """
 
 from __future__ import annotations

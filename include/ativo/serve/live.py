@@ -183,12 +183,12 @@ class LiveModels:
     def _page_oncall(self, message: str) -> None:
         import os
 
-        from ativo.alerts import bounded, oncall_url_from_env, post_webhook
+        from ativo.alerts import bounded, oncall_url_from_env, post_webhook, with_runbook
 
         url = oncall_url_from_env(dict(os.environ))
         if url:
             kind = {"kind": "registry_tampering", "model": self.spec.registered_model_name}
-            post_webhook(url, bounded({"text": message, "ativo": kind}))
+            post_webhook(url, bounded(with_runbook({"text": message, "ativo": kind}, self.settings.link_url)))
 
     def start(self) -> None:
         """Load now (errors are reported, not raised) and keep refreshing in a daemon thread."""
