@@ -76,7 +76,8 @@ test-browser: data  ## browser tier: a live platform, Prometheus on it, Debian's
 test-integration: data  ## integration tier: PostgreSQL, S3 endpoint (ATIVO_REQUIRE_SERVICES=1 makes a missing service fail)
 	@$(PYTEST) -m integration $(PYTEST_ARGS)
 
-lint: setup  ## ruff and mypy
+lint: setup  ## ruff format --check, ruff check and mypy
+	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/mypy
 

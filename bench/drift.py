@@ -224,8 +224,9 @@ class Synth:
             lo, hi = self.bounds[f.name]
             delta = (shift.numeric or {}).get(f.name, 0.0) if shift else 0.0
             weights = np.array([w for w, _ in NUMERIC[f.name]])
-            which = np.minimum(np.searchsorted(np.cumsum(weights / weights.sum()), rng.random(n), side="right"),
-                               len(weights) - 1)  # fmt: skip
+            which = np.minimum(
+                np.searchsorted(np.cumsum(weights / weights.sum()), rng.random(n), side="right"), len(weights) - 1
+            )
             x = np.empty(n)
             for k, (_, comp) in enumerate(NUMERIC[f.name]):
                 mask = which == k
@@ -236,8 +237,14 @@ class Synth:
 
 def profile(synth: Synth, frame: pd.DataFrame) -> dict[str, Binned]:
     """The reference's bins, as ``build_profile`` makes them."""
-    return {f.name: (category_bins(frame[f.name], synth.categories[f.name]) if f.type == "category"
-                     else numeric_bins(frame[f.name])) for f in synth.features}  # fmt: skip
+    return {
+        f.name: (
+            category_bins(frame[f.name], synth.categories[f.name])
+            if f.type == "category"
+            else numeric_bins(frame[f.name])
+        )
+        for f in synth.features
+    }
 
 
 def ativo_run(refs: dict[str, Binned], window: pd.DataFrame, threshold: float) -> tuple[dict[str, tuple], list]:
@@ -349,10 +356,18 @@ def evidently_venv() -> tuple[Path | None, float, str]:
         return None, 0.0, "uv not found: cannot create the Evidently venv"
     t = time.perf_counter()
     try:
-        subprocess.run([uv, "venv", "--quiet", "--allow-existing", "-p", "3.11", str(VENV)], check=True,
-                       capture_output=True, text=True)  # fmt: skip
-        subprocess.run([uv, "pip", "install", "--quiet", "-p", str(python), *EVIDENTLY_REQUIREMENTS], check=True,
-                       capture_output=True, text=True)  # fmt: skip
+        subprocess.run(
+            [uv, "venv", "--quiet", "--allow-existing", "-p", "3.11", str(VENV)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        subprocess.run(
+            [uv, "pip", "install", "--quiet", "-p", str(python), *EVIDENTLY_REQUIREMENTS],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
     except subprocess.CalledProcessError as e:
         return None, time.perf_counter() - t, f"creating the Evidently venv failed: {(e.stderr or '').strip()[-400:]}"
     return python, time.perf_counter() - t, "created"
@@ -360,9 +375,21 @@ def evidently_venv() -> tuple[Path | None, float, str]:
 
 def run_evidently(python: Path, ref_path: Path, cur_path: Path, synth: Synth) -> dict[str, Any]:
     env = {**os.environ, "ITERATIVE_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1"}
-    proc = subprocess.run([str(python), "-c", EVIDENTLY_SCRIPT, str(ref_path), str(cur_path), ",".join(synth.numeric),
-                           ",".join(synth.categorical)], capture_output=True, text=True, env=env,
-                          timeout=1800)  # fmt: skip
+    proc = subprocess.run(
+        [
+            str(python),
+            "-c",
+            EVIDENTLY_SCRIPT,
+            str(ref_path),
+            str(cur_path),
+            ",".join(synth.numeric),
+            ",".join(synth.categorical),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"Evidently run failed: {proc.stderr.strip()[-800:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -388,15 +415,27 @@ def judge_windows(windows: list[Window], threshold: float, watch: str | None = N
             drifted += verdicts[watch].drifted
             psis.append(verdicts[watch].psi)
     n = len(windows)
-    out = {"windows": n, "alarm_rate": alarms / n, "alarms": alarms, "drift_alarm_rate": drift_alarms / n,
-           "min_p": min_p}  # fmt: skip
+    out = {
+        "windows": n,
+        "alarm_rate": alarms / n,
+        "alarms": alarms,
+        "drift_alarm_rate": drift_alarms / n,
+        "min_p": min_p,
+    }
     if watch:
         out.update(detection=hits / n, drift_rate=drifted / n, psi=float(np.mean(psis)))
     return out
 
 
-def multinomial_windows(synth: Synth, refs: dict[str, Binned], n: int, count: int, rng: np.random.Generator,
-                        shift: Shift | None = None, fresh_reference: bool = False) -> list[Window]:  # fmt: skip
+def multinomial_windows(
+    synth: Synth,
+    refs: dict[str, Binned],
+    n: int,
+    count: int,
+    rng: np.random.Generator,
+    shift: Shift | None = None,
+    fresh_reference: bool = False,
+) -> list[Window]:
     """``count`` windows of ``n`` rows as multinomial bin counts from the generator's exact bin probabilities.
 
     ``fresh_reference``: each window also gets a reference of the same size redrawn the same way (at the same edges),
@@ -411,15 +450,23 @@ def multinomial_windows(synth: Synth, refs: dict[str, Binned], n: int, count: in
             ref_draws[name] = rng.multinomial(ref.rows, p0 / p0.sum(), size=count)
     out = []
     for i in range(count):
-        window_refs = ({name: Binned(counts=tuple(int(v) for v in ref_draws[name][i]), edges=ref.edges,
-                                     categories=ref.categories) for name, ref in refs.items()}
-                       if fresh_reference else refs)  # fmt: skip
+        window_refs = (
+            {
+                name: Binned(
+                    counts=tuple(int(v) for v in ref_draws[name][i]), edges=ref.edges, categories=ref.categories
+                )
+                for name, ref in refs.items()
+            }
+            if fresh_reference
+            else refs
+        )
         out.append((window_refs, {name: tuple(int(v) for v in draws[name][i]) for name in refs}))
     return out
 
 
-def row_windows(synth: Synth, refs: dict[str, Binned], n: int, count: int, rng: np.random.Generator,
-                shift: Shift | None = None) -> list[Window]:  # fmt: skip
+def row_windows(
+    synth: Synth, refs: dict[str, Binned], n: int, count: int, rng: np.random.Generator, shift: Shift | None = None
+) -> list[Window]:
     """``count`` windows of ``n`` generated rows, counted with ``Binned.count``."""
     out = []
     for _ in range(count):
@@ -487,11 +534,18 @@ def main() -> int:
     synth = Synth(spec)
     rng = np.random.default_rng(args.seed)
     delta = SHIFT_SIGMAS * synth.sd(SHIFT_FEATURE)
-    shift = Shift(numeric={SHIFT_FEATURE: delta}, category={CATEGORY_FEATURE: (CATEGORY_FROM, CATEGORY_TO,
-                                                                               CATEGORY_POINTS)})  # fmt: skip
-    result: dict[str, Any] = {"bench": "drift", "cores": os.cpu_count(), "rows": args.rows,
-                              "features": len(synth.features), "seed": args.seed, "alpha": ALPHA,
-                              "psi_threshold": threshold}  # fmt: skip
+    shift = Shift(
+        numeric={SHIFT_FEATURE: delta}, category={CATEGORY_FEATURE: (CATEGORY_FROM, CATEGORY_TO, CATEGORY_POINTS)}
+    )
+    result: dict[str, Any] = {
+        "bench": "drift",
+        "cores": os.cpu_count(),
+        "rows": args.rows,
+        "features": len(synth.features),
+        "seed": args.seed,
+        "alpha": ALPHA,
+        "psi_threshold": threshold,
+    }
 
     # 1. speed, on the same frames for every side (written to Parquet, read back)
     tmp = Path(tempfile.mkdtemp(prefix="ativo-bench-drift-"))
@@ -534,26 +588,44 @@ def main() -> int:
         result["max_psi_abs_diff"] = max(abs(by_name[n].psi - base[n][1]) for n in refs)
         result["max_p_abs_diff"] = max(abs(by_name[n].p_value - base[n][2]) for n in refs)
         result["counts_equal"] = all(tuple(int(v) for v in base[n][0]) == counts[n] for n in refs)
-        result["significant_equal"] = ({d.name for d in verdicts if d.significant} ==
-                                       baseline_holm({n: v[2] for n, v in base.items()}, ALPHA))  # fmt: skip
-        result["ativo_window"] = {d.name: {"psi": round(d.psi, 5), "p": float(f"{d.p_value:.3g}"), "significant":
-                                           d.significant, "drifted": d.drifted} for d in verdicts}  # fmt: skip
-        print(f"reference and window: {args.rows:,} × {len(synth.features)} each (window: {SHIFT_FEATURE} "
-              f"+{SHIFT_SIGMAS} σ, {CATEGORY_FEATURE} {CATEGORY_POINTS:.0%} {CATEGORY_FROM} → {CATEGORY_TO}); "
-              f"generated + Parquet round trip in {result['generate_s']} s")  # fmt: skip
-        print(f"ativo: profile {result['profile_s']:.3f} s once; a run (count + judge) {result['ativo_s']:.3f} s "
-              f"(best of 3 {result['ativo_best_s']:.3f} s); peak RSS {result['peak_rss_mb']:.0f} MB, count + judge "
-              f"allocate {result['ativo_traced_peak_mb']:.0f} MB")  # fmt: skip
+        result["significant_equal"] = {d.name for d in verdicts if d.significant} == baseline_holm(
+            {n: v[2] for n, v in base.items()}, ALPHA
+        )
+        result["ativo_window"] = {
+            d.name: {
+                "psi": round(d.psi, 5),
+                "p": float(f"{d.p_value:.3g}"),
+                "significant": d.significant,
+                "drifted": d.drifted,
+            }
+            for d in verdicts
+        }
+        print(
+            f"reference and window: {args.rows:,} × {len(synth.features)} each (window: {SHIFT_FEATURE} "
+            f"+{SHIFT_SIGMAS} σ, {CATEGORY_FEATURE} {CATEGORY_POINTS:.0%} {CATEGORY_FROM} → {CATEGORY_TO}); "
+            f"generated + Parquet round trip in {result['generate_s']} s"
+        )
+        print(
+            f"ativo: profile {result['profile_s']:.3f} s once; a run (count + judge) {result['ativo_s']:.3f} s "
+            f"(best of 3 {result['ativo_best_s']:.3f} s); peak RSS {result['peak_rss_mb']:.0f} MB, count + judge "
+            f"allocate {result['ativo_traced_peak_mb']:.0f} MB"
+        )
         result["untestable_features"] = [n for n, ref in refs.items() if len(ref.counts) <= 2]
         flagged = [f"{d.name} (PSI {d.psi:.3f}, p {d.p_value:.2g})" for d in verdicts if d.significant]
-        print(f"  significant after Holm: {', '.join(flagged) or 'none'}; drifted (PSI ≥ {threshold:g}): "
-              f"{', '.join(d.name for d in verdicts if d.drifted) or 'none'}")  # fmt: skip
+        print(
+            f"  significant after Holm: {', '.join(flagged) or 'none'}; drifted (PSI ≥ {threshold:g}): "
+            f"{', '.join(d.name for d in verdicts if d.drifted) or 'none'}"
+        )
         if result["untestable_features"]:
-            print(f"  one bin only, so never tested: {', '.join(result['untestable_features'])} (every quantile "
-                  "edge of the reference equals its minimum)")  # fmt: skip
-        print(f"baseline (numpy/scipy): {result['baseline_s']:.3f} s; |ΔPSI| ≤ {result['max_psi_abs_diff']:.2e}, "
-              f"|Δp| ≤ {result['max_p_abs_diff']:.2e}, counts equal: {result['counts_equal']}, Holm verdicts equal: "
-              f"{result['significant_equal']}")  # fmt: skip
+            print(
+                f"  one bin only, so never tested: {', '.join(result['untestable_features'])} (every quantile "
+                "edge of the reference equals its minimum)"
+            )
+        print(
+            f"baseline (numpy/scipy): {result['baseline_s']:.3f} s; |ΔPSI| ≤ {result['max_psi_abs_diff']:.2e}, "
+            f"|Δp| ≤ {result['max_p_abs_diff']:.2e}, counts equal: {result['counts_equal']}, Holm verdicts equal: "
+            f"{result['significant_equal']}"
+        )
         del reference, current
 
         result.update(evidently_s=None, speedup_vs_evidently=None, speedup_incl_profile=None)
@@ -571,22 +643,29 @@ def main() -> int:
             if ev is None:
                 print(f"evidently: NOT MEASURED — {note}")
             else:
-                result.update(evidently_version=ev["version"], evidently_pandas=ev["pandas"],
-                              evidently_s=round(ev["total_s"], 3), evidently_run_s=round(ev["run_s"], 3),
-                              evidently_dataset_s=round(ev["dataset_s"], 3),
-                              evidently_import_s=round(ev["import_s"], 2),
-                              evidently_peak_rss_mb=round(ev["peak_rss_mb"], 1),
-                              speedup_vs_evidently=round(ev["total_s"] / result["ativo_s"], 1),
-                              speedup_incl_profile=round(ev["total_s"] / (result["ativo_s"] + result["profile_s"]), 1),
-                              evidently_drifted=sorted(c for c, v in ev["columns"].items() if v["drifted"]),
-                              evidently_window={c: {"method": v["method"], "value": round(v["value"], 5),
-                                                    "drifted": v["drifted"]}
-                                                for c, v in ev["columns"].items()})  # fmt: skip
-                print(f"evidently {ev['version']} (pandas {ev['pandas']}, venv {note} in {venv_s:.0f} s): "
-                      f"{ev['total_s']:.2f} s (Dataset {ev['dataset_s']:.2f} s + run {ev['run_s']:.2f} s; import "
-                      f"{ev['import_s']:.1f} s apart; peak RSS {ev['peak_rss_mb']:.0f} MB) → Ativo is "
-                      f"{result['speedup_vs_evidently']:.0f}× faster ({result['speedup_incl_profile']:.0f}× counting "
-                      f"the profile too)")  # fmt: skip
+                result.update(
+                    evidently_version=ev["version"],
+                    evidently_pandas=ev["pandas"],
+                    evidently_s=round(ev["total_s"], 3),
+                    evidently_run_s=round(ev["run_s"], 3),
+                    evidently_dataset_s=round(ev["dataset_s"], 3),
+                    evidently_import_s=round(ev["import_s"], 2),
+                    evidently_peak_rss_mb=round(ev["peak_rss_mb"], 1),
+                    speedup_vs_evidently=round(ev["total_s"] / result["ativo_s"], 1),
+                    speedup_incl_profile=round(ev["total_s"] / (result["ativo_s"] + result["profile_s"]), 1),
+                    evidently_drifted=sorted(c for c, v in ev["columns"].items() if v["drifted"]),
+                    evidently_window={
+                        c: {"method": v["method"], "value": round(v["value"], 5), "drifted": v["drifted"]}
+                        for c, v in ev["columns"].items()
+                    },
+                )
+                print(
+                    f"evidently {ev['version']} (pandas {ev['pandas']}, venv {note} in {venv_s:.0f} s): "
+                    f"{ev['total_s']:.2f} s (Dataset {ev['dataset_s']:.2f} s + run {ev['run_s']:.2f} s; import "
+                    f"{ev['import_s']:.1f} s apart; peak RSS {ev['peak_rss_mb']:.0f} MB) → Ativo is "
+                    f"{result['speedup_vs_evidently']:.0f}× faster ({result['speedup_incl_profile']:.0f}× counting "
+                    f"the profile too)"
+                )
                 print(f"  Evidently's drifted columns: {', '.join(result['evidently_drifted']) or 'none'}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -598,15 +677,23 @@ def main() -> int:
     for n in SIZES:
         sim = judge_windows(multinomial_windows(synth, refs, n, args.windows, rng), threshold)
         fresh = judge_windows(multinomial_windows(synth, refs, n, args.windows, rng, fresh_reference=True), threshold)
-        entry = {"windows": sim["windows"], "alarms": sim["alarms"], "alarm_rate": sim["alarm_rate"],
-                 "ci95": clopper_pearson(sim["alarms"], sim["windows"]),
-                 "p_above_1pct": round(binomial_p_above(sim["alarms"], sim["windows"]), 3),
-                 "drift_alarm_rate": sim["drift_alarm_rate"], "fresh_reference_alarm_rate": fresh["alarm_rate"],
-                 "fresh_reference_ci95": clopper_pearson(fresh["alarms"], fresh["windows"])}  # fmt: skip
+        entry = {
+            "windows": sim["windows"],
+            "alarms": sim["alarms"],
+            "alarm_rate": sim["alarm_rate"],
+            "ci95": clopper_pearson(sim["alarms"], sim["windows"]),
+            "p_above_1pct": round(binomial_p_above(sim["alarms"], sim["windows"]), 3),
+            "drift_alarm_rate": sim["drift_alarm_rate"],
+            "fresh_reference_alarm_rate": fresh["alarm_rate"],
+            "fresh_reference_ci95": clopper_pearson(fresh["alarms"], fresh["windows"]),
+        }
         if n <= 10_000:
             real = judge_windows(row_windows(synth, refs, n, args.row_windows, rng), threshold)
-            entry.update(rows_windows=real["windows"], rows_alarm_rate=real["alarm_rate"],
-                         rows_ks_p=round(float(sps.ks_2samp(sim["min_p"], real["min_p"]).pvalue), 3))  # fmt: skip
+            entry.update(
+                rows_windows=real["windows"],
+                rows_alarm_rate=real["alarm_rate"],
+                rows_ks_p=round(float(sps.ks_2samp(sim["min_p"], real["min_p"]).pvalue), 3),
+            )
         entry["fresh_reference_p_above_1pct"] = round(binomial_p_above(fresh["alarms"], fresh["windows"]), 3)
         stationary[str(n)] = entry
     result["false_alarm_s"] = round(time.perf_counter() - t, 1)
@@ -615,23 +702,33 @@ def main() -> int:
     result["false_alarm_rate_given_reference"] = max(e["alarm_rate"] for e in stationary.values())
     result["false_alarm_rate_given_reference_by_n"] = {n: e["alarm_rate"] for n, e in stationary.items()}
     result["false_alarm"] = stationary
-    print(f"false alarms (a window alarms when any feature is significant after Holm, α = {ALPHA:g}; {args.windows:,} "
-          f"multinomial windows per n against this reference, and as many with the reference redrawn too; the "
-          f"reference's counts vs the bin probabilities: min GOF p {result['bin_probs_min_p']}):")  # fmt: skip
+    print(
+        f"false alarms (a window alarms when any feature is significant after Holm, α = {ALPHA:g}; {args.windows:,} "
+        f"multinomial windows per n against this reference, and as many with the reference redrawn too; the "
+        f"reference's counts vs the bin probabilities: min GOF p {result['bin_probs_min_p']}):"
+    )
     for n, e in stationary.items():
-        rows = (f"; {e['rows_windows']} real-row windows: {e['rows_alarm_rate']:.1%}, KS p {e['rows_ks_p']}"
-                if "rows_windows" in e else "")  # fmt: skip
-        print(f"  n = {int(n):>7,}: {e['alarm_rate']:.2%} ({e['alarms']}/{e['windows']}, 95 % CI "
-              f"{e['ci95'][0]:.2%}–{e['ci95'][1]:.2%}, p(rate > 1 %) {e['p_above_1pct']}); reference redrawn "
-              f"{e['fresh_reference_alarm_rate']:.2%}; drifted {e['drift_alarm_rate']:.2%}{rows}")  # fmt: skip
+        rows = (
+            f"; {e['rows_windows']} real-row windows: {e['rows_alarm_rate']:.1%}, KS p {e['rows_ks_p']}"
+            if "rows_windows" in e
+            else ""
+        )
+        print(
+            f"  n = {int(n):>7,}: {e['alarm_rate']:.2%} ({e['alarms']}/{e['windows']}, 95 % CI "
+            f"{e['ci95'][0]:.2%}–{e['ci95'][1]:.2%}, p(rate > 1 %) {e['p_above_1pct']}); reference redrawn "
+            f"{e['fresh_reference_alarm_rate']:.2%}; drifted {e['drift_alarm_rate']:.2%}{rows}"
+        )
 
     # 3. power at n = 50k
     t = time.perf_counter()
-    for key, feature, one in (("shift", SHIFT_FEATURE, Shift(numeric={SHIFT_FEATURE: delta})),
-                              ("category", CATEGORY_FEATURE, Shift(category=shift.category))):  # fmt: skip
+    for key, feature, one in (
+        ("shift", SHIFT_FEATURE, Shift(numeric={SHIFT_FEATURE: delta})),
+        ("category", CATEGORY_FEATURE, Shift(category=shift.category)),
+    ):
         sim = judge_windows(multinomial_windows(synth, refs, POWER_N, args.windows, rng, one), threshold, watch=feature)
-        real = judge_windows(row_windows(synth, refs, POWER_N, max(args.row_windows // 2, 10), rng, one), threshold,
-                             watch=feature)  # fmt: skip
+        real = judge_windows(
+            row_windows(synth, refs, POWER_N, max(args.row_windows // 2, 10), rng, one), threshold, watch=feature
+        )
         result[f"power_{key}"] = sim["detection"]
         result[f"psi_{key}"] = round(sim["psi"], 4)
         result[f"drift_rate_{key}"] = sim["drift_rate"]
@@ -639,29 +736,44 @@ def main() -> int:
     result["power_s"] = round(time.perf_counter() - t, 1)
     result["shift_delta"] = round(delta, 3)
     print(f"power at n = {POWER_N:,} ({args.windows} windows each; detection = the feature significant after Holm):")
-    print(f"  {SHIFT_FEATURE} +{SHIFT_SIGMAS} σ (+{delta:.2f}): {result['power_shift']:.1%} (real rows "
-          f"{result['power_shift_rows']:.0%}); PSI {result['psi_shift']:.3f}, drifted at {threshold:g}: "
-          f"{result['drift_rate_shift']:.1%}")  # fmt: skip
-    print(f"  {CATEGORY_FEATURE} {CATEGORY_FROM} −{CATEGORY_POINTS:.0%} → {CATEGORY_TO}: "
-          f"{result['power_category']:.1%} (real rows {result['power_category_rows']:.0%}); "
-          f"PSI {result['psi_category']:.3f}, drifted at {threshold:g}: "
-          f"{result['drift_rate_category']:.1%}")  # fmt: skip
+    print(
+        f"  {SHIFT_FEATURE} +{SHIFT_SIGMAS} σ (+{delta:.2f}): {result['power_shift']:.1%} (real rows "
+        f"{result['power_shift_rows']:.0%}); PSI {result['psi_shift']:.3f}, drifted at {threshold:g}: "
+        f"{result['drift_rate_shift']:.1%}"
+    )
+    print(
+        f"  {CATEGORY_FEATURE} {CATEGORY_FROM} −{CATEGORY_POINTS:.0%} → {CATEGORY_TO}: "
+        f"{result['power_category']:.1%} (real rows {result['power_category_rows']:.0%}); "
+        f"PSI {result['psi_category']:.3f}, drifted at {threshold:g}: "
+        f"{result['drift_rate_category']:.1%}"
+    )
 
     result["total_s"] = round(time.perf_counter() - started, 1)
     speedup = result["speedup_vs_evidently"]
-    targets = [("speedup_50x", "speedup ≥ 50×", None if speedup is None else speedup >= 50),
-               ("psi_1e-9", "PSI within 1e-9", result["max_psi_abs_diff"] <= 1e-9),
-               ("false_alarms_1pct", "false alarms ≤ 1 % at every n", result["false_alarm_rate"] <= 0.01),
-               ("false_alarms_consistent", "false alarms consistent with ≤ 1 % (binomial p ≥ 0.05 at every n)",
-                min(e["fresh_reference_p_above_1pct"] for e in stationary.values()) >= 0.05),
-               ("false_alarms_given_reference_1pct", "given this one reference, ≤ 1 % at every n (informative)",
-                result["false_alarm_rate_given_reference"] <= 0.01),
-               ("power_90pct", "detection ≥ 90 % (both)", min(result["power_shift"], result["power_category"]) >= 0.9),
-               ("memory_1gb", "peak RSS ≤ 1 GB", result["peak_rss_mb"] <= 1024)]  # fmt: skip
+    targets = [
+        ("speedup_50x", "speedup ≥ 50×", None if speedup is None else speedup >= 50),
+        ("psi_1e-9", "PSI within 1e-9", result["max_psi_abs_diff"] <= 1e-9),
+        ("false_alarms_1pct", "false alarms ≤ 1 % at every n", result["false_alarm_rate"] <= 0.01),
+        (
+            "false_alarms_consistent",
+            "false alarms consistent with ≤ 1 % (binomial p ≥ 0.05 at every n)",
+            min(e["fresh_reference_p_above_1pct"] for e in stationary.values()) >= 0.05,
+        ),
+        (
+            "false_alarms_given_reference_1pct",
+            "given this one reference, ≤ 1 % at every n (informative)",
+            result["false_alarm_rate_given_reference"] <= 0.01,
+        ),
+        ("power_90pct", "detection ≥ 90 % (both)", min(result["power_shift"], result["power_category"]) >= 0.9),
+        ("memory_1gb", "peak RSS ≤ 1 GB", result["peak_rss_mb"] <= 1024),
+    ]
     result["targets"] = {key: ok for key, _, ok in targets}
     verdict = {True: "met", False: "MISSED", None: "not measured"}
-    print("targets: " + "; ".join(f"{label}: {verdict[ok]}" for _, label, ok in targets)
-          + f"  (total {result['total_s']} s)")  # fmt: skip
+    print(
+        "targets: "
+        + "; ".join(f"{label}: {verdict[ok]}" for _, label, ok in targets)
+        + f"  (total {result['total_s']} s)"
+    )
     print(json.dumps(result))
     return 0
 

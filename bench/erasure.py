@@ -72,26 +72,37 @@ os.environ.setdefault("ATIVO_REFERENCE_DIR", str(ROOT / "var" / "reference"))
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-for _key in ("ATIVO_STORE_URI", "ATIVO_DB_URL", "ATIVO_REGISTRY_PATH", "ATIVO_DVC_REMOTE", "ATIVO_S3_ENDPOINT_URL",
-             "MLFLOW_TRACKING_URI"):  # fmt: skip
+for _key in (
+    "ATIVO_STORE_URI",
+    "ATIVO_DB_URL",
+    "ATIVO_REGISTRY_PATH",
+    "ATIVO_DVC_REMOTE",
+    "ATIVO_S3_ENDPOINT_URL",
+    "MLFLOW_TRACKING_URI",
+):
     os.environ.pop(_key, None)  # everything lives under the throw-away home
 
 SPEC = ROOT / "include" / "specs" / "adult_income.yaml"
 START = dt.date(2026, 3, 1)
 DAYS = [START + dt.timedelta(days=i) for i in range(3)]
 META = {"dag_id": "bench-erasure", "dag_run_id": "bench"}
-GATES_NOTE = ("quick gates (tests/e2e/test_drift_retrain.py quick(spec)): robustness 20 attack samples, flip-rate "
-              "bound 0.2; privacy 1,000 samples; champion tolerance 0.02")  # fmt: skip
+GATES_NOTE = (
+    "quick gates (tests/e2e/test_drift_retrain.py quick(spec)): robustness 20 attack samples, flip-rate "
+    "bound 0.2; privacy 1,000 samples; champion tolerance 0.02"
+)
 
 
 def quick(spec: Any) -> Any:
     """The spec with cheaper gates that a one-trial search passes (as ``tests/e2e/test_drift_retrain.py``)."""
-    gates = spec.gates.model_copy(update={
-        "robustness": spec.gates.robustness.model_copy(update={"attack_samples": 20,
-                                                               "max_counterfactual_flip_rate": 0.2}),
-        "privacy": spec.gates.privacy.model_copy(update={"samples": 1000}),
-        "champion": spec.gates.champion.model_copy(update={"tolerance": 0.02}),
-    })  # fmt: skip
+    gates = spec.gates.model_copy(
+        update={
+            "robustness": spec.gates.robustness.model_copy(
+                update={"attack_samples": 20, "max_counterfactual_flip_rate": 0.2}
+            ),
+            "privacy": spec.gates.privacy.model_copy(update={"samples": 1000}),
+            "champion": spec.gates.champion.model_copy(update={"tolerance": 0.02}),
+        }
+    )
     return spec.model_copy(update={"gates": gates})
 
 
@@ -114,8 +125,10 @@ def spread_subject(store: Any, spec: Any) -> str:
     from ativo.data.landing import landing_key
 
     sid = spec.data_schema.subject
-    frames = {d: pd.read_csv(io.BytesIO(store.get_bytes(landing_key(spec.name, d))), dtype=str, keep_default_na=False)
-              for d in DAYS}  # fmt: skip
+    frames = {
+        d: pd.read_csv(io.BytesIO(store.get_bytes(landing_key(spec.name, d))), dtype=str, keep_default_na=False)
+        for d in DAYS
+    }
     subject = frames[DAYS[0]][sid].iloc[0]
     for d in DAYS[1:]:
         frames[d].loc[frames[d].index[:2], sid] = subject
@@ -160,9 +173,22 @@ def log_predictions(spec: Any, settings: Any, frame: Any, subjects: list[str]) -
     ts = time.time()
     ids = [prediction_id(ts) for _ in range(len(frame))]
     n = len(ids)
-    log.append(Entry(ts=ts, request_id="bench-erasure", ids=ids, matrix=matrix, subjects=list(subjects),
-                     models=[model] * n, routes=["champion"] * n, fallback=[False] * n, scores=scores,
-                     decisions=(scores >= 0.5).astype(np.int8), latency_ms=1.0, shadow=None))  # fmt: skip
+    log.append(
+        Entry(
+            ts=ts,
+            request_id="bench-erasure",
+            ids=ids,
+            matrix=matrix,
+            subjects=list(subjects),
+            models=[model] * n,
+            routes=["champion"] * n,
+            fallback=[False] * n,
+            scores=scores,
+            decisions=(scores >= 0.5).astype(np.int8),
+            latency_ms=1.0,
+            shadow=None,
+        )
+    )
     labels.append(ts + 60, ids, [int(v) for v in frame[LABEL].to_numpy()])
     log.close()
     labels.close()
@@ -243,8 +269,15 @@ def erase(spec: Any, settings: Any, subject_lists: list[list[str]]) -> dict[str,
     out: dict[str, Any] = {"requests": len(subject_lists)}
     t0 = time.perf_counter()
     for i, subjects in enumerate(subject_lists):
-        rq.file_request(engine, spec=spec.name, subjects=subjects, pepper=pepper, actor="bench", channel="cli",
-                        request_id=f"bench-{i:05d}")  # fmt: skip
+        rq.file_request(
+            engine,
+            spec=spec.name,
+            subjects=subjects,
+            pepper=pepper,
+            actor="bench",
+            channel="cli",
+            request_id=f"bench-{i:05d}",
+        )
     out["filing_s"] = time.perf_counter() - t0
 
     t = time.perf_counter()
@@ -256,13 +289,15 @@ def erase(spec: Any, settings: Any, subject_lists: list[list[str]]) -> dict[str,
 
     inner: dict[str, float] = {}
     t = time.perf_counter()
-    with wrapped(inner, DatasetRegistry, "commit", "new_version_s"), \
-            wrapped(inner, p, "redact_versions", "redact_history_s"), \
-            wrapped(inner, p, "delete_redacted", "delete_old_objects_s"), \
-            wrapped(inner, p, "purge_lake", "lake_s"), \
-            wrapped(inner, p, "purge_logs", "logs_s"), \
-            wrapped(inner, p, "purge_landing_and_quarantine", "landing_quarantine_s"), \
-            wrapped(inner, p, "purge_text_files", "text_files_s"):  # fmt: skip
+    with (
+        wrapped(inner, DatasetRegistry, "commit", "new_version_s"),
+        wrapped(inner, p, "redact_versions", "redact_history_s"),
+        wrapped(inner, p, "delete_redacted", "delete_old_objects_s"),
+        wrapped(inner, p, "purge_lake", "lake_s"),
+        wrapped(inner, p, "purge_logs", "logs_s"),
+        wrapped(inner, p, "purge_landing_and_quarantine", "landing_quarantine_s"),
+        wrapped(inner, p, "purge_text_files", "text_files_s"),
+    ):
         purged = pr.purge(spec, settings, b)
     purge_wall = time.perf_counter() - t
     found = rq.step_result(engine, b, "find")
@@ -316,10 +351,14 @@ def erase(spec: Any, settings: Any, subject_lists: list[list[str]]) -> dict[str,
     out["redacted_versions"] = purged["redacted_versions"]
     out["prediction_log_rows_removed"] = sum(purged["prediction_log"].values())
     out["affected_models"], out["live"] = planned["affected"], [(v["version"], v["aliases"]) for v in planned["live"]]
-    out["retrained"] = {k: (r.get("version") if r.get("ok") else f"FAILED: {r.get('reason')}")
-                        for k, r in retrained.items()}  # fmt: skip
-    out["retrained_test_auc"] = {r["version"]: round(float(r["metrics"].get("test_auc", float("nan"))), 4)
-                                 for r in retrained.values() if r.get("ok")}  # fmt: skip
+    out["retrained"] = {
+        k: (r.get("version") if r.get("ok") else f"FAILED: {r.get('reason')}") for k, r in retrained.items()
+    }
+    out["retrained_test_auc"] = {
+        r["version"]: round(float(r["metrics"].get("test_auc", float("nan"))), 4)
+        for r in retrained.values()
+        if r.get("ok")
+    }
     out["gates_passed"] = {v: bool(g["passed"]) for v, g in verdicts.items()}
     out["gate_failures"] = {v: g["reasons"] for v, g in verdicts.items() if not g["passed"]}
     out["replaced"], out["switch_failures"] = switched["replaced"], switched["failures"]
@@ -331,8 +370,9 @@ def erase(spec: Any, settings: Any, subject_lists: list[list[str]]) -> dict[str,
     out["scanned"] = verified["scanned"]
     out["closed"], out["open_reason"] = closed["closed"], closed["reason"]
     out["receipts"] = len(closed["receipts"])
-    out["phases"] = {k: round(out[k], 3) for k in ("find_s", "purge_s", "re_version_s", "retrain_s", "gates_s",
-                                                   "switch_s", "scan_s")}  # fmt: skip
+    out["phases"] = {
+        k: round(out[k], 3) for k in ("find_s", "purge_s", "re_version_s", "retrain_s", "gates_s", "switch_s", "scan_s")
+    }
     return out
 
 
@@ -368,8 +408,13 @@ def rows_lost(spec: Any, before: dict[str, Any], after: dict[str, Any], gone: se
             diff = 0
         except AssertionError:
             diff = 1
-        per[tag] = {"rows_before": len(frame), "rows_after": len(now), "other_rows_lost": missing,
-                    "erased_rows_left": left, "differs": diff}  # fmt: skip
+        per[tag] = {
+            "rows_before": len(frame),
+            "rows_after": len(now),
+            "other_rows_lost": missing,
+            "erased_rows_left": left,
+            "differs": diff,
+        }
         lost, kept, changed = lost + missing, kept + left, changed + diff
     return {"other_rows_lost": lost, "erased_rows_left": kept, "versions_differing": changed, "per_version": per}
 
@@ -382,13 +427,16 @@ def independent_scan(settings: Any, gone: list[str], record_ids: set[str], predi
     from ativo.serve.predlog import pseudonymise
 
     pepper = platform_pepper(settings)
-    targets = Targets(sorted(gone), [pseudonymise(s, pepper) for s in sorted(gone)], set(record_ids),
-                      set(prediction_ids))  # fmt: skip
+    targets = Targets(
+        sorted(gone), [pseudonymise(s, pepper) for s in sorted(gone)], set(record_ids), set(prediction_ids)
+    )
     t = time.perf_counter()
     result = scan(settings, targets)
-    return {"hits": len(result["hits"]), "where": [f"{h['store']} {h['where']}: {', '.join(h['found'])}"
-                                                   for h in result["hits"]][:10],
-            "seconds": round(time.perf_counter() - t, 2)}  # fmt: skip
+    return {
+        "hits": len(result["hits"]),
+        "where": [f"{h['store']} {h['where']}: {', '.join(h['found'])}" for h in result["hits"]][:10],
+        "seconds": round(time.perf_counter() - t, 2),
+    }
 
 
 def leftover_models(spec: Any, settings: Any) -> dict[str, Any]:
@@ -475,8 +523,7 @@ def run_a(spec: Any, root: Path) -> dict[str, Any]:
     preds_after = prediction_rows(settings, spec)
     out["other_predictions_lost"] = int(len(preds_before) - len(pred_ids) - len(preds_after))
     out["independent_scan"] = independent_scan(settings, [subject], set(rows[rid]), pred_ids)
-    out["setup"] = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in built.items()
-                    if k != "spread_subject"}  # fmt: skip
+    out["setup"] = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in built.items() if k != "spread_subject"}
     return out
 
 
@@ -510,8 +557,9 @@ def run_b(spec: Any, root: Path, present: int, unknown: int, seed: int) -> dict[
 
     logged = erased_rows.head(200)
     others = latest[~latest[sid].astype(str).isin(gone)].sample(200, random_state=seed)
-    pred_ids = log_predictions(spec, settings, pd.concat([logged, others]),
-                               logged[sid].astype(str).tolist() + others[sid].astype(str).tolist())  # fmt: skip
+    pred_ids = log_predictions(
+        spec, settings, pd.concat([logged, others]), logged[sid].astype(str).tolist() + others[sid].astype(str).tolist()
+    )
     preds_before = prediction_rows(settings, spec)
     order = rng.permutation(len(subjects) + len(nobody))
     everyone = subjects + nobody
@@ -534,60 +582,84 @@ def run_b(spec: Any, root: Path, present: int, unknown: int, seed: int) -> dict[
     auc_new, adv_new = advantage(new_erased, new_test)
     auc_old, adv_old = advantage(old_erased, old_test)
     out["membership"] = {
-        "old_version": old.version, "new_version": new.version,
-        "erased_rows": len(erased_rows), "new_train_rows": len(new_split.train), "new_test_rows": len(new_split.test),
+        "old_version": old.version,
+        "new_version": new.version,
+        "erased_rows": len(erased_rows),
+        "new_train_rows": len(new_split.train),
+        "new_test_rows": len(new_split.test),
         "erased_in_new_train": int(new_split.train[sid].astype(str).isin(gone).sum()),
-        "auc_erased_vs_unseen_new": auc_new, "advantage_erased_new": adv_new,
-        "auc_erased_vs_unseen_old": auc_old, "advantage_erased_old": adv_old,
-        "loss_gap_erased_new": loss_gap(new_erased, new_test)[0], "loss_gap_erased_new_p": loss_gap(new_erased,
-                                                                                                   new_test)[1],
-        "loss_gap_erased_old": loss_gap(old_erased, old_test)[0], "loss_gap_erased_old_p": loss_gap(old_erased,
-                                                                                                   old_test)[1],
-        "loss_gap_train_new": loss_gap(new_train, new_test)[0], "loss_gap_train_old": loss_gap(old_train, old_test)[0],
-        "advantage_train_new": advantage(new_train, new_test)[1], "advantage_train_old": advantage(old_train,
-                                                                                                  old_test)[1],
-        "mean_loss": {"new_erased": round(float(new_erased.mean()), 4), "new_train": round(float(new_train.mean()), 4),
-                      "new_test": round(float(new_test.mean()), 4), "old_erased": round(float(old_erased.mean()), 4),
-                      "old_train": round(float(old_train.mean()), 4), "old_test": round(float(old_test.mean()), 4)},
-    }  # fmt: skip
-    out["setup"] = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in built.items()
-                    if k != "spread_subject"}  # fmt: skip
+        "auc_erased_vs_unseen_new": auc_new,
+        "advantage_erased_new": adv_new,
+        "auc_erased_vs_unseen_old": auc_old,
+        "advantage_erased_old": adv_old,
+        "loss_gap_erased_new": loss_gap(new_erased, new_test)[0],
+        "loss_gap_erased_new_p": loss_gap(new_erased, new_test)[1],
+        "loss_gap_erased_old": loss_gap(old_erased, old_test)[0],
+        "loss_gap_erased_old_p": loss_gap(old_erased, old_test)[1],
+        "loss_gap_train_new": loss_gap(new_train, new_test)[0],
+        "loss_gap_train_old": loss_gap(old_train, old_test)[0],
+        "advantage_train_new": advantage(new_train, new_test)[1],
+        "advantage_train_old": advantage(old_train, old_test)[1],
+        "mean_loss": {
+            "new_erased": round(float(new_erased.mean()), 4),
+            "new_train": round(float(new_train.mean()), 4),
+            "new_test": round(float(new_test.mean()), 4),
+            "old_erased": round(float(old_erased.mean()), 4),
+            "old_train": round(float(old_train.mean()), 4),
+            "old_test": round(float(old_test.mean()), 4),
+        },
+    }
+    out["setup"] = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in built.items() if k != "spread_subject"}
     return out
 
 
 def show(name: str, r: dict[str, Any]) -> None:
     s = r["setup"]
-    print(f"[{name}] setup: ETL {s['etl_s']:.1f} s ({', '.join(s['tags'])}), training "
-          f"{s['train_s'] + s.get('train_previous_s', 0):.1f} s, champion gates {s['gate_s']:.1f} s "
-          f"(passed: {s['gate_passed']}{'' if s['gate_passed'] else ', failed ' + ', '.join(s['gate_failed'])}); "
-          f"live: {', '.join(f'{a} v{v}' for a, v in s['versions'].items())}")  # fmt: skip
-    print(f"[{name}] {r['requests']} request(s) filed in {r['filing_s']:.2f} s → batch {r['batch']} of "
-          f"{r['batch_requests']}; found {r['found']['subjects_found']} subject(s): {r['found']['records']} record(s), "
-          f"{r['found']['lake_partitions']} lake partition(s), {r['found']['dvc_objects']} DVC object(s) in "
-          f"{len(r['found']['dataset_versions'])} version(s), {r['found']['predictions']} logged prediction(s)")
+    print(
+        f"[{name}] setup: ETL {s['etl_s']:.1f} s ({', '.join(s['tags'])}), training "
+        f"{s['train_s'] + s.get('train_previous_s', 0):.1f} s, champion gates {s['gate_s']:.1f} s "
+        f"(passed: {s['gate_passed']}{'' if s['gate_passed'] else ', failed ' + ', '.join(s['gate_failed'])}); "
+        f"live: {', '.join(f'{a} v{v}' for a, v in s['versions'].items())}"
+    )
+    print(
+        f"[{name}] {r['requests']} request(s) filed in {r['filing_s']:.2f} s → batch {r['batch']} of "
+        f"{r['batch_requests']}; found {r['found']['subjects_found']} subject(s): {r['found']['records']} record(s), "
+        f"{r['found']['lake_partitions']} lake partition(s), {r['found']['dvc_objects']} DVC object(s) in "
+        f"{len(r['found']['dataset_versions'])} version(s), {r['found']['predictions']} logged prediction(s)"
+    )
     parts = r["purge_parts"]
-    print(f"[{name}] find {r['find_s']:.2f} s | purge {r['purge_s']:.2f} s | re-version {r['re_version_s']:.2f} s "
-          f"(new version {parts.get('new_version_s', 0):.2f}, history {parts.get('redact_history_s', 0):.2f}, "
-          f"delete {parts.get('delete_old_objects_s', 0):.2f}) | models {r['plan_models_s']:.2f} s | "
-          f"retrain {r['retrain_s']:.1f} s {r['retrain_each_s']} | gates {r['gates_s']:.1f} s {r['gates_each_s']} | "
-          f"switch {r['switch_s']:.2f} s | scan {r['scan_s']:.2f} s | close {r['close_s']:.2f} s")  # fmt: skip
-    print(f"[{name}] request → redeployed champion {r['total_s']:.1f} s (target {r['target_s']:.1f} s = retrain + "
-          f"gates + 120: {'met' if r['within_target'] else 'MISSED'}); to closed receipts {r['to_close_s']:.1f} s")
-    print(f"[{name}] {r['dataset_before']} → {r['dataset_after']}; redacted {', '.join(r['redacted_versions'])}; "
-          f"lake rows removed {r['lake_rows_removed']}, prediction-log rows removed "
-          f"{r['prediction_log_rows_removed']}; retrained {r['retrained']} (gates {r['gates_passed']}); aliases "
-          f"after {r['aliases_after']}; retired {r['retired_versions']}")  # fmt: skip
+    print(
+        f"[{name}] find {r['find_s']:.2f} s | purge {r['purge_s']:.2f} s | re-version {r['re_version_s']:.2f} s "
+        f"(new version {parts.get('new_version_s', 0):.2f}, history {parts.get('redact_history_s', 0):.2f}, "
+        f"delete {parts.get('delete_old_objects_s', 0):.2f}) | models {r['plan_models_s']:.2f} s | "
+        f"retrain {r['retrain_s']:.1f} s {r['retrain_each_s']} | gates {r['gates_s']:.1f} s {r['gates_each_s']} | "
+        f"switch {r['switch_s']:.2f} s | scan {r['scan_s']:.2f} s | close {r['close_s']:.2f} s"
+    )
+    print(
+        f"[{name}] request → redeployed champion {r['total_s']:.1f} s (target {r['target_s']:.1f} s = retrain + "
+        f"gates + 120: {'met' if r['within_target'] else 'MISSED'}); to closed receipts {r['to_close_s']:.1f} s"
+    )
+    print(
+        f"[{name}] {r['dataset_before']} → {r['dataset_after']}; redacted {', '.join(r['redacted_versions'])}; "
+        f"lake rows removed {r['lake_rows_removed']}, prediction-log rows removed "
+        f"{r['prediction_log_rows_removed']}; retrained {r['retrained']} (gates {r['gates_passed']}); aliases "
+        f"after {r['aliases_after']}; retired {r['retired_versions']}"
+    )
     if r["gate_failures"] or r["switch_failures"] or not r["closed"]:
         print(f"[{name}] NOT CLOSED: {r['open_reason']}; gate failures {r['gate_failures']}")
-    print(f"[{name}] residual hits {r['residual_hits']} (second pass: {r['scan_second_pass']}); independent scan "
-          f"after closing: {r['independent_scan']['hits']} hit(s) {r['independent_scan']['where']}; other rows lost "
-          f"{r['other_rows_lost']}, erased rows left {r['erased_rows_left']}, versions differing "
-          f"{r['versions_differing']}; other predictions lost {r['other_predictions_lost']}; retrains/model "
-          f"{r['retrains_per_model']:g} ({r['retrain_steps']} / {r['live_versions']}); receipts {r['receipts']}")
+    print(
+        f"[{name}] residual hits {r['residual_hits']} (second pass: {r['scan_second_pass']}); independent scan "
+        f"after closing: {r['independent_scan']['hits']} hit(s) {r['independent_scan']['where']}; other rows lost "
+        f"{r['other_rows_lost']}, erased rows left {r['erased_rows_left']}, versions differing "
+        f"{r['versions_differing']}; other predictions lost {r['other_predictions_lost']}; retrains/model "
+        f"{r['retrains_per_model']:g} ({r['retrain_steps']} / {r['live_versions']}); receipts {r['receipts']}"
+    )
     lm = r["leftover_models"]
-    print(f"[{name}] retrained test AUC {r['retrained_test_auc']} (before: {s['test_auc']}); retired versions whose "
-          f"model still loads: {lm['retired_loadable'] or 'none'}; model files of no live version left on disk: "
-          f"{lm['model_files_not_live']}{'  <-- SHOULD BE NONE' if lm['retired_loadable'] else ''}")  # fmt: skip
+    print(
+        f"[{name}] retrained test AUC {r['retrained_test_auc']} (before: {s['test_auc']}); retired versions whose "
+        f"model still loads: {lm['retired_loadable'] or 'none'}; model files of no live version left on disk: "
+        f"{lm['model_files_not_live']}{'  <-- SHOULD BE NONE' if lm['retired_loadable'] else ''}"
+    )
 
 
 def main() -> int:
@@ -618,35 +690,70 @@ def main() -> int:
         else:
             shutil.rmtree(root, ignore_errors=True)
     m = b["membership"]
-    print(f"[B] membership (per-row log-loss; AUC of erased vs unseen rows): new champion v{m['new_version']} "
-          f"AUC {m['auc_erased_vs_unseen_new']:.3f} → advantage {m['advantage_erased_new']:.3f} (train rows: "
-          f"{m['advantage_train_new']:.3f}); old champion v{m['old_version']} before the erasure AUC "
-          f"{m['auc_erased_vs_unseen_old']:.3f} → advantage {m['advantage_erased_old']:.3f} (train rows: "
-          f"{m['advantage_train_old']:.3f}); {m['erased_rows']} erased rows, {m['new_test_rows']} unseen; mean loss "
-          f"{m['mean_loss']}")  # fmt: skip
-    print(f"[B] mean-loss gap (unseen − erased): new {m['loss_gap_erased_new']:+.4f} (Welch p "
-          f"{m['loss_gap_erased_new_p']:.3g}), old {m['loss_gap_erased_old']:+.4f} "
-          f"(p {m['loss_gap_erased_old_p']:.3g}); "
-          f"training rows: new {m['loss_gap_train_new']:+.4f}, old {m['loss_gap_train_old']:+.4f}")  # fmt: skip
+    print(
+        f"[B] membership (per-row log-loss; AUC of erased vs unseen rows): new champion v{m['new_version']} "
+        f"AUC {m['auc_erased_vs_unseen_new']:.3f} → advantage {m['advantage_erased_new']:.3f} (train rows: "
+        f"{m['advantage_train_new']:.3f}); old champion v{m['old_version']} before the erasure AUC "
+        f"{m['auc_erased_vs_unseen_old']:.3f} → advantage {m['advantage_erased_old']:.3f} (train rows: "
+        f"{m['advantage_train_old']:.3f}); {m['erased_rows']} erased rows, {m['new_test_rows']} unseen; mean loss "
+        f"{m['mean_loss']}"
+    )
+    print(
+        f"[B] mean-loss gap (unseen − erased): new {m['loss_gap_erased_new']:+.4f} (Welch p "
+        f"{m['loss_gap_erased_new_p']:.3g}), old {m['loss_gap_erased_old']:+.4f} "
+        f"(p {m['loss_gap_erased_old_p']:.3g}); "
+        f"training rows: new {m['loss_gap_train_new']:+.4f}, old {m['loss_gap_train_old']:+.4f}"
+    )
     print(f"gates: {GATES_NOTE}")
 
     def phases(r: dict[str, Any]) -> dict[str, Any]:
-        keys = ("filing_s", "find_s", "purge_s", "re_version_s", "plan_models_s", "retrain_s", "gates_s", "switch_s",
-                "scan_s", "close_s", "total_s", "to_close_s", "target_s")  # fmt: skip
-        return {**{k: round(r[k], 3) for k in keys}, "purge_parts": r["purge_parts"],
-                "retrain_each_s": r["retrain_each_s"], "gates_each_s": r["gates_each_s"],
-                "within_target": r["within_target"], "requests": r["requests"], "live_versions": r["live_versions"],
-                "retrains_per_model": r["retrains_per_model"], "residual_hits": r["residual_hits"],
-                "independent_scan_hits": r["independent_scan"]["hits"], "other_rows_lost": r["other_rows_lost"],
-                "erased_rows_left": r["erased_rows_left"], "other_predictions_lost": r["other_predictions_lost"],
-                "closed": r["closed"], "gates_passed": r["gates_passed"], "retrained_test_auc": r["retrained_test_auc"],
-                "retired_versions": r["retired_versions"], "retired_loadable": r["leftover_models"]["retired_loadable"],
-                "model_files_not_live": r["leftover_models"]["model_files_not_live"], "setup": r["setup"]}  # fmt: skip
+        keys = (
+            "filing_s",
+            "find_s",
+            "purge_s",
+            "re_version_s",
+            "plan_models_s",
+            "retrain_s",
+            "gates_s",
+            "switch_s",
+            "scan_s",
+            "close_s",
+            "total_s",
+            "to_close_s",
+            "target_s",
+        )
+        return {
+            **{k: round(r[k], 3) for k in keys},
+            "purge_parts": r["purge_parts"],
+            "retrain_each_s": r["retrain_each_s"],
+            "gates_each_s": r["gates_each_s"],
+            "within_target": r["within_target"],
+            "requests": r["requests"],
+            "live_versions": r["live_versions"],
+            "retrains_per_model": r["retrains_per_model"],
+            "residual_hits": r["residual_hits"],
+            "independent_scan_hits": r["independent_scan"]["hits"],
+            "other_rows_lost": r["other_rows_lost"],
+            "erased_rows_left": r["erased_rows_left"],
+            "other_predictions_lost": r["other_predictions_lost"],
+            "closed": r["closed"],
+            "gates_passed": r["gates_passed"],
+            "retrained_test_auc": r["retrained_test_auc"],
+            "retired_versions": r["retired_versions"],
+            "retired_loadable": r["leftover_models"]["retired_loadable"],
+            "model_files_not_live": r["leftover_models"]["model_files_not_live"],
+            "setup": r["setup"],
+        }
 
     result = {
-        "bench": "erasure", "spec": spec.name, "cores": os.cpu_count(),
-        "total_s": round(b["total_s"], 2), "retrain_s": round(b["retrain_s"], 2), "gates_s": round(b["gates_s"], 2),
-        "target_s": round(b["target_s"], 2), "within_target": bool(a["within_target"] and b["within_target"]),
+        "bench": "erasure",
+        "spec": spec.name,
+        "cores": os.cpu_count(),
+        "total_s": round(b["total_s"], 2),
+        "retrain_s": round(b["retrain_s"], 2),
+        "gates_s": round(b["gates_s"], 2),
+        "target_s": round(b["target_s"], 2),
+        "within_target": bool(a["within_target"] and b["within_target"]),
         "residual_hits": a["residual_hits"] + b["residual_hits"],
         "independent_scan_hits": a["independent_scan"]["hits"] + b["independent_scan"]["hits"],
         "other_rows_lost": a["other_rows_lost"] + b["other_rows_lost"],
@@ -657,12 +764,14 @@ def main() -> int:
         "membership_loss_gap_erased": m["loss_gap_erased_new"],
         "membership_loss_gap_erased_old": m["loss_gap_erased_old"],
         "membership": m,
-        "retired_models_loadable": len(a["leftover_models"]["retired_loadable"]) + len(
-            b["leftover_models"]["retired_loadable"]),
+        "retired_models_loadable": len(a["leftover_models"]["retired_loadable"])
+        + len(b["leftover_models"]["retired_loadable"]),
         "closed": bool(a["closed"] and b["closed"]),
-        "run_a": phases(a), "run_b": phases(b),
-        "gates_note": GATES_NOTE, "bench_wall_s": round(time.perf_counter() - started, 1),
-    }  # fmt: skip
+        "run_a": phases(a),
+        "run_b": phases(b),
+        "gates_note": GATES_NOTE,
+        "bench_wall_s": round(time.perf_counter() - started, 1),
+    }
     print(json.dumps(result, default=str))
     return 0
 

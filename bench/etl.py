@@ -78,8 +78,13 @@ def partition_throughput(rows: int) -> dict:
 def backfill_30d() -> dict:
     home = Path(tempfile.mkdtemp(prefix="ativo-bench-backfill-"))
     os.environ.update(
-        {"ATIVO_HOME": str(home), "ATIVO_AIRFLOW_PORT": "8180", "ATIVO_MLFLOW_PORT": "5100", "ATIVO_ALERT_PORT": "8199",
-         "ATIVO_PG_PORT": "15433"}
+        {
+            "ATIVO_HOME": str(home),
+            "ATIVO_AIRFLOW_PORT": "8180",
+            "ATIVO_MLFLOW_PORT": "5100",
+            "ATIVO_ALERT_PORT": "8199",
+            "ATIVO_PG_PORT": "15433",
+        }
     )
     from ativo.config import load_settings
     from devtools import lifecycle, supervisor
@@ -88,7 +93,8 @@ def backfill_30d() -> dict:
     t0 = time.perf_counter()
     try:
         api = supervisor.start_services(
-            settings, spec_names=["adult_income"],
+            settings,
+            spec_names=["adult_income"],
             before_airflow=lambda: lifecycle.prepare_lifecycle(settings, ["adult_income"], 30, 11),
         )
         started = time.perf_counter()

@@ -21,8 +21,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HOME = Path(tempfile.mkdtemp(prefix="ativo-bench-gates-"))
-os.environ.update(ATIVO_HOME=str(HOME), ATIVO_MLFLOW_TRACKING_URI=f"sqlite:///{HOME / 'mlflow.db'}",
-                  MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false", MLFLOW_DISABLE_TELEMETRY="true")  # fmt: skip
+os.environ.update(
+    ATIVO_HOME=str(HOME),
+    ATIVO_MLFLOW_TRACKING_URI=f"sqlite:///{HOME / 'mlflow.db'}",
+    MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+    MLFLOW_DISABLE_TELEMETRY="true",
+)
 os.environ.setdefault("ATIVO_REFERENCE_DIR", str(ROOT / "var" / "reference"))
 
 SPEC = next((a for a in sys.argv[1:] if not a.startswith("-") and not a.isdigit()), "adult_income")
@@ -56,8 +60,10 @@ def main() -> None:
                 publish(spec, settings, first, run_suite(spec, settings, first))
                 promote(spec, settings, first, reason="benchmark: the champion", actor="bench")
         version = registered["model_version"]
-        print(f"model {spec.name} v{version} on {tag} ({registered['metrics']['test_auc']:.4f} test AUC), "
-              "judged against v1 as champion")  # fmt: skip
+        print(
+            f"model {spec.name} v{version} on {tag} ({registered['metrics']['test_auc']:.4f} test AUC), "
+            "judged against v1 as champion"
+        )
 
         started = time.perf_counter()
         candidate = load_candidate(spec, settings, version)
@@ -72,19 +78,25 @@ def main() -> None:
     print(f"loading the candidate (serving loader + pinned split): {load_s:6.2f} s")
     for r in results:
         print(f"  {r.gate:15s} {'PASS' if r.passed else 'FAIL'}  {r.seconds:6.2f} s  {r.reason[:110]}")
-    print(f"suite {suite_s:.1f} s (target < 60 s on 2 cores); report + card published in {publish_s:.1f} s; "
-          f"verdict: {report['verdict']}")  # fmt: skip
-    print(json.dumps({
-        "suite_s": round(suite_s, 2),
-        "load_s": round(load_s, 2),
-        "publish_s": round(publish_s, 2),
-        "gates": {r.gate: "pass" if r.passed else "fail" for r in results},
-        "gate_s": {r.gate: r.seconds for r in results},
-        "verdict": report["verdict"],
-        "dataset_version": tag,
-        "test_rows": len(candidate.split.test),
-        "cores": os.cpu_count(),
-    }))  # fmt: skip
+    print(
+        f"suite {suite_s:.1f} s (target < 60 s on 2 cores); report + card published in {publish_s:.1f} s; "
+        f"verdict: {report['verdict']}"
+    )
+    print(
+        json.dumps(
+            {
+                "suite_s": round(suite_s, 2),
+                "load_s": round(load_s, 2),
+                "publish_s": round(publish_s, 2),
+                "gates": {r.gate: "pass" if r.passed else "fail" for r in results},
+                "gate_s": {r.gate: r.seconds for r in results},
+                "verdict": report["verdict"],
+                "dataset_version": tag,
+                "test_rows": len(candidate.split.test),
+                "cores": os.cpu_count(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

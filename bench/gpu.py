@@ -76,8 +76,9 @@ def main() -> int:
         t0 = time.perf_counter()
         cpu = fit(cpu_spec, split, device="cpu", threads=cores)
         cpu_s = time.perf_counter() - t0
-        with ComputeSession(gpu_spec, settings, task_key="bench.gpu", holder=f"bench-{name}",
-                            heartbeat=dt.timedelta(seconds=5)) as session:  # fmt: skip
+        with ComputeSession(
+            gpu_spec, settings, task_key="bench.gpu", holder=f"bench-{name}", heartbeat=dt.timedelta(seconds=5)
+        ) as session:
             placement = session.placement
             assert placement is not None and placement.device == "cuda", placement
             visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -89,8 +90,9 @@ def main() -> int:
                 second_fail = "ran (wrong: the GPU is leased)"
             except NoDeviceAvailable as err:
                 second_fail = f"refused: {err}"
-            fallback_spec = gpu_spec.model_copy(update={"compute": gpu_spec.compute.model_copy(
-                update={"gpu_fallback": "cpu"})})  # fmt: skip
+            fallback_spec = gpu_spec.model_copy(
+                update={"compute": gpu_spec.compute.model_copy(update={"gpu_fallback": "cpu"})}
+            )
             second_fallback = place(fallback_spec, engine, "third", devices=gpus, ttl=ttl, wait=no_wait).device
             t0 = time.perf_counter()
             gpu = fit(gpu_spec, split, device="cuda", threads=cores)
@@ -100,17 +102,25 @@ def main() -> int:
         leases_left = LeaseManager(engine, devices=gpus).list(all_hosts=True)
         out[name] = {
             "rows": len(split.train) + len(split.valid) + len(split.test),
-            "cpu_s": round(cpu_s, 2), "gpu_s": round(gpu_s, 2), "speedup": round(cpu_s / gpu_s, 2),
-            "cpu_test_auc": round(cpu.metrics["test_auc"], 4), "gpu_test_auc": round(gpu.metrics["test_auc"], 4),
+            "cpu_s": round(cpu_s, 2),
+            "gpu_s": round(gpu_s, 2),
+            "speedup": round(cpu_s / gpu_s, 2),
+            "cpu_test_auc": round(cpu.metrics["test_auc"], 4),
+            "gpu_test_auc": round(gpu.metrics["test_auc"], 4),
             "booster_device": config["learner"]["generic_param"]["device"],
-            "cuda_visible_devices_in_lease": visible, "cuda_visible_devices_after": after,
-            "second_task_with_gpu_fallback_fail": second_fail, "second_task_with_gpu_fallback_cpu": second_fallback,
+            "cuda_visible_devices_in_lease": visible,
+            "cuda_visible_devices_after": after,
+            "second_task_with_gpu_fallback_fail": second_fail,
+            "second_task_with_gpu_fallback_cpu": second_fallback,
             "leases_left": len(leases_left),
-        }  # fmt: skip
+        }
         r = out[name]
-        print(f"{name:9s} {r['rows']:>8d} rows  CPU ({cores} threads) {r['cpu_s']:7.2f} s  GPU {r['gpu_s']:7.2f} s  "
-              f"speedup {r['speedup']:5.2f}x  test AUC {r['cpu_test_auc']} / {r['gpu_test_auc']}  "
-              f"lease CUDA_VISIBLE_DEVICES={visible} booster device={r['booster_device']}", flush=True)  # fmt: skip
+        print(
+            f"{name:9s} {r['rows']:>8d} rows  CPU ({cores} threads) {r['cpu_s']:7.2f} s  GPU {r['gpu_s']:7.2f} s  "
+            f"speedup {r['speedup']:5.2f}x  test AUC {r['cpu_test_auc']} / {r['gpu_test_auc']}  "
+            f"lease CUDA_VISIBLE_DEVICES={visible} booster device={r['booster_device']}",
+            flush=True,
+        )
         print(f"          second task: {second_fail}; with gpu_fallback cpu: {second_fallback}", flush=True)
     print(json.dumps(out))
     return 0

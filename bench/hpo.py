@@ -50,8 +50,9 @@ def in_process(settings, spec, tag: str, n_trials: int, workers: int) -> dict:
     def one(slot: int) -> dict:
         t0 = time.monotonic()
         with ComputeSession(spec, settings, task_key=f"{spec.name}.bench-trial", holder=f"inprocess/{slot}") as cs:
-            out = search_trial(spec, settings, plan, meta, slot=slot, device=cs.placement.device,
-                               threads=cs.placement.threads)  # fmt: skip
+            out = search_trial(
+                spec, settings, plan, meta, slot=slot, device=cs.placement.device, threads=cs.placement.threads
+            )
         out["seconds"] = time.monotonic() - t0
         return out
 
@@ -65,8 +66,14 @@ def in_process(settings, spec, tag: str, n_trials: int, workers: int) -> dict:
     t0 = time.monotonic()
     results = run_suite(spec, settings, registered["model_version"])
     report = publish(spec, settings, registered["model_version"], results, GATES)
-    return {"seconds": searched, "gates_s": time.monotonic() - t0, "trials": trials, "registered": registered,
-            "verdict": report["verdict"], "gate_s": {r.gate: r.seconds for r in results}}
+    return {
+        "seconds": searched,
+        "gates_s": time.monotonic() - t0,
+        "trials": trials,
+        "registered": registered,
+        "verdict": report["verdict"],
+        "gate_s": {r.gate: r.seconds for r in results},
+    }
 
 
 def _rows(settings, tag: str) -> int:
@@ -138,12 +145,16 @@ def scenario(name: str, trials: int, pool_slots: int, days: int, rows: int | Non
         "max_concurrent_trial_workers_airflow": run.max_concurrent("trials"),
     }
     for how, key in (("Airflow DAG", "airflow"), ("in-process ", "inprocess")):
-        print(f"[{name}] {how}: {out[f'{key}_s']:6.1f} s  best valid AUC {out[f'auc_{key}']:.4f}  "
-              f"trials {out[f'trial_states_{key}']}")  # fmt: skip
+        print(
+            f"[{name}] {how}: {out[f'{key}_s']:6.1f} s  best valid AUC {out[f'auc_{key}']:.4f}  "
+            f"trials {out[f'trial_states_{key}']}"
+        )
     print(f"[{name}] ratio {out['ratio']:.3f} (target <= 1.3), AUC difference {out['auc_diff']:.4f} (target <= 0.002)")
-    print(f"[{name}] trigger -> decision: Airflow {out['airflow_until_decision_s']:.1f} s vs in-process "
-          f"{out['inprocess_until_decision_s']:.1f} s (search + gates {out['inprocess_gates_s']:.1f} s): ratio "
-          f"{out['ratio_with_gates']:.3f} (target <= 1.5)")  # fmt: skip
+    print(
+        f"[{name}] trigger -> decision: Airflow {out['airflow_until_decision_s']:.1f} s vs in-process "
+        f"{out['inprocess_until_decision_s']:.1f} s (search + gates {out['inprocess_gates_s']:.1f} s): ratio "
+        f"{out['ratio_with_gates']:.3f} (target <= 1.5)"
+    )
     for line in explain(out["timeline"], out["inprocess_trial_s_sum"]):
         print(f"[{name}]   {line}")
     return out
@@ -157,14 +168,23 @@ def timeline(run) -> list[dict]:
         t = _ts(value)
         return None if t is None else round((t - run.triggered_at).total_seconds(), 3)
 
-    rows = [{"task": t["task_id"], "map_index": t["map_index"], "state": t["state"],
-             "queued": after(t.get("queued_when")), "start": after(t.get("start_date")),
-             "end": after(t.get("end_date"))} for t in run.task_instances]  # fmt: skip
+    rows = [
+        {
+            "task": t["task_id"],
+            "map_index": t["map_index"],
+            "state": t["state"],
+            "queued": after(t.get("queued_when")),
+            "start": after(t.get("start_date")),
+            "end": after(t.get("end_date")),
+        }
+        for t in run.task_instances
+    ]
     return sorted(rows, key=lambda r: (r["start"] is None, r["start"] or 0))
 
 
 def explain(rows: list[dict], inprocess_trial_s: float) -> list[str]:
     """Where the Airflow run's time went: each phase's span, and the gaps between tasks."""
+
     def span(prefix: str) -> tuple[float, float, float]:
         mine = [r for r in rows if r["task"].startswith(prefix) and r["start"] is not None and r["end"] is not None]
         if not mine:
@@ -179,8 +199,10 @@ def explain(rows: list[dict], inprocess_trial_s: float) -> list[str]:
     workers = [r for r in rows if r["task"] == "trials" and r["start"] is not None]
     if workers:
         busy = sum(r["end"] - r["start"] for r in workers)
-        out.append(f"trial workers' task seconds {busy:.1f} vs the same trials in one process {inprocess_trial_s:.1f}: "
-                   f"{(busy - inprocess_trial_s) / len(workers):.2f} s more per worker task ({len(workers)} workers)")
+        out.append(
+            f"trial workers' task seconds {busy:.1f} vs the same trials in one process {inprocess_trial_s:.1f}: "
+            f"{(busy - inprocess_trial_s) / len(workers):.2f} s more per worker task ({len(workers)} workers)"
+        )
     return out
 
 
@@ -190,8 +212,12 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--pool-slots", type=int, default=2, help="cpu_train slots = in-process threads")
     parser.add_argument("--days", type=int, default=3, help="days the reference data is landed over")
-    parser.add_argument("--scaled-rows", type=int, default=320_000,
-                        help="rows of the scaled scenario (resampled reference rows); 0 skips it")  # fmt: skip
+    parser.add_argument(
+        "--scaled-rows",
+        type=int,
+        default=320_000,
+        help="rows of the scaled scenario (resampled reference rows); 0 skips it",
+    )
     parser.add_argument("--keep", type=Path, default=None, help="keep each platform's state under this directory")
     args = parser.parse_args()
 

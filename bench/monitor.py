@@ -57,14 +57,22 @@ def setup(rows: int, home: Path) -> tuple:
     promote(spec, settings, version, reason="benchmark: the champion", actor="bench")
     client = MlflowClient(settings.mlflow_tracking_uri)
     model = ServedModel(spec=spec, name=spec.name, version=version, booster=booster, sha256="")
-    profile = build_profile(spec, version, "adult_income-v0001", split.train, split.test,
-                            model.predict_frame(split.test), split.test[LABEL].to_numpy())  # fmt: skip
+    profile = build_profile(
+        spec,
+        version,
+        "adult_income-v0001",
+        split.train,
+        split.test,
+        model.predict_frame(split.test),
+        split.test[LABEL].to_numpy(),
+    )
     mv = client.get_model_version(spec.registered_model_name, version)
     path = home / "profile.json"
     path.write_text(json.dumps(profile.to_dict()))
     client.log_artifact(mv.run_id, str(path), artifact_path=str(Path(PROFILE_ARTIFACT).parent))
-    client.set_model_version_tag(spec.registered_model_name, version, PROFILE_TAG,
-                                 f"runs:/{mv.run_id}/{PROFILE_ARTIFACT}")  # fmt: skip
+    client.set_model_version_tag(
+        spec.registered_model_name, version, PROFILE_TAG, f"runs:/{mv.run_id}/{PROFILE_ARTIFACT}"
+    )
 
     store = open_store(settings)
     log, feedback = PredictionLog(store, spec, b"pepper", contributions="none"), LabelLog(store, spec)
@@ -81,9 +89,22 @@ def setup(rows: int, home: Path) -> tuple:
         scores = model.score(matrix)
         ts = DAY.timestamp() + 3600 + i * 0.5
         ids = [prediction_id(ts) for _ in range(n)]
-        log.append(Entry(ts=ts, request_id=f"r{i}", ids=ids, matrix=matrix, subjects=[None] * n, models=[model] * n,
-                         routes=["champion"] * n, fallback=[False] * n, scores=scores,
-                         decisions=(scores >= 0.5).astype(np.int8), latency_ms=1.0, shadow=None))  # fmt: skip
+        log.append(
+            Entry(
+                ts=ts,
+                request_id=f"r{i}",
+                ids=ids,
+                matrix=matrix,
+                subjects=[None] * n,
+                models=[model] * n,
+                routes=["champion"] * n,
+                fallback=[False] * n,
+                scores=scores,
+                decisions=(scores >= 0.5).astype(np.int8),
+                latency_ms=1.0,
+                shadow=None,
+            )
+        )
         labelled = slice(0, n // 3)
         feedback.append(ts + 60, ids[labelled], [int(v) for v in frame[LABEL].to_numpy()[labelled]])
     log.close()
@@ -112,8 +133,13 @@ def timed_parts(spec, settings) -> dict[str, float]:
     out["assess_s"] = time.perf_counter() - t
     t = time.perf_counter()
     counts = a.counts
-    doc = {"assessment": a.to_dict(), "decision": {"action": "-", "reason": "-"}, "alpha": 0.01,
-           "psi_threshold": 0.2, "window": {"start": "s", "end": "e"}}  # fmt: skip
+    doc = {
+        "assessment": a.to_dict(),
+        "decision": {"action": "-", "reason": "-"},
+        "alpha": 0.01,
+        "psi_threshold": 0.2,
+        "window": {"start": "s", "end": "e"},
+    }
     render_html(doc, profile, counts)
     out["report_s"] = time.perf_counter() - t
     out["rows"] = float(len(frame))
@@ -139,15 +165,23 @@ def main() -> int:
         doc = monitor_window(spec, settings, DAY, DAY + dt.timedelta(days=1), dag_run_id=f"bench-{i}")
         runs.append(time.perf_counter() - t)
     a = doc["assessment"]
-    print(f"one day of the prediction log: {args.rows} decisions (age +12), "
-          f"{a['performance'].get('labelled_rows')} labelled; written in {write_s:.1f} s")
+    print(
+        f"one day of the prediction log: {args.rows} decisions (age +12), "
+        f"{a['performance'].get('labelled_rows')} labelled; written in {write_s:.1f} s"
+    )
     print("monitor_window: " + ", ".join(f"{r:.2f} s" for r in runs) + f" (best {min(runs):.2f} s)")
     print("  parts: " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items() if k != "rows"))
     print(f"  decision {doc['decision']['action']}: {'; '.join(a['reasons'][:3])}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result = {"rows": args.rows, "monitor_run_s": round(min(runs), 3), "monitor_run_s_max": round(max(runs), 3),
-              **{k: round(v, 3) for k, v in parts.items() if k != "rows"}, "drifted": a["drifted"],
-              "decision": doc["decision"]["action"], "peak_rss_mb": round(peak, 1)}  # fmt: skip
+    result = {
+        "rows": args.rows,
+        "monitor_run_s": round(min(runs), 3),
+        "monitor_run_s_max": round(max(runs), 3),
+        **{k: round(v, 3) for k, v in parts.items() if k != "rows"},
+        "drifted": a["drifted"],
+        "decision": doc["decision"]["action"],
+        "peak_rss_mb": round(peak, 1),
+    }
     print(json.dumps(result))
     return 0
 

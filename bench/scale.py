@@ -104,8 +104,11 @@ def run_single(files: list[Path], rounds: int, workers: int) -> dict[str, Any]:
     split = Split(train=df[part == 0], valid=df[part == 1], test=df[part == 2])
     del df
     model = fit(spec, split, threads=workers)
-    return {"seconds": round(time.perf_counter() - t0, 1), "test_auc": round(model.metrics["test_auc"], 5),
-            "rounds": model.booster.num_boosted_rounds()}  # fmt: skip
+    return {
+        "seconds": round(time.perf_counter() - t0, 1),
+        "test_auc": round(model.metrics["test_auc"], 5),
+        "rounds": model.booster.num_boosted_rounds(),
+    }
 
 
 def run_dask(files: list[Path], rounds: int, workers: int, memory_limit: str) -> dict[str, Any]:
@@ -114,16 +117,24 @@ def run_dask(files: list[Path], rounds: int, workers: int, memory_limit: str) ->
 
     shape = {"workers": workers, "threads_per_worker": 1, "memory_limit": memory_limit}
     base = _spec(rounds)
-    spec = base.model_copy(update={"compute": base.compute.model_copy(update={
-        "engine": "dask", "dask": base.compute.dask.model_copy(update=shape)})})  # fmt: skip
+    spec = base.model_copy(
+        update={
+            "compute": base.compute.model_copy(
+                update={"engine": "dask", "dask": base.compute.dask.model_copy(update=shape)}
+            )
+        }
+    )
     settings = load_settings()
     distributed.client_for(spec, settings)  # the cluster first: its start is not training
     t0 = time.perf_counter()
     frame, rows = distributed.parquet_frame([(str(f), {}) for f in files])
     split = distributed.lazy_split(frame, spec, rows)
     model = distributed.fit_dask(spec, settings, split)
-    out = {"seconds": round(time.perf_counter() - t0, 1), "test_auc": round(model.metrics["test_auc"], 5),
-           "rounds": model.booster.num_boosted_rounds()}  # fmt: skip
+    out = {
+        "seconds": round(time.perf_counter() - t0, 1),
+        "test_auc": round(model.metrics["test_auc"], 5),
+        "rounds": model.booster.num_boosted_rounds(),
+    }
     distributed.close_clients()
     return out
 
@@ -164,19 +175,40 @@ def _status(pid: int) -> tuple[int, str]:
     except OSError:
         return 0, ""
     hwm = next((int(line.split()[1]) * 1024 for line in text.splitlines() if line.startswith("VmHWM:")), 0)
-    role = ("worker" if cmd.startswith("dask worker") else "client" if "--child" in cmd else
-            "resource-tracker" if "resource_tracker" in cmd else cmd.split()[0].rsplit("/", 1)[-1])  # fmt: skip
+    role = (
+        "worker"
+        if cmd.startswith("dask worker")
+        else "client"
+        if "--child" in cmd
+        else "resource-tracker"
+        if "resource_tracker" in cmd
+        else cmd.split()[0].rsplit("/", 1)[-1]
+    )
     return hwm, role
 
 
 def measure(engine: str, data: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Run one engine in a child process; peak RSS per process; stopped above the budget."""
-    cmd = [sys.executable, __file__, "--child", "--engine", engine, "--data", str(data), "--rounds",
-           str(args.rounds), "--workers", str(args.workers), "--memory-limit", args.memory_limit]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--engine",
+        engine,
+        "--data",
+        str(data),
+        "--rounds",
+        str(args.rounds),
+        "--workers",
+        str(args.workers),
+        "--memory-limit",
+        args.memory_limit,
+    ]
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
     peaks: dict[int, tuple[int, str]] = {}
     over: list[str] = []
     stop = threading.Event()
@@ -205,11 +237,21 @@ def measure(engine: str, data: Path, args: argparse.Namespace) -> dict[str, Any]
     line = next((row for row in out.splitlines() if row.startswith("RESULT ")), None)
     if over or line is None:
         reason = over[0] if over else (err.strip().splitlines() or ["no result"])[-1][:300]
-        return {"finished": False, "why": reason, "wall_s": round(wall, 1), "peak_rss_gb": round(peak, 2),
-                "peak_rss_gb_by_role": by_role}  # fmt: skip
+        return {
+            "finished": False,
+            "why": reason,
+            "wall_s": round(wall, 1),
+            "peak_rss_gb": round(peak, 2),
+            "peak_rss_gb_by_role": by_role,
+        }
     result = json.loads(line.removeprefix("RESULT "))
-    return {"finished": True, "wall_s": round(wall, 1), **result, "peak_rss_gb": round(peak, 2),
-            "peak_rss_gb_by_role": by_role}  # fmt: skip
+    return {
+        "finished": True,
+        "wall_s": round(wall, 1),
+        **result,
+        "peak_rss_gb": round(peak, 2),
+        "peak_rss_gb_by_role": by_role,
+    }
 
 
 def main() -> int:
@@ -235,30 +277,43 @@ def main() -> int:
         t0 = time.perf_counter()
         data = Path(args.data_dir) / f"rows-{rows}"
         write_partitions(data, rows, args.partition_rows, reference)
-        print(f"{rows:>11,} rows: {len(list(data.glob('part-*.parquet')))} partitions "
-              f"({time.perf_counter() - t0:.0f} s to write)", flush=True)  # fmt: skip
+        print(
+            f"{rows:>11,} rows: {len(list(data.glob('part-*.parquet')))} partitions "
+            f"({time.perf_counter() - t0:.0f} s to write)",
+            flush=True,
+        )
         results[str(rows)] = {}
         for engine in ("single", "dask"):
             r = measure(engine, data, args)
             results[str(rows)][engine] = r
-            shown = (f"{r['wall_s']:>7.1f} s  test AUC {r['test_auc']:.5f}" if r["finished"]
-                     else f"did not finish: {r['why']}")  # fmt: skip
-            print(f"{'':13}{engine:6}  {shown}  peak RSS {r['peak_rss_gb']:.2f} GB "
-                  f"{r['peak_rss_gb_by_role']}", flush=True)  # fmt: skip
+            shown = (
+                f"{r['wall_s']:>7.1f} s  test AUC {r['test_auc']:.5f}"
+                if r["finished"]
+                else f"did not finish: {r['why']}"
+            )
+            print(
+                f"{'':13}{engine:6}  {shown}  peak RSS {r['peak_rss_gb']:.2f} GB {r['peak_rss_gb_by_role']}", flush=True
+            )
     both = [int(n) for n, r in results.items() if r["single"]["finished"] and r["dask"]["finished"]]
     largest = max(sizes)
     top = results[str(largest)]["dask"]
     summary = {
-        "sizes": sizes, "rounds": args.rounds, "workers": args.workers, "budget_gb": args.budget_gb,
+        "sizes": sizes,
+        "rounds": args.rounds,
+        "workers": args.workers,
+        "budget_gb": args.budget_gb,
         "results": results,
         "largest_both": max(both) if both else None,
-        "auc_gap": (round(abs(results[str(max(both))]["single"]["test_auc"]
-                              - results[str(max(both))]["dask"]["test_auc"]), 5) if both else None),
+        "auc_gap": (
+            round(abs(results[str(max(both))]["single"]["test_auc"] - results[str(max(both))]["dask"]["test_auc"]), 5)
+            if both
+            else None
+        ),
         "single_fits_up_to": max((int(n) for n, r in results.items() if r["single"]["finished"]), default=None),
         "dask_largest_finished": bool(top["finished"]),
         "dask_largest_peak_rss_gb": top["peak_rss_gb"],
         "dask_largest_under_budget": bool(top["finished"] and top["peak_rss_gb"] < args.budget_gb),
-    }  # fmt: skip
+    }
     print(json.dumps(summary))
     return 0
 

@@ -34,8 +34,12 @@ from ativo.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 HOME = Path(tempfile.mkdtemp(prefix="ativo-bench-serve-"))
-os.environ.update(ATIVO_HOME=str(HOME), ATIVO_MLFLOW_TRACKING_URI=f"sqlite:///{HOME / 'mlflow.db'}",
-                  MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false", MLFLOW_DISABLE_TELEMETRY="true")  # fmt: skip
+os.environ.update(
+    ATIVO_HOME=str(HOME),
+    ATIVO_MLFLOW_TRACKING_URI=f"sqlite:///{HOME / 'mlflow.db'}",
+    MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+    MLFLOW_DISABLE_TELEMETRY="true",
+)
 os.environ.setdefault("ATIVO_REFERENCE_DIR", str(ROOT / "var" / "reference"))
 
 SPEC = "adult_income"
@@ -46,9 +50,27 @@ def _mlflow_server(model_uri: str, port: int, tracking_uri: str) -> subprocess.P
         os.environ, MLFLOW_TRACKING_URI=tracking_uri, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
     )  # its uvicorn
     log = open(HOME / "mlflow-serve.log", "wb")  # noqa: SIM115  # closed with the process
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", model_uri,
-                             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "--workers", "1"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            model_uri,
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
     def answers() -> bool:
         if proc.poll() is not None:
@@ -114,8 +136,10 @@ def main() -> None:
     split = split_frame(to_features(raw, spec), spec)
     t0 = time.perf_counter()
     booster = fit(spec, split, threads=2).booster
-    print(f"trained on {len(split.train)} rows in {time.perf_counter() - t0:.1f}s "
-          f"({booster.num_boosted_rounds()} trees)", flush=True)  # fmt: skip
+    print(
+        f"trained on {len(split.train)} rows in {time.perf_counter() - t0:.1f}s ({booster.num_boosted_rounds()} trees)",
+        flush=True,
+    )
     uri = settings.mlflow_tracking_uri
     version = register_booster(settings, spec, booster, artifact_root=HOME / "artifacts")
     promote(spec, settings, version, reason="benchmark")
@@ -129,19 +153,29 @@ def main() -> None:
     mlflow.set_tracking_uri(uri)
     frame = pd.DataFrame(codes, columns=names)
     with mlflow.start_run():
-        info = mlflow.xgboost.log_model(booster, name="model", model_format="ubj", pip_requirements=["xgboost"],
-                                        signature=infer_signature(frame, served.score(codes.astype(np.float32))),
-                                        registered_model_name="adult_income_mlflow_bench")  # fmt: skip
+        info = mlflow.xgboost.log_model(
+            booster,
+            name="model",
+            model_format="ubj",
+            pip_requirements=["xgboost"],
+            signature=infer_signature(frame, served.score(codes.astype(np.float32))),
+            registered_model_name="adult_income_mlflow_bench",
+        )
     mlflow_uri = f"models:/adult_income_mlflow_bench/{info.registered_model_version}"
 
     ativo_single = [json.dumps({"features": r, "subject_id": f"s-{i}"}).encode() for i, r in enumerate(rows)]
-    ativo_batch = [json.dumps({"rows": [{"features": r} for r in rows[i : i + 100]]}).encode()
-                   for i in range(0, 500, 100)]  # fmt: skip
-    ml_single = [json.dumps({"dataframe_split": {"columns": names, "data": [list(map(_num, c))]}}).encode()
-                 for c in codes]  # fmt: skip
-    ml_batch = [json.dumps({"dataframe_split": {"columns": names,
-                                                "data": [list(map(_num, c)) for c in codes[i : i + 100]]}}).encode()
-                for i in range(0, 500, 100)]  # fmt: skip
+    ativo_batch = [
+        json.dumps({"rows": [{"features": r} for r in rows[i : i + 100]]}).encode() for i in range(0, 500, 100)
+    ]
+    ml_single = [
+        json.dumps({"dataframe_split": {"columns": names, "data": [list(map(_num, c))]}}).encode() for c in codes
+    ]
+    ml_batch = [
+        json.dumps(
+            {"dataframe_split": {"columns": names, "data": [list(map(_num, c)) for c in codes[i : i + 100]]}}
+        ).encode()
+        for i in range(0, 500, 100)
+    ]
     raw_refused = _mlflow_on_raw_rows(spec, split, booster, rows[:3])
     print(f"MLflow's pyfunc on raw rows (the model logged as training logs it): {raw_refused}", flush=True)
 
@@ -150,8 +184,9 @@ def main() -> None:
     def drive(server: str, url: str, single: list[bytes], batch: list[bytes], headers: dict[str, str]) -> None:
         for name, bodies in (("single", single), ("batch100", batch)):
             if "loadgen" in clients:
-                r = run_load(url, bodies, headers=headers, concurrency=args.concurrency, duration_s=args.duration,
-                             warmup_s=2).summary()  # fmt: skip
+                r = run_load(
+                    url, bodies, headers=headers, concurrency=args.concurrency, duration_s=args.duration, warmup_s=2
+                ).summary()
                 results[f"{server}_{name}"] = r
                 print(f"{server:6s} {name:9s} loadgen -c{args.concurrency} {r}", flush=True)
             if "wrk" in clients:
@@ -186,8 +221,14 @@ def main() -> None:
     shutil.rmtree(HOME, ignore_errors=True)
 
 
-def _summary(results: dict[str, dict], args: argparse.Namespace, ativo_score: float, ml_score: float,
-             raw_refused: str, health: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def _summary(
+    results: dict[str, dict],
+    args: argparse.Namespace,
+    ativo_score: float,
+    ml_score: float,
+    raw_refused: str,
+    health: dict[str, Any],
+) -> dict[str, Any]:
     """The JSON line: wrk's figures where wrk ran (the acceptance client), else the generator's."""
     out: dict[str, Any] = {}
     for server in ("ativo", "mlflow"):
@@ -209,20 +250,29 @@ def _summary(results: dict[str, dict], args: argparse.Namespace, ativo_score: fl
         out["rps_ratio"] = round(out["ativo_rps"] / out["mlflow_rps"], 2)
         out["p99_ratio"] = round(out["mlflow_p99_ms"] / out["ativo_p99_ms"], 2)
         out["batch_rps_ratio"] = round(out["ativo_batch_rps"] / out["mlflow_batch_rps"], 2)
-    out.update({
-        "failed": {k: v["failed"] for k, v in results.items()},
-        "same_score": abs(ativo_score - ml_score) < 1e-6,
-        "mlflow_raw_rows": raw_refused,
-        "ativo_log_rows_written": health["prediction_log"]["written_rows"],
-        "client": f"wrk -t2 -c{args.wrk_connections}" if any(k.endswith("_wrk") for k in results)
-        else f"loadgen -c{args.concurrency}",
-        "duration_s": args.duration, "workers": 1,
-    })  # fmt: skip
+    out.update(
+        {
+            "failed": {k: v["failed"] for k, v in results.items()},
+            "same_score": abs(ativo_score - ml_score) < 1e-6,
+            "mlflow_raw_rows": raw_refused,
+            "ativo_log_rows_written": health["prediction_log"]["written_rows"],
+            "client": f"wrk -t2 -c{args.wrk_connections}"
+            if any(k.endswith("_wrk") for k in results)
+            else f"loadgen -c{args.concurrency}",
+            "duration_s": args.duration,
+            "workers": 1,
+        }
+    )
     print()
     print(f"{'':26s}{'ativo serve':>14s}{'mlflow serve':>14s}")
-    for key, label in (("rps", "single row req/s"), ("p50_ms", "single row p50 ms"), ("p99_ms", "single row p99 ms"),
-                       ("p999_ms", "single row p99.9 ms"), ("batch_rows_per_s", "100-row batch rows/s"),
-                       ("batch_p99_ms", "100-row batch p99 ms")):  # fmt: skip
+    for key, label in (
+        ("rps", "single row req/s"),
+        ("p50_ms", "single row p50 ms"),
+        ("p99_ms", "single row p99 ms"),
+        ("p999_ms", "single row p99.9 ms"),
+        ("batch_rows_per_s", "100-row batch rows/s"),
+        ("batch_p99_ms", "100-row batch p99 ms"),
+    ):
         a, m = out.get(f"ativo_{key}"), out.get(f"mlflow_{key}")
         print(f"{label:26s}{'' if a is None else f'{a:14.2f}':>14s}{'' if m is None else f'{m:14.2f}':>14s}")
     return out

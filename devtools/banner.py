@@ -28,13 +28,16 @@ def _sample_text(settings: Settings, spec_name: str, sample: dict[str, Any] | No
     live = ", ".join(f"{k} v{v}" for k, v in sorted(al.items()) if k != "challenger")
     lines.append(f"   live versions: {live}; traffic replayed with labels: {sample['traffic']['routes']}")
     if "canary" in al or "shadow" in al:
-        lines.append(f"   the deploy DAG watches v{al.get('canary') or al.get('shadow')} for "
-                     f"{sample['window_minutes']:g} min on live figures, then promotes it or rolls it back "
-                     "(.venv/bin/ativo deployments)")  # fmt: skip
+        lines.append(
+            f"   the deploy DAG watches v{al.get('canary') or al.get('shadow')} for "
+            f"{sample['window_minutes']:g} min on live figures, then promotes it or rolls it back "
+            "(.venv/bin/ativo deployments)"
+        )
     if sample.get("lineage"):
         lines.append(f"   .venv/bin/ativo lineage {a['prediction_id']} --spec {spec_name}:")
         lines += ["     " + line for line in sample["lineage"].splitlines()]
     return "\n".join(lines)
+
 
 def banner(settings: Settings, summaries: dict[str, str], samples: dict[str, dict[str, Any] | None]) -> str:
     """Where to look, printed at the end of `make run`: every spec's results and a decision of its champion."""

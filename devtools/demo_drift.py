@@ -46,8 +46,12 @@ def _run(api: AirflowAPI, dag_id: str, conf: dict[str, Any], note: str, wait_s: 
 
 
 def _decision(api: AirflowAPI, dag_id: str, run_id: str) -> dict[str, Any]:
-    return dict(api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/judge_window/xcomEntries/"
-                        "return_value?deserialize=true")["value"])  # fmt: skip
+    return dict(
+        api.get(
+            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/judge_window/xcomEntries/"
+            "return_value?deserialize=true"
+        )["value"]
+    )
 
 
 def demo(settings: Settings, spec_name: str, shifts: tuple[str, ...] = SHIFTS, rows: int = 1500) -> int:
@@ -66,8 +70,10 @@ def demo(settings: Settings, spec_name: str, shifts: tuple[str, ...] = SHIFTS, r
         return 1
     drift = [parse_shift(spec, s) for s in shifts]
     base = f"{url('serve', settings)}/models/{spec_name}"
-    say(f"{spec_name}: champion v{before['champion']}; sending drifted traffic ({', '.join(map(str, drift))}) to "
-        f"{base} in two windows of {rows} rows")
+    say(
+        f"{spec_name}: champion v{before['champion']}; sending drifted traffic ({', '.join(map(str, drift))}) to "
+        f"{base} in two windows of {rows} rows"
+    )
     windows = []
     for i in range(max(2, spec.monitor.sustain)):
         start = dt.datetime.now(dt.UTC)
@@ -75,20 +81,32 @@ def demo(settings: Settings, spec_name: str, shifts: tuple[str, ...] = SHIFTS, r
         time.sleep(FLUSH_S)
         end = dt.datetime.now(dt.UTC)
         windows.append((start, end))
-        run = _run(api, monitor_dag_id(spec_name), {"start": start.isoformat(), "end": end.isoformat()},
-                   f"make demo-drift: window {i + 1} of drifted traffic ({', '.join(map(str, drift))})")  # fmt: skip
+        run = _run(
+            api,
+            monitor_dag_id(spec_name),
+            {"start": start.isoformat(), "end": end.isoformat()},
+            f"make demo-drift: window {i + 1} of drifted traffic ({', '.join(map(str, drift))})",
+        )
         judged = _decision(api, monitor_dag_id(spec_name), run["dag_run_id"])
         d = judged["decision"]
         say(f"window {i + 1}: {judged['rows']} decisions; {'; '.join(judged['reasons'][:3]) or 'no drift'}")
         say(f"  decision: {d['action']}: {d['reason']}")
-        say(f"  report: {judged['report_html_uri']}  run: {airflow}/dags/{monitor_dag_id(spec_name)}/runs/"
-            f"{run['dag_run_id']}")
+        say(
+            f"  report: {judged['report_html_uri']}  run: {airflow}/dags/{monitor_dag_id(spec_name)}/runs/"
+            f"{run['dag_run_id']}"
+        )
         if d["action"] == "emitted":
             break
         if d["action"].startswith("held"):
-            say("the retraining is held back (see the reason); " + (
-                "on-call was paged" if d["page"] else "no page: a retraining just ran and the model does not degrade"
-            ) + f"; a run after the cooldown (monitor.cooldown_hours = {spec.monitor.cooldown_hours}) retrains")
+            say(
+                "the retraining is held back (see the reason); "
+                + (
+                    "on-call was paged"
+                    if d["page"]
+                    else "no page: a retraining just ran and the model does not degrade"
+                )
+                + f"; a run after the cooldown (monitor.cooldown_hours = {spec.monitor.cooldown_hours}) retrains"
+            )
             return 0
     else:
         say("no drift episode was announced (see the decisions above)")
@@ -106,9 +124,11 @@ def demo(settings: Settings, spec_name: str, shifts: tuple[str, ...] = SHIFTS, r
     say(f"training run {run['dag_run_id']}: {run['state']}")
     after = aliases(spec, live)
     if after.get("challenger") and after.get("challenger") != before.get("challenger"):
-        say(f"new challenger v{after['challenger']}; {deploy_dag_id(spec_name)} puts it on canary "
+        say(
+            f"new challenger v{after['challenger']}; {deploy_dag_id(spec_name)} puts it on canary "
             f"({spec.deploy.canary_percent:g} % for {spec.deploy.canary_window_minutes:g} minutes), then promotes "
-            f"or rolls back: {airflow}/dags/{deploy_dag_id(spec_name)}")
+            f"or rolls back: {airflow}/dags/{deploy_dag_id(spec_name)}"
+        )
     else:
         say(f"no new challenger (aliases: {after}); see the run's decide task and the model card")
     return 0

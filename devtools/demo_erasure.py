@@ -58,14 +58,19 @@ def demo(settings: Settings, spec_name: str) -> int:
         say(f"{spec_name} has no champion yet: run `make run` first (and let it finish)")
         return 1
     subject, rows, logged = pick_subject(live, spec)
-    say(f"{spec_name}: erasing subject {subject} ({rows} row(s) in the lake, {logged} logged decision(s)); "
-        f"live: {before}")
+    say(
+        f"{spec_name}: erasing subject {subject} ({rows} row(s) in the lake, {logged} logged decision(s)); "
+        f"live: {before}"
+    )
     passwords = json.loads((live.airflow_home / "passwords.json").read_text())
     dag_id = erasure_dag_id(spec_name)
     path = f"/api/v2/dags/{dag_id}/dagRuns"
     request_id = f"demo-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
-    body = {"logical_date": None, "conf": {"subjects": [subject], "request_id": request_id, "force": True},
-            "note": "make demo-erasure"}  # fmt: skip
+    body = {
+        "logical_date": None,
+        "conf": {"subjects": [subject], "request_id": request_id, "force": True},
+        "note": "make demo-erasure",
+    }
     try:
         AirflowAPI(live.airflow_url, passwords["analyst"], "analyst").post(path, body)
         say("the analyst (role user) was NOT refused: check the auth manager")
@@ -90,12 +95,22 @@ def demo(settings: Settings, spec_name: str) -> int:
         return 1
     r = receipts[-1]["payload"]["receipt"]
     p = r["purged"]
-    say(f"receipt {r['sha256'][:16]}…: found {r['subjects'][0]['found']}; lake rows removed {p['lake_rows']} from "
+    say(
+        f"receipt {r['sha256'][:16]}…: found {r['subjects'][0]['found']}; lake rows removed {p['lake_rows']} from "
         f"{len(p['lake_partitions'])} partition(s); {p['dvc_objects_redacted']} DVC object(s) redacted; dataset "
-        f"{r['dataset_versions']['before']} → {r['dataset_versions']['after']}")
-    say(f"models: retrained {r['models']['retrained']}; live now {r['models']['aliases_after']}; retired "
-        f"{r['models']['retired']}; scan clean: {r['scan']['clean']}")
+        f"{r['dataset_versions']['before']} → {r['dataset_versions']['after']}"
+    )
+    say(
+        f"models: retrained {r['models']['retrained']}; live now {r['models']['aliases_after']}; retired "
+        f"{r['models']['retired']}; scan clean: {r['scan']['clean']}"
+    )
     checked = verify_receipt(live, request_id)
-    say(("receipt verified against the audit chain" if checked["ok"] else f"receipt does NOT verify: "
-         f"{checked['problems']}") + f"; see `.venv/bin/ativo erasure receipt {request_id}`")  # fmt: skip
+    say(
+        (
+            "receipt verified against the audit chain"
+            if checked["ok"]
+            else f"receipt does NOT verify: {checked['problems']}"
+        )
+        + f"; see `.venv/bin/ativo erasure receipt {request_id}`"
+    )
     return 0 if checked["ok"] else 1

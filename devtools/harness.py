@@ -44,15 +44,34 @@ def isolated_platform(home: Path, database: str = "sqlite") -> Iterator[Settings
     Airflow's metadata DB is SQLite by default here (one test, one writer, a faster start); ``database="postgres"``
     gives it the embedded PostgreSQL, as `make run` does.
     """
-    keys = ("ATIVO_HOME", "ATIVO_AIRFLOW_PORT", "ATIVO_MLFLOW_PORT", "ATIVO_ALERT_PORT", "ATIVO_SERVE_PORT",
-            "ATIVO_PG_PORT", "ATIVO_EMBEDDED_DB", "ATIVO_MLFLOW_TRACKING_URI", "ATIVO_DB_URL", "ATIVO_STORE_URI",
-            "ATIVO_REGISTRY_PATH", "ATIVO_DVC_REMOTE", "ATIVO_SERVE_URLS", "MLFLOW_TRACKING_URI")  # fmt: skip
+    keys = (
+        "ATIVO_HOME",
+        "ATIVO_AIRFLOW_PORT",
+        "ATIVO_MLFLOW_PORT",
+        "ATIVO_ALERT_PORT",
+        "ATIVO_SERVE_PORT",
+        "ATIVO_PG_PORT",
+        "ATIVO_EMBEDDED_DB",
+        "ATIVO_MLFLOW_TRACKING_URI",
+        "ATIVO_DB_URL",
+        "ATIVO_STORE_URI",
+        "ATIVO_REGISTRY_PATH",
+        "ATIVO_DVC_REMOTE",
+        "ATIVO_SERVE_URLS",
+        "MLFLOW_TRACKING_URI",
+    )
     saved = {k: os.environ.get(k) for k in keys}
     for k in keys[7:]:
         os.environ.pop(k, None)  # derived from ATIVO_HOME and the ports
-    os.environ.update(ATIVO_HOME=str(home), ATIVO_AIRFLOW_PORT=str(free_port()), ATIVO_MLFLOW_PORT=str(free_port()),
-                      ATIVO_ALERT_PORT=str(free_port()), ATIVO_SERVE_PORT=str(free_port()),
-                      ATIVO_PG_PORT=str(free_port()), ATIVO_EMBEDDED_DB=database)  # fmt: skip
+    os.environ.update(
+        ATIVO_HOME=str(home),
+        ATIVO_AIRFLOW_PORT=str(free_port()),
+        ATIVO_MLFLOW_PORT=str(free_port()),
+        ATIVO_ALERT_PORT=str(free_port()),
+        ATIVO_SERVE_PORT=str(free_port()),
+        ATIVO_PG_PORT=str(free_port()),
+        ATIVO_EMBEDDED_DB=database,
+    )
     settings = load_settings()
     try:
         yield settings
@@ -193,9 +212,16 @@ def _trigger_and_wait(
 
 
 def run_search_on_airflow(
-    settings: Settings, spec_name: str, dataset_tag: str, n_trials: int, *, pool_slots: int | None = None,
-    warm_up: bool = False, timeout_s: float = 1200, until: str | None = None,
-) -> AirflowSearch:  # fmt: skip
+    settings: Settings,
+    spec_name: str,
+    dataset_tag: str,
+    n_trials: int,
+    *,
+    pool_slots: int | None = None,
+    warm_up: bool = False,
+    timeout_s: float = 1200,
+    until: str | None = None,
+) -> AirflowSearch:
     """Run ``<spec>__train`` once on a freshly started platform, with the dataset version and trial count pinned.
 
     Start it inside :func:`isolated_platform`, which stops it again. With ``warm_up``, a one-trial run goes first,
@@ -222,10 +248,20 @@ def run_search_on_airflow(
         pools.write_text(json.dumps(doc))
     # New DAGs start unpaused here, and the DAG processor parses them at start: no `dags reserialize/unpause`.
     api = supervisor.start_services(settings, serve=False, pools=pools, throwaway=True)  # training only: no API
-    wait_until(lambda: api.get("/api/v2/monitor/health")["scheduler"]["status"] == "healthy", 300, 2,
-               "the Airflow scheduler to report healthy")  # fmt: skip
-    wait_until(lambda: api.get(f"/api/v2/dags/{dag_id}")["is_paused"] is False, 300, 1,
-               f"the DAG processor to parse {dag_id}", retry_on=(OSError,))  # fmt: skip
+    wait_until(
+        lambda: api.get("/api/v2/monitor/health")["scheduler"]["status"] == "healthy",
+        300,
+        2,
+        "the Airflow scheduler to report healthy",
+    )
+    wait_until(
+        lambda: api.get(f"/api/v2/dags/{dag_id}")["is_paused"] is False,
+        300,
+        1,
+        f"the DAG processor to parse {dag_id}",
+        retry_on=(OSError,),
+    )
+
     # the training DAG alone: the spec's other DAGs (a deploy on the warm-up's challenger, the monitor, the
     # reconciler) would run beside the timed search on the same cores
     def pause(other: str) -> bool:
@@ -242,24 +278,41 @@ def run_search_on_airflow(
             wait_until(functools.partial(pause, other["dag_id"]), 60, 1, f"Airflow to pause {other['dag_id']}")
     cold_s = None
     if warm_up:
-        _, cold_s, _ = _trigger_and_wait(api, dag_id, "warm-up", {"dataset_version": dataset_tag, "n_trials": 1},
-                                      timeout_s)  # fmt: skip
+        _, cold_s, _ = _trigger_and_wait(
+            api, dag_id, "warm-up", {"dataset_version": dataset_tag, "n_trials": 1}, timeout_s
+        )
     conf = {"dataset_version": dataset_tag, "n_trials": n_trials}
     run, wall, triggered = _trigger_and_wait(api, dag_id, "search", conf, timeout_s, until)
     tis = api.get(f"/api/v2/dags/{dag_id}/dagRuns/search/taskInstances?limit=1000")["task_instances"]
     registered = None
     try:
-        registered = api.get(f"/api/v2/dags/{dag_id}/dagRuns/search/taskInstances/register_best/xcomEntries/"
-                             "return_value?deserialize=true")["value"]  # fmt: skip
+        registered = api.get(
+            f"/api/v2/dags/{dag_id}/dagRuns/search/taskInstances/register_best/xcomEntries/"
+            "return_value?deserialize=true"
+        )["value"]
     except OSError:
         pass  # no registration (the run failed); the task instances say why
-    return AirflowSearch(state=run["state"], wall_s=wall, triggered_at=triggered, task_instances=tis,
-                         registered=registered, warm_up_s=cold_s)  # fmt: skip
+    return AirflowSearch(
+        state=run["state"],
+        wall_s=wall,
+        triggered_at=triggered,
+        task_instances=tis,
+        registered=registered,
+        warm_up_s=cold_s,
+    )
 
 
-def register_booster(settings: Settings, spec: ModelSpec, booster: Any, *, experiment: str = "ativo-serve",
-                     artifact_root: Path | None = None, tags: dict[str, str] | None = None,
-                     gated: bool | None = True, policy: dict[str, Any] | None = None) -> str:  # fmt: skip
+def register_booster(
+    settings: Settings,
+    spec: ModelSpec,
+    booster: Any,
+    *,
+    experiment: str = "ativo-serve",
+    artifact_root: Path | None = None,
+    tags: dict[str, str] | None = None,
+    gated: bool | None = True,
+    policy: dict[str, Any] | None = None,
+) -> str:
     """Log a booster the way training does and register it through the registry's one writer; returns its version.
 
     Args:
@@ -284,28 +337,42 @@ def register_booster(settings: Settings, spec: ModelSpec, booster: Any, *, exper
 
     client = MlflowClient(settings.mlflow_tracking_uri)
     exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp else client.create_experiment(
-        experiment, artifact_location=artifact_root.as_uri() if artifact_root else None)  # fmt: skip
+    exp_id = (
+        exp.experiment_id
+        if exp
+        else client.create_experiment(experiment, artifact_location=artifact_root.as_uri() if artifact_root else None)
+    )
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     with mlflow.start_run(experiment_id=exp_id) as run:
         logged = log_booster(booster)
     run_id = run.info.run_id
-    version = register(spec, settings, logged, {"ativo.mlflow_run_id": run_id, **(tags or {})}, run_id=run_id,
-                       description="registered by the test harness")  # fmt: skip
+    version = register(
+        spec,
+        settings,
+        logged,
+        {"ativo.mlflow_run_id": run_id, **(tags or {})},
+        run_id=run_id,
+        description="registered by the test harness",
+    )
     if gated is None:
         return version
-    report: dict[str, Any] = {"model_sha256": logged.sha256, "spec_hash": spec.content_hash(),
-                              "gate_hash": spec.gate_hash(), "passed": gated,
-                              "failed_gates": [] if gated else ["performance"],
-                              "gates": {} if gated else {"performance": {"reason": "rejected by the test harness"}},
-                              "note": "test harness: a verdict recorded without running the gates"}  # fmt: skip
+    report: dict[str, Any] = {
+        "model_sha256": logged.sha256,
+        "spec_hash": spec.content_hash(),
+        "gate_hash": spec.gate_hash(),
+        "passed": gated,
+        "failed_gates": [] if gated else ["performance"],
+        "gates": {} if gated else {"performance": {"reason": "rejected by the test harness"}},
+        "note": "test harness: a verdict recorded without running the gates",
+    }
     if policy:
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "decision_policy.json").write_text(json.dumps(policy, indent=2, sort_keys=True))
             client.log_artifacts(run_id, tmp, artifact_path="gates")
         report["decision_policy_uri"] = f"runs:/{run_id}/gates/decision_policy.json"
-        client.set_model_version_tag(spec.registered_model_name, version, "ativo.decision_policy_uri",
-                                     report["decision_policy_uri"])  # fmt: skip
+        client.set_model_version_tag(
+            spec.registered_model_name, version, "ativo.decision_policy_uri", report["decision_policy_uri"]
+        )
     record_gates(spec, settings, version, report, policy)
     return version
 
@@ -335,9 +402,16 @@ class Server:
         return int(self.proc.returncode)
 
 
-def start_server(settings: Settings, spec_name: str | tuple[str, ...] = "adult_income", *, port: int | None = None,
-                 key: str | None = None, args: tuple[str, ...] = (), wait_for: str | None = "champion",
-                 timeout: float = 90) -> Server:  # fmt: skip
+def start_server(
+    settings: Settings,
+    spec_name: str | tuple[str, ...] = "adult_income",
+    *,
+    port: int | None = None,
+    key: str | None = None,
+    args: tuple[str, ...] = (),
+    wait_for: str | None = "champion",
+    timeout: float = 90,
+) -> Server:
     """Start ``ativo serve`` for the platform of ``settings`` and wait until it serves (``wait_for`` alias).
 
     A key with every role is created in ``<home>/serve/api_keys.json`` unless ``key`` is given. Several spec names
@@ -354,16 +428,24 @@ def start_server(settings: Settings, spec_name: str | tuple[str, ...] = "adult_i
         name = f"harness-{len(read_keys(keys))}"
         key = create_key(keys, name, ("predict", "feedback"))
     port = port or free_port()
-    env = dict(os.environ, ATIVO_HOME=str(settings.home), ATIVO_MLFLOW_TRACKING_URI=settings.mlflow_tracking_uri,
-               ATIVO_STORE_URI=settings.store_uri)  # fmt: skip
+    env = dict(
+        os.environ,
+        ATIVO_HOME=str(settings.home),
+        ATIVO_MLFLOW_TRACKING_URI=settings.mlflow_tracking_uri,
+        ATIVO_STORE_URI=settings.store_uri,
+    )
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"serve-{port}.log"
     with open(log, "ab") as fh:
         names = (spec_name,) if isinstance(spec_name, str) else tuple(spec_name)
         spec_args = [a for n in names for a in ("--spec", n)]
-        proc = subprocess.Popen([sys.executable, "-m", "ativo.cli", "serve", *spec_args, "--port", str(port), *args],
-                                env=env, stdout=fh, stderr=subprocess.STDOUT)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ativo.cli", "serve", *spec_args, "--port", str(port), *args],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
 
     def serving() -> bool:

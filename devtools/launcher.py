@@ -67,8 +67,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print("airflow health         " + ", ".join(f"{k} {v}" for k, v in health.items()))
     for r in restarts(settings):
         at = dt.datetime.fromtimestamp(r["at"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        print(f"restarted {r['component']} at {at}: {r['reason']} (pid {r['old_pid']} → {r['new_pid']}, "
-              f"paged: {r.get('paged')})")
+        print(
+            f"restarted {r['component']} at {at}: {r['reason']} (pid {r['old_pid']} → {r['new_pid']}, "
+            f"paged: {r.get('paged')})"
+        )
     return 0
 
 
@@ -113,8 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quarantine-day", type=int, default=11, help="index of the day whose batch is malformed")
     s.add_argument("--no-lifecycle", action="store_true", help="only start the services")
     s.add_argument("--fresh", action="store_true", help="stop and wipe var/ state first")
-    s.add_argument("--dask", action="store_true", help="also start a Dask scheduler and workers on loopback "
-                   "(compute.engine: dask specs train there)")  # fmt: skip
+    s.add_argument(
+        "--dask",
+        action="store_true",
+        help="also start a Dask scheduler and workers on loopback (compute.engine: dask specs train there)",
+    )
     s.set_defaults(func=_cmd_up)
     s = sub.add_parser("down", help="stop everything `up` started (make stop)")
     s.set_defaults(func=_cmd_down)

@@ -22,6 +22,7 @@ def lifecycle_window(days: int) -> tuple[dt.date, dt.date]:
     today = dt.datetime.now(dt.UTC).date()
     return today - dt.timedelta(days=days), today - dt.timedelta(days=1)
 
+
 def prepare_lifecycle(settings: Settings, spec_names: list[str], days: int, quarantine_day: int) -> None:
     """Land every spec's batches and queue their ETL backfills, while Airflow's processes are not running.
 
@@ -41,22 +42,33 @@ def prepare_lifecycle(settings: Settings, spec_names: list[str], days: int, quar
         marker = run_dir(settings) / f"lifecycle-{spec.name}.json"
         if marker.exists():
             done = json.loads(marker.read_text())
-            say(f"{spec.name}: the lifecycle already ran on this state ({done['start']} … {done['end']}); keeping "
-                "it (`make run FRESH=1` starts over)")  # fmt: skip
+            say(
+                f"{spec.name}: the lifecycle already ran on this state ({done['start']} … {done['end']}); keeping "
+                "it (`make run FRESH=1` starts over)"
+            )
             continue
         start, end = lifecycle_window(days)
         bad_day = start + dt.timedelta(days=quarantine_day)
         say(f"{spec.name}: landing {days} daily batches {start} … {end} (the batch of {bad_day} is malformed)")
-        simulate(spec, open_store(settings), settings.reference_dir, start, days,
-                 malformed={bad_day: "out_of_range"})  # fmt: skip
+        simulate(spec, open_store(settings), settings.reference_dir, start, days, malformed={bad_day: "out_of_range"})
         say(f"{spec.name}: unpausing its DAGs and queueing the ETL backfill")
         ids = "|".join(d.removeprefix(f"{spec.name}__") for d in dag_ids(spec.name))
         airflow_cli(settings, "dags", "unpause", "--treat-dag-id-as-regex", "-y", f"^{spec.name}__({ids})$")
         airflow_cli(
-            settings, "backfill", "create", "--dag-id", etl_dag_id(spec.name), "--from-date", str(start),
-            "--to-date", str(end), "--max-active-runs", str(spec.schedule.max_active_runs),
-            "--reprocess-behavior", "none",
-        )  # fmt: skip
+            settings,
+            "backfill",
+            "create",
+            "--dag-id",
+            etl_dag_id(spec.name),
+            "--from-date",
+            str(start),
+            "--to-date",
+            str(end),
+            "--max-active-runs",
+            str(spec.schedule.max_active_runs),
+            "--reprocess-behavior",
+            "none",
+        )
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps({"start": str(start), "end": str(end), "days": days}))
 
@@ -86,8 +98,10 @@ def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: i
     if window:
         days = int(window["days"])
     etl = f"{spec_name}__etl"
-    say(f"{spec_name}: running the ETL over {days} days; progress every 15s "
-        f"(watch it at {url('airflow', settings)}/dags/{etl})")
+    say(
+        f"{spec_name}: running the ETL over {days} days; progress every 15s "
+        f"(watch it at {url('airflow', settings)}/dags/{etl})"
+    )
     last = ""
 
     def etl_finished() -> bool:
@@ -112,8 +126,13 @@ def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: i
             last = line
         return done >= days
 
-    wait_until(etl_finished, 1200, 15, f"the ETL runs of all {days} days to finish (see {url('airflow', settings)})",
-               retry_on=(HttpError,))  # fmt: skip
+    wait_until(
+        etl_finished,
+        1200,
+        15,
+        f"the ETL runs of all {days} days to finish (see {url('airflow', settings)})",
+        retry_on=(HttpError,),
+    )
     from ativo.config import load_settings
     from ativo.data.versioning import open_registry
     from ativo.naming import reconcile_dag_id
@@ -123,8 +142,10 @@ def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: i
 
     live = load_settings(platform_env(settings))
     latest = open_registry(live).resolve(get_engine(live.db_url), spec_name).tag
-    say(f"{spec_name}: waiting for training on the latest dataset version {latest} (the features Asset triggers it; "
-        f"the reconciler {reconcile_dag_id(spec_name)} makes sure)")
+    say(
+        f"{spec_name}: waiting for training on the latest dataset version {latest} (the features Asset triggers it; "
+        f"the reconciler {reconcile_dag_id(spec_name)} makes sure)"
+    )
     spec = get_spec(spec_name, live.specs_dir)
 
     reconcile = reconcile_dag_id(spec_name)
@@ -140,8 +161,13 @@ def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: i
             reconciled = True
         return False
 
-    wait_until(trained_on_latest, 1200, 10, f"a model version of {spec_name} trained on {latest} and judged by its "
-               "gates", retry_on=(OSError, KeyError))  # fmt: skip
+    wait_until(
+        trained_on_latest,
+        1200,
+        10,
+        f"a model version of {spec_name} trained on {latest} and judged by its gates",
+        retry_on=(OSError, KeyError),
+    )
 
 
 def sample_row(settings: Settings, spec_name: str) -> dict[str, Any]:
@@ -151,6 +177,7 @@ def sample_row(settings: Settings, spec_name: str) -> dict[str, Any]:
 
     spec = get_spec(spec_name, settings.specs_dir)
     return reference_rows(spec, settings.reference_dir, 1, seed=7)[0][0]
+
 
 def serve_sample(settings: Settings, spec_name: str, wait_s: float = 600) -> dict[str, Any] | None:
     """Wait for a champion on the inference API, then ask it for a decision with its explanation and trace it back.
@@ -170,25 +197,41 @@ def serve_sample(settings: Settings, spec_name: str, wait_s: float = 600) -> dic
         return None
     deploy = f"{url('airflow', settings)}/dags/{spec_name}__deploy"
     say(f"{spec_name}: waiting for the deploy DAG to put a champion on the inference API ({deploy})")
-    wait_until(lambda: (server_versions([url("serve", settings)], spec_name)[0] or {}).get("champion"), wait_s, 5,
-               f"a champion of {spec_name} on the inference API", retry_on=(OSError, KeyError))  # fmt: skip
+    wait_until(
+        lambda: (server_versions([url("serve", settings)], spec_name)[0] or {}).get("champion"),
+        wait_s,
+        5,
+        f"a champion of {spec_name} on the inference API",
+        retry_on=(OSError, KeyError),
+    )
     body = sample_row(live, spec_name)
     base = f"{url('serve', settings)}/models/{spec_name}"
-    answer = post_json(f"{base}/explain", body, timeout=30,
-                       headers={"Authorization": f"Bearer {demo_key(settings)}"})  # fmt: skip
+    answer = post_json(f"{base}/explain", body, timeout=30, headers={"Authorization": f"Bearer {demo_key(settings)}"})
     from ativo.deploy.promotion import aliases
     from ativo.serve.traffic import replay
 
     traffic = replay(base, demo_key(settings), spec, live.reference_dir, 3000)
-    say(f"{spec_name}: replayed {traffic['rows']} reference rows through the API with their labels: "
-        f"{traffic['routes']}")
+    say(
+        f"{spec_name}: replayed {traffic['rows']} reference rows through the API with their labels: {traffic['routes']}"
+    )
     chain = None
     try:  # the API writes its log every 2 s
-        chain = wait_until(lambda: render(trace(live, answer["prediction_id"], spec_name)), 30, 1,
-                           f"prediction {answer['prediction_id']} in the prediction log, to trace its lineage",
-                           retry_on=(Exception,))  # fmt: skip
+        chain = wait_until(
+            lambda: render(trace(live, answer["prediction_id"], spec_name)),
+            30,
+            1,
+            f"prediction {answer['prediction_id']} in the prediction log, to trace its lineage",
+            retry_on=(Exception,),
+        )
     except WaitTimeout as err:
         say(f"no lineage to show: {err}")
-    return {"spec": spec_name, "base": base, "request": body, "answer": answer, "lineage": chain, "traffic": traffic,
-            "aliases": aliases(spec, live),
-            "window_minutes": spec.deploy.canary_window_minutes}  # fmt: skip
+    return {
+        "spec": spec_name,
+        "base": base,
+        "request": body,
+        "answer": answer,
+        "lineage": chain,
+        "traffic": traffic,
+        "aliases": aliases(spec, live),
+        "window_minutes": spec.deploy.canary_window_minutes,
+    }

@@ -42,14 +42,24 @@ class LoadResult:
 
     def summary(self) -> dict[str, Any]:
         """rps, p50, p99, counts."""
-        return {"rps": round(self.rps, 1), "p50_ms": round(self.percentile(50), 3),
-                "p99_ms": round(self.percentile(99), 3), "requests": self.requests, "failed": self.failed,
-                "failures": dict(self.failures)}  # fmt: skip
+        return {
+            "rps": round(self.rps, 1),
+            "p50_ms": round(self.percentile(50), 3),
+            "p99_ms": round(self.percentile(99), 3),
+            "requests": self.requests,
+            "failed": self.failed,
+            "failures": dict(self.failures),
+        }
 
 
 def _request_bytes(host: str, port: int, path: str, body: bytes, headers: dict[str, str]) -> bytes:
-    head = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
-            f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in headers.items())]  # fmt: skip
+    head = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {host}:{port}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
@@ -78,9 +88,17 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, await reader.readexactly(length)
 
 
-async def _run(url: str, bodies: list[bytes], headers: dict[str, str], concurrency: int, duration_s: float,
-               timeout_s: float, keep_bodies: bool, warmup_s: float,
-               on_tick: Callable[[float], None] | None) -> LoadResult:  # fmt: skip
+async def _run(
+    url: str,
+    bodies: list[bytes],
+    headers: dict[str, str],
+    concurrency: int,
+    duration_s: float,
+    timeout_s: float,
+    keep_bodies: bool,
+    warmup_s: float,
+    on_tick: Callable[[float], None] | None,
+) -> LoadResult:
     u = urlparse(url)
     host, port, path = u.hostname or "127.0.0.1", u.port or 80, u.path or "/"
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -141,9 +159,18 @@ async def _run(url: str, bodies: list[bytes], headers: dict[str, str], concurren
     return LoadResult(counts["requests"], counts["failed"], duration_s, latencies, failures, kept)
 
 
-def run_load(url: str, bodies: list[bytes], *, headers: dict[str, str] | None = None, concurrency: int = 8,
-             duration_s: float = 10.0, timeout_s: float = 10.0, keep_bodies: bool = False, warmup_s: float = 1.0,
-             on_tick: Callable[[float], None] | None = None) -> LoadResult:  # fmt: skip
+def run_load(
+    url: str,
+    bodies: list[bytes],
+    *,
+    headers: dict[str, str] | None = None,
+    concurrency: int = 8,
+    duration_s: float = 10.0,
+    timeout_s: float = 10.0,
+    keep_bodies: bool = False,
+    warmup_s: float = 1.0,
+    on_tick: Callable[[float], None] | None = None,
+) -> LoadResult:
     """Drive ``url`` with POSTs of ``bodies`` (round robin) and return what was measured (after ``warmup_s``)."""
     try:
         import uvloop
@@ -151,5 +178,4 @@ def run_load(url: str, bodies: list[bytes], *, headers: dict[str, str] | None = 
         runner: Any = uvloop.run
     except ImportError:
         runner = asyncio.run
-    return runner(_run(url, bodies, headers or {}, concurrency, duration_s, timeout_s, keep_bodies, warmup_s,
-                       on_tick))  # fmt: skip
+    return runner(_run(url, bodies, headers or {}, concurrency, duration_s, timeout_s, keep_bodies, warmup_s, on_tick))

@@ -115,9 +115,11 @@ def _reachable(path: Path) -> None:
     """Every directory above ``path`` must let the server's user through (o+x), or it cannot open its own files."""
     for parent in [path, *path.parents]:
         if parent.exists() and not parent.stat().st_mode & 0o001:
-            raise RuntimeError(f"PostgreSQL runs as {run_as()!r} here (root may not run it) and cannot enter {parent} "
-                               f"(mode {oct(parent.stat().st_mode & 0o777)}): `chmod o+x {parent}`, or set "
-                               "ATIVO_HOME to a directory it can reach")  # fmt: skip
+            raise RuntimeError(
+                f"PostgreSQL runs as {run_as()!r} here (root may not run it) and cannot enter {parent} "
+                f"(mode {oct(parent.stat().st_mode & 0o777)}): `chmod o+x {parent}`, or set "
+                "ATIVO_HOME to a directory it can reach"
+            )
 
 
 def initdb(settings: Settings) -> bool:
@@ -140,10 +142,22 @@ def initdb(settings: Settings) -> bool:
         os.chown(pwfile, pw.pw_uid, pw.pw_gid)
     try:
         proc = subprocess.run(
-            [str(bin_dir(settings) / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=scram-sha-256",
-             f"--pwfile={pwfile}", "--encoding=UTF8", "--no-locale", "--no-instructions"],
-            user=user, capture_output=True, text=True,
-        )  # fmt: skip
+            [
+                str(bin_dir(settings) / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                SUPERUSER,
+                "--auth=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "--encoding=UTF8",
+                "--no-locale",
+                "--no-instructions",
+            ],
+            user=user,
+            capture_output=True,
+            text=True,
+        )
     finally:
         pwfile.unlink(missing_ok=True)
     if proc.returncode != 0:
@@ -154,20 +168,39 @@ def initdb(settings: Settings) -> bool:
 def server_command(settings: Settings) -> list[str]:
     """The foreground ``postgres`` command (the supervisor keeps its PID and restarts it)."""
     return [
-        str(bin_dir(settings) / "postgres"), "-D", str(data_dir(settings)), "-c", "listen_addresses=127.0.0.1",
-        "-p", str(settings.ports.pg), "-k", str(socket_dir(settings)),
+        str(bin_dir(settings) / "postgres"),
+        "-D",
+        str(data_dir(settings)),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-p",
+        str(settings.ports.pg),
+        "-k",
+        str(socket_dir(settings)),
         # Airflow's scheduler, dag processor, triggerer, API server and LocalExecutor workers, MLflow and the tasks
-        "-c", "max_connections=200", "-c", "shared_buffers=128MB",
-        "-c", "fsync=on", "-c", "synchronous_commit=off",  # a crash may lose the last few ms, never corrupts
-    ]  # fmt: skip
+        "-c",
+        "max_connections=200",
+        "-c",
+        "shared_buffers=128MB",
+        "-c",
+        "fsync=on",
+        "-c",
+        "synchronous_commit=off",  # a crash may lose the last few ms, never corrupts
+    ]
 
 
 def create_databases(settings: Settings) -> list[str]:
     """Create the platform's databases that do not exist yet; returns the ones created."""
     import psycopg2
 
-    conn = psycopg2.connect(host="127.0.0.1", port=settings.ports.pg, user=SUPERUSER, dbname="postgres",
-                            password=password(settings), connect_timeout=5)  # fmt: skip
+    conn = psycopg2.connect(
+        host="127.0.0.1",
+        port=settings.ports.pg,
+        user=SUPERUSER,
+        dbname="postgres",
+        password=password(settings),
+        connect_timeout=5,
+    )
     conn.autocommit = True
     made = []
     try:
@@ -187,8 +220,14 @@ def ready(settings: Settings) -> bool:
     import psycopg2
 
     try:
-        psycopg2.connect(host="127.0.0.1", port=settings.ports.pg, user=SUPERUSER, dbname="postgres",
-                         password=password(settings), connect_timeout=2).close()  # fmt: skip
+        psycopg2.connect(
+            host="127.0.0.1",
+            port=settings.ports.pg,
+            user=SUPERUSER,
+            dbname="postgres",
+            password=password(settings),
+            connect_timeout=2,
+        ).close()
     except psycopg2.OperationalError:
         return False
     return True

@@ -63,10 +63,24 @@ _NAME = re.compile(r"^([a-zA-Z_]|\$\{?\d+\}?)([a-zA-Z0-9_]|\$\{?\d+\}?)*$")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]+$")
 _TEMPLATE_REF = re.compile(r"\$\{?([a-zA-Z0-9_$]+)\}?")  # pkg/mapper/fsm/formatter.go
 
-_MAPPING_KEYS = frozenset({"match", "name", "labels", "help", "action", "match_type", "match_metric_type",
-                           "observer_type", "histogram_options", "timer_type", "buckets"})  # fmt: skip
-_DEFAULTS_KEYS = frozenset({"observer_type", "histogram_options", "timer_type", "buckets", "match_type",
-                            "glob_disable_ordering"})  # fmt: skip
+_MAPPING_KEYS = frozenset(
+    {
+        "match",
+        "name",
+        "labels",
+        "help",
+        "action",
+        "match_type",
+        "match_metric_type",
+        "observer_type",
+        "histogram_options",
+        "timer_type",
+        "buckets",
+    }
+)
+_DEFAULTS_KEYS = frozenset(
+    {"observer_type", "histogram_options", "timer_type", "buckets", "match_type", "glob_disable_ordering"}
+)
 _METRIC_TYPES: dict[str, Kind] = {"counter": "counter", "gauge": "gauge", "observer": "observer", "timer": "observer"}
 
 
@@ -197,8 +211,9 @@ def _histogram_options(doc: dict[str, Any], where: str) -> tuple[str | None, tup
         buckets = doc.get("buckets")
     if not buckets:
         return observer, None
-    if not isinstance(buckets, list) or not all(isinstance(b, int | float) and not isinstance(b, bool)
-                                                for b in buckets):  # fmt: skip
+    if not isinstance(buckets, list) or not all(
+        isinstance(b, int | float) and not isinstance(b, bool) for b in buckets
+    ):
         raise MappingError(f"{where}: buckets must be a list of numbers")
     values = tuple(sorted(float(b) for b in buckets if not math.isinf(b)))
     if len(set(values)) != len(values):
@@ -266,12 +281,23 @@ def parse_mapping(doc: Any) -> MappingConfig:
             raise MappingError(f"{where}: invalid action {action!r}")
         observer, buckets = _histogram_options(m, where)
         if action == "map" and kind in (None, "observer") and (observer or default_observer) != "histogram":
-            raise MappingError(f"{where}: timers would be summaries; the bridge implements histograms only "
-                               "(set observer_type: histogram here or in defaults)")  # fmt: skip
+            raise MappingError(
+                f"{where}: timers would be summaries; the bridge implements histograms only "
+                "(set observer_type: histogram here or in defaults)"
+            )
         regex = re.compile("^" + re.escape(match).replace(r"\*", "([^.]*)") + "$")
-        out.append(Mapping(match=match, name=name, labels=tuple((str(k), str(v)) for k, v in labels.items()),
-                           kind=kind, drop=action == "drop", buckets=buckets or default_buckets,
-                           help=str(m.get("help") or DEFAULT_HELP), regex=regex))  # fmt: skip
+        out.append(
+            Mapping(
+                match=match,
+                name=name,
+                labels=tuple((str(k), str(v)) for k, v in labels.items()),
+                kind=kind,
+                drop=action == "drop",
+                buckets=buckets or default_buckets,
+                help=str(m.get("help") or DEFAULT_HELP),
+                regex=regex,
+            )
+        )
     if default_observer != "histogram":
         raise MappingError("defaults: unmapped timers would be summaries; set defaults.observer_type: histogram")
     return MappingConfig(mappings=tuple(out), default_buckets=default_buckets)
@@ -514,14 +540,23 @@ class StatsdCollector:
         specs = {
             "lines": ("statsd_exporter_lines", "The total number of StatsD lines received.", None),
             "events": ("statsd_exporter_events", "The total number of StatsD events seen.", "type"),
-            "unmapped": ("statsd_exporter_events_unmapped", "The total number of StatsD events no mapping was "
-                         "found for.", None),
+            "unmapped": (
+                "statsd_exporter_events_unmapped",
+                "The total number of StatsD events no mapping was found for.",
+                None,
+            ),
             "actions": ("statsd_exporter_events_actions", "The total number of StatsD events by action.", "action"),
-            "conflict": ("statsd_exporter_events_conflict", "The total number of StatsD events with conflicting "
-                         "names.", "type"),
-            "sample_errors": ("statsd_exporter_sample_errors", "The total number of errors parsing StatsD samples.",
-                              "reason"),
-        }  # fmt: skip
+            "conflict": (
+                "statsd_exporter_events_conflict",
+                "The total number of StatsD events with conflicting names.",
+                "type",
+            ),
+            "sample_errors": (
+                "statsd_exporter_sample_errors",
+                "The total number of errors parsing StatsD samples.",
+                "reason",
+            ),
+        }
         for key, (name, help_text, label) in specs.items():
             m = Metric(name, help_text, "counter")
             for (own_key, value), n in sorted(own.items()):
@@ -555,8 +590,12 @@ class StatsdBridge:
     :attr:`udp_address` and :attr:`http_address` once started.
     """
 
-    def __init__(self, config: MappingConfig, udp: tuple[str, int] = ("127.0.0.1", 9125),
-                 http: tuple[str, int] = ("127.0.0.1", 9102)) -> None:  # fmt: skip
+    def __init__(
+        self,
+        config: MappingConfig,
+        udp: tuple[str, int] = ("127.0.0.1", 9125),
+        http: tuple[str, int] = ("127.0.0.1", 9102),
+    ) -> None:
         self.collector = StatsdCollector(config)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)
@@ -601,10 +640,16 @@ class StatsdBridge:
         sock.bind(self._udp_bind)
         sock.settimeout(0.05)
         self._sock = sock
-        self._http = make_server(self._http_bind[0], self._http_bind[1], make_wsgi_app(self.registry),
-                                 server_class=_HTTPServer, handler_class=_QuietHandler)  # fmt: skip
-        http_thread = threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.05},
-                                       name="statsd-bridge-http", daemon=True)  # fmt: skip
+        self._http = make_server(
+            self._http_bind[0],
+            self._http_bind[1],
+            make_wsgi_app(self.registry),
+            server_class=_HTTPServer,
+            handler_class=_QuietHandler,
+        )
+        http_thread = threading.Thread(
+            target=self._http.serve_forever, kwargs={"poll_interval": 0.05}, name="statsd-bridge-http", daemon=True
+        )
         http_thread.start()
         udp_thread = threading.Thread(target=self._receive, name="statsd-bridge-udp", daemon=True)
         udp_thread.start()

@@ -44,11 +44,36 @@ LOOPBACK = "127.0.0.1"  # where every server of the embedded platform listens
 # log, logs that may quote them) is readable by the platform's owner only, files 0600 and directories 0700.
 PRIVATE_UMASK = 0o077
 # Under ATIVO_HOME, the directories that hold secrets or personal data (0700) and the files that do (0600).
-PRIVATE_DIRS = ("airflow", "serve", "keys", "logs", "run", "store", "mlflow", "data-registry", "dvc-remote", "cache",
-                "dask", "locks", "alerts")  # fmt: skip
-PRIVATE_FILES = ("ativo.db", "ativo.db-wal", "ativo.db-shm", "airflow/airflow.cfg", "airflow/airflow.db",
-                 "airflow/passwords.json", "serve/api_keys.json", "serve/demo_key", "serve/operator_key",
-                 "serve/subject_pepper", "keys/promotion.key", "mlflow/mlflow.db", "pg/password")  # fmt: skip
+PRIVATE_DIRS = (
+    "airflow",
+    "serve",
+    "keys",
+    "logs",
+    "run",
+    "store",
+    "mlflow",
+    "data-registry",
+    "dvc-remote",
+    "cache",
+    "dask",
+    "locks",
+    "alerts",
+)
+PRIVATE_FILES = (
+    "ativo.db",
+    "ativo.db-wal",
+    "ativo.db-shm",
+    "airflow/airflow.cfg",
+    "airflow/airflow.db",
+    "airflow/passwords.json",
+    "serve/api_keys.json",
+    "serve/demo_key",
+    "serve/operator_key",
+    "serve/subject_pepper",
+    "keys/promotion.key",
+    "mlflow/mlflow.db",
+    "pg/password",
+)
 
 
 def embedded_db() -> str:
@@ -62,6 +87,7 @@ def embedded_db() -> str:
         raise ValueError(f"ATIVO_EMBEDDED_DB must be 'postgres' or 'sqlite', got {value!r}")
     return value
 
+
 def port(service: str, settings: Settings | None = None) -> int:
     """Loopback port of an embedded service: airflow, mlflow, serve or alert.
 
@@ -72,20 +98,25 @@ def port(service: str, settings: Settings | None = None) -> int:
         raise KeyError(f"no embedded service {service!r} (one of {', '.join(ports)})")
     return int(ports[service])
 
+
 def url(service: str, settings: Settings | None = None) -> str:
     """Loopback URL of an embedded service."""
     return f"http://127.0.0.1:{port(service, settings)}"
+
 
 def say(msg: str) -> None:
     """Progress line, flushed at once."""
     print(f"==> {msg}", flush=True)
 
+
 def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
+
 
 def run_dir(settings: Settings) -> Path:
     """Where PID files live."""
     return settings.home / "run"
+
 
 def airflow_base_env(airflow_home: Path) -> dict[str, str]:
     """What every Airflow process of Ativo needs, the embedded platform's and the tests' alike.
@@ -101,6 +132,7 @@ def airflow_base_env(airflow_home: Path) -> dict[str, str]:
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }
+
 
 def platform_env(settings: Settings) -> dict[str, str]:
     """Environment shared by every process of the embedded platform (Airflow reads the ATIVO_* settings too)."""
@@ -155,6 +187,7 @@ def platform_env(settings: Settings) -> dict[str, str]:
     )
     return env
 
+
 def pid_of(settings: Settings, name: str) -> int | None:
     """The PID of a running service of the platform (None when it is not running; a stale PID file is removed)."""
     path = run_dir(settings) / f"{name}.pid"
@@ -171,6 +204,7 @@ def pid_of(settings: Settings, name: str) -> int | None:
         return None
     return pid
 
+
 def _zombie(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as fh:
@@ -179,8 +213,16 @@ def _zombie(pid: int) -> bool:
         return False
 
 
-def _start(settings: Settings, name: str, cmd: list[str], env: dict[str, str], *, user: str | None = None,
-           extra_env: dict[str, str] | None = None, quiet: bool = False) -> int:  # fmt: skip
+def _start(
+    settings: Settings,
+    name: str,
+    cmd: list[str],
+    env: dict[str, str],
+    *,
+    user: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    quiet: bool = False,
+) -> int:
     """Start a service in its own session; its PID and how to start it again (for the watchdog) go to var/run."""
     existing = pid_of(settings, name)
     if existing:
@@ -191,11 +233,19 @@ def _start(settings: Settings, name: str, cmd: list[str], env: dict[str, str], *
     logs.mkdir(parents=True, exist_ok=True)
     run_dir(settings).mkdir(parents=True, exist_ok=True)
     with open(logs / f"{name}.log", "ab") as log:
-        proc = subprocess.Popen(cmd, env={**env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, user=user, umask=PRIVATE_UMASK)  # fmt: skip
+        proc = subprocess.Popen(
+            cmd,
+            env={**env, **(extra_env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            user=user,
+            umask=PRIVATE_UMASK,
+        )
     (run_dir(settings) / f"{name}.pid").write_text(str(proc.pid))
-    (run_dir(settings) / f"{name}.cmd.json").write_text(json.dumps({"cmd": cmd, "user": user,
-                                                                    "extra_env": extra_env or {}}))  # fmt: skip
+    (run_dir(settings) / f"{name}.cmd.json").write_text(
+        json.dumps({"cmd": cmd, "user": user, "extra_env": extra_env or {}})
+    )
     if not quiet:
         say(f"{name} started (pid {proc.pid}, log {logs / f'{name}.log'})")
     return proc.pid
@@ -207,8 +257,15 @@ def restart(settings: Settings, name: str) -> int | None:
     if not path.exists():
         return None
     how = json.loads(path.read_text())
-    return _start(settings, name, how["cmd"], platform_env(settings), user=how.get("user"),
-                  extra_env=how.get("extra_env"), quiet=True)  # fmt: skip
+    return _start(
+        settings,
+        name,
+        how["cmd"],
+        platform_env(settings),
+        user=how.get("user"),
+        extra_env=how.get("extra_env"),
+        quiet=True,
+    )
 
 
 def airflow_running(settings: Settings) -> bool:
@@ -232,8 +289,10 @@ def start_postgres(settings: Settings) -> None:
     wait_until(up, 60, 0.2, f"PostgreSQL to accept connections on 127.0.0.1:{settings.ports.pg}")
     made = pg.create_databases(settings)
     if made:
-        say(f"created databases {', '.join(made)} (postgresql://{pg.SUPERUSER}@127.0.0.1:{settings.ports.pg}, "
-            f"password in {settings.home / 'pg' / 'password'})")
+        say(
+            f"created databases {', '.join(made)} (postgresql://{pg.SUPERUSER}@127.0.0.1:{settings.ports.pg}, "
+            f"password in {settings.home / 'pg' / 'password'})"
+        )
 
 
 def _log_tail(settings: Settings, name: str, lines: int = 6) -> str:
@@ -243,6 +302,7 @@ def _log_tail(settings: Settings, name: str, lines: int = 6) -> str:
     except OSError:
         tail = []
     return f"see {path}" + (":\n" + "\n".join(tail) if tail else "")
+
 
 def _wait_http(url: str, what: str, timeout: float, pid_check: tuple[Settings, str] | None = None) -> None:
     """Wait until ``url`` answers below HTTP 500; raises RuntimeError at once if the process behind it exits.
@@ -270,13 +330,16 @@ def _wait_http(url: str, what: str, timeout: float, pid_check: tuple[Settings, s
 
     wait_until(answered, timeout, 2, f"{what} to answer on {url}", retry_on=(http.HttpError,))
 
+
 def airflow_cli(settings: Settings, *args: str) -> str:
     """Run an `airflow` CLI command against the embedded platform; raises with its output on failure."""
-    proc = subprocess.run([_bin("airflow"), *args], env=platform_env(settings), capture_output=True, text=True,
-                          umask=PRIVATE_UMASK)  # fmt: skip
+    proc = subprocess.run(
+        [_bin("airflow"), *args], env=platform_env(settings), capture_output=True, text=True, umask=PRIVATE_UMASK
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"airflow {' '.join(args)} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
     return proc.stdout
+
 
 def start_mlflow(settings: Settings, wait: bool = True, backend: str | None = None) -> str:
     """Start the MLflow tracking server (SQLite backend, artifacts in the object store); returns its URL.
@@ -288,15 +351,28 @@ def start_mlflow(settings: Settings, wait: bool = True, backend: str | None = No
     mlflow_dir.mkdir(parents=True, exist_ok=True)
     backend = backend or f"sqlite:///{mlflow_dir / 'mlflow.db'}"
     _start(
-        settings, "mlflow",
-        [_bin("mlflow"), "server", "--host", LOOPBACK, "--port", str(port("mlflow", settings)), "--workers", "1",
-         "--backend-store-uri", backend,
-         "--default-artifact-root", f"{settings.store_uri}/mlflow/default"],
+        settings,
+        "mlflow",
+        [
+            _bin("mlflow"),
+            "server",
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port("mlflow", settings)),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            backend,
+            "--default-artifact-root",
+            f"{settings.store_uri}/mlflow/default",
+        ],
         platform_env(settings),
-    )  # fmt: skip
+    )
     if wait:
         _wait_http(f"{url('mlflow', settings)}/health", "MLflow", 180, (settings, "mlflow"))
     return url("mlflow", settings)
+
 
 def demo_key(settings: Settings) -> str:
     """The API key `make run` prints (role predict and feedback), created once and kept in var/serve/demo_key."""
@@ -310,6 +386,7 @@ def demo_key(settings: Settings) -> str:
     with os.fdopen(fd, "w") as fh:
         fh.write(key)
     return key
+
 
 def operator_key(settings: Settings) -> str:
     """The op key the platform's own tooling presents to state-changing `ativo` commands (tests, demos, scripts).
@@ -329,17 +406,31 @@ def operator_key(settings: Settings) -> str:
         fh.write(key)
     return key
 
+
 def start_serve(settings: Settings, spec_names: list[str]) -> None:
     """Start one inference API process for the specs on its loopback port (it follows the registry aliases)."""
     demo_key(settings)
     specs = [a for n in spec_names for a in ("--spec", n)]
-    _start(settings, "serve", [_bin("ativo"), "serve", *specs, "--host", LOOPBACK, "--port",
-                               str(port("serve", settings))], platform_env(settings))  # fmt: skip
+    _start(
+        settings,
+        "serve",
+        [_bin("ativo"), "serve", *specs, "--host", LOOPBACK, "--port", str(port("serve", settings))],
+        platform_env(settings),
+    )
 
-def start_services(settings: Settings, before_airflow: Any = None, spec_names: list[str] | None = None,
-                   serve: bool = True, pools: Path | None = None, throwaway: bool = False,
-                   watchdog: bool = True, airflow_env: dict[str, str] | None = None,
-                   mlflow_backend: str | None = None, dask: bool = False) -> AirflowAPI:  # fmt: skip
+
+def start_services(
+    settings: Settings,
+    before_airflow: Any = None,
+    spec_names: list[str] | None = None,
+    serve: bool = True,
+    pools: Path | None = None,
+    throwaway: bool = False,
+    watchdog: bool = True,
+    airflow_env: dict[str, str] | None = None,
+    mlflow_backend: str | None = None,
+    dask: bool = False,
+) -> AirflowAPI:
     """Start the platform's processes and wait for them.
 
     PostgreSQL first; then Airflow's DB is migrated and the pools created, and the alert sink, MLflow, the inference
@@ -362,10 +453,16 @@ def start_services(settings: Settings, before_airflow: Any = None, spec_names: l
         dask: start a Dask scheduler and two workers on loopback and point Airflow's tasks at it
             (``ATIVO_DASK_SCHEDULER``): specs with ``compute.engine: dask`` train there.
     """
-    extra = {"AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
-             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "600"} if throwaway else {}  # fmt: skip
+    extra = (
+        {
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "600",
+        }
+        if throwaway
+        else {}
+    )
     extra.update(airflow_env or {})
     protect_state(settings)
     if embedded_db() == "postgres":
@@ -375,8 +472,14 @@ def start_services(settings: Settings, before_airflow: Any = None, spec_names: l
     _start(
         settings,
         "alert-sink",
-        [sys.executable, "-m", "devtools.alert_sink", str(port("alert", settings)),
-         str(settings.home / "logs" / "alerts.jsonl"), LOOPBACK],
+        [
+            sys.executable,
+            "-m",
+            "devtools.alert_sink",
+            str(port("alert", settings)),
+            str(settings.home / "logs" / "alerts.jsonl"),
+            LOOPBACK,
+        ],
         env,
     )
     start_mlflow(settings, wait=False, backend=mlflow_backend)
@@ -385,8 +488,10 @@ def start_services(settings: Settings, before_airflow: Any = None, spec_names: l
     if serve:
         start_serve(settings, spec_names or ["adult_income"])
     if not airflow_running(settings):
-        say(f"migrating the Airflow metadata DB ({'PostgreSQL' if embedded_db() == 'postgres' else 'SQLite'}) "
-            "and creating pools")  # fmt: skip
+        say(
+            f"migrating the Airflow metadata DB ({'PostgreSQL' if embedded_db() == 'postgres' else 'SQLite'}) "
+            "and creating pools"
+        )
         airflow_cli(settings, "db", "migrate")
         airflow_cli(settings, "pools", "import", str(pools or PROJECT_ROOT / "deploy" / "airflow" / "pools.json"))
         if before_airflow is not None:
@@ -398,8 +503,9 @@ def start_services(settings: Settings, before_airflow: Any = None, spec_names: l
         _start(settings, "watchdog", [sys.executable, "-m", "devtools", "watch"], env)
     say("waiting for MLflow and Airflow to answer (about a minute on 2 cores)")
     _wait_http(f"{url('mlflow', settings)}/health", "MLflow", 180, (settings, "mlflow"))
-    _wait_http(f"{url('airflow', settings)}/api/v2/monitor/health", "Airflow api-server", 300,
-               (settings, "airflow-api-server"))  # fmt: skip
+    _wait_http(
+        f"{url('airflow', settings)}/api/v2/monitor/health", "Airflow api-server", 300, (settings, "airflow-api-server")
+    )
     if serve:
         _wait_http(f"{url('serve', settings)}/metrics", "the inference API", 120, (settings, "serve"))
     return AirflowAPI(url("airflow", settings), password)
@@ -452,12 +558,34 @@ def start_dask(settings: Settings, env: dict[str, str], workers: int = 2, memory
     address = f"tcp://{LOOPBACK}:{port('dask', settings)}"
     # --no-dashboard keeps Dask's HTTP server (health, metrics), on every interface unless given an address
     http = ["--no-dashboard", "--dashboard-address", f"{LOOPBACK}:0"]
-    _start(settings, "dask-scheduler", [_bin("dask"), "scheduler", "--host", LOOPBACK, "--port",
-                                        str(port("dask", settings)), *http], env)  # fmt: skip
-    _start(settings, "dask-workers", [_bin("dask"), "worker", address, "--host", LOOPBACK, "--nworkers", str(workers),
-                                      "--nthreads", "1",
-                                      "--memory-limit", memory_limit, *http,
-                                      "--local-directory", str(settings.home / "dask")], env)  # fmt: skip
+    _start(
+        settings,
+        "dask-scheduler",
+        [_bin("dask"), "scheduler", "--host", LOOPBACK, "--port", str(port("dask", settings)), *http],
+        env,
+    )
+    _start(
+        settings,
+        "dask-workers",
+        [
+            _bin("dask"),
+            "worker",
+            address,
+            "--host",
+            LOOPBACK,
+            "--nworkers",
+            str(workers),
+            "--nthreads",
+            "1",
+            "--memory-limit",
+            memory_limit,
+            *http,
+            "--local-directory",
+            str(settings.home / "dask"),
+        ],
+        env,
+    )
+
     def answers() -> bool:
         try:
             socket.create_connection(("127.0.0.1", port("dask", settings)), 1).close()
@@ -477,6 +605,7 @@ def _reap(pid: int) -> None:
     except ChildProcessError:
         pass  # not our child (started by an earlier `make run`): init reaps it
 
+
 def _group_gone(pid: int) -> bool:
     """Whether the process group of ``pid`` has ended (reaping its leader first, if it is our child)."""
     _reap(pid)
@@ -485,6 +614,7 @@ def _group_gone(pid: int) -> bool:
     except ProcessLookupError:
         return True
     return False
+
 
 def stop_services(settings: Settings) -> list[str]:
     """Stop every process this launcher started (by PID file, whole process group); returns their names.
@@ -515,6 +645,7 @@ def stop_services(settings: Settings) -> list[str]:
         stopped.append(name)
     return stopped
 
+
 def status(settings: Settings) -> dict[str, int | None]:
     """PID of each service, None when it is not running."""
     return {name: pid_of(settings, name) for name in SERVICES}
@@ -523,16 +654,27 @@ def status(settings: Settings) -> dict[str, int | None]:
 def airflow_health(settings: Settings) -> dict[str, str]:
     """Airflow's own view of its components (``/api/v2/monitor/health``); empty when its API does not answer."""
     try:
-        doc = http.get_json(f"{url('airflow', settings)}/api/v2/monitor/health", timeout=3, attempts=1,
-                            retry_statuses=())  # fmt: skip
+        doc = http.get_json(
+            f"{url('airflow', settings)}/api/v2/monitor/health", timeout=3, attempts=1, retry_statuses=()
+        )
     except (http.HttpError, ValueError):
         return {}
     return {k: str((v or {}).get("status")) for k, v in doc.items() if isinstance(v, dict)}
 
+
 def clear_state(settings: Settings) -> None:
     """Remove runtime state (used by `python -m devtools up --fresh`)."""
-    for name in ("store", "data-registry", "dvc-remote", "mlflow", "airflow", "run", "ativo.db", ".data-registry.lock",
-                 "pg"):
+    for name in (
+        "store",
+        "data-registry",
+        "dvc-remote",
+        "mlflow",
+        "airflow",
+        "run",
+        "ativo.db",
+        ".data-registry.lock",
+        "pg",
+    ):
         path = settings.home / name
         if path.is_dir():
             shutil.rmtree(path)

@@ -29,8 +29,11 @@ from devtools import supervisor
 
 log = logging.getLogger("ativo.watchdog")
 
-HEALTH_COMPONENTS = {"scheduler": "airflow-scheduler", "dag_processor": "airflow-dag-processor",
-                     "triggerer": "airflow-triggerer"}  # fmt: skip
+HEALTH_COMPONENTS = {
+    "scheduler": "airflow-scheduler",
+    "dag_processor": "airflow-dag-processor",
+    "triggerer": "airflow-triggerer",
+}
 
 
 def oncall_url(env: dict[str, str] | None = None) -> str | None:
@@ -45,8 +48,9 @@ def oncall_url(env: dict[str, str] | None = None) -> str | None:
         return raw if raw.startswith(("http://", "https://")) else None
 
 
-def restart_payload(component: str, reason: str, old_pid: int | None, new_pid: int | None, log_tail: str,
-                    restarts: int) -> dict[str, Any]:  # fmt: skip
+def restart_payload(
+    component: str, reason: str, old_pid: int | None, new_pid: int | None, log_tail: str, restarts: int
+) -> dict[str, Any]:
     """A Slack-compatible page: a platform component died (or hung) and was restarted."""
     fields = [
         {"title": "Component", "value": component, "short": True},
@@ -58,12 +62,19 @@ def restart_payload(component: str, reason: str, old_pid: int | None, new_pid: i
     ok = new_pid is not None
     return {
         "text": f":{'warning' if ok else 'red_circle'}: Ativo {component} {reason}; "
-                + (f"restarted (pid {new_pid})" if ok else "could not be restarted"),
-        "attachments": [{"color": "warning" if ok else "danger", "fallback": f"{component} restarted",
-                         "fields": fields}],
-        "ativo": {"kind": "component_restarted", "component": component, "reason": reason[:500],
-                  "old_pid": old_pid, "new_pid": new_pid, "restarts_last_hour": restarts},
-    }  # fmt: skip
+        + (f"restarted (pid {new_pid})" if ok else "could not be restarted"),
+        "attachments": [
+            {"color": "warning" if ok else "danger", "fallback": f"{component} restarted", "fields": fields}
+        ],
+        "ativo": {
+            "kind": "component_restarted",
+            "component": component,
+            "reason": reason[:500],
+            "old_pid": old_pid,
+            "new_pid": new_pid,
+            "restarts_last_hour": restarts,
+        },
+    }
 
 
 def _tail(path: Path, limit: int = 4000) -> str:
@@ -78,9 +89,15 @@ def _tail(path: Path, limit: int = 4000) -> str:
 class Watchdog:
     """Checks and restarts; :meth:`check_once` is one round (a test drives it with its own clock)."""
 
-    def __init__(self, settings: Settings, *, stale_s: float = 90.0, max_backoff_s: float = 300.0,
-                 clock: Callable[[], float] = time.monotonic,
-                 page: Callable[[dict[str, Any]], bool] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        stale_s: float = 90.0,
+        max_backoff_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+        page: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> None:
         self.settings = settings
         self.stale_s = stale_s
         self.max_backoff_s = max_backoff_s
@@ -148,8 +165,14 @@ class Watchdog:
         if new_pid is not None:
             self.pids[name] = new_pid
         self.unhealthy_since.pop(name, None)
-        rec = {"at": time.time(), "component": name, "reason": reason, "old_pid": old_pid, "new_pid": new_pid,
-               "restarts_last_hour": len(recent)}  # fmt: skip
+        rec = {
+            "at": time.time(),
+            "component": name,
+            "reason": reason,
+            "old_pid": old_pid,
+            "new_pid": new_pid,
+            "restarts_last_hour": len(recent),
+        }
         log_tail = _tail(self.settings.home / "logs" / f"{name}.log")
         rec["paged"] = self.page(restart_payload(name, reason, old_pid, new_pid, log_tail, len(recent)))
         with open(supervisor.run_dir(self.settings) / "restarts.jsonl", "a") as fh:
@@ -160,8 +183,12 @@ class Watchdog:
     def _hung(self) -> dict[str, str]:
         """Components whose process lives but whose heartbeat Airflow has called unhealthy for ``stale_s``."""
         try:
-            health = http.get_json(f"{supervisor.url('airflow', self.settings)}/api/v2/monitor/health", timeout=5,
-                                   attempts=1, retry_statuses=())  # fmt: skip
+            health = http.get_json(
+                f"{supervisor.url('airflow', self.settings)}/api/v2/monitor/health",
+                timeout=5,
+                attempts=1,
+                retry_statuses=(),
+            )
         except (http.HttpError, ValueError):
             return {}  # the API server itself is checked by its PID
         now = self.clock()

@@ -45,8 +45,16 @@ def _lua_string(b: bytes) -> str:
     return "[==[" + b.decode() + "]==]"
 
 
-def run_wrk(url: str, bodies: list[bytes], *, headers: dict[str, str] | None = None, threads: int = 2,
-            connections: int = 8, duration_s: float = 15, timeout_s: float = 5) -> dict[str, Any]:  # fmt: skip
+def run_wrk(
+    url: str,
+    bodies: list[bytes],
+    *,
+    headers: dict[str, str] | None = None,
+    threads: int = 2,
+    connections: int = 8,
+    duration_s: float = 15,
+    timeout_s: float = 5,
+) -> dict[str, Any]:
     """POST ``bodies`` (cycled) to ``url`` with wrk for ``duration_s``; rps and p50/p90/p99/p99.9 in ms.
 
     Raises:
@@ -59,22 +67,46 @@ def run_wrk(url: str, bodies: list[bytes], *, headers: dict[str, str] | None = N
     if not available():
         raise RuntimeError("wrk is not installed: run devtools/system-packages.sh wrk")
     hdrs = {"Content-Type": "application/json", **(headers or {})}
-    script = _SCRIPT % {"bodies": ", ".join(_lua_string(b) for b in bodies),
-                        "headers": ", ".join(f'["{k}"] = "{v}"' for k, v in hdrs.items())}  # fmt: skip
+    script = _SCRIPT % {
+        "bodies": ", ".join(_lua_string(b) for b in bodies),
+        "headers": ", ".join(f'["{k}"] = "{v}"' for k, v in hdrs.items()),
+    }
     with tempfile.TemporaryDirectory(prefix="ativo-wrk-") as tmp:
         path = Path(tmp) / "bodies.lua"
         path.write_text(script)
-        out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration_s:g}s",
-                              "--timeout", f"{timeout_s:g}s", "-s", str(path), url],
-                             capture_output=True, text=True, timeout=duration_s + 60)  # fmt: skip
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t",
+                str(threads),
+                "-c",
+                str(connections),
+                "-d",
+                f"{duration_s:g}s",
+                "--timeout",
+                f"{timeout_s:g}s",
+                "-s",
+                str(path),
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=duration_s + 60,
+        )
     line = next((x for x in out.stdout.splitlines() if x.startswith("ATIVO-WRK ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no result (exit {out.returncode}): {out.stdout[-500:]} {out.stderr[-500:]}")
     r = json.loads(line.removeprefix("ATIVO-WRK "))
     failed = r["connect"] + r["read"] + r["write"] + r["status"] + r["timeout"]
     seconds = r["duration_us"] / 1e6
-    return {"rps": round((r["requests"] - r["status"]) / seconds, 1), "p50_ms": round(r["p50_us"] / 1000, 3),
-            "p99_ms": round(r["p99_us"] / 1000, 3), "p999_ms": round(r["p999_us"] / 1000, 3),
-            "max_ms": round(r["max_us"] / 1000, 3), "requests": r["requests"], "failed": failed,
-            "failures": {k: r[k] for k in ("connect", "read", "write", "status", "timeout") if r[k]},
-            "client": f"wrk -t{threads} -c{connections}"}  # fmt: skip
+    return {
+        "rps": round((r["requests"] - r["status"]) / seconds, 1),
+        "p50_ms": round(r["p50_us"] / 1000, 3),
+        "p99_ms": round(r["p99_us"] / 1000, 3),
+        "p999_ms": round(r["p999_us"] / 1000, 3),
+        "max_ms": round(r["max_us"] / 1000, 3),
+        "requests": r["requests"],
+        "failed": failed,
+        "failures": {k: r[k] for k in ("connect", "read", "write", "status", "timeout") if r[k]},
+        "client": f"wrk -t{threads} -c{connections}",
+    }

@@ -54,5 +54,6 @@ class AtivoPlugin(AirflowPlugin):
     fastapi_apps = [{"app": LazyASGI(page_app), "url_prefix": "/ativo", "name": "Ativo"}]
     # the scheduler (and dag.test()) redacts erasure subject ids out of Airflow's metadata DB: ativo.airflow.redaction
     listeners = [redactor]
-    external_views = [{"name": "Ativo", "href": "/ativo/", "destination": "nav", "url_route": "ativo",
-                       "category": None}]  # fmt: skip
+    external_views = [
+        {"name": "Ativo", "href": "/ativo/", "destination": "nav", "url_route": "ativo", "category": None}
+    ]

@@ -121,9 +121,11 @@ def small_boosters(spec, adult_split, tmp_path_factory):
         split = adult_split
         quick = spec.model_copy(update={"model": spec.model.model_copy(update={"num_boost_round": 60})})
         good = [fit(quick, split, overrides={"seed": s}, threads=2).booster for s in (1, 2)]
-        shifted_split = Split(train=split.train.assign(**{LABEL: (split.train["age"] > 35).astype("int8")}),
-                              valid=split.valid.assign(**{LABEL: (split.valid["age"] > 35).astype("int8")}),
-                              test=split.test)  # fmt: skip
+        shifted_split = Split(
+            train=split.train.assign(**{LABEL: (split.train["age"] > 35).astype("int8")}),
+            valid=split.valid.assign(**{LABEL: (split.valid["age"] > 35).astype("int8")}),
+            test=split.test,
+        )
         shifted = fit(quick, shifted_split, threads=2).booster
         rng = np.random.default_rng(0)
         broken = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(rng.random((60, 3)), label=[0, 1] * 30), 3)
@@ -146,8 +148,9 @@ def airflow_db(tmp_path_factory) -> Path:
 
     def migrate(out: Path) -> None:
         env = {**os.environ, "AIRFLOW_HOME": str(out)}
-        proc = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True,
-                              env=env)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, env=env
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
 
     migrated = built_once(tmp_path_factory, "airflow-db", migrate)
@@ -159,14 +162,30 @@ def airflow_db(tmp_path_factory) -> Path:
 
 TIERS = ("unit", "security", "dags", "model", "component", "e2e", "integration", "browser")
 # pytest-timeout bounds every test; a tier's bound is generous for its slowest test on 2 busy cores.
-TIMEOUT_S = {"unit": 60, "security": 600, "dags": 240, "model": 300, "component": 300, "e2e": 900, "integration": 600,
-             "browser": 300}
+TIMEOUT_S = {
+    "unit": 60,
+    "security": 600,
+    "dags": 240,
+    "model": 300,
+    "component": 300,
+    "e2e": 900,
+    "integration": 600,
+    "browser": 300,
+}
 
 
 # Longest first, so that parallel workers (pytest-xdist, by file) finish together: heavy files by name, then tiers.
-FIRST = ("test_pool_limit.py", "test_erasure.py", "test_incident.py", "test_serving_live.py",
-         "test_search_budget.py",
-         "test_etl_and_training.py", "test_deploy_dag.py", "test_gates.py", "test_serving.py")  # fmt: skip
+FIRST = (
+    "test_pool_limit.py",
+    "test_erasure.py",
+    "test_incident.py",
+    "test_serving_live.py",
+    "test_search_budget.py",
+    "test_etl_and_training.py",
+    "test_deploy_dag.py",
+    "test_gates.py",
+    "test_serving.py",
+)
 TIER_ORDER = ("e2e", "model", "security", "component", "integration", "browser", "dags", "unit")
 
 

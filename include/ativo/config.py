@@ -202,8 +202,10 @@ class Settings(BaseSettings):
         """
         urls = tuple(self.serve_by_spec.get(spec, self.serve_by_spec.get("*", self.serve_urls)))
         if not urls:
-            raise SettingsError(f"ATIVO_SERVE_URLS names no server for spec {spec!r} (and no \"*\" entry): add "
-                                f'"{spec}": ["http://…"] to it')  # fmt: skip
+            raise SettingsError(
+                f'ATIVO_SERVE_URLS names no server for spec {spec!r} (and no "*" entry): add '
+                f'"{spec}": ["http://…"] to it'
+            )
         return urls
 
     @property

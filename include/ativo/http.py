@@ -89,8 +89,9 @@ def raise_for_status(resp: httpx.Response) -> Any:
     if status >= 400:
         method, url = resp.request.method, str(resp.request.url)
         said = f": {_snippet(body)}" if body is not None else ""
-        raise HttpError(f"{method} {url} answered HTTP {status}{said}", method=method, url=url, status=status,
-                        body=body)  # fmt: skip
+        raise HttpError(
+            f"{method} {url} answered HTTP {status}{said}", method=method, url=url, status=status, body=body
+        )
     return body
 
 
@@ -114,9 +115,19 @@ def new_client() -> httpx.Client:
     return httpx.Client(verify=_ssl_context(), follow_redirects=True)
 
 
-def request(method: str, url: str, *, timeout: float, doc: Any = None, headers: Mapping[str, str] | None = None,
-            attempts: int = 1, retry_statuses: Collection[int] = (), backoff: float = BACKOFF_S,
-            client: httpx.Client | None = None, redact: bool = False) -> httpx.Response:  # fmt: skip
+def request(
+    method: str,
+    url: str,
+    *,
+    timeout: float,
+    doc: Any = None,
+    headers: Mapping[str, str] | None = None,
+    attempts: int = 1,
+    retry_statuses: Collection[int] = (),
+    backoff: float = BACKOFF_S,
+    client: httpx.Client | None = None,
+    redact: bool = False,
+) -> httpx.Response:
     """Send one request (``doc`` as its JSON body), trying again on failures that are safe to repeat.
 
     A response of any status is returned (after ``retry_statuses`` ran out of attempts, the last one).
@@ -156,8 +167,9 @@ def request(method: str, url: str, *, timeout: float, doc: Any = None, headers: 
                 if resp.status_code not in retry_statuses or attempt == attempts:
                     resp.read()
                     return resp
-                log.warning("%s %s answered HTTP %d (attempt %d/%d)", method, shown, resp.status_code, attempt,
-                            attempts)  # fmt: skip
+                log.warning(
+                    "%s %s answered HTTP %d (attempt %d/%d)", method, shown, resp.status_code, attempt, attempts
+                )
                 resp.close()
             time.sleep(backoff * attempt)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
@@ -166,40 +178,83 @@ def request(method: str, url: str, *, timeout: float, doc: Any = None, headers: 
             http.close()
 
 
-def get_json(url: str, *, timeout: float, headers: Mapping[str, str] | None = None, attempts: int = GET_ATTEMPTS,
-             retry_statuses: Collection[int] = RETRY_STATUSES, backoff: float = BACKOFF_S,
-             client: httpx.Client | None = None) -> Any:  # fmt: skip
+def get_json(
+    url: str,
+    *,
+    timeout: float,
+    headers: Mapping[str, str] | None = None,
+    attempts: int = GET_ATTEMPTS,
+    retry_statuses: Collection[int] = RETRY_STATUSES,
+    backoff: float = BACKOFF_S,
+    client: httpx.Client | None = None,
+) -> Any:
     """GET ``url`` and return its JSON body (retried on connection failures and ``retry_statuses``).
 
     Raises:
         HttpError: unreachable, a status ≥ 400 (with its parsed body), or a body that is not JSON.
     """
-    resp = request("GET", url, timeout=timeout, headers=headers, attempts=attempts, retry_statuses=retry_statuses,
-                   backoff=backoff, client=client)  # fmt: skip
+    resp = request(
+        "GET",
+        url,
+        timeout=timeout,
+        headers=headers,
+        attempts=attempts,
+        retry_statuses=retry_statuses,
+        backoff=backoff,
+        client=client,
+    )
     body = raise_for_status(resp)
     if not _decode(resp)[0]:
-        raise HttpError(f"GET {url} answered HTTP {resp.status_code} without a JSON body: {_snippet(body or '')}",
-                        method="GET", url=url, status=resp.status_code, body=body)  # fmt: skip
+        raise HttpError(
+            f"GET {url} answered HTTP {resp.status_code} without a JSON body: {_snippet(body or '')}",
+            method="GET",
+            url=url,
+            status=resp.status_code,
+            body=body,
+        )
     return body
 
 
-def get_text(url: str, *, timeout: float, headers: Mapping[str, str] | None = None, attempts: int = GET_ATTEMPTS,
-             retry_statuses: Collection[int] = RETRY_STATUSES, backoff: float = BACKOFF_S,
-             client: httpx.Client | None = None) -> str:  # fmt: skip
+def get_text(
+    url: str,
+    *,
+    timeout: float,
+    headers: Mapping[str, str] | None = None,
+    attempts: int = GET_ATTEMPTS,
+    retry_statuses: Collection[int] = RETRY_STATUSES,
+    backoff: float = BACKOFF_S,
+    client: httpx.Client | None = None,
+) -> str:
     """GET ``url`` and return its body as text (retried on connection failures and ``retry_statuses``).
 
     Raises:
         HttpError: unreachable, or a status ≥ 400 (with its parsed body).
     """
-    resp = request("GET", url, timeout=timeout, headers=headers, attempts=attempts, retry_statuses=retry_statuses,
-                   backoff=backoff, client=client)  # fmt: skip
+    resp = request(
+        "GET",
+        url,
+        timeout=timeout,
+        headers=headers,
+        attempts=attempts,
+        retry_statuses=retry_statuses,
+        backoff=backoff,
+        client=client,
+    )
     raise_for_status(resp)
     return resp.text
 
 
-def post_json(url: str, doc: Any, *, timeout: float, headers: Mapping[str, str] | None = None, attempts: int = 1,
-              retry_statuses: Collection[int] = (), backoff: float = BACKOFF_S,
-              client: httpx.Client | None = None) -> Any:  # fmt: skip
+def post_json(
+    url: str,
+    doc: Any,
+    *,
+    timeout: float,
+    headers: Mapping[str, str] | None = None,
+    attempts: int = 1,
+    retry_statuses: Collection[int] = (),
+    backoff: float = BACKOFF_S,
+    client: httpx.Client | None = None,
+) -> Any:
     """POST ``doc`` as JSON; returns the answer's body (JSON when it is JSON, else text; None when empty).
 
     Tried once unless the caller passes ``attempts`` > 1, saying that the server doing it twice is harmless.
@@ -207,12 +262,30 @@ def post_json(url: str, doc: Any, *, timeout: float, headers: Mapping[str, str] 
     Raises:
         HttpError: unreachable, or a status ≥ 400 (with its parsed body).
     """
-    return raise_for_status(request("POST", url, timeout=timeout, doc=doc, headers=headers, attempts=attempts,
-                                    retry_statuses=retry_statuses, backoff=backoff, client=client))  # fmt: skip
+    return raise_for_status(
+        request(
+            "POST",
+            url,
+            timeout=timeout,
+            doc=doc,
+            headers=headers,
+            attempts=attempts,
+            retry_statuses=retry_statuses,
+            backoff=backoff,
+            client=client,
+        )
+    )
 
 
-def send_json(method: str, url: str, doc: Any = None, *, timeout: float, headers: Mapping[str, str] | None = None,
-              client: httpx.Client | None = None) -> Any:  # fmt: skip
+def send_json(
+    method: str,
+    url: str,
+    doc: Any = None,
+    *,
+    timeout: float,
+    headers: Mapping[str, str] | None = None,
+    client: httpx.Client | None = None,
+) -> Any:
     """Any method with an optional JSON body; a GET is retried like :func:`get_json`, anything else tried once.
 
     Returns:
@@ -222,6 +295,15 @@ def send_json(method: str, url: str, doc: Any = None, *, timeout: float, headers
         HttpError: unreachable, or a status ≥ 400 (with its parsed body).
     """
     idempotent = method.upper() in ("GET", "HEAD")
-    return raise_for_status(request(method, url, timeout=timeout, doc=doc, headers=headers,
-                                    attempts=GET_ATTEMPTS if idempotent else 1,
-                                    retry_statuses=RETRY_STATUSES if idempotent else (), client=client))  # fmt: skip
+    return raise_for_status(
+        request(
+            method,
+            url,
+            timeout=timeout,
+            doc=doc,
+            headers=headers,
+            attempts=GET_ATTEMPTS if idempotent else 1,
+            retry_statuses=RETRY_STATUSES if idempotent else (),
+            client=client,
+        )
+    )

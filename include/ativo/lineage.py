@@ -56,8 +56,10 @@ def find_prediction(settings: Settings, prediction_id: str, spec_name: str | Non
                 row["spec"] = name
                 row["log_object"] = store.uri(key)
                 return row
-    raise LineageError(f"prediction {prediction_id} is not in the prediction log of {', '.join(specs)} for {day} "
-                       "(a server writes its buffer every few seconds and at shutdown)")  # fmt: skip
+    raise LineageError(
+        f"prediction {prediction_id} is not in the prediction log of {', '.join(specs)} for {day} "
+        "(a server writes its buffer every few seconds and at shutdown)"
+    )
 
 
 def trace(settings: Settings, prediction_id: str, spec_name: str | None = None) -> dict[str, Any]:
@@ -80,8 +82,9 @@ def trace(settings: Settings, prediction_id: str, spec_name: str | None = None) 
     try:
         mv = client.get_model_version(row["model"], row["version"])
     except MlflowException as err:
-        raise LineageError(f"prediction {prediction_id}: model {row['model']} version {row['version']} is not in "
-                           f"the registry: {err}") from None  # fmt: skip
+        raise LineageError(
+            f"prediction {prediction_id}: model {row['model']} version {row['version']} is not in the registry: {err}"
+        ) from None
     tags = dict(mv.tags)
     features = {k[2:]: v for k, v in row.items() if k.startswith("f_")}
     out: dict[str, Any] = {
@@ -111,16 +114,21 @@ def trace(settings: Settings, prediction_id: str, spec_name: str | None = None) 
             "sha256": tags.get("ativo.model_sha256"),
             "state": tags.get("ativo.deploy_state"),
             "description": mv.description,
-        },  # fmt: skip
+        },
     }
     run_id = str(tags.get("ativo.mlflow_run_id") or mv.run_id)
     try:
         run = client.get_run(run_id)
-        out["run"] = {"run_id": run_id, "experiment_id": run.info.experiment_id, "status": run.info.status,
-                      "params": dict(run.data.params), "metrics": dict(run.data.metrics),
-                      "study": tags.get("ativo.study"), "trial": tags.get("ativo.trial_number"),
-                      "airflow": {k.removeprefix("ativo.airflow."): v for k, v in tags.items()
-                                  if k.startswith("ativo.airflow.")}}  # fmt: skip
+        out["run"] = {
+            "run_id": run_id,
+            "experiment_id": run.info.experiment_id,
+            "status": run.info.status,
+            "params": dict(run.data.params),
+            "metrics": dict(run.data.metrics),
+            "study": tags.get("ativo.study"),
+            "trial": tags.get("ativo.trial_number"),
+            "airflow": {k.removeprefix("ativo.airflow."): v for k, v in tags.items() if k.startswith("ativo.airflow.")},
+        }
     except MlflowException as err:
         out["run"] = {"run_id": run_id, "error": str(err)}
     spec = get_spec(row["spec"], settings.specs_dir)
@@ -131,8 +139,11 @@ def trace(settings: Settings, prediction_id: str, spec_name: str | None = None) 
     gated = version_record(settings, spec, row["version"], "gated") or {}
     if registered.get("model_sha256"):
         out["model"]["sha256"] = registered["model_sha256"]
-    out["model"]["signed"] = {"registered": bool(registered), "gated": bool(gated),
-                              "gates_passed": gated.get("passed") if gated else None}  # fmt: skip
+    out["model"]["signed"] = {
+        "registered": bool(registered),
+        "gated": bool(gated),
+        "gates_passed": gated.get("passed") if gated else None,
+    }
     dataset: dict[str, Any] = {
         "tag": registered.get("dataset_version") or tags.get("ativo.dataset_version"),
         "data_registry_commit": tags.get("ativo.dataset_rev"),
@@ -147,12 +158,16 @@ def trace(settings: Settings, prediction_id: str, spec_name: str | None = None) 
         dataset["resolves"] = False
         dataset["error"] = str(err)
     out["dataset"] = dataset
-    out["code"] = {"commit": tags.get("ativo.git_commit"), "dirty": tags.get("ativo.git_dirty"),
-                   "spec_hash": tags.get("ativo.spec_hash")}  # fmt: skip
+    out["code"] = {
+        "commit": tags.get("ativo.git_commit"),
+        "dirty": tags.get("ativo.git_dirty"),
+        "spec_hash": tags.get("ativo.spec_hash"),
+    }
     gates: dict[str, Any] = {
         "verdict": ("passed" if gated["passed"] else "rejected") if gated else tags.get("ativo.gates"),
         "report_uri": gated.get("gate_report_uri") or tags.get("ativo.gate_report_uri"),
-        "model_card_uri": gated.get("model_card_uri") or tags.get("ativo.model_card_uri")}  # fmt: skip
+        "model_card_uri": gated.get("model_card_uri") or tags.get("ativo.model_card_uri"),
+    }
     if gates["report_uri"]:
         try:
             report = read_artifact_json(settings.mlflow_tracking_uri, gates["report_uri"])
@@ -161,13 +176,17 @@ def trace(settings: Settings, prediction_id: str, spec_name: str | None = None) 
             gates["error"] = f"cannot read the gate report: {err}"
     out["gates"] = gates
     out["top_contributions"], out["contributions_method"] = _top_contributions(settings, spec, row, features)
-    out["deployments"] = [{k: r.get(k) for k in ("at", "action", "reason", "actor", "uri")}
-                          for r in history(spec, settings) if r.get("version") == row["version"]]  # fmt: skip
+    out["deployments"] = [
+        {k: r.get(k) for k in ("at", "action", "reason", "actor", "uri")}
+        for r in history(spec, settings)
+        if r.get("version") == row["version"]
+    ]
     return out
 
 
-def _top_contributions(settings: Settings, spec: Any, row: dict[str, Any],
-                       features: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:  # fmt: skip
+def _top_contributions(
+    settings: Settings, spec: Any, row: dict[str, Any], features: dict[str, Any]
+) -> tuple[list[dict[str, Any]], str | None]:
     """The three features that moved this decision most, and how they were computed.
 
     As the log wrote them when the server was asked to (``ativo serve --contributions approx|exact``); else
@@ -182,8 +201,7 @@ def _top_contributions(settings: Settings, spec: Any, row: dict[str, Any],
     try:
         model = load_version(spec, settings.mlflow_tracking_uri, row["version"])
     except Exception as err:  # the version cannot be loaded here: the rest of the chain still stands
-        log.warning("lineage: cannot load %s version %s to explain the decision: %s", row["model"], row["version"],
-                    err)  # fmt: skip
+        log.warning("lineage: cannot load %s version %s to explain the decision: %s", row["model"], row["version"], err)
         return [], None
     values = {k: (None if isinstance(v, float) and v != v else v) for k, v in features.items()}
     contribs = model.booster.predict(model.dmatrix(model.encode([values])), pred_contribs=True)[0]
@@ -200,7 +218,7 @@ def render(chain: dict[str, Any]) -> str:
         f"            logged in {p['log_object']}",
         "            top contributions: "
         + (", ".join(f"{t['feature']} {t['contribution']:+.3f}" for t in chain["top_contributions"]) or "-")
-        + (f"  ({chain['contributions_method']})" if chain.get("contributions_method") else ""),  # fmt: skip
+        + (f"  ({chain['contributions_method']})" if chain.get("contributions_method") else ""),
         f"  └─ model  {m['name']} version {m['version']}  ({m['state'] or 'no deploy state'})  sha256 "
         f"{(m['sha256'] or '?')[:16]}…",
         f"     └─ MLflow run  {r['run_id']}  (experiment {r.get('experiment_id', '?')}, study {r.get('study')}, "

@@ -9,8 +9,22 @@ from __future__ import annotations
 
 import logging
 
-NOISY = ("great_expectations", "art", "optuna", "alembic", "numexpr", "urllib3", "botocore", "s3fs", "dvc",
-         "mlflow.tracking._tracking_service", "mlflow.store.db.utils", "shap", "fairlearn", "distributed")  # fmt: skip
+NOISY = (
+    "great_expectations",
+    "art",
+    "optuna",
+    "alembic",
+    "numexpr",
+    "urllib3",
+    "botocore",
+    "s3fs",
+    "dvc",
+    "mlflow.tracking._tracking_service",
+    "mlflow.store.db.utils",
+    "shap",
+    "fairlearn",
+    "distributed",
+)
 
 
 def quiet_third_party(level: int = logging.WARNING) -> None:

@@ -38,5 +38,11 @@ def erasure_dag_id(spec: str) -> str:
 
 def dag_ids(spec: str) -> list[str]:
     """Every DAG a spec gets."""
-    return [etl_dag_id(spec), train_dag_id(spec), deploy_dag_id(spec), reconcile_dag_id(spec), monitor_dag_id(spec),
-            erasure_dag_id(spec)]
+    return [
+        etl_dag_id(spec),
+        train_dag_id(spec),
+        deploy_dag_id(spec),
+        reconcile_dag_id(spec),
+        monitor_dag_id(spec),
+        erasure_dag_id(spec),
+    ]

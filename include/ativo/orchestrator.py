@@ -84,11 +84,26 @@ class AirflowAPI:
         """Every run of a DAG."""
         return list(self.get(f"/api/v2/dags/{dag_id}/dagRuns?limit=200&order_by=logical_date")["dag_runs"])
 
-    def create_backfill(self, dag_id: str, start: str, end: str, *, max_active_runs: int,
-                        reprocess: str = "failed", run_backwards: bool = False) -> dict[str, Any]:  # fmt: skip
+    def create_backfill(
+        self,
+        dag_id: str,
+        start: str,
+        end: str,
+        *,
+        max_active_runs: int,
+        reprocess: str = "failed",
+        run_backwards: bool = False,
+    ) -> dict[str, Any]:
         """Create a backfill of ``dag_id`` over the logical dates ``start``…``end`` (inclusive, ISO timestamps)."""
-        body = {"dag_id": dag_id, "from_date": start, "to_date": end, "max_active_runs": max_active_runs,
-                "reprocess_behavior": reprocess, "run_backwards": run_backwards, "dag_run_conf": {}}  # fmt: skip
+        body = {
+            "dag_id": dag_id,
+            "from_date": start,
+            "to_date": end,
+            "max_active_runs": max_active_runs,
+            "reprocess_behavior": reprocess,
+            "run_backwards": run_backwards,
+            "dag_run_conf": {},
+        }
         return dict(self.post("/api/v2/backfills", body))
 
     def unpause(self, dag_id: str) -> None:

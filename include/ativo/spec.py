@@ -177,8 +177,11 @@ class IdRule(_Strict):
 
     @model_validator(mode="after")
     def _one_way(self) -> IdRule:
-        ways = [w for w, on in (("column", self.column is not None), ("hash", self.hash is not None),
-                                ("line", self.line)) if on]  # fmt: skip
+        ways = [
+            w
+            for w, on in (("column", self.column is not None), ("hash", self.hash is not None), ("line", self.line))
+            if on
+        ]
         if len(ways) != 1:
             raise ValueError(f"an id rule takes exactly one of 'column', 'hash', 'line' (got {ways or 'none'})")
         return self
@@ -433,8 +436,12 @@ class Gates(_Strict):
     # A pinned test set smaller than this is insufficient evidence: every gate that reads it fails on it.
     min_test_rows: int = Field(500, ge=1)
     # Gates that are measured and reported but never block (each one listed on purpose; the report says so).
-    report_only: tuple[Literal["performance", "champion", "fairness", "robustness", "privacy", "explainability",
-                               "infra", "regression"], ...] = ()  # fmt: skip
+    report_only: tuple[
+        Literal[
+            "performance", "champion", "fairness", "robustness", "privacy", "explainability", "infra", "regression"
+        ],
+        ...,
+    ] = ()
 
 
 class Deploy(_Strict):
@@ -535,14 +542,18 @@ class ModelSpec(_Strict):
         out: list[str] = []
         both = sorted(set(self.protected_attributes) & ids)
         if both:
-            out.append(f"field 'protected_attributes': {', '.join(both)} cannot be both a protected attribute and "
-                       "an identifier")  # fmt: skip
+            out.append(
+                f"field 'protected_attributes': {', '.join(both)} cannot be both a protected attribute and "
+                "an identifier"
+            )
         unknown = sorted(set(self.protected_attributes) - names - set(both))
         if unknown:
             out.append(f"field 'protected_attributes': {', '.join(unknown)} must be features of the schema")
-        for field, cols in (("gates.fairness.attributes", self.gates.fairness.attributes or ()),
-                            ("gates.fairness.mitigation_attributes", self.gates.fairness.mitigation_attributes or ()),
-                            ("gates.robustness.immutable", self.gates.robustness.immutable)):  # fmt: skip
+        for field, cols in (
+            ("gates.fairness.attributes", self.gates.fairness.attributes or ()),
+            ("gates.fairness.mitigation_attributes", self.gates.fairness.mitigation_attributes or ()),
+            ("gates.robustness.immutable", self.gates.robustness.immutable),
+        ):
             unknown = sorted(set(cols) - names)
             if unknown:
                 out.append(f"field '{field}': {', '.join(unknown)} must be features of the schema")
@@ -551,8 +562,9 @@ class ModelSpec(_Strict):
         rule_inputs = {c for r in (src.ids.record_id, src.ids.subject) if r for c in r.inputs}
         for raw, col in src.rename.items():
             if col not in landing and col not in rule_inputs:
-                out.append(f"field 'source.rename.{raw}': {col!r} is neither a column of the schema nor read by "
-                           "source.ids")  # fmt: skip
+                out.append(
+                    f"field 'source.rename.{raw}': {col!r} is neither a column of the schema nor read by source.ids"
+                )
         for col in src.recode:
             if col not in landing:
                 out.append(f"field 'source.recode.{col}': not a column of the schema")
@@ -573,12 +585,16 @@ class ModelSpec(_Strict):
             if rule.line and src.reference is None:
                 out.append(f"field 'source.ids.{which}': 'line' ids need reference files (source.kind wheel_csv)")
             if rule.column and rule.column in schema.pii:
-                out.append(f"field 'source.ids.{which}': copies PII column {rule.column!r} into an id, which is "
-                           "quoted and stored everywhere; hash it instead")  # fmt: skip
+                out.append(
+                    f"field 'source.ids.{which}': copies PII column {rule.column!r} into an id, which is "
+                    "quoted and stored everywhere; hash it instead"
+                )
             feats = sorted(set(rule.inputs) & names)
             if feats and rule.hash:
-                out.append(f"field 'source.ids.{which}': hashes feature(s) {', '.join(feats)}; an id that changes "
-                           "with a feature's value is not stable")  # fmt: skip
+                out.append(
+                    f"field 'source.ids.{which}': hashes feature(s) {', '.join(feats)}; an id that changes "
+                    "with a feature's value is not stable"
+                )
         ref = src.reference
         if ref is not None and ref.names is not None:
             raw_cols = set(ref.names)
@@ -587,13 +603,16 @@ class ModelSpec(_Strict):
             derived = {c for c, rule in rules if rule}
             missing = sorted(landing - known - derived - {schema.event_time})
             if missing:
-                out.append(f"field 'source.reference.names': no column gives {', '.join(missing)} (rename one, or "
-                           "derive it in source.ids)")  # fmt: skip
+                out.append(
+                    f"field 'source.reference.names': no column gives {', '.join(missing)} (rename one, or "
+                    "derive it in source.ids)"
+                )
             for which, rule in (("record_id", src.ids.record_id), ("subject", src.ids.subject)):
                 absent = sorted(set(rule.inputs if rule else ()) - raw_cols - known - {schema.record_id})
                 if absent:
-                    out.append(f"field 'source.ids.{which}': reads {', '.join(absent)}, which the reference files "
-                               "do not have")  # fmt: skip
+                    out.append(
+                        f"field 'source.ids.{which}': reads {', '.join(absent)}, which the reference files do not have"
+                    )
         return out
 
     @property
@@ -617,9 +636,11 @@ class ModelSpec(_Strict):
         A gate record counts for promotion only under the same gate hash; a change elsewhere (the canary share, four
         eyes, the monitor's thresholds, schedules, tags) does not call for the gates to run again.
         """
-        doc = self.model_dump(mode="json", by_alias=True,
-                              include={"name", "source", "data_schema", "protected_attributes", "split", "model",
-                                       "gates"})  # fmt: skip
+        doc = self.model_dump(
+            mode="json",
+            by_alias=True,
+            include={"name", "source", "data_schema", "protected_attributes", "split", "model", "gates"},
+        )
         doc["latency_budget_ms"] = self.deploy.latency_budget_ms
         blob = json.dumps(doc, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()

@@ -120,8 +120,10 @@ def render(summary: dict[str, Any]) -> str:
             f"  model {m['name']} v{m['version']}: dataset {m['dataset_version']}, commit {commit}{auc}{trial}"
         )
         if m.get("gates") == "passed":
-            lines.append(f"    gates: all passed{' — aliases ' + m['alias'] if m.get('alias') else ''}; "
-                         f"model card {m['model_card_uri']}")  # fmt: skip
+            lines.append(
+                f"    gates: all passed{' — aliases ' + m['alias'] if m.get('alias') else ''}; "
+                f"model card {m['model_card_uri']}"
+            )
         elif m.get("gates") == "rejected":
             lines.append(f"    gates: rejected by {m['rejected_gates']}; model card {m['model_card_uri']}")
     if not summary.get("models"):

@@ -15,9 +15,16 @@ class WaitTimeout(AtivoError):
     """What was waited for did not happen in time."""
 
 
-def wait_until(predicate: Callable[[], T | None], timeout: float, every: float, what: str, *,
-               retry_on: tuple[type[BaseException], ...] = (), clock: Callable[[], float] = time.monotonic,
-               sleep: Callable[[float], None] = time.sleep) -> T:  # fmt: skip
+def wait_until(
+    predicate: Callable[[], T | None],
+    timeout: float,
+    every: float,
+    what: str,
+    *,
+    retry_on: tuple[type[BaseException], ...] = (),
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
     """Call ``predicate`` every ``every`` seconds until it returns something truthy, and return that.
 
     Args:

@@ -87,16 +87,22 @@ def _start(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subp
 def _prometheus_config(path: Path, *, serve: str, airflow: str, bridge: str) -> None:
     rules = sorted(str(p) for p in (ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
     doc = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s",
-                   "external_labels": {"runbook_base": f"{airflow}/ativo/runbooks"}},
+        "global": {
+            "scrape_interval": "1s",
+            "evaluation_interval": "1s",
+            "external_labels": {"runbook_base": f"{airflow}/ativo/runbooks"},
+        },
         "rule_files": rules,
         "scrape_configs": [
             {"job_name": "ativo-serve", "static_configs": [{"targets": [serve.removeprefix("http://")]}]},
-            {"job_name": "ativo-platform", "metrics_path": "/ativo/metrics",
-             "static_configs": [{"targets": [airflow.removeprefix("http://")]}]},
+            {
+                "job_name": "ativo-platform",
+                "metrics_path": "/ativo/metrics",
+                "static_configs": [{"targets": [airflow.removeprefix("http://")]}],
+            },
             {"job_name": "airflow-statsd", "static_configs": [{"targets": [bridge]}]},
         ],
-    }  # fmt: skip
+    }
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
@@ -116,25 +122,52 @@ def live_platform(reference_dir) -> Any:
     home.chmod(0o711)  # the embedded PostgreSQL runs as an unprivileged user under root
     _quick_spec(home / "specs")
     udp, bridge_port, prom_port = free_port(), free_port(), free_port()
-    env_keys = {"ATIVO_SPECS_DIR": str(home / "specs"), "ATIVO_REFERENCE_DIR": str(reference_dir),
-                "AIRFLOW__METRICS__STATSD_ON": "True", "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
-                "AIRFLOW__METRICS__STATSD_PORT": str(udp), "AIRFLOW__METRICS__STATSD_PREFIX": "airflow"}  # fmt: skip
+    env_keys = {
+        "ATIVO_SPECS_DIR": str(home / "specs"),
+        "ATIVO_REFERENCE_DIR": str(reference_dir),
+        "AIRFLOW__METRICS__STATSD_ON": "True",
+        "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+        "AIRFLOW__METRICS__STATSD_PORT": str(udp),
+        "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
+    }
     saved = {k: os.environ.get(k) for k in env_keys}
     os.environ.update(env_keys)
     procs: list[subprocess.Popen] = []
     logs = home / "logs"
     logs.mkdir()
     try:
-        procs.append(_start([sys.executable, "-m", "devtools.statsd_bridge", "--mapping",
-                             str(ROOT / "deploy" / "statsd" / "mapping.yml"), "--udp", f"127.0.0.1:{udp}",
-                             "--http", f"127.0.0.1:{bridge_port}"], logs / "statsd-bridge.log"))  # fmt: skip
+        procs.append(
+            _start(
+                [
+                    sys.executable,
+                    "-m",
+                    "devtools.statsd_bridge",
+                    "--mapping",
+                    str(ROOT / "deploy" / "statsd" / "mapping.yml"),
+                    "--udp",
+                    f"127.0.0.1:{udp}",
+                    "--http",
+                    f"127.0.0.1:{bridge_port}",
+                ],
+                logs / "statsd-bridge.log",
+            )
+        )
         with isolated_platform(home / "home", database=supervisor.embedded_db()) as settings:
             airflow, serve = supervisor.url("airflow", settings), supervisor.url("serve", settings)
             prom = f"http://127.0.0.1:{prom_port}"
             _prometheus_config(home / "prometheus.yml", serve=serve, airflow=airflow, bridge=f"127.0.0.1:{bridge_port}")
-            procs.append(_start(["prometheus", f"--config.file={home / 'prometheus.yml'}",
-                                 f"--storage.tsdb.path={home / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}",
-                                 "--storage.tsdb.retention.time=1h"], logs / "prometheus.log"))  # fmt: skip
+            procs.append(
+                _start(
+                    [
+                        "prometheus",
+                        f"--config.file={home / 'prometheus.yml'}",
+                        f"--storage.tsdb.path={home / 'tsdb'}",
+                        f"--web.listen-address=127.0.0.1:{prom_port}",
+                        "--storage.tsdb.retention.time=1h",
+                    ],
+                    logs / "prometheus.log",
+                )
+            )
 
             def prepare() -> None:
                 lifecycle.prepare_lifecycle(settings, [SPEC], DAYS, QUARANTINE_DAY)
@@ -143,22 +176,42 @@ def live_platform(reference_dir) -> Any:
             live_env = supervisor.platform_env(settings)
             operator_env = {**live_env, "ATIVO_OP_KEY": supervisor.operator_key(settings)}  # for the CLI's changes
             # the spec's team gets a budget, as a team lead would set it (the page and dashboards show it used)
-            subprocess.run([sys.executable, "-m", "ativo.cli", "budget", "set", "risk", "--limit-usd", "25"],
-                           env=operator_env, check=True, capture_output=True, timeout=120)  # fmt: skip
+            subprocess.run(
+                [sys.executable, "-m", "ativo.cli", "budget", "set", "risk", "--limit-usd", "25"],
+                env=operator_env,
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
             lifecycle.unpause_all(api, [SPEC])
             lifecycle.watch_lifecycle(settings, api, SPEC, DAYS)
             sample = lifecycle.serve_sample(settings, SPEC)
             # one judged monitoring window, so the monitor's gauges and the page's monitor section have a value
-            subprocess.run([sys.executable, "-m", "ativo.cli", "monitor", "run", "--spec", SPEC, "--hours", "2"],
-                           env=operator_env, capture_output=True, text=True, timeout=300)  # fmt: skip
-            wait_until(lambda: not any(r["state"] in ("queued", "running") for r in api.runs(train_dag_id(SPEC))),
-                       600, 5, "the training runs to finish")  # fmt: skip
+            subprocess.run(
+                [sys.executable, "-m", "ativo.cli", "monitor", "run", "--spec", SPEC, "--hours", "2"],
+                env=operator_env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            wait_until(
+                lambda: not any(r["state"] in ("queued", "running") for r in api.runs(train_dag_id(SPEC))),
+                600,
+                5,
+                "the training runs to finish",
+            )
             from ativo.config import load_settings
 
             passwords = json.loads((settings.airflow_home / "passwords.json").read_text())
-            yield LivePlatform(settings=load_settings(live_env), airflow=airflow, serve=serve, prometheus=prom,
-                               passwords=passwords, api=AirflowAPI(airflow, passwords["admin"]),
-                               sample=sample)  # fmt: skip
+            yield LivePlatform(
+                settings=load_settings(live_env),
+                airflow=airflow,
+                serve=serve,
+                prometheus=prom,
+                passwords=passwords,
+                api=AirflowAPI(airflow, passwords["admin"]),
+                sample=sample,
+            )
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -185,9 +238,20 @@ def browser() -> Any:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])  # fmt: skip
+        chromium = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+            ],
+        )
         yield chromium
         chromium.close()
 

@@ -65,8 +65,13 @@ def test_every_alert_rule_loads_and_the_health_alerts_stay_quiet(live_platform):
     rules_dir = ROOT / "deploy" / "prometheus" / "rules"
     import yaml
 
-    declared = {r["alert"] for f in rules_dir.glob("*.yml") for g in yaml.safe_load(f.read_text())["groups"]
-                for r in g["rules"] if "alert" in r}  # fmt: skip
+    declared = {
+        r["alert"]
+        for f in rules_dir.glob("*.yml")
+        for g in yaml.safe_load(f.read_text())["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    }
 
     def evaluated() -> list[dict]:
         groups = live_platform.prom_api("/api/v1/rules")["data"]["groups"]
@@ -76,8 +81,16 @@ def test_every_alert_rule_loads_and_the_health_alerts_stay_quiet(live_platform):
     rules = wait_until(evaluated, 60, 2, "Prometheus to evaluate the alert rules")
     assert {r["name"] for r in rules} == declared
     assert [r["name"] for r in rules if r["health"] != "ok"] == []
-    firing = {a["labels"]["alertname"] for a in live_platform.prom_api("/api/v1/alerts")["data"]["alerts"]
-              if a["state"] == "firing"}  # fmt: skip
-    quiet = {"AtivoSchedulerHeartbeatMissing", "AtivoTriggererHeartbeatMissing", "AtivoServingErrorRate",
-             "AtivoBudgetSpent", "AtivoErasureOverdue"}  # fmt: skip
+    firing = {
+        a["labels"]["alertname"]
+        for a in live_platform.prom_api("/api/v1/alerts")["data"]["alerts"]
+        if a["state"] == "firing"
+    }
+    quiet = {
+        "AtivoSchedulerHeartbeatMissing",
+        "AtivoTriggererHeartbeatMissing",
+        "AtivoServingErrorRate",
+        "AtivoBudgetSpent",
+        "AtivoErasureOverdue",
+    }
     assert not firing & quiet, firing

@@ -46,14 +46,20 @@ def test_trigger_train_with_a_json_conf_and_see_the_trials_named_by_their_parame
     dialog.get_by_role("button", name="Trigger", exact=True).last.click()
 
     def triggered() -> dict | None:
-        return next((r for r in live_platform.api.runs(dag_id) if (r.get("conf") or {}).get("reason") == reason),
-                    None)  # fmt: skip
+        return next((r for r in live_platform.api.runs(dag_id) if (r.get("conf") or {}).get("reason") == reason), None)
 
     run = wait_until(triggered, 60, 1, "the run triggered from the form to exist", retry_on=(OSError,))
     run_id = run["dag_run_id"]
     assert run["conf"] == conf and run["run_type"] == "manual"
-    run = wait_until(lambda: (r := live_platform.api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"))["state"]
-                     in ("success", "failed") and r, 900, 5, f"run {run_id} to finish")  # fmt: skip
+    run = wait_until(
+        lambda: (
+            (r := live_platform.api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"))["state"] in ("success", "failed")
+            and r
+        ),
+        900,
+        5,
+        f"run {run_id} to finish",
+    )
     tis = live_platform.api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?task_id=trials")
     labels = sorted(t["rendered_map_index"] for t in tis["task_instances"])
     # two trial workers (the pool's two slots), each named by the trials it ran: number and parameters
@@ -65,8 +71,9 @@ def test_trigger_train_with_a_json_conf_and_see_the_trials_named_by_their_parame
         page.get_by_text(label).first.wait_for()
     shot(page, "airflow-mapped-trials")
     run = live_platform.api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
-    assert run["note"] and any(v in run["note"] for v in ("passed every gate", "REJECTED", "no new model version")), \
-        run["note"]  # the run says its verdict in the grid, whatever it was
+    assert run["note"] and any(v in run["note"] for v in ("passed every gate", "REJECTED", "no new model version")), (
+        run["note"]
+    )  # the run says its verdict in the grid, whatever it was
     page.context.close()
 
 

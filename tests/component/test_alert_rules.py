@@ -103,11 +103,19 @@ def test_each_rule_has_severity_summary_and_runbook(alert):
     assert m["slug"] == SLUGS[alert]
 
 
-@pytest.mark.parametrize(("alert", "label"), [
-    ("AtivoTaskFailed", "dag_id"), ("AtivoTaskRetrying", "dag_id"), ("AtivoBudgetHigh", "team"),
-    ("AtivoBudgetSpent", "team"), ("AtivoServingErrorRate", "model"), ("AtivoServingLatencyP99", "model"),
-    ("AtivoDriftHeld", "model"), ("AtivoErasureOverdue", "model"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("alert", "label"),
+    [
+        ("AtivoTaskFailed", "dag_id"),
+        ("AtivoTaskRetrying", "dag_id"),
+        ("AtivoBudgetHigh", "team"),
+        ("AtivoBudgetSpent", "team"),
+        ("AtivoServingErrorRate", "model"),
+        ("AtivoServingLatencyP99", "model"),
+        ("AtivoDriftHeld", "model"),
+        ("AtivoErasureOverdue", "model"),
+    ],
+)
 def test_summaries_name_what_alerts(alert, label):
     rule = next(r for r in rules() if r["alert"] == alert)
     assert f"{{{{ $labels.{label} }}}}" in rule["annotations"]["summary"]
@@ -122,8 +130,10 @@ def test_prometheus_config_sets_the_runbook_base():
     config = yaml.safe_load(CONFIG.read_text())
     assert config["global"]["external_labels"]["runbook_base"] == "http://localhost:8080/ativo/runbooks"
     assert config["rule_files"] == ["rules/*.yml"]
-    targets = {j["job_name"]: (j["static_configs"][0]["targets"], j.get("metrics_path", "/metrics"))
-               for j in config["scrape_configs"]}  # fmt: skip
+    targets = {
+        j["job_name"]: (j["static_configs"][0]["targets"], j.get("metrics_path", "/metrics"))
+        for j in config["scrape_configs"]
+    }
     assert targets == {
         "ativo-serve": (["ativo-serve:8000"], "/metrics"),
         "ativo-platform": (["airflow-apiserver:8080"], "/ativo/metrics"),

@@ -35,8 +35,14 @@ def _strings(obj):
 def test_every_string_an_alert_carries_is_bounded(webhook):
     url, received = webhook
     huge = "column 'workclass': " + "a" * 1_048_576
-    payload = failure_payload(dag_id="adult_income__etl", task_id="validate", run_id="scheduled__2026-10-02",
-                              try_number=1, log_url=None, error=f"AirflowFailException: {huge}")  # fmt: skip
+    payload = failure_payload(
+        dag_id="adult_income__etl",
+        task_id="validate",
+        run_id="scheduled__2026-10-02",
+        try_number=1,
+        log_url=None,
+        error=f"AirflowFailException: {huge}",
+    )
     assert post_webhook(url, payload)
     assert post_webhook(url, deploy_payload("adult_income", {"version": 3, "reason": huge, "uri": "file:///r"}))
     assert post_webhook(url, {"text": huge, "blocks": [{"text": huge}]})  # any payload, not only the builders'

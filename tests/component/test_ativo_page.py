@@ -52,8 +52,15 @@ def test_the_page_needs_a_login_and_shows_every_section(airflow_app, settings):
 
     page = client.get("/ativo/", headers=token("analyst"))
     assert page.status_code == 200
-    for heading in ("Spend against budget", "GPU leases", "Live versions", "Lineage of a decision", "Monitor",
-                    "Quarantined batches", "Erasure requests"):  # fmt: skip
+    for heading in (
+        "Spend against budget",
+        "GPU leases",
+        "Live versions",
+        "Lineage of a decision",
+        "Monitor",
+        "Quarantined batches",
+        "Erasure requests",
+    ):
         assert f">{heading}</h2>" in page.text
     assert "risk-team" in page.text and "40.00" in page.text
     assert "needs the op role" in page.text  # an analyst sees the actions disabled, saying why
@@ -69,26 +76,36 @@ def test_actions_need_the_op_role_name_bad_fields_and_are_audited(airflow_app, s
     engine = get_engine(settings.db_url)
     ledger = Ledger(engine, settings.prices)
     ledger.set_budget("risk-team", 40.0, erasure_reserve_usd=5.0, policy="defer")
-    body = {"content": "team=risk-team&limit_usd=60&reason=quarter+end",
-            "headers": {"content-type": "application/x-www-form-urlencoded", "accept": "application/json"}}  # fmt: skip
+    body = {
+        "content": "team=risk-team&limit_usd=60&reason=quarter+end",
+        "headers": {"content-type": "application/x-www-form-urlencoded", "accept": "application/json"},
+    }
 
-    refused = client.post("/ativo/actions/budget", content=body["content"],
-                          headers={**body["headers"], **token("analyst")})  # fmt: skip
+    refused = client.post(
+        "/ativo/actions/budget", content=body["content"], headers={**body["headers"], **token("analyst")}
+    )
     assert refused.status_code == 403 and "op role" in refused.json()["detail"]
     assert ledger.status("risk-team")["limit_usd"] == 40.0
     assert [r["actor"] for r in audit.entries(engine, kind="page_refused")] == ["analyst"]
 
-    bad = client.post("/ativo/actions/budget", content="team=risk-team&limit_usd=lots",
-                      headers={**body["headers"], **token("operator")})  # fmt: skip
+    bad = client.post(
+        "/ativo/actions/budget",
+        content="team=risk-team&limit_usd=lots",
+        headers={**body["headers"], **token("operator")},
+    )
     assert bad.status_code == 422 and "limit_usd" in bad.json()["notice"]
     assert ledger.status("risk-team")["limit_usd"] == 40.0  # nothing changed
 
-    cross_site = client.post("/ativo/actions/budget", content=body["content"],
-                             headers={**body["headers"], **token("operator"), "origin": "http://evil.example"})
+    cross_site = client.post(
+        "/ativo/actions/budget",
+        content=body["content"],
+        headers={**body["headers"], **token("operator"), "origin": "http://evil.example"},
+    )
     assert cross_site.status_code == 403
 
-    done = client.post("/ativo/actions/budget", content=body["content"], headers={**body["headers"],
-                                                                                  **token("operator")})  # fmt: skip
+    done = client.post(
+        "/ativo/actions/budget", content=body["content"], headers={**body["headers"], **token("operator")}
+    )
     assert done.status_code == 200, done.text
     after = ledger.status("risk-team")
     assert (after["limit_usd"], after["erasure_reserve_usd"], after["policy"]) == (60.0, 5.0, "defer")
@@ -97,8 +114,9 @@ def test_actions_need_the_op_role_name_bad_fields_and_are_audited(airflow_app, s
     assert row["payload"]["reason"] == "quarter end"
     assert audit.verify_chain(engine)["ok"]
 
-    unknown = client.post("/ativo/actions/promote", content="spec=nope&version=3",
-                          headers={**body["headers"], **token("operator")})  # fmt: skip
+    unknown = client.post(
+        "/ativo/actions/promote", content="spec=nope&version=3", headers={**body["headers"], **token("operator")}
+    )
     assert unknown.status_code == 422 and "spec: unknown spec 'nope'" in unknown.json()["notice"]
 
 
@@ -114,11 +132,17 @@ def test_reports_open_over_http_from_the_store_only(airflow_app, settings):
     batch = store.put_bytes("quarantine/adult_income/2026-11-30/abc/batch.csv", b"customer_id,age\nc-1,140\n")
     landing = store.put_bytes("landing/adult_income/2026-11-30.csv", b"customer_id,age\nc-1,40\n")
     root = uri.rsplit("/quarantine", 1)[0]
-    for outside in ("file:///etc/passwd", root + "/../../etc/passwd", batch, landing, root + "/",
-                    "runs:/0123abcd/../../../../etc/passwd", "runs:/0123abcd/gates/../../../etc/passwd",
-                    "runs:/0123abcd/model/model.ubj"):  # raw rows, other files, or paths out of a run: never
-        assert client.get("/ativo/files", params={"uri": outside}, headers=token("analyst")).status_code == 404, \
-            outside
+    for outside in (
+        "file:///etc/passwd",
+        root + "/../../etc/passwd",
+        batch,
+        landing,
+        root + "/",
+        "runs:/0123abcd/../../../../etc/passwd",
+        "runs:/0123abcd/gates/../../../etc/passwd",
+        "runs:/0123abcd/model/model.ubj",
+    ):  # raw rows, other files, or paths out of a run: never
+        assert client.get("/ativo/files", params={"uri": outside}, headers=token("analyst")).status_code == 404, outside
     assert client.get("/ativo/files", params={"uri": uri}).status_code == 401
 
 
@@ -157,4 +181,3 @@ def test_every_runbook_renders_and_the_metrics_need_no_login(airflow_app):
     metrics = client.get("/ativo/metrics")
     assert metrics.status_code == 200
     assert ("ativo_erasure_overdue_requests", frozenset({"model": "adult_income"}.items())) in samples(metrics.text)
-

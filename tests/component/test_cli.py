@@ -72,23 +72,33 @@ def test_metrics_show_the_same_figures_as_budget_status(ativo_home, monkeypatch)
     engine = get_engine(settings.db_url)
     ledger = Ledger(engine, {"cpu": 3.6})
     ledger.set_budget("risk", limit_usd=40)
-    ledger.settle(ledger.reserve(team="risk", spec="s", task_key="t", estimate_usd=1, resource="cpu",
-                                 timeout=dt.timedelta(hours=1)), seconds=1000)  # 1.00 USD  # fmt: skip
+    ledger.settle(
+        ledger.reserve(
+            team="risk", spec="s", task_key="t", estimate_usd=1, resource="cpu", timeout=dt.timedelta(hours=1)
+        ),
+        seconds=1000,
+    )  # 1.00 USD
     LeaseManager(engine, devices=1, host="gpu-node-1").acquire("trial-1")
     monkeypatch.setenv("ATIVO_GPU_COUNT", "3")  # this host's GPUs, as the command reads them
     out = ativo("metrics")
     assert out.returncode == 0, out.stderr
     team = {"team": "risk", "period": ledger.status("risk")["period"]}
-    budget_and_leases = {k: v for k, v in samples(out.stdout).items()
-                         if k[0].startswith(("ativo_budget_", "ativo_gpu_")) and k[0] != "ativo_budget_alerts_sent"}
-    assert budget_and_leases == pytest.approx({
-        ("ativo_budget_limit_usd", frozenset({"team": "risk"}.items())): 40.0,
-        ("ativo_budget_spent_usd", frozenset(team.items())): 1.0,
-        ("ativo_budget_reserved_usd", frozenset(team.items())): 0.0,
-        ("ativo_budget_used_ratio", frozenset(team.items())): 0.025,
-        ("ativo_gpu_devices", frozenset({"host": socket.gethostname()}.items())): 3.0,
-        ("ativo_gpu_leases", frozenset({"host": "gpu-node-1", "state": "active"}.items())): 1.0,
-    }, rel=1e-9, abs=1e-12)  # fmt: skip
+    budget_and_leases = {
+        k: v
+        for k, v in samples(out.stdout).items()
+        if k[0].startswith(("ativo_budget_", "ativo_gpu_")) and k[0] != "ativo_budget_alerts_sent"
+    }
+    assert budget_and_leases == pytest.approx(
+        {
+            ("ativo_budget_limit_usd", frozenset({"team": "risk"}.items())): 40.0,
+            ("ativo_budget_spent_usd", frozenset(team.items())): 1.0,
+            ("ativo_budget_reserved_usd", frozenset(team.items())): 0.0,
+            ("ativo_budget_used_ratio", frozenset(team.items())): 0.025,
+            ("ativo_gpu_devices", frozenset({"host": socket.gethostname()}.items())): 3.0,
+            ("ativo_gpu_leases", frozenset({"host": "gpu-node-1", "state": "active"}.items())): 1.0,
+        },
+        rel=1e-9,
+        abs=1e-12,
+    )
     spend = frozenset({**team, "spec": "s", "resource": "cpu"}.items())
     assert samples(out.stdout)[("ativo_spend_usd", spend)] == pytest.approx(1.0)  # the same figure, by spec
-

@@ -196,8 +196,9 @@ def test_every_reader_of_the_passwords_file_shares_the_one_airflow_init_writes(t
         if kept:
             local.write_text(json.dumps(kept))
         users_var = "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"
-        subprocess.run([sys.executable, "-c", code], env={var: str(local), users_var: envs["airflow-init"][users_var]},
-                       check=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-c", code], env={var: str(local), users_var: envs["airflow-init"][users_var]}, check=True
+        )
         assert local.is_file(), f"airflow-init writes no file at {path}"
         written = json.loads(local.read_text())
         assert users <= set(written), f"airflow-init writes no password for {users - set(written)}"

@@ -158,8 +158,7 @@ def _hold_and_sleep(home: str, prices: str, db_url: str, ready) -> None:  # runs
 
     spec = load_spec(os.path.join(os.environ["ATIVO_SPECS_DIR"], "adult_income.yaml"))
     spec = with_compute(spec, device="cuda", team="t7")
-    cs = ComputeSession(spec, load_settings(), task_key="k", holder="doomed", devices=1,
-                        heartbeat=HOLDER_BEAT)  # fmt: skip
+    cs = ComputeSession(spec, load_settings(), task_key="k", holder="doomed", devices=1, heartbeat=HOLDER_BEAT)
     cs.__enter__()
     ready.set()
     time.sleep(600)

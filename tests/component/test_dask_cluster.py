@@ -35,8 +35,9 @@ def cluster(tmp_path, monkeypatch):
         assert set(stopped) == {"dask-scheduler", "dask-workers"}
 
 
-def test_training_uses_the_scheduler_in_settings_and_its_workers_read_the_partitions(cluster, spec, adult_split,
-                                                                                    tmp_path):  # fmt: skip
+def test_training_uses_the_scheduler_in_settings_and_its_workers_read_the_partitions(
+    cluster, spec, adult_split, tmp_path
+):
     import pandas as pd
 
     from ativo.train import distributed
@@ -46,10 +47,12 @@ def test_training_uses_the_scheduler_in_settings_and_its_workers_read_the_partit
     for i, part in enumerate(np.array_split(np.arange(len(frame)), 4)):
         files.append(tmp_path / f"part-{i}.parquet")
         frame.iloc[part].to_parquet(files[-1], index=False)
-    model_spec = spec.model_copy(update={
-        "model": spec.model.model_copy(update={"num_boost_round": 60}),
-        "compute": spec.compute.model_copy(update={"engine": "dask"}),
-    })  # fmt: skip
+    model_spec = spec.model_copy(
+        update={
+            "model": spec.model.model_copy(update={"num_boost_round": 60}),
+            "compute": spec.compute.model_copy(update={"engine": "dask"}),
+        }
+    )
     from distributed import get_task_stream
 
     lazy, rows = distributed.parquet_frame([(str(f), {}) for f in files], label="test-parquet")

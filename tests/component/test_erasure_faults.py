@@ -19,8 +19,9 @@ DAYS = 3
 
 
 def ativo(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ativo.cli", *args], capture_output=True, text=True, timeout=300,
-                          env=env)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "ativo.cli", *args], capture_output=True, text=True, timeout=300, env=env
+    )
 
 
 def platform(tmp_path, name, monkeypatch, spec, reference_dir):
@@ -60,8 +61,10 @@ def lake(settings, spec) -> dict:
 
     store = open_store(settings)
     rid = spec.data_schema.record_id
-    return {k: read_parquet_bytes(store.get_bytes(k)).sort_values(rid).reset_index(drop=True)
-            for k in store.list(f"lake/{spec.name}")}  # fmt: skip
+    return {
+        k: read_parquet_bytes(store.get_bytes(k)).sort_values(rid).reset_index(drop=True)
+        for k in store.list(f"lake/{spec.name}")
+    }
 
 
 def versions(settings, spec) -> dict:
@@ -72,12 +75,15 @@ def versions(settings, spec) -> dict:
 
     registry = open_registry(settings)
     rid = spec.data_schema.record_id
-    return {v.tag: registry.read(v).sort_values(rid).reset_index(drop=True)
-            for v in versions_of(get_engine(settings.db_url), spec.name)}  # fmt: skip
+    return {
+        v.tag: registry.read(v).sort_values(rid).reset_index(drop=True)
+        for v in versions_of(get_engine(settings.db_url), spec.name)
+    }
 
 
-def test_a_purge_killed_midway_resumes_to_the_end_state_of_an_uninterrupted_one(tmp_path, monkeypatch, spec,
-                                                                                reference_dir):  # fmt: skip
+def test_a_purge_killed_midway_resumes_to_the_end_state_of_an_uninterrupted_one(
+    tmp_path, monkeypatch, spec, reference_dir
+):
     import pandas as pd
 
     from ativo.data.features import to_parquet_bytes
@@ -91,13 +97,18 @@ def test_a_purge_killed_midway_resumes_to_the_end_state_of_an_uninterrupted_one(
     sid = spec.data_schema.subject
     lake_before, versions_before = lake(settings, spec), versions(settings, spec)
     engine = get_engine(settings.db_url)
-    filed = ativo("erase", "--spec", spec.name, "--request-id", "R-1", *[a for s in gone for a in ("--subject", s)],
-                  env=env)  # fmt: skip
+    filed = ativo(
+        "erase", "--spec", spec.name, "--request-id", "R-1", *[a for s in gone for a in ("--subject", s)], env=env
+    )
     assert filed.returncode == 0 and json.loads(filed.stdout.splitlines()[0])["status"] == "received"
 
     # the worker is killed as soon as it has redacted its first historical object
-    worker = subprocess.Popen([sys.executable, "-m", "ativo.cli", "erasure", "run", "--spec", spec.name], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "ativo.cli", "erasure", "run", "--spec", spec.name],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and worker.poll() is None:
         with engine.connect() as conn:
@@ -150,7 +161,10 @@ def test_the_cli_refuses_a_caller_without_the_op_role(ativo_home):
     engine = get_engine(load_settings().db_url)
     refused = audit.entries(engine, kind="erasure_refused")
     assert [r["payload"]["why"] for r in refused] == [
-        "no key given (--key or ATIVO_OP_KEY)", "key 'app' lacks the role 'op'", "unknown key"]
+        "no key given (--key or ATIVO_OP_KEY)",
+        "key 'app' lacks the role 'op'",
+        "unknown key",
+    ]
     from ativo.erasure.requests import pending
 
     assert pending(engine, "adult_income") == []  # nothing was filed

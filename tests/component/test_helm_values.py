@@ -116,12 +116,21 @@ def worker_pod(executor_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch)
     base = get_base_pod_from_template(executor_config.get("pod_template_file"), kube_config)
     assert base is not None and base.spec is not None, "the pod template did not deserialize into a pod"
     return PodGenerator.construct_pod(
-        dag_id="adult_income__train", task_id="trials", pod_id="adult-income-train-trials", try_number=1,
-        kube_image=kube_config.kube_image, date=None, args=TASK_ARGS,
-        pod_override_object=PodGenerator.from_obj(executor_config), base_worker_pod=base,
-        namespace=kube_config.kube_namespace, scheduler_job_id="1", run_id="manual__1", map_index=0,
+        dag_id="adult_income__train",
+        task_id="trials",
+        pod_id="adult-income-train-trials",
+        try_number=1,
+        kube_image=kube_config.kube_image,
+        date=None,
+        args=TASK_ARGS,
+        pod_override_object=PodGenerator.from_obj(executor_config),
+        base_worker_pod=base,
+        namespace=kube_config.kube_namespace,
+        scheduler_job_id="1",
+        run_id="manual__1",
+        map_index=0,
         with_mutation_hook=True,
-    )  # fmt: skip
+    )
 
 
 # --- the values against the chart's types -----------------------------------------------------------------------
@@ -132,8 +141,10 @@ def test_values_validate_against_the_chart_schema_subset():
 
     schema = json.loads(SCHEMA.read_text())
     Draft7Validator.check_schema(schema)
-    errors = [f"{'.'.join(map(str, e.absolute_path)) or '<top>'}: {e.message}"
-              for e in Draft7Validator(schema).iter_errors(values())]  # fmt: skip
+    errors = [
+        f"{'.'.join(map(str, e.absolute_path)) or '<top>'}: {e.message}"
+        for e in Draft7Validator(schema).iter_errors(values())
+    ]
     assert errors == []
 
 
@@ -234,8 +245,11 @@ def test_pod_templates_carry_the_values_environment_and_volumes(name):
     pod = yaml.safe_load(in_repo(template_path(name)).read_text())
     [container] = pod["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in container["env"] if "value" in e}
-    secret = {e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
-              for e in container["env"] if "valueFrom" in e}  # fmt: skip
+    secret = {
+        e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+        for e in container["env"]
+        if "valueFrom" in e
+    }
     plain, secrets = values_env()
     assert {k: env.get(k) for k in plain} == plain
     assert {k: secret.get(k) for k in secrets} == secrets
@@ -327,8 +341,10 @@ def test_the_values_match_the_image():
     doc = values()
     _, env, _ = dockerfile()
     core = doc["config"]["core"]
-    assert (core["dags_folder"], core["plugins_folder"]) == (env["AIRFLOW__CORE__DAGS_FOLDER"],
-                                                             env["AIRFLOW__CORE__PLUGINS_FOLDER"])  # fmt: skip
+    assert (core["dags_folder"], core["plugins_folder"]) == (
+        env["AIRFLOW__CORE__DAGS_FOLDER"],
+        env["AIRFLOW__CORE__PLUGINS_FOLDER"],
+    )
     requirements = (ROOT / "requirements.txt").read_text()
     assert f"\napache-airflow=={doc['airflowVersion']}\n" in requirements
     assert re.search(r"^apache-airflow-providers-cncf-kubernetes==", requirements, re.M), "no KubernetesExecutor"

@@ -97,9 +97,14 @@ def assert_quarantined(settings, spec, day, err, data, webhook, *, versioned=Tru
         assert version.created is False and version.tag == f"{spec.name}-v0001"
     url, received = webhook
     payload = failure_payload(
-        dag_id=f"{spec.name}__etl", task_id="validate", run_id=f"scheduled__{day}", try_number=1,
-        log_url="http://localhost:8080/log", error=f"AirflowFailException: {err}", owner=spec.owner,
-    )  # fmt: skip
+        dag_id=f"{spec.name}__etl",
+        task_id="validate",
+        run_id=f"scheduled__{day}",
+        try_number=1,
+        log_url="http://localhost:8080/log",
+        error=f"AirflowFailException: {err}",
+        owner=spec.owner,
+    )
     assert post_webhook(url, payload)
     [msg] = received
     assert all(len(s) <= ALERT_CHARS for s in _strings(msg)) and len(json.dumps(msg)) < 20_000
@@ -191,8 +196,7 @@ def test_a_batch_over_max_batch_bytes_is_quarantined_unparsed(lake, settings, sp
     assert_quarantined(settings, small, NEXT, err, data, webhook)
 
 
-def test_a_huge_value_is_bounded_in_the_reason_the_report_the_db_and_the_alert(lake, settings, spec, records,
-                                                                              webhook):  # fmt: skip
+def test_a_huge_value_is_bounded_in_the_reason_the_report_the_db_and_the_alert(lake, settings, spec, records, webhook):
     b = _rows(records, spec, 300, 600, NEXT)
     _set(b, 7, "workclass", "a" * 1_048_576)
     data = _land(settings, spec, NEXT, b)
@@ -237,8 +241,11 @@ def test_the_etl_dag_refuses_a_run_whose_interval_has_not_ended(monkeypatch, spe
     end = start + dt.timedelta(days=1)
     monkeypatch.setattr(dags, "get_current_context", lambda: {"data_interval_start": start, "data_interval_end": end})
     validate = dags.build_etl_dag(spec).get_task("validate")
-    with pytest.raises(AirflowFailException, match=rf"ends at {re.escape(end.isoformat())}, which is later than now.*"
-                                                    "a backfill can run it once it has ended"):  # fmt: skip
+    with pytest.raises(
+        AirflowFailException,
+        match=rf"ends at {re.escape(end.isoformat())}, which is later than now.*"
+        "a backfill can run it once it has ended",
+    ):
         validate.python_callable()
 
 
@@ -270,6 +277,7 @@ def test_two_batches_validated_together_cannot_both_claim_a_record_id(settings, 
         etl.write_features(spec, settings, str(third), ok_b["sha256"])
     store = open_store(settings)
     assert not store.exists(partition_key(spec.name, str(third)))  # nothing of b reached the lake
-    assert set(record_partitions(get_engine(settings.db_url), spec.name, b[spec.data_schema.record_id].tolist())
-               .values()) <= {str(NEXT)}  # fmt: skip
+    assert set(
+        record_partitions(get_engine(settings.db_url), spec.name, b[spec.data_schema.record_id].tolist()).values()
+    ) <= {str(NEXT)}
     assert etl.last_quarantine(get_engine(settings.db_url), spec.name, str(third)) is not None

@@ -23,10 +23,22 @@ def test_erasure_deletes_only_the_erased_subjects_cases(settings):
     engine = get_engine(settings.db_url)
     with engine.begin() as conn:
         for i, subject in enumerate(("p-erased", "p-kept", None)):
-            conn.execute(insert(regression_cases).values(
-                spec="adult_income", prediction_id=f"20261202-{i}", features={"age": 40}, expected=1, decision=0,
-                score=0.01, model_version="1", dataset_version="adult_income-v0001", subject=subject,
-                note="wrongly refused", actor="test", created_at=utcnow()))  # fmt: skip
+            conn.execute(
+                insert(regression_cases).values(
+                    spec="adult_income",
+                    prediction_id=f"20261202-{i}",
+                    features={"age": 40},
+                    expected=1,
+                    decision=0,
+                    score=0.01,
+                    model_version="1",
+                    dataset_version="adult_income-v0001",
+                    subject=subject,
+                    note="wrongly refused",
+                    actor="test",
+                    created_at=utcnow(),
+                )
+            )
     assert forget_subjects(engine, "adult_income", ["p-erased"]) == 1
     assert forget_subjects(engine, "compas_recidivism", ["p-kept"]) == 0  # another spec's request
     assert [c["subject"] for c in cases(engine, "adult_income")] == ["p-kept", None]

@@ -42,8 +42,7 @@ def _platform(settings, spec, boosters, root):
     from ativo.serve.keys import create_key
     from devtools.harness import register_booster
 
-    versions = [register_booster(settings, spec, b, artifact_root=root / "art")
-                for b in boosters]  # fmt: skip
+    versions = [register_booster(settings, spec, b, artifact_root=root / "art") for b in boosters]
     promote(spec, settings, versions[0], reason="test")
     keys = settings.home / "serve" / "api_keys.json"
     return {
@@ -84,9 +83,14 @@ def shared(spec, boosters, tmp_path_factory):
     from ativo.config import load_settings
 
     home = tmp_path_factory.mktemp("serving")
-    settings = load_settings({"ATIVO_HOME": str(home / "ativo"), "ATIVO_SPECS_DIR": os.environ["ATIVO_SPECS_DIR"],
-                              "ATIVO_REFERENCE_DIR": os.environ["ATIVO_REFERENCE_DIR"],
-                              "ATIVO_MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}"})  # fmt: skip
+    settings = load_settings(
+        {
+            "ATIVO_HOME": str(home / "ativo"),
+            "ATIVO_SPECS_DIR": os.environ["ATIVO_SPECS_DIR"],
+            "ATIVO_REFERENCE_DIR": os.environ["ATIVO_REFERENCE_DIR"],
+            "ATIVO_MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+        }
+    )
     return settings, _platform(settings, spec, boosters, home)
 
 
@@ -123,8 +127,9 @@ def test_predict_answers_one_row_and_a_batch_with_the_champion_and_scores_like_t
     assert body["decision"] == int(body["score"] >= 0.5) and body["label"] in ("<=50K", ">50K")
     many = client.post("/predict", json={"rows": [{"features": r} for r in batch]}).json()["predictions"]
     assert len(many) == len(batch) and len({p["prediction_id"] for p in many}) == len(batch)
-    expected = boosters[0].predict(xgb.DMatrix(design_matrix(split.test.head(len(batch)), spec),
-                                               enable_categorical=True))  # fmt: skip
+    expected = boosters[0].predict(
+        xgb.DMatrix(design_matrix(split.test.head(len(batch)), spec), enable_categorical=True)
+    )
     np.testing.assert_allclose([p["score"] for p in many], expected, atol=1e-6)
 
 
@@ -222,9 +227,12 @@ def test_canary_takes_its_share_of_callers_and_a_failing_canary_falls_back_to_th
     assert {p["version"] for p in answers} == {v1} and sum(p.get("fallback", False) for p in answers) > 30
     from prometheus_client.parser import text_string_to_metric_families
 
-    counted = {(s.name, s.labels["version"], s.labels["route"]): s.value
-               for f in text_string_to_metric_families(client.get("/metrics").text) for s in f.samples
-               if s.name in ("ativo_predictions_total", "ativo_prediction_errors_total")}  # fmt: skip
+    counted = {
+        (s.name, s.labels["version"], s.labels["route"]): s.value
+        for f in text_string_to_metric_families(client.get("/metrics").text)
+        for s in f.samples
+        if s.name in ("ativo_predictions_total", "ativo_prediction_errors_total")
+    }
     fell_back = sum(p.get("fallback", False) for p in answers)
     assert counted == {  # every row counted once, on the version and route that answered or failed it
         ("ativo_predictions_total", v2, "canary"): routes.count("canary"),
@@ -238,8 +246,9 @@ def test_prediction_log_holds_each_decision_with_a_pseudonymised_subject(client,
     from ativo.store.objects import open_store
 
     batch = rows(spec, split, 5)
-    answers = client.post("/predict", json={"rows": [{"features": r, "subject_id": f"cust-{i}"}
-                                                     for i, r in enumerate(batch)]}).json()["predictions"]  # fmt: skip
+    answers = client.post(
+        "/predict", json={"rows": [{"features": r, "subject_id": f"cust-{i}"} for i, r in enumerate(batch)]}
+    ).json()["predictions"]
     client.service.predictions.flush()
     log = read_log(open_store(settings), "predictions", spec.name)
     assert sorted(log["prediction_id"]) == sorted(a["prediction_id"] for a in answers)
@@ -322,8 +331,10 @@ def test_feedback_takes_labels_and_refuses_bad_ones(client, settings, spec, spli
     hdr = {"Authorization": f"Bearer {platform['feedback']}"}
     assert client.post("/feedback", json={"prediction_id": pid, "label": ">50K"}, headers=hdr).status_code == 200
     bad = client.post("/feedback", json={"labels": [{"prediction_id": "x", "label": 7}]}, headers=hdr)
-    assert bad.status_code == 422 and {e["field"] for e in bad.json()["errors"]} == {"labels[0].prediction_id",
-                                                                                     "labels[0].label"}  # fmt: skip
+    assert bad.status_code == 422 and {e["field"] for e in bad.json()["errors"]} == {
+        "labels[0].prediction_id",
+        "labels[0].label",
+    }
     assert client.post("/feedback", json={"prediction_id": pid, "label": 1}).status_code == 403
     client.service.feedback_log.flush()
     labels = read_log(open_store(settings), "labels", spec.name)
@@ -344,14 +355,19 @@ def test_promote_and_rollback_move_aliases_and_record_why(settings, spec, platfo
     with pytest.raises(DeployError, match="nothing to roll back"):
         rollback(spec, settings, reason="again")
     actions = [(r["action"], r["version"], r["reason"]) for r in history(spec, settings)]
-    assert actions[-4:] == [("start_canary", v2, "canary on 10 % of callers"), ("rollback", v2, "looked wrong"),
-                            ("promote", v2, "blue/green switch"), ("rollback", v2, "instant rollback")]  # fmt: skip
+    assert actions[-4:] == [
+        ("start_canary", v2, "canary on 10 % of callers"),
+        ("rollback", v2, "looked wrong"),
+        ("promote", v2, "blue/green switch"),
+        ("rollback", v2, "instant rollback"),
+    ]
     with pytest.raises(DeployError, match="has no version '99'"):
         promote(spec, settings, "99", reason="typo")
 
 
-def test_a_version_with_a_mitigation_policy_decides_by_its_per_group_thresholds(settings, spec, split, boosters,
-                                                                                  tmp_path):  # fmt: skip
+def test_a_version_with_a_mitigation_policy_decides_by_its_per_group_thresholds(
+    settings, spec, split, boosters, tmp_path
+):
     from starlette.testclient import TestClient
 
     from ativo.deploy.promotion import promote
@@ -370,8 +386,11 @@ def test_a_version_with_a_mitigation_policy_decides_by_its_per_group_thresholds(
     batch = rows(spec, split, 400)
     service = create_service(spec, settings, ServeConfig(flush_s=60))
     with TestClient(build_app(service)) as c:
-        got = c.post("/predict", json={"rows": [{"features": r, "key": f"k{i}"} for i, r in enumerate(batch)]},
-                     headers={"Authorization": f"Bearer {key}"}).json()["predictions"]  # fmt: skip
+        got = c.post(
+            "/predict",
+            json={"rows": [{"features": r, "key": f"k{i}"} for i, r in enumerate(batch)]},
+            headers={"Authorization": f"Bearer {key}"},
+        ).json()["predictions"]
     rule_of = DecisionPolicy(spec, policy)
     groups = policy["groups"]
     differs = 0

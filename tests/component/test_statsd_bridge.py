@@ -67,16 +67,21 @@ def names(metrics: dict[tuple[str, frozenset], float]) -> set[str]:
 
 
 def test_task_instance_finish_and_heartbeats(bridge):
-    send(bridge, "airflow.ti.finish.ETL_adult_income.validate.failed:1|c\n"
-                 "airflow.ti.finish.ETL_adult_income.validate.failed:1|c\n"
-                 "airflow.ti.finish.TRAIN_adult_income.search__fit.up_for_retry:1|c\n"
-                 "airflow.scheduler_heartbeat:1|c\nairflow.scheduler_heartbeat:1|c\nairflow.scheduler_heartbeat:1|c\n"
-                 "airflow.triggerer_heartbeat:1|c")  # fmt: skip
+    send(
+        bridge,
+        "airflow.ti.finish.ETL_adult_income.validate.failed:1|c\n"
+        "airflow.ti.finish.ETL_adult_income.validate.failed:1|c\n"
+        "airflow.ti.finish.TRAIN_adult_income.search__fit.up_for_retry:1|c\n"
+        "airflow.scheduler_heartbeat:1|c\nairflow.scheduler_heartbeat:1|c\nairflow.scheduler_heartbeat:1|c\n"
+        "airflow.triggerer_heartbeat:1|c",
+    )
     m = scrape(bridge)
     assert value(m, "airflow_ti_finish_total", dag_id="ETL_adult_income", task_id="validate", state="failed") == 2
     # a task in a task group: Airflow writes group.task as group__task in the legacy name
-    assert value(m, "airflow_ti_finish_total", dag_id="TRAIN_adult_income", task_id="search__fit",
-                 state="up_for_retry") == 1  # fmt: skip
+    assert (
+        value(m, "airflow_ti_finish_total", dag_id="TRAIN_adult_income", task_id="search__fit", state="up_for_retry")
+        == 1
+    )
     assert value(m, "airflow_scheduler_heartbeat_total") == 3
     assert value(m, "airflow_triggerer_heartbeat_total") == 1
 
@@ -104,8 +109,11 @@ def test_dagrun_duration_timer_is_a_histogram_in_seconds(bridge):
 
 
 def test_task_duration_uses_the_default_buckets(bridge):
-    send(bridge, "airflow.dag.ETL_adult_income.validate.duration:250|ms",
-         "airflow.dag.ETL_adult_income.validate.duration:250|ms|@0.5")  # a sampled timer counts 1/rate times
+    send(
+        bridge,
+        "airflow.dag.ETL_adult_income.validate.duration:250|ms",
+        "airflow.dag.ETL_adult_income.validate.duration:250|ms|@0.5",
+    )  # a sampled timer counts 1/rate times
     m = scrape(bridge)
     series = {"dag_id": "ETL_adult_income", "task_id": "validate"}
     assert value(m, "airflow_task_duration_seconds_bucket", le="0.1", **series) == 0
@@ -115,8 +123,11 @@ def test_task_duration_uses_the_default_buckets(bridge):
 
 
 def test_pool_and_executor_gauges_set_and_move(bridge):
-    send(bridge, "airflow.pool.open_slots.default_pool:128|g\nairflow.pool.running_slots.default_pool:0|g\n"
-                 "airflow.pool.queued_slots.training:4|g\nairflow.executor.open_slots.LocalExecutor:32|g")  # fmt: skip
+    send(
+        bridge,
+        "airflow.pool.open_slots.default_pool:128|g\nairflow.pool.running_slots.default_pool:0|g\n"
+        "airflow.pool.queued_slots.training:4|g\nairflow.executor.open_slots.LocalExecutor:32|g",
+    )
     send(bridge, "airflow.pool.open_slots.default_pool:-2|g", "airflow.pool.running_slots.default_pool:+2|g")
     m = scrape(bridge)
     assert value(m, "airflow_pool_open_slots", pool="default_pool") == 126
@@ -128,18 +139,25 @@ def test_pool_and_executor_gauges_set_and_move(bridge):
 
 
 def test_dogstatsd_and_influxdb_tags_become_labels(bridge):
-    send(bridge, "airflow.ti_failures:1|c|#dag_id:ETL_adult_income,task_id:validate",
-         "airflow.ti_failures,dag_id=ETL_adult_income,task_id=validate:1|c",
-         # a mapping's own labels win over a tag of the same name
-         "airflow.pool.open_slots.default_pool:5|g|#pool:other,team_name:fraud")
+    send(
+        bridge,
+        "airflow.ti_failures:1|c|#dag_id:ETL_adult_income,task_id:validate",
+        "airflow.ti_failures,dag_id=ETL_adult_income,task_id=validate:1|c",
+        # a mapping's own labels win over a tag of the same name
+        "airflow.pool.open_slots.default_pool:5|g|#pool:other,team_name:fraud",
+    )
     m = scrape(bridge)
     assert value(m, "airflow_ti_failures_total", dag_id="ETL_adult_income", task_id="validate") == 2
     assert value(m, "airflow_pool_open_slots", pool="default_pool", team_name="fraud") == 5
 
 
 def test_unmapped_metrics_keep_their_name(bridge):
-    send(bridge, "airflow.dag_processing.total_parse_time:2.5|g", "ativo.custom-thing.done:3|c",
-         "airflow.dagrun.schedule_delay.ETL_adult_income:40|ms")
+    send(
+        bridge,
+        "airflow.dag_processing.total_parse_time:2.5|g",
+        "ativo.custom-thing.done:3|c",
+        "airflow.dagrun.schedule_delay.ETL_adult_income:40|ms",
+    )
     m = scrape(bridge)
     assert value(m, "airflow_dag_processing_total_parse_time") == 2.5
     assert value(m, "ativo_custom_thing_done_total") == 3  # '.' and '-' become '_'; a counter's samples end in _total
@@ -151,16 +169,25 @@ def test_unmapped_metrics_keep_their_name(bridge):
 
 def test_new_name_duplicates_are_dropped(bridge):
     # what Airflow sends beside each legacy name (the variables only as tags, which plain StatsD loses)
-    send(bridge, "airflow.ti.finish:1|c", "airflow.pool.open_slots:128|g", "airflow.executor.open_slots:32|g",
-         "airflow.dagrun.duration.success:1500|ms", "airflow.task.duration:250|ms")
+    send(
+        bridge,
+        "airflow.ti.finish:1|c",
+        "airflow.pool.open_slots:128|g",
+        "airflow.executor.open_slots:32|g",
+        "airflow.dagrun.duration.success:1500|ms",
+        "airflow.task.duration:250|ms",
+    )
     m = scrape(bridge)
     assert not {n for n in names(m) if n.startswith("airflow_")}
     assert value(m, "statsd_exporter_events_actions_total", action="drop") == 5
 
 
 def test_bad_lines_are_counted_and_the_bridge_goes_on(bridge):
-    send(bridge, "no colon here\nairflow.scheduler_heartbeat:x|c\nairflow.scheduler_heartbeat:-1|c\n"
-                 "airflow.thing:1|s\nairflow.scheduler_heartbeat:1|c")  # fmt: skip
+    send(
+        bridge,
+        "no colon here\nairflow.scheduler_heartbeat:x|c\nairflow.scheduler_heartbeat:-1|c\n"
+        "airflow.thing:1|s\nairflow.scheduler_heartbeat:1|c",
+    )
     send(bridge, "airflow.scheduler_heartbeat:1|g")  # the name is a counter already: a conflict, refused
     m = scrape(bridge)
     assert value(m, "airflow_scheduler_heartbeat_total") == 1
@@ -180,17 +207,23 @@ def test_airflow_stats_module_through_the_mapping(bridge, monkeypatch):
     wire = _StatsdWire(bridge.udp_address)
     for attr in ("_factory", "_backend", "_export_legacy_names"):
         monkeypatch.setattr(stats, attr, getattr(stats, attr))
-    stats.initialize(factory=lambda: get_statsd_logger(stats_class=wire.client, host="127.0.0.1",
-                                                       port=bridge.udp_address[1], prefix="airflow"),
-                     export_legacy_names=True)  # fmt: skip
+    stats.initialize(
+        factory=lambda: get_statsd_logger(
+            stats_class=wire.client, host="127.0.0.1", port=bridge.udp_address[1], prefix="airflow"
+        ),
+        export_legacy_names=True,
+    )
 
     ti = {"dag_id": "ETL_adult_income", "task_id": "checks.validate"}  # a task in a task group
     stats.incr("ti.finish", tags={**ti, "state": "failed"})
     stats.incr("ti_failures", tags=ti)
     stats.incr("scheduler_heartbeat", 1, 1)
     stats.incr("triggerer_heartbeat", 1, 1)
-    stats.timing("dagrun.duration.success", dt.timedelta(seconds=1.5), tags={"dag_id": "ETL_adult_income",
-                                                                              "run_type": "scheduled"})  # fmt: skip
+    stats.timing(
+        "dagrun.duration.success",
+        dt.timedelta(seconds=1.5),
+        tags={"dag_id": "ETL_adult_income", "run_type": "scheduled"},
+    )
     stats.timing("task.duration", 250.0, tags=ti)
     stats.gauge("pool.open_slots", 127, tags={"pool_name": "default_pool"})
     stats.gauge("executor.open_slots", 32, tags={"status": "open", "executor_class_name": "LocalExecutor"})
@@ -204,8 +237,7 @@ def test_airflow_stats_module_through_the_mapping(bridge, monkeypatch):
     assert value(m, "airflow_ti_failures_total") == 1
     assert value(m, "airflow_scheduler_heartbeat_total") == 1
     assert value(m, "airflow_triggerer_heartbeat_total") == 1
-    assert value(m, "airflow_dagrun_duration_seconds_bucket", state="success", dag_id="ETL_adult_income",
-                 le="5") == 1  # fmt: skip
+    assert value(m, "airflow_dagrun_duration_seconds_bucket", state="success", dag_id="ETL_adult_income", le="5") == 1
     assert value(m, "airflow_task_duration_seconds_count", **task) == 1
     assert value(m, "airflow_pool_open_slots", pool="default_pool") == 127
     assert value(m, "airflow_executor_open_slots", executor="LocalExecutor") == 32
@@ -306,34 +338,63 @@ def _airflow_registry() -> list[dict[str, Any]]:
 
 # (registry name, its variables) → (Prometheus name, labels); the legacy name is formatted as Airflow formats it
 REGISTRY_CASES = [
-    ("ti.finish", {"dag_id": "ETL_adult_income", "task_id": "grp.validate", "state": "failed"},
-     "airflow_ti_finish_total", {"dag_id": "ETL_adult_income", "task_id": "grp__validate", "state": "failed"}),
-    ("dagrun.duration.success", {"dag_id": "ETL_adult_income"},
-     "airflow_dagrun_duration_seconds", {"state": "success", "dag_id": "ETL_adult_income"}),
-    ("dagrun.duration.failed", {"dag_id": "TRAIN_adult_income"},
-     "airflow_dagrun_duration_seconds", {"state": "failed", "dag_id": "TRAIN_adult_income"}),
-    ("task.duration", {"dag_id": "ETL_adult_income", "task_id": "load"},
-     "airflow_task_duration_seconds", {"dag_id": "ETL_adult_income", "task_id": "load"}),
+    (
+        "ti.finish",
+        {"dag_id": "ETL_adult_income", "task_id": "grp.validate", "state": "failed"},
+        "airflow_ti_finish_total",
+        {"dag_id": "ETL_adult_income", "task_id": "grp__validate", "state": "failed"},
+    ),
+    (
+        "dagrun.duration.success",
+        {"dag_id": "ETL_adult_income"},
+        "airflow_dagrun_duration_seconds",
+        {"state": "success", "dag_id": "ETL_adult_income"},
+    ),
+    (
+        "dagrun.duration.failed",
+        {"dag_id": "TRAIN_adult_income"},
+        "airflow_dagrun_duration_seconds",
+        {"state": "failed", "dag_id": "TRAIN_adult_income"},
+    ),
+    (
+        "task.duration",
+        {"dag_id": "ETL_adult_income", "task_id": "load"},
+        "airflow_task_duration_seconds",
+        {"dag_id": "ETL_adult_income", "task_id": "load"},
+    ),
     ("pool.running_slots", {"pool_name": "default_pool"}, "airflow_pool_running_slots", {"pool": "default_pool"}),
     ("pool.open_slots", {"pool_name": "default_pool"}, "airflow_pool_open_slots", {"pool": "default_pool"}),
     ("pool.queued_slots", {"pool_name": "training"}, "airflow_pool_queued_slots", {"pool": "training"}),
-    ("executor.open_slots", {"executor_class_name": "LocalExecutor"}, "airflow_executor_open_slots",
-     {"executor": "LocalExecutor"}),
-    ("executor.queued_tasks", {"executor_class_name": "LocalExecutor"}, "airflow_executor_queued_tasks",
-     {"executor": "LocalExecutor"}),
-    ("executor.running_tasks", {"executor_class_name": "LocalExecutor"}, "airflow_executor_running_tasks",
-     {"executor": "LocalExecutor"}),
+    (
+        "executor.open_slots",
+        {"executor_class_name": "LocalExecutor"},
+        "airflow_executor_open_slots",
+        {"executor": "LocalExecutor"},
+    ),
+    (
+        "executor.queued_tasks",
+        {"executor_class_name": "LocalExecutor"},
+        "airflow_executor_queued_tasks",
+        {"executor": "LocalExecutor"},
+    ),
+    (
+        "executor.running_tasks",
+        {"executor_class_name": "LocalExecutor"},
+        "airflow_executor_running_tasks",
+        {"executor": "LocalExecutor"},
+    ),
     ("ti_failures", {}, "airflow_ti_failures_total", {}),
     ("ti_successes", {}, "airflow_ti_successes_total", {}),
     ("scheduler_heartbeat", {}, "airflow_scheduler_heartbeat_total", {}),
     ("triggerer_heartbeat", {}, "airflow_triggerer_heartbeat_total", {}),
     ("dag_processing.import_errors", {}, "airflow_dag_import_errors", {}),
-]  # fmt: skip
+]
 KINDS = {"counter": "counter", "gauge": "gauge", "timer": "observer"}
 
 
-@pytest.mark.parametrize(("metric", "variables", "prom_name", "labels"), REGISTRY_CASES,
-                         ids=[c[0] for c in REGISTRY_CASES])  # fmt: skip
+@pytest.mark.parametrize(
+    ("metric", "variables", "prom_name", "labels"), REGISTRY_CASES, ids=[c[0] for c in REGISTRY_CASES]
+)
 def test_mapping_matches_what_airflow_sends(metric, variables, prom_name, labels):
     entry = next(e for e in _airflow_registry() if e["name"] == metric)
     kind = KINDS[entry["type"]]
@@ -396,12 +457,24 @@ def test_parse_line_reads_the_protocol():
     [
         ({"defaults": {"observer_type": "summary"}, "mappings": []}, "histogram"),
         ({"mappings": [{"match": "a.*", "name": "x"}]}, "summaries|histogram"),
-        ({"defaults": {"observer_type": "histogram"}, "mappings": [{"match": "a.*", "name": "x", "ttl": "1m"}]},
-         "does not implement"),
-        ({"defaults": {"observer_type": "histogram"},
-          "mappings": [{"match": "a\\.(.*)", "match_type": "regex", "name": "x"}]}, "glob"),
-        ({"defaults": {"observer_type": "histogram"},
-          "mappings": [{"match": "a.*", "name": "x", "match_metric_type": "set"}]}, "match_metric_type"),
+        (
+            {"defaults": {"observer_type": "histogram"}, "mappings": [{"match": "a.*", "name": "x", "ttl": "1m"}]},
+            "does not implement",
+        ),
+        (
+            {
+                "defaults": {"observer_type": "histogram"},
+                "mappings": [{"match": "a\\.(.*)", "match_type": "regex", "name": "x"}],
+            },
+            "glob",
+        ),
+        (
+            {
+                "defaults": {"observer_type": "histogram"},
+                "mappings": [{"match": "a.*", "name": "x", "match_metric_type": "set"}],
+            },
+            "match_metric_type",
+        ),
         ({"defaults": {"observer_type": "histogram"}, "mappings": [{"match": "a.*"}]}, "name"),
         ({"defaults": {"observer_type": "histogram"}, "mappings": [{"match": "a..b", "name": "x"}]}, "glob"),
     ],
@@ -413,8 +486,12 @@ def test_mapping_features_the_bridge_lacks_are_refused(doc, why):
 
 
 def test_deprecated_keys_read_as_statsd_exporter_v0_30_reads_them():
-    config = parse_mapping({"defaults": {"timer_type": "histogram", "buckets": [1, 2]},
-                            "mappings": [{"match": "a.*", "name": "t_${1}_seconds", "match_metric_type": "timer"}]})
+    config = parse_mapping(
+        {
+            "defaults": {"timer_type": "histogram", "buckets": [1, 2]},
+            "mappings": [{"match": "a.*", "name": "t_${1}_seconds", "match_metric_type": "timer"}],
+        }
+    )
     assert config.default_buckets == (1, 2)
     mapping, name, labels = config.find("a.b", "observer") or (None, None, None)
     assert mapping is not None and name == "t_b_seconds" and mapping.buckets == (1, 2) and labels == {}

@@ -29,8 +29,13 @@ def platform(tmp_path, monkeypatch):
 def start_sleeper(settings, name: str) -> int:
     from devtools import supervisor
 
-    return supervisor._start(settings, name, [sys.executable, "-c", "import time; time.sleep(600)"],
-                             supervisor.platform_env(settings), quiet=True)  # fmt: skip
+    return supervisor._start(
+        settings,
+        name,
+        [sys.executable, "-c", "import time; time.sleep(600)"],
+        supervisor.platform_env(settings),
+        quiet=True,
+    )
 
 
 def test_a_killed_component_is_restarted_and_paged_and_a_crash_loop_backs_off(platform):
@@ -81,8 +86,12 @@ def test_a_hung_scheduler_is_restarted(platform):
 
     class Health(BaseHTTPRequestHandler):
         def do_GET(self):
-            body = json.dumps({"metadatabase": {"status": "healthy"},
-                               "scheduler": {"status": "unhealthy", "latest_scheduler_heartbeat": "long ago"}})
+            body = json.dumps(
+                {
+                    "metadatabase": {"status": "healthy"},
+                    "scheduler": {"status": "unhealthy", "latest_scheduler_heartbeat": "long ago"},
+                }
+            )
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()

@@ -52,8 +52,10 @@ def test_etl_shape_partitions_by_day_and_announces_the_features_asset(dagbag):
 def test_training_is_a_mapped_search_on_the_spec_pool_and_priority(dagbag):
     dag = dagbag.dags["adult_income__train"]
     # new data, or sustained drift, retrains
-    assert [a.uri for a in dag.timetable.asset_condition.objects] == ["x-ativo://features/adult_income",
-                                                                      "x-ativo://drift/adult_income"]
+    assert [a.uri for a in dag.timetable.asset_condition.objects] == [
+        "x-ativo://features/adult_income",
+        "x-ativo://drift/adult_income",
+    ]
     assert not dag.task_dict["plan_search"].upstream_task_ids  # it pins the dataset version itself
     assert dag.task_dict["plan_search"].downstream_task_ids == {"trials", "register_best"}
     trial = dag.task_dict["trials"]

@@ -40,8 +40,9 @@ def test_metrics_endpoint_serves_budgets_and_leases_from_the_platform_db(ativo_h
     engine = get_engine(load_settings().db_url)
     ledger = Ledger(engine, {"cpu": 3.6})
     ledger.set_budget("risk", limit_usd=10)
-    reservation = ledger.reserve(team="risk", spec="s", task_key="t", estimate_usd=0.5, resource="cpu",
-                                 timeout=dt.timedelta(hours=1))  # fmt: skip
+    reservation = ledger.reserve(
+        team="risk", spec="s", task_key="t", estimate_usd=0.5, resource="cpu", timeout=dt.timedelta(hours=1)
+    )
     LeaseManager(engine, devices=2, host="gpu-node-7").acquire("trial-9")
     with TestClient(api) as client:
         first = client.get("/ativo/metrics")
@@ -54,22 +55,34 @@ def test_metrics_endpoint_serves_budgets_and_leases_from_the_platform_db(ativo_h
         ("ativo_gpu_devices", frozenset({"host": socket.gethostname()}.items())): 3.0,
         ("ativo_gpu_leases", frozenset({"host": "gpu-node-7", "state": "active"}.items())): 1.0,
     }
-    def budget_and_leases(text: str) -> dict:
-        return {k: v for k, v in samples(text).items() if k[0].startswith(("ativo_budget_", "ativo_gpu_"))
-                and k[0] != "ativo_budget_alerts_sent"}  # fmt: skip
 
-    assert budget_and_leases(first.text) == pytest.approx({  # reserved while the task runs, nothing settled yet
-        **fixed,
-        ("ativo_budget_spent_usd", team): 0.0,
-        ("ativo_budget_reserved_usd", team): 0.5,
-        ("ativo_budget_used_ratio", team): 0.0,
-    }, rel=1e-9, abs=1e-12)  # fmt: skip
-    assert budget_and_leases(second.text) == pytest.approx({  # read again at the next scrape: 2.00 USD settled of 10
-        **fixed,
-        ("ativo_budget_spent_usd", team): 2.0,
-        ("ativo_budget_reserved_usd", team): 0.0,
-        ("ativo_budget_used_ratio", team): 0.2,
-    }, rel=1e-9, abs=1e-12)  # fmt: skip
+    def budget_and_leases(text: str) -> dict:
+        return {
+            k: v
+            for k, v in samples(text).items()
+            if k[0].startswith(("ativo_budget_", "ativo_gpu_")) and k[0] != "ativo_budget_alerts_sent"
+        }
+
+    assert budget_and_leases(first.text) == pytest.approx(
+        {  # reserved while the task runs, nothing settled yet
+            **fixed,
+            ("ativo_budget_spent_usd", team): 0.0,
+            ("ativo_budget_reserved_usd", team): 0.5,
+            ("ativo_budget_used_ratio", team): 0.0,
+        },
+        rel=1e-9,
+        abs=1e-12,
+    )
+    assert budget_and_leases(second.text) == pytest.approx(
+        {  # read again at the next scrape: 2.00 USD settled of 10
+            **fixed,
+            ("ativo_budget_spent_usd", team): 2.0,
+            ("ativo_budget_reserved_usd", team): 0.0,
+            ("ativo_budget_used_ratio", team): 0.2,
+        },
+        rel=1e-9,
+        abs=1e-12,
+    )
     period = ledger.status("risk")["period"]
     spend = frozenset({"team": "risk", "spec": "s", "resource": "cpu", "period": period}.items())
     assert ("ativo_spend_usd", spend) not in samples(first.text)

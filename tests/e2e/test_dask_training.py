@@ -28,8 +28,9 @@ def dask_specs(specs_dir, monkeypatch):  # noqa: F811  # the imported fixture
     close_clients()
 
 
-def test_a_dask_spec_trains_on_a_local_cluster_through_the_train_dag_and_is_served(airflow_db, settings, dask_specs,
-                                                                                  tmp_path):  # fmt: skip
+def test_a_dask_spec_trains_on_a_local_cluster_through_the_train_dag_and_is_served(
+    airflow_db, settings, dask_specs, tmp_path
+):
     assert "engine: dask" in DASK_SPEC
     (dask_specs / "loan_default.yaml").write_text(DASK_SPEC)
     book = loan_book()
@@ -60,10 +61,23 @@ def test_a_dask_spec_trains_on_a_local_cluster_through_the_train_dag_and_is_serv
         assert held["rows"]["test"] == held["of"]["test"] > 500  # a split smaller than the bound is kept whole
         assert sum(held["of"].values()) == len(book)
         # the registered booster serves as any other
-        row = {"features": {"gender": "F", "age": 35, "income": 42000.0, "amount": 30000.0, "term_months": 12,
-                            "purpose": "car"}, "subject_id": "applicant-x"}  # fmt: skip
-        answer = post_json(f"{server.url}/models/loan_default/predict", row, timeout=10,
-                           headers={"Authorization": f"Bearer {server.key}"})  # fmt: skip
+        row = {
+            "features": {
+                "gender": "F",
+                "age": 35,
+                "income": 42000.0,
+                "amount": 30000.0,
+                "term_months": 12,
+                "purpose": "car",
+            },
+            "subject_id": "applicant-x",
+        }
+        answer = post_json(
+            f"{server.url}/models/loan_default/predict",
+            row,
+            timeout=10,
+            headers={"Authorization": f"Bearer {server.key}"},
+        )
         assert answer["version"] == done["version"] and answer["label"] == "yes"
     finally:
         server.stop()

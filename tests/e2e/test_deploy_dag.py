@@ -14,14 +14,20 @@ from tests.e2e.test_etl_and_training import states
 @pytest.fixture
 def quick_spec(spec):
     """The reference spec with a 6-second canary window watched every second."""
-    deploy = spec.deploy.model_copy(update={"canary_percent": 25, "canary_window_minutes": 0.1,
-                                            "watch_interval_seconds": 1, "min_canary_requests": 50})  # fmt: skip
+    deploy = spec.deploy.model_copy(
+        update={
+            "canary_percent": 25,
+            "canary_window_minutes": 0.1,
+            "watch_interval_seconds": 1,
+            "min_canary_requests": 50,
+        }
+    )
     return spec.model_copy(update={"deploy": deploy})
 
 
-def test_deploy_dag_promotes_a_sound_canary_and_rolls_back_a_bad_one(airflow_db, settings, quick_spec, spec,
-                                                                        adult_split, small_boosters, webhook,
-                                                                        monkeypatch, tmp_path):  # fmt: skip
+def test_deploy_dag_promotes_a_sound_canary_and_rolls_back_a_bad_one(
+    airflow_db, settings, quick_spec, spec, adult_split, small_boosters, webhook, monkeypatch, tmp_path
+):
     import json
 
     from ativo.airflow.dags import build_deploy_dag
@@ -33,8 +39,10 @@ def test_deploy_dag_promotes_a_sound_canary_and_rolls_back_a_bad_one(airflow_db,
     url, pages = webhook
     monkeypatch.setenv("AIRFLOW_CONN_ATIVO_ONCALL", json.dumps({"conn_type": "http", "extra": {"webhook_url": url}}))
     split = adult_split
-    v1, v2, v3, v4 = (register_booster(settings, spec, small_boosters[name], artifact_root=tmp_path / "art")
-                      for name in ("good", "good2", "shifted", "broken"))  # fmt: skip
+    v1, v2, v3, v4 = (
+        register_booster(settings, spec, small_boosters[name], artifact_root=tmp_path / "art")
+        for name in ("good", "good2", "shifted", "broken")
+    )
 
     server = start_server(settings, args=("--refresh-s", "0.2"), wait_for=None)  # nothing to serve yet
     monkeypatch.setenv("ATIVO_SERVE_URLS", server.url)
@@ -42,15 +50,23 @@ def test_deploy_dag_promotes_a_sound_canary_and_rolls_back_a_bad_one(airflow_db,
     first = dag.test(run_conf={"version": v1})
     assert str(first.state) == "success", states(first)
     assert aliases(spec, settings) == {"champion": v1}  # no champion yet: straight in, once the server serves it
-    payloads = [json.dumps({"features": r, "subject_id": f"c-{i}"}).encode()
-                for i, r in enumerate(request_rows(spec, split.test, 2000))]  # fmt: skip
+    payloads = [
+        json.dumps({"features": r, "subject_id": f"c-{i}"}).encode()
+        for i, r in enumerate(request_rows(spec, split.test, 2000))
+    ]
     stop = threading.Event()
     failed = []
 
     def traffic() -> None:
         while not stop.is_set():
-            r = run_load(server.url + "/predict", payloads, headers={"Authorization": f"Bearer {server.key}"},
-                         duration_s=2, warmup_s=0, concurrency=2)  # fmt: skip
+            r = run_load(
+                server.url + "/predict",
+                payloads,
+                headers={"Authorization": f"Bearer {server.key}"},
+                duration_s=2,
+                warmup_s=0,
+                concurrency=2,
+            )
             failed.append(r.failed)
 
     t = threading.Thread(target=traffic, daemon=True)

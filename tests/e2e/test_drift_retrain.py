@@ -24,17 +24,21 @@ def dag_runs(dag_id: str, run_id: str) -> list[dict]:
 def quick(spec):
     """The reference spec, judging a single drifted window, with cheaper gates that a one-trial search passes (the
     gates' own bounds are tested elsewhere: here the question is whether the loop closes)."""
-    gates = spec.gates.model_copy(update={
-        "robustness": spec.gates.robustness.model_copy(update={"attack_samples": 20,
-                                                               "max_counterfactual_flip_rate": 0.2}),
-        "privacy": spec.gates.privacy.model_copy(update={"samples": 1000}),
-        "champion": spec.gates.champion.model_copy(update={"tolerance": 0.02}),
-    })  # fmt: skip
+    gates = spec.gates.model_copy(
+        update={
+            "robustness": spec.gates.robustness.model_copy(
+                update={"attack_samples": 20, "max_counterfactual_flip_rate": 0.2}
+            ),
+            "privacy": spec.gates.privacy.model_copy(update={"samples": 1000}),
+            "champion": spec.gates.champion.model_copy(update={"tolerance": 0.02}),
+        }
+    )
     return spec.model_copy(update={"gates": gates, "monitor": spec.monitor.model_copy(update={"sustain": 1})})
 
 
-def test_drifted_traffic_is_detected_and_retrains_a_new_challenger(airflow_db, settings, spec, reference_dir,
-                                                                   webhook, monkeypatch):  # fmt: skip
+def test_drifted_traffic_is_detected_and_retrains_a_new_challenger(
+    airflow_db, settings, spec, reference_dir, webhook, monkeypatch
+):
     from mlflow import MlflowClient
 
     from ativo.airflow.dags import build_etl_dag, build_monitor_dag, build_reconcile_dag, build_train_dag
@@ -82,8 +86,10 @@ def test_drifted_traffic_is_detected_and_retrains_a_new_challenger(airflow_db, s
     assert told and told[0]["report"] == run["report_uri"]  # on-call is told, with the report
     mv = client.get_model_version(name, "1")
     report = client.download_artifacts(mv.run_id, run["report_uri"].split(f"{mv.run_id}/", 1)[1])
-    assert "age (drift)" in open(report, encoding="utf-8").read() and mv.tags["ativo.monitor_report_uri"] == \
-        run["report_uri"]  # fmt: skip
+    assert (
+        "age (drift)" in open(report, encoding="utf-8").read()
+        and mv.tags["ativo.monitor_report_uri"] == run["report_uri"]
+    )
 
     # were the event lost, the reconciler would start the retraining, with the episode in a real dict conf
     reconcile = build_reconcile_dag(spec).test()
@@ -116,8 +122,10 @@ def test_drifted_traffic_is_detected_and_retrains_a_new_challenger(airflow_db, s
     no_cooldown = spec.monitor.model_copy(update={"cooldown_hours": 0})
     broke = build_monitor_dag(spec.model_copy(update={"monitor": no_cooldown}))
     before = len(pages)
-    later = {"start": window["start"], "end": (dt.datetime.fromisoformat(window["end"])
-                                               + dt.timedelta(seconds=1)).isoformat()}  # the same rows, a new window
+    later = {
+        "start": window["start"],
+        "end": (dt.datetime.fromisoformat(window["end"]) + dt.timedelta(seconds=1)).isoformat(),
+    }  # the same rows, a new window
     held = broke.test(run_conf=later)
     assert states(held) == {"judge_window": "success", "announce_drift": "skipped"}
     run = history(engine, spec.name)[0]

@@ -24,8 +24,10 @@ def _spread_subject(store, spec) -> str:
     from ativo.data.landing import landing_key
 
     sid = spec.data_schema.subject
-    frames = {d: pd.read_csv(io.BytesIO(store.get_bytes(landing_key(spec.name, d))), dtype=str, keep_default_na=False)
-              for d in DAYS}  # fmt: skip
+    frames = {
+        d: pd.read_csv(io.BytesIO(store.get_bytes(landing_key(spec.name, d))), dtype=str, keep_default_na=False)
+        for d in DAYS
+    }
     subject = frames[DAYS[0]][sid].iloc[0]
     for d in DAYS[1:]:
         frames[d].loc[frames[d].index[:2], sid] = subject
@@ -33,8 +35,9 @@ def _spread_subject(store, spec) -> str:
     return str(subject)
 
 
-def test_erasure_purges_everywhere_and_redeploys_retrained_models(airflow_db, settings, spec, reference_dir,
-                                                                  webhook, monkeypatch):  # fmt: skip
+def test_erasure_purges_everywhere_and_redeploys_retrained_models(
+    airflow_db, settings, spec, reference_dir, webhook, monkeypatch
+):
     import json
 
     import httpx
@@ -85,14 +88,24 @@ def test_erasure_purges_everywhere_and_redeploys_retrained_models(airflow_db, se
     server = start_server(settings)
     try:
         features = latest.loc[latest[sid] == erased, spec.data_schema.feature_names].head(1)
-        row = {k: (None if pd.isna(v) else (v.item() if hasattr(v, "item") else v))
-               for k, v in features.iloc[0].to_dict().items()}  # fmt: skip
+        row = {
+            k: (None if pd.isna(v) else (v.item() if hasattr(v, "item") else v))
+            for k, v in features.iloc[0].to_dict().items()
+        }
         headers = {"Authorization": f"Bearer {server.key}"}
-        answer = httpx.post(f"{server.url}/models/{spec.name}/predict", headers=headers, timeout=30,
-                            json={"rows": [{"features": row, "subject_id": erased}] * 3}).json()  # fmt: skip
+        answer = httpx.post(
+            f"{server.url}/models/{spec.name}/predict",
+            headers=headers,
+            timeout=30,
+            json={"rows": [{"features": row, "subject_id": erased}] * 3},
+        ).json()
         pred_ids = [p["prediction_id"] for p in answer["predictions"]]
-        httpx.post(f"{server.url}/models/{spec.name}/feedback", headers=headers, timeout=30,
-                   json={"labels": [{"prediction_id": p, "label": 1} for p in pred_ids]}).raise_for_status()
+        httpx.post(
+            f"{server.url}/models/{spec.name}/feedback",
+            headers=headers,
+            timeout=30,
+            json={"labels": [{"prediction_id": p, "label": 1} for p in pred_ids]},
+        ).raise_for_status()
     finally:
         server.stop()
     pseudonym = pseudonymise(erased, platform_pepper(settings))
@@ -101,8 +114,15 @@ def test_erasure_purges_everywhere_and_redeploys_retrained_models(airflow_db, se
     # one request through the DAG's conf, 999 more coalesced with it (half of them about nobody in the data)
     pepper = platform_pepper(settings)
     for i, subject in enumerate(others + [f"cust-nobody-{i}" for i in range(500)]):
-        rq.file_request(engine, spec=spec.name, subjects=[subject], pepper=pepper, actor="test", channel="cli",
-                        request_id=f"bulk-{i}")  # fmt: skip
+        rq.file_request(
+            engine,
+            spec=spec.name,
+            subjects=[subject],
+            pepper=pepper,
+            actor="test",
+            channel="cli",
+            request_id=f"bulk-{i}",
+        )
     record_ids = set(latest.loc[latest[sid] == erased, rid])
     run = build_erasure_dag(spec).test(run_conf={"subjects": [erased], "request_id": "R-1", "force": True})
     got = states(run)
@@ -114,8 +134,12 @@ def test_erasure_purges_everywhere_and_redeploys_retrained_models(airflow_db, se
 
     # nothing anywhere: subject, its record ids, its pseudonym
     gone = set(others) | {erased}
-    targets = Targets(sorted(gone), [pseudonymise(s, pepper) for s in sorted(gone)], record_ids | set(
-        latest.loc[latest[sid].isin(others), rid]), set(pred_ids))  # fmt: skip
+    targets = Targets(
+        sorted(gone),
+        [pseudonymise(s, pepper) for s in sorted(gone)],
+        record_ids | set(latest.loc[latest[sid].isin(others), rid]),
+        set(pred_ids),
+    )
     result = scan(settings, targets)
     assert result["clean"], result["hits"]
     assert result["scanned"]["files"] > 50 and result["scanned"]["platform db"] > 1000
@@ -164,8 +188,13 @@ def test_erasure_purges_everywhere_and_redeploys_retrained_models(airflow_db, se
     assert not [p for p in pages if p.get("ativo", {}).get("kind", "").startswith("erasure")]
 
     # a retraining that fails its gates: on-call is paged, the request stays open with the reason, the purge is done
-    strict = spec.model_copy(update={"gates": spec.gates.model_copy(update={
-        "performance": spec.gates.performance.model_copy(update={"min_auc": 0.999})})})  # fmt: skip
+    strict = spec.model_copy(
+        update={
+            "gates": spec.gates.model_copy(
+                update={"performance": spec.gates.performance.model_copy(update={"min_auc": 0.999})}
+            )
+        }
+    )
     second = latest.loc[~latest[sid].isin(gone), sid].iloc[0]
     failed = build_erasure_dag(strict).test(run_conf={"subjects": [second], "request_id": "R-2", "force": True})
     assert str(failed.state) == "failed" and states(failed)["verify"] == "failed", states(failed)

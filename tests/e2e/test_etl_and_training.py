@@ -53,8 +53,11 @@ def test_etl_then_training_end_to_end(airflow_db, settings, spec, reference_dir,
     for day, run in results.items():
         if day == BAD_DAY:
             assert str(run.state) == "failed"
-            assert states(run) == {"validate": "failed", "write_features": "upstream_failed",
-                                   "version_dataset": "upstream_failed"}  # fmt: skip
+            assert states(run) == {
+                "validate": "failed",
+                "write_features": "upstream_failed",
+                "version_dataset": "upstream_failed",
+            }
         else:
             assert str(run.state) == "success", states(run)
 
@@ -123,9 +126,7 @@ def test_etl_then_training_end_to_end(airflow_db, settings, spec, reference_dir,
     parent = client.get_run(mv.tags["ativo.parent_run_id"])
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["ativo.airflow.dag_id"] == "adult_income__train"
-    children = client.search_runs(
-        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
-    )  # fmt: skip
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert len(children) == 4
     # the registered model is the best completed trial of the study
     done = [c for c in children if c.data.tags.get("ativo.trial_state") == "complete"]
@@ -197,8 +198,12 @@ def asset_events(uri: str, since: dt.datetime | None = None) -> list[dict]:
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    q = (select(AssetEvent.extra).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-         .where(AssetModel.uri == uri).order_by(AssetEvent.timestamp))  # fmt: skip
+    q = (
+        select(AssetEvent.extra)
+        .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+        .where(AssetModel.uri == uri)
+        .order_by(AssetEvent.timestamp)
+    )
     if since is not None:
         q = q.where(AssetEvent.timestamp >= since)
     with create_session() as session:

@@ -17,8 +17,9 @@ from tests.e2e.test_drift_retrain import quick
 from tests.e2e.test_etl_and_training import states
 
 
-def test_an_incident_rejects_the_next_candidate_that_decides_it_wrongly(airflow_db, settings, spec, webhook,
-                                                                       reference_dir, monkeypatch):  # fmt: skip
+def test_an_incident_rejects_the_next_candidate_that_decides_it_wrongly(
+    airflow_db, settings, spec, webhook, reference_dir, monkeypatch
+):
     from mlflow import MlflowClient
 
     from ativo.airflow.dags import build_train_dag
@@ -51,18 +52,33 @@ def test_an_incident_rejects_the_next_candidate_that_decides_it_wrongly(airflow_
     server = start_server(settings, args=("--flush-s", "0.2"))
     try:
         auth = {"Authorization": f"Bearer {server.key}"}
-        answers = [post_json(f"{server.url}/predict", {"features": r, "subject_id": f"cust-{i}"}, timeout=30,
-                             headers=auth) for i, r in enumerate(rows)]  # fmt: skip
+        answers = [
+            post_json(f"{server.url}/predict", {"features": r, "subject_id": f"cust-{i}"}, timeout=30, headers=auth)
+            for i, r in enumerate(rows)
+        ]
     finally:
         server.stop()
     wrong = min(answers, key=lambda a: a["score"])
     assert wrong["decision"] == 0 and wrong["score"] < 0.1
 
     env = {**os.environ, "ATIVO_OP_KEY": operator_key(settings)}  # recording an incident changes state: an op key
-    cli = [sys.executable, "-m", "ativo.cli", "incident", wrong["prediction_id"], "--expected", "1",
-           "--note", "a customer who was wrongly refused (ticket 4711)"]  # fmt: skip
-    out = wait_until(lambda: (p := subprocess.run(cli, capture_output=True, text=True, env=env)).returncode == 0
-                     and p, 30, 1, "the prediction to be in the log and recorded")  # fmt: skip
+    cli = [
+        sys.executable,
+        "-m",
+        "ativo.cli",
+        "incident",
+        wrong["prediction_id"],
+        "--expected",
+        "1",
+        "--note",
+        "a customer who was wrongly refused (ticket 4711)",
+    ]
+    out = wait_until(
+        lambda: (p := subprocess.run(cli, capture_output=True, text=True, env=env)).returncode == 0 and p,
+        30,
+        1,
+        "the prediction to be in the log and recorded",
+    )
     assert f"decided 0 (score {wrong['score']:.4f}) by version {v1}, expected 1" in out.stdout, out.stdout
     assert "on-call paged" in out.stdout
     [case] = cases(get_engine(settings.db_url), spec.name)

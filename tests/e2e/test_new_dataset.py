@@ -82,20 +82,24 @@ def loan_book(rows: int = 4000, seed: int = 5) -> pd.DataFrame:
     burden = amount / income * 12 / term
     logit = -2.2 + 5.0 * burden - 0.02 * (age - 40) + rng.normal(0, 0.7, rows)
     first = rng.choice(["Ana", "Bruno", "Carla", "Diego", "Eva", "Filipe", "Gita", "Hugo"], rows)
-    return pd.DataFrame({
-        "ApplicationNo": np.arange(100_000, 100_000 + rows),
-        "Name": [f"{f} {i:05d}" for f, i in zip(first, rng.permutation(rows), strict=True)],
-        "DOB": [str(dt.date(2026 - int(a), 1, 1) + dt.timedelta(days=int(d))) for a, d in
-                zip(age, rng.integers(0, 365, rows), strict=True)],
-        "Gender": rng.choice(["F", "M"], rows),
-        "Age": age,
-        "AnnualIncome": income,
-        "LoanAmount": amount,
-        "Term": term,
-        "Purpose": rng.choice(["business", "car", "education", "home"], rows),
-        "Defaulted": np.where(rng.random(rows) < 1 / (1 + np.exp(-logit)), "Y", "N"),
-        "BranchCode": rng.integers(1, 40, rows),  # a column the spec does not declare: dropped at landing
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "ApplicationNo": np.arange(100_000, 100_000 + rows),
+            "Name": [f"{f} {i:05d}" for f, i in zip(first, rng.permutation(rows), strict=True)],
+            "DOB": [
+                str(dt.date(2026 - int(a), 1, 1) + dt.timedelta(days=int(d)))
+                for a, d in zip(age, rng.integers(0, 365, rows), strict=True)
+            ],
+            "Gender": rng.choice(["F", "M"], rows),
+            "Age": age,
+            "AnnualIncome": income,
+            "LoanAmount": amount,
+            "Term": term,
+            "Purpose": rng.choice(["business", "car", "education", "home"], rows),
+            "Defaulted": np.where(rng.random(rows) < 1 / (1 + np.exp(-logit)), "Y", "N"),
+            "BranchCode": rng.integers(1, 40, rows),  # a column the spec does not declare: dropped at landing
+        }
+    )
 
 
 def day_files(frame: pd.DataFrame, dest: Path, prefix: str) -> list[Path]:
@@ -145,13 +149,15 @@ def lifecycle(spec_name: str, files: list[Path], settings) -> dict:
 
     client = MlflowClient(settings.mlflow_tracking_uri)
     [mv] = client.search_model_versions(f"name='{spec_name}'")
-    report = json.loads(Path(__import__("mlflow").artifacts.download_artifacts(
-        mv.tags["ativo.gate_report_uri"])).read_text())  # fmt: skip
+    report = json.loads(
+        Path(__import__("mlflow").artifacts.download_artifacts(mv.tags["ativo.gate_report_uri"])).read_text()
+    )
     assert report["verdict"] == "challenger", {g: r["reason"] for g, r in report["gates"].items() if not r["passed"]}
     assert report["dataset_version"] == f"{spec_name}-v0002"
     # the version's reference profile, logged at registration for monitoring: bins and counts, no rows
-    profile = json.loads(Path(__import__("mlflow").artifacts.download_artifacts(
-        mv.tags["ativo.profile_uri"])).read_text())  # fmt: skip
+    profile = json.loads(
+        Path(__import__("mlflow").artifacts.download_artifacts(mv.tags["ativo.profile_uri"])).read_text()
+    )
     assert profile["version"] == str(mv.version) and profile["dataset_version"] == report["dataset_version"]
     assert report["gates"]["privacy"]["passed"]  # its artifact scan read the profile too
     server = start_server(settings, spec_name, wait_for=None, args=("--refresh-s", "0.2"))
@@ -175,8 +181,9 @@ def specs_dir(tmp_path, monkeypatch):
     return path
 
 
-def test_a_dataset_the_code_has_never_seen_goes_from_a_csv_to_a_served_champion(airflow_db, settings, specs_dir,
-                                                                               tmp_path):  # fmt: skip
+def test_a_dataset_the_code_has_never_seen_goes_from_a_csv_to_a_served_champion(
+    airflow_db, settings, specs_dir, tmp_path
+):
     (specs_dir / "loan_default.yaml").write_text(LOANS_SPEC)
     check = ativo("spec", "check")
     assert check.returncode == 0 and "ok       loan_default" in check.stdout, check.stdout + check.stderr
@@ -185,10 +192,23 @@ def test_a_dataset_the_code_has_never_seen_goes_from_a_csv_to_a_served_champion(
     try:
         from ativo.http import post_json
 
-        row = {"features": {"gender": "F", "age": 35, "income": 42000.0, "amount": 30000.0, "term_months": 12,
-                            "purpose": "car"}, "subject_id": "applicant-x"}  # fmt: skip
-        answer = post_json(f"{server.url}/models/loan_default/predict", row, timeout=10,
-                           headers={"Authorization": f"Bearer {server.key}"})  # fmt: skip
+        row = {
+            "features": {
+                "gender": "F",
+                "age": 35,
+                "income": 42000.0,
+                "amount": 30000.0,
+                "term_months": 12,
+                "purpose": "car",
+            },
+            "subject_id": "applicant-x",
+        }
+        answer = post_json(
+            f"{server.url}/models/loan_default/predict",
+            row,
+            timeout=10,
+            headers={"Authorization": f"Bearer {server.key}"},
+        )
         assert answer["model"] == "loan_default" and answer["version"] == done["version"]
         assert answer["label"] == "yes"  # 30,000 on a 42,000 income over a year: a heavy burden
         assert done["report"]["gates"]["fairness"]["details"]["views"]["gender"]["groups_judged"] == 2

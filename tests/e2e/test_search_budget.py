@@ -95,8 +95,11 @@ def test_budget_covering_k_trials_runs_k_of_16_and_refuses_the_rest_clearly(sear
     assert 1 <= k < 16 and states == ["complete"] * k + ["refused"] * len(workers), states
     assert all(f"budget '{TEAM}' is spent:" in r["reason"] for r in slots if r["state"] == "refused")
     with ledger.engine.connect() as conn:
-        rows = conn.execute(spend_ledger.select().where(spend_ledger.c.id >= first_id)
-                            .order_by(spend_ledger.c.id)).mappings().all()  # fmt: skip
+        rows = (
+            conn.execute(spend_ledger.select().where(spend_ledger.c.id >= first_id).order_by(spend_ledger.c.id))
+            .mappings()
+            .all()
+        )
     assert {r["state"] for r in rows} == {"settled"} and len(rows) == k  # refused trials left nothing behind
     before = spent
     for r in rows:  # each admitted trial's estimate fitted in what was left when it asked

@@ -35,8 +35,7 @@ class _Registry(dict):
     def __missing__(self, name: str) -> str:
         from devtools.harness import register_booster
 
-        version = register_booster(self.settings, self.spec, self.models[name],
-                                   artifact_root=self.root)  # fmt: skip
+        version = register_booster(self.settings, self.spec, self.models[name], artifact_root=self.root)
         self[name] = version
         return version
 
@@ -64,15 +63,23 @@ def server(settings, registry):
 def bodies(spec, split, n=200):
     from ativo.evaluate.suite import request_rows
 
-    return [json.dumps({"features": r, "subject_id": f"c-{i}"}).encode()
-            for i, r in enumerate(request_rows(spec, split.test, n))]  # fmt: skip
+    return [
+        json.dumps({"features": r, "subject_id": f"c-{i}"}).encode()
+        for i, r in enumerate(request_rows(spec, split.test, n))
+    ]
 
 
 def load(srv, payloads, seconds, warmup_s=0.3, **kw):
     from devtools.loadgen import run_load
 
-    return run_load(srv.url + "/predict", payloads, headers={"Authorization": f"Bearer {srv.key}"},
-                    duration_s=seconds, warmup_s=warmup_s, **kw)  # fmt: skip
+    return run_load(
+        srv.url + "/predict",
+        payloads,
+        headers={"Authorization": f"Bearer {srv.key}"},
+        duration_s=seconds,
+        warmup_s=warmup_s,
+        **kw,
+    )
 
 
 def wait_alias(srv, alias, version, timeout=20):
@@ -86,8 +93,9 @@ def test_blue_green_switches_under_load_fail_no_request(settings, spec, split, r
 
     blue, green = registry["good"], registry["good2"]
     result = {}
-    t = threading.Thread(target=lambda: result.update(r=load(server, bodies(spec, split), 7, keep_bodies=True,
-                                                             concurrency=6)))  # fmt: skip
+    t = threading.Thread(
+        target=lambda: result.update(r=load(server, bodies(spec, split), 7, keep_bodies=True, concurrency=6))
+    )
     t.start()
     time.sleep(1.5)
     promote(spec, settings, green, reason="green")
@@ -134,8 +142,9 @@ def test_shadow_scoring_adds_no_response_latency_and_its_scores_are_logged(setti
     assert (shadowed["shadow_score"] - shadowed["score"]).abs().max() > 0  # its own scores, not the champion's
 
 
-def test_every_answered_request_has_exactly_one_log_row_across_a_restart_under_load(settings, spec, split,
-                                                                                    registry, server):  # fmt: skip
+def test_every_answered_request_has_exactly_one_log_row_across_a_restart_under_load(
+    settings, spec, split, registry, server
+):
     from ativo.serve.predlog import read_log
     from ativo.store.objects import open_store
     from devtools.harness import start_server
@@ -143,8 +152,9 @@ def test_every_answered_request_has_exactly_one_log_row_across_a_restart_under_l
     payloads = bodies(spec, split)
     batch = json.dumps({"rows": [json.loads(p) for p in payloads[:10]]}).encode()
     result = {}
-    t = threading.Thread(target=lambda: result.update(r=load(server, [*payloads, batch], 3, keep_bodies=True,
-                                                             timeout_s=5, warmup_s=0)))  # fmt: skip
+    t = threading.Thread(
+        target=lambda: result.update(r=load(server, [*payloads, batch], 3, keep_bodies=True, timeout_s=5, warmup_s=0))
+    )
     t.start()
     time.sleep(1.5)
     server.stop()  # SIGTERM while requests are in flight: a clean restart
@@ -170,23 +180,28 @@ def _trial(settings, spec, split, server, version, **deploy):
     from ativo.deploy.steps import begin, check, conclude
     from ativo.waiting import wait_until
 
-    spec = spec.model_copy(update={"deploy": spec.deploy.model_copy(update={
-        "canary_percent": 20, "canary_window_minutes": 0.1, "min_canary_requests": 100, **deploy})})  # fmt: skip
+    spec = spec.model_copy(
+        update={
+            "deploy": spec.deploy.model_copy(
+                update={"canary_percent": 20, "canary_window_minutes": 0.1, "min_canary_requests": 100, **deploy}
+            )
+        }
+    )
     live = settings.model_copy(update={"serve_urls": (server.url,)})
     state = begin(spec, live, version)
     result = {}
     t = threading.Thread(target=lambda: result.update(r=load(server, bodies(spec, split, 3000), 8, concurrency=3)))
     t.start()
-    verdict = wait_until(lambda: (v := check(spec, live, state)).decided and v, 120, 0.5,
-                         f"the watch's verdict on version {version}")  # fmt: skip
+    verdict = wait_until(
+        lambda: (v := check(spec, live, state)).decided and v, 120, 0.5, f"the watch's verdict on version {version}"
+    )
     rec = conclude(spec, live, state, verdict)
     t.join()
     print(f"verdict on version {version}: {verdict.reason} {verdict.figures}")
     return verdict, rec, result["r"]
 
 
-def test_a_canary_that_fails_to_score_is_rolled_back_and_callers_never_see_it(settings, spec, split, registry,
-                                                                             server):  # fmt: skip
+def test_a_canary_that_fails_to_score_is_rolled_back_and_callers_never_see_it(settings, spec, split, registry, server):
     from ativo.deploy.promotion import aliases
 
     verdict, rec, traffic = _trial(settings, spec, split, server, registry["broken"])
@@ -207,8 +222,9 @@ def test_a_canary_with_a_shifted_score_distribution_is_rolled_back(settings, spe
     assert last["action"] == "rollback" and last["figures"]["score_psi"] == verdict.figures["score_psi"]
 
 
-def test_a_sound_canary_is_promoted_after_its_window_and_the_old_champion_stays_loaded(settings, spec, split,
-                                                                                       registry, server):  # fmt: skip
+def test_a_sound_canary_is_promoted_after_its_window_and_the_old_champion_stays_loaded(
+    settings, spec, split, registry, server
+):
     from ativo.deploy.promotion import aliases
     from ativo.deploy.steps import server_versions
 

@@ -71,8 +71,9 @@ def _flush_redis() -> None:
 
 
 @pytest.mark.timeout(2700)
-def test_celery_shape_survives_a_killed_worker_a_database_restart_and_an_s3_outage(s3_endpoint, reference_dir,
-                                                                                   monkeypatch, request):  # fmt: skip
+def test_celery_shape_survives_a_killed_worker_a_database_restart_and_an_s3_outage(
+    s3_endpoint, reference_dir, monkeypatch, request
+):
     import boto3
 
     from devtools import lifecycle, pg, supervisor
@@ -81,8 +82,10 @@ def test_celery_shape_survives_a_killed_worker_a_database_restart_and_an_s3_outa
     from tests.integration.conftest import unavailable
 
     if not _redis_ok():
-        unavailable("Redis is not reachable at 127.0.0.1:6379 (the Celery broker); start it with `redis-server "
-                    "--daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no`")  # fmt: skip
+        unavailable(
+            "Redis is not reachable at 127.0.0.1:6379 (the Celery broker); start it with `redis-server "
+            "--daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no`"
+        )
     _flush_redis()
     request.addfinalizer(_flush_redis)
     home = Path(tempfile.mkdtemp(prefix="ativo-celery-"))
@@ -90,8 +93,11 @@ def test_celery_shape_survives_a_killed_worker_a_database_restart_and_an_s3_outa
     request.addfinalizer(lambda: shutil.rmtree(home, ignore_errors=True))
     _spec(home / "specs")
     bucket = f"ativo-celery-{uuid.uuid4().hex[:8]}"
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(k, v)
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
     proxy = FaultProxy(("127.0.0.1", int(s3_endpoint.rsplit(":", 1)[1]))).start()
@@ -102,9 +108,13 @@ def test_celery_shape_survives_a_killed_worker_a_database_restart_and_an_s3_outa
 
     with isolated_platform(home / "home", database="postgres") as embedded:
         # The production settings, as docker-compose.yaml sets them: every store on S3 or PostgreSQL.
-        for k, v in {"ATIVO_STORE_URI": f"s3://{bucket}/store", "ATIVO_DVC_REMOTE": f"s3://{bucket}/dvc",
-                     "ATIVO_S3_ENDPOINT_URL": proxy.url, "MLFLOW_S3_ENDPOINT_URL": proxy.url,
-                     "ATIVO_DB_URL": pg.url(embedded, "ativo")}.items():  # fmt: skip
+        for k, v in {
+            "ATIVO_STORE_URI": f"s3://{bucket}/store",
+            "ATIVO_DVC_REMOTE": f"s3://{bucket}/dvc",
+            "ATIVO_S3_ENDPOINT_URL": proxy.url,
+            "MLFLOW_S3_ENDPOINT_URL": proxy.url,
+            "ATIVO_DB_URL": pg.url(embedded, "ativo"),
+        }.items():
             monkeypatch.setenv(k, v)
         from ativo.config import load_settings
 
@@ -122,20 +132,42 @@ def test_celery_shape_survives_a_killed_worker_a_database_restart_and_an_s3_outa
             # a task left queued when the scheduler died with the database is sent again after 2 minutes, not 10
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "120",
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
-        }  # fmt: skip
+        }
 
         def prepare() -> None:
             lifecycle.prepare_lifecycle(settings, [SPEC], DAYS, quarantine_day=DAYS + 30)  # no malformed day
 
-        api = supervisor.start_services(settings, before_airflow=prepare, spec_names=[SPEC], airflow_env=celery,
-                                        mlflow_backend=pg.url(settings, "mlflow"))  # fmt: skip
+        api = supervisor.start_services(
+            settings,
+            before_airflow=prepare,
+            spec_names=[SPEC],
+            airflow_env=celery,
+            mlflow_backend=pg.url(settings, "mlflow"),
+        )
         env = {**supervisor.platform_env(settings), **celery}
         for n in (1, 2):
             log = open(settings.home / "logs" / f"celery-worker-{n}.log", "ab")  # noqa: SIM115  # closed at exit
-            workers.append(subprocess.Popen(
-                [shutil.which("airflow") or "airflow", "celery", "worker", "--queues", "default,gpu",
-                 "--concurrency", "2", "--celery-hostname", f"worker{n}@%h", "--without-mingle", "--without-gossip"],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))  # fmt: skip
+            workers.append(
+                subprocess.Popen(
+                    [
+                        shutil.which("airflow") or "airflow",
+                        "celery",
+                        "worker",
+                        "--queues",
+                        "default,gpu",
+                        "--concurrency",
+                        "2",
+                        "--celery-hostname",
+                        f"worker{n}@%h",
+                        "--without-mingle",
+                        "--without-gossip",
+                    ],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
         try:
             _run_with_faults(settings, api, proxy, workers)
         finally:
@@ -154,8 +186,14 @@ def _create_databases(settings, names: tuple[str, ...]) -> None:
 
     from devtools import pg
 
-    conn = psycopg2.connect(host="127.0.0.1", port=settings.ports.pg, user=pg.SUPERUSER, dbname="postgres",
-                            password=pg.password(settings), connect_timeout=5)  # fmt: skip
+    conn = psycopg2.connect(
+        host="127.0.0.1",
+        port=settings.ports.pg,
+        user=pg.SUPERUSER,
+        dbname="postgres",
+        password=pg.password(settings),
+        connect_timeout=5,
+    )
     conn.autocommit = True
     with conn.cursor() as cur:
         for name in names:
@@ -215,8 +253,9 @@ def _run_with_faults(settings, api, proxy, workers) -> None:  # noqa: C901  # on
                 tail = (settings.home / "logs" / f"celery-worker-{n}.log").read_text()[-3000:]
                 raise AssertionError(f"celery worker {n} exited with {w.returncode}:\n{tail}")
         for run in api.runs(train_dag_id(SPEC)):
-            tis = api.get(f"/api/v2/dags/{train_dag_id(SPEC)}/dagRuns/{run['dag_run_id']}/taskInstances"
-                          "?task_id=trials")["task_instances"]  # fmt: skip
+            tis = api.get(
+                f"/api/v2/dags/{train_dag_id(SPEC)}/dagRuns/{run['dag_run_id']}/taskInstances?task_id=trials"
+            )["task_instances"]
             for ti in tis:
                 worker = _worker_of(ti.get("pid"), workers)
                 started = ti.get("start_date")
@@ -224,16 +263,22 @@ def _run_with_faults(settings, api, proxy, workers) -> None:  # noqa: C901  # on
                     age = (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(started)).total_seconds()
                     if age > 2:  # training, past its start-up
                         os.killpg(worker.pid, signal.SIGKILL)
-                        killed.update(run=run["dag_run_id"], map_index=ti["map_index"], try_number=ti["try_number"],
-                                      worker=workers.index(worker) + 1)  # fmt: skip
+                        killed.update(
+                            run=run["dag_run_id"],
+                            map_index=ti["map_index"],
+                            try_number=ti["try_number"],
+                            worker=workers.index(worker) + 1,
+                        )
                         return True
         return False
 
     wait_until(kill_a_trial, 1500, 0.5, "a trial running on one of the Celery workers")
     outage.join()
     assert proxy.refused > 0  # the platform did call S3 during the outage, and was refused
-    print(f"S3 down for 30 s from {time.monotonic() - outage_at:.0f} s ago; killed worker {killed['worker']} in trial "
-          f"{killed['map_index']} of {killed['run']}")
+    print(
+        f"S3 down for 30 s from {time.monotonic() - outage_at:.0f} s ago; killed worker {killed['worker']} in trial "
+        f"{killed['map_index']} of {killed['run']}"
+    )
 
     # Fault 3: PostgreSQL dies during the gates; the watchdog restarts it.
     run_id = str(killed["run"])
@@ -246,8 +291,12 @@ def _run_with_faults(settings, api, proxy, workers) -> None:  # noqa: C901  # on
     pg_pid = supervisor.pid_of(settings, "postgres")
     assert pg_pid
     os.killpg(pg_pid, signal.SIGKILL)
-    wait_until(lambda: (p := supervisor.pid_of(settings, "postgres")) and p != pg_pid, 90, 0.5,
-               "the watchdog to restart PostgreSQL")  # fmt: skip
+    wait_until(
+        lambda: (p := supervisor.pid_of(settings, "postgres")) and p != pg_pid,
+        90,
+        0.5,
+        "the watchdog to restart PostgreSQL",
+    )
 
     def run_state() -> str | None:
         state = api.get(f"/api/v2/dags/{train_dag_id(SPEC)}/dagRuns/{run_id}")["state"]
@@ -258,13 +307,22 @@ def _run_with_faults(settings, api, proxy, workers) -> None:  # noqa: C901  # on
     # Every ETL day finished and succeeded despite the outage; every partition is whole.
     runs = api.runs(etl_dag_id(SPEC))
     window = lifecycle.lifecycle_window(DAYS)
-    days = {r["data_interval_start"][:10]: r["state"] for r in runs
-            if str(window[0]) <= r["data_interval_start"][:10] <= str(window[1])}  # fmt: skip
+    days = {
+        r["data_interval_start"][:10]: r["state"]
+        for r in runs
+        if str(window[0]) <= r["data_interval_start"][:10] <= str(window[1])
+    }
     assert len(days) == DAYS and set(days.values()) == {"success"}, days
-    retried = [t for r in runs for t in api.get(f"/api/v2/dags/{etl_dag_id(SPEC)}/dagRuns/{r['dag_run_id']}/"
-               "taskInstances")["task_instances"] if t["try_number"] > 1]  # fmt: skip
-    print(f"S3 connections refused during the outage: {proxy.refused}; ETL tasks that needed another try: "
-          f"{len(retried)} (the S3 client's own retries absorb a short outage)")
+    retried = [
+        t
+        for r in runs
+        for t in api.get(f"/api/v2/dags/{etl_dag_id(SPEC)}/dagRuns/{r['dag_run_id']}/taskInstances")["task_instances"]
+        if t["try_number"] > 1
+    ]
+    print(
+        f"S3 connections refused during the outage: {proxy.refused}; ETL tasks that needed another try: "
+        f"{len(retried)} (the S3 client's own retries absorb a short outage)"
+    )
     from ativo.data.versioning import open_registry
     from ativo.train.search import load_dataset
 
@@ -294,8 +352,9 @@ def _run_with_faults(settings, api, proxy, workers) -> None:  # noqa: C901  # on
     from ativo.store.db import utcnow
 
     with engine.connect() as conn:
-        held = conn.execute(select(spend_ledger.c.task_key, spend_ledger.c.expires_at)
-                            .where(spend_ledger.c.state == "reserved")).all()  # fmt: skip
+        held = conn.execute(
+            select(spend_ledger.c.task_key, spend_ledger.c.expires_at).where(spend_ledger.c.state == "reserved")
+        ).all()
         leases = conn.execute(select(gpu_leases)).all()
     now = utcnow()
     # the dead try's reservation is held by nobody: it expired (three missed heartbeats) and no longer counts
@@ -305,17 +364,24 @@ def _run_with_faults(settings, api, proxy, workers) -> None:  # noqa: C901  # on
 
     # One model version for that run, however many tries its tasks took; then the deploy puts a champion up.
     client = MlflowClient(live.mlflow_tracking_uri)
-    versions = [mv for mv in client.search_model_versions(f"name='{SPEC}'")
-                if mv.tags.get("ativo.airflow.dag_run_id") == run_id]  # fmt: skip
+    versions = [
+        mv for mv in client.search_model_versions(f"name='{SPEC}'") if mv.tags.get("ativo.airflow.dag_run_id") == run_id
+    ]
     assert len(versions) == 1, [(mv.version, mv.tags.get("ativo.airflow.dag_run_id")) for mv in versions]
     if versions[0].tags.get("ativo.gates") != "passed":
         import mlflow
 
-        report = json.loads(Path(mlflow.artifacts.download_artifacts(versions[0].tags["ativo.gate_report_uri"],
-                                                                     tracking_uri=live.mlflow_tracking_uri))
-                            .read_text())  # fmt: skip
-        pytest.fail(f"version {versions[0].version} was rejected: " + "; ".join(
-            f"{g}: {r['reason']}" for g, r in report["gates"].items() if not r["passed"]))
+        report = json.loads(
+            Path(
+                mlflow.artifacts.download_artifacts(
+                    versions[0].tags["ativo.gate_report_uri"], tracking_uri=live.mlflow_tracking_uri
+                )
+            ).read_text()
+        )
+        pytest.fail(
+            f"version {versions[0].version} was rejected: "
+            + "; ".join(f"{g}: {r['reason']}" for g, r in report["gates"].items() if not r["passed"])
+        )
     sample = lifecycle.serve_sample(settings, SPEC)
     assert sample is not None and sample["aliases"].get("champion")
 

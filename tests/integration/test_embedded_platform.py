@@ -61,23 +61,41 @@ def test_concurrent_backfills_and_training_survive_a_killed_scheduler(tmp_path, 
     with isolated_platform(home / "home", database="postgres") as settings:
         store = open_store(settings)
         for name in SPECS:
-            simulate(get_spec(name, settings.specs_dir), store, reference_dir, start, DAYS,
-                     malformed={start + dt.timedelta(days=3): "out_of_range"})  # fmt: skip
+            simulate(
+                get_spec(name, settings.specs_dir),
+                store,
+                reference_dir,
+                start,
+                DAYS,
+                malformed={start + dt.timedelta(days=3): "out_of_range"},
+            )
         api = supervisor.start_services(settings, spec_names=list(SPECS), serve=False, throwaway=True)
-        wait_until(lambda: api.get("/api/v2/monitor/health")["scheduler"]["status"] == "healthy", 300, 2,
-                   "the scheduler to report healthy")  # fmt: skip
+        wait_until(
+            lambda: api.get("/api/v2/monitor/health")["scheduler"]["status"] == "healthy",
+            300,
+            2,
+            "the scheduler to report healthy",
+        )
         for name in SPECS:
-            wait_until(lambda n=name: api.get(f"/api/v2/dags/{etl_dag_id(n)}")["is_paused"] is False, 300, 2,
-                       f"{etl_dag_id(name)} to be parsed", retry_on=(OSError,))  # fmt: skip
+            wait_until(
+                lambda n=name: api.get(f"/api/v2/dags/{etl_dag_id(n)}")["is_paused"] is False,
+                300,
+                2,
+                f"{etl_dag_id(name)} to be parsed",
+                retry_on=(OSError,),
+            )
 
         # Both backfills at once, from two processes, through the CLI an operator runs (with an op key).
         outs: dict[str, subprocess.CompletedProcess] = {}
         operator_env = {**os.environ, "ATIVO_OP_KEY": supervisor.operator_key(settings)}
 
         def backfill(name: str) -> None:
-            outs[name] = subprocess.run([sys.executable, "-m", "ativo.cli", "backfill", "--spec", name, "--from",
-                                         str(start), "--to", str(end)], capture_output=True, text=True,
-                                        env=operator_env)  # fmt: skip
+            outs[name] = subprocess.run(
+                [sys.executable, "-m", "ativo.cli", "backfill", "--spec", name, "--from", str(start), "--to", str(end)],
+                capture_output=True,
+                text=True,
+                env=operator_env,
+            )
 
         threads = [threading.Thread(target=backfill, args=(n,)) for n in SPECS]
         for t in threads:
@@ -93,8 +111,10 @@ def test_concurrent_backfills_and_training_survive_a_killed_scheduler(tmp_path, 
             return bool(api.get(f"/api/v2/dags/{etl_dag_id('compas_recidivism')}/dagRuns?state=success")["dag_runs"])
 
         wait_until(first_version_exists, 600, 5, "a first successful ETL run of compas_recidivism")
-        api.post(f"/api/v2/dags/{train_dag_id('compas_recidivism')}/dagRuns",
-                 {"dag_run_id": "by-hand", "logical_date": None, "conf": {"n_trials": 1}})  # fmt: skip
+        api.post(
+            f"/api/v2/dags/{train_dag_id('compas_recidivism')}/dagRuns",
+            {"dag_run_id": "by-hand", "logical_date": None, "conf": {"n_trials": 1}},
+        )
 
         # The scheduler dies in the middle of it all.
         victim = supervisor.pid_of(settings, "airflow-scheduler")
@@ -123,8 +143,11 @@ def test_concurrent_backfills_and_training_survive_a_killed_scheduler(tmp_path, 
         # Every ETL run finishes: each good day succeeds, the malformed day fails (quarantined).
         def etl_done(name: str) -> bool:
             runs = api.get(f"/api/v2/dags/{etl_dag_id(name)}/dagRuns?limit=100")["dag_runs"]
-            days = {r["data_interval_start"][:10]: r["state"] for r in runs
-                    if str(start) <= r["data_interval_start"][:10] <= str(end)}  # fmt: skip
+            days = {
+                r["data_interval_start"][:10]: r["state"]
+                for r in runs
+                if str(start) <= r["data_interval_start"][:10] <= str(end)
+            }
             return len(days) == DAYS and all(s in ("success", "failed") for s in days.values())
 
         for name in SPECS:
@@ -148,30 +171,47 @@ def test_concurrent_backfills_and_training_survive_a_killed_scheduler(tmp_path, 
             latest = latest_version(engine, name)
             assert latest is not None
             with engine.connect() as conn:  # concurrent runs may share a version: the latest holds every good day
-                parts = conn.execute(select(dataset_versions.c.partitions).where(
-                    dataset_versions.c.spec == name, dataset_versions.c.tag == latest[0])).scalar_one()  # fmt: skip
+                parts = conn.execute(
+                    select(dataset_versions.c.partitions).where(
+                        dataset_versions.c.spec == name, dataset_versions.c.tag == latest[0]
+                    )
+                ).scalar_one()
             assert len(parts) == DAYS - 1, parts
             for _ in range(2):  # the reconciler twice: the second finds nothing to do
                 api.post(f"/api/v2/dags/{name}__reconcile/dagRuns", {"logical_date": None})
 
             def trained(n: str = name, tag: str = latest[0]) -> bool:
-                return any(mv.tags.get("ativo.dataset_version") == tag and mv.tags.get("ativo.gates")
-                           for mv in client.search_model_versions(f"name='{n}'"))  # fmt: skip
+                return any(
+                    mv.tags.get("ativo.dataset_version") == tag and mv.tags.get("ativo.gates")
+                    for mv in client.search_model_versions(f"name='{n}'")
+                )
 
             wait_until(trained, 1200, 10, f"{name}'s latest dataset version {latest[0]} trained and judged")
-            wait_until(lambda n=name: not any(r["state"] in ("queued", "running") for r in
-                       api.get(f"/api/v2/dags/{train_dag_id(n)}/dagRuns?limit=100")["dag_runs"]), 900, 10,
-                       f"every training run of {name} to finish")  # fmt: skip
-            on_latest = [mv for mv in client.search_model_versions(f"name='{name}'")
-                         if mv.tags.get("ativo.dataset_version") == latest[0]]  # fmt: skip
+            wait_until(
+                lambda n=name: (
+                    not any(
+                        r["state"] in ("queued", "running")
+                        for r in api.get(f"/api/v2/dags/{train_dag_id(n)}/dagRuns?limit=100")["dag_runs"]
+                    )
+                ),
+                900,
+                10,
+                f"every training run of {name} to finish",
+            )
+            on_latest = [
+                mv
+                for mv in client.search_model_versions(f"name='{name}'")
+                if mv.tags.get("ativo.dataset_version") == latest[0]
+            ]
             assert len(on_latest) == 1, [(mv.version, mv.tags.get("ativo.airflow.dag_run_id")) for mv in on_latest]
             claim = claim_of(engine, name, latest[0])
             assert claim is not None
             train_runs = api.get(f"/api/v2/dags/{train_dag_id(name)}/dagRuns?limit=100")["dag_runs"]
-            assert all(r["state"] == "success" for r in train_runs), [(r["dag_run_id"], r["state"])
-                                                                      for r in train_runs]  # fmt: skip
-            print(f"{name}: {len(train_runs)} training run(s) for {latest[1]} dataset versions; the latest "
-                  f"({latest[0]}) trained once, by {claim['dag_run_id']} ({claim['trigger']})")
+            assert all(r["state"] == "success" for r in train_runs), [(r["dag_run_id"], r["state"]) for r in train_runs]
+            print(
+                f"{name}: {len(train_runs)} training run(s) for {latest[1]} dataset versions; the latest "
+                f"({latest[0]}) trained once, by {claim['dag_run_id']} ({claim['trigger']})"
+            )
 
         # Erasure through the REST API: a 'user' gets 403 (audited); an 'op' files a request that the DAG closes.
         _erasure_over_rest(settings, api)
@@ -201,8 +241,12 @@ def _erasure_over_rest(settings, api) -> None:
     refusals = audit.entries(engine, kind="erasure_refused")
     assert refusals and all(r["actor"] == "analyst" and r["ref"] == "compas_recidivism" for r in refusals)
     run = AirflowAPI(api.base, passwords["operator"], "operator").post(path, body)
-    wait_until(lambda: api.get(f"{path}/{run['dag_run_id']}")["state"] in ("success", "failed"), 600, 3,
-               "the erasure run to finish")  # fmt: skip
+    wait_until(
+        lambda: api.get(f"{path}/{run['dag_run_id']}")["state"] in ("success", "failed"),
+        600,
+        3,
+        "the erasure run to finish",
+    )
     assert api.get(f"{path}/{run['dag_run_id']}")["state"] == "success"
     req = rq.get(engine, "REST-1")
     assert req["status"] == "closed" and req["channel"] == "rest" and req["actor"] == "operator"
@@ -210,10 +254,15 @@ def _erasure_over_rest(settings, api) -> None:
     assert receipt["payload"]["receipt"]["subjects"][0]["found"] is False  # acknowledged, reported not found
     # the next run deletes the finished run whose conf named the subject from Airflow's metadata DB
     nxt = api.post(path, {"logical_date": None, "conf": {"force": True}})
-    wait_until(lambda: api.get(f"{path}/{nxt['dag_run_id']}")["state"] in ("success", "failed"), 300, 3,
-               "the next erasure run to finish")  # fmt: skip
+    wait_until(
+        lambda: api.get(f"{path}/{nxt['dag_run_id']}")["state"] in ("success", "failed"),
+        300,
+        3,
+        "the next erasure run to finish",
+    )
     with pytest.raises(HttpError) as gone:
         api.get(f"{path}/{run['dag_run_id']}")
     assert gone.value.status == 404
     assert [r["payload"]["dag_run_id"] for r in audit.entries(engine, kind="erasure_airflow_run_deleted")] == [
-        run["dag_run_id"]]
+        run["dag_run_id"]
+    ]

@@ -30,15 +30,26 @@ def test_queue_messages_are_filed_before_they_leave_the_queue(s3_endpoint, ativo
     from ativo.spec import load_specs
     from ativo.store.db import get_engine
 
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(k, v)
     sqs = boto3.client("sqs", endpoint_url=s3_endpoint, region_name="us-east-1")
     url = sqs.create_queue(QueueName="ativo-erasure")["QueueUrl"]
     monkeypatch.setenv("ATIVO_ERASURE_QUEUE_URL", url)
-    monkeypatch.setenv("AIRFLOW_CONN_ATIVO_ERASURE_QUEUE", json.dumps({
-        "conn_type": "aws", "login": "testing", "password": "testing",
-        "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"}}))  # fmt: skip
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ATIVO_ERASURE_QUEUE",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
+            }
+        ),
+    )
     settings = load_settings()
     op = create_key(settings.home / "serve" / "api_keys.json", "dpo", ("op",))
     predict = create_key(settings.home / "serve" / "api_keys.json", "app", ("predict",))
@@ -64,8 +75,10 @@ def test_queue_messages_are_filed_before_they_leave_the_queue(s3_endpoint, ativo
     assert sorted(m["MessageId"] for m in again) == sorted(m["MessageId"] for m in messages)
 
     filed = _file_queue_messages(spec, again)
-    assert filed == {"filed": ["Q-1"], "refused": [next(m["MessageId"] for m in again
-                                                        if json.loads(m["Body"])["key"] == predict)]}
+    assert filed == {
+        "filed": ["Q-1"],
+        "refused": [next(m["MessageId"] for m in again if json.loads(m["Body"])["key"] == predict)],
+    }
     engine = get_engine(settings.db_url)
     req = rq.get(engine, "Q-1")
     assert req["channel"] == "queue" and req["actor"] == "key:dpo" and req["subjects"] == ["cust-1", "cust-2"]

@@ -90,7 +90,6 @@ def test_the_same_model_file_is_not_registered_twice(spec, small_boosters, tmp_p
     assert len(MlflowClient().search_model_versions(f"name = '{spec.name}'")) == 2  # nothing half-registered
 
 
-
 def test_a_version_loads_from_the_registry_it_is_asked_for_not_mlflows_default(spec, small_boosters, tmp_path):
     """`ativo serve` started from a shell has no MLFLOW_TRACKING_URI: the models:/m-… source must still resolve."""
     import mlflow

@@ -56,8 +56,10 @@ def test_reference_model_passes_the_model_gates_with_measured_values(spec, split
     from ativo.evaluate.privacy import privacy_gate
     from ativo.evaluate.robustness import robustness_gate
 
-    results = [g(spec, good, split) for g in (performance_gate, fairness_gate, robustness_gate, privacy_gate,
-                                              explainability_gate)]  # fmt: skip
+    results = [
+        g(spec, good, split)
+        for g in (performance_gate, fairness_gate, robustness_gate, privacy_gate, explainability_gate)
+    ]
     for r in results:
         assert r.passed, f"{r.gate}: {r.reason}"
     perf, fair, rob, priv, expl = results
@@ -101,8 +103,13 @@ def test_mitigation_reports_before_and_after_in_the_card(spec, split):
     rng = np.random.default_rng(0)
     skewed = relabel(split, lambda f: np.where(f["sex"] == "Male", f[LABEL] | (rng.random(len(f)) < 0.3), f[LABEL]))
     model = served(spec, train(spec, skewed))
-    mitigating = spec.model_copy(update={"gates": spec.gates.model_copy(update={
-        "fairness": spec.gates.fairness.model_copy(update={"mitigation": "threshold_optimizer"})})})  # fmt: skip
+    mitigating = spec.model_copy(
+        update={
+            "gates": spec.gates.model_copy(
+                update={"fairness": spec.gates.fairness.model_copy(update={"mitigation": "threshold_optimizer"})}
+            )
+        }
+    )
     plain = fairness_gate(spec, model, split)
     assert not plain.passed  # the skewed model fails fairness as it is
     result = fairness_gate(mitigating, model, split)
@@ -124,8 +131,9 @@ def test_a_model_that_memorises_a_small_training_set_fails_privacy(spec, split, 
     from ativo.train.trainer import Split
 
     small = Split(train=split.train.sample(400, random_state=1), valid=split.valid, test=split.test)
-    booster = train(spec, small, max_depth=12, min_child_weight=0, eta=0.3, subsample=1.0, colsample_bytree=1.0,
-                    reg_lambda=0)  # fmt: skip
+    booster = train(
+        spec, small, max_depth=12, min_child_weight=0, eta=0.3, subsample=1.0, colsample_bytree=1.0, reg_lambda=0
+    )
     result = privacy_gate(spec, served(spec, booster), small)
     assert not result.passed
     assert result.reason.startswith("membership_advantage is") and "above the maximum of 0.1" in result.reason
@@ -188,8 +196,9 @@ def registered(spec, split, good, tmp_path, settings):
     from devtools.harness import register_booster
 
     uri = settings.mlflow_tracking_uri
-    version = register_booster(settings, spec, good.booster, experiment="gates", gated=None,
-                               artifact_root=tmp_path / "artifacts")  # fmt: skip
+    version = register_booster(
+        settings, spec, good.booster, experiment="gates", gated=None, artifact_root=tmp_path / "artifacts"
+    )
     return uri, version, tmp_path / "artifacts"
 
 

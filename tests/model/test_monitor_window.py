@@ -24,8 +24,9 @@ def profile(spec, adult_split, model):
     from ativo.monitor.profile import build_profile
 
     test = adult_split.test
-    return build_profile(spec, "3", "adult_income-v0001", adult_split.train, test, model.predict_frame(test),
-                         test[LABEL].to_numpy())  # fmt: skip
+    return build_profile(
+        spec, "3", "adult_income-v0001", adult_split.train, test, model.predict_frame(test), test[LABEL].to_numpy()
+    )
 
 
 def log_window(store, spec, model, frame, day: dt.datetime, labels=None):
@@ -39,9 +40,22 @@ def log_window(store, spec, model, frame, day: dt.datetime, labels=None):
     scores = model.score(matrix)
     ids = [prediction_id(ts) for _ in range(len(frame))]
     n = len(frame)
-    log.append(Entry(ts=ts, request_id="r", ids=ids, matrix=matrix, subjects=[None] * n, models=[model] * n,
-                     routes=["champion"] * n, fallback=[False] * n, scores=scores,
-                     decisions=(scores >= 0.5).astype(np.int8), latency_ms=1.0, shadow=None))  # fmt: skip
+    log.append(
+        Entry(
+            ts=ts,
+            request_id="r",
+            ids=ids,
+            matrix=matrix,
+            subjects=[None] * n,
+            models=[model] * n,
+            routes=["champion"] * n,
+            fallback=[False] * n,
+            scores=scores,
+            decisions=(scores >= 0.5).astype(np.int8),
+            latency_ms=1.0,
+            shadow=None,
+        )
+    )
     log.close()
     if labels is not None:
         feedback.append(ts + 60, ids, [int(v) for v in labels])
@@ -134,8 +148,9 @@ def test_a_category_the_reference_never_saw_alarms_by_itself(spec, model, profil
     counts = list(ref.counts)
     counts[-1] += counts[never]  # a reference in which nobody had never worked
     counts[never] = 0
-    seen = dataclasses.replace(profile, features={**profile.features, "workclass": dataclasses.replace(
-        ref, counts=tuple(counts))})  # fmt: skip
+    seen = dataclasses.replace(
+        profile, features={**profile.features, "workclass": dataclasses.replace(ref, counts=tuple(counts))}
+    )
     rows = calm[calm["workclass"] != "Never-worked"].copy()
     rows.iloc[:30, rows.columns.get_loc("workclass")] = "Never-worked"  # 30 rows: a PSI of ~0.06
     report = assess(spec, seen, frame_window(spec, model, rows))

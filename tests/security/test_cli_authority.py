@@ -40,8 +40,22 @@ STATE_CHANGING = {
     "incident": ["incident", "20261124-0000", "--expected", "1", "--note", "wrongly refused"],
 }
 #: the commands that only read (or, for ``serve`` and ``traffic``, answer and call with the API's own keys)
-READ_ONLY = {"fetch-data", "spec check", "summary", "budget status", "leases", "metrics", "serve", "api-key list",
-             "deployments", "traffic", "monitor status", "lineage", "erasure status", "erasure receipt"}  # fmt: skip
+READ_ONLY = {
+    "fetch-data",
+    "spec check",
+    "summary",
+    "budget status",
+    "leases",
+    "metrics",
+    "serve",
+    "api-key list",
+    "deployments",
+    "traffic",
+    "monitor status",
+    "lineage",
+    "erasure status",
+    "erasure receipt",
+}
 
 
 def _leaves(parser, prefix: str = "") -> dict:
@@ -50,8 +64,9 @@ def _leaves(parser, prefix: str = "") -> dict:
     subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     if not subs:
         return {prefix: parser}
-    return {leaf: p for name, sub in subs[0].choices.items()
-            for leaf, p in _leaves(sub, f"{prefix} {name}".strip()).items()}  # fmt: skip
+    return {
+        leaf: p for name, sub in subs[0].choices.items() for leaf, p in _leaves(sub, f"{prefix} {name}".strip()).items()
+    }
 
 
 def test_every_state_changing_command_asks_for_an_op_key_and_no_other_does():
@@ -105,8 +120,10 @@ def platform(tmp_path_factory, small_boosters, reference_dir):
         settings = load_settings()
         spec = get_spec(SPEC, settings.specs_dir)
         keys = key_file(settings.home)
-        made = {name: create_key(keys, name, roles) for name, roles in
-                (("ops", ("op",)), ("app", ("predict", "feedback")), ("spare", ("predict",)))}  # fmt: skip
+        made = {
+            name: create_key(keys, name, roles)
+            for name, roles in (("ops", ("op",)), ("app", ("predict", "feedback")), ("spare", ("predict",)))
+        }
         Ledger(get_engine(settings.db_url), settings.prices).set_budget("risk", 10)
         for booster in (small_boosters["good"], small_boosters["good2"]):
             version = register_booster(settings, spec, booster, artifact_root=root / "art")
@@ -158,14 +175,24 @@ def state(settings) -> dict:
 
     engine = get_engine(settings.db_url)
     with engine.connect() as conn:
-        tables = {name: sorted(map(repr, conn.exec_driver_sql(f'SELECT * FROM "{name}"').all()))
-                  for name in inspect(engine).get_table_names() if name != "audit_log"}  # fmt: skip
-    files = {str(p.relative_to(settings.home)): hashlib.sha256(p.read_bytes()).hexdigest()
-             for p in sorted(settings.home.rglob("*"))
-             if p.is_file() and not p.name.startswith("ativo.db")}  # the DB's tables are read above  # fmt: skip
+        tables = {
+            name: sorted(map(repr, conn.exec_driver_sql(f'SELECT * FROM "{name}"').all()))
+            for name in inspect(engine).get_table_names()
+            if name != "audit_log"
+        }
+    files = {
+        str(p.relative_to(settings.home)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(settings.home.rglob("*"))
+        if p.is_file() and not p.name.startswith("ativo.db")
+    }  # the DB's tables are read above
     spec = get_spec(SPEC, settings.specs_dir)
-    return {"tables": tables, "files": files, "aliases": aliases(spec, settings),
-            "records": len(history(spec, settings)), "airflow": list(Airflow.calls)}  # fmt: skip
+    return {
+        "tables": tables,
+        "files": files,
+        "aliases": aliases(spec, settings),
+        "records": len(history(spec, settings)),
+        "airflow": list(Airflow.calls),
+    }
 
 
 def audit_rows(settings) -> list[dict]:
@@ -212,7 +239,7 @@ REFUSALS = ("no key", "user key", "user key in ATIVO_OP_KEY", "op key of the cal
 @pytest.mark.parametrize("command", list(STATE_CHANGING))
 def test_a_state_change_without_an_op_key_of_the_platform_is_refused_and_changes_nothing(
     command, case, platform, home, tmp_path, monkeypatch, capsys
-):  # fmt: skip
+):
     extra, presented, why, actor = presenting(case, platform, tmp_path, monkeypatch)
     before, audited = state(home), len(audit_rows(home))
     code, err = run(argv_of(command, platform) + extra, capsys)
@@ -286,8 +313,10 @@ def test_with_an_op_key_each_command_works_and_records_the_key_as_actor(platform
     assert _last_audit(home, "cli_backfill")["actor"] == "key:ops" and _last_audit(home, "cli_unpause")
 
     seen = {}
-    monkeypatch.setattr("ativo.monitor.run.monitor_window",
-                        lambda spec, settings, start, end, **kw: seen.setdefault("monitor", {"window": str(end)}))
+    monkeypatch.setattr(
+        "ativo.monitor.run.monitor_window",
+        lambda spec, settings, start, end, **kw: seen.setdefault("monitor", {"window": str(end)}),
+    )
     ok("monitor run", "--json")
     assert "monitor" in seen and _last_audit(home, "cli_monitor_run")["actor"] == "key:ops"
 

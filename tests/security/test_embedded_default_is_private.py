@@ -66,10 +66,12 @@ def test_every_embedded_server_listens_on_loopback_only(started, settings, monke
         "serve": lambda c: flag(c["cmd"], "--host") == "127.0.0.1",
         "alert-sink": lambda c: c["cmd"][-1] == "127.0.0.1",  # python -m devtools.alert_sink PORT FILE HOST
         # Dask's HTTP server (health, metrics) runs without the dashboard too: it gets a loopback address as well
-        "dask-scheduler": lambda c: flag(c["cmd"], "--host") == "127.0.0.1"
-        and flag(c["cmd"], "--dashboard-address").startswith("127.0.0.1:"),
-        "dask-workers": lambda c: flag(c["cmd"], "--host") == "127.0.0.1"
-        and flag(c["cmd"], "--dashboard-address").startswith("127.0.0.1:"),
+        "dask-scheduler": lambda c: (
+            flag(c["cmd"], "--host") == "127.0.0.1" and flag(c["cmd"], "--dashboard-address").startswith("127.0.0.1:")
+        ),
+        "dask-workers": lambda c: (
+            flag(c["cmd"], "--host") == "127.0.0.1" and flag(c["cmd"], "--dashboard-address").startswith("127.0.0.1:")
+        ),
     }
     assert set(started) == set(supervisor.SERVICES) - {"postgres"}, "a service started that this test does not know"
     for name, call in started.items():
@@ -120,9 +122,20 @@ def test_the_alert_sink_and_the_dask_cluster_listen_on_loopback_only(settings, m
     settings = load_settings()
     env = supervisor.platform_env(settings)
     try:
-        supervisor._start(settings, "alert-sink", [sys.executable, "-m", "devtools.alert_sink", str(ports["alert"]),
-                                                   str(settings.home / "logs" / "alerts.jsonl"), supervisor.LOOPBACK],
-                          env, quiet=True)  # fmt: skip
+        supervisor._start(
+            settings,
+            "alert-sink",
+            [
+                sys.executable,
+                "-m",
+                "devtools.alert_sink",
+                str(ports["alert"]),
+                str(settings.home / "logs" / "alerts.jsonl"),
+                supervisor.LOOPBACK,
+            ],
+            env,
+            quiet=True,
+        )
         supervisor.start_dask(settings, env, workers=1, memory_limit="512MiB")
         pids = [p for p in (supervisor.pid_of(settings, n) for n in ("alert-sink", *supervisor.DASK)) if p]
         assert len(pids) == 3
@@ -146,13 +159,16 @@ def test_a_service_process_writes_files_0600_and_directories_0700(settings):
     from devtools import supervisor
 
     store = settings.home / "store" / "predictions" / "adult_income"
-    code = (f"import pathlib, sqlite3; db = sqlite3.connect({str(settings.home / 'ativo.db')!r}); "
-            "db.execute('PRAGMA journal_mode=WAL'); db.execute('CREATE TABLE t (x)'); "
-            f"db.commit(); p = pathlib.Path({str(store / 'day=2026-12-07')!r}); p.mkdir(parents=True); "
-            "(p / 'part-0.parquet').write_bytes(b'rows'); import time; time.sleep(0.5); db.close()")  # fmt: skip
+    code = (
+        f"import pathlib, sqlite3; db = sqlite3.connect({str(settings.home / 'ativo.db')!r}); "
+        "db.execute('PRAGMA journal_mode=WAL'); db.execute('CREATE TABLE t (x)'); "
+        f"db.commit(); p = pathlib.Path({str(store / 'day=2026-12-07')!r}); p.mkdir(parents=True); "
+        "(p / 'part-0.parquet').write_bytes(b'rows'); import time; time.sleep(0.5); db.close()"
+    )
     os.umask(old := os.umask(0o022))  # this process's umask stays whatever it was
-    pid = supervisor._start(settings, "probe", [sys.executable, "-c", code], supervisor.platform_env(settings),
-                            quiet=True)  # fmt: skip
+    pid = supervisor._start(
+        settings, "probe", [sys.executable, "-c", code], supervisor.platform_env(settings), quiet=True
+    )
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, (settings.home / "logs" / "probe.log").read_text()
     assert mode(settings.home / "ativo.db") == 0o600
@@ -177,9 +193,16 @@ def test_the_secret_files_of_the_platform_are_0600(settings):
     with supervisor.private_files():  # what start_services runs in its own process (landing the first batches)
         sqlite3.connect(settings.home / "ativo.db").close()
     home = settings.home
-    files = [home / "airflow" / "passwords.json", home / "serve" / "api_keys.json", home / "serve" / "demo_key",
-             home / "serve" / "operator_key", home / "serve" / "subject_pepper", key_file(settings),
-             home / "pg" / "password", home / "ativo.db"]  # fmt: skip
+    files = [
+        home / "airflow" / "passwords.json",
+        home / "serve" / "api_keys.json",
+        home / "serve" / "demo_key",
+        home / "serve" / "operator_key",
+        home / "serve" / "subject_pepper",
+        key_file(settings),
+        home / "pg" / "password",
+        home / "ativo.db",
+    ]
     assert {str(f.relative_to(home)): mode(f) for f in files} == {str(f.relative_to(home)): 0o600 for f in files}
     for name in ("airflow", "serve", "logs"):
         assert mode(home / name) == 0o700, name
@@ -209,4 +232,3 @@ def test_state_an_earlier_version_left_readable_becomes_private(settings, tmp_pa
     assert {n: mode(home / n) for n in dirs} == dict.fromkeys(dirs, 0o700)
     assert mode(outside) == 0o755
     assert mode(home / "pg") == (0o711 if os.geteuid() == 0 else 0o700)
-

@@ -50,10 +50,18 @@ def _old_client_and_queue_history(spec, settings, dag, op_key: str) -> None:
 
     earlier = dag.test(run_conf={})  # nothing pending yet: it consumed the message and filed it
     assert str(earlier.state) == "success"
-    message = {"MessageId": "m-1", "ReceiptHandle": "h-1",
-               "Body": json.dumps({"spec": spec.name, "subjects": [S_QUEUE], "request_id": "Q-1", "key": op_key})}
-    filed = file_messages(get_engine(settings.db_url), spec.name, [message],
-                          ApiKeys(settings.home / "serve" / "api_keys.json"), platform_pepper(settings))  # fmt: skip
+    message = {
+        "MessageId": "m-1",
+        "ReceiptHandle": "h-1",
+        "Body": json.dumps({"spec": spec.name, "subjects": [S_QUEUE], "request_id": "Q-1", "key": op_key}),
+    }
+    filed = file_messages(
+        get_engine(settings.db_url),
+        spec.name,
+        [message],
+        ApiKeys(settings.home / "serve" / "api_keys.json"),
+        platform_pepper(settings),
+    )
     assert [a["request_id"] for a in filed.acks] == ["Q-1"]
     with create_session() as session:
         asset = AssetModel(name=f"{spec.name}.erasure_requests", uri=f"x-ativo://erasure-requests/{spec.name}")
@@ -63,8 +71,15 @@ def _old_client_and_queue_history(spec, settings, dag, op_key: str) -> None:
         event.created_dagruns.append(session.scalars(select(DagRun).where(DagRun.run_id == earlier.run_id)).one())
         session.add(event)
         body = {"logical_date": None, "conf": {"subjects": [S_REST], "request_id": "R-1", "force": True}}
-        session.add(Log(event="trigger_dag_run", owner="operator", owner_display_name="operator",
-                        extra=json.dumps({**body, "method": "POST"}), dag_id=dag.dag_id))  # fmt: skip
+        session.add(
+            Log(
+                event="trigger_dag_run",
+                owner="operator",
+                owner_display_name="operator",
+                extra=json.dumps({**body, "method": "POST"}),
+                dag_id=dag.dag_id,
+            )
+        )
 
 
 def test_a_closed_request_leaves_its_subject_in_no_store(airflow_db, settings, spec, tmp_path):
@@ -89,8 +104,22 @@ def test_a_closed_request_leaves_its_subject_in_no_store(airflow_db, settings, s
 
     # the op-only CLI route: ids in a file, into the platform DB only
     (tmp_path / "ids.txt").write_text(S_CLI + "\n")
-    assert cli.main(["erase", "--spec", spec.name, "--subjects-file", str(tmp_path / "ids.txt"), "--request-id", "C-1",
-                     "--key", op_key]) == 0  # fmt: skip
+    assert (
+        cli.main(
+            [
+                "erase",
+                "--spec",
+                spec.name,
+                "--subjects-file",
+                str(tmp_path / "ids.txt"),
+                "--request-id",
+                "C-1",
+                "--key",
+                op_key,
+            ]
+        )
+        == 0
+    )
 
     # the old client's run: filed, then handled by request id with the others
     run = dag.test(run_conf={"subjects": [S_REST], "request_id": "R-1", "force": True})
@@ -152,8 +181,7 @@ def test_the_page_files_a_request_for_op_only_and_triggers_with_its_id_alone(air
     assert not [c for c in confs if S_REST in json.dumps(c)] and not [x for x in logs if S_REST in x]
 
 
-def test_the_scheduler_listener_redacts_before_any_task_and_sweeps_every_run(airflow_db, settings, spec,
-                                                                             monkeypatch):  # fmt: skip
+def test_the_scheduler_listener_redacts_before_any_task_and_sweeps_every_run(airflow_db, settings, spec, monkeypatch):
     """What the scheduler does (not dag.test()): Ativo's plugin listener gets the run the scheduler starts, files its
     conf's subjects and leaves the request id, in the scheduler's own session; at a run's end it sweeps every erasure
     run, page by page, and the REST API's event-log rows."""
@@ -177,16 +205,29 @@ def test_the_scheduler_listener_redacts_before_any_task_and_sweeps_every_run(air
     t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
     def run(i: int, conf: dict, state: DagRunState) -> DagRun:
-        return DagRun(dag_id=dag_id, run_id=f"rest__{i}", conf=conf, state=state, run_type=DagRunType.MANUAL,
-                      run_after=t0 + dt.timedelta(minutes=i), triggered_by=DagRunTriggeredByType.REST_API,
-                      triggering_user_name="operator")  # fmt: skip
+        return DagRun(
+            dag_id=dag_id,
+            run_id=f"rest__{i}",
+            conf=conf,
+            state=state,
+            run_type=DagRunType.MANUAL,
+            run_after=t0 + dt.timedelta(minutes=i),
+            triggered_by=DagRunTriggeredByType.REST_API,
+            triggering_user_name="operator",
+        )
 
     with create_session() as session:  # history: 40 finished runs of old clients, each quoted by the event log
         for i in range(40):
             conf = {"subjects": [f"cust-old-{i:04d}"], "request_id": f"OLD-{i}"}
             session.add(run(i, conf, DagRunState.SUCCESS))
-            session.add(Log(event="trigger_dag_run", owner="operator", dag_id=dag_id,
-                            extra=json.dumps({"conf": conf, "method": "POST"})))  # fmt: skip
+            session.add(
+                Log(
+                    event="trigger_dag_run",
+                    owner="operator",
+                    dag_id=dag_id,
+                    extra=json.dumps({"conf": conf, "method": "POST"}),
+                )
+            )
     manager = get_listener_manager()
     assert any(isinstance(p, redaction.ErasureRedactor) for p in manager.pm.get_plugins())  # the plugin's listener
     with create_session() as session:  # the scheduler starts a new run
@@ -198,7 +239,10 @@ def test_the_scheduler_listener_redacts_before_any_task_and_sweeps_every_run(air
     assert rq.get(engine, "R-9")["subjects"] == [S_REST] and rq.get(engine, "R-9")["actor"] == "operator"
     with create_session() as session:
         assert session.scalars(select(DagRun).where(DagRun.run_id == "rest__99")).one().conf == {
-            "subjects_redacted": 1, "request_id": "R-9", "force": True}
+            "subjects_redacted": 1,
+            "request_id": "R-9",
+            "force": True,
+        }
         ended = session.scalars(select(DagRun).where(DagRun.run_id == "rest__99")).one()
         ended.state = DagRunState.SUCCESS
         manager.hook.on_dag_run_success(dag_run=ended, msg="success")

@@ -50,8 +50,9 @@ def plat(spec, reference_dir, small_boosters, tmp_path_factory):
         subjects = iter(frame[sid].drop_duplicates().sample(12, random_state=11).tolist())
         served = _platform(settings, spec, [small_boosters["good"]], root)
         op = create_key(settings.home / "serve" / "api_keys.json", "dpo", ("op",))
-        yield SimpleNamespace(settings=settings, engine=engine, env=env, frame=frame, subjects=subjects,
-                              served=served, op=op)  # fmt: skip
+        yield SimpleNamespace(
+            settings=settings, engine=engine, env=env, frame=frame, subjects=subjects, served=served, op=op
+        )
 
 
 def _erased(plat, spec, subjects: list[str], request_id: str) -> dict:
@@ -61,8 +62,15 @@ def _erased(plat, spec, subjects: list[str], request_id: str) -> dict:
     from ativo.erasure.process import process, verify_receipt
     from ativo.hashing import platform_pepper
 
-    rq.file_request(plat.engine, spec=spec.name, subjects=subjects, pepper=platform_pepper(plat.settings),
-                    actor="key:dpo", channel="cli", request_id=request_id)  # fmt: skip
+    rq.file_request(
+        plat.engine,
+        spec=spec.name,
+        subjects=subjects,
+        pepper=platform_pepper(plat.settings),
+        actor="key:dpo",
+        channel="cli",
+        request_id=request_id,
+    )
     done = process(spec, plat.settings, run_id=f"test-{request_id}")
     assert done["closed"]["closed"] is True, done["closed"]["reason"]
     assert done["purged"]["lake_rows"] >= len(subjects)  # they were in the data, and are not now
@@ -77,7 +85,11 @@ def _erased(plat, spec, subjects: list[str], request_id: str) -> dict:
 
 
 def test_a_user_naming_a_subject_in_a_refused_page_action_rest_trigger_or_cli_command_does_not_wedge_its_erasure(
-        airflow_app, plat, spec, monkeypatch):  # noqa: F811  # fmt: skip
+    airflow_app,  # noqa: F811
+    plat,
+    spec,
+    monkeypatch,
+):
     from ativo.cli import main
     from ativo.erasure import audit
 
@@ -86,11 +98,14 @@ def test_a_user_naming_a_subject_in_a_refused_page_action_rest_trigger_or_cli_co
     monkeypatch.delenv("ATIVO_OP_KEY", raising=False)
     client, token = airflow_app
     by_page, by_rest, by_cli = next(plat.subjects), next(plat.subjects), next(plat.subjects)
-    refused = client.post(f"/ativo/actions/{by_page}", content="spec=adult_income",
-                          headers={"content-type": "application/x-www-form-urlencoded",
-                                   "accept": "application/json", **token("analyst")})  # fmt: skip
-    trigger = client.post(f"/api/v2/dags/{by_rest}__erasure/dagRuns", json={"logical_date": None, "conf": {}},
-                          headers=token("analyst"))  # fmt: skip
+    refused = client.post(
+        f"/ativo/actions/{by_page}",
+        content="spec=adult_income",
+        headers={"content-type": "application/x-www-form-urlencoded", "accept": "application/json", **token("analyst")},
+    )
+    trigger = client.post(
+        f"/api/v2/dags/{by_rest}__erasure/dagRuns", json={"logical_date": None, "conf": {}}, headers=token("analyst")
+    )
     assert refused.status_code == trigger.status_code == 403
     assert main(["erase", "--spec", by_cli, "--subject", "cust-anyone"]) == 2  # a local user without an op key
 
@@ -115,8 +130,10 @@ def test_a_key_holder_naming_a_subject_in_a_request_id_or_feedback_id_does_not_w
     features = plat.frame[spec.data_schema.feature_names]
 
     def row(i: int, subject: str | None = None) -> dict:
-        values = {k: (None if pd.isna(v) else (v.item() if hasattr(v, "item") else v))
-                  for k, v in features.iloc[i].to_dict().items()}  # fmt: skip
+        values = {
+            k: (None if pd.isna(v) else (v.item() if hasattr(v, "item") else v))
+            for k, v in features.iloc[i].to_dict().items()
+        }
         return {"features": values, **({"subject_id": subject} if subject else {})}
 
     own = int((plat.frame[spec.data_schema.subject] == by_header).to_numpy().argmax())
@@ -124,12 +141,15 @@ def test_a_key_holder_naming_a_subject_in_a_request_id_or_feedback_id_does_not_w
         # someone else's decision, under the subject's id as its request id
         answer = c.post(f"/models/{spec.name}/predict", json=row(0), headers={"X-Request-Id": by_header})
         assert answer.status_code == 200, answer.text
-        again = c.post(f"/models/{spec.name}/predict", json=row(1), headers={"X-Request-Id": answer.headers[
-            "x-request-id"]})  # a retry quoting the id the server gave keeps it  # fmt: skip
+        again = c.post(
+            f"/models/{spec.name}/predict", json=row(1), headers={"X-Request-Id": answer.headers["x-request-id"]}
+        )  # a retry quoting the id the server gave keeps it
         mine = c.post(f"/models/{spec.name}/predict", json=row(own, by_header)).json()  # the subject's own decision
         c.headers["Authorization"] = f"Bearer {plat.served['feedback']}"
-        bad = [c.post(f"/models/{spec.name}/feedback", json={"prediction_id": hostile, "label": 1})
-               for hostile in (by_feedback, f"{START:%Y%m%d}-{by_feedback}", f"{START:%Y%m%d}-0 {by_feedback}")]
+        bad = [
+            c.post(f"/models/{spec.name}/feedback", json={"prediction_id": hostile, "label": 1})
+            for hostile in (by_feedback, f"{START:%Y%m%d}-{by_feedback}", f"{START:%Y%m%d}-0 {by_feedback}")
+        ]
         ok = c.post(f"/models/{spec.name}/feedback", json={"prediction_id": mine["prediction_id"], "label": 1})
         assert ok.status_code == 200, ok.text
     store = open_store(plat.settings)
@@ -161,12 +181,20 @@ def test_malformed_queue_messages_are_refused_audited_and_dead_lettered_and_wedg
         "m-rid": {"spec": spec.name, "subjects": [named], "request_id": named, "key": plat.op},
         "m-json": "[" + named,
         "m-ok": {"spec": spec.name, "subjects": [valid], "key": plat.op},
-    }  # fmt: skip
-    messages = [{"MessageId": mid, "ReceiptHandle": f"h-{mid}", "Body": b if isinstance(b, str) else json.dumps(b)}
-                for mid, b in bodies.items()]  # fmt: skip
+    }
+    messages = [
+        {"MessageId": mid, "ReceiptHandle": f"h-{mid}", "Body": b if isinstance(b, str) else json.dumps(b)}
+        for mid, b in bodies.items()
+    ]
     before = len(audit.entries(plat.engine))
-    filed = file_messages(plat.engine, spec.name, messages, ApiKeys(plat.settings.home / "serve" / "api_keys.json"),
-                          platform_pepper(plat.settings), min_subject_length=spec.erasure.min_subject_id_length)
+    filed = file_messages(
+        plat.engine,
+        spec.name,
+        messages,
+        ApiKeys(plat.settings.home / "serve" / "api_keys.json"),
+        platform_pepper(plat.settings),
+        min_subject_length=spec.erasure.min_subject_id_length,
+    )
     assert [a["subjects"] for a in filed.acks] == [1]  # the valid message is filed all the same
     assert sorted(m["Id"] for m in filed.delete) == sorted(bodies)  # every message leaves the queue
     why = {d["message_id"]: (d["field"], d["reason"]) for d in filed.dead_letter}
@@ -193,8 +221,15 @@ def test_one_batch_has_one_owner_a_second_runner_waits_or_is_told_who_holds_it(p
     from ativo.hashing import platform_pepper
 
     subject = next(plat.subjects)
-    rq.file_request(plat.engine, spec=spec.name, subjects=[subject], pepper=platform_pepper(plat.settings),
-                    actor="key:dpo", channel="cli", request_id="R-lease")  # fmt: skip
+    rq.file_request(
+        plat.engine,
+        spec=spec.name,
+        subjects=[subject],
+        pepper=platform_pepper(plat.settings),
+        actor="key:dpo",
+        channel="cli",
+        request_id="R-lease",
+    )
     claimed = rq.claim_batch(plat.engine, spec.name, 0, "scheduled__2026-03-02T00:00:00+00:00")  # a DAG run's
     assert claimed.batch_id is not None
     with pytest.raises(rq.ErasureBusy, match=r"ERASURE DAG run 'scheduled__2026-03-02T00:00:00\+00:00'.*one owner"):

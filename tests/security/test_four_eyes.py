@@ -41,13 +41,22 @@ def _answer_when_asked(dag_id: str, who: str, option: str, timeout: float = 120)
     deadline = time.time() + timeout
     while time.time() < deadline:
         with create_session() as session:
-            ti = session.scalar(select(TaskInstance).where(TaskInstance.dag_id == dag_id,
-                                                           TaskInstance.task_id == "approve",
-                                                           TaskInstance.state == TaskInstanceState.AWAITING_INPUT))
+            ti = session.scalar(
+                select(TaskInstance).where(
+                    TaskInstance.dag_id == dag_id,
+                    TaskInstance.task_id == "approve",
+                    TaskInstance.state == TaskInstanceState.AWAITING_INPUT,
+                )
+            )
             if ti is not None:
-                update_hitl_detail(dag_id=dag_id, dag_run_id=ti.run_id, task_id="approve",
-                                   update_hitl_detail_payload=UpdateHITLDetailPayload(chosen_options=[option]),
-                                   user=_User(who), session=session)  # fmt: skip
+                update_hitl_detail(
+                    dag_id=dag_id,
+                    dag_run_id=ti.run_id,
+                    task_id="approve",
+                    update_hitl_detail_payload=UpdateHITLDetailPayload(chosen_options=[option]),
+                    user=_User(who),
+                    session=session,
+                )
                 return
         time.sleep(0.5)
     raise AssertionError("the approval task never asked")
@@ -79,8 +88,7 @@ def candidate(settings, four_eyes, small_boosters, tmp_path, monkeypatch):
     server.stop()
 
 
-def test_the_requester_approving_their_own_deployment_is_refused_and_holds(airflow_db, settings, four_eyes,
-                                                                          candidate):  # fmt: skip
+def test_the_requester_approving_their_own_deployment_is_refused_and_holds(airflow_db, settings, four_eyes, candidate):
     from ativo.deploy.promotion import aliases
     from ativo.erasure import audit
     from ativo.store.db import get_engine
@@ -101,8 +109,7 @@ def test_a_rejection_holds_the_version(airflow_db, settings, four_eyes, candidat
     assert aliases(four_eyes, settings).get("champion") is None
 
 
-def test_another_persons_approval_promotes_and_is_signed_and_on_the_card(airflow_db, settings, four_eyes,
-                                                                         candidate):  # fmt: skip
+def test_another_persons_approval_promotes_and_is_signed_and_on_the_card(airflow_db, settings, four_eyes, candidate):
     from mlflow import MlflowClient
 
     from ativo.deploy.promotion import aliases
@@ -155,6 +162,9 @@ def test_silence_holds_the_version_and_an_analyst_cannot_answer(four_eyes, tmp_p
         with pytest.raises(ApprovalRefused, match="held"):
             accept(settings, four_eyes, "3", answer, "airflow:operator")
     manager = AtivoAuthManager()
-    assert not manager.is_authorized_dag(method="PUT", user=SimpleAuthManagerUser(username="analyst", role="user"),
-                                         access_entity=DagAccessEntity.HITL_DETAIL,
-                                         details=DagDetails(id=dag.dag_id))  # fmt: skip
+    assert not manager.is_authorized_dag(
+        method="PUT",
+        user=SimpleAuthManagerUser(username="analyst", role="user"),
+        access_entity=DagAccessEntity.HITL_DETAIL,
+        details=DagDetails(id=dag.dag_id),
+    )

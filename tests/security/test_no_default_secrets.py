@@ -271,8 +271,13 @@ def env_file(path: Path) -> dict[str, str]:
 
 
 def run_secrets(env_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["sh", str(SECRETS_SCRIPT), *args], env={**os.environ, "ATIVO_ENV_FILE": str(env_path)},
-                          capture_output=True, text=True, check=True)  # fmt: skip
+    return subprocess.run(
+        ["sh", str(SECRETS_SCRIPT), *args],
+        env={**os.environ, "ATIVO_ENV_FILE": str(env_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
 
 
 def test_secrets_script_generates_every_variable_compose_requires(tmp_path):

@@ -50,14 +50,19 @@ def client(settings, spec, platform):
     with TestClient(build_app(service)) as c:
         c.headers["Authorization"] = f"Bearer {platform['key']}"
         c.service = service
-        wait_until(lambda: service.live.routing.versions() == {"champion": platform["v1"], "canary": platform["v2"]},
-                   20, 0.1, "the signed routing loaded")  # fmt: skip
+        wait_until(
+            lambda: service.live.routing.versions() == {"champion": platform["v1"], "canary": platform["v2"]},
+            20,
+            0.1,
+            "the signed routing loaded",
+        )
         yield c
 
 
 def _answers(client, rows):
-    got = client.post("/predict", json={"rows": [{"features": rows[i % len(rows)], "key": f"cust-{i}"}
-                                                 for i in range(500)]})  # fmt: skip
+    got = client.post(
+        "/predict", json={"rows": [{"features": rows[i % len(rows)], "key": f"cust-{i}"} for i in range(500)]}
+    )
     assert got.status_code == 200, got.text
     return [(p["version"], p["route"], p["decision"]) for p in got.json()["predictions"]]
 
@@ -91,9 +96,17 @@ def _tamper(kind, settings, spec, platform):
         doc = {**current(spec, settings).record, "action": "promote", "actor": "mallory"}
         doc["routing"] = {"champion": {**doc["routing"]["champion"], "version": platform["v3"]}}
         with get_engine(settings.db_url).begin() as conn:
-            conn.execute(insert(promotion_records).values(spec=spec.name, model=name, doc=doc, key_id="x" * 16,
-                                                          prev_signature=current(spec, settings).signature,
-                                                          signature="f" * 64, at=utcnow()))  # fmt: skip
+            conn.execute(
+                insert(promotion_records).values(
+                    spec=spec.name,
+                    model=name,
+                    doc=doc,
+                    key_id="x" * 16,
+                    prev_signature=current(spec, settings).signature,
+                    signature="f" * 64,
+                    at=utcnow(),
+                )
+            )
     else:
         raise AssertionError(kind)
 
@@ -102,8 +115,9 @@ KINDS = ["alias moved", "canary tag", "alias deleted", "policy swapped", "datase
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_registry_tampering_leaves_serving_on_its_signed_routing_and_pages_once(kind, settings, spec, split_rows,
-                                                                                platform, client):  # fmt: skip
+def test_registry_tampering_leaves_serving_on_its_signed_routing_and_pages_once(
+    kind, settings, spec, split_rows, platform, client
+):
     from ativo.waiting import wait_until
 
     before = _answers(client, split_rows)
@@ -127,8 +141,9 @@ def test_erasure_finds_a_model_whose_dataset_tag_was_rewritten(settings, spec, p
 
     from ativo.erasure.models import affected_versions
 
-    MlflowClient(settings.mlflow_tracking_uri).set_model_version_tag(spec.registered_model_name, platform["v1"],
-                                                                     "ativo.dataset_version", "nothing-to-see")
+    MlflowClient(settings.mlflow_tracking_uri).set_model_version_tag(
+        spec.registered_model_name, platform["v1"], "ativo.dataset_version", "nothing-to-see"
+    )
     found = {r["version"]: r for r in affected_versions(spec, settings, [f"{spec.name}-v0001"])}
     assert set(found) == {platform["v1"], platform["v2"]}
     assert found[platform["v1"]]["aliases"] == ["champion"]
@@ -140,13 +155,19 @@ def test_no_path_puts_a_rejected_or_ungated_version_on_live_traffic(who, setting
     from ativo.model.registry import history
     from devtools.harness import register_booster
 
-    version = platform["v3"] if who == "rejected" else register_booster(
-        settings, spec, boosters["broken"], artifact_root=platform["art"], gated=None)  # fmt: skip
+    version = (
+        platform["v3"]
+        if who == "rejected"
+        else register_booster(settings, spec, boosters["broken"], artifact_root=platform["art"], gated=None)
+    )
     before = aliases(spec, settings)
     with pytest.raises(DeployRefused) as err:
         promote(spec, settings, version, reason="I say so", actor="mallory")
-    assert (("rejected by its gates (performance)" in str(err.value)) if who == "rejected"
-            else "no gate record" in str(err.value)), str(err.value)  # fmt: skip
+    assert (
+        ("rejected by its gates (performance)" in str(err.value))
+        if who == "rejected"
+        else "no gate record" in str(err.value)
+    ), str(err.value)
     with pytest.raises(DeployRefused):
         start_trial(spec, settings, version, percent=100, actor="mallory")
     assert aliases(spec, settings) == before
@@ -160,9 +181,16 @@ def test_a_move_prepared_on_a_stale_view_is_refused_not_applied(settings, spec, 
     stale = aliases(spec, settings)  # champion v1, canary v2
     rollback(spec, settings, reason="the canary ends meanwhile", actor="test")
     with pytest.raises(DeployRefused, match="changed while this move was prepared"):
-        move_aliases(spec, settings, "promote", platform["v2"], {"champion": platform["v2"], "previous": "1",
-                                                                 "canary": None},
-                     reason="stale", actor="test", expected=stale)  # fmt: skip
+        move_aliases(
+            spec,
+            settings,
+            "promote",
+            platform["v2"],
+            {"champion": platform["v2"], "previous": "1", "canary": None},
+            reason="stale",
+            actor="test",
+            expected=stale,
+        )
     assert aliases(spec, settings) == {"champion": platform["v1"]}
 
 
@@ -192,14 +220,20 @@ def test_an_analyst_may_not_trigger_deploy_or_train(tmp_path, monkeypatch):
     operator = SimpleAuthManagerUser(username="operator", role="op")
     for dag_id in ("compas_recidivism__deploy", "compas_recidivism__train"):
         for method in ("POST", "PUT", "DELETE"):
-            assert not manager.is_authorized_dag(method=method, user=analyst, access_entity=DagAccessEntity.RUN,
-                                                 details=DagDetails(id=dag_id))  # fmt: skip
-        assert manager.is_authorized_dag(method="POST", user=operator, access_entity=DagAccessEntity.RUN,
-                                         details=DagDetails(id=dag_id))  # fmt: skip
+            assert not manager.is_authorized_dag(
+                method=method, user=analyst, access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id)
+            )
+        assert manager.is_authorized_dag(
+            method="POST", user=operator, access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id)
+        )
         assert manager.is_authorized_dag(method="GET", user=analyst, details=DagDetails(id=dag_id))
     # a DAG id of the caller's naming is never written as it is (a subject id in it would wedge its erasure)
-    assert not manager.is_authorized_dag(method="POST", user=analyst, access_entity=DagAccessEntity.RUN,
-                                         details=DagDetails(id="cust-0989f90e753b3d80__train"))  # fmt: skip
+    assert not manager.is_authorized_dag(
+        method="POST",
+        user=analyst,
+        access_entity=DagAccessEntity.RUN,
+        details=DagDetails(id="cust-0989f90e753b3d80__train"),
+    )
     refused = audit.entries(get_engine(f"sqlite:///{tmp_path / 'ativo.db'}"), kind="operation_refused")
     assert len(refused) == 7 and {r["actor"] for r in refused} == {"analyst"}
     assert "cust-0989f90e753b3d80" not in json.dumps(refused, default=str)
@@ -242,8 +276,11 @@ def test_an_upgraded_platform_adopts_mlflows_routing_once_by_an_op(settings, spe
     assert current(spec, settings).routes == {}  # nothing signed: a server routes nothing (and pages the difference)
     adopt_routing(spec, settings, actor="key:ops", reason="upgrade")
     routed = current(spec, settings).routes
-    assert routed["champion"].version == v1 and routed["champion"].model_sha256 == client.get_model_version(
-        spec.registered_model_name, v1).tags["ativo.model_sha256"]  # fmt: skip
+    assert (
+        routed["champion"].version == v1
+        and routed["champion"].model_sha256
+        == client.get_model_version(spec.registered_model_name, v1).tags["ativo.model_sha256"]
+    )
     assert [r["actor"] for r in history(spec, settings)] == ["key:ops"]
     with pytest.raises(PromotionRefused, match="signed promotion records already"):
         adopt_routing(spec, settings, actor="key:mallory", reason="again")

@@ -20,8 +20,14 @@ def test_a_quoted_subject_in_an_old_request_id_or_feedback_id_is_redacted_and_th
 
     store = open_store(settings)
     victim = "cust-0989f90e753b3d80"
-    predictions = pa.table({"prediction_id": ["p-1", "p-2", "p-3"], "subject": ["pseud-victim", "pseud-b", "pseud-c"],
-                            "request_id": ["r-1", f"retry {victim} please", "r-3"], "score": [0.1, 0.2, 0.3]})
+    predictions = pa.table(
+        {
+            "prediction_id": ["p-1", "p-2", "p-3"],
+            "subject": ["pseud-victim", "pseud-b", "pseud-c"],
+            "request_id": ["r-1", f"retry {victim} please", "r-3"],
+            "score": [0.1, 0.2, 0.3],
+        }
+    )
     labels = pa.table({"prediction_id": ["p-1", f"x-{victim}", "p-3"], "label": [1, 0, 1]})
     store.put_bytes(f"predictions/{spec.name}/2026-12-07/a.parquet", parquet_bytes(predictions))
     store.put_bytes(f"labels/{spec.name}/2026-12-07/a.parquet", parquet_bytes(labels))

@@ -53,10 +53,10 @@ def _numeric(spec, kind):
 BREAKS = {
     "unknown category": lambda s, f: f.__setitem__(
         next(x.name for x in s.data_schema.features if x.type == "category"), "Atlantis"
-    ),  # fmt: skip
+    ),
     "category as a number": lambda s, f: f.__setitem__(
         next(x.name for x in s.data_schema.features if x.type == "category"), 3
-    ),  # fmt: skip
+    ),
     "number as a string": lambda s, f: f.__setitem__(_numeric(s, "int").name, "39"),
     "boolean number": lambda s, f: f.__setitem__(_numeric(s, "int").name, True),
     "fractional int": lambda s, f: f.__setitem__(_numeric(s, "int").name, 39.5),
@@ -80,8 +80,9 @@ def test_a_broken_row_anywhere_in_a_batch_is_named_as_the_row_checks_name_it(par
     assert all(e["field"].startswith("rows[37].features") for e in errors), errors
 
 
-@pytest.mark.parametrize("row", [{"features": {}, "extra": 1}, {"features": [1, 2]}, {"subject_id": ""},
-                                 {"subject_id": 7}, "a string"])  # fmt: skip
+@pytest.mark.parametrize(
+    "row", [{"features": {}, "extra": 1}, {"features": [1, 2]}, {"subject_id": ""}, {"subject_id": 7}, "a string"]
+)
 def test_a_malformed_row_is_refused_with_its_index(parser, rows, row):
     batch = copy.deepcopy(rows[:5])
     if isinstance(row, dict) and "features" not in row:

@@ -25,8 +25,13 @@ def ledger(tmp_path, clock):
 
 
 def reserve(ledger: Ledger, estimate: float, **kw) -> object:
-    args = {"team": "risk", "spec": "adult_income", "task_key": "adult_income__train.trial", "resource": "cpu",
-            "timeout": HOUR} | kw  # fmt: skip
+    args = {
+        "team": "risk",
+        "spec": "adult_income",
+        "task_key": "adult_income__train.trial",
+        "resource": "cpu",
+        "timeout": HOUR,
+    } | kw
     return ledger.reserve(estimate_usd=estimate, **args)
 
 

@@ -30,17 +30,38 @@ from ativo.compute.budget import headroom, room_for
         (0.9, 0.6, 0.0, 0.0, 0.3 + 1e-6, "normal", False),
     ],
     ids=[
-        "under-the-limit", "exactly-at-the-limit", "just-over-the-limit", "spent-budget",
-        "reservations-count-up-to-the-limit", "reservations-count-over-the-limit", "all-reserved",
-        "outside-the-erasure-reserve", "into-the-erasure-reserve-refused", "erasure-may-use-the-reserve",
-        "only-erasure-priority-uses-the-reserve", "erasure-up-to-the-limit", "erasure-not-past-the-limit",
-        "zero-limit-refuses", "zero-limit-refuses-erasure-too", "zero-limit-zero-estimate",
-        "float-rounding-at-the-limit-fits", "a-micro-dollar-over-is-refused",
+        "under-the-limit",
+        "exactly-at-the-limit",
+        "just-over-the-limit",
+        "spent-budget",
+        "reservations-count-up-to-the-limit",
+        "reservations-count-over-the-limit",
+        "all-reserved",
+        "outside-the-erasure-reserve",
+        "into-the-erasure-reserve-refused",
+        "erasure-may-use-the-reserve",
+        "only-erasure-priority-uses-the-reserve",
+        "erasure-up-to-the-limit",
+        "erasure-not-past-the-limit",
+        "zero-limit-refuses",
+        "zero-limit-refuses-erasure-too",
+        "zero-limit-zero-estimate",
+        "float-rounding-at-the-limit-fits",
+        "a-micro-dollar-over-is-refused",
     ],
-)  # fmt: skip
+)
 def test_room_for(limit, spent, reserved, erasure_reserve, estimate, priority, fits):
-    assert room_for(limit=limit, spent=spent, reserved=reserved, erasure_reserve=erasure_reserve, estimate=estimate,
-                    priority=priority) is fits  # fmt: skip
+    assert (
+        room_for(
+            limit=limit,
+            spent=spent,
+            reserved=reserved,
+            erasure_reserve=erasure_reserve,
+            estimate=estimate,
+            priority=priority,
+        )
+        is fits
+    )
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,18 @@ def engine(tmp_path):
 def add_version(engine, n: int, spec: str = "s") -> str:
     tag = f"{spec}-v{n:04d}"
     with engine.begin() as conn:
-        conn.execute(insert(dataset_versions).values(spec=spec, version=n, tag=tag, git_rev="r", manifest_hash="m",
-                                                     rows=10 * n, partitions=[], created_at=dt.datetime.now(dt.UTC)))
+        conn.execute(
+            insert(dataset_versions).values(
+                spec=spec,
+                version=n,
+                tag=tag,
+                git_rev="r",
+                manifest_hash="m",
+                rows=10 * n,
+                partitions=[],
+                created_at=dt.datetime.now(dt.UTC),
+            )
+        )
     return tag
 
 
@@ -44,8 +54,9 @@ def test_the_reconciler_finds_a_latest_version_nobody_trains(engine):
     todo = reconcile(engine, "s")
     assert todo["tag"] == "s-v0002" and todo["run_id"] == "reconcile__s-v0002"
     assert "has no training run" in todo["reason"]
-    triggered = plan_training(engine, "s", "reconcile__s-v0002", requested=None, trigger="reconciler",
-                              reason=todo["reason"])  # fmt: skip
+    triggered = plan_training(
+        engine, "s", "reconcile__s-v0002", requested=None, trigger="reconciler", reason=todo["reason"]
+    )
     assert triggered.tag == "s-v0002"
     assert claim_of(engine, "s", "s-v0002")["trigger"] == "reconciler"
     assert reconcile(engine, "s") is None

@@ -12,8 +12,9 @@ from ativo.errors import SpecError
 @pytest.fixture(scope="module")
 def frame(spec) -> pd.DataFrame:
     rows = 40_000
-    return pd.DataFrame({spec.data_schema.record_id: [f"rec-{i:07d}" for i in range(rows)],
-                         "label": np.arange(rows) % 2})  # fmt: skip
+    return pd.DataFrame(
+        {spec.data_schema.record_id: [f"rec-{i:07d}" for i in range(rows)], "label": np.arange(rows) % 2}
+    )
 
 
 def test_the_split_has_the_spec_fractions_and_does_not_depend_on_how_rows_are_partitioned(spec, frame):

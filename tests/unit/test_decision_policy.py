@@ -11,8 +11,11 @@ from ativo.model.policy import DecisionPolicy
 
 
 def rule(p0=1.0, op0=(">", 0.6), op1=("<", 0.2)) -> dict:
-    return {"p0": p0, "operation0": {"operator": op0[0], "threshold": op0[1]},
-            "operation1": {"operator": op1[0], "threshold": op1[1]}}  # fmt: skip
+    return {
+        "p0": p0,
+        "operation0": {"operator": op0[0], "threshold": op0[1]},
+        "operation1": {"operator": op1[0], "threshold": op1[1]},
+    }
 
 
 def policy(spec, groups: dict, attributes=("sex", "race")) -> DecisionPolicy:
@@ -36,18 +39,32 @@ FEMALE_BLACK = {"sex": "Female", "race": "Black", "age": 30}
         pytest.param({"attributes": "sex", "groups": {}}, "'attributes' (a list)", id="attributes-not-a-list"),
         pytest.param({"attributes": ["sex"]}, "'groups'", id="no-groups"),
         pytest.param({"attributes": ["sex"], "groups": [rule()]}, "'groups' (an object)", id="groups-not-an-object"),
-        pytest.param({"attributes": ["sex", "customer_id"], "groups": {}}, "['customer_id'] are not features of "
-                     "adult_income", id="unknown-attribute"),  # fmt: skip
-        pytest.param({"attributes": ["sex"], "groups": {"Male": rule(op0=(">=", 0.5))}},
-                     "groups.Male.operation0.operator must be '>' or '<'", id="bad-operator"),
-        pytest.param({"attributes": ["sex"], "groups": {"Male": {"p0": 1, "operation0": {"operator": ">"}}}},
-                     "groups.Male.operation1.operator", id="missing-operation"),
-        pytest.param({"attributes": ["sex"], "groups": {"Female": rule(p0=1.5)}}, "groups.Female.p0 must be a "
-                     "probability", id="p0-above-1"),  # fmt: skip
-        pytest.param({"attributes": ["sex"], "groups": {"Female": rule(p0=-0.1)}}, "groups.Female.p0",
-                     id="p0-below-0"),
-        pytest.param({"attributes": ["sex"], "groups": {"Female": {k: v for k, v in rule().items() if k != "p0"}}},
-                     "groups.Female.p0", id="p0-missing"),
+        pytest.param(
+            {"attributes": ["sex", "customer_id"], "groups": {}},
+            "['customer_id'] are not features of adult_income",
+            id="unknown-attribute",
+        ),
+        pytest.param(
+            {"attributes": ["sex"], "groups": {"Male": rule(op0=(">=", 0.5))}},
+            "groups.Male.operation0.operator must be '>' or '<'",
+            id="bad-operator",
+        ),
+        pytest.param(
+            {"attributes": ["sex"], "groups": {"Male": {"p0": 1, "operation0": {"operator": ">"}}}},
+            "groups.Male.operation1.operator",
+            id="missing-operation",
+        ),
+        pytest.param(
+            {"attributes": ["sex"], "groups": {"Female": rule(p0=1.5)}},
+            "groups.Female.p0 must be a probability",
+            id="p0-above-1",
+        ),
+        pytest.param({"attributes": ["sex"], "groups": {"Female": rule(p0=-0.1)}}, "groups.Female.p0", id="p0-below-0"),
+        pytest.param(
+            {"attributes": ["sex"], "groups": {"Female": {k: v for k, v in rule().items() if k != "p0"}}},
+            "groups.Female.p0",
+            id="p0-missing",
+        ),
     ],
 )
 def test_an_invalid_policy_is_refused_naming_the_field(spec, doc, names):
@@ -74,8 +91,12 @@ def test_a_valid_policy_keeps_what_serving_needs(spec):
     [
         pytest.param(("sex", "race"), MALE_WHITE, "Male & White", id="male-white"),
         pytest.param(("sex", "race"), FEMALE_BLACK, "Female & Black", id="female-black"),
-        pytest.param(("sex", "race"), {"sex": "Female", "race": "Amer-Indian-Eskimo"}, "Female & Amer-Indian-Eskimo",
-                     id="first-category"),
+        pytest.param(
+            ("sex", "race"),
+            {"sex": "Female", "race": "Amer-Indian-Eskimo"},
+            "Female & Amer-Indian-Eskimo",
+            id="first-category",
+        ),
         pytest.param(("race", "sex"), MALE_WHITE, "White & Male", id="in-the-policy-s-attribute-order"),
         pytest.param(("race",), {"race": "Asian-Pac-Islander"}, "Asian-Pac-Islander", id="one-attribute"),
         pytest.param(("sex", "race"), {"race": "White"}, "nan & White", id="missing-value"),

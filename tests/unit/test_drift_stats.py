@@ -14,8 +14,12 @@ from ativo.monitor.stats import holm, homogeneity_pvalue, judge, psi
 @pytest.fixture(scope="module")
 def reference(spec, adult_split):
     train = adult_split.train
-    return {f.name: (category_bins(train[f.name], tuple(f.categories)) if f.type == "category"
-                     else numeric_bins(train[f.name])) for f in spec.data_schema.features}  # fmt: skip
+    return {
+        f.name: (
+            category_bins(train[f.name], tuple(f.categories)) if f.type == "category" else numeric_bins(train[f.name])
+        )
+        for f in spec.data_schema.features
+    }
 
 
 def windows_of(reference, frame):
@@ -61,8 +65,12 @@ def test_a_shifted_feature_alarms_with_its_reason(spec, adult_split, reference):
 
 def test_a_category_the_reference_never_saw_is_drift_by_itself(spec, adult_split):
     train = adult_split.train
-    ref = {"workclass": category_bins(train.loc[train["workclass"] != "Without-pay", "workclass"],
-                                      tuple(spec.data_schema.feature("workclass").categories))}  # fmt: skip
+    ref = {
+        "workclass": category_bins(
+            train.loc[train["workclass"] != "Without-pay", "workclass"],
+            tuple(spec.data_schema.feature("workclass").categories),
+        )
+    }
     window = adult_split.test.sample(3000, random_state=2).copy()
     window.loc[window.index[:40], "workclass"] = "Without-pay"
     [d] = judge(ref, windows_of(ref, window), threshold=0.2)

@@ -24,8 +24,9 @@ def engine(tmp_path):
 
 
 def file(engine, rid, subjects=("cust-1",), spec="adult_income"):
-    return rq.file_request(engine, spec=spec, subjects=list(subjects), pepper=PEPPER, actor="t", channel="cli",
-                           request_id=rid)  # fmt: skip
+    return rq.file_request(
+        engine, spec=spec, subjects=list(subjects), pepper=PEPPER, actor="t", channel="cli", request_id=rid
+    )
 
 
 def test_a_request_is_acknowledged_and_filing_it_again_is_idempotent(engine):
@@ -38,10 +39,16 @@ def test_a_request_is_acknowledged_and_filing_it_again_is_idempotent(engine):
     assert "cust-1" not in row["pseudonyms"][0]  # the log's keyed pseudonym, never the id
 
 
-@pytest.mark.parametrize(("subjects", "rid", "field"), [
-    ([], "R-2", "field 'subjects'"), ([""], "R-2", "field 'subjects[0]'"), ([7], "R-2", "field 'subjects[0]'"),
-    (["x" * 129], "R-2", "field 'subjects[0]'"), (["cust-1"], "bad id!", "field 'request_id'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("subjects", "rid", "field"),
+    [
+        ([], "R-2", "field 'subjects'"),
+        ([""], "R-2", "field 'subjects[0]'"),
+        ([7], "R-2", "field 'subjects[0]'"),
+        (["x" * 129], "R-2", "field 'subjects[0]'"),
+        (["cust-1"], "bad id!", "field 'request_id'"),
+    ],
+)
 def test_bad_requests_name_the_field_and_store_nothing(engine, subjects, rid, field):
     with pytest.raises(rq.InvalidRequest, match=re.escape(field)):
         file(engine, rid, subjects)
@@ -137,30 +144,41 @@ def test_only_op_may_trigger_an_erasure_dag(tmp_path, monkeypatch, role, allowed
     monkeypatch.setenv("ATIVO_HOME", str(tmp_path))
     manager = AtivoAuthManager()
     user = SimpleAuthManagerUser(username=f"u-{role}", role=role)
-    assert manager.is_authorized_dag(method="POST", user=user, access_entity=DagAccessEntity.RUN,
-                                     details=DagDetails(id="adult_income__erasure")) is allowed  # fmt: skip
+    assert (
+        manager.is_authorized_dag(
+            method="POST", user=user, access_entity=DagAccessEntity.RUN, details=DagDetails(id="adult_income__erasure")
+        )
+        is allowed
+    )
     assert manager.is_authorized_dag(method="GET", user=user, details=DagDetails(id="adult_income__erasure"))
     if role == "user":  # DAGs that change nothing that serves are as before
-        assert manager.is_authorized_dag(method="POST", user=user, access_entity=DagAccessEntity.RUN,
-                                         details=DagDetails(id="adult_income__etl"))  # fmt: skip
+        assert manager.is_authorized_dag(
+            method="POST", user=user, access_entity=DagAccessEntity.RUN, details=DagDetails(id="adult_income__etl")
+        )
     refused = audit.entries(get_engine(f"sqlite:///{tmp_path / 'ativo.db'}"), kind="erasure_refused")
     assert [r["actor"] for r in refused] == ([] if allowed else [f"u-{role}"])
 
 
-@pytest.mark.parametrize(("subjects", "rid", "field", "words"), [
-    ("cust-zqxw", None, "subjects", "a string where a list belongs"),
-    ({"id": "cust-zqxw"}, None, "subjects", "must be a list"),
-    (["cust-zqxw", "12"], None, "subjects[1]", "erasure.min_subject_id_length (4)"),
-    (["cust-zqxw", 42], None, "subjects[1]", "must be a string, not a number"),
-    (["cust\nzqxw"], None, "subjects[0]", "control character"),
-    (["cust-zqxw"], 42, "request_id", "must be a string"),
-    (["cust-zqxw"], "R.cust-zqxw", "request_id", "may not name a subject"),
-], ids=["string", "object", "short", "number", "control", "rid-number", "rid-names-subject"])  # fmt: skip
-def test_hostile_values_are_refused_by_field_audited_as_pseudonyms_and_store_nothing(engine, subjects, rid, field,
-                                                                                     words):  # fmt: skip
+@pytest.mark.parametrize(
+    ("subjects", "rid", "field", "words"),
+    [
+        ("cust-zqxw", None, "subjects", "a string where a list belongs"),
+        ({"id": "cust-zqxw"}, None, "subjects", "must be a list"),
+        (["cust-zqxw", "12"], None, "subjects[1]", "erasure.min_subject_id_length (4)"),
+        (["cust-zqxw", 42], None, "subjects[1]", "must be a string, not a number"),
+        (["cust\nzqxw"], None, "subjects[0]", "control character"),
+        (["cust-zqxw"], 42, "request_id", "must be a string"),
+        (["cust-zqxw"], "R.cust-zqxw", "request_id", "may not name a subject"),
+    ],
+    ids=["string", "object", "short", "number", "control", "rid-number", "rid-names-subject"],
+)
+def test_hostile_values_are_refused_by_field_audited_as_pseudonyms_and_store_nothing(
+    engine, subjects, rid, field, words
+):
     with pytest.raises(rq.InvalidRequest) as err:
-        rq.file_request(engine, spec="adult_income", subjects=subjects, pepper=PEPPER, actor="t", channel="rest",
-                        request_id=rid)  # fmt: skip
+        rq.file_request(
+            engine, spec="adult_income", subjects=subjects, pepper=PEPPER, actor="t", channel="rest", request_id=rid
+        )
     assert str(err.value).startswith(f"field '{field}': ") and words in str(err.value)
     assert "zqxw" not in str(err.value)  # never the value
     [row] = audit.entries(engine, kind="erasure_invalid")
@@ -169,8 +187,7 @@ def test_hostile_values_are_refused_by_field_audited_as_pseudonyms_and_store_not
 
 
 def test_a_request_without_an_id_gets_one_that_passes_its_own_check(engine):
-    ack = rq.file_request(engine, spec="adult_income", subjects=["cust-1"], pepper=PEPPER, actor="t",
-                          channel="rest")  # fmt: skip
+    ack = rq.file_request(engine, spec="adult_income", subjects=["cust-1"], pepper=PEPPER, actor="t", channel="rest")
     assert rq.REQUEST_ID.fullmatch(ack.request_id)
     derived = rq.request_id_for("manual__2026-12-07T09:33:00.123456+00:00")  # a DAG run id has '+'
     assert rq.REQUEST_ID.fullmatch(derived) and derived == rq.request_id_for("manual__2026-12-07T09:33:00.123456+00:00")

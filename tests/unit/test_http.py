@@ -39,11 +39,12 @@ def refused(request_url: str = URL) -> httpx.ConnectError:
     ("response", "expected"),
     [
         (httpx.Response(200, json={"versions": {"champion": "3"}}), (200, {"versions": {"champion": "3"}})),
-        (httpx.Response(503, json={"status": "no champion", "versions": {}}),
-         (503, {"status": "no champion", "versions": {}})),
+        (
+            httpx.Response(503, json={"status": "no champion", "versions": {}}),
+            (503, {"status": "no champion", "versions": {}}),
+        ),
         (httpx.Response(200, text="OK"), (200, "OK")),
-        (httpx.Response(200, text="# HELP x\nx 1\n", headers={"Content-Type": "text/plain"}),
-         (200, "# HELP x\nx 1\n")),
+        (httpx.Response(200, text="# HELP x\nx 1\n", headers={"Content-Type": "text/plain"}), (200, "# HELP x\nx 1\n")),
         (httpx.Response(204), (204, None)),
         (httpx.Response(500, text="{not json"), (500, "{not json")),
     ],
@@ -107,11 +108,19 @@ POST_SAFE: Call = lambda c: http.post_json(URL, {"x": 1}, timeout=1, attempts=3,
         (POST_SAFE, [refused(), httpx.ReadTimeout("slow"), httpx.Response(200, text="ok")], "ok", 3),
     ],
     ids=[
-        "get-connection-error-retried", "get-connection-error-raised-after-3", "get-timeout-retried",
-        "get-502-503-retried", "get-503-retried-up-to-the-bound", "get-500-not-retried", "get-404-not-retried",
-        "post-connection-error-not-retried", "post-503-not-retried", "post-201-json", "post-retried-when-safe",
+        "get-connection-error-retried",
+        "get-connection-error-raised-after-3",
+        "get-timeout-retried",
+        "get-502-503-retried",
+        "get-503-retried-up-to-the-bound",
+        "get-500-not-retried",
+        "get-404-not-retried",
+        "post-connection-error-not-retried",
+        "post-503-not-retried",
+        "post-201-json",
+        "post-retried-when-safe",
     ],
-)  # fmt: skip
+)
 def test_retries(call, answers, result, tries):
     client, sent = client_of(*answers)
     if result is None or isinstance(result, int):

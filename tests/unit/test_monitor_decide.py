@@ -33,10 +33,25 @@ def window(spec, engine, day: int, *, reasons=DRIFT, judged=True, version="3", b
     """Decide on the window of day ``day`` (daily windows, decided at their end)."""
     start = T0 + dt.timedelta(hours=hours * day)
     end = start + dt.timedelta(hours=hours)
-    a = Assessment(spec.name, version, 5000 if judged else 40, judged=judged, drifted=judged and bool(reasons),
-                   reasons=reasons if judged else ["40 rows in the window, under monitor.min_rows = 500: not judged"])
-    return decide(engine, spec, a, window_start=start, window_end=end, report_uri=f"runs:/r/monitor/{day}",
-                  budget_problem=budget, dag_run_id=f"monitor__{day}", now=end)  # fmt: skip
+    a = Assessment(
+        spec.name,
+        version,
+        5000 if judged else 40,
+        judged=judged,
+        drifted=judged and bool(reasons),
+        reasons=reasons if judged else ["40 rows in the window, under monitor.min_rows = 500: not judged"],
+    )
+    return decide(
+        engine,
+        spec,
+        a,
+        window_start=start,
+        window_end=end,
+        report_uri=f"runs:/r/monitor/{day}",
+        budget_problem=budget,
+        dag_run_id=f"monitor__{day}",
+        now=end,
+    )
 
 
 def with_monitor(spec, **kw):
@@ -134,8 +149,9 @@ def test_one_episode_is_retrained_by_one_run(engine, spec):
     other = plan_training(engine, spec.name, "drift__1", requested=None, trigger="drift", drifting={"2"})
     assert other.skip and other.covered_version == "3"  # version 3, trained on the latest data, answers v2's drift
     assert "version 3 is the answer to this drift; no retraining on the same data" in other.skip
-    plan = plan_training(engine, spec.name, "drift__1", requested=None, trigger="drift", reason="drift episode 1",
-                         drifting={"3"})  # fmt: skip
+    plan = plan_training(
+        engine, spec.name, "drift__1", requested=None, trigger="drift", reason="drift episode 1", drifting={"3"}
+    )
     assert plan.tag == trained.tag and plan.again  # the drifting version was trained on it: new trials on it
     assert "retrains the latest dataset version" in plan.reason
     settle_episodes(engine, spec.name, "drift__1", "failed: trial budget")
@@ -187,12 +203,23 @@ def test_the_latest_run_of_each_spec_is_on_the_metrics_endpoint(spec, engine):
     window(spec, engine, 0, reasons=[])
     start, end = T0 + dt.timedelta(days=1), T0 + dt.timedelta(days=2)
     drift = [Drift("age", 0.41, 1e-30, True, True, DRIFT[0]), Drift("score", 0.02, 0.4, False, False, "score: …")]
-    a = Assessment(spec.name, "3", 5000, judged=True, drifted=True, reasons=DRIFT, drift=drift,
-                   performance={"estimated_auc": 0.83, "estimated_auc_std": 0.006, "reference_auc": 0.92},
-                   fairness=[{"attribute": "sex", "metric": "selection_rate", "difference": 0.21}])  # fmt: skip
+    a = Assessment(
+        spec.name,
+        "3",
+        5000,
+        judged=True,
+        drifted=True,
+        reasons=DRIFT,
+        drift=drift,
+        performance={"estimated_auc": 0.83, "estimated_auc_std": 0.006, "reference_auc": 0.92},
+        fairness=[{"attribute": "sex", "metric": "selection_rate", "difference": 0.21}],
+    )
     decide(engine, spec, a, window_start=start, window_end=end, report_uri="runs:/r/x", now=end)
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for fam in text_string_to_metric_families(render(engine, {"cpu": 1.0}).decode()) for s in fam.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(render(engine, {"cpu": 1.0}).decode())
+        for s in fam.samples
+    }
     model = ("model", spec.name)
     assert samples[("ativo_drift_detected", (model, ("version", "3")))] == 1.0  # the latest window, not the calm one
     assert samples[("ativo_drift_psi", (("feature", "age"), model))] == 0.41

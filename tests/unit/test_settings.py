@@ -39,24 +39,32 @@ def test_empty_env_is_the_embedded_default():
 
 
 def test_explicit_values_win_over_derived_ones(tmp_path):
-    s = load_settings({
-        "ATIVO_HOME": str(tmp_path),
-        "ATIVO_STORE_URI": "s3://bucket/ativo",
-        "ATIVO_DB_URL": "postgresql+psycopg2://u@db/ativo",
-        "ATIVO_REGISTRY_PATH": "/srv/registry",
-        "ATIVO_DVC_REMOTE": "s3://bucket/dvc",
-        "ATIVO_S3_ENDPOINT_URL": "http://minio:9000",
-        "ATIVO_SPECS_DIR": "/srv/specs",
-        "ATIVO_REFERENCE_DIR": "/srv/reference",
-        "ATIVO_PRICES": '{"gpu": 3.0, "tpu": 4}',
-        "ATIVO_BUDGET_POLL_S": "0.5",
-        "ATIVO_GIT_COMMIT": "abc123",
-        "ATIVO_GPU_COUNT": "2",
-    })  # fmt: skip
-    assert (s.store_uri, s.db_url, s.dvc_remote) == ("s3://bucket/ativo", "postgresql+psycopg2://u@db/ativo",
-                                                     "s3://bucket/dvc")  # fmt: skip
-    assert (s.registry_path, s.specs_dir, s.reference_dir) == (Path("/srv/registry"), Path("/srv/specs"),
-                                                               Path("/srv/reference"))  # fmt: skip
+    s = load_settings(
+        {
+            "ATIVO_HOME": str(tmp_path),
+            "ATIVO_STORE_URI": "s3://bucket/ativo",
+            "ATIVO_DB_URL": "postgresql+psycopg2://u@db/ativo",
+            "ATIVO_REGISTRY_PATH": "/srv/registry",
+            "ATIVO_DVC_REMOTE": "s3://bucket/dvc",
+            "ATIVO_S3_ENDPOINT_URL": "http://minio:9000",
+            "ATIVO_SPECS_DIR": "/srv/specs",
+            "ATIVO_REFERENCE_DIR": "/srv/reference",
+            "ATIVO_PRICES": '{"gpu": 3.0, "tpu": 4}',
+            "ATIVO_BUDGET_POLL_S": "0.5",
+            "ATIVO_GIT_COMMIT": "abc123",
+            "ATIVO_GPU_COUNT": "2",
+        }
+    )
+    assert (s.store_uri, s.db_url, s.dvc_remote) == (
+        "s3://bucket/ativo",
+        "postgresql+psycopg2://u@db/ativo",
+        "s3://bucket/dvc",
+    )
+    assert (s.registry_path, s.specs_dir, s.reference_dir) == (
+        Path("/srv/registry"),
+        Path("/srv/specs"),
+        Path("/srv/reference"),
+    )
     assert s.s3_endpoint_url == "http://minio:9000"
     assert dict(s.prices) == {"cpu": 0.10, "gpu": 3.0, "tpu": 4.0}  # merged over the defaults
     assert s.budget_poll_s == 0.5 and s.git_commit == "abc123" and s.gpu_count == 2
@@ -73,8 +81,16 @@ def test_only_the_given_mapping_is_read(monkeypatch, tmp_path):
 
 
 def test_empty_variables_count_as_unset(tmp_path):
-    s = load_settings({"ATIVO_HOME": str(tmp_path), "ATIVO_S3_ENDPOINT_URL": "", "ATIVO_PRICES": "",
-                       "ATIVO_BUDGET_POLL_S": "", "ATIVO_AIRFLOW_PORT": "", "ATIVO_SUBJECT_PEPPER": ""})  # fmt: skip
+    s = load_settings(
+        {
+            "ATIVO_HOME": str(tmp_path),
+            "ATIVO_S3_ENDPOINT_URL": "",
+            "ATIVO_PRICES": "",
+            "ATIVO_BUDGET_POLL_S": "",
+            "ATIVO_AIRFLOW_PORT": "",
+            "ATIVO_SUBJECT_PEPPER": "",
+        }
+    )
     assert s.s3_endpoint_url is None and dict(s.prices) == DEFAULT_PRICES and s.budget_poll_s == 30.0
     assert s.ports.airflow == 8080 and s.subject_pepper is None
 
@@ -99,10 +115,18 @@ def test_serve_urls_are_comma_separated(raw, urls):
 
 
 def test_ports_and_serve_options():
-    s = load_settings({"ATIVO_AIRFLOW_PORT": "8180", "ATIVO_MLFLOW_PORT": "5100", "ATIVO_SERVE_PORT": " 8100 ",
-                       "ATIVO_ALERT_PORT": "8199", "ATIVO_PG_PORT": "55999", "ATIVO_SERVE_SPEC": "other",
-                       "ATIVO_SERVE_KEYS": "/k/keys.json",
-                       "ATIVO_SERVE_CONFIG": '{"refresh_s": 0.5, "contributions": "exact"}'})  # fmt: skip
+    s = load_settings(
+        {
+            "ATIVO_AIRFLOW_PORT": "8180",
+            "ATIVO_MLFLOW_PORT": "5100",
+            "ATIVO_SERVE_PORT": " 8100 ",
+            "ATIVO_ALERT_PORT": "8199",
+            "ATIVO_PG_PORT": "55999",
+            "ATIVO_SERVE_SPEC": "other",
+            "ATIVO_SERVE_KEYS": "/k/keys.json",
+            "ATIVO_SERVE_CONFIG": '{"refresh_s": 0.5, "contributions": "exact"}',
+        }
+    )
     assert s.ports == Ports(airflow=8180, mlflow=5100, serve=8100, alert=8199, pg=55999)
     assert s.serve.spec == "other" and s.serve.keys == Path("/k/keys.json")
     assert s.serve.config == {"refresh_s": 0.5, "contributions": "exact"}

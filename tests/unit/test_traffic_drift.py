@@ -70,7 +70,7 @@ def assert_only_changed(before, after, name):
         ("label=flip:0", Shift("label", "flip", 0), "label=flip:0"),
     ],
     ids=["add", "subtract", "scale-with-blanks", "add-fraction", "share", "share-odd-category", "flip", "flip-none"],
-)  # fmt: skip
+)
 def test_a_shift_is_parsed_and_written_back_as_given(spec, text, shift, written):
     parsed = parse_shift(spec, text)
     assert parsed == shift
@@ -277,8 +277,9 @@ def test_replay_sends_shifted_rows_the_api_accepts_and_flipped_labels(spec, refe
             rows = json.loads(request.content)["rows"]
             sent["rows"] += rows
             base = len(sent["rows"]) - len(rows)
-            preds = [{"prediction_id": f"p{base + i}", "route": "champion", "version": "1"}
-                     for i in range(len(parsed.keys))]  # fmt: skip
+            preds = [
+                {"prediction_id": f"p{base + i}", "route": "champion", "version": "1"} for i in range(len(parsed.keys))
+            ]
             return httpx.Response(200, json={"predictions": preds})
         sent["labels"] += json.loads(request.content)["labels"]
         return httpx.Response(200, json={"accepted": 1})
@@ -287,8 +288,12 @@ def test_replay_sends_shifted_rows_the_api_accepts_and_flipped_labels(spec, refe
     shifts = [parse_shift(spec, t) for t in ("age=+30", "hours_per_week=*3", "sex=Female:0.9", "label=flip:0.3")]
     out = traffic.replay("http://api.test/models/adult_income", "k", spec, reference_dir, 500, seed=3, drift=shifts)
 
-    assert out == {"rows": 500, "routes": {"champion v1": 500}, "labels": 500,
-                   "drift": ["age=+30", "hours_per_week=*3", "sex=Female:0.9", "label=flip:0.3"]}  # fmt: skip
+    assert out == {
+        "rows": 500,
+        "routes": {"champion v1": 500},
+        "labels": 500,
+        "drift": ["age=+30", "hours_per_week=*3", "sex=Female:0.9", "label=flip:0.3"],
+    }
     expected = apply_shifts(spec, reference_rows(spec, reference_dir, 500, seed=3), shifts, seed=3)
     assert sent["rows"] == [r for r, _ in expected]
     assert [fb["label"] for fb in sent["labels"]] == [y for _, y in expected]
@@ -298,8 +303,9 @@ def test_replay_sends_shifted_rows_the_api_accepts_and_flipped_labels(spec, refe
 def test_the_traffic_command_takes_repeated_drift_options():
     from ativo.cli import build_parser
 
-    args = build_parser().parse_args(["traffic", "--rows", "50", "--seed", "4", "--drift", "age=+10", "--drift",
-                                      "label=flip:0.2"])  # fmt: skip
+    args = build_parser().parse_args(
+        ["traffic", "--rows", "50", "--seed", "4", "--drift", "age=+10", "--drift", "label=flip:0.2"]
+    )
     assert args.drift == ["age=+10", "label=flip:0.2"] and args.rows == 50 and args.seed == 4
     assert build_parser().parse_args(["traffic"]).drift == []
 
@@ -311,8 +317,21 @@ def test_the_traffic_command_refuses_a_bad_shift_before_sending_anything(ativo_h
         raise AssertionError("replay was called")
 
     monkeypatch.setattr(traffic, "replay", no_sending)
-    code = main(["traffic", "--spec", "adult_income", "--key", "k", "--url", "http://127.0.0.1:9",
-                 "--drift", "age=+10", "--drift", "sex=Other:0.5"])  # fmt: skip
+    code = main(
+        [
+            "traffic",
+            "--spec",
+            "adult_income",
+            "--key",
+            "k",
+            "--url",
+            "http://127.0.0.1:9",
+            "--drift",
+            "age=+10",
+            "--drift",
+            "sex=Other:0.5",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "error: drift 'sex=Other:0.5': sex: 'Other' is not one of its categories (Female, Male)" in err

@@ -47,8 +47,9 @@ def fake() -> FakeTime:
 
 def wait(fake: FakeTime, predicate: Callable[[], Any], **kw: Any) -> Any:
     args: dict[str, Any] = {"timeout": 10.0, "every": 2.0, "what": "the thing"} | kw
-    return wait_until(predicate, args.pop("timeout"), args.pop("every"), args.pop("what"), clock=fake.clock,
-                      sleep=fake.sleep, **args)  # fmt: skip
+    return wait_until(
+        predicate, args.pop("timeout"), args.pop("every"), args.pop("what"), clock=fake.clock, sleep=fake.sleep, **args
+    )
 
 
 @pytest.mark.parametrize(

@@ -48,8 +48,12 @@ def score_buckets(rows: float, deciles: list[float]) -> dict[str, float]:
 
 
 def figure(rows: float, errors: float = 0.0, deciles: list[float] = UNIFORM, latency: dict | None = None) -> dict:
-    return {"rows": float(rows), "errors": float(errors), "scores": score_buckets(rows, deciles),
-            "latency": cumulative(latency if latency is not None else FAST, LATENCY_BUCKETS)}  # fmt: skip
+    return {
+        "rows": float(rows),
+        "errors": float(errors),
+        "scores": score_buckets(rows, deciles),
+        "latency": cumulative(latency if latency is not None else FAST, LATENCY_BUCKETS),
+    }
 
 
 def figures(cand_rows: float, champ_rows: float = 10_000, *, route: str = "canary", **candidate) -> dict:
@@ -168,8 +172,11 @@ def test_wilson_lower_tightens_towards_the_rate_with_more_rows(n):
 
 def test_sorted_buckets_parse_le_labels_and_put_inf_last():
     assert _sorted_buckets({"+Inf": 5.0, "0.5": 3.0, "0.1": 1.0, "1.0": 4.0}) == [
-        (0.1, 1.0), (0.5, 3.0), (1.0, 4.0), (math.inf, 5.0)
-    ]  # fmt: skip
+        (0.1, 1.0),
+        (0.5, 3.0),
+        (1.0, 4.0),
+        (math.inf, 5.0),
+    ]
     assert _sorted_buckets({}) == []
 
 
@@ -177,8 +184,12 @@ def test_sorted_buckets_parse_le_labels_and_put_inf_last():
     ("cumulative_buckets", "edges", "counts"),
     [
         pytest.param(score_buckets(200, SHIFTED), DECILES, [8.0] * 5 + [32.0] * 5, id="deciles-round-trip"),
-        pytest.param({"0.5": 10.0, "1.0": 30.0, "+Inf": 30.0}, DECILES, [0.0] * 4 + [10.0] + [0.0] * 4 + [20.0],
-                     id="coarser-buckets-land-on-their-edge"),
+        pytest.param(
+            {"0.5": 10.0, "1.0": 30.0, "+Inf": 30.0},
+            DECILES,
+            [0.0] * 4 + [10.0] + [0.0] * 4 + [20.0],
+            id="coarser-buckets-land-on-their-edge",
+        ),
         pytest.param({"0.1": 2.0, "1.0": 2.0, "+Inf": 9.0}, DECILES, [2.0] + [0.0] * 9, id="inf-beyond-last-edge"),
         pytest.param({}, DECILES, [0.0] * 10, id="no-data"),
         pytest.param({"0.3": 4.0, "0.7": 10.0, "+Inf": 12.0}, (0.5, math.inf), [4.0, 8.0], id="inf-edge"),
@@ -207,23 +218,39 @@ def test_p99_ms_is_the_upper_edge_of_the_bucket_holding_the_99th_percentile(late
 
 
 def test_since_subtracts_the_baseline_snapshot():
-    base = {"7/canary": {"rows": 100.0, "errors": 1.0, "scores": {"0.5": 40.0, "+Inf": 100.0},
-                         "latency": {"0.005": 10.0, "+Inf": 10.0}},
-            "6/champion": {"rows": 900.0, "errors": 0.0, "scores": {}, "latency": {}},
-            "5/champion": {"rows": 50.0, "errors": 0.0, "scores": {}, "latency": {}}}  # fmt: skip
-    now = {"7/canary": {"rows": 150.0, "errors": 3.0, "scores": {"0.5": 60.0, "+Inf": 150.0},
-                        "latency": {"0.005": 14.0, "+Inf": 15.0}},
-           "6/champion": {"rows": 300.0, "errors": 0.0, "scores": {"+Inf": 300.0}, "latency": {}},
-           "8/shadow": {"rows": 20.0, "errors": 0.0, "scores": {"+Inf": 20.0}, "latency": {}}}  # fmt: skip
+    base = {
+        "7/canary": {
+            "rows": 100.0,
+            "errors": 1.0,
+            "scores": {"0.5": 40.0, "+Inf": 100.0},
+            "latency": {"0.005": 10.0, "+Inf": 10.0},
+        },
+        "6/champion": {"rows": 900.0, "errors": 0.0, "scores": {}, "latency": {}},
+        "5/champion": {"rows": 50.0, "errors": 0.0, "scores": {}, "latency": {}},
+    }
+    now = {
+        "7/canary": {
+            "rows": 150.0,
+            "errors": 3.0,
+            "scores": {"0.5": 60.0, "+Inf": 150.0},
+            "latency": {"0.005": 14.0, "+Inf": 15.0},
+        },
+        "6/champion": {"rows": 300.0, "errors": 0.0, "scores": {"+Inf": 300.0}, "latency": {}},
+        "8/shadow": {"rows": 20.0, "errors": 0.0, "scores": {"+Inf": 20.0}, "latency": {}},
+    }
     got = since(now, base)
     assert got == {
-        "7/canary": {"rows": 50.0, "errors": 2.0, "scores": {"0.5": 20.0, "+Inf": 50.0},
-                     "latency": {"0.005": 4.0, "+Inf": 5.0}},
+        "7/canary": {
+            "rows": 50.0,
+            "errors": 2.0,
+            "scores": {"0.5": 20.0, "+Inf": 50.0},
+            "latency": {"0.005": 4.0, "+Inf": 5.0},
+        },
         # a counter below its baseline: the server restarted, its current value is all of the trial's
         "6/champion": {"rows": 300.0, "errors": 0.0, "scores": {"+Inf": 300.0}, "latency": {}},
         # new since the baseline: counted whole; a key only in the baseline is gone
         "8/shadow": {"rows": 20.0, "errors": 0.0, "scores": {"+Inf": 20.0}, "latency": {}},
-    }  # fmt: skip
+    }
 
 
 def test_since_of_itself_is_all_zeros():
@@ -246,61 +273,242 @@ AUC = {"candidate": {"labels": 200.0, "auc": 0.85}, "champion": {"labels": 200.0
         # error rate: acted on once the Wilson bound passes max_error_rate (0.01), not on the point estimate
         pytest.param({}, figures(49, errors=1), 60, None, False, False, "watching", id="one-early-error-waits"),
         pytest.param({}, figures(196, errors=4), 60, None, False, False, "watching", id="2pct-of-200-waits"),
-        pytest.param({}, figures(1_960, errors=40), 60, None, True, False, "error rate 2.0% of 2000 rows",
-                     id="2pct-of-2000-rolls-back-at-once"),
-        pytest.param({"max_error_rate": 0.05}, figures(1_960, errors=40), 60, None, False, False, "watching",
-                     id="2pct-under-a-5pct-limit-waits"),
-        pytest.param({}, figures(0, errors=1), 60, None, True, False, "error rate 100.0% of 1 rows",
-                     id="first-attempt-failing-rolls-back"),
+        pytest.param(
+            {},
+            figures(1_960, errors=40),
+            60,
+            None,
+            True,
+            False,
+            "error rate 2.0% of 2000 rows",
+            id="2pct-of-2000-rolls-back-at-once",
+        ),
+        pytest.param(
+            {"max_error_rate": 0.05},
+            figures(1_960, errors=40),
+            60,
+            None,
+            False,
+            False,
+            "watching",
+            id="2pct-under-a-5pct-limit-waits",
+        ),
+        pytest.param(
+            {},
+            figures(0, errors=1),
+            60,
+            None,
+            True,
+            False,
+            "error rate 100.0% of 1 rows",
+            id="first-attempt-failing-rolls-back",
+        ),
         # latency: p99 against latency_budget_ms (50), once min_canary_requests rows arrived
-        pytest.param({}, figures(1_000, latency=SLOW_TAIL), 60, None, True, False,
-                     "p99 scoring latency 100 ms is above the budget 50 ms", id="p99-over-budget-rolls-back"),
-        pytest.param({}, figures(100, latency=SLOW_TAIL), 60, None, False, False, "watching",
-                     id="p99-over-budget-on-few-rows-waits"),
-        pytest.param({"latency_budget_ms": 200}, figures(1_000, latency=SLOW_TAIL), 60, None, False, False,
-                     "watching", id="p99-within-a-raised-budget-waits"),
+        pytest.param(
+            {},
+            figures(1_000, latency=SLOW_TAIL),
+            60,
+            None,
+            True,
+            False,
+            "p99 scoring latency 100 ms is above the budget 50 ms",
+            id="p99-over-budget-rolls-back",
+        ),
+        pytest.param(
+            {},
+            figures(100, latency=SLOW_TAIL),
+            60,
+            None,
+            False,
+            False,
+            "watching",
+            id="p99-over-budget-on-few-rows-waits",
+        ),
+        pytest.param(
+            {"latency_budget_ms": 200},
+            figures(1_000, latency=SLOW_TAIL),
+            60,
+            None,
+            False,
+            False,
+            "watching",
+            id="p99-within-a-raised-budget-waits",
+        ),
         # score PSI (0.416 here) against max_score_psi (0.2) beyond its sampling noise
-        pytest.param({}, figures(2_000, 20_000, deciles=SHIFTED), 60, None, True, False,
-                     "score distribution moved from the champion's: PSI 0.416", id="psi-beyond-noise-rolls-back"),
-        pytest.param({}, figures(200, 200, deciles=SHIFTED), 60, None, False, False, "watching",
-                     id="same-psi-within-noise-at-small-n-waits"),
-        pytest.param({}, figures(2_000, 20_000, deciles=SHIFTED, latency=SLOW_TAIL), 60, None, True, False,
-                     "p99 scoring latency 100 ms is above the budget 50 ms; score distribution moved",
-                     id="every-broken-limit-is-named"),
-        pytest.param({}, figures(2_000, 100, deciles=SHIFTED), 60, None, False, False, "watching",
-                     id="psi-not-judged-on-a-quiet-champion"),
+        pytest.param(
+            {},
+            figures(2_000, 20_000, deciles=SHIFTED),
+            60,
+            None,
+            True,
+            False,
+            "score distribution moved from the champion's: PSI 0.416",
+            id="psi-beyond-noise-rolls-back",
+        ),
+        pytest.param(
+            {},
+            figures(200, 200, deciles=SHIFTED),
+            60,
+            None,
+            False,
+            False,
+            "watching",
+            id="same-psi-within-noise-at-small-n-waits",
+        ),
+        pytest.param(
+            {},
+            figures(2_000, 20_000, deciles=SHIFTED, latency=SLOW_TAIL),
+            60,
+            None,
+            True,
+            False,
+            "p99 scoring latency 100 ms is above the budget 50 ms; score distribution moved",
+            id="every-broken-limit-is-named",
+        ),
+        pytest.param(
+            {},
+            figures(2_000, 100, deciles=SHIFTED),
+            60,
+            None,
+            False,
+            False,
+            "watching",
+            id="psi-not-judged-on-a-quiet-champion",
+        ),
         # accuracy: AUC drop beyond max_auc_drop (0.02) once min_labels (200) per side arrived
-        pytest.param({}, figures(1_000), 60, AUC, True, False, "AUC on labelled rows 0.8500 is more than 0.02 below",
-                     id="auc-drop-rolls-back"),
-        pytest.param({}, figures(1_000), 60, {**AUC, "candidate": {"labels": 199.0, "auc": 0.85}}, False, False,
-                     "watching", id="auc-drop-before-min-labels-waits"),
-        pytest.param({}, figures(1_000), 60, {**AUC, "candidate": {"labels": 500.0, "auc": 0.885}}, False, False,
-                     "watching", id="auc-drop-within-tolerance-waits"),
-        pytest.param({}, figures(1_000), 60, {**AUC, "candidate": {"labels": 500.0, "auc": math.nan}}, False, False,
-                     "watching", id="auc-undefined-is-not-judged"),
-        pytest.param({"max_auc_drop": 0.1}, figures(1_000), 60, AUC, False, False, "watching",
-                     id="auc-drop-within-a-raised-tolerance-waits"),
+        pytest.param(
+            {},
+            figures(1_000),
+            60,
+            AUC,
+            True,
+            False,
+            "AUC on labelled rows 0.8500 is more than 0.02 below",
+            id="auc-drop-rolls-back",
+        ),
+        pytest.param(
+            {},
+            figures(1_000),
+            60,
+            {**AUC, "candidate": {"labels": 199.0, "auc": 0.85}},
+            False,
+            False,
+            "watching",
+            id="auc-drop-before-min-labels-waits",
+        ),
+        pytest.param(
+            {},
+            figures(1_000),
+            60,
+            {**AUC, "candidate": {"labels": 500.0, "auc": 0.885}},
+            False,
+            False,
+            "watching",
+            id="auc-drop-within-tolerance-waits",
+        ),
+        pytest.param(
+            {},
+            figures(1_000),
+            60,
+            {**AUC, "candidate": {"labels": 500.0, "auc": math.nan}},
+            False,
+            False,
+            "watching",
+            id="auc-undefined-is-not-judged",
+        ),
+        pytest.param(
+            {"max_auc_drop": 0.1},
+            figures(1_000),
+            60,
+            AUC,
+            False,
+            False,
+            "watching",
+            id="auc-drop-within-a-raised-tolerance-waits",
+        ),
         # the window
-        pytest.param({}, figures(1_000), WINDOW_S - 1, None, False, False, "watching: 1000 rows in 1799 of 1800 s",
-                     id="before-window-end-waits"),
-        pytest.param({}, figures(1_000), WINDOW_S, None, True, True, "canary held for 1800 s on 1000 rows",
-                     id="window-end-promotes"),
-        pytest.param({}, figures(1_000), WINDOW_S, {**AUC, "candidate": {"labels": 500.0, "auc": 0.9}}, True, True,
-                     "AUC 0.9000 vs 0.9", id="window-end-promotes-with-labels"),
-        pytest.param({}, figures(199), WINDOW_S, None, True, False,
-                     "only 199 rows reached the canary in the 1800 s window (min_canary_requests 200)",
-                     id="window-end-with-too-few-rows-rolls-back"),
-        pytest.param({}, {f"{CHAMPION}/champion": figure(5_000)}, WINDOW_S, None, True, False,
-                     "only 0 rows reached the canary", id="window-end-without-any-canary-figures-rolls-back"),
-        pytest.param({"min_canary_requests": 100}, figures(150, 150), WINDOW_S, None, True, True, "held for",
-                     id="lower-min-requests-promotes"),
-        pytest.param({"canary_window_minutes": 1}, figures(1_000), 60, None, True, True, "held for 60 s",
-                     id="shorter-window-promotes"),
+        pytest.param(
+            {},
+            figures(1_000),
+            WINDOW_S - 1,
+            None,
+            False,
+            False,
+            "watching: 1000 rows in 1799 of 1800 s",
+            id="before-window-end-waits",
+        ),
+        pytest.param(
+            {},
+            figures(1_000),
+            WINDOW_S,
+            None,
+            True,
+            True,
+            "canary held for 1800 s on 1000 rows",
+            id="window-end-promotes",
+        ),
+        pytest.param(
+            {},
+            figures(1_000),
+            WINDOW_S,
+            {**AUC, "candidate": {"labels": 500.0, "auc": 0.9}},
+            True,
+            True,
+            "AUC 0.9000 vs 0.9",
+            id="window-end-promotes-with-labels",
+        ),
+        pytest.param(
+            {},
+            figures(199),
+            WINDOW_S,
+            None,
+            True,
+            False,
+            "only 199 rows reached the canary in the 1800 s window (min_canary_requests 200)",
+            id="window-end-with-too-few-rows-rolls-back",
+        ),
+        pytest.param(
+            {},
+            {f"{CHAMPION}/champion": figure(5_000)},
+            WINDOW_S,
+            None,
+            True,
+            False,
+            "only 0 rows reached the canary",
+            id="window-end-without-any-canary-figures-rolls-back",
+        ),
+        pytest.param(
+            {"min_canary_requests": 100},
+            figures(150, 150),
+            WINDOW_S,
+            None,
+            True,
+            True,
+            "held for",
+            id="lower-min-requests-promotes",
+        ),
+        pytest.param(
+            {"canary_window_minutes": 1},
+            figures(1_000),
+            60,
+            None,
+            True,
+            True,
+            "held for 60 s",
+            id="shorter-window-promotes",
+        ),
     ],
 )
 def test_judge(spec, limits, figs, elapsed, labels, decided, promote, reason):
-    verdict = judge(with_limits(spec, **limits), figs, candidate=CANDIDATE, champion=CHAMPION, route="canary",
-                    elapsed_s=elapsed, labels=labels)  # fmt: skip
+    verdict = judge(
+        with_limits(spec, **limits),
+        figs,
+        candidate=CANDIDATE,
+        champion=CHAMPION,
+        route="canary",
+        elapsed_s=elapsed,
+        labels=labels,
+    )
     assert isinstance(verdict, Verdict)
     assert (verdict.decided, verdict.promote) == (decided, promote), verdict.reason
     assert reason in verdict.reason
@@ -310,8 +518,9 @@ def test_judge(spec, limits, figs, elapsed, labels, decided, promote, reason):
 
 def test_a_psi_within_noise_is_reported_with_its_noise(spec):
     """PSI 0.416 is above max_score_psi but 200 vs 200 rows reach 0.279 by chance: the watch waits, saying so."""
-    verdict = judge(spec, figures(200, 200, deciles=SHIFTED), candidate=CANDIDATE, champion=CHAMPION,
-                    route="canary", elapsed_s=60)  # fmt: skip
+    verdict = judge(
+        spec, figures(200, 200, deciles=SHIFTED), candidate=CANDIDATE, champion=CHAMPION, route="canary", elapsed_s=60
+    )
     f = verdict.figures
     assert f["score_psi"] == pytest.approx(0.3 * math.log(4), abs=1e-4)
     assert f["score_psi"] > spec.deploy.max_score_psi
@@ -330,8 +539,15 @@ def test_shadow_is_judged_on_its_own_route(spec):
 
 def test_a_promotion_carries_every_figure_it_was_judged_on(spec):
     labels = {"candidate": {"labels": 300.0, "auc": 0.9012345}, "champion": {"labels": 400.0, "auc": math.nan}}
-    verdict = judge(spec, figures(1_000, 9_000, errors=2), candidate=CANDIDATE, champion=CHAMPION, route="canary",
-                    elapsed_s=WINDOW_S + 5, labels=labels)  # fmt: skip
+    verdict = judge(
+        spec,
+        figures(1_000, 9_000, errors=2),
+        candidate=CANDIDATE,
+        champion=CHAMPION,
+        route="canary",
+        elapsed_s=WINDOW_S + 5,
+        labels=labels,
+    )
     assert verdict.decided and verdict.promote
     f = verdict.to_dict()["figures"]
     assert f["elapsed_s"] == WINDOW_S + 5 and f["candidate_rows"] == 1_000 and f["candidate_errors"] == 2
@@ -353,7 +569,9 @@ def test_a_few_canary_rows_leaving_sparse_bins_empty_do_not_roll_a_sound_model_b
     f = verdict.figures
     assert f["score_psi"] - f["score_psi_noise"] > spec.deploy.max_score_psi  # PSI alone would have rolled back
     assert not verdict.decided and f["score_p_value"] > 0.001, verdict.reason
-    moved = {f"{CANDIDATE}/canary": figure(73, deciles=list(reversed(skew))), f"{CHAMPION}/champion": figure(907,
-                                                                                                      deciles=skew)}
+    moved = {
+        f"{CANDIDATE}/canary": figure(73, deciles=list(reversed(skew))),
+        f"{CHAMPION}/champion": figure(907, deciles=skew),
+    }
     shifted = judge(spec, moved, candidate=CANDIDATE, champion=CHAMPION, route="canary", elapsed_s=60)
     assert shifted.decided and not shifted.promote and "score distribution moved" in shifted.reason

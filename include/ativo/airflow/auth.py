@@ -68,12 +68,17 @@ def _audit_operation_refusal(dag_id: str, user: Any, method: str) -> None:
         settings = load_settings()
         known = {d for s in load_specs(settings.specs_dir)[0] for d in dag_ids(s.name)}
         ref = dag_id if dag_id in known else "(no such DAG)"
-        payload: dict[str, Any] = {"method": method, "role": getattr(user, "role", None), "channel": "rest",
-                                   "why": "writing to this DAG changes what serves: it needs the op role"}  # fmt: skip
+        payload: dict[str, Any] = {
+            "method": method,
+            "role": getattr(user, "role", None),
+            "channel": "rest",
+            "why": "writing to this DAG changes what serves: it needs the op role",
+        }
         if dag_id not in known:
             payload[PSEUDONYMS] = pseudonyms({"dag_id": dag_id}, platform_pepper(settings))
-        append(get_engine(settings.db_url), "operation_refused", str(getattr(user, "username", "anonymous")), ref,
-               payload)  # fmt: skip
+        append(
+            get_engine(settings.db_url), "operation_refused", str(getattr(user, "username", "anonymous")), ref, payload
+        )
     except Exception:  # the refusal stands even when the audit log cannot be written
         log.exception("could not audit a refused write (%s by %s)", method, getattr(user, "username", "anonymous"))
 
@@ -95,10 +100,16 @@ def _audit_refusal(dag_id: str, user: Any, method: str) -> None:
         settings = load_settings()
         spec = next((s.name for s in load_specs(settings.specs_dir)[0] if erasure_dag_id(s.name) == dag_id), None)
         role = getattr(user, "role", None)
-        refuse(get_engine(settings.db_url), spec=spec or NO_SPEC,
-               actor=str(getattr(user, "username", "anonymous")), channel="rest",
-               why=f"{method} on {dag_id if spec else 'an erasure DAG id of no spec'} by role {role!r}",
-               pepper=platform_pepper(settings), hostile=None if spec else {"dag_id": dag_id})  # fmt: skip
+        refuse(
+            get_engine(settings.db_url),
+            spec=spec or NO_SPEC,
+            actor=str(getattr(user, "username", "anonymous")),
+            channel="rest",
+            why=f"{method} on {dag_id if spec else 'an erasure DAG id of no spec'} by role {role!r}",
+            pepper=platform_pepper(settings),
+            hostile=None if spec else {"dag_id": dag_id},
+        )
     except Exception:  # the refusal stands even when the audit log cannot be written
-        log.exception("could not audit a refused erasure attempt (%s by %s)", method,
-                      getattr(user, "username", "anonymous"))  # fmt: skip
+        log.exception(
+            "could not audit a refused erasure attempt (%s by %s)", method, getattr(user, "username", "anonymous")
+        )

@@ -106,14 +106,22 @@ class ComputeOperator(BaseOperator):
     ui_color = "#c9e4de"
 
     def __init__(
-        self, *, spec: ModelSpec | str, task_key: str | None = None,
-        python_callable: Callable[..., Any] | None = None, op_kwargs: dict[str, Any] | None = None,
-        heartbeat_s: float = 20.0, budget_poll_s: float | None = None, priority: str | None = None, **kwargs: Any,
-    ) -> None:  # fmt: skip
+        self,
+        *,
+        spec: ModelSpec | str,
+        task_key: str | None = None,
+        python_callable: Callable[..., Any] | None = None,
+        op_kwargs: dict[str, Any] | None = None,
+        heartbeat_s: float = 20.0,
+        budget_poll_s: float | None = None,
+        priority: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         model_spec = spec if isinstance(spec, ModelSpec) else _spec(spec)
         if priority is not None:  # erasure work runs at its own class and may spend the protected reserve
-            model_spec = model_spec.model_copy(update={"compute": model_spec.compute.model_copy(
-                update={"priority": priority})})  # fmt: skip
+            model_spec = model_spec.model_copy(
+                update={"compute": model_spec.compute.model_copy(update={"priority": priority})}
+            )
         for key, value in compute_kwargs(model_spec).items():
             kwargs.setdefault(key, value)
         super().__init__(**kwargs)
@@ -151,10 +159,14 @@ class ComputeOperator(BaseOperator):
         holder = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}/try{ti.try_number}{holder_suffix}"
         conn_id = self.spec.oncall_connection
         session = ComputeSession(
-            self.spec, load_settings(), task_key=self.task_key, holder=holder, started_at=started_at,
+            self.spec,
+            load_settings(),
+            task_key=self.task_key,
+            holder=holder,
+            started_at=started_at,
             heartbeat=dt.timedelta(seconds=self.heartbeat_s),
             on_alert=lambda team, crossed, status: budget_alert(team, crossed, status, conn_id),
-        )  # fmt: skip
+        )
         with ExitStack() as stack:
             try:
                 stack.enter_context(session)
@@ -188,7 +200,7 @@ class ComputeOperator(BaseOperator):
                 priority=self.spec.compute.priority,
                 period=err.period,
                 poll_s=self.budget_poll_s or load_settings().budget_poll_s,
-            ),  # fmt: skip
+            ),
             method_name="execute_after_budget",
             timeout=resets - dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
         )
@@ -291,15 +303,31 @@ class TrialWorkerOperator(ComputeOperator):
                 raise  # waiting for the budget: the slot stays this worker's, resumed after
             except Exception as err:
                 if ti.try_number > ti.max_tries:  # the last try: the slot ends failed; else a retry runs it again
-                    slots.finish(engine, plan.study_name, slot, "failed", reason=f"{type(err).__name__}: {err}",
-                                 seconds=time.monotonic() - began)  # fmt: skip
+                    slots.finish(
+                        engine,
+                        plan.study_name,
+                        slot,
+                        "failed",
+                        reason=f"{type(err).__name__}: {err}",
+                        seconds=time.monotonic() - began,
+                    )
                 raise
-            slots.finish(engine, plan.study_name, slot, result["state"], value=result.get("value"),
-                         seconds=time.monotonic() - began, reason=result.get("reason"))  # fmt: skip
+            slots.finish(
+                engine,
+                plan.study_name,
+                slot,
+                result["state"],
+                value=result.get("value"),
+                seconds=time.monotonic() - began,
+                reason=result.get("reason"),
+            )
             started_at = None  # the next trial's session bills from its own start
         context["trials_label"] = workers_label(head, labels)
-        return [{k: r[k] for k in ("slot", "trial_number", "label", "state", "value", "run_id", "seconds")}
-                for r in slots.table(engine, plan.study_name) if r["worker"] == me]  # fmt: skip
+        return [
+            {k: r[k] for k in ("slot", "trial_number", "label", "state", "value", "run_id", "seconds")}
+            for r in slots.table(engine, plan.study_name)
+            if r["worker"] == me
+        ]
 
     def _closed_earlier(self, settings: Any, plan: Any, slot: int, claimed: dict[str, Any]) -> bool:
         """A retried slot: close the trial the dead try left; True when that trial had in fact finished."""
@@ -312,12 +340,14 @@ class TrialWorkerOperator(ComputeOperator):
         trial = study.get_trials(deepcopy=False)[int(claimed["trial_number"])]
         if trial.state == optuna.trial.TrialState.RUNNING:
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-            log.warning("trial #%d (slot %d) was left running by an earlier try: failed, and run again",
-                        trial.number, slot)  # fmt: skip
+            log.warning(
+                "trial #%d (slot %d) was left running by an earlier try: failed, and run again", trial.number, slot
+            )
             return False
         if trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
-            slots.finish(get_engine(settings.db_url), plan.study_name, slot, trial.state.name.lower(),
-                         value=trial.value)  # fmt: skip
+            slots.finish(
+                get_engine(settings.db_url), plan.study_name, slot, trial.state.name.lower(), value=trial.value
+            )
             return True
         return False
 
@@ -327,10 +357,16 @@ class TrialWorkerOperator(ComputeOperator):
         from ativo.train.search import SearchPlan, search_trial
 
         result = search_trial(
-            self.spec, load_settings(), SearchPlan.from_dict(self.plan), run_meta(context), slot=self._slot,
-            device=placement.device, threads=placement.threads, on_label=lambda text: log.info("trial %s", text),
+            self.spec,
+            load_settings(),
+            SearchPlan.from_dict(self.plan),
+            run_meta(context),
+            slot=self._slot,
+            device=placement.device,
+            threads=placement.threads,
+            on_label=lambda text: log.info("trial %s", text),
             on_started=self._named,
-        )  # fmt: skip
+        )
         metrics = result.pop("metrics", None) or {}
         result["best_iteration"] = metrics.get("best_iteration")
         return result
@@ -342,7 +378,12 @@ class TrialWorkerOperator(ComputeOperator):
             log.info("trial #%s result: pruned (%s)%s", result.get("number"), result.get("reason"), spent)
             return
         rounds = result.get("best_iteration")
-        log.info("trial #%s result: %s, %s %.4f on the validation split, %s boosting rounds%s",
-                 result.get("number"), result.get("state"), self.spec.model.search.metric,
-                 result.get("value") or float("nan"),
-                 "?" if rounds is None else int(rounds) + 1, spent)  # fmt: skip
+        log.info(
+            "trial #%s result: %s, %s %.4f on the validation split, %s boosting rounds%s",
+            result.get("number"),
+            result.get("state"),
+            self.spec.model.search.metric,
+            result.get("value") or float("nan"),
+            "?" if rounds is None else int(rounds) + 1,
+            spent,
+        )

@@ -206,13 +206,20 @@ def build_train_dag(spec: ModelSpec) -> DAG:
                 maximum=1024,
                 description=f"Trials in the search; empty = the spec's ({spec.model.search.n_trials}).",
             ),
-            "trigger": Param(None, type=["null", "string"], description="Set by the reconciler (reconciler, "
-                             "or drift with an episode); leave empty."),
-            "episode": Param(None, type=["null", "integer"], description="The drift episode a reconciler run "
-                             "retrains; leave empty."),
-            "reason": Param(None, type=["null", "string"], description="Why the run was triggered (shown in "
-                            "its log and on its MLflow run)."),
-        },  # fmt: skip
+            "trigger": Param(
+                None,
+                type=["null", "string"],
+                description="Set by the reconciler (reconciler, or drift with an episode); leave empty.",
+            ),
+            "episode": Param(
+                None, type=["null", "integer"], description="The drift episode a reconciler run retrains; leave empty."
+            ),
+            "reason": Param(
+                None,
+                type=["null", "string"],
+                description="Why the run was triggered (shown in its log and on its MLflow run).",
+            ),
+        },
         doc_md=_TRAIN_DOC.format(spec=spec.name, pool=spec.compute.pool, team=spec.compute.team),
     )
     def train() -> None:
@@ -248,18 +255,28 @@ def build_train_dag(spec: ModelSpec) -> DAG:
                 if episodes:
                     reason = "drift episode(s) " + ", ".join(
                         f"{ep['id']} (version {ep['version']}: {'; '.join(ep['reasons'])[:300]}; report "
-                        f"{ep['report_uri']})" for ep in episodes)  # fmt: skip
+                        f"{ep['report_uri']})"
+                        for ep in episodes
+                    )
             if episodes:
                 trigger = "drift"
             elif params.get("trigger") == "drift" or (drift_events and not event_tags):
-                raise AirflowSkipException(f"drift episode(s) {', '.join(map(str, wanted))} already taken by "
-                                           "another training run: not retrained twice")  # fmt: skip
+                raise AirflowSkipException(
+                    f"drift episode(s) {', '.join(map(str, wanted))} already taken by "
+                    "another training run: not retrained twice"
+                )
             else:
                 trigger = "reconciler" if params.get("trigger") == "reconciler" else ("asset" if events else "manual")
-            decided = plan_training(engine, spec.name, run_id,
-                                    requested=params.get("dataset_version") if trigger == "manual" else None,
-                                    trigger=trigger, event_tags=event_tags, reason=reason,
-                                    drifting={str(ep["version"]) for ep in episodes})  # fmt: skip
+            decided = plan_training(
+                engine,
+                spec.name,
+                run_id,
+                requested=params.get("dataset_version") if trigger == "manual" else None,
+                trigger=trigger,
+                event_tags=event_tags,
+                reason=reason,
+                drifting={str(ep["version"]) for ep in episodes},
+            )
             log = logging.getLogger("ativo.train")
             log.info("%s run: %s", trigger, decided.reason)
             if decided.covered_by:
@@ -272,29 +289,53 @@ def build_train_dag(spec: ModelSpec) -> DAG:
                 latest = latest_version(engine, spec.name)
                 if latest is None or not take_over(engine, spec.name, latest[0], holder, run_id, took):
                     raise AirflowSkipException(decided.skip)
-                decided = plan_training(engine, spec.name, run_id, requested=None, trigger=trigger, reason=took,
-                                        drifting={str(ep["version"]) for ep in episodes})  # fmt: skip
+                decided = plan_training(
+                    engine,
+                    spec.name,
+                    run_id,
+                    requested=None,
+                    trigger=trigger,
+                    reason=took,
+                    drifting={str(ep["version"]) for ep in episodes},
+                )
             if decided.covered_version:
-                settle_episodes(engine, spec.name, run_id, f"covered by version {decided.covered_version}, "
-                                "trained on the latest data")  # fmt: skip
+                settle_episodes(
+                    engine,
+                    spec.name,
+                    run_id,
+                    f"covered by version {decided.covered_version}, trained on the latest data",
+                )
             if decided.skip:
                 raise AirflowSkipException(decided.skip)
             n = params.get("n_trials")
             # new trials on data trained before: a different sampler seed for every episode and attempt
-            offset = (1000 * max(ep["id"] for ep in episodes) + 100 * max(ep["attempt"] for ep in episodes)
-                      if decided.again else 0)  # fmt: skip
+            offset = (
+                1000 * max(ep["id"] for ep in episodes) + 100 * max(ep["attempt"] for ep in episodes)
+                if decided.again
+                else 0
+            )
             try:
-                result = plan(spec, settings, decided.tag, run_meta(context), n_trials=int(n) if n else None,
-                              extra_tags={"ativo.trigger": trigger, "ativo.trigger_reason": decided.reason[:4000]},
-                              seed_offset=offset)  # fmt: skip
+                result = plan(
+                    spec,
+                    settings,
+                    decided.tag,
+                    run_meta(context),
+                    n_trials=int(n) if n else None,
+                    extra_tags={"ativo.trigger": trigger, "ativo.trigger_reason": decided.reason[:4000]},
+                    seed_offset=offset,
+                )
             except Exception as err:
                 if context["ti"].try_number > context["ti"].max_tries:  # the last try: release what it holds
                     settle(engine, spec.name, run_id, f"failed: {err}")
                     _settle_drift(spec, engine, run_id, f"failed: {err}")
                 raise
             workers = min(result.n_trials, parallel_trials(spec))
-            log.info("%d trial(s) on %d worker task(s): as many as pool %s runs at once", result.n_trials, workers,
-                     spec.compute.pool)  # fmt: skip
+            log.info(
+                "%d trial(s) on %d worker task(s): as many as pool %s runs at once",
+                result.n_trials,
+                workers,
+                spec.compute.pool,
+            )
             return [{"plan": result.to_dict(), "worker": i, "workers": workers} for i in range(workers)]
 
         @task(trigger_rule="all_done")
@@ -306,16 +347,21 @@ def build_train_dag(spec: ModelSpec) -> DAG:
             if not planned:
                 raise AirflowSkipException("no search was planned (see plan_search): nothing to register")
             try:
-                return finish_search(spec, load_settings(), SearchPlan.from_dict(planned[0]["plan"]),
-                                     run_meta(get_current_context()))  # fmt: skip
+                return finish_search(
+                    spec, load_settings(), SearchPlan.from_dict(planned[0]["plan"]), run_meta(get_current_context())
+                )
             except SearchFailed as err:
                 raise AirflowFailException(str(err)) from err
             except DuplicateVersion as dup:  # nothing new to gate or deploy: the gates and the deploy skip
                 from ativo.monitor.decide import settle_episodes
                 from ativo.store.db import get_engine
 
-                settle_episodes(get_engine(load_settings().db_url), spec.name, get_current_context()["run_id"],
-                                f"retrained: the best model duplicates version {dup.version}")  # fmt: skip
+                settle_episodes(
+                    get_engine(load_settings().db_url),
+                    spec.name,
+                    get_current_context()["run_id"],
+                    f"retrained: the best model duplicates version {dup.version}",
+                )
                 raise AirflowSkipException(f"best model: {dup}") from dup
 
         @task(retries=1)
@@ -344,9 +390,12 @@ def build_train_dag(spec: ModelSpec) -> DAG:
                 # the claim on its dataset version, if it made one, is released: another run may train it
                 settle(engine, spec.name, run_id, "failed: no model version was registered (see register_best)")
                 _settle_drift(spec, engine, run_id, "failed: no model version was registered")
-                note_run(get_current_context()["dag"].dag_id, run_id,
-                         "no new model version: the best trial was not registered (register_best says why: "
-                         "a byte-identical model already registered, or no trial finished)")  # fmt: skip
+                note_run(
+                    get_current_context()["dag"].dag_id,
+                    run_id,
+                    "no new model version: the best trial was not registered (register_best says why: "
+                    "a byte-identical model already registered, or no trial finished)",
+                )
                 raise AirflowSkipException("no model version was registered (see register_best): nothing to gate")
             results = [GateResult.from_dict(doc) for batch in judged if batch for doc in batch]
             report = publish(spec, settings, registered["model_version"], results, GATES)
@@ -355,19 +404,34 @@ def build_train_dag(spec: ModelSpec) -> DAG:
             context = get_current_context()
             card = stored_link(report.get("model_card_uri"), settings.link_url)
             if not report["passed"]:
-                reasons = "; ".join(f"{g['gate']}: {g['reason']}" for g in report["gates"].values()
-                                    if not g["passed"])  # fmt: skip
-                verdict = (f"REJECTED: version {report['version']} failed {', '.join(report['failed_gates'])}"
-                           f" — {reasons} | model card: {card}")  # fmt: skip
+                reasons = "; ".join(f"{g['gate']}: {g['reason']}" for g in report["gates"].values() if not g["passed"])
+                verdict = (
+                    f"REJECTED: version {report['version']} failed {', '.join(report['failed_gates'])}"
+                    f" — {reasons} | model card: {card}"
+                )
                 logging.getLogger("ativo.gates").error(verdict)
-                send_to_oncall(spec.oncall_connection, rejection_payload(
-                    report, airflow_url=settings.link_url, log_url=getattr(context["ti"], "log_url", None)))
+                send_to_oncall(
+                    spec.oncall_connection,
+                    rejection_payload(
+                        report, airflow_url=settings.link_url, log_url=getattr(context["ti"], "log_url", None)
+                    ),
+                )
             else:
                 verdict = f"challenger: version {report['version']} passed every gate | model card: {card}"
                 logging.getLogger("ativo.gates").info(verdict)
             note_run(context["dag"].dag_id, run_id, verdict)
-            return {k: report[k] for k in ("model", "version", "verdict", "failed_gates", "model_card_uri",
-                                           "gate_report_uri", "dataset_version")}  # fmt: skip
+            return {
+                k: report[k]
+                for k in (
+                    "model",
+                    "version",
+                    "verdict",
+                    "failed_gates",
+                    "model_card_uri",
+                    "gate_report_uri",
+                    "dataset_version",
+                )
+            }
 
         @task(outlets=[challenger])
         def announce_challenger(decision: dict[str, Any]) -> dict[str, Any]:
@@ -380,15 +444,20 @@ def build_train_dag(spec: ModelSpec) -> DAG:
 
         planned = plan_search()
         trials = TrialWorkerOperator.partial(
-            task_id="trials", spec=spec.name, task_key=f"{spec.name}.trial", map_index_template=TRIALS_LABEL,
+            task_id="trials",
+            spec=spec.name,
+            task_key=f"{spec.name}.trial",
+            map_index_template=TRIALS_LABEL,
             doc_md="A worker of the search: claims the next trial slot, asks the study, trains with pruning, logs a "
-                   "child run, tells the study, and claims again until no slot is left (one per pool slot).",
+            "child run, tells the study, and claims again until no slot is left (one per pool slot).",
             **compute_kwargs(spec),
-        ).expand_kwargs(planned)  # fmt: skip
+        ).expand_kwargs(planned)
         registered = register_best(planned)  # type: ignore[arg-type]  # XComArg at parse time
         trials >> registered
-        gates = [gate.override(task_id=task_id)(registered, list(names))  # type: ignore[arg-type]
-                 for task_id, names in GATE_TASKS]  # fmt: skip
+        gates = [
+            gate.override(task_id=task_id)(registered, list(names))  # type: ignore[arg-type]
+            for task_id, names in GATE_TASKS
+        ]
         decision = decide(registered, gates)  # type: ignore[arg-type]
         announce_challenger(decision)  # type: ignore[arg-type]
 
@@ -470,8 +539,14 @@ def _deploy_approval(spec: ModelSpec) -> type:
 
                 checked = context["ti"].xcom_pull(task_ids="infra_check")  # the version the body showed
                 try:
-                    record(load_settings(), spec, str(checked["version"]), dict(ret), deploy_actor(context),
-                           str(context["run_id"]))  # fmt: skip
+                    record(
+                        load_settings(),
+                        spec,
+                        str(checked["version"]),
+                        dict(ret),
+                        deploy_actor(context),
+                        str(context["run_id"]),
+                    )
                 except ApprovalRefused as err:
                     raise AirflowFailException(str(err)) from err
             return ret
@@ -513,10 +588,10 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
                 description="Model version to deploy; empty = the triggering challenger event's, else "
                 "the version holding the alias 'challenger'.",
             ),
-        },  # fmt: skip
+        },
         doc_md=_DEPLOY_DOC.format(
             spec=spec.name, percent=spec.deploy.canary_percent, window=spec.deploy.canary_window_minutes
-        ),  # fmt: skip
+        ),
     )
     def deploy() -> None:
         @task(retries=1, multiple_outputs=spec.deploy.approval == "required")
@@ -530,7 +605,7 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
             events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
             settings = load_settings()
             requested = context["params"].get("version")
-            version = version_to_deploy(spec, settings, requested, [e.extra or {} for e in events])  # fmt: skip
+            version = version_to_deploy(spec, settings, requested, [e.extra or {} for e in events])
             actor = deploy_actor(context)
             try:  # before anything else: a rejected or ungated version never reaches even the infra check
                 gated = authorized_or_refuse(spec, settings, version, actor=actor, requested=bool(requested))
@@ -567,8 +642,9 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
             except DeployError as err:
                 raise AirflowFailException(str(err)) from err
 
-        @task.sensor(poke_interval=spec.deploy.watch_interval_seconds, timeout=window_s + 3600, mode="reschedule",
-                     retries=2)  # fmt: skip
+        @task.sensor(
+            poke_interval=spec.deploy.watch_interval_seconds, timeout=window_s + 3600, mode="reschedule", retries=2
+        )
         def watch(state: dict[str, Any]) -> PokeReturnValue:
             """Judge the trial on live figures; done at the first breach or when the window ends."""
             from ativo.deploy.steps import check
@@ -578,8 +654,9 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
             return PokeReturnValue(is_done=verdict.decided, xcom_value=verdict.to_dict())
 
         @task(trigger_rule="all_done", retries=2)
-        def conclude(checked: dict[str, Any] | None, state: dict[str, Any] | None,
-                     verdict: dict[str, Any] | None) -> dict[str, Any]:  # fmt: skip
+        def conclude(
+            checked: dict[str, Any] | None, state: dict[str, Any] | None, verdict: dict[str, Any] | None
+        ) -> dict[str, Any]:
             """Promote on a passing verdict; otherwise roll back, record why and page on-call."""
             from ativo.airflow.notifier import send_to_oncall
             from ativo.alerts import deploy_payload
@@ -652,16 +729,24 @@ def build_reconcile_dag(spec: ModelSpec) -> DAG:
             if episodes:
                 ep = episodes[-1]
                 attempt = int(ep.get("attempt") or 0) + 1
-                reason = (f"reconciler: drift episode {ep['id']} (version {ep['version']}) has no training run (its "
-                          "asset event was merged or dropped, or its run failed)"
-                          + (f"; attempt {attempt}" if attempt > 1 else ""))  # fmt: skip
-                return {"run_id": f"reconcile__drift-{ep['id']}" + (f"__{attempt}" if attempt > 1 else ""),
-                        "reason": reason, "conf": {"trigger": "drift", "episode": ep["id"], "reason": reason}}
+                reason = (
+                    f"reconciler: drift episode {ep['id']} (version {ep['version']}) has no training run (its "
+                    "asset event was merged or dropped, or its run failed)"
+                    + (f"; attempt {attempt}" if attempt > 1 else "")
+                )
+                return {
+                    "run_id": f"reconcile__drift-{ep['id']}" + (f"__{attempt}" if attempt > 1 else ""),
+                    "reason": reason,
+                    "conf": {"trigger": "drift", "episode": ep["id"], "reason": reason},
+                }
             todo = missing(engine, spec.name)
             if todo is None:
                 latest = latest_version(engine, spec.name)
-                raise AirflowSkipException(f"nothing to reconcile: {latest[0]} has a training run" if latest else
-                                           f"nothing to reconcile: {spec.name} has no dataset version yet")
+                raise AirflowSkipException(
+                    f"nothing to reconcile: {latest[0]} has a training run"
+                    if latest
+                    else f"nothing to reconcile: {spec.name} has no dataset version yet"
+                )
             return {**todo, "conf": {"trigger": "reconciler", "reason": todo["reason"]}}
 
         checked = check()
@@ -697,13 +782,26 @@ def build_monitor_dag(spec: ModelSpec) -> DAG:
         default_args=default_args(spec),
         tags=["ativo", "monitor", spec.name, *spec.tags],
         params={
-            "start": Param(None, type=["null", "string"], format="date-time",
-                           description="Window start (ISO 8601); empty = the run's data interval."),
-            "end": Param(None, type=["null", "string"], format="date-time",
-                         description="Window end (ISO 8601, exclusive); empty = the run's data interval."),
-        },  # fmt: skip
-        doc_md=_MONITOR_DOC.format(spec=spec.name, cron=spec.monitor.cron, sustain=spec.monitor.sustain,
-                                   cooldown=spec.monitor.cooldown_hours, team=spec.compute.team),  # fmt: skip
+            "start": Param(
+                None,
+                type=["null", "string"],
+                format="date-time",
+                description="Window start (ISO 8601); empty = the run's data interval.",
+            ),
+            "end": Param(
+                None,
+                type=["null", "string"],
+                format="date-time",
+                description="Window end (ISO 8601, exclusive); empty = the run's data interval.",
+            ),
+        },
+        doc_md=_MONITOR_DOC.format(
+            spec=spec.name,
+            cron=spec.monitor.cron,
+            sustain=spec.monitor.sustain,
+            cooldown=spec.monitor.cooldown_hours,
+            team=spec.compute.team,
+        ),
     )
     def monitor() -> None:
         @task
@@ -721,17 +819,25 @@ def build_monitor_dag(spec: ModelSpec) -> DAG:
             end = end or context["data_interval_end"]
             if start is None or end is None or start >= end:
                 raise AirflowFailException(f"no window to monitor: start {start}, end {end} (give both, start first)")
-            doc = monitor_window(spec, load_settings(), start.astimezone(dt.UTC), end.astimezone(dt.UTC),
-                                 dag_run_id=context["run_id"])  # fmt: skip
+            doc = monitor_window(
+                spec, load_settings(), start.astimezone(dt.UTC), end.astimezone(dt.UTC), dag_run_id=context["run_id"]
+            )
             decision = doc["decision"]
             log = logging.getLogger("ativo.monitor")
-            log.info("window %s → %s: %d rows; %s", doc["window"]["start"], doc["window"]["end"],
-                     doc["assessment"]["rows"], "; ".join(doc["assessment"]["reasons"]) or "no drift")  # fmt: skip
+            log.info(
+                "window %s → %s: %d rows; %s",
+                doc["window"]["start"],
+                doc["window"]["end"],
+                doc["assessment"]["rows"],
+                "; ".join(doc["assessment"]["reasons"]) or "no drift",
+            )
             log.info("decision: %s: %s (report %s)", decision["action"], decision["reason"], doc["report_html_uri"])
             if decision["page"]:
                 send_to_oncall(spec.oncall_connection, drift_payload(doc))
             return {k: doc[k] for k in ("spec", "version", "window", "decision", "report_uri", "report_html_uri")} | {
-                "reasons": doc["assessment"]["reasons"], "rows": doc["assessment"]["rows"]}  # fmt: skip
+                "reasons": doc["assessment"]["reasons"],
+                "rows": doc["assessment"]["rows"],
+            }
 
         @task(outlets=[drift])
         def announce_drift(judged: dict[str, Any]) -> dict[str, Any]:
@@ -742,11 +848,18 @@ def build_monitor_dag(spec: ModelSpec) -> DAG:
             decision = judged["decision"]
             if not decision["emit"]:
                 raise AirflowSkipException(f"no retraining: {decision['action']}: {decision['reason']}")
-            extra = {"episode": decision["episode"], "version": judged["version"], "window": judged["window"],
-                     "reasons": judged["reasons"][:20], "report": judged["report_html_uri"]}  # fmt: skip
+            extra = {
+                "episode": decision["episode"],
+                "version": judged["version"],
+                "window": judged["window"],
+                "reasons": judged["reasons"][:20],
+                "report": judged["report_html_uri"],
+            }
             get_current_context()["outlet_events"][drift].extra = extra
-            send_to_oncall(spec.oncall_connection, drift_payload({**judged, "assessment": {
-                "reasons": judged["reasons"], "rows": judged["rows"]}}))  # fmt: skip
+            send_to_oncall(
+                spec.oncall_connection,
+                drift_payload({**judged, "assessment": {"reasons": judged["reasons"], "rows": judged["rows"]}}),
+            )
             return extra
 
         announce_drift(judge_window())  # type: ignore[arg-type]  # XComArg at parse time

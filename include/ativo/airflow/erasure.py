@@ -51,12 +51,23 @@ def queue_asset(spec: ModelSpec, queue_url: str) -> Asset:
     from airflow.sdk import AssetWatcher
 
     trigger = MessageQueueTrigger(
-        scheme="sqs", sqs_queue=queue_url, aws_conn_id=QUEUE_CONN, max_messages=10, waiter_delay=5,
-        wait_time_seconds=5, delete_message_on_reception=False, visibility_timeout=QUEUE_REDELIVERY_S,
-        message_filtering="jsonpath", message_filtering_config="spec", message_filtering_match_values=[spec.name],
-    )  # fmt: skip
-    return Asset(name=f"{spec.name}.erasure_requests", uri=f"x-ativo://erasure-requests/{spec.name}",
-                 watchers=[AssetWatcher(name=f"{spec.name}_erasure_queue", trigger=trigger)])  # fmt: skip
+        scheme="sqs",
+        sqs_queue=queue_url,
+        aws_conn_id=QUEUE_CONN,
+        max_messages=10,
+        waiter_delay=5,
+        wait_time_seconds=5,
+        delete_message_on_reception=False,
+        visibility_timeout=QUEUE_REDELIVERY_S,
+        message_filtering="jsonpath",
+        message_filtering_config="spec",
+        message_filtering_match_values=[spec.name],
+    )
+    return Asset(
+        name=f"{spec.name}.erasure_requests",
+        uri=f"x-ativo://erasure-requests/{spec.name}",
+        watchers=[AssetWatcher(name=f"{spec.name}_erasure_queue", trigger=trigger)],
+    )
 
 
 def _schedule(spec: ModelSpec) -> Any:
@@ -86,11 +97,11 @@ class RetrainOperator(ComputeOperator):
         """Train with the version's recorded parameters (checkpointed: a retry after a kill resumes)."""
         from ativo.erasure.process import retrain
 
-        result = retrain(self.spec, load_settings(), int(self.batch), str(self.version), run_meta(context),
-                         threads=placement.threads)  # fmt: skip
+        result = retrain(
+            self.spec, load_settings(), int(self.batch), str(self.version), run_meta(context), threads=placement.threads
+        )
         if not result.get("ok"):  # recorded on the batch: verify keeps it open and pages; the others go on
-            logging.getLogger("ativo.erasure").error("version %s was not retrained: %s", self.version,
-                                                     result["reason"])  # fmt: skip
+            logging.getLogger("ativo.erasure").error("version %s was not retrained: %s", self.version, result["reason"])
             return {"batch": int(self.batch), "from": result["from"], "version": None, "ok": False}
         return {"batch": int(self.batch), "from": result["from"], "version": result["version"], "ok": True}
 
@@ -145,8 +156,9 @@ def forget_intake_runs(spec: ModelSpec, current_run_id: str) -> list[str]:
         try:
             api.delete(f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}")
         except Exception as err:
-            log.warning("could not delete run %s (its conf names the subjects of %s): %s", run["dag_run_id"],
-                        request_id, err)  # fmt: skip
+            log.warning(
+                "could not delete run %s (its conf names the subjects of %s): %s", run["dag_run_id"], request_id, err
+            )
             continue
         audit.append(engine, "erasure_airflow_run_deleted", "erasure", request_id, {"dag_run_id": run["dag_run_id"]})
         deleted.append(run["dag_run_id"])
@@ -165,13 +177,18 @@ def _file_queue_messages(spec: ModelSpec, messages: list[dict[str, Any]]) -> dic
     from ativo.store.db import get_engine
 
     settings = load_settings()
-    filed = file_messages(get_engine(settings.db_url), spec.name, messages,
-                          ApiKeys(settings.home / "serve" / "api_keys.json"), platform_pepper(settings),
-                          min_subject_length=spec.erasure.min_subject_id_length)  # fmt: skip
+    filed = file_messages(
+        get_engine(settings.db_url),
+        spec.name,
+        messages,
+        ApiKeys(settings.home / "serve" / "api_keys.json"),
+        platform_pepper(settings),
+        min_subject_length=spec.erasure.min_subject_id_length,
+    )
     if filed.delete:
         client = SqsHook(aws_conn_id=QUEUE_CONN).get_conn()
         for i in range(0, len(filed.delete), 10):
-            client.delete_message_batch(QueueUrl=settings.erasure_queue_url, Entries=filed.delete[i:i + 10])
+            client.delete_message_batch(QueueUrl=settings.erasure_queue_url, Entries=filed.delete[i : i + 10])
     return {"filed": [a["request_id"] for a in filed.acks], "refused": filed.refused}
 
 
@@ -181,7 +198,7 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
     @dag(
         dag_id=naming.erasure_dag_id(spec.name),
         description=f"Erasure requests → purge everywhere → retrain and redeploy affected models → receipt, for "
-                    f"{spec.name}",
+        f"{spec.name}",
         schedule=_schedule(spec),
         start_date=_start(spec),
         catchup=False,
@@ -189,15 +206,24 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
         default_args={**default_args(spec), **ERASURE},
         tags=["ativo", "erasure", spec.name, *spec.tags],
         params={
-            "subjects": Param(None, type=["null", "array"], items={"type": "string"},
-                              description="Leave empty: file requests on the Ativo page or with `ativo erase`, which "
-                              "keep the ids out of Airflow. Ids given here (older clients) are filed, then redacted "
-                              "from this run's conf and the event log."),
-            "request_id": Param(None, type=["null", "string"], description="Your id for the request (idempotent); "
-                                "empty: one is made."),
-            "force": Param(False, type="boolean", description="Process pending requests now, without waiting for "
-                           f"the {spec.erasure.window_minutes:g}-minute coalescing window."),
-        },  # fmt: skip
+            "subjects": Param(
+                None,
+                type=["null", "array"],
+                items={"type": "string"},
+                description="Leave empty: file requests on the Ativo page or with `ativo erase`, which "
+                "keep the ids out of Airflow. Ids given here (older clients) are filed, then redacted "
+                "from this run's conf and the event log.",
+            ),
+            "request_id": Param(
+                None, type=["null", "string"], description="Your id for the request (idempotent); empty: one is made."
+            ),
+            "force": Param(
+                False,
+                type="boolean",
+                description="Process pending requests now, without waiting for "
+                f"the {spec.erasure.window_minutes:g}-minute coalescing window.",
+            ),
+        },
         doc_md=_DOC.format(spec=spec.name, window=spec.erasure.window_minutes, sla=spec.erasure.sla_hours),
     )
     def erasure() -> None:
@@ -210,8 +236,12 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
 
             context = get_current_context()
             params = context["params"]
-            messages = [m for evs in (context.get("triggering_asset_events") or {}).values() for e in evs
-                        for m in ((e.extra or {}).get("payload") or {}).get("message_batch") or []]  # fmt: skip
+            messages = [
+                m
+                for evs in (context.get("triggering_asset_events") or {}).values()
+                for e in evs
+                for m in ((e.extra or {}).get("payload") or {}).get("message_batch") or []
+            ]
             if messages:
                 filed = _file_queue_messages(spec, messages)
                 from ativo.airflow.redaction import redact_in_process
@@ -219,8 +249,9 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
                 redact_in_process()  # dag.test() only; under a scheduler the run's end does it
                 return filed
             if not params.get("subjects"):
-                raise AirflowSkipException("no subjects in the run's conf (the request is in the platform DB): "
-                                           "pending requests are processed")  # fmt: skip
+                raise AirflowSkipException(
+                    "no subjects in the run's conf (the request is in the platform DB): pending requests are processed"
+                )
             # An old client's conf that the scheduler's redactor has not seen (dag.test(), or a deployment without
             # Ativo's plugin): filed first, then redacted where this process may reach Airflow's DB.
             from ativo.airflow.redaction import redact_in_process
@@ -228,17 +259,24 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
             settings = load_settings()
             actor = getattr(context["dag_run"], "triggering_user_name", None) or "airflow"
             try:
-                ack = file_request(get_engine(settings.db_url), spec=spec.name, subjects=params["subjects"],
-                                   pepper=platform_pepper(settings), actor=actor, channel="rest",
-                                   request_id=params.get("request_id") or request_id_for(context["run_id"]),
-                                   min_subject_length=spec.erasure.min_subject_id_length)  # fmt: skip
+                ack = file_request(
+                    get_engine(settings.db_url),
+                    spec=spec.name,
+                    subjects=params["subjects"],
+                    pepper=platform_pepper(settings),
+                    actor=actor,
+                    channel="rest",
+                    request_id=params.get("request_id") or request_id_for(context["run_id"]),
+                    min_subject_length=spec.erasure.min_subject_id_length,
+                )
             except InvalidRequest as err:
                 raise AirflowFailException(str(err)) from err
             if redact_in_process() is None:
                 logging.getLogger("ativo.erasure").warning(
                     "this run's conf names subjects and this task may not change Airflow's metadata DB: the "
                     "scheduler's redactor (Ativo's plugin listener) removes them when the run ends; until then the "
-                    "verification scan finds them and keeps the batch open")  # fmt: skip
+                    "verification scan finds them and keeps the batch open"
+                )
             return ack.to_dict()
 
         @task(trigger_rule="none_failed")
@@ -258,12 +296,15 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
             late = rq.overdue(engine, spec.name, spec.erasure.sla_hours)
             if late:
                 ids = [r["request_id"] for r in late]
-                send_to_oncall(spec.oncall_connection, erasure_payload(
-                    spec.name, "erasure_sla", None, ids, f"older than the {spec.erasure.sla_hours:g} h SLA"))
+                send_to_oncall(
+                    spec.oncall_connection,
+                    erasure_payload(
+                        spec.name, "erasure_sla", None, ids, f"older than the {spec.erasure.sla_hours:g} h SLA"
+                    ),
+                )
                 rq.mark_paged(engine, ids)
             force = bool(context["params"].get("force"))
-            claimed = rq.claim_batch(engine, spec.name, 0 if force else spec.erasure.window_minutes,
-                                     context["run_id"])  # fmt: skip
+            claimed = rq.claim_batch(engine, spec.name, 0 if force else spec.erasure.window_minutes, context["run_id"])
             if claimed.batch_id is None:
                 raise AirflowSkipException(claimed.reason)
             return {"batch": claimed.batch_id, "requests": len(claimed.requests), "resumed": claimed.resumed}
@@ -274,8 +315,12 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
             from ativo.erasure.process import purge as run
 
             done = run(spec, load_settings(), _batch(claimed))
-            return {"batch": _batch(claimed), "lake_rows": done["lake_rows"], "after": done["dataset_after"],
-                    "redacted_versions": done["redacted_versions"]}  # fmt: skip
+            return {
+                "batch": _batch(claimed),
+                "lake_rows": done["lake_rows"],
+                "after": done["dataset_after"],
+                "redacted_versions": done["redacted_versions"],
+            }
 
         @task(**ERASURE)
         def find_models(purged: dict[str, Any]) -> list[dict[str, Any]]:
@@ -321,8 +366,10 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
                 failed = [s for s in ("purge", "models", "switch") if s not in steps]
                 reason = f"step(s) {', '.join(failed)} did not finish (see the run's failed task); it is retried"
                 rq.mark(engine, b, "open", reason)
-                send_to_oncall(spec.oncall_connection, erasure_payload(
-                    spec.name, "erasure_open", b, rq.batch(engine, b)["requests"], reason))
+                send_to_oncall(
+                    spec.oncall_connection,
+                    erasure_payload(spec.name, "erasure_open", b, rq.batch(engine, b)["requests"], reason),
+                )
                 raise AirflowFailException(f"erasure batch {b} stays open: {reason}")
             b = _batch(switched)
             engine = get_engine(settings.db_url)
@@ -336,8 +383,10 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
             closed = close(spec, settings, b)
             if not closed["closed"]:
                 if before["status"] != "open" or (before["steps"].get("open_reason") != closed["reason"]):
-                    send_to_oncall(spec.oncall_connection, erasure_payload(
-                        spec.name, "erasure_open", b, before["requests"], closed["reason"]))
+                    send_to_oncall(
+                        spec.oncall_connection,
+                        erasure_payload(spec.name, "erasure_open", b, before["requests"], closed["reason"]),
+                    )
                     rq.record_step(engine, b, "open_reason", closed["reason"])
                 raise AirflowFailException(f"erasure batch {b} stays open: {closed['reason']}")
             return {"batch": b, "clean": result["clean"], "receipts": len(closed["receipts"])}
@@ -347,10 +396,13 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
         purged = purge(claimed)
         live = find_models(purged)
         trained = RetrainOperator.partial(
-            task_id="retrain", spec=spec.name, priority="erasure", task_key=f"{spec.name}.erasure_retrain",
+            task_id="retrain",
+            spec=spec.name,
+            priority="erasure",
+            task_key=f"{spec.name}.erasure_retrain",
             map_index_template="{{ task.version }}",
             doc_md="Retrain one live version with its recorded parameters on its redacted dataset version.",
-        ).expand_kwargs(live)  # fmt: skip
+        ).expand_kwargs(live)
         judged = gates.expand(trained=trained.output)
         switched = switch(purged)
         judged >> switched

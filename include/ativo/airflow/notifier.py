@@ -52,11 +52,13 @@ def rejected_batch_line(spec_name: str, err: Any, base_url: str) -> str:
 
     day = err.partition
     reasons = "; ".join(err.reasons[:5]) + (f"; … {len(err.reasons) - 5} more" if len(err.reasons) > 5 else "")
-    return (f"batch {day} of {spec_name} rejected and quarantined ({len(err.reasons)} failed check(s)): {reasons}"
-            f" | report: {stored_link(err.report_uri, base_url) or 'none'}"
-            f" | next: land a corrected batch (ativo land --spec {spec_name} --date {day} --replace FILE), then clear"
-            f" this run or run `ativo backfill --spec {spec_name} --from {day} --to {day}`"
-            f" | runbook: {runbooks.url('data-quarantined', base_url)}")  # fmt: skip
+    return (
+        f"batch {day} of {spec_name} rejected and quarantined ({len(err.reasons)} failed check(s)): {reasons}"
+        f" | report: {stored_link(err.report_uri, base_url) or 'none'}"
+        f" | next: land a corrected batch (ativo land --spec {spec_name} --date {day} --replace FILE), then clear"
+        f" this run or run `ativo backfill --spec {spec_name} --from {day} --to {day}`"
+        f" | runbook: {runbooks.url('data-quarantined', base_url)}"
+    )
 
 
 def note_run(dag_id: str, run_id: str, note: str) -> bool:
@@ -68,7 +70,8 @@ def note_run(dag_id: str, run_id: str, note: str) -> bool:
 
     try:
         AirflowAPI.from_settings(load_settings()).patch(
-            f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id, safe='')}", {"note": note[:1000]})  # fmt: skip
+            f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id, safe='')}", {"note": note[:1000]}
+        )
         return True
     except Exception as err:  # dag.test() has no API server; the verdict is in the log and the alert anyway
         log.warning("could not set the note of %s %s: %s", dag_id, run_id, err)
@@ -104,10 +107,14 @@ class WebhookFailureNotifier(BaseNotifier):
 
         slug = "data-quarantined" if type(err).__name__ == "BatchRejected" or "quarantined" in str(err) else None
         payload = failure_payload(
-            dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, try_number=try_number,
-            log_url=log_url, error=f"{type(err).__name__}: {err}" if err else None,
+            dag_id=ti.dag_id,
+            task_id=ti.task_id,
+            run_id=ti.run_id,
+            try_number=try_number,
+            log_url=log_url,
+            error=f"{type(err).__name__}: {err}" if err else None,
             owner=getattr(dag, "owner", None) if dag else None,
             runbook=runbooks.url(slug or "task-failed", airflow_url()),
-        )  # fmt: skip
+        )
         log.error("on-call paged: %s.%s failed; runbook: %s", ti.dag_id, ti.task_id, payload["ativo"]["runbook_url"])
         send_to_oncall(self.conn_id, payload, timeout=self.timeout)

@@ -60,8 +60,11 @@ PAGE_ACTIONS = ("promote", "rollback", "budget")
 RUN_ARTIFACTS = ("gates/", "monitor/")
 """The MLflow run artifacts the page opens: gate reports, model cards, decision policies, monitor reports."""
 
-STORE_FILES = (("quarantine/", ("/report.json", "/report.html")), ("deployments/", (".json",)),
-               ("erasure/receipts/", (".json",)))  # fmt: skip
+STORE_FILES = (
+    ("quarantine/", ("/report.json", "/report.html")),
+    ("deployments/", (".json",)),
+    ("erasure/receipts/", (".json",)),
+)
 """The object-store files the page opens, by prefix and ending: validation reports (never the quarantined batch
 itself, which holds raw rows), deployment records and erasure receipts. Landing batches, the lake and the
 prediction log are never served."""
@@ -85,8 +88,11 @@ def read_file(settings: Any, uri: str) -> tuple[bytes, str]:
             raise KeyError(f"{uri} is not a report or card of a run (only {', '.join(RUN_ARTIFACTS)} are opened)")
         with tempfile.TemporaryDirectory(prefix="ativo-page-") as tmp:
             try:
-                got = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp,
-                                                                tracking_uri=settings.mlflow_tracking_uri))
+                got = Path(
+                    mlflow.artifacts.download_artifacts(
+                        artifact_uri=uri, dst_path=tmp, tracking_uri=settings.mlflow_tracking_uri
+                    )
+                )
             except Exception as err:
                 raise KeyError(f"{uri}: {err}") from None
             if not got.is_file() or not got.resolve().is_relative_to(Path(tmp).resolve()):
@@ -96,9 +102,12 @@ def read_file(settings: Any, uri: str) -> tuple[bytes, str]:
         from ativo.store.objects import open_store
 
         root = settings.store_uri.rstrip("/") + "/"
-        key = uri[len(root):] if uri.startswith(root) else ""
-        if not key or "//" in key or not any(key.startswith(prefix) and key.endswith(ends)
-                                             for prefix, ends in STORE_FILES):  # fmt: skip
+        key = uri[len(root) :] if uri.startswith(root) else ""
+        if (
+            not key
+            or "//" in key
+            or not any(key.startswith(prefix) and key.endswith(ends) for prefix, ends in STORE_FILES)
+        ):
             raise KeyError(f"{uri} is not a report, record or receipt in the object store ({root})")
         try:
             data = open_store(settings).get_bytes(key)
@@ -134,31 +143,54 @@ def file_erasure(settings: Any, user: Any, body: dict[str, Any]) -> dict[str, An
         raise ValueError(f"field 'spec': {spec[:60]!r} is not a spec of this platform ({', '.join(sorted(specs))})")
     dag_id = erasure_dag_id(spec)
     try:
-        may = may_operate(user) and bool(get_auth_manager().is_authorized_dag(
-            method="POST", user=user, details=DagDetails(id=dag_id)))  # fmt: skip
+        may = may_operate(user) and bool(
+            get_auth_manager().is_authorized_dag(method="POST", user=user, details=DagDetails(id=dag_id))
+        )
     except Exception:
         log.exception("could not ask the auth manager about %r", user)
         may = False
     if not may:
-        raise PermissionError(str(refuse(engine, spec=spec, actor=_name(user), channel="page",
-                                         why=f"role {getattr(user, 'role', None)!r} on the page")))  # fmt: skip
+        raise PermissionError(
+            str(
+                refuse(
+                    engine,
+                    spec=spec,
+                    actor=_name(user),
+                    channel="page",
+                    why=f"role {getattr(user, 'role', None)!r} on the page",
+                )
+            )
+        )
     subjects = body.get("subjects")
     try:
-        ack = file_request(engine, spec=spec, subjects=subjects, pepper=platform_pepper(settings),
-                           actor=_name(user), channel="page", request_id=body.get("request_id") or None,
-                           min_subject_length=specs[spec].erasure.min_subject_id_length)  # fmt: skip
+        ack = file_request(
+            engine,
+            spec=spec,
+            subjects=subjects,
+            pepper=platform_pepper(settings),
+            actor=_name(user),
+            channel="page",
+            request_id=body.get("request_id") or None,
+            min_subject_length=specs[spec].erasure.min_subject_id_length,
+        )
     except InvalidRequest as err:
         raise ValueError(str(err)) from None
-    out = {**ack.to_dict(), "processing": f"with the other requests of its window (`ativo erasure status "
-                                          f"{ack.request_id}`)"}  # fmt: skip
+    out = {
+        **ack.to_dict(),
+        "processing": f"with the other requests of its window (`ativo erasure status {ack.request_id}`)",
+    }
     if body.get("now"):
         try:
             from airflow.api.common.trigger_dag import trigger_dag
             from airflow.utils.types import DagRunTriggeredByType
 
-            run = trigger_dag(dag_id, triggered_by=DagRunTriggeredByType.UI, triggering_user_name=_name(user),
-                              conf={"request_id": ack.request_id, "force": True},
-                              note=f"erasure request {ack.request_id} (Ativo page)")  # fmt: skip
+            run = trigger_dag(
+                dag_id,
+                triggered_by=DagRunTriggeredByType.UI,
+                triggering_user_name=_name(user),
+                conf={"request_id": ack.request_id, "force": True},
+                note=f"erasure request {ack.request_id} (Ativo page)",
+            )
             out["processing"] = f"run {run.run_id if run else '?'} of {dag_id} processes it now"
         except Exception as err:  # the request is recorded: the next scheduled run processes it
             log.warning("could not trigger %s for %s: %s", dag_id, ack.request_id, err)
@@ -189,9 +221,18 @@ def page_app() -> Any:
     def index(user: CurrentUser, prediction_id: str = "", notice: str = "", ok: int = 1) -> HTMLResponse:
         settings = load_settings()
         lineage = views.lineage(settings, prediction_id) if prediction_id else None
-        return HTMLResponse(html.page(views.overview(settings), user=_name(user), role=getattr(user, "role", None),
-                                      can_operate=may_operate(user), notice=notice or None, notice_ok=bool(ok),
-                                      lineage=lineage, prediction_id=prediction_id))  # fmt: skip
+        return HTMLResponse(
+            html.page(
+                views.overview(settings),
+                user=_name(user),
+                role=getattr(user, "role", None),
+                can_operate=may_operate(user),
+                notice=notice or None,
+                notice_ok=bool(ok),
+                lineage=lineage,
+                prediction_id=prediction_id,
+            )
+        )
 
     @app.get("/api/overview")
     def overview(user: CurrentUser) -> JSONResponse:
@@ -212,10 +253,18 @@ def page_app() -> Any:
             payload: dict[str, Any] = {"role": getattr(user, "role", None)}
             if not known:
                 payload[audit.PSEUDONYMS] = audit.pseudonyms({"action": action}, platform_pepper(settings))
-            audit.append(get_engine(settings.db_url), "page_refused", _name(user),
-                         action if known else "(no such action)", payload)  # fmt: skip
-            raise HTTPException(403, f"{action if known else 'this action'} needs the op role; {_name(user)} has "
-                                     f"{getattr(user, 'role', None)!r}")  # fmt: skip
+            audit.append(
+                get_engine(settings.db_url),
+                "page_refused",
+                _name(user),
+                action if known else "(no such action)",
+                payload,
+            )
+            raise HTTPException(
+                403,
+                f"{action if known else 'this action'} needs the op role; {_name(user)} has "
+                f"{getattr(user, 'role', None)!r}",
+            )
         form = {k: v[-1] for k, v in parse_qs((await request.body()).decode(), keep_blank_values=True).items()}
         try:  # the registry, the store and the webhook block: off the api-server's event loop
             result = await run_in_threadpool(views.act, load_settings(), action, form, _name(user))
@@ -245,8 +294,9 @@ def page_app() -> Any:
         rows = audit.entries(get_engine(settings.db_url), kind="erasure_receipt", ref=request_id)
         if not rows or rows[-1]["payload"]["receipt"].get("spec", spec) != spec:
             raise HTTPException(404, f"request {request_id} of {spec} has no receipt (it is not closed)")
-        return JSONResponse({"receipt": rows[-1]["payload"]["receipt"],
-                             "verified": verify_receipt(settings, request_id)})  # fmt: skip
+        return JSONResponse(
+            {"receipt": rows[-1]["payload"]["receipt"], "verified": verify_receipt(settings, request_id)}
+        )
 
     @app.post("/erasure/requests")
     async def erase(request: Request, user: CurrentUser) -> Response:
@@ -254,8 +304,11 @@ def page_app() -> Any:
         if origin and urlsplit(origin).netloc != request.url.netloc:
             raise HTTPException(403, f"cross-site request from {origin} refused")
         if "subjects" in request.query_params or "subject" in request.query_params:
-            raise HTTPException(400, "field 'subjects': send subject ids in the request body, never in the URL "
-                                     "(access logs keep URLs); nothing was filed")  # fmt: skip
+            raise HTTPException(
+                400,
+                "field 'subjects': send subject ids in the request body, never in the URL "
+                "(access logs keep URLs); nothing was filed",
+            )
         if "application/json" in request.headers.get("content-type", ""):
             try:
                 body = await request.json()
@@ -265,16 +318,20 @@ def page_app() -> Any:
                 raise HTTPException(400, "the body must be a JSON object; nothing was filed")
         else:
             form = {k: v[-1] for k, v in parse_qs((await request.body()).decode(), keep_blank_values=True).items()}
-            body = {**form, "subjects": [ln.strip() for ln in form.get("subjects", "").replace(",", "\n")
-                                         .splitlines() if ln.strip()], "now": form.get("now") not in (None, "", "0")}
+            body = {
+                **form,
+                "subjects": [
+                    ln.strip() for ln in form.get("subjects", "").replace(",", "\n").splitlines() if ln.strip()
+                ],
+                "now": form.get("now") not in (None, "", "0"),
+            }
         try:
             ack = await run_in_threadpool(file_erasure, load_settings(), user, body)
         except PermissionError as err:
             raise HTTPException(403, str(err)) from None
         except ValueError as err:
             raise HTTPException(422, str(err)) from None
-        if "application/json" in request.headers.get("accept", "") or "json" in request.headers.get(
-                "content-type", ""):  # fmt: skip
+        if "application/json" in request.headers.get("accept", "") or "json" in request.headers.get("content-type", ""):
             return JSONResponse(ack, status_code=201)
         notice = f"erasure request {ack['request_id']} recorded ({ack['subjects']} subject(s)); {ack['processing']}"
         return RedirectResponse(f"../../?notice={quote(notice)}&ok=1", status_code=303)

@@ -98,16 +98,23 @@ def file_conf(dag_id: str, run_id: str, conf: dict[str, Any], actor: str | None)
         settings = load_settings()
         engine = get_engine(settings.db_url)
         try:
-            file_request(engine, spec=spec, subjects=conf.get("subjects") or [], pepper=platform_pepper(settings),
-                         actor=actor or "airflow", channel="rest",
-                         min_subject_length=get_spec(spec, settings.specs_dir).erasure.min_subject_id_length,
-                         request_id=conf.get("request_id") or request_id_for(run_id))  # fmt: skip
+            file_request(
+                engine,
+                spec=spec,
+                subjects=conf.get("subjects") or [],
+                pepper=platform_pepper(settings),
+                actor=actor or "airflow",
+                channel="rest",
+                min_subject_length=get_spec(spec, settings.specs_dir).erasure.min_subject_id_length,
+                request_id=conf.get("request_id") or request_id_for(run_id),
+            )
         except InvalidRequest:  # file_request audited it (pseudonyms only); it can never be processed
             pass
         return True
     except Exception:
-        log.exception("could not file the conf of %s %s into the platform DB: it is kept until the next sweep",
-                      dag_id, run_id)  # fmt: skip
+        log.exception(
+            "could not file the conf of %s %s into the platform DB: it is kept until the next sweep", dag_id, run_id
+        )
         return False
 
 
@@ -190,8 +197,7 @@ def redact_runs(session: Any) -> int:
     from airflow.models.dagrun import DagRun
     from sqlalchemy import Text, cast, select
 
-    query = select(DagRun).where(DagRun.dag_id.like(f"%{ERASURE_SUFFIX}"),
-                                 cast(DagRun.conf, Text).like('%"subjects"%'))  # fmt: skip
+    query = select(DagRun).where(DagRun.dag_id.like(f"%{ERASURE_SUFFIX}"), cast(DagRun.conf, Text).like('%"subjects"%'))
     n = 0
     for rows in _pages(session, query, DagRun.id):
         n += sum(redact_run(session, run) for run in rows)
@@ -231,8 +237,10 @@ def _redact_message(msg: Any) -> Any:
     except (TypeError, ValueError):
         body = None
     kept = {k: body[k] for k in ("spec", "request_id") if isinstance(body, dict) and k in body}
-    return {"MessageId": msg.get("MessageId"), "Body": json.dumps({**kept, "redacted": "filed; subjects and key "
-                                                                               "removed"})}  # fmt: skip
+    return {
+        "MessageId": msg.get("MessageId"),
+        "Body": json.dumps({**kept, "redacted": "filed; subjects and key removed"}),
+    }
 
 
 def _all_filed(messages: list[Any]) -> bool:
@@ -263,8 +271,11 @@ def redact_queue_events(session: Any) -> int:
     from airflow.models.dagrun import DagRun
     from sqlalchemy import Text, cast, select
 
-    query = select(AssetEvent).join(AssetModel, AssetModel.id == AssetEvent.asset_id).where(
-        AssetModel.uri.like(f"{QUEUE_ASSET_URI}%"), cast(AssetEvent.extra, Text).like('%"Body"%'))  # fmt: skip
+    query = (
+        select(AssetEvent)
+        .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+        .where(AssetModel.uri.like(f"{QUEUE_ASSET_URI}%"), cast(AssetEvent.extra, Text).like('%"Body"%'))
+    )
     n = 0
     for rows in _pages(session, query, AssetEvent.id):
         for event in rows:
@@ -286,8 +297,11 @@ def redact_queue_events(session: Any) -> int:
 
 def sweep(session: Any) -> dict[str, int]:
     """Every place of Airflow's metadata DB where erasure requests leave subject ids, redacted (idempotent)."""
-    done = {"runs": redact_runs(session), "event_log": redact_event_log(session),
-            "queue_events": redact_queue_events(session)}  # fmt: skip
+    done = {
+        "runs": redact_runs(session),
+        "event_log": redact_event_log(session),
+        "queue_events": redact_queue_events(session),
+    }
     session.flush()
     if any(done.values()):
         log.info("redacted subject ids in Airflow's metadata DB: %s", done)

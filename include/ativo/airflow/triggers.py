@@ -27,10 +27,15 @@ def budget_room(team: str, estimate_usd: float, priority: str, period: str) -> d
         return {"reason": f"budget '{team}' has no limit any more", "status": status}
     limit, spent, reserved = float(status["limit_usd"]), float(status["settled_usd"]), float(status["reserved_usd"])
     erasure_reserve = float(status.get("erasure_reserve_usd") or 0.0)
-    if room_for(limit=limit, spent=spent, reserved=reserved, erasure_reserve=erasure_reserve, estimate=estimate_usd,
-                priority=priority):  # fmt: skip
-        room = headroom(limit=limit, spent=spent, reserved=reserved, erasure_reserve=erasure_reserve,
-                        priority=priority)  # fmt: skip
+    if room_for(
+        limit=limit,
+        spent=spent,
+        reserved=reserved,
+        erasure_reserve=erasure_reserve,
+        estimate=estimate_usd,
+        priority=priority,
+    ):
+        room = headroom(limit=limit, spent=spent, reserved=reserved, erasure_reserve=erasure_reserve, priority=priority)
         return {"reason": f"{room:.4f} USD available, {estimate_usd:.4f} needed", "status": status}
     return None
 
@@ -49,16 +54,25 @@ class BudgetTrigger(BaseTrigger):
     def __init__(self, team: str, estimate_usd: float, priority: str, period: str, poll_s: float = 30.0) -> None:
         super().__init__()
         self.team, self.estimate_usd, self.priority, self.period, self.poll_s = (
-            team, estimate_usd, priority, period, poll_s,
-        )  # fmt: skip
+            team,
+            estimate_usd,
+            priority,
+            period,
+            poll_s,
+        )
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Class path and keyword arguments, to re-create the trigger in the triggerer."""
         return (
             "ativo.airflow.triggers.BudgetTrigger",
-            {"team": self.team, "estimate_usd": self.estimate_usd, "priority": self.priority, "period": self.period,
-             "poll_s": self.poll_s},
-        )  # fmt: skip
+            {
+                "team": self.team,
+                "estimate_usd": self.estimate_usd,
+                "priority": self.priority,
+                "period": self.period,
+                "poll_s": self.poll_s,
+            },
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until there is room (the DB query runs in a thread; the triggerer's loop never blocks)."""
@@ -67,6 +81,10 @@ class BudgetTrigger(BaseTrigger):
             if room is not None:
                 yield TriggerEvent({"reason": room["reason"], "team": self.team})
                 return
-            self.log.info("budget '%s' still has no room for %.4f USD; next check in %ss", self.team,
-                          self.estimate_usd, self.poll_s)  # fmt: skip
+            self.log.info(
+                "budget '%s' still has no room for %.4f USD; next check in %ss",
+                self.team,
+                self.estimate_usd,
+                self.poll_s,
+            )
             await asyncio.sleep(self.poll_s)

@@ -29,8 +29,17 @@ POLICIES = ("fail", "defer")
 class BudgetExceeded(AtivoError):
     """A reservation would take a team past its limit."""
 
-    def __init__(self, team: str, period: str, spent: float, reserved: float, limit: float, estimate: float,
-                 resets_on: dt.date, policy: str) -> None:  # fmt: skip
+    def __init__(
+        self,
+        team: str,
+        period: str,
+        spent: float,
+        reserved: float,
+        limit: float,
+        estimate: float,
+        resets_on: dt.date,
+        policy: str,
+    ) -> None:
         self.team, self.period, self.spent, self.reserved = team, period, spent, reserved
         self.limit, self.estimate, self.resets_on, self.policy = limit, estimate, resets_on, policy
         running = f", {reserved:.2f} reserved by running tasks" if reserved else ""
@@ -68,8 +77,9 @@ def headroom(*, limit: float, spent: float, reserved: float, erasure_reserve: fl
     return usable - spent - reserved
 
 
-def room_for(*, limit: float, spent: float, reserved: float, erasure_reserve: float, estimate: float,
-             priority: str) -> bool:  # fmt: skip
+def room_for(
+    *, limit: float, spent: float, reserved: float, erasure_reserve: float, estimate: float, priority: str
+) -> bool:
     """The admission rule: whether a reservation of ``estimate`` fits the budget (see :func:`headroom`).
 
     The one rule :meth:`Ledger.reserve` applies and the budget trigger waits on; exactly reaching the limit fits
@@ -123,8 +133,12 @@ class Ledger:
             raise ValueError(f"erasure_reserve_usd {erasure_reserve_usd} is above limit_usd {limit_usd}")
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
-        row = {"limit_usd": limit_usd, "erasure_reserve_usd": erasure_reserve_usd, "policy": policy,
-               "updated_at": self.clock()}  # fmt: skip
+        row = {
+            "limit_usd": limit_usd,
+            "erasure_reserve_usd": erasure_reserve_usd,
+            "policy": policy,
+            "updated_at": self.clock(),
+        }
         with self.engine.begin() as conn:
             lock(conn, f"budget/{team}")
             if conn.execute(update(budgets).where(budgets.c.team == team).values(**row)).rowcount == 0:
@@ -146,7 +160,7 @@ class Ledger:
                 spend_ledger.c.period == period,
                 spend_ledger.c.state == "reserved",
                 spend_ledger.c.expires_at > now,
-            )  # fmt: skip
+            )
         ).scalar_one()
         return float(settled), float(reserved)
 
@@ -164,17 +178,24 @@ class Ledger:
         with self.engine.connect() as conn:
             budget = self._budget(conn, team)
             settled, reserved = self._totals(conn, team, period, now)
-        out: dict[str, Any] = {"team": team, "period": period, "resets_on": resets.isoformat(),
-                               "settled_usd": round(settled, 6), "reserved_usd": round(reserved, 6)}  # fmt: skip
+        out: dict[str, Any] = {
+            "team": team,
+            "period": period,
+            "resets_on": resets.isoformat(),
+            "settled_usd": round(settled, 6),
+            "reserved_usd": round(reserved, 6),
+        }
         if budget is None:
             out.update(limit_usd=None, available_usd=None, used_pct=None, policy="unlimited")
         else:
             limit = budget["limit_usd"]
             out.update(
-                limit_usd=limit, erasure_reserve_usd=budget["erasure_reserve_usd"], policy=budget["policy"],
+                limit_usd=limit,
+                erasure_reserve_usd=budget["erasure_reserve_usd"],
+                policy=budget["policy"],
                 available_usd=round(limit - settled - reserved, 6),
                 used_pct=round(100 * settled / limit, 2) if limit else 100.0,
-            )  # fmt: skip
+            )
         return out
 
     def estimate(self, task_key: str, resource: str, slots: int, timeout: dt.timedelta, history: int = 5) -> float:
@@ -184,18 +205,31 @@ class Ledger:
         """
         cap = timeout.total_seconds() / 3600 * self.price(resource) * slots
         with self.engine.connect() as conn:
-            recent = conn.execute(
-                select(spend_ledger.c.actual_usd)
-                .where(spend_ledger.c.task_key == task_key, spend_ledger.c.state == "settled")
-                .order_by(spend_ledger.c.id.desc())
-                .limit(history)
-            ).scalars().all()  # fmt: skip
+            recent = (
+                conn.execute(
+                    select(spend_ledger.c.actual_usd)
+                    .where(spend_ledger.c.task_key == task_key, spend_ledger.c.state == "settled")
+                    .order_by(spend_ledger.c.id.desc())
+                    .limit(history)
+                )
+                .scalars()
+                .all()
+            )
         return min(statistics.median(recent), cap) if recent else cap
 
     def reserve(
-        self, *, team: str, spec: str, task_key: str, estimate_usd: float, resource: str, slots: int = 1,
-        priority: str = "normal", timeout: dt.timedelta, now: dt.datetime | None = None,
-    ) -> Reservation:  # fmt: skip
+        self,
+        *,
+        team: str,
+        spec: str,
+        task_key: str,
+        estimate_usd: float,
+        resource: str,
+        slots: int = 1,
+        priority: str = "normal",
+        timeout: dt.timedelta,
+        now: dt.datetime | None = None,
+    ) -> Reservation:
         """Hold ``estimate_usd`` of the team's budget for a task that is about to run.
 
         The reservation is inserted first and the totals checked inside the same transaction, so concurrent
@@ -223,21 +257,32 @@ class Ledger:
                     estimate_usd=estimate_usd,
                     created_at=now,
                     expires_at=now + timeout,
-                )  # fmt: skip
+                )
             )
             assert inserted.inserted_primary_key is not None
             rid = inserted.inserted_primary_key[0]
             budget = self._budget(conn, team)
             if budget is not None:
                 settled, reserved = self._totals(conn, team, period, now)  # reserved: this estimate included
-                if not room_for(limit=budget["limit_usd"], spent=settled, reserved=reserved - estimate_usd,
-                                erasure_reserve=budget["erasure_reserve_usd"], estimate=estimate_usd,
-                                priority=priority):  # fmt: skip
+                if not room_for(
+                    limit=budget["limit_usd"],
+                    spent=settled,
+                    reserved=reserved - estimate_usd,
+                    erasure_reserve=budget["erasure_reserve_usd"],
+                    estimate=estimate_usd,
+                    priority=priority,
+                ):
                     conn.execute(delete(spend_ledger).where(spend_ledger.c.id == rid))
                     raise BudgetExceeded(
-                        team, period, settled, reserved - estimate_usd, budget["limit_usd"], estimate_usd, resets,
+                        team,
+                        period,
+                        settled,
+                        reserved - estimate_usd,
+                        budget["limit_usd"],
+                        estimate_usd,
+                        resets,
                         budget["policy"],
-                    )  # fmt: skip
+                    )
         return Reservation(id=int(rid), team=team, estimate_usd=estimate_usd, period=period)
 
     def settle(self, reservation: Reservation, seconds: float) -> tuple[float, list[int]]:
@@ -286,7 +331,7 @@ class Ledger:
                     spend_ledger.c.id == reservation.id,
                     spend_ledger.c.state == "reserved",
                     spend_ledger.c.expires_at > now,
-                )  # fmt: skip
+                )
                 .values(expires_at=now + ttl)
             ).rowcount
         return bool(n)

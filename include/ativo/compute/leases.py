@@ -72,9 +72,14 @@ class LeaseManager:
     """
 
     def __init__(
-        self, engine: Engine, devices: int | None = None, host: str | None = None, ttl: dt.timedelta | None = None,
-        *, clock: Callable[[], dt.datetime] = utcnow,
-    ) -> None:  # fmt: skip
+        self,
+        engine: Engine,
+        devices: int | None = None,
+        host: str | None = None,
+        ttl: dt.timedelta | None = None,
+        *,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
         self.engine = engine
         self.devices = detect_gpus() if devices is None else devices
         self.host = host or socket.gethostname()
@@ -114,8 +119,12 @@ class LeaseManager:
         if self.devices == 0:
             raise NoDeviceAvailable(f"host {self.host} has no GPU (nvidia-smi finds none; ATIVO_GPU_COUNT unset)")
         try:
-            return wait_until(lambda: self.try_acquire(holder), wait.total_seconds(), poll_s,
-                              f"a free GPU on {self.host} for {holder}")  # fmt: skip
+            return wait_until(
+                lambda: self.try_acquire(holder),
+                wait.total_seconds(),
+                poll_s,
+                f"a free GPU on {self.host} for {holder}",
+            )
         except WaitTimeout:
             held = ", ".join(f"{r['device']}: {r['holder']}" for r in self.list())
             raise NoDeviceAvailable(f"all {self.devices} GPU(s) on {self.host} are leased ({held})") from None

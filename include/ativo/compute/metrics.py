@@ -31,8 +31,12 @@ if TYPE_CHECKING:
 ERASURE_STATUSES = ("received", "processing", "open", "closed")
 
 
-def render(engine: Engine, prices: Mapping[str, float], lease_manager: LeaseManager | None = None,
-           specs: Sequence[ModelSpec] = ()) -> bytes:  # fmt: skip
+def render(
+    engine: Engine,
+    prices: Mapping[str, float],
+    lease_manager: LeaseManager | None = None,
+    specs: Sequence[ModelSpec] = (),
+) -> bytes:
     """The current budget, spend, lease, monitor, quarantine and erasure figures in Prometheus text format.
 
     ``specs`` give each spec's erasure SLA (a spec without one is judged against 72 hours) and make every spec's
@@ -74,39 +78,64 @@ def render(engine: Engine, prices: Mapping[str, float], lease_manager: LeaseMana
 
 def _platform_gauges(registry: CollectorRegistry, engine: Engine, specs: Sequence[ModelSpec]) -> None:
     """Budget alerts sent, spend by spec, quarantined batches, dataset versions and erasure requests."""
-    sent = Gauge("ativo_budget_alerts_sent", "1 for each budget threshold alerted, by period",
-                 ["team", "period", "threshold"], registry=registry)  # fmt: skip
-    spend = Gauge("ativo_spend_usd", "Settled spend by spec, resource and period",
-                  ["team", "spec", "resource", "period"], registry=registry)  # fmt: skip
-    quarantined = Gauge("ativo_quarantined_batches", "Batches ever quarantined (a corrected batch does not remove one)",
-                        ["model"], registry=registry)  # fmt: skip
+    sent = Gauge(
+        "ativo_budget_alerts_sent",
+        "1 for each budget threshold alerted, by period",
+        ["team", "period", "threshold"],
+        registry=registry,
+    )
+    spend = Gauge(
+        "ativo_spend_usd",
+        "Settled spend by spec, resource and period",
+        ["team", "spec", "resource", "period"],
+        registry=registry,
+    )
+    quarantined = Gauge(
+        "ativo_quarantined_batches",
+        "Batches ever quarantined (a corrected batch does not remove one)",
+        ["model"],
+        registry=registry,
+    )
     version = Gauge("ativo_dataset_version", "Latest dataset version number", ["model"], registry=registry)
     requests = Gauge("ativo_erasure_requests", "Erasure requests by status", ["model", "status"], registry=registry)
-    overdue = Gauge("ativo_erasure_overdue_requests", "Erasure requests not closed within their SLA", ["model"],
-                    registry=registry)  # fmt: skip
-    oldest = Gauge("ativo_erasure_oldest_pending_age_seconds", "Age of the oldest erasure request not closed",
-                   ["model"], registry=registry)  # fmt: skip
+    overdue = Gauge(
+        "ativo_erasure_overdue_requests", "Erasure requests not closed within their SLA", ["model"], registry=registry
+    )
+    oldest = Gauge(
+        "ativo_erasure_oldest_pending_age_seconds",
+        "Age of the oldest erasure request not closed",
+        ["model"],
+        registry=registry,
+    )
     sla = Gauge("ativo_erasure_sla_seconds", "The spec's erasure SLA", ["model"], registry=registry)
     sla_s = {s.name: s.erasure.sla_hours * 3600.0 for s in specs}
     now = utcnow()
     with engine.connect() as conn:
         for r in conn.execute(select(budget_alerts)).mappings():
             sent.labels(r["team"], r["period"], str(r["threshold"])).set(1)
-        rows = conn.execute(select(spend_ledger.c.team, spend_ledger.c.spec, spend_ledger.c.resource,
-                                   spend_ledger.c.period, func.sum(spend_ledger.c.actual_usd))
-                            .where(spend_ledger.c.state == "settled")
-                            .group_by(spend_ledger.c.team, spend_ledger.c.spec, spend_ledger.c.resource,
-                                      spend_ledger.c.period))  # fmt: skip
+        rows = conn.execute(
+            select(
+                spend_ledger.c.team,
+                spend_ledger.c.spec,
+                spend_ledger.c.resource,
+                spend_ledger.c.period,
+                func.sum(spend_ledger.c.actual_usd),
+            )
+            .where(spend_ledger.c.state == "settled")
+            .group_by(spend_ledger.c.team, spend_ledger.c.spec, spend_ledger.c.resource, spend_ledger.c.period)
+        )
         for team, spec, resource, period, usd in rows:
             spend.labels(team, spec, resource, period).set(usd or 0.0)
-        counts: dict[str, int] = dict(conn.execute(select(quarantined_batches.c.spec, func.count())
-                                   .group_by(quarantined_batches.c.spec)).all())  # fmt: skip
+        counts: dict[str, int] = dict(
+            conn.execute(select(quarantined_batches.c.spec, func.count()).group_by(quarantined_batches.c.spec)).all()
+        )
         latest = select(dataset_versions.c.spec, func.max(dataset_versions.c.version)).group_by(dataset_versions.c.spec)
         versions: dict[str, int] = dict(conn.execute(latest).all())
         by_status: dict[tuple[str, str], int] = {}
         pending: dict[str, list[dt.datetime]] = {}
-        for spec, status, received in conn.execute(select(erasure_requests.c.spec, erasure_requests.c.status,
-                                                          erasure_requests.c.received_at)):  # fmt: skip
+        for spec, status, received in conn.execute(
+            select(erasure_requests.c.spec, erasure_requests.c.status, erasure_requests.c.received_at)
+        ):
             by_status[(spec, status)] = by_status.get((spec, status), 0) + 1
             if status != "closed":
                 pending.setdefault(spec, []).append(received if received.tzinfo else received.replace(tzinfo=dt.UTC))

@@ -59,9 +59,15 @@ class Outcome:
 
 
 def place(
-    spec: ModelSpec, engine: Engine, holder: str, *, devices: int | None = None, ttl: dt.timedelta,
-    wait: dt.timedelta = dt.timedelta(minutes=5), clock: Callable[[], dt.datetime] = utcnow,
-) -> Placement:  # fmt: skip
+    spec: ModelSpec,
+    engine: Engine,
+    holder: str,
+    *,
+    devices: int | None = None,
+    ttl: dt.timedelta,
+    wait: dt.timedelta = dt.timedelta(minutes=5),
+    clock: Callable[[], dt.datetime] = utcnow,
+) -> Placement:
     """Choose the device for one task of ``spec``: a leased GPU, or the CPU (by spec or by fallback).
 
     ``clock`` is the time the lease goes by (see :class:`LeaseManager`).
@@ -81,10 +87,15 @@ def place(
             raise NoDeviceAvailable(f"spec '{spec.name}' needs a GPU (compute.gpu_fallback: fail): {err}") from err
         note = f"{err}; running on CPU (compute.gpu_fallback: cpu)"
         log.warning("%s", note)
-        return Placement(device="cpu", resource="cpu", slots=compute.pool_slots, threads=compute.pool_slots,
-                         note=note)  # fmt: skip
-    return Placement(device="cuda", resource="gpu", slots=1, threads=compute.pool_slots, lease=lease,
-                     note=f"GPU {lease.device} on {lease.host}")  # fmt: skip
+        return Placement(device="cpu", resource="cpu", slots=compute.pool_slots, threads=compute.pool_slots, note=note)
+    return Placement(
+        device="cuda",
+        resource="gpu",
+        slots=1,
+        threads=compute.pool_slots,
+        lease=lease,
+        note=f"GPU {lease.device} on {lease.host}",
+    )
 
 
 class ComputeSession:
@@ -105,10 +116,19 @@ class ComputeSession:
     """
 
     def __init__(
-        self, spec: ModelSpec, settings: Settings, *, task_key: str, holder: str, started_at: dt.datetime | None = None,
-        heartbeat: dt.timedelta = dt.timedelta(seconds=20), devices: int | None = None, engine: Engine | None = None,
-        on_alert: AlertHook | None = None, clock: Callable[[], dt.datetime] = utcnow,
-    ) -> None:  # fmt: skip
+        self,
+        spec: ModelSpec,
+        settings: Settings,
+        *,
+        task_key: str,
+        holder: str,
+        started_at: dt.datetime | None = None,
+        heartbeat: dt.timedelta = dt.timedelta(seconds=20),
+        devices: int | None = None,
+        engine: Engine | None = None,
+        on_alert: AlertHook | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
         self.spec, self.settings = spec, settings
         self.task_key, self.holder = task_key, holder
         self.started_at = started_at
@@ -137,15 +157,20 @@ class ComputeSession:
 
     def __enter__(self) -> ComputeSession:
         compute = self.spec.compute
-        self.placement = place(self.spec, self.engine, self.holder, devices=self.devices, ttl=self.ttl,
-                               clock=self.clock)  # fmt: skip
+        self.placement = place(
+            self.spec, self.engine, self.holder, devices=self.devices, ttl=self.ttl, clock=self.clock
+        )
         try:
             self.reservation = self.ledger.reserve(
-                team=compute.team, spec=self.spec.name, task_key=self.task_key,
+                team=compute.team,
+                spec=self.spec.name,
+                task_key=self.task_key,
                 estimate_usd=self.estimate(self.placement.resource, self.placement.slots),
-                resource=self.placement.resource, slots=self.placement.slots, priority=compute.priority,
+                resource=self.placement.resource,
+                slots=self.placement.slots,
+                priority=compute.priority,
                 timeout=self.ttl,
-            )  # fmt: skip
+            )
         except BaseException:
             self._release_lease()
             raise
@@ -156,10 +181,13 @@ class ComputeSession:
         self._beat = threading.Thread(target=self._heartbeat, name=f"ativo-heartbeat-{self.holder}", daemon=True)
         self._beat.start()
         log.info(
-            "compute: %s on %s, reserved %.4f USD of budget '%s' (reservation %d)", self.holder,
-            self.placement.note or self.placement.device, self.reservation.estimate_usd, compute.team,
+            "compute: %s on %s, reserved %.4f USD of budget '%s' (reservation %d)",
+            self.holder,
+            self.placement.note or self.placement.device,
+            self.reservation.estimate_usd,
+            compute.team,
             self.reservation.id,
-        )  # fmt: skip
+        )
         return self
 
     def _leases(self) -> LeaseManager:

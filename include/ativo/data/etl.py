@@ -69,9 +69,14 @@ def last_quarantine(engine: Engine, spec: str, partition: str) -> dict[str, Any]
 
 
 def quarantine(
-    store: ObjectStore, engine: Engine, spec: ModelSpec, partition: str, data: bytes, reasons: list[str],
+    store: ObjectStore,
+    engine: Engine,
+    spec: ModelSpec,
+    partition: str,
+    data: bytes,
+    reasons: list[str],
     report: dict[str, Any],
-) -> str:  # fmt: skip
+) -> str:
     """Move a rejected batch and its validation report to quarantine; returns the report URI.
 
     The batch and report are complete in quarantine before the landing copy is removed, so a crash between
@@ -80,10 +85,18 @@ def quarantine(
     sha = hashlib.sha256(data).hexdigest()
     prefix = _quarantine_prefix(spec.name, partition, sha)
     reasons = [clip(r, REASON_CHARS) for r in reasons]
-    full_report = bounded({
-        "spec": spec.name, "spec_hash": spec.content_hash(), "partition": partition, "batch_sha256": sha,
-        "reasons": reasons, "quarantined_at": utcnow().isoformat(), **report,
-    }, REASON_CHARS)  # fmt: skip
+    full_report = bounded(
+        {
+            "spec": spec.name,
+            "spec_hash": spec.content_hash(),
+            "partition": partition,
+            "batch_sha256": sha,
+            "reasons": reasons,
+            "quarantined_at": utcnow().isoformat(),
+            **report,
+        },
+        REASON_CHARS,
+    )
     batch_uri = store.put_bytes(f"{prefix}/batch.csv", data)
     report_uri = store.put_bytes(f"{prefix}/report.json", json.dumps(full_report, indent=2, default=str).encode())
     with engine.begin() as conn:
@@ -104,7 +117,7 @@ def quarantine(
                     report_uri=report_uri,
                     batch_sha256=sha,
                     quarantined_at=utcnow(),
-                )  # fmt: skip
+                )
             )
     store.delete(landing_key(spec.name, partition_date(partition)))
     return report_uri
@@ -184,10 +197,14 @@ def _ensure_record_index(store: ObjectStore, engine: Engine, spec: ModelSpec) ->
 
     rid = spec.data_schema.record_id
     records = {
-        p: [str(r) for r in pq.read_table(io.BytesIO(store.get_bytes(partition_key(spec.name, p))), columns=[rid])
-            .column(rid).to_pylist()]
+        p: [
+            str(r)
+            for r in pq.read_table(io.BytesIO(store.get_bytes(partition_key(spec.name, p))), columns=[rid])
+            .column(rid)
+            .to_pylist()
+        ]
         for p in partitions
-    }  # fmt: skip
+    }
     index_partitions(engine, spec.name, {}, records)
     log.info("record index of %s built from its lake: %d partitions", spec.name, len(partitions))
 
@@ -321,8 +338,9 @@ def lake_lock(settings: Settings, engine: Engine, spec: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _write_locked(spec: ModelSpec, store: ObjectStore, engine: Engine, partition: str, data: bytes,
-                  features: Any) -> dict[str, Any]:  # fmt: skip
+def _write_locked(
+    spec: ModelSpec, store: ObjectStore, engine: Engine, partition: str, data: bytes, features: Any
+) -> dict[str, Any]:
     rid, sid = spec.data_schema.record_id, spec.data_schema.subject
     elsewhere = _held_elsewhere(store, engine, spec, partition, features[rid].tolist())
     if elsewhere and spec.source.redelivery != "supersede":
@@ -330,8 +348,10 @@ def _write_locked(spec: ModelSpec, store: ObjectStore, engine: Engine, partition
         # would reject it (retrying cannot help).
         held = sorted(set(elsewhere.values()))
         example = next(iter(elsewhere))
-        reasons = [f"column '{rid}': {len(elsewhere)} id(s) already in partition(s) {', '.join(held[:5])}, e.g. "
-                   f"{quote(example)} (written by a concurrent run after this batch was validated)"]  # fmt: skip
+        reasons = [
+            f"column '{rid}': {len(elsewhere)} id(s) already in partition(s) {', '.join(held[:5])}, e.g. "
+            f"{quote(example)} (written by a concurrent run after this batch was validated)"
+        ]
         report_uri = quarantine(store, engine, spec, partition, data, reasons, {"stage": "write_features"})
         raise BatchRejected(partition, reasons, report_uri)
     later = {r for r, p in elsewhere.items() if p > partition}

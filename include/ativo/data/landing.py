@@ -26,9 +26,15 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MALFORMED_KINDS = (
-    "missing_column", "wrong_type", "out_of_range", "unknown_category", "duplicate_ids", "empty_file",
-    "non_utf8", "header_only",
-)  # fmt: skip
+    "missing_column",
+    "wrong_type",
+    "out_of_range",
+    "unknown_category",
+    "duplicate_ids",
+    "empty_file",
+    "non_utf8",
+    "header_only",
+)
 
 
 @dataclass(frozen=True)
@@ -77,8 +83,10 @@ def derive_id(rule: IdRule, df: pd.DataFrame, key: bytes | None = None) -> list[
     """
     if rule.line:
         if SOURCE_LINE not in df.columns:
-            raise DeliveryError("ids derived from 'line' exist only for reference records: this delivery must carry "
-                                "the id column itself")  # fmt: skip
+            raise DeliveryError(
+                "ids derived from 'line' exist only for reference records: this delivery must carry "
+                "the id column itself"
+            )
         return [f"{rule.prefix}{f}-{int(n):05d}" for f, n in zip(df[SOURCE_FILE], df[SOURCE_LINE], strict=True)]
     absent = [c for c in rule.inputs if c not in df.columns]
     if absent:
@@ -87,15 +95,18 @@ def derive_id(rule: IdRule, df: pd.DataFrame, key: bytes | None = None) -> list[
         return [None if _missing(v) else f"{rule.prefix}{str(v).strip()}" for v in df[rule.column]]
     cols = [df[c].tolist() for c in rule.inputs]
     # A row with none of the inputs gets no id (validation names it), never the one id every such row would share.
-    return [None if all(_missing(v) for v in vals) else _hash_id(rule.prefix, list(vals), key)
-            for vals in zip(*cols, strict=True)]  # fmt: skip
+    return [
+        None if all(_missing(v) for v in vals) else _hash_id(rule.prefix, list(vals), key)
+        for vals in zip(*cols, strict=True)
+    ]
 
 
 def needs_key(spec: ModelSpec) -> bool:
     """Whether the spec derives an id by hashing PII columns (then the platform's id key is needed)."""
     pii = set(spec.data_schema.pii)
-    return any(r is not None and r.hash and pii & set(r.hash) for r in (spec.source.ids.record_id,
-                                                                        spec.source.ids.subject))  # fmt: skip
+    return any(
+        r is not None and r.hash and pii & set(r.hash) for r in (spec.source.ids.record_id, spec.source.ids.subject)
+    )
 
 
 def _key_for(spec: ModelSpec, key: bytes | None) -> bytes | None:
@@ -129,8 +140,10 @@ def shape_delivery(raw: pd.DataFrame, spec: ModelSpec, key: bytes | None = None)
             notes.append(f"derived {target} ({_describe(rule)})")
     extra = [c for c in df.columns if c not in schema.columns and c not in (SOURCE_FILE, SOURCE_LINE)]
     if extra:
-        notes.append(f"dropped {len(extra)} column(s) the spec does not declare: {', '.join(map(str, extra[:20]))}"
-                     + (" …" if len(extra) > 20 else ""))  # fmt: skip
+        notes.append(
+            f"dropped {len(extra)} column(s) the spec does not declare: {', '.join(map(str, extra[:20]))}"
+            + (" …" if len(extra) > 20 else "")
+        )
     present = [c for c in schema.columns if c in df.columns]
     return df[present].copy(), notes
 
@@ -155,16 +168,19 @@ def reference_records(spec: ModelSpec, reference_dir: Path) -> pd.DataFrame:
 
     ref = spec.source.reference
     if ref is None:
-        raise DeliveryError(f"spec {spec.name!r} declares no reference data (source.kind {spec.source.kind!r}, "
-                            "not wheel_csv): there is nothing to simulate or replay")  # fmt: skip
+        raise DeliveryError(
+            f"spec {spec.name!r} declares no reference data (source.kind {spec.source.kind!r}, "
+            "not wheel_csv): there is nothing to simulate or replay"
+        )
     schema = spec.data_schema
     df, _ = shape_delivery(read_reference(ref, reference_dir), spec)
     df[schema.event_time] = ""
     for f in schema.features:
         if f.type != "category" and f.name in df.columns:
             num = pd.to_numeric(df[f.name].astype("object"), errors="raise")
-            df[f.name] = num.astype("int64" if f.type == "int" and not num.isna().any() else
-                                    ("Int64" if f.type == "int" else "float64"))  # fmt: skip
+            df[f.name] = num.astype(
+                "int64" if f.type == "int" and not num.isna().any() else ("Int64" if f.type == "int" else "float64")
+            )
     text = [c for c in df.columns if df[c].dtype == "string"]
     for c in text:
         df[c] = df[c].astype("object").where(df[c].notna(), None)
@@ -187,8 +203,10 @@ def land_file(spec: ModelSpec, store: ObjectStore, path: Path, day: dt.date, *, 
     try:
         size = path.stat().st_size
         if size > spec.source.max_batch_bytes:
-            raise DeliveryError(f"{path}: {size} bytes is more than source.max_batch_bytes "
-                                f"({spec.source.max_batch_bytes}) of spec {spec.name!r}")  # fmt: skip
+            raise DeliveryError(
+                f"{path}: {size} bytes is more than source.max_batch_bytes "
+                f"({spec.source.max_batch_bytes}) of spec {spec.name!r}"
+            )
         data = path.read_bytes()
     except OSError as err:
         raise DeliveryError(f"cannot read {path}: {err.strerror}") from None
@@ -218,8 +236,10 @@ def land_file(spec: ModelSpec, store: ObjectStore, path: Path, day: dt.date, *, 
             notes.append("the same batch was already landed for that day: nothing changed")
             return Landed(store.uri(key), rows, notes)
         if not replace:
-            raise DeliveryError(f"a different batch is already landed for {day} at {store.uri(key)}: land it with "
-                                "--replace to redeliver the day")  # fmt: skip
+            raise DeliveryError(
+                f"a different batch is already landed for {day} at {store.uri(key)}: land it with "
+                "--replace to redeliver the day"
+            )
         notes.append("replaced the batch landed before for that day")
     return Landed(store.put_bytes(key, data), rows, notes)
 

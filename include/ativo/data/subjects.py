@@ -68,17 +68,25 @@ def index_partitions(
         for partition in sorted(set(subjects) | set(records)):  # one order, so that concurrent writers take turns
             lock(conn, f"subject_index/{spec}/{partition}")
         for partition, per_subject in counts.items():
-            conn.execute(delete(subject_index).where(subject_index.c.spec == spec,
-                                                     subject_index.c.partition == partition))  # fmt: skip
+            conn.execute(
+                delete(subject_index).where(subject_index.c.spec == spec, subject_index.c.partition == partition)
+            )
             if per_subject:
-                conn.execute(insert(subject_index), [{"spec": spec, "subject_id": s, "partition": partition, "rows": n}
-                                                     for s, n in sorted(per_subject.items())])  # fmt: skip
+                conn.execute(
+                    insert(subject_index),
+                    [
+                        {"spec": spec, "subject_id": s, "partition": partition, "rows": n}
+                        for s, n in sorted(per_subject.items())
+                    ],
+                )
         if records:
-            conn.execute(delete(record_index).where(record_index.c.spec == spec,
-                                                    record_index.c.partition.in_(sorted(records))))  # fmt: skip
+            conn.execute(
+                delete(record_index).where(record_index.c.spec == spec, record_index.c.partition.in_(sorted(records)))
+            )
         if owner:
-            conn.execute(insert(record_index), [{"spec": spec, "record_id": r, "partition": p}
-                                                for r, p in sorted(owner.items())])  # fmt: skip
+            conn.execute(
+                insert(record_index), [{"spec": spec, "record_id": r, "partition": p} for r, p in sorted(owner.items())]
+            )
     return {p: len(c) for p, c in counts.items()}
 
 

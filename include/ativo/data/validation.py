@@ -124,9 +124,12 @@ def read_batch(data: bytes, spec: ModelSpec) -> tuple[pd.DataFrame | None, list[
     text_cols += [f.name for f in schema.features if f.type == "category"]
     try:
         df = pd.read_csv(
-            io.StringIO(text), dtype=dict.fromkeys(text_cols, "str"), keep_default_na=False, na_values=[""],
+            io.StringIO(text),
+            dtype=dict.fromkeys(text_cols, "str"),
+            keep_default_na=False,
+            na_values=[""],
             low_memory=False,
-        )  # fmt: skip
+        )
     except (pd.errors.ParserError, ValueError) as err:
         return None, [f"file is not parseable as CSV: {clip(str(err).strip())}"]
     for col in schema.pii:  # PII may be left out of a delivery that carries its ids: never required
@@ -293,8 +296,10 @@ def _reason(res: Any, df: pd.DataFrame, spec: ModelSpec, line_of: Callable[[Any]
     if kind == "expect_column_values_to_be_in_type_list":
         whole = kw["type_list"][0] in INT_TYPES
         bad = _type_examples(df, col, whole, line_of, pii)
-        return (f"column '{col}': values are of type {r.get('observed_value')}, expected a number "
-                f"({kw['type_list'][0]})" + (f", e.g. {bad}" if bad else ""))  # fmt: skip
+        return (
+            f"column '{col}': values are of type {r.get('observed_value')}, expected a number "
+            f"({kw['type_list'][0]})" + (f", e.g. {bad}" if bad else "")
+        )
     if kind == "expect_column_values_to_be_between":
         lo, hi = (f"{v:g}" if isinstance(v, float) else str(v) for v in (kw.get("min_value"), kw.get("max_value")))
         return f"column '{col}': {n} value(s) outside [{lo}, {hi}], e.g. {ex}"
@@ -326,8 +331,10 @@ def control_characters(df: pd.DataFrame, spec: ModelSpec, line_of: Callable[[Any
         codes = sorted({ord(c) for v in held.head(1000) for c in set(_CONTROL.findall(v))})
         names = ", ".join(_char_name(c) for c in codes[:6]) + (", …" if len(codes) > 6 else "")
         where = _lines([line_of(i) for i in held.index[:3]])
-        reasons.append(f"column '{col}': {int(hit.sum())} value(s) hold control characters ({names})"
-                       + (f", e.g. {where}" if where else ""))  # fmt: skip
+        reasons.append(
+            f"column '{col}': {int(hit.sum())} value(s) hold control characters ({names})"
+            + (f", e.g. {where}" if where else "")
+        )
     return reasons
 
 

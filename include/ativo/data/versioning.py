@@ -69,8 +69,9 @@ class DatasetRegistry:
         s3_endpoint_url: endpoint for an S3-compatible remote.
     """
 
-    def __init__(self, path: Path, remote: str, s3_endpoint_url: str | None = None,
-                 engine: Engine | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, path: Path, remote: str, s3_endpoint_url: str | None = None, engine: Engine | None = None
+    ) -> None:
         self.path = Path(path)
         self.remote = remote
         self.s3_endpoint_url = s3_endpoint_url
@@ -220,9 +221,11 @@ class DatasetRegistry:
             rows = sum(partitions.values())
             self._git("add", "--", f"datasets/{spec}.dvc", "datasets/.gitignore")
             self._git(
-                "commit", "--quiet", "-m",
+                "commit",
+                "--quiet",
+                "-m",
                 f"{spec}: dataset v{number:04d} ({len(partitions)} partitions, {rows} rows)",
-            )  # fmt: skip
+            )
             self._git("tag", tag)
             log.info("dataset %s created: %d partitions, %d rows", tag, len(partitions), rows)
             return self._record(engine, spec, number, tag, partitions, created=True)
@@ -232,9 +235,15 @@ class DatasetRegistry:
     ) -> DatasetVersion:
         rev = self._git("rev-list", "-n", "1", tag)
         version = DatasetVersion(
-            spec=spec, version=number, tag=tag, git_rev=rev, manifest_hash=self._manifest_hash(spec, rev),
-            rows=sum(partitions.values()), partitions=list(partitions), created=created,
-        )  # fmt: skip
+            spec=spec,
+            version=number,
+            tag=tag,
+            git_rev=rev,
+            manifest_hash=self._manifest_hash(spec, rev),
+            rows=sum(partitions.values()),
+            partitions=list(partitions),
+            created=created,
+        )
         with engine.begin() as conn:
             exists = conn.execute(select(dataset_versions.c.tag).where(dataset_versions.c.tag == tag)).first()
             if not exists:
@@ -248,7 +257,7 @@ class DatasetRegistry:
                         rows=version.rows,
                         partitions=version.partitions,
                         created_at=utcnow(),
-                    )  # fmt: skip
+                    )
                 )
         return version
 
@@ -266,9 +275,14 @@ class DatasetRegistry:
             what = f"version {tag!r}" if tag else "any version"
             raise DatasetVersionError(f"dataset {spec!r} has no {what}; run the ETL DAG first")
         return DatasetVersion(
-            spec=spec, version=row["version"], tag=row["tag"], git_rev=row["git_rev"],
-            manifest_hash=row["manifest_hash"], rows=row["rows"], partitions=list(row["partitions"]),
-        )  # fmt: skip
+            spec=spec,
+            version=row["version"],
+            tag=row["tag"],
+            git_rev=row["git_rev"],
+            manifest_hash=row["manifest_hash"],
+            rows=row["rows"],
+            partitions=list(row["partitions"]),
+        )
 
     # -- objects: what DVC stored, and the redaction map over it ---------------------------------------------
     def _cache_path(self, md5: str) -> Path:
@@ -278,8 +292,10 @@ class DatasetRegistry:
         import fsspec
 
         if self.remote.startswith("s3://"):
-            opts: dict[str, Any] = {"skip_instance_cache": True,
-                                    "config_kwargs": {"retries": {"max_attempts": 5, "mode": "standard"}}}
+            opts: dict[str, Any] = {
+                "skip_instance_cache": True,
+                "config_kwargs": {"retries": {"max_attempts": 5, "mode": "standard"}},
+            }
             if self.s3_endpoint_url:
                 opts["client_kwargs"] = {"endpoint_url": self.s3_endpoint_url}
             return fsspec.filesystem("s3", **opts), self.remote.removeprefix("s3://").rstrip("/")
@@ -325,8 +341,9 @@ class DatasetRegistry:
         try:
             data: bytes = fs.cat_file(self._remote_path(md5))
         except FileNotFoundError:
-            raise DatasetVersionError(f"DVC object {md5} is in neither the cache nor the remote "
-                                      f"{self.remote}") from None
+            raise DatasetVersionError(
+                f"DVC object {md5} is in neither the cache nor the remote {self.remote}"
+            ) from None
         return data
 
     def put_object(self, data: bytes) -> str:
@@ -379,8 +396,9 @@ class DatasetRegistry:
         from ativo.store.db import dataset_redactions
 
         with self.engine.connect() as conn:
-            rows = conn.execute(select(dataset_redactions.c.old_md5, dataset_redactions.c.new_md5,
-                                       dataset_redactions.c.rows_removed))  # fmt: skip
+            rows = conn.execute(
+                select(dataset_redactions.c.old_md5, dataset_redactions.c.new_md5, dataset_redactions.c.rows_removed)
+            )
             return {r[0]: (r[1], int(r[2])) for r in rows}
 
     def resolved(self, version: DatasetVersion) -> list[tuple[str, str, int]]:
@@ -426,9 +444,10 @@ class DatasetRegistry:
         df = pd.concat(frames, ignore_index=True)
         expected = version.rows - sum(n for _, _, n in files)
         if len(df) != expected:
-            raise DatasetVersionError(f"dataset {version.tag}: read {len(df)} rows, the version records {expected}"
-                                      + (f" ({version.rows} less {version.rows - expected} erased)"
-                                         if expected != version.rows else ""))  # fmt: skip
+            raise DatasetVersionError(
+                f"dataset {version.tag}: read {len(df)} rows, the version records {expected}"
+                + (f" ({version.rows} less {version.rows - expected} erased)" if expected != version.rows else "")
+            )
         return df
 
 
@@ -436,5 +455,6 @@ def open_registry(settings: Settings) -> DatasetRegistry:
     """The data registry named by ``settings`` (reading through its redaction map)."""
     from ativo.store.db import get_engine
 
-    return DatasetRegistry(settings.registry_path, settings.dvc_remote, settings.s3_endpoint_url,
-                           get_engine(settings.db_url))  # fmt: skip
+    return DatasetRegistry(
+        settings.registry_path, settings.dvc_remote, settings.s3_endpoint_url, get_engine(settings.db_url)
+    )

@@ -39,17 +39,20 @@ def body(spec: ModelSpec, version: str, gated: dict[str, Any], requester: str, a
 
     card = stored_link(gated.get("model_card_uri"), airflow_url) or gated.get("model_card_uri")
     report = stored_link(gated.get("gate_report_uri"), airflow_url) or gated.get("gate_report_uri")
-    return (f"**{spec.registered_model_name} version {version}** passed every gate and the infra check.\n\n"
-            f"- requested by: `{requester}` (you may not approve your own request)\n"
-            f"- trained on: `{gated.get('dataset_version')}`\n"
-            f"- model file sha256: `{str(gated.get('model_sha256'))[:16]}…`\n"
-            f"- model card: {card}\n- gate report: {report}\n\n"
-            f"Approve to put it on {'shadow' if spec.deploy.shadow else f'canary at {spec.deploy.canary_percent:g} %'}"
-            f"; no answer within {spec.deploy.approval_timeout_hours:g} h holds it.")  # fmt: skip
+    return (
+        f"**{spec.registered_model_name} version {version}** passed every gate and the infra check.\n\n"
+        f"- requested by: `{requester}` (you may not approve your own request)\n"
+        f"- trained on: `{gated.get('dataset_version')}`\n"
+        f"- model file sha256: `{str(gated.get('model_sha256'))[:16]}…`\n"
+        f"- model card: {card}\n- gate report: {report}\n\n"
+        f"Approve to put it on {'shadow' if spec.deploy.shadow else f'canary at {spec.deploy.canary_percent:g} %'}"
+        f"; no answer within {spec.deploy.approval_timeout_hours:g} h holds it."
+    )
 
 
-def accept(settings: Settings, spec: ModelSpec, version: str, answer: dict[str, Any] | None,
-           requester: str) -> dict[str, Any]:  # fmt: skip
+def accept(
+    settings: Settings, spec: ModelSpec, version: str, answer: dict[str, Any] | None, requester: str
+) -> dict[str, Any]:
     """The approval that goes into the promotion record, or :class:`ApprovalRefused` (audited) when it does not count.
 
     Args:
@@ -69,18 +72,30 @@ def accept(settings: Settings, spec: ModelSpec, version: str, answer: dict[str, 
     if chosen != [APPROVE]:
         why = f"version {version} was not approved ({', '.join(chosen) or 'no answer'}): it is held"
     elif approver == requester:
-        why = (f"version {version}: {approver} triggered this deployment and may not approve it too (four eyes); "
-               "another person with the op role must approve")  # fmt: skip
+        why = (
+            f"version {version}: {approver} triggered this deployment and may not approve it too (four eyes); "
+            "another person with the op role must approve"
+        )
     if why:
-        append(get_engine(settings.db_url), "approval_refused", approver, spec.name,
-               {"version": str(version), "requester": requester, "chosen": chosen, "why": why})  # fmt: skip
+        append(
+            get_engine(settings.db_url),
+            "approval_refused",
+            approver,
+            spec.name,
+            {"version": str(version), "requester": requester, "chosen": chosen, "why": why},
+        )
         raise ApprovalRefused(why)
-    return {"approved_by": approver, "requested_by": requester, "at": str((answer or {}).get("responded_at")),
-            "version": str(version)}  # fmt: skip
+    return {
+        "approved_by": approver,
+        "requested_by": requester,
+        "at": str((answer or {}).get("responded_at")),
+        "version": str(version),
+    }
 
 
-def record(settings: Settings, spec: ModelSpec, version: str, answer: dict[str, Any] | None, requester: str,
-           dag_run_id: str) -> dict[str, Any]:  # fmt: skip
+def record(
+    settings: Settings, spec: ModelSpec, version: str, answer: dict[str, Any] | None, requester: str, dag_run_id: str
+) -> dict[str, Any]:
     """Judge an answer (:func:`accept`) and sign the approval for this deploy run; returns it.
 
     Called where Airflow hands the answer over (the approval task's resumption), from Airflow's own record of who
@@ -103,13 +118,16 @@ def approved(settings: Settings, spec: ModelSpec, version: str, dag_run_id: str)
 
     found = version_record(settings, spec, version, "approved", where={"dag_run_id": dag_run_id})
     if found is None:
-        raise ApprovalRefused(f"version {version} has no approval signed for deploy run {dag_run_id}: it is held "
-                              "(four eyes: another person must approve it in the run's approve task)")  # fmt: skip
+        raise ApprovalRefused(
+            f"version {version} has no approval signed for deploy run {dag_run_id}: it is held "
+            "(four eyes: another person must approve it in the run's approve task)"
+        )
     return found
 
 
-def note_on_card(spec: ModelSpec, settings: Settings, version: str, approval: dict[str, Any],
-                 gated: dict[str, Any]) -> None:  # fmt: skip
+def note_on_card(
+    spec: ModelSpec, settings: Settings, version: str, approval: dict[str, Any], gated: dict[str, Any]
+) -> None:
     """Put the approval on the version: its model card (rendered again with it), a tag and its description."""
     import json
     import tempfile

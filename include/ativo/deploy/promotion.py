@@ -46,15 +46,32 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def record(spec: ModelSpec, settings: Settings, action: str, version: str | None, reason: str, actor: str,
-           before: dict[str, str], after: dict[str, str],
-           figures: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def record(
+    spec: ModelSpec,
+    settings: Settings,
+    action: str,
+    version: str | None,
+    reason: str,
+    actor: str,
+    before: dict[str, str],
+    after: dict[str, str],
+    figures: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Write one deployment record (``deployments/<spec>/<time>-<action>-<id>.json``) and return it."""
     from ativo.store.objects import open_store
 
-    rec = {"spec": spec.name, "model": spec.registered_model_name, "action": action, "version": version,
-           "reason": reason, "actor": actor, "at": _now(), "aliases_before": before, "aliases_after": after,
-           "figures": figures or {}}  # fmt: skip
+    rec = {
+        "spec": spec.name,
+        "model": spec.registered_model_name,
+        "action": action,
+        "version": version,
+        "reason": reason,
+        "actor": actor,
+        "at": _now(),
+        "aliases_before": before,
+        "aliases_after": after,
+        "figures": figures or {},
+    }
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%f")  # keys sort in the order the moves happened
     key = f"deployments/{spec.name}/{stamp}-{action}-{uuid.uuid4().hex[:8]}.json"
     rec["uri"] = open_store(settings).put_bytes(key, json.dumps(rec, indent=2, default=str).encode())
@@ -78,10 +95,21 @@ def _check_version(client: Any, spec: ModelSpec, version: str) -> None:
         raise DeployError(f"model {spec.registered_model_name} has no version {version!r}") from None
 
 
-def move_aliases(spec: ModelSpec, settings: Settings, action: str, version: str | None, changes: dict[str, str | None],
-          *, reason: str, actor: str, figures: dict[str, Any] | None = None, canary_percent: float | None = None,
-          approval: dict[str, Any] | None = None, states: dict[str, str] | None = None,
-          expected: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+def move_aliases(
+    spec: ModelSpec,
+    settings: Settings,
+    action: str,
+    version: str | None,
+    changes: dict[str, str | None],
+    *,
+    reason: str,
+    actor: str,
+    figures: dict[str, Any] | None = None,
+    canary_percent: float | None = None,
+    approval: dict[str, Any] | None = None,
+    states: dict[str, str] | None = None,
+    expected: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """One move through the registry's signed records (:func:`ativo.model.registry.move`), then its copy for people.
 
     Raises:
@@ -91,12 +119,32 @@ def move_aliases(spec: ModelSpec, settings: Settings, action: str, version: str 
 
     before = aliases(spec, settings) if expected is None else expected
     try:
-        move(spec, settings, action, changes, actor=actor, reason=reason, canary_percent=canary_percent,
-             approval=approval, figures=figures, state_tags=states, expected=before)  # fmt: skip
+        move(
+            spec,
+            settings,
+            action,
+            changes,
+            actor=actor,
+            reason=reason,
+            canary_percent=canary_percent,
+            approval=approval,
+            figures=figures,
+            state_tags=states,
+            expected=before,
+        )
     except PromotionRefused as err:
         raise DeployRefused(str(err), err.version, err.failed_gates) from err
-    return record(spec, settings, action, version, reason, actor, before, aliases(spec, settings),
-                  {**(figures or {}), **({"approval": approval} if approval else {})})  # fmt: skip
+    return record(
+        spec,
+        settings,
+        action,
+        version,
+        reason,
+        actor,
+        before,
+        aliases(spec, settings),
+        {**(figures or {}), **({"approval": approval} if approval else {})},
+    )
 
 
 class DeployRefused(DeployError):
@@ -107,9 +155,17 @@ class DeployRefused(DeployError):
         self.version, self.failed_gates = version, failed_gates
 
 
-def start_trial(spec: ModelSpec, settings: Settings, version: str, *, shadow: bool = False,
-                percent: float | None = None, reason: str = "", actor: str = "deploy",
-                approval: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def start_trial(
+    spec: ModelSpec,
+    settings: Settings,
+    version: str,
+    *,
+    shadow: bool = False,
+    percent: float | None = None,
+    reason: str = "",
+    actor: str = "deploy",
+    approval: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Put ``version`` on live traffic as the canary (``percent`` % of callers) or as the shadow."""
     _check_version(_client(settings), spec, version)
     version = str(version)
@@ -117,16 +173,31 @@ def start_trial(spec: ModelSpec, settings: Settings, version: str, *, shadow: bo
         raise DeployError(f"version {version} is the champion already")
     alias = "shadow" if shadow else "canary"
     share = percent if percent is not None else spec.deploy.canary_percent
-    return move_aliases(spec, settings, f"start_{alias}", version, {alias: version},
-                 reason=reason or (f"canary on {share:g} % of callers" if not shadow
-                                   else "shadow: scores copies, answers no one"),
-                 actor=actor, canary_percent=None if shadow else float(share), approval=approval,
-                 states={version: f"{alias} since {_now()}"})  # fmt: skip
+    return move_aliases(
+        spec,
+        settings,
+        f"start_{alias}",
+        version,
+        {alias: version},
+        reason=reason
+        or (f"canary on {share:g} % of callers" if not shadow else "shadow: scores copies, answers no one"),
+        actor=actor,
+        canary_percent=None if shadow else float(share),
+        approval=approval,
+        states={version: f"{alias} since {_now()}"},
+    )
 
 
-def promote(spec: ModelSpec, settings: Settings, version: str, *, reason: str, actor: str = "deploy",
-            figures: dict[str, Any] | None = None,
-            approval: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def promote(
+    spec: ModelSpec,
+    settings: Settings,
+    version: str,
+    *,
+    reason: str,
+    actor: str = "deploy",
+    figures: dict[str, Any] | None = None,
+    approval: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Make ``version`` the champion; the old champion becomes ``previous`` (blue/green: both stay loaded)."""
     _check_version(_client(settings), spec, version)
     version = str(version)
@@ -142,22 +213,55 @@ def promote(spec: ModelSpec, settings: Settings, version: str, *, reason: str, a
     for alias in ("canary", "shadow"):
         if before.get(alias) == version:
             changes[alias] = None
-    rec = move_aliases(spec, settings, "promote", version, changes, reason=reason, actor=actor, figures=figures,
-                       approval=approval, states=states, expected=before)  # fmt: skip
-    _client(settings).set_model_version_tag(spec.registered_model_name, version, "ativo.promoted", json.dumps(
-        {"at": _now(), "reason": reason, "actor": actor, "approval": approval})[:5000])  # fmt: skip
+    rec = move_aliases(
+        spec,
+        settings,
+        "promote",
+        version,
+        changes,
+        reason=reason,
+        actor=actor,
+        figures=figures,
+        approval=approval,
+        states=states,
+        expected=before,
+    )
+    _client(settings).set_model_version_tag(
+        spec.registered_model_name,
+        version,
+        "ativo.promoted",
+        json.dumps({"at": _now(), "reason": reason, "actor": actor, "approval": approval})[:5000],
+    )
     return rec
 
 
-def end_trial(spec: ModelSpec, settings: Settings, version: str, *, reason: str, actor: str = "deploy",
-              figures: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def end_trial(
+    spec: ModelSpec,
+    settings: Settings,
+    version: str,
+    *,
+    reason: str,
+    actor: str = "deploy",
+    figures: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Take ``version`` off live traffic (its ``canary`` / ``shadow`` alias), recording why it was rolled back."""
     before = aliases(spec, settings)
     removed: dict[str, str | None] = {a: None for a in ("canary", "shadow") if before.get(a) == str(version)}
-    rec = move_aliases(spec, settings, "rollback", str(version), removed, reason=reason, actor=actor, figures=figures,
-                       states={str(version): f"rolled back {_now()}"}, expected=before)  # fmt: skip
-    _client(settings).set_model_version_tag(spec.registered_model_name, str(version), "ativo.rolled_back",
-                                            reason[:5000])  # fmt: skip
+    rec = move_aliases(
+        spec,
+        settings,
+        "rollback",
+        str(version),
+        removed,
+        reason=reason,
+        actor=actor,
+        figures=figures,
+        states={str(version): f"rolled back {_now()}"},
+        expected=before,
+    )
+    _client(settings).set_model_version_tag(
+        spec.registered_model_name, str(version), "ativo.rolled_back", reason[:5000]
+    )
     return rec
 
 
@@ -173,14 +277,24 @@ def rollback(spec: ModelSpec, settings: Settings, *, reason: str, actor: str = "
         if alias in before:
             return end_trial(spec, settings, before[alias], reason=reason, actor=actor)
     if "previous" not in before:
-        raise DeployError(f"nothing to roll back for {name}: no canary, shadow or previous version "
-                          f"(aliases: {before or 'none'})")  # fmt: skip
+        raise DeployError(
+            f"nothing to roll back for {name}: no canary, shadow or previous version (aliases: {before or 'none'})"
+        )
     bad, good = before.get("champion"), before["previous"]
     states = {good: f"champion since {_now()} (rollback)"}
     if bad:
         states[bad] = f"rolled back {_now()}"
-    rec = move_aliases(spec, settings, "rollback", bad, {"champion": good, "previous": None}, reason=reason,
-                       actor=actor, states=states, expected=before)  # fmt: skip
+    rec = move_aliases(
+        spec,
+        settings,
+        "rollback",
+        bad,
+        {"champion": good, "previous": None},
+        reason=reason,
+        actor=actor,
+        states=states,
+        expected=before,
+    )
     if bad:
         _client(settings).set_model_version_tag(name, bad, "ativo.rolled_back", reason[:5000])
     return rec

@@ -18,8 +18,7 @@ from ativo.spec import ModelSpec
 from ativo.waiting import WaitTimeout, wait_until
 
 
-def server_versions(urls: tuple[str, ...] | list[str], model: str,
-                    timeout: float = 5.0) -> list[dict[str, str] | None]:  # fmt: skip
+def server_versions(urls: tuple[str, ...] | list[str], model: str, timeout: float = 5.0) -> list[dict[str, str] | None]:
     """Alias → version of ``model`` each server reports on ``/models/<model>/health``.
 
     None for a server that does not answer, or does not serve that model: a version is always (model, version).
@@ -28,8 +27,7 @@ def server_versions(urls: tuple[str, ...] | list[str], model: str,
     for base in urls:
         try:
             # Tried once (its callers poll), and 503 is an answer here: "no champion" still carries the versions.
-            doc = get_json(f"{base.rstrip('/')}/models/{model}/health", timeout=timeout, attempts=1,
-                           retry_statuses=())  # fmt: skip
+            doc = get_json(f"{base.rstrip('/')}/models/{model}/health", timeout=timeout, attempts=1, retry_statuses=())
         except HttpError as err:
             doc = err.body
         try:
@@ -39,8 +37,9 @@ def server_versions(urls: tuple[str, ...] | list[str], model: str,
     return out
 
 
-def wait_for_servers(urls: tuple[str, ...] | list[str], model: str, alias: str, version: str | None,
-                     timeout: float = 120.0) -> None:  # fmt: skip
+def wait_for_servers(
+    urls: tuple[str, ...] | list[str], model: str, alias: str, version: str | None, timeout: float = 120.0
+) -> None:
     """Block until every server serves ``model``'s ``version`` under ``alias`` (``None``: no longer has the alias).
 
     Raises:
@@ -56,12 +55,13 @@ def wait_for_servers(urls: tuple[str, ...] | list[str], model: str, alias: str, 
     try:
         wait_until(followed, timeout, 0.5, f"the servers of {model} to follow alias {alias!r} → {version}")
     except WaitTimeout as err:
-        raise DeployError(f"the servers of {model} did not follow alias {alias!r} → {version} within {timeout:.0f}s "
-                          f"(they report {dict(zip(urls, seen, strict=False))})") from err  # fmt: skip
+        raise DeployError(
+            f"the servers of {model} did not follow alias {alias!r} → {version} within {timeout:.0f}s "
+            f"(they report {dict(zip(urls, seen, strict=False))})"
+        ) from err
 
 
-def version_to_deploy(spec: ModelSpec, settings: Settings, requested: str | None,
-                      events: list[dict[str, Any]]) -> str:  # fmt: skip
+def version_to_deploy(spec: ModelSpec, settings: Settings, requested: str | None, events: list[dict[str, Any]]) -> str:
     """The version a deployment run is about.
 
     The one asked for, else the newest triggering event's, else the one holding the alias ``challenger``.
@@ -82,8 +82,9 @@ def version_to_deploy(spec: ModelSpec, settings: Settings, requested: str | None
     return registered_version(spec, settings.mlflow_tracking_uri, alias="challenger").version
 
 
-def authorized_or_refuse(spec: ModelSpec, settings: Settings, version: str, *, actor: str,
-                         requested: bool = False) -> dict[str, Any]:  # fmt: skip
+def authorized_or_refuse(
+    spec: ModelSpec, settings: Settings, version: str, *, actor: str, requested: bool = False
+) -> dict[str, Any]:
     """The version's passing gate record; a refusal is audited (who asked for what, and why not) and raised.
 
     Raises:
@@ -93,17 +94,29 @@ def authorized_or_refuse(spec: ModelSpec, settings: Settings, version: str, *, a
     from ativo.model.registry import PromotionRefused, authorize
 
     if not str(version).isdigit():  # free text here would reach the audit log (an id in it would wedge its erasure)
-        raise DeployRefused("deploy refused: field 'version': give a registered version number (digits only); the "
-                            "value given was not one and is not recorded", "")  # fmt: skip
+        raise DeployRefused(
+            "deploy refused: field 'version': give a registered version number (digits only); the "
+            "value given was not one and is not recorded",
+            "",
+        )
     try:
         return authorize(spec, settings, str(version))
     except PromotionRefused as err:
         from ativo.erasure.audit import append
         from ativo.store.db import get_engine
 
-        append(get_engine(settings.db_url), "deploy_refused", actor, spec.name,
-               {"version": str(version), "requested": requested, "failed_gates": list(err.failed_gates),
-                "reason": str(err)[:1000]})  # fmt: skip
+        append(
+            get_engine(settings.db_url),
+            "deploy_refused",
+            actor,
+            spec.name,
+            {
+                "version": str(version),
+                "requested": requested,
+                "failed_gates": list(err.failed_gates),
+                "reason": str(err)[:1000],
+            },
+        )
         raise DeployRefused(f"deploy refused: {err}", err.version, err.failed_gates) from err
 
 
@@ -124,8 +137,15 @@ def infra_check(spec: ModelSpec, settings: Settings, version: str) -> Any:
     return infra_gate(spec, settings.mlflow_tracking_uri, str(version), sample)
 
 
-def begin(spec: ModelSpec, settings: Settings, version: str, *, actor: str = "deploy", wait_s: float = 120.0,
-          approval: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def begin(
+    spec: ModelSpec,
+    settings: Settings,
+    version: str,
+    *,
+    actor: str = "deploy",
+    wait_s: float = 120.0,
+    approval: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Put ``version`` on trial (canary, or shadow when ``deploy.shadow``); with no champion yet, promote it.
 
     Returns:
@@ -141,8 +161,14 @@ def begin(spec: ModelSpec, settings: Settings, version: str, *, actor: str = "de
     current = aliases(spec, settings)
     champion = current.get("champion")
     if champion is None:
-        rec = promote(spec, settings, version, actor=actor, approval=approval,
-                      reason="first version to pass every gate: no champion to compare it with")  # fmt: skip
+        rec = promote(
+            spec,
+            settings,
+            version,
+            actor=actor,
+            approval=approval,
+            reason="first version to pass every gate: no champion to compare it with",
+        )
         _follow(spec, settings, "champion", version, wait_s)
         return {"mode": "direct", "version": version, "champion": None, "record": rec}
     if champion == version:
@@ -156,8 +182,17 @@ def begin(spec: ModelSpec, settings: Settings, version: str, *, actor: str = "de
     except DeployError as err:
         end_trial(spec, settings, version, reason=f"the servers could not put it on trial: {err}", actor=actor)
         raise
-    return {"mode": route, "route": route, "version": version, "champion": champion, "started": time.time(),
-            "baseline": baseline, "record": rec, "actor": actor, "approval": approval}  # fmt: skip
+    return {
+        "mode": route,
+        "route": route,
+        "version": version,
+        "champion": champion,
+        "started": time.time(),
+        "baseline": baseline,
+        "record": rec,
+        "actor": actor,
+        "approval": approval,
+    }
 
 
 def _follow(spec: ModelSpec, settings: Settings, alias: str, version: str | None, wait_s: float) -> None:
@@ -174,17 +209,36 @@ def check(spec: ModelSpec, settings: Settings, state: dict[str, Any]) -> Verdict
         return Verdict(True, True, "promoted directly (no champion to compare with)")
     current = aliases(spec, settings)
     if current.get(state["route"]) != state["version"]:
-        return Verdict(True, False, f"the {state['route']} alias no longer points at version {state['version']} "
-                       f"(now {current}): the trial was ended by hand")  # fmt: skip
+        return Verdict(
+            True,
+            False,
+            f"the {state['route']} alias no longer points at version {state['version']} "
+            f"(now {current}): the trial was ended by hand",
+        )
     figures = since(scrape(list(settings.servers_of(spec.name)), spec.registered_model_name), state["baseline"])
-    labels = label_figures(open_store(settings), spec, state["started"], state["version"], state["route"],
-                           state["champion"])  # fmt: skip
-    return judge(spec, figures, candidate=state["version"], champion=state["champion"], route=state["route"],
-                 elapsed_s=time.time() - state["started"], labels=labels)  # fmt: skip
+    labels = label_figures(
+        open_store(settings), spec, state["started"], state["version"], state["route"], state["champion"]
+    )
+    return judge(
+        spec,
+        figures,
+        candidate=state["version"],
+        champion=state["champion"],
+        route=state["route"],
+        elapsed_s=time.time() - state["started"],
+        labels=labels,
+    )
 
 
-def conclude(spec: ModelSpec, settings: Settings, state: dict[str, Any], verdict: Verdict, *,
-             actor: str | None = None, wait_s: float = 120.0) -> dict[str, Any]:  # fmt: skip
+def conclude(
+    spec: ModelSpec,
+    settings: Settings,
+    state: dict[str, Any],
+    verdict: Verdict,
+    *,
+    actor: str | None = None,
+    wait_s: float = 120.0,
+) -> dict[str, Any]:
     """Promote on a passing verdict, roll back otherwise; returns the deployment record.
 
     The actor is the one who began the trial (``state["actor"]``) unless given.
@@ -194,8 +248,15 @@ def conclude(spec: ModelSpec, settings: Settings, state: dict[str, Any], verdict
         return dict(state["record"])
     version = state["version"]
     if verdict.promote:
-        rec = promote(spec, settings, version, reason=verdict.reason, actor=actor, figures=verdict.figures,
-                      approval=state.get("approval"))  # fmt: skip
+        rec = promote(
+            spec,
+            settings,
+            version,
+            reason=verdict.reason,
+            actor=actor,
+            figures=verdict.figures,
+            approval=state.get("approval"),
+        )
         _follow(spec, settings, "champion", version, wait_s)
         return rec
     current = aliases(spec, settings)
@@ -218,8 +279,13 @@ class DeploymentAbandoned(DeployError):
         self.record = record
 
 
-def finish(spec: ModelSpec, settings: Settings, checked: dict[str, Any] | None, state: dict[str, Any] | None,
-           verdict: dict[str, Any] | None) -> tuple[dict[str, Any], bool]:  # fmt: skip
+def finish(
+    spec: ModelSpec,
+    settings: Settings,
+    checked: dict[str, Any] | None,
+    state: dict[str, Any] | None,
+    verdict: dict[str, Any] | None,
+) -> tuple[dict[str, Any], bool]:
     """The end of a deployment run, whatever happened before it: returns (the record, whether to page on-call).
 
     Args:
@@ -240,10 +306,11 @@ def finish(spec: ModelSpec, settings: Settings, checked: dict[str, Any] | None, 
         if version and version in (current.get("canary"), current.get("shadow")):  # a half-begun trial
             rec = end_trial(spec, settings, version, reason="the deployment failed before the watch began")
         held = " (or, with four eyes, it was not approved by another person: it is held)" * (
-            spec.deploy.approval == "required")  # fmt: skip
-        raise DeploymentAbandoned(f"version {version or '?'} was not deployed: infra_check or start failed{held} "
-                                  "(see their logs)", rec)  # fmt: skip
+            spec.deploy.approval == "required"
+        )
+        raise DeploymentAbandoned(
+            f"version {version or '?'} was not deployed: infra_check or start failed{held} (see their logs)", rec
+        )
     failed = Verdict(True, False, "the watch failed before it could judge (see the watch task's log)")
     rec = conclude(spec, settings, state, Verdict(**verdict) if verdict else failed)
     return rec, rec.get("action") == "rollback"
-

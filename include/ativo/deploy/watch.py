@@ -46,8 +46,9 @@ def scrape(urls: list[str], model: str, timeout: float = 10.0) -> Figures:
                 labels = s.labels
                 if "version" not in labels or "route" not in labels or labels.get("model") != model:
                     continue
-                fig = out.setdefault(f"{labels['version']}/{labels['route']}",
-                                     {"rows": 0.0, "errors": 0.0, "scores": {}, "latency": {}})  # fmt: skip
+                fig = out.setdefault(
+                    f"{labels['version']}/{labels['route']}", {"rows": 0.0, "errors": 0.0, "scores": {}, "latency": {}}
+                )
                 if s.name == "ativo_predictions_total":
                     fig["rows"] += s.value
                 elif s.name == "ativo_prediction_errors_total":
@@ -149,8 +150,9 @@ class Verdict:
         return asdict(self)
 
 
-def label_figures(store: Any, spec: ModelSpec, started: float, candidate: str, route: str,
-                  champion: str | None) -> dict[str, dict[str, float]]:  # fmt: skip
+def label_figures(
+    store: Any, spec: ModelSpec, started: float, candidate: str, route: str, champion: str | None
+) -> dict[str, dict[str, float]]:
     """AUC and labelled-row count per side ("candidate", "champion") over predictions made since ``started``."""
     import datetime as dt
 
@@ -168,15 +170,20 @@ def label_figures(store: Any, spec: ModelSpec, started: float, candidate: str, r
     if preds.empty:
         return {}
     preds = preds[preds["ts"].astype("int64") / 1e9 >= started]
-    joined = preds.merge(labels.drop_duplicates("prediction_id", keep="last")[["prediction_id", "label"]],
-                         on="prediction_id")  # fmt: skip
+    joined = preds.merge(
+        labels.drop_duplicates("prediction_id", keep="last")[["prediction_id", "label"]], on="prediction_id"
+    )
     out: dict[str, dict[str, float]] = {}
     if route == "shadow":
-        sides = {"candidate": joined[joined["shadow_version"] == candidate].assign(score=lambda d: d["shadow_score"]),
-                 "champion": joined[(joined["version"] == champion) & (joined["route"] == "champion")]}  # fmt: skip
+        sides = {
+            "candidate": joined[joined["shadow_version"] == candidate].assign(score=lambda d: d["shadow_score"]),
+            "champion": joined[(joined["version"] == champion) & (joined["route"] == "champion")],
+        }
     else:
-        sides = {"candidate": joined[(joined["version"] == candidate) & (joined["route"] == "canary")],
-                 "champion": joined[(joined["version"] == champion) & (joined["route"] == "champion")]}  # fmt: skip
+        sides = {
+            "candidate": joined[(joined["version"] == candidate) & (joined["route"] == "canary")],
+            "champion": joined[(joined["version"] == champion) & (joined["route"] == "champion")],
+        }
     for side, frame in sides.items():
         y = frame["label"].to_numpy()
         auc = float(roc_auc_score(y, frame["score"].to_numpy())) if len(np.unique(y)) == 2 else math.nan
@@ -184,8 +191,16 @@ def label_figures(store: Any, spec: ModelSpec, started: float, candidate: str, r
     return out
 
 
-def judge(spec: ModelSpec, figures: Figures, *, candidate: str, champion: str | None, route: str, elapsed_s: float,
-          labels: dict[str, dict[str, float]] | None = None) -> Verdict:  # fmt: skip
+def judge(
+    spec: ModelSpec,
+    figures: Figures,
+    *,
+    candidate: str,
+    champion: str | None,
+    route: str,
+    elapsed_s: float,
+    labels: dict[str, dict[str, float]] | None = None,
+) -> Verdict:
     """Decide on a candidate from the figures since its trial started.
 
     Args:
@@ -202,16 +217,24 @@ def judge(spec: ModelSpec, figures: Figures, *, candidate: str, champion: str | 
     champ = figures.get(f"{champion}/champion", {"rows": 0.0, "errors": 0.0, "scores": {}, "latency": {}})
     rows, errors = cand["rows"], cand["errors"]
     attempts = rows + errors
-    out: dict[str, Any] = {"candidate": candidate, "champion": champion, "route": route,
-                           "elapsed_s": round(elapsed_s, 1), "candidate_rows": rows, "candidate_errors": errors,
-                           "champion_rows": champ["rows"]}  # fmt: skip
+    out: dict[str, Any] = {
+        "candidate": candidate,
+        "champion": champion,
+        "route": route,
+        "elapsed_s": round(elapsed_s, 1),
+        "candidate_rows": rows,
+        "candidate_errors": errors,
+        "champion_rows": champ["rows"],
+    }
     error_rate = errors / attempts if attempts else 0.0
     out["error_rate"] = round(error_rate, 4)
     broken: list[str] = []  # every limit the candidate broke, so a rollback names them all
     if attempts and wilson_lower(errors, attempts) > d.max_error_rate:
         bound = wilson_lower(errors, attempts)
-        broken.append(f"error rate {error_rate:.1%} of {attempts:.0f} rows is above the limit "
-                      f"{d.max_error_rate:.1%} (95 % lower bound {bound:.1%})")  # fmt: skip
+        broken.append(
+            f"error rate {error_rate:.1%} of {attempts:.0f} rows is above the limit "
+            f"{d.max_error_rate:.1%} (95 % lower bound {bound:.1%})"
+        )
     p99 = p99_ms(cand["latency"])
     out["p99_ms"] = p99
     enough = rows >= d.min_canary_requests
@@ -228,17 +251,20 @@ def judge(spec: ModelSpec, figures: Figures, *, candidate: str, champion: str | 
         out["score_psi_noise"] = round(noise, 4)
         out["score_p_value"] = float(f"{p:.3g}")
         if value - noise > d.max_score_psi and p < 1 - PSI_CONFIDENCE:
-            broken.append(f"score distribution moved from the champion's: PSI {value:.3f} is above "
-                          f"{d.max_score_psi:g} beyond its sampling noise ({noise:.3f} at {rows:.0f} vs "
-                          f"{champ['rows']:.0f} rows)")  # fmt: skip
+            broken.append(
+                f"score distribution moved from the champion's: PSI {value:.3f} is above "
+                f"{d.max_score_psi:g} beyond its sampling noise ({noise:.3f} at {rows:.0f} vs "
+                f"{champ['rows']:.0f} rows)"
+            )
     for side, v in (labels or {}).items():
         out[f"{side}_labels"] = v["labels"]
         out[f"{side}_auc"] = None if math.isnan(v["auc"]) else round(v["auc"], 4)
     if labels and all(labels.get(s, {}).get("labels", 0) >= d.min_labels for s in ("candidate", "champion")):
         ca, ch = labels["candidate"]["auc"], labels["champion"]["auc"]
         if not math.isnan(ca) and not math.isnan(ch) and ca < ch - d.max_auc_drop:
-            broken.append(f"AUC on labelled rows {ca:.4f} is more than {d.max_auc_drop:g} below the "
-                          f"champion's {ch:.4f}")  # fmt: skip
+            broken.append(
+                f"AUC on labelled rows {ca:.4f} is more than {d.max_auc_drop:g} below the champion's {ch:.4f}"
+            )
     if broken:
         return Verdict(True, False, "; ".join(broken), out)
     window = d.canary_window_minutes * 60
@@ -246,12 +272,21 @@ def judge(spec: ModelSpec, figures: Figures, *, candidate: str, champion: str | 
         return Verdict(False, False, f"watching: {rows:.0f} rows in {elapsed_s:.0f} of {window:.0f} s", out)
     if not enough:
         need = d.min_canary_requests
-        return Verdict(True, False, f"only {rows:.0f} rows reached the {route} in the {window:.0f} s window "
-                       f"(min_canary_requests {need}): not enough evidence to promote", out)  # fmt: skip
+        return Verdict(
+            True,
+            False,
+            f"only {rows:.0f} rows reached the {route} in the {window:.0f} s window "
+            f"(min_canary_requests {need}): not enough evidence to promote",
+            out,
+        )
     checks = [f"error rate {error_rate:.2%}", f"p99 {p99:g} ms" if p99 is not None else "p99 n/a"]
     if "score_psi" in out:
         checks.append(f"score PSI {out['score_psi']:.3f}")
     if labels and "candidate_auc" in out and out["candidate_auc"] is not None:
         checks.append(f"AUC {out['candidate_auc']:.4f} vs {out.get('champion_auc')}")
-    return Verdict(True, True, f"{route} held for {window:.0f} s on {rows:.0f} rows within every limit ("
-                   + ", ".join(checks) + ")", out)  # fmt: skip
+    return Verdict(
+        True,
+        True,
+        f"{route} held for {window:.0f} s on {rows:.0f} rows within every limit (" + ", ".join(checks) + ")",
+        out,
+    )

@@ -41,8 +41,10 @@ def pseudonyms(values: Mapping[str, Any], pepper: bytes) -> dict[str, str]:
     """
     from ativo.serve.predlog import pseudonymise
 
-    return {label: pseudonymise(_DOMAIN + (v if isinstance(v, str) else canonical(v).decode()), pepper)
-            for label, v in values.items()}  # fmt: skip
+    return {
+        label: pseudonymise(_DOMAIN + (v if isinstance(v, str) else canonical(v).decode()), pepper)
+        for label, v in values.items()
+    }
 
 
 def canonical(doc: Any) -> bytes:
@@ -66,8 +68,15 @@ def append(engine: Engine, kind: str, actor: str, ref: str, payload: dict[str, A
         last = conn.execute(select(audit_log.c.sha256).order_by(audit_log.c.seq.desc()).limit(1)).first()
         prev = last[0] if last else GENESIS
         at = utcnow()
-        row = {"at": at, "kind": kind, "actor": actor, "ref": ref, "payload": payload, "prev_sha256": prev,
-               "sha256": _row_hash(prev, _iso(at), kind, actor, ref, payload)}  # fmt: skip
+        row = {
+            "at": at,
+            "kind": kind,
+            "actor": actor,
+            "ref": ref,
+            "payload": payload,
+            "prev_sha256": prev,
+            "sha256": _row_hash(prev, _iso(at), kind, actor, ref, payload),
+        }
         seq = conn.execute(insert(audit_log).values(**row)).inserted_primary_key[0]  # type: ignore[index]
     return {**row, "seq": seq, "at": _iso(at)}
 

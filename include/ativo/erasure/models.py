@@ -72,14 +72,27 @@ def affected_versions(spec: ModelSpec, settings: Settings, dataset_tags: list[st
         tag = signed.get(str(mv.version))
         tag = tag if tag in wanted else tags.get("ativo.dataset_version")  # either naming it makes it affected
         if tag in wanted:
-            out.append({"version": str(mv.version), "dataset_version": tag, "run_id": mv.run_id,
-                        "aliases": sorted(set(by_version.get(str(mv.version), []))),
-                        "retired": RETIRED_TAG in tags})  # fmt: skip
+            out.append(
+                {
+                    "version": str(mv.version),
+                    "dataset_version": tag,
+                    "run_id": mv.run_id,
+                    "aliases": sorted(set(by_version.get(str(mv.version), []))),
+                    "retired": RETIRED_TAG in tags,
+                }
+            )
     seen = {r["version"] for r in out}
     for r in {r.version: r for r in routed.values()}.values():
         if r.version not in seen and r.dataset_version in wanted:  # live, but its version is gone from MLflow
-            out.append({"version": r.version, "dataset_version": r.dataset_version, "run_id": None,
-                        "aliases": sorted(set(by_version.get(r.version, []))), "retired": False})  # fmt: skip
+            out.append(
+                {
+                    "version": r.version,
+                    "dataset_version": r.dataset_version,
+                    "run_id": None,
+                    "aliases": sorted(set(by_version.get(r.version, []))),
+                    "retired": False,
+                }
+            )
     return sorted(out, key=lambda r: int(r["version"]))
 
 
@@ -119,8 +132,16 @@ def recorded_params(spec: ModelSpec, settings: Settings, version: str) -> dict[s
     return out
 
 
-def retrain(spec: ModelSpec, settings: Settings, version: str, *, batch_id: int, requests: list[str],
-            run_meta: dict[str, Any], threads: int | None = None) -> dict[str, Any]:  # fmt: skip
+def retrain(
+    spec: ModelSpec,
+    settings: Settings,
+    version: str,
+    *,
+    batch_id: int,
+    requests: list[str],
+    run_meta: dict[str, Any],
+    threads: int | None = None,
+) -> dict[str, Any]:
     """Train ``version`` again with its recorded parameters on its dataset version as it reads now (redacted).
 
     Returns:
@@ -155,10 +176,15 @@ def retrain(spec: ModelSpec, settings: Settings, version: str, *, batch_id: int,
     redacted = redacted_name(tag, digest)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     experiment = ensure_experiment(client, spec, settings)
-    extra = {"ativo.role": "erasure-retrain", REDACTED_TAG: redacted, REQUESTS_TAG: requests_note(batch_id, requests),
-             "ativo.erasure_batch": str(batch_id), "ativo.erasure_request_count": str(len(requests)),
-             RETRAINED_FROM_TAG: version,
-             "ativo.trigger": "erasure"}  # fmt: skip
+    extra = {
+        "ativo.role": "erasure-retrain",
+        REDACTED_TAG: redacted,
+        REQUESTS_TAG: requests_note(batch_id, requests),
+        "ativo.erasure_batch": str(batch_id),
+        "ativo.erasure_request_count": str(len(requests)),
+        RETRAINED_FROM_TAG: version,
+        "ativo.trigger": "erasure",
+    }
     with mlflow.start_run(experiment_id=experiment, run_name=f"{spec.name}@{redacted} erasure retrain of v{version}"):
         mlflow.log_params({**{k: str(v) for k, v in params.items()}, "retrained_from": version})
         mlflow.log_metrics(model.metrics)
@@ -167,29 +193,54 @@ def retrain(spec: ModelSpec, settings: Settings, version: str, *, batch_id: int,
         tags.update(extra)
         tags["ativo.dataset_rows"] = str(rows)
         run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]
-        mlflow.set_tags({**{k: v for k, v in tags.items() if not k.startswith("ativo.airflow.")},
-                         "ativo.model_uri": logged.uri, SHA256_TAG: logged.sha256, "ativo.mlflow_run_id": run_id})
+        mlflow.set_tags(
+            {
+                **{k: v for k, v in tags.items() if not k.startswith("ativo.airflow.")},
+                "ativo.model_uri": logged.uri,
+                SHA256_TAG: logged.sha256,
+                "ativo.mlflow_run_id": run_id,
+            }
+        )
     tags["ativo.mlflow_run_id"] = run_id
-    description = (f"Erasure retraining of version {version} with its recorded parameters on {redacted} ({rows} "
-                   f"rows), for erasure batch {batch_id} ({len(requests)} request(s))")  # fmt: skip
+    description = (
+        f"Erasure retraining of version {version} with its recorded parameters on {redacted} ({rows} "
+        f"rows), for erasure batch {batch_id} ({len(requests)} request(s))"
+    )
     try:
-        new = register(spec, settings, logged, tags, run_id=run_id, description=description, dataset_tag=tag,
-                       profile=lambda v: log_profile(spec, settings, client, run_id, v, tag))  # fmt: skip
+        new = register(
+            spec,
+            settings,
+            logged,
+            tags,
+            run_id=run_id,
+            description=description,
+            dataset_tag=tag,
+            profile=lambda v: log_profile(spec, settings, client, run_id, v, tag),
+        )
     except DuplicateVersion as dup:  # an earlier try of this step registered it: finish what it began
         mine = client.get_model_version(name, dup.version).tags.get("ativo.erasure_batch")
         if mine != str(batch_id):
-            raise RetrainFailed(f"retraining version {version} gave the same model as version {dup.version}, "
-                                "which is not from this erasure") from dup  # fmt: skip
+            raise RetrainFailed(
+                f"retraining version {version} gave the same model as version {dup.version}, "
+                "which is not from this erasure"
+            ) from dup
         new = dup.version
         adopt(spec, settings, new, logged, tag)
         log_profile(spec, settings, client, run_id, new, tag)
     log.info("erasure batch %s: version %s retrained as version %s on %s", batch_id, version, new, redacted)
-    return {"from": version, "version": new, "dataset_version": tag, "redacted": redacted, "params": params,
-            "metrics": {k: round(float(v), 6) for k, v in model.metrics.items()}}  # fmt: skip
+    return {
+        "from": version,
+        "version": new,
+        "dataset_version": tag,
+        "redacted": redacted,
+        "params": params,
+        "metrics": {k: round(float(v), 6) for k, v in model.metrics.items()},
+    }
 
 
-def switch(spec: ModelSpec, settings: Settings, replaced: dict[str, str], *, batch_id: int,
-           requests: list[str]) -> dict[str, Any]:  # fmt: skip
+def switch(
+    spec: ModelSpec, settings: Settings, replaced: dict[str, str], *, batch_id: int, requests: list[str]
+) -> dict[str, Any]:
     """Move every live alias from an old version to its retrained one at once (blue/green, no canary window).
 
     An alias whose old version has no passing replacement stays where it is (the caller keeps the request open
@@ -199,14 +250,24 @@ def switch(spec: ModelSpec, settings: Settings, replaced: dict[str, str], *, bat
     from ativo.model.registry import set_challenger
 
     before = aliases(spec, settings)
-    changes: dict[str, str | None] = {a: replaced[v] for a, v in before.items()
-                                      if a in LIVE and a != "challenger" and v in replaced}  # fmt: skip
-    reason = (f"erasure batch {batch_id} ({len(requests)} request(s)): "
-              + ", ".join(f"{a} {before[a]} → {changes[a]}" for a in sorted(changes)))
-    rec = move_aliases(spec, settings, "erasure_switch", changes.get("champion") or before.get("champion"), changes,
-                reason=reason, actor="erasure", figures={"replaced": replaced, "batch": batch_id}, expected=before,
-                states={v: f"{a} since {_now()} (erasure batch {batch_id})"
-                        for a, v in changes.items() if v})  # fmt: skip
+    changes: dict[str, str | None] = {
+        a: replaced[v] for a, v in before.items() if a in LIVE and a != "challenger" and v in replaced
+    }
+    reason = f"erasure batch {batch_id} ({len(requests)} request(s)): " + ", ".join(
+        f"{a} {before[a]} → {changes[a]}" for a in sorted(changes)
+    )
+    rec = move_aliases(
+        spec,
+        settings,
+        "erasure_switch",
+        changes.get("champion") or before.get("champion"),
+        changes,
+        reason=reason,
+        actor="erasure",
+        figures={"replaced": replaced, "batch": batch_id},
+        expected=before,
+        states={v: f"{a} since {_now()} (erasure batch {batch_id})" for a, v in changes.items() if v},
+    )
     if before.get("challenger") in replaced:
         set_challenger(spec, settings, replaced[before["challenger"]])
     return rec
@@ -237,8 +298,15 @@ def _logged_models(client: Any, experiment: str) -> dict[str, list[Any]]:
             return out
 
 
-def retire(spec: ModelSpec, settings: Settings, versions: list[str], *, requests: list[str],
-           dataset_tags: list[str], batch_id: int) -> dict[str, Any]:  # fmt: skip
+def retire(
+    spec: ModelSpec,
+    settings: Settings,
+    versions: list[str],
+    *,
+    requests: list[str],
+    dataset_tags: list[str],
+    batch_id: int,
+) -> dict[str, Any]:
     """Delete the model artifacts of every run trained on an affected dataset version, except live versions'.
 
     That is each affected registered version's model and every trial of the searches on that data (each trial
@@ -265,8 +333,9 @@ def retire(spec: ModelSpec, settings: Settings, versions: list[str], *, requests
     for t in dataset_tags:
         for run in client.search_runs([experiment], f"tags.`ativo.dataset_version` = '{t}'", max_results=5000):
             tags = run.data.tags
-            if run.info.run_id in keep_runs or (tags.get("ativo.role") == "erasure-retrain"
-                                                and tags.get("ativo.erasure_batch") == str(batch_id)):  # fmt: skip
+            if run.info.run_id in keep_runs or (
+                tags.get("ativo.role") == "erasure-retrain" and tags.get("ativo.erasure_batch") == str(batch_id)
+            ):
                 continue
             deleted = []
             for m in models.get(run.info.run_id, []):
@@ -305,6 +374,6 @@ def run_gates(spec: ModelSpec, settings: Settings, version: str) -> dict[str, An
     replaces = _client(settings).get_model_version(spec.registered_model_name, version).tags.get(RETRAINED_FROM_TAG)
     results = run_suite(spec, settings, version, GATES, baseline=replaces)
     report = publish(spec, settings, version, results, GATES, alias=None)
-    return {k: report[k] for k in ("version", "passed", "verdict", "failed_gates", "model_card_uri",
-                                   "gate_report_uri")} | {"reasons": {g: report["gates"][g]["reason"]
-                                                                      for g in report["failed_gates"]}}
+    return {
+        k: report[k] for k in ("version", "passed", "verdict", "failed_gates", "model_card_uri", "gate_report_uri")
+    } | {"reasons": {g: report["gates"][g]["reason"] for g in report["failed_gates"]}}

@@ -102,15 +102,23 @@ def purge(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]:
         text = p.purge_text_files(settings, rx) if rx else {}
         deleted = p.delete_redacted(spec, registry, engine, batch_id)
         rq.record_step(engine, batch_id, "targets", targets.to_dict())
-        return {"found": {k: v for k, v in found.items() if k not in ("at",)},
-            "lake_partitions": lake, "lake_rows": sum(lake.values()),
-            "dataset_before": before, "dataset_after": after,
+        return {
+            "found": {k: v for k, v in found.items() if k not in ("at",)},
+            "lake_partitions": lake,
+            "lake_rows": sum(lake.values()),
+            "dataset_before": before,
+            "dataset_after": after,
             "redacted_versions": redacted["versions"],
-            "redacted_objects": {old: {k: o[k] for k in ("new", "rows_removed", "relpath")}
-                                 for old, o in redacted["objects"].items()},  # fmt: skip
+            "redacted_objects": {
+                old: {k: o[k] for k in ("new", "rows_removed", "relpath")} for old, o in redacted["objects"].items()
+            },
             "dvc_objects_deleted": deleted,
-            "landing_quarantine": files, "prediction_log": logs, "dataset_caches": caches, "text_files": text,
-            "subjects_found": len(targets.found), "subjects": len(targets.subjects),
+            "landing_quarantine": files,
+            "prediction_log": logs,
+            "dataset_caches": caches,
+            "text_files": text,
+            "subjects_found": len(targets.found),
+            "subjects": len(targets.subjects),
         }
 
     return _timed(engine, batch_id, "purge", run)
@@ -135,14 +143,25 @@ def plan_models(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str,
         tags = rq.step_result(engine, batch_id, "purge")["redacted_versions"]
         found = affected_versions(spec, settings, tags)
         live = [v for v in found if set(v["aliases"]) & set(LIVE)]
-        return {"affected": [v["version"] for v in found], "live": [{"version": v["version"], "aliases": v["aliases"],
-                "dataset_version": v["dataset_version"]} for v in live]}  # fmt: skip
+        return {
+            "affected": [v["version"] for v in found],
+            "live": [
+                {"version": v["version"], "aliases": v["aliases"], "dataset_version": v["dataset_version"]}
+                for v in live
+            ],
+        }
 
     return _timed(engine, batch_id, "models", run)
 
 
-def retrain(spec: ModelSpec, settings: Settings, batch_id: int, version: str, run_meta: dict[str, Any],
-            threads: int | None = None) -> dict[str, Any]:  # fmt: skip
+def retrain(
+    spec: ModelSpec,
+    settings: Settings,
+    batch_id: int,
+    version: str,
+    run_meta: dict[str, Any],
+    threads: int | None = None,
+) -> dict[str, Any]:
     """Retrain one live version (checkpointed per version); a failure is recorded as the step's result."""
     from ativo.erasure.models import RetrainFailed
     from ativo.erasure.models import retrain as train
@@ -152,8 +171,12 @@ def retrain(spec: ModelSpec, settings: Settings, batch_id: int, version: str, ru
 
     def run() -> dict[str, Any]:
         try:
-            return {"ok": True, **train(spec, settings, version, batch_id=batch_id, requests=requests,
-                                        run_meta=run_meta, threads=threads)}  # fmt: skip
+            return {
+                "ok": True,
+                **train(
+                    spec, settings, version, batch_id=batch_id, requests=requests, run_meta=run_meta, threads=threads
+                ),
+            }
         except RetrainFailed as err:
             return {"ok": False, "from": version, "reason": str(err)}
 
@@ -184,29 +207,46 @@ def switch(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]
         steps, requests = b["steps"], b["requests"]
         missing = [s for s in ("purge", "models") if s not in steps]
         if missing:
-            raise RuntimeError(f"erasure batch {batch_id}: step(s) {', '.join(missing)} did not finish; nothing is "
-                               "switched (run the batch again)")  # fmt: skip
+            raise RuntimeError(
+                f"erasure batch {batch_id}: step(s) {', '.join(missing)} did not finish; nothing is "
+                "switched (run the batch again)"
+            )
         replaced: dict[str, str] = {}
         failures: list[str] = []
         for live in steps["models"]["live"]:
             old = live["version"]
             trained = steps.get(f"retrain/{old}")
             if not trained or not trained.get("ok"):
-                failures.append(f"version {old} ({', '.join(live['aliases'])}): retraining failed: "
-                                f"{(trained or {}).get('reason', 'it did not run')}")  # fmt: skip
+                failures.append(
+                    f"version {old} ({', '.join(live['aliases'])}): retraining failed: "
+                    f"{(trained or {}).get('reason', 'it did not run')}"
+                )
                 continue
             judged = steps.get(f"gates/{trained['version']}")
             if not judged or not judged.get("passed"):
                 why = "; ".join(f"{g}: {r}" for g, r in ((judged or {}).get("reasons") or {}).items())
-                failures.append(f"version {old} ({', '.join(live['aliases'])}): retrained version "
-                                f"{trained['version']} failed its gates ({why or 'they did not run'})")  # fmt: skip
+                failures.append(
+                    f"version {old} ({', '.join(live['aliases'])}): retrained version "
+                    f"{trained['version']} failed its gates ({why or 'they did not run'})"
+                )
                 continue
             replaced[old] = trained["version"]
         record = move(spec, settings, replaced, batch_id=batch_id, requests=requests) if replaced else None
-        retired = retire(spec, settings, steps["models"]["affected"], requests=requests,
-                         dataset_tags=steps["purge"]["redacted_versions"], batch_id=batch_id)  # fmt: skip
-        return {"replaced": replaced, "failures": failures, "deployment": (record or {}).get("uri"),
-                "aliases_after": (record or {}).get("aliases_after"), "retired": retired}
+        retired = retire(
+            spec,
+            settings,
+            steps["models"]["affected"],
+            requests=requests,
+            dataset_tags=steps["purge"]["redacted_versions"],
+            batch_id=batch_id,
+        )
+        return {
+            "replaced": replaced,
+            "failures": failures,
+            "deployment": (record or {}).get("uri"),
+            "aliases_after": (record or {}).get("aliases_after"),
+            "retired": retired,
+        }
 
     return _timed(engine, batch_id, "switch", run)
 
@@ -257,8 +297,10 @@ def close(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]:
     problems = list(steps.get("switch", {}).get("failures", []))
     scan = steps.get("verify") or {}
     if not scan.get("clean"):
-        problems.append("the verification scan found the subjects in: " + "; ".join(
-            f"{h['store']} {h['where']} ({', '.join(h['found'])})" for h in scan.get("hits", [])[:20]))  # fmt: skip
+        problems.append(
+            "the verification scan found the subjects in: "
+            + "; ".join(f"{h['store']} {h['where']} ({', '.join(h['found'])})" for h in scan.get("hits", [])[:20])
+        )
     if problems:
         reason = " | ".join(problems)[:4000]
         rq.mark(engine, batch_id, "open", reason)
@@ -269,7 +311,8 @@ def close(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]:
     files = seal_and_scan_files(settings, batch_id, targets, pepper)
     if not files["clean"]:
         reason = "the byte scan of the platform DB's files found the subjects in: " + "; ".join(
-            f"{h['where']} ({', '.join(h['found'])})" for h in files["hits"])  # fmt: skip
+            f"{h['where']} ({', '.join(h['found'])})" for h in files["hits"]
+        )
         rq.mark(engine, batch_id, "open", reason)
         return {"closed": False, "reason": reason, "receipts": {}}
     sealed = rq.step_result(engine, batch_id, "sealed")
@@ -278,44 +321,68 @@ def close(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]:
     prev_sha = previous[-1]["payload"]["receipt_sha256"] if previous else audit.GENESIS
     purged = steps["purge"]
     for req in rq.batch_requests(engine, batch_id):
-        done = [e for e in audit.entries(engine, kind="erasure_receipt", ref=req["request_id"])
-                if e["payload"]["receipt"].get("batch") == batch_id]  # fmt: skip
+        done = [
+            e
+            for e in audit.entries(engine, kind="erasure_receipt", ref=req["request_id"])
+            if e["payload"]["receipt"].get("batch") == batch_id
+        ]
         if done:  # an earlier try wrote it, then died before closing: the same receipt stands
             out[req["request_id"]] = prev_sha = done[-1]["payload"]["receipt_sha256"]
             continue
         doc = {
-            "request_id": req["request_id"], "spec": spec.name, "channel": req["channel"], "actor": req["actor"],
-            "batch": batch_id, "requests_in_batch": len(b["requests"]),
+            "request_id": req["request_id"],
+            "spec": spec.name,
+            "channel": req["channel"],
+            "actor": req["actor"],
+            "batch": batch_id,
+            "requests_in_batch": len(b["requests"]),
             "subjects": sealed[req["request_id"]],
             "purged": {
-                "lake_partitions": purged["lake_partitions"], "lake_rows": purged["lake_rows"],
+                "lake_partitions": purged["lake_partitions"],
+                "lake_rows": purged["lake_rows"],
                 "dvc_objects_redacted": len(purged["redacted_objects"]),
                 "dvc_objects_deleted": purged["dvc_objects_deleted"],
-                "landing_quarantine": purged["landing_quarantine"], "prediction_log": purged["prediction_log"],
-                "dataset_caches": purged["dataset_caches"], "text_files": purged["text_files"],
+                "landing_quarantine": purged["landing_quarantine"],
+                "prediction_log": purged["prediction_log"],
+                "dataset_caches": purged["dataset_caches"],
+                "text_files": purged["text_files"],
             },
-            "dataset_versions": {"before": purged["dataset_before"], "after": purged["dataset_after"],
-                                 "redacted": purged["redacted_versions"]},
+            "dataset_versions": {
+                "before": purged["dataset_before"],
+                "after": purged["dataset_after"],
+                "redacted": purged["redacted_versions"],
+            },
             "models": {
                 "affected": steps["models"]["affected"],
-                "retrained": {k.split("/", 1)[1]: {"to": v.get("version"), "redacted_dataset": v.get("redacted")}
-                              for k, v in steps.items() if k.startswith("retrain/")},
-                "deployed": steps["switch"]["replaced"], "aliases_after": steps["switch"]["aliases_after"],
+                "retrained": {
+                    k.split("/", 1)[1]: {"to": v.get("version"), "redacted_dataset": v.get("redacted")}
+                    for k, v in steps.items()
+                    if k.startswith("retrain/")
+                },
+                "deployed": steps["switch"]["replaced"],
+                "aliases_after": steps["switch"]["aliases_after"],
                 "retired": steps["switch"]["retired"]["versions"],
                 "artifacts_deleted_runs": len(steps["switch"]["retired"]["runs"]),
             },
-            "timestamps": {"received": _iso(req["received_at"]), "batch_created": _iso(b["created_at"]),
-                           **{k: v["at"] for k, v in steps.items() if isinstance(v, dict) and "at" in v},
-                           "closed": _now()},  # fmt: skip
-            "scan": {"clean": scan["clean"] and files["clean"], "scanned": {**scan["scanned"], **files["scanned"]},
-                     "hits": scan["hits"] + files["hits"],
-                     "not_scanned": {**scan.get("not_scanned", {}), **files["not_scanned"]}},  # fmt: skip
+            "timestamps": {
+                "received": _iso(req["received_at"]),
+                "batch_created": _iso(b["created_at"]),
+                **{k: v["at"] for k, v in steps.items() if isinstance(v, dict) and "at" in v},
+                "closed": _now(),
+            },
+            "scan": {
+                "clean": scan["clean"] and files["clean"],
+                "scanned": {**scan["scanned"], **files["scanned"]},
+                "hits": scan["hits"] + files["hits"],
+                "not_scanned": {**scan.get("not_scanned", {}), **files["not_scanned"]},
+            },
             "previous_receipt_sha256": prev_sha,
         }
         sha = audit.content_hash(doc)
         doc["sha256"] = sha
-        store.put_bytes(f"erasure/receipts/{spec.name}/{req['request_id']}.json",
-                        json.dumps(doc, indent=2, sort_keys=True).encode())  # fmt: skip
+        store.put_bytes(
+            f"erasure/receipts/{spec.name}/{req['request_id']}.json", json.dumps(doc, indent=2, sort_keys=True).encode()
+        )
         audit.append(engine, "erasure_receipt", "erasure", req["request_id"], {"receipt_sha256": sha, "receipt": doc})
         out[req["request_id"]] = sha
         prev_sha = sha
@@ -340,17 +407,28 @@ def seal_and_scan_files(settings: Settings, batch_id: int, targets: Targets, pep
     engine = get_engine(settings.db_url)
     if rq.step_result(engine, batch_id, "sealed") is not None:
         compact(engine)
-        return {"clean": True, "hits": [], "scanned": {}, "not_scanned": {
-            "platform db files": "an earlier try emptied the working columns, then stopped: no id left to scan for "
-                                 "(the files were compacted again)"}}  # fmt: skip
+        return {
+            "clean": True,
+            "hits": [],
+            "scanned": {},
+            "not_scanned": {
+                "platform db files": "an earlier try emptied the working columns, then stopped: no id left to scan for "
+                "(the files were compacted again)"
+            },
+        }
     requests = rq.batch_requests(engine, batch_id)
-    sealed = {r["request_id"]: [{"ref": receipt_ref(s, pepper), "found": s in targets.found} for s in r["subjects"]]
-              for r in requests}  # fmt: skip
+    sealed = {
+        r["request_id"]: [{"ref": receipt_ref(s, pepper), "found": s in targets.found} for s in r["subjects"]]
+        for r in requests
+    }
     with engine.begin() as conn:
         write_lock(conn, f"erasure/batch/{batch_id}")
         for r in requests:
-            conn.execute(update(erasure_requests).where(erasure_requests.c.request_id == r["request_id"]).values(
-                subjects=[], pseudonyms=[s["ref"] for s in sealed[r["request_id"]]]))  # fmt: skip
+            conn.execute(
+                update(erasure_requests)
+                .where(erasure_requests.c.request_id == r["request_id"])
+                .values(subjects=[], pseudonyms=[s["ref"] for s in sealed[r["request_id"]]])
+            )
         steps = dict(conn.execute(select(erasure_batches.c.steps).where(erasure_batches.c.id == batch_id)).scalar_one())
         saved = steps.pop("targets", None)
         steps["sealed"] = sealed
@@ -368,8 +446,11 @@ def seal_and_scan_files(settings: Settings, batch_id: int, targets: Targets, pep
         with engine.begin() as conn:
             write_lock(conn, f"erasure/batch/{batch_id}")
             for r in requests:
-                conn.execute(update(erasure_requests).where(erasure_requests.c.request_id == r["request_id"])
-                             .values(subjects=r["subjects"], pseudonyms=r["pseudonyms"]))  # fmt: skip
+                conn.execute(
+                    update(erasure_requests)
+                    .where(erasure_requests.c.request_id == r["request_id"])
+                    .values(subjects=r["subjects"], pseudonyms=r["pseudonyms"])
+                )
             steps.pop("sealed", None)
             if saved is not None:
                 steps["targets"] = saved
@@ -393,14 +474,21 @@ def _finish(engine: Any, batch_id: int, receipts: dict[str, str], pepper: bytes)
         for rid, sha in receipts.items():
             row = rq.get(engine, rid)
             refs = [receipt_ref(s, pepper) for s in (row or {}).get("subjects", [])] or (row or {}).get("pseudonyms")
-            conn.execute(update(erasure_requests).where(erasure_requests.c.request_id == rid).values(
-                status="closed", closed_at=utcnow(), receipt_sha256=sha, subjects=[], pseudonyms=refs,
-                reason=None))  # fmt: skip
+            conn.execute(
+                update(erasure_requests)
+                .where(erasure_requests.c.request_id == rid)
+                .values(
+                    status="closed", closed_at=utcnow(), receipt_sha256=sha, subjects=[], pseudonyms=refs, reason=None
+                )
+            )
         steps = dict(conn.execute(select_steps(batch_id)).scalar_one())
         steps.pop("targets", None)
         steps.pop("sealed", None)
-        conn.execute(update(erasure_batches).where(erasure_batches.c.id == batch_id).values(
-            status="closed", finished_at=utcnow(), steps=steps))  # fmt: skip
+        conn.execute(
+            update(erasure_batches)
+            .where(erasure_batches.c.id == batch_id)
+            .values(status="closed", finished_at=utcnow(), steps=steps)
+        )
         conn.execute(erasure_leases.delete().where(erasure_leases.c.batch_id == batch_id))  # nobody owns it now
 
 
@@ -432,8 +520,15 @@ def verify_receipt(settings: Settings, request_id: str) -> dict[str, Any]:
     return {"ok": not problems, "problems": problems, "sha256": sha, "chain_rows": chain["rows"]}
 
 
-def process(spec: ModelSpec, settings: Settings, *, run_id: str = "manual", force: bool = True,
-            run_meta: dict[str, Any] | None = None, wait_s: float = 0.0) -> dict[str, Any]:  # fmt: skip
+def process(
+    spec: ModelSpec,
+    settings: Settings,
+    *,
+    run_id: str = "manual",
+    force: bool = True,
+    run_meta: dict[str, Any] | None = None,
+    wait_s: float = 0.0,
+) -> dict[str, Any]:
     """Every step of the next batch in this process (the CLI's ``ativo erasure run``, benchmarks, notebooks).
 
     The batch is this process's alone while it runs (the spec's lease); another owner's batch (a DAG run) is waited
@@ -454,8 +549,7 @@ def process(spec: ModelSpec, settings: Settings, *, run_id: str = "manual", forc
     holder = rq.Holder.this_process(run_id)
     deadline = time.monotonic() + wait_s
     while True:
-        claimed = rq.claim_batch(engine, spec.name, 0 if force else spec.erasure.window_minutes, run_id,
-                                 holder=holder)  # fmt: skip
+        claimed = rq.claim_batch(engine, spec.name, 0 if force else spec.erasure.window_minutes, run_id, holder=holder)
         if not claimed.busy or time.monotonic() >= deadline:
             break
         time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
@@ -469,8 +563,9 @@ def process(spec: ModelSpec, settings: Settings, *, run_id: str = "manual", forc
         rq.release(engine, spec.name, holder)
 
 
-def _process(spec: ModelSpec, settings: Settings, claimed: rq.Claimed,
-             run_meta: dict[str, Any] | None) -> dict[str, Any]:  # fmt: skip
+def _process(
+    spec: ModelSpec, settings: Settings, claimed: rq.Claimed, run_meta: dict[str, Any] | None
+) -> dict[str, Any]:
     engine = get_engine(settings.db_url)
     assert claimed.batch_id is not None
     b = claimed.batch_id
@@ -495,6 +590,13 @@ def _process(spec: ModelSpec, settings: Settings, claimed: rq.Claimed,
     scanned = verify(spec, settings, b)
     phases["scan"] = time.perf_counter() - t
     closed = close(spec, settings, b)
-    return {"batch": b, "requests": claimed.requests, "purged": purged, "models": planned, "switch": switched,
-            "scan": {"clean": scanned["clean"], "hits": scanned["hits"]}, "closed": closed,
-            "phases": {k: round(v, 3) for k, v in phases.items()}}
+    return {
+        "batch": b,
+        "requests": claimed.requests,
+        "purged": purged,
+        "models": planned,
+        "switch": switched,
+        "scan": {"clean": scanned["clean"], "hits": scanned["hits"]},
+        "closed": closed,
+        "phases": {k: round(v, 3) for k, v in phases.items()},
+    }

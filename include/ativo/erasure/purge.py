@@ -47,14 +47,24 @@ class Targets:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (the batch's working state; emptied when it closes)."""
-        return {"subjects": self.subjects, "pseudonyms": self.pseudonyms, "record_ids": sorted(self.record_ids),
-                "prediction_ids": sorted(self.prediction_ids), "found": sorted(self.found)}
+        return {
+            "subjects": self.subjects,
+            "pseudonyms": self.pseudonyms,
+            "record_ids": sorted(self.record_ids),
+            "prediction_ids": sorted(self.prediction_ids),
+            "found": sorted(self.found),
+        }
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Targets:
         """Inverse of :meth:`to_dict`."""
-        return cls(list(doc["subjects"]), list(doc["pseudonyms"]), set(doc["record_ids"]),
-                   set(doc["prediction_ids"]), set(doc["found"]))
+        return cls(
+            list(doc["subjects"]),
+            list(doc["pseudonyms"]),
+            set(doc["record_ids"]),
+            set(doc["prediction_ids"]),
+            set(doc["found"]),
+        )
 
     def needles(self) -> list[str]:
         """Every string that must not be found anywhere afterwards."""
@@ -126,8 +136,11 @@ def indexed_partitions(engine: Engine, spec: str, subjects: list[str]) -> dict[s
     out: dict[str, list[str]] = {}
     with engine.connect() as conn:
         for i in range(0, len(subjects), _CHUNK):
-            rows = conn.execute(select(subject_index.c.subject_id, subject_index.c.partition).where(
-                subject_index.c.spec == spec, subject_index.c.subject_id.in_(subjects[i:i + _CHUNK])))  # fmt: skip
+            rows = conn.execute(
+                select(subject_index.c.subject_id, subject_index.c.partition).where(
+                    subject_index.c.spec == spec, subject_index.c.subject_id.in_(subjects[i : i + _CHUNK])
+                )
+            )
             for s, p in rows:
                 out.setdefault(s, []).append(p)
     return {s: sorted(p) for s, p in out.items()}
@@ -138,11 +151,21 @@ def versions_of(engine: Engine, spec: str) -> list[DatasetVersion]:
     from ativo.data.versioning import DatasetVersion
 
     with engine.connect() as conn:
-        rows = conn.execute(select(dataset_versions).where(dataset_versions.c.spec == spec)
-                            .order_by(dataset_versions.c.version)).mappings()  # fmt: skip
-        return [DatasetVersion(spec=spec, version=r["version"], tag=r["tag"], git_rev=r["git_rev"],
-                               manifest_hash=r["manifest_hash"], rows=r["rows"], partitions=list(r["partitions"]))
-                for r in rows]  # fmt: skip
+        rows = conn.execute(
+            select(dataset_versions).where(dataset_versions.c.spec == spec).order_by(dataset_versions.c.version)
+        ).mappings()
+        return [
+            DatasetVersion(
+                spec=spec,
+                version=r["version"],
+                tag=r["tag"],
+                git_rev=r["git_rev"],
+                manifest_hash=r["manifest_hash"],
+                rows=r["rows"],
+                partitions=list(r["partitions"]),
+            )
+            for r in rows
+        ]
 
 
 def _rows_of(data: bytes, sid: str, rid: str, values: set[str]) -> tuple[int, set[str], set[str]]:
@@ -159,8 +182,9 @@ def _rows_of(data: bytes, sid: str, rid: str, values: set[str]) -> tuple[int, se
     return hits.num_rows, set(hits[sid].cast("string").to_pylist()), set(hits[rid].cast("string").to_pylist())
 
 
-def affected_objects(spec: ModelSpec, registry: DatasetRegistry, engine: Engine,
-                     targets: Targets) -> dict[str, dict[str, Any]]:  # fmt: skip
+def affected_objects(
+    spec: ModelSpec, registry: DatasetRegistry, engine: Engine, targets: Targets
+) -> dict[str, dict[str, Any]]:
     """Every DVC object (read through the redaction map) of every dataset version that holds a target subject.
 
     Returns:
@@ -221,9 +245,14 @@ def find(spec: ModelSpec, settings: Settings, targets: Targets) -> dict[str, Any
             logged += hits.num_rows
             targets.prediction_ids |= set(hits["prediction_id"].to_pylist())
             targets.found |= {by_pseudonym[x] for x in hits["subject"].to_pylist() if x in by_pseudonym}
-    return {"lake_partitions": len(partitions), "dvc_objects": len(objects),
-            "dataset_versions": sorted({v for o in objects.values() for v in o["versions"]}),
-            "predictions": logged, "records": len(targets.record_ids), "subjects_found": len(targets.found)}
+    return {
+        "lake_partitions": len(partitions),
+        "dvc_objects": len(objects),
+        "dataset_versions": sorted({v for o in objects.values() for v in o["versions"]}),
+        "predictions": logged,
+        "records": len(targets.record_ids),
+        "subjects_found": len(targets.found),
+    }
 
 
 # --- purge --------------------------------------------------------------------------------------------------------
@@ -272,8 +301,9 @@ def purge_lake(spec: ModelSpec, settings: Settings, targets: Targets) -> dict[st
     return removed
 
 
-def redact_versions(spec: ModelSpec, registry: DatasetRegistry, engine: Engine, targets: Targets,
-                    batch_id: int) -> dict[str, Any]:  # fmt: skip
+def redact_versions(
+    spec: ModelSpec, registry: DatasetRegistry, engine: Engine, targets: Targets, batch_id: int
+) -> dict[str, Any]:
     """Store a redacted copy of every affected DVC object and map old → redacted (one transaction per object).
 
     Returns:
@@ -289,14 +319,28 @@ def redact_versions(spec: ModelSpec, registry: DatasetRegistry, engine: Engine, 
         rest = frame[~gone].reset_index(drop=True)
         new = registry.put_object(to_parquet_bytes(rest))  # complete in the cache and the remote first
         with engine.begin() as conn:
-            exists = conn.execute(select(dataset_redactions.c.new_md5).where(
-                dataset_redactions.c.spec == spec.name, dataset_redactions.c.old_md5 == old)).first()  # fmt: skip
+            exists = conn.execute(
+                select(dataset_redactions.c.new_md5).where(
+                    dataset_redactions.c.spec == spec.name, dataset_redactions.c.old_md5 == old
+                )
+            ).first()
             if exists is None:
-                conn.execute(insert(dataset_redactions).values(spec=spec.name, old_md5=old, new_md5=new,
-                                                               rows_removed=int(gone.sum()), batch_id=batch_id,
-                                                               created_at=utcnow()))  # fmt: skip
-        objects[old] = {"new": new, "rows_removed": int(gone.sum()), "versions": info["versions"],
-                        "relpath": info["relpath"]}  # fmt: skip
+                conn.execute(
+                    insert(dataset_redactions).values(
+                        spec=spec.name,
+                        old_md5=old,
+                        new_md5=new,
+                        rows_removed=int(gone.sum()),
+                        batch_id=batch_id,
+                        created_at=utcnow(),
+                    )
+                )
+        objects[old] = {
+            "new": new,
+            "rows_removed": int(gone.sum()),
+            "versions": info["versions"],
+            "relpath": info["relpath"],
+        }
     versions = sorted({v for o in objects.values() for v in o["versions"]})
     return {"objects": objects, "versions": versions}
 
@@ -304,8 +348,14 @@ def redact_versions(spec: ModelSpec, registry: DatasetRegistry, engine: Engine, 
 def delete_redacted(spec: ModelSpec, registry: DatasetRegistry, engine: Engine, batch_id: int) -> list[str]:
     """Delete, from the DVC cache and remote, every old object this batch redacted (those still there)."""
     with engine.connect() as conn:
-        olds = [r[0] for r in conn.execute(select(dataset_redactions.c.old_md5).where(
-            dataset_redactions.c.spec == spec.name, dataset_redactions.c.batch_id == batch_id))]  # fmt: skip
+        olds = [
+            r[0]
+            for r in conn.execute(
+                select(dataset_redactions.c.old_md5).where(
+                    dataset_redactions.c.spec == spec.name, dataset_redactions.c.batch_id == batch_id
+                )
+            )
+        ]
     gone: list[str] = []
     for md5 in sorted(olds):
         gone.extend(registry.delete_object(md5))
@@ -377,8 +427,9 @@ def redact_text(data: bytes, needles: Needles) -> tuple[bytes, int]:
     return needles.subn(ERASED.encode(), data)
 
 
-def purge_landing_and_quarantine(spec: ModelSpec, store: ObjectStore, engine: Engine,
-                                 needles: Needles) -> dict[str, int]:  # fmt: skip
+def purge_landing_and_quarantine(
+    spec: ModelSpec, store: ObjectStore, engine: Engine, needles: Needles
+) -> dict[str, int]:
     """Landing batches and quarantined batches lose the subjects' lines; quarantine reports and reasons are redacted.
 
     Returns:
@@ -397,13 +448,17 @@ def purge_landing_and_quarantine(spec: ModelSpec, store: ObjectStore, engine: En
                 store.put_bytes(key, new)
                 out[key] = n
     with engine.begin() as conn:
-        rows = conn.execute(select(quarantined_batches.c.id, quarantined_batches.c.reasons)
-                            .where(quarantined_batches.c.spec == spec.name)).all()  # fmt: skip
+        rows = conn.execute(
+            select(quarantined_batches.c.id, quarantined_batches.c.reasons).where(
+                quarantined_batches.c.spec == spec.name
+            )
+        ).all()
         for qid, reasons in rows:
             new_reasons = [text.sub(ERASED.encode(), r.encode()).decode() for r in reasons]
             if new_reasons != list(reasons):
-                conn.execute(update(quarantined_batches).where(quarantined_batches.c.id == qid)
-                             .values(reasons=new_reasons))  # fmt: skip
+                conn.execute(
+                    update(quarantined_batches).where(quarantined_batches.c.id == qid).values(reasons=new_reasons)
+                )
                 out[f"db:quarantined_batches/{qid}"] = 1
     return out
 
@@ -427,8 +482,7 @@ def purge_logs(spec: ModelSpec, store: ObjectStore, targets: Targets) -> dict[st
 
     quotes = sorted({*targets.subjects, *targets.record_ids})
 
-    def rewrite(prefix: str, match: str, values: list[str], quoted_in: str,
-                drop: Any = None) -> dict[str, int]:  # fmt: skip
+    def rewrite(prefix: str, match: str, values: list[str], quoted_in: str, drop: Any = None) -> dict[str, int]:
         """Drop the rows whose ``match`` is one of ``values``; redact ids quoted in ``quoted_in``; per object."""
         found: dict[str, int] = {}
         value_set = pa.array(values, "string")
@@ -495,8 +549,12 @@ def airflow_log_folder(settings: Settings) -> Path:
 
 def text_roots(settings: Settings) -> list[Path]:
     """Local directories whose text files may quote values: task logs, the alert sink, the platform's own logs."""
-    roots = [airflow_log_folder(settings), settings.airflow_home / "logs", settings.home / "logs",
-             settings.home / "alerts"]  # fmt: skip
+    roots = [
+        airflow_log_folder(settings),
+        settings.airflow_home / "logs",
+        settings.home / "logs",
+        settings.home / "alerts",
+    ]
     return [p for i, p in enumerate(roots) if p.exists() and p not in roots[:i]]
 
 

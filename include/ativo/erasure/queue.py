@@ -44,8 +44,15 @@ class Filed:
     dead_letter: list[dict[str, str]] = field(default_factory=list)  # {"message_id", "field", "reason"}: no values
 
 
-def file_messages(engine: Engine, spec: str, messages: list[dict[str, Any]], keys: ApiKeys, pepper: bytes, *,
-                  min_subject_length: int = DEFAULT_MIN_SUBJECT_ID_LENGTH) -> Filed:  # fmt: skip
+def file_messages(
+    engine: Engine,
+    spec: str,
+    messages: list[dict[str, Any]],
+    keys: ApiKeys,
+    pepper: bytes,
+    *,
+    min_subject_length: int = DEFAULT_MIN_SUBJECT_ID_LENGTH,
+) -> Filed:
     """File the erasure requests of queue messages for ``spec`` (messages for another spec are left alone).
 
     A message without a valid ``op`` key is refused and audited; one that is not a valid request is audited as
@@ -70,8 +77,9 @@ def file_messages(engine: Engine, spec: str, messages: list[dict[str, Any]], key
             body = None
         if not isinstance(body, dict):
             reason = 'is not a JSON object; send {"spec", "subjects": ["<id>", …], "request_id", "key"}'
-            err = InvalidRequest(f"field '(body)': {reason}", field="(body)", reason=reason,
-                                 hostile={"(body)": raw} if raw else None)  # fmt: skip
+            err = InvalidRequest(
+                f"field '(body)': {reason}", field="(body)", reason=reason, hostile={"(body)": raw} if raw else None
+            )
             invalid(engine, err, spec=spec, actor="queue", channel="queue", pepper=pepper, context={"message_id": mid})
             out.refused.append(mid)
             out.dead_letter.append({"message_id": mid, "field": err.field, "reason": err.reason})
@@ -82,20 +90,42 @@ def file_messages(engine: Engine, spec: str, messages: list[dict[str, Any]], key
         key = body.get("key")
         try:
             if key is not None and not isinstance(key, str):
-                raise refuse(engine, spec=spec, actor="queue", channel="queue", pepper=pepper, hostile={"key": key},
-                             why=f"message {mid}: field 'key' is not a string (send an Ativo key with the op "
-                                 "role)")  # fmt: skip
+                raise refuse(
+                    engine,
+                    spec=spec,
+                    actor="queue",
+                    channel="queue",
+                    pepper=pepper,
+                    hostile={"key": key},
+                    why=f"message {mid}: field 'key' is not a string (send an Ativo key with the op role)",
+                )
             caller = keys.check(key)
             if caller is None or "op" not in caller.roles:
-                why = "no key in the message" if not key else (
-                    "unknown key" if caller is None else f"key {caller.name!r} lacks the role 'op'")  # fmt: skip
-                raise refuse(engine, spec=spec, actor=caller.name if caller else "queue", channel="queue",
-                             why=f"message {mid}: {why}", pepper=pepper,
-                             hostile={"key": key} if key and caller is None else None)  # fmt: skip
-            ack = file_request(engine, spec=spec, subjects=body.get("subjects"), pepper=pepper,
-                               actor=f"key:{caller.name}", channel="queue", min_subject_length=min_subject_length,
-                               request_id=body.get("request_id") or request_id_for(f"sqs:{mid}"),
-                               context={"message_id": mid})  # fmt: skip
+                why = (
+                    "no key in the message"
+                    if not key
+                    else ("unknown key" if caller is None else f"key {caller.name!r} lacks the role 'op'")
+                )
+                raise refuse(
+                    engine,
+                    spec=spec,
+                    actor=caller.name if caller else "queue",
+                    channel="queue",
+                    why=f"message {mid}: {why}",
+                    pepper=pepper,
+                    hostile={"key": key} if key and caller is None else None,
+                )
+            ack = file_request(
+                engine,
+                spec=spec,
+                subjects=body.get("subjects"),
+                pepper=pepper,
+                actor=f"key:{caller.name}",
+                channel="queue",
+                min_subject_length=min_subject_length,
+                request_id=body.get("request_id") or request_id_for(f"sqs:{mid}"),
+                context={"message_id": mid},
+            )
             out.acks.append(ack.to_dict())
         except ErasureRefused as err:
             out.refused.append(mid)

@@ -57,8 +57,9 @@ class InvalidRequest(AtivoError):
     log to pseudonymise. They are never part of the message.
     """
 
-    def __init__(self, message: str, *, field: str = "", reason: str = "",
-                 hostile: Mapping[str, Any] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, message: str, *, field: str = "", reason: str = "", hostile: Mapping[str, Any] | None = None
+    ) -> None:
         """See the class."""
         super().__init__(message)
         self.field, self.reason, self.hostile = field, reason, dict(hostile or {})
@@ -69,8 +70,9 @@ class ErasureBusy(AtivoError):
 
 
 def _bad(field: str, reason: str, value: Any = None, *, hostile: bool = True) -> InvalidRequest:
-    return InvalidRequest(f"field '{field}': {reason}", field=field, reason=reason,
-                          hostile={field: value} if hostile else None)  # fmt: skip
+    return InvalidRequest(
+        f"field '{field}': {reason}", field=field, reason=reason, hostile={field: value} if hostile else None
+    )
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,9 @@ def request_id_for(source: str) -> str:
     return f"er-{digest[:16]}"
 
 
-def validate(subjects: Any, request_id: Any = None, *,
-             min_length: int = DEFAULT_MIN_SUBJECT_ID_LENGTH) -> tuple[list[str], str | None]:  # fmt: skip
+def validate(
+    subjects: Any, request_id: Any = None, *, min_length: int = DEFAULT_MIN_SUBJECT_ID_LENGTH
+) -> tuple[list[str], str | None]:
     """The subject ids (sorted, without repeats) and the request id of a request, checked before anything is stored.
 
     Args:
@@ -129,13 +132,20 @@ def validate(subjects: Any, request_id: Any = None, *,
     if subjects is None:
         raise _bad("subjects", 'is missing; send a JSON list of subject ids, e.g. ["<id>"]', hostile=False)
     if isinstance(subjects, str | bytes):
-        raise _bad("subjects", "is a string where a list belongs (it would be read as one subject id per "
-                   "character); send a JSON list of subject ids, e.g. [\"<id>\"]", subjects)  # fmt: skip
+        raise _bad(
+            "subjects",
+            "is a string where a list belongs (it would be read as one subject id per "
+            'character); send a JSON list of subject ids, e.g. ["<id>"]',
+            subjects,
+        )
     if not isinstance(subjects, list | tuple | set | frozenset):
         raise _bad("subjects", f"must be a list of subject id strings, not {_kind(subjects)}", subjects)
     if len(subjects) > MAX_SUBJECTS:
-        raise _bad("subjects", f"{len(subjects)} subjects, at most {MAX_SUBJECTS} per request; split the request",
-                   hostile=False)  # fmt: skip
+        raise _bad(
+            "subjects",
+            f"{len(subjects)} subjects, at most {MAX_SUBJECTS} per request; split the request",
+            hostile=False,
+        )
     out: list[str] = []
     for i, s in enumerate(subjects):
         where = f"subjects[{i}]"
@@ -147,9 +157,13 @@ def validate(subjects: Any, request_id: Any = None, *,
         if _CONTROL.search(s):
             raise _bad(where, "holds a control character; give the subject's id as it is in the data", s)
         if len(s) < min_length:
-            raise _bad(where, f"is {len(s)} character(s) long, shorter than the spec's "
-                       f"erasure.min_subject_id_length ({min_length}): a short id is found everywhere; give the "
-                       "subject's whole id", s)  # fmt: skip
+            raise _bad(
+                where,
+                f"is {len(s)} character(s) long, shorter than the spec's "
+                f"erasure.min_subject_id_length ({min_length}): a short id is found everywhere; give the "
+                "subject's whole id",
+                s,
+            )
         if len(s) > MAX_SUBJECT_ID_LENGTH:
             raise _bad(where, f"is longer than {MAX_SUBJECT_ID_LENGTH} characters; give the subject's id", s)
         out.append(s)
@@ -159,29 +173,48 @@ def validate(subjects: Any, request_id: Any = None, *,
     if request_id is None or request_id == "":
         return ids, None
     if not isinstance(request_id, str):
-        raise _bad("request_id", f"must be a string, not {_kind(request_id)}; leave it out and one is made",
-                   request_id)  # fmt: skip
+        raise _bad("request_id", f"must be a string, not {_kind(request_id)}; leave it out and one is made", request_id)
     if not REQUEST_ID.fullmatch(request_id):
-        raise _bad("request_id", "must be 1-128 letters, digits or . _ : - (the first a letter or digit); leave it "
-                   "out and one is made", request_id)  # fmt: skip
+        raise _bad(
+            "request_id",
+            "must be 1-128 letters, digits or . _ : - (the first a letter or digit); leave it out and one is made",
+            request_id,
+        )
     from ativo.erasure.purge import pattern
 
     named = pattern(ids)
     if named is not None and (request_id in ids or named.search(request_id.encode())):
-        raise _bad("request_id", "holds one of the request's subject ids: a request id outlives the erasure (the "
-                   "receipt, the audit log), so it may not name a subject; leave it out and one is made",
-                   request_id)  # fmt: skip
+        raise _bad(
+            "request_id",
+            "holds one of the request's subject ids: a request id outlives the erasure (the "
+            "receipt, the audit log), so it may not name a subject; leave it out and one is made",
+            request_id,
+        )
     return ids, request_id
 
 
 def _kind(value: Any) -> str:
     """A value's JSON type, for a refusal (never the value)."""
-    return {bool: "a boolean", int: "a number", float: "a number", dict: "an object", list: "a list",
-            type(None): "null"}.get(type(value), type(value).__name__)  # fmt: skip
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        dict: "an object",
+        list: "a list",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
 
 
-def refuse(engine: Engine, *, spec: str, actor: str, channel: str, why: str, pepper: bytes | None = None,
-           hostile: Mapping[str, Any] | None = None) -> ErasureRefused:  # fmt: skip
+def refuse(
+    engine: Engine,
+    *,
+    spec: str,
+    actor: str,
+    channel: str,
+    why: str,
+    pepper: bytes | None = None,
+    hostile: Mapping[str, Any] | None = None,
+) -> ErasureRefused:
     """Audit a refused attempt and return the error to raise (callers answer 403).
 
     Args:
@@ -221,8 +254,16 @@ def _spec_names() -> set[str]:
         return set()
 
 
-def invalid(engine: Engine, err: InvalidRequest, *, spec: str, actor: str, channel: str, pepper: bytes,
-            context: Mapping[str, str] | None = None) -> InvalidRequest:  # fmt: skip
+def invalid(
+    engine: Engine,
+    err: InvalidRequest,
+    *,
+    spec: str,
+    actor: str,
+    channel: str,
+    pepper: bytes,
+    context: Mapping[str, str] | None = None,
+) -> InvalidRequest:
     """Audit an invalid request (the field, the reason, the offending values' pseudonyms) and return ``err``.
 
     Args:
@@ -234,17 +275,25 @@ def invalid(engine: Engine, err: InvalidRequest, *, spec: str, actor: str, chann
         pepper: the platform's pepper.
         context: values the platform trusts that say which attempt it was (a queue message id).
     """
-    payload: dict[str, Any] = {"channel": channel, "field": err.field, "why": err.reason or str(err),
-                               **(context or {})}  # fmt: skip
+    payload: dict[str, Any] = {"channel": channel, "field": err.field, "why": err.reason or str(err), **(context or {})}
     if err.hostile:
         payload[audit.PSEUDONYMS] = audit.pseudonyms(err.hostile, pepper)
     audit.append(engine, "erasure_invalid", actor or "anonymous", spec, payload)
     return err
 
 
-def file_request(engine: Engine, *, spec: str, subjects: Any, pepper: bytes, actor: str, channel: str,
-                 request_id: Any = None, min_subject_length: int = DEFAULT_MIN_SUBJECT_ID_LENGTH,
-                 context: Mapping[str, str] | None = None) -> Ack:  # fmt: skip
+def file_request(
+    engine: Engine,
+    *,
+    spec: str,
+    subjects: Any,
+    pepper: bytes,
+    actor: str,
+    channel: str,
+    request_id: Any = None,
+    min_subject_length: int = DEFAULT_MIN_SUBJECT_ID_LENGTH,
+    context: Mapping[str, str] | None = None,
+) -> Ack:
     """Record a request (one transaction) and acknowledge it.
 
     The same id filed again with the same subjects is acknowledged again (a retried call, a redelivered message);
@@ -278,9 +327,18 @@ def file_request(engine: Engine, *, spec: str, subjects: Any, pepper: bytes, act
         row = conn.execute(select(erasure_requests).where(erasure_requests.c.request_id == rid)).mappings().first()
         if row is None:
             now = utcnow()
-            conn.execute(insert(erasure_requests).values(
-                request_id=rid, spec=spec, subjects=ids, pseudonyms=pseudonyms, actor=actor, channel=channel,
-                status="received", received_at=now))  # fmt: skip
+            conn.execute(
+                insert(erasure_requests).values(
+                    request_id=rid,
+                    spec=spec,
+                    subjects=ids,
+                    pseudonyms=pseudonyms,
+                    actor=actor,
+                    channel=channel,
+                    status="received",
+                    received_at=now,
+                )
+            )
             return Ack(rid, spec, len(ids), "received", now.isoformat())
         if row["status"] == "closed":  # its pseudonyms became receipt references when it closed
             pseudonyms = [receipt_ref(s, pepper) for s in ids]
@@ -309,9 +367,11 @@ def get(engine: Engine, request_id: str) -> dict[str, Any] | None:
 def pending(engine: Engine, spec: str) -> list[dict[str, Any]]:
     """Requests of ``spec`` not yet in a batch that finished, oldest first."""
     with engine.connect() as conn:
-        rows = conn.execute(select(erasure_requests).where(erasure_requests.c.spec == spec,
-                                                           erasure_requests.c.status.in_(PENDING))
-                            .order_by(erasure_requests.c.received_at)).mappings()  # fmt: skip
+        rows = conn.execute(
+            select(erasure_requests)
+            .where(erasure_requests.c.spec == spec, erasure_requests.c.status.in_(PENDING))
+            .order_by(erasure_requests.c.received_at)
+        ).mappings()
         return [dict(r) for r in rows]
 
 
@@ -358,38 +418,59 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _held_elsewhere(lease: Mapping[str, Any] | None, holder: Holder, batch_id: int, spec: str,
-                    now: dt.datetime) -> str | None:  # fmt: skip
+def _held_elsewhere(
+    lease: Mapping[str, Any] | None, holder: Holder, batch_id: int, spec: str, now: dt.datetime
+) -> str | None:
     """Why ``holder`` may not take ``batch_id`` now (None: it may)."""
     if lease is None or lease["batch_id"] != batch_id or lease["holder"] == holder.name:
         return None
     expires = _aware(lease["expires_at"])
     if expires <= now:
         return None  # no checkpoint for LEASE_S: its owner is stuck or gone
-    if lease["kind"] == "process" and lease["host"] == socket.gethostname() and lease["pid"] and not _alive(
-            int(lease["pid"])):  # fmt: skip
+    if (
+        lease["kind"] == "process"
+        and lease["host"] == socket.gethostname()
+        and lease["pid"]
+        and not _alive(int(lease["pid"]))
+    ):
         return None  # killed: its steps are checkpointed, the batch resumes
     if lease["kind"] == "dag" and holder.kind == "dag":
         return None  # max_active_runs=1: the run that held it has ended
-    who = (f"the ERASURE DAG run {lease['holder']!r}" if lease["kind"] == "dag"
-           else f"`ativo erasure run` (process {lease['pid']} on {lease['host']})")  # fmt: skip
-    return (f"erasure batch {batch_id} of {spec} is being processed by {who} since "
-            f"{_aware(lease['acquired_at']).isoformat(timespec='seconds')} (last checkpoint "
-            f"{_aware(lease['renewed_at']).isoformat(timespec='seconds')}): one batch has one owner at a time. Wait "
-            "for it to finish (`ativo erasure status <request id>`, or the DAG run), then run again; an owner that "
-            f"makes no progress is taken over after {expires.isoformat(timespec='seconds')}")  # fmt: skip
+    who = (
+        f"the ERASURE DAG run {lease['holder']!r}"
+        if lease["kind"] == "dag"
+        else f"`ativo erasure run` (process {lease['pid']} on {lease['host']})"
+    )
+    return (
+        f"erasure batch {batch_id} of {spec} is being processed by {who} since "
+        f"{_aware(lease['acquired_at']).isoformat(timespec='seconds')} (last checkpoint "
+        f"{_aware(lease['renewed_at']).isoformat(timespec='seconds')}): one batch has one owner at a time. Wait "
+        "for it to finish (`ativo erasure status <request id>`, or the DAG run), then run again; an owner that "
+        f"makes no progress is taken over after {expires.isoformat(timespec='seconds')}"
+    )
 
 
-def _take(conn: Connection, spec: str, batch_id: int, holder: Holder, now: dt.datetime,
-          lease: Mapping[str, Any] | None) -> None:  # fmt: skip
-    values = {"batch_id": batch_id, "holder": holder.name, "kind": holder.kind, "host": holder.host,
-              "pid": holder.pid, "renewed_at": now, "expires_at": now + dt.timedelta(seconds=LEASE_S)}  # fmt: skip
+def _take(
+    conn: Connection, spec: str, batch_id: int, holder: Holder, now: dt.datetime, lease: Mapping[str, Any] | None
+) -> None:
+    values = {
+        "batch_id": batch_id,
+        "holder": holder.name,
+        "kind": holder.kind,
+        "host": holder.host,
+        "pid": holder.pid,
+        "renewed_at": now,
+        "expires_at": now + dt.timedelta(seconds=LEASE_S),
+    }
     if lease is None:
         conn.execute(insert(erasure_leases).values(spec=spec, acquired_at=now, **values))
     else:
         same = lease["holder"] == holder.name and lease["batch_id"] == batch_id
-        conn.execute(update(erasure_leases).where(erasure_leases.c.spec == spec)
-                     .values(acquired_at=lease["acquired_at"] if same else now, **values))  # fmt: skip
+        conn.execute(
+            update(erasure_leases)
+            .where(erasure_leases.c.spec == spec)
+            .values(acquired_at=lease["acquired_at"] if same else now, **values)
+        )
 
 
 def lease(engine: Engine, spec: str) -> dict[str, Any] | None:
@@ -402,12 +483,20 @@ def lease(engine: Engine, spec: str) -> dict[str, Any] | None:
 def release(engine: Engine, spec: str, holder: Holder) -> None:
     """Give the spec's lease back, if ``holder`` still holds it (a process's ``finally``)."""
     with engine.begin() as conn:
-        conn.execute(delete(erasure_leases).where(erasure_leases.c.spec == spec,
-                                                  erasure_leases.c.holder == holder.name))  # fmt: skip
+        conn.execute(
+            delete(erasure_leases).where(erasure_leases.c.spec == spec, erasure_leases.c.holder == holder.name)
+        )
 
 
-def claim_batch(engine: Engine, spec: str, window_minutes: float, run_id: str, *,
-                now: dt.datetime | None = None, holder: Holder | None = None) -> Claimed:  # fmt: skip
+def claim_batch(
+    engine: Engine,
+    spec: str,
+    window_minutes: float,
+    run_id: str,
+    *,
+    now: dt.datetime | None = None,
+    holder: Holder | None = None,
+) -> Claimed:
     """The batch this run processes: an unfinished one (resumed), else every pending request, else none.
 
     Pending requests form a batch once the oldest has waited ``window_minutes``; before, the answer says how long.
@@ -420,9 +509,16 @@ def claim_batch(engine: Engine, spec: str, window_minutes: float, run_id: str, *
         write_lock(conn, f"erasure/{spec}")
         row = conn.execute(select(erasure_leases).where(erasure_leases.c.spec == spec)).mappings().first()
         held = dict(row) if row else None
-        open_batch = conn.execute(select(erasure_batches).where(erasure_batches.c.spec == spec,
-                                                                erasure_batches.c.status.in_(("running", "open")))
-                                  .order_by(erasure_batches.c.id).limit(1)).mappings().first()  # fmt: skip
+        open_batch = (
+            conn.execute(
+                select(erasure_batches)
+                .where(erasure_batches.c.spec == spec, erasure_batches.c.status.in_(("running", "open")))
+                .order_by(erasure_batches.c.id)
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
         if open_batch is not None:
             busy = _held_elsewhere(held, holder, open_batch["id"], spec, now)
             if busy:
@@ -430,32 +526,60 @@ def claim_batch(engine: Engine, spec: str, window_minutes: float, run_id: str, *
             _take(conn, spec, open_batch["id"], holder, now, held)
             steps = dict(open_batch["steps"])
             if open_batch["status"] == "open":  # kept open by a failure: what failed is tried again
-                steps = {k: v for k, v in steps.items() if not (
-                    (k.startswith("retrain/") and not (v or {}).get("ok"))
-                    or (k.startswith("gates/") and not (v or {}).get("passed"))
-                    or k in ("switch", "verify"))}  # fmt: skip
-            conn.execute(update(erasure_batches).where(erasure_batches.c.id == open_batch["id"])
-                         .values(dag_run_id=run_id, status="running", steps=steps))  # fmt: skip
-            return Claimed(open_batch["id"], list(open_batch["requests"]), resumed=True,
-                           reason=f"resumed batch {open_batch['id']} (it did not finish)")  # fmt: skip
-        rows = conn.execute(select(erasure_requests.c.request_id, erasure_requests.c.received_at)
-                            .where(erasure_requests.c.spec == spec, erasure_requests.c.status.in_(PENDING))
-                            .order_by(erasure_requests.c.received_at)).all()  # fmt: skip
+                steps = {
+                    k: v
+                    for k, v in steps.items()
+                    if not (
+                        (k.startswith("retrain/") and not (v or {}).get("ok"))
+                        or (k.startswith("gates/") and not (v or {}).get("passed"))
+                        or k in ("switch", "verify")
+                    )
+                }
+            conn.execute(
+                update(erasure_batches)
+                .where(erasure_batches.c.id == open_batch["id"])
+                .values(dag_run_id=run_id, status="running", steps=steps)
+            )
+            return Claimed(
+                open_batch["id"],
+                list(open_batch["requests"]),
+                resumed=True,
+                reason=f"resumed batch {open_batch['id']} (it did not finish)",
+            )
+        rows = conn.execute(
+            select(erasure_requests.c.request_id, erasure_requests.c.received_at)
+            .where(erasure_requests.c.spec == spec, erasure_requests.c.status.in_(PENDING))
+            .order_by(erasure_requests.c.received_at)
+        ).all()
         if not rows:
             return Claimed(None, [], reason=f"no pending erasure request for {spec}")
         oldest = _aware(rows[0][1])
         due = oldest + dt.timedelta(minutes=window_minutes)
         if due > now:
-            return Claimed(None, [], wait_s=(due - now).total_seconds(),
-                           reason=f"{len(rows)} request(s) wait for the coalescing window to end at "
-                                  f"{due.isoformat(timespec='seconds')}")  # fmt: skip
+            return Claimed(
+                None,
+                [],
+                wait_s=(due - now).total_seconds(),
+                reason=f"{len(rows)} request(s) wait for the coalescing window to end at "
+                f"{due.isoformat(timespec='seconds')}",
+            )
         ids = [r[0] for r in rows]
-        batch_id = conn.execute(insert(erasure_batches).values(
-            spec=spec, requests=ids, status="running", steps={}, dag_run_id=run_id, created_at=now,
-        )).inserted_primary_key[0]  # type: ignore[index]  # fmt: skip
+        batch_id = conn.execute(
+            insert(erasure_batches).values(
+                spec=spec,
+                requests=ids,
+                status="running",
+                steps={},
+                dag_run_id=run_id,
+                created_at=now,
+            )
+        ).inserted_primary_key[0]  # type: ignore[index]
         _take(conn, spec, int(batch_id), holder, now, held)  # a lease left on a finished batch is stale
-        conn.execute(update(erasure_requests).where(erasure_requests.c.request_id.in_(ids))
-                     .values(status="processing", batch_id=batch_id, reason=None))  # fmt: skip
+        conn.execute(
+            update(erasure_requests)
+            .where(erasure_requests.c.request_id.in_(ids))
+            .values(status="processing", batch_id=batch_id, reason=None)
+        )
     return Claimed(int(batch_id), ids, reason=f"batch {batch_id}: {len(ids)} request(s)")
 
 
@@ -472,8 +596,11 @@ def batch_requests(engine: Engine, batch_id: int) -> list[dict[str, Any]]:
     """The requests of a batch, oldest first."""
     ids = batch(engine, batch_id)["requests"]
     with engine.connect() as conn:
-        rows = conn.execute(select(erasure_requests).where(erasure_requests.c.request_id.in_(ids))
-                            .order_by(erasure_requests.c.received_at)).mappings()  # fmt: skip
+        rows = conn.execute(
+            select(erasure_requests)
+            .where(erasure_requests.c.request_id.in_(ids))
+            .order_by(erasure_requests.c.received_at)
+        ).mappings()
         return [dict(r) for r in rows]
 
 
@@ -496,8 +623,11 @@ def record_step(engine: Engine, batch_id: int, step: str, result: Any) -> None:
         steps[step] = result
         conn.execute(update(erasure_batches).where(erasure_batches.c.id == batch_id).values(steps=steps))
         now = utcnow()  # progress: the owner's lease runs on
-        conn.execute(update(erasure_leases).where(erasure_leases.c.batch_id == batch_id)
-                     .values(renewed_at=now, expires_at=now + dt.timedelta(seconds=LEASE_S)))  # fmt: skip
+        conn.execute(
+            update(erasure_leases)
+            .where(erasure_leases.c.batch_id == batch_id)
+            .values(renewed_at=now, expires_at=now + dt.timedelta(seconds=LEASE_S))
+        )
 
 
 def mark(engine: Engine, batch_id: int, status: str, reason: str | None = None) -> None:
@@ -511,8 +641,11 @@ def mark(engine: Engine, batch_id: int, status: str, reason: str | None = None) 
         if status in ("closed", "open"):  # the batch has no owner until it is claimed again
             conn.execute(delete(erasure_leases).where(erasure_leases.c.batch_id == batch_id))
         if status == "open":
-            conn.execute(update(erasure_requests).where(erasure_requests.c.request_id.in_(ids))
-                         .values(status="open", reason=reason))  # fmt: skip
+            conn.execute(
+                update(erasure_requests)
+                .where(erasure_requests.c.request_id.in_(ids))
+                .values(status="open", reason=reason)
+            )
         elif reason is not None:
             conn.execute(update(erasure_requests).where(erasure_requests.c.request_id.in_(ids)).values(reason=reason))
 
@@ -521,19 +654,24 @@ def overdue(engine: Engine, spec: str, sla_hours: float, now: dt.datetime | None
     """Requests of ``spec`` still not closed after ``sla_hours`` that have not been paged about yet."""
     now = now or utcnow()
     limit = now - dt.timedelta(hours=sla_hours)
-    return [r for r in pending(engine, spec) + _processing(engine, spec)
-            if _aware(r["received_at"]) < limit and r["sla_paged_at"] is None]  # fmt: skip
+    return [
+        r
+        for r in pending(engine, spec) + _processing(engine, spec)
+        if _aware(r["received_at"]) < limit and r["sla_paged_at"] is None
+    ]
 
 
 def _processing(engine: Engine, spec: str) -> list[dict[str, Any]]:
     with engine.connect() as conn:
-        rows = conn.execute(select(erasure_requests).where(erasure_requests.c.spec == spec,
-                                                           erasure_requests.c.status == "processing")).mappings()
+        rows = conn.execute(
+            select(erasure_requests).where(erasure_requests.c.spec == spec, erasure_requests.c.status == "processing")
+        ).mappings()
         return [dict(r) for r in rows]
 
 
 def mark_paged(engine: Engine, request_ids: list[str]) -> None:
     """Remember that on-call was told these requests passed their SLA (told once)."""
     with engine.begin() as conn:
-        conn.execute(update(erasure_requests).where(erasure_requests.c.request_id.in_(request_ids))
-                     .values(sla_paged_at=utcnow()))  # fmt: skip
+        conn.execute(
+            update(erasure_requests).where(erasure_requests.c.request_id.in_(request_ids)).values(sla_paged_at=utcnow())
+        )

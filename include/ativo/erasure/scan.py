@@ -51,8 +51,7 @@ def _parquet_hits(data: bytes, needles: set[str], rx: Needles) -> list[str]:
     out = []
     for name in table.column_names:
         col = table[name]
-        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
-                or pa.types.is_dictionary(col.type)):  # fmt: skip
+        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_dictionary(col.type)):
             continue
         col = col.cast("string")
         if pc.any(pc.fill_null(pc.is_in(col, value_set=values), False)).as_py():
@@ -83,8 +82,9 @@ def _local_files(root: Path) -> Iterator[Path]:
                 yield Path(dirpath) / name
 
 
-def scan(settings: Settings, targets: Targets, *, exempt_requests: list[str] | None = None,
-         exempt_batch: int | None = None) -> dict[str, Any]:
+def scan(
+    settings: Settings, targets: Targets, *, exempt_requests: list[str] | None = None, exempt_batch: int | None = None
+) -> dict[str, Any]:
     """Search every store; ``{"clean", "hits": [{"store", "where", "found"}], "scanned": {store: count}}``.
 
     Args:
@@ -115,8 +115,11 @@ def scan(settings: Settings, targets: Targets, *, exempt_requests: list[str] | N
     #    dataset caches, task logs, the alert sink
     local_roots = [settings.home]
     for extra in (settings.registry_path, Path(settings.dvc_remote)):
-        if not str(extra).startswith("s3://") and extra.exists() and not extra.resolve().is_relative_to(
-                settings.home.resolve()):  # fmt: skip
+        if (
+            not str(extra).startswith("s3://")
+            and extra.exists()
+            and not extra.resolve().is_relative_to(settings.home.resolve())
+        ):
             local_roots.append(extra)
     for root in local_roots:
         for path in _local_files(root):
@@ -146,8 +149,14 @@ def scan(settings: Settings, targets: Targets, *, exempt_requests: list[str] | N
     return {"clean": not hits, "hits": hits, "scanned": scanned, "not_scanned": not_scanned}
 
 
-def _scan_db(engine: Engine, rx: Needles, kinds: dict[bytes, str], exempt: set[str],
-             exempt_batch: int | None, scanned: dict[str, int]) -> list[dict[str, Any]]:  # fmt: skip
+def _scan_db(
+    engine: Engine,
+    rx: Needles,
+    kinds: dict[bytes, str],
+    exempt: set[str],
+    exempt_batch: int | None,
+    scanned: dict[str, int],
+) -> list[dict[str, Any]]:
     import json
 
     out: list[dict[str, Any]] = []
@@ -177,9 +186,15 @@ def _scan_db(engine: Engine, rx: Needles, kinds: dict[bytes, str], exempt: set[s
 
 # --- Airflow's metadata DB and task logs; the platform DB's own files --------------------------------------------
 
-AIRFLOW_COLUMNS = (("dag_run", "conf"), ("log", "extra"), ("asset_event", "extra"), ("xcom", "value"),
-                   ("rendered_task_instance_fields", "rendered_fields"), ("dag_run_note", "content"),
-                   ("task_instance_note", "content"))  # fmt: skip
+AIRFLOW_COLUMNS = (
+    ("dag_run", "conf"),
+    ("log", "extra"),
+    ("asset_event", "extra"),
+    ("xcom", "value"),
+    ("rendered_task_instance_fields", "rendered_fields"),
+    ("dag_run_note", "content"),
+    ("task_instance_note", "content"),
+)
 """Where Airflow keeps what users and tasks wrote: run confs, the event log (request bodies), asset events (queue
 messages), XComs, rendered template fields and notes. Named for a hit; on SQLite the whole file is byte-scanned."""
 
@@ -201,8 +216,15 @@ def _sqlite_files(url: str) -> list[Path]:
     return [p for p in (path, Path(f"{path}-wal"), Path(f"{path}-journal")) if p.exists()]
 
 
-def scan_airflow(settings: Settings, rx: Needles, kinds: dict[bytes, str], check: Any, hits: list[dict[str, Any]],
-                 scanned: dict[str, int], not_scanned: dict[str, str]) -> None:  # fmt: skip
+def scan_airflow(
+    settings: Settings,
+    rx: Needles,
+    kinds: dict[bytes, str],
+    check: Any,
+    hits: list[dict[str, Any]],
+    scanned: dict[str, int],
+    not_scanned: dict[str, str],
+) -> None:
     """Airflow's metadata DB and its task-log folder, where this deployment has them.
 
     SQLite (the embedded default): the bytes of the file and of its WAL or journal (a redacted value must not survive
@@ -214,8 +236,9 @@ def scan_airflow(settings: Settings, rx: Needles, kinds: dict[bytes, str], check
 
     url = airflow_metadata_url(settings)
     if url is None:
-        not_scanned["airflow metadata db"] = ("no AIRFLOW__DATABASE__SQL_ALCHEMY_CONN in this process and no "
-                                              "airflow.db under AIRFLOW_HOME")  # fmt: skip
+        not_scanned["airflow metadata db"] = (
+            "no AIRFLOW__DATABASE__SQL_ALCHEMY_CONN in this process and no airflow.db under AIRFLOW_HOME"
+        )
     else:
         if url.startswith("sqlite"):
             for path in _sqlite_files(url):
@@ -258,7 +281,8 @@ def _airflow_rows(url: str, rx: Needles, kinds: dict[bytes, str], scanned: dict[
                     continue
                 found: set[str] = set()
                 result = conn.execution_options(stream_results=True).execute(
-                    text(f'SELECT CAST("{column}" AS TEXT) FROM "{table}"'))  # fmt: skip
+                    text(f'SELECT CAST("{column}" AS TEXT) FROM "{table}"')
+                )
                 for (value,) in result:
                     scanned["airflow metadata db"] = scanned.get("airflow metadata db", 0) + 1
                     if value:
@@ -282,8 +306,14 @@ def scan_db_files(settings: Settings, targets: Targets, exempt: set[str] | None 
     """
     url = settings.db_url
     if not url.startswith("sqlite"):
-        return {"clean": True, "hits": [], "scanned": {}, "not_scanned": {
-            "platform db files": f"{url.split(':', 1)[0]}: its files are not readable here (VACUUM ran)"}}  # fmt: skip
+        return {
+            "clean": True,
+            "hits": [],
+            "scanned": {},
+            "not_scanned": {
+                "platform db files": f"{url.split(':', 1)[0]}: its files are not readable here (VACUUM ran)"
+            },
+        }
     rx = pattern(set(targets.needles()) - set(exempt or ()))
     kinds = _kinds(targets)
     hits: list[dict[str, Any]] = []

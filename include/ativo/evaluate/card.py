@@ -109,14 +109,20 @@ def _fmt(v: Any) -> str:
 def _gate_table(report: dict[str, Any]) -> str:
     rows = []
     for name, g in report["gates"].items():
-        measured = "<br>".join(f"{html.escape(k)}: {_fmt(v)}" for k, v in g["metrics"].items()
-                               if not isinstance(v, dict | list))  # fmt: skip
+        measured = "<br>".join(
+            f"{html.escape(k)}: {_fmt(v)}" for k, v in g["metrics"].items() if not isinstance(v, dict | list)
+        )
         limits = "<br>".join(f"{html.escape(k)}: {_fmt(v)}" for k, v in g["thresholds"].items())
         verdict = '<b class="pass">PASS</b>' if g["passed"] else '<b class="fail">FAIL</b>'
-        rows.append(f"<tr><td>{name}</td><td>{verdict}</td><td>{measured}</td><td>{limits}</td>"
-                    f"<td>{html.escape(g['reason'])}</td><td>{g.get('seconds', 0):.1f} s</td></tr>")  # fmt: skip
-    return ("<table><tr><th>gate</th><th>verdict</th><th>measured</th><th>limits</th><th>reason</th><th>time</th></tr>"
-            + "".join(rows) + "</table>")  # fmt: skip
+        rows.append(
+            f"<tr><td>{name}</td><td>{verdict}</td><td>{measured}</td><td>{limits}</td>"
+            f"<td>{html.escape(g['reason'])}</td><td>{g.get('seconds', 0):.1f} s</td></tr>"
+        )
+    return (
+        "<table><tr><th>gate</th><th>verdict</th><th>measured</th><th>limits</th><th>reason</th><th>time</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
 
 
 def _mitigation(m: dict[str, Any]) -> str:
@@ -125,34 +131,48 @@ def _mitigation(m: dict[str, Any]) -> str:
         for k in m["before"]
     )
     rows += f"<tr><td>accuracy</td><td>{_fmt(m['accuracy_before'])}</td><td>{_fmt(m['accuracy_after'])}</td></tr>"
-    return (f"<h2>Fairness mitigation: {html.escape(m['kind'])} ({html.escape(m['constraint'])})</h2>"
-            "<p>Per-group thresholds fitted on the validation set, judged on the test set; serving applies the "
-            "decision policy logged beside this card.</p>"
-            f"<table><tr><th>metric</th><th>before</th><th>after</th></tr>{rows}</table>")  # fmt: skip
+    return (
+        f"<h2>Fairness mitigation: {html.escape(m['kind'])} ({html.escape(m['constraint'])})</h2>"
+        "<p>Per-group thresholds fitted on the validation set, judged on the test set; serving applies the "
+        "decision policy logged beside this card.</p>"
+        f"<table><tr><th>metric</th><th>before</th><th>after</th></tr>{rows}</table>"
+    )
 
 
 def render_card(spec: ModelSpec, report: dict[str, Any]) -> str:
     """The model card as one self-contained HTML page (charts inline as SVG)."""
     g = report["gates"]
     parts = [f"<h1>Model card: {html.escape(report['model'])} version {html.escape(str(report['version']))}</h1>"]
-    verdict = ("passed every gate: registry alias <b>challenger</b>" if report["passed"]
-               else f"<b class='fail'>rejected</b> by {', '.join(report['failed_gates'])}")  # fmt: skip
+    verdict = (
+        "passed every gate: registry alias <b>challenger</b>"
+        if report["passed"]
+        else f"<b class='fail'>rejected</b> by {', '.join(report['failed_gates'])}"
+    )
     parts.append(f"<p class='verdict'>Verdict: {verdict} (decided {html.escape(report['decided_at'])}).</p>")
     parts.append(f"<p>{html.escape(spec.description)}</p>")
     approval = report.get("approval")
     if approval:  # four eyes (deploy.approval: required): who asked, who approved, when
-        parts.append(f"<p class='approval'>Approved for live traffic by <b>{html.escape(str(approval['approved_by']))}"
-                     f"</b> at {html.escape(str(approval['at']))}, requested by "
-                     f"{html.escape(str(approval['requested_by']))}.</p>")  # fmt: skip
-    lineage = {k: report.get(k) for k in ("dataset_version", "git_commit", "study", "trial_number", "run_id",
-                                          "model_sha256", "spec_hash")}  # fmt: skip
-    parts.append("<h2>Lineage</h2><table>" + "".join(f"<tr><th>{k}</th><td><code>{html.escape(str(v))}</code></td>"
-                                                     f"</tr>" for k, v in lineage.items()) + "</table>")  # fmt: skip
+        parts.append(
+            f"<p class='approval'>Approved for live traffic by <b>{html.escape(str(approval['approved_by']))}"
+            f"</b> at {html.escape(str(approval['at']))}, requested by "
+            f"{html.escape(str(approval['requested_by']))}.</p>"
+        )
+    lineage = {
+        k: report.get(k)
+        for k in ("dataset_version", "git_commit", "study", "trial_number", "run_id", "model_sha256", "spec_hash")
+    }
+    parts.append(
+        "<h2>Lineage</h2><table>"
+        + "".join(f"<tr><th>{k}</th><td><code>{html.escape(str(v))}</code></td></tr>" for k, v in lineage.items())
+        + "</table>"
+    )
     held = report.get("evaluated_on") or {}
     if held.get("sample"):
         counts = ", ".join(f"{p} {held['rows'][p]:,} of {held['of'][p]:,}" for p in ("train", "valid", "test"))
-        parts.append(f"<p class='sample'>Trained on every row with <code>compute.engine: {html.escape(held['engine'])}"
-                     f"</code>; judged on a seeded sample (seed {held['seed']}): {html.escape(counts)} rows.</p>")
+        parts.append(
+            f"<p class='sample'>Trained on every row with <code>compute.engine: {html.escape(held['engine'])}"
+            f"</code>; judged on a seeded sample (seed {held['seed']}): {html.escape(counts)} rows.</p>"
+        )
     parts.append("<h2>Gates</h2>" + _gate_table(report))
     charts = []
     calibration = g["performance"].get("details", {}).get("calibration")
@@ -169,25 +189,36 @@ def render_card(spec: ModelSpec, report: dict[str, Any]) -> str:
             stress.append((key.replace("_", " "), float(rob["metrics"][key]), limit))
     adv = g["privacy"]["metrics"].get("membership_advantage")
     if adv is not None:
-        stress.append(("membership advantage", float(adv),
-                       g["privacy"]["thresholds"].get("membership_advantage", {}).get("max")))  # fmt: skip
+        stress.append(
+            ("membership advantage", float(adv), g["privacy"]["thresholds"].get("membership_advantage", {}).get("max"))
+        )
     if stress:
         charts.append(attack_chart(stress))
     parts.append("<h2>Performance, explanations, attacks</h2><div class='charts'>" + "".join(charts) + "</div>")
     views = g["fairness"].get("details", {}).get("views") or {}
     if views:
-        parts.append("<h2>Fairness per group (test set)</h2><div class='charts'>"
-                     + "".join(group_chart(v, d) for v, d in views.items()) + "</div>")  # fmt: skip
+        parts.append(
+            "<h2>Fairness per group (test set)</h2><div class='charts'>"
+            + "".join(group_chart(v, d) for v, d in views.items())
+            + "</div>"
+        )
     mitigation = g["fairness"].get("details", {}).get("mitigation")
     if mitigation:
         parts.append(_mitigation(mitigation))
         after = mitigation.get("views_after") or {}
-        parts.append("<div class='charts'>" + "".join(group_chart(f"{v} (after mitigation)", d)
-                                                      for v, d in after.items()) + "</div>")  # fmt: skip
-    style = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
-             "margin:.5em 0}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;font-size:13px;"
-             "text-align:left}.pass{color:#1e8449}.fail{color:#c0392b}.charts{display:flex;flex-wrap:wrap;gap:1em}"
-             ".charts svg{max-width:100%;height:auto}")  # fmt: skip
+        parts.append(
+            "<div class='charts'>"
+            + "".join(group_chart(f"{v} (after mitigation)", d) for v, d in after.items())
+            + "</div>"
+        )
+    style = (
+        "body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
+        "margin:.5em 0}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;font-size:13px;"
+        "text-align:left}.pass{color:#1e8449}.fail{color:#c0392b}.charts{display:flex;flex-wrap:wrap;gap:1em}"
+        ".charts svg{max-width:100%;height:auto}"
+    )
     title = f"{report['model']} v{report['version']} model card"
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")  # fmt: skip
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
+    )

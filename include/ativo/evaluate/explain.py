@@ -52,11 +52,19 @@ def explainability_gate(spec: ModelSpec, model: ServedModel, split: Split) -> Ga
     names = spec.data_schema.feature_names
     importance = global_importance(names, contribs)
     top = next(iter(importance))
-    checks = [Check("additivity_error", error, cfg.max_additivity_error, "max",
-                    "largest gap between a row's contributions plus bias and its margin (log-odds)")]  # fmt: skip
+    checks = [
+        Check(
+            "additivity_error",
+            error,
+            cfg.max_additivity_error,
+            "max",
+            "largest gap between a row's contributions plus bias and its margin (log-odds)",
+        )
+    ]
     return GateResult.judge(
-        "explainability", checks,
+        "explainability",
+        checks,
         ok=f"contributions add up to the margin within {error:.1e} on {len(rows)} rows; {top} matters most",
         metrics={"rows": len(rows), "bias": float(contribs[0, -1])},
         details={"importance": importance, "example": top_contributions(names, contribs[0])},
-    )  # fmt: skip
+    )

@@ -48,21 +48,32 @@ def group_metrics(spec: ModelSpec, frame: pd.DataFrame, y_pred: np.ndarray) -> d
     for view in _views(spec):
         sf = frame[list(view)].astype(str)
         mf = MetricFrame(
-            metrics={"selection_rate": selection_rate, "tpr": true_positive_rate, "fpr": false_positive_rate,
-                     "rows": lambda t, p: len(t), "positives": lambda t, p: int(np.sum(t)),
-                     "negatives": lambda t, p: int(len(t) - np.sum(t))},
-            y_true=y, y_pred=y_pred, sensitive_features=sf if len(view) > 1 else sf[view[0]],
-        )  # fmt: skip
+            metrics={
+                "selection_rate": selection_rate,
+                "tpr": true_positive_rate,
+                "fpr": false_positive_rate,
+                "rows": lambda t, p: len(t),
+                "positives": lambda t, p: int(np.sum(t)),
+                "negatives": lambda t, p: int(len(t) - np.sum(t)),
+            },
+            y_true=y,
+            y_pred=y_pred,
+            sensitive_features=sf if len(view) > 1 else sf[view[0]],
+        )
         groups = {}
         for idx, row in mf.by_group.iterrows():
             if not row["rows"] > 0:  # an intersection no test row falls into (fairlearn lists it as NaN)
                 continue
             rows, pos, neg = int(row["rows"]), int(row["positives"]), int(row["negatives"])
             groups[_group_key(idx)] = {
-                "rows": rows, "positives": pos, "negatives": neg,
-                "selection_rate": float(row["selection_rate"]), "tpr": float(row["tpr"]), "fpr": float(row["fpr"]),
+                "rows": rows,
+                "positives": pos,
+                "negatives": neg,
+                "selection_rate": float(row["selection_rate"]),
+                "tpr": float(row["tpr"]),
+                "fpr": float(row["fpr"]),
                 "judged": rows >= cfg.min_group_size,
-            }  # fmt: skip
+            }
         big = [g for g in groups.values() if g["judged"]]
         sel = [(g["selection_rate"], g["rows"]) for g in big]
         tpr = [(g["tpr"], g["positives"]) for g in big if g["positives"] >= cfg.min_group_labels]
@@ -76,7 +87,7 @@ def group_metrics(spec: ModelSpec, frame: pd.DataFrame, y_pred: np.ndarray) -> d
             "equalized_odds_difference": max(_spread(tpr), _spread(fpr)),
             "equalized_odds_difference_bound": max(
                 _spread_bound(tpr, cfg.confidence), _spread_bound(fpr, cfg.confidence)
-            ),  # fmt: skip
+            ),
             "groups_judged": len(big),
             "groups_with_tpr": len(tpr),
             "groups_with_fpr": len(fpr),
@@ -95,12 +106,16 @@ def insufficient(spec: ModelSpec, views: dict[str, Any]) -> list[str]:
     for name, v in views.items():
         sizes = ", ".join(f"{k} {g['rows']}" for k, g in sorted(v["groups"].items(), key=lambda kv: -kv[1]["rows"]))
         if v["groups_judged"] < 2:
-            out.append(f"view '{name}' has {v['groups_judged']} group(s) with at least gates.fairness.min_group_size "
-                       f"= {cfg.min_group_size} test rows (groups: {sizes or 'none'}); a difference needs two")
+            out.append(
+                f"view '{name}' has {v['groups_judged']} group(s) with at least gates.fairness.min_group_size "
+                f"= {cfg.min_group_size} test rows (groups: {sizes or 'none'}); a difference needs two"
+            )
         elif cfg.max_equalized_odds_difference is not None and min(v["groups_with_tpr"], v["groups_with_fpr"]) < 2:
-            out.append(f"view '{name}': fewer than two groups have gates.fairness.min_group_labels = "
-                       f"{cfg.min_group_labels} positives ({v['groups_with_tpr']} do) and negatives "
-                       f"({v['groups_with_fpr']} do), so equalized odds cannot be measured")
+            out.append(
+                f"view '{name}': fewer than two groups have gates.fairness.min_group_labels = "
+                f"{cfg.min_group_labels} positives ({v['groups_with_tpr']} do) and negatives "
+                f"({v['groups_with_fpr']} do), so equalized odds cannot be measured"
+            )
     return out
 
 
@@ -128,8 +143,9 @@ def _spread_bound(rates: list[tuple[float, float]], confidence: float | None) ->
         adj = (rate * n + 1) / (n + 2)
         return adj * (1 - adj) / (n + 2)
 
-    bounds = [abs(a - b) - z * math.sqrt(var(a, na) + var(b, nb)) for (a, na), (b, nb) in
-              itertools.combinations(rates, 2)]  # fmt: skip
+    bounds = [
+        abs(a - b) - z * math.sqrt(var(a, na) + var(b, nb)) for (a, na), (b, nb) in itertools.combinations(rates, 2)
+    ]
     return max(0.0, *bounds) if bounds else 0.0
 
 
@@ -147,15 +163,32 @@ def _checks(spec: ModelSpec, views: dict[str, Any]) -> list[Check]:
     eod_bound, eod_bound_at = _worst(views, "equalized_odds_difference_bound", max)
     bounded = cfg.confidence is not None
     return [
-        Check("demographic_parity_difference", dpd, cfg.max_demographic_parity_difference, "max",
-              f"selection rates differ most across {dpd_bound_at if bounded else dpd_at}",
-              bound=dpd_bound if bounded else None, confidence=cfg.confidence),
-        Check("equalized_odds_difference", eod, cfg.max_equalized_odds_difference, "max",
-              f"true/false-positive rates differ most across {eod_bound_at if bounded else eod_at}",
-              bound=eod_bound if bounded else None, confidence=cfg.confidence),
-        Check("disparate_impact_ratio", dir_, cfg.min_disparate_impact_ratio, "min",
-              f"lowest over highest selection rate across {dir_at}"),
-    ]  # fmt: skip
+        Check(
+            "demographic_parity_difference",
+            dpd,
+            cfg.max_demographic_parity_difference,
+            "max",
+            f"selection rates differ most across {dpd_bound_at if bounded else dpd_at}",
+            bound=dpd_bound if bounded else None,
+            confidence=cfg.confidence,
+        ),
+        Check(
+            "equalized_odds_difference",
+            eod,
+            cfg.max_equalized_odds_difference,
+            "max",
+            f"true/false-positive rates differ most across {eod_bound_at if bounded else eod_at}",
+            bound=eod_bound if bounded else None,
+            confidence=cfg.confidence,
+        ),
+        Check(
+            "disparate_impact_ratio",
+            dir_,
+            cfg.min_disparate_impact_ratio,
+            "min",
+            f"lowest over highest selection rate across {dir_at}",
+        ),
+    ]
 
 
 def _prefit(model: ServedModel) -> Any:
@@ -199,32 +232,47 @@ def mitigate(spec: ModelSpec, model: ServedModel, split: Split) -> tuple[np.ndar
     key_valid = valid[attrs].astype(str).agg(",".join, axis=1)
     y_valid = valid[LABEL].to_numpy()
     need = 1
-    fit = [g for g in key_valid.unique()
-           if min(int(y_valid[(key_valid == g).to_numpy()].sum()),
-                  int((1 - y_valid[(key_valid == g).to_numpy()]).sum())) >= need]  # fmt: skip
+    fit = [
+        g
+        for g in key_valid.unique()
+        if min(int(y_valid[(key_valid == g).to_numpy()].sum()), int((1 - y_valid[(key_valid == g).to_numpy()]).sum()))
+        >= need
+    ]
     if not fit:
-        raise ValueError(f"no group of {', '.join(attrs)} has positives and negatives enough in the validation set "
-                         f"({need} each) to fit thresholds for: mitigation cannot run")
+        raise ValueError(
+            f"no group of {', '.join(attrs)} has positives and negatives enough in the validation set "
+            f"({need} each) to fit thresholds for: mitigation cannot run"
+        )
     in_fit = key_valid.isin(fit).to_numpy()
-    opt = ThresholdOptimizer(estimator=_prefit(model), constraints=cfg.mitigation_constraint,
-                             objective="balanced_accuracy_score" if cfg.mitigation_constraint ==
-                             "equalized_odds" else "accuracy_score",
-                             predict_method="predict_proba", prefit=True)  # fmt: skip
+    opt = ThresholdOptimizer(
+        estimator=_prefit(model),
+        constraints=cfg.mitigation_constraint,
+        objective="balanced_accuracy_score" if cfg.mitigation_constraint == "equalized_odds" else "accuracy_score",
+        predict_method="predict_proba",
+        prefit=True,
+    )
     opt.fit(valid.loc[in_fit, features], y_valid[in_fit], sensitive_features=valid.loc[in_fit, attrs].astype(str))
     key_test = test[attrs].astype(str).agg(",".join, axis=1)
     known = key_test.isin(fit).to_numpy()
     decided = (model.predict_frame(test) >= spec.gates.decision_threshold).astype("int8")
     if known.any():
-        decided[known] = opt.predict(test.loc[known, features], sensitive_features=test.loc[known, attrs].astype(str),
-                                     random_state=0)  # fmt: skip
-    policy: dict[str, Any] = {"kind": "threshold_optimizer", "constraint": cfg.mitigation_constraint,
-                              "attributes": attrs, "groups": {},
-                              "global_threshold_for": sorted(set(key_valid) - set(fit))}  # fmt: skip
+        decided[known] = opt.predict(
+            test.loc[known, features], sensitive_features=test.loc[known, attrs].astype(str), random_state=0
+        )
+    policy: dict[str, Any] = {
+        "kind": "threshold_optimizer",
+        "constraint": cfg.mitigation_constraint,
+        "attributes": attrs,
+        "groups": {},
+        "global_threshold_for": sorted(set(key_valid) - set(fit)),
+    }
     for group, rule in opt.interpolated_thresholder_.interpolation_dict.items():
         policy["groups"][str(group).replace(",", SEP)] = {
-            "p0": float(rule["p0"]), "operation0": _op(rule["operation0"]),
-            "p1": float(rule["p1"]), "operation1": _op(rule["operation1"]),
-        }  # fmt: skip
+            "p0": float(rule["p0"]),
+            "operation0": _op(rule["operation0"]),
+            "p1": float(rule["p1"]),
+            "operation1": _op(rule["operation1"]),
+        }
     return np.asarray(decided, dtype="int8"), policy
 
 
@@ -240,13 +288,17 @@ def fairness_gate(spec: ModelSpec, model: ServedModel, split: Split) -> GateResu
 
     cfg = spec.gates.fairness
     if not spec.fairness_attributes:
-        return GateResult(gate="fairness", passed=True, reason="the spec names no protected attribute: nothing to "
-                          "judge")  # fmt: skip
+        return GateResult(
+            gate="fairness", passed=True, reason="the spec names no protected attribute: nothing to judge"
+        )
     base = decisions(spec, model.predict_frame(split.test))
     before = group_metrics(spec, split.test, base)
     checks = _checks(spec, before)
-    details: dict[str, Any] = {"views": before, "min_group_size": cfg.min_group_size,
-                               "min_group_labels": cfg.min_group_labels}  # fmt: skip
+    details: dict[str, Any] = {
+        "views": before,
+        "min_group_size": cfg.min_group_size,
+        "min_group_labels": cfg.min_group_labels,
+    }
     short = insufficient(spec, before)
     if short:
         from ativo.evaluate.performance import INSUFFICIENT
@@ -263,12 +315,16 @@ def fairness_gate(spec: ModelSpec, model: ServedModel, split: Split) -> GateResu
     y = split.test[LABEL].to_numpy()
     details.update(
         mitigation={
-            "kind": cfg.mitigation, "constraint": cfg.mitigation_constraint, "policy": policy,
-            "before": {c.name: c.value for c in checks}, "after": {c.name: c.value for c in after_checks},
-            "accuracy_before": float((base == y).mean()), "accuracy_after": float((mitigated == y).mean()),
+            "kind": cfg.mitigation,
+            "constraint": cfg.mitigation_constraint,
+            "policy": policy,
+            "before": {c.name: c.value for c in checks},
+            "after": {c.name: c.value for c in after_checks},
+            "accuracy_before": float((base == y).mean()),
+            "accuracy_after": float((mitigated == y).mean()),
             "views_after": after,
         }
-    )  # fmt: skip
+    )
     result = GateResult.judge("fairness", after_checks, ok=_ok(after_checks) + " after mitigation", details=details)
     result.reason += (
         " (with the threshold-optimizer decision policy; before: "

@@ -30,9 +30,15 @@ def latency_ms(model: ServedModel, records: list[dict[str, Any]], calls: int, ro
             model.score(model.encode([row]))
             cpu.append((time.thread_time() - c) * 1000)
             wall.append((time.perf_counter() - w) * 1000)
-        figures = {"cpu_p50_ms": float(np.percentile(cpu, 50)), "cpu_p99_ms": float(np.percentile(cpu, 99)),
-                   "wall_p50_ms": float(np.percentile(wall, 50)), "wall_p99_ms": float(np.percentile(wall, 99)),
-                   "wall_max_ms": float(max(wall)), "calls": calls, "rounds": rounds}  # fmt: skip
+        figures = {
+            "cpu_p50_ms": float(np.percentile(cpu, 50)),
+            "cpu_p99_ms": float(np.percentile(cpu, 99)),
+            "wall_p50_ms": float(np.percentile(wall, 50)),
+            "wall_p99_ms": float(np.percentile(wall, 99)),
+            "wall_max_ms": float(max(wall)),
+            "calls": calls,
+            "rounds": rounds,
+        }
         if best is None or figures["cpu_p99_ms"] < best["cpu_p99_ms"]:
             best = figures
     assert best is not None
@@ -61,22 +67,41 @@ def infra_gate(spec: ModelSpec, tracking_uri: str, version: str, sample: list[di
     try:
         scores = model.score(model.encode(sample))  # the API's own path: encode, then inplace_predict
     except Exception as err:  # e.g. a model trained on another schema: it cannot answer a valid request
-        return GateResult(gate="infra", passed=False, thresholds={"p99_ms": {"max": budget}},
-                          reason=f"version {version} loads but cannot score a valid request: "
-                          f"{type(err).__name__}: {str(err).splitlines()[0][:300]}")  # fmt: skip
+        return GateResult(
+            gate="infra",
+            passed=False,
+            thresholds={"p99_ms": {"max": budget}},
+            reason=f"version {version} loads but cannot score a valid request: "
+            f"{type(err).__name__}: {str(err).splitlines()[0][:300]}",
+        )
     failures = []
     if len(scores) != len(sample) or not np.all(np.isfinite(scores)) or scores.min() < 0 or scores.max() > 1:
-        failures.append(f"the loaded model answered {len(scores)} score(s) for {len(sample)} rows, not all "
-                        "probabilities in [0, 1]")  # fmt: skip
+        failures.append(
+            f"the loaded model answered {len(scores)} score(s) for {len(sample)} rows, not all probabilities in [0, 1]"
+        )
     timing = latency_ms(model, sample, cfg.calls)
-    checks = [Check("p99_ms", timing["cpu_p99_ms"], budget, "max",
-                    f"single-row scoring, CPU time per call, best of {timing['rounds']} rounds of {cfg.calls}; "
-                    f"wall-clock p99 {timing['wall_p99_ms']:.1f} ms on this host")]  # fmt: skip
+    checks = [
+        Check(
+            "p99_ms",
+            timing["cpu_p99_ms"],
+            budget,
+            "max",
+            f"single-row scoring, CPU time per call, best of {timing['rounds']} rounds of {cfg.calls}; "
+            f"wall-clock p99 {timing['wall_p99_ms']:.1f} ms on this host",
+        )
+    ]
     return GateResult.judge(
-        "infra", checks, extra_failures=failures,
+        "infra",
+        checks,
+        extra_failures=failures,
         ok=f"loads from its native file (sha256 {model.sha256[:12]}… verified, no pickle) in {load_s:.2f} s; "
-           f"single row p99 {timing['cpu_p99_ms']:.2f} ms (wall clock {timing['wall_p99_ms']:.2f} ms)",
-        metrics={"load_s": load_s, "p50_ms": timing["cpu_p50_ms"], "wall_p50_ms": timing["wall_p50_ms"],
-                 "wall_p99_ms": timing["wall_p99_ms"], "wall_max_ms": timing["wall_max_ms"]},
+        f"single row p99 {timing['cpu_p99_ms']:.2f} ms (wall clock {timing['wall_p99_ms']:.2f} ms)",
+        metrics={
+            "load_s": load_s,
+            "p50_ms": timing["cpu_p50_ms"],
+            "wall_p50_ms": timing["wall_p50_ms"],
+            "wall_p99_ms": timing["wall_p99_ms"],
+            "wall_max_ms": timing["wall_max_ms"],
+        },
         details={"files": list(model.files), "sha256": model.sha256},
-    )  # fmt: skip
+    )

@@ -33,8 +33,15 @@ def expected_calibration_error(y_true: Any, proba: Any, bins: int = 10) -> tuple
             continue
         mean_p, rate = float(p[mask].mean()), float(y[mask].mean())
         ece += n / len(p) * abs(mean_p - rate)
-        table.append({"bin_low": float(edges[b]), "bin_high": float(edges[b + 1]), "rows": n,
-                      "mean_predicted": mean_p, "observed_rate": rate})  # fmt: skip
+        table.append(
+            {
+                "bin_low": float(edges[b]),
+                "bin_high": float(edges[b + 1]),
+                "rows": n,
+                "mean_predicted": mean_p,
+                "observed_rate": rate,
+            }
+        )
     return float(ece), table
 
 
@@ -55,9 +62,12 @@ def performance_gate(spec: ModelSpec, model: ServedModel, split: Split) -> GateR
         Check("ece", ece, cfg.max_ece, "max", "predicted probabilities do not match observed rates"),
     ]
     return GateResult.judge(
-        "performance", checks, ok=f"test AUC {auc:.4f}, log-loss {ll:.4f}, ECE {ece:.4f} on {len(y)} rows",
-        metrics={"accuracy": acc, "test_rows": len(y)}, details={"calibration": table},
-    )  # fmt: skip
+        "performance",
+        checks,
+        ok=f"test AUC {auc:.4f}, log-loss {ll:.4f}, ECE {ece:.4f} on {len(y)} rows",
+        metrics={"accuracy": acc, "test_rows": len(y)},
+        details={"calibration": table},
+    )
 
 
 INSUFFICIENT = "insufficient evidence: "
@@ -71,9 +81,12 @@ def comparison_rows(test: pd.DataFrame, champion_seen_ids: set[str] | None, reco
 
 
 def champion_gate(
-    spec: ModelSpec, model: ServedModel, split: Split, champion: ServedModel | None,
+    spec: ModelSpec,
+    model: ServedModel,
+    split: Split,
+    champion: ServedModel | None,
     champion_seen_ids: set[str] | None = None,
-) -> GateResult:  # fmt: skip
+) -> GateResult:
     """The challenger's test AUC may be at most ``tolerance`` below the champion's, on the same rows.
 
     Args:
@@ -87,34 +100,58 @@ def champion_gate(
 
     tolerance = spec.gates.champion.tolerance
     if champion is None:
-        return GateResult(gate="champion", passed=True, reason="no champion is serving yet: nothing to compare with",
-                          thresholds={"tolerance": tolerance})  # fmt: skip
+        return GateResult(
+            gate="champion",
+            passed=True,
+            reason="no champion is serving yet: nothing to compare with",
+            thresholds={"tolerance": tolerance},
+        )
     rows = comparison_rows(split.test, champion_seen_ids, spec.data_schema.record_id)
     y = rows[LABEL].to_numpy()
     need = spec.gates.champion.min_rows
     if len(rows) < need or len(set(y)) < 2:
-        return GateResult(gate="champion", passed=False, thresholds={"tolerance": tolerance, "min_rows": need},
-                          metrics={"rows": len(rows), "champion_version": champion.version},
-                          reason=f"{INSUFFICIENT}only {len(rows)} test rows are unseen by champion version "
-                                 f"{champion.version}" + (f" (gates.champion.min_rows is {need})" if len(rows) < need
-                                 else " and they hold a single class") + "; retrain on a dataset version with "
-                                 "new data")  # fmt: skip
+        return GateResult(
+            gate="champion",
+            passed=False,
+            thresholds={"tolerance": tolerance, "min_rows": need},
+            metrics={"rows": len(rows), "champion_version": champion.version},
+            reason=f"{INSUFFICIENT}only {len(rows)} test rows are unseen by champion version "
+            f"{champion.version}"
+            + (f" (gates.champion.min_rows is {need})" if len(rows) < need else " and they hold a single class")
+            + "; retrain on a dataset version with "
+            "new data",
+        )
     ours = float(roc_auc_score(y, model.predict_frame(rows)))
     theirs = float(roc_auc_score(y, champion.predict_frame(rows)))
     delta = ours - theirs
-    checks = [Check("auc_deficit", max(0.0, -delta), tolerance, "max",
-                    f"challenger AUC {ours:.4f} vs champion version {champion.version} {theirs:.4f} on the same "
-                    f"{len(rows)} rows")]  # fmt: skip
+    checks = [
+        Check(
+            "auc_deficit",
+            max(0.0, -delta),
+            tolerance,
+            "max",
+            f"challenger AUC {ours:.4f} vs champion version {champion.version} {theirs:.4f} on the same "
+            f"{len(rows)} rows",
+        )
+    ]
     return GateResult.judge(
-        "champion", checks, ok=f"AUC {ours:.4f} vs champion version {champion.version} {theirs:.4f} "
-                              f"({delta:+.4f}) on {len(rows)} rows neither trained on",
-        metrics={"challenger_auc": ours, "champion_auc": theirs, "auc_delta": delta, "rows": len(rows),
-                 "champion_version": champion.version},
-    )  # fmt: skip
+        "champion",
+        checks,
+        ok=f"AUC {ours:.4f} vs champion version {champion.version} {theirs:.4f} "
+        f"({delta:+.4f}) on {len(rows)} rows neither trained on",
+        metrics={
+            "challenger_auc": ours,
+            "champion_auc": theirs,
+            "auc_delta": delta,
+            "rows": len(rows),
+            "champion_version": champion.version,
+        },
+    )
 
 
-def replacement_gate(spec: ModelSpec, model: ServedModel, split: Split, replaced: str,
-                     replaced_test_auc: float) -> GateResult:  # fmt: skip
+def replacement_gate(
+    spec: ModelSpec, model: ServedModel, split: Split, replaced: str, replaced_test_auc: float
+) -> GateResult:
     """An erasure retraining's champion gate: at most ``tolerance`` below the test AUC of the version it replaces.
 
     Each AUC is measured on the held-out test split of the same dataset version. The rows the replaced version
@@ -126,15 +163,30 @@ def replacement_gate(spec: ModelSpec, model: ServedModel, split: Split, replaced
     tolerance = spec.gates.champion.tolerance
     ours = float(roc_auc_score(split.test[LABEL].to_numpy(), model.predict_frame(split.test)))
     delta = ours - replaced_test_auc
-    checks = [Check("auc_deficit", max(0.0, -delta), tolerance, "max",
-                    f"retrained AUC {ours:.4f} vs {replaced_test_auc:.4f} recorded for version {replaced}, each on "
-                    "its own held-out test split")]  # fmt: skip
+    checks = [
+        Check(
+            "auc_deficit",
+            max(0.0, -delta),
+            tolerance,
+            "max",
+            f"retrained AUC {ours:.4f} vs {replaced_test_auc:.4f} recorded for version {replaced}, each on "
+            "its own held-out test split",
+        )
+    ]
     return GateResult.judge(
-        "champion", checks, ok=f"retrained AUC {ours:.4f} vs {replaced_test_auc:.4f} recorded for version {replaced} "
-                              f"({delta:+.4f}), each on its held-out test split",
-        metrics={"challenger_auc": ours, "champion_auc": replaced_test_auc, "auc_delta": delta,
-                 "rows": len(split.test), "champion_version": replaced, "replaces": replaced},
-    )  # fmt: skip
+        "champion",
+        checks,
+        ok=f"retrained AUC {ours:.4f} vs {replaced_test_auc:.4f} recorded for version {replaced} "
+        f"({delta:+.4f}), each on its held-out test split",
+        metrics={
+            "challenger_auc": ours,
+            "champion_auc": replaced_test_auc,
+            "auc_delta": delta,
+            "rows": len(split.test),
+            "champion_version": replaced,
+            "replaces": replaced,
+        },
+    )
 
 
 def decisions(spec: ModelSpec, proba: np.ndarray) -> np.ndarray:

@@ -39,8 +39,9 @@ def _losses(model: ServedModel, frame: pd.DataFrame) -> np.ndarray:
     return -(y * np.log(p) + (1 - y) * np.log(1 - p))
 
 
-def membership_advantage(model: ServedModel, members: pd.DataFrame, outsiders: pd.DataFrame, samples: int,
-                         seed: int = 0) -> dict[str, float]:  # fmt: skip
+def membership_advantage(
+    model: ServedModel, members: pd.DataFrame, outsiders: pd.DataFrame, samples: int, seed: int = 0
+) -> dict[str, float]:
     """The loss-threshold attack's advantage on held-out halves (see the module doc)."""
     import numpy as np
 
@@ -56,8 +57,15 @@ def membership_advantage(model: ServedModel, members: pd.DataFrame, outsiders: p
         if adv > best:
             best, threshold = adv, float(t)
     tpr, fpr = float((test_m <= threshold).mean()), float((test_o <= threshold).mean())
-    return {"advantage": tpr - fpr, "attack_tpr": tpr, "attack_fpr": fpr, "threshold_loss": threshold,
-            "member_mean_loss": float(m.mean()), "outsider_mean_loss": float(o.mean()), "rows_each": n}  # fmt: skip
+    return {
+        "advantage": tpr - fpr,
+        "attack_tpr": tpr,
+        "attack_fpr": fpr,
+        "threshold_loss": threshold,
+        "member_mean_loss": float(m.mean()),
+        "outsider_mean_loss": float(o.mean()),
+        "rows_each": n,
+    }
 
 
 def identifier_features(spec: ModelSpec, model: ServedModel) -> list[str]:
@@ -139,14 +147,27 @@ def privacy_gate(spec: ModelSpec, model: ServedModel, split: Split, artifacts: P
         failures.append(f"identifier/PII column(s) {', '.join(ids)} are model features")
     if leaks:
         failures.append("raw training data in logged artifacts: " + "; ".join(leaks[:5]))
-    checks = [Check("membership_advantage", mia["advantage"], cfg.max_membership_advantage, "max",
-                    f"a loss-threshold attacker tells training rows from unseen ones: TPR {mia['attack_tpr']:.2f} vs "
-                    f"FPR {mia['attack_fpr']:.2f}; mean loss {mia['member_mean_loss']:.3f} on training rows, "
-                    f"{mia['outsider_mean_loss']:.3f} on unseen rows")]  # fmt: skip
+    checks = [
+        Check(
+            "membership_advantage",
+            mia["advantage"],
+            cfg.max_membership_advantage,
+            "max",
+            f"a loss-threshold attacker tells training rows from unseen ones: TPR {mia['attack_tpr']:.2f} vs "
+            f"FPR {mia['attack_fpr']:.2f}; mean loss {mia['member_mean_loss']:.3f} on training rows, "
+            f"{mia['outsider_mean_loss']:.3f} on unseen rows",
+        )
+    ]
     return GateResult.judge(
-        "privacy", checks, extra_failures=failures,
+        "privacy",
+        checks,
+        extra_failures=failures,
         ok=f"membership advantage {mia['advantage']:.3f}, no identifier among the features, "
-           + ("no training row in the run's artifacts" if artifacts is not None else "artifacts not scanned"),
-        details={"membership": mia, "identifier_features": ids, "artifact_leaks": leaks,
-                 "artifacts_scanned": artifacts is not None},
-    )  # fmt: skip
+        + ("no training row in the run's artifacts" if artifacts is not None else "artifacts not scanned"),
+        details={
+            "membership": mia,
+            "identifier_features": ids,
+            "artifact_leaks": leaks,
+            "artifacts_scanned": artifacts is not None,
+        },
+    )

@@ -41,20 +41,28 @@ def parse_label(spec: ModelSpec, value: Any) -> int:
     names = {target.positive.strip(): 1, target.negative.strip(): 0}
     if text in names:
         return names[text]
-    raise IncidentError(f"expected: {value!r} is not a label of {spec.name}; give 1 or {target.positive!r} "
-                        f"(positive), 0 or {target.negative!r} (negative)")  # fmt: skip
+    raise IncidentError(
+        f"expected: {value!r} is not a label of {spec.name}; give 1 or {target.positive!r} "
+        f"(positive), 0 or {target.negative!r} (negative)"
+    )
 
 
 def cases(engine: Engine, spec_name: str) -> list[dict[str, Any]]:
     """The spec's regression set, oldest first."""
     with engine.connect() as conn:
-        rows = conn.execute(select(regression_cases).where(regression_cases.c.spec == spec_name)
-                            .order_by(regression_cases.c.id)).mappings().all()  # fmt: skip
+        rows = (
+            conn.execute(
+                select(regression_cases).where(regression_cases.c.spec == spec_name).order_by(regression_cases.c.id)
+            )
+            .mappings()
+            .all()
+        )
     return [dict(r) for r in rows]
 
 
-def record_incident(settings: Settings, prediction_id: str, expected: Any, note: str, actor: str,
-                    spec_name: str | None = None) -> dict[str, Any]:  # fmt: skip
+def record_incident(
+    settings: Settings, prediction_id: str, expected: Any, note: str, actor: str, spec_name: str | None = None
+) -> dict[str, Any]:
     """Trace one decision and keep it in its spec's regression set; returns the case and its lineage.
 
     Recording the same prediction again with the same label is acknowledged (nothing changes); with the other
@@ -82,27 +90,56 @@ def record_incident(settings: Settings, prediction_id: str, expected: Any, note:
         raise IncidentError(f"prediction_id: its model {model['name']!r} belongs to no valid spec: {err}") from None
     label = parse_label(spec, expected)
     engine = get_engine(settings.db_url)
-    case = {"spec": spec.name, "prediction_id": row["prediction_id"], "features": chain["features"],
-            "expected": label, "decision": int(row["decision"]), "score": float(row["score"]),
-            "model_version": str(model["version"]), "dataset_version": chain["dataset"].get("tag"),
-            "subject": row.get("subject"), "note": note, "actor": actor}  # fmt: skip
+    case = {
+        "spec": spec.name,
+        "prediction_id": row["prediction_id"],
+        "features": chain["features"],
+        "expected": label,
+        "decision": int(row["decision"]),
+        "score": float(row["score"]),
+        "model_version": str(model["version"]),
+        "dataset_version": chain["dataset"].get("tag"),
+        "subject": row.get("subject"),
+        "note": note,
+        "actor": actor,
+    }
     with engine.begin() as conn:
         write_lock(conn, f"regression/{spec.name}")
-        old = conn.execute(select(regression_cases).where(regression_cases.c.spec == spec.name,
-                           regression_cases.c.prediction_id == case["prediction_id"])).mappings().first()  # fmt: skip
+        old = (
+            conn.execute(
+                select(regression_cases).where(
+                    regression_cases.c.spec == spec.name, regression_cases.c.prediction_id == case["prediction_id"]
+                )
+            )
+            .mappings()
+            .first()
+        )
         if old is not None:
             if old["expected"] != label:
-                raise IncidentError(f"expected: prediction {case['prediction_id']} is already recorded as "
-                                    f"incident {old['id']} expecting {old['expected']}, not {label}")  # fmt: skip
+                raise IncidentError(
+                    f"expected: prediction {case['prediction_id']} is already recorded as "
+                    f"incident {old['id']} expecting {old['expected']}, not {label}"
+                )
             return {"case": dict(old), "lineage": chain, "created": False}
         inserted = conn.execute(insert(regression_cases).values(**case, created_at=utcnow())).inserted_primary_key
         assert inserted is not None
         case_id = inserted[0]
     case["id"] = case_id
-    audit.append(engine, "incident_recorded", actor, spec.name,
-                 {"case": case_id, "prediction_id": case["prediction_id"], "expected": label,
-                  "decision": case["decision"], "model_version": case["model_version"],
-                  "dataset_version": case["dataset_version"], "note": note})  # fmt: skip
+    audit.append(
+        engine,
+        "incident_recorded",
+        actor,
+        spec.name,
+        {
+            "case": case_id,
+            "prediction_id": case["prediction_id"],
+            "expected": label,
+            "decision": case["decision"],
+            "model_version": case["model_version"],
+            "dataset_version": case["dataset_version"],
+            "note": note,
+        },
+    )
     return {"case": case, "lineage": chain, "created": True}
 
 
@@ -112,8 +149,9 @@ def page_oncall(settings: Settings, recorded: dict[str, Any], env: dict[str, str
 
     from ativo.alerts import incident_payload, oncall_url_from_env, post_webhook, with_runbook
 
-    payload = with_runbook(incident_payload(recorded["case"], recorded["lineage"], settings.link_url),
-                           settings.link_url)  # fmt: skip
+    payload = with_runbook(
+        incident_payload(recorded["case"], recorded["lineage"], settings.link_url), settings.link_url
+    )
     url = oncall_url_from_env(dict(env if env is not None else os.environ), _oncall_connection(settings, recorded))
     if url is None:
         log.error("PAGE (no on-call webhook configured): %s", payload["text"])
@@ -139,8 +177,11 @@ def forget_subjects(engine: Engine, spec_name: str, pseudonyms: list[str]) -> in
     if not pseudonyms:
         return 0
     with engine.begin() as conn:
-        res = conn.execute(delete(regression_cases).where(regression_cases.c.spec == spec_name,
-                                                          regression_cases.c.subject.in_(pseudonyms)))  # fmt: skip
+        res = conn.execute(
+            delete(regression_cases).where(
+                regression_cases.c.spec == spec_name, regression_cases.c.subject.in_(pseudonyms)
+            )
+        )
     return int(res.rowcount or 0)
 
 
@@ -148,8 +189,13 @@ def regression_gate(spec: ModelSpec, model: ServedModel, recorded: list[dict[str
     """Decide every recorded case with the candidate, as serving would; fail beyond the spec's tolerance."""
     tolerance = spec.gates.regression.max_wrong_fraction
     if not recorded:
-        return GateResult(gate="regression", passed=True, reason="no incident is recorded for this spec yet",
-                          metrics={"cases": 0}, thresholds={"wrong_fraction": {"max": tolerance}})  # fmt: skip
+        return GateResult(
+            gate="regression",
+            passed=True,
+            reason="no incident is recorded for this spec yet",
+            metrics={"cases": 0},
+            thresholds={"wrong_fraction": {"max": tolerance}},
+        )
     matrix = model.encode([c["features"] for c in recorded])
     scores = model.score(matrix)
     threshold = spec.gates.decision_threshold
@@ -157,14 +203,31 @@ def regression_gate(spec: ModelSpec, model: ServedModel, recorded: list[dict[str
     if model.policy is not None:
         decisions, _ = model.policy.decide(matrix, scores, [c["prediction_id"] for c in recorded])
     wrong = [c for c, d in zip(recorded, decisions, strict=True) if int(d) != int(c["expected"])]
-    detail = [{"case": c["id"], "prediction_id": c["prediction_id"], "expected": c["expected"],
-               "decided": int(d), "score": round(float(s), 6), "note": c["note"]}
-              for c, d, s in zip(recorded, decisions, scores, strict=True)]  # fmt: skip
+    detail = [
+        {
+            "case": c["id"],
+            "prediction_id": c["prediction_id"],
+            "expected": c["expected"],
+            "decided": int(d),
+            "score": round(float(s), 6),
+            "note": c["note"],
+        }
+        for c, d, s in zip(recorded, decisions, scores, strict=True)
+    ]
     fraction = len(wrong) / len(recorded)
-    check = Check("wrong_fraction", fraction, tolerance, "max",
-                  explain=f"{len(wrong)} of {len(recorded)} recorded incidents decided wrongly: "
-                          + ", ".join(f"case {c['id']} ({c['note'][:60]})" for c in wrong[:5]))  # fmt: skip
-    return GateResult.judge("regression", [check], ok=f"decides all {len(recorded)} recorded incident(s) "
-                            f"within tolerance ({len(wrong)} wrong, at most {tolerance:.0%} allowed)",
-                            metrics={"cases": len(recorded), "wrong": len(wrong)},
-                            details={"cases": detail})  # fmt: skip
+    check = Check(
+        "wrong_fraction",
+        fraction,
+        tolerance,
+        "max",
+        explain=f"{len(wrong)} of {len(recorded)} recorded incidents decided wrongly: "
+        + ", ".join(f"case {c['id']} ({c['note'][:60]})" for c in wrong[:5]),
+    )
+    return GateResult.judge(
+        "regression",
+        [check],
+        ok=f"decides all {len(recorded)} recorded incident(s) "
+        f"within tolerance ({len(wrong)} wrong, at most {tolerance:.0%} allowed)",
+        metrics={"cases": len(recorded), "wrong": len(wrong)},
+        details={"cases": detail},
+    )

@@ -83,9 +83,15 @@ class GateResult:
 
     @classmethod
     def judge(
-        cls, gate: str, checks: list[Check], *, ok: str, details: dict[str, Any] | None = None,
-        extra_failures: list[str] | None = None, metrics: dict[str, Any] | None = None,
-    ) -> GateResult:  # fmt: skip
+        cls,
+        gate: str,
+        checks: list[Check],
+        *,
+        ok: str,
+        details: dict[str, Any] | None = None,
+        extra_failures: list[str] | None = None,
+        metrics: dict[str, Any] | None = None,
+    ) -> GateResult:
         """Build a result from checks: it passes when every judged check does and there is no extra failure."""
         failures = [c.failure() for c in checks if not c.passed] + list(extra_failures or [])
         measured: dict[str, Any] = {c.name: c.value for c in checks}
@@ -109,9 +115,13 @@ class GateResult:
                 continue
             (kind, limit), value = next(iter(rule.items())), self.metrics.get(name)
             bound = self.metrics.get(f"{name}_bound")
-            check = Check(name=name, value=value if isinstance(value, int | float) else None,
-                          limit=limit if isinstance(limit, int | float) else None, kind=kind,
-                          bound=bound if isinstance(bound, int | float) else None)  # fmt: skip
+            check = Check(
+                name=name,
+                value=value if isinstance(value, int | float) else None,
+                limit=limit if isinstance(limit, int | float) else None,
+                kind=kind,
+                bound=bound if isinstance(bound, int | float) else None,
+            )
             judged = f", judged on its bound {_fmt(check.bound)}" if check.bound is not None else ""
             sign = "<=" if kind == "max" else ">="
             verdict = "ok" if check.passed else "FAIL"

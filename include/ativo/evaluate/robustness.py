@@ -58,8 +58,10 @@ def feature_space(spec: ModelSpec, train: pd.DataFrame) -> FeatureSpace:
         names=[f.name for f in features],
         mutable=[i for i, f in enumerate(features) if f.type != "category" and f.name not in fixed],
         integer=np.array([f.type == "int" for f in features]),
-        low=np.array(low), high=np.array(high), std=np.array(std),
-    )  # fmt: skip
+        low=np.array(low),
+        high=np.array(high),
+        std=np.array(std),
+    )
 
 
 def _perturb(x: np.ndarray, space: FeatureSpace, columns: list[int], r: float, rng: Any) -> np.ndarray:
@@ -75,8 +77,9 @@ def _perturb(x: np.ndarray, space: FeatureSpace, columns: list[int], r: float, r
     return xp.astype("float32")
 
 
-def perturbation_flip_rates(spec: ModelSpec, model: ServedModel, x: np.ndarray, space: FeatureSpace,
-                            draws: int = 3, seed: int = 0) -> tuple[float, dict[str, float]]:  # fmt: skip
+def perturbation_flip_rates(
+    spec: ModelSpec, model: ServedModel, x: np.ndarray, space: FeatureSpace, draws: int = 3, seed: int = 0
+) -> tuple[float, dict[str, float]]:
     """Decision flip rates under relative noise: on all mutable features at once, and on each one alone.
 
     A rate is the share of (row, draw) pairs whose decision changes; the per-feature rates show which feature the
@@ -93,15 +96,18 @@ def perturbation_flip_rates(spec: ModelSpec, model: ServedModel, x: np.ndarray, 
     base = model.predict_matrix(x) >= thr
 
     def rate(columns: list[int]) -> float:
-        flips = sum(int(((model.predict_matrix(_perturb(x, space, columns, r, rng)) >= thr) != base).sum())
-                    for _ in range(draws))  # fmt: skip
+        flips = sum(
+            int(((model.predict_matrix(_perturb(x, space, columns, r, rng)) >= thr) != base).sum())
+            for _ in range(draws)
+        )
         return flips / (draws * len(x))
 
     return rate(space.mutable), {space.names[j]: rate([j]) for j in space.mutable}
 
 
-def evasion_attack(spec: ModelSpec, model: ServedModel, x: np.ndarray, space: FeatureSpace,
-                   seed: int = 0) -> dict[str, Any]:  # fmt: skip
+def evasion_attack(
+    spec: ModelSpec, model: ServedModel, x: np.ndarray, space: FeatureSpace, seed: int = 0
+) -> dict[str, Any]:
     """ART's HopSkipJump (decision-only, L-infinity) on the mutable features, in standard-deviation units.
 
     An attack succeeds on a row when, after rounding integers and clipping to the schema's bounds, the decision
@@ -145,13 +151,15 @@ def evasion_attack(spec: ModelSpec, model: ServedModel, x: np.ndarray, space: Fe
         hard = (p >= thr).astype("float64")
         return np.column_stack([1 - hard, hard])  # decision only: a black box that says yes or no
 
-    classifier = BlackBoxClassifier(predict, input_shape=(x.shape[1],), nb_classes=2,
-                                    clip_values=(zlow.astype("float64"), zhigh.astype("float64")))  # fmt: skip
+    classifier = BlackBoxClassifier(
+        predict, input_shape=(x.shape[1],), nb_classes=2, clip_values=(zlow.astype("float64"), zhigh.astype("float64"))
+    )
     mask = np.zeros((1, x.shape[1]))
     mask[0, space.mutable] = 1.0
     np.random.seed(seed)  # HopSkipJump draws from numpy's global generator
-    attack = HopSkipJump(classifier, norm=np.inf, max_iter=8, max_eval=400, init_eval=40, init_size=50,
-                         batch_size=512, verbose=False)  # fmt: skip
+    attack = HopSkipJump(
+        classifier, norm=np.inf, max_iter=8, max_eval=400, init_eval=40, init_size=50, batch_size=512, verbose=False
+    )
     adv = np.empty_like(z)
     for i in range(len(z)):  # one row at a time, so that every query of the black box is that row's
         row_missing[:] = missing[i]
@@ -211,18 +219,34 @@ def robustness_gate(spec: ModelSpec, model: ServedModel, split: Split) -> GateRe
     cf = counterfactual_flip_rates(spec, model, x)
     worst_attr = max(cf, key=lambda a: cf[a]) if cf else None
     checks = [
-        Check("perturbation_flip_rate", flip, cfg.max_flip_rate, "max",
-              f"decisions that change under ±{cfg.perturbation:.0%} noise on the numeric features; "
-              f"{brittle} alone flips {per_feature.get(brittle, 0):.1%}"),
-        Check("attack_success_rate", attack["success_rate"], cfg.max_attack_success, "max",
-              f"rows an evasion attack flips moving no feature more than {cfg.attack_epsilon} standard deviations"),
-        Check("counterfactual_flip_rate", cf[worst_attr] if worst_attr else 0.0, cfg.max_counterfactual_flip_rate,
-              "max", f"decisions that change when only {worst_attr} changes"),
-    ]  # fmt: skip
+        Check(
+            "perturbation_flip_rate",
+            flip,
+            cfg.max_flip_rate,
+            "max",
+            f"decisions that change under ±{cfg.perturbation:.0%} noise on the numeric features; "
+            f"{brittle} alone flips {per_feature.get(brittle, 0):.1%}",
+        ),
+        Check(
+            "attack_success_rate",
+            attack["success_rate"],
+            cfg.max_attack_success,
+            "max",
+            f"rows an evasion attack flips moving no feature more than {cfg.attack_epsilon} standard deviations",
+        ),
+        Check(
+            "counterfactual_flip_rate",
+            cf[worst_attr] if worst_attr else 0.0,
+            cfg.max_counterfactual_flip_rate,
+            "max",
+            f"decisions that change when only {worst_attr} changes",
+        ),
+    ]
     return GateResult.judge(
-        "robustness", checks,
+        "robustness",
+        checks,
         ok=f"{flip:.1%} of decisions flip under noise, the attack succeeds on {attack['success_rate']:.0%} of "
-           f"{attack['attacked']} rows within its budget, {max(cf.values(), default=0):.1%} flip on a protected "
-           "attribute",
+        f"{attack['attacked']} rows within its budget, {max(cf.values(), default=0):.1%} flip on a protected "
+        "attribute",
         details={"attack": attack, "counterfactual": cf, "rows": len(rows), "flip_rate_by_feature": per_feature},
-    )  # fmt: skip
+    )

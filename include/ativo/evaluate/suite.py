@@ -95,8 +95,9 @@ def _run_artifacts(c: Candidate, dest: Path) -> Path:
     source = artifact_location(client.tracking_uri, str(mv.source))
     download_artifacts(artifact_uri=source, dst_path=str(dest / "model"), tracking_uri=client.tracking_uri)
     if mv.run_id:
-        download_artifacts(run_id=mv.run_id, artifact_path="", dst_path=str(dest / "run"),
-                           tracking_uri=client.tracking_uri)  # fmt: skip
+        download_artifacts(
+            run_id=mv.run_id, artifact_path="", dst_path=str(dest / "run"), tracking_uri=client.tracking_uri
+        )
     return dest
 
 
@@ -105,8 +106,10 @@ def request_rows(spec: ModelSpec, frame: Any, n: int = 200) -> list[dict[str, An
     import pandas as pd
 
     rows = frame[spec.data_schema.feature_names].head(n)
-    return [{k: (None if pd.isna(v) else (v.item() if hasattr(v, "item") else v)) for k, v in r.items()}
-            for r in rows.to_dict(orient="records")]  # fmt: skip
+    return [
+        {k: (None if pd.isna(v) else (v.item() if hasattr(v, "item") else v)) for k, v in r.items()}
+        for r in rows.to_dict(orient="records")
+    ]
 
 
 def _gate(name: str) -> Callable[[Candidate], GateResult]:
@@ -140,8 +143,7 @@ def _gate(name: str) -> Callable[[Candidate], GateResult]:
         return regression_gate(c.spec, c.model, cases(get_engine(c.settings.db_url), c.spec.name))
 
     def infra(c: Candidate) -> GateResult:
-        return infra_gate(c.spec, c.settings.mlflow_tracking_uri, c.model.version,
-                          request_rows(c.spec, c.split.test))  # fmt: skip
+        return infra_gate(c.spec, c.settings.mlflow_tracking_uri, c.model.version, request_rows(c.spec, c.split.test))
 
     table: dict[str, Callable[[Candidate], GateResult]] = {
         "performance": lambda c: performance_gate(c.spec, c.model, c.split),
@@ -169,11 +171,15 @@ def run_gate(name: str, candidate: Candidate) -> GateResult:
     started = time.perf_counter()
     need, have = candidate.spec.gates.min_test_rows, len(candidate.split.test)
     if have < need and name not in ("infra", "regression"):  # these two read no test rows
-        result = GateResult(gate=name, passed=False, metrics={"test_rows": have},
-                            thresholds={"min_test_rows": need},
-                            reason=f"{INSUFFICIENT}the pinned test set of dataset version "
-                                   f"{candidate.model.dataset_version} has {have} rows; gates.min_test_rows is "
-                                   f"{need}")  # fmt: skip
+        result = GateResult(
+            gate=name,
+            passed=False,
+            metrics={"test_rows": have},
+            thresholds={"min_test_rows": need},
+            reason=f"{INSUFFICIENT}the pinned test set of dataset version "
+            f"{candidate.model.dataset_version} has {have} rows; gates.min_test_rows is "
+            f"{need}",
+        )
     else:
         result = _gate(name)(candidate)
     if name in candidate.spec.gates.report_only:
@@ -189,8 +195,9 @@ def run_gate(name: str, candidate: Candidate) -> GateResult:
 
 
 def _unloadable(name: str, err: Exception) -> GateResult:
-    return GateResult(gate=name, passed=False, reason=f"the registered artifact does not load as serving loads it: "
-                                                      f"{err}")  # fmt: skip
+    return GateResult(
+        gate=name, passed=False, reason=f"the registered artifact does not load as serving loads it: {err}"
+    )
 
 
 def gate_version(name: str, spec: ModelSpec, settings: Settings, version: str | int) -> GateResult:
@@ -208,8 +215,9 @@ def gate_version(name: str, spec: ModelSpec, settings: Settings, version: str | 
     return run_gate(name, candidate)
 
 
-def gate_versions(names: tuple[str, ...] | list[str], spec: ModelSpec, settings: Settings,
-                  version: str | int) -> list[GateResult]:  # fmt: skip
+def gate_versions(
+    names: tuple[str, ...] | list[str], spec: ModelSpec, settings: Settings, version: str | int
+) -> list[GateResult]:
     """Several gates on one registered version in this process (a gate task of the training DAG), loaded once.
 
     A gate that raises is run once more (as its own task would have been retried), then fails with the error as its
@@ -236,8 +244,9 @@ def gate_versions(names: tuple[str, ...] | list[str], spec: ModelSpec, settings:
     return results
 
 
-def run_suite(spec: ModelSpec, settings: Settings, version: str | int, gates: tuple[str, ...] = GATES,
-              baseline: str | None = None) -> list[GateResult]:  # fmt: skip
+def run_suite(
+    spec: ModelSpec, settings: Settings, version: str | int, gates: tuple[str, ...] = GATES, baseline: str | None = None
+) -> list[GateResult]:
     """Every gate on one version in this process; a gate that raises fails with the error as its reason.
 
     ``baseline`` is the version the champion gate compares with (default: the serving champion).
@@ -260,14 +269,19 @@ def run_suite(spec: ModelSpec, settings: Settings, version: str | int, gates: tu
     return results
 
 
-def build_report(spec: ModelSpec, model: ServedModel | RegisteredVersion, results: list[GateResult],
-                 expected: tuple[str, ...] = GATES) -> dict[str, Any]:  # fmt: skip
+def build_report(
+    spec: ModelSpec,
+    model: ServedModel | RegisteredVersion,
+    results: list[GateResult],
+    expected: tuple[str, ...] = GATES,
+) -> dict[str, Any]:
     """The gate report: every expected gate's result (a missing one fails: it did not run), and the verdict."""
     by_name = {r.gate: r for r in results}
     for name in expected:
         if name not in by_name:
-            by_name[name] = GateResult(gate=name, passed=False, reason="the gate did not run (its task failed); "
-                                       "see the training DAG run")  # fmt: skip
+            by_name[name] = GateResult(
+                gate=name, passed=False, reason="the gate did not run (its task failed); see the training DAG run"
+            )
     passed = all(r.passed for r in by_name.values())
     return {
         "model": model.name,
@@ -289,8 +303,14 @@ def build_report(spec: ModelSpec, model: ServedModel | RegisteredVersion, result
     }
 
 
-def publish(spec: ModelSpec, settings: Settings, version: str | int, results: list[GateResult],
-            expected: tuple[str, ...] = GATES, alias: str | None = CHALLENGER) -> dict[str, Any]:  # fmt: skip
+def publish(
+    spec: ModelSpec,
+    settings: Settings,
+    version: str | int,
+    results: list[GateResult],
+    expected: tuple[str, ...] = GATES,
+    alias: str | None = CHALLENGER,
+) -> dict[str, Any]:
     """Log the gate report and model card, link them from the version, and set ``alias`` (challenger) or reject.
 
     An erasure retraining passes ``alias=None``: it replaces live versions directly, it is not a challenger.
@@ -330,23 +350,30 @@ def publish(spec: ModelSpec, settings: Settings, version: str | int, results: li
         for r in report["gates"].values():
             client.set_tag(run_id, f"ativo.gate.{r['gate']}", "pass" if r["passed"] else "fail")
     name, v = spec.registered_model_name, str(model.version)
-    tags = {"ativo.gates": "passed" if report["passed"] else "rejected",
-            "ativo.gate_report_uri": str(report["gate_report_uri"]),
-            "ativo.model_card_uri": str(report["model_card_uri"])}  # fmt: skip
+    tags = {
+        "ativo.gates": "passed" if report["passed"] else "rejected",
+        "ativo.gate_report_uri": str(report["gate_report_uri"]),
+        "ativo.model_card_uri": str(report["model_card_uri"]),
+    }
     if policy:
         tags["ativo.decision_policy_uri"] = str(report["decision_policy_uri"])
     if not report["passed"]:
         tags["ativo.rejected"] = "true"
         tags["ativo.rejected_gates"] = ",".join(report["failed_gates"])
         tags["ativo.rejected_reasons"] = " | ".join(
-            f"{g}: {report['gates'][g]['reason']}" for g in report["failed_gates"])[:4900]  # fmt: skip
+            f"{g}: {report['gates'][g]['reason']}" for g in report["failed_gates"]
+        )[:4900]
     for key, value in tags.items():
         client.set_model_version_tag(name, v, key, value)
     current = client.get_model_version(name, v).description or ""
-    verdict = ("Passed every gate: alias challenger." if report["passed"]
-               else f"Rejected by {', '.join(report['failed_gates'])}.")  # fmt: skip
-    client.update_model_version(name, v, description=f"{current.split(' Gates:')[0]} Gates: {verdict} Model card: "
-                                                     f"{report['model_card_uri']}")  # fmt: skip
+    verdict = (
+        "Passed every gate: alias challenger."
+        if report["passed"]
+        else f"Rejected by {', '.join(report['failed_gates'])}."
+    )
+    client.update_model_version(
+        name, v, description=f"{current.split(' Gates:')[0]} Gates: {verdict} Model card: {report['model_card_uri']}"
+    )
     from ativo.model.registry import record_gates, set_challenger
 
     record_gates(spec, settings, v, report, policy)  # the signed verdict: what a promotion checks

@@ -78,9 +78,12 @@ def log_booster(booster: xgb.Booster, *, signature_sample: pd.DataFrame | None =
         signature = infer_signature(signature_sample, scores)
     # Requirements pinned here: inferring them imports the model in a subprocess, seconds per trial.
     info = mlflow.xgboost.log_model(
-        booster, name="model", signature=signature, model_format="ubj",
+        booster,
+        name="model",
+        signature=signature,
+        model_format="ubj",
         pip_requirements=[f"xgboost=={xgb.__version__}"],
-    )  # fmt: skip
+    )
     return LoggedModel(uri=str(info.model_uri), sha256=sha256_bytes(native_bytes(booster)))
 
 
@@ -88,8 +91,9 @@ class DuplicateVersion(AtivoError):
     """The model file is byte-identical to a registered version's (the same sha256): it is not registered again."""
 
     def __init__(self, name: str, version: str, sha256: str) -> None:
-        super().__init__(f"the model is byte-identical to version {version} of {name} (sha256 {sha256[:12]}…): "
-                         "not registered again")  # fmt: skip
+        super().__init__(
+            f"the model is byte-identical to version {version} of {name} (sha256 {sha256[:12]}…): not registered again"
+        )
         self.name, self.version, self.sha256 = name, version, sha256
 
 
@@ -136,16 +140,20 @@ def load_booster(directory: Path, expected_sha256: str | None, where: str) -> tu
     files = tuple(sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file()))
     pickles = [f for f in files if f.lower().endswith(PICKLE_SUFFIXES)]
     if pickles:
-        raise ModelIntegrityError(f"{where}: the artifact carries pickled files ({', '.join(pickles)}); serving "
-                                  "loads only the native XGBoost format and never unpickles")  # fmt: skip
+        raise ModelIntegrityError(
+            f"{where}: the artifact carries pickled files ({', '.join(pickles)}); serving "
+            "loads only the native XGBoost format and never unpickles"
+        )
     found = sorted(directory.rglob(MODEL_FILE))
     if not found:
         raise ModelIntegrityError(f"{where}: no {MODEL_FILE} in the artifact (files: {', '.join(files) or 'none'})")
     data = found[0].read_bytes()
     sha = sha256_bytes(data)
     if not expected_sha256:
-        raise ModelIntegrityError(f"{where}: the registry recorded no sha256 (tag {SHA256_TAG}); refusing to "
-                                  "serve an artifact nobody can verify")  # fmt: skip
+        raise ModelIntegrityError(
+            f"{where}: the registry recorded no sha256 (tag {SHA256_TAG}); refusing to "
+            "serve an artifact nobody can verify"
+        )
     if sha != expected_sha256:
         raise ModelIntegrityError(
             f"{where}: {MODEL_FILE} has sha256 {sha[:16]}…, the registry recorded {expected_sha256[:16]}…: "
@@ -177,8 +185,9 @@ class RegisteredVersion(Lineage):
         return self.tags.get(SHA256_TAG)
 
 
-def registered_version(spec: ModelSpec, tracking_uri: str, version: str | int | None = None, *,
-                       alias: str | None = None) -> RegisteredVersion:  # fmt: skip
+def registered_version(
+    spec: ModelSpec, tracking_uri: str, version: str | int | None = None, *, alias: str | None = None
+) -> RegisteredVersion:
     """The registry's record of a version of the spec's model (by number or alias)."""
     from mlflow import MlflowClient
 
@@ -212,8 +221,14 @@ def artifact_location(tracking_uri: str, source: str) -> str:
     return str(MlflowClient(tracking_uri).get_logged_model(source.removeprefix("models:/")).artifact_location)
 
 
-def load_version(spec: ModelSpec, tracking_uri: str, version: str | int | None = None, *,
-                 alias: str | None = None, expected_sha256: str | None = None) -> ServedModel:  # fmt: skip
+def load_version(
+    spec: ModelSpec,
+    tracking_uri: str,
+    version: str | int | None = None,
+    *,
+    alias: str | None = None,
+    expected_sha256: str | None = None,
+) -> ServedModel:
     """Load a registered version of the spec's model (by number or alias) the way serving does.
 
     ``expected_sha256`` is the sha256 the platform signed (serving passes its promotion record's); without it, the
@@ -227,15 +242,26 @@ def load_version(spec: ModelSpec, tracking_uri: str, version: str | int | None =
     rv = registered_version(spec, tracking_uri, version, alias=alias)
     where = f"model {rv.name} version {rv.version}"
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(download_artifacts(artifact_uri=artifact_location(tracking_uri, rv.source), dst_path=tmp,
-                                        tracking_uri=tracking_uri))  # fmt: skip
+        local = Path(
+            download_artifacts(
+                artifact_uri=artifact_location(tracking_uri, rv.source), dst_path=tmp, tracking_uri=tracking_uri
+            )
+        )
         booster, sha, files = load_booster(local, expected_sha256 or rv.sha256, where)
-    return ServedModel(spec=spec, name=rv.name, version=rv.version, booster=booster, sha256=sha, tags=rv.tags,
-                       files=files)  # fmt: skip
+    return ServedModel(
+        spec=spec, name=rv.name, version=rv.version, booster=booster, sha256=sha, tags=rv.tags, files=files
+    )
 
 
-def load_with_policy(spec: ModelSpec, tracking_uri: str, version: str, *, expected_sha256: str | None = None,
-                     policy_uri: str | None = None, policy_sha256: str | None = None) -> ServedModel:  # fmt: skip
+def load_with_policy(
+    spec: ModelSpec,
+    tracking_uri: str,
+    version: str,
+    *,
+    expected_sha256: str | None = None,
+    policy_uri: str | None = None,
+    policy_sha256: str | None = None,
+) -> ServedModel:
     """:func:`load_version`, plus the version's per-group decision policy when its gates logged one.
 
     With ``expected_sha256`` (a signed record's), the policy is the record's too (``policy_uri``, whose canonical
@@ -246,17 +272,21 @@ def load_with_policy(spec: ModelSpec, tracking_uri: str, version: str, *, expect
 
     model = load_version(spec, tracking_uri, version, expected_sha256=expected_sha256)
     if expected_sha256 and policy_sha256 and not policy_uri:
-        raise ModelIntegrityError(f"model {model.name} version {model.version}: its gates approved a decision policy "
-                                  "(sha256 recorded) but the record names no file for it: it does not serve raw "
-                                  "decisions instead")  # fmt: skip
+        raise ModelIntegrityError(
+            f"model {model.name} version {model.version}: its gates approved a decision policy "
+            "(sha256 recorded) but the record names no file for it: it does not serve raw "
+            "decisions instead"
+        )
     uri = policy_uri if expected_sha256 else model.tags.get(POLICY_TAG)
     if uri and uri != "None":
         doc = read_artifact_json(tracking_uri, uri)
         if expected_sha256:
             sha = str(policy_sha256_of(doc))
             if sha != policy_sha256:
-                raise ModelIntegrityError(f"model {model.name} version {model.version}: its decision policy at {uri} "
-                                          f"has sha256 {sha[:16]}…, the gates approved {str(policy_sha256)[:16]}…: "
-                                          "the policy was changed after the gates")  # fmt: skip
+                raise ModelIntegrityError(
+                    f"model {model.name} version {model.version}: its decision policy at {uri} "
+                    f"has sha256 {sha[:16]}…, the gates approved {str(policy_sha256)[:16]}…: "
+                    "the policy was changed after the gates"
+                )
         model.policy = DecisionPolicy(spec, doc)
     return model

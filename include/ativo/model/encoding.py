@@ -95,5 +95,9 @@ def matrix_dmatrix(spec: ModelSpec, booster: xgb.Booster, matrix: np.ndarray) ->
     """An encoded matrix as the booster's input (its feature names and categorical types)."""
     import xgboost as xgb
 
-    return xgb.DMatrix(matrix, feature_names=spec.data_schema.feature_names,
-                       feature_types=booster.feature_types, enable_categorical=True)  # fmt: skip
+    return xgb.DMatrix(
+        matrix,
+        feature_names=spec.data_schema.feature_names,
+        feature_types=booster.feature_types,
+        enable_categorical=True,
+    )

@@ -99,8 +99,10 @@ def signing_key(settings: Settings) -> tuple[str, bytes]:
             tmp.unlink()
     key = path.read_bytes().strip()
     if len(key) < 32:
-        raise AtivoError(f"the platform key {path} is empty or too short ({len(key)} bytes): restore it from backup "
-                         "(records signed with it verify only with it) or set ATIVO_PROMOTION_KEY")  # fmt: skip
+        raise AtivoError(
+            f"the platform key {path} is empty or too short ({len(key)} bytes): restore it from backup "
+            "(records signed with it verify only with it) or set ATIVO_PROMOTION_KEY"
+        )
     return _key_id(key), key
 
 
@@ -172,15 +174,23 @@ def _write_version_record(settings: Settings, spec: ModelSpec, version: str, kin
     from ativo.store.db import version_records
 
     kid, key = signing_key(settings)
-    row = {"spec": spec.name, "model": spec.registered_model_name, "version": str(version), "kind": kind,
-           "doc": _normalised(doc), "key_id": kid, "at": _now()}  # fmt: skip
+    row = {
+        "spec": spec.name,
+        "model": spec.registered_model_name,
+        "version": str(version),
+        "kind": kind,
+        "doc": _normalised(doc),
+        "key_id": kid,
+        "at": _now(),
+    }
     row["signature"] = _sign(key, {k: row[k] for k in ("spec", "model", "version", "kind", "doc")})
     with _engine(settings).begin() as conn:
         conn.execute(insert(version_records).values(**row))
 
 
-def _version_docs(settings: Settings, spec: ModelSpec, kind: str, version: str | None = None,
-                  newest_first: bool = False) -> Iterator[tuple[str, dict[str, Any]]]:  # fmt: skip
+def _version_docs(
+    settings: Settings, spec: ModelSpec, kind: str, version: str | None = None, newest_first: bool = False
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """(version, document) of every ``kind`` record of the spec's model whose signature verifies (others logged)."""
     from sqlalchemy import select
 
@@ -198,12 +208,18 @@ def _version_docs(settings: Settings, spec: ModelSpec, kind: str, version: str |
         if _valid(keys, row["key_id"], signed, "", row["signature"]):
             yield str(row["version"]), dict(row["doc"])
         else:
-            log.error("%s version %s: a %s record (id %s) fails its signature; ignored", spec.registered_model_name,
-                      row["version"], kind, row["id"])  # fmt: skip
+            log.error(
+                "%s version %s: a %s record (id %s) fails its signature; ignored",
+                spec.registered_model_name,
+                row["version"],
+                kind,
+                row["id"],
+            )
 
 
-def version_record(settings: Settings, spec: ModelSpec, version: str | int, kind: str,
-                   where: dict[str, Any] | None = None) -> dict[str, Any] | None:  # fmt: skip
+def version_record(
+    settings: Settings, spec: ModelSpec, version: str | int, kind: str, where: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     """The newest ``kind`` record (``registered`` / ``gated`` / ``approved``) of a version that verifies, or None.
 
     ``where``: fields the record's document must have (an approval's ``dag_run_id``).
@@ -214,13 +230,24 @@ def version_record(settings: Settings, spec: ModelSpec, version: str | int, kind
 
 def recorded_dataset_versions(settings: Settings, spec: ModelSpec) -> dict[str, str]:
     """Version → the dataset version it was trained on, as the platform signed it at registration."""
-    return {v: str(doc["dataset_version"]) for v, doc in _version_docs(settings, spec, "registered")
-            if doc.get("dataset_version")}  # fmt: skip
+    return {
+        v: str(doc["dataset_version"])
+        for v, doc in _version_docs(settings, spec, "registered")
+        if doc.get("dataset_version")
+    }
 
 
-def register(spec: ModelSpec, settings: Settings, logged: LoggedModel, tags: dict[str, str], *, run_id: str | None,
-             description: str, dataset_tag: str | None = None,
-             profile: Callable[[str], None] | None = None) -> str:  # fmt: skip
+def register(
+    spec: ModelSpec,
+    settings: Settings,
+    logged: LoggedModel,
+    tags: dict[str, str],
+    *,
+    run_id: str | None,
+    description: str,
+    dataset_tag: str | None = None,
+    profile: Callable[[str], None] | None = None,
+) -> str:
     """Register a logged model as a new version of the spec's model; returns its number.
 
     Args:
@@ -251,12 +278,22 @@ def register(spec: ModelSpec, settings: Settings, logged: LoggedModel, tags: dic
             raise
     model_id = logged.uri.removeprefix("models:/") if logged.uri.startswith("models:/m-") else None
     all_tags = {k: str(v) for k, v in {**tags, SHA256_TAG: logged.sha256}.items()}
-    mv = client.create_model_version(name, logged.uri, run_id=run_id, description=description, model_id=model_id,
-                                     tags=all_tags)  # fmt: skip
+    mv = client.create_model_version(
+        name, logged.uri, run_id=run_id, description=description, model_id=model_id, tags=all_tags
+    )
     version = str(mv.version)
-    _write_version_record(settings, spec, version, "registered",
-                          {"model_sha256": logged.sha256, "dataset_version": dataset_tag or tags.get(DATASET_TAG),
-                           "spec_hash": spec.content_hash(), "run_id": run_id})  # fmt: skip
+    _write_version_record(
+        settings,
+        spec,
+        version,
+        "registered",
+        {
+            "model_sha256": logged.sha256,
+            "dataset_version": dataset_tag or tags.get(DATASET_TAG),
+            "spec_hash": spec.content_hash(),
+            "run_id": run_id,
+        },
+    )
     if profile is not None:
         profile(version)
     return version
@@ -272,9 +309,18 @@ def adopt(spec: ModelSpec, settings: Settings, version: str, logged: LoggedModel
     if version_record(settings, spec, version, "registered") is not None:
         return
     mv = _client(settings).get_model_version(spec.registered_model_name, version)
-    _write_version_record(settings, spec, version, "registered",
-                          {"model_sha256": logged.sha256, "dataset_version": dataset_tag,
-                           "spec_hash": spec.content_hash(), "run_id": mv.run_id})  # fmt: skip
+    _write_version_record(
+        settings,
+        spec,
+        version,
+        "registered",
+        {
+            "model_sha256": logged.sha256,
+            "dataset_version": dataset_tag,
+            "spec_hash": spec.content_hash(),
+            "run_id": mv.run_id,
+        },
+    )
 
 
 def record_approval(settings: Settings, spec: ModelSpec, version: str, approval: dict[str, Any]) -> None:
@@ -282,8 +328,9 @@ def record_approval(settings: Settings, spec: ModelSpec, version: str, approval:
     _write_version_record(settings, spec, str(version), "approved", approval)
 
 
-def record_gates(spec: ModelSpec, settings: Settings, version: str, report: dict[str, Any],
-                 policy: Any = None) -> dict[str, Any]:  # fmt: skip
+def record_gates(
+    spec: ModelSpec, settings: Settings, version: str, report: dict[str, Any], policy: Any = None
+) -> dict[str, Any]:
     """Sign the gates' verdict on a version's file (the promotion authority); returns the record's document.
 
     Args:
@@ -295,22 +342,31 @@ def record_gates(spec: ModelSpec, settings: Settings, version: str, report: dict
         policy: the per-group decision policy the fairness gate approved (its sha256 is recorded).
     """
     registered = version_record(settings, spec, version, "registered") or {}
-    doc: dict[str, Any] = {"model_sha256": report.get("model_sha256"), "spec_hash": report.get("spec_hash"),
-           "gate_hash": report.get("gate_hash"),
-           "passed": bool(report.get("passed")), "failed_gates": list(report.get("failed_gates") or []),
-           "reasons": {g: str((report.get("gates") or {}).get(g, {}).get("reason", ""))[:500]
-                       for g in report.get("failed_gates") or []},
-           "decision_policy_uri": report.get("decision_policy_uri") if policy else None,
-           "decision_policy_sha256": policy_sha256_of(policy),
-           "dataset_version": registered.get("dataset_version", report.get("dataset_version")),
-           "gate_report_uri": report.get("gate_report_uri"), "model_card_uri": report.get("model_card_uri"),
-           "decided_at": report.get("decided_at")}  # fmt: skip
+    doc: dict[str, Any] = {
+        "model_sha256": report.get("model_sha256"),
+        "spec_hash": report.get("spec_hash"),
+        "gate_hash": report.get("gate_hash"),
+        "passed": bool(report.get("passed")),
+        "failed_gates": list(report.get("failed_gates") or []),
+        "reasons": {
+            g: str((report.get("gates") or {}).get(g, {}).get("reason", ""))[:500]
+            for g in report.get("failed_gates") or []
+        },
+        "decision_policy_uri": report.get("decision_policy_uri") if policy else None,
+        "decision_policy_sha256": policy_sha256_of(policy),
+        "dataset_version": registered.get("dataset_version", report.get("dataset_version")),
+        "gate_report_uri": report.get("gate_report_uri"),
+        "model_card_uri": report.get("model_card_uri"),
+        "decided_at": report.get("decided_at"),
+    }
     if registered and registered.get("model_sha256") != doc["model_sha256"]:
         doc["passed"] = False
         doc["failed_gates"] = [*list(doc["failed_gates"]), "integrity"]
         reasons: dict[str, str] = doc["reasons"]
-        reasons["integrity"] = (f"the gated file has sha256 {str(doc['model_sha256'])[:12]}…, the platform "
-                                       f"registered {str(registered.get('model_sha256'))[:12]}…")  # fmt: skip
+        reasons["integrity"] = (
+            f"the gated file has sha256 {str(doc['model_sha256'])[:12]}…, the platform "
+            f"registered {str(registered.get('model_sha256'))[:12]}…"
+        )
     _write_version_record(settings, spec, str(version), "gated", doc)
     return doc
 
@@ -325,19 +381,29 @@ def authorize(spec: ModelSpec, settings: Settings, version: str) -> dict[str, An
     name = spec.registered_model_name
     gated = version_record(settings, spec, version, "gated")
     if gated is None:
-        raise PromotionRefused(f"version {version} of {name} has no gate record signed by the platform: it never "
-                               "passed the gates, and only a gated version may serve (train it through the train "
-                               "DAG, or re-gate it)", str(version))  # fmt: skip
+        raise PromotionRefused(
+            f"version {version} of {name} has no gate record signed by the platform: it never "
+            "passed the gates, and only a gated version may serve (train it through the train "
+            "DAG, or re-gate it)",
+            str(version),
+        )
     if not gated["passed"]:
         failed = tuple(gated.get("failed_gates") or ())
         why = "; ".join(f"{g}: {gated.get('reasons', {}).get(g, '')}".rstrip(": ") for g in failed)
-        raise PromotionRefused(f"version {version} of {name} was rejected by its gates ({', '.join(failed)}): "
-                               f"{why}. A rejected version never serves", str(version), failed)  # fmt: skip
+        raise PromotionRefused(
+            f"version {version} of {name} was rejected by its gates ({', '.join(failed)}): "
+            f"{why}. A rejected version never serves",
+            str(version),
+            failed,
+        )
     if gated.get("gate_hash") != spec.gate_hash():
-        raise PromotionRefused(f"version {version} of {name} passed its gates under another version of spec "
-                               f"{spec.name}'s data, model or gates (gate hash {str(gated.get('gate_hash'))[:12]}…, "
-                               f"now {spec.gate_hash()[:12]}…): its gates must run again under the spec as it is "
-                               "now", str(version))  # fmt: skip
+        raise PromotionRefused(
+            f"version {version} of {name} passed its gates under another version of spec "
+            f"{spec.name}'s data, model or gates (gate hash {str(gated.get('gate_hash'))[:12]}…, "
+            f"now {spec.gate_hash()[:12]}…): its gates must run again under the spec as it is "
+            "now",
+            str(version),
+        )
     return gated
 
 
@@ -356,9 +422,13 @@ class Routed:
 
     def to_dict(self) -> dict[str, Any]:
         """The record's JSON form."""
-        return {"version": self.version, "model_sha256": self.model_sha256,
-                "decision_policy_uri": self.decision_policy_uri,
-                "decision_policy_sha256": self.decision_policy_sha256, "dataset_version": self.dataset_version}
+        return {
+            "version": self.version,
+            "model_sha256": self.model_sha256,
+            "decision_policy_uri": self.decision_policy_uri,
+            "decision_policy_sha256": self.decision_policy_sha256,
+            "dataset_version": self.dataset_version,
+        }
 
 
 @dataclass(frozen=True)
@@ -384,16 +454,25 @@ def _routes(doc: dict[str, Any]) -> dict[str, Routed]:
 def current(spec: ModelSpec, settings: Settings) -> Authorized:
     """What serves: the newest promotion record of the spec's model whose signature and chain verify."""
     records = history(spec, settings)
-    invalid = tuple(f"promotion record {r['seq']} ({r.get('action')}) fails its signature or chain"
-                    for r in records if not r["valid"])  # fmt: skip
+    invalid = tuple(
+        f"promotion record {r['seq']} ({r.get('action')}) fails its signature or chain"
+        for r in records
+        if not r["valid"]
+    )
     if invalid:
         log.error("%s: %s", spec.registered_model_name, "; ".join(invalid))
     valid = [r for r in records if r["valid"]]
     if not valid:
         return Authorized(invalid=invalid)
     doc = {k: v for k, v in valid[-1].items() if k not in ("seq", "valid", "signature")}
-    return Authorized(routes=_routes(doc), canary_percent=doc.get("canary_percent"), seq=valid[-1]["seq"],
-                      signature=valid[-1]["signature"], record=doc, invalid=invalid)  # fmt: skip
+    return Authorized(
+        routes=_routes(doc),
+        canary_percent=doc.get("canary_percent"),
+        seq=valid[-1]["seq"],
+        signature=valid[-1]["signature"],
+        record=doc,
+        invalid=invalid,
+    )
 
 
 def aliases(spec: ModelSpec, settings: Settings) -> dict[str, str]:
@@ -419,12 +498,14 @@ def history(spec: ModelSpec, settings: Settings) -> list[dict[str, Any]]:
     out = []
     prev = GENESIS
     with _engine(settings).connect() as conn:
-        rows = list(conn.execute(select(t).where(t.c.model == spec.registered_model_name).order_by(t.c.seq))
-                    .mappings())  # fmt: skip
+        rows = list(conn.execute(select(t).where(t.c.model == spec.registered_model_name).order_by(t.c.seq)).mappings())
     for row in rows:
         doc = dict(row["doc"])
-        ok = (doc.get("model") == row["model"] and row["prev_signature"] == prev
-              and _valid(keys, row["key_id"], doc, row["prev_signature"], row["signature"]))  # fmt: skip
+        ok = (
+            doc.get("model") == row["model"]
+            and row["prev_signature"] == prev
+            and _valid(keys, row["key_id"], doc, row["prev_signature"], row["signature"])
+        )
         if ok:
             prev = row["signature"]
         out.append({**doc, "seq": row["seq"], "valid": ok, "signature": row["signature"]})
@@ -447,24 +528,36 @@ def set_challenger(spec: ModelSpec, settings: Settings, version: str) -> None:
     _client(settings).set_registered_model_alias(spec.registered_model_name, CHALLENGER, str(version))
 
 
-def _routed(spec: ModelSpec, settings: Settings, action: str, alias: str, version: str,
-            kept: Routed | None) -> Routed:  # fmt: skip
+def _routed(spec: ModelSpec, settings: Settings, action: str, alias: str, version: str, kept: Routed | None) -> Routed:
     if kept is not None and kept.version == version and (alias == "previous" or action == "rollback"):
         # An old champion stepping back (kept loaded for a rollback), or coming back by a rollback, keeps the record
         # it served under: an emergency rollback never waits for gates to run again.
         return kept
     gated = authorize(spec, settings, version)  # taking champion, canary or shadow: its gates, under this spec
     registered = version_record(settings, spec, version, "registered") or {}
-    return Routed(version=str(version), model_sha256=str(gated["model_sha256"]),
-                  decision_policy_uri=gated.get("decision_policy_uri"),
-                  decision_policy_sha256=gated.get("decision_policy_sha256"),
-                  dataset_version=registered.get("dataset_version") or gated.get("dataset_version"))  # fmt: skip
+    return Routed(
+        version=str(version),
+        model_sha256=str(gated["model_sha256"]),
+        decision_policy_uri=gated.get("decision_policy_uri"),
+        decision_policy_sha256=gated.get("decision_policy_sha256"),
+        dataset_version=registered.get("dataset_version") or gated.get("dataset_version"),
+    )
 
 
-def move(spec: ModelSpec, settings: Settings, action: str, changes: dict[str, str | None], *, actor: str,
-         reason: str, canary_percent: float | None = None, approval: dict[str, Any] | None = None,
-         figures: dict[str, Any] | None = None, state_tags: dict[str, str] | None = None,
-         expected: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+def move(
+    spec: ModelSpec,
+    settings: Settings,
+    action: str,
+    changes: dict[str, str | None],
+    *,
+    actor: str,
+    reason: str,
+    canary_percent: float | None = None,
+    approval: dict[str, Any] | None = None,
+    figures: dict[str, Any] | None = None,
+    state_tags: dict[str, str] | None = None,
+    expected: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Change what serves: check the authority, sign the record, then mirror it into MLflow.
 
     Args:
@@ -502,40 +595,69 @@ def move(spec: ModelSpec, settings: Settings, action: str, changes: dict[str, st
         write_lock(conn, f"ativo.promotion.{name}")
         before = current(spec, settings)
         if expected is not None and {a: v for a, v in expected.items() if a in LIVE} != before.aliases():
-            raise PromotionRefused(f"what serves {name} changed while this move was prepared (it read "
-                                   f"{ {a: v for a, v in expected.items() if a in LIVE} }, now {before.aliases()}): "
-                                   "nothing was changed; try again", str(next(iter(changes.values()), "")))  # fmt: skip
+            raise PromotionRefused(
+                f"what serves {name} changed while this move was prepared (it read "
+                f"{ {a: v for a, v in expected.items() if a in LIVE} }, now {before.aliases()}): "
+                "nothing was changed; try again",
+                str(next(iter(changes.values()), "")),
+            )
         routes = dict(before.routes)
         by_version = {r.version: r for r in before.routes.values()}
         newcomers = {v for a, v in changes.items() if v is not None and a != "previous" and v not in by_version}
-        if (newcomers and spec.deploy.approval == "required" and approval is None
-                and action not in ("erasure_switch", "rollback")):  # fmt: skip
-            raise PromotionRefused(f"{name} needs four eyes (deploy.approval: required): version(s) "
-                                   f"{', '.join(sorted(newcomers))} may go live only through the deploy DAG, approved "
-                                   "by another person than the one who asked", ",".join(sorted(newcomers)))  # fmt: skip
+        if (
+            newcomers
+            and spec.deploy.approval == "required"
+            and approval is None
+            and action not in ("erasure_switch", "rollback")
+        ):
+            raise PromotionRefused(
+                f"{name} needs four eyes (deploy.approval: required): version(s) "
+                f"{', '.join(sorted(newcomers))} may go live only through the deploy DAG, approved "
+                "by another person than the one who asked",
+                ",".join(sorted(newcomers)),
+            )
         for alias, version in changes.items():
             if version is None:
                 routes.pop(alias, None)
             else:
                 routes[alias] = _routed(spec, settings, action, alias, str(version), by_version.get(str(version)))
-        percent = canary_percent if canary_percent is not None else (
-            before.canary_percent if "canary" not in changes else None)  # fmt: skip
+        percent = (
+            canary_percent
+            if canary_percent is not None
+            else (before.canary_percent if "canary" not in changes else None)
+        )
         if "canary" not in routes:
             percent = None
         prev = before.signature  # chained to the newest valid record; invalid rows stay as evidence, outside the chain
-        doc = {"spec": spec.name, "model": name, "action": action, "at": _now().isoformat(timespec="seconds"),
-               "actor": actor, "reason": reason, "routing": {a: r.to_dict() for a, r in sorted(routes.items())},
-               "canary_percent": percent, "approval": approval, "figures": figures or {},
-               "aliases_before": before.aliases()}  # fmt: skip
+        doc = {
+            "spec": spec.name,
+            "model": name,
+            "action": action,
+            "at": _now().isoformat(timespec="seconds"),
+            "actor": actor,
+            "reason": reason,
+            "routing": {a: r.to_dict() for a, r in sorted(routes.items())},
+            "canary_percent": percent,
+            "approval": approval,
+            "figures": figures or {},
+            "aliases_before": before.aliases(),
+        }
         doc = _normalised(doc)
         signature = _sign(key, doc, prev)
-        inserted = conn.execute(insert(t).values(spec=spec.name, model=name, doc=doc, prev_signature=prev,
-                                                 key_id=kid, signature=signature, at=_now()))  # fmt: skip
+        inserted = conn.execute(
+            insert(t).values(
+                spec=spec.name, model=name, doc=doc, prev_signature=prev, key_id=kid, signature=signature, at=_now()
+            )
+        )
         seq = inserted.inserted_primary_key[0]  # type: ignore[index]
     _mirror(spec, settings, routes, percent, state_tags or {})
     log.info("%s: %s by %s — %s (record %s)", name, action, actor, {a: r.version for a, r in routes.items()}, seq)
-    return {**doc, "seq": seq, "version": next((v for v in changes.values() if v), None),
-            "aliases_after": {a: r.version for a, r in routes.items()}}
+    return {
+        **doc,
+        "seq": seq,
+        "version": next((v for v in changes.values() if v), None),
+        "aliases_after": {a: r.version for a, r in routes.items()},
+    }
 
 
 def adopt_routing(spec: ModelSpec, settings: Settings, *, actor: str, reason: str) -> dict[str, Any]:
@@ -563,14 +685,18 @@ def adopt_routing(spec: ModelSpec, settings: Settings, *, actor: str, reason: st
         try:
             model = load_with_policy(spec, settings.mlflow_tracking_uri, shown[alias])  # sha256 checked
         except Exception as err:
-            raise PromotionRefused(f"{name} version {shown[alias]} ({alias}) cannot be adopted: {err}",
-                                   shown[alias]) from err  # fmt: skip
+            raise PromotionRefused(
+                f"{name} version {shown[alias]} ({alias}) cannot be adopted: {err}", shown[alias]
+            ) from err
         uri = model.tags.get(POLICY_TAG)
         policy = read_artifact_json(settings.mlflow_tracking_uri, uri) if uri and uri != "None" else None
-        routes[alias] = Routed(version=model.version, model_sha256=model.sha256,
-                               decision_policy_uri=uri if policy else None,
-                               decision_policy_sha256=policy_sha256_of(policy),
-                               dataset_version=model.tags.get(DATASET_TAG))  # fmt: skip
+        routes[alias] = Routed(
+            version=model.version,
+            model_sha256=model.sha256,
+            decision_policy_uri=uri if policy else None,
+            decision_policy_sha256=policy_sha256_of(policy),
+            dataset_version=model.tags.get(DATASET_TAG),
+        )
     percent: float | None = None
     if "canary" in routes:  # the share MLflow's tag set, when it is a number; else the spec's
         tag = _client(settings).get_registered_model(name).tags.get(CANARY_PERCENT_TAG)
@@ -582,23 +708,44 @@ def adopt_routing(spec: ModelSpec, settings: Settings, *, actor: str, reason: st
     with _engine(settings).begin() as conn:
         write_lock(conn, f"ativo.promotion.{name}")
         if conn.execute(select(t.c.seq).where(t.c.model == name).limit(1)).first() is not None:
-            raise PromotionRefused(f"{name} has signed promotion records already: what serves changes only through "
-                                   "them (ativo promote / rollback, the deploy DAG)", "")  # fmt: skip
-        doc = _normalised({"spec": spec.name, "model": name, "action": "adopt",
-                           "at": _now().isoformat(timespec="seconds"), "actor": actor, "reason": reason,
-                           "routing": {a: r.to_dict() for a, r in sorted(routes.items())},
-                           "canary_percent": percent, "approval": None, "figures": {},
-                           "aliases_before": {}})  # fmt: skip
+            raise PromotionRefused(
+                f"{name} has signed promotion records already: what serves changes only through "
+                "them (ativo promote / rollback, the deploy DAG)",
+                "",
+            )
+        doc = _normalised(
+            {
+                "spec": spec.name,
+                "model": name,
+                "action": "adopt",
+                "at": _now().isoformat(timespec="seconds"),
+                "actor": actor,
+                "reason": reason,
+                "routing": {a: r.to_dict() for a, r in sorted(routes.items())},
+                "canary_percent": percent,
+                "approval": None,
+                "figures": {},
+                "aliases_before": {},
+            }
+        )
         signature = _sign(key, doc, GENESIS)
-        conn.execute(insert(t).values(spec=spec.name, model=name, doc=doc, prev_signature=GENESIS, key_id=kid,
-                                      signature=signature, at=_now()))  # fmt: skip
-    log.warning("%s: %s adopted MLflow's routing %s as the first signed promotion record", name, actor,
-                {a: r.version for a, r in routes.items()})  # fmt: skip
+        conn.execute(
+            insert(t).values(
+                spec=spec.name, model=name, doc=doc, prev_signature=GENESIS, key_id=kid, signature=signature, at=_now()
+            )
+        )
+    log.warning(
+        "%s: %s adopted MLflow's routing %s as the first signed promotion record",
+        name,
+        actor,
+        {a: r.version for a, r in routes.items()},
+    )
     return {**doc, "aliases_after": {a: r.version for a, r in routes.items()}, "version": None}
 
 
-def _mirror(spec: ModelSpec, settings: Settings, routes: dict[str, Routed], percent: float | None,
-            state_tags: dict[str, str]) -> None:  # fmt: skip
+def _mirror(
+    spec: ModelSpec, settings: Settings, routes: dict[str, Routed], percent: float | None, state_tags: dict[str, str]
+) -> None:
     """Make MLflow show what the record says (aliases, the canary tag, each version's state) — for people only."""
     from mlflow.exceptions import MlflowException
 
@@ -645,8 +792,10 @@ def drift(spec: ModelSpec, settings: Settings, authorized: Authorized) -> list[s
     for alias in LIVE:
         want = authorized.routes.get(alias)
         if shown.get(alias) != (want.version if want else None):
-            out.append(f"alias {alias} is {shown.get(alias) or 'absent'} in MLflow, the signed record says "
-                       f"{want.version if want else 'absent'}")  # fmt: skip
+            out.append(
+                f"alias {alias} is {shown.get(alias) or 'absent'} in MLflow, the signed record says "
+                f"{want.version if want else 'absent'}"
+            )
     tag = (rm.tags or {}).get(CANARY_PERCENT_TAG)
     if "canary" in authorized.routes and authorized.canary_percent is not None:
         try:
@@ -654,8 +803,9 @@ def drift(spec: ModelSpec, settings: Settings, authorized: Authorized) -> list[s
         except ValueError:
             same = False
         if not same:
-            out.append(f"{CANARY_PERCENT_TAG} is {tag!r} in MLflow, the signed record says "
-                       f"{authorized.canary_percent:g}")  # fmt: skip
+            out.append(
+                f"{CANARY_PERCENT_TAG} is {tag!r} in MLflow, the signed record says {authorized.canary_percent:g}"
+            )
     elif tag is not None and "canary" not in authorized.routes:
         out.append(f"{CANARY_PERCENT_TAG} is {tag!r} in MLflow with no canary authorized")
     for alias, r in sorted(authorized.routes.items()):
@@ -665,10 +815,14 @@ def drift(spec: ModelSpec, settings: Settings, authorized: Authorized) -> list[s
             out.append(f"version {r.version} ({alias}) cannot be read ({err.error_code})")
             continue
         expected: tuple[tuple[str, str | None], ...] = (
-            (SHA256_TAG, r.model_sha256), (POLICY_TAG, r.decision_policy_uri), (DATASET_TAG, r.dataset_version))
+            (SHA256_TAG, r.model_sha256),
+            (POLICY_TAG, r.decision_policy_uri),
+            (DATASET_TAG, r.dataset_version),
+        )
         for key, signed in expected:
             have = tags.get(key)
             if (have or None) != (signed or None) and not (key == POLICY_TAG and have == "None" and not signed):
-                out.append(f"version {r.version} ({alias}): tag {key} is {have!r} in MLflow, the signed record says "
-                           f"{signed!r}")  # fmt: skip
+                out.append(
+                    f"version {r.version} ({alias}): tag {key} is {have!r} in MLflow, the signed record says {signed!r}"
+                )
     return out

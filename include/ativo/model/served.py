@@ -41,8 +41,15 @@ class DenseScorer:
         self._booster = booster  # holds the handle alive
         self._proxy = _ProxyDMatrix()
         self._predict = _LIB.XGBoosterPredictFromDense
-        self._args = make_jcargs(type=0, training=False, iteration_begin=0, iteration_end=0, missing=float("nan"),
-                                 strict_shape=False, cache_id=0)  # fmt: skip
+        self._args = make_jcargs(
+            type=0,
+            training=False,
+            iteration_begin=0,
+            iteration_end=0,
+            missing=float("nan"),
+            strict_shape=False,
+            cache_id=0,
+        )
         self._ulong = c_bst_ulong
         self._error = _LIB.XGBGetLastError
         self._np = np
@@ -50,16 +57,31 @@ class DenseScorer:
     def __call__(self, matrix: np.ndarray) -> np.ndarray:
         """Positive-class probabilities of the rows of an encoded 2-D matrix (a copy, owned by the caller)."""
         np = self._np
-        m = matrix if matrix.dtype == np.float32 and matrix.flags.c_contiguous else np.ascontiguousarray(
-            matrix, dtype=np.float32)  # fmt: skip
+        m = (
+            matrix
+            if matrix.dtype == np.float32 and matrix.flags.c_contiguous
+            else np.ascontiguousarray(matrix, dtype=np.float32)
+        )
         n, k = m.shape
-        iface = (b'{"data": [%d, true], "strides": null, "descr": [["", "<f4"]], "typestr": "<f4", '
-                 b'"shape": [%d, %d], "version": 3}' % (m.ctypes.data, n, k))  # fmt: skip
+        iface = (
+            b'{"data": [%d, true], "strides": null, "descr": [["", "<f4"]], "typestr": "<f4", '
+            b'"shape": [%d, %d], "version": 3}' % (m.ctypes.data, n, k)
+        )
         preds = ctypes.POINTER(ctypes.c_float)()
         shape = ctypes.POINTER(self._ulong)()
         dims = self._ulong()
-        if self._predict(self._booster.handle, iface, self._args, self._proxy.handle, ctypes.byref(shape),
-                         ctypes.byref(dims), ctypes.byref(preds)) != 0:  # fmt: skip
+        if (
+            self._predict(
+                self._booster.handle,
+                iface,
+                self._args,
+                self._proxy.handle,
+                ctypes.byref(shape),
+                ctypes.byref(dims),
+                ctypes.byref(preds),
+            )
+            != 0
+        ):
             from xgboost.core import XGBoostError
 
             raise XGBoostError(self._error().decode())

@@ -99,26 +99,45 @@ def figures_of(assessment: Assessment) -> dict[str, Any]:
         return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
     perf = assessment.performance
-    return {"rows": assessment.rows,
-            "psi": {d.name: num(d.psi) for d in assessment.drift},
-            "p_value": {d.name: num(d.p_value) for d in assessment.drift},
-            "drifted": [d.name for d in assessment.drift if d.drifted],
-            **{k: num(perf.get(k)) for k in ("estimated_auc", "estimated_auc_std", "auc", "reference_auc")},
-            "labelled_rows": perf.get("labelled_rows", 0),
-            "fairness": {f"{f['attribute']}:{f['metric']}": num(f["difference"]) for f in assessment.fairness}}
+    return {
+        "rows": assessment.rows,
+        "psi": {d.name: num(d.psi) for d in assessment.drift},
+        "p_value": {d.name: num(d.p_value) for d in assessment.drift},
+        "drifted": [d.name for d in assessment.drift if d.drifted],
+        **{k: num(perf.get(k)) for k in ("estimated_auc", "estimated_auc_std", "auc", "reference_auc")},
+        "labelled_rows": perf.get("labelled_rows", 0),
+        "fairness": {f"{f['attribute']}:{f['metric']}": num(f["difference"]) for f in assessment.fairness},
+    }
 
 
 def last_episode(engine: Engine, spec: str) -> dict[str, Any] | None:
     """The spec's most recent drift episode."""
     with engine.connect() as conn:
-        row = (conn.execute(select(drift_episodes).where(drift_episodes.c.spec == spec)
-                            .order_by(desc(drift_episodes.c.emitted_at)).limit(1)).mappings().first())  # fmt: skip
+        row = (
+            conn.execute(
+                select(drift_episodes)
+                .where(drift_episodes.c.spec == spec)
+                .order_by(desc(drift_episodes.c.emitted_at))
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
     return dict(row) if row else None
 
 
-def decide(engine: Engine, spec: ModelSpec, assessment: Assessment, *, window_start: dt.datetime,
-           window_end: dt.datetime, report_uri: str | None, budget_problem: str | None = None,
-           dag_run_id: str | None = None, now: dt.datetime | None = None) -> Decision:  # fmt: skip
+def decide(
+    engine: Engine,
+    spec: ModelSpec,
+    assessment: Assessment,
+    *,
+    window_start: dt.datetime,
+    window_end: dt.datetime,
+    report_uri: str | None,
+    budget_problem: str | None = None,
+    dag_run_id: str | None = None,
+    now: dt.datetime | None = None,
+) -> Decision:
     """Decide on a judged window and record the run (see the module doc); a re-run of a window replaces its record.
 
     Args:
@@ -138,12 +157,19 @@ def decide(engine: Engine, spec: ModelSpec, assessment: Assessment, *, window_st
     with session_lock(engine, f"ativo.monitor.{spec.name}"), engine.begin() as conn:
         streak = 0
         episode = None
-        same = conn.execute(select(monitor_runs.c.episode_id).where(
-            monitor_runs.c.spec == spec.name, monitor_runs.c.window_start == window_start,
-            monitor_runs.c.window_end == window_end)).scalar()  # fmt: skip
-        previous = conn.execute(select(monitor_runs.c.decision).where(
-            monitor_runs.c.spec == spec.name, monitor_runs.c.window_end < window_end)
-            .order_by(desc(monitor_runs.c.window_end)).limit(1)).scalar()  # fmt: skip
+        same = conn.execute(
+            select(monitor_runs.c.episode_id).where(
+                monitor_runs.c.spec == spec.name,
+                monitor_runs.c.window_start == window_start,
+                monitor_runs.c.window_end == window_end,
+            )
+        ).scalar()
+        previous = conn.execute(
+            select(monitor_runs.c.decision)
+            .where(monitor_runs.c.spec == spec.name, monitor_runs.c.window_end < window_end)
+            .order_by(desc(monitor_runs.c.window_end))
+            .limit(1)
+        ).scalar()
         if not assessment.judged:
             decision = Decision("not_judged", assessment.reasons[0] if assessment.reasons else "not judged")
         elif not assessment.drifted:
@@ -152,18 +178,34 @@ def decide(engine: Engine, spec: ModelSpec, assessment: Assessment, *, window_st
             # a retry of a run that announced this window's episode: the same episode, announced again (the train
             # DAG claims episodes, so a second event retrains nothing twice)
             streak, episode = 1 + _streak(conn, spec.name, assessment.version, window_start), int(same)
-            decision = Decision("emitted", f"drift sustained: episode {episode} announced for retraining (this "
-                                "window's, judged again)", streak, episode)  # fmt: skip
+            decision = Decision(
+                "emitted",
+                f"drift sustained: episode {episode} announced for retraining (this window's, judged again)",
+                streak,
+                episode,
+            )
         else:
             streak = 1 + _streak(conn, spec.name, assessment.version, window_start)
-            last = conn.execute(select(drift_episodes).where(drift_episodes.c.spec == spec.name)
-                                .order_by(desc(drift_episodes.c.window_end)).limit(1)).mappings().first()  # fmt: skip
+            last = (
+                conn.execute(
+                    select(drift_episodes)
+                    .where(drift_episodes.c.spec == spec.name)
+                    .order_by(desc(drift_episodes.c.window_end))
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
             # the cooldown runs in data time: from the end of the last episode's window to this one's end, so a
             # daily window and a 24-hour cooldown do not depend on seconds of scheduling delay
             until = _as_utc(last["window_end"]) + dt.timedelta(hours=cfg.cooldown_hours) if last else None
             if streak < cfg.sustain:
-                decision = Decision("waiting", f"drift in {streak} of the {cfg.sustain} consecutive windows "
-                                    "monitor.sustain asks for: not retrained yet", streak)  # fmt: skip
+                decision = Decision(
+                    "waiting",
+                    f"drift in {streak} of the {cfg.sustain} consecutive windows "
+                    "monitor.sustain asks for: not retrained yet",
+                    streak,
+                )
             elif last is not None and until is not None and window_end < until:
                 worse = degraded(assessment.reasons)
                 if last["outcome"] is not None:
@@ -174,32 +216,64 @@ def decide(engine: Engine, spec: ModelSpec, assessment: Assessment, *, window_st
                     taken = "no training run took it yet"
                 # a person is needed only when the retraining ended and the same version still degrades
                 page = worse and last["outcome"] is not None and last["version"] == assessment.version
-                decision = Decision("held_cooldown", f"in cooldown until {until.isoformat(timespec='minutes')} "
-                                    f"(episode {last['id']}: {taken}; monitor.cooldown_hours = "
-                                    f"{cfg.cooldown_hours})" + (": the model still degrades" if worse else ""),
-                                    streak, page=page)  # fmt: skip
+                decision = Decision(
+                    "held_cooldown",
+                    f"in cooldown until {until.isoformat(timespec='minutes')} "
+                    f"(episode {last['id']}: {taken}; monitor.cooldown_hours = "
+                    f"{cfg.cooldown_hours})" + (": the model still degrades" if worse else ""),
+                    streak,
+                    page=page,
+                )
             elif budget_problem:
                 # paged when it starts; the next windows held for the same reason record it without paging again
                 decision = Decision("held_budget", budget_problem, streak, page=previous != "held_budget")
             else:
-                key = conn.execute(insert(drift_episodes).values(
-                    spec=spec.name, version=assessment.version, window_start=window_start, window_end=window_end,
-                    reasons=assessment.reasons, report_uri=report_uri, emitted_at=now, attempt=0,
-                )).inserted_primary_key  # fmt: skip
+                key = conn.execute(
+                    insert(drift_episodes).values(
+                        spec=spec.name,
+                        version=assessment.version,
+                        window_start=window_start,
+                        window_end=window_end,
+                        reasons=assessment.reasons,
+                        report_uri=report_uri,
+                        emitted_at=now,
+                        attempt=0,
+                    )
+                ).inserted_primary_key
                 assert key is not None
                 episode = int(key[0])
-                decision = Decision("emitted", f"drift sustained over {streak} window(s): episode {episode} "
-                                    "announced for retraining", streak, episode)  # fmt: skip
-        conn.execute(delete(monitor_runs).where(monitor_runs.c.spec == spec.name,
-                                                monitor_runs.c.window_start == window_start,
-                                                monitor_runs.c.window_end == window_end))  # fmt: skip
-        conn.execute(insert(monitor_runs).values(
-            spec=spec.name, version=assessment.version or None, window_start=window_start, window_end=window_end,
-            rows=assessment.rows, judged=int(assessment.judged), drifted=int(assessment.drifted),
-            reasons=assessment.reasons, report_uri=report_uri, figures=figures_of(assessment),
-            decision=decision.action, decision_reason=decision.reason, episode_id=episode, dag_run_id=dag_run_id,
-            created_at=now,
-        ))  # fmt: skip
+                decision = Decision(
+                    "emitted",
+                    f"drift sustained over {streak} window(s): episode {episode} announced for retraining",
+                    streak,
+                    episode,
+                )
+        conn.execute(
+            delete(monitor_runs).where(
+                monitor_runs.c.spec == spec.name,
+                monitor_runs.c.window_start == window_start,
+                monitor_runs.c.window_end == window_end,
+            )
+        )
+        conn.execute(
+            insert(monitor_runs).values(
+                spec=spec.name,
+                version=assessment.version or None,
+                window_start=window_start,
+                window_end=window_end,
+                rows=assessment.rows,
+                judged=int(assessment.judged),
+                drifted=int(assessment.drifted),
+                reasons=assessment.reasons,
+                report_uri=report_uri,
+                figures=figures_of(assessment),
+                decision=decision.action,
+                decision_reason=decision.reason,
+                episode_id=episode,
+                dag_run_id=dag_run_id,
+                created_at=now,
+            )
+        )
     return decision
 
 
@@ -218,35 +292,73 @@ def retraining_budget(spec: ModelSpec, settings: Settings) -> str | None:
     if status["limit_usd"] is None:
         return None
     resource = "gpu" if spec.compute.device == "cuda" else "cpu"
-    trial = ledger.estimate(f"{spec.name}.trial", resource, spec.compute.pool_slots,
-                            dt.timedelta(minutes=spec.compute.execution_timeout_minutes))  # fmt: skip
+    trial = ledger.estimate(
+        f"{spec.name}.trial",
+        resource,
+        spec.compute.pool_slots,
+        dt.timedelta(minutes=spec.compute.execution_timeout_minutes),
+    )
     need = trial * spec.model.search.n_trials
-    if room_for(limit=status["limit_usd"], spent=status["settled_usd"], reserved=status["reserved_usd"],
-                erasure_reserve=status.get("erasure_reserve_usd") or 0.0, estimate=need,
-                priority=spec.compute.priority):  # fmt: skip
+    if room_for(
+        limit=status["limit_usd"],
+        spent=status["settled_usd"],
+        reserved=status["reserved_usd"],
+        erasure_reserve=status.get("erasure_reserve_usd") or 0.0,
+        estimate=need,
+        priority=spec.compute.priority,
+    ):
         return None
     period, resets = period_of(utcnow())
-    return str(BudgetExceeded(team, period, status["settled_usd"], status["reserved_usd"], status["limit_usd"], need,
-                              resets, status["policy"])).replace("this task needs", "a retraining needs")  # fmt: skip
+    return str(
+        BudgetExceeded(
+            team,
+            period,
+            status["settled_usd"],
+            status["reserved_usd"],
+            status["limit_usd"],
+            need,
+            resets,
+            status["policy"],
+        )
+    ).replace("this task needs", "a retraining needs")
 
 
 def open_episodes(engine: Engine, spec: str) -> list[dict[str, Any]]:
     """Episodes no training run has taken, or whose run failed fewer than :data:`MAX_ATTEMPTS` times (oldest first)."""
     with engine.connect() as conn:
-        rows = conn.execute(select(drift_episodes).where(
-            drift_episodes.c.spec == spec,
-            or_(drift_episodes.c.dag_run_id.is_(None),
-                drift_episodes.c.outcome.like("failed%") & (drift_episodes.c.attempt < MAX_ATTEMPTS)),
-        ).order_by(drift_episodes.c.id)).mappings().all()  # fmt: skip
+        rows = (
+            conn.execute(
+                select(drift_episodes)
+                .where(
+                    drift_episodes.c.spec == spec,
+                    or_(
+                        drift_episodes.c.dag_run_id.is_(None),
+                        drift_episodes.c.outcome.like("failed%") & (drift_episodes.c.attempt < MAX_ATTEMPTS),
+                    ),
+                )
+                .order_by(drift_episodes.c.id)
+            )
+            .mappings()
+            .all()
+        )
     return [dict(r) for r in rows]
 
 
 def given_up(engine: Engine, spec: str, dag_run_id: str) -> list[dict[str, Any]]:
     """The run's episodes that failed their last allowed attempt."""
     with engine.connect() as conn:
-        rows = conn.execute(select(drift_episodes).where(
-            drift_episodes.c.spec == spec, drift_episodes.c.dag_run_id == dag_run_id,
-            drift_episodes.c.outcome.like("failed%"), drift_episodes.c.attempt >= MAX_ATTEMPTS)).mappings().all()
+        rows = (
+            conn.execute(
+                select(drift_episodes).where(
+                    drift_episodes.c.spec == spec,
+                    drift_episodes.c.dag_run_id == dag_run_id,
+                    drift_episodes.c.outcome.like("failed%"),
+                    drift_episodes.c.attempt >= MAX_ATTEMPTS,
+                )
+            )
+            .mappings()
+            .all()
+        )
     return [dict(r) for r in rows]
 
 
@@ -261,41 +373,81 @@ def claim_episodes(engine: Engine, spec: str, dag_run_id: str, ids: list[int] | 
             if ids is not None and ep["id"] not in ids:
                 continue
             with engine.begin() as conn:
-                n = conn.execute(update(drift_episodes).where(
-                    drift_episodes.c.id == ep["id"],
-                    or_(drift_episodes.c.dag_run_id.is_(None),
-                        drift_episodes.c.outcome.like("failed%") & (drift_episodes.c.attempt < MAX_ATTEMPTS)),
-                ).values(dag_run_id=dag_run_id, claimed_at=utcnow(), attempt=drift_episodes.c.attempt + 1,
-                         outcome=None)).rowcount  # fmt: skip
+                n = conn.execute(
+                    update(drift_episodes)
+                    .where(
+                        drift_episodes.c.id == ep["id"],
+                        or_(
+                            drift_episodes.c.dag_run_id.is_(None),
+                            drift_episodes.c.outcome.like("failed%") & (drift_episodes.c.attempt < MAX_ATTEMPTS),
+                        ),
+                    )
+                    .values(
+                        dag_run_id=dag_run_id, claimed_at=utcnow(), attempt=drift_episodes.c.attempt + 1, outcome=None
+                    )
+                ).rowcount
             if n:
                 taken.append(ep)
         with engine.connect() as conn:
-            held = conn.execute(select(drift_episodes).where(drift_episodes.c.spec == spec,
-                                                             drift_episodes.c.dag_run_id == dag_run_id,
-                                                             drift_episodes.c.outcome.is_(None))
-                                .order_by(drift_episodes.c.id)).mappings().all()  # fmt: skip
+            held = (
+                conn.execute(
+                    select(drift_episodes)
+                    .where(
+                        drift_episodes.c.spec == spec,
+                        drift_episodes.c.dag_run_id == dag_run_id,
+                        drift_episodes.c.outcome.is_(None),
+                    )
+                    .order_by(drift_episodes.c.id)
+                )
+                .mappings()
+                .all()
+            )
     return [dict(r) for r in held]
 
 
 def hand_over(engine: Engine, spec: str, from_run: str, to_run: str) -> int:
     """Give the episodes ``from_run`` holds to ``to_run`` (the run already training the latest data covers them)."""
     with engine.begin() as conn:
-        return int(conn.execute(update(drift_episodes).where(
-            drift_episodes.c.spec == spec, drift_episodes.c.dag_run_id == from_run,
-            drift_episodes.c.outcome.is_(None)).values(dag_run_id=to_run)).rowcount)  # fmt: skip
+        return int(
+            conn.execute(
+                update(drift_episodes)
+                .where(
+                    drift_episodes.c.spec == spec,
+                    drift_episodes.c.dag_run_id == from_run,
+                    drift_episodes.c.outcome.is_(None),
+                )
+                .values(dag_run_id=to_run)
+            ).rowcount
+        )
 
 
 def settle_episodes(engine: Engine, spec: str, dag_run_id: str, outcome: str) -> int:
     """Record how the run's episodes ended (``failed: …`` lets another run take them); returns how many."""
     with engine.begin() as conn:
-        return int(conn.execute(update(drift_episodes).where(
-            drift_episodes.c.spec == spec, drift_episodes.c.dag_run_id == dag_run_id,
-            drift_episodes.c.outcome.is_(None)).values(outcome=outcome[:500])).rowcount)  # fmt: skip
+        return int(
+            conn.execute(
+                update(drift_episodes)
+                .where(
+                    drift_episodes.c.spec == spec,
+                    drift_episodes.c.dag_run_id == dag_run_id,
+                    drift_episodes.c.outcome.is_(None),
+                )
+                .values(outcome=outcome[:500])
+            ).rowcount
+        )
 
 
 def history(engine: Engine, spec: str, limit: int = 50) -> list[dict[str, Any]]:
     """The spec's latest monitoring runs, newest first."""
     with engine.connect() as conn:
-        rows = conn.execute(select(monitor_runs).where(monitor_runs.c.spec == spec)
-                            .order_by(desc(monitor_runs.c.window_end)).limit(limit)).mappings().all()  # fmt: skip
+        rows = (
+            conn.execute(
+                select(monitor_runs)
+                .where(monitor_runs.c.spec == spec)
+                .order_by(desc(monitor_runs.c.window_end))
+                .limit(limit)
+            )
+            .mappings()
+            .all()
+        )
     return [dict(r) for r in rows]

@@ -18,38 +18,83 @@ HELD = ("held_cooldown", "held_budget")
 def add_gauges(registry: CollectorRegistry, engine: Engine) -> None:
     """Register the gauges of every spec's latest monitoring run on ``registry``."""
     g = {
-        "rows": Gauge("ativo_monitor_window_rows", "Decisions in the latest monitored window", ["model"],
-                      registry=registry),
-        "last": Gauge("ativo_monitor_last_run_timestamp_seconds", "End of the latest monitored window", ["model"],
-                      registry=registry),
-        "judged": Gauge("ativo_monitor_judged", "1 when the latest window had enough rows to judge", ["model"],
-                        registry=registry),
-        "detected": Gauge("ativo_drift_detected", "1 when the latest window drifted beyond noise and threshold",
-                          ["model", "version"], registry=registry),
-        "psi": Gauge("ativo_drift_psi", "PSI of a feature (or the score) in the latest window", ["model", "feature"],
-                     registry=registry),
-        "p": Gauge("ativo_drift_p_value", "Homogeneity test p-value of a feature in the latest window",
-                   ["model", "feature"], registry=registry),
-        "held": Gauge("ativo_drift_held", "1 when the latest window's sustained drift was held back",
-                      ["model", "why"], registry=registry),
-        "episodes": Gauge("ativo_drift_episodes", "Drift episodes announced for retraining", ["model"],
-                          registry=registry),
-        "est": Gauge("ativo_estimated_auc", "AUC estimated without labels in the latest window",
-                     ["model", "version"], registry=registry),
-        "est_std": Gauge("ativo_estimated_auc_std", "Its standard deviation", ["model", "version"],
-                         registry=registry),
-        "auc": Gauge("ativo_realised_auc", "AUC on the labelled rows of the latest window", ["model", "version"],
-                     registry=registry),
-        "fair": Gauge("ativo_fairness_difference", "Largest between-group rate difference in the latest window",
-                      ["model", "attribute", "metric"], registry=registry),
-    }  # fmt: skip
+        "rows": Gauge(
+            "ativo_monitor_window_rows", "Decisions in the latest monitored window", ["model"], registry=registry
+        ),
+        "last": Gauge(
+            "ativo_monitor_last_run_timestamp_seconds",
+            "End of the latest monitored window",
+            ["model"],
+            registry=registry,
+        ),
+        "judged": Gauge(
+            "ativo_monitor_judged", "1 when the latest window had enough rows to judge", ["model"], registry=registry
+        ),
+        "detected": Gauge(
+            "ativo_drift_detected",
+            "1 when the latest window drifted beyond noise and threshold",
+            ["model", "version"],
+            registry=registry,
+        ),
+        "psi": Gauge(
+            "ativo_drift_psi",
+            "PSI of a feature (or the score) in the latest window",
+            ["model", "feature"],
+            registry=registry,
+        ),
+        "p": Gauge(
+            "ativo_drift_p_value",
+            "Homogeneity test p-value of a feature in the latest window",
+            ["model", "feature"],
+            registry=registry,
+        ),
+        "held": Gauge(
+            "ativo_drift_held",
+            "1 when the latest window's sustained drift was held back",
+            ["model", "why"],
+            registry=registry,
+        ),
+        "episodes": Gauge(
+            "ativo_drift_episodes", "Drift episodes announced for retraining", ["model"], registry=registry
+        ),
+        "est": Gauge(
+            "ativo_estimated_auc",
+            "AUC estimated without labels in the latest window",
+            ["model", "version"],
+            registry=registry,
+        ),
+        "est_std": Gauge("ativo_estimated_auc_std", "Its standard deviation", ["model", "version"], registry=registry),
+        "auc": Gauge(
+            "ativo_realised_auc",
+            "AUC on the labelled rows of the latest window",
+            ["model", "version"],
+            registry=registry,
+        ),
+        "fair": Gauge(
+            "ativo_fairness_difference",
+            "Largest between-group rate difference in the latest window",
+            ["model", "attribute", "metric"],
+            registry=registry,
+        ),
+    }
     with engine.connect() as conn:
-        latest = select(monitor_runs.c.spec, func.max(monitor_runs.c.window_end).label("end")).group_by(
-            monitor_runs.c.spec).subquery()  # fmt: skip
-        runs = conn.execute(select(monitor_runs).join(latest, (monitor_runs.c.spec == latest.c.spec)
-                                                      & (monitor_runs.c.window_end == latest.c.end))).mappings().all()
-        episodes: dict[str, int] = dict(conn.execute(select(drift_episodes.c.spec, func.count())
-                                     .group_by(drift_episodes.c.spec)).all())  # fmt: skip
+        latest = (
+            select(monitor_runs.c.spec, func.max(monitor_runs.c.window_end).label("end"))
+            .group_by(monitor_runs.c.spec)
+            .subquery()
+        )
+        runs = (
+            conn.execute(
+                select(monitor_runs).join(
+                    latest, (monitor_runs.c.spec == latest.c.spec) & (monitor_runs.c.window_end == latest.c.end)
+                )
+            )
+            .mappings()
+            .all()
+        )
+        episodes: dict[str, int] = dict(
+            conn.execute(select(drift_episodes.c.spec, func.count()).group_by(drift_episodes.c.spec)).all()
+        )
     for r in runs:
         model, version, fig = r["spec"], r["version"] or "", r["figures"] or {}
         g["rows"].labels(model).set(r["rows"])

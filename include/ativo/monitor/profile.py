@@ -69,9 +69,11 @@ class Binned:
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Binned:
         """Inverse of :meth:`to_dict`."""
-        return cls(counts=tuple(int(c) for c in doc["counts"]),
-                   edges=tuple(float(e) for e in doc["edges"]) if "edges" in doc else None,
-                   categories=tuple(doc["categories"]) if "categories" in doc else None)  # fmt: skip
+        return cls(
+            counts=tuple(int(c) for c in doc["counts"]),
+            edges=tuple(float(e) for e in doc["edges"]) if "edges" in doc else None,
+            categories=tuple(doc["categories"]) if "categories" in doc else None,
+        )
 
 
 def numeric_bins(values: Any, bins: int = NUMERIC_BINS) -> Binned:
@@ -126,23 +128,43 @@ class Profile:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
-        return {"spec": self.spec, "version": self.version, "dataset_version": self.dataset_version,
-                "train_rows": self.train_rows, "features": {k: v.to_dict() for k, v in self.features.items()},
-                "scores": self.scores.to_dict(), "metrics": self.metrics, "groups": self.groups,
-                "score_mean": self.score_mean}  # fmt: skip
+        return {
+            "spec": self.spec,
+            "version": self.version,
+            "dataset_version": self.dataset_version,
+            "train_rows": self.train_rows,
+            "features": {k: v.to_dict() for k, v in self.features.items()},
+            "scores": self.scores.to_dict(),
+            "metrics": self.metrics,
+            "groups": self.groups,
+            "score_mean": self.score_mean,
+        }
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Profile:
         """Inverse of :meth:`to_dict`."""
-        return cls(spec=doc["spec"], version=str(doc["version"]), dataset_version=doc.get("dataset_version"),
-                   train_rows=int(doc["train_rows"]),
-                   features={k: Binned.from_dict(v) for k, v in doc["features"].items()},
-                   scores=Binned.from_dict(doc["scores"]), metrics=dict(doc["metrics"]),
-                   groups=dict(doc.get("groups") or {}), score_mean=float(doc.get("score_mean", 0.0)))  # fmt: skip
+        return cls(
+            spec=doc["spec"],
+            version=str(doc["version"]),
+            dataset_version=doc.get("dataset_version"),
+            train_rows=int(doc["train_rows"]),
+            features={k: Binned.from_dict(v) for k, v in doc["features"].items()},
+            scores=Binned.from_dict(doc["scores"]),
+            metrics=dict(doc["metrics"]),
+            groups=dict(doc.get("groups") or {}),
+            score_mean=float(doc.get("score_mean", 0.0)),
+        )
 
 
-def build_profile(spec: ModelSpec, version: str, dataset_version: str | None, train: pd.DataFrame,
-                  test: pd.DataFrame, test_scores: np.ndarray, test_labels: np.ndarray) -> Profile:  # fmt: skip
+def build_profile(
+    spec: ModelSpec,
+    version: str,
+    dataset_version: str | None,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    test_scores: np.ndarray,
+    test_labels: np.ndarray,
+) -> Profile:
     """The reference profile of a version from its training split and its test split's scores and labels."""
     import numpy as np
     from sklearn.metrics import log_loss, roc_auc_score
@@ -150,8 +172,9 @@ def build_profile(spec: ModelSpec, version: str, dataset_version: str | None, tr
     features: dict[str, Binned] = {}
     for f in spec.data_schema.features:
         column = train[f.name]
-        features[f.name] = (category_bins(column, tuple(f.categories or ())) if f.type == "category"
-                            else numeric_bins(column))  # fmt: skip
+        features[f.name] = (
+            category_bins(column, tuple(f.categories or ())) if f.type == "category" else numeric_bins(column)
+        )
     scores = numeric_bins(test_scores, SCORE_BINS)
     y = np.asarray(test_labels).astype(int)
     decided = (np.asarray(test_scores) >= spec.gates.decision_threshold).astype(int)
@@ -161,17 +184,31 @@ def build_profile(spec: ModelSpec, version: str, dataset_version: str | None, tr
         for value, idx in test.groupby(test[attr].astype(str), observed=True).indices.items():
             yy, dd = y[idx], decided[idx]
             pos, neg = int(yy.sum()), int(len(yy) - yy.sum())
-            view[str(value)] = {"rows": len(idx), "positives": pos, "selection_rate": float(dd.mean()),
-                                "tpr": float(dd[yy == 1].mean()) if pos else None,
-                                "fpr": float(dd[yy == 0].mean()) if neg else None}  # fmt: skip
+            view[str(value)] = {
+                "rows": len(idx),
+                "positives": pos,
+                "selection_rate": float(dd.mean()),
+                "tpr": float(dd[yy == 1].mean()) if pos else None,
+                "fpr": float(dd[yy == 0].mean()) if neg else None,
+            }
         groups[attr] = view
     from ativo.monitor.performance import expected_auc
 
-    metrics = {"auc": float(roc_auc_score(y, test_scores)) if len(set(y)) > 1 else None,
-               # what the label-free estimate gives on the test split itself: the like-for-like reference for it
-               "expected_auc": float(expected_auc(test_scores)),
-               "logloss": float(log_loss(y, np.clip(test_scores, 1e-7, 1 - 1e-7), labels=[0, 1])),
-               "test_rows": float(len(y))}  # fmt: skip
-    return Profile(spec=spec.name, version=str(version), dataset_version=dataset_version, train_rows=len(train),
-                   features=features, scores=scores, metrics=metrics, groups=groups,
-                   score_mean=float(np.mean(test_scores)))  # fmt: skip
+    metrics = {
+        "auc": float(roc_auc_score(y, test_scores)) if len(set(y)) > 1 else None,
+        # what the label-free estimate gives on the test split itself: the like-for-like reference for it
+        "expected_auc": float(expected_auc(test_scores)),
+        "logloss": float(log_loss(y, np.clip(test_scores, 1e-7, 1 - 1e-7), labels=[0, 1])),
+        "test_rows": float(len(y)),
+    }
+    return Profile(
+        spec=spec.name,
+        version=str(version),
+        dataset_version=dataset_version,
+        train_rows=len(train),
+        features=features,
+        scores=scores,
+        metrics=metrics,
+        groups=groups,
+        score_mean=float(np.mean(test_scores)),
+    )

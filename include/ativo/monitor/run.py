@@ -38,8 +38,10 @@ def load_profile(spec: ModelSpec, settings: Settings, version: str) -> tuple[Pro
     mv = registered_version(spec, settings.mlflow_tracking_uri, version)
     uri = mv.tags.get(PROFILE_TAG)
     if not uri:
-        raise LookupError(f"{spec.registered_model_name} version {version} has no reference profile (tag "
-                          f"{PROFILE_TAG}): it was registered before profiles existed; retrain it to monitor it")
+        raise LookupError(
+            f"{spec.registered_model_name} version {version} has no reference profile (tag "
+            f"{PROFILE_TAG}): it was registered before profiles existed; retrain it to monitor it"
+        )
     path = download_artifacts(artifact_uri=uri, tracking_uri=settings.mlflow_tracking_uri)
     return Profile.from_dict(json.loads(Path(path).read_text())), mv.run_id
 
@@ -61,9 +63,16 @@ def _window_tag(start: dt.datetime, end: dt.datetime) -> str:
     return f"{start:%Y%m%dT%H%M%S}-{end:%Y%m%dT%H%M%S}"
 
 
-def monitor_window(spec: ModelSpec, settings: Settings, start: dt.datetime, end: dt.datetime, *,
-                   dag_run_id: str | None = None, version: str | None = None,
-                   now: dt.datetime | None = None) -> dict[str, Any]:  # fmt: skip
+def monitor_window(
+    spec: ModelSpec,
+    settings: Settings,
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    dag_run_id: str | None = None,
+    version: str | None = None,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
     """Judge the champion's (or ``version``'s) decisions in ``[start, end)``, report, and decide.
 
     Returns:
@@ -82,11 +91,26 @@ def monitor_window(spec: ModelSpec, settings: Settings, start: dt.datetime, end:
 
     def not_judged(why: str) -> dict[str, Any]:  # recorded with the reason, rather than failing every day
         assessment = Assessment(spec.name, version or "", 0, judged=False, drifted=False, reasons=[why])
-        decision = decide(engine, spec, assessment, window_start=start, window_end=end, report_uri=None,
-                          dag_run_id=dag_run_id, now=now)  # fmt: skip
-        return {"spec": spec.name, "version": version, "window": window, "assessment": assessment.to_dict(),
-                "decision": decision.to_dict(), "report_uri": None, "report_html_uri": None,
-                "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip
+        decision = decide(
+            engine,
+            spec,
+            assessment,
+            window_start=start,
+            window_end=end,
+            report_uri=None,
+            dag_run_id=dag_run_id,
+            now=now,
+        )
+        return {
+            "spec": spec.name,
+            "version": version,
+            "window": window,
+            "assessment": assessment.to_dict(),
+            "decision": decision.to_dict(),
+            "report_uri": None,
+            "report_html_uri": None,
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
 
     if version is None:
         return not_judged(f"{spec.registered_model_name} has no champion yet: nothing to monitor")
@@ -101,22 +125,55 @@ def monitor_window(spec: ModelSpec, settings: Settings, start: dt.datetime, end:
     base = f"runs:/{run_id}/monitor/{tag}" if run_id else None
     report_uri = f"{base}/report.json" if base else None
     html_uri = f"{base}/report.html" if base else None
-    decision = decide(engine, spec, assessment, window_start=start, window_end=end,
-                      report_uri=html_uri if assessment.judged else None, budget_problem=budget,
-                      dag_run_id=dag_run_id, now=now)  # fmt: skip
-    doc = {"spec": spec.name, "version": version, "window": window, "assessment": assessment.to_dict(),
-           "decision": decision.to_dict(), "alpha": spec.monitor.alpha, "psi_threshold": spec.monitor.psi_threshold,
-           "report_uri": report_uri, "report_html_uri": html_uri}  # fmt: skip
+    decision = decide(
+        engine,
+        spec,
+        assessment,
+        window_start=start,
+        window_end=end,
+        report_uri=html_uri if assessment.judged else None,
+        budget_problem=budget,
+        dag_run_id=dag_run_id,
+        now=now,
+    )
+    doc = {
+        "spec": spec.name,
+        "version": version,
+        "window": window,
+        "assessment": assessment.to_dict(),
+        "decision": decision.to_dict(),
+        "alpha": spec.monitor.alpha,
+        "psi_threshold": spec.monitor.psi_threshold,
+        "report_uri": report_uri,
+        "report_html_uri": html_uri,
+    }
     if run_id and assessment.judged:
         _log_report(spec, settings, run_id, version, tag, doc, profile, assessment.counts)
     doc["seconds"] = round(time.perf_counter() - t0, 3)
-    log.info("%s v%s window %s → %s: %d rows, %s; %s: %s", spec.name, version, start, end, assessment.rows,
-             "; ".join(assessment.reasons) or "no drift", decision.action, decision.reason)  # fmt: skip
+    log.info(
+        "%s v%s window %s → %s: %d rows, %s; %s: %s",
+        spec.name,
+        version,
+        start,
+        end,
+        assessment.rows,
+        "; ".join(assessment.reasons) or "no drift",
+        decision.action,
+        decision.reason,
+    )
     return doc
 
 
-def _log_report(spec: ModelSpec, settings: Settings, run_id: str, version: str, tag: str, doc: dict[str, Any],
-                profile: Profile, counts: dict[str, tuple[int, ...]]) -> None:  # fmt: skip
+def _log_report(
+    spec: ModelSpec,
+    settings: Settings,
+    run_id: str,
+    version: str,
+    tag: str,
+    doc: dict[str, Any],
+    profile: Profile,
+    counts: dict[str, tuple[int, ...]],
+) -> None:
     """Write the JSON and HTML report beside the model card and link the latest from the version."""
     from mlflow import MlflowClient
 

@@ -40,8 +40,9 @@ def psi(reference: Sequence[float], current: Sequence[float], eps: float = EPS) 
     return total
 
 
-def pooled(reference: Sequence[int], current: Sequence[int],
-           min_expected: float = MIN_EXPECTED) -> tuple[list[int], list[int]]:  # fmt: skip
+def pooled(
+    reference: Sequence[int], current: Sequence[int], min_expected: float = MIN_EXPECTED
+) -> tuple[list[int], list[int]]:
     """The two count vectors with sparse bins pooled.
 
     Bins empty in both go; bins whose expected count in either sample is under ``min_expected`` are merged into one
@@ -122,18 +123,28 @@ def new_categories(reference: Binned, current: Sequence[int]) -> dict[str, int]:
     """Categories the window holds that the reference never saw (missing aside), with their counts."""
     if reference.categories is None:
         return {}
-    return {cat: int(c) for cat, r, c in zip(reference.categories[:-1], reference.counts, current, strict=False)
-            if r == 0 and c > 0}  # fmt: skip
+    return {
+        cat: int(c)
+        for cat, r, c in zip(reference.categories[:-1], reference.counts, current, strict=False)
+        if r == 0 and c > 0
+    }
 
 
-def judge(references: Mapping[str, Binned], windows: Mapping[str, Sequence[int]], *, threshold: float,
-          alpha: float = 0.01) -> list[Drift]:  # fmt: skip
+def judge(
+    references: Mapping[str, Binned], windows: Mapping[str, Sequence[int]], *, threshold: float, alpha: float = 0.01
+) -> list[Drift]:
     """Every feature's drift, judged as the module doc says (Holm across all of ``windows`` at ``alpha``)."""
     return judge_family(references, windows, threshold=threshold, alpha=alpha)[0]
 
 
-def judge_family(references: Mapping[str, Binned], windows: Mapping[str, Sequence[int]], *, threshold: float,
-                 alpha: float = 0.01, extra: Mapping[str, float] | None = None) -> tuple[list[Drift], set[str]]:
+def judge_family(
+    references: Mapping[str, Binned],
+    windows: Mapping[str, Sequence[int]],
+    *,
+    threshold: float,
+    alpha: float = 0.01,
+    extra: Mapping[str, float] | None = None,
+) -> tuple[list[Drift], set[str]]:
     """:func:`judge`, with ``extra`` p-values (other alarms of the same run) in the same Holm family.
 
     Returns:
@@ -169,6 +180,15 @@ def judge_family(references: Mapping[str, Binned], windows: Mapping[str, Sequenc
         else:
             reason = f"{name}: PSI {values[name]:.3f}, within noise at {rows} rows (p {pvalues[name]:.3g})"
             drifted = False
-        out.append(Drift(name=name, psi=values[name], p_value=pvalues[name], significant=is_sig, drifted=drifted,
-                         reason=reason, new_categories=fresh or None))  # fmt: skip
+        out.append(
+            Drift(
+                name=name,
+                psi=values[name],
+                p_value=pvalues[name],
+                significant=is_sig,
+                drifted=drifted,
+                reason=reason,
+                new_categories=fresh or None,
+            )
+        )
     return out, {k for k in (extra or {}) if f"#{k}" in significant}

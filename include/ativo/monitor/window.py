@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 SCORE = "score"
 
 
-def read_window(store: ObjectStore, spec: ModelSpec, start: dt.datetime, end: dt.datetime,
-                version: str | None = None) -> pd.DataFrame:  # fmt: skip
+def read_window(
+    store: ObjectStore, spec: ModelSpec, start: dt.datetime, end: dt.datetime, version: str | None = None
+) -> pd.DataFrame:
     """The decisions logged in ``[start, end)`` (of ``version`` when given), with their label where one arrived.
 
     Columns: the log's (``f_<feature>`` hold the decoded feature values, ``score`` the score) and ``label`` (NaN for a
@@ -83,7 +84,8 @@ def _auc_se(auc: float, positives: int, negatives: int) -> float:
     """Hanley and McNeil's standard error of an AUC."""
     q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
     var = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) / max(
-        1, positives * negatives)  # fmt: skip
+        1, positives * negatives
+    )
     return math.sqrt(max(var, 0.0))
 
 
@@ -134,19 +136,34 @@ def _fairness(spec: ModelSpec, profile: Profile, window: pd.DataFrame) -> list[d
                 known = rows & (labels == truth)
                 if known.sum() >= gate.min_group_labels:
                     measures[metric][str(g)] = (float(decided[known].mean()), int(known.sum()))
-        limits = {"selection_rate": gate.max_demographic_parity_difference,
-                  "tpr": gate.max_equalized_odds_difference, "fpr": gate.max_equalized_odds_difference}  # fmt: skip
+        limits = {
+            "selection_rate": gate.max_demographic_parity_difference,
+            "tpr": gate.max_equalized_odds_difference,
+            "fpr": gate.max_equalized_odds_difference,
+        }
         for metric, rates in measures.items():
             if len(rates) < 2:
                 continue
             limit = limits[metric]
             spread, p, hi, lo = _spread_pvalue(rates, limit if limit is not None else 1.0)
-            ref = [float(v[metric]) for v in reference.values()  # type: ignore[arg-type]
-                   if v.get(metric) is not None and (v.get("rows") or 0) >= gate.min_group_size]  # fmt: skip
-            out.append({"attribute": attr, "metric": metric, "difference": spread, "limit": limit,
-                        "reference_difference": (max(ref) - min(ref)) if len(ref) > 1 else None,
-                        "p_value": p if limit is not None else None, "highest": hi, "lowest": lo,
-                        "rates": {g: {"rate": r, "rows": n} for g, (r, n) in sorted(rates.items())}})  # fmt: skip
+            ref = [
+                float(v[metric])
+                for v in reference.values()  # type: ignore[arg-type]
+                if v.get(metric) is not None and (v.get("rows") or 0) >= gate.min_group_size
+            ]
+            out.append(
+                {
+                    "attribute": attr,
+                    "metric": metric,
+                    "difference": spread,
+                    "limit": limit,
+                    "reference_difference": (max(ref) - min(ref)) if len(ref) > 1 else None,
+                    "p_value": p if limit is not None else None,
+                    "highest": hi,
+                    "lowest": lo,
+                    "rates": {g: {"rate": r, "rows": n} for g, (r, n) in sorted(rates.items())},
+                }
+            )
     return out
 
 
@@ -167,8 +184,14 @@ def assess(spec: ModelSpec, profile: Profile, window: pd.DataFrame, *, alpha: fl
     alpha = cfg.alpha if alpha is None else alpha
     rows = len(window)
     if rows < cfg.min_rows:
-        return Assessment(spec.name, profile.version, rows, judged=False, drifted=False,
-                          reasons=[f"{rows} rows in the window, under monitor.min_rows = {cfg.min_rows}: not judged"])
+        return Assessment(
+            spec.name,
+            profile.version,
+            rows,
+            judged=False,
+            drifted=False,
+            reasons=[f"{rows} rows in the window, under monitor.min_rows = {cfg.min_rows}: not judged"],
+        )
     references = dict(profile.features)
     counts = {name: references[name].count(window[f"f_{name}"]) for name in references if f"f_{name}" in window}
     references[SCORE] = profile.scores
@@ -178,8 +201,12 @@ def assess(spec: ModelSpec, profile: Profile, window: pd.DataFrame, *, alpha: fl
     ref_auc = profile.metrics.get("auc")
     scores = window[SCORE].to_numpy(dtype="float64")
     est = estimated_auc(scores, draws=50)
-    performance: dict[str, Any] = {"reference_auc": ref_auc, "estimated_auc": est.value, "estimated_auc_std": est.std,
-                                   "reference_logloss": profile.metrics.get("logloss")}  # fmt: skip
+    performance: dict[str, Any] = {
+        "reference_auc": ref_auc,
+        "estimated_auc": est.value,
+        "estimated_auc_std": est.std,
+        "reference_logloss": profile.metrics.get("logloss"),
+    }
     # the estimate is compared with what it gave on the version's own test split (like with like: a calibration
     # error that lowers it there lowers it here too); profiles from before that figure use the test AUC
     ref_est = profile.metrics.get("expected_auc") or ref_auc
@@ -189,21 +216,26 @@ def assess(spec: ModelSpec, profile: Profile, window: pd.DataFrame, *, alpha: fl
         p = float(norm.sf(drop / est.std)) if est.std > 0 else float(drop <= 0)  # one score for all: no spread
         extra["estimated_auc"] = performance["estimated_auc_p"] = p
         if drop >= cfg.auc_drop_threshold:
-            alarms["estimated_auc"] = (f"estimated AUC without labels {est.value:.3f} (±{est.std:.3f}) is "
-                                       f"{drop:.3f} under the reference's {ref_est:.3f}")  # fmt: skip
+            alarms["estimated_auc"] = (
+                f"estimated AUC without labels {est.value:.3f} (±{est.std:.3f}) is "
+                f"{drop:.3f} under the reference's {ref_est:.3f}"
+            )
     labelled = window[window["label"].notna()] if "label" in window else window.iloc[:0]
     performance["labelled_rows"] = len(labelled)
     y = labelled["label"].to_numpy(dtype="int64") if len(labelled) else np.array([], dtype="int64")
     if len(labelled) >= cfg.min_labels and 0 < y.sum() < len(y) and ref_auc is not None:
         auc = float(roc_auc_score(y, labelled[SCORE]))
         se = _auc_se(auc, int(y.sum()), int(len(y) - y.sum()))
-        performance.update(auc=auc, auc_se=se, logloss=float(log_loss(y, np.clip(labelled[SCORE], 1e-7, 1 - 1e-7),
-                                                                      labels=[0, 1])))  # fmt: skip
+        performance.update(
+            auc=auc, auc_se=se, logloss=float(log_loss(y, np.clip(labelled[SCORE], 1e-7, 1 - 1e-7), labels=[0, 1]))
+        )
         drop = ref_auc - auc
         extra["auc"] = performance["auc_p"] = float(norm.sf(drop / se)) if se > 0 else float(drop <= 0)
         if drop >= cfg.auc_drop_threshold:
-            alarms["auc"] = (f"AUC on {len(labelled)} labelled rows is {auc:.3f} (±{se:.3f}), {drop:.3f} under the "
-                             f"reference {ref_auc:.3f}")  # fmt: skip
+            alarms["auc"] = (
+                f"AUC on {len(labelled)} labelled rows is {auc:.3f} (±{se:.3f}), {drop:.3f} under the "
+                f"reference {ref_auc:.3f}"
+            )
     elif len(labelled):
         performance["note"] = f"{len(labelled)} labelled rows, under monitor.min_labels = {cfg.min_labels}"
     fairness = _fairness(spec, profile, window)
@@ -213,13 +245,25 @@ def assess(spec: ModelSpec, profile: Profile, window: pd.DataFrame, *, alpha: fl
         key = f"fairness:{f['attribute']}:{f['metric']}"
         extra[key] = f["p_value"]
         ref = f["reference_difference"]
-        alarms[key] = (f"fairness: {f['attribute']} {f['metric']} differs by {f['difference']:.3f} between "
-                       f"{f['highest']!r} and {f['lowest']!r}, beyond the gate's limit {f['limit']:g}"
-                       + (f" (the reference's was {ref:.3f})" if ref is not None else ""))  # fmt: skip
+        alarms[key] = (
+            f"fairness: {f['attribute']} {f['metric']} differs by {f['difference']:.3f} between "
+            f"{f['highest']!r} and {f['lowest']!r}, beyond the gate's limit {f['limit']:g}"
+            + (f" (the reference's was {ref:.3f})" if ref is not None else "")
+        )
     drift, significant = judge_family(references, counts, threshold=cfg.psi_threshold, alpha=alpha, extra=extra)
     reasons = [d.reason for d in drift if d.drifted]
     reasons += [alarms[k] for k in extra if k in significant and k in alarms]
     for f in fairness:
         f["significant"] = f"fairness:{f['attribute']}:{f['metric']}" in significant
-    return Assessment(spec.name, profile.version, rows, judged=True, drifted=bool(reasons), reasons=reasons,
-                      drift=drift, performance=performance, fairness=fairness, counts=counts)  # fmt: skip
+    return Assessment(
+        spec.name,
+        profile.version,
+        rows,
+        judged=True,
+        drifted=bool(reasons),
+        reasons=reasons,
+        drift=drift,
+        performance=performance,
+        fairness=fairness,
+        counts=counts,
+    )

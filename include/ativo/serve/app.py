@@ -67,8 +67,12 @@ def request_id_of(given: str | None, now: float | None = None) -> str:
 
 
 def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
-                    media_type="application/json", headers=headers)  # fmt: skip
+    return Response(
+        orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
 
 
 def _error(status: int, detail: str, errors: list[dict[str, str]] | None = None) -> Response:
@@ -93,8 +97,16 @@ class ServeConfig:
 class InferenceService:
     """The state behind the ASGI app: live models, keys, parser, logs, metrics."""
 
-    def __init__(self, spec: ModelSpec, live: LiveModels, keys: ApiKeys, store: ObjectStore, pepper: bytes,
-                 config: ServeConfig | None = None, registry: CollectorRegistry | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        spec: ModelSpec,
+        live: LiveModels,
+        keys: ApiKeys,
+        store: ObjectStore,
+        pepper: bytes,
+        config: ServeConfig | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.spec = spec
         self.config = config or ServeConfig()
         self.live = live
@@ -104,9 +116,15 @@ class InferenceService:
         self.threshold = spec.gates.decision_threshold
         self.labels = (spec.data_schema.target.negative, spec.data_schema.target.positive)
         self.salt = spec.name
-        self.predictions = PredictionLog(store, spec, pepper, flush_s=self.config.flush_s,
-                                         flush_rows=self.config.flush_rows, contributions=self.config.contributions,
-                                         on_shadow=self._shadow_scored)  # fmt: skip
+        self.predictions = PredictionLog(
+            store,
+            spec,
+            pepper,
+            flush_s=self.config.flush_s,
+            flush_rows=self.config.flush_rows,
+            contributions=self.config.contributions,
+            on_shadow=self._shadow_scored,
+        )
         self.feedback_log = LabelLog(store, spec, flush_s=self.config.flush_s, flush_rows=self.config.flush_rows)
         live.on_change = self._live_changed
         self.started = time.time()
@@ -155,27 +173,36 @@ class InferenceService:
         """The request body, refused past MAX_BODY_BYTES without reading the rest."""
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            raise RequestInvalid([{"field": "(body)", "reason": f"{int(declared)} bytes is more than the "
-                                   f"{MAX_BODY_BYTES} a request may carry"}])  # fmt: skip
+            raise RequestInvalid(
+                [
+                    {
+                        "field": "(body)",
+                        "reason": f"{int(declared)} bytes is more than the {MAX_BODY_BYTES} a request may carry",
+                    }
+                ]
+            )
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > MAX_BODY_BYTES:
-                raise RequestInvalid([{"field": "(body)", "reason": f"more than the {MAX_BODY_BYTES} bytes a "
-                                       "request may carry"}])  # fmt: skip
+                raise RequestInvalid(
+                    [{"field": "(body)", "reason": f"more than the {MAX_BODY_BYTES} bytes a request may carry"}]
+                )
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def score(self, routing: Routing, matrix: np.ndarray, keys: list[str]) -> tuple[np.ndarray, list[ServedModel],
-                                                                                   list[str], list[bool]]:  # fmt: skip
+    def score(
+        self, routing: Routing, matrix: np.ndarray, keys: list[str]
+    ) -> tuple[np.ndarray, list[ServedModel], list[str], list[bool]]:
         """Score rows on the versions their keys route to; a failing canary row falls back to the champion."""
         champion = routing.champion
         assert champion is not None
         n = len(matrix)
         canary = routing.canary
         if canary is not None and routing.canary_percent > 0:
-            to_canary = np.fromiter((routes_to_canary(k, routing.canary_percent, self.salt) for k in keys),
-                                    dtype=bool, count=n)  # fmt: skip
+            to_canary = np.fromiter(
+                (routes_to_canary(k, routing.canary_percent, self.salt) for k in keys), dtype=bool, count=n
+            )
         else:
             to_canary = np.zeros(n, dtype=bool)
         scores = np.empty(n, dtype=np.float64)
@@ -191,8 +218,9 @@ class InferenceService:
                 if len(s) != len(idx) or not np.all(np.isfinite(s)):
                     raise ValueError(f"returned {len(s)} scores for {len(idx)} rows, or non-finite ones")
             except Exception as err:
-                log.warning("canary version %s failed on %d row(s), the champion answers: %s", canary.version,
-                            len(idx), err)  # fmt: skip
+                log.warning(
+                    "canary version %s failed on %d row(s), the champion answers: %s", canary.version, len(idx), err
+                )
                 self.metrics.failed(canary.version, "canary", len(idx))
                 for i in idx:
                     fallback[i] = True
@@ -216,11 +244,19 @@ class InferenceService:
             scores[rest] = s
         return scores, models, routes, fallback
 
-    def _row(self, pid: str, model: ServedModel, route: str, score: float, decision: int,
-             fallback: bool, threshold: float) -> dict[str, Any]:  # fmt: skip
-        out = {"prediction_id": pid, "model": model.name, "version": model.version, "route": route,
-               "score": round(score, 6), "decision": decision, "label": self.labels[decision],
-               "threshold": threshold}  # fmt: skip
+    def _row(
+        self, pid: str, model: ServedModel, route: str, score: float, decision: int, fallback: bool, threshold: float
+    ) -> dict[str, Any]:
+        out = {
+            "prediction_id": pid,
+            "model": model.name,
+            "version": model.version,
+            "route": route,
+            "score": round(score, 6),
+            "decision": decision,
+            "label": self.labels[decision],
+            "threshold": threshold,
+        }
         if model.policy is not None:
             out["policy"] = model.policy.kind
         if fallback:
@@ -267,22 +303,40 @@ class InferenceService:
             self.metrics.request(endpoint, "503")
             return _error(503, f"version {routing.champion.version} could not score the request: {err}")
         decisions, thresholds = self.decide(parsed.matrix, scores, models, keys)
-        rows = [self._row(ids[i], models[i], routes[i], float(scores[i]), int(decisions[i]), fallback[i],
-                          float(thresholds[i])) for i in range(n)]  # fmt: skip
+        rows = [
+            self._row(
+                ids[i], models[i], routes[i], float(scores[i]), int(decisions[i]), fallback[i], float(thresholds[i])
+            )
+            for i in range(n)
+        ]
         if explain:  # milliseconds per row: off the event loop, so other requests are not held up
             await run_in_threadpool(self._add_explanations, parsed.matrix, models, rows)
         request_id = request_id_of(request.headers.get("x-request-id"), now)
         latency_ms = (time.perf_counter() - t0) * 1000
-        self.predictions.append(Entry(ts=now, request_id=request_id, ids=ids, matrix=parsed.matrix,
-                                      subjects=parsed.subjects, models=models, routes=routes, fallback=fallback,
-                                      scores=scores, decisions=decisions, latency_ms=latency_ms,
-                                      shadow=routing.shadow, thresholds=thresholds))  # fmt: skip
+        self.predictions.append(
+            Entry(
+                ts=now,
+                request_id=request_id,
+                ids=ids,
+                matrix=parsed.matrix,
+                subjects=parsed.subjects,
+                models=models,
+                routes=routes,
+                fallback=fallback,
+                scores=scores,
+                decisions=decisions,
+                latency_ms=latency_ms,
+                shadow=routing.shadow,
+                thresholds=thresholds,
+            )
+        )
         self.metrics.request(endpoint, "200", time.perf_counter() - t0)
         doc: Any = rows[0] if parsed.single else {"request_id": request_id, "predictions": rows}
         return _json(doc, headers={"x-request-id": request_id})
 
-    def decide(self, matrix: np.ndarray, scores: np.ndarray, models: list[ServedModel],
-               keys: list[str]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    def decide(
+        self, matrix: np.ndarray, scores: np.ndarray, models: list[ServedModel], keys: list[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Decisions and thresholds: the spec's threshold, or the version's per-group policy where it has one."""
         decisions = (scores >= self.threshold).astype(np.int8)
         thresholds = np.full(len(scores), self.threshold)
@@ -303,9 +357,7 @@ class InferenceService:
                 "method": "TreeSHAP (XGBoost pred_contribs), log-odds",
                 "base_value": round(float(contribs[-1]), 6),
                 "margin": round(float(contribs.sum()), 6),
-                "contributions": [
-                    {"feature": names[j], "contribution": round(float(contribs[j]), 6)} for j in order
-                ],  # fmt: skip
+                "contributions": [{"feature": names[j], "contribution": round(float(contribs[j]), 6)} for j in order],
             }
 
     async def feedback(self, request: Request) -> Response:
@@ -330,8 +382,14 @@ class InferenceService:
             raise RequestInvalid([{"field": "(body)", "reason": f"not valid JSON: {err}"}]) from None
         items = doc.get("labels") if isinstance(doc, dict) and "labels" in doc else [doc]
         if not isinstance(items, list) or not items or len(items) > self.parser.max_batch_rows:
-            raise RequestInvalid([{"field": "labels", "reason": f"expected 1-{self.parser.max_batch_rows} "
-                                   "objects with 'prediction_id' and 'label'"}])  # fmt: skip
+            raise RequestInvalid(
+                [
+                    {
+                        "field": "labels",
+                        "reason": f"expected 1-{self.parser.max_batch_rows} objects with 'prediction_id' and 'label'",
+                    }
+                ]
+            )
         ids, labels, errors = [], [], []
         negative, positive = self.labels
         for i, item in enumerate(items):
@@ -341,13 +399,19 @@ class InferenceService:
                 continue
             pid = item.get("prediction_id")
             if not isinstance(pid, str) or not PREDICTION_ID.fullmatch(pid):  # only ids this API made reach the log
-                errors.append({"field": f"{where}prediction_id", "reason": "not a prediction id: send the "
-                               "'prediction_id' /predict answered (YYYYMMDD-<20 hex digits>)"})  # fmt: skip
+                errors.append(
+                    {
+                        "field": f"{where}prediction_id",
+                        "reason": "not a prediction id: send the "
+                        "'prediction_id' /predict answered (YYYYMMDD-<20 hex digits>)",
+                    }
+                )
             label = item.get("label")
             mapped = {0: 0, 1: 1, negative: 0, positive: 1}.get(label) if not isinstance(label, bool | float) else None
             if mapped is None:
-                errors.append({"field": f"{where}label", "reason": f"expected 0, 1, {negative!r} or {positive!r}, "
-                               f"got {label!r}"})  # fmt: skip
+                errors.append(
+                    {"field": f"{where}label", "reason": f"expected 0, 1, {negative!r} or {positive!r}, got {label!r}"}
+                )
             ids.append(str(pid))
             labels.append(mapped if mapped is not None else -1)
         if errors:
@@ -358,11 +422,17 @@ class InferenceService:
         """Live versions, registry and log state (``status`` is ``ok`` once a champion is loaded)."""
         status = self.live.status()
         ok = "champion" in status["versions"]
-        return {"status": "ok" if ok else "no champion", "model": self.spec.registered_model_name, **status,
-                "prediction_log": {"unwritten_rows": self.predictions.unwritten_rows,
-                                   "written_rows": self.predictions.written_rows,
-                                   "last_error": self.predictions.last_error},
-                "uptime_s": round(time.time() - self.started, 1)}  # fmt: skip
+        return {
+            "status": "ok" if ok else "no champion",
+            "model": self.spec.registered_model_name,
+            **status,
+            "prediction_log": {
+                "unwritten_rows": self.predictions.unwritten_rows,
+                "written_rows": self.predictions.written_rows,
+                "last_error": self.predictions.last_error,
+            },
+            "uptime_s": round(time.time() - self.started, 1),
+        }
 
     async def health(self, request: Request) -> Response:
         """:meth:`health_doc`; 503 while no champion is loaded."""
@@ -451,16 +521,23 @@ def build_app(service: InferenceService | list[InferenceService]) -> Starlette:
         routes += services[0].routes()
     else:
         routes += [Route("/health", health_all, methods=["GET"]), Route("/metrics", metrics_all, methods=["GET"])]
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={404: not_found, 405: not_allowed, 500: crashed})  # fmt: skip
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={404: not_found, 405: not_allowed, 500: crashed}
+    )
     app.state.service = services[0]
     app.state.services = {svc.spec.name: svc for svc in services}
     return app
 
 
-def create_service(spec: ModelSpec, settings: Settings, config: ServeConfig | None = None,
-                   keys_path: Path | None = None, *, keys: ApiKeys | None = None,
-                   registry: CollectorRegistry | None = None) -> InferenceService:  # fmt: skip
+def create_service(
+    spec: ModelSpec,
+    settings: Settings,
+    config: ServeConfig | None = None,
+    keys_path: Path | None = None,
+    *,
+    keys: ApiKeys | None = None,
+    registry: CollectorRegistry | None = None,
+) -> InferenceService:
     """The service for a spec with the platform's registry, object store and key file."""
     from ativo.store.objects import open_store
 
@@ -473,8 +550,9 @@ def create_service(spec: ModelSpec, settings: Settings, config: ServeConfig | No
     return InferenceService(spec, live, keys, open_store(settings), pepper, config, registry)
 
 
-def create_services(specs: list[ModelSpec], settings: Settings, config: ServeConfig | None = None,
-                    keys_path: Path | None = None) -> list[InferenceService]:  # fmt: skip
+def create_services(
+    specs: list[ModelSpec], settings: Settings, config: ServeConfig | None = None, keys_path: Path | None = None
+) -> list[InferenceService]:
     """One service per spec, sharing the key file and one metrics registry (one ``/metrics`` for the process)."""
     keys = ApiKeys(keys_path or settings.home / "serve" / "api_keys.json")
     registry = CollectorRegistry()

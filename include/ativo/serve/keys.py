@@ -112,8 +112,14 @@ def create_key(path: Path, name: str, roles: tuple[str, ...] = ("predict",)) -> 
     if any(k["name"] == name for k in keys):
         raise KeyFileError(f"api key: field 'name': a key named {name!r} exists already (revoke it first)")
     raw = "ak_" + secrets.token_urlsafe(24)
-    keys.append({"name": name, "sha256": _hash(raw), "roles": sorted(set(roles)),
-                 "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})  # fmt: skip
+    keys.append(
+        {
+            "name": name,
+            "sha256": _hash(raw),
+            "roles": sorted(set(roles)),
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+    )
     _write(path, keys)
     return raw
 
@@ -164,8 +170,9 @@ def operator(path: Path, raw: str | None, *, given_by: str = "--key or ATIVO_OP_
     if not raw:
         raise NotOperator(f"no key given ({given_by})", "anonymous")
     if path.is_symlink() or (path.exists() and path.stat().st_mode & 0o077):
-        raise NotOperator(f"the platform key file {path} is a link or open to other users (chmod 600 it)",
-                          fingerprint(raw))  # fmt: skip
+        raise NotOperator(
+            f"the platform key file {path} is a link or open to other users (chmod 600 it)", fingerprint(raw)
+        )
     caller = ApiKeys(path).check(raw)
     if caller is None:
         raise NotOperator("unknown key", fingerprint(raw))

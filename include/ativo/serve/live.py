@@ -70,9 +70,15 @@ class LiveModels:
         page: called with a message when MLflow differs from the signed routing (default: the on-call webhook).
     """
 
-    def __init__(self, spec: ModelSpec, settings: Settings, refresh_s: float = 2.0,
-                 loader: Callable[..., ServedModel] | None = None,
-                 page: Callable[[str], None] | None = None, watch_s: float = 10.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        spec: ModelSpec,
+        settings: Settings,
+        refresh_s: float = 2.0,
+        loader: Callable[..., ServedModel] | None = None,
+        page: Callable[[str], None] | None = None,
+        watch_s: float = 10.0,
+    ) -> None:
         self.spec = spec
         self.settings = settings
         self.tracking_uri = settings.mlflow_tracking_uri
@@ -96,9 +102,14 @@ class LiveModels:
         self.on_change: Callable[[Routing], None] | None = None
 
     def _load(self, spec: ModelSpec, tracking_uri: str, routed: Routed) -> ServedModel:
-        return load_with_policy(spec, tracking_uri, routed.version, expected_sha256=routed.model_sha256,
-                                policy_uri=routed.decision_policy_uri,
-                                policy_sha256=routed.decision_policy_sha256)  # fmt: skip
+        return load_with_policy(
+            spec,
+            tracking_uri,
+            routed.version,
+            expected_sha256=routed.model_sha256,
+            policy_uri=routed.decision_policy_uri,
+            policy_sha256=routed.decision_policy_sha256,
+        )
 
     def authorized(self) -> Authorized:
         """The routing the newest valid signed promotion record authorizes."""
@@ -128,8 +139,12 @@ class LiveModels:
                 models[alias] = model
             current = self.routing
             still_routed = {r.version for r in authorized.routes.values()}
-            if (models.get("champion") is None and current.champion is not None and "champion" in authorized.routes
-                    and current.champion.version in still_routed):  # fmt: skip
+            if (
+                models.get("champion") is None
+                and current.champion is not None
+                and "champion" in authorized.routes
+                and current.champion.version in still_routed
+            ):
                 # The new champion failed to load: keep serving the old one while the record still routes it (as
                 # previous); one an erasure switch replaced is never served again (503 rather than erased data).
                 models["champion"] = current.champion
@@ -170,9 +185,10 @@ class LiveModels:
             return
         self.tampering = list(found)
         if found and found != self._paged:
-            message = (f"registry tampering: {self.spec.registered_model_name} in MLflow differs from what the "
-                       f"platform authorized; still serving {authorized.aliases() or 'nothing'} — "
-                       + "; ".join(found))  # fmt: skip
+            message = (
+                f"registry tampering: {self.spec.registered_model_name} in MLflow differs from what the "
+                f"platform authorized; still serving {authorized.aliases() or 'nothing'} — " + "; ".join(found)
+            )
             log.error("%s", message)
             try:
                 self._page(message)

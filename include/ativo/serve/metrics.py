@@ -33,24 +33,48 @@ class _Families:
     """The metric families of one registry (created once: every model served by a process shares them)."""
 
     def __init__(self, r: CollectorRegistry) -> None:
-        self.requests = Counter("ativo_requests", "HTTP requests by model, endpoint and status",
-                                ["model", "endpoint", "status"], registry=r)  # fmt: skip
-        self.request_latency = Histogram("ativo_request_duration_seconds", "Request latency inside the server",
-                                         ["model", "endpoint"], buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
-        self.rows = Counter("ativo_predictions", "Rows scored, by model version and route",
-                            ["model", "version", "route"], registry=r)  # fmt: skip
-        self.errors = Counter("ativo_prediction_errors", "Rows a version failed to score (the champion answered)",
-                              ["model", "version", "route"], registry=r)  # fmt: skip
-        self.model_latency = Histogram("ativo_model_duration_seconds", "Scoring time of one call, per version",
-                                       ["model", "version", "route"], buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
-        self.scores = Histogram("ativo_score", "Positive-class probabilities, per version and route",
-                                ["model", "version", "route"], buckets=SCORE_BUCKETS, registry=r)  # fmt: skip
-        self.live = Gauge("ativo_model_live", "1 for each alias and the version it serves",
-                          ["model", "alias", "version"], registry=r)  # fmt: skip
-        self.log_rows = Gauge("ativo_prediction_log_unwritten_rows", "Log rows buffered or waiting for the store",
-                              ["model"], registry=r)  # fmt: skip
-        self.log_failures = Gauge("ativo_prediction_log_failed_flushes", "Log writes that failed and are retried",
-                                  ["model"], registry=r)  # fmt: skip
+        self.requests = Counter(
+            "ativo_requests", "HTTP requests by model, endpoint and status", ["model", "endpoint", "status"], registry=r
+        )
+        self.request_latency = Histogram(
+            "ativo_request_duration_seconds",
+            "Request latency inside the server",
+            ["model", "endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rows = Counter(
+            "ativo_predictions", "Rows scored, by model version and route", ["model", "version", "route"], registry=r
+        )
+        self.errors = Counter(
+            "ativo_prediction_errors",
+            "Rows a version failed to score (the champion answered)",
+            ["model", "version", "route"],
+            registry=r,
+        )
+        self.model_latency = Histogram(
+            "ativo_model_duration_seconds",
+            "Scoring time of one call, per version",
+            ["model", "version", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.scores = Histogram(
+            "ativo_score",
+            "Positive-class probabilities, per version and route",
+            ["model", "version", "route"],
+            buckets=SCORE_BUCKETS,
+            registry=r,
+        )
+        self.live = Gauge(
+            "ativo_model_live", "1 for each alias and the version it serves", ["model", "alias", "version"], registry=r
+        )
+        self.log_rows = Gauge(
+            "ativo_prediction_log_unwritten_rows", "Log rows buffered or waiting for the store", ["model"], registry=r
+        )
+        self.log_failures = Gauge(
+            "ativo_prediction_log_failed_flushes", "Log writes that failed and are retried", ["model"], registry=r
+        )
 
 
 class ServeMetrics:

@@ -214,8 +214,12 @@ class _Writer:
             if not self._pending and not self._unwritten:
                 return
             time.sleep(0.5 * (attempt + 1))
-        log.error("prediction log: %d row(s) could not be written to %s at shutdown: %s", self.unwritten_rows,
-                  self.prefix, self.last_error)  # fmt: skip
+        log.error(
+            "prediction log: %d row(s) could not be written to %s at shutdown: %s",
+            self.unwritten_rows,
+            self.prefix,
+            self.last_error,
+        )
 
     def _rows(self, item: Any) -> int:
         raise NotImplementedError
@@ -249,9 +253,17 @@ class PredictionLog(_Writer):
         on_shadow: called with (shadow model, scores, failed rows, seconds) after each batch of shadow scoring.
     """
 
-    def __init__(self, store: ObjectStore, spec: ModelSpec, pepper: bytes, *, flush_s: float = 2.0,
-                 flush_rows: int = 5000, contributions: str = "none",
-                 on_shadow: Callable[[ServedModel, np.ndarray, int, float], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: ObjectStore,
+        spec: ModelSpec,
+        pepper: bytes,
+        *,
+        flush_s: float = 2.0,
+        flush_rows: int = 5000,
+        contributions: str = "none",
+        on_shadow: Callable[[ServedModel, np.ndarray, int, float], None] | None = None,
+    ) -> None:
         if contributions not in ("approx", "exact", "none"):
             raise ValueError(f"contributions must be approx, exact or none, got {contributions!r}")
         super().__init__(store, f"predictions/{spec.name}", flush_s, flush_rows)
@@ -269,9 +281,21 @@ class PredictionLog(_Writer):
         """Buffer one request's rows (the hot path: no I/O, no scoring)."""
         with self._lock:  # the version keys and the buffer change together (see _prune)
             shadow = None if entry.shadow is None else self._key(entry.shadow)
-            item = _Buffered(entry.ts, entry.request_id, tuple(entry.ids), entry.matrix, tuple(entry.subjects),
-                             tuple(self._key(m) for m in entry.models), tuple(entry.routes), tuple(entry.fallback),
-                             entry.scores, entry.decisions, entry.latency_ms, shadow, entry.thresholds)  # fmt: skip
+            item = _Buffered(
+                entry.ts,
+                entry.request_id,
+                tuple(entry.ids),
+                entry.matrix,
+                tuple(entry.subjects),
+                tuple(self._key(m) for m in entry.models),
+                tuple(entry.routes),
+                tuple(entry.fallback),
+                entry.scores,
+                entry.decisions,
+                entry.latency_ms,
+                shadow,
+                entry.thresholds,
+            )
             self._push(item, len(entry.ids))
 
     def _key(self, model: ServedModel) -> int:
@@ -308,8 +332,12 @@ class PredictionLog(_Writer):
         if self.contributions == "none" or len(matrix) == 0:
             return pa.array([""] * len(matrix), pa.string())
         booster = self._booster(model)
-        dm = xgb.DMatrix(matrix, feature_names=self.spec.data_schema.feature_names,
-                         feature_types=booster.feature_types, enable_categorical=True)  # fmt: skip
+        dm = xgb.DMatrix(
+            matrix,
+            feature_names=self.spec.data_schema.feature_names,
+            feature_types=booster.feature_types,
+            enable_categorical=True,
+        )
         contribs = booster.predict(dm, pred_contribs=True, approx_contribs=self.contributions == "approx")[:, :-1]
         contribs = np.round(np.nan_to_num(contribs.astype(np.float32)), 5)
         if self._names_json is None:
@@ -318,9 +346,13 @@ class PredictionLog(_Writer):
         rows = np.arange(len(matrix))
         parts: list[Any] = []
         for k in range(order.shape[1]):
-            parts += [pa.scalar('{"feature":' if k == 0 else ',{"feature":'), self._names_json.take(order[:, k]),
-                      pa.scalar(',"contribution":'), pc.cast(pa.array(contribs[rows, order[:, k]]), pa.string()),
-                      pa.scalar("}")]  # fmt: skip
+            parts += [
+                pa.scalar('{"feature":' if k == 0 else ',{"feature":'),
+                self._names_json.take(order[:, k]),
+                pa.scalar(',"contribution":'),
+                pc.cast(pa.array(contribs[rows, order[:, k]]), pa.string()),
+                pa.scalar("}"),
+            ]
         return pc.binary_join_element_wise(pa.scalar("["), *parts, pa.scalar("]"), pa.scalar(""))
 
     def _tables(self, items: list[_Buffered]) -> dict[str, Any]:
@@ -371,15 +403,17 @@ class PredictionLog(_Writer):
                 self.on_shadow(shadow, scores, failed, time.perf_counter() - t0)
         ts = np.repeat(np.fromiter((e.ts for e in items), dtype=np.float64, count=len(items)), counts)
         pseudonyms: dict[str, str] = {}
-        subjects = [None if s is None else pseudonyms.get(s) or pseudonyms.setdefault(s, self._pseudonym(s))
-                    for e in items for s in e.subjects]  # fmt: skip
-        thresholds = [e.thresholds if e.thresholds is not None else np.full(len(e.ids), self.threshold)
-                      for e in items]  # fmt: skip
+        subjects = [
+            None if s is None else pseudonyms.get(s) or pseudonyms.setdefault(s, self._pseudonym(s))
+            for e in items
+            for s in e.subjects
+        ]
+        thresholds = [e.thresholds if e.thresholds is not None else np.full(len(e.ids), self.threshold) for e in items]
         cols: dict[str, Any] = {
             "prediction_id": pa.array([i for e in items for i in e.ids], pa.string()),
             "request_id": pa.array(
                 np.repeat(np.array([e.request_id for e in items], dtype=object), counts), pa.string()
-            ),  # fmt: skip
+            ),
             "ts": pa.array((ts * 1e6).astype("int64"), type=pa.timestamp("us", tz="UTC")),
             "model": pa.array([m.name for m in models], pa.string()),
             "version": pa.array([m.version for m in models], pa.string()),
@@ -393,7 +427,7 @@ class PredictionLog(_Writer):
             "contributions_method": pa.array([self.contributions] * n, pa.string()),
             "latency_ms": np.repeat(
                 np.fromiter((e.latency_ms for e in items), dtype=np.float64, count=len(items)), counts
-            ),  # fmt: skip
+            ),
             "shadow_version": pa.array(shadow_version, pa.string()),
             "shadow_score": shadow_score,
         }
@@ -421,11 +455,13 @@ class LabelLog(_Writer):
         import pyarrow as pa
 
         ts = np.concatenate([np.full(len(i[1]), i[0]) for i in items])
-        table = pa.table({
-            "prediction_id": [p for i in items for p in i[1]],
-            "label": pa.array([lab for i in items for lab in i[2]], type=pa.int8()),
-            "ts": pa.array((ts * 1e6).astype("int64"), type=pa.timestamp("us", tz="UTC")),
-        })  # fmt: skip
+        table = pa.table(
+            {
+                "prediction_id": [p for i in items for p in i[1]],
+                "label": pa.array([lab for i in items for lab in i[2]], type=pa.int8()),
+                "ts": pa.array((ts * 1e6).astype("int64"), type=pa.timestamp("us", tz="UTC")),
+            }
+        )
         return _by_day(table, ts)
 
 

@@ -108,8 +108,10 @@ def parse_shift(spec: ModelSpec, text: str) -> Shift:
         return Shift(field="label", kind="flip", value=prob)
     schema = spec.data_schema
     if name not in schema.feature_names:
-        raise ShiftInvalid(f"{where}: {name!r} is not a feature of {spec.name} (features: "
-                           f"{', '.join(schema.feature_names)}; or label=flip:P for the labels)")  # fmt: skip
+        raise ShiftInvalid(
+            f"{where}: {name!r} is not a feature of {spec.name} (features: "
+            f"{', '.join(schema.feature_names)}; or label=flip:P for the labels)"
+        )
     f = schema.feature(name)
     if f.type == "category":
         cats = f.categories or ()
@@ -117,8 +119,9 @@ def parse_shift(spec: ModelSpec, text: str) -> Shift:
         category = category.strip()
         if not colon or not category:
             form = "+X, -X and *X are for numeric features" if value[0] in "+-*" else f"got {value!r}"
-            raise ShiftInvalid(f"{where}: {name} is a category: give {name}=CATEGORY:SHARE (SHARE between 0 and 1; "
-                               f"{form})")  # fmt: skip
+            raise ShiftInvalid(
+                f"{where}: {name} is a category: give {name}=CATEGORY:SHARE (SHARE between 0 and 1; {form})"
+            )
         if category not in cats:
             raise ShiftInvalid(f"{where}: {name}: {category!r} is not one of its categories ({', '.join(cats)})")
         share = _parse_number(share_text.strip(), "share", f"{where}: {name}")
@@ -129,8 +132,9 @@ def parse_shift(spec: ModelSpec, text: str) -> Shift:
         return Shift(field=name, kind="share", value=share, category=category)
     op, amount = value[0], value[1:].strip()
     if op not in "+-*":
-        raise ShiftInvalid(f"{where}: {name} is numeric: give {name}=+X, {name}=-X or {name}=*X (X a number), "
-                           f"got {value!r}")  # fmt: skip
+        raise ShiftInvalid(
+            f"{where}: {name} is numeric: give {name}=+X, {name}=-X or {name}=*X (X a number), got {value!r}"
+        )
     x = _parse_number(amount, "factor" if op == "*" else "amount", f"{where}: {name}", signed=False)
     if op == "*":
         return Shift(field=name, kind="scale", value=x)
@@ -233,8 +237,18 @@ def _post(url: str, key: str, doc: dict[str, Any], client: httpx.Client | None =
     return dict(post_json(url, doc, timeout=60, headers={"Authorization": f"Bearer {key}"}, client=client))
 
 
-def replay(base_url: str, key: str, spec: ModelSpec, reference_dir: Path, rows: int = 3000, *, labels: bool = True,
-           batch: int = 100, seed: int = 0, drift: Sequence[Shift] = ()) -> dict[str, Any]:  # fmt: skip
+def replay(
+    base_url: str,
+    key: str,
+    spec: ModelSpec,
+    reference_dir: Path,
+    rows: int = 3000,
+    *,
+    labels: bool = True,
+    batch: int = 100,
+    seed: int = 0,
+    drift: Sequence[Shift] = (),
+) -> dict[str, Any]:
     """Send ``rows`` reference rows to ``/predict`` (and their labels to ``/feedback``); returns what answered them.
 
     ``drift`` shifts the rows (and labels) before they are sent (see :func:`apply_shifts`); the result lists them.
@@ -252,8 +266,13 @@ def replay(base_url: str, key: str, spec: ModelSpec, reference_dir: Path, rows: 
             answered += len(preds)
             routes.update(f"{p['route']} v{p['version']}" for p in preds)
             if labels:
-                fed = [{"prediction_id": p["prediction_id"], "label": y}
-                       for p, (_, y) in zip(preds, chunk, strict=True)]  # fmt: skip
+                fed = [
+                    {"prediction_id": p["prediction_id"], "label": y} for p, (_, y) in zip(preds, chunk, strict=True)
+                ]
                 _post(f"{base_url}/feedback", key, {"labels": fed}, client)
-    return {"rows": answered, "routes": dict(routes), "labels": answered if labels else 0,
-            "drift": [str(s) for s in drift]}  # fmt: skip
+    return {
+        "rows": answered,
+        "routes": dict(routes),
+        "labels": answered if labels else 0,
+        "drift": [str(s) for s in drift],
+    }

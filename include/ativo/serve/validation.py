@@ -85,8 +85,14 @@ class RequestParser:
             RequestInvalid: malformed JSON, a wrong shape, or rows that break the spec (each problem named).
         """
         if not body:
-            raise RequestInvalid([{"field": "(body)", "reason": "empty body: send a JSON object with 'features' "
-                                   "(one row) or 'rows' (a batch)"}])  # fmt: skip
+            raise RequestInvalid(
+                [
+                    {
+                        "field": "(body)",
+                        "reason": "empty body: send a JSON object with 'features' (one row) or 'rows' (a batch)",
+                    }
+                ]
+            )
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as err:
@@ -103,8 +109,15 @@ class RequestParser:
             if not rows:
                 raise RequestInvalid([{"field": "rows", "reason": "the batch is empty"}])
             if len(rows) > self.max_batch_rows:
-                raise RequestInvalid([{"field": "rows", "reason": f"{len(rows)} rows is more than the "
-                                       f"{self.max_batch_rows} a batch may hold (deploy.max_batch_rows)"}])  # fmt: skip
+                raise RequestInvalid(
+                    [
+                        {
+                            "field": "rows",
+                            "reason": f"{len(rows)} rows is more than the "
+                            f"{self.max_batch_rows} a batch may hold (deploy.max_batch_rows)",
+                        }
+                    ]
+                )
             return self._columns(rows) or self._rows(rows, "rows[{}].", single=False)
         return self._rows([doc], "", single=True)
 
@@ -137,8 +150,9 @@ class RequestParser:
         return Parsed(matrix=matrix, keys=keys, subjects=subjects, single=False)
 
     @staticmethod
-    def _column(values: list[Any], ftype: str, lo: float | None, hi: float | None, codes: dict[str, float],
-                nullable: bool) -> np.ndarray | None:  # fmt: skip
+    def _column(
+        values: list[Any], ftype: str, lo: float | None, hi: float | None, codes: dict[str, float], nullable: bool
+    ) -> np.ndarray | None:
         """One feature's values encoded, or None when one of them is not valid (see :meth:`_encode`)."""
         types = set(map(type, values))
         missing = type(None) in types
@@ -147,8 +161,9 @@ class RequestParser:
         if ftype == "category":
             if not types - {type(None)} <= {str}:
                 return None
-            col = np.fromiter((np.nan if v is None else codes.get(v, -1.0) for v in values), dtype=np.float64,
-                              count=len(values))  # fmt: skip
+            col = np.fromiter(
+                (np.nan if v is None else codes.get(v, -1.0) for v in values), dtype=np.float64, count=len(values)
+            )
             return None if (col < 0).any() else col  # -1: not a category of the feature
         if not types - {type(None)} <= {int, float}:  # bool is not a number here
             return None
@@ -180,13 +195,15 @@ class RequestParser:
                 errors.append({"field": where.rstrip(".") or "(body)", "reason": reason})
                 continue
             for k in row.keys() - ROW_KEYS:
-                errors.append({"field": f"{where}{k}", "reason": "unknown field (a row has 'features', 'subject_id' "
-                               "and 'key')"})  # fmt: skip
+                errors.append(
+                    {"field": f"{where}{k}", "reason": "unknown field (a row has 'features', 'subject_id' and 'key')"}
+                )
             for k in ("subject_id", "key"):
                 v = row.get(k)
                 if v is not None and not (isinstance(v, str) and 0 < len(v) <= 256):
-                    errors.append({"field": f"{where}{k}", "reason": f"expected a string of 1-256 characters, "
-                                   f"got {_kind(v)}"})  # fmt: skip
+                    errors.append(
+                        {"field": f"{where}{k}", "reason": f"expected a string of 1-256 characters, got {_kind(v)}"}
+                    )
             subjects[i] = row.get("subject_id")
             keys[i] = row.get("key") or subjects[i]
             feats = row.get("features")
@@ -209,14 +226,18 @@ class RequestParser:
                 if nullable:
                     out[j] = np.nan
                 else:
-                    errors.append({"field": where + name, "reason": "required" if name not in feats else
-                                   "may not be null"})  # fmt: skip
+                    errors.append(
+                        {"field": where + name, "reason": "required" if name not in feats else "may not be null"}
+                    )
                 continue
             if ftype == "category":
                 code = codes.get(value) if isinstance(value, str) else None
                 if code is None:
-                    reason = (f"unknown category {value!r} (expected one of: {preview})" if isinstance(value, str)
-                              else f"expected a string category, got {_kind(value)}")  # fmt: skip
+                    reason = (
+                        f"unknown category {value!r} (expected one of: {preview})"
+                        if isinstance(value, str)
+                        else f"expected a string category, got {_kind(value)}"
+                    )
                     errors.append({"field": where + name, "reason": reason})
                     continue
                 out[j] = code

@@ -48,9 +48,15 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
-        return {"tag": self.tag, "trigger": self.trigger, "reason": self.reason, "skip": self.skip,
-                "again": self.again, "covered_by": self.covered_by,
-                "covered_version": self.covered_version}  # fmt: skip
+        return {
+            "tag": self.tag,
+            "trigger": self.trigger,
+            "reason": self.reason,
+            "skip": self.skip,
+            "again": self.again,
+            "covered_by": self.covered_by,
+            "covered_version": self.covered_version,
+        }
 
 
 def latest_version(engine: Engine, spec: str) -> tuple[str, int] | None:
@@ -91,9 +97,17 @@ def _claim(engine: Engine, spec: str, tag: str, dag_run_id: str, trigger: str, r
 
     A claim whose run failed is taken over (its attempt count goes up): a failed run does not cover its version.
     """
-    values = {"spec": spec, "dataset_version": tag, "version": _version_number(engine, spec, tag),
-              "dag_run_id": dag_run_id, "trigger": trigger, "reason": reason[:500], "claimed_at": utcnow(),
-              "attempt": 1, "outcome": None}  # fmt: skip
+    values = {
+        "spec": spec,
+        "dataset_version": tag,
+        "version": _version_number(engine, spec, tag),
+        "dag_run_id": dag_run_id,
+        "trigger": trigger,
+        "reason": reason[:500],
+        "claimed_at": utcnow(),
+        "attempt": 1,
+        "outcome": None,
+    }
     try:
         with engine.begin() as conn:
             conn.execute(insert(training_claims).values(**values))
@@ -106,11 +120,21 @@ def _claim(engine: Engine, spec: str, tag: str, dag_run_id: str, trigger: str, r
         with engine.begin() as conn:
             taken = conn.execute(
                 update(training_claims)
-                .where(training_claims.c.spec == spec, training_claims.c.dataset_version == tag,
-                       training_claims.c.dag_run_id == held["dag_run_id"], training_claims.c.outcome.like("failed%"))
-                .values(dag_run_id=dag_run_id, trigger=trigger, reason=reason[:500], claimed_at=utcnow(),
-                        attempt=training_claims.c.attempt + 1, outcome=None)
-            ).rowcount  # fmt: skip
+                .where(
+                    training_claims.c.spec == spec,
+                    training_claims.c.dataset_version == tag,
+                    training_claims.c.dag_run_id == held["dag_run_id"],
+                    training_claims.c.outcome.like("failed%"),
+                )
+                .values(
+                    dag_run_id=dag_run_id,
+                    trigger=trigger,
+                    reason=reason[:500],
+                    claimed_at=utcnow(),
+                    attempt=training_claims.c.attempt + 1,
+                    outcome=None,
+                )
+            ).rowcount
         held = claim_of(engine, spec, tag) or held
         if taken:
             return held
@@ -128,13 +152,24 @@ def claimed_version(claim: dict[str, Any]) -> str | None:
 def take_over(engine: Engine, spec: str, tag: str, stale_run: str, dag_run_id: str, reason: str) -> bool:
     """Take the claim on ``tag`` from a run that ended without settling it; whether this run now holds it."""
     with engine.begin() as conn:
-        return bool(conn.execute(
-            update(training_claims)
-            .where(training_claims.c.spec == spec, training_claims.c.dataset_version == tag,
-                   training_claims.c.dag_run_id == stale_run, training_claims.c.outcome.is_(None))
-            .values(dag_run_id=dag_run_id, trigger="drift", reason=reason[:500], claimed_at=utcnow(),
-                    attempt=training_claims.c.attempt + 1)
-        ).rowcount)  # fmt: skip
+        return bool(
+            conn.execute(
+                update(training_claims)
+                .where(
+                    training_claims.c.spec == spec,
+                    training_claims.c.dataset_version == tag,
+                    training_claims.c.dag_run_id == stale_run,
+                    training_claims.c.outcome.is_(None),
+                )
+                .values(
+                    dag_run_id=dag_run_id,
+                    trigger="drift",
+                    reason=reason[:500],
+                    claimed_at=utcnow(),
+                    attempt=training_claims.c.attempt + 1,
+                )
+            ).rowcount
+        )
 
 
 def failed(claim: dict[str, Any]) -> bool:
@@ -149,17 +184,30 @@ def settle(engine: Engine, spec: str, dag_run_id: str, outcome: str) -> int:
     by the failure its skipped gates look like).
     """
     with engine.begin() as conn:
-        return int(conn.execute(
-            update(training_claims)
-            .where(training_claims.c.spec == spec, training_claims.c.dag_run_id == dag_run_id,
-                   training_claims.c.outcome.is_(None))
-            .values(outcome=outcome[:500])
-        ).rowcount)  # fmt: skip
+        return int(
+            conn.execute(
+                update(training_claims)
+                .where(
+                    training_claims.c.spec == spec,
+                    training_claims.c.dag_run_id == dag_run_id,
+                    training_claims.c.outcome.is_(None),
+                )
+                .values(outcome=outcome[:500])
+            ).rowcount
+        )
 
 
-def plan_training(engine: Engine, spec: str, dag_run_id: str, *, requested: str | None, trigger: str,
-                  event_tags: list[str] | None = None, reason: str | None = None,
-                  drifting: set[str] | None = None) -> Plan:  # fmt: skip
+def plan_training(
+    engine: Engine,
+    spec: str,
+    dag_run_id: str,
+    *,
+    requested: str | None,
+    trigger: str,
+    event_tags: list[str] | None = None,
+    reason: str | None = None,
+    drifting: set[str] | None = None,
+) -> Plan:
     """Decide what a training run trains (see the module doc).
 
     Args:
@@ -176,8 +224,9 @@ def plan_training(engine: Engine, spec: str, dag_run_id: str, *, requested: str 
     latest = latest_version(engine, spec)
     if trigger not in AUTOMATIC:
         if requested and not _version_number(engine, spec, requested):
-            raise DatasetVersionError(f"{spec} has no dataset version {requested!r} (the latest is "
-                                      f"{latest[0] if latest else 'none yet'})")  # fmt: skip
+            raise DatasetVersionError(
+                f"{spec} has no dataset version {requested!r} (the latest is {latest[0] if latest else 'none yet'})"
+            )
         tag = requested or (latest[0] if latest else None)
         if tag is None:
             return Plan(None, trigger, "asked by hand", skip=f"{spec} has no dataset version yet")
@@ -194,25 +243,49 @@ def plan_training(engine: Engine, spec: str, dag_run_id: str, *, requested: str 
         if held["dag_run_id"] == dag_run_id:
             return Plan(tag, trigger, f"{why}; trains the latest dataset version, {tag}")
         if held["outcome"] is None:
-            return Plan(None, trigger, why, covered_by=str(held["dag_run_id"]), skip=(
-                f"run {held['dag_run_id']} is training the latest dataset version, {tag}, now: it covers the "
-                "drift"))  # fmt: skip
+            return Plan(
+                None,
+                trigger,
+                why,
+                covered_by=str(held["dag_run_id"]),
+                skip=(
+                    f"run {held['dag_run_id']} is training the latest dataset version, {tag}, now: it covers the drift"
+                ),
+            )
         trained = claimed_version(held)
         if trained is not None and trained not in (drifting or set()):
-            return Plan(None, trigger, why, covered_version=trained, skip=(
-                f"the latest dataset version, {tag}, was trained by run {held['dag_run_id']} ({held['outcome']}): "
-                f"version {trained} is the answer to this drift; no retraining on the same data"))  # fmt: skip
-        return Plan(tag, trigger, f"{why}; retrains the latest dataset version, {tag} (trained before by run "
-                    f"{held['dag_run_id']}: {held['outcome']}) with new trials", again=True)  # fmt: skip
+            return Plan(
+                None,
+                trigger,
+                why,
+                covered_version=trained,
+                skip=(
+                    f"the latest dataset version, {tag}, was trained by run {held['dag_run_id']} ({held['outcome']}): "
+                    f"version {trained} is the answer to this drift; no retraining on the same data"
+                ),
+            )
+        return Plan(
+            tag,
+            trigger,
+            f"{why}; retrains the latest dataset version, {tag} (trained before by run "
+            f"{held['dag_run_id']}: {held['outcome']}) with new trials",
+            again=True,
+        )
     covered = sorted({t for t in (event_tags or []) if t != tag})
     why = reason or (f"asset event(s) for {', '.join(event_tags or [])}" if event_tags else trigger)
     if covered:
         why += f"; trains the latest, {tag}, which covers {', '.join(covered)}"
     held = _claim(engine, spec, tag, dag_run_id, trigger, why)
     if held["dag_run_id"] != dag_run_id:
-        return Plan(None, trigger, why, skip=(
-            f"the latest dataset version, {tag}, was claimed by run {held['dag_run_id']} at {held['claimed_at']} "
-            f"({held['reason']}): it is not trained twice"))  # fmt: skip
+        return Plan(
+            None,
+            trigger,
+            why,
+            skip=(
+                f"the latest dataset version, {tag}, was claimed by run {held['dag_run_id']} at {held['claimed_at']} "
+                f"({held['reason']}): it is not trained twice"
+            ),
+        )
     return Plan(tag, trigger, why)
 
 
@@ -229,12 +302,20 @@ def reconcile(engine: Engine, spec: str) -> dict[str, Any] | None:
     tag, number = latest
     held = claim_of(engine, spec, tag)
     if held is None:
-        return {"tag": tag, "version": number, "run_id": f"reconcile__{tag}",
-                "reason": f"reconciler: the latest dataset version, {tag}, has no training run (its asset event "
-                          "was merged or dropped while training was busy)"}  # fmt: skip
+        return {
+            "tag": tag,
+            "version": number,
+            "run_id": f"reconcile__{tag}",
+            "reason": f"reconciler: the latest dataset version, {tag}, has no training run (its asset event "
+            "was merged or dropped while training was busy)",
+        }
     if failed(held):
         attempt = int(held.get("attempt") or 1) + 1
-        return {"tag": tag, "version": number, "run_id": f"reconcile__{tag}__{attempt}",
-                "reason": f"reconciler: the training of the latest dataset version, {tag}, by run "
-                          f"{held['dag_run_id']} {held['outcome']}; attempt {attempt}"}  # fmt: skip
+        return {
+            "tag": tag,
+            "version": number,
+            "run_id": f"reconcile__{tag}__{attempt}",
+            "reason": f"reconciler: the training of the latest dataset version, {tag}, by run "
+            f"{held['dag_run_id']} {held['outcome']}; attempt {attempt}",
+        }
     return None

@@ -76,27 +76,40 @@ def client_for(spec: ModelSpec, settings: Settings) -> Any:
             try:
                 client = Client(settings.dask_scheduler, timeout="30s", set_as_default=False)
             except OSError as err:
-                raise DaskTrainingError(f"compute.engine dask: the scheduler ATIVO_DASK_SCHEDULER="
-                                        f"{settings.dask_scheduler} does not answer: {err}") from None  # fmt: skip
+                raise DaskTrainingError(
+                    f"compute.engine dask: the scheduler ATIVO_DASK_SCHEDULER="
+                    f"{settings.dask_scheduler} does not answer: {err}"
+                ) from None
             try:
                 client.wait_for_workers(1, timeout=WORKER_WAIT_S)
             except TimeoutError:
                 client.close()
-                raise DaskTrainingError(f"compute.engine dask: the scheduler {settings.dask_scheduler} has had no "
-                                        f"worker for {WORKER_WAIT_S:.0f} s; start `dask worker "
-                                        f"{settings.dask_scheduler}` on a host that reads the DVC remote") from None
+                raise DaskTrainingError(
+                    f"compute.engine dask: the scheduler {settings.dask_scheduler} has had no "
+                    f"worker for {WORKER_WAIT_S:.0f} s; start `dask worker "
+                    f"{settings.dask_scheduler}` on a host that reads the DVC remote"
+                ) from None
         else:
             local_dir = settings.home / "dask"
             local_dir.mkdir(parents=True, exist_ok=True)
             cluster = LocalCluster(
-                n_workers=shape.workers, threads_per_worker=shape.threads_per_worker,
-                memory_limit=shape.memory_limit, processes=True, dashboard_address=None,
-                worker_dashboard_address=None, local_directory=str(local_dir), silence_logs=logging.WARNING,
-            )  # fmt: skip
+                n_workers=shape.workers,
+                threads_per_worker=shape.threads_per_worker,
+                memory_limit=shape.memory_limit,
+                processes=True,
+                dashboard_address=None,
+                worker_dashboard_address=None,
+                local_directory=str(local_dir),
+                silence_logs=logging.WARNING,
+            )
             client = Client(cluster, set_as_default=False)
             _CLUSTERS[key] = cluster
-            log.info("dask: started a LocalCluster of %d worker(s) x %d thread(s), %s each", shape.workers,
-                     shape.threads_per_worker, shape.memory_limit)  # fmt: skip
+            log.info(
+                "dask: started a LocalCluster of %d worker(s) x %d thread(s), %s each",
+                shape.workers,
+                shape.threads_per_worker,
+                shape.memory_limit,
+            )
         _CLIENTS[key] = client
         return client
 
@@ -158,8 +171,9 @@ def dataset_frame(spec: ModelSpec, settings: Settings, tag: str | None) -> tuple
     frame, rows = parquet_frame(sources, label=f"ativo-{spec.name}-{version.tag}")
     expected = version.rows - sum(n for _, _, n in files)
     if rows != expected:
-        raise DatasetVersionError(f"dataset {version.tag}: its partitions hold {rows} rows, the version records "
-                                  f"{expected}")  # fmt: skip
+        raise DatasetVersionError(
+            f"dataset {version.tag}: its partitions hold {rows} rows, the version records {expected}"
+        )
     return version, frame, rows
 
 
@@ -236,8 +250,9 @@ def _count_partition(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
     return pd.DataFrame([counts], columns=list(PARTS))
 
 
-def sample_split(spec: ModelSpec, settings: Settings, tag: str | None,
-                 read_rows: bool = True) -> tuple[DatasetVersion, Split | None, dict[str, Any]]:  # fmt: skip
+def sample_split(
+    spec: ModelSpec, settings: Settings, tag: str | None, read_rows: bool = True
+) -> tuple[DatasetVersion, Split | None, dict[str, Any]]:
     """A seeded sample of each split (at most about ``compute.dask.sample_rows`` rows each), in memory.
 
     Drawn with the rows of each split counted in one pass over the data on the cluster, then cached on this host by
@@ -263,23 +278,38 @@ def sample_split(spec: ModelSpec, settings: Settings, tag: str | None,
         frame = pd.read_parquet(cache)
     else:
         version, data, rows = dataset_frame(spec, settings, tag)
-        shares = (1 - spec.split.test_fraction - spec.split.validation_fraction, spec.split.validation_fraction,
-                  spec.split.test_fraction)  # fmt: skip
+        shares = (
+            1 - spec.split.test_fraction - spec.split.validation_fraction,
+            spec.split.validation_fraction,
+            spec.split.test_fraction,
+        )
         # a little over n expected per split, then cut to n exactly by the sample hash: bounded and seeded
         fractions = tuple(min(1.0, 1.1 * n / max(1.0, rows * s)) for s in shares)
         meta = data._meta.assign(**{SPLIT_COLUMN: pd.Series(dtype="int8")})
         sampled = data.map_partitions(_sample_partition, spec, fractions, meta=meta)
-        counted = data.map_partitions(_count_partition, spec, meta=pd.DataFrame({p: pd.Series(dtype="int64")
-                                                                              for p in PARTS}))  # fmt: skip
+        counted = data.map_partitions(
+            _count_partition, spec, meta=pd.DataFrame({p: pd.Series(dtype="int64") for p in PARTS})
+        )
         frame, counts = client_for(spec, settings).compute([sampled, counted], sync=True)
         frame = frame.reset_index(drop=True)
         frame["_order"] = split_codes(frame, spec, salt="sample")
-        frame = (frame.sort_values([SPLIT_COLUMN, "_order"], kind="stable").groupby(SPLIT_COLUMN).head(n)
-                 .drop(columns="_order").reset_index(drop=True))  # fmt: skip
+        frame = (
+            frame.sort_values([SPLIT_COLUMN, "_order"], kind="stable")
+            .groupby(SPLIT_COLUMN)
+            .head(n)
+            .drop(columns="_order")
+            .reset_index(drop=True)
+        )
         totals = {p: int(counts[p].sum()) for p in PARTS}
         sizes = {p: int((frame[SPLIT_COLUMN] == i).sum()) for i, p in enumerate(PARTS)}
-        info = {"engine": "dask", "seed": spec.split.seed, "sample_rows": n, "rows": sizes, "of": totals,
-                "dataset_version": version.tag}  # fmt: skip
+        info = {
+            "engine": "dask",
+            "seed": spec.split.seed,
+            "sample_rows": n,
+            "rows": sizes,
+            "of": totals,
+            "dataset_version": version.tag,
+        }
         cache.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=cache.parent, suffix=".tmp", delete=False) as tmp:
             frame.to_parquet(tmp.name, index=False)
@@ -320,9 +350,12 @@ def _inputs(spec: ModelSpec, frame: Any) -> tuple[Any, Any]:
 
 
 def fit_dask(
-    spec: ModelSpec, settings: Settings, split: DaskSplit, device: str = "cpu",
+    spec: ModelSpec,
+    settings: Settings,
+    split: DaskSplit,
+    device: str = "cpu",
     overrides: dict[str, Any] | None = None,
-) -> TrainedModel:  # fmt: skip
+) -> TrainedModel:
     """Train with ``xgboost.dask`` on the cluster, early-stopping on the validation split; score both held-out splits.
 
     Only the held-out splits' labels and scores (two numbers a row) come back to this process for the metrics.
@@ -347,8 +380,15 @@ def _fit(client: Any, spec: ModelSpec, split: DaskSplit, params: dict[str, Any])
     xtest, ytest = _inputs(spec, split.test)
     dtrain = dxgb.DaskQuantileDMatrix(client, xtrain, ytrain, enable_categorical=True)
     dvalid = dxgb.DaskQuantileDMatrix(client, xvalid, yvalid, enable_categorical=True, ref=dtrain)
-    out = dxgb.train(client, params, dtrain, num_boost_round=spec.model.num_boost_round, evals=[(dvalid, "valid")],
-                     early_stopping_rounds=spec.model.early_stopping_rounds, verbose_eval=False)  # fmt: skip
+    out = dxgb.train(
+        client,
+        params,
+        dtrain,
+        num_boost_round=spec.model.num_boost_round,
+        evals=[(dvalid, "valid")],
+        early_stopping_rounds=spec.model.early_stopping_rounds,
+        verbose_eval=False,
+    )
     booster = out["booster"]
     curve = [float(v) for v in out["history"]["valid"]["auc"]]
     best = int(getattr(booster, "best_iteration", len(curve) - 1))

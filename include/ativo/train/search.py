@@ -73,9 +73,13 @@ def create_study(spec: ModelSpec, storage_url: str, name: str) -> Any:
     """
     sampler, pruner = _sampler_and_pruner(spec)
     return _optuna().create_study(
-        study_name=name, storage=storage_url, direction="maximize", sampler=sampler, pruner=pruner,
+        study_name=name,
+        storage=storage_url,
+        direction="maximize",
+        sampler=sampler,
+        pruner=pruner,
         load_if_exists=True,
-    )  # fmt: skip
+    )
 
 
 _STORAGES: dict[str, Any] = {}
@@ -147,9 +151,17 @@ def _pruning_callback(trial: Any) -> Any:
 
 
 def run_trial(
-    spec: ModelSpec, storage_url: str, study_name: str, split: Split | None, device: str = "cpu", *, slot: int = 0,
-    threads: int | None = None, on_ask: Any = None, fitter: Any = None,
-) -> tuple[dict[str, Any], TrainedModel | None]:  # fmt: skip
+    spec: ModelSpec,
+    storage_url: str,
+    study_name: str,
+    split: Split | None,
+    device: str = "cpu",
+    *,
+    slot: int = 0,
+    threads: int | None = None,
+    on_ask: Any = None,
+    fitter: Any = None,
+) -> tuple[dict[str, Any], TrainedModel | None]:
     """Ask the study for parameters, train, tell the study.
 
     Args:
@@ -184,8 +196,14 @@ def run_trial(
             model = fit(spec, split, device=device, overrides=params, callbacks=callbacks, threads=threads)
     except optuna.TrialPruned as pruned:
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        return {"number": trial.number, "state": "pruned", "params": params, "value": None, "metrics": {},
-                "reason": str(pruned)}, None  # fmt: skip
+        return {
+            "number": trial.number,
+            "state": "pruned",
+            "params": params,
+            "value": None,
+            "metrics": {},
+            "reason": str(pruned),
+        }, None
     except BaseException:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise
@@ -203,8 +221,12 @@ def run_trial(
 def best_trial(storage_url: str, study_name: str) -> dict[str, Any]:
     """The best completed trial of a study: number, value, parameters and its MLflow run (if logged)."""
     best = _optuna().load_study(study_name=study_name, storage=storage_url).best_trial
-    return {"number": best.number, "value": best.value, "params": best.params,
-            "mlflow_run_id": best.user_attrs.get("mlflow_run_id")}  # fmt: skip
+    return {
+        "number": best.number,
+        "value": best.value,
+        "params": best.params,
+        "mlflow_run_id": best.user_attrs.get("mlflow_run_id"),
+    }
 
 
 # --- the search as three steps ---------------------------------------------------------------------------------
@@ -262,8 +284,15 @@ class TrainingData:
     split: Split | None = None
     lazy: Any = None  # an ativo.train.distributed.DaskSplit
 
-    def fit(self, spec: ModelSpec, settings: Settings, params: dict[str, Any], *, device: str = "cpu",
-            threads: int | None = None) -> TrainedModel:  # fmt: skip
+    def fit(
+        self,
+        spec: ModelSpec,
+        settings: Settings,
+        params: dict[str, Any],
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+    ) -> TrainedModel:
         """Train with ``params`` over the spec's, early-stopping on the validation split, on this data's engine."""
         if self.lazy is not None:
             from ativo.train.distributed import fit_dask
@@ -312,8 +341,11 @@ def load_split(spec: ModelSpec, settings: Settings, tag: str | None) -> tuple[Da
     version, df = load_dataset(spec, settings, tag)
     split = split_frame(df, spec)
     rows = {"train": len(split.train), "valid": len(split.valid), "test": len(split.test)}
-    return version, split, {"engine": "local", "sample": False, "rows": rows, "of": rows,
-                            "dataset_version": version.tag}  # fmt: skip
+    return (
+        version,
+        split,
+        {"engine": "local", "sample": False, "rows": rows, "of": rows, "dataset_version": version.tag},
+    )
 
 
 def _mlflow(settings: Settings) -> tuple[Any, Any]:
@@ -325,15 +357,24 @@ def _mlflow(settings: Settings) -> tuple[Any, Any]:
 
 
 def _airflow_tags(run_meta: dict[str, Any]) -> dict[str, str]:
-    return {f"ativo.airflow.{k}": str(run_meta[k]) for k in ("dag_id", "dag_run_id", "task_id", "try_number",
-                                                              "map_index") if run_meta.get(k) is not None}  # fmt: skip
+    return {
+        f"ativo.airflow.{k}": str(run_meta[k])
+        for k in ("dag_id", "dag_run_id", "task_id", "try_number", "map_index")
+        if run_meta.get(k) is not None
+    }
 
 
 def plan_search(
-    spec: ModelSpec, settings: Settings, dataset_tag: str | None, run_meta: dict[str, Any], *,
-    n_trials: int | None = None, study_name: str | None = None, extra_tags: dict[str, str] | None = None,
+    spec: ModelSpec,
+    settings: Settings,
+    dataset_tag: str | None,
+    run_meta: dict[str, Any],
+    *,
+    n_trials: int | None = None,
+    study_name: str | None = None,
+    extra_tags: dict[str, str] | None = None,
     seed_offset: int = 0,
-) -> SearchPlan:  # fmt: skip
+) -> SearchPlan:
     """Pin the dataset, create the study and the parent MLflow run (see the module doc).
 
     ``seed_offset`` moves every trial's sampler seed: a retraining of data already trained on (on drift) draws new
@@ -353,11 +394,17 @@ def plan_search(
     experiment_id = ensure_experiment(client, spec, settings)
     code = code_version(settings=settings)
     tags = {
-        "ativo.spec": spec.name, "ativo.spec_hash": spec.content_hash(), "ativo.role": "search",
-        "ativo.study": name, "ativo.dataset_version": version.tag, "ativo.dataset_rev": version.git_rev,
-        "ativo.dataset_manifest": version.manifest_hash, "ativo.git_commit": code["commit"],
-        **_airflow_tags(run_meta), **(extra_tags or {}),
-    }  # fmt: skip
+        "ativo.spec": spec.name,
+        "ativo.spec_hash": spec.content_hash(),
+        "ativo.role": "search",
+        "ativo.study": name,
+        "ativo.dataset_version": version.tag,
+        "ativo.dataset_rev": version.git_rev,
+        "ativo.dataset_manifest": version.manifest_hash,
+        "ativo.git_commit": code["commit"],
+        **_airflow_tags(run_meta),
+        **(extra_tags or {}),
+    }
     # Created through the client so that it stays RUNNING while the trials run elsewhere; finish_search ends it.
     parent = client.create_run(experiment_id, run_name=f"{spec.name}@{version.tag} search", tags=tags).info.run_id
     params = {
@@ -373,21 +420,45 @@ def plan_search(
         params["dataset_input_sample_rows"] = len(split.train)  # the MLflow dataset input is the seeded sample
     client.log_batch(parent, params=[_param(k, v) for k, v in params.items()])
     dataset = from_pandas(
-        split.train, source=f"{settings.store_uri}/lake/{spec.name}", targets=LABEL,
-        name=f"{spec.name}@{version.tag}", digest=version.manifest_hash.removesuffix(".dir")[:32],
-    )  # fmt: skip
-    client.log_inputs(parent, [DatasetInput(dataset._to_mlflow_entity(),
-                                            [InputTag("mlflow.data.context", "training"),
-                                             InputTag("ativo.dataset_version", version.tag)])])  # fmt: skip
+        split.train,
+        source=f"{settings.store_uri}/lake/{spec.name}",
+        targets=LABEL,
+        name=f"{spec.name}@{version.tag}",
+        digest=version.manifest_hash.removesuffix(".dir")[:32],
+    )
+    client.log_inputs(
+        parent,
+        [
+            DatasetInput(
+                dataset._to_mlflow_entity(),
+                [InputTag("mlflow.data.context", "training"), InputTag("ativo.dataset_version", version.tag)],
+            )
+        ],
+    )
     log.info("search %s: %d trial(s) on %s, parent run %s", name, n, version.tag, parent)
-    return SearchPlan(spec=spec.name, study_name=name, dataset_tag=version.tag, experiment_id=experiment_id,
-                      parent_run_id=parent, n_trials=n, seed_offset=seed_offset)  # fmt: skip
+    return SearchPlan(
+        spec=spec.name,
+        study_name=name,
+        dataset_tag=version.tag,
+        experiment_id=experiment_id,
+        parent_run_id=parent,
+        n_trials=n,
+        seed_offset=seed_offset,
+    )
 
 
 def search_trial(
-    spec: ModelSpec, settings: Settings, plan: SearchPlan, run_meta: dict[str, Any], *, slot: int = 0,
-    device: str = "cpu", threads: int | None = None, on_label: Any = None, on_started: Any = None,
-) -> dict[str, Any]:  # fmt: skip
+    spec: ModelSpec,
+    settings: Settings,
+    plan: SearchPlan,
+    run_meta: dict[str, Any],
+    *,
+    slot: int = 0,
+    device: str = "cpu",
+    threads: int | None = None,
+    on_label: Any = None,
+    on_started: Any = None,
+) -> dict[str, Any]:
     """One trial: ask, train with pruning, log the child run (and model), tell. Returns the trial's summary.
 
     Args:
@@ -418,12 +489,20 @@ def search_trial(
         if on_label is not None:
             on_label(label)
         run = client.create_run(
-            plan.experiment_id, run_name=f"trial {trial.number}",
-            tags={"mlflow.parentRunId": plan.parent_run_id, "ativo.spec": spec.name, "ativo.role": "trial",
-                  "ativo.study": plan.study_name, "ativo.trial_number": str(trial.number),
-                  "ativo.dataset_version": version.tag, "ativo.device": device,
-                  "ativo.engine": spec.compute.engine, **_airflow_tags(run_meta)},
-        )  # fmt: skip
+            plan.experiment_id,
+            run_name=f"trial {trial.number}",
+            tags={
+                "mlflow.parentRunId": plan.parent_run_id,
+                "ativo.spec": spec.name,
+                "ativo.role": "trial",
+                "ativo.study": plan.study_name,
+                "ativo.trial_number": str(trial.number),
+                "ativo.dataset_version": version.tag,
+                "ativo.device": device,
+                "ativo.engine": spec.compute.engine,
+                **_airflow_tags(run_meta),
+            },
+        )
         child["run_id"] = run.info.run_id
         trial.set_user_attr("mlflow_run_id", run.info.run_id)
         client.log_batch(run.info.run_id, params=[_param(k, v) for k, v in params.items()])
@@ -431,9 +510,17 @@ def search_trial(
             on_started(trial.number, label, run.info.run_id)
 
     try:
-        result, model = run_trial(spec, settings.db_url, plan.study_name, data.split, device,
-                                  slot=plan.seed_offset + slot, threads=threads, on_ask=started,
-                                  fitter=fitter if data.lazy is not None else None)  # fmt: skip
+        result, model = run_trial(
+            spec,
+            settings.db_url,
+            plan.study_name,
+            data.split,
+            device,
+            slot=plan.seed_offset + slot,
+            threads=threads,
+            on_ask=started,
+            fitter=fitter if data.lazy is not None else None,
+        )
     except BaseException:
         if "run_id" in child:
             client.set_terminated(child["run_id"], "FAILED")
@@ -507,35 +594,59 @@ def finish_search(spec: ModelSpec, settings: Settings, plan: SearchPlan, run_met
     child = client.get_run(child_id)
     version = open_registry(settings).resolve(get_engine(settings.db_url), spec.name, plan.dataset_tag)
     tags = lineage_tags(spec, version, run_meta, child.data.tags[SHA256_TAG], settings)
-    tags.update({"ativo.study": plan.study_name, "ativo.trial_number": str(best.number),
-                 "ativo.parent_run_id": plan.parent_run_id, "ativo.mlflow_run_id": child_id})  # fmt: skip
+    tags.update(
+        {
+            "ativo.study": plan.study_name,
+            "ativo.trial_number": str(best.number),
+            "ativo.parent_run_id": plan.parent_run_id,
+            "ativo.mlflow_run_id": child_id,
+        }
+    )
     for key, value in tags.items():
         if not key.startswith("ativo.airflow."):
             client.set_tag(child_id, key, value)
     parent = plan.parent_run_id
-    client.log_batch(parent, metrics=[_metric(f"best_{k}", v) for k, v in child.data.metrics.items()],
-                     params=[_param(f"best.{k}", v) for k, v in best.params.items()])  # fmt: skip
+    client.log_batch(
+        parent,
+        metrics=[_metric(f"best_{k}", v) for k, v in child.data.metrics.items()],
+        params=[_param(f"best.{k}", v) for k, v in best.params.items()],
+    )
     client.log_batch(parent, metrics=[_metric(f"trials_{s}", n) for s, n in counts.items()])
     client.set_tag(parent, "ativo.search_outcome", f"best trial {best.number} ({summary})")
     client.set_tag(parent, "ativo.best_run_id", child_id)
     logged = LoggedModel(uri=child.data.tags["ativo.model_uri"], sha256=child.data.tags[SHA256_TAG])
-    description = (f"Best of {len(trials)} trial(s) of study {plan.study_name} (trial {best.number}, valid AUC "
-                   f"{float(best.value):.4f}) on {version.tag} ({version.rows} rows) at commit "
-                   f"{tags['ativo.git_commit'][:12]}")  # fmt: skip
+    description = (
+        f"Best of {len(trials)} trial(s) of study {plan.study_name} (trial {best.number}, valid AUC "
+        f"{float(best.value):.4f}) on {version.tag} ({version.rows} rows) at commit "
+        f"{tags['ativo.git_commit'][:12]}"
+    )
+
     def profile(registered: str) -> None:
         log_profile(spec, settings, client, child_id, registered, version.tag)
 
     try:
-        registered = register(spec, settings, logged, tags, run_id=child_id, description=description,
-                              dataset_tag=version.tag, profile=profile)  # fmt: skip
+        registered = register(
+            spec,
+            settings,
+            logged,
+            tags,
+            run_id=child_id,
+            description=description,
+            dataset_tag=version.tag,
+            profile=profile,
+        )
     except DuplicateVersion as dup:
         mine = client.get_model_version(spec.registered_model_name, dup.version).tags.get("ativo.parent_run_id")
         if mine != parent:  # another search's version: this one adds nothing
             from ativo.train.claims import settle
 
             if run_meta.get("dag_run_id"):
-                settle(get_engine(settings.db_url), spec.name, str(run_meta["dag_run_id"]),
-                       f"duplicate of version {dup.version}")  # fmt: skip
+                settle(
+                    get_engine(settings.db_url),
+                    spec.name,
+                    str(run_meta["dag_run_id"]),
+                    f"duplicate of version {dup.version}",
+                )
             client.set_tag(parent, "ativo.search_outcome", f"duplicate of version {dup.version}: {dup}")
             client.set_tag(parent, "ativo.duplicate_of", dup.version)
             client.set_terminated(parent, "FINISHED")
@@ -545,8 +656,13 @@ def finish_search(spec: ModelSpec, settings: Settings, plan: SearchPlan, run_met
         adopt(spec, settings, registered, logged, version.tag)
         log_profile(spec, settings, client, child_id, registered, version.tag)
     client.set_terminated(parent, "FINISHED")
-    log.info("registered %s version %s from trial %d of %s", spec.registered_model_name, registered, best.number,
-             plan.study_name)  # fmt: skip
+    log.info(
+        "registered %s version %s from trial %d of %s",
+        spec.registered_model_name,
+        registered,
+        best.number,
+        plan.study_name,
+    )
     return {
         "model_name": spec.registered_model_name,
         "model_version": registered,
@@ -559,8 +675,6 @@ def finish_search(spec: ModelSpec, settings: Settings, plan: SearchPlan, run_met
         "metrics": dict(child.data.metrics),
         "trials": dict(counts),
     }
-
-
 
 
 def log_profile(spec: ModelSpec, settings: Settings, client: Any, run_id: str, version: str, tag: str) -> None:
@@ -582,8 +696,7 @@ def log_profile(spec: ModelSpec, settings: Settings, client: Any, run_id: str, v
         path = Path(tmp) / Path(PROFILE_ARTIFACT).name
         path.write_text(json.dumps(profile.to_dict(), allow_nan=False, indent=1))
         client.log_artifact(run_id, str(path), artifact_path=str(Path(PROFILE_ARTIFACT).parent))
-    client.set_model_version_tag(spec.registered_model_name, version, PROFILE_TAG,
-                                 f"runs:/{run_id}/{PROFILE_ARTIFACT}")  # fmt: skip
+    client.set_model_version_tag(spec.registered_model_name, version, PROFILE_TAG, f"runs:/{run_id}/{PROFILE_ARTIFACT}")
 
 
 def _metric(key: str, value: float) -> Any:

@@ -26,20 +26,27 @@ def claim(engine: Engine, spec: str, study: str, n_slots: int, worker: str) -> d
     attempt left running), or None when every slot is claimed.
     """
     with engine.begin() as conn:
-        mine = conn.execute(select(search_slots.c.slot, search_slots.c.attempt, search_slots.c.trial_number)
-                            .where(search_slots.c.study == study, search_slots.c.worker == worker,
-                                   search_slots.c.state.is_(None))
-                            .order_by(search_slots.c.slot)).first()  # fmt: skip
+        mine = conn.execute(
+            select(search_slots.c.slot, search_slots.c.attempt, search_slots.c.trial_number)
+            .where(search_slots.c.study == study, search_slots.c.worker == worker, search_slots.c.state.is_(None))
+            .order_by(search_slots.c.slot)
+        ).first()
         if mine is not None:
-            conn.execute(update(search_slots).where(search_slots.c.study == study, search_slots.c.slot == mine.slot)
-                         .values(attempt=mine.attempt + 1, claimed_at=utcnow()))  # fmt: skip
+            conn.execute(
+                update(search_slots)
+                .where(search_slots.c.study == study, search_slots.c.slot == mine.slot)
+                .values(attempt=mine.attempt + 1, claimed_at=utcnow())
+            )
             return {"slot": int(mine.slot), "attempt": int(mine.attempt) + 1, "trial_number": mine.trial_number}
         taken = {int(r[0]) for r in conn.execute(select(search_slots.c.slot).where(search_slots.c.study == study))}
     for slot in (s for s in range(n_slots) if s not in taken):
         try:
             with engine.begin() as conn:
-                conn.execute(insert(search_slots).values(study=study, slot=slot, spec=spec, worker=worker, attempt=1,
-                                                         claimed_at=utcnow()))  # fmt: skip
+                conn.execute(
+                    insert(search_slots).values(
+                        study=study, slot=slot, spec=spec, worker=worker, attempt=1, claimed_at=utcnow()
+                    )
+                )
         except IntegrityError:
             continue  # another worker took it first
         return {"slot": slot, "attempt": 1, "trial_number": None}
@@ -49,26 +56,48 @@ def claim(engine: Engine, spec: str, study: str, n_slots: int, worker: str) -> d
 def started(engine: Engine, study: str, slot: int, trial_number: int, label: str, run_id: str | None = None) -> None:
     """Record the trial the study gave a slot (as soon as it is asked, so a retry can close it)."""
     with engine.begin() as conn:
-        conn.execute(update(search_slots).where(search_slots.c.study == study, search_slots.c.slot == slot)
-                     .values(trial_number=trial_number, label=label[:500], run_id=run_id))  # fmt: skip
+        conn.execute(
+            update(search_slots)
+            .where(search_slots.c.study == study, search_slots.c.slot == slot)
+            .values(trial_number=trial_number, label=label[:500], run_id=run_id)
+        )
 
 
-def finish(engine: Engine, study: str, slot: int, state: str, *, value: float | None = None,
-           seconds: float | None = None, reason: str | None = None) -> None:  # fmt: skip
+def finish(
+    engine: Engine,
+    study: str,
+    slot: int,
+    state: str,
+    *,
+    value: float | None = None,
+    seconds: float | None = None,
+    reason: str | None = None,
+) -> None:
     """Close a slot: ``complete``, ``pruned``, ``failed`` (the trial raised) or ``refused`` (by the budget)."""
     if state not in DONE:
         raise ValueError(f"slot state {state!r}: one of {', '.join(DONE)}")
     with engine.begin() as conn:
-        conn.execute(update(search_slots).where(search_slots.c.study == study, search_slots.c.slot == slot)
-                     .values(state=state, value=value, seconds=seconds, reason=(reason or None) and reason[:1000],
-                             finished_at=utcnow()))  # fmt: skip
+        conn.execute(
+            update(search_slots)
+            .where(search_slots.c.study == study, search_slots.c.slot == slot)
+            .values(
+                state=state,
+                value=value,
+                seconds=seconds,
+                reason=(reason or None) and reason[:1000],
+                finished_at=utcnow(),
+            )
+        )
 
 
 def table(engine: Engine, study: str) -> list[dict[str, Any]]:
     """The search's trial table, by slot."""
     with engine.connect() as conn:
-        rows = conn.execute(select(search_slots).where(search_slots.c.study == study)
-                            .order_by(search_slots.c.slot)).mappings().all()  # fmt: skip
+        rows = (
+            conn.execute(select(search_slots).where(search_slots.c.study == study).order_by(search_slots.c.slot))
+            .mappings()
+            .all()
+        )
     return [dict(r) for r in rows]
 
 

@@ -33,17 +33,22 @@ def code_version(root: Path = PROJECT_ROOT, *, settings: Settings | None = None)
         ).stdout.strip()
         status = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return {"commit": "unknown", "dirty": "unknown"}
     return {"commit": commit, "dirty": "true" if status else "false"}
 
 
 def lineage_tags(
-    spec: ModelSpec, version: DatasetVersion, run_meta: dict[str, Any], model_sha256: str,
+    spec: ModelSpec,
+    version: DatasetVersion,
+    run_meta: dict[str, Any],
+    model_sha256: str,
     settings: Settings | None = None,
-) -> dict[str, str]:  # fmt: skip
+) -> dict[str, str]:
     """Tags that let anyone walk back from a model to its data, code, spec and Airflow run."""
     code = code_version(settings=settings)
     tags = {

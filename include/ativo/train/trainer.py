@@ -93,9 +93,14 @@ def fit(
     dtrain = frame_dmatrix(split.train, spec, label=split.train[LABEL])
     dvalid = frame_dmatrix(split.valid, spec, label=split.valid[LABEL])
     booster = xgb.train(
-        params, dtrain, num_boost_round=spec.model.num_boost_round, evals=[(dvalid, "valid")],
-        early_stopping_rounds=spec.model.early_stopping_rounds, verbose_eval=False, callbacks=callbacks,
-    )  # fmt: skip
+        params,
+        dtrain,
+        num_boost_round=spec.model.num_boost_round,
+        evals=[(dvalid, "valid")],
+        early_stopping_rounds=spec.model.early_stopping_rounds,
+        verbose_eval=False,
+        callbacks=callbacks,
+    )
     best = int(getattr(booster, "best_iteration", spec.model.num_boost_round - 1))
     metrics: dict[str, float] = {"best_iteration": float(best)}
     for name, frame in (("valid", split.valid), ("test", split.test)):

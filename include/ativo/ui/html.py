@@ -60,12 +60,16 @@ def _form(action: str, fields: list[tuple[str, str, str]], button: str, can_oper
     """A POST form for an action; without the op role it is shown disabled, saying why."""
     disabled = "" if can_operate else " disabled"
     inputs = "".join(
-        f'<input type="hidden" name="{e(n)}" value="{e(v)}">' if v
-        else f'<input name="{e(n)}" placeholder="{e(p)}" aria-label="{e(p)}"{disabled}>' for n, p, v in fields
+        f'<input type="hidden" name="{e(n)}" value="{e(v)}">'
+        if v
+        else f'<input name="{e(n)}" placeholder="{e(p)}" aria-label="{e(p)}"{disabled}>'
+        for n, p, v in fields
     )  # a field with a value is fixed (the spec of its section), the others are typed in
     why = "" if can_operate else ' <span class="muted">(needs the op role)</span>'
-    return (f'<form class="inline" method="post" action="actions/{e(action)}">{inputs}'
-            f'<button type="submit"{disabled}>{e(button)}</button>{why}</form>')  # fmt: skip
+    return (
+        f'<form class="inline" method="post" action="actions/{e(action)}">{inputs}'
+        f'<button type="submit"{disabled}>{e(button)}</button>{why}</form>'
+    )
 
 
 def spend_section(spend: Any, can_operate: bool) -> str:
@@ -77,17 +81,37 @@ def spend_section(spend: Any, can_operate: bool) -> str:
         limit = t.get("limit_usd")
         ratio = (t["settled_usd"] / limit) if limit else None
         alerts = ", ".join(f"{a['threshold']}% ({a['sent_at']})" for a in t["alerts"] if a["period"] == t["period"])
-        rows.append([e(t["team"]), e(t["period"]), f"{t['settled_usd']:.4f}", f"{t['reserved_usd']:.4f}",
-                     "—" if limit is None else f"{limit:.2f}", _bar(ratio), e(t.get("policy")), e(t["resets_on"]),
-                     e(alerts or "none")])  # fmt: skip
-    out = _table(["team", "month", "spent USD", "reserved USD", "limit USD", "used", "policy", "resets",
-                  "alerts sent"], rows, "No team has spent or been given a budget yet.")  # fmt: skip
-    detail = [[e(t["team"]), e(s["spec"]), e(s["period"]), f"{s['usd']:.4f}", f"{s['seconds']:.0f}", e(s["tasks"])]
-              for t in spend for s in t["by_spec"]]  # fmt: skip
+        rows.append(
+            [
+                e(t["team"]),
+                e(t["period"]),
+                f"{t['settled_usd']:.4f}",
+                f"{t['reserved_usd']:.4f}",
+                "—" if limit is None else f"{limit:.2f}",
+                _bar(ratio),
+                e(t.get("policy")),
+                e(t["resets_on"]),
+                e(alerts or "none"),
+            ]
+        )
+    out = _table(
+        ["team", "month", "spent USD", "reserved USD", "limit USD", "used", "policy", "resets", "alerts sent"],
+        rows,
+        "No team has spent or been given a budget yet.",
+    )
+    detail = [
+        [e(t["team"]), e(s["spec"]), e(s["period"]), f"{s['usd']:.4f}", f"{s['seconds']:.0f}", e(s["tasks"])]
+        for t in spend
+        for s in t["by_spec"]
+    ]
     if detail:
         out += "<h3>By spec</h3>" + _table(["team", "spec", "month", "USD", "seconds", "tasks"], detail, "")
-    out += "<h3>Raise a budget</h3>" + _form("budget", [("team", "team", ""), ("limit_usd", "new limit USD", ""),
-                                                        ("reason", "reason", "")], "Set limit", can_operate)
+    out += "<h3>Raise a budget</h3>" + _form(
+        "budget",
+        [("team", "team", ""), ("limit_usd", "new limit USD", ""), ("reason", "reason", "")],
+        "Set limit",
+        can_operate,
+    )
     return out
 
 
@@ -95,9 +119,17 @@ def leases_section(leases: Any) -> str:
     """The GPU leases held on every host."""
     if err := _error(leases):
         return err
-    rows = [[e(r["host"]), e(r["device"]), e(r["holder"]), e(r["acquired_at"]), e(r["expires_at"]),
-             '<span class="bad">expired</span>' if r["expired"] else '<span class="ok">active</span>']
-            for r in leases]  # fmt: skip
+    rows = [
+        [
+            e(r["host"]),
+            e(r["device"]),
+            e(r["holder"]),
+            e(r["acquired_at"]),
+            e(r["expires_at"]),
+            '<span class="bad">expired</span>' if r["expired"] else '<span class="ok">active</span>',
+        ]
+        for r in leases
+    ]
     return _table(["host", "GPU", "holder", "acquired", "expires", "state"], rows, "No GPU is leased right now.")
 
 
@@ -115,15 +147,27 @@ def searches_section(searches: Any) -> str:
             cls = "ok" if state == "complete" else "bad" if state in ("failed", "refused") else "muted"
             run = e(t["run_id"] or "")
             params = (t["label"] or "").split(" ", 1)[1] if " " in (t["label"] or "") else ""  # "#N a=1 b=2"
-            rows.append([e(t["slot"]), e("" if t["trial"] is None else f"#{t['trial']}"), e(params),
-                         f'<span class="{cls}">{e(state)}</span>' + (f" — {e(t['reason'])}" if t["reason"] and
-                                                                      state in ("failed", "refused") else ""),
-                         e("" if t["value"] is None else f"{t['value']:.4f}"),
-                         e("" if t["seconds"] is None else f"{t['seconds']:.1f} s"),
-                         e(f"{t['worker']} (attempt {t['attempt']})"), f"<code>{run}</code>"])  # fmt: skip
-        parts.append(f"<h3>{e(search['study'])}</h3>" + _table(
-            ["slot", "trial", "parameters", "state", "valid AUC", "time", "worker", "MLflow run"], rows,
-            "No trial has started."))  # fmt: skip
+            rows.append(
+                [
+                    e(t["slot"]),
+                    e("" if t["trial"] is None else f"#{t['trial']}"),
+                    e(params),
+                    f'<span class="{cls}">{e(state)}</span>'
+                    + (f" — {e(t['reason'])}" if t["reason"] and state in ("failed", "refused") else ""),
+                    e("" if t["value"] is None else f"{t['value']:.4f}"),
+                    e("" if t["seconds"] is None else f"{t['seconds']:.1f} s"),
+                    e(f"{t['worker']} (attempt {t['attempt']})"),
+                    f"<code>{run}</code>",
+                ]
+            )
+        parts.append(
+            f"<h3>{e(search['study'])}</h3>"
+            + _table(
+                ["slot", "trial", "parameters", "state", "valid AUC", "time", "worker", "MLflow run"],
+                rows,
+                "No trial has started.",
+            )
+        )
     return "".join(parts)
 
 
@@ -141,16 +185,28 @@ def deployments_section(deployments: Any, datasets: Any, can_operate: bool) -> s
             continue
         order = ["champion", "canary", "shadow", "challenger", "previous"]
         live = sorted(d["aliases"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99)
-        out.append(_table(["alias", "version"], [[f"<b>{e(a)}</b>", e(v)] for a, v in live],
-                          "No version is registered yet."))  # fmt: skip
+        out.append(
+            _table(["alias", "version"], [[f"<b>{e(a)}</b>", e(v)] for a, v in live], "No version is registered yet.")
+        )
         if ds:
-            out.append(f'<p class="muted">latest dataset version: {e(ds["tag"])} ({e(ds["rows"])} rows, '
-                       f"{e(ds['at'])})</p>")  # fmt: skip
-        out.append(_table(["at", "action", "version", "actor", "reason"],
-                          [[e(r["at"]), e(r["action"]), e(r["version"]), e(r["actor"]), e(r["reason"])]
-                           for r in d["history"]], "No deployment yet."))  # fmt: skip
-        out.append(_form("promote", [("spec", "spec", spec), ("version", "version", ""), ("reason", "reason", "")],
-                         "Promote to champion", can_operate))  # fmt: skip
+            out.append(
+                f'<p class="muted">latest dataset version: {e(ds["tag"])} ({e(ds["rows"])} rows, {e(ds["at"])})</p>'
+            )
+        out.append(
+            _table(
+                ["at", "action", "version", "actor", "reason"],
+                [[e(r["at"]), e(r["action"]), e(r["version"]), e(r["actor"]), e(r["reason"])] for r in d["history"]],
+                "No deployment yet.",
+            )
+        )
+        out.append(
+            _form(
+                "promote",
+                [("spec", "spec", spec), ("version", "version", ""), ("reason", "reason", "")],
+                "Promote to champion",
+                can_operate,
+            )
+        )
         out.append(_form("rollback", [("spec", "spec", spec), ("reason", "reason", "")], "Roll back", can_operate))
     return "".join(out)
 
@@ -165,10 +221,24 @@ def monitor_section(monitor: Any) -> str:
         if r is None:
             rows.append([e(m["spec"]), '<span class="muted">never monitored</span>', "", "", "", "", ""])
             continue
-        state = ('<span class="bad">drift</span>' if r["drifted"] else '<span class="ok">no drift</span>'
-                 if r["judged"] else '<span class="muted">too few rows</span>')  # fmt: skip
-        rows.append([e(m["spec"]), e(r["version"]), e(r["window"]), e(r["rows"]), state,
-                     f"{e(r['decision'])}: {e(r['reason'])}", file_link(r["report_uri"], "report")])  # fmt: skip
+        state = (
+            '<span class="bad">drift</span>'
+            if r["drifted"]
+            else '<span class="ok">no drift</span>'
+            if r["judged"]
+            else '<span class="muted">too few rows</span>'
+        )
+        rows.append(
+            [
+                e(m["spec"]),
+                e(r["version"]),
+                e(r["window"]),
+                e(r["rows"]),
+                state,
+                f"{e(r['decision'])}: {e(r['reason'])}",
+                file_link(r["report_uri"], "report"),
+            ]
+        )
     return _table(["spec", "version", "window", "rows", "state", "decision", "report"], rows, "No spec.")
 
 
@@ -176,9 +246,17 @@ def quarantine_section(quarantine: Any) -> str:
     """Quarantined batches with their reasons and reports."""
     if err := _error(quarantine):
         return err
-    rows = [[e(q["spec"]), e(q["partition"]), "<br>".join(e(r) for r in q["reasons"][:6]) +
-             (f' <span class="muted">(+{len(q["reasons"]) - 6} more)</span>' if len(q["reasons"]) > 6 else ""),
-             file_link(q["report_uri"], "validation report"), e(q["at"])] for q in quarantine]  # fmt: skip
+    rows = [
+        [
+            e(q["spec"]),
+            e(q["partition"]),
+            "<br>".join(e(r) for r in q["reasons"][:6])
+            + (f' <span class="muted">(+{len(q["reasons"]) - 6} more)</span>' if len(q["reasons"]) > 6 else ""),
+            file_link(q["report_uri"], "validation report"),
+            e(q["at"]),
+        ]
+        for q in quarantine
+    ]
     return _table(["spec", "day", "reasons", "report", "quarantined"], rows, "Nothing is in quarantine.")
 
 
@@ -189,34 +267,89 @@ def erasure_section(erasure: Any) -> str:
     rows = []
     for r in erasure:
         status = {"closed": "ok", "open": "bad"}.get(r["status"], "warn")
-        receipt = (f'<a href="erasure/receipts/{quote(r["spec"])}/{quote(r["request_id"], safe="")}">receipt</a>'
-                   if r["status"] == "closed" else "—")  # fmt: skip
-        rows.append([e(r["request_id"]), e(r["spec"]), f'<span class="{status}">{e(r["status"])}</span>',
-                     e(r["channel"]), e(r["actor"]), e(r["subjects"]), e(r["batch"]), e(r["received_at"]),
-                     e(r["closed_at"]), e(r["reason"]), receipt])  # fmt: skip
-    return _table(["request", "spec", "status", "channel", "actor", "subjects", "batch", "received", "closed",
-                   "reason", "receipt"], rows, "No erasure request has been filed.")  # fmt: skip
+        receipt = (
+            f'<a href="erasure/receipts/{quote(r["spec"])}/{quote(r["request_id"], safe="")}">receipt</a>'
+            if r["status"] == "closed"
+            else "—"
+        )
+        rows.append(
+            [
+                e(r["request_id"]),
+                e(r["spec"]),
+                f'<span class="{status}">{e(r["status"])}</span>',
+                e(r["channel"]),
+                e(r["actor"]),
+                e(r["subjects"]),
+                e(r["batch"]),
+                e(r["received_at"]),
+                e(r["closed_at"]),
+                e(r["reason"]),
+                receipt,
+            ]
+        )
+    return _table(
+        [
+            "request",
+            "spec",
+            "status",
+            "channel",
+            "actor",
+            "subjects",
+            "batch",
+            "received",
+            "closed",
+            "reason",
+            "receipt",
+        ],
+        rows,
+        "No erasure request has been filed.",
+    )
 
 
 def incidents_section(incidents: Any, can_operate: bool) -> str:
     """Recorded incidents (the regression sets) and the form that records one."""
     if err := _error(incidents):
         return err
-    rows = [[e(i["id"]), e(i["spec"]), f'<a href="?prediction_id={quote(i["prediction_id"])}#lineage">'
-             f'{e(i["prediction_id"])}</a>', e(i["decision"]), e(i["expected"]), f"{i['score']:.3f}",
-             e(i["model_version"]), e(i["note"]), e(i["actor"]), e(i["at"])] for i in incidents]  # fmt: skip
-    table = _table(["case", "spec", "prediction", "decided", "expected", "score", "version", "note", "by", "at"],
-                   rows, "No incident is recorded: every candidate passes the regression gate.")  # fmt: skip
-    form = _form("incident", [("prediction_id", "prediction id", ""), ("expected", "expected label (0/1)", ""),
-                              ("note", "what was wrong", "")], "Record incident", can_operate)  # fmt: skip
+    rows = [
+        [
+            e(i["id"]),
+            e(i["spec"]),
+            f'<a href="?prediction_id={quote(i["prediction_id"])}#lineage">{e(i["prediction_id"])}</a>',
+            e(i["decision"]),
+            e(i["expected"]),
+            f"{i['score']:.3f}",
+            e(i["model_version"]),
+            e(i["note"]),
+            e(i["actor"]),
+            e(i["at"]),
+        ]
+        for i in incidents
+    ]
+    table = _table(
+        ["case", "spec", "prediction", "decided", "expected", "score", "version", "note", "by", "at"],
+        rows,
+        "No incident is recorded: every candidate passes the regression gate.",
+    )
+    form = _form(
+        "incident",
+        [
+            ("prediction_id", "prediction id", ""),
+            ("expected", "expected label (0/1)", ""),
+            ("note", "what was wrong", ""),
+        ],
+        "Record incident",
+        can_operate,
+    )
     return table + "<h3>Record an incident</h3>" + form
 
 
 def lineage_section(result: dict[str, Any] | None, prediction_id: str) -> str:
     """The lookup form and, after a lookup, the chain of the decision."""
-    form = (f'<form class="inline" method="get" action="./#lineage"><input name="prediction_id" size="48" '
-            f'placeholder="prediction id from /predict" aria-label="prediction id" value="{e(prediction_id)}">'
-            f'<button type="submit">Trace</button></form>')  # fmt: skip
+    form = (
+        f'<form class="inline" method="get" action="./#lineage"><input name="prediction_id" size="48" '
+        f'placeholder="prediction id from /predict" aria-label="prediction id" value="{e(prediction_id)}">'
+        f'<button type="submit">Trace</button></form>'
+    )
     if result is None:
         return form
     if "error" in result:
@@ -231,16 +364,34 @@ def lineage_section(result: dict[str, Any] | None, prediction_id: str) -> str:
     return form + (f"<p>{links}</p>" if links else "") + f"<pre>{e(json.dumps(chain, indent=2, default=str))}</pre>"
 
 
-def page(sections: dict[str, Any], *, user: str, role: str | None, can_operate: bool, notice: str | None = None,
-         notice_ok: bool = True, lineage: dict[str, Any] | None = None, prediction_id: str = "") -> str:  # fmt: skip
+def page(
+    sections: dict[str, Any],
+    *,
+    user: str,
+    role: str | None,
+    can_operate: bool,
+    notice: str | None = None,
+    notice_ok: bool = True,
+    lineage: dict[str, Any] | None = None,
+    prediction_id: str = "",
+) -> str:
     """The whole Ativo page."""
     note = f'<div class="note {"ok" if notice_ok else "bad"}" role="status">{e(notice)}</div>' if notice else ""
     problems = "".join(f'<p class="bad">spec error: {e(p)}</p>' for p in sections.get("spec_errors", []))
-    nav = "".join(f'<a href="#{k}">{t}</a>' for k, t in (
-        ("spend", "Spend"), ("leases", "GPU leases"), ("searches", "Searches"), ("live", "Live versions"),
-        ("lineage", "Lineage"),
-        ("incidents", "Incidents"), ("monitor", "Monitor"), ("quarantine", "Quarantine"),
-        ("erasure", "Erasure")))  # fmt: skip
+    nav = "".join(
+        f'<a href="#{k}">{t}</a>'
+        for k, t in (
+            ("spend", "Spend"),
+            ("leases", "GPU leases"),
+            ("searches", "Searches"),
+            ("live", "Live versions"),
+            ("lineage", "Lineage"),
+            ("incidents", "Incidents"),
+            ("monitor", "Monitor"),
+            ("quarantine", "Quarantine"),
+            ("erasure", "Erasure"),
+        )
+    )
     body = (
         f'<h1>Ativo</h1><p class="muted">signed in as {e(user)} (role {e(role)}); specs: '
         f'{e(", ".join(sections.get("specs", [])) or "none")} · <a href="runbooks/">runbooks</a> · '
@@ -249,10 +400,10 @@ def page(sections: dict[str, Any], *, user: str, role: str | None, can_operate: 
         f'<h2 id="leases">GPU leases</h2>{leases_section(sections.get("leases", []))}'
         f'<h2 id="searches">Searches (trial tables)</h2>{searches_section(sections.get("searches", []))}'
         f'<h2 id="live">Live versions</h2>'
-        f'{deployments_section(sections.get("deployments", []), sections.get("datasets", {}), can_operate)}'
+        f"{deployments_section(sections.get('deployments', []), sections.get('datasets', {}), can_operate)}"
         f'<h2 id="lineage">Lineage of a decision</h2>{lineage_section(lineage, prediction_id)}'
         f'<h2 id="incidents">Incidents (regression set)</h2>'
-        f'{incidents_section(sections.get("incidents", []), can_operate)}'
+        f"{incidents_section(sections.get('incidents', []), can_operate)}"
         f'<h2 id="monitor">Monitor</h2>{monitor_section(sections.get("monitor", []))}'
         f'<h2 id="quarantine">Quarantined batches</h2>{quarantine_section(sections.get("quarantine", []))}'
         f'<h2 id="erasure">Erasure requests</h2>{erasure_section(sections.get("erasure", []))}'
@@ -262,5 +413,7 @@ def page(sections: dict[str, Any], *, user: str, role: str | None, can_operate: 
 
 def document(title: str, body: str) -> str:
     """A complete HTML document with the page's style."""
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>'
-            f"<style>{STYLE}</style></head><body>{body}</body></html>")  # fmt: skip
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>'
+        f"<style>{STYLE}</style></head><body>{body}</body></html>"
+    )

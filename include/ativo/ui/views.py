@@ -50,20 +50,36 @@ def spend(engine: Engine, settings: Settings) -> list[dict[str, Any]]:
     ledger = Ledger(engine, settings.prices)
     out = []
     with engine.connect() as conn:
-        by_spec = conn.execute(select(spend_ledger.c.team, spend_ledger.c.spec, spend_ledger.c.period,
-                                      func.sum(spend_ledger.c.actual_usd), func.sum(spend_ledger.c.seconds),
-                                      func.count())
-                               .where(spend_ledger.c.state == "settled")
-                               .group_by(spend_ledger.c.team, spend_ledger.c.spec, spend_ledger.c.period)).all()
+        by_spec = conn.execute(
+            select(
+                spend_ledger.c.team,
+                spend_ledger.c.spec,
+                spend_ledger.c.period,
+                func.sum(spend_ledger.c.actual_usd),
+                func.sum(spend_ledger.c.seconds),
+                func.count(),
+            )
+            .where(spend_ledger.c.state == "settled")
+            .group_by(spend_ledger.c.team, spend_ledger.c.spec, spend_ledger.c.period)
+        ).all()
         alerts = [dict(r) for r in conn.execute(select(budget_alerts).order_by(budget_alerts.c.sent_at)).mappings()]
     for team in ledger.teams():
         status = ledger.status(team)
-        out.append(status | {
-            "by_spec": [{"spec": s, "period": p, "usd": round(usd or 0.0, 6), "seconds": round(sec or 0.0, 1),
-                         "tasks": n} for t, s, p, usd, sec, n in by_spec if t == team],
-            "alerts": [{"period": a["period"], "threshold": a["threshold"], "sent_at": _iso(a["sent_at"])}
-                       for a in alerts if a["team"] == team],
-        })  # fmt: skip
+        out.append(
+            status
+            | {
+                "by_spec": [
+                    {"spec": s, "period": p, "usd": round(usd or 0.0, 6), "seconds": round(sec or 0.0, 1), "tasks": n}
+                    for t, s, p, usd, sec, n in by_spec
+                    if t == team
+                ],
+                "alerts": [
+                    {"period": a["period"], "threshold": a["threshold"], "sent_at": _iso(a["sent_at"])}
+                    for a in alerts
+                    if a["team"] == team
+                ],
+            }
+        )
     return out
 
 
@@ -72,8 +88,10 @@ def leases(engine: Engine) -> list[dict[str, Any]]:
     from ativo.compute.leases import LeaseManager
 
     mgr = LeaseManager(engine)
-    return [{**r, "acquired_at": _iso(r["acquired_at"]), "expires_at": _iso(r["expires_at"])}
-            for r in mgr.list(all_hosts=True)]  # fmt: skip
+    return [
+        {**r, "acquired_at": _iso(r["acquired_at"]), "expires_at": _iso(r["expires_at"])}
+        for r in mgr.list(all_hosts=True)
+    ]
 
 
 def deployments(specs: list[ModelSpec], settings: Settings) -> list[dict[str, Any]]:
@@ -88,9 +106,17 @@ def deployments(specs: list[ModelSpec], settings: Settings) -> list[dict[str, An
             log.warning("deployments of %s: %s", spec.name, err)
             out.append({"spec": spec.name, "error": str(err), "aliases": {}, "history": []})
             continue
-        out.append({"spec": spec.name, "model": spec.registered_model_name, "aliases": live,
-                    "history": [{k: r.get(k) for k in ("at", "action", "version", "actor", "reason")}
-                                for r in reversed(records[-DEPLOYMENTS_SHOWN:])]})  # fmt: skip
+        out.append(
+            {
+                "spec": spec.name,
+                "model": spec.registered_model_name,
+                "aliases": live,
+                "history": [
+                    {k: r.get(k) for k in ("at", "action", "version", "actor", "reason")}
+                    for r in reversed(records[-DEPLOYMENTS_SHOWN:])
+                ],
+            }
+        )
     return out
 
 
@@ -99,34 +125,82 @@ def monitor(engine: Engine, specs: list[ModelSpec]) -> list[dict[str, Any]]:
     out = []
     with engine.connect() as conn:
         for spec in specs:
-            row = conn.execute(select(monitor_runs).where(monitor_runs.c.spec == spec.name)
-                               .order_by(monitor_runs.c.window_end.desc()).limit(1)).mappings().first()
-            out.append({"spec": spec.name, "latest": None if row is None else {
-                "version": row["version"], "window": f"{_iso(row['window_start'])} → {_iso(row['window_end'])}",
-                "rows": row["rows"], "judged": bool(row["judged"]), "drifted": bool(row["drifted"]),
-                "decision": row["decision"], "reason": row["decision_reason"], "report_uri": row["report_uri"],
-                "reasons": row["reasons"]}})  # fmt: skip
+            row = (
+                conn.execute(
+                    select(monitor_runs)
+                    .where(monitor_runs.c.spec == spec.name)
+                    .order_by(monitor_runs.c.window_end.desc())
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
+            out.append(
+                {
+                    "spec": spec.name,
+                    "latest": None
+                    if row is None
+                    else {
+                        "version": row["version"],
+                        "window": f"{_iso(row['window_start'])} → {_iso(row['window_end'])}",
+                        "rows": row["rows"],
+                        "judged": bool(row["judged"]),
+                        "drifted": bool(row["drifted"]),
+                        "decision": row["decision"],
+                        "reason": row["decision_reason"],
+                        "report_uri": row["report_uri"],
+                        "reasons": row["reasons"],
+                    },
+                }
+            )
     return out
 
 
 def quarantine(engine: Engine) -> list[dict[str, Any]]:
     """The latest quarantined batches with their reasons and reports."""
     with engine.connect() as conn:
-        rows = conn.execute(select(quarantined_batches).order_by(quarantined_batches.c.id.desc())
-                            .limit(ROWS_SHOWN)).mappings().all()  # fmt: skip
-    return [{"spec": r["spec"], "partition": r["partition"], "reasons": r["reasons"], "report_uri": r["report_uri"],
-             "batch_uri": r["batch_uri"], "at": _iso(r["quarantined_at"])} for r in rows]  # fmt: skip
+        rows = (
+            conn.execute(select(quarantined_batches).order_by(quarantined_batches.c.id.desc()).limit(ROWS_SHOWN))
+            .mappings()
+            .all()
+        )
+    return [
+        {
+            "spec": r["spec"],
+            "partition": r["partition"],
+            "reasons": r["reasons"],
+            "report_uri": r["report_uri"],
+            "batch_uri": r["batch_uri"],
+            "at": _iso(r["quarantined_at"]),
+        }
+        for r in rows
+    ]
 
 
 def erasure(engine: Engine) -> list[dict[str, Any]]:
     """The latest erasure requests (never their subjects) with status, batch and receipt hash."""
     with engine.connect() as conn:
-        rows = conn.execute(select(erasure_requests).order_by(erasure_requests.c.received_at.desc())
-                            .limit(ROWS_SHOWN)).mappings().all()  # fmt: skip
-    return [{"request_id": r["request_id"], "spec": r["spec"], "status": r["status"], "channel": r["channel"],
-             "actor": r["actor"], "batch": r["batch_id"], "received_at": _iso(r["received_at"]),
-             "closed_at": _iso(r["closed_at"]), "reason": r["reason"], "receipt_sha256": r["receipt_sha256"],
-             "subjects": len(r["pseudonyms"] or [])} for r in rows]  # fmt: skip
+        rows = (
+            conn.execute(select(erasure_requests).order_by(erasure_requests.c.received_at.desc()).limit(ROWS_SHOWN))
+            .mappings()
+            .all()
+        )
+    return [
+        {
+            "request_id": r["request_id"],
+            "spec": r["spec"],
+            "status": r["status"],
+            "channel": r["channel"],
+            "actor": r["actor"],
+            "batch": r["batch_id"],
+            "received_at": _iso(r["received_at"]),
+            "closed_at": _iso(r["closed_at"]),
+            "reason": r["reason"],
+            "receipt_sha256": r["receipt_sha256"],
+            "subjects": len(r["pseudonyms"] or []),
+        }
+        for r in rows
+    ]
 
 
 def incidents(engine: Engine) -> list[dict[str, Any]]:
@@ -134,11 +208,30 @@ def incidents(engine: Engine) -> list[dict[str, Any]]:
     from ativo.store.db import regression_cases
 
     with engine.connect() as conn:
-        rows = conn.execute(select(regression_cases).order_by(regression_cases.c.id.desc())
-                            .limit(ROWS_SHOWN)).mappings().all()  # fmt: skip
-    return [{k: r[k] for k in ("id", "spec", "prediction_id", "expected", "decision", "score", "model_version",
-                               "dataset_version", "note", "actor")} | {"at": _iso(r["created_at"])}
-            for r in rows]  # fmt: skip
+        rows = (
+            conn.execute(select(regression_cases).order_by(regression_cases.c.id.desc()).limit(ROWS_SHOWN))
+            .mappings()
+            .all()
+        )
+    return [
+        {
+            k: r[k]
+            for k in (
+                "id",
+                "spec",
+                "prediction_id",
+                "expected",
+                "decision",
+                "score",
+                "model_version",
+                "dataset_version",
+                "note",
+                "actor",
+            )
+        }
+        | {"at": _iso(r["created_at"])}
+        for r in rows
+    ]
 
 
 SEARCHES_SHOWN = 3
@@ -151,11 +244,28 @@ def searches(engine: Engine) -> list[dict[str, Any]]:
     out = []
     for study in slots.recent_studies(engine, limit=SEARCHES_SHOWN):
         rows = slots.table(engine, study)
-        out.append({"study": study, "spec": rows[0]["spec"] if rows else None, "trials": [
-            {"slot": r["slot"], "trial": r["trial_number"], "label": r["label"], "state": r["state"] or "running",
-             "value": r["value"], "seconds": None if r["seconds"] is None else round(float(r["seconds"]), 1),
-             "attempt": r["attempt"], "worker": r["worker"].rsplit("/", 1)[-1], "run_id": r["run_id"],
-             "reason": r["reason"], "finished_at": _iso(r["finished_at"])} for r in rows]})  # fmt: skip
+        out.append(
+            {
+                "study": study,
+                "spec": rows[0]["spec"] if rows else None,
+                "trials": [
+                    {
+                        "slot": r["slot"],
+                        "trial": r["trial_number"],
+                        "label": r["label"],
+                        "state": r["state"] or "running",
+                        "value": r["value"],
+                        "seconds": None if r["seconds"] is None else round(float(r["seconds"]), 1),
+                        "attempt": r["attempt"],
+                        "worker": r["worker"].rsplit("/", 1)[-1],
+                        "run_id": r["run_id"],
+                        "reason": r["reason"],
+                        "finished_at": _iso(r["finished_at"]),
+                    }
+                    for r in rows
+                ],
+            }
+        )
     return out
 
 
@@ -172,15 +282,18 @@ def overview(settings: Settings) -> dict[str, Any]:
 
     engine = get_engine(settings.db_url)
     specs, problems = load_specs(settings.specs_dir)
-    sections: dict[str, Any] = {"specs": [s.name for s in specs],
-                                "spec_errors": [str(p) for p in problems]}  # fmt: skip
+    sections: dict[str, Any] = {"specs": [s.name for s in specs], "spec_errors": [str(p) for p in problems]}
     readers: dict[str, Any] = {
-        "spend": lambda: spend(engine, settings), "leases": lambda: leases(engine),
-        "deployments": lambda: deployments(specs, settings), "monitor": lambda: monitor(engine, specs),
-        "quarantine": lambda: quarantine(engine), "erasure": lambda: erasure(engine),
-        "datasets": lambda: datasets(engine), "incidents": lambda: incidents(engine),
+        "spend": lambda: spend(engine, settings),
+        "leases": lambda: leases(engine),
+        "deployments": lambda: deployments(specs, settings),
+        "monitor": lambda: monitor(engine, specs),
+        "quarantine": lambda: quarantine(engine),
+        "erasure": lambda: erasure(engine),
+        "datasets": lambda: datasets(engine),
+        "incidents": lambda: incidents(engine),
         "searches": lambda: searches(engine),
-    }  # fmt: skip
+    }
     for name, read in readers.items():
         try:
             sections[name] = read()
@@ -265,16 +378,24 @@ def act(settings: Settings, action: str, form: dict[str, str], actor: str) -> di
         from ativo.evaluate.regression import IncidentError, page_oncall, record_incident
 
         try:
-            recorded = record_incident(settings, form.get("prediction_id") or "", form.get("expected") or "",
-                                       form.get("note") or "", actor)  # fmt: skip
+            recorded = record_incident(
+                settings, form.get("prediction_id") or "", form.get("expected") or "", form.get("note") or "", actor
+            )
         except IncidentError as err:
             raise ActionRefused(str(err)) from None
         case = recorded["case"]
         paged = page_oncall(settings, recorded) if recorded["created"] else False
-        result = {"spec": case["spec"], "case": case["id"], "prediction_id": case["prediction_id"],
-                  "expected": case["expected"], "created": recorded["created"], "paged": paged}  # fmt: skip
+        result = {
+            "spec": case["spec"],
+            "case": case["id"],
+            "prediction_id": case["prediction_id"],
+            "expected": case["expected"],
+            "created": recorded["created"],
+            "paged": paged,
+        }
     else:
         raise ActionRefused(f"action: unknown action {action!r} (promote, rollback, budget, incident)")
-    audit.append(engine, f"page_{action}", actor, result.get("spec") or result.get("team") or "",
-                 {"reason": reason, **result})  # fmt: skip
+    audit.append(
+        engine, f"page_{action}", actor, result.get("spec") or result.get("team") or "", {"reason": reason, **result}
+    )
     return result
