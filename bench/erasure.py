@@ -423,8 +423,7 @@ def independent_scan(settings: Any, gone: list[str], record_ids: set[str], predi
     """After the batch closed: every store searched for the subjects, their record ids, pseudonyms, predictions."""
     from ativo.erasure.purge import Targets
     from ativo.erasure.scan import scan
-    from ativo.hashing import platform_pepper
-    from ativo.serve.predlog import pseudonymise
+    from ativo.hashing import platform_pepper, pseudonymise
 
     pepper = platform_pepper(settings)
     targets = Targets(

@@ -98,7 +98,7 @@ def scenario(name: str, trials: int, pool_slots: int, days: int, rows: int | Non
         print(f"[{name}] dataset {tag} ready; {trials} trials, {pool_slots} at a time, {os.cpu_count()} cores")
         supervisor.start_mlflow(settings)
         live = load_settings(supervisor.platform_env(settings))  # tracking on the MLflow server, like the tasks
-        import ativo.preload  # noqa: F401  # the libraries the DAG's workers have preloaded
+        import ativo.airflow.warm  # noqa: F401  # the libraries the DAG's workers have preloaded
 
         inproc = in_process(live, spec, tag, trials, pool_slots)
         print(f"[{name}] in-process: {inproc['seconds']:.1f} s, best trial {inproc['registered']['trial_number']}")

@@ -114,7 +114,7 @@ def setup(rows: int, home: Path) -> tuple:
 
 def timed_parts(spec, settings) -> dict[str, float]:
     """The same work as monitor_window, part by part (no decision recorded)."""
-    from ativo.deploy.promotion import aliases
+    from ativo.model.registry import aliases
     from ativo.monitor.report import render_html
     from ativo.monitor.run import load_profile
     from ativo.monitor.window import assess, read_window

@@ -56,7 +56,7 @@ def _decision(api: AirflowAPI, dag_id: str, run_id: str) -> dict[str, Any]:
 
 def demo(settings: Settings, spec_name: str, shifts: tuple[str, ...] = SHIFTS, rows: int = 1500) -> int:
     """Run the demo for ``spec_name``; returns the exit status."""
-    from ativo.deploy.promotion import aliases
+    from ativo.model.registry import aliases
     from ativo.serve.traffic import parse_shift, replay
     from ativo.spec import get_spec
 

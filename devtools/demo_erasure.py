@@ -22,8 +22,8 @@ from devtools.supervisor import platform_env, say, url
 def pick_subject(live: Settings, spec: Any) -> tuple[str, int, int]:
     """A subject with rows in the latest dataset version and, if any was logged, predictions: (id, rows, logged)."""
     from ativo.data.versioning import open_registry
-    from ativo.hashing import platform_pepper
-    from ativo.serve.predlog import pseudonymise, read_log
+    from ativo.hashing import platform_pepper, pseudonymise
+    from ativo.serve.predlog import read_log
     from ativo.store.db import get_engine
     from ativo.store.objects import open_store
 
@@ -44,9 +44,9 @@ def pick_subject(live: Settings, spec: Any) -> tuple[str, int, int]:
 
 def demo(settings: Settings, spec_name: str) -> int:
     """Run the demo for ``spec_name``; returns the exit status."""
-    from ativo.deploy.promotion import aliases
-    from ativo.erasure import audit
+    from ativo import audit
     from ativo.erasure.process import verify_receipt
+    from ativo.model.registry import aliases
     from ativo.spec import get_spec
     from ativo.store.db import get_engine
     from ativo.waiting import wait_until

@@ -12,8 +12,8 @@ from devtools import banner, lifecycle, supervisor
 
 def _cmd_up(args: argparse.Namespace) -> int:
     from ativo.errors import SpecError
+    from ativo.ops.summary import collect, render
     from ativo.spec import get_spec, load_specs
-    from ativo.summary import collect, render
 
     settings = load_settings()
     valid, invalid = load_specs(settings.specs_dir)

@@ -136,9 +136,9 @@ def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: i
     from ativo.config import load_settings
     from ativo.data.versioning import open_registry
     from ativo.naming import reconcile_dag_id
+    from ativo.ops.summary import registered_models
     from ativo.spec import get_spec
     from ativo.store.db import get_engine
-    from ativo.summary import registered_models
 
     live = load_settings(platform_env(settings))
     latest = open_registry(live).resolve(get_engine(live.db_url), spec_name).tag
@@ -186,9 +186,9 @@ def serve_sample(settings: Settings, spec_name: str, wait_s: float = 600) -> dic
     """
     from ativo.config import load_settings
     from ativo.deploy.steps import server_versions
-    from ativo.lineage import render, trace
+    from ativo.ops.lineage import render, trace
+    from ativo.ops.summary import registered_models
     from ativo.spec import get_spec
-    from ativo.summary import registered_models
 
     live = load_settings(platform_env(settings))
     spec = get_spec(spec_name, live.specs_dir)
@@ -207,7 +207,7 @@ def serve_sample(settings: Settings, spec_name: str, wait_s: float = 600) -> dic
     body = sample_row(live, spec_name)
     base = f"{url('serve', settings)}/models/{spec_name}"
     answer = post_json(f"{base}/explain", body, timeout=30, headers={"Authorization": f"Bearer {demo_key(settings)}"})
-    from ativo.deploy.promotion import aliases
+    from ativo.model.registry import aliases
     from ativo.serve.traffic import replay
 
     traffic = replay(base, demo_key(settings), spec, live.reference_dir, 3000)

@@ -150,7 +150,7 @@ def platform_env(settings: Settings) -> dict[str, str]:
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "6",
-            # Tasks fork from a forkserver that has already imported the heavy libraries (ativo.preload).
+            # Tasks fork from a forkserver that has already imported the heavy libraries (ativo.airflow.warm).
             "AIRFLOW__CORE__MP_START_METHOD": "forkserver",
             "AIRFLOW__CORE__MP_FORKSERVER_PRELOAD": "ativo.airflow.preload",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,operator:op,analyst:user",

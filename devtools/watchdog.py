@@ -109,7 +109,7 @@ class Watchdog:
         self.unhealthy_since: dict[str, float] = {}
 
     def _post(self, payload: dict[str, Any]) -> bool:
-        from ativo.alerts import post_webhook, with_runbook
+        from ativo.paging import post_webhook, with_runbook
 
         payload = with_runbook(payload, self.settings.link_url)  # component-restarted
         url = oncall_url(supervisor.platform_env(self.settings))

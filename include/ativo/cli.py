@@ -183,7 +183,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
-    from ativo.summary import collect, render
+    from ativo.ops.summary import collect, render
 
     settings = load_settings()
     summary = collect(_spec(args, settings), settings)
@@ -245,7 +245,7 @@ def _cmd_leases(args: argparse.Namespace) -> int:
 
 
 def _cmd_metrics(args: argparse.Namespace) -> int:
-    from ativo.compute.metrics import render
+    from ativo.ops.metrics import render
     from ativo.spec import load_specs
     from ativo.store.db import get_engine
 
@@ -295,7 +295,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
     logging.getLogger().setLevel(logging.INFO)
     uvicorn.run(
-        "ativo.serve.app:app_from_env",
+        "ativo.api.app:app_from_env",
         factory=True,
         host=args.host,
         port=args.port,
@@ -391,7 +391,8 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def _cmd_deployments(args: argparse.Namespace) -> int:
-    from ativo.deploy.promotion import aliases, history
+    from ativo.deploy.promotion import history
+    from ativo.model.registry import aliases
 
     settings = load_settings()
     spec = _spec(args, settings)
@@ -428,8 +429,9 @@ def _cmd_traffic(args: argparse.Namespace) -> int:
 def _cmd_monitor(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from ativo.monitor.decide import history, open_episodes
+    from ativo.monitor.decide import history
     from ativo.store.db import get_engine
+    from ativo.train.runs import open_episodes
 
     settings = load_settings()
     spec = _spec(args, settings)
@@ -476,7 +478,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def _cmd_lineage(args: argparse.Namespace) -> int:
-    from ativo.lineage import render, trace
+    from ativo.ops.lineage import render, trace
 
     chain = trace(load_settings(), args.prediction_id, args.spec)
     print(json.dumps(chain, indent=2, default=str) if args.json else render(chain))
@@ -484,7 +486,7 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
 
 
 def _cmd_incident(args: argparse.Namespace) -> int:
-    from ativo.evaluate.regression import page_oncall, record_incident
+    from ativo.ops.incidents import page_oncall, record_incident
 
     settings = load_settings()
     recorded = record_incident(settings, args.prediction_id, args.expected, args.note, args.identity, args.spec)
@@ -586,7 +588,7 @@ def _first_operator_key(args: argparse.Namespace, settings: Settings) -> tuple[s
 
 def _authorize(args: argparse.Namespace, settings: Settings, rule: _OpOnly) -> str:
     """The identity (``key:<name>``) of the op key presented; a refusal is audited (never the key) and raised."""
-    from ativo.erasure import audit
+    from ativo import audit
     from ativo.serve.keys import NotOperator, operator, platform_key_file
     from ativo.store.db import get_engine
 
@@ -622,7 +624,7 @@ def _authorize(args: argparse.Namespace, settings: Settings, rule: _OpOnly) -> s
 
 def _audit_done(args: argparse.Namespace, rule: _OpOnly) -> None:
     """One audit row for a state change whose own record does not name its actor (fields listed, never secrets)."""
-    from ativo.erasure import audit
+    from ativo import audit
     from ativo.store.db import get_engine
 
     fields = {f: getattr(args, f, None) for f in rule.audit}
@@ -750,7 +752,7 @@ def _cmd_erasure(args: argparse.Namespace) -> int:
             }
         print(json.dumps(shown, indent=2, default=str))
         return 0
-    from ativo.erasure import audit
+    from ativo import audit
 
     receipts = audit.entries(engine, kind="erasure_receipt", ref=args.request_id)
     if not receipts:

@@ -100,7 +100,7 @@ def test_a_rejected_batch_fails_with_one_line_a_report_link_and_the_next_step(br
 
 
 def test_the_ativo_page_shows_the_live_champion_and_the_spend(browser, live_platform):
-    from ativo.deploy.promotion import aliases
+    from ativo.model.registry import aliases
     from ativo.spec import get_spec
 
     champion = aliases(get_spec(SPEC, live_platform.settings.specs_dir), live_platform.settings)["champion"]

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from ativo.alerts import ALERT_CHARS, deploy_payload, failure_payload, post_webhook, webhook_url_from
+from ativo.ops.alerts import deploy_payload, failure_payload
+from ativo.paging import ALERT_CHARS, post_webhook, webhook_url_from
 
 
 def test_failure_alert_reaches_the_webhook_with_the_run_details(webhook):

@@ -68,8 +68,8 @@ def test_the_page_needs_a_login_and_shows_every_section(airflow_app, settings):
 
 
 def test_actions_need_the_op_role_name_bad_fields_and_are_audited(airflow_app, settings):
+    from ativo import audit
     from ativo.compute.budget import Ledger
-    from ativo.erasure import audit
     from ativo.store.db import get_engine
 
     client, token = airflow_app

@@ -146,8 +146,8 @@ def test_a_purge_killed_midway_resumes_to_the_end_state_of_an_uninterrupted_one(
 
 
 def test_the_cli_refuses_a_caller_without_the_op_role(ativo_home):
+    from ativo import audit
     from ativo.config import load_settings
-    from ativo.erasure import audit
     from ativo.serve.keys import create_key
     from ativo.store.db import get_engine
 

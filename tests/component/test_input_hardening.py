@@ -13,13 +13,14 @@ import pandas as pd
 import pytest
 from sqlalchemy import delete
 
-from ativo.alerts import ALERT_CHARS, failure_payload, post_webhook
 from ativo.data import etl
 from ativo.data.features import partition_key, to_features, to_parquet_bytes
 from ativo.data.landing import landing_key, reference_records, to_csv_bytes
 from ativo.data.subjects import partitions_of, record_partitions
 from ativo.data.validation import read_batch
 from ativo.errors import BatchRejected, IntervalNotOver
+from ativo.ops.alerts import failure_payload
+from ativo.paging import ALERT_CHARS, post_webhook
 from ativo.spec import load_spec
 from ativo.store.db import get_engine, record_index, utcnow
 from ativo.store.objects import open_store

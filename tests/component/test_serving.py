@@ -55,7 +55,7 @@ def _platform(settings, spec, boosters, root):
 def _client(settings, spec, platform):
     from starlette.testclient import TestClient
 
-    from ativo.serve.app import ServeConfig, build_app, create_service
+    from ativo.api.app import ServeConfig, build_app, create_service
 
     service = create_service(spec, settings, ServeConfig(refresh_s=0.2, flush_s=60))
     with TestClient(build_app(service)) as c:
@@ -262,8 +262,8 @@ def test_prediction_log_holds_each_decision_with_a_pseudonymised_subject(client,
 
 
 def test_lineage_explains_a_logged_decision_exactly_from_its_features_and_version(client, settings, spec, split):
-    from ativo.lineage import trace
     from ativo.model.artifact import load_version
+    from ativo.ops.lineage import trace
 
     batch = rows(spec, split, 40)
     answers = client.post("/predict", json={"rows": [{"features": r} for r in batch]}).json()["predictions"]
@@ -282,8 +282,8 @@ def test_lineage_explains_a_logged_decision_exactly_from_its_features_and_versio
 def test_a_server_asked_for_contributions_writes_them_with_each_row(settings, spec, split, platform):
     from starlette.testclient import TestClient
 
-    from ativo.lineage import trace
-    from ativo.serve.app import ServeConfig, build_app, create_service
+    from ativo.api.app import ServeConfig, build_app, create_service
+    from ativo.ops.lineage import trace
     from ativo.serve.predlog import read_log
     from ativo.store.objects import open_store
 
@@ -342,7 +342,8 @@ def test_feedback_takes_labels_and_refuses_bad_ones(client, settings, spec, spli
 
 
 def test_promote_and_rollback_move_aliases_and_record_why(settings, spec, platform):
-    from ativo.deploy.promotion import DeployError, aliases, history, promote, rollback, start_trial
+    from ativo.deploy.promotion import DeployError, history, promote, rollback, start_trial
+    from ativo.model.registry import aliases
 
     v1, v2 = platform["versions"]
     start_trial(spec, settings, v2)
@@ -370,11 +371,11 @@ def test_a_version_with_a_mitigation_policy_decides_by_its_per_group_thresholds(
 ):
     from starlette.testclient import TestClient
 
+    from ativo.api.app import ServeConfig, build_app, create_service
     from ativo.deploy.promotion import promote
     from ativo.evaluate.fairness import mitigate
     from ativo.model.policy import DecisionPolicy
     from ativo.model.served import ServedModel
-    from ativo.serve.app import ServeConfig, build_app, create_service
     from ativo.serve.keys import create_key
     from devtools.harness import register_booster
 

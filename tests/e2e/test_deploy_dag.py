@@ -31,8 +31,9 @@ def test_deploy_dag_promotes_a_sound_canary_and_rolls_back_a_bad_one(
     import json
 
     from ativo.airflow.dags import build_deploy_dag
-    from ativo.deploy.promotion import aliases, history
+    from ativo.deploy.promotion import history
     from ativo.evaluate.suite import request_rows
+    from ativo.model.registry import aliases
     from devtools.harness import register_booster, start_server
     from devtools.loadgen import run_load
 

@@ -43,18 +43,18 @@ def test_erasure_purges_everywhere_and_redeploys_retrained_models(
     import httpx
     from mlflow import MlflowClient
 
+    from ativo import audit
     from ativo.airflow.dags import build_etl_dag, build_train_dag
     from ativo.airflow.erasure import build_erasure_dag
     from ativo.data.landing import simulate
     from ativo.data.versioning import open_registry
     from ativo.deploy.promotion import promote
-    from ativo.erasure import audit
     from ativo.erasure import requests as rq
     from ativo.erasure.process import verify_receipt
     from ativo.erasure.purge import Targets, versions_of
     from ativo.erasure.scan import scan
-    from ativo.hashing import platform_pepper
-    from ativo.serve.predlog import pseudonymise, read_log
+    from ativo.hashing import platform_pepper, pseudonymise
+    from ativo.serve.predlog import read_log
     from ativo.store.db import get_engine
     from ativo.store.objects import open_store
     from devtools.harness import start_server

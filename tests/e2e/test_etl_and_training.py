@@ -40,8 +40,8 @@ def test_etl_then_training_end_to_end(airflow_db, settings, spec, reference_dir,
     from airflow.dag_processing.dagbag import DagBag
 
     from ativo.data.landing import simulate
+    from ativo.ops.summary import collect
     from ativo.store.objects import open_store
-    from ativo.summary import collect
 
     began = dt.datetime.now(dt.UTC)
     store = open_store(settings)

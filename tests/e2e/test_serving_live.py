@@ -202,7 +202,7 @@ def _trial(settings, spec, split, server, version, **deploy):
 
 
 def test_a_canary_that_fails_to_score_is_rolled_back_and_callers_never_see_it(settings, spec, split, registry, server):
-    from ativo.deploy.promotion import aliases
+    from ativo.model.registry import aliases
 
     verdict, rec, traffic = _trial(settings, spec, split, server, registry["broken"])
     assert not verdict.promote and "error rate" in verdict.reason
@@ -212,7 +212,8 @@ def test_a_canary_that_fails_to_score_is_rolled_back_and_callers_never_see_it(se
 
 
 def test_a_canary_with_a_shifted_score_distribution_is_rolled_back(settings, spec, split, registry, server):
-    from ativo.deploy.promotion import aliases, history
+    from ativo.deploy.promotion import history
+    from ativo.model.registry import aliases
 
     verdict, rec, traffic = _trial(settings, spec, split, server, registry["shifted"])
     assert not verdict.promote and "score distribution" in verdict.reason, verdict
@@ -225,8 +226,8 @@ def test_a_canary_with_a_shifted_score_distribution_is_rolled_back(settings, spe
 def test_a_sound_canary_is_promoted_after_its_window_and_the_old_champion_stays_loaded(
     settings, spec, split, registry, server
 ):
-    from ativo.deploy.promotion import aliases
     from ativo.deploy.steps import server_versions
+    from ativo.model.registry import aliases
 
     verdict, rec, traffic = _trial(settings, spec, split, server, registry["good2"])
     assert verdict.promote, verdict

@@ -224,7 +224,7 @@ def test_concurrent_backfills_and_training_survive_a_killed_scheduler(tmp_path, 
 def _erasure_over_rest(settings, api) -> None:
     import json
 
-    from ativo.erasure import audit
+    from ativo import audit
     from ativo.erasure import requests as rq
     from ativo.http import HttpError
     from ativo.orchestrator import AirflowAPI

@@ -22,9 +22,9 @@ def _fire(trigger) -> list[dict]:
 def test_queue_messages_are_filed_before_they_leave_the_queue(s3_endpoint, ativo_home, monkeypatch):
     import boto3
 
+    from ativo import audit
     from ativo.airflow.erasure import _file_queue_messages, build_erasure_dag
     from ativo.config import load_settings
-    from ativo.erasure import audit
     from ativo.erasure import requests as rq
     from ativo.serve.keys import create_key
     from ativo.spec import load_specs

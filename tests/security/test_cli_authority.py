@@ -169,7 +169,8 @@ def state(settings) -> dict:
     """Everything a command could change: the platform DB (but the audit log), the files of the home, what serves."""
     from sqlalchemy import inspect
 
-    from ativo.deploy.promotion import aliases, history
+    from ativo.deploy.promotion import history
+    from ativo.model.registry import aliases
     from ativo.spec import get_spec
     from ativo.store.db import get_engine
 
@@ -196,7 +197,7 @@ def state(settings) -> dict:
 
 
 def audit_rows(settings) -> list[dict]:
-    from ativo.erasure import audit
+    from ativo import audit
     from ativo.store.db import get_engine
 
     return audit.entries(get_engine(settings.db_url))
@@ -274,8 +275,9 @@ def _last_audit(settings, kind: str) -> dict:
 
 def test_with_an_op_key_each_command_works_and_records_the_key_as_actor(platform, home, monkeypatch, capsys):
     from ativo.compute.budget import Ledger
-    from ativo.deploy.promotion import aliases, history
+    from ativo.deploy.promotion import history
     from ativo.erasure import requests as rq
+    from ativo.model.registry import aliases
     from ativo.serve.keys import read_keys
     from ativo.spec import get_spec
     from ativo.store.db import get_engine
@@ -324,7 +326,7 @@ def test_with_an_op_key_each_command_works_and_records_the_key_as_actor(platform
         seen["incident"] = actor
         return {"created": False, "case": {"id": 1, "spec": SPEC, "prediction_id": prediction_id, "expected": 1}}
 
-    monkeypatch.setattr("ativo.evaluate.regression.record_incident", record_incident)
+    monkeypatch.setattr("ativo.ops.incidents.record_incident", record_incident)
     ok("incident")
     assert seen["incident"] == "key:ops"  # the case and its audit row name the key
 

@@ -83,9 +83,8 @@ def _old_client_and_queue_history(spec, settings, dag, op_key: str) -> None:
 
 
 def test_a_closed_request_leaves_its_subject_in_no_store(airflow_db, settings, spec, tmp_path):
-    from ativo import cli
+    from ativo import audit, cli
     from ativo.airflow.erasure import build_erasure_dag
-    from ativo.erasure import audit
     from ativo.erasure import requests as rq
     from ativo.serve.keys import create_key
     from ativo.store.db import get_engine
@@ -152,8 +151,8 @@ def test_the_page_files_a_request_for_op_only_and_triggers_with_its_id_alone(air
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
+    from ativo import audit
     from ativo.airflow.erasure import build_erasure_dag
-    from ativo.erasure import audit
     from ativo.erasure import requests as rq
     from ativo.store.db import get_engine
 

@@ -57,7 +57,7 @@ def plat(spec, reference_dir, small_boosters, tmp_path_factory):
 
 def _erased(plat, spec, subjects: list[str], request_id: str) -> dict:
     """File the subjects' erasure as the operator does and process it; it must close with a verified receipt."""
-    from ativo.erasure import audit
+    from ativo import audit
     from ativo.erasure import requests as rq
     from ativo.erasure.process import process, verify_receipt
     from ativo.hashing import platform_pepper
@@ -90,8 +90,8 @@ def test_a_user_naming_a_subject_in_a_refused_page_action_rest_trigger_or_cli_co
     spec,
     monkeypatch,
 ):
+    from ativo import audit
     from ativo.cli import main
-    from ativo.erasure import audit
 
     for k, v in plat.env.items():  # the api-server's requests audit into this platform
         monkeypatch.setenv(k, v)
@@ -166,7 +166,7 @@ def test_a_key_holder_naming_a_subject_in_a_request_id_or_feedback_id_does_not_w
 
 
 def test_malformed_queue_messages_are_refused_audited_and_dead_lettered_and_wedge_nothing(plat, spec):
-    from ativo.erasure import audit
+    from ativo import audit
     from ativo.erasure import requests as rq
     from ativo.erasure.queue import file_messages
     from ativo.hashing import platform_pepper

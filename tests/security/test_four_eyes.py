@@ -89,8 +89,8 @@ def candidate(settings, four_eyes, small_boosters, tmp_path, monkeypatch):
 
 
 def test_the_requester_approving_their_own_deployment_is_refused_and_holds(airflow_db, settings, four_eyes, candidate):
-    from ativo.deploy.promotion import aliases
-    from ativo.erasure import audit
+    from ativo import audit
+    from ativo.model.registry import aliases
     from ativo.store.db import get_engine
 
     run, states = _deploy_with_answer(four_eyes, "dag_test", "Approve")  # dag.test() triggers as "dag_test"
@@ -102,7 +102,7 @@ def test_the_requester_approving_their_own_deployment_is_refused_and_holds(airfl
 
 
 def test_a_rejection_holds_the_version(airflow_db, settings, four_eyes, candidate):
-    from ativo.deploy.promotion import aliases
+    from ativo.model.registry import aliases
 
     run, states = _deploy_with_answer(four_eyes, "risk-officer", "Reject")
     assert str(run.state) == "failed" and states["start"] == "skipped", states
@@ -112,8 +112,7 @@ def test_a_rejection_holds_the_version(airflow_db, settings, four_eyes, candidat
 def test_another_persons_approval_promotes_and_is_signed_and_on_the_card(airflow_db, settings, four_eyes, candidate):
     from mlflow import MlflowClient
 
-    from ativo.deploy.promotion import aliases
-    from ativo.model.registry import history
+    from ativo.model.registry import aliases, history
 
     run, states = _deploy_with_answer(four_eyes, "risk-officer", "Approve")
     assert str(run.state) == "success", states
@@ -129,7 +128,8 @@ def test_another_persons_approval_promotes_and_is_signed_and_on_the_card(airflow
 def test_no_other_path_skips_the_approval(settings, four_eyes, candidate):
     """Neither ``ativo promote`` / the page (an op) nor a forged approve XCom puts a version live without it."""
     from ativo.deploy.approvals import ApprovalRefused, approved
-    from ativo.deploy.promotion import DeployRefused, aliases, promote, start_trial
+    from ativo.deploy.promotion import DeployRefused, promote, start_trial
+    from ativo.model.registry import aliases
 
     with pytest.raises(DeployRefused, match="four eyes"):
         promote(four_eyes, settings, candidate, reason="I am an op", actor="key:mallory")

@@ -43,7 +43,7 @@ def platform(settings, spec, boosters, tmp_path, webhook, monkeypatch):
 def client(settings, spec, platform):
     from starlette.testclient import TestClient
 
-    from ativo.serve.app import ServeConfig, build_app, create_service
+    from ativo.api.app import ServeConfig, build_app, create_service
     from ativo.waiting import wait_until
 
     service = create_service(spec, settings, ServeConfig(refresh_s=0.1, watch_s=0.1, flush_s=60))
@@ -151,8 +151,8 @@ def test_erasure_finds_a_model_whose_dataset_tag_was_rewritten(settings, spec, p
 
 @pytest.mark.parametrize("who", ["rejected", "ungated"])
 def test_no_path_puts_a_rejected_or_ungated_version_on_live_traffic(who, settings, spec, boosters, platform):
-    from ativo.deploy.promotion import DeployRefused, aliases, promote, start_trial
-    from ativo.model.registry import history
+    from ativo.deploy.promotion import DeployRefused, promote, start_trial
+    from ativo.model.registry import aliases, history
     from devtools.harness import register_booster
 
     version = (
@@ -176,7 +176,8 @@ def test_no_path_puts_a_rejected_or_ungated_version_on_live_traffic(who, setting
 
 def test_a_move_prepared_on_a_stale_view_is_refused_not_applied(settings, spec, platform):
     """Two movers at once: the one that read what serves before the other moved changes nothing."""
-    from ativo.deploy.promotion import DeployRefused, aliases, move_aliases, rollback
+    from ativo.deploy.promotion import DeployRefused, move_aliases, rollback
+    from ativo.model.registry import aliases
 
     stale = aliases(spec, settings)  # champion v1, canary v2
     rollback(spec, settings, reason="the canary ends meanwhile", actor="test")
@@ -210,8 +211,8 @@ def test_an_analyst_may_not_trigger_deploy_or_train(tmp_path, monkeypatch):
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 
+    from ativo import audit
     from ativo.airflow.auth import AtivoAuthManager
-    from ativo.erasure import audit
     from ativo.store.db import get_engine
 
     monkeypatch.setenv("ATIVO_HOME", str(tmp_path))
@@ -240,9 +241,9 @@ def test_an_analyst_may_not_trigger_deploy_or_train(tmp_path, monkeypatch):
 
 
 def test_the_deploy_dag_refuses_a_rejected_version_named_in_its_conf(airflow_db, settings, spec, platform):
+    from ativo import audit
     from ativo.airflow.dags import build_deploy_dag
-    from ativo.deploy.promotion import aliases
-    from ativo.erasure import audit
+    from ativo.model.registry import aliases
     from ativo.store.db import get_engine
 
     before = aliases(spec, settings)
@@ -291,10 +292,10 @@ def test_a_version_that_is_not_a_number_is_refused_before_anything_records_it(se
     log (it would wedge that subject's erasure)."""
     import copy
 
+    from ativo import audit
     from ativo.airflow.dags import build_deploy_dag
     from ativo.deploy.promotion import DeployRefused
     from ativo.deploy.steps import authorized_or_refuse
-    from ativo.erasure import audit
     from ativo.store.db import get_engine
 
     hostile = "cust-0989f90e753b3d80"

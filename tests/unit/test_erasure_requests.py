@@ -9,7 +9,7 @@ import re
 import pytest
 from sqlalchemy import update
 
-from ativo.erasure import audit
+from ativo import audit
 from ativo.erasure import requests as rq
 from ativo.erasure.purge import csv_without, pattern, redact_text
 from ativo.store.db import audit_log, erasure_leases, get_engine

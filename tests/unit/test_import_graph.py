@@ -1,4 +1,5 @@
-"""The shape of the library: no import cycle among its modules, and only ``ativo.airflow`` imports Airflow."""
+"""The shape of the library: layers that run one way, no import cycle among its modules or packages, and only
+``ativo.airflow`` imports Airflow."""
 
 from __future__ import annotations
 
@@ -104,6 +105,79 @@ def test_the_library_has_no_import_cycle():
 )
 def test_the_cycle_finder_finds_cycles(graph, cycle):
     assert _cycle(graph) == cycle
+
+
+LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
+    # foundations: what every feature may use (the spec, settings, stores, the model registry, the audit log, paging)
+    (
+        "foundations",
+        frozenset(
+            {"errors", "logs", "naming", "config", "spec", "hashing", "http", "waiting", "runbooks", "orchestrator"}
+            | {"store", "model", "audit", "paging", "report"}
+        ),
+    ),
+    # features: one package per stage of the lifecycle
+    ("features", frozenset({"data", "compute", "serve", "monitor", "train", "evaluate", "deploy", "erasure"})),
+    # operations read-outs: metrics, summary, lineage, alert payloads, incidents, the page's views
+    ("operations", frozenset({"ops"})),
+    # adapters: Airflow, the command line, the inference API
+    ("adapters", frozenset({"airflow", "cli", "api"})),
+)
+
+
+def package_of(module: str) -> str:
+    """``ativo.train.search`` → ``train``; ``ativo.cli`` → ``cli``."""
+    return module.split(".")[1] if module.count(".") >= 1 else module
+
+
+def layer_of(package: str) -> int:
+    for i, (_, members) in enumerate(LAYERS):
+        if package in members:
+            return i
+    raise KeyError(package)
+
+
+def package_graph() -> dict[str, set[str]]:
+    """Package → the library packages it imports (anywhere in its modules, functions included)."""
+    graph: dict[str, set[str]] = {}
+    for name, path in MODULES.items():
+        if name == "ativo":
+            continue
+        src = package_of(name)
+        for m in imports(path, module_level=False):
+            if m.startswith("ativo.") and (m in MODULES or any(k.startswith(m + ".") for k in MODULES)):
+                if (dst := package_of(m)) != src:
+                    graph.setdefault(src, set()).add(dst)
+    return graph
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{a} ({LAYERS[layer_of(a)][0]}) imports {b} ({LAYERS[layer_of(b)][0]})"
+        for a, targets in graph.items()
+        for b in targets
+        if layer_of(a) < layer_of(b)
+    )
+
+
+def test_every_package_has_a_layer():
+    packages = {package_of(n) for n in MODULES if n != "ativo"}
+    unplaced = sorted(p for p in packages if not any(p in members for _, members in LAYERS))
+    assert unplaced == [], f"place these packages in a layer of {__name__}.LAYERS: {unplaced}"
+
+
+def test_no_package_imports_a_higher_layer():
+    assert upward_imports(package_graph()) == []
+
+
+def test_no_package_cycle():
+    # a cycle between two packages is invisible to the module-level test when the modules differ
+    graph = package_graph()
+    assert _cycle(graph) is None, f"package cycle: {' → '.join(_cycle(graph) or [])}"
+
+
+def test_the_layer_check_sees_an_upward_import():
+    assert upward_imports({"store": {"ops"}, "ops": {"store"}}) == ["store (foundations) imports ops (operations)"]
 
 
 def test_only_ativo_airflow_imports_airflow():

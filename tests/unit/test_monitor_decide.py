@@ -196,8 +196,8 @@ def test_a_drift_run_claims_untrained_latest_data_for_itself(engine, spec):
 def test_the_latest_run_of_each_spec_is_on_the_metrics_endpoint(spec, engine):
     from prometheus_client.parser import text_string_to_metric_families
 
-    from ativo.compute.metrics import render
     from ativo.monitor.stats import Drift
+    from ativo.ops.metrics import render
 
     spec = with_monitor(spec, sustain=1)
     window(spec, engine, 0, reasons=[])

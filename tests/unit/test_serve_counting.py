@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from ativo.serve.metrics import SCORE_BUCKETS, observe_many
+from ativo.api.metrics import SCORE_BUCKETS, observe_many
 from ativo.serve.predlog import partition_of, prediction_ids
 
 

@@ -7,6 +7,7 @@ import math
 import pytest
 from scipy.stats import chi2, norm
 
+from ativo.api.metrics import LATENCY_BUCKETS, SCORE_BUCKETS
 from ativo.deploy.watch import (
     DECILES,
     Verdict,
@@ -19,7 +20,6 @@ from ativo.deploy.watch import (
     since,
     wilson_lower,
 )
-from ativo.serve.metrics import LATENCY_BUCKETS, SCORE_BUCKETS
 
 CANDIDATE, CHAMPION = "7", "6"
 UNIFORM = [0.1] * 10

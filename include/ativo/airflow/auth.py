@@ -58,8 +58,8 @@ def _audit_operation_refusal(dag_id: str, user: Any, method: str) -> None:
     audit log, whose rows cannot be edited (that subject's erasure would never verify).
     """
     try:
+        from ativo.audit import PSEUDONYMS, append, pseudonyms
         from ativo.config import load_settings
-        from ativo.erasure.audit import PSEUDONYMS, append, pseudonyms
         from ativo.hashing import platform_pepper
         from ativo.naming import dag_ids
         from ativo.spec import load_specs

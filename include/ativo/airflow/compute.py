@@ -77,7 +77,7 @@ def run_meta(context: Any) -> dict[str, Any]:
 def budget_alert(team: str, thresholds: list[int], status: dict[str, Any], conn_id: str) -> None:
     """Tell on-call that a budget crossed ``thresholds`` (once per period; the ledger guarantees it)."""
     from ativo.airflow.notifier import send_to_oncall
-    from ativo.alerts import budget_payload
+    from ativo.ops.alerts import budget_payload
 
     send_to_oncall(conn_id, budget_payload(team, thresholds, status))
 

@@ -378,9 +378,10 @@ def build_train_dag(spec: ModelSpec) -> DAG:
             ``judged`` holds each gate task's results, None for a gate task that failed (its gates count as failed).
             """
             from ativo.airflow.notifier import note_run, send_to_oncall
-            from ativo.alerts import rejection_payload, stored_link
             from ativo.evaluate.results import GateResult
             from ativo.evaluate.suite import publish
+            from ativo.ops.alerts import rejection_payload
+            from ativo.paging import stored_link
             from ativo.store.db import get_engine
             from ativo.train.claims import settle
 
@@ -504,8 +505,8 @@ def _run_state(dag_id: str, run_id: str) -> str | None:
 def _settle_drift(spec: ModelSpec, engine: Any, run_id: str, outcome: str) -> None:
     """Record how the run's drift episodes ended; page on-call for one that failed its last allowed attempt."""
     from ativo.airflow.notifier import send_to_oncall
-    from ativo.alerts import episode_given_up_payload
     from ativo.monitor.decide import given_up, settle_episodes
+    from ativo.ops.alerts import episode_given_up_payload
 
     if settle_episodes(engine, spec.name, run_id, outcome) and outcome.startswith("failed"):
         for ep in given_up(engine, spec.name, run_id):
@@ -659,8 +660,8 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
         ) -> dict[str, Any]:
             """Promote on a passing verdict; otherwise roll back, record why and page on-call."""
             from ativo.airflow.notifier import send_to_oncall
-            from ativo.alerts import deploy_payload
             from ativo.deploy.steps import DeploymentAbandoned, finish
+            from ativo.ops.alerts import deploy_payload
 
             try:
                 rec, page = finish(spec, load_settings(), checked, state, verdict)
@@ -808,8 +809,8 @@ def build_monitor_dag(spec: ModelSpec) -> DAG:
         def judge_window() -> dict[str, Any]:
             """Read the window, judge it against the champion's reference profile, report, decide, record."""
             from ativo.airflow.notifier import send_to_oncall
-            from ativo.alerts import drift_payload
             from ativo.monitor.run import monitor_window
+            from ativo.ops.alerts import drift_payload
 
             context = get_current_context()
             params = context["params"]
@@ -843,7 +844,7 @@ def build_monitor_dag(spec: ModelSpec) -> DAG:
         def announce_drift(judged: dict[str, Any]) -> dict[str, Any]:
             """Emit the drift Asset for a new episode (skipped otherwise, saying why) and tell on-call."""
             from ativo.airflow.notifier import send_to_oncall
-            from ativo.alerts import drift_payload
+            from ativo.ops.alerts import drift_payload
 
             decision = judged["decision"]
             if not decision["emit"]:

@@ -126,7 +126,7 @@ def forget_intake_runs(spec: ModelSpec, current_run_id: str) -> list[str]:
     """
     import logging
 
-    from ativo.erasure import audit
+    from ativo import audit
     from ativo.erasure import requests as rq
     from ativo.orchestrator import AirflowAPI
     from ativo.store.db import get_engine
@@ -286,8 +286,8 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
             Requests past the SLA page on-call (once).
             """
             from ativo.airflow.notifier import send_to_oncall
-            from ativo.alerts import erasure_payload
             from ativo.erasure import requests as rq
+            from ativo.ops.alerts import erasure_payload
             from ativo.store.db import get_engine
 
             context = get_current_context()
@@ -352,10 +352,10 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
         def verify(switched: dict[str, Any] | None, claimed: dict[str, Any] | None) -> dict[str, Any]:
             """Scan every store for the subjects, their record ids and their pseudonyms; then receipts, or open."""
             from ativo.airflow.notifier import send_to_oncall
-            from ativo.alerts import erasure_payload
             from ativo.erasure import requests as rq
             from ativo.erasure.process import close
             from ativo.erasure.process import verify as scan
+            from ativo.ops.alerts import erasure_payload
             from ativo.store.db import get_engine
 
             settings = load_settings()

@@ -7,7 +7,8 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier, Connection
 
-from ativo.alerts import failure_payload, post_webhook, webhook_url_from, with_runbook
+from ativo.ops.alerts import failure_payload
+from ativo.paging import post_webhook, webhook_url_from, with_runbook
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def send_to_oncall(conn_id: str, payload: dict[str, Any], *, timeout: float = 5.
 def rejected_batch_line(spec_name: str, err: Any, base_url: str) -> str:
     """One line for a rejected landing batch: why, the report over HTTP, the next step and the runbook."""
     from ativo import runbooks
-    from ativo.alerts import stored_link
+    from ativo.paging import stored_link
 
     day = err.partition
     reasons = "; ".join(err.reasons[:5]) + (f"; … {len(err.reasons) - 5} more" if len(err.reasons) > 5 else "")

@@ -55,7 +55,7 @@ def _name(user: Any) -> str:
 
 
 PAGE_ACTIONS = ("promote", "rollback", "budget")
-"""The page's actions (:func:`ativo.ui.views.act`)."""
+"""The page's actions (:func:`ativo.ops.views.act`)."""
 
 RUN_ARTIFACTS = ("gates/", "monitor/")
 """The MLflow run artifacts the page opens: gate reports, model cards, decision policies, monitor reports."""
@@ -202,7 +202,7 @@ def page_app() -> Any:
     """The FastAPI app of the Ativo page (built on the api-server's first request to ``/ativo``)."""
     from ativo import runbooks
     from ativo.config import load_settings
-    from ativo.ui import html, views
+    from ativo.ops import html, views
 
     app = FastAPI(title="Ativo", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -244,7 +244,7 @@ def page_app() -> Any:
         if origin and urlsplit(origin).netloc != request.url.netloc:
             raise HTTPException(403, f"cross-site request from {origin} refused")
         if not may_operate(user):
-            from ativo.erasure import audit
+            from ativo import audit
             from ativo.hashing import platform_pepper
             from ativo.store.db import get_engine
 
@@ -286,7 +286,7 @@ def page_app() -> Any:
 
     @app.get("/erasure/receipts/{spec}/{request_id}")
     def receipt(spec: str, request_id: str, user: CurrentUser) -> JSONResponse:
-        from ativo.erasure import audit
+        from ativo import audit
         from ativo.erasure.process import verify_receipt
         from ativo.store.db import get_engine
 
@@ -354,7 +354,7 @@ def page_app() -> Any:
     def metrics() -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST
 
-        from ativo.compute.metrics import render
+        from ativo.ops.metrics import render
         from ativo.spec import load_specs
         from ativo.store.db import get_engine
 

@@ -35,7 +35,7 @@ def _identity(user: Any) -> str:
 
 def body(spec: ModelSpec, version: str, gated: dict[str, Any], requester: str, airflow_url: str) -> str:
     """The approval request's Markdown body: the version, who asks, and links to its model card and gate report."""
-    from ativo.alerts import stored_link
+    from ativo.paging import stored_link
 
     card = stored_link(gated.get("model_card_uri"), airflow_url) or gated.get("model_card_uri")
     report = stored_link(gated.get("gate_report_uri"), airflow_url) or gated.get("gate_report_uri")
@@ -63,7 +63,7 @@ def accept(
             None when it did not answer (a timeout, or a rejection that skipped the step).
         requester: who triggered the deploy run (``airflow:<user>``, or the challenger event).
     """
-    from ativo.erasure.audit import append
+    from ativo.audit import append
     from ativo.store.db import get_engine
 
     chosen = list((answer or {}).get("chosen_options") or [])

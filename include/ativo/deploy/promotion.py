@@ -16,6 +16,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from ativo.errors import AtivoError
+from ativo.model.registry import aliases
 from ativo.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -30,16 +31,6 @@ def _client(settings: Settings) -> Any:
     from mlflow import MlflowClient
 
     return MlflowClient(settings.mlflow_tracking_uri)
-
-
-def aliases(spec: ModelSpec, settings: Settings) -> dict[str, str]:
-    """Alias → version of what serves, as the platform's signed promotion records say (never MLflow's aliases).
-
-    ``challenger`` (a pointer that serves nothing) is read from MLflow.
-    """
-    from ativo.model.registry import aliases as authorized
-
-    return authorized(spec, settings)
 
 
 def _now() -> str:

@@ -11,9 +11,10 @@ import time
 from typing import Any
 
 from ativo.config import Settings
-from ativo.deploy.promotion import DeployError, aliases, end_trial, promote, start_trial
+from ativo.deploy.promotion import DeployError, end_trial, promote, start_trial
 from ativo.deploy.watch import Verdict, judge, label_figures, scrape, since
 from ativo.http import HttpError, get_json
+from ativo.model.registry import aliases
 from ativo.spec import ModelSpec
 from ativo.waiting import WaitTimeout, wait_until
 
@@ -102,7 +103,7 @@ def authorized_or_refuse(
     try:
         return authorize(spec, settings, str(version))
     except PromotionRefused as err:
-        from ativo.erasure.audit import append
+        from ativo.audit import append
         from ativo.store.db import get_engine
 
         append(

@@ -48,8 +48,7 @@ def affected_versions(spec: ModelSpec, settings: Settings, dataset_tags: list[st
     """
     from mlflow.exceptions import MlflowException
 
-    from ativo.deploy.promotion import aliases
-    from ativo.model.registry import current, recorded_dataset_versions
+    from ativo.model.registry import aliases, current, recorded_dataset_versions
 
     client = _client(settings)
     name = spec.registered_model_name
@@ -246,8 +245,8 @@ def switch(
     An alias whose old version has no passing replacement stays where it is (the caller keeps the request open
     with the reason). Returns the deployment record.
     """
-    from ativo.deploy.promotion import aliases, move_aliases
-    from ativo.model.registry import set_challenger
+    from ativo.deploy.promotion import move_aliases
+    from ativo.model.registry import aliases, set_challenger
 
     before = aliases(spec, settings)
     changes: dict[str, str | None] = {
@@ -319,7 +318,7 @@ def retire(
     """
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    from ativo.deploy.promotion import aliases
+    from ativo.model.registry import aliases
     from ativo.train.tracking import ensure_experiment
 
     client = _client(settings)

@@ -19,7 +19,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from ativo.erasure import audit
+from ativo import audit
 from ativo.erasure import requests as rq
 from ativo.erasure.purge import Targets
 from ativo.erasure.requests import receipt_ref
@@ -50,8 +50,7 @@ def _timed(engine: Any, batch_id: int, step: str, fn: Any) -> Any:
 
 def targets_of(settings: Settings, batch_id: int) -> Targets:
     """The batch's working targets (subjects, pseudonyms, and the record and prediction ids found so far)."""
-    from ativo.hashing import platform_pepper
-    from ativo.serve.predlog import pseudonymise
+    from ativo.hashing import platform_pepper, pseudonymise
 
     engine = get_engine(settings.db_url)
     saved = rq.step_result(engine, batch_id, "targets")

@@ -468,7 +468,7 @@ def purge_logs(spec: ModelSpec, store: ObjectStore, targets: Targets) -> dict[st
 
     Objects are rewritten whole under the same key (a server only ever adds new objects). A client-chosen id that
     quotes a subject or record id — a request id another caller sent, or a feedback's prediction id, logged by a server
-    older than the id checks (:mod:`ativo.serve.app`) — is redacted too: that row is someone else's and stays, its
+    older than the id checks (:mod:`ativo.api.app`) — is redacted too: that row is someone else's and stays, its
     id becomes ``[erased]``, so nobody can wedge an erasure by quoting a subject.
 
     Returns:

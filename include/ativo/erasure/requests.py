@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
-from ativo.erasure import audit
+from ativo import audit
 from ativo.errors import AtivoError
 from ativo.store.db import erasure_batches, erasure_leases, erasure_requests, utcnow, write_lock
 
@@ -314,7 +314,7 @@ def file_request(
     Raises:
         InvalidRequest: no subjects, a malformed subject or request id, or an id reused for other subjects.
     """
-    from ativo.serve.predlog import pseudonymise
+    from ativo.hashing import pseudonymise
 
     try:
         ids, given = validate(subjects, request_id, min_length=min_subject_length)

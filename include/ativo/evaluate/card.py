@@ -8,31 +8,10 @@ lineage (dataset version, commit, study, trial). Only aggregates appear: no row 
 from __future__ import annotations
 
 import html
-import io
 from typing import Any
 
+from ativo.report import pyplot, svg
 from ativo.spec import ModelSpec
-
-
-def svg(fig: Any) -> str:
-    """A matplotlib figure as inline SVG markup (the figure is closed)."""
-    import matplotlib.pyplot as plt
-
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
-    plt.close(fig)
-    text = buf.getvalue()
-    return text[text.find("<svg") :]
-
-
-def pyplot() -> Any:
-    """``matplotlib.pyplot`` on the headless Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def group_chart(view: str, data: dict[str, Any]) -> str:

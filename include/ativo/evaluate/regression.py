@@ -1,7 +1,7 @@
 """Incidents become regression tests: a wrong production decision, traced and kept, that every candidate must fix.
 
 ``ativo incident PREDICTION_ID --expected LABEL --note …`` (or the Ativo page) traces the decision to its model
-version, run and dataset version (:func:`ativo.lineage.trace`), stores the request's features with the expected
+version, run and dataset version (:func:`ativo.ops.lineage.trace`), stores the request's features with the expected
 label in the spec's regression set (the platform DB), audits it, and pages on-call with the lineage. From then on
 the ``regression`` gate scores every candidate on every case, through the serving path and its decision rule, and
 fails it when more than ``gates.regression.max_wrong_fraction`` of the cases are decided wrongly.
@@ -60,29 +60,25 @@ def cases(engine: Engine, spec_name: str) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-def record_incident(
-    settings: Settings, prediction_id: str, expected: Any, note: str, actor: str, spec_name: str | None = None
+def keep_incident(
+    settings: Settings, chain: dict[str, Any], expected: Any, note: str, actor: str, spec_name: str | None = None
 ) -> dict[str, Any]:
-    """Trace one decision and keep it in its spec's regression set; returns the case and its lineage.
+    """Keep one traced decision in its spec's regression set; returns the case and its lineage.
 
-    Recording the same prediction again with the same label is acknowledged (nothing changes); with the other
-    label it is refused, since the first record may already have judged candidates.
+    ``chain`` is the decision's lineage (:func:`ativo.ops.lineage.trace`); :func:`ativo.ops.incidents.record_incident`
+    traces and calls this. Recording the same prediction again with the same label is acknowledged (nothing
+    changes); with the other label it is refused, since the first record may already have judged candidates.
 
     Raises:
-        IncidentError: an empty note, a bad label, an untraceable prediction, or a conflicting earlier record.
+        IncidentError: an empty note, a bad label, a model of no valid spec, or a conflicting earlier record.
     """
-    from ativo.erasure import audit
-    from ativo.lineage import LineageError, trace
+    from ativo import audit
     from ativo.spec import get_spec
     from ativo.store.db import get_engine, write_lock
 
     note = (note or "").strip()
     if not note:
         raise IncidentError("note: say what was wrong with the decision (it is kept with the case)")
-    try:
-        chain = trace(settings, prediction_id.strip(), spec_name)
-    except LineageError as err:
-        raise IncidentError(f"prediction_id: {err}") from None
     row, model = chain["prediction"], chain["model"]
     try:
         spec = get_spec(spec_name or _spec_of(settings, chain), settings.specs_dir)
@@ -141,28 +137,6 @@ def record_incident(
         },
     )
     return {"case": case, "lineage": chain, "created": True}
-
-
-def page_oncall(settings: Settings, recorded: dict[str, Any], env: dict[str, str] | None = None) -> bool:
-    """Page on-call about a new incident, with its lineage and runbook (the connection comes from the environment)."""
-    import os
-
-    from ativo.alerts import incident_payload, oncall_url_from_env, post_webhook, with_runbook
-
-    payload = with_runbook(
-        incident_payload(recorded["case"], recorded["lineage"], settings.link_url), settings.link_url
-    )
-    url = oncall_url_from_env(dict(env if env is not None else os.environ), _oncall_connection(settings, recorded))
-    if url is None:
-        log.error("PAGE (no on-call webhook configured): %s", payload["text"])
-        return False
-    return post_webhook(url, payload)
-
-
-def _oncall_connection(settings: Settings, recorded: dict[str, Any]) -> str:
-    from ativo.spec import get_spec
-
-    return get_spec(recorded["case"]["spec"], settings.specs_dir).oncall_connection
 
 
 def _spec_of(settings: Settings, chain: dict[str, Any]) -> str:

@@ -15,11 +15,10 @@ the windows after it are recorded without paging again), a cooldown only when th
 accuracy, estimated or realised, or its fairness) and the last retraining has ended with the same version still
 served: it did not fix it.
 
-An episode whose retraining failed is taken again (by the reconciler) up to :data:`MAX_ATTEMPTS` times; then it is
-given up, on-call is paged, and ``ativo monitor status`` shows why.
-
-Episodes are claimed by the training run that takes them (:func:`claim_episodes`), so one episode retrains once,
-also when its Asset event is merged with others or lost (the reconciler triggers a run for an unclaimed one).
+An announced episode belongs to the training-run ledger (:mod:`ativo.train.runs`): the training run that takes it
+claims it, so one episode retrains once, also when its Asset event is merged with others or lost (the reconciler
+triggers a run for an unclaimed one); one whose retraining failed is taken again up to
+:data:`ativo.train.runs.MAX_ATTEMPTS` times, then given up, on-call is paged, and ``ativo monitor status`` shows why.
 """
 
 from __future__ import annotations
@@ -28,17 +27,15 @@ import datetime as dt
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, delete, desc, insert, or_, select, update
+from sqlalchemy import Engine, delete, desc, insert, select
 
 from ativo.spec import ModelSpec
 from ativo.store.db import drift_episodes, monitor_runs, session_lock, utcnow
+from ativo.train.runs import announce_episode
 
 if TYPE_CHECKING:
     from ativo.config import Settings
     from ativo.monitor.window import Assessment
-
-MAX_ATTEMPTS = 3
-"""Retrainings of one episode before it is given up (a budget refusing trials, a search that cannot pass)."""
 
 DEGRADATION = ("AUC on ", "estimated AUC", "fairness:")
 """Reasons that say the model itself got worse (not only its inputs)."""
@@ -154,6 +151,7 @@ def decide(
     """
     now = now or utcnow()
     cfg = spec.monitor
+    # the lock the ledger takes to claim episodes (ativo.train.episodes.lock_name): no claim between decisions
     with session_lock(engine, f"ativo.monitor.{spec.name}"), engine.begin() as conn:
         streak = 0
         episode = None
@@ -228,20 +226,16 @@ def decide(
                 # paged when it starts; the next windows held for the same reason record it without paging again
                 decision = Decision("held_budget", budget_problem, streak, page=previous != "held_budget")
             else:
-                key = conn.execute(
-                    insert(drift_episodes).values(
-                        spec=spec.name,
-                        version=assessment.version,
-                        window_start=window_start,
-                        window_end=window_end,
-                        reasons=assessment.reasons,
-                        report_uri=report_uri,
-                        emitted_at=now,
-                        attempt=0,
-                    )
-                ).inserted_primary_key
-                assert key is not None
-                episode = int(key[0])
+                episode = announce_episode(
+                    conn,
+                    spec=spec.name,
+                    version=assessment.version,
+                    window_start=window_start,
+                    window_end=window_end,
+                    reasons=assessment.reasons,
+                    report_uri=report_uri,
+                    emitted_at=now,
+                )
                 decision = Decision(
                     "emitted",
                     f"drift sustained over {streak} window(s): episode {episode} announced for retraining",
@@ -321,120 +315,6 @@ def retraining_budget(spec: ModelSpec, settings: Settings) -> str | None:
             status["policy"],
         )
     ).replace("this task needs", "a retraining needs")
-
-
-def open_episodes(engine: Engine, spec: str) -> list[dict[str, Any]]:
-    """Episodes no training run has taken, or whose run failed fewer than :data:`MAX_ATTEMPTS` times (oldest first)."""
-    with engine.connect() as conn:
-        rows = (
-            conn.execute(
-                select(drift_episodes)
-                .where(
-                    drift_episodes.c.spec == spec,
-                    or_(
-                        drift_episodes.c.dag_run_id.is_(None),
-                        drift_episodes.c.outcome.like("failed%") & (drift_episodes.c.attempt < MAX_ATTEMPTS),
-                    ),
-                )
-                .order_by(drift_episodes.c.id)
-            )
-            .mappings()
-            .all()
-        )
-    return [dict(r) for r in rows]
-
-
-def given_up(engine: Engine, spec: str, dag_run_id: str) -> list[dict[str, Any]]:
-    """The run's episodes that failed their last allowed attempt."""
-    with engine.connect() as conn:
-        rows = (
-            conn.execute(
-                select(drift_episodes).where(
-                    drift_episodes.c.spec == spec,
-                    drift_episodes.c.dag_run_id == dag_run_id,
-                    drift_episodes.c.outcome.like("failed%"),
-                    drift_episodes.c.attempt >= MAX_ATTEMPTS,
-                )
-            )
-            .mappings()
-            .all()
-        )
-    return [dict(r) for r in rows]
-
-
-def claim_episodes(engine: Engine, spec: str, dag_run_id: str, ids: list[int] | None = None) -> list[dict[str, Any]]:
-    """Take the open episodes (all, or ``ids``) for a training run; returns those this run now holds.
-
-    A run already holding an episode (a retry) keeps it; an episode held by another live run is not taken.
-    """
-    taken = []
-    with session_lock(engine, f"ativo.monitor.{spec}"):
-        for ep in open_episodes(engine, spec):
-            if ids is not None and ep["id"] not in ids:
-                continue
-            with engine.begin() as conn:
-                n = conn.execute(
-                    update(drift_episodes)
-                    .where(
-                        drift_episodes.c.id == ep["id"],
-                        or_(
-                            drift_episodes.c.dag_run_id.is_(None),
-                            drift_episodes.c.outcome.like("failed%") & (drift_episodes.c.attempt < MAX_ATTEMPTS),
-                        ),
-                    )
-                    .values(
-                        dag_run_id=dag_run_id, claimed_at=utcnow(), attempt=drift_episodes.c.attempt + 1, outcome=None
-                    )
-                ).rowcount
-            if n:
-                taken.append(ep)
-        with engine.connect() as conn:
-            held = (
-                conn.execute(
-                    select(drift_episodes)
-                    .where(
-                        drift_episodes.c.spec == spec,
-                        drift_episodes.c.dag_run_id == dag_run_id,
-                        drift_episodes.c.outcome.is_(None),
-                    )
-                    .order_by(drift_episodes.c.id)
-                )
-                .mappings()
-                .all()
-            )
-    return [dict(r) for r in held]
-
-
-def hand_over(engine: Engine, spec: str, from_run: str, to_run: str) -> int:
-    """Give the episodes ``from_run`` holds to ``to_run`` (the run already training the latest data covers them)."""
-    with engine.begin() as conn:
-        return int(
-            conn.execute(
-                update(drift_episodes)
-                .where(
-                    drift_episodes.c.spec == spec,
-                    drift_episodes.c.dag_run_id == from_run,
-                    drift_episodes.c.outcome.is_(None),
-                )
-                .values(dag_run_id=to_run)
-            ).rowcount
-        )
-
-
-def settle_episodes(engine: Engine, spec: str, dag_run_id: str, outcome: str) -> int:
-    """Record how the run's episodes ended (``failed: …`` lets another run take them); returns how many."""
-    with engine.begin() as conn:
-        return int(
-            conn.execute(
-                update(drift_episodes)
-                .where(
-                    drift_episodes.c.spec == spec,
-                    drift_episodes.c.dag_run_id == dag_run_id,
-                    drift_episodes.c.outcome.is_(None),
-                )
-                .values(outcome=outcome[:500])
-            ).rowcount
-        )
 
 
 def history(engine: Engine, spec: str, limit: int = 50) -> list[dict[str, Any]]:

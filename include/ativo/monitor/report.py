@@ -10,8 +10,8 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ativo.evaluate.card import pyplot, svg  # the card's chart helpers: one look for both pages
 from ativo.monitor.profile import Binned, Profile
+from ativo.report import pyplot, svg
 
 STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"

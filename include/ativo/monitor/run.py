@@ -78,7 +78,7 @@ def monitor_window(
     Returns:
         ``{"spec", "version", "window", "assessment", "decision", "report_uri", "report_html_uri", "seconds"}``.
     """
-    from ativo.deploy.promotion import aliases
+    from ativo.model.registry import aliases
     from ativo.monitor.decide import decide, retraining_budget
     from ativo.monitor.window import Assessment, assess, read_window
     from ativo.store.db import get_engine

@@ -199,7 +199,7 @@ class LiveModels:
     def _page_oncall(self, message: str) -> None:
         import os
 
-        from ativo.alerts import bounded, oncall_url_from_env, post_webhook, with_runbook
+        from ativo.paging import bounded, oncall_url_from_env, post_webhook, with_runbook
 
         url = oncall_url_from_env(dict(os.environ))
         if url:

@@ -15,8 +15,6 @@ restart loses nothing.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import logging
 import os
 import socket
@@ -30,6 +28,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import orjson
 
+from ativo.hashing import pseudonymiser
 from ativo.model.served import ServedModel
 from ativo.serve.validation import decode
 from ativo.spec import ModelSpec
@@ -62,23 +61,6 @@ def partition_of(pred_id: str) -> str:
     if len(day) != 8 or not day.isdigit():
         raise ValueError(f"{pred_id!r} is not a prediction id (expected YYYYMMDD-<hex>)")
     return f"{day[:4]}-{day[4:6]}-{day[6:]}"
-
-
-def pseudonymise(subject: str, pepper: bytes) -> str:
-    """A subject id as the log stores it: keyed HMAC-SHA256, so the id itself is never written."""
-    return hmac.new(pepper, subject.encode(), hashlib.sha256).hexdigest()[:32]
-
-
-def pseudonymiser(pepper: bytes) -> Callable[[str], str]:
-    """:func:`pseudonymise` with the key schedule done once (a copy per subject: about half the cost)."""
-    keyed = hmac.new(pepper, digestmod=hashlib.sha256)
-
-    def one(subject: str) -> str:
-        h = keyed.copy()
-        h.update(subject.encode())
-        return h.hexdigest()[:32]
-
-    return one
 
 
 @dataclass

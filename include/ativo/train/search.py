@@ -638,14 +638,14 @@ def finish_search(spec: ModelSpec, settings: Settings, plan: SearchPlan, run_met
     except DuplicateVersion as dup:
         mine = client.get_model_version(spec.registered_model_name, dup.version).tags.get("ativo.parent_run_id")
         if mine != parent:  # another search's version: this one adds nothing
-            from ativo.train.claims import settle
+            from ativo.train.runs import RunOutcome, close_run
 
-            if run_meta.get("dag_run_id"):
-                settle(
+            if run_meta.get("dag_run_id"):  # its claim (and drift episodes) are settled: not failed, not new
+                close_run(
                     get_engine(settings.db_url),
                     spec.name,
                     str(run_meta["dag_run_id"]),
-                    f"duplicate of version {dup.version}",
+                    RunOutcome.duplicate(dup.version),
                 )
             client.set_tag(parent, "ativo.search_outcome", f"duplicate of version {dup.version}: {dup}")
             client.set_tag(parent, "ativo.duplicate_of", dup.version)

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, func, select
 
 from ativo.compute.budget import Ledger
 from ativo.compute.leases import LeaseManager
-from ativo.monitor.metrics import add_gauges
+from ativo.ops.monitor_metrics import add_gauges
 from ativo.store.db import (
     budget_alerts,
     dataset_versions,

@@ -1,6 +1,6 @@
 """What the Ativo page shows, read from the platform DB, the registry and the object store (no Airflow imports).
 
-Each function returns plain JSON-like data; :mod:`ativo.ui.html` renders it and :mod:`ativo.airflow.page` serves
+Each function returns plain JSON-like data; :mod:`ativo.ops.html` renders it and :mod:`ativo.airflow.page` serves
 it behind Airflow's login. The actions (promote, rollback, budget) are here too, each audited with its actor.
 """
 
@@ -96,7 +96,8 @@ def leases(engine: Engine) -> list[dict[str, Any]]:
 
 def deployments(specs: list[ModelSpec], settings: Settings) -> list[dict[str, Any]]:
     """Per spec: the live aliases and the latest deployment records (newest first)."""
-    from ativo.deploy.promotion import aliases, history
+    from ativo.deploy.promotion import history
+    from ativo.model.registry import aliases
 
     out: list[dict[str, Any]] = []
     for spec in specs:
@@ -305,7 +306,7 @@ def overview(settings: Settings) -> dict[str, Any]:
 
 def lineage(settings: Settings, prediction_id: str) -> dict[str, Any]:
     """The chain of one decision (prediction → version → run → dataset → commit → gates), or the reason why not."""
-    from ativo.lineage import LineageError, trace
+    from ativo.ops.lineage import LineageError, trace
 
     prediction_id = prediction_id.strip()
     if not prediction_id:
@@ -329,7 +330,7 @@ def act(settings: Settings, action: str, form: dict[str, str], actor: str) -> di
     Raises:
         ActionRefused: a missing or bad field (named), an unknown spec, or the registry refusing the move.
     """
-    from ativo.erasure import audit
+    from ativo import audit
     from ativo.store.db import get_engine
 
     engine = get_engine(settings.db_url)
@@ -375,7 +376,7 @@ def act(settings: Settings, action: str, form: dict[str, str], actor: str) -> di
         ledger.set_budget(team, limit, erasure_reserve_usd=reserve, policy=policy)
         result = {"team": team, "limit_usd_before": before.get("limit_usd"), "limit_usd": limit}
     elif action == "incident":
-        from ativo.evaluate.regression import IncidentError, page_oncall, record_incident
+        from ativo.ops.incidents import IncidentError, page_oncall, record_incident
 
         try:
             recorded = record_incident(

@@ -30,10 +30,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
+from ativo.api.metrics import ServeMetrics
 from ativo.model.served import ServedModel
 from ativo.serve.keys import ApiKeys
 from ativo.serve.live import LiveModels, Routing, routes_to_canary
-from ativo.serve.metrics import ServeMetrics
 from ativo.serve.predlog import Entry, LabelLog, PredictionLog, prediction_id, prediction_ids
 from ativo.serve.validation import RequestInvalid, RequestParser
 from ativo.spec import ModelSpec

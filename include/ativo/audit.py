@@ -39,7 +39,7 @@ def pseudonyms(values: Mapping[str, Any], pepper: bytes) -> dict[str, str]:
         values: label (a field name the platform chose, e.g. ``"subjects"``, ``"dag_id"``) → the untrusted value.
         pepper: the platform's pepper (:func:`ativo.hashing.platform_pepper`).
     """
-    from ativo.serve.predlog import pseudonymise
+    from ativo.hashing import pseudonymise
 
     return {
         label: pseudonymise(_DOMAIN + (v if isinstance(v, str) else canonical(v).decode()), pepper)
