@@ -6,16 +6,10 @@ import datetime as dt
 
 import pytest
 
-from ativo.monitor.decide import (
-    claim_episodes,
-    decide,
-    hand_over,
-    history,
-    open_episodes,
-    settle_episodes,
-)
+from ativo.monitor.decide import decide, history
 from ativo.monitor.window import Assessment
 from ativo.store.db import get_engine
+from ativo.store.episodes import claim_episodes, hand_over, open_episodes, settle_episodes
 from ativo.train.claims import plan_training, settle
 from tests.unit.test_claims import add_version
 
@@ -123,7 +117,7 @@ def test_a_retried_monitoring_run_announces_its_own_episode_again(spec, engine):
 
 
 def test_an_episode_that_keeps_failing_is_given_up(spec, engine):
-    from ativo.monitor.decide import MAX_ATTEMPTS, given_up
+    from ativo.store.episodes import MAX_ATTEMPTS, given_up
 
     spec = with_monitor(spec, sustain=1)
     ep = window(spec, engine, 0).episode

@@ -15,10 +15,10 @@ the windows after it are recorded without paging again), a cooldown only when th
 accuracy, estimated or realised, or its fairness) and the last retraining has ended with the same version still
 served: it did not fix it.
 
-An announced episode belongs to the training-run ledger (:mod:`ativo.train.runs`): the training run that takes it
-claims it, so one episode retrains once, also when its Asset event is merged with others or lost (the reconciler
-triggers a run for an unclaimed one); one whose retraining failed is taken again up to
-:data:`ativo.train.runs.MAX_ATTEMPTS` times, then given up, on-call is paged, and ``ativo monitor status`` shows why.
+An announced episode (:mod:`ativo.store.episodes`) belongs to the training-run ledger (:mod:`ativo.train.runs`): the
+training run that takes it claims it, so one episode retrains once, also when its Asset event is merged with others
+or lost (the reconciler triggers a run for an unclaimed one); one whose retraining failed is taken again up to
+``MAX_ATTEMPTS`` times, then given up, on-call is paged, and ``ativo monitor status`` shows why.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, delete, desc, insert, select
 
 from ativo.spec import ModelSpec
+from ativo.store import episodes
 from ativo.store.db import drift_episodes, monitor_runs, session_lock, utcnow
-from ativo.train.runs import announce_episode
 
 if TYPE_CHECKING:
     from ativo.config import Settings
@@ -151,8 +151,8 @@ def decide(
     """
     now = now or utcnow()
     cfg = spec.monitor
-    # the lock the ledger takes to claim episodes (ativo.train.episodes.lock_name): no claim between decisions
-    with session_lock(engine, f"ativo.monitor.{spec.name}"), engine.begin() as conn:
+    # the lock the ledger takes to claim episodes: no claim between the cooldown read and a new episode
+    with session_lock(engine, episodes.lock_name(spec.name)), engine.begin() as conn:
         streak = 0
         episode = None
         same = conn.execute(
@@ -226,7 +226,7 @@ def decide(
                 # paged when it starts; the next windows held for the same reason record it without paging again
                 decision = Decision("held_budget", budget_problem, streak, page=previous != "held_budget")
             else:
-                episode = announce_episode(
+                episode = episodes.announce(
                     conn,
                     spec=spec.name,
                     version=assessment.version,

@@ -13,7 +13,7 @@ features Asset alone does not guarantee a training run per dataset version. Here
 So every version that is the latest at some moment is trained, or superseded by a newer one that is; never twice
 automatically.
 
-A **drift** run (a drift episode, :mod:`ativo.train.episodes`) trains the latest version too. When no run has
+A **drift** run (a drift episode, :mod:`ativo.store.episodes`) trains the latest version too. When no run has
 trained it yet, it claims it like any automatic run; when a run is training it right now, that run covers the
 episode (the drift run skips); when it was trained already, the drift run retrains it with new trials (``again``):
 the world moved, and the latest data is all there is. When the latest data was trained by a run that registered
