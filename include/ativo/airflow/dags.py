@@ -231,8 +231,8 @@ def build_train_dag(spec: ModelSpec) -> DAG:
             another run claimed it; a run triggered by hand trains its ``dataset_version``, else the latest.
             Returns one entry per trial worker to map over (as many as the pool runs trials at once).
             """
-            from ativo.monitor.decide import claim_episodes, hand_over, settle_episodes
             from ativo.store.db import get_engine
+            from ativo.store.episodes import claim_episodes, hand_over, settle_episodes
             from ativo.train.claims import latest_version, plan_training, settle, take_over
             from ativo.train.search import plan_search as plan
 
@@ -353,8 +353,8 @@ def build_train_dag(spec: ModelSpec) -> DAG:
             except SearchFailed as err:
                 raise AirflowFailException(str(err)) from err
             except DuplicateVersion as dup:  # nothing new to gate or deploy: the gates and the deploy skip
-                from ativo.monitor.decide import settle_episodes
                 from ativo.store.db import get_engine
+                from ativo.store.episodes import settle_episodes
 
                 settle_episodes(
                     get_engine(load_settings().db_url),
@@ -505,8 +505,8 @@ def _run_state(dag_id: str, run_id: str) -> str | None:
 def _settle_drift(spec: ModelSpec, engine: Any, run_id: str, outcome: str) -> None:
     """Record how the run's drift episodes ended; page on-call for one that failed its last allowed attempt."""
     from ativo.airflow.notifier import send_to_oncall
-    from ativo.monitor.decide import given_up, settle_episodes
     from ativo.ops.alerts import episode_given_up_payload
+    from ativo.store.episodes import given_up, settle_episodes
 
     if settle_episodes(engine, spec.name, run_id, outcome) and outcome.startswith("failed"):
         for ep in given_up(engine, spec.name, run_id):
@@ -720,8 +720,8 @@ def build_reconcile_dag(spec: ModelSpec) -> DAG:
         @task
         def check() -> dict[str, Any]:
             """What no training run covers: a drift episode, else the latest dataset version (else skip)."""
-            from ativo.monitor.decide import open_episodes
             from ativo.store.db import get_engine
+            from ativo.store.episodes import open_episodes
             from ativo.train.claims import latest_version
             from ativo.train.claims import reconcile as missing
 
