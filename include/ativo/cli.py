@@ -774,6 +774,44 @@ def _cmd_erasure(args: argparse.Namespace) -> int:
     return 0 if checked["ok"] else 1
 
 
+def _cmd_db(args: argparse.Namespace) -> int:
+    from ativo.store import migrate
+    from ativo.store.db import init_schema, new_engine
+
+    settings = load_settings()
+    engine = new_engine(settings.db_url)  # not get_engine: that upgrades as it opens, and `current` only reads
+    try:
+        if args.db_cmd == "upgrade":
+            done = init_schema(engine)
+            where = engine.url.render_as_string(hide_password=True)
+            if done.before == done.after:
+                print(
+                    f"platform DB at {where}: at revision {done.after} already (this release's head: {migrate.head()})"
+                )
+            else:
+                adopted = f" (adopted the pre-migration tables as {migrate.BASELINE})" if done.adopted else ""
+                print(f"platform DB at {where}: upgraded from {done.before or 'no revision'} to {done.after}{adopted}")
+            return 0
+        state = migrate.describe(engine)
+    finally:
+        engine.dispose()
+    if args.json:
+        print(json.dumps(state))
+    else:
+        revision = state["revision"] or "none"
+        print(f"{state['url']}: revision {revision} ({state['state']}; this release's head: {state['head']})")
+    return 0 if state["state"] == "current" else 1
+
+
+_DB_UPGRADE_NOTE = (
+    "No op key: this is a step of the platform's own deployment (docker compose's airflow-init, the Helm chart's "
+    "migrate job, make run), which runs before any op key can exist, and it changes nothing that opening the "
+    "database with this release does not: every Ativo process brings the schema it opens to the head of the code it "
+    "runs. It alters the schema only, never rows, and takes no argument a caller could choose; what guards it is the "
+    "database credential in ATIVO_DB_URL."
+)
+
+
 _SPEC_HELP = "the model spec (required when there is more than one)"
 
 
@@ -1010,6 +1048,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--spec", help="only look in this spec's prediction log")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_lineage)
+
+    db = sub.add_parser("db", help="the platform DB's schema: upgrade it, or show its revision").add_subparsers(
+        dest="db_cmd", required=True
+    )
+    s = db.add_parser(
+        "upgrade",
+        help="apply the platform DB's migrations up to this release's head (a no-op when it is there)",
+        description="Apply the platform DB's Alembic migrations (ATIVO_DB_URL) up to this release's head. A database "
+        "the release before migrations made is checked against the baseline revision and adopted; processes that "
+        "upgrade at once take turns.",
+        epilog=_DB_UPGRADE_NOTE,
+    )
+    s.set_defaults(func=_cmd_db)
+    s = db.add_parser(
+        "current",
+        help="the platform DB's schema revision and this release's head (exit 1 unless they are the same)",
+    )
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_db)
 
     return p
 

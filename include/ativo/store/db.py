@@ -1,7 +1,8 @@
 """The platform database: subject index, dataset versions, quarantine log, erasure (SQLite with WAL, or PostgreSQL).
 
-Only SQLAlchemy Core, so the same statements run on both engines. ``init_schema`` is idempotent and is called
-by whoever opens the database first; importing this module touches nothing.
+Only SQLAlchemy Core, so the same statements run on both engines. The tables are declared here; their changes
+ship as Alembic migrations (``ativo/store/migrations``), which ``init_schema`` applies up to head when a process opens
+the database (``ativo db upgrade`` does the same at deployment); importing this module touches nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -33,7 +34,10 @@ from sqlalchemy import (
     event,
     text,
 )
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import OperationalError
+
+if TYPE_CHECKING:
+    from ativo.store.migrate import Upgraded
 
 metadata = MetaData()
 
@@ -363,21 +367,29 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def get_engine(url: str) -> Engine:
-    """An engine for ``url`` with its schema created (cached per URL and process)."""
+    """An engine for ``url`` with its schema at this release's revision (cached per URL and process)."""
     with _lock:
         engine = _engines.get(url)
         if engine is None:
-            if url.startswith("sqlite"):
-                path = url.split("///", 1)[-1]
-                if path and path != ":memory:":
-                    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-                engine = create_engine(url, connect_args={"timeout": 60})
-                event.listen(engine, "connect", _sqlite_pragmas)
-            else:
-                engine = create_engine(url, pool_pre_ping=True)
+            engine = new_engine(url)
             init_schema(engine)
             _engines[url] = engine
         return engine
+
+
+def new_engine(url: str) -> Engine:
+    """A new engine for ``url``, configured as :func:`get_engine`'s are, its schema untouched (not cached).
+
+    For what must not upgrade the database as it opens it (``ativo db current``) or owns its engine's life.
+    """
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
 
 
 def compact(engine: Engine, tables: list[str] | None = None) -> dict[str, Any]:
@@ -449,21 +461,32 @@ def session_lock(engine: Engine, name: str) -> Iterator[None]:
             conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _lock_key(name)})
 
 
-def init_schema(engine: Engine) -> None:
-    """Create the platform tables if they do not exist (safe when many processes start at once)."""
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            lock(conn, "ativo.schema")
-            metadata.create_all(conn, checkfirst=True)
-        return
+def init_schema(engine: Engine) -> Upgraded:
+    """Bring the platform tables to this release's schema: its Alembic migrations, up to head. Never ``create_all``.
+
+    One read of the version table when the database is there already (every process calls this as it opens the
+    database). Otherwise the migrations run under the schema lock (PostgreSQL: an advisory lock, for every host;
+    SQLite: ``BEGIN IMMEDIATE``), so processes starting at once take turns and the later ones find the work done; a
+    database the release before migrations made is adopted (:mod:`ativo.store.migrate`).
+
+    Returns:
+        The revision before and after.
+    """
+    from ativo.store import migrate
+
+    revision = migrate.current(engine)
+    if revision == migrate.head():
+        return migrate.Upgraded(revision, revision)
     for attempt in range(10):
         try:
-            metadata.create_all(engine, checkfirst=True)
-            return
-        except (OperationalError, ProgrammingError) as err:  # another process created it between check and create
-            if "already exists" not in str(err) and "locked" not in str(err) or attempt == 9:
+            with engine.begin() as conn:
+                write_lock(conn, "ativo.schema")
+                return migrate.apply(conn)
+        except OperationalError as err:  # SQLite's busy timeout ran out while another process held the lock
+            if engine.dialect.name != "sqlite" or "locked" not in str(err) or attempt == 9:
                 raise
             time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def utcnow() -> dt.datetime:
