@@ -4,6 +4,6 @@ The DAG families skip invalid specs so the valid ones keep loading; this file ma
 import error in the Airflow UI ("Broken DAG") and in `airflow dags list-import-errors`.
 """
 
-from ativo.airflow.dags import raise_for_invalid_specs
+from ativo.airflow.dags.common import raise_for_invalid_specs
 
 raise_for_invalid_specs()

@@ -430,6 +430,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     import datetime as dt
 
     from ativo.monitor.decide import history
+    from ativo.naming import reconcile_dag_id
     from ativo.store.db import get_engine
     from ativo.train.runs import open_episodes
 
@@ -457,7 +458,9 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
             print(f"  {reason}")
         print(f"decision: {d['action']}: {d['reason']}")
         if d["action"] == "emitted":
-            print(f"  the reconciler ({spec.name}__reconcile) retrains it within {spec.schedule.reconcile_cron!r}")
+            print(
+                f"  the reconciler ({reconcile_dag_id(spec.name)}) retrains it within {spec.schedule.reconcile_cron!r}"
+            )
         print(f"report: {doc['report_html_uri']}")
         return 0
     runs, episodes = history(engine, spec.name, args.limit), open_episodes(engine, spec.name)

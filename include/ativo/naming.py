@@ -8,14 +8,18 @@ def etl_dag_id(spec: str) -> str:
     return f"{spec}__etl"
 
 
+TRAIN_SUFFIX = "__train"
+DEPLOY_SUFFIX = "__deploy"
+
+
 def train_dag_id(spec: str) -> str:
     """DAG id of a spec's training."""
-    return f"{spec}__train"
+    return f"{spec}{TRAIN_SUFFIX}"
 
 
 def deploy_dag_id(spec: str) -> str:
     """DAG id of a spec's deployment."""
-    return f"{spec}__deploy"
+    return f"{spec}{DEPLOY_SUFFIX}"
 
 
 def reconcile_dag_id(spec: str) -> str:

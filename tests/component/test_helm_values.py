@@ -272,7 +272,7 @@ def test_a_cuda_spec_trials_carry_the_gpu_pool_and_template_through_dag_serializ
     from airflow.serialization.serialized_objects import DagSerialization
 
     from ativo.airflow.compute import GPU_POD_TEMPLATE
-    from ativo.airflow.dags import build_train_dag
+    from ativo.airflow.dags.train import build_train_dag
 
     dag = build_train_dag(cuda(spec))
     stored = DagSerialization.from_dict(json.loads(json.dumps(DagSerialization.to_dict(dag))))

@@ -69,7 +69,7 @@ def test_training_is_a_mapped_search_on_the_spec_pool_and_priority(dagbag):
 
 
 def test_a_cuda_spec_sends_its_trials_to_the_gpu_queue(spec):
-    from ativo.airflow.dags import build_train_dag
+    from ativo.airflow.dags.train import build_train_dag
 
     gpu = spec.model_copy(update={"compute": spec.compute.model_copy(update={"device": "cuda", "pool": "gpu"})})
     trial = build_train_dag(gpu).task_dict["trials"]

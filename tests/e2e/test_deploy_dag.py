@@ -30,7 +30,7 @@ def test_deploy_dag_promotes_a_sound_canary_and_rolls_back_a_bad_one(
 ):
     import json
 
-    from ativo.airflow.dags import build_deploy_dag
+    from ativo.airflow.dags.deploy import build_deploy_dag
     from ativo.deploy.promotion import history
     from ativo.evaluate.suite import request_rows
     from ativo.model.registry import aliases

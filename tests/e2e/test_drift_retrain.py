@@ -41,7 +41,10 @@ def test_drifted_traffic_is_detected_and_retrains_a_new_challenger(
 ):
     from mlflow import MlflowClient
 
-    from ativo.airflow.dags import build_etl_dag, build_monitor_dag, build_reconcile_dag, build_train_dag
+    from ativo.airflow.dags.etl import build_etl_dag
+    from ativo.airflow.dags.monitor import build_monitor_dag
+    from ativo.airflow.dags.reconcile import build_reconcile_dag
+    from ativo.airflow.dags.train import build_train_dag
     from ativo.data.landing import simulate
     from ativo.deploy.promotion import promote
     from ativo.monitor.decide import history, open_episodes

@@ -44,7 +44,8 @@ def test_erasure_purges_everywhere_and_redeploys_retrained_models(
     from mlflow import MlflowClient
 
     from ativo import audit
-    from ativo.airflow.dags import build_etl_dag, build_train_dag
+    from ativo.airflow.dags.etl import build_etl_dag
+    from ativo.airflow.dags.train import build_train_dag
     from ativo.airflow.erasure import build_erasure_dag
     from ativo.data.landing import simulate
     from ativo.data.versioning import open_registry

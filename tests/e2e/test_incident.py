@@ -22,7 +22,7 @@ def test_an_incident_rejects_the_next_candidate_that_decides_it_wrongly(
 ):
     from mlflow import MlflowClient
 
-    from ativo.airflow.dags import build_train_dag
+    from ativo.airflow.dags.train import build_train_dag
     from ativo.data.etl import run_interval
     from ativo.deploy.promotion import promote
     from ativo.evaluate.regression import cases

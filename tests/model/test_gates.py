@@ -301,8 +301,8 @@ def test_a_gate_that_cannot_measure_fails_and_a_missing_gate_fails_the_report(sp
 
 
 def test_the_dag_names_the_same_gates_as_the_suite():
-    from ativo.airflow.dags import GATE_TASKS
-    from ativo.airflow.dags import GATES as DAG_GATES
+    from ativo.airflow.dags.train import GATE_TASKS
+    from ativo.airflow.dags.train import GATES as DAG_GATES
     from ativo.evaluate.suite import GATES
 
     assert DAG_GATES == GATES

@@ -63,7 +63,7 @@ def _answer_when_asked(dag_id: str, who: str, option: str, timeout: float = 120)
 
 
 def _deploy_with_answer(spec, who, option):
-    from ativo.airflow.dags import build_deploy_dag
+    from ativo.airflow.dags.deploy import build_deploy_dag
 
     dag = build_deploy_dag(spec)
     answering = threading.Thread(target=_answer_when_asked, args=(dag.dag_id, who, option), daemon=True)
@@ -147,7 +147,7 @@ def test_silence_holds_the_version_and_an_analyst_cannot_answer(four_eyes, tmp_p
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 
     from ativo.airflow.auth import AtivoAuthManager
-    from ativo.airflow.dags import build_deploy_dag
+    from ativo.airflow.dags.deploy import build_deploy_dag
     from ativo.deploy.approvals import ApprovalRefused, accept
 
     dag = build_deploy_dag(four_eyes)

@@ -242,7 +242,7 @@ def test_an_analyst_may_not_trigger_deploy_or_train(tmp_path, monkeypatch):
 
 def test_the_deploy_dag_refuses_a_rejected_version_named_in_its_conf(airflow_db, settings, spec, platform):
     from ativo import audit
-    from ativo.airflow.dags import build_deploy_dag
+    from ativo.airflow.dags.deploy import build_deploy_dag
     from ativo.model.registry import aliases
     from ativo.store.db import get_engine
 
@@ -293,7 +293,7 @@ def test_a_version_that_is_not_a_number_is_refused_before_anything_records_it(se
     import copy
 
     from ativo import audit
-    from ativo.airflow.dags import build_deploy_dag
+    from ativo.airflow.dags.deploy import build_deploy_dag
     from ativo.deploy.promotion import DeployRefused
     from ativo.deploy.steps import authorized_or_refuse
     from ativo.store.db import get_engine

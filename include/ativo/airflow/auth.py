@@ -16,11 +16,11 @@ from typing import Any
 
 from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager, SimpleAuthManagerRole
 
-from ativo.naming import ERASURE_SUFFIX
+from ativo.naming import DEPLOY_SUFFIX, ERASURE_SUFFIX, TRAIN_SUFFIX
 
 log = logging.getLogger(__name__)
 
-OP_ONLY_SUFFIXES = ("__deploy", "__train", ERASURE_SUFFIX)
+OP_ONLY_SUFFIXES = (DEPLOY_SUFFIX, TRAIN_SUFFIX, ERASURE_SUFFIX)
 
 
 def may_erase(role: str | None) -> bool:

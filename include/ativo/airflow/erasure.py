@@ -21,7 +21,6 @@ from airflow.sdk import (
     DAG,
     Asset,
     AssetOrTimeSchedule,
-    CronDataIntervalTimetable,
     Param,
     dag,
     get_current_context,
@@ -30,12 +29,12 @@ from airflow.sdk import (
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ativo import naming
-from ativo.airflow.compute import PRIORITY_WEIGHT, ComputeOperator, run_meta
-from ativo.airflow.dags import _start, default_args
+from ativo.airflow.compute import ComputeOperator, run_meta
+from ativo.airflow.dags.common import FAMILY_DEFAULT_ARGS, dag_kwargs, schedule
 from ativo.config import load_settings
 from ativo.spec import ModelSpec
 
-ERASURE: dict[str, Any] = {"priority_weight": PRIORITY_WEIGHT["erasure"], "weight_rule": "absolute"}
+ERASURE: dict[str, Any] = FAMILY_DEFAULT_ARGS["erasure"]  # every task of the DAG, ahead of any training
 QUEUE_CONN = "ativo_erasure_queue"
 QUEUE_REDELIVERY_S = 300  # a message the DAG has not filed and deleted comes back after this
 
@@ -71,7 +70,7 @@ def queue_asset(spec: ModelSpec, queue_url: str) -> Asset:
 
 
 def _schedule(spec: ModelSpec) -> Any:
-    cron = CronDataIntervalTimetable(spec.erasure.cron, timezone="UTC")
+    cron = schedule(spec, "erasure")
     queue_url = load_settings().erasure_queue_url
     if not queue_url:
         return cron
@@ -133,7 +132,7 @@ def forget_intake_runs(spec: ModelSpec, current_run_id: str) -> list[str]:
 
     log = logging.getLogger("ativo.erasure")
     settings = load_settings()
-    if not settings.airflow_api and not (settings.airflow_home / "passwords.json").exists():
+    if not settings.airflow_api and settings.airflow_password is None:  # no platform started in this home
         return []
     engine = get_engine(settings.db_url)
     dag_id = naming.erasure_dag_id(spec.name)
@@ -196,15 +195,8 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
     """Erasure of one spec (see the module doc)."""
 
     @dag(
-        dag_id=naming.erasure_dag_id(spec.name),
-        description=f"Erasure requests → purge everywhere → retrain and redeploy affected models → receipt, for "
-        f"{spec.name}",
         schedule=_schedule(spec),
-        start_date=_start(spec),
-        catchup=False,
-        max_active_runs=1,
-        default_args={**default_args(spec), **ERASURE},
-        tags=["ativo", "erasure", spec.name, *spec.tags],
+        **dag_kwargs(spec, "erasure"),
         params={
             "subjects": Param(
                 None,
@@ -224,7 +216,6 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
                 f"the {spec.erasure.window_minutes:g}-minute coalescing window.",
             ),
         },
-        doc_md=_DOC.format(spec=spec.name, window=spec.erasure.window_minutes, sla=spec.erasure.sla_hours),
     )
     def erasure() -> None:
         @task
@@ -409,27 +400,3 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
         verify(switched, claimed)  # type: ignore[arg-type]
 
     return erasure()
-
-
-_DOC = """
-### Erasure of `{spec}`
-
-File a request, then let this DAG do the rest:
-
-- `ativo erase --spec {spec} --subject ID … --key $OP_KEY --now` (an Ativo key with the `op` role), or
-- the Ativo page's erasure form (`POST /ativo/erasure/requests`, Airflow's `op` role), or
-- a message on the erasure queue (when configured).
-
-These keep the subject ids in the platform DB and trigger this DAG with the request id alone. A conf
-`{{"subjects": ["ID", …], "request_id": "R-1"}}` (older clients) still works: it is filed, then redacted in Airflow's
-metadata DB (the run's conf and the event log) before the work starts.
-
-A request is recorded before anything runs. Requests within {window:g} minutes are handled in one batch: one purge
-pass and one retraining per affected live model. Conf `{{"force": true}}` handles pending requests now.
-A request still open after {sla:g} h pages on-call.
-
-`collect` → `purge` (lake, new dataset version, every historical version redacted, DVC cache and remote, landing,
-quarantine, prediction and label logs, caches, task logs) → `find_models` → `retrain` × live version → `gates` →
-`switch` (blue/green, no canary window) → `verify` (scan; receipts). `ativo erasure status R`, `ativo erasure
-receipt R` show the outcome.
-"""

@@ -10,6 +10,10 @@ from __future__ import annotations
 import airflow.sdk.execution_time.task_runner  # noqa: F401
 
 import ativo.airflow.compute  # noqa: F401
-import ativo.airflow.dags  # noqa: F401
+import ativo.airflow.dags.deploy  # noqa: F401
+import ativo.airflow.dags.etl  # noqa: F401
+import ativo.airflow.dags.monitor  # noqa: F401
+import ativo.airflow.dags.reconcile  # noqa: F401
+import ativo.airflow.dags.train  # noqa: F401
 import ativo.airflow.notifier  # noqa: F401
 import ativo.airflow.warm  # noqa: F401

@@ -10,6 +10,7 @@ import json
 import logging
 from typing import Any
 
+from ativo import naming
 from ativo.paging import bounded, stored_link
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ def drift_payload(doc: dict[str, Any]) -> dict[str, Any]:
             {
                 "title": "Next step",
                 "value": "look at the report; raise the budget (ativo budget set …) "
-                f"or retrain by hand (trigger {doc['spec']}__train) if the model must follow the data",
+                f"or retrain by hand (trigger {naming.train_dag_id(doc['spec'])}) if the model must follow the data",
                 "short": False,
             }
         )
@@ -168,7 +169,8 @@ def drift_payload(doc: dict[str, Any]) -> dict[str, Any]:
             {
                 "title": "Next step",
                 "value": "the last retraining did not fix it: look at the report and "
-                f"that run's model card; promote a better version or retrain by hand ({doc['spec']}__train)",
+                "that run's model card; promote a better version or retrain by hand "
+                f"({naming.train_dag_id(doc['spec'])})",
                 "short": False,
             }
         )
@@ -198,7 +200,11 @@ def episode_given_up_payload(spec_name: str, episode: dict[str, Any]) -> dict[st
     fields = [
         {"title": "Why it drifted", "value": "\n".join(episode.get("reasons") or [])[:1500], "short": False},
         {"title": "Report", "value": str(episode.get("report_uri")), "short": False},
-        {"title": "Next step", "value": f"fix what failed, then trigger {spec_name}__train by hand", "short": False},
+        {
+            "title": "Next step",
+            "value": f"fix what failed, then trigger {naming.train_dag_id(spec_name)} by hand",
+            "short": False,
+        },
     ]
     return bounded(
         {
@@ -222,12 +228,16 @@ def erasure_payload(spec_name: str, kind: str, batch: int | None, requests: list
     """
     if kind == "erasure_sla":
         text = f":rotating_light: Ativo {spec_name}: {len(requests)} erasure request(s) past their SLA"
-        step = f'see `ativo erasure status REQUEST`; run the {spec_name}__erasure DAG (conf {{"force": true}})'
+        step = (
+            f"see `ativo erasure status REQUEST`; run the {naming.erasure_dag_id(spec_name)} DAG "
+            '(conf {"force": true})'
+        )
     else:
         text = f":rotating_light: Ativo {spec_name}: erasure batch {batch} is still open"
         step = (
             "the data purge is complete; fix what the reason names (a retrained model that fails its gates "
-            f"needs a decision), then trigger {spec_name}__erasure again: the batch resumes where it stopped"
+            f"needs a decision), then trigger {naming.erasure_dag_id(spec_name)} again: the batch resumes where it "
+            "stopped"
         )
     fields = [
         {"title": "Requests", "value": ", ".join(requests)[:1500], "short": False},
