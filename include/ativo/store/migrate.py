@@ -122,7 +122,7 @@ def apply(conn: Connection) -> Upgraded:
         )
         return Upgraded(before, before)
     adopted = before is None and _adopt(conn, script)
-    command.upgrade(_config(connection=conn), target)
+    command.upgrade(alembic_config(connection=conn), target)
     log.info("platform DB at %s: schema revision %s → %s", _shown(conn.engine), before or "none", target)
     return Upgraded(before, target, adopted)
 
@@ -211,8 +211,11 @@ def _script() -> ScriptDirectory:
     return ScriptDirectory(str(MIGRATIONS_DIR))
 
 
-def _config(**attributes: Any) -> Config:
-    """Alembic's configuration, in code: the package's migrations directory; ``attributes`` reach ``env.py``."""
+def alembic_config(**attributes: Any) -> Config:
+    """Alembic's configuration, in code: the package's migrations directory; ``attributes`` reach ``env.py``.
+
+    For Alembic's own commands on an open connection: ``command.upgrade(alembic_config(connection=conn), "0001")``.
+    """
     from alembic.config import Config
 
     config = Config()
@@ -268,7 +271,7 @@ def revision(message: str, *, url: str | None = None, autogenerate: bool = True)
                         f"{_shown(engine)} is not at head {head()}: run `ativo db upgrade` on it first"
                     )
                 written = command.revision(
-                    _config(connection=conn), message=message, autogenerate=autogenerate, rev_id=number
+                    alembic_config(connection=conn), message=message, autogenerate=autogenerate, rev_id=number
                 )
         finally:
             engine.dispose()
