@@ -11,8 +11,8 @@ from sqlalchemy import update
 
 from ativo import audit
 from ativo.erasure import requests as rq
-from ativo.erasure.purge import csv_without, pattern, redact_text
 from ativo.store.db import audit_log, erasure_leases, get_engine
+from ativo.store.redaction import csv_without, pattern, redact_text
 
 PEPPER = b"test-pepper"
 T0 = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)
@@ -128,7 +128,7 @@ def test_a_value_named_by_mistake_removes_no_other_row():
     data = b"record_id,customer_id,sex,age\nadult-1,cust-0989f90e753b3d80,Male,40\nadult-2,cust-77,Male,40\n"
     kept, removed = csv_without(data, rx, ("record_id", "customer_id"))
     assert removed == 1 and kept == b"record_id,customer_id,sex,age\nadult-2,cust-77,Male,40\n"
-    from ativo.erasure.purge import text_needles
+    from ativo.store.redaction import text_needles
 
     text, n = redact_text(b"sex Male age 40 for cust-0989f90e753b3d80", text_needles(rx))
     assert n == 1 and text == b"sex Male age 40 for [erased]"

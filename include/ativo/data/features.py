@@ -7,10 +7,10 @@ an interval rewrites an identical partition and creates no new dataset version.
 from __future__ import annotations
 
 import io
-import re
 from typing import TYPE_CHECKING
 
 from ativo.spec import ModelSpec
+from ativo.store import prefixes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -19,17 +19,17 @@ LABEL = "label"
 
 
 def partition_key(spec_name: str, partition: str) -> str:
-    """Object key of a lake partition (``partition`` is the interval's date, YYYY-MM-DD)."""
-    return f"lake/{spec_name}/ds={partition}/part-0.parquet"
+    """Object key of a lake partition (:func:`ativo.store.prefixes.lake_partition`; ``partition`` is its date)."""
+    return prefixes.lake_partition(spec_name, partition)
 
 
-PARTITION_KEY = re.compile(r"ds=(\d{4}-\d{2}-\d{2})/part-0\.parquet$")
-"""A lake partition's object key; group 1 is its date."""
+PARTITION_KEY = prefixes.LAKE_PARTITION
+"""A lake partition's object key; group 1 is its date (:data:`ativo.store.prefixes.LAKE_PARTITION`)."""
 
 
 def lake_prefix(spec_name: str) -> str:
-    """Object prefix of a spec's lake."""
-    return f"lake/{spec_name}"
+    """Object prefix of a spec's lake (:func:`ativo.store.prefixes.lake`)."""
+    return prefixes.lake(spec_name)
 
 
 def to_features(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 from ativo.data.reference import SOURCE_FILE, SOURCE_LINE
 from ativo.errors import DeliveryError
 from ativo.spec import IdRule, ModelSpec
+from ativo.store import prefixes
 from ativo.store.objects import ObjectStore
+from ativo.store.redaction import Forgotten, Needles, forget_in_objects
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,8 +60,22 @@ class Landed:
 
 
 def landing_key(spec_name: str, day: dt.date) -> str:
-    """Object key of a day's landing batch."""
-    return f"landing/{spec_name}/{day.isoformat()}.csv"
+    """Object key of a day's landing batch (:func:`ativo.store.prefixes.landing_batch`)."""
+    return prefixes.landing_batch(spec_name, day)
+
+
+def forget(store: ObjectStore, spec: ModelSpec, needles: Needles) -> Forgotten:
+    """Remove the lines of erased subjects from every landing batch of ``spec`` (an erasure).
+
+    A line goes when its record id or subject column holds a needle (other lines keep their bytes); a batch that
+    does not parse as such a CSV loses the lines that name a long needle anywhere
+    (:func:`ativo.store.redaction.csv_without`). Each batch is replaced whole; a second call changes nothing.
+
+    Returns:
+        ``places``: object key → lines removed.
+    """
+    ids = (spec.data_schema.record_id, spec.data_schema.subject)
+    return forget_in_objects(store, prefixes.landing(spec.name), needles, ids)
 
 
 def _hash_id(prefix: str, values: list[Any], key: bytes | None) -> str:
@@ -309,7 +325,7 @@ def simulate(
 
     Args:
         spec: the model spec (its schema decides the layout).
-        store: the object store holding ``landing/``.
+        store: the object store holding the landing area.
         reference_dir: where the reference data was fetched.
         start: the first event date.
         days: how many consecutive days to land.

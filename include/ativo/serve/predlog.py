@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -32,7 +32,9 @@ from ativo.hashing import pseudonymiser
 from ativo.model.served import ServedModel
 from ativo.serve.validation import decode
 from ativo.spec import ModelSpec
+from ativo.store import prefixes
 from ativo.store.objects import ObjectStore
+from ativo.store.redaction import ERASED, Forgotten, Held
 
 if TYPE_CHECKING:
     pass
@@ -106,11 +108,14 @@ class _Buffered(NamedTuple):
 
 
 class _Writer:
-    """Buffer + background flusher + atomic Parquet objects under one prefix."""
+    """Buffer + background flusher + atomic Parquet objects under one log's prefix."""
 
-    def __init__(self, store: ObjectStore, prefix: str, flush_s: float, flush_rows: int) -> None:
+    def __init__(
+        self, store: ObjectStore, kind: prefixes.LogKind, spec_name: str, flush_s: float, flush_rows: int
+    ) -> None:
         self.store = store
-        self.prefix = prefix.strip("/")
+        self.kind, self.spec_name = kind, spec_name
+        self.prefix = prefixes.serving_log(kind, spec_name)
         self.flush_s = flush_s
         self.flush_rows = flush_rows
         self.writer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -165,7 +170,8 @@ class _Writer:
             written = 0
             while self._unwritten:
                 day, table = self._unwritten[0]
-                key = f"{self.prefix}/date={day}/part-{self.writer}-{self._seq + 1:06d}.parquet"
+                folder = prefixes.serving_log(self.kind, self.spec_name, day)
+                key = prefixes.log_part(folder, self.writer, self._seq + 1)
                 try:
                     self.store.put_bytes(key, parquet_bytes(table))
                 except Exception as err:  # the store is down: keep the table, try again at the next flush
@@ -248,7 +254,7 @@ class PredictionLog(_Writer):
     ) -> None:
         if contributions not in ("approx", "exact", "none"):
             raise ValueError(f"contributions must be approx, exact or none, got {contributions!r}")
-        super().__init__(store, f"predictions/{spec.name}", flush_s, flush_rows)
+        super().__init__(store, prefixes.PREDICTIONS, spec.name, flush_s, flush_rows)
         self.spec = spec
         self.pepper = pepper
         self.contributions = contributions
@@ -424,7 +430,7 @@ class LabelLog(_Writer):
     """Delayed ground truth (``/feedback``): prediction id, label, when it arrived."""
 
     def __init__(self, store: ObjectStore, spec: ModelSpec, *, flush_s: float = 2.0, flush_rows: int = 5000) -> None:
-        super().__init__(store, f"labels/{spec.name}", flush_s, flush_rows)
+        super().__init__(store, prefixes.LABELS, spec.name, flush_s, flush_rows)
 
     def append(self, ts: float, ids: list[str], labels: list[int]) -> None:
         """Buffer labels (as tuples, which the garbage collector stops tracking: see :class:`_Buffered`)."""
@@ -458,7 +464,7 @@ def _by_day(table: Any, ts: np.ndarray) -> dict[str, Any]:
     return {str(d): table.filter(pa.array(days == d)) for d in unique}
 
 
-def read_log(store: ObjectStore, kind: str, spec_name: str, days: list[str] | None = None) -> Any:
+def read_log(store: ObjectStore, kind: prefixes.LogKind, spec_name: str, days: list[str] | None = None) -> Any:
     """Every row of the prediction (``kind="predictions"``) or label log, optionally of some ``date=`` days only.
 
     Returns:
@@ -472,9 +478,131 @@ def read_log(store: ObjectStore, kind: str, spec_name: str, days: list[str] | No
     keys: list[str] = []
     wanted: list[str | None] = list(days) if days else [None]
     for day in wanted:
-        prefix = f"{kind}/{spec_name}" + (f"/date={day}" if day else "")
-        keys.extend(k for k in store.list(prefix) if k.endswith(".parquet"))
+        keys.extend(k for k in store.list(prefixes.serving_log(kind, spec_name, day)) if k.endswith(".parquet"))
     if not keys:
         return pd.DataFrame()
     frames = [pq.read_table(io.BytesIO(store.get_bytes(k))).to_pandas() for k in keys]
     return pd.concat(frames, ignore_index=True)
+
+
+# --- erasure: the logs forget a subject ------------------------------------------------------------------------------
+
+
+def held_predictions(store: ObjectStore, spec_name: str, pseudonyms: Collection[str]) -> Held:
+    """The logged decisions about ``pseudonyms`` (the log's keyed subject pseudonyms), read without a change.
+
+    Returns:
+        ``places``: object key → their rows there; ``found``: the pseudonyms with a decision; ``ids``: the
+        decisions' prediction ids (their labels are keyed by these).
+    """
+    import io
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    out = Held()
+    wanted = pa.array(sorted(set(pseudonyms)), "string")
+    for key in store.list(prefixes.predictions(spec_name)):
+        if not key.endswith(".parquet"):
+            continue
+        table = pq.read_table(io.BytesIO(store.get_bytes(key)), columns=["prediction_id", "subject"])
+        hits = table.filter(pc.fill_null(pc.is_in(table["subject"], value_set=wanted), False))
+        if hits.num_rows:
+            out.places[key] = hits.num_rows
+            out.found |= set(hits["subject"].to_pylist())
+            out.ids |= set(hits["prediction_id"].to_pylist())
+    return out
+
+
+def forget_predictions(
+    store: ObjectStore, spec_name: str, pseudonyms: Collection[str], quotes: Collection[str] = ()
+) -> Forgotten:
+    """Remove the decisions about ``pseudonyms`` from the prediction log; redact ``quotes`` in request ids.
+
+    A request id quoting a subject or record id (client-chosen, logged by a server older than the id checks of
+    :mod:`ativo.api.app`) belongs to someone else's decision: the row stays and its id becomes ``[erased]``, so
+    nobody can wedge an erasure by quoting a subject. Each object is rewritten whole under its key (the servers only
+    ever add new objects); the others keep their bytes, and a second call changes nothing.
+
+    Returns:
+        ``places``: object key → rows removed and ids redacted; ``found``: the pseudonyms that had decisions;
+        ``ids``: the prediction ids of the decisions removed (their labels go next: :func:`forget_labels`).
+    """
+    return _forget_rows(
+        store, prefixes.predictions(spec_name), "subject", pseudonyms, "request_id", quotes, ids="prediction_id"
+    )
+
+
+def forget_labels(
+    store: ObjectStore, spec_name: str, prediction_ids: Collection[str], quotes: Collection[str] = ()
+) -> Forgotten:
+    """Remove the labels of ``prediction_ids`` from the label log; redact ``quotes`` in the other prediction ids.
+
+    A feedback's prediction id that quotes a subject or record id (one the server never issued, logged before the
+    servers refused such ids) becomes ``[erased]`` and its row stays. As :func:`forget_predictions`, object by object.
+
+    Returns:
+        ``places``: object key → rows removed and ids redacted; ``found``: the prediction ids that had labels.
+    """
+    return _forget_rows(store, prefixes.labels(spec_name), "prediction_id", prediction_ids, "prediction_id", quotes)
+
+
+def _forget_rows(
+    store: ObjectStore,
+    prefix: str,
+    match: str,
+    values: Collection[str],
+    quoted_in: str,
+    quotes: Collection[str],
+    ids: str | None = None,
+) -> Forgotten:
+    """Each object under ``prefix`` without the rows whose ``match`` is in ``values``.
+
+    ``quotes`` are redacted in ``quoted_in``; the ``ids`` column of the rows removed is returned as
+    :attr:`Forgotten.ids`.
+    """
+    import io
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    out = Forgotten()
+    value_set = pa.array(sorted(set(values)), "string")
+    quoted = sorted(set(quotes))
+    for key in store.list(prefix):
+        if not key.endswith(".parquet"):
+            continue
+        table = pq.read_table(io.BytesIO(store.get_bytes(key)))
+        hit = pc.fill_null(pc.is_in(table[match], value_set=value_set), False)
+        n = int(pc.sum(hit).as_py() or 0)
+        if n:
+            gone = table.filter(hit)
+            out.found |= set(gone[match].to_pylist())
+            if ids is not None:
+                out.ids |= set(gone[ids].to_pylist())
+            table = table.filter(pc.invert(hit))
+        table, redacted = _redact_quotes(table, quoted_in, quoted)
+        if n or redacted:
+            store.put_bytes(key, parquet_bytes(table))  # the whole object, atomically
+            out.places[key] = n + redacted
+    return out
+
+
+def _redact_quotes(table: Any, column: str, quotes: list[str]) -> tuple[Any, int]:
+    """``table`` with every value of ``column`` that contains one of ``quotes`` replaced by ``[erased]``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if column not in table.column_names or not quotes or table.num_rows == 0:
+        return table, 0
+    col = table[column].cast(pa.string())
+    hit = pa.array([False] * table.num_rows)
+    for q in quotes:
+        hit = pc.or_(hit, pc.fill_null(pc.match_substring(col, q), False))
+    n = int(pc.sum(hit).as_py() or 0)
+    if not n:
+        return table, 0
+    redacted = pc.if_else(hit, pa.scalar(ERASED), col)
+    return table.set_column(table.column_names.index(column), column, redacted.cast(table.schema.field(column).type)), n
