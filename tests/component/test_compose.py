@@ -207,3 +207,17 @@ def test_every_reader_of_the_passwords_file_shares_the_one_airflow_init_writes(t
         fresh = {u: p for u, p in written.items() if u not in kept}
         assert all(len(p) >= 16 and p != u for u, p in fresh.items()), f"guessable passwords: {fresh}"
     assert json.loads(local.read_text())["operator"] == written["operator"]  # a rerun keeps what it generated
+
+
+def test_airflow_init_upgrades_the_platform_db_before_the_services_start():
+    """`ativo db upgrade` (the platform DB's migrations) runs in airflow-init, with the platform DB's URL."""
+    from ativo.cli import build_parser
+
+    doc = yaml.safe_load(COMPOSE.read_text())
+    script = shlex.split(doc["services"]["airflow-init"]["command"])[2]  # bash -c "…"
+    upgrades = re.findall(r"(?:^|&&)\s*(ativo db [\w-]+)\s*(?=&&|$)", script)
+    assert upgrades == ["ativo db upgrade"], script
+    build_parser().parse_args(upgrades[0].split()[1:])  # a command the CLI has
+    assert service_environments()["airflow-init"]["ATIVO_DB_URL"].startswith("postgresql")
+    for name in ("airflow-scheduler", "airflow-worker", "airflow-apiserver"):
+        assert doc["services"][name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"

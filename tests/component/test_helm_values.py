@@ -337,6 +337,16 @@ def test_the_migrate_job_imports_the_pools_file_of_the_image():
     assert pools["gpu"]["slots"] >= 1
 
 
+def test_the_migrate_job_upgrades_the_platform_db():
+    """`ativo db upgrade` (the platform DB's migrations) runs in the pre-upgrade hook, with the platform DB's URL."""
+    from ativo.cli import build_parser
+
+    commands = [words for part in re.split(r"&&|;", scripts()["migrateDatabaseJob"]) if (words := shlex.split(part))]
+    assert [c for c in commands if c[0] == "ativo"] == [["ativo", "db", "upgrade"]]
+    build_parser().parse_args(["db", "upgrade"])  # a command the CLI has
+    assert "ATIVO_DB_URL" in {s["envName"] for s in values()["secret"]}  # every Airflow container, jobs too
+
+
 def test_the_values_match_the_image():
     doc = values()
     _, env, _ = dockerfile()
