@@ -433,8 +433,9 @@ def start_services(
 ) -> AirflowAPI:
     """Start the platform's processes and wait for them.
 
-    PostgreSQL first; then Airflow's DB is migrated and the pools created, and the alert sink, MLflow, the inference
-    API, Airflow's four components and the watchdog start.
+    PostgreSQL first, then the platform DB's migrations (:func:`upgrade_platform_db`); then Airflow's DB is migrated
+    and the pools created, and the alert sink, MLflow, the inference API, Airflow's four components and the watchdog
+    start.
 
     Args:
         settings: where things are.
@@ -467,6 +468,7 @@ def start_services(
     protect_state(settings)
     if embedded_db() == "postgres":
         start_postgres(settings)
+    upgrade_platform_db(settings)
     env = platform_env(settings)
     password = admin_password(settings)
     _start(
@@ -551,6 +553,21 @@ def protect_state(settings: Settings) -> None:
         path = home / name
         if path.exists() and not path.is_symlink() and path.stat().st_uid == os.geteuid():
             path.chmod(mode)
+
+
+def upgrade_platform_db(settings: Settings) -> None:
+    """`ativo db upgrade` before anything opens the platform DB: a schema it cannot upgrade stops `make run` here."""
+    from ativo.store.db import init_schema, new_engine
+
+    engine = new_engine(settings.db_url)
+    try:
+        with private_files():  # a new SQLite file is the owner's alone, as the rest of the home
+            done = init_schema(engine)
+    finally:
+        engine.dispose()
+    if done.before != done.after:
+        adopted = " (adopted the tables of the release before migrations)" if done.adopted else ""
+        say(f"platform DB: schema revision {done.before or 'none'} → {done.after}{adopted}")
 
 
 def start_dask(settings: Settings, env: dict[str, str], workers: int = 2, memory_limit: str = "4GiB") -> str:
