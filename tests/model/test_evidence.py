@@ -17,7 +17,7 @@ def good(spec, small_boosters):
 
 
 def _with_test(split, test):
-    from ativo.train.trainer import Split
+    from ativo.data.split import Split
 
     return Split(train=split.train, valid=split.valid, test=test.reset_index(drop=True))
 

@@ -10,8 +10,8 @@ import pytest
 
 from ativo.data.features import to_features
 from ativo.data.landing import reference_records
+from ativo.data.split import split_frame
 from ativo.train.search import best_trial, create_study, run_trial
-from ativo.train.trainer import split_frame
 
 ROOT = Path(__file__).resolve().parents[2]
 

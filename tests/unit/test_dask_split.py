@@ -18,7 +18,7 @@ def frame(spec) -> pd.DataFrame:
 
 
 def test_the_split_has_the_spec_fractions_and_does_not_depend_on_how_rows_are_partitioned(spec, frame):
-    from ativo.train.distributed import part_of
+    from ativo.data.split import part_of
 
     whole = part_of(frame, spec)
     shares = np.bincount(whole, minlength=3) / len(frame)
@@ -32,7 +32,7 @@ def test_the_split_has_the_spec_fractions_and_does_not_depend_on_how_rows_are_pa
 
 
 def test_another_split_seed_draws_another_split(spec, frame):
-    from ativo.train.distributed import part_of
+    from ativo.data.split import part_of
 
     other = spec.model_copy(update={"split": spec.split.model_copy(update={"seed": spec.split.seed + 1})})
     moved = (part_of(frame, spec) != part_of(frame, other)).mean()

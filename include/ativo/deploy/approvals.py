@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ativo.deploy.promotion import DeployError
+from ativo.store import prefixes
 
 if TYPE_CHECKING:
     from ativo.config import Settings
@@ -133,12 +134,11 @@ def note_on_card(
     import tempfile
     from pathlib import Path
 
-    from mlflow import MlflowClient
-
     from ativo.evaluate.card import render_card
     from ativo.model.artifact import read_artifact_json
+    from ativo.model.client import mlflow_client
 
-    client = MlflowClient(settings.mlflow_tracking_uri)
+    client = mlflow_client(settings)
     name = spec.registered_model_name
     client.set_model_version_tag(name, str(version), "ativo.approval", json.dumps(approval)[:5000])
     run_id = client.get_model_version(name, str(version)).run_id
@@ -147,7 +147,7 @@ def note_on_card(
         report["approval"] = approval
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "model_card.html").write_text(render_card(spec, report), encoding="utf-8")
-            client.log_artifact(run_id, str(Path(tmp) / "model_card.html"), artifact_path="gates")
+            client.log_artifact(run_id, str(Path(tmp) / "model_card.html"), artifact_path=prefixes.RUN_GATES)
     current = client.get_model_version(name, str(version)).description or ""
     line = f" Approved by {approval['approved_by']} (requested by {approval['requested_by']}) at {approval['at']}."
     if line not in current:

@@ -16,8 +16,10 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from ativo.errors import AtivoError
+from ativo.model.client import mlflow_client
 from ativo.model.registry import aliases
 from ativo.spec import ModelSpec
+from ativo.store import prefixes
 
 if TYPE_CHECKING:
     from ativo.config import Settings
@@ -25,12 +27,6 @@ if TYPE_CHECKING:
 
 class DeployError(AtivoError):
     """A deployment move that cannot be made (nothing to roll back, no such version, …)."""
-
-
-def _client(settings: Settings) -> Any:
-    from mlflow import MlflowClient
-
-    return MlflowClient(settings.mlflow_tracking_uri)
 
 
 def _now() -> str:
@@ -64,7 +60,7 @@ def record(
         "figures": figures or {},
     }
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%f")  # keys sort in the order the moves happened
-    key = f"deployments/{spec.name}/{stamp}-{action}-{uuid.uuid4().hex[:8]}.json"
+    key = prefixes.deployment_record(spec.name, stamp, action, uuid.uuid4().hex[:8])
     rec["uri"] = open_store(settings).put_bytes(key, json.dumps(rec, indent=2, default=str).encode())
     return rec
 
@@ -74,7 +70,7 @@ def history(spec: ModelSpec, settings: Settings) -> list[dict[str, Any]]:
     from ativo.store.objects import open_store
 
     store = open_store(settings)
-    return [json.loads(store.get_bytes(k)) for k in store.list(f"deployments/{spec.name}") if k.endswith(".json")]
+    return [json.loads(store.get_bytes(k)) for k in store.list(prefixes.deployments(spec.name)) if k.endswith(".json")]
 
 
 def _check_version(client: Any, spec: ModelSpec, version: str) -> None:
@@ -158,7 +154,7 @@ def start_trial(
     approval: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Put ``version`` on live traffic as the canary (``percent`` % of callers) or as the shadow."""
-    _check_version(_client(settings), spec, version)
+    _check_version(mlflow_client(settings), spec, version)
     version = str(version)
     if aliases(spec, settings).get("champion") == version:
         raise DeployError(f"version {version} is the champion already")
@@ -190,7 +186,7 @@ def promote(
     approval: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Make ``version`` the champion; the old champion becomes ``previous`` (blue/green: both stay loaded)."""
-    _check_version(_client(settings), spec, version)
+    _check_version(mlflow_client(settings), spec, version)
     version = str(version)
     before = aliases(spec, settings)
     old = before.get("champion")
@@ -217,7 +213,7 @@ def promote(
         states=states,
         expected=before,
     )
-    _client(settings).set_model_version_tag(
+    mlflow_client(settings).set_model_version_tag(
         spec.registered_model_name,
         version,
         "ativo.promoted",
@@ -250,7 +246,7 @@ def end_trial(
         states={str(version): f"rolled back {_now()}"},
         expected=before,
     )
-    _client(settings).set_model_version_tag(
+    mlflow_client(settings).set_model_version_tag(
         spec.registered_model_name, str(version), "ativo.rolled_back", reason[:5000]
     )
     return rec
@@ -287,5 +283,5 @@ def rollback(spec: ModelSpec, settings: Settings, *, reason: str, actor: str = "
         expected=before,
     )
     if bad:
-        _client(settings).set_model_version_tag(name, bad, "ativo.rolled_back", reason[:5000])
+        mlflow_client(settings).set_model_version_tag(name, bad, "ativo.rolled_back", reason[:5000])
     return rec

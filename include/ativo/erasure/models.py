@@ -15,6 +15,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ativo.errors import AtivoError
+from ativo.model.client import mlflow_client
 
 if TYPE_CHECKING:
     from ativo.config import Settings
@@ -33,12 +34,6 @@ class RetrainFailed(AtivoError):
     """An erasure retraining that did not give a version fit to serve (the request stays open with the reason)."""
 
 
-def _client(settings: Settings) -> Any:
-    from mlflow import MlflowClient
-
-    return MlflowClient(settings.mlflow_tracking_uri)
-
-
 def affected_versions(spec: ModelSpec, settings: Settings, dataset_tags: list[str]) -> list[dict[str, Any]]:
     """Every registered version trained on one of ``dataset_tags``: version, dataset tag, aliases (live roles).
 
@@ -50,12 +45,12 @@ def affected_versions(spec: ModelSpec, settings: Settings, dataset_tags: list[st
 
     from ativo.model.registry import aliases, current, recorded_dataset_versions
 
-    client = _client(settings)
+    client = mlflow_client(settings)
     name = spec.registered_model_name
     routed = current(spec, settings).routes
     try:
         client.get_registered_model(name)
-        versions = client.search_model_versions(f"name = '{name}'")
+        versions = list(client.search_model_versions(f"name = '{name}'"))
     except MlflowException as err:
         if err.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise  # the registry is down or refuses: the step fails and is retried, it never reads as "no model"
@@ -113,8 +108,10 @@ def redacted_digest(settings: Settings, spec: ModelSpec, tag: str) -> str:
 
 def recorded_params(spec: ModelSpec, settings: Settings, version: str) -> dict[str, Any]:
     """The hyperparameters a version was trained with (its trial's), typed by the spec's search space."""
-    client = _client(settings)
+    client = mlflow_client(settings)
     mv = client.get_model_version(spec.registered_model_name, version)
+    if not mv.run_id:
+        raise RetrainFailed(f"version {version} names no MLflow run: the parameters it was trained with are unknown")
     run = client.get_run(mv.run_id)
     params = dict(run.data.params)
     out: dict[str, Any] = {}
@@ -151,13 +148,14 @@ def retrain(
     """
     import mlflow
 
+    from ativo.data.training import training_data
     from ativo.model.artifact import SHA256_TAG, DuplicateVersion, log_booster
     from ativo.model.encoding import design_matrix
     from ativo.model.registry import adopt, register
-    from ativo.train.search import log_profile, training_data
-    from ativo.train.tracking import ensure_experiment, lineage_tags
+    from ativo.train.engine import fit_on
+    from ativo.train.tracking import ensure_experiment, lineage_tags, log_profile
 
-    client = _client(settings)
+    client = mlflow_client(settings)
     name = spec.registered_model_name
     old = client.get_model_version(name, version)
     tag = (old.tags or {}).get("ativo.dataset_version")
@@ -166,7 +164,7 @@ def retrain(
     params = recorded_params(spec, settings, version)
     try:  # too few rows left to split or to fit: a ValueError from either, which names the rows
         data = training_data(spec, settings, tag)  # on a dask spec's cluster, the redacted partitions read lazily
-        model = data.fit(spec, settings, params, threads=threads)
+        model = fit_on(data, spec, settings, params, threads=threads)
     except ValueError as err:
         raise RetrainFailed(f"version {version} cannot be retrained on redacted {tag}: {err}") from err
     dataset, rows = data.version, data.rows
@@ -321,7 +319,7 @@ def retire(
     from ativo.model.registry import aliases
     from ativo.train.tracking import ensure_experiment
 
-    client = _client(settings)
+    client = mlflow_client(settings)
     name = spec.registered_model_name
     live = {v for alias, v in aliases(spec, settings).items() if alias in LIVE}
     keep_runs = {client.get_model_version(name, v).run_id for v in live}
@@ -370,7 +368,9 @@ def run_gates(spec: ModelSpec, settings: Settings, version: str) -> dict[str, An
     """
     from ativo.evaluate.suite import GATES, publish, run_suite
 
-    replaces = _client(settings).get_model_version(spec.registered_model_name, version).tags.get(RETRAINED_FROM_TAG)
+    replaces = (
+        mlflow_client(settings).get_model_version(spec.registered_model_name, version).tags.get(RETRAINED_FROM_TAG)
+    )
     results = run_suite(spec, settings, version, GATES, baseline=replaces)
     report = publish(spec, settings, version, results, GATES, alias=None)
     return {

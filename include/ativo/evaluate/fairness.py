@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from ativo.data.split import Split
     from ativo.model.served import ServedModel
-    from ativo.train.trainer import Split
 
 SEP = " & "
 

@@ -12,8 +12,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from ativo.data.split import Split
     from ativo.model.served import ServedModel
-    from ativo.train.trainer import Split
 
 
 def expected_calibration_error(y_true: Any, proba: Any, bins: int = 10) -> tuple[float, list[dict[str, float]]]:

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from ativo.data.split import Split
     from ativo.model.served import ServedModel
-    from ativo.train.trainer import Split
 
 TEXT_SUFFIXES = (".json", ".yaml", ".yml", ".txt", ".csv", ".html", ".md", ".log", ".tsv", "MLmodel")
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".json")

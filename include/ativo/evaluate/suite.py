@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any
 from ativo.config import Settings
 from ativo.evaluate.results import GateResult
 from ativo.spec import ModelSpec
+from ativo.store import prefixes
 
 if TYPE_CHECKING:
+    from ativo.data.split import Split
     from ativo.model.artifact import RegisteredVersion
     from ativo.model.served import ServedModel
-    from ativo.train.trainer import Split
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,8 @@ class Candidate:
 
 def load_candidate(spec: ModelSpec, settings: Settings, version: str | int) -> Candidate:
     """The version as serving loads it, and the seeded split of the dataset version it was trained on."""
+    from ativo.data.training import load_split
     from ativo.model.artifact import load_version
-    from ativo.train.search import load_split
 
     model = load_version(spec, settings.mlflow_tracking_uri, version)
     _, split, _ = load_split(spec, settings, model.dataset_version)
@@ -85,10 +86,11 @@ def _champion(c: Candidate) -> tuple[ServedModel | None, set[str] | None]:
 
 def _run_artifacts(c: Candidate, dest: Path) -> Path:
     """Every artifact of the version's training run and of its logged model, downloaded under ``dest``."""
-    from mlflow import MlflowClient
     from mlflow.artifacts import download_artifacts
 
-    client = MlflowClient(c.settings.mlflow_tracking_uri)
+    from ativo.model.client import mlflow_client
+
+    client = mlflow_client(c.settings)
     mv = client.get_model_version(c.spec.registered_model_name, c.model.version)
     from ativo.model.artifact import artifact_location
 
@@ -122,9 +124,9 @@ def _gate(name: str) -> Callable[[Candidate], GateResult]:
 
     def champion(c: Candidate) -> GateResult:
         if c.baseline:  # an erasure retraining: judged against the version it replaces
-            from mlflow import MlflowClient
+            from ativo.model.client import mlflow_client
 
-            client = MlflowClient(c.settings.mlflow_tracking_uri)
+            client = mlflow_client(c.settings)
             run_id = client.get_model_version(c.spec.registered_model_name, c.baseline).run_id
             recorded = client.get_run(run_id).data.metrics.get("test_auc") if run_id else None
             if recorded is not None:
@@ -319,20 +321,20 @@ def publish(
         The report, with ``gate_report_uri`` and ``model_card_uri``.
     """
     import mlflow
-    from mlflow import MlflowClient
 
     from ativo.evaluate.card import render_card
     from ativo.model.artifact import registered_version
+    from ativo.model.client import mlflow_client
 
     model = registered_version(spec, settings.mlflow_tracking_uri, version)  # the record: the artifact may be bad
     report = build_report(spec, model, results, expected)
     if model.dataset_version:
-        from ativo.train.distributed import evaluated_on
+        from ativo.data.training import evaluated_on
 
         report["evaluated_on"] = evaluated_on(spec, settings, model.dataset_version)
-    client = MlflowClient(settings.mlflow_tracking_uri)
+    client = mlflow_client(settings)
     run_id = model.run_id
-    base = f"runs:/{run_id}/gates" if run_id else None
+    base = f"runs:/{run_id}/{prefixes.RUN_GATES}" if run_id else None
     report["gate_report_uri"] = f"{base}/gate_report.json" if base else None
     report["model_card_uri"] = f"{base}/model_card.html" if base else None
     policy = report["gates"]["fairness"].get("details", {}).get("mitigation", {}).get("policy")
@@ -340,13 +342,13 @@ def publish(
     if run_id:
         mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
         with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "gates"
+            out = Path(tmp) / prefixes.RUN_GATES
             out.mkdir()
             (out / "gate_report.json").write_text(json.dumps(report, indent=2, default=str))
             (out / "model_card.html").write_text(render_card(spec, report), encoding="utf-8")
             if policy:
                 (out / "decision_policy.json").write_text(json.dumps(policy, indent=2, sort_keys=True))
-            client.log_artifacts(run_id, str(out), artifact_path="gates")
+            client.log_artifacts(run_id, str(out), artifact_path=prefixes.RUN_GATES)
         for r in report["gates"].values():
             client.set_tag(run_id, f"ativo.gate.{r['gate']}", "pass" if r["passed"] else "fail")
     name, v = spec.registered_model_name, str(model.version)

@@ -99,10 +99,11 @@ class DuplicateVersion(AtivoError):
 
 def version_with_sha256(name: str, sha256: str, tracking_uri: str | None = None) -> str | None:
     """The registered version of ``name`` whose model file has this sha256, if any."""
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri)
+    from ativo.model.client import mlflow_client
+
+    client = mlflow_client(tracking_uri)
     try:
         versions = client.search_model_versions(f"name = '{name}'")
     except MlflowException:
@@ -189,9 +190,9 @@ def registered_version(
     spec: ModelSpec, tracking_uri: str, version: str | int | None = None, *, alias: str | None = None
 ) -> RegisteredVersion:
     """The registry's record of a version of the spec's model (by number or alias)."""
-    from mlflow import MlflowClient
+    from ativo.model.client import mlflow_client
 
-    client = MlflowClient(tracking_uri)
+    client = mlflow_client(tracking_uri)
     name = spec.registered_model_name
     mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, str(version))
     return RegisteredVersion(name=name, version=str(mv.version), source=str(mv.source), tags=dict(mv.tags))
@@ -216,9 +217,9 @@ def artifact_location(tracking_uri: str, source: str) -> str:
     """
     if not source.startswith("models:/m-"):
         return source
-    from mlflow import MlflowClient
+    from ativo.model.client import mlflow_client
 
-    return str(MlflowClient(tracking_uri).get_logged_model(source.removeprefix("models:/")).artifact_location)
+    return str(mlflow_client(tracking_uri).get_logged_model(source.removeprefix("models:/")).artifact_location)
 
 
 def load_version(

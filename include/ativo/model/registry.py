@@ -43,6 +43,7 @@ from ativo.model.artifact import (
     policy_sha256_of,
     version_with_sha256,
 )
+from ativo.model.client import mlflow_client
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -159,12 +160,6 @@ def _engine(settings: Settings) -> Engine:
     return get_engine(settings.db_url)
 
 
-def _client(settings: Settings) -> Any:
-    from mlflow import MlflowClient
-
-    return MlflowClient(settings.mlflow_tracking_uri)
-
-
 # ------------------------------------------------------------------------------------------------------ versions
 
 
@@ -259,14 +254,14 @@ def register(
         description: what the version is, for people reading MLflow.
         dataset_tag: the dataset version it was trained on.
         profile: logs the new version's reference profile (:mod:`ativo.monitor.profile`), called with its number
-            before any gate runs (training passes :func:`ativo.train.search.log_profile`).
+            before any gate runs (training passes :func:`ativo.train.tracking.log_profile`).
 
     Raises:
         DuplicateVersion: a version with a byte-identical model file exists already (``.version`` names it).
     """
     from mlflow.exceptions import MlflowException
 
-    client = _client(settings)
+    client = mlflow_client(settings)
     name = spec.registered_model_name
     existing = version_with_sha256(name, logged.sha256, settings.mlflow_tracking_uri)
     if existing is not None:
@@ -308,7 +303,7 @@ def adopt(spec: ModelSpec, settings: Settings, version: str, logged: LoggedModel
     """
     if version_record(settings, spec, version, "registered") is not None:
         return
-    mv = _client(settings).get_model_version(spec.registered_model_name, version)
+    mv = mlflow_client(settings).get_model_version(spec.registered_model_name, version)
     _write_version_record(
         settings,
         spec,
@@ -516,7 +511,7 @@ def _mlflow_aliases(spec: ModelSpec, settings: Settings) -> dict[str, str]:
     from mlflow.exceptions import MlflowException
 
     try:
-        rm = _client(settings).get_registered_model(spec.registered_model_name)
+        rm = mlflow_client(settings).get_registered_model(spec.registered_model_name)
     except MlflowException:
         return {}
     return {str(k): str(v) for k, v in (rm.aliases or {}).items()}
@@ -525,7 +520,7 @@ def _mlflow_aliases(spec: ModelSpec, settings: Settings) -> dict[str, str]:
 def set_challenger(spec: ModelSpec, settings: Settings, version: str) -> None:
     """Point ``challenger`` at a version that just passed its gates (a pointer for people: it serves nothing)."""
     authorize(spec, settings, version)
-    _client(settings).set_registered_model_alias(spec.registered_model_name, CHALLENGER, str(version))
+    mlflow_client(settings).set_registered_model_alias(spec.registered_model_name, CHALLENGER, str(version))
 
 
 def _routed(spec: ModelSpec, settings: Settings, action: str, alias: str, version: str, kept: Routed | None) -> Routed:
@@ -699,7 +694,7 @@ def adopt_routing(spec: ModelSpec, settings: Settings, *, actor: str, reason: st
         )
     percent: float | None = None
     if "canary" in routes:  # the share MLflow's tag set, when it is a number; else the spec's
-        tag = _client(settings).get_registered_model(name).tags.get(CANARY_PERCENT_TAG)
+        tag = mlflow_client(settings).get_registered_model(name).tags.get(CANARY_PERCENT_TAG)
         try:
             percent = min(100.0, max(0.0, float(tag))) if tag else None
         except ValueError:
@@ -749,7 +744,7 @@ def _mirror(
     """Make MLflow show what the record says (aliases, the canary tag, each version's state) — for people only."""
     from mlflow.exceptions import MlflowException
 
-    client = _client(settings)
+    client = mlflow_client(settings)
     name = spec.registered_model_name
     shown = _mlflow_aliases(spec, settings)
     for alias in LIVE:
@@ -779,7 +774,7 @@ def drift(spec: ModelSpec, settings: Settings, authorized: Authorized) -> list[s
     """
     from mlflow.exceptions import MlflowException
 
-    client = _client(settings)
+    client = mlflow_client(settings)
     name = spec.registered_model_name
     try:
         rm = client.get_registered_model(name)

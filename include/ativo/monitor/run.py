@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ativo.monitor.profile import PROFILE_TAG, Profile
 from ativo.spec import ModelSpec
+from ativo.store import prefixes
 
 if TYPE_CHECKING:
     from ativo.config import Settings
@@ -122,7 +123,7 @@ def monitor_window(
     assessment = assess(spec, profile, frame)
     budget = retraining_budget(spec, settings) if assessment.drifted else None
     tag = _window_tag(start, end)
-    base = f"runs:/{run_id}/monitor/{tag}" if run_id else None
+    base = f"runs:/{run_id}/{prefixes.monitor_report(tag)}" if run_id else None
     report_uri = f"{base}/report.json" if base else None
     html_uri = f"{base}/report.html" if base else None
     decision = decide(
@@ -175,14 +176,13 @@ def _log_report(
     counts: dict[str, tuple[int, ...]],
 ) -> None:
     """Write the JSON and HTML report beside the model card and link the latest from the version."""
-    from mlflow import MlflowClient
-
+    from ativo.model.client import mlflow_client
     from ativo.monitor.report import render_html
 
-    client = MlflowClient(settings.mlflow_tracking_uri)
+    client = mlflow_client(settings)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         (out / "report.json").write_text(json.dumps(finite(doc), indent=2, default=str, allow_nan=False))
         (out / "report.html").write_text(render_html(doc, profile, counts), encoding="utf-8")
-        client.log_artifacts(run_id, str(out), artifact_path=f"monitor/{tag}")
+        client.log_artifacts(run_id, str(out), artifact_path=prefixes.monitor_report(tag))
     client.set_model_version_tag(spec.registered_model_name, version, REPORT_TAG, str(doc["report_html_uri"]))

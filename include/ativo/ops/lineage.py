@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ativo.errors import AtivoError
 from ativo.spec import load_specs
+from ativo.store import prefixes
 
 if TYPE_CHECKING:
     from ativo.config import Settings
@@ -45,7 +46,7 @@ def find_prediction(settings: Settings, prediction_id: str, spec_name: str | Non
     store = open_store(settings)
     specs = [spec_name] if spec_name else [s.name for s in load_specs(settings.specs_dir)[0]]
     for name in specs:
-        for key in store.list(f"predictions/{name}/date={day}"):
+        for key in store.list(prefixes.predictions(name, day)):
             if not key.endswith(".parquet"):
                 continue
             table = pq.read_table(io.BytesIO(store.get_bytes(key)))
@@ -68,17 +69,17 @@ def trace(settings: Settings, prediction_id: str, spec_name: str | None = None) 
     Raises:
         LineageError: see :func:`find_prediction`, or the model version is gone from the registry.
     """
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     from ativo.data.versioning import DatasetVersionError, open_registry
     from ativo.deploy.promotion import history
     from ativo.model.artifact import read_artifact_json
+    from ativo.model.client import mlflow_client
     from ativo.spec import get_spec
     from ativo.store.db import get_engine
 
     row = find_prediction(settings, prediction_id, spec_name)
-    client = MlflowClient(settings.mlflow_tracking_uri)
+    client = mlflow_client(settings)
     try:
         mv = client.get_model_version(row["model"], row["version"])
     except MlflowException as err:

@@ -16,23 +16,20 @@ Because the study lives in the platform DB (SQLite or PostgreSQL), trials can ru
 from __future__ import annotations
 
 import logging
-import tempfile
 import threading
 from collections import Counter
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ativo.config import Settings
+from ativo.data.split import Split
+from ativo.data.training import load_split, training_data
 from ativo.errors import AtivoError
-from ativo.monitor.profile import PROFILE_ARTIFACT, PROFILE_TAG
 from ativo.spec import ModelSpec, SearchParam
-from ativo.train.trainer import Split, TrainedModel, fit
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from ativo.data.versioning import DatasetVersion
+from ativo.store import prefixes
+from ativo.train.engine import fit_on
+from ativo.train.tracking import log_profile
+from ativo.train.trainer import TrainedModel, fit
 
 log = logging.getLogger(__name__)
 
@@ -254,106 +251,13 @@ class SearchPlan:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
-def load_dataset(spec: ModelSpec, settings: Settings, tag: str | None) -> tuple[DatasetVersion, pd.DataFrame]:
-    """A dataset version and its rows; cached on this host by manifest hash, so parallel trials read it once."""
-    import pandas as pd
-
-    from ativo.data.versioning import open_registry
-    from ativo.store.db import get_engine
-
-    registry = open_registry(settings)
-    version = registry.resolve(get_engine(settings.db_url), spec.name, tag)
-    # keyed by what the version reads as now: after an erasure its redacted rows, never a cache of the old ones
-    cache = settings.home / "cache" / "datasets" / spec.name / f"{registry.read_key(version)}.parquet"
-    if cache.exists():
-        return version, pd.read_parquet(cache)
-    df = registry.read(version)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=cache.parent, suffix=".tmp", delete=False) as tmp:
-        df.to_parquet(tmp.name, index=False)
-    Path(tmp.name).replace(cache)  # atomic: a reader never sees a half-written cache file
-    return version, df
-
-
-@dataclass
-class TrainingData:
-    """A dataset version ready to train on: its split in memory (``compute.engine: local``) or lazy on the cluster."""
-
-    version: DatasetVersion
-    rows: int
-    split: Split | None = None
-    lazy: Any = None  # an ativo.train.distributed.DaskSplit
-
-    def fit(
-        self,
-        spec: ModelSpec,
-        settings: Settings,
-        params: dict[str, Any],
-        *,
-        device: str = "cpu",
-        threads: int | None = None,
-    ) -> TrainedModel:
-        """Train with ``params`` over the spec's, early-stopping on the validation split, on this data's engine."""
-        if self.lazy is not None:
-            from ativo.train.distributed import fit_dask
-
-            return fit_dask(spec, settings, self.lazy, device=device, overrides=params)
-        assert self.split is not None
-        return fit(spec, self.split, device=device, overrides=params, threads=threads)
-
-    def signature_rows(self, n: int = 200) -> pd.DataFrame:
-        """The first ``n`` validation rows (a model's signature sample)."""
-        return self.split.valid.head(n) if self.split is not None else _head(self.lazy.valid, n)
-
-
-def training_data(spec: ModelSpec, settings: Settings, tag: str | None) -> TrainingData:
-    """The dataset version to train on, as the spec's engine reads it (every row in memory, or lazily on Dask)."""
-    from ativo.train.trainer import split_frame
-
-    if spec.compute.engine == "dask":
-        from ativo.train.distributed import dask_split
-
-        version, lazy = dask_split(spec, settings, tag)
-        return TrainingData(version=version, rows=lazy.rows, lazy=lazy)
-    version, df = load_dataset(spec, settings, tag)
-    try:
-        split = split_frame(df, spec)
-    except ValueError as err:  # too few rows to split (e.g. what an erasure left)
-        raise ValueError(f"{len(df)} rows: {err}") from err
-    return TrainingData(version=version, rows=len(df), split=split)
-
-
-def load_split(spec: ModelSpec, settings: Settings, tag: str | None) -> tuple[DatasetVersion, Split, dict[str, Any]]:
-    """The seeded split of a dataset version in memory, for what judges a model (gates, profile, card).
-
-    ``compute.engine: local``: every row (:func:`~ativo.train.trainer.split_frame`); ``dask``: a seeded sample of
-    each split of at most ``compute.dask.sample_rows`` rows (:func:`ativo.train.distributed.sample_split`). The
-    third value says which: ``{"engine", "sample", ...}``, with the sample's and the splits' row counts.
-    """
-    from ativo.train.trainer import split_frame
-
-    if spec.compute.engine == "dask":
-        from ativo.train.distributed import sample_split
-
-        version, sample, info = sample_split(spec, settings, tag)
-        assert sample is not None
-        return version, sample, {**info, "sample": True}
-    version, df = load_dataset(spec, settings, tag)
-    split = split_frame(df, spec)
-    rows = {"train": len(split.train), "valid": len(split.valid), "test": len(split.test)}
-    return (
-        version,
-        split,
-        {"engine": "local", "sample": False, "rows": rows, "of": rows, "dataset_version": version.tag},
-    )
-
-
 def _mlflow(settings: Settings) -> tuple[Any, Any]:
     import mlflow
-    from mlflow import MlflowClient
+
+    from ativo.model.client import mlflow_client
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    return mlflow, MlflowClient(settings.mlflow_tracking_uri)
+    return mlflow, mlflow_client(settings)
 
 
 def _airflow_tags(run_meta: dict[str, Any]) -> dict[str, str]:
@@ -421,7 +325,7 @@ def plan_search(
     client.log_batch(parent, params=[_param(k, v) for k, v in params.items()])
     dataset = from_pandas(
         split.train,
-        source=f"{settings.store_uri}/lake/{spec.name}",
+        source=prefixes.uri(settings.store_uri, prefixes.lake(spec.name)),
         targets=LABEL,
         name=f"{spec.name}@{version.tag}",
         digest=version.manifest_hash.removesuffix(".dir")[:32],
@@ -479,7 +383,7 @@ def search_trial(
     version = data.version
 
     def fitter(params: dict[str, Any]) -> TrainedModel:  # on the cluster; a split in memory trains with pruning
-        return data.fit(spec, settings, params, device=device)
+        return fit_on(data, spec, settings, params, device=device)
 
     mlflow, client = _mlflow(settings)
     child: dict[str, str] = {}
@@ -537,19 +441,6 @@ def search_trial(
         mlflow.set_tags({"ativo.model_uri": logged.uri, SHA256_TAG: logged.sha256, "ativo.model_format": "xgboost-ubj"})
     result.update(model_uri=logged.uri, model_sha256=logged.sha256)
     return result
-
-
-def _head(frame: Any, n: int) -> pd.DataFrame:
-    """The first ``n`` rows of a lazy frame, reading partitions until it has them."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "insufficient elements": read on, below
-        for k in (1, 4, -1):
-            rows = frame.head(n, npartitions=k if k > 0 else -1)
-            if len(rows) >= n or k == -1 or k >= frame.npartitions:
-                return rows
-    return rows
 
 
 def _param(key: str, value: Any) -> Any:
@@ -675,28 +566,6 @@ def finish_search(spec: ModelSpec, settings: Settings, plan: SearchPlan, run_met
         "metrics": dict(child.data.metrics),
         "trials": dict(counts),
     }
-
-
-def log_profile(spec: ModelSpec, settings: Settings, client: Any, run_id: str, version: str, tag: str) -> None:
-    """Log the version's reference profile (:mod:`ativo.monitor.profile`) on its run and link it from the version.
-
-    It is logged before any gate runs, so the privacy gate's artifact scan reads it too (``ativo.profile_uri``).
-    """
-    import json
-
-    from ativo.data.features import LABEL
-    from ativo.model.artifact import load_version
-    from ativo.monitor.profile import build_profile
-
-    model = load_version(spec, settings.mlflow_tracking_uri, version)
-    _, split, _ = load_split(spec, settings, tag)
-    scores = model.predict_frame(split.test)
-    profile = build_profile(spec, version, tag, split.train, split.test, scores, split.test[LABEL].to_numpy())
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / Path(PROFILE_ARTIFACT).name
-        path.write_text(json.dumps(profile.to_dict(), allow_nan=False, indent=1))
-        client.log_artifact(run_id, str(path), artifact_path=str(Path(PROFILE_ARTIFACT).parent))
-    client.set_model_version_tag(spec.registered_model_name, version, PROFILE_TAG, f"runs:/{run_id}/{PROFILE_ARTIFACT}")
 
 
 def _metric(key: str, value: float) -> Any:

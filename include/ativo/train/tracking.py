@@ -1,19 +1,22 @@
-"""MLflow helpers shared by training: the code version, lineage tags and the spec's experiment.
+"""MLflow helpers shared by training: the code version, lineage tags, the spec's experiment, the reference profile.
 
 The runs themselves (a parent search run, a child run per trial, the registered best model) are logged by
-:mod:`ativo.train.search`.
+:mod:`ativo.train.search`; an erasure's retraining logs its own (:mod:`ativo.erasure.models`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from ativo.config import PROJECT_ROOT, Settings, load_settings
 from ativo.data.versioning import DatasetVersion
 from ativo.spec import ModelSpec
+from ativo.store import prefixes
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +79,34 @@ def ensure_experiment(client: Any, spec: ModelSpec, settings: Settings) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return str(exp.experiment_id)
+    artifacts = prefixes.uri(settings.store_uri, prefixes.mlflow_artifacts(spec.name))
     try:
-        return str(client.create_experiment(name, artifact_location=f"{settings.store_uri}/mlflow/{spec.name}"))
+        return str(client.create_experiment(name, artifact_location=artifacts))
     except Exception:  # created concurrently by another run
         exp = client.get_experiment_by_name(name)
         if exp is None:
             raise
         return str(exp.experiment_id)
+
+
+def log_profile(spec: ModelSpec, settings: Settings, client: Any, run_id: str, version: str, tag: str) -> None:
+    """Log the version's reference profile (:mod:`ativo.monitor.profile`) on its run and link it from the version.
+
+    It is logged before any gate runs, so the privacy gate's artifact scan reads it too (``ativo.profile_uri``).
+    Registration calls it (:func:`ativo.model.registry.register`'s ``profile``), for a search's best trial and for
+    an erasure's retraining alike.
+    """
+    from ativo.data.features import LABEL
+    from ativo.data.training import load_split
+    from ativo.model.artifact import load_version
+    from ativo.monitor.profile import PROFILE_ARTIFACT, PROFILE_TAG, build_profile
+
+    model = load_version(spec, settings.mlflow_tracking_uri, version)
+    _, split, _ = load_split(spec, settings, tag)
+    scores = model.predict_frame(split.test)
+    profile = build_profile(spec, version, tag, split.train, split.test, scores, split.test[LABEL].to_numpy())
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(PROFILE_ARTIFACT).name
+        path.write_text(json.dumps(profile.to_dict(), allow_nan=False, indent=1))
+        client.log_artifact(run_id, str(path), artifact_path=str(Path(PROFILE_ARTIFACT).parent))
+    client.set_model_version_tag(spec.registered_model_name, version, PROFILE_TAG, f"runs:/{run_id}/{PROFILE_ARTIFACT}")

@@ -1,4 +1,4 @@
-"""Training: a pinned dataset version, a seeded split, XGBoost with the spec's parameters.
+"""Training: XGBoost with the spec's parameters on a seeded split (:mod:`ativo.data.split`), and its metrics.
 
 Pure functions over data frames; MLflow logging and registration live in :mod:`ativo.train.tracking`.
 """
@@ -9,21 +9,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ativo.data.features import LABEL
+from ativo.data.split import Split
 from ativo.model.encoding import frame_dmatrix, score_frame
 from ativo.spec import ModelSpec
 
 if TYPE_CHECKING:
-    import pandas as pd
     import xgboost as xgb
-
-
-@dataclass
-class Split:
-    """Seeded, stratified train / validation / test frames."""
-
-    train: pd.DataFrame
-    valid: pd.DataFrame
-    test: pd.DataFrame
 
 
 @dataclass
@@ -35,20 +26,6 @@ class TrainedModel:
     best_iteration: int
     metrics: dict[str, float]
     curve: list[float] | None = None  # the validation AUC per round, where training could not report it live (dask)
-
-
-def split_frame(df: pd.DataFrame, spec: ModelSpec) -> Split:
-    """Split by the spec's seed; rows are ordered by record id first so the split depends on data, not order."""
-    from sklearn.model_selection import train_test_split
-
-    cfg = spec.split
-    df = df.sort_values(spec.data_schema.record_id, kind="stable").reset_index(drop=True)
-    strat = df[LABEL] if cfg.stratify else None
-    rest, test = train_test_split(df, test_size=cfg.test_fraction, random_state=cfg.seed, stratify=strat)
-    valid_share = cfg.validation_fraction / (1 - cfg.test_fraction)
-    strat = rest[LABEL] if cfg.stratify else None
-    train, valid = train_test_split(rest, test_size=valid_share, random_state=cfg.seed, stratify=strat)
-    return Split(train=train, valid=valid, test=test)
 
 
 def metrics_for(y_true: Any, proba: Any, prefix: str) -> dict[str, float]:

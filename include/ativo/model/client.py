@@ -1,0 +1,29 @@
+"""The MLflow client: the one place the platform builds one, for the tracking server and its model registry.
+
+Every module that talks to MLflow through a client gets it from :func:`mlflow_client` (the registry's writes of
+versions, aliases and version tags are :mod:`ativo.model.registry`'s alone). It lives below the registry because
+:mod:`ativo.model.artifact`, which the registry imports, reads versions through a client too.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from ativo.config import Settings
+
+
+def mlflow_client(where: Settings | str | None, *, registry_uri: str | None = None) -> MlflowClient:
+    """A client on the platform's MLflow: the settings' tracking URI, or a tracking URI as given.
+
+    Args:
+        where: the settings (their ``mlflow_tracking_uri``), a tracking URI, or None for MLflow's own default (the
+            active tracking URI of this process).
+        registry_uri: the model registry's URI when it is not the tracking URI's (MLflow's default).
+    """
+    from mlflow import MlflowClient
+
+    uri = where if where is None or isinstance(where, str) else where.mlflow_tracking_uri
+    return MlflowClient(uri, registry_uri=registry_uri)
