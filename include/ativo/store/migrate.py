@@ -296,7 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--empty", action="store_true", help="an empty revision to write by hand (no autogenerate)")
     args = parser.parse_args(argv)
     path = revision(args.message, url=args.url, autogenerate=not args.empty)
-    print(f"wrote {path}: read its operations, run `ruff format` on it, and add a test row in test_migrations.py")
+    print(f"wrote {path}: read its operations, ruff format it, run tests/component/test_migrations.py")
+    print("(docs/platform-db.md says what to look for)")
     return 0
 
 
