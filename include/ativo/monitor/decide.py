@@ -27,11 +27,11 @@ import datetime as dt
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, delete, desc, insert, select
+from sqlalchemy import Engine, delete, desc, func, insert, select
 
 from ativo.spec import ModelSpec
 from ativo.store import episodes
-from ativo.store.db import drift_episodes, monitor_runs, session_lock, utcnow
+from ativo.store.db import monitor_runs, session_lock, utcnow
 
 if TYPE_CHECKING:
     from ativo.config import Settings
@@ -107,22 +107,6 @@ def figures_of(assessment: Assessment) -> dict[str, Any]:
     }
 
 
-def last_episode(engine: Engine, spec: str) -> dict[str, Any] | None:
-    """The spec's most recent drift episode."""
-    with engine.connect() as conn:
-        row = (
-            conn.execute(
-                select(drift_episodes)
-                .where(drift_episodes.c.spec == spec)
-                .order_by(desc(drift_episodes.c.emitted_at))
-                .limit(1)
-            )
-            .mappings()
-            .first()
-        )
-    return dict(row) if row else None
-
-
 def decide(
     engine: Engine,
     spec: ModelSpec,
@@ -184,16 +168,7 @@ def decide(
             )
         else:
             streak = 1 + _streak(conn, spec.name, assessment.version, window_start)
-            last = (
-                conn.execute(
-                    select(drift_episodes)
-                    .where(drift_episodes.c.spec == spec.name)
-                    .order_by(desc(drift_episodes.c.window_end))
-                    .limit(1)
-                )
-                .mappings()
-                .first()
-            )
+            last = episodes.latest_window(conn, spec.name)
             # the cooldown runs in data time: from the end of the last episode's window to this one's end, so a
             # daily window and a 24-hour cooldown do not depend on seconds of scheduling delay
             until = _as_utc(last["window_end"]) + dt.timedelta(hours=cfg.cooldown_hours) if last else None
@@ -326,6 +301,26 @@ def history(engine: Engine, spec: str, limit: int = 50) -> list[dict[str, Any]]:
                 .where(monitor_runs.c.spec == spec)
                 .order_by(desc(monitor_runs.c.window_end))
                 .limit(limit)
+            )
+            .mappings()
+            .all()
+        )
+    return [dict(r) for r in rows]
+
+
+def latest_runs(engine: Engine) -> list[dict[str, Any]]:
+    """Every spec's latest monitoring run (the one whose window ended last); what the monitor's gauges show."""
+    with engine.connect() as conn:
+        latest = (
+            select(monitor_runs.c.spec, func.max(monitor_runs.c.window_end).label("end"))
+            .group_by(monitor_runs.c.spec)
+            .subquery()
+        )
+        rows = (
+            conn.execute(
+                select(monitor_runs).join(
+                    latest, (monitor_runs.c.spec == latest.c.spec) & (monitor_runs.c.window_end == latest.c.end)
+                )
             )
             .mappings()
             .all()

@@ -8,9 +8,10 @@ from __future__ import annotations
 import datetime as dt
 
 from prometheus_client import CollectorRegistry, Gauge
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
-from ativo.store.db import drift_episodes, monitor_runs
+from ativo.monitor.decide import latest_runs
+from ativo.store.episodes import counts as episode_counts
 
 HELD = ("held_cooldown", "held_budget")
 
@@ -77,24 +78,7 @@ def add_gauges(registry: CollectorRegistry, engine: Engine) -> None:
             registry=registry,
         ),
     }
-    with engine.connect() as conn:
-        latest = (
-            select(monitor_runs.c.spec, func.max(monitor_runs.c.window_end).label("end"))
-            .group_by(monitor_runs.c.spec)
-            .subquery()
-        )
-        runs = (
-            conn.execute(
-                select(monitor_runs).join(
-                    latest, (monitor_runs.c.spec == latest.c.spec) & (monitor_runs.c.window_end == latest.c.end)
-                )
-            )
-            .mappings()
-            .all()
-        )
-        episodes: dict[str, int] = dict(
-            conn.execute(select(drift_episodes.c.spec, func.count()).group_by(drift_episodes.c.spec)).all()
-        )
+    runs, episodes = latest_runs(engine), episode_counts(engine)
     for r in runs:
         model, version, fig = r["spec"], r["version"] or "", r["figures"] or {}
         g["rows"].labels(model).set(r["rows"])

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, or_, select, update
+from sqlalchemy import Connection, Engine, desc, func, insert, or_, select, update
 
 from ativo.store.db import drift_episodes, session_lock, utcnow
 
@@ -56,6 +56,44 @@ def announce(
     ).inserted_primary_key
     assert key is not None
     return int(key[0])
+
+
+def latest_window(conn: Connection, spec: str) -> dict[str, Any] | None:
+    """The spec's episode whose window ended last, read in the caller's transaction (the monitor's cooldown)."""
+    row = (
+        conn.execute(
+            select(drift_episodes)
+            .where(drift_episodes.c.spec == spec)
+            .order_by(desc(drift_episodes.c.window_end))
+            .limit(1)
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+def last_episode(engine: Engine, spec: str) -> dict[str, Any] | None:
+    """The spec's most recently announced drift episode."""
+    with engine.connect() as conn:
+        row = (
+            conn.execute(
+                select(drift_episodes)
+                .where(drift_episodes.c.spec == spec)
+                .order_by(desc(drift_episodes.c.emitted_at))
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+    return dict(row) if row else None
+
+
+def counts(engine: Engine) -> dict[str, int]:
+    """Per spec: how many drift episodes were announced (specs without one are left out)."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(drift_episodes.c.spec, func.count()).group_by(drift_episodes.c.spec)).all()
+    return {str(spec): int(n) for spec, n in rows}
 
 
 def _open() -> Any:
