@@ -23,7 +23,6 @@ COPY pyproject.toml README.md ./
 COPY include include
 COPY dags dags
 COPY plugins plugins
-COPY devtools devtools
 COPY deploy deploy
 RUN uv pip install --system --no-cache --no-deps -e . \
  && mkdir -p /opt/airflow/ativo /opt/airflow/logs && chown -R airflow /opt/airflow /opt/ativo

@@ -35,32 +35,32 @@ data: setup  ## fetch the UCI Adult reference data (sha256 checked)
 	@$(PY) -m ativo.cli fetch-data
 
 run: data  ## start Airflow, MLflow and run the lifecycle on the embedded default
-	@$(PY) -m devtools up $(if $(filter 1 yes true,$(FRESH)),--fresh) $(if $(filter 1 yes true,$(DASK)),--dask)
+	@$(PY) -m ativo_dev up $(if $(filter 1 yes true,$(FRESH)),--fresh) $(if $(filter 1 yes true,$(DASK)),--dask)
 
 demo-drift: setup  ## on the running platform: drifted traffic → MONITOR → retraining → canary (after make run)
-	@$(PY) -m devtools demo-drift $(if $(SPEC),--spec $(SPEC))
+	@$(PY) -m ativo_dev demo-drift $(if $(SPEC),--spec $(SPEC))
 
 demo-erasure: setup  ## on the running platform: erase one customer everywhere, retrain, redeploy, receipt (after make run)
-	@$(PY) -m devtools demo-erasure $(if $(SPEC),--spec $(SPEC))
+	@$(PY) -m ativo_dev demo-erasure $(if $(SPEC),--spec $(SPEC))
 
 stop:  ## stop every process `make run` started
-	@if [ -x $(PY) ]; then $(PY) -m devtools down; else echo "nothing to stop"; fi
+	@if [ -x $(PY) ]; then $(PY) -m ativo_dev down; else echo "nothing to stop"; fi
 
 status: setup  ## what is running and where
-	@$(PY) -m devtools status
+	@$(PY) -m ativo_dev status
 
 airflow-env: setup  ## the embedded platform's environment for `airflow` commands: eval "$$(make -s airflow-env)"
-	@$(PY) -m devtools env
+	@$(PY) -m ativo_dev env
 
 # Tiers come from the test's directory (tests/<tier>/): unit, dags, model, component, e2e, integration, browser.
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 XDIST ?= -n 2 --dist loadfile --no-loadscope-reorder
 
 system-packages:  ## Debian's prometheus (promtool) and chromium, for the alert-rule tests and the browser tier
-	@bash devtools/system-packages.sh
+	@bash ativo_dev/system-packages.sh
 
 test: data  ## every tier but integration and browser, the set CI and a newcomer run
-	@bash devtools/system-packages.sh prometheus
+	@bash ativo_dev/system-packages.sh prometheus
 	@$(PYTEST) -m "not integration and not browser" $(XDIST) --durations=15 $(PYTEST_ARGS)
 
 test-fast: data  ## unit and DAG tiers, while you work (under 90 s)
@@ -70,7 +70,7 @@ test-unit test-security test-dags test-model test-component test-e2e: test-%: da
 	@$(PYTEST) -m $* --durations=10 $(PYTEST_ARGS)
 
 test-browser: data  ## browser tier: a live platform, Prometheus on it, Debian's chromium (screenshots in var/screenshots/)
-	@bash devtools/system-packages.sh prometheus chromium
+	@bash ativo_dev/system-packages.sh prometheus chromium
 	@$(PYTEST) -m browser --durations=10 $(PYTEST_ARGS)
 
 test-integration: data  ## integration tier: PostgreSQL, S3 endpoint (ATIVO_REQUIRE_SERVICES=1 makes a missing service fail)

@@ -87,7 +87,7 @@ def backfill_30d() -> dict:
         }
     )
     from ativo.config import load_settings
-    from devtools import lifecycle, supervisor
+    from ativo_dev import lifecycle, supervisor
 
     settings = load_settings()
     t0 = time.perf_counter()

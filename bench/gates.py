@@ -40,7 +40,7 @@ def main() -> None:
     from ativo.evaluate.suite import GATES, load_candidate, publish, run_gate
     from ativo.spec import get_spec
     from ativo.train.search import finish_search, plan_search, search_trial
-    from devtools.harness import land_dataset
+    from tests.support.harness import land_dataset
 
     settings = load_settings()
     spec = get_spec(SPEC, settings.specs_dir)

@@ -87,8 +87,8 @@ def scenario(name: str, trials: int, pool_slots: int, days: int, rows: int | Non
     """Both ways on one dataset, each on a platform of its own; returns the figures."""
     from ativo.config import load_settings
     from ativo.spec import get_spec
-    from devtools import supervisor
-    from devtools.harness import isolated_platform, land_dataset, run_search_on_airflow
+    from ativo_dev import supervisor
+    from tests.support.harness import isolated_platform, land_dataset, run_search_on_airflow
 
     home = keep / name if keep else Path(tempfile.mkdtemp(prefix=f"ativo-bench-hpo-{name}-"))
     with isolated_platform(home) as settings:
@@ -162,7 +162,7 @@ def scenario(name: str, trials: int, pool_slots: int, days: int, rows: int | Non
 
 def timeline(run) -> list[dict]:
     """Every task instance of the run: when it was queued, started and ended, seconds after the trigger."""
-    from devtools.harness import _ts
+    from tests.support.harness import _ts
 
     def after(value):  # noqa: ANN001, ANN202
         t = _ts(value)

@@ -42,7 +42,7 @@ def setup(rows: int, home: Path) -> tuple:
     from ativo.spec import load_spec
     from ativo.store.objects import open_store
     from ativo.train.trainer import fit, split_frame
-    from devtools.harness import register_booster
+    from tests.support.harness import register_booster
 
     os.environ["ATIVO_HOME"] = str(home)
     settings = load_settings()

@@ -7,7 +7,7 @@ score this model from its raw rows: it builds a DMatrix without ``enable_categor
 refused (checked below and reported); it is therefore sent the rows already encoded as category codes
 (``dataframe_split``), while Ativo gets the raw rows and validates every field against the spec. Both servers run
 uvicorn with one worker, one after the other, and are driven by the same closed-loop generator
-(:mod:`devtools.loadgen`, keep-alive connections) with single rows and with 100-row batches. Ativo also writes its
+(:mod:`ativo_dev.loadgen`, keep-alive connections) with single rows and with 100-row batches. Ativo also writes its
 prediction log (Parquet, with the top contributions of every row) while it is measured; MLflow logs nothing.
 
 Usage: ``.venv/bin/python bench/serve.py [--duration 15] [--concurrency 4]``. The last line is one JSON object
@@ -112,10 +112,10 @@ def main() -> None:
     from ativo.model.served import ServedModel
     from ativo.spec import get_spec
     from ativo.train.trainer import fit, split_frame
-    from devtools.harness import free_port, register_booster, start_server
-    from devtools.loadgen import run_load
-    from devtools.wrk import available as wrk_available
-    from devtools.wrk import run_wrk
+    from ativo_dev.loadgen import run_load
+    from ativo_dev.wrk import available as wrk_available
+    from ativo_dev.wrk import run_wrk
+    from tests.support.harness import free_port, register_booster, start_server
 
     p = argparse.ArgumentParser()
     p.add_argument("--duration", type=float, default=15.0)
@@ -127,7 +127,7 @@ def main() -> None:
     args = p.parse_args()
     servers, clients = args.servers.split(","), args.clients.split(",")
     if "wrk" in clients and not wrk_available():
-        sys.exit("wrk is not installed: run devtools/system-packages.sh wrk (or pass --clients loadgen)")
+        sys.exit("wrk is not installed: run ativo_dev/system-packages.sh wrk (or pass --clients loadgen)")
 
     settings = load_settings()
     spec = get_spec(SPEC, settings.specs_dir)

@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="ativo-tests-"))
 
-from devtools.supervisor import airflow_base_env  # noqa: E402  # imports no Airflow
+from ativo_dev.supervisor import airflow_base_env  # noqa: E402  # imports no Airflow
 
 # Tests run two at a time on few cores (pytest-xdist): an idle OpenMP thread (XGBoost, scikit-learn) must sleep,
 # not spin, or each worker's waiting threads burn the core the other worker needs (measured: the reference gate test

@@ -4,8 +4,9 @@ The embedded default keeps everything under ``var/`` of the project; the product
 settings at PostgreSQL, S3 and a remote MLflow. Switching is configuration only.
 
 :func:`load_settings` is the one entry point: it reads the process environment (or a mapping it is given) once,
-and validates it into an immutable :class:`Settings`. A bad value fails there, with the variable's name and why.
-An empty variable counts as unset.
+and the settings file ``<home>/ativo.env`` when there is one (the environment wins), and validates them into an
+immutable :class:`Settings`. A bad value fails there, with the variable's name and why. An empty variable counts as
+unset. :func:`write_settings_file` is the settings file's one writer.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from ativo.errors import SettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SETTINGS_FILE = "ativo.env"  # under ATIVO_HOME: settings a platform hands the library (see Settings)
 DEFAULT_PRICES = {"cpu": 0.10, "gpu": 2.50}  # USD per slot-hour, overridden by ATIVO_PRICES
 
 
@@ -45,16 +47,16 @@ def _var(model: type[BaseModel], info: ValidationInfo) -> str:
 
 
 class Ports(BaseModel):
-    """Loopback ports of the embedded platform's services (``ATIVO_<SERVICE>_PORT``)."""
+    """Loopback ports the library reads (``ATIVO_<SERVICE>_PORT``): Airflow's API server's, for ``airflow_url``.
+
+    The ports of the other services of the local platform (MLflow, the inference API, the alert sink, PostgreSQL,
+    Dask) belong to the launcher that starts them (``ativo_dev``, in the repository), which extends this model; the
+    library reaches those services through URLs (``ATIVO_MLFLOW_TRACKING_URI``, ``ATIVO_SERVE_URLS``, …).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True)
 
     airflow: int = Field(8080, validation_alias="ATIVO_AIRFLOW_PORT")
-    mlflow: int = Field(5000, validation_alias="ATIVO_MLFLOW_PORT")
-    serve: int = Field(8000, validation_alias="ATIVO_SERVE_PORT")
-    alert: int = Field(8099, validation_alias="ATIVO_ALERT_PORT")
-    pg: int = Field(55432, validation_alias="ATIVO_PG_PORT")  # the embedded PostgreSQL (5432 is left to a system one)
-    dask: int = Field(8786, validation_alias="ATIVO_DASK_PORT")  # `make run DASK=1`: the Dask scheduler
 
     @field_validator("*", mode="before")
     @classmethod
@@ -103,6 +105,17 @@ class ServeOptions(BaseModel):
 class Settings(BaseSettings):
     """Where Ativo keeps its state, and every other ``ATIVO_*`` setting; immutable, built by :func:`load_settings`.
 
+    Sources, the first that sets a variable (to a non-empty value) wins:
+
+    1. the environment (or the mapping given to :func:`load_settings`);
+    2. the settings file ``<home>/ativo.env`` (``home`` as the environment names it), when it exists: ``KEY=VALUE``
+       lines of the variables below (``#`` comments and blank lines ignored; no quoting: the value is the rest of
+       the line), readable by the platform's owner only (0600). A platform writes there what every process of the
+       library needs but should not put in every process's environment, such as ``ATIVO_AIRFLOW_PASSWORD``: the
+       local platform (``make run``) writes it when it starts Airflow, docker-compose's ``airflow-init`` and the Helm
+       chart's migrate job write it on the shared volume (:func:`write_settings_file`, the file's one writer);
+    3. the defaults below (locations derived from ``home``).
+
     Attributes:
         home: runtime state directory (``ATIVO_HOME``, default ``var/``).
         store_uri: object store root, ``file:///…`` or ``s3://bucket/prefix`` (``ATIVO_STORE_URI``, default
@@ -127,7 +140,7 @@ class Settings(BaseSettings):
             comma-separated, or a JSON object of spec name → URLs, with ``"*"`` for the servers of the rest);
             a deploy run waits on and reads only :meth:`servers_of` its spec, at ``<url>/models/<spec>/…``.
         serve_by_spec: the per-spec entries of ``ATIVO_SERVE_URLS`` (spec name → URLs).
-        ports: loopback ports of the embedded platform (``ATIVO_{AIRFLOW,MLFLOW,SERVE,ALERT,PG}_PORT``).
+        ports: loopback ports the library reads: ``ports.airflow`` (``ATIVO_AIRFLOW_PORT``), the default Airflow API.
         serve: the options ``ativo serve`` passes to its workers (``ATIVO_SERVE_{SPEC,KEYS,CONFIG}``).
         subject_pepper: the secret that pseudonymises subjects in the prediction log (``ATIVO_SUBJECT_PEPPER``;
             None: the key file under ``<home>/serve``).
@@ -141,7 +154,8 @@ class Settings(BaseSettings):
         git_commit: the code version training records, instead of asking git (``ATIVO_GIT_COMMIT``).
         airflow_api: Airflow's API server, which ``ativo backfill`` calls (``ATIVO_AIRFLOW_URL``, default the
             embedded one on ``ports.airflow``); ``airflow_username`` / ``airflow_password``
-            (``ATIVO_AIRFLOW_USERNAME`` / ``ATIVO_AIRFLOW_PASSWORD``, default the embedded admin) sign in to it.
+            (``ATIVO_AIRFLOW_USERNAME``, default ``admin`` / ``ATIVO_AIRFLOW_PASSWORD``, no default: a platform
+            writes it to the settings file) sign in to it.
         public_airflow_url: the Airflow address people open, where alerts, run notes and log lines link runbooks,
             reports and model cards (``ATIVO_PUBLIC_AIRFLOW_URL``, default ``airflow_url``; set it when tasks reach
             the API server by an internal name).
@@ -359,19 +373,91 @@ def _message(exc: ValidationError) -> str:
     return "; ".join(lines)
 
 
+def settings_file(home: Path | str) -> Path:
+    """The settings file of an Ativo home: ``<home>/ativo.env`` (see :class:`Settings`)."""
+    return Path(home).resolve() / SETTINGS_FILE
+
+
+def read_settings_file(path: Path) -> dict[str, str]:
+    """The ``KEY=VALUE`` lines of a settings file; empty when there is no file.
+
+    Raises:
+        SettingsError: a line is not ``KEY=VALUE``, or names a variable that is no setting (or ``ATIVO_HOME``: the
+            file is found through the home, so it cannot move it).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as err:
+        raise SettingsError(f"cannot read the settings file {path}: {err}; make it readable by this user") from None
+    known = _settable()
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or key not in known:
+            what = f"{key!r} is no Ativo setting" if sep else "expected KEY=VALUE"
+            raise SettingsError(
+                f"{path}:{number}: {what} (settings: {', '.join(sorted(known))}); fix or remove the line"
+            )
+        values[key] = value.strip()
+    return values
+
+
+def write_settings_file(home: Path | str, values: Mapping[str, str]) -> Path:
+    """Set variables in the settings file of ``home``, keeping the others it holds; returns its path.
+
+    The file is replaced whole (a reader never sees half of it) and is readable by its owner only (0600).
+
+    Raises:
+        SettingsError: a key is no setting (or ``ATIVO_HOME``), or a value spans lines.
+    """
+    known = _settable()
+    for key, value in values.items():
+        if key not in known:
+            raise SettingsError(f"{key!r} is no Ativo setting a settings file may hold (one of {', '.join(known)})")
+        if "\n" in value or "\r" in value:
+            raise SettingsError(f"{key}: a value in the settings file must fit on one line")
+    path = settings_file(home)
+    merged = {**read_settings_file(path), **values}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write("# Ativo settings for the processes of this home (see ativo.config.Settings); the environment wins.\n")
+        fh.writelines(f"{key}={value}\n" for key, value in sorted(merged.items()))
+    os.replace(tmp, path)
+    return path
+
+
+def _settable() -> list[str]:
+    """The variables a settings file may set: every setting's, but ``ATIVO_HOME``."""
+    names = [*_variables(Settings), *_variables(Ports), *_variables(ServeOptions)]
+    return sorted(n for n in dict.fromkeys(names) if n != "ATIVO_HOME")
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read settings from ``ATIVO_*`` environment variables, falling back to the embedded default.
+    """Read settings from ``ATIVO_*`` environment variables and the home's settings file, else the embedded default.
 
     Args:
-        env: the environment to read; ``os.environ`` when omitted. Only this mapping is read.
+        env: the environment to read; ``os.environ`` when omitted. Only this mapping, and the settings file of the
+            home it names (``<ATIVO_HOME>/ativo.env``, when it exists), are read; the mapping wins.
 
     Returns:
         The settings. Nothing is created on disk.
 
     Raises:
-        SettingsError: (a ``ValueError``) if a variable has a bad value; the message names it and says why.
+        SettingsError: (a ``ValueError``) if a variable has a bad value, or the settings file a bad line; the message
+            names it and says why.
     """
     env = os.environ if env is None else env
+    from_file = read_settings_file(settings_file(env.get("ATIVO_HOME") or PROJECT_ROOT / "var"))
+    if from_file:
+        env = {**from_file, **{k: v for k, v in env.items() if v}}
     values: dict[str, Any] = {var: env[var] for var in _variables(Settings) if var in env}
     for group, model in (("ports", Ports), ("serve", ServeOptions)):
         values[group] = {var: env[var] for var in _variables(model) if env.get(var)}

@@ -1,38 +1,17 @@
 """Airflow's REST API (v2), as the CLI, the launcher and the test platform call it: no Airflow import, no DB access.
 
-The embedded default's admin password is generated once into ``var/airflow/passwords.json``; a deployed Airflow is
-reached with ``ATIVO_AIRFLOW_URL``, ``ATIVO_AIRFLOW_USERNAME`` and ``ATIVO_AIRFLOW_PASSWORD``.
+Airflow is reached with the settings ``ATIVO_AIRFLOW_URL`` (default the embedded one on ``ATIVO_AIRFLOW_PORT``),
+``ATIVO_AIRFLOW_USERNAME`` and ``ATIVO_AIRFLOW_PASSWORD``, which a platform writes to the home's settings file
+(:class:`ativo.config.Settings`): the library reads no file of Airflow's.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
 from typing import Any
 
-from ativo.config import Settings
+from ativo.config import Settings, settings_file
+from ativo.errors import SettingsError
 from ativo.http import send_json
-
-
-def admin_password(settings: Settings) -> str:
-    """The Airflow admin password (generated once, kept in var/airflow/passwords.json, readable by its owner only)."""
-    path = settings.airflow_home / "passwords.json"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written 0600 to a file of its own, then linked into place: never readable by others, never half-written,
-        # and two processes starting together agree on the first one's password.
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps({"admin": secrets.token_urlsafe(12)}))
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    return str(json.loads(path.read_text())["admin"])
 
 
 class AirflowAPI:
@@ -46,9 +25,18 @@ class AirflowAPI:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AirflowAPI:
-        """The API the settings name (``ATIVO_AIRFLOW_URL``), with their credentials or the embedded admin's."""
-        password = settings.airflow_password.get_secret_value() if settings.airflow_password else None
-        return cls(settings.airflow_url, password or admin_password(settings), settings.airflow_username)
+        """The API the settings name (``ATIVO_AIRFLOW_URL``), signed in with their credentials.
+
+        Raises:
+            SettingsError: no ``ATIVO_AIRFLOW_PASSWORD`` is set (in the environment or the home's settings file).
+        """
+        if settings.airflow_password is None:
+            raise SettingsError(
+                f"no password for Airflow's API at {settings.airflow_url}: set ATIVO_AIRFLOW_PASSWORD (the password "
+                f"of {settings.airflow_username!r}), in the environment or in {settings_file(settings.home)} (the "
+                "local platform writes it there when `make run` starts Airflow)"
+            )
+        return cls(settings.airflow_url, settings.airflow_password.get_secret_value(), settings.airflow_username)
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None, auth: bool = True) -> Any:
         """One call (a GET retried on connection failures and 502/503/504); its JSON answer, None when empty.

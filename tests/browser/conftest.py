@@ -6,7 +6,7 @@ API, the api-server's ``/ativo/metrics`` and the bridge, with the alert rules of
 lifecycle runs for one spec over a few days (one malformed day is quarantined), a champion is deployed, traffic is
 replayed with labels, and one monitoring window is judged, so every page and dashboard has something to show.
 
-Chromium is Debian's (``devtools/system-packages.sh`` installs it); without it the tier is skipped, saying so,
+Chromium is Debian's (``ativo_dev/system-packages.sh`` installs it); without it the tier is skipped, saying so,
 unless ``ATIVO_REQUIRE_TOOLS=1`` (CI), which fails instead.
 """
 
@@ -111,12 +111,12 @@ def live_platform(reference_dir) -> Any:
     """The running platform (see the module docstring); stopped, with everything it started, at the end."""
     for tool in ("prometheus", "promtool"):
         if shutil.which(tool) is None:
-            missing(f"{tool} is not installed: run devtools/system-packages.sh (Debian's prometheus package)")
+            missing(f"{tool} is not installed: run ativo_dev/system-packages.sh (Debian's prometheus package)")
     from ativo.naming import train_dag_id
     from ativo.orchestrator import AirflowAPI
     from ativo.waiting import wait_until
-    from devtools import lifecycle, supervisor
-    from devtools.harness import free_port, isolated_platform
+    from ativo_dev import lifecycle, supervisor
+    from tests.support.harness import free_port, isolated_platform
 
     home = Path(tempfile.mkdtemp(prefix="ativo-browser-"))
     home.chmod(0o711)  # the embedded PostgreSQL runs as an unprivileged user under root
@@ -141,7 +141,7 @@ def live_platform(reference_dir) -> Any:
                 [
                     sys.executable,
                     "-m",
-                    "devtools.statsd_bridge",
+                    "ativo_dev.statsd_bridge",
                     "--mapping",
                     str(ROOT / "deploy" / "statsd" / "mapping.yml"),
                     "--udp",
@@ -234,7 +234,7 @@ def live_platform(reference_dir) -> Any:
 def browser() -> Any:
     """Debian's headless chromium under Playwright (no browser download)."""
     if not Path(CHROMIUM).exists():
-        missing(f"{CHROMIUM} is not installed: run devtools/system-packages.sh (Debian's chromium package)")
+        missing(f"{CHROMIUM} is not installed: run ativo_dev/system-packages.sh (Debian's chromium package)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

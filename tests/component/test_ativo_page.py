@@ -17,7 +17,7 @@ from tests.metrics_text import samples
 @pytest.fixture
 def airflow_app(airflow_db, ativo_home, monkeypatch, tmp_path):
     """Airflow's api-server app with Ativo's auth manager and users, and a token per user."""
-    from devtools.supervisor import PROJECT_ROOT
+    from ativo_dev.supervisor import PROJECT_ROOT
 
     passwords = {"admin": "a-pass", "operator": "o-pass", "analyst": "u-pass"}
     (tmp_path / "passwords.json").write_text(json.dumps(passwords))

@@ -25,7 +25,7 @@ def test_compose_file_matches_the_compose_spec():
 
 
 def setting_paths() -> dict[str, tuple[str, ...]]:
-    """Every environment variable Settings reads → the attribute path it lands on (``ports.serve``)."""
+    """Every environment variable Settings reads → the attribute path it lands on (``ports.airflow``)."""
     from pydantic import AliasChoices, BaseModel
 
     from ativo.config import Settings
@@ -96,7 +96,7 @@ def test_every_ativo_setting_in_compose_is_one_the_code_reads():
     from ativo.config import load_settings
 
     paths = setting_paths()
-    assert {"ATIVO_HOME", "ATIVO_DB_URL", "ATIVO_SERVE_PORT", "MLFLOW_TRACKING_URI"} <= set(paths)
+    assert {"ATIVO_HOME", "ATIVO_DB_URL", "ATIVO_AIRFLOW_PORT", "MLFLOW_TRACKING_URI"} <= set(paths)
     configured = {}
     for name, env in service_environments().items():
         given = {k: v for k, v in env.items() if k.startswith("ATIVO_") or k == "MLFLOW_TRACKING_URI"}
@@ -143,6 +143,27 @@ def test_compose_services_run_only_commands_and_files_that_exist():
     assert "CeleryExecutor" in text and "apache-airflow-providers-celery" in (ROOT / "requirements.txt").read_text()
 
 
+DEV_ONLY = ("ativo_dev", "devtools", "tests")  # the local launcher (and its old name), the tests and their support
+
+
+def test_no_service_runs_development_tooling_and_the_image_holds_none():
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    for name, service in services.items():
+        run = " ".join(
+            " ".join(map(str, v)) if isinstance(v, list) else str(v)
+            for v in (service.get("entrypoint") or "", service.get("command") or "")
+        )
+        modules = re.findall(r"python3? -m ([\w.]+)", run)
+        assert not [m for m in modules if m.split(".")[0] in DEV_ONLY], f"{name} runs development tooling: {run}"
+        assert not re.search(r"\b(ativo_dev|devtools)\b", run), f"{name} runs development tooling: {run}"
+    # the on-call sink is the library's own component, a module of the installed package
+    assert services["alert-sink"]["command"].split()[:3] == ["python", "-m", "ativo.ops.alert_sink"]
+    copied = [line.split()[1:-1] for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("COPY")]
+    sources = {src.rstrip("/") for srcs in copied for src in srcs}
+    assert sources & set(DEV_ONLY) == set(), f"the image copies development tooling: {sorted(sources)}"
+    assert {"include", "dags", "plugins"} <= sources
+
+
 def mounts(service: dict) -> dict[str, str]:
     """A service's volume mounts, short or long syntax: container path → source (a named volume or a host path)."""
     out = {}
@@ -156,49 +177,58 @@ def mounts(service: dict) -> dict[str, str]:
 
 
 def test_every_reader_of_the_passwords_file_shares_the_one_airflow_init_writes(tmp_path):
-    """The API server checks logins against the file and Ativo's tasks read the admin password from it: one file."""
-    from ativo.config import load_settings
+    """The API server checks logins against the passwords file; Ativo's tasks read the admin password from their
+    settings file (ATIVO_HOME/ativo.env), never Airflow's file: airflow-init writes both on one shared volume."""
+    from ativo.config import load_settings, settings_file
 
     var = "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"
+    users_var = "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"
     doc, envs = yaml.safe_load(COMPOSE.read_text()), service_environments()
-    readers = {}  # service → the path it reads: Airflow's setting, or ATIVO_HOME/airflow/passwords.json for Ativo's
-    for name, env in envs.items():
-        if var in env:
-            readers[name] = env[var]
-        if env.get("ATIVO_AIRFLOW_URL") and not env.get("ATIVO_AIRFLOW_PASSWORD"):
-            home = {k: v for k, v in env.items() if k == "ATIVO_HOME"}
-            ativo = str(load_settings(home).airflow_home / "passwords.json")
-            assert readers.setdefault(name, ativo) == ativo, f"{name}: Airflow's {var} is not where Ativo reads it"
+    readers = {name: env[var] for name, env in envs.items() if var in env}  # service → the passwords file it reads
     assert {"airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-worker", "airflow-worker-gpu"} <= set(
         readers
     )
     assert len(set(readers.values())) == 1, readers
     path = Path(next(iter(readers.values())))
-    volumes = set()
-    for name in readers:
-        holding = [m for m in mounts(doc["services"][name]).items() if path.is_relative_to(m[0])]
-        assert holding, f"{name} reads {path} but mounts no volume holding it: its container has a file of its own"
-        volumes.add(max(holding, key=lambda m: len(m[0])))  # the innermost mount is the one that holds the file
-    assert len(volumes) == 1, f"the services read {path} from different volumes: {volumes}"
-    [(_, volume)] = volumes
-    assert volume in (doc.get("volumes") or {}), f"{volume} is not a named volume the services share"
+    # every service whose Ativo calls Airflow's API without a password of its own reads it from its settings file
+    callers = {
+        name: settings_file(load_settings({"ATIVO_HOME": env.get("ATIVO_HOME", "")}).home)
+        for name, env in envs.items()
+        if env.get("ATIVO_AIRFLOW_URL") and not env.get("ATIVO_AIRFLOW_PASSWORD")
+    }
+    assert {"airflow-scheduler", "airflow-worker", "airflow-worker-gpu", "airflow-init"} <= set(callers)
+    assert len(set(callers.values())) == 1, callers
+    ativo_env = next(iter(callers.values()))
+    for file, services in ((path, readers), (ativo_env, callers)):
+        volumes = set()
+        for name in services:
+            holding = [m for m in mounts(doc["services"][name]).items() if file.is_relative_to(m[0])]
+            assert holding, f"{name} reads {file} but mounts no volume holding it: its container has a file of its own"
+            volumes.add(max(holding, key=lambda m: len(m[0])))  # the innermost mount is the one that holds the file
+        assert len(volumes) == 1, f"the services read {file} from different volumes: {volumes}"
+        [(_, volume)] = volumes
+        assert volume in (doc.get("volumes") or {}), f"{volume} is not a named volume the services share"
 
-    # airflow-init writes the file there, for every user, before the services that read it start
-    for name in set(readers) - {"airflow-init"}:
+    # airflow-init writes both there, for every user, before the services that read them start
+    for name in (set(readers) | set(callers)) - {"airflow-init"}:
         assert doc["services"][name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
     script = shlex.split(shlex.split(doc["services"]["airflow-init"]["command"])[2])
-    code = script[script.index("python") + 2]
-    assert var in code or str(path) in code, f"airflow-init does not write {path}"
-    local = tmp_path / path.relative_to(path.anchor)
-    code = code.replace(str(path), str(local))  # a literal path, where the container has it, lands in tmp_path
-    users = {user.split(":")[0] for user in envs["airflow-init"]["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(",")}
+    steps = [step.split() for step in " ".join(script).split("&&")]
+    assert ["python", "-m", "ativo.airflow.passwords"] in steps, f"airflow-init does not write {path}: {steps}"
+    local, home = tmp_path / path.relative_to(path.anchor), tmp_path / "ativo-home"  # where the container has them
+    init = envs["airflow-init"]
+    env = {
+        **{k: v for k, v in init.items() if k.startswith("ATIVO_")},
+        "ATIVO_HOME": str(home),
+        var: str(local),
+        users_var: init[users_var],
+        "PATH": "/usr/bin:/bin",
+    }
+    users = {user.split(":")[0] for user in init[users_var].split(",")}
     for kept in ({}, {"admin": "changed-by-hand"}):  # the first `docker compose up`, and every one after
         if kept:
             local.write_text(json.dumps(kept))
-        users_var = "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"
-        subprocess.run(
-            [sys.executable, "-c", code], env={var: str(local), users_var: envs["airflow-init"][users_var]}, check=True
-        )
+        subprocess.run([sys.executable, "-m", "ativo.airflow.passwords"], env=env, check=True, capture_output=True)
         assert local.is_file(), f"airflow-init writes no file at {path}"
         written = json.loads(local.read_text())
         assert users <= set(written), f"airflow-init writes no password for {users - set(written)}"
@@ -206,6 +236,10 @@ def test_every_reader_of_the_passwords_file_shares_the_one_airflow_init_writes(t
         assert oct(local.stat().st_mode & 0o777) == oct(0o600), "the passwords file is readable by others"
         fresh = {u: p for u, p in written.items() if u not in kept}
         assert all(len(p) >= 16 and p != u for u, p in fresh.items()), f"guessable passwords: {fresh}"
+        # what Ativo's tasks sign in with: the admin's password, in a settings file only its owner reads
+        assert oct(settings_file(home).stat().st_mode & 0o777) == oct(0o600), "the settings file is readable by others"
+        password = load_settings({"ATIVO_HOME": str(home)}).airflow_password
+        assert password is not None and password.get_secret_value() == written["admin"]
     assert json.loads(local.read_text())["operator"] == written["operator"]  # a rerun keeps what it generated
 
 

@@ -20,7 +20,7 @@ def _free_port() -> int:
 def cluster(tmp_path, monkeypatch):
     from ativo.config import load_settings
     from ativo.train.distributed import close_clients
-    from devtools import supervisor
+    from ativo_dev import supervisor
 
     monkeypatch.setenv("ATIVO_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("ATIVO_DASK_PORT", str(_free_port()))

@@ -40,7 +40,7 @@ def _platform(settings, spec, boosters, root):
     """A registry with two versions, the first one champion, and an API key for each role."""
     from ativo.deploy.promotion import promote
     from ativo.serve.keys import create_key
-    from devtools.harness import register_booster
+    from tests.support.harness import register_booster
 
     versions = [register_booster(settings, spec, b, artifact_root=root / "art") for b in boosters]
     promote(spec, settings, versions[0], reason="test")
@@ -206,7 +206,7 @@ def test_canary_takes_its_share_of_callers_and_a_failing_canary_falls_back_to_th
 
     from ativo.deploy.promotion import start_trial
     from ativo.waiting import wait_until
-    from devtools.harness import register_booster
+    from tests.support.harness import register_booster
 
     v1, v2 = platform["versions"]
     start_trial(spec, settings, v2, percent=30)
@@ -377,7 +377,7 @@ def test_a_version_with_a_mitigation_policy_decides_by_its_per_group_thresholds(
     from ativo.model.policy import DecisionPolicy
     from ativo.model.served import ServedModel
     from ativo.serve.keys import create_key
-    from devtools.harness import register_booster
+    from tests.support.harness import register_booster
 
     booster = boosters[0]
     _, policy = mitigate(spec, ServedModel(spec=spec, name=spec.name, version="0", booster=booster, sha256=""), split)

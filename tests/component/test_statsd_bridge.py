@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from devtools.statsd_bridge import (
+from ativo_dev.statsd_bridge import (
     MappingError,
     StatsdBridge,
     escape_metric_name,

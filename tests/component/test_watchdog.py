@@ -16,8 +16,8 @@ import pytest
 @pytest.fixture
 def platform(tmp_path, monkeypatch):
     from ativo.config import load_settings
-    from devtools import supervisor
-    from devtools.harness import free_port
+    from ativo_dev import supervisor
+    from tests.support.harness import free_port
 
     monkeypatch.setenv("ATIVO_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("ATIVO_AIRFLOW_PORT", str(free_port()))
@@ -27,7 +27,7 @@ def platform(tmp_path, monkeypatch):
 
 
 def start_sleeper(settings, name: str) -> int:
-    from devtools import supervisor
+    from ativo_dev import supervisor
 
     return supervisor._start(
         settings,
@@ -39,8 +39,8 @@ def start_sleeper(settings, name: str) -> int:
 
 
 def test_a_killed_component_is_restarted_and_paged_and_a_crash_loop_backs_off(platform):
-    from devtools import supervisor
-    from devtools.watchdog import Watchdog, restarts
+    from ativo_dev import supervisor
+    from ativo_dev.watchdog import Watchdog, restarts
 
     pages: list[dict] = []
     now = [1000.0]
@@ -70,8 +70,8 @@ def test_a_killed_component_is_restarted_and_paged_and_a_crash_loop_backs_off(pl
 
 
 def test_a_stopped_platform_is_not_restarted(platform):
-    from devtools import supervisor
-    from devtools.watchdog import Watchdog
+    from ativo_dev import supervisor
+    from ativo_dev.watchdog import Watchdog
 
     start_sleeper(platform, "mlflow")
     supervisor.stop_services(platform)
@@ -81,8 +81,8 @@ def test_a_stopped_platform_is_not_restarted(platform):
 
 def test_a_hung_scheduler_is_restarted(platform):
     """Its process lives, but Airflow's health endpoint has called it unhealthy for longer than stale_s."""
-    from devtools import supervisor
-    from devtools.watchdog import Watchdog
+    from ativo_dev import supervisor
+    from ativo_dev.watchdog import Watchdog
 
     class Health(BaseHTTPRequestHandler):
         def do_GET(self):

@@ -34,8 +34,8 @@ def test_deploy_dag_promotes_a_sound_canary_and_rolls_back_a_bad_one(
     from ativo.deploy.promotion import history
     from ativo.evaluate.suite import request_rows
     from ativo.model.registry import aliases
-    from devtools.harness import register_booster, start_server
-    from devtools.loadgen import run_load
+    from ativo_dev.loadgen import run_load
+    from tests.support.harness import register_booster, start_server
 
     url, pages = webhook
     monkeypatch.setenv("AIRFLOW_CONN_ATIVO_ONCALL", json.dumps({"conn_type": "http", "extra": {"webhook_url": url}}))

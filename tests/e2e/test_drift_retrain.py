@@ -51,7 +51,7 @@ def test_drifted_traffic_is_detected_and_retrains_a_new_challenger(
     from ativo.serve.traffic import parse_shift, replay
     from ativo.store.db import drift_episodes, get_engine
     from ativo.store.objects import open_store
-    from devtools.harness import start_server
+    from tests.support.harness import start_server
 
     url, pages = webhook
     monkeypatch.setenv("AIRFLOW_CONN_ATIVO_ONCALL", json.dumps({"conn_type": "http", "extra": {"webhook_url": url}}))

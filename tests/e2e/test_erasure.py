@@ -58,7 +58,7 @@ def test_erasure_purges_everywhere_and_redeploys_retrained_models(
     from ativo.serve.predlog import read_log
     from ativo.store.db import get_engine
     from ativo.store.objects import open_store
-    from devtools.harness import start_server
+    from tests.support.harness import start_server
 
     url, pages = webhook
     monkeypatch.setenv("AIRFLOW_CONN_ATIVO_ONCALL", json.dumps({"conn_type": "http", "extra": {"webhook_url": url}}))

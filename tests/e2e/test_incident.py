@@ -32,8 +32,8 @@ def test_an_incident_rejects_the_next_candidate_that_decides_it_wrongly(
     from ativo.train.search import load_dataset
     from ativo.train.trainer import split_frame
     from ativo.waiting import wait_until
-    from devtools.harness import land_dataset, start_server
-    from devtools.supervisor import operator_key
+    from ativo_dev.supervisor import operator_key
+    from tests.support.harness import land_dataset, start_server
 
     url, pages = webhook
     monkeypatch.setenv("AIRFLOW_CONN_ATIVO_ONCALL", json.dumps({"conn_type": "http", "extra": {"webhook_url": url}}))
@@ -84,7 +84,7 @@ def test_an_incident_rejects_the_next_candidate_that_decides_it_wrongly(
     [case] = cases(get_engine(settings.db_url), spec.name)
     assert (case["expected"], case["decision"], case["model_version"]) == (1, 0, v1)
     assert case["features"] == rows[answers.index(wrong)]
-    assert case["actor"] == "key:devtools"  # the op key that recorded it, not the shell's user
+    assert case["actor"] == "key:ativo-dev"  # the op key that recorded it, not the shell's user
     [page] = [p for p in pages if p.get("ativo", {}).get("kind") == "incident_recorded"]
     assert page["ativo"]["prediction_id"] == wrong["prediction_id"] and page["ativo"]["model_version"] == v1
     assert page["ativo"]["dataset_version"] == case["dataset_version"] and page["ativo"]["run_id"]

@@ -128,8 +128,8 @@ def lifecycle(spec_name: str, files: list[Path], settings) -> dict:
     from airflow.dag_processing.dagbag import DagBag
 
     from ativo.deploy.steps import server_versions
-    from devtools.harness import start_server
-    from devtools.supervisor import operator_key
+    from ativo_dev.supervisor import operator_key
+    from tests.support.harness import start_server
 
     operator = {**os.environ, "ATIVO_OP_KEY": operator_key(settings)}  # landing data changes state: an op key
     for day, path in zip(DAYS, files, strict=True):

@@ -10,7 +10,7 @@ import re
 
 
 def test_real_scheduler_never_runs_more_trials_than_the_pool_has_slots(tmp_path, reference_dir):
-    from devtools.harness import isolated_platform, land_dataset, run_search_on_airflow
+    from tests.support.harness import isolated_platform, land_dataset, run_search_on_airflow
 
     with isolated_platform(tmp_path / "home") as settings:
         tag = land_dataset(settings, "adult_income", days=30, etl_days=2)  # about 3,000 rows: quick trials

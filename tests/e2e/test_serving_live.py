@@ -1,7 +1,7 @@
 """`ativo serve` as a real process under load: blue/green, shadow, restarts, and canaries judged on live figures.
 
 Servers are started with ``ativo serve`` on loopback against a real MLflow registry (SQLite, file artifacts);
-traffic comes from :mod:`devtools.loadgen` (keep-alive connections, 127.0.0.1 only). The deploy steps are the ones the
+traffic comes from :mod:`ativo_dev.loadgen` (keep-alive connections, 127.0.0.1 only). The deploy steps are the ones the
 deploy DAG's tasks call.
 """
 
@@ -33,7 +33,7 @@ class _Registry(dict):
         self.settings, self.spec, self.models, self.root = settings, spec, models, root
 
     def __missing__(self, name: str) -> str:
-        from devtools.harness import register_booster
+        from tests.support.harness import register_booster
 
         version = register_booster(self.settings, self.spec, self.models[name], artifact_root=self.root)
         self[name] = version
@@ -53,7 +53,7 @@ def registry(settings, spec, models, tmp_path):
 
 @pytest.fixture
 def server(settings, registry):
-    from devtools.harness import start_server
+    from tests.support.harness import start_server
 
     srv = start_server(settings, args=("--refresh-s", "0.2", "--flush-s", "0.5"))
     yield srv
@@ -70,7 +70,7 @@ def bodies(spec, split, n=200):
 
 
 def load(srv, payloads, seconds, warmup_s=0.3, **kw):
-    from devtools.loadgen import run_load
+    from ativo_dev.loadgen import run_load
 
     return run_load(
         srv.url + "/predict",
@@ -147,7 +147,7 @@ def test_every_answered_request_has_exactly_one_log_row_across_a_restart_under_l
 ):
     from ativo.serve.predlog import read_log
     from ativo.store.objects import open_store
-    from devtools.harness import start_server
+    from tests.support.harness import start_server
 
     payloads = bodies(spec, split)
     batch = json.dumps({"rows": [json.loads(p) for p in payloads[:10]]}).encode()

@@ -28,7 +28,7 @@ def unavailable(what: str) -> None:
 @pytest.fixture(scope="session")
 def s3_endpoint(tmp_path_factory):
     """A moto S3 server on 127.0.0.1 (a real HTTP endpoint, spoken to with boto3/s3fs as in production)."""
-    from devtools.harness import free_port
+    from tests.support.harness import free_port
 
     port = free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"

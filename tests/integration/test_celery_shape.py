@@ -76,10 +76,10 @@ def test_celery_shape_survives_a_killed_worker_a_database_restart_and_an_s3_outa
 ):
     import boto3
 
-    from devtools import lifecycle, pg, supervisor
-    from devtools.faultproxy import FaultProxy
-    from devtools.harness import isolated_platform
+    from ativo_dev import lifecycle, pg, supervisor
+    from ativo_dev.faultproxy import FaultProxy
     from tests.integration.conftest import unavailable
+    from tests.support.harness import isolated_platform
 
     if not _redis_ok():
         unavailable(
@@ -184,11 +184,12 @@ def test_celery_shape_survives_a_killed_worker_a_database_restart_and_an_s3_outa
 def _create_databases(settings, names: tuple[str, ...]) -> None:
     import psycopg2
 
-    from devtools import pg
+    from ativo_dev import pg
+    from ativo_dev.ports import embedded_ports
 
     conn = psycopg2.connect(
         host="127.0.0.1",
-        port=settings.ports.pg,
+        port=embedded_ports().pg,
         user=pg.SUPERUSER,
         dbname="postgres",
         password=pg.password(settings),
@@ -224,7 +225,7 @@ def _run_with_faults(settings, api, proxy, workers) -> None:  # noqa: C901  # on
     from ativo.naming import etl_dag_id, train_dag_id
     from ativo.store.db import get_engine, gpu_leases, spend_ledger
     from ativo.waiting import wait_until
-    from devtools import lifecycle, supervisor
+    from ativo_dev import lifecycle, supervisor
 
     live = load_settings(supervisor.platform_env(settings))
     lifecycle.unpause_all(api, [SPEC])
@@ -323,8 +324,8 @@ def _run_with_faults(settings, api, proxy, workers) -> None:  # noqa: C901  # on
         f"S3 connections refused during the outage: {proxy.refused}; ETL tasks that needed another try: "
         f"{len(retried)} (the S3 client's own retries absorb a short outage)"
     )
+    from ativo.data.training import load_dataset
     from ativo.data.versioning import open_registry
-    from ativo.train.search import load_dataset
 
     engine = get_engine(live.db_url)
     from ativo.spec import get_spec

@@ -46,8 +46,8 @@ def test_concurrent_backfills_and_training_survive_a_killed_scheduler(tmp_path, 
     from ativo.spec import get_spec
     from ativo.store.objects import open_store
     from ativo.waiting import wait_until
-    from devtools import supervisor
-    from devtools.harness import isolated_platform
+    from ativo_dev import supervisor
+    from tests.support.harness import isolated_platform
 
     _quick_specs(tmp_path / "specs")
     monkeypatch.setenv("ATIVO_SPECS_DIR", str(tmp_path / "specs"))

@@ -193,7 +193,7 @@ def test_comparison_leaves_out_rows_the_champion_trained_on(spec, split, good):
 @pytest.fixture
 def registered(spec, split, good, tmp_path, settings):
     """The good model logged and registered in a real MLflow registry (SQLite, file artifacts), as training does."""
-    from devtools.harness import register_booster
+    from tests.support.harness import register_booster
 
     uri = settings.mlflow_tracking_uri
     version = register_booster(

@@ -35,7 +35,7 @@ class Recorder:
 @pytest.fixture
 def started(settings, monkeypatch):
     """The embedded platform as `make run DASK=1` starts it (SQLite metadata DB), with no process really started."""
-    from devtools import supervisor
+    from ativo_dev import supervisor
 
     monkeypatch.setenv("ATIVO_EMBEDDED_DB", "sqlite")
     Recorder.calls = []
@@ -49,7 +49,7 @@ def started(settings, monkeypatch):
 
 
 def test_every_embedded_server_listens_on_loopback_only(started, settings, monkeypatch):
-    from devtools import pg, supervisor
+    from ativo_dev import pg, supervisor
 
     def flag(cmd: list[str], name: str) -> str | None:
         return cmd[cmd.index(name) + 1] if name in cmd else None
@@ -64,7 +64,7 @@ def test_every_embedded_server_listens_on_loopback_only(started, settings, monke
         "watchdog": lambda c: True,  # listens on nothing
         "mlflow": lambda c: flag(c["cmd"], "--host") == "127.0.0.1",
         "serve": lambda c: flag(c["cmd"], "--host") == "127.0.0.1",
-        "alert-sink": lambda c: c["cmd"][-1] == "127.0.0.1",  # python -m devtools.alert_sink PORT FILE HOST
+        "alert-sink": lambda c: c["cmd"][-1] == "127.0.0.1",  # python -m ativo.ops.alert_sink PORT FILE HOST
         # Dask's HTTP server (health, metrics) runs without the dashboard too: it gets a loopback address as well
         "dask-scheduler": lambda c: (
             flag(c["cmd"], "--host") == "127.0.0.1" and flag(c["cmd"], "--dashboard-address").startswith("127.0.0.1:")
@@ -109,7 +109,7 @@ def test_the_alert_sink_and_the_dask_cluster_listen_on_loopback_only(settings, m
     import socket
 
     from ativo.waiting import wait_until
-    from devtools import supervisor
+    from ativo_dev import supervisor
 
     ports = {}
     for name in ("alert", "dask"):
@@ -128,7 +128,7 @@ def test_the_alert_sink_and_the_dask_cluster_listen_on_loopback_only(settings, m
             [
                 sys.executable,
                 "-m",
-                "devtools.alert_sink",
+                "ativo.ops.alert_sink",
                 str(ports["alert"]),
                 str(settings.home / "logs" / "alerts.jsonl"),
                 supervisor.LOOPBACK,
@@ -149,14 +149,14 @@ def test_the_alert_sink_and_the_dask_cluster_listen_on_loopback_only(settings, m
 
 
 def test_every_service_creates_its_files_private(started):
-    from devtools import supervisor
+    from ativo_dev import supervisor
 
     assert {name: call["umask"] for name, call in started.items()} == dict.fromkeys(started, supervisor.PRIVATE_UMASK)
 
 
 def test_a_service_process_writes_files_0600_and_directories_0700(settings):
     """A real child, as the supervisor starts one: the platform DB (with its WAL), a prediction-log partition."""
-    from devtools import supervisor
+    from ativo_dev import supervisor
 
     store = settings.home / "store" / "predictions" / "adult_income"
     code = (
@@ -180,11 +180,10 @@ def test_a_service_process_writes_files_0600_and_directories_0700(settings):
 def test_the_secret_files_of_the_platform_are_0600(settings):
     from ativo.hashing import platform_pepper
     from ativo.model.registry import key_file, signing_key
-    from ativo.orchestrator import admin_password
-    from devtools import pg, supervisor
+    from ativo_dev import pg, supervisor
 
     supervisor.protect_state(settings)
-    admin_password(settings)
+    supervisor.admin_password(settings)
     supervisor.demo_key(settings)
     supervisor.operator_key(settings)
     platform_pepper(settings)
@@ -195,6 +194,7 @@ def test_the_secret_files_of_the_platform_are_0600(settings):
     home = settings.home
     files = [
         home / "airflow" / "passwords.json",
+        home / "ativo.env",
         home / "serve" / "api_keys.json",
         home / "serve" / "demo_key",
         home / "serve" / "operator_key",
@@ -211,7 +211,7 @@ def test_the_secret_files_of_the_platform_are_0600(settings):
 
 
 def test_state_an_earlier_version_left_readable_becomes_private(settings, tmp_path):
-    from devtools import supervisor
+    from ativo_dev import supervisor
 
     home = settings.home
     for name in supervisor.PRIVATE_DIRS:

@@ -76,7 +76,7 @@ def _deploy_with_answer(spec, who, option):
 @pytest.fixture
 def candidate(settings, four_eyes, small_boosters, tmp_path, monkeypatch):
     """A gated version, no champion yet, and a live server the deploy run waits on."""
-    from devtools.harness import register_booster, start_server
+    from tests.support.harness import register_booster, start_server
 
     version = register_booster(settings, four_eyes, small_boosters["good"], artifact_root=tmp_path / "art")
     from ativo.model.registry import set_challenger

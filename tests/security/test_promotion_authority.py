@@ -24,7 +24,7 @@ def platform(settings, spec, boosters, tmp_path, webhook, monkeypatch):
     """Champion v1 and canary v2 at 20 % (both gated), v3 rejected by its gates, v4 never gated; an API key."""
     from ativo.deploy.promotion import promote, start_trial
     from ativo.serve.keys import create_key
-    from devtools.harness import register_booster
+    from tests.support.harness import register_booster
 
     url, pages = webhook
     monkeypatch.setenv("AIRFLOW_CONN_ATIVO_ONCALL", json.dumps({"conn_type": "http", "extra": {"webhook_url": url}}))
@@ -153,7 +153,7 @@ def test_erasure_finds_a_model_whose_dataset_tag_was_rewritten(settings, spec, p
 def test_no_path_puts_a_rejected_or_ungated_version_on_live_traffic(who, settings, spec, boosters, platform):
     from ativo.deploy.promotion import DeployRefused, promote, start_trial
     from ativo.model.registry import aliases, history
-    from devtools.harness import register_booster
+    from tests.support.harness import register_booster
 
     version = (
         platform["v3"]
@@ -269,7 +269,7 @@ def test_an_upgraded_platform_adopts_mlflows_routing_once_by_an_op(settings, spe
     from mlflow import MlflowClient
 
     from ativo.model.registry import PromotionRefused, adopt_routing, current, history
-    from devtools.harness import register_booster
+    from tests.support.harness import register_booster
 
     v1 = register_booster(settings, spec, boosters["good"], artifact_root=tmp_path / "art", gated=None)
     client = MlflowClient(settings.mlflow_tracking_uri)

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
-from ativo.config import DEFAULT_PRICES, PROJECT_ROOT, Ports, Settings, load_settings
+from ativo.config import (
+    DEFAULT_PRICES,
+    PROJECT_ROOT,
+    Ports,
+    Settings,
+    load_settings,
+    settings_file,
+    write_settings_file,
+)
 from ativo.errors import AtivoError, SettingsError
 
 
@@ -27,7 +36,8 @@ def test_defaults_are_derived_from_home(tmp_path):
     assert s.reference_dir == PROJECT_ROOT / "var" / "reference"
     assert dict(s.prices) == DEFAULT_PRICES and s.budget_poll_s == 30.0
     assert s.serve_urls == ("http://127.0.0.1:8000",)
-    assert s.ports == Ports(airflow=8080, mlflow=5000, serve=8000, alert=8099, pg=55432)
+    assert s.ports == Ports(airflow=8080)
+    assert s.airflow_password is None and s.airflow_url == "http://127.0.0.1:8080"
     assert (s.serve.specs, s.serve.keys, s.serve.config) == ([], None, {})
     assert s.subject_pepper is None and s.api_key is None and s.git_commit is None and s.gpu_count is None
 
@@ -117,31 +127,148 @@ def test_serve_urls_are_comma_separated(raw, urls):
 def test_ports_and_serve_options():
     s = load_settings(
         {
-            "ATIVO_AIRFLOW_PORT": "8180",
-            "ATIVO_MLFLOW_PORT": "5100",
-            "ATIVO_SERVE_PORT": " 8100 ",
-            "ATIVO_ALERT_PORT": "8199",
-            "ATIVO_PG_PORT": "55999",
+            "ATIVO_AIRFLOW_PORT": " 8180 ",
+            "ATIVO_MLFLOW_PORT": "5100",  # the launcher's, not the library's: ignored here
             "ATIVO_SERVE_SPEC": "other",
             "ATIVO_SERVE_KEYS": "/k/keys.json",
             "ATIVO_SERVE_CONFIG": '{"refresh_s": 0.5, "contributions": "exact"}',
         }
     )
-    assert s.ports == Ports(airflow=8180, mlflow=5100, serve=8100, alert=8199, pg=55999)
+    assert s.ports == Ports(airflow=8180) and s.airflow_url == "http://127.0.0.1:8180"
     assert s.serve.spec == "other" and s.serve.keys == Path("/k/keys.json")
     assert s.serve.config == {"refresh_s": 0.5, "contributions": "exact"}
 
 
-def test_supervisor_ports_come_from_settings(monkeypatch):
-    from devtools import supervisor
+def test_the_library_reads_only_the_ports_it_uses():
+    """Airflow's is the library's (its API's default address); the other services' ports are the launcher's."""
+    assert set(Ports.model_fields) == {"airflow"}
 
-    s = load_settings({"ATIVO_MLFLOW_PORT": "5123"})
+
+def test_launcher_ports_come_from_the_environment(monkeypatch):
+    from ativo_dev import supervisor
+    from ativo_dev.ports import EmbeddedPorts, embedded_ports
+
+    assert embedded_ports({}) == EmbeddedPorts(airflow=8080, mlflow=5000, serve=8000, alert=8099, pg=55432, dask=8786)
+    given = {"ATIVO_MLFLOW_PORT": "5100", "ATIVO_SERVE_PORT": " 8100 ", "ATIVO_ALERT_PORT": "8199", "ATIVO_PG_PORT": ""}
+    assert embedded_ports(given).model_dump() == {
+        "airflow": 8080,
+        "mlflow": 5100,
+        "serve": 8100,
+        "alert": 8199,
+        "pg": 55432,  # empty: unset
+        "dask": 8786,
+    }
+    monkeypatch.setenv("ATIVO_MLFLOW_PORT", "5123")
+    monkeypatch.setenv("ATIVO_AIRFLOW_PORT", "8181")
+    s = load_settings()
     assert supervisor.port("mlflow", s) == 5123 and supervisor.url("mlflow", s) == "http://127.0.0.1:5123"
     monkeypatch.setenv("ATIVO_SERVE_PORT", "8123")
-    assert supervisor.port("serve") == 8123  # no settings given: the environment's
-    assert supervisor.platform_env(s)["ATIVO_MLFLOW_PORT"] == "5123"  # children see the same ports
+    assert supervisor.port("serve") == 8123 and supervisor.port("airflow") == 8181  # no settings given
+    assert supervisor.port("airflow", load_settings({"ATIVO_AIRFLOW_PORT": "8282"})) == 8282  # Airflow's: the library's
+    env = supervisor.platform_env(s)
+    assert (env["ATIVO_MLFLOW_PORT"], env["ATIVO_AIRFLOW_PORT"]) == ("5123", "8181")  # children see the same ports
+    assert env["AIRFLOW__API__PORT"] == "8181" and env["ATIVO_MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5123"
     with pytest.raises(KeyError, match="no embedded service"):
         supervisor.port("nope", s)
+
+
+@pytest.mark.parametrize(
+    ("var", "raw", "reason"),
+    [
+        ("ATIVO_MLFLOW_PORT", "5000.5", "must be a TCP port"),
+        ("ATIVO_SERVE_PORT", "70000", "from 1 to 65535"),
+        ("ATIVO_ALERT_PORT", "0", "from 1 to 65535"),
+        ("ATIVO_PG_PORT", "x", "must be a TCP port"),
+    ],
+    ids=["mlflow-float", "serve-too-high", "alert-zero", "pg-not-a-number"],
+)
+def test_a_bad_launcher_port_is_rejected_naming_the_variable(var, raw, reason):
+    from ativo_dev.ports import embedded_ports
+
+    with pytest.raises(SettingsError) as err:
+        embedded_ports({var: raw})
+    assert var in str(err.value) and reason in str(err.value)
+
+
+def test_the_settings_file_of_the_home_is_read_and_the_environment_wins(tmp_path):
+    home = tmp_path / "home"
+    assert not settings_file(home).exists() and load_settings({"ATIVO_HOME": str(home)}).airflow_password is None
+    path = write_settings_file(home, {"ATIVO_AIRFLOW_PASSWORD": "from-the-file", "ATIVO_BUDGET_POLL_S": "7"})
+    assert path == home.resolve() / "ativo.env" and oct(path.stat().st_mode & 0o777) == oct(0o600)
+    s = load_settings({"ATIVO_HOME": str(home)})
+    assert s.airflow_password is not None and s.airflow_password.get_secret_value() == "from-the-file"
+    assert s.budget_poll_s == 7
+    both = load_settings({"ATIVO_HOME": str(home), "ATIVO_AIRFLOW_PASSWORD": "from-the-env", "ATIVO_BUDGET_POLL_S": ""})
+    assert both.airflow_password is not None and both.airflow_password.get_secret_value() == "from-the-env"
+    assert both.budget_poll_s == 7  # an empty variable is unset: the file's value stands
+    write_settings_file(home, {"ATIVO_AIRFLOW_PASSWORD": "rotated"})  # one key set, the others kept
+    again = load_settings({"ATIVO_HOME": str(home)})
+    assert again.airflow_password is not None and again.airflow_password.get_secret_value() == "rotated"
+    assert again.budget_poll_s == 7
+    assert "rotated" not in repr(again)
+    # another home's file is not read
+    assert load_settings({"ATIVO_HOME": str(tmp_path / "other")}).airflow_password is None
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("ATIVO_AIRFLOW_PASSWORD\n", "expected KEY=VALUE"),
+        ("ATIVO_NO_SUCH=1\n", "'ATIVO_NO_SUCH' is no Ativo setting"),
+        ("ATIVO_HOME=/elsewhere\n", "'ATIVO_HOME' is no Ativo setting"),
+        ("# a comment\n\nATIVO_BUDGET_POLL_S=-1\n", "ATIVO_BUDGET_POLL_S must be a positive number"),
+    ],
+    ids=["no-equals", "unknown", "home", "bad-value"],
+)
+def test_a_bad_settings_file_is_rejected_naming_the_line(tmp_path, text, words):
+    settings_file(tmp_path).write_text(text)
+    with pytest.raises(SettingsError) as err:
+        load_settings({"ATIVO_HOME": str(tmp_path)})
+    assert words in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        ({"ATIVO_HOME": "/x"}, "'ATIVO_HOME' is no Ativo setting"),
+        ({"ATIVO_PG_PORT": "1"}, "'ATIVO_PG_PORT' is no Ativo setting"),
+        ({"ATIVO_AIRFLOW_PASSWORD": "a\nATIVO_DB_URL=x"}, "must fit on one line"),
+    ],
+    ids=["home", "a-launcher-port", "newline"],
+)
+def test_the_settings_file_writer_refuses_what_the_reader_would(tmp_path, values, words):
+    with pytest.raises(SettingsError, match=words):
+        write_settings_file(tmp_path, values)
+    assert not settings_file(tmp_path).exists()
+
+
+def test_the_airflow_api_needs_a_password_setting_and_reads_no_airflow_file(tmp_path):
+    from ativo.orchestrator import AirflowAPI
+
+    home = tmp_path / "home"
+    (home / "airflow").mkdir(parents=True)
+    (home / "airflow" / "passwords.json").write_text('{"admin": "from-airflows-file"}')
+    with pytest.raises(SettingsError, match="ATIVO_AIRFLOW_PASSWORD") as err:
+        AirflowAPI.from_settings(load_settings({"ATIVO_HOME": str(home)}))
+    assert str(settings_file(home)) in str(err.value)
+    write_settings_file(home, {"ATIVO_AIRFLOW_PASSWORD": "p"})
+    api = AirflowAPI.from_settings(load_settings({"ATIVO_HOME": str(home), "ATIVO_AIRFLOW_PORT": "8181"}))
+    assert (api.base, api.username, api.password) == ("http://127.0.0.1:8181", "admin", "p")
+
+
+def test_the_launcher_hands_the_library_the_airflow_password(tmp_path, monkeypatch):
+    from ativo_dev import supervisor
+
+    monkeypatch.setenv("ATIVO_HOME", str(tmp_path / "home"))
+    s = load_settings()
+    password = supervisor.admin_password(s)
+    passwords = json.loads((s.airflow_home / "passwords.json").read_text())
+    assert set(passwords) == {"admin", "operator", "analyst"} and passwords["admin"] == password
+    assert len(set(passwords.values())) == 3 and all(len(p) >= 16 for p in passwords.values())
+    live = load_settings()
+    assert live.airflow_password is not None and live.airflow_password.get_secret_value() == password
+    assert supervisor.admin_password(s) == password  # generated once
+    assert "ATIVO_AIRFLOW_PASSWORD" not in supervisor.platform_env(s)  # in the settings file, not every environment
 
 
 def test_secrets_are_secret_and_not_in_repr():
@@ -171,9 +298,9 @@ BAD_VALUES = [
     ({"ATIVO_PRICES": '{"cpu": "cheap"}'}, "ATIVO_PRICES", "JSON object"),
     ({"ATIVO_PRICES": '{"cpu": -1}'}, "ATIVO_PRICES", "non-negative"),
     ({"ATIVO_AIRFLOW_PORT": "80a"}, "ATIVO_AIRFLOW_PORT", "must be a TCP port"),
-    ({"ATIVO_MLFLOW_PORT": "5000.5"}, "ATIVO_MLFLOW_PORT", "must be a TCP port"),
-    ({"ATIVO_SERVE_PORT": "70000"}, "ATIVO_SERVE_PORT", "from 1 to 65535"),
-    ({"ATIVO_ALERT_PORT": "0"}, "ATIVO_ALERT_PORT", "from 1 to 65535"),
+    ({"ATIVO_AIRFLOW_PORT": "8080.5"}, "ATIVO_AIRFLOW_PORT", "must be a TCP port"),
+    ({"ATIVO_AIRFLOW_PORT": "70000"}, "ATIVO_AIRFLOW_PORT", "from 1 to 65535"),
+    ({"ATIVO_AIRFLOW_PORT": "0"}, "ATIVO_AIRFLOW_PORT", "from 1 to 65535"),
     ({"ATIVO_GPU_COUNT": "-1"}, "ATIVO_GPU_COUNT", "non-negative integer"),
     ({"ATIVO_GPU_COUNT": "two"}, "ATIVO_GPU_COUNT", "non-negative integer"),
     ({"ATIVO_SERVE_URLS": " , "}, "ATIVO_SERVE_URLS", "http(s)://"),
@@ -193,8 +320,8 @@ def test_a_bad_value_is_rejected_naming_the_variable(env, var, reason):
 
 def test_every_bad_variable_is_named_at_once():
     with pytest.raises(SettingsError) as err:
-        load_settings({"ATIVO_BUDGET_POLL_S": "-1", "ATIVO_SERVE_PORT": "x"})
-    assert "ATIVO_BUDGET_POLL_S" in str(err.value) and "ATIVO_SERVE_PORT" in str(err.value)
+        load_settings({"ATIVO_BUDGET_POLL_S": "-1", "ATIVO_AIRFLOW_PORT": "x"})
+    assert "ATIVO_BUDGET_POLL_S" in str(err.value) and "ATIVO_AIRFLOW_PORT" in str(err.value)
 
 
 def test_unknown_ativo_variables_are_ignored():

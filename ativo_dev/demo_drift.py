@@ -17,7 +17,7 @@ from ativo.http import HttpError
 from ativo.naming import deploy_dag_id, monitor_dag_id, train_dag_id
 from ativo.orchestrator import AirflowAPI
 from ativo.waiting import wait_until
-from devtools.supervisor import demo_key, platform_env, say, url
+from ativo_dev.supervisor import demo_key, platform_env, say, url
 
 SHIFTS = ("age=+15", "hours_per_week=*1.3")
 FLUSH_S = 4.0  # the API writes its prediction log every 2 s

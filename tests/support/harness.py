@@ -5,7 +5,7 @@ loopback ports under
 a home of their own, a search run on it, and the task instances read back through the REST API.
 
 ``dag.test()`` ignores pools and runs tasks one by one; this is what shows pool limits and real orchestration cost.
-Used by ``bench/`` and the tests that need real servers.
+Used by ``bench/`` and the tests that need real servers (``tests.support``: test support, not part of the library).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import datetime as dt
 import functools
 import json
 import os
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,17 +23,11 @@ from typing import TYPE_CHECKING, Any
 from ativo.config import Settings, load_settings
 from ativo.http import HttpError
 from ativo.waiting import WaitTimeout, wait_until
-from devtools import supervisor
+from ativo_dev import supervisor
+from ativo_dev.supervisor import free_port
 
 if TYPE_CHECKING:
     from ativo.spec import ModelSpec
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

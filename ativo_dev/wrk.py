@@ -1,7 +1,7 @@
 """Drive an HTTP endpoint on loopback with ``wrk`` (Debian's package) and read back its latency distribution.
 
 ``wrk`` is a client we did not write: it keeps ``connections`` keep-alive connections busy from ``threads`` threads
-(closed loop, like :mod:`devtools.loadgen`) and measures each response in C. The request bodies are handed to it
+(closed loop, like :mod:`ativo_dev.loadgen`) and measures each response in C. The request bodies are handed to it
 in a generated Lua script that cycles through them; its ``done`` hook prints the percentiles as one JSON line,
 which is what :func:`run_wrk` returns. Only 127.0.0.1 / localhost targets are accepted.
 """
@@ -37,7 +37,7 @@ end
 
 
 def available() -> bool:
-    """Whether ``wrk`` is on the PATH (``devtools/system-packages.sh wrk`` installs it)."""
+    """Whether ``wrk`` is on the PATH (``ativo_dev/system-packages.sh wrk`` installs it)."""
     return shutil.which("wrk") is not None
 
 
@@ -65,7 +65,7 @@ def run_wrk(
     if host not in ("127.0.0.1", "localhost"):
         raise ValueError(f"wrk targets loopback only, not {host!r}")
     if not available():
-        raise RuntimeError("wrk is not installed: run devtools/system-packages.sh wrk")
+        raise RuntimeError("wrk is not installed: run ativo_dev/system-packages.sh wrk")
     hdrs = {"Content-Type": "application/json", **(headers or {})}
     script = _SCRIPT % {
         "bodies": ", ".join(_lua_string(b) for b in bodies),

@@ -1,6 +1,6 @@
 """The watchdog of the embedded platform: a dead component is restarted and on-call is paged, within seconds.
 
-`make run` starts it beside the services (``python -m devtools watch``). Every ``every`` seconds it checks each
+`make run` starts it beside the services (``python -m ativo_dev watch``). Every ``every`` seconds it checks each
 service `make run` started (PostgreSQL, MLflow, the inference API, Airflow's API server, scheduler, dag processor and
 triggerer, the alert sink): a process that is gone is started again the way it was started, and a page goes to the
 on-call webhook (the ``ativo_oncall`` connection's) with the component, the old PID, the new one and the tail of its
@@ -25,7 +25,7 @@ from typing import Any
 
 from ativo import http
 from ativo.config import Settings
-from devtools import supervisor
+from ativo_dev import supervisor
 
 log = logging.getLogger("ativo.watchdog")
 

@@ -24,6 +24,7 @@ import subprocess
 from pathlib import Path
 
 from ativo.config import Settings
+from ativo_dev.ports import embedded_ports
 
 DATABASES = ("airflow",)
 SUPERUSER = "postgres"
@@ -100,7 +101,7 @@ def password(settings: Settings) -> str:
 
 def url(settings: Settings, database: str, driver: str = "postgresql+psycopg2") -> str:
     """SQLAlchemy URL of one of the embedded server's databases (with the password: keep it out of logs)."""
-    return f"{driver}://{SUPERUSER}:{password(settings)}@127.0.0.1:{settings.ports.pg}/{database}"
+    return f"{driver}://{SUPERUSER}:{password(settings)}@127.0.0.1:{embedded_ports().pg}/{database}"
 
 
 def _owned(path: Path, user: str | None, mode: int) -> None:
@@ -174,7 +175,7 @@ def server_command(settings: Settings) -> list[str]:
         "-c",
         "listen_addresses=127.0.0.1",
         "-p",
-        str(settings.ports.pg),
+        str(embedded_ports().pg),
         "-k",
         str(socket_dir(settings)),
         # Airflow's scheduler, dag processor, triggerer, API server and LocalExecutor workers, MLflow and the tasks
@@ -195,7 +196,7 @@ def create_databases(settings: Settings) -> list[str]:
 
     conn = psycopg2.connect(
         host="127.0.0.1",
-        port=settings.ports.pg,
+        port=embedded_ports().pg,
         user=SUPERUSER,
         dbname="postgres",
         password=password(settings),
@@ -222,7 +223,7 @@ def ready(settings: Settings) -> bool:
     try:
         psycopg2.connect(
             host="127.0.0.1",
-            port=settings.ports.pg,
+            port=embedded_ports().pg,
             user=SUPERUSER,
             dbname="postgres",
             password=password(settings),

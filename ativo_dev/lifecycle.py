@@ -14,7 +14,7 @@ from ativo.config import Settings
 from ativo.http import HttpError, post_json
 from ativo.orchestrator import AirflowAPI
 from ativo.waiting import WaitTimeout, wait_until
-from devtools.supervisor import airflow_cli, demo_key, pid_of, platform_env, run_dir, say, url
+from ativo_dev.supervisor import airflow_cli, demo_key, pid_of, platform_env, run_dir, say, url
 
 
 def lifecycle_window(days: int) -> tuple[dt.date, dt.date]:

@@ -14,7 +14,7 @@ import struct
 import threading
 import time
 
-from devtools.harness import free_port
+from ativo_dev.supervisor import free_port
 
 
 class FaultProxy:

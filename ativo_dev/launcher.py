@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from ativo.cli import run_command
 from ativo.config import load_settings
-from devtools import banner, lifecycle, supervisor
+from ativo_dev import banner, lifecycle, supervisor
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
@@ -57,7 +57,7 @@ def _cmd_down(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from devtools.watchdog import restarts
+    from ativo_dev.watchdog import restarts
 
     settings = load_settings()
     for name, pid in supervisor.status(settings).items():
@@ -86,7 +86,7 @@ def _cmd_env(args: argparse.Namespace) -> int:
 def _cmd_watch(args: argparse.Namespace) -> int:
     import logging
 
-    from devtools.watchdog import Watchdog
+    from ativo_dev.watchdog import Watchdog
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     Watchdog(load_settings(), stale_s=args.stale_s).run(every=args.every)
@@ -94,20 +94,20 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo_drift(args: argparse.Namespace) -> int:
-    from devtools.demo_drift import SHIFTS, demo
+    from ativo_dev.demo_drift import SHIFTS, demo
 
     return demo(load_settings(), args.spec, tuple(args.drift or SHIFTS), rows=args.rows)
 
 
 def _cmd_demo_erasure(args: argparse.Namespace) -> int:
-    from devtools.demo_erasure import demo
+    from ativo_dev.demo_erasure import demo
 
     return demo(load_settings(), args.spec)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m devtools``."""
-    p = argparse.ArgumentParser(prog="python -m devtools", description="The embedded platform behind `make run`.")
+    """The argument parser of ``python -m ativo_dev``."""
+    p = argparse.ArgumentParser(prog="python -m ativo_dev", description="The embedded platform behind `make run`.")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("up", help="start the embedded platform and run the lifecycle (make run)")
     s.add_argument("--spec", action="append", help="a spec to run (repeatable; default: every valid spec)")
@@ -143,5 +143,5 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m devtools``."""
+    """Entry point of ``python -m ativo_dev``."""
     return run_command(build_parser(), argv)

@@ -2,7 +2,7 @@
 
 PostgreSQL (embedded, from a wheel), Airflow's four components (API server, scheduler, dag processor, triggerer, each
 its own process), MLflow, the inference API and an alert sink, on loopback ports; and a watchdog that restarts any
-of them that dies and pages on-call (:mod:`devtools.watchdog`).
+of them that dies and pages on-call (:mod:`ativo_dev.watchdog`).
 
 Processes are started in their own session with a PID file and their command under ``var/run``; `down` ends exactly
 those, the watchdog first.
@@ -31,8 +31,9 @@ from typing import Any
 
 from ativo import http
 from ativo.config import PROJECT_ROOT, Settings, load_settings
-from ativo.orchestrator import AirflowAPI, admin_password
+from ativo.orchestrator import AirflowAPI
 from ativo.waiting import WaitTimeout, wait_until
+from ativo_dev.ports import embedded_ports
 
 AIRFLOW = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
 DASK = ("dask-scheduler", "dask-workers")  # `make run DASK=1`
@@ -40,6 +41,8 @@ SERVICES = ("postgres", "alert-sink", "mlflow", *DASK, "serve", *AIRFLOW, "watch
 # A signal that ends a service cleanly and soon: PostgreSQL's "fast" shutdown (SIGTERM waits for every client).
 STOP_SIGNAL = {"postgres": signal.SIGINT}
 LOOPBACK = "127.0.0.1"  # where every server of the embedded platform listens
+# Airflow's users (the simple auth manager's): admin, operator (role op: may file erasures) and analyst (role user)
+AIRFLOW_USERS = "admin:admin,operator:op,analyst:user"
 # The services' umask: what they create under var/ (keys, passwords, the platform DB, landed batches, the prediction
 # log, logs that may quote them) is readable by the platform's owner only, files 0600 and directories 0700.
 PRIVATE_UMASK = 0o077
@@ -60,6 +63,7 @@ PRIVATE_DIRS = (
     "alerts",
 )
 PRIVATE_FILES = (
+    "ativo.env",  # the settings the launcher hands the library (the Airflow password)
     "ativo.db",
     "ativo.db-wal",
     "ativo.db-shm",
@@ -89,14 +93,24 @@ def embedded_db() -> str:
 
 
 def port(service: str, settings: Settings | None = None) -> int:
-    """Loopback port of an embedded service: airflow, mlflow, serve or alert.
+    """Loopback port of an embedded service: airflow, mlflow, serve, alert, pg or dask (``ATIVO_<SERVICE>_PORT``).
 
-    From ``settings.ports`` (``ATIVO_<SERVICE>_PORT``); the current environment's settings when none are given.
+    Airflow's is the library's setting (``settings.ports.airflow``; the current environment's settings when none are
+    given); the others are the launcher's own (:func:`ativo_dev.ports.embedded_ports`, from this environment).
     """
-    ports = (settings or load_settings()).ports.model_dump()
+    ports = embedded_ports().model_dump()
     if service not in ports:
         raise KeyError(f"no embedded service {service!r} (one of {', '.join(ports)})")
+    if service == "airflow":
+        return (settings or load_settings()).ports.airflow
     return int(ports[service])
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
 
 
 def url(service: str, settings: Settings | None = None) -> str:
@@ -136,7 +150,7 @@ def airflow_base_env(airflow_home: Path) -> dict[str, str]:
 
 def platform_env(settings: Settings) -> dict[str, str]:
     """Environment shared by every process of the embedded platform (Airflow reads the ATIVO_* settings too)."""
-    from devtools import pg
+    from ativo_dev import pg
 
     home = settings.airflow_home
     env = dict(os.environ)
@@ -153,7 +167,7 @@ def platform_env(settings: Settings) -> dict[str, str]:
             # Tasks fork from a forkserver that has already imported the heavy libraries (ativo.airflow.warm).
             "AIRFLOW__CORE__MP_START_METHOD": "forkserver",
             "AIRFLOW__CORE__MP_FORKSERVER_PRELOAD": "ativo.airflow.preload",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,operator:op,analyst:user",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": AIRFLOW_USERS,
             "AIRFLOW__CORE__AUTH_MANAGER": "ativo.airflow.auth.AtivoAuthManager",  # erasure needs the op role
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
@@ -176,7 +190,7 @@ def platform_env(settings: Settings) -> dict[str, str]:
             "ATIVO_SPECS_DIR": str(settings.specs_dir),
             "ATIVO_REFERENCE_DIR": str(settings.reference_dir),
             "ATIVO_SERVE_URLS": url("serve", settings),
-            **{f"ATIVO_{name.upper()}_PORT": str(p) for name, p in settings.ports.model_dump().items()},
+            **{f"ATIVO_{name.upper()}_PORT": str(port(name, settings)) for name in embedded_ports().model_dump()},
             # Tasks share the cores (two trial workers, two gate tasks): an idle OpenMP thread of XGBoost must sleep,
             # not spin, or it burns the core the other task needs. Read once, when the forkserver preloads XGBoost.
             "OMP_WAIT_POLICY": "PASSIVE",
@@ -275,7 +289,7 @@ def airflow_running(settings: Settings) -> bool:
 
 def start_postgres(settings: Settings) -> None:
     """Create the embedded cluster on first use, start it and create the platform's databases."""
-    from devtools import pg
+    from ativo_dev import pg
 
     if pg.initdb(settings):
         say(f"created the embedded PostgreSQL cluster in {pg.data_dir(settings)}")
@@ -286,11 +300,11 @@ def start_postgres(settings: Settings) -> None:
             raise RuntimeError(f"PostgreSQL exited during start-up: {_log_tail(settings, 'postgres')}")
         return pg.ready(settings)
 
-    wait_until(up, 60, 0.2, f"PostgreSQL to accept connections on 127.0.0.1:{settings.ports.pg}")
+    wait_until(up, 60, 0.2, f"PostgreSQL to accept connections on 127.0.0.1:{embedded_ports().pg}")
     made = pg.create_databases(settings)
     if made:
         say(
-            f"created databases {', '.join(made)} (postgresql://{pg.SUPERUSER}@127.0.0.1:{settings.ports.pg}, "
+            f"created databases {', '.join(made)} (postgresql://{pg.SUPERUSER}@127.0.0.1:{embedded_ports().pg}, "
             f"password in {settings.home / 'pg' / 'password'})"
         )
 
@@ -374,6 +388,19 @@ def start_mlflow(settings: Settings, wait: bool = True, backend: str | None = No
     return url("mlflow", settings)
 
 
+def admin_password(settings: Settings) -> str:
+    """The Airflow admin password of the local platform, handed to the library as a setting.
+
+    Generated once, with the other users' (:data:`AIRFLOW_USERS`), into ``var/airflow/passwords.json`` (the simple
+    auth manager's file, 0600), and written to the home's settings file as ``ATIVO_AIRFLOW_PASSWORD``
+    (``var/ativo.env``, 0600), where every process of the library reads it (:func:`ativo.airflow.passwords.sync`).
+    """
+    from ativo.airflow.passwords import sync, user_names
+
+    env = {**os.environ, "ATIVO_HOME": str(settings.home), "ATIVO_AIRFLOW_USERNAME": "admin"}
+    return sync(settings.airflow_home / "passwords.json", user_names(AIRFLOW_USERS), env)
+
+
 def demo_key(settings: Settings) -> str:
     """The API key `make run` prints (role predict and feedback), created once and kept in var/serve/demo_key."""
     from ativo.serve.keys import create_key
@@ -391,7 +418,7 @@ def demo_key(settings: Settings) -> str:
 def operator_key(settings: Settings) -> str:
     """The op key the platform's own tooling presents to state-changing `ativo` commands (tests, demos, scripts).
 
-    Created once, as the owner of the platform home, in the platform's key file (name ``devtools``), and kept in
+    Created once, as the owner of the platform home, in the platform's key file (name ``ativo-dev``), and kept in
     ``var/serve/operator_key`` (0600); pass it as ``ATIVO_OP_KEY`` to the one command that needs it, never in
     :func:`platform_env` (every process would hold it).
     """
@@ -400,7 +427,7 @@ def operator_key(settings: Settings) -> str:
     path = settings.home / "serve" / "operator_key"
     if path.exists():
         return path.read_text().strip()
-    key = create_key(platform_key_file(settings.home), "devtools", ("op",))
+    key = create_key(platform_key_file(settings.home), "ativo-dev", ("op",))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(key)
@@ -477,7 +504,7 @@ def start_services(
         [
             sys.executable,
             "-m",
-            "devtools.alert_sink",
+            "ativo.ops.alert_sink",
             str(port("alert", settings)),
             str(settings.home / "logs" / "alerts.jsonl"),
             LOOPBACK,
@@ -502,7 +529,7 @@ def start_services(
     for name in AIRFLOW:
         _start(settings, name, airflow_command(name), env, extra_env=extra)
     if watchdog:
-        _start(settings, "watchdog", [sys.executable, "-m", "devtools", "watch"], env)
+        _start(settings, "watchdog", [sys.executable, "-m", "ativo_dev", "watch"], env)
     say("waiting for MLflow and Airflow to answer (about a minute on 2 cores)")
     _wait_http(f"{url('mlflow', settings)}/health", "MLflow", 180, (settings, "mlflow"))
     _wait_http(
@@ -540,10 +567,10 @@ def protect_state(settings: Settings) -> None:
     """Keep the platform's state its owner's, whatever an earlier version left readable by others.
 
     :data:`PRIVATE_DIRS` become 0700 (``airflow``, ``serve`` and ``logs`` are made now), :data:`PRIVATE_FILES` 0600,
-    and ``pg`` one the server's user may only pass through (:func:`devtools.pg.state_mode`). The services create
+    and ``pg`` one the server's user may only pass through (:func:`ativo_dev.pg.state_mode`). The services create
     their files private (:data:`PRIVATE_UMASK`). Links, and what another user owns, are left alone.
     """
-    from devtools import pg
+    from ativo_dev import pg
 
     home = settings.home
     for name in ("airflow", "serve", "logs"):
@@ -680,7 +707,7 @@ def airflow_health(settings: Settings) -> dict[str, str]:
 
 
 def clear_state(settings: Settings) -> None:
-    """Remove runtime state (used by `python -m devtools up --fresh`)."""
+    """Remove runtime state (used by `python -m ativo_dev up --fresh`)."""
     for name in (
         "store",
         "data-registry",

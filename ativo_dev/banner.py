@@ -6,8 +6,7 @@ import json
 from typing import Any
 
 from ativo.config import Settings
-from ativo.orchestrator import admin_password
-from devtools.supervisor import demo_key, url
+from ativo_dev.supervisor import admin_password, demo_key, url
 
 
 def _sample_text(settings: Settings, spec_name: str, sample: dict[str, Any] | None, key: str) -> str:

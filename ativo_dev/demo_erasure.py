@@ -15,8 +15,8 @@ from ativo.config import Settings, load_settings
 from ativo.http import HttpError
 from ativo.naming import erasure_dag_id
 from ativo.orchestrator import AirflowAPI
-from devtools.demo_drift import _get
-from devtools.supervisor import platform_env, say, url
+from ativo_dev.demo_drift import _get
+from ativo_dev.supervisor import platform_env, say, url
 
 
 def pick_subject(live: Settings, spec: Any) -> tuple[str, int, int]:

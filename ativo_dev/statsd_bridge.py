@@ -25,7 +25,7 @@ exported under its name with every character but ``[A-Za-z0-9_]`` as ``_``; a co
 The bridge's own counters are named like statsd_exporter's (``statsd_exporter_events_total`` ...), so a dashboard
 reads either.
 
-Run it as ``python -m devtools.statsd_bridge --mapping deploy/statsd/mapping.yml --udp 127.0.0.1:9125
+Run it as ``python -m ativo_dev.statsd_bridge --mapping deploy/statsd/mapping.yml --udp 127.0.0.1:9125
 --http 127.0.0.1:9102``; in a test, use :class:`StatsdBridge` on port 0.
 """
 
@@ -739,7 +739,7 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         The exit status.
     """
-    parser = argparse.ArgumentParser(prog="python -m devtools.statsd_bridge", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ativo_dev.statsd_bridge", description=__doc__.splitlines()[0])
     parser.add_argument("--mapping", required=True, type=Path, help="statsd_exporter mapping file")
     parser.add_argument("--udp", type=_address, default=("127.0.0.1", 9125), help="StatsD HOST:PORT (UDP)")
     parser.add_argument("--http", type=_address, default=("127.0.0.1", 9102), help="/metrics HOST:PORT")

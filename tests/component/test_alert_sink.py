@@ -1,0 +1,43 @@
+"""The alert sink (ativo.ops.alert_sink): each page POSTed to it is one whole JSON line of its file."""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from ativo import http
+from ativo.ops.alert_sink import make_server
+
+
+@pytest.fixture
+def sink(tmp_path):
+    path = tmp_path / "alerts" / "alerts.jsonl"
+    server = make_server(0, path)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/", path
+    server.shutdown()
+    server.server_close()
+
+
+def test_each_page_is_one_line_of_the_file_and_bad_json_is_refused(sink):
+    url, path = sink
+    assert http.request("GET", url, timeout=5).status_code == 200
+    pages = [{"text": f"page {i}", "blocks": [{"type": "section", "n": i}]} for i in range(40)]
+    with ThreadPoolExecutor(8) as pool:  # pages arriving at once are written whole, one line each
+        answers = list(pool.map(lambda p: http.send_json("POST", url, p, timeout=5), pages))
+    assert len(answers) == 40
+    assert httpx.post(url, content=b"{not json", timeout=5).status_code == 400  # and nothing written
+    lines = path.read_text().splitlines()
+    assert sorted((json.loads(line) for line in lines), key=lambda p: p["blocks"][0]["n"]) == pages
+
+
+def test_it_listens_on_loopback_unless_told_otherwise(tmp_path):
+    server = make_server(0, tmp_path / "a.jsonl")
+    try:
+        assert server.server_address[0] == "127.0.0.1"
+    finally:
+        server.server_close()

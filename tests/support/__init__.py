@@ -1,0 +1,5 @@
+"""Test support shared by the tests and the benchmarks (``bench/``): not part of the library, never in the wheel.
+
+- :mod:`tests.support.harness`: a throw-away real platform (Airflow, MLflow, `ativo serve`) and registered models;
+- :mod:`tests.support.scenarios`: the data and models a test and a benchmark both set up.
+"""
