@@ -96,6 +96,29 @@ def period_of(now: dt.datetime) -> tuple[str, dt.date]:
     return first.strftime("%Y-%m"), resets
 
 
+@dataclass(frozen=True)
+class SettledSpend:
+    """Settled spend of one team on one spec in one period (and one resource, when asked by resource)."""
+
+    team: str
+    spec: str
+    period: str
+    resource: str | None
+    usd: float
+    seconds: float
+    tasks: int
+
+
+@dataclass(frozen=True)
+class BudgetAlert:
+    """A threshold (50, 80 or 100 % of the limit) a team's spend crossed in a period, reported once."""
+
+    team: str
+    period: str
+    threshold: int
+    sent_at: dt.datetime
+
+
 class Ledger:
     """Budgets, reservations and settlements in the platform DB.
 
@@ -170,6 +193,41 @@ class Ledger:
             with_budget = set(conn.execute(select(budgets.c.team)).scalars())
             with_spend = set(conn.execute(select(spend_ledger.c.team).distinct()).scalars())
         return sorted(with_budget | with_spend)
+
+    def settled_spend(self, *, by_resource: bool = False) -> list[SettledSpend]:
+        """Settled spend of every period, per team, spec and period (and resource when ``by_resource``)."""
+        keys = [spend_ledger.c.team, spend_ledger.c.spec, spend_ledger.c.period]
+        if by_resource:
+            keys.append(spend_ledger.c.resource)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    *keys,
+                    func.sum(spend_ledger.c.actual_usd),
+                    func.sum(spend_ledger.c.seconds),
+                    func.count(),
+                )
+                .where(spend_ledger.c.state == "settled")
+                .group_by(*keys)
+            ).all()
+        return [
+            SettledSpend(
+                team=r[0],
+                spec=r[1],
+                period=r[2],
+                resource=r[3] if by_resource else None,
+                usd=float(r[-3] or 0.0),
+                seconds=float(r[-2] or 0.0),
+                tasks=int(r[-1]),
+            )
+            for r in rows
+        ]
+
+    def alerts(self) -> list[BudgetAlert]:
+        """Every threshold alert sent, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(budget_alerts).order_by(budget_alerts.c.sent_at)).mappings()
+            return [BudgetAlert(**r) for r in rows]
 
     def status(self, team: str, now: dt.datetime | None = None) -> dict[str, Any]:
         """Limit, settled spend, live reservations and what is left this period."""

@@ -43,6 +43,25 @@ def partitions_of(engine: Engine, spec: str, subject_id: str) -> list[str]:
         return [r[0] for r in result]
 
 
+def indexed_partitions(engine: Engine, spec: str, subject_ids: Iterable[str]) -> dict[str, list[str]]:
+    """Subject → the partitions the subject index places its rows in, sorted (subjects it does not know are left out).
+
+    The many-subject form of :func:`partitions_of`, for an erasure batch.
+    """
+    ids = list(subject_ids)
+    out: dict[str, list[str]] = {}
+    with engine.connect() as conn:
+        for i in range(0, len(ids), _CHUNK):
+            rows = conn.execute(
+                select(subject_index.c.subject_id, subject_index.c.partition).where(
+                    subject_index.c.spec == spec, subject_index.c.subject_id.in_(ids[i : i + _CHUNK])
+                )
+            )
+            for s, p in rows:
+                out.setdefault(s, []).append(p)
+    return {s: sorted(p) for s, p in out.items()}
+
+
 def index_partitions(
     engine: Engine, spec: str, subjects: Mapping[str, Iterable[str]], records: Mapping[str, Iterable[str]]
 ) -> dict[str, int]:

@@ -10,22 +10,23 @@ active runs) serialise here instead of corrupting the repository.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import logging
 import os
 import re
 import subprocess
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, func, insert, select
 
 from ativo.data.features import PARTITION_KEY, lake_prefix
 from ativo.errors import DatasetVersionError
-from ativo.store.db import dataset_versions, utcnow
+from ativo.store.db import dataset_redactions, dataset_versions, utcnow
 from ativo.store.objects import ObjectStore
 
 if TYPE_CHECKING:
@@ -50,14 +51,128 @@ class DatasetVersion:
     rows: int
     partitions: list[str]
     created: bool = False
+    recorded_at: dt.datetime | None = field(default=None, compare=False)
+    """When the platform DB recorded it (set on what :func:`versions_of` and :func:`latest_versions` read)."""
 
     def event_extra(self) -> dict[str, Any]:
         """What the features Asset event carries (JSON-serialisable)."""
         extra = asdict(self)
+        extra.pop("recorded_at")
         extra["dataset"] = extra.pop("spec")
         extra["partition_count"] = len(self.partitions)
         extra.pop("partitions")
         return extra
+
+
+def _version(row: Any) -> DatasetVersion:
+    return DatasetVersion(
+        spec=row["spec"],
+        version=row["version"],
+        tag=row["tag"],
+        git_rev=row["git_rev"],
+        manifest_hash=row["manifest_hash"],
+        rows=row["rows"],
+        partitions=list(row["partitions"]),
+        recorded_at=row["created_at"],
+    )
+
+
+def versions_of(engine: Engine, spec: str) -> list[DatasetVersion]:
+    """Every recorded dataset version of ``spec``, oldest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(dataset_versions).where(dataset_versions.c.spec == spec).order_by(dataset_versions.c.version)
+        ).mappings()
+        return [_version(r) for r in rows]
+
+
+def recorded_version(engine: Engine, spec: str, tag: str | None = None) -> DatasetVersion | None:
+    """The recorded dataset version ``tag`` of ``spec``, or its latest when ``tag`` is None (None: there is none)."""
+    with engine.connect() as conn:
+        q = select(dataset_versions).where(dataset_versions.c.spec == spec)
+        q = q.where(dataset_versions.c.tag == tag) if tag else q.order_by(dataset_versions.c.version.desc())
+        row = conn.execute(q.limit(1)).mappings().first()
+    return None if row is None else _version(row)
+
+
+def latest_versions(engine: Engine) -> dict[str, DatasetVersion]:
+    """Per spec: its latest recorded dataset version (specs without one are left out)."""
+    with engine.connect() as conn:
+        newest = (
+            select(dataset_versions.c.spec, func.max(dataset_versions.c.version).label("version"))
+            .group_by(dataset_versions.c.spec)
+            .subquery()
+        )
+        rows = conn.execute(
+            select(dataset_versions)
+            .join(
+                newest,
+                (dataset_versions.c.spec == newest.c.spec) & (dataset_versions.c.version == newest.c.version),
+            )
+            .order_by(dataset_versions.c.spec)
+        ).mappings()
+        return {r["spec"]: _version(r) for r in rows}
+
+
+@dataclass(frozen=True)
+class Redaction:
+    """One entry of the redaction map: a DVC object, and the copy of it without an erasure batch's rows."""
+
+    spec: str
+    old_md5: str
+    new_md5: str
+    rows_removed: int
+    batch_id: int
+    created_at: dt.datetime
+
+
+def record_redaction(
+    engine: Engine, *, spec: str, old_md5: str, new_md5: str, rows_removed: int, batch_id: int
+) -> bool:
+    """Map ``old_md5`` to its redacted copy ``new_md5`` (one transaction); an object already mapped keeps its entry.
+
+    Returns:
+        Whether the entry was added (False: ``old_md5`` was mapped already, by this batch's earlier try or another).
+    """
+    with engine.begin() as conn:
+        exists = conn.execute(
+            select(dataset_redactions.c.new_md5).where(
+                dataset_redactions.c.spec == spec, dataset_redactions.c.old_md5 == old_md5
+            )
+        ).first()
+        if exists is not None:
+            return False
+        conn.execute(
+            insert(dataset_redactions).values(
+                spec=spec,
+                old_md5=old_md5,
+                new_md5=new_md5,
+                rows_removed=rows_removed,
+                batch_id=batch_id,
+                created_at=utcnow(),
+            )
+        )
+    return True
+
+
+def redactions_of(engine: Engine, spec: str, batch_id: int) -> list[Redaction]:
+    """The redaction map entries erasure batch ``batch_id`` added for ``spec``, by old md5."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(dataset_redactions)
+            .where(dataset_redactions.c.spec == spec, dataset_redactions.c.batch_id == batch_id)
+            .order_by(dataset_redactions.c.old_md5)
+        ).mappings()
+        return [Redaction(**r) for r in rows]
+
+
+def redaction_map(engine: Engine) -> dict[str, tuple[str, int]]:
+    """The whole redaction map: old md5 → (redacted md5, rows removed)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(dataset_redactions.c.old_md5, dataset_redactions.c.new_md5, dataset_redactions.c.rows_removed)
+        )
+        return {r[0]: (r[1], int(r[2])) for r in rows}
 
 
 class DatasetRegistry:
@@ -267,22 +382,11 @@ class DatasetRegistry:
         Raises:
             DatasetVersionError: no such version.
         """
-        with engine.connect() as conn:
-            q = select(dataset_versions).where(dataset_versions.c.spec == spec)
-            q = q.where(dataset_versions.c.tag == tag) if tag else q.order_by(dataset_versions.c.version.desc())
-            row = conn.execute(q.limit(1)).mappings().first()
-        if row is None:
+        found = recorded_version(engine, spec, tag)
+        if found is None:
             what = f"version {tag!r}" if tag else "any version"
             raise DatasetVersionError(f"dataset {spec!r} has no {what}; run the ETL DAG first")
-        return DatasetVersion(
-            spec=spec,
-            version=row["version"],
-            tag=row["tag"],
-            git_rev=row["git_rev"],
-            manifest_hash=row["manifest_hash"],
-            rows=row["rows"],
-            partitions=list(row["partitions"]),
-        )
+        return found
 
     # -- objects: what DVC stored, and the redaction map over it ---------------------------------------------
     def _cache_path(self, md5: str) -> Path:
@@ -393,13 +497,7 @@ class DatasetRegistry:
         """The redaction map of this spec's objects: old md5 → (redacted md5, rows removed)."""
         if self.engine is None:
             return {}
-        from ativo.store.db import dataset_redactions
-
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(dataset_redactions.c.old_md5, dataset_redactions.c.new_md5, dataset_redactions.c.rows_removed)
-            )
-            return {r[0]: (r[1], int(r[2])) for r in rows}
+        return redaction_map(self.engine)
 
     def resolved(self, version: DatasetVersion) -> list[tuple[str, str, int]]:
         """(path, md5 to read, rows erased from it) per file of a version, through the redaction map.

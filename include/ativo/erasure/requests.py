@@ -24,7 +24,7 @@ import os
 import re
 import secrets
 import socket
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -364,6 +364,85 @@ def get(engine: Engine, request_id: str) -> dict[str, Any] | None:
     return dict(found) if found else None
 
 
+@dataclass(frozen=True)
+class RequestSummary:
+    """What may be shown of a request: its status, who filed it and how, and how many subjects (never which)."""
+
+    request_id: str
+    spec: str
+    status: str
+    channel: str
+    actor: str
+    batch_id: int | None
+    received_at: dt.datetime
+    closed_at: dt.datetime | None
+    reason: str | None
+    receipt_sha256: str | None
+    subjects: int
+
+
+def recent(engine: Engine, limit: int) -> list[RequestSummary]:
+    """The ``limit`` latest requests of every spec, newest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(erasure_requests).order_by(erasure_requests.c.received_at.desc()).limit(limit)
+        ).mappings()
+        return [
+            RequestSummary(
+                request_id=r["request_id"],
+                spec=r["spec"],
+                status=r["status"],
+                channel=r["channel"],
+                actor=r["actor"],
+                batch_id=r["batch_id"],
+                received_at=r["received_at"],
+                closed_at=r["closed_at"],
+                reason=r["reason"],
+                receipt_sha256=r["receipt_sha256"],
+                subjects=len(r["pseudonyms"] or []),
+            )
+            for r in rows
+        ]
+
+
+@dataclass(frozen=True)
+class RequestState:
+    """Where one request stands: its spec, its status and when it was received (aware UTC)."""
+
+    spec: str
+    status: str
+    received_at: dt.datetime
+
+
+def states(engine: Engine) -> list[RequestState]:
+    """The spec, status and receipt time of every request (for SLA figures)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(erasure_requests.c.spec, erasure_requests.c.status, erasure_requests.c.received_at)
+        ).all()
+    return [RequestState(spec, status, _aware(received)) for spec, status, received in rows]
+
+
+def is_working_value(
+    table: str, column: str, row: Mapping[Any, Any], *, open_requests: Collection[str], batch_id: int | None
+) -> bool:
+    """Whether a value a scan of the platform DB finds is one the erasure holds on purpose, for now.
+
+    These are the working columns: the subject ids and pseudonyms of the requests in ``open_requests`` (the purge
+    needs them; they are emptied when a request closes) and the steps of the batch ``batch_id`` being processed.
+
+    Args:
+        table: the table's name.
+        column: the column's name.
+        row: the row the value is in.
+        open_requests: ids of the requests whose working columns the scan exempts.
+        batch_id: the batch whose steps the scan exempts (None: none).
+    """
+    if table == erasure_requests.name and column in ("subjects", "pseudonyms"):
+        return row.get("request_id") in open_requests
+    return table == erasure_batches.name and column == "steps" and row.get("id") == batch_id
+
+
 def pending(engine: Engine, spec: str) -> list[dict[str, Any]]:
     """Requests of ``spec`` not yet in a batch that finished, oldest first."""
     with engine.connect() as conn:
@@ -648,6 +727,99 @@ def mark(engine: Engine, batch_id: int, status: str, reason: str | None = None) 
             )
         elif reason is not None:
             conn.execute(update(erasure_requests).where(erasure_requests.c.request_id.in_(ids)).values(reason=reason))
+
+
+@dataclass(frozen=True)
+class WorkingColumns:
+    """What :func:`seal` took out of a batch and its requests, for :func:`unseal` to put back."""
+
+    batch_id: int
+    requests: dict[str, tuple[list[str], list[str]]]  # request id → (subject ids, pseudonyms)
+    targets: Any  # the batch's ``targets`` step (None when it had none)
+
+
+def seal(engine: Engine, batch_id: int, sealed: Mapping[str, list[dict[str, Any]]]) -> WorkingColumns:
+    """Empty the working columns of a batch's requests and drop its ``targets`` step (one transaction).
+
+    Each request keeps the receipt references ``sealed`` gives it (request id → ``[{"ref", "found"}, …]``), which
+    the batch records as its ``sealed`` step: all a receipt says of each subject.
+
+    Returns:
+        What was taken out, for :func:`unseal`.
+    """
+    with engine.begin() as conn:
+        write_lock(conn, f"erasure/batch/{batch_id}")
+        rows = conn.execute(
+            select(erasure_requests.c.request_id, erasure_requests.c.subjects, erasure_requests.c.pseudonyms).where(
+                erasure_requests.c.request_id.in_(list(sealed))
+            )
+        ).all()
+        working = {rid: (list(subjects), list(pseudonyms)) for rid, subjects, pseudonyms in rows}
+        for rid, refs in sealed.items():
+            conn.execute(
+                update(erasure_requests)
+                .where(erasure_requests.c.request_id == rid)
+                .values(subjects=[], pseudonyms=[s["ref"] for s in refs])
+            )
+        steps = dict(conn.execute(select(erasure_batches.c.steps).where(erasure_batches.c.id == batch_id)).scalar_one())
+        saved = steps.pop("targets", None)
+        steps["sealed"] = dict(sealed)
+        conn.execute(update(erasure_batches).where(erasure_batches.c.id == batch_id).values(steps=steps))
+    return WorkingColumns(batch_id, working, saved)
+
+
+def unseal(engine: Engine, working: WorkingColumns) -> None:
+    """Put back what :func:`seal` took out (a scan found the subjects still there: the batch is tried again)."""
+    with engine.begin() as conn:
+        write_lock(conn, f"erasure/batch/{working.batch_id}")
+        for rid, (subjects, pseudonyms) in working.requests.items():
+            conn.execute(
+                update(erasure_requests)
+                .where(erasure_requests.c.request_id == rid)
+                .values(subjects=subjects, pseudonyms=pseudonyms)
+            )
+        query = select(erasure_batches.c.steps).where(erasure_batches.c.id == working.batch_id)
+        steps = dict(conn.execute(query).scalar_one())
+        steps.pop("sealed", None)
+        if working.targets is not None:
+            steps["targets"] = working.targets
+        conn.execute(update(erasure_batches).where(erasure_batches.c.id == working.batch_id).values(steps=steps))
+
+
+def close_batch(engine: Engine, batch_id: int, receipts: Mapping[str, str], pepper: bytes) -> None:
+    """Close a batch and its requests: the subject ids and the working steps go, the receipt hashes stay.
+
+    Args:
+        engine: the platform DB.
+        batch_id: the batch.
+        receipts: request id → the sha256 of its receipt.
+        pepper: the platform's pepper (a request not sealed yet keeps its subjects' receipt references).
+    """
+    with engine.begin() as conn:
+        for rid, sha in receipts.items():
+            row = conn.execute(
+                select(erasure_requests.c.subjects, erasure_requests.c.pseudonyms).where(
+                    erasure_requests.c.request_id == rid
+                )
+            ).first()
+            subjects, pseudonyms = (row[0], row[1]) if row else ([], None)
+            refs = [receipt_ref(s, pepper) for s in subjects or []] or pseudonyms
+            conn.execute(
+                update(erasure_requests)
+                .where(erasure_requests.c.request_id == rid)
+                .values(
+                    status="closed", closed_at=utcnow(), receipt_sha256=sha, subjects=[], pseudonyms=refs, reason=None
+                )
+            )
+        steps = dict(conn.execute(select(erasure_batches.c.steps).where(erasure_batches.c.id == batch_id)).scalar_one())
+        steps.pop("targets", None)
+        steps.pop("sealed", None)
+        conn.execute(
+            update(erasure_batches)
+            .where(erasure_batches.c.id == batch_id)
+            .values(status="closed", finished_at=utcnow(), steps=steps)
+        )
+        conn.execute(delete(erasure_leases).where(erasure_leases.c.batch_id == batch_id))  # nobody owns it now
 
 
 def overdue(engine: Engine, spec: str, sla_hours: float, now: dt.datetime | None = None) -> list[dict[str, Any]]:

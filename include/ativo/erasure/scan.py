@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import JSON, Engine, String, Text, select
 
 from ativo.erasure.purge import Needles, Targets, pattern
+from ativo.erasure.requests import is_working_value
 from ativo.store import db
 
 if TYPE_CHECKING:
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
 PARQUET_MAGIC = b"PAR1"
 SKIP_DIRS = {".git", ".venv", "pg", "postgres", "__pycache__"}
 SKIP_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal", ".sqlite", ".lock", ".pid", ".sock")
-# working columns of open requests: what the purge itself needs (emptied when the request closes)
-EXEMPT = {("erasure_requests", "subjects"), ("erasure_requests", "pseudonyms")}
 
 
 def _kinds(targets: Targets) -> dict[bytes, str]:
@@ -172,10 +171,8 @@ def _scan_db(
                     value = row[c.name]
                     if value is None:
                         continue
-                    if (table.name, c.name) in EXEMPT and row.get("request_id") in exempt:
-                        continue
-                    if table.name == "erasure_batches" and c.name == "steps" and row.get("id") == exempt_batch:
-                        continue
+                    if is_working_value(table.name, c.name, row, open_requests=exempt, batch_id=exempt_batch):
+                        continue  # what the erasure itself holds for now (emptied when its request closes)
                     text = value if isinstance(value, str) else json.dumps(value, default=str)
                     for m in rx.found(text.encode()):
                         found.add(f"{c.name}: {kinds.get(m, 'value')}")

@@ -9,7 +9,9 @@ fails it when more than ``gates.regression.max_wrong_fraction`` of the cases are
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select
@@ -45,6 +47,32 @@ def parse_label(spec: ModelSpec, value: Any) -> int:
         f"expected: {value!r} is not a label of {spec.name}; give 1 or {target.positive!r} "
         f"(positive), 0 or {target.negative!r} (negative)"
     )
+
+
+@dataclass(frozen=True)
+class RegressionCase:
+    """One kept incident: the decision production made, what it should have been, and who said so."""
+
+    id: int
+    spec: str
+    prediction_id: str
+    features: dict[str, Any]
+    expected: int
+    decision: int
+    score: float
+    model_version: str
+    dataset_version: str | None
+    subject: str | None
+    note: str
+    actor: str
+    created_at: dt.datetime
+
+
+def recent_cases(engine: Engine, limit: int) -> list[RegressionCase]:
+    """The ``limit`` latest cases of every spec's regression set, newest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(regression_cases).order_by(regression_cases.c.id.desc()).limit(limit)).mappings()
+        return [RegressionCase(**r) for r in rows]
 
 
 def cases(engine: Engine, spec_name: str) -> list[dict[str, Any]]:

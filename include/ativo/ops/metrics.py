@@ -11,19 +11,15 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from ativo.compute.budget import Ledger
 from ativo.compute.leases import LeaseManager
+from ativo.data import quarantine
+from ativo.data.versioning import latest_versions
+from ativo.erasure import requests as erasure_requests
 from ativo.ops.monitor_metrics import add_gauges
-from ativo.store.db import (
-    budget_alerts,
-    dataset_versions,
-    erasure_requests,
-    quarantined_batches,
-    spend_ledger,
-    utcnow,
-)
+from ativo.store.db import utcnow
 
 if TYPE_CHECKING:
     from ativo.spec import ModelSpec
@@ -72,11 +68,11 @@ def render(
     for (host, state), n in counts.items():
         leases.labels(host, state).set(n)
     add_gauges(registry, engine)  # the monitor's, from the same DB
-    _platform_gauges(registry, engine, specs)
+    _platform_gauges(registry, engine, ledger, specs)
     return bytes(generate_latest(registry))
 
 
-def _platform_gauges(registry: CollectorRegistry, engine: Engine, specs: Sequence[ModelSpec]) -> None:
+def _platform_gauges(registry: CollectorRegistry, engine: Engine, ledger: Ledger, specs: Sequence[ModelSpec]) -> None:
     """Budget alerts sent, spend by spec, quarantined batches, dataset versions and erasure requests."""
     sent = Gauge(
         "ativo_budget_alerts_sent",
@@ -110,35 +106,18 @@ def _platform_gauges(registry: CollectorRegistry, engine: Engine, specs: Sequenc
     sla = Gauge("ativo_erasure_sla_seconds", "The spec's erasure SLA", ["model"], registry=registry)
     sla_s = {s.name: s.erasure.sla_hours * 3600.0 for s in specs}
     now = utcnow()
-    with engine.connect() as conn:
-        for r in conn.execute(select(budget_alerts)).mappings():
-            sent.labels(r["team"], r["period"], str(r["threshold"])).set(1)
-        rows = conn.execute(
-            select(
-                spend_ledger.c.team,
-                spend_ledger.c.spec,
-                spend_ledger.c.resource,
-                spend_ledger.c.period,
-                func.sum(spend_ledger.c.actual_usd),
-            )
-            .where(spend_ledger.c.state == "settled")
-            .group_by(spend_ledger.c.team, spend_ledger.c.spec, spend_ledger.c.resource, spend_ledger.c.period)
-        )
-        for team, spec, resource, period, usd in rows:
-            spend.labels(team, spec, resource, period).set(usd or 0.0)
-        counts: dict[str, int] = dict(
-            conn.execute(select(quarantined_batches.c.spec, func.count()).group_by(quarantined_batches.c.spec)).all()
-        )
-        latest = select(dataset_versions.c.spec, func.max(dataset_versions.c.version)).group_by(dataset_versions.c.spec)
-        versions: dict[str, int] = dict(conn.execute(latest).all())
-        by_status: dict[tuple[str, str], int] = {}
-        pending: dict[str, list[dt.datetime]] = {}
-        for spec, status, received in conn.execute(
-            select(erasure_requests.c.spec, erasure_requests.c.status, erasure_requests.c.received_at)
-        ):
-            by_status[(spec, status)] = by_status.get((spec, status), 0) + 1
-            if status != "closed":
-                pending.setdefault(spec, []).append(received if received.tzinfo else received.replace(tzinfo=dt.UTC))
+    for a in ledger.alerts():
+        sent.labels(a.team, a.period, str(a.threshold)).set(1)
+    for s in ledger.settled_spend(by_resource=True):
+        spend.labels(s.team, s.spec, s.resource, s.period).set(s.usd)
+    counts = quarantine.counts(engine)
+    versions = {spec: v.version for spec, v in latest_versions(engine).items()}
+    by_status: dict[tuple[str, str], int] = {}
+    pending: dict[str, list[dt.datetime]] = {}
+    for r in erasure_requests.states(engine):
+        by_status[(r.spec, r.status)] = by_status.get((r.spec, r.status), 0) + 1
+        if r.status != "closed":
+            pending.setdefault(r.spec, []).append(r.received_at)
     models = sorted({*sla_s, *counts, *versions, *(k[0] for k in by_status)})
     for model in models:
         quarantined.labels(model).set(counts.get(model, 0))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import select
-
 from ativo.compute.budget import Ledger
 from ativo.config import Settings
+from ativo.data import quarantine
 from ativo.data.features import lake_prefix
+from ativo.data.versioning import versions_of
 from ativo.spec import ModelSpec
-from ativo.store.db import dataset_versions, get_engine, quarantined_batches
+from ativo.store.db import get_engine
 from ativo.store.objects import open_store
 
 _DAY = re.compile(r"(\d{4}-\d{2}-\d{2})")
@@ -22,27 +22,13 @@ def collect(spec: ModelSpec, settings: Settings, *, with_models: bool = True) ->
     store, engine = open_store(settings), get_engine(settings.db_url)
     landing_days = {m.group(1) for k in store.list(f"landing/{spec.name}") if (m := _DAY.search(k))}
     partitions = sorted({m.group(1) for k in store.list(lake_prefix(spec.name)) if (m := _DAY.search(k))})
-    with engine.connect() as conn:
-        quarantined: dict[str, dict[str, Any]] = {}
-        for row in conn.execute(
-            select(quarantined_batches)
-            .where(quarantined_batches.c.spec == spec.name)
-            .order_by(quarantined_batches.c.id)
-        ).mappings():
-            quarantined[row["partition"]] = {"reasons": row["reasons"], "report_uri": row["report_uri"]}
-        versions = [
-            {
-                "tag": r["tag"],
-                "rows": r["rows"],
-                "partitions": len(r["partitions"]),
-                "manifest_hash": r["manifest_hash"],
-            }
-            for r in conn.execute(
-                select(dataset_versions)
-                .where(dataset_versions.c.spec == spec.name)
-                .order_by(dataset_versions.c.version)
-            ).mappings()
-        ]
+    quarantined: dict[str, dict[str, Any]] = {
+        q.partition: {"reasons": q.reasons, "report_uri": q.report_uri} for q in quarantine.of_spec(engine, spec.name)
+    }
+    versions = [
+        {"tag": v.tag, "rows": v.rows, "partitions": len(v.partitions), "manifest_hash": v.manifest_hash}
+        for v in versions_of(engine, spec.name)
+    ]
     out: dict[str, Any] = {
         "spec": spec.name,
         "landed_days": len(landing_days | set(quarantined)),

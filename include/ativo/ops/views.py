@@ -11,19 +11,11 @@ import logging
 import math
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from ativo.config import Settings
 from ativo.errors import AtivoError
 from ativo.spec import ModelSpec, load_specs
-from ativo.store.db import (
-    budget_alerts,
-    dataset_versions,
-    erasure_requests,
-    monitor_runs,
-    quarantined_batches,
-    spend_ledger,
-)
 
 log = logging.getLogger(__name__)
 
@@ -49,34 +41,27 @@ def spend(engine: Engine, settings: Settings) -> list[dict[str, Any]]:
 
     ledger = Ledger(engine, settings.prices)
     out = []
-    with engine.connect() as conn:
-        by_spec = conn.execute(
-            select(
-                spend_ledger.c.team,
-                spend_ledger.c.spec,
-                spend_ledger.c.period,
-                func.sum(spend_ledger.c.actual_usd),
-                func.sum(spend_ledger.c.seconds),
-                func.count(),
-            )
-            .where(spend_ledger.c.state == "settled")
-            .group_by(spend_ledger.c.team, spend_ledger.c.spec, spend_ledger.c.period)
-        ).all()
-        alerts = [dict(r) for r in conn.execute(select(budget_alerts).order_by(budget_alerts.c.sent_at)).mappings()]
+    by_spec, alerts = ledger.settled_spend(), ledger.alerts()
     for team in ledger.teams():
         status = ledger.status(team)
         out.append(
             status
             | {
                 "by_spec": [
-                    {"spec": s, "period": p, "usd": round(usd or 0.0, 6), "seconds": round(sec or 0.0, 1), "tasks": n}
-                    for t, s, p, usd, sec, n in by_spec
-                    if t == team
+                    {
+                        "spec": s.spec,
+                        "period": s.period,
+                        "usd": round(s.usd, 6),
+                        "seconds": round(s.seconds, 1),
+                        "tasks": s.tasks,
+                    }
+                    for s in by_spec
+                    if s.team == team
                 ],
                 "alerts": [
-                    {"period": a["period"], "threshold": a["threshold"], "sent_at": _iso(a["sent_at"])}
+                    {"period": a.period, "threshold": a.threshold, "sent_at": _iso(a.sent_at)}
                     for a in alerts
-                    if a["team"] == team
+                    if a.team == team
                 ],
             }
         )
@@ -123,115 +108,90 @@ def deployments(specs: list[ModelSpec], settings: Settings) -> list[dict[str, An
 
 def monitor(engine: Engine, specs: list[ModelSpec]) -> list[dict[str, Any]]:
     """Per spec: the latest monitored window and its decision (None when it was never monitored)."""
+    from ativo.monitor.decide import history
+
     out = []
-    with engine.connect() as conn:
-        for spec in specs:
-            row = (
-                conn.execute(
-                    select(monitor_runs)
-                    .where(monitor_runs.c.spec == spec.name)
-                    .order_by(monitor_runs.c.window_end.desc())
-                    .limit(1)
-                )
-                .mappings()
-                .first()
-            )
-            out.append(
-                {
-                    "spec": spec.name,
-                    "latest": None
-                    if row is None
-                    else {
-                        "version": row["version"],
-                        "window": f"{_iso(row['window_start'])} → {_iso(row['window_end'])}",
-                        "rows": row["rows"],
-                        "judged": bool(row["judged"]),
-                        "drifted": bool(row["drifted"]),
-                        "decision": row["decision"],
-                        "reason": row["decision_reason"],
-                        "report_uri": row["report_uri"],
-                        "reasons": row["reasons"],
-                    },
-                }
-            )
+    for spec in specs:
+        row = next(iter(history(engine, spec.name, limit=1)), None)
+        out.append(
+            {
+                "spec": spec.name,
+                "latest": None
+                if row is None
+                else {
+                    "version": row["version"],
+                    "window": f"{_iso(row['window_start'])} → {_iso(row['window_end'])}",
+                    "rows": row["rows"],
+                    "judged": bool(row["judged"]),
+                    "drifted": bool(row["drifted"]),
+                    "decision": row["decision"],
+                    "reason": row["decision_reason"],
+                    "report_uri": row["report_uri"],
+                    "reasons": row["reasons"],
+                },
+            }
+        )
     return out
 
 
 def quarantine(engine: Engine) -> list[dict[str, Any]]:
     """The latest quarantined batches with their reasons and reports."""
-    with engine.connect() as conn:
-        rows = (
-            conn.execute(select(quarantined_batches).order_by(quarantined_batches.c.id.desc()).limit(ROWS_SHOWN))
-            .mappings()
-            .all()
-        )
+    from ativo.data.quarantine import recent
+
     return [
         {
-            "spec": r["spec"],
-            "partition": r["partition"],
-            "reasons": r["reasons"],
-            "report_uri": r["report_uri"],
-            "batch_uri": r["batch_uri"],
-            "at": _iso(r["quarantined_at"]),
+            "spec": q.spec,
+            "partition": q.partition,
+            "reasons": q.reasons,
+            "report_uri": q.report_uri,
+            "batch_uri": q.batch_uri,
+            "at": _iso(q.quarantined_at),
         }
-        for r in rows
+        for q in recent(engine, ROWS_SHOWN)
     ]
 
 
 def erasure(engine: Engine) -> list[dict[str, Any]]:
     """The latest erasure requests (never their subjects) with status, batch and receipt hash."""
-    with engine.connect() as conn:
-        rows = (
-            conn.execute(select(erasure_requests).order_by(erasure_requests.c.received_at.desc()).limit(ROWS_SHOWN))
-            .mappings()
-            .all()
-        )
+    from ativo.erasure.requests import recent
+
     return [
         {
-            "request_id": r["request_id"],
-            "spec": r["spec"],
-            "status": r["status"],
-            "channel": r["channel"],
-            "actor": r["actor"],
-            "batch": r["batch_id"],
-            "received_at": _iso(r["received_at"]),
-            "closed_at": _iso(r["closed_at"]),
-            "reason": r["reason"],
-            "receipt_sha256": r["receipt_sha256"],
-            "subjects": len(r["pseudonyms"] or []),
+            "request_id": r.request_id,
+            "spec": r.spec,
+            "status": r.status,
+            "channel": r.channel,
+            "actor": r.actor,
+            "batch": r.batch_id,
+            "received_at": _iso(r.received_at),
+            "closed_at": _iso(r.closed_at),
+            "reason": r.reason,
+            "receipt_sha256": r.receipt_sha256,
+            "subjects": r.subjects,
         }
-        for r in rows
+        for r in recent(engine, ROWS_SHOWN)
     ]
 
 
 def incidents(engine: Engine) -> list[dict[str, Any]]:
     """The latest recorded incidents (every spec's regression set), newest first."""
-    from ativo.store.db import regression_cases
+    from ativo.evaluate.regression import recent_cases
 
-    with engine.connect() as conn:
-        rows = (
-            conn.execute(select(regression_cases).order_by(regression_cases.c.id.desc()).limit(ROWS_SHOWN))
-            .mappings()
-            .all()
-        )
     return [
         {
-            k: r[k]
-            for k in (
-                "id",
-                "spec",
-                "prediction_id",
-                "expected",
-                "decision",
-                "score",
-                "model_version",
-                "dataset_version",
-                "note",
-                "actor",
-            )
+            "id": c.id,
+            "spec": c.spec,
+            "prediction_id": c.prediction_id,
+            "expected": c.expected,
+            "decision": c.decision,
+            "score": c.score,
+            "model_version": c.model_version,
+            "dataset_version": c.dataset_version,
+            "note": c.note,
+            "actor": c.actor,
+            "at": _iso(c.created_at),
         }
-        | {"at": _iso(r["created_at"])}
-        for r in rows
+        for c in recent_cases(engine, ROWS_SHOWN)
     ]
 
 
@@ -272,9 +232,11 @@ def searches(engine: Engine) -> list[dict[str, Any]]:
 
 def datasets(engine: Engine) -> dict[str, dict[str, Any]]:
     """Per spec: the latest dataset version."""
-    with engine.connect() as conn:
-        rows = conn.execute(select(dataset_versions).order_by(dataset_versions.c.version)).mappings().all()
-    return {r["spec"]: {"tag": r["tag"], "rows": r["rows"], "at": _iso(r["created_at"])} for r in rows}
+    from ativo.data.versioning import latest_versions
+
+    return {
+        spec: {"tag": v.tag, "rows": v.rows, "at": _iso(v.recorded_at)} for spec, v in latest_versions(engine).items()
+    }
 
 
 def overview(settings: Settings) -> dict[str, Any]:
