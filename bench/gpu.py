@@ -40,9 +40,10 @@ def main() -> int:
     from ativo.config import load_settings
     from ativo.data.features import to_features
     from ativo.data.landing import reference_records, synthesize
+    from ativo.data.split import split_frame
     from ativo.spec import get_spec
     from ativo.store.db import get_engine
-    from ativo.train.trainer import fit, split_frame
+    from ativo.train.trainer import fit
 
     p = argparse.ArgumentParser()
     p.add_argument("--scaled-rows", type=int, default=320_000)

@@ -3,7 +3,7 @@
 Synthetic rows in the Adult schema (the reference rows resampled, their numbers jittered so that no two rows are the
 same, fresh record ids) are written as Parquet partitions of ``--partition-rows`` rows, the shape of a dataset
 version. At each size both engines train the spec's model with the same parameters and a fixed number of rounds
-(no early stopping: the same work) on the same seeded hash split (:func:`ativo.train.distributed.part_of`):
+(no early stopping: the same work) on the same seeded hash split (:func:`ativo.data.split.part_of`):
 
 - **single**: one process reads every partition into one frame and trains with ``ativo.train.trainer.fit`` on all
   cores (``--workers`` threads);
@@ -94,8 +94,8 @@ def _auc(y: Any, p: Any) -> float:
 def run_single(files: list[Path], rounds: int, workers: int) -> dict[str, Any]:
     import pandas as pd
 
-    from ativo.train.distributed import part_of
-    from ativo.train.trainer import Split, fit
+    from ativo.data.split import Split, part_of
+    from ativo.train.trainer import fit
 
     spec = _spec(rounds)
     t0 = time.perf_counter()
@@ -112,8 +112,11 @@ def run_single(files: list[Path], rounds: int, workers: int) -> dict[str, Any]:
 
 
 def run_dask(files: list[Path], rounds: int, workers: int, memory_limit: str) -> dict[str, Any]:
+    from ativo.compute.cluster import client_for, close_clients
     from ativo.config import load_settings
-    from ativo.train import distributed
+    from ativo.data.split import lazy_split
+    from ativo.data.training import parquet_frame
+    from ativo.train.distributed import fit_dask
 
     shape = {"workers": workers, "threads_per_worker": 1, "memory_limit": memory_limit}
     base = _spec(rounds)
@@ -125,17 +128,17 @@ def run_dask(files: list[Path], rounds: int, workers: int, memory_limit: str) ->
         }
     )
     settings = load_settings()
-    distributed.client_for(spec, settings)  # the cluster first: its start is not training
+    client_for(spec, settings)  # the cluster first: its start is not training
     t0 = time.perf_counter()
-    frame, rows = distributed.parquet_frame([(str(f), {}) for f in files])
-    split = distributed.lazy_split(frame, spec, rows)
-    model = distributed.fit_dask(spec, settings, split)
+    frame, rows = parquet_frame([(str(f), {}) for f in files])
+    split = lazy_split(frame, spec, rows)
+    model = fit_dask(spec, settings, split)
     out = {
         "seconds": round(time.perf_counter() - t0, 1),
         "test_auc": round(model.metrics["test_auc"], 5),
         "rounds": model.booster.num_boosted_rounds(),
     }
-    distributed.close_clients()
+    close_clients()
     return out
 
 

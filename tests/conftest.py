@@ -75,7 +75,7 @@ def adult_split(spec, reference_dir):
     """The reference data as features, split by the spec's seed: built once per test session."""
     from ativo.data.features import to_features
     from ativo.data.landing import reference_records
-    from ativo.train.trainer import split_frame
+    from ativo.data.split import split_frame
 
     raw = reference_records(spec, reference_dir)
     raw[spec.data_schema.event_time] = "2026-01-01"
@@ -116,7 +116,8 @@ def small_boosters(spec, adult_split, tmp_path_factory):
         import numpy as np
 
         from ativo.data.features import LABEL
-        from ativo.train.trainer import Split, fit
+        from ativo.data.split import Split
+        from ativo.train.trainer import fit
 
         split = adult_split
         quick = spec.model_copy(update={"model": spec.model.model_copy(update={"num_boost_round": 60})})

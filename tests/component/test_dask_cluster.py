@@ -18,8 +18,8 @@ def _free_port() -> int:
 
 @pytest.fixture
 def cluster(tmp_path, monkeypatch):
+    from ativo.compute.cluster import close_clients
     from ativo.config import load_settings
-    from ativo.train.distributed import close_clients
     from ativo_dev import supervisor
 
     monkeypatch.setenv("ATIVO_HOME", str(tmp_path / "home"))
@@ -40,7 +40,10 @@ def test_training_uses_the_scheduler_in_settings_and_its_workers_read_the_partit
 ):
     import pandas as pd
 
-    from ativo.train import distributed
+    from ativo.compute import cluster as dask_cluster
+    from ativo.data.split import lazy_split
+    from ativo.data.training import parquet_frame
+    from ativo.train.distributed import fit_dask
 
     frame = pd.concat([adult_split.train, adult_split.valid, adult_split.test], ignore_index=True)
     files = []
@@ -55,14 +58,14 @@ def test_training_uses_the_scheduler_in_settings_and_its_workers_read_the_partit
     )
     from distributed import get_task_stream
 
-    lazy, rows = distributed.parquet_frame([(str(f), {}) for f in files], label="test-parquet")
+    lazy, rows = parquet_frame([(str(f), {}) for f in files], label="test-parquet")
     assert rows == len(frame) and lazy.npartitions == 4
-    client = distributed.client_for(model_spec, cluster)
+    client = dask_cluster.client_for(model_spec, cluster)
     assert client.scheduler.address == cluster.dask_scheduler  # the standing cluster, no LocalCluster
-    assert not distributed._CLUSTERS
+    assert not dask_cluster._CLUSTERS
     client.wait_for_workers(2, timeout=60)
     with get_task_stream(client) as stream:
-        model = distributed.fit_dask(model_spec, cluster, distributed.lazy_split(lazy, model_spec, rows))
+        model = fit_dask(model_spec, cluster, lazy_split(lazy, model_spec, rows))
     # both workers read and trained (reading is fused into the tasks that split and encode each partition): the
     # data never went through this process
     assert {t["worker"] for t in stream.data} == set(client.scheduler_info()["workers"])

@@ -23,7 +23,7 @@ def dask_specs(specs_dir, monkeypatch):  # noqa: F811  # the imported fixture
     """The new-dataset test's specs directory, with no standing scheduler named: the task starts a LocalCluster."""
     monkeypatch.delenv("ATIVO_DASK_SCHEDULER", raising=False)
     yield specs_dir
-    from ativo.train.distributed import close_clients
+    from ativo.compute.cluster import close_clients
 
     close_clients()
 
@@ -39,8 +39,8 @@ def test_a_dask_spec_trains_on_a_local_cluster_through_the_train_dag_and_is_serv
     try:
         from mlflow import MlflowClient
 
+        from ativo.compute import cluster as dask_cluster
         from ativo.http import post_json
-        from ativo.train import distributed
 
         # the trials trained on the cluster: their runs say so, and this process started the LocalCluster
         client = MlflowClient(settings.mlflow_tracking_uri)
@@ -52,7 +52,7 @@ def test_a_dask_spec_trains_on_a_local_cluster_through_the_train_dag_and_is_serv
         assert parent.data.params["engine"] == "dask"
         assert int(parent.data.params["train_rows"]) > 2500  # every training row, not the sample
         assert parent.data.params["dataset_input_sample_rows"] == "1000"
-        [cluster] = distributed._CLUSTERS.values()
+        [cluster] = dask_cluster._CLUSTERS.values()
         assert len(cluster.workers) == 2
         # the gates judged a seeded sample, at most sample_rows of each split, and the report says of how many
         held = done["report"]["evaluated_on"]

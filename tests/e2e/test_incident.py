@@ -24,13 +24,13 @@ def test_an_incident_rejects_the_next_candidate_that_decides_it_wrongly(
 
     from ativo.airflow.dags.train import build_train_dag
     from ativo.data.etl import run_interval
+    from ativo.data.split import split_frame
+    from ativo.data.training import load_dataset
     from ativo.deploy.promotion import promote
     from ativo.evaluate.regression import cases
     from ativo.evaluate.suite import request_rows
     from ativo.http import post_json
     from ativo.store.db import get_engine
-    from ativo.train.search import load_dataset
-    from ativo.train.trainer import split_frame
     from ativo.waiting import wait_until
     from ativo_dev.supervisor import operator_key
     from tests.support.harness import land_dataset, start_server

@@ -39,7 +39,7 @@ def good(spec, split):
 
 def relabel(split, labels_of):
     """The split with the training and validation labels replaced (the test set keeps the true labels)."""
-    from ativo.train.trainer import Split
+    from ativo.data.split import Split
 
     out = {}
     for part in ("train", "valid"):
@@ -127,8 +127,8 @@ def test_mitigation_reports_before_and_after_in_the_card(spec, split):
 
 
 def test_a_model_that_memorises_a_small_training_set_fails_privacy(spec, split, good):
+    from ativo.data.split import Split
     from ativo.evaluate.privacy import privacy_gate
-    from ativo.train.trainer import Split
 
     small = Split(train=split.train.sample(400, random_state=1), valid=split.valid, test=split.test)
     booster = train(

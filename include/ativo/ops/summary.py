@@ -8,9 +8,9 @@ from typing import Any
 from ativo.compute.budget import Ledger
 from ativo.config import Settings
 from ativo.data import quarantine
-from ativo.data.features import lake_prefix
 from ativo.data.versioning import versions_of
 from ativo.spec import ModelSpec
+from ativo.store import prefixes
 from ativo.store.db import get_engine
 from ativo.store.objects import open_store
 
@@ -20,8 +20,8 @@ _DAY = re.compile(r"(\d{4}-\d{2}-\d{2})")
 def collect(spec: ModelSpec, settings: Settings, *, with_models: bool = True) -> dict[str, Any]:
     """A JSON-serialisable summary of one spec's data and models."""
     store, engine = open_store(settings), get_engine(settings.db_url)
-    landing_days = {m.group(1) for k in store.list(f"landing/{spec.name}") if (m := _DAY.search(k))}
-    partitions = sorted({m.group(1) for k in store.list(lake_prefix(spec.name)) if (m := _DAY.search(k))})
+    landing_days = {m.group(1) for k in store.list(prefixes.landing(spec.name)) if (m := _DAY.search(k))}
+    partitions = sorted({m.group(1) for k in store.list(prefixes.lake(spec.name)) if (m := _DAY.search(k))})
     quarantined: dict[str, dict[str, Any]] = {
         q.partition: {"reasons": q.reasons, "report_uri": q.report_uri} for q in quarantine.of_spec(engine, spec.name)
     }
@@ -45,9 +45,9 @@ def collect(spec: ModelSpec, settings: Settings, *, with_models: bool = True) ->
 
 def registered_models(spec: ModelSpec, settings: Settings) -> list[dict[str, Any]]:
     """Registered versions of the spec's model with their lineage tags, newest first."""
-    from mlflow import MlflowClient
+    from ativo.model.client import mlflow_client
 
-    client = MlflowClient(settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+    client = mlflow_client(settings, registry_uri=settings.mlflow_tracking_uri)
     try:
         versions = client.search_model_versions(f"name='{spec.registered_model_name}'")
     except Exception:  # registry empty or unreachable: report, do not crash the summary
