@@ -19,10 +19,10 @@ from ativo.airflow.redaction import redactor
 def ativo_partition_uri(spec: str, ds: str) -> str:
     """Object-store URI of a spec's lake partition for the date ``ds`` (YYYY-MM-DD)."""
     from ativo.config import load_settings
-    from ativo.data.features import partition_key
+    from ativo.store import prefixes
 
     settings = load_settings()
-    return f"{settings.store_uri.rstrip('/')}/{partition_key(spec, ds)}"
+    return prefixes.uri(settings.store_uri, prefixes.lake_partition(spec, ds))
 
 
 def page_app() -> Any:

@@ -69,8 +69,7 @@ def lake(settings, spec) -> dict:
 
 def versions(settings, spec) -> dict:
     """Each dataset version's rows, sorted by record id."""
-    from ativo.data.versioning import open_registry
-    from ativo.erasure.purge import versions_of
+    from ativo.data.versioning import open_registry, versions_of
     from ativo.store.db import get_engine
 
     registry = open_registry(settings)

@@ -33,6 +33,8 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
+from ativo.store import prefixes
+
 log = logging.getLogger(__name__)
 
 # This module is imported on the api-server's first request to /ativo (the plugin builds the app lazily), so its
@@ -57,13 +59,13 @@ def _name(user: Any) -> str:
 PAGE_ACTIONS = ("promote", "rollback", "budget")
 """The page's actions (:func:`ativo.ops.views.act`)."""
 
-RUN_ARTIFACTS = ("gates/", "monitor/")
+RUN_ARTIFACTS = (f"{prefixes.RUN_GATES}/", f"{prefixes.RUN_MONITOR}/")
 """The MLflow run artifacts the page opens: gate reports, model cards, decision policies, monitor reports."""
 
 STORE_FILES = (
-    ("quarantine/", ("/report.json", "/report.html")),
-    ("deployments/", (".json",)),
-    ("erasure/receipts/", (".json",)),
+    (f"{prefixes.QUARANTINE}/", prefixes.QUARANTINE_REPORTS),
+    (f"{prefixes.DEPLOYMENTS}/", (".json",)),
+    (f"{prefixes.ERASURE_RECEIPTS}/", (".json",)),
 )
 """The object-store files the page opens, by prefix and ending: validation reports (never the quarantined batch
 itself, which holds raw rows), deployment records and erasure receipts. Landing batches, the lake and the

@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from sqlalchemy import Engine, func, insert, select
 
-from ativo.data.features import PARTITION_KEY, lake_prefix
 from ativo.errors import DatasetVersionError
+from ativo.store import prefixes
 from ativo.store.db import dataset_redactions, dataset_versions, utcnow
 from ativo.store.objects import ObjectStore
 
@@ -277,11 +277,11 @@ class DatasetRegistry:
         workspace.mkdir(parents=True, exist_ok=True)
         wanted: dict[str, int] = {}
         seen_files = set()
-        for key in store.list(lake_prefix(spec)):
-            m = PARTITION_KEY.search(key)
-            if not m:
+        for key in store.list(prefixes.lake(spec)):
+            partition = prefixes.lake_partition_of(key)
+            if partition is None:
                 continue
-            rel = f"ds={m.group(1)}/part-0.parquet"
+            rel = prefixes.lake_relpath(partition)
             data = store.get_bytes(key)
             target = workspace / rel
             if not target.exists() or target.read_bytes() != data:
@@ -289,7 +289,7 @@ class DatasetRegistry:
                 tmp = target.with_name(target.name + ".tmp")
                 tmp.write_bytes(data)
                 os.replace(tmp, target)
-            wanted[m.group(1)] = pq.read_metadata(target).num_rows
+            wanted[partition] = pq.read_metadata(target).num_rows
             seen_files.add(target)
         for f in workspace.rglob("*.parquet"):
             if f not in seen_files:
@@ -548,6 +548,75 @@ class DatasetRegistry:
             )
         return df
 
+    # -- erasure: every version forgets a subject -------------------------------------------------------------
+    def holding(
+        self, engine: Engine, spec: str, subject: str, record_id: str, subjects: Collection[str]
+    ) -> ObjectsHeld:
+        """Every DVC object of every version of ``spec`` (read through the redaction map) holding ``subjects``.
+
+        Args:
+            engine: the platform DB (the recorded versions).
+            spec: the spec's name.
+            subject: the subject column.
+            record_id: the record id column.
+            subjects: the subject ids looked for.
+        """
+        wanted = set(subjects)
+        seen: dict[str, int] = {}
+        out = ObjectsHeld()
+        for version in versions_of(engine, spec):
+            for rel, md5, _ in self.resolved(version):
+                if not rel.endswith(".parquet"):
+                    continue
+                if md5 not in seen:
+                    n, found, records = _rows_of(self.get_object(md5), subject, record_id, wanted)
+                    seen[md5] = n
+                    out.found |= found
+                    out.ids |= records
+                    if n:
+                        out.objects[md5] = HeldObject(rel, n, [])
+                if seen[md5]:
+                    out.objects[md5].versions.append(version.tag)
+        return out
+
+    def forget(
+        self, engine: Engine, spec: str, subject: str, record_id: str, subjects: Collection[str], batch_id: int
+    ) -> ObjectsRedacted:
+        """Every version of ``spec`` forgets ``subjects``: a redacted copy of each object holding them, mapped.
+
+        Each copy (the object without their rows, by the lake's writer) is stored whole in the cache and the remote
+        before the redaction map names it (one transaction per object), so every version reads back without their
+        rows and with every other row. The old objects stay until :meth:`drop_redacted`. A second call finds no
+        object holding them (the map is read through) and changes nothing.
+
+        Returns:
+            The objects redacted (old md5 → the copy), the subjects found and the record ids of their rows.
+        """
+        from ativo.data.features import read_parquet_bytes, to_parquet_bytes
+
+        held = self.holding(engine, spec, subject, record_id, subjects)
+        out = ObjectsRedacted(found=held.found, ids=held.ids)
+        wanted = set(subjects)
+        for old, info in sorted(held.objects.items()):
+            frame = read_parquet_bytes(self.get_object(old))
+            gone = frame[subject].astype(str).isin(wanted)
+            new = self.put_object(to_parquet_bytes(frame[~gone].reset_index(drop=True)))
+            removed = int(gone.sum())
+            record_redaction(engine, spec=spec, old_md5=old, new_md5=new, rows_removed=removed, batch_id=batch_id)
+            out.objects[old] = RedactedObject(new, removed, info.relpath, info.versions)
+        return out
+
+    def drop_redacted(self, engine: Engine, spec: str, batch_id: int) -> list[str]:
+        """Delete, from the cache and the remote, the old objects erasure batch ``batch_id`` redacted.
+
+        Returns:
+            Where objects were deleted from (none on a second call).
+        """
+        gone: list[str] = []
+        for r in redactions_of(engine, spec, batch_id):
+            gone.extend(self.delete_object(r.old_md5))
+        return gone
+
 
 def open_registry(settings: Settings) -> DatasetRegistry:
     """The data registry named by ``settings`` (reading through its redaction map)."""
@@ -556,3 +625,66 @@ def open_registry(settings: Settings) -> DatasetRegistry:
     return DatasetRegistry(
         settings.registry_path, settings.dvc_remote, settings.s3_endpoint_url, get_engine(settings.db_url)
     )
+
+
+@dataclass
+class HeldObject:
+    """A DVC object holding rows of some subjects: its path in the dataset, their rows, the versions reading it."""
+
+    relpath: str
+    rows: int
+    versions: list[str]
+
+
+@dataclass
+class ObjectsHeld:
+    """What :meth:`DatasetRegistry.holding` found: md5 → object, the subjects with rows, their rows' record ids."""
+
+    objects: dict[str, HeldObject] = field(default_factory=dict)
+    found: set[str] = field(default_factory=set)
+    ids: set[str] = field(default_factory=set)
+
+    @property
+    def versions(self) -> list[str]:
+        """The tags of the versions reading one of the objects."""
+        return sorted({v for o in self.objects.values() for v in o.versions})
+
+
+@dataclass(frozen=True)
+class RedactedObject:
+    """An object :meth:`DatasetRegistry.forget` redacted: its copy's md5, the rows removed, where and who read it."""
+
+    new: str
+    rows_removed: int
+    relpath: str
+    versions: list[str]
+
+
+@dataclass
+class ObjectsRedacted:
+    """What :meth:`DatasetRegistry.forget` did: old md5 → its copy; the subjects found and their record ids."""
+
+    objects: dict[str, RedactedObject] = field(default_factory=dict)
+    found: set[str] = field(default_factory=set)
+    ids: set[str] = field(default_factory=set)
+
+    @property
+    def versions(self) -> list[str]:
+        """The tags of the versions that read one of the redacted objects."""
+        return sorted({v for o in self.objects.values() for v in o.versions})
+
+
+def _rows_of(data: bytes, subject: str, record_id: str, values: set[str]) -> tuple[int, set[str], set[str]]:
+    """Rows of a Parquet object whose ``subject`` is in ``values``: (how many, their subjects, their record ids)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(io.BytesIO(data), columns=[subject, record_id])
+    hit = pc.is_in(table[subject].cast("string"), value_set=pa.array(sorted(values), "string"))
+    hits = table.filter(pc.fill_null(hit, False))
+    if not hits.num_rows:
+        return 0, set(), set()
+    return hits.num_rows, set(hits[subject].cast("string").to_pylist()), set(hits[record_id].cast("string").to_pylist())

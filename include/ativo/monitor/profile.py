@@ -13,12 +13,13 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ativo.spec import ModelSpec
+from ativo.store import prefixes
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-PROFILE_ARTIFACT = "monitor/profile.json"
+PROFILE_ARTIFACT = prefixes.MONITOR_PROFILE
 PROFILE_TAG = "ativo.profile_uri"  # the model version tag that links its profile
 MISSING = "(missing)"
 NUMERIC_BINS = 10
