@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ativo.data import etl
+from ativo.data import etl, quarantine
 from ativo.data.landing import MALFORMED_KINDS, simulate
 from ativo.errors import BatchRejected, LandingMissing
 from ativo.store.db import get_engine
@@ -31,7 +31,7 @@ def test_malformed_batch_is_quarantined_whole_and_the_lake_untouched(kind, setti
     report = json.loads(store.get_bytes(batch_key.replace("batch.csv", "report.json")))
     assert report["reasons"] == err.value.reasons and report["partition"] == str(DAY)
     assert store.list("lake") == []
-    assert etl.last_quarantine(get_engine(settings.db_url), "adult_income", str(DAY))["reasons"] == err.value.reasons
+    assert quarantine.last(get_engine(settings.db_url), "adult_income", str(DAY)).reasons == err.value.reasons
     # asking again says why, instead of pretending the batch never came
     with pytest.raises(BatchRejected, match="quarantined"):
         etl.validate_landing(spec, settings, str(DAY))

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import delete
 
-from ativo.data import etl
+from ativo.data import etl, quarantine
 from ativo.data.features import partition_key, to_features, to_parquet_bytes
 from ativo.data.landing import landing_key, reference_records, to_csv_bytes
 from ativo.data.subjects import partitions_of, record_partitions
@@ -91,7 +91,7 @@ def assert_quarantined(settings, spec, day, err, data, webhook, *, versioned=Tru
     assert store.get_bytes(batch_key) == data
     report = store.get_bytes(batch_key.replace("batch.csv", "report.json"))
     assert json.loads(report)["reasons"] == err.reasons and len(report) < 200_000
-    stored = etl.last_quarantine(get_engine(settings.db_url), spec.name, str(day))["reasons"]
+    stored = quarantine.last(get_engine(settings.db_url), spec.name, str(day)).reasons
     assert stored == err.reasons and all(len(r) < 1000 for r in stored)
     if versioned:
         version = etl.version_dataset(spec, settings)
@@ -281,4 +281,4 @@ def test_two_batches_validated_together_cannot_both_claim_a_record_id(settings, 
     assert set(
         record_partitions(get_engine(settings.db_url), spec.name, b[spec.data_schema.record_id].tolist()).values()
     ) <= {str(NEXT)}
-    assert etl.last_quarantine(get_engine(settings.db_url), spec.name, str(third)) is not None
+    assert quarantine.last(get_engine(settings.db_url), spec.name, str(third)) is not None

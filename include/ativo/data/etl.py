@@ -22,9 +22,10 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine
 
 from ativo.config import Settings
+from ativo.data import quarantine as quarantine_log
 from ativo.data.features import (
     PARTITION_KEY,
     lake_prefix,
@@ -39,7 +40,7 @@ from ativo.data.validation import bounded, clip, quote, read_batch, validate_byt
 from ativo.data.versioning import DatasetVersion, open_registry
 from ativo.errors import BatchRejected, IntervalNotOver, LandingMissing
 from ativo.spec import ModelSpec
-from ativo.store.db import get_engine, quarantined_batches, session_lock, utcnow
+from ativo.store.db import get_engine, session_lock, utcnow
 from ativo.store.objects import ObjectStore, open_store
 
 log = logging.getLogger(__name__)
@@ -50,22 +51,6 @@ REASON_CHARS = 1000
 
 def _quarantine_prefix(spec: str, partition: str, sha: str) -> str:
     return f"quarantine/{spec}/{partition}/{sha[:16]}"
-
-
-def last_quarantine(engine: Engine, spec: str, partition: str) -> dict[str, Any] | None:
-    """The most recent quarantine record of a partition, if any."""
-    with engine.connect() as conn:
-        row = (
-            conn.execute(
-                select(quarantined_batches)
-                .where(quarantined_batches.c.spec == spec, quarantined_batches.c.partition == partition)
-                .order_by(quarantined_batches.c.id.desc())
-                .limit(1)
-            )
-            .mappings()
-            .first()
-        )
-    return dict(row) if row else None
 
 
 def quarantine(
@@ -99,26 +84,15 @@ def quarantine(
     )
     batch_uri = store.put_bytes(f"{prefix}/batch.csv", data)
     report_uri = store.put_bytes(f"{prefix}/report.json", json.dumps(full_report, indent=2, default=str).encode())
-    with engine.begin() as conn:
-        dup = conn.execute(
-            select(quarantined_batches.c.id).where(
-                quarantined_batches.c.spec == spec.name,
-                quarantined_batches.c.partition == partition,
-                quarantined_batches.c.batch_sha256 == sha,
-            )
-        ).first()
-        if not dup:
-            conn.execute(
-                insert(quarantined_batches).values(
-                    spec=spec.name,
-                    partition=partition,
-                    reasons=reasons,
-                    batch_uri=batch_uri,
-                    report_uri=report_uri,
-                    batch_sha256=sha,
-                    quarantined_at=utcnow(),
-                )
-            )
+    quarantine_log.record(
+        engine,
+        spec=spec.name,
+        partition=partition,
+        reasons=reasons,
+        batch_uri=batch_uri,
+        report_uri=report_uri,
+        sha256=sha,
+    )
     store.delete(landing_key(spec.name, partition_date(partition)))
     return report_uri
 
@@ -133,9 +107,9 @@ def _landing_bytes(store: ObjectStore, engine: Engine, spec: ModelSpec, partitio
     try:
         return store.get_bytes(key)
     except FileNotFoundError:
-        q = last_quarantine(engine, spec.name, partition)
+        q = quarantine_log.last(engine, spec.name, partition)
         if q:
-            raise BatchRejected(partition, list(q["reasons"]), q["report_uri"]) from None
+            raise BatchRejected(partition, q.reasons, q.report_uri) from None
         raise LandingMissing(f"no landing batch for {partition} at {store.uri(key)} (not delivered yet?)") from None
 
 

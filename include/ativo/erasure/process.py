@@ -385,7 +385,7 @@ def close(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]:
         audit.append(engine, "erasure_receipt", "erasure", req["request_id"], {"receipt_sha256": sha, "receipt": doc})
         out[req["request_id"]] = sha
         prev_sha = sha
-    _finish(engine, batch_id, out, pepper)
+    rq.close_batch(engine, batch_id, out, pepper)
     return {"closed": True, "reason": None, "receipts": out}
 
 
@@ -398,10 +398,8 @@ def seal_and_scan_files(settings: Settings, batch_id: int, targets: Targets, pep
     the working columns back (the batch stays open and is tried again). A try that stopped after sealing has no id
     left to scan for: the files are listed as not scanned in its receipt.
     """
-    from sqlalchemy import select, update
-
     from ativo.erasure.scan import scan_db_files
-    from ativo.store.db import compact, erasure_batches, erasure_requests, write_lock
+    from ativo.store.db import compact
 
     engine = get_engine(settings.db_url)
     if rq.step_result(engine, batch_id, "sealed") is not None:
@@ -420,18 +418,7 @@ def seal_and_scan_files(settings: Settings, batch_id: int, targets: Targets, pep
         r["request_id"]: [{"ref": receipt_ref(s, pepper), "found": s in targets.found} for s in r["subjects"]]
         for r in requests
     }
-    with engine.begin() as conn:
-        write_lock(conn, f"erasure/batch/{batch_id}")
-        for r in requests:
-            conn.execute(
-                update(erasure_requests)
-                .where(erasure_requests.c.request_id == r["request_id"])
-                .values(subjects=[], pseudonyms=[s["ref"] for s in sealed[r["request_id"]]])
-            )
-        steps = dict(conn.execute(select(erasure_batches.c.steps).where(erasure_batches.c.id == batch_id)).scalar_one())
-        saved = steps.pop("targets", None)
-        steps["sealed"] = sealed
-        conn.execute(update(erasure_batches).where(erasure_batches.c.id == batch_id).values(steps=steps))
+    working = rq.seal(engine, batch_id, sealed)
     compacted = compact(engine)
     held: set[str] = set()  # other open requests' working columns (filed since, for the same subjects)
     for rid in rq.open_request_ids(engine):
@@ -442,18 +429,7 @@ def seal_and_scan_files(settings: Settings, batch_id: int, targets: Targets, pep
     files = scan_db_files(settings, targets, exempt=held)
     files["compacted"] = compacted
     if not files["clean"]:
-        with engine.begin() as conn:
-            write_lock(conn, f"erasure/batch/{batch_id}")
-            for r in requests:
-                conn.execute(
-                    update(erasure_requests)
-                    .where(erasure_requests.c.request_id == r["request_id"])
-                    .values(subjects=r["subjects"], pseudonyms=r["pseudonyms"])
-                )
-            steps.pop("sealed", None)
-            if saved is not None:
-                steps["targets"] = saved
-            conn.execute(update(erasure_batches).where(erasure_batches.c.id == batch_id).values(steps=steps))
+        rq.unseal(engine, working)
     return files
 
 
@@ -461,43 +437,6 @@ def _iso(value: Any) -> str:
     if isinstance(value, dt.datetime):
         return (value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value).isoformat(timespec="milliseconds")
     return str(value)
-
-
-def _finish(engine: Any, batch_id: int, receipts: dict[str, str], pepper: bytes) -> None:
-    """Close the batch and its requests: the subject ids and the working targets go, the receipt hashes stay."""
-    from sqlalchemy import update
-
-    from ativo.store.db import erasure_batches, erasure_leases, erasure_requests
-
-    with engine.begin() as conn:
-        for rid, sha in receipts.items():
-            row = rq.get(engine, rid)
-            refs = [receipt_ref(s, pepper) for s in (row or {}).get("subjects", [])] or (row or {}).get("pseudonyms")
-            conn.execute(
-                update(erasure_requests)
-                .where(erasure_requests.c.request_id == rid)
-                .values(
-                    status="closed", closed_at=utcnow(), receipt_sha256=sha, subjects=[], pseudonyms=refs, reason=None
-                )
-            )
-        steps = dict(conn.execute(select_steps(batch_id)).scalar_one())
-        steps.pop("targets", None)
-        steps.pop("sealed", None)
-        conn.execute(
-            update(erasure_batches)
-            .where(erasure_batches.c.id == batch_id)
-            .values(status="closed", finished_at=utcnow(), steps=steps)
-        )
-        conn.execute(erasure_leases.delete().where(erasure_leases.c.batch_id == batch_id))  # nobody owns it now
-
-
-def select_steps(batch_id: int) -> Any:
-    """The query of a batch's steps."""
-    from sqlalchemy import select
-
-    from ativo.store.db import erasure_batches
-
-    return select(erasure_batches.c.steps).where(erasure_batches.c.id == batch_id)
 
 
 def verify_receipt(settings: Settings, request_id: str) -> dict[str, Any]:

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 metadata = MetaData()
 
+# Each table's ``info["owner"]`` names its one owner: the only module (besides this one and the migrations) that names
+# the table object; every other module calls the owner's typed functions (tests/unit/test_table_owners.py holds it).
+
 subject_index = Table(
     "subject_index",
     metadata,
@@ -48,6 +51,7 @@ subject_index = Table(
     Column("subject_id", String(128), primary_key=True),
     Column("partition", String(32), primary_key=True),
     Column("rows", Integer, nullable=False),
+    info={"owner": "ativo.data.subjects"},
 )
 
 # Which partition holds each record id: a record lives in one partition of its spec (redelivery checks it).
@@ -58,6 +62,7 @@ record_index = Table(
     Column("record_id", String(128), primary_key=True),
     Column("partition", String(32), nullable=False),
     Index("ix_record_index_partition", "spec", "partition"),
+    info={"owner": "ativo.data.subjects"},
 )
 
 dataset_versions = Table(
@@ -71,6 +76,7 @@ dataset_versions = Table(
     Column("rows", Integer, nullable=False),
     Column("partitions", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    info={"owner": "ativo.data.versioning"},
 )
 
 quarantined_batches = Table(
@@ -85,6 +91,7 @@ quarantined_batches = Table(
     Column("batch_sha256", String(64), nullable=False),
     Column("quarantined_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("spec", "partition", "batch_sha256", name="uq_quarantine_batch"),
+    info={"owner": "ativo.data.quarantine"},
 )
 
 gpu_leases = Table(
@@ -95,6 +102,7 @@ gpu_leases = Table(
     Column("holder", String(255), nullable=False),
     Column("acquired_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+    info={"owner": "ativo.compute.leases"},
 )
 
 budgets = Table(
@@ -105,6 +113,7 @@ budgets = Table(
     Column("erasure_reserve_usd", Float, nullable=False),
     Column("policy", String(16), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    info={"owner": "ativo.compute.budget"},
 )
 
 spend_ledger = Table(
@@ -125,6 +134,7 @@ spend_ledger = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("settled_at", DateTime(timezone=True)),
+    info={"owner": "ativo.compute.budget"},
 )
 
 budget_alerts = Table(
@@ -134,6 +144,7 @@ budget_alerts = Table(
     Column("period", String(7), primary_key=True),
     Column("threshold", Integer, primary_key=True),
     Column("sent_at", DateTime(timezone=True), nullable=False),
+    info={"owner": "ativo.compute.budget"},
 )
 
 # Which training run took on which dataset version: a version is trained at most once automatically, and the
@@ -151,6 +162,7 @@ training_claims = Table(
     Column("attempt", Integer, nullable=False, default=1),
     # None while the run trains; "registered version N …", "duplicate of version N", or "failed: …" when it ended.
     Column("outcome", String(500)),
+    info={"owner": "ativo.train.claims"},
 )
 
 search_slots = Table(
@@ -172,6 +184,7 @@ search_slots = Table(
     Column("seconds", Float),
     Column("reason", String(1000)),
     Column("finished_at", DateTime(timezone=True)),
+    info={"owner": "ativo.train.slots"},
 )
 
 monitor_runs = Table(
@@ -195,6 +208,7 @@ monitor_runs = Table(
     Column("dag_run_id", String(250)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("spec", "window_start", "window_end", name="uq_monitor_window"),
+    info={"owner": "ativo.monitor.decide"},
 )
 
 drift_episodes = Table(
@@ -213,6 +227,7 @@ drift_episodes = Table(
     Column("claimed_at", DateTime(timezone=True)),
     Column("attempt", Integer, nullable=False, default=0),
     Column("outcome", String(500)),
+    info={"owner": "ativo.store.episodes"},
 )
 Index("ix_drift_episodes_spec", drift_episodes.c.spec, drift_episodes.c.emitted_at)
 
@@ -235,6 +250,7 @@ erasure_requests = Table(
     Column("closed_at", DateTime(timezone=True)),
     Column("receipt_sha256", String(64)),
     Column("sla_paged_at", DateTime(timezone=True)),
+    info={"owner": "ativo.erasure.requests"},
 )
 Index("ix_erasure_requests_spec", erasure_requests.c.spec, erasure_requests.c.status)
 
@@ -250,6 +266,7 @@ erasure_batches = Table(
     Column("dag_run_id", String(250)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
+    info={"owner": "ativo.erasure.requests"},
 )
 
 # Who processes a spec's erasure batch now (``ativo.erasure.requests`` is its one writer): one owner at a time, an
@@ -268,6 +285,7 @@ erasure_leases = Table(
     Column("acquired_at", DateTime(timezone=True), nullable=False),
     Column("renewed_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+    info={"owner": "ativo.erasure.requests"},
 )
 
 # Old DVC object → the same object without the erased rows: every historical dataset version still reads.
@@ -280,6 +298,7 @@ dataset_redactions = Table(
     Column("rows_removed", Integer, nullable=False),
     Column("batch_id", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    info={"owner": "ativo.data.versioning"},
 )
 
 # Append-only and hash-chained: each row's sha256 covers the previous row's, so an edit or a deletion shows.
@@ -294,6 +313,7 @@ audit_log = Table(
     Column("payload", JSON, nullable=False),
     Column("prev_sha256", String(64), nullable=False),
     Column("sha256", String(64), nullable=False, unique=True),
+    info={"owner": "ativo.audit"},
 )
 
 # The spec's regression set: production decisions an operator marked wrong (``ativo incident``); the regression gate
@@ -315,6 +335,7 @@ regression_cases = Table(
     Column("actor", String(255), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("spec", "prediction_id", name="uq_regression_case"),
+    info={"owner": "ativo.evaluate.regression"},
 )
 
 # What the platform itself recorded of each model version, signed with the platform key (``ativo.model.registry``
@@ -334,6 +355,7 @@ version_records = Table(
     Column("signature", String(128), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
     Index("ix_version_records_version", "model", "version", "kind"),
+    info={"owner": "ativo.model.registry"},
 )
 
 # Every move of what serves, signed and chained (``ativo.model.registry``): each row holds the whole routing of a
@@ -351,6 +373,7 @@ promotion_records = Table(
     Column("signature", String(128), nullable=False, unique=True),
     Column("at", DateTime(timezone=True), nullable=False),
     Index("ix_promotion_records_model", "model", "seq"),
+    info={"owner": "ativo.model.registry"},
 )
 
 _engines: dict[str, Engine] = {}
