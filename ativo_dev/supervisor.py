@@ -35,6 +35,7 @@ from ativo.orchestrator import AirflowAPI
 from ativo.waiting import WaitTimeout, wait_until
 from ativo_dev.ports import embedded_ports
 
+REPOSITORY = Path(__file__).resolve().parents[1]  # where ativo_dev (and tests/) live: not in the wheel
 AIRFLOW = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
 DASK = ("dask-scheduler", "dask-workers")  # `make run DASK=1`
 SERVICES = ("postgres", "alert-sink", "mlflow", *DASK, "serve", *AIRFLOW, "watchdog")
@@ -529,7 +530,9 @@ def start_services(
     for name in AIRFLOW:
         _start(settings, name, airflow_command(name), env, extra_env=extra)
     if watchdog:
-        _start(settings, "watchdog", [sys.executable, "-m", "ativo_dev", "watch"], env)
+        # the launcher is not installed: its package is found from the repository, whatever the current directory
+        path = os.pathsep.join(p for p in (str(REPOSITORY), env.get("PYTHONPATH", "")) if p)
+        _start(settings, "watchdog", [sys.executable, "-m", "ativo_dev", "watch"], env, extra_env={"PYTHONPATH": path})
     say("waiting for MLflow and Airflow to answer (about a minute on 2 cores)")
     _wait_http(f"{url('mlflow', settings)}/health", "MLflow", 180, (settings, "mlflow"))
     _wait_http(

@@ -10,7 +10,7 @@ with ``alias=None``: it is made champion directly with ``MlflowClient``), and pr
 to the prediction log with labels (:class:`ativo.serve.predlog.PredictionLog` / ``LabelLog``, scored by the
 champion as serving scores them).
 
-The gates are the cheaper ones of ``tests/e2e/test_drift_retrain.py``'s ``quick(spec)`` (20 robustness attack
+The gates are the cheaper ones of ``tests.support.scenarios.cheap_gates`` (as ``tests/e2e``; 20 robustness attack
 samples and a flip-rate bound of 0.2, 1,000 privacy samples, a champion tolerance of 0.02): the gates' own bounds are
 benchmarked by ``bench/gates.py``; here the question is what the erasure costs. Every gate of the spec still runs.
 
@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import io
 import json
 import os
 import shutil
@@ -68,6 +67,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.support (the scenarios the tests set up too), from the repository
 os.environ.setdefault("ATIVO_REFERENCE_DIR", str(ROOT / "var" / "reference"))
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -87,23 +87,9 @@ START = dt.date(2026, 3, 1)
 DAYS = [START + dt.timedelta(days=i) for i in range(3)]
 META = {"dag_id": "bench-erasure", "dag_run_id": "bench"}
 GATES_NOTE = (
-    "quick gates (tests/e2e/test_drift_retrain.py quick(spec)): robustness 20 attack samples, flip-rate "
+    "quick gates (tests.support.scenarios.cheap_gates, as tests/e2e): robustness 20 attack samples, flip-rate "
     "bound 0.2; privacy 1,000 samples; champion tolerance 0.02"
 )
-
-
-def quick(spec: Any) -> Any:
-    """The spec with cheaper gates that a one-trial search passes (as ``tests/e2e/test_drift_retrain.py``)."""
-    gates = spec.gates.model_copy(
-        update={
-            "robustness": spec.gates.robustness.model_copy(
-                update={"attack_samples": 20, "max_counterfactual_flip_rate": 0.2}
-            ),
-            "privacy": spec.gates.privacy.model_copy(update={"samples": 1000}),
-            "champion": spec.gates.champion.model_copy(update={"tolerance": 0.02}),
-        }
-    )
-    return spec.model_copy(update={"gates": gates})
 
 
 # --- a platform ----------------------------------------------------------------------------------------------------
@@ -116,24 +102,6 @@ def open_home(home: Path) -> Any:
     os.environ["ATIVO_HOME"] = str(home / "ativo")
     os.environ["ATIVO_MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
     return load_settings()
-
-
-def spread_subject(store: Any, spec: Any) -> str:
-    """Make one subject of day 1 appear on days 2 and 3 too (twice each), as the e2e test does; returns its id."""
-    import pandas as pd
-
-    from ativo.data.landing import landing_key
-
-    sid = spec.data_schema.subject
-    frames = {
-        d: pd.read_csv(io.BytesIO(store.get_bytes(landing_key(spec.name, d))), dtype=str, keep_default_na=False)
-        for d in DAYS
-    }
-    subject = frames[DAYS[0]][sid].iloc[0]
-    for d in DAYS[1:]:
-        frames[d].loc[frames[d].index[:2], sid] = subject
-        store.put_bytes(landing_key(spec.name, d), frames[d].to_csv(index=False).encode())
-    return str(subject)
 
 
 def train_one(spec: Any, settings: Any, tag: str) -> dict[str, Any]:
@@ -155,40 +123,19 @@ def gate(spec: Any, settings: Any, version: str) -> dict[str, Any]:
 
 def log_predictions(spec: Any, settings: Any, frame: Any, subjects: list[str]) -> list[str]:
     """Score ``frame``'s rows with the champion and log them under ``subjects``, with a label each; their ids."""
-    import numpy as np
-
     from ativo.data.features import LABEL
     from ativo.hashing import platform_pepper
     from ativo.model.artifact import load_version
-    from ativo.model.encoding import encode_frame
-    from ativo.serve.predlog import Entry, LabelLog, PredictionLog, prediction_id
+    from ativo.serve.predlog import LabelLog, PredictionLog
     from ativo.store.objects import open_store
+    from tests.support.scenarios import append_decisions
 
     store = open_store(settings)
     model = load_version(spec, settings.mlflow_tracking_uri, alias="champion")
     log = PredictionLog(store, spec, platform_pepper(settings), contributions="approx")
     labels = LabelLog(store, spec)
-    matrix = encode_frame(spec, frame)
-    scores = model.score(matrix)
     ts = time.time()
-    ids = [prediction_id(ts) for _ in range(len(frame))]
-    n = len(ids)
-    log.append(
-        Entry(
-            ts=ts,
-            request_id="bench-erasure",
-            ids=ids,
-            matrix=matrix,
-            subjects=list(subjects),
-            models=[model] * n,
-            routes=["champion"] * n,
-            fallback=[False] * n,
-            scores=scores,
-            decisions=(scores >= 0.5).astype(np.int8),
-            latency_ms=1.0,
-            shadow=None,
-        )
-    )
+    ids = append_decisions(log, spec, model, frame, ts, subjects=subjects, request_id="bench-erasure")
     labels.append(ts + 60, ids, [int(v) for v in frame[LABEL].to_numpy()])
     log.close()
     labels.close()
@@ -200,12 +147,13 @@ def build(spec: Any, settings: Any, *, previous: bool, spread: bool) -> dict[str
     from ativo.data.etl import run_interval
     from ativo.data.landing import simulate
     from ativo.store.objects import open_store
+    from tests.support.scenarios import spread_subject
 
     out: dict[str, Any] = {}
     t = time.perf_counter()
     store = open_store(settings)
     simulate(spec, store, settings.reference_dir, START, len(DAYS))
-    out["spread_subject"] = spread_subject(store, spec) if spread else None
+    out["spread_subject"] = spread_subject(store, spec, DAYS) if spread else None  # as tests/e2e/test_erasure.py
     tags = []
     versions: dict[str, str] = {}
     for i, d in enumerate(DAYS):
@@ -674,9 +622,10 @@ def main() -> int:
     for noisy in ("mlflow", "alembic", "optuna"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     from ativo.spec import load_spec
+    from tests.support.scenarios import cheap_gates
 
     started = time.perf_counter()
-    spec = quick(load_spec(SPEC))
+    spec = cheap_gates(load_spec(SPEC))
     root = Path(tempfile.mkdtemp(prefix="ativo-bench-erasure-"))
     try:
         a = run_a(spec, root)

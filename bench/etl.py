@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.support and ativo_dev, from the repository (neither is installed)
 
 
 def partition_throughput(rows: int) -> dict:

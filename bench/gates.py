@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.support and ativo_dev, from the repository (neither is installed)
 HOME = Path(tempfile.mkdtemp(prefix="ativo-bench-gates-"))
 os.environ.update(
     ATIVO_HOME=str(HOME),

@@ -26,12 +26,14 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.support and ativo_dev, from the repository (neither is installed)
 os.environ.setdefault("ATIVO_REFERENCE_DIR", str(ROOT / "var" / "reference"))
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.support (the harness and scenarios the tests use too), from the repository
 DAY = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 
 
@@ -35,14 +36,14 @@ def setup(rows: int, home: Path) -> tuple:
     from ativo.data.features import LABEL, to_features
     from ativo.data.landing import reference_records
     from ativo.deploy.promotion import promote
-    from ativo.model.encoding import encode_frame
     from ativo.model.served import ServedModel
     from ativo.monitor.profile import PROFILE_ARTIFACT, PROFILE_TAG, build_profile
-    from ativo.serve.predlog import Entry, LabelLog, PredictionLog, prediction_id
+    from ativo.serve.predlog import LabelLog, PredictionLog
     from ativo.spec import load_spec
     from ativo.store.objects import open_store
     from ativo.train.trainer import fit, split_frame
     from tests.support.harness import register_booster
+    from tests.support.scenarios import append_decisions
 
     os.environ["ATIVO_HOME"] = str(home)
     settings = load_settings()
@@ -85,26 +86,8 @@ def setup(rows: int, home: Path) -> tuple:
         n = min(5000, rows - i)
         frame = pool.iloc[rng.integers(0, len(pool), n)].copy()
         frame["age"] = (frame["age"] + 12).clip(upper=90)
-        matrix = encode_frame(spec, frame)
-        scores = model.score(matrix)
         ts = DAY.timestamp() + 3600 + i * 0.5
-        ids = [prediction_id(ts) for _ in range(n)]
-        log.append(
-            Entry(
-                ts=ts,
-                request_id=f"r{i}",
-                ids=ids,
-                matrix=matrix,
-                subjects=[None] * n,
-                models=[model] * n,
-                routes=["champion"] * n,
-                fallback=[False] * n,
-                scores=scores,
-                decisions=(scores >= 0.5).astype(np.int8),
-                latency_ms=1.0,
-                shadow=None,
-            )
-        )
+        ids = append_decisions(log, spec, model, frame, ts, request_id=f"r{i}")
         labelled = slice(0, n // 3)
         feedback.append(ts + 60, ids[labelled], [int(v) for v in frame[LABEL].to_numpy()[labelled]])
     log.close()

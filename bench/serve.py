@@ -33,6 +33,7 @@ from ativo import http
 from ativo.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.support and ativo_dev, from the repository (neither is installed)
 HOME = Path(tempfile.mkdtemp(prefix="ativo-bench-serve-"))
 os.environ.update(
     ATIVO_HOME=str(HOME),

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 
 from tests.e2e.test_etl_and_training import asset_events, run_etl, states
+from tests.support.scenarios import cheap_gates
 
 START = dt.date(2026, 3, 1)
 
@@ -24,16 +25,8 @@ def dag_runs(dag_id: str, run_id: str) -> list[dict]:
 def quick(spec):
     """The reference spec, judging a single drifted window, with cheaper gates that a one-trial search passes (the
     gates' own bounds are tested elsewhere: here the question is whether the loop closes)."""
-    gates = spec.gates.model_copy(
-        update={
-            "robustness": spec.gates.robustness.model_copy(
-                update={"attack_samples": 20, "max_counterfactual_flip_rate": 0.2}
-            ),
-            "privacy": spec.gates.privacy.model_copy(update={"samples": 1000}),
-            "champion": spec.gates.champion.model_copy(update={"tolerance": 0.02}),
-        }
-    )
-    return spec.model_copy(update={"gates": gates, "monitor": spec.monitor.model_copy(update={"sustain": 1})})
+    spec = cheap_gates(spec)
+    return spec.model_copy(update={"monitor": spec.monitor.model_copy(update={"sustain": 1})})
 
 
 def test_drifted_traffic_is_detected_and_retrains_a_new_challenger(
@@ -47,11 +40,10 @@ def test_drifted_traffic_is_detected_and_retrains_a_new_challenger(
     from ativo.airflow.dags.train import build_train_dag
     from ativo.data.landing import simulate
     from ativo.deploy.promotion import promote
-    from ativo.monitor.decide import history
+    from ativo.monitor.decide import history, open_episodes
     from ativo.serve.traffic import parse_shift, replay
     from ativo.store.db import drift_episodes, get_engine
     from ativo.store.objects import open_store
-    from ativo.train.runs import open_episodes
     from tests.support.harness import start_server
 
     url, pages = webhook

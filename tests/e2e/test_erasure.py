@@ -7,32 +7,16 @@ previous version are retrained on redacted data (their lineage names it and the 
 from __future__ import annotations
 
 import datetime as dt
-import io
 
 import pandas as pd
 import pytest
 
 from tests.e2e.test_drift_retrain import quick
 from tests.e2e.test_etl_and_training import run_etl, states
+from tests.support.scenarios import spread_subject
 
 START = dt.date(2026, 3, 1)
 DAYS = [START + dt.timedelta(days=i) for i in range(3)]
-
-
-def _spread_subject(store, spec) -> str:
-    """Make one subject of day 1 appear on days 2 and 3 too (a customer who comes back); returns its id."""
-    from ativo.data.landing import landing_key
-
-    sid = spec.data_schema.subject
-    frames = {
-        d: pd.read_csv(io.BytesIO(store.get_bytes(landing_key(spec.name, d))), dtype=str, keep_default_na=False)
-        for d in DAYS
-    }
-    subject = frames[DAYS[0]][sid].iloc[0]
-    for d in DAYS[1:]:
-        frames[d].loc[frames[d].index[:2], sid] = subject
-        store.put_bytes(landing_key(spec.name, d), frames[d].to_csv(index=False).encode())
-    return str(subject)
 
 
 def test_erasure_purges_everywhere_and_redeploys_retrained_models(
@@ -65,7 +49,7 @@ def test_erasure_purges_everywhere_and_redeploys_retrained_models(
     spec = quick(spec)
     store, engine = open_store(settings), get_engine(settings.db_url)
     simulate(spec, store, reference_dir, START, len(DAYS))
-    erased = _spread_subject(store, spec)
+    erased = spread_subject(store, spec, DAYS)  # a customer who comes back: in days 2 and 3 too
     etl, train = build_etl_dag(spec), build_train_dag(spec)
     assert str(run_etl(etl, DAYS[0]).state) == "success"
     assert str(train.test(run_conf={"n_trials": 1}).state) == "success"  # version 1 on v0001

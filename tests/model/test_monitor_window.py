@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ativo.data.features import LABEL
+from tests.support.scenarios import append_decisions
 
 DAY = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 
@@ -31,31 +32,11 @@ def profile(spec, adult_split, model):
 
 def log_window(store, spec, model, frame, day: dt.datetime, labels=None):
     """The frame's rows answered by ``model`` on ``day`` through the real prediction log (and labels, if given)."""
-    from ativo.model.encoding import encode_frame
-    from ativo.serve.predlog import Entry, LabelLog, PredictionLog, prediction_id
+    from ativo.serve.predlog import LabelLog, PredictionLog
 
     log, feedback = PredictionLog(store, spec, b"pepper", contributions="none"), LabelLog(store, spec)
     ts = day.timestamp() + 3600
-    matrix = encode_frame(spec, frame)
-    scores = model.score(matrix)
-    ids = [prediction_id(ts) for _ in range(len(frame))]
-    n = len(frame)
-    log.append(
-        Entry(
-            ts=ts,
-            request_id="r",
-            ids=ids,
-            matrix=matrix,
-            subjects=[None] * n,
-            models=[model] * n,
-            routes=["champion"] * n,
-            fallback=[False] * n,
-            scores=scores,
-            decisions=(scores >= 0.5).astype(np.int8),
-            latency_ms=1.0,
-            shadow=None,
-        )
-    )
+    ids = append_decisions(log, spec, model, frame, ts)
     log.close()
     if labels is not None:
         feedback.append(ts + 60, ids, [int(v) for v in labels])
