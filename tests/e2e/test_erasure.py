@@ -32,11 +32,11 @@ def test_erasure_purges_everywhere_and_redeploys_retrained_models(
     from ativo.airflow.dags.train import build_train_dag
     from ativo.airflow.erasure import build_erasure_dag
     from ativo.data.landing import simulate
-    from ativo.data.versioning import open_registry
+    from ativo.data.versioning import open_registry, versions_of
     from ativo.deploy.promotion import promote
     from ativo.erasure import requests as rq
     from ativo.erasure.process import verify_receipt
-    from ativo.erasure.purge import Targets, versions_of
+    from ativo.erasure.purge import Targets
     from ativo.erasure.scan import scan
     from ativo.hashing import platform_pepper, pseudonymise
     from ativo.serve.predlog import read_log

@@ -11,46 +11,33 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import io
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Engine
 
 from ativo.config import Settings
+from ativo.data import lake
 from ativo.data import quarantine as quarantine_log
-from ativo.data.features import (
-    PARTITION_KEY,
-    lake_prefix,
-    partition_key,
-    read_parquet_bytes,
-    to_features,
-    to_parquet_bytes,
-)
-from ativo.data.landing import landing_key
+from ativo.data.features import read_parquet_bytes, to_features, to_parquet_bytes
 from ativo.data.subjects import has_record_index, index_partitions, record_partitions
 from ativo.data.validation import bounded, clip, quote, read_batch, validate_bytes
 from ativo.data.versioning import DatasetVersion, open_registry
 from ativo.errors import BatchRejected, IntervalNotOver, LandingMissing
 from ativo.spec import ModelSpec
-from ativo.store.db import get_engine, session_lock, utcnow
+from ativo.store import prefixes
+from ativo.store.db import get_engine, utcnow
 from ativo.store.objects import ObjectStore, open_store
 
 log = logging.getLogger(__name__)
 
 REASON_CHARS = 1000
 """At most this many characters of a reason are stored (reasons are built shorter; this bounds any that is not)."""
-
-
-def _quarantine_prefix(spec: str, partition: str, sha: str) -> str:
-    return f"quarantine/{spec}/{partition}/{sha[:16]}"
 
 
 def quarantine(
@@ -68,7 +55,6 @@ def quarantine(
     the steps leaves the batch in both places (and a re-run quarantines it again), never in neither.
     """
     sha = hashlib.sha256(data).hexdigest()
-    prefix = _quarantine_prefix(spec.name, partition, sha)
     reasons = [clip(r, REASON_CHARS) for r in reasons]
     full_report = bounded(
         {
@@ -82,8 +68,9 @@ def quarantine(
         },
         REASON_CHARS,
     )
-    batch_uri = store.put_bytes(f"{prefix}/batch.csv", data)
-    report_uri = store.put_bytes(f"{prefix}/report.json", json.dumps(full_report, indent=2, default=str).encode())
+    batch_uri = store.put_bytes(prefixes.quarantined_batch(spec.name, partition, sha), data)
+    report_json = json.dumps(full_report, indent=2, default=str).encode()
+    report_uri = store.put_bytes(prefixes.quarantined_report(spec.name, partition, sha), report_json)
     quarantine_log.record(
         engine,
         spec=spec.name,
@@ -93,7 +80,7 @@ def quarantine(
         report_uri=report_uri,
         sha256=sha,
     )
-    store.delete(landing_key(spec.name, partition_date(partition)))
+    store.delete(prefixes.landing_batch(spec.name, partition_date(partition)))
     return report_uri
 
 
@@ -103,7 +90,7 @@ def partition_date(partition: str) -> dt.date:
 
 
 def _landing_bytes(store: ObjectStore, engine: Engine, spec: ModelSpec, partition: str) -> bytes:
-    key = landing_key(spec.name, partition_date(partition))
+    key = prefixes.landing_batch(spec.name, partition_date(partition))
     try:
         return store.get_bytes(key)
     except FileNotFoundError:
@@ -156,15 +143,11 @@ def refuse_unfinished(partition: str, interval_end: dt.datetime | dt.date | None
         )
 
 
-def _lake_partitions(store: ObjectStore, spec: ModelSpec) -> list[str]:
-    return sorted(m.group(1) for k in store.list(lake_prefix(spec.name)) if (m := PARTITION_KEY.search(k)))
-
-
 def _ensure_record_index(store: ObjectStore, engine: Engine, spec: ModelSpec) -> None:
     """Index the record ids of a lake written before the record index existed (once: then writes keep it)."""
     if has_record_index(engine, spec.name):
         return
-    partitions = _lake_partitions(store, spec)
+    partitions = lake.partitions(store, spec.name)
     if not partitions:
         return
     import pyarrow.parquet as pq
@@ -173,7 +156,7 @@ def _ensure_record_index(store: ObjectStore, engine: Engine, spec: ModelSpec) ->
     records = {
         p: [
             str(r)
-            for r in pq.read_table(io.BytesIO(store.get_bytes(partition_key(spec.name, p))), columns=[rid])
+            for r in pq.read_table(io.BytesIO(store.get_bytes(prefixes.lake_partition(spec.name, p))), columns=[rid])
             .column(rid)
             .to_pylist()
         ]
@@ -189,7 +172,7 @@ def _held_elsewhere(
     """Record id → the other partition of the lake holding it (a partition holds its own ids: a re-run is none)."""
     _ensure_record_index(store, engine, spec)
     found = {r: p for r, p in record_partitions(engine, spec.name, record_ids).items() if p != partition}
-    live = {p for p in set(found.values()) if store.exists(partition_key(spec.name, p))}
+    live = {p for p in set(found.values()) if store.exists(prefixes.lake_partition(spec.name, p))}
     return {r: p for r, p in found.items() if p in live}
 
 
@@ -234,25 +217,11 @@ def validate_landing(
     for note in outcome.reported:
         log.warning("batch %s accepted with a finding: %s", partition, note)
     return {
-        "landing_uri": store.uri(landing_key(spec.name, partition_date(partition))),
+        "landing_uri": store.uri(prefixes.landing_batch(spec.name, partition_date(partition))),
         "sha256": hashlib.sha256(data).hexdigest(),
         "rows": outcome.rows,
         "reported": outcome.reported,
     }
-
-
-def _without_records(store: ObjectStore, spec: ModelSpec, partition: str, record_ids: set[str]) -> tuple[Any, int]:
-    """Rewrite a lake partition without ``record_ids`` (removed when no row is left); returns (rows left, removed)."""
-    key = partition_key(spec.name, partition)
-    frame = read_parquet_bytes(store.get_bytes(key))
-    gone = frame[spec.data_schema.record_id].astype(str).isin(record_ids)
-    rest = frame[~gone].reset_index(drop=True)
-    if gone.any():
-        if len(rest):
-            store.put_bytes(key, to_parquet_bytes(rest))  # rows stay sorted by record id: deterministic bytes
-        else:
-            store.delete(key)
-    return rest, int(gone.sum())
 
 
 def write_features(spec: ModelSpec, settings: Settings, partition: str, expected_sha256: str) -> dict[str, Any]:
@@ -289,27 +258,8 @@ def write_features(spec: ModelSpec, settings: Settings, partition: str, expected
     if df is None:  # validated a moment ago; only a concurrent rewrite gets here
         raise LandingMissing(f"landing batch {partition} no longer parses: {'; '.join(problems)}")
     features = to_features(df, spec)
-    with lake_lock(settings, engine, spec.name):
+    with lake.lake_lock(settings, engine, spec.name):
         return _write_locked(spec, store, engine, partition, data, features)
-
-
-@contextlib.contextmanager
-def lake_lock(settings: Settings, engine: Engine, spec: str) -> Iterator[None]:
-    """Exclusive access to a spec's lake and record index while a partition is checked, written and indexed.
-
-    Concurrent ETL runs (a backfill's active runs) take turns here, so two batches can never both claim a record id,
-    and a supersede's read-modify-write of an earlier partition is never undone by another. A file lock serialises
-    the processes of one host; on PostgreSQL a session advisory lock serialises every host.
-    """
-    path = settings.home / "locks" / f"lake-{spec}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            with session_lock(engine, f"lake/{spec}"):
-                yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _write_locked(
@@ -333,7 +283,7 @@ def _write_locked(
     if later:
         features = features[~features[rid].isin(later)].reset_index(drop=True)
     blob = to_parquet_bytes(features)
-    key = partition_key(spec.name, partition)
+    key = prefixes.lake_partition(spec.name, partition)
     if len(features):
         rewritten = not (store.exists(key) and store.get_bytes(key) == blob)
         if rewritten:
@@ -350,11 +300,12 @@ def _write_locked(
         if p < partition:
             earlier.setdefault(p, set()).add(r)
     for p, ids in sorted(earlier.items()):
-        rest, moved = _without_records(store, spec, p, ids)
-        subjects[p], records[p] = rest[sid].astype(str).tolist(), rest[rid].astype(str).tolist()
-        if moved:  # none when an interrupted run already rewrote it: only its index entries are still to replace
-            superseded.append({"partition": p, "rows": moved, "partition_uri": store.uri(partition_key(spec.name, p))})
-            log.info("partition %s: %d row(s) superseded by partition %s", p, moved, partition)
+        rewrite = lake.rewrite_without(store, spec, p, rid, ids)
+        subjects[p], records[p] = rewrite.subjects, rewrite.records
+        if rewrite.removed:  # none when an interrupted run already rewrote it: only its index entries are left
+            uri = store.uri(prefixes.lake_partition(spec.name, p))
+            superseded.append({"partition": p, "rows": rewrite.removed, "partition_uri": uri})
+            log.info("partition %s: %d row(s) superseded by partition %s", p, rewrite.removed, partition)
     counts = index_partitions(engine, spec.name, subjects, records)
     return {
         "partition_uri": store.uri(key),
@@ -375,7 +326,7 @@ def version_dataset(spec: ModelSpec, settings: Settings) -> DatasetVersion:
 
 def read_partition(spec: ModelSpec, settings: Settings, partition: str) -> Any:
     """The feature rows of one lake partition."""
-    return read_parquet_bytes(open_store(settings).get_bytes(partition_key(spec.name, partition)))
+    return read_parquet_bytes(open_store(settings).get_bytes(prefixes.lake_partition(spec.name, partition)))
 
 
 def run_interval(

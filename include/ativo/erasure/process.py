@@ -23,6 +23,7 @@ from ativo import audit
 from ativo.erasure import requests as rq
 from ativo.erasure.purge import Targets
 from ativo.erasure.requests import receipt_ref
+from ativo.store import prefixes
 from ativo.store.db import get_engine, utcnow
 
 if TYPE_CHECKING:
@@ -62,11 +63,11 @@ def targets_of(settings: Settings, batch_id: int) -> Targets:
 
 
 def purge(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]:
-    """Purge every store of the batch's subjects and make the new dataset version (checkpointed)."""
-    from ativo.data.versioning import open_registry
+    """Purge every store of the batch's subjects and make the new dataset version (checkpointed).
+
+    :func:`ativo.erasure.purge.find` first (its own step), then :func:`ativo.erasure.purge.purge`.
+    """
     from ativo.erasure import purge as p
-    from ativo.errors import DatasetVersionError
-    from ativo.store.objects import open_store
 
     engine = get_engine(settings.db_url)
 
@@ -74,51 +75,9 @@ def purge(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]:
 
     def run() -> dict[str, Any]:
         targets = targets_of(settings, batch_id)  # as the find step saved them: complete even on a resumed run
-        registry = open_registry(settings)
-        store = open_store(settings)
-        versions = p.versions_of(engine, spec.name)
-        before = versions[-1].tag if versions else None
-        lake = p.purge_lake(spec, settings, targets)
-        after = None
-        if versions:
-            try:
-                after = registry.commit(spec.name, store, engine).tag
-            except DatasetVersionError as err:
-                if "has no partitions to version" not in str(err):
-                    raise  # git or DVC failed: the step fails and is retried
-                after = f"none: {err}"  # every row was erased: no version can hold nothing
-        redacted = p.redact_versions(spec, registry, engine, targets, batch_id)
-        # the versions the find step saw holding the subjects (a resumed run no longer sees those it redacted)
-        affected = sorted(set(found.get("dataset_versions", [])) | set(redacted["versions"]))
-        redacted["versions"] = affected
-        caches = p.drop_dataset_caches(settings, spec, [v for v in versions if v.tag in affected])
-        logs = p.purge_logs(spec, store, targets)
-        from ativo.evaluate.regression import forget_subjects
-
-        logs["regression_cases"] = forget_subjects(engine, spec.name, targets.pseudonyms)  # their incident cases
-        rx = p.pattern(targets.needles())
-        files = p.purge_landing_and_quarantine(spec, store, engine, rx) if rx else {}
-        text = p.purge_text_files(settings, rx) if rx else {}
-        deleted = p.delete_redacted(spec, registry, engine, batch_id)
+        purged = p.purge(spec, settings, targets, batch_id=batch_id, found=found)
         rq.record_step(engine, batch_id, "targets", targets.to_dict())
-        return {
-            "found": {k: v for k, v in found.items() if k not in ("at",)},
-            "lake_partitions": lake,
-            "lake_rows": sum(lake.values()),
-            "dataset_before": before,
-            "dataset_after": after,
-            "redacted_versions": redacted["versions"],
-            "redacted_objects": {
-                old: {k: o[k] for k in ("new", "rows_removed", "relpath")} for old, o in redacted["objects"].items()
-            },
-            "dvc_objects_deleted": deleted,
-            "landing_quarantine": files,
-            "prediction_log": logs,
-            "dataset_caches": caches,
-            "text_files": text,
-            "subjects_found": len(targets.found),
-            "subjects": len(targets.subjects),
-        }
+        return purged
 
     return _timed(engine, batch_id, "purge", run)
 
@@ -254,7 +213,6 @@ def verify(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]
     """Scan every store; a hit in the logs (a server flushed late) is purged once more and scanned again."""
     from ativo.erasure import purge as p
     from ativo.erasure.scan import scan
-    from ativo.store.objects import open_store
 
     engine = get_engine(settings.db_url)
     sealed = rq.step_result(engine, batch_id, "verify") if rq.step_result(engine, batch_id, "sealed") else None
@@ -265,14 +223,7 @@ def verify(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]
     requests = rq.open_request_ids(engine)
     result = scan(settings, targets, exempt_requests=requests, exempt_batch=batch_id)
     if not result["clean"]:
-        from ativo.evaluate.regression import forget_subjects
-
-        p.purge_logs(spec, open_store(settings), targets)
-        forget_subjects(engine, spec.name, targets.pseudonyms)
-        rx = p.pattern(targets.needles())
-        if rx:
-            p.purge_landing_and_quarantine(spec, open_store(settings), engine, rx)
-            p.purge_text_files(settings, rx)
+        p.purge_again(spec, settings, targets)
         result = {**scan(settings, targets, exempt_requests=requests, exempt_batch=batch_id), "second_pass": True}
     result["at"] = _now()
     rq.record_step(engine, batch_id, "verify", result)
@@ -380,7 +331,7 @@ def close(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]:
         sha = audit.content_hash(doc)
         doc["sha256"] = sha
         store.put_bytes(
-            f"erasure/receipts/{spec.name}/{req['request_id']}.json", json.dumps(doc, indent=2, sort_keys=True).encode()
+            prefixes.erasure_receipt(spec.name, req["request_id"]), json.dumps(doc, indent=2, sort_keys=True).encode()
         )
         audit.append(engine, "erasure_receipt", "erasure", req["request_id"], {"receipt_sha256": sha, "receipt": doc})
         out[req["request_id"]] = sha
