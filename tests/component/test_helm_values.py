@@ -347,6 +347,22 @@ def test_the_migrate_job_upgrades_the_platform_db():
     assert "ATIVO_DB_URL" in {s["envName"] for s in values()["secret"]}  # every Airflow container, jobs too
 
 
+def test_the_migrate_job_hands_ativo_the_airflow_password_on_the_shared_volume():
+    """As compose's airflow-init: after the migration, the passwords file for every user and the admin's password in
+    Ativo's settings file (ATIVO_HOME/ativo.env), both on the volume every pod mounts, before the API server starts."""
+    from ativo.config import load_settings, settings_file
+
+    steps = [step.split() for step in scripts()["migrateDatabaseJob"].split("&&")]
+    assert ["python", "-m", "ativo.airflow.passwords"] in steps
+    assert steps.index(["airflow", "db", "migrate"]) < steps.index(["python", "-m", "ativo.airflow.passwords"])
+    doc, (plain, _) = values(), values_env()
+    mounts = [PurePosixPath(m["mountPath"]) for m in doc["volumeMounts"]]
+    home = load_settings({"ATIVO_HOME": plain["ATIVO_HOME"]}).home
+    for path in (PurePosixPath(doc["config"]["core"]["simple_auth_manager_passwords_file"]), settings_file(home)):
+        assert any(PurePosixPath(path).is_relative_to(m) for m in mounts), f"{path} is not on a shared volume"
+    assert "ATIVO_AIRFLOW_PASSWORD" not in plain  # from the settings file the job writes
+
+
 def test_the_values_match_the_image():
     doc = values()
     _, env, _ = dockerfile()
@@ -377,7 +393,7 @@ CHART_SETS = {
 }
 CELERY_ONLY = {"AIRFLOW__CELERY__RESULT_BACKEND", "AIRFLOW__CELERY__BROKER_URL"}
 # Set on both shapes, to a different value by design: Kubernetes Service names. (The passwords file is at one path on
-# both, ATIVO_HOME/airflow/passwords.json on the shared volume, where Ativo's tasks read the admin password.)
+# both, on the shared volume; Ativo's tasks read the admin password from ATIVO_HOME/ativo.env, never from that file.)
 DIFFERENT = {"AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "ATIVO_AIRFLOW_URL"}
 
 
