@@ -180,7 +180,7 @@ def validate(
             "must be 1-128 letters, digits or . _ : - (the first a letter or digit); leave it out and one is made",
             request_id,
         )
-    from ativo.erasure.purge import pattern
+    from ativo.store.redaction import pattern
 
     named = pattern(ids)
     if named is not None and (request_id in ids or named.search(request_id.encode())):

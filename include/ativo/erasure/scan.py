@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, Engine, String, Text, select
 
-from ativo.erasure.purge import Needles, Targets, pattern
+from ativo.erasure.purge import Targets
 from ativo.erasure.requests import is_working_value
 from ativo.store import db
+from ativo.store.redaction import Needles, pattern
 
 if TYPE_CHECKING:
     from ativo.config import Settings
