@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Literal
+from typing import Final, Literal
 
 LANDING = "landing"
 QUARANTINE = "quarantine"
 LAKE = "lake"
-PREDICTIONS = "predictions"
-LABELS = "labels"
+PREDICTIONS: Final = "predictions"
+LABELS: Final = "labels"
 DEPLOYMENTS = "deployments"
 ERASURE_RECEIPTS = "erasure/receipts"
 MLFLOW = "mlflow"
