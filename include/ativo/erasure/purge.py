@@ -21,7 +21,6 @@ So a killed worker that runs it again ends where an uninterrupted run ends.
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +35,6 @@ if TYPE_CHECKING:
     from ativo.data.versioning import DatasetRegistry, DatasetVersion
     from ativo.spec import ModelSpec
     from ativo.store.objects import ObjectStore
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
