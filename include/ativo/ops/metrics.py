@@ -17,7 +17,7 @@ from ativo.compute.budget import Ledger
 from ativo.compute.leases import LeaseManager
 from ativo.data import quarantine
 from ativo.data.versioning import latest_versions
-from ativo.erasure import requests as erasure_requests
+from ativo.erasure import requests as rq
 from ativo.ops.monitor_metrics import add_gauges
 from ativo.store.db import utcnow
 
@@ -114,7 +114,7 @@ def _platform_gauges(registry: CollectorRegistry, engine: Engine, ledger: Ledger
     versions = {spec: v.version for spec, v in latest_versions(engine).items()}
     by_status: dict[tuple[str, str], int] = {}
     pending: dict[str, list[dt.datetime]] = {}
-    for r in erasure_requests.states(engine):
+    for r in rq.states(engine):
         by_status[(r.spec, r.status)] = by_status.get((r.spec, r.status), 0) + 1
         if r.status != "closed":
             pending.setdefault(r.spec, []).append(r.received_at)
