@@ -329,8 +329,7 @@ def erase(spec: Any, settings: Any, subject_lists: list[list[str]]) -> dict[str,
 
 def snapshot(spec: Any, settings: Any) -> dict[str, Any]:
     """Every dataset version's rows, as the registry reads them now."""
-    from ativo.data.versioning import open_registry
-    from ativo.erasure.purge import versions_of
+    from ativo.data.versioning import open_registry, versions_of
     from ativo.store.db import get_engine
 
     registry = open_registry(settings)
@@ -479,9 +478,9 @@ def run_b(spec: Any, root: Path, present: int, unknown: int, seed: int) -> dict[
     import numpy as np
     import pandas as pd
 
+    from ativo.data.split import split_frame
+    from ativo.data.training import load_dataset
     from ativo.model.artifact import load_version
-    from ativo.train.search import load_dataset
-    from ativo.train.trainer import split_frame
 
     settings = open_home(root / "b")
     sid, rid = spec.data_schema.subject, spec.data_schema.record_id

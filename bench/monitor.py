@@ -35,13 +35,14 @@ def setup(rows: int, home: Path) -> tuple:
     from ativo.config import load_settings
     from ativo.data.features import LABEL, to_features
     from ativo.data.landing import reference_records
+    from ativo.data.split import split_frame
     from ativo.deploy.promotion import promote
     from ativo.model.served import ServedModel
     from ativo.monitor.profile import PROFILE_ARTIFACT, PROFILE_TAG, build_profile
     from ativo.serve.predlog import LabelLog, PredictionLog
     from ativo.spec import load_spec
     from ativo.store.objects import open_store
-    from ativo.train.trainer import fit, split_frame
+    from ativo.train.trainer import fit
     from tests.support.harness import register_booster
     from tests.support.scenarios import append_decisions
 

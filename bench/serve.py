@@ -108,11 +108,12 @@ def main() -> None:
     from ativo.config import load_settings
     from ativo.data.features import to_features
     from ativo.data.landing import reference_records
+    from ativo.data.split import split_frame
     from ativo.deploy.promotion import promote
     from ativo.evaluate.suite import request_rows
     from ativo.model.served import ServedModel
     from ativo.spec import get_spec
-    from ativo.train.trainer import fit, split_frame
+    from ativo.train.trainer import fit
     from ativo_dev.loadgen import run_load
     from ativo_dev.wrk import available as wrk_available
     from ativo_dev.wrk import run_wrk
