@@ -28,11 +28,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, desc, insert, select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ativo.data.versioning import recorded_version
 from ativo.errors import DatasetVersionError
-from ativo.store.db import dataset_versions, training_claims, utcnow
+from ativo.store.db import training_claims, utcnow
 
 AUTOMATIC = ("asset", "reconciler", "drift")
 
@@ -64,14 +65,8 @@ class Plan:
 
 def latest_version(engine: Engine, spec: str) -> tuple[str, int] | None:
     """(tag, number) of the spec's newest dataset version, None before the first."""
-    with engine.connect() as conn:
-        row = conn.execute(
-            select(dataset_versions.c.tag, dataset_versions.c.version)
-            .where(dataset_versions.c.spec == spec)
-            .order_by(desc(dataset_versions.c.version))
-            .limit(1)
-        ).first()
-    return (str(row[0]), int(row[1])) if row else None
+    latest = recorded_version(engine, spec)
+    return (latest.tag, latest.version) if latest else None
 
 
 def claim_of(engine: Engine, spec: str, tag: str) -> dict[str, Any] | None:
@@ -88,11 +83,8 @@ def claim_of(engine: Engine, spec: str, tag: str) -> dict[str, Any] | None:
 
 
 def _version_number(engine: Engine, spec: str, tag: str) -> int:
-    with engine.connect() as conn:
-        row = conn.execute(
-            select(dataset_versions.c.version).where(dataset_versions.c.spec == spec, dataset_versions.c.tag == tag)
-        ).first()
-    return int(row[0]) if row else 0
+    recorded = recorded_version(engine, spec, tag) if tag else None
+    return recorded.version if recorded else 0
 
 
 def _claim(engine: Engine, spec: str, tag: str, dag_run_id: str, trigger: str, reason: str) -> dict[str, Any]:
