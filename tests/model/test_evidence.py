@@ -71,7 +71,8 @@ def test_a_champion_comparison_on_too_few_rows_fails_and_report_only_is_explicit
 def test_the_same_model_file_is_not_registered_twice(spec, small_boosters, tmp_path):
     import mlflow
 
-    from ativo.model.artifact import DuplicateVersion, log_booster, register_version
+    from ativo.model.artifact import DuplicateVersion, log_booster
+    from ativo.model.registry import register_version
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = mlflow.create_experiment("dup", artifact_location=(tmp_path / "art").as_uri())
@@ -94,7 +95,8 @@ def test_a_version_loads_from_the_registry_it_is_asked_for_not_mlflows_default(s
     """`ativo serve` started from a shell has no MLFLOW_TRACKING_URI: the models:/m-… source must still resolve."""
     import mlflow
 
-    from ativo.model.artifact import load_version, log_booster, register_version
+    from ativo.model.artifact import load_version, log_booster
+    from ativo.model.registry import register_version
 
     right = f"sqlite:///{tmp_path / 'platform.db'}"
     mlflow.set_tracking_uri(right)

@@ -137,10 +137,11 @@ def note_on_card(
     from ativo.evaluate.card import render_card
     from ativo.model.artifact import read_artifact_json
     from ativo.model.client import mlflow_client
+    from ativo.model.registry import describe_version, tag_version
 
     client = mlflow_client(settings)
     name = spec.registered_model_name
-    client.set_model_version_tag(name, str(version), "ativo.approval", json.dumps(approval)[:5000])
+    tag_version(spec, settings, version, {"ativo.approval": json.dumps(approval)})
     run_id = client.get_model_version(name, str(version)).run_id
     if gated.get("gate_report_uri") and run_id:
         report = read_artifact_json(settings.mlflow_tracking_uri, str(gated["gate_report_uri"]))
@@ -148,7 +149,5 @@ def note_on_card(
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "model_card.html").write_text(render_card(spec, report), encoding="utf-8")
             client.log_artifact(run_id, str(Path(tmp) / "model_card.html"), artifact_path=prefixes.RUN_GATES)
-    current = client.get_model_version(name, str(version)).description or ""
     line = f" Approved by {approval['approved_by']} (requested by {approval['requested_by']}) at {approval['at']}."
-    if line not in current:
-        client.update_model_version(name, str(version), description=current + line)
+    describe_version(spec, settings, version, lambda current: current if line in current else current + line)

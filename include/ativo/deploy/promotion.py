@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ativo.errors import AtivoError
 from ativo.model.client import mlflow_client
-from ativo.model.registry import aliases
+from ativo.model.registry import aliases, tag_version
 from ativo.spec import ModelSpec
 from ativo.store import prefixes
 
@@ -213,11 +213,11 @@ def promote(
         states=states,
         expected=before,
     )
-    mlflow_client(settings).set_model_version_tag(
-        spec.registered_model_name,
+    tag_version(
+        spec,
+        settings,
         version,
-        "ativo.promoted",
-        json.dumps({"at": _now(), "reason": reason, "actor": actor, "approval": approval})[:5000],
+        {"ativo.promoted": json.dumps({"at": _now(), "reason": reason, "actor": actor, "approval": approval})},
     )
     return rec
 
@@ -246,9 +246,7 @@ def end_trial(
         states={str(version): f"rolled back {_now()}"},
         expected=before,
     )
-    mlflow_client(settings).set_model_version_tag(
-        spec.registered_model_name, str(version), "ativo.rolled_back", reason[:5000]
-    )
+    tag_version(spec, settings, version, {"ativo.rolled_back": reason})
     return rec
 
 
@@ -283,5 +281,5 @@ def rollback(spec: ModelSpec, settings: Settings, *, reason: str, actor: str = "
         expected=before,
     )
     if bad:
-        mlflow_client(settings).set_model_version_tag(name, bad, "ativo.rolled_back", reason[:5000])
+        tag_version(spec, settings, bad, {"ativo.rolled_back": reason})
     return rec

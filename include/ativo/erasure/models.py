@@ -316,7 +316,7 @@ def retire(
     """
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    from ativo.model.registry import aliases
+    from ativo.model.registry import aliases, tag_version
     from ativo.train.tracking import ensure_experiment
 
     client = mlflow_client(settings)
@@ -353,9 +353,16 @@ def retire(
     for v in versions:
         if v in live:
             continue
-        client.set_model_version_tag(name, v, RETIRED_TAG, note)
-        client.set_model_version_tag(name, v, "ativo.erasure_batch", str(batch_id))
-        client.set_model_version_tag(name, v, "ativo.deploy_state", f"retired by erasure {_now()}")
+        tag_version(
+            spec,
+            settings,
+            v,
+            {
+                RETIRED_TAG: note,
+                "ativo.erasure_batch": str(batch_id),
+                "ativo.deploy_state": f"retired by erasure {_now()}",
+            },
+        )
         retired.append(v)
     return {"versions": retired, "runs": runs}
 

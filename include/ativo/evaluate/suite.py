@@ -365,19 +365,20 @@ def publish(
         tags["ativo.rejected_reasons"] = " | ".join(
             f"{g}: {report['gates'][g]['reason']}" for g in report["failed_gates"]
         )[:4900]
-    for key, value in tags.items():
-        client.set_model_version_tag(name, v, key, value)
-    current = client.get_model_version(name, v).description or ""
+    from ativo.model.registry import describe_version, record_gates, set_challenger, tag_version
+
+    tag_version(spec, settings, v, tags)
     verdict = (
         "Passed every gate: alias challenger."
         if report["passed"]
         else f"Rejected by {', '.join(report['failed_gates'])}."
     )
-    client.update_model_version(
-        name, v, description=f"{current.split(' Gates:')[0]} Gates: {verdict} Model card: {report['model_card_uri']}"
+    describe_version(
+        spec,
+        settings,
+        v,
+        lambda current: f"{current.split(' Gates:')[0]} Gates: {verdict} Model card: {report['model_card_uri']}",
     )
-    from ativo.model.registry import record_gates, set_challenger
-
     record_gates(spec, settings, v, report, policy)  # the signed verdict: what a promotion checks
     if report["passed"] and alias:
         set_challenger(spec, settings, v)

@@ -1,9 +1,10 @@
 """A version's native file: written once by training, read back (sha256 checked, never unpickled) by everyone.
 
 Writing: :func:`log_booster` logs the booster's native ``model.ubj`` to the active MLflow run and returns its
-sha256, which :func:`register_version` records as the version's tag ``ativo.model_sha256``. Reading:
-:func:`load_version` downloads the artifact, refuses pickles, checks the sha256 against the tag and loads the
-booster; the infra gate loads through this very path, so a model that passes it is one serving can load.
+sha256, which the registry (:mod:`ativo.model.registry`, the one writer of versions) records as the version's tag
+``ativo.model_sha256``. Reading: :func:`load_version` downloads the artifact, refuses pickles, checks the sha256
+against the tag and loads the booster; the infra gate loads through this very path, so a model that passes it is one
+serving can load.
 """
 
 from __future__ import annotations
@@ -110,21 +111,6 @@ def version_with_sha256(name: str, sha256: str, tracking_uri: str | None = None)
         return None
     same = [mv.version for mv in versions if (mv.tags or {}).get(SHA256_TAG) == sha256]
     return str(min(same, key=int)) if same else None
-
-
-def register_version(logged: LoggedModel, name: str, tags: dict[str, str] | None = None) -> str:
-    """Register a logged model as a new version of ``name`` (on the active tracking URI) with its sha256 tag.
-
-    Raises:
-        DuplicateVersion: a version with a byte-identical model file exists already.
-    """
-    import mlflow
-
-    existing = version_with_sha256(name, logged.sha256, mlflow.get_tracking_uri())
-    if existing is not None:
-        raise DuplicateVersion(name, existing, logged.sha256)
-    mv = mlflow.register_model(logged.uri, name, tags={SHA256_TAG: logged.sha256, **(tags or {})})
-    return str(mv.version)
 
 
 def load_booster(directory: Path, expected_sha256: str | None, where: str) -> tuple[Any, str, tuple[str, ...]]:

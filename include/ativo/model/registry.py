@@ -13,6 +13,9 @@ one, so nothing that decides what serves is read from there:
   asked, why and any approval, and only then mirrors the aliases and tags into MLflow for people to read.
 - :func:`current` reads the newest promotion record whose signature verifies: what servers route, what lineage and
   erasure read. :func:`drift` compares it with MLflow and names every difference (registry tampering).
+- :func:`tag_version` and :func:`describe_version` write what people read on a version (its gate verdict, approval,
+  deploy state, reference profile, monitor report): every other module writes version tags and descriptions through
+  them, and no other module creates a version or moves an alias (``tests/unit/test_registry_writes.py`` holds it).
 
 The platform key (``ATIVO_PROMOTION_KEY``, else ``<home>/keys/promotion.key``, created 0600) is held by the
 platform's processes and never by MLflow. Rotation: set the new key as ``ATIVO_PROMOTION_KEY`` and the old one in
@@ -29,7 +32,7 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,6 +61,8 @@ CHALLENGER = "challenger"
 CANARY_PERCENT_TAG = "ativo.canary_percent"
 DATASET_TAG = "ativo.dataset_version"
 GENESIS = "0" * 64
+TAG_VALUE_LIMIT = 5000
+"""The most characters of a version tag's value the platform writes (a longer value is cut there)."""
 
 
 class PromotionRefused(AtivoError):
@@ -232,6 +237,24 @@ def recorded_dataset_versions(settings: Settings, spec: ModelSpec) -> dict[str, 
     }
 
 
+def register_version(logged: LoggedModel, name: str, tags: Mapping[str, str] | None = None) -> str:
+    """Register a logged model as a new version of ``name`` (on the active tracking URI) with its sha256 tag.
+
+    MLflow's version only: no signed ``registered`` record is written, so the version can never serve (the platform
+    registers through :func:`register`). For tests and tools that need a version to read back.
+
+    Raises:
+        DuplicateVersion: a version with a byte-identical model file exists already.
+    """
+    import mlflow
+
+    existing = version_with_sha256(name, logged.sha256, mlflow.get_tracking_uri())
+    if existing is not None:
+        raise DuplicateVersion(name, existing, logged.sha256)
+    mv = mlflow.register_model(logged.uri, name, tags={SHA256_TAG: logged.sha256, **(tags or {})})
+    return str(mv.version)
+
+
 def register(
     spec: ModelSpec,
     settings: Settings,
@@ -316,6 +339,38 @@ def adopt(spec: ModelSpec, settings: Settings, version: str, logged: LoggedModel
             "run_id": mv.run_id,
         },
     )
+
+
+def tag_version(spec: ModelSpec, settings: Settings, version: str | int, tags: Mapping[str, str]) -> None:
+    """Set tags on a version of the spec's model in MLflow, in the order given — for people: nothing reads them back.
+
+    Args:
+        spec: the model spec (its registered model).
+        settings: where the registry is.
+        version: the version tagged.
+        tags: tag name → value; a value longer than :data:`TAG_VALUE_LIMIT` characters is cut there.
+    """
+    client = mlflow_client(settings)
+    for key, value in tags.items():
+        client.set_model_version_tag(spec.registered_model_name, str(version), key, str(value)[:TAG_VALUE_LIMIT])
+
+
+def describe_version(spec: ModelSpec, settings: Settings, version: str | int, edit: Callable[[str], str]) -> str:
+    """Rewrite a version's description in MLflow from what it says now; returns the description it has after.
+
+    Args:
+        spec: the model spec (its registered model).
+        settings: where the registry is.
+        version: the version described.
+        edit: the current description (empty when it has none) → the new one; written only when it differs.
+    """
+    client = mlflow_client(settings)
+    name = spec.registered_model_name
+    current = client.get_model_version(name, str(version)).description or ""
+    new = edit(current)
+    if new != current:
+        client.update_model_version(name, str(version), description=new)
+    return new
 
 
 def record_approval(settings: Settings, spec: ModelSpec, version: str, approval: dict[str, Any]) -> None:
@@ -764,7 +819,7 @@ def _mirror(
     except MlflowException:
         pass
     for version, value in state_tags.items():
-        client.set_model_version_tag(name, str(version), "ativo.deploy_state", value[:5000])
+        tag_version(spec, settings, version, {"ativo.deploy_state": value})
 
 
 def drift(spec: ModelSpec, settings: Settings, authorized: Authorized) -> list[str]:

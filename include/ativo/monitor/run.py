@@ -177,6 +177,7 @@ def _log_report(
 ) -> None:
     """Write the JSON and HTML report beside the model card and link the latest from the version."""
     from ativo.model.client import mlflow_client
+    from ativo.model.registry import tag_version
     from ativo.monitor.report import render_html
 
     client = mlflow_client(settings)
@@ -185,4 +186,4 @@ def _log_report(
         (out / "report.json").write_text(json.dumps(finite(doc), indent=2, default=str, allow_nan=False))
         (out / "report.html").write_text(render_html(doc, profile, counts), encoding="utf-8")
         client.log_artifacts(run_id, str(out), artifact_path=prefixes.monitor_report(tag))
-    client.set_model_version_tag(spec.registered_model_name, version, REPORT_TAG, str(doc["report_html_uri"]))
+    tag_version(spec, settings, version, {REPORT_TAG: str(doc["report_html_uri"])})

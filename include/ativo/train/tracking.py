@@ -99,6 +99,7 @@ def log_profile(spec: ModelSpec, settings: Settings, client: Any, run_id: str, v
     from ativo.data.features import LABEL
     from ativo.data.training import load_split
     from ativo.model.artifact import load_version
+    from ativo.model.registry import tag_version
     from ativo.monitor.profile import PROFILE_ARTIFACT, PROFILE_TAG, build_profile
 
     model = load_version(spec, settings.mlflow_tracking_uri, version)
@@ -109,4 +110,4 @@ def log_profile(spec: ModelSpec, settings: Settings, client: Any, run_id: str, v
         path = Path(tmp) / Path(PROFILE_ARTIFACT).name
         path.write_text(json.dumps(profile.to_dict(), allow_nan=False, indent=1))
         client.log_artifact(run_id, str(path), artifact_path=str(Path(PROFILE_ARTIFACT).parent))
-    client.set_model_version_tag(spec.registered_model_name, version, PROFILE_TAG, f"runs:/{run_id}/{PROFILE_ARTIFACT}")
+    tag_version(spec, settings, version, {PROFILE_TAG: f"runs:/{run_id}/{PROFILE_ARTIFACT}"})
