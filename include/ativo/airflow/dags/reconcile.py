@@ -42,9 +42,9 @@ def build_reconcile_dag(spec: ModelSpec) -> DAG:
         TriggerTraining(
             task_id="trigger_training",
             trigger_dag_id=naming.train_dag_id(spec.name),
-            trigger_run_id=checked["run_id"],  # type: ignore[arg-type]  # an XComArg: the value once rendered
-            conf=checked["conf"],  # type: ignore[arg-type]  # a dict once rendered
-            note=checked["reason"],
+            trigger_run_id=checked["run_id"],  # type: ignore[index]  # an XComArg: the run id once rendered
+            conf=checked["conf"],  # type: ignore[index]  # a dict once rendered
+            note=checked["reason"],  # type: ignore[index]
             skip_when_already_exists=True,
             wait_for_completion=False,
         )
