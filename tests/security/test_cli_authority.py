@@ -115,7 +115,7 @@ def platform(tmp_path_factory, small_boosters, reference_dir):
     from ativo.spec import get_spec
     from ativo.store.db import get_engine
     from ativo.store.objects import open_store
-    from devtools.harness import register_booster
+    from tests.support.harness import register_booster
 
     root = tmp_path_factory.mktemp("authority")
     with pytest.MonkeyPatch.context() as mp:

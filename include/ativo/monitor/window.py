@@ -147,8 +147,8 @@ def _fairness(spec: ModelSpec, profile: Profile, window: pd.DataFrame) -> list[d
             limit = limits[metric]
             spread, p, hi, lo = _spread_pvalue(rates, limit if limit is not None else 1.0)
             ref = [
-                float(v[metric])
-                for v in reference.values()  # type: ignore[arg-type]
+                float(v[metric])  # type: ignore[arg-type]
+                for v in reference.values()
                 if v.get(metric) is not None and (v.get("rows") or 0) >= gate.min_group_size
             ]
             out.append(
