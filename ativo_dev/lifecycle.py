@@ -10,6 +10,7 @@ import datetime as dt
 import json
 from typing import Any
 
+from ativo import naming
 from ativo.config import Settings
 from ativo.http import HttpError, post_json
 from ativo.orchestrator import AirflowAPI
@@ -97,7 +98,7 @@ def watch_lifecycle(settings: Settings, api: AirflowAPI, spec_name: str, days: i
     window = json.loads(marker.read_text()) if marker.exists() else None
     if window:
         days = int(window["days"])
-    etl = f"{spec_name}__etl"
+    etl = naming.etl_dag_id(spec_name)
     say(
         f"{spec_name}: running the ETL over {days} days; progress every 15s "
         f"(watch it at {url('airflow', settings)}/dags/{etl})"
@@ -195,7 +196,7 @@ def serve_sample(settings: Settings, spec_name: str, wait_s: float = 600) -> dic
     if not any(m["gates"] == "passed" for m in registered_models(spec, live)):
         say("no model version passed its gates, so the deploy DAG has nothing to serve (see the model cards)")
         return None
-    deploy = f"{url('airflow', settings)}/dags/{spec_name}__deploy"
+    deploy = f"{url('airflow', settings)}/dags/{naming.deploy_dag_id(spec_name)}"
     say(f"{spec_name}: waiting for the deploy DAG to put a champion on the inference API ({deploy})")
     wait_until(
         lambda: (server_versions([url("serve", settings)], spec_name)[0] or {}).get("champion"),

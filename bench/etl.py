@@ -87,6 +87,7 @@ def backfill_30d() -> dict:
             "ATIVO_PG_PORT": "15433",
         }
     )
+    from ativo import naming
     from ativo.config import load_settings
     from ativo_dev import lifecycle, supervisor
 
@@ -101,10 +102,11 @@ def backfill_30d() -> dict:
         started = time.perf_counter()
         lifecycle.watch_lifecycle(settings, api, "adult_income", 30)
         wall = time.perf_counter() - t0
-        tis = api.get("/api/v2/dags/adult_income__etl/dagRuns/~/taskInstances?limit=500")["task_instances"]
+        etl_dag = naming.etl_dag_id("adult_income")
+        tis = api.get(f"/api/v2/dags/{etl_dag}/dagRuns/~/taskInstances?limit=500")["task_instances"]
         starts = [dt.datetime.fromisoformat(t["start_date"]) for t in tis if t["start_date"]]
         ends = [dt.datetime.fromisoformat(t["end_date"]) for t in tis if t["end_date"]]
-        runs = api.runs("adult_income__etl")
+        runs = api.runs(etl_dag)
     finally:
         supervisor.stop_services(settings)
     return {
