@@ -2,8 +2,10 @@
 
 Three measurements: small realistic perturbations, a bounded black-box evasion attack, and counterfactuals that
 change only a protected attribute.
-Everything runs on the encoded matrix serving scores (categories as codes), so what is measured is what serving
-would decide. Mutable features are the numeric ones that are neither protected nor listed as immutable.
+Everything runs on the encoded matrix serving scores (categories as codes), scored by serving's own scorer
+(:meth:`ServedModel.score`: XGBoost's in-place prediction, the same scores as a DMatrix's bit for bit, without a
+DMatrix built for each of the attack's ~125 black-box calls a row), so what is measured is what serving would
+decide. Mutable features are the numeric ones that are neither protected nor listed as immutable.
 """
 
 from __future__ import annotations
@@ -93,12 +95,11 @@ def perturbation_flip_rates(
     rng = np.random.default_rng(seed)
     r = spec.gates.robustness.perturbation
     thr = spec.gates.decision_threshold
-    base = model.predict_matrix(x) >= thr
+    base = model.score(x) >= thr
 
     def rate(columns: list[int]) -> float:
         flips = sum(
-            int(((model.predict_matrix(_perturb(x, space, columns, r, rng)) >= thr) != base).sum())
-            for _ in range(draws)
+            int(((model.score(_perturb(x, space, columns, r, rng)) >= thr) != base).sum()) for _ in range(draws)
         )
         return flips / (draws * len(x))
 
@@ -147,7 +148,7 @@ def evasion_attack(
         return out
 
     def predict(zz: np.ndarray) -> np.ndarray:
-        p = model.predict_matrix(decode(zz)).astype("float64")
+        p = model.score(decode(zz)).astype("float64")
         hard = (p >= thr).astype("float64")
         return np.column_stack([1 - hard, hard])  # decision only: a black box that says yes or no
 
@@ -164,9 +165,9 @@ def evasion_attack(
     for i in range(len(z)):  # one row at a time, so that every query of the black box is that row's
         row_missing[:] = missing[i]
         adv[i] = attack.generate(z[i : i + 1], mask=mask)[0]
-    before = model.predict_matrix(x) >= thr
+    before = model.score(x) >= thr
     x_adv = decode(adv, missing)
-    after = model.predict_matrix(x_adv) >= thr
+    after = model.score(x_adv) >= thr
     moved = np.abs(np.nan_to_num(x_adv.astype("float64")) - xf)[:, space.mutable] / space.std[space.mutable]
     distance = moved.max(axis=1)
     success = (after != before) & (distance <= cfg.attack_epsilon + 1e-9)
@@ -185,7 +186,7 @@ def counterfactual_flip_rates(spec: ModelSpec, model: ServedModel, x: np.ndarray
     import numpy as np
 
     thr = spec.gates.decision_threshold
-    base = model.predict_matrix(x) >= thr
+    base = model.score(x) >= thr
     names = spec.data_schema.feature_names
     out = {}
     for attr in spec.protected_attributes:
@@ -196,13 +197,13 @@ def counterfactual_flip_rates(spec: ModelSpec, model: ServedModel, x: np.ndarray
             for code in range(len(feature.categories or ())):
                 xc = x.copy()
                 xc[:, j] = code
-                changed |= ((model.predict_matrix(xc) >= thr) != base) & (x[:, j] != code)
+                changed |= ((model.score(xc) >= thr) != base) & (x[:, j] != code)
         else:
             for value in (feature.min, feature.max):
                 if value is not None:
                     xc = x.copy()
                     xc[:, j] = value
-                    changed |= (model.predict_matrix(xc) >= thr) != base
+                    changed |= (model.score(xc) >= thr) != base
         out[attr] = float(changed.mean())
     return out
 
