@@ -48,12 +48,48 @@ def reference_dir() -> Path:
 
 
 @pytest.fixture
-def ativo_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def ativo_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_mlflow_db) -> Path:
     """A fresh Ativo home (object store, platform DB, data registry, MLflow) for one test."""
     home = tmp_path / "ativo"
     monkeypatch.setenv("ATIVO_HOME", str(home))
-    monkeypatch.setenv("ATIVO_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("ATIVO_MLFLOW_TRACKING_URI", new_mlflow_db(tmp_path / "mlflow.db"))
     return home
+
+
+@pytest.fixture(scope="session")
+def mlflow_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow tracking DB (SQLite) with MLflow's schema and no experiment in it, created once per run.
+
+    Creating one runs MLflow's Alembic migrations, about 4 s a test on 2 busy cores. A copy is what a new file
+    becomes on first use: MLflow finds its tables and adds its Default experiment (under the artifact root of the
+    process that opens it), as it does in a new file after the migrations.
+    """
+    import sqlite3
+
+    def create(out: Path) -> None:
+        db = out / "mlflow.db"
+        code = "import sys\nfrom mlflow.tracking import MlflowClient\nMlflowClient(sys.argv[1]).search_experiments()"
+        proc = subprocess.run([sys.executable, "-c", code, f"sqlite:///{db}"], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        conn = sqlite3.connect(db)
+        with conn:
+            conn.execute("DELETE FROM experiments")  # the Default one: each copy's opener adds its own
+        conn.close()
+
+    return built_once(tmp_path_factory, "mlflow-db", create) / "mlflow.db"
+
+
+@pytest.fixture
+def new_mlflow_db(mlflow_db_template: Path):
+    """``new_mlflow_db(path)`` puts a new, empty MLflow tracking DB at ``path``; returns its tracking URI."""
+    import shutil
+
+    def create(path: Path) -> str:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(mlflow_db_template, path)
+        return f"sqlite:///{path}"
+
+    return create
 
 
 @pytest.fixture
