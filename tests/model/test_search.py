@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import os
 from pathlib import Path
@@ -28,8 +29,14 @@ def _small_split(n: int = 6000):
     return spec, split_frame(to_features(raw, spec), spec)
 
 
+@functools.cache
+def _worker_split():
+    """The split a pool worker trains on, built once per worker process (it runs several trials)."""
+    return _small_split()
+
+
 def _one_trial(url: str, name: str, slot: int) -> dict:
-    spec, split = _small_split()
+    spec, split = _worker_split()
     result, _ = run_trial(spec, url, name, split, slot=slot, threads=1)
     return result
 
