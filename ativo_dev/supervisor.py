@@ -41,6 +41,8 @@ DASK = ("dask-scheduler", "dask-workers")  # `make run DASK=1`
 SERVICES = ("postgres", "alert-sink", "mlflow", *DASK, "serve", *AIRFLOW, "watchdog")
 # A signal that ends a service cleanly and soon: PostgreSQL's "fast" shutdown (SIGTERM waits for every client).
 STOP_SIGNAL = {"postgres": signal.SIGINT}
+# How long what a stopped service leaves in its process group may outlive it before it is killed.
+ORPHAN_GRACE_S = 3.0
 LOOPBACK = "127.0.0.1"  # where every server of the embedded platform listens
 # Airflow's users (the simple auth manager's): admin, operator (role op: may file erasures) and analyst (role user)
 AIRFLOW_USERS = "admin:admin,operator:op,analyst:user"
@@ -343,7 +345,8 @@ def _wait_http(url: str, what: str, timeout: float, pid_check: tuple[Settings, s
         still_running()
         return False
 
-    wait_until(answered, timeout, 2, f"{what} to answer on {url}", retry_on=(http.HttpError,))
+    # every half second: a refused connection costs nothing, and each second of lag is a second of start-up
+    wait_until(answered, timeout, 0.5, f"{what} to answer on {url}", retry_on=(http.HttpError,))
 
 
 def airflow_cli(settings: Settings, *args: str) -> str:
@@ -356,15 +359,23 @@ def airflow_cli(settings: Settings, *args: str) -> str:
     return proc.stdout
 
 
-def start_mlflow(settings: Settings, wait: bool = True, backend: str | None = None) -> str:
+def start_mlflow(
+    settings: Settings, wait: bool = True, backend: str | None = None, template: Path | None = None
+) -> str:
     """Start the MLflow tracking server (SQLite backend, artifacts in the object store); returns its URL.
 
     Its backend stays the SQLite file the CLI reads by default (``ativo deployments`` works without the server): the
-    server is its one writer. ``backend`` puts it elsewhere (the production shape's PostgreSQL).
+    server is its one writer. ``backend`` puts it elsewhere (the production shape's PostgreSQL). ``template`` is an
+    MLflow DB (SQLite) with MLflow's schema and no experiment, copied in as a new SQLite file instead of having the
+    server create and migrate one (a throw-away platform's).
     """
     mlflow_dir = settings.home / "mlflow"
     mlflow_dir.mkdir(parents=True, exist_ok=True)
-    backend = backend or f"sqlite:///{mlflow_dir / 'mlflow.db'}"
+    sqlite_file = mlflow_dir / "mlflow.db"
+    if template is not None and backend is None and not sqlite_file.exists():
+        with private_files():
+            shutil.copyfile(template, sqlite_file)
+    backend = backend or f"sqlite:///{sqlite_file}"
     _start(
         settings,
         "mlflow",
@@ -458,6 +469,9 @@ def start_services(
     airflow_env: dict[str, str] | None = None,
     mlflow_backend: str | None = None,
     dask: bool = False,
+    airflow_db: Path | None = None,
+    mlflow_db: Path | None = None,
+    components: tuple[str, ...] = AIRFLOW,
 ) -> AirflowAPI:
     """Start the platform's processes and wait for them.
 
@@ -481,7 +495,17 @@ def start_services(
         mlflow_backend: MLflow's backend store instead of its SQLite file.
         dask: start a Dask scheduler and two workers on loopback and point Airflow's tasks at it
             (``ATIVO_DASK_SCHEDULER``): specs with ``compute.engine: dask`` train there.
+        airflow_db: a migrated Airflow metadata DB (SQLite) to copy in instead of migrating a new one (a throw-away
+            platform's template: its tests migrate one per run); used only where Airflow's DB is its SQLite file and
+            none exists yet.
+        mlflow_db: an MLflow DB (SQLite) with MLflow's schema and no experiment, to copy in instead of having the
+            server create one (see :func:`start_mlflow`).
+        components: the Airflow components to start (all four by default; a throw-away platform whose tasks never
+            defer may leave out the triggerer).
     """
+    unknown = set(components) - set(AIRFLOW)
+    if unknown:
+        raise ValueError(f"no Airflow component {', '.join(sorted(unknown))} (one of {', '.join(AIRFLOW)})")
     extra = (
         {
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
@@ -512,23 +536,30 @@ def start_services(
         ],
         env,
     )
-    start_mlflow(settings, wait=False, backend=mlflow_backend)
+    start_mlflow(settings, wait=False, backend=mlflow_backend, template=mlflow_db)
     if dask:
         extra["ATIVO_DASK_SCHEDULER"] = start_dask(settings, env)
     if serve:
         start_serve(settings, spec_names or ["adult_income"])
     if not airflow_running(settings):
-        say(
-            f"migrating the Airflow metadata DB ({'PostgreSQL' if embedded_db() == 'postgres' else 'SQLite'}) "
-            "and creating pools"
-        )
-        airflow_cli(settings, "db", "migrate")
+        sqlite_file = settings.airflow_home / "airflow.db"
+        if airflow_db is not None and "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in env and not sqlite_file.exists():
+            say(f"copying the migrated Airflow metadata DB {airflow_db} and creating pools")
+            with private_files():
+                shutil.copyfile(airflow_db, sqlite_file)
+        else:
+            say(
+                f"migrating the Airflow metadata DB ({'PostgreSQL' if embedded_db() == 'postgres' else 'SQLite'}) "
+                "and creating pools"
+            )
+            airflow_cli(settings, "db", "migrate")
         airflow_cli(settings, "pools", "import", str(pools or PROJECT_ROOT / "deploy" / "airflow" / "pools.json"))
         if before_airflow is not None:
             with private_files():  # it lands batches and writes the platform DB in this process
                 before_airflow()
     for name in AIRFLOW:
-        _start(settings, name, airflow_command(name), env, extra_env=extra)
+        if name in components:
+            _start(settings, name, airflow_command(name), env, extra_env=extra)
     if watchdog:
         # the launcher is not installed: its package is found from the repository, whatever the current directory
         path = os.pathsep.join(p for p in (str(REPOSITORY), env.get("PYTHONPATH", "")) if p)
@@ -663,10 +694,22 @@ def _group_gone(pid: int) -> bool:
     return False
 
 
+def _leader_gone(pid: int) -> bool:
+    """Whether the process ``pid`` itself has ended (reaping it first, if it is our child)."""
+    _reap(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return _zombie(pid)
+
+
 def stop_services(settings: Settings) -> list[str]:
     """Stop every process this launcher started (by PID file, whole process group); returns their names.
 
     The watchdog goes first (it would restart the others), PostgreSQL last (the others write to it until they end).
+    Each service gets 30 s to end; what its group still holds :data:`ORPHAN_GRACE_S` after the service itself ended
+    (Airflow's scheduler leaves idle executor workers behind, which nothing would stop) is killed.
     """
     stopped = []
     for name in reversed(SERVICES):
@@ -680,7 +723,8 @@ def stop_services(settings: Settings) -> list[str]:
         except ProcessLookupError:
             pass
         try:
-            wait_until(functools.partial(_group_gone, pid), 30, 0.5, f"{name} (process group {pid}) to exit")
+            wait_until(functools.partial(_leader_gone, pid), 30, 0.2, f"{name} (pid {pid}) to exit")
+            wait_until(functools.partial(_group_gone, pid), ORPHAN_GRACE_S, 0.2, f"{name}'s process group to exit")
         except WaitTimeout:
             try:
                 os.killpg(pid, signal.SIGKILL)

@@ -179,9 +179,8 @@ def small_boosters(spec, adult_split, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def airflow_db(tmp_path_factory) -> Path:
-    """A migrated Airflow metadata DB (SQLite) for DagBag and dag.test(): migrated once per run, copied per worker."""
-    import shutil
+def airflow_db_template(tmp_path_factory) -> Path:
+    """A migrated Airflow metadata DB (SQLite), migrated once per run: the file each user copies."""
 
     def migrate(out: Path) -> None:
         env = {**os.environ, "AIRFLOW_HOME": str(out)}
@@ -190,10 +189,17 @@ def airflow_db(tmp_path_factory) -> Path:
         )
         assert proc.returncode == 0, proc.stderr[-2000:]
 
-    migrated = built_once(tmp_path_factory, "airflow-db", migrate)
+    return built_once(tmp_path_factory, "airflow-db", migrate) / "airflow.db"
+
+
+@pytest.fixture(scope="session")
+def airflow_db(airflow_db_template: Path) -> Path:
+    """A migrated Airflow metadata DB (SQLite) for DagBag and dag.test(): migrated once per run, copied per worker."""
+    import shutil
+
     home = Path(os.environ["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(migrated / "airflow.db", home / "airflow.db")
+    shutil.copyfile(airflow_db_template, home / "airflow.db")
     return home
 
 

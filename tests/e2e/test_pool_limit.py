@@ -9,13 +9,24 @@ from __future__ import annotations
 import re
 
 
-def test_real_scheduler_never_runs_more_trials_than_the_pool_has_slots(tmp_path, reference_dir):
+def test_real_scheduler_never_runs_more_trials_than_the_pool_has_slots(
+    tmp_path, reference_dir, airflow_db_template, mlflow_db_template
+):
     from tests.support.harness import isolated_platform, land_dataset, run_search_on_airflow
 
     with isolated_platform(tmp_path / "home") as settings:
         tag = land_dataset(settings, "adult_income", days=30, etl_days=2)  # about 3,000 rows: quick trials
         # up to the registration: the gates that follow hold no trial slot and are tested elsewhere
-        run = run_search_on_airflow(settings, "adult_income", tag, n_trials=6, pool_slots=2, until="register_best")
+        run = run_search_on_airflow(
+            settings,
+            "adult_income",
+            tag,
+            n_trials=6,
+            pool_slots=2,
+            until="register_best",
+            airflow_db=airflow_db_template,
+            mlflow_db=mlflow_db_template,
+        )
         log = (settings.home / "logs" / "airflow-scheduler.log").read_text(errors="replace")[-3000:]
 
     states = {t["task_id"]: t["state"] for t in run.task_instances if t["task_id"] != "trials"}

@@ -179,7 +179,7 @@ def _trigger_and_wait(
             return False
         return True
 
-    wait_until(triggered_run, 60, 2, f"Airflow to accept run {run_id!r} of {dag_id}")
+    wait_until(triggered_run, 60, 0.5, f"Airflow to accept run {run_id!r} of {dag_id}")
     run: dict[str, Any] = {}
     task: dict[str, Any] = {}
 
@@ -214,14 +214,21 @@ def run_search_on_airflow(
     warm_up: bool = False,
     timeout_s: float = 1200,
     until: str | None = None,
+    airflow_db: Path | None = None,
+    mlflow_db: Path | None = None,
 ) -> AirflowSearch:
     """Run ``<spec>__train`` once on a freshly started platform, with the dataset version and trial count pinned.
 
     Start it inside :func:`isolated_platform`, which stops it again. With ``warm_up``, a one-trial run goes first,
     so the timed run finds the executor's workers started and the libraries imported, as on a platform that has
     been up a while. With ``until`` (a task id, e.g. ``register_best``) it returns as soon as that task has
-    finished, leaving the rest of the run (the gates) to be stopped with the platform. Returns the run and its task
+    finished, and the rest of the run (the gates) is failed, which ends its running tasks, so that the platform
+    stops without waiting for them. ``airflow_db`` (a migrated Airflow metadata DB) and ``mlflow_db`` (an MLflow
+    DB with MLflow's schema) are SQLite files to start from instead of creating them. Returns the run and its task
     instances.
+
+    Airflow's triggerer and the watchdog are not started: the search defers no task, and a component that dies
+    should fail the run, not be restarted under it.
     """
     dag_id = f"{spec_name}__train"
     # only this spec's DAGs: the others' (monitor, reconciler, ETL) would be parsed and scheduled beside the search
@@ -239,36 +246,45 @@ def run_search_on_airflow(
         pools = settings.home / "pools.json"
         pools.parent.mkdir(parents=True, exist_ok=True)
         pools.write_text(json.dumps(doc))
-    # New DAGs start unpaused here, and the DAG processor parses them at start: no `dags reserialize/unpause`.
-    api = supervisor.start_services(settings, serve=False, pools=pools, throwaway=True)  # training only: no API
+    # The DAG processor parses the DAG files at start (no `dags reserialize`); every DAG is created paused and the
+    # training DAG alone is unpaused: the spec's other DAGs (the erasure batch, the monitor, the reconciler, a deploy
+    # on the warm-up's challenger) never run beside the timed search on the same cores.
+    api = supervisor.start_services(
+        settings,
+        serve=False,  # training only: no inference API
+        pools=pools,
+        throwaway=True,
+        watchdog=False,
+        airflow_env={"AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True"},
+        airflow_db=airflow_db,
+        mlflow_db=mlflow_db,
+        components=("airflow-api-server", "airflow-scheduler", "airflow-dag-processor"),
+    )
     wait_until(
         lambda: api.get("/api/v2/monitor/health")["scheduler"]["status"] == "healthy",
         300,
-        2,
+        0.5,
         "the Airflow scheduler to report healthy",
     )
     wait_until(
-        lambda: api.get(f"/api/v2/dags/{dag_id}")["is_paused"] is False,
-        300,
-        1,
-        f"the DAG processor to parse {dag_id}",
-        retry_on=(OSError,),
+        lambda: api.get(f"/api/v2/dags/{dag_id}"), 300, 0.5, f"the DAG processor to parse {dag_id}", retry_on=(OSError,)
     )
 
-    # the training DAG alone: the spec's other DAGs (a deploy on the warm-up's challenger, the monitor, the
-    # reconciler) would run beside the timed search on the same cores
-    def pause(other: str) -> bool:
+    def patched(path: str, body: dict[str, Any]) -> bool:
         try:
-            api.patch(f"/api/v2/dags/{other}", {"is_paused": True})
+            api.patch(path, body)
         except HttpError as err:  # a 500 is Airflow's SQLite being written by another component at that moment
             if err.status is not None and err.status < 500:
                 raise
             return False
         return True
 
-    for other in api.get("/api/v2/dags?limit=100")["dags"]:
-        if other["dag_id"] != dag_id and not other["is_paused"]:
-            wait_until(functools.partial(pause, other["dag_id"]), 60, 1, f"Airflow to pause {other['dag_id']}")
+    wait_until(
+        functools.partial(patched, f"/api/v2/dags/{dag_id}", {"is_paused": False}),
+        60,
+        0.5,
+        f"Airflow to unpause {dag_id}",
+    )
     cold_s = None
     if warm_up:
         _, cold_s, _ = _trigger_and_wait(
@@ -285,6 +301,15 @@ def run_search_on_airflow(
         )["value"]
     except OSError:
         pass  # no registration (the run failed); the task instances say why
+    if until is not None and run["state"] not in ("success", "failed"):
+        # what follows ``until`` is not waited for: failing the run ends its running tasks (their supervisors see it
+        # at their next heartbeat), so the scheduler stops without waiting for them to finish
+        wait_until(
+            functools.partial(patched, f"/api/v2/dags/{dag_id}/dagRuns/search", {"state": "failed"}),
+            60,
+            0.5,
+            f"Airflow to end the rest of {dag_id} run 'search'",
+        )
     return AirflowSearch(
         state=run["state"],
         wall_s=wall,
