@@ -433,13 +433,16 @@ def start_server(
     """Start ``ativo serve`` for the platform of ``settings`` and wait until it serves (``wait_for`` alias).
 
     A key with every role is created in ``<home>/serve/api_keys.json`` unless ``key`` is given. Several spec names
-    start one server for all of them (it is ready when each serves ``wait_for``).
+    start one server for all of them (it is ready when each serves ``wait_for``). The process is forked from a
+    parent that has imported what a server imports (:mod:`tests.support.serve_fork`), or started with
+    ``python -m ativo.cli serve`` where ``ATIVO_TEST_SERVE_COLD=1``.
     """
     import subprocess
     import sys
 
     from ativo.deploy.steps import server_versions
     from ativo.serve.keys import create_key, read_keys
+    from tests.support import serve_fork
 
     keys = settings.home / "serve" / "api_keys.json"
     if key is None:
@@ -455,15 +458,16 @@ def start_server(
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"serve-{port}.log"
-    with open(log, "ab") as fh:
-        names = (spec_name,) if isinstance(spec_name, str) else tuple(spec_name)
-        spec_args = [a for n in names for a in ("--spec", n)]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ativo.cli", "serve", *spec_args, "--port", str(port), *args],
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
+    names = (spec_name,) if isinstance(spec_name, str) else tuple(spec_name)
+    argv = ["serve", *[a for n in names for a in ("--spec", n)], "--port", str(port), *args]
+    proc: Any
+    if os.environ.get("ATIVO_TEST_SERVE_COLD") == "1":
+        with open(log, "ab") as fh:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "ativo.cli", *argv], env=env, stdout=fh, stderr=subprocess.STDOUT
+            )
+    else:
+        proc = serve_fork.spawn(argv, env, log)
     url = f"http://127.0.0.1:{port}"
 
     def serving() -> bool:
