@@ -74,21 +74,30 @@ def _deploy_with_answer(spec, who, option):
 
 
 @pytest.fixture
-def candidate(settings, four_eyes, small_boosters, tmp_path, monkeypatch):
-    """A gated version, no champion yet, and a live server the deploy run waits on."""
-    from tests.support.harness import register_booster, start_server
+def candidate(settings, four_eyes, small_boosters, tmp_path):
+    """A gated version, the challenger, and no champion yet."""
+    from ativo.model.registry import set_challenger
+    from tests.support.harness import register_booster
 
     version = register_booster(settings, four_eyes, small_boosters["good"], artifact_root=tmp_path / "art")
-    from ativo.model.registry import set_challenger
-
     set_challenger(four_eyes, settings, version)
+    return version
+
+
+@pytest.fixture
+def live_server(settings, candidate, monkeypatch):
+    """A live server the deploy run waits on (the platform's ``ATIVO_SERVE_URLS``)."""
+    from tests.support.harness import start_server
+
     server = start_server(settings, args=("--refresh-s", "0.2"), wait_for=None)
     monkeypatch.setenv("ATIVO_SERVE_URLS", server.url)
-    yield version
+    yield server
     server.stop()
 
 
-def test_the_requester_approving_their_own_deployment_is_refused_and_holds(airflow_db, settings, four_eyes, candidate):
+def test_the_requester_approving_their_own_deployment_is_refused_and_holds(
+    airflow_db, settings, four_eyes, candidate, live_server
+):
     from ativo import audit
     from ativo.model.registry import aliases
     from ativo.store.db import get_engine
@@ -101,7 +110,7 @@ def test_the_requester_approving_their_own_deployment_is_refused_and_holds(airfl
     assert refusal["actor"] == "airflow:dag_test" and "four eyes" in refusal["payload"]["why"]
 
 
-def test_a_rejection_holds_the_version(airflow_db, settings, four_eyes, candidate):
+def test_a_rejection_holds_the_version(airflow_db, settings, four_eyes, candidate, live_server):
     from ativo.model.registry import aliases
 
     run, states = _deploy_with_answer(four_eyes, "risk-officer", "Reject")
@@ -109,7 +118,9 @@ def test_a_rejection_holds_the_version(airflow_db, settings, four_eyes, candidat
     assert aliases(four_eyes, settings).get("champion") is None
 
 
-def test_another_persons_approval_promotes_and_is_signed_and_on_the_card(airflow_db, settings, four_eyes, candidate):
+def test_another_persons_approval_promotes_and_is_signed_and_on_the_card(
+    airflow_db, settings, four_eyes, candidate, live_server
+):
     from mlflow import MlflowClient
 
     from ativo.model.registry import aliases, history
