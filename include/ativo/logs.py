@@ -36,8 +36,8 @@ def quiet_third_party(level: int = logging.WARNING) -> None:
     children = tuple(f"{n}." for n in NOISY)
     for name in (*NOISY, *(n for n in list(logging.root.manager.loggerDict) if n.startswith(children))):
         logger = logging.getLogger(name)
-        # Only a change: every setLevel clears the cache of every logger in the process (thousands once Airflow,
-        # MLflow and GX are imported), and a task process calls this at each DAG parse (measured: 31 s of an
-        # erasure e2e test went to re-setting levels that were already WARNING).
+        # Only a change: every setLevel clears the cache of every logger in the process (about a thousand once
+        # Airflow, MLflow and GX are imported), and a task process calls this at each DAG parse (measured with 941
+        # loggers: 33 ms a call when it re-set levels that were already WARNING, 0.7 ms now).
         if logger.level != level:
             logger.setLevel(level)
