@@ -76,13 +76,15 @@ def client(settings, spec, platform):
 
 
 @pytest.fixture(scope="module")
-def shared(spec, boosters, tmp_path_factory):
+def shared(spec, boosters, tmp_path_factory, mlflow_db_template):
     """One platform for the tests that only ask (validation, keys, answers): (settings, platform)."""
     import os
+    import shutil
 
     from ativo.config import load_settings
 
     home = tmp_path_factory.mktemp("serving")
+    shutil.copyfile(mlflow_db_template, home / "mlflow.db")  # a new MLflow DB, without running its migrations
     settings = load_settings(
         {
             "ATIVO_HOME": str(home / "ativo"),
