@@ -24,7 +24,7 @@ def ativo(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
-def platform(tmp_path, name, monkeypatch, spec, reference_dir):
+def platform(tmp_path, name, monkeypatch, spec, reference_dir, new_mlflow_db):
     """A home with four days of ETL (four dataset versions), an op key, and 300 subjects' erasure filed."""
     from ativo.config import load_settings
     from ativo.data.etl import run_interval
@@ -34,7 +34,7 @@ def platform(tmp_path, name, monkeypatch, spec, reference_dir):
 
     home = tmp_path / name
     monkeypatch.setenv("ATIVO_HOME", str(home))
-    monkeypatch.setenv("ATIVO_MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+    monkeypatch.setenv("ATIVO_MLFLOW_TRACKING_URI", new_mlflow_db(home / "mlflow.db"))
     monkeypatch.setenv("ATIVO_SUBJECT_PEPPER", "the-same-pepper")
     settings = load_settings()
     simulate(spec, open_store(settings), reference_dir, START, DAYS)
@@ -81,7 +81,7 @@ def versions(settings, spec) -> dict:
 
 
 def test_a_purge_killed_midway_resumes_to_the_end_state_of_an_uninterrupted_one(
-    tmp_path, monkeypatch, spec, reference_dir
+    tmp_path, monkeypatch, spec, reference_dir, new_mlflow_db
 ):
     import pandas as pd
 
@@ -91,7 +91,7 @@ def test_a_purge_killed_midway_resumes_to_the_end_state_of_an_uninterrupted_one(
     from ativo.store.db import dataset_redactions, get_engine, subject_index
     from ativo.store.objects import open_store
 
-    settings, env = platform(tmp_path, "killed", monkeypatch, spec, reference_dir)
+    settings, env = platform(tmp_path, "killed", monkeypatch, spec, reference_dir, new_mlflow_db)
     gone = subjects(settings, spec)
     sid = spec.data_schema.subject
     lake_before, versions_before = lake(settings, spec), versions(settings, spec)
