@@ -57,8 +57,8 @@ def ativo_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_mlflow_db) -
 
 
 @pytest.fixture(scope="session")
-def mlflow_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow tracking DB (SQLite) with MLflow's schema and no experiment in it, created once per run.
+def mlflow_db_template() -> Path:
+    """An MLflow tracking DB (SQLite) with MLflow's schema and no experiment in it, made once per MLflow version.
 
     Creating one runs MLflow's Alembic migrations, about 4 s a test on 2 busy cores. A copy is what a new file
     becomes on first use: MLflow finds its tables and adds its Default experiment (under the artifact root of the
@@ -76,7 +76,7 @@ def mlflow_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
             conn.execute("DELETE FROM experiments")  # the Default one: each copy's opener adds its own
         conn.close()
 
-    return built_once(tmp_path_factory, "mlflow-db", create) / "mlflow.db"
+    return built_per_version("mlflow-db", "mlflow", create) / "mlflow.db"
 
 
 @pytest.fixture
@@ -137,6 +137,37 @@ def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build) -> Pa
     return target
 
 
+TEMPLATES = ROOT / "var" / "test-templates"  # runtime state (var/): `make clean` drops them
+
+
+def built_per_version(name: str, distributions: str, build) -> Path:
+    """A directory ``build(path)`` fills once per installed version of the ``distributions`` (a name prefix), kept
+    across test runs: what it holds (a new DB's schema) depends on nothing else.
+
+    A run pays for it only when those libraries changed, where a per-run template cost each run 7-10 s of CPU.
+    """
+    import hashlib
+    import shutil
+    from importlib.metadata import distributions as installed
+
+    from filelock import FileLock
+
+    versions = sorted(
+        f"{d.metadata['Name']}=={d.version}" for d in installed() if d.metadata["Name"].startswith(distributions)
+    )
+    key = hashlib.sha256("\n".join(versions).encode()).hexdigest()[:16]
+    target = TEMPLATES / f"{name}-{key}"
+    TEMPLATES.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not target.exists():
+            partial = TEMPLATES / f"{name}-{key}.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir()
+            build(partial)
+            partial.rename(target)
+    return target
+
+
 @pytest.fixture(scope="session")
 def small_boosters(spec, adult_split, tmp_path_factory):
     """Small real boosters trained once per test run (60 rounds each), in XGBoost's native format.
@@ -179,8 +210,8 @@ def small_boosters(spec, adult_split, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def airflow_db_template(tmp_path_factory) -> Path:
-    """A migrated Airflow metadata DB (SQLite), migrated once per run: the file each user copies."""
+def airflow_db_template() -> Path:
+    """A migrated Airflow metadata DB (SQLite), migrated once per version of Airflow: the file each user copies."""
 
     def migrate(out: Path) -> None:
         env = {**os.environ, "AIRFLOW_HOME": str(out)}
@@ -189,7 +220,7 @@ def airflow_db_template(tmp_path_factory) -> Path:
         )
         assert proc.returncode == 0, proc.stderr[-2000:]
 
-    return built_once(tmp_path_factory, "airflow-db", migrate) / "airflow.db"
+    return built_per_version("airflow-db", "apache-airflow", migrate) / "airflow.db"
 
 
 @pytest.fixture(scope="session")
