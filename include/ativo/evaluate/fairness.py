@@ -1,10 +1,11 @@
 """Group fairness of a model's decisions (fairlearn), per protected attribute and their intersection.
 
-For each view (every attribute alone, and all of them together when intersections are on) fairlearn's
-``MetricFrame`` gives each group's selection rate, true- and false-positive rate and support. Differences are taken
-over the groups with enough support to be more than noise; smaller groups are reported and marked. The optional
-mitigation (fairlearn's ``ThresholdOptimizer``, fitted on the validation set, judged on the test set) turns into a
-JSON decision policy of per-group thresholds that serving applies, and its effect is reported before/after.
+For each view (every attribute alone, and all of them together when intersections are on) fairlearn's metric
+functions give each group's selection rate, true- and false-positive rate and support (the groups of a fairlearn
+``MetricFrame``, without its cost). Differences are taken over the groups with enough support to be more than
+noise; smaller groups are reported and marked. The optional mitigation (fairlearn's ``ThresholdOptimizer``, fitted
+on the validation set, judged on the test set) turns into a JSON decision policy of per-group thresholds that
+serving applies, and its effect is reported before/after.
 """
 
 from __future__ import annotations
@@ -40,38 +41,29 @@ def _group_key(index: Any) -> str:
 def group_metrics(spec: ModelSpec, frame: pd.DataFrame, y_pred: np.ndarray) -> dict[str, Any]:
     """Per view: each group's rates and support, and the differences over the groups with enough support."""
     import numpy as np
-    from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate, true_positive_rate
+    from fairlearn.metrics import false_positive_rate, selection_rate, true_positive_rate
 
     cfg = spec.gates.fairness
     y = frame[LABEL].to_numpy()
+    decided = np.asarray(y_pred)
     out: dict[str, Any] = {}
     for view in _views(spec):
         sf = frame[list(view)].astype(str)
-        mf = MetricFrame(
-            metrics={
-                "selection_rate": selection_rate,
-                "tpr": true_positive_rate,
-                "fpr": false_positive_rate,
-                "rows": lambda t, p: len(t),
-                "positives": lambda t, p: int(np.sum(t)),
-                "negatives": lambda t, p: int(len(t) - np.sum(t)),
-            },
-            y_true=y,
-            y_pred=y_pred,
-            sensitive_features=sf if len(view) > 1 else sf[view[0]],
-        )
+        # The groups fairlearn's MetricFrame forms (sorted; an intersection no row falls into is left out), each
+        # judged by fairlearn's own metric functions on its rows: the MetricFrame itself stacked every column of
+        # every group element by element (np.stack), 90% of the gate's time, for the same figures.
+        by = sf[view[0]] if len(view) == 1 else [sf[c] for c in view]  # a value, or a tuple of values, per group
         groups = {}
-        for idx, row in mf.by_group.iterrows():
-            if not row["rows"] > 0:  # an intersection no test row falls into (fairlearn lists it as NaN)
-                continue
-            rows, pos, neg = int(row["rows"]), int(row["positives"]), int(row["negatives"])
+        for idx, at in sorted(sf.groupby(by).indices.items()):
+            t, p = y[at], decided[at]
+            rows, pos = len(t), int(np.sum(t))
             groups[_group_key(idx)] = {
                 "rows": rows,
                 "positives": pos,
-                "negatives": neg,
-                "selection_rate": float(row["selection_rate"]),
-                "tpr": float(row["tpr"]),
-                "fpr": float(row["fpr"]),
+                "negatives": int(rows - pos),
+                "selection_rate": float(selection_rate(t, p)),
+                "tpr": float(true_positive_rate(t, p)),
+                "fpr": float(false_positive_rate(t, p)),
                 "judged": rows >= cfg.min_group_size,
             }
         big = [g for g in groups.values() if g["judged"]]
