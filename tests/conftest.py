@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -226,46 +224,14 @@ def airflow_db_template() -> Path:
 
 
 @pytest.fixture(scope="session")
-def airflow_db(airflow_db_template: Path) -> Iterator[Path]:
-    """A migrated Airflow metadata DB (SQLite) for DagBag and dag.test(): migrated once per run, copied per worker.
-
-    While it is in use, dag.test() polls quickly (:func:`dag_test_polls_every`).
-    """
+def airflow_db(airflow_db_template: Path) -> Path:
+    """A migrated Airflow metadata DB (SQLite) for DagBag and dag.test(): migrated once per run, copied per worker."""
     import shutil
 
     home = Path(os.environ["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(airflow_db_template, home / "airflow.db")
-    with dag_test_polls_every(0.1):
-        yield home
-
-
-@contextlib.contextmanager
-def dag_test_polls_every(seconds: float) -> Iterator[None]:
-    """Within it, dag.test() sleeps ``seconds``, not 1 s, in each pass of its loop that finds no task to run.
-
-    It finds none while a human-in-the-loop task waits for its answer, and while a skip or a finished branch reaches
-    the tasks below it, one pass at a time: eight idle passes, 8 s of sleep, in the three erasure DAG runs of
-    tests/security/test_erasure_leaves_nothing.py. Only the sleeps dag.test() itself calls are shortened (the
-    caller's code object is checked); a task's or a test's own sleep is left as it is.
-    """
-    import time
-
-    from airflow.sdk.definitions.dag import DAG
-
-    loop = DAG.test.__code__
-    real = time.sleep
-
-    def sleep(duration: float) -> None:
-        if duration > seconds and sys._getframe(1).f_code is loop:
-            duration = seconds
-        real(duration)
-
-    time.sleep = sleep
-    try:
-        yield
-    finally:
-        time.sleep = real
+    return home
 
 
 TIERS = ("unit", "security", "dags", "model", "component", "e2e", "integration", "browser")
