@@ -225,6 +225,21 @@ def test_a_drift_run_takes_over_the_claim_of_a_run_that_died(engine):
     assert (held["dag_run_id"], held["attempt"], held["trigger"]) == ("drift__1", 2, "drift")
 
 
+def test_a_take_over_inherits_the_episodes_the_dead_run_held(engine):
+    add_version(engine, 1)
+    assert run(engine, "asset__1", events=({"tag": "s-v0001"},)).trains
+    first = announce(engine)
+    assert run(engine, "drift__0", trigger="drift", is_alive=alive).covered_by == "asset__1"  # handed over
+    second = announce(engine, day=1)  # then asset__1 died without settling its claim or the episode it was handed
+    plan = run(engine, "drift__1", trigger="drift", is_alive=dead)
+    assert plan.trains and plan.episodes == (first, second)
+    closed = close_run(engine, SPEC, "drift__1", RunOutcome.registered("4", "challenger"))
+    assert (closed.claims, closed.episodes) == (1, 2)
+    assert (
+        open_episodes(engine, SPEC) == [] and close_run(engine, SPEC, "asset__1", RunOutcome.failed("x")).episodes == 0
+    )
+
+
 def test_a_take_over_another_run_won_first_skips(engine):
     add_version(engine, 1)
     run(engine, "asset__1", events=({"tag": "s-v0001"},))

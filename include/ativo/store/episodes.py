@@ -152,20 +152,25 @@ def claim_episodes(engine: Engine, spec: str, dag_run_id: str, ids: list[int] | 
                         dag_run_id=dag_run_id, claimed_at=utcnow(), attempt=drift_episodes.c.attempt + 1, outcome=None
                     )
                 )
-        with engine.connect() as conn:
-            held = (
-                conn.execute(
-                    select(drift_episodes)
-                    .where(
-                        drift_episodes.c.spec == spec,
-                        drift_episodes.c.dag_run_id == dag_run_id,
-                        drift_episodes.c.outcome.is_(None),
-                    )
-                    .order_by(drift_episodes.c.id)
+        return held_by(engine, spec, dag_run_id)
+
+
+def held_by(engine: Engine, spec: str, dag_run_id: str) -> list[dict[str, Any]]:
+    """The episodes a training run holds and has not settled (oldest first)."""
+    with engine.connect() as conn:
+        held = (
+            conn.execute(
+                select(drift_episodes)
+                .where(
+                    drift_episodes.c.spec == spec,
+                    drift_episodes.c.dag_run_id == dag_run_id,
+                    drift_episodes.c.outcome.is_(None),
                 )
-                .mappings()
-                .all()
+                .order_by(drift_episodes.c.id)
             )
+            .mappings()
+            .all()
+        )
     return [dict(r) for r in held]
 
 

@@ -181,6 +181,11 @@ def open_run(
         latest = claims.latest_version(engine, spec)
         if latest is None or not claims.take_over(engine, spec, latest[0], holder, run_id, took):
             return RunPlan(trigger, decided.reason, episodes=ids, skip=decided.skip)
+        # the episodes the dead run held (its own, or handed over to it) are this run's to answer now
+        if episodes.hand_over(engine, spec, holder, run_id):
+            held = episodes.held_by(engine, spec, run_id)
+            ids = tuple(int(ep["id"]) for ep in held)
+            drifting = {str(ep["version"]) for ep in held}
         decided = claims.plan_training(
             engine, spec, run_id, requested=None, trigger=trigger, reason=took, drifting=drifting
         )
