@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ativo.errors import SettingsError
+from ativo.files import replace_file
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SETTINGS_FILE = "ativo.env"  # under ATIVO_HOME: settings a platform hands the library (see Settings)
@@ -424,13 +425,8 @@ def write_settings_file(home: Path | str, values: Mapping[str, str]) -> Path:
             raise SettingsError(f"{key}: a value in the settings file must fit on one line")
     path = settings_file(home)
     merged = {**read_settings_file(path), **values}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write("# Ativo settings for the processes of this home (see ativo.config.Settings); the environment wins.\n")
-        fh.writelines(f"{key}={value}\n" for key, value in sorted(merged.items()))
-    os.replace(tmp, path)
+    header = "# Ativo settings for the processes of this home (see ativo.config.Settings); the environment wins.\n"
+    replace_file(path, header + "".join(f"{key}={value}\n" for key, value in sorted(merged.items())))
     return path
 
 

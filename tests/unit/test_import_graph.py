@@ -112,7 +112,19 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     (
         "foundations",
         frozenset(
-            {"errors", "logs", "naming", "config", "spec", "hashing", "http", "waiting", "runbooks", "orchestrator"}
+            {
+                "errors",
+                "files",
+                "logs",
+                "naming",
+                "config",
+                "spec",
+                "hashing",
+                "http",
+                "waiting",
+                "runbooks",
+                "orchestrator",
+            }
             | {"store", "model", "audit", "paging", "report"}
         ),
     ),

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ativo.config import load_settings, write_settings_file
 from ativo.errors import SettingsError
+from ativo.files import make_private, replace_file
 
 USERS_VAR = "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"
 FILE_VAR = "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"
@@ -37,16 +38,12 @@ def ensure_passwords(path: Path, users: Sequence[str]) -> dict[str, str]:
 
     What the file holds is kept. It is replaced whole (never half-written) and readable by its owner only (0600).
     """
+    make_private(path)  # a file written by hand, or by an older release, readable by others
     old: dict[str, str] = json.loads(path.read_text() or "{}") if path.exists() else {}
     missing = [u for u in users if u not in old]
     if missing:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps({**{u: secrets.token_urlsafe(18) for u in missing}, **old}))
-        os.replace(tmp, path)
-        old = json.loads(path.read_text())  # two starting at once: both return what the file holds
+        replace_file(path, json.dumps({**{u: secrets.token_urlsafe(18) for u in missing}, **old}))
+        old = json.loads(path.read_text())  # two starting at once: each returns what the file holds after its write
     return {str(k): str(v) for k, v in old.items()}
 
 

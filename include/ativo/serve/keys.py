@@ -15,12 +15,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from ativo.errors import AtivoError
+from ativo.files import replace_file
 
 ROLES = ("predict", "feedback", "op")
 OPERATOR_ROLE = "op"
@@ -182,9 +182,4 @@ def operator(path: Path, raw: str | None, *, given_by: str = "--key or ATIVO_OP_
 
 
 def _write(path: Path, keys: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"keys": keys}, fh, indent=2)
-    os.replace(tmp, path)
+    replace_file(path, json.dumps({"keys": keys}, indent=2))

@@ -9,12 +9,13 @@ redacted only for long values (:func:`text_needles`), a CSV loses the lines whos
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from ativo.files import replace_file
 
 if TYPE_CHECKING:
     from ativo.store.objects import ObjectStore
@@ -137,13 +138,6 @@ def csv_without(data: bytes, needles: Needles, id_columns: tuple[str, ...] = ())
     return b"".join(kept), len(lines) - len(kept)
 
 
-def replace_file(path: Path, data: bytes) -> None:
-    """Write ``data`` over ``path`` atomically: a temporary file beside it, then renamed over it."""
-    tmp = path.with_name(f".{path.name}.erasing")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 @dataclass
 class Forgotten:
     """What one store's ``forget`` changed.
@@ -218,7 +212,8 @@ TEXT_SUFFIXES = (".log", ".jsonl", ".json", ".txt", ".html", ".csv", ".md")
 def forget_in_text_files(roots: Iterable[Path], needles: Needles) -> Forgotten:
     """Replace every long needle (:func:`text_needles`) with ``[erased]`` in the text files below ``roots``.
 
-    Each file that changes is rewritten whole (:func:`replace_file`); the others are not written.
+    Each file that changes is rewritten whole, keeping its mode (:func:`ativo.files.replace_file`); the others are
+    not written.
 
     Returns:
         ``places``: file path → values redacted.
@@ -231,6 +226,6 @@ def forget_in_text_files(roots: Iterable[Path], needles: Needles) -> Forgotten:
                 continue
             new, n = redact_text(path.read_bytes(), long)
             if n:
-                replace_file(path, new)
+                replace_file(path, new, mode=None)
                 out.places[str(path)] = n
     return out
