@@ -787,6 +787,13 @@ def _cmd_db(args: argparse.Namespace) -> int:
         if args.db_cmd == "upgrade":
             done = init_schema(engine)
             where = engine.url.render_as_string(hide_password=True)
+            if migrate.is_newer(done.after):
+                print(
+                    f"error: platform DB at {where} is at revision {done.after}, after this release's head "
+                    f"{migrate.head()}: a newer release upgraded it; run that release (this one does not downgrade)",
+                    file=sys.stderr,
+                )
+                return 2
             if done.before == done.after:
                 print(
                     f"platform DB at {where}: at revision {done.after} already (this release's head: {migrate.head()})"

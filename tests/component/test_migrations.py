@@ -489,3 +489,53 @@ def test_ativo_db_current_and_upgrade(settings, capsys):
     assert "already" in capsys.readouterr().out
     assert main(["db", "current", "--json"]) == 0
     assert '"state": "current"' in capsys.readouterr().out
+
+
+# --- (d) a database a newer release upgraded ------------------------------------------------------------------------
+
+
+def test_a_database_a_newer_release_upgraded_is_left_alone_without_a_lock_and_upgrade_refuses(settings, capsys, caplog):
+    from ativo.cli import main
+    from ativo.store import migrate
+    from ativo.store.db import init_schema, new_engine
+
+    engine = new_engine(settings.db_url)
+    init_schema(engine)
+    newer = f"{int(migrate.head()) + 1:04d}"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {migrate.VERSION_TABLE} SET version_num = :v"), {"v": newer})
+    before = schema_of(engine)
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda conn, cursor, statement, *a: statements.append(statement))
+
+    for _ in range(3):  # every open: one read, no lock; one warning
+        assert init_schema(engine) == migrate.Upgraded(newer, newer)
+    assert len(statements) == 3 and all(s.startswith("SELECT version_num") for s in statements)
+    assert [r.getMessage() for r in caplog.records if "newer release" in r.getMessage()] == [
+        f"the platform DB at {engine.url.render_as_string(hide_password=True)} is at revision {newer}, after this "
+        f"release's head {migrate.head()}: a newer release upgraded it; this release leaves it as it is"
+    ]
+    assert schema_of(engine) == before and recorded(engine) == [newer]
+    engine.dispose()
+
+    assert main(["db", "upgrade"]) == 2  # a deployment step of an older image must not look like it succeeded
+    err = capsys.readouterr().err
+    assert f"is at revision {newer}, after this release's head {migrate.head()}" in err and "does not downgrade" in err
+
+
+def test_a_new_sqlite_platform_db_is_its_owners_only(tmp_path):
+    import os
+    import stat
+
+    from ativo.store.db import get_engine
+
+    old = os.umask(0o022)
+    try:
+        engine = get_engine(f"sqlite:///{tmp_path / 'home' / 'ativo.db'}")
+        with engine.begin() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    finally:
+        os.umask(old)
+    files = [p for p in (tmp_path / "home").iterdir() if p.name.startswith("ativo.db")]
+    assert files and {p.name: stat.S_IMODE(p.stat().st_mode) for p in files} == {p.name: 0o600 for p in files}
+    assert stat.S_IMODE((tmp_path / "home").stat().st_mode) == 0o700

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -38,6 +39,9 @@ from sqlalchemy.exc import OperationalError
 
 if TYPE_CHECKING:
     from ativo.store.migrate import Upgraded
+
+log = logging.getLogger(__name__)
+_WARNED_NEWER: set[tuple[str, str]] = set()  # (database, revision) a newer release left: warned once
 
 metadata = MetaData()
 
@@ -407,8 +411,9 @@ def new_engine(url: str) -> Engine:
     """
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        if path and path != ":memory:":  # the platform DB names subjects and holds audit rows: its owner's only
+            os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         engine = create_engine(url, connect_args={"timeout": 60})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -499,6 +504,18 @@ def init_schema(engine: Engine) -> Upgraded:
 
     revision = migrate.current(engine)
     if revision == migrate.head():
+        return migrate.Upgraded(revision, revision)
+    if migrate.is_newer(revision):  # no lock to take, nothing to do: said once per database and revision
+        where = engine.url.render_as_string(hide_password=True)
+        if (where, revision) not in _WARNED_NEWER:
+            _WARNED_NEWER.add((where, revision))
+            log.warning(
+                "the platform DB at %s is at revision %s, after this release's head %s: a newer release upgraded it; "
+                "this release leaves it as it is",
+                where,
+                revision,
+                migrate.head(),
+            )
         return migrate.Upgraded(revision, revision)
     for attempt in range(10):
         try:

@@ -51,7 +51,6 @@ VERSION_TABLE = "ativo_alembic_version"
 BASELINE = "0001"
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
 _REVISION_FILE = re.compile(r"^(\d{4})_\w+\.py$")
-_LOCK = "ativo.schema"  # the key the releases before migrations locked their create_all with, too
 
 
 class SchemaMismatch(AtivoError):
@@ -83,6 +82,11 @@ def head() -> str:
     if not numbers:
         raise RuntimeError(f"no revision in {MIGRATIONS_DIR / 'versions'}: the package is incomplete")
     return max(numbers)
+
+
+def is_newer(revision: str | None) -> bool:
+    """Whether ``revision`` is after this release's head (a newer release upgraded the database)."""
+    return revision is not None and revision.isdigit() and revision > head()
 
 
 def current(engine: Engine) -> str | None:
