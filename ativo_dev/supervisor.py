@@ -31,6 +31,7 @@ from typing import Any
 
 from ativo import http
 from ativo.config import PROJECT_ROOT, Settings, load_settings
+from ativo.files import replace_file
 from ativo.orchestrator import AirflowAPI
 from ativo.waiting import WaitTimeout, wait_until
 from ativo_dev.ports import embedded_ports
@@ -212,14 +213,50 @@ def pid_of(settings: Settings, name: str) -> int | None:
         return None
     try:
         pid = int(path.read_text().strip())
-        _reap(pid)  # a dead child of ours (the watchdog restarted it) is a zombie until reaped, and os.kill finds it
-        os.kill(pid, 0)
-        if _zombie(pid):  # dead, a child of another process (the launcher) that has not reaped it yet
-            raise ProcessLookupError(pid)
-    except (ValueError, ProcessLookupError, PermissionError):
-        path.unlink(missing_ok=True)
+    except (ValueError, OSError):  # gone, or being written this instant
+        return None
+    if _gone(pid):
+        _forget_pid(path, pid)
         return None
     return pid
+
+
+def _gone(pid: int) -> bool:
+    """Whether the process ``pid`` has ended: no such process, or a zombie its parent has not reaped yet."""
+    _reap(pid)  # a dead child of ours (the watchdog restarted it) is a zombie until reaped, and os.kill finds it
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return True
+    return _zombie(pid)  # dead, a child of another process (the launcher, a test) that has not reaped it yet
+
+
+def _forget_pid(path: Path, pid: int) -> None:
+    """Remove a PID file, unless another process has meanwhile written a new PID there (the watchdog's restart)."""
+    try:
+        if int(path.read_text().strip()) == pid:
+            path.unlink(missing_ok=True)
+    except (ValueError, OSError):
+        pass
+
+
+def _release_dead_postmaster_lock(settings: Settings) -> None:
+    """Remove the lock files of a PostgreSQL server that has ended but is a zombie still.
+
+    The lock files are ``postmaster.pid`` and the socket's ``.s.PGSQL.<port>.lock``.
+    PostgreSQL checks a lock file's PID with ``kill(pid, 0)``, which a zombie passes: a server killed while its
+    parent (a test, the launcher) has not reaped it yet would make every restart refuse to start (its lock file
+    "already exists"). A lock file of a live process, or of one that is gone (PostgreSQL takes those over), is kept.
+    """
+    from ativo_dev import pg
+
+    for lock in [pg.data_dir(settings) / "postmaster.pid", *pg.socket_dir(settings).glob(".s.PGSQL.*.lock")]:
+        try:
+            pid = int(lock.read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        if _zombie(pid):
+            lock.unlink(missing_ok=True)
 
 
 def _zombie(pid: int) -> bool:
@@ -259,9 +296,9 @@ def _start(
             user=user,
             umask=PRIVATE_UMASK,
         )
-    (run_dir(settings) / f"{name}.pid").write_text(str(proc.pid))
-    (run_dir(settings) / f"{name}.cmd.json").write_text(
-        json.dumps({"cmd": cmd, "user": user, "extra_env": extra_env or {}})
+    replace_file(run_dir(settings) / f"{name}.pid", str(proc.pid))  # whole: the watchdog and a test read it
+    replace_file(
+        run_dir(settings) / f"{name}.cmd.json", json.dumps({"cmd": cmd, "user": user, "extra_env": extra_env or {}})
     )
     if not quiet:
         say(f"{name} started (pid {proc.pid}, log {logs / f'{name}.log'})")
@@ -274,6 +311,8 @@ def restart(settings: Settings, name: str) -> int | None:
     if not path.exists():
         return None
     how = json.loads(path.read_text())
+    if name == "postgres":
+        _release_dead_postmaster_lock(settings)
     return _start(
         settings,
         name,
@@ -296,6 +335,8 @@ def start_postgres(settings: Settings) -> None:
 
     if pg.initdb(settings):
         say(f"created the embedded PostgreSQL cluster in {pg.data_dir(settings)}")
+    if pid_of(settings, "postgres") is None:
+        _release_dead_postmaster_lock(settings)
     pid = _start(settings, "postgres", pg.server_command(settings), platform_env(settings), user=pg.run_as())
 
     def up() -> bool:

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -114,3 +115,43 @@ def test_a_hung_scheduler_is_restarted(platform):
         assert supervisor._group_gone(pid)
     finally:
         server.shutdown()
+
+
+def test_a_killed_postgresql_its_parent_has_not_reaped_is_restarted(request):
+    """The server is this process's child and stays a zombie while the watchdog, another process, restarts it:
+    PostgreSQL would take the zombie's PID in its lock file for a live server and refuse every restart."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from ativo_dev import pg, supervisor
+    from ativo_dev.watchdog import restarts
+    from tests.support.harness import isolated_platform
+
+    home = Path(tempfile.mkdtemp(prefix="ativo-watchdog-"))
+    home.chmod(0o711)  # the embedded PostgreSQL runs as an unprivileged user under root
+    request.addfinalizer(lambda: shutil.rmtree(home, ignore_errors=True))
+    with isolated_platform(home / "home", database="postgres") as settings:
+        supervisor.start_postgres(settings)
+        env = supervisor.platform_env(settings)
+        path = os.pathsep.join(p for p in (str(supervisor.REPOSITORY), env.get("PYTHONPATH", "")) if p)
+        watch = [sys.executable, "-m", "ativo_dev", "watch", "--every", "0.5"]
+        supervisor._start(settings, "watchdog", watch, env, extra_env={"PYTHONPATH": path}, quiet=True)
+        supervisor.wait_until(
+            lambda: "watching" in (settings.home / "logs" / "watchdog.log").read_text(), 60, 0.1, "the watchdog"
+        )
+        time.sleep(1.5)  # a round or more: the watchdog knows the server's PID
+        old = supervisor.pid_of(settings, "postgres")
+        os.killpg(old, signal.SIGKILL)  # this process never reaps it: a zombie, as under a test or the launcher
+        supervisor.wait_until(lambda: supervisor._zombie(old), 10, 0.05, "the killed server to be a zombie")
+
+        def restarted() -> int | None:  # read without pid_of, which would reap the zombie (it is our child)
+            try:
+                new = int((settings.home / "run" / "postgres.pid").read_text())
+            except (OSError, ValueError):
+                return None
+            return new if new != old and pg.ready(settings) else None
+
+        new = supervisor.wait_until(restarted, 60, 0.2, "the watchdog to restart PostgreSQL")
+        [rec] = supervisor.wait_until(lambda: restarts(settings), 30, 0.2, "the restart's record")  # after its page
+        assert (rec["component"], rec["old_pid"], rec["new_pid"]) == ("postgres", old, new)
