@@ -143,6 +143,19 @@ def test_a_purge_killed_midway_resumes_to_the_end_state_of_an_uninterrupted_one(
     assert indexed == {s for f in lake_before.values() for s in f[sid]} - set(gone)  # the index follows the lake
     assert json.loads(again.stdout)["scan"] == {"clean": True, "hits": []}  # nor their record ids, anywhere
 
+    # the receipt counts what the killed try did as well as what the retry did: the same as an uninterrupted purge
+    shown = ativo("erasure", "receipt", "R-1", env=env)
+    assert shown.returncode == 0, shown.stderr
+    receipt = json.loads(shown.stdout[: shown.stdout.rindex("}") + 1])
+    held = {key.split("ds=")[1].split("/")[0]: int(f[sid].isin(gone).sum()) for key, f in lake_before.items()}
+    assert receipt["purged"]["lake_partitions"] == {k: n for k, n in held.items() if n}
+    assert receipt["purged"]["lake_rows"] == sum(held.values()) > 0
+    assert receipt["dataset_versions"]["before"] == f"{spec.name}-v{DAYS:04d}"
+    assert receipt["dataset_versions"]["after"] == f"{spec.name}-v{DAYS + 1:04d}"
+    assert sorted(receipt["dataset_versions"]["redacted"]) == sorted(versions_before)
+    assert receipt["purged"]["dvc_objects_redacted"] == DAYS
+    assert len(receipt["purged"]["dvc_objects_deleted"]) == 2 * DAYS  # each old object from the cache and the remote
+
 
 def test_the_cli_refuses_a_caller_without_the_op_role(ativo_home):
     from ativo import audit

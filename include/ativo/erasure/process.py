@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ativo import audit
@@ -74,10 +75,18 @@ def purge(spec: ModelSpec, settings: Settings, batch_id: int) -> dict[str, Any]:
     found = _timed(engine, batch_id, "find", lambda: _find(spec, settings, batch_id))
 
     def run() -> dict[str, Any]:
-        targets = targets_of(settings, batch_id)  # as the find step saved them: complete even on a resumed run
-        purged = p.purge(spec, settings, targets, batch_id=batch_id, found=found)
-        rq.record_step(engine, batch_id, "targets", targets.to_dict())
-        return purged
+        targets = targets_of(settings, batch_id)  # as the last checkpoint saved them: complete on a resumed run
+
+        def checkpoint(name: str, fn: Callable[[], Any]) -> Any:  # each store's part once, what it did kept
+            done = rq.step_result(engine, batch_id, f"purge/{name}")
+            if done is not None:
+                return done["result"]
+            result = fn()
+            rq.record_step(engine, batch_id, "targets", targets.to_dict())  # the ids it found, for the next parts
+            rq.record_step(engine, batch_id, f"purge/{name}", {"result": result})
+            return result
+
+        return p.purge(spec, settings, targets, batch_id=batch_id, found=found, checkpoint=checkpoint)
 
     return _timed(engine, batch_id, "purge", run)
 

@@ -22,6 +22,7 @@ So a killed worker that runs it again ends where an uninterrupted run ends.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,13 +89,14 @@ def find(spec: ModelSpec, settings: Settings, targets: Targets) -> dict[str, Any
     of the subjects. Returns counts: lake partitions, affected DVC objects and dataset versions, logged predictions.
     """
     from ativo.data import lake
-    from ativo.data.versioning import open_registry
+    from ativo.data.versioning import open_registry, versions_of
     from ativo.serve.predlog import held_predictions
     from ativo.store.db import get_engine
     from ativo.store.objects import open_store
 
     store, engine = open_store(settings), get_engine(settings.db_url)
     schema = spec.data_schema
+    latest = versions_of(engine, spec.name)
     in_lake = lake.held(store, engine, spec, targets.subjects)
     targets.found |= in_lake.found
     targets.record_ids |= in_lake.ids
@@ -105,6 +107,7 @@ def find(spec: ModelSpec, settings: Settings, targets: Targets) -> dict[str, Any
     targets.prediction_ids |= logged.ids
     targets.found |= targets.subject_of(logged.found)
     return {
+        "dataset_before": latest[-1].tag if latest else None,
         "lake_partitions": len(in_lake.places),
         "dvc_objects": len(objects.objects),
         "dataset_versions": objects.versions,
@@ -117,8 +120,18 @@ def find(spec: ModelSpec, settings: Settings, targets: Targets) -> dict[str, Any
 # --- purge --------------------------------------------------------------------------------------------------------
 
 
+def _now(_name: str, fn: Callable[[], Any]) -> Any:
+    return fn()
+
+
 def purge(
-    spec: ModelSpec, settings: Settings, targets: Targets, *, batch_id: int, found: dict[str, Any]
+    spec: ModelSpec,
+    settings: Settings,
+    targets: Targets,
+    *,
+    batch_id: int,
+    found: dict[str, Any],
+    checkpoint: Callable[[str, Callable[[], Any]], Any] = _now,
 ) -> dict[str, Any]:
     """Have every store forget ``targets``, in the order of this module's docstring; the purge step's result.
 
@@ -127,8 +140,10 @@ def purge(
         settings: where the stores are.
         targets: the batch's targets as :func:`find` completed them; the ids found on the way are added.
         batch_id: the erasure batch (the redaction map's entries carry it).
-        found: :func:`find`'s counts (the dataset versions it saw holding the subjects: a resumed run no longer
-            sees those it redacted).
+        found: :func:`find`'s counts (the latest dataset version and those it saw holding the subjects: a resumed
+            run no longer sees what it changed).
+        checkpoint: runs each store's part (by name) once and returns what it returned, also when the purge is run
+            again after a killed worker (the batch's checkpoints); the receipt then counts what the first try did.
 
     Returns:
         Counts and places, never an id: what the receipts' ``purged`` and ``dataset_versions`` say.
@@ -141,27 +156,37 @@ def purge(
 
     engine, store, registry = get_engine(settings.db_url), open_store(settings), open_registry(settings)
     versions = versions_of(engine, spec.name)
-    before = versions[-1].tag if versions else None
-    lake = purge_lake(spec, settings, targets)
-    after = None
-    if versions:
+    before = found.get("dataset_before", versions[-1].tag if versions else None)  # a batch found by an older release
+
+    def commit() -> str | None:
+        if not versions:
+            return None
         try:
-            after = registry.commit(spec.name, store, engine).tag
+            return registry.commit(spec.name, store, engine).tag
         except DatasetVersionError as err:
             if "has no partitions to version" not in str(err):
                 raise  # git or DVC failed: the step fails and is retried
-            after = f"none: {err}"  # every row was erased: no version can hold nothing
-    redacted = redact_versions(spec, registry, engine, targets, batch_id)
+            return f"none: {err}"  # every row was erased: no version can hold nothing
+
+    def logs() -> dict[str, int]:
+        out = purge_logs(spec, store, targets)
+        out["regression_cases"] = forget_subjects(engine, spec.name, targets.pseudonyms)  # their incident cases
+        return out
+
+    lake = checkpoint("lake", lambda: purge_lake(spec, settings, targets))
+    after = checkpoint("commit", commit)
+    redacted = checkpoint("versions", lambda: redact_versions(spec, registry, engine, targets, batch_id))
     affected = sorted(set(found.get("dataset_versions", [])) | set(redacted["versions"]))
-    caches = drop_dataset_caches(settings, spec, [v for v in versions if v.tag in affected])
-    logs = purge_logs(spec, store, targets)
-    logs["regression_cases"] = forget_subjects(engine, spec.name, targets.pseudonyms)  # their incident cases
+    caches = checkpoint(
+        "caches", lambda: drop_dataset_caches(settings, spec, [v for v in versions if v.tag in affected])
+    )
+    logged = checkpoint("logs", logs)
     rx = pattern(targets.needles())
-    files = purge_landing_and_quarantine(spec, store, engine, rx) if rx else {}
-    text = purge_text_files(settings, rx) if rx else {}
-    deleted = delete_redacted(spec, registry, engine, batch_id)
+    files = checkpoint("landing", lambda: purge_landing_and_quarantine(spec, store, engine, rx) if rx else {})
+    text = checkpoint("text", lambda: purge_text_files(settings, rx) if rx else {})
+    deleted = checkpoint("drop", lambda: delete_redacted(spec, registry, engine, batch_id))
     return {
-        "found": {k: v for k, v in found.items() if k not in ("at",)},
+        "found": {k: v for k, v in found.items() if k not in ("at", "dataset_before")},
         "lake_partitions": lake,
         "lake_rows": sum(lake.values()),
         "dataset_before": before,
@@ -172,7 +197,7 @@ def purge(
         },
         "dvc_objects_deleted": deleted,
         "landing_quarantine": files,
-        "prediction_log": logs,
+        "prediction_log": logged,
         "dataset_caches": caches,
         "text_files": text,
         "subjects_found": len(targets.found),
@@ -217,19 +242,23 @@ def redact_versions(
     """Every historical dataset version forgets the subjects (:meth:`DatasetRegistry.forget`).
 
     Returns:
-        ``{"objects": {old md5: {"new", "rows_removed", "versions", "relpath"}}, "versions": [tags]}``.
+        ``{"objects": {old md5: {"new", "rows_removed", "versions", "relpath"}}, "versions": [tags]}``: every object
+        the batch redacted, those a killed try redacted before this call included (from the redaction map; their
+        versions and path are then unknown here: :func:`find` counted their versions).
     """
+    from ativo.data.versioning import redactions_of
+
     schema = spec.data_schema
     redacted = registry.forget(engine, spec.name, schema.subject, schema.record_id, targets.subjects, batch_id)
     targets.record_ids |= redacted.ids
     targets.found |= redacted.found
-    return {
-        "objects": {
-            old: {"new": o.new, "rows_removed": o.rows_removed, "versions": o.versions, "relpath": o.relpath}
-            for old, o in redacted.objects.items()
-        },
-        "versions": redacted.versions,
+    objects: dict[str, dict[str, Any]] = {
+        r.old_md5: {"new": r.new_md5, "rows_removed": r.rows_removed, "versions": [], "relpath": None}
+        for r in redactions_of(engine, spec.name, batch_id)
     }
+    for old, o in redacted.objects.items():
+        objects[old] = {"new": o.new, "rows_removed": o.rows_removed, "versions": o.versions, "relpath": o.relpath}
+    return {"objects": objects, "versions": redacted.versions}
 
 
 def delete_redacted(spec: ModelSpec, registry: DatasetRegistry, engine: Engine, batch_id: int) -> list[str]:
