@@ -394,8 +394,8 @@ def read_settings_file(path: Path) -> dict[str, str]:
         raise SettingsError(f"cannot read the settings file {path}: {err}; make it readable by this user") from None
     known = _settable()
     values: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
+    for number, line in enumerate(text.split("\n"), 1):  # only "\n" ends a line: a value may hold any other character
+        line = line.strip(" \t\r")
         if not line or line.startswith("#"):
             continue
         key, sep, value = line.partition("=")
@@ -405,7 +405,7 @@ def read_settings_file(path: Path) -> dict[str, str]:
             raise SettingsError(
                 f"{path}:{number}: {what} (settings: {', '.join(sorted(known))}); fix or remove the line"
             )
-        values[key] = value.strip()
+        values[key] = value.strip(" \t")
     return values
 
 
@@ -415,14 +415,20 @@ def write_settings_file(home: Path | str, values: Mapping[str, str]) -> Path:
     The file is replaced whole (a reader never sees half of it) and is readable by its owner only (0600).
 
     Raises:
-        SettingsError: a key is no setting (or ``ATIVO_HOME``), or a value spans lines.
+        SettingsError: a key is no setting (or ``ATIVO_HOME``), or a value would not read back as written: it
+            holds a line break (of any kind ``str.splitlines`` knows) or another control character, or begins or
+            ends with a space.
     """
     known = _settable()
     for key, value in values.items():
         if key not in known:
             raise SettingsError(f"{key!r} is no Ativo setting a settings file may hold (one of {', '.join(known)})")
-        if "\n" in value or "\r" in value:
+        if len(value.splitlines()) > 1 or any(c in value for c in "\n\r\x85\u2028\u2029"):
             raise SettingsError(f"{key}: a value in the settings file must fit on one line")
+        if any(ord(c) < 32 or ord(c) == 127 for c in value) or value != value.strip(" \t"):
+            raise SettingsError(
+                f"{key}: a value in the settings file may hold no control character nor begin or end with a space"
+            )
     path = settings_file(home)
     merged = {**read_settings_file(path), **values}
     header = "# Ativo settings for the processes of this home (see ativo.config.Settings); the environment wins.\n"

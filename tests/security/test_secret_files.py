@@ -13,7 +13,7 @@ import stat
 import pytest
 
 from ativo.airflow.passwords import ensure_passwords, sync
-from ativo.config import settings_file, write_settings_file
+from ativo.config import read_settings_file, settings_file, write_settings_file
 from ativo.files import replace_file
 
 
@@ -51,11 +51,26 @@ def test_a_hostile_value_cannot_add_a_setting_to_the_settings_file(tmp_path):
     from ativo.errors import SettingsError
 
     write_settings_file(tmp_path, {"ATIVO_AIRFLOW_PASSWORD": "good"})
-    with pytest.raises(
-        SettingsError, match="ATIVO_AIRFLOW_PASSWORD: a value in the settings file must fit on one line"
-    ):
-        write_settings_file(tmp_path, {"ATIVO_AIRFLOW_PASSWORD": "x\nATIVO_DB_URL=postgresql://evil/db"})
-    assert settings_file(tmp_path).read_text().count("\n") == 2 and "evil" not in settings_file(tmp_path).read_text()
+    for brk in ("\n", "\r", "\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\x1e"):  # every line break
+        with pytest.raises(SettingsError, match="ATIVO_AIRFLOW_PASSWORD: a value in the settings file"):
+            write_settings_file(tmp_path, {"ATIVO_AIRFLOW_PASSWORD": f"x{brk}ATIVO_AIRFLOW_URL=http://evil:1/"})
+    for padded in (" secret", "secret\t"):  # would not read back as written
+        with pytest.raises(SettingsError, match="begin or end with a space"):
+            write_settings_file(tmp_path, {"ATIVO_AIRFLOW_PASSWORD": padded})
+    assert read_settings_file(settings_file(tmp_path)) == {"ATIVO_AIRFLOW_PASSWORD": "good"}
+
+
+def test_a_value_with_unicode_reads_back_as_it_was_written(tmp_path):
+    value = "pä§s=wörd#1"
+    write_settings_file(tmp_path, {"ATIVO_AIRFLOW_PASSWORD": value})
+    assert read_settings_file(settings_file(tmp_path)) == {"ATIVO_AIRFLOW_PASSWORD": value}
+
+
+def test_a_hand_written_line_separator_does_not_start_a_setting(tmp_path):
+    settings_file(tmp_path).write_text("ATIVO_AIRFLOW_PASSWORD=abc\u2028ATIVO_AIRFLOW_URL=http://evil:1/\n")
+    assert read_settings_file(settings_file(tmp_path)) == {
+        "ATIVO_AIRFLOW_PASSWORD": "abc\u2028ATIVO_AIRFLOW_URL=http://evil:1/"
+    }
 
 
 def test_a_failed_write_leaves_the_old_file_whole_and_no_temporary_file(tmp_path):
