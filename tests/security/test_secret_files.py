@@ -88,3 +88,16 @@ def test_a_redacted_data_file_keeps_the_mode_it_had(tmp_path):
     path.chmod(0o640)
     replace_file(path, "[erased]\n", mode=None)
     assert path.read_text() == "[erased]\n" and mode(path) == 0o640
+
+
+def test_launchers_starting_at_once_agree_on_the_password_airflow_checks(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = {"ATIVO_HOME": str(tmp_path)}
+    path = tmp_path / "airflow" / "passwords.json"
+    with ThreadPoolExecutor(8) as pool:
+        got = set(pool.map(lambda _: sync(path, ["admin", "operator"], env), range(16)))
+    assert len(got) == 1
+    [password] = got
+    assert json.loads(path.read_text())["admin"] == password
+    assert read_settings_file(settings_file(tmp_path))["ATIVO_AIRFLOW_PASSWORD"] == password

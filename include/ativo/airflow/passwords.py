@@ -14,6 +14,7 @@ and only where the environment does not name the file and the users.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -43,7 +44,7 @@ def ensure_passwords(path: Path, users: Sequence[str]) -> dict[str, str]:
     missing = [u for u in users if u not in old]
     if missing:
         replace_file(path, json.dumps({**{u: secrets.token_urlsafe(18) for u in missing}, **old}))
-        old = json.loads(path.read_text())  # two starting at once: each returns what the file holds after its write
+        old = json.loads(path.read_text())
     return {str(k): str(v) for k, v in old.items()}
 
 
@@ -69,8 +70,11 @@ def sync(path: Path, users: Sequence[str], env: Mapping[str, str] | None = None)
             f"ATIVO_AIRFLOW_USERNAME is {settings.airflow_username!r}, which is not a user of {USERS_VAR} "
             f"({', '.join(users)}): name one of them"
         )
-    password = ensure_passwords(path, users)[settings.airflow_username]
-    write_settings_file(settings.home, {"ATIVO_AIRFLOW_PASSWORD": password})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:  # two starting at once: one after the other
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        password = ensure_passwords(path, users)[settings.airflow_username]
+        write_settings_file(settings.home, {"ATIVO_AIRFLOW_PASSWORD": password})
     return password
 
 
