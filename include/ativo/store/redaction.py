@@ -9,6 +9,7 @@ redacted only for long values (:func:`text_needles`), a CSV loses the lines whos
 
 from __future__ import annotations
 
+import fcntl
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -224,8 +225,10 @@ def forget_in_text_files(roots: Iterable[Path], needles: Needles) -> Forgotten:
         for path in root.rglob("*"):
             if not path.is_file() or not path.name.endswith(TEXT_SUFFIXES):
                 continue
-            new, n = redact_text(path.read_bytes(), long)
-            if n:
-                replace_file(path, new, mode=None)
-                out.places[str(path)] = n
+            with open(path, "rb") as fh:  # a writer that appends under the file's lock (the alert sink) waits
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                new, n = redact_text(fh.read(), long)
+                if n:
+                    replace_file(path, new, mode=None)
+                    out.places[str(path)] = n
     return out
