@@ -109,3 +109,33 @@ def test_a_version_loads_from_the_registry_it_is_asked_for_not_mlflows_default(s
     finally:
         mlflow.set_tracking_uri(right)
     assert model.version == version and len(model.sha256) == 64
+
+
+def test_the_fairness_groups_are_fairlearns_and_rows_without_the_attribute_are_a_group_of_their_own(spec, adult_split):
+    import numpy as np
+    from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate, true_positive_rate
+
+    from ativo.data.features import LABEL
+    from ativo.evaluate.fairness import MISSING, SEP, group_metrics
+
+    test = adult_split.test.head(3000).reset_index(drop=True)
+    decided = np.random.default_rng(3).integers(0, 2, len(test))
+    got = group_metrics(spec, test, decided)
+    metrics = {"selection_rate": selection_rate, "tpr": true_positive_rate, "fpr": false_positive_rate}
+    for view, result in got.items():
+        cols = view.split(SEP)
+        frame = MetricFrame(
+            metrics=metrics, y_true=test[LABEL], y_pred=decided, sensitive_features=test[cols].astype(str)
+        ).by_group
+        want = {
+            (SEP.join(map(str, k)) if isinstance(k, tuple) else str(k)): row
+            for k, row in frame.dropna(how="all").iterrows()
+        }
+        assert set(result["groups"]) == set(want), view
+        for key, g in result["groups"].items():
+            assert [g[m] for m in metrics] == pytest.approx([want[key][m] for m in metrics]), (view, key)
+
+    holes = test.copy()
+    holes.loc[holes.index[:40], "sex"] = None  # 40 rows whose attribute was not recorded
+    sex = group_metrics(spec, holes, decided)["sex"]["groups"]
+    assert sex[MISSING]["rows"] == 40 and sum(g["rows"] for g in sex.values()) == len(holes)
