@@ -146,11 +146,7 @@ def build_train_dag(spec: ModelSpec) -> DAG:
             except SearchFailed as err:
                 raise AirflowFailException(str(err)) from err
             except DuplicateVersion as dup:  # nothing new to gate or deploy: the gates and the deploy skip
-                from ativo.store.db import get_engine
-                from ativo.train.runs import RunOutcome, close_run
-
-                run_id = get_current_context()["run_id"]
-                close_run(get_engine(load_settings().db_url), spec.name, run_id, RunOutcome.duplicate(dup.version))
+                # finish_search settled the run's claim and episodes as a duplicate (run_meta carries the run's id)
                 raise AirflowSkipException(f"best model: {dup}") from dup
 
         @task(retries=1)
