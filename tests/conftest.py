@@ -34,6 +34,12 @@ os.environ.update(
 )
 for _key in ("ATIVO_STORE_URI", "ATIVO_DB_URL", "ATIVO_REGISTRY_PATH", "ATIVO_DVC_REMOTE", "ATIVO_S3_ENDPOINT_URL"):
     os.environ.pop(_key, None)
+# A shell that ran `eval "$(make -s airflow-env)"` names the live platform's Airflow DB: no test, and no template
+# build, may migrate or write it. Airflow then uses the SQLite file in the session's AIRFLOW_HOME.
+for _key in [
+    k for k in os.environ if k.startswith("AIRFLOW__DATABASE__") or k.startswith("AIRFLOW__CORE__SQL_ALCHEMY")
+]:
+    os.environ.pop(_key)
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +82,7 @@ def mlflow_db_template() -> Path:
             conn.execute("DELETE FROM experiments")  # the Default one: each copy's opener adds its own
         conn.close()
 
-    return built_per_version("mlflow-db", "mlflow", create) / "mlflow.db"
+    return built_per_version("mlflow-db", "mlflow", create, "mlflow.db") / "mlflow.db"
 
 
 @pytest.fixture
@@ -138,23 +144,31 @@ def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build) -> Pa
 
 
 TEMPLATES = ROOT / "var" / "test-templates"  # runtime state (var/): `make clean` drops them
+# Part of every template's key: raise it when a recipe (what a build runs, what it leaves) changes, so that no
+# template an older recipe built is used again.
+TEMPLATE_RECIPE = 2
 
 
-def built_per_version(name: str, distributions: str, build) -> Path:
+def built_per_version(name: str, distributions: str, build, product: str) -> Path:
     """A directory ``build(path)`` fills once per installed version of the ``distributions`` (a name prefix), kept
     across test runs: what it holds (a new DB's schema) depends on nothing else.
+
+    The key also holds the recipe's version and SQLAlchemy's and Alembic's (the migrations run on them). A build is
+    kept only if it left ``product``, a non-empty file, in the directory.
 
     A run pays for it only when those libraries changed, where a per-run template cost each run 7-10 s of CPU.
     """
     import hashlib
     import shutil
     from importlib.metadata import distributions as installed
+    from importlib.metadata import version
 
     from filelock import FileLock
 
     versions = sorted(
         f"{d.metadata['Name']}=={d.version}" for d in installed() if d.metadata["Name"].startswith(distributions)
     )
+    versions += [f"recipe=={TEMPLATE_RECIPE}", f"sqlalchemy=={version('sqlalchemy')}", f"alembic=={version('alembic')}"]
     key = hashlib.sha256("\n".join(versions).encode()).hexdigest()[:16]
     target = TEMPLATES / f"{name}-{key}"
     TEMPLATES.mkdir(parents=True, exist_ok=True)
@@ -164,6 +178,10 @@ def built_per_version(name: str, distributions: str, build) -> Path:
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir()
             build(partial)
+            built = partial / product
+            if not built.is_file() or built.stat().st_size == 0:
+                shutil.rmtree(partial, ignore_errors=True)
+                raise RuntimeError(f"building the {name} template left no {product}: nothing kept")
             partial.rename(target)
     return target
 
@@ -214,13 +232,15 @@ def airflow_db_template() -> Path:
     """A migrated Airflow metadata DB (SQLite), migrated once per version of Airflow: the file each user copies."""
 
     def migrate(out: Path) -> None:
-        env = {**os.environ, "AIRFLOW_HOME": str(out)}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__DATABASE__")}
+        # Named here, not left to a default: the file this build makes, whatever the environment says.
+        env.update(AIRFLOW_HOME=str(out), AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{out / 'airflow.db'}")
         proc = subprocess.run(
             [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, env=env
         )
         assert proc.returncode == 0, proc.stderr[-2000:]
 
-    return built_per_version("airflow-db", "apache-airflow", migrate) / "airflow.db"
+    return built_per_version("airflow-db", "apache-airflow", migrate, "airflow.db") / "airflow.db"
 
 
 @pytest.fixture(scope="session")
