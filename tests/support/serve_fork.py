@@ -10,7 +10,7 @@ by the launcher) stays tested by the tests that start the embedded platform.
 
 Run as a script, this module is the parent: it reads one JSON request a line on stdin, answers the child's PID a line
 on stdout, and writes each child's exit status (as :attr:`subprocess.Popen.returncode` has it) to a file named by
-the PID in the directory given as its argument. It exits when stdin closes.
+the PID in the directory given as its argument (removed when a new child gets that PID). It exits when stdin closes.
 """
 
 from __future__ import annotations
@@ -213,6 +213,8 @@ def _serve_requests(status_dir: Path) -> None:
             pid = os.fork()
             if pid == 0:
                 _child(request)
+            # An earlier child may have had this PID: its status is not this one's (the loop reaps this one later).
+            (status_dir / str(pid)).unlink(missing_ok=True)
             os.write(1, json.dumps({"pid": pid}).encode() + b"\n")
 
 
