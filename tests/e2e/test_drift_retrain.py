@@ -43,8 +43,8 @@ def test_drifted_traffic_is_detected_and_retrains_a_new_challenger(
     from ativo.monitor.decide import history
     from ativo.serve.traffic import parse_shift, replay
     from ativo.store.db import drift_episodes, get_engine
+    from ativo.store.episodes import open_episodes
     from ativo.store.objects import open_store
-    from ativo.train.runs import open_episodes
     from tests.support.harness import start_server
 
     url, pages = webhook

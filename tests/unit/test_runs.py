@@ -11,16 +11,15 @@ import pytest
 from ativo.errors import DatasetVersionError
 from ativo.store import episodes
 from ativo.store.db import get_engine
+from ativo.store.episodes import MAX_ATTEMPTS, open_episodes
 from ativo.train import claims
+from ativo.train.claims import claim_of
 from ativo.train.runs import (
-    MAX_ATTEMPTS,
     RunOutcome,
     RunPlan,
     RunRequest,
-    claim_of,
     close_run,
     missing_run,
-    open_episodes,
     open_run,
     release_failed_run,
 )

@@ -73,22 +73,6 @@ def latest_window(conn: Connection, spec: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
-def last_episode(engine: Engine, spec: str) -> dict[str, Any] | None:
-    """The spec's most recently announced drift episode."""
-    with engine.connect() as conn:
-        row = (
-            conn.execute(
-                select(drift_episodes)
-                .where(drift_episodes.c.spec == spec)
-                .order_by(desc(drift_episodes.c.emitted_at))
-                .limit(1)
-            )
-            .mappings()
-            .first()
-        )
-    return dict(row) if row else None
-
-
 def counts(engine: Engine) -> dict[str, int]:
     """Per spec: how many drift episodes were announced (specs without one are left out)."""
     with engine.connect() as conn:
@@ -135,15 +119,13 @@ def given_up(engine: Engine, spec: str, dag_run_id: str) -> list[dict[str, Any]]
     return [dict(r) for r in rows]
 
 
-def claim_episodes(engine: Engine, spec: str, dag_run_id: str, ids: list[int] | None = None) -> list[dict[str, Any]]:
-    """Take the open episodes (all, or ``ids``) for a training run; returns those this run now holds.
+def claim_episodes(engine: Engine, spec: str, dag_run_id: str) -> list[dict[str, Any]]:
+    """Take all the open episodes for a training run; returns those this run now holds.
 
     A run already holding an episode (a retry) keeps it; an episode held by another live run is not taken.
     """
     with session_lock(engine, lock_name(spec)):
         for ep in open_episodes(engine, spec):
-            if ids is not None and ep["id"] not in ids:
-                continue
             with engine.begin() as conn:
                 conn.execute(
                     update(drift_episodes)

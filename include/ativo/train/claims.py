@@ -50,18 +50,6 @@ class Plan:
     covered_by: str | None = None  # a drift run skipped because this run is training the latest version now
     covered_version: str | None = None  # a drift run skipped because this model version was trained on the latest
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return {
-            "tag": self.tag,
-            "trigger": self.trigger,
-            "reason": self.reason,
-            "skip": self.skip,
-            "again": self.again,
-            "covered_by": self.covered_by,
-            "covered_version": self.covered_version,
-        }
-
 
 def latest_version(engine: Engine, spec: str) -> tuple[str, int] | None:
     """(tag, number) of the spec's newest dataset version, None before the first."""

@@ -25,22 +25,18 @@ from typing import Any
 from sqlalchemy import Engine
 
 from ativo.store import episodes
-from ativo.store.episodes import MAX_ATTEMPTS, open_episodes
+from ativo.store.episodes import open_episodes
 from ativo.train import claims
-from ativo.train.claims import claim_of, latest_version
 
 __all__ = [
-    "MAX_ATTEMPTS",
     "Closed",
     "MissingRun",
     "RunOutcome",
     "RunPlan",
     "RunRequest",
-    "claim_of",
     "close_run",
-    "latest_version",
     "missing_run",
-    "open_episodes",
+    "open_episodes",  # ativo.cli imports it from here
     "open_run",
     "release_failed_run",
 ]
@@ -93,10 +89,6 @@ class RunPlan:
     def trains(self) -> bool:
         """Whether the run trains (otherwise it skips, saying why)."""
         return self.skip is None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return {**asdict(self), "episodes": list(self.episodes)}
 
 
 def _drift_reason(held: list[dict[str, Any]]) -> str:

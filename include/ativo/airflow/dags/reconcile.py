@@ -36,7 +36,7 @@ def build_reconcile_dag(spec: ModelSpec) -> DAG:
             todo = missing_run(get_engine(load_settings().db_url), spec.name)
             if todo.skip:
                 raise AirflowSkipException(todo.skip)
-            return {"run_id": todo.run_id, "reason": todo.reason, "conf": todo.conf}
+            return todo.to_dict()
 
         checked = check()
         TriggerTraining(
