@@ -1,4 +1,7 @@
-"""Whether a drifted window retrains: sustained, outside the cooldown, within budget; one episode retrains once."""
+"""Whether a drifted window retrains: sustained, outside the cooldown, within budget, announced once.
+
+What a training run does with an episode (claims, hand-overs, giving up) is the ledger's: tests/unit/test_runs.py.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,7 @@ import pytest
 from ativo.monitor.decide import decide, history
 from ativo.monitor.window import Assessment
 from ativo.store.db import get_engine
-from ativo.store.episodes import claim_episodes, hand_over, open_episodes, settle_episodes
-from ativo.train.claims import plan_training, settle
-from tests.unit.test_claims import add_version
+from ativo.store.episodes import claim_episodes, open_episodes, settle_episodes
 
 T0 = dt.datetime(2026, 6, 1, 6, tzinfo=dt.UTC)
 DRIFT = ["age: PSI 0.412 ≥ 0.2, beyond noise (Holm-adjusted p < 0.01)"]
@@ -114,77 +115,6 @@ def test_a_retried_monitoring_run_announces_its_own_episode_again(spec, engine):
     first = window(spec, engine, 0)
     retry = window(spec, engine, 0)  # the task failed after deciding (its report upload), and ran again
     assert retry.emit and retry.episode == first.episode and len(open_episodes(engine, spec.name)) == 1
-
-
-def test_an_episode_that_keeps_failing_is_given_up(spec, engine):
-    from ativo.store.episodes import MAX_ATTEMPTS, given_up
-
-    spec = with_monitor(spec, sustain=1)
-    ep = window(spec, engine, 0).episode
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        [taken] = claim_episodes(engine, spec.name, f"reconcile__drift-{ep}__{attempt}")
-        assert taken["attempt"] == attempt
-        settle_episodes(engine, spec.name, f"reconcile__drift-{ep}__{attempt}", "failed: the budget refused trials")
-    assert open_episodes(engine, spec.name) == [] and claim_episodes(engine, spec.name, "late") == []
-    [out] = given_up(engine, spec.name, f"reconcile__drift-{ep}__{MAX_ATTEMPTS}")
-    assert out["id"] == ep
-
-
-def test_one_episode_is_retrained_by_one_run(engine, spec):
-    spec = with_monitor(spec, sustain=1, cooldown_hours=0)
-    add_version(engine, 1, spec.name)
-    trained = plan_training(engine, spec.name, "asset__1", requested=None, trigger="asset")
-    settle(engine, spec.name, "asset__1", "registered version 3: challenger")
-    a, b = window(spec, engine, 0), window(spec, engine, 1)  # two episodes before any run took them
-    taken = claim_episodes(engine, spec.name, "drift__1")
-    assert [e["id"] for e in taken] == [a.episode, b.episode]  # one run retrains both
-    assert claim_episodes(engine, spec.name, "reconcile__drift-2") == []  # a late event or the reconciler: nothing
-    assert claim_episodes(engine, spec.name, "drift__1")  # a retry of the same run keeps them
-    other = plan_training(engine, spec.name, "drift__1", requested=None, trigger="drift", drifting={"2"})
-    assert other.skip and other.covered_version == "3"  # version 3, trained on the latest data, answers v2's drift
-    assert "version 3 is the answer to this drift; no retraining on the same data" in other.skip
-    plan = plan_training(
-        engine, spec.name, "drift__1", requested=None, trigger="drift", reason="drift episode 1", drifting={"3"}
-    )
-    assert plan.tag == trained.tag and plan.again  # the drifting version was trained on it: new trials on it
-    assert "retrains the latest dataset version" in plan.reason
-    settle_episodes(engine, spec.name, "drift__1", "failed: trial budget")
-    assert [e["id"] for e in open_episodes(engine, spec.name)] == [a.episode, b.episode]  # a failed run releases
-    again = claim_episodes(engine, spec.name, "reconcile__drift-2__2")
-    assert [e["attempt"] for e in again] == [2, 2]
-
-
-def test_a_run_training_the_latest_data_covers_the_drift(engine, spec):
-    spec = with_monitor(spec, sustain=1)
-    add_version(engine, 1, spec.name)
-    plan_training(engine, spec.name, "asset__1", requested=None, trigger="asset")  # still training
-    ep = window(spec, engine, 0).episode
-    claim_episodes(engine, spec.name, "drift__1")
-    plan = plan_training(engine, spec.name, "drift__1", requested=None, trigger="drift")
-    assert plan.skip and plan.covered_by == "asset__1" and "it covers the drift" in plan.skip
-    assert hand_over(engine, spec.name, "drift__1", "asset__1") == 1
-    settle_episodes(engine, spec.name, "asset__1", "retrained: version 4, challenger")
-    assert open_episodes(engine, spec.name) == [] and ep is not None
-
-
-def test_a_claim_left_by_a_dead_run_is_taken_over(engine, spec):
-    from ativo.train.claims import claim_of, take_over
-
-    add_version(engine, 1, spec.name)
-    plan_training(engine, spec.name, "asset__1", requested=None, trigger="asset")  # then its worker died
-    tag = f"{spec.name}-v0001"
-    assert take_over(engine, spec.name, tag, "asset__1", "drift__1", "took over from asset__1, which ended")
-    assert not take_over(engine, spec.name, tag, "asset__1", "drift__2", "late")  # only once
-    plan = plan_training(engine, spec.name, "drift__1", requested=None, trigger="drift")
-    assert plan.tag == tag and not plan.again and claim_of(engine, spec.name, tag)["attempt"] == 2
-
-
-def test_a_drift_run_claims_untrained_latest_data_for_itself(engine, spec):
-    add_version(engine, 1, spec.name)
-    plan = plan_training(engine, spec.name, "drift__1", requested=None, trigger="drift", reason="drift episode 1")
-    assert plan.tag == f"{spec.name}-v0001" and not plan.again
-    queued = plan_training(engine, spec.name, "asset__1", requested=None, trigger="asset")
-    assert queued.skip and "claimed by run drift__1" in queued.skip  # the features run does not train it twice
 
 
 def test_the_latest_run_of_each_spec_is_on_the_metrics_endpoint(spec, engine):
