@@ -1,15 +1,22 @@
 """``compute.engine: dask``: a spec trains with ``xgboost.dask`` on a ``LocalCluster`` through the real train DAG
 (dag.test()), is judged on a bounded seeded sample, deployed and served like any other model.
 
-The spec is the loan book of :mod:`tests.e2e.test_new_dataset` with ``compute: {engine: dask}`` and a small
-``sample_rows``, so the gates provably judge a sample and not every row.
+The spec is the loan book of :mod:`tests.e2e.test_new_dataset` (in :mod:`tests.support.scenarios`) with
+``compute: {engine: dask}`` and a small ``sample_rows``, so the gates provably judge a sample and not every row.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.e2e.test_new_dataset import LOANS_SPEC, day_files, lifecycle, loan_book, specs_dir  # noqa: F401
+from tests.support.scenarios import (
+    LOANS_SPEC,
+    day_files,
+    lifecycle,
+    loan_book,
+    predict_loan,
+    specs_dir_fixture,  # noqa: F401  # the fixture specs_dir
+)
 
 DASK_SPEC = LOANS_SPEC.replace(
     "compute: {team: credit}",
@@ -19,7 +26,7 @@ DASK_SPEC = LOANS_SPEC.replace(
 
 
 @pytest.fixture
-def dask_specs(specs_dir, monkeypatch):  # noqa: F811  # the imported fixture
+def dask_specs(specs_dir, monkeypatch):
     """The new-dataset test's specs directory, with no standing scheduler named: the task starts a LocalCluster."""
     monkeypatch.delenv("ATIVO_DASK_SCHEDULER", raising=False)
     yield specs_dir
@@ -29,18 +36,17 @@ def dask_specs(specs_dir, monkeypatch):  # noqa: F811  # the imported fixture
 
 
 def test_a_dask_spec_trains_on_a_local_cluster_through_the_train_dag_and_is_served(
-    airflow_db, settings, dask_specs, tmp_path
+    airflow_db, settings, dask_specs, tmp_path, monkeypatch
 ):
     assert "engine: dask" in DASK_SPEC
     (dask_specs / "loan_default.yaml").write_text(DASK_SPEC)
     book = loan_book()
-    done = lifecycle("loan_default", day_files(book, tmp_path, "loans"), settings)
+    done = lifecycle("loan_default", day_files(book, tmp_path, "loans"), settings, monkeypatch)
     server = done["server"]
     try:
         from mlflow import MlflowClient
 
         from ativo.compute import cluster as dask_cluster
-        from ativo.http import post_json
 
         # the trials trained on the cluster: their runs say so, and this process started the LocalCluster
         client = MlflowClient(settings.mlflow_tracking_uri)
@@ -61,23 +67,7 @@ def test_a_dask_spec_trains_on_a_local_cluster_through_the_train_dag_and_is_serv
         assert held["rows"]["test"] == held["of"]["test"] > 500  # a split smaller than the bound is kept whole
         assert sum(held["of"].values()) == len(book)
         # the registered booster serves as any other
-        row = {
-            "features": {
-                "gender": "F",
-                "age": 35,
-                "income": 42000.0,
-                "amount": 30000.0,
-                "term_months": 12,
-                "purpose": "car",
-            },
-            "subject_id": "applicant-x",
-        }
-        answer = post_json(
-            f"{server.url}/models/loan_default/predict",
-            row,
-            timeout=10,
-            headers={"Authorization": f"Bearer {server.key}"},
-        )
+        answer = predict_loan(server)
         assert answer["version"] == done["version"] and answer["label"] == "yes"
     finally:
         server.stop()

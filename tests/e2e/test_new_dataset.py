@@ -1,214 +1,40 @@
 """A model on a dataset the code has never seen, by a YAML file alone: `ativo land` → ETL → train → gates → deploy →
 a champion answered by `ativo serve` (the generated DAGs, run with dag.test(); the server a real process).
 
-The dataset is a loan book written here (4,000 applications, names and birth dates among the columns, a default
-risk that follows the loan's burden on income); its spec declares the renames, the recoding, the derived ids and
-the PII. COMPAS runs the same way from its published file, landed raw.
+The dataset is a loan book written by :mod:`tests.support.scenarios` (4,000 applications, names and birth dates
+among the columns, a default risk that follows the loan's burden on income); its spec declares the renames, the
+recoding, the derived ids and the PII. COMPAS runs the same way from its published file, landed raw.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import pytest
+
+from tests.support.scenarios import (
+    LOANS_SPEC,
+    ativo,
+    day_files,
+    lifecycle,
+    loan_book,
+    predict_loan,
+    specs_dir_fixture,  # noqa: F401  # the fixture specs_dir
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-DAYS = [dt.date(2026, 4, 1), dt.date(2026, 4, 2)]
-
-LOANS_SPEC = """
-name: loan_default
-description: Will a loan applicant default within a year (a dataset no code of Ativo knows).
-owner: credit-risk
-source:
-  kind: csv
-  start_date: 2026-04-01
-  rename: {ApplicationNo: application_no, Name: name, DOB: dob, Gender: gender, Age: age, AnnualIncome: income,
-           LoanAmount: amount, Term: term_months, Purpose: purpose, Defaulted: defaulted}
-  recode:
-    defaulted: {"Y": "yes", "N": "no"}
-  ids:
-    record_id: {column: application_no, prefix: "app-"}
-    subject: {hash: [name, dob], prefix: "applicant-"}
-  rows_per_batch_min: 100
-  rows_per_batch_max: 10000
-  max_batch_bytes: 4194304
-schema:
-  record_id: record_id
-  subject: applicant_id
-  event_time: applied_on
-  target: {column: defaulted, positive: "yes", negative: "no"}
-  pii: [name, dob]
-  features:
-    - {name: gender, type: category, categories: [F, M]}
-    - {name: age, type: int, min: 18, max: 100}
-    - {name: income, type: float, min: 0, max: 1000000}
-    - {name: amount, type: float, min: 100, max: 500000}
-    - {name: term_months, type: int, min: 6, max: 120}
-    - {name: purpose, type: category, categories: [business, car, education, home]}
-protected_attributes: [gender]
-model:
-  num_boost_round: 120
-  params: {max_depth: 3, eta: 0.1, tree_method: hist, max_cat_to_onehot: 1, seed: 7}
-  search:
-    n_trials: 2
-    space:
-      max_depth: {type: int, low: 2, high: 4}
-compute: {team: credit}
-gates:
-  min_test_rows: 500
-  performance: {min_auc: 0.70}
-  fairness: {min_group_size: 100, max_equalized_odds_difference: 0.15}
-  robustness: {max_flip_rate: 0.15, samples: 500, attack_samples: 20}
-  privacy: {max_membership_advantage: 0.10, samples: 1000}
-  infra: {calls: 100}
-deploy: {canary_window_minutes: 1}
-"""
-
-
-def loan_book(rows: int = 4000, seed: int = 5) -> pd.DataFrame:
-    """Applications with a default risk that grows with the loan's burden on income, the same for both genders."""
-    rng = np.random.default_rng(seed)
-    income = rng.lognormal(10.6, 0.5, rows).round(2)
-    amount = (income * rng.uniform(0.05, 0.9, rows)).clip(100).round(2)
-    term = rng.choice([12, 24, 36, 60], rows)
-    age = rng.integers(18, 80, rows)
-    burden = amount / income * 12 / term
-    logit = -2.2 + 5.0 * burden - 0.02 * (age - 40) + rng.normal(0, 0.7, rows)
-    first = rng.choice(["Ana", "Bruno", "Carla", "Diego", "Eva", "Filipe", "Gita", "Hugo"], rows)
-    return pd.DataFrame(
-        {
-            "ApplicationNo": np.arange(100_000, 100_000 + rows),
-            "Name": [f"{f} {i:05d}" for f, i in zip(first, rng.permutation(rows), strict=True)],
-            "DOB": [
-                str(dt.date(2026 - int(a), 1, 1) + dt.timedelta(days=int(d)))
-                for a, d in zip(age, rng.integers(0, 365, rows), strict=True)
-            ],
-            "Gender": rng.choice(["F", "M"], rows),
-            "Age": age,
-            "AnnualIncome": income,
-            "LoanAmount": amount,
-            "Term": term,
-            "Purpose": rng.choice(["business", "car", "education", "home"], rows),
-            "Defaulted": np.where(rng.random(rows) < 1 / (1 + np.exp(-logit)), "Y", "N"),
-            "BranchCode": rng.integers(1, 40, rows),  # a column the spec does not declare: dropped at landing
-        }
-    )
-
-
-def day_files(frame: pd.DataFrame, dest: Path, prefix: str) -> list[Path]:
-    """The frame as two CSV files, one per day of :data:`DAYS`."""
-    files = []
-    for i, part in enumerate(np.array_split(np.arange(len(frame)), len(DAYS))):
-        files.append(dest / f"{prefix}-{i}.csv")
-        frame.iloc[part].to_csv(files[-1], index=False)
-    return files
-
-
-def ativo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ativo.cli", *args], capture_output=True, text=True, env=env)
-
-
-def run_etl(dag, day: dt.date):
-    return dag.test(logical_date=dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC))
-
-
-def states(dagrun) -> dict[str, str]:
-    return {ti.task_id: str(ti.state) for ti in dagrun.get_task_instances()}
-
-
-def lifecycle(spec_name: str, files: list[Path], settings) -> dict:
-    """Land the files with `ativo land`, run the spec's generated DAGs, deploy its champion on `ativo serve`."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    from ativo.deploy.steps import server_versions
-    from ativo_dev.supervisor import operator_key
-    from tests.support.harness import start_server
-
-    operator = {**os.environ, "ATIVO_OP_KEY": operator_key(settings)}  # landing data changes state: an op key
-    for day, path in zip(DAYS, files, strict=True):
-        out = ativo("land", "--spec", spec_name, "--date", str(day), str(path), env=operator)
-        assert out.returncode == 0, out.stderr
-        assert f"landed {pd.read_csv(path).shape[0]} rows for {day}" in out.stdout
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
-    assert not bag.import_errors, bag.import_errors
-    dags = {kind: bag.dags[f"{spec_name}__{kind}"] for kind in ("etl", "train", "deploy", "reconcile")}
-    for day in DAYS:
-        run = run_etl(dags["etl"], day)
-        assert str(run.state) == "success", states(run)
-    train = dags["train"].test(run_conf={"n_trials": 2})
-    ti = states(train)
-    assert str(train.state) == "success", ti
-    from mlflow import MlflowClient
-
-    client = MlflowClient(settings.mlflow_tracking_uri)
-    [mv] = client.search_model_versions(f"name='{spec_name}'")
-    report = json.loads(
-        Path(__import__("mlflow").artifacts.download_artifacts(mv.tags["ativo.gate_report_uri"])).read_text()
-    )
-    assert report["verdict"] == "challenger", {g: r["reason"] for g, r in report["gates"].items() if not r["passed"]}
-    assert report["dataset_version"] == f"{spec_name}-v0002"
-    # the version's reference profile, logged at registration for monitoring: bins and counts, no rows
-    profile = json.loads(
-        Path(__import__("mlflow").artifacts.download_artifacts(mv.tags["ativo.profile_uri"])).read_text()
-    )
-    assert profile["version"] == str(mv.version) and profile["dataset_version"] == report["dataset_version"]
-    assert report["gates"]["privacy"]["passed"]  # its artifact scan read the profile too
-    server = start_server(settings, spec_name, wait_for=None, args=("--refresh-s", "0.2"))
-    try:
-        os.environ["ATIVO_SERVE_URLS"] = server.url
-        deploy = dags["deploy"].test(run_conf={"version": str(mv.version)})
-        assert str(deploy.state) == "success", states(deploy)
-        assert server_versions([server.url], spec_name)[0]["champion"] == str(mv.version)
-        return {"report": report, "server": server, "version": str(mv.version)}
-    except BaseException:
-        server.stop()
-        raise
-
-
-@pytest.fixture
-def specs_dir(tmp_path, monkeypatch):
-    path = tmp_path / "specs"
-    path.mkdir()
-    monkeypatch.setenv("ATIVO_SPECS_DIR", str(path))
-    monkeypatch.delenv("ATIVO_SERVE_URLS", raising=False)
-    return path
 
 
 def test_a_dataset_the_code_has_never_seen_goes_from_a_csv_to_a_served_champion(
-    airflow_db, settings, specs_dir, tmp_path
+    airflow_db, settings, specs_dir, tmp_path, monkeypatch
 ):
     (specs_dir / "loan_default.yaml").write_text(LOANS_SPEC)
     check = ativo("spec", "check")
     assert check.returncode == 0 and "ok       loan_default" in check.stdout, check.stdout + check.stderr
-    done = lifecycle("loan_default", day_files(loan_book(), tmp_path, "loans"), settings)
+    done = lifecycle("loan_default", day_files(loan_book(), tmp_path, "loans"), settings, monkeypatch)
     server = done["server"]
     try:
-        from ativo.http import post_json
-
-        row = {
-            "features": {
-                "gender": "F",
-                "age": 35,
-                "income": 42000.0,
-                "amount": 30000.0,
-                "term_months": 12,
-                "purpose": "car",
-            },
-            "subject_id": "applicant-x",
-        }
-        answer = post_json(
-            f"{server.url}/models/loan_default/predict",
-            row,
-            timeout=10,
-            headers={"Authorization": f"Bearer {server.key}"},
-        )
+        answer = predict_loan(server)
         assert answer["model"] == "loan_default" and answer["version"] == done["version"]
         assert answer["label"] == "yes"  # 30,000 on a 42,000 income over a year: a heavy burden
         assert done["report"]["gates"]["fairness"]["details"]["views"]["gender"]["groups_judged"] == 2
@@ -226,12 +52,14 @@ def test_a_dataset_the_code_has_never_seen_goes_from_a_csv_to_a_served_champion(
     assert frame["applicant_id"].str.startswith("applicant-").all() and frame["record_id"].str.startswith("app-").all()
 
 
-def test_compas_lands_raw_and_is_served_the_same_way(airflow_db, settings, reference_dir, specs_dir, tmp_path):
+def test_compas_lands_raw_and_is_served_the_same_way(
+    airflow_db, settings, reference_dir, specs_dir, tmp_path, monkeypatch
+):
     import shutil
 
     shutil.copy(ROOT / "include" / "specs" / "compas_recidivism.yaml", specs_dir)
     raw = pd.read_csv(reference_dir / "compas-scores-two-years.csv")  # as ProPublica published it: 53 columns
-    done = lifecycle("compas_recidivism", day_files(raw, tmp_path, "compas"), settings)
+    done = lifecycle("compas_recidivism", day_files(raw, tmp_path, "compas"), settings, monkeypatch)
     done["server"].stop()
     fairness = done["report"]["gates"]["fairness"]
     assert fairness["passed"] and fairness["details"]["mitigation"]["kind"] == "threshold_optimizer"
