@@ -30,11 +30,10 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ativo import naming
 from ativo.airflow.compute import ComputeOperator, run_meta
-from ativo.airflow.dags.common import FAMILY_DEFAULT_ARGS, dag_kwargs, schedule
+from ativo.airflow.dags.common import dag_kwargs, schedule
 from ativo.config import load_settings
 from ativo.spec import ModelSpec
 
-ERASURE: dict[str, Any] = FAMILY_DEFAULT_ARGS["erasure"]  # every task of the DAG, ahead of any training
 QUEUE_CONN = "ativo_erasure_queue"
 QUEUE_REDELIVERY_S = 300  # a message the DAG has not filed and deleted comes back after this
 
@@ -300,7 +299,7 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
                 raise AirflowSkipException(claimed.reason)
             return {"batch": claimed.batch_id, "requests": len(claimed.requests), "resumed": claimed.resumed}
 
-        @task(**ERASURE)
+        @task
         def purge(claimed: dict[str, Any]) -> dict[str, Any]:
             """Find and purge every place the subjects are; make the new dataset version (idempotent)."""
             from ativo.erasure.process import purge as run
@@ -313,7 +312,7 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
                 "redacted_versions": done["redacted_versions"],
             }
 
-        @task(**ERASURE)
+        @task
         def find_models(purged: dict[str, Any]) -> list[dict[str, Any]]:
             """The live versions trained on an affected dataset version: one retraining each."""
             from ativo.erasure.process import plan_models
@@ -321,7 +320,7 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
             planned = plan_models(spec, load_settings(), _batch(purged))
             return [{"batch": _batch(purged), "version": v["version"]} for v in planned["live"]]
 
-        @task(**ERASURE)
+        @task
         def gates(trained: dict[str, Any]) -> dict[str, Any]:
             """Every gate on one retrained version (the same gates as any candidate)."""
             from ativo.erasure.process import gates as run
@@ -331,7 +330,7 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
             report = run(spec, load_settings(), int(trained["batch"]), str(trained["version"]))
             return {k: report[k] for k in ("version", "passed", "failed_gates")}
 
-        @task(trigger_rule="all_done", **ERASURE)
+        @task(trigger_rule="all_done")
         def switch(purged: dict[str, Any] | None) -> dict[str, Any]:
             """Blue/green: every live alias moves to its retrained version at once; the other versions are retired."""
             from ativo.erasure.process import switch as run
@@ -339,7 +338,7 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
             done = run(spec, load_settings(), _batch(purged))
             return {"batch": _batch(purged), "replaced": done["replaced"], "failures": done["failures"]}
 
-        @task(trigger_rule="all_done", **ERASURE)
+        @task(trigger_rule="all_done")
         def verify(switched: dict[str, Any] | None, claimed: dict[str, Any] | None) -> dict[str, Any]:
             """Scan every store for the subjects, their record ids and their pseudonyms; then receipts, or open."""
             from ativo.airflow.notifier import send_to_oncall
@@ -384,8 +383,8 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
 
         claimed = collect()
         receive() >> claimed
-        purged = purge(claimed)
-        live = find_models(purged)
+        purged = purge(claimed)  # type: ignore[arg-type]  # XComArg at parse time
+        live = find_models(purged)  # type: ignore[arg-type]
         trained = RetrainOperator.partial(
             task_id="retrain",
             spec=spec.name,
@@ -395,7 +394,7 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
             doc_md="Retrain one live version with its recorded parameters on its redacted dataset version.",
         ).expand_kwargs(live)
         judged = gates.expand(trained=trained.output)
-        switched = switch(purged)
+        switched = switch(purged)  # type: ignore[arg-type]
         judged >> switched
         verify(switched, claimed)  # type: ignore[arg-type]
 
