@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 def etl_dag_id(spec: str) -> str:
     """DAG id of a spec's ETL."""
@@ -40,13 +42,17 @@ def erasure_dag_id(spec: str) -> str:
     return f"{spec}{ERASURE_SUFFIX}"
 
 
+DAG_IDS: dict[str, Callable[[str], str]] = {
+    "etl": etl_dag_id,
+    "train": train_dag_id,
+    "deploy": deploy_dag_id,
+    "reconcile": reconcile_dag_id,
+    "monitor": monitor_dag_id,
+    "erasure": erasure_dag_id,
+}
+"""The DAG families a spec gets, each with the function that names its DAG."""
+
+
 def dag_ids(spec: str) -> list[str]:
-    """Every DAG a spec gets."""
-    return [
-        etl_dag_id(spec),
-        train_dag_id(spec),
-        deploy_dag_id(spec),
-        reconcile_dag_id(spec),
-        monitor_dag_id(spec),
-        erasure_dag_id(spec),
-    ]
+    """Every DAG a spec gets (one per family of :data:`DAG_IDS`)."""
+    return [dag_id(spec) for dag_id in DAG_IDS.values()]

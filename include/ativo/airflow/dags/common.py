@@ -9,7 +9,6 @@ parsing stays cheap.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from typing import Any
 
 from airflow.sdk import Asset, CronDataIntervalTimetable
@@ -20,16 +19,6 @@ from ativo.airflow.notifier import WebhookFailureNotifier
 from ativo.config import load_settings
 from ativo.errors import SpecError
 from ativo.spec import ModelSpec, load_specs
-
-DAG_IDS: dict[str, Callable[[str], str]] = {
-    "etl": naming.etl_dag_id,
-    "train": naming.train_dag_id,
-    "deploy": naming.deploy_dag_id,
-    "reconcile": naming.reconcile_dag_id,
-    "monitor": naming.monitor_dag_id,
-    "erasure": naming.erasure_dag_id,
-}
-"""The DAG families a spec gets, each with its DAG id (from :mod:`ativo.naming`)."""
 
 FAMILY_DEFAULT_ARGS: dict[str, dict[str, Any]] = {
     "reconcile": {"retries": 1},  # it triggers a run; the next tick tries again anyway
@@ -142,16 +131,17 @@ def dag_kwargs(spec: ModelSpec, family: str) -> dict[str, Any]:
 
     Args:
         spec: the model spec.
-        family: one of :data:`DAG_IDS` (``etl``, ``train``, ``deploy``, ``reconcile``, ``monitor``, ``erasure``).
+        family: one of :data:`ativo.naming.DAG_IDS` (``etl``, ``train``, ``deploy``, ``reconcile``, ``monitor``,
+            ``erasure``).
 
     Raises:
         ValueError: an unknown family.
     """
-    if family not in DAG_IDS:
-        raise ValueError(f"unknown DAG family {family!r}: one of {', '.join(DAG_IDS)}")
+    if family not in naming.DAG_IDS:
+        raise ValueError(f"unknown DAG family {family!r}: one of {', '.join(naming.DAG_IDS)}")
     etl = family == "etl"  # the only family that catches up and runs intervals side by side, as the spec says
     return {
-        "dag_id": DAG_IDS[family](spec.name),
+        "dag_id": naming.DAG_IDS[family](spec.name),
         "description": _description(spec, family),
         "start_date": start_date(spec),
         "catchup": spec.schedule.catchup if etl else False,
