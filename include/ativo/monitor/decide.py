@@ -18,7 +18,8 @@ served: it did not fix it.
 An announced episode (:mod:`ativo.store.episodes`) belongs to the training-run ledger (:mod:`ativo.train.runs`): the
 training run that takes it claims it, so one episode retrains once, also when its Asset event is merged with others
 or lost (the reconciler triggers a run for an unclaimed one); one whose retraining failed is taken again up to
-``MAX_ATTEMPTS`` times, then given up, on-call is paged, and ``ativo monitor status`` shows why.
+``MAX_ATTEMPTS`` times, then given up and on-call is paged with the last run's outcome (``ativo monitor status`` lists
+the open episodes only, with their failed attempts; a given-up one is no longer among them).
 """
 
 from __future__ import annotations

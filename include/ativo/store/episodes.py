@@ -5,7 +5,8 @@ A drift episode is announced by the monitor (:func:`announce`, inside its decisi
 that takes it claims it (:func:`claim_episodes`) until that run settles it (:func:`settle_episodes`), so one episode
 retrains once, also when its Asset event is merged with others or lost (the reconciler triggers a run for an
 unclaimed one). An episode whose retraining failed is taken again up to :data:`MAX_ATTEMPTS` times; then it is given
-up (:func:`given_up`), on-call is paged, and ``ativo monitor status`` shows why.
+up (:func:`given_up`) and on-call is paged with its last run's outcome, which its row keeps (``ativo monitor status``
+lists open episodes only, so a given-up one no longer shows there).
 
 Apart from :func:`announce` (the monitor's), only the ledger calls the functions here that write. The table is here,
 among the stores, because both the monitor and training use it and training already builds on the monitor (the
