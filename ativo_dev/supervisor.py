@@ -676,11 +676,11 @@ def start_dask(settings: Settings, env: dict[str, str], workers: int = 2, memory
     """A Dask scheduler on loopback and ``workers`` single-threaded workers under one nanny process; its address."""
     address = f"tcp://{LOOPBACK}:{port('dask', settings)}"
     # --no-dashboard keeps Dask's HTTP server (health, metrics), on every interface unless given an address
-    http = ["--no-dashboard", "--dashboard-address", f"{LOOPBACK}:0"]
+    dashboard = ["--no-dashboard", "--dashboard-address", f"{LOOPBACK}:0"]
     _start(
         settings,
         "dask-scheduler",
-        [_bin("dask"), "scheduler", "--host", LOOPBACK, "--port", str(port("dask", settings)), *http],
+        [_bin("dask"), "scheduler", "--host", LOOPBACK, "--port", str(port("dask", settings)), *dashboard],
         env,
     )
     _start(
@@ -698,7 +698,7 @@ def start_dask(settings: Settings, env: dict[str, str], workers: int = 2, memory
             "1",
             "--memory-limit",
             memory_limit,
-            *http,
+            *dashboard,
             "--local-directory",
             str(settings.home / "dask"),
         ],

@@ -36,18 +36,6 @@ HEALTH_COMPONENTS = {
 }
 
 
-def oncall_url(env: dict[str, str] | None = None) -> str | None:
-    """The on-call webhook of the ``ativo_oncall`` connection, as the platform's tasks see it."""
-    raw = (env or os.environ).get("AIRFLOW_CONN_ATIVO_ONCALL")
-    if not raw:
-        return None
-    try:
-        doc = json.loads(raw)
-        return str(doc.get("extra", {}).get("webhook_url") or doc.get("host") or "") or None
-    except (ValueError, AttributeError):
-        return raw if raw.startswith(("http://", "https://")) else None
-
-
 def restart_payload(
     component: str, reason: str, old_pid: int | None, new_pid: int | None, log_tail: str, restarts: int
 ) -> dict[str, Any]:
@@ -109,10 +97,10 @@ class Watchdog:
         self.unhealthy_since: dict[str, float] = {}
 
     def _post(self, payload: dict[str, Any]) -> bool:
-        from ativo.paging import post_webhook, with_runbook
+        from ativo.paging import oncall_url_from_env, post_webhook, with_runbook
 
         payload = with_runbook(payload, self.settings.link_url)  # component-restarted
-        url = oncall_url(supervisor.platform_env(self.settings))
+        url = oncall_url_from_env(supervisor.platform_env(self.settings))
         if url is None:
             log.error("PAGE (no on-call webhook configured): %s", payload["text"])
             return False
