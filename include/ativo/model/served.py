@@ -157,13 +157,9 @@ class ServedModel(Lineage):
             local.batch = DenseScorer(wide)
         return local.batch(matrix)
 
-    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
-        """Positive-class probabilities for an encoded matrix."""
-        return self.booster.predict(self.dmatrix(matrix))
-
     def predict_records(self, records: list[dict[str, Any]]) -> np.ndarray:
-        """Positive-class probabilities for rows given as dicts (the API's payload)."""
-        return self.predict_matrix(self.encode(records))
+        """Positive-class probabilities for rows given as dicts (the API's payload), encoded and scored as served."""
+        return self.score(self.encode(records))
 
     def predict_frame(self, df: pd.DataFrame) -> np.ndarray:
         """Positive-class probabilities for the rows of a feature frame."""
