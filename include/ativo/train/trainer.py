@@ -1,6 +1,7 @@
 """Training: XGBoost with the spec's parameters on a seeded split (:mod:`ativo.data.split`), and its metrics.
 
-Pure functions over data frames; MLflow logging and registration live in :mod:`ativo.train.tracking`.
+Pure functions over data frames; MLflow logging lives in :mod:`ativo.train.tracking`, registration in
+:mod:`ativo.model.registry`.
 """
 
 from __future__ import annotations

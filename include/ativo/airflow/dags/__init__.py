@@ -4,5 +4,6 @@
 and lists the valid specs; :mod:`~ativo.airflow.dags.etl`, :mod:`~ativo.airflow.dags.train`,
 :mod:`~ativo.airflow.dags.deploy`, :mod:`~ativo.airflow.dags.reconcile` and :mod:`~ativo.airflow.dags.monitor` each
 build one family (the erasure DAG is :mod:`ativo.airflow.erasure`). Task bodies import the heavy libraries they
-need; these modules import only Airflow's SDK and Ativo's spec, so parsing stays cheap.
+need; at module level these modules import Airflow's SDK and a few light Ativo modules (the spec, the settings, the
+names, the compute operators, the on-call notifier), not the data, training or evaluation stack.
 """

@@ -1,9 +1,9 @@
 """What every DAG family shares: its DAG arguments (:func:`dag_kwargs`), the Assets between families, the spec list.
 
 Each family module (:mod:`~ativo.airflow.dags.etl`, ``train``, ``deploy``, ``reconcile``, ``monitor``, and
-:mod:`ativo.airflow.erasure`) builds its ``@dag`` from :func:`dag_kwargs` and :func:`schedule`, adding only what is
-its own (its params, a DAG-level failure callback). This module imports only Airflow's SDK and Ativo's spec, so
-parsing stays cheap.
+:mod:`ativo.airflow.erasure`) builds its ``@dag`` from :func:`dag_kwargs` and :func:`schedule`, adding what is its own
+(its params, a DAG-level failure callback, the erasure queue's Asset). At module level this module imports Airflow's
+SDK and light Ativo modules only (the spec, the settings, the names, the compute priorities, the on-call notifier).
 """
 
 from __future__ import annotations
@@ -126,8 +126,8 @@ def dag_kwargs(spec: ModelSpec, family: str) -> dict[str, Any]:
     """The ``@dag`` arguments of one spec's DAG of ``family``: the one place they are decided.
 
     Its id (:mod:`ativo.naming`), description, start date, catch-up and concurrency, the tasks' default arguments
-    (owner, retries, the on-call notifier, and the family's own), tags and ``doc_md``. The schedule, decided here
-    too (:func:`schedule`), is the one argument each builder writes out at its ``@dag``.
+    (owner, retries, the on-call notifier, and the family's own), tags and ``doc_md``. The schedule (:func:`schedule`)
+    each builder writes out at its ``@dag`` itself.
 
     Args:
         spec: the model spec.
@@ -185,28 +185,29 @@ Backfill: Trigger → Backfill in the UI, or `airflow backfill create --dag-id {
 
 _TRAIN_DOC = """
 ### Training of `{spec}`
-Triggered by each new `{spec}.features` dataset version (or by hand, with `dataset_version` and `n_trials` in the
-run conf). **plan_search** pins the dataset version (run conf, else the newest event, else the latest), creates
-the Optuna study in the platform DB and the parent MLflow run. The **trials** workers (one per slot of pool
-`{pool}`, each named by the trials it ran) take the search's trial slots one after another: each trial runs under
-a GPU lease or on CPU, within the budget of team `{team}`; it asks the study, trains XGBoost with pruning, logs a
-child run and tells the study. A trial the budget cannot cover ends its worker at once with the budget's figures
-(or waits, if the team's policy is `defer`). The trial table is on the Ativo page. **register_best** registers
-the best completed trial's model with its lineage (dataset, commit, study, trial). Two gate tasks judge that
-version side by side: **gate_robustness** (the attack and the perturbations, the slowest) and **gates** (performance,
-champion comparison, fairness, privacy, explainability, infra, regression); **decide** logs the gate
-report and model card to its MLflow run and sets the registry alias `challenger` only if every gate passed
-(otherwise the version is tagged rejected with its reasons and on-call is told); **announce_challenger** then
-updates the `{spec}.challenger` Asset (it is skipped for a rejected version).
+Triggered by each new `{spec}.features` dataset version or `{spec}.drift` episode (or by hand, with
+`dataset_version` and `n_trials` in the run conf). **plan_search** pins the dataset version (by hand: the conf's,
+else the latest; otherwise the latest, unless another run claimed it), creates the Optuna study in the platform DB
+and the parent MLflow run. The **trials** workers (one per slot of pool `{pool}`, each named by the trials it ran)
+take the search's trial slots one after another: each trial runs under a GPU lease or on CPU, within the budget of
+team `{team}`; it asks the study, trains XGBoost with pruning, logs a child run and tells the study. A trial the
+budget cannot cover ends its worker at once with the budget's figures (or waits, if the team's policy is `defer`).
+The trial table is on the Ativo page. **register_best** registers the best completed trial's model with its lineage
+(dataset, commit, study, trial). Two gate tasks judge that version side by side: **gate_robustness** (the attack and
+the perturbations, the slowest) and **gates** (performance, champion comparison, fairness, privacy, explainability,
+infra, regression); **decide** logs the gate report and model card to its MLflow run and sets the registry alias
+`challenger` only if every gate passed (otherwise the version is tagged rejected with its reasons and on-call is
+told); **announce_challenger** then updates the `{spec}.challenger` Asset (it is skipped for a rejected version).
 """
 
 _RECONCILE_DOC = """
 ### Training reconciler of `{spec}`
 Airflow merges or drops `{spec}.features` asset events that arrive while training is busy, so a dataset version
-could go untrained. On `{cron}`, **check** reads the platform DB: when the latest dataset version has no training
-run (every run claims the version it trains), **trigger_training** starts `{train_dag}` as run
-`reconcile__<tag>`, noted with why. A training run always trains the latest version when it starts (which covers
-the older ones) and skips, saying which run did, when another run claimed it: a version is never trained twice.
+could go untrained, and a drift episode unanswered. On `{cron}`, **check** reads the platform DB: when an open drift
+episode has no training run, or the latest dataset version has none (every run claims the version it trains),
+**trigger_training** starts `{train_dag}` as run `reconcile__drift-<episode>` or `reconcile__<tag>`, noted with
+why. An automatic training run trains the latest version when it starts (which covers the older ones) and skips,
+saying which run did, when another run claimed it: new data is not trained twice automatically.
 """
 
 _MONITOR_DOC = """
