@@ -1,19 +1,16 @@
 """On-call alerts: what each kind of page says (Slack-compatible payloads); :mod:`ativo.paging` posts them.
 
-Every string a payload carries is bounded (:data:`ALERT_CHARS`): an error that quotes a huge value still makes a
-message of a readable size.
+Every string a payload carries is bounded (:data:`ativo.paging.ALERT_CHARS`): an error that quotes a huge value
+still makes a message of a readable size.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 from ativo import naming
 from ativo.paging import bounded, stored_link
-
-log = logging.getLogger(__name__)
 
 
 def failure_payload(

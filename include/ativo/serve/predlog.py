@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -35,9 +35,6 @@ from ativo.spec import ModelSpec
 from ativo.store import prefixes
 from ativo.store.objects import ObjectStore
 from ativo.store.redaction import ERASED, Forgotten, Held
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
