@@ -23,10 +23,9 @@ def record_incident(
     """Trace one decision and keep it in its spec's regression set; returns the case and its lineage.
 
     Raises:
-        IncidentError: an empty note, a bad label, an untraceable prediction, or a conflicting earlier record.
+        IncidentError: an untraceable prediction, or what :func:`~ativo.evaluate.regression.keep_incident` refuses
+            (an empty note, a bad label, a conflicting earlier record).
     """
-    if not (note or "").strip():
-        raise IncidentError("note: say what was wrong with the decision (it is kept with the case)")
     try:
         chain = trace(settings, prediction_id.strip(), spec_name)
     except LineageError as err:
