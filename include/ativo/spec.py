@@ -434,6 +434,10 @@ class Gates(_Strict):
     infra: InfraGate = InfraGate()
     regression: RegressionGate = RegressionGate()
     decision_threshold: float = Field(0.5, gt=0, lt=1)
+    # Every measured rate and score is judged on its confidence interval at this confidence: a gate rejects only when
+    # the data shows a limit crossed (noise alone never does), and says "insufficient evidence" when its sample is too
+    # small to decide either way. The fairness gate has its own (``fairness.confidence``).
+    confidence: float = Field(0.95, gt=0.5, lt=1)
     # A pinned test set smaller than this is insufficient evidence: every gate that reads it fails on it.
     min_test_rows: int = Field(500, ge=1)
     # Gates that are measured and reported but never block (each one listed on purpose; the report says so).

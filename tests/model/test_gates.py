@@ -69,6 +69,33 @@ def test_reference_model_passes_the_model_gates_with_measured_values(spec, split
     assert 0 < rob.metrics["attack_success_rate"] < 0.35 and rob.details["attack"]["attacked"] == 100
     assert -0.05 < priv.metrics["membership_advantage"] < 0.1
     assert expl.metrics["additivity_error"] < 1e-3 and len(expl.details["importance"]) == 14
+    # every sampled figure is reported with its interval and the rows it rests on, which contain the estimate
+    for result, name in [
+        (perf, "auc"),
+        (perf, "logloss"),
+        (rob, "perturbation_flip_rate"),
+        (priv, "membership_advantage"),
+    ]:
+        low, high = result.metrics[f"{name}_interval"]
+        assert low <= result.metrics[name] <= high and result.metrics[f"{name}_rows"] > 0, name
+    assert perf.metrics["auc_rows"] == len(split.test) and rob.metrics["perturbation_flip_rate_rows"] == 2000
+
+
+def test_the_card_shows_each_estimate_with_its_interval_beside_its_limit(spec, split, good):
+    from ativo.evaluate.card import render_card
+    from ativo.evaluate.results import GateResult
+    from ativo.evaluate.robustness import robustness_gate
+    from ativo.evaluate.suite import GATES, build_report
+
+    rob = robustness_gate(spec, good, split)
+    others = [GateResult(gate=g, passed=True, reason="not run here") for g in GATES if g != "robustness"]
+    card = render_card(spec, build_report(spec, good, [rob, *others]))
+    low, high = rob.metrics["perturbation_flip_rate_interval"]
+    row = (
+        f"<td>robustness</td><td>perturbation_flip_rate</td><td>{rob.metrics['perturbation_flip_rate']:.4g}</td>"
+        f"<td>[{low:.4g}, {high:.4g}]</td><td>95%</td><td>2000</td><td>≤ {spec.gates.robustness.max_flip_rate:.4g}</td>"
+    )
+    assert row in card
 
 
 def test_label_leaking_through_a_protected_attribute_fails_fairness(spec, split):

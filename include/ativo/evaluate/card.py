@@ -85,6 +85,44 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
+def _checks_table(report: dict[str, Any]) -> str:
+    """Every judged check: its estimate, confidence interval and rows beside its limit, and its verdict."""
+    from ativo.evaluate.results import GateResult
+
+    rows = []
+    for name, g in report["gates"].items():
+        result = GateResult.from_dict(g)
+        for check_name in result.thresholds:
+            c = result.check(check_name)
+            if c is None or c.limit is None:
+                continue
+            interval = (
+                f"[{_fmt(c.low)}, {_fmt(c.high)}]" if c.low is not None and c.high is not None else "(point estimate)"
+            )
+            conf = f"{c.confidence:.0%}" if c.confidence is not None else ""
+            rows_n = str(c.rows) if c.rows is not None else ""
+            verdict = (
+                '<b class="fail">insufficient evidence</b>'
+                if c.insufficient
+                else '<b class="pass">ok</b>'
+                if c.passed
+                else '<b class="fail">beyond the limit</b>'
+            )
+            rows.append(
+                f"<tr><td>{html.escape(name)}</td><td>{html.escape(check_name)}</td><td>{_fmt(c.value)}</td>"
+                f"<td>{interval}</td><td>{conf}</td><td>{rows_n}</td>"
+                f"<td>{'≤' if c.kind == 'max' else '≥'} {_fmt(c.limit)}</td><td>{verdict}</td></tr>"
+            )
+    if not rows:
+        return ""
+    return (
+        "<p>Each check is judged on its confidence interval: it fails only when the interval lies beyond the limit "
+        "(the data shows it crossed), and as insufficient evidence when its rows are too few to decide.</p>"
+        "<table><tr><th>gate</th><th>check</th><th>estimate</th><th>interval</th><th>confidence</th><th>rows</th>"
+        "<th>limit</th><th>verdict</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
 def _gate_table(report: dict[str, Any]) -> str:
     rows = []
     for name, g in report["gates"].items():
@@ -153,6 +191,7 @@ def render_card(spec: ModelSpec, report: dict[str, Any]) -> str:
             f"</code>; judged on a seeded sample (seed {held['seed']}): {html.escape(counts)} rows.</p>"
         )
     parts.append("<h2>Gates</h2>" + _gate_table(report))
+    parts.append("<h2>Estimates and limits</h2>" + _checks_table(report))
     charts = []
     calibration = g["performance"].get("details", {}).get("calibration")
     if calibration:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ativo.data.features import LABEL
+from ativo.evaluate import results
 from ativo.evaluate.results import Check, GateResult
 from ativo.spec import ModelSpec
 
@@ -46,21 +47,34 @@ def expected_calibration_error(y_true: Any, proba: Any, bins: int = 10) -> tuple
 
 
 def performance_gate(spec: ModelSpec, model: ServedModel, split: Split) -> GateResult:
-    """AUC, log-loss and calibration error on the held-out test set against the spec's thresholds."""
-    from sklearn.metrics import log_loss, roc_auc_score
+    """AUC, log-loss and calibration error on the held-out test set against the spec's thresholds.
 
-    cfg = spec.gates.performance
+    Each is judged on its confidence interval at ``gates.confidence`` (:mod:`ativo.evaluate.intervals`): AUC by
+    DeLong's variance, log-loss as the mean of per-row losses, calibration error by a seeded bootstrap.
+    """
+    import numpy as np
+
+    from ativo.evaluate import intervals
+
+    cfg, confidence = spec.gates.performance, spec.gates.confidence
     y = split.test[LABEL].to_numpy()
-    p = model.predict_frame(split.test)
-    auc = float(roc_auc_score(y, p))
-    ll = float(log_loss(y, p, labels=[0, 1]))
-    ece, table = expected_calibration_error(y, p)
+    p = model.predict_frame(split.test).astype("float64")
+    auc = intervals.auc(y, p, confidence)
+    clipped = np.clip(p, 1e-15, 1 - 1e-15)
+    ll = intervals.mean(-(y * np.log(clipped) + (1 - y) * np.log(1 - clipped)), confidence)
+    ece_value, table = expected_calibration_error(y, p)
+    ece = (
+        intervals.bootstrap(lambda at: expected_calibration_error(y[at], p[at])[0], len(y), confidence)
+        if cfg.max_ece is not None
+        else intervals.Interval(ece_value, ece_value, ece_value, len(y), confidence)
+    )
     acc = float(((p >= spec.gates.decision_threshold) == y).mean())
     checks = [
-        Check("auc", auc, cfg.min_auc, "min", "ranking quality on the held-out test set"),
-        Check("logloss", ll, cfg.max_logloss, "max", "probabilistic accuracy"),
-        Check("ece", ece, cfg.max_ece, "max", "predicted probabilities do not match observed rates"),
+        Check.bounded("auc", auc, cfg.min_auc, "min", "ranking quality on the held-out test set"),
+        Check.bounded("logloss", ll, cfg.max_logloss, "max", "probabilistic accuracy"),
+        Check.bounded("ece", ece, cfg.max_ece, "max", "predicted probabilities do not match observed rates"),
     ]
+    auc, ll, ece = auc.value, ll.value, ece.value
     return GateResult.judge(
         "performance",
         checks,
@@ -70,7 +84,7 @@ def performance_gate(spec: ModelSpec, model: ServedModel, split: Split) -> GateR
     )
 
 
-INSUFFICIENT = "insufficient evidence: "
+INSUFFICIENT = results.INSUFFICIENT
 
 
 def comparison_rows(test: pd.DataFrame, champion_seen_ids: set[str] | None, record_id: str) -> pd.DataFrame:
@@ -98,6 +112,8 @@ def champion_gate(
     """
     from sklearn.metrics import roc_auc_score
 
+    from ativo.evaluate import intervals
+
     tolerance = spec.gates.champion.tolerance
     if champion is None:
         return GateResult(
@@ -121,13 +137,14 @@ def champion_gate(
             + "; retrain on a dataset version with "
             "new data",
         )
-    ours = float(roc_auc_score(y, model.predict_frame(rows)))
-    theirs = float(roc_auc_score(y, champion.predict_frame(rows)))
+    mine, other = model.predict_frame(rows), champion.predict_frame(rows)
+    ours, theirs = float(roc_auc_score(y, mine)), float(roc_auc_score(y, other))
     delta = ours - theirs
+    paired = intervals.auc_difference(y, other, mine, spec.gates.confidence)  # the champion's lead, same rows
     checks = [
-        Check(
+        Check.bounded(
             "auc_deficit",
-            max(0.0, -delta),
+            _deficit(paired),
             tolerance,
             "max",
             f"challenger AUC {ours:.4f} vs champion version {champion.version} {theirs:.4f} on the same "
@@ -158,15 +175,22 @@ def replacement_gate(
     trained on cannot be told apart any more (its split included the erased rows), so the two are not scored on
     shared rows: each is judged on rows it never saw, drawn the same way.
     """
-    from sklearn.metrics import roc_auc_score
+    import math
 
-    tolerance = spec.gates.champion.tolerance
-    ours = float(roc_auc_score(split.test[LABEL].to_numpy(), model.predict_frame(split.test)))
+    from ativo.evaluate import intervals
+
+    tolerance, confidence = spec.gates.champion.tolerance, spec.gates.confidence
+    measured = intervals.auc(split.test[LABEL].to_numpy(), model.predict_frame(split.test), confidence)
+    ours = measured.value
     delta = ours - replaced_test_auc
+    # Two AUCs of two test splits drawn the same way from data that differs by the erased rows: each as uncertain
+    # as the other, so the difference is sqrt(2) times as uncertain as ours alone.
+    half = math.sqrt(2) * (measured.high - measured.low) / 2
+    lead = intervals.Interval(-delta, -delta - half, -delta + half, measured.rows, confidence)
     checks = [
-        Check(
+        Check.bounded(
             "auc_deficit",
-            max(0.0, -delta),
+            _deficit(lead),
             tolerance,
             "max",
             f"retrained AUC {ours:.4f} vs {replaced_test_auc:.4f} recorded for version {replaced}, each on "
@@ -187,6 +211,13 @@ def replacement_gate(
             "replaces": replaced,
         },
     )
+
+
+def _deficit(lead: Any) -> Any:
+    """How far below the other model's AUC this one is (0 when above), from the interval of the other's lead."""
+    from ativo.evaluate.intervals import Interval
+
+    return Interval(max(0.0, lead.value), max(0.0, lead.low), max(0.0, lead.high), lead.rows, lead.confidence)
 
 
 def decisions(spec: ModelSpec, proba: np.ndarray) -> np.ndarray:

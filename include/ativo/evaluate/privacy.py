@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ativo.data.features import LABEL
+from ativo.evaluate.intervals import proportion_difference
 from ativo.evaluate.results import Check, GateResult
 from ativo.spec import ModelSpec
 
@@ -56,8 +57,13 @@ def membership_advantage(
         adv = float((fit_m <= t).mean() - (fit_o <= t).mean())
         if adv > best:
             best, threshold = adv, float(t)
-    tpr, fpr = float((test_m <= threshold).mean()), float((test_o <= threshold).mean())
+    hits_m, hits_o = int((test_m <= threshold).sum()), int((test_o <= threshold).sum())
+    tpr, fpr = hits_m / max(1, len(test_m)), hits_o / max(1, len(test_o))
     return {
+        "members_flagged": hits_m,
+        "members_tested": len(test_m),
+        "outsiders_flagged": hits_o,
+        "outsiders_tested": len(test_o),
         "advantage": tpr - fpr,
         "attack_tpr": tpr,
         "attack_fpr": fpr,
@@ -147,10 +153,17 @@ def privacy_gate(spec: ModelSpec, model: ServedModel, split: Split, artifacts: P
         failures.append(f"identifier/PII column(s) {', '.join(ids)} are model features")
     if leaks:
         failures.append("raw training data in logged artifacts: " + "; ".join(leaks[:5]))
+    advantage = proportion_difference(
+        mia["members_flagged"],
+        mia["members_tested"],
+        mia["outsiders_flagged"],
+        mia["outsiders_tested"],
+        spec.gates.confidence,
+    )
     checks = [
-        Check(
+        Check.bounded(
             "membership_advantage",
-            mia["advantage"],
+            advantage,
             cfg.max_membership_advantage,
             "max",
             f"a loss-threshold attacker tells training rows from unseen ones: TPR {mia['attack_tpr']:.2f} vs "

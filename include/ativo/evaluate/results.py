@@ -9,12 +9,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ativo.evaluate.intervals import Interval
+
+
+INSUFFICIENT = "insufficient evidence: "
+"""How the reason of a verdict the data cannot decide begins."""
 
 
 @dataclass
 class Check:
-    """One measured value against one threshold (``limit`` None: measured and reported, not judged)."""
+    """One measured value against one threshold (``limit`` None: measured and reported, not judged).
+
+    A check measured on a sample carries its confidence interval (``low``, ``high``, on ``rows`` rows) and is judged
+    on ``bound``, the end of the interval nearest the limit's good side: it fails only when the data shows the limit
+    crossed at ``confidence``, so noise alone never rejects a model (:meth:`bounded`). With fewer rows than
+    ``needed_rows`` the sample cannot decide either way: the check fails as insufficient evidence, saying how many
+    rows it would need.
+    """
 
     name: str
     value: float | None
@@ -23,6 +37,36 @@ class Check:
     explain: str = ""
     bound: float | None = None  # when set, judged instead of ``value``: the conservative end of its confidence interval
     confidence: float | None = None
+    low: float | None = None  # the interval's lower and upper one-sided bounds at ``confidence``
+    high: float | None = None
+    rows: int | None = None  # the rows the value rests on
+    needed_rows: int | None = None  # fewer rows than this cannot decide the check either way
+
+    @classmethod
+    def bounded(
+        cls,
+        name: str,
+        interval: Interval,
+        limit: float | None,
+        kind: str,
+        explain: str = "",
+        *,
+        needed_rows: int | None = None,
+    ) -> Check:
+        """A check judged on its interval: a maximum on the lower bound, a minimum on the upper one."""
+        return cls(
+            name,
+            interval.value,
+            limit,
+            kind,
+            explain,
+            bound=interval.low if kind == "max" else interval.high,
+            confidence=interval.confidence,
+            low=interval.low,
+            high=interval.high,
+            rows=interval.rows,
+            needed_rows=needed_rows,
+        )
 
     @property
     def judged(self) -> bool:
@@ -30,10 +74,17 @@ class Check:
         return self.limit is not None and self.value is not None
 
     @property
+    def insufficient(self) -> bool:
+        """Whether the sample is too small to decide this check either way."""
+        return self.judged and None not in (self.rows, self.needed_rows) and self.rows < self.needed_rows  # type: ignore[operator]
+
+    @property
     def passed(self) -> bool:
-        """True when not judged, or within its limit."""
+        """True when not judged, or not shown beyond its limit on enough rows."""
         if not self.judged:
             return True
+        if self.insufficient:
+            return False
         judged = self.bound if self.bound is not None else self.value
         assert judged is not None and self.limit is not None
         if math.isnan(judged):
@@ -41,7 +92,9 @@ class Check:
         return judged <= self.limit if self.kind == "max" else judged >= self.limit
 
     def shown(self) -> str:
-        """The value, with its confidence bound when it is judged on one."""
+        """The value, with its interval (or the bound it is judged on) and the rows it rests on."""
+        if self.low is not None and self.high is not None and self.confidence is not None:
+            return f"{_fmt(self.value)} [{_fmt(self.low)}, {_fmt(self.high)}] on {self.rows} rows"
         if self.bound is None or self.confidence is None:
             return _fmt(self.value)
         side = "at least" if self.kind == "max" else "at most"
@@ -49,8 +102,17 @@ class Check:
 
     def failure(self) -> str:
         """Why it failed, in words."""
+        if self.insufficient:
+            return (
+                f"{INSUFFICIENT}{self.name} rests on {self.rows} rows; deciding it against "
+                f"{'at most' if self.kind == 'max' else 'at least'} {_fmt(self.limit)} needs at least "
+                f"{self.needed_rows}"
+            )
         rel = "above the maximum" if self.kind == "max" else "below the minimum"
         text = f"{self.name} is {self.shown()}, {rel} of {_fmt(self.limit)}"
+        if self.low is not None and self.confidence is not None:
+            side = "lower" if self.kind == "max" else "upper"
+            text += f" even at its {side} {self.confidence:.0%} bound"
         return f"{text} ({self.explain})" if self.explain else text
 
 
@@ -96,14 +158,27 @@ class GateResult:
         failures = [c.failure() for c in checks if not c.passed] + list(extra_failures or [])
         measured: dict[str, Any] = {c.name: c.value for c in checks}
         measured.update({f"{c.name}_bound": c.bound for c in checks if c.bound is not None})
+        measured.update({f"{c.name}_interval": [c.low, c.high] for c in checks if c.low is not None})
+        measured.update({f"{c.name}_rows": c.rows for c in checks if c.rows is not None and c.low is not None})
+        measured.update({f"{c.name}_confidence": c.confidence for c in checks if c.low is not None})
+        insufficient = [c.failure() for c in checks if c.insufficient]
         measured.update(metrics or {})
+        if insufficient and len(insufficient) == len(failures):  # nothing shown crossed: the data cannot decide
+            failures = [INSUFFICIENT + "; ".join(f.removeprefix(INSUFFICIENT) for f in insufficient)]
         return cls(
             gate=gate,
             passed=not failures,
             reason="; ".join(failures) if failures else ok,
             metrics=measured,
             thresholds={c.name: {c.kind: c.limit} for c in checks if c.limit is not None},
-            details=details or {},
+            details={
+                **(details or {}),
+                **(
+                    {"needed_rows": needed}
+                    if (needed := {c.name: c.needed_rows for c in checks if c.needed_rows})
+                    else {}
+                ),
+            },
         )
 
     def check_lines(self) -> list[str]:
@@ -113,20 +188,40 @@ class GateResult:
             if not isinstance(rule, dict) or len(rule) != 1:
                 lines.append(f"{name}: limit {rule}")
                 continue
-            (kind, limit), value = next(iter(rule.items())), self.metrics.get(name)
-            bound = self.metrics.get(f"{name}_bound")
-            check = Check(
-                name=name,
-                value=value if isinstance(value, int | float) else None,
-                limit=limit if isinstance(limit, int | float) else None,
-                kind=kind,
-                bound=bound if isinstance(bound, int | float) else None,
-            )
+            check = self.check(name)
+            if check is None:
+                continue
             judged = f", judged on its bound {_fmt(check.bound)}" if check.bound is not None else ""
-            sign = "<=" if kind == "max" else ">="
-            verdict = "ok" if check.passed else "FAIL"
-            lines.append(f"{name} = {_fmt(check.value)}{judged}; limit {sign} {_fmt(check.limit)}: {verdict}")
+            sign = "<=" if check.kind == "max" else ">="
+            verdict = "insufficient evidence" if check.insufficient else "ok" if check.passed else "FAIL"
+            lines.append(f"{name} = {check.shown()}{judged}; limit {sign} {_fmt(check.limit)}: {verdict}")
         return lines
+
+    def check(self, name: str) -> Check | None:
+        """The judged check ``name`` as recorded (value, interval, rows, limit), rebuilt from the result."""
+        rule = self.thresholds.get(name)
+        if not isinstance(rule, dict) or len(rule) != 1:
+            return None
+        (kind, limit), value = next(iter(rule.items())), self.metrics.get(name)
+        interval = self.metrics.get(f"{name}_interval")
+        low, high = interval if isinstance(interval, list) and len(interval) == 2 else (None, None)
+
+        def number(v: Any) -> float | None:
+            return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+        rows = self.metrics.get(f"{name}_rows")
+        return Check(
+            name=name,
+            value=number(value),
+            limit=number(limit),
+            kind=kind,
+            bound=number(self.metrics.get(f"{name}_bound")),
+            confidence=number(self.metrics.get(f"{name}_confidence")),
+            low=number(low),
+            high=number(high),
+            rows=int(rows) if isinstance(rows, int) else None,
+            needed_rows=self.details.get("needed_rows", {}).get(name) if isinstance(self.details, dict) else None,
+        )
 
     @classmethod
     def error(cls, gate: str, err: BaseException) -> GateResult:

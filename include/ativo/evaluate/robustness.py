@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ativo.evaluate.intervals import Interval, needed_rows, proportion
 from ativo.evaluate.results import Check, GateResult
 from ativo.spec import ModelSpec
 
@@ -219,27 +220,36 @@ def robustness_gate(spec: ModelSpec, model: ServedModel, split: Split) -> GateRe
     attack = evasion_attack(spec, model, x[: cfg.attack_samples], space)
     cf = counterfactual_flip_rates(spec, model, x)
     worst_attr = max(cf, key=lambda a: cf[a]) if cf else None
+    confidence = spec.gates.confidence
+
+    def rate(name: str, value: float, rows: int, limit: float | None, explain: str) -> Check:
+        """A share of rows, judged on its exact interval over the rows (a row's draws are not independent)."""
+        interval = proportion(round(value * rows), rows, confidence)
+        interval = Interval(value, interval.low, interval.high, rows, confidence)  # the value as measured
+        needed = needed_rows(limit, confidence) if limit is not None else None
+        return Check.bounded(name, interval, limit, "max", explain, needed_rows=needed)
+
     checks = [
-        Check(
+        rate(
             "perturbation_flip_rate",
             flip,
+            len(x),
             cfg.max_flip_rate,
-            "max",
             f"decisions that change under ±{cfg.perturbation:.0%} noise on the numeric features; "
             f"{brittle} alone flips {per_feature.get(brittle, 0):.1%}",
         ),
-        Check(
+        rate(
             "attack_success_rate",
             attack["success_rate"],
+            attack["attacked"],
             cfg.max_attack_success,
-            "max",
             f"rows an evasion attack flips moving no feature more than {cfg.attack_epsilon} standard deviations",
         ),
-        Check(
+        rate(
             "counterfactual_flip_rate",
             cf[worst_attr] if worst_attr else 0.0,
+            len(x),
             cfg.max_counterfactual_flip_rate,
-            "max",
             f"decisions that change when only {worst_attr} changes",
         ),
     ]
