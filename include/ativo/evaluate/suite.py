@@ -362,9 +362,10 @@ def publish(
     if not report["passed"]:
         tags["ativo.rejected"] = "true"
         tags["ativo.rejected_gates"] = ",".join(report["failed_gates"])
+        # tag_version cuts a value at TAG_VALUE_LIMIT
         tags["ativo.rejected_reasons"] = " | ".join(
             f"{g}: {report['gates'][g]['reason']}" for g in report["failed_gates"]
-        )[:4900]
+        )
     from ativo.model.registry import describe_version, record_gates, set_challenger, tag_version
 
     tag_version(spec, settings, v, tags)
