@@ -28,9 +28,10 @@ sys.path.insert(0, str(ROOT))  # tests.support and ativo_dev, from the repositor
 def partition_throughput(rows: int) -> dict:
     from ativo.config import load_settings
     from ativo.data import etl
-    from ativo.data.landing import landing_key, simulate, synthesize, to_csv_bytes
+    from ativo.data.landing import simulate, synthesize, to_csv_bytes
     from ativo.spec import load_spec, parse_spec
     from ativo.store.objects import open_store
+    from ativo.store.prefixes import landing_batch
 
     home = Path(tempfile.mkdtemp(prefix="ativo-bench-etl-"))
     settings = load_settings({**os.environ, "ATIVO_HOME": str(home)})
@@ -53,7 +54,7 @@ def partition_throughput(rows: int) -> dict:
     big_day = dt.date(2026, 3, 1)
     frame = synthesize(big, settings.reference_dir, rows)
     frame[big.data_schema.event_time] = big_day.isoformat()
-    store.put_bytes(landing_key(big.name, big_day), to_csv_bytes(frame))
+    store.put_bytes(landing_batch(big.name, big_day), to_csv_bytes(frame))
     steps = {}
     t = time.perf_counter()
     accepted = etl.validate_landing(big, settings, str(big_day))

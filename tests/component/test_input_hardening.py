@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import delete
 
 from ativo.data import etl, quarantine
-from ativo.data.features import partition_key, to_features, to_parquet_bytes
-from ativo.data.landing import landing_key, reference_records, to_csv_bytes
+from ativo.data.features import to_features, to_parquet_bytes
+from ativo.data.landing import reference_records, to_csv_bytes
 from ativo.data.subjects import partitions_of, record_partitions
 from ativo.data.validation import read_batch
 from ativo.errors import BatchRejected, IntervalNotOver
@@ -24,6 +24,7 @@ from ativo.paging import ALERT_CHARS, post_webhook
 from ativo.spec import load_spec
 from ativo.store.db import get_engine, record_index, utcnow
 from ativo.store.objects import open_store
+from ativo.store.prefixes import lake_partition, landing_batch
 
 DAY = dt.date(2026, 5, 4)  # a clean partition already in the lake
 NEXT = DAY + dt.timedelta(days=1)  # the batch under test
@@ -51,7 +52,7 @@ def _with_source(spec, **changes):
 
 def _land(settings, spec, day, frame_or_bytes):
     data = frame_or_bytes if isinstance(frame_or_bytes, bytes) else to_csv_bytes(frame_or_bytes)
-    open_store(settings).put_bytes(landing_key(spec.name, day), data)
+    open_store(settings).put_bytes(landing_batch(spec.name, day), data)
     return data
 
 
@@ -85,8 +86,8 @@ def assert_quarantined(settings, spec, day, err, data, webhook, *, versioned=Tru
     """The batch is in quarantine with its report and DB row, nothing reached the lake, no version was made, and
     the on-call alert (what the notifier sends for the failed validate task) is bounded and arrives once."""
     store = open_store(settings)
-    assert not store.exists(landing_key(spec.name, day))
-    assert not store.exists(partition_key(spec.name, str(day)))
+    assert not store.exists(landing_batch(spec.name, day))
+    assert not store.exists(lake_partition(spec.name, str(day)))
     [batch_key] = [k for k in store.list(f"quarantine/{spec.name}/{day}") if k.endswith("batch.csv")]
     assert store.get_bytes(batch_key) == data
     report = store.get_bytes(batch_key.replace("batch.csv", "report.json"))
@@ -153,13 +154,13 @@ def test_supersede_rewrites_the_earlier_partition_and_keeps_the_indexes_exact(se
     again = _rows(records, spec, 0, 300, NEXT).iloc[moved].assign(age=77)  # corrected rows, delivered again
     _land(settings, sup, NEXT, pd.concat([_rows(records, spec, 300, 600, NEXT), again], ignore_index=True))
     result = etl.run_interval(sup, settings, str(NEXT))
-    day_uri = store.uri(partition_key(spec.name, str(DAY)))
+    day_uri = store.uri(lake_partition(spec.name, str(DAY)))
     assert result["written"]["superseded"] == [{"partition": str(DAY), "rows": 3, "partition_uri": day_uri}]
     assert result["written"]["superseded_rows"] == 3 and result["written"]["rows"] == 303
     assert result["version"]["tag"] == "adult_income-v0002" and result["version"]["created"] is True
     # DAY now holds exactly what its batch without those records gives, byte for byte
     without, _ = read_batch(to_csv_bytes(first.drop(index=moved)), sup)
-    assert store.get_bytes(partition_key(spec.name, str(DAY))) == to_parquet_bytes(to_features(without, sup))
+    assert store.get_bytes(lake_partition(spec.name, str(DAY))) == to_parquet_bytes(to_features(without, sup))
     ids, subjects = again["record_id"].tolist(), again["customer_id"].tolist()
     assert (etl.read_partition(sup, settings, str(NEXT)).set_index("record_id").loc[ids, "age"] == 77).all()
     assert record_partitions(engine, spec.name, ids) == dict.fromkeys(ids, str(NEXT))
@@ -230,7 +231,7 @@ def test_an_interval_that_has_not_ended_is_refused_and_nothing_moves(settings, s
     _land(settings, spec, today, _rows(records, spec, 0, 300, today))
     with pytest.raises(IntervalNotOver, match=r"ends at .* later than now .*a backfill can run it once it has ended"):
         etl.validate_landing(spec, settings, str(today))
-    assert store.exists(landing_key(spec.name, today)) and store.list("quarantine") == [] and store.list("lake") == []
+    assert store.exists(landing_batch(spec.name, today)) and store.list("quarantine") == [] and store.list("lake") == []
 
 
 def test_the_etl_dag_refuses_a_run_whose_interval_has_not_ended(monkeypatch, spec):
@@ -277,7 +278,7 @@ def test_two_batches_validated_together_cannot_both_claim_a_record_id(settings, 
     with pytest.raises(BatchRejected, match=r"10 id\(s\) already in partition\(s\) 2026-05-05.*concurrent run"):
         etl.write_features(spec, settings, str(third), ok_b["sha256"])
     store = open_store(settings)
-    assert not store.exists(partition_key(spec.name, str(third)))  # nothing of b reached the lake
+    assert not store.exists(lake_partition(spec.name, str(third)))  # nothing of b reached the lake
     assert set(
         record_partitions(get_engine(settings.db_url), spec.name, b[spec.data_schema.record_id].tolist()).values()
     ) <= {str(NEXT)}

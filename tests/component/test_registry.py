@@ -4,10 +4,10 @@ import multiprocessing as mp
 import subprocess
 from pathlib import Path
 
-from ativo.data.features import partition_key
 from ativo.data.versioning import DatasetRegistry
 from ativo.store.db import get_engine
 from ativo.store.objects import ObjectStore
+from ativo.store.prefixes import lake_partition
 
 
 def _write(store: ObjectStore, day: str, payload: bytes) -> None:
@@ -18,7 +18,7 @@ def _write(store: ObjectStore, day: str, payload: bytes) -> None:
 
     buf = io.BytesIO()
     pq.write_table(pa.table({"record_id": [day], "payload": [payload.decode()]}), buf)
-    store.put_bytes(partition_key("demo", day), buf.getvalue())
+    store.put_bytes(lake_partition("demo", day), buf.getvalue())
 
 
 def test_versions_are_created_only_when_the_lake_changes(tmp_path):

@@ -90,9 +90,10 @@ def land_dataset(
         rows: instead of the reference data, this many rows resampled from it (fresh ids), 16,000 a day.
     """
     from ativo.data.etl import run_interval
-    from ativo.data.landing import landing_key, simulate, synthesize, to_csv_bytes
+    from ativo.data.landing import simulate, synthesize, to_csv_bytes
     from ativo.spec import get_spec
     from ativo.store.objects import open_store
+    from ativo.store.prefixes import landing_batch
 
     spec = get_spec(spec_name, settings.specs_dir)
     start = dt.date(2026, 1, 1)
@@ -104,7 +105,7 @@ def land_dataset(
             batch = df.iloc[i * 16_000 : (i + 1) * 16_000].copy()
             day = start + dt.timedelta(days=i)
             batch[spec.data_schema.event_time] = day.isoformat()
-            store.put_bytes(landing_key(spec.name, day), to_csv_bytes(batch))
+            store.put_bytes(landing_batch(spec.name, day), to_csv_bytes(batch))
     else:
         simulate(spec, store, settings.reference_dir, start, days)
     tag = ""

@@ -54,17 +54,17 @@ def spread_subject(store: ObjectStore, spec: ModelSpec, days: Sequence[dt.date])
     """
     import pandas as pd
 
-    from ativo.data.landing import landing_key
+    from ativo.store.prefixes import landing_batch
 
     sid = spec.data_schema.subject
     frames = {
-        d: pd.read_csv(io.BytesIO(store.get_bytes(landing_key(spec.name, d))), dtype=str, keep_default_na=False)
+        d: pd.read_csv(io.BytesIO(store.get_bytes(landing_batch(spec.name, d))), dtype=str, keep_default_na=False)
         for d in days
     }
     subject = frames[days[0]][sid].iloc[0]
     for d in days[1:]:
         frames[d].loc[frames[d].index[:2], sid] = subject
-        store.put_bytes(landing_key(spec.name, d), frames[d].to_csv(index=False).encode())
+        store.put_bytes(landing_batch(spec.name, d), frames[d].to_csv(index=False).encode())
     return str(subject)
 
 

@@ -10,26 +10,11 @@ import io
 from typing import TYPE_CHECKING
 
 from ativo.spec import ModelSpec
-from ativo.store import prefixes
 
 if TYPE_CHECKING:
     import pandas as pd
 
 LABEL = "label"
-
-
-def partition_key(spec_name: str, partition: str) -> str:
-    """Object key of a lake partition (:func:`ativo.store.prefixes.lake_partition`; ``partition`` is its date)."""
-    return prefixes.lake_partition(spec_name, partition)
-
-
-PARTITION_KEY = prefixes.LAKE_PARTITION
-"""A lake partition's object key; group 1 is its date (:data:`ativo.store.prefixes.LAKE_PARTITION`)."""
-
-
-def lake_prefix(spec_name: str) -> str:
-    """Object prefix of a spec's lake (:func:`ativo.store.prefixes.lake`)."""
-    return prefixes.lake(spec_name)
 
 
 def to_features(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:

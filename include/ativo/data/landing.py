@@ -59,11 +59,6 @@ class Landed:
     notes: list[str]
 
 
-def landing_key(spec_name: str, day: dt.date) -> str:
-    """Object key of a day's landing batch (:func:`ativo.store.prefixes.landing_batch`)."""
-    return prefixes.landing_batch(spec_name, day)
-
-
 def forget(store: ObjectStore, spec: ModelSpec, needles: Needles) -> Forgotten:
     """Remove the lines of erased subjects from every landing batch of ``spec`` (an erasure).
 
@@ -246,7 +241,7 @@ def land_file(spec: ModelSpec, store: ObjectStore, path: Path, day: dt.date, *, 
             notes.append(f"still missing: {', '.join(missing)} (validation will quarantine the batch)")
         data = to_csv_bytes(shaped[[c for c in schema.columns if c in shaped.columns]])
         rows = len(shaped)
-    key = landing_key(spec.name, day)
+    key = prefixes.landing_batch(spec.name, day)
     if store.exists(key):
         if store.get_bytes(key) == data:
             notes.append("the same batch was already landed for that day: nothing changed")
@@ -356,7 +351,7 @@ def simulate(
             batch = apply_drift(batch, spec)
         broken = malformed.get(day)
         data = corrupt(batch, spec, broken) if broken else to_csv_bytes(batch)
-        key = landing_key(spec.name, day)
+        key = prefixes.landing_batch(spec.name, day)
         store.put_bytes(key, data)
         landed.append(LandedBatch(day=day, key=key, rows=len(batch), malformed=broken, drifted=drifted))
     return landed
