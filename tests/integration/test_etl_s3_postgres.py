@@ -71,10 +71,10 @@ def test_etl_dag_on_s3_and_postgres(airflow_db, s3_settings, s3_bucket, spec, re
 
 
 def _acquire_index(url: str, part: str) -> int:
-    from ativo.data.subjects import index_partition
+    from ativo.data.subjects import index_partitions
     from ativo.store.db import get_engine
 
-    return index_partition(get_engine(url), "spec", part, [f"s{i}" for i in range(200)])
+    return index_partitions(get_engine(url), "spec", {part: [f"s{i}" for i in range(200)]}, {})[part]
 
 
 def test_subject_index_concurrent_writers_on_postgres(postgres_url):

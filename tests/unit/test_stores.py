@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from ativo.data.subjects import index_partition, partitions_of
+from ativo.data.subjects import index_partitions, partitions_of
 from ativo.store.db import get_engine, subject_index
 from ativo.store.objects import ObjectStore
 
@@ -34,10 +34,10 @@ def test_object_store_rejects_unknown_scheme():
 
 def test_subject_index_replaces_a_partition_atomically(tmp_path):
     engine = get_engine(f"sqlite:///{tmp_path / 'p.db'}")
-    assert index_partition(engine, "s", "2026-01-01", ["a", "b", "a"]) == 2
-    index_partition(engine, "s", "2026-01-02", ["a"])
+    assert index_partitions(engine, "s", {"2026-01-01": ["a", "b", "a"]}, {}) == {"2026-01-01": 2}
+    index_partitions(engine, "s", {"2026-01-02": ["a"]}, {})
     assert partitions_of(engine, "s", "a") == ["2026-01-01", "2026-01-02"]
-    index_partition(engine, "s", "2026-01-01", ["c"])  # a re-run with other rows replaces, never appends
+    index_partitions(engine, "s", {"2026-01-01": ["c"]}, {})  # a re-run with other rows replaces, never appends
     assert partitions_of(engine, "s", "a") == ["2026-01-02"]
     with engine.connect() as conn:
         rows = conn.execute(select(subject_index.c.rows).where(subject_index.c.subject_id == "c")).scalars().all()

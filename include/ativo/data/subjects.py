@@ -16,22 +16,6 @@ from ativo.store.db import lock, record_index, subject_index
 _CHUNK = 500  # ids per IN (...) query: far below SQLite's and PostgreSQL's parameter limits
 
 
-def index_partition(engine: Engine, spec: str, partition: str, subjects: Iterable[str]) -> int:
-    """Replace the index entries of one partition with the given subjects, in one transaction.
-
-    Returns:
-        How many distinct subjects the partition holds.
-    """
-    counts = Counter(subjects)
-    rows = [{"spec": spec, "subject_id": s, "partition": partition, "rows": n} for s, n in sorted(counts.items())]
-    with engine.begin() as conn:
-        lock(conn, f"subject_index/{spec}/{partition}")  # concurrent re-runs of one partition take turns
-        conn.execute(delete(subject_index).where(subject_index.c.spec == spec, subject_index.c.partition == partition))
-        if rows:
-            conn.execute(insert(subject_index), rows)
-    return len(rows)
-
-
 def partitions_of(engine: Engine, spec: str, subject_id: str) -> list[str]:
     """Partitions holding rows about ``subject_id``, sorted."""
     with engine.connect() as conn:

@@ -255,11 +255,6 @@ class DatasetRegistry:
             self._git("commit", "--quiet", "-m", "registry initialised")
         self._configure_remote()
 
-    def ensure(self) -> None:
-        """Create the registry (git init, dvc init, remote) if it does not exist yet."""
-        with self.locked():
-            self._ensure()
-
     # -- versions -------------------------------------------------------------------------------------------
     def _tags(self, spec: str) -> list[tuple[int, str]]:
         out = self._git("tag", "--list", f"{spec}-v*")
