@@ -432,7 +432,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     from ativo.monitor.decide import history
     from ativo.naming import reconcile_dag_id
     from ativo.store.db import get_engine
-    from ativo.train.runs import open_episodes
+    from ativo.store.episodes import open_episodes
 
     settings = load_settings()
     spec = _spec(args, settings)
