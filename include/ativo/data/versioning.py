@@ -494,12 +494,16 @@ class DatasetRegistry:
             return {}
         return redaction_map(self.engine)
 
-    def resolved(self, version: DatasetVersion) -> list[tuple[str, str, int]]:
+    def resolved(
+        self, version: DatasetVersion, mapping: dict[str, tuple[str, int]] | None = None
+    ) -> list[tuple[str, str, int]]:
         """(path, md5 to read, rows erased from it) per file of a version, through the redaction map.
 
-        An object redacted twice (two erasures) resolves through both.
+        An object redacted twice (two erasures) resolves through both. ``mapping``: the map read already (by a caller
+        resolving several versions), else it is read now.
         """
-        mapping = self.redactions()
+        if mapping is None:
+            mapping = self.redactions()
         out = []
         for rel, md5 in self.manifest(version):
             removed, seen = 0, set()
@@ -559,8 +563,9 @@ class DatasetRegistry:
         wanted = set(subjects)
         seen: dict[str, int] = {}
         out = ObjectsHeld()
+        mapping = self.redactions()  # once: every version resolves through the same map
         for version in versions_of(engine, spec):
-            for rel, md5, _ in self.resolved(version):
+            for rel, md5, _ in self.resolved(version, mapping):
                 if not rel.endswith(".parquet"):
                     continue
                 if md5 not in seen:
