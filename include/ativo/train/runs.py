@@ -25,7 +25,6 @@ from typing import Any
 from sqlalchemy import Engine
 
 from ativo.store import episodes
-from ativo.store.episodes import open_episodes
 from ativo.train import claims
 
 __all__ = [
@@ -36,7 +35,6 @@ __all__ = [
     "RunRequest",
     "close_run",
     "missing_run",
-    "open_episodes",  # ativo.cli imports it from here
     "open_run",
     "release_failed_run",
 ]
