@@ -217,14 +217,16 @@ def _cmd_budget_status(args: argparse.Namespace) -> int:
         return 0
     if not rows:
         print("no budgets set and nothing spent yet (ativo budget set TEAM --limit-usd N)")
+    from ativo.compute.budget import usd
+
     for r in rows:
         if r["limit_usd"] is None:
-            print(f"{r['team']:16s} {r['period']}  spent {r['settled_usd']:.2f} USD  (no budget set: unlimited)")
+            print(f"{r['team']:16s} {r['period']}  spent {usd(r['settled_usd'])} USD  (no budget set: unlimited)")
             continue
         print(
-            f"{r['team']:16s} {r['period']}  spent {r['settled_usd']:.2f} of {r['limit_usd']:.2f} USD "
-            f"({r['used_pct']:.1f} %), reserved {r['reserved_usd']:.2f}, available {r['available_usd']:.2f}, "
-            f"erasure reserve {r['erasure_reserve_usd']:.2f}, policy {r['policy']}, resets {r['resets_on']}"
+            f"{r['team']:16s} {r['period']}  spent {usd(r['settled_usd'])} of {usd(r['limit_usd'])} USD "
+            f"({r['used_pct']:.1f} %), reserved {usd(r['reserved_usd'])}, available {usd(r['available_usd'])}, "
+            f"erasure reserve {usd(r['erasure_reserve_usd'])}, policy {r['policy']}, resets {r['resets_on']}"
         )
     return 0
 

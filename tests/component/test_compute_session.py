@@ -71,7 +71,7 @@ def test_refused_reservation_names_the_budget_and_leaves_no_lease(env, spec):
     with pytest.raises(BudgetExceeded) as err:
         ComputeSession(spec2, settings, task_key="k", holder="h1", devices=1).__enter__()
     msg = str(err.value)
-    assert "budget 't3'" in msg and "0.00 of 0.50 USD" in msg and "needs about 6.00 USD" in msg
+    assert "budget 't3'" in msg and "0.00 of 0.50 USD" in msg and "reserves up to 6.00 USD" in msg
     assert "ativo budget set t3" in msg and err.value.resets_on.day == 1
     assert LeaseManager(get_engine(settings.db_url), devices=1).list() == []  # the GPU went back at once
 
@@ -144,12 +144,30 @@ def test_thresholds_alert_once_per_period(env, spec):
 
     run(60)  # 0.60 USD, 30 %
     run(60)  # 1.20 USD, 60 %: crosses 50
-    run(90)  # 2.10 USD, 105 %: crosses 80 and 100
+    run(90)  # ran past its reservation: charged the 0.60 USD it reserved, not 0.90; 1.80 USD, 90 %: crosses 80
+    assert ledger.status("t6")["settled_usd"] == pytest.approx(1.80)
     with pytest.raises(BudgetExceeded):
-        run(60)
+        run(60)  # another 0.60 would pass the limit: never admitted
     ledger.set_budget("t6", limit_usd=3.0)
-    run(6)  # 2.16 of 3.00 USD (72 %): nothing new this period
-    assert alerts == [[50], [80, 100]]
+    run(6)  # 1.86 of 3.00 USD (62 %): nothing new this period
+    assert alerts == [[50], [80]] and ledger.status("t6")["used_pct"] < 100
+
+
+def test_the_session_says_when_its_reservation_is_spent(env, spec):
+    from ativo.compute.session import current
+
+    settings, _ = env
+    spec2 = with_compute(spec, team="t9", execution_timeout_minutes=1)  # reserves 60 s × 0.01 USD/s = 0.60 USD
+    clock = FakeClock()
+    assert current() is None
+    with ComputeSession(spec2, settings, task_key="k9", holder="h", clock=clock) as cs:
+        assert current() is cs and cs.reserved_s == pytest.approx(60) and not cs.exhausted()
+        clock.advance(59)
+        assert cs.remaining_s() == pytest.approx(1) and not cs.exhausted()
+        clock.advance(1)
+        assert cs.exhausted()  # the work stops here: it has run for all it reserved
+        clock.advance(30)  # it did not stop at once: still charged no more than it reserved
+    assert current() is None and cs.outcome.seconds == 90 and cs.outcome.cost_usd == pytest.approx(0.60)
 
 
 def _hold_and_sleep(home: str, prices: str, db_url: str, ready) -> None:  # runs in a spawned process

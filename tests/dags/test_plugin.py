@@ -41,7 +41,7 @@ def test_metrics_endpoint_serves_budgets_and_leases_from_the_platform_db(ativo_h
     ledger = Ledger(engine, {"cpu": 3.6})
     ledger.set_budget("risk", limit_usd=10)
     reservation = ledger.reserve(
-        team="risk", spec="s", task_key="t", estimate_usd=0.5, resource="cpu", timeout=dt.timedelta(hours=1)
+        team="risk", spec="s", task_key="t", estimate_usd=2.5, resource="cpu", timeout=dt.timedelta(hours=1)
     )
     LeaseManager(engine, devices=2, host="gpu-node-7").acquire("trial-9")
     with TestClient(api) as client:
@@ -67,7 +67,7 @@ def test_metrics_endpoint_serves_budgets_and_leases_from_the_platform_db(ativo_h
         {  # reserved while the task runs, nothing settled yet
             **fixed,
             ("ativo_budget_spent_usd", team): 0.0,
-            ("ativo_budget_reserved_usd", team): 0.5,
+            ("ativo_budget_reserved_usd", team): 2.5,
             ("ativo_budget_used_ratio", team): 0.0,
         },
         rel=1e-9,

@@ -1,17 +1,20 @@
 """Budgets and the spend ledger: reserve before running, settle after, release on failure.
 
 A team has a monthly limit in USD and a protected reserve that only erasure work may spend, so a spent budget
-never blocks a legal obligation. A task reserves its estimated cost first (from the history of the same task,
+never blocks a legal obligation. A task reserves a bound on its cost first (twice the most its last runs cost,
 capped by its execution timeout); if that would pass the limit it is refused with a message naming the budget,
-what is spent, the limit, the estimate and when the period resets. A reservation lives as long as its holder renews
-it (a dead holder's expires); a settled entry records the actual cost (seconds × price × slots). Crossing
+what is spent, the limit, the reservation and when the period resets. The reservation is a ceiling, not a guess:
+the task is stopped when it has run for what it reserved (:meth:`ativo.compute.session.ComputeSession.exhausted`:
+a trial is pruned there), and it settles at most what it reserved, so settled spend never passes the limit however
+many processes reserve at once. A reservation lives as long as its holder renews it (a dead holder's expires); a
+settled entry records the seconds run and their cost (seconds × price × slots, at most the reservation). Crossing
 50/80/100 % of the limit is reported once per period.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import statistics
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +27,23 @@ from ativo.store.db import budget_alerts, budgets, lock, spend_ledger, utcnow
 
 THRESHOLDS = (50, 80, 100)
 POLICIES = ("fail", "defer")
+HEADROOM = 2.0
+"""A reservation is this many times the most the task's recent runs cost: room for a slower run on shared cores
+(3.7 times the median was measured on 2 cores), and still a bound it is stopped at."""
+
+
+def usd(amount: float | None) -> str:
+    """An amount of USD with the precision its size needs: cents from a dollar up, four significant digits below.
+
+    At least two decimals (``0.50``, ``0.0203``, ``0.000072``): two amounts a user compares never round alike.
+    """
+    if amount is None:
+        return "n/a"
+    if amount == 0 or abs(amount) >= 1:
+        return f"{amount:,.2f}"
+    decimals = max(2, 3 - math.floor(math.log10(abs(amount))))
+    text = f"{amount:.{decimals}f}".rstrip("0")
+    return text + "0" * (2 - len(text.split(".")[1]))
 
 
 class BudgetExceeded(AtivoError):
@@ -42,10 +62,10 @@ class BudgetExceeded(AtivoError):
     ) -> None:
         self.team, self.period, self.spent, self.reserved = team, period, spent, reserved
         self.limit, self.estimate, self.resets_on, self.policy = limit, estimate, resets_on, policy
-        running = f", {reserved:.2f} reserved by running tasks" if reserved else ""
+        running = f", {usd(reserved)} reserved by running tasks" if reserved else ""
         super().__init__(
-            f"budget '{team}' is spent: {spent:.2f} of {limit:.2f} USD this month ({period}){running}; "
-            f"this task needs about {estimate:.2f} USD; raise the limit (ativo budget set {team} --limit-usd …) "
+            f"budget '{team}' is spent: {usd(spent)} of {usd(limit)} USD this month ({period}){running}; "
+            f"this task reserves up to {usd(estimate)} USD; raise the limit (ativo budget set {team} --limit-usd …) "
             f"or wait for {resets_on.isoformat()}"
         )
 
@@ -257,9 +277,10 @@ class Ledger:
         return out
 
     def estimate(self, task_key: str, resource: str, slots: int, timeout: dt.timedelta, history: int = 5) -> float:
-        """Expected cost of a task: the median of its last settled runs, capped by its execution timeout.
+        """What a task reserves: :data:`HEADROOM` times the most its last settled runs cost, capped by its timeout.
 
-        The median, not the mean: a cold first run or a trial pruned early says little about the next one.
+        A bound, not a guess: the task is stopped when it has run that long, and settles at most that. With no
+        history, the whole execution timeout.
         """
         cap = timeout.total_seconds() / 3600 * self.price(resource) * slots
         with self.engine.connect() as conn:
@@ -273,7 +294,7 @@ class Ledger:
                 .scalars()
                 .all()
             )
-        return min(statistics.median(recent), cap) if recent else cap
+        return min(HEADROOM * max(recent), cap) if recent else cap
 
     def reserve(
         self,
@@ -344,16 +365,17 @@ class Ledger:
         return Reservation(id=int(rid), team=team, estimate_usd=estimate_usd, period=period)
 
     def settle(self, reservation: Reservation, seconds: float) -> tuple[float, list[int]]:
-        """Record the actual cost of a finished task.
+        """Record the cost of a finished task: what its seconds cost, at most what it reserved.
 
         Returns:
-            (actual USD, thresholds in % newly crossed this period — each is returned once per period).
+            (USD charged, thresholds in % newly crossed this period — each is returned once per period).
         """
         now = self.clock()
         with self.engine.begin() as conn:
             lock(conn, f"budget/{reservation.team}")
             row = conn.execute(select(spend_ledger).where(spend_ledger.c.id == reservation.id)).mappings().one()
-            actual = seconds / 3600 * self.price(row["resource"]) * row["slots"]
+            ran = seconds / 3600 * self.price(row["resource"]) * row["slots"]
+            actual = min(ran, float(row["estimate_usd"]))  # the reservation admitted it: the limit holds
             conn.execute(
                 update(spend_ledger)
                 .where(spend_ledger.c.id == reservation.id)

@@ -9,8 +9,12 @@
 On entry it places the work (a GPU lease bound to ``CUDA_VISIBLE_DEVICES``, or the CPU when the spec says so or
 falls back) and reserves the estimated cost; a heartbeat thread keeps the lease and the reservation alive while the
 work runs, so a holder that is SIGKILLed loses both at expiry. On a clean exit the actual cost
-(seconds × price × slots) is settled and newly crossed 50/80/100 % thresholds are reported; on an exception the
-reservation is released and nothing is charged.
+(seconds × price × slots, at most the reservation) is settled and newly crossed 50/80/100 % thresholds are
+reported; on an exception the reservation is released and nothing is charged.
+
+The reservation is the most the work may cost: :func:`current` is the session the calling thread runs in, and its
+:meth:`ComputeSession.exhausted` says when the work has run for what it reserved, for the work to stop there (a
+trial's boosting loop checks it every round and is pruned).
 """
 
 from __future__ import annotations
@@ -20,18 +24,27 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine
 
-from ativo.compute.budget import BudgetExceeded, Ledger, Reservation
+from ativo.compute.budget import BudgetExceeded, Ledger, Reservation, usd
 from ativo.compute.leases import Lease, LeaseManager, NoDeviceAvailable
 from ativo.config import Settings
 from ativo.spec import ModelSpec
 from ativo.store.db import get_engine, utcnow
 
 log = logging.getLogger(__name__)
+
+_CURRENT: ContextVar[ComputeSession | None] = ContextVar("ativo_compute_session", default=None)
+
+
+def current() -> ComputeSession | None:
+    """The compute session the calling thread's work runs in (None outside one)."""
+    return _CURRENT.get()
+
 
 AlertHook = Callable[[str, list[int], dict[str, Any]], None]
 """Called with (team, thresholds newly crossed, budget status) after a settlement crosses a threshold."""
@@ -145,6 +158,7 @@ class ComputeSession:
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
         self._cuda_before: str | None = None
+        self._token: Token[ComputeSession | None] | None = None
 
     @property
     def timeout(self) -> dt.timedelta:
@@ -152,8 +166,28 @@ class ComputeSession:
         return dt.timedelta(minutes=self.spec.compute.execution_timeout_minutes)
 
     def estimate(self, resource: str, slots: int) -> float:
-        """Expected cost of this task (history of ``task_key``, capped by the timeout)."""
+        """What this task reserves (a bound from the history of ``task_key``, capped by the timeout)."""
         return self.ledger.estimate(self.task_key, resource, slots, self.timeout)
+
+    @property
+    def reserved_s(self) -> float | None:
+        """How long the work may run on what it reserved (None before the reservation, or at a price of 0)."""
+        if self.reservation is None or self.placement is None:
+            return None
+        per_second = self.ledger.price(self.placement.resource) * self.placement.slots / 3600
+        return self.reservation.estimate_usd / per_second if per_second > 0 else None
+
+    def remaining_s(self) -> float | None:
+        """Seconds left of the reservation (negative once passed; None when unbounded)."""
+        reserved = self.reserved_s
+        if reserved is None or self.started_at is None:
+            return None
+        return reserved - (self.clock() - self.started_at).total_seconds()
+
+    def exhausted(self) -> bool:
+        """Whether the work has run for all it reserved: it must stop now (it will be charged no more)."""
+        left = self.remaining_s()
+        return left is not None and left <= 0
 
     def __enter__(self) -> ComputeSession:
         compute = self.spec.compute
@@ -180,13 +214,16 @@ class ComputeSession:
         self.started_at = self.started_at or self.clock()
         self._beat = threading.Thread(target=self._heartbeat, name=f"ativo-heartbeat-{self.holder}", daemon=True)
         self._beat.start()
+        self._token = _CURRENT.set(self)
+        reserved = self.reserved_s
         log.info(
-            "compute: %s on %s, reserved %.4f USD of budget '%s' (reservation %d)",
+            "compute: %s on %s, reserved %s USD of budget '%s' (reservation %d: at most %s)",
             self.holder,
             self.placement.note or self.placement.device,
-            self.reservation.estimate_usd,
+            usd(self.reservation.estimate_usd),
             compute.team,
             self.reservation.id,
+            f"{reserved:.1f} s" if reserved is not None else "unbounded",
         )
         return self
 
@@ -221,6 +258,9 @@ class ComputeSession:
             self._leases().release(self.placement.lease)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self._token is not None:
+            _CURRENT.reset(self._token)
+            self._token = None
         self._stop.set()
         if self._beat is not None:
             self._beat.join(timeout=10)
@@ -230,7 +270,8 @@ class ComputeSession:
             if exc_type is None:
                 cost, crossed = self.ledger.settle(self.reservation, seconds)
                 self.outcome = Outcome(seconds=seconds, cost_usd=cost, crossed=crossed)
-                log.info("compute: %s ran %.2f s, settled %.6f USD", self.holder, seconds, cost)
+                capped = "" if cost < self.reservation.estimate_usd else " (all it reserved: the most it may cost)"
+                log.info("compute: %s ran %.2f s, settled %s USD%s", self.holder, seconds, usd(cost), capped)
                 if crossed and self.on_alert is not None:
                     self.on_alert(self.reservation.team, crossed, self.ledger.status(self.reservation.team))
             else:

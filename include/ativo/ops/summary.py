@@ -115,9 +115,12 @@ def render(summary: dict[str, Any]) -> str:
     if not summary.get("models"):
         lines.append("  registered models:  none yet")
     if budget := summary.get("budget"):
-        limit = f"of {budget['limit_usd']:.2f} USD" if budget["limit_usd"] is not None else "USD (no limit set)"
+        from ativo.compute.budget import usd
+
+        limit = f"of {usd(budget['limit_usd'])} USD" if budget["limit_usd"] is not None else "USD (no limit set)"
+        used = f" ({budget['used_pct']:.1f} %)" if budget.get("used_pct") is not None else ""
         lines.append(
-            f"  compute spend:      {budget['settled_usd']:.4f} {limit} this month, team '{budget['team']}' "
+            f"  compute spend:      {usd(budget['settled_usd'])} {limit}{used} this month, team '{budget['team']}' "
             "(ativo budget status)"
         )
     return "\n".join(lines)
