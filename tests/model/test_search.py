@@ -80,3 +80,30 @@ def test_same_slot_and_history_give_the_same_parameters(tmp_path):
         create_study(spec, url, "s")
         params.append([run_trial(spec, url, "s", split, slot=slot, threads=1)[0]["params"] for slot in range(3)])
     assert params[0] == params[1]
+
+
+def test_a_trial_stops_where_its_budget_reservation_ends_and_is_charged_no_more(ativo_home, monkeypatch):
+    import datetime as dt
+
+    from ativo.compute.budget import Ledger
+    from ativo.compute.session import ComputeSession
+    from ativo.config import load_settings
+    from ativo.store.db import get_engine, utcnow
+
+    spec, split = _small_split()
+    spec = spec.model_copy(update={"compute": spec.compute.model_copy(update={"execution_timeout_minutes": 1})})
+    settings = load_settings()
+    get_engine(settings.db_url)  # the platform DB, at head
+    create_study(spec, settings.db_url, "adult_income/budget")
+    start = utcnow()
+
+    def fast() -> dt.datetime:  # a minute of this clock passes in 60 ms: the 60 s reservation runs out mid-training
+        return start + (utcnow() - start) * 1000
+
+    with ComputeSession(spec, settings, task_key="adult_income.trial", holder="h", clock=fast) as cs:
+        result, model = run_trial(spec, settings.db_url, "adult_income/budget", split, threads=1)
+    assert result["state"] == "pruned" and model is None
+    assert "it has run for all its budget reservation of 60.0 s" in result["reason"]
+    assert cs.outcome.seconds > 60 and cs.outcome.cost_usd == pytest.approx(cs.reservation.estimate_usd, abs=1e-6)
+    status = Ledger(get_engine(settings.db_url), settings.prices).status(spec.compute.team)
+    assert status["settled_usd"] == pytest.approx(cs.reservation.estimate_usd, abs=1e-6)

@@ -147,6 +147,27 @@ def _pruning_callback(trial: Any) -> Any:
     return ReportAndPrune()
 
 
+def _budget_callback(session: Any) -> Any:
+    """Stop the trial (pruned) at the round where it has run for all its compute session reserved.
+
+    It is charged no more than that, so its team's limit holds (:mod:`ativo.compute.budget`).
+    """
+    import xgboost as xgb
+
+    optuna = _optuna()
+
+    class StopAtReservation(xgb.callback.TrainingCallback):
+        def after_iteration(self, model: Any, epoch: int, evals_log: dict[str, Any]) -> bool:
+            if session.exhausted():
+                raise optuna.TrialPruned(
+                    f"stopped at round {epoch}: it has run for all its budget reservation of "
+                    f"{session.reserved_s:.1f} s (team '{session.spec.compute.team}'), the most it may cost"
+                )
+            return False
+
+    return StopAtReservation()
+
+
 def run_trial(
     spec: ModelSpec,
     storage_url: str,
@@ -182,7 +203,11 @@ def run_trial(
     params = suggest(trial, spec.model.search.space)
     if on_ask is not None:
         on_ask(trial, params)
-    callbacks = [_pruning_callback(trial)] if spec.model.search.pruning and fitter is None else None
+    from ativo.compute.session import current
+
+    callbacks = [_pruning_callback(trial)] if spec.model.search.pruning and fitter is None else []
+    if fitter is None and (session := current()) is not None and session.reserved_s is not None:
+        callbacks.append(_budget_callback(session))
     try:
         if fitter is not None:
             model = fitter(params)
@@ -190,7 +215,7 @@ def run_trial(
                 trial.report(float(model.curve[epoch]), epoch)
         else:
             assert split is not None
-            model = fit(spec, split, device=device, overrides=params, callbacks=callbacks, threads=threads)
+            model = fit(spec, split, device=device, overrides=params, callbacks=callbacks or None, threads=threads)
     except optuna.TrialPruned as pruned:
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         return {
