@@ -16,6 +16,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -78,21 +79,20 @@ def partition_throughput(rows: int) -> dict:
 
 
 def backfill_30d() -> dict:
-    home = Path(tempfile.mkdtemp(prefix="ativo-bench-backfill-"))
-    os.environ.update(
-        {
-            "ATIVO_HOME": str(home),
-            "ATIVO_AIRFLOW_PORT": "8180",
-            "ATIVO_MLFLOW_PORT": "5100",
-            "ATIVO_ALERT_PORT": "8199",
-            "ATIVO_PG_PORT": "15433",
-        }
-    )
     from ativo import naming
-    from ativo.config import load_settings
     from ativo_dev import lifecycle, supervisor
+    from tests.support.harness import isolated_platform
 
-    settings = load_settings()
+    root = Path(tempfile.mkdtemp(prefix="ativo-bench-backfill-"))
+    root.chmod(0o711)  # the embedded PostgreSQL runs as an unprivileged user when this runs as root (as CI does)
+    with isolated_platform(root / "home", database="postgres") as settings:  # free loopback ports, stopped at exit
+        try:
+            return _backfill(settings, naming, lifecycle, supervisor)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _backfill(settings, naming, lifecycle, supervisor) -> dict:
     t0 = time.perf_counter()
     try:
         api = supervisor.start_services(

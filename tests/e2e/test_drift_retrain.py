@@ -127,7 +127,7 @@ def test_drifted_traffic_is_detected_and_retrains_a_new_challenger(
     assert states(held) == {"judge_window": "success", "announce_drift": "skipped"}
     run = history(engine, spec.name)[0]
     assert run["decision"] == "held_budget" and f"budget '{spec.compute.team}' is spent" in run["decision_reason"]
-    assert "a retraining needs about" in run["decision_reason"]
+    assert f"a retraining of {spec.model.search.n_trials} trials reserves up to" in run["decision_reason"]
     [page] = [p["ativo"] for p in pages[before:]]
     assert page["kind"] == "drift_held" and page["decision"] == "held_budget" and page["report"] == run["report_uri"]
     assert open_episodes(engine, spec.name) == [] and len(asset_events(f"x-ativo://drift/{spec.name}")) == 1

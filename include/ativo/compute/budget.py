@@ -59,13 +59,15 @@ class BudgetExceeded(AtivoError):
         estimate: float,
         resets_on: dt.date,
         policy: str,
+        *,
+        asking: str = "this task reserves up to",
     ) -> None:
         self.team, self.period, self.spent, self.reserved = team, period, spent, reserved
         self.limit, self.estimate, self.resets_on, self.policy = limit, estimate, resets_on, policy
         running = f", {usd(reserved)} reserved by running tasks" if reserved else ""
         super().__init__(
             f"budget '{team}' is spent: {usd(spent)} of {usd(limit)} USD this month ({period}){running}; "
-            f"this task reserves up to {usd(estimate)} USD; raise the limit (ativo budget set {team} --limit-usd …) "
+            f"{asking} {usd(estimate)} USD; raise the limit (ativo budget set {team} --limit-usd …) "
             f"or wait for {resets_on.isoformat()}"
         )
 

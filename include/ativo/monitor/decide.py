@@ -250,8 +250,8 @@ def decide(
 def retraining_budget(spec: ModelSpec, settings: Settings) -> str | None:
     """Why the spec's team cannot pay for the search a retraining runs now (None: it can).
 
-    The estimate is the spec's ``n_trials`` times a trial's (the median of its recent settled cost, capped by the
-    execution timeout), against the team's headroom (:func:`ativo.compute.budget.room_for`).
+    What it needs is the spec's ``n_trials`` times what a trial reserves (:meth:`ativo.compute.budget.Ledger.estimate`),
+    against the team's headroom (:func:`ativo.compute.budget.room_for`).
     """
     from ativo.compute.budget import BudgetExceeded, Ledger, period_of, room_for
     from ativo.store.db import get_engine
@@ -289,8 +289,9 @@ def retraining_budget(spec: ModelSpec, settings: Settings) -> str | None:
             need,
             resets,
             status["policy"],
+            asking=f"a retraining of {spec.model.search.n_trials} trials reserves up to",
         )
-    ).replace("this task needs", "a retraining needs")
+    )
 
 
 def history(engine: Engine, spec: str, limit: int = 50) -> list[dict[str, Any]]:
