@@ -115,11 +115,12 @@ def search_round(ctx, tag: str, label: str, trials: int, workers: int) -> list[d
     from ativo.train.search import create_study
 
     settings = load_settings()
-    results, procs = ctx.Queue(), []
+    results, procs, shared = ctx.Queue(), [], []
     for team in TEAMS:
         study = f"{SPEC}/bench-budget/{label}/{team}"
         create_study(_team_spec(team), settings.db_url, study)
         counter, lock = _Counter(ctx, trials), ctx.Lock()
+        shared.append((counter, lock))  # alive until the workers end: a started Process drops its arguments
         procs += [ctx.Process(target=_worker, args=(team, tag, study, counter, lock, results)) for _ in range(workers)]
     for p in procs:
         p.start()
@@ -154,7 +155,7 @@ def main() -> None:
     ctx = mp.get_context("spawn")
     started = time.monotonic()
     with isolated_platform(home / "home") as settings:
-        tag = land_dataset(settings, SPEC, days=1, rows=args.rows)
+        tag = land_dataset(settings, SPEC, days=3, rows=args.rows)
         ledger = Ledger(get_engine(settings.db_url), load_settings().prices)
         warm = search_round(ctx, tag, "warm-up", 2, 1)  # no limit yet: the ledger's history
         print(f"warm-up: {len(warm)} trials, {sum(r.get('seconds', 0) for r in warm):.1f} s in all", flush=True)
