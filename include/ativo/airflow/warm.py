@@ -15,20 +15,14 @@ def _warm_up() -> None:
 
     MLflow maps every installed distribution to its modules (``importlib.metadata.packages_distributions``, about
     a second over this environment's ~1,000 packages) the first time a model is logged, to check its pinned
-    requirements. The gate tasks import fairlearn, the Adversarial Robustness Toolbox and matplotlib.
+    requirements. The gate tasks import fairlearn and matplotlib.
     """
-    import warnings
-
     try:
         from mlflow.utils.requirements_utils import _init_packages_to_modules_map
 
         _init_packages_to_modules_map()
     except Exception:  # a private helper of MLflow's: without it tasks are slower, never wrong
         logging.getLogger(__name__).warning("could not pre-build MLflow's package map", exc_info=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # ART: "PyTorch not found" (its black-box attacks need none)
-        import art.attacks.evasion  # noqa: F401
-        import art.estimators.classification  # noqa: F401
     import fairlearn.metrics  # noqa: F401
     import fairlearn.postprocessing  # noqa: F401
     import matplotlib

@@ -1,11 +1,11 @@
 """Robustness of a model's decisions under noise, a bounded evasion attack, and protected-attribute counterfactuals.
 
-Three measurements: small realistic perturbations, a bounded black-box evasion attack, and counterfactuals that
-change only a protected attribute.
+Three measurements: small realistic perturbations, a bounded evasion attack (a greedy coordinate search on the
+score, every row at once), and counterfactuals that change only a protected attribute.
 Everything runs on the encoded matrix serving scores (categories as codes), scored by serving's own scorer
-(:meth:`ServedModel.score`: XGBoost's in-place prediction, the same scores as a DMatrix's bit for bit, without a
-DMatrix built for each of the attack's ~125 black-box calls a row), so what is measured is what serving would
-decide. Mutable features are the numeric ones that are neither protected nor listed as immutable.
+(:meth:`ServedModel.score`: XGBoost's in-place prediction, the same scores as a DMatrix's bit for bit), so what is
+measured is what serving would decide. Mutable features are the numeric ones that are neither protected nor listed
+as immutable.
 """
 
 from __future__ import annotations
@@ -107,79 +107,85 @@ def perturbation_flip_rates(
     return rate(space.mutable), {space.names[j]: rate([j]) for j in space.mutable}
 
 
+STEPS = (0.25, 0.5, 0.75, 1.0)
+"""Fractions of the attack's budget a feature is moved by, in each direction, at every step of the search."""
+
+
 def evasion_attack(
     spec: ModelSpec, model: ServedModel, x: np.ndarray, space: FeatureSpace, seed: int = 0
 ) -> dict[str, Any]:
-    """ART's HopSkipJump (decision-only, L-infinity) on the mutable features, in standard-deviation units.
+    """A greedy coordinate search on the model's score within the attack's L-infinity budget, all rows at once.
 
-    An attack succeeds on a row when, after rounding integers and clipping to the schema's bounds, the decision
-    flips while no feature moved more than ``attack_epsilon`` standard deviations.
+    Each step tries, for every row still deciding as before, every mutable feature moved to each of :data:`STEPS`
+    of ``attack_epsilon`` standard deviations from its original value, in both directions (integers rounded, within
+    the schema's bounds; a missing value stays missing), scores every candidate in one batch with serving's scorer,
+    and keeps the move that brings the score furthest towards the other decision. It stops on a row when the
+    decision flips, when no move helps, or after one step per mutable feature. The attack succeeds on a row when its
+    decision flips with no feature further than ``attack_epsilon`` standard deviations from where it was: on trees a
+    few coordinate moves reach what a random-direction black-box search reaches, in milliseconds instead of
+    thousands of calls. The same search with four times the budget says how far the flips lie
+    (``flipped_within_4_epsilon``, ``median_distance_std``). Deterministic: ``seed`` is kept for the signature.
     """
-    import warnings
-
     import numpy as np
 
-    with warnings.catch_warnings():  # ART warns that PyTorch is absent; its black-box attacks do not need it
-        warnings.simplefilter("ignore", UserWarning)
-        from art.attacks.evasion import HopSkipJump
-        from art.estimators.classification import BlackBoxClassifier
-    from ativo.logs import quiet_third_party
-
-    quiet_third_party()  # ART logs its success rate for every batch of samples: the gate reports one figure
     cfg = spec.gates.robustness
-    thr = spec.gates.decision_threshold
     if not space.mutable:
         return {"success_rate": 0.0, "attacked": 0, "note": "no mutable numeric feature to attack"}
-    xf = np.nan_to_num(x.astype("float64"), nan=0.0)  # the attack needs finite inputs; NaN codes stay masked
-    missing = np.isnan(x)
-    mean = xf.mean(axis=0)
-    mean[[j for j in range(x.shape[1]) if j not in space.mutable]] = 0.0
-    std = np.ones(x.shape[1])
-    std[space.mutable] = space.std[space.mutable]
-    z = (xf - mean) / std
-    zlow, zhigh = (space.low - mean) / std, (space.high - mean) / std
-
-    row_missing = np.zeros(x.shape[1], dtype=bool)  # the attacked row's missing values, restored in every query
-
-    def decode(zz: np.ndarray, holes: np.ndarray | None = None) -> np.ndarray:
-        out = zz * std + mean
-        out[:, space.integer] = np.round(out[:, space.integer])
-        out = np.clip(out, space.low, space.high).astype("float32")
-        out[np.broadcast_to(row_missing if holes is None else holes, out.shape)] = np.nan
-        return out
-
-    def predict(zz: np.ndarray) -> np.ndarray:
-        p = model.score(decode(zz)).astype("float64")
-        hard = (p >= thr).astype("float64")
-        return np.column_stack([1 - hard, hard])  # decision only: a black box that says yes or no
-
-    classifier = BlackBoxClassifier(
-        predict, input_shape=(x.shape[1],), nb_classes=2, clip_values=(zlow.astype("float64"), zhigh.astype("float64"))
-    )
-    mask = np.zeros((1, x.shape[1]))
-    mask[0, space.mutable] = 1.0
-    np.random.seed(seed)  # HopSkipJump draws from numpy's global generator
-    attack = HopSkipJump(
-        classifier, norm=np.inf, max_iter=8, max_eval=400, init_eval=40, init_size=50, batch_size=512, verbose=False
-    )
-    adv = np.empty_like(z)
-    for i in range(len(z)):  # one row at a time, so that every query of the black box is that row's
-        row_missing[:] = missing[i]
-        adv[i] = attack.generate(z[i : i + 1], mask=mask)[0]
-    before = model.score(x) >= thr
-    x_adv = decode(adv, missing)
-    after = model.score(x_adv) >= thr
-    moved = np.abs(np.nan_to_num(x_adv.astype("float64")) - xf)[:, space.mutable] / space.std[space.mutable]
-    distance = moved.max(axis=1)
-    success = (after != before) & (distance <= cfg.attack_epsilon + 1e-9)
+    near = _greedy_search(spec, model, x, space, cfg.attack_epsilon)
+    far = _greedy_search(spec, model, x, space, 4 * cfg.attack_epsilon)
+    flipped_far = far["flipped"]
     return {
-        "success_rate": float(success.mean()),
+        "success_rate": float(near["flipped"].mean()) if len(x) else 0.0,
         "attacked": len(x),
-        "flipped_at_any_distance": float((after != before).mean()),
-        "median_distance_std": float(np.median(distance[after != before])) if (after != before).any() else None,
+        "flipped_within_4_epsilon": float(flipped_far.mean()) if len(x) else 0.0,
+        "median_distance_std": float(np.median(far["distance"][flipped_far])) if flipped_far.any() else None,
         "epsilon_std": cfg.attack_epsilon,
         "mutable_features": [space.names[j] for j in space.mutable],
+        "method": "greedy coordinate search on the score, all rows batched",
     }
+
+
+def _greedy_search(
+    spec: ModelSpec, model: ServedModel, x: np.ndarray, space: FeatureSpace, epsilon: float
+) -> dict[str, Any]:
+    """Per row: whether the search flipped its decision within ``epsilon`` standard deviations, and how far it went."""
+    import numpy as np
+
+    thr = spec.gates.decision_threshold
+    origin = x.astype("float64")
+    current = origin.copy()
+    score = model.score(current.astype("float32")).astype("float64")
+    before = score >= thr
+    towards = np.where(before, -1.0, 1.0)  # a row decided yes is pushed down, a row decided no up
+    active = np.ones(len(x), dtype=bool)
+    budget = epsilon * space.std
+    mutable = np.array(space.mutable)
+    moves = [(j, sign * f) for j in mutable for f in STEPS for sign in (-1.0, 1.0)]
+    for _ in range(len(mutable)):
+        rows = np.flatnonzero(active)
+        if not len(rows):
+            break
+        candidates = np.repeat(current[rows][:, None, :], len(moves), axis=1)  # rows × moves × features
+        for m, (j, fraction) in enumerate(moves):
+            value = origin[rows, j] + fraction * budget[j]
+            if space.integer[j]:
+                value = np.where(fraction > 0, np.ceil(value - 1e-9), np.floor(value + 1e-9))
+                value = np.where(np.abs(value - origin[rows, j]) <= budget[j] + 1e-9, value, current[rows, j])
+            candidates[:, m, j] = np.clip(value, space.low[j], space.high[j])
+        candidates[np.isnan(np.repeat(origin[rows][:, None, :], len(moves), axis=1))] = np.nan  # missing stays
+        scored = model.score(candidates.reshape(-1, x.shape[1]).astype("float32")).astype("float64")
+        scored = scored.reshape(len(rows), len(moves))
+        gain = towards[rows, None] * (scored - score[rows, None])
+        best = np.argmax(gain, axis=1)
+        improves = gain[np.arange(len(rows)), best] > 0
+        moved = rows[improves]
+        current[moved] = candidates[improves, best[improves]]
+        score[moved] = scored[improves, best[improves]]
+        active[rows[~improves]] = False  # no move helps any more
+        active[moved] = (score[moved] >= thr) == before[moved]  # flipped rows are done
+    flipped = (score >= thr) != before
+    distance = np.nanmax(np.abs(current - origin)[:, mutable] / space.std[mutable], axis=1, initial=0.0)
+    return {"flipped": flipped & (distance <= epsilon + 1e-9), "distance": distance}
 
 
 def counterfactual_flip_rates(spec: ModelSpec, model: ServedModel, x: np.ndarray) -> dict[str, float]:
