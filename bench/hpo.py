@@ -110,7 +110,13 @@ def scenario(name: str, trials: int, pool_slots: int, days: int, rows: int | Non
         MlflowClient(live.mlflow_tracking_uri).delete_registered_model(spec.registered_model_name)
         supervisor.stop_services(settings)  # the in-process half ran alone; the DAG gets a fresh platform
         shutil.rmtree(settings.home / "cache", ignore_errors=True)  # the DAG reads the dataset cold, too
-        run = run_search_on_airflow(settings, SPEC, tag, trials, pool_slots=pool_slots, warm_up=True)
+        # the warm-up trains the version before: its one-trial model is then never the timed search's best (trial 0
+        # winning there, as it can in a short search), which register_best would refuse as a duplicate
+        number = int(tag.rsplit("-v", 1)[1])
+        before = f"{SPEC}-v{number - 1:04d}" if number > 1 else None
+        run = run_search_on_airflow(
+            settings, SPEC, tag, trials, pool_slots=pool_slots, warm_up=True, warm_up_tag=before
+        )
         if run.state != "success" or run.registered is None:
             raise SystemExit(f"the Airflow run ended {run.state}; see {settings.home / 'logs'}")
     if keep is None:

@@ -213,6 +213,7 @@ def run_search_on_airflow(
     *,
     pool_slots: int | None = None,
     warm_up: bool = False,
+    warm_up_tag: str | None = None,
     timeout_s: float = 1200,
     until: str | None = None,
     airflow_db: Path | None = None,
@@ -222,11 +223,13 @@ def run_search_on_airflow(
 
     Start it inside :func:`isolated_platform`, which stops it again. With ``warm_up``, a one-trial run goes first,
     so the timed run finds the executor's workers started and the libraries imported, as on a platform that has
-    been up a while. With ``until`` (a task id, e.g. ``register_best``) it returns as soon as that task has
-    finished, and the rest of the run (the gates) is failed, which ends its running tasks, so that the platform
-    stops without waiting for them. ``airflow_db`` (a migrated Airflow metadata DB) and ``mlflow_db`` (an MLflow
-    DB with MLflow's schema) are SQLite files to start from instead of creating them. Returns the run and its task
-    instances.
+    been up a while; it trains ``warm_up_tag`` (default: ``dataset_tag``): another dataset version than the timed
+    run's keeps its one-trial model from being byte-identical to the timed search's best when trial 0 wins there,
+    which ``register_best`` would refuse as a duplicate. With ``until`` (a task id, e.g. ``register_best``) it
+    returns as soon as that task has finished, and the rest of the run (the gates) is failed, which ends its running
+    tasks, so that the platform stops without waiting for them. ``airflow_db`` (a migrated Airflow metadata DB) and
+    ``mlflow_db`` (an MLflow DB with MLflow's schema) are SQLite files to start from instead of creating them.
+    Returns the run and its task instances.
 
     Airflow's triggerer and the watchdog are not started: the search defers no task, and a component that dies
     should fail the run, not be restarted under it.
@@ -289,7 +292,7 @@ def run_search_on_airflow(
     cold_s = None
     if warm_up:
         _, cold_s, _ = _trigger_and_wait(
-            api, dag_id, "warm-up", {"dataset_version": dataset_tag, "n_trials": 1}, timeout_s
+            api, dag_id, "warm-up", {"dataset_version": warm_up_tag or dataset_tag, "n_trials": 1}, timeout_s
         )
     conf = {"dataset_version": dataset_tag, "n_trials": n_trials}
     run, wall, triggered = _trigger_and_wait(api, dag_id, "search", conf, timeout_s, until)
