@@ -5,8 +5,11 @@ searches register two versions in MLflow (SQLite, local artifacts), the first be
 the spec runs on the second through the same code the training DAG's gate tasks call (serving's loader, the pinned
 split). In the DAG the gates run as parallel tasks, so this sequential figure is an upper bound of their own work.
 
-Usage: ``.venv/bin/python bench/gates.py [SPEC] [--trials N]`` (default ``adult_income``, 2 trials: the first
-becomes the champion). The last line is JSON with ``suite_s`` and ``gates`` (name → pass/fail).
+Usage: ``.venv/bin/python bench/gates.py [SPEC] [--trials N] [--smoke]`` (default ``adult_income``, 2 trials: the
+first becomes the champion). ``--smoke`` runs every gate with the cheaper bounds of
+``tests.support.scenarios.cheap_gates`` (20 robustness attack samples, 1,000 privacy samples), for ``make
+bench-smoke``: its figures are not the suite's. The last line is JSON with ``suite_s`` and ``gates`` (name →
+pass/fail).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ os.environ.setdefault("ATIVO_REFERENCE_DIR", str(ROOT / "var" / "reference"))
 
 SPEC = next((a for a in sys.argv[1:] if not a.startswith("-") and not a.isdigit()), "adult_income")
 TRIALS = int(sys.argv[sys.argv.index("--trials") + 1]) if "--trials" in sys.argv else 2
+SMOKE = "--smoke" in sys.argv
 
 
 def main() -> None:
@@ -45,6 +49,10 @@ def main() -> None:
 
     settings = load_settings()
     spec = get_spec(SPEC, settings.specs_dir)
+    if SMOKE:
+        from tests.support.scenarios import cheap_gates
+
+        spec = cheap_gates(spec)
     try:
         tag = land_dataset(settings, SPEC, days=3)
         meta = {"dag_id": "bench-gates", "dag_run_id": "bench"}
@@ -95,6 +103,7 @@ def main() -> None:
                 "dataset_version": tag,
                 "test_rows": len(candidate.split.test),
                 "cores": os.cpu_count(),
+                "smoke": SMOKE,
             }
         )
     )

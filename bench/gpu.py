@@ -6,7 +6,8 @@ stopping, so both devices do the same work) it trains the reference data (48,842
 (``--scaled-rows``) on the CPU (all cores) and on the GPU, the GPU run inside Ativo's real ``ComputeSession``: a
 lease from the platform DB (SQLite here) that sets ``CUDA_VISIBLE_DEVICES``. It also checks that a second task
 finds the only GPU leased and, by the spec's ``gpu_fallback``, fails clearly or runs on the CPU, and that the
-booster really trained on CUDA. Without a GPU it says so and exits 3.
+booster really trained on CUDA. Without a GPU it says so (the JSON line: ``gpus`` empty, ``skipped`` the reason)
+and exits 3.
 
 Usage: ``python bench/gpu.py [--scaled-rows 320000] [--rounds 400]``. The last line is one JSON object.
 """
@@ -52,7 +53,9 @@ def main() -> int:
 
     gpus = detect_gpus()
     if not gpus:
-        print("no GPU on this host (nvidia-smi finds none): nothing to measure")
+        reason = "no GPU on this host (nvidia-smi finds none)"
+        print(f"{reason}: nothing to measure")
+        print(json.dumps({"gpus": [], "skipped": reason}))
         return 3
     settings = load_settings()
     base = get_spec("adult_income", settings.specs_dir)

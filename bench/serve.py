@@ -99,6 +99,30 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
 
 def main() -> None:
     """Train, register, serve with both, load both, print a table and one JSON line."""
+    import importlib.util
+
+    from ativo_dev.wrk import available as wrk_available
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--duration", type=float, default=15.0)
+    p.add_argument("--concurrency", type=int, default=4, help="connections of our own generator")
+    p.add_argument("--wrk-connections", type=int, default=8, help="wrk -c (with -t2)")
+    p.add_argument("--servers", default="ativo,mlflow", help="which servers to drive (comma-separated)")
+    p.add_argument("--clients", default="loadgen,wrk", help="which load generators (comma-separated)")
+    p.add_argument("--serve-args", default="", help="extra `ativo serve` flags, e.g. '--refresh-s 60'")
+    args = p.parse_args()
+    servers, clients = args.servers.split(","), args.clients.split(",")
+    missing = []
+    if "wrk" in clients and not wrk_available():
+        missing.append("wrk is not installed: run ativo_dev/system-packages.sh wrk (or pass --clients loadgen)")
+    if importlib.util.find_spec("mlflow") is None or (
+        "mlflow" in servers and not (Path(sys.executable).parent / "mlflow").exists()
+    ):
+        missing.append(f"mlflow (its package and its CLI beside {sys.executable}) is not installed: run make setup")
+    if missing:  # the JSON line still comes, saying what could not run
+        print(json.dumps({"bench": "serve", "error": "; ".join(missing), "servers": servers, "clients": clients}))
+        shutil.rmtree(HOME, ignore_errors=True)
+        sys.exit("; ".join(missing))
     import mlflow
     import mlflow.xgboost
     import numpy as np
@@ -115,21 +139,8 @@ def main() -> None:
     from ativo.spec import get_spec
     from ativo.train.trainer import fit
     from ativo_dev.loadgen import run_load
-    from ativo_dev.wrk import available as wrk_available
     from ativo_dev.wrk import run_wrk
     from tests.support.harness import free_port, register_booster, start_server
-
-    p = argparse.ArgumentParser()
-    p.add_argument("--duration", type=float, default=15.0)
-    p.add_argument("--concurrency", type=int, default=4, help="connections of our own generator")
-    p.add_argument("--wrk-connections", type=int, default=8, help="wrk -c (with -t2)")
-    p.add_argument("--servers", default="ativo,mlflow", help="which servers to drive (comma-separated)")
-    p.add_argument("--clients", default="loadgen,wrk", help="which load generators (comma-separated)")
-    p.add_argument("--serve-args", default="", help="extra `ativo serve` flags, e.g. '--refresh-s 60'")
-    args = p.parse_args()
-    servers, clients = args.servers.split(","), args.clients.split(",")
-    if "wrk" in clients and not wrk_available():
-        sys.exit("wrk is not installed: run ativo_dev/system-packages.sh wrk (or pass --clients loadgen)")
 
     settings = load_settings()
     spec = get_spec(SPEC, settings.specs_dir)
