@@ -2,7 +2,7 @@
 # Debian packages some tests need, installed by the project (never by hand):
 #   prometheus  prometheus + promtool: the alert-rule unit tests (make test) and the dashboard test (make test-browser)
 #   chromium    the browser tier (make test-browser)
-#   wrk         the HTTP load generator bench/serve.py drives both inference servers with (make bench-serve)
+#   wrk         the HTTP load generator bench/serve.py drives both inference servers with (make bench-smoke)
 # Usage: ativo_dev/system-packages.sh [prometheus] [chromium] [wrk]   (prometheus and chromium when none is named)
 # Idempotent and quiet when everything is there. Needs apt-get and root (or sudo). Where it cannot install, it says
 # so and exits 0, and the tests that need the tool skip, saying why; with ATIVO_REQUIRE_TOOLS=1 (CI) it fails.
