@@ -275,7 +275,8 @@ def lifecycle(spec_name: str, files: list[Path], settings, monkeypatch: pytest.M
         monkeypatch.setenv("ATIVO_SERVE_URLS", server.url)
         deploy = dags["deploy"].test(run_conf={"version": str(mv.version)})
         assert str(deploy.state) == "success", states(deploy)
-        assert server_versions([server.url], spec_name)[0]["champion"] == str(mv.version)
+        [serving] = server_versions([server.url], spec_name)
+        assert serving is not None and serving["champion"] == str(mv.version)
         return {"report": report, "server": server, "version": str(mv.version)}
     except BaseException:
         server.stop()

@@ -102,7 +102,10 @@ def test_two_drifting_windows_inside_the_cooldown_give_one_retraining(spec, engi
 
 def test_a_spent_budget_holds_the_retraining_back_and_pages(spec, engine):
     spec = with_monitor(spec, sustain=1)
-    problem = "budget 'risk' is spent: 99.00 of 100.00 USD this month (2026-06); a retraining of 16 trials reserves up to 4.00 USD"
+    problem = (
+        "budget 'risk' is spent: 99.00 of 100.00 USD this month (2026-06); a retraining of 16 trials reserves up to "
+        "4.00 USD"
+    )
     held = window(spec, engine, 0, budget=problem)
     assert held.action == "held_budget" and held.reason == problem and held.page and not held.emit
     assert open_episodes(engine, spec.name) == []

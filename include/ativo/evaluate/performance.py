@@ -74,11 +74,10 @@ def performance_gate(spec: ModelSpec, model: ServedModel, split: Split) -> GateR
         Check.bounded("logloss", ll, cfg.max_logloss, "max", "probabilistic accuracy"),
         Check.bounded("ece", ece, cfg.max_ece, "max", "predicted probabilities do not match observed rates"),
     ]
-    auc, ll, ece = auc.value, ll.value, ece.value
     return GateResult.judge(
         "performance",
         checks,
-        ok=f"test AUC {auc:.4f}, log-loss {ll:.4f}, ECE {ece:.4f} on {len(y)} rows",
+        ok=f"test AUC {auc.value:.4f}, log-loss {ll.value:.4f}, ECE {ece.value:.4f} on {len(y)} rows",
         metrics={"accuracy": acc, "test_rows": len(y)},
         details={"calibration": table},
     )

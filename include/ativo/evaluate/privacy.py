@@ -154,10 +154,10 @@ def privacy_gate(spec: ModelSpec, model: ServedModel, split: Split, artifacts: P
     if leaks:
         failures.append("raw training data in logged artifacts: " + "; ".join(leaks[:5]))
     advantage = proportion_difference(
-        mia["members_flagged"],
-        mia["members_tested"],
-        mia["outsiders_flagged"],
-        mia["outsiders_tested"],
+        int(mia["members_flagged"]),
+        int(mia["members_tested"]),
+        int(mia["outsiders_flagged"]),
+        int(mia["outsiders_tested"]),
         spec.gates.confidence,
     )
     checks = [

@@ -505,7 +505,7 @@ def init_schema(engine: Engine) -> Upgraded:
     revision = migrate.current(engine)
     if revision == migrate.head():
         return migrate.Upgraded(revision, revision)
-    if migrate.is_newer(revision):  # no lock to take, nothing to do: said once per database and revision
+    if revision is not None and migrate.is_newer(revision):  # no lock to take, nothing to do: said once
         where = engine.url.render_as_string(hide_password=True)
         if (where, revision) not in _WARNED_NEWER:
             _WARNED_NEWER.add((where, revision))
