@@ -8,8 +8,13 @@ split). In the DAG the gates run as parallel tasks, so this sequential figure is
 Usage: ``.venv/bin/python bench/gates.py [SPEC] [--trials N] [--smoke]`` (default ``adult_income``, 2 trials: the
 first becomes the champion). ``--smoke`` runs every gate with the cheaper bounds of
 ``tests.support.scenarios.cheap_gates`` (20 robustness attack samples, 1,000 privacy samples), for ``make
-bench-smoke``: its figures are not the suite's. The last line is JSON with ``suite_s`` and ``gates`` (name →
-pass/fail).
+bench-smoke``: its figures are not the suite's.
+
+Then the verdicts' stability and power (:mod:`verdicts`, ``--stability N``, default 20; 1 with ``--smoke``; 0 skips
+it): ``N`` retrainings of the spec's configuration on the pinned split minus one random row, each with another seed,
+judged by every data gate against the reference's verdict (flip rate; the share rejected is the A/A rejection), and
+``N`` models made worse by a known amount per gate (power). The last line is JSON with ``suite_s``, ``gates`` (name
+→ pass/fail), ``flip_rate_max``, ``aa_reject_max``, ``power_min`` and the per-gate figures.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.support and ativo_dev, from the repository (neither is installed)
+sys.path.insert(0, str(ROOT / "bench"))  # verdicts
 HOME = Path(tempfile.mkdtemp(prefix="ativo-bench-gates-"))
 os.environ.update(
     ATIVO_HOME=str(HOME),
@@ -36,6 +42,7 @@ os.environ.setdefault("ATIVO_REFERENCE_DIR", str(ROOT / "var" / "reference"))
 SPEC = next((a for a in sys.argv[1:] if not a.startswith("-") and not a.isdigit()), "adult_income")
 TRIALS = int(sys.argv[sys.argv.index("--trials") + 1]) if "--trials" in sys.argv else 2
 SMOKE = "--smoke" in sys.argv
+STABILITY = int(sys.argv[sys.argv.index("--stability") + 1]) if "--stability" in sys.argv else (1 if SMOKE else 20)
 
 
 def main() -> None:
@@ -82,6 +89,12 @@ def main() -> None:
         t = time.perf_counter()
         report = publish(spec, settings, version, results)
         publish_s = time.perf_counter() - t
+        stability: dict = {}
+        if STABILITY > 0:
+            import verdicts
+
+            print(f"verdict stability and power: {STABILITY} retrainings and {STABILITY} worse models per gate")
+            stability = verdicts.measure(spec, candidate.split, STABILITY, log=lambda line: print(f"  {line}"))
     finally:
         shutil.rmtree(HOME, ignore_errors=True)
     print(f"loading the candidate (serving loader + pinned split): {load_s:6.2f} s")
@@ -91,6 +104,12 @@ def main() -> None:
         f"suite {suite_s:.1f} s (target < 60 s on 2 cores); report + card published in {publish_s:.1f} s; "
         f"verdict: {report['verdict']}"
     )
+    if stability:
+        print(
+            f"over {STABILITY} retrainings: verdict flip rate at most {stability['flip_rate_max']:.1%} (target ≤ 1 %), "
+            f"A/A rejection at most {stability['aa_reject_max']:.1%} (≤ 5 %), power at least "
+            f"{stability['power_min']:.0%} (≥ 90 %), in {stability['stability_s']:.0f} s"
+        )
     print(
         json.dumps(
             {
@@ -104,6 +123,7 @@ def main() -> None:
                 "test_rows": len(candidate.split.test),
                 "cores": os.cpu_count(),
                 "smoke": SMOKE,
+                **stability,
             }
         )
     )

@@ -90,7 +90,7 @@ BENCHES: dict[str, Bench] = {
     ),
     "gates": Bench(
         ("--smoke",),
-        ("suite_s", "gates", "gate_s", "verdict", "dataset_version"),
+        ("suite_s", "gates", "gate_s", "verdict", "dataset_version", "flip_rate_max", "aa_reject_max", "power_min"),
         lambda r: _all((len(r["gates"]) >= 8, f"only {len(r['gates'])} gates ran: {sorted(r['gates'])}")),
         left_out="the spec's robustness and privacy sample sizes (--smoke: the e2e tests' cheaper gates)",
     ),
