@@ -163,7 +163,7 @@ def test_etl_then_training_end_to_end(airflow_db, settings, spec, reference_dir,
     rate, attacked = rob["metrics"]["attack_success_rate"], rob["details"]["attack"]["attacked"]
     assert attacked == min(rob_cfg.attack_samples, rob["details"]["rows"]) > 0
     assert rob["thresholds"]["attack_success_rate"] == {"max": rob_cfg.max_attack_success}
-    assert 0 < rate <= rob["details"]["attack"]["flipped_at_any_distance"]  # a success is a flip within budget
+    assert 0 < rate <= rob["details"]["attack"]["flipped_within_4_epsilon"]  # a success is a flip within budget
     assert rate * attacked == pytest.approx(round(rate * attacked))  # a share of the attacked rows
     assert ("attack_success_rate is" in rob["reason"]) == (rate > rob_cfg.max_attack_success)
     if rate > rob_cfg.max_attack_success:
