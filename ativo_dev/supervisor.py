@@ -231,6 +231,15 @@ def _gone(pid: int) -> bool:
     return _zombie(pid)  # dead, a child of another process (the launcher, a test) that has not reaped it yet
 
 
+def _forget_pid_line(lock: Path, pid: int) -> None:
+    """Remove a lock file whose first line is ``pid``, unless a new server wrote its own there meanwhile."""
+    try:
+        if int(lock.read_text().splitlines()[0]) == pid:
+            lock.unlink(missing_ok=True)
+    except (OSError, ValueError, IndexError):
+        pass
+
+
 def _forget_pid(path: Path, pid: int) -> None:
     """Remove a PID file, unless another process has meanwhile written a new PID there (the watchdog's restart)."""
     try:
@@ -256,7 +265,7 @@ def _release_dead_postmaster_lock(settings: Settings) -> None:
         except (OSError, ValueError, IndexError):
             continue
         if _zombie(pid):
-            lock.unlink(missing_ok=True)
+            _forget_pid_line(lock, pid)
 
 
 def _zombie(pid: int) -> bool:

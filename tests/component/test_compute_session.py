@@ -170,6 +170,18 @@ def test_the_session_says_when_its_reservation_is_spent(env, spec):
     assert current() is None and cs.outcome.seconds == 90 and cs.outcome.cost_usd == pytest.approx(0.60)
 
 
+def test_work_whose_reservation_lapsed_is_told_to_stop(env, spec):
+    settings, _ = env
+    spec2 = with_compute(spec, team="t10", execution_timeout_minutes=10)
+    clock = FakeClock()
+    beat = dt.timedelta(seconds=20)
+    with ComputeSession(spec2, settings, task_key="k10", holder="h", heartbeat=beat, clock=clock) as cs:
+        assert not cs.exhausted()
+        clock.advance(61)  # three beats missed (a paused process, a DB outage): its room may have gone to others
+        Ledger(get_engine(settings.db_url), settings.prices, clock=clock).expire_stale()
+        assert cs.beat() is False and cs.exhausted()
+
+
 def _hold_and_sleep(home: str, prices: str, db_url: str, ready) -> None:  # runs in a spawned process
     os.environ.update(ATIVO_HOME=home, ATIVO_PRICES=prices, ATIVO_DB_URL=db_url)
     from ativo.spec import load_spec

@@ -139,3 +139,15 @@ def test_bad_budget_input_is_refused_and_nothing_changes(ledger):
     assert ledger.status("risk")["limit_usd"] == 5
     with pytest.raises(ValueError, match="no price for resource 'tpu'"):
         reserve(ledger, 0.1, resource="tpu")
+
+
+def test_the_reservation_follows_the_seconds_on_that_resource_at_todays_price(tmp_path, clock):
+    engine = get_engine(f"sqlite:///{tmp_path / 'q.db'}")
+    free = Ledger(engine, {"cpu": 0.0, "gpu": 3.6}, clock=clock)
+    key = "adult_income__train.trial"
+    for seconds in (100, 300):  # run while the CPU was free: their cost says nothing of the next run's
+        reservation = free.reserve(team="t", spec="s", task_key=key, estimate_usd=0, resource="cpu", timeout=HOUR)
+        free.settle(reservation, seconds)
+    priced = Ledger(engine, PRICES, clock=clock)
+    assert priced.estimate(key, "cpu", 1, HOUR) == pytest.approx(2 * 300 * 0.0001)  # not 0: seconds × today's price
+    assert priced.estimate(key, "gpu", 1, HOUR) == pytest.approx(3.6)  # no GPU history: the timeout's worth

@@ -78,3 +78,11 @@ def test_the_report_keeps_the_interval_and_the_rows():
     assert low < 0.05 < 0.054 < high
     [line] = GateResult.from_dict(result.to_dict()).check_lines()
     assert line.startswith("perturbation_flip_rate = 0.054 [0.04") and line.endswith("limit <= 0.05: ok")
+
+
+def test_a_test_set_of_one_class_has_no_auc_and_fails_its_check():
+    ones = np.ones(600, dtype=int)
+    auc = intervals.auc(ones, np.linspace(0, 1, 600), 0.95)
+    check = Check.bounded("auc", auc, 0.8, "min")
+    assert np.isnan(auc.value) and not check.passed
+    assert np.isnan(intervals.auc_standard_error(ones, np.linspace(0, 1, 600)))

@@ -27,8 +27,10 @@ from ativo.store.db import budget_alerts, budgets, lock, spend_ledger, utcnow
 
 THRESHOLDS = (50, 80, 100)
 POLICIES = ("fail", "defer")
+MIN_RESERVATION_S = 1.0
+"""The shortest a reservation pays for, whatever the history says (a run of no seconds reserves something)."""
 HEADROOM = 2.0
-"""A reservation is this many times the most the task's recent runs cost: room for a slower run on shared cores
+"""A reservation is this many times the longest of the task's recent runs: room for a slower run on shared cores
 (3.7 times the median was measured on 2 cores), and still a bound it is stopped at."""
 
 
@@ -279,24 +281,34 @@ class Ledger:
         return out
 
     def estimate(self, task_key: str, resource: str, slots: int, timeout: dt.timedelta, history: int = 5) -> float:
-        """What a task reserves: :data:`HEADROOM` times the most its last settled runs cost, capped by its timeout.
+        """What a task reserves: :data:`HEADROOM` times its longest recent run, at today's price, capped by its timeout.
 
-        A bound, not a guess: the task is stopped when it has run that long, and settles at most that. With no
-        history, the whole execution timeout.
+        The runs are its last settled ones on ``resource``. A bound, not a guess: the task is stopped when it has run
+        that long, and settles at most that. Seconds, not USD, are the history (a price changed since, or runs on
+        another resource, say nothing of the next run's cost); at least :data:`MIN_RESERVATION_S`. With no history,
+        the whole execution timeout.
         """
-        cap = timeout.total_seconds() / 3600 * self.price(resource) * slots
+        per_second = self.price(resource) * slots / 3600
+        cap = timeout.total_seconds() * per_second
         with self.engine.connect() as conn:
             recent = (
                 conn.execute(
-                    select(spend_ledger.c.actual_usd)
-                    .where(spend_ledger.c.task_key == task_key, spend_ledger.c.state == "settled")
+                    select(spend_ledger.c.seconds)
+                    .where(
+                        spend_ledger.c.task_key == task_key,
+                        spend_ledger.c.resource == resource,
+                        spend_ledger.c.state == "settled",
+                        spend_ledger.c.seconds.is_not(None),
+                    )
                     .order_by(spend_ledger.c.id.desc())
                     .limit(history)
                 )
                 .scalars()
                 .all()
             )
-        return min(HEADROOM * max(recent), cap) if recent else cap
+        if not recent:
+            return cap
+        return min(max(HEADROOM * max(float(s) for s in recent), MIN_RESERVATION_S) * per_second, cap)
 
     def reserve(
         self,

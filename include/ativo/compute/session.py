@@ -159,6 +159,7 @@ class ComputeSession:
         self._beat: threading.Thread | None = None
         self._cuda_before: str | None = None
         self._token: Token[ComputeSession | None] | None = None
+        self._lost = False  # the reservation lapsed while the work ran: it must stop
 
     @property
     def timeout(self) -> dt.timedelta:
@@ -185,7 +186,13 @@ class ComputeSession:
         return reserved - (self.clock() - self.started_at).total_seconds()
 
     def exhausted(self) -> bool:
-        """Whether the work has run for all it reserved: it must stop now (it will be charged no more)."""
+        """Whether the work must stop now.
+
+        It has run for all it reserved (it will be charged no more), or its reservation lapsed (missed heartbeats)
+        and its room may have gone to other work.
+        """
+        if self._lost:
+            return True
         left = self.remaining_s()
         return left is not None and left <= 0
 
@@ -238,7 +245,8 @@ class ComputeSession:
         """
         kept = True
         if self.reservation is not None and not self.ledger.renew(self.reservation, self.ttl):
-            log.error("reservation %d expired while its task was running", self.reservation.id)
+            log.error("reservation %d expired while its task was running: stopping it", self.reservation.id)
+            self._lost = True
             kept = False
         if self.placement is not None and self.placement.lease is not None:
             if self._leases().renew(self.placement.lease) is None:
@@ -258,9 +266,6 @@ class ComputeSession:
             self._leases().release(self.placement.lease)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if self._token is not None:
-            _CURRENT.reset(self._token)
-            self._token = None
         self._stop.set()
         if self._beat is not None:
             self._beat.join(timeout=10)
@@ -278,6 +283,12 @@ class ComputeSession:
                 self.ledger.release(self.reservation)
                 log.info("compute: %s failed after %.2f s; reservation released", self.holder, seconds)
         finally:
+            if self._token is not None:
+                try:
+                    _CURRENT.reset(self._token)
+                except ValueError:  # exited in another context than it was entered in: nothing of ours to reset
+                    pass
+                self._token = None
             self._release_lease()
             if self.placement is not None and self.placement.lease is not None:
                 if self._cuda_before is None:

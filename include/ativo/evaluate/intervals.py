@@ -114,10 +114,19 @@ def _delong(y: np.ndarray, scores: Sequence[np.ndarray]) -> tuple[np.ndarray, np
     return np.asarray(aucs), s10 / m + s01 / n
 
 
+def auc_standard_error(y: np.ndarray, score: np.ndarray) -> float:
+    """DeLong's standard error of the ROC AUC of ``score`` (NaN with one class)."""
+    y = np.asarray(y).astype(int)
+    if len(np.unique(y)) < 2:
+        return float("nan")
+    _, cov = _delong(y, [score])
+    return math.sqrt(max(float(cov[0, 0]), 0.0))
+
+
 def auc(y: np.ndarray, score: np.ndarray, confidence: float) -> Interval:
     """The ROC AUC of ``score`` for labels ``y`` (0/1) with DeLong's normal bounds, clipped to [0, 1]."""
     y = np.asarray(y).astype(int)
-    if y.min(initial=0) == y.max(initial=0) or len(y) < 2:
+    if len(np.unique(y)) < 2:  # one class: no AUC (a NaN value fails its check)
         return Interval(float("nan"), 0.0, 1.0, len(y), confidence)
     (value,), cov = _delong(y, [score])
     half = _z(confidence) * math.sqrt(max(float(cov[0, 0]), 0.0))
@@ -127,7 +136,7 @@ def auc(y: np.ndarray, score: np.ndarray, confidence: float) -> Interval:
 def auc_difference(y: np.ndarray, first: np.ndarray, second: np.ndarray, confidence: float) -> Interval:
     """AUC of ``first`` minus AUC of ``second`` on the same rows (paired DeLong), with normal bounds."""
     y = np.asarray(y).astype(int)
-    if y.min(initial=0) == y.max(initial=0) or len(y) < 2:
+    if len(np.unique(y)) < 2:
         return Interval(float("nan"), -1.0, 1.0, len(y), confidence)
     aucs, cov = _delong(y, [first, second])
     var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])

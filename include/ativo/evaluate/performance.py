@@ -179,12 +179,13 @@ def replacement_gate(
     from ativo.evaluate import intervals
 
     tolerance, confidence = spec.gates.champion.tolerance, spec.gates.confidence
-    measured = intervals.auc(split.test[LABEL].to_numpy(), model.predict_frame(split.test), confidence)
+    y, scores = split.test[LABEL].to_numpy(), model.predict_frame(split.test)
+    measured = intervals.auc(y, scores, confidence)
     ours = measured.value
     delta = ours - replaced_test_auc
     # Two AUCs of two test splits drawn the same way from data that differs by the erased rows: each as uncertain
-    # as the other, so the difference is sqrt(2) times as uncertain as ours alone.
-    half = math.sqrt(2) * (measured.high - measured.low) / 2
+    # as the other, so the difference is sqrt(2) times as uncertain as ours alone (unclipped).
+    half = math.sqrt(2) * intervals._z(confidence) * intervals.auc_standard_error(y, scores)
     lead = intervals.Interval(-delta, -delta - half, -delta + half, measured.rows, confidence)
     checks = [
         Check.bounded(

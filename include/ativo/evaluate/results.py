@@ -83,8 +83,8 @@ class Check:
         """True when not judged, or not shown beyond its limit on enough rows."""
         if not self.judged:
             return True
-        if self.insufficient:
-            return False
+        if self.insufficient or (self.value is not None and math.isnan(self.value)):
+            return False  # too few rows, or nothing measurable (an AUC of one class): never a pass
         judged = self.bound if self.bound is not None else self.value
         assert judged is not None and self.limit is not None
         if math.isnan(judged):

@@ -249,7 +249,7 @@ def robustness_gate(spec: ModelSpec, model: ServedModel, split: Split) -> GateRe
             "attack_success_rate",
             attack["success_rate"],
             attack["attacked"],
-            cfg.max_attack_success,
+            cfg.max_attack_success if attack["attacked"] else None,  # nothing to attack: reported, not judged
             f"rows an evasion attack flips moving no feature more than {cfg.attack_epsilon} standard deviations",
         ),
         rate(
