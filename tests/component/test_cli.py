@@ -102,3 +102,10 @@ def test_metrics_show_the_same_figures_as_budget_status(ativo_home, monkeypatch)
     )
     spend = frozenset({**team, "spec": "s", "resource": "cpu"}.items())
     assert samples(out.stdout)[("ativo_spend_usd", spend)] == pytest.approx(1.0)  # the same figure, by spec
+
+
+def test_version_says_which_release_runs():
+    from importlib.metadata import version
+
+    out = ativo("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"ativo {version('ativo')}"
