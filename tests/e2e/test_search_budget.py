@@ -131,7 +131,8 @@ def test_budget_covering_k_trials_runs_k_of_16_and_refuses_the_rest_clearly(sear
     # each threshold the spend crossed was reported to on-call, once
     budget_pages = [m["ativo"]["thresholds"] for m in oncall if m["ativo"].get("kind") == "budget"]
     crossed = [t for t in (50, 80, 100) if status["used_pct"] >= t]
-    assert sorted(t for ts in budget_pages for t in ts) == crossed and {50, 80} <= set(crossed)
+    # (the warm-up's spend and the trials admitted take it past 50 %; how far past depends on the trials' seconds)
+    assert sorted(t for ts in budget_pages for t in ts) == crossed and 50 in crossed
 
 
 def test_defer_policy_waits_for_room_then_runs(search):
