@@ -1095,7 +1095,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and run its command; an Ativo error is printed as one line and exits with 2."""
+    """Parse ``argv`` and run its command.
+
+    An Ativo error is printed as one line and exits with 2; any other error as one line naming its type, exit 1
+    (``ATIVO_DEBUG=1`` raises it instead, with its traceback); an interrupt exits with 130.
+    """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = parser.parse_args(argv)
@@ -1112,6 +1116,19 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
     except AtivoError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # one line for a person; the traceback on demand
+        if os.environ.get("ATIVO_DEBUG", "").strip().lower() in ("1", "true", "yes"):
+            raise
+        first = str(err).strip().splitlines()[0][:500] if str(err).strip() else "(no message)"
+        print(
+            f"error: {type(err).__name__}: {first} (an unexpected failure of `ativo {args.command}`; "
+            "ATIVO_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -109,3 +109,15 @@ def test_version_says_which_release_runs():
 
     out = ativo("--version")
     assert out.returncode == 0 and out.stdout.strip() == f"ativo {version('ativo')}"
+
+
+def test_an_unexpected_failure_is_one_line_naming_it_and_the_traceback_comes_on_demand(monkeypatch):
+    monkeypatch.setenv("ATIVO_DB_URL", "postgresql+psycopg2://nobody@127.0.0.1:1/none")  # nothing listens there
+    out = ativo("budget", "status")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith("error: OperationalError: ") and "Connection refused" in line
+    assert "ATIVO_DEBUG=1 shows the traceback" in line
+    monkeypatch.setenv("ATIVO_DEBUG", "1")
+    debug = ativo("budget", "status")
+    assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
