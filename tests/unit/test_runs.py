@@ -20,6 +20,7 @@ from ativo.train.runs import (
     RunRequest,
     close_run,
     missing_run,
+    nothing_registered_because,
     open_run,
     release_failed_run,
 )
@@ -411,3 +412,20 @@ def test_the_ownership_scanner_sees_both_import_forms(tmp_path):
         "def f(e):\n    episodes.hand_over(e, 's', 'a', 'b')\n    episodes.open_episodes(e, 's')\n"
     )
     assert writes_called(source) == {("ativo.store.episodes", "hand_over"), ("ativo.train.claims", "settle")}
+
+
+def test_a_run_that_registered_nothing_says_which_of_the_reasons_it_was(engine):
+    assert nothing_registered_because(engine, SPEC, "asset__0").startswith("no search ran")
+    add_version(engine, 1)
+    assert run(engine, "asset__1", events=({"tag": "s-v0001"},)).trains
+    assert nothing_registered_because(engine, SPEC, "asset__1").startswith("no trial completed")
+    close_run(engine, SPEC, "asset__1", RunOutcome.duplicate("3"))
+    assert nothing_registered_because(engine, SPEC, "asset__1") == (
+        "the best model is byte-identical to version 3, already registered: nothing new to gate"
+    )
+    add_version(engine, 2)
+    assert run(engine, "asset__2", events=({"tag": "s-v0002"},)).trains
+    close_run(engine, SPEC, "asset__2", RunOutcome.failed("the trial workers were refused by the budget"))
+    assert (
+        nothing_registered_because(engine, SPEC, "asset__2") == "failed: the trial workers were refused by the budget"
+    )

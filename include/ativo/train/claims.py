@@ -160,6 +160,21 @@ def failed(claim: dict[str, Any]) -> bool:
     return str(claim.get("outcome") or "").startswith("failed")
 
 
+def run_claim(engine: Engine, spec: str, dag_run_id: str) -> dict[str, Any] | None:
+    """The dataset claim a training run made (its latest, with its ``outcome``: None while open), or None."""
+    with engine.connect() as conn:
+        row = (
+            conn.execute(
+                select(training_claims)
+                .where(training_claims.c.spec == spec, training_claims.c.dag_run_id == dag_run_id)
+                .order_by(training_claims.c.claimed_at.desc())
+            )
+            .mappings()
+            .first()
+        )
+    return dict(row) if row else None
+
+
 def settle(engine: Engine, spec: str, dag_run_id: str, outcome: str) -> int:
     """Record how a run's claim ended (``failed: …`` lets another run take its version); returns the claims settled.
 

@@ -35,6 +35,7 @@ __all__ = [
     "RunRequest",
     "close_run",
     "missing_run",
+    "nothing_registered_because",
     "open_run",
     "release_failed_run",
 ]
@@ -252,6 +253,20 @@ def close_run(engine: Engine, spec: str, run_id: str, outcome: RunOutcome) -> Cl
     n_episodes = episodes.settle_episodes(engine, spec, run_id, outcome.episodes)
     given_up = episodes.given_up(engine, spec, run_id) if n_episodes and outcome.is_failure else []
     return Closed(n_claims, n_episodes, tuple(given_up))
+
+
+def nothing_registered_because(engine: Engine, spec: str, run_id: str) -> str:
+    """Why a training run that reached its decision registered no model version, in words for its note."""
+    claim = claims.run_claim(engine, spec, run_id)
+    if claim is None:
+        return "no search ran: the run claimed no dataset version to train (plan_search says why)"
+    outcome = str(claim.get("outcome") or "")
+    if outcome.startswith("duplicate of version"):
+        version = outcome.removeprefix("duplicate of version").strip()
+        return f"the best model is byte-identical to version {version}, already registered: nothing new to gate"
+    if outcome.startswith("failed"):
+        return outcome
+    return "no trial completed, or registering the best one failed (register_best says which)"
 
 
 def release_failed_run(engine: Engine, spec: str, run_id: str, why: str = "the training run failed") -> Closed:

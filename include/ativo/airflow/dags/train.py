@@ -168,19 +168,15 @@ def build_train_dag(spec: ModelSpec) -> DAG:
             from ativo.ops.alerts import rejection_payload
             from ativo.paging import stored_link
             from ativo.store.db import get_engine
-            from ativo.train.runs import RunOutcome, close_run
+            from ativo.train.runs import RunOutcome, close_run, nothing_registered_because
 
             settings = load_settings()
             engine, run_id = get_engine(settings.db_url), get_current_context()["run_id"]
             if not registered:
+                why = nothing_registered_because(engine, spec.name, run_id)  # before it is closed
                 # the claim on its dataset version, if it made one, is released: another run may train it
                 _page_given_up(spec, close_run(engine, spec.name, run_id, RunOutcome.nothing_registered()))
-                note_run(
-                    get_current_context()["dag"].dag_id,
-                    run_id,
-                    "no new model version: the best trial was not registered (register_best says why: "
-                    "a byte-identical model already registered, or no trial finished)",
-                )
+                note_run(get_current_context()["dag"].dag_id, run_id, f"no new model version: {why}")
                 raise AirflowSkipException("no model version was registered (see register_best): nothing to gate")
             results = [GateResult.from_dict(doc) for batch in judged if batch for doc in batch]
             report = publish(spec, settings, registered["model_version"], results, GATES)
