@@ -114,7 +114,9 @@ def monitor_window(
         }
 
     if version is None:
-        return not_judged(f"{spec.registered_model_name} has no champion yet: nothing to monitor")
+        # said so that it stays true when read later (the Ativo page shows the last run's reason, and a champion may
+        # have gone live since)
+        return not_judged(f"no version of {spec.registered_model_name} was champion when this window was judged")
     try:
         profile, run_id = load_profile(spec, settings, version)
     except LookupError as err:  # a version registered before profiles existed: it says how to fix it
