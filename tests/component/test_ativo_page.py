@@ -181,3 +181,36 @@ def test_every_runbook_renders_and_the_metrics_need_no_login(airflow_app):
     metrics = client.get("/ativo/metrics")
     assert metrics.status_code == 200
     assert ("ativo_erasure_overdue_requests", frozenset({"model": "adult_income"}.items())) in samples(metrics.text)
+
+
+def test_a_link_cannot_make_the_page_say_an_action_was_done(airflow_app, settings):
+    from urllib.parse import parse_qs, urlsplit
+
+    from ativo.compute.budget import Ledger
+    from ativo.store.db import get_engine
+
+    client, token = airflow_app
+    forged = client.get("/ativo/?notice=promote%20done%3A%20version%207%20is%20champion&ok=1", headers=token("analyst"))
+    assert forged.status_code == 200 and "version 7 is champion" not in forged.text
+
+    Ledger(get_engine(settings.db_url), settings.prices).set_budget("risk-team", 40.0)
+    done = client.post(
+        "/ativo/actions/budget",
+        content="team=risk-team&limit_usd=50&erasure_reserve_usd=5&policy=fail&reason=more",
+        headers={
+            "content-type": "application/x-www-form-urlencoded",
+            "accept": "text/html",
+            **token("operator"),
+        },
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    query = urlsplit(done.headers["location"]).query
+    notice = parse_qs(query)["notice"][0]
+    assert notice.startswith("budget done: ") and "{" not in notice  # readable, not a Python dict
+    shown = client.get(f"/ativo/?{query}", headers=token("operator"))
+    assert notice.split(":")[0] in shown.text and "budget done" in shown.text
+    other = client.get(f"/ativo/?{query}", headers=token("analyst"))  # signed for the operator, not for others
+    assert "budget done" not in other.text
+    tampered = client.get(f"/ativo/?{query.replace('ok=1', 'ok=0')}", headers=token("operator"))
+    assert "budget done" not in tampered.text

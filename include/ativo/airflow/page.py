@@ -56,6 +56,45 @@ def _name(user: Any) -> str:
     return str(getter() if callable(getter) else getattr(user, "username", "unknown"))
 
 
+NOTICE_TTL_S = 600
+"""How long a notice link shows its banner (the redirect after an action follows at once)."""
+
+
+def _notice_mac(key: bytes, user: str, at: int, ok: int, notice: str) -> str:
+    import hashlib
+    import hmac
+
+    return hmac.new(key, f"notice|{user}|{at}|{ok}|{notice}".encode(), hashlib.sha256).hexdigest()
+
+
+def notice_query(settings: Any, user: str, notice: str, ok: int) -> str:
+    """The query string of the redirect after an action: its notice, signed for ``user`` with the platform key.
+
+    The page shows a banner only for a notice it signed itself, for the user reading it, within :data:`NOTICE_TTL_S`:
+    a link cannot make the page say an action was done.
+    """
+    import time
+
+    from ativo.model.registry import signing_key
+
+    at = int(time.time())
+    mac = _notice_mac(signing_key(settings)[1], user, at, ok, notice)
+    return f"notice={quote(notice)}&ok={ok}&at={at}&sig={mac}"
+
+
+def verified_notice(settings: Any, user: str, notice: str, ok: int, at: int, sig: str) -> str | None:
+    """``notice`` when the page signed it for ``user`` less than :data:`NOTICE_TTL_S` ago, else None."""
+    import hmac
+    import time
+
+    from ativo.model.registry import signing_key
+
+    if not notice or not sig or not 0 <= time.time() - at <= NOTICE_TTL_S:
+        return None
+    expected = _notice_mac(signing_key(settings)[1], user, at, ok, notice)
+    return notice if hmac.compare_digest(expected, sig) else None
+
+
 PAGE_ACTIONS = ("promote", "rollback", "budget")
 """The page's actions (:func:`ativo.ops.views.act`)."""
 
@@ -220,8 +259,11 @@ def page_app() -> Any:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
     @app.get("/", response_class=HTMLResponse)
-    def index(user: CurrentUser, prediction_id: str = "", notice: str = "", ok: int = 1) -> HTMLResponse:
+    def index(
+        user: CurrentUser, prediction_id: str = "", notice: str = "", ok: int = 1, at: int = 0, sig: str = ""
+    ) -> HTMLResponse:
         settings = load_settings()
+        notice = verified_notice(settings, _name(user), notice, ok, at, sig) or ""  # only what the page itself said
         lineage = views.lineage(settings, prediction_id) if prediction_id else None
         return HTMLResponse(
             html.page(
@@ -270,12 +312,13 @@ def page_app() -> Any:
         form = {k: v[-1] for k, v in parse_qs((await request.body()).decode(), keep_blank_values=True).items()}
         try:  # the registry, the store and the webhook block: off the api-server's event loop
             result = await run_in_threadpool(views.act, load_settings(), action, form, _name(user))
-            notice, ok = f"{action} done: {result}", 1
+            shown = "; ".join(f"{k}: {v}" for k, v in result.items()) if isinstance(result, dict) else str(result)
+            notice, ok = f"{action} done: {shown}", 1
         except views.ActionRefused as err:
             notice, ok = f"{action} refused: {err}", 0
         if "application/json" in request.headers.get("accept", ""):
             return JSONResponse({"ok": bool(ok), "notice": notice}, status_code=200 if ok else 422)
-        return RedirectResponse(f"../?notice={quote(notice)}&ok={ok}", status_code=303)
+        return RedirectResponse(f"../?{notice_query(load_settings(), _name(user), notice, ok)}", status_code=303)
 
     @app.get("/files")
     def files(uri: str, user: CurrentUser) -> Response:
@@ -336,7 +379,7 @@ def page_app() -> Any:
         if "application/json" in request.headers.get("accept", "") or "json" in request.headers.get("content-type", ""):
             return JSONResponse(ack, status_code=201)
         notice = f"erasure request {ack['request_id']} recorded ({ack['subjects']} subject(s)); {ack['processing']}"
-        return RedirectResponse(f"../../?notice={quote(notice)}&ok=1", status_code=303)
+        return RedirectResponse(f"../../?{notice_query(load_settings(), _name(user), notice, 1)}", status_code=303)
 
     @app.get("/runbooks/", response_class=HTMLResponse)
     def runbook_index() -> HTMLResponse:
