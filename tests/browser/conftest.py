@@ -186,14 +186,20 @@ def live_platform(reference_dir) -> Any:
             lifecycle.unpause_all(api, [SPEC])
             lifecycle.watch_lifecycle(settings, api, SPEC, DAYS)
             sample = lifecycle.serve_sample(settings, SPEC)
-            # one judged monitoring window, so the monitor's gauges and the page's monitor section have a value
-            subprocess.run(
-                [sys.executable, "-m", "ativo.cli", "monitor", "run", "--spec", SPEC, "--hours", "2"],
-                env=operator_env,
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
+
+            # one judged monitoring window, so the monitor's gauges and the page's monitor section have a value; the
+            # servers flush the prediction log every few seconds, so a run right after the replay may find too few rows
+            def judged() -> bool:
+                out = subprocess.run(
+                    [sys.executable, "-m", "ativo.cli", "monitor", "run", "--spec", SPEC, "--hours", "2"],
+                    env=operator_env,
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                )
+                return out.returncode == 0 and "decision: not_judged" not in out.stdout
+
+            wait_until(judged, 180, 5, "a judged monitoring window of the replayed traffic")
             wait_until(
                 lambda: not any(r["state"] in ("queued", "running") for r in api.runs(train_dag_id(SPEC))),
                 600,
