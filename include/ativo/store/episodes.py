@@ -138,19 +138,20 @@ def claim_episodes(engine: Engine, spec: str, dag_run_id: str) -> list[dict[str,
         return held_by(engine, spec, dag_run_id)
 
 
+def _held(spec: str, dag_run_id: str) -> Any:
+    """Episodes of ``spec`` that the run ``dag_run_id`` holds and has not settled."""
+    return (
+        (drift_episodes.c.spec == spec)
+        & (drift_episodes.c.dag_run_id == dag_run_id)
+        & drift_episodes.c.outcome.is_(None)
+    )
+
+
 def held_by(engine: Engine, spec: str, dag_run_id: str) -> list[dict[str, Any]]:
     """The episodes a training run holds and has not settled (oldest first)."""
     with engine.connect() as conn:
         held = (
-            conn.execute(
-                select(drift_episodes)
-                .where(
-                    drift_episodes.c.spec == spec,
-                    drift_episodes.c.dag_run_id == dag_run_id,
-                    drift_episodes.c.outcome.is_(None),
-                )
-                .order_by(drift_episodes.c.id)
-            )
+            conn.execute(select(drift_episodes).where(_held(spec, dag_run_id)).order_by(drift_episodes.c.id))
             .mappings()
             .all()
         )
@@ -160,30 +161,12 @@ def held_by(engine: Engine, spec: str, dag_run_id: str) -> list[dict[str, Any]]:
 def hand_over(engine: Engine, spec: str, from_run: str, to_run: str) -> int:
     """Give the episodes ``from_run`` holds to ``to_run`` (the run already training the latest data covers them)."""
     with engine.begin() as conn:
-        return int(
-            conn.execute(
-                update(drift_episodes)
-                .where(
-                    drift_episodes.c.spec == spec,
-                    drift_episodes.c.dag_run_id == from_run,
-                    drift_episodes.c.outcome.is_(None),
-                )
-                .values(dag_run_id=to_run)
-            ).rowcount
-        )
+        return int(conn.execute(update(drift_episodes).where(_held(spec, from_run)).values(dag_run_id=to_run)).rowcount)
 
 
 def settle_episodes(engine: Engine, spec: str, dag_run_id: str, outcome: str) -> int:
     """Record how the run's episodes ended (``failed: …`` lets another run take them); returns how many."""
     with engine.begin() as conn:
         return int(
-            conn.execute(
-                update(drift_episodes)
-                .where(
-                    drift_episodes.c.spec == spec,
-                    drift_episodes.c.dag_run_id == dag_run_id,
-                    drift_episodes.c.outcome.is_(None),
-                )
-                .values(outcome=outcome[:500])
-            ).rowcount
+            conn.execute(update(drift_episodes).where(_held(spec, dag_run_id)).values(outcome=outcome[:500])).rowcount
         )
