@@ -295,7 +295,7 @@ def fairness_gate(spec: ModelSpec, model: ServedModel, split: Split) -> GateResu
     }
     short = insufficient(spec, before)
     if short:
-        from ativo.evaluate.performance import INSUFFICIENT
+        from ativo.evaluate.results import INSUFFICIENT
 
         result = GateResult.judge("fairness", checks, ok=_ok(checks), details=details)
         result.passed = False

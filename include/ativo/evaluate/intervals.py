@@ -42,7 +42,8 @@ class Interval:
         return {"value": self.value, "low": self.low, "high": self.high, "rows": self.rows}
 
 
-def _z(confidence: float) -> float:
+def normal_quantile(confidence: float) -> float:
+    """The standard normal quantile at ``confidence`` (1.645 at 0.95): the half-width of a one-sided normal bound."""
     from scipy.stats import norm
 
     return float(norm.ppf(confidence))
@@ -73,7 +74,7 @@ def proportion_difference(k1: int, n1: int, k2: int, n2: int, confidence: float)
     """``k1/n1 − k2/n2`` of two independent samples, with Newcombe's hybrid score bounds (method 10)."""
     if n1 <= 0 or n2 <= 0:
         return Interval(float("nan"), -1.0, 1.0, max(n1, 0) + max(n2, 0), confidence)
-    z = _z(confidence)
+    z = normal_quantile(confidence)
     p1, p2 = k1 / n1, k2 / n2
     l1, u1 = _wilson(k1, n1, z)
     l2, u2 = _wilson(k2, n2, z)
@@ -129,7 +130,7 @@ def auc(y: np.ndarray, score: np.ndarray, confidence: float) -> Interval:
     if len(np.unique(y)) < 2:  # one class: no AUC (a NaN value fails its check)
         return Interval(float("nan"), 0.0, 1.0, len(y), confidence)
     (value,), cov = _delong(y, [score])
-    half = _z(confidence) * math.sqrt(max(float(cov[0, 0]), 0.0))
+    half = normal_quantile(confidence) * math.sqrt(max(float(cov[0, 0]), 0.0))
     return Interval(float(value), max(0.0, value - half), min(1.0, value + half), len(y), confidence)
 
 
@@ -140,7 +141,7 @@ def auc_difference(y: np.ndarray, first: np.ndarray, second: np.ndarray, confide
         return Interval(float("nan"), -1.0, 1.0, len(y), confidence)
     aucs, cov = _delong(y, [first, second])
     var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
-    d, half = float(aucs[0] - aucs[1]), _z(confidence) * math.sqrt(max(var, 0.0))
+    d, half = float(aucs[0] - aucs[1]), normal_quantile(confidence) * math.sqrt(max(var, 0.0))
     return Interval(d, max(-1.0, d - half), min(1.0, d + half), len(y), confidence)
 
 
@@ -151,7 +152,7 @@ def mean(values: np.ndarray, confidence: float) -> Interval:
     if n == 0:
         return Interval(float("nan"), float("-inf"), float("inf"), 0, confidence)
     m = float(values.mean())
-    half = _z(confidence) * (float(values.std(ddof=1)) / math.sqrt(n) if n > 1 else float("inf"))
+    half = normal_quantile(confidence) * (float(values.std(ddof=1)) / math.sqrt(n) if n > 1 else float("inf"))
     return Interval(m, m - half, m + half, n, confidence)
 
 

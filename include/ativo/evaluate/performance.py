@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ativo.data.features import LABEL
-from ativo.evaluate import results
-from ativo.evaluate.results import Check, GateResult
+from ativo.evaluate.results import INSUFFICIENT, Check, GateResult
 from ativo.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -81,9 +80,6 @@ def performance_gate(spec: ModelSpec, model: ServedModel, split: Split) -> GateR
         metrics={"accuracy": acc, "test_rows": len(y)},
         details={"calibration": table},
     )
-
-
-INSUFFICIENT = results.INSUFFICIENT
 
 
 def comparison_rows(test: pd.DataFrame, champion_seen_ids: set[str] | None, record_id: str) -> pd.DataFrame:
@@ -185,7 +181,7 @@ def replacement_gate(
     delta = ours - replaced_test_auc
     # Two AUCs of two test splits drawn the same way from data that differs by the erased rows: each as uncertain
     # as the other, so the difference is sqrt(2) times as uncertain as ours alone (unclipped).
-    half = math.sqrt(2) * intervals._z(confidence) * intervals.auc_standard_error(y, scores)
+    half = math.sqrt(2) * intervals.normal_quantile(confidence) * intervals.auc_standard_error(y, scores)
     lead = intervals.Interval(-delta, -delta - half, -delta + half, measured.rows, confidence)
     checks = [
         Check.bounded(

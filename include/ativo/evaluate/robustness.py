@@ -111,9 +111,7 @@ STEPS = (0.25, 0.5, 0.75, 1.0)
 """Fractions of the attack's budget a feature is moved by, in each direction, at every step of the search."""
 
 
-def evasion_attack(
-    spec: ModelSpec, model: ServedModel, x: np.ndarray, space: FeatureSpace, seed: int = 0
-) -> dict[str, Any]:
+def evasion_attack(spec: ModelSpec, model: ServedModel, x: np.ndarray, space: FeatureSpace) -> dict[str, Any]:
     """A greedy coordinate search on the model's score within the attack's L-infinity budget, all rows at once.
 
     Each step tries, for every row still deciding as before, every mutable feature moved to each of :data:`STEPS`
@@ -124,7 +122,7 @@ def evasion_attack(
     decision flips with no feature further than ``attack_epsilon`` standard deviations from where it was: on trees a
     few coordinate moves reach what a random-direction black-box search reaches, in milliseconds instead of
     thousands of calls. The same search with four times the budget says how far the flips lie
-    (``flipped_within_4_epsilon``, ``median_distance_std``). Deterministic: ``seed`` is kept for the signature.
+    (``flipped_within_4_epsilon``, ``median_distance_std``). Deterministic: it draws nothing at random.
     """
     import numpy as np
 

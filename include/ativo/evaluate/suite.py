@@ -168,7 +168,7 @@ def run_gate(name: str, candidate: Candidate) -> GateResult:
     A test set under ``gates.min_test_rows`` fails every gate that reads it (insufficient evidence); a gate listed in
     ``gates.report_only`` is measured and reported, and its failure does not block (the result says so).
     """
-    from ativo.evaluate.performance import INSUFFICIENT
+    from ativo.evaluate.results import INSUFFICIENT
 
     started = time.perf_counter()
     need, have = candidate.spec.gates.min_test_rows, len(candidate.split.test)
