@@ -126,19 +126,31 @@ def adult_split(spec, reference_dir):
 
 def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build) -> Path:
     """A directory ``build(path)`` fills once per test run, shared by every pytest-xdist worker of the run."""
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the run's, not an earlier run's
+    return _build_whole(root / f"built-{name}", build)
+
+
+def _build_whole(target: Path, build, check=None) -> Path:
+    """``target``, built once under a lock shared by every process: ``build`` fills a ``.partial`` directory, which
+    ``check`` may refuse (it raises, and nothing is kept), and which is renamed to ``target`` only when whole."""
     import shutil
 
     from filelock import FileLock
 
-    base = tmp_path_factory.getbasetemp()
-    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the run's, not an earlier run's
-    target = root / f"built-{name}"
     with FileLock(str(target) + ".lock"):
         if not target.exists():
-            partial = root / f"built-{name}.partial"
+            partial = target.with_name(target.name + ".partial")
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir()
             build(partial)
+            if check is not None:
+                try:
+                    check(partial)
+                except BaseException:
+                    shutil.rmtree(partial, ignore_errors=True)
+                    raise
             partial.rename(target)
     return target
 
@@ -159,31 +171,22 @@ def built_per_version(name: str, distributions: str, build, product: str) -> Pat
     A run pays for it only when those libraries changed, where a per-run template cost each run 7-10 s of CPU.
     """
     import hashlib
-    import shutil
     from importlib.metadata import distributions as installed
     from importlib.metadata import version
-
-    from filelock import FileLock
 
     versions = sorted(
         f"{d.metadata['Name']}=={d.version}" for d in installed() if d.metadata["Name"].startswith(distributions)
     )
     versions += [f"recipe=={TEMPLATE_RECIPE}", f"sqlalchemy=={version('sqlalchemy')}", f"alembic=={version('alembic')}"]
     key = hashlib.sha256("\n".join(versions).encode()).hexdigest()[:16]
-    target = TEMPLATES / f"{name}-{key}"
     TEMPLATES.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if not target.exists():
-            partial = TEMPLATES / f"{name}-{key}.partial"
-            shutil.rmtree(partial, ignore_errors=True)
-            partial.mkdir()
-            build(partial)
-            built = partial / product
-            if not built.is_file() or built.stat().st_size == 0:
-                shutil.rmtree(partial, ignore_errors=True)
-                raise RuntimeError(f"building the {name} template left no {product}: nothing kept")
-            partial.rename(target)
-    return target
+
+    def whole(partial: Path) -> None:
+        built = partial / product
+        if not built.is_file() or built.stat().st_size == 0:
+            raise RuntimeError(f"building the {name} template left no {product}: nothing kept")
+
+    return _build_whole(TEMPLATES / f"{name}-{key}", build, whole)
 
 
 @pytest.fixture(scope="session")
