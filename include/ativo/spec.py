@@ -454,7 +454,8 @@ class Deploy(_Strict):
 
     With ``shadow: true`` the challenger scores a copy of every request off the response path (no caller sees its
     answers) instead of taking ``canary_percent`` of the traffic. The watch judges it on the same live figures
-    either way and rolls it back at the first limit it passes.
+    either way, with anytime-valid tests at ``alpha``: it rolls back as soon as a limit is shown crossed and promotes
+    as soon as every limit is shown held; ``canary_window_minutes`` is the longest it waits for that evidence.
 
     With ``approval: required`` (four eyes), a person other than the one who triggered the run must approve the
     version after its gates and infra check (Airflow's human-in-the-loop approval, no worker held while waiting);
@@ -462,6 +463,9 @@ class Deploy(_Strict):
     """
 
     canary_percent: float = Field(10, gt=0, le=100)
+    # the watch's error rates at any stopping time: a sound candidate rolled back, or one beyond a limit promoted
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    await_labels: bool = False  # true: no promotion before labels show the AUC within max_auc_drop
     approval: Literal["none", "required"] = "none"
     approval_timeout_hours: float = Field(72, gt=0)
     canary_window_minutes: float = Field(30, gt=0)

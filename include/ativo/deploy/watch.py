@@ -1,18 +1,22 @@
-"""Watching a canary (or shadow) on live figures and deciding: promote, roll back, or keep watching.
+"""Watching a canary (or shadow) on live figures and deciding as soon as the evidence allows: promote or roll back.
 
 The figures are the servers' own ``/metrics`` (summed over every server URL), taken as the difference from a
-snapshot at the start of the trial, so the champion is compared over the same minutes as the candidate:
+snapshot at the start of the trial, so the champion is compared over the same minutes as the candidate. Each
+watched figure is judged with an anytime-valid test (:mod:`ativo.deploy.sequential`), so looking every
+``watch_interval_seconds`` and stopping at the first answer keeps the spec's error rate ``deploy.alpha``:
 
-- error rate: rows the candidate failed to score (the champion answered them), against ``max_error_rate``; a
-  breach is acted on as soon as its 95 % Wilson lower bound passes the limit, so one early error does not decide;
-- latency: p99 of the candidate's scoring calls against ``latency_budget_ms``;
+- error rate: rows the candidate failed to score (the champion answered them), against ``max_error_rate``;
+- latency: the share of the candidate's scoring calls slower than ``latency_budget_ms``, against 1 % (its p99);
 - score distribution: PSI of the candidate's scores against the champion's, on deciles, against
-  ``max_score_psi`` — beyond what sampling noise alone reaches at that many rows (99.9 %), so an early look at a
-  small canary does not roll back a sound model;
-- accuracy, once labels arrived (``/feedback``): AUC on labelled rows of each version, against ``max_auc_drop``.
+  ``max_score_psi``;
+- accuracy, once labels arrived (``/feedback``): the candidate's AUC minus the champion's, against
+  ``-max_auc_drop`` (required for a promotion with ``await_labels``).
 
-Any breach rolls back at once. At the end of the window the candidate is promoted if it served at least
-``min_canary_requests`` rows, otherwise rolled back for lack of evidence.
+Harm shown on any figure (each tested at α over the number of figures, so a sound candidate is rolled back with
+probability at most α) rolls back at once. The candidate is promoted as soon as every figure is shown within its
+limit (each at α: a candidate beyond a limit is promoted with probability at most α) and it served at least
+``min_canary_requests`` rows. ``canary_window_minutes`` is the longest the watch waits: a candidate still undecided
+then is rolled back for lack of evidence, naming the figures that lacked it.
 """
 
 from __future__ import annotations
@@ -21,8 +25,13 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ativo.deploy.sequential import Evidence, bounded_evidence, psi_standard_error, rate_evidence
 from ativo.http import get_text
-from ativo.monitor.stats import homogeneity_pvalue, psi  # the one PSI and χ² test: the watch and monitoring share them
+from ativo.monitor.stats import (
+    EPS,
+    homogeneity_pvalue,
+    psi,
+)  # the one PSI and χ² test: the watch and monitoring share them
 from ativo.spec import ModelSpec
 
 Figures = dict[str, dict[str, Any]]  # "<version>/<route>" → rows, errors, score and latency buckets
@@ -94,22 +103,6 @@ def _bins(cumulative: dict[str, float], edges: tuple[float, ...]) -> list[float]
     return counts
 
 
-PSI_CONFIDENCE = 0.999
-
-
-def psi_noise(n_candidate: float, n_champion: float, bins: int = 10, confidence: float = PSI_CONFIDENCE) -> float:
-    """How large a PSI two samples of one distribution reach by chance (``confidence`` quantile).
-
-    Under no shift, PSI ≈ (1/n₁ + 1/n₂) · χ²(bins − 1); a few dozen rows alone can reach 0.5. The watch acts on a
-    PSI only beyond this, so an early look at a small canary does not roll back a sound model.
-    """
-    from scipy.stats import chi2
-
-    if n_candidate <= 0 or n_champion <= 0:
-        return math.inf
-    return float(chi2.ppf(confidence, bins - 1)) * (1 / n_candidate + 1 / n_champion)
-
-
 def p99_ms(cumulative: dict[str, float]) -> float | None:
     """The upper edge of the latency bucket holding the 99th percentile, in ms (None without data)."""
     by_le = _sorted_buckets(cumulative)
@@ -120,17 +113,6 @@ def p99_ms(cumulative: dict[str, float]) -> float | None:
         if v >= target:
             return le * 1000
     return None
-
-
-def wilson_lower(errors: float, n: float, z: float = 1.645) -> float:
-    """One-sided 95 % lower bound of a rate (Wilson score interval)."""
-    if n <= 0:
-        return 0.0
-    p = errors / n
-    denom = 1 + z * z / n
-    centre = p + z * z / (2 * n)
-    margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, (centre - margin) / denom)
 
 
 DECILES = tuple(round(i / 10, 1) for i in range(1, 11))
@@ -153,12 +135,16 @@ class Verdict:
 def label_figures(
     store: Any, spec: ModelSpec, started: float, candidate: str, route: str, champion: str | None
 ) -> dict[str, dict[str, float]]:
-    """AUC and labelled-row count per side ("candidate", "champion") over predictions made since ``started``."""
+    """AUC, its standard error and the labelled rows per side ("candidate", "champion").
+
+    Over the predictions made since ``started``.
+    """
     import datetime as dt
 
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
+    from ativo.evaluate.intervals import auc_standard_error
     from ativo.serve.predlog import read_log
 
     first = dt.datetime.fromtimestamp(started, dt.UTC).date()
@@ -185,10 +171,33 @@ def label_figures(
             "champion": joined[(joined["version"] == champion) & (joined["route"] == "champion")],
         }
     for side, frame in sides.items():
-        y = frame["label"].to_numpy()
-        auc = float(roc_auc_score(y, frame["score"].to_numpy())) if len(np.unique(y)) == 2 else math.nan
-        out[side] = {"labels": float(len(frame)), "auc": auc}
+        y, score = frame["label"].to_numpy(), frame["score"].to_numpy()
+        two = len(np.unique(y)) == 2
+        out[side] = {
+            "labels": float(len(frame)),
+            "auc": float(roc_auc_score(y, score)) if two else math.nan,
+            "se": auc_standard_error(y, score) if two else math.nan,
+        }
     return out
+
+
+def slow_calls(cumulative: dict[str, float], budget_ms: float) -> tuple[float, float, float]:
+    """From cumulative latency buckets: (calls, calls surely slower than the budget, calls perhaps slower).
+
+    Buckets rarely fall on the budget: a call in the bucket straddling it is counted slow for a promotion (it may be)
+    and not for a rollback (it may not be), so neither decision rests on a guess.
+    """
+    by_le = _sorted_buckets(cumulative)
+    if not by_le:
+        return 0.0, 0.0, 0.0
+    total = by_le[-1][1]
+    budget = budget_ms / 1000
+    within_sure = max((v for le, v in by_le if le <= budget + 1e-12), default=0.0)
+    within_maybe = min((v for le, v in by_le if le >= budget - 1e-12), default=total)
+    return total, max(total - within_maybe, 0.0), max(total - within_sure, 0.0)
+
+
+P99_SHARE = 0.01  # a p99 within the budget: at most 1 % of calls slower than it
 
 
 def judge(
@@ -204,7 +213,7 @@ def judge(
     """Decide on a candidate from the figures since its trial started.
 
     Args:
-        spec: its deploy limits.
+        spec: its deploy limits and ``alpha``.
         figures: :func:`since` of the trial's start.
         candidate: the version on trial.
         champion: the version it is compared with.
@@ -213,80 +222,186 @@ def judge(
         labels: :func:`label_figures`, when labels arrived.
     """
     d = spec.deploy
-    cand = figures.get(f"{candidate}/{route}", {"rows": 0.0, "errors": 0.0, "scores": {}, "latency": {}})
-    champ = figures.get(f"{champion}/champion", {"rows": 0.0, "errors": 0.0, "scores": {}, "latency": {}})
+    empty = {"rows": 0.0, "errors": 0.0, "scores": {}, "latency": {}}
+    cand = figures.get(f"{candidate}/{route}", empty)
+    champ = figures.get(f"{champion}/champion", empty)
     rows, errors = cand["rows"], cand["errors"]
     attempts = rows + errors
+    watched = 4  # error rate, latency, score distribution, accuracy: each harm test gets alpha / 4
+    a_harm, a_safe = d.alpha / watched, d.alpha
     out: dict[str, Any] = {
         "candidate": candidate,
         "champion": champion,
         "route": route,
         "elapsed_s": round(elapsed_s, 1),
+        "alpha": d.alpha,
         "candidate_rows": rows,
         "candidate_errors": errors,
         "champion_rows": champ["rows"],
     }
     error_rate = errors / attempts if attempts else 0.0
     out["error_rate"] = round(error_rate, 4)
-    broken: list[str] = []  # every limit the candidate broke, so a rollback names them all
-    if attempts and wilson_lower(errors, attempts) > d.max_error_rate:
-        bound = wilson_lower(errors, attempts)
-        broken.append(
-            f"error rate {error_rate:.1%} of {attempts:.0f} rows is above the limit "
-            f"{d.max_error_rate:.1%} (95 % lower bound {bound:.1%})"
-        )
+    evidence: list[Evidence] = [
+        rate_evidence("error rate", errors, attempts, d.max_error_rate, alpha_harm=a_harm, alpha_safe=a_safe)
+    ]
     p99 = p99_ms(cand["latency"])
     out["p99_ms"] = p99
-    enough = rows >= d.min_canary_requests
-    if enough and p99 is not None and p99 > d.latency_budget_ms:
-        broken.append(f"p99 scoring latency {p99:g} ms is above the budget {d.latency_budget_ms:g} ms")
-    if enough and champ["rows"] >= d.min_canary_requests:
-        champ_bins, cand_bins = _bins(champ["scores"], DECILES), _bins(cand["scores"], DECILES)
-        value = psi(champ_bins, cand_bins)
-        noise = psi_noise(rows, champ["rows"])
-        # PSI's noise formula does not hold when a few rows leave bins empty (each costs ~0.7 through the floor): the
-        # shift must also show in the χ² test on pooled bins, at the same confidence
-        p = homogeneity_pvalue([round(c) for c in champ_bins], [round(c) for c in cand_bins])
-        out["score_psi"] = round(value, 4)
-        out["score_psi_noise"] = round(noise, 4)
-        out["score_p_value"] = float(f"{p:.3g}")
-        if value - noise > d.max_score_psi and p < 1 - PSI_CONFIDENCE:
-            broken.append(
-                f"score distribution moved from the champion's: PSI {value:.3f} is above "
-                f"{d.max_score_psi:g} beyond its sampling noise ({noise:.3f} at {rows:.0f} vs "
-                f"{champ['rows']:.0f} rows)"
-            )
-    for side, v in (labels or {}).items():
-        out[f"{side}_labels"] = v["labels"]
-        out[f"{side}_auc"] = None if math.isnan(v["auc"]) else round(v["auc"], 4)
-    if labels and all(labels.get(s, {}).get("labels", 0) >= d.min_labels for s in ("candidate", "champion")):
-        ca, ch = labels["candidate"]["auc"], labels["champion"]["auc"]
-        if not math.isnan(ca) and not math.isnan(ch) and ca < ch - d.max_auc_drop:
-            broken.append(
-                f"AUC on labelled rows {ca:.4f} is more than {d.max_auc_drop:g} below the champion's {ch:.4f}"
-            )
-    if broken:
-        return Verdict(True, False, "; ".join(broken), out)
+    calls, slow_sure, slow_maybe = slow_calls(cand["latency"], d.latency_budget_ms)
+    over = rate_evidence("latency", slow_sure, calls, P99_SHARE, alpha_harm=a_harm, alpha_safe=1.0)
+    under = rate_evidence("latency", slow_maybe, calls, P99_SHARE, alpha_harm=1.0, alpha_safe=a_safe)
+    evidence.append(
+        Evidence(
+            "latency",
+            p99,
+            None,
+            None,
+            d.latency_budget_ms,
+            int(calls),
+            over.harm,
+            under.safe and not over.harm,
+            f"p99 scoring latency {p99:g} ms against the budget {d.latency_budget_ms:g} ms "
+            f"({slow_sure:.0f}–{slow_maybe:.0f} of {calls:.0f} calls slower)"
+            if p99 is not None
+            else "p99 scoring latency not measured yet",
+        )
+    )
+    evidence.append(_score_evidence(d, cand, champ, out, a_harm, a_safe))
+    accuracy = _accuracy_evidence(d, labels, out, a_harm, a_safe)
+    if accuracy is not None:
+        evidence.append(accuracy)
+    out["evidence"] = [e.to_dict() for e in evidence]
+    harms = [e for e in evidence if e.harm]
+    if harms:
+        return Verdict(True, False, "; ".join(_harm_words(e, d) for e in harms), out)
+    needed = [e for e in evidence if not e.safe and (e.figure != "AUC change" or d.await_labels)]
+    if d.await_labels and accuracy is None:
+        needed.append(Evidence("AUC change", None, None, None, -d.max_auc_drop, 0, False, False, "no labels yet"))
     window = d.canary_window_minutes * 60
+    enough = rows >= d.min_canary_requests
+    if not needed and enough:
+        shown = ", ".join(_safe_words(e) for e in evidence if e.safe)
+        return Verdict(
+            True,
+            True,
+            f"{route} shown within every limit after {elapsed_s:.0f} s on {rows:.0f} rows (α {d.alpha:g}): {shown}",
+            out,
+        )
     if elapsed_s < window:
-        return Verdict(False, False, f"watching: {rows:.0f} rows in {elapsed_s:.0f} of {window:.0f} s", out)
+        pending = (
+            ", ".join(e.figure for e in needed) or f"rows ({rows:.0f} of min_canary_requests {d.min_canary_requests})"
+        )
+        return Verdict(
+            False,
+            False,
+            f"watching: {rows:.0f} rows in {elapsed_s:.0f} of at most {window:.0f} s; not yet shown: {pending}",
+            out,
+        )
     if not enough:
-        need = d.min_canary_requests
         return Verdict(
             True,
             False,
             f"only {rows:.0f} rows reached the {route} in the {window:.0f} s window "
-            f"(min_canary_requests {need}): not enough evidence to promote",
+            f"(min_canary_requests {d.min_canary_requests}): not enough evidence to promote",
             out,
         )
-    checks = [f"error rate {error_rate:.2%}", f"p99 {p99:g} ms" if p99 is not None else "p99 n/a"]
-    if "score_psi" in out:
-        checks.append(f"score PSI {out['score_psi']:.3f}")
-    if labels and "candidate_auc" in out and out["candidate_auc"] is not None:
-        checks.append(f"AUC {out['candidate_auc']:.4f} vs {out.get('champion_auc')}")
     return Verdict(
         True,
-        True,
-        f"{route} held for {window:.0f} s on {rows:.0f} rows within every limit (" + ", ".join(checks) + ")",
+        False,
+        f"no decision within the {window:.0f} s window on {rows:.0f} rows: not shown within the limit at α "
+        f"{d.alpha:g}: " + "; ".join(e.says for e in needed) + " (more traffic, a larger canary_percent or a longer "
+        "canary_window_minutes gives the evidence)",
         out,
     )
+
+
+def _score_evidence(d: Any, cand: dict, champ: dict, out: dict[str, Any], a_harm: float, a_safe: float) -> Evidence:
+    """PSI of the candidate's scores against the champion's, judged once both sides have min_canary_requests."""
+    rows, champ_rows = cand["rows"], champ["rows"]
+    if rows < d.min_canary_requests or champ_rows < d.min_canary_requests:
+        return Evidence(
+            "score PSI",
+            None,
+            None,
+            None,
+            d.max_score_psi,
+            int(rows),
+            False,
+            False,
+            f"score distribution not judged yet ({rows:.0f} and {champ_rows:.0f} rows of min_canary_requests "
+            f"{d.min_canary_requests})",
+        )
+    champ_bins, cand_bins = _bins(champ["scores"], DECILES), _bins(cand["scores"], DECILES)
+    value = psi(champ_bins, cand_bins)
+    bias, se = psi_standard_error(champ_bins, cand_bins, EPS)
+    # a few rows leaving sparse bins empty inflate PSI through its floor: a rollback also needs the χ² test on
+    # pooled bins to see the shift
+    p = homogeneity_pvalue([round(c) for c in champ_bins], [round(c) for c in cand_bins])
+    out["score_psi"] = round(value, 4)
+    out["score_psi_bias"] = round(bias, 4)
+    out["score_p_value"] = float(f"{p:.3g}")
+    e = bounded_evidence(
+        "score PSI",
+        max(value - bias, 0.0),  # PSI less its small-sample bias (never below 0)
+        se,
+        min(rows, champ_rows),
+        d.max_score_psi,
+        harm_above=True,
+        alpha_harm=a_harm,
+        alpha_safe=a_safe,
+        says=f"score PSI {value:.3f} against the champion's ({rows:.0f} vs {champ_rows:.0f} rows)",
+    )
+    if e.harm and p >= a_harm:
+        return Evidence(e.figure, e.estimate, e.low, e.high, e.limit, e.rows, False, False, e.says)
+    return e
+
+
+def _accuracy_evidence(
+    d: Any, labels: dict[str, dict[str, float]] | None, out: dict[str, Any], a_harm: float, a_safe: float
+) -> Evidence | None:
+    """The candidate's AUC minus the champion's on labelled rows, once each side has ``min_labels``."""
+    for side, v in (labels or {}).items():
+        out[f"{side}_labels"] = v["labels"]
+        out[f"{side}_auc"] = None if math.isnan(v["auc"]) else round(v["auc"], 4)
+    if not labels or not all(labels.get(s, {}).get("labels", 0) >= d.min_labels for s in ("candidate", "champion")):
+        return None
+    ca, ch = labels["candidate"], labels["champion"]
+    if math.isnan(ca["auc"]) or math.isnan(ch["auc"]):
+        return None
+    se = math.sqrt(ca.get("se", math.inf) ** 2 + ch.get("se", math.inf) ** 2)
+    return bounded_evidence(
+        "AUC change",
+        ca["auc"] - ch["auc"],
+        se,
+        min(ca["labels"], ch["labels"]),
+        -d.max_auc_drop,
+        harm_above=False,
+        alpha_harm=a_harm,
+        alpha_safe=a_safe,
+        says=f"AUC on labelled rows {ca['auc']:.4f} vs the champion's {ch['auc']:.4f} "
+        f"({ca['labels']:.0f} and {ch['labels']:.0f} labels)",
+    )
+
+
+def _harm_words(e: Evidence, d: Any) -> str:
+    """Why a figure rolls back, with its numbers."""
+    if e.figure == "error rate":
+        return f"{e.says} failed to score: above the limit {d.max_error_rate:.1%}"
+    if e.figure == "latency":
+        return f"{e.says}: above the budget"
+    if e.figure == "score PSI":
+        return (
+            f"score distribution moved from the champion's: {e.says}, at least {e.low:.3f} with confidence, "
+            f"above {d.max_score_psi:g}"
+        )
+    return f"{e.says}: more than {d.max_auc_drop:g} below the champion's (at most {e.high:+.4f} with confidence)"
+
+
+def _safe_words(e: Evidence) -> str:
+    """A figure shown within its limit, briefly."""
+    if e.figure == "error rate":
+        return f"error rate {e.estimate:.2%} (limit {e.limit:.1%})"
+    if e.figure == "latency":
+        return f"p99 {e.estimate:g} ms (budget {e.limit:g} ms)"
+    if e.figure == "score PSI":
+        return f"score PSI at most {e.high:.3f} (limit {e.limit:g})"
+    return f"AUC change at least {e.low:+.4f} (limit {e.limit:+g})"
