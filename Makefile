@@ -107,6 +107,7 @@ bench: data  ## benchmarks (each prints a summary and one JSON line)
 	@$(PY) bench/erasure.py
 	@$(PY) bench/monitor.py
 	@$(PY) bench/budget.py
+	@$(PY) bench/canary.py
 
 # Every benchmark in bench/ at a tiny size, one after the other (about 4 minutes on 2 cores; CI runs it): each must
 # exit 0 and end with its JSON line holding the keys its docstring names; bench/smoke.py prints a table and exits 1

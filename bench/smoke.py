@@ -68,6 +68,12 @@ BENCHES: dict[str, Bench] = {
         ("bench", "rounds", "max_used_pct", "trials_run", "trials_refused", "trials_stopped_at_reservation"),
         lambda r: _all((r["trials_run"] > 0, "no trial ran"), (r["rounds"] == 1, f"{r['rounds']} rounds, not 1")),
     ),
+    "canary": Bench(
+        ("--smoke",),
+        ("alpha", "false_promotion_rate", "false_rollback_rate", "median_decision_s", "median_decision_s_fixed_window"),
+        lambda r: _all((r["canaries"] >= 12, f"{r['canaries']} canaries replayed, not 12")),
+        left_out="all but 16 of the 480 canaries (no error rate is measured at that size)",
+    ),
     "drift": Bench(
         ("--rows", "20000", "--windows", "200", "--row-windows", "20", "--skip-evidently"),
         ("profile_s", "ativo_s", "baseline_s", "max_psi_abs_diff", "counts_equal", "false_alarm_rate", "power_shift"),

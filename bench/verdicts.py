@@ -38,19 +38,19 @@ GATES = ("performance", "champion", "fairness", "robustness", "privacy", "explai
 BLANKED = ("relationship", "marital_status", "capital_gain", "education")
 
 
-def _served(spec: Any, booster: Any, version: str) -> Any:
+def served_model(spec: Any, booster: Any, version: str) -> Any:
     from ativo.model.served import ServedModel
 
     return ServedModel(spec=spec, name=spec.name, version=version, booster=booster, sha256="")
 
 
-def _train(spec: Any, split: Any, seed: int, **overrides: Any) -> Any:
+def train_model(spec: Any, split: Any, seed: int, **overrides: Any) -> Any:
     from ativo.train.trainer import fit
 
     return fit(spec, split, overrides={"seed": seed, **overrides}, threads=2).booster
 
 
-def _replace(split: Any, part_fn: Callable[[Any], Any], parts: tuple[str, ...] = ("train", "valid")) -> Any:
+def replace_parts(split: Any, part_fn: Callable[[Any], Any], parts: tuple[str, ...] = ("train", "valid")) -> Any:
     from ativo.data.split import Split
 
     frames = {p: getattr(split, p) for p in ("train", "valid", "test")}
@@ -91,7 +91,7 @@ def worse(spec: Any, split: Any, gate: str, seed: int) -> tuple[Any, Any] | None
                 f[c] = f[c].iloc[0]  # one value for every row: the feature says nothing
             return f
 
-        return _train(spec, _replace(split, blank), seed), split
+        return train_model(spec, replace_parts(split, blank), seed), split
     if gate == "fairness":
 
         def leak(f: Any) -> Any:
@@ -99,18 +99,18 @@ def worse(spec: Any, split: Any, gate: str, seed: int) -> tuple[Any, Any] | None
             f[LABEL] = np.where(male, f[LABEL] | (rng.random(len(f)) < 0.3), f[LABEL]).astype("int8")
             return f
 
-        return _train(spec, _replace(split, leak), seed), split
+        return train_model(spec, replace_parts(split, leak), seed), split
     if gate == "robustness":
 
         def brittle(f: Any) -> Any:
             f[LABEL] = (f["hours_per_week"] > 40).astype("int8")
             return f
 
-        return _train(spec, _replace(split, brittle), seed), split
+        return train_model(spec, replace_parts(split, brittle), seed), split
     if gate == "privacy":
         small = Split(train=split.train.sample(400, random_state=seed), valid=split.valid, test=split.test)
         deep = {"max_depth": 12, "min_child_weight": 0, "eta": 0.3, "subsample": 1.0, "colsample_bytree": 1.0}
-        return _train(spec, small, seed, reg_lambda=0, **deep), small
+        return train_model(spec, small, seed, reg_lambda=0, **deep), small
     return None
 
 
@@ -119,15 +119,15 @@ def measure(spec: Any, split: Any, n: int, seed: int = 0, log: Callable[[str], N
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     base_seed = int(spec.model.params.get("seed", 0))
-    reference = _served(spec, _train(spec, split, base_seed), "1")
+    reference = served_model(spec, train_model(spec, split, base_seed), "1")
     verdict = judge(spec, reference, split, None)
     log(f"reference: {verdict}")
     flips = {g: 0 for g in GATES}
     rejects = {g: 0 for g in GATES}
     for i in range(n):
         drop = int(rng.integers(0, len(split.train)))
-        minus_one = _replace(split, lambda f, d=drop: f.drop(f.index[d]), parts=("train",))
-        model = _served(spec, _train(spec, minus_one, base_seed + 1 + i), "2")
+        minus_one = replace_parts(split, lambda f, d=drop: f.drop(f.index[d]), parts=("train",))
+        model = served_model(spec, train_model(spec, minus_one, base_seed + 1 + i), "2")
         got = judge(spec, model, split, reference)
         for g in GATES:
             flips[g] += got[g] != verdict[g]
@@ -142,7 +142,7 @@ def measure(spec: Any, split: Any, n: int, seed: int = 0, log: Callable[[str], N
                 break
             booster, judged_on = built
             tried += 1
-            caught += not judge(spec, _served(spec, booster, "3"), judged_on, reference, only=(g,))[g]
+            caught += not judge(spec, served_model(spec, booster, "3"), judged_on, reference, only=(g,))[g]
         power[g] = caught / tried if tried else None
         log(f"power of {g}: {'n/a' if power[g] is None else f'{caught}/{tried}'}")
     flip_rate = {g: flips[g] / n for g in GATES}
