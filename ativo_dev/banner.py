@@ -28,9 +28,9 @@ def _sample_text(settings: Settings, spec_name: str, sample: dict[str, Any] | No
     lines.append(f"   live versions: {live}; traffic replayed with labels: {sample['traffic']['routes']}")
     if "canary" in al or "shadow" in al:
         lines.append(
-            f"   the deploy DAG watches v{al.get('canary') or al.get('shadow')} for "
-            f"{sample['window_minutes']:g} min on live figures, then promotes it or rolls it back "
-            "(.venv/bin/ativo deployments)"
+            f"   the deploy DAG watches v{al.get('canary') or al.get('shadow')} on live figures for at most "
+            f"{sample['window_minutes']:g} min: promoted once shown within every limit, rolled back once one is "
+            "crossed (.venv/bin/ativo deployments)"
         )
     if sample.get("lineage"):
         lines.append(f"   .venv/bin/ativo lineage {a['prediction_id']} --spec {spec_name}:")
@@ -38,12 +38,24 @@ def _sample_text(settings: Settings, spec_name: str, sample: dict[str, Any] | No
     return "\n".join(lines)
 
 
-def banner(settings: Settings, summaries: dict[str, str], samples: dict[str, dict[str, Any] | None]) -> str:
-    """Where to look, printed at the end of `make run`: every spec's results and a decision of its champion."""
+def banner(
+    settings: Settings,
+    summaries: dict[str, str],
+    samples: dict[str, dict[str, Any] | None],
+    waiting: dict[str, str] | None = None,
+) -> str:
+    """Where to look, printed at the end of `make run`: every spec's results and a decision of its champion.
+
+    ``waiting``: the specs that had no demo lifecycle (no reference data to make batches of), with what was done.
+    """
     pw = admin_password(settings)
     key = demo_key(settings)
+    waiting = waiting or {}
     results = "\n".join(f"  {name}\n{text}" for name, text in summaries.items())
-    serving = "\n".join(_sample_text(settings, name, samples.get(name), key) for name in summaries)
+    serving = "\n".join(
+        f"   {name}: {waiting[name]}" if name in waiting else _sample_text(settings, name, samples.get(name), key)
+        for name in summaries
+    )
     models = ", ".join(f"/models/{name}/" for name in summaries)
     return f"""
 ================================================================================

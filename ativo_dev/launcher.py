@@ -27,24 +27,39 @@ def _cmd_up(args: argparse.Namespace) -> int:
     if args.fresh:
         supervisor.stop_services(settings)
         supervisor.clear_state(settings)
+    # the demo lifecycle lands batches made from a spec's reference data; a spec without any (its batches come with
+    # `ativo land` or its own source) is served and scheduled, and waits for its data
+    demo, waiting = [], {}
+    for name in names:
+        spec = get_spec(name, settings.specs_dir)
+        if spec.source.reference is None:
+            waiting[name] = (
+                f"no reference data (source.kind {spec.source.kind}): its DAGs are unpaused and the inference API "
+                "serves it once a version passes its gates; land its batches with `ativo land`"
+            )
+            supervisor.say(f"{name}: {waiting[name]}")
+        else:
+            demo.append(name)
     prepare = None
-    if not args.no_lifecycle and not supervisor.airflow_running(settings):
+    if demo and not args.no_lifecycle and not supervisor.airflow_running(settings):
 
         def prepare() -> None:
-            lifecycle.prepare_lifecycle(settings, names, args.days, args.quarantine_day)
+            lifecycle.prepare_lifecycle(settings, demo, args.days, args.quarantine_day)
 
-    api = supervisor.start_services(settings, before_airflow=prepare, spec_names=names, dask=args.dask)
+    api = supervisor.start_services(
+        settings, before_airflow=prepare, spec_names=names, dask=args.dask, all_specs=not args.spec
+    )
     lifecycle.unpause_all(api, names)
     samples: dict[str, dict | None] = {}
     if prepare is not None:
-        for name in names:
+        for name in demo:
             lifecycle.watch_lifecycle(settings, api, name, args.days)
     if not args.no_lifecycle:
-        for name in names:
+        for name in demo:
             samples[name] = lifecycle.serve_sample(settings, name)
     lifecycle_settings = load_settings({**supervisor.platform_env(settings)})
     texts = {name: render(collect(get_spec(name, settings.specs_dir), lifecycle_settings)) for name in names}
-    print(banner.banner(settings, texts, samples), flush=True)
+    print(banner.banner(settings, texts, samples, waiting), flush=True)
     return 0
 
 

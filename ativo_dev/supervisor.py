@@ -496,10 +496,14 @@ def operator_key(settings: Settings) -> str:
     return key
 
 
-def start_serve(settings: Settings, spec_names: list[str]) -> None:
-    """Start one inference API process for the specs on its loopback port (it follows the registry aliases)."""
+def start_serve(settings: Settings, spec_names: list[str], all_specs: bool = False) -> None:
+    """Start one inference API process for the specs on its loopback port (it follows the registry aliases).
+
+    With ``all_specs`` it serves every valid spec of the specs folder and follows the folder: a spec added while the
+    platform runs is served too, without a restart.
+    """
     demo_key(settings)
-    specs = [a for n in spec_names for a in ("--spec", n)]
+    specs = ["--all-specs"] if all_specs else [a for n in spec_names for a in ("--spec", n)]
     _start(
         settings,
         "serve",
@@ -519,6 +523,7 @@ def start_services(
     airflow_env: dict[str, str] | None = None,
     mlflow_backend: str | None = None,
     dask: bool = False,
+    all_specs: bool = False,
     airflow_db: Path | None = None,
     mlflow_db: Path | None = None,
     components: tuple[str, ...] = AIRFLOW,
@@ -534,6 +539,7 @@ def start_services(
         before_airflow: called after the migration and before Airflow's processes start (the lifecycle lands its
             batches and queues its backfills then).
         spec_names: the models the inference API serves (default: adult_income).
+        all_specs: the inference API serves every valid spec of the specs folder instead, following the folder.
         serve: start the inference API (benchmarks and tests of training leave it out: 2 cores are few).
         pools: the pools file to import (``deploy/airflow/pools.json`` by default).
         throwaway: a platform for one test or benchmark: new DAGs start unpaused (the embedded default pauses
@@ -590,7 +596,7 @@ def start_services(
     if dask:
         extra["ATIVO_DASK_SCHEDULER"] = start_dask(settings, env)
     if serve:
-        start_serve(settings, spec_names or ["adult_income"])
+        start_serve(settings, spec_names or ["adult_income"], all_specs=all_specs)
     if not airflow_running(settings):
         sqlite_file = settings.airflow_home / "airflow.db"
         if airflow_db is not None and "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in env and not sqlite_file.exists():

@@ -267,6 +267,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from ativo.serve.keys import platform_key_file, read_keys
     from ativo.spec import get_spec
 
+    if not args.specs_refresh_s > 0:  # also NaN
+        print(f"ativo: --specs-refresh-s must be above 0, not {args.specs_refresh_s}", file=sys.stderr)
+        return 2
     settings = load_settings()
     if args.all_specs:
         names = [s.name for s in _specs(settings)]
@@ -276,7 +279,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         names = [_spec(args, settings).name]
     for name in names:
         get_spec(name, settings.specs_dir)  # fail now, clearly, on a bad spec
-    if not names:
+    if not names and not args.all_specs:
         raise SpecError(f"no valid spec to serve in {settings.specs_dir}")
     keys = Path(args.keys) if args.keys else platform_key_file(settings.home)
     if not read_keys(keys):
@@ -287,13 +290,25 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
     os.environ["ATIVO_SERVE_SPEC"] = ",".join(names)
     print(
-        f"serving {', '.join(names)} on http://{args.host}:{args.port}/models/<spec>/"
-        + (" (and at the root)" if len(names) == 1 else ""),
+        f"serving {', '.join(names) or 'no spec yet'} on http://{args.host}:{args.port}/models/<spec>/"
+        + (" (and at the root)" if len(names) == 1 and not args.all_specs else "")
+        + (
+            f"; a spec added to, edited in or removed from {settings.specs_dir} is served, re-served or dropped "
+            f"within {args.specs_refresh_s:g} s"
+            if args.all_specs
+            else ""
+        ),
         file=sys.stderr,
     )
     os.environ["ATIVO_SERVE_KEYS"] = str(keys)
     os.environ["ATIVO_SERVE_CONFIG"] = json.dumps(
-        {"refresh_s": args.refresh_s, "flush_s": args.flush_s, "contributions": args.contributions}
+        {
+            "refresh_s": args.refresh_s,
+            "flush_s": args.flush_s,
+            "contributions": args.contributions,
+            "all_specs": bool(args.all_specs),
+            "specs_refresh_s": args.specs_refresh_s,
+        }
     )
     logging.getLogger().setLevel(logging.INFO)
     uvicorn.run(
@@ -932,7 +947,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="the inference API (uvicorn): /models/<spec>/predict, explain, feedback, health")
     s.add_argument("--spec", action="append", help="a spec to serve (repeatable; required when there are several)")
-    s.add_argument("--all-specs", action="store_true", help="serve every valid spec in one process")
+    s.add_argument(
+        "--all-specs",
+        action="store_true",
+        help="serve every valid spec of the specs folder in one process, following the folder as it changes",
+    )
+    s.add_argument(
+        "--specs-refresh-s",
+        type=float,
+        default=10.0,
+        help="with --all-specs: how often the specs folder is read (default 10)",
+    )
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--workers", type=int, default=1)

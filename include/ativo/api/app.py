@@ -92,6 +92,8 @@ class ServeConfig:
     flush_rows: int = 5000
     contributions: str = "none"  # lineage computes them exactly when a decision is looked up
     max_batch_rows: int | None = None
+    all_specs: bool = False  # serve every valid spec of the specs folder, as files come, change and go
+    specs_refresh_s: float = 10.0  # how often that folder is read
 
 
 class InferenceService:
@@ -460,27 +462,101 @@ class InferenceService:
         ]
 
 
-def build_app(service: InferenceService | list[InferenceService]) -> Starlette:
+class SpecFolder:
+    """The specs folder of an ``--all-specs`` server: which services to add, replace or drop as its files change.
+
+    A spec added (or made valid) gets a service of its own, mounted at ``/models/<spec>/`` once its live versions
+    are loaded; a spec edited is served by a new service built from the new file (the old one answers until then);
+    a spec removed (or made invalid) stops being served, its logs flushed. Read every ``specs_refresh_s``.
+    """
+
+    def __init__(self, settings: Settings, config: ServeConfig, keys: ApiKeys, registry: CollectorRegistry) -> None:
+        self.settings, self.config, self.keys, self.registry = settings, config, keys, registry
+
+    def read(self) -> dict[str, ModelSpec]:
+        """The valid specs of the folder now, by name (an invalid one is logged by the loader and left out)."""
+        from ativo.spec import load_specs
+
+        return {s.name: s for s in load_specs(self.settings.specs_dir)[0]}
+
+    def service(self, spec: ModelSpec) -> InferenceService:
+        """A started service for ``spec`` (its live versions loaded)."""
+        svc = create_service(spec, self.settings, self.config, keys=self.keys, registry=self.registry)
+        svc.start()
+        return svc
+
+
+def build_app(service: InferenceService | list[InferenceService], folder: SpecFolder | None = None) -> Starlette:
     """The ASGI app around one or several services; its lifespan loads the models and flushes the logs on shutdown.
 
     Each spec answers under ``/models/<spec>/`` (predict, explain, feedback, health, metrics). A server of a single
     spec answers at the root as well (``/predict`` …); a server of several answers ``/health`` with every model's
-    state and ``/metrics`` with every model's series.
+    state and ``/metrics`` with every model's series. With a ``folder`` (``ativo serve --all-specs``), specs added,
+    edited or removed while it runs are served, re-served or dropped within ``specs_refresh_s``.
     """
     services = service if isinstance(service, list) else [service]
-    if not services:
+    if not services and folder is None:
         raise ValueError("a server needs at least one spec to serve")
     names = [s.spec.name for s in services]
     if len(set(names)) != len(names):
         raise ValueError(f"a spec is listed twice: {', '.join(names)}")
+    current: dict[str, InferenceService] = {svc.spec.name: svc for svc in services}
+
+    def mount(svc: InferenceService) -> Mount:
+        return Mount(f"/models/{svc.spec.name}", routes=svc.routes())
+
+    async def follow(app: Starlette) -> None:
+        """Keep the served specs in step with the folder (runs as long as the server)."""
+        import asyncio
+
+        assert folder is not None
+        while True:
+            await asyncio.sleep(folder.config.specs_refresh_s)
+            try:
+                await sync(app)
+            except Exception:  # a bad moment of the folder must not end the server: the next read tries again
+                log.exception("reading the specs folder failed; serving %s as before", ", ".join(current) or "nothing")
+
+    async def sync(app: Starlette) -> None:
+        assert folder is not None
+        wanted = await run_in_threadpool(folder.read)
+        for name, spec in wanted.items():
+            old = current.get(name)
+            if old is not None and old.spec == spec:
+                continue
+            try:
+                svc = await run_in_threadpool(folder.service, spec)
+            except Exception:
+                log.exception("spec %s could not be served; %s", name, "the old one still is" if old else "skipped")
+                continue
+            routes = app.router.routes
+            if old is not None:
+                routes[:] = [r for r in routes if not (isinstance(r, Mount) and r.path == f"/models/{name}")]
+            routes.insert(0, mount(svc))
+            current[name] = svc
+            log.info("%s spec %s under /models/%s/", "re-serving edited" if old else "serving new", name, name)
+            if old is not None:
+                await run_in_threadpool(old.stop)
+        for name in [n for n in current if n not in wanted]:
+            gone = current.pop(name)
+            app.router.routes[:] = [
+                r for r in app.router.routes if not (isinstance(r, Mount) and r.path == f"/models/{name}")
+            ]
+            log.info("spec %s left the specs folder (or is invalid now): no longer served", name)
+            await run_in_threadpool(gone.stop)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        import asyncio
+
         started: list[InferenceService] = []
+        watcher: asyncio.Task[None] | None = None
         try:
             for svc in services:
                 svc.start()
                 started.append(svc)
+            if folder is not None:
+                watcher = asyncio.create_task(follow(app))
             # What is loaded now (the libraries, the models) lives as long as the process: out of the cyclic
             # collector's sight, a full collection walks only what requests allocate. Walking everything took
             # 50-270 ms, holding every request in flight (measured under wrk: the single-row p99 was 210 ms).
@@ -491,11 +567,16 @@ def build_app(service: InferenceService | list[InferenceService]) -> Starlette:
             sys.setswitchinterval(SWITCH_INTERVAL_S)
             yield
         finally:
-            for svc in started:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            for svc in {id(s): s for s in [*started, *current.values()]}.values():
                 svc.stop()
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        hint = f" (this server serves {', '.join(f'/models/{n}/' for n in names)})" if len(names) > 1 else ""
+        served = list(current)
+        hint = f" (this server serves {', '.join(f'/models/{n}/' for n in served)})" if len(served) != 1 else ""
         return _error(404, f"no such endpoint: {request.method} {request.url.path}{hint}")
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
@@ -506,18 +587,21 @@ def build_app(service: InferenceService | list[InferenceService]) -> Starlette:
         return _error(500, f"internal error: {type(exc).__name__}")
 
     async def health_all(request: Request) -> Response:
-        docs = {svc.spec.name: svc.health_doc() for svc in services}
+        docs = {name: svc.health_doc() for name, svc in list(current.items())}
         ok = [n for n, d in docs.items() if d["status"] == "ok"]
-        status = "ok" if len(ok) == len(docs) else ("degraded" if ok else "no champion")
+        status = "ok" if docs and len(ok) == len(docs) else ("degraded" if ok else "no champion")
         return _json({"status": status, "models": docs}, 200 if ok else 503)
 
     async def metrics_all(request: Request) -> Response:
-        for svc in services:
-            svc.update_gauges()
-        return Response(services[0].metrics.render(), media_type="text/plain; version=0.0.4")
+        from prometheus_client import generate_latest
 
-    routes: list[Route | Mount] = [Mount(f"/models/{svc.spec.name}", routes=svc.routes()) for svc in services]
-    if len(services) == 1:
+        for svc in list(current.values()):
+            svc.update_gauges()
+        registry = folder.registry if folder is not None else services[0].metrics.registry
+        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+
+    routes: list[Route | Mount] = [mount(svc) for svc in services]
+    if len(services) == 1 and folder is None:
         routes += services[0].routes()
     else:
         routes += [Route("/health", health_all, methods=["GET"]), Route("/metrics", metrics_all, methods=["GET"])]
@@ -567,4 +651,12 @@ def app_from_env() -> Starlette:
     settings = load_settings()
     specs = [get_spec(name, settings.specs_dir) for name in settings.serve.specs]
     config = ServeConfig(**settings.serve.config)
-    return build_app(create_services(specs, settings, config, settings.serve.keys))
+    services = create_services(specs, settings, config, settings.serve.keys)
+    folder = None
+    if config.all_specs:
+        keys = (
+            services[0].keys if services else ApiKeys(settings.serve.keys or settings.home / "serve" / "api_keys.json")
+        )
+        registry = services[0].metrics.registry if services else CollectorRegistry()
+        folder = SpecFolder(settings, config, keys, registry)
+    return build_app(services, folder)
