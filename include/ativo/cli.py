@@ -110,6 +110,28 @@ def _cmd_spec_check(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _cmd_spec_schema(args: argparse.Namespace) -> int:
+    from ativo.files import replace_file
+    from ativo.spec import spec_json_schema_text
+
+    text = spec_json_schema_text()
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    out = args.output
+    if out.is_dir():
+        print(f"error: --output {out} is a directory: name the file to write", file=sys.stderr)
+        return 2
+    try:
+        # a schema is no secret: a new file is readable by all (editors, CI); one replaced keeps its mode
+        replace_file(out, text, mode=None if out.exists() else 0o644)
+    except OSError as err:
+        print(f"error: cannot write {out}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    print(f"wrote the model spec's JSON Schema to {out}", file=sys.stderr)
+    return 0
+
+
 def _cmd_unpause(args: argparse.Namespace) -> int:
     from ativo.naming import dag_ids
     from ativo.orchestrator import AirflowAPI
@@ -841,6 +863,17 @@ _DB_UPGRADE_NOTE = (
 
 _SPEC_HELP = "the model spec (required when there is more than one)"
 
+_SPEC_SCHEMA_EPILOG = """\
+examples:
+  ativo spec schema --output specs/spec.schema.json
+  check-jsonschema --schemafile specs/spec.schema.json specs/*.yaml     # in CI: each spec against it
+
+Editors that use the YAML language server (VS Code's YAML extension, Neovim's yamlls) check a spec as it is typed
+when its first line names the schema, relative to the spec:
+  # yaml-language-server: $schema=spec.schema.json
+The shipped specs (include/specs) name the copy in the package (include/ativo/schemas/spec.schema.json). The schema
+checks each field alone; `ativo spec check` also checks the fields against each other."""
+
 
 def _version() -> str:
     """The installed distribution's version (``unknown`` when run from a tree it was not installed from)."""
@@ -881,6 +914,21 @@ def build_parser() -> argparse.ArgumentParser:
     s = spec_cmd.add_parser("check", help="every problem of every spec, at once (exit 1 if any)")
     s.add_argument("files", nargs="*", help="spec files (default: every spec in ATIVO_SPECS_DIR)")
     s.set_defaults(func=_cmd_spec_check)
+    s = spec_cmd.add_parser(
+        "schema",
+        help="the JSON Schema of a spec file, for editors and CI checks (to stdout, or --output FILE)",
+        description="The JSON Schema (draft 2020-12) of a model spec file: every key, type, range and choice, with\n"
+        "descriptions, and the XGBoost parameters model.params accepts.",
+        epilog=_SPEC_SCHEMA_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s.add_argument(
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="write it to FILE, replaced whole (a reader never sees half of it), instead of to stdout",
+    )
+    s.set_defaults(func=_cmd_spec_schema)
 
     s = sub.add_parser("unpause", help="unpause a spec's DAGs in Airflow (new DAGs start paused)")
     s.add_argument("--spec", help=_SPEC_HELP)

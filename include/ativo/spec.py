@@ -6,16 +6,32 @@ typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
+import difflib
 import functools
 import hashlib
+import inspect
+import io
 import json
 import logging
+import textwrap
+import tokenize
+import types
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from ativo.errors import SpecError
 
@@ -255,6 +271,64 @@ class Split(_Strict):
     stratify: bool = True
 
 
+# XGBoost publishes no list of its parameters: these are the documented ones (xgboost 3.2.0, pinned in
+# requirements.txt) that apply to what Ativo trains, a tree booster with objective binary:logistic. A unit test trains
+# with every one of them set and fails when XGBoost reports any as not used (as it does for a misspelled one).
+XGBOOST_PARAMS: frozenset[str] = frozenset(
+    " ".join(
+        (
+            # general
+            "nthread n_jobs seed random_state seed_per_iteration verbosity validate_parameters",
+            "disable_default_eval_metric",
+            # tree booster
+            "eta learning_rate gamma min_split_loss max_depth min_child_weight max_delta_step subsample",
+            "sampling_method colsample_bytree colsample_bylevel colsample_bynode lambda reg_lambda alpha reg_alpha",
+            "tree_method scale_pos_weight updater refresh_leaf process_type grow_policy max_leaves max_bin",
+            "num_parallel_tree monotone_constraints interaction_constraints multi_strategy max_cached_hist_node",
+            # categorical features
+            "max_cat_to_onehot max_cat_threshold",
+            # learning task
+            "base_score",
+        )
+    ).split()
+)
+
+# XGBoost parameters (or training arguments) the spec sets elsewhere: in model.params they would be overwritten or
+# would override what the platform relies on.
+_PARAMS_SET_ELSEWHERE: dict[str, str] = {
+    "objective": "it is model.objective",
+    "eval_metric": "the platform sets it (logloss and auc: early stopping and pruning read the validation AUC)",
+    "device": "it is compute.device (a GPU lease picks the card)",
+    "gpu_id": "XGBoost 2 replaced it by device: set compute.device",
+    "booster": "the platform trains tree boosters (gbtree): its explanations are TreeSHAP",
+    "num_boost_round": "it is model.num_boost_round",
+    "n_estimators": "it is model.num_boost_round",
+    "early_stopping_rounds": "it is model.early_stopping_rounds",
+}
+
+
+def _did_you_mean(word: str, known: Any) -> str:
+    """``; did you mean 'x'?`` for the closest of ``known`` to ``word``, or nothing when none is close."""
+    close = difflib.get_close_matches(word, sorted(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _xgboost_param(key: str) -> str:
+    if key in XGBOOST_PARAMS:
+        return key
+    quoted = repr(key) if len(key) <= 80 else repr(key[:77] + "...")
+    if key in _PARAMS_SET_ELSEWHERE:
+        raise ValueError(f"{quoted} does not belong here: {_PARAMS_SET_ELSEWHERE[key]}")
+    hint = _did_you_mean(key, XGBOOST_PARAMS) or f" (known: {', '.join(sorted(XGBOOST_PARAMS))})"
+    raise ValueError(f"{quoted} is not an XGBoost parameter of a tree booster for binary:logistic{hint}")
+
+
+# A key of model.params or model.search.space: a parameter XGBoost uses (editors see the list through the schema).
+XGBoostParam = Annotated[
+    str, AfterValidator(_xgboost_param), WithJsonSchema({"type": "string", "enum": sorted(XGBOOST_PARAMS)})
+]
+
+
 class SearchParam(_Strict):
     """One hyperparameter's range: ``float``/``int`` between low and high (optionally log-scaled) or a choice."""
 
@@ -284,7 +358,7 @@ class Search(_Strict):
     sampler: Literal["tpe", "random"] = "tpe"
     seed: int = 42
     pruning: bool = True
-    space: dict[str, SearchParam] = Field(default_factory=dict)
+    space: dict[XGBoostParam, SearchParam] = Field(default_factory=dict)
 
 
 class ModelSection(_Strict):
@@ -292,7 +366,7 @@ class ModelSection(_Strict):
 
     framework: Literal["xgboost"] = "xgboost"
     objective: Literal["binary:logistic"] = "binary:logistic"
-    params: dict[str, float | int | str] = Field(default_factory=dict)
+    params: dict[XGBoostParam, float | int | str] = Field(default_factory=dict)
     num_boost_round: int = Field(200, ge=1, le=100_000)
     early_stopping_rounds: int | None = Field(20, ge=1)
     search: Search = Search()
@@ -658,16 +732,62 @@ class ModelSpec(_Strict):
 _PROBLEMS = "cross-field problems:\n"
 
 
+def _shown(part: Any) -> str:
+    """One step of a field path as a message shows it: control characters escaped, a long key cut short."""
+    text = str(part)
+    if not text.isprintable():
+        text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _unwrapped(tp: Any) -> Any:
+    """``tp`` without ``Annotated`` and without ``| None``."""
+    while True:
+        if get_origin(tp) is Annotated:
+            tp = get_args(tp)[0]
+        elif get_origin(tp) in (Union, types.UnionType):
+            kinds = [a for a in get_args(tp) if a is not type(None)]
+            if len(kinds) != 1:
+                return tp
+            tp = kinds[0]
+        else:
+            return tp
+
+
+def _keys_at(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the spec section at ``loc`` takes (as a spec spells them), or none when ``loc`` is no section."""
+    tp: Any = ModelSpec
+    for part in loc:
+        tp = _unwrapped(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = next((f for n, f in tp.model_fields.items() if part in (n, f.alias)), None)
+            if field is None:
+                return []
+            tp = field.annotation
+        elif get_origin(tp) in (tuple, list, dict):
+            tp = get_args(tp)[-1 if get_origin(tp) is dict else 0]
+        else:
+            return []
+    tp = _unwrapped(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [f.alias or n for n, f in tp.model_fields.items()]
+    return []
+
+
 def _problem_lines(err: ValidationError) -> list[str]:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        where = e["loc"]
+        if len(where) >= 2 and where[-1] == "[key]" and e.get("input") == where[-2]:
+            where = where[:-1]  # a mapping's key was refused: the path ends with the key
+        loc = ".".join(_shown(p) for p in where) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
         if msg.startswith(_PROBLEMS):
             lines.extend(msg.removeprefix(_PROBLEMS).splitlines())
             continue
         if e["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; see include/specs/adult_income.yaml)"
+            hint = _did_you_mean(str(where[-1]), _keys_at(where[:-1])) if where else ""
+            msg = "unknown key" + (hint or " (check the spelling; see include/specs/adult_income.yaml)")
         lines.append(f"field '{loc}': {msg}")
     return lines
 
@@ -776,3 +896,73 @@ def check_specs(specs_dir: Path, paths: list[Path] | None = None) -> tuple[list[
         names[spec.name] = str(path)
         ok.append(spec.name)
     return ok, problems
+
+
+SPEC_SCHEMA_ID = "urn:ativo:model-spec"
+SPEC_SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "spec.schema.json"
+"""The JSON Schema shipped for editors (``# yaml-language-server: $schema=...`` in each spec of ``include/specs``);
+a unit test fails when it differs from :func:`spec_json_schema`."""
+
+
+def _field_notes(cls: type) -> dict[str, str]:
+    """Each field's comments in ``cls``'s source (the lines just above it, then the one beside it), by field name."""
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):  # no source (a build without .py files): the schema goes without these notes
+        return {}
+    comments = {
+        tok.start[0]: tok.string.lstrip("#").strip()
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+        if tok.type == tokenize.COMMENT
+    }
+    lines = source.splitlines()
+    body = next(n for n in ast.parse(source).body if isinstance(n, ast.ClassDef)).body
+    notes: dict[str, str] = {}
+    for node in body:
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+            continue
+        above: list[str] = []
+        row = node.lineno - 1
+        while row in comments and lines[row - 1].lstrip().startswith("#"):
+            above.insert(0, comments[row])
+            row -= 1
+        beside = [comments[r] for r in range(node.lineno, (node.end_lineno or node.lineno) + 1) if r in comments]
+        if text := " ".join(above + beside):
+            notes[node.target.id] = text
+    return notes
+
+
+def _describe(cls: type[BaseModel], schema: dict[str, Any]) -> None:
+    """Give each property of ``schema`` (``cls``'s JSON Schema) its field's comments, when it has no description."""
+    notes = _field_notes(cls)
+    for name, field in cls.model_fields.items():
+        prop = schema.get("properties", {}).get(field.alias or name)
+        if prop is not None and "description" not in prop and name in notes:
+            prop["description"] = notes[name]
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a model spec file, for editors and other checkers.
+
+    It holds what a single field may be (keys, types, ranges, choices, XGBoost's parameter names); the checks across
+    fields (a protected attribute must be a feature, ...) are only in :func:`load_spec` and ``ativo spec check``.
+    Descriptions come from the models' docstrings and the comments beside their fields.
+    """
+    body = ModelSpec.model_json_schema(by_alias=True)
+    models = {cls.__name__: cls for cls in _Strict.__subclasses__()}
+    for name, definition in body.get("$defs", {}).items():
+        if name in models:
+            _describe(models[name], definition)
+    _describe(ModelSpec, body)
+    body.pop("title", None)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SPEC_SCHEMA_ID,
+        "title": "Ativo model spec",
+        **body,
+    }
+
+
+def spec_json_schema_text() -> str:
+    """:func:`spec_json_schema` as the shipped file holds it (2-space indent, a final newline)."""
+    return json.dumps(spec_json_schema(), indent=2, ensure_ascii=False) + "\n"

@@ -43,6 +43,7 @@ STATE_CHANGING = {
 READ_ONLY = {
     "fetch-data",
     "spec check",
+    "spec schema",
     "summary",
     "budget status",
     "leases",
