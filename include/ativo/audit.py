@@ -11,12 +11,14 @@ erasure of that subject open forever (the verification scan searches this table 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, or_, select
 
 from ativo.store.db import audit_log, utcnow, write_lock
 
@@ -102,16 +104,133 @@ def _iso(value: Any) -> str:
     return str(value)
 
 
-def verify_chain(engine: Engine) -> dict[str, Any]:
-    """Recompute every row's hash: ``{"ok", "rows", "problems"}`` (a problem names the row and what is wrong)."""
+@dataclass(frozen=True)
+class ChainCheck:
+    """The verdict on the whole chain: rows checked, and each problem (the row and what is wrong), oldest first."""
+
+    rows: int
+    problems: tuple[str, ...]
+    first_bad: int | None
+    """The ``seq`` of the first row whose link or content does not verify (None when the chain is intact)."""
+
+    @property
+    def ok(self) -> bool:
+        """Whether every row links to the one before and matches its own hash."""
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"ok", "rows", "first_bad", "problems"}`` (JSON-ready)."""
+        return {"ok": self.ok, "rows": self.rows, "first_bad": self.first_bad, "problems": list(self.problems)}
+
+
+def check_chain(engine: Engine) -> ChainCheck:
+    """Recompute every row's hash and link, oldest first: where the chain breaks, if it does."""
     problems: list[str] = []
+    first_bad: int | None = None
     prev = GENESIS
     rows = entries(engine)
     for r in rows:
+        found = len(problems)
         if r["prev_sha256"] != prev:
             problems.append(f"row {r['seq']}: links to {r['prev_sha256'][:12]}, the row before is {prev[:12]}")
         want = _row_hash(r["prev_sha256"], _iso(r["at"]), r["kind"], r["actor"], r["ref"], r["payload"])
         if want != r["sha256"]:
             problems.append(f"row {r['seq']} ({r['kind']} {r['ref']}): content does not match its hash")
+        if first_bad is None and len(problems) > found:
+            first_bad = int(r["seq"])
         prev = r["sha256"]
-    return {"ok": not problems, "rows": len(rows), "problems": problems}
+    return ChainCheck(rows=len(rows), problems=tuple(problems), first_bad=first_bad)
+
+
+def verify_chain(engine: Engine) -> dict[str, Any]:
+    """Recompute every row's hash: ``{"ok", "rows", "problems"}`` (a problem names the row and what is wrong)."""
+    checked = check_chain(engine)
+    return {"ok": checked.ok, "rows": checked.rows, "problems": list(checked.problems)}
+
+
+def _utc(value: Any) -> dt.datetime:
+    """A stored ``at`` as an aware UTC datetime (SQLite hands naive UTC back, PostgreSQL the session's zone)."""
+    if not isinstance(value, dt.datetime):
+        value = dt.datetime.fromisoformat(str(value))
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def recent(
+    engine: Engine,
+    *,
+    kind: str | None = None,
+    actor: str | None = None,
+    spec: str | None = None,
+    since: dt.datetime | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """The newest audit rows that match every filter given, newest first, ``at`` as an aware UTC datetime.
+
+    Args:
+        engine: the platform DB.
+        kind: only rows of this kind (exact).
+        actor: only rows by this actor (exact: ``key:<name>``, an Airflow user name, ``erasure``, …).
+        spec: only rows about this spec: its ``ref``, or the spec named in an erasure receipt (whose ref is the
+            request id).
+        since: only rows written at or after this instant (a naive one is UTC).
+        limit: at most this many rows (1 or more).
+
+    Raises:
+        ValueError: ``limit`` is below 1.
+    """
+    if limit < 1:
+        raise ValueError(f"limit: at least 1 row, not {limit}")
+    q = select(audit_log).order_by(audit_log.c.seq.desc()).limit(limit)
+    if kind:
+        q = q.where(audit_log.c.kind == kind)
+    if actor:
+        q = q.where(audit_log.c.actor == actor)
+    if spec:
+        q = q.where(or_(audit_log.c.ref == spec, audit_log.c.payload[("receipt", "spec")].as_string() == spec))
+    if since is not None:
+        # SQLite keeps naive UTC text: the bound instant must be UTC too for the comparison to mean anything
+        at = since.replace(tzinfo=dt.UTC) if since.tzinfo is None else since.astimezone(dt.UTC)
+        q = q.where(audit_log.c.at >= at)
+    with engine.connect() as conn:
+        return [{**dict(r), "at": _utc(r["at"])} for r in conn.execute(q).mappings()]
+
+
+def kinds(engine: Engine) -> list[str]:
+    """Every kind of row the log holds, sorted (what a filter may ask for)."""
+    with engine.connect() as conn:
+        return sorted(str(k) for (k,) in conn.execute(select(audit_log.c.kind).distinct()))
+
+
+def one_line(text: Any, width: int | None = None) -> str:
+    """``text`` on one line, cut to ``width`` characters (an ellipsis says so).
+
+    Every character a terminal or a browser would act on rather than show (controls, line breaks, bidi overrides:
+    what :meth:`str.isprintable` refuses) is written as its escape, so a hostile actor or reason shows as text.
+    """
+    out = "".join(
+        c if c.isprintable() else f"\\u{ord(c):04x}" if ord(c) > 0xFF else f"\\x{ord(c):02x}" for c in str(text)
+    )
+    return out if width is None or len(out) <= width else out[: max(width - 1, 0)] + "…"
+
+
+def summary(payload: Any, width: int | None = None) -> str:
+    """One line of a row's payload: ``key=value`` in key order, cut to ``width`` characters.
+
+    A nested document shows as its size, a string with a space or a quote is quoted. The payload is what the writer
+    kept, which is never a secret nor a raw subject id (the module's docstring); nothing is added here.
+    """
+    if not isinstance(payload, Mapping):
+        return one_line(canonical(payload).decode(), width)
+    parts = []
+    for key in sorted(payload):
+        v = payload[key]
+        if isinstance(v, Mapping):
+            shown = f"{{{len(v)} field{'' if len(v) == 1 else 's'}}}"
+        elif isinstance(v, list) and (len(v) > 5 or any(isinstance(x, (Mapping, list)) for x in v)):
+            shown = f"[{len(v)} item{'' if len(v) == 1 else 's'}]"
+        elif isinstance(v, str):
+            shown = json.dumps(v, ensure_ascii=False) if (not v or any(c.isspace() or c in '="' for c in v)) else v
+        else:
+            shown = canonical(v).decode()
+        parts.append(f"{key}={shown}")
+    return one_line(" ".join(parts), width)

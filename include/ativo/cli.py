@@ -816,6 +816,67 @@ def _cmd_erasure(args: argparse.Namespace) -> int:
     return 0 if checked["ok"] else 1
 
 
+def _instant(value: str) -> dt.datetime:
+    """An ISO 8601 date or time (``2026-06-01``, ``2026-06-01T12:00``, ``…+02:00``, ``…Z``); without an offset, UTC."""
+    try:
+        at = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an ISO 8601 date or time (e.g. 2026-06-01T12:00Z)"
+        ) from None
+    return at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at
+
+
+def _row_count(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of rows") from None
+    if not 1 <= n <= _AUDIT_MAX_ROWS:
+        raise argparse.ArgumentTypeError(f"{n} rows: give 1 to {_AUDIT_MAX_ROWS}")
+    return n
+
+
+_AUDIT_MAX_ROWS = 10_000
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from ativo.audit import one_line
+    from ativo.ops.views import audit_log
+    from ativo.store.db import get_engine
+
+    filters = {"kind": args.kind or "", "actor": args.actor or "", "spec": args.spec or ""}
+    shown = audit_log(get_engine(load_settings().db_url), filters, limit=args.limit, since=args.since)
+    chain = shown["chain"]
+    if args.json:
+        shown.pop("kinds")
+        print(json.dumps(shown, indent=2, default=str))
+        return 0 if chain["ok"] else 1
+    rows = shown["rows"]
+    # every value a caller chose is written with its control characters escaped: a terminal would act on them
+    cells = [(r["at"], one_line(r["kind"]), one_line(r["actor"], 40), one_line(r["ref"], 40)) for r in rows]
+    kind_w = max((len(c[1]) for c in cells), default=0)
+    actor_w = max((len(c[2]) for c in cells), default=0)
+    ref_w = max((len(c[3]) for c in cells), default=0)
+    for (at, kind, actor, ref), r in zip(cells, rows, strict=True):
+        print(f"{r['seq']:>6}  {at}  {kind:{kind_w}}  {actor:{actor_w}}  {ref:{ref_w}}  {one_line(r['summary'], 200)}")
+    asked = ", ".join(f"{k}={one_line(v)}" for k, v in filters.items() if v)
+    asked += f"{', ' if asked else ''}since {shown['since']}" if args.since else ""
+    if not rows:
+        print(f"no audit row matches{f' ({asked})' if asked else ''}")
+    elif len(rows) == args.limit:
+        print(f"(the newest {len(rows)} rows{f' that match {asked}' if asked else ''}; --limit shows more)")
+    if chain["ok"]:
+        print(f"audit chain intact: {chain['rows']} rows checked")
+        return 0
+    print(
+        f"audit chain BROKEN at row {chain['first_bad']} ({len(chain['problems'])} problem(s) in {chain['rows']} rows "
+        f"checked): {'; '.join(chain['problems'][:5])}"
+        + (f"; and {len(chain['problems']) - 5} more (--json lists them)" if len(chain["problems"]) > 5 else "")
+    )
+    return 1
+
+
 def _cmd_db(args: argparse.Namespace) -> int:
     from ativo.store import migrate
     from ativo.store.db import init_schema, new_engine
@@ -860,6 +921,15 @@ _DB_UPGRADE_NOTE = (
     "database credential in ATIVO_DB_URL."
 )
 
+
+_AUDIT_EPILOG = """\
+examples:
+  ativo audit --kind cli_refused --since 2026-06-01
+  ativo audit --spec adult_income --limit 20 --json
+
+No op key: it only reads, like `ativo deployments` or `ativo erasure receipt`. Whoever may open the platform DB (its
+file is its owner's only; ATIVO_DB_URL holds its credential) may read the log anyway, and its rows hold no secret
+and no raw subject id: values a caller gave are kept as keyed pseudonyms."""
 
 _SPEC_HELP = "the model spec (required when there is more than one)"
 
@@ -1144,6 +1214,43 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--spec", help="only look in this spec's prediction log")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_lineage)
+
+    s = sub.add_parser(
+        "audit",
+        help="the audit log, newest first, and whether its hash chain is intact (exit 1 if broken)",
+        description="The platform's audit log (erasure receipts, page actions, audited commands, refused attempts),\n"
+        "newest first: row, time (UTC), kind, actor, spec or ref, and the row's fields on one line. The\n"
+        "last line says whether the hash chain of the WHOLE log is intact, whatever the filters, or the\n"
+        "first row where it breaks (exit status 1).",
+        epilog=_AUDIT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s.add_argument("--kind", help="only rows of this kind, e.g. cli_promote, page_refused (default: every kind)")
+    s.add_argument("--actor", help="only rows by this actor, e.g. key:ops or an Airflow user (default: every actor)")
+    s.add_argument(
+        "--spec",
+        help="only rows about this spec: its ref, or an erasure receipt's spec; not checked against the specs "
+        "folder, so a removed spec's rows are found too (default: every spec)",
+    )
+    s.add_argument(
+        "--since",
+        type=_instant,
+        metavar="ISO",
+        help="only rows written at or after this time, ISO 8601; without an offset it is UTC (default: no limit)",
+    )
+    s.add_argument(
+        "--limit",
+        type=_row_count,
+        default=50,
+        metavar="N",
+        help=f"at most N rows, the newest (1 to {_AUDIT_MAX_ROWS}; default 50)",
+    )
+    s.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON document: the filters, the rows (with their fields) and the chain's verdict (default: text)",
+    )
+    s.set_defaults(func=_cmd_audit)
 
     db = sub.add_parser("db", help="the platform DB's schema: upgrade it, or show its revision").add_subparsers(
         dest="db_cmd", required=True

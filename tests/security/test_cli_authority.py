@@ -56,6 +56,7 @@ READ_ONLY = {
     "lineage",
     "erasure status",
     "erasure receipt",
+    "audit",
     "db current",
 }
 #: a step of the platform's own deployment, before any op key exists: it brings the schema to the installed code's

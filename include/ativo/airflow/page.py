@@ -11,6 +11,10 @@ Routes (mounted at ``/ativo`` by the plugin):
 - ``GET /files?uri=`` — a stored report, model card or deployment record over HTTP (the object store's own URIs
   and MLflow ``runs:/`` artifacts only).
 - ``GET /erasure/receipts/{spec}/{request_id}`` — a closed request's receipt, verified against the audit chain.
+- ``GET /audit`` (``GET /api/audit`` as JSON) — the newest 100 rows of the platform's audit log that match the
+  ``kind``, ``actor`` and ``spec`` filters, under the verdict on the whole hash chain. Needs the permission to read
+  Airflow's own audit log (every role of the simple auth manager has it, like the page's other read-outs); a filter
+  over 200 characters or holding a control character is refused with 400 naming it.
 - ``POST /erasure/requests`` — file an erasure request (``op`` only, same origin, refusals audited): the subject ids
   go to the platform DB only, in the request body (never a URL, which access logs keep); with ``now`` the ERASURE DAG
   is triggered with the request id alone (:func:`file_erasure`).
@@ -46,6 +50,19 @@ def may_operate(user: Any) -> bool:
     """Whether ``user`` may act on the page: the permission to change pools, which ``op`` has and ``user`` has not."""
     try:
         return bool(get_auth_manager().is_authorized_pool(method="PUT", user=user))
+    except Exception:
+        log.exception("could not ask the auth manager about %r", user)
+        return False
+
+
+def may_read_audit(user: Any) -> bool:
+    """Whether ``user`` may read the audit log: the permission to read Airflow's own audit log (all DAGs)."""
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+
+    try:
+        return bool(
+            get_auth_manager().is_authorized_dag(method="GET", access_entity=DagAccessEntity.AUDIT_LOG, user=user)
+        )
     except Exception:
         log.exception("could not ask the auth manager about %r", user)
         return False
@@ -342,6 +359,32 @@ def page_app() -> Any:
         return JSONResponse(
             {"receipt": rows[-1]["payload"]["receipt"], "verified": verify_receipt(settings, request_id)}
         )
+
+    def audit_view(request: Request, user: Any) -> dict[str, Any]:
+        """The audit view's data for ``user``, its filters checked (403 without the permission, 400 on a bad one)."""
+        from ativo.store.db import get_engine
+
+        if not may_read_audit(user):
+            raise HTTPException(403, f"the audit log needs the permission to read audit logs; {_name(user)} lacks it")
+        try:
+            filters = views.audit_filters(dict(request.query_params))
+        except views.BadFilter as err:
+            raise HTTPException(400, str(err)) from None
+        return views.audit_log(get_engine(load_settings().db_url), filters)
+
+    @app.get("/audit", response_class=HTMLResponse)
+    def audit_page(request: Request, user: CurrentUser) -> HTMLResponse:
+        from airflow.settings import TIMEZONE  # the zone Airflow shows times in ([core] default_timezone)
+
+        data = audit_view(request, user)
+        return HTMLResponse(
+            html.audit_page(data, user=_name(user), role=getattr(user, "role", None), tz=TIMEZONE),
+            headers={"Cache-Control": "no-store"},
+        )
+
+    @app.get("/api/audit")
+    def audit_json(request: Request, user: CurrentUser) -> JSONResponse:
+        return JSONResponse(audit_view(request, user), headers={"Cache-Control": "no-store"})
 
     @app.post("/erasure/requests")
     async def erase(request: Request, user: CurrentUser) -> Response:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from datetime import tzinfo
 from html import escape
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;padding:16px 24px;color:#1d2433;
@@ -18,7 +20,7 @@ text-align:left;vertical-align:top}th{background:#f4f6f9;font-weight:600}.muted{
 .bar span{display:block;height:9px;border-radius:3px}form.inline{display:inline-flex;gap:6px;align-items:center;
 margin:4px 0}input,button{font:inherit;padding:3px 6px}.note{padding:8px 12px;border-radius:4px;margin:8px 0}
 .note.ok{background:#e6f4ea}.note.bad{background:#fce8e6}nav a{margin-right:14px}pre{background:#f4f6f9;
-padding:8px;overflow:auto}code{background:#f4f6f9;padding:0 3px}
+padding:8px;overflow:auto}code{background:#f4f6f9;padding:0 3px}.nowrap{white-space:nowrap}
 """
 
 
@@ -395,7 +397,7 @@ def page(
     body = (
         f'<h1>Ativo</h1><p class="muted">signed in as {e(user)} (role {e(role)}); specs: '
         f'{e(", ".join(sections.get("specs", [])) or "none")} · <a href="runbooks/">runbooks</a> · '
-        f'<a href="metrics">metrics</a></p><nav>{nav}</nav>{note}{problems}'
+        f'<a href="audit">audit log</a> · <a href="metrics">metrics</a></p><nav>{nav}</nav>{note}{problems}'
         f'<h2 id="spend">Spend against budget</h2>{spend_section(sections.get("spend", []), can_operate)}'
         f'<h2 id="leases">GPU leases</h2>{leases_section(sections.get("leases", []))}'
         f'<h2 id="searches">Searches (trial tables)</h2>{searches_section(sections.get("searches", []))}'
@@ -409,6 +411,87 @@ def page(
         f'<h2 id="erasure">Erasure requests</h2>{erasure_section(sections.get("erasure", []))}'
     )
     return document("Ativo", body)
+
+
+def _cut(text: str, width: int) -> str:
+    """``text`` escaped, cut to ``width`` characters; the whole value in the title attribute when it was cut."""
+    if len(text) <= width:
+        return e(text)
+    return f'<span title="{e(text)}">{e(text[: width - 1])}…</span>'
+
+
+def _local_time(iso: str | None, tz: tzinfo) -> str:
+    """A UTC ISO instant as ``YYYY-MM-DD HH:MM:SS ZONE`` in ``tz``, on one line; the UTC instant in its title."""
+    if not iso:
+        return "—"
+    try:
+        at = dt.datetime.fromisoformat(iso).astimezone(tz)
+    except ValueError:
+        return e(iso)
+    shown = at.strftime("%Y-%m-%d %H:%M:%S ") + (at.tzname() or at.strftime("%z"))
+    return f'<time class="nowrap" datetime="{e(iso)}" title="{e(iso)}">{e(shown)}</time>'
+
+
+def audit_page(data: dict[str, Any], *, user: str, role: str | None, tz: tzinfo) -> str:
+    """The audit log view: the chain's verdict first, the filter form, then the newest matching rows.
+
+    Every value is escaped (actors, refs and reasons are whatever a caller typed); values longer than a cell keep
+    their whole text in a title attribute; times are shown in ``tz``.
+    """
+    from ativo.audit import one_line
+
+    chain, filters = data["chain"], data["filters"]
+    if chain["ok"]:
+        verdict = f'<div class="note ok" role="status">chain intact: {chain["rows"]} rows verified</div>'
+    else:
+        shown = "".join(f"<li>{e(p)}</li>" for p in chain["problems"][:10])
+        more = len(chain["problems"]) - 10
+        verdict = (
+            f'<div class="note bad" role="alert"><b>chain BROKEN at row {e(chain["first_bad"])}</b> '
+            f"({len(chain['problems'])} problem(s) in {chain['rows']} rows): a row was changed or removed after it "
+            f"was written; every row from there on cannot be trusted.<ul>{shown}</ul>"
+            + (f'<span class="muted">(+{more} more: <code>ativo audit --json</code>)</span>' if more > 0 else "")
+            + "</div>"
+        )
+    options = "".join(f'<option value="{e(k)}">' for k in data.get("kinds", []))
+    inputs = "".join(
+        f'<input name="{n}" value="{e(filters.get(n, ""))}" placeholder="{p}" aria-label="{p}" maxlength="200"'
+        + (' list="audit-kinds"' if n == "kind" else "")
+        + ">"
+        for n, p in (("kind", "kind"), ("actor", "actor"), ("spec", "spec or ref"))
+    )
+    query = urlencode({k: v for k, v in filters.items() if v})
+    form = (
+        f'<form class="inline" method="get" action="audit">{inputs}<datalist id="audit-kinds">{options}</datalist>'
+        f'<button type="submit">Filter</button> <a href="audit">clear</a> · '
+        f'<a href="api/audit{"?" + e(query) if query else ""}">as JSON</a></form>'
+    )
+    rows = [
+        [
+            (f'<span class="bad">{e(r["seq"])} ⚠</span>' if r["seq"] == chain["first_bad"] else e(r["seq"])),
+            _local_time(r["at"], tz),
+            e(r["kind"]),
+            _cut(one_line(r["actor"]), 40),
+            _cut(one_line(r["ref"]), 40),
+            _cut(r["summary"], 120),
+        ]
+        for r in data["rows"]
+    ]
+    count = len(data["rows"])
+    said = (
+        f"the newest {count} rows that match; narrow the filters for older ones"
+        if count >= data["limit"]
+        else f"{count} row{'' if count == 1 else 's'} match"
+    )
+    zone = dt.datetime.now(tz).tzname() or str(tz)
+    body = (
+        f'<p><a href="./">Ativo</a> · signed in as {e(user)} (role {e(role)})</p><h1>Audit log</h1>'
+        f'<p class="muted">Every erasure receipt, page action, audited command and refused attempt, each row chained '
+        f"to the one before by its sha256. Times in {e(zone)}.</p>{verdict}{form}"
+        f'<p class="muted">{e(said)}</p>'
+        + _table(["row", "time", "kind", "actor", "spec / ref", "fields"], rows, "No audit row matches.")
+    )
+    return document("Ativo: audit log", body)
 
 
 def document(title: str, body: str) -> str:

@@ -279,6 +279,81 @@ def lineage(settings: Settings, prediction_id: str) -> dict[str, Any]:
         return {"error": str(err)}
 
 
+AUDIT_ROWS_SHOWN = 100
+AUDIT_FILTERS = ("kind", "actor", "spec")
+"""The audit view's filters (each an exact match; :func:`ativo.audit.recent`)."""
+AUDIT_FILTER_MAX = 200
+"""The longest filter value the audit view takes (an actor or ref is at most 255 characters, a kind 64)."""
+
+
+class BadFilter(AtivoError):
+    """A filter of the audit view is not one it takes: ``field`` names it, the message says why."""
+
+    def __init__(self, field: str, why: str) -> None:
+        super().__init__(f"field {field!r}: {why}")
+        self.field = field
+
+
+def audit_filters(query: dict[str, str]) -> dict[str, str]:
+    """The audit view's filters from a query (``kind``, ``actor``, ``spec``; empty or absent: any), checked.
+
+    Raises:
+        BadFilter: a value is longer than :data:`AUDIT_FILTER_MAX` characters or holds a control character (a NUL
+            would reach the database; a line break never names anything).
+    """
+    out = {}
+    for field in AUDIT_FILTERS:
+        value = query.get(field) or ""
+        if len(value) > AUDIT_FILTER_MAX:
+            raise BadFilter(field, f"at most {AUDIT_FILTER_MAX} characters, not {len(value)}; nothing was searched")
+        if any(not c.isprintable() for c in value):
+            raise BadFilter(field, "a control or line-break character is not part of any name; nothing was searched")
+        out[field] = value.strip()
+    return out
+
+
+def audit_log(
+    engine: Engine, filters: dict[str, str], limit: int = AUDIT_ROWS_SHOWN, since: dt.datetime | None = None
+) -> dict[str, Any]:
+    """The newest audit rows that match ``filters`` (newest first) and the verdict on the whole hash chain.
+
+    The page's audit view and ``ativo audit --json`` show this document.
+
+    Returns:
+        ``{"filters", "since", "rows": [{"seq", "at" (UTC ISO), "kind", "actor", "ref", "summary", "payload"}],
+        "limit", "kinds", "chain": {"ok", "rows", "first_bad", "problems"}}``.
+    """
+    from ativo import audit
+
+    rows = audit.recent(
+        engine,
+        kind=filters.get("kind") or None,
+        actor=filters.get("actor") or None,
+        spec=filters.get("spec") or None,
+        since=since,
+        limit=limit,
+    )
+    return {
+        "filters": filters,
+        "since": _iso(since),
+        "rows": [
+            {
+                "seq": r["seq"],
+                "at": _iso(r["at"]),
+                "kind": r["kind"],
+                "actor": r["actor"],
+                "ref": r["ref"],
+                "summary": audit.summary(r["payload"]),
+                "payload": r["payload"],
+            }
+            for r in rows
+        ],
+        "limit": limit,
+        "kinds": audit.kinds(engine),
+        "chain": audit.check_chain(engine).to_dict(),
+    }
+
+
 def _spec(settings: Settings, name: str) -> ModelSpec:
     specs = {s.name: s for s in load_specs(settings.specs_dir)[0]}
     if name not in specs:
