@@ -151,3 +151,19 @@ def test_the_reservation_follows_the_seconds_on_that_resource_at_todays_price(tm
     priced = Ledger(engine, PRICES, clock=clock)
     assert priced.estimate(key, "cpu", 1, HOUR) == pytest.approx(2 * 300 * 0.0001)  # not 0: seconds × today's price
     assert priced.estimate(key, "gpu", 1, HOUR) == pytest.approx(3.6)  # no GPU history: the timeout's worth
+
+
+def test_daily_spend_sums_settled_cost_per_utc_day_and_fills_quiet_days(ledger, clock):
+    start = clock.now()
+    ledger.settle(reserve(ledger, 0.5), seconds=1000)  # 0.10 USD today
+    ledger.settle(reserve(ledger, 0.5), seconds=500)  # 0.05 USD today
+    ledger.release(reserve(ledger, 0.5))  # released: costs nothing
+    reserve(ledger, 0.5)  # still reserved: not spent
+    clock.advance(2 * 86400)
+    ledger.settle(reserve(ledger, 0.5), seconds=2000)  # 0.20 USD two days later
+    days = ledger.daily_spend("risk", days=4)
+    today = clock.now().date()
+    assert [d for d, _ in days] == [today - dt.timedelta(days=i) for i in (3, 2, 1, 0)]
+    assert [round(usd, 6) for _, usd in days] == [0.0, 0.15, 0.0, 0.2]
+    assert start.date() == today - dt.timedelta(days=2)
+    assert ledger.daily_spend("nobody", days=2) == [(today - dt.timedelta(days=1), 0.0), (today, 0.0)]

@@ -253,6 +253,24 @@ class Ledger:
             rows = conn.execute(select(budget_alerts).order_by(budget_alerts.c.sent_at)).mappings()
             return [BudgetAlert(**r) for r in rows]
 
+    def daily_spend(self, team: str, days: int = 14, now: dt.datetime | None = None) -> list[tuple[dt.date, float]]:
+        """Settled USD of ``team`` per UTC day over the last ``days`` days, oldest first (0.0 on a quiet day)."""
+        now = now or self.clock()
+        first = now.astimezone(dt.UTC).date() - dt.timedelta(days=days - 1)
+        start = dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(spend_ledger.c.settled_at, spend_ledger.c.actual_usd).where(
+                    spend_ledger.c.team == team, spend_ledger.c.state == "settled", spend_ledger.c.settled_at >= start
+                )
+            ).all()
+        per_day = {first + dt.timedelta(days=i): 0.0 for i in range(days)}
+        for at, usd in rows:  # grouped here: SQLite and PostgreSQL name the date of an instant differently
+            day = (at if at.tzinfo else at.replace(tzinfo=dt.UTC)).astimezone(dt.UTC).date()
+            if day in per_day:
+                per_day[day] += float(usd or 0.0)
+        return sorted(per_day.items())
+
     def status(self, team: str, now: dt.datetime | None = None) -> dict[str, Any]:
         """Limit, settled spend, live reservations and what is left this period."""
         now = now or self.clock()

@@ -114,6 +114,17 @@ def counts(engine: Engine) -> dict[str, int]:
     return {spec: int(n) for spec, n in rows}
 
 
+def days_quarantined(engine: Engine, since: dt.datetime) -> dict[str, int]:
+    """Per spec: how many distinct days (partitions) had a batch quarantined at or after ``since``."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(quarantined_batches.c.spec, func.count(func.distinct(quarantined_batches.c.partition)))
+            .where(quarantined_batches.c.quarantined_at >= since)
+            .group_by(quarantined_batches.c.spec)
+        ).all()
+    return {spec: int(n) for spec, n in rows}
+
+
 def redact_reasons(engine: Engine, spec: str, redact: Callable[[str], str]) -> list[int]:
     """Rewrite every reason of ``spec``'s quarantined batches through ``redact`` (one transaction; erasure).
 
