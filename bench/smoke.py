@@ -84,9 +84,22 @@ BENCHES: dict[str, Bench] = {
         left_out="Evidently (--skip-evidently: its venv needs the package registry)",
     ),
     "erasure": Bench(
-        ("--present", "20", "--unknown", "5"),
-        ("total_s", "retrain_s", "gates_s", "target_s", "residual_hits", "other_rows_lost", "retrains_per_model"),
-        lambda r: _all((r["run_b"]["requests"] == 25, f"run B filed {r['run_b']['requests']} requests, not 25")),
+        ("--present", "20", "--unknown", "5", "--closes", "1"),
+        (
+            "total_s",
+            "retrain_s",
+            "gates_s",
+            "target_s",
+            "residual_hits",
+            "other_rows_lost",
+            "retrains_per_model",
+            "erasures_closed_without_page",
+        ),
+        lambda r: _all(
+            (r["run_b"]["requests"] == 25, f"run B filed {r['run_b']['requests']} requests, not 25"),
+            (r["erasures_run"] == 1, f"run C ran {r['erasures_run']} erasures, not 1"),
+        ),
+        left_out="19 of run C's 20 successive erasures under the spec's own gates",
     ),
     "etl": Bench(
         ("--rows", "5000", "--skip-backfill"),

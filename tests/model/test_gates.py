@@ -119,6 +119,11 @@ def test_small_groups_noise_alone_does_not_reject_but_the_same_gap_on_many_rows_
     assert _spread_bound([(0.75, 63), (0.53, 91)], 0.95) < 0.15 < 0.22
     assert _spread_bound([(0.75, 5000), (0.53, 5000)], 0.95) > 0.2
     assert _spread_bound([(0.75, 63), (0.53, 91)], None) == pytest.approx(0.22)
+    # the largest of ten pairs (five groups) is bounded for all ten at once: a wider margin than one pair gets
+    five = [(0.75, 800), (0.53, 800), (0.6, 800), (0.62, 800), (0.58, 800)]
+    one_pair = _spread_bound(five[:2], 0.95)
+    assert 0 < _spread_bound(five, 0.95) < one_pair
+    assert _spread_bound(five[:2], 0.95, comparisons=10) == pytest.approx(_spread_bound(five, 0.95))
 
 
 def test_mitigation_reports_before_and_after_in_the_card(spec, split):

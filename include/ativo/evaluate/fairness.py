@@ -79,8 +79,9 @@ def group_metrics(spec: ModelSpec, frame: pd.DataFrame, y_pred: np.ndarray) -> d
             "demographic_parity_difference_bound": _spread_bound(sel, cfg.confidence),
             "disparate_impact_ratio": (min(rates) / max(rates)) if len(rates) > 1 and max(rates) > 0 else 1.0,
             "equalized_odds_difference": max(_spread(tpr), _spread(fpr)),
-            "equalized_odds_difference_bound": max(
-                _spread_bound(tpr, cfg.confidence), _spread_bound(fpr, cfg.confidence)
+            "equalized_odds_difference_bound": max(  # the largest of the TPR and the FPR pairs, all at once
+                _spread_bound(tpr, cfg.confidence, _pairs(tpr, fpr)),
+                _spread_bound(fpr, cfg.confidence, _pairs(tpr, fpr)),
             ),
             "groups_judged": len(big),
             "groups_with_tpr": len(tpr),
@@ -119,11 +120,19 @@ def _spread(rates: list[tuple[float, float]]) -> float:
     return (max(values) - min(values)) if len(values) > 1 else 0.0
 
 
-def _spread_bound(rates: list[tuple[float, float]], confidence: float | None) -> float:
-    """The smallest largest-gap the data supports at ``confidence`` (one-sided), over every pair of groups.
+def _pairs(*rates: list[tuple[float, float]]) -> int:
+    """How many pairs of groups the largest gaps of these rate lists are taken over."""
+    return sum(len(r) * (len(r) - 1) // 2 for r in rates)
 
-    Each rate's variance is binomial, with the Agresti–Caffo adjustment so that a rate of 0 or 1 in a small group
-    is not taken as certain. Without a confidence level, the point estimate.
+
+def _spread_bound(rates: list[tuple[float, float]], confidence: float | None, comparisons: int | None = None) -> float:
+    """The smallest largest-gap the data supports at ``confidence`` (one-sided), simultaneously over every pair.
+
+    The largest gap is the largest of ``comparisons`` pair gaps (default: the pairs of ``rates``), so each pair is
+    bounded at ``1 − (1 − confidence) / comparisons`` (Bonferroni): with five groups, the most extreme of ten
+    noisy pairs would otherwise cross the limit by chance several times as often as ``confidence`` says. Each
+    rate's variance is binomial, with the Agresti–Caffo adjustment so that a rate of 0 or 1 in a small group is not
+    taken as certain. Without a confidence level, the point estimate.
     """
     import itertools
     import math
@@ -131,7 +140,8 @@ def _spread_bound(rates: list[tuple[float, float]], confidence: float | None) ->
 
     if confidence is None:
         return _spread(rates)
-    z = NormalDist().inv_cdf(confidence)
+    comparisons = max(comparisons or _pairs(rates), 1)
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / comparisons)
 
     def var(rate: float, n: float) -> float:
         adj = (rate * n + 1) / (n + 2)
