@@ -65,6 +65,11 @@ def test_the_page_needs_a_login_and_shows_every_section(airflow_app, settings):
     assert "risk-team" in page.text and "40.00" in page.text
     assert "needs the op role" in page.text  # an analyst sees the actions disabled, saying why
     assert "could not read" not in page.text
+    order = ["Status", "Live versions", "Deployments", "Monitor", "Quarantined batches", "Erasure requests"]
+    at = [page.text.index(f">{h}</h2>") for h in [*order, "Spend against budget"]]
+    assert at == sorted(at)  # the status strip first, the budgets after the on-call sections
+    assert '<meta http-equiv="refresh" content="60">' in page.text and "as of <time" in page.text
+    assert "file://" not in page.text
 
 
 def test_actions_need_the_op_role_name_bad_fields_and_are_audited(airflow_app, settings):

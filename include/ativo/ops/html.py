@@ -9,6 +9,8 @@ from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from ativo.ops import charts
+
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;padding:16px 24px;color:#1d2433;
 background:#fff;font-size:14px}h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;
@@ -21,7 +23,19 @@ text-align:left;vertical-align:top}th{background:#f4f6f9;font-weight:600}.muted{
 margin:4px 0}input,button{font:inherit;padding:3px 6px}.note{padding:8px 12px;border-radius:4px;margin:8px 0}
 .note.ok{background:#e6f4ea}.note.bad{background:#fce8e6}nav a{margin-right:14px}pre{background:#f4f6f9;
 padding:8px;overflow:auto}code{background:#f4f6f9;padding:0 3px}.nowrap{white-space:nowrap}
+.wrap{max-width:100%;overflow-x:auto}.wrap table{min-width:0}td{overflow-wrap:anywhere;max-width:48ch}
+td.t,th.t{white-space:nowrap;overflow-wrap:normal}time{white-space:nowrap}
+.strip{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));gap:10px;margin:8px 0 4px}
+.card{border:1px solid #dfe3ea;border-radius:6px;padding:8px 12px;background:#fafbfc}.card h3{margin:0 0 6px}
+.card dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 10px;margin:0}.card dt{color:#6b7385}
+.card dd{margin:0;overflow-wrap:anywhere}.charts{display:flex;flex-wrap:wrap;gap:12px;margin:6px 0}
+details>summary{cursor:pointer;margin:6px 0}.asof{float:right;color:#6b7385}
 """
+
+REFRESH_S = 60
+"""The page reloads itself this often (a meta refresh: the page runs no script)."""
+TRIALS_SHOWN = 5
+"""Trial rows a search shows before its fold."""
 
 
 def e(value: Any) -> str:
@@ -36,12 +50,55 @@ def file_link(uri: str | None, label: str | None = None) -> str:
     return f'<a href="files?uri={quote(uri, safe="")}">{e(label or uri.rsplit("/", 1)[-1])}</a>'
 
 
-def _table(headers: list[str], rows: list[list[str]], empty: str) -> str:
+def when(iso: str | None) -> str:
+    """A stored instant as ``2026-12-07 19:50 UTC`` on one line; the exact instant in its title (None: a dash)."""
+    if not iso:
+        return "—"
+    try:
+        at = dt.datetime.fromisoformat(str(iso))
+    except ValueError:
+        return e(iso)
+    at = (at if at.tzinfo else at.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    return f'<time datetime="{e(iso)}" title="{e(iso)}">{at:%Y-%m-%d %H:%M} UTC</time>'
+
+
+def ago(iso: str | None, now: str | None) -> str:
+    """How long before ``now`` the instant ``iso`` was (``42 min``, ``3 h 20 min``, ``2 d 4 h``); empty if unknown."""
+    try:
+        seconds = (dt.datetime.fromisoformat(str(now)) - dt.datetime.fromisoformat(str(iso))).total_seconds()
+    except (TypeError, ValueError):
+        return ""
+    minutes = max(int(seconds // 60), 0)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours < 48 else f"{hours // 24} d {hours % 24} h"
+
+
+def usd(amount: float | None) -> str:
+    """USD with the precision its size needs: 1,234 · 12.50 · 0.73 · 0.0042."""
+    if amount is None:
+        return "—"
+    size = abs(amount)
+    if size >= 1000:
+        return f"{amount:,.0f}"
+    if size >= 1 or size == 0:
+        return f"{amount:.2f}"
+    if size >= 0.01:
+        return f"{amount:.3f}".rstrip("0")
+    return f"{amount:.2g}"
+
+
+def _table(headers: list[str], rows: list[list[str]], empty: str, times: tuple[int, ...] = ()) -> str:
+    """A table in a wrapper that scrolls sideways on a narrow screen; the columns in ``times`` never wrap."""
     if not rows:
         return f'<p class="muted">{e(empty)}</p>'
-    head = "".join(f"<th>{e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    head = "".join(f"<th{' class=t' if i in times else ''}>{e(h)}</th>" for i, h in enumerate(headers))
+    body = "".join(
+        "<tr>" + "".join(f"<td{' class=t' if i in times else ''}>{c}</td>" for i, c in enumerate(row)) + "</tr>"
+        for row in rows
+    )
+    return f'<div class="wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _error(section: Any) -> str | None:
@@ -82,27 +139,31 @@ def spend_section(spend: Any, can_operate: bool) -> str:
     for t in spend:
         limit = t.get("limit_usd")
         ratio = (t["settled_usd"] / limit) if limit else None
-        alerts = ", ".join(f"{a['threshold']}% ({a['sent_at']})" for a in t["alerts"] if a["period"] == t["period"])
+        alerts = ", ".join(
+            f"{e(a['threshold'])}% ({when(a['sent_at'])})" for a in t["alerts"] if a["period"] == t["period"]
+        )
         rows.append(
             [
                 e(t["team"]),
                 e(t["period"]),
-                f"{t['settled_usd']:.4f}",
-                f"{t['reserved_usd']:.4f}",
-                "—" if limit is None else f"{limit:.2f}",
+                usd(t["settled_usd"]),
+                usd(t["reserved_usd"]),
+                usd(limit),
                 _bar(ratio),
                 e(t.get("policy")),
                 e(t["resets_on"]),
-                e(alerts or "none"),
+                alerts or "none",
             ]
         )
     out = _table(
         ["team", "month", "spent USD", "reserved USD", "limit USD", "used", "policy", "resets", "alerts sent"],
         rows,
         "No team has spent or been given a budget yet.",
+        times=(7,),
     )
+    out += '<div class="charts">' + "".join(spend_chart(t) for t in spend) + "</div>"
     detail = [
-        [e(t["team"]), e(s["spec"]), e(s["period"]), f"{s['usd']:.4f}", f"{s['seconds']:.0f}", e(s["tasks"])]
+        [e(t["team"]), e(s["spec"]), e(s["period"]), usd(s["usd"]), f"{s['seconds']:.0f}", e(s["tasks"])]
         for t in spend
         for s in t["by_spec"]
     ]
@@ -117,6 +178,22 @@ def spend_section(spend: Any, can_operate: bool) -> str:
     return out
 
 
+def spend_chart(team: dict[str, Any]) -> str:
+    """A team's settled spend per day (the last days) against its budget's even daily pace (limit ÷ 30)."""
+    limit = team.get("limit_usd")
+    points = [(d["day"][5:], d["usd"]) for d in team.get("daily", [])]
+    return charts.chart(
+        f"{team['team']}: spend per day",
+        points,
+        x_label="day (UTC)",
+        y_label="USD",
+        bars=True,
+        reference=None if not limit else limit / 30,
+        reference_label="budget ÷ 30",
+        fmt=usd,
+    )
+
+
 def leases_section(leases: Any) -> str:
     """The GPU leases held on every host."""
     if err := _error(leases):
@@ -126,13 +203,15 @@ def leases_section(leases: Any) -> str:
             e(r["host"]),
             e(r["device"]),
             e(r["holder"]),
-            e(r["acquired_at"]),
-            e(r["expires_at"]),
+            when(r["acquired_at"]),
+            when(r["expires_at"]),
             '<span class="bad">expired</span>' if r["expired"] else '<span class="ok">active</span>',
         ]
         for r in leases
     ]
-    return _table(["host", "GPU", "holder", "acquired", "expires", "state"], rows, "No GPU is leased right now.")
+    return _table(
+        ["host", "GPU", "holder", "acquired", "expires", "state"], rows, "No GPU is leased right now.", times=(3, 4)
+    )
 
 
 def searches_section(searches: Any) -> str:
@@ -162,19 +241,32 @@ def searches_section(searches: Any) -> str:
                     f"<code>{run}</code>",
                 ]
             )
-        parts.append(
-            f"<h3>{e(search['study'])}</h3>"
-            + _table(
-                ["slot", "trial", "parameters", "state", "valid AUC", "time", "worker", "MLflow run"],
-                rows,
-                "No trial has started.",
+        headers = ["slot", "trial", "parameters", "state", "valid AUC", "time", "worker", "MLflow run"]
+        table = _table(headers, rows[:TRIALS_SHOWN], "No trial has started.")
+        if len(rows) > TRIALS_SHOWN:
+            table += (
+                f"<details><summary>{len(rows) - TRIALS_SHOWN} more trial slots</summary>"
+                f"{_table(headers, rows[TRIALS_SHOWN:], '')}</details>"
             )
-        )
-    return "".join(parts)
+        parts.append(f"<h3>{e(search['study'])}</h3>{table}")
+    latest = searches[0]
+    chart = charts.chart(
+        f"trial AUC: {latest['study']}",
+        [(f"#{t['trial']}", t["value"]) for t in latest["trials"] if t["trial"] is not None],
+        x_label="trial",
+        y_label="valid AUC",
+        fmt=lambda v: f"{v:.4f}",
+    )
+    return (
+        f'<div class="charts">{chart}</div><details><summary>Trial tables of the last {len(searches)} '
+        f"search{'es' if len(searches) != 1 else ''} (first {TRIALS_SHOWN} slots each)</summary>"
+        + "".join(parts)
+        + "</details>"
+    )
 
 
 def deployments_section(deployments: Any, datasets: Any, can_operate: bool) -> str:
-    """Per spec: live versions by alias, the latest dataset version, the deployment history, promote/rollback."""
+    """Per spec: live versions by alias, the latest dataset version, and the promote and rollback actions."""
     if err := _error(deployments):
         return err
     out = []
@@ -192,15 +284,8 @@ def deployments_section(deployments: Any, datasets: Any, can_operate: bool) -> s
         )
         if ds:
             out.append(
-                f'<p class="muted">latest dataset version: {e(ds["tag"])} ({e(ds["rows"])} rows, {e(ds["at"])})</p>'
+                f'<p class="muted">latest dataset version: {e(ds["tag"])} ({e(ds["rows"])} rows, {when(ds["at"])})</p>'
             )
-        out.append(
-            _table(
-                ["at", "action", "version", "actor", "reason"],
-                [[e(r["at"]), e(r["action"]), e(r["version"]), e(r["actor"]), e(r["reason"])] for r in d["history"]],
-                "No deployment yet.",
-            )
-        )
         out.append(
             _form(
                 "promote",
@@ -213,16 +298,61 @@ def deployments_section(deployments: Any, datasets: Any, can_operate: bool) -> s
     return "".join(out)
 
 
+def history_section(deployments: Any) -> str:
+    """Per spec: the latest deployment records (newest first)."""
+    if err := _error(deployments):
+        return err
+    out = []
+    for d in deployments:
+        if d.get("error"):
+            continue  # said under Live versions
+        out.append(f"<h3>{e(d['spec'])}</h3>")
+        out.append(
+            _table(
+                ["at", "action", "version", "actor", "reason"],
+                [[when(r["at"]), e(r["action"]), e(r["version"]), e(r["actor"]), e(r["reason"])] for r in d["history"]],
+                "No deployment yet.",
+                times=(0,),
+            )
+        )
+    return "".join(out)
+
+
 def monitor_section(monitor: Any) -> str:
     """The latest monitored window of each spec and its decision."""
     if err := _error(monitor):
         return err
-    rows = []
+    rows, pictures = [], []
     for m in monitor:
-        r = m["latest"]
+        r, champion = m["latest"], m.get("champion")
+        live = f"<b>{e(champion)}</b>" if champion else '<span class="muted">none</span>'
         if r is None:
-            rows.append([e(m["spec"]), '<span class="muted">never monitored</span>', "", "", "", "", ""])
+            rows.append([e(m["spec"]), live, '<span class="muted">never monitored</span>', "", "", "", "", ""])
             continue
+        windows = m.get("windows") or []
+        pictures.append(
+            charts.chart(
+                f"{m['spec']}: largest feature PSI",
+                [(w["end"][5:10] if w["end"] else "?", w["psi"]) for w in windows],
+                x_label="window end",
+                y_label="PSI",
+            )
+            + charts.chart(
+                f"{m['spec']}: AUC (estimated until labelled)",
+                [(w["end"][5:10] if w["end"] else "?", w["auc"]) for w in windows],
+                x_label="window end",
+                y_label="AUC",
+                fmt=lambda v: f"{v:.3f}",
+            )
+        )
+        decision = f"{e(r['decision'])}: {e(r['reason'])}"
+        if champion and str(r["version"] or "") != str(champion):
+            # a window judged before this champion went live recorded another version (or none): say what serves
+            judged = f"version {e(r['version'])}" if r["version"] else "no version"
+            decision = (
+                f'<span class="warn">judged {judged}; champion {e(champion)} serves now and is judged from the next '
+                f"window</span><br>{decision}"
+            )
         state = (
             '<span class="bad">drift</span>'
             if r["drifted"]
@@ -233,15 +363,22 @@ def monitor_section(monitor: Any) -> str:
         rows.append(
             [
                 e(m["spec"]),
+                live,
                 e(r["version"]),
-                e(r["window"]),
+                f"{when(r.get('window_start'))} →<br>{when(r.get('window_end'))}",
                 e(r["rows"]),
                 state,
-                f"{e(r['decision'])}: {e(r['reason'])}",
+                decision,
                 file_link(r["report_uri"], "report"),
             ]
         )
-    return _table(["spec", "version", "window", "rows", "state", "decision", "report"], rows, "No spec.")
+    table = _table(
+        ["spec", "champion", "judged version", "window", "rows", "state", "decision", "report"],
+        rows,
+        "No spec.",
+        times=(3,),
+    )
+    return table + (f'<div class="charts">{"".join(pictures)}</div>' if pictures else "")
 
 
 def quarantine_section(quarantine: Any) -> str:
@@ -255,11 +392,13 @@ def quarantine_section(quarantine: Any) -> str:
             "<br>".join(e(r) for r in q["reasons"][:6])
             + (f' <span class="muted">(+{len(q["reasons"]) - 6} more)</span>' if len(q["reasons"]) > 6 else ""),
             file_link(q["report_uri"], "validation report"),
-            e(q["at"]),
+            when(q["at"]),
         ]
         for q in quarantine
     ]
-    return _table(["spec", "day", "reasons", "report", "quarantined"], rows, "Nothing is in quarantine.")
+    return _table(
+        ["spec", "day", "reasons", "report", "quarantined"], rows, "Nothing is in quarantine.", times=(1, 3, 4)
+    )
 
 
 def erasure_section(erasure: Any) -> str:
@@ -283,8 +422,8 @@ def erasure_section(erasure: Any) -> str:
                 e(r["actor"]),
                 e(r["subjects"]),
                 e(r["batch"]),
-                e(r["received_at"]),
-                e(r["closed_at"]),
+                when(r["received_at"]),
+                when(r["closed_at"]),
                 e(r["reason"]),
                 receipt,
             ]
@@ -305,6 +444,7 @@ def erasure_section(erasure: Any) -> str:
         ],
         rows,
         "No erasure request has been filed.",
+        times=(7, 8),
     )
 
 
@@ -323,7 +463,7 @@ def incidents_section(incidents: Any, can_operate: bool) -> str:
             e(i["model_version"]),
             e(i["note"]),
             e(i["actor"]),
-            e(i["at"]),
+            when(i["at"]),
         ]
         for i in incidents
     ]
@@ -331,6 +471,7 @@ def incidents_section(incidents: Any, can_operate: bool) -> str:
         ["case", "spec", "prediction", "decided", "expected", "score", "version", "note", "by", "at"],
         rows,
         "No incident is recorded: every candidate passes the regression gate.",
+        times=(9,),
     )
     form = _form(
         "incident",
@@ -366,6 +507,79 @@ def lineage_section(result: dict[str, Any] | None, prediction_id: str) -> str:
     return form + (f"<p>{links}</p>" if links else "") + f"<pre>{e(json.dumps(chain, indent=2, default=str))}</pre>"
 
 
+DECISION_CLASS = {"no_drift": "ok", "not_judged": "muted", "waiting": "warn", "emitted": "bad"}
+"""How the strip colours a monitor decision (held_* are warnings)."""
+
+
+def status_card(s: dict[str, Any], as_of: str | None) -> str:
+    """One spec's card of the status strip."""
+    unread = '<span class="bad">could not read</span>'
+    if s.get("deployments_error"):
+        serving = trial = unread
+    else:
+        serving = f"<b>version {e(s['champion'])}</b>" if s.get("champion") else '<span class="warn">none</span>'
+        t = s.get("trial")
+        if t:
+            share = f" on {t['percent']:g} % of callers" if isinstance(t.get("percent"), int | float) else ""
+            watched = ago(t.get("since"), as_of)
+            trial = f"{e(t['alias'])} <b>version {e(t['version'])}</b>{e(share)}" + (
+                f", watched {e(watched)} (since {when(t['since'])})" if watched else ""
+            )
+        else:
+            trial = '<span class="muted">none</span>'
+    m = s.get("monitor")
+    if not s.get("monitor_read", True):
+        monitor = unread
+    elif m is None:
+        monitor = '<span class="muted">never monitored</span>'
+    else:
+        cls = DECISION_CLASS.get(m["decision"], "warn")
+        monitor = f'<span class="{cls}" title="{e(m["reason"])}">{e(m["decision"])}</span> at {when(m["at"])}'
+    opened = s.get("erasure_open")
+    erasure = (
+        unread
+        if opened is None
+        else f'<span class="{"bad" if opened else "ok"}">{opened} open request{"" if opened == 1 else "s"}</span>'
+    )
+    days, window = s.get("quarantine_days"), s.get("quarantine_window_days", 7)
+    quarantined = (
+        unread
+        if days is None
+        else f'<span class="{"warn" if days else "ok"}">{days} of the last {e(window)} days</span>'
+    )
+    sp = s.get("spend")
+    if not s.get("spend_read", True):
+        spend = unread
+    elif sp is None:
+        spend = f'{e(s["team"])}: <span class="muted">nothing spent, no budget</span>'
+    else:
+        limit = sp.get("limit_usd")
+        ratio = sp["settled_usd"] / limit if limit else None
+        spend = (
+            f"{e(sp['team'])}: {usd(sp['settled_usd'])} of {usd(limit) if limit else 'no limit'} USD "
+            f"({e(sp['period'])}) {_bar(ratio) if limit else ''}"
+        )
+    rows = (
+        ("champion", serving),
+        ("on trial", trial),
+        ("last monitor decision", monitor),
+        ("erasure", erasure),
+        ("quarantine", quarantined),
+        ("spend", spend),
+    )
+    items = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
+    return f'<div class="card"><h3><a href="#spec-{e(s["spec"])}">{e(s["spec"])}</a></h3><dl>{items}</dl></div>'
+
+
+def status_section(status: Any, as_of: str | None) -> str:
+    """The status strip: one compact card per spec."""
+    if err := _error(status):
+        return err
+    if not status:
+        return '<p class="muted">No spec is loaded.</p>'
+    return '<div class="strip">' + "".join(status_card(s, as_of) for s in status) + "</div>"
+
+
 def page(
     sections: dict[str, Any],
     *,
@@ -383,34 +597,42 @@ def page(
     nav = "".join(
         f'<a href="#{k}">{t}</a>'
         for k, t in (
-            ("spend", "Spend"),
-            ("leases", "GPU leases"),
-            ("searches", "Searches"),
+            ("status", "Status"),
             ("live", "Live versions"),
-            ("lineage", "Lineage"),
-            ("incidents", "Incidents"),
+            ("deployments", "Deployments"),
             ("monitor", "Monitor"),
             ("quarantine", "Quarantine"),
             ("erasure", "Erasure"),
+            ("spend", "Spend"),
+            ("leases", "GPU leases"),
+            ("incidents", "Incidents"),
+            ("lineage", "Lineage"),
+            ("searches", "Searches"),
         )
     )
+    as_of = sections.get("as_of")
+    deployments = sections.get("deployments", [])
     body = (
+        f'<p class="asof">as of {when(as_of)} · refreshes every {REFRESH_S} s</p>'
         f'<h1>Ativo</h1><p class="muted">signed in as {e(user)} (role {e(role)}); specs: '
         f'{e(", ".join(sections.get("specs", [])) or "none")} · <a href="runbooks/">runbooks</a> · '
         f'<a href="audit">audit log</a> · <a href="metrics">metrics</a></p><nav>{nav}</nav>{note}{problems}'
-        f'<h2 id="spend">Spend against budget</h2>{spend_section(sections.get("spend", []), can_operate)}'
-        f'<h2 id="leases">GPU leases</h2>{leases_section(sections.get("leases", []))}'
-        f'<h2 id="searches">Searches (trial tables)</h2>{searches_section(sections.get("searches", []))}'
+        f'<h2 id="status">Status</h2>{status_section(sections.get("status", []), as_of)}'
         f'<h2 id="live">Live versions</h2>'
-        f"{deployments_section(sections.get('deployments', []), sections.get('datasets', {}), can_operate)}"
-        f'<h2 id="lineage">Lineage of a decision</h2>{lineage_section(lineage, prediction_id)}'
-        f'<h2 id="incidents">Incidents (regression set)</h2>'
-        f"{incidents_section(sections.get('incidents', []), can_operate)}"
+        f"{deployments_section(deployments, sections.get('datasets', {}), can_operate)}"
+        f'<h2 id="deployments">Deployments</h2>{history_section(deployments)}'
         f'<h2 id="monitor">Monitor</h2>{monitor_section(sections.get("monitor", []))}'
         f'<h2 id="quarantine">Quarantined batches</h2>{quarantine_section(sections.get("quarantine", []))}'
         f'<h2 id="erasure">Erasure requests</h2>{erasure_section(sections.get("erasure", []))}'
+        f'<h2 id="spend">Spend against budget</h2>{spend_section(sections.get("spend", []), can_operate)}'
+        f'<h2 id="leases">GPU leases</h2>{leases_section(sections.get("leases", []))}'
+        f'<h2 id="incidents">Incidents (regression set)</h2>'
+        f"{incidents_section(sections.get('incidents', []), can_operate)}"
+        f'<h2 id="lineage">Lineage of a decision</h2>{lineage_section(lineage, prediction_id)}'
+        f'<h2 id="searches">Searches (trial tables)</h2>{searches_section(sections.get("searches", []))}'
     )
-    return document("Ativo", body)
+    # a page that looked something up or says what an action did is not reloaded under the reader
+    return document("Ativo", body, refresh=None if (notice or lineage) else REFRESH_S)
 
 
 def _cut(text: str, width: int) -> str:
@@ -494,9 +716,11 @@ def audit_page(data: dict[str, Any], *, user: str, role: str | None, tz: tzinfo)
     return document("Ativo: audit log", body)
 
 
-def document(title: str, body: str) -> str:
-    """A complete HTML document with the page's style."""
+def document(title: str, body: str, refresh: int | None = None) -> str:
+    """A complete HTML document with the page's style; reloaded every ``refresh`` seconds when given."""
+    reload = f'<meta http-equiv="refresh" content="{int(refresh)}">' if refresh else ""
     return (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>'
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">{reload}<title>{e(title)}</title>'
         f"<style>{STYLE}</style></head><body>{body}</body></html>"
     )

@@ -21,6 +21,13 @@ log = logging.getLogger(__name__)
 
 DEPLOYMENTS_SHOWN = 12
 ROWS_SHOWN = 50
+CHART_DAYS = 14
+"""Days of spend the page charts."""
+MONITOR_WINDOWS_CHARTED = 14
+"""Monitored windows per spec the page charts (PSI and estimated AUC)."""
+QUARANTINE_DAYS = 7
+"""The status strip counts quarantined days over this many days."""
+TRIAL_ALIASES = ("canary", "shadow")
 
 
 class ActionRefused(AtivoError):
@@ -36,7 +43,7 @@ def _iso(value: Any) -> str | None:
 
 
 def spend(engine: Engine, settings: Settings) -> list[dict[str, Any]]:
-    """Per team: this period's budget status, spend by spec, and the threshold alerts sent."""
+    """Per team: this period's budget status, spend by spec, the threshold alerts sent, and spend per day."""
     from ativo.compute.budget import Ledger
 
     ledger = Ledger(engine, settings.prices)
@@ -63,6 +70,10 @@ def spend(engine: Engine, settings: Settings) -> list[dict[str, Any]]:
                     for a in alerts
                     if a.team == team
                 ],
+                "daily": [
+                    {"day": day.isoformat(), "usd": round(usd, 6)}
+                    for day, usd in ledger.daily_spend(team, days=CHART_DAYS)
+                ],
             }
         )
     return out
@@ -82,21 +93,23 @@ def leases(engine: Engine) -> list[dict[str, Any]]:
 def deployments(specs: list[ModelSpec], settings: Settings) -> list[dict[str, Any]]:
     """Per spec: the live aliases and the latest deployment records (newest first)."""
     from ativo.deploy.promotion import history
-    from ativo.model.registry import aliases
+    from ativo.model.registry import aliases, current
 
     out: list[dict[str, Any]] = []
     for spec in specs:
         try:
             live, records = aliases(spec, settings), history(spec, settings)
+            percent = current(spec, settings).canary_percent
         except Exception as err:  # one spec's registry or store being down must not blank the page
             log.warning("deployments of %s: %s", spec.name, err)
-            out.append({"spec": spec.name, "error": str(err), "aliases": {}, "history": []})
+            out.append({"spec": spec.name, "error": str(err), "aliases": {}, "history": [], "trial": None})
             continue
         out.append(
             {
                 "spec": spec.name,
                 "model": spec.registered_model_name,
                 "aliases": live,
+                "trial": _trial(live, records, percent),
                 "history": [
                     {k: r.get(k) for k in ("at", "action", "version", "actor", "reason")}
                     for r in reversed(records[-DEPLOYMENTS_SHOWN:])
@@ -106,26 +119,63 @@ def deployments(specs: list[ModelSpec], settings: Settings) -> list[dict[str, An
     return out
 
 
-def monitor(engine: Engine, specs: list[ModelSpec]) -> list[dict[str, Any]]:
-    """Per spec: the latest monitored window and its decision (None when it was never monitored)."""
+def _trial(live: dict[str, str], records: list[dict[str, Any]], percent: float | None) -> dict[str, Any] | None:
+    """The version on trial (canary before shadow): its alias, share of callers and since when (its newest start)."""
+    alias = next((a for a in TRIAL_ALIASES if live.get(a)), None)
+    if alias is None:
+        return None
+    version = live[alias]
+    started = next(
+        (
+            r.get("at")
+            for r in reversed(records)
+            if r.get("action") == f"start_{alias}" and str(r.get("version")) == version
+        ),
+        None,
+    )
+    return {"alias": alias, "version": version, "percent": percent if alias == "canary" else None, "since": started}
+
+
+def _window_figures(row: dict[str, Any]) -> dict[str, Any]:
+    """One monitored window's charted figures: its end, its largest feature PSI and its (estimated) AUC."""
+    figures = row.get("figures") or {}
+    psi = [v for v in (figures.get("psi") or {}).values() if isinstance(v, int | float) and math.isfinite(v)]
+    auc = figures.get("auc") if figures.get("auc") is not None else figures.get("estimated_auc")
+    return {"end": _iso(row["window_end"]), "psi": max(psi) if psi else None, "auc": auc}
+
+
+def monitor(
+    engine: Engine, specs: list[ModelSpec], champions: dict[str, str | None] | None = None
+) -> list[dict[str, Any]]:
+    """Per spec: the live champion, the latest monitored window and its decision, and the last windows' figures.
+
+    ``champions`` (spec → the version serving as champion now) comes from the registry: a window judged before a
+    champion went live recorded no version, and the page still names the one that serves.
+    """
     from ativo.monitor.decide import history
 
     out = []
     for spec in specs:
-        row = next(iter(history(engine, spec.name, limit=1)), None)
+        rows = history(engine, spec.name, limit=MONITOR_WINDOWS_CHARTED)
+        row = next(iter(rows), None)
         out.append(
             {
                 "spec": spec.name,
+                "champion": (champions or {}).get(spec.name),
+                "windows": [_window_figures(r) for r in reversed(rows)],
                 "latest": None
                 if row is None
                 else {
                     "version": row["version"],
                     "window": f"{_iso(row['window_start'])} → {_iso(row['window_end'])}",
+                    "window_start": _iso(row["window_start"]),
+                    "window_end": _iso(row["window_end"]),
                     "rows": row["rows"],
                     "judged": bool(row["judged"]),
                     "drifted": bool(row["drifted"]),
                     "decision": row["decision"],
                     "reason": row["decision_reason"],
+                    "at": _iso(row["created_at"]),
                     "report_uri": row["report_uri"],
                     "reasons": row["reasons"],
                 },
@@ -149,6 +199,71 @@ def quarantine(engine: Engine) -> list[dict[str, Any]]:
         }
         for q in recent(engine, ROWS_SHOWN)
     ]
+
+
+def quarantine_days(engine: Engine, now: dt.datetime | None = None) -> dict[str, int]:
+    """Per spec: the days quarantined over the last :data:`QUARANTINE_DAYS` days."""
+    from ativo.data.quarantine import days_quarantined
+
+    return days_quarantined(engine, (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=QUARANTINE_DAYS))
+
+
+def erasure_open(engine: Engine) -> dict[str, int]:
+    """Per spec: the erasure requests not closed yet (every one, not only those the table shows)."""
+    from ativo.erasure.requests import states
+
+    out: dict[str, int] = {}
+    for state in states(engine):
+        if state.status != "closed":
+            out[state.spec] = out.get(state.spec, 0) + 1
+    return out
+
+
+def _readable(section: Any) -> bool:
+    return not (isinstance(section, dict) and "error" in section)
+
+
+def status(specs: list[ModelSpec], sections: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per spec, the status strip's figures, from the sections :func:`overview` read.
+
+    What serves (and what is on trial), the last monitor decision, open erasure requests, days quarantined lately,
+    and the spec's team's spend against its budget. A figure whose section could not be read is None (the page
+    says so rather than showing 0).
+    """
+    deployments = (
+        {d["spec"]: d for d in sections.get("deployments", [])} if _readable(sections.get("deployments")) else None
+    )
+    monitors = {m["spec"]: m for m in sections.get("monitor", [])} if _readable(sections.get("monitor")) else None
+    teams = {t["team"]: t for t in sections.get("spend", [])} if _readable(sections.get("spend")) else None
+    opened, quarantined = sections.get("erasure_open", {}), sections.get("quarantine_days", {})
+    out = []
+    for spec in specs:
+        d = (deployments or {}).get(spec.name) or {}
+        latest = ((monitors or {}).get(spec.name) or {}).get("latest")
+        team = (teams or {}).get(spec.compute.team)
+        out.append(
+            {
+                "spec": spec.name,
+                "team": spec.compute.team,
+                "deployments_error": None
+                if deployments is not None and not d.get("error")
+                else d.get("error", "unread"),
+                "champion": (d.get("aliases") or {}).get("champion"),
+                "trial": d.get("trial"),
+                "monitor": None
+                if latest is None
+                else {k: latest[k] for k in ("decision", "reason", "at", "drifted", "judged", "version")},
+                "monitor_read": monitors is not None,
+                "erasure_open": opened.get(spec.name, 0) if _readable(opened) else None,
+                "quarantine_days": quarantined.get(spec.name, 0) if _readable(quarantined) else None,
+                "quarantine_window_days": QUARANTINE_DAYS,
+                "spend": None
+                if team is None
+                else {k: team.get(k) for k in ("team", "period", "settled_usd", "reserved_usd", "limit_usd")},
+                "spend_read": teams is not None,
+            }
+        )
+    return out
 
 
 def erasure(engine: Engine) -> list[dict[str, Any]]:
@@ -245,14 +360,25 @@ def overview(settings: Settings) -> dict[str, Any]:
 
     engine = get_engine(settings.db_url)
     specs, problems = load_specs(settings.specs_dir)
-    sections: dict[str, Any] = {"specs": [s.name for s in specs], "spec_errors": [str(p) for p in problems]}
+    sections: dict[str, Any] = {
+        "as_of": _iso(dt.datetime.now(dt.UTC)),
+        "specs": [s.name for s in specs],
+        "spec_errors": [str(p) for p in problems],
+    }
+
+    def champions() -> dict[str, str | None]:  # what serves now, read once by the deployments section
+        read = sections.get("deployments")
+        return {d["spec"]: d["aliases"].get("champion") for d in read} if isinstance(read, list) else {}
+
     readers: dict[str, Any] = {
         "spend": lambda: spend(engine, settings),
         "leases": lambda: leases(engine),
         "deployments": lambda: deployments(specs, settings),
-        "monitor": lambda: monitor(engine, specs),
+        "monitor": lambda: monitor(engine, specs, champions()),
         "quarantine": lambda: quarantine(engine),
+        "quarantine_days": lambda: quarantine_days(engine),
         "erasure": lambda: erasure(engine),
+        "erasure_open": lambda: erasure_open(engine),
         "datasets": lambda: datasets(engine),
         "incidents": lambda: incidents(engine),
         "searches": lambda: searches(engine),
@@ -263,6 +389,7 @@ def overview(settings: Settings) -> dict[str, Any]:
         except Exception as err:
             log.exception("the Ativo page could not read %s", name)
             sections[name] = {"error": f"{type(err).__name__}: {err}"}
+    sections["status"] = status(specs, sections)
     return sections
 
 
