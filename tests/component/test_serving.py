@@ -233,13 +233,14 @@ def test_canary_takes_its_share_of_callers_and_a_failing_canary_falls_back_to_th
         (s.name, s.labels["version"], s.labels["route"]): s.value
         for f in text_string_to_metric_families(client.get("/metrics").text)
         for s in f.samples
-        if s.name in ("ativo_predictions_total", "ativo_prediction_errors_total")
+        if s.name in ("ativo_predictions_total", "ativo_prediction_errors_total", "ativo_failed_calls_total")
     }
     fell_back = sum(p.get("fallback", False) for p in answers)
     assert counted == {  # every row counted once, on the version and route that answered or failed it
         ("ativo_predictions_total", v2, "canary"): routes.count("canary"),
         ("ativo_predictions_total", v1, "champion"): 1000 - routes.count("canary") + 200,
         ("ativo_prediction_errors_total", v3, "canary"): fell_back,
+        ("ativo_failed_calls_total", v3, "canary"): 1,  # the batch's canary rows failed in one call: one failure
     }
 
 

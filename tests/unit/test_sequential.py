@@ -60,6 +60,8 @@ def test_rate_evidence_at_the_extreme_limits():
     assert rate_evidence("e", 1, 10_000, 0.0, alpha_harm=0.05, alpha_safe=0.05).harm  # none allowed: one is harm
     assert rate_evidence("e", 0, 10, 0.0, alpha_harm=0.05, alpha_safe=0.05).safe
     assert rate_evidence("e", 10, 10, 1.0, alpha_harm=0.05, alpha_safe=0.05).safe
+    near_one = rate_evidence("e", 1, 100, 0.95, alpha_harm=0.05, alpha_safe=0.05)  # no rate above it on the grid
+    assert not near_one.harm and near_one.safe
 
 
 def test_anytime_z_is_wider_than_one_look_and_grows_slowly():

@@ -47,11 +47,12 @@ def score_buckets(rows: float, deciles: list[float]) -> dict[str, float]:
 
 
 def figure(rows: float, errors: float = 0.0, deciles: list[float] = UNIFORM, latency: dict | None = None) -> dict:
-    """A version's figures: ``rows`` scored, ``errors`` failed, one scoring call per row in these latency shares."""
+    """A version's figures: ``rows`` scored and ``errors`` failed in single-row calls, in these latency shares."""
     shares = latency if latency is not None else FAST
     return {
         "rows": float(rows),
         "errors": float(errors),
+        "failed_calls": float(errors),  # single-row calls: each failed row is a failed call
         "scores": score_buckets(rows, deciles),
         "latency": cumulative({edge: rows * share for edge, share in shares.items()}, LATENCY_BUCKETS),
     }
@@ -154,48 +155,64 @@ def test_p99_ms_is_the_upper_edge_of_the_bucket_holding_the_99th_percentile(late
 # --- since: the figures of the trial, not of the server's life ----------------------------------------------------
 
 
-def test_since_subtracts_the_baseline_snapshot():
+def fig(rows: float, errors: float = 0.0, calls: float = 0.0, scores=None, latency=None) -> dict:
+    return {
+        "rows": rows,
+        "errors": errors,
+        "failed_calls": calls,
+        "scores": scores or {},
+        "latency": latency or {},
+    }
+
+
+A, B = "http://a:8000", "http://b:8000"
+
+
+def test_since_subtracts_the_baseline_snapshot_per_server():
     base = {
-        "7/canary": {
-            "rows": 100.0,
-            "errors": 1.0,
-            "scores": {"0.5": 40.0, "+Inf": 100.0},
-            "latency": {"0.005": 10.0, "+Inf": 10.0},
-        },
-        "6/champion": {"rows": 900.0, "errors": 0.0, "scores": {}, "latency": {}},
-        "5/champion": {"rows": 50.0, "errors": 0.0, "scores": {}, "latency": {}},
+        A: {
+            "7/canary": fig(100, 1, 1, {"0.5": 40.0, "+Inf": 100.0}, {"0.005": 10.0, "+Inf": 10.0}),
+            "6/champion": fig(900),
+            "5/champion": fig(50),
+        }
     }
     now = {
-        "7/canary": {
-            "rows": 150.0,
-            "errors": 3.0,
-            "scores": {"0.5": 60.0, "+Inf": 150.0},
-            "latency": {"0.005": 14.0, "+Inf": 15.0},
-        },
-        "6/champion": {"rows": 300.0, "errors": 0.0, "scores": {"+Inf": 300.0}, "latency": {}},
-        "8/shadow": {"rows": 20.0, "errors": 0.0, "scores": {"+Inf": 20.0}, "latency": {}},
+        A: {
+            "7/canary": fig(150, 3, 2, {"0.5": 60.0, "+Inf": 150.0}, {"0.005": 14.0, "+Inf": 15.0}),
+            "6/champion": fig(300, scores={"+Inf": 300.0}),
+            "8/shadow": fig(20, scores={"+Inf": 20.0}),
+        }
     }
-    got = since(now, base)
-    assert got == {
-        "7/canary": {
-            "rows": 50.0,
-            "errors": 2.0,
-            "scores": {"0.5": 20.0, "+Inf": 50.0},
-            "latency": {"0.005": 4.0, "+Inf": 5.0},
-        },
+    assert since(now, base) == {
+        "7/canary": fig(50, 2, 1, {"0.5": 20.0, "+Inf": 50.0}, {"0.005": 4.0, "+Inf": 5.0}),
         # a counter below its baseline: the server restarted, its current value is all of the trial's
-        "6/champion": {"rows": 300.0, "errors": 0.0, "scores": {"+Inf": 300.0}, "latency": {}},
+        "6/champion": fig(300, scores={"+Inf": 300.0}),
         # new since the baseline: counted whole; a key only in the baseline is gone
-        "8/shadow": {"rows": 20.0, "errors": 0.0, "scores": {"+Inf": 20.0}, "latency": {}},
+        "8/shadow": fig(20, scores={"+Inf": 20.0}),
     }
+
+
+def test_one_servers_restart_takes_its_figures_whole_and_never_mixes_them_with_the_others():
+    """Two servers; B restarts during the trial. Its champion buckets are taken whole, A's are differenced, so the
+    champion's distribution is the one the servers saw (not a bucket-by-bucket mix) and an A/A canary stays sound."""
+    before = {"0.5": 4_000.0, "1.0": 8_000.0, "+Inf": 8_000.0}
+    base = {A: {"6/champion": fig(8_000, scores=before)}, B: {"6/champion": fig(8_000, scores=before)}}
+    # A served 2,000 more rows, half above 0.5; B restarted and served 1,000, half above 0.5
+    now = {
+        A: {"6/champion": fig(10_000, scores={"0.5": 5_000.0, "1.0": 10_000.0, "+Inf": 10_000.0})},
+        B: {"6/champion": fig(1_000, scores={"0.5": 500.0, "1.0": 1_000.0, "+Inf": 1_000.0})},
+    }
+    got = since(now, base)["6/champion"]
+    assert got["rows"] == 3_000
+    assert got["scores"] == {"0.5": 1_500.0, "1.0": 3_000.0, "+Inf": 3_000.0}
 
 
 def test_since_of_itself_is_all_zeros():
-    snap = figures(500)
+    snap = {A: figures(500)}
     got = since(snap, snap)
-    for fig in got.values():
-        assert fig["rows"] == fig["errors"] == 0.0
-        assert set(fig["scores"].values()) == {0.0} and set(fig["latency"].values()) == {0.0}
+    for f in got.values():
+        assert f["rows"] == f["errors"] == f["failed_calls"] == 0.0
+        assert set(f["scores"].values()) == {0.0} and set(f["latency"].values()) == {0.0}
 
 
 # --- judge: promote, roll back or keep watching -------------------------------------------------------------------
@@ -225,7 +242,7 @@ def auc_labels(candidate: float, champion: float, n: float = 5_000.0, se: float 
             None,
             True,
             False,
-            "error rate 40 of 2000 rows (2.00%) failed to score: above the limit 1.0%",
+            "error rate 40 of 2000 calls (2.00%; 40 of 2000 rows) failed to score: above the limit 1.0%",
             id="2pct-of-2000-rolls-back-at-once",
         ),
         pytest.param(
@@ -235,7 +252,7 @@ def auc_labels(candidate: float, champion: float, n: float = 5_000.0, se: float 
             None,
             True,
             False,
-            "error rate 10 of 100 rows",
+            "error rate 10 of 100 calls",
             id="10pct-of-100-rolls-back-at-once",
         ),
         pytest.param(
@@ -245,7 +262,7 @@ def auc_labels(candidate: float, champion: float, n: float = 5_000.0, se: float 
             None,
             True,
             True,
-            "error rate 2.00% (limit 5.0%)",
+            "error rate 2.00% of calls (limit 5.0%)",
             id="2pct-under-a-5pct-limit-promotes-early",
         ),
         pytest.param(
@@ -255,7 +272,7 @@ def auc_labels(candidate: float, champion: float, n: float = 5_000.0, se: float 
             None,
             True,
             False,
-            "error rate 1 of 5001 rows",
+            "error rate 1 of 5001 calls",
             id="no-error-allowed-one-rolls-back",
         ),
         # latency: the share of calls slower than latency_budget_ms (50) against 1 % (a p99 within the budget)
@@ -439,7 +456,7 @@ def auc_labels(candidate: float, champion: float, n: float = 5_000.0, se: float 
             True,
             False,
             "no decision within the 1800 s window on 300 rows: not shown within the limit at α 0.05: "
-            "error rate 0 of 300",
+            "error rate 0 of 300 calls",
             id="window-end-without-evidence-rolls-back",
         ),
         pytest.param(
@@ -449,7 +466,7 @@ def auc_labels(candidate: float, champion: float, n: float = 5_000.0, se: float 
             None,
             False,
             False,
-            "not yet shown: score PSI",
+            "not yet shown: rows (1000 of min_canary_requests 2000), score PSI",
             id="min-requests-is-a-floor-for-a-promotion",
         ),
         pytest.param(
@@ -499,6 +516,39 @@ def test_judge(spec, limits, figs, elapsed, labels, decided, promote, reason):
     assert reason in verdict.reason
     assert verdict.figures["candidate"] == CANDIDATE and verdict.figures["champion"] == CHAMPION
     assert verdict.figures["candidate_rows"] == figs.get(f"{CANDIDATE}/canary", {"rows": 0.0})["rows"]
+
+
+def test_a_failed_batch_call_is_one_failed_call_not_hundreds_of_independent_errors(spec):
+    """100-row calls: one failed call of 1,000 is 10 % of the rows but 0.1 % of the calls — a batch fails as one."""
+    figs = figures(1_000)
+    figs[f"{CANDIDATE}/canary"].update(errors=100.0, failed_calls=1.0)
+    verdict = judge(spec, figs, candidate=CANDIDATE, champion=CHAMPION, route="canary", elapsed_s=60)
+    assert not verdict.decided or verdict.promote, verdict.reason
+    assert verdict.figures["error_rate"] > spec.deploy.max_error_rate and verdict.figures["failed_calls"] == 1
+
+
+def test_a_few_slow_cold_calls_do_not_roll_back_before_min_canary_requests(spec):
+    figs = {f"{CANDIDATE}/canary": figure(9, latency={0.005: 6 / 9, 0.1: 3 / 9}), f"{CHAMPION}/champion": figure(90)}
+    verdict = judge(spec, figs, candidate=CANDIDATE, champion=CHAMPION, route="canary", elapsed_s=30)
+    assert not verdict.decided, verdict.reason
+
+
+def test_a_p99_beyond_the_last_bucket_is_said_in_words_and_stays_json(spec):
+    import json
+
+    figs = figures(1_000, latency={0.005: 0.9, 10.0: 0.1})  # 10 % of calls beyond the 2.5 s bucket
+    verdict = judge(spec, figs, candidate=CANDIDATE, champion=CHAMPION, route="canary", elapsed_s=60)
+    assert verdict.decided and not verdict.promote and "p99 scoring latency above 2500 ms" in verdict.reason
+    json.dumps(verdict.to_dict(), allow_nan=False)
+
+
+def test_an_undecided_window_is_marked_so_and_a_harmful_one_is_not(spec):
+    undecided = judge(spec, figures(300), candidate=CANDIDATE, champion=CHAMPION, route="canary", elapsed_s=WINDOW_S)
+    assert undecided.decided and not undecided.promote and undecided.undecided
+    harmful = judge(
+        spec, figures(1_960, errors=40), candidate=CANDIDATE, champion=CHAMPION, route="canary", elapsed_s=WINDOW_S
+    )
+    assert harmful.decided and not harmful.promote and not harmful.undecided
 
 
 def test_shadow_is_judged_on_its_own_route(spec):

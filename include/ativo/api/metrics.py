@@ -52,6 +52,12 @@ class _Families:
             ["model", "version", "route"],
             registry=r,
         )
+        self.failed_calls = Counter(
+            "ativo_failed_calls",
+            "Scoring calls of a version that failed (each counts once, however many rows it held)",
+            ["model", "version", "route"],
+            registry=r,
+        )
         self.model_latency = Histogram(
             "ativo_model_duration_seconds",
             "Scoring time of one call, per version",
@@ -95,6 +101,7 @@ class ServeMetrics:
         self.requests = f.requests
         self.request_latency = f.request_latency
         self.rows, self.errors, self.model_latency, self.scores = f.rows, f.errors, f.model_latency, f.scores
+        self.failed_calls = f.failed_calls
         self.live = f.live
         self.log_rows = f.log_rows.labels(model)
         self.log_failures = f.log_failures.labels(model)
@@ -112,8 +119,13 @@ class ServeMetrics:
         observe_many(self.scores.labels(self.model, version, route), scores)
 
     def failed(self, version: str, route: str, rows: int) -> None:
-        """Count rows a version could not score."""
+        """Count a call of a version that could not score ``rows`` rows.
+
+        The watch judges calls: the rows of one call fail together, so they are not independent evidence.
+        """
         self.errors.labels(self.model, version, route).inc(rows)
+        if rows > 0:
+            self.failed_calls.labels(self.model, version, route).inc()
 
     def set_live(self, versions: dict[str, str]) -> None:
         """Which version each alias serves now."""

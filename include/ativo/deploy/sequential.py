@@ -78,6 +78,8 @@ def _log_mixture(k: float, n: float, limit: float, multiples: tuple[float, ...])
             logs.append(-math.inf if k else -failures * math.log1p(-limit))
             continue
         logs.append(k * math.log(q / limit) + failures * (math.log1p(-q) - math.log1p(-limit)))
+    if not logs:  # a limit so near 1 that no rate above it is left: nothing can be shown beyond it
+        return -math.inf
     top = max(logs)
     if top == -math.inf:
         return top
@@ -109,7 +111,8 @@ def rate_evidence(
 def anytime_z(rows: float, alpha: float, tuned_rows: int = TUNED_ROWS) -> float:
     """The multiplier of a standard error that makes ``estimate ± z · se`` a confidence sequence at level α.
 
-    Two-sided at α (so each side holds at α/2 or better); ``tuned_rows`` is where the boundary is tightest.
+    Two-sided at α (used one side at a time, each holds at α or better); ``tuned_rows`` is where the boundary is
+    tightest.
     """
     rows = max(float(rows), 1.0)
     rho2 = (-2 * math.log(alpha) + math.log(-2 * math.log(alpha) + 1)) / tuned_rows

@@ -289,6 +289,9 @@ def finish(
 ) -> tuple[dict[str, Any], bool]:
     """The end of a deployment run, whatever happened before it: returns (the record, whether to page on-call).
 
+    On-call is paged for a rollback of a candidate shown beyond a limit, or when the watch failed; not for one the
+    window ended on without evidence either way (the record says why).
+
     Args:
         spec: the model spec.
         settings: where things are.
@@ -313,5 +316,7 @@ def finish(
             f"version {version or '?'} was not deployed: infra_check or start failed{held} (see their logs)", rec
         )
     failed = Verdict(True, False, "the watch failed before it could judge (see the watch task's log)")
-    rec = conclude(spec, settings, state, Verdict(**verdict) if verdict else failed)
-    return rec, rec.get("action") == "rollback"
+    judged = Verdict(**verdict) if verdict else failed
+    rec = conclude(spec, settings, state, judged)
+    # a rollback for harm (or a failed watch) pages; one for lack of evidence at the window's end is recorded only
+    return rec, rec.get("action") == "rollback" and not judged.undecided

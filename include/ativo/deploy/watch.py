@@ -22,7 +22,7 @@ then is rolled back for lack of evidence, naming the figures that lacked it.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ativo.deploy.sequential import Evidence, bounded_evidence, psi_standard_error, rate_evidence
@@ -37,31 +37,40 @@ from ativo.spec import ModelSpec
 Figures = dict[str, dict[str, Any]]  # "<version>/<route>" → rows, errors, score and latency buckets
 
 
-def scrape(urls: list[str], model: str, timeout: float = 10.0) -> Figures:
-    """Per version and route of ``model``, the counters and histograms of every server's /metrics, summed.
+Scrape = dict[str, Figures]  # server URL → its figures
+
+
+def _empty() -> dict[str, Any]:
+    return {"rows": 0.0, "errors": 0.0, "failed_calls": 0.0, "scores": {}, "latency": {}}
+
+
+def scrape(urls: list[str], model: str, timeout: float = 10.0) -> Scrape:
+    """Per server, per version and route of ``model``: the counters and histograms of its /metrics.
 
     Only series labelled with ``model`` count: a server may serve several models, and their version numbers overlap.
+    Kept per server so that :func:`since` can tell one server's restart from the others' traffic.
 
     Raises:
         ativo.http.HttpError: a server does not answer (a watch cannot judge what it cannot see); an OSError.
     """
     from prometheus_client.parser import text_string_to_metric_families
 
-    out: Figures = {}
+    out: Scrape = {}
     for base in urls:
         text = get_text(base.rstrip("/") + "/metrics", timeout=timeout)
+        figs: Figures = out.setdefault(base, {})
         for family in text_string_to_metric_families(text):
             for s in family.samples:
                 labels = s.labels
                 if "version" not in labels or "route" not in labels or labels.get("model") != model:
                     continue
-                fig = out.setdefault(
-                    f"{labels['version']}/{labels['route']}", {"rows": 0.0, "errors": 0.0, "scores": {}, "latency": {}}
-                )
+                fig = figs.setdefault(f"{labels['version']}/{labels['route']}", _empty())
                 if s.name == "ativo_predictions_total":
                     fig["rows"] += s.value
                 elif s.name == "ativo_prediction_errors_total":
                     fig["errors"] += s.value
+                elif s.name == "ativo_failed_calls_total":
+                    fig["failed_calls"] += s.value
                 elif s.name == "ativo_score_bucket":
                     fig["scores"][labels["le"]] = fig["scores"].get(labels["le"], 0.0) + s.value
                 elif s.name == "ativo_model_duration_seconds_bucket":
@@ -69,21 +78,32 @@ def scrape(urls: list[str], model: str, timeout: float = 10.0) -> Figures:
     return out
 
 
-def since(now: Figures, base: Figures) -> Figures:
-    """``now`` minus ``base`` (a counter that went down means a server restarted: its current value counts)."""
+COUNTS = ("rows", "errors", "failed_calls")
+HISTOGRAMS = ("scores", "latency")
+
+
+def since(now: Scrape, base: Scrape) -> Figures:
+    """The figures of the trial: each server's ``now`` minus its ``base``, summed over the servers.
+
+    A server whose series of a version went down (any counter or bucket of it) restarted since the snapshot: its
+    current values of that version are all of the trial's, taken whole (never mixed bucket by bucket with the
+    snapshot, which would make a distribution no server saw).
+    """
     out: Figures = {}
-    for key, fig in now.items():
-        b = base.get(key, {})
-
-        def sub(a: float, c: float) -> float:
-            return a - c if a >= c else a
-
-        out[key] = {
-            "rows": sub(fig["rows"], b.get("rows", 0.0)),
-            "errors": sub(fig["errors"], b.get("errors", 0.0)),
-            "scores": {le: sub(v, b.get("scores", {}).get(le, 0.0)) for le, v in fig["scores"].items()},
-            "latency": {le: sub(v, b.get("latency", {}).get(le, 0.0)) for le, v in fig["latency"].items()},
-        }
+    for url, figs in now.items():
+        before = base.get(url, {})
+        for key, fig in figs.items():
+            b = before.get(key, _empty())
+            restarted = any(fig.get(c, 0.0) < b.get(c, 0.0) for c in COUNTS) or any(
+                v < b.get(h, {}).get(le, 0.0) for h in HISTOGRAMS for le, v in fig[h].items()
+            )
+            start = _empty() if restarted else b
+            total = out.setdefault(key, _empty())
+            for c in COUNTS:
+                total[c] += fig.get(c, 0.0) - start.get(c, 0.0)
+            for h in HISTOGRAMS:
+                for le, v in fig[h].items():
+                    total[h][le] = total[h].get(le, 0.0) + v - start.get(h, {}).get(le, 0.0)
     return out
 
 
@@ -120,12 +140,17 @@ DECILES = tuple(round(i / 10, 1) for i in range(1, 11))
 
 @dataclass
 class Verdict:
-    """What the watch concluded (``decided`` False: keep watching)."""
+    """What the watch concluded (``decided`` False: keep watching).
+
+    ``undecided``: the window ended without evidence either way; the candidate is rolled back without a page
+    (nothing was shown wrong with it).
+    """
 
     decided: bool
     promote: bool
     reason: str
     figures: dict[str, Any] = field(default_factory=dict)
+    undecided: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (XCom, records)."""
@@ -222,11 +247,14 @@ def judge(
         labels: :func:`label_figures`, when labels arrived.
     """
     d = spec.deploy
-    empty = {"rows": 0.0, "errors": 0.0, "scores": {}, "latency": {}}
-    cand = figures.get(f"{candidate}/{route}", empty)
-    champ = figures.get(f"{champion}/champion", empty)
+    cand = figures.get(f"{candidate}/{route}", _empty())
+    champ = figures.get(f"{champion}/champion", _empty())
     rows, errors = cand["rows"], cand["errors"]
     attempts = rows + errors
+    # calls, not rows: the rows of one call fail (or are slow) together, so they are not independent evidence
+    latency_buckets = _sorted_buckets(cand["latency"])
+    calls_ok = latency_buckets[-1][1] if latency_buckets else 0.0
+    failed_calls = cand.get("failed_calls", 0.0)
     watched = 4  # error rate, latency, score distribution, accuracy: each harm test gets alpha / 4
     a_harm, a_safe = d.alpha / watched, d.alpha
     out: dict[str, Any] = {
@@ -241,28 +269,49 @@ def judge(
     }
     error_rate = errors / attempts if attempts else 0.0
     out["error_rate"] = round(error_rate, 4)
+    out["failed_calls"] = failed_calls
+    failing = rate_evidence(
+        "error rate", failed_calls, calls_ok + failed_calls, d.max_error_rate, alpha_harm=a_harm, alpha_safe=a_safe
+    )
     evidence: list[Evidence] = [
-        rate_evidence("error rate", errors, attempts, d.max_error_rate, alpha_harm=a_harm, alpha_safe=a_safe)
+        replace(
+            failing,
+            says=f"error rate {failed_calls:.0f} of {calls_ok + failed_calls:.0f} calls"
+            + (
+                f" ({failing.estimate:.2%}; {errors:.0f} of {attempts:.0f} rows)"
+                if failing.estimate is not None
+                else ""
+            ),
+        )
     ]
     p99 = p99_ms(cand["latency"])
-    out["p99_ms"] = p99
+    out["p99_ms"] = p99 if p99 is None or math.isfinite(p99) else None  # beyond the last bucket: JSON has no inf
+    finite = [le for le, _ in latency_buckets if math.isfinite(le)]
+    shown = (
+        "not measured yet"
+        if p99 is None
+        else f"{p99:g} ms"
+        if math.isfinite(p99)
+        else f"above {finite[-1] * 1000:g} ms"
+        if finite
+        else "unknown"
+    )
     calls, slow_sure, slow_maybe = slow_calls(cand["latency"], d.latency_budget_ms)
     over = rate_evidence("latency", slow_sure, calls, P99_SHARE, alpha_harm=a_harm, alpha_safe=1.0)
     under = rate_evidence("latency", slow_maybe, calls, P99_SHARE, alpha_harm=1.0, alpha_safe=a_safe)
     evidence.append(
         Evidence(
             "latency",
-            p99,
+            out["p99_ms"],
             None,
             None,
             d.latency_budget_ms,
             int(calls),
-            over.harm,
+            # a few cold first calls of a newly loaded model are not a verdict: harm waits for min_canary_requests
+            over.harm and rows >= d.min_canary_requests,
             under.safe and not over.harm,
-            f"p99 scoring latency {p99:g} ms against the budget {d.latency_budget_ms:g} ms "
-            f"({slow_sure:.0f}–{slow_maybe:.0f} of {calls:.0f} calls slower)"
-            if p99 is not None
-            else "p99 scoring latency not measured yet",
+            f"p99 scoring latency {shown} against the budget {d.latency_budget_ms:g} ms "
+            f"({slow_sure:.0f}–{slow_maybe:.0f} of {calls:.0f} calls slower)",
         )
     )
     evidence.append(_score_evidence(d, cand, champ, out, a_harm, a_safe))
@@ -287,9 +336,8 @@ def judge(
             out,
         )
     if elapsed_s < window:
-        pending = (
-            ", ".join(e.figure for e in needed) or f"rows ({rows:.0f} of min_canary_requests {d.min_canary_requests})"
-        )
+        wanting = [f"rows ({rows:.0f} of min_canary_requests {d.min_canary_requests})"] * (not enough)
+        pending = ", ".join(wanting + [e.figure for e in needed])
         return Verdict(
             False,
             False,
@@ -303,6 +351,7 @@ def judge(
             f"only {rows:.0f} rows reached the {route} in the {window:.0f} s window "
             f"(min_canary_requests {d.min_canary_requests}): not enough evidence to promote",
             out,
+            undecided=True,
         )
     return Verdict(
         True,
@@ -311,6 +360,7 @@ def judge(
         f"{d.alpha:g}: " + "; ".join(e.says for e in needed) + " (more traffic, a larger canary_percent or a longer "
         "canary_window_minutes gives the evidence)",
         out,
+        undecided=True,
     )
 
 
@@ -399,7 +449,7 @@ def _harm_words(e: Evidence, d: Any) -> str:
 def _safe_words(e: Evidence) -> str:
     """A figure shown within its limit, briefly."""
     if e.figure == "error rate":
-        return f"error rate {e.estimate:.2%} (limit {e.limit:.1%})"
+        return f"error rate {e.estimate:.2%} of calls (limit {e.limit:.1%})"
     if e.figure == "latency":
         return f"p99 {e.estimate:g} ms (budget {e.limit:g} ms)"
     if e.figure == "score PSI":
