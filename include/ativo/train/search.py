@@ -277,12 +277,25 @@ class SearchPlan:
 
 
 def _mlflow(settings: Settings) -> tuple[Any, Any]:
+    import os
+
     import mlflow
 
     from ativo.model.client import mlflow_client
 
+    # MLflow prints a "View experiment" link per run that lands on its (empty) GenAI overview: each trial logs a
+    # link to its own run instead (see :func:`_run_link`)
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     return mlflow, mlflow_client(settings)
+
+
+def _run_link(settings: Settings, experiment_id: str, run_id: str) -> str:
+    """Where a person opens an MLflow run: its page in the MLflow UI when the tracking server is one, else its id."""
+    uri = settings.mlflow_tracking_uri.rstrip("/")
+    if uri.startswith(("http://", "https://")):
+        return f"{uri}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"run {run_id} in {uri.split(':', 1)[0]} tracking (no MLflow UI)"
 
 
 def _airflow_tags(run_meta: dict[str, Any]) -> dict[str, str]:
@@ -465,6 +478,8 @@ def search_trial(
         logged = log_booster(model.booster, signature_sample=design_matrix(data.signature_rows(), spec))
         mlflow.set_tags({"ativo.model_uri": logged.uri, SHA256_TAG: logged.sha256, "ativo.model_format": "xgboost-ubj"})
     result.update(model_uri=logged.uri, model_sha256=logged.sha256)
+    experiment = client.get_run(run_id).info.experiment_id
+    log.info("trial %s (%s) logged: %s", result["number"], result["state"], _run_link(settings, experiment, run_id))
     return result
 
 
