@@ -1023,8 +1023,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="land daily batches from the reference data")
     s.add_argument("--spec", help=_SPEC_HELP)
     s.add_argument("--start", type=_date, required=True, help="first event date, YYYY-MM-DD")
-    s.add_argument("--days", type=int, default=30)
-    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--days", type=int, default=30, help="daily batches to land, ending yesterday (default 30)")
+    s.add_argument("--seed", type=int, default=7, help="seed of the rows drawn into each batch (default 7)")
     s.add_argument("--drift-from", type=_date, help="inject covariate drift from this day on")
     s.add_argument(
         "--malformed",
@@ -1039,17 +1039,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("summary", help="landed days, partitions, quarantine, dataset versions, models")
     s.add_argument("--spec", help=_SPEC_HELP)
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     s.set_defaults(func=_cmd_summary)
 
     budget = sub.add_parser("budget", help="team budgets and spend").add_subparsers(dest="budget_cmd", required=True)
     s = budget.add_parser("status", help="spend against each team's budget this period")
-    s.add_argument("team", nargs="*")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("team", nargs="*", help="teams to show (default: every team with a budget)")
+    s.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     s.set_defaults(func=_cmd_budget_status)
     s = budget.add_parser("set", help="create or change a team's monthly budget")
-    s.add_argument("team")
-    s.add_argument("--limit-usd", type=float, required=True)
+    s.add_argument("team", help="the team (as specs name it in compute.team)")
+    s.add_argument("--limit-usd", type=float, required=True, help="what the team may spend per calendar month, in USD")
     s.add_argument("--erasure-reserve-usd", type=float, default=0.0, help="only erasure retraining may spend this")
     s.add_argument("--policy", choices=["fail", "defer"], default="fail", help="when a task would pass the limit")
     s.set_defaults(func=_cmd_budget_set)
@@ -1076,9 +1076,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="with --all-specs: how often the specs folder is read (default 10)",
     )
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    s.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
     s.add_argument("--keys", help="API key file (default var/serve/api_keys.json)")
     s.add_argument("--refresh-s", type=float, default=2.0, help="how often the signed promotion record is read")
     s.add_argument("--flush-s", type=float, default=2.0, help="how often the prediction log is written")
@@ -1094,7 +1094,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = sub.add_parser("api-key", help="API keys of the inference API").add_subparsers(dest="key_cmd", required=True)
     s = keys.add_parser("create", help="create a key in the platform's key file (printed once)")
-    s.add_argument("name")
+    s.add_argument("name", help="who or what holds the key (a person, an application); unique")
     s.add_argument(
         "--role",
         action="append",
@@ -1105,14 +1105,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_key_create)
     _op_only(s, "api-key create", "creates a key", audit=("name", "role"), bootstrap=True)
     s = keys.add_parser("revoke", help="remove a key from the platform's key file")
-    s.add_argument("name")
+    s.add_argument("name", help="the name the key was created with (`ativo api-key list`)")
     s.set_defaults(func=_cmd_key_revoke)
     _op_only(s, "api-key revoke", "removes a key", audit=("name",))
     s = keys.add_parser("list", help="names and roles of the keys in the platform's key file")
     s.set_defaults(func=_cmd_key_list)
 
     s = sub.add_parser("promote", help="make a version the champion now (the old one stays loaded as previous)")
-    s.add_argument("version")
+    s.add_argument("version", help="the registered model version (a number)")
     s.add_argument("--spec", help=_SPEC_HELP)
     s.add_argument("--reason", help="why (kept in the deployment record, next to the key's identity)")
     s.set_defaults(func=_cmd_promote)
@@ -1135,13 +1135,13 @@ def build_parser() -> argparse.ArgumentParser:
     _op_only(s, "rollback", "changes what serves", audit=("spec", "reason"))
 
     s = sub.add_parser("monitor", help="the monitor's decisions (status), or judge a window now (run)")
-    s.add_argument("action", choices=("status", "run"))
+    s.add_argument("action", choices=("status", "run"), help="status: the recent decisions; run: judge a window now")
     s.add_argument("--spec", help=_SPEC_HELP)
     s.add_argument("--start", help="run: window start, ISO 8601 with offset (default: --hours before --end)")
     s.add_argument("--end", help="run: window end (default: now)")
     s.add_argument("--hours", type=float, default=24.0, help="run: window length when --start is not given")
     s.add_argument("--limit", type=int, default=20, help="status: runs to show")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     s.set_defaults(func=_cmd_monitor)
     _op_only(
         s,
@@ -1153,16 +1153,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("deployments", help="live aliases and every deployment record")
     s.add_argument("--spec", help=_SPEC_HELP)
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     s.set_defaults(func=_cmd_deployments)
 
     s = sub.add_parser("traffic", help="send reference rows to the inference API, and their labels to /feedback")
     s.add_argument("--spec", help=_SPEC_HELP)
-    s.add_argument("--rows", type=int, default=3000)
+    s.add_argument("--rows", type=int, default=3000, help="rows to send (default 3000)")
     s.add_argument("--url", help="the API (default: the first of ATIVO_SERVE_URLS)")
     s.add_argument("--key", help="API key with roles predict and feedback (default: $ATIVO_API_KEY)")
-    s.add_argument("--no-labels", action="store_true")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--no-labels", action="store_true", help="send no labels to /feedback")
+    s.add_argument("--seed", type=int, default=0, help="seed of the rows drawn and the shifts (default 0)")
     s.add_argument(
         "--drift",
         action="append",
@@ -1194,7 +1194,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for name, text in (("status", "where a request stands"), ("receipt", "a closed request's receipt, verified")):
         s = erasure.add_parser(name, help=text)
-        s.add_argument("request_id")
+        s.add_argument("request_id", help="the id `ativo erase` printed (or the one the request was filed with)")
         s.set_defaults(func=_cmd_erasure)
     s = erasure.add_parser("run", help="process the next batch in this process (needs the op role)")
     s.add_argument("--spec", help=_SPEC_HELP)
@@ -1210,9 +1210,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_incident)
     _op_only(s, "incident", "adds a case every later candidate must pass")
     s = sub.add_parser("lineage", help="prediction → model version → run → dataset version → commit → gates")
-    s.add_argument("prediction_id")
+    s.add_argument("prediction_id", help="the id a /predict answer returned")
     s.add_argument("--spec", help="only look in this spec's prediction log")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     s.set_defaults(func=_cmd_lineage)
 
     s = sub.add_parser(
@@ -1268,7 +1268,7 @@ def build_parser() -> argparse.ArgumentParser:
         "current",
         help="the platform DB's schema revision and this release's head (exit 1 unless they are the same)",
     )
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     s.set_defaults(func=_cmd_db)
 
     return p
