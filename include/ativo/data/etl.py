@@ -212,7 +212,8 @@ def validate_landing(
     if not outcome.success:
         reasons = [clip(r, REASON_CHARS) for r in outcome.reasons]
         report_uri = quarantine(store, engine, spec, partition, data, reasons, outcome.report)
-        log.error("batch %s rejected: %s", partition, "; ".join(reasons))
+        # The reasons travel in BatchRejected: its catcher reports them once (the ETL task's one line).
+        log.info("batch %s quarantined (%d failed check(s)): %s", partition, len(reasons), report_uri)
         raise BatchRejected(partition, reasons, report_uri)
     for note in outcome.reported:
         log.warning("batch %s accepted with a finding: %s", partition, note)

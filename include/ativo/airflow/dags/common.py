@@ -15,6 +15,7 @@ from airflow.sdk import Asset, CronDataIntervalTimetable
 
 from ativo import naming
 from ativo.airflow.compute import PRIORITY_WEIGHT
+from ativo.airflow.failure import NO_RETRY_ON_EXPECTED_FAILURE
 from ativo.airflow.notifier import WebhookFailureNotifier
 from ativo.config import load_settings
 from ativo.errors import SpecError
@@ -43,7 +44,7 @@ def challenger_asset(spec: ModelSpec) -> Asset:
 
 
 def default_args(spec: ModelSpec) -> dict[str, Any]:
-    """Owner, retries and the on-call notifier, shared by every task of every Ativo DAG.
+    """Owner, retries (none after an expected failure) and the on-call notifier, shared by every Ativo task.
 
     Building them also turns third-party progress chatter down (:mod:`ativo.logs`): a task process parses its DAG
     file, and so builds these, before it runs.
@@ -59,6 +60,7 @@ def default_args(spec: ModelSpec) -> dict[str, Any]:
         "max_retry_delay": dt.timedelta(minutes=10),
         "execution_timeout": dt.timedelta(minutes=30),
         "on_failure_callback": [WebhookFailureNotifier(spec.oncall_connection)],
+        "retry_policy": NO_RETRY_ON_EXPECTED_FAILURE,  # an expected failure (ativo.airflow.failure.fail) is final
     }
 
 

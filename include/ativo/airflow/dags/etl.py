@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from typing import Any
 
 from airflow.sdk import DAG, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 
 from ativo.airflow.dags.common import dag_kwargs, features_asset, schedule
+from ativo.airflow.failure import fail
 from ativo.config import load_settings
 from ativo.spec import ModelSpec
 
@@ -36,7 +36,7 @@ def build_etl_dag(spec: ModelSpec) -> DAG:
             context = get_current_context()
             end = context.get("data_interval_end")
             if end is not None and end > dt.datetime.now(dt.UTC):
-                raise AirflowFailException(
+                fail(
                     f"the data interval {_partition(context)} ends at {end.isoformat()}, which is later than now: "
                     "it is not validated before it has ended; a backfill can run it once it has ended"
                 )
@@ -46,11 +46,9 @@ def build_etl_dag(spec: ModelSpec) -> DAG:
             except BatchRejected as err:  # retrying cannot help: one line (why, the report, what next), page on-call
                 from ativo.airflow.notifier import rejected_batch_line
 
-                line = rejected_batch_line(spec.name, err, settings.link_url)
-                logging.getLogger("ativo.etl").error(line)
-                raise AirflowFailException(line) from None  # the validation internals are in the report
+                fail(rejected_batch_line(spec.name, err, settings.link_url))  # the internals are in the report
             except IntervalNotOver as err:
-                raise AirflowFailException(str(err)) from None
+                fail(str(err))
 
         @task
         def write_features(accepted: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +62,7 @@ def build_etl_dag(spec: ModelSpec) -> DAG:
             except BatchRejected as err:  # a concurrent run took its record ids: quarantined, retrying cannot help
                 from ativo.airflow.notifier import rejected_batch_line
 
-                raise AirflowFailException(rejected_batch_line(spec.name, err, settings.link_url)) from None
+                fail(rejected_batch_line(spec.name, err, settings.link_url))
 
         @task(outlets=[asset])
         def version_dataset(written: dict[str, Any]) -> dict[str, Any]:
