@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.e2e.test_search_budget import TEAM, search  # noqa: F401  # the fixture: a search within a budget
+
 ROOT = Path(__file__).resolve().parents[2]
 DAY = dt.date(2026, 3, 1)
 
@@ -79,3 +81,23 @@ def test_a_quarantined_batch_fails_its_task_with_one_line_and_no_traceback(
     paged = [line for line in log if "on-call paged: adult_income__etl.validate failed" in line]
     assert len(paged) == 1 and "/ativo/runbooks/data-quarantined" in paged[0]
     assert any("adult_income__etl.validate" in p["text"] and "'Astronaut'" in json.dumps(p) for p in pages)
+
+
+def test_a_training_run_whose_trials_the_budget_refused_says_so_in_its_note(search, monkeypatch):  # noqa: F811
+    """Every trial refused by a spent budget: register_best fails (not retried) and the run's note names the budget."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from ativo.airflow import notifier
+
+    _, ledger = search
+    ledger.set_budget(TEAM, limit_usd=0.0)  # no room at all, policy "fail": every trial is refused
+    notes: list[str] = []
+    monkeypatch.setattr(notifier, "note_run", lambda dag_id, run_id, note: notes.append(note) or True)
+    train = DagBag(dag_folder=str(ROOT / "dags")).dags["adult_income__train"]
+    run = train.test(run_conf={"n_trials": 2})
+
+    register = run.get_task_instance("register_best")
+    assert str(register.state) == "failed" and register.try_number == 1, "retrying cannot make a trial complete"
+    [note] = notes
+    assert note.startswith("no new model version: failed: search ") and "no trial completed" in note, note
+    assert f"refused: budget '{TEAM}' is spent:" in note, note

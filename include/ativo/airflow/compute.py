@@ -26,6 +26,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
+from ativo.airflow.failure import ExpectedFailure, fail
 from ativo.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -173,9 +174,9 @@ class ComputeOperator(BaseOperator):
             except BudgetExceeded as err:
                 if err.policy == "defer":
                     self._defer_on_budget(err)
-                raise AirflowFailException(str(err)) from err  # retrying cannot help; on-call gets this message
+                fail(str(err))  # retrying cannot help: one line in the log, no traceback; on-call gets it too
             except NoDeviceAvailable as err:
-                raise AirflowFailException(str(err)) from err
+                fail(str(err))
             result = self.run(context, session.placement)
         # leaving the stack settled (or released) the cost
         outcome = session.outcome
@@ -296,7 +297,7 @@ class TrialWorkerOperator(ComputeOperator):
             self._named = named
             try:
                 result = self._execute(context, started_at=started_at, holder_suffix=f"/slot{slot}")
-            except AirflowFailException as err:  # refused: the budget cannot cover it, or no device
+            except (ExpectedFailure, AirflowFailException) as err:  # refused: the budget cannot cover it, or no device
                 slots.finish(engine, plan.study_name, slot, "refused", reason=str(err))
                 raise
             except TaskDeferred:

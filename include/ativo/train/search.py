@@ -510,14 +510,16 @@ def finish_search(spec: ModelSpec, settings: Settings, plan: SearchPlan, run_met
     from ativo.train import slots
 
     engine = get_engine(settings.db_url)
-    if slots.table(engine, plan.study_name):  # run by trial workers: what became of each slot
+    refused = ""
+    if table := slots.table(engine, plan.study_name):  # run by trial workers: what became of each slot
         summary += f"; of {plan.n_trials} slots: {slots.summary(engine, plan.study_name, plan.n_trials)}"
+        refused = next((f"; refused: {r['reason']}" for r in table if r["state"] == "refused" and r["reason"]), "")
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and "mlflow_run_id" in t.user_attrs]
     if not done:
         client.set_tag(plan.parent_run_id, "ativo.search_outcome", f"failed: {summary}")
         client.set_terminated(plan.parent_run_id, "FAILED")
         raise SearchFailed(
-            f"search {plan.study_name}: no trial completed ({summary} of {plan.n_trials} planned); "
+            f"search {plan.study_name}: no trial completed ({summary} of {plan.n_trials} planned){refused}; "
             "nothing to register — see the failed trial workers (task trials) for why"
         )
     best = max(done, key=lambda t: float(t.value))

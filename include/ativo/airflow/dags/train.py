@@ -11,11 +11,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, Param, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 
 from ativo import naming
 from ativo.airflow.compute import TRIALS_LABEL, TrialWorkerOperator, compute_kwargs, run_meta
 from ativo.airflow.dags.common import challenger_asset, dag_kwargs, schedule
+from ativo.airflow.failure import fail
 from ativo.config import load_settings
 from ativo.spec import ModelSpec
 
@@ -143,8 +144,14 @@ def build_train_dag(spec: ModelSpec) -> DAG:
                 return finish_search(
                     spec, load_settings(), SearchPlan.from_dict(planned[0]["plan"]), run_meta(get_current_context())
                 )
-            except SearchFailed as err:
-                raise AirflowFailException(str(err)) from err
+            except SearchFailed as err:  # retrying cannot make a trial complete: the run's note says why
+                from ativo.store.db import get_engine
+                from ativo.train.runs import RunOutcome, close_run
+
+                run_id = get_current_context()["run_id"]
+                closed = close_run(get_engine(load_settings().db_url), spec.name, run_id, RunOutcome.failed(str(err)))
+                _page_given_up(spec, closed)
+                fail(str(err))
             except DuplicateVersion as dup:  # nothing new to gate or deploy: the gates and the deploy skip
                 # finish_search settled the run's claim and episodes as a duplicate (run_meta carries the run's id)
                 raise AirflowSkipException(f"best model: {dup}") from dup
