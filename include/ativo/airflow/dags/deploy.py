@@ -7,9 +7,9 @@ import logging
 from typing import Any
 
 from airflow.sdk import DAG, Param, PokeReturnValue, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
 
 from ativo.airflow.dags.common import dag_kwargs, schedule
+from ativo.airflow.failure import fail
 from ativo.config import load_settings
 from ativo.spec import ModelSpec
 
@@ -40,7 +40,7 @@ def _deploy_approval(spec: ModelSpec) -> type:
                         str(context["run_id"]),
                     )
                 except ApprovalRefused as err:
-                    raise AirflowFailException(str(err)) from err
+                    fail(str(err))
             return ret
 
     return DeployApproval
@@ -92,10 +92,10 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
             try:  # before anything else: a rejected or ungated version never reaches even the infra check
                 gated = authorized_or_refuse(spec, settings, version, actor=actor, requested=bool(requested))
             except DeployError as err:
-                raise AirflowFailException(str(err)) from err
+                fail(str(err))
             result = check_infra(spec, settings, version)
             if not result.passed:
-                raise AirflowFailException(f"version {version} failed the infra check: {result.reason}")
+                fail(f"version {version} failed the infra check: {result.reason}")
             out = {"version": version, "infra": result.metrics, "actor": actor}
             if spec.deploy.approval == "required":
                 from ativo.deploy.approvals import body
@@ -122,7 +122,7 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
                     approval = approved(settings, spec, checked["version"], get_current_context()["run_id"])
                 return begin(spec, settings, checked["version"], actor=requester, approval=approval)
             except DeployError as err:
-                raise AirflowFailException(str(err)) from err
+                fail(str(err))
 
         @task.sensor(
             poke_interval=spec.deploy.watch_interval_seconds, timeout=window_s + 3600, mode="reschedule", retries=2
@@ -150,7 +150,7 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
                 if err.record is not None:
                     send_to_oncall(spec.oncall_connection, deploy_payload(spec.name, err.record))
                 # Fail the run (not skip): a deployment that never happened must not look like a successful one.
-                raise AirflowFailException(str(err)) from err
+                fail(str(err))
             if page:
                 send_to_oncall(spec.oncall_connection, deploy_payload(spec.name, rec))
             return {k: rec.get(k) for k in ("action", "version", "reason", "aliases_after", "uri")}

@@ -7,9 +7,10 @@ import logging
 from typing import Any
 
 from airflow.sdk import DAG, Param, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 
 from ativo.airflow.dags.common import dag_kwargs, drift_asset, schedule
+from ativo.airflow.failure import fail
 from ativo.config import load_settings
 from ativo.spec import ModelSpec
 
@@ -56,7 +57,7 @@ def build_monitor_dag(spec: ModelSpec) -> DAG:
             start = start or context["data_interval_start"]
             end = end or context["data_interval_end"]
             if start is None or end is None or start >= end:
-                raise AirflowFailException(f"no window to monitor: start {start}, end {end} (give both, start first)")
+                fail(f"no window to monitor: start {start}, end {end} (give both, start first)")
             doc = monitor_window(
                 spec, load_settings(), start.astimezone(dt.UTC), end.astimezone(dt.UTC), dag_run_id=context["run_id"]
             )
