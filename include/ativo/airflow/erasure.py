@@ -26,11 +26,12 @@ from airflow.sdk import (
     get_current_context,
     task,
 )
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 
 from ativo import naming
 from ativo.airflow.compute import ComputeOperator, run_meta
 from ativo.airflow.dags.common import dag_kwargs, schedule
+from ativo.airflow.failure import fail
 from ativo.config import load_settings
 from ativo.spec import ModelSpec
 
@@ -260,7 +261,7 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
                     min_subject_length=spec.erasure.min_subject_id_length,
                 )
             except InvalidRequest as err:
-                raise AirflowFailException(str(err)) from err
+                fail(str(err))
             if redact_in_process() is None:
                 logging.getLogger("ativo.erasure").warning(
                     "this run's conf names subjects and this task may not change Airflow's metadata DB: the "
@@ -360,7 +361,7 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
                     spec.oncall_connection,
                     erasure_payload(spec.name, "erasure_open", b, rq.batch(engine, b)["requests"], reason),
                 )
-                raise AirflowFailException(f"erasure batch {b} stays open: {reason}")
+                fail(f"erasure batch {b} stays open: {reason}")
             b = _batch(switched)
             engine = get_engine(settings.db_url)
             before = rq.batch(engine, b)
@@ -378,7 +379,7 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
                         erasure_payload(spec.name, "erasure_open", b, before["requests"], closed["reason"]),
                     )
                     rq.record_step(engine, b, "open_reason", closed["reason"])
-                raise AirflowFailException(f"erasure batch {b} stays open: {closed['reason']}")
+                fail(f"erasure batch {b} stays open: {closed['reason']}")
             return {"batch": b, "clean": result["clean"], "receipts": len(closed["receipts"])}
 
         claimed = collect()
