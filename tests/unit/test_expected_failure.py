@@ -25,3 +25,19 @@ def test_fail_logs_the_reason_once_on_one_line_and_raises_it(caplog):
 def test_only_an_expected_failure_skips_the_retries(error, action):
     decision = NO_RETRY_ON_EXPECTED_FAILURE.evaluate(error, try_number=1, max_tries=3)
     assert decision.action.value == action
+
+
+def test_no_ativo_task_raises_airflow_fail_exception_directly():
+    """Airflow prints a traceback for every AirflowFailException: an Ativo task ends an expected failure with fail()."""
+    from pathlib import Path
+
+    import ativo.airflow
+
+    root = Path(ativo.airflow.__file__).parent
+    offenders = [
+        f"{path.relative_to(root)}:{n}"
+        for path in sorted(root.rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if "raise AirflowFailException" in line
+    ]
+    assert offenders == []
