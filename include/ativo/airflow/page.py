@@ -8,9 +8,14 @@ Routes (mounted at ``/ativo`` by the plugin):
 - ``POST /actions/{promote,rollback,budget}`` — need a role that may change pools (``op`` or ``admin`` with the
   simple auth manager; the same permission under any auth manager), come from the page itself (same origin), and
   are audited in the platform's audit log with the user's name.
-- ``GET /files?uri=`` — a stored report, model card or deployment record over HTTP (the object store's own URIs
-  and MLflow ``runs:/`` artifacts only).
-- ``GET /erasure/receipts/{spec}/{request_id}`` — a closed request's receipt, verified against the audit chain.
+- ``GET /reports/{ref}`` — a stored report, model card or deployment record by its reference
+  (:mod:`ativo.ops.reports`: ``run/<run id>/gates/gate_report.json``, ``store/quarantine/…/report.json``; never a
+  host path), as an HTML page (gate report, validation report, erasure receipt) with its raw JSON at
+  ``?format=json``; anything that is not one of those reports is 404.
+- ``GET /files?uri=`` — the retired link form: redirected to ``/reports/{ref}`` when the URI is a report the page
+  opens and that exists, else 410.
+- ``GET /erasure/receipts/{spec}/{request_id}`` — a closed request's receipt, verified against the audit chain, as
+  an HTML page (``?format=json``, or an ``Accept: application/json`` client, for the JSON).
 - ``GET /audit`` (``GET /api/audit`` as JSON) — the newest 100 rows of the platform's audit log that match the
   ``kind``, ``actor`` and ``spec`` filters, under the verdict on the whole hash chain. Needs the permission to read
   Airflow's own audit log (every role of the simple auth manager has it, like the page's other read-outs); a filter
@@ -24,6 +29,7 @@ Routes (mounted at ``/ativo`` by the plugin):
 
 from __future__ import annotations
 
+import json
 import logging
 import mimetypes
 import tempfile
@@ -37,7 +43,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
-from ativo.store import prefixes
+from ativo.ops import reports
 
 log = logging.getLogger(__name__)
 
@@ -115,17 +121,8 @@ def verified_notice(settings: Any, user: str, notice: str, ok: int, at: int, sig
 PAGE_ACTIONS = ("promote", "rollback", "budget")
 """The page's actions (:func:`ativo.ops.views.act`)."""
 
-RUN_ARTIFACTS = (f"{prefixes.RUN_GATES}/", f"{prefixes.RUN_MONITOR}/")
-"""The MLflow run artifacts the page opens: gate reports, model cards, decision policies, monitor reports."""
-
-STORE_FILES = (
-    (f"{prefixes.QUARANTINE}/", prefixes.QUARANTINE_REPORTS),
-    (f"{prefixes.DEPLOYMENTS}/", (".json",)),
-    (f"{prefixes.ERASURE_RECEIPTS}/", (".json",)),
-)
-"""The object-store files the page opens, by prefix and ending: validation reports (never the quarantined batch
-itself, which holds raw rows), deployment records and erasure receipts. Landing batches, the lake and the
-prediction log are never served."""
+RUN_ARTIFACTS, STORE_FILES = reports.RUN_ARTIFACTS, reports.STORE_FILES
+"""What the page opens (:mod:`ativo.ops.reports` owns the lists)."""
 
 
 def read_file(settings: Any, uri: str) -> tuple[bytes, str]:
@@ -339,26 +336,66 @@ def page_app() -> Any:
 
     @app.get("/files")
     def files(uri: str, user: CurrentUser) -> Response:
+        """The retired ``?uri=`` links (alerts already sent carry them): to the report's page when it is one."""
+        settings = load_settings()
+        ref = reports.ref_of(settings, uri)
         try:
-            data, kind = read_file(load_settings(), uri)
-        except KeyError as err:
-            raise HTTPException(404, str(err).strip("'\"")) from None
-        # a stored HTML document may not run script on the api-server's origin
-        return Response(data, media_type=kind, headers={"Content-Security-Policy": "sandbox"})
+            if ref is None:
+                raise KeyError(uri)
+            read_file(settings, reports.uri_of(settings, ref))
+        except KeyError:
+            raise HTTPException(410, "this link form is retired and names no report the page opens") from None
+        return RedirectResponse(f"reports/{quote(ref)}", status_code=307)
+
+    @app.get("/reports/{ref:path}")
+    def report(ref: str, request: Request, user: CurrentUser, format: str = "html") -> Response:
+        """A stored report by reference: an HTML page for a person, its raw bytes at ``?format=json``."""
+        from ativo.ops import report_html
+
+        if format not in ("html", "json"):
+            raise HTTPException(400, f"field 'format': 'html' or 'json', not {format[:20]!r}")
+        settings = load_settings()
+        try:
+            data, media = read_file(settings, reports.uri_of(settings, ref))
+        except KeyError:
+            raise HTTPException(404, "no such report: the reference names no report the page opens") from None
+        kind = reports.kind_of(ref)
+        pages = {"gate_report", "validation_report", "erasure_receipt", "monitor_report", "deployment_record"}
+        if format == "json" or kind not in pages:
+            # a stored HTML document (the model card) may not run script on the api-server's origin
+            return Response(data, media_type=media, headers={"Content-Security-Policy": "sandbox"})
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            return Response(data, media_type="text/plain", headers={"Content-Security-Policy": "sandbox"})
+        home = request.scope.get("root_path", "").rstrip("/") + "/"
+        if kind == "gate_report" and isinstance(doc, dict):
+            shown = report_html.gate_report(doc, home)
+        elif kind == "validation_report" and isinstance(doc, dict):
+            shown = report_html.validation_report(doc, home)
+        elif kind == "erasure_receipt" and isinstance(doc, dict):
+            shown = report_html.erasure_receipt(doc, None, home)
+        else:
+            shown = report_html.other(kind.replace("_", " "), doc, home)
+        return HTMLResponse(shown, headers={"Content-Security-Policy": "sandbox"})
 
     @app.get("/erasure/receipts/{spec}/{request_id}")
-    def receipt(spec: str, request_id: str, user: CurrentUser) -> JSONResponse:
+    def receipt(spec: str, request_id: str, request: Request, user: CurrentUser, format: str = "") -> Response:
         from ativo import audit
         from ativo.erasure.process import verify_receipt
+        from ativo.ops import report_html
         from ativo.store.db import get_engine
 
         settings = load_settings()
         rows = audit.entries(get_engine(settings.db_url), kind="erasure_receipt", ref=request_id)
         if not rows or rows[-1]["payload"]["receipt"].get("spec", spec) != spec:
-            raise HTTPException(404, f"request {request_id} of {spec} has no receipt (it is not closed)")
-        return JSONResponse(
-            {"receipt": rows[-1]["payload"]["receipt"], "verified": verify_receipt(settings, request_id)}
-        )
+            raise HTTPException(404, f"request {request_id[:80]!r} of {spec[:60]!r} has no receipt (it is not closed)")
+        doc, verified = rows[-1]["payload"]["receipt"], verify_receipt(settings, request_id)
+        accept = request.headers.get("accept", "")
+        if format == "json" or (not format and "application/json" in accept and "text/html" not in accept):
+            return JSONResponse({"receipt": doc, "verified": verified})
+        home = request.scope.get("root_path", "").rstrip("/") + "/"
+        return HTMLResponse(report_html.erasure_receipt(doc, verified, home))
 
     def audit_view(request: Request, user: Any) -> dict[str, Any]:
         """The audit view's data for ``user``, its filters checked (403 without the permission, 400 on a bad one)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from datetime import tzinfo
 from html import escape
 from typing import Any
@@ -30,6 +29,8 @@ td.t,th.t{white-space:nowrap;overflow-wrap:normal}time{white-space:nowrap}
 .card dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 10px;margin:0}.card dt{color:#6b7385}
 .card dd{margin:0;overflow-wrap:anywhere}.charts{display:flex;flex-wrap:wrap;gap:12px;margin:6px 0}
 details>summary{cursor:pointer;margin:6px 0}.asof{float:right;color:#6b7385}
+ul.tree,ul.tree ul{list-style:none;padding-left:18px;border-left:1px solid #dfe3ea;margin:4px 0}
+ul.tree li{margin:6px 0}ul.tree li>div{margin-left:4px}
 """
 
 REFRESH_S = 60
@@ -43,11 +44,14 @@ def e(value: Any) -> str:
     return "—" if value is None else escape(str(value))
 
 
-def file_link(uri: str | None, label: str | None = None) -> str:
-    """A link that opens a stored report, card or receipt over HTTP through the page's ``files`` route."""
-    if not uri:
+def report_link(ref: str | None, label: str) -> str:
+    """A link that opens a stored report, card or receipt by its reference, never by where it lies.
+
+    As ``reports/run/<run id>/gates/gate_report.json``.
+    """
+    if not ref:
         return "—"
-    return f'<a href="files?uri={quote(uri, safe="")}">{e(label or uri.rsplit("/", 1)[-1])}</a>'
+    return f'<a href="reports/{quote(ref)}">{e(label)}</a>'
 
 
 def when(iso: str | None) -> str:
@@ -369,7 +373,7 @@ def monitor_section(monitor: Any) -> str:
                 e(r["rows"]),
                 state,
                 decision,
-                file_link(r["report_uri"], "report"),
+                report_link(r.get("report_ref"), "report"),
             ]
         )
     table = _table(
@@ -391,7 +395,7 @@ def quarantine_section(quarantine: Any) -> str:
             e(q["partition"]),
             "<br>".join(e(r) for r in q["reasons"][:6])
             + (f' <span class="muted">(+{len(q["reasons"]) - 6} more)</span>' if len(q["reasons"]) > 6 else ""),
-            file_link(q["report_uri"], "validation report"),
+            report_link(q.get("report_ref"), "validation report"),
             when(q["at"]),
         ]
         for q in quarantine
@@ -497,14 +501,29 @@ def lineage_section(result: dict[str, Any] | None, prediction_id: str) -> str:
         return form
     if "error" in result:
         return form + f'<p class="bad">{e(result["error"])}</p>'
-    chain = result["chain"]
-    links = ""
-    gates = chain.get("gates") or {}
-    for key in ("model_card_uri", "report_uri"):
-        uri = gates.get(key) if isinstance(gates, dict) else None
-        if uri:
-            links += " " + file_link(uri, "model card" if key == "model_card_uri" else "gate report")
-    return form + (f"<p>{links}</p>" if links else "") + f"<pre>{e(json.dumps(chain, indent=2, default=str))}</pre>"
+    return form + lineage_tree(result.get("tree") or [])
+
+
+def lineage_tree(tree: list[dict[str, Any]]) -> str:
+    """The chain as a nested list, prediction outermost, each link with its facts and where to open it.
+
+    The nodes are :func:`ativo.ops.views.lineage_tree`'s.
+    """
+    out = ""
+    for node in reversed(tree):
+        links = " · ".join(
+            f'<a href="{e(link["href"])}" rel="noopener">{e(link["label"])}</a>' for link in node["links"]
+        )
+        lines = "".join(f'<div class="muted">{e(line)}</div>' for line in node["lines"])
+        inner = f"<ul>{out}</ul>" if out else ""
+        out = (
+            f'<li class="node node-{e(node["kind"])}"><b>{e(node["title"])}</b>'
+            + (f"<div>{links}</div>" if links else "")
+            + lines
+            + inner
+            + "</li>"
+        )
+    return f'<ul class="tree">{out}</ul>' if out else ""
 
 
 DECISION_CLASS = {"no_drift": "ok", "not_judged": "muted", "waiting": "warn", "emitted": "bad"}

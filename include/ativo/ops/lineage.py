@@ -89,6 +89,7 @@ def trace(settings: Settings, prediction_id: str, spec_name: str | None = None) 
     tags = dict(mv.tags)
     features = {k[2:]: v for k, v in row.items() if k.startswith("f_")}
     out: dict[str, Any] = {
+        "spec": row["spec"],
         "prediction": {
             k: row[k]
             for k in (
@@ -154,6 +155,8 @@ def trace(settings: Settings, prediction_id: str, spec_name: str | None = None) 
     try:
         dv = open_registry(settings).resolve(get_engine(settings.db_url), row["spec"], dataset["tag"])
         dataset["partitions"] = len(dv.partitions)
+        # names only (``2026-11-30``), never where the partition lies on a host
+        dataset["partition_names"] = [str(p).rstrip("/").rsplit("/", 1)[-1].split(".", 1)[0] for p in dv.partitions]
         dataset["resolves"] = True
     except (DatasetVersionError, Exception) as err:  # the registry may be elsewhere: report, do not fail
         dataset["resolves"] = False
@@ -209,29 +212,73 @@ def _top_contributions(
     return top_contributions(spec.data_schema.feature_names, contribs), "exact TreeSHAP, computed at lookup"
 
 
-def render(chain: dict[str, Any]) -> str:
-    """The chain as readable text."""
+def steps(chain: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chain's links in order, prediction first: what the CLI's tree and the page's tree are both built from.
+
+    Each step is ``{"kind", "title", "lines", "uris"}``: ``kind`` is one of prediction, model, run, dataset, code,
+    gates; ``title`` and ``lines`` are readable text that names no stored file (a reader may be anyone who may see
+    the page); ``uris`` are the stored files of that link (the prediction's log object, the gate report, the model
+    card), which the CLI prints and the page turns into links that name no host path.
+    """
     p, m, r, d, c, g = (chain[k] for k in ("prediction", "model", "run", "dataset", "code", "gates"))
-    lines = [
-        f"prediction  {p['prediction_id']}  at {p['ts']}  route {p['route']}  score {p['score']:.4f}  "
-        f"decision {p['decision']} (threshold {p['threshold']})",
-        f"            subject (pseudonymised) {p['subject'] or '-'}  request {p['request_id']}",
-        f"            logged in {p['log_object']}",
-        "            top contributions: "
-        + (", ".join(f"{t['feature']} {t['contribution']:+.3f}" for t in chain["top_contributions"]) or "-")
-        + (f"  ({chain['contributions_method']})" if chain.get("contributions_method") else ""),
-        f"  └─ model  {m['name']} version {m['version']}  ({m['state'] or 'no deploy state'})  sha256 "
-        f"{(m['sha256'] or '?')[:16]}…",
-        f"     └─ MLflow run  {r['run_id']}  (experiment {r.get('experiment_id', '?')}, study {r.get('study')}, "
-        f"trial {r.get('trial')})",
-        f"        └─ dataset  {d['tag']}  ({d['rows']} rows, data-registry commit "
-        f"{(d['data_registry_commit'] or '?')[:12]}"
-        f"{'' if d['resolves'] else ', NOT resolvable here'})",
-        f"           └─ code  commit {c['commit']}{' (dirty tree)' if c['dirty'] == 'true' else ''}",
-        f"              └─ gates  {g['verdict']}  " + ", ".join(f"{k} {v}" for k, v in (g.get("gates") or {}).items()),
-        f"                 report {g['report_uri']}",
-        f"                 card   {g['model_card_uri']}",
+    contributions = ", ".join(f"{t['feature']} {t['contribution']:+.3f}" for t in chain["top_contributions"]) or "-"
+    if chain.get("contributions_method"):
+        contributions += f"  ({chain['contributions_method']})"
+    return [
+        {
+            "kind": "prediction",
+            "title": f"prediction  {p['prediction_id']}  at {p['ts']}  route {p['route']}  score {p['score']:.4f}  "
+            f"decision {p['decision']} (threshold {p['threshold']})",
+            "lines": [f"subject (pseudonymised) {p['subject'] or '-'}  request {p['request_id']}"],
+            "uris": {"logged in": p.get("log_object")},
+            "after": [f"top contributions: {contributions}"],
+        },
+        {
+            "kind": "model",
+            "title": f"model  {m['name']} version {m['version']}  ({m['state'] or 'no deploy state'})  sha256 "
+            f"{(m['sha256'] or '?')[:16]}…",
+            "lines": [],
+            "uris": {},
+        },
+        {
+            "kind": "run",
+            "title": f"MLflow run  {r['run_id']}  (experiment {r.get('experiment_id', '?')}, study {r.get('study')}, "
+            f"trial {r.get('trial')})",
+            "lines": [],
+            "uris": {},
+        },
+        {
+            "kind": "dataset",
+            "title": f"dataset  {d['tag']}  ({d['rows']} rows, data-registry commit "
+            f"{(d['data_registry_commit'] or '?')[:12]}{'' if d['resolves'] else ', NOT resolvable here'})",
+            "lines": [],
+            "uris": {},
+        },
+        {
+            "kind": "code",
+            "title": f"code  commit {c['commit']}{' (dirty tree)' if c['dirty'] == 'true' else ''}",
+            "lines": [],
+            "uris": {},
+        },
+        {
+            "kind": "gates",
+            "title": f"gates  {g['verdict']}  " + ", ".join(f"{k} {v}" for k, v in (g.get("gates") or {}).items()),
+            "lines": [],
+            "uris": {"report": g.get("report_uri"), "card  ": g.get("model_card_uri")},
+        },
     ]
+
+
+def render(chain: dict[str, Any]) -> str:
+    """The chain as readable text (a tree of :func:`steps`)."""
+    lines: list[str] = []
+    for depth, step in enumerate(steps(chain)):
+        lead = "" if depth == 0 else "  " + "   " * (depth - 1) + "└─ "
+        under = " " * (12 if depth == 0 else len(lead))
+        lines.append(lead + step["title"])
+        lines.extend(under + line for line in step["lines"])
+        lines.extend(f"{under}{label} {uri}" for label, uri in step["uris"].items())
+        lines.extend(under + line for line in step.get("after", []))
     for dep in chain["deployments"]:
         lines.append(f"  deployment  {dep['at']}  {dep['action']}  by {dep['actor']}: {dep['reason']}")
     return "\n".join(lines)

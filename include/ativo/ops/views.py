@@ -389,8 +389,20 @@ def overview(settings: Settings) -> dict[str, Any]:
         except Exception as err:
             log.exception("the Ativo page could not read %s", name)
             sections[name] = {"error": f"{type(err).__name__}: {err}"}
+    _report_refs(settings, sections)
     sections["status"] = status(specs, sections)
     return sections
+
+
+def _report_refs(settings: Settings, sections: dict[str, Any]) -> None:
+    """Give each stored report the reference the page links it by (:mod:`ativo.ops.reports`), never its URI."""
+    from ativo.ops.reports import ref_of
+
+    for q in sections.get("quarantine") if isinstance(sections.get("quarantine"), list) else []:
+        q["report_ref"] = ref_of(settings, q.get("report_uri"))
+    for m in sections.get("monitor") if isinstance(sections.get("monitor"), list) else []:
+        if m.get("latest"):
+            m["latest"]["report_ref"] = ref_of(settings, m["latest"].get("report_uri"))
 
 
 def lineage(settings: Settings, prediction_id: str) -> dict[str, Any]:
@@ -401,9 +413,79 @@ def lineage(settings: Settings, prediction_id: str) -> dict[str, Any]:
     if not prediction_id:
         return {"error": "prediction_id: give the id a /predict answer returned"}
     try:
-        return {"chain": trace(settings, prediction_id)}
+        chain = trace(settings, prediction_id)
     except LineageError as err:
         return {"error": str(err)}
+    return {"chain": chain, "tree": lineage_tree(settings, chain)}
+
+
+def mlflow_ui(settings: Settings) -> str | None:
+    """The MLflow UI's address when the tracking store is a server (a local store has no UI to link to)."""
+    uri = settings.mlflow_tracking_uri.rstrip("/")
+    return uri if uri.startswith(("http://", "https://")) else None
+
+
+def lineage_tree(settings: Settings, chain: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chain's links (:func:`ativo.ops.lineage.steps`, as the CLI's tree) with where a person opens each one.
+
+    Returns:
+        One node per link, prediction first: ``{"kind", "title", "lines", "links": [{"label", "href"}]}``. Links go
+        to MLflow's run and model version pages (when the tracking store has a UI), the training and deploy DAG
+        runs in Airflow's UI, and the gate report and model card through the page's report route. No node names a
+        stored file's URI or a host path: the dataset shows its version tag and partition names.
+    """
+    from urllib.parse import quote
+
+    from ativo.naming import deploy_dag_id
+    from ativo.ops.lineage import steps
+    from ativo.ops.reports import href
+
+    mlflow, airflow = mlflow_ui(settings), settings.link_url
+    model, run, dataset = chain["model"], chain["run"], chain["dataset"]
+    spec = chain.get("spec") or ""
+
+    def q(value: Any) -> str:
+        return quote(str(value), safe="")
+
+    links: dict[str, list[dict[str, str]]] = {k: [] for k in ("prediction", "model", "run", "dataset", "code", "gates")}
+    if mlflow:
+        links["model"].append(
+            {
+                "label": "MLflow model version",
+                "href": f"{mlflow}/#/models/{q(model['name'])}/versions/{q(model['version'])}",
+            }
+        )
+        if run.get("experiment_id"):
+            links["run"].append(
+                {
+                    "label": "MLflow run",
+                    "href": f"{mlflow}/#/experiments/{q(run['experiment_id'])}/runs/{q(run['run_id'])}",
+                }
+            )
+    dag = run.get("airflow") or {}
+    if dag.get("dag_id") and dag.get("dag_run_id"):
+        links["run"].append(
+            {
+                "label": "training DAG run",
+                "href": f"{airflow}/dags/{q(dag['dag_id'])}/runs/{q(dag['dag_run_id'])}",
+            }
+        )
+    if spec:  # a deployment record names no DAG run: the deploy DAG's runs
+        links["model"].append({"label": "deploy DAG runs", "href": f"{airflow}/dags/{q(deploy_dag_id(spec))}/runs"})
+    gates = chain["gates"]
+    for label, uri in (("gate report", gates.get("report_uri")), ("model card", gates.get("model_card_uri"))):
+        if link := href(settings, uri, base=""):
+            links["gates"].append({"label": label, "href": link})
+    out = []
+    for step in steps(chain):
+        lines = list(step["lines"]) + list(step.get("after", []))
+        if step["kind"] == "dataset" and dataset.get("partition_names"):
+            names = dataset["partition_names"]
+            lines.append(
+                f"partitions: {', '.join(names[:12])}" + (f" (+{len(names) - 12} more)" if len(names) > 12 else "")
+            )
+        out.append({"kind": step["kind"], "title": step["title"], "lines": lines, "links": links[step["kind"]]})
+    return out
 
 
 AUDIT_ROWS_SHOWN = 100
