@@ -55,7 +55,7 @@ def plot_y(value: float, low: float, high: float, *, height: int = HEIGHT) -> fl
 
 def value_range(values: Sequence[float], *, bars: bool, reference: float | None = None) -> tuple[float, float]:
     """The y axis's ends: the values' (and the reference line's) span, from 0 for bars, never empty."""
-    shown = [*values, *([reference] if _finite(reference) else [])]
+    shown: list[float] = [*values, *([reference] if reference is not None and _finite(reference) else [])]
     low, high = min(shown), max(shown)
     if bars:
         low, high = min(low, 0.0), max(high, 0.0)
