@@ -130,9 +130,14 @@ def test_reports_open_over_http_from_the_store_only(airflow_app, settings):
 
     client, token = airflow_app
     uri = open_store(settings).put_bytes("quarantine/adult_income/2026-11-30/abc/report.json", b'{"ok": false}')
-    opened = client.get("/ativo/files", params={"uri": uri}, headers=token("analyst"))
+    ref = "store/quarantine/adult_income/2026-11-30/abc/report.json"
+    opened = client.get(f"/ativo/reports/{ref}", params={"format": "json"}, headers=token("analyst"))
     assert opened.status_code == 200 and opened.json() == {"ok": False}
     assert opened.headers["content-security-policy"] == "sandbox"
+    shown = client.get(f"/ativo/reports/{ref}", headers=token("analyst"))
+    assert shown.status_code == 200 and "Validation report" in shown.text and "file://" not in shown.text
+    old = client.get("/ativo/files", params={"uri": uri}, headers=token("analyst"), follow_redirects=False)
+    assert old.status_code == 307 and old.headers["location"] == f"reports/{ref}"
     store = open_store(settings)
     batch = store.put_bytes("quarantine/adult_income/2026-11-30/abc/batch.csv", b"customer_id,age\nc-1,140\n")
     landing = store.put_bytes("landing/adult_income/2026-11-30.csv", b"customer_id,age\nc-1,40\n")
@@ -147,8 +152,18 @@ def test_reports_open_over_http_from_the_store_only(airflow_app, settings):
         "runs:/0123abcd/gates/../../../etc/passwd",
         "runs:/0123abcd/model/model.ubj",
     ):  # raw rows, other files, or paths out of a run: never
-        assert client.get("/ativo/files", params={"uri": outside}, headers=token("analyst")).status_code == 404, outside
-    assert client.get("/ativo/files", params={"uri": uri}).status_code == 401
+        answer = client.get("/ativo/files", params={"uri": outside}, headers=token("analyst"), follow_redirects=False)
+        assert answer.status_code == 410, outside
+    for ref_outside in (
+        "store/../../etc/passwd",
+        "store/quarantine/adult_income/2026-11-30/abc/batch.csv",
+        "store/landing/adult_income/2026-11-30.csv",
+        "run/0123abcd/model/model.ubj",
+        "store/quarantine/other/2026-11-30/abc/report.json",
+    ):
+        answer = client.get(f"/ativo/reports/{ref_outside}", headers=token("analyst"))
+        assert answer.status_code == 404 and "customer_id" not in answer.text, ref_outside
+    assert client.get(f"/ativo/reports/{ref}").status_code == 401
 
 
 def test_run_artifacts_open_only_under_gates_and_monitor(airflow_app, settings):
@@ -161,10 +176,10 @@ def test_run_artifacts_open_only_under_gates_and_monitor(airflow_app, settings):
         artifacts = Path(mlflow.get_artifact_uri().removeprefix("file://"))
     (artifacts.parent / "secret.txt").write_text("the subject pepper")  # beside the run's artifacts, not in them
     rid = run.info.run_id
-    card = client.get("/ativo/files", params={"uri": f"runs:/{rid}/gates/model_card.html"}, headers=token("analyst"))
+    card = client.get(f"/ativo/reports/run/{rid}/gates/model_card.html", headers=token("analyst"))
     assert card.status_code == 200 and "Model card" in card.text
-    for sneaky in (f"runs:/{rid}/gates/../../secret.txt", f"runs:/{rid}/../secret.txt", f"runs:/{rid}/secret.txt"):
-        answer = client.get("/ativo/files", params={"uri": sneaky}, headers=token("analyst"))
+    for sneaky in (f"run/{rid}/gates/%2e%2e/%2e%2e/secret.txt", f"run/{rid}/..%2Fsecret.txt", f"run/{rid}/secret.txt"):
+        answer = client.get(f"/ativo/reports/{sneaky}", headers=token("analyst"))
         assert answer.status_code == 404 and "pepper" not in answer.text, sneaky
 
 
