@@ -16,6 +16,11 @@ FAILED_SHOWN = 50
 """Failed expectations a validation report page lists (the JSON holds them all)."""
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    """``value`` when it is a mapping, else an empty one (stored reports are read as they are, never trusted)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _num(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return e(value)
@@ -43,7 +48,7 @@ def gate_report(doc: dict[str, Any], home: str) -> str:
     """A gate report: the verdict, then a table per gate (each check's estimate, interval, limit and verdict)."""
     from ativo.evaluate.results import GateResult
 
-    gates = doc.get("gates") if isinstance(doc.get("gates"), dict) else {}
+    gates = _dict(doc.get("gates"))
     summary = _table(
         ["gate", "verdict", "reason"],
         [
@@ -114,21 +119,21 @@ def _observed(result: dict[str, Any]) -> str:
 
 def validation_report(doc: dict[str, Any], home: str) -> str:
     """A validation report: the batch's reasons, how many expectations passed and failed, then the failed ones."""
-    gx = doc.get("gx") if isinstance(doc.get("gx"), dict) else {}
+    gx = _dict(doc.get("gx"))
     results = [r for r in gx.get("results") or [] if isinstance(r, dict)]
     failed = [r for r in results if not r.get("success")]
-    stats = gx.get("statistics") if isinstance(gx.get("statistics"), dict) else {}
+    stats = _dict(gx.get("statistics"))
     evaluated = stats.get("evaluated_expectations", len(results))
     passed = stats.get("successful_expectations", len(results) - len(failed))
     rows = []
     for r in failed[:FAILED_SHOWN]:
-        config = r.get("expectation_config") if isinstance(r.get("expectation_config"), dict) else {}
-        kwargs = config.get("kwargs") if isinstance(config.get("kwargs"), dict) else {}
+        config = _dict(r.get("expectation_config"))
+        kwargs = _dict(config.get("kwargs"))
         rows.append(
             [
                 e(config.get("type") or config.get("expectation_type")),
                 e(kwargs.get("column") or kwargs.get("column_list")),
-                _observed(r.get("result") if isinstance(r.get("result"), dict) else {}),
+                _observed(_dict(r.get("result"))),
             ]
         )
     reasons = "".join(f"<li>{e(r)}</li>" for r in doc.get("reasons") or [])
@@ -164,7 +169,7 @@ def erasure_receipt(receipt: dict[str, Any], verified: dict[str, Any] | None, ho
         ["batch", f"{e(receipt.get('batch'))} ({e(receipt.get('requests_in_batch'))} request(s))"],
         ["subjects", e(count)],
     ]
-    purged = receipt.get("purged") if isinstance(receipt.get("purged"), dict) else {}
+    purged = _dict(receipt.get("purged"))
 
     def amount(value: Any) -> str:  # counts and names, never a stored file's path
         if isinstance(value, list):
@@ -176,8 +181,8 @@ def erasure_receipt(receipt: dict[str, Any], verified: dict[str, Any] | None, ho
         return "(a stored file)" if _is_path(str(value)) else e(value)
 
     purge_rows = [[e(where), amount(what)] for where, what in purged.items()]
-    models = receipt.get("models") if isinstance(receipt.get("models"), dict) else {}
-    retrained = models.get("retrained") if isinstance(models.get("retrained"), dict) else {}
+    models = _dict(receipt.get("models"))
+    retrained = _dict(models.get("retrained"))
     model_rows = [
         [
             e(name),
@@ -186,8 +191,8 @@ def erasure_receipt(receipt: dict[str, Any], verified: dict[str, Any] | None, ho
         ]
         for name, v in retrained.items()
     ]
-    scan = receipt.get("scan") if isinstance(receipt.get("scan"), dict) else {}
-    times = receipt.get("timestamps") if isinstance(receipt.get("timestamps"), dict) else {}
+    scan = _dict(receipt.get("scan"))
+    times = _dict(receipt.get("timestamps"))
     if verified is None:
         chain = '<div class="note bad" role="status">not verified against the audit chain</div>'
     elif verified.get("ok"):

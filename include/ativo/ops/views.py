@@ -398,9 +398,11 @@ def _report_refs(settings: Settings, sections: dict[str, Any]) -> None:
     """Give each stored report the reference the page links it by (:mod:`ativo.ops.reports`), never its URI."""
     from ativo.ops.reports import ref_of
 
-    for q in sections.get("quarantine") if isinstance(sections.get("quarantine"), list) else []:
+    quarantine = sections.get("quarantine")
+    for q in quarantine if isinstance(quarantine, list) else []:
         q["report_ref"] = ref_of(settings, q.get("report_uri"))
-    for m in sections.get("monitor") if isinstance(sections.get("monitor"), list) else []:
+    monitor = sections.get("monitor")
+    for m in monitor if isinstance(monitor, list) else []:
         if m.get("latest"):
             m["latest"]["report_ref"] = ref_of(settings, m["latest"].get("report_uri"))
 
