@@ -12,7 +12,7 @@ HOST_PATH := $(PATH)
 UV := $(shell command -v uv 2>/dev/null || { test -x "$$HOME/.local/bin/uv" && echo "$$HOME/.local/bin/uv"; })
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup data run demo-drift demo-erasure stop status airflow-env system-packages test test-fast test-unit test-security test-dags test-model test-component test-e2e test-integration test-browser lint bench bench-smoke clean
+.PHONY: help setup data run demo-drift demo-erasure stop status airflow-env system-packages test test-fast test-unit test-security test-dags test-model test-component test-e2e test-integration test-browser lint docs bench bench-smoke clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -98,6 +98,11 @@ lint: setup  ## ruff format --check, ruff check and mypy
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/mypy
+
+docs: setup  ## the documentation site: docs/cli.md from the parser, then mkdocs build --strict into var/site
+	@$(PY) -m ativo_dev.cli_docs
+	@NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	@echo "==> the site is in var/site (open var/site/index.html)"
 
 bench: data  ## benchmarks (each prints a summary and one JSON line)
 	@$(PY) bench/etl.py
