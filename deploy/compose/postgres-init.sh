@@ -4,7 +4,7 @@
 # (deploy/compose/secrets.sh); none is written here.
 #
 # PostgreSQL's entrypoint runs this once, on an empty data volume. Run it again after rotating a database password
-# (README.md, "Secrets"): it creates what is missing and sets every password, the superuser's too, to the values the
+# (docs/deployment.md, "Secrets"): it creates what is missing and sets every password, the superuser's too, to the values the
 # container has now:
 #   docker compose up -d postgres && docker compose exec postgres sh /docker-entrypoint-initdb.d/ativo.sh
 set -eu

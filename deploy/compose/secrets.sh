@@ -5,7 +5,7 @@
 #
 # docker-compose.yaml requires each of them (${VAR:?…}) and refuses to start without them: no shipped default.
 # A second run keeps every value already there (the databases and MinIO were initialised with them) and adds the
-# ones missing. `--rotate NAME…` draws new values for the names given; read README.md ("Secrets") for what each
+# ones missing. `--rotate NAME…` draws new values for the names given; read docs/deployment.md ("Secrets") for what each
 # rotation needs (a database password also changes in PostgreSQL). ATIVO_ENV_FILE writes somewhere else.
 set -eu
 
