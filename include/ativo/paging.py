@@ -56,13 +56,24 @@ def with_runbook(payload: dict[str, Any], airflow_url: str) -> dict[str, Any]:
     return payload
 
 
-def stored_link(uri: str | None, airflow_url: str) -> str | None:
-    """An HTTP link to a stored report, card or record, opened through the Ativo page (``/ativo/files``)."""
+def stored_link(uri: str | None, airflow_url: str, store_uri: str | None = None) -> str | None:
+    """An HTTP link to a stored report, card or record, opened through the Ativo page by its reference.
+
+    An MLflow run's report is ``/ativo/reports/run/<run id>/<path>``; a file of the object store whose root
+    (``store_uri``) is given is ``/ativo/reports/store/<key>``: neither names a host path. Without the store's root,
+    a store file gets the older ``/ativo/files?uri=`` form, which the page redirects to the reference.
+    """
     from urllib.parse import quote
 
     if not uri:
         return None
-    return f"{airflow_url.rstrip('/')}/ativo/files?uri={quote(uri, safe='')}"
+    base = f"{airflow_url.rstrip('/')}/ativo"
+    if uri.startswith("runs:/"):
+        return f"{base}/reports/run/{quote(uri.removeprefix('runs:/'))}"
+    root = (store_uri or "").rstrip("/") + "/"
+    if store_uri and uri.startswith(root):
+        return f"{base}/reports/store/{quote(uri[len(root) :])}"
+    return f"{base}/files?uri={quote(uri, safe='')}"
 
 
 WEBHOOK_RETRY_STATUSES = frozenset({408, 425, 429, *range(500, 600)})

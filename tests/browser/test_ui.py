@@ -110,7 +110,7 @@ def test_the_ativo_page_shows_the_live_champion_and_the_spend(browser, live_plat
     frame.get_by_role("heading", name="Live versions").wait_for()
     row = frame.locator("tr", has=frame.get_by_text("champion", exact=True)).first
     assert row.locator("td").nth(1).inner_text().strip() == champion
-    spend = frame.locator("table").first.inner_text()
+    spend = frame.locator("table", has=frame.get_by_text("limit USD", exact=True)).first.inner_text()
     assert re.search(r"risk\s+\d{4}-\d{2}\s+0\.\d{4}", spend), spend  # the team's month and its settled spend
     assert frame.get_by_text("needs the op role").first.is_visible()  # an analyst cannot act
     frame.get_by_text("no drift").or_(frame.get_by_text("drift", exact=True)).first.wait_for()

@@ -110,5 +110,5 @@ def test_an_incident_rejects_the_next_candidate_that_decides_it_wrongly(
     assert str(client.get_model_version_by_alias(spec.registered_model_name, "champion").version) == v1
     rejected = [p for p in pages if p.get("ativo", {}).get("kind") == "model_rejected"]
     assert rejected and rejected[-1]["ativo"]["failed_gates"] == ["regression"]
-    assert "ativo/files?uri=runs" in rejected[-1]["ativo"]["model_card_url"]
+    assert "/ativo/reports/run/" in rejected[-1]["ativo"]["model_card_url"]  # by reference, no host path
     assert rejected[-1]["ativo"]["runbook_url"].endswith("/ativo/runbooks/model-rejected")

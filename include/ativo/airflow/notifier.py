@@ -46,8 +46,11 @@ def send_to_oncall(conn_id: str, payload: dict[str, Any], *, timeout: float = 5.
     return True
 
 
-def rejected_batch_line(spec_name: str, err: Any, base_url: str) -> str:
-    """One line for a rejected landing batch: why, the report over HTTP, the next step and the runbook."""
+def rejected_batch_line(spec_name: str, err: Any, base_url: str, store_uri: str | None = None) -> str:
+    """One line for a rejected landing batch: why, the report over HTTP, the next step and the runbook.
+
+    The report is linked by its reference when the store's root is given (never a host path).
+    """
     from ativo import runbooks
     from ativo.paging import stored_link
 
@@ -55,7 +58,7 @@ def rejected_batch_line(spec_name: str, err: Any, base_url: str) -> str:
     reasons = "; ".join(err.reasons[:5]) + (f"; … {len(err.reasons) - 5} more" if len(err.reasons) > 5 else "")
     return (
         f"batch {day} of {spec_name} rejected and quarantined ({len(err.reasons)} failed check(s)): {reasons}"
-        f" | report: {stored_link(err.report_uri, base_url) or 'none'}"
+        f" | report: {stored_link(err.report_uri, base_url, store_uri) or 'none'}"
         f" | next: land a corrected batch (ativo land --spec {spec_name} --date {day} --replace FILE), then clear"
         f" this run or run `ativo backfill --spec {spec_name} --from {day} --to {day}`"
         f" | runbook: {runbooks.url('data-quarantined', base_url)}"

@@ -213,7 +213,8 @@ def validate_landing(
         reasons = [clip(r, REASON_CHARS) for r in outcome.reasons]
         report_uri = quarantine(store, engine, spec, partition, data, reasons, outcome.report)
         # The reasons travel in BatchRejected: its catcher reports them once (the ETL task's one line).
-        log.info("batch %s quarantined (%d failed check(s)): %s", partition, len(reasons), report_uri)
+        # the store URI stays out of the task log (a host path); the task's one failure line links the report
+        log.info("batch %s quarantined (%d failed check(s))", partition, len(reasons))
         raise BatchRejected(partition, reasons, report_uri)
     for note in outcome.reported:
         log.warning("batch %s accepted with a finding: %s", partition, note)

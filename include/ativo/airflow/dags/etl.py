@@ -46,7 +46,9 @@ def build_etl_dag(spec: ModelSpec) -> DAG:
             except BatchRejected as err:  # retrying cannot help: one line (why, the report, what next), page on-call
                 from ativo.airflow.notifier import rejected_batch_line
 
-                fail(rejected_batch_line(spec.name, err, settings.link_url))  # the internals are in the report
+                fail(
+                    rejected_batch_line(spec.name, err, settings.link_url, settings.store_uri)
+                )  # the internals are in the report
             except IntervalNotOver as err:
                 fail(str(err))
 
@@ -62,7 +64,7 @@ def build_etl_dag(spec: ModelSpec) -> DAG:
             except BatchRejected as err:  # a concurrent run took its record ids: quarantined, retrying cannot help
                 from ativo.airflow.notifier import rejected_batch_line
 
-                fail(rejected_batch_line(spec.name, err, settings.link_url))
+                fail(rejected_batch_line(spec.name, err, settings.link_url, settings.store_uri))
 
         @task(outlets=[asset])
         def version_dataset(written: dict[str, Any]) -> dict[str, Any]:
