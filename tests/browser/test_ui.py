@@ -116,6 +116,7 @@ def test_the_ativo_page_shows_the_live_champion_and_the_spend(browser, live_plat
     frame.get_by_text("no drift").or_(frame.get_by_text("drift", exact=True)).first.wait_for()
     # the newest searches' trial tables: one row per trial slot, its parameters, state and MLflow run
     frame.get_by_role("heading", name="Searches (trial tables)").wait_for()
+    frame.locator("details").evaluate_all("els => els.forEach(d => { d.open = true })")  # folded below the rest
     trials = frame.locator("table", has=frame.get_by_text("valid AUC", exact=True)).first.inner_text()
     assert re.search(r"\d+\s+#\d+\s+[^\n]*eta=[\d.]+[^\n]*\s+(complete|pruned)", trials), trials
     shot(page, "ativo-page")
@@ -123,7 +124,9 @@ def test_the_ativo_page_shows_the_live_champion_and_the_spend(browser, live_plat
     sample = live_platform.sample
     if sample and sample.get("answer"):  # the lineage lookup of the lifecycle's own decision
         page.goto(f"{live_platform.airflow}/ativo/?prediction_id={sample['answer']['prediction_id']}#lineage")
-        assert sample["answer"]["prediction_id"] in page.inner_text("pre")
+        page.get_by_role("heading", name="Lineage of a decision").wait_for()
+        assert sample["answer"]["prediction_id"] in page.inner_text("body")
+        assert "file://" not in page.content()  # nodes name versions and partitions, never host paths
         page.get_by_role("link", name="model card").first.click()
         page.wait_for_load_state()
         assert "Model card" in page.inner_text("body") or "model card" in page.inner_text("body").lower()
