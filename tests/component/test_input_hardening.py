@@ -235,16 +235,15 @@ def test_an_interval_that_has_not_ended_is_refused_and_nothing_moves(settings, s
 
 
 def test_the_etl_dag_refuses_a_run_whose_interval_has_not_ended(monkeypatch, spec):
-    from airflow.sdk.exceptions import AirflowFailException
-
     from ativo.airflow.dags import etl
+    from ativo.airflow.failure import ExpectedFailure
 
     start = dt.datetime.combine(utcnow().date(), dt.time(), tzinfo=dt.UTC)
     end = start + dt.timedelta(days=1)
     monkeypatch.setattr(etl, "get_current_context", lambda: {"data_interval_start": start, "data_interval_end": end})
     validate = etl.build_etl_dag(spec).get_task("validate")
-    with pytest.raises(
-        AirflowFailException,
+    with pytest.raises(  # an expected failure: one line, no traceback, no retry
+        ExpectedFailure,
         match=rf"ends at {re.escape(end.isoformat())}, which is later than now.*"
         "a backfill can run it once it has ended",
     ):
