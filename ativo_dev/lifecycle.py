@@ -180,6 +180,10 @@ def sample_row(settings: Settings, spec_name: str) -> dict[str, Any]:
     return reference_rows(spec, settings.reference_dir, 1, seed=7)[0][0]
 
 
+DEMO_ROWS = 6000
+"""Rows the demo replays through the API after the lifecycle (with their labels)."""
+
+
 def serve_sample(settings: Settings, spec_name: str, wait_s: float = 600) -> dict[str, Any] | None:
     """Wait for a champion on the inference API, then ask it for a decision with its explanation and trace it back.
 
@@ -211,7 +215,8 @@ def serve_sample(settings: Settings, spec_name: str, wait_s: float = 600) -> dic
     from ativo.model.registry import aliases
     from ativo.serve.traffic import replay
 
-    traffic = replay(base, demo_key(settings), spec, live.reference_dir, 3000)
+    # enough for a canary at 10 % to be judged: about 420 clean calls show a 1 % error limit held (see docs/serving.md)
+    traffic = replay(base, demo_key(settings), spec, live.reference_dir, DEMO_ROWS)
     say(
         f"{spec_name}: replayed {traffic['rows']} reference rows through the API with their labels: {traffic['routes']}"
     )

@@ -327,3 +327,16 @@ def webhook():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}/hook", received
     server.shutdown()
+
+
+@pytest.fixture
+def alert_sink(tmp_path):
+    """Ativo's alert sink on loopback, writing to a file of the test's own: yields (url, path of its JSONL file)."""
+    from ativo.ops.alert_sink import make_server
+
+    path = tmp_path / "alerts" / "alerts.jsonl"
+    server = make_server(0, path)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/", path
+    server.shutdown()
+    server.server_close()

@@ -871,7 +871,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         return 0
     print(
         f"audit chain BROKEN at row {chain['first_bad']} ({len(chain['problems'])} problem(s) in {chain['rows']} rows "
-        f"checked): {'; '.join(chain['problems'][:5])}"
+        f"checked): {'; '.join(one_line(p, 300) for p in chain['problems'][:5])}"
         + (f"; and {len(chain['problems']) - 5} more (--json lists them)" if len(chain["problems"]) > 5 else "")
     )
     return 1

@@ -59,21 +59,19 @@ def with_runbook(payload: dict[str, Any], airflow_url: str) -> dict[str, Any]:
 def stored_link(uri: str | None, airflow_url: str, store_uri: str | None = None) -> str | None:
     """An HTTP link to a stored report, card or record, opened through the Ativo page by its reference.
 
-    An MLflow run's report is ``/ativo/reports/run/<run id>/<path>``; a file of the object store whose root
-    (``store_uri``) is given is ``/ativo/reports/store/<key>``: neither names a host path. Without the store's root,
-    a store file gets the older ``/ativo/files?uri=`` form, which the page redirects to the reference.
+    The reference (:func:`ativo.store.reports.ref_in`) never names a host path; a store file needs the store's root
+    (``store_uri``) for one. A URI without a reference gets the older ``/ativo/files?uri=`` form, which the page
+    redirects to the report when it is one and answers 410 otherwise.
     """
     from urllib.parse import quote
+
+    from ativo.store.reports import ref_in
 
     if not uri:
         return None
     base = f"{airflow_url.rstrip('/')}/ativo"
-    if uri.startswith("runs:/"):
-        return f"{base}/reports/run/{quote(uri.removeprefix('runs:/'))}"
-    root = (store_uri or "").rstrip("/") + "/"
-    if store_uri and uri.startswith(root):
-        return f"{base}/reports/store/{quote(uri[len(root) :])}"
-    return f"{base}/files?uri={quote(uri, safe='')}"
+    ref = ref_in(store_uri, uri)
+    return f"{base}/reports/{quote(ref)}" if ref else f"{base}/files?uri={quote(uri, safe='')}"
 
 
 WEBHOOK_RETRY_STATUSES = frozenset({408, 425, 429, *range(500, 600)})

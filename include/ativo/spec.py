@@ -941,7 +941,17 @@ def _describe(cls: type[BaseModel], schema: dict[str, Any]) -> None:
             prop["description"] = notes[name]
 
 
+@functools.cache  # built from the source's comments (about 0.5 s): once per process
+def _schema_text() -> str:
+    return json.dumps(_build_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
 def spec_json_schema() -> dict[str, Any]:
+    """A fresh copy of :func:`_build_schema`'s result (see there)."""
+    return json.loads(_schema_text())
+
+
+def _build_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a model spec file, for editors and other checkers.
 
     It holds what a single field may be (keys, types, ranges, choices, XGBoost's parameter names); the checks across
@@ -965,4 +975,4 @@ def spec_json_schema() -> dict[str, Any]:
 
 def spec_json_schema_text() -> str:
     """:func:`spec_json_schema` as the shipped file holds it (2-space indent, a final newline)."""
-    return json.dumps(spec_json_schema(), indent=2, ensure_ascii=False) + "\n"
+    return _schema_text()

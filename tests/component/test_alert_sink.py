@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import json
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import pytest
 
 from ativo import http
 from ativo.ops.alert_sink import make_server
 
 
-@pytest.fixture
-def sink(tmp_path):
-    path = tmp_path / "alerts" / "alerts.jsonl"
-    server = make_server(0, path)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/", path
-    server.shutdown()
-    server.server_close()
-
-
-def test_each_page_is_one_line_of_the_file_and_bad_json_is_refused(sink):
-    url, path = sink
+def test_each_page_is_one_line_of_the_file_and_bad_json_is_refused(alert_sink):
+    url, path = alert_sink
     assert http.request("GET", url, timeout=5).status_code == 200
     pages = [{"text": f"page {i}", "blocks": [{"type": "section", "n": i}]} for i in range(40)]
     with ThreadPoolExecutor(8) as pool:  # pages arriving at once are written whole, one line each
@@ -43,10 +31,10 @@ def test_it_listens_on_loopback_unless_told_otherwise(tmp_path):
         server.server_close()
 
 
-def test_a_page_arriving_while_an_erasure_rewrites_the_file_is_kept(sink):
+def test_a_page_arriving_while_an_erasure_rewrites_the_file_is_kept(alert_sink):
     from ativo.store.redaction import Needles, forget_in_text_files
 
-    url, path = sink
+    url, path = alert_sink
     for i in range(200):
         http.send_json("POST", url, {"text": f"page {i} about SUBJECT-0042"}, timeout=5)
     with ThreadPoolExecutor(4) as pool:

@@ -7,31 +7,17 @@ as sent, so an erasure's byte scan finds it.
 
 from __future__ import annotations
 
-import threading
-
 import httpx
-import pytest
 
 from ativo import http
-from ativo.ops.alert_sink import make_server
 
 
-@pytest.fixture
-def sink(tmp_path):
-    path = tmp_path / "alerts" / "alerts.jsonl"
-    server = make_server(0, path)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/", path
-    server.shutdown()
-    server.server_close()
-
-
-def test_a_hostile_client_cannot_fill_memory_hold_a_thread_or_write_escaped_ids(sink):
+def test_a_hostile_client_cannot_fill_memory_hold_a_thread_or_write_escaped_ids(alert_sink):
     import socket
 
     from ativo.ops.alert_sink import MAX_BODY, TIMEOUT_S
 
-    url, path = sink
+    url, path = alert_sink
     port = int(url.rsplit(":", 1)[1].strip("/"))
     huge = httpx.post(url, content=b"[" + b"1," * MAX_BODY + b"1]", timeout=10)
     assert huge.status_code == 413

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from ativo.ops import html, report_html, reports, views
+from ativo.ops import html, report_html, views
+from ativo.store import reports
 
 pytestmark = pytest.mark.unit
 EVIL = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'

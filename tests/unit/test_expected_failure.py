@@ -37,7 +37,8 @@ def test_no_ativo_task_raises_airflow_fail_exception_directly():
     offenders = [
         f"{path.relative_to(root)}:{n}"
         for path in sorted(root.rglob("*.py"))
+        if path.name != "failure.py"  # it explains why
         for n, line in enumerate(path.read_text().splitlines(), 1)
-        if "raise AirflowFailException" in line
+        if "AirflowFailException" in line
     ]
     assert offenders == []

@@ -10,7 +10,6 @@ import pytest
 from ativo.api.metrics import LATENCY_BUCKETS, SCORE_BUCKETS
 from ativo.deploy.watch import (
     DECILES,
-    Verdict,
     _bins,
     _sorted_buckets,
     judge,
@@ -511,7 +510,6 @@ def test_judge(spec, limits, figs, elapsed, labels, decided, promote, reason):
         elapsed_s=elapsed,
         labels=labels,
     )
-    assert isinstance(verdict, Verdict)
     assert (verdict.decided, verdict.promote) == (decided, promote), verdict.reason
     assert reason in verdict.reason
     assert verdict.figures["candidate"] == CANDIDATE and verdict.figures["champion"] == CHAMPION
@@ -523,7 +521,7 @@ def test_a_failed_batch_call_is_one_failed_call_not_hundreds_of_independent_erro
     figs = figures(1_000)
     figs[f"{CANDIDATE}/canary"].update(errors=100.0, failed_calls=1.0)
     verdict = judge(spec, figs, candidate=CANDIDATE, champion=CHAMPION, route="canary", elapsed_s=60)
-    assert not verdict.decided or verdict.promote, verdict.reason
+    assert verdict.decided and verdict.promote, verdict.reason  # 1 failed call of 1,000 is within 1 %
     assert verdict.figures["error_rate"] > spec.deploy.max_error_rate and verdict.figures["failed_calls"] == 1
 
 

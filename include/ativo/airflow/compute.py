@@ -24,7 +24,7 @@ from contextlib import ExitStack
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+from airflow.sdk.exceptions import TaskDeferred
 
 from ativo.airflow.failure import ExpectedFailure, fail
 from ativo.spec import ModelSpec
@@ -297,7 +297,7 @@ class TrialWorkerOperator(ComputeOperator):
             self._named = named
             try:
                 result = self._execute(context, started_at=started_at, holder_suffix=f"/slot{slot}")
-            except (ExpectedFailure, AirflowFailException) as err:  # refused: the budget cannot cover it, or no device
+            except ExpectedFailure as err:  # refused: the budget cannot cover it, or no device
                 slots.finish(engine, plan.study_name, slot, "refused", reason=str(err))
                 raise
             except TaskDeferred:

@@ -9,7 +9,7 @@ Routes (mounted at ``/ativo`` by the plugin):
   simple auth manager; the same permission under any auth manager), come from the page itself (same origin), and
   are audited in the platform's audit log with the user's name.
 - ``GET /reports/{ref}`` — a stored report, model card or deployment record by its reference
-  (:mod:`ativo.ops.reports`: ``run/<run id>/gates/gate_report.json``, ``store/quarantine/…/report.json``; never a
+  (:mod:`ativo.store.reports`: ``run/<run id>/gates/gate_report.json``, ``store/quarantine/…/report.json``; never a
   host path), as an HTML page (gate report, validation report, erasure receipt) with its raw JSON at
   ``?format=json``; anything that is not one of those reports is 404.
 - ``GET /files?uri=`` — the retired link form: redirected to ``/reports/{ref}`` when the URI is a report the page
@@ -43,7 +43,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
-from ativo.ops import reports
+from ativo.store import reports
 
 log = logging.getLogger(__name__)
 
@@ -121,26 +121,20 @@ def verified_notice(settings: Any, user: str, notice: str, ok: int, at: int, sig
 PAGE_ACTIONS = ("promote", "rollback", "budget")
 """The page's actions (:func:`ativo.ops.views.act`)."""
 
-RUN_ARTIFACTS, STORE_FILES = reports.RUN_ARTIFACTS, reports.STORE_FILES
-"""What the page opens (:mod:`ativo.ops.reports` owns the lists)."""
-
 
 def read_file(settings: Any, uri: str) -> tuple[bytes, str]:
     """The bytes and media type of a report, card or record, by its store or MLflow ``runs:/`` URI.
 
     Raises:
-        KeyError: the URI is not one of the files the page opens (:data:`RUN_ARTIFACTS`, :data:`STORE_FILES`), has a
-            ``..`` or an empty segment, or does not exist.
+        KeyError: the URI is not one of the files the page opens (:func:`ativo.store.reports.ref_of`), or does not
+            exist.
     """
-    parts = uri.split("://", 1)[-1].split("/") if "://" in uri else uri.split(":/", 1)[-1].split("/")
-    if ".." in parts or "." in parts:
-        raise KeyError(f"{uri}: a path with '..' or '.' is not opened")
+    ref = reports.ref_of(settings, uri)  # the one check of what the page opens
+    if ref is None:
+        raise KeyError(f"{uri} is not a report, card, record or receipt the page opens")
     if uri.startswith("runs:/"):
         import mlflow.artifacts
 
-        run_id, _, path = uri.removeprefix("runs:/").partition("/")
-        if not run_id.isalnum() or not path.startswith(RUN_ARTIFACTS) or "//" in path:
-            raise KeyError(f"{uri} is not a report or card of a run (only {', '.join(RUN_ARTIFACTS)} are opened)")
         with tempfile.TemporaryDirectory(prefix="ativo-page-") as tmp:
             try:
                 got = Path(
@@ -156,16 +150,8 @@ def read_file(settings: Any, uri: str) -> tuple[bytes, str]:
     else:
         from ativo.store.objects import open_store
 
-        root = settings.store_uri.rstrip("/") + "/"
-        key = uri[len(root) :] if uri.startswith(root) else ""
-        if (
-            not key
-            or "//" in key
-            or not any(key.startswith(prefix) and key.endswith(ends) for prefix, ends in STORE_FILES)
-        ):
-            raise KeyError(f"{uri} is not a report, record or receipt in the object store ({root})")
         try:
-            data = open_store(settings).get_bytes(key)
+            data = open_store(settings).get_bytes(ref.removeprefix("store/"))
         except (FileNotFoundError, IsADirectoryError, KeyError, ValueError) as err:
             raise KeyError(f"{uri} does not exist: {err}") from None
     kind = mimetypes.guess_type(uri.split("?")[0])[0] or "text/plain"

@@ -505,6 +505,11 @@ def build_app(service: InferenceService | list[InferenceService], folder: SpecFo
     def mount(svc: InferenceService) -> Mount:
         return Mount(f"/models/{svc.spec.name}", routes=svc.routes())
 
+    def unmount(app: Starlette, name: str) -> None:
+        app.router.routes[:] = [
+            r for r in app.router.routes if not (isinstance(r, Mount) and r.path == f"/models/{name}")
+        ]
+
     async def follow(app: Starlette) -> None:
         """Keep the served specs in step with the folder (runs as long as the server)."""
         import asyncio
@@ -529,19 +534,16 @@ def build_app(service: InferenceService | list[InferenceService], folder: SpecFo
             except Exception:
                 log.exception("spec %s could not be served; %s", name, "the old one still is" if old else "skipped")
                 continue
-            routes = app.router.routes
             if old is not None:
-                routes[:] = [r for r in routes if not (isinstance(r, Mount) and r.path == f"/models/{name}")]
-            routes.insert(0, mount(svc))
+                unmount(app, name)
+            app.router.routes.insert(0, mount(svc))
             current[name] = svc
             log.info("%s spec %s under /models/%s/", "re-serving edited" if old else "serving new", name, name)
             if old is not None:
                 await run_in_threadpool(old.stop)
         for name in [n for n in current if n not in wanted]:
             gone = current.pop(name)
-            app.router.routes[:] = [
-                r for r in app.router.routes if not (isinstance(r, Mount) and r.path == f"/models/{name}")
-            ]
+            unmount(app, name)
             log.info("spec %s left the specs folder (or is invalid now): no longer served", name)
             await run_in_threadpool(gone.stop)
 

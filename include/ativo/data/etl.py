@@ -40,6 +40,20 @@ REASON_CHARS = 1000
 """At most this many characters of a reason are stored (reasons are built shorter; this bounds any that is not)."""
 
 
+ROW_VALUE_KEYS = ("partial_unexpected_list", "partial_unexpected_counts", "partial_unexpected_index_list")
+"""Great Expectations' samples of the failing rows' values: the reasons already say what failed, with the values
+the spec lets them show; the stored report (which any page login may open) keeps counts, never the raw values."""
+
+
+def _without_row_values(doc: Any) -> Any:
+    """``doc`` with every :data:`ROW_VALUE_KEYS` entry removed, at any depth."""
+    if isinstance(doc, dict):
+        return {k: _without_row_values(v) for k, v in doc.items() if k not in ROW_VALUE_KEYS}
+    if isinstance(doc, list):
+        return [_without_row_values(v) for v in doc]
+    return doc
+
+
 def quarantine(
     store: ObjectStore,
     engine: Engine,
@@ -64,7 +78,7 @@ def quarantine(
             "batch_sha256": sha,
             "reasons": reasons,
             "quarantined_at": utcnow().isoformat(),
-            **report,
+            **_without_row_values(report),
         },
         REASON_CHARS,
     )

@@ -400,9 +400,7 @@ def _score_evidence(d: Any, cand: dict, champ: dict, out: dict[str, Any], a_harm
         alpha_safe=a_safe,
         says=f"score PSI {value:.3f} against the champion's ({rows:.0f} vs {champ_rows:.0f} rows)",
     )
-    if e.harm and p >= a_harm:
-        return Evidence(e.figure, e.estimate, e.low, e.high, e.limit, e.rows, False, False, e.says)
-    return e
+    return replace(e, harm=False) if e.harm and p >= a_harm else e
 
 
 def _accuracy_evidence(

@@ -73,16 +73,15 @@ def group_metrics(spec: ModelSpec, frame: pd.DataFrame, y_pred: np.ndarray) -> d
         tpr = [(g["tpr"], g["positives"]) for g in big if g["positives"] >= cfg.min_group_labels]
         fpr = [(g["fpr"], g["negatives"]) for g in big if g["negatives"] >= cfg.min_group_labels]
         rates = [r for r, _ in sel]
+        both = _pairs(tpr, fpr)
         out[SEP.join(view)] = {
             "groups": groups,
             "demographic_parity_difference": _spread(sel),
             "demographic_parity_difference_bound": _spread_bound(sel, cfg.confidence),
             "disparate_impact_ratio": (min(rates) / max(rates)) if len(rates) > 1 and max(rates) > 0 else 1.0,
             "equalized_odds_difference": max(_spread(tpr), _spread(fpr)),
-            "equalized_odds_difference_bound": max(  # the largest of the TPR and the FPR pairs, all at once
-                _spread_bound(tpr, cfg.confidence, _pairs(tpr, fpr)),
-                _spread_bound(fpr, cfg.confidence, _pairs(tpr, fpr)),
-            ),
+            # the largest of the TPR and the FPR pairs, bounded all at once
+            "equalized_odds_difference_bound": max(_spread_bound(r, cfg.confidence, both) for r in (tpr, fpr)),
             "groups_judged": len(big),
             "groups_with_tpr": len(tpr),
             "groups_with_fpr": len(fpr),

@@ -27,3 +27,25 @@ def mlflow_client(where: Settings | str | None, *, registry_uri: str | None = No
 
     uri = where if where is None or isinstance(where, str) else where.mlflow_tracking_uri
     return MlflowClient(uri, registry_uri=registry_uri)
+
+
+def ui_url(settings: Settings) -> str | None:
+    """The MLflow UI's address when the tracking store is a server (a local store has no UI to link to)."""
+    uri = settings.mlflow_tracking_uri.rstrip("/")
+    return uri if uri.startswith(("http://", "https://")) else None
+
+
+def run_url(settings: Settings, experiment_id: str, run_id: str) -> str | None:
+    """A run's page in the MLflow UI (None without a UI)."""
+    from urllib.parse import quote
+
+    ui = ui_url(settings)
+    return f"{ui}/#/experiments/{quote(str(experiment_id), safe='')}/runs/{quote(str(run_id), safe='')}" if ui else None
+
+
+def version_url(settings: Settings, name: str, version: str) -> str | None:
+    """A registered model version's page in the MLflow UI (None without a UI)."""
+    from urllib.parse import quote
+
+    ui = ui_url(settings)
+    return f"{ui}/#/models/{quote(str(name), safe='')}/versions/{quote(str(version), safe='')}" if ui else None

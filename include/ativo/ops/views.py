@@ -395,8 +395,8 @@ def overview(settings: Settings) -> dict[str, Any]:
 
 
 def _report_refs(settings: Settings, sections: dict[str, Any]) -> None:
-    """Give each stored report the reference the page links it by (:mod:`ativo.ops.reports`), never its URI."""
-    from ativo.ops.reports import ref_of
+    """Give each stored report the reference the page links it by (:mod:`ativo.store.reports`), never its URI."""
+    from ativo.store.reports import ref_of
 
     quarantine = sections.get("quarantine")
     for q in quarantine if isinstance(quarantine, list) else []:
@@ -421,12 +421,6 @@ def lineage(settings: Settings, prediction_id: str) -> dict[str, Any]:
     return {"chain": chain, "tree": lineage_tree(settings, chain)}
 
 
-def mlflow_ui(settings: Settings) -> str | None:
-    """The MLflow UI's address when the tracking store is a server (a local store has no UI to link to)."""
-    uri = settings.mlflow_tracking_uri.rstrip("/")
-    return uri if uri.startswith(("http://", "https://")) else None
-
-
 def lineage_tree(settings: Settings, chain: dict[str, Any]) -> list[dict[str, Any]]:
     """The chain's links (:func:`ativo.ops.lineage.steps`, as the CLI's tree) with where a person opens each one.
 
@@ -438,11 +432,12 @@ def lineage_tree(settings: Settings, chain: dict[str, Any]) -> list[dict[str, An
     """
     from urllib.parse import quote
 
+    from ativo.model.client import run_url, version_url
     from ativo.naming import deploy_dag_id
     from ativo.ops.lineage import steps
-    from ativo.ops.reports import href
+    from ativo.store.reports import href
 
-    mlflow, airflow = mlflow_ui(settings), settings.link_url
+    airflow = settings.link_url
     model, run, dataset = chain["model"], chain["run"], chain["dataset"]
     spec = chain.get("spec") or ""
 
@@ -450,20 +445,12 @@ def lineage_tree(settings: Settings, chain: dict[str, Any]) -> list[dict[str, An
         return quote(str(value), safe="")
 
     links: dict[str, list[dict[str, str]]] = {k: [] for k in ("prediction", "model", "run", "dataset", "code", "gates")}
-    if mlflow:
-        links["model"].append(
-            {
-                "label": "MLflow model version",
-                "href": f"{mlflow}/#/models/{q(model['name'])}/versions/{q(model['version'])}",
-            }
-        )
-        if run.get("experiment_id"):
-            links["run"].append(
-                {
-                    "label": "MLflow run",
-                    "href": f"{mlflow}/#/experiments/{q(run['experiment_id'])}/runs/{q(run['run_id'])}",
-                }
-            )
+    version_page = version_url(settings, model["name"], model["version"])
+    if version_page:
+        links["model"].append({"label": "MLflow model version", "href": version_page})
+    run_page = run_url(settings, run["experiment_id"], run["run_id"]) if run.get("experiment_id") else None
+    if run_page:
+        links["run"].append({"label": "MLflow run", "href": run_page})
     dag = run.get("airflow") or {}
     if dag.get("dag_id") and dag.get("dag_run_id"):
         links["run"].append(

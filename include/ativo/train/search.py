@@ -292,10 +292,10 @@ def _mlflow(settings: Settings) -> tuple[Any, Any]:
 
 def _run_link(settings: Settings, experiment_id: str, run_id: str) -> str:
     """Where a person opens an MLflow run: its page in the MLflow UI when the tracking server is one, else its id."""
-    uri = settings.mlflow_tracking_uri.rstrip("/")
-    if uri.startswith(("http://", "https://")):
-        return f"{uri}/#/experiments/{experiment_id}/runs/{run_id}"
-    return f"run {run_id} in {uri.split(':', 1)[0]} tracking (no MLflow UI)"
+    from ativo.model.client import run_url
+
+    url = run_url(settings, experiment_id, run_id)
+    return url or f"run {run_id} in {settings.mlflow_tracking_uri.split(':', 1)[0]} tracking (no MLflow UI)"
 
 
 def _airflow_tags(run_meta: dict[str, Any]) -> dict[str, str]:
@@ -478,8 +478,9 @@ def search_trial(
         logged = log_booster(model.booster, signature_sample=design_matrix(data.signature_rows(), spec))
         mlflow.set_tags({"ativo.model_uri": logged.uri, SHA256_TAG: logged.sha256, "ativo.model_format": "xgboost-ubj"})
     result.update(model_uri=logged.uri, model_sha256=logged.sha256)
-    experiment = client.get_run(run_id).info.experiment_id
-    log.info("trial %s (%s) logged: %s", result["number"], result["state"], _run_link(settings, experiment, run_id))
+    log.info(
+        "trial %s (%s) logged: %s", result["number"], result["state"], _run_link(settings, plan.experiment_id, run_id)
+    )
     return result
 
 

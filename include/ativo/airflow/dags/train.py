@@ -146,10 +146,10 @@ def build_train_dag(spec: ModelSpec) -> DAG:
                 )
             except SearchFailed as err:  # retrying cannot make a trial complete: the run's note says why
                 from ativo.store.db import get_engine
-                from ativo.train.runs import RunOutcome, close_run
+                from ativo.train.runs import release_failed_run
 
                 run_id = get_current_context()["run_id"]
-                closed = close_run(get_engine(load_settings().db_url), spec.name, run_id, RunOutcome.failed(str(err)))
+                closed = release_failed_run(get_engine(load_settings().db_url), spec.name, run_id, str(err))
                 _page_given_up(spec, closed)
                 fail(str(err))
             except DuplicateVersion as dup:  # nothing new to gate or deploy: the gates and the deploy skip

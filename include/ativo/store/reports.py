@@ -8,6 +8,7 @@ anything that is not one of the reports the page opens (:data:`RUN_ARTIFACTS`, :
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -32,15 +33,18 @@ REF_MAX = 400
 """The longest reference taken (a run id and a report's path, or a store key, are far shorter)."""
 
 
+SAFE_PATH = re.compile(r"[A-Za-z0-9._:+-]+(/[A-Za-z0-9._:+-]+)*")
+"""What a reference's path may hold: the characters run ids, store keys and report names are made of. No ``%``
+(an artifact store may decode it once more into ``..``), no ``?`` or ``#`` (a store client may cut the key there),
+no space, backslash or control character."""
+
+
 def _clean(path: str) -> bool:
-    """Whether ``path`` is a plain relative path: no ``..``/``.``/empty segment, no backslash or control character."""
-    parts = path.split("/")
+    """Whether ``path`` is a plain relative path of :data:`SAFE_PATH` characters, with no ``..`` or ``.`` segment."""
     return (
-        bool(path)
-        and len(path) <= REF_MAX
-        and all(p not in ("", ".", "..") for p in parts)
-        and "\\" not in path
-        and all(c.isprintable() for c in path)
+        len(path) <= REF_MAX
+        and SAFE_PATH.fullmatch(path) is not None
+        and all(p not in (".", "..") for p in path.split("/"))
     )
 
 
@@ -54,12 +58,19 @@ def _run_path_allowed(run_id: str, path: str) -> bool:
 
 def ref_of(settings: Settings, uri: str | None) -> str | None:
     """The reference of a stored report's URI, or None when the page does not open that file."""
+    return ref_in(settings.store_uri, uri)
+
+
+def ref_in(store_uri: str | None, uri: str | None) -> str | None:
+    """:func:`ref_of` given the object store's root alone (None: only an MLflow run's reports have one)."""
     if not uri:
         return None
     if uri.startswith("runs:/"):
         run_id, _, path = uri.removeprefix("runs:/").partition("/")
         return f"run/{run_id}/{path}" if _run_path_allowed(run_id, path) else None
-    root = settings.store_uri.rstrip("/") + "/"
+    if not store_uri:
+        return None
+    root = store_uri.rstrip("/") + "/"
     key = uri[len(root) :] if uri.startswith(root) else ""
     return f"store/{key}" if _store_key_allowed(key) else None
 
