@@ -12,7 +12,7 @@ HOST_PATH := $(PATH)
 UV := $(shell command -v uv 2>/dev/null || { test -x "$$HOME/.local/bin/uv" && echo "$$HOME/.local/bin/uv"; })
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup data run demo-drift demo-erasure stop status airflow-env system-packages test test-fast test-unit test-security test-dags test-model test-component test-e2e test-integration test-browser lint docs bench bench-smoke clean
+.PHONY: help setup data test-packages run demo-drift demo-erasure stop status airflow-env system-packages test test-fast test-unit test-security test-dags test-model test-component test-e2e test-integration test-browser lint docs bench bench-smoke clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -28,18 +28,21 @@ $(STAMP): requirements.txt pyproject.toml
 	  PATH="$(HOST_PATH)" $$UV venv --quiet --seed --allow-existing -p $(PYTHON) $(VENV) && \
 	  $$UV pip install --quiet --compile-bytecode -p $(PY) -r requirements.txt && \
 	  $$UV pip install --quiet --compile-bytecode -p $(PY) --no-deps -e .
-	@touch $(STAMP)
+	@touch $(STAMP) && touch $(BYTECODE)
 
 # Where PYTHONDONTWRITEBYTECODE is set (this machine's environment sets it), no process writes the bytecode of what
 # it imports, and each one compiles every module it imports again: about half the start of Airflow's scheduler, a
 # server or a CLI call (measured: importing the tasks' preload took 14.4 s of CPU, 7.1 s with the bytecode there).
 # The dependencies are compiled once after each install; the project's own code before each test run. uv's
-# --compile-bytecode (above) already wrote the dependencies' bytecode, so after an install here this step only checks
-# it (a few seconds); it compiles in earnest (about 90 s on 2 cores) a venv installed without that flag.
+# --compile-bytecode (above) writes the dependencies' bytecode as it installs, and the install marks it done (checking
+# it again cost 10 s of every fresh `make test`); a venv installed without that flag (an older checkout's: its marker
+# is older than the install's) is compiled here (about 90 s on 2 cores).
 $(BYTECODE): $(STAMP)
-	@echo "==> checking the dependencies' bytecode (after each install: seconds; about 90 s on 2 cores if missing)"
-	@$(PY) -m compileall -q -j 0 $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') > /dev/null || true
-	@touch $(BYTECODE)
+	@if [ $(BYTECODE) -ot $(STAMP) ]; then \
+	  echo "==> compiling the dependencies' bytecode (about 90 s on 2 cores)"; \
+	  $(PY) -m compileall -q -j 0 $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') > /dev/null || true; \
+	  touch $(BYTECODE); \
+	fi
 COMPILE_PROJECT := $(PY) -m compileall -q -j 0 include ativo_dev tests dags plugins bench > /dev/null || true
 
 setup: $(STAMP) $(BYTECODE)  ## create .venv with the pinned dependencies
@@ -69,11 +72,15 @@ airflow-env: setup  ## the embedded platform's environment for `airflow` command
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 XDIST ?= -n 2 --dist loadfile --no-loadscope-reorder
 
+test-packages:
+	@bash ativo_dev/system-packages.sh prometheus
+
 system-packages:  ## Debian's prometheus (promtool) and chromium, for the alert-rule tests and the browser tier
 	@bash ativo_dev/system-packages.sh
 
-test: data  ## every tier but integration and browser, the set CI and a newcomer run
-	@bash ativo_dev/system-packages.sh prometheus
+# The Debian package the alert-rule tests need is installed while the venv is (two downloads at once, not in turn).
+test:  ## every tier but integration and browser, the set CI and a newcomer run
+	@$(MAKE) --no-print-directory -j2 data test-packages
 	@$(COMPILE_PROJECT)
 	@$(PYTEST) -m "not integration and not browser" $(XDIST) --durations=15 $(PYTEST_ARGS)
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing as mp
 
 from ativo.compute.budget import BudgetExceeded, Ledger
 from ativo.store.db import get_engine
+from tests.support import processes
 
 PRICES = {"cpu": 0.36, "gpu": 3.6}
 HOUR = dt.timedelta(hours=1)
@@ -25,6 +25,6 @@ def _try_reserve(url: str) -> bool:
 def test_concurrent_reservations_never_overshoot(tmp_path):
     url = f"sqlite:///{tmp_path / 'p.db'}"
     Ledger(get_engine(url), PRICES).set_budget("risk", limit_usd=0.5)
-    with mp.get_context("spawn").Pool(4) as pool:
+    with processes.context().Pool(4) as pool:
         results = pool.map(_try_reserve, [url] * 12)
     assert sum(results) == 5

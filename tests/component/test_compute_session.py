@@ -7,7 +7,6 @@ process (with a real heartbeat), and the surviving side jumps its own clock past
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing as mp
 import os
 import signal
 import time
@@ -21,6 +20,7 @@ from ativo.config import load_settings
 from ativo.store.db import get_engine, utcnow
 from ativo.waiting import wait_until
 from tests.clock import FakeClock
+from tests.support import processes
 
 PRICES = '{"cpu": 36.0, "gpu": 360.0}'  # 0.01 USD per cpu-second, 0.1 USD per gpu-second
 HOLDER_BEAT = dt.timedelta(seconds=0.5)  # the real heartbeat of the holder that is SIGKILLed
@@ -200,7 +200,7 @@ def check_sigkilled_holder_expires(spec, home: str, db_url: str) -> None:
     The caller points ``ATIVO_DB_URL`` at ``db_url``.
     """
     settings = load_settings()
-    ctx = mp.get_context("spawn")
+    ctx = processes.context()
     ready = ctx.Event()
     proc = ctx.Process(target=_hold_and_sleep, args=(home, PRICES, db_url, ready))
     proc.start()

@@ -7,7 +7,6 @@ test holds devices for real time, since it is about real processes overlapping.
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing as mp
 import os
 import signal
 import time
@@ -18,6 +17,7 @@ from ativo.compute.leases import LeaseManager, NoDeviceAvailable, detect_gpus
 from ativo.store.db import get_engine
 from ativo.waiting import wait_until
 from tests.clock import FakeClock
+from tests.support import processes
 
 HOLDER_TTL = dt.timedelta(seconds=30)  # the doomed holder's lease; the survivor's fake clock jumps past it
 
@@ -43,7 +43,7 @@ def assert_never_shared(intervals: list[tuple[int, float, float]]) -> None:
 
 
 def run_contention(url: str, workers: int = 8, devices: int = 2) -> list[tuple[int, float, float]]:
-    with mp.get_context("spawn").Pool(workers) as pool:
+    with processes.context().Pool(workers) as pool:
         return pool.starmap(_hold, [(url, devices, f"task-{i}", 0.3) for i in range(workers * 2)])
 
 
@@ -63,7 +63,7 @@ def _hold_forever(url: str, ready: str) -> None:
 def test_sigkilled_holder_loses_its_lease_at_expiry(tmp_path):
     url = f"sqlite:///{tmp_path / 'p.db'}"
     ready = tmp_path / "ready"
-    proc = mp.get_context("spawn").Process(target=_hold_forever, args=(url, str(ready)))
+    proc = processes.context().Process(target=_hold_forever, args=(url, str(ready)))
     proc.start()
     try:
         wait_until(ready.exists, 60, 0.05, "the doomed holder to lease the device")

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import multiprocessing as mp
 import subprocess
 from pathlib import Path
 
@@ -8,6 +7,7 @@ from ativo.data.versioning import DatasetRegistry
 from ativo.store.db import get_engine
 from ativo.store.objects import ObjectStore
 from ativo.store.prefixes import lake_partition
+from tests.support import processes
 
 
 def _write(store: ObjectStore, day: str, payload: bytes) -> None:
@@ -49,11 +49,8 @@ def _commit_one(root: str, day: str) -> str:
 
 def test_concurrent_commits_never_corrupt_the_registry(tmp_path):
     days = [f"2026-02-{d:02d}" for d in range(1, 9)]
-    # Four processes of their own, forked from a server that imported the registry and DVC once (each spawned
-    # process spent about 3 s of CPU importing them, on 2 cores).
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__, "dvc.repo", "pyarrow.parquet"])
-    with ctx.Pool(4) as pool:
+    # four processes of their own, forked from a server that imported the registry and DVC once
+    with processes.context().Pool(4) as pool:
         tags = pool.starmap(_commit_one, [(str(tmp_path), d) for d in days])
     registry = tmp_path / "registry"
     fsck = subprocess.run(["git", "-C", str(registry), "fsck", "--strict"], capture_output=True, text=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import multiprocessing as mp
 import os
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from ativo.data.features import to_features
 from ativo.data.landing import reference_records
 from ativo.data.split import split_frame
 from ativo.train.search import best_trial, create_study, run_trial
+from tests.support import processes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,7 +45,7 @@ def test_parallel_trials_share_one_study_in_the_platform_db(tmp_path):
     spec, _ = _small_split()
     url = f"sqlite:///{tmp_path / 'platform.db'}"
     create_study(spec, url, "adult_income/test")
-    with mp.get_context("spawn").Pool(2) as pool:
+    with processes.context().Pool(2) as pool:
         results = pool.starmap(_one_trial, [(url, "adult_income/test", slot) for slot in range(6)])
     assert sorted(r["number"] for r in results) == list(range(6))  # every trial got its own number
     assert len({tuple(sorted(r["params"].items())) for r in results}) == 6  # and its own parameters (seed per slot)

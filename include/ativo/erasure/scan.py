@@ -149,6 +149,12 @@ def scan(
     return {"clean": not hits, "hits": hits, "scanned": scanned, "not_scanned": not_scanned}
 
 
+SEPARATOR = b"\x1f"
+"""Between the values of one column searched together: a control character no id holds (ids are tokens)."""
+CHUNK_BYTES = 4 << 20
+"""How much of a table's text is searched at once: the scan's memory stays bounded whatever the table's size."""
+
+
 def _scan_db(
     engine: Engine,
     rx: Needles,
@@ -166,6 +172,17 @@ def _scan_db(
             if not cols:
                 continue
             found: set[str] = set()
+            # each column's values are searched together, a chunk at a time (one search per cell cost seconds per
+            # scan); the separator is no id's character, so no match spans two values
+            pending: dict[str, list[bytes]] = {c.name: [] for c in cols}
+            size = 0
+
+            def search() -> None:
+                for name, values in pending.items():
+                    if values:
+                        found.update(f"{name}: {kinds.get(m, 'value')}" for m in rx.found(SEPARATOR.join(values)))
+                        values.clear()
+
             for row in conn.execute(select(*table.columns)).mappings():
                 scanned["platform db"] = scanned.get("platform db", 0) + 1
                 for c in cols:
@@ -174,9 +191,13 @@ def _scan_db(
                         continue
                     if is_working_value(table.name, c.name, row, open_requests=exempt, batch_id=exempt_batch):
                         continue  # what the erasure itself holds for now (emptied when its request closes)
-                    text = value if isinstance(value, str) else json.dumps(value, default=str)
-                    for m in rx.found(text.encode()):
-                        found.add(f"{c.name}: {kinds.get(m, 'value')}")
+                    text = (value if isinstance(value, str) else json.dumps(value, default=str)).encode()
+                    pending[c.name].append(text)
+                    size += len(text)
+                if size > CHUNK_BYTES:
+                    search()
+                    size = 0
+            search()
             if found:
                 out.append({"store": "platform db", "where": table.name, "found": sorted(found)})
     return out
