@@ -9,6 +9,7 @@ their reason. Only 127.0.0.1 / localhost targets are accepted.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -98,6 +99,7 @@ async def _run(
     keep_bodies: bool,
     warmup_s: float,
     on_tick: Callable[[float], None] | None,
+    stop: threading.Event | None,
 ) -> LoadResult:
     u = urlparse(url)
     host, port, path = u.hostname or "127.0.0.1", u.port or 80, u.path or "/"
@@ -112,10 +114,13 @@ async def _run(
     measure_from = start + warmup_s
     deadline = measure_from + duration_s
 
+    def going() -> bool:
+        return time.perf_counter() < deadline and not (stop is not None and stop.is_set())
+
     async def worker(n: int) -> None:
         reader = writer = None
         i = n
-        while time.perf_counter() < deadline:
+        while going():
             payload = payloads[i % len(payloads)]
             i += concurrency
             t0 = time.perf_counter()
@@ -150,13 +155,14 @@ async def _run(
             writer.close()
 
     async def ticker() -> None:
-        while time.perf_counter() < deadline:
+        while going():
             await asyncio.sleep(0.05)
             if on_tick is not None:
                 on_tick(time.perf_counter() - measure_from)
 
     await asyncio.gather(*(worker(n) for n in range(concurrency)), ticker())
-    return LoadResult(counts["requests"], counts["failed"], duration_s, latencies, failures, kept)
+    measured_s = min(duration_s, max(time.perf_counter() - measure_from, 1e-9))  # shorter when stopped early
+    return LoadResult(counts["requests"], counts["failed"], measured_s, latencies, failures, kept)
 
 
 def run_load(
@@ -170,12 +176,18 @@ def run_load(
     keep_bodies: bool = False,
     warmup_s: float = 1.0,
     on_tick: Callable[[float], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> LoadResult:
-    """Drive ``url`` with POSTs of ``bodies`` (round robin) and return what was measured (after ``warmup_s``)."""
+    """Drive ``url`` with POSTs of ``bodies`` (round robin) and return what was measured (after ``warmup_s``).
+
+    ``stop``, when set, ends the load before ``duration_s`` (the result's duration is then the time it ran).
+    """
     try:
         import uvloop
 
         runner: Any = uvloop.run
     except ImportError:
         runner = asyncio.run
-    return runner(_run(url, bodies, headers or {}, concurrency, duration_s, timeout_s, keep_bodies, warmup_s, on_tick))
+    return runner(
+        _run(url, bodies, headers or {}, concurrency, duration_s, timeout_s, keep_bodies, warmup_s, on_tick, stop)
+    )

@@ -190,12 +190,16 @@ def _trial(settings, spec, split, server, version, **deploy):
     live = settings.model_copy(update={"serve_urls": (server.url,)})
     state = begin(spec, live, version)
     result = {}
-    t = threading.Thread(target=lambda: result.update(r=load(server, bodies(spec, split, 3000), 8, concurrency=3)))
+    done = threading.Event()  # the traffic runs until the verdict is acted on (at most 8 s)
+    t = threading.Thread(
+        target=lambda: result.update(r=load(server, bodies(spec, split, 3000), 8, concurrency=3, stop=done))
+    )
     t.start()
     verdict = wait_until(
         lambda: (v := check(spec, live, state)).decided and v, 120, 0.5, f"the watch's verdict on version {version}"
     )
     rec = conclude(spec, live, state, verdict)
+    done.set()
     t.join()
     print(f"verdict on version {version}: {verdict.reason} {verdict.figures}")
     return verdict, rec, result["r"]
