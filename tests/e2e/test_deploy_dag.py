@@ -67,6 +67,7 @@ def test_deploy_dag_promotes_a_sound_canary_and_rolls_back_a_bad_one(
                 duration_s=2,
                 warmup_s=0,
                 concurrency=2,
+                stop=stop,
             )
             failed.append(r.failed)
 
