@@ -16,7 +16,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
-from ativo.api.metrics import ServeMetrics
+from ativo.api.metrics import ServeMetrics, families
 from ativo.model.served import ServedModel
 from ativo.serve.keys import ApiKeys
 from ativo.serve.live import LiveModels, Routing, routes_to_canary
@@ -130,6 +130,8 @@ class InferenceService:
         self.feedback_log = LabelLog(store, spec, flush_s=self.config.flush_s, flush_rows=self.config.flush_rows)
         live.on_change = self._live_changed
         self.started = time.time()
+        self.spec_problem: str | None = None
+        """Why the spec's file is invalid now, while this service goes on with its last valid version."""
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -434,7 +436,7 @@ class InferenceService:
                 "last_error": self.predictions.last_error,
             },
             "uptime_s": round(time.time() - self.started, 1),
-        }
+        } | ({"spec_problem": self.spec_problem} if self.spec_problem else {})
 
     async def health(self, request: Request) -> Response:
         """:meth:`health_doc`; 503 while no champion is loaded."""
@@ -462,22 +464,86 @@ class InferenceService:
         ]
 
 
+@dataclass(frozen=True)
+class SpecProblem:
+    """A file of the specs folder that is invalid now, and what the server does about it."""
+
+    file: str
+    reason: str
+    digest: str  # of the file's text: the problem is logged again only when the file changes
+    since: float
+    serving: str  # "last valid version" (the spec was served when it broke) or "not served"
+
+    def doc(self) -> dict[str, Any]:
+        """The problem as health shows it."""
+        return {"file": self.file, "reason": self.reason, "since": round(self.since, 3), "serving": self.serving}
+
+
 class SpecFolder:
     """The specs folder of an ``--all-specs`` server: which services to add, replace or drop as its files change.
 
     A spec added (or made valid) gets a service of its own, mounted at ``/models/<spec>/`` once its live versions
     are loaded; a spec edited is served by a new service built from the new file (the old one answers until then);
-    a spec removed (or made invalid) stops being served, its logs flushed. Read every ``specs_refresh_s``.
+    a spec removed stops being served, its logs flushed. A spec edited into an invalid one goes on being served as
+    it last was valid (a typo must not take a model off the air): the problem is logged once per change of the file
+    and shown in ``/health`` (``spec_problems``) and ``/metrics`` (``ativo_spec_file_invalid``) until the file is
+    fixed or removed. Read every ``specs_refresh_s``.
     """
 
     def __init__(self, settings: Settings, config: ServeConfig, keys: ApiKeys, registry: CollectorRegistry) -> None:
         self.settings, self.config, self.keys, self.registry = settings, config, keys, registry
+        self.problems: dict[str, SpecProblem] = {}
+        """The invalid files now, by the name of the spec each would hold (a spec's name is its file's stem)."""
+        self._invalid = families(registry).spec_invalid
 
-    def read(self) -> dict[str, ModelSpec]:
-        """The valid specs of the folder now, by name (an invalid one is logged by the loader and left out)."""
-        from ativo.spec import load_specs
+    def read(self, served: Collection[str] = ()) -> dict[str, ModelSpec]:
+        """The valid specs of the folder now, by name; the invalid files go to :attr:`problems`.
 
-        return {s.name: s for s in load_specs(self.settings.specs_dir)[0]}
+        Args:
+            served: the names served now (an invalid file of one of them keeps its last valid version serving).
+        """
+        import hashlib
+
+        from ativo.errors import SpecError
+        from ativo.spec import load_spec, spec_paths
+
+        valid: dict[str, ModelSpec] = {}
+        problems: dict[str, SpecProblem] = {}
+        for path in spec_paths(self.settings.specs_dir):
+            try:
+                text = path.read_bytes()
+            except OSError:  # removed between the listing and the read: the next refresh sees it gone
+                continue
+            digest = hashlib.sha256(text).hexdigest()
+            known = self.problems.get(path.stem)
+            if known is not None and known.file == str(path) and known.digest == digest:
+                problems[path.stem] = known  # the same broken text: not parsed again, not logged again
+                continue
+            try:
+                valid[path.stem] = load_spec(path)
+            except SpecError as err:
+                keep = path.stem in served
+                problems[path.stem] = SpecProblem(
+                    str(path),
+                    "; ".join(err.problems),
+                    digest,
+                    known.since if known is not None else time.time(),  # invalid since its first broken edit
+                    "last valid version" if keep else "not served",
+                )
+                log.error(
+                    "spec file %s is invalid, %s: %s",
+                    path,
+                    "its last valid version is still served" if keep else "it is not served",
+                    problems[path.stem].reason,
+                )
+        files = {Path(p.file).name for p in problems.values()}
+        for name in {Path(p.file).name for p in self.problems.values()} - files:
+            with contextlib.suppress(KeyError):  # already gone (another folder of the same registry removed it)
+                self._invalid.remove(name)
+        for name in files:
+            self._invalid.labels(name).set(1)
+        self.problems = problems  # one assignment: /health, on the event loop, reads either the old or the new
+        return valid
 
     def service(self, spec: ModelSpec) -> InferenceService:
         """A started service for ``spec`` (its live versions loaded)."""
@@ -524,7 +590,12 @@ def build_app(service: InferenceService | list[InferenceService], folder: SpecFo
 
     async def sync(app: Starlette) -> None:
         assert folder is not None
-        wanted = await run_in_threadpool(folder.read)
+        wanted = await run_in_threadpool(folder.read, list(current))
+        for name, svc in current.items():
+            problem = folder.problems.get(name)
+            svc.spec_problem = (
+                f"{problem.file} is invalid, this is its last valid version: {problem.reason}" if problem else None
+            )
         for name, spec in wanted.items():
             old = current.get(name)
             if old is not None and old.spec == spec:
@@ -541,10 +612,10 @@ def build_app(service: InferenceService | list[InferenceService], folder: SpecFo
             log.info("%s spec %s under /models/%s/", "re-serving edited" if old else "serving new", name, name)
             if old is not None:
                 await run_in_threadpool(old.stop)
-        for name in [n for n in current if n not in wanted]:
+        for name in [n for n in current if n not in wanted and n not in folder.problems]:
             gone = current.pop(name)
             unmount(app, name)
-            log.info("spec %s left the specs folder (or is invalid now): no longer served", name)
+            log.info("spec %s left the specs folder: no longer served", name)
             await run_in_threadpool(gone.stop)
 
     @contextlib.asynccontextmanager
@@ -592,7 +663,10 @@ def build_app(service: InferenceService | list[InferenceService], folder: SpecFo
         docs = {name: svc.health_doc() for name, svc in list(current.items())}
         ok = [n for n, d in docs.items() if d["status"] == "ok"]
         status = "ok" if docs and len(ok) == len(docs) else ("degraded" if ok else "no champion")
-        return _json({"status": status, "models": docs}, 200 if ok else 503)
+        doc: dict[str, Any] = {"status": status, "models": docs}
+        if folder is not None:
+            doc["spec_problems"] = [p.doc() for p in folder.problems.values()]
+        return _json(doc, 200 if ok else 503)
 
     async def metrics_all(request: Request) -> Response:
         from prometheus_client import generate_latest

@@ -81,6 +81,22 @@ class _Families:
         self.log_failures = Gauge(
             "ativo_prediction_log_failed_flushes", "Log writes that failed and are retried", ["model"], registry=r
         )
+        self.spec_invalid = Gauge(
+            "ativo_spec_file_invalid",
+            "1 for each file of the specs folder that is invalid now (an --all-specs server; a spec it served "
+            "goes on with its last valid version)",
+            ["file"],
+            registry=r,
+        )
+
+
+def families(r: CollectorRegistry) -> _Families:
+    """The metric families of ``r``, created the first time they are asked for."""
+    f = getattr(r, "_ativo_families", None)
+    if f is None:
+        f = _Families(r)
+        r._ativo_families = f  # type: ignore[attr-defined]  # the families live as long as their registry
+    return f
 
 
 class ServeMetrics:
@@ -93,11 +109,7 @@ class ServeMetrics:
     def __init__(self, model: str, registry: CollectorRegistry | None = None) -> None:
         self.model = model
         r = self.registry = registry or CollectorRegistry()
-        f = getattr(r, "_ativo_families", None)
-        if f is None:
-            f = _Families(r)
-            r._ativo_families = f  # type: ignore[attr-defined]  # the families live as long as their registry
-        self.families = f
+        f = self.families = families(r)
         self.requests = f.requests
         self.request_latency = f.request_latency
         self.rows, self.errors, self.model_latency, self.scores = f.rows, f.errors, f.model_latency, f.scores
