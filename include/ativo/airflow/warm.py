@@ -15,7 +15,7 @@ def _warm_up() -> None:
 
     MLflow maps every installed distribution to its modules (``importlib.metadata.packages_distributions``, about
     a second over this environment's ~1,000 packages) the first time a model is logged, to check its pinned
-    requirements. The gate tasks import fairlearn and matplotlib.
+    requirements. The gate tasks import fairlearn.
     """
     try:
         from mlflow.utils.requirements_utils import _init_packages_to_modules_map
@@ -25,10 +25,6 @@ def _warm_up() -> None:
         logging.getLogger(__name__).warning("could not pre-build MLflow's package map", exc_info=True)
     import fairlearn.metrics  # noqa: F401
     import fairlearn.postprocessing  # noqa: F401
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401
 
 
 logging.getLogger("great_expectations").setLevel(logging.WARNING)

@@ -10,71 +10,63 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from ativo.report import pyplot, svg
+from ativo.report import finite, grouped_bars, hbars, line_chart
 from ativo.spec import ModelSpec
+
+RATES = (("selection_rate", "selection rate"), ("tpr", "TPR"), ("fpr", "FPR"))
 
 
 def group_chart(view: str, data: dict[str, Any]) -> str:
-    """Selection rate, TPR and FPR per group of one view (groups too small to judge are hatched)."""
-    import numpy as np
-
-    plt = pyplot()
-    groups = list(data["groups"])
-    x = np.arange(len(groups))
-    fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(groups) + 2), 3))
-    for i, (key, label) in enumerate((("selection_rate", "selection rate"), ("tpr", "TPR"), ("fpr", "FPR"))):
-        values = [data["groups"][g][key] for g in groups]
-        bars = ax.bar(x + (i - 1) * 0.27, values, 0.27, label=label)
-        for bar, g in zip(bars, groups, strict=True):
-            if not data["groups"][g]["judged"]:
-                bar.set_hatch("//")
-                bar.set_alpha(0.5)
-    ax.set_xticks(x, groups, rotation=30, ha="right", fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_title(f"{view}: rates per group (hatched: too few rows to judge)", fontsize=9)
-    ax.legend(fontsize=7)
-    return svg(fig)
+    """Selection rate, TPR and FPR per group of one view (groups too small to judge are faded and hatched)."""
+    groups = {str(g): d for g, d in (data.get("groups") or {}).items()}
+    names = list(groups)
+    return grouped_bars(
+        f"{view}: rates per group",
+        names,
+        [(label, [groups[g].get(key) for g in names]) for key, label in RATES],
+        y_label="rate",
+        faded=[not groups[g].get("judged", True) for g in names],
+        faded_label="too few rows to judge",
+        notes=[f"{groups[g]['rows']:,} rows" if finite(groups[g].get("rows")) else "" for g in names],
+        y_range=(0.0, 1.0),
+    )
 
 
 def calibration_chart(table: list[dict[str, float]]) -> str:
     """Reliability diagram: observed positive rate against mean predicted probability per bin."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(3.6, 3.4))
-    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect")
-    ax.plot([b["mean_predicted"] for b in table], [b["observed_rate"] for b in table], marker="o", label="model")
-    ax.set_xlabel("mean predicted probability")
-    ax.set_ylabel("observed positive rate")
-    ax.set_title("Calibration (test set)", fontsize=9)
-    ax.legend(fontsize=7)
-    return svg(fig)
+    return line_chart(
+        "Calibration (test set)",
+        [
+            (
+                b.get("mean_predicted"),
+                b.get("observed_rate"),
+                f"{int(b['rows']):,} rows" if finite(b.get("rows")) else "",
+            )
+            for b in table
+        ],
+        x_label="mean predicted probability",
+        y_label="observed positive rate",
+        diagonal="perfect",
+    )
 
 
 def importance_chart(importance: dict[str, float]) -> str:
-    """Mean |SHAP contribution| per feature."""
-    plt = pyplot()
-    names = list(importance)[::-1]
-    fig, ax = plt.subplots(figsize=(5, 0.28 * len(names) + 1))
-    ax.barh(names, [importance[n] for n in names])
-    ax.set_xlabel("mean |SHAP contribution| (log-odds)")
-    ax.set_title("Global importance", fontsize=9)
-    return svg(fig)
+    """Mean |SHAP contribution| per feature, largest on top."""
+    return hbars(
+        "Global importance",
+        list(importance.items()),
+        x_label="mean |SHAP contribution| (log-odds)",
+    )
 
 
 def attack_chart(rows: list[tuple[str, float, float | None]]) -> str:
-    """Measured attack and stress figures against their limits."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5, 0.45 * len(rows) + 1))
-    names = [r[0] for r in rows][::-1]
-    values = [r[1] for r in rows][::-1]
-    limits = [r[2] for r in rows][::-1]
-    colors = ["#c0392b" if lim is not None and v > lim else "#2e86c1" for v, lim in zip(values, limits, strict=True)]
-    ax.barh(names, values, color=colors)
-    for i, lim in enumerate(limits):
-        if lim is not None:
-            ax.plot([lim, lim], [i - 0.4, i + 0.4], color="black", lw=2)
-    ax.set_xlim(0, max([*values, *(lim or 0 for lim in limits), 0.1]) * 1.15)
-    ax.set_title("Attacks and stress tests (black mark: limit)", fontsize=9)
-    return svg(fig)
+    """Measured attack and stress figures against their limits (a bar beyond its limit is red)."""
+    return hbars(
+        "Attacks and stress tests (black mark: limit)",
+        [(name, value) for name, value, _ in rows],
+        x_label="rate",
+        limits=[limit for _, _, limit in rows],
+    )
 
 
 def _fmt(v: Any) -> str:
@@ -232,7 +224,8 @@ def render_card(spec: ModelSpec, report: dict[str, Any]) -> str:
     style = (
         "body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
         "margin:.5em 0}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;font-size:13px;"
-        "text-align:left}.pass{color:#1e8449}.fail{color:#c0392b}.charts{display:flex;flex-wrap:wrap;gap:1em}"
+        "text-align:left}.pass{color:#1e8449}.fail{color:#c0392b}.charts{display:flex;flex-wrap:wrap;gap:1em;"
+        "align-items:flex-start}"
         ".charts svg{max-width:100%;height:auto}"
     )
     title = f"{report['model']} v{report['version']} model card"

@@ -11,12 +11,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ativo.monitor.profile import Binned, Profile
-from ativo.report import pyplot, svg
+from ativo.report import BLUE, GREY, INK, RED, exact_percent, grouped_bars, percent
 
 STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
     "margin:.5em 0}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;font-size:13px;"
-    "text-align:left}.drift{color:#c0392b}.ok{color:#1e8449}.charts svg{max-width:100%;height:auto}"
+    "text-align:left}.drift{color:#c0392b}.ok{color:#1e8449}.charts{display:flex;flex-wrap:wrap;gap:1em;"
+    "align-items:flex-start}"
+    ".charts svg{max-width:100%;height:auto}"
 )
 
 
@@ -31,43 +33,43 @@ def _labels(ref: Binned) -> list[str]:
     below = float(np.nextafter(edges[0], -np.inf))
     spike = float(f"{below:.6g}") == below  # the bin of a value most rows share (see numeric_bins)
     out = [f"={below:.6g}" if spike else f"<{edges[0]:.3g}"]
-    out += [f"{a:.3g}–{b:.3g}" for a, b in zip(edges, edges[1:], strict=False)]
+    # after a spike's bin its neighbour starts just above the spike's value: written as that value (0–2.29e+03)
+    lows = [below if spike else edges[0], *edges[1:]]
+    out += [f"{a:.3g}–{b:.3g}" for a, b in zip(lows, edges[1:], strict=False)]
     return [*out, f"≥{edges[-1]:.3g}", "missing"]
 
 
 def shares_chart(profile: Profile, counts: Mapping[str, Sequence[int]], drifted: set[str]) -> str:
-    """Reference share against window share per bin, one panel per feature (and the score); drifted ones in red."""
-    import math
+    """Reference share against window share per bin, one panel per feature (and the score); drifted ones in red.
 
-    import numpy as np
-
-    plt = pyplot()
-    names = list(counts)
-    cols = 4
-    rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 3.2, rows * 2.3), squeeze=False)
-    for ax, name in zip(axes.flat, names, strict=False):
+    A bin neither the reference nor the window has a row in is left out.
+    """
+    panels = []
+    for name in counts:
         ref = profile.scores if name == "score" else profile.features[name]
-        r = np.asarray(ref.counts, dtype="float64")
-        c = np.asarray(counts[name], dtype="float64")
-        keep = (r + c) > 0
-        x = np.arange(int(keep.sum()))
-        ax.bar(x - 0.2, (r / max(r.sum(), 1))[keep], 0.4, label="reference", color="#95a5a6")
-        ax.bar(
-            x + 0.2, (c / max(c.sum(), 1))[keep], 0.4, label="window", color="#c0392b" if name in drifted else "#2e86c1"
+        r = [float(x) for x in ref.counts]
+        c = [float(x) for x in counts[name]]
+        r_total, c_total = max(sum(r), 1.0), max(sum(c), 1.0)
+        keep = [i for i in range(min(len(r), len(c))) if r[i] + c[i] > 0]
+        labels = _labels(ref)
+        bins = [labels[i] if i < len(labels) else f"bin {i}" for i in keep]
+        drift = name in drifted
+        panels.append(
+            grouped_bars(
+                name + (" (drift)" if drift else ""),
+                bins,
+                [("reference", [r[i] / r_total for i in keep]), ("window", [c[i] / c_total for i in keep])],
+                y_label="share of rows",
+                colors=(GREY, RED if drift else BLUE),
+                notes=[f"reference {int(r[i]):,} rows, window {int(c[i]):,} rows" for i in keep],
+                fmt=percent,
+                tip_fmt=exact_percent,
+                bar_width=7,
+                title_fill=RED if drift else INK,
+                max_label=18,
+            )
         )
-        ax.set_xticks(
-            x, [lab for lab, k in zip(_labels(ref), keep, strict=False) if k], rotation=60, ha="right", fontsize=6
-        )
-        ax.set_title(
-            name + (" (drift)" if name in drifted else ""), fontsize=8, color="#c0392b" if name in drifted else "black"
-        )
-        ax.tick_params(axis="y", labelsize=6)
-    for ax in list(axes.flat)[len(names) :]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=6)
-    fig.tight_layout()
-    return svg(fig)
+    return "".join(panels)
 
 
 def render_html(doc: dict[str, Any], profile: Profile, counts: Mapping[str, Sequence[int]]) -> str:
