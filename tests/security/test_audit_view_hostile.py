@@ -87,3 +87,44 @@ def test_a_broken_chain_is_shown_at_the_top_as_a_warning(airflow_app, hostile_lo
     verdict = page.text.split("<h1>Audit log</h1>", 1)[1].split("<form", 1)[0]  # above the filters and the rows
     assert 'class="note bad" role="alert"' in verdict and "chain BROKEN at row 1" in verdict
     assert "chain intact" not in page.text
+
+
+def test_a_row_changed_after_a_verified_view_is_broken_on_the_next_one(airflow_app, hostile_log):  # noqa: F811
+    from ativo.store.db import audit_log
+
+    client, token = airflow_app
+    first = client.get("/ativo/api/audit", headers=token("analyst")).json()["chain"]
+    assert first == {"ok": True, "rows": 3, "first_bad": None, "problems": []}
+    with hostile_log.begin() as conn:  # the max seq is unchanged: only the row's content says it was edited
+        conn.execute(update(audit_log).where(audit_log.c.seq == 2).values(payload={"role": "op", "reason": "ok"}))
+    chain = client.get("/ativo/api/audit", headers=token("analyst")).json()["chain"]
+    assert not chain["ok"] and chain["first_bad"] == 2 and chain["rows"] == 3
+    assert "chain BROKEN at row 2" in client.get("/ativo/audit", headers=token("analyst")).text
+
+
+@pytest.fixture
+def no_role(airflow_app, monkeypatch, tmp_path):  # noqa: F811
+    """Headers of a user who signs in but holds no role (``nobody:``): the auth manager grants such a user nothing."""
+    import json
+    import os
+    from pathlib import Path
+
+    client, _ = airflow_app
+    users = os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"]
+    passwords = json.loads(Path(os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]).read_text())
+    (tmp_path / "with-nobody.json").write_text(json.dumps({**passwords, "nobody": "n-pass"}))
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", f"{users},nobody:")
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(tmp_path / "with-nobody.json"))
+    signed_in = client.post("/auth/token", json={"username": "nobody", "password": "n-pass"})
+    assert signed_in.status_code == 201, signed_in.text
+    return {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
+
+
+@pytest.mark.parametrize("path", ["/ativo/audit", "/ativo/api/audit"])
+def test_a_user_without_the_audit_permission_gets_403(airflow_app, hostile_log, no_role, path):  # noqa: F811
+    client, token = airflow_app
+    refused = client.get(path, headers=no_role)
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == "the audit log needs the permission to read audit logs; nobody lacks it"
+    assert "cli_promote" not in refused.text and "chain" not in refused.text
+    assert client.get(path, headers=token("analyst")).status_code == 200  # the same view, for a reader

@@ -515,7 +515,9 @@ def audit_log(
 ) -> dict[str, Any]:
     """The newest audit rows that match ``filters`` (newest first) and the verdict on the whole hash chain.
 
-    The page's audit view and ``ativo audit --json`` show this document.
+    The page's audit view and ``ativo audit --json`` show this document. The verdict recomputes the hashes of the rows
+    added since this process last gave one, once the rows before are found stored as they were
+    (:func:`ativo.audit.check_chain_since_last`).
 
     Returns:
         ``{"filters", "since", "rows": [{"seq", "at" (UTC ISO), "kind", "actor", "ref", "summary", "payload"}],
@@ -548,7 +550,7 @@ def audit_log(
         ],
         "limit": limit,
         "kinds": audit.kinds(engine),
-        "chain": audit.check_chain(engine).to_dict(),
+        "chain": audit.check_chain_since_last(engine).to_dict(),  # the page is re-read often: new rows only
     }
 
 
