@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -315,6 +316,7 @@ def simulate(
     seed: int = 7,
     drift_from: dt.date | None = None,
     malformed: dict[dt.date, str] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> list[LandedBatch]:
     """Land ``days`` daily batches from ``start``: every reference record lands exactly once.
 
@@ -327,6 +329,7 @@ def simulate(
         seed: shuffles records across days, reproducibly.
         drift_from: from this day on, batches carry a covariate shift.
         malformed: day → a kind from MALFORMED_KINDS; that day's batch is broken that way.
+        on_progress: called with (batches landed, batches in all) after each batch (a command line's progress bar).
 
     Returns:
         One entry per landed batch.
@@ -354,6 +357,8 @@ def simulate(
         key = prefixes.landing_batch(spec.name, day)
         store.put_bytes(key, data)
         landed.append(LandedBatch(day=day, key=key, rows=len(batch), malformed=broken, drifted=drifted))
+        if on_progress is not None:
+            on_progress(len(landed), days)
     return landed
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -248,10 +248,12 @@ def replay(
     batch: int = 100,
     seed: int = 0,
     drift: Sequence[Shift] = (),
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Send ``rows`` reference rows to ``/predict`` (and their labels to ``/feedback``); returns what answered them.
 
     ``drift`` shifts the rows (and labels) before they are sent (see :func:`apply_shifts`); the result lists them.
+    ``on_progress`` is called with (rows answered, rows to send) after each batch (a command line's progress bar).
 
     Raises:
         ativo.http.HttpError: the API is not reachable (``status`` None), or refused a call (with its status).
@@ -270,6 +272,8 @@ def replay(
                     {"prediction_id": p["prediction_id"], "label": y} for p, (_, y) in zip(preds, chunk, strict=True)
                 ]
                 _post(f"{base_url}/feedback", key, {"labels": fed}, client)
+            if on_progress is not None:
+                on_progress(answered, len(sample))
     return {
         "rows": answered,
         "routes": dict(routes),
