@@ -4,7 +4,7 @@ The steps are :mod:`ativo.erasure.process`.
 
 It runs on the spec's ``erasure.cron`` (the DB is the record: every pending request is found there), on a trigger
 with conf ``{"request_id": ..., "force": true}`` from the op-only routes that file the request into the platform DB
-first (``ativo erase --now``, the page's ``POST /ativo/erasure/requests``), and on the queue. Subject ids never need
+first (``ativo erasure request --now``, the page's ``POST /ativo/erasure/requests``), and on the queue. Subject ids never need
 to pass through Airflow: an old client's conf ``{"subjects": [...], "request_id": ...}`` still works (only the ``op``
 role may trigger it, see :mod:`ativo.airflow.auth`): it is filed into the platform DB, then redacted in Airflow's
 metadata DB and handled by its request id (:mod:`ativo.airflow.redaction` says where and when that runs, under the
@@ -202,7 +202,7 @@ def build_erasure_dag(spec: ModelSpec) -> DAG:
                 None,
                 type=["null", "array"],
                 items={"type": "string"},
-                description="Leave empty: file requests on the Ativo page or with `ativo erase`, which "
+                description="Leave empty: file requests on the Ativo page or with `ativo erasure request`, which "
                 "keep the ids out of Airflow. Ids given here (older clients) are filed, then redacted "
                 "from this run's conf and the event log.",
             ),

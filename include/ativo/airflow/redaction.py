@@ -1,6 +1,6 @@
 """Subject ids that reached Airflow's metadata DB: filed into the platform DB, then redacted where Airflow keeps them.
 
-Requests enter through op-only routes that keep subject ids in the platform DB (``ativo erase``, the page's
+Requests enter through op-only routes that keep subject ids in the platform DB (``ativo erasure request``, the page's
 ``POST /ativo/erasure/requests``, the queue), and the ERASURE DAG is triggered with the request id alone. Three
 things still put ids into Airflow's metadata DB: an old client that triggers the DAG with ``{"subjects": [...]}``
 (``dag_run.conf``, and the ``log`` row the REST API writes for the call, with the body in ``extra``, which

@@ -243,7 +243,7 @@ _ERASURE_DOC = """
 
 File a request, then let this DAG do the rest:
 
-- `ativo erase --spec {spec} --subject ID … --key $OP_KEY --now` (an Ativo key with the `op` role), or
+- `ativo erasure request --spec {spec} --subject ID … --key $OP_KEY --now` (an Ativo key with the `op` role), or
 - the Ativo page's erasure form (`POST /ativo/erasure/requests`, Airflow's `op` role), or
 - a message on the erasure queue (when configured).
 
