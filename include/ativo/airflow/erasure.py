@@ -4,11 +4,11 @@ The steps are :mod:`ativo.erasure.process`.
 
 It runs on the spec's ``erasure.cron`` (the DB is the record: every pending request is found there), on a trigger
 with conf ``{"request_id": ..., "force": true}`` from the op-only routes that file the request into the platform DB
-first (``ativo erasure request --now``, the page's ``POST /ativo/erasure/requests``), and on the queue. Subject ids never need
-to pass through Airflow: an old client's conf ``{"subjects": [...], "request_id": ...}`` still works (only the ``op``
-role may trigger it, see :mod:`ativo.airflow.auth`): it is filed into the platform DB, then redacted in Airflow's
-metadata DB and handled by its request id (:mod:`ativo.airflow.redaction` says where and when that runs, under the
-scheduler and under ``dag.test()``).
+first (``ativo erasure request --now``, the page's ``POST /ativo/erasure/requests``), and on the queue. Subject ids
+never need to pass through Airflow: an old client's conf ``{"subjects": [...], "request_id": ...}`` still works (only
+the ``op`` role may trigger it, see :mod:`ativo.airflow.auth`): it is filed into the platform DB, then redacted in
+Airflow's metadata DB and handled by its request id (:mod:`ativo.airflow.redaction` says where and when that runs,
+under the scheduler and under ``dag.test()``).
 """
 
 from __future__ import annotations
