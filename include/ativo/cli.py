@@ -105,11 +105,14 @@ def _cmd_spec_check(args: argparse.Namespace) -> int:
     ok, problems = check_specs(settings.specs_dir, paths)
     if not ok and not problems:
         print(f"no spec files in {settings.specs_dir}", file=sys.stderr)
+    serving = _serving_notes(settings, ok) if ok and not args.offline else {}
     if args.json:
-        _print_json({"specs_dir": str(settings.specs_dir), "valid": ok, "invalid": problems})
+        _print_json({"specs_dir": str(settings.specs_dir), "valid": ok, "invalid": problems, "serving": serving})
         return (1 if problems else 0) if ok or problems else 2
     for name in ok:
         print(f"ok       {name}")
+        if name in serving:
+            print(f"    {serving[name]}")
     for path, lines in problems.items():
         print(f"invalid  {path}")
         for line in lines:
@@ -117,6 +120,58 @@ def _cmd_spec_check(args: argparse.Namespace) -> int:
     if not ok and not problems:
         return 2
     return 1 if problems else 0
+
+
+def _serving_notes(settings: Settings, names: list[str]) -> dict[str, str]:
+    """What the running inference API does with each valid spec: serves it, will pick it up, or will not.
+
+    Each spec's servers (``ATIVO_SERVE_URLS``) are asked for ``/health`` once, with one short attempt: an unreachable
+    server is said so, never waited for.
+    """
+    from ativo.errors import AtivoError
+    from ativo.http import HttpError, get_json
+    from ativo.spec import get_spec
+
+    docs: dict[str, dict[str, Any] | None] = {}
+    notes: dict[str, str] = {}
+    for name in names:
+        try:
+            urls = settings.servers_of(name)
+            model = get_spec(name, settings.specs_dir).registered_model_name
+        except AtivoError as err:
+            notes[name] = str(err)
+            continue
+        said = []
+        for url in urls:
+            base = url.rstrip("/")
+            if base not in docs:
+                try:
+                    docs[base] = get_json(f"{base}/health", timeout=2.0, attempts=1)
+                except HttpError as err:  # 503 (no champion yet) still carries the server's health
+                    docs[base] = err.body if isinstance(err.body, dict) else None
+            said.append(_serving_note(name, model, base, docs[base]))
+        notes[name] = "; ".join(said)
+    return notes
+
+
+def _serving_note(name: str, model: str, url: str, doc: dict[str, Any] | None) -> str:
+    if doc is None:
+        return f"no inference API answers at {url}: `ativo serve --all-specs` serves every valid spec"
+    if "models" not in doc:  # a server of one spec, not following the folder
+        if doc.get("model") == model:
+            return f"served by {url}"
+        return f"{url} serves only {doc.get('model')!r}: restart it with --all-specs to serve {name!r} too"
+    models = doc.get("models") or {}
+    if name in models:
+        champion = (models[name].get("versions") or {}).get("champion")
+        return (
+            f"served by {url} (champion version {champion})" if champion else f"{url} serves it once it has a champion"
+        )
+    folder = doc.get("specs_folder")
+    if isinstance(folder, dict):
+        refresh = folder.get("refresh_s")
+        return f"{url} follows the specs folder: it serves {name!r} within {refresh} s"
+    return f"{url} serves {', '.join(sorted(models)) or 'nothing'}: restart it with --all-specs to serve {name!r}"
 
 
 def _cmd_spec_schema(args: argparse.Namespace) -> int:
@@ -1242,10 +1297,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = _command(
         spec_cmd,
         "check",
-        "every problem of every spec, at once (exit 1 if any)",
-        examples=["ativo spec check", "ativo spec check specs/credit.yaml --json"],
+        "every problem of every spec, at once (exit 1 if any), and whether the running inference API serves each "
+        "valid one or will pick it up",
+        examples=["ativo spec check", "ativo spec check specs/credit.yaml --json", "ativo spec check --offline"],
     )
     s.add_argument("files", nargs="*", help="spec files (default: every spec in ATIVO_SPECS_DIR)")
+    s.add_argument(
+        "--offline", action="store_true", help="check the files only: do not ask the inference API what it serves"
+    )
     s.add_argument("--json", action="store_true", help=_JSON_HELP)
     s.set_defaults(func=_cmd_spec_check)
     s = spec_cmd.add_parser(

@@ -179,6 +179,15 @@ def test_spec_check_json(tmp_path, capsys):
     assert code == 1 and doc["valid"] == [] and doc["invalid"][str(bad)]
 
 
+def test_spec_check_says_no_server_answers(monkeypatch, capsys):
+    monkeypatch.setenv("ATIVO_SERVE_URLS", "http://127.0.0.1:9")  # nothing listens there
+    code, out, _ = cli(capsys, "spec", "check", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["serving"]["adult_income"].startswith("no inference API answers at http://127.0.0.1:9")
+    code, out, _ = cli(capsys, "spec", "check", "--offline", "--json")
+    assert json.loads(out)["serving"] == {}
+
+
 def test_leases_json(ativo_home, capsys):
     import datetime as dt
 

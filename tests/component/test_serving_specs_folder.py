@@ -78,6 +78,7 @@ def test_a_spec_added_while_serving_is_served_once_it_has_a_champion(
     answer = client.post("/models/credit_b/predict", json={"features": row}).json()
     assert (answer["model"], answer["route"]) == ("credit_b", "champion")  # its own champion answered
     health = client.get("/health").json()
+    assert health["specs_folder"] == {"refresh_s": 0.2}  # what `ativo spec check` tells a user to expect
     assert set(health["models"]) == {spec.name, "credit_b"}
     assert client.post(f"/models/{spec.name}/predict", json={"features": row}).status_code == 200
     assert 'model="credit_b"' in client.get("/metrics").text

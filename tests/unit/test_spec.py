@@ -354,8 +354,27 @@ def test_spec_check_names_the_misspelling(tmp_path, capsys):
 def test_spec_check_passes_the_shipped_specs(capsys):
     from ativo.cli import main
 
-    assert main(["spec", "check", *map(str, SHIPPED)]) == 0
+    assert main(["spec", "check", "--offline", *map(str, SHIPPED)]) == 0
     assert capsys.readouterr().out.split() == [w for p in SHIPPED for w in ("ok", p.stem)]
+
+
+@pytest.mark.parametrize(
+    ("doc", "said"),
+    [
+        (None, "no inference API answers at http://s"),
+        ({"status": "ok", "model": "adult_income"}, "served by http://s"),
+        ({"status": "ok", "model": "other"}, "serves only 'other': restart it with --all-specs"),
+        ({"models": {"credit": {"versions": {"champion": "3"}}}}, "served by http://s (champion version 3)"),
+        ({"models": {"credit": {"versions": {}}}}, "http://s serves it once it has a champion"),
+        ({"models": {}, "specs_folder": {"refresh_s": 10.0}}, "follows the specs folder: it serves 'credit' within 10"),
+        ({"models": {"a": {}}}, "http://s serves a: restart it with --all-specs to serve 'credit'"),
+    ],
+)
+def test_spec_check_says_what_the_running_server_does_with_a_spec(doc, said):
+    from ativo.cli import _serving_note
+
+    model = "adult_income" if doc and "model" in doc else "credit"
+    assert said in _serving_note("credit", model, "http://s", doc)
 
 
 def test_spec_schema_output_is_written_whole_and_readable(tmp_path, capsys):

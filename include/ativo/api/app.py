@@ -664,7 +664,8 @@ def build_app(service: InferenceService | list[InferenceService], folder: SpecFo
         ok = [n for n, d in docs.items() if d["status"] == "ok"]
         status = "ok" if docs and len(ok) == len(docs) else ("degraded" if ok else "no champion")
         doc: dict[str, Any] = {"status": status, "models": docs}
-        if folder is not None:
+        if folder is not None:  # (the folder's path stays out: /health needs no key)
+            doc["specs_folder"] = {"refresh_s": folder.config.specs_refresh_s}
             doc["spec_problems"] = [p.doc() for p in folder.problems.values()]
         return _json(doc, 200 if ok else 503)
 
