@@ -516,7 +516,7 @@ class SpecFolder:
                 continue
             digest = hashlib.sha256(text).hexdigest()
             known = self.problems.get(path.stem)
-            if known is not None and known.file == str(path) and known.digest == digest:
+            if known is not None and known.file == path.name and known.digest == digest:
                 problems[path.stem] = known  # the same broken text: not parsed again, not logged again
                 continue
             try:
@@ -524,7 +524,7 @@ class SpecFolder:
             except SpecError as err:
                 keep = path.stem in served
                 problems[path.stem] = SpecProblem(
-                    str(path),
+                    path.name,  # not its host path: /health needs no key
                     "; ".join(err.problems),
                     digest,
                     known.since if known is not None else time.time(),  # invalid since its first broken edit
