@@ -147,7 +147,7 @@ class ServeMetrics:
             self.live.labels(self.model, alias, version).set(1)
 
     def _live_keys(self) -> list[tuple[str, ...]]:
-        return list(self.live._metrics.keys())  # prometheus_client keeps no public list of a family's children
+        return [tuple(k) for k in self.live._metrics]  # prometheus_client keeps no public list of a family's children
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""
