@@ -111,13 +111,22 @@ def fill_every_table(engine: sa.Engine, rows: int = 2) -> dict[str, list[tuple]]
 
 
 def snapshot(engine: sa.Engine, tables) -> dict[str, list[tuple]]:
+    """Every row of each table of ``tables`` (name → its Table, or an earlier snapshot's rows), as ``(column, value)``
+    pairs of the columns it had there: a column a later revision added (NULL in the rows it found) is not compared."""
     out = {}
     with engine.connect() as conn:
-        for name in tables:
+        for name, was in tables.items():
             table = sa.Table(name, sa.MetaData(), autoload_with=conn)
+            if isinstance(was, sa.Table):
+                names = [c.name for c in was.columns]
+            else:
+                names = [c for c, _ in was[0]] if was else [c.name for c in table.columns]
             out[name] = sorted(
-                (tuple(v.astimezone(dt.UTC) if isinstance(v, dt.datetime) and v.tzinfo else v for v in row))
-                for row in conn.execute(sa.select(table)).all()
+                tuple(
+                    (c, v.astimezone(dt.UTC) if isinstance(v, dt.datetime) and v.tzinfo else v)
+                    for c, v in zip(names, row, strict=True)
+                )
+                for row in conn.execute(sa.select(*(table.c[c] for c in names))).all()
             )
     return out
 

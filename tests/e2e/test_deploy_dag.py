@@ -91,6 +91,10 @@ def test_deploy_dag_promotes_a_sound_canary_and_rolls_back_a_bad_one(
     records = {(r["action"], r["version"]): r for r in history(spec, settings)}
     assert "canary shown within every limit" in records[("promote", v2)]["reason"]
     assert "score distribution" in records[("rollback", v3)]["reason"]  # named even when a loaded host is slow too
+    # each move names the run that made it: the canary's start and its end alike (the start and conclude tasks)
+    assert records[("promote", v1)]["dag_run"] == {"dag_id": dag.dag_id, "run_id": first.run_id}
+    for action, version, run in (("start_canary", v2, second), ("promote", v2, second), ("rollback", v3, third)):
+        assert records[(action, version)]["dag_run"] == {"dag_id": dag.dag_id, "run_id": run.run_id}, action
     rolled = [p for p in pages if p.get("ativo", {}).get("kind") == "model_rolled_back"]
     assert [p["ativo"]["version"] for p in rolled] == [v3]
     infra_pages = [p for p in pages if "infra_check" in p.get("text", "")]

@@ -79,6 +79,27 @@ def test_a_lineage_tree_links_each_step_where_it_opens_and_names_no_host_path():
     assert page.index("node-prediction") < page.index("node-model") < page.index("node-gates")  # nested in order
 
 
+def test_a_deployment_a_deploy_dag_run_made_links_to_that_run_in_airflows_grid():
+    made = {"dag_id": "adult_income__deploy", "run_id": "manual__2026-12-07T11:00:00+00:00"}
+    deployments = [
+        {"at": "2026-12-07T11:02:00+00:00", "action": "promote", "reason": "canary sound", "actor": "airflow:ops"}
+        | {"dag_run": made},
+        {"at": "2026-12-07T12:00:00+00:00", "action": "rollback", "reason": "by hand", "actor": "key:ops"}
+        | {"dag_run": None},  # `ativo rollback`: no run, the actor says who
+    ]
+    tree = views.lineage_tree(SETTINGS, {**chain(), "deployments": deployments})
+    [model] = [n for n in tree if n["kind"] == "model"]
+    runs = [link for link in model["links"] if link["label"].startswith("deploy DAG run")]
+    assert runs == [
+        {
+            "label": "deploy DAG run: promote 2026-12-07T11:02:00+00:00",
+            "href": "https://airflow.example/dags/adult_income__deploy/runs/manual__2026-12-07T11%3A00%3A00%2B00%3A00",
+        },
+        {"label": "deploy DAG runs", "href": "https://airflow.example/dags/adult_income__deploy/runs"},
+    ]
+    assert 'href="https://airflow.example/dags/adult_income__deploy/runs/manual__' in html.lineage_tree(tree)
+
+
 def test_a_local_tracking_store_gets_no_mlflow_link():
     local = SimpleNamespace(**{**vars(SETTINGS), "mlflow_tracking_uri": "sqlite:////var/ativo/mlflow.db"})
     tree = views.lineage_tree(local, chain())

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ativo.errors import AtivoError
 from ativo.model.client import mlflow_client
-from ativo.model.registry import aliases, tag_version
+from ativo.model.registry import DagRun, aliases, tag_version
 from ativo.spec import ModelSpec
 from ativo.store import prefixes
 
@@ -43,8 +43,13 @@ def record(
     before: dict[str, str],
     after: dict[str, str],
     figures: dict[str, Any] | None = None,
+    dag_run: DagRun | None = None,
 ) -> dict[str, Any]:
-    """Write one deployment record (``deployments/<spec>/<time>-<action>-<id>.json``) and return it."""
+    """Write one deployment record (``deployments/<spec>/<time>-<action>-<id>.json``) and return it.
+
+    ``dag_run`` is the Airflow run that made the move (the deploy DAG's); None outside Airflow, where ``actor`` says
+    who.
+    """
     from ativo.store.objects import open_store
 
     rec = {
@@ -58,6 +63,7 @@ def record(
         "aliases_before": before,
         "aliases_after": after,
         "figures": figures or {},
+        "dag_run": dag_run.to_dict() if dag_run else None,
     }
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%f")  # keys sort in the order the moves happened
     key = prefixes.deployment_record(spec.name, stamp, action, uuid.uuid4().hex[:8])
@@ -96,6 +102,7 @@ def move_aliases(
     approval: dict[str, Any] | None = None,
     states: dict[str, str] | None = None,
     expected: dict[str, str] | None = None,
+    dag_run: DagRun | None = None,
 ) -> dict[str, Any]:
     """One move through the registry's signed records (:func:`ativo.model.registry.move`), then its copy for people.
 
@@ -118,6 +125,7 @@ def move_aliases(
             figures=figures,
             state_tags=states,
             expected=before,
+            dag_run=dag_run,
         )
     except PromotionRefused as err:
         raise DeployRefused(str(err), err.version, err.failed_gates) from err
@@ -131,6 +139,7 @@ def move_aliases(
         before,
         aliases(spec, settings),
         {**(figures or {}), **({"approval": approval} if approval else {})},
+        dag_run,
     )
 
 
@@ -152,6 +161,7 @@ def start_trial(
     reason: str = "",
     actor: str = "deploy",
     approval: dict[str, Any] | None = None,
+    dag_run: DagRun | None = None,
 ) -> dict[str, Any]:
     """Put ``version`` on live traffic as the canary (``percent`` % of callers) or as the shadow."""
     _check_version(mlflow_client(settings), spec, version)
@@ -172,6 +182,7 @@ def start_trial(
         canary_percent=None if shadow else float(share),
         approval=approval,
         states={version: f"{alias} since {_now()}"},
+        dag_run=dag_run,
     )
 
 
@@ -184,6 +195,7 @@ def promote(
     actor: str = "deploy",
     figures: dict[str, Any] | None = None,
     approval: dict[str, Any] | None = None,
+    dag_run: DagRun | None = None,
 ) -> dict[str, Any]:
     """Make ``version`` the champion; the old champion becomes ``previous`` (blue/green: both stay loaded)."""
     _check_version(mlflow_client(settings), spec, version)
@@ -212,6 +224,7 @@ def promote(
         approval=approval,
         states=states,
         expected=before,
+        dag_run=dag_run,
     )
     tag_version(
         spec,
@@ -230,6 +243,7 @@ def end_trial(
     reason: str,
     actor: str = "deploy",
     figures: dict[str, Any] | None = None,
+    dag_run: DagRun | None = None,
 ) -> dict[str, Any]:
     """Take ``version`` off live traffic (its ``canary`` / ``shadow`` alias), recording why it was rolled back."""
     before = aliases(spec, settings)
@@ -245,6 +259,7 @@ def end_trial(
         figures=figures,
         states={str(version): f"rolled back {_now()}"},
         expected=before,
+        dag_run=dag_run,
     )
     tag_version(spec, settings, version, {"ativo.rolled_back": reason})
     return rec

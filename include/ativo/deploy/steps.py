@@ -14,7 +14,7 @@ from ativo.config import Settings
 from ativo.deploy.promotion import DeployError, end_trial, promote, start_trial
 from ativo.deploy.watch import Verdict, judge, label_figures, scrape, since
 from ativo.http import HttpError, get_json
-from ativo.model.registry import aliases
+from ativo.model.registry import DagRun, aliases
 from ativo.spec import ModelSpec
 from ativo.waiting import WaitTimeout, wait_until
 
@@ -146,8 +146,11 @@ def begin(
     actor: str = "deploy",
     wait_s: float = 120.0,
     approval: dict[str, Any] | None = None,
+    dag_run: DagRun | None = None,
 ) -> dict[str, Any]:
     """Put ``version`` on trial (canary, or shadow when ``deploy.shadow``); with no champion yet, promote it.
+
+    ``dag_run`` (the deploy DAG run doing it) is named by every record this writes.
 
     Returns:
         The trial's state: mode (``direct`` / ``canary`` / ``shadow``), versions, start time and the figures
@@ -169,6 +172,7 @@ def begin(
             actor=actor,
             approval=approval,
             reason="first version to pass every gate: no champion to compare it with",
+            dag_run=dag_run,
         )
         _follow(spec, settings, "champion", version, wait_s)
         return {"mode": "direct", "version": version, "champion": None, "record": rec}
@@ -177,11 +181,14 @@ def begin(
     route = "shadow" if spec.deploy.shadow else "canary"
     # The snapshot is taken before the candidate gets traffic, so every row it serves counts.
     baseline = scrape(list(settings.servers_of(spec.name)), spec.registered_model_name)
-    rec = start_trial(spec, settings, version, shadow=spec.deploy.shadow, actor=actor, approval=approval)
+    rec = start_trial(
+        spec, settings, version, shadow=spec.deploy.shadow, actor=actor, approval=approval, dag_run=dag_run
+    )
     try:
         _follow(spec, settings, route, version, wait_s)
     except DeployError as err:
-        end_trial(spec, settings, version, reason=f"the servers could not put it on trial: {err}", actor=actor)
+        reason = f"the servers could not put it on trial: {err}"
+        end_trial(spec, settings, version, reason=reason, actor=actor, dag_run=dag_run)
         raise
     return {
         "mode": route,
@@ -239,10 +246,11 @@ def conclude(
     *,
     actor: str | None = None,
     wait_s: float = 120.0,
+    dag_run: DagRun | None = None,
 ) -> dict[str, Any]:
     """Promote on a passing verdict, roll back otherwise; returns the deployment record.
 
-    The actor is the one who began the trial (``state["actor"]``) unless given.
+    The actor is the one who began the trial (``state["actor"]``) unless given; ``dag_run`` is the run concluding it.
     """
     actor = actor or state.get("actor") or "deploy"
     if state["mode"] == "direct":
@@ -257,6 +265,7 @@ def conclude(
             actor=actor,
             figures=verdict.figures,
             approval=state.get("approval"),
+            dag_run=dag_run,
         )
         _follow(spec, settings, "champion", version, wait_s)
         return rec
@@ -264,7 +273,9 @@ def conclude(
     if current.get(state["route"]) != version:
         rec = {"action": "none", "version": version, "reason": verdict.reason, "aliases_after": current}
         return rec
-    rec = end_trial(spec, settings, version, reason=verdict.reason, actor=actor, figures=verdict.figures)
+    rec = end_trial(
+        spec, settings, version, reason=verdict.reason, actor=actor, figures=verdict.figures, dag_run=dag_run
+    )
     _follow(spec, settings, state["route"], None, wait_s)
     return rec
 
@@ -286,6 +297,7 @@ def finish(
     checked: dict[str, Any] | None,
     state: dict[str, Any] | None,
     verdict: dict[str, Any] | None,
+    dag_run: DagRun | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """The end of a deployment run, whatever happened before it: returns (the record, whether to page on-call).
 
@@ -298,6 +310,7 @@ def finish(
         checked: what the infra check returned (None when it failed).
         state: what :func:`begin` returned (None when it, or the infra check, failed).
         verdict: the watch's last verdict (None when the watch failed before judging).
+        dag_run: the deploy DAG run ending (named by the record this writes).
 
     Raises:
         DeploymentAbandoned: there was no trial to conclude; a version left on trial by a half-done start is taken
@@ -308,7 +321,8 @@ def finish(
         rec = None
         current = aliases(spec, settings)
         if version and version in (current.get("canary"), current.get("shadow")):  # a half-begun trial
-            rec = end_trial(spec, settings, version, reason="the deployment failed before the watch began")
+            reason = "the deployment failed before the watch began"
+            rec = end_trial(spec, settings, version, reason=reason, dag_run=dag_run)
         held = " (or, with four eyes, it was not approved by another person: it is held)" * (
             spec.deploy.approval == "required"
         )
@@ -317,6 +331,6 @@ def finish(
         )
     failed = Verdict(True, False, "the watch failed before it could judge (see the watch task's log)")
     judged = Verdict(**verdict) if verdict else failed
-    rec = conclude(spec, settings, state, judged)
+    rec = conclude(spec, settings, state, judged, dag_run=dag_run)
     # a rollback for harm (or a failed watch) pages; one for lack of evidence at the window's end is recorded only
     return rec, rec.get("action") == "rollback" and not judged.undecided

@@ -65,6 +65,18 @@ TAG_VALUE_LIMIT = 5000
 """The most characters of a version tag's value the platform writes (a longer value is cut there)."""
 
 
+@dataclass(frozen=True)
+class DagRun:
+    """The Airflow DAG run that made a move (a deploy DAG run): a promotion record names it, the page links to it."""
+
+    dag_id: str
+    run_id: str
+
+    def to_dict(self) -> dict[str, str]:
+        """``{"dag_id", "run_id"}`` (JSON-ready)."""
+        return {"dag_id": self.dag_id, "run_id": self.run_id}
+
+
 class PromotionRefused(AtivoError):
     """A move the promotion authority refuses: the version has no passing gate record for its file and spec."""
 
@@ -538,7 +550,8 @@ def history(spec: ModelSpec, settings: Settings) -> list[dict[str, Any]]:
     """Every promotion record of the spec's model, oldest first, each with ``valid`` (signature and chain).
 
     A record is valid when its signature verifies and it chains to the valid record before it; a forged or edited
-    row is kept as evidence, outside the chain.
+    row is kept as evidence, outside the chain. ``dag_run`` is the Airflow run that made the move (None: made outside
+    Airflow); it is not part of the signed document.
     """
     from sqlalchemy import select
 
@@ -558,7 +571,8 @@ def history(spec: ModelSpec, settings: Settings) -> list[dict[str, Any]]:
         )
         if ok:
             prev = row["signature"]
-        out.append({**doc, "seq": row["seq"], "valid": ok, "signature": row["signature"]})
+        dag_run = DagRun(row["dag_id"], row["run_id"]).to_dict() if row["dag_id"] and row["run_id"] else None
+        out.append({**doc, "seq": row["seq"], "valid": ok, "signature": row["signature"], "dag_run": dag_run})
     return out
 
 
@@ -607,6 +621,7 @@ def move(
     figures: dict[str, Any] | None = None,
     state_tags: dict[str, str] | None = None,
     expected: dict[str, str] | None = None,
+    dag_run: DagRun | None = None,
 ) -> dict[str, Any]:
     """Change what serves: check the authority, sign the record, then mirror it into MLflow.
 
@@ -623,9 +638,10 @@ def move(
         state_tags: version → its ``ativo.deploy_state`` tag in MLflow (for people).
         expected: the routing (alias → version) the caller based ``changes`` on; when what serves changed meanwhile
             (another move won the lock), the move is refused instead of undoing the other one.
+        dag_run: the Airflow run making the move (the deploy DAG's), None outside Airflow (``actor`` says who).
 
     Returns:
-        The signed record (with ``seq``, ``aliases_before`` and ``aliases_after``).
+        The signed record (with ``seq``, ``aliases_before``, ``aliases_after`` and ``dag_run``).
 
     Raises:
         PromotionRefused: a version taking an alias has no passing gate record for its file under this spec, a new
@@ -696,7 +712,15 @@ def move(
         signature = _sign(key, doc, prev)
         inserted = conn.execute(
             insert(t).values(
-                spec=spec.name, model=name, doc=doc, prev_signature=prev, key_id=kid, signature=signature, at=_now()
+                spec=spec.name,
+                model=name,
+                doc=doc,
+                prev_signature=prev,
+                key_id=kid,
+                signature=signature,
+                at=_now(),
+                dag_id=dag_run.dag_id if dag_run else None,
+                run_id=dag_run.run_id if dag_run else None,
             )
         )
         seq = inserted.inserted_primary_key[0]  # type: ignore[index]
@@ -707,6 +731,7 @@ def move(
         "seq": seq,
         "version": next((v for v in changes.values() if v), None),
         "aliases_after": {a: r.version for a, r in routes.items()},
+        "dag_run": dag_run.to_dict() if dag_run else None,
     }
 
 

@@ -2,7 +2,7 @@
 
 prediction (the log row) → model version (registry) → MLflow run (parameters, metrics) → dataset version (DVC tag,
 its data-registry commit, rows, manifest) → code commit → gate report (verdict, every gate) → deployments of that
-version (who promoted it, when, why).
+version (who promoted it, when, why, and the deploy DAG run that did).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from ativo.store import prefixes
 
 if TYPE_CHECKING:
     from ativo.config import Settings
+    from ativo.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,6 @@ def trace(settings: Settings, prediction_id: str, spec_name: str | None = None) 
     from mlflow.exceptions import MlflowException
 
     from ativo.data.versioning import DatasetVersionError, open_registry
-    from ativo.deploy.promotion import history
     from ativo.model.artifact import read_artifact_json
     from ativo.model.client import mlflow_client
     from ativo.spec import get_spec
@@ -179,12 +179,19 @@ def trace(settings: Settings, prediction_id: str, spec_name: str | None = None) 
             gates["error"] = f"cannot read the gate report: {err}"
     out["gates"] = gates
     out["top_contributions"], out["contributions_method"] = _top_contributions(settings, spec, row, features)
-    out["deployments"] = [
-        {k: r.get(k) for k in ("at", "action", "reason", "actor", "uri")}
-        for r in history(spec, settings)
-        if r.get("version") == row["version"]
-    ]
+    out["deployments"] = deployments_of(spec, settings, row["version"])
     return out
+
+
+def deployments_of(spec: ModelSpec, settings: Settings, version: str) -> list[dict[str, Any]]:
+    """The deployment records of ``version``, oldest first: when, what, why, who, and the DAG run that made each."""
+    from ativo.deploy.promotion import history
+
+    return [
+        {k: r.get(k) for k in ("at", "action", "reason", "actor", "uri", "dag_run")}
+        for r in history(spec, settings)
+        if r.get("version") == version
+    ]
 
 
 def _top_contributions(
@@ -279,5 +286,7 @@ def render(chain: dict[str, Any]) -> str:
         lines.extend(f"{under}{label} {uri}" for label, uri in step["uris"].items())
         lines.extend(under + line for line in step.get("after", []))
     for dep in chain["deployments"]:
-        lines.append(f"  deployment  {dep['at']}  {dep['action']}  by {dep['actor']}: {dep['reason']}")
+        run = dep.get("dag_run") or {}
+        made = f"  (DAG run {run['dag_id']} {run['run_id']})" if run.get("dag_id") and run.get("run_id") else ""
+        lines.append(f"  deployment  {dep['at']}  {dep['action']}  by {dep['actor']}: {dep['reason']}{made}")
     return "\n".join(lines)

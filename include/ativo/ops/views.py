@@ -354,6 +354,48 @@ def datasets(engine: Engine) -> dict[str, dict[str, Any]]:
     }
 
 
+def dataset_version(engine: Engine, settings: Settings, spec: str, tag: str) -> dict[str, Any] | None:
+    """One dataset version as its page shows it: its facts, its days, and the model versions trained on it.
+
+    Returns:
+        ``{"spec", "tag", "version", "rows", "days", "data_registry_commit", "manifest_sha256", "recorded_at",
+        "latest", "models": [{"version", "gates", "alias", "test_auc", "card_ref"}]}``, or None when ``spec`` has
+        no version ``tag`` (or is no spec of this platform). The models are None when the registry cannot be read.
+        Nothing names a stored file: the days are partition names, a model card is its report reference.
+    """
+    from ativo.data.versioning import recorded_version
+    from ativo.ops.summary import registered_models
+    from ativo.store.reports import ref_of
+
+    specs = {s.name: s for s in load_specs(settings.specs_dir)[0]}
+    found = recorded_version(engine, spec, tag) if spec in specs else None
+    if found is None:
+        return None
+    latest = recorded_version(engine, spec)
+    try:
+        models: list[dict[str, Any]] | None = [
+            {k: m.get(k) for k in ("version", "gates", "alias", "test_auc")}
+            | {"card_ref": ref_of(settings, m.get("model_card_uri"))}
+            for m in registered_models(specs[spec], settings)
+            if m.get("dataset_version") == tag
+        ]
+    except Exception as err:  # the registry being down must not hide the dataset version
+        log.warning("dataset page of %s: %s", tag, err)
+        models = None
+    return {
+        "spec": spec,
+        "tag": found.tag,
+        "version": found.version,
+        "rows": found.rows,
+        "days": sorted(str(p) for p in found.partitions),
+        "data_registry_commit": found.git_rev,
+        "manifest_sha256": found.manifest_hash,
+        "recorded_at": _iso(found.recorded_at),
+        "latest": latest is not None and latest.tag == found.tag,
+        "models": models,
+    }
+
+
 def overview(settings: Settings) -> dict[str, Any]:
     """Everything the page shows, section by section; a section that cannot be read says why instead."""
     from ativo.store.db import get_engine
@@ -421,6 +463,13 @@ def lineage(settings: Settings, prediction_id: str) -> dict[str, Any]:
     return {"chain": chain, "tree": lineage_tree(settings, chain)}
 
 
+def dag_run_url(airflow: str, dag_id: str, run_id: str) -> str:
+    """Where Airflow's UI (at ``airflow``) shows one DAG run: its grid, the run selected."""
+    from urllib.parse import quote
+
+    return f"{airflow}/dags/{quote(str(dag_id), safe='')}/runs/{quote(str(run_id), safe='')}"
+
+
 def lineage_tree(settings: Settings, chain: dict[str, Any]) -> list[dict[str, Any]]:
     """The chain's links (:func:`ativo.ops.lineage.steps`, as the CLI's tree) with where a person opens each one.
 
@@ -454,13 +503,17 @@ def lineage_tree(settings: Settings, chain: dict[str, Any]) -> list[dict[str, An
     dag = run.get("airflow") or {}
     if dag.get("dag_id") and dag.get("dag_run_id"):
         links["run"].append(
-            {
-                "label": "training DAG run",
-                "href": f"{airflow}/dags/{q(dag['dag_id'])}/runs/{q(dag['dag_run_id'])}",
-            }
+            {"label": "training DAG run", "href": dag_run_url(airflow, dag["dag_id"], dag["dag_run_id"])}
         )
-    if spec:  # a deployment record names no DAG run: the deploy DAG's runs
+    for dep in chain.get("deployments") or []:  # each move of this version a deploy DAG run made: that run
+        made = dep.get("dag_run") or {}
+        if made.get("dag_id") and made.get("run_id"):
+            label = f"deploy DAG run: {dep.get('action')} {dep.get('at')}"
+            links["model"].append({"label": label, "href": dag_run_url(airflow, made["dag_id"], made["run_id"])})
+    if spec:  # every run, for the moves made outside Airflow (ativo promote, the page) and the ones still to come
         links["model"].append({"label": "deploy DAG runs", "href": f"{airflow}/dags/{q(deploy_dag_id(spec))}/runs"})
+    if spec and dataset.get("tag") and dataset.get("resolves"):  # its page on the Ativo page: days, rows, models
+        links["dataset"].append({"label": "dataset version", "href": f"datasets/{q(spec)}/{q(dataset['tag'])}"})
     gates = chain["gates"]
     for label, uri in (("gate report", gates.get("report_uri")), ("model card", gates.get("model_card_uri"))):
         if link := href(settings, uri, base=""):

@@ -364,7 +364,9 @@ version_records = Table(
 
 # Every move of what serves, signed and chained (``ativo.model.registry``): each row holds the whole routing of a
 # model after the move (alias → version, sha256, policy sha256, dataset version; canary share), who asked and why.
-# Servers route what the newest valid row says, whatever MLflow's aliases and tags say.
+# Servers route what the newest valid row says, whatever MLflow's aliases and tags say. ``dag_id`` / ``run_id``: the
+# Airflow run that made the move (a deploy DAG run), NULL for a move from outside Airflow (``ativo promote``): a
+# pointer for people, outside the signed document.
 promotion_records = Table(
     "promotion_records",
     metadata,
@@ -376,6 +378,8 @@ promotion_records = Table(
     Column("key_id", String(32), nullable=False),
     Column("signature", String(128), nullable=False, unique=True),
     Column("at", DateTime(timezone=True), nullable=False),
+    Column("dag_id", String(250), nullable=True),
+    Column("run_id", String(250), nullable=True),
     Index("ix_promotion_records_model", "model", "seq"),
     info={"owner": "ativo.model.registry"},
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, Param, PokeReturnValue, dag, get_current_context, task
 
@@ -12,6 +12,9 @@ from ativo.airflow.dags.common import dag_kwargs, schedule
 from ativo.airflow.failure import fail
 from ativo.config import load_settings
 from ativo.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from ativo.model.registry import DagRun
 
 
 def _deploy_approval(spec: ModelSpec) -> type:
@@ -50,6 +53,13 @@ def deploy_actor(context: Any) -> str:
     """Who a deploy run acts for: the Airflow user who triggered it, else the challenger event that did."""
     user = getattr(context.get("dag_run"), "triggering_user_name", None)
     return f"airflow:{user}" if user else "deploy (challenger event)"
+
+
+def deploy_run(context: Any) -> DagRun:
+    """The DAG run a task of the deploy DAG belongs to: every promotion record it writes names it."""
+    from ativo.model.registry import DagRun
+
+    return DagRun(dag_id=str(context["dag"].dag_id), run_id=str(context["run_id"]))
 
 
 def build_deploy_dag(spec: ModelSpec) -> DAG:
@@ -113,14 +123,17 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
             from ativo.deploy.steps import begin
 
             settings = load_settings()
+            context = get_current_context()
             requester = checked.get("actor") or "deploy"
             approval = None
             try:
                 if spec.deploy.approval == "required":  # the signed approval, never the approve task's XCom
                     from ativo.deploy.approvals import approved
 
-                    approval = approved(settings, spec, checked["version"], get_current_context()["run_id"])
-                return begin(spec, settings, checked["version"], actor=requester, approval=approval)
+                    approval = approved(settings, spec, checked["version"], context["run_id"])
+                return begin(
+                    spec, settings, checked["version"], actor=requester, approval=approval, dag_run=deploy_run(context)
+                )
             except DeployError as err:
                 fail(str(err))
 
@@ -145,7 +158,9 @@ def build_deploy_dag(spec: ModelSpec) -> DAG:
             from ativo.ops.alerts import deploy_payload
 
             try:
-                rec, page = finish(spec, load_settings(), checked, state, verdict)
+                rec, page = finish(
+                    spec, load_settings(), checked, state, verdict, dag_run=deploy_run(get_current_context())
+                )
             except DeploymentAbandoned as err:
                 if err.record is not None:
                     send_to_oncall(spec.oncall_connection, deploy_payload(spec.name, err.record))
