@@ -21,10 +21,15 @@ RUN pip install --no-cache-dir uv \
 
 COPY pyproject.toml README.md ./
 COPY include include
+# the runbooks the Ativo page serves: the package links ativo/runbook_pages to them
+COPY docs/runbooks docs/runbooks
 COPY dags dags
 COPY plugins plugins
 COPY deploy deploy
+# (the build leaves a copy of the package's metadata in include/, which is on sys.path: Airflow would load the
+# plugin of its entry point twice)
 RUN uv pip install --system --no-cache --no-deps -e . \
+ && rm -rf include/ativo.egg-info \
  && mkdir -p /opt/airflow/ativo /opt/airflow/logs && chown -R airflow /opt/airflow /opt/ativo
 
 USER airflow

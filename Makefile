@@ -27,7 +27,8 @@ $(STAMP): requirements.txt pyproject.toml
 	  echo "==> creating $(VENV) and installing the pinned dependencies (about 1 minute)"; \
 	  PATH="$(HOST_PATH)" $$UV venv --quiet --seed --allow-existing -p $(PYTHON) $(VENV) && \
 	  $$UV pip install --quiet --compile-bytecode -p $(PY) -r requirements.txt && \
-	  $$UV pip install --quiet --compile-bytecode -p $(PY) --no-deps -e .
+	  $$UV pip install --quiet --compile-bytecode -p $(PY) --no-deps -e . && \
+	  rm -rf include/ativo.egg-info  # the build's copy of the metadata: include/ is on sys.path, and Airflow would load the plugin twice
 	@touch $(STAMP) && touch $(BYTECODE)
 
 # Where PYTHONDONTWRITEBYTECODE is set (this machine's environment sets it), no process writes the bytecode of what

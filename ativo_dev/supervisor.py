@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ativo import http
+from ativo.airflow import POOLS_FILE
 from ativo.config import PROJECT_ROOT, Settings, load_settings
 from ativo.files import replace_file
 from ativo.orchestrator import AirflowAPI
@@ -541,7 +542,7 @@ def start_services(
         spec_names: the models the inference API serves (default: adult_income).
         all_specs: the inference API serves every valid spec of the specs folder instead, following the folder.
         serve: start the inference API (benchmarks and tests of training leave it out: 2 cores are few).
-        pools: the pools file to import (``deploy/airflow/pools.json`` by default).
+        pools: the pools file to import (the package's, :data:`ativo.airflow.POOLS_FILE`, by default).
         throwaway: a platform for one test or benchmark: new DAGs start unpaused (the embedded default pauses
             them), and its DAG files, which do not change while it runs, are parsed by one process and not again
             for ten minutes (2 cores are few).
@@ -609,7 +610,7 @@ def start_services(
                 "and creating pools"
             )
             airflow_cli(settings, "db", "migrate")
-        airflow_cli(settings, "pools", "import", str(pools or PROJECT_ROOT / "deploy" / "airflow" / "pools.json"))
+        airflow_cli(settings, "pools", "import", str(pools or POOLS_FILE))
         if before_airflow is not None:
             with private_files():  # it lands batches and writes the platform DB in this process
                 before_airflow()

@@ -1,5 +1,8 @@
 """On-call runbooks: one page per alert rule and page kind (``docs/runbooks/<slug>.md``), linked as a URL.
 
+The pages ship in the package (``ativo/runbook_pages``, a link to ``docs/runbooks`` in the repository, copied into
+the wheel), so an installed Ativo serves them without a source checkout.
+
 The pages are served over HTTP by the Ativo page on Airflow's api-server (``/ativo/runbooks/<slug>``), so every
 notifier message, alert rule annotation and failure log line can carry a link that opens in a browser.
 """
@@ -10,9 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ativo.config import PROJECT_ROOT
-
-RUNBOOKS_DIR = PROJECT_ROOT / "docs" / "runbooks"
+RUNBOOKS_DIR = Path(__file__).resolve().parent / "runbook_pages"
 
 PAGE_KINDS: dict[str, str] = {
     "task_failed": "task-failed",

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ativo.airflow import POOLS_FILE
+
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ["pandas", "numpy", "pyarrow", "xgboost", "sklearn", "mlflow", "great_expectations", "dvc", "sqlalchemy"]
 
@@ -95,7 +97,7 @@ def test_deploy_runs_on_the_challenger_asset_and_watches_without_holding_a_slot(
 
 
 def test_pools_named_by_specs_are_created_by_setup(dagbag):
-    pools = json.loads((ROOT / "deploy" / "airflow" / "pools.json").read_text())
+    pools = json.loads(POOLS_FILE.read_text())
     used = {t.pool for d in dagbag.dags.values() for t in d.tasks} - {"default_pool"}
     assert used <= set(pools), f"pools used but never created: {used - set(pools)}"
 

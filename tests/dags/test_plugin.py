@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
+import importlib
 import socket
-from pathlib import Path
 
 import pytest
 
 from tests.metrics_text import samples
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def load_plugin():
-    spec = importlib.util.spec_from_file_location("ativo_plugin", ROOT / "plugins" / "ativo_plugin.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    # what Airflow loads through the package's airflow.plugins entry point
+    return importlib.import_module("ativo.airflow.plugin")
 
 
 def test_metrics_endpoint_serves_budgets_and_leases_from_the_platform_db(ativo_home, monkeypatch):

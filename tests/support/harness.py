@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ativo.airflow import POOLS_FILE
 from ativo.config import Settings, load_settings
 from ativo.http import HttpError
 from ativo.waiting import WaitTimeout, wait_until
@@ -243,7 +244,7 @@ def run_search_on_airflow(
             (only / path.name).write_bytes(path.read_bytes())
     settings = settings.model_copy(update={"specs_dir": only})
 
-    pools = supervisor.PROJECT_ROOT / "deploy" / "airflow" / "pools.json"
+    pools = POOLS_FILE
     if pool_slots is not None:  # the shipped pools with cpu_train resized: one `airflow` CLI start fewer
         doc = json.loads(pools.read_text())
         doc["cpu_train"]["slots"] = pool_slots

@@ -255,12 +255,12 @@ def parallel_trials(spec: ModelSpec) -> int:
     """How many of the spec's trials its pool runs at once: the pool's slots over the slots a trial holds.
 
     The pool's size comes from the REST API (as an operator set it), else from the pools file setup imports
-    (``deploy/airflow/pools.json``; ``dag.test()`` has no API server), else 1.
+    (:data:`ativo.airflow.POOLS_FILE`; ``dag.test()`` has no API server), else 1.
     """
     import json
     from urllib.parse import quote
 
-    from ativo.config import PROJECT_ROOT
+    from ativo.airflow import POOLS_FILE
     from ativo.orchestrator import AirflowAPI
 
     pool, slots = spec.compute.pool, None
@@ -269,7 +269,7 @@ def parallel_trials(spec: ModelSpec) -> int:
     except Exception as err:  # no API server (dag.test()), or no such pool: the shipped pools file says
         logging.getLogger("ativo.train").info("pool %s: size from the pools file (%s)", pool, str(err)[:200])
         try:
-            doc = json.loads((PROJECT_ROOT / "deploy" / "airflow" / "pools.json").read_text())
+            doc = json.loads(POOLS_FILE.read_text())
             slots = int(doc[pool]["slots"])
         except (OSError, KeyError, ValueError):
             slots = 1
