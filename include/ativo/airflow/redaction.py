@@ -10,7 +10,7 @@ event, and a task may not open the metadata DB in Airflow 3; so the redaction ru
 that DB runs:
 
 - **The scheduler** (the real deployment): :class:`ErasureRedactor` is a listener of Ativo's plugin
-  (``plugins/ativo_plugin.py``). ``on_dag_run_running`` fires in the scheduler when it starts a run of an erasure DAG,
+  (:mod:`ativo.airflow.plugin`). ``on_dag_run_running`` fires in the scheduler when it starts a run of an erasure DAG,
   before any task: a conf that names subjects is filed into the platform DB and left ``{"request_id", ...}``, and
   the event-log rows are redacted, in the scheduler's own transaction. ``on_dag_run_success``/``on_dag_run_failed``
   (the scheduler's ``DagRun.update_state``) sweep every erasure run (paged, not only the newest), every event-log row
