@@ -31,12 +31,29 @@ _CLUSTERS: dict[str, Any] = {}  # the LocalCluster each local client runs on
 _LOCK = threading.Lock()
 
 
+def require_dask() -> None:
+    """Check that Dask is installed, which ``compute.engine: dask`` needs and a plain install of Ativo leaves out.
+
+    Raises:
+        DaskTrainingError: ``dask`` or ``distributed`` is missing; the message says to install the ``dask`` extra.
+    """
+    import importlib.util
+
+    missing = [m for m in ("dask", "distributed") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise DaskTrainingError(
+            f"compute.engine dask needs {' and '.join(missing)}, which are not installed: "
+            "install Ativo's dask extra (pip install 'ativo[dask]') on the workers that train"
+        )
+
+
 def client_for(spec: ModelSpec, settings: Settings) -> Any:
     """A ``distributed.Client`` on the settings' scheduler, else on this process's ``LocalCluster`` (started once).
 
     Raises:
-        DaskTrainingError: the scheduler named by ``ATIVO_DASK_SCHEDULER`` does not answer.
+        DaskTrainingError: Dask is not installed, or the scheduler named by ``ATIVO_DASK_SCHEDULER`` does not answer.
     """
+    require_dask()
     from distributed import Client, LocalCluster
 
     shape = spec.compute.dask

@@ -118,6 +118,9 @@ def _parquet_footer(source: tuple[str, dict[str, Any]]) -> tuple[int, Any]:
 
 def parquet_frame(sources: list[tuple[str, dict[str, Any]]], label: str = "ativo-parquet") -> tuple[Any, int]:
     """Parquet files as a lazy Dask frame, one partition per file, and their rows (from the footers alone)."""
+    from ativo.compute.cluster import require_dask
+
+    require_dask()
     import dask.dataframe as dd
 
     footers = [_parquet_footer(s) for s in sources]
