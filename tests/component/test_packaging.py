@@ -113,6 +113,22 @@ def test_runtime_dependencies_are_declared_with_lower_bounds_and_no_dev_tool(whe
     assert not declared & DEV_TOOLS, f"development tools in the wheel's requirements: {declared & DEV_TOOLS}"
 
 
+def test_the_lock_satisfies_every_declared_requirement(wheel):
+    pins = {}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        if "==" in line and not line.lstrip().startswith("#"):
+            req = Requirement(line.split("#")[0].strip())
+            pins[canonicalize_name(req.name)] = next(iter(req.specifier)).version
+    meta = Parser().parsestr(dist_info(wheel, "METADATA"))
+    for line in meta.get_all("Requires-Dist") or []:
+        req = Requirement(line)
+        name = canonicalize_name(req.name)
+        if name == "ativo":  # the all extra, naming the others
+            continue
+        assert name in pins, f"{req} is not in requirements.txt, the lock the tests run on"
+        assert req.specifier.contains(pins[name], prereleases=True), f"{req}: the lock pins {pins[name]}"
+
+
 def test_every_third_party_import_of_the_library_is_declared(wheel):
     runtime, extras = requirements(wheel)
     declared = set(runtime).union(*extras.values())
