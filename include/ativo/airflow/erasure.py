@@ -39,6 +39,33 @@ QUEUE_CONN = "ativo_erasure_queue"
 QUEUE_REDELIVERY_S = 300  # a message the DAG has not filed and deleted comes back after this
 
 
+def _require_queue_providers() -> None:
+    """Check that the providers an SQS queue needs are installed (Ativo's ``sqs`` extra).
+
+    Raises:
+        ImportError: one is missing; the message names it and the extra, and the setting that asked for the queue.
+    """
+    import importlib.util
+
+    needed = {
+        "airflow.providers.common.messaging": "apache-airflow-providers-common-messaging",
+        "airflow.providers.amazon": "apache-airflow-providers-amazon",
+    }
+    missing = []
+    for module, dist in needed.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # a parent package is missing
+            found = False
+        if not found:
+            missing.append(dist)
+    if missing:
+        raise ImportError(
+            f"ATIVO_ERASURE_QUEUE_URL is set, and an erasure request queue needs {' and '.join(missing)}: "
+            "install Ativo's sqs extra (pip install 'ativo[sqs]'), or unset it"
+        )
+
+
 def queue_asset(spec: ModelSpec, queue_url: str) -> Asset:
     """The spec's erasure-request queue as an Asset watched by a ``MessageQueueTrigger`` on SQS.
 
@@ -46,6 +73,7 @@ def queue_asset(spec: ModelSpec, queue_url: str) -> Asset:
     is filed, so a message the platform has not recorded is never lost. Only messages whose ``spec`` is this spec
     fire it.
     """
+    _require_queue_providers()
     from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
     from airflow.sdk import AssetWatcher
 
