@@ -12,8 +12,9 @@ from tests.metrics_text import samples
 
 
 def load_plugin():
-    # what Airflow loads through the package's airflow.plugins entry point
-    return importlib.import_module("ativo.airflow.plugin")
+    # what Airflow loads through the package's airflow.plugins entry point, as a new process does: a fresh copy, not
+    # one whose app an earlier test in this worker already built
+    return importlib.reload(importlib.import_module("ativo.airflow.plugin"))
 
 
 def test_metrics_endpoint_serves_budgets_and_leases_from_the_platform_db(ativo_home, monkeypatch):

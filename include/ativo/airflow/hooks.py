@@ -90,10 +90,10 @@ class MlflowHook(BaseHook):
 
     def get_conn(self) -> Any:
         """An ``mlflow.MlflowClient`` on the tracking server (and its registry)."""
-        from mlflow import MlflowClient
+        from ativo.model.client import mlflow_client
 
         uri = self.tracking_uri()
-        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+        return mlflow_client(uri, registry_uri=uri)
 
 
 class InferenceApiHook(BaseHook):
