@@ -5,7 +5,6 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ativo-installed
-BYTECODE := $(VENV)/.ativo-bytecode
 # The host's PATH, before .venv/bin goes first: uv and the base Python are the host's, never the venv's (a venv's
 # pip refuses `--user`, which broke `make run` after a pull that changed requirements.txt).
 HOST_PATH := $(PATH)
@@ -26,27 +25,21 @@ $(STAMP): requirements.txt pyproject.toml
 	  fi; \
 	  echo "==> creating $(VENV) and installing the pinned dependencies (about 1 minute)"; \
 	  PATH="$(HOST_PATH)" $$UV venv --quiet --seed --allow-existing -p $(PYTHON) $(VENV) && \
-	  $$UV pip install --quiet --compile-bytecode -p $(PY) -r requirements.txt && \
-	  $$UV pip install --quiet --compile-bytecode -p $(PY) --no-deps -e . && \
+	  $$UV pip install --quiet -p $(PY) -r requirements.txt && \
+	  $$UV pip install --quiet -p $(PY) --no-deps -e . && \
 	  rm -rf include/ativo.egg-info  # the build's copy of the metadata: include/ is on sys.path, and Airflow would load the plugin twice
-	@touch $(STAMP) && touch $(BYTECODE)
+	@touch $(STAMP)
 
-# Where PYTHONDONTWRITEBYTECODE is set (this machine's environment sets it), no process writes the bytecode of what
-# it imports, and each one compiles every module it imports again: about half the start of Airflow's scheduler, a
-# server or a CLI call (measured: importing the tasks' preload took 14.4 s of CPU, 7.1 s with the bytecode there).
-# The dependencies are compiled once after each install; the project's own code before each test run. uv's
-# --compile-bytecode (above) writes the dependencies' bytecode as it installs, and the install marks it done (checking
-# it again cost 10 s of every fresh `make test`); a venv installed without that flag (an older checkout's: its marker
-# is older than the install's) is compiled here (about 90 s on 2 cores).
-$(BYTECODE): $(STAMP)
-	@if [ $(BYTECODE) -ot $(STAMP) ]; then \
-	  echo "==> compiling the dependencies' bytecode (about 90 s on 2 cores)"; \
-	  $(PY) -m compileall -q -j 0 $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') > /dev/null || true; \
-	  touch $(BYTECODE); \
-	fi
+# Python writes a module's bytecode the first time a process imports it, and every later process loads it from there.
+# This machine's environment sets PYTHONDONTWRITEBYTECODE, under which each process would compile every module it
+# imports again (about half the start of Airflow's scheduler, a server or a CLI call); it is unset for what make runs.
+# So only the modules in use are ever compiled, once: compiling every dependency at install (uv's --compile-bytecode)
+# took 55 of the 60 s of a fresh setup, most of it for modules nothing imports. The project's own code is compiled
+# before each test run, so the test workers do not race to write it.
+export PYTHONDONTWRITEBYTECODE :=
 COMPILE_PROJECT := $(PY) -m compileall -q -j 0 include ativo_dev tests dags plugins bench > /dev/null || true
 
-setup: $(STAMP) $(BYTECODE)  ## create .venv with the pinned dependencies
+setup: $(STAMP)  ## create .venv with the pinned dependencies
 
 data: setup  ## fetch the UCI Adult reference data (sha256 checked)
 	@$(PY) -m ativo.cli fetch-data
