@@ -91,7 +91,7 @@ test-browser: data  ## browser tier: a live platform, Prometheus on it, Debian's
 	@$(COMPILE_PROJECT)
 	@$(PYTEST) -m browser --durations=10 $(PYTEST_ARGS)
 
-test-integration: data  ## integration tier: PostgreSQL, S3 endpoint (ATIVO_REQUIRE_SERVICES=1 makes a missing service fail)
+test-integration: data  ## integration tier: PostgreSQL, S3 endpoint, whole Airflows on a real scheduler (ATIVO_REQUIRE_SERVICES=1 makes a missing service fail)
 	@$(COMPILE_PROJECT)
 	@$(PYTEST) -m integration $(PYTEST_ARGS)
 

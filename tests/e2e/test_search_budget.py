@@ -1,7 +1,7 @@
 """The search within a budget, through Airflow's task runner (dag.test): exactly what the budget covers runs.
 
 dag.test() runs the mapped trials one after another and ignores pools; the pool limit is shown by the real
-scheduler in tests/e2e/test_pool_limit.py.
+scheduler in tests/integration/test_pool_limit.py.
 """
 
 from __future__ import annotations

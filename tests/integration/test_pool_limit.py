@@ -1,7 +1,8 @@
 """A real scheduler (Airflow standalone, LocalExecutor) never runs more trials at once than the pool has slots.
 
 dag.test() ignores pools, so this runs the training DAG on a throw-away platform and reads the task instances'
-start and end times back from the REST API.
+start and end times back from the REST API. It lives in the integration tier with the other tests that boot a whole
+Airflow (api-server, scheduler, DAG processor, executor: about 80 s of two busy cores); it needs no outside service.
 """
 
 from __future__ import annotations
