@@ -155,6 +155,14 @@ CHUNK_BYTES = 4 << 20
 """How much of a table's text is searched at once: the scan's memory stays bounded whatever the table's size."""
 
 
+def _search_columns(pending: dict[str, list[bytes]], rx: Needles, kinds: dict[bytes, str], found: set[str]) -> None:
+    """Search each column's pending values at once (adding ``"<column>: <kind>"`` to ``found``), then forget them."""
+    for name, values in pending.items():
+        if values:
+            found.update(f"{name}: {kinds.get(m, 'value')}" for m in rx.found(SEPARATOR.join(values)))
+            values.clear()
+
+
 def _scan_db(
     engine: Engine,
     rx: Needles,
@@ -176,13 +184,6 @@ def _scan_db(
             # scan); the separator is no id's character, so no match spans two values
             pending: dict[str, list[bytes]] = {c.name: [] for c in cols}
             size = 0
-
-            def search() -> None:
-                for name, values in pending.items():
-                    if values:
-                        found.update(f"{name}: {kinds.get(m, 'value')}" for m in rx.found(SEPARATOR.join(values)))
-                        values.clear()
-
             for row in conn.execute(select(*table.columns)).mappings():
                 scanned["platform db"] = scanned.get("platform db", 0) + 1
                 for c in cols:
@@ -195,9 +196,9 @@ def _scan_db(
                     pending[c.name].append(text)
                     size += len(text)
                 if size > CHUNK_BYTES:
-                    search()
+                    _search_columns(pending, rx, kinds, found)
                     size = 0
-            search()
+            _search_columns(pending, rx, kinds, found)
             if found:
                 out.append({"store": "platform db", "where": table.name, "found": sorted(found)})
     return out
