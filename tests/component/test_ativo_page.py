@@ -166,6 +166,41 @@ def test_reports_open_over_http_from_the_store_only(airflow_app, settings):
     assert client.get(f"/ativo/reports/{ref}").status_code == 401
 
 
+def test_a_dataset_version_opens_by_its_tag_with_its_days_and_never_a_path(airflow_app, settings):
+    import datetime as dt
+
+    from sqlalchemy import insert
+
+    from ativo.store.db import dataset_versions, get_engine
+
+    client, token = airflow_app
+    with get_engine(settings.db_url).begin() as conn:
+        for n, days in ((1, ["2026-11-29"]), (2, ["2026-11-29", "2026-11-30"])):
+            conn.execute(
+                insert(dataset_versions).values(
+                    spec="adult_income",
+                    version=n,
+                    tag=f"adult_income-v{n:04d}",
+                    git_rev=f"{n}" * 40,
+                    manifest_hash="ab" * 16,
+                    rows=1000 * n,
+                    partitions=days,
+                    created_at=dt.datetime.now(dt.UTC),
+                )
+            )
+    first = client.get("/ativo/datasets/adult_income/adult_income-v0001", headers=token("analyst"))
+    assert first.status_code == 200 and "Dataset version adult_income-v0001" in first.text
+    assert "2026-11-29" in first.text and "1000" in first.text and "the latest" not in first.text
+    assert "No model version was trained on this dataset version yet." in first.text
+    latest = client.get("/ativo/datasets/adult_income/adult_income-v0002", headers=token("analyst")).text
+    assert "(the latest)" in latest and "2 (2026-11-29 … 2026-11-30)" in latest and "file://" not in latest
+    for path in ("adult_income/adult_income-v0003", "compas_recidivism/adult_income-v0001", "nope/adult_income-v0001"):
+        assert client.get(f"/ativo/datasets/{path}", headers=token("analyst")).status_code == 404, path
+    assert client.get("/ativo/datasets/adult_income/adult_income-v0001").status_code == 401
+    page = client.get("/ativo/", headers=token("analyst")).text  # Live versions links the latest one
+    assert 'href="datasets/adult_income/adult_income-v0002"' in page
+
+
 def test_run_artifacts_open_only_under_gates_and_monitor(airflow_app, settings):
     import mlflow
 

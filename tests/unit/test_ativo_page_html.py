@@ -178,3 +178,27 @@ def test_hostile_names_render_as_text():
     page = render(data, spec_name=EVIL)
     assert "<script>alert" not in page and "<img src=x" not in page
     assert "&lt;script&gt;" in page
+
+
+def test_a_dataset_version_page_links_each_model_card_and_escapes_what_it_shows():
+    card = "run/0123abcd/gates/model_card.html"
+    data = {
+        "spec": "adult_income",
+        "tag": EVIL,
+        "version": 4,
+        "rows": 1200,
+        "days": ["2026-11-28", "2026-11-29", "2026-11-30"],
+        "data_registry_commit": "c0ffee" * 6,
+        "manifest_sha256": "ab" * 16,
+        "recorded_at": "2026-12-01T02:00:00+00:00",
+        "latest": True,
+        "models": [
+            {"version": "7", "gates": "passed", "alias": "champion", "test_auc": 0.91234, "card_ref": card},
+            {"version": "8", "gates": None, "alias": EVIL, "test_auc": None, "card_ref": None},
+        ],
+    }
+    page = html.dataset_page(data, home="/ativo/")
+    assert "<script>alert" not in page and "&lt;script&gt;" in page
+    assert f'<a href="/ativo/reports/{card}">model card</a>' in page and "0.9123" in page
+    assert "3 (2026-11-28 … 2026-11-30)" in page and "(the latest)" in page and "not judged yet" in page
+    assert html.dataset_page({**data, "models": None}, home="/ativo/").count("could not read the model registry") == 1

@@ -14,6 +14,8 @@ Routes (mounted at ``/ativo`` by the plugin):
   ``?format=json``; anything that is not one of those reports is 404.
 - ``GET /files?uri=`` — the retired link form: redirected to ``/reports/{ref}`` when the URI is a report the page
   opens and that exists, else 410.
+- ``GET /datasets/{spec}/{tag}`` — one dataset version (the lineage's dataset link): its rows, days, data-registry
+  commit and manifest hash, and the model versions trained on it with their cards; 404 for a tag the spec never had.
 - ``GET /erasure/receipts/{spec}/{request_id}`` — a closed request's receipt, verified against the audit chain, as
   an HTML page (``?format=json``, or an ``Accept: application/json`` client, for the JSON).
 - ``GET /audit`` (``GET /api/audit`` as JSON) — the newest 100 rows of the platform's audit log that match the
@@ -364,6 +366,17 @@ def page_app() -> Any:
         else:
             shown = report_html.other(kind.replace("_", " "), doc, home)
         return HTMLResponse(shown, headers={"Content-Security-Policy": "sandbox"})
+
+    @app.get("/datasets/{spec}/{tag}", response_class=HTMLResponse)
+    def dataset(spec: str, tag: str, request: Request, user: CurrentUser) -> HTMLResponse:
+        from ativo.store.db import get_engine
+
+        settings = load_settings()
+        data = views.dataset_version(get_engine(settings.db_url), settings, spec, tag)
+        if data is None:
+            raise HTTPException(404, f"{spec[:60]!r} has no dataset version {tag[:60]!r}")
+        home = request.scope.get("root_path", "").rstrip("/") + "/"
+        return HTMLResponse(html.dataset_page(data, home=home))
 
     @app.get("/erasure/receipts/{spec}/{request_id}")
     def receipt(spec: str, request_id: str, request: Request, user: CurrentUser, format: str = "") -> Response:

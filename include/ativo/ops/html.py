@@ -287,8 +287,10 @@ def deployments_section(deployments: Any, datasets: Any, can_operate: bool) -> s
             _table(["alias", "version"], [[f"<b>{e(a)}</b>", e(v)] for a, v in live], "No version is registered yet.")
         )
         if ds:
+            page = f"datasets/{quote(spec, safe='')}/{quote(str(ds['tag']), safe='')}"
             out.append(
-                f'<p class="muted">latest dataset version: {e(ds["tag"])} ({e(ds["rows"])} rows, {when(ds["at"])})</p>'
+                f'<p class="muted">latest dataset version: <a href="{page}">{e(ds["tag"])}</a> '
+                f"({e(ds['rows'])} rows, {when(ds['at'])})</p>"
             )
         out.append(
             _form(
@@ -733,6 +735,51 @@ def audit_page(data: dict[str, Any], *, user: str, role: str | None, tz: tzinfo)
         + _table(["row", "time", "kind", "actor", "spec / ref", "fields"], rows, "No audit row matches.")
     )
     return document("Ativo: audit log", body)
+
+
+def dataset_page(data: dict[str, Any], *, home: str) -> str:
+    """One dataset version: its facts, its days and the model versions trained on it (each with its card).
+
+    ``data`` is :func:`ativo.ops.views.dataset_version`'s; ``home`` is the Ativo page's path, which its links start
+    from. Every value is escaped.
+    """
+    days = data["days"]
+    span = f"{days[0]} … {days[-1]}" if len(days) > 1 else (days[0] if days else "none")
+    facts = [
+        ("spec", f'<a href="{e(home)}#spec-{e(data["spec"])}">{e(data["spec"])}</a>'),
+        ("version", e(data["version"]) + (' <span class="ok">(the latest)</span>' if data["latest"] else "")),
+        ("rows", e(data["rows"])),
+        ("days", f"{len(days)} ({e(span)})"),
+        ("recorded", when(data["recorded_at"])),
+        ("data-registry commit", f"<code>{e(data['data_registry_commit'])}</code>"),
+        ("DVC manifest", f"<code>{e(data['manifest_sha256'])}</code>"),
+    ]
+    models = data["models"]
+    if models is None:
+        trained = '<p class="bad">could not read the model registry</p>'
+    else:
+        trained = _table(
+            ["model version", "gates", "serving as", "test AUC", "model card"],
+            [
+                [
+                    e(m["version"]),
+                    f'<span class="{"ok" if m["gates"] == "passed" else "bad" if m["gates"] else "muted"}">'
+                    f"{e(m['gates'] or 'not judged yet')}</span>",
+                    e(m["alias"] or ""),
+                    e("" if m["test_auc"] is None else f"{m['test_auc']:.4f}"),
+                    f'<a href="{e(home)}reports/{quote(m["card_ref"])}">model card</a>' if m["card_ref"] else "—",
+                ]
+                for m in models
+            ],
+            "No model version was trained on this dataset version yet.",
+        )
+    body = (
+        f'<p><a href="{e(home)}">Ativo</a></p><h1>Dataset version {e(data["tag"])}</h1>'
+        '<div class="card"><dl>' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl></div>"
+        f"<h2>Days</h2><p>{', '.join(e(d) for d in days) or '—'}</p>"
+        f"<h2>Model versions trained on it</h2>{trained}"
+    )
+    return document(f"Ativo: dataset {data['tag']}", body)
 
 
 def document(title: str, body: str, refresh: int | None = None) -> str:
