@@ -262,9 +262,9 @@ def browser() -> Any:
         chromium.close()
 
 
-def login(browser: Any, live: LivePlatform, user: str) -> Any:
-    """A new page signed in to Airflow's UI as ``user`` (through the real login form)."""
-    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+def login(browser: Any, live: LivePlatform, user: str, width: int = 1440, height: int = 1000) -> Any:
+    """A new page signed in to Airflow's UI as ``user`` (through the real login form), ``width`` pixels wide."""
+    context = browser.new_context(viewport={"width": width, "height": height})
     page = context.new_page()
     page.set_default_timeout(60_000)
     page.goto(f"{live.airflow}/")
@@ -276,10 +276,13 @@ def login(browser: Any, live: LivePlatform, user: str) -> Any:
     return page
 
 
-def shot(page: Any, name: str) -> Path:
-    """A full-page screenshot under var/screenshots/ for a reviewer to look at."""
+def shot(page: Any, name: str, full_page: bool = True) -> Path:
+    """A screenshot under var/screenshots/ for a reviewer to look at: the whole page, or what the window shows.
+
+    The README's pictures are window-sized ones (``full_page=False``), copied into docs/images/.
+    """
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     time.sleep(0.5)  # let the last render settle
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path

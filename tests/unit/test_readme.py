@@ -27,3 +27,20 @@ def test_every_readme_link_is_a_page_of_this_repository():
     linked = {(ROOT / t.split("#", 1)[0]).resolve() for t in links}
     pages = {p.resolve() for p in (ROOT / "docs").glob("*.md")}
     assert pages <= linked, f"docs pages the README does not lead to: {sorted(p.name for p in pages - linked)}"
+
+
+PICTURE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
+PICTURE_MAX_BYTES = 300_000
+
+
+def test_every_picture_the_readme_and_docs_show_is_a_small_file_of_this_repository():
+    pages = [README, *sorted((ROOT / "docs").rglob("*.md"))]
+    shown = {page: PICTURE.findall(page.read_text(encoding="utf-8")) for page in pages}
+    for page, targets in shown.items():
+        for target in targets:
+            assert "://" not in target and not target.startswith("/"), f"{page.name} shows {target}: not in the repo"
+            path = (page.parent / target).resolve()
+            assert path.is_relative_to(ROOT) and path.is_file(), f"{page.name} shows {target}, which does not exist"
+            assert path.stat().st_size <= PICTURE_MAX_BYTES, f"{target} is over {PICTURE_MAX_BYTES} bytes"
+    # the README shows the platform as the browser tier saw it: a training run's grid, the Ativo page, a model card
+    assert {Path(t).name for t in shown[README]} >= {"airflow-train-grid.png", "ativo-page.png", "model-card.png"}
