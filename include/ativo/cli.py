@@ -1045,7 +1045,7 @@ def _cmd_db(args: argparse.Namespace) -> int:
                     f"{migrate.head()}: a newer release upgraded it; run that release (this one does not downgrade)",
                     file=sys.stderr,
                 )
-                return 2  # the wrong release for this database: run the one that upgraded it
+                return 1  # refused: the wrong release for this database, run the one that upgraded it
             if done.before == done.after:
                 print(
                     f"platform DB at {where}: at revision {done.after} already (this release's head: {migrate.head()})"
