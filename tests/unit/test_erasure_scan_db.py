@@ -48,3 +48,14 @@ def test_no_match_spans_two_values_and_open_requests_are_exempt(engine, monkeypa
     assert scan._scan_db(engine, pattern(["cust-300", "cust-3000"]), kinds, set(), None, {}) == []
     every = {f"R-{i}" for i in range(300)}
     assert scan._scan_db(engine, pattern(["cust-7"]), {}, every, None, {}) == []  # held on purpose while open
+
+
+def test_values_searched_together_never_join_into_a_needle():
+    from ativo.store.redaction import pattern
+
+    pending = {"note": [b"cust-30", b"0"]}  # side by side, without the separator, they would read 'cust-300'
+    found: set[str] = set()
+    scan._search_columns(pending, pattern(["cust-300"]), {}, found)
+    assert found == set() and pending == {"note": []}
+    scan._search_columns({"note": [b"x", b"cust-300"]}, pattern(["cust-300"]), {b"cust-300": "subject id"}, found)
+    assert found == {"note: subject id"}

@@ -120,6 +120,12 @@ class InferenceApiHook(BaseHook):
         """An ``httpx.Client`` on the base URL that sends the connection's API key."""
         import httpx
 
+        from ativo.http import new_client
+
         conn = self.get_connection(self.inference_conn_id)
-        headers = {"Authorization": f"Bearer {conn.password}"} if conn.password else {}
-        return httpx.Client(base_url=_url_of(conn, "http"), headers=headers, timeout=30.0)
+        client = new_client()  # the TLS settings and redirects every other call of the platform uses
+        client.base_url = httpx.URL(_url_of(conn, "http"))
+        client.timeout = httpx.Timeout(30.0)
+        if conn.password:
+            client.headers["Authorization"] = f"Bearer {conn.password}"
+        return client

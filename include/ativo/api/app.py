@@ -464,6 +464,20 @@ class InferenceService:
         ]
 
 
+def _public_reason(problems: list[str], path: Path) -> str:
+    """A spec file's problems as ``/health`` (which needs no key) shows them.
+
+    No host path and no quoted line of the file (a YAML error quotes the broken line, which may hold anything): only
+    where the problem is.
+    """
+    out = []
+    for problem in problems:
+        first, _, rest = problem.replace(str(path), path.name).partition("\n")
+        where = re.search(r"line \d+, column \d+", rest)
+        out.append(f"{first} ({where.group(0)})" if where else first)
+    return "; ".join(out)
+
+
 @dataclass(frozen=True)
 class SpecProblem:
     """A file of the specs folder that is invalid now, and what the server does about it."""
@@ -525,7 +539,7 @@ class SpecFolder:
                 keep = path.stem in served
                 problems[path.stem] = SpecProblem(
                     path.name,  # not its host path: /health needs no key
-                    "; ".join(err.problems),
+                    _public_reason(err.problems, path),
                     digest,
                     known.since if known is not None else time.time(),  # invalid since its first broken edit
                     "last valid version" if keep else "not served",

@@ -418,10 +418,10 @@ def new_engine(url: str) -> Engine:
         if path and path != ":memory:":  # the platform DB names subjects and holds audit rows: its owner's only
             os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
             os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-        engine = create_engine(url, connect_args={"timeout": 60})
+        engine = create_engine(url, connect_args={"timeout": 60}, hide_parameters=True)  # no subject in an error
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 def compact(engine: Engine, tables: list[str] | None = None) -> dict[str, Any]:
